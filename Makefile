@@ -1,0 +1,35 @@
+# The README's commands. `make run` and `make test` each do all their own set-up.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test deps system-deps lint bench settings-table clean
+
+run: $(VENV)/.installed  ## train and register the Ames model if none is, then serve on 127.0.0.1:8000
+	$(BIN)/watchkeeper train --if-missing
+	$(BIN)/watchkeeper serve
+
+test: $(VENV)/.installed system-deps  ## lint, then the whole test suite against real services
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+deps: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/install-python-deps
+	VENV=$(VENV) scripts/install-python-deps
+
+system-deps:
+	scripts/install-system-deps
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(VENV)/.installed  ## serving benchmark (prints figures; not a test)
+	$(BIN)/python bench/serving_bench.py
+
+settings-table: $(VENV)/.installed  ## the README's configuration table
+	$(BIN)/watchkeeper settings --markdown
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,1 @@
+"""The prediction server: Flask app factory, validation, prediction log, metrics."""

@@ -1,0 +1,87 @@
+"""The prediction server's app factory.
+
+Collaborators are built here from the settings unless handed in, so tests build
+isolated apps (own registry, database, Prometheus registry) side by side.
+Gunicorn loads ``serving.app:create_app()``; each worker builds its own app.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from flask import Flask
+from prometheus_client import CollectorRegistry
+
+from serving import http_errors, request_log
+from serving.metrics import ServingMetrics
+from serving.model_store import ModelStore
+from serving.prediction_log import PredictionLog
+from serving.routes import health, metrics, model_info, openapi, predict
+from serving.spill import SpillStore
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.migrate import head_revision
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    registry: CollectorRegistry | None = None,
+    model_store: ModelStore | None = None,
+    engine: sa.Engine | None = None,
+) -> Flask:
+    settings = settings or Settings()
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        WATCHKEEPER_MAX_BATCH_SIZE=settings.max_batch_size,
+        WATCHKEEPER_LOG_BODY_LIMIT=settings.log_body_limit,
+    )
+    app.extensions["watchkeeper.settings"] = settings
+
+    serving_metrics = ServingMetrics(registry or CollectorRegistry(), settings.prediction_buckets)
+    app.extensions["watchkeeper.metrics"] = serving_metrics
+
+    engine = engine or create_engine(settings.database_url)
+    app.extensions["watchkeeper.engine"] = engine
+    app.extensions["watchkeeper.schema_revision"] = head_revision()
+
+    if model_store is None:
+        model_store = ModelStore(
+            ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
+        )
+        model_store.load_current()
+    app.extensions["watchkeeper.model_store"] = model_store
+    if model_store.loaded is not None:
+        serving_metrics.model_info.labels(model_store.loaded.version).set(1)
+
+    prediction_log = None
+    if settings.log_enabled:
+        prediction_log = PredictionLog(
+            engine,
+            SpillStore(settings.spill_path),
+            serving_metrics.log,
+            batch_size=settings.log_batch_size,
+            flush_interval=settings.log_flush_interval,
+            queue_size=settings.log_queue_size,
+            retry_seconds=settings.log_retry_seconds,
+            probe_interval=settings.log_probe_interval,
+        ).start()
+    app.extensions["watchkeeper.prediction_log"] = prediction_log
+
+    request_log.init_app(app)
+    http_errors.init_app(app)
+    for blueprint in (predict.bp, health.bp, model_info.bp, metrics.bp, openapi.bp):
+        app.register_blueprint(blueprint)
+    return app
+
+
+def shutdown(app: Flask, timeout: float | None = None) -> None:
+    """Drain the prediction log; gunicorn calls this as each worker exits."""
+    prediction_log: PredictionLog | None = app.extensions.get("watchkeeper.prediction_log")
+    if prediction_log is not None:
+        prediction_log.close(timeout)

@@ -1,0 +1,52 @@
+"""Gunicorn configuration for ``watchkeeper serve``.
+
+``watchkeeper serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` and ``OMP_NUM_THREADS=1``
+in the environment before gunicorn starts, so that every worker imports
+prometheus-client in multiprocess mode and runs the trees single-threaded (one
+OpenMP pool per worker on a small host collapses throughput).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from watchkeeper.settings import Settings
+
+_settings = Settings()
+
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.workers
+threads = _settings.threads
+worker_class = "gthread"
+timeout = _settings.worker_timeout
+graceful_timeout = _settings.graceful_timeout
+keepalive = 5
+accesslog = None
+errorlog = "-"
+loglevel = "info"
+
+
+def on_starting(server: Any) -> None:
+    """Start with an empty multiprocess directory: files of a previous run would be
+    summed into this run's counters."""
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Drain this worker's prediction log before the process ends."""
+    from serving.app import shutdown
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "extensions"):
+        shutdown(app, timeout=max(_settings.graceful_timeout - 2, 1))

@@ -1,0 +1,131 @@
+"""Prometheus metrics of the prediction server.
+
+Metrics are created against the registry handed in, never the global one. Under
+gunicorn prometheus-client runs in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``
+set before import) and ``/metrics`` aggregates every worker's files; gauges say how
+to aggregate with ``multiprocess_mode``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prom_multiprocess
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+class LogMetrics:
+    """Health of the background prediction-log writer."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.queue_depth = Gauge(
+            "watchkeeper_log_queue_depth",
+            "Log entries waiting for the background writer.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.rows_written = Counter(
+            "watchkeeper_log_rows_written",
+            "Rows committed to the prediction log, by table.",
+            ["table"],
+            registry=registry,
+        )
+        self.write_errors = Counter(
+            "watchkeeper_log_write_errors",
+            "Failed attempts to write a batch to the prediction log database.",
+            registry=registry,
+        )
+        self.rows_spilled = Counter(
+            "watchkeeper_log_rows_spilled",
+            "Log entries written to the local spill file because the database was unavailable.",
+            registry=registry,
+        )
+        self.rows_replayed = Counter(
+            "watchkeeper_log_rows_replayed",
+            "Spilled log entries replayed into the database.",
+            registry=registry,
+        )
+        self.rows_dead_lettered = Counter(
+            "watchkeeper_log_rows_dead_lettered",
+            "Log entries the database refused as invalid, kept in a dead-letter file.",
+            registry=registry,
+        )
+        self.database_up = Gauge(
+            "watchkeeper_log_database_up",
+            "1 when the log writer's last database operation succeeded.",
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self.database_up.set(1)
+
+
+class ServingMetrics:
+    """Request, prediction and model metrics of the prediction server."""
+
+    def __init__(
+        self, registry: CollectorRegistry, prediction_buckets: Sequence[float]
+    ) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "watchkeeper_http_requests",
+            "HTTP requests handled, by endpoint, method and status code.",
+            ["endpoint", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "watchkeeper_http_request_duration_seconds",
+            "Time to handle an HTTP request, by endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.predictions = Counter(
+            "watchkeeper_predictions",
+            "Predictions made, by model version.",
+            ["model_version"],
+            registry=registry,
+        )
+        self.prediction_value = Histogram(
+            "watchkeeper_prediction_value",
+            "Distribution of predicted values (the model's target unit).",
+            buckets=tuple(prediction_buckets),
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "watchkeeper_predict_batch_size",
+            "Instances per accepted /predict request.",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            "watchkeeper_model_info",
+            "1 for the model version a worker serves.",
+            ["model_version"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.log = LogMetrics(registry)
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The text exposition: every worker's values under gunicorn, else ``registry``'s."""
+    if multiprocess_enabled():
+        collected = CollectorRegistry()
+        prom_multiprocess.MultiProcessCollector(collected)
+        return generate_latest(collected), CONTENT_TYPE_LATEST
+    return generate_latest(registry), CONTENT_TYPE_LATEST

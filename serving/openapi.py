@@ -1,0 +1,253 @@
+"""The OpenAPI 3.1 document of the prediction server.
+
+The ``Features`` schema is built from the served model's feature schema, so the
+document describes exactly what validation accepts; tests validate real responses
+against the response schemas here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from watchkeeper.schema import Feature, FeatureSchema
+
+_ERROR_RESPONSES = {
+    "400": "Body is not JSON or not shaped like the envelope.",
+    "413": "Body larger than the configured limit, or too many instances.",
+    "415": "Content-Type is not application/json.",
+    "422": "One or more fields break the model's feature schema.",
+    "503": "No model is loaded.",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _feature_schema(feature: Feature) -> dict[str, Any]:
+    kind = "number" if feature.is_numeric else "string"
+    schema: dict[str, Any] = {"type": [kind, "null"] if feature.nullable else kind}
+    if feature.is_numeric:
+        if feature.minimum is not None:
+            schema["minimum"] = feature.minimum
+        if feature.maximum is not None:
+            schema["maximum"] = feature.maximum
+        if feature.observed_min is not None:
+            schema["description"] = (
+                f"Seen in training: {feature.observed_min:g} to {feature.observed_max:g}."
+            )
+    elif feature.allow_unknown:
+        schema["examples"] = list(feature.categories[:10])
+        schema["description"] = (
+            f"Seen in training: {', '.join(feature.categories)}. Other values are accepted "
+            "and treated as missing."
+        )
+    else:
+        schema["enum"] = [*feature.categories, *([None] if feature.nullable else [])]
+    return schema
+
+
+def _features(schema: FeatureSchema | None) -> dict[str, Any]:
+    if schema is None:
+        return {"type": "object", "description": "No model is loaded."}
+    return {
+        "type": "object",
+        "properties": {f.name: _feature_schema(f) for f in schema.features},
+        "required": list(schema.names),
+        "additionalProperties": False,
+    }
+
+
+def _components(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, Any]:
+    interval = {
+        "type": "object",
+        "properties": {
+            "lower": {"type": "number"},
+            "upper": {"type": "number"},
+            "level": {"type": "number", "description": "Nominal coverage, e.g. 0.9."},
+        },
+        "required": ["lower", "upper", "level"],
+    }
+    item = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "description": "Prediction id, used for feedback."},
+            "prediction": {"type": "number"},
+            "interval": _ref("Interval"),
+        },
+        "required": ["id", "prediction", "interval"],
+    }
+    return {
+        "Features": _features(schema),
+        "SingleRequest": {
+            "type": "object",
+            "properties": {"features": _ref("Features")},
+            "required": ["features"],
+            "additionalProperties": False,
+        },
+        "BatchRequest": {
+            "type": "object",
+            "properties": {
+                "instances": {
+                    "type": "array",
+                    "items": _ref("Features"),
+                    "minItems": 1,
+                    "maxItems": max_batch_size,
+                }
+            },
+            "required": ["instances"],
+            "additionalProperties": False,
+        },
+        "Interval": interval,
+        "PredictionItem": item,
+        "SingleResponse": {
+            "type": "object",
+            "properties": {
+                "request_id": {"type": "string"},
+                "model_version": {"type": "string"},
+                **item["properties"],
+            },
+            "required": ["request_id", "model_version", *item["required"]],
+        },
+        "BatchResponse": {
+            "type": "object",
+            "properties": {
+                "request_id": {"type": "string"},
+                "model_version": {"type": "string"},
+                "predictions": {"type": "array", "items": _ref("PredictionItem")},
+            },
+            "required": ["request_id", "model_version", "predictions"],
+        },
+        "Error": {
+            "type": "object",
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "details": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "field": {"type": "string"},
+                                    "problem": {"type": "string"},
+                                },
+                                "required": ["field", "problem"],
+                            },
+                        },
+                    },
+                    "required": ["code", "message"],
+                },
+                "request_id": {"type": ["string", "null"]},
+            },
+            "required": ["error", "request_id"],
+        },
+        "Health": {
+            "type": "object",
+            "properties": {"status": {"type": "string"}},
+            "required": ["status"],
+        },
+        "Readiness": {
+            "type": "object",
+            "properties": {
+                "status": {"enum": ["ready", "not_ready"]},
+                "checks": {"type": "object"},
+            },
+            "required": ["status", "checks"],
+        },
+        "ModelInfo": {
+            "type": "object",
+            "properties": {"version": {"type": "string"}, "metadata": {"type": "object"}},
+            "required": ["version", "metadata"],
+        },
+    }
+
+
+def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> dict[str, Any]:
+    errors = {code: _json(_ref("Error"), text) for code, text in _ERROR_RESPONSES.items()}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Watchkeeper prediction server",
+            "version": "1",
+            "description": "Predictions with a prediction interval; every request is logged.",
+        },
+        "paths": {
+            "/predict": {
+                "post": {
+                    "operationId": "predict",
+                    "summary": "Predict for one record or a batch.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [_ref("SingleRequest"), _ref("BatchRequest")]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            {"oneOf": [_ref("SingleResponse"), _ref("BatchResponse")]},
+                            "Predictions; the X-Request-ID header repeats request_id.",
+                        ),
+                        **errors,
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "summary": "Liveness: the process answers.",
+                    "responses": {"200": _json(_ref("Health"), "Alive.")},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "summary": "Readiness: a model is loaded and the database answers.",
+                    "responses": {
+                        "200": _json(_ref("Readiness"), "Ready."),
+                        "503": _json(_ref("Readiness"), "Not ready; checks say why."),
+                    },
+                }
+            },
+            "/model": {
+                "get": {
+                    "operationId": "model",
+                    "summary": "The served model version and its registry metadata.",
+                    "responses": {
+                        "200": _json(_ref("ModelInfo"), "Current model."),
+                        "503": errors["503"],
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics.",
+                    "responses": {
+                        "200": {
+                            "description": "Text exposition format.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document.",
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document.")},
+                }
+            },
+        },
+        "components": {"schemas": _components(schema, max_batch_size)},
+    }

@@ -1,0 +1,52 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app
+
+from serving.responses import json_response
+from watchkeeper.db.migrate import current_revision
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process answers; nothing else is checked (a liveness probe must not fail
+    because a dependency is down)."""
+    return json_response({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Ready when a model is loaded and the prediction-log database answers."""
+    checks: dict[str, dict[str, object]] = {}
+    store = current_app.extensions["watchkeeper.model_store"]
+    loaded = store.loaded
+    checks["model"] = (
+        {"ok": True, "version": loaded.version}
+        if loaded is not None
+        else {"ok": False, "error": store.last_error or "no model loaded"}
+    )
+    engine: sa.Engine = current_app.extensions["watchkeeper.engine"]
+    try:
+        revision = current_revision(engine)
+        expected = current_app.extensions["watchkeeper.schema_revision"]
+        checks["database"] = (
+            {"ok": True}
+            if revision == expected
+            else {"ok": False, "error": f"schema at {revision}, needs {expected}: run migrations"}
+        )
+    except sa.exc.SQLAlchemyError as exc:
+        checks["database"] = {"ok": False, "error": str(exc.orig or exc).splitlines()[0]}
+    log = current_app.extensions["watchkeeper.prediction_log"]
+    if log is not None:
+        checks["prediction_log"] = {
+            "ok": True,
+            "queue_depth": log.queue_depth,
+            "database_up": log.database_up,
+        }
+    ready = all(check["ok"] for check in checks.values())
+    return json_response({"status": "ready" if ready else "not_ready", "checks": checks},
+                         200 if ready else 503)

@@ -1,0 +1,15 @@
+"""``GET /metrics``: Prometheus text exposition (all gunicorn workers aggregated)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+
+from serving.metrics import exposition
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    body, content_type = exposition(current_app.extensions["watchkeeper.metrics"].registry)
+    return Response(body, content_type=content_type)

@@ -1,0 +1,127 @@
+"""Fixtures shared by every test layer: the Ames data, a trained model registered
+once per session, isolated settings, and real services.
+
+A service the tests need but cannot find is a skip on a developer's machine and a
+failure in CI (``CI`` set), so CI can never go green without running them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.postgres import PostgresServer, find_bindir
+from watchkeeper.dataset import Dataset, load_ames
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.settings import Settings
+from watchkeeper.training import TrainedModel, train
+
+
+def require_service(what: str) -> None:
+    message = f"{what} is not available; `make test` installs it"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see only the settings they set, never the developer's shell."""
+    for name in list(os.environ):
+        if name.startswith("WATCHKEEPER_") or name == "PROMETHEUS_MULTIPROC_DIR":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def ames() -> Dataset:
+    return load_ames()
+
+
+@pytest.fixture(scope="session")
+def trained(ames: Dataset) -> TrainedModel:
+    """The default model: trained on 2006–2007, validated on 2008."""
+    return train(ames.between(None, 200712), ames.between(200801, 200812))
+
+
+@pytest.fixture(scope="session")
+def registry_template(tmp_path_factory: pytest.TempPathFactory, trained: TrainedModel) -> Path:
+    root = tmp_path_factory.mktemp("registry-template")
+    ModelRegistry(root).register(trained)
+    return root
+
+
+@pytest.fixture
+def registry_dir(tmp_path: Path, registry_template: Path) -> Path:
+    """A private copy of a registry holding the default model as current."""
+    target = tmp_path / "registry"
+    shutil.copytree(registry_template, target)
+    return target
+
+
+def json_record(row: pd.Series) -> dict[str, Any]:
+    """A dataset row as a client would send it: NaN becomes null, NumPy scalars
+    become plain numbers."""
+    record = {}
+    for name, value in row.items():
+        if isinstance(value, float) and np.isnan(value):
+            value = None
+        elif isinstance(value, np.generic):
+            value = value.item()
+        record[name] = value
+    return record
+
+
+@pytest.fixture(scope="session")
+def replay_records(ames: Dataset, trained: TrainedModel) -> list[dict[str, Any]]:
+    """Sales of 2009–2010 as request records."""
+    names = list(trained.model.schema.names)
+    frame = ames.between(200901, None).frame[names]
+    return [json_record(row) for _, row in frame.iterrows()]
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, registry_dir: Path) -> Any:
+    """Settings isolated in the test's temp dir; keyword arguments override fields."""
+
+    def factory(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"data_dir": tmp_path / "var", "registry_path": registry_dir}
+        values.update(overrides)
+        return Settings(**values)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    bindir = find_bindir()
+    if bindir is None:
+        require_service("PostgreSQL (Debian package postgresql)")
+    server = PostgresServer(bindir).init()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty, migrated database of each supported kind."""
+    from watchkeeper.db.engine import create_engine
+    from watchkeeper.db.migrate import upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'log.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database()
+    engine = create_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url

@@ -1,0 +1,72 @@
+"""A throwaway PostgreSQL server for tests, from Debian's ``postgresql`` package.
+
+PostgreSQL refuses to run as root, so when the tests run as root (CI does) the
+cluster is created and started as the ``postgres`` user with ``runuser``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tests.ports import free_port
+
+
+def find_bindir() -> Path | None:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
+    return Path(candidates[0]).parent if candidates else None
+
+
+class PostgresServer:
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="wk-pg-"))
+        self.datadir = self.root / "data"
+        self._as_postgres = os.geteuid() == 0
+        self._databases = 0
+
+    def _run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        command = [str(a) for a in argv]
+        if self._as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        return subprocess.run(command, check=True, capture_output=True, text=True, timeout=60)
+
+    def init(self) -> PostgresServer:
+        if self._as_postgres:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run(self.bindir / "initdb", "-D", self.datadir, "-A", "trust", "-U", "postgres")
+        return self
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(self.bindir / "pg_ctl", "-D", self.datadir, "-o", options,
+                  "-l", self.root / "log", "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(self.bindir / "pg_ctl", "-D", self.datadir, "-m", mode, "-w", "stop")
+
+    def destroy(self) -> None:
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        import sqlalchemy as sa
+
+        self._databases += 1
+        name = f"wk_test_{self._databases}"
+        engine = sa.create_engine(self.url(), isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        engine.dispose()
+        return self.url(name)

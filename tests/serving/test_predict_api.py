@@ -1,0 +1,252 @@
+"""``/predict`` end to end through the Flask app, on SQLite and on a real PostgreSQL:
+every class of input gets the right status and a field-level message, and the log
+holds one row per request, rejected ones included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from flask.testing import FlaskClient
+
+from tests.serving.conftest import LogReader
+
+
+def _problems(response: Any) -> dict[str, str]:
+    return {d["field"]: d["problem"] for d in response.json["error"].get("details", [])}
+
+
+def test_single_record_gets_prediction_interval_version_and_request_id(
+    client: FlaskClient, record: dict[str, Any], log_reader: LogReader
+) -> None:
+    response = client.post("/predict", json={"features": record})
+
+    assert response.status_code == 200
+    body = response.json
+    assert body["model_version"] == "v1"
+    assert body["request_id"] == response.headers["X-Request-ID"] == body["id"]
+    assert body["interval"]["lower"] < body["prediction"] < body["interval"]["upper"]
+    assert body["interval"]["level"] == 0.9
+    assert 20_000 < body["prediction"] < 1_000_000
+
+    [row] = log_reader.requests()
+    assert row["request_id"] == body["request_id"]
+    assert (row["status_code"], row["n_items"], row["error"]) == (200, 1, None)
+    assert row["model_version"] == "v1"
+    assert row["latency_seconds"] > 0
+    [logged] = log_reader.predictions()
+    assert logged["prediction_id"] == body["id"]
+    assert logged["features"] == record
+    assert logged["prediction"] == pytest.approx(body["prediction"])
+    assert logged["lower"] == pytest.approx(body["interval"]["lower"])
+
+
+def test_batch_returns_one_prediction_per_instance_in_order(
+    client: FlaskClient, replay_records: list[dict[str, Any]], log_reader: LogReader
+) -> None:
+    batch = replay_records[:25]
+    single = [client.post("/predict", json={"features": r}).json["prediction"] for r in batch[:3]]
+
+    response = client.post("/predict", json={"instances": batch})
+
+    assert response.status_code == 200
+    items = response.json["predictions"]
+    assert len(items) == 25
+    assert [i["prediction"] for i in items[:3]] == pytest.approx(single)
+    request_id = response.json["request_id"]
+    assert [i["id"] for i in items] == [f"{request_id}.{n}" for n in range(25)]
+    logged = [p for p in log_reader.predictions() if p["request_id"] == request_id]
+    assert [p["item_index"] for p in logged] == list(range(25))
+    assert [p["features"] for p in logged] == batch
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "problem"),
+    [
+        (lambda r: r.pop("Gr_Liv_Area"), "features.Gr_Liv_Area", "missing"),
+        (lambda r: r.update(Gr_Liv_Area="huge"), "features.Gr_Liv_Area", "must be a number, got string"),
+        (lambda r: r.update(Gr_Liv_Area=True), "features.Gr_Liv_Area", "must be a number, got boolean"),
+        (lambda r: r.update(Gr_Liv_Area=-5), "features.Gr_Liv_Area", "must be >= 0, got -5"),
+        (lambda r: r.update(Neighborhood=7), "features.Neighborhood", "must be a string, got number"),
+        (lambda r: r.update(Colour="red"), "features.Colour", "unknown field (not in the model's schema)"),
+    ],
+    ids=["missing", "string-for-number", "boolean-for-number", "below-minimum", "number-for-category",
+         "unknown-field"],
+)
+def test_bad_field_is_rejected_with_422_naming_it(
+    client: FlaskClient, record: dict[str, Any], log_reader: LogReader,
+    change: Any, field: str, problem: str,
+) -> None:
+    change(record)
+
+    response = client.post("/predict", json={"features": record})
+
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "validation_error"
+    assert _problems(response) == {field: problem}
+    [row] = log_reader.requests()
+    assert row["status_code"] == 422
+    assert row["error"]["details"] == [{"field": field, "problem": problem}]
+    assert orjson.loads(row["body"])["features"] == record
+    assert log_reader.predictions() == []
+
+
+@pytest.mark.parametrize(("literal", "shown"), [(b"NaN", "NaN"), (b"Infinity", "Infinity"),
+                                               (b"-Infinity", "-Infinity")])
+def test_non_finite_number_is_rejected_naming_the_field(
+    client: FlaskClient, record: dict[str, Any], log_reader: LogReader, literal: bytes, shown: str
+) -> None:
+    record["Lot_Area"] = 123456789
+    body = orjson.dumps({"features": record}).replace(b"123456789", literal)
+
+    response = client.post("/predict", data=body, content_type="application/json")
+
+    assert response.status_code == 422
+    assert _problems(response) == {"features.Lot_Area": f"must be a finite number, got {shown}"}
+    assert log_reader.requests()[0]["status_code"] == 422
+
+
+def test_every_bad_instance_of_a_batch_is_reported(
+    client: FlaskClient, replay_records: list[dict[str, Any]]
+) -> None:
+    batch = [dict(r) for r in replay_records[:5]]
+    batch[1]["Year_Built"] = "1990"
+    batch[3].pop("Lot_Area")
+    batch[4] = "not a house"
+
+    response = client.post("/predict", json={"instances": batch})
+
+    assert response.status_code == 422
+    assert _problems(response) == {
+        "instances[1].Year_Built": "must be a number, got string",
+        "instances[3].Lot_Area": "missing",
+        "instances[4]": "must be an object, got string",
+    }
+
+
+def test_unseen_category_is_accepted_and_predicted_as_missing(
+    client: FlaskClient, record: dict[str, Any]
+) -> None:
+    record["Neighborhood"] = "Atlantis"
+
+    response = client.post("/predict", json={"features": record})
+
+    assert response.status_code == 200
+
+
+def test_null_is_accepted_for_a_nullable_feature(client: FlaskClient, record: dict[str, Any]) -> None:
+    record["Garage_Area"] = None
+
+    assert client.post("/predict", json={"features": record}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b"{not json", "application/json", 400, "bad_request"),
+        (b"", "application/json", 400, "bad_request"),
+        (b"[1, 2]", "application/json", 400, "bad_request"),
+        (b'{"feature": {}}', "application/json", 400, "bad_request"),
+        (b'{"features": {}, "instances": []}', "application/json", 400, "bad_request"),
+        (b'{"instances": []}', "application/json", 422, "validation_error"),
+        (b'{"instances": {}}', "application/json", 422, "validation_error"),
+        (b'{"features": {}}', "text/plain", 415, "unsupported_media_type"),
+    ],
+    ids=["malformed", "empty-body", "not-an-object", "wrong-envelope", "both-envelopes",
+         "empty-batch", "instances-not-array", "not-json-content-type"],
+)
+def test_malformed_request_gets_clear_4xx_and_is_logged(
+    client: FlaskClient, log_reader: LogReader, body: bytes, content_type: str, status: int, code: str
+) -> None:
+    response = client.post("/predict", data=body, content_type=content_type)
+
+    assert response.status_code == status
+    assert response.json["error"]["code"] == code
+    assert response.json["error"]["message"]
+    [row] = log_reader.requests()
+    assert (row["status_code"], row["request_id"]) == (status, response.json["request_id"])
+
+
+def test_body_over_the_limit_gets_413_and_is_logged_without_body(
+    make_app: Any, record: dict[str, Any], read_log: Any
+) -> None:
+    app = make_app(max_request_bytes=4096)
+    reader = read_log(app)
+
+    response = app.test_client().post("/predict", json={"instances": [record] * 10})
+
+    assert response.status_code == 413
+    assert "4096" in response.json["error"]["message"]
+    [row] = reader.requests()
+    assert (row["status_code"], row["body"]) == (413, None)
+
+
+def test_batch_over_the_instance_limit_gets_413(make_app: Any, record: dict[str, Any]) -> None:
+    app = make_app(max_batch_size=3)
+
+    response = app.test_client().post("/predict", json={"instances": [record] * 4})
+
+    assert response.status_code == 413
+    assert response.json["error"]["details"] == [
+        {"field": "instances", "problem": "at most 3 instances"}
+    ]
+
+
+def test_no_registered_model_gives_503_on_predict_and_readyz(
+    make_app: Any, tmp_path: Any, record: dict[str, Any]
+) -> None:
+    app = make_app(registry_path=tmp_path / "empty-registry")
+    client = app.test_client()
+
+    assert client.post("/predict", json={"features": record}).status_code == 503
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json["checks"]["model"]["ok"] is False
+    assert client.get("/healthz").status_code == 200
+
+
+def test_model_endpoint_describes_the_served_version(client: FlaskClient) -> None:
+    body = client.get("/model").json
+
+    assert body["version"] == "v1"
+    meta = body["metadata"]
+    assert meta["training_window"]["rows"] == 1319
+    assert {"mae", "rmse", "mape", "coverage"} <= set(meta["metrics"])
+    assert len(meta["schema"]["features"]) == 71
+
+
+def test_readyz_reports_model_and_database(client: FlaskClient) -> None:
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json["checks"]["model"] == {"ok": True, "version": "v1"}
+    assert response.json["checks"]["database"] == {"ok": True}
+
+
+def test_readyz_fails_when_the_schema_is_not_migrated(
+    make_app: Any, tmp_path: Any
+) -> None:
+    app = make_app(database_url=f"sqlite:///{tmp_path / 'unmigrated.db'}")
+
+    response = app.test_client().get("/readyz")
+
+    assert response.status_code == 503
+    assert "migrations" in response.json["checks"]["database"]["error"]
+
+
+def test_metrics_count_requests_by_endpoint_and_status(
+    client: FlaskClient, record: dict[str, Any]
+) -> None:
+    client.post("/predict", json={"features": record})
+    client.post("/predict", json={"instances": [record, record, record]})
+    client.post("/predict", data=b"nope", content_type="application/json")
+
+    text = client.get("/metrics").get_data(as_text=True)
+
+    assert 'watchkeeper_http_requests_total{endpoint="/predict",method="POST",status="200"} 2.0' in text
+    assert 'watchkeeper_http_requests_total{endpoint="/predict",method="POST",status="400"} 1.0' in text
+    assert 'watchkeeper_predictions_total{model_version="v1"} 4.0' in text
+    assert 'watchkeeper_predict_batch_size_count 2.0' in text
+    assert 'watchkeeper_model_info{model_version="v1"} 1.0' in text
+    assert "watchkeeper_log_queue_depth" in text

@@ -1,0 +1,201 @@
+"""The ``watchkeeper`` command line: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from watchkeeper.settings import Settings, settings_table
+
+if TYPE_CHECKING:  # the registry pulls in scikit-learn; subcommands import it when needed
+    from watchkeeper.registry import ModelRegistry
+
+log = logging.getLogger("watchkeeper")
+
+
+def _registry(settings: Settings) -> ModelRegistry:
+    from watchkeeper.registry import ModelRegistry
+
+    return ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
+
+
+# -- train -----------------------------------------------------------------------
+
+
+def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from watchkeeper.dataset import load_ames, load_csv
+    from watchkeeper.training import TrainingParams, train
+
+    registry = _registry(settings)
+    if args.if_missing and registry.current_version() is not None:
+        print(f"model {registry.current_version()} is already current; nothing to do")
+        return 0
+    if args.csv:
+        if not args.target:
+            raise SystemExit("--target is required with --csv")
+        dataset = load_csv(Path(args.csv), args.target, period=args.period)
+    else:
+        dataset = load_ames()
+    if dataset.period is not None:
+        training = dataset.between(args.train_start, args.train_end)
+        validation = dataset.between(args.validation_start, args.validation_end)
+    else:
+        cut = int(len(dataset.frame) * (1 - args.validation_fraction))
+        training = replace(dataset, frame=dataset.frame.iloc[:cut])
+        validation = replace(dataset, frame=dataset.frame.iloc[cut:])
+    if len(training.frame) == 0 or len(validation.frame) == 0:
+        raise SystemExit("training and validation sets must both hold rows; check the periods")
+    trained = train(training, validation, params=TrainingParams(max_iter=args.max_iter))
+    version = registry.register(trained, make_current=not args.no_promote)
+    metrics = trained.metrics
+    print(
+        f"registered {version} ({'current' if not args.no_promote else 'not current'}): "
+        f"trained on {trained.training_window['rows']} rows, validated on "
+        f"{metrics['rows']} rows: MAE {metrics['mae']:,.0f}, RMSE {metrics['rmse']:,.0f}, "
+        f"MAPE {metrics['mape']:.1f}%, {trained.model.interval.level:.0%} interval coverage "
+        f"{metrics['coverage']:.1%}"
+    )
+    return 0
+
+
+# -- serve -----------------------------------------------------------------------
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from watchkeeper.db.engine import create_engine
+    from watchkeeper.db.migrate import require_current, upgrade
+
+    engine = create_engine(settings.database_url)
+    if settings.auto_migrate:
+        upgrade(engine)
+    require_current(engine)
+    engine.dispose()
+    env = dict(os.environ)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(settings.multiproc_dir.resolve())
+    env.setdefault("OMP_NUM_THREADS", "1")
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:serving.gunicorn_conf",
+        "serving.app:create_app()",
+    ]
+    print(f"serving on http://{settings.host}:{settings.port} with {settings.workers} workers")
+    sys.stdout.flush()
+    os.execve(sys.executable, argv, env)
+    return 0  # not reached
+
+
+# -- db / model / settings -------------------------------------------------------
+
+
+def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    from watchkeeper.db.engine import create_engine
+    from watchkeeper.db.migrate import current_revision, head_revision, upgrade
+
+    engine = create_engine(settings.database_url)
+    if args.db_command == "upgrade":
+        upgrade(engine)
+    print(f"schema revision {current_revision(engine)} (code expects {head_revision()})")
+    return 0
+
+
+def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
+    registry = _registry(settings)
+    current = registry.current_version()
+    if args.model_command == "show":
+        version = args.version or current
+        if version is None:
+            raise SystemExit("no model is registered")
+        print(json.dumps(registry.metadata(version), indent=2))
+        return 0
+    versions = registry.versions()
+    if not versions:
+        print("no model versions registered in", registry.root)
+        return 0
+    print(f"{'':2}{'version':<9}{'created':<21}{'rows':>6}{'MAE':>10}{'MAPE':>7}{'coverage':>10}")
+    for version in versions:
+        meta = registry.metadata(version)
+        metrics = meta.get("metrics", {})
+        print(
+            f"{'*' if version == current else '':2}{version:<9}{meta['created_at'][:19]:<21}"
+            f"{meta['training_window'].get('rows', 0):>6}{metrics.get('mae', float('nan')):>10,.0f}"
+            f"{metrics.get('mape', float('nan')):>6.1f}%{metrics.get('coverage', float('nan')):>10.1%}"
+        )
+    return 0
+
+
+def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
+    if args.markdown:
+        print(settings_table())
+    else:
+        print(settings.model_dump_json(indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="watchkeeper", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model and register it")
+    train.add_argument("--if-missing", action="store_true", help="do nothing if a model is current")
+    train.add_argument("--no-promote", action="store_true", help="register without making current")
+    train.add_argument("--csv", help="train on this CSV instead of the Ames data")
+    train.add_argument("--target", help="target column of the CSV")
+    train.add_argument("--period", help="integer column ordering the CSV's rows in time")
+    train.add_argument("--train-start", type=int, default=None, help="first period to train on")
+    train.add_argument("--train-end", type=int, default=200712, help="last period to train on")
+    train.add_argument("--validation-start", type=int, default=200801)
+    train.add_argument("--validation-end", type=int, default=200812)
+    train.add_argument(
+        "--validation-fraction", type=float, default=0.2,
+        help="without --period: share of the last rows held out for validation",
+    )
+    train.add_argument("--max-iter", type=int, default=300, help="boosting iterations")
+    train.set_defaults(handler=_cmd_train)
+
+    serve = commands.add_parser("serve", help="run the prediction server under gunicorn")
+    serve.set_defaults(handler=_cmd_serve)
+
+    db = commands.add_parser("db", help="database schema migrations")
+    db.add_argument("db_command", choices=["upgrade", "current"])
+    db.set_defaults(handler=_cmd_db)
+
+    model = commands.add_parser("model", help="inspect registered model versions")
+    model.add_argument("model_command", choices=["list", "show"])
+    model.add_argument("version", nargs="?")
+    model.set_defaults(handler=_cmd_model)
+
+    settings = commands.add_parser("settings", help="print the effective settings")
+    settings.add_argument("--markdown", action="store_true", help="the README's table")
+    settings.set_defaults(handler=_cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        print(f"invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    from watchkeeper.errors import WatchkeeperError
+
+    try:
+        return args.handler(args, settings)
+    except WatchkeeperError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

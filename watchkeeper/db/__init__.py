@@ -1,0 +1,1 @@
+"""The prediction log database: tables, engine and migrations."""

@@ -1,0 +1,93 @@
+"""A column encoder for mixed tabular data that is cheap on one row.
+
+scikit-learn's ``ColumnTransformer`` + ``OrdinalEncoder`` cost ~30 ms for a single
+row of the Ames features (joblib dispatch and per-column checks), twenty times the
+trees themselves. This encoder does the same job for a tree model with native
+categorical support, in plain NumPy: numeric columns become floats (missing → NaN),
+categorical columns become integer codes learned in ``fit`` (missing or unseen →
+NaN, which ``HistGradientBoostingRegressor`` routes as missing).
+
+Categorical codes follow the sorted category order and the trees treat them as
+ordinal: several splits recover any grouping. (Declaring them categorical to
+``HistGradientBoostingRegressor`` makes it re-encode every call through its own
+``ColumnTransformer``, ~12 ms a row; on the Ames 2008 validation year the ordinal
+form was as accurate.)
+
+It accepts a DataFrame or a mapping of column name → sequence, so the server can
+hand it validated columns without building a DataFrame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+Columns = pd.DataFrame | Mapping[str, Sequence[Any]]
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+class TabularEncoder(TransformerMixin, BaseEstimator):
+    """Numeric columns first, then categorical codes, in the order given.
+
+    The output has ``len(numeric) + len(categorical)`` float columns.
+    """
+
+    def __init__(self, numeric: Sequence[str] = (), categorical: Sequence[str] = ()) -> None:
+        self.numeric = numeric
+        self.categorical = categorical
+
+    def fit(self, X: Columns, y: Any = None) -> TabularEncoder:
+        self.codes_: dict[str, dict[str, int]] = {}
+        for name in self.categorical:
+            seen = sorted({str(v) for v in _column_list(X, name) if not _is_missing(v)})
+            self.codes_[name] = {value: code for code, value in enumerate(seen)}
+        self.n_features_out_ = len(self.numeric) + len(self.categorical)
+        return self
+
+    def transform(self, X: Columns) -> np.ndarray:
+        check_is_fitted(self, "codes_")
+        n_rows = len(X) if isinstance(X, pd.DataFrame) else len(next(iter(X.values()), ()))
+        out = np.empty((n_rows, self.n_features_out_), dtype=np.float64)
+        for j, name in enumerate(self.numeric):
+            out[:, j] = _numeric_column(X, name)
+        offset = len(self.numeric)
+        nan = math.nan
+        for j, name in enumerate(self.categorical):
+            codes = self.codes_[name]
+            out[:, offset + j] = [
+                codes.get(v, nan) if v.__class__ is str else _code_of(codes, v)
+                for v in _column_list(X, name)
+            ]
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray([*self.numeric, *self.categorical], dtype=object)
+
+
+def _code_of(codes: dict[str, int], value: Any) -> float:
+    if _is_missing(value):
+        return math.nan
+    return codes.get(str(value), math.nan)
+
+
+def _column_list(X: Columns, name: str) -> list[Any]:
+    column = X[name]
+    if isinstance(column, pd.Series):
+        return column.astype(object).where(column.notna(), None).tolist()
+    return list(column)
+
+
+def _numeric_column(X: Columns, name: str) -> np.ndarray:
+    column = X[name]
+    if isinstance(column, pd.Series):
+        return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.asarray(column, dtype=np.float64)

@@ -1,0 +1,80 @@
+"""A fitted model as the platform uses it: point prediction plus a prediction interval.
+
+The interval is split-conformal on the model's residuals in the target's transformed
+scale: ``log`` for strictly positive targets (prices — the interval widens with the
+price), ``absolute`` otherwise. The half width is calibrated once, at training time,
+so serving costs one model call per batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+from sklearn.base import RegressorMixin
+
+from watchkeeper.encoding import Columns
+from watchkeeper.schema import FeatureSchema
+
+Scale = Literal["log", "absolute"]
+
+
+@dataclass(frozen=True)
+class IntervalSpec:
+    """``level`` of nominal coverage; ``half_width`` in the ``scale`` space."""
+
+    level: float
+    scale: Scale
+    half_width: float
+
+    def bounds(self, prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.scale == "log":
+            factor = np.exp(self.half_width)
+            return prediction / factor, prediction * factor
+        return prediction - self.half_width, prediction + self.half_width
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IntervalSpec:
+        return cls(level=float(data["level"]), scale=data["scale"], half_width=float(data["half_width"]))
+
+
+@dataclass(frozen=True)
+class Predictions:
+    value: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+@dataclass(frozen=True)
+class Model:
+    """What a registered version holds at run time. ``version`` is ``""`` before
+    registration."""
+
+    pipeline: RegressorMixin
+    interval: IntervalSpec
+    schema: FeatureSchema
+    version: str = ""
+
+    def predict(self, columns: Columns) -> Predictions:
+        value = np.asarray(self.pipeline.predict(columns), dtype=np.float64)
+        lower, upper = self.interval.bounds(value)
+        return Predictions(value=value, lower=lower, upper=upper)
+
+
+def regression_metrics(actual: np.ndarray, predicted: Predictions) -> dict[str, float]:
+    """MAE, RMSE, MAPE (%), interval coverage and mean interval width."""
+    actual = np.asarray(actual, dtype=np.float64)
+    error = predicted.value - actual
+    nonzero = actual != 0
+    return {
+        "mae": float(np.mean(np.abs(error))),
+        "rmse": float(np.sqrt(np.mean(error**2))),
+        "mape": float(np.mean(np.abs(error[nonzero] / actual[nonzero])) * 100),
+        "coverage": float(np.mean((actual >= predicted.lower) & (actual <= predicted.upper))),
+        "interval_width": float(np.mean(predicted.upper - predicted.lower)),
+        "rows": int(actual.size),
+    }

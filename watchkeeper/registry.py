@@ -1,0 +1,232 @@
+"""Versioned model artifacts on disk, with an atomic ``current`` pointer.
+
+Layout under the registry path::
+
+    versions/v1/model.skops       the fitted pipeline (skops format, no pickle)
+    versions/v1/reference.json    a sample of the training features (for the monitor)
+    versions/v1/metadata.json     written last: a version without it is incomplete
+    CURRENT                       the served version's name, replaced atomically
+
+``metadata.json`` records a SHA-256 for every artifact; loading refuses an artifact
+whose bytes differ, and a pipeline holding types outside the trusted list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import skops.io as sio
+
+from watchkeeper.errors import ArtifactIntegrityError, RegistryError
+from watchkeeper.model import IntervalSpec, Model
+from watchkeeper.schema import FeatureSchema
+from watchkeeper.training import TrainedModel
+
+MODEL_FILE = "model.skops"
+REFERENCE_FILE = "reference.json"
+METADATA_FILE = "metadata.json"
+CURRENT_FILE = "CURRENT"
+FORMAT_VERSION = 1
+
+# Types skops does not trust by default that the Watchkeeper pipeline contains.
+# Anything else in an artifact is refused unless the operator adds it to
+# WATCHKEEPER_TRUSTED_TYPES.
+DEFAULT_TRUSTED_TYPES: tuple[str, ...] = (
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "watchkeeper.encoding.TabularEncoder",
+)
+
+_VERSION_RE = re.compile(r"^v(\d+)$")
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A loaded version: the model and its metadata."""
+
+    model: Model
+    metadata: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` so that readers see the old file or the new one, never a mix."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class ModelRegistry:
+    def __init__(self, root: Path, *, trusted_types: Iterable[str] = ()) -> None:
+        self.root = Path(root)
+        self.trusted_types = frozenset((*DEFAULT_TRUSTED_TYPES, *trusted_types))
+
+    @property
+    def _versions_dir(self) -> Path:
+        return self.root / "versions"
+
+    # -- reading ---------------------------------------------------------------
+
+    def versions(self) -> list[str]:
+        """Complete versions, oldest first."""
+        if not self._versions_dir.is_dir():
+            return []
+        found = []
+        for entry in self._versions_dir.iterdir():
+            match = _VERSION_RE.match(entry.name)
+            if match and (entry / METADATA_FILE).is_file():
+                found.append((int(match.group(1)), entry.name))
+        return [name for _, name in sorted(found)]
+
+    def current_version(self) -> str | None:
+        try:
+            name = (self.root / CURRENT_FILE).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return name or None
+
+    def metadata(self, version: str) -> dict[str, Any]:
+        path = self._version_dir(version) / METADATA_FILE
+        try:
+            return json.loads(path.read_bytes())
+        except FileNotFoundError as exc:
+            raise RegistryError(f"model version {version!r} is not registered") from exc
+        except json.JSONDecodeError as exc:
+            raise ArtifactIntegrityError(f"metadata of {version!r} is not valid JSON") from exc
+
+    def load(self, version: str | None = None) -> RegisteredModel:
+        """Load ``version`` (default: current), checking every artifact's SHA-256."""
+        version = version or self.current_version()
+        if version is None:
+            raise RegistryError(f"no model is registered as current in {self.root}")
+        meta = self.metadata(version)
+        blob = self._read_verified(version, MODEL_FILE, meta)
+        untrusted = sio.get_untrusted_types(data=blob)
+        refused = sorted(set(untrusted) - self.trusted_types)
+        if refused:
+            raise ArtifactIntegrityError(
+                f"model {version!r} contains untrusted types {refused}; "
+                "add them to WATCHKEEPER_TRUSTED_TYPES only if you trust their source"
+            )
+        try:
+            pipeline = sio.loads(blob, trusted=untrusted)
+        except Exception as exc:  # skops raises a variety of errors on bad input
+            raise ArtifactIntegrityError(f"model {version!r} cannot be loaded: {exc}") from exc
+        model = Model(
+            pipeline=pipeline,
+            interval=IntervalSpec.from_dict(meta["interval"]),
+            schema=FeatureSchema.from_dict(meta["schema"]),
+            version=version,
+        )
+        return RegisteredModel(model=model, metadata=meta)
+
+    def reference(self, version: str) -> pd.DataFrame:
+        """The version's reference sample of training features, typed by its schema."""
+        meta = self.metadata(version)
+        raw = json.loads(self._read_verified(version, REFERENCE_FILE, meta))
+        frame = pd.DataFrame(raw["data"], columns=raw["columns"])
+        schema = FeatureSchema.from_dict(meta["schema"])
+        for feature in schema.features:
+            frame[feature.name] = frame[feature.name].astype(
+                "float64" if feature.is_numeric else "object"
+            )
+        return frame
+
+    # -- writing ---------------------------------------------------------------
+
+    def register(self, trained: TrainedModel, *, make_current: bool = True) -> str:
+        """Store ``trained`` as the next version; optionally point ``current`` at it."""
+        self._versions_dir.mkdir(parents=True, exist_ok=True)
+        version, directory = self._reserve()
+        model_blob = sio.dumps(trained.model.pipeline)
+        reference_blob = trained.reference.to_json(orient="split", index=False).encode()
+        artifacts = {}
+        for name, blob in ((MODEL_FILE, model_blob), (REFERENCE_FILE, reference_blob)):
+            _write_atomic(directory / name, blob)
+            artifacts[name] = {"sha256": _sha256(blob), "bytes": len(blob)}
+        metadata = {
+            "format": FORMAT_VERSION,
+            "version": version,
+            "created_at": datetime.now(UTC).isoformat(),
+            "training_window": trained.training_window,
+            "validation_window": trained.validation_window,
+            "metrics": trained.metrics,
+            "params": trained.params.to_dict(),
+            "interval": trained.model.interval.to_dict(),
+            "schema": trained.model.schema.to_dict(),
+            "reference_rows": len(trained.reference),
+            "artifacts": artifacts,
+        }
+        _write_atomic(directory / METADATA_FILE, json.dumps(metadata, indent=2).encode())
+        if make_current:
+            self.set_current(version)
+        return version
+
+    def set_current(self, version: str) -> None:
+        if version not in self.versions():
+            raise RegistryError(f"model version {version!r} is not registered")
+        _write_atomic(self.root / CURRENT_FILE, f"{version}\n".encode())
+
+    # -- internals -------------------------------------------------------------
+
+    def _version_dir(self, version: str) -> Path:
+        if not _VERSION_RE.match(version):
+            raise RegistryError(f"{version!r} is not a version name (expected v<number>)")
+        return self._versions_dir / version
+
+    def _reserve(self) -> tuple[str, Path]:
+        """Claim the next free version directory; ``mkdir`` is atomic, so two writers
+        never get the same one."""
+        numbers = [
+            int(m.group(1))
+            for e in self._versions_dir.iterdir()
+            if (m := _VERSION_RE.match(e.name))
+        ]
+        n = max(numbers, default=0) + 1
+        while True:
+            directory = self._versions_dir / f"v{n}"
+            try:
+                directory.mkdir()
+                return directory.name, directory
+            except FileExistsError:
+                n += 1
+
+    def _read_verified(self, version: str, name: str, meta: dict[str, Any]) -> bytes:
+        path = self._version_dir(version) / name
+        try:
+            blob = path.read_bytes()
+            expected = meta["artifacts"][name]["sha256"]
+        except FileNotFoundError as exc:
+            raise ArtifactIntegrityError(f"{name} of model {version!r} is missing") from exc
+        except KeyError as exc:
+            raise ArtifactIntegrityError(f"metadata of {version!r} has no hash for {name}") from exc
+        actual = _sha256(blob)
+        if actual != expected:
+            raise ArtifactIntegrityError(
+                f"{name} of model {version!r} has SHA-256 {actual[:12]}…, "
+                f"expected {expected[:12]}… as registered: refusing to load it"
+            )
+        return blob

@@ -1,0 +1,132 @@
+"""The feature schema: what a model accepts, derived from its training data.
+
+The schema travels with every registered model version. Serving validates requests
+against it, the monitor uses its categories and ranges for data-quality rates, and
+the OpenAPI document describes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+Kind = Literal["numeric", "categorical"]
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One input column.
+
+    ``minimum``/``maximum`` are hard bounds that requests must respect;
+    ``observed_min``/``observed_max`` are what training saw (values outside are
+    accepted, and counted as out-of-range by the monitor). ``categories`` are the
+    values seen in training; with ``allow_unknown`` others are accepted and treated
+    as missing by the model.
+    """
+
+    name: str
+    kind: Kind
+    nullable: bool = True
+    minimum: float | None = None
+    maximum: float | None = None
+    observed_min: float | None = None
+    observed_max: float | None = None
+    categories: tuple[str, ...] = ()
+    allow_unknown: bool = True
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.kind == "numeric"
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """Ordered input features plus the name of the target they predict."""
+
+    features: tuple[Feature, ...]
+    target: str
+    _index: dict[str, Feature] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = {f.name: f for f in self.features}
+        if len(index) != len(self.features):
+            raise ValueError("feature names must be unique")
+        if self.target in index:
+            raise ValueError(f"target {self.target!r} cannot also be a feature")
+        object.__setattr__(self, "_index", index)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    @property
+    def numeric(self) -> tuple[Feature, ...]:
+        return tuple(f for f in self.features if f.is_numeric)
+
+    @property
+    def categorical(self) -> tuple[Feature, ...]:
+        return tuple(f for f in self.features if not f.is_numeric)
+
+    def __getitem__(self, name: str) -> Feature:
+        return self._index[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "features": [
+                {**asdict(f), "categories": list(f.categories)} for f in self.features
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSchema:
+        try:
+            features = tuple(
+                Feature(**{**raw, "categories": tuple(raw.get("categories", ()))})
+                for raw in data["features"]
+            )
+            return cls(features=features, target=data["target"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed feature schema: {exc}") from exc
+
+    @classmethod
+    def derive(
+        cls, frame: pd.DataFrame, target: str, *, exclude: Iterable[str] = ()
+    ) -> FeatureSchema:
+        """Infer a schema from training data.
+
+        Numeric columns never negative in training get a hard lower bound of 0 (areas,
+        counts, prices); every other bound is left open, because values beyond what
+        training saw are drift to be watched, not errors to be refused.
+        """
+        skip = {target, *exclude}
+        features: list[Feature] = []
+        for name in frame.columns:
+            if name in skip:
+                continue
+            column = frame[name]
+            if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
+                values = sorted({str(v) for v in column.dropna().unique()})
+                features.append(Feature(name=name, kind="categorical", categories=tuple(values)))
+                continue
+            numbers = column.astype(float)
+            lo, hi = float(np.nanmin(numbers)), float(np.nanmax(numbers))
+            features.append(
+                Feature(
+                    name=name,
+                    kind="numeric",
+                    minimum=0.0 if lo >= 0 else None,
+                    observed_min=lo,
+                    observed_max=hi,
+                )
+            )
+        if not features:
+            raise ValueError("no feature columns left after excluding target and excludes")
+        return cls(features=tuple(features), target=target)

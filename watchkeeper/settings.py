@@ -1,0 +1,181 @@
+"""The one settings object, read from ``WATCHKEEPER_*`` environment variables.
+
+Every process (serving, monitor, retraining) builds a :class:`Settings` from its
+environment. The README's configuration table is generated from the field
+docstrings below (``watchkeeper settings --markdown``) and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "WATCHKEEPER_"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        use_attribute_docstrings=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+    data_dir: Path = Path("var")
+    """Directory for embedded state: the SQLite database, model registry, spill files
+    and Prometheus multiprocess files, unless each is set on its own."""
+
+    database_url: str = ""
+    """SQLAlchemy URL of the prediction log. Empty means SQLite at
+    `<data_dir>/watchkeeper.db`; use `postgresql+psycopg://user:pass@host/db` in production."""
+
+    registry_path: Path | None = None
+    """Directory of the model registry. Empty means `<data_dir>/registry`."""
+
+    spill_dir: Path | None = None
+    """Directory where log rows are spilled when the database is unavailable.
+    Empty means `<data_dir>/spill`. Must be durable storage local to the server."""
+
+    prometheus_multiproc_dir: Path | None = None
+    """Directory for prometheus-client's multiprocess files under gunicorn; wiped at
+    server start. Empty means `<data_dir>/prometheus-multiproc`."""
+
+    auto_migrate: bool = True
+    """Apply pending database migrations when `watchkeeper serve` starts. Turn off where
+    a deployment step runs `watchkeeper db upgrade` (the Helm hook does)."""
+
+    host: str = "127.0.0.1"
+    """Address the prediction server binds to."""
+
+    port: int = Field(default=8000, ge=0, le=65535)
+    """Port the prediction server binds to."""
+
+    workers: int = Field(default=2, ge=1)
+    """Gunicorn worker processes."""
+
+    threads: int = Field(default=4, ge=1)
+    """Threads per gunicorn worker (gthread worker class)."""
+
+    worker_timeout: int = Field(default=30, ge=1)
+    """Seconds a gunicorn worker may be silent before it is restarted."""
+
+    graceful_timeout: int = Field(default=30, ge=1)
+    """Seconds a worker has on SIGTERM to finish requests and drain the log queue."""
+
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Largest accepted request body in bytes; larger bodies get 413."""
+
+    max_batch_size: int = Field(default=10_000, ge=1)
+    """Most instances accepted in one `/predict` batch; more get 413."""
+
+    log_enabled: bool = True
+    """Record requests and predictions in the prediction log. Off only for benchmarks."""
+
+    log_batch_size: int = Field(default=500, ge=1)
+    """Most log entries the background writer commits in one transaction."""
+
+    log_flush_interval: float = Field(default=0.2, gt=0)
+    """Seconds the writer waits to fill a batch before committing what it has."""
+
+    log_queue_size: int = Field(default=20_000, ge=1)
+    """Capacity of the in-memory log queue per worker. When it is full, entries are
+    spilled to disk by the request thread rather than dropped."""
+
+    log_retry_seconds: float = Field(default=5.0, ge=0)
+    """How long the writer retries a failing database before spilling a batch to disk."""
+
+    log_probe_interval: float = Field(default=2.0, gt=0)
+    """Seconds between database probes while spilling; spilled rows are replayed as
+    soon as a probe succeeds."""
+
+    log_body_limit: int = Field(default=65_536, ge=0)
+    """Bytes of a rejected request's body kept in the log for diagnosis."""
+
+    trusted_types: Annotated[tuple[str, ...], NoDecode] = ()
+    """Extra fully qualified type names a model artifact may contain (comma separated),
+    beyond scikit-learn's defaults and Watchkeeper's own encoder."""
+
+    admin_token: SecretStr | None = None
+    """Bearer token required by the `/admin/*` endpoints. Unset disables them (403)."""
+
+    prediction_buckets: Annotated[tuple[float, ...], NoDecode] = (
+        50_000.0,
+        75_000.0,
+        100_000.0,
+        125_000.0,
+        150_000.0,
+        175_000.0,
+        200_000.0,
+        250_000.0,
+        300_000.0,
+        400_000.0,
+        500_000.0,
+        750_000.0,
+    )
+    """Bucket bounds of the predicted-value histogram, comma separated, in the model's
+    target unit."""
+
+    @field_validator("prediction_buckets", mode="before")
+    @classmethod
+    def _parse_buckets(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return tuple(sorted(float(part) for part in value.split(",") if part.strip()))
+            except ValueError as exc:
+                raise ValueError(f"must be comma-separated numbers: {value!r}") from exc
+        return value
+
+    @field_validator("trusted_types", mode="before")
+    @classmethod
+    def _parse_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        derived = {
+            "registry_path": self.data_dir / "registry",
+            "spill_dir": self.data_dir / "spill",
+            "prometheus_multiproc_dir": self.data_dir / "prometheus-multiproc",
+        }
+        for name, default in derived.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        if not self.database_url:
+            object.__setattr__(
+                self, "database_url", f"sqlite:///{self.data_dir / 'watchkeeper.db'}"
+            )
+        return self
+
+    @property
+    def registry_dir(self) -> Path:
+        assert self.registry_path is not None
+        return self.registry_path
+
+    @property
+    def spill_path(self) -> Path:
+        assert self.spill_dir is not None
+        return self.spill_dir
+
+    @property
+    def multiproc_dir(self) -> Path:
+        assert self.prometheus_multiproc_dir is not None
+        return self.prometheus_multiproc_dir
+
+
+def settings_table() -> str:
+    """The README's configuration table, in Markdown, from the field docstrings."""
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, tuple):
+            default = ",".join(f"{v:g}" for v in default)
+        elif default is None or default == "":
+            default = "(derived)" if name.endswith(("_dir", "_path", "_url")) else "(unset)"
+        description = " ".join((field.description or "").split())
+        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | `{default}` | {description} |")
+    return "\n".join(rows)
