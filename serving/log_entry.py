@@ -60,9 +60,9 @@ class LogEntry:
         }
 
     def prediction_rows(self) -> list[dict[str, Any]]:
-        values, lower, upper = (np.asarray(a, dtype=float).tolist() for a in (
-            self.values, self.lower, self.upper
-        ))
+        values, lower, upper = (
+            np.asarray(a, dtype=float).tolist() for a in (self.values, self.lower, self.upper)
+        )
         return [
             {
                 "prediction_id": prediction_id(self.request_id, i, self.single),

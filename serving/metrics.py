@@ -73,9 +73,7 @@ class LogMetrics:
 class ServingMetrics:
     """Request, prediction and model metrics of the prediction server."""
 
-    def __init__(
-        self, registry: CollectorRegistry, prediction_buckets: Sequence[float]
-    ) -> None:
+    def __init__(self, registry: CollectorRegistry, prediction_buckets: Sequence[float]) -> None:
         self.registry = registry
         self.requests = Counter(
             "watchkeeper_http_requests",

@@ -38,7 +38,8 @@ class ModelStore:
         current = self._current
         if current is None:
             raise ModelNotAvailable(
-                "no model is loaded: " + (self.last_error or "register one with `watchkeeper train`")
+                "no model is loaded: "
+                + (self.last_error or "register one with `watchkeeper train`")
             )
         return current
 

@@ -187,9 +187,7 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
                         "required": True,
                         "content": {
                             "application/json": {
-                                "schema": {
-                                    "oneOf": [_ref("SingleRequest"), _ref("BatchRequest")]
-                                }
+                                "schema": {"oneOf": [_ref("SingleRequest"), _ref("BatchRequest")]}
                             }
                         },
                     },

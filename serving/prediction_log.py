@@ -152,8 +152,10 @@ class PredictionLog:
         while len(batch) < self._batch_size:
             remaining = deadline - time.monotonic()
             try:
-                item = self._queue.get(timeout=max(remaining, 0)) if remaining > 0 else (
-                    self._queue.get_nowait()
+                item = (
+                    self._queue.get(timeout=max(remaining, 0))
+                    if remaining > 0
+                    else (self._queue.get_nowait())
                 )
             except queue.Empty:
                 break

@@ -95,7 +95,9 @@ class SpillStore:
             if state != "jsonl" and owner != me and _pid_alive(owner):
                 continue  # another live process is writing or replaying it
             source = self.directory / name
-            target = self.directory / f"spill-{match.group('pid')}-{match.group('id')}.replaying-{me}"
+            target = (
+                self.directory / f"spill-{match.group('pid')}-{match.group('id')}.replaying-{me}"
+            )
             try:
                 source.rename(target)
             except FileNotFoundError:

@@ -70,7 +70,9 @@ def validate_predict_payload(
             complete = False
             keys = record.keys()
             problems.extend(
-                FieldProblem(f"{where}.{name}", "missing") for name in schema.names if name not in keys
+                FieldProblem(f"{where}.{name}", "missing")
+                for name in schema.names
+                if name not in keys
             )
             problems.extend(
                 FieldProblem(f"{where}.{name}", "unknown field (not in the model's schema)")
@@ -108,11 +110,14 @@ def _envelope(payload: Any, max_batch_size: int) -> tuple[list[Any], bool, Any]:
         if not isinstance(instances, list):
             raise ValidationFailed(
                 "instances must be an array",
-                details=[FieldProblem("instances", f"must be an array, got {_json_type(instances)}")],
+                details=[
+                    FieldProblem("instances", f"must be an array, got {_json_type(instances)}")
+                ],
             )
         if not instances:
             raise ValidationFailed(
-                "empty batch", details=[FieldProblem("instances", "must hold at least one instance")]
+                "empty batch",
+                details=[FieldProblem("instances", "must hold at least one instance")],
             )
         if len(instances) > max_batch_size:
             raise PayloadTooLarge(

@@ -44,8 +44,17 @@ class PostgresServer:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(self.bindir / "pg_ctl", "-D", self.datadir, "-o", options,
-                  "-l", self.root / "log", "-w", "start")
+        self._run(
+            self.bindir / "pg_ctl",
+            "-D",
+            self.datadir,
+            "-o",
+            options,
+            "-l",
+            self.root / "log",
+            "-w",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run(self.bindir / "pg_ctl", "-D", self.datadir, "-m", mode, "-w", "stop")

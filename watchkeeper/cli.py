@@ -118,17 +118,18 @@ def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(registry.metadata(version), indent=2))
         return 0
     versions = registry.versions()
+    nan = float("nan")
     if not versions:
         print("no model versions registered in", registry.root)
         return 0
     print(f"{'':2}{'version':<9}{'created':<21}{'rows':>6}{'MAE':>10}{'MAPE':>7}{'coverage':>10}")
     for version in versions:
         meta = registry.metadata(version)
-        metrics = meta.get("metrics", {})
+        metrics = {"mae": nan, "mape": nan, "coverage": nan, **meta.get("metrics", {})}
         print(
             f"{'*' if version == current else '':2}{version:<9}{meta['created_at'][:19]:<21}"
-            f"{meta['training_window'].get('rows', 0):>6}{metrics.get('mae', float('nan')):>10,.0f}"
-            f"{metrics.get('mape', float('nan')):>6.1f}%{metrics.get('coverage', float('nan')):>10.1%}"
+            f"{meta['training_window'].get('rows', 0):>6}{metrics['mae']:>10,.0f}"
+            f"{metrics['mape']:>6.1f}%{metrics['coverage']:>10.1%}"
         )
     return 0
 
@@ -156,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-start", type=int, default=200801)
     train.add_argument("--validation-end", type=int, default=200812)
     train.add_argument(
-        "--validation-fraction", type=float, default=0.2,
+        "--validation-fraction",
+        type=float,
+        default=0.2,
         help="without --period: share of the last rows held out for validation",
     )
     train.add_argument("--max-iter", type=int, default=300, help="boosting iterations")
@@ -181,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = build_parser().parse_args(argv)
     try:
         settings = Settings()

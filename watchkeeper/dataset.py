@@ -31,7 +31,9 @@ class Dataset:
     exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        missing = [c for c in (self.target, self.period, *self.exclude) if c and c not in self.frame]
+        missing = [
+            c for c in (self.target, self.period, *self.exclude) if c and c not in self.frame
+        ]
         if missing:
             raise ValueError(f"dataset {self.name!r} has no column(s) {missing}")
 
@@ -46,7 +48,9 @@ class Dataset:
         if end is not None:
             mask &= period <= end
         frame = self.frame[mask].sort_values(self.period, kind="stable")
-        return Dataset(self.name, frame.reset_index(drop=True), self.target, self.period, self.exclude)
+        return Dataset(
+            self.name, frame.reset_index(drop=True), self.target, self.period, self.exclude
+        )
 
     def window(self) -> dict[str, object]:
         """A description of the rows held, stored with a model as its data window."""

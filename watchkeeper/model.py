@@ -39,7 +39,9 @@ class IntervalSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IntervalSpec:
-        return cls(level=float(data["level"]), scale=data["scale"], half_width=float(data["half_width"]))
+        return cls(
+            level=float(data["level"]), scale=data["scale"], half_width=float(data["half_width"])
+        )
 
 
 @dataclass(frozen=True)

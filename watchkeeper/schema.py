@@ -80,9 +80,7 @@ class FeatureSchema:
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
-            "features": [
-                {**asdict(f), "categories": list(f.categories)} for f in self.features
-            ],
+            "features": [{**asdict(f), "categories": list(f.categories)} for f in self.features],
         }
 
     @classmethod

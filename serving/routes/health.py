@@ -48,5 +48,6 @@ def readyz() -> Response:
             "database_up": log.database_up,
         }
     ready = all(check["ok"] for check in checks.values())
-    return json_response({"status": "ready" if ready else "not_ready", "checks": checks},
-                         200 if ready else 503)
+    return json_response(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503
+    )

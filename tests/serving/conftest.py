@@ -19,7 +19,9 @@ from watchkeeper.db.tables import predictions, requests
 
 
 @pytest.fixture
-def make_app(make_settings: Callable[..., Any], database_url: str) -> Iterator[Callable[..., Flask]]:
+def make_app(
+    make_settings: Callable[..., Any], database_url: str
+) -> Iterator[Callable[..., Flask]]:
     apps: list[Flask] = []
 
     def factory(**overrides: Any) -> Flask:

@@ -65,18 +65,44 @@ def test_batch_returns_one_prediction_per_instance_in_order(
     ("change", "field", "problem"),
     [
         (lambda r: r.pop("Gr_Liv_Area"), "features.Gr_Liv_Area", "missing"),
-        (lambda r: r.update(Gr_Liv_Area="huge"), "features.Gr_Liv_Area", "must be a number, got string"),
-        (lambda r: r.update(Gr_Liv_Area=True), "features.Gr_Liv_Area", "must be a number, got boolean"),
+        (
+            lambda r: r.update(Gr_Liv_Area="huge"),
+            "features.Gr_Liv_Area",
+            "must be a number, got string",
+        ),
+        (
+            lambda r: r.update(Gr_Liv_Area=True),
+            "features.Gr_Liv_Area",
+            "must be a number, got boolean",
+        ),
         (lambda r: r.update(Gr_Liv_Area=-5), "features.Gr_Liv_Area", "must be >= 0, got -5"),
-        (lambda r: r.update(Neighborhood=7), "features.Neighborhood", "must be a string, got number"),
-        (lambda r: r.update(Colour="red"), "features.Colour", "unknown field (not in the model's schema)"),
+        (
+            lambda r: r.update(Neighborhood=7),
+            "features.Neighborhood",
+            "must be a string, got number",
+        ),
+        (
+            lambda r: r.update(Colour="red"),
+            "features.Colour",
+            "unknown field (not in the model's schema)",
+        ),
     ],
-    ids=["missing", "string-for-number", "boolean-for-number", "below-minimum", "number-for-category",
-         "unknown-field"],
+    ids=[
+        "missing",
+        "string-for-number",
+        "boolean-for-number",
+        "below-minimum",
+        "number-for-category",
+        "unknown-field",
+    ],
 )
 def test_bad_field_is_rejected_with_422_naming_it(
-    client: FlaskClient, record: dict[str, Any], log_reader: LogReader,
-    change: Any, field: str, problem: str,
+    client: FlaskClient,
+    record: dict[str, Any],
+    log_reader: LogReader,
+    change: Any,
+    field: str,
+    problem: str,
 ) -> None:
     change(record)
 
@@ -92,8 +118,9 @@ def test_bad_field_is_rejected_with_422_naming_it(
     assert log_reader.predictions() == []
 
 
-@pytest.mark.parametrize(("literal", "shown"), [(b"NaN", "NaN"), (b"Infinity", "Infinity"),
-                                               (b"-Infinity", "-Infinity")])
+@pytest.mark.parametrize(
+    ("literal", "shown"), [(b"NaN", "NaN"), (b"Infinity", "Infinity"), (b"-Infinity", "-Infinity")]
+)
 def test_non_finite_number_is_rejected_naming_the_field(
     client: FlaskClient, record: dict[str, Any], log_reader: LogReader, literal: bytes, shown: str
 ) -> None:
@@ -135,7 +162,9 @@ def test_unseen_category_is_accepted_and_predicted_as_missing(
     assert response.status_code == 200
 
 
-def test_null_is_accepted_for_a_nullable_feature(client: FlaskClient, record: dict[str, Any]) -> None:
+def test_null_is_accepted_for_a_nullable_feature(
+    client: FlaskClient, record: dict[str, Any]
+) -> None:
     record["Garage_Area"] = None
 
     assert client.post("/predict", json={"features": record}).status_code == 200
@@ -153,11 +182,24 @@ def test_null_is_accepted_for_a_nullable_feature(client: FlaskClient, record: di
         (b'{"instances": {}}', "application/json", 422, "validation_error"),
         (b'{"features": {}}', "text/plain", 415, "unsupported_media_type"),
     ],
-    ids=["malformed", "empty-body", "not-an-object", "wrong-envelope", "both-envelopes",
-         "empty-batch", "instances-not-array", "not-json-content-type"],
+    ids=[
+        "malformed",
+        "empty-body",
+        "not-an-object",
+        "wrong-envelope",
+        "both-envelopes",
+        "empty-batch",
+        "instances-not-array",
+        "not-json-content-type",
+    ],
 )
 def test_malformed_request_gets_clear_4xx_and_is_logged(
-    client: FlaskClient, log_reader: LogReader, body: bytes, content_type: str, status: int, code: str
+    client: FlaskClient,
+    log_reader: LogReader,
+    body: bytes,
+    content_type: str,
+    status: int,
+    code: str,
 ) -> None:
     response = client.post("/predict", data=body, content_type=content_type)
 
@@ -224,9 +266,7 @@ def test_readyz_reports_model_and_database(client: FlaskClient) -> None:
     assert response.json["checks"]["database"] == {"ok": True}
 
 
-def test_readyz_fails_when_the_schema_is_not_migrated(
-    make_app: Any, tmp_path: Any
-) -> None:
+def test_readyz_fails_when_the_schema_is_not_migrated(make_app: Any, tmp_path: Any) -> None:
     app = make_app(database_url=f"sqlite:///{tmp_path / 'unmigrated.db'}")
 
     response = app.test_client().get("/readyz")
@@ -244,9 +284,15 @@ def test_metrics_count_requests_by_endpoint_and_status(
 
     text = client.get("/metrics").get_data(as_text=True)
 
-    assert 'watchkeeper_http_requests_total{endpoint="/predict",method="POST",status="200"} 2.0' in text
-    assert 'watchkeeper_http_requests_total{endpoint="/predict",method="POST",status="400"} 1.0' in text
+    assert (
+        'watchkeeper_http_requests_total{endpoint="/predict",method="POST",status="200"} 2.0'
+        in text
+    )
+    assert (
+        'watchkeeper_http_requests_total{endpoint="/predict",method="POST",status="400"} 1.0'
+        in text
+    )
     assert 'watchkeeper_predictions_total{model_version="v1"} 4.0' in text
-    assert 'watchkeeper_predict_batch_size_count 2.0' in text
+    assert "watchkeeper_predict_batch_size_count 2.0" in text
     assert 'watchkeeper_model_info{model_version="v1"} 1.0' in text
     assert "watchkeeper_log_queue_depth" in text

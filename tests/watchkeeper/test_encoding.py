@@ -1,0 +1,35 @@
+"""The tabular encoder: the same codes from a DataFrame or from columns, unseen and
+missing values as NaN."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from watchkeeper.encoding import TabularEncoder
+
+
+def _fitted() -> TabularEncoder:
+    frame = pd.DataFrame({"n": [1.0, 2.0, None], "c": ["b", "a", None]})
+    return TabularEncoder(numeric=["n"], categorical=["c"]).fit(frame)
+
+
+def test_columns_and_dataframe_encode_identically() -> None:
+    encoder = _fitted()
+    columns = {"n": [3, None], "c": ["a", "b"]}
+
+    from_columns = encoder.transform(columns)
+    from_frame = encoder.transform(pd.DataFrame(columns))
+
+    np.testing.assert_array_equal(from_columns, from_frame)
+    np.testing.assert_array_equal(from_columns, [[3.0, 0.0], [math.nan, 1.0]])
+
+
+def test_unseen_and_missing_categories_encode_as_missing() -> None:
+    encoder = _fitted()
+
+    out = encoder.transform({"n": [1.0, 1.0, 1.0], "c": ["zzz", None, float("nan")]})
+
+    assert np.isnan(out[:, 1]).all()

@@ -1,0 +1,125 @@
+"""The model registry: versions, the atomic current pointer, and refusal of
+tampered or untrusted artifacts."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skops.io as sio
+
+from watchkeeper.errors import ArtifactIntegrityError, RegistryError
+from watchkeeper.registry import MODEL_FILE, ModelRegistry
+from watchkeeper.training import TrainedModel
+
+
+def test_loaded_model_predicts_as_the_trained_one(
+    tmp_path: Path, trained: TrainedModel, ames: object
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    version = registry.register(trained)
+    loaded = registry.load()
+    rows = trained.reference.head(50)
+
+    assert version == "v1" and loaded.version == "v1"
+    np.testing.assert_allclose(loaded.model.predict(rows).value, trained.model.predict(rows).value)
+    assert loaded.model.interval == trained.model.interval
+    assert loaded.model.schema == trained.model.schema
+
+
+def test_metadata_records_window_metrics_schema_and_hashes(registry_dir: Path) -> None:
+    meta = ModelRegistry(registry_dir).metadata("v1")
+
+    assert meta["training_window"] == {
+        "dataset": "ames",
+        "rows": 1319,
+        "period_column": "Sale_Period",
+        "start": 200601,
+        "end": 200712,
+    }
+    assert meta["validation_window"]["start"] == 200801
+    assert set(meta["metrics"]) >= {"mae", "rmse", "mape", "coverage"}
+    assert len(meta["artifacts"][MODEL_FILE]["sha256"]) == 64
+    assert meta["reference_rows"] == 1319
+
+
+def test_reference_sample_comes_back_typed_by_the_schema(registry_dir: Path) -> None:
+    reference = ModelRegistry(registry_dir).reference("v1")
+
+    assert len(reference) == 1319
+    assert reference["Gr_Liv_Area"].dtype == np.float64
+    assert reference["Neighborhood"].dtype == object
+
+
+def test_versions_increase_and_current_moves_only_when_asked(
+    tmp_path: Path, trained: TrainedModel
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    registry.register(trained)
+    second = registry.register(trained, make_current=False)
+
+    assert registry.versions() == ["v1", "v2"]
+    assert second == "v2"
+    assert registry.current_version() == "v1"
+    registry.set_current("v2")
+    assert registry.current_version() == "v2"
+
+
+def test_setting_current_to_an_unknown_version_is_refused(registry_dir: Path) -> None:
+    with pytest.raises(RegistryError, match="v9"):
+        ModelRegistry(registry_dir).set_current("v9")
+
+
+def test_readers_never_see_a_partial_current_pointer(tmp_path: Path, trained: TrainedModel) -> None:
+    registry = ModelRegistry(tmp_path)
+    registry.register(trained)
+    registry.register(trained)
+    seen: set[str | None] = set()
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.add(registry.current_version())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for i in range(300):
+        registry.set_current("v1" if i % 2 else "v2")
+    stop.set()
+    reader.join()
+
+    assert seen <= {"v1", "v2"} and seen
+
+
+def test_tampered_artifact_is_refused_with_a_clear_error(registry_dir: Path) -> None:
+    model_file = registry_dir / "versions" / "v1" / MODEL_FILE
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_file.write_bytes(bytes(data))
+
+    with pytest.raises(ArtifactIntegrityError, match="SHA-256"):
+        ModelRegistry(registry_dir).load()
+
+
+def test_artifact_with_untrusted_types_is_refused(registry_dir: Path) -> None:
+    from sklearn.preprocessing import FunctionTransformer
+
+    version_dir = registry_dir / "versions" / "v1"
+    blob = sio.dumps(FunctionTransformer(func=json.loads))
+    (version_dir / MODEL_FILE).write_bytes(blob)
+    meta = json.loads((version_dir / "metadata.json").read_text())
+    import hashlib
+
+    meta["artifacts"][MODEL_FILE]["sha256"] = hashlib.sha256(blob).hexdigest()
+    (version_dir / "metadata.json").write_text(json.dumps(meta))
+
+    with pytest.raises(ArtifactIntegrityError, match="untrusted types.*json.loads"):
+        ModelRegistry(registry_dir).load()
+
+
+def test_empty_registry_says_how_to_get_a_model(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="no model is registered"):
+        ModelRegistry(tmp_path).load()

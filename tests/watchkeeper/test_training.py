@@ -1,0 +1,65 @@
+"""The training pipeline: conformal interval maths, Ames coverage, and a dataset
+that is not Ames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from watchkeeper.dataset import Dataset
+from watchkeeper.training import TrainedModel, TrainingParams, conformal_half_width, train
+
+
+def test_conformal_half_width_is_the_finite_sample_quantile() -> None:
+    residuals = np.arange(1, 20, dtype=float)  # 19 scores: rank ceil(20 * 0.9) = 18
+
+    assert conformal_half_width(residuals, 0.9) == 18.0
+    assert conformal_half_width(-residuals, 0.5) == 10.0
+
+
+def test_interval_covers_85_to_95_percent_of_2008_sales(trained: TrainedModel) -> None:
+    metrics = trained.metrics
+
+    assert metrics["rows"] == 622
+    assert 0.85 <= metrics["coverage"] <= 0.95
+    assert metrics["mape"] < 15
+
+
+def test_dates_are_not_features(trained: TrainedModel) -> None:
+    names = set(trained.model.schema.names)
+
+    assert not names & {"Year_Sold", "Mo_Sold", "Sale_Period", "Sale_Price"}
+
+
+def test_any_tabular_dataset_trains_with_an_absolute_interval_for_signed_targets() -> None:
+    rng = np.random.default_rng(0)
+    n = 600
+    frame = pd.DataFrame(
+        {
+            "temperature": rng.normal(10, 5, n),
+            "site": rng.choice(["north", "south", "east"], n),
+            "humidity": rng.uniform(0, 1, n),
+        }
+    )
+    frame["balance"] = (
+        frame["temperature"] * 3 - 20 + (frame["site"] == "north") * 8 + rng.normal(0, 1, n)
+    )
+    data = Dataset("synthetic", frame, target="balance")
+    train_part = Dataset("synthetic", frame.iloc[:500], "balance")
+    valid_part = Dataset("synthetic", frame.iloc[500:], "balance")
+
+    result = train(train_part, valid_part, params=TrainingParams(max_iter=100))
+
+    assert result.model.interval.scale == "absolute"
+    assert [f.kind for f in result.model.schema.features] == ["numeric", "categorical", "numeric"]
+    assert 0.8 <= result.metrics["coverage"] <= 1.0
+    assert result.metrics["mae"] < 2.5
+    assert data.window() == {"dataset": "synthetic", "rows": 600}
+
+
+def test_missing_target_values_are_refused() -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0] * 10, "y": [1.0, np.nan, 2.0] * 10})
+
+    with pytest.raises(ValueError, match="target 'y'"):
+        train(Dataset("d", frame, "y"))
