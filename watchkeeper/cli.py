@@ -52,7 +52,8 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         validation = replace(dataset, frame=dataset.frame.iloc[cut:])
     if len(training.frame) == 0 or len(validation.frame) == 0:
         raise SystemExit("training and validation sets must both hold rows; check the periods")
-    trained = train(training, validation, params=TrainingParams(max_iter=args.max_iter))
+    params = TrainingParams() if args.max_iter is None else TrainingParams(max_iter=args.max_iter)
+    trained = train(training, validation, params=params)
     version = registry.register(trained, make_current=not args.no_promote)
     metrics = trained.metrics
     print(
@@ -162,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.2,
         help="without --period: share of the last rows held out for validation",
     )
-    train.add_argument("--max-iter", type=int, default=300, help="boosting iterations")
+    train.add_argument("--max-iter", type=int, default=None, help="boosting iterations")
     train.set_defaults(handler=_cmd_train)
 
     serve = commands.add_parser("serve", help="run the prediction server under gunicorn")

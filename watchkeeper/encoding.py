@@ -82,12 +82,14 @@ def _code_of(codes: dict[str, int], value: Any) -> float:
 def _column_list(X: Columns, name: str) -> list[Any]:
     column = X[name]
     if isinstance(column, pd.Series):
-        return column.astype(object).where(column.notna(), None).tolist()
+        return column.to_numpy(dtype=object).tolist()  # NaN stays NaN: coded as missing
     return list(column)
 
 
 def _numeric_column(X: Columns, name: str) -> np.ndarray:
     column = X[name]
     if isinstance(column, pd.Series):
-        return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        if column.dtype == object:
+            column = pd.to_numeric(column, errors="coerce")
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
     return np.asarray(column, dtype=np.float64)

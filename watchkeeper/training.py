@@ -29,8 +29,10 @@ from watchkeeper.schema import FeatureSchema
 class TrainingParams:
     """Hyper-parameters; stored with each version so a retrain can repeat them."""
 
-    max_iter: int = 300
-    learning_rate: float = 0.05
+    # 100 trees at rate 0.1 matched 300 at 0.05 on Ames 2008 (MAE 15.0k vs 15.0k) at a
+    # third of the per-call cost: sklearn walks the trees one by one in Python.
+    max_iter: int = 100
+    learning_rate: float = 0.1
     max_leaf_nodes: int = 31
     min_samples_leaf: int = 10
     l2_regularization: float = 1.0

@@ -1,0 +1,4 @@
+"""The retraining job and model lifecycle.
+
+Not built yet: see the Status section of the README.
+"""
