@@ -100,11 +100,11 @@ def test_database_outage_during_burst_loses_and_duplicates_nothing(
 
 
 def _server_running(server: PostgresServer) -> bool:
+    engine = sa.create_engine(server.url(), connect_args={"connect_timeout": 2})
     try:
-        engine = sa.create_engine(server.url(), connect_args={"connect_timeout": 2})
         with engine.connect():
-            pass
-        engine.dispose()
-        return True
+            return True
     except sa.exc.OperationalError:
         return False
+    finally:
+        engine.dispose()
