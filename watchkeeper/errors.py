@@ -46,26 +46,6 @@ class BadRequest(WatchkeeperError):
     code = "bad_request"
 
 
-class Unauthorized(WatchkeeperError):
-    status_code = 401
-    code = "unauthorized"
-
-
-class Forbidden(WatchkeeperError):
-    status_code = 403
-    code = "forbidden"
-
-
-class NotFound(WatchkeeperError):
-    status_code = 404
-    code = "not_found"
-
-
-class Conflict(WatchkeeperError):
-    status_code = 409
-    code = "conflict"
-
-
 class PayloadTooLarge(WatchkeeperError):
     status_code = 413
     code = "payload_too_large"
