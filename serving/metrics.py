@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -114,6 +115,22 @@ class ServingMetrics:
             multiprocess_mode="livemax",
         )
         self.log = LogMetrics(registry)
+
+
+def observe_many(histogram: Histogram, values: np.ndarray) -> None:
+    """``histogram.observe`` for every value, in one pass per bucket instead of one
+    call per value (a 1,000-row batch would otherwise cost ~1,000 file writes under
+    multiprocess mode). Uses the client's bucket attributes; a test checks the result
+    against ``observe`` so a change in the client library fails loudly."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return
+    bounds = histogram._upper_bounds  # noqa: SLF001 - see docstring
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=True):  # noqa: SLF001
+        if count:
+            bucket.inc(count)
+    histogram._sum.inc(float(values.sum()))  # noqa: SLF001
 
 
 def multiprocess_enabled() -> bool:

@@ -7,7 +7,7 @@ import numpy as np
 from flask import Blueprint, Response, current_app, g, request
 
 from serving.log_entry import prediction_id
-from serving.metrics import ServingMetrics
+from serving.metrics import ServingMetrics, observe_many
 from serving.responses import json_response
 from serving.validation import parse_json, validate_predict_payload
 from watchkeeper.errors import UnsupportedMediaType
@@ -66,5 +66,4 @@ def predict() -> Response:
 def _observe(metrics: ServingMetrics, version: str, values: np.ndarray) -> None:
     metrics.predictions.labels(version).inc(values.size)
     metrics.batch_size.observe(values.size)
-    for value in values.tolist():
-        metrics.prediction_value.observe(value)
+    observe_many(metrics.prediction_value, values)
