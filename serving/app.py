@@ -17,7 +17,7 @@ from serving import http_errors, request_log
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore
 from serving.prediction_log import PredictionLog
-from serving.routes import health, metrics, model_info, openapi, predict
+from serving.routes import feedback, health, metrics, model_info, openapi, predict
 from serving.spill import SpillStore
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import head_revision
@@ -75,7 +75,7 @@ def create_app(
 
     request_log.init_app(app)
     http_errors.init_app(app)
-    for blueprint in (predict.bp, health.bp, model_info.bp, metrics.bp, openapi.bp):
+    for blueprint in (predict.bp, feedback.bp, health.bp, model_info.bp, metrics.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app
 

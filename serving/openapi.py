@@ -13,6 +13,8 @@ from watchkeeper.schema import Feature, FeatureSchema
 
 _ERROR_RESPONSES = {
     "400": "Body is not JSON or not shaped like the envelope.",
+    "404": "A feedback id names no logged prediction.",
+    "409": "Feedback for a prediction already exists.",
     "413": "Body larger than the configured limit, or too many instances.",
     "415": "Content-Type is not application/json.",
     "422": "One or more fields break the model's feature schema.",
@@ -122,6 +124,33 @@ def _components(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, 
             },
             "required": ["request_id", "model_version", "predictions"],
         },
+        "FeedbackItem": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "description": "A prediction id from /predict."},
+                "actual": {"type": "number", "description": "The true value."},
+            },
+            "required": ["id", "actual"],
+            "additionalProperties": False,
+        },
+        "FeedbackBatch": {
+            "type": "object",
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "items": _ref("FeedbackItem"),
+                    "minItems": 1,
+                    "maxItems": max_batch_size,
+                }
+            },
+            "required": ["items"],
+            "additionalProperties": False,
+        },
+        "FeedbackAccepted": {
+            "type": "object",
+            "properties": {"accepted": {"type": "integer"}, "received_at": {"type": "string"}},
+            "required": ["accepted", "received_at"],
+        },
         "Error": {
             "type": "object",
             "properties": {
@@ -196,7 +225,25 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
                             {"oneOf": [_ref("SingleResponse"), _ref("BatchResponse")]},
                             "Predictions; the X-Request-ID header repeats request_id.",
                         ),
-                        **errors,
+                        **{k: v for k, v in errors.items() if k not in ("404", "409")},
+                    },
+                }
+            },
+            "/feedback": {
+                "post": {
+                    "operationId": "feedback",
+                    "summary": "Record the actual value of earlier predictions (all or nothing).",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"oneOf": [_ref("FeedbackItem"), _ref("FeedbackBatch")]}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(_ref("FeedbackAccepted"), "Stored."),
+                        **{k: v for k, v in errors.items() if k != "503"},
                     },
                 }
             },

@@ -16,7 +16,7 @@ from serving.log_entry import LogEntry
 from serving.metrics import ServingMetrics
 from serving.prediction_log import PredictionLog
 
-LOGGED_ENDPOINTS = frozenset({"predict.predict"})
+LOGGED_ENDPOINTS = frozenset({"predict.predict", "feedback.feedback"})
 REQUEST_ID_HEADER = "X-Request-ID"
 
 

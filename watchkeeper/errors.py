@@ -46,6 +46,18 @@ class BadRequest(WatchkeeperError):
     code = "bad_request"
 
 
+class UnknownPrediction(WatchkeeperError):
+    """Feedback names a prediction id the log does not hold."""
+
+    status_code = 404
+    code = "unknown_prediction"
+
+
+class DuplicateFeedback(WatchkeeperError):
+    status_code = 409
+    code = "duplicate_feedback"
+
+
 class PayloadTooLarge(WatchkeeperError):
     status_code = 413
     code = "payload_too_large"

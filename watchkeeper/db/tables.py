@@ -42,4 +42,52 @@ predictions = sa.Table(
     sa.Column("prediction", sa.Float, nullable=False),
     sa.Column("lower", sa.Float, nullable=False),
     sa.Column("upper", sa.Float, nullable=False),
+    sa.Column("ood_score", sa.Float, comment="set by the monitor"),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("prediction_id", sa.String(48), primary_key=True),
+    sa.Column("actual", sa.Float, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+monitor_state = sa.Table(
+    "monitor_state",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("watermark", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+window_results = sa.Table(
+    "window_results",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("window_id", sa.String(64), nullable=False),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("detector", sa.String(32), nullable=False),
+    sa.Column("first_seq", sa.BigInteger, nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+    sa.Column("n_rows", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("is_drift", sa.Boolean),
+    sa.Column("score", sa.Float),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.UniqueConstraint("window_id", "detector", name="uq_window_results_window_detector"),
+)
+
+retrain_requests = sa.Table(
+    "retrain_requests",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("trigger", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("model_version", sa.String(64)),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending", index=True),
 )

@@ -1,0 +1,26 @@
+"""``POST /feedback``: the actual value for earlier predictions."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, request
+
+from serving.feedback import parse_feedback, store_feedback
+from serving.responses import json_response
+from serving.validation import parse_json
+from watchkeeper.errors import UnsupportedMediaType
+
+bp = Blueprint("feedback", __name__)
+
+
+@bp.post("/feedback")
+def feedback() -> Response:
+    if not request.is_json:
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got {request.mimetype or 'none'!r}"
+        )
+    items = parse_feedback(
+        parse_json(request.get_data(cache=True)),
+        max_items=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"],
+    )
+    received_at = store_feedback(current_app.extensions["watchkeeper.engine"], items)
+    return json_response({"accepted": len(items), "received_at": received_at.isoformat()})

@@ -1,0 +1,92 @@
+"""``POST /feedback``: actual values for logged predictions, with clear errors for
+unknown ids and duplicates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+
+from tests.serving.conftest import LogReader
+from watchkeeper.db.tables import feedback
+
+
+def _predict(
+    client: FlaskClient, log_reader: LogReader, records: list[dict[str, Any]]
+) -> list[str]:
+    body = client.post("/predict", json={"instances": records}).json
+    log_reader.flush()  # feedback refers to predictions already in the log
+    return [item["id"] for item in body["predictions"]]
+
+
+def _stored(log_reader: LogReader) -> dict[str, float]:
+    with log_reader.engine.connect() as connection:
+        return dict(
+            connection.execute(sa.select(feedback.c.prediction_id, feedback.c.actual)).all()
+        )
+
+
+def test_single_and_batch_feedback_are_stored(
+    client: FlaskClient, log_reader: LogReader, replay_records: list[dict[str, Any]]
+) -> None:
+    ids = _predict(client, log_reader, replay_records[:3])
+
+    one = client.post("/feedback", json={"id": ids[0], "actual": 180000})
+    many = client.post(
+        "/feedback", json={"items": [{"id": ids[1], "actual": 1.5}, {"id": ids[2], "actual": 2e5}]}
+    )
+
+    assert (one.status_code, one.json["accepted"]) == (200, 1)
+    assert (many.status_code, many.json["accepted"]) == (200, 2)
+    assert _stored(log_reader) == {ids[0]: 180000.0, ids[1]: 1.5, ids[2]: 2e5}
+
+
+def test_unknown_id_is_404_and_nothing_of_the_batch_is_stored(
+    client: FlaskClient, log_reader: LogReader, replay_records: list[dict[str, Any]]
+) -> None:
+    ids = _predict(client, log_reader, replay_records[:1])
+
+    response = client.post(
+        "/feedback", json={"items": [{"id": ids[0], "actual": 1}, {"id": "nope", "actual": 2}]}
+    )
+
+    assert response.status_code == 404
+    assert response.json["error"]["details"] == [
+        {"field": "id", "problem": "unknown prediction 'nope'"}
+    ]
+    assert _stored(log_reader) == {}
+
+
+def test_second_feedback_for_a_prediction_is_409(
+    client: FlaskClient, log_reader: LogReader, replay_records: list[dict[str, Any]]
+) -> None:
+    ids = _predict(client, log_reader, replay_records[:1])
+    assert client.post("/feedback", json={"id": ids[0], "actual": 1}).status_code == 200
+
+    again = client.post("/feedback", json={"id": ids[0], "actual": 2})
+
+    assert again.status_code == 409
+    assert _stored(log_reader) == {ids[0]: 1.0}
+
+
+def test_bad_feedback_fields_are_422_naming_them(client: FlaskClient) -> None:
+    response = client.post(
+        "/feedback",
+        json={
+            "items": [
+                {"id": "a", "actual": "high"},
+                {"id": 5, "actual": 1},
+                {"id": "a", "actual": 1},
+                {"id": "b", "actual": 1},
+                {"id": "b", "actual": 2},
+            ]
+        },
+    )
+
+    assert response.status_code == 422
+    assert {(d["field"], d["problem"]) for d in response.json["error"]["details"]} == {
+        ("items[0].actual", "must be a number"),
+        ("items[1].id", "must be a prediction id (string of 1–48)"),
+        ("items[4].id", "'b' appears twice in this request"),
+    }
