@@ -98,6 +98,12 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 # -- db / model / settings -------------------------------------------------------
 
 
+def _cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
+    from monitoring.service import run
+
+    return run(settings, once=args.once)
+
+
 def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from watchkeeper.db.engine import create_engine
     from watchkeeper.db.migrate import current_revision, head_revision, upgrade
@@ -168,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the prediction server under gunicorn")
     serve.set_defaults(handler=_cmd_serve)
+
+    monitor = commands.add_parser("monitor", help="run the monitor (drift, OOD, accuracy)")
+    monitor.add_argument("--once", action="store_true", help="one cycle, then exit (cron, tests)")
+    monitor.set_defaults(handler=_cmd_monitor)
 
     db = commands.add_parser("db", help="database schema migrations")
     db.add_argument("db_command", choices=["upgrade", "current"])

@@ -118,6 +118,48 @@ class Settings(BaseSettings):
     """Bucket bounds of the predicted-value histogram, comma separated, in the model's
     target unit."""
 
+    detectors_dir: Path | None = None
+    """Directory of the monitor's fitted detectors, one folder per model version. Empty
+    means `<data_dir>/detectors`."""
+
+    monitor_host: str = "127.0.0.1"
+    """Address the monitor's `/metrics` endpoint binds to."""
+
+    monitor_port: int = Field(default=8001, ge=0, le=65535)
+    """Port of the monitor's `/metrics` endpoint."""
+
+    monitor_interval: float = Field(default=10.0, gt=0)
+    """Seconds between monitor cycles."""
+
+    monitor_window_size: int = Field(default=500, ge=1)
+    """A window closes after this many accepted predictions..."""
+
+    monitor_window_seconds: float = Field(default=600.0, gt=0)
+    """...or this many seconds after its first prediction, whichever comes first."""
+
+    monitor_min_samples: int = Field(default=200, ge=1)
+    """Windows with fewer predictions than this get data-quality figures but no drift
+    verdict."""
+
+    monitor_settle_seconds: float = Field(default=5.0, ge=0)
+    """Rows are read only up to the log's high mark seen this long ago, so that a
+    transaction still committing (several writers on PostgreSQL) is never skipped."""
+
+    monitor_min_labels: int = Field(default=50, ge=1)
+    """Labels (feedback rows) needed before the monitor reports accuracy for them."""
+
+    drift_p_value: float = Field(default=0.05, gt=0, lt=1)
+    """Significance level of the drift tests."""
+
+    drift_correction: str = Field(default="bonferroni", pattern="^(bonferroni|fdr)$")
+    """Multiple-testing correction of the per-feature drift tests: `bonferroni` or `fdr`."""
+
+    drift_multivariate: bool = True
+    """Run the multivariate (classifier) drift detector, ~1 s per window."""
+
+    ood_percentile: float = Field(default=99.0, gt=0, lt=100)
+    """Percentile of reference OOD scores used as the out-of-distribution threshold."""
+
     @field_validator("prediction_buckets", mode="before")
     @classmethod
     def _parse_buckets(cls, value: object) -> object:
@@ -141,6 +183,7 @@ class Settings(BaseSettings):
             "registry_path": self.data_dir / "registry",
             "spill_dir": self.data_dir / "spill",
             "prometheus_multiproc_dir": self.data_dir / "prometheus-multiproc",
+            "detectors_dir": self.data_dir / "detectors",
         }
         for name, default in derived.items():
             if getattr(self, name) is None:
@@ -160,6 +203,11 @@ class Settings(BaseSettings):
     def spill_path(self) -> Path:
         assert self.spill_dir is not None
         return self.spill_dir
+
+    @property
+    def detectors_path(self) -> Path:
+        assert self.detectors_dir is not None
+        return self.detectors_dir
 
     @property
     def multiproc_dir(self) -> Path:

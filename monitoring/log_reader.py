@@ -1,0 +1,80 @@
+"""Incremental reads of the prediction log.
+
+Reads are keyed on ``predictions.seq`` past a persisted watermark, so a cycle costs
+what is new, not what the log holds. A cycle notes the log's high mark, waits
+``settle_seconds``, and reads up to that mark: on PostgreSQL a writer can commit a lower
+``seq`` after another writer's higher one, and reading right up to the newest row
+could step over it for good.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pandas as pd
+import sqlalchemy as sa
+
+from watchkeeper.db.tables import monitor_state, predictions
+
+WATERMARK = "windows"
+
+
+class LogReader:
+    def __init__(self, engine: sa.Engine, *, settle_seconds: float = 5.0) -> None:
+        self.engine = engine
+        self.settle_seconds = settle_seconds
+        self.rows_read = 0
+
+    def watermark(self, name: str = WATERMARK) -> int:
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                sa.select(monitor_state.c.watermark).where(monitor_state.c.name == name)
+            ).scalar()
+        return int(value or 0)
+
+    def set_watermark(self, value: int, name: str = WATERMARK) -> None:
+        now = datetime.now(UTC)
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                monitor_state.update()
+                .where(monitor_state.c.name == name)
+                .values(watermark=value, updated_at=now)
+            ).rowcount
+            if not updated:
+                connection.execute(
+                    monitor_state.insert().values(name=name, watermark=value, updated_at=now)
+                )
+
+    def high_mark(self) -> int:
+        """The newest ``seq`` in the log now. Read up to it only ``settle_seconds``
+        later (:meth:`settled_high_mark`)."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.max(predictions.c.seq))).scalar() or 0)
+
+    def settled_high_mark(self) -> int:
+        mark = self.high_mark()
+        if self.settle_seconds > 0:
+            time.sleep(self.settle_seconds)
+        return mark
+
+    def read(self, after: int, up_to: int) -> pd.DataFrame:
+        """Accepted predictions with ``after < seq <= up_to``, oldest first."""
+        query = (
+            sa.select(
+                predictions.c.seq,
+                predictions.c.prediction_id,
+                predictions.c.created_at,
+                predictions.c.model_version,
+                predictions.c.features,
+                predictions.c.prediction,
+                predictions.c.lower,
+                predictions.c.upper,
+            )
+            .where(predictions.c.seq > after, predictions.c.seq <= up_to)
+            .order_by(predictions.c.seq)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        self.rows_read += len(rows)
+        return pd.DataFrame(rows, columns=[c.name for c in query.selected_columns])

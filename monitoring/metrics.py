@@ -1,0 +1,154 @@
+"""The monitor's Prometheus metrics: a custom collector that yields the latest
+results at scrape time (nothing mutates gauges from the monitor's thread)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from monitoring.monitor import MonitorStatus
+
+PREFIX = "watchkeeper_monitor_"
+
+
+def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
+
+
+class MonitorCollector(Collector):
+    def __init__(self, status: MonitorStatus) -> None:
+        self.status = status
+
+    def collect(self) -> Iterator[Any]:
+        status = self.status
+        yield from self._health(status)
+        latest = status.latest
+        if "data_quality" in latest:
+            yield from self._quality(latest["data_quality"])
+        if "ood" in latest:
+            ood = latest["ood"]
+            g = _gauge(
+                "ood_fraction",
+                "Share of the last window's predictions scored out of distribution.",
+                ("model_version",),
+            )
+            g.add_metric([ood["model_version"]], ood["score"])
+            yield g
+        if "feature_drift" in latest:
+            yield from self._feature_drift(latest["feature_drift"])
+        for detector, doc in (
+            ("output_drift", "prediction (output) drift"),
+            ("multivariate_drift", "multivariate (classifier) drift"),
+        ):
+            if detector in latest:
+                result = latest[detector]
+                verdict = _gauge(
+                    detector, f"1 when the last window showed {doc}.", ("model_version",)
+                )
+                verdict.add_metric([result["model_version"]], float(bool(result["is_drift"])))
+                p = _gauge(
+                    f"{detector}_p_value", f"p-value of the last {doc} test.", ("model_version",)
+                )
+                p.add_metric([result["model_version"]], result["score"])
+                yield verdict
+                yield p
+        if "accuracy" in latest:
+            yield from self._accuracy(latest["accuracy"])
+
+    def _health(self, status: MonitorStatus) -> Iterator[Any]:
+        evaluated = CounterMetricFamily(PREFIX + "windows_evaluated", "Windows evaluated.")
+        evaluated.add_metric([], status.windows_evaluated)
+        errors = CounterMetricFamily(PREFIX + "errors", "Monitor cycles that failed.")
+        errors.add_metric([], status.errors)
+        rows = CounterMetricFamily(PREFIX + "rows_read", "Prediction rows read from the log.")
+        rows.add_metric([], status.rows_read)
+        duration = _gauge("evaluation_duration_seconds", "Duration of the last monitor cycle.")
+        duration.add_metric([], status.last_duration)
+        yield from (evaluated, errors, rows, duration)
+        if status.last_success is not None:
+            last = _gauge(
+                "last_success_timestamp_seconds", "Unix time of the last successful cycle."
+            )
+            last.add_metric([], status.last_success)
+            yield last
+
+    def _quality(self, result: dict[str, Any]) -> Iterator[Any]:
+        version = result["model_version"]
+        size = _gauge(
+            "window_size", "Predictions in the last evaluated window.", ("model_version",)
+        )
+        size.add_metric([version], result["n_rows"])
+        rejected = _gauge(
+            "rejected_request_rate",
+            "Share of /predict requests rejected with 4xx during the last window.",
+            ("model_version",),
+        )
+        rejected.add_metric([version], result["details"]["requests"]["rate"])
+        families = {
+            rate: _gauge(
+                rate,
+                f"Per-feature {rate.replace('_', ' ')} in the last window.",
+                ("model_version", "feature"),
+            )
+            for rate in ("missing_rate", "unseen_category_rate", "out_of_range_rate")
+        }
+        for feature, rates in result["details"]["features"].items():
+            for rate, value in rates.items():
+                families[rate].add_metric([version, feature], value)
+        yield size
+        yield rejected
+        yield from families.values()
+
+    def _feature_drift(self, result: dict[str, Any]) -> Iterator[Any]:
+        version, details = result["model_version"], result["details"]
+        verdict = _gauge(
+            "dataset_drift", "1 when the last window showed dataset drift.", ("model_version",)
+        )
+        verdict.add_metric([version], float(bool(result["is_drift"])))
+        share = _gauge(
+            "drifted_features_ratio",
+            "Share of features drifted in the last window.",
+            ("model_version",),
+        )
+        share.add_metric([version], result["score"])
+        p = _gauge(
+            "feature_drift_p_value", "Per-feature drift test p-value.", ("model_version", "feature")
+        )
+        d = _gauge(
+            "feature_drift_distance",
+            "Per-feature drift distance (KS statistic or chi-squared).",
+            ("model_version", "feature"),
+        )
+        for feature, value in details["p_values"].items():
+            p.add_metric([version, feature], value)
+            d.add_metric([version, feature], details["distances"][feature])
+        yield from (verdict, share, p, d)
+
+    def _accuracy(self, result: dict[str, Any]) -> Iterator[Any]:
+        version, details = result["model_version"], result["details"]
+        for key, name, doc in (
+            ("mae", "mae", "Mean absolute error of the last labelled predictions."),
+            ("rmse", "rmse", "Root mean squared error of the last labelled predictions."),
+            (
+                "mape",
+                "mape_percent",
+                "Mean absolute percentage error of the last labelled predictions.",
+            ),
+            (
+                "coverage",
+                "interval_coverage",
+                "Share of actual values inside the prediction interval.",
+            ),
+            ("labels", "labels", "Labelled predictions in the last accuracy window."),
+            (
+                "label_delay_seconds_median",
+                "label_delay_seconds",
+                "Median time from prediction to label.",
+            ),
+        ):
+            g = _gauge(name, doc, ("model_version",))
+            g.add_metric([version], details[key])
+            yield g

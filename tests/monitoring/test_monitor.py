@@ -1,0 +1,173 @@
+"""The monitor over a real prediction log written by the prediction server:
+windows, stored results equal to the exported metrics, accuracy from feedback, and
+incremental reads that survive a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from prometheus_client import CollectorRegistry, generate_latest
+
+from monitoring.metrics import MonitorCollector
+from monitoring.monitor import Monitor
+from serving.app import create_app, shutdown
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.migrate import upgrade
+from watchkeeper.db.tables import predictions, window_results
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.settings import Settings
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], tmp_path: Any) -> Settings:
+    settings = make_settings(
+        database_url=f"sqlite:///{tmp_path / 'log.db'}",
+        monitor_window_size=500,
+        monitor_min_samples=200,
+        monitor_settle_seconds=0,
+        monitor_min_labels=50,
+        log_flush_interval=0.02,
+    )
+    engine = create_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    return settings
+
+
+@pytest.fixture
+def server(settings: Settings) -> Any:
+    app = create_app(settings, registry=CollectorRegistry())
+    yield app
+    shutdown(app)
+    app.extensions["watchkeeper.engine"].dispose()
+
+
+def _send(app: Flask, records: list[dict[str, Any]], n: int, batch: int = 500) -> list[str]:
+    client = app.test_client()
+    ids: list[str] = []
+    for start in range(0, n, batch):
+        chunk = [records[(start + i) % len(records)] for i in range(min(batch, n - start))]
+        response = client.post("/predict", json={"instances": chunk})
+        assert response.status_code == 200
+        ids.extend(item["id"] for item in response.json["predictions"])
+    app.extensions["watchkeeper.prediction_log"].close()  # drain, then serve on
+    app.extensions["watchkeeper.prediction_log"] = None
+    return ids
+
+
+def _monitor(settings: Settings, **overrides: Any) -> Monitor:
+    settings = settings.model_copy(update=overrides)
+    return Monitor(
+        settings, create_engine(settings.database_url), ModelRegistry(settings.registry_dir)
+    )
+
+
+def _results(settings: Settings) -> list[dict[str, Any]]:
+    engine = create_engine(settings.database_url)
+    with engine.connect() as connection:
+        rows = [dict(r._mapping) for r in connection.execute(sa.select(window_results))]
+    engine.dispose()
+    return rows
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split(" ")[-1])
+    similar = [line for line in text.splitlines() if line.startswith(name)][:3]
+    raise AssertionError(f"{prefix!r} not exported; saw {similar}")
+
+
+def test_windows_are_evaluated_stored_and_exported_with_accuracy_from_feedback(
+    settings: Settings, server: Flask, replay_records: list[dict[str, Any]], ames: Any
+) -> None:
+    ids = _send(server, replay_records, 1200)
+    actual = ames.between(200901, None).frame["Sale_Price"].tolist()
+    items = [
+        {"id": pid, "actual": float(actual[i % len(actual)])} for i, pid in enumerate(ids[:300])
+    ]
+    assert server.test_client().post("/feedback", json={"items": items}).status_code == 200
+    monitor = _monitor(settings)
+
+    assert monitor.run_once() == 2  # 1,200 rows: two full windows of 500, 200 wait
+
+    results = _results(settings)
+    by_detector: dict[str, list[dict[str, Any]]] = {}
+    for row in results:
+        by_detector.setdefault(row["detector"], []).append(row)
+    assert {d: len(rows) for d, rows in by_detector.items()} == {
+        "data_quality": 2,
+        "ood": 2,
+        "feature_drift": 2,
+        "output_drift": 2,
+        "multivariate_drift": 2,
+        "accuracy": 1,
+    }
+    assert all(row["n_rows"] == 500 for row in by_detector["feature_drift"])
+    # 2009–2010 sales against a 2006–2007 model: the drift is real
+    assert all(row["is_drift"] for row in by_detector["feature_drift"])
+    accuracy = by_detector["accuracy"][0]["details"]
+    assert accuracy["labels"] == 300
+    assert 5_000 < accuracy["mae"] < 60_000
+    assert 0.6 < accuracy["coverage"] <= 1.0
+    assert accuracy["label_delay_seconds_median"] >= 0
+
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(monitor.status))
+    text = generate_latest(registry).decode()
+    last_drift = max(by_detector["feature_drift"], key=lambda r: r["last_seq"])
+    assert _sample(text, "watchkeeper_monitor_dataset_drift", model_version="v1") == 1.0
+    assert _sample(
+        text, "watchkeeper_monitor_drifted_features_ratio", model_version="v1"
+    ) == pytest.approx(last_drift["score"])
+    assert _sample(
+        text,
+        "watchkeeper_monitor_feature_drift_p_value",
+        model_version="v1",
+        feature="Neighborhood",
+    ) == pytest.approx(last_drift["details"]["p_values"]["Neighborhood"])
+    assert _sample(text, "watchkeeper_monitor_mae", model_version="v1") == pytest.approx(
+        accuracy["mae"]
+    )
+    assert _sample(text, "watchkeeper_monitor_window_size", model_version="v1") == 500
+    assert _sample(text, "watchkeeper_monitor_windows_evaluated_total") == 2
+
+    engine = create_engine(settings.database_url)
+    with engine.connect() as connection:
+        scored = connection.execute(
+            sa.select(sa.func.count())
+            .select_from(predictions)
+            .where(predictions.c.ood_score.is_not(None))
+        ).scalar()
+    engine.dispose()
+    assert scored == 1000
+
+
+def test_reads_are_incremental_and_a_restart_neither_rereads_nor_skips(
+    settings: Settings, server: Flask, replay_records: list[dict[str, Any]]
+) -> None:
+    _send(server, replay_records, 10_000, batch=1000)
+    first = _monitor(settings, monitor_window_size=2000, drift_multivariate=False)
+
+    assert first.run_once() == 5
+    assert first.reader.watermark() == 10_000
+    assert first.reader.rows_read == 10_000
+
+    restarted = _monitor(settings, monitor_window_size=2000, drift_multivariate=False)
+    assert restarted.run_once() == 0
+    assert restarted.reader.rows_read == 0
+
+    more = create_app(settings, registry=CollectorRegistry())
+    _send(more, replay_records, 2000, batch=1000)
+    more.extensions["watchkeeper.engine"].dispose()
+    assert restarted.run_once() == 1
+    assert restarted.reader.rows_read == 2000
+    assert restarted.reader.watermark() == 12_000
+    windows = {r["window_id"] for r in _results(settings) if r["detector"] == "feature_drift"}
+    assert len(windows) == 6
