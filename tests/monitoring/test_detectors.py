@@ -75,3 +75,18 @@ def test_saved_suite_loads_and_gives_the_same_answers(
     assert loaded.feature_drift(window) == suite.feature_drift(window)
     np.testing.assert_allclose(loaded.ood_scores(window), suite.ood_scores(window))
     assert loaded.ood_threshold == suite.ood_threshold
+
+
+def test_records_far_outside_training_get_high_ood_scores(
+    suite: DetectorSuite, training_split: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    reference, fresh = training_split
+    normal = fresh.sample(200, random_state=4)
+    extreme = normal.copy()
+    extreme["Gr_Liv_Area"] = reference["Gr_Liv_Area"].max() * 10
+
+    normal_scores, extreme_scores = suite.ood_scores(normal), suite.ood_scores(extreme)
+
+    assert np.mean(normal_scores > suite.ood_threshold) <= 0.05
+    assert np.all(extreme_scores > suite.ood_threshold)
+    assert np.all(extreme_scores > normal_scores)
