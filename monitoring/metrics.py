@@ -65,6 +65,12 @@ class MonitorCollector(Collector):
         errors.add_metric([], status.errors)
         rows = CounterMetricFamily(PREFIX + "rows_read", "Prediction rows read from the log.")
         rows.add_metric([], status.rows_read)
+        requests = CounterMetricFamily(
+            PREFIX + "retrain_requests", "Retrain requests recorded, by reason.", labels=["reason"]
+        )
+        for reason in ("drift", "ood", "accuracy"):
+            requests.add_metric([reason], status.retrain_requests.get(reason, 0))
+        yield requests
         duration = _gauge("evaluation_duration_seconds", "Duration of the last monitor cycle.")
         duration.add_metric([], status.last_duration)
         yield from (evaluated, errors, rows, duration)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from monitoring.accuracy import (
 from monitoring.detectors import DetectorSuite
 from monitoring.log_reader import LogReader
 from monitoring.quality import feature_quality, rejected_rate
+from monitoring.trigger import RetrainTrigger, TriggerPolicy
 from monitoring.windows import Window, cut_windows
 from watchkeeper.db.tables import predictions, window_results
 from watchkeeper.registry import ModelRegistry
@@ -45,6 +47,7 @@ class MonitorStatus:
     counters of the monitor's own health."""
 
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retrain_requests: Counter[str] = field(default_factory=Counter)
     windows_evaluated: int = 0
     errors: int = 0
     rows_read: int = 0
@@ -60,6 +63,17 @@ class Monitor:
         self.reader = LogReader(engine, settle_seconds=settings.monitor_settle_seconds)
         self.status = MonitorStatus()
         self._suites: dict[str, DetectorSuite] = {}
+        self._validation_mae: dict[str, float | None] = {}
+        self.trigger = RetrainTrigger(
+            engine,
+            TriggerPolicy(
+                drift_windows=settings.trigger_drift_windows,
+                ood_fraction=settings.trigger_ood_fraction,
+                mae_degradation=settings.trigger_mae_degradation,
+                cooldown_seconds=settings.trigger_cooldown_seconds,
+            ),
+            self.status.retrain_requests,
+        )
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._insert_results = dialect.insert(window_results).on_conflict_do_nothing()
 
@@ -201,6 +215,15 @@ class Monitor:
             connection.execute(self._insert_results, results)
         for result in results:
             self.status.latest[result["detector"]] = result
+        for version in dict.fromkeys(r["model_version"] for r in results):
+            mine = [r for r in results if r["model_version"] == version]
+            self.trigger.consider(mine, validation_mae=self._validation_mae_of(version))
+
+    def _validation_mae_of(self, version: str) -> float | None:
+        if version not in self._validation_mae:
+            metrics = self.registry.metadata(version).get("metrics", {})
+            self._validation_mae[version] = metrics.get("mae")
+        return self._validation_mae[version]
 
     def _store_ood_scores(self, window: Window, scores: np.ndarray) -> None:
         update = (

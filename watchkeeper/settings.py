@@ -148,6 +148,18 @@ class Settings(BaseSettings):
     monitor_min_labels: int = Field(default=50, ge=1)
     """Labels (feedback rows) needed before the monitor reports accuracy for them."""
 
+    trigger_drift_windows: int = Field(default=3, ge=1)
+    """Retrain when this many consecutive windows show dataset drift..."""
+
+    trigger_ood_fraction: float = Field(default=0.1, gt=0, le=1)
+    """...or a window's out-of-distribution fraction exceeds this..."""
+
+    trigger_mae_degradation: float = Field(default=0.25, ge=0)
+    """...or MAE from feedback exceeds the model's validation MAE by this fraction."""
+
+    trigger_cooldown_seconds: float = Field(default=3600.0, ge=0)
+    """After a retrain request, no other for the same model version for this long."""
+
     drift_p_value: float = Field(default=0.05, gt=0, lt=1)
     """Significance level of the drift tests."""
 

@@ -3,12 +3,23 @@ that the other part is fresh data from the same distribution."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
+from flask import Flask
+from prometheus_client import CollectorRegistry
 
 from monitoring.detectors import DetectorSuite
+from monitoring.monitor import Monitor
+from serving.app import create_app, shutdown
 from watchkeeper.dataset import Dataset
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.migrate import upgrade
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
 
 
@@ -27,3 +38,63 @@ def suite(
     reference, _ = training_split
     predictions = trained.model.predict(reference).value
     return DetectorSuite.fit(trained.model.schema, reference, np.asarray(predictions))
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], tmp_path: Any) -> Settings:
+    settings = make_settings(
+        database_url=f"sqlite:///{tmp_path / 'log.db'}",
+        monitor_window_size=500,
+        monitor_min_samples=200,
+        monitor_settle_seconds=0,
+        monitor_min_labels=50,
+        log_flush_interval=0.02,
+    )
+    engine = create_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    return settings
+
+
+@pytest.fixture
+def server(settings: Settings) -> Any:
+    app = create_app(settings, registry=CollectorRegistry())
+    yield app
+    shutdown(app)
+    app.extensions["watchkeeper.engine"].dispose()
+
+
+@pytest.fixture
+def send_predictions() -> Callable[..., list[str]]:
+    """``send(app, records, n, batch)``: ``n`` predictions through ``app``'s API
+    (cycling through ``records``), drained into the log; returns prediction ids."""
+    return _send
+
+
+def _send(app: Flask, records: list[dict[str, Any]], n: int, batch: int = 500) -> list[str]:
+    client = app.test_client()
+    ids: list[str] = []
+    for start in range(0, n, batch):
+        chunk = [records[(start + i) % len(records)] for i in range(min(batch, n - start))]
+        response = client.post("/predict", json={"instances": chunk})
+        assert response.status_code == 200
+        ids.extend(item["id"] for item in response.json["predictions"])
+    app.extensions["watchkeeper.prediction_log"].close()  # drain, then serve on
+    app.extensions["watchkeeper.prediction_log"] = None
+    return ids
+
+
+@pytest.fixture
+def make_monitor(settings: Settings) -> Iterator[Callable[..., Monitor]]:
+    """A monitor on ``settings`` with fields overridden by keyword."""
+    monitors: list[Monitor] = []
+
+    def factory(**overrides: Any) -> Monitor:
+        own = settings.model_copy(update=overrides)
+        engine = create_engine(own.database_url)
+        monitors.append(Monitor(own, engine, ModelRegistry(own.registry_dir)))
+        return monitors[-1]
+
+    yield factory
+    for monitor in monitors:
+        monitor.engine.dispose()

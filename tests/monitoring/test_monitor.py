@@ -14,56 +14,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from monitoring.metrics import MonitorCollector
 from monitoring.monitor import Monitor
-from serving.app import create_app, shutdown
+from serving.app import create_app
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import predictions, window_results
-from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
-
-
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], tmp_path: Any) -> Settings:
-    settings = make_settings(
-        database_url=f"sqlite:///{tmp_path / 'log.db'}",
-        monitor_window_size=500,
-        monitor_min_samples=200,
-        monitor_settle_seconds=0,
-        monitor_min_labels=50,
-        log_flush_interval=0.02,
-    )
-    engine = create_engine(settings.database_url)
-    upgrade(engine)
-    engine.dispose()
-    return settings
-
-
-@pytest.fixture
-def server(settings: Settings) -> Any:
-    app = create_app(settings, registry=CollectorRegistry())
-    yield app
-    shutdown(app)
-    app.extensions["watchkeeper.engine"].dispose()
-
-
-def _send(app: Flask, records: list[dict[str, Any]], n: int, batch: int = 500) -> list[str]:
-    client = app.test_client()
-    ids: list[str] = []
-    for start in range(0, n, batch):
-        chunk = [records[(start + i) % len(records)] for i in range(min(batch, n - start))]
-        response = client.post("/predict", json={"instances": chunk})
-        assert response.status_code == 200
-        ids.extend(item["id"] for item in response.json["predictions"])
-    app.extensions["watchkeeper.prediction_log"].close()  # drain, then serve on
-    app.extensions["watchkeeper.prediction_log"] = None
-    return ids
-
-
-def _monitor(settings: Settings, **overrides: Any) -> Monitor:
-    settings = settings.model_copy(update=overrides)
-    return Monitor(
-        settings, create_engine(settings.database_url), ModelRegistry(settings.registry_dir)
-    )
 
 
 def _results(settings: Settings) -> list[dict[str, Any]]:
@@ -85,15 +39,20 @@ def _sample(text: str, name: str, **labels: str) -> float:
 
 
 def test_windows_are_evaluated_stored_and_exported_with_accuracy_from_feedback(
-    settings: Settings, server: Flask, replay_records: list[dict[str, Any]], ames: Any
+    settings: Settings,
+    server: Flask,
+    replay_records: list[dict[str, Any]],
+    ames: Any,
+    send_predictions: Callable[..., list[str]],
+    make_monitor: Callable[..., Monitor],
 ) -> None:
-    ids = _send(server, replay_records, 1200)
+    ids = send_predictions(server, replay_records, 1200)
     actual = ames.between(200901, None).frame["Sale_Price"].tolist()
     items = [
         {"id": pid, "actual": float(actual[i % len(actual)])} for i, pid in enumerate(ids[:300])
     ]
     assert server.test_client().post("/feedback", json={"items": items}).status_code == 200
-    monitor = _monitor(settings)
+    monitor = make_monitor()
 
     assert monitor.run_once() == 2  # 1,200 rows: two full windows of 500, 200 wait
 
@@ -150,21 +109,25 @@ def test_windows_are_evaluated_stored_and_exported_with_accuracy_from_feedback(
 
 
 def test_reads_are_incremental_and_a_restart_neither_rereads_nor_skips(
-    settings: Settings, server: Flask, replay_records: list[dict[str, Any]]
+    settings: Settings,
+    server: Flask,
+    replay_records: list[dict[str, Any]],
+    send_predictions: Callable[..., list[str]],
+    make_monitor: Callable[..., Monitor],
 ) -> None:
-    _send(server, replay_records, 10_000, batch=1000)
-    first = _monitor(settings, monitor_window_size=2000, drift_multivariate=False)
+    send_predictions(server, replay_records, 10_000, batch=1000)
+    first = make_monitor(monitor_window_size=2000, drift_multivariate=False)
 
     assert first.run_once() == 5
     assert first.reader.watermark() == 10_000
     assert first.reader.rows_read == 10_000
 
-    restarted = _monitor(settings, monitor_window_size=2000, drift_multivariate=False)
+    restarted = make_monitor(monitor_window_size=2000, drift_multivariate=False)
     assert restarted.run_once() == 0
     assert restarted.reader.rows_read == 0
 
     more = create_app(settings, registry=CollectorRegistry())
-    _send(more, replay_records, 2000, batch=1000)
+    send_predictions(more, replay_records, 2000, batch=1000)
     more.extensions["watchkeeper.engine"].dispose()
     assert restarted.run_once() == 1
     assert restarted.reader.rows_read == 2000

@@ -1,0 +1,134 @@
+"""The retrain trigger policy: when the monitor asks for a new model.
+
+Any one of these trips it, per model version:
+
+- dataset drift in ``drift_windows`` consecutive windows;
+- an out-of-distribution fraction above ``ood_fraction`` in a window with a verdict;
+- MAE from feedback worse than the version's validation MAE by ``mae_degradation``.
+
+A trip records a ``retrain_requests`` row (reason and evidence) for the retraining
+job; the monitor never trains. After a request, the version gets no other one for
+``cooldown_seconds``, so one episode raises one request. Both the consecutive count
+and the cooldown are read from the database, so a restart changes neither.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from watchkeeper.db.tables import retrain_requests, window_results
+
+log = logging.getLogger(__name__)
+
+TRIGGER = "monitor"
+
+
+@dataclass(frozen=True)
+class TriggerPolicy:
+    drift_windows: int = 3
+    ood_fraction: float = 0.1
+    mae_degradation: float = 0.25
+    cooldown_seconds: float = 3600.0
+
+
+class RetrainTrigger:
+    def __init__(
+        self, engine: sa.Engine, policy: TriggerPolicy, requested: Counter[str] | None = None
+    ) -> None:
+        self.engine = engine
+        self.policy = policy
+        self.requested: Counter[str] = Counter() if requested is None else requested
+
+    def consider(
+        self, results: list[dict[str, Any]], *, validation_mae: float | None
+    ) -> dict[str, Any] | None:
+        """Check one window's (or one accuracy round's) results; record a request if
+        the policy trips and the version is not cooling down."""
+        by_detector = {r["detector"]: r for r in results}
+        version = results[0]["model_version"]
+        reason, evidence = self._reason(version, by_detector, validation_mae)
+        if reason is None:
+            return None
+        now = datetime.now(UTC)
+        with self.engine.begin() as connection:
+            last = connection.execute(
+                sa.select(sa.func.max(retrain_requests.c.requested_at)).where(
+                    retrain_requests.c.model_version == version,
+                    retrain_requests.c.trigger == TRIGGER,
+                )
+            ).scalar()
+            if last is not None and now - _utc(last) < timedelta(
+                seconds=self.policy.cooldown_seconds
+            ):
+                log.info("retrain trigger (%s) for %s suppressed: cooling down", reason, version)
+                return None
+            row = {
+                "requested_at": now,
+                "trigger": TRIGGER,
+                "reason": reason,
+                "model_version": version,
+                "evidence": evidence,
+                "status": "pending",
+            }
+            connection.execute(retrain_requests.insert().values(**row))
+        self.requested[reason.split(":", 1)[0]] += 1
+        log.warning("retrain requested for %s: %s", version, reason)
+        return row
+
+    def _reason(
+        self, version: str, results: dict[str, dict[str, Any]], validation_mae: float | None
+    ) -> tuple[str | None, dict[str, Any]]:
+        policy = self.policy
+        drift = results.get("feature_drift")
+        if drift is not None and drift["is_drift"]:
+            recent = self._recent_drift_verdicts(version, policy.drift_windows)
+            if len(recent) == policy.drift_windows and all(recent):
+                return (
+                    f"drift: dataset drift in {policy.drift_windows} consecutive windows",
+                    {"window_id": drift["window_id"], "drifted": drift["details"]["drifted"]},
+                )
+        ood = results.get("ood")
+        if drift is not None and ood is not None and ood["score"] > policy.ood_fraction:
+            return (
+                f"ood: {ood['score']:.1%} of a window out of distribution "
+                f"(limit {policy.ood_fraction:.1%})",
+                {"window_id": ood["window_id"], "ood_fraction": ood["score"]},
+            )
+        accuracy = results.get("accuracy")
+        if accuracy is not None and validation_mae:
+            limit = validation_mae * (1 + policy.mae_degradation)
+            if accuracy["score"] > limit:
+                return (
+                    f"accuracy: MAE {accuracy['score']:,.0f} above {limit:,.0f} "
+                    f"(validation {validation_mae:,.0f} + {policy.mae_degradation:.0%})",
+                    {
+                        "window_id": accuracy["window_id"],
+                        "mae": accuracy["score"],
+                        "validation_mae": validation_mae,
+                        "labels": accuracy["n_rows"],
+                    },
+                )
+        return None, {}
+
+    def _recent_drift_verdicts(self, version: str, n: int) -> list[bool]:
+        query = (
+            sa.select(window_results.c.is_drift)
+            .where(
+                window_results.c.model_version == version,
+                window_results.c.detector == "feature_drift",
+            )
+            .order_by(window_results.c.last_seq.desc())
+            .limit(n)
+        )
+        with self.engine.connect() as connection:
+            return [bool(v) for v in connection.execute(query).scalars()]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

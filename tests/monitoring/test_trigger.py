@@ -1,0 +1,140 @@
+"""The retrain trigger: one request per drift episode within the cooldown, and the
+reasons it records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
+
+from monitoring.monitor import Monitor
+from monitoring.trigger import RetrainTrigger, TriggerPolicy
+from serving.app import create_app
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.tables import retrain_requests, window_results
+from watchkeeper.settings import Settings
+
+
+def _feature_drift_rows(settings: Settings) -> list[Any]:
+    engine = create_engine(settings.database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(window_results.c.window_id, window_results.c.is_drift)
+            .where(window_results.c.detector == "feature_drift")
+            .order_by(window_results.c.last_seq)
+        ).all()
+    engine.dispose()
+    return rows
+
+
+def _drift_verdicts(settings: Settings) -> list[bool]:
+    return [bool(row.is_drift) for row in _feature_drift_rows(settings)]
+
+
+def _window_ids(settings: Settings) -> list[str]:
+    return [row.window_id for row in _feature_drift_rows(settings)]
+
+
+def _requests(settings: Settings) -> list[dict[str, Any]]:
+    engine = create_engine(settings.database_url)
+    with engine.connect() as connection:
+        rows = [dict(r._mapping) for r in connection.execute(sa.select(retrain_requests))]
+    engine.dispose()
+    return rows
+
+
+POLICY = {
+    "monitor_window_size": 200,
+    "drift_multivariate": False,
+    "trigger_drift_windows": 3,
+    "trigger_ood_fraction": 1.0,
+}
+
+
+def test_a_drift_episode_raises_exactly_one_request_within_the_cooldown(
+    settings: Settings,
+    server: Any,
+    replay_records: list[dict[str, Any]],
+    send_predictions: Callable[..., list[str]],
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    send_predictions(server, replay_records, 1000, batch=200)  # 2009–10 sales: every window drifts
+    monitor = make_monitor(**POLICY)
+    assert monitor.run_once() == 5
+
+    more = create_app(settings, registry=CollectorRegistry())
+    send_predictions(more, replay_records, 600, batch=200)
+    more.extensions["watchkeeper.engine"].dispose()
+    restarted = make_monitor(**POLICY)
+    assert restarted.run_once() == 3
+
+    verdicts = _drift_verdicts(settings)
+    assert sum(verdicts) >= 5, "2009–10 windows should mostly drift"
+    first_run_end = next(i for i in range(2, len(verdicts)) if all(verdicts[i - 2 : i + 1]))
+    [request] = _requests(settings)
+    assert request["trigger"] == "monitor"
+    assert request["reason"].startswith("drift: dataset drift in 3 consecutive windows")
+    assert request["status"] == "pending"
+    assert request["model_version"] == "v1"
+    assert request["evidence"]["drifted"]
+    assert request["evidence"]["window_id"] == _window_ids(settings)[first_run_end]
+    requested = (
+        monitor.status.retrain_requests["drift"] + restarted.status.retrain_requests["drift"]
+    )
+    assert requested == 1
+
+
+def test_after_the_cooldown_a_continuing_episode_raises_another(
+    settings: Settings,
+    server: Any,
+    replay_records: list[dict[str, Any]],
+    send_predictions: Callable[..., list[str]],
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    send_predictions(server, replay_records, 1600, batch=200)
+    monitor = make_monitor(**POLICY, trigger_cooldown_seconds=0)
+
+    monitor.run_once()
+
+    verdicts = _drift_verdicts(settings)
+    runs_of_three = sum(all(verdicts[i - 2 : i + 1]) for i in range(2, len(verdicts)))
+    reasons = [r["reason"].split(":")[0] for r in _requests(settings)]
+    assert runs_of_three >= 1, verdicts
+    assert reasons == ["drift"] * runs_of_three
+
+
+@pytest.mark.parametrize(
+    ("results", "expected"),
+    [
+        ([{"detector": "accuracy", "score": 30_000.0, "window_id": "a", "n_rows": 80}], "accuracy"),
+        ([{"detector": "accuracy", "score": 16_000.0, "window_id": "a", "n_rows": 80}], None),
+        (
+            [
+                {"detector": "ood", "score": 0.3, "window_id": "w"},
+                {
+                    "detector": "feature_drift",
+                    "is_drift": False,
+                    "score": 0.0,
+                    "window_id": "w",
+                    "details": {"drifted": []},
+                },
+            ],
+            "ood",
+        ),
+        ([{"detector": "ood", "score": 0.3, "window_id": "w"}], None),  # no verdict: too few rows
+    ],
+    ids=["mae-degraded", "mae-fine", "ood-high", "ood-small-window"],
+)
+def test_accuracy_and_ood_reasons(
+    settings: Settings, results: list[dict[str, Any]], expected: str | None
+) -> None:
+    engine = create_engine(settings.database_url)
+    trigger = RetrainTrigger(engine, TriggerPolicy(ood_fraction=0.1, mae_degradation=0.25))
+
+    row = trigger.consider([{**r, "model_version": "v1"} for r in results], validation_mae=15_000.0)
+
+    engine.dispose()
+    assert (row["reason"].split(":")[0] if row else None) == expected
