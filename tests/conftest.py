@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.ports import free_port
 from tests.postgres import PostgresServer, find_bindir
+from tests.processes import Process
 from watchkeeper.dataset import Dataset, load_ames
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
@@ -125,3 +127,29 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     upgrade(engine)
     engine.dispose()
     return url
+
+
+@pytest.fixture
+def start_watchkeeper(tmp_path: Path, registry_dir: Path) -> Iterator[Callable[..., Process]]:
+    """``start("serve" | "monitor", **env)``: a real process sharing the test's data
+    directory and registry; stopped (or killed) at teardown."""
+    processes: list[Process] = []
+
+    def start(command: str, **env: str) -> Process:
+        port = free_port()
+        port_setting = "WATCHKEEPER_PORT" if command == "serve" else "WATCHKEEPER_MONITOR_PORT"
+        environment = {
+            "WATCHKEEPER_DATA_DIR": str(tmp_path / "var"),
+            "WATCHKEEPER_REGISTRY_PATH": str(registry_dir),
+            port_setting: str(port),
+            **env,
+        }
+        log_path = tmp_path / f"{command}-{len(processes)}.log"
+        process = Process([command], environment, log_path, f"http://127.0.0.1:{port}")
+        processes.append(process)
+        process.wait_ready("/readyz" if command == "serve" else "/metrics")
+        return process
+
+    yield start
+    for process in processes:
+        process.kill()

@@ -104,6 +104,20 @@ def _cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
     return run(settings, once=args.once)
 
 
+def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from monitoring.replay import Replayer
+    from watchkeeper.dataset import load_ames
+
+    url = args.url or f"http://{settings.host}:{settings.port}"
+    dataset = load_ames().between(args.start, args.end)
+    replayer = Replayer(
+        url, rate=args.rate, batch_size=args.batch_size, feedback_delay=args.feedback_delay
+    )
+    report = replayer.run(dataset, limit=args.limit)
+    print(report.summary())
+    return 0 if report.rejected == 0 and report.feedback_failed == 0 else 1
+
+
 def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from watchkeeper.db.engine import create_engine
     from watchkeeper.db.migrate import current_revision, head_revision, upgrade
@@ -178,6 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     monitor = commands.add_parser("monitor", help="run the monitor (drift, OOD, accuracy)")
     monitor.add_argument("--once", action="store_true", help="one cycle, then exit (cron, tests)")
     monitor.set_defaults(handler=_cmd_monitor)
+
+    replay = commands.add_parser(
+        "replay", help="stream held-back Ames sales through the API, with late feedback"
+    )
+    replay.add_argument("--url", help="prediction server (default: WATCHKEEPER_HOST:PORT)")
+    replay.add_argument("--start", type=int, default=200801, help="first sale period, YYYYMM")
+    replay.add_argument("--end", type=int, default=201012, help="last sale period, YYYYMM")
+    replay.add_argument("--limit", type=int, default=None, help="send at most this many sales")
+    replay.add_argument("--rate", type=float, default=20.0, help="sales per second; 0: no pause")
+    replay.add_argument("--batch-size", type=int, default=1, help="sales per /predict request")
+    replay.add_argument(
+        "--feedback-delay", type=float, default=5.0, help="seconds before a sale's price is posted"
+    )
+    replay.set_defaults(handler=_cmd_replay)
 
     db = commands.add_parser("db", help="database schema migrations")
     db.add_argument("db_command", choices=["upgrade", "current"])

@@ -3,7 +3,6 @@ and a way to read back what it logged."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -92,12 +91,3 @@ def read_log(database_url: str) -> Iterator[Callable[[Flask], LogReader]]:
 @pytest.fixture
 def log_reader(app: Flask, read_log: Callable[[Flask], LogReader]) -> LogReader:
     return read_log(app)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from serving.app import create_app, shutdown
 from tests.postgres import PostgresServer
-from tests.serving.conftest import wait_for
+from tests.processes import wait_for
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import predictions, requests

@@ -1,0 +1,133 @@
+"""``watchkeeper replay``: stream held-back Ames sales through the HTTP API.
+
+Sales are sent in sale-date order at a chosen rate; each sale's true price is posted
+to ``/feedback`` ``feedback_delay`` seconds after its prediction, as ground truth
+arriving late would be. This is how a user watches the platform meet real drift,
+and how the integration tests drive it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pandas as pd
+import requests
+
+from watchkeeper.dataset import Dataset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReplayReport:
+    sent: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    feedback_posted: int = 0
+    feedback_failed: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (
+            f"sent {self.sent} sales ({self.accepted} predicted, {self.rejected} rejected), "
+            f"posted {self.feedback_posted} actual prices ({self.feedback_failed} refused)"
+        )
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON objects: NaN becomes null, NumPy numbers plain numbers."""
+    return orjson.loads(frame.to_json(orient="records"))
+
+
+class Replayer:
+    def __init__(
+        self,
+        url: str,
+        *,
+        rate: float = 0.0,
+        batch_size: int = 1,
+        feedback_delay: float = 5.0,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.rate = rate
+        self.batch_size = batch_size
+        self.feedback_delay = feedback_delay
+        self.timeout = timeout
+        self.session = requests.Session()
+        self._clock = clock
+        self._sleep = sleep
+        self._due: list[tuple[float, str, float]] = []
+
+    def feature_names(self) -> list[str]:
+        response = self.session.get(f"{self.url}/model", timeout=self.timeout)
+        response.raise_for_status()
+        return [f["name"] for f in response.json()["metadata"]["schema"]["features"]]
+
+    def run(self, dataset: Dataset, *, limit: int | None = None) -> ReplayReport:
+        names = self.feature_names()
+        frame = (
+            dataset.frame.sort_values(dataset.period, kind="stable")
+            if dataset.period
+            else dataset.frame
+        )
+        if limit is not None:
+            frame = frame.head(limit)
+        records = _records(frame[names])
+        actuals = frame[dataset.target].astype(float).tolist()
+        report = ReplayReport()
+        started = self._clock()
+        for start in range(0, len(records), self.batch_size):
+            if self.rate > 0:  # pace by records sent so far
+                wait = started + start / self.rate - self._clock()
+                if wait > 0:
+                    self._sleep(wait)
+            self._send(records[start : start + self.batch_size], actuals[start:], report)
+            self._post_due_feedback(report, final=False)
+        if self._due:
+            self._sleep(max(self._due[-1][0] - self._clock(), 0))
+        self._post_due_feedback(report, final=True)
+        return report
+
+    def _send(
+        self, batch: list[dict[str, Any]], actuals: list[float], report: ReplayReport
+    ) -> None:
+        body = {"features": batch[0]} if len(batch) == 1 else {"instances": batch}
+        response = self.session.post(f"{self.url}/predict", json=body, timeout=self.timeout)
+        report.sent += len(batch)
+        report.statuses[response.status_code] = report.statuses.get(response.status_code, 0) + 1
+        if response.status_code != 200:
+            report.rejected += len(batch)
+            log.warning("replay batch rejected (%d): %s", response.status_code, response.text[:300])
+            return
+        payload = response.json()
+        items = [payload] if len(batch) == 1 else payload["predictions"]
+        due = self._clock() + self.feedback_delay
+        for item, actual in zip(items, actuals, strict=False):
+            heapq.heappush(self._due, (due, item["id"], actual))
+        report.accepted += len(items)
+
+    def _post_due_feedback(self, report: ReplayReport, *, final: bool) -> None:
+        now = self._clock()
+        ready = []
+        while self._due and (final or self._due[0][0] <= now):
+            _, pid, actual = heapq.heappop(self._due)
+            ready.append({"id": pid, "actual": actual})
+        for start in range(0, len(ready), 500):
+            chunk = ready[start : start + 500]
+            response = self.session.post(
+                f"{self.url}/feedback", json={"items": chunk}, timeout=self.timeout
+            )
+            if response.status_code == 200:
+                report.feedback_posted += len(chunk)
+            else:
+                report.feedback_failed += len(chunk)
+                log.warning("feedback refused (%d): %s", response.status_code, response.text[:300])
