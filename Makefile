@@ -4,9 +4,8 @@ BIN := $(VENV)/bin
 
 .PHONY: run test deps system-deps lint bench settings-table clean
 
-run: $(VENV)/.installed  ## train and register the Ames model if none is, then serve on 127.0.0.1:8000
-	$(BIN)/watchkeeper train --if-missing
-	$(BIN)/watchkeeper serve
+run: $(VENV)/.installed  ## train the Ames model if none is registered; serve on :8000, monitor on :8001
+	VENV=$(VENV) scripts/run-platform
 
 test: $(VENV)/.installed system-deps  ## lint, then the whole test suite against real services
 	$(BIN)/ruff check .
@@ -25,8 +24,9 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(VENV)/.installed  ## serving benchmark (prints figures; not a test)
+bench: $(VENV)/.installed  ## serving and monitor benchmarks (print figures; not tests)
 	$(BIN)/python bench/serving_bench.py
+	$(BIN)/python bench/monitor_bench.py
 
 settings-table: $(VENV)/.installed  ## the README's configuration table
 	$(BIN)/watchkeeper settings --markdown

@@ -61,7 +61,7 @@ class Monitor:
         self.engine = engine
         self.registry = registry
         self.reader = LogReader(engine, settle_seconds=settings.monitor_settle_seconds)
-        self.status = MonitorStatus()
+        self.status = MonitorStatus(latest=self._stored_latest())
         self._suites: dict[str, DetectorSuite] = {}
         self._validation_mae: dict[str, float | None] = {}
         self.trigger = RetrainTrigger(
@@ -76,6 +76,20 @@ class Monitor:
         )
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._insert_results = dialect.insert(window_results).on_conflict_do_nothing()
+
+    def _stored_latest(self) -> dict[str, dict[str, Any]]:
+        """The newest stored result of each check, so that a restarted monitor exports
+        what it last knew instead of nothing."""
+        newest = (
+            sa.select(sa.func.max(window_results.c.id))
+            .group_by(window_results.c.detector)
+            .scalar_subquery()
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(window_results).where(window_results.c.id.in_(newest))
+            ).all()
+        return {row.detector: dict(row._mapping) for row in rows}
 
     # -- detectors per model version --------------------------------------------------
 

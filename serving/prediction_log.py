@@ -195,8 +195,8 @@ class PredictionLog:
                     return
                 if time.monotonic() + delay > deadline:
                     log.warning("prediction log database unavailable, spilling: %s", exc)
-                    self._mark_down()
                     self._spill_entries(batch)
+                    self._mark_down()
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)

@@ -1,0 +1,134 @@
+"""Monitor benchmark: the time of one evaluation cycle by window size and log size.
+
+Builds a SQLite prediction log of real Ames 2008–2010 records (inserted directly, not
+through HTTP), fits the detectors once, then times ``Monitor.run_once`` on exactly one
+pending window of 500, 2,000 and 10,000 rows in a 10k-row log, and on a 500-row
+window at the end of a 10k-row and of a 1M-row log. Prints a table; asserts nothing.
+
+    .venv/bin/python bench/monitor_bench.py [--big 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from monitoring.monitor import Monitor  # noqa: E402
+from watchkeeper.dataset import load_ames  # noqa: E402
+from watchkeeper.db.engine import create_engine  # noqa: E402
+from watchkeeper.db.migrate import upgrade  # noqa: E402
+from watchkeeper.registry import ModelRegistry  # noqa: E402
+from watchkeeper.settings import Settings  # noqa: E402
+from watchkeeper.training import train  # noqa: E402
+
+
+def _fill(db: Path, upto: int, start: int, features: list[str], predictions: list[float]) -> None:
+    """Append rows ``start+1 .. upto`` to the predictions table, cycling real records."""
+    connection = sqlite3.connect(db)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    chunk = 50_000
+    for first in range(start, upto, chunk):
+        rows = [
+            (
+                f"{i:032x}",
+                f"{i:032x}",
+                0,
+                stamp,
+                "v1",
+                features[i % len(features)],
+                predictions[i % len(predictions)],
+                0.0,
+                0.0,
+            )
+            for i in range(first, min(first + chunk, upto))
+        ]
+        connection.executemany(
+            "INSERT INTO predictions (prediction_id, request_id, item_index, created_at, "
+            "model_version, features, prediction, lower, upper) VALUES (?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
+        connection.commit()
+    connection.close()
+
+
+def _cycle(monitor: Monitor, total: int, window: int) -> float:
+    monitor.reader.set_watermark(total - window)
+    started = time.perf_counter()
+    evaluated = monitor.run_once()
+    elapsed = time.perf_counter() - started
+    assert evaluated == 1, evaluated
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--big", type=int, default=1_000_000, help="rows of the large log")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="wk-monitor-bench-"))
+    ames = load_ames()
+    trained = train(ames.between(None, 200712), ames.between(200801, 200812))
+    ModelRegistry(workdir / "registry").register(trained)
+    names = list(trained.model.schema.names)
+    held = ames.between(200801, None).frame
+    features = [
+        orjson.dumps(r).decode() for r in orjson.loads(held[names].to_json(orient="records"))
+    ]
+    predictions = trained.model.predict(held[names]).value.tolist()
+
+    db = workdir / "log.db"
+    base = Settings(
+        data_dir=workdir / "var",
+        registry_path=workdir / "registry",
+        database_url=f"sqlite:///{db}",
+        monitor_settle_seconds=0,
+        monitor_window_seconds=10**9,
+    )
+    upgrade(create_engine(base.database_url))
+    _fill(db, 10_000, 0, features, predictions)
+
+    print("one monitor cycle (data quality, OOD, feature/output/multivariate drift, storage):")
+    timings: dict[str, float] = {}
+    for window in (500, 2_000, 10_000):
+        settings = base.model_copy(
+            update={"monitor_window_size": window, "monitor_min_samples": 200}
+        )
+        monitor = Monitor(
+            settings, create_engine(settings.database_url), ModelRegistry(workdir / "registry")
+        )
+        monitor.suite("v1")  # fitted once per version, outside the timed cycle
+        timings[f"window {window:,} / log 10k"] = _cycle(monitor, 10_000, window)
+
+    small = timings["window 500 / log 10k"]
+    started = time.perf_counter()
+    _fill(db, args.big, 10_000, features, predictions)
+    fill_seconds = time.perf_counter() - started
+    settings = base.model_copy(update={"monitor_window_size": 500, "monitor_min_samples": 200})
+    monitor = Monitor(
+        settings, create_engine(settings.database_url), ModelRegistry(workdir / "registry")
+    )
+    monitor.suite("v1")
+    timings[f"window 500 / log {args.big:,}"] = big = _cycle(monitor, args.big, 500)
+
+    for name, seconds in timings.items():
+        print(f"  {name:<28} {seconds:7.2f} s")
+    print(
+        f"\nlog of {args.big:,} rows vs 10k, same 500-row window: {big / small:.2f}x "
+        f"(filling the large log took {fill_seconds:.0f} s)"
+    )
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Cutting the prediction stream into windows: by count, by time, per model version."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+
+from monitoring.windows import cut_windows
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _rows(seconds: list[float], versions: list[str] | None = None) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "seq": range(1, len(seconds) + 1),
+            "created_at": [T0 + timedelta(seconds=s) for s in seconds],
+            "model_version": versions or ["v1"] * len(seconds),
+        }
+    )
+
+
+def test_full_windows_close_by_count_and_the_rest_waits() -> None:
+    windows = cut_windows(_rows([0.0] * 7), size=3, seconds=600, now=T0)
+
+    assert [(w.first_seq, w.last_seq) for w in windows] == [(1, 3), (4, 6)]
+
+
+def test_a_window_closes_when_its_time_span_is_over() -> None:
+    rows = _rows([0, 10, 20, 700, 710])
+
+    by_gap = cut_windows(rows, size=100, seconds=600, now=T0 + timedelta(seconds=720))
+    by_clock = cut_windows(rows, size=100, seconds=600, now=T0 + timedelta(seconds=1400))
+
+    assert [(w.first_seq, w.last_seq) for w in by_gap] == [(1, 3)]
+    assert [(w.first_seq, w.last_seq) for w in by_clock] == [(1, 3), (4, 5)]
+
+
+def test_windows_never_span_two_model_versions() -> None:
+    rows = _rows([0, 1, 2, 3, 4], ["v1", "v1", "v2", "v2", "v2"])
+
+    windows = cut_windows(rows, size=3, seconds=600, now=T0)
+
+    assert [(w.model_version, w.first_seq, w.last_seq) for w in windows] == [
+        ("v1", 1, 2),
+        ("v2", 3, 5),
+    ]
+    assert windows[0].window_id == "v1:1-2"
+
+
+def test_no_rows_no_windows() -> None:
+    assert cut_windows(_rows([]), size=3, seconds=600, now=T0) == []
