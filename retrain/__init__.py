@@ -1,4 +1,1 @@
-"""The retraining job and model lifecycle.
-
-Not built yet: see the Status section of the README.
-"""
+"""Retraining: the job, its single-flight lease, its triggers and its worker."""

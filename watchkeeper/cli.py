@@ -118,6 +118,39 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.rejected == 0 and report.feedback_failed == 0 else 1
 
 
+def _cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
+    if args.mode == "worker":
+        from retrain.worker import run_worker
+
+        return run_worker(settings)
+    import getpass
+
+    from retrain import requests as retrain_requests
+    from retrain.job import RetrainJob
+    from watchkeeper.db.engine import create_engine
+    from watchkeeper.db.migrate import require_current
+    from watchkeeper.training import TrainingParams
+
+    engine = create_engine(settings.database_url)
+    require_current(engine)
+    request_id = retrain_requests.enqueue(
+        engine, trigger="manual", reason=args.reason or f"command line ({getpass.getuser()})"
+    )
+    params = TrainingParams(max_iter=args.max_iter) if args.max_iter else None
+    job = RetrainJob(
+        settings, engine, _registry(settings), params=params, csv=args.csv, target=args.target
+    )
+    result = job.run()
+    if result is None:
+        print(f"a retraining job is running; request {request_id} is queued for the next one")
+        return 0
+    print(
+        f"run {result.run_id}: {result.outcome} {result.candidate_version or ''} "
+        f"(champion {result.champion_version}): {result.reason}"
+    )
+    return 0 if result.outcome != "failed" else 1
+
+
 def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from watchkeeper.db.engine import create_engine
     from watchkeeper.db.migrate import current_revision, head_revision, upgrade
@@ -206,6 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--feedback-delay", type=float, default=5.0, help="seconds before a sale's price is posted"
     )
     replay.set_defaults(handler=_cmd_replay)
+
+    retrain = commands.add_parser(
+        "retrain", help="run one retraining job now, or `retrain worker` to serve requests"
+    )
+    retrain.add_argument("mode", nargs="?", choices=["worker"], help="run the worker loop")
+    retrain.add_argument("--reason", help="why, recorded with the run")
+    retrain.add_argument("--max-iter", type=int, default=None, help="override boosting iterations")
+    retrain.add_argument("--csv", help="original training data, for models not trained on Ames")
+    retrain.add_argument("--target", help="target column of --csv")
+    retrain.set_defaults(handler=_cmd_retrain)
 
     db = commands.add_parser("db", help="database schema migrations")
     db.add_argument("db_command", choices=["upgrade", "current"])

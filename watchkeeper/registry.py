@@ -157,8 +157,18 @@ class ModelRegistry:
 
     # -- writing ---------------------------------------------------------------
 
-    def register(self, trained: TrainedModel, *, make_current: bool = True) -> str:
-        """Store ``trained`` as the next version; optionally point ``current`` at it."""
+    def register(
+        self,
+        trained: TrainedModel,
+        *,
+        make_current: bool = True,
+        status: str = "registered",
+        notes: dict[str, Any] | None = None,
+    ) -> str:
+        """Store ``trained`` as the next version; optionally point ``current`` at it.
+
+        ``status`` says what became of it (``registered`` by hand, ``promoted`` or
+        ``rejected`` by a retraining job); ``notes`` record why."""
         self._versions_dir.mkdir(parents=True, exist_ok=True)
         version, directory = self._reserve()
         model_blob = sio.dumps(trained.model.pipeline)
@@ -179,6 +189,8 @@ class ModelRegistry:
             "schema": trained.model.schema.to_dict(),
             "reference_rows": len(trained.reference),
             "artifacts": artifacts,
+            "status": status,
+            "notes": notes or {},
         }
         _write_atomic(directory / METADATA_FILE, json.dumps(metadata, indent=2).encode())
         if make_current:

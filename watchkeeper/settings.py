@@ -160,6 +160,37 @@ class Settings(BaseSettings):
     trigger_cooldown_seconds: float = Field(default=3600.0, ge=0)
     """After a retrain request, no other for the same model version for this long."""
 
+    retrain_window_days: float = Field(default=365.0, gt=0)
+    """Labelled predictions whose feedback arrived within this many days join the
+    original training data in a retraining job."""
+
+    retrain_holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    """Share of the newest labelled predictions held out to judge candidate and champion."""
+
+    retrain_min_holdout: int = Field(default=50, ge=1)
+    """A job fails with a clear reason when the holdout would be smaller than this."""
+
+    retrain_margin: float = Field(default=0.02, ge=0, lt=1)
+    """Promote only when the candidate's holdout MAE is below the champion's by this fraction."""
+
+    retrain_min_coverage: float = Field(default=0.8, ge=0, le=1)
+    """Promote only when the candidate's interval coverage on the holdout is at least this..."""
+
+    retrain_max_coverage: float = Field(default=0.98, ge=0, le=1)
+    """...and at most this (a too-wide interval is no use either)."""
+
+    retrain_lease_seconds: float = Field(default=3600.0, gt=0)
+    """How long a job's single-flight lease lasts; a crashed job's lease is taken over after it."""
+
+    retrain_poll_seconds: float = Field(default=10.0, gt=0)
+    """Seconds between the retraining worker's checks for pending requests."""
+
+    retrain_host: str = "127.0.0.1"
+    """Address the retraining worker's `/metrics` endpoint binds to."""
+
+    retrain_port: int = Field(default=8002, ge=0, le=65535)
+    """Port of the retraining worker's `/metrics` endpoint."""
+
     drift_p_value: float = Field(default=0.05, gt=0, lt=1)
     """Significance level of the drift tests."""
 

@@ -90,4 +90,33 @@ retrain_requests = sa.Table(
     sa.Column("model_version", sa.String(64)),
     sa.Column("evidence", sa.JSON, nullable=False),
     sa.Column("status", sa.String(16), nullable=False, server_default="pending", index=True),
+    sa.Column("dedupe_key", sa.String(255)),
+    sa.Column("run_id", sa.BigInteger),
+    sa.UniqueConstraint("dedupe_key", name="uq_retrain_requests_dedupe_key"),
+)
+
+retrain_runs = sa.Table(
+    "retrain_runs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("trigger", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("request_ids", sa.JSON, nullable=False),
+    sa.Column("champion_version", sa.String(64)),
+    sa.Column("candidate_version", sa.String(64)),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("champion_metrics", sa.JSON),
+    sa.Column("candidate_metrics", sa.JSON),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("decision_reason", sa.Text),
+)
+
+retrain_lease = sa.Table(
+    "retrain_lease",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("holder", sa.String(128)),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
 )

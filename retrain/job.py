@@ -1,0 +1,237 @@
+"""One retraining job: claim the requests, train a candidate, judge it against the
+champion on the newest labelled data, register it, promote it only if it is better.
+
+The job holds the single-flight lease from start to end and records a
+``retrain_runs`` row whatever happens.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from retrain import requests as retrain_requests
+from retrain.data import RetrainData, assemble, base_dataset
+from retrain.lease import Lease
+from watchkeeper.db.tables import retrain_runs
+from watchkeeper.model import regression_metrics
+from watchkeeper.registry import ModelRegistry, RegisteredModel
+from watchkeeper.schema import FeatureSchema
+from watchkeeper.settings import Settings
+from watchkeeper.training import TrainingParams, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """A candidate is promoted when its MAE on the holdout is below the champion's by
+    ``margin`` (a fraction), its interval coverage lies in ``[min_coverage,
+    max_coverage]``, it predicts no NaN, and its schema matches the champion's."""
+
+    margin: float = 0.02
+    min_coverage: float = 0.8
+    max_coverage: float = 0.98
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: int
+    outcome: str  # promoted, rejected, failed
+    reason: str
+    candidate_version: str | None
+    champion_version: str | None
+
+
+def decide(
+    policy: GatePolicy,
+    candidate: dict[str, float],
+    champion: dict[str, float],
+    *,
+    candidate_predictions: np.ndarray,
+    candidate_schema: FeatureSchema,
+    champion_schema: FeatureSchema,
+) -> Decision:
+    if not np.all(np.isfinite(candidate_predictions)):
+        return Decision(False, "candidate predicts NaN or infinite values")
+    expected = [(f.name, f.kind) for f in champion_schema.features]
+    if [(f.name, f.kind) for f in candidate_schema.features] != expected:
+        return Decision(False, "candidate's feature schema differs from the champion's")
+    if not policy.min_coverage <= candidate["coverage"] <= policy.max_coverage:
+        return Decision(
+            False,
+            f"interval coverage {candidate['coverage']:.1%} outside "
+            f"[{policy.min_coverage:.0%}, {policy.max_coverage:.0%}]",
+        )
+    needed = champion["mae"] * (1 - policy.margin)
+    if not candidate["mae"] < needed:
+        return Decision(
+            False,
+            f"MAE {candidate['mae']:,.0f} does not beat the champion's {champion['mae']:,.0f} "
+            f"by {policy.margin:.0%} (needs < {needed:,.0f})",
+        )
+    return Decision(
+        True,
+        f"MAE {candidate['mae']:,.0f} vs champion {champion['mae']:,.0f} "
+        f"({candidate['mae'] / champion['mae'] - 1:+.1%}), coverage {candidate['coverage']:.1%}",
+    )
+
+
+class RetrainJob:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: sa.Engine,
+        registry: ModelRegistry,
+        *,
+        params: TrainingParams | None = None,
+        csv: str | None = None,
+        target: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.registry = registry
+        self.params = params
+        self.csv, self.target = csv, target
+        self.policy = GatePolicy(
+            margin=settings.retrain_margin,
+            min_coverage=settings.retrain_min_coverage,
+            max_coverage=settings.retrain_max_coverage,
+        )
+
+    def run(self) -> RunResult | None:
+        """Run one job for the pending requests; ``None`` if another job holds the
+        lease (the requests stay pending for it or the next one)."""
+        lease = Lease(self.engine, self.settings.retrain_lease_seconds)
+        if not lease.acquire():
+            log.info("a retraining job is already running; requests stay queued")
+            return None
+        try:
+            return self._run_locked()
+        finally:
+            lease.release()
+
+    def _run_locked(self) -> RunResult:
+        started = datetime.now(UTC)
+        with self.engine.begin() as connection:
+            run_id = int(
+                connection.execute(
+                    retrain_runs.insert().values(
+                        started_at=started,
+                        trigger="pending",
+                        reason="",
+                        request_ids=[],
+                        data={},
+                        outcome="running",
+                    )
+                ).inserted_primary_key[0]
+            )
+        claimed = retrain_requests.claim(self.engine, run_id)
+        triggers = sorted({r["trigger"] for r in claimed}) or ["manual"]
+        reason = "; ".join(dict.fromkeys(r["reason"] for r in claimed)) or "run by hand"
+        self._update(
+            run_id,
+            trigger=",".join(triggers),
+            reason=reason,
+            request_ids=[r["id"] for r in claimed],
+        )
+        champion: RegisteredModel | None = None
+        try:
+            champion = self.registry.load()
+            data = self._data(champion)
+            result = self._train_and_judge(run_id, champion, data)
+        except Exception as exc:
+            log.exception("retraining run %d failed", run_id)
+            self._update(
+                run_id,
+                outcome="failed",
+                decision_reason=str(exc),
+                champion_version=champion.version if champion else None,
+                finished_at=datetime.now(UTC),
+            )
+            retrain_requests.finish(self.engine, run_id, "failed")
+            return RunResult(
+                run_id, "failed", str(exc), None, champion.version if champion else None
+            )
+        retrain_requests.finish(self.engine, run_id, "done")
+        return result
+
+    def _data(self, champion: RegisteredModel) -> RetrainData:
+        window = champion.metadata["training_window"]
+        return assemble(
+            self.engine,
+            base_dataset(window, csv=self.csv, target=self.target),
+            champion.model.schema,
+            window_days=self.settings.retrain_window_days,
+            holdout_fraction=self.settings.retrain_holdout_fraction,
+            min_holdout=self.settings.retrain_min_holdout,
+        )
+
+    def _train_and_judge(
+        self, run_id: int, champion: RegisteredModel, data: RetrainData
+    ) -> RunResult:
+        params = self.params or TrainingParams(**champion.metadata.get("params", {}))
+        trained = train(data.training, data.holdout, params=params)
+        window = {
+            **data.description,
+            "dataset": data.training.name,
+            "rows": len(data.training.frame),
+        }
+        window["base"] = champion.metadata["training_window"].get(
+            "base", champion.metadata["training_window"]
+        )
+        trained = replace(trained, training_window=window, validation_window=None)
+        holdout_x = data.holdout.frame[list(champion.model.schema.names)]
+        holdout_y = data.holdout.frame[champion.model.schema.target].to_numpy()
+        champion_metrics = regression_metrics(holdout_y, champion.model.predict(holdout_x))
+        candidate_predictions = trained.model.predict(holdout_x)
+        decision = decide(
+            self.policy,
+            trained.metrics,
+            champion_metrics,
+            candidate_predictions=candidate_predictions.value,
+            candidate_schema=trained.model.schema,
+            champion_schema=champion.model.schema,
+        )
+        outcome = "promoted" if decision.promote else "rejected"
+        version = self.registry.register(
+            trained,
+            make_current=decision.promote,
+            status=outcome,
+            notes={
+                "run_id": run_id,
+                "reason": decision.reason,
+                "champion": champion.version,
+                "champion_metrics_on_holdout": champion_metrics,
+            },
+        )
+        self._update(
+            run_id,
+            outcome=outcome,
+            decision_reason=decision.reason,
+            champion_version=champion.version,
+            candidate_version=version,
+            champion_metrics=champion_metrics,
+            candidate_metrics=trained.metrics,
+            data=data.description,
+            finished_at=datetime.now(UTC),
+        )
+        log.info("retraining run %d: %s %s (%s)", run_id, outcome, version, decision.reason)
+        return RunResult(run_id, outcome, decision.reason, version, champion.version)
+
+    def _update(self, run_id: int, **values: Any) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                retrain_runs.update().where(retrain_runs.c.id == run_id).values(**values)
+            )

@@ -1,0 +1,84 @@
+"""Retrain requests: written by the monitor, Alertmanager, or a person; taken by jobs.
+
+A job claims every pending request when it starts, so triggers that arrive while one
+is pending coalesce into one job; requests that arrive while a job runs wait for the
+next. A request with a ``dedupe_key`` (an Alertmanager group and its firing alerts)
+is stored once however often it is delivered.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from watchkeeper.db.tables import retrain_requests
+
+
+def enqueue(
+    engine: sa.Engine,
+    *,
+    trigger: str,
+    reason: str,
+    evidence: dict[str, Any] | None = None,
+    model_version: str | None = None,
+    dedupe_key: str | None = None,
+) -> int | None:
+    """Record a pending request; ``None`` when ``dedupe_key`` was seen before."""
+    row = {
+        "requested_at": datetime.now(UTC),
+        "trigger": trigger,
+        "reason": reason,
+        "evidence": evidence or {},
+        "model_version": model_version,
+        "status": "pending",
+        "dedupe_key": dedupe_key,
+    }
+    try:
+        with engine.begin() as connection:
+            result = connection.execute(retrain_requests.insert().values(**row))
+            return int(result.inserted_primary_key[0])
+    except sa.exc.IntegrityError:
+        if dedupe_key is None:
+            raise
+        return None
+
+
+def pending(engine: sa.Engine) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(retrain_requests)
+            .where(retrain_requests.c.status == "pending")
+            .order_by(retrain_requests.c.id)
+        ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def claim(engine: sa.Engine, run_id: int) -> list[dict[str, Any]]:
+    """Mark every pending request as taken by ``run_id`` and return them."""
+    with engine.begin() as connection:
+        ids = list(
+            connection.execute(
+                sa.select(retrain_requests.c.id).where(retrain_requests.c.status == "pending")
+            ).scalars()
+        )
+        if ids:
+            connection.execute(
+                retrain_requests.update()
+                .where(retrain_requests.c.id.in_(ids), retrain_requests.c.status == "pending")
+                .values(status="running", run_id=run_id)
+            )
+        rows = connection.execute(
+            sa.select(retrain_requests).where(retrain_requests.c.run_id == run_id)
+        ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def finish(engine: sa.Engine, run_id: int, status: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            retrain_requests.update()
+            .where(retrain_requests.c.run_id == run_id)
+            .values(status=status)
+        )

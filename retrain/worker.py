@@ -1,0 +1,41 @@
+"""``watchkeeper retrain worker``: runs a job whenever retrain requests are pending."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from retrain import requests as retrain_requests
+from retrain.job import RetrainJob
+from retrain.metrics import RetrainCollector
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.migrate import require_current
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings) -> int:
+    engine = create_engine(settings.database_url)
+    require_current(engine)
+    registry = ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
+    metrics = CollectorRegistry()
+    metrics.register(RetrainCollector(engine, registry))
+    server, _ = start_http_server(settings.retrain_port, settings.retrain_host, registry=metrics)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("retraining worker polling every %gs", settings.retrain_poll_seconds)
+    while not stop.is_set():
+        try:
+            if retrain_requests.pending(engine):
+                RetrainJob(settings, engine, registry).run()
+        except Exception:  # recorded in retrain_runs when it got that far; try again later
+            log.exception("retraining worker cycle failed")
+        stop.wait(settings.retrain_poll_seconds)
+    server.shutdown()
+    return 0
