@@ -17,11 +17,11 @@ from serving import http_errors, request_log
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore
 from serving.prediction_log import PredictionLog
-from serving.routes import feedback, health, metrics, model_info, openapi, predict
+from serving.routes import admin, feedback, health, metrics, model_info, openapi, predict
 from serving.spill import SpillStore
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import head_revision
-from watchkeeper.registry import ModelRegistry
+from watchkeeper.registry import ModelRegistry, RegisteredModel
 from watchkeeper.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,18 @@ def create_app(
     if model_store.loaded is not None:
         serving_metrics.model_info.labels(model_store.loaded.version).set(1)
 
+    def on_swap(old: RegisteredModel | None, new: RegisteredModel) -> None:
+        if old is not None:
+            serving_metrics.model_info.labels(old.version).set(0)
+        serving_metrics.model_info.labels(new.version).set(1)
+        serving_metrics.model_reloads.labels("loaded").inc()
+
+    model_store.watch(
+        settings.model_poll_seconds,
+        on_swap=on_swap,
+        on_failure=lambda _version, _error: serving_metrics.model_reloads.labels("failed").inc(),
+    )
+
     prediction_log = None
     if settings.log_enabled:
         prediction_log = PredictionLog(
@@ -75,13 +87,23 @@ def create_app(
 
     request_log.init_app(app)
     http_errors.init_app(app)
-    for blueprint in (predict.bp, feedback.bp, health.bp, model_info.bp, metrics.bp, openapi.bp):
+    blueprints = (
+        predict.bp,
+        feedback.bp,
+        admin.bp,
+        health.bp,
+        model_info.bp,
+        metrics.bp,
+        openapi.bp,
+    )
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return app
 
 
 def shutdown(app: Flask, timeout: float | None = None) -> None:
     """Drain the prediction log; gunicorn calls this as each worker exits."""
+    app.extensions["watchkeeper.model_store"].stop()
     prediction_log: PredictionLog | None = app.extensions.get("watchkeeper.prediction_log")
     if prediction_log is not None:
         prediction_log.close(timeout)

@@ -24,7 +24,10 @@ def _error_response(status: int, error: dict) -> Response:
 def init_app(app: Flask) -> None:
     @app.errorhandler(WatchkeeperError)
     def _watchkeeper_error(exc: WatchkeeperError) -> Response:
-        return _error_response(exc.status_code, exc.as_dict())
+        response = _error_response(exc.status_code, exc.as_dict())
+        if exc.status_code == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="watchkeeper"'
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -114,6 +114,12 @@ class ServingMetrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self.model_reloads = Counter(
+            "watchkeeper_model_reloads",
+            "Hot swaps to a new model version by outcome (loaded, failed).",
+            ["outcome"],
+            registry=registry,
+        )
         self.log = LogMetrics(registry)
 
 

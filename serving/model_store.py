@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from watchkeeper.errors import ModelNotAvailable, RegistryError
 from watchkeeper.registry import ModelRegistry, RegisteredModel
+
+OnSwap = Callable[[RegisteredModel | None, RegisteredModel], None]
+OnFailure = Callable[[str, str], None]
 
 log = logging.getLogger(__name__)
 
@@ -14,8 +18,11 @@ log = logging.getLogger(__name__)
 class ModelStore:
     """The current model, loaded from the registry with its integrity checks.
 
-    A failed load leaves whatever was loaded before in place and is reported by
-    :attr:`last_error` (surfaced on ``/readyz``).
+    :meth:`watch` follows the registry's ``current`` pointer from a background
+    thread: a new version is loaded off the request path and swapped in with one
+    assignment, so requests see the old model or the new one, never a failure. A
+    version that fails to load leaves the old one serving, is reported by
+    :attr:`last_error` (on ``/readyz``) and is not retried until the pointer moves.
     """
 
     def __init__(self, registry: ModelRegistry) -> None:
@@ -23,6 +30,8 @@ class ModelStore:
         self._current: RegisteredModel | None = None
         self._lock = threading.Lock()
         self.last_error: str | None = None
+        self._refused: str | None = None
+        self._stop = threading.Event()
 
     def load_current(self) -> RegisteredModel | None:
         with self._lock:
@@ -46,3 +55,43 @@ class ModelStore:
     @property
     def loaded(self) -> RegisteredModel | None:
         return self._current
+
+    def refresh(self, on_swap: OnSwap | None = None, on_failure: OnFailure | None = None) -> bool:
+        """Load the version ``current`` names if it is not the one served; True on a swap."""
+        wanted = self.registry.current_version()
+        loaded = self._current
+        if wanted is None or wanted == self._refused or (loaded and loaded.version == wanted):
+            return False
+        try:
+            new = self.registry.load(wanted)
+        except RegistryError as exc:
+            self._refused = wanted
+            self.last_error = (
+                f"model {wanted} not loaded, still serving "
+                + (loaded.version if loaded else "nothing")
+                + f": {exc}"
+            )
+            log.error("%s", self.last_error)
+            if on_failure is not None:
+                on_failure(wanted, str(exc))
+            return False
+        self._current, self._refused, self.last_error = new, None, None
+        log.info("now serving model %s (was %s)", new.version, loaded.version if loaded else None)
+        if on_swap is not None:
+            on_swap(loaded, new)
+        return True
+
+    def watch(
+        self, interval: float, on_swap: OnSwap | None = None, on_failure: OnFailure | None = None
+    ) -> None:
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.refresh(on_swap, on_failure)
+                except Exception:  # keep watching: the registry may be mid-write
+                    log.exception("model refresh failed")
+
+        threading.Thread(target=loop, name="model-watcher", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -14,7 +14,9 @@ from watchkeeper.schema import Feature, FeatureSchema
 _ERROR_RESPONSES = {
     "400": "Body is not JSON or not shaped like the envelope.",
     "404": "A feedback id names no logged prediction.",
-    "409": "Feedback for a prediction already exists.",
+    "401": "No bearer token.",
+    "403": "Token refused, or admin endpoints disabled.",
+    "409": "Feedback for a prediction already exists, or a rollback was refused.",
     "413": "Body larger than the configured limit, or too many instances.",
     "415": "Content-Type is not application/json.",
     "422": "One or more fields break the model's feature schema.",
@@ -151,6 +153,24 @@ def _components(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, 
             "properties": {"accepted": {"type": "integer"}, "received_at": {"type": "string"}},
             "required": ["accepted", "received_at"],
         },
+        "Queued": {
+            "type": "object",
+            "properties": {"status": {"const": "queued"}, "request_id": {"type": "integer"}},
+            "required": ["status", "request_id"],
+        },
+        "AlertOutcome": {
+            "type": "object",
+            "properties": {
+                "status": {"enum": ["ignored", "duplicate"]},
+                "reason": {"type": "string"},
+            },
+            "required": ["status"],
+        },
+        "RolledBack": {
+            "type": "object",
+            "properties": {"previous": {"type": ["string", "null"]}, "current": {"type": "string"}},
+            "required": ["previous", "current"],
+        },
         "Error": {
             "type": "object",
             "properties": {
@@ -225,7 +245,9 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
                             {"oneOf": [_ref("SingleResponse"), _ref("BatchResponse")]},
                             "Predictions; the X-Request-ID header repeats request_id.",
                         ),
-                        **{k: v for k, v in errors.items() if k not in ("404", "409")},
+                        **{
+                            k: v for k, v in errors.items() if k not in ("401", "403", "404", "409")
+                        },
                     },
                 }
             },
@@ -243,7 +265,68 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
                     },
                     "responses": {
                         "200": _json(_ref("FeedbackAccepted"), "Stored."),
-                        **{k: v for k, v in errors.items() if k != "503"},
+                        **{k: v for k, v in errors.items() if k not in ("401", "403", "503")},
+                    },
+                }
+            },
+            "/admin/retrain": {
+                "post": {
+                    "operationId": "adminRetrain",
+                    "summary": "Queue a retraining job (the worker runs it).",
+                    "security": [{"bearer": []}],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"reason": {"type": "string"}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": _json(_ref("Queued"), "Queued."),
+                        **{k: errors[k] for k in ("400", "401", "403")},
+                    },
+                }
+            },
+            "/admin/rollback": {
+                "post": {
+                    "operationId": "adminRollback",
+                    "summary": "Point current at a version (default: the previous usable one).",
+                    "security": [{"bearer": []}],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"version": {"type": "string"}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(_ref("RolledBack"), "Current moved."),
+                        **{k: errors[k] for k in ("400", "401", "403", "409")},
+                    },
+                }
+            },
+            "/alerts": {
+                "post": {
+                    "operationId": "alertmanagerWebhook",
+                    "summary": "Alertmanager webhook: configured firing alerts queue one retrain "
+                    "per episode; repeats are acknowledged as duplicates.",
+                    "security": [{"bearer": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "responses": {
+                        "200": _json(_ref("AlertOutcome"), "Ignored or duplicate."),
+                        "202": _json(_ref("Queued"), "Queued."),
+                        **{k: errors[k] for k in ("400", "401", "403")},
                     },
                 }
             },
@@ -294,5 +377,8 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
                 }
             },
         },
-        "components": {"schemas": _components(schema, max_batch_size)},
+        "components": {
+            "schemas": _components(schema, max_batch_size),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
     }

@@ -46,6 +46,21 @@ class BadRequest(WatchkeeperError):
     code = "bad_request"
 
 
+class Unauthorized(WatchkeeperError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(WatchkeeperError):
+    status_code = 403
+    code = "forbidden"
+
+
+class RollbackRefused(WatchkeeperError):
+    status_code = 409
+    code = "rollback_refused"
+
+
 class UnknownPrediction(WatchkeeperError):
     """Feedback names a prediction id the log does not hold."""
 

@@ -202,6 +202,21 @@ class ModelRegistry:
             raise RegistryError(f"model version {version!r} is not registered")
         _write_atomic(self.root / CURRENT_FILE, f"{version}\n".encode())
 
+    def rollback(self, version: str | None = None) -> tuple[str | None, str]:
+        """Point ``current`` at ``version``, or by default at the newest earlier version
+        that was not rejected. Returns (previous, new)."""
+        previous = self.current_version()
+        if version is None:
+            versions = self.versions()
+            earlier = versions[: versions.index(previous)] if previous in versions else versions
+            candidates = [v for v in earlier if self.metadata(v).get("status") != "rejected"]
+            if not candidates:
+                raise RegistryError(f"no earlier usable version to roll back to from {previous}")
+            version = candidates[-1]
+        self.load(version)  # refuse to point at an artifact that would not load
+        self.set_current(version)
+        return previous, version
+
     # -- internals -------------------------------------------------------------
 
     def _version_dir(self, version: str) -> Path:

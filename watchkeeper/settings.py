@@ -99,7 +99,18 @@ class Settings(BaseSettings):
     beyond scikit-learn's defaults and Watchkeeper's own encoder."""
 
     admin_token: SecretStr | None = None
-    """Bearer token required by the `/admin/*` endpoints. Unset disables them (403)."""
+    """Bearer token required by `/admin/*` and `/alerts`. Unset disables them (403)."""
+
+    model_poll_seconds: float = Field(default=2.0, gt=0)
+    """How often each serving worker checks the registry's current pointer and hot-swaps
+    to a new version."""
+
+    retrain_alert_names: Annotated[tuple[str, ...], NoDecode] = (
+        "WatchkeeperDatasetDriftSustained",
+        "WatchkeeperAccuracyDegraded",
+    )
+    """Alert names (comma separated) whose firing notifications on `/alerts` request a
+    retrain; other alerts are acknowledged and ignored."""
 
     prediction_buckets: Annotated[tuple[float, ...], NoDecode] = (
         50_000.0,
@@ -213,7 +224,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"must be comma-separated numbers: {value!r}") from exc
         return value
 
-    @field_validator("trusted_types", mode="before")
+    @field_validator("trusted_types", "retrain_alert_names", mode="before")
     @classmethod
     def _parse_names(cls, value: object) -> object:
         if isinstance(value, str):

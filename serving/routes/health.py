@@ -29,6 +29,8 @@ def readyz() -> Response:
         if loaded is not None
         else {"ok": False, "error": store.last_error or "no model loaded"}
     )
+    if loaded is not None and store.last_error:
+        checks["model"]["reload_error"] = store.last_error
     engine: sa.Engine = current_app.extensions["watchkeeper.engine"]
     try:
         revision = current_revision(engine)

@@ -1,0 +1,74 @@
+"""Operator endpoints: queue a retrain, roll the model back, and the Alertmanager
+webhook. All need the admin bearer token; none runs a job in the request."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, request
+
+from retrain import requests as retrain_requests
+from serving.alerts import retrain_alerts
+from serving.auth import require_admin
+from serving.responses import json_response
+from serving.validation import parse_json
+from watchkeeper.errors import BadRequest, RegistryError, RollbackRefused
+
+bp = Blueprint("admin", __name__)
+
+
+def _json_body() -> dict:
+    raw = request.get_data(cache=True)
+    if not raw:
+        return {}
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+@bp.post("/admin/retrain")
+def retrain() -> Response:
+    require_admin()
+    body = _json_body()
+    reason = body.get("reason") or "requested over HTTP"
+    if not isinstance(reason, str):
+        raise BadRequest("reason must be a string")
+    request_id = retrain_requests.enqueue(
+        current_app.extensions["watchkeeper.engine"], trigger="manual", reason=reason[:1000]
+    )
+    return json_response({"status": "queued", "request_id": request_id}, 202)
+
+
+@bp.post("/admin/rollback")
+def rollback() -> Response:
+    require_admin()
+    version = _json_body().get("version")
+    if version is not None and not isinstance(version, str):
+        raise BadRequest("version must be a string like 'v3'")
+    store = current_app.extensions["watchkeeper.model_store"]
+    try:
+        previous, current = store.registry.rollback(version)
+    except RegistryError as exc:
+        raise RollbackRefused(exc.message) from exc
+    store.refresh()
+    return json_response({"previous": previous, "current": current})
+
+
+@bp.post("/alerts")
+def alerts() -> Response:
+    require_admin()
+    settings = current_app.extensions["watchkeeper.settings"]
+    payload = _json_body()
+    firing, key = retrain_alerts(payload, settings.retrain_alert_names)
+    if not firing:
+        return json_response({"status": "ignored", "reason": "no firing alert asks for a retrain"})
+    names = sorted({a["labels"]["alertname"] for a in firing})
+    request_id = retrain_requests.enqueue(
+        current_app.extensions["watchkeeper.engine"],
+        trigger="alertmanager",
+        reason=f"alerts firing: {', '.join(names)}",
+        evidence={"groupKey": payload.get("groupKey"), "alerts": [a["labels"] for a in firing]},
+        dedupe_key=key,
+    )
+    if request_id is None:
+        return json_response({"status": "duplicate", "reason": "this notification was seen before"})
+    return json_response({"status": "queued", "request_id": request_id}, 202)

@@ -1,0 +1,129 @@
+"""A retraining job on Ames: train on 2006–2007 plus labelled 2008–2010 predictions,
+judge on the newest sales, promote only a better candidate, record everything."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from retrain import requests as retrain_requests
+from retrain.job import GatePolicy, RetrainJob, decide
+from watchkeeper.db.tables import retrain_requests as requests_table
+from watchkeeper.db.tables import retrain_runs
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.settings import Settings
+from watchkeeper.training import TrainedModel, TrainingParams
+
+
+def _runs(engine: sa.Engine) -> list[dict]:
+    with engine.connect() as connection:
+        return [dict(r._mapping) for r in connection.execute(sa.select(retrain_runs))]
+
+
+def test_better_candidate_is_promoted_as_its_metrics_dictate(
+    make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine, settings: Settings
+) -> None:
+    request_id = retrain_requests.enqueue(engine, trigger="monitor", reason="drift: test")
+
+    result = make_job().run()
+
+    [run] = _runs(engine)
+    candidate, champion = run["candidate_metrics"], run["champion_metrics"]
+    # the decision is the one the recorded metrics dictate
+    expected = candidate["mae"] < champion["mae"] * (1 - settings.retrain_margin) and (
+        settings.retrain_min_coverage <= candidate["coverage"] <= settings.retrain_max_coverage
+    )
+    assert expected, (candidate, champion)
+    assert result.outcome == run["outcome"] == "promoted"
+    assert (run["champion_version"], run["candidate_version"]) == ("v1", "v2")
+    assert run["trigger"] == "monitor" and run["request_ids"] == [request_id]
+    assert run["data"]["holdout_rows"] == pytest.approx(labelled_log * 0.2, abs=1)
+    assert run["data"]["training_rows"] == 1319 + labelled_log - run["data"]["holdout_rows"]
+    registry = ModelRegistry(settings.registry_dir)
+    assert registry.current_version() == "v2"
+    meta = registry.metadata("v2")
+    assert meta["status"] == "promoted" and meta["notes"]["run_id"] == run["id"]
+    assert meta["training_window"]["base"]["end"] == 200712
+    with engine.connect() as connection:
+        status = connection.execute(sa.select(requests_table.c.status)).scalar()
+    assert status == "done"
+
+
+def test_worse_candidate_is_registered_as_rejected_and_not_served(
+    make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine, settings: Settings
+) -> None:
+    result = make_job(params=TrainingParams(max_iter=2)).run()  # a deliberately weak model
+
+    [run] = _runs(engine)
+    assert run["candidate_metrics"]["mae"] > run["champion_metrics"]["mae"]
+    assert result.outcome == run["outcome"] == "rejected"
+    assert "does not beat the champion" in run["decision_reason"]
+    registry = ModelRegistry(settings.registry_dir)
+    assert registry.current_version() == "v1"
+    assert registry.metadata("v2")["status"] == "rejected"
+    assert registry.metadata("v2")["notes"]["reason"] == run["decision_reason"]
+
+
+def test_too_little_labelled_data_fails_the_run_with_the_reason(
+    make_job: Callable[..., RetrainJob], engine: sa.Engine, settings: Settings
+) -> None:
+    result = make_job().run()
+
+    [run] = _runs(engine)
+    assert result.outcome == run["outcome"] == "failed"
+    assert "labelled predictions" in run["decision_reason"]
+    assert ModelRegistry(settings.registry_dir).versions() == ["v1"]
+
+
+def test_only_one_job_runs_while_the_lease_is_held(
+    make_job: Callable[..., RetrainJob], engine: sa.Engine
+) -> None:
+    from retrain.lease import Lease
+
+    held = Lease(engine, 60)
+    assert held.acquire()
+
+    assert make_job().run() is None
+    assert _runs(engine) == []
+    held.release()
+
+
+def test_a_crashed_jobs_lease_is_taken_over_after_it_expires(engine: sa.Engine) -> None:
+    from retrain.lease import Lease
+
+    crashed = Lease(engine, seconds=-1)  # already expired when taken
+    assert crashed.acquire()
+
+    successor = Lease(engine, 60)
+    assert successor.acquire()
+    assert successor.current_holder() == successor.holder
+
+
+@pytest.mark.parametrize(
+    ("candidate", "predictions", "promote", "why"),
+    [
+        ({"mae": 90.0, "coverage": 0.9}, [1.0, 2.0], True, "MAE 90"),
+        ({"mae": 99.0, "coverage": 0.9}, [1.0, 2.0], False, "does not beat"),
+        ({"mae": 50.0, "coverage": 0.7}, [1.0, 2.0], False, "coverage 70.0%"),
+        ({"mae": 50.0, "coverage": 0.9}, [1.0, np.nan], False, "NaN"),
+    ],
+    ids=["better", "not-by-the-margin", "coverage-out-of-bounds", "nan-predictions"],
+)
+def test_gate(
+    trained: TrainedModel, candidate: dict, predictions: list, promote: bool, why: str
+) -> None:
+    schema = trained.model.schema
+    decision = decide(
+        GatePolicy(margin=0.02, min_coverage=0.8, max_coverage=0.98),
+        candidate,
+        {"mae": 100.0, "coverage": 0.9},
+        candidate_predictions=np.array(predictions),
+        candidate_schema=schema,
+        champion_schema=schema,
+    )
+
+    assert decision.promote is promote
+    assert why in decision.reason
