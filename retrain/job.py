@@ -111,13 +111,15 @@ class RetrainJob:
         )
 
     def run(self) -> RunResult | None:
-        """Run one job for the pending requests; ``None`` if another job holds the
-        lease (the requests stay pending for it or the next one)."""
+        """Run one job for every pending request. ``None`` when another job holds the
+        lease (the requests stay pending for the next one) or nothing is pending."""
         lease = Lease(self.engine, self.settings.retrain_lease_seconds)
         if not lease.acquire():
             log.info("a retraining job is already running; requests stay queued")
             return None
         try:
+            if not retrain_requests.pending(self.engine):
+                return None
             return self._run_locked()
         finally:
             lease.release()
@@ -138,8 +140,8 @@ class RetrainJob:
                 ).inserted_primary_key[0]
             )
         claimed = retrain_requests.claim(self.engine, run_id)
-        triggers = sorted({r["trigger"] for r in claimed}) or ["manual"]
-        reason = "; ".join(dict.fromkeys(r["reason"] for r in claimed)) or "run by hand"
+        triggers = sorted({r["trigger"] for r in claimed})
+        reason = "; ".join(dict.fromkeys(r["reason"] for r in claimed))
         self._update(
             run_id,
             trigger=",".join(triggers),

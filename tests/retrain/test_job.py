@@ -55,6 +55,7 @@ def test_better_candidate_is_promoted_as_its_metrics_dictate(
 def test_worse_candidate_is_registered_as_rejected_and_not_served(
     make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine, settings: Settings
 ) -> None:
+    retrain_requests.enqueue(engine, trigger="manual", reason="test")
     result = make_job(params=TrainingParams(max_iter=2)).run()  # a deliberately weak model
 
     [run] = _runs(engine)
@@ -70,6 +71,7 @@ def test_worse_candidate_is_registered_as_rejected_and_not_served(
 def test_too_little_labelled_data_fails_the_run_with_the_reason(
     make_job: Callable[..., RetrainJob], engine: sa.Engine, settings: Settings
 ) -> None:
+    retrain_requests.enqueue(engine, trigger="manual", reason="test")
     result = make_job().run()
 
     [run] = _runs(engine)
@@ -81,6 +83,7 @@ def test_too_little_labelled_data_fails_the_run_with_the_reason(
 def test_only_one_job_runs_while_the_lease_is_held(
     make_job: Callable[..., RetrainJob], engine: sa.Engine
 ) -> None:
+    retrain_requests.enqueue(engine, trigger="manual", reason="test")
     from retrain.lease import Lease
 
     held = Lease(engine, 60)
@@ -88,7 +91,31 @@ def test_only_one_job_runs_while_the_lease_is_held(
 
     assert make_job().run() is None
     assert _runs(engine) == []
+    assert len(retrain_requests.pending(engine)) == 1  # waits for the next job
     held.release()
+
+
+def test_concurrent_triggers_and_jobs_make_exactly_one_run(
+    make_job: Callable[..., RetrainJob], engine: sa.Engine
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = [retrain_requests.enqueue(engine, trigger="manual", reason=f"r{i}") for i in range(6)]
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda _: make_job().run(), range(3)))
+
+    [run] = _runs(engine)
+    assert sorted(run["request_ids"]) == sorted(ids)
+    assert sum(r is not None for r in results) == 1
+    assert retrain_requests.pending(engine) == []
+
+
+def test_nothing_pending_runs_nothing(
+    make_job: Callable[..., RetrainJob], engine: sa.Engine
+) -> None:
+    assert make_job().run() is None
+    assert _runs(engine) == []
 
 
 def test_a_crashed_jobs_lease_is_taken_over_after_it_expires(engine: sa.Engine) -> None:

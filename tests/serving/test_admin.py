@@ -1,0 +1,169 @@
+"""Admin endpoints and the Alertmanager webhook: bearer-token auth, requests queued
+(never run in the request), one job for repeated or concurrent triggers, rollback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from retrain import requests as retrain_requests
+from watchkeeper.db.engine import create_engine
+from watchkeeper.registry import ModelRegistry
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def admin_app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app(admin_token=TOKEN)
+
+
+def _queued(app: Flask) -> list[dict[str, Any]]:
+    engine = create_engine(app.extensions["watchkeeper.settings"].database_url)
+    rows = retrain_requests.pending(engine)
+    engine.dispose()
+    return rows
+
+
+def _alert(name: str, status: str = "firing", fingerprint: str = "abc") -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": name, "severity": "warning"},
+        "annotations": {"summary": "s"},
+        "startsAt": "2026-11-29T01:00:00Z",
+        "fingerprint": fingerprint,
+    }
+
+
+def _notification(*alerts: dict[str, Any], group: str = '{}:{alertname="X"}') -> dict[str, Any]:
+    return {
+        "version": "4",
+        "groupKey": group,
+        "status": "firing",
+        "receiver": "retrain",
+        "alerts": list(alerts),
+    }
+
+
+@pytest.mark.parametrize("path", ["/admin/retrain", "/admin/rollback", "/alerts"])
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({}, 401), ({"Authorization": "Bearer wrong"}, 403), ({"Authorization": "Basic eA=="}, 401)],
+    ids=["missing", "wrong", "not-bearer"],
+)
+def test_admin_endpoints_refuse_without_the_right_token_and_start_nothing(
+    admin_app: Flask, path: str, headers: dict[str, str], status: int
+) -> None:
+    response = admin_app.test_client().post(path, json=_notification(_alert("X")), headers=headers)
+
+    assert response.status_code == status
+    assert response.json["error"]["code"] in ("unauthorized", "forbidden")
+    assert _queued(admin_app) == []
+    assert ModelRegistry(admin_app.extensions["watchkeeper.settings"].registry_dir).versions() == [
+        "v1"
+    ]
+
+
+def test_admin_endpoints_are_disabled_without_a_configured_token(app: Flask) -> None:
+    response = app.test_client().post("/admin/retrain", headers=AUTH)
+
+    assert response.status_code == 403
+    assert "WATCHKEEPER_ADMIN_TOKEN" in response.json["error"]["message"]
+
+
+def test_manual_retrain_is_queued_not_run(admin_app: Flask) -> None:
+    response = admin_app.test_client().post(
+        "/admin/retrain", json={"reason": "new data"}, headers=AUTH
+    )
+
+    assert response.status_code == 202
+    [queued] = _queued(admin_app)
+    assert (queued["id"], queued["trigger"], queued["reason"]) == (
+        response.json["request_id"],
+        "manual",
+        "new data",
+    )
+
+
+def test_concurrent_manual_triggers_are_all_taken_by_the_next_job(admin_app: Flask) -> None:
+    client = admin_app.test_client()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(
+            pool.map(lambda _: client.post("/admin/retrain", headers=AUTH).status_code, range(8))
+        )
+    assert statuses == [202] * 8
+
+    engine = create_engine(admin_app.extensions["watchkeeper.settings"].database_url)
+    claimed = retrain_requests.claim(engine, run_id=1)  # what the next job takes
+    assert len(claimed) == 8 and retrain_requests.pending(engine) == []
+    engine.dispose()
+
+
+def test_the_same_alertmanager_notification_twice_queues_one_request(admin_app: Flask) -> None:
+    client = admin_app.test_client()
+    body = _notification(
+        _alert("WatchkeeperDatasetDriftSustained"), _alert("Other", fingerprint="o")
+    )
+
+    first = client.post("/alerts", json=body, headers=AUTH)
+    again = client.post("/alerts", json=body, headers=AUTH)
+
+    assert (first.status_code, first.json["status"]) == (202, "queued")
+    assert (again.status_code, again.json["status"]) == (200, "duplicate")
+    [queued] = _queued(admin_app)
+    assert queued["trigger"] == "alertmanager"
+    assert queued["reason"] == "alerts firing: WatchkeeperDatasetDriftSustained"
+
+
+def test_a_new_episode_of_the_same_alert_queues_again(admin_app: Flask) -> None:
+    client = admin_app.test_client()
+    first = _alert("WatchkeeperAccuracyDegraded")
+    later = {**first, "startsAt": "2026-11-30T09:00:00Z"}
+
+    client.post("/alerts", json=_notification(first), headers=AUTH)
+    client.post("/alerts", json=_notification(later), headers=AUTH)
+
+    assert len(_queued(admin_app)) == 2
+
+
+@pytest.mark.parametrize(
+    "alerts",
+    [[_alert("SomethingElse")], [_alert("WatchkeeperDatasetDriftSustained", status="resolved")]],
+    ids=["not-configured", "resolved"],
+)
+def test_alerts_that_do_not_ask_for_retraining_are_acknowledged_and_ignored(
+    admin_app: Flask, alerts: list[dict[str, Any]]
+) -> None:
+    response = admin_app.test_client().post("/alerts", json=_notification(*alerts), headers=AUTH)
+
+    assert (response.status_code, response.json["status"]) == (200, "ignored")
+    assert _queued(admin_app) == []
+
+
+def test_malformed_alert_payload_is_400(admin_app: Flask) -> None:
+    response = admin_app.test_client().post("/alerts", json={"alerts": "nope"}, headers=AUTH)
+
+    assert response.status_code == 400
+
+
+def test_rollback_moves_current_back_and_serving_follows(
+    admin_app: Flask, trained: Any, record: dict[str, Any]
+) -> None:
+    registry = ModelRegistry(admin_app.extensions["watchkeeper.settings"].registry_dir)
+    registry.register(trained)  # v2 becomes current
+    client = admin_app.test_client()
+    admin_app.extensions["watchkeeper.model_store"].refresh()
+    assert client.post("/predict", json={"features": record}).json["model_version"] == "v2"
+
+    response = client.post("/admin/rollback", headers=AUTH)
+
+    assert response.json == {"previous": "v2", "current": "v1"}
+    assert registry.current_version() == "v1"
+    assert client.post("/predict", json={"features": record}).json["model_version"] == "v1"
+    refused = client.post("/admin/rollback", json={"version": "v9"}, headers=AUTH)
+    assert refused.status_code == 409
