@@ -65,11 +65,11 @@ def create_app(
         serving_metrics.model_info.labels(new.version).set(1)
         serving_metrics.model_reloads.labels("loaded").inc()
 
-    model_store.watch(
-        settings.model_poll_seconds,
+    model_store.observe(
         on_swap=on_swap,
         on_failure=lambda _version, _error: serving_metrics.model_reloads.labels("failed").inc(),
     )
+    model_store.watch(settings.model_poll_seconds)
 
     prediction_log = None
     if settings.log_enabled:

@@ -32,6 +32,12 @@ class ModelStore:
         self.last_error: str | None = None
         self._refused: str | None = None
         self._stop = threading.Event()
+        self._on_swap: OnSwap | None = None
+        self._on_failure: OnFailure | None = None
+
+    def observe(self, on_swap: OnSwap | None = None, on_failure: OnFailure | None = None) -> None:
+        """Callbacks for swaps and refused versions (the server updates its metrics)."""
+        self._on_swap, self._on_failure = on_swap, on_failure
 
     def load_current(self) -> RegisteredModel | None:
         with self._lock:
@@ -56,7 +62,7 @@ class ModelStore:
     def loaded(self) -> RegisteredModel | None:
         return self._current
 
-    def refresh(self, on_swap: OnSwap | None = None, on_failure: OnFailure | None = None) -> bool:
+    def refresh(self) -> bool:
         """Load the version ``current`` names if it is not the one served; True on a swap."""
         wanted = self.registry.current_version()
         loaded = self._current
@@ -72,22 +78,20 @@ class ModelStore:
                 + f": {exc}"
             )
             log.error("%s", self.last_error)
-            if on_failure is not None:
-                on_failure(wanted, str(exc))
+            if self._on_failure is not None:
+                self._on_failure(wanted, str(exc))
             return False
         self._current, self._refused, self.last_error = new, None, None
         log.info("now serving model %s (was %s)", new.version, loaded.version if loaded else None)
-        if on_swap is not None:
-            on_swap(loaded, new)
+        if self._on_swap is not None:
+            self._on_swap(loaded, new)
         return True
 
-    def watch(
-        self, interval: float, on_swap: OnSwap | None = None, on_failure: OnFailure | None = None
-    ) -> None:
+    def watch(self, interval: float) -> None:
         def loop() -> None:
             while not self._stop.wait(interval):
                 try:
-                    self.refresh(on_swap, on_failure)
+                    self.refresh()
                 except Exception:  # keep watching: the registry may be mid-write
                     log.exception("model refresh failed")
 
