@@ -131,21 +131,27 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def start_watchkeeper(tmp_path: Path, registry_dir: Path) -> Iterator[Callable[..., Process]]:
-    """``start("serve" | "monitor", **env)``: a real process sharing the test's data
-    directory and registry; stopped (or killed) at teardown."""
+    """``start("serve" | "monitor" | "retrain worker", **env)``: a real process sharing
+    the test's data directory and registry; killed at teardown if still running."""
     processes: list[Process] = []
+
+    port_settings = {
+        "serve": "WATCHKEEPER_PORT",
+        "monitor": "WATCHKEEPER_MONITOR_PORT",
+        "retrain worker": "WATCHKEEPER_RETRAIN_PORT",
+    }
 
     def start(command: str, **env: str) -> Process:
         port = free_port()
-        port_setting = "WATCHKEEPER_PORT" if command == "serve" else "WATCHKEEPER_MONITOR_PORT"
+        port_setting = port_settings[command]
         environment = {
             "WATCHKEEPER_DATA_DIR": str(tmp_path / "var"),
             "WATCHKEEPER_REGISTRY_PATH": str(registry_dir),
             port_setting: str(port),
             **env,
         }
-        log_path = tmp_path / f"{command}-{len(processes)}.log"
-        process = Process([command], environment, log_path, f"http://127.0.0.1:{port}")
+        log_path = tmp_path / f"{command.replace(' ', '-')}-{len(processes)}.log"
+        process = Process(command.split(), environment, log_path, f"http://127.0.0.1:{port}")
         processes.append(process)
         process.wait_ready("/readyz" if command == "serve" else "/metrics")
         return process

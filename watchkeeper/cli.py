@@ -165,6 +165,13 @@ def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     registry = _registry(settings)
     current = registry.current_version()
+    if args.model_command == "rollback":
+        previous, now = registry.rollback(args.version)
+        print(
+            f"current model: {now} (was {previous}); servers switch within "
+            f"{settings.model_poll_seconds:g} s"
+        )
+        return 0
     if args.model_command == "show":
         version = args.version or current
         if version is None:
@@ -176,14 +183,17 @@ def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     if not versions:
         print("no model versions registered in", registry.root)
         return 0
-    print(f"{'':2}{'version':<9}{'created':<21}{'rows':>6}{'MAE':>10}{'MAPE':>7}{'coverage':>10}")
+    print(
+        f"{'':2}{'version':<9}{'status':<11}{'created':<21}{'rows':>6}{'MAE':>10}"
+        f"{'MAPE':>7}{'coverage':>10}"
+    )
     for version in versions:
         meta = registry.metadata(version)
         metrics = {"mae": nan, "mape": nan, "coverage": nan, **meta.get("metrics", {})}
         print(
-            f"{'*' if version == current else '':2}{version:<9}{meta['created_at'][:19]:<21}"
-            f"{meta['training_window'].get('rows', 0):>6}{metrics['mae']:>10,.0f}"
-            f"{metrics['mape']:>6.1f}%{metrics['coverage']:>10.1%}"
+            f"{'*' if version == current else '':2}{version:<9}{meta.get('status', ''):<11}"
+            f"{meta['created_at'][:19]:<21}{meta['training_window'].get('rows', 0):>6}"
+            f"{metrics['mae']:>10,.0f}{metrics['mape']:>6.1f}%{metrics['coverage']:>10.1%}"
         )
     return 0
 
@@ -254,8 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("db_command", choices=["upgrade", "current"])
     db.set_defaults(handler=_cmd_db)
 
-    model = commands.add_parser("model", help="inspect registered model versions")
-    model.add_argument("model_command", choices=["list", "show"])
+    model = commands.add_parser("model", help="list, show or roll back model versions")
+    model.add_argument("model_command", choices=["list", "show", "rollback"])
     model.add_argument("version", nargs="?")
     model.set_defaults(handler=_cmd_model)
 

@@ -1,0 +1,57 @@
+"""``watchkeeper retrain worker`` as a real process: it takes a queued request, runs
+one job, promotes the better candidate, and reports it on /metrics; a running
+prediction server switches to the new version."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.processes import Process, metric, wait_for
+from watchkeeper.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "worker-test-token"
+
+
+def test_worker_runs_a_queued_request_and_serving_switches_to_the_promoted_model(
+    start_watchkeeper: Callable[..., Process],
+    settings: Settings,
+    labelled_log: int,
+    engine: sa.Engine,
+    replay_records: list[dict[str, Any]],
+) -> None:
+    env = {"WATCHKEEPER_DATABASE_URL": settings.database_url, "WATCHKEEPER_ADMIN_TOKEN": TOKEN}
+    server = start_watchkeeper("serve", WATCHKEEPER_MODEL_POLL_SECONDS="0.2", **env)
+    worker = start_watchkeeper("retrain worker", WATCHKEEPER_RETRAIN_POLL_SECONDS="0.2", **env)
+    assert (
+        metric(worker.get("/metrics").text, "watchkeeper_retrain_runs_total", outcome="promoted")
+        == 0
+    )
+
+    queued = server.post(
+        "/admin/retrain", json={"reason": "e2e"}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert queued.status_code == 202
+
+    def promoted() -> bool:
+        text = worker.get("/metrics").text
+        return metric(text, "watchkeeper_retrain_runs_total", outcome="promoted") == 1
+
+    assert wait_for(promoted, timeout=120, interval=0.5), worker.log_path.read_text()[-2000:]
+    text = worker.get("/metrics").text
+    assert metric(text, "watchkeeper_current_model_info", model_version="v2") == 1
+    assert metric(text, "watchkeeper_retrain_requests_pending") == 0
+    assert metric(text, "watchkeeper_retrain_last_run_duration_seconds") > 0
+    assert metric(text, "watchkeeper_retrain_last_promotion_timestamp_seconds") > 0
+    assert wait_for(
+        lambda: (
+            server.post("/predict", json={"features": replay_records[0]}).json()["model_version"]
+            == "v2"
+        ),
+        timeout=10,
+    )
