@@ -275,7 +275,7 @@ def settings_table() -> str:
     for name, field in Settings.model_fields.items():
         default = field.default
         if isinstance(default, tuple):
-            default = ",".join(f"{v:g}" for v in default)
+            default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
         elif default is None or default == "":
             default = "(derived)" if name.endswith(("_dir", "_path", "_url")) else "(unset)"
         description = " ".join((field.description or "").split())
