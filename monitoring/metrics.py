@@ -4,6 +4,7 @@ results at scrape time (nothing mutates gauges from the monitor's thread)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -158,3 +159,19 @@ class MonitorCollector(Collector):
             g = _gauge(name, doc, ("model_version",))
             g.add_metric([version], details[key])
             yield g
+        if details.get("validation_mae") is not None:
+            g = _gauge(
+                "validation_mae",
+                "MAE the model had on its validation data when trained.",
+                ("model_version",),
+            )
+            g.add_metric([version], details["validation_mae"])
+            yield g
+        evaluated = result["evaluated_at"]
+        if evaluated.tzinfo is None:
+            evaluated = evaluated.replace(tzinfo=UTC)
+        g = _gauge(
+            "last_labels_timestamp_seconds", "Unix time accuracy was last computed from new labels."
+        )
+        g.add_metric([], evaluated.timestamp())
+        yield g

@@ -278,7 +278,10 @@ class Monitor:
                     "evaluated_at": datetime.now(UTC),
                     "is_drift": None,
                     "score": metrics["mae"],
-                    "details": metrics,
+                    "details": {
+                        **metrics,
+                        "validation_mae": self._validation_mae_of(window.model_version),
+                    },
                 }
             )
         self._store(results)

@@ -198,6 +198,17 @@ def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_alertmanager_config(args: argparse.Namespace, settings: Settings) -> int:
+    from watchkeeper.alertmanager_config import render
+
+    text = render(settings)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text, end="")
+    return 0
+
+
 def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
     if args.markdown:
         print(settings_table())
@@ -268,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("model_command", choices=["list", "show", "rollback"])
     model.add_argument("version", nargs="?")
     model.set_defaults(handler=_cmd_model)
+
+    alertmanager = commands.add_parser(
+        "alertmanager-config", help="write the Alertmanager configuration from the settings"
+    )
+    alertmanager.add_argument("--output", help="file to write (default: standard output)")
+    alertmanager.set_defaults(handler=_cmd_alertmanager_config)
 
     settings = commands.add_parser("settings", help="print the effective settings")
     settings.add_argument("--markdown", action="store_true", help="the README's table")

@@ -105,6 +105,16 @@ class Settings(BaseSettings):
     """How often each serving worker checks the registry's current pointer and hot-swaps
     to a new version."""
 
+    alert_people_url: str = "http://127.0.0.1:9095/notify"
+    """Webhook that notifies people (chat bridge, paging service) in the generated
+    Alertmanager config."""
+
+    alert_retrain_url: str = "http://127.0.0.1:8000/alerts"
+    """The prediction server's `/alerts` endpoint as Alertmanager reaches it."""
+
+    alert_token_file: str = "/etc/watchkeeper/admin-token"
+    """File holding `WATCHKEEPER_ADMIN_TOKEN`, read by Alertmanager to call `/alerts`."""
+
     retrain_alert_names: Annotated[tuple[str, ...], NoDecode] = (
         "WatchkeeperDatasetDriftSustained",
         "WatchkeeperAccuracyDegraded",
