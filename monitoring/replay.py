@@ -23,6 +23,8 @@ from watchkeeper.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
+FEEDBACK_ATTEMPTS = 5
+
 
 @dataclass
 class ReplayReport:
@@ -65,7 +67,7 @@ class Replayer:
         self.session = requests.Session()
         self._clock = clock
         self._sleep = sleep
-        self._due: list[tuple[float, str, float]] = []
+        self._due: list[tuple[float, str, float, int]] = []
 
     def feature_names(self) -> list[str]:
         response = self.session.get(f"{self.url}/model", timeout=self.timeout)
@@ -92,8 +94,6 @@ class Replayer:
                     self._sleep(wait)
             self._send(records[start : start + self.batch_size], actuals[start:], report)
             self._post_due_feedback(report, final=False)
-        if self._due:
-            self._sleep(max(self._due[-1][0] - self._clock(), 0))
         self._post_due_feedback(report, final=True)
         return report
 
@@ -112,22 +112,39 @@ class Replayer:
         items = [payload] if len(batch) == 1 else payload["predictions"]
         due = self._clock() + self.feedback_delay
         for item, actual in zip(items, actuals, strict=False):
-            heapq.heappush(self._due, (due, item["id"], actual))
+            heapq.heappush(self._due, (due, item["id"], actual, 0))
         report.accepted += len(items)
 
     def _post_due_feedback(self, report: ReplayReport, *, final: bool) -> None:
-        now = self._clock()
-        ready = []
-        while self._due and (final or self._due[0][0] <= now):
-            _, pid, actual = heapq.heappop(self._due)
-            ready.append({"id": pid, "actual": actual})
-        for start in range(0, len(ready), 500):
-            chunk = ready[start : start + 500]
-            response = self.session.post(
-                f"{self.url}/feedback", json={"items": chunk}, timeout=self.timeout
-            )
-            if response.status_code == 200:
-                report.feedback_posted += len(chunk)
+        """Post the feedback that is due. A 404 means a prediction is not in the log
+        yet (the server writes it in the background): those items are tried again a
+        second later, up to ``FEEDBACK_ATTEMPTS`` times."""
+        while True:
+            now = self._clock()
+            ready = []
+            while self._due and (final or self._due[0][0] <= now):
+                ready.append(heapq.heappop(self._due))
+            for start in range(0, len(ready), 500):
+                self._post_feedback(ready[start : start + 500], report)
+            if not (final and self._due):
+                return
+            self._sleep(max(self._due[0][0] - self._clock(), 0))
+
+    def _post_feedback(
+        self, chunk: list[tuple[float, str, float, int]], report: ReplayReport
+    ) -> None:
+        items = [{"id": pid, "actual": actual} for _, pid, actual, _ in chunk]
+        response = self.session.post(
+            f"{self.url}/feedback", json={"items": items}, timeout=self.timeout
+        )
+        if response.status_code == 200:
+            report.feedback_posted += len(chunk)
+            return
+        retry = response.status_code == 404
+        for _, pid, actual, attempts in chunk:
+            if retry and attempts + 1 < FEEDBACK_ATTEMPTS:
+                heapq.heappush(self._due, (self._clock() + 1.0, pid, actual, attempts + 1))
             else:
-                report.feedback_failed += len(chunk)
-                log.warning("feedback refused (%d): %s", response.status_code, response.text[:300])
+                report.feedback_failed += 1
+        if not retry:
+            log.warning("feedback refused (%d): %s", response.status_code, response.text[:300])

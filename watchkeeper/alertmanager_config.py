@@ -32,9 +32,17 @@ def alertmanager_config(settings: Settings) -> dict[str, Any]:
             "group_interval": "5m",
             "repeat_interval": "4h",
             "routes": [
-                {"receiver": "retrain", "matchers": [retrain_matcher], "continue": True,
-                 "repeat_interval": "1h"},
-                {"receiver": "people", "matchers": ['severity="critical"'], "repeat_interval": "1h"},
+                {
+                    "receiver": "retrain",
+                    "matchers": [retrain_matcher],
+                    "continue": True,
+                    "repeat_interval": "1h",
+                },
+                {
+                    "receiver": "people",
+                    "matchers": ['severity="critical"'],
+                    "repeat_interval": "1h",
+                },
                 # after the retrain route matched (continue), people must still be told
                 {"receiver": "people"},
             ],
@@ -51,8 +59,10 @@ def alertmanager_config(settings: Settings) -> dict[str, Any]:
             },
         ],
         "receivers": [
-            {"name": "people",
-             "webhook_configs": [{"url": settings.alert_people_url, "send_resolved": True}]},
+            {
+                "name": "people",
+                "webhook_configs": [{"url": settings.alert_people_url, "send_resolved": True}],
+            },
             {
                 "name": "retrain",
                 "webhook_configs": [
@@ -60,8 +70,10 @@ def alertmanager_config(settings: Settings) -> dict[str, Any]:
                         "url": settings.alert_retrain_url,
                         "send_resolved": False,
                         "http_config": {
-                            "authorization": {"type": "Bearer",
-                                              "credentials_file": settings.alert_token_file}
+                            "authorization": {
+                                "type": "Bearer",
+                                "credentials_file": settings.alert_token_file,
+                            }
                         },
                     }
                 ],

@@ -49,6 +49,7 @@ def test_alerts_route_to_people_and_retraining_alerts_also_to_the_webhook(
 ) -> None:
     result = subprocess.run(
         [amtool, "config", "routes", "test", f"--config.file={CONFIG}", *labels],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.stdout.strip() == receivers, result.stdout + result.stderr

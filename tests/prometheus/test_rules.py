@@ -27,74 +27,125 @@ CASES: dict[str, dict[str, Any]] = {
     "WatchkeeperDatasetDriftSustained": {
         "fire": [('watchkeeper_monitor_dataset_drift{model_version="v1"}', "1x40")],
         "quiet": [('watchkeeper_monitor_dataset_drift{model_version="v1"}', "0x5 1x20 0x20")],
-        "at": 35, "labels": V1,
+        "at": 35,
+        "labels": V1,
     },
     "WatchkeeperFeatureDrift": {
         "fire": [('watchkeeper_monitor_drifted_features_ratio{model_version="v1"}', "0.1x40")],
-        "quiet": [('watchkeeper_monitor_drifted_features_ratio{model_version="v1"}', "0x5 0.1x10 0x30")],
-        "at": 35, "labels": V1,
+        "quiet": [
+            ('watchkeeper_monitor_drifted_features_ratio{model_version="v1"}', "0x5 0.1x10 0x30")
+        ],
+        "at": 35,
+        "labels": V1,
     },
     "WatchkeeperHighOODFraction": {
         "fire": [('watchkeeper_monitor_ood_fraction{model_version="v1"}', "0.3x30")],
         "quiet": [('watchkeeper_monitor_ood_fraction{model_version="v1"}', "0.01x5 0.5x5 0.01x20")],
-        "at": 20, "labels": V1,
+        "at": 20,
+        "labels": V1,
     },
     "WatchkeeperAccuracyDegraded": {
-        "fire": [('watchkeeper_monitor_mae{model_version="v1"}', "30000x40"),
-                 ('watchkeeper_monitor_validation_mae{model_version="v1"}', "15000x40")],
-        "quiet": [('watchkeeper_monitor_mae{model_version="v1"}', "15000x5 30000x10 16000x30"),
-                  ('watchkeeper_monitor_validation_mae{model_version="v1"}', "15000x45")],
-        "at": 35, "labels": V1,
+        "fire": [
+            ('watchkeeper_monitor_mae{model_version="v1"}', "30000x40"),
+            ('watchkeeper_monitor_validation_mae{model_version="v1"}', "15000x40"),
+        ],
+        "quiet": [
+            ('watchkeeper_monitor_mae{model_version="v1"}', "15000x5 30000x10 16000x30"),
+            ('watchkeeper_monitor_validation_mae{model_version="v1"}', "15000x45"),
+        ],
+        "at": 35,
+        "labels": V1,
     },
     "WatchkeeperTooFewLabels": {
         "fire": [('watchkeeper_predictions_total{model_version="v1"}', "0+60x200")],
-        "quiet": [('watchkeeper_predictions_total{model_version="v1"}', "0+60x200"),
-                  ("watchkeeper_monitor_last_labels_timestamp_seconds", "0+60x200")],
-        "at": 130, "labels": {},
+        "quiet": [
+            ('watchkeeper_predictions_total{model_version="v1"}', "0+60x200"),
+            ("watchkeeper_monitor_last_labels_timestamp_seconds", "0+60x200"),
+        ],
+        "at": 130,
+        "labels": {},
     },
     "WatchkeeperHighErrorRate": {
-        "fire": [('watchkeeper_http_requests_total{endpoint="/predict",status="500"}', "0+10x30"),
-                 ('watchkeeper_http_requests_total{endpoint="/predict",status="200"}', "0+90x30")],
-        "quiet": [('watchkeeper_http_requests_total{endpoint="/predict",status="500"}',
-                   "0x10 0+50x3 150x20"),
-                  ('watchkeeper_http_requests_total{endpoint="/predict",status="200"}', "0+90x35")],
-        "at": 25, "labels": {},
+        "fire": [
+            ('watchkeeper_http_requests_total{endpoint="/predict",status="500"}', "0+10x30"),
+            ('watchkeeper_http_requests_total{endpoint="/predict",status="200"}', "0+90x30"),
+        ],
+        "quiet": [
+            (
+                'watchkeeper_http_requests_total{endpoint="/predict",status="500"}',
+                "0x10 0+50x3 150x20",
+            ),
+            ('watchkeeper_http_requests_total{endpoint="/predict",status="200"}', "0+90x35"),
+        ],
+        "at": 25,
+        "labels": {},
     },
     "WatchkeeperHighLatency": {
-        "fire": [('watchkeeper_http_request_duration_seconds_bucket{endpoint="/predict",le="0.5"}', "0+1x30"),
-                 ('watchkeeper_http_request_duration_seconds_bucket{endpoint="/predict",le="1"}', "0+2x30"),
-                 ('watchkeeper_http_request_duration_seconds_bucket{endpoint="/predict",le="+Inf"}', "0+10x30")],
-        "quiet": [('watchkeeper_http_request_duration_seconds_bucket{endpoint="/predict",le="0.5"}', "0+10x40"),
-                  ('watchkeeper_http_request_duration_seconds_bucket{endpoint="/predict",le="+Inf"}', "0+10x40")],
-        "at": 25, "labels": {},
+        "fire": [
+            (
+                'watchkeeper_http_request_duration_seconds_bucket{endpoint="/predict",le="0.5"}',
+                "0+1x30",
+            ),
+            (
+                'watchkeeper_http_request_duration_seconds_bucket{endpoint="/predict",le="1"}',
+                "0+2x30",
+            ),
+            (
+                'watchkeeper_http_request_duration_seconds_bucket{endpoint="/predict",le="+Inf"}',
+                "0+10x30",
+            ),
+        ],
+        "quiet": [
+            (
+                'watchkeeper_http_request_duration_seconds_bucket{endpoint="/predict",le="0.5"}',
+                "0+10x40",
+            ),
+            (
+                'watchkeeper_http_request_duration_seconds_bucket{endpoint="/predict",le="+Inf"}',
+                "0+10x40",
+            ),
+        ],
+        "at": 25,
+        "labels": {},
     },
     "WatchkeeperLogBacklog": {
         "fire": [('watchkeeper_log_queue_depth{instance="a"}', "6000x20")],
         "quiet": [('watchkeeper_log_queue_depth{instance="a"}', "10x5 9000x3 10x20")],
-        "at": 10, "labels": {},
+        "at": 10,
+        "labels": {},
     },
     "WatchkeeperLogSpilling": {
-        "fire": [('watchkeeper_log_database_up{instance="a"}', "1x5 0x10"),
-                 ('watchkeeper_log_rows_spilled_total{instance="a"}', "0x5 0+5x10")],
-        "quiet": [('watchkeeper_log_database_up{instance="a"}', "1x30"),
-                  ('watchkeeper_log_rows_spilled_total{instance="a"}', "0x30")],
-        "at": 12, "labels": {},
+        "fire": [
+            ('watchkeeper_log_database_up{instance="a"}', "1x5 0x10"),
+            ('watchkeeper_log_rows_spilled_total{instance="a"}', "0x5 0+5x10"),
+        ],
+        "quiet": [
+            ('watchkeeper_log_database_up{instance="a"}', "1x30"),
+            ('watchkeeper_log_rows_spilled_total{instance="a"}', "0x30"),
+        ],
+        "at": 12,
+        "labels": {},
     },
     "WatchkeeperMonitorStale": {
         "fire": [("watchkeeper_monitor_last_success_timestamp_seconds", "60x60")],
         "quiet": [("watchkeeper_monitor_last_success_timestamp_seconds", "0+60x60")],
-        "at": 50, "labels": {},
+        "at": 50,
+        "labels": {},
     },
     "WatchkeeperRetrainingFailed": {
         "fire": [('watchkeeper_retrain_runs_total{outcome="failed"}', "0x10 1x20")],
-        "quiet": [('watchkeeper_retrain_runs_total{outcome="failed"}', "0x30"),
-                  ('watchkeeper_retrain_runs_total{outcome="promoted"}', "0x10 1x20")],
-        "at": 15, "labels": {"outcome": "failed"},
+        "quiet": [
+            ('watchkeeper_retrain_runs_total{outcome="failed"}', "0x30"),
+            ('watchkeeper_retrain_runs_total{outcome="promoted"}', "0x10 1x20"),
+        ],
+        "at": 15,
+        "labels": {"outcome": "failed"},
     },
     "WatchkeeperModelRejectedRepeatedly": {
         "fire": [('watchkeeper_retrain_runs_total{outcome="rejected"}', "0x10 1x10 2x10 3x30")],
         "quiet": [('watchkeeper_retrain_runs_total{outcome="rejected"}', "0x10 1x10 2x40")],
-        "at": 50, "labels": {"outcome": "rejected"},
+        "at": 50,
+        "labels": {"outcome": "rejected"},
     },
 }
 
@@ -121,23 +172,39 @@ def _test_file(tmp_path: Path) -> Path:
         rule = alerts[name]
         labels = {**case["labels"], "severity": rule["labels"]["severity"]}
         annotations = {k: _render(v, labels) for k, v in rule["annotations"].items()}
-        tests.append({
-            "interval": "1m",
-            "input_series": _series(case["fire"]),
-            "alert_rule_test": [
-                {"eval_time": f"{case['at']}m", "alertname": name,
-                 "exp_alerts": [{"exp_labels": labels, "exp_annotations": annotations}]},
-            ],
-        })
-        tests.append({
-            "interval": "1m",
-            "input_series": _series(case["quiet"]),
-            "alert_rule_test": [{"eval_time": f"{case['at']}m", "alertname": name, "exp_alerts": []}],
-        })
+        tests.append(
+            {
+                "interval": "1m",
+                "input_series": _series(case["fire"]),
+                "alert_rule_test": [
+                    {
+                        "eval_time": f"{case['at']}m",
+                        "alertname": name,
+                        "exp_alerts": [{"exp_labels": labels, "exp_annotations": annotations}],
+                    },
+                ],
+            }
+        )
+        tests.append(
+            {
+                "interval": "1m",
+                "input_series": _series(case["quiet"]),
+                "alert_rule_test": [
+                    {"eval_time": f"{case['at']}m", "alertname": name, "exp_alerts": []}
+                ],
+            }
+        )
     path = tmp_path / "alerts_test.yml"
-    path.write_text(yaml.safe_dump({
-        "rule_files": [str(p) for p in RULES], "evaluation_interval": "1m", "tests": tests,
-    }, sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [str(p) for p in RULES],
+                "evaluation_interval": "1m",
+                "tests": tests,
+            },
+            sort_keys=False,
+        )
+    )
     return path
 
 
@@ -164,18 +231,23 @@ def test_every_alert_carries_severity_summary_description_and_runbook() -> None:
 
 
 def test_rules_pass_promtool_check(promtool: str) -> None:
-    result = subprocess.run([promtool, "check", "rules", *map(str, RULES)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [promtool, "check", "rules", *map(str, RULES)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_unit_tests_fire_every_alert_and_ignore_blips(promtool: str, tmp_path: Path) -> None:
-    result = subprocess.run([promtool, "test", "rules", str(_test_file(tmp_path))],
-                            capture_output=True, text=True)
+def test_promtool_unit_tests_fire_every_alert_and_ignore_blips(
+    promtool: str, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [promtool, "test", "rules", str(_test_file(tmp_path))], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_prometheus_config_passes_promtool_check(promtool: str) -> None:
-    result = subprocess.run([promtool, "check", "config", str(ROOT / "prometheus.yml")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [promtool, "check", "config", str(ROOT / "prometheus.yml")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,152 @@
+"""Real Prometheus and Alertmanager (Debian packages) on free loopback ports, with
+the project's own rules and a rendering of its Alertmanager config; short intervals
+and ``for:`` durations in these test copies only."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from tests.conftest import require_service
+from tests.ports import free_port
+from tests.processes import wait_for
+from watchkeeper.alertmanager_config import alertmanager_config
+from watchkeeper.settings import Settings
+
+PROMETHEUS_DIR = Path(__file__).resolve().parents[2] / "prometheus"
+
+
+class Server:
+    def __init__(self, argv: list[str], url: str, ready_path: str, log: Path) -> None:
+        self.url = url
+        self.log = log
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        assert wait_for(self._ready(ready_path), timeout=30, interval=0.2), log.read_text()[-2000:]
+
+    def _ready(self, path: str) -> Callable[[], bool]:
+        def check() -> bool:
+            assert self.process.poll() is None, self.log.read_text()[-2000:]
+            try:
+                return requests.get(f"{self.url}{path}", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        return check
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = requests.get(f"{self.url}{path}", params=params, timeout=10)
+        response.raise_for_status()
+        return response
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _binary(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        require_service(f"{name} (Debian package {package})")
+    return path  # type: ignore[return-value]
+
+
+def fast_rules(directory: Path, for_duration: str = "3s") -> list[Path]:
+    """Copies of the rule files with every ``for:`` shortened, for live tests."""
+    paths = []
+    for source in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
+        text = re.sub(r"(?m)^(\s+for:) .*$", rf"\1 {for_duration}", source.read_text())
+        target = directory / source.name
+        target.write_text(text)
+        paths.append(target)
+    return paths
+
+
+@pytest.fixture
+def start_alertmanager(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def start(settings: Settings) -> Server:
+        binary = _binary("prometheus-alertmanager", "prometheus-alertmanager")
+        config = alertmanager_config(settings)
+        config["route"].update(group_wait="1s", group_interval="1s")
+        path = tmp_path / "alertmanager.yml"
+        path.write_text(yaml.safe_dump(config))
+        port = free_port()
+        storage = Path(tempfile.mkdtemp(dir=tmp_path))
+        servers.append(
+            Server(
+                [
+                    binary,
+                    f"--config.file={path}",
+                    f"--storage.path={storage}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--cluster.listen-address=",
+                ],
+                f"http://127.0.0.1:{port}",
+                "/-/ready",
+                tmp_path / "alertmanager.log",
+            )
+        )
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def start_prometheus(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def start(targets: dict[str, str], alertmanager: str | None = None) -> Server:
+        binary = _binary("prometheus", "prometheus")
+        rules_dir = tmp_path / "rules"
+        rules_dir.mkdir(exist_ok=True)
+        config: dict[str, Any] = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(p) for p in fast_rules(rules_dir)],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": [target]}]}
+                for job, target in targets.items()
+            ],
+        }
+        if alertmanager:
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]
+            }
+        path = tmp_path / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config))
+        port = free_port()
+        servers.append(
+            Server(
+                [
+                    binary,
+                    f"--config.file={path}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--rules.alert.resend-delay=1s",
+                ],
+                f"http://127.0.0.1:{port}",
+                "/-/ready",
+                tmp_path / "prometheus.log",
+            )
+        )
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

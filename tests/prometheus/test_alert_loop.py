@@ -1,0 +1,143 @@
+"""The alert loop for real: drifted Ames sales replayed through ``watchkeeper serve``
+make the monitor report drift, Prometheus takes the drift alert from pending to
+firing, Alertmanager delivers it to people and to the ``/alerts`` webhook, and the
+retraining worker runs a job whose outcome is recorded."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from monitoring.replay import Replayer
+from tests.ports import free_port
+from tests.processes import Process, wait_for
+from tests.prometheus.conftest import Server
+from watchkeeper.dataset import Dataset
+from watchkeeper.db.tables import retrain_requests, retrain_runs
+from watchkeeper.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "alert-loop-token"
+ALERT = "WatchkeeperDatasetDriftSustained"
+
+
+@pytest.fixture
+def people() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A webhook receiver standing in for the people's notification channel."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/notify", received
+    server.shutdown()
+    server.server_close()
+
+
+def _alert_states(prometheus: Server) -> set[str]:
+    alerts = prometheus.get("/api/v1/alerts").json()["data"]["alerts"]
+    return {a["state"] for a in alerts if a["labels"]["alertname"] == ALERT}
+
+
+def test_drift_alert_reaches_people_and_the_retraining_webhook_and_a_job_runs(
+    start_watchkeeper: Callable[..., Process],
+    start_prometheus: Callable[..., Server],
+    start_alertmanager: Callable[..., Server],
+    people: tuple[str, list[dict[str, Any]]],
+    ames: Dataset,
+    tmp_path: Path,
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    common = {"WATCHKEEPER_ADMIN_TOKEN": TOKEN}
+    server = start_watchkeeper("serve", **common)
+    monitor = start_watchkeeper(
+        "monitor",
+        WATCHKEEPER_MONITOR_INTERVAL="0.5",
+        WATCHKEEPER_MONITOR_SETTLE_SECONDS="0.2",
+        WATCHKEEPER_MONITOR_WINDOW_SIZE="500",  # one window of 2009 sales: drifted
+        WATCHKEEPER_MONITOR_MIN_SAMPLES="200",
+        WATCHKEEPER_DRIFT_MULTIVARIATE="false",
+        # only Alertmanager may ask for a retrain in this test
+        WATCHKEEPER_TRIGGER_DRIFT_WINDOWS="1000",
+        WATCHKEEPER_TRIGGER_OOD_FRACTION="1",
+        WATCHKEEPER_TRIGGER_MAE_DEGRADATION="100",
+    )
+    worker = start_watchkeeper("retrain worker", WATCHKEEPER_RETRAIN_POLL_SECONDS="0.5", **common)
+    people_url, notified = people
+    alertmanager = start_alertmanager(
+        Settings(
+            alert_people_url=people_url,
+            alert_retrain_url=f"{server.url}/alerts",
+            alert_token_file=str(token_file),
+        )
+    )
+    prometheus = start_prometheus(
+        {
+            "watchkeeper-serving": server.url.removeprefix("http://"),
+            "watchkeeper-monitor": monitor.url.removeprefix("http://"),
+            "watchkeeper-retrain": worker.url.removeprefix("http://"),
+        },
+        alertmanager=alertmanager.url.removeprefix("http://"),
+    )
+
+    report = Replayer(server.url, feedback_delay=0.2).run(ames.between(200901, 201012), limit=500)
+    assert (report.accepted, report.feedback_posted) == (500, 500)
+
+    states: set[str] = set()
+
+    def fired() -> bool:
+        states.update(_alert_states(prometheus))
+        return "firing" in states
+
+    assert wait_for(fired, timeout=90, interval=0.2), [
+        line for line in monitor.get("/metrics").text.splitlines() if "dataset_drift" in line
+    ]
+    assert "pending" in states, "the alert must pass through pending (its for: duration)"
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'var' / 'watchkeeper.db'}")
+
+    def job_done() -> bool:
+        with engine.connect() as connection:
+            outcome = connection.execute(
+                sa.select(retrain_runs.c.outcome).where(retrain_runs.c.trigger == "alertmanager")
+            ).scalar()
+        return outcome in ("promoted", "rejected")
+
+    try:
+        assert wait_for(job_done, timeout=120, interval=0.5), (
+            worker.log_path.read_text()[-2000:] + alertmanager.log.read_text()[-2000:]
+        )
+        with engine.connect() as connection:
+            requested = connection.execute(
+                sa.select(retrain_requests.c.trigger, retrain_requests.c.reason)
+            ).all()
+            run = connection.execute(sa.select(retrain_runs)).one()
+    finally:
+        engine.dispose()
+    assert [r.trigger for r in requested] == ["alertmanager"]  # repeats were duplicates
+    assert ALERT in requested[0].reason
+    assert run.candidate_metrics["mae"] > 0 and run.champion_metrics["mae"] > 0
+    assert any(
+        alert["labels"]["alertname"] == ALERT for body in notified for alert in body["alerts"]
+    ), "people were not notified"
+    sent = alertmanager.get("/metrics").text
+    assert 'alertmanager_notifications_total{integration="webhook"}' in sent
