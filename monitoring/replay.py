@@ -95,6 +95,7 @@ class Replayer:
             self._send(records[start : start + self.batch_size], actuals[start:], report)
             self._post_due_feedback(report, final=False)
         self._post_due_feedback(report, final=True)
+        self.session.close()
         return report
 
     def _send(

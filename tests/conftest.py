@@ -25,6 +25,8 @@ from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel, train
 
+pytest_plugins = ["tests.observability"]
+
 
 def require_service(what: str) -> None:
     message = f"{what} is not available; `make test` installs it"

@@ -209,6 +209,29 @@ def _cmd_alertmanager_config(args: argparse.Namespace, settings: Settings) -> in
     return 0
 
 
+def _cmd_grafana(args: argparse.Namespace, settings: Settings) -> int:
+    if args.grafana_command == "build":
+        from watchkeeper.grafana.dashboards import write
+
+        for path in write(Path(args.output)):
+            print(f"wrote {path}")
+        return 0
+    from watchkeeper.grafana.provision import provision
+
+    if settings.grafana_token is None:
+        raise SystemExit("set WATCHKEEPER_GRAFANA_TOKEN to a Grafana service-account token")
+    report = provision(
+        settings.grafana_url,
+        settings.grafana_token.get_secret_value(),
+        settings.grafana_prometheus_url,
+    )
+    print(
+        f"Grafana {settings.grafana_url}: folder {report.folder}, data source "
+        f"{report.datasource}, dashboards {', '.join(report.dashboards)}"
+    )
+    return 0
+
+
 def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
     if args.markdown:
         print(settings_table())
@@ -285,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     alertmanager.add_argument("--output", help="file to write (default: standard output)")
     alertmanager.set_defaults(handler=_cmd_alertmanager_config)
+
+    grafana = commands.add_parser("grafana", help="build dashboards, or provision a Grafana")
+    grafana.add_argument("grafana_command", choices=["build", "provision"])
+    grafana.add_argument("--output", default="grafana/dashboards", help="with build: folder")
+    grafana.set_defaults(handler=_cmd_grafana)
 
     settings = commands.add_parser("settings", help="print the effective settings")
     settings.add_argument("--markdown", action="store_true", help="the README's table")

@@ -115,6 +115,16 @@ class Settings(BaseSettings):
     alert_token_file: str = "/etc/watchkeeper/admin-token"
     """File holding `WATCHKEEPER_ADMIN_TOKEN`, read by Alertmanager to call `/alerts`."""
 
+    grafana_url: str = "http://127.0.0.1:3000"
+    """Grafana that `watchkeeper grafana provision` configures."""
+
+    grafana_token: SecretStr | None = None
+    """Grafana service-account token with Editor rights (folders, dashboards) and data
+    source permissions."""
+
+    grafana_prometheus_url: str = "http://127.0.0.1:9090"
+    """Prometheus as Grafana reaches it, for the provisioned data source."""
+
     retrain_alert_names: Annotated[tuple[str, ...], NoDecode] = (
         "WatchkeeperDatasetDriftSustained",
         "WatchkeeperAccuracyDegraded",

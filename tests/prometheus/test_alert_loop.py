@@ -16,9 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from monitoring.replay import Replayer
+from tests.observability import Server
 from tests.ports import free_port
 from tests.processes import Process, wait_for
-from tests.prometheus.conftest import Server
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.tables import retrain_requests, retrain_runs
 from watchkeeper.settings import Settings

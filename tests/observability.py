@@ -1,4 +1,4 @@
-"""Real Prometheus and Alertmanager (Debian packages) on free loopback ports, with
+"""Fixtures: real Prometheus and Alertmanager (Debian packages) on free loopback ports, with
 the project's own rules and a rendering of its Alertmanager config; short intervals
 and ``for:`` durations in these test copies only."""
 
@@ -22,7 +22,7 @@ from tests.processes import wait_for
 from watchkeeper.alertmanager_config import alertmanager_config
 from watchkeeper.settings import Settings
 
-PROMETHEUS_DIR = Path(__file__).resolve().parents[2] / "prometheus"
+PROMETHEUS_DIR = Path(__file__).resolve().parents[1] / "prometheus"
 
 
 class Server:
@@ -72,6 +72,7 @@ def fast_rules(directory: Path, for_duration: str = "3s") -> list[Path]:
         target = directory / source.name
         target.write_text(text)
         paths.append(target)
+    assert paths, f"no rule files in {PROMETHEUS_DIR / 'rules'}"
     return paths
 
 
