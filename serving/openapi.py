@@ -32,6 +32,26 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _admin_post(
+    operation: str, summary: str, fields: dict[str, Any], responses: dict[str, Any]
+) -> dict[str, Any]:
+    """An admin operation: bearer auth and an optional JSON object body."""
+    return {
+        "post": {
+            "operationId": operation,
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {"schema": {"type": "object", "properties": fields}}
+                },
+            },
+            "responses": responses,
+        }
+    }
+
+
 def _feature_schema(feature: Feature) -> dict[str, Any]:
     kind = "number" if feature.is_numeric else "string"
     schema: dict[str, Any] = {"type": [kind, "null"] if feature.nullable else kind}
@@ -269,50 +289,24 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
                     },
                 }
             },
-            "/admin/retrain": {
-                "post": {
-                    "operationId": "adminRetrain",
-                    "summary": "Queue a retraining job (the worker runs it).",
-                    "security": [{"bearer": []}],
-                    "requestBody": {
-                        "required": False,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {"reason": {"type": "string"}},
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "202": _json(_ref("Queued"), "Queued."),
-                        **{k: errors[k] for k in ("400", "401", "403")},
-                    },
-                }
-            },
-            "/admin/rollback": {
-                "post": {
-                    "operationId": "adminRollback",
-                    "summary": "Point current at a version (default: the previous usable one).",
-                    "security": [{"bearer": []}],
-                    "requestBody": {
-                        "required": False,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {"version": {"type": "string"}},
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": _json(_ref("RolledBack"), "Current moved."),
-                        **{k: errors[k] for k in ("400", "401", "403", "409")},
-                    },
-                }
-            },
+            "/admin/retrain": _admin_post(
+                "adminRetrain",
+                "Queue a retraining job (the worker runs it).",
+                {"reason": {"type": "string"}},
+                {
+                    "202": _json(_ref("Queued"), "Queued."),
+                    **{k: errors[k] for k in ("400", "401", "403")},
+                },
+            ),
+            "/admin/rollback": _admin_post(
+                "adminRollback",
+                "Point current at a version (default: the previous usable one).",
+                {"version": {"type": "string"}},
+                {
+                    "200": _json(_ref("RolledBack"), "Current moved."),
+                    **{k: errors[k] for k in ("400", "401", "403", "409")},
+                },
+            ),
             "/alerts": {
                 "post": {
                     "operationId": "alertmanagerWebhook",

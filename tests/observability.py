@@ -57,7 +57,8 @@ class Server:
             self.process.wait()
 
 
-def _binary(name: str, package: str) -> str:
+def binary(name: str, package: str) -> str:
+    """Path of a service binary; missing is a skip here and a failure in CI."""
     path = shutil.which(name)
     if path is None:
         require_service(f"{name} (Debian package {package})")
@@ -81,7 +82,7 @@ def start_alertmanager(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []
 
     def start(settings: Settings) -> Server:
-        binary = _binary("prometheus-alertmanager", "prometheus-alertmanager")
+        executable = binary("prometheus-alertmanager", "prometheus-alertmanager")
         config = alertmanager_config(settings)
         config["route"].update(group_wait="1s", group_interval="1s")
         path = tmp_path / "alertmanager.yml"
@@ -91,7 +92,7 @@ def start_alertmanager(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         servers.append(
             Server(
                 [
-                    binary,
+                    executable,
                     f"--config.file={path}",
                     f"--storage.path={storage}",
                     f"--web.listen-address=127.0.0.1:{port}",
@@ -114,7 +115,7 @@ def start_prometheus(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []
 
     def start(targets: dict[str, str], alertmanager: str | None = None) -> Server:
-        binary = _binary("prometheus", "prometheus")
+        executable = binary("prometheus", "prometheus")
         rules_dir = tmp_path / "rules"
         rules_dir.mkdir(exist_ok=True)
         config: dict[str, Any] = {
@@ -135,7 +136,7 @@ def start_prometheus(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         servers.append(
             Server(
                 [
-                    binary,
+                    executable,
                     f"--config.file={path}",
                     f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                     f"--web.listen-address=127.0.0.1:{port}",

@@ -3,13 +3,12 @@ routing each alert where it must go."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_service
+from tests.observability import binary
 from watchkeeper.alertmanager_config import render
 from watchkeeper.settings import Settings
 
@@ -18,10 +17,7 @@ CONFIG = Path(__file__).resolve().parents[2] / "prometheus" / "alertmanager.yml"
 
 @pytest.fixture(scope="module")
 def amtool() -> str:
-    path = shutil.which("amtool")
-    if path is None:
-        require_service("amtool (Debian package prometheus-alertmanager)")
-    return path
+    return binary("amtool", "prometheus-alertmanager")
 
 
 def test_committed_config_is_the_rendering_of_the_default_settings() -> None:

@@ -8,7 +8,6 @@ or annotations change without the case changing too.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import require_service
+from tests.observability import binary
 
 ROOT = Path(__file__).resolve().parents[2] / "prometheus"
 RULES = [ROOT / "rules" / "recording.yml", ROOT / "rules" / "alerts.yml"]
@@ -210,10 +209,7 @@ def _test_file(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        require_service("promtool (Debian package prometheus)")
-    return path
+    return binary("promtool", "prometheus")
 
 
 def test_every_alert_has_a_firing_and_a_silent_case() -> None:
