@@ -131,6 +131,7 @@ def test_reads_are_incremental_and_a_restart_neither_rereads_nor_skips(
 
     more = create_app(settings, registry=CollectorRegistry())
     send_predictions(more, replay_records, 2000, batch=1000)
+    more.extensions["watchkeeper.model_store"].stop()
     more.extensions["watchkeeper.engine"].dispose()
     assert restarted.run_once() == 1
     assert restarted.reader.rows_read == 2000
