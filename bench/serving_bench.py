@@ -27,21 +27,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pandas as pd
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from monitoring.replay import json_records  # noqa: E402
 from watchkeeper.dataset import load_ames  # noqa: E402
 from watchkeeper.registry import ModelRegistry  # noqa: E402
 from watchkeeper.training import train  # noqa: E402
 
 SCENARIOS = [("single", 1, 8), ("batch-100", 100, 4), ("batch-1000", 1000, 2)]
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return orjson.loads(frame.to_json(orient="records"))
 
 
 def _free_port() -> int:
@@ -155,7 +151,7 @@ def main() -> None:
         answered = 0
         try:
             for name, size, concurrency in SCENARIOS:
-                records = _records(rows.head(size))
+                records = json_records(rows.head(size))
                 body = orjson.dumps(
                     {"features": records[0]} if size == 1 else {"instances": records}
                 )

@@ -4,7 +4,6 @@ results at scrape time (nothing mutates gauges from the monitor's thread)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -168,8 +167,6 @@ class MonitorCollector(Collector):
             g.add_metric([version], details["validation_mae"])
             yield g
         evaluated = result["evaluated_at"]
-        if evaluated.tzinfo is None:
-            evaluated = evaluated.replace(tzinfo=UTC)
         g = _gauge(
             "last_labels_timestamp_seconds", "Unix time accuracy was last computed from new labels."
         )

@@ -8,6 +8,7 @@ that dies between the two re-evaluates the window and stores it once.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -291,8 +292,6 @@ class Monitor:
 
 def _fresh_dir(directory: Path) -> Path:
     """Fit into a new folder: a half-written one from a crash is replaced."""
-    import shutil
-
     shutil.rmtree(directory, ignore_errors=True)
     directory.parent.mkdir(parents=True, exist_ok=True)
     return directory

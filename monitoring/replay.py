@@ -42,7 +42,7 @@ class ReplayReport:
         )
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON objects: NaN becomes null, NumPy numbers plain numbers."""
     return orjson.loads(frame.to_json(orient="records"))
 
@@ -83,7 +83,7 @@ class Replayer:
         )
         if limit is not None:
             frame = frame.head(limit)
-        records = _records(frame[names])
+        records = json_records(frame[names])
         actuals = frame[dataset.target].astype(float).tolist()
         report = ReplayReport()
         started = self._clock()

@@ -63,9 +63,7 @@ class RetrainTrigger:
                     retrain_requests.c.trigger == TRIGGER,
                 )
             ).scalar()
-            if last is not None and now - _utc(last) < timedelta(
-                seconds=self.policy.cooldown_seconds
-            ):
+            if last is not None and now - last < timedelta(seconds=self.policy.cooldown_seconds):
                 log.info("retrain trigger (%s) for %s suppressed: cooling down", reason, version)
                 return None
             row = {
@@ -128,7 +126,3 @@ class RetrainTrigger:
         )
         with self.engine.connect() as connection:
             return [bool(v) for v in connection.execute(query).scalars()]
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

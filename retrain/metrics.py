@@ -62,16 +62,14 @@ class RetrainCollector(Collector):
                 "watchkeeper_retrain_last_run_duration_seconds",
                 "Duration of the last finished retraining run.",
             )
-            duration.add_metric(
-                [], (_aware(last.finished_at) - _aware(last.started_at)).total_seconds()
-            )
+            duration.add_metric([], (last.finished_at - last.started_at).total_seconds())
             yield duration
         if promoted_at is not None:
             promoted = GaugeMetricFamily(
                 "watchkeeper_retrain_last_promotion_timestamp_seconds",
                 "Unix time of the last promotion.",
             )
-            promoted.add_metric([], _aware(promoted_at).timestamp())
+            promoted.add_metric([], promoted_at.timestamp())
             yield promoted
         current = self.registry.current_version()
         if current is not None:
@@ -82,9 +80,3 @@ class RetrainCollector(Collector):
             )
             info.add_metric([current], 1)
             yield info
-
-
-def _aware(moment: Any) -> Any:
-    from datetime import UTC
-
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -44,7 +44,6 @@ class SpillStore:
         self._lock = threading.Lock()
         self._handle: int | None = None
         self._path: Path | None = None
-        self.corrupt_lines = 0
 
     def write(self, entries: list[LogEntry]) -> None:
         """Append ``entries`` and fsync before returning: once this returns, they
@@ -107,7 +106,7 @@ class SpillStore:
 
     def read(self, path: Path, chunk: int) -> Iterator[list[LogEntry]]:
         """Entries of a claimed file in chunks. A line that does not parse (a write
-        cut short by a crash) is counted and skipped."""
+        cut short by a crash) is logged and skipped."""
         batch: list[LogEntry] = []
         with open(path, "rb") as fh:
             for number, line in enumerate(fh, 1):
@@ -116,7 +115,6 @@ class SpillStore:
                 try:
                     batch.append(LogEntry.from_json(line))
                 except (ValueError, TypeError, KeyError):
-                    self.corrupt_lines += 1
                     log.error("skipping unreadable line %d of spill file %s", number, path)
                     continue
                 if len(batch) >= chunk:

@@ -14,8 +14,15 @@ from typing import Any
 
 import numpy as np
 import orjson
+from flask import request
 
-from watchkeeper.errors import BadRequest, FieldProblem, PayloadTooLarge, ValidationFailed
+from watchkeeper.errors import (
+    BadRequest,
+    FieldProblem,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from watchkeeper.schema import Feature, FeatureSchema
 
 MAX_PROBLEMS = 100
@@ -50,6 +57,15 @@ def parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
+
+
+def request_json() -> Any:
+    """The current request's body as JSON; 415 unless it is declared JSON."""
+    if not request.is_json:
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got {request.mimetype or 'none'!r}"
+        )
+    return parse_json(request.get_data(cache=True))
 
 
 def validate_predict_payload(

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app
 
 from serving.feedback import parse_feedback, store_feedback
 from serving.responses import json_response
-from serving.validation import parse_json
-from watchkeeper.errors import UnsupportedMediaType
+from serving.validation import request_json
 
 bp = Blueprint("feedback", __name__)
 
 
 @bp.post("/feedback")
 def feedback() -> Response:
-    if not request.is_json:
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json, got {request.mimetype or 'none'!r}"
-        )
     items = parse_feedback(
-        parse_json(request.get_data(cache=True)),
+        request_json(),
         max_items=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"],
     )
     received_at = store_feedback(current_app.extensions["watchkeeper.engine"], items)

@@ -4,13 +4,12 @@ is built (serving.request_log), off the database."""
 from __future__ import annotations
 
 import numpy as np
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, g
 
 from serving.log_entry import prediction_id
 from serving.metrics import ServingMetrics, observe_many
 from serving.responses import json_response
-from serving.validation import parse_json, validate_predict_payload
-from watchkeeper.errors import UnsupportedMediaType
+from serving.validation import request_json, validate_predict_payload
 
 bp = Blueprint("predict", __name__)
 
@@ -20,11 +19,7 @@ def predict() -> Response:
     registered = current_app.extensions["watchkeeper.model_store"].get()
     model = registered.model
     g.model_version = model.version
-    if not request.is_json:
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json, got {request.mimetype or 'none'!r}"
-        )
-    payload = parse_json(request.get_data(cache=True))
+    payload = request_json()
     validated = validate_predict_payload(
         payload, model.schema, max_batch_size=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"]
     )

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from monitoring.metrics import MonitorCollector
 from monitoring.monitor import Monitor
 from serving.app import create_app
+from tests.processes import metric
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import predictions, window_results
 from watchkeeper.settings import Settings
@@ -26,16 +27,6 @@ def _results(settings: Settings) -> list[dict[str, Any]]:
         rows = [dict(r._mapping) for r in connection.execute(sa.select(window_results))]
     engine.dispose()
     return rows
-
-
-def _sample(text: str, name: str, **labels: str) -> float:
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
-    for line in text.splitlines():
-        if line.startswith(prefix):
-            return float(line.split(" ")[-1])
-    similar = [line for line in text.splitlines() if line.startswith(name)][:3]
-    raise AssertionError(f"{prefix!r} not exported; saw {similar}")
 
 
 def test_windows_are_evaluated_stored_and_exported_with_accuracy_from_feedback(
@@ -81,21 +72,21 @@ def test_windows_are_evaluated_stored_and_exported_with_accuracy_from_feedback(
     registry.register(MonitorCollector(monitor.status))
     text = generate_latest(registry).decode()
     last_drift = max(by_detector["feature_drift"], key=lambda r: r["last_seq"])
-    assert _sample(text, "watchkeeper_monitor_dataset_drift", model_version="v1") == 1.0
-    assert _sample(
+    assert metric(text, "watchkeeper_monitor_dataset_drift", model_version="v1") == 1.0
+    assert metric(
         text, "watchkeeper_monitor_drifted_features_ratio", model_version="v1"
     ) == pytest.approx(last_drift["score"])
-    assert _sample(
+    assert metric(
         text,
         "watchkeeper_monitor_feature_drift_p_value",
         model_version="v1",
         feature="Neighborhood",
     ) == pytest.approx(last_drift["details"]["p_values"]["Neighborhood"])
-    assert _sample(text, "watchkeeper_monitor_mae", model_version="v1") == pytest.approx(
+    assert metric(text, "watchkeeper_monitor_mae", model_version="v1") == pytest.approx(
         accuracy["mae"]
     )
-    assert _sample(text, "watchkeeper_monitor_window_size", model_version="v1") == 500
-    assert _sample(text, "watchkeeper_monitor_windows_evaluated_total") == 2
+    assert metric(text, "watchkeeper_monitor_window_size", model_version="v1") == 500
+    assert metric(text, "watchkeeper_monitor_windows_evaluated_total") == 2
 
     engine = create_engine(settings.database_url)
     with engine.connect() as connection:

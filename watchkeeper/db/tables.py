@@ -6,7 +6,24 @@ This module describes the schema the code expects; migrations in
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import sqlalchemy as sa
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware timestamp on every backend. SQLite stores no zone and hands back
+    naive datetimes; every value written here is UTC, so reads are marked UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
 
 metadata = sa.MetaData()
 
@@ -17,7 +34,7 @@ requests = sa.Table(
     "requests",
     metadata,
     sa.Column("request_id", sa.String(32), primary_key=True),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("received_at", UtcDateTime(), nullable=False, index=True),
     sa.Column("endpoint", sa.String(64), nullable=False),
     sa.Column("method", sa.String(8), nullable=False),
     sa.Column("status_code", sa.SmallInteger, nullable=False),
@@ -36,7 +53,7 @@ predictions = sa.Table(
     sa.Column("prediction_id", sa.String(48), nullable=False, unique=True),
     sa.Column("request_id", sa.String(32), nullable=False, index=True),
     sa.Column("item_index", sa.Integer, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False, index=True),
     sa.Column("model_version", sa.String(64), nullable=False, index=True),
     sa.Column("features", sa.JSON, nullable=False),
     sa.Column("prediction", sa.Float, nullable=False),
@@ -50,7 +67,7 @@ feedback = sa.Table(
     metadata,
     sa.Column("prediction_id", sa.String(48), primary_key=True),
     sa.Column("actual", sa.Float, nullable=False),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
 )
 
 monitor_state = sa.Table(
@@ -58,7 +75,7 @@ monitor_state = sa.Table(
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("watermark", sa.BigInteger, nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 window_results = sa.Table(
@@ -71,9 +88,9 @@ window_results = sa.Table(
     sa.Column("first_seq", sa.BigInteger, nullable=False),
     sa.Column("last_seq", sa.BigInteger, nullable=False),
     sa.Column("n_rows", sa.Integer, nullable=False),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("ended_at", UtcDateTime(), nullable=False),
+    sa.Column("evaluated_at", UtcDateTime(), nullable=False, index=True),
     sa.Column("is_drift", sa.Boolean),
     sa.Column("score", sa.Float),
     sa.Column("details", sa.JSON, nullable=False),
@@ -84,7 +101,7 @@ retrain_requests = sa.Table(
     "retrain_requests",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("requested_at", UtcDateTime(), nullable=False),
     sa.Column("trigger", sa.String(32), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("model_version", sa.String(64)),
@@ -99,8 +116,8 @@ retrain_runs = sa.Table(
     "retrain_runs",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, index=True),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("started_at", UtcDateTime(), nullable=False, index=True),
+    sa.Column("finished_at", UtcDateTime()),
     sa.Column("trigger", sa.String(64), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("request_ids", sa.JSON, nullable=False),
@@ -118,5 +135,5 @@ retrain_lease = sa.Table(
     metadata,
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("holder", sa.String(128)),
-    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("expires_at", UtcDateTime()),
 )
