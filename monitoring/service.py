@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from monitoring.metrics import MonitorCollector
 from monitoring.monitor import Monitor
@@ -14,6 +14,7 @@ from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import require_current
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
+from watchkeeper.status_server import Heartbeat, start_status_server
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +34,16 @@ def run(settings: Settings, *, once: bool = False) -> int:
         return 0
     registry = CollectorRegistry()
     registry.register(MonitorCollector(monitor.status))
-    server, _ = start_http_server(settings.monitor_port, settings.monitor_host, registry=registry)
+    heartbeat = Heartbeat(settings.monitor_stall_seconds + settings.monitor_interval)
+    server = start_status_server(settings.monitor_host, settings.monitor_port, registry, heartbeat)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     log.info(
-        "monitor metrics on http://%s:%d/metrics", settings.monitor_host, settings.monitor_port
+        "monitor metrics and health on http://%s:%d", settings.monitor_host, settings.monitor_port
     )
     while not stop.is_set():
+        heartbeat.beat()
         try:
             monitor.run_once()
         except Exception:  # counted in the status; the next cycle tries again

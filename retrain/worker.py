@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from retrain import requests as retrain_requests
 from retrain.job import RetrainJob
@@ -15,6 +15,7 @@ from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import require_current
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
+from watchkeeper.status_server import Heartbeat, start_status_server
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +26,15 @@ def run_worker(settings: Settings) -> int:
     registry = ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
     metrics = CollectorRegistry()
     metrics.register(RetrainCollector(engine, registry))
-    server, _ = start_http_server(settings.retrain_port, settings.retrain_host, registry=metrics)
+    # A job running past its lease has lost it anyway: that is when to call it stuck.
+    heartbeat = Heartbeat(settings.retrain_lease_seconds + settings.retrain_poll_seconds)
+    server = start_status_server(settings.retrain_host, settings.retrain_port, metrics, heartbeat)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     log.info("retraining worker polling every %gs", settings.retrain_poll_seconds)
     while not stop.is_set():
+        heartbeat.beat()
         try:
             if retrain_requests.pending(engine):
                 RetrainJob(settings, engine, registry).run()

@@ -334,7 +334,7 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
             "/readyz": {
                 "get": {
                     "operationId": "readyz",
-                    "summary": "Readiness: a model is loaded and the database answers.",
+                    "summary": "Readiness: a model is loaded and the database schema is current.",
                     "responses": {
                         "200": _json(_ref("Readiness"), "Ready."),
                         "503": _json(_ref("Readiness"), "Not ready; checks say why."),

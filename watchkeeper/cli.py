@@ -153,9 +153,16 @@ def _cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from watchkeeper.db.engine import create_engine
-    from watchkeeper.db.migrate import current_revision, head_revision, upgrade
+    from watchkeeper.db.migrate import (
+        current_revision,
+        head_revision,
+        upgrade,
+        wait_for_database,
+    )
 
     engine = create_engine(settings.database_url)
+    if args.wait:
+        wait_for_database(engine, args.wait)
     if args.db_command == "upgrade":
         upgrade(engine)
     print(f"schema revision {current_revision(engine)} (code expects {head_revision()})")
@@ -232,6 +239,44 @@ def _cmd_grafana(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# -- healthcheck -----------------------------------------------------------------
+
+# component -> (host setting, port setting, path); serving's readiness says a model
+# is loaded, the background services' /healthz says their loop is not stuck.
+HEALTH_ENDPOINTS = {
+    "serve": ("host", "port", "/readyz"),
+    "monitor": ("monitor_host", "monitor_port", "/healthz"),
+    "worker": ("retrain_host", "retrain_port", "/healthz"),
+}
+
+
+def _cmd_healthcheck(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 when the component in this container answers healthy (the image's
+    HEALTHCHECK, which has no curl to call)."""
+    import urllib.error
+    import urllib.request
+
+    host_field, port_field, path = HEALTH_ENDPOINTS[args.component]
+    host = getattr(settings, host_field)
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    url = f"http://{host}:{getattr(settings, port_field)}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except OSError as exc:
+        print(f"unhealthy: {url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 1
+    text = body.decode(errors="replace").strip()
+    if status != 200:
+        print(f"unhealthy: {url}: HTTP {status} {text}", file=sys.stderr)
+        return 1
+    print(f"healthy: {url}: {text}")
+    return 0
+
+
 def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
     if args.markdown:
         print(settings_table())
@@ -296,6 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="database schema migrations")
     db.add_argument("db_command", choices=["upgrade", "current"])
+    db.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for the database to accept connections",
+    )
     db.set_defaults(handler=_cmd_db)
 
     model = commands.add_parser("model", help="list, show or roll back model versions")
@@ -313,6 +365,15 @@ def build_parser() -> argparse.ArgumentParser:
     grafana.add_argument("grafana_command", choices=["build", "provision"])
     grafana.add_argument("--output", default="grafana/dashboards", help="with build: folder")
     grafana.set_defaults(handler=_cmd_grafana)
+
+    healthcheck = commands.add_parser(
+        "healthcheck", help="exit 0 if the component running here is healthy (containers)"
+    )
+    healthcheck.add_argument(
+        "component", nargs="?", choices=sorted(HEALTH_ENDPOINTS), default="serve"
+    )
+    healthcheck.add_argument("--timeout", type=float, default=3.0, help="seconds")
+    healthcheck.set_defaults(handler=_cmd_healthcheck)
 
     settings = commands.add_parser("settings", help="print the effective settings")
     settings.add_argument("--markdown", action="store_true", help="the README's table")

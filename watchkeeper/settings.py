@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     monitor_interval: float = Field(default=10.0, gt=0)
     """Seconds between monitor cycles."""
 
+    monitor_stall_seconds: float = Field(default=1800.0, gt=0)
+    """A monitor cycle still running after this long counts as stuck: the monitor's
+    `/healthz` fails so that the container or pod is restarted."""
+
     monitor_window_size: int = Field(default=500, ge=1)
     """A window closes after this many accepted predictions..."""
 

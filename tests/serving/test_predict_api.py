@@ -10,6 +10,7 @@ import orjson
 import pytest
 from flask.testing import FlaskClient
 
+from tests.ports import free_port
 from tests.serving.conftest import LogReader
 
 
@@ -273,6 +274,21 @@ def test_readyz_fails_when_the_schema_is_not_migrated(make_app: Any, tmp_path: A
 
     assert response.status_code == 503
     assert "migrations" in response.json["checks"]["database"]["error"]
+
+
+def test_readyz_stays_ready_while_the_database_is_unreachable(
+    make_app: Any, record: dict[str, Any]
+) -> None:
+    app = make_app(database_url=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    client = app.test_client()
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 200, response.json
+    database = response.json["checks"]["database"]
+    assert database["ok"] is True and database["reachable"] is False
+    assert "127.0.0.1" in database["error"]
+    assert client.post("/predict", json={"features": record}).status_code == 200
 
 
 def test_metrics_count_requests_by_endpoint_and_status(

@@ -1,13 +1,19 @@
-"""The command line: model list and rollback as an operator uses them."""
+"""The command line: model list, rollback and the container health check as an operator
+and a container runtime use them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from tests.ports import free_port
+from tests.processes import Process
 from watchkeeper.cli import main
 from watchkeeper.registry import ModelRegistry
+from watchkeeper.status_server import Heartbeat, start_status_server
 from watchkeeper.training import TrainedModel
 
 
@@ -54,3 +60,43 @@ def test_rollback_with_nothing_earlier_is_a_clear_error(
     assert main(["model", "rollback"]) == 1
 
     assert "no earlier usable version" in capsys.readouterr().err
+
+
+def test_healthcheck_passes_for_a_live_worker_and_fails_for_a_stuck_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = [0.0]
+    heartbeat = Heartbeat(stall_seconds=30, clock=lambda: now[0])
+    port = free_port()
+    server = start_status_server("127.0.0.1", port, CollectorRegistry(), heartbeat)
+    monkeypatch.setenv("WATCHKEEPER_RETRAIN_PORT", str(port))
+    try:
+        assert main(["healthcheck", "worker"]) == 0
+        assert f"healthy: http://127.0.0.1:{port}/healthz" in capsys.readouterr().out
+        now[0] = 31.0
+        assert main(["healthcheck", "worker"]) == 1
+        assert '503 {"status": "stalled"' in capsys.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_healthcheck_fails_when_nothing_listens(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()
+    monkeypatch.setenv("WATCHKEEPER_MONITOR_PORT", str(port))
+    monkeypatch.setenv("WATCHKEEPER_MONITOR_HOST", "0.0.0.0")
+
+    assert main(["healthcheck", "monitor"]) == 1
+    assert f"unhealthy: http://127.0.0.1:{port}/healthz" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_healthcheck_of_a_serving_process_reads_its_readiness(
+    start_watchkeeper: Callable[..., Process], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = start_watchkeeper("serve")
+    monkeypatch.setenv("WATCHKEEPER_PORT", server.url.rsplit(":", 1)[1])
+
+    assert main(["healthcheck"]) == 0

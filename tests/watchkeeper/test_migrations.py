@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
 import sqlalchemy as sa
 
+from tests.ports import free_port
+from tests.postgres import PostgresServer
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.migrate import current_revision, head_revision
+from watchkeeper.db.migrate import current_revision, head_revision, upgrade, wait_for_database
 from watchkeeper.db.tables import metadata
+from watchkeeper.errors import ServiceUnavailable
 
 
 def test_migrated_database_matches_the_table_definitions(database_url: str) -> None:
@@ -24,4 +32,35 @@ def test_migrated_database_matches_the_table_definitions(database_url: str) -> N
         for column in table.columns:
             if column.index or column.unique:
                 assert (column.name,) in indexed, (table.name, column.name)
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_concurrent_upgrades_on_postgresql_both_succeed(postgres_server: PostgresServer) -> None:
+    url = postgres_server.create_database()
+    engines = [create_engine(url) for _ in range(3)]
+    with ThreadPoolExecutor(len(engines)) as pool:
+        list(pool.map(upgrade, engines))  # re-raises the first failure
+
+    assert current_revision(engines[0]) == head_revision()
+    for engine in engines:
+        engine.dispose()
+
+
+def test_waiting_for_an_unreachable_database_fails_with_the_reason() -> None:
+    engine = create_engine(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    started = time.monotonic()
+
+    with pytest.raises(ServiceUnavailable, match=r"not reachable after 1\.5 s: .*127\.0\.0\.1"):
+        wait_for_database(engine, timeout=1.5, interval=0.2)
+    assert 1.5 <= time.monotonic() - started < 10
+    engine.dispose()
+
+
+def test_waiting_for_a_reachable_database_returns_at_once(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    started = time.monotonic()
+
+    wait_for_database(engine, timeout=5)
+    assert time.monotonic() - started < 1
     engine.dispose()
