@@ -209,6 +209,14 @@ def _cmd_alertmanager_config(args: argparse.Namespace, settings: Settings) -> in
     from watchkeeper.alertmanager_config import render
 
     text = render(settings)
+    if args.token_output:
+        if settings.admin_token is None:
+            raise SystemExit("--token-output needs WATCHKEEPER_ADMIN_TOKEN to be set")
+        # Readable by others: Alertmanager runs as another user in its own container,
+        # and the file lives on a volume only the two share.
+        token = Path(args.token_output)
+        token.write_text(settings.admin_token.get_secret_value())
+        token.chmod(0o644)
     if args.output:
         Path(args.output).write_text(text)
     else:
@@ -359,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
         "alertmanager-config", help="write the Alertmanager configuration from the settings"
     )
     alertmanager.add_argument("--output", help="file to write (default: standard output)")
+    alertmanager.add_argument(
+        "--token-output",
+        metavar="FILE",
+        help="also write WATCHKEEPER_ADMIN_TOKEN here, for Alertmanager's bearer token "
+        "(the path it reads is WATCHKEEPER_ALERT_TOKEN_FILE, as its container sees it)",
+    )
     alertmanager.set_defaults(handler=_cmd_alertmanager_config)
 
     grafana = commands.add_parser("grafana", help="build dashboards, or provision a Grafana")

@@ -1,0 +1,261 @@
+"""docker-compose.yml: valid for docker-compose, and wired to what exists — commands
+are real entry points, variables are settings, mounted files are in the repository,
+health checks call endpoints the services serve, and Prometheus and Grafana get the
+project's own rules and dashboards."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from serving.app import create_app, shutdown
+from tests.deploy.conftest import COMPOSE_SECRETS, REPO, compose_config, settings_fields
+from tests.observability import binary
+from watchkeeper.cli import HEALTH_ENDPOINTS, build_parser
+from watchkeeper.settings import Settings
+
+WATCHKEEPER_IMAGE = "watchkeeper:0.1.0"
+LONG_RUNNING = {"serving": "serve", "monitor": "monitor", "retrain-worker": "worker"}
+ONE_OFF = {"migrate", "train", "alertmanager-config"}
+
+
+def _watchkeeper_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: service
+        for name, service in compose["services"].items()
+        if service.get("image") == WATCHKEEPER_IMAGE
+    }
+
+
+def _volumes(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> source (named volume or absolute host path)."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target, *_ = volume.split(":")
+        mounts[target] = source
+    return mounts
+
+
+def _settings(service: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for key, value in service.get("environment", {}).items():
+        monkeypatch.setenv(key, str(value))
+    return Settings()
+
+
+def test_compose_file_passes_docker_compose_config(compose: dict[str, Any]) -> None:
+    expected = {"postgres", "prometheus", "alertmanager", "grafana", *LONG_RUNNING, *ONE_OFF}
+    assert set(compose["services"]) == expected
+
+
+@pytest.mark.parametrize("secret", sorted(COMPOSE_SECRETS))
+def test_a_missing_secret_is_refused_naming_it(docker_compose: str, secret: str) -> None:
+    env = {k: v for k, v in COMPOSE_SECRETS.items() if k != secret}
+
+    result = compose_config(docker_compose, **env)
+
+    assert result.returncode != 0
+    assert f"set {secret} in .env" in result.stderr
+
+
+def test_example_env_file_names_every_required_secret() -> None:
+    names = {
+        line.split("=", 1)[0]
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    assert set(COMPOSE_SECRETS) <= names
+
+
+def test_every_watchkeeper_command_is_a_real_cli_entry_point(compose: dict[str, Any]) -> None:
+    services = _watchkeeper_services(compose)
+    assert set(services) == set(LONG_RUNNING) | ONE_OFF
+
+    parser = build_parser()
+    commands = {name: parser.parse_args(s["command"]) for name, s in services.items()}
+    assert commands["serving"].command == "serve"
+    assert commands["monitor"].command == "monitor" and not commands["monitor"].once
+    assert (commands["retrain-worker"].command, commands["retrain-worker"].mode) == (
+        "retrain",
+        "worker",
+    )
+    assert commands["migrate"].db_command == "upgrade" and commands["migrate"].wait > 0
+    assert commands["train"].if_missing
+
+
+def test_environment_variables_are_settings_the_services_accept(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    known = settings_fields()
+    for name, service in _watchkeeper_services(compose).items():
+        env = service.get("environment", {})
+        assert set(env) <= known, (name, set(env) - known)
+        with monkeypatch.context() as patch:
+            settings = _settings(service, patch)
+        assert settings.database_url.startswith("postgresql+psycopg://watchkeeper:pg-secret@")
+        assert settings.admin_token is not None
+        assert settings.auto_migrate is False, name
+
+
+def test_long_running_services_wait_for_migration_and_a_model(compose: dict[str, Any]) -> None:
+    for name in LONG_RUNNING:
+        depends = compose["services"][name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+        assert depends["train"]["condition"] == "service_completed_successfully", name
+    migrate = compose["services"]["migrate"]["depends_on"]
+    assert migrate["postgres"]["condition"] == "service_healthy"
+
+
+def test_services_waited_on_for_health_have_a_health_check(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        for dependency, rule in service.get("depends_on", {}).items():
+            if rule["condition"] == "service_healthy":
+                test = services[dependency].get("healthcheck", {}).get("test", ["NONE"])
+                assert test[0] != "NONE", f"{name} waits on {dependency}, which has no check"
+
+
+def test_health_checks_call_endpoints_the_components_serve(
+    compose: dict[str, Any], tmp_path: Path, make_settings: Any
+) -> None:
+    app = create_app(make_settings(database_url=f"sqlite:///{tmp_path / 'log.db'}"))
+    flask_paths = {rule.rule for rule in app.url_map.iter_rules()}
+    status_paths = {"/healthz", "/metrics"}  # watchkeeper/status_server.py
+    for name, component in LONG_RUNNING.items():
+        test = compose["services"][name]["healthcheck"]["test"]
+        assert test[0] == "CMD" and test[1] == "watchkeeper", name
+        args = build_parser().parse_args(test[2:])
+        assert args.command == "healthcheck" and args.component == component, name
+        path = HEALTH_ENDPOINTS[component][2]
+        assert path in (flask_paths if component == "serve" else status_paths), (name, path)
+    for name in ONE_OFF:
+        assert compose["services"][name]["healthcheck"]["test"] == ["NONE"], name
+    shutdown(app, timeout=5)
+
+
+def test_published_ports_are_the_components_ports(compose: dict[str, Any]) -> None:
+    defaults = Settings()
+    expected = {"serving": defaults.port, "monitor": defaults.monitor_port}
+    expected["retrain-worker"] = defaults.retrain_port
+    for name, port in expected.items():
+        ports = compose["services"][name]["ports"]
+        assert [(p["published"], p["target"]) for p in ports] == [(port, port)], name
+
+
+def test_model_registry_is_one_volume_shared_by_every_component(compose: dict[str, Any]) -> None:
+    settings = Settings(data_dir="/var/lib/watchkeeper")
+    for name in ("train", *LONG_RUNNING):
+        mounts = _volumes(compose["services"][name])
+        assert mounts.get(str(settings.registry_dir)) == "registry", name
+    serving = _volumes(compose["services"]["serving"])
+    assert serving[str(settings.spill_dir)] == "serving-spill"
+    monitor = _volumes(compose["services"]["monitor"])
+    assert monitor[str(settings.detectors_dir)] == "detectors"
+
+
+def test_mounted_host_paths_exist_in_the_repository(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for target, source in _volumes(service).items():
+            if source.startswith("/"):
+                path = Path(source)
+                assert path.is_relative_to(REPO) and path.exists(), (name, source, target)
+
+
+def test_prometheus_gets_the_project_rules_and_scrapes_every_component(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    prometheus = compose["services"]["prometheus"]
+    mounts = _volumes(prometheus)
+    config_path = Path(mounts["/etc/prometheus/prometheus.yml"])
+    assert Path(mounts["/etc/prometheus/rules"]) == REPO / "prometheus" / "rules"
+
+    local = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    config = yaml.safe_load(config_path.read_text())
+    assert config["rule_files"] == local["rule_files"]
+    assert config["global"] == local["global"]
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+    }
+    assert set(targets) == {job["job_name"] for job in local["scrape_configs"]}
+    services = compose["services"]
+    expected = {f"{name}:{services[name]['ports'][0]['target']}" for name in LONG_RUNNING}
+    assert {t for ts in targets.values() for t in ts} == expected
+    (alertmanagers,) = config["alerting"]["alertmanagers"]
+    assert alertmanagers["static_configs"][0]["targets"] == [
+        f"alertmanager:{services['alertmanager']['ports'][0]['target']}"
+    ]
+
+
+def test_prometheus_compose_config_passes_promtool(compose: dict[str, Any], tmp_path: Path) -> None:
+    promtool = binary("promtool", "prometheus")
+    mounts = _volumes(compose["services"]["prometheus"])
+    shutil.copy(mounts["/etc/prometheus/prometheus.yml"], tmp_path / "prometheus.yml")
+    shutil.copytree(mounts["/etc/prometheus/rules"], tmp_path / "rules")
+
+    result = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for rules in sorted((tmp_path / "rules").glob("*.yml")):  # found and read, every one
+        count = sum(len(g["rules"]) for g in yaml.safe_load(rules.read_text())["groups"])
+        assert f"SUCCESS: {count} rules found" in result.stdout, rules.name
+
+
+def test_grafana_is_provisioned_from_the_generated_dashboards(compose: dict[str, Any]) -> None:
+    grafana = compose["services"]["grafana"]
+    mounts = _volumes(grafana)
+    provisioning = Path(mounts["/etc/grafana/provisioning"])
+    assert provisioning == REPO / "grafana" / "provisioning"
+    provider = yaml.safe_load((provisioning / "dashboards" / "watchkeeper.yml").read_text())
+    dashboards_path = provider["providers"][0]["options"]["path"]
+    assert Path(mounts[dashboards_path]) == REPO / "grafana" / "dashboards"
+    prometheus_port = compose["services"]["prometheus"]["ports"][0]["target"]
+    assert grafana["environment"]["WATCHKEEPER_GRAFANA_PROMETHEUS_URL"] == (
+        f"http://prometheus:{prometheus_port}"
+    )
+
+
+def test_alertmanager_reads_the_config_and_token_the_one_off_writes(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from watchkeeper.cli import main
+
+    services = compose["services"]
+    writer = services["alertmanager-config"]
+    reader = services["alertmanager"]
+    args = build_parser().parse_args(writer["command"])
+    # Map each path through the shared volume to where Alertmanager sees it.
+    (writer_dir,) = [t for t, s in _volumes(writer).items() if s == "alertmanager-config"]
+    (reader_dir,) = [t for t, s in _volumes(reader).items() if s == "alertmanager-config"]
+    config_file = args.output.replace(writer_dir, reader_dir)
+    token_file = args.token_output.replace(writer_dir, reader_dir)
+    assert f"--config.file={config_file}" in reader["command"]
+    assert writer["environment"]["WATCHKEEPER_ALERT_TOKEN_FILE"] == token_file
+    serving_port = services["serving"]["ports"][0]["target"]
+    assert writer["environment"]["WATCHKEEPER_ALERT_RETRAIN_URL"] == (
+        f"http://serving:{serving_port}/alerts"
+    )
+
+    # Run the one-off's command for real, into a scratch copy of the volume.
+    for key, value in writer["environment"].items():
+        monkeypatch.setenv(key, str(value))
+    argv = [a.replace(writer_dir, str(tmp_path)) for a in writer["command"]]
+    assert main(argv) == 0
+    written = yaml.safe_load((tmp_path / "alertmanager.yml").read_text())
+    retrain = next(r for r in written["receivers"] if r["name"] == "retrain")
+    authorization = retrain["webhook_configs"][0]["http_config"]["authorization"]
+    assert authorization["credentials_file"] == token_file
+    token = tmp_path / "admin-token"
+    assert token.read_text() == COMPOSE_SECRETS["WATCHKEEPER_ADMIN_TOKEN"]
+    assert token.stat().st_mode & 0o777 == 0o644
+    amtool = binary("amtool", "prometheus-alertmanager")
+    check = subprocess.run(
+        [amtool, "check-config", str(tmp_path / "alertmanager.yml")], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
