@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test deps system-deps lint bench settings-table clean
+.PHONY: run test deps system-deps lint bench settings-table chart-files clean
 
 run: $(VENV)/.installed  ## train the Ames model if none is registered; serve on :8000, monitor on :8001
 	VENV=$(VENV) scripts/run-platform
@@ -30,6 +30,9 @@ bench: $(VENV)/.installed  ## serving and monitor benchmarks (print figures; not
 
 settings-table: $(VENV)/.installed  ## the README's configuration table
 	$(BIN)/watchkeeper settings --markdown
+
+chart-files: $(VENV)/.installed  ## copy dashboards, rules and the values schema into helm/watchkeeper
+	VENV=$(VENV) scripts/sync-chart-files
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -286,7 +286,11 @@ def _cmd_healthcheck(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
-    if args.markdown:
+    if args.helm_schema:
+        from watchkeeper.helm_schema import render
+
+        print(render(), end="")
+    elif args.markdown:
         print(settings_table())
     else:
         print(settings.model_dump_json(indent=2))
@@ -391,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     settings = commands.add_parser("settings", help="print the effective settings")
     settings.add_argument("--markdown", action="store_true", help="the README's table")
+    settings.add_argument(
+        "--helm-schema", action="store_true", help="the Helm chart's values.schema.json"
+    )
     settings.set_defaults(handler=_cmd_settings)
     return parser
 

@@ -1,0 +1,511 @@
+"""The Helm chart, rendered and linted by Helm's own library (helm-python-sdk) with
+the default values and every ci/ scenario; each manifest validated against the
+Kubernetes schemas; and the content that matters checked against the code: the
+autoscaler's target, probe paths, environment variables, commands, hook order, and
+the rules and dashboards the chart carries."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import kubernetes_validate
+import pytest
+import yaml
+
+from serving.app import create_app, shutdown
+from tests.deploy.conftest import REPO, Stage, exec_form, settings_fields
+from tests.observability import binary
+from watchkeeper.cli import build_parser
+from watchkeeper.helm_schema import render as render_schema
+from watchkeeper.settings import Settings
+
+CHART = REPO / "helm" / "watchkeeper"
+SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+# Variables a container may set besides settings: libpq reads the bundled database's
+# password from PGPASSWORD.
+NON_SETTINGS_ENV = {"PGPASSWORD"}
+STATUS_SERVER_PATHS = {"/healthz", "/metrics"}  # watchkeeper/status_server.py
+# Values passed through as Kubernetes objects: their fields are Kubernetes' own.
+PASSTHROUGH = {"podSecurityContext", "securityContext", "resources"}
+
+
+class Rendered:
+    """A rendered release: manifests by kind and name, and the template of each."""
+
+    def __init__(self, manifests: dict[str, str]) -> None:
+        self.notes = ""
+        self.documents: list[tuple[str, dict[str, Any]]] = []
+        for template, text in manifests.items():
+            if template.endswith("NOTES.txt"):
+                self.notes = text
+                continue
+            for document in yaml.safe_load_all(text):
+                if document:
+                    self.documents.append((template, document))
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        return [d for _, d in self.documents if d["kind"] == kind]
+
+    def get(self, kind: str, suffix: str) -> dict[str, Any]:
+        (found,) = [d for d in self.all(kind) if d["metadata"]["name"].endswith(suffix)]
+        return found
+
+    def pod_specs(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for _, document in self.documents:
+            spec = document.get("spec", {})
+            if document["kind"] == "CronJob":
+                spec = spec["jobTemplate"]["spec"]
+            if "template" in spec and document["kind"] != "StatefulSet":
+                yield document["metadata"]["name"], spec["template"]["spec"]
+
+    def containers(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for name, pod in self.pod_specs():
+            for container in pod.get("initContainers", []) + pod["containers"]:
+                yield f"{name}/{container['name']}", container
+
+
+@pytest.fixture(scope="module")
+def chart() -> Iterator[helm_python.Chart]:
+    with helm_python.Chart.load(CHART) as loaded:
+        yield loaded
+
+
+def _values(scenario: str | None) -> dict[str, Any]:
+    return yaml.safe_load((CHART / "ci" / scenario).read_text()) if scenario else {}
+
+
+def render(chart: helm_python.Chart, values: dict[str, Any]) -> Rendered:
+    return Rendered(chart.render(values, name="wk", namespace="ml", is_install=True))
+
+
+@pytest.fixture(scope="module")
+def default(chart: helm_python.Chart) -> Rendered:
+    return render(chart, {})
+
+
+@pytest.fixture(scope="module")
+def scenario(chart: helm_python.Chart) -> Any:
+    cache: dict[str, Rendered] = {}
+
+    def get(name: str) -> Rendered:
+        if name not in cache:
+            cache[name] = render(chart, _values(name))
+        return cache[name]
+
+    return get
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+# -- Helm itself ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [None, *SCENARIOS])
+def test_chart_lints_clean_in_strict_mode(name: str | None) -> None:
+    result = helm_python.lint(CHART, _values(name), strict=True)
+
+    assert result["errors"] == []
+    # severity 1 is INFO (e.g. "icon is recommended"); warnings and errors fail strict
+    assert [m for m in result["messages"] if m["severity"] > 1] == []
+
+
+def test_ci_scenarios_cover_operator_bundled_database_and_fixed_replicas() -> None:
+    assert {"operator-values.yaml", "bundled-postgresql-values.yaml"} <= set(SCENARIOS)
+    assert "autoscaling-off-values.yaml" in SCENARIOS
+
+
+@pytest.mark.parametrize("name", [None, *SCENARIOS])
+def test_every_manifest_validates_against_the_kubernetes_schemas(
+    chart: helm_python.Chart, name: str | None
+) -> None:
+    rendered = render(chart, _values(name))
+    version = kubernetes_validate.latest_version()
+    templates = [template for template, _ in rendered.documents]
+
+    assert rendered.documents
+    assert len(templates) == len(set(templates)), "one resource per template"
+    for template, document in rendered.documents:
+        if document["kind"] in CRD_KINDS:
+            continue  # no schema in kubernetes-validate; checked by the tests below
+        kubernetes_validate.validate(document, version, strict=True)
+        assert document["metadata"]["name"].startswith("wk-watchkeeper"), template
+
+
+def test_unknown_or_chart_owned_settings_are_refused_by_the_values_schema(
+    chart: helm_python.Chart,
+) -> None:
+    with pytest.raises(helm_python.HelmValuesError, match="invalid propertyName 'WINDOW_SIZE'"):
+        chart.render({"settings": {"WINDOW_SIZE": "1"}}, name="wk")
+    with pytest.raises(helm_python.HelmValuesError, match="invalid propertyName 'PORT'"):
+        chart.render({"settings": {"PORT": "9000"}}, name="wk")
+
+
+def test_bundled_postgresql_without_a_password_is_refused(chart: helm_python.Chart) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match="needs postgresql.password"):
+        chart.render({"postgresql": {"enabled": True}}, name="wk")
+
+
+def test_values_file_documents_every_key() -> None:
+    """Each key of the chart's own values has a comment right above it; keys inside a
+    documented Kubernetes object (securityContext, resources...) may share its comment."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    documented: dict[int, bool] = {}  # indent -> whether the enclosing key is documented
+    for number, line in enumerate(lines):
+        match = re.match(r"^(\s*)([A-Za-z][\w.-]*):", line)
+        if not match:
+            continue
+        indent = len(match.group(1))
+        documented = {i: d for i, d in documented.items() if i < indent}
+        above = lines[number - 1].strip() if number else ""
+        has_comment = above.startswith("#")
+        passthrough = any(documented.values())
+        assert has_comment or passthrough, f"values.yaml:{number + 1} {line}"
+        documented[indent] = has_comment and line.split(":")[0].strip() in PASSTHROUGH
+
+
+# -- serving, autoscaling, probes -------------------------------------------------
+
+
+def test_autoscaler_targets_the_serving_deployment(default: Rendered) -> None:
+    hpa = default.get("HorizontalPodAutoscaler", "-serving")
+    deployment = default.get("Deployment", "-serving")
+    target = hpa["spec"]["scaleTargetRef"]
+
+    assert (target["apiVersion"], target["kind"]) == ("apps/v1", "Deployment")
+    assert target["name"] == deployment["metadata"]["name"]
+    assert "replicas" not in deployment["spec"]  # the autoscaler owns the count
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "cpu" in container["resources"]["requests"]  # utilisation needs a request
+
+
+def test_without_autoscaling_the_replica_count_is_fixed(scenario: Any) -> None:
+    rendered = scenario("autoscaling-off-values.yaml")
+
+    assert rendered.all("HorizontalPodAutoscaler") == []
+    assert rendered.get("Deployment", "-serving")["spec"]["replicas"] == 3
+
+
+def test_disruption_budget_and_service_select_the_serving_pods(default: Rendered) -> None:
+    pods = default.get("Deployment", "-serving")["spec"]["template"]["metadata"]["labels"]
+    pdb = default.get("PodDisruptionBudget", "-serving")["spec"]["selector"]["matchLabels"]
+    service = default.get("Service", "-serving")["spec"]["selector"]
+
+    assert pdb.items() <= pods.items() and service.items() <= pods.items()
+    assert pdb["app.kubernetes.io/component"] == "serving"
+
+
+def test_probes_point_at_endpoints_the_components_serve(
+    default: Rendered, make_settings: Any, tmp_path: Path
+) -> None:
+    app = create_app(make_settings(database_url=f"sqlite:///{tmp_path / 'log.db'}"))
+    flask_paths = {rule.rule for rule in app.url_map.iter_rules()}
+    shutdown(app, timeout=5)
+    port_settings = {
+        "serve": "WATCHKEEPER_PORT",
+        "monitor": "WATCHKEEPER_MONITOR_PORT",
+        "retrain": "WATCHKEEPER_RETRAIN_PORT",
+    }
+    probed = set()
+    for name, container in default.containers():
+        probes = [container[p] for p in container if p.endswith("Probe")]
+        if not probes:
+            continue
+        command = container["args"][0]
+        paths = flask_paths if command == "serve" else STATUS_SERVER_PATHS
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        for probe in probes:
+            assert probe["httpGet"]["path"] in paths, (name, probe)
+            port = ports[probe["httpGet"]["port"]]
+            assert str(port) == _env(container)[port_settings[command]], name
+        probed.add(command)
+    serving = default.get("Deployment", "-serving")["spec"]["template"]["spec"]["containers"][0]
+    assert serving["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert serving["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert probed == {"serve", "monitor", "retrain"}
+
+
+def test_server_drains_within_the_pod_grace_period(default: Rendered) -> None:
+    pod = default.get("Deployment", "-serving")["spec"]["template"]["spec"]
+    graceful = int(_env(pod["containers"][0])["WATCHKEEPER_GRACEFUL_TIMEOUT"])
+
+    assert 0 < graceful < pod["terminationGracePeriodSeconds"]
+
+
+# -- environment and commands -----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [None, *SCENARIOS])
+def test_environment_variables_are_settings_fields(
+    chart: helm_python.Chart, name: str | None
+) -> None:
+    rendered = render(chart, _values(name))
+    known = settings_fields() | NON_SETTINGS_ENV
+    for container_name, container in rendered.containers():
+        if container_name.endswith("/postgresql"):
+            continue
+        env = _env(container)
+        assert set(env) <= known, (container_name, set(env) - known)
+        plain = {
+            k.removeprefix("WATCHKEEPER_").lower(): v
+            for k, v in env.items()
+            if isinstance(v, str) and k.startswith("WATCHKEEPER_")
+        }
+        Settings(**plain)  # every plain value is one the settings accept
+        assert env["WATCHKEEPER_AUTO_MIGRATE"] == "false", container_name
+
+
+def test_settings_values_reach_every_component(scenario: Any) -> None:
+    rendered = scenario("operator-values.yaml")
+    for name, container in rendered.containers():
+        env = _env(container)
+        assert env["WATCHKEEPER_MONITOR_WINDOW_SIZE"] == "1000", name
+        assert env["WATCHKEEPER_TRIGGER_COOLDOWN_SECONDS"] == "7200", name
+        assert env["WATCHKEEPER_DRIFT_MULTIVARIATE"] == "false", name
+
+
+@pytest.mark.parametrize("name", [None, *SCENARIOS])
+def test_every_container_runs_a_real_cli_command(
+    chart: helm_python.Chart, name: str | None
+) -> None:
+    rendered = render(chart, _values(name))
+    parser = build_parser()
+    commands = set()
+    for container_name, container in rendered.containers():
+        if container_name.endswith("/postgresql"):
+            continue
+        assert "command" not in container  # the image's entrypoint is `watchkeeper`
+        args = parser.parse_args(container["args"])
+        commands.add(" ".join(container["args"][:2]))
+        if args.command == "db":
+            assert args.db_command == "upgrade" and args.wait > 0
+    assert {"serve", "monitor", "retrain worker"} <= commands
+
+
+def test_pods_run_as_the_image_user_with_writable_scratch_volumes(
+    default: Rendered, stages: list[Stage]
+) -> None:
+    (user,) = stages[-1].args("USER")
+    uid = int(user.split(":")[0])
+    for name, pod in default.pod_specs():
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] == uid, name
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            mounts = {m["mountPath"] for m in container["volumeMounts"]}
+            data_dir = _env(container)["WATCHKEEPER_DATA_DIR"]
+            assert {"/tmp", data_dir} <= mounts, name
+
+
+# -- migrations and model store ---------------------------------------------------
+
+
+def _hook(document: dict[str, Any]) -> tuple[set[str], int] | None:
+    annotations = document["metadata"].get("annotations", {})
+    if "helm.sh/hook" not in annotations:
+        return None
+    return set(annotations["helm.sh/hook"].split(",")), int(
+        annotations.get("helm.sh/hook-weight", "0")
+    )
+
+
+def test_migrations_run_as_a_hook_before_the_application(scenario: Any, default: Rendered) -> None:
+    for rendered in (default, scenario("autoscaling-off-values.yaml")):
+        job = rendered.get("Job", "-migrate")
+        phases, weight = _hook(job)  # type: ignore[misc]
+        assert phases == {"pre-install", "pre-upgrade"}
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        assert build_parser().parse_args(container["args"]).db_command == "upgrade"
+        # What the hook's pod needs exists before it: hooks of a lower weight.
+        pod = job["spec"]["template"]["spec"]
+        account = rendered.get("ServiceAccount", "")
+        assert account["metadata"]["name"] == pod["serviceAccountName"]
+        assert _hook(account)[0] == phases and _hook(account)[1] < weight  # type: ignore[index]
+        secret_name = _env(container)["WATCHKEEPER_DATABASE_URL"]["secretKeyRef"]["name"]
+        for secret in rendered.all("Secret"):
+            if secret["metadata"]["name"] == secret_name:
+                assert _hook(secret)[0] == phases and _hook(secret)[1] < weight  # type: ignore[index]
+        volumes = {v["name"] for v in pod["volumes"]}
+        assert "models" not in volumes  # the claim does not exist yet at pre-install
+        # The application itself is ordinary resources, which Helm applies after hooks.
+        for deployment in rendered.all("Deployment"):
+            assert _hook(deployment) is None
+            assert "initContainers" not in deployment["spec"]["template"]["spec"]
+
+
+def test_with_bundled_postgresql_each_pod_migrates_before_starting(scenario: Any) -> None:
+    rendered = scenario("bundled-postgresql-values.yaml")
+
+    assert [j for j in rendered.all("Job") if j["metadata"]["name"].endswith("-migrate")] == []
+    for deployment in rendered.all("Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        (init,) = pod["initContainers"]
+        args = build_parser().parse_args(init["args"])
+        assert (args.command, args.db_command) == ("db", "upgrade")
+        env = _env(init)
+        service = rendered.get("Service", "-postgresql")["metadata"]["name"]
+        assert f"@{service}:5432/" in env["WATCHKEEPER_DATABASE_URL"]
+        assert env["PGPASSWORD"]["secretKeyRef"]["name"] == service
+    assert rendered.get("StatefulSet", "-postgresql")["spec"]["replicas"] == 1
+
+
+def test_every_component_shares_one_model_store(default: Rendered, scenario: Any) -> None:
+    claim = default.get("PersistentVolumeClaim", "-models")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    for rendered, claim_name in (
+        (default, claim["metadata"]["name"]),
+        (scenario("autoscaling-off-values.yaml"), "shared-models"),
+    ):
+        users = set()
+        for name, pod in rendered.pod_specs():
+            claims = {
+                v["name"]: v["persistentVolumeClaim"]["claimName"]
+                for v in pod["volumes"]
+                if "persistentVolumeClaim" in v
+            }
+            if not claims:
+                continue
+            assert set(claims.values()) == {claim_name}, name
+            for container in pod["containers"]:
+                mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+                registry = Path(_env(container)["WATCHKEEPER_REGISTRY_PATH"])
+                assert registry.is_relative_to(mounts["models"]), name
+                users.add(container["args"][0])
+        assert {"serve", "monitor", "retrain"} <= users
+    assert scenario("autoscaling-off-values.yaml").all("PersistentVolumeClaim") == []
+
+
+def test_monitor_runs_exactly_once(default: Rendered) -> None:
+    monitor = default.get("Deployment", "-monitor")
+
+    assert monitor["spec"]["replicas"] == 1
+    assert monitor["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_scheduled_retraining_is_a_cronjob_running_one_job(scenario: Any) -> None:
+    cronjob = scenario("operator-values.yaml").get("CronJob", "-retrain")
+
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    args = build_parser().parse_args(container["args"])
+    assert args.command == "retrain" and args.mode is None and args.reason
+
+
+# -- Prometheus Operator and Grafana ----------------------------------------------
+
+
+def _rule_groups() -> list[dict[str, Any]]:
+    groups = []
+    for path in sorted((REPO / "prometheus" / "rules").glob("*.yml")):
+        groups += yaml.safe_load(path.read_text())["groups"]
+    return groups
+
+
+def test_operator_objects_are_off_by_default(default: Rendered) -> None:
+    assert default.all("ServiceMonitor") == [] and default.all("PrometheusRule") == []
+
+
+def test_prometheus_rule_carries_the_project_rules_and_passes_promtool(
+    scenario: Any, tmp_path: Path
+) -> None:
+    rule = scenario("operator-values.yaml").get("PrometheusRule", "")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    groups = rule["spec"]["groups"]
+
+    assert sorted(groups, key=lambda g: g["name"]) == sorted(
+        _rule_groups(), key=lambda g: g["name"]
+    )
+    extracted = tmp_path / "rules.yml"
+    extracted.write_text(yaml.safe_dump({"groups": groups}))
+    promtool = binary("promtool", "prometheus")
+    result = subprocess.run(
+        [promtool, "check", "rules", str(extracted)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_service_monitor_scrapes_each_component_under_its_job_name(scenario: Any) -> None:
+    rendered = scenario("operator-values.yaml")
+    monitor = rendered.get("ServiceMonitor", "")
+    spec = monitor["spec"]
+    local = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in local["scrape_configs"]}
+
+    selected = {}
+    for service in rendered.all("Service"):
+        labels = service["metadata"]["labels"]
+        matches = spec["selector"]["matchLabels"].items() <= labels.items()
+        if matches and all(e["key"] in labels for e in spec["selector"]["matchExpressions"]):
+            selected[labels[spec["jobLabel"]]] = service
+    assert set(selected) == jobs
+    (endpoint,) = spec["endpoints"]
+    assert endpoint["path"] == "/metrics"
+    for service in selected.values():
+        assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert spec["namespaceSelector"]["matchNames"] == ["ml"]
+
+
+def test_dashboards_config_map_carries_the_generated_dashboards(default: Rendered) -> None:
+    config_map = default.get("ConfigMap", "-dashboards")
+    generated = {p.name: p.read_text() for p in (REPO / "grafana" / "dashboards").glob("*.json")}
+
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["annotations"]["grafana_folder"] == "Watchkeeper"
+    assert {k: v.strip() for k, v in config_map["data"].items()} == {
+        k: v.strip() for k, v in generated.items()
+    }
+
+
+def test_datasource_config_map_gives_the_dashboards_their_data_source(scenario: Any) -> None:
+    config_map = scenario("operator-values.yaml").get("ConfigMap", "-datasource")
+    (text,) = config_map["data"].values()
+    (source,) = yaml.safe_load(text)["datasources"]
+    dashboard = (REPO / "grafana" / "dashboards" / "serving.json").read_text()
+
+    assert config_map["metadata"]["labels"]["grafana_datasource"] == "1"
+    assert source["url"] == "http://prometheus-operated.monitoring.svc:9090"
+    assert f'"uid": "{source["uid"]}"' in dashboard
+
+
+def test_notes_name_the_alertmanager_webhook_target(default: Rendered) -> None:
+    assert "http://wk-watchkeeper-serving.ml.svc:8000/alerts" in default.notes
+    assert "no admin token is set" in default.notes
+
+
+# -- the chart's copies stay equal to their sources --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("copy", "source"),
+    [
+        ("files/grafana/dashboards", "grafana/dashboards"),
+        ("files/grafana/datasources", "grafana/provisioning/datasources"),
+        ("files/prometheus/rules", "prometheus/rules"),
+    ],
+)
+def test_chart_files_equal_their_sources(copy: str, source: str) -> None:
+    copies = {p.name: p.read_bytes() for p in (CHART / copy).iterdir()}
+    sources = {p.name: p.read_bytes() for p in (REPO / source).iterdir() if p.is_file()}
+
+    assert copies == sources, "run scripts/sync-chart-files"
+
+
+def test_values_schema_is_generated_from_the_settings() -> None:
+    assert (CHART / "values.schema.json").read_text() == render_schema(), (
+        "run scripts/sync-chart-files"
+    )
+
+
+def test_dockerfile_exec_form_helper_reads_json_arrays() -> None:
+    assert exec_form('["watchkeeper", "serve"]') == ["watchkeeper", "serve"]
