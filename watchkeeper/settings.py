@@ -154,10 +154,10 @@ class Settings(BaseSettings):
     means `<data_dir>/detectors`."""
 
     monitor_host: str = "127.0.0.1"
-    """Address the monitor's `/metrics` endpoint binds to."""
+    """Address the monitor's `/metrics` and `/healthz` endpoint binds to."""
 
     monitor_port: int = Field(default=8001, ge=0, le=65535)
-    """Port of the monitor's `/metrics` endpoint."""
+    """Port of the monitor's `/metrics` and `/healthz`."""
 
     monitor_interval: float = Field(default=10.0, gt=0)
     """Seconds between monitor cycles."""
@@ -221,10 +221,10 @@ class Settings(BaseSettings):
     """Seconds between the retraining worker's checks for pending requests."""
 
     retrain_host: str = "127.0.0.1"
-    """Address the retraining worker's `/metrics` endpoint binds to."""
+    """Address the retraining worker's `/metrics` and `/healthz` endpoint binds to."""
 
     retrain_port: int = Field(default=8002, ge=0, le=65535)
-    """Port of the retraining worker's `/metrics` endpoint."""
+    """Port of the retraining worker's `/metrics` and `/healthz`."""
 
     drift_p_value: float = Field(default=0.05, gt=0, lt=1)
     """Significance level of the drift tests."""
