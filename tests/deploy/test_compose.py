@@ -5,6 +5,7 @@ project's own rules and dashboards."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -259,3 +260,23 @@ def test_alertmanager_reads_the_config_and_token_the_one_off_writes(
         [amtool, "check-config", str(tmp_path / "alertmanager.yml")], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize(
+    ("service", "program", "package"),
+    [
+        ("prometheus", "prometheus", "prometheus"),
+        ("alertmanager", "prometheus-alertmanager", "prometheus-alertmanager"),
+    ],
+)
+def test_monitoring_services_use_flags_their_programs_have(
+    compose: dict[str, Any], service: str, program: str, package: str
+) -> None:
+    """The flags are checked against the Debian builds of the same programs."""
+    result = subprocess.run([binary(program, package), "--help"], capture_output=True, text=True)
+    help_text = result.stdout + result.stderr  # kingpin prints help on either
+    flags = [arg.split("=", 1)[0] for arg in compose["services"][service]["command"]]
+
+    assert flags
+    for flag in flags:
+        assert re.search(rf"^\s+{re.escape(flag)}[= ]", help_text, re.M), (service, flag)
