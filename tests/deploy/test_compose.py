@@ -5,9 +5,11 @@ project's own rules and dashboards."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,9 @@ import yaml
 from serving.app import create_app, shutdown
 from tests.deploy.conftest import COMPOSE_SECRETS, REPO, compose_config, settings_fields
 from tests.observability import binary
+from tests.ports import free_port
+from tests.postgres import PostgresServer
+from tests.processes import Process, wait_for
 from watchkeeper.cli import HEALTH_ENDPOINTS, build_parser
 from watchkeeper.settings import Settings
 
@@ -280,3 +285,69 @@ def test_monitoring_services_use_flags_their_programs_have(
     assert flags
     for flag in flags:
         assert re.search(rf"^\s+{re.escape(flag)}[= ]", help_text, re.M), (service, flag)
+
+
+@pytest.mark.integration
+@pytest.mark.postgres
+def test_watchkeeper_services_come_up_healthy_with_the_compose_commands_and_environment(
+    compose: dict[str, Any], postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """`docker compose up` without Docker: each Watchkeeper service's command and
+    environment from the resolved compose file, run in dependency order against a
+    real PostgreSQL, until the compose health checks pass. Only what a container
+    provides is replaced: the database host, the data folder and free ports."""
+    services = compose["services"]
+    database_url = postgres_server.create_database()
+    base = {
+        "WATCHKEEPER_DATA_DIR": str(tmp_path / "var"),  # the image's ENV, as a local folder
+        "WATCHKEEPER_PORT": str(free_port()),
+        "WATCHKEEPER_MONITOR_PORT": str(free_port()),
+        "WATCHKEEPER_RETRAIN_PORT": str(free_port()),
+        "WATCHKEEPER_MONITOR_INTERVAL": "1",
+    }
+
+    def environment(name: str) -> dict[str, str]:
+        env = {k: str(v) for k, v in services[name].get("environment", {}).items()}
+        assert env["WATCHKEEPER_DATABASE_URL"].startswith("postgresql+psycopg://")
+        return {**env, **base, "WATCHKEEPER_DATABASE_URL": database_url}
+
+    def run_one_off(name: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "watchkeeper.cli", *services[name]["command"]],
+            env={**os.environ, **environment(name)},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert result.returncode == 0, (name, result.stdout, result.stderr)
+        return result.stdout
+
+    def healthy(name: str) -> bool:
+        test = services[name]["healthcheck"]["test"]
+        check = subprocess.run(
+            [sys.executable, "-m", "watchkeeper.cli", *test[2:]],
+            env={**os.environ, **environment(name)},
+            capture_output=True,
+            timeout=30,
+        )
+        return check.returncode == 0
+
+    assert "schema revision" in run_one_off("migrate")
+    assert "registered v1 (current)" in run_one_off("train")
+    assert "already current" in run_one_off("train")  # a restart of the stack retrains nothing
+
+    processes = []
+    try:
+        for name in LONG_RUNNING:
+            process = Process(
+                services[name]["command"], environment(name), tmp_path / f"{name}.log", ""
+            )
+            processes.append(process)
+        for name, process in zip(LONG_RUNNING, processes, strict=True):
+            assert wait_for(lambda n=name: healthy(n), timeout=90, interval=0.5), (
+                name,
+                process.log_path.read_text()[-2000:],
+            )
+    finally:
+        for process in processes:
+            process.kill()

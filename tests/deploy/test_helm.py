@@ -6,8 +6,10 @@ the rules and dashboards the chart carries."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,9 @@ import yaml
 from serving.app import create_app, shutdown
 from tests.deploy.conftest import REPO, Stage, exec_form, settings_fields
 from tests.observability import binary
+from tests.ports import free_port
+from tests.postgres import PostgresServer
+from tests.processes import Process
 from watchkeeper.cli import build_parser
 from watchkeeper.helm_schema import render as render_schema
 from watchkeeper.settings import Settings
@@ -509,3 +514,71 @@ def test_values_schema_is_generated_from_the_settings() -> None:
 
 def test_dockerfile_exec_form_helper_reads_json_arrays() -> None:
     assert exec_form('["watchkeeper", "serve"]') == ["watchkeeper", "serve"]
+
+
+@pytest.mark.integration
+@pytest.mark.postgres
+def test_rendered_pods_start_and_pass_their_probes(
+    scenario: Any, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """A trial release without a cluster: the migration init containers, the training
+    Job and the three Deployments' containers run with their rendered args and environment against a
+    real PostgreSQL, in Helm's order, until every probe of theirs answers 200. Secrets
+    come from the rendered Secrets; only what the cluster provides is replaced: the
+    database's address, the volumes' folder and free ports."""
+    rendered = scenario("bundled-postgresql-values.yaml")
+    database_url = postgres_server.create_database()
+    root = tmp_path / "pod"
+    ports: dict[str, int] = {}
+
+    secrets = {s["metadata"]["name"]: s["stringData"] for s in rendered.all("Secret")}
+
+    def environment(container: dict[str, Any]) -> dict[str, str]:
+        env = {}
+        for name, value in _env(container).items():
+            if isinstance(value, dict):  # from one of the release's Secrets
+                value = secrets[value["secretKeyRef"]["name"]][value["secretKeyRef"]["key"]]
+            if name == "WATCHKEEPER_DATABASE_URL":
+                value = database_url  # the bundled database's Service, here on loopback
+            elif name.endswith("_PORT"):
+                value = str(ports.setdefault(value, free_port()))
+            assert isinstance(value, str), (name, value)
+            env[name] = value.replace("/var/lib/watchkeeper", str(root))
+        return env
+
+    def run(container: dict[str, Any]) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "watchkeeper.cli", *container["args"]],
+            env={**os.environ, **environment(container)},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert result.returncode == 0, (container["name"], result.stdout, result.stderr)
+
+    # Before each application container: its pod's init container migrates.
+    for deployment in rendered.all("Deployment"):
+        (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+        run(init)
+    run(rendered.get("Job", "-train-1")["spec"]["template"]["spec"]["containers"][0])
+
+    processes = []
+    try:
+        for deployment in rendered.all("Deployment"):
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            env = environment(container)
+            port = next(int(v) for k, v in env.items() if k.endswith("_PORT"))
+            process = Process(
+                container["args"],
+                env,
+                tmp_path / f"{container['name']}.log",
+                f"http://127.0.0.1:{port}",
+            )
+            processes.append(process)
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                if probe in container:
+                    process.wait_ready(container[probe]["httpGet"]["path"], timeout=90)
+        assert len(processes) == 3
+    finally:
+        for process in processes:
+            process.kill()
