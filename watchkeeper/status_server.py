@@ -20,6 +20,9 @@ from prometheus_client.exposition import ThreadingWSGIServer
 
 StartResponse = Callable[..., Any]
 
+METRICS_PATH = "/metrics"
+HEALTH_PATH = "/healthz"
+
 
 class Heartbeat:
     """When a service loop last made progress.
@@ -44,7 +47,7 @@ class Heartbeat:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: Any) -> None:
         """Probes arrive every few seconds; do not log each one."""
 
 
@@ -55,9 +58,9 @@ def status_app(
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
-        if path == "/metrics":
+        if path == METRICS_PATH:
             return metrics(environ, start_response)
-        if path == "/healthz":
+        if path == HEALTH_PATH:
             stalled = heartbeat.stalled()
             body = {
                 "status": "stalled" if stalled else "ok",

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from serving.app import create_app, shutdown
 from tests.observability import binary
 from watchkeeper.settings import ENV_PREFIX, Settings
+from watchkeeper.status_server import HEALTH_PATH, METRICS_PATH
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,3 +105,16 @@ def compose(docker_compose: str) -> dict[str, Any]:
 
 def settings_fields() -> set[str]:
     return {f"{ENV_PREFIX}{name}".upper() for name in Settings.model_fields}
+
+
+@pytest.fixture
+def served_paths(make_settings: Any, tmp_path: Path) -> dict[str, set[str]]:
+    """The paths each component answers, by its CLI command: serving's Flask routes,
+    and the status server of the monitor and the retraining worker."""
+    app = create_app(make_settings(database_url=f"sqlite:///{tmp_path / 'paths.db'}"))
+    try:
+        serving = {rule.rule for rule in app.url_map.iter_rules()}
+    finally:
+        shutdown(app, timeout=5)
+    status = {HEALTH_PATH, METRICS_PATH}
+    return {"serve": serving, "monitor": status, "worker": status, "retrain": status}

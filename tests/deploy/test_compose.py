@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import yaml
 
-from serving.app import create_app, shutdown
 from tests.deploy.conftest import COMPOSE_SECRETS, REPO, compose_config, settings_fields
 from tests.observability import binary
 from tests.ports import free_port
@@ -126,21 +125,17 @@ def test_services_waited_on_for_health_have_a_health_check(compose: dict[str, An
 
 
 def test_health_checks_call_endpoints_the_components_serve(
-    compose: dict[str, Any], tmp_path: Path, make_settings: Any
+    compose: dict[str, Any], served_paths: dict[str, set[str]]
 ) -> None:
-    app = create_app(make_settings(database_url=f"sqlite:///{tmp_path / 'log.db'}"))
-    flask_paths = {rule.rule for rule in app.url_map.iter_rules()}
-    status_paths = {"/healthz", "/metrics"}  # watchkeeper/status_server.py
     for name, component in LONG_RUNNING.items():
         test = compose["services"][name]["healthcheck"]["test"]
         assert test[0] == "CMD" and test[1] == "watchkeeper", name
         args = build_parser().parse_args(test[2:])
         assert args.command == "healthcheck" and args.component == component, name
         path = HEALTH_ENDPOINTS[component][2]
-        assert path in (flask_paths if component == "serve" else status_paths), (name, path)
+        assert path in served_paths[component], (name, path)
     for name in ONE_OFF:
         assert compose["services"][name]["healthcheck"]["test"] == ["NONE"], name
-    shutdown(app, timeout=5)
 
 
 def test_published_ports_are_the_components_ports(compose: dict[str, Any]) -> None:

@@ -19,7 +19,6 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from serving.app import create_app, shutdown
 from tests.deploy.conftest import REPO, Stage, exec_form, settings_fields
 from tests.observability import binary
 from tests.ports import free_port
@@ -35,7 +34,6 @@ CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 # Variables a container may set besides settings: libpq reads the bundled database's
 # password from PGPASSWORD.
 NON_SETTINGS_ENV = {"PGPASSWORD"}
-STATUS_SERVER_PATHS = {"/healthz", "/metrics"}  # watchkeeper/status_server.py
 # Values passed through as Kubernetes objects: their fields are Kubernetes' own.
 PASSTHROUGH = {"podSecurityContext", "securityContext", "resources"}
 
@@ -210,11 +208,8 @@ def test_disruption_budget_and_service_select_the_serving_pods(default: Rendered
 
 
 def test_probes_point_at_endpoints_the_components_serve(
-    default: Rendered, make_settings: Any, tmp_path: Path
+    default: Rendered, served_paths: dict[str, set[str]]
 ) -> None:
-    app = create_app(make_settings(database_url=f"sqlite:///{tmp_path / 'log.db'}"))
-    flask_paths = {rule.rule for rule in app.url_map.iter_rules()}
-    shutdown(app, timeout=5)
     port_settings = {
         "serve": "WATCHKEEPER_PORT",
         "monitor": "WATCHKEEPER_MONITOR_PORT",
@@ -226,7 +221,7 @@ def test_probes_point_at_endpoints_the_components_serve(
         if not probes:
             continue
         command = container["args"][0]
-        paths = flask_paths if command == "serve" else STATUS_SERVER_PATHS
+        paths = served_paths[command]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         for probe in probes:
             assert probe["httpGet"]["path"] in paths, (name, probe)
