@@ -100,3 +100,10 @@ def test_healthcheck_of_a_serving_process_reads_its_readiness(
     monkeypatch.setenv("WATCHKEEPER_PORT", server.url.rsplit(":", 1)[1])
 
     assert main(["healthcheck"]) == 0
+
+
+def test_alertmanager_token_output_without_a_token_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="needs WATCHKEEPER_ADMIN_TOKEN"):
+        main(["alertmanager-config", "--token-output", str(tmp_path / "token")])
+
+    assert not (tmp_path / "token").exists()
