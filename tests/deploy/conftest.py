@@ -117,4 +117,4 @@ def served_paths(make_settings: Any, tmp_path: Path) -> dict[str, set[str]]:
     finally:
         shutdown(app, timeout=5)
     status = {HEALTH_PATH, METRICS_PATH}
-    return {"serve": serving, "monitor": status, "worker": status, "retrain": status}
+    return {"serve": serving, "monitor": status, "worker": status}

@@ -21,7 +21,7 @@ from tests.observability import binary
 from tests.ports import free_port
 from tests.postgres import PostgresServer
 from tests.processes import Process, wait_for
-from watchkeeper.cli import HEALTH_ENDPOINTS, build_parser
+from watchkeeper.cli import HEALTH_ENDPOINTS, build_parser, main
 from watchkeeper.settings import Settings
 
 WATCHKEEPER_IMAGE = "watchkeeper:0.1.0"
@@ -225,8 +225,6 @@ def test_grafana_is_provisioned_from_the_generated_dashboards(compose: dict[str,
 def test_alertmanager_reads_the_config_and_token_the_one_off_writes(
     compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from watchkeeper.cli import main
-
     services = compose["services"]
     writer = services["alertmanager-config"]
     reader = services["alertmanager"]

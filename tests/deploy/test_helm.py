@@ -24,7 +24,7 @@ from tests.observability import binary
 from tests.ports import free_port
 from tests.postgres import PostgresServer
 from tests.processes import Process
-from watchkeeper.cli import build_parser
+from watchkeeper.cli import HEALTH_ENDPOINTS, build_parser
 from watchkeeper.helm_schema import render as render_schema
 from watchkeeper.settings import Settings
 
@@ -210,23 +210,22 @@ def test_disruption_budget_and_service_select_the_serving_pods(default: Rendered
 def test_probes_point_at_endpoints_the_components_serve(
     default: Rendered, served_paths: dict[str, set[str]]
 ) -> None:
-    port_settings = {
-        "serve": "WATCHKEEPER_PORT",
-        "monitor": "WATCHKEEPER_MONITOR_PORT",
-        "retrain": "WATCHKEEPER_RETRAIN_PORT",
-    }
+    # a container's first argument -> the component `watchkeeper healthcheck` names
+    components = {"serve": "serve", "monitor": "monitor", "retrain": "worker"}
     probed = set()
     for name, container in default.containers():
         probes = [container[p] for p in container if p.endswith("Probe")]
         if not probes:
             continue
         command = container["args"][0]
-        paths = served_paths[command]
+        component = components[command]
+        paths = served_paths[component]
+        port_setting = f"WATCHKEEPER_{HEALTH_ENDPOINTS[component][1].upper()}"
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         for probe in probes:
             assert probe["httpGet"]["path"] in paths, (name, probe)
             port = ports[probe["httpGet"]["port"]]
-            assert str(port) == _env(container)[port_settings[command]], name
+            assert str(port) == _env(container)[port_setting], name
         probed.add(command)
     serving = default.get("Deployment", "-serving")["spec"]["template"]["spec"]["containers"][0]
     assert serving["readinessProbe"]["httpGet"]["path"] == "/readyz"
