@@ -21,6 +21,7 @@ from watchkeeper.errors import (
     PayloadTooLarge,
     UnknownPrediction,
     ValidationFailed,
+    database_errors,
 )
 
 _MAX_ID = 48
@@ -87,7 +88,13 @@ def parse_feedback(payload: Any, *, max_items: int) -> list[FeedbackItem]:
 
 
 def store_feedback(engine: sa.Engine, items: list[FeedbackItem]) -> datetime:
-    """Insert ``items``; raise if any id is unknown or already has feedback."""
+    """Insert ``items``; raise if any id is unknown or already has feedback, and
+    :class:`DatabaseUnavailable` (503) if the database cannot be used now."""
+    with database_errors("the feedback"):
+        return _store(engine, items)
+
+
+def _store(engine: sa.Engine, items: list[FeedbackItem]) -> datetime:
     ids = [item.prediction_id for item in items]
     now = datetime.now(UTC)
     with engine.begin() as connection:

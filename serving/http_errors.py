@@ -1,6 +1,10 @@
 """One JSON error shape for every failure a client can see.
 
 ``{"error": {"code", "message", "details": [{"field", "problem"}]}, "request_id"}``
+
+Our own errors carry their status and code; Werkzeug's (routing, body limits, an
+unhandled exception turned into a 500) go through the same shape with the codes the
+README documents, never Werkzeug's HTML page or its names.
 """
 
 from __future__ import annotations
@@ -11,9 +15,23 @@ from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
 from serving.responses import json_response
-from watchkeeper.errors import WatchkeeperError
+from watchkeeper.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    WatchkeeperError,
+)
 
 log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = {"code": "internal_error", "message": "internal server error; see server logs"}
+# Werkzeug statuses whose code is one of ours; others get Werkzeug's name as a slug
+# (``not_found``, ``method_not_allowed``, ...).
+_CODES = {
+    400: BadRequest.code,
+    413: PayloadTooLarge.code,
+    415: UnsupportedMediaType.code,
+}
 
 
 def _error_response(status: int, error: dict) -> Response:
@@ -24,6 +42,8 @@ def _error_response(status: int, error: dict) -> Response:
 def init_app(app: Flask) -> None:
     @app.errorhandler(WatchkeeperError)
     def _watchkeeper_error(exc: WatchkeeperError) -> Response:
+        if exc.status_code >= 500 and exc.__cause__ is not None:
+            log.warning("request %s: %s", g.get("request_id"), exc.message, exc_info=exc.__cause__)
         response = _error_response(exc.status_code, exc.as_dict())
         if exc.status_code == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="watchkeeper"'
@@ -31,21 +51,21 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        code = (exc.name or "error").lower().replace(" ", "_")
         status = exc.code or 500
+        if status == 500:
+            # Flask logged the original exception when it made this 500.
+            return _error_response(status, dict(INTERNAL_ERROR))
         if status == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")
-            message = f"request body exceeds the limit of {limit} bytes"
-        else:
-            message = exc.description or exc.name
-        response = _error_response(status, {"code": code, "message": message})
-        if status == 405 and exc.get_response().headers.get("Allow"):
-            response.headers["Allow"] = exc.get_response().headers["Allow"]
+            return _error_response(status, PayloadTooLarge.body_over(limit).as_dict())
+        code = _CODES.get(status) or (exc.name or "error").lower().replace(" ", "_")
+        response = _error_response(status, {"code": code, "message": exc.description or exc.name})
+        allow = exc.get_response().headers.get("Allow")
+        if status == 405 and allow:
+            response.headers["Allow"] = allow
         return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error in request %s", g.get("request_id"))
-        return _error_response(
-            500, {"code": "internal_error", "message": "internal server error; see server logs"}
-        )
+        return _error_response(500, dict(INTERNAL_ERROR))

@@ -12,7 +12,8 @@ from typing import Any
 from watchkeeper.schema import Feature, FeatureSchema
 
 _ERROR_RESPONSES = {
-    "400": "Body is not JSON or not shaped like the envelope.",
+    "400": "Body is not UTF-8 JSON of Unicode text (a lone surrogate escape is named by its "
+    "path), or not shaped like the envelope.",
     "404": "A feedback id names no logged prediction.",
     "401": "No bearer token.",
     "403": "Token refused, or admin endpoints disabled.",
@@ -20,7 +21,8 @@ _ERROR_RESPONSES = {
     "413": "Body larger than the configured limit, or too many instances.",
     "415": "Content-Type is not application/json.",
     "422": "One or more fields break the model's feature schema.",
-    "503": "No model is loaded.",
+    "503": "No model is loaded (model_unavailable), or the database is down "
+    "(database_unavailable: nothing was stored, retry).",
 }
 
 
@@ -285,7 +287,7 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
                     },
                     "responses": {
                         "200": _json(_ref("FeedbackAccepted"), "Stored."),
-                        **{k: v for k, v in errors.items() if k not in ("401", "403", "503")},
+                        **{k: v for k, v in errors.items() if k not in ("401", "403")},
                     },
                 }
             },
@@ -295,7 +297,7 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
                 {"reason": {"type": "string"}},
                 {
                     "202": _json(_ref("Queued"), "Queued."),
-                    **{k: errors[k] for k in ("400", "401", "403")},
+                    **{k: errors[k] for k in ("400", "401", "403", "413", "503")},
                 },
             ),
             "/admin/rollback": _admin_post(
@@ -304,7 +306,7 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
                 {"version": {"type": "string"}},
                 {
                     "200": _json(_ref("RolledBack"), "Current moved."),
-                    **{k: errors[k] for k in ("400", "401", "403", "409")},
+                    **{k: errors[k] for k in ("400", "401", "403", "409", "413")},
                 },
             ),
             "/alerts": {
@@ -320,7 +322,7 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
                     "responses": {
                         "200": _json(_ref("AlertOutcome"), "Ignored or duplicate."),
                         "202": _json(_ref("Queued"), "Queued."),
-                        **{k: errors[k] for k in ("400", "401", "403")},
+                        **{k: errors[k] for k in ("400", "401", "403", "413", "503")},
                     },
                 }
             },

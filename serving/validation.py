@@ -1,33 +1,36 @@
 """Validation of ``/predict`` bodies against a model's feature schema.
 
+Three body forms: ``{"features": {...}}`` (one record), ``{"instances": [{...}, ...]}``
+(records) and ``{"columns": {"Feature": [...], ...}}`` (one array per feature). All
+become columns, the form the model and the prediction log take; the columnar form
+skips every per-record step, which is what large batches pay for.
+
 Checks run column by column so that a batch of thousands costs a few set and NumPy
 operations per feature; only a column that fails the fast check is scanned value by
 value to name each bad field. Every problem found is reported, up to
-``MAX_PROBLEMS``, as ``instances[i].Feature`` (batch) or ``features.Feature``.
+``MAX_PROBLEMS``, as ``features.Feature``, ``instances[i].Feature`` or
+``columns.Feature[i]``.
 """
 
 from __future__ import annotations
 
-import json
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
-from flask import request
 
-from watchkeeper.errors import (
-    BadRequest,
-    FieldProblem,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    ValidationFailed,
-)
+from watchkeeper.errors import BadRequest, FieldProblem, PayloadTooLarge, ValidationFailed
 from watchkeeper.schema import Feature, FeatureSchema
 
 MAX_PROBLEMS = 100
 _NUMBER = (int, float)
 _NONE = type(None)
+_FORMS = ("features", "instances", "columns")
+
+# Where the value of row ``i`` of one feature sits in the body, for error messages.
+FieldName = Callable[[int], str]
 
 
 class _Absent:
@@ -39,39 +42,89 @@ _ABSENT = _Absent()
 
 @dataclass(frozen=True)
 class ValidatedRequest:
-    """Records as sent, and the same values as columns for the model."""
+    """A valid body as columns: one list of JSON values per schema feature, in schema
+    order, each ``n_rows`` long. ``single`` when the body was ``{"features": ...}``
+    (answered with one prediction instead of a list)."""
 
-    records: list[dict[str, Any]]
     columns: dict[str, list[Any]]
     single: bool
+    n_rows: int
 
-
-def parse_json(body: bytes) -> Any:
-    """Parse a request body. ``NaN``/``Infinity`` literals are not JSON, but clients
-    send them; they parse here so that validation can name the field holding them."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from exc
-
-
-def request_json() -> Any:
-    """The current request's body as JSON; 415 unless it is declared JSON."""
-    if not request.is_json:
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json, got {request.mimetype or 'none'!r}"
-        )
-    return parse_json(request.get_data(cache=True))
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as records, built on demand (the columnar form never needs them)."""
+        names = list(self.columns)
+        return [
+            dict(zip(names, row, strict=True)) for row in zip(*self.columns.values(), strict=True)
+        ]
 
 
 def validate_predict_payload(
     payload: Any, schema: FeatureSchema, *, max_batch_size: int
 ) -> ValidatedRequest:
-    records, single, prefix = _envelope(payload, max_batch_size)
+    if not isinstance(payload, dict):
+        raise BadRequest(
+            "body must be a JSON object with a 'features' object, an 'instances' array or "
+            f"a 'columns' object, got {_json_type(payload)}"
+        )
+    form = _form(payload)
+    if form == "columns":
+        return _validate_columns(payload["columns"], schema, max_batch_size)
+    if form == "features":
+        return _validate_records(
+            [payload["features"]], schema, single=True, prefix=lambda _i: "features"
+        )
+    return _validate_records(
+        _instances(payload["instances"], max_batch_size),
+        schema,
+        single=False,
+        prefix=lambda i: f"instances[{i}]",
+    )
+
+
+def _form(payload: dict[str, Any]) -> str:
+    keys = set(payload)
+    if len(keys) == 1 and (form := next(iter(keys))) in _FORMS:
+        return form
+    forms = sorted(keys & set(_FORMS))
+    if len(forms) > 1:
+        message = f"send one of 'features', 'instances' or 'columns', not {forms}"
+    elif keys - set(_FORMS):
+        unknown = sorted(keys - set(_FORMS))
+        message = (
+            f"unknown top-level field(s) {unknown}; expected 'features', 'instances' or 'columns'"
+        )
+    else:
+        message = "body must have a 'features' object, an 'instances' array or a 'columns' object"
+    raise BadRequest(message)
+
+
+def _instances(instances: Any, max_batch_size: int) -> list[Any]:
+    if not isinstance(instances, list):
+        raise ValidationFailed(
+            "instances must be an array",
+            details=[FieldProblem("instances", f"must be an array, got {_json_type(instances)}")],
+        )
+    _check_rows(len(instances), max_batch_size, "instances", ("instance", "instances"))
+    return instances
+
+
+def _check_rows(n: int, max_batch_size: int, field: str, unit: tuple[str, str]) -> None:
+    one, many = unit
+    if n == 0:
+        raise ValidationFailed(
+            "empty batch", details=[FieldProblem(field, f"must hold at least one {one}")]
+        )
+    if n > max_batch_size:
+        raise PayloadTooLarge(
+            f"batch of {n} {many} exceeds the limit of {max_batch_size}",
+            details=[FieldProblem(field, f"at most {max_batch_size} {many}")],
+        )
+
+
+def _validate_records(
+    records: list[Any], schema: FeatureSchema, *, single: bool, prefix: Callable[[int], str]
+) -> ValidatedRequest:
     problems: list[FieldProblem] = []
     expected = set(schema.names)
     complete = True
@@ -103,55 +156,69 @@ def validate_predict_payload(
     else:
         columns = {name: [r.get(name, _ABSENT) for r in records] for name in schema.names}
     for feature in schema.features:
-        check = _check_numeric if feature.is_numeric else _check_categorical
-        problems.extend(check(feature, columns[feature.name], prefix))
+        name = feature.name
+        problems.extend(_check(feature, columns[name], lambda i, n=name: f"{prefix(i)}.{n}"))
         if len(problems) >= MAX_PROBLEMS:
             break
     if problems:
         raise _failed(problems)
-    return ValidatedRequest(records=records, columns=columns, single=single)
+    return ValidatedRequest(columns=columns, single=single, n_rows=len(records))
 
 
-def _envelope(payload: Any, max_batch_size: int) -> tuple[list[Any], bool, Any]:
-    if not isinstance(payload, dict):
-        raise BadRequest(
-            "body must be a JSON object with a 'features' object or an 'instances' array, "
-            f"got {_json_type(payload)}"
+def _validate_columns(raw: Any, schema: FeatureSchema, max_batch_size: int) -> ValidatedRequest:
+    """``{"Feature": [v0, v1, ...], ...}``: the arrays are taken as they are (no copy,
+    no per-row step); every feature must be present and all arrays equally long."""
+    if not isinstance(raw, dict):
+        raise ValidationFailed(
+            "columns must be an object",
+            details=[
+                FieldProblem("columns", f"must be an object of arrays, got {_json_type(raw)}")
+            ],
         )
-    keys = set(payload)
-    if keys == {"features"}:
-        return [payload["features"]], True, lambda _i: "features"
-    if keys == {"instances"}:
-        instances = payload["instances"]
-        if not isinstance(instances, list):
-            raise ValidationFailed(
-                "instances must be an array",
-                details=[
-                    FieldProblem("instances", f"must be an array, got {_json_type(instances)}")
-                ],
+    problems = [
+        FieldProblem(f"columns.{name}", "unknown field (not in the model's schema)")
+        for name in raw
+        if name not in schema
+    ]
+    lengths = {name: len(raw[name]) for name in schema.names if isinstance(raw.get(name), list)}
+    if not lengths:
+        n_rows = 0
+    else:  # the length most arrays agree on, so that the odd one out is named
+        n_rows = Counter(lengths.values()).most_common(1)[0][0]
+    for name in schema.names:
+        if name not in raw:
+            problems.append(FieldProblem(f"columns.{name}", "missing"))
+        elif name not in lengths:
+            problems.append(
+                FieldProblem(f"columns.{name}", f"must be an array, got {_json_type(raw[name])}")
             )
-        if not instances:
-            raise ValidationFailed(
-                "empty batch",
-                details=[FieldProblem("instances", "must hold at least one instance")],
+        elif lengths[name] != n_rows:
+            problems.append(
+                FieldProblem(
+                    f"columns.{name}",
+                    f"has {lengths[name]} values, the other columns have {n_rows}",
+                )
             )
-        if len(instances) > max_batch_size:
-            raise PayloadTooLarge(
-                f"batch of {len(instances)} instances exceeds the limit of {max_batch_size}",
-                details=[FieldProblem("instances", f"at most {max_batch_size} instances")],
-            )
-        return instances, False, lambda i: f"instances[{i}]"
-    unknown = sorted(keys - {"features", "instances"})
-    if {"features", "instances"} <= keys:
-        message = "send either 'features' or 'instances', not both"
-    elif unknown:
-        message = f"unknown top-level field(s) {unknown}; expected 'features' or 'instances'"
-    else:
-        message = "body must have a 'features' object or an 'instances' array"
-    raise BadRequest(message)
+    if n_rows or not problems:  # no rows at all is an empty batch only if nothing else is wrong
+        _check_rows(n_rows, max_batch_size, "columns", ("row", "rows"))
+    for feature in schema.features:
+        name = feature.name
+        if lengths.get(name) == n_rows:
+            problems.extend(_check(feature, raw[name], lambda i, n=name: f"columns.{n}[{i}]"))
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    if problems:
+        raise _failed(problems)
+    columns = {name: raw[name] for name in schema.names}
+    return ValidatedRequest(columns=columns, single=False, n_rows=n_rows)
 
 
-def _check_numeric(feature: Feature, column: list[Any], prefix: Any) -> list[FieldProblem]:
+def _check(feature: Feature, column: list[Any], field: FieldName) -> list[FieldProblem]:
+    check = _check_numeric if feature.is_numeric else _check_categorical
+    return check(feature, column, field)
+
+
+def _check_numeric(feature: Feature, column: list[Any], field: FieldName) -> list[FieldProblem]:
     types = set(map(type, column))
     allowed = {int, float, _NONE} if feature.nullable else {int, float}
     if types <= allowed:
@@ -173,7 +240,7 @@ def _check_numeric(feature: Feature, column: list[Any], prefix: Any) -> list[Fie
             if ok.all():
                 return []
     return [
-        FieldProblem(f"{prefix(i)}.{feature.name}", problem)
+        FieldProblem(field(i), problem)
         for i, value in enumerate(column)
         if (problem := _numeric_problem(feature, value)) is not None
     ][:MAX_PROBLEMS]
@@ -201,7 +268,7 @@ def _numeric_problem(feature: Feature, value: Any) -> str | None:
     return None
 
 
-def _check_categorical(feature: Feature, column: list[Any], prefix: Any) -> list[FieldProblem]:
+def _check_categorical(feature: Feature, column: list[Any], field: FieldName) -> list[FieldProblem]:
     types = set(map(type, column))
     allowed = {str, _NONE} if feature.nullable else {str}
     if types <= allowed and (feature.allow_unknown or set(column) <= {*feature.categories, None}):
@@ -220,7 +287,7 @@ def _check_categorical(feature: Feature, column: list[Any], prefix: Any) -> list
         else:
             problem = None
         if problem is not None:
-            problems.append(FieldProblem(f"{prefix(i)}.{feature.name}", problem))
+            problems.append(FieldProblem(field(i), problem))
             if len(problems) >= MAX_PROBLEMS:
                 break
     return problems

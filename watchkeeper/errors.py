@@ -6,8 +6,12 @@ so the HTTP layer maps every expected failure through a single handler.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+import sqlalchemy as sa
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,11 @@ class PayloadTooLarge(WatchkeeperError):
     status_code = 413
     code = "payload_too_large"
 
+    @classmethod
+    def body_over(cls, limit: int) -> PayloadTooLarge:
+        """The request body is longer than ``limit`` bytes."""
+        return cls(f"request body exceeds the limit of {limit} bytes")
+
 
 class UnsupportedMediaType(WatchkeeperError):
     status_code = 415
@@ -97,6 +106,32 @@ class ServiceUnavailable(WatchkeeperError):
 
 class ModelNotAvailable(ServiceUnavailable):
     code = "model_unavailable"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached or used right now; the client may retry."""
+
+    code = "database_unavailable"
+
+
+@contextmanager
+def database_errors(action: str) -> Iterator[None]:
+    """Turn "the database is down, stalled or out of connections" into a 503 for
+    ``action``. The driver's text names hosts and ports; it stays in the server log
+    (chained), out of the response."""
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
+        raise DatabaseUnavailable(
+            f"the database is unavailable, {action} was not done; retry later"
+        ) from exc
+
+
+class LogUnavailable(ServiceUnavailable):
+    """The prediction log cannot take the request's entry (its journal is full or
+    shut down): the request is refused rather than answered unlogged."""
+
+    code = "log_unavailable"
 
 
 class RegistryError(WatchkeeperError):

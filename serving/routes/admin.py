@@ -3,20 +3,20 @@ webhook. All need the admin bearer token; none runs a job in the request."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app
 
 from retrain import requests as retrain_requests
 from serving.alerts import retrain_alerts
 from serving.auth import require_admin
+from serving.json_body import parse_json, request_body
 from serving.responses import json_response
-from serving.validation import parse_json
-from watchkeeper.errors import BadRequest, RegistryError, RollbackRefused
+from watchkeeper.errors import BadRequest, RegistryError, RollbackRefused, database_errors
 
 bp = Blueprint("admin", __name__)
 
 
 def _json_body() -> dict:
-    raw = request.get_data(cache=True)
+    raw = request_body()
     if not raw:
         return {}
     body = parse_json(raw)
@@ -32,9 +32,10 @@ def retrain() -> Response:
     reason = body.get("reason") or "requested over HTTP"
     if not isinstance(reason, str):
         raise BadRequest("reason must be a string")
-    request_id = retrain_requests.enqueue(
-        current_app.extensions["watchkeeper.engine"], trigger="manual", reason=reason[:1000]
-    )
+    with database_errors("the retrain request"):
+        request_id = retrain_requests.enqueue(
+            current_app.extensions["watchkeeper.engine"], trigger="manual", reason=reason[:1000]
+        )
     return json_response({"status": "queued", "request_id": request_id}, 202)
 
 
@@ -62,13 +63,14 @@ def alerts() -> Response:
     if not firing:
         return json_response({"status": "ignored", "reason": "no firing alert asks for a retrain"})
     names = sorted({a["labels"]["alertname"] for a in firing})
-    request_id = retrain_requests.enqueue(
-        current_app.extensions["watchkeeper.engine"],
-        trigger="alertmanager",
-        reason=f"alerts firing: {', '.join(names)}",
-        evidence={"groupKey": payload.get("groupKey"), "alerts": [a["labels"] for a in firing]},
-        dedupe_key=key,
-    )
+    with database_errors("the retrain request"):
+        request_id = retrain_requests.enqueue(
+            current_app.extensions["watchkeeper.engine"],
+            trigger="alertmanager",
+            reason=f"alerts firing: {', '.join(names)}",
+            evidence={"groupKey": payload.get("groupKey"), "alerts": [a["labels"] for a in firing]},
+            dedupe_key=key,
+        )
     if request_id is None:
         return json_response({"status": "duplicate", "reason": "this notification was seen before"})
     return json_response({"status": "queued", "request_id": request_id}, 202)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app
 
 from serving.feedback import parse_feedback, store_feedback
+from serving.json_body import request_json
 from serving.responses import json_response
-from serving.validation import request_json
 
 bp = Blueprint("feedback", __name__)
 

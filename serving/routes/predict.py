@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 from flask import Blueprint, Response, current_app, g
 
+from serving.json_body import request_json
 from serving.log_entry import prediction_id
 from serving.metrics import ServingMetrics, observe_many
 from serving.responses import json_response
-from serving.validation import request_json, validate_predict_payload
+from serving.validation import validate_predict_payload
 
 bp = Blueprint("predict", __name__)
 

@@ -1,14 +1,20 @@
 """``POST /feedback``: actual values for logged predictions, with clear errors for
-unknown ids and duplicates."""
+unknown ids and duplicates, and a 503 while the database is down."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry
 
+from serving.app import create_app, shutdown
+from tests.postgres import PostgresServer
 from tests.serving.conftest import LogReader
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import feedback
 
 
@@ -90,3 +96,56 @@ def test_bad_feedback_fields_are_422_naming_them(client: FlaskClient) -> None:
         ("items[1].id", "must be a prediction id (string of 1–48)"),
         ("items[4].id", "'b' appears twice in this request"),
     }
+
+
+TOKEN = "s3cret-token"
+
+
+@pytest.mark.integration
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/feedback", {"id": "0123abcd", "actual": 180000}),
+        ("/admin/retrain", {"reason": "test"}),
+        (
+            "/alerts",
+            {
+                "groupKey": "g",
+                "alerts": [{"status": "firing", "labels": {"alertname": "WatchkeeperDrift"}}],
+            },
+        ),
+    ],
+)
+def test_database_outage_is_503_in_the_error_shape_for_synchronous_writes(
+    postgres_server: PostgresServer, make_settings: Any, path: str, body: dict[str, Any]
+) -> None:
+    url = postgres_server.create_database()
+    engine = create_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    app = create_app(
+        make_settings(
+            database_url=url,
+            admin_token=TOKEN,
+            retrain_alert_names="WatchkeeperDrift",
+        ),
+        registry=CollectorRegistry(),
+    )
+    client = app.test_client()
+    try:
+        postgres_server.stop(mode="immediate")
+        try:
+            response = client.post(path, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+        finally:
+            postgres_server.start()
+        after = client.post(path, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    finally:
+        shutdown(app, timeout=30)
+        app.extensions["watchkeeper.engine"].dispose()
+
+    assert response.status_code == 503, response.json
+    assert response.json["error"]["code"] == "database_unavailable"
+    assert response.json["request_id"] == response.headers["X-Request-ID"]
+    assert str(postgres_server.port) not in response.json["error"]["message"]
+    assert after.status_code in (202, 404), after.json  # the database is back

@@ -1,0 +1,276 @@
+"""Bodies an attacker (or a broken client) sends: invalid UTF-8, lone UTF-16
+surrogates in values and keys, bodies over the size limit with and without a
+``Content-Length``, unknown paths and methods. Every one gets a 4xx in the one JSON
+error shape, is logged, and leaves the server logging what follows."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+from flask import Flask
+from werkzeug.test import TestResponse
+
+from tests.processes import Process
+from tests.serving.conftest import LogReader
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SURROGATE = b"\\ud800"  # a JSON escape of a lone high surrogate: not a Unicode character
+_json = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+def hostile_app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app(admin_token=TOKEN)
+
+
+def _assert_error_shape(response: TestResponse, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.json
+    assert set(body) == {"error", "request_id"}
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return body["error"]
+
+
+def _predict_body(record: dict[str, Any], *, key: str, value: Any) -> bytes:
+    """``{"features": record}`` with one field replaced; ``@`` marks a surrogate."""
+    features = {k: v for k, v in record.items() if k != key}
+    features[key] = value
+    return orjson.dumps({"features": features}).replace(b"@", SURROGATE)
+
+
+def _cases(record: dict[str, Any]) -> dict[str, tuple[bytes, str | None, str]]:
+    """name -> (body, field the error names or None, word the message must hold)."""
+    return {
+        "surrogate-in-value": (
+            _predict_body(record, key="Neighborhood", value="North@"),
+            "features.Neighborhood",
+            "surrogate",
+        ),
+        "surrogate-in-key": (
+            _predict_body(record, key="@Colour", value="red"),
+            "features.\\ud800Colour",
+            "surrogate",
+        ),
+        "surrogate-nested-in-batch": (
+            orjson.dumps({"instances": [record, {**record, "Neighborhood": "a@b"}]}).replace(
+                b"@", SURROGATE
+            ),
+            "instances[1].Neighborhood",
+            "surrogate",
+        ),
+        "surrogate-next-to-nan": (
+            # NaN sends parsing down the lenient path that used to let surrogates in
+            _predict_body(record, key="Neighborhood", value="@").replace(
+                b'"Lot_Area":' + str(record["Lot_Area"]).encode(), b'"Lot_Area":NaN'
+            ),
+            "features.Neighborhood",
+            "surrogate",
+        ),
+        "low-surrogate-alone": (
+            _predict_body(record, key="Neighborhood", value="@").replace(SURROGATE, b"\\udc00"),
+            "features.Neighborhood",
+            "surrogate",
+        ),
+        "invalid-utf8": (
+            orjson.dumps({"features": {**record, "Neighborhood": "XX"}}).replace(
+                b"XX", b"\xff\xfe"
+            ),
+            None,
+            "UTF-8",
+        ),
+        "utf8-encoded-surrogate": (
+            orjson.dumps({"features": {**record, "Neighborhood": "XX"}}).replace(
+                b"XX", b"\xed\xa0\x80"
+            ),
+            None,
+            "UTF-8",
+        ),
+    }
+
+
+CASES = [
+    "surrogate-in-value",
+    "surrogate-in-key",
+    "surrogate-nested-in-batch",
+    "surrogate-next-to-nan",
+    "low-surrogate-alone",
+    "invalid-utf8",
+    "utf8-encoded-surrogate",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_predict_rejects_text_that_is_not_unicode_with_400_naming_it(
+    hostile_app: Flask,
+    read_log: Callable[[Flask], LogReader],
+    record: dict[str, Any],
+    case: str,
+) -> None:
+    body, field, word = _cases(record)[case]
+    client = hostile_app.test_client()
+
+    response = client.post("/predict", data=body, content_type="application/json")
+
+    error = _assert_error_shape(response, 400, "bad_request")
+    assert word in error["message"]
+    if field is not None:
+        assert [d["field"] for d in error["details"]] == [field]
+        assert word in error["details"][0]["problem"]
+    # The rejection is logged and the log keeps taking what follows.
+    after = client.post("/predict", json={"features": record})
+    assert after.status_code == 200
+    logged = {r["request_id"]: r for r in read_log(hostile_app).requests()}
+    assert logged[response.json["request_id"]]["status_code"] == 400
+    assert logged[response.json["request_id"]]["error"] == error
+    assert logged[after.json["request_id"]]["status_code"] == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/feedback", b'{"id": "a\\ud800", "actual": 1}', "id"),
+        ("/feedback", b'{"items": [{"id": "a", "actual": 1, "\\udfff": 2}]}', "items[0].\\udfff"),
+        ("/admin/retrain", b'{"reason": "\\ud800"}', "reason"),
+        ("/admin/rollback", b'{"\\ud800": "v1"}', "\\ud800"),
+        ("/alerts", b'{"alerts": [{"labels": {"alertname": "\\udbff"}}]}', None),
+        ("/feedback", b'{"id": "\xc3\x28", "actual": 1}', None),
+        ("/alerts", b'{"alerts": [], "x": "\xed\xbf\xbf"}', None),
+    ],
+    ids=[
+        "feedback-value",
+        "feedback-nested-key",
+        "retrain-value",
+        "rollback-key",
+        "alerts-nested-value",
+        "feedback-invalid-utf8",
+        "alerts-encoded-surrogate",
+    ],
+)
+def test_every_json_endpoint_rejects_text_that_is_not_unicode(
+    hostile_app: Flask, path: str, body: bytes, field: str | None
+) -> None:
+    response = hostile_app.test_client().post(
+        path, data=body, content_type="application/json", headers=AUTH
+    )
+
+    error = _assert_error_shape(response, 400, "bad_request")
+    if field is None:
+        assert "surrogate" in error["message"] or "UTF-8" in error["message"]
+    else:
+        assert [d["field"] for d in error["details"]] == [field]
+
+
+def test_a_surrogate_pair_is_a_character_and_is_accepted(
+    hostile_app: Flask, record: dict[str, Any]
+) -> None:
+    body = _predict_body(record, key="Neighborhood", value="\U0001f3e0").replace(
+        "\U0001f3e0".encode(), b"\\ud83c\\udfe0"
+    )
+
+    response = hostile_app.test_client().post(
+        "/predict", data=body, content_type="application/json"
+    )
+
+    assert response.status_code == 200  # an unseen category, predicted as missing
+
+
+def test_body_over_the_limit_is_payload_too_large(
+    make_app: Callable[..., Flask], record: dict[str, Any]
+) -> None:
+    app = make_app(max_request_bytes=4096)
+
+    response = app.test_client().post("/predict", json={"instances": [record] * 10})
+
+    error = _assert_error_shape(response, 413, "payload_too_large")
+    assert "4096" in error["message"]
+
+
+def _chunked(app: Flask, body: bytes, path: str = "/predict") -> TestResponse:
+    """POST ``body`` as a server hands over a chunked request: no Content-Length, and
+    the server ends the stream (``wsgi.input_terminated``, as gunicorn sets it)."""
+    return app.test_client().post(
+        path,
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_chunked_body_over_the_limit_is_413_not_a_json_error(
+    make_app: Callable[..., Flask],
+    read_log: Callable[[Flask], LogReader],
+    record: dict[str, Any],
+) -> None:
+    app = make_app(max_request_bytes=4096)
+
+    response = _chunked(app, orjson.dumps({"instances": [record] * 10}))
+
+    error = _assert_error_shape(response, 413, "payload_too_large")
+    assert "4096" in error["message"]
+    [row] = read_log(app).requests()
+    assert (row["status_code"], row["body"]) == (413, None)
+
+
+@pytest.mark.parametrize("padding", ["under", "exactly-at"])
+def test_chunked_body_within_the_limit_is_read_whole(
+    make_app: Callable[..., Flask], record: dict[str, Any], padding: str
+) -> None:
+    body = orjson.dumps({"features": record})
+    limit = len(body) + (100 if padding == "under" else 0)
+    app = make_app(max_request_bytes=limit)
+
+    response = _chunked(app, body)
+
+    assert response.status_code == 200, response.json
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("get", "/no-such-path", 404, "not_found"),
+        ("get", "/predict", 405, "method_not_allowed"),
+        ("delete", "/feedback", 405, "method_not_allowed"),
+        ("post", "/healthz", 405, "method_not_allowed"),
+    ],
+)
+def test_routing_errors_use_the_json_error_shape(
+    hostile_app: Flask, method: str, path: str, status: int, code: str
+) -> None:
+    response = getattr(hostile_app.test_client(), method)(path)
+
+    _assert_error_shape(response, status, code)
+    if status == 405:
+        assert response.headers["Allow"]
+
+
+@pytest.fixture
+def small_server(start_watchkeeper: Callable[..., Process]) -> Iterator[Process]:
+    yield start_watchkeeper("serve", WATCHKEEPER_WORKERS="1", WATCHKEEPER_MAX_REQUEST_BYTES="4096")
+
+
+@pytest.mark.integration
+def test_gunicorn_answers_an_oversized_chunked_body_with_413(
+    small_server: Process, record: dict[str, Any]
+) -> None:
+    def chunks(body: bytes) -> Iterator[bytes]:  # a generator body is sent chunked
+        for start in range(0, len(body), 1000):
+            yield body[start : start + 1000]
+
+    big = small_server.post(
+        "/predict", data=chunks(orjson.dumps({"instances": [record] * 10})), headers=_json
+    )
+    small = small_server.post(
+        "/predict", data=chunks(orjson.dumps({"features": record})), headers=_json
+    )
+
+    assert big.status_code == 413, big.text
+    assert big.json()["error"]["code"] == "payload_too_large"
+    assert small.status_code == 200, small.text
