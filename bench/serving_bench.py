@@ -1,202 +1,312 @@
-"""Serving benchmark: /predict with the prediction log on vs off, and raw predict.
+"""Serving benchmark: CPU per request of /predict with the prediction log off and on,
+against the in-process model and against peers that log nothing.
 
-Runs on 127.0.0.1 only, bounded in time: for each logging mode it starts
-``watchkeeper serve`` (gunicorn, WATCHKEEPER_WORKERS workers, SQLite log), drives
-single-record requests and batches of 100 and 1,000 for a fixed duration from
-client threads, then stops the server with SIGTERM and counts the rows that reached
-the log. Raw in-process ``pipeline.predict`` is timed on the same rows. Prints a
-table; it is not a test and asserts nothing.
+Everything runs on 127.0.0.1, bounded in time. It trains the default Ames model and
+starts, all at once and each with 2 workers and ``OMP_NUM_THREADS=1``: Watchkeeper
+with the log off, with the log on SQLite, with the log on PostgreSQL (a real server
+on loopback, as the tests start it), a BentoML service and an MLServer service
+(bench/peers/, installed on demand under var/bench-peers/). Then, in several short
+rounds, it loads each server in turn with each scenario (the order rotates every
+round), charging each run the CPU of the server's whole process tree, PostgreSQL's
+included, up to the moment the log holds one row per request answered. Ratios are
+medians of per-round ratios: each pair ran back to back under the same conditions.
+It prints tables; it is not a test and asserts nothing.
 
-    .venv/bin/python bench/serving_bench.py [--seconds 8]
+    .venv/bin/python bench/serving_bench.py [--seconds 4] [--rounds 5]
+        [--scenarios single,batch-100,batch-1000,columnar-1000] [--no-peers] [--no-postgres]
 """
 
 from __future__ import annotations
 
-import argparse
-import http.client
 import os
-import shutil
-import signal
-import statistics
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-from pathlib import Path
-from typing import Any
 
-import orjson
-import sqlalchemy as sa
+# Before NumPy and scikit-learn load: one OpenMP thread, here and in every child.
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import argparse  # noqa: E402
+import http.client  # noqa: E402
+import math  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import orjson  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import serving_report as report  # noqa: E402
+from bench.peers import install  # noqa: E402
+from bench.predict_reference import predict_cpu_ms  # noqa: E402
+from bench.servers import (  # noqa: E402
+    Server,
+    start_bentoml,
+    start_mlserver,
+    start_watchkeeper,
+)
+from bench.serving_runs import Run, measure  # noqa: E402
+from bench.workloads import SCENARIOS, Scenario, ServerKind, body, first_prediction  # noqa: E402
 from monitoring.replay import json_records  # noqa: E402
+from tests.postgres import PostgresServer, find_bindir  # noqa: E402
 from watchkeeper.dataset import load_ames  # noqa: E402
 from watchkeeper.registry import ModelRegistry  # noqa: E402
+from watchkeeper.schema import FeatureSchema  # noqa: E402
 from watchkeeper.training import train  # noqa: E402
 
-SCENARIOS = [("single", 1, 8), ("batch-100", 100, 4), ("batch-1000", 1000, 2)]
+# MLServer 1.7.1 calls asyncio.get_event_loop() in its workers, which uvloop 0.22
+# turned into an error.
+PEER_PACKAGES = {"bentoml": ("bentoml",), "mlserver": ("mlserver", "uvloop<0.22")}
+PEER_STARTERS = {"bentoml": start_bentoml, "mlserver": start_mlserver}
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _load(port: int, body: bytes, concurrency: int, seconds: float) -> dict[str, float]:
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
-
-    def worker() -> None:
-        nonlocal errors
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        mine, bad = [], 0
-        headers = {"Content-Type": "application/json"}
-        while time.monotonic() < deadline:
-            start = time.perf_counter()
-            connection.request("POST", "/predict", body=body, headers=headers)
-            response = connection.getresponse()
-            response.read()
-            mine.append(time.perf_counter() - start)
-            bad += response.status != 200
-        connection.close()
-        with lock:
-            latencies.extend(mine)
-            errors += bad
-
-    started = time.monotonic()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - started
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "rps": len(latencies) / elapsed,
-        "p50_ms": statistics.median(latencies) * 1e3,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1e3,
-    }
-
-
-def _serve(data_dir: Path, registry: Path, log_enabled: bool, workers: int) -> tuple[Any, int]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "WATCHKEEPER_DATA_DIR": str(data_dir),
-        "WATCHKEEPER_REGISTRY_PATH": str(registry),
-        "WATCHKEEPER_PORT": str(port),
-        "WATCHKEEPER_WORKERS": str(workers),
-        "WATCHKEEPER_LOG_ENABLED": "true" if log_enabled else "false",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "watchkeeper.cli", "serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="load per run")
+    parser.add_argument("--rounds", type=int, default=5, help="A/B rounds")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(s.name for s in SCENARIOS),
+        help="comma-separated subset of " + ", ".join(s.name for s in SCENARIOS),
     )
-    for _ in range(600):
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/readyz")
-            if connection.getresponse().status == 200:
-                return process, port
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not become ready")
+    parser.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--postgres", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--drain-timeout", type=float, default=120.0, help="longest wait for the log to drain"
+    )
+    args = parser.parse_args()
+    known = {s.name: s for s in SCENARIOS}
+    unknown = set(args.scenarios.split(",")) - known.keys()
+    if unknown:
+        parser.error(f"unknown scenarios {sorted(unknown)}")
+    args.scenarios = [known[name] for name in args.scenarios.split(",")]
+    return args
+
+
+def _postmaster_pid(postgres: PostgresServer) -> int:
+    return int((postgres.datadir / "postmaster.pid").read_text().split()[0])
+
+
+def _post(server: Server, payload: bytes) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        connection.request(
+            "POST", server.predict_path, body=payload, headers={"Content-Type": "application/json"}
+        )
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def _check_same_model(servers: list[Server], schema: FeatureSchema, records: list[dict]) -> None:
+    """Every server must predict what Watchkeeper predicts for the same row: the peers
+    are compared serving the same pipeline, not some other model."""
+    single = SCENARIOS[0]
+    answers = {}
+    for server in servers:
+        status, raw = _post(server, body(server.kind, single, records, schema))
+        answers[server.name] = (
+            first_prediction(server.kind, orjson.loads(raw)) if status == 200 else status
+        )
+    print(
+        "first row predicted by each server: " + ", ".join(f"{k} {v}" for k, v in answers.items())
+    )
+    values = list(answers.values())
+    if not all(isinstance(v, float) and math.isclose(v, values[0], rel_tol=1e-9) for v in values):
+        raise SystemExit("the servers do not predict the same: not comparable")
+
+
+def _progress(run: Run) -> None:
+    cpu = run.cpu_ms_per_request
+    line = (
+        f"  round {run.round + 1} {run.scenario:<14}{run.server:<10}"
+        f"{run.answered:>6} answered{run.not_ok:>4} not ok  "
+        f"{'—' if cpu is None else f'{cpu:8.2f}'} ms CPU/request  load {run.load_average:.1f}"
+    )
+    if run.logged is not None:
+        drain = (
+            "NOT DRAINED" if run.drain_seconds is None else f"drained in {run.drain_seconds:.2f} s"
+        )
+        line += f"  log {run.logged}/{run.answered} ({run.lost} lost), {drain}"
+    print(line, flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=8.0, help="per scenario and mode")
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-
+    args = _arguments()
+    started = time.monotonic()
+    print(
+        f"serving benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
+        f"load average {'/'.join(f'{v:.2f}' for v in os.getloadavg())}, code in {ROOT}",
+        flush=True,
+    )
     ames = load_ames()
     trained = train(ames.between(None, 200712), ames.between(200801, 200812))
-    rows = ames.between(200901, None).frame[list(trained.model.schema.names)]
-    workdir = Path(tempfile.mkdtemp(prefix="wk-bench-"))
+    schema = trained.model.schema
+    records = json_records(ames.between(200901, None).frame[list(schema.names)].head(1000))
+    workdir = Path(tempfile.mkdtemp(prefix="wk-serving-bench-"))
     registry = workdir / "registry"
     ModelRegistry(registry).register(trained)
 
-    print(f"raw in-process pipeline.predict ({os.cpu_count()} cores, OMP_NUM_THREADS=1):")
-    raw: dict[str, float] = {}
-    for name, size, _ in SCENARIOS:
-        frame = rows.head(size)
-        timings = []
-        for _ in range(50 if size < 1000 else 20):
-            start = time.perf_counter()
-            trained.model.pipeline.predict(frame)
-            timings.append(time.perf_counter() - start)
-        raw[name] = statistics.median(timings) * 1e3
-        print(f"  {name:<11} {raw[name]:8.2f} ms per call")
+    reference = {rows: predict_cpu_ms(trained.model, records, rows) for rows in (1, 100, 1000)}
+    report.print_reference(reference)
 
-    results: dict[tuple[str, bool], dict[str, float]] = {}
-    lost: dict[bool, tuple[int, int]] = {}
-    for log_enabled in (False, True):
-        data_dir = workdir / f"var-{'on' if log_enabled else 'off'}"
-        process, port = _serve(data_dir, registry, log_enabled, args.workers)
-        answered = 0
-        try:
-            for name, size, concurrency in SCENARIOS:
-                records = json_records(rows.head(size))
-                body = orjson.dumps(
-                    {"features": records[0]} if size == 1 else {"instances": records}
-                )
-                warm = _load(port, body, concurrency, 1.0)
-                result = _load(port, body, concurrency, args.seconds)
-                results[(name, log_enabled)] = result
-                answered += int(warm["requests"] - warm["errors"])
-                answered += int(result["requests"] - result["errors"])
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=120)
-        if log_enabled:
-            engine = sa.create_engine(f"sqlite:///{data_dir / 'watchkeeper.db'}")
-            with engine.connect() as connection:
-                logged = connection.execute(
-                    sa.text("SELECT count(*) FROM requests WHERE status_code = 200")
-                ).scalar()
-            engine.dispose()
-            lost[True] = (answered, int(logged))
-
-    print(f"\n/predict over HTTP, gunicorn {args.workers} workers, {args.seconds:.0f} s per run:")
-    columns = ("req/s", 9), ("rows/s", 10), ("p50 ms", 9), ("p99 ms", 9), ("errors", 8)
-    print(f"  {'scenario':<11}{'log':>5}" + "".join(f"{name:>{width}}" for name, width in columns))
-    for name, size, _ in SCENARIOS:
-        for log_enabled in (False, True):
-            r = results[(name, log_enabled)]
-            print(
-                f"  {name:<11}{'on' if log_enabled else 'off':>5}{r['rps']:>9.1f}"
-                f"{r['rps'] * size:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-                f"{int(r['errors']):>8}"
-            )
-    print("\nlogging cost and batch overhead:")
-    for name, _, _ in SCENARIOS:
-        off, on = results[(name, False)], results[(name, True)]
+    servers: list[Server] = []
+    postgres: PostgresServer | None = None
+    try:
+        servers.append(start_watchkeeper(report.OFF, workdir, registry, log_enabled=False))
+        servers.append(start_watchkeeper(report.SQLITE, workdir, registry, log_enabled=True))
+        if args.postgres:
+            postgres = _start_postgres(servers, workdir, registry)
+        if args.peers:
+            _start_peers(servers, workdir, registry)
+        _wait_ready(servers)
+        _check_same_model(servers, schema, records)
+        scenarios = _supported(args.scenarios, servers[0], schema, records)
+        bodies = _bodies(servers, scenarios, schema, records, workdir)
+        names = [server.name for server in servers]
         print(
-            f"  {name:<11} p50 {100 * (on['p50_ms'] / off['p50_ms'] - 1):+6.1f} %   "
-            f"throughput {100 * (on['rps'] / off['rps'] - 1):+6.1f} %   "
-            f"p50 (log on) / raw predict {on['p50_ms'] / raw[name]:5.2f}x"
+            f"\n{args.rounds} rounds × {args.seconds:g} s per run, servers in rotating order: "
+            f"{', '.join(names)}",
+            flush=True,
         )
-    answered, logged = lost[True]
-    print(
-        f"\nlog on: {answered} requests answered 200 (warm-ups included), {logged} in the log "
-        f"after SIGTERM: {answered - logged} lost"
+        runs = _run_rounds(args, servers, scenarios, bodies)
+    finally:
+        for server in servers:
+            server.stop()
+        if postgres is not None:
+            postgres.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print("\nsummary")
+    report.print_reference(reference)
+    report.print_cpu_table(runs, names, scenarios)
+    report.print_log_cost(runs, names, scenarios)
+    report.print_peers(runs, names, scenarios)
+    report.print_columnar(runs, reference, next((s for s in scenarios if s.columnar), None))
+    report.print_log_integrity(runs, scenarios)
+    print(f"\ntotal {time.monotonic() - started:.0f} s")
+
+
+def _start_postgres(servers: list[Server], workdir: Path, registry: Path) -> PostgresServer | None:
+    bindir = find_bindir()
+    if bindir is None:
+        print("PostgreSQL skipped: no /usr/lib/postgresql/*/bin (see scripts/install-system-deps)")
+        return None
+    postgres = PostgresServer(bindir).init()
+    postgres.start()
+    server = start_watchkeeper(
+        report.POSTGRES,
+        workdir,
+        registry,
+        log_enabled=True,
+        database_url=postgres.create_database(),
     )
-    shutil.rmtree(workdir, ignore_errors=True)
+    # PostgreSQL's own CPU is part of what logging costs.
+    server.extra_roots.append(_postmaster_pid(postgres))
+    servers.append(server)
+    return postgres
+
+
+def _start_peers(servers: list[Server], workdir: Path, registry: Path) -> None:
+    for name, packages in PEER_PACKAGES.items():
+        env = install.ensure(ROOT / "var" / "bench-peers", name, packages)
+        if env.bin_dir is None:
+            print(f"{name} skipped: {env.problem}")
+            continue
+        servers.append(PEER_STARTERS[name](env.bin_dir, workdir, registry))
+
+
+def _wait_ready(servers: list[Server]) -> None:
+    deadline = time.monotonic() + 300
+    for server in list(servers):
+        try:
+            server.wait_ready(deadline)
+        except RuntimeError as exc:
+            if server.kind is ServerKind.WATCHKEEPER:
+                raise
+            print(f"{server.name} skipped: {exc}")
+            server.stop()
+            servers.remove(server)
+
+
+def _supported(
+    scenarios: list[Scenario], server: Server, schema: FeatureSchema, records: list[dict]
+) -> list[Scenario]:
+    """Drop the columnar scenario if Watchkeeper does not take columnar bodies yet (one
+    request to the server with the log off, so that no log counts it)."""
+    kept = []
+    for scenario in scenarios:
+        if scenario.columnar:
+            status, raw = _post(server, body(server.kind, scenario, records, schema))
+            if status != 200:
+                answer = raw[:200].decode(errors="replace")
+                print(
+                    f"{scenario.name} skipped: /predict answered a columnar body {status} {answer}"
+                )
+                continue
+        kept.append(scenario)
+    return kept
+
+
+def _bodies(
+    servers: list[Server],
+    scenarios: list[Scenario],
+    schema: FeatureSchema,
+    records: list[dict],
+    workdir: Path,
+) -> dict[tuple[ServerKind, str], Path]:
+    bodies = {}
+    for kind in {server.kind for server in servers}:
+        for scenario in scenarios:
+            path = workdir / f"body-{kind}-{scenario.name}.json"
+            path.write_bytes(body(kind, scenario, records, schema))
+            bodies[(kind, scenario.name)] = path
+    return bodies
+
+
+def _serves(server: Server, scenario: Scenario) -> bool:
+    return server.kind is ServerKind.WATCHKEEPER or not scenario.columnar
+
+
+def _run_rounds(
+    args: argparse.Namespace,
+    servers: list[Server],
+    scenarios: list[Scenario],
+    bodies: dict[tuple[ServerKind, str], Path],
+) -> list[Run]:
+    """A warm-up run of every pair (not counted), then the rounds."""
+    for scenario in scenarios:
+        for server in servers:
+            if _serves(server, scenario):
+                measure(
+                    server,
+                    scenario,
+                    bodies[(server.kind, scenario.name)],
+                    seconds=1.0,
+                    round_=-1,
+                    drain_timeout=args.drain_timeout,
+                )
+    runs = []
+    for round_ in range(args.rounds):
+        for scenario in scenarios:
+            eligible = [server for server in servers if _serves(server, scenario)]
+            # Rotate the order so that no server always runs first, or right after another.
+            shift = round_ % len(eligible)
+            for server in eligible[shift:] + eligible[:shift]:
+                run = measure(
+                    server,
+                    scenario,
+                    bodies[(server.kind, scenario.name)],
+                    seconds=args.seconds,
+                    round_=round_,
+                    drain_timeout=args.drain_timeout,
+                )
+                _progress(run)
+                runs.append(run)
+    return runs
 
 
 if __name__ == "__main__":

@@ -1,0 +1,151 @@
+"""Tables of the serving benchmark, from its runs. Every figure is a median over
+rounds, printed with the 1-minute load average of the runs behind it (``@`` median
+load): on a shared machine a figure means little without it."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+
+from bench.serving_runs import Run
+from bench.workloads import Scenario
+
+OFF, SQLITE, POSTGRES = "wk-off", "wk-sqlite", "wk-pg"
+PEERS = ("bentoml", "mlserver")
+LOG_ON = (SQLITE, POSTGRES)
+
+# Issue 10's measurement before the log writer's rewrite: CPU ms per request off, on
+# (SQLite), and the ratio as the issue states it (from unrounded figures).
+BEFORE = {
+    "single": (1.72, 1.96, 1.14),
+    "batch-100": (4.2, 8.2, 1.93),
+    "batch-1000": (26.0, 58.0, 2.2),
+}
+# Issue 10's targets for log on / off.
+TARGET = {"single": 1.10, "batch-100": 1.30, "batch-1000": 1.30, "columnar-1000": 1.30}
+COLUMNAR_TARGET = 1.6  # columnar 1,000 rows, log off ÷ in-process predict
+
+
+def _runs(runs: Sequence[Run], server: str, scenario: str) -> list[Run]:
+    return [r for r in runs if r.server == server and r.scenario == scenario]
+
+
+def _load(runs: Sequence[Run]) -> float:
+    return statistics.median(r.load_average for r in runs)
+
+
+def cpu_ms(runs: Sequence[Run], server: str, scenario: str) -> tuple[float, float] | None:
+    """Median CPU ms per request and median load average."""
+    mine = [r for r in _runs(runs, server, scenario) if r.cpu_ms_per_request is not None]
+    if not mine:
+        return None
+    return statistics.median(r.cpu_ms_per_request for r in mine), _load(mine)  # type: ignore[misc]
+
+
+def ratio(runs: Sequence[Run], top: str, bottom: str, scenario: str) -> tuple[float, float] | None:
+    """Median over rounds of the per-round ratio, and the median load average of both
+    servers' runs: each round's pair ran back to back, so each ratio shares conditions."""
+    above = {r.round: r for r in _runs(runs, top, scenario) if r.cpu_ms_per_request}
+    below = {r.round: r for r in _runs(runs, bottom, scenario) if r.cpu_ms_per_request}
+    rounds = sorted(above.keys() & below.keys())
+    if not rounds:
+        return None
+    ratios = [above[n].cpu_ms_per_request / below[n].cpu_ms_per_request for n in rounds]  # type: ignore[operator]
+    return statistics.median(ratios), _load([*above.values(), *below.values()])
+
+
+def _cell(value: tuple[float, float] | None, fmt: Callable[[float], str]) -> str:
+    return "—" if value is None else f"{fmt(value[0])} @{value[1]:.1f}"
+
+
+def _verdict(value: tuple[float, float] | None, limit: float) -> str:
+    if value is None:
+        return ""
+    return "yes" if value[0] <= limit else "NO"
+
+
+def print_reference(reference: dict[int, float]) -> None:
+    print("in-process Model.predict on a dict of columns (as /predict calls it), CPU per call:")
+    for rows, ms in reference.items():
+        print(f"  {rows:>5} row(s)  {ms:7.2f} ms")
+
+
+def print_cpu_table(
+    runs: Sequence[Run], servers: Sequence[str], scenarios: Sequence[Scenario]
+) -> None:
+    print("\nCPU per request, whole process tree, ms (median over rounds) @ load average:")
+    print(f"  {'scenario':<14}" + "".join(f"{name:>16}" for name in servers))
+    for scenario in scenarios:
+        cells = [_cell(cpu_ms(runs, s, scenario.name), lambda v: f"{v:.2f}") for s in servers]
+        print(f"  {scenario.name:<14}" + "".join(f"{c:>16}" for c in cells))
+
+
+def print_log_cost(
+    runs: Sequence[Run], servers: Sequence[str], scenarios: Sequence[Scenario]
+) -> None:
+    print("\nlog on / off, CPU per request (median of per-round ratios) @ load average:")
+    header = "".join(f"{name + ' / off':>18}" for name in LOG_ON if name in servers)
+    print(f"  {'scenario':<14}{header}{'target':>8}{'met':>5}   issue 10 before (off → on)")
+    for scenario in scenarios:
+        values = [ratio(runs, name, OFF, scenario.name) for name in LOG_ON if name in servers]
+        cells = "".join(f"{_cell(v, lambda x: f'{x:.2f}x'):>18}" for v in values)
+        limit = TARGET[scenario.name]
+        met = all(_verdict(v, limit) == "yes" for v in values) if values else False
+        before = BEFORE.get(scenario.name)
+        told = f"   {before[0]:.2f} → {before[1]:.2f} ms, {before[2]:.2f}x" if before else ""
+        print(f"  {scenario.name:<14}{cells}{limit:>7.2f}x{'yes' if met else 'NO':>5}{told}")
+
+
+def print_peers(runs: Sequence[Run], servers: Sequence[str], scenarios: Sequence[Scenario]) -> None:
+    peers = [p for p in PEERS if p in servers]
+    if not peers:
+        return
+    print("\nWatchkeeper with the log on ÷ a peer that logs nothing (bar: ≤ 1.00x) @ load average:")
+    pairs = [(w, p) for w in LOG_ON if w in servers for p in peers]
+    print(f"  {'scenario':<14}" + "".join(f"{f'{w} / {p}':>22}" for w, p in pairs))
+    for scenario in scenarios:
+        if scenario.columnar:
+            continue
+        cells = [ratio(runs, w, p, scenario.name) for w, p in pairs]
+        text = [
+            _cell(v, lambda x: f"{x:.2f}x") + (" NO" if _verdict(v, 1.0) == "NO" else "")
+            for v in cells
+        ]
+        print(f"  {scenario.name:<14}" + "".join(f"{t:>22}" for t in text))
+
+
+def print_columnar(
+    runs: Sequence[Run], reference: dict[int, float], scenario: Scenario | None
+) -> None:
+    if scenario is None:
+        return
+    off = cpu_ms(runs, OFF, scenario.name)
+    if off is None or scenario.rows not in reference:
+        return
+    share = off[0] / reference[scenario.rows]
+    print(
+        f"\ncolumnar {scenario.rows:,} rows, log off: {off[0]:.2f} ms @{off[1]:.1f} = "
+        f"{share:.2f}x in-process predict ({reference[scenario.rows]:.2f} ms); target ≤ "
+        f"{COLUMNAR_TARGET:.1f}x: {'yes' if share <= COLUMNAR_TARGET else 'NO'}"
+    )
+
+
+def print_log_integrity(runs: Sequence[Run], scenarios: Sequence[Scenario]) -> None:
+    print("\nprediction log after each run (rows in `requests` vs requests answered):")
+    for name in LOG_ON:
+        for scenario in scenarios:
+            mine = [r for r in _runs(runs, name, scenario.name) if r.logged is not None]
+            if not mine:
+                continue
+            answered = sum(r.answered for r in mine)
+            logged = sum(r.logged for r in mine)  # type: ignore[misc]
+            drains = [r.drain_seconds for r in mine]
+            slowest = (
+                "not drained within the timeout in some runs"
+                if None in drains
+                else f"drained ≤ {max(drains):.2f} s after the load stopped"  # type: ignore[type-var]
+            )
+            print(
+                f"  {name:<10}{scenario.name:<14} {logged:>7} of {answered:>7} logged, "
+                f"{answered - logged} lost; {slowest} @{_load(mine):.1f}"
+            )
