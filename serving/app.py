@@ -14,11 +14,11 @@ from flask import Flask
 from prometheus_client import CollectorRegistry
 
 from serving import http_errors, request_log
+from serving.database_status import DatabaseProbe
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore
 from serving.prediction_log import PredictionLog
 from serving.routes import admin, feedback, health, metrics, model_info, openapi, predict
-from serving.spill import SpillStore
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import head_revision
 from watchkeeper.registry import ModelRegistry, RegisteredModel
@@ -71,17 +71,20 @@ def create_app(
     )
     model_store.watch(settings.model_poll_seconds)
 
+    app.extensions["watchkeeper.database_probe"] = DatabaseProbe(
+        engine, settings.log_probe_interval
+    ).start()
     prediction_log = None
     if settings.log_enabled:
         prediction_log = PredictionLog(
             engine,
-            SpillStore(settings.spill_path),
+            settings.spill_path,
             serving_metrics.log,
-            batch_size=settings.log_batch_size,
+            batch_bytes=settings.log_batch_bytes,
             flush_interval=settings.log_flush_interval,
-            queue_size=settings.log_queue_size,
-            retry_seconds=settings.log_retry_seconds,
             probe_interval=settings.log_probe_interval,
+            segment_bytes=settings.log_segment_bytes,
+            max_bytes=settings.log_journal_max_bytes,
         ).start()
     app.extensions["watchkeeper.prediction_log"] = prediction_log
 
@@ -102,8 +105,9 @@ def create_app(
 
 
 def shutdown(app: Flask, timeout: float | None = None) -> None:
-    """Drain the prediction log; gunicorn calls this as each worker exits."""
+    """Drain the prediction log's journal; gunicorn calls this as each worker exits."""
     app.extensions["watchkeeper.model_store"].stop()
+    app.extensions["watchkeeper.database_probe"].stop()
     prediction_log: PredictionLog | None = app.extensions.get("watchkeeper.prediction_log")
     if prediction_log is not None:
         prediction_log.close(timeout)

@@ -1,28 +1,34 @@
-"""One log entry: a request and the predictions it produced.
+"""One log entry: a request and the predictions it produced, as one journal line.
 
-The request thread builds an entry from what it already has (parsed features,
-prediction arrays); turning it into table rows happens on the writer thread.
+The request thread builds an entry from what it already has (the validated feature
+columns, the prediction arrays) and serialises it once, with no per-row work; the
+writer thread parses the line back and turns it into table rows.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import orjson
 
-# Column widths of the ``requests`` table; longer client-supplied strings are cut
-# rather than failing the insert.
-_MAX_CLIENT_ID = 128
-_MAX_ENDPOINT = 64
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def prediction_id(request_id: str, index: int, single: bool) -> str:
     """A single-record request's prediction shares its request id; batch items are
     ``<request_id>.<index>``."""
     return request_id if single else f"{request_id}.{index}"
+
+
+def escape_body(raw: bytes) -> str:
+    """A request body as storable text, losslessly: bytes that are not UTF-8 become
+    ``\\xNN`` escapes, and so does NUL, which PostgreSQL text cannot hold."""
+    return raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
 
 
 @dataclass(slots=True)
@@ -38,71 +44,61 @@ class LogEntry:
     body: str | None = None
     client_request_id: str | None = None
     single: bool = True
-    features: list[dict[str, Any]] = field(default_factory=list)
+    # Feature values by name, one list per feature, as validated (accepted requests).
+    columns: dict[str, list[Any]] = field(default_factory=dict)
     values: list[float] | np.ndarray = field(default_factory=list)
     lower: list[float] | np.ndarray = field(default_factory=list)
     upper: list[float] | np.ndarray = field(default_factory=list)
 
-    def request_row(self) -> dict[str, Any]:
-        return {
+    @property
+    def n_items(self) -> int:
+        return len(self.values)
+
+    def to_line(self) -> bytes:
+        """The entry as one journal line (JSON and ``\\n``). Never raises for content:
+        what orjson refuses (a lone surrogate) is written by the standard library
+        with ``\\u`` escapes, which keeps every character for the dead-letter file."""
+        record = {
             "request_id": self.request_id,
-            "received_at": self.received_at,
-            "endpoint": self.endpoint[:_MAX_ENDPOINT],
+            "received_us": (self.received_at - _EPOCH) // _MICROSECOND,
+            "endpoint": self.endpoint,
             "method": self.method,
             "status_code": self.status_code,
             "latency_seconds": self.latency_seconds,
             "model_version": self.model_version,
-            "n_items": len(self.features),
             "error": self.error,
             "body": self.body,
-            "client_request_id": (self.client_request_id or None)
-            and self.client_request_id[:_MAX_CLIENT_ID],
+            "client_request_id": self.client_request_id,
+            "single": self.single,
+            "columns": self.columns,
+            "values": self.values,
+            "lower": self.lower,
+            "upper": self.upper,
         }
-
-    def prediction_rows(self) -> list[dict[str, Any]]:
-        values, lower, upper = (
-            np.asarray(a, dtype=float).tolist() for a in (self.values, self.lower, self.upper)
-        )
-        return [
-            {
-                "prediction_id": prediction_id(self.request_id, i, self.single),
-                "request_id": self.request_id,
-                "item_index": i,
-                "created_at": self.received_at,
-                "model_version": self.model_version,
-                "features": features,
-                "prediction": values[i],
-                "lower": lower[i],
-                "upper": upper[i],
-            }
-            for i, features in enumerate(self.features)
-        ]
-
-    def to_json(self) -> bytes:
-        """One line of a spill file."""
-        return orjson.dumps(
-            {
-                "request_id": self.request_id,
-                "received_at": self.received_at.isoformat(),
-                "endpoint": self.endpoint,
-                "method": self.method,
-                "status_code": self.status_code,
-                "latency_seconds": self.latency_seconds,
-                "model_version": self.model_version,
-                "error": self.error,
-                "body": self.body,
-                "client_request_id": self.client_request_id,
-                "single": self.single,
-                "features": self.features,
-                "values": self.values,
-                "lower": self.lower,
-                "upper": self.upper,
-            },
-            option=orjson.OPT_SERIALIZE_NUMPY,
-        )
+        try:
+            return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+        except TypeError:
+            return json.dumps(record, default=_plain, ensure_ascii=True).encode() + b"\n"
 
     @classmethod
-    def from_json(cls, line: bytes) -> LogEntry:
-        data = orjson.loads(line)
-        data["received_at"] = datetime.fromisoformat(data["received_at"])
-        return cls(**data)
+    def from_line(cls, line: bytes) -> LogEntry:
+        """Parse a journal line; raises ``ValueError`` for a line that is not one."""
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            data = json.loads(line)  # the escaped form :meth:`to_line` falls back to
+        if not isinstance(data, dict):
+            raise ValueError("a journal line must hold a JSON object")
+        try:
+            received = _EPOCH + timedelta(microseconds=data.pop("received_us"))
+            return cls(received_at=received, **data)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a log entry: {exc}") from exc
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -27,14 +27,26 @@ BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
 
 class LogMetrics:
-    """Health of the background prediction-log writer."""
+    """Health of the prediction log: the journal and its background writer."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.queue_depth = Gauge(
             "watchkeeper_log_queue_depth",
-            "Log entries waiting for the background writer.",
+            "Log entries journaled and not yet in the database (sum over workers).",
             registry=registry,
             multiprocess_mode="livesum",
+        )
+        self.backlog_bytes = Gauge(
+            "watchkeeper_log_backlog_bytes",
+            "Bytes of journaled entries not yet in the database (sum over workers).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.journal_bytes = Gauge(
+            "watchkeeper_log_journal_bytes",
+            "Bytes of journal segment files on this host's disk, dead processes' included.",
+            registry=registry,
+            multiprocess_mode="livemax",
         )
         self.rows_written = Counter(
             "watchkeeper_log_rows_written",
@@ -47,19 +59,24 @@ class LogMetrics:
             "Failed attempts to write a batch to the prediction log database.",
             registry=registry,
         )
-        self.rows_spilled = Counter(
-            "watchkeeper_log_rows_spilled",
-            "Log entries written to the local spill file because the database was unavailable.",
-            registry=registry,
-        )
         self.rows_replayed = Counter(
             "watchkeeper_log_rows_replayed",
-            "Spilled log entries replayed into the database.",
+            "Journaled entries of ended processes replayed into the database.",
             registry=registry,
         )
         self.rows_dead_lettered = Counter(
             "watchkeeper_log_rows_dead_lettered",
-            "Log entries the database refused as invalid, kept in a dead-letter file.",
+            "Log entries that could not be stored even alone, kept in a dead-letter file.",
+            registry=registry,
+        )
+        self.entries_rejected = Counter(
+            "watchkeeper_log_entries_rejected",
+            "Requests refused (503) because the journal was at its size limit.",
+            registry=registry,
+        )
+        self.writer_restarts = Counter(
+            "watchkeeper_log_writer_restarts",
+            "Times a dead log writer thread was restarted.",
             registry=registry,
         )
         self.database_up = Gauge(

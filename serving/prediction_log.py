@@ -1,289 +1,333 @@
-"""The prediction log writer: requests never wait on the database, and no entry is lost.
+"""The prediction log: every request is journaled before it is answered, and a
+background writer moves the journal into the database.
 
-Request threads put entries on a bounded queue; one background thread per process
-commits them in batches. When the database fails, the writer retries for
-``log_retry_seconds``, then spills batches to a local fsync'd file and probes the
-database every ``log_probe_interval``; when it answers again, spilled entries are
-replayed. A full queue spills from the request thread instead of dropping.
-``close()`` (SIGTERM) drains the queue. Inserts ignore rows already present, so a
-batch retried after a commit whose acknowledgement was lost is stored once.
+Request threads only serialise their entry and append it to this process's journal
+(:mod:`serving.journal`): no queue in memory, no database wait, nothing to lose when
+the process is killed. One writer thread per process reads the journal in chunks of
+at most ``batch_bytes``, stores them (:mod:`serving.log_store`) and checkpoints. When
+the database is unavailable the writer keeps retrying with back-off while the
+journal grows on disk, up to ``max_bytes`` per process; past that, requests that
+must be logged are refused (503) rather than answered unlogged. An entry the
+database refuses, or that cannot be parsed or encoded, is retried alone and then set
+aside in a dead-letter file: no entry can stop the writer. The thread is also
+supervised: if it dies anyway, the next request or readiness probe restarts it.
+
+Journals left by dead processes (crash, ``kill -9``, an unfinished drain at
+shutdown) are claimed and replayed by a live process's writer.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
+from serving.dead_letter import DeadLetters
+from serving.journal import Chunk, Journal, JournalFull, OrphanJournal, claim_orphans, pending_bytes
 from serving.log_entry import LogEntry
+from serving.log_store import LogStore
 from serving.metrics import LogMetrics
-from serving.spill import SpillStore
-from watchkeeper.db.tables import predictions, requests
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
+__all__ = ["JournalFull", "LogStatus", "PredictionLog"]
 
 
-def _insert_ignoring_duplicates(table: sa.Table, dialect: str) -> Any:
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    raise NotImplementedError(f"prediction log does not support the {dialect} dialect")
-
-
-def _is_transient(exc: sa.exc.SQLAlchemyError) -> bool:
+def _is_transient(exc: BaseException) -> bool:
     """Connection trouble is worth retrying; a row the database refuses is not."""
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
         return True
     return isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
 
 
+class _DatabaseDown(Exception):
+    """The database failed in a way worth retrying; the chunk stays in the journal."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogStatus:
+    """What readiness reports about the log, read without touching the database."""
+
+    writer_alive: bool
+    writer_restarts: int
+    database_up: bool
+    queue_depth: int
+    backlog_bytes: int
+    journal_full: bool
+
+
 class PredictionLog:
     def __init__(
         self,
         engine: sa.Engine,
-        spill: SpillStore,
+        directory: Path,
         metrics: LogMetrics,
         *,
-        batch_size: int = 500,
+        batch_bytes: int = 4 * 1024 * 1024,
         flush_interval: float = 0.2,
-        queue_size: int = 20_000,
-        retry_seconds: float = 5.0,
         probe_interval: float = 2.0,
+        segment_bytes: int = 64 * 1024 * 1024,
+        max_bytes: int = 1024 * 1024 * 1024,
+        recover_interval: float = 10.0,
     ) -> None:
-        self._engine = engine
-        self._spill = spill
+        self._store = LogStore(engine)
+        self._directory = Path(directory)
+        self._journal = Journal(self._directory, segment_bytes=segment_bytes, max_bytes=max_bytes)
+        self._dead = DeadLetters(self._directory)
         self._metrics = metrics
-        self._batch_size = batch_size
+        self._batch_bytes = batch_bytes
         self._flush_interval = flush_interval
-        self._retry_seconds = retry_seconds
         self._probe_interval = probe_interval
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
-        dialect = engine.dialect.name
-        self._insert_requests = _insert_ignoring_duplicates(requests, dialect)
-        self._insert_predictions = _insert_ignoring_duplicates(predictions, dialect)
+        self._recover_interval = recover_interval
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._closed = False
+        self._wake = threading.Event()
+        self._closing = False
         self._database_up = True
-        self._next_probe = 0.0
-        self._replay_pending = spill.has_pending()
+        self._retry_at = 0.0
+        self._retry_delay = 0.0
+        self._next_recovery = 0.0
+        self._orphan: OrphanJournal | None = None
+        self._entries_committed = 0
+        self._synced = 0
+        self._restarts = 0
 
     # -- request side ----------------------------------------------------------
 
     def submit(self, entry: LogEntry) -> None:
-        """Queue ``entry`` without blocking; spill it at once if the queue is full."""
-        if self._closed:
-            self._spill_entries([entry])
-            return
+        """Journal ``entry``; once this returns, the entry survives a crash of this
+        process. Raises :class:`JournalFull` when the writer is too far behind."""
         try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
-            self._spill_entries([entry])
-            return
-        self._metrics.queue_depth.inc()
+            self._journal.append(entry.to_line())
+        except JournalFull:
+            self._metrics.entries_rejected.inc()
+            raise
+        self._supervise()
+
+    @property
+    def full(self) -> bool:
+        """True while the journal is at its size limit (new entries are refused)."""
+        return self._journal.full
+
+    def status(self) -> LogStatus:
+        self._supervise()
+        return LogStatus(
+            writer_alive=self._thread is not None and self._thread.is_alive(),
+            writer_restarts=self._restarts,
+            database_up=self._database_up,
+            queue_depth=self.queue_depth,
+            backlog_bytes=self._journal.backlog_bytes,
+            journal_full=self._journal.full,
+        )
+
+    @property
+    def queue_depth(self) -> int:
+        """Entries journaled by this process and not yet in the database."""
+        return self._journal.entries_appended - self._entries_committed
+
+    @property
+    def database_up(self) -> bool:
+        return self._database_up
 
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> PredictionLog:
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="prediction-log-writer", daemon=True
-                )
-                self._thread.start()
+                self._start_thread()
         return self
 
-    def close(self, timeout: float | None = 30.0) -> None:
-        """Drain the queue into the database (or the spill file) and stop."""
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+        self._thread.start()
+
+    def _supervise(self) -> None:
+        """Restart the writer if it died (it should not: every cycle catches errors)."""
+        thread = self._thread
+        if thread is None or thread.is_alive() or self._closing:
+            return
         with self._lock:
-            if self._closed:
+            if self._thread is thread and not self._closing:
+                self._restarts += 1
+                self._metrics.writer_restarts.inc()
+                log.error("prediction log writer died; restarting it (restart %d)", self._restarts)
+                self._start_thread()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything journaled so far is in the database; False if the
+        writer did not get there within ``timeout`` (database down)."""
+        deadline = time.monotonic() + timeout
+        while self.queue_depth > 0 and time.monotonic() < deadline:
+            self._supervise()
+            self._wake.set()
+            time.sleep(0.01)
+        return self.queue_depth == 0
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Drain this process's journal into the database and stop. What is not
+        drained in time (database down) stays on disk for another process."""
+        with self._lock:
+            if self._closing:
                 return
-            self._closed = True
+            self._closing = True
+        self._wake.set()
         if self._thread is not None:
-            self._queue.put(_STOP)
             self._thread.join(timeout)
-        leftovers = self._drain_nowait()
-        if leftovers:  # the writer did not finish in time: keep them on disk
-            self._spill_entries(leftovers)
-        self._spill.seal()
-
-    @property
-    def queue_depth(self) -> int:
-        return self._queue.qsize()
-
-    @property
-    def database_up(self) -> bool:
-        return self._database_up
+        writer_stopped = self._thread is None or not self._thread.is_alive()
+        if writer_stopped:
+            self._release_orphan()
+        drained = writer_stopped and self.queue_depth == 0
+        self._journal.close(remove=drained)
+        if not drained:
+            log.warning(
+                "prediction log: %d entries left in journal %s for replay",
+                self.queue_depth,
+                self._journal.id,
+            )
 
     # -- writer thread ---------------------------------------------------------
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            batch, stopping = self._next_batch()
+        while True:
             try:
-                if batch:
-                    self._write(batch)
-                self._maybe_replay()
-            except Exception:  # never let the writer die: keep entries on disk
-                log.exception("prediction log writer failed; spilling the batch")
-                self._spill_entries(batch)
+                progressed = self._cycle()
+            except Exception:  # a bug, not a database problem: keep going
+                log.exception("prediction log writer cycle failed")
+                progressed = False
+            if self._closing and not progressed:
+                if self.queue_depth == 0 or not self._database_up:
+                    return  # drained, or left in the journal for another process
+            if not progressed:
+                self._wake.wait(self._flush_interval)
+                self._wake.clear()
 
-    def _next_batch(self) -> tuple[list[LogEntry], bool]:
+    def _cycle(self) -> bool:
+        """One round of work; True when it stored something and more may be waiting."""
+        now = time.monotonic()
+        if now < self._retry_at:
+            return False
+        progressed = False
         try:
-            first = self._queue.get(timeout=self._flush_interval)
-        except queue.Empty:
-            return [], False
-        if first is _STOP:
-            rest = self._drain_nowait()
-            self._metrics.queue_depth.dec(len(rest))
-            return rest, True
-        batch = [first]
-        deadline = time.monotonic() + self._flush_interval
-        while len(batch) < self._batch_size:
-            remaining = deadline - time.monotonic()
+            progressed = self._step(self._journal)
+            if not self._closing:
+                progressed = self._recover(now) or progressed
+        except _DatabaseDown:
+            self._release_orphan()
+        self._sync()
+        self._metrics.queue_depth.set(self.queue_depth)
+        self._metrics.backlog_bytes.set(self._journal.backlog_bytes)
+        return progressed
+
+    def _step(self, source: Journal | OrphanJournal) -> bool:
+        """Store one chunk of ``source`` and advance its checkpoint."""
+        chunk = source.read(self._batch_bytes)
+        if not chunk.lines:
+            if chunk.moved:
+                source.commit(chunk)  # only moves past finished segments
+            return False
+        entries, refused = self._parse(chunk)
+        refused += self._store_all(entries, chunk)
+        if refused:
+            path = self._dead.write(refused)
+            self._metrics.rows_dead_lettered.inc(len(refused))
+            log.error("prediction log: %d entries set aside in %s", len(refused), path)
+        source.commit(chunk)
+        if source is self._journal:
+            self._entries_committed += len(chunk.lines)
+        else:
+            self._metrics.rows_replayed.inc(len(chunk.lines))
+        return True
+
+    @staticmethod
+    def _parse(chunk: Chunk) -> tuple[list[tuple[bytes, LogEntry]], list[bytes]]:
+        entries, refused = [], []
+        for line in chunk.lines:
             try:
-                item = (
-                    self._queue.get(timeout=max(remaining, 0))
-                    if remaining > 0
-                    else (self._queue.get_nowait())
-                )
-            except queue.Empty:
-                break
-            if item is _STOP:
-                batch.extend(self._drain_nowait())
-                self._metrics.queue_depth.dec(len(batch))
-                return batch, True
-            batch.append(item)
-        self._metrics.queue_depth.dec(len(batch))
-        return batch, False
+                entries.append((line, LogEntry.from_line(line)))
+            except ValueError:
+                refused.append(line)
+        return entries, refused
 
-    def _drain_nowait(self) -> list[LogEntry]:
-        items = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return items
-            if item is not _STOP:
-                items.append(item)
-
-    def _write(self, batch: list[LogEntry]) -> None:
-        if not self._database_up and not self._probe():
-            self._spill_entries(batch)
-            return
-        deadline = time.monotonic() + self._retry_seconds
-        delay = 0.05
-        while True:
-            try:
-                self._insert(batch)
-                self._mark_up()
-                return
-            except sa.exc.SQLAlchemyError as exc:
-                self._metrics.write_errors.inc()
-                if not _is_transient(exc):
-                    self._isolate_bad_entries(batch, exc)
-                    return
-                if time.monotonic() + delay > deadline:
-                    log.warning("prediction log database unavailable, spilling: %s", exc)
-                    self._spill_entries(batch)
-                    self._mark_down()
-                    return
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-
-    def _insert(self, batch: list[LogEntry]) -> None:
-        request_rows = [entry.request_row() for entry in batch]
-        prediction_rows = [row for entry in batch for row in entry.prediction_rows()]
-        with self._engine.begin() as connection:
-            connection.execute(self._insert_requests, request_rows)
-            if prediction_rows:
-                connection.execute(self._insert_predictions, prediction_rows)
-        self._metrics.rows_written.labels(table="requests").inc(len(request_rows))
-        self._metrics.rows_written.labels(table="predictions").inc(len(prediction_rows))
-
-    def _isolate_bad_entries(self, batch: list[LogEntry], exc: Exception) -> None:
-        """Retry one by one so that one refused entry does not take its batch down."""
-        log.error("prediction log refused a batch (%s); retrying entries one by one", exc)
+    def _store_all(self, entries: list[tuple[bytes, LogEntry]], chunk: Chunk) -> list[bytes]:
+        """Store ``entries``; return the lines refused even one by one."""
+        if not entries:
+            return []
+        try:
+            self._insert([entry for _, entry in entries])
+            return []
+        except _DatabaseDown:
+            raise
+        except Exception as exc:
+            log.error("prediction log refused a batch (%s); storing entries one by one", exc)
         refused = []
-        for entry in batch:
+        for line, entry in entries:
             try:
                 self._insert([entry])
-            except sa.exc.SQLAlchemyError as entry_exc:
-                if _is_transient(entry_exc):
-                    self._mark_down()
-                    self._spill_entries([entry])
-                else:
-                    refused.append(entry)
-        if refused:
-            self._spill.dead_letter(refused)
-            self._metrics.rows_dead_lettered.inc(len(refused))
+            except _DatabaseDown:
+                raise
+            except Exception as exc:
+                log.error("prediction log refused entry %s: %s", entry.request_id, exc)
+                refused.append(line)
+        return refused
 
-    def _spill_entries(self, entries: list[LogEntry]) -> None:
-        if not entries:
-            return
-        self._spill.write(entries)
-        self._metrics.rows_spilled.inc(len(entries))
-        self._replay_pending = True
-
-    def _probe(self) -> bool:
-        now = time.monotonic()
-        if now < self._next_probe:
-            return False
-        self._next_probe = now + self._probe_interval
+    def _insert(self, entries: list[LogEntry]) -> None:
         try:
-            with self._engine.connect() as connection:
-                connection.execute(sa.text("SELECT 1"))
-        except sa.exc.SQLAlchemyError:
-            return False
+            written = self._store.insert(entries)
+        except Exception as exc:
+            self._metrics.write_errors.inc()
+            if _is_transient(exc):
+                self._mark_down(exc)
+                raise _DatabaseDown from exc
+            raise
         self._mark_up()
+        self._metrics.rows_written.labels(table="requests").inc(written.requests)
+        self._metrics.rows_written.labels(table="predictions").inc(written.predictions)
+
+    def _recover(self, now: float) -> bool:
+        """Replay a chunk of a dead process's journal, looking for one now and then."""
+        if self._orphan is None:
+            if now < self._next_recovery:
+                return False
+            self._next_recovery = now + self._recover_interval
+            self._metrics.journal_bytes.set(pending_bytes(self._directory))
+            self._orphan = next(claim_orphans(self._directory, exclude=self._journal.id), None)
+            if self._orphan is None:
+                return False
+            log.info("replaying journal %s left by a process that ended", self._orphan.id)
+        if self._step(self._orphan):
+            return True
+        self._orphan.finish()
+        log.info("replayed journal %s", self._orphan.id)
+        self._orphan = None
+        self._next_recovery = 0.0  # there may be more
         return True
+
+    def _release_orphan(self) -> None:
+        if self._orphan is not None:
+            self._orphan.release()
+            self._orphan = None
+
+    def _sync(self) -> None:
+        appended = self._journal.entries_appended
+        if appended != self._synced:
+            self._journal.sync()
+            self._synced = appended
 
     def _mark_up(self) -> None:
         if not self._database_up:
             log.info("prediction log database is back")
         self._database_up = True
+        self._retry_delay = 0.0
         self._metrics.database_up.set(1)
 
-    def _mark_down(self) -> None:
+    def _mark_down(self, exc: BaseException) -> None:
+        if self._database_up:
+            log.warning("prediction log database unavailable, entries wait in the journal: %s", exc)
         self._database_up = False
-        self._next_probe = time.monotonic() + self._probe_interval
+        self._retry_delay = min(max(self._retry_delay * 2, 0.05), self._probe_interval)
+        self._retry_at = time.monotonic() + self._retry_delay
         self._metrics.database_up.set(0)
-
-    def _maybe_replay(self) -> None:
-        if not self._replay_pending:
-            return
-        if not self._database_up and not self._probe():
-            return
-        self._replay_pending = False
-        for path in self._spill.claim():
-            if not self._replay_file(path):
-                self._replay_pending = True
-                return
-
-    def _replay_file(self, path: Path) -> bool:
-        for chunk in self._spill.read(path, self._batch_size):
-            try:
-                self._insert(chunk)
-            except sa.exc.SQLAlchemyError as exc:
-                self._metrics.write_errors.inc()
-                if not _is_transient(exc):
-                    self._isolate_bad_entries(chunk, exc)
-                    continue
-                log.warning("replay of %s interrupted, will retry: %s", path.name, exc)
-                self._spill.release(path)
-                self._mark_down()
-                return False
-            self._metrics.rows_replayed.inc(len(chunk))
-        self._spill.done(path)
-        log.info("replayed spilled log entries from %s", path.name)
-        return True

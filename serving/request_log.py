@@ -1,7 +1,9 @@
 """Per-request bookkeeping: request ids, HTTP metrics and prediction-log entries.
 
-Runs around every request; for the endpoints in :data:`LOGGED_ENDPOINTS` it hands
-the prediction log one entry per request, accepted or rejected.
+Runs around every request; for the endpoints in :data:`LOGGED_ENDPOINTS` it journals
+one entry per request, accepted or rejected, before the response leaves. A request
+whose entry cannot be journaled is refused with 503: an answer that is not in the
+log would break the log's promise.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ from datetime import UTC, datetime
 
 from flask import Flask, Response, current_app, g, request
 
-from serving.log_entry import LogEntry
+from serving.log_entry import LogEntry, escape_body
 from serving.metrics import ServingMetrics
-from serving.prediction_log import PredictionLog
+from serving.prediction_log import JournalFull, PredictionLog
+from serving.responses import json_response
+from watchkeeper.errors import LogUnavailable
 
 LOGGED_ENDPOINTS = frozenset({"predict.predict", "feedback.feedback"})
 REQUEST_ID_HEADER = "X-Request-ID"
+# Metric label values must come from a fixed set, never from the client.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def init_app(app: Flask) -> None:
@@ -25,23 +31,43 @@ def init_app(app: Flask) -> None:
     app.after_request(_finish)
 
 
+def _log() -> PredictionLog | None:
+    return current_app.extensions["watchkeeper.prediction_log"]
+
+
 def _start() -> None:
     g.request_id = uuid.uuid4().hex
     g.received_at = datetime.now(UTC)
     g.started = time.perf_counter()
+    log = _log()
+    if log is not None and log.full and request.endpoint in LOGGED_ENDPOINTS:
+        raise LogUnavailable("the prediction log is behind its database; retry later")
 
 
 def _finish(response: Response) -> Response:
-    elapsed = time.perf_counter() - g.started
     endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    log = _log()
+    if log is not None and request.endpoint in LOGGED_ENDPOINTS:
+        response = _journal(log, response, endpoint)
+    elapsed = time.perf_counter() - g.started
     metrics: ServingMetrics = current_app.extensions["watchkeeper.metrics"]
-    metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+    method = request.method if request.method in HTTP_METHODS else "other"
+    metrics.requests.labels(endpoint, method, str(response.status_code)).inc()
     metrics.latency.labels(endpoint).observe(elapsed)
     response.headers[REQUEST_ID_HEADER] = g.request_id
-    if request.endpoint in LOGGED_ENDPOINTS:
-        log: PredictionLog | None = current_app.extensions["watchkeeper.prediction_log"]
-        if log is not None:
-            log.submit(_entry(endpoint, response.status_code, elapsed))
+    return response
+
+
+def _journal(log: PredictionLog, response: Response, endpoint: str) -> Response:
+    try:
+        log.submit(_entry(endpoint, response.status_code, time.perf_counter() - g.started))
+    except JournalFull:
+        if response.status_code < 400:  # never acknowledge what is not logged
+            refused = LogUnavailable("the prediction log is full; retry later")
+            g.error = refused.as_dict()
+            return json_response(
+                {"error": g.error, "request_id": g.request_id}, refused.status_code
+            )
     return response
 
 
@@ -61,10 +87,10 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
     if outcome is not None and status < 400:
         validated, predicted = outcome
         entry.single = validated.single
-        entry.features = validated.records
+        entry.columns = validated.columns
         entry.values, entry.lower, entry.upper = predicted.value, predicted.lower, predicted.upper
     elif status >= 400 and status != 413:
         limit = current_app.config["WATCHKEEPER_LOG_BODY_LIMIT"]
         body = request.get_data(cache=True)[:limit]
-        entry.body = body.decode("utf-8", errors="replace") if body else None
+        entry.body = escape_body(body) if body else None
     return entry

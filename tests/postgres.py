@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -58,6 +59,32 @@ class PostgresServer:
 
     def stop(self, mode: str = "fast") -> None:
         self._run(self.bindir / "pg_ctl", "-D", self.datadir, "-m", mode, "-w", "stop")
+
+    def _processes(self) -> list[int]:
+        """The postmaster and every backend it started."""
+        try:
+            postmaster = int((self.datadir / "postmaster.pid").read_text().split()[0])
+        except FileNotFoundError:
+            return []  # not running
+        pids = [postmaster]
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                    pids.append(int(entry))
+        return pids
+
+    def stall(self) -> None:
+        """Freeze the server (SIGSTOP): connections hang instead of failing."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
 
     def destroy(self) -> None:
         try:

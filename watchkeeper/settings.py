@@ -7,6 +7,7 @@ docstrings below (``watchkeeper settings --markdown``) and a test keeps the two 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -36,8 +37,10 @@ class Settings(BaseSettings):
     """Directory of the model registry. Empty means `<data_dir>/registry`."""
 
     spill_dir: Path | None = None
-    """Directory where log rows are spilled when the database is unavailable.
-    Empty means `<data_dir>/spill`. Must be durable storage local to the server."""
+    """Directory of the prediction log's journal: every logged request is appended here
+    before it is answered, and moved to the database in the background; entries that
+    cannot be stored are kept in `deadletter-*.jsonl` files. Empty means
+    `<data_dir>/spill`. Must be durable storage on a local filesystem of the server."""
 
     prometheus_multiproc_dir: Path | None = None
     """Directory for prometheus-client's multiprocess files under gunicorn; wiped at
@@ -59,6 +62,13 @@ class Settings(BaseSettings):
     threads: int = Field(default=4, ge=1)
     """Threads per gunicorn worker (gthread worker class)."""
 
+    numeric_threads: int = Field(default=1, ge=1)
+    """Threads each process's numeric libraries may use (OpenMP, BLAS): every command
+    sets `OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, `MKL_NUM_THREADS` and the like from
+    this, overriding them. One per process keeps several processes (serving workers,
+    monitor, retraining) from oversubscribing the cores; raise it only for a process alone
+    on its cores."""
+
     worker_timeout: int = Field(default=30, ge=1)
     """Seconds a gunicorn worker may be silent before it is restarted."""
 
@@ -68,28 +78,46 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     """Largest accepted request body in bytes; larger bodies get 413."""
 
+    request_read_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a client has, from its first byte, to send a whole request (headers and
+    body); then it gets 408 and the connection is closed. Requests are read by each
+    worker's event loop, so a slow or stalled client holds no request thread meanwhile.
+    Also bounds each socket read or write of a request thread."""
+
+    request_buffer_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    """Most bytes of requests a worker holds in memory, from their first byte until
+    their response is sent. Past it, requests over 64 KiB wait unread until memory
+    frees (or time out with 408); smaller ones are always read. Raised to fit at least
+    one request of `WATCHKEEPER_MAX_REQUEST_BYTES`."""
+
     max_batch_size: int = Field(default=10_000, ge=1)
     """Most instances accepted in one `/predict` batch; more get 413."""
 
     log_enabled: bool = True
     """Record requests and predictions in the prediction log. Off only for benchmarks."""
 
-    log_batch_size: int = Field(default=500, ge=1)
-    """Most log entries the background writer commits in one transaction."""
+    log_batch_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """Most journaled bytes the background writer stores in one transaction. Bounds the
+    writer's memory whatever the request size."""
 
     log_flush_interval: float = Field(default=0.2, gt=0)
-    """Seconds the writer waits to fill a batch before committing what it has."""
+    """Seconds the writer waits for new journal entries when it has caught up. Also how
+    often it flushes the journal to disk: what a power loss can lose at most."""
 
-    log_queue_size: int = Field(default=20_000, ge=1)
-    """Capacity of the in-memory log queue per worker. When it is full, entries are
-    spilled to disk by the request thread rather than dropped."""
+    log_journal_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
+    """Most bytes of entries each serving worker may hold in its journal while they wait
+    for the database. Past it, `/predict` and `/feedback` answer 503 (`log_unavailable`)
+    until the writer catches up: the server never answers what it cannot log. Size the
+    disk of `WATCHKEEPER_SPILL_DIR` for workers × this."""
 
-    log_retry_seconds: float = Field(default=5.0, ge=0)
-    """How long the writer retries a failing database before spilling a batch to disk."""
+    log_segment_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Size at which a worker starts a new journal segment file; consumed segments are
+    deleted."""
 
     log_probe_interval: float = Field(default=2.0, gt=0)
-    """Seconds between database probes while spilling; spilled rows are replayed as
-    soon as a probe succeeds."""
+    """Longest pause between the writer's retries while the database is unavailable
+    (retries start at 50 ms and double), and between readiness checks of the database
+    schema."""
 
     log_body_limit: int = Field(default=65_536, ge=0)
     """Bytes of a rejected request's body kept in the log for diagnosis."""
@@ -291,6 +319,16 @@ class Settings(BaseSettings):
     def multiproc_dir(self) -> Path:
         assert self.prometheus_multiproc_dir is not None
         return self.prometheus_multiproc_dir
+
+
+_URL_PASSWORD = re.compile(r"^([^:/?#]+://[^:/@?#]*:)[^@]*(@)")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password, in the user part or a ``password=`` query
+    parameter, replaced by ``***`` (for printing settings and error messages)."""
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\2", url))
 
 
 def settings_table() -> str:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask import Blueprint, Response, current_app
 
+from serving.database_status import DatabaseState
+from serving.prediction_log import PredictionLog
 from serving.responses import json_response
-from watchkeeper.db.migrate import current_revision
 
 bp = Blueprint("health", __name__)
 
@@ -14,18 +14,24 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz() -> Response:
     """The process answers; nothing else is checked (a liveness probe must not fail
-    because a dependency is down)."""
-    return json_response({"status": "ok"})
+    because a dependency is down). ``thread_pools`` is the largest numeric thread pool
+    of each kind as a request thread sees it (``WATCHKEEPER_NUMERIC_THREADS``)."""
+    from watchkeeper.threads import thread_pools
+
+    return json_response({"status": "ok", "thread_pools": thread_pools()})
 
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Ready when a model is loaded and the database schema is the one the code needs.
+    """Ready when a model is loaded, the log writer runs and the database schema is not
+    known to be behind the code. Never touches the database: it reports the last
+    background check (:mod:`serving.database_status`), so it answers at once whatever
+    the database does.
 
-    An unreachable database does not make the server unready: predictions go on
-    and their log entries are spilled to disk and replayed later. Failing readiness
-    instead would take every replica out of its load balancer during a database
-    outage. The check still reports ``reachable: false`` with the reason.
+    An unreachable database does not make the server unready: predictions go on and
+    their entries wait in the journal on local disk. Failing readiness instead would
+    take every replica out of its load balancer during a database outage. Error texts
+    stay in the server's log: this endpoint is unauthenticated.
     """
     checks: dict[str, dict[str, object]] = {}
     store = current_app.extensions["watchkeeper.model_store"]
@@ -37,29 +43,36 @@ def readyz() -> Response:
     )
     if loaded is not None and store.last_error:
         checks["model"]["reload_error"] = store.last_error
-    engine: sa.Engine = current_app.extensions["watchkeeper.engine"]
-    try:
-        revision = current_revision(engine)
-        expected = current_app.extensions["watchkeeper.schema_revision"]
-        checks["database"] = (
-            {"ok": True}
-            if revision == expected
-            else {"ok": False, "error": f"schema at {revision}, needs {expected}: run migrations"}
-        )
-    except sa.exc.SQLAlchemyError as exc:
-        checks["database"] = {
-            "ok": True,
-            "reachable": False,
-            "error": str(exc.orig or exc).strip().splitlines()[0],
-        }
-    log = current_app.extensions["watchkeeper.prediction_log"]
+    checks["database"] = _database_check(
+        current_app.extensions["watchkeeper.database_probe"].state,
+        current_app.extensions["watchkeeper.schema_revision"],
+    )
+    log: PredictionLog | None = current_app.extensions["watchkeeper.prediction_log"]
     if log is not None:
+        status = log.status()
         checks["prediction_log"] = {
-            "ok": True,
-            "queue_depth": log.queue_depth,
-            "database_up": log.database_up,
+            "ok": status.writer_alive and not status.journal_full,
+            "writer_alive": status.writer_alive,
+            "writer_restarts": status.writer_restarts,
+            "database_up": status.database_up,
+            "queue_depth": status.queue_depth,
+            "backlog_bytes": status.backlog_bytes,
+            "journal_full": status.journal_full,
         }
     ready = all(check["ok"] for check in checks.values())
     return json_response(
         {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503
     )
+
+
+def _database_check(state: DatabaseState, expected: str) -> dict[str, object]:
+    age = state.age()
+    check: dict[str, object] = {
+        "ok": True,
+        "reachable": state.reachable,
+        "checked_seconds_ago": None if age is None else round(age, 3),
+    }
+    if state.reachable and state.revision != expected:
+        check["ok"] = False
+        check["error"] = f"schema at {state.revision}, needs {expected}: run migrations"
+    return check

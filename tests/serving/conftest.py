@@ -59,7 +59,7 @@ class LogReader:
         self.engine = create_engine(url)
 
     def flush(self) -> None:
-        shutdown(self.app, timeout=10)
+        assert self.app.extensions["watchkeeper.prediction_log"].flush(timeout=60)
 
     def requests(self) -> list[dict[str, Any]]:
         self.flush()

@@ -11,6 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.ports import free_port
+from tests.processes import wait_for
 from tests.serving.conftest import LogReader
 
 
@@ -259,35 +260,50 @@ def test_model_endpoint_describes_the_served_version(client: FlaskClient) -> Non
     assert len(meta["schema"]["features"]) == 71
 
 
+def _readyz_after_a_database_check(client: FlaskClient) -> Any:
+    """``/readyz`` once the background database check has run (it never waits on it)."""
+
+    def checked() -> bool:
+        return client.get("/readyz").json["checks"]["database"]["checked_seconds_ago"] is not None
+
+    assert wait_for(checked, timeout=30)
+    return client.get("/readyz")
+
+
 def test_readyz_reports_model_and_database(client: FlaskClient) -> None:
-    response = client.get("/readyz")
+    response = _readyz_after_a_database_check(client)
 
     assert response.status_code == 200
     assert response.json["checks"]["model"] == {"ok": True, "version": "v1"}
-    assert response.json["checks"]["database"] == {"ok": True}
+    database = response.json["checks"]["database"]
+    assert database["ok"] is True and database["reachable"] is True
+    log = response.json["checks"]["prediction_log"]
+    assert log["ok"] is True and log["writer_alive"] is True and log["writer_restarts"] == 0
 
 
 def test_readyz_fails_when_the_schema_is_not_migrated(make_app: Any, tmp_path: Any) -> None:
     app = make_app(database_url=f"sqlite:///{tmp_path / 'unmigrated.db'}")
 
-    response = app.test_client().get("/readyz")
+    response = _readyz_after_a_database_check(app.test_client())
 
     assert response.status_code == 503
     assert "migrations" in response.json["checks"]["database"]["error"]
 
 
-def test_readyz_stays_ready_while_the_database_is_unreachable(
+def test_readyz_stays_ready_while_the_database_is_unreachable_and_keeps_its_details_private(
     make_app: Any, record: dict[str, Any]
 ) -> None:
-    app = make_app(database_url=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    port = free_port()
+    app = make_app(database_url=f"postgresql+psycopg://nobody@127.0.0.1:{port}/none")
     client = app.test_client()
 
-    response = client.get("/readyz")
+    response = _readyz_after_a_database_check(client)
 
     assert response.status_code == 200, response.json
     database = response.json["checks"]["database"]
     assert database["ok"] is True and database["reachable"] is False
-    assert "127.0.0.1" in database["error"]
+    assert "127.0.0.1" not in response.get_data(as_text=True)  # unauthenticated endpoint
+    assert str(port) not in response.get_data(as_text=True)
     assert client.post("/predict", json={"features": record}).status_code == 200
 
 

@@ -1,27 +1,34 @@
-"""The background writer on its own: batching, back-pressure by spilling, refused
-rows set aside, and spill files of dead processes replayed."""
+"""The prediction log on its own: journal, writer, dead letters and replay, on SQLite
+and on a real PostgreSQL."""
 
 from __future__ import annotations
 
 import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
+from serving.journal import JournalFull
 from serving.log_entry import LogEntry
 from serving.metrics import LogMetrics
 from serving.prediction_log import PredictionLog
-from serving.spill import SpillStore
+from tests.processes import wait_for
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.tables import requests
+from watchkeeper.db.tables import predictions, requests
 
 
-def _entry(n: int, **overrides: object) -> LogEntry:
-    values = dict(
+def _entry(n: int, **overrides: Any) -> LogEntry:
+    values: dict[str, Any] = dict(
         request_id=f"{n:032x}",
         received_at=datetime.now(UTC),
         endpoint="/predict",
@@ -29,80 +36,151 @@ def _entry(n: int, **overrides: object) -> LogEntry:
         status_code=200,
         latency_seconds=0.01,
         model_version="v1",
-        features=[{"x": n}],
+        columns={"x": [n], "kind": ["a"]},
         values=[float(n)],
         lower=[n - 1.0],
         upper=[n + 1.0],
     )
     values.update(overrides)
-    return LogEntry(**values)  # type: ignore[arg-type]
+    return LogEntry(**values)
 
 
-def _count(url: str) -> int:
+def _poison(n: int) -> LogEntry:
+    """An entry no database can store: a lone surrogate cannot be encoded as UTF-8."""
+    return _entry(n, columns={"x": [n], "kind": ["\ud800"]})
+
+
+def _count(url: str, table: sa.Table = requests) -> int:
     engine = create_engine(url)
     with engine.connect() as connection:
-        n = connection.execute(sa.select(sa.func.count()).select_from(requests)).scalar()
+        n = connection.execute(sa.select(sa.func.count()).select_from(table)).scalar()
     engine.dispose()
     return int(n)
 
 
 @pytest.fixture
-def make_log(database_url: str) -> Iterator[Callable[..., PredictionLog]]:
-    engines: list[sa.Engine] = []
+def journal_dir(tmp_path: Path) -> Path:
+    return tmp_path / "journal"
 
-    def factory(spill_dir: Path, registry: CollectorRegistry, **options: float) -> PredictionLog:
+
+@pytest.fixture
+def make_log(database_url: str, journal_dir: Path) -> Iterator[Callable[..., PredictionLog]]:
+    engines: list[sa.Engine] = []
+    logs: list[PredictionLog] = []
+
+    def factory(registry: CollectorRegistry, **options: Any) -> PredictionLog:
         engines.append(create_engine(database_url))
-        return PredictionLog(engines[-1], SpillStore(spill_dir), LogMetrics(registry), **options)
+        options.setdefault("flush_interval", 0.01)
+        logs.append(PredictionLog(engines[-1], journal_dir, LogMetrics(registry), **options))
+        return logs[-1]
 
     yield factory
+    for log in logs:
+        log.close(timeout=10)
     for engine in engines:
         engine.dispose()
 
 
-@pytest.fixture
-def spill_dir(tmp_path: Path) -> Path:
-    return tmp_path / "spill"
-
-
 def test_entries_are_written_in_batches_and_drained_on_close(
-    database_url: str, spill_dir: Path, make_log: Callable[..., PredictionLog]
+    database_url: str, journal_dir: Path, make_log: Callable[..., PredictionLog]
 ) -> None:
     registry = CollectorRegistry()
-    log = make_log(spill_dir, registry, batch_size=7, flush_interval=0.01).start()
+    log = make_log(registry, batch_bytes=2048).start()
 
     for n in range(100):
         log.submit(_entry(n))
     log.close()
 
     assert _count(database_url) == 100
+    assert _count(database_url, predictions) == 100
     assert (
         registry.get_sample_value("watchkeeper_log_rows_written_total", {"table": "predictions"})
         == 100
     )
     assert registry.get_sample_value("watchkeeper_log_queue_depth") == 0
+    assert os.listdir(journal_dir) == []  # drained: nothing left to replay
 
 
-def test_full_queue_spills_instead_of_dropping_and_replays_later(
-    database_url: str, spill_dir: Path, make_log: Callable[..., PredictionLog]
+def test_stored_rows_read_back_as_they_were_sent(
+    database_url: str, make_log: Callable[..., PredictionLog]
+) -> None:
+    log = make_log(CollectorRegistry()).start()
+    sent = _entry(7, single=False, columns={"x": [1, None], "kind": ["a", "b"]})
+    sent.values, sent.lower, sent.upper = [10.0, 20.0], [9.0, 19.0], [11.0, 21.0]
+    log.submit(sent)
+    log.close()
+
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        request = connection.execute(sa.select(requests)).one()._mapping
+        rows = [r._mapping for r in connection.execute(sa.select(predictions))]
+    engine.dispose()
+    assert request["received_at"] == sent.received_at
+    assert request["n_items"] == 2
+    assert request["error"] is None  # SQL NULL, not the JSON text null
+    assert [r["prediction_id"] for r in rows] == [f"{7:032x}.0", f"{7:032x}.1"]
+    assert [r["features"] for r in rows] == [{"x": 1, "kind": "a"}, {"x": None, "kind": "b"}]
+    assert [(r["prediction"], r["lower"], r["upper"]) for r in rows] == [
+        (10.0, 9.0, 11.0),
+        (20.0, 19.0, 21.0),
+    ]
+
+
+def test_successful_rows_store_no_error_as_sql_null(
+    database_url: str, make_log: Callable[..., PredictionLog]
+) -> None:
+    log = make_log(CollectorRegistry()).start()
+    log.submit(_entry(1))
+    log.close()
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        nulls = connection.execute(
+            sa.select(sa.func.count()).select_from(requests).where(requests.c.error.is_(None))
+        ).scalar()
+    engine.dispose()
+    assert nulls == 1
+
+
+@pytest.mark.parametrize("shutdown", ["running", "drained-at-close"])
+def test_one_poison_entry_among_a_thousand_is_dead_lettered_and_the_rest_logged(
+    database_url: str,
+    journal_dir: Path,
+    make_log: Callable[..., PredictionLog],
+    shutdown: str,
 ) -> None:
     registry = CollectorRegistry()
-    log = make_log(spill_dir, registry, queue_size=5)  # writer not started yet
-
-    for n in range(20):
+    log = make_log(registry, batch_bytes=64 * 1024)
+    if shutdown == "running":
+        log.start()
+    for n in range(1000):
         log.submit(_entry(n))
-
-    assert registry.get_sample_value("watchkeeper_log_rows_spilled_total") == 15
-    log.start()
+        if n == 500:
+            log.submit(_poison(10_000))
+    if shutdown == "running":
+        wait_for(lambda: log.queue_depth == 0, timeout=60)
+        for n in range(1000, 1010):  # the writer lives on after the poison entry
+            log.submit(_entry(n))
+    else:
+        log.start()  # everything is drained by close(), as on SIGTERM
     log.close()
-    assert _count(database_url) == 20
-    assert registry.get_sample_value("watchkeeper_log_rows_replayed_total") == 15
+
+    expected = 1010 if shutdown == "running" else 1000
+    assert _count(database_url) == expected
+    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 1
+    dead = list(journal_dir.glob("deadletter-*.jsonl"))
+    assert len(dead) == 1
+    assert stat.S_IMODE(dead[0].stat().st_mode) == 0o600
+    (line,) = dead[0].read_bytes().splitlines()
+    kept = LogEntry.from_line(line)  # lossless: the surrogate is still there
+    assert kept.request_id == f"{10_000:032x}"
+    assert kept.columns["kind"] == ["\ud800"]
 
 
 def test_entry_the_database_refuses_is_dead_lettered_without_losing_its_batch(
-    database_url: str, spill_dir: Path, make_log: Callable[..., PredictionLog]
+    database_url: str, journal_dir: Path, make_log: Callable[..., PredictionLog]
 ) -> None:
     registry = CollectorRegistry()
-    log = make_log(spill_dir, registry, flush_interval=0.05).start()
+    log = make_log(registry).start()
 
     log.submit(_entry(1))
     log.submit(_entry(2, status_code=70_000))  # overflows SMALLINT on PostgreSQL; SQLite takes it
@@ -110,36 +188,161 @@ def test_entry_the_database_refuses_is_dead_lettered_without_losing_its_batch(
     log.close()
 
     stored = _count(database_url)
-    dead = list(spill_dir.glob("deadletter-*.jsonl"))
-    assert stored + len(dead) == 3
-    assert stored >= 2
+    refused = registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total")
+    assert stored + refused == 3
+    assert len(list(journal_dir.glob("deadletter-*.jsonl"))) == (1 if refused else 0)
+    if database_url.startswith("postgresql"):
+        assert refused == 1
 
 
-def test_spill_files_left_by_a_dead_process_are_replayed_once(
-    database_url: str, spill_dir: Path, make_log: Callable[..., PredictionLog]
+def test_rejected_body_with_a_nul_byte_is_stored_escaped(
+    database_url: str, journal_dir: Path, make_log: Callable[..., PredictionLog]
 ) -> None:
-    dead_pid = 2**22 + 12345  # above the default pid_max: no such process
-    spill_dir.mkdir()
-    (spill_dir / f"spill-{dead_pid}-abc.open").write_bytes(
-        b"".join(_entry(n).to_json() + b"\n" for n in range(5)) + b'{"cut short'
+    from serving.log_entry import escape_body
+
+    registry = CollectorRegistry()
+    log = make_log(registry).start()
+    log.submit(
+        _entry(
+            1,
+            status_code=400,
+            columns={},
+            values=[],
+            lower=[],
+            upper=[],
+            error={"code": "bad_request", "message": "x"},
+            body=escape_body(b'{"a": "\x00\xff"}'),
+        )
     )
-    registry = CollectorRegistry()
-    log = make_log(spill_dir, registry, flush_interval=0.01).start()
     log.close()
 
-    assert _count(database_url) == 5
-    assert registry.get_sample_value("watchkeeper_log_rows_replayed_total") == 5
-    assert os.listdir(spill_dir) == []
+    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 0
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        body = connection.execute(sa.select(requests.c.body)).scalar()
+    engine.dispose()
+    assert body == '{"a": "\\x00\\xff"}'
 
 
-def test_replaying_the_same_entries_twice_stores_them_once(
-    database_url: str, spill_dir: Path, make_log: Callable[..., PredictionLog]
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_writer_thread_that_dies_is_restarted_and_counted(
+    database_url: str, make_log: Callable[..., PredictionLog], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry = CollectorRegistry()
-    log = make_log(spill_dir, registry, flush_interval=0.01).start()
-    entries = [_entry(n) for n in range(10)]
-    for entry in entries + entries:
-        log.submit(entry)
-    log.close()
+    log = make_log(registry)
+    original = log._cycle  # noqa: SLF001
+    calls = {"n": 0}
 
+    def dies_once() -> bool:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise SystemExit("simulated death of the writer thread")
+        return original()
+
+    monkeypatch.setattr(log, "_cycle", dies_once)
+    log.start()
+    wait_for(lambda: not log.status().writer_alive or calls["n"] > 1, timeout=10)
+    log.submit(_entry(1))  # the next request notices and restarts it
+    wait_for(lambda: log.queue_depth == 0, timeout=30)
+
+    status = log.status()
+    assert status.writer_alive
+    assert status.writer_restarts == 1
+    assert registry.get_sample_value("watchkeeper_log_writer_restarts_total") == 1
+    log.close()
+    assert _count(database_url) == 1
+
+
+def test_a_full_journal_refuses_new_entries_until_the_writer_catches_up(
+    database_url: str, make_log: Callable[..., PredictionLog]
+) -> None:
+    registry = CollectorRegistry()
+    log = make_log(registry, max_bytes=4096)  # writer not started: nothing drains
+    accepted = 0
+    with pytest.raises(JournalFull):
+        for n in range(1000):
+            log.submit(_entry(n))
+            accepted += 1
+    assert log.full
+    assert registry.get_sample_value("watchkeeper_log_entries_rejected_total") == 1
+    log.start()
+    wait_for(lambda: not log.full, timeout=30)
+    log.submit(_entry(5000))
+    log.close()
+    assert _count(database_url) == accepted + 1
+
+
+_KILLED_WRITER = """
+import os, sys
+from datetime import UTC, datetime
+from serving.journal import Journal
+from serving.log_entry import LogEntry
+journal = Journal(sys.argv[1], segment_bytes=4096, max_bytes=1 << 30)
+for n in range(int(sys.argv[2])):
+    journal.append(LogEntry(
+        request_id=f"{n:032x}", received_at=datetime.now(UTC), endpoint="/predict",
+        method="POST", status_code=200, latency_seconds=0.0, model_version="v1",
+        columns={"x": [n]}, values=[1.0], lower=[0.0], upper=[2.0]).to_line())
+print("appended", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_journal_of_a_killed_process_is_replayed_once_by_another(
+    database_url: str, journal_dir: Path, make_log: Callable[..., PredictionLog]
+) -> None:
+    journal_dir.mkdir()
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(journal_dir), "300"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "appended"
+    registry = CollectorRegistry()
+    log = make_log(registry).start()  # a live owner's journal is left alone
+    assert len(list(journal_dir.glob("*.seg"))) > 1  # spread over several segments
+    os.kill(child.pid, signal.SIGKILL)
+    child.communicate(timeout=30)
+
+    wait_for(
+        lambda: registry.get_sample_value("watchkeeper_log_rows_replayed_total") == 300,
+        timeout=60,
+    )
+    log.close()
+    assert _count(database_url) == 300
+    assert os.listdir(journal_dir) == []
+
+
+def test_replaying_an_orphan_twice_stores_its_entries_once(
+    database_url: str, journal_dir: Path, make_log: Callable[..., PredictionLog]
+) -> None:
+    first = make_log(CollectorRegistry()).start()
+    for n in range(10):
+        first.submit(_entry(n))
+    first.close()
+    # The same entries again, as a process that died after its commit but before its
+    # checkpoint would leave them.
+    second = make_log(CollectorRegistry()).start()
+    for n in range(10):
+        second.submit(_entry(n))
+    second.close()
     assert _count(database_url) == 10
+
+
+def test_concurrent_request_threads_lose_nothing(
+    database_url: str, make_log: Callable[..., PredictionLog]
+) -> None:
+    log = make_log(CollectorRegistry(), segment_bytes=8192).start()
+
+    def send(offset: int) -> None:
+        for n in range(250):
+            log.submit(_entry(offset + n))
+
+    threads = [threading.Thread(target=send, args=(i * 1000,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.close()
+    assert _count(database_url) == 2000

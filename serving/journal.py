@@ -1,0 +1,329 @@
+"""The prediction log's journal: per-process append-only segment files on local disk.
+
+A request thread appends its entry, one JSON line, to its process's current segment
+with a plain ``write`` before the response is sent. No fsync per request: the page
+cache outlives a killed process, so ``kill -9`` loses nothing; the writer thread
+``fdatasync``s the segment once per cycle, so a power loss can only lose what was
+appended since its last cycle. The writer tails the segments into the database and
+records how far it got in a checkpoint file; consumed segments are deleted.
+
+Each journal holds an exclusive ``flock`` on its checkpoint file for the life of its
+process. The kernel drops the lock when the process dies however it dies, so a
+journal whose lock can be taken belongs to a dead process: any live process may
+claim it and replay it past its checkpoint (inserts ignore rows already stored, so a
+replay that overlaps the checkpoint stores nothing twice). Unlike process ids, locks
+cannot be fooled by a new process that reuses a dead one's id. The directory must be
+on a local filesystem of the host.
+
+Files: ``<id>.ckpt`` (checkpoint and lock) and ``<id>.<segment>.seg``, with
+``id = j-<pid>-<random>``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_SEGMENT = re.compile(r"^(?P<id>j-\d+-[0-9a-f]+)\.(?P<index>\d{8})\.seg$")
+_CHECKPOINT = re.compile(r"^(?P<id>j-\d+-[0-9a-f]+)\.ckpt$")
+# Fixed width, so that an in-place rewrite never leaves a longer old value's tail.
+_CHECKPOINT_FORMAT = "{:020d} {:020d}\n"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """A point in a journal: a segment and a byte offset inside it."""
+
+    segment: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Complete lines read from a journal, from ``start`` to just before ``end``."""
+
+    lines: list[bytes]
+    start: Position
+    end: Position
+    size: int
+
+    @property
+    def moved(self) -> bool:
+        return self.end != self.start
+
+
+class JournalFull(Exception):
+    """The journal holds more uncommitted bytes than its limit allows."""
+
+
+class _Files:
+    """Checkpoint, lock and segment files of one journal, by id."""
+
+    def __init__(self, directory: Path, journal_id: str) -> None:
+        self.directory = directory
+        self.id = journal_id
+        self.checkpoint_path = directory / f"{journal_id}.ckpt"
+
+    def segment_path(self, index: int) -> Path:
+        return self.directory / f"{self.id}.{index:08d}.seg"
+
+    def segments(self) -> list[int]:
+        indexes = []
+        for name in os.listdir(self.directory):
+            match = _SEGMENT.match(name)
+            if match and match.group("id") == self.id:
+                indexes.append(int(match.group("index")))
+        return sorted(indexes)
+
+    def read_checkpoint(self, fd: int) -> Position:
+        raw = os.pread(fd, 64, 0)
+        try:
+            segment, offset = (int(part) for part in raw.split())
+        except ValueError:  # empty or torn: start from the first segment
+            return Position(0, 0)
+        return Position(segment, offset)
+
+    def write_checkpoint(self, fd: int, position: Position) -> None:
+        os.pwrite(fd, _CHECKPOINT_FORMAT.format(position.segment, position.offset).encode(), 0)
+
+
+class _Reader:
+    """Reads complete lines of one journal from its checkpoint on, and advances it."""
+
+    def __init__(self, files: _Files, lock_fd: int) -> None:
+        self._files = files
+        self._lock_fd = lock_fd
+        self.position = files.read_checkpoint(lock_fd)
+
+    def read(self, max_bytes: int, last_segment: int | None = None) -> Chunk:
+        """Up to about ``max_bytes`` of complete lines past the current position.
+
+        ``last_segment`` is the segment still being appended to (``None`` for a
+        journal nobody writes any more): only there may a line be incomplete."""
+        position = self.position
+        lines: list[bytes] = []
+        size = 0
+        while size < max_bytes:
+            budget = max_bytes - size
+            data = self._read_at(position, budget)
+            while not lines and len(data) == budget and b"\n" not in data:
+                budget *= 2  # one line longer than the budget: read it whole
+                data = self._read_at(position, budget)
+            end = data.rfind(b"\n") + 1
+            if end:
+                lines.extend(data[: end - 1].split(b"\n"))
+                size += end
+                position = Position(position.segment, position.offset + end)
+                if len(data) == budget:
+                    break  # the budget cut the read: more may follow
+                continue
+            if len(data) == budget:
+                break  # the next line is longer than what is left of the budget
+            # Nothing complete left in this segment: move on if a later one exists.
+            if last_segment is not None and position.segment >= last_segment:
+                break
+            following = [i for i in self._files.segments() if i > position.segment]
+            if not following:
+                break
+            position = Position(following[0], 0)
+        return Chunk(lines, self.position, position, size)
+
+    def _read_at(self, position: Position, n: int) -> bytes:
+        try:
+            with open(self._files.segment_path(position.segment), "rb") as fh:
+                fh.seek(position.offset)
+                return fh.read(n)
+        except FileNotFoundError:
+            return b""
+
+    def commit(self, position: Position) -> None:
+        """Record that everything before ``position`` is in the database, and delete
+        the segments wholly before it."""
+        self._files.write_checkpoint(self._lock_fd, position)
+        previous, self.position = self.position, position
+        for index in range(previous.segment, position.segment):
+            self._files.segment_path(index).unlink(missing_ok=True)
+
+
+class Journal:
+    """This process's journal: appended by request threads, read by the writer."""
+
+    def __init__(self, directory: Path, *, segment_bytes: int, max_bytes: int) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._segment_bytes = segment_bytes
+        self.max_bytes = max_bytes
+        journal_id = f"j-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._files = _Files(self.directory, journal_id)
+        # Lock before the name is visible, or a scan could claim a live journal.
+        staging = self.directory / f"{journal_id}.ckpt.new"
+        self._lock_fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._files.write_checkpoint(self._lock_fd, Position(0, 0))
+        staging.rename(self._files.checkpoint_path)
+        self._reader = _Reader(self._files, self._lock_fd)
+        self._append_lock = threading.Lock()
+        self._segment = 0
+        self._segment_size = 0
+        self._fd = self._open_segment(0)
+        self._appended = 0  # bytes appended by this process, all segments
+        self._committed = 0  # bytes of those the writer has committed
+        self.entries_appended = 0
+        self._closed = False
+
+    @property
+    def id(self) -> str:
+        return self._files.id
+
+    def _open_segment(self, index: int) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        return os.open(self._files.segment_path(index), flags, 0o600)
+
+    # -- request threads -------------------------------------------------------
+
+    def append(self, line: bytes) -> None:
+        """Append one entry (a line ending in ``\\n``). Returns once the kernel has it.
+
+        Raises :class:`JournalFull` when the writer is too far behind: the caller
+        must not acknowledge what it cannot log."""
+        with self._append_lock:
+            if self._closed:
+                raise JournalFull("the prediction log is shut down")
+            if self._appended - self._committed >= self.max_bytes:
+                raise JournalFull(
+                    f"{self._appended - self._committed} bytes are waiting for the database"
+                )
+            if self._segment_size >= self._segment_bytes:
+                os.close(self._fd)
+                self._segment += 1
+                self._segment_size = 0
+                self._fd = self._open_segment(self._segment)
+            view = memoryview(line)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            self._segment_size += len(line)
+            self._appended += len(line)
+            self.entries_appended += 1
+
+    @property
+    def full(self) -> bool:
+        return self._appended - self._committed >= self.max_bytes
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self._appended - self._committed
+
+    # -- writer thread ---------------------------------------------------------
+
+    def read(self, max_bytes: int) -> Chunk:
+        return self._reader.read(max_bytes, last_segment=self._segment)
+
+    def commit(self, chunk: Chunk) -> None:
+        with self._append_lock:
+            if self._closed:
+                return  # the lock file is closed: its descriptor may be reused
+            self._reader.commit(chunk.end)
+            self._committed += chunk.size
+
+    def sync(self) -> None:
+        """Flush appended lines to the disk (bounds what a power loss can take)."""
+        with self._append_lock:
+            fd = self._fd
+            if self._closed:
+                return
+            os.fdatasync(fd)
+
+    def close(self, *, remove: bool) -> None:
+        """Release the journal. ``remove`` deletes its files (everything committed);
+        otherwise they stay for another process to replay."""
+        with self._append_lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.fsync(self._fd)
+            os.close(self._fd)
+        if remove:
+            for index in self._files.segments():
+                self._files.segment_path(index).unlink(missing_ok=True)
+            self._files.checkpoint_path.unlink(missing_ok=True)
+        os.close(self._lock_fd)  # releases the lock
+
+
+class OrphanJournal:
+    """A journal left by a dead process, claimed (locked) by this one for replay."""
+
+    def __init__(self, files: _Files, lock_fd: int) -> None:
+        self._files = files
+        self._lock_fd = lock_fd
+        self._reader = _Reader(files, lock_fd)
+
+    @property
+    def id(self) -> str:
+        return self._files.id
+
+    def read(self, max_bytes: int) -> Chunk:
+        return self._reader.read(max_bytes)
+
+    def commit(self, chunk: Chunk) -> None:
+        self._reader.commit(chunk.end)
+
+    def finish(self) -> None:
+        """Everything is replayed: delete the journal's files and drop the lock."""
+        for index in self._files.segments():
+            self._files.segment_path(index).unlink(missing_ok=True)
+        self._files.checkpoint_path.unlink(missing_ok=True)
+        os.close(self._lock_fd)
+
+    def release(self) -> None:
+        """Give the journal back unfinished (the database went away)."""
+        os.close(self._lock_fd)
+
+
+def claim_orphans(directory: Path, *, exclude: str | None = None) -> Iterator[OrphanJournal]:
+    """Journals in ``directory`` whose owner is dead, each locked for the caller."""
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return
+    for name in names:
+        match = _CHECKPOINT.match(name)
+        if not match or match.group("id") == exclude:
+            continue
+        try:
+            fd = os.open(Path(directory) / name, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # replayed and removed by another process meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # its owner is alive, or another process is replaying it
+        if not (Path(directory) / name).exists():
+            os.close(fd)  # finished by another process between listdir and lock
+            continue
+        yield OrphanJournal(_Files(Path(directory), match.group("id")), fd)
+
+
+def pending_bytes(directory: Path) -> int:
+    """Bytes of every segment file in ``directory`` (for the disk-usage metric)."""
+    total = 0
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name.endswith(".seg"):
+                    try:
+                        total += entry.stat().st_size
+                    except FileNotFoundError:
+                        continue
+    except FileNotFoundError:
+        return 0
+    return total

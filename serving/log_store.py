@@ -1,0 +1,171 @@
+"""Stores log entries in the ``requests`` and ``predictions`` tables, fast.
+
+The writer moves tens of thousands of rows a second, so rows go to the driver as
+plain tuples with the JSON already encoded, in one statement per table and batch:
+``executemany`` on SQLite, ``INSERT … SELECT FROM unnest(arrays)`` on PostgreSQL
+(one round trip whatever the batch size). SQLAlchemy Core's bind processing per row
+cost as much as the model's own prediction on large batches. Both statements ignore
+rows already present, so a batch replayed after a crash is stored once.
+
+The column lists here must match ``watchkeeper.db.tables``; a test writes through
+this module and reads back through the Core tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from serving.log_entry import LogEntry, prediction_id
+
+# Column widths of the ``requests`` table; longer client-supplied strings are cut
+# rather than failing the insert.
+_MAX_CLIENT_ID = 128
+_MAX_ENDPOINT = 64
+_MAX_METHOD = 8
+
+_REQUEST_COLUMNS = (
+    "request_id, received_at, endpoint, method, status_code, latency_seconds,"
+    " model_version, n_items, error, body, client_request_id"
+)
+_PREDICTION_COLUMNS = (
+    "prediction_id, request_id, item_index, created_at, model_version, features,"
+    " prediction, lower, upper"
+)
+
+_SQLITE_REQUESTS = (
+    f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT DO NOTHING"
+)
+_SQLITE_PREDICTIONS = (
+    f"INSERT INTO predictions ({_PREDICTION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT DO NOTHING"
+)
+_POSTGRES_REQUESTS = (
+    f"INSERT INTO requests ({_REQUEST_COLUMNS}) SELECT * FROM unnest("
+    "%s::varchar[], %s::timestamptz[], %s::varchar[], %s::varchar[], %s::smallint[],"
+    " %s::float8[], %s::varchar[], %s::int[], %s::text[]::json[], %s::text[], %s::varchar[])"
+    " ON CONFLICT DO NOTHING"
+)
+_POSTGRES_PREDICTIONS = (
+    f"INSERT INTO predictions ({_PREDICTION_COLUMNS}) SELECT * FROM unnest("
+    "%s::varchar[], %s::varchar[], %s::int[], %s::timestamptz[], %s::varchar[],"
+    " %s::text[]::json[], %s::float8[], %s::float8[], %s::float8[])"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """Rows an insert handed to the database (duplicates it ignored included)."""
+
+    requests: int
+    predictions: int
+
+
+def _sqlite_time(value: datetime) -> str:
+    # The format SQLAlchemy's SQLite DateTime writes and parses back (stored as UTC).
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _feature_texts(entry: LogEntry) -> list[str]:
+    """Each row's features as a JSON object text, built from the columns."""
+    names = list(entry.columns)
+    return [
+        orjson.dumps(dict(zip(names, row, strict=True))).decode()
+        for row in zip(*entry.columns.values(), strict=True)
+    ]
+
+
+def _floats(values: Any) -> list[float]:
+    return values.tolist() if hasattr(values, "tolist") else [float(v) for v in values]
+
+
+def _as_arrays(rows: list[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+    """Rows to one list per column, for ``unnest``."""
+    return tuple(list(column) for column in zip(*rows, strict=True))
+
+
+class LogStore:
+    """Inserts batches of entries; raises what the database or driver raises."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+        if self._dialect not in ("sqlite", "postgresql"):
+            raise NotImplementedError(f"the prediction log does not support {self._dialect}")
+
+    def insert(self, entries: Sequence[LogEntry]) -> Written:
+        if self._dialect == "sqlite":
+            return self._insert_sqlite(entries)
+        return self._insert_postgres(entries)
+
+    def _request_tuple(self, entry: LogEntry, received: Any) -> tuple[Any, ...]:
+        client_id = entry.client_request_id or None
+        return (
+            entry.request_id,
+            received,
+            entry.endpoint[:_MAX_ENDPOINT],
+            entry.method[:_MAX_METHOD],
+            entry.status_code,
+            entry.latency_seconds,
+            entry.model_version,
+            entry.n_items,
+            _json_text(entry.error),
+            entry.body,
+            client_id and client_id[:_MAX_CLIENT_ID],
+        )
+
+    def _prediction_tuples(self, entry: LogEntry, created: Any) -> list[tuple[Any, ...]]:
+        if not entry.n_items:
+            return []
+        features = _feature_texts(entry)
+        values, lower, upper = _floats(entry.values), _floats(entry.lower), _floats(entry.upper)
+        request_id, version, single = entry.request_id, entry.model_version, entry.single
+        return [
+            (
+                prediction_id(request_id, i, single),
+                request_id,
+                i,
+                created,
+                version,
+                features[i],
+                values[i],
+                lower[i],
+                upper[i],
+            )
+            for i in range(len(values))
+        ]
+
+    def _rows(self, entries: Sequence[LogEntry], sqlite: bool) -> tuple[list[Any], list[Any]]:
+        requests, predictions = [], []
+        for entry in entries:
+            when = _sqlite_time(entry.received_at) if sqlite else entry.received_at
+            requests.append(self._request_tuple(entry, when))
+            predictions.extend(self._prediction_tuples(entry, when))
+        return requests, predictions
+
+    def _insert_sqlite(self, entries: Sequence[LogEntry]) -> Written:
+        requests, predictions = self._rows(entries, sqlite=True)
+        with self._engine.begin() as connection:
+            connection.exec_driver_sql(_SQLITE_REQUESTS, requests)
+            if predictions:
+                connection.exec_driver_sql(_SQLITE_PREDICTIONS, predictions)
+        return Written(len(requests), len(predictions))
+
+    def _insert_postgres(self, entries: Sequence[LogEntry]) -> Written:
+        requests, predictions = self._rows(entries, sqlite=False)
+        with self._engine.begin() as connection:
+            connection.exec_driver_sql(_POSTGRES_REQUESTS, _as_arrays(requests))
+            if predictions:
+                connection.exec_driver_sql(_POSTGRES_PREDICTIONS, _as_arrays(predictions))
+        return Written(len(requests), len(predictions))
