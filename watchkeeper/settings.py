@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path("var")
-    """Directory for embedded state: the SQLite database, model registry, spill files
+    """Directory for embedded state: the SQLite database, model registry, log journal
     and Prometheus multiprocess files, unless each is set on its own."""
 
     database_url: str = ""

@@ -113,16 +113,28 @@ CASES: dict[str, dict[str, Any]] = {
         "at": 10,
         "labels": {},
     },
-    "WatchkeeperLogSpilling": {
-        "fire": [
-            ('watchkeeper_log_database_up{instance="a"}', "1x5 0x10"),
-            ('watchkeeper_log_rows_spilled_total{instance="a"}', "0x5 0+5x10"),
-        ],
-        "quiet": [
-            ('watchkeeper_log_database_up{instance="a"}', "1x30"),
-            ('watchkeeper_log_rows_spilled_total{instance="a"}', "0x30"),
-        ],
+    "WatchkeeperLogDatabaseDown": {
+        "fire": [('watchkeeper_log_database_up{instance="a"}', "1x5 0x10")],
+        "quiet": [('watchkeeper_log_database_up{instance="a"}', "1x5 0x1 1x20")],
         "at": 12,
+        "labels": {},
+    },
+    "WatchkeeperLogJournalFull": {
+        "fire": [('watchkeeper_log_entries_rejected_total{instance="a"}', "0x5 0+3x10")],
+        "quiet": [('watchkeeper_log_entries_rejected_total{instance="a"}', "0x30")],
+        "at": 10,
+        "labels": {},
+    },
+    "WatchkeeperLogDeadLetters": {
+        "fire": [('watchkeeper_log_rows_dead_lettered_total{instance="a"}', "0x5 1x10")],
+        "quiet": [('watchkeeper_log_rows_dead_lettered_total{instance="a"}', "2x30")],
+        "at": 10,
+        "labels": {},
+    },
+    "WatchkeeperLogWriterRestarted": {
+        "fire": [('watchkeeper_log_writer_restarts_total{instance="a"}', "0x5 1x10")],
+        "quiet": [('watchkeeper_log_writer_restarts_total{instance="a"}', "0x30")],
+        "at": 10,
         "labels": {},
     },
     "WatchkeeperMonitorStale": {
@@ -130,6 +142,16 @@ CASES: dict[str, dict[str, Any]] = {
         "quiet": [("watchkeeper_monitor_last_success_timestamp_seconds", "0+60x60")],
         "at": 50,
         "labels": {},
+    },
+    # one failed window (the counter steps once) must not page; failures that go on must
+    "WatchkeeperMonitorWindowErrors": {
+        "fire": [('watchkeeper_monitor_window_errors_total{check="ood"}', "0+1x40")],
+        "quiet": [
+            ('watchkeeper_monitor_window_errors_total{check="ood"}', "0x5 1x40"),
+            ('watchkeeper_monitor_window_errors_total{check="feature_drift"}', "0x45"),
+        ],
+        "at": 20,
+        "labels": {"check": "ood"},
     },
     "WatchkeeperRetrainingFailed": {
         "fire": [('watchkeeper_retrain_runs_total{outcome="failed"}', "0x10 1x20")],

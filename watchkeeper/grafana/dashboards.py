@@ -149,9 +149,16 @@ def serving() -> dict[str, Any]:
                 "Log rows written per second", ("log_rows_written", "{{table}}"), unit="rowsps"
             ),
             timeseries(
-                "Log entries spilled / replayed (1h)",
-                ("log_spilled", "spilled"),
-                ("log_replayed", "replayed"),
+                "Log journal on disk",
+                ("log_backlog_bytes", "waiting for the database"),
+                ("log_journal_bytes", "segment files"),
+                unit="bytes",
+            ),
+            timeseries(
+                "Log entries replayed / dead-lettered / refused (1h)",
+                ("log_replayed", "replayed from ended processes"),
+                ("log_dead_lettered", "dead-lettered"),
+                ("log_rejected", "refused: journal full"),
             ),
         ],
     )

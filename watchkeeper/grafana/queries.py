@@ -23,7 +23,10 @@ QUERIES: dict[str, str] = {
     "prediction_rate": "watchkeeper:predictions:rate5m",
     "log_queue_depth": "sum(watchkeeper_log_queue_depth)",
     "log_rows_written": "sum by (table) (rate(watchkeeper_log_rows_written_total[5m]))",
-    "log_spilled": "sum(increase(watchkeeper_log_rows_spilled_total[1h]))",
+    "log_backlog_bytes": "sum(watchkeeper_log_backlog_bytes)",
+    "log_journal_bytes": "max(watchkeeper_log_journal_bytes)",
+    "log_dead_lettered": "sum(increase(watchkeeper_log_rows_dead_lettered_total[1h]))",
+    "log_rejected": "sum(increase(watchkeeper_log_entries_rejected_total[1h]))",
     "log_replayed": "sum(increase(watchkeeper_log_rows_replayed_total[1h]))",
     "log_database_up": "min(watchkeeper_log_database_up)",
     # model health
