@@ -41,6 +41,10 @@ RUN groupadd --system --gid 10001 watchkeeper \
 COPY --from=build /opt/watchkeeper /opt/watchkeeper
 # Containers listen on all interfaces; state lives under /var/lib/watchkeeper, whose
 # registry, spill and detectors folders are volumes in docker-compose.yml and helm/.
+# One numeric thread per process (WATCHKEEPER_NUMERIC_THREADS; every `watchkeeper`
+# command sets OMP_NUM_THREADS and the like from it, the copies here are for any other
+# Python run in the image): a pool sized to the host's cores in each process would
+# oversubscribe them.
 ENV PATH=/opt/watchkeeper/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -48,7 +52,11 @@ ENV PATH=/opt/watchkeeper/bin:$PATH \
     WATCHKEEPER_DATA_DIR=/var/lib/watchkeeper \
     WATCHKEEPER_HOST=0.0.0.0 \
     WATCHKEEPER_MONITOR_HOST=0.0.0.0 \
-    WATCHKEEPER_RETRAIN_HOST=0.0.0.0
+    WATCHKEEPER_RETRAIN_HOST=0.0.0.0 \
+    WATCHKEEPER_NUMERIC_THREADS=1 \
+    OMP_NUM_THREADS=1 \
+    OPENBLAS_NUM_THREADS=1 \
+    MKL_NUM_THREADS=1
 USER 10001:10001
 WORKDIR /var/lib/watchkeeper
 EXPOSE 8000 8001 8002

@@ -13,6 +13,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from watchkeeper.threads import limit_threads, thread_environment, threads_from_environment
+
+# The test runner is a Watchkeeper process too: size its numeric thread pools from the
+# setting before numpy and scikit-learn load below, so that the libraries read the
+# variables, and the processes the tests start inherit them.
+os.environ.update(thread_environment(threads_from_environment()))
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,6 +33,9 @@ from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel, train
 
 pytest_plugins = ["tests.observability"]
+
+# Libraries a plugin loaded before this file are sized at run time.
+limit_threads(threads_from_environment())
 
 
 def require_service(what: str) -> None:
@@ -156,8 +166,16 @@ def start_watchkeeper(tmp_path: Path, registry_dir: Path) -> Iterator[Callable[.
         process = Process(command.split(), environment, log_path, f"http://127.0.0.1:{port}")
         processes.append(process)
         process.wait_ready("/readyz" if command == "serve" else "/metrics")
+        assert_thread_pools(process, int(env.get("WATCHKEEPER_NUMERIC_THREADS", "1")))
         return process
 
     yield start
     for process in processes:
         process.kill()
+
+
+def assert_thread_pools(process: Process, threads: int) -> None:
+    """Every numeric thread pool of a started process, as its health endpoint reports
+    them, has the size of the setting (libraries not loaded yet are not listed)."""
+    pools = process.get("/healthz").json()["thread_pools"]
+    assert pools and set(pools.values()) == {threads}, (pools, process.log_path)

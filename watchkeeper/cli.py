@@ -6,13 +6,19 @@ import argparse
 import json
 import logging
 import os
+import select
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from watchkeeper.settings import Settings, settings_table
+from pydantic import ValidationError
+
+from watchkeeper.cli_failures import CommandFailed, describe
+from watchkeeper.settings import Settings, redact_url, settings_table
+from watchkeeper.threads import limit_threads, thread_environment
 
 if TYPE_CHECKING:  # the registry pulls in scikit-learn; subcommands import it when needed
     from watchkeeper.registry import ModelRegistry
@@ -39,7 +45,7 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.csv:
         if not args.target:
-            raise SystemExit("--target is required with --csv")
+            raise CommandFailed("--target is required with --csv", "name the CSV's target column")
         dataset = load_csv(Path(args.csv), args.target, period=args.period)
     else:
         dataset = load_ames()
@@ -51,7 +57,10 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         training = replace(dataset, frame=dataset.frame.iloc[:cut])
         validation = replace(dataset, frame=dataset.frame.iloc[cut:])
     if len(training.frame) == 0 or len(validation.frame) == 0:
-        raise SystemExit("training and validation sets must both hold rows; check the periods")
+        raise CommandFailed(
+            "the training or the validation set holds no rows",
+            "check --train-start/--train-end and --validation-start/--validation-end",
+        )
     params = TrainingParams() if args.max_iter is None else TrainingParams(max_iter=args.max_iter)
     trained = train(training, validation, params=params)
     version = registry.register(trained, make_current=not args.no_promote)
@@ -80,7 +89,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     engine.dispose()
     env = dict(os.environ)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(settings.multiproc_dir.resolve())
-    env.setdefault("OMP_NUM_THREADS", "1")
+    env.update(thread_environment(settings.numeric_threads))
     argv = [
         sys.executable,
         "-m",
@@ -113,7 +122,15 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     replayer = Replayer(
         url, rate=args.rate, batch_size=args.batch_size, feedback_delay=args.feedback_delay
     )
-    report = replayer.run(dataset, limit=args.limit)
+    import requests
+
+    try:
+        report = replayer.run(dataset, limit=args.limit)
+    except requests.ConnectionError as exc:
+        raise CommandFailed(
+            f"cannot reach the prediction server at {url}",
+            "start it (`watchkeeper serve` or `make run`) or pass --url",
+        ) from exc
     print(report.summary())
     return 0 if report.rejected == 0 and report.feedback_failed == 0 else 1
 
@@ -169,10 +186,39 @@ def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# Versions a retraining job judged unfit: putting one into production takes --force.
+REFUSED_STATUSES = ("rejected", "failed")
+
+
+def _require_version(registry: ModelRegistry, version: str) -> dict[str, object]:
+    if version not in registry.versions():
+        raise CommandFailed(
+            f"model version {version!r} is not registered in {registry.root}",
+            "`watchkeeper model list` shows the versions",
+        )
+    return registry.metadata(version)
+
+
+def _check_rollback_target(registry: ModelRegistry, version: str, force: bool) -> None:
+    meta = _require_version(registry, version)
+    status = meta.get("status")
+    if status not in REFUSED_STATUSES or force:
+        return
+    notes = meta.get("notes")
+    reason = notes.get("reason") if isinstance(notes, dict) else None
+    why = f": {' '.join(str(reason).split())}" if reason else ""
+    raise CommandFailed(
+        f"refusing to put {version} into production: retraining {status} it{why}",
+        f"pass --force to roll back to {version} anyway",
+    )
+
+
 def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     registry = _registry(settings)
     current = registry.current_version()
     if args.model_command == "rollback":
+        if args.version is not None:
+            _check_rollback_target(registry, args.version, args.force)
         previous, now = registry.rollback(args.version)
         print(
             f"current model: {now} (was {previous}); servers switch within "
@@ -182,8 +228,8 @@ def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     if args.model_command == "show":
         version = args.version or current
         if version is None:
-            raise SystemExit("no model is registered")
-        print(json.dumps(registry.metadata(version), indent=2))
+            raise CommandFailed("no model is registered", "train one with `watchkeeper train`")
+        print(json.dumps(_require_version(registry, version), indent=2))
         return 0
     versions = registry.versions()
     nan = float("nan")
@@ -211,7 +257,10 @@ def _cmd_alertmanager_config(args: argparse.Namespace, settings: Settings) -> in
     text = render(settings)
     if args.token_output:
         if settings.admin_token is None:
-            raise SystemExit("--token-output needs WATCHKEEPER_ADMIN_TOKEN to be set")
+            raise CommandFailed(
+                "--token-output needs WATCHKEEPER_ADMIN_TOKEN to be set",
+                "set it, or drop the option",
+            )
         # Readable by others: Alertmanager runs as another user in its own container,
         # and the file lives on a volume only the two share.
         token = Path(args.token_output)
@@ -234,7 +283,10 @@ def _cmd_grafana(args: argparse.Namespace, settings: Settings) -> int:
     from watchkeeper.grafana.provision import provision
 
     if settings.grafana_token is None:
-        raise SystemExit("set WATCHKEEPER_GRAFANA_TOKEN to a Grafana service-account token")
+        raise CommandFailed(
+            "provisioning Grafana needs a token",
+            "set WATCHKEEPER_GRAFANA_TOKEN to a Grafana service-account token",
+        )
     report = provision(
         settings.grafana_url,
         settings.grafana_token.get_secret_value(),
@@ -293,13 +345,36 @@ def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
     elif args.markdown:
         print(settings_table())
     else:
-        print(settings.model_dump_json(indent=2))
+        values = settings.model_dump(mode="json")  # secret fields come out as ********
+        for name, value in values.items():
+            if name.endswith("_url") and isinstance(value, str):
+                values[name] = redact_url(value)  # a URL may carry a password
+        print(json.dumps(values, indent=2))
     return 0
+
+
+DEBUG_HELP = "on failure, show the traceback instead of one line; log at debug level"
+
+
+class _Commands:
+    """Subparsers that all accept ``--debug`` after the command too."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self._actions = parser.add_subparsers(dest="command", required=True)
+        self._common = argparse.ArgumentParser(add_help=False)
+        # SUPPRESS: a subcommand without --debug keeps the main parser's value.
+        self._common.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
+        )
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return self._actions.add_parser(name, parents=[self._common], **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="watchkeeper", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    commands = _Commands(parser)
 
     train = commands.add_parser("train", help="train a model and register it")
     train.add_argument("--if-missing", action="store_true", help="do nothing if a model is current")
@@ -365,6 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     model = commands.add_parser("model", help="list, show or roll back model versions")
     model.add_argument("model_command", choices=["list", "show", "rollback"])
     model.add_argument("version", nargs="?")
+    model.add_argument(
+        "--force",
+        action="store_true",
+        help="rollback: accept a version that retraining rejected or that failed",
+    )
     model.set_defaults(handler=_cmd_model)
 
     alertmanager = commands.add_parser(
@@ -403,22 +483,63 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Alembic announces each of its plugins at INFO: nothing a user can act on.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
         settings = Settings()
-    except ValueError as exc:
-        print(f"invalid configuration: {exc}", file=sys.stderr)
+    except ValidationError as exc:
+        print(f"error: invalid configuration: {_config_problems(exc)}", file=sys.stderr)
         return 2
-    from watchkeeper.errors import WatchkeeperError
-
+    # Before any command imports numpy or scikit-learn, and for their child processes.
+    limit_threads(settings.numeric_threads)
     try:
-        return args.handler(args, settings)
-    except WatchkeeperError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
+        code = args.handler(args, settings)
+        sys.stdout.flush()  # here, so that a closed pipe is seen while we can handle it
+        return code
+    except BaseException as exc:
+        if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():
+            return _reader_went_away()
+        if args.debug or isinstance(exc, SystemExit):
+            raise
+        failure = describe(exc, settings, args.command)
+        print(failure.line(), file=sys.stderr)
+        return failure.exit_code
+
+
+def _config_problems(exc: ValidationError) -> str:
+    """Pydantic's multi-line report as one line naming the variables, without values."""
+    problems = []
+    for error in exc.errors():
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        problems.append(f"WATCHKEEPER_{name}: {error['msg']}")
+    return "; ".join(problems) + "; fix the variables named"
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe nobody reads any more (and not, say, a socket
+    of ours that broke): a pipe without readers polls as an error."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):  # no file descriptor behind sys.stdout
+        return False
+
+
+def _reader_went_away() -> int:
+    """The reader of our output closed it (``watchkeeper settings | head``): as other
+    command-line tools, stop quietly with the status of a process stopped by SIGPIPE.
+    Standard output is pointed at /dev/null so that the interpreter's own final flush
+    does not report the same broken pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@
 Kubernetes liveness probes. A process that answers HTTP can still be stuck (a
 database call that never returns), so ``/healthz`` fails once the service's loop has
 made no progress for longer than it ever should, and the orchestrator restarts it.
+``/healthz`` also reports the process's numeric thread pools (the largest of each kind,
+as a request thread sees them), so that ``WATCHKEEPER_NUMERIC_THREADS`` can be checked
+on a live process.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
+
+from watchkeeper.threads import thread_pools
 
 StartResponse = Callable[..., Any]
 
@@ -66,6 +71,7 @@ def status_app(
                 "status": "stalled" if stalled else "ok",
                 "seconds_since_progress": round(heartbeat.age(), 1),
                 "stall_seconds": heartbeat.stall_seconds,
+                "thread_pools": thread_pools(),
             }
             status = "503 Service Unavailable" if stalled else "200 OK"
             return _json(start_response, status, body)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 
 from tests.deploy.conftest import COMPOSE_SECRETS, REPO, compose_config, settings_fields
@@ -104,6 +105,18 @@ def test_environment_variables_are_settings_the_services_accept(
         assert settings.database_url.startswith("postgresql+psycopg://watchkeeper:pg-secret@")
         assert settings.admin_token is not None
         assert settings.auto_migrate is False, name
+
+
+def test_every_watchkeeper_service_sets_its_numeric_threads(
+    compose: dict[str, Any], docker_compose: str
+) -> None:
+    for name, service in _watchkeeper_services(compose).items():
+        assert service["environment"]["WATCHKEEPER_NUMERIC_THREADS"] == "1", name
+
+    result = compose_config(docker_compose, **COMPOSE_SECRETS, WATCHKEEPER_NUMERIC_THREADS="2")
+    assert result.returncode == 0, result.stderr
+    for name, service in _watchkeeper_services(yaml.safe_load(result.stdout)).items():
+        assert service["environment"]["WATCHKEEPER_NUMERIC_THREADS"] == "2", name
 
 
 def test_long_running_services_wait_for_migration_and_a_model(compose: dict[str, Any]) -> None:
@@ -341,6 +354,10 @@ def test_watchkeeper_services_come_up_healthy_with_the_compose_commands_and_envi
                 name,
                 process.log_path.read_text()[-2000:],
             )
+            _, port_field, _ = HEALTH_ENDPOINTS[LONG_RUNNING[name]]
+            port = environment(name)[f"WATCHKEEPER_{port_field.upper()}"]
+            health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
+            assert set(health["thread_pools"].values()) == {1}, (name, health)
     finally:
         for process in processes:
             process.kill()

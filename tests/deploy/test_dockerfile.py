@@ -14,6 +14,7 @@ import pytest
 from tests.deploy.conftest import REPO, Stage, exec_form, settings_fields
 from watchkeeper.cli import HEALTH_ENDPOINTS, build_parser
 from watchkeeper.settings import Settings
+from watchkeeper.threads import THREAD_VARIABLES
 
 BUILD_TOOLS = ("build-essential", "gcc", "g++", "make ", "python3-dev", "pip install")
 
@@ -85,6 +86,18 @@ def test_environment_sets_only_settings_fields_and_listens_on_all_interfaces(
     )
     assert settings.host == settings.monitor_host == settings.retrain_host == "0.0.0.0"
     assert env["HOME"] == str(settings.data_dir)
+
+
+def test_image_runs_one_numeric_thread_per_process(stages: list[Stage]) -> None:
+    """The setting, and the libraries' own variables for Python not started by the CLI,
+    agree."""
+    env = _env(_runtime(stages))
+    threads = env["WATCHKEEPER_NUMERIC_THREADS"]
+    copies = {name: value for name, value in env.items() if name in THREAD_VARIABLES}
+
+    assert threads == "1"
+    assert {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"} <= set(copies)
+    assert set(copies.values()) == {threads}
 
 
 def test_exposed_ports_are_the_default_component_ports(stages: list[Stage]) -> None:

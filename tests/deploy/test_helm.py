@@ -273,6 +273,26 @@ def test_settings_values_reach_every_component(scenario: Any) -> None:
 
 
 @pytest.mark.parametrize("name", [None, *SCENARIOS])
+def test_every_container_sets_its_numeric_threads_once(
+    chart: helm_python.Chart, name: str | None
+) -> None:
+    rendered = render(chart, _values(name))
+    for container_name, container in rendered.containers():
+        if container_name.endswith("/postgresql"):
+            continue
+        names = [e["name"] for e in container["env"]]
+        assert len(names) == len(set(names)), container_name
+        assert _env(container)["WATCHKEEPER_NUMERIC_THREADS"] == "1", container_name
+
+
+def test_numeric_threads_can_be_raised_for_every_component(chart: helm_python.Chart) -> None:
+    rendered = render(chart, {"settings": {"NUMERIC_THREADS": "2"}})
+    for container_name, container in rendered.containers():
+        if not container_name.endswith("/postgresql"):
+            assert _env(container)["WATCHKEEPER_NUMERIC_THREADS"] == "2", container_name
+
+
+@pytest.mark.parametrize("name", [None, *SCENARIOS])
 def test_every_container_runs_a_real_cli_command(
     chart: helm_python.Chart, name: str | None
 ) -> None:
@@ -572,6 +592,8 @@ def test_rendered_pods_start_and_pass_their_probes(
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 if probe in container:
                     process.wait_ready(container[probe]["httpGet"]["path"], timeout=90)
+            pools = process.get("/healthz").json()["thread_pools"]
+            assert set(pools.values()) == {1}, (container["name"], pools)
         assert len(processes) == 3
     finally:
         for process in processes:
