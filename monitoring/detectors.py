@@ -1,83 +1,63 @@
-"""Drift and out-of-distribution detectors: the one module that imports alibi-detect.
+"""The monitor's detectors for one model version, fitted once on that version's
+reference sample, saved as arrays and JSON, and loaded instead of refitted.
 
-A :class:`DetectorSuite` is fitted once per model version on that version's
-reference sample and saved to disk; the monitor loads it instead of refitting.
+- feature drift: KS for numeric features, chi-squared with rare categories pooled for
+  categorical ones, Bonferroni or FDR correction (:mod:`monitoring.two_sample`);
+- multivariate drift: a classifier two-sample test (:mod:`monitoring.classifier_test`);
+- prediction (output) drift: KS on the model's predictions;
+- out-of-distribution: the Mahalanobis distance of the numeric features to the frozen
+  reference (:mod:`watchkeeper.ood`, shared with the serving worker), flagged above a
+  percentile of the reference's own scores.
 
-- feature drift: ``TabularDrift`` (Kolmogorov–Smirnov for numeric features,
-  chi-squared for categorical ones) with a Bonferroni or FDR correction;
-- multivariate drift: ``ClassifierDrift`` with a scikit-learn gradient-boosting
-  classifier (no PyTorch or TensorFlow needed);
-- prediction (output) drift: ``KSDrift`` on the model's predictions;
-- out-of-distribution: ``Mahalanobis`` on the standardised numeric features, threshold
-  at a percentile of the reference's own scores.
+Why Mahalanobis and not an isolation forest: on 31 numeric (71 in all) Ames features
+an isolation forest seldom splits on the one feature that is extreme, so a house with
+ten times the largest living area scored like an ordinary one (2 % flagged, the same as
+normal rows); the Mahalanobis distance flagged all of them. Categorical novelty is left
+to the unseen-category rate.
 
-Why Mahalanobis and not ``IForest``: on 31 numeric (71 in all) Ames features an
-isolation forest seldom splits on the one feature that is extreme, so a house with ten
-times the largest living area scored like an ordinary one (2 % flagged, the same as
-normal rows); the Mahalanobis distance flagged all of them. Categorical novelty is
-left to the unseen-category rate. alibi-detect's ``Mahalanobis`` is an online detector
-that folds every scored batch into its mean and covariance; the suite keeps the state
-fitted on the reference and scores each row against a copy of it, so a window never
-shifts the reference (and one odd row never hides another).
+These tests were alibi-detect's ``TabularDrift``, ``ClassifierDrift``, ``KSDrift`` and
+``Mahalanobis``. They are written out here on SciPy and scikit-learn because the fixes
+the monitor needed are not options of those classes: pooling sparse categories before
+chi-squared, a classifier test with its nominal false-alarm rate and a reproducible
+split, a vectorised score on a frozen reference (alibi's online ``Mahalanobis`` had to
+be deep-copied per row: 60 % of a cycle), and state that loads without unpickling
+(``save_detector`` writes joblib and dill pickles, so whoever could write the detectors
+directory could run code in the monitor).
 
-alibi-detect saves the drift detectors itself; it can save ``Mahalanobis`` only with
-TensorFlow installed, so the suite keeps that detector's state (mean, covariance,
-count, threshold) in ``ood.npz`` and rebuilds it on load.
+On disk, one folder per model version::
+
+    reference.npz   the encoded reference and its predictions (allow_pickle=False)
+    ood.npz, ood.json   the OOD reference (watchkeeper.ood)
+    manifest.json   written last: schema, medians, settings and every file's SHA-256
+
+Loading refuses a file whose SHA-256 differs from the manifest's, as the model
+registry does for model artifacts.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import logging
 import math
 import os
-import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from monitoring.classifier_test import ClassifierTest
+from monitoring.two_sample import Correction, Drift, FeatureDrift, correct, ks, pooled_chi2
+from watchkeeper.errors import ArtifactIntegrityError
+from watchkeeper.ood import OodReference, load_arrays, read_verified, sha256_file
 from watchkeeper.schema import FeatureSchema
 
-log = logging.getLogger(__name__)
+__all__ = ["DetectorSettings", "DetectorSuite", "Drift", "FeatureDrift", "ReferenceEncoder"]
 
 MANIFEST = "manifest.json"
-_OOD_FILE = "ood.npz"
-
-
-def _alibi() -> Any:
-    """Import alibi-detect quietly: it announces the deep-learning backends it lacks."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    logging.getLogger("alibi_detect").setLevel(logging.ERROR)
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import alibi_detect.cd as cd
-        import alibi_detect.od as od
-        import alibi_detect.saving as saving
-    return cd, od, saving
-
-
-@dataclass(frozen=True)
-class FeatureDrift:
-    is_drift: bool
-    threshold: float
-    p_values: dict[str, float]
-    distances: dict[str, float]
-
-    @property
-    def drifted(self) -> list[str]:
-        return [name for name, p in self.p_values.items() if p < self.threshold]
-
-
-@dataclass(frozen=True)
-class Drift:
-    is_drift: bool
-    p_value: float
-    distance: float
+REFERENCE_FILE = "reference.npz"
+FORMAT = 2
+"""Format 1 was alibi-detect's ``save_detector`` (pickles): never read, refitted."""
 
 
 class ReferenceEncoder:
@@ -91,9 +71,6 @@ class ReferenceEncoder:
     def __init__(self, schema: FeatureSchema, medians: dict[str, float]) -> None:
         self.schema = schema
         self.medians = medians
-        self.codes = {
-            f.name: {c: i for i, c in enumerate(f.categories)} for f in schema.categorical
-        }
 
     @classmethod
     def fit(cls, schema: FeatureSchema, reference: pd.DataFrame) -> ReferenceEncoder:
@@ -107,47 +84,54 @@ class ReferenceEncoder:
     def names(self) -> list[str]:
         return [f.name for f in self.schema.numeric] + [f.name for f in self.schema.categorical]
 
-    @property
-    def categories_per_feature(self) -> dict[int, None]:
-        """Categories are those the reference holds (``None``: alibi-detect counts them);
-        a category absent from both samples would make chi-squared undefined. Values
-        the reference never had are left to the data-quality unseen-category rate."""
-        offset = len(self.schema.numeric)
-        return {offset + j: None for j in range(len(self.schema.categorical))}
+    def numeric(self, frame: pd.DataFrame) -> np.ndarray:
+        """The numeric features as floats, NaN where missing or not a number."""
+        return np.column_stack(
+            [
+                pd.to_numeric(frame[f.name], errors="coerce").to_numpy(dtype=np.float64)
+                for f in self.schema.numeric
+            ]
+        ).reshape(len(frame), len(self.schema.numeric))
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        columns = []
-        for f in self.schema.numeric:
-            values = pd.to_numeric(frame[f.name], errors="coerce").to_numpy(dtype=np.float64)
-            columns.append(np.where(np.isnan(values), self.medians[f.name], values))
+        numeric = self.numeric(frame)
+        medians = np.array([self.medians[f.name] for f in self.schema.numeric])
+        columns = [np.where(np.isnan(numeric), medians, numeric)]
         for f in self.schema.categorical:
-            codes, unseen = self.codes[f.name], len(f.categories)
-            columns.append(
-                np.fromiter(
-                    (codes.get(v, unseen) if isinstance(v, str) else unseen for v in frame[f.name]),
-                    dtype=np.float64,
-                    count=len(frame),
-                )
-            )
-        return np.column_stack(columns).astype(np.float32)
+            # pandas hashes the column once; a Python loop per value took 0.5 s per 10k rows
+            codes = pd.Categorical(frame[f.name], categories=f.categories).codes
+            columns.append(np.where(codes < 0, len(f.categories), codes).reshape(-1, 1))
+        return np.hstack(columns).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    p_value: float = 0.05
+    correction: Correction = Correction.BONFERRONI
+    ood_percentile: float = 99.0
 
 
 class DetectorSuite:
     def __init__(
         self,
         encoder: ReferenceEncoder,
-        feature_drift: Any,
-        multivariate_drift: Any | None,
-        output_drift: Any,
-        ood: OodScorer,
-        settings: dict[str, Any],
+        x_ref: np.ndarray,
+        reference_predictions: np.ndarray,
+        ood: OodReference,
+        settings: DetectorSettings,
     ) -> None:
         self.encoder = encoder
-        self._feature_drift = feature_drift
-        self._multivariate_drift = multivariate_drift
-        self._output_drift = output_drift
-        self._ood = ood
         self.settings = settings
+        self._x_ref = x_ref
+        self._n_numeric = len(encoder.schema.numeric)
+        self._sorted_ref = np.sort(x_ref[:, : self._n_numeric], axis=0)
+        self._reference_predictions = np.asarray(reference_predictions, dtype=np.float64)
+        self._ref_counts = [
+            self._counts(x_ref[:, self._n_numeric + j], f)
+            for j, f in enumerate(encoder.schema.categorical)
+        ]
+        self._ood = ood
+        self._classifier = ClassifierTest(p_value=settings.p_value)
 
     # -- fitting and persistence ----------------------------------------------------
 
@@ -161,73 +145,71 @@ class DetectorSuite:
         p_value: float = 0.05,
         correction: str = "bonferroni",
         ood_percentile: float = 99.0,
-        multivariate: bool = True,
-        random_state: int = 0,
     ) -> DetectorSuite:
-        cd, od, _ = _alibi()
         encoder = ReferenceEncoder.fit(schema, reference)
-        x_ref = encoder.transform(reference)
-        feature_drift = cd.TabularDrift(
-            x_ref,
-            p_val=p_value,
-            categories_per_feature=encoder.categories_per_feature,
-            correction=correction,
+        ood = OodReference.fit(
+            [f.name for f in schema.numeric], encoder.numeric(reference), percentile=ood_percentile
         )
-        multivariate_drift = None
-        if multivariate:
-            from sklearn.ensemble import HistGradientBoostingClassifier
+        settings = DetectorSettings(p_value, Correction(correction), ood_percentile)
+        return cls(encoder, encoder.transform(reference), reference_predictions, ood, settings)
 
-            multivariate_drift = cd.ClassifierDrift(
-                x_ref,
-                model=HistGradientBoostingClassifier(max_iter=50, random_state=random_state),
-                backend="sklearn",
-                p_val=p_value,
-                n_folds=3,
-                preds_type="probs",
-                binarize_preds=False,
-                train_size=None,
-            )
-        output_drift = cd.KSDrift(
-            np.asarray(reference_predictions, dtype=np.float32).reshape(-1, 1), p_val=p_value
-        )
-        ood = OodScorer.fit(x_ref[:, : len(schema.numeric)], ood_percentile, od.Mahalanobis)
-        settings = {
-            "p_value": p_value,
-            "correction": correction,
-            "ood_percentile": ood_percentile,
-            "multivariate": multivariate,
-        }
-        return cls(encoder, feature_drift, multivariate_drift, output_drift, ood, settings)
+    @staticmethod
+    def is_saved(directory: Path) -> bool:
+        """A complete suite of the current format is in ``directory`` (an older one,
+        saved as pickles, is not: it is refitted, never read)."""
+        try:
+            return json.loads((directory / MANIFEST).read_text()).get("format") == FORMAT
+        except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+            return False
 
     def save(self, directory: Path) -> None:
-        _, _, saving = _alibi()
         directory.mkdir(parents=True, exist_ok=True)
-        saving.save_detector(self._feature_drift, directory / "feature_drift")
-        saving.save_detector(self._output_drift, directory / "output_drift")
-        if self._multivariate_drift is not None:
-            saving.save_detector(self._multivariate_drift, directory / "multivariate_drift")
-        self._ood.save(directory / _OOD_FILE)
+        np.savez(
+            directory / REFERENCE_FILE, x_ref=self._x_ref, predictions=self._reference_predictions
+        )
+        sha256 = {REFERENCE_FILE: sha256_file(directory / REFERENCE_FILE)}
+        sha256.update(self._ood.save(directory))
         manifest = {
+            "format": FORMAT,
             "schema": self.encoder.schema.to_dict(),
             "medians": self.encoder.medians,
-            "settings": self.settings,
+            "settings": asdict(self.settings),
+            "sha256": sha256,
         }
-        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        # written last, atomically: a folder without it is incomplete
+        tmp = directory / f".{MANIFEST}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2))
+        os.replace(tmp, directory / MANIFEST)
 
     @classmethod
     def load(cls, directory: Path) -> DetectorSuite:
-        _, od, saving = _alibi()
-        manifest = json.loads((directory / MANIFEST).read_text())
-        encoder = ReferenceEncoder(FeatureSchema.from_dict(manifest["schema"]), manifest["medians"])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            feature_drift = saving.load_detector(directory / "feature_drift")
-            output_drift = saving.load_detector(directory / "output_drift")
-            multivariate = None
-            if manifest["settings"]["multivariate"]:
-                multivariate = saving.load_detector(directory / "multivariate_drift")
-        ood = OodScorer.load(directory / _OOD_FILE, od.Mahalanobis)
-        return cls(encoder, feature_drift, multivariate, output_drift, ood, manifest["settings"])
+        """Load a saved suite, refusing any file whose SHA-256 is not the manifest's."""
+        try:
+            manifest = json.loads((directory / MANIFEST).read_text())
+            if manifest.get("format") != FORMAT:
+                raise ArtifactIntegrityError(
+                    f"detectors in {directory} have format {manifest.get('format')!r}, "
+                    f"expected {FORMAT}"
+                )
+            sha256 = manifest["sha256"]
+            schema = FeatureSchema.from_dict(manifest["schema"])
+            raw = manifest["settings"]
+            settings = DetectorSettings(
+                float(raw["p_value"]),
+                Correction(raw["correction"]),
+                float(raw["ood_percentile"]),
+            )
+            medians = {str(k): float(v) for k, v in manifest["medians"].items()}
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ArtifactIntegrityError(f"detector manifest in {directory}: {exc}") from exc
+        path = directory / REFERENCE_FILE
+        arrays = load_arrays(path, read_verified(path, sha256))
+        ood = OodReference.load(directory, sha256)
+        encoder = ReferenceEncoder(schema, medians)
+        x_ref = arrays["x_ref"]
+        if x_ref.ndim != 2 or x_ref.shape[1] != len(encoder.names) or x_ref.dtype != np.float64:
+            raise ArtifactIntegrityError(f"{path}: reference of shape {x_ref.shape}")
+        return cls(encoder, x_ref, arrays["predictions"], ood, settings)
 
     # -- detection ---------------------------------------------------------------
 
@@ -235,101 +217,48 @@ class DetectorSuite:
     def ood_threshold(self) -> float:
         return self._ood.threshold
 
-    def feature_drift(self, window: pd.DataFrame) -> FeatureDrift:
-        result = self._feature_drift.predict(
-            self.encoder.transform(window),
-            drift_type="batch",
-            return_p_val=True,
-            return_distance=True,
-        )["data"]
-        names = self.encoder.names
-        return FeatureDrift(
-            is_drift=bool(result["is_drift"]),
-            threshold=float(result["threshold"]),
-            p_values={n: _finite(p, 1.0) for n, p in zip(names, result["p_val"], strict=True)},
-            distances={n: _finite(d, 0.0) for n, d in zip(names, result["distance"], strict=True)},
-        )
+    def encode(self, window: pd.DataFrame) -> np.ndarray:
+        """The window as the drift tests take it; pass it instead of the frame to
+        encode a window once for several tests."""
+        return self.encoder.transform(window)
 
-    def multivariate_drift(self, window: pd.DataFrame) -> Drift | None:
-        if self._multivariate_drift is None:
-            return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = self._multivariate_drift.predict(self.encoder.transform(window))["data"]
-        return Drift(bool(result["is_drift"]), float(result["p_val"]), float(result["distance"]))
+    def feature_drift(self, window: pd.DataFrame | np.ndarray) -> FeatureDrift:
+        x = self._matrix(window)
+        p_values: dict[str, float] = {}
+        distances: dict[str, float] = {}
+        ks_d, ks_p = ks(self._sorted_ref, x[:, : self._n_numeric])
+        for j, f in enumerate(self.encoder.schema.numeric):
+            distances[f.name], p_values[f.name] = _finite(ks_d[j], 0.0), _finite(ks_p[j], 1.0)
+        for j, f in enumerate(self.encoder.schema.categorical):
+            counts = self._counts(x[:, self._n_numeric + j], f)
+            d, p = pooled_chi2(self._ref_counts[j], counts)
+            distances[f.name], p_values[f.name] = _finite(d, 0.0), _finite(p, 1.0)
+        verdict = correct(p_values, self.settings.p_value, self.settings.correction)
+        return FeatureDrift(verdict.is_drift, verdict.threshold, p_values, distances)
+
+    def multivariate_drift(self, window: pd.DataFrame | np.ndarray, *, seed: int = 0) -> Drift:
+        """Classifier drift. ``seed`` picks the rows and the split: the same window and
+        seed give the same verdict."""
+        return self._classifier(self._x_ref, self._matrix(window), seed=seed)
 
     def output_drift(self, predictions: np.ndarray) -> Drift:
-        result = self._output_drift.predict(
-            np.asarray(predictions, dtype=np.float32).reshape(-1, 1)
-        )["data"]
-        return Drift(
-            bool(result["is_drift"]),
-            float(np.min(result["p_val"])),
-            float(np.max(result["distance"])),
+        d, p = ks(
+            np.sort(self._reference_predictions).reshape(-1, 1),
+            np.asarray(predictions, dtype=np.float64).reshape(-1, 1),
         )
+        return Drift(bool(p[0] < self.settings.p_value), _finite(p[0], 1.0), _finite(d[0], 0.0))
 
     def ood_scores(self, window: pd.DataFrame) -> np.ndarray:
-        numeric = self.encoder.transform(window)[:, : len(self.encoder.schema.numeric)]
-        return self._ood.score(numeric)
+        return self._ood.score(self.encoder.numeric(window))
 
+    # -- internals -------------------------------------------------------------------
 
-class OodScorer:
-    """alibi-detect's ``Mahalanobis`` frozen on the reference (see the module docstring)."""
+    def _matrix(self, window: pd.DataFrame | np.ndarray) -> np.ndarray:
+        return window if isinstance(window, np.ndarray) else self.encode(window)
 
-    def __init__(
-        self, detector: Any, mean: np.ndarray, scale: np.ndarray, threshold: float
-    ) -> None:
-        self._detector = detector
-        self._mean = mean
-        self._scale = scale
-        self.threshold = threshold
-
-    @classmethod
-    def fit(cls, x_ref: np.ndarray, percentile: float, mahalanobis: Any) -> OodScorer:
-        x_ref = np.asarray(x_ref, dtype=np.float64)
-        mean = x_ref.mean(axis=0)
-        scale = x_ref.std(axis=0)
-        scale[scale == 0] = 1.0
-        z = (x_ref - mean) / scale
-        # every component: one extreme feature must count, not just the main directions
-        detector = mahalanobis(
-            n_components=z.shape[1], std_clip=3, start_clip=np.iinfo(np.int64).max
-        )
-        detector.score(z)  # folds the reference into the detector's mean and covariance
-        scorer = cls(detector, mean, scale, threshold=math.inf)
-        scorer.threshold = float(np.percentile(scorer.score(x_ref), percentile))
-        return scorer
-
-    def score(self, x: np.ndarray) -> np.ndarray:
-        z = (np.asarray(x, dtype=np.float64) - self._mean) / self._scale
-        return np.array(
-            [copy.deepcopy(self._detector).score(row[None, :])[0] for row in z], dtype=np.float64
-        )
-
-    def save(self, path: Path) -> None:
-        d = self._detector
-        np.savez(
-            path,
-            mean=self._mean,
-            scale=self._scale,
-            threshold=self.threshold,
-            detector_mean=d.mean,
-            detector_cov=d.C,
-            detector_n=d.n,
-        )
-
-    @classmethod
-    def load(cls, path: Path, mahalanobis: Any) -> OodScorer:
-        with np.load(path) as data:
-            detector = mahalanobis(
-                n_components=int(data["mean"].shape[0]),
-                std_clip=3,
-                start_clip=np.iinfo(np.int64).max,
-            )
-            detector.mean = data["detector_mean"]
-            detector.C = data["detector_cov"]
-            detector.n = int(data["detector_n"])
-            return cls(detector, data["mean"], data["scale"], float(data["threshold"]))
+    @staticmethod
+    def _counts(codes: np.ndarray, feature: Any) -> np.ndarray:
+        return np.bincount(codes.astype(np.int64), minlength=len(feature.categories) + 1)
 
 
 def _finite(value: Any, default: float) -> float:

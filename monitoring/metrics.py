@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from monitoring.monitor import MonitorStatus
+from monitoring.monitor import Check, MonitorStatus
 
 PREFIX = "watchkeeper_monitor_"
 
@@ -63,6 +63,13 @@ class MonitorCollector(Collector):
         evaluated.add_metric([], status.windows_evaluated)
         errors = CounterMetricFamily(PREFIX + "errors", "Monitor cycles that failed.")
         errors.add_metric([], status.errors)
+        window_errors = CounterMetricFamily(
+            PREFIX + "window_errors",
+            "Checks that raised on a window: stored as errors, the window passed.",
+            labels=["check"],
+        )
+        for check in Check:  # every label from the start, so increase() sees the first error
+            window_errors.add_metric([check.value], status.window_errors.get(check, 0))
         rows = CounterMetricFamily(PREFIX + "rows_read", "Prediction rows read from the log.")
         rows.add_metric([], status.rows_read)
         requests = CounterMetricFamily(
@@ -73,7 +80,7 @@ class MonitorCollector(Collector):
         yield requests
         duration = _gauge("evaluation_duration_seconds", "Duration of the last monitor cycle.")
         duration.add_metric([], status.last_duration)
-        yield from (evaluated, errors, rows, duration)
+        yield from (evaluated, errors, window_errors, rows, duration)
         if status.last_success is not None:
             last = _gauge(
                 "last_success_timestamp_seconds", "Unix time of the last successful cycle."

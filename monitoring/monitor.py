@@ -3,6 +3,12 @@ publish the results, then advance the watermark.
 
 Results are inserted before the watermark moves and ignore duplicates, so a monitor
 that dies between the two re-evaluates the window and stores it once.
+
+One window never stops the monitor: a check that raises on a window is stored as that
+window's result with the error as its reason (``details.error``, no score), counted in
+``watchkeeper_monitor_window_errors_total{check}``, and the watermark moves on. Were
+it to stay, every later cycle would meet the same window and fail on it forever. A
+cycle still fails, and is retried, when the database itself fails.
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ import logging
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +48,23 @@ from watchkeeper.settings import Settings
 log = logging.getLogger(__name__)
 
 FEEDBACK_WATERMARK = "feedback"
+MAX_REASON_CHARS = 500
+"""An error's reason is stored and logged cut to this: it may quote a hostile value."""
+
+
+class Check(StrEnum):
+    """What the monitor computes; each is one ``window_results`` row per window."""
+
+    DATA_QUALITY = "data_quality"
+    OOD = "ood"
+    FEATURE_DRIFT = "feature_drift"
+    OUTPUT_DRIFT = "output_drift"
+    MULTIVARIATE_DRIFT = "multivariate_drift"
+    ACCURACY = "accuracy"
+
+
+CheckOutcome = tuple[bool | None, float, dict[str, Any]]
+"""A check's verdict (None: no verdict), score and details."""
 
 
 @dataclass
@@ -50,6 +75,8 @@ class MonitorStatus:
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)
     retrain_requests: Counter[str] = field(default_factory=Counter)
     windows_evaluated: int = 0
+    window_errors: Counter[str] = field(default_factory=Counter)
+    """Checks that raised on a window, by check; the window was stored and passed."""
     errors: int = 0
     rows_read: int = 0
     last_success: float | None = None
@@ -83,6 +110,7 @@ class Monitor:
         what it last knew instead of nothing."""
         newest = (
             sa.select(sa.func.max(window_results.c.id))
+            .where(window_results.c.score.is_not(None))  # error results carry no score
             .group_by(window_results.c.detector)
             .scalar_subquery()
         )
@@ -98,7 +126,7 @@ class Monitor:
         """The version's detectors: loaded from disk, or fitted once and saved."""
         if version not in self._suites:
             directory = self.settings.detectors_path / version
-            if (directory / "manifest.json").is_file():
+            if DetectorSuite.is_saved(directory):
                 self._suites[version] = DetectorSuite.load(directory)
             else:
                 log.info("fitting detectors for model %s", version)
@@ -111,7 +139,6 @@ class Monitor:
                     p_value=self.settings.drift_p_value,
                     correction=self.settings.drift_correction,
                     ood_percentile=self.settings.ood_percentile,
-                    multivariate=self.settings.drift_multivariate,
                 )
                 suite.save(_fresh_dir(directory))
                 self._suites[version] = suite
@@ -147,91 +174,128 @@ class Monitor:
         return len(windows)
 
     def evaluate(self, window: Window) -> list[dict[str, Any]]:
-        suite = self.suite(window.model_version)
-        schema = suite.encoder.schema
-        features = pd.DataFrame.from_records(
-            list(window.rows["features"]), columns=list(schema.names)
-        )
-        n = len(features)
-        results: list[dict[str, Any]] = []
-
-        def add(detector: str, is_drift: bool | None, score: float | None, details: dict) -> None:
-            results.append(
-                {
-                    "window_id": window.window_id,
-                    "model_version": window.model_version,
-                    "detector": detector,
-                    "first_seq": window.first_seq,
-                    "last_seq": window.last_seq,
-                    "n_rows": n,
-                    "started_at": window.started_at,
-                    "ended_at": window.ended_at,
-                    "evaluated_at": datetime.now(UTC),
-                    "is_drift": is_drift,
-                    "score": score,
-                    "details": details,
-                }
-            )
-
-        quality = feature_quality(features, schema)
-        rejected = rejected_rate(self.engine, window.started_at, window.ended_at)
-        add("data_quality", None, rejected["rate"], {"features": quality, "requests": rejected})
-
-        scores = suite.ood_scores(features)
-        self._store_ood_scores(window, scores)
-        outliers = scores > suite.ood_threshold
-        add(
-            "ood",
-            None,
-            float(outliers.mean()),
-            {
-                "threshold": suite.ood_threshold,
-                "outliers": int(outliers.sum()),
-                "mean_score": float(scores.mean()),
-            },
-        )
-
-        if n < self.settings.monitor_min_samples:
+        """Every check of the window, each a result row; a check that raises becomes
+        an error row (see the module docstring)."""
+        n = len(window.rows)
+        checks = [Check.DATA_QUALITY, Check.OOD]
+        if n >= self.settings.monitor_min_samples:
+            checks += [Check.FEATURE_DRIFT, Check.OUTPUT_DRIFT]
+            if self.settings.drift_multivariate:
+                checks.append(Check.MULTIVARIATE_DRIFT)
+        else:
             log.info(
                 "window %s has %d rows (< %d): no drift verdict",
                 window.window_id,
                 n,
                 self.settings.monitor_min_samples,
             )
-            return results
-        drift = suite.feature_drift(features)
-        add(
-            "feature_drift",
-            drift.is_drift,
-            len(drift.drifted) / max(len(drift.p_values), 1),
-            {
-                "threshold": drift.threshold,
-                "drifted": drift.drifted,
-                "p_values": drift.p_values,
-                "distances": drift.distances,
-            },
-        )
-        output = suite.output_drift(window.rows["prediction"].to_numpy(dtype=np.float64))
-        add("output_drift", output.is_drift, output.p_value, {"distance": output.distance})
-        multivariate = suite.multivariate_drift(features)
-        if multivariate is not None:
-            add(
-                "multivariate_drift",
-                multivariate.is_drift,
-                multivariate.p_value,
-                {"distance": multivariate.distance},
+        try:
+            suite = self.suite(window.model_version)
+            features = pd.DataFrame.from_records(
+                list(window.rows["features"]), columns=list(suite.encoder.schema.names)
             )
+            encoded = suite.encode(features)
+        except Exception as exc:  # nothing can be checked: every check errs with the reason
+            return [self._error(window, check, exc) for check in checks]
+
+        def data_quality() -> CheckOutcome:
+            quality = feature_quality(features, suite.encoder.schema)
+            rejected = rejected_rate(self.engine, window.started_at, window.ended_at)
+            return None, rejected["rate"], {"features": quality, "requests": rejected}
+
+        def ood() -> CheckOutcome:
+            scores = suite.ood_scores(features)
+            self._store_ood_scores(window, scores)
+            outliers = scores > suite.ood_threshold
+            return (
+                None,
+                float(outliers.mean()),
+                {
+                    "threshold": suite.ood_threshold,
+                    "outliers": int(outliers.sum()),
+                    "mean_score": float(scores.mean()),
+                },
+            )
+
+        def feature_drift() -> CheckOutcome:
+            drift = suite.feature_drift(encoded)
+            return (
+                drift.is_drift,
+                len(drift.drifted) / max(len(drift.p_values), 1),
+                {
+                    "threshold": drift.threshold,
+                    "drifted": drift.drifted,
+                    "p_values": drift.p_values,
+                    "distances": drift.distances,
+                },
+            )
+
+        def output_drift() -> CheckOutcome:
+            output = suite.output_drift(window.rows["prediction"].to_numpy(dtype=np.float64))
+            return output.is_drift, output.p_value, {"distance": output.distance}
+
+        def multivariate_drift() -> CheckOutcome:
+            # seeded by the window: evaluating it again gives the same verdict
+            drift = suite.multivariate_drift(encoded, seed=window.first_seq)
+            return drift.is_drift, drift.p_value, {"distance": drift.distance}
+
+        compute: dict[Check, Callable[[], CheckOutcome]] = {
+            Check.DATA_QUALITY: data_quality,
+            Check.OOD: ood,
+            Check.FEATURE_DRIFT: feature_drift,
+            Check.OUTPUT_DRIFT: output_drift,
+            Check.MULTIVARIATE_DRIFT: multivariate_drift,
+        }
+        results = []
+        for check in checks:
+            try:
+                is_drift, score, details = compute[check]()
+            except Exception as exc:
+                results.append(self._error(window, check, exc))
+            else:
+                results.append(self._result(window, check, is_drift, score, details))
         return results
+
+    def _result(
+        self,
+        window: Window,
+        check: Check,
+        is_drift: bool | None,
+        score: float | None,
+        details: dict[str, Any],
+    ) -> dict[str, Any]:
+        return {
+            "window_id": window.window_id,
+            "model_version": window.model_version,
+            "detector": check.value,
+            "first_seq": window.first_seq,
+            "last_seq": window.last_seq,
+            "n_rows": len(window.rows),
+            "started_at": window.started_at,
+            "ended_at": window.ended_at,
+            "evaluated_at": datetime.now(UTC),
+            "is_drift": is_drift,
+            "score": score,
+            "details": details,
+        }
+
+    def _error(self, window: Window, check: Check, exc: Exception) -> dict[str, Any]:
+        reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+        log.error("%s of window %s failed: %s", check, window.window_id, reason, exc_info=exc)
+        self.status.window_errors[check] += 1
+        return self._result(window, check, None, None, {"error": reason})
 
     # -- storage ------------------------------------------------------------------------
 
     def _store(self, results: list[dict[str, Any]]) -> None:
         with self.engine.begin() as connection:
             connection.execute(self._insert_results, results)
-        for result in results:
+        # errors are stored, but neither exported as the latest figure nor acted upon
+        done = [r for r in results if "error" not in r["details"]]
+        for result in done:
             self.status.latest[result["detector"]] = result
-        for version in dict.fromkeys(r["model_version"] for r in results):
-            mine = [r for r in results if r["model_version"] == version]
+        for version in dict.fromkeys(r["model_version"] for r in done):
+            mine = [r for r in done if r["model_version"] == version]
             self.trigger.consider(mine, validation_mae=self._validation_mae_of(version))
 
     def _validation_mae_of(self, version: str) -> float | None:
@@ -264,11 +328,20 @@ class Monitor:
             return
         results = []
         for window in windows:
-            metrics = window.metrics()
             first = int(to_micros(window.received_from))
+            window_id = f"{window.model_version}:labels-{first}-{to_micros(up_to)}"
+            try:
+                metrics = window.metrics()
+            except Exception as exc:  # stored as an error; the labels' watermark moves on
+                reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+                log.error("accuracy of %s failed: %s", window_id, reason, exc_info=exc)
+                self.status.window_errors[Check.ACCURACY] += 1
+                metrics, score = {"labels": len(window.labelled), "error": reason}, None
+            else:
+                score = metrics["mae"]
             results.append(
                 {
-                    "window_id": f"{window.model_version}:labels-{first}-{to_micros(up_to)}",
+                    "window_id": window_id,
                     "model_version": window.model_version,
                     "detector": "accuracy",
                     "first_seq": 0,
@@ -278,7 +351,7 @@ class Monitor:
                     "ended_at": window.received_to,
                     "evaluated_at": datetime.now(UTC),
                     "is_drift": None,
-                    "score": metrics["mae"],
+                    "score": score,
                     "details": {
                         **metrics,
                         "validation_mae": self._validation_mae_of(window.model_version),

@@ -29,9 +29,8 @@ def feature_quality(features: pd.DataFrame, schema: FeatureSchema) -> dict[str, 
             outside = ~missing & ((values < lo) | (values > hi))
             rates["out_of_range_rate"] = float(outside.sum() / n)
         else:
-            known = set(f.categories)
-            unseen = sum(1 for v in column if isinstance(v, str) and v not in known)
-            rates["unseen_category_rate"] = float(unseen / n)
+            unseen = ~missing & ~column.isin(f.categories).to_numpy()
+            rates["unseen_category_rate"] = float(unseen.sum() / n)
         out[f.name] = rates
     return out
 

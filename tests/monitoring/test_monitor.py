@@ -4,9 +4,15 @@ incremental reads that survive a restart."""
 
 from __future__ import annotations
 
+import math
+import pickle
+from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from flask import Flask
@@ -14,11 +20,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from monitoring.metrics import MonitorCollector
 from monitoring.monitor import Monitor
+from monitoring.quality import feature_quality
 from serving.app import create_app
+from tests.monitoring.test_detectors import Planted
 from tests.processes import metric
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import predictions, window_results
+from watchkeeper.ood import SCORE_CAP
 from watchkeeper.settings import Settings
+from watchkeeper.training import TrainedModel
 
 
 def _results(settings: Settings) -> list[dict[str, Any]]:
@@ -129,3 +139,152 @@ def test_reads_are_incremental_and_a_restart_neither_rereads_nor_skips(
     assert restarted.reader.watermark() == 12_000
     windows = {r["window_id"] for r in _results(settings) if r["detector"] == "feature_drift"}
     assert len(windows) == 6
+
+
+def _write_log(settings: Settings, records: list[dict[str, Any]], predicted: list[float]) -> None:
+    """Rows straight into the prediction log, as any writer (an older server, a bulk
+    import) could have left them: the monitor must cope with what the log holds."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "prediction_id": f"p{i:08d}",
+            "request_id": f"r{i:08d}",
+            "item_index": 0,
+            "created_at": now,
+            "model_version": "v1",
+            "features": record,
+            "prediction": value,
+            "lower": value * 0.8,
+            "upper": value * 1.2,
+        }
+        for i, (record, value) in enumerate(zip(records, predicted, strict=True))
+    ]
+    engine = create_engine(settings.database_url)
+    with engine.begin() as connection:
+        connection.execute(predictions.insert(), rows)
+    engine.dispose()
+
+
+def test_hostile_values_neither_stop_the_monitor_nor_go_unflagged(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    names = list(trained.model.schema.names)
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(1500)]
+    predicted = [float(v) for v in trained.model.predict(pd.DataFrame(records)).value]
+    clean = [
+        feature_quality(pd.DataFrame(records[i : i + 500], columns=names), trained.model.schema)
+        for i in (0, 500, 1000)
+    ]
+    records[100]["Lot_Area"] = 1e308  # finite, valid JSON: overflowed the Mahalanobis score
+    records[600] = dict.fromkeys(names)  # every feature missing
+    records[1100]["Neighborhood"] = "N" * 1_000_000  # a 1 MB category
+    _write_log(settings, records, predicted)
+    monitor = make_monitor()
+
+    assert monitor.run_once() == 3
+    assert monitor.reader.watermark() == 1500
+
+    results = _results(settings)
+    assert not [r for r in results if "error" in r["details"]]
+    assert Counter(r["detector"] for r in results) == {
+        check: 3
+        for check in (
+            "data_quality",
+            "ood",
+            "feature_drift",
+            "output_drift",
+            "multivariate_drift",
+        )
+    }
+    quality = {
+        r["first_seq"]: r["details"]["features"] for r in results if r["detector"] == "data_quality"
+    }
+    # each hostile row counted once more than the same window without it
+    assert quality[1]["Lot_Area"]["out_of_range_rate"] == pytest.approx(
+        clean[0]["Lot_Area"]["out_of_range_rate"] + 1 / 500
+    )
+    replaced = replay_records[600 % len(replay_records)]
+    for name in names:
+        was_missing = replaced[name] is None
+        assert quality[501][name]["missing_rate"] == pytest.approx(
+            clean[1][name]["missing_rate"] + (0 if was_missing else 1 / 500)
+        ), name
+    assert quality[1001]["Neighborhood"]["unseen_category_rate"] == pytest.approx(
+        clean[2]["Neighborhood"]["unseen_category_rate"] + 1 / 500
+    )
+
+    engine = create_engine(settings.database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(predictions.c.seq, predictions.c.ood_score))
+        scores = {seq: score for seq, score in rows}
+    engine.dispose()
+    threshold = monitor.suite("v1").ood_threshold
+    assert scores[101] == SCORE_CAP > threshold  # the overflowing row: flagged
+    assert all(score is not None and math.isfinite(score) for score in scores.values())
+    assert sum(monitor.status.window_errors.values()) == 0
+
+
+def test_a_check_that_fails_on_a_window_is_stored_as_an_error_counted_and_passed(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(1000)]
+    _write_log(settings, records, [200_000.0] * len(records))
+    make_monitor().suite("v1")  # fitted and saved
+    state = settings.detectors_path / "v1" / "reference.npz"
+    state.write_bytes(state.read_bytes()[:-10] + b"0123456789")  # tampered on disk
+    monitor = make_monitor()
+
+    assert monitor.run_once() == 2
+    assert monitor.reader.watermark() == 1000  # moved on: the next cycle is not stuck
+
+    results = _results(settings)
+    assert len(results) == 2 * 5
+    assert all(r["score"] is None and "SHA-256" in r["details"]["error"] for r in results)
+    assert monitor.status.window_errors == {
+        check: 2
+        for check in ("data_quality", "ood", "feature_drift", "output_drift", "multivariate_drift")
+    }
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(monitor.status))
+    text = generate_latest(registry).decode()
+    assert metric(text, "watchkeeper_monitor_window_errors_total", check="ood") == 2
+    assert metric(text, "watchkeeper_monitor_window_errors_total", check="accuracy") == 0
+    assert metric(text, "watchkeeper_monitor_windows_evaluated_total") == 2
+    assert metric(text, "watchkeeper_monitor_errors_total") == 0
+    assert monitor.run_once() == 0
+    assert make_monitor().status.latest == {}  # errors are not exported as figures
+
+
+def test_detectors_saved_as_pickles_are_refitted_without_being_loaded(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    make_monitor: Callable[..., Monitor],
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "unpickled"
+    old = settings.detectors_path / "v1"
+    (old / "feature_drift" / "model").mkdir(parents=True)
+    planted = pickle.dumps(Planted(marker))
+    (old / "feature_drift" / "model" / "model.joblib").write_bytes(planted)
+    (old / "ood.npz").write_bytes(planted)
+    (old / "manifest.json").write_text('{"schema": {}, "medians": {}, "settings": {}}')
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(500)]
+    _write_log(settings, records, [200_000.0] * len(records))
+
+    monitor = make_monitor()
+
+    assert monitor.run_once() == 1
+    assert not marker.exists()
+    assert not [r for r in _results(settings) if "error" in r["details"]]
+    assert sorted(p.name for p in old.iterdir()) == [
+        "manifest.json",
+        "ood.json",
+        "ood.npz",
+        "reference.npz",
+    ]

@@ -1,0 +1,176 @@
+"""Out-of-distribution score: the Mahalanobis distance of a record's numeric features to
+a frozen reference sample.
+
+This module is shared by the monitor and, later, the serving worker, so it imports
+only NumPy at module level (scikit-learn only while fitting) and never alibi-detect:
+importing alibi-detect takes seconds and pulls in ``transformers``.
+
+The reference is frozen: scoring never folds new rows into the mean and covariance,
+so a window never shifts the reference and one odd row never hides another. The
+covariance of the standardised reference is Ledoit–Wolf shrunk: Ames has collinear
+features (basement areas that sum to the total), and a plain inverse would make a
+harmless combination of them look infinitely far.
+
+A value so large that the distance overflows (``Lot_Area = 1e308`` is finite and valid
+JSON) is as far from the reference as a record can be: it scores :data:`SCORE_CAP`, far
+above any threshold, instead of raising. The cap is finite so that scores and their
+averages stay storable as JSON and in a ``double precision`` column.
+
+State is arrays (``ood.npz``, loaded with ``allow_pickle=False``) and JSON: nothing
+that runs code when read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from watchkeeper.errors import ArtifactIntegrityError
+
+ARRAYS_FILE = "ood.npz"
+JSON_FILE = "ood.json"
+FORMAT = 1
+SCORE_CAP = 1e100
+"""Score of a record whose distance overflows: maximally out of distribution."""
+
+
+class OodStateError(ArtifactIntegrityError):
+    """Saved OOD state that is missing, malformed or not what was recorded."""
+
+
+@dataclass(frozen=True)
+class OodReference:
+    """Frozen statistics of the reference's numeric features and the flag threshold."""
+
+    features: tuple[str, ...]
+    medians: np.ndarray
+    """Stand-ins for missing values: missingness is a data-quality figure, not novelty."""
+    mean: np.ndarray
+    scale: np.ndarray
+    precision: np.ndarray
+    """Inverse (shrunk) covariance of the standardised reference."""
+    percentile: float
+    threshold: float
+    """Scores above this are flagged: the ``percentile`` of the reference's own scores."""
+
+    @classmethod
+    def fit(
+        cls, features: Sequence[str], x_ref: np.ndarray, *, percentile: float = 99.0
+    ) -> OodReference:
+        """Fit on the reference's numeric features (rows × ``features``, NaN allowed)."""
+        from sklearn.covariance import LedoitWolf
+
+        x_ref = np.asarray(x_ref, dtype=np.float64)
+        medians = np.nanmedian(x_ref, axis=0) if len(x_ref) else np.zeros(x_ref.shape[1])
+        medians = np.where(np.isnan(medians), 0.0, medians)
+        filled = np.where(np.isnan(x_ref), medians, x_ref)
+        mean = filled.mean(axis=0)
+        scale = filled.std(axis=0)
+        scale[scale == 0] = 1.0
+        precision = LedoitWolf(assume_centered=True).fit((filled - mean) / scale).precision_
+        unthresholded = cls(
+            tuple(features), medians, mean, scale, precision, percentile, threshold=np.inf
+        )
+        threshold = float(np.percentile(unthresholded.score(x_ref), percentile))
+        return cls(tuple(features), medians, mean, scale, precision, percentile, threshold)
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """Distance of each row (rows × ``features``, NaN for missing) to the reference."""
+        x = np.asarray(x, dtype=np.float64).reshape(-1, len(self.features))
+        x = np.where(np.isnan(x), self.medians, x)
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = (x - self.mean) / self.scale
+            squared = np.einsum("ij,jk,ik->i", z, self.precision, z)
+            distance = np.sqrt(np.maximum(squared, 0.0))
+        # overflow gives inf, or nan where infinities cancel: both mean "as far as can be"
+        return np.where(np.isfinite(distance), np.minimum(distance, SCORE_CAP), SCORE_CAP)
+
+    def flags(self, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores) > self.threshold
+
+    # -- persistence: arrays and JSON, each hashed ----------------------------------
+
+    def save(self, directory: Path) -> dict[str, str]:
+        """Write ``ood.npz`` and ``ood.json``; return each file's SHA-256 for the
+        caller's manifest."""
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            directory / ARRAYS_FILE,
+            medians=self.medians,
+            mean=self.mean,
+            scale=self.scale,
+            precision=self.precision,
+        )
+        meta = {
+            "format": FORMAT,
+            "features": list(self.features),
+            "percentile": self.percentile,
+            "threshold": self.threshold,
+        }
+        (directory / JSON_FILE).write_text(json.dumps(meta, indent=2))
+        return {name: sha256_file(directory / name) for name in (ARRAYS_FILE, JSON_FILE)}
+
+    @classmethod
+    def load(cls, directory: Path, sha256: dict[str, str]) -> OodReference:
+        """Read the state back, refusing files whose SHA-256 is not the recorded one."""
+        blobs = {name: read_verified(directory / name, sha256) for name in (ARRAYS_FILE, JSON_FILE)}
+        try:
+            meta = json.loads(blobs[JSON_FILE])
+            if meta.get("format") != FORMAT:
+                raise OodStateError(f"OOD state format {meta.get('format')!r}, expected {FORMAT}")
+            arrays = load_arrays(directory / ARRAYS_FILE, blobs[ARRAYS_FILE])
+            d = len(meta["features"])
+            shapes = {"medians": (d,), "mean": (d,), "scale": (d,), "precision": (d, d)}
+            for key, shape in shapes.items():
+                if arrays[key].shape != shape or arrays[key].dtype != np.float64:
+                    raise OodStateError(f"OOD state {key} has shape {arrays[key].shape}")
+            return cls(
+                tuple(str(f) for f in meta["features"]),
+                arrays["medians"],
+                arrays["mean"],
+                arrays["scale"],
+                arrays["precision"],
+                float(meta["percentile"]),
+                float(meta["threshold"]),
+            )
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise OodStateError(f"OOD state in {directory} is malformed: {exc}") from exc
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_verified(path: Path, sha256: dict[str, str]) -> bytes:
+    """The file's bytes if their SHA-256 is the one recorded for its name."""
+    expected = sha256.get(path.name)
+    if expected is None:
+        raise OodStateError(f"no SHA-256 recorded for {path.name}")
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise OodStateError(f"{path} is missing") from exc
+    actual = hashlib.sha256(blob).hexdigest()
+    if actual != expected:
+        raise OodStateError(
+            f"{path} has SHA-256 {actual[:12]}…, expected {expected[:12]}… as recorded: "
+            "refusing to load it"
+        )
+    return blob
+
+
+def load_arrays(path: Path, blob: bytes | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file; object arrays (which would need pickle) are refused."""
+    import io
+
+    source = io.BytesIO(blob) if blob is not None else path
+    try:
+        with np.load(source, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except ValueError as exc:  # NumPy's refusal to unpickle an object array
+        raise OodStateError(f"{path} holds arrays that need pickle: {exc}") from exc
