@@ -62,7 +62,8 @@ class DatabaseProbe:
             revision = current_revision(self._engine)
         except sa.exc.SQLAlchemyError as exc:
             if self._state.reachable is not False:
-                log.warning("database unreachable: %s", str(exc.orig or exc).splitlines()[0])
+                reason = getattr(exc, "orig", None) or exc
+                log.warning("database unreachable: %s", str(reason).splitlines()[0])
             self._state = DatabaseState(False, self._state.revision, time.monotonic())
         else:
             self._state = DatabaseState(True, revision, time.monotonic())

@@ -4,6 +4,10 @@
 in the environment before gunicorn starts, so that every worker imports
 prometheus-client in multiprocess mode and runs the trees single-threaded (one
 OpenMP pool per worker on a small host collapses throughput).
+
+Workers are :class:`serving.gunicorn_worker.BufferingThreadWorker`: gunicorn's
+threaded worker, except that each request is read whole on the worker's event loop
+before a request thread sees it, so that slow or stalled clients hold no thread.
 """
 
 from __future__ import annotations
@@ -20,13 +24,18 @@ _settings = Settings()
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
 threads = _settings.threads
-worker_class = "gthread"
+worker_class = "serving.gunicorn_worker.BufferingThreadWorker"
 timeout = _settings.worker_timeout
 graceful_timeout = _settings.graceful_timeout
 keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+# gunicorn's control socket (for `gunicornc`) defaults to one path per user,
+# $XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl, that every instance on
+# the host would share (the last one started takes it over). Signals do the same
+# jobs per master pid: HUP reloads, TTIN/TTOU add or remove a worker.
+control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:

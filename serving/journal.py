@@ -61,7 +61,11 @@ class Chunk:
         return self.end != self.start
 
 
-class JournalFull(Exception):
+class JournalUnavailable(Exception):
+    """An entry cannot be journaled; the request must not be acknowledged."""
+
+
+class JournalFull(JournalUnavailable):
     """The journal holds more uncommitted bytes than its limit allows."""
 
 
@@ -193,26 +197,41 @@ class Journal:
     def append(self, line: bytes) -> None:
         """Append one entry (a line ending in ``\\n``). Returns once the kernel has it.
 
-        Raises :class:`JournalFull` when the writer is too far behind: the caller
-        must not acknowledge what it cannot log."""
+        Raises :class:`JournalFull` when the writer is too far behind, and
+        :class:`JournalUnavailable` when the disk refuses the write: the caller must
+        not acknowledge what it cannot log."""
         with self._append_lock:
             if self._closed:
-                raise JournalFull("the prediction log is shut down")
+                raise JournalUnavailable("the prediction log is shut down")
             if self._appended - self._committed >= self.max_bytes:
                 raise JournalFull(
                     f"{self._appended - self._committed} bytes are waiting for the database"
                 )
-            if self._segment_size >= self._segment_bytes:
-                os.close(self._fd)
-                self._segment += 1
-                self._segment_size = 0
-                self._fd = self._open_segment(self._segment)
-            view = memoryview(line)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            try:
+                if self._segment_size >= self._segment_bytes:
+                    self._rotate()
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError as exc:
+                # A half-written line would swallow the next entry: cut it off.
+                os.ftruncate(self._fd, self._segment_size)
+                raise JournalUnavailable(f"cannot write the journal: {exc}") from exc
             self._segment_size += len(line)
             self._appended += len(line)
             self.entries_appended += 1
+
+    def _rotate(self) -> None:
+        # Open the next segment before closing this one: if the open fails, appends
+        # go on into the current segment rather than into a closed descriptor.
+        fd = self._open_segment(self._segment + 1)
+        os.fdatasync(self._fd)  # the writer only syncs the segment being appended to
+        os.close(self._fd)
+        self._fd, self._segment, self._segment_size = fd, self._segment + 1, 0
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def full(self) -> bool:
@@ -227,35 +246,44 @@ class Journal:
     def read(self, max_bytes: int) -> Chunk:
         return self._reader.read(max_bytes, last_segment=self._segment)
 
-    def commit(self, chunk: Chunk) -> None:
+    def commit(self, chunk: Chunk) -> bool:
+        """Checkpoint ``chunk``; False once the journal is closed (nothing recorded)."""
         with self._append_lock:
             if self._closed:
-                return  # the lock file is closed: its descriptor may be reused
+                return False  # the lock file is closed: its descriptor may be reused
             self._reader.commit(chunk.end)
             self._committed += chunk.size
+            return True
 
     def sync(self) -> None:
         """Flush appended lines to the disk (bounds what a power loss can take)."""
         with self._append_lock:
-            fd = self._fd
             if self._closed:
                 return
+            fd = os.dup(self._fd)  # sync outside the lock: appends must not wait on it
+        try:
             os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
-    def close(self, *, remove: bool) -> None:
-        """Release the journal. ``remove`` deletes its files (everything committed);
-        otherwise they stay for another process to replay."""
+    def close(self, *, may_remove: bool) -> bool:
+        """Release the journal; no append succeeds afterwards. Its files are deleted
+        when ``may_remove`` and every entry is committed, otherwise they stay for
+        another process to replay. Returns whether they were deleted."""
         with self._append_lock:
             if self._closed:
-                return
+                return False
             self._closed = True
             os.fsync(self._fd)
             os.close(self._fd)
-        if remove:
+            drained = self._appended == self._committed
+        removed = may_remove and drained
+        if removed:
             for index in self._files.segments():
                 self._files.segment_path(index).unlink(missing_ok=True)
             self._files.checkpoint_path.unlink(missing_ok=True)
         os.close(self._lock_fd)  # releases the lock
+        return removed
 
 
 class OrphanJournal:
@@ -273,8 +301,9 @@ class OrphanJournal:
     def read(self, max_bytes: int) -> Chunk:
         return self._reader.read(max_bytes)
 
-    def commit(self, chunk: Chunk) -> None:
+    def commit(self, chunk: Chunk) -> bool:
         self._reader.commit(chunk.end)
+        return True
 
     def finish(self) -> None:
         """Everything is replayed: delete the journal's files and drop the lock."""

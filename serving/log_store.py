@@ -2,10 +2,10 @@
 
 The writer moves tens of thousands of rows a second, so rows go to the driver as
 plain tuples with the JSON already encoded, in one statement per table and batch:
-``executemany`` on SQLite, ``INSERT … SELECT FROM unnest(arrays)`` on PostgreSQL
-(one round trip whatever the batch size). SQLAlchemy Core's bind processing per row
-cost as much as the model's own prediction on large batches. Both statements ignore
-rows already present, so a batch replayed after a crash is stored once.
+``executemany`` on SQLite; on PostgreSQL ``COPY`` into a staging table and one
+``INSERT … SELECT`` (a few round trips whatever the batch size). SQLAlchemy Core's bind
+processing per row cost as much as the model's own prediction on large batches. Both
+paths ignore rows already present, so a batch replayed after a crash is stored once.
 
 The column lists here must match ``watchkeeper.db.tables``; a test writes through
 this module and reads back through the Core tables.
@@ -46,23 +46,33 @@ _SQLITE_PREDICTIONS = (
     f"INSERT INTO predictions ({_PREDICTION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT DO NOTHING"
 )
-_POSTGRES_REQUESTS = (
-    f"INSERT INTO requests ({_REQUEST_COLUMNS}) SELECT * FROM unnest("
-    "%s::varchar[], %s::timestamptz[], %s::varchar[], %s::varchar[], %s::smallint[],"
-    " %s::float8[], %s::varchar[], %s::int[], %s::text[]::json[], %s::text[], %s::varchar[])"
+# PostgreSQL: COPY into session-local staging tables, then one INSERT … SELECT that
+# skips rows already present (COPY itself cannot ignore conflicts).
+_POSTGRES_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS wk_requests_in ("
+    " request_id varchar, received_at timestamptz, endpoint varchar, method varchar,"
+    " status_code smallint, latency_seconds float8, model_version varchar, n_items int,"
+    " error json, body text, client_request_id varchar) ON COMMIT DELETE ROWS;"
+    " CREATE TEMP TABLE IF NOT EXISTS wk_predictions_in ("
+    " prediction_id varchar, request_id varchar, item_index int, created_at timestamptz,"
+    " model_version varchar, features json, prediction float8, lower float8, upper float8)"
+    " ON COMMIT DELETE ROWS"
+)
+_POSTGRES_COPY_REQUESTS = f"COPY wk_requests_in ({_REQUEST_COLUMNS}) FROM STDIN"
+_POSTGRES_COPY_PREDICTIONS = f"COPY wk_predictions_in ({_PREDICTION_COLUMNS}) FROM STDIN"
+_POSTGRES_MERGE_REQUESTS = (
+    f"INSERT INTO requests ({_REQUEST_COLUMNS}) SELECT {_REQUEST_COLUMNS} FROM wk_requests_in"
     " ON CONFLICT DO NOTHING"
 )
-_POSTGRES_PREDICTIONS = (
-    f"INSERT INTO predictions ({_PREDICTION_COLUMNS}) SELECT * FROM unnest("
-    "%s::varchar[], %s::varchar[], %s::int[], %s::timestamptz[], %s::varchar[],"
-    " %s::text[]::json[], %s::float8[], %s::float8[], %s::float8[])"
-    " ON CONFLICT DO NOTHING"
+_POSTGRES_MERGE_PREDICTIONS = (
+    f"INSERT INTO predictions ({_PREDICTION_COLUMNS})"
+    f" SELECT {_PREDICTION_COLUMNS} FROM wk_predictions_in ON CONFLICT DO NOTHING"
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """Rows an insert handed to the database (duplicates it ignored included)."""
+    """Rows an insert stored (rows already present are not counted)."""
 
     requests: int
     predictions: int
@@ -90,11 +100,6 @@ def _floats(values: Any) -> list[float]:
     return values.tolist() if hasattr(values, "tolist") else [float(v) for v in values]
 
 
-def _as_arrays(rows: list[tuple[Any, ...]]) -> tuple[list[Any], ...]:
-    """Rows to one list per column, for ``unnest``."""
-    return tuple(list(column) for column in zip(*rows, strict=True))
-
-
 class LogStore:
     """Inserts batches of entries; raises what the database or driver raises."""
 
@@ -103,6 +108,10 @@ class LogStore:
         self._dialect = engine.dialect.name
         if self._dialect not in ("sqlite", "postgresql"):
             raise NotImplementedError(f"the prediction log does not support {self._dialect}")
+
+    def reset(self) -> None:
+        """Drop pooled connections; the next insert opens a new one."""
+        self._engine.dispose()
 
     def insert(self, entries: Sequence[LogEntry]) -> Written:
         if self._dialect == "sqlite":
@@ -157,15 +166,29 @@ class LogStore:
     def _insert_sqlite(self, entries: Sequence[LogEntry]) -> Written:
         requests, predictions = self._rows(entries, sqlite=True)
         with self._engine.begin() as connection:
-            connection.exec_driver_sql(_SQLITE_REQUESTS, requests)
-            if predictions:
-                connection.exec_driver_sql(_SQLITE_PREDICTIONS, predictions)
-        return Written(len(requests), len(predictions))
+            stored = connection.exec_driver_sql(_SQLITE_REQUESTS, requests).rowcount
+            stored_predictions = (
+                connection.exec_driver_sql(_SQLITE_PREDICTIONS, predictions).rowcount
+                if predictions
+                else 0
+            )
+        return Written(stored, stored_predictions)
 
     def _insert_postgres(self, entries: Sequence[LogEntry]) -> Written:
         requests, predictions = self._rows(entries, sqlite=False)
         with self._engine.begin() as connection:
-            connection.exec_driver_sql(_POSTGRES_REQUESTS, _as_arrays(requests))
-            if predictions:
-                connection.exec_driver_sql(_POSTGRES_PREDICTIONS, _as_arrays(predictions))
-        return Written(len(requests), len(predictions))
+            driver = connection.connection.driver_connection  # psycopg: COPY is not DBAPI
+            with driver.cursor() as cursor:
+                cursor.execute(_POSTGRES_STAGING)
+                with cursor.copy(_POSTGRES_COPY_REQUESTS) as copy:
+                    for row in requests:
+                        copy.write_row(row)
+                if predictions:
+                    with cursor.copy(_POSTGRES_COPY_PREDICTIONS) as copy:
+                        for row in predictions:
+                            copy.write_row(row)
+                cursor.execute(_POSTGRES_MERGE_REQUESTS)
+                stored = cursor.rowcount
+                cursor.execute(_POSTGRES_MERGE_PREDICTIONS)
+                stored_predictions = cursor.rowcount
+        return Written(stored, stored_predictions)

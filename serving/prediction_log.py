@@ -27,25 +27,43 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from serving.dead_letter import DeadLetters
-from serving.journal import Chunk, Journal, JournalFull, OrphanJournal, claim_orphans, pending_bytes
+from serving.journal import (
+    Chunk,
+    Journal,
+    JournalFull,
+    JournalUnavailable,
+    OrphanJournal,
+    claim_orphans,
+    pending_bytes,
+)
 from serving.log_entry import LogEntry
 from serving.log_store import LogStore
 from serving.metrics import LogMetrics
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JournalFull", "LogStatus", "PredictionLog"]
+__all__ = ["JournalFull", "JournalUnavailable", "LogStatus", "PredictionLog"]
+
+# SQLSTATE classes that blame the data of a row: data exception, integrity violation.
+_REFUSED_CLASSES = ("22", "23")
 
 
-def _is_transient(exc: BaseException) -> bool:
-    """Connection trouble is worth retrying; a row the database refuses is not."""
-    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
-        return True
-    return isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+def _refuses_the_entry(exc: BaseException) -> bool:
+    """True when ``exc`` is about the entry itself (set it aside), False when it is
+    about the database (wait and retry: down, read-only, not migrated, disk full).
+    Guessing "database" wrongly only delays; guessing "entry" wrongly would send good
+    entries to the dead-letter file, so anything unknown from the database waits."""
+    cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate:  # PostgreSQL says whose fault it is
+        return sqlstate[:2] in _REFUSED_CLASSES
+    if isinstance(exc, UnicodeError | TypeError | ValueError | OverflowError):
+        return True  # raised while encoding the entry's values
+    return type(cause).__name__ in ("IntegrityError", "DataError")
 
 
-class _DatabaseDown(Exception):
-    """The database failed in a way worth retrying; the chunk stays in the journal."""
+class _Retry(Exception):
+    """Leave the chunk in the journal and try again after a pause."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +118,11 @@ class PredictionLog:
 
     def submit(self, entry: LogEntry) -> None:
         """Journal ``entry``; once this returns, the entry survives a crash of this
-        process. Raises :class:`JournalFull` when the writer is too far behind."""
+        process. Raises :class:`JournalUnavailable` (:class:`JournalFull` when the
+        writer is too far behind) when it cannot."""
         try:
             self._journal.append(entry.to_line())
-        except JournalFull:
+        except JournalUnavailable:
             self._metrics.entries_rejected.inc()
             raise
         self._supervise()
@@ -180,9 +199,7 @@ class PredictionLog:
         writer_stopped = self._thread is None or not self._thread.is_alive()
         if writer_stopped:
             self._release_orphan()
-        drained = writer_stopped and self.queue_depth == 0
-        self._journal.close(remove=drained)
-        if not drained:
+        if not self._journal.close(may_remove=writer_stopped):
             log.warning(
                 "prediction log: %d entries left in journal %s for replay",
                 self.queue_depth,
@@ -199,7 +216,7 @@ class PredictionLog:
                 log.exception("prediction log writer cycle failed")
                 progressed = False
             if self._closing and not progressed:
-                if self.queue_depth == 0 or not self._database_up:
+                if self.queue_depth == 0 or not self._database_up or self._journal.closed:
                     return  # drained, or left in the journal for another process
             if not progressed:
                 self._wake.wait(self._flush_interval)
@@ -215,7 +232,7 @@ class PredictionLog:
             progressed = self._step(self._journal)
             if not self._closing:
                 progressed = self._recover(now) or progressed
-        except _DatabaseDown:
+        except _Retry:
             self._release_orphan()
         self._sync()
         self._metrics.queue_depth.set(self.queue_depth)
@@ -230,16 +247,15 @@ class PredictionLog:
                 source.commit(chunk)  # only moves past finished segments
             return False
         entries, refused = self._parse(chunk)
-        refused += self._store_all(entries, chunk)
+        refused += self._store_all(entries)
         if refused:
-            path = self._dead.write(refused)
-            self._metrics.rows_dead_lettered.inc(len(refused))
-            log.error("prediction log: %d entries set aside in %s", len(refused), path)
-        source.commit(chunk)
+            self._dead_letter(refused)
+        if not source.commit(chunk):
+            return False  # closed under us (shutdown timed out): stop, count nothing
         if source is self._journal:
             self._entries_committed += len(chunk.lines)
         else:
-            self._metrics.rows_replayed.inc(len(chunk.lines))
+            self._metrics.rows_replayed.inc(len(chunk.lines) - len(refused))
         return True
 
     @staticmethod
@@ -248,18 +264,18 @@ class PredictionLog:
         for line in chunk.lines:
             try:
                 entries.append((line, LogEntry.from_line(line)))
-            except ValueError:
+            except Exception:  # any line that is not an entry, however it fails
                 refused.append(line)
         return entries, refused
 
-    def _store_all(self, entries: list[tuple[bytes, LogEntry]], chunk: Chunk) -> list[bytes]:
+    def _store_all(self, entries: list[tuple[bytes, LogEntry]]) -> list[bytes]:
         """Store ``entries``; return the lines refused even one by one."""
         if not entries:
             return []
         try:
             self._insert([entry for _, entry in entries])
             return []
-        except _DatabaseDown:
+        except _Retry:
             raise
         except Exception as exc:
             log.error("prediction log refused a batch (%s); storing entries one by one", exc)
@@ -267,7 +283,7 @@ class PredictionLog:
         for line, entry in entries:
             try:
                 self._insert([entry])
-            except _DatabaseDown:
+            except _Retry:
                 raise
             except Exception as exc:
                 log.error("prediction log refused entry %s: %s", entry.request_id, exc)
@@ -279,13 +295,23 @@ class PredictionLog:
             written = self._store.insert(entries)
         except Exception as exc:
             self._metrics.write_errors.inc()
-            if _is_transient(exc):
+            if not _refuses_the_entry(exc):
                 self._mark_down(exc)
-                raise _DatabaseDown from exc
+                raise _Retry from exc
             raise
         self._mark_up()
         self._metrics.rows_written.labels(table="requests").inc(written.requests)
         self._metrics.rows_written.labels(table="predictions").inc(written.predictions)
+
+    def _dead_letter(self, lines: list[bytes]) -> None:
+        try:
+            path = self._dead.write(lines)
+        except OSError as exc:  # the disk is full: keep them in the journal, retry later
+            log.error("prediction log cannot write a dead-letter file: %s", exc)
+            self._back_off()
+            raise _Retry from exc
+        self._metrics.rows_dead_lettered.inc(len(lines))
+        log.error("prediction log: %d entries set aside in %s", len(lines), path)
 
     def _recover(self, now: float) -> bool:
         """Replay a chunk of a dead process's journal, looking for one now and then."""
@@ -327,7 +353,13 @@ class PredictionLog:
     def _mark_down(self, exc: BaseException) -> None:
         if self._database_up:
             log.warning("prediction log database unavailable, entries wait in the journal: %s", exc)
+            # Pooled connections may be what is wrong (a read-only server after a
+            # failover): retry on new ones.
+            self._store.reset()
         self._database_up = False
+        self._metrics.database_up.set(0)
+        self._back_off()
+
+    def _back_off(self) -> None:
         self._retry_delay = min(max(self._retry_delay * 2, 0.05), self._probe_interval)
         self._retry_at = time.monotonic() + self._retry_delay
-        self._metrics.database_up.set(0)

@@ -16,7 +16,7 @@ from flask import Flask, Response, current_app, g, request
 
 from serving.log_entry import LogEntry, escape_body
 from serving.metrics import ServingMetrics
-from serving.prediction_log import JournalFull, PredictionLog
+from serving.prediction_log import JournalUnavailable, PredictionLog
 from serving.responses import json_response
 from watchkeeper.errors import LogUnavailable
 
@@ -61,9 +61,9 @@ def _finish(response: Response) -> Response:
 def _journal(log: PredictionLog, response: Response, endpoint: str) -> Response:
     try:
         log.submit(_entry(endpoint, response.status_code, time.perf_counter() - g.started))
-    except JournalFull:
+    except JournalUnavailable:
         if response.status_code < 400:  # never acknowledge what is not logged
-            refused = LogUnavailable("the prediction log is full; retry later")
+            refused = LogUnavailable("the prediction log cannot take this request; retry later")
             g.error = refused.as_dict()
             return json_response(
                 {"error": g.error, "request_id": g.request_id}, refused.status_code

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
-from serving.journal import JournalFull
+from serving.journal import JournalFull, JournalUnavailable
 from serving.log_entry import LogEntry
 from serving.metrics import LogMetrics
 from serving.prediction_log import PredictionLog
@@ -305,10 +305,12 @@ def test_journal_of_a_killed_process_is_replayed_once_by_another(
     os.kill(child.pid, signal.SIGKILL)
     child.communicate(timeout=30)
 
-    wait_for(
-        lambda: registry.get_sample_value("watchkeeper_log_rows_replayed_total") == 300,
-        timeout=60,
-    )
+    def replayed_and_removed() -> bool:
+        left = [p for p in journal_dir.iterdir() if p.name.startswith(f"j-{child.pid}-")]
+        replayed = registry.get_sample_value("watchkeeper_log_rows_replayed_total")
+        return replayed == 300 and not left
+
+    assert wait_for(replayed_and_removed, timeout=90)
     log.close()
     assert _count(database_url) == 300
     assert os.listdir(journal_dir) == []
@@ -346,3 +348,105 @@ def test_concurrent_request_threads_lose_nothing(
         thread.join()
     log.close()
     assert _count(database_url) == 2000
+
+
+def test_a_failed_append_does_not_swallow_the_next_entry(
+    database_url: str,
+    journal_dir: Path,
+    make_log: Callable[..., PredictionLog],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import serving.journal as journal_module
+
+    registry = CollectorRegistry()
+    log = make_log(registry).start()
+    real_write = os.write
+    calls = {"n": 0}
+
+    def disk_fills_midway(fd: int, data: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            real_write(fd, bytes(data[:20]))  # part of the line reaches the file
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(journal_module.os, "write", disk_fills_midway)
+    with pytest.raises(JournalUnavailable):
+        log.submit(_entry(1))
+    log.submit(_entry(2))  # acknowledged: it must reach the database whole
+    monkeypatch.undo()
+    log.close()
+
+    assert _count(database_url) == 1
+    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 0
+    assert registry.get_sample_value("watchkeeper_log_entries_rejected_total") == 1
+
+
+def test_a_segment_that_cannot_be_opened_keeps_appends_in_the_current_one(
+    database_url: str, make_log: Callable[..., PredictionLog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = make_log(CollectorRegistry(), segment_bytes=1024).start()
+    journal = log._journal  # noqa: SLF001
+    real_open = journal._open_segment  # noqa: SLF001
+    failures = {"left": 1}
+
+    def fails_once(index: int) -> int:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError(24, "Too many open files")
+        return real_open(index)
+
+    monkeypatch.setattr(journal, "_open_segment", fails_once)
+    refused = 0
+    for n in range(20):  # crosses the segment size: the first rotation fails
+        try:
+            log.submit(_entry(n))
+        except JournalUnavailable:
+            refused += 1
+    log.close()
+    assert refused == 1
+    assert _count(database_url) == 19
+
+
+def test_a_damaged_journal_line_is_dead_lettered_and_the_writer_goes_on(
+    database_url: str, make_log: Callable[..., PredictionLog]
+) -> None:
+    registry = CollectorRegistry()
+    log = make_log(registry).start()
+    log._journal.append(b'{"received_us": 1e300, "request_id": "x"}\n')  # noqa: SLF001
+    log.submit(_entry(1))
+    assert log.flush(timeout=30)
+    log.close()
+    assert _count(database_url) == 1
+    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 1
+
+
+def test_a_read_only_database_delays_entries_instead_of_dead_lettering_them(
+    database_url: str, make_log: Callable[..., PredictionLog]
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a read-only server (as after a failover) is a PostgreSQL case")
+    name = database_url.rsplit("/", 1)[1]
+    admin = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
+
+    def read_only(on: bool) -> None:
+        with admin.connect() as connection:
+            value = "on" if on else "off"
+            connection.execute(
+                sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = {value}')
+            )
+
+    registry = CollectorRegistry()
+    read_only(True)
+    try:
+        log = make_log(registry, probe_interval=0.2).start()
+        for n in range(5):
+            log.submit(_entry(n))
+        assert wait_for(lambda: not log.database_up, timeout=30)
+    finally:
+        read_only(False)
+        admin.dispose()
+    assert log.flush(timeout=60)
+    log.close()
+    assert _count(database_url) == 5
+    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 0
