@@ -1,15 +1,21 @@
 """``watchkeeper serve`` for real: gunicorn with two workers on a loopback port.
 
-Metrics aggregate across workers (multiprocess mode), and SIGTERM drains every
-worker's queued log entries before the processes exit.
+Metrics aggregate across workers (multiprocess mode), SIGTERM drains every worker's
+queued log entries before the processes exit, requests gunicorn rejects itself get
+the JSON error shape and are counted and logged, and no control socket is shared.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -80,3 +86,124 @@ def test_sigterm_drains_every_accepted_request_into_the_log(
     engine.dispose()
     assert logged == accepted
     assert n_predictions == n
+
+
+@dataclass(frozen=True)
+class Rejected:
+    raw: bytes
+    status: int
+    code: str
+    logged: bool
+
+
+_HEAD = b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+REJECTED = {
+    "header field too large": Rejected(
+        _HEAD + b"X-Padding: " + b"a" * 9000 + b"\r\nContent-Length: 2\r\n\r\n{}",
+        431,
+        "request_header_fields_too_large",
+        True,
+    ),
+    "bad content-length": Rejected(
+        _HEAD + b"Content-Length: 12abc\r\n\r\n{}", 400, "bad_request", True
+    ),
+    "invalid request line": Rejected(b"NOT AN HTTP REQUEST\r\n\r\n", 400, "bad_request", False),
+    "request line too long": Rejected(
+        b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: test\r\n\r\n", 414, "uri_too_long", False
+    ),
+    "chunked body over the limit": Rejected(
+        _HEAD
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"800\r\n"
+        + b" " * 0x800
+        + b"\r\n"
+        + b"800\r\n"
+        + b" " * 0x800
+        + b"\r\n0\r\n\r\n",
+        413,
+        "payload_too_large",
+        True,
+    ),
+}
+
+
+def _exchange(server: Process, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    address = urlsplit(server.url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(raw)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+
+
+def test_requests_gunicorn_rejects_get_the_json_error_shape_and_are_counted_and_logged(
+    start_watchkeeper: Callable[..., Process], tmp_path: Path
+) -> None:
+    server = start_watchkeeper("serve", WATCHKEEPER_MAX_REQUEST_BYTES="3000")
+    request_ids = {}
+    for name, case in REJECTED.items():
+        status, headers, body = _exchange(server, case.raw)
+        assert (status, headers["content-type"]) == (case.status, "application/json"), name
+        document = json.loads(body)
+        assert document["error"]["code"] == case.code, name
+        assert document["error"]["message"], name
+        assert document["request_id"] == headers["x-request-id"], name
+        request_ids[document["request_id"]] = case
+
+    text = server.get("/metrics").text
+    for case in REJECTED.values():
+        if case.logged:
+            labels = {"endpoint": "/predict", "method": "POST", "status": str(case.status)}
+            assert metric(text, "watchkeeper_http_requests_total", **labels) == 1, case
+    assert (
+        metric(
+            text,
+            "watchkeeper_http_requests_total",
+            endpoint="unmatched",
+            method="other",
+            status="400",
+        )
+        == 1
+    )
+    assert (
+        metric(
+            text,
+            "watchkeeper_http_requests_total",
+            endpoint="unmatched",
+            method="other",
+            status="414",
+        )
+        == 1
+    )
+
+    assert server.stop() == 0
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'var' / 'watchkeeper.db'}")
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("SELECT request_id, endpoint, method, status_code, error FROM requests")
+        ).all()
+    engine.dispose()
+    logged = {row.request_id: row for row in rows}
+    expected = {request_id for request_id, case in request_ids.items() if case.logged}
+    assert set(logged) == expected
+    for request_id in expected:
+        row, case = logged[request_id], request_ids[request_id]
+        assert (row.endpoint, row.method, row.status_code) == ("/predict", "POST", case.status)
+        assert json.loads(row.error)["code"] == case.code
+
+
+def test_no_control_socket_is_shared_between_instances(
+    start_watchkeeper: Callable[..., Process], tmp_path: Path
+) -> None:
+    # gunicorn's default control socket is one path per user: $XDG_RUNTIME_DIR/gunicorn.ctl
+    # or ~/.gunicorn/gunicorn.ctl.
+    runtime_dir, home = tmp_path / "run", tmp_path / "home"
+    runtime_dir.mkdir()
+    home.mkdir()
+    servers = [
+        start_watchkeeper("serve", XDG_RUNTIME_DIR=str(runtime_dir), HOME=str(home))
+        for _ in range(2)
+    ]
+    for server in servers:
+        assert server.get("/healthz").status_code == 200
+    assert [p for p in (*runtime_dir.rglob("*"), *home.rglob("*")) if p.is_socket()] == []

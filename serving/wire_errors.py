@@ -1,0 +1,156 @@
+"""Errors the serving worker answers itself, before a request reaches the app.
+
+A request gunicorn cannot parse (431, 414, a bad ``Content-Length``...), one that is
+not received in full in time (408) or a chunked body over the limit (413) never
+becomes a Flask request. These get the app's JSON error shape all the same
+(:mod:`serving.http_errors`), an ``X-Request-ID``, a count in
+``watchkeeper_http_requests_total`` with bounded labels, and, when the request line
+names a logged endpoint (``/predict``, ``/feedback``), an entry in the prediction log.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from gunicorn.http import errors as gunicorn_errors
+from werkzeug.exceptions import HTTPException
+
+from serving.log_entry import LogEntry
+from serving.prediction_log import JournalFull
+from serving.request_framing import RequestLine
+from serving.request_log import HTTP_METHODS, LOGGED_ENDPOINTS, REQUEST_ID_HEADER
+from watchkeeper.errors import BadRequest, Forbidden, PayloadTooLarge, WatchkeeperError
+
+log = logging.getLogger(__name__)
+
+_UNMATCHED = "unmatched"
+_MAX_MESSAGE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class WireError:
+    status: int
+    code: str
+    message: str
+
+    def response(self, request_id: str) -> bytes:
+        """The whole HTTP/1.1 response; the connection is closed after it, since where
+        the next request would start is unknown."""
+        body = orjson.dumps(
+            {"error": {"code": self.code, "message": self.message}, "request_id": request_id}
+        )
+        head = (
+            f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            f"{REQUEST_ID_HEADER}: {request_id}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        return head.encode("ascii") + body
+
+
+def request_timeout(seconds: float) -> WireError:
+    return WireError(
+        HTTPStatus.REQUEST_TIMEOUT,
+        "request_timeout",
+        f"the request was not received in full within {seconds:g} s",
+    )
+
+
+def payload_too_large(limit: int) -> WireError:
+    return WireError(
+        PayloadTooLarge.status_code,
+        PayloadTooLarge.code,
+        f"request body exceeds the limit of {limit} bytes",
+    )
+
+
+# gunicorn's parse errors, most specific first (several derive from one another).
+_CLIENT_ERRORS: tuple[tuple[type[Exception], HTTPStatus, str], ...] = (
+    (gunicorn_errors.LimitRequestLine, HTTPStatus.REQUEST_URI_TOO_LONG, "uri_too_long"),
+    (
+        gunicorn_errors.LimitRequestHeaders,
+        HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "request_header_fields_too_large",
+    ),
+    (gunicorn_errors.UnsupportedTransferCoding, HTTPStatus.NOT_IMPLEMENTED, "not_implemented"),
+    (gunicorn_errors.ExpectationFailed, HTTPStatus.EXPECTATION_FAILED, "expectation_failed"),
+    (gunicorn_errors.ForbiddenProxyRequest, HTTPStatus.FORBIDDEN, Forbidden.code),
+    (gunicorn_errors.ParseException, HTTPStatus.BAD_REQUEST, BadRequest.code),
+)
+
+
+def classify(exc: BaseException) -> WireError:
+    """The response for an exception gunicorn raised while reading a request; 500 for
+    anything that is not the client's fault."""
+    for kind, status, code in _CLIENT_ERRORS:
+        if isinstance(exc, kind):
+            detail = str(exc)[:_MAX_MESSAGE]
+            return WireError(status, code, f"{status.phrase.lower()}: {detail}")
+    return WireError(
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        WatchkeeperError.code,
+        "internal server error; see server logs",
+    )
+
+
+def is_client_error(exc: BaseException) -> bool:
+    return any(isinstance(exc, kind) for kind, _, _ in _CLIENT_ERRORS)
+
+
+def report(
+    app: Any, error: WireError, request_id: str, line: RequestLine | None, waited: float
+) -> None:
+    """Count the response in the HTTP metrics and log it if it was meant for a logged
+    endpoint. ``app`` is the worker's WSGI app: reporting is skipped for anything
+    that is not the Watchkeeper app (a test's stand-in, a middleware)."""
+    extensions = getattr(app, "extensions", None)
+    if extensions is None:
+        return
+    rule, endpoint = _route(app, line)
+    method = line.method if line is not None and line.method in HTTP_METHODS else "other"
+    metrics = extensions.get("watchkeeper.metrics")
+    if metrics is not None:
+        metrics.requests.labels(rule, method, str(error.status)).inc()
+    prediction_log = extensions.get("watchkeeper.prediction_log")
+    if prediction_log is None or line is None or endpoint not in LOGGED_ENDPOINTS:
+        return
+    entry = LogEntry(
+        request_id=request_id,
+        received_at=datetime.now(UTC),
+        endpoint=rule,
+        method=line.method,
+        status_code=error.status,
+        latency_seconds=waited,
+        error={"code": error.code, "message": error.message},
+        body=None,
+    )
+    try:
+        prediction_log.submit(entry)
+    except JournalFull:
+        # Counted by the log; the client is refused either way.
+        log.warning("prediction log full: %s %s not logged", error.status, rule)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _route(app: Any, line: RequestLine | None) -> tuple[str, str | None]:
+    """The app's rule and endpoint name for the request line, as the app's own
+    request bookkeeping labels them; ``unmatched`` when nothing matches."""
+    if line is None:
+        return _UNMATCHED, None
+    try:
+        rule, _ = app.url_map.bind("localhost").match(
+            line.path, method=line.method, return_rule=True
+        )
+    except HTTPException:
+        return _UNMATCHED, None
+    return rule.rule, rule.endpoint

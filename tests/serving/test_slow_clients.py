@@ -1,0 +1,200 @@
+"""Slow and stalled clients against the real server (``watchkeeper serve``).
+
+Every worker reads a request, headers and body, on its event loop before a request
+thread sees it, so clients that connect and stall hold no thread: other clients are
+answered meanwhile, and the stalled ones get a 408 in the JSON error shape (or, if
+they sent nothing, are closed) once ``WATCHKEEPER_REQUEST_READ_TIMEOUT`` has passed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from tests.processes import Process
+
+pytestmark = pytest.mark.integration
+
+STALLED = 20
+READ_TIMEOUT = 6.0
+# What the issue asks of the other clients while the stalled ones hold connections.
+ANSWER_WITHIN = 1.0
+
+
+def _connect(server: Process) -> socket.socket:
+    address = urlsplit(server.url)
+    return socket.create_connection((address.hostname, address.port), timeout=60)
+
+
+def _head(path: str, length: int, extra: str = "") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n{extra}\r\n"
+    ).encode()
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes] | None:
+    """The response on ``sock``, or None if the server closed without one."""
+    response = http.client.HTTPResponse(sock)
+    try:
+        response.begin()
+    except http.client.RemoteDisconnected:
+        return None
+    body = response.read()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+
+
+@contextmanager
+def _stalled(server: Process, payload: bytes) -> Iterator[list[socket.socket]]:
+    """``STALLED`` connections that each send ``payload`` and then nothing more."""
+    sockets = [_connect(server) for _ in range(STALLED)]
+    try:
+        for sock in sockets:
+            if payload:
+                sock.sendall(payload)
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _assert_others_are_served(server: Process, record: dict[str, Any]) -> None:
+    """``/healthz`` and ``/predict`` each answer within a second, several times over
+    the stall (until half the read timeout has passed)."""
+    rounds = 0
+    until = time.monotonic() + READ_TIMEOUT / 2
+    while rounds < 3 or time.monotonic() < until:
+        started = time.monotonic()
+        health = requests.get(f"{server.url}/healthz", timeout=ANSWER_WITHIN)
+        assert health.status_code == 200
+        assert time.monotonic() - started < ANSWER_WITHIN
+        started = time.monotonic()
+        predicted = requests.post(
+            f"{server.url}/predict", json={"features": record}, timeout=ANSWER_WITHIN
+        )
+        assert predicted.status_code == 200, predicted.text
+        assert time.monotonic() - started < ANSWER_WITHIN
+        rounds += 1
+
+
+def _assert_timed_out_with_408(sock: socket.socket) -> None:
+    response = _read_response(sock)
+    assert response is not None, "a client that started a request gets a 408"
+    status, headers, body = response
+    assert status == 408
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    document = json.loads(body)
+    assert document["error"]["code"] == "request_timeout"
+    assert document["request_id"] == headers["x-request-id"]
+
+
+@pytest.fixture
+def server(start_watchkeeper: Callable[..., Process]) -> Process:
+    # Two workers with four threads each: eight request threads in all.
+    return start_watchkeeper(
+        "serve", WATCHKEEPER_REQUEST_READ_TIMEOUT=str(READ_TIMEOUT), WATCHKEEPER_WORKERS="2"
+    )
+
+
+@pytest.fixture
+def record(replay_records: list[dict[str, Any]]) -> dict[str, Any]:
+    return replay_records[0]
+
+
+def test_clients_stalled_mid_body_do_not_deny_service_and_get_a_logged_408(
+    server: Process, record: dict[str, Any], tmp_path: Path
+) -> None:
+    body = json.dumps({"features": record}).encode()
+    with _stalled(server, _head("/predict", len(body)) + body[: len(body) // 2]) as sockets:
+        _assert_others_are_served(server, record)
+        for sock in sockets:
+            _assert_timed_out_with_408(sock)
+
+    assert server.stop() == 0
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'var' / 'watchkeeper.db'}")
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("SELECT endpoint, method, error FROM requests WHERE status_code = 408")
+        ).all()
+    engine.dispose()
+    assert len(rows) == STALLED
+    assert {(endpoint, method) for endpoint, method, _ in rows} == {("/predict", "POST")}
+    assert all(json.loads(error)["code"] == "request_timeout" for _, _, error in rows)
+
+
+def test_clients_stalled_mid_headers_do_not_deny_service(
+    server: Process, record: dict[str, Any]
+) -> None:
+    with _stalled(server, b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Le") as sockets:
+        _assert_others_are_served(server, record)
+        for sock in sockets:
+            _assert_timed_out_with_408(sock)
+
+
+def test_clients_that_connect_and_send_nothing_do_not_deny_service(
+    server: Process, record: dict[str, Any]
+) -> None:
+    with _stalled(server, b"") as sockets:
+        _assert_others_are_served(server, record)
+        for sock in sockets:
+            # Nothing was asked, so nothing is answered: the connection is closed.
+            assert _read_response(sock) is None
+
+
+def test_a_slow_but_steady_client_is_served(server: Process, record: dict[str, Any]) -> None:
+    body = json.dumps({"features": record}).encode()
+    request = _head("/predict", len(body)) + body
+    with _connect(server) as sock:
+        step = len(request) // 10 + 1
+        for start in range(0, len(request), step):
+            sock.sendall(request[start : start + step])
+            time.sleep(0.05)  # the point of the test: a client that trickles its request
+        response = _read_response(sock)
+    assert response is not None
+    assert response[0] == 200, response
+
+
+def test_chunked_pipelined_and_expect_continue_requests_are_served(
+    server: Process, record: dict[str, Any]
+) -> None:
+    body = json.dumps({"features": record}).encode()
+    chunked = (
+        b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"".join(
+            f"{len(part):x}\r\n".encode() + part + b"\r\n" for part in (body[:100], body[100:])
+        )
+        + b"0\r\n\r\n"
+    )
+    plain = _head("/predict", len(body)) + body
+    with _connect(server) as sock:
+        # Two requests in one write (pipelined), then one after the other.
+        sock.sendall(chunked + plain)
+        assert [_read_response(sock)[0] for _ in range(2)] == [200, 200]  # type: ignore[index]
+        sock.sendall(plain)
+        assert _read_response(sock)[0] == 200  # type: ignore[index]
+
+    # A client that waits for "100 Continue" before sending its body gets it at once.
+    with _connect(server) as sock:
+        sock.sendall(_head("/predict", len(body), "Expect: 100-continue\r\n"))
+        sock.settimeout(ANSWER_WITHIN)
+        interim = sock.recv(64)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.settimeout(60)
+        sock.sendall(body)
+        # A second interim response may follow; http.client skips 1xx responses.
+        response = _read_response(sock)
+    assert response is not None
+    assert response[0] == 200
