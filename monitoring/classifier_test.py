@@ -40,6 +40,8 @@ class ClassifierTest:
         cur = _draw(window, self.max_rows, rng)
         train_ref, test_ref = _halves(len(ref), rng)
         train_cur, test_cur = _halves(len(cur), rng)
+        if min(len(train_ref), len(test_ref), len(train_cur), len(test_cur)) == 0:
+            return Drift(is_drift=False, p_value=1.0, distance=0.5)  # too few rows to test
         x_train = np.concatenate([ref[train_ref], cur[train_cur]])
         y_train = np.r_[np.zeros(len(train_ref)), np.ones(len(train_cur))]
         classifier = HistGradientBoostingClassifier(

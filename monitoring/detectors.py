@@ -49,8 +49,9 @@ import pandas as pd
 from monitoring.classifier_test import ClassifierTest
 from monitoring.two_sample import Correction, Drift, FeatureDrift, correct, ks, pooled_chi2
 from watchkeeper.errors import ArtifactIntegrityError
-from watchkeeper.ood import OodReference, load_arrays, read_verified, sha256_file
+from watchkeeper.ood import OodReference
 from watchkeeper.schema import FeatureSchema
+from watchkeeper.state_files import load_arrays, read_verified, sha256_file
 
 __all__ = ["DetectorSettings", "DetectorSuite", "Drift", "FeatureDrift", "ReferenceEncoder"]
 

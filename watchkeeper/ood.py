@@ -16,13 +16,13 @@ JSON) is as far from the reference as a record can be: it scores :data:`SCORE_CA
 above any threshold, instead of raising. The cap is finite so that scores and their
 averages stay storable as JSON and in a ``double precision`` column.
 
-State is arrays (``ood.npz``, loaded with ``allow_pickle=False``) and JSON: nothing
-that runs code when read.
+State is arrays (``ood.npz``, loaded with ``allow_pickle=False``) and JSON, each
+checked against its recorded SHA-256 (:mod:`watchkeeper.state_files`): nothing that
+runs code when read.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,16 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from watchkeeper.errors import ArtifactIntegrityError
+from watchkeeper.state_files import load_arrays, read_verified, sha256_file
 
 ARRAYS_FILE = "ood.npz"
 JSON_FILE = "ood.json"
 FORMAT = 1
 SCORE_CAP = 1e100
 """Score of a record whose distance overflows: maximally out of distribution."""
-
-
-class OodStateError(ArtifactIntegrityError):
-    """Saved OOD state that is missing, malformed or not what was recorded."""
 
 
 @dataclass(frozen=True)
@@ -122,13 +119,15 @@ class OodReference:
         try:
             meta = json.loads(blobs[JSON_FILE])
             if meta.get("format") != FORMAT:
-                raise OodStateError(f"OOD state format {meta.get('format')!r}, expected {FORMAT}")
+                raise ArtifactIntegrityError(
+                    f"OOD state format {meta.get('format')!r}, expected {FORMAT}"
+                )
             arrays = load_arrays(directory / ARRAYS_FILE, blobs[ARRAYS_FILE])
             d = len(meta["features"])
             shapes = {"medians": (d,), "mean": (d,), "scale": (d,), "precision": (d, d)}
             for key, shape in shapes.items():
                 if arrays[key].shape != shape or arrays[key].dtype != np.float64:
-                    raise OodStateError(f"OOD state {key} has shape {arrays[key].shape}")
+                    raise ArtifactIntegrityError(f"OOD state {key} has shape {arrays[key].shape}")
             return cls(
                 tuple(str(f) for f in meta["features"]),
                 arrays["medians"],
@@ -139,38 +138,4 @@ class OodReference:
                 float(meta["threshold"]),
             )
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise OodStateError(f"OOD state in {directory} is malformed: {exc}") from exc
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def read_verified(path: Path, sha256: dict[str, str]) -> bytes:
-    """The file's bytes if their SHA-256 is the one recorded for its name."""
-    expected = sha256.get(path.name)
-    if expected is None:
-        raise OodStateError(f"no SHA-256 recorded for {path.name}")
-    try:
-        blob = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise OodStateError(f"{path} is missing") from exc
-    actual = hashlib.sha256(blob).hexdigest()
-    if actual != expected:
-        raise OodStateError(
-            f"{path} has SHA-256 {actual[:12]}…, expected {expected[:12]}… as recorded: "
-            "refusing to load it"
-        )
-    return blob
-
-
-def load_arrays(path: Path, blob: bytes | None = None) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz`` file; object arrays (which would need pickle) are refused."""
-    import io
-
-    source = io.BytesIO(blob) if blob is not None else path
-    try:
-        with np.load(source, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except ValueError as exc:  # NumPy's refusal to unpickle an object array
-        raise OodStateError(f"{path} holds arrays that need pickle: {exc}") from exc
+            raise ArtifactIntegrityError(f"OOD state in {directory} is malformed: {exc}") from exc
