@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import sqlalchemy as sa
 
+from watchkeeper.db.features import feature_records
 from watchkeeper.db.tables import monitor_state, predictions
 
 WATERMARK = "windows"
@@ -64,6 +65,8 @@ class LogReader:
             sa.select(
                 predictions.c.seq,
                 predictions.c.prediction_id,
+                predictions.c.request_id,
+                predictions.c.item_index,
                 predictions.c.created_at,
                 predictions.c.model_version,
                 predictions.c.features,
@@ -76,5 +79,8 @@ class LogReader:
         )
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
+            features = feature_records(connection, rows)
         self.rows_read += len(rows)
-        return pd.DataFrame(rows, columns=[c.name for c in query.selected_columns])
+        frame = pd.DataFrame(rows, columns=[c.name for c in query.selected_columns])
+        frame["features"] = features
+        return frame.drop(columns=["request_id", "item_index"])

@@ -18,6 +18,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from watchkeeper.dataset import Dataset, load_ames, load_csv
+from watchkeeper.db.features import feature_records
 from watchkeeper.db.tables import feedback, predictions
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.schema import FeatureSchema
@@ -64,14 +65,21 @@ def labelled_predictions(
     """Logged features of predictions with feedback received after ``since``, oldest
     prediction first, with the actual value in the schema's target column."""
     query = (
-        sa.select(predictions.c.features, predictions.c.created_at, feedback.c.actual)
+        sa.select(
+            predictions.c.request_id,
+            predictions.c.item_index,
+            predictions.c.features,
+            predictions.c.created_at,
+            feedback.c.actual,
+        )
         .join(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
         .where(feedback.c.received_at >= since)
         .order_by(predictions.c.created_at, predictions.c.seq)
     )
     with engine.connect() as connection:
         rows = connection.execute(query).all()
-    frame = pd.DataFrame.from_records([r.features for r in rows], columns=list(schema.names))
+        records = feature_records(connection, rows)
+    frame = pd.DataFrame.from_records(records, columns=list(schema.names))
     frame[schema.target] = [r.actual for r in rows]
     frame["_predicted_at"] = [r.created_at for r in rows]
     return frame

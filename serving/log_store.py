@@ -1,7 +1,8 @@
 """Stores log entries in the ``requests`` and ``predictions`` tables, fast.
 
 The writer moves tens of thousands of rows a second, so rows go to the driver as
-plain tuples with the JSON already encoded, in one statement per table and batch:
+plain tuples with the JSON already encoded, and a request's features once, by column,
+in ``requests.features`` rather than one object per prediction row:
 ``executemany`` on SQLite; on PostgreSQL ``COPY`` into a staging table and one
 ``INSERT … SELECT`` (a few round trips whatever the batch size). SQLAlchemy Core's bind
 processing per row cost as much as the model's own prediction on large batches. Both
@@ -31,19 +32,19 @@ _MAX_METHOD = 8
 
 _REQUEST_COLUMNS = (
     "request_id, received_at, endpoint, method, status_code, latency_seconds,"
-    " model_version, n_items, error, body, client_request_id"
+    " model_version, n_items, error, body, client_request_id, features"
 )
 _PREDICTION_COLUMNS = (
-    "prediction_id, request_id, item_index, created_at, model_version, features,"
+    "prediction_id, request_id, item_index, created_at, model_version,"
     " prediction, lower, upper"
 )
 
 _SQLITE_REQUESTS = (
-    f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT DO NOTHING"
 )
 _SQLITE_PREDICTIONS = (
-    f"INSERT INTO predictions ({_PREDICTION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
+    f"INSERT INTO predictions ({_PREDICTION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
     " ON CONFLICT DO NOTHING"
 )
 # PostgreSQL: COPY into session-local staging tables, then one INSERT … SELECT that
@@ -52,10 +53,11 @@ _POSTGRES_STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS wk_requests_in ("
     " request_id varchar, received_at timestamptz, endpoint varchar, method varchar,"
     " status_code smallint, latency_seconds float8, model_version varchar, n_items int,"
-    " error json, body text, client_request_id varchar) ON COMMIT DELETE ROWS;"
+    " error json, body text, client_request_id varchar, features json)"
+    " ON COMMIT DELETE ROWS;"
     " CREATE TEMP TABLE IF NOT EXISTS wk_predictions_in ("
     " prediction_id varchar, request_id varchar, item_index int, created_at timestamptz,"
-    " model_version varchar, features json, prediction float8, lower float8, upper float8)"
+    " model_version varchar, prediction float8, lower float8, upper float8)"
     " ON COMMIT DELETE ROWS"
 )
 _POSTGRES_COPY_REQUESTS = f"COPY wk_requests_in ({_REQUEST_COLUMNS}) FROM STDIN"
@@ -85,15 +87,6 @@ def _sqlite_time(value: datetime) -> str:
 
 def _json_text(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
-
-
-def _feature_texts(entry: LogEntry) -> list[str]:
-    """Each row's features as a JSON object text, built from the columns."""
-    names = list(entry.columns)
-    return [
-        orjson.dumps(dict(zip(names, row, strict=True))).decode()
-        for row in zip(*entry.columns.values(), strict=True)
-    ]
 
 
 def _floats(values: Any) -> list[float]:
@@ -132,12 +125,14 @@ class LogStore:
             _json_text(entry.error),
             entry.body,
             client_id and client_id[:_MAX_CLIENT_ID],
+            # Features once per request, by column: per-row JSON objects were most of
+            # the log's cost on large batches (watchkeeper.db.features reads them).
+            orjson.dumps(entry.columns).decode() if entry.n_items else None,
         )
 
     def _prediction_tuples(self, entry: LogEntry, created: Any) -> list[tuple[Any, ...]]:
         if not entry.n_items:
             return []
-        features = _feature_texts(entry)
         values, lower, upper = _floats(entry.values), _floats(entry.lower), _floats(entry.upper)
         request_id, version, single = entry.request_id, entry.model_version, entry.single
         return [
@@ -147,7 +142,6 @@ class LogStore:
                 i,
                 created,
                 version,
-                features[i],
                 values[i],
                 lower[i],
                 upper[i],

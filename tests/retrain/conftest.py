@@ -51,7 +51,7 @@ def labelled_log(settings: Settings, ames: Dataset) -> int:
     for start in range(0, len(records), 500):
         response = client.post("/predict", json={"instances": records[start : start + 500]})
         ids += [item["id"] for item in response.json["predictions"]]
-    app.extensions["watchkeeper.prediction_log"].close()
+    assert app.extensions["watchkeeper.prediction_log"].flush(timeout=120)
     items = [{"id": i, "actual": float(p)} for i, p in zip(ids, frame["Sale_Price"], strict=True)]
     assert client.post("/feedback", json={"items": items}).status_code == 200
     shutdown(app)

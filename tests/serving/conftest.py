@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from serving.app import create_app, shutdown
 from watchkeeper.db.engine import create_engine
+from watchkeeper.db.features import feature_records
 from watchkeeper.db.tables import predictions, requests
 
 
@@ -70,8 +71,9 @@ class LogReader:
     def predictions(self) -> list[dict[str, Any]]:
         self.flush()
         with self.engine.connect() as connection:
-            rows = connection.execute(sa.select(predictions).order_by(predictions.c.seq))
-            return [dict(row._mapping) for row in rows]
+            rows = connection.execute(sa.select(predictions).order_by(predictions.c.seq)).all()
+            features = feature_records(connection, rows)
+        return [{**row._mapping, "features": f} for row, f in zip(rows, features, strict=True)]
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from serving.metrics import LogMetrics
 from serving.prediction_log import PredictionLog
 from tests.processes import wait_for
 from watchkeeper.db.engine import create_engine
+from watchkeeper.db.features import feature_records
 from watchkeeper.db.tables import predictions, requests
 
 
@@ -113,13 +114,17 @@ def test_stored_rows_read_back_as_they_were_sent(
     engine = create_engine(database_url)
     with engine.connect() as connection:
         request = connection.execute(sa.select(requests)).one()._mapping
-        rows = [r._mapping for r in connection.execute(sa.select(predictions))]
+        found = connection.execute(sa.select(predictions).order_by(predictions.c.seq)).all()
+        features = feature_records(connection, found)
     engine.dispose()
+    rows = [r._mapping for r in found]
     assert request["received_at"] == sent.received_at
     assert request["n_items"] == 2
     assert request["error"] is None  # SQL NULL, not the JSON text null
     assert [r["prediction_id"] for r in rows] == [f"{7:032x}.0", f"{7:032x}.1"]
-    assert [r["features"] for r in rows] == [{"x": 1, "kind": "a"}, {"x": None, "kind": "b"}]
+    assert features == [{"x": 1, "kind": "a"}, {"x": None, "kind": "b"}]
+    assert request["features"] == {"x": [1, None], "kind": ["a", "b"]}  # once per request
+    assert [r["features"] for r in rows] == [None, None]
     assert [(r["prediction"], r["lower"], r["upper"]) for r in rows] == [
         (10.0, 9.0, 11.0),
         (20.0, 19.0, 21.0),

@@ -44,6 +44,11 @@ requests = sa.Table(
     sa.Column("error", sa.JSON),
     sa.Column("body", sa.Text, comment="rejected requests only, truncated"),
     sa.Column("client_request_id", sa.String(128)),
+    sa.Column(
+        "features",
+        sa.JSON,
+        comment="accepted requests: feature values by name, one list per feature",
+    ),
 )
 
 predictions = sa.Table(
@@ -55,7 +60,9 @@ predictions = sa.Table(
     sa.Column("item_index", sa.Integer, nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False, index=True),
     sa.Column("model_version", sa.String(64), nullable=False, index=True),
-    sa.Column("features", sa.JSON, nullable=False),
+    # Rows logged before migration 0004 only; later ones read ``requests.features``
+    # (watchkeeper.db.features).
+    sa.Column("features", sa.JSON),
     sa.Column("prediction", sa.Float, nullable=False),
     sa.Column("lower", sa.Float, nullable=False),
     sa.Column("upper", sa.Float, nullable=False),
