@@ -18,7 +18,8 @@ _ERROR_RESPONSES = {
     "401": "No bearer token.",
     "403": "Token refused, or admin endpoints disabled.",
     "409": "Feedback for a prediction already exists, or a rollback was refused.",
-    "413": "Body larger than the configured limit, or too many instances.",
+    "413": "Body larger than the configured limit (with a Content-Length or chunked), or "
+    "more instances or rows than the batch limit.",
     "415": "Content-Type is not application/json.",
     "422": "One or more fields break the model's feature schema.",
     "503": "No model is loaded (model_unavailable), or the database is down "
@@ -88,6 +89,33 @@ def _features(schema: FeatureSchema | None) -> dict[str, Any]:
     }
 
 
+def _columns(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, Any]:
+    """One array per feature; equal lengths are checked by the server (JSON Schema
+    cannot say it)."""
+    description = (
+        "One array per feature, all of the same length: row i is the i-th value of "
+        "every array. Predictions come back in row order; bad values are named "
+        "columns.Feature[i]."
+    )
+    if schema is None:
+        return {"type": "object", "description": description}
+    return {
+        "type": "object",
+        "description": description,
+        "properties": {
+            f.name: {
+                "type": "array",
+                "items": _feature_schema(f),
+                "minItems": 1,
+                "maxItems": max_batch_size,
+            }
+            for f in schema.features
+        },
+        "required": list(schema.names),
+        "additionalProperties": False,
+    }
+
+
 def _components(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, Any]:
     interval = {
         "type": "object",
@@ -126,6 +154,14 @@ def _components(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, 
                 }
             },
             "required": ["instances"],
+            "additionalProperties": False,
+        },
+        "ColumnsRequest": {
+            "type": "object",
+            "description": "A batch as columns: the cheapest form for large batches "
+            "(no per-record work in the server).",
+            "properties": {"columns": _columns(schema, max_batch_size)},
+            "required": ["columns"],
             "additionalProperties": False,
         },
         "Interval": interval,
@@ -253,12 +289,18 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
             "/predict": {
                 "post": {
                     "operationId": "predict",
-                    "summary": "Predict for one record or a batch.",
+                    "summary": "Predict for one record, or a batch sent as records or as columns.",
                     "requestBody": {
                         "required": True,
                         "content": {
                             "application/json": {
-                                "schema": {"oneOf": [_ref("SingleRequest"), _ref("BatchRequest")]}
+                                "schema": {
+                                    "oneOf": [
+                                        _ref("SingleRequest"),
+                                        _ref("BatchRequest"),
+                                        _ref("ColumnsRequest"),
+                                    ]
+                                }
                             }
                         },
                     },

@@ -37,6 +37,10 @@ def test_every_route_is_documented_and_nothing_else(app: Flask, spec: dict[str, 
     [
         ("post", "/predict", "single"),
         ("post", "/predict", "batch"),
+        ("post", "/predict", "columns"),
+        ("post", "/predict", "surrogate"),
+        ("post", "/feedback", "unknown"),
+        ("post", "/predict/nowhere", None),
         ("post", "/predict", "invalid"),
         ("post", "/predict", "malformed"),
         ("get", "/healthz", None),
@@ -55,11 +59,18 @@ def test_responses_match_their_documented_schema(
     payloads = {
         "single": {"json": {"features": record}},
         "batch": {"json": {"instances": [record, record]}},
+        "columns": {"json": {"columns": {k: [v, v] for k, v in record.items()}}},
+        "surrogate": {"data": b'{"features": {"\\ud800": 1}}', "content_type": "application/json"},
+        "unknown": {"json": {"id": "nope", "actual": 1.0}},
         "invalid": {"json": {"features": {**record, "Lot_Area": "big"}}},
         "malformed": {"data": b"{", "content_type": "application/json"},
     }
     response = getattr(client, method)(path, **payloads.get(body or "", {}))
 
+    if path not in spec["paths"]:  # not a route: the error shape every response shares
+        assert response.status_code == 404
+        _validator(spec, {"$ref": "#/components/schemas/Error"}).validate(response.json)
+        return
     documented = spec["paths"][path][method]["responses"]
     assert str(response.status_code) in documented
     schema = documented[str(response.status_code)]["content"]["application/json"]["schema"]
@@ -76,5 +87,9 @@ def test_documented_request_schema_accepts_what_the_server_accepts(
 
     validator.validate({"features": record})
     validator.validate({"instances": [record]})
+    validator.validate({"columns": {k: [v, v] for k, v in record.items()}})
     assert not validator.is_valid({"features": {**record, "Lot_Area": "big"}})
     assert not validator.is_valid({"instances": []})
+    assert not validator.is_valid({"columns": {k: [] for k in record}})
+    assert not validator.is_valid({"columns": {**{k: [v] for k, v in record.items()}, "X": [1]}})
+    assert not validator.is_valid({"columns": {k: [v] for k, v in record.items()}, "features": {}})
