@@ -28,7 +28,8 @@ On disk, one folder per model version::
 
     reference.npz   the encoded reference and its predictions (allow_pickle=False)
     ood.npz, ood.json   the OOD reference (watchkeeper.ood)
-    manifest.json   written last: schema, medians, settings and every file's SHA-256
+    manifest.json   written last: schema, medians, settings, the reference's own
+                    data-quality rates and every file's SHA-256
 
 Loading refuses a file whose SHA-256 differs from the manifest's, as the model
 registry does for model artifacts.
@@ -47,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring.classifier_test import ClassifierTest
+from monitoring.quality import feature_quality
 from monitoring.two_sample import Correction, Drift, FeatureDrift, correct, ks, pooled_chi2
 from watchkeeper.errors import ArtifactIntegrityError
 from watchkeeper.ood import OodReference
@@ -120,9 +122,12 @@ class DetectorSuite:
         reference_predictions: np.ndarray,
         ood: OodReference,
         settings: DetectorSettings,
+        reference_quality: dict[str, dict[str, float]],
     ) -> None:
         self.encoder = encoder
         self.settings = settings
+        self.reference_quality = reference_quality
+        """The reference's own data-quality rates: a window's are judged against them."""
         self._x_ref = x_ref
         self._n_numeric = len(encoder.schema.numeric)
         self._sorted_ref = np.sort(x_ref[:, : self._n_numeric], axis=0)
@@ -152,7 +157,14 @@ class DetectorSuite:
             [f.name for f in schema.numeric], encoder.numeric(reference), percentile=ood_percentile
         )
         settings = DetectorSettings(p_value, Correction(correction), ood_percentile)
-        return cls(encoder, encoder.transform(reference), reference_predictions, ood, settings)
+        return cls(
+            encoder,
+            encoder.transform(reference),
+            reference_predictions,
+            ood,
+            settings,
+            feature_quality(reference, schema),
+        )
 
     @staticmethod
     def is_saved(directory: Path) -> bool:
@@ -175,6 +187,7 @@ class DetectorSuite:
             "schema": self.encoder.schema.to_dict(),
             "medians": self.encoder.medians,
             "settings": asdict(self.settings),
+            "reference_quality": self.reference_quality,
             "sha256": sha256,
         }
         # written last, atomically: a folder without it is incomplete
@@ -201,6 +214,10 @@ class DetectorSuite:
                 float(raw["ood_percentile"]),
             )
             medians = {str(k): float(v) for k, v in manifest["medians"].items()}
+            quality = {
+                str(feature): {str(rate): float(value) for rate, value in rates.items()}
+                for feature, rates in manifest["reference_quality"].items()
+            }
         except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ArtifactIntegrityError(f"detector manifest in {directory}: {exc}") from exc
         path = directory / REFERENCE_FILE
@@ -210,7 +227,7 @@ class DetectorSuite:
         x_ref = arrays["x_ref"]
         if x_ref.ndim != 2 or x_ref.shape[1] != len(encoder.names) or x_ref.dtype != np.float64:
             raise ArtifactIntegrityError(f"{path}: reference of shape {x_ref.shape}")
-        return cls(encoder, x_ref, arrays["predictions"], ood, settings)
+        return cls(encoder, x_ref, arrays["predictions"], ood, settings, quality)
 
     # -- detection ---------------------------------------------------------------
 

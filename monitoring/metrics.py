@@ -111,9 +111,23 @@ class MonitorCollector(Collector):
         for feature, rates in result["details"]["features"].items():
             for rate, value in rates.items():
                 families[rate].add_metric([version, feature], value)
+        # the reference's own rates, for alert rules to compare against (older stored
+        # results lack them)
+        references = {
+            rate: _gauge(
+                f"reference_{rate}",
+                f"Per-feature {rate.replace('_', ' ')} of the model's reference sample.",
+                ("model_version", "feature"),
+            )
+            for rate in families
+        }
+        for feature, rates in result["details"].get("reference", {}).items():
+            for rate, value in rates.items():
+                references[rate].add_metric([version, feature], value)
         yield size
         yield rejected
         yield from families.values()
+        yield from references.values()
 
     def _feature_drift(self, result: dict[str, Any]) -> Iterator[Any]:
         version, details = result["model_version"], result["details"]

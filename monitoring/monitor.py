@@ -201,7 +201,11 @@ class Monitor:
         def data_quality() -> CheckOutcome:
             quality = feature_quality(features, suite.encoder.schema)
             rejected = rejected_rate(self.engine, window.started_at, window.ended_at)
-            return None, rejected["rate"], {"features": quality, "requests": rejected}
+            return (
+                None,
+                rejected["rate"],
+                {"features": quality, "reference": suite.reference_quality, "requests": rejected},
+            )
 
         def ood() -> CheckOutcome:
             scores = suite.ood_scores(features)

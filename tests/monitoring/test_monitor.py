@@ -288,3 +288,56 @@ def test_detectors_saved_as_pickles_are_refitted_without_being_loaded(
         "ood.npz",
         "reference.npz",
     ]
+
+
+AREAS = (
+    "Lot_Area",
+    "Mas_Vnr_Area",
+    "BsmtFin_SF_2",
+    "Bsmt_Unf_SF",
+    "Total_Bsmt_SF",
+    "First_Flr_SF",
+    "Second_Flr_SF",
+    "Gr_Liv_Area",
+    "Garage_Area",
+    "Wood_Deck_SF",
+    "Open_Porch_SF",
+    "Enclosed_Porch",
+    "Screen_Porch",
+    "Pool_Area",
+)
+
+
+@pytest.mark.parametrize("scenario", ["five_percent_living_area_x10", "all_areas_in_m2"])
+def test_broken_clients_show_in_out_of_range_rates_above_the_reference(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+    scenario: str,
+) -> None:
+    """What WatchkeeperFeatureOutOfRange reads: the window's out-of-range rate and the
+    reference's own, both exported. Neither breakage trips dataset drift or the OOD
+    trigger reliably (measured in issue 11); the out-of-range rate sees both."""
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(500)]
+    for i, record in enumerate(records):
+        if scenario == "all_areas_in_m2":
+            for name in AREAS:
+                if name in record and record[name]:
+                    record[name] = round(record[name] / 10.7639, 1)
+        elif i % 20 == 0:
+            record["Gr_Liv_Area"] = record["Gr_Liv_Area"] * 10
+    _write_log(settings, records, [200_000.0] * len(records))
+    monitor = make_monitor()
+
+    assert monitor.run_once() == 1
+
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(monitor.status))
+    text = generate_latest(registry).decode()
+    labels = {"model_version": "v1", "feature": "Gr_Liv_Area"}
+    rate = metric(text, "watchkeeper_monitor_out_of_range_rate", **labels)
+    reference = metric(text, "watchkeeper_monitor_reference_out_of_range_rate", **labels)
+    assert reference == 0.0
+    assert rate is not None and rate - reference > 0.04  # the alert's threshold
+    assert metric(text, "watchkeeper_monitor_reference_missing_rate", **labels) is not None

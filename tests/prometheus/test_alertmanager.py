@@ -38,6 +38,9 @@ def test_config_passes_amtool(amtool: str) -> None:
         (["alertname=WatchkeeperAccuracyDegraded", "severity=critical"], "retrain,people"),
         (["alertname=WatchkeeperHighErrorRate", "severity=critical"], "people"),
         (["alertname=WatchkeeperFeatureDrift", "severity=info"], "people"),
+        # broken data is a data incident: people only, never a retrain
+        (["alertname=WatchkeeperFeatureOutOfRange", "severity=warning"], "people"),
+        (["alertname=WatchkeeperRejectedRequests", "severity=warning"], "people"),
     ],
 )
 def test_alerts_route_to_people_and_retraining_alerts_also_to_the_webhook(

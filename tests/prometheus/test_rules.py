@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2] / "prometheus"
 RULES = [ROOT / "rules" / "recording.yml", ROOT / "rules" / "alerts.yml"]
 
 V1 = {"model_version": "v1"}
+GRLIV = 'model_version="v1",feature="Gr_Liv_Area"'
 # alert -> (input series, minutes at which it must fire, series for a blip that must not)
 CASES: dict[str, dict[str, Any]] = {
     "WatchkeeperDatasetDriftSustained": {
@@ -62,6 +63,86 @@ CASES: dict[str, dict[str, Any]] = {
             ("watchkeeper_monitor_last_labels_timestamp_seconds", "0+60x200"),
         ],
         "at": 130,
+        "labels": {},
+    },
+    # data quality, against the reference's own rates: quiet for a feature missing as
+    # often as in training (Misc_Feature), for 2008–10 sales' newest Year_Built values
+    # (at most 3.8 % above training's range) and for blips; firing for 5 % of rows out
+    # of range (one client's Gr_Liv_Area × 10)
+    "WatchkeeperFeatureMissing": {
+        "fire": [
+            (f"watchkeeper_monitor_missing_rate{{{GRLIV}}}", "0.25x30"),
+            (f"watchkeeper_monitor_reference_missing_rate{{{GRLIV}}}", "0x30"),
+        ],
+        "quiet": [
+            (f"watchkeeper_monitor_missing_rate{{{GRLIV}}}", "0.05x5 0.3x5 0.05x20"),
+            (f"watchkeeper_monitor_reference_missing_rate{{{GRLIV}}}", "0x30"),
+            (
+                'watchkeeper_monitor_missing_rate{model_version="v1",feature="Misc_Feature"}',
+                "0.97x30",
+            ),
+            (
+                'watchkeeper_monitor_reference_missing_rate{model_version="v1",feature="Misc_Feature"}',
+                "0.96x30",
+            ),
+        ],
+        "at": 20,
+        "labels": {"model_version": "v1", "feature": "Gr_Liv_Area"},
+    },
+    "WatchkeeperFeatureOutOfRange": {
+        "fire": [
+            (f"watchkeeper_monitor_out_of_range_rate{{{GRLIV}}}", "0.05x30"),
+            (f"watchkeeper_monitor_reference_out_of_range_rate{{{GRLIV}}}", "0x30"),
+        ],
+        "quiet": [
+            (
+                'watchkeeper_monitor_out_of_range_rate{model_version="v1",feature="Year_Built"}',
+                "0.038x30",
+            ),
+            (
+                'watchkeeper_monitor_reference_out_of_range_rate{model_version="v1",feature="Year_Built"}',
+                "0x30",
+            ),
+            (f"watchkeeper_monitor_out_of_range_rate{{{GRLIV}}}", "0x5 1x5 0x20"),
+            (f"watchkeeper_monitor_reference_out_of_range_rate{{{GRLIV}}}", "0x30"),
+        ],
+        "at": 20,
+        "labels": {"model_version": "v1", "feature": "Gr_Liv_Area"},
+    },
+    "WatchkeeperUnseenCategories": {
+        "fire": [
+            (
+                'watchkeeper_monitor_unseen_category_rate{model_version="v1",feature="Neighborhood"}',
+                "0.2x30",
+            ),
+            (
+                'watchkeeper_monitor_reference_unseen_category_rate{model_version="v1",feature="Neighborhood"}',
+                "0x30",
+            ),
+        ],
+        "quiet": [
+            (
+                'watchkeeper_monitor_unseen_category_rate{model_version="v1",feature="Neighborhood"}',
+                "0.004x30",
+            ),
+            (
+                'watchkeeper_monitor_reference_unseen_category_rate{model_version="v1",feature="Neighborhood"}',
+                "0x30",
+            ),
+        ],
+        "at": 20,
+        "labels": {"model_version": "v1", "feature": "Neighborhood"},
+    },
+    "WatchkeeperRejectedRequests": {
+        "fire": [
+            ('watchkeeper_http_requests_total{endpoint="/predict",status="400"}', "0+10x40"),
+            ('watchkeeper_http_requests_total{endpoint="/predict",status="200"}', "0+90x40"),
+        ],
+        "quiet": [
+            ('watchkeeper_http_requests_total{endpoint="/predict",status="400"}', "0+1x40"),
+            ('watchkeeper_http_requests_total{endpoint="/predict",status="200"}', "0+90x40"),
+        ],
+        "at": 30,
         "labels": {},
     },
     "WatchkeeperHighErrorRate": {
