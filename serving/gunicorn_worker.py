@@ -40,7 +40,13 @@ from gunicorn import http
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from serving import wire_errors
-from serving.request_framing import Framing, FramingLimits, RequestFramer, request_line
+from serving.request_framing import (
+    Framing,
+    FramingLimits,
+    RequestFramer,
+    RequestLine,
+    request_line,
+)
 from watchkeeper.settings import Settings
 
 _RECV_BYTES = 256 * 1024
@@ -51,6 +57,7 @@ _RECV_PER_EVENT = 1024 * 1024
 # and single-record predictions are never stuck behind large uploads.
 _SMALL_REQUEST_BYTES = 64 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_REQUEST_LINE_BYTES = 4096
 
 
 class _ClientSocket(socket.socket):
@@ -235,7 +242,9 @@ class BufferingThreadWorker(ThreadWorker):
             # HTTP/1.1, and the thread must not wait for data that is already here.
             conn.initialized = True
         request = bytes(reading.buffer)
-        conn.sock.request = request
+        # The request line for error reports; a slice, so that a large body is not
+        # held twice (the parser's buffer has its own copy).
+        conn.sock.request = request[:_REQUEST_LINE_BYTES]
         conn.parser.unreader.unread(request)
         super().enqueue_req(conn)
 
@@ -274,8 +283,7 @@ class BufferingThreadWorker(ThreadWorker):
         self.log.info(
             "%s from %s: %s", error.status, conn.client[0] if conn.client else "-", error.message
         )
-        line = request_line(reading.buffer)
-        wire_errors.report(self.wsgi, error, request_id, line, waited)
+        self._report(error, request_id, request_line(reading.buffer), waited)
         self._close(conn)
 
     def _close(self, conn: _Conn) -> None:
@@ -297,17 +305,22 @@ class BufferingThreadWorker(ThreadWorker):
         else:
             self.log.exception("Error handling request from ip=%s", ip)
         request = getattr(client, "request", None)
-        line = request_line(request) if request is not None else None
-        try:
-            wire_errors.report(self.wsgi, error, request_id, line, 0.0)
-        except Exception:
-            self.log.exception("could not report a rejected request")
+        self._report(error, request_id, request_line(request) if request else None, 0.0)
         try:
             client.sendall(error.response(request_id))
         except OSError:
             self.log.debug("Failed to send error message.")
 
     # -- bookkeeping ------------------------------------------------------------------
+
+    def _report(
+        self, error: wire_errors.WireError, request_id: str, line: RequestLine | None, waited: float
+    ) -> None:
+        # Also runs on the event loop, where an exception would end the worker.
+        try:
+            wire_errors.report(self.wsgi, error, request_id, line, waited)
+        except Exception:
+            self.log.exception("could not report a rejected request")
 
     def _stop_reading(self, conn: _Conn, reading: _Reading) -> None:
         if reading.polled:
