@@ -22,7 +22,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.processes import Process
+from tests.processes import Process, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -198,3 +198,63 @@ def test_chunked_pipelined_and_expect_continue_requests_are_served(
         response = _read_response(sock)
     assert response is not None
     assert response[0] == 200
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_stalled_large_uploads_hold_at_most_the_buffer_budget(
+    start_watchkeeper: Callable[..., Process], record: dict[str, Any]
+) -> None:
+    """48 clients each send 900 KB of a 1 MB body and stall: the worker holds about
+    its budget (1 MB, raised to fit one largest request: ~2 MB), not 43 MB, the rest
+    waits in the kernel, and small requests are still answered."""
+    limit = 1024 * 1024
+    server = start_watchkeeper(
+        "serve",
+        WATCHKEEPER_WORKERS="1",
+        WATCHKEEPER_MAX_REQUEST_BYTES=str(limit),
+        WATCHKEEPER_REQUEST_BUFFER_BYTES=str(limit),
+        WATCHKEEPER_REQUEST_READ_TIMEOUT="120",
+    )
+    (worker,) = (
+        int(pid)
+        for pid in Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        .read_text()
+        .split()
+    )
+    for _ in range(20):
+        assert requests.post(f"{server.url}/predict", json={"features": record}).ok
+    before = _rss_bytes(worker)
+
+    sent = 0
+    sockets = [_connect(server) for _ in range(48)]
+    try:
+        for sock in sockets:
+            data = _head("/predict", 1_000_000) + b" " * 900_000
+            sock.setblocking(False)
+            while data:  # as much as the kernel takes without blocking
+                try:
+                    n_bytes = sock.send(data)
+                except BlockingIOError:
+                    break
+                sent += n_bytes
+                data = data[n_bytes:]
+        samples = [_rss_bytes(worker)]
+
+        def settled() -> bool:
+            samples.append(_rss_bytes(worker))
+            return len(samples) > 10 and max(samples[-10:]) == min(samples[-10:])
+
+        assert wait_for(settled, timeout=60, interval=0.1)
+        grown = samples[-1] - before
+        assert sent > 30_000_000, "the clients should have sent most of their bodies"
+        assert grown < 14 * 1024 * 1024, f"worker grew {grown / 1e6:.1f} MB"
+        _assert_others_are_served(server, record)
+    finally:
+        for sock in sockets:
+            sock.close()
