@@ -58,14 +58,6 @@ class ValidatedRequest:
         built, so that a large batch is converted once."""
         return {name: self.numbers.get(name, column) for name, column in self.columns.items()}
 
-    @property
-    def records(self) -> list[dict[str, Any]]:
-        """The rows as records, built on demand (the columnar form never needs them)."""
-        names = list(self.columns)
-        return [
-            dict(zip(names, row, strict=True)) for row in zip(*self.columns.values(), strict=True)
-        ]
-
 
 def validate_predict_payload(
     payload: Any, schema: FeatureSchema, *, max_batch_size: int
