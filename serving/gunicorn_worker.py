@@ -58,6 +58,8 @@ _RECV_PER_EVENT = 1024 * 1024
 _SMALL_REQUEST_BYTES = 64 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _REQUEST_LINE_BYTES = 4096
+_LINGER_SECONDS = 2.0  # as gunicorn's own graceful close
+_LINGER_BYTES = 64 * 1024
 
 
 class _ClientSocket(socket.socket):
@@ -97,11 +99,22 @@ class _Reading:
 class _Conn(TConn):
     sock: _ClientSocket
 
-    def __init__(self, *args: Any) -> None:
+    def __init__(self, worker: BufferingThreadWorker, *args: Any) -> None:
         super().__init__(*args)
+        self.worker = worker
         self.reading: _Reading | None = None
         self.held_bytes = 0
         self.whole = True  # the request handed over was received in full
+        self.linger_until = 0.0
+        self.drained = 0
+
+    def close(self, graceful: bool = False) -> None:
+        # gunicorn's graceful close waits up to 2 s for the client's FIN, on the event
+        # loop: clients that never close would stop the worker 2 s each.
+        if graceful:
+            self.worker.linger(self, counted=False)
+        else:
+            super().close()
 
 
 class BufferingThreadWorker(ThreadWorker):
@@ -130,6 +143,7 @@ class BufferingThreadWorker(ThreadWorker):
         self.scratch = memoryview(bytearray(_RECV_BYTES))
         self.reading: dict[_Conn, _Reading] = {}
         self.paused: dict[_Conn, None] = {}  # insertion-ordered set: resumed first in, first out
+        self.lingering: dict[_Conn, None] = {}
         self.buffering = not (
             self.cfg.is_ssl
             or "h2" in getattr(self.cfg, "http_protocols", ())
@@ -156,7 +170,7 @@ class BufferingThreadWorker(ThreadWorker):
         sock = _ClientSocket(client.family, client.type, client.proto, fileno=client.detach())
         sock.io_timeout = self.read_timeout
         sock.request = None
-        self.enqueue_req(_Conn(self.cfg, sock, address, listener.getsockname()))
+        self.enqueue_req(_Conn(self, self.cfg, sock, address, listener.getsockname()))
 
     def enqueue_req(self, conn: _Conn) -> None:  # type: ignore[override]
         """Every request, on a new or a kept-alive connection, is read here first;
@@ -274,6 +288,8 @@ class BufferingThreadWorker(ThreadWorker):
             else:
                 waited = now - reading.first_byte_at
                 self._reject(conn, reading, wire_errors.request_timeout(self.read_timeout), waited)
+        for conn in [conn for conn in self.lingering if conn.linger_until <= now]:
+            self._end_linger(conn)
 
     def _reject(
         self, conn: _Conn, reading: _Reading, error: wire_errors.WireError, waited: float = 0.0
@@ -284,7 +300,9 @@ class BufferingThreadWorker(ThreadWorker):
             "%s from %s: %s", error.status, conn.client[0] if conn.client else "-", error.message
         )
         self._report(error, request_id, request_line(reading.buffer), waited)
-        self._close(conn)
+        self._stop_reading(conn, reading)
+        self._release(len(reading.buffer))
+        self.linger(conn, counted=True)
 
     def _close(self, conn: _Conn) -> None:
         reading = conn.reading
@@ -310,6 +328,48 @@ class BufferingThreadWorker(ThreadWorker):
             client.sendall(error.response(request_id))
         except OSError:
             self.log.debug("Failed to send error message.")
+
+    def linger(self, conn: _Conn, *, counted: bool) -> None:
+        """Close after a final response without losing it (RFC 9112 section 9.6):
+        half-close, then discard what the client still sends until it closes, for
+        at most 2 s or 64 KiB, on the event loop. Closing with unread bytes would
+        make the kernel reset the connection, and the client could lose the answer.
+        ``counted``: whether the connection is still in ``nr_conns``."""
+        if not counted:
+            self.nr_conns += 1  # still holds a descriptor until it is closed
+        try:
+            conn.sock.setblocking(False)
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._end_linger(conn)
+            return
+        conn.linger_until = time.monotonic() + _LINGER_SECONDS
+        conn.drained = 0
+        self.lingering[conn] = None
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_linger, conn))
+
+    def _on_linger(self, conn: _Conn, _fileobj: Any) -> None:
+        while True:
+            try:
+                n_bytes = conn.sock.recv_into(self.scratch)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                break
+            conn.drained += n_bytes
+            if not n_bytes or conn.drained >= _LINGER_BYTES:
+                break
+        self._end_linger(conn)
+
+    def _end_linger(self, conn: _Conn) -> None:
+        if conn in self.lingering:
+            del self.lingering[conn]
+            try:
+                self.poller.unregister(conn.sock)
+            except (KeyError, ValueError, OSError):
+                pass
+        self.nr_conns -= 1
+        TConn.close(conn)
 
     # -- bookkeeping ------------------------------------------------------------------
 

@@ -49,16 +49,22 @@ class LogEntry:
     values: list[float] | np.ndarray = field(default_factory=list)
     lower: list[float] | np.ndarray = field(default_factory=list)
     upper: list[float] | np.ndarray = field(default_factory=list)
+    # The same columns as JSON text, as read back from the journal: the writer stores
+    # them as they are, without decoding and encoding them again.
+    columns_json: str | None = None
 
     @property
     def n_items(self) -> int:
         return len(self.values)
 
     def to_line(self) -> bytes:
-        """The entry as one journal line (JSON and ``\\n``). Never raises for content:
-        what orjson refuses (a lone surrogate) is written by the standard library
-        with ``\\u`` escapes, which keeps every character for the dead-letter file."""
-        record = {
+        """The entry as one journal line: a JSON header, a tab, the columns as JSON,
+        ``\\n``. JSON text never holds a raw tab, so the writer can split the line
+        and pass the columns on without parsing them. Never raises for content: what
+        orjson refuses (a lone surrogate) is written by the standard library with
+        ``\\u`` escapes, and marked, which keeps every character for the dead-letter
+        file."""
+        header = {
             "request_id": self.request_id,
             "received_us": (self.received_at - _EPOCH) // _MICROSECOND,
             "endpoint": self.endpoint,
@@ -70,26 +76,44 @@ class LogEntry:
             "body": self.body,
             "client_request_id": self.client_request_id,
             "single": self.single,
-            "columns": self.columns,
             "values": self.values,
             "lower": self.lower,
             "upper": self.upper,
         }
         try:
-            return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+            return b"".join(
+                (
+                    orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY),
+                    b"\t",
+                    orjson.dumps(self.columns),
+                    b"\n",
+                )
+            )
         except TypeError:
-            return json.dumps(record, default=_plain, ensure_ascii=True).encode() + b"\n"
+            header["escaped"] = True
+            escaped = (
+                json.dumps(part, default=_plain, ensure_ascii=True)
+                for part in (header, self.columns)
+            )
+            return "\t".join(escaped).encode() + b"\n"
 
     @classmethod
     def from_line(cls, line: bytes) -> LogEntry:
-        """Parse a journal line; raises ``ValueError`` for a line that is not one."""
+        """Parse a journal line (without its ``\\n``); raises ``ValueError`` for a line
+        that is not an entry, or whose text no database could store as it is."""
         try:
+            head, tab, columns = line.partition(b"\t")
+            if not tab:
+                raise ValueError("no columns part")
             try:
-                data = orjson.loads(line)
+                data = orjson.loads(head)
             except orjson.JSONDecodeError:
-                data = json.loads(line)  # the escaped form :meth:`to_line` falls back to
+                data = json.loads(head)  # the escaped form :meth:`to_line` falls back to
+            if data.pop("escaped", False):
+                # Re-encoding proves the text storable (a lone surrogate is not).
+                columns = orjson.dumps(json.loads(columns))
             received = _EPOCH + timedelta(microseconds=data.pop("received_us"))
-            return cls(received_at=received, **data)
+            return cls(received_at=received, columns_json=columns.decode(), **data)
         except Exception as exc:  # whatever a damaged line makes fail
             raise ValueError(f"not a log entry: {exc}") from exc
 

@@ -35,8 +35,7 @@ _REQUEST_COLUMNS = (
     " model_version, n_items, error, body, client_request_id, features"
 )
 _PREDICTION_COLUMNS = (
-    "prediction_id, request_id, item_index, created_at, model_version,"
-    " prediction, lower, upper"
+    "prediction_id, request_id, item_index, created_at, model_version, prediction, lower, upper"
 )
 
 _SQLITE_REQUESTS = (
@@ -89,6 +88,12 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
+def _columns_text(entry: LogEntry) -> str:
+    if entry.columns_json is not None:
+        return entry.columns_json  # as journaled: already JSON
+    return orjson.dumps(entry.columns).decode()
+
+
 def _floats(values: Any) -> list[float]:
     return values.tolist() if hasattr(values, "tolist") else [float(v) for v in values]
 
@@ -127,7 +132,7 @@ class LogStore:
             client_id and client_id[:_MAX_CLIENT_ID],
             # Features once per request, by column: per-row JSON objects were most of
             # the log's cost on large batches (watchkeeper.db.features reads them).
-            orjson.dumps(entry.columns).decode() if entry.n_items else None,
+            _columns_text(entry) if entry.n_items else None,
         )
 
     def _prediction_tuples(self, entry: LogEntry, created: Any) -> list[tuple[Any, ...]]:
