@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from tests.ports import free_port
+from tests.processes import children
 
 
 def find_bindir() -> Path | None:
@@ -66,16 +67,7 @@ class PostgresServer:
             postmaster = int((self.datadir / "postmaster.pid").read_text().split()[0])
         except FileNotFoundError:
             return []  # not running
-        pids = [postmaster]
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
-                    pids.append(int(entry))
-        return pids
+        return [postmaster, *children(postmaster)]
 
     def stall(self) -> None:
         """Freeze the server (SIGSTOP): connections hang instead of failing."""

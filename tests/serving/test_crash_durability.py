@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +17,10 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.postgres import PostgresServer, find_bindir
-from tests.processes import Process, wait_for
+from tests.postgres import PostgresServer
+from tests.processes import Process, children, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def _rss_bytes(pid: int) -> int:
@@ -103,9 +90,9 @@ def test_kill_9_of_a_worker_and_then_the_master_loses_no_accepted_prediction(
     body = orjson.dumps({"features": replay_records[0]})
     with _Load(f"{server.url}/predict", body, threads=4) as load:
         assert wait_for(lambda: load.answered > 100, timeout=60)
-        os.kill(_children(master)[0], signal.SIGKILL)
+        os.kill(children(master)[0], signal.SIGKILL)
         assert wait_for(lambda: load.answered > 300, timeout=60)
-        workers = _children(master)
+        workers = children(master)
         os.kill(master, signal.SIGKILL)
         for worker in workers:  # a crash of the whole tree, not a graceful worker exit
             os.kill(worker, signal.SIGKILL)
@@ -120,19 +107,6 @@ def test_kill_9_of_a_worker_and_then_the_master_loses_no_accepted_prediction(
     )
 
 
-@pytest.fixture
-def private_postgres() -> Iterator[PostgresServer]:
-    bindir = find_bindir()
-    assert bindir is not None, "PostgreSQL is not installed; `make test` installs it"
-    server = PostgresServer(bindir).init()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.resume()
-        server.destroy()
-
-
 @pytest.mark.postgres
 def test_frozen_database_at_peak_batch_rate_bounds_worker_memory_and_loses_nothing(
     start_watchkeeper: Callable[..., Process],
@@ -143,7 +117,7 @@ def test_frozen_database_at_peak_batch_rate_bounds_worker_memory_and_loses_nothi
     server = start_watchkeeper(
         "serve", WATCHKEEPER_WORKERS="2", WATCHKEEPER_DATABASE_URL=url, WATCHKEEPER_AUTO_MIGRATE="1"
     )
-    workers = _children(server.process.pid)
+    workers = children(server.process.pid)
     batch = [replay_records[i % len(replay_records)] for i in range(1000)]
     body = orjson.dumps({"instances": batch})
     with _Load(f"{server.url}/predict", body, threads=2, pause=0.25) as load:

@@ -5,7 +5,6 @@ readiness answers at once meanwhile."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,27 +13,13 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
 from serving.app import create_app, shutdown
-from tests.postgres import PostgresServer, find_bindir
+from tests.postgres import PostgresServer
 from tests.processes import wait_for
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import predictions, requests
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PostgresServer]:
-    """A server of the test's own: it is stopped and frozen."""
-    bindir = find_bindir()
-    assert bindir is not None, "PostgreSQL is not installed; `make test` installs it"
-    server = PostgresServer(bindir).init()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.resume()
-        server.destroy()
 
 
 def _counts(engine: sa.Engine) -> tuple[int, int, int]:
