@@ -118,8 +118,9 @@ TOKEN = "s3cret-token"
     ],
 )
 def test_database_outage_is_503_in_the_error_shape_for_synchronous_writes(
-    postgres_server: PostgresServer, make_settings: Any, path: str, body: dict[str, Any]
+    private_postgres: PostgresServer, make_settings: Any, path: str, body: dict[str, Any]
 ) -> None:
+    postgres_server = private_postgres  # stopped below: the session's server stays up
     url = postgres_server.create_database()
     engine = create_engine(url)
     upgrade(engine)
