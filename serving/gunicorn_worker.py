@@ -18,7 +18,10 @@ stalled client costs a buffer and a poller entry:
   small ones such as health checks are still read), and a request's bytes count
   until its response is sent, so requests queued for a thread are bounded too;
 * the request thread's socket operations time out after the same read timeout (a
-  client that does not read its response cannot hold a thread either).
+  client that does not read its response cannot hold a thread either);
+* a connection closed after its answer is half-closed and drained on the event loop
+  for at most 2 s (gunicorn's own graceful close waited for the client's FIN there,
+  stopping the whole worker for 2 s per client that never closed).
 
 Errors gunicorn raises itself (431, 414, a bad ``Content-Length``...) are answered in
 the JSON error shape and reported as :mod:`serving.wire_errors` describes.

@@ -153,6 +153,21 @@ def test_clients_that_connect_and_send_nothing_do_not_deny_service(
             assert _read_response(sock) is None
 
 
+def test_clients_that_never_close_after_their_answer_do_not_deny_service(
+    server: Process, record: dict[str, Any]
+) -> None:
+    # After a "Connection: close" answer the server half-closes and drains what the
+    # client still sends; a client that never closes its side must not hold it.
+    body = json.dumps({"features": record}).encode()
+    request = _head("/predict", len(body), "Connection: close\r\n") + body
+    with _stalled(server, request) as sockets:
+        _assert_others_are_served(server, record)
+        for sock in sockets:
+            response = _read_response(sock)
+            assert response is not None
+            assert response[0] == 200
+
+
 def test_a_slow_but_steady_client_is_served(server: Process, record: dict[str, Any]) -> None:
     body = json.dumps({"features": record}).encode()
     request = _head("/predict", len(body)) + body
