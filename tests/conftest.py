@@ -112,8 +112,9 @@ def make_settings(tmp_path: Path, registry_dir: Path) -> Any:
     return factory
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+def running_postgres() -> Iterator[PostgresServer]:
+    """A new PostgreSQL server for as long as the generator runs; resumed if a test
+    froze it, then destroyed."""
     bindir = find_bindir()
     if bindir is None:
         require_service("PostgreSQL (Debian package postgresql)")
@@ -122,7 +123,13 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         yield server
     finally:
+        server.resume()
         server.destroy()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    yield from running_postgres()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

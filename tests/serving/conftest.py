@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 
 from serving.app import create_app, shutdown
-from tests.conftest import require_service
-from tests.postgres import PostgresServer, find_bindir
+from tests.conftest import running_postgres
+from tests.postgres import PostgresServer
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.features import feature_records
 from watchkeeper.db.tables import predictions, requests
@@ -23,16 +23,7 @@ from watchkeeper.db.tables import predictions, requests
 @pytest.fixture
 def private_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of the test's own, for tests that stop or freeze it."""
-    bindir = find_bindir()
-    if bindir is None:
-        require_service("PostgreSQL (Debian package postgresql)")
-    server = PostgresServer(bindir).init()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.resume()
-        server.destroy()
+    yield from running_postgres()
 
 
 @pytest.fixture
