@@ -22,7 +22,7 @@ from gunicorn.http import errors as gunicorn_errors
 from werkzeug.exceptions import HTTPException
 
 from serving.log_entry import LogEntry
-from serving.prediction_log import JournalFull
+from serving.prediction_log import JournalUnavailable
 from serving.request_framing import RequestLine
 from serving.request_log import HTTP_METHODS, LOGGED_ENDPOINTS, REQUEST_ID_HEADER
 from watchkeeper.errors import BadRequest, Forbidden, PayloadTooLarge, WatchkeeperError
@@ -133,9 +133,9 @@ def report(
     )
     try:
         prediction_log.submit(entry)
-    except JournalFull:
+    except JournalUnavailable as exc:
         # Counted by the log; the client is refused either way.
-        log.warning("prediction log full: %s %s not logged", error.status, rule)
+        log.warning("%s %s not logged: %s", error.status, rule, exc)
 
 
 def new_request_id() -> str:
