@@ -254,6 +254,8 @@ class Monitor:
         for check in checks:
             try:
                 is_drift, score, details = compute[check]()
+            except sa.exc.SQLAlchemyError:
+                raise  # the database, not the window: fail the cycle, retry the window
             except Exception as exc:
                 results.append(self._error(window, check, exc))
             else:

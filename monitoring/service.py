@@ -29,8 +29,13 @@ def build_monitor(settings: Settings) -> Monitor:
 def run(settings: Settings, *, once: bool = False) -> int:
     monitor = build_monitor(settings)
     if once:
+        errors_before = sum(monitor.status.window_errors.values())
         windows = monitor.run_once()
         print(f"evaluated {windows} window(s); watermark at {monitor.reader.watermark()}")
+        failed = sum(monitor.status.window_errors.values()) - errors_before
+        if failed:
+            print(f"error: {failed} check(s) failed on those windows; see the log above")
+            return 1
         return 0
     registry = CollectorRegistry()
     registry.register(MonitorCollector(monitor.status))

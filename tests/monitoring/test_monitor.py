@@ -261,6 +261,31 @@ def test_a_check_that_fails_on_a_window_is_stored_as_an_error_counted_and_passed
     assert make_monitor().status.latest == {}  # errors are not exported as figures
 
 
+def test_a_database_error_inside_a_check_fails_the_cycle_and_keeps_the_window(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    make_monitor: Callable[..., Monitor],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import monitoring.monitor as monitor_module
+
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(500)]
+    _write_log(settings, records, [200_000.0] * len(records))
+    monitor = make_monitor()
+
+    def locked(*_: Any) -> Any:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(monitor_module, "rejected_rate", locked)
+    with pytest.raises(sa.exc.OperationalError):
+        monitor.run_once()
+    assert monitor.reader.watermark() == 0  # the window waits for a healthy database
+    assert _results(settings) == []
+    monkeypatch.undo()
+    assert monitor.run_once() == 1
+    assert sum(monitor.status.window_errors.values()) == 0
+
+
 def test_detectors_saved_as_pickles_are_refitted_without_being_loaded(
     settings: Settings,
     replay_records: list[dict[str, Any]],
