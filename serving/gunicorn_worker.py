@@ -40,6 +40,7 @@ from functools import partial
 from typing import Any
 
 from gunicorn import http
+from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from serving import wire_errors
@@ -63,6 +64,41 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _REQUEST_LINE_BYTES = 4096
 _LINGER_SECONDS = 2.0  # as gunicorn's own graceful close
 _LINGER_BYTES = 64 * 1024
+
+
+class PreloadedUnreader(SocketUnreader):
+    """gunicorn's socket reader, serving first the bytes the event loop already read.
+
+    They are handed to the parser in the slices a socket read would return, not put
+    back into its buffer whole: gunicorn's ``Unreader.read`` copies everything still
+    buffered on every call, so a request of many small chunks parsed from one large
+    buffer cost time quadratic in its size (80,000 one-byte chunks: 2.8 s of CPU
+    against 0.3 s from the socket)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self._pending = memoryview(b"")
+
+    def preload(self, data: bytes) -> None:
+        """Serve ``data`` before anything still buffered or on the socket (the order
+        ``unread`` gives)."""
+        rest = self.take_buffered()
+        self._pending = memoryview(data + rest if rest else data)
+
+    def chunk(self, size_hint: int | None = None) -> bytes:
+        if not self._pending:
+            return super().chunk(size_hint)
+        size = self.mxchunk
+        if size_hint and size_hint > size:
+            size = min(size_hint, self.max_body_chunk)
+        piece, self._pending = self._pending[:size].tobytes(), self._pending[size:]
+        return piece
+
+    def take_buffered(self) -> bytes:
+        data = super().take_buffered()
+        if self._pending:
+            data, self._pending = data + self._pending.tobytes(), memoryview(b"")
+        return data
 
 
 class _ClientSocket(socket.socket):
@@ -255,6 +291,7 @@ class BufferingThreadWorker(ThreadWorker):
         conn.whole = whole
         if conn.parser is None:
             conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+            conn.parser.unreader = PreloadedUnreader(conn.sock)
             # What TConn.init() would do in the thread: nothing more for cleartext
             # HTTP/1.1, and the thread must not wait for data that is already here.
             conn.initialized = True
@@ -262,7 +299,7 @@ class BufferingThreadWorker(ThreadWorker):
         # The request line for error reports; a slice, so that a large body is not
         # held twice (the parser's buffer has its own copy).
         conn.sock.request = request[:_REQUEST_LINE_BYTES]
-        conn.parser.unreader.unread(request)
+        conn.parser.unreader.preload(request)
         super().enqueue_req(conn)
 
     # -- connections out ------------------------------------------------------------

@@ -89,8 +89,15 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         entry.single = validated.single
         entry.columns = validated.columns
         entry.values, entry.lower, entry.upper = predicted.value, predicted.lower, predicted.upper
-    elif status >= 400 and status != 413:
+    elif status >= 400 and status != 413 and _body_within_limit():
         limit = current_app.config["WATCHKEEPER_LOG_BODY_LIMIT"]
         body = request.get_data(cache=True)[:limit]
         entry.body = escape_body(body) if body else None
     return entry
+
+
+def _body_within_limit() -> bool:
+    """A body declared over the size limit is never read: a request refused for
+    another reason first (415, 503) is logged without it rather than failing."""
+    declared = request.content_length
+    return declared is None or declared <= (current_app.config["MAX_CONTENT_LENGTH"] or declared)

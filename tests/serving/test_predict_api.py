@@ -328,3 +328,19 @@ def test_metrics_count_requests_by_endpoint_and_status(
     assert "watchkeeper_predict_batch_size_count 2.0" in text
     assert 'watchkeeper_model_info{model_version="v1"} 1.0' in text
     assert "watchkeeper_log_queue_depth" in text
+
+
+def test_a_request_refused_before_its_oversized_body_is_read_keeps_its_status(
+    client: FlaskClient, log_reader: LogReader
+) -> None:
+    limit = client.application.config["MAX_CONTENT_LENGTH"]
+    response = client.post(
+        "/predict",
+        data=b"x" * (limit + 1),
+        headers={"Content-Type": "text/plain"},
+    )
+
+    assert response.status_code == 415, response.get_data(as_text=True)
+    assert response.headers["X-Request-ID"]
+    (logged,) = log_reader.requests()
+    assert (logged["status_code"], logged["body"]) == (415, None)
