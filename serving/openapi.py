@@ -344,8 +344,9 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
             ),
             "/admin/rollback": _admin_post(
                 "adminRollback",
-                "Point current at a version (default: the previous usable one).",
-                {"version": {"type": "string"}},
+                "Point current at a version (default: the previous usable one). A version"
+                " retraining rejected, or that failed, is refused (409) unless force is true.",
+                {"version": {"type": "string"}, "force": {"type": "boolean"}},
                 {
                     "200": _json(_ref("RolledBack"), "Current moved."),
                     **{k: errors[k] for k in ("400", "401", "403", "409", "413")},

@@ -187,7 +187,6 @@ def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # Versions a retraining job judged unfit: putting one into production takes --force.
-REFUSED_STATUSES = ("rejected", "failed")
 
 
 def _require_version(registry: ModelRegistry, version: str) -> dict[str, object]:
@@ -199,27 +198,22 @@ def _require_version(registry: ModelRegistry, version: str) -> dict[str, object]
     return registry.metadata(version)
 
 
-def _check_rollback_target(registry: ModelRegistry, version: str, force: bool) -> None:
-    meta = _require_version(registry, version)
-    status = meta.get("status")
-    if status not in REFUSED_STATUSES or force:
-        return
-    notes = meta.get("notes")
-    reason = notes.get("reason") if isinstance(notes, dict) else None
-    why = f": {' '.join(str(reason).split())}" if reason else ""
-    raise CommandFailed(
-        f"refusing to put {version} into production: retraining {status} it{why}",
-        f"pass --force to roll back to {version} anyway",
-    )
+def _rollback(registry: ModelRegistry, version: str | None, force: bool) -> tuple[str | None, str]:
+    from watchkeeper.errors import RollbackRefused
+
+    if version is not None:
+        _require_version(registry, version)
+    try:
+        return registry.rollback(version, force=force)
+    except RollbackRefused as exc:
+        raise CommandFailed(exc.message, f"pass --force to roll back to {version} anyway") from exc
 
 
 def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     registry = _registry(settings)
     current = registry.current_version()
     if args.model_command == "rollback":
-        if args.version is not None:
-            _check_rollback_target(registry, args.version, args.force)
-        previous, now = registry.rollback(args.version)
+        previous, now = _rollback(registry, args.version, args.force)
         print(
             f"current model: {now} (was {previous}); servers switch within "
             f"{settings.model_poll_seconds:g} s"

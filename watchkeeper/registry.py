@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 import skops.io as sio
 
-from watchkeeper.errors import ArtifactIntegrityError, RegistryError
+from watchkeeper.errors import ArtifactIntegrityError, RegistryError, RollbackRefused
 from watchkeeper.model import IntervalSpec, Model
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.training import TrainedModel
@@ -46,6 +46,8 @@ DEFAULT_TRUSTED_TYPES: tuple[str, ...] = (
 )
 
 _VERSION_RE = re.compile(r"^v(\d+)$")
+# Versions retraining judged unfit: rolled back to only when forced.
+UNFIT_STATUSES = ("rejected", "failed")
 
 
 @dataclass(frozen=True)
@@ -202,10 +204,15 @@ class ModelRegistry:
             raise RegistryError(f"model version {version!r} is not registered")
         _write_atomic(self.root / CURRENT_FILE, f"{version}\n".encode())
 
-    def rollback(self, version: str | None = None) -> tuple[str | None, str]:
+    def rollback(
+        self, version: str | None = None, *, force: bool = False
+    ) -> tuple[str | None, str]:
         """Point ``current`` at ``version``, or by default at the newest earlier version
-        that was not rejected. Returns (previous, new)."""
+        that was not rejected. A version that retraining rejected or that failed is
+        refused unless ``force``. Returns (previous, new)."""
         previous = self.current_version()
+        if version is not None and not force:
+            self._refuse_unfit(version)
         if version is None:
             versions = self.versions()
             earlier = versions[: versions.index(previous)] if previous in versions else versions
@@ -218,6 +225,18 @@ class ModelRegistry:
         return previous, version
 
     # -- internals -------------------------------------------------------------
+
+    def _refuse_unfit(self, version: str) -> None:
+        meta = self.metadata(version)
+        status = meta.get("status")
+        if status not in UNFIT_STATUSES:
+            return
+        notes = meta.get("notes")
+        reason = notes.get("reason") if isinstance(notes, dict) else None
+        why = f": {' '.join(str(reason).split())}" if reason else ""
+        raise RollbackRefused(
+            f"refusing to put {version} into production: retraining {status} it{why}"
+        )
 
     def _version_dir(self, version: str) -> Path:
         if not _VERSION_RE.match(version):

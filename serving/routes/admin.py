@@ -42,12 +42,16 @@ def retrain() -> Response:
 @bp.post("/admin/rollback")
 def rollback() -> Response:
     require_admin()
-    version = _json_body().get("version")
+    body = _json_body()
+    version = body.get("version")
     if version is not None and not isinstance(version, str):
         raise BadRequest("version must be a string like 'v3'")
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise BadRequest("force must be true or false")
     store = current_app.extensions["watchkeeper.model_store"]
     try:
-        previous, current = store.registry.rollback(version)
+        previous, current = store.registry.rollback(version, force=force)
     except RegistryError as exc:
         raise RollbackRefused(exc.message) from exc
     store.refresh()

@@ -167,3 +167,24 @@ def test_rollback_moves_current_back_and_serving_follows(
     assert client.post("/predict", json={"features": record}).json["model_version"] == "v1"
     refused = client.post("/admin/rollback", json={"version": "v9"}, headers=AUTH)
     assert refused.status_code == 409
+
+
+def test_rollback_over_http_refuses_a_rejected_version_unless_forced(
+    admin_app: Flask, trained: Any
+) -> None:
+    registry = ModelRegistry(admin_app.extensions["watchkeeper.settings"].registry_dir)
+    registry.register(
+        trained, make_current=False, status="rejected", notes={"reason": "worse MAE"}
+    )  # v2
+    client = admin_app.test_client()
+
+    refused = client.post("/admin/rollback", json={"version": "v2"}, headers=AUTH)
+
+    assert refused.status_code == 409
+    assert refused.json["error"]["code"] == "rollback_refused"
+    assert "rejected" in refused.json["error"]["message"]
+    assert "worse MAE" in refused.json["error"]["message"]
+    assert registry.current_version() == "v1"
+    forced = client.post("/admin/rollback", json={"version": "v2", "force": True}, headers=AUTH)
+    assert forced.json == {"previous": "v1", "current": "v2"}
+    assert registry.current_version() == "v2"
