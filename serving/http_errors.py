@@ -39,12 +39,18 @@ def _error_response(status: int, error: dict) -> Response:
     return json_response({"error": error, "request_id": g.get("request_id")}, status)
 
 
+def error_response(exc: WatchkeeperError) -> Response:
+    """The JSON error response for ``exc``, for code that must answer an error after
+    the view has run (the error handlers only see exceptions a view raises)."""
+    return _error_response(exc.status_code, exc.as_dict())
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(WatchkeeperError)
     def _watchkeeper_error(exc: WatchkeeperError) -> Response:
         if exc.status_code >= 500 and exc.__cause__ is not None:
             log.warning("request %s: %s", g.get("request_id"), exc.message, exc_info=exc.__cause__)
-        response = _error_response(exc.status_code, exc.as_dict())
+        response = error_response(exc)
         if exc.status_code == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="watchkeeper"'
         return response

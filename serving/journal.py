@@ -39,7 +39,7 @@ _CHECKPOINT = re.compile(r"^(?P<id>j-\d+-[0-9a-f]+)\.ckpt$")
 _CHECKPOINT_FORMAT = "{:020d} {:020d}\n"
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class Position:
     """A point in a journal: a segment and a byte offset inside it."""
 

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 
 from flask import Flask, Response, current_app, g, request
 
+from serving.http_errors import error_response
 from serving.log_entry import LogEntry, escape_body
 from serving.metrics import ServingMetrics
 from serving.prediction_log import JournalUnavailable, PredictionLog
-from serving.responses import json_response
 from watchkeeper.errors import LogUnavailable
 
 LOGGED_ENDPOINTS = frozenset({"predict.predict", "feedback.feedback"})
@@ -63,10 +63,8 @@ def _journal(log: PredictionLog, response: Response, endpoint: str) -> Response:
         log.submit(_entry(endpoint, response.status_code, time.perf_counter() - g.started))
     except JournalUnavailable:
         if response.status_code < 400:  # never acknowledge what is not logged
-            refused = LogUnavailable("the prediction log cannot take this request; retry later")
-            g.error = refused.as_dict()
-            return json_response(
-                {"error": g.error, "request_id": g.request_id}, refused.status_code
+            return error_response(
+                LogUnavailable("the prediction log cannot take this request; retry later")
             )
     return response
 

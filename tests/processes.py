@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import sqlalchemy as sa
 
 
 def children(pid: int) -> list[int]:
@@ -28,6 +29,21 @@ def children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry))
     return found
+
+
+def query(url: str, sql: str) -> list[Any]:
+    """The rows of ``sql`` on the database at ``url``: what a server process logged."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(sa.text(sql)).all())
+    finally:
+        engine.dispose()
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The embedded log database of a process started with ``data_dir``."""
+    return f"sqlite:///{data_dir / 'watchkeeper.db'}"
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05) -> bool:

@@ -15,10 +15,9 @@ from typing import Any
 import orjson
 import pytest
 import requests
-import sqlalchemy as sa
 
 from tests.postgres import PostgresServer
-from tests.processes import Process, children, wait_for
+from tests.processes import Process, children, query, sqlite_url, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -31,13 +30,7 @@ def _rss_bytes(pid: int) -> int:
 
 
 def _logged(url: str, ids: set[str]) -> int:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as connection:
-            found = {r[0] for r in connection.execute(sa.text("SELECT request_id FROM requests"))}
-    finally:
-        engine.dispose()
-    return len(ids & found)
+    return len(ids & {row[0] for row in query(url, "SELECT request_id FROM requests")})
 
 
 class _Load:
@@ -101,7 +94,7 @@ def test_kill_9_of_a_worker_and_then_the_master_loses_no_accepted_prediction(
     assert len(accepted) > 300
 
     start_watchkeeper("serve", **env)  # the new workers replay the dead ones' journals
-    url = f"sqlite:///{tmp_path / 'var' / 'watchkeeper.db'}"
+    url = sqlite_url(tmp_path / "var")
     assert wait_for(lambda: _logged(url, accepted) == len(accepted), timeout=120, interval=0.5), (
         f"{_logged(url, accepted)} of {len(accepted)} accepted predictions logged"
     )

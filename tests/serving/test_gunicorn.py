@@ -18,9 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import sqlalchemy as sa
 
-from tests.processes import Process, metric
+from tests.processes import Process, metric, query, sqlite_url
 
 pytestmark = pytest.mark.integration
 
@@ -79,11 +78,9 @@ def test_sigterm_drains_every_accepted_request_into_the_log(
     assert len(accepted) == n
     assert server.stop() == 0
 
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'var' / 'watchkeeper.db'}")
-    with engine.connect() as connection:
-        logged = {row[0] for row in connection.execute(sa.text("SELECT request_id FROM requests"))}
-        n_predictions = connection.execute(sa.text("SELECT count(*) FROM predictions")).scalar()
-    engine.dispose()
+    url = sqlite_url(tmp_path / "var")
+    logged = {row[0] for row in query(url, "SELECT request_id FROM requests")}
+    (n_predictions,) = query(url, "SELECT count(*) FROM predictions")[0]
     assert logged == accepted
     assert n_predictions == n
 
@@ -155,34 +152,15 @@ def test_requests_gunicorn_rejects_get_the_json_error_shape_and_are_counted_and_
         if case.logged:
             labels = {"endpoint": "/predict", "method": "POST", "status": str(case.status)}
             assert metric(text, "watchkeeper_http_requests_total", **labels) == 1, case
-    assert (
-        metric(
-            text,
-            "watchkeeper_http_requests_total",
-            endpoint="unmatched",
-            method="other",
-            status="400",
-        )
-        == 1
-    )
-    assert (
-        metric(
-            text,
-            "watchkeeper_http_requests_total",
-            endpoint="unmatched",
-            method="other",
-            status="414",
-        )
-        == 1
-    )
+    for status in ("400", "414"):
+        unmatched = {"endpoint": "unmatched", "method": "other", "status": status}
+        assert metric(text, "watchkeeper_http_requests_total", **unmatched) == 1, status
 
     assert server.stop() == 0
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'var' / 'watchkeeper.db'}")
-    with engine.connect() as connection:
-        rows = connection.execute(
-            sa.text("SELECT request_id, endpoint, method, status_code, error FROM requests")
-        ).all()
-    engine.dispose()
+    rows = query(
+        sqlite_url(tmp_path / "var"),
+        "SELECT request_id, endpoint, method, status_code, error FROM requests",
+    )
     logged = {row.request_id: row for row in rows}
     expected = {request_id for request_id, case in request_ids.items() if case.logged}
     assert set(logged) == expected

@@ -20,9 +20,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-import sqlalchemy as sa
 
-from tests.processes import Process, wait_for
+from tests.processes import Process, query, sqlite_url, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -123,12 +122,10 @@ def test_clients_stalled_mid_body_do_not_deny_service_and_get_a_logged_408(
             _assert_timed_out_with_408(sock)
 
     assert server.stop() == 0
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'var' / 'watchkeeper.db'}")
-    with engine.connect() as connection:
-        rows = connection.execute(
-            sa.text("SELECT endpoint, method, error FROM requests WHERE status_code = 408")
-        ).all()
-    engine.dispose()
+    rows = query(
+        sqlite_url(tmp_path / "var"),
+        "SELECT endpoint, method, error FROM requests WHERE status_code = 408",
+    )
     assert len(rows) == STALLED
     assert {(endpoint, method) for endpoint, method, _ in rows} == {("/predict", "POST")}
     assert all(json.loads(error)["code"] == "request_timeout" for _, _, error in rows)
