@@ -344,3 +344,18 @@ def test_a_request_refused_before_its_oversized_body_is_read_keeps_its_status(
     assert response.headers["X-Request-ID"]
     (logged,) = log_reader.requests()
     assert (logged["status_code"], logged["body"]) == (415, None)
+
+
+def test_a_full_log_journal_refuses_predictions_with_503_instead_of_answering_unlogged(
+    app: Any, client: FlaskClient, record: dict[str, Any]
+) -> None:
+    log = app.extensions["watchkeeper.prediction_log"]
+    log._journal.max_bytes = 0  # noqa: SLF001 - as if the database had been away for long
+
+    response = client.post("/predict", json={"features": record})
+
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "log_unavailable"
+    assert response.json["request_id"] == response.headers["X-Request-ID"]
+    samples = app.extensions["watchkeeper.metrics"].registry
+    assert samples.get_sample_value("watchkeeper_log_entries_rejected_total") == 1
