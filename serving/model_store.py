@@ -10,6 +10,7 @@ from watchkeeper.errors import ModelNotAvailable, RegistryError
 from watchkeeper.registry import ModelRegistry, RegisteredModel
 
 OnSwap = Callable[[RegisteredModel | None, RegisteredModel], None]
+Prepare = Callable[[RegisteredModel], None]
 OnFailure = Callable[[str, str], None]
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,9 @@ class ModelStore:
     :attr:`last_error` (on ``/readyz``) and is not retried until the pointer moves.
     """
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, *, prepare: Prepare | None = None) -> None:
         self.registry = registry
+        self._prepare = prepare
         self._current: RegisteredModel | None = None
         self._lock = threading.Lock()
         self.last_error: str | None = None
@@ -42,7 +44,7 @@ class ModelStore:
     def load_current(self) -> RegisteredModel | None:
         with self._lock:
             try:
-                self._current = self.registry.load()
+                self._current = self._prepared(self.registry.load())
                 self.last_error = None
             except RegistryError as exc:
                 self.last_error = str(exc)
@@ -69,7 +71,7 @@ class ModelStore:
         if wanted is None or wanted == self._refused or (loaded and loaded.version == wanted):
             return False
         try:
-            new = self.registry.load(wanted)
+            new = self._prepared(self.registry.load(wanted))
         except RegistryError as exc:
             self._refused = wanted
             self.last_error = (
@@ -86,6 +88,13 @@ class ModelStore:
         if self._on_swap is not None:
             self._on_swap(loaded, new)
         return True
+
+    def _prepared(self, registered: RegisteredModel) -> RegisteredModel:
+        """Hook: what the server derives from a version (its OOD reference) is built
+        here, after the version loaded and before any request can see it."""
+        if self._prepare is not None:
+            self._prepare(registered)
+        return registered
 
     def watch(self, interval: float) -> None:
         def loop() -> None:
