@@ -20,6 +20,7 @@ from retrain.data import RetrainData, assemble, base_dataset
 from retrain.lease import Lease
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.model import regression_metrics
+from watchkeeper.progress import Stages
 from watchkeeper.registry import ModelRegistry, RegisteredModel
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.settings import Settings
@@ -89,6 +90,8 @@ def decide(
 
 
 class RetrainJob:
+    STAGES = 2  # for a caller's progress display: data, then training and judging
+
     def __init__(
         self,
         settings: Settings,
@@ -98,8 +101,10 @@ class RetrainJob:
         params: TrainingParams | None = None,
         csv: str | None = None,
         target: str | None = None,
+        stages: Stages | None = None,
     ) -> None:
         self.settings = settings
+        self.stages = stages or Stages.quiet()
         self.engine = engine
         self.registry = registry
         self.params = params
@@ -150,9 +155,11 @@ class RetrainJob:
         )
         champion: RegisteredModel | None = None
         try:
-            champion = self.registry.load()
-            data = self._data(champion)
-            result = self._train_and_judge(run_id, champion, data)
+            with self.stages.stage("loading the champion and the labelled data"):
+                champion = self.registry.load()
+                data = self._data(champion)
+            with self.stages.stage("training a candidate and judging it against the champion"):
+                result = self._train_and_judge(run_id, champion, data)
         except Exception as exc:
             log.exception("retraining run %d failed", run_id)
             self._update(
