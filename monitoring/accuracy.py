@@ -1,50 +1,215 @@
 """Accuracy from ground truth: feedback joined to the predictions it labels.
 
-Feedback arrives long after its predictions, so accuracy has its own stream: each
-cycle takes the feedback received since the last accuracy result (a watermark on
-``feedback.received_at``) and, once at least ``min_labels`` have come in, reports
-MAE, RMSE, MAPE, interval coverage and the label delay.
+Labels arrive long after their predictions, and in any order. Accuracy is therefore
+reported by **prediction time**, on the same windows the drift checks use (a window is
+a range of the log's ``seq``): a window's accuracy is computed when the window is cut,
+from the labels already in, and computed again whenever later labels for its
+predictions arrive, so that it can be lined up with the window's drift verdicts.
+
+Beside it, each model version has a rolling figure over its most recently predicted
+``monitor_accuracy_labels`` labelled predictions, with a one-sided lower confidence
+bound of its MAE: that bound, not the point figure, is what the retrain trigger and the
+accuracy alert compare with the validation MAE.
+
+New labels are found by a watermark on ``feedback.received_at``. A label whose
+prediction is not in the log yet simply joins nothing until it is; one still unmatched
+``feedback_orphan_seconds`` after it arrived is counted once as an orphan.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from scipy import stats
 
-from watchkeeper.db.tables import feedback, predictions
+from watchkeeper.db.tables import feedback, predictions, window_results
+
+LABEL_COLUMNS = (
+    predictions.c.seq,
+    predictions.c.model_version,
+    predictions.c.created_at,
+    predictions.c.prediction,
+    predictions.c.lower,
+    predictions.c.upper,
+    feedback.c.actual,
+    feedback.c.received_at,
+)
 
 
 @dataclass(frozen=True)
-class AccuracyWindow:
-    model_version: str
-    labelled: pd.DataFrame
-    received_from: datetime
-    received_to: datetime
+class AccuracyMetrics:
+    """Accuracy of a set of labelled predictions."""
 
-    def metrics(self) -> dict[str, Any]:
-        actual = self.labelled["actual"].to_numpy(dtype=np.float64)
-        predicted = self.labelled["prediction"].to_numpy(dtype=np.float64)
+    labels: int
+    mae: float
+    mae_lower_bound: float
+    """One-sided lower confidence bound of the MAE (see :func:`mae_lower_bound`)."""
+    abs_error_std: float
+    rmse: float
+    mape: float | None
+    """Percent, over the labels whose actual value is not zero (None if none is)."""
+    coverage: float
+    """Share of actual values inside the prediction interval."""
+    label_delay_seconds_median: float
+    label_delay_seconds_max: float
+
+    @classmethod
+    def of(cls, labelled: pd.DataFrame, *, confidence: float) -> AccuracyMetrics:
+        actual = labelled["actual"].to_numpy(dtype=np.float64)
+        predicted = labelled["prediction"].to_numpy(dtype=np.float64)
         error = predicted - actual
+        absolute = np.abs(error)
         nonzero = actual != 0
-        inside = (actual >= self.labelled["lower"]) & (actual <= self.labelled["upper"])
+        inside = (actual >= labelled["lower"].to_numpy()) & (actual <= labelled["upper"].to_numpy())
         delay = (
-            pd.to_datetime(self.labelled["received_at"], utc=True)
-            - pd.to_datetime(self.labelled["created_at"], utc=True)
+            pd.to_datetime(labelled["received_at"], utc=True)
+            - pd.to_datetime(labelled["created_at"], utc=True)
         ).dt.total_seconds()
-        return {
-            "labels": int(actual.size),
-            "mae": float(np.mean(np.abs(error))),
-            "rmse": float(np.sqrt(np.mean(error**2))),
-            "mape": float(np.mean(np.abs(error[nonzero] / actual[nonzero])) * 100),
-            "coverage": float(np.mean(inside)),
-            "label_delay_seconds_median": float(np.median(delay)),
-            "label_delay_seconds_max": float(np.max(delay)),
-        }
+        return cls(
+            labels=int(actual.size),
+            mae=float(absolute.mean()),
+            mae_lower_bound=mae_lower_bound(absolute, confidence),
+            abs_error_std=float(absolute.std(ddof=1)) if actual.size > 1 else 0.0,
+            rmse=float(np.sqrt(np.mean(error**2))),
+            mape=(
+                float(np.mean(absolute[nonzero] / np.abs(actual[nonzero])) * 100)
+                if nonzero.any()
+                else None
+            ),
+            coverage=float(np.mean(inside)),
+            label_delay_seconds_median=float(np.median(delay)),
+            label_delay_seconds_max=float(np.max(delay)),
+        )
+
+    def as_details(self, **extra: Any) -> dict[str, Any]:
+        return {**asdict(self), **extra}
+
+
+def mae_lower_bound(absolute_errors: np.ndarray, confidence: float) -> float:
+    """The MAE is at least this with probability ``confidence``: the mean absolute
+    error minus Student's t quantile times its standard error. With fewer than two
+    labels nothing is known: 0."""
+    n = absolute_errors.size
+    if n < 2:
+        return 0.0
+    standard_error = float(absolute_errors.std(ddof=1)) / math.sqrt(n)
+    return float(absolute_errors.mean() - stats.t.ppf(confidence, n - 1) * standard_error)
+
+
+@dataclass(frozen=True)
+class WindowSpan:
+    """A drift window's place in the log: its accuracy covers the same predictions."""
+
+    window_id: str
+    model_version: str
+    first_seq: int
+    last_seq: int
+    n_rows: int
+    started_at: datetime
+    ended_at: datetime
+
+
+def _frame(rows: list[Any]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=[c.name for c in LABEL_COLUMNS])
+
+
+def _labelled() -> sa.Select[Any]:
+    return sa.select(*LABEL_COLUMNS).join(
+        predictions, predictions.c.prediction_id == feedback.c.prediction_id
+    )
+
+
+def read_window_labels(connection: sa.Connection, span: WindowSpan) -> pd.DataFrame:
+    """Every label so far of the window's predictions."""
+    query = _labelled().where(
+        predictions.c.seq.between(span.first_seq, span.last_seq),
+        predictions.c.model_version == span.model_version,
+    )
+    return _frame(connection.execute(query).all())
+
+
+def read_recent_labels(connection: sa.Connection, version: str, limit: int) -> pd.DataFrame:
+    """The version's ``limit`` most recently predicted labelled predictions."""
+    query = (
+        _labelled()
+        .where(predictions.c.model_version == version)
+        .order_by(predictions.c.seq.desc())
+        .limit(limit)
+    )
+    return _frame(connection.execute(query).all())
+
+
+@dataclass(frozen=True)
+class NewLabels:
+    """Labels that arrived in ``(after, up_to]``."""
+
+    latest_received: datetime | None
+    """The newest arrival among them, matched or not: the next watermark."""
+    matched: pd.DataFrame
+    """``seq`` and ``model_version`` of those whose prediction is in the log."""
+
+
+def read_new_labels(connection: sa.Connection, after: datetime, up_to: datetime) -> NewLabels:
+    arrived = (feedback.c.received_at > after) & (feedback.c.received_at <= up_to)
+    latest = connection.execute(sa.select(sa.func.max(feedback.c.received_at)).where(arrived))
+    matched = connection.execute(
+        sa.select(predictions.c.seq, predictions.c.model_version)
+        .join(feedback, predictions.c.prediction_id == feedback.c.prediction_id)
+        .where(arrived)
+    ).all()
+    return NewLabels(latest.scalar(), pd.DataFrame(matched, columns=["seq", "model_version"]))
+
+
+def windows_holding(
+    connection: sa.Connection, matched: pd.DataFrame, *, detector: str
+) -> list[WindowSpan]:
+    """The stored windows (one result row of ``detector`` each) that hold any of the
+    ``matched`` predictions."""
+    spans: list[WindowSpan] = []
+    for version, group in matched.groupby("model_version", sort=True):
+        seqs = np.sort(group["seq"].to_numpy(dtype=np.int64))
+        rows = connection.execute(
+            sa.select(
+                window_results.c.window_id,
+                window_results.c.model_version,
+                window_results.c.first_seq,
+                window_results.c.last_seq,
+                window_results.c.n_rows,
+                window_results.c.started_at,
+                window_results.c.ended_at,
+            ).where(
+                window_results.c.detector == detector,
+                window_results.c.model_version == str(version),
+                window_results.c.first_seq <= int(seqs[-1]),
+                window_results.c.last_seq >= int(seqs[0]),
+            )
+        ).all()
+        for row in rows:
+            # any label inside [first_seq, last_seq]?
+            at = np.searchsorted(seqs, row.first_seq)
+            if at < seqs.size and seqs[at] <= row.last_seq:
+                spans.append(WindowSpan(*row))
+    return spans
+
+
+def unmatched_labels(connection: sa.Connection, after: datetime, up_to: datetime) -> list[str]:
+    """Ids of labels that arrived in ``(after, up_to]`` and match no prediction."""
+    query = (
+        sa.select(feedback.c.prediction_id)
+        .outerjoin(predictions, predictions.c.prediction_id == feedback.c.prediction_id)
+        .where(
+            feedback.c.received_at > after,
+            feedback.c.received_at <= up_to,
+            predictions.c.seq.is_(None),
+        )
+    )
+    return list(connection.execute(query).scalars())
 
 
 def to_micros(moment: datetime) -> int:
@@ -53,40 +218,6 @@ def to_micros(moment: datetime) -> int:
 
 def from_micros(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1_000_000, UTC)
-
-
-def read_labelled(engine: sa.Engine, after: datetime, up_to: datetime) -> pd.DataFrame:
-    query = (
-        sa.select(
-            feedback.c.prediction_id,
-            feedback.c.actual,
-            feedback.c.received_at,
-            predictions.c.created_at,
-            predictions.c.model_version,
-            predictions.c.prediction,
-            predictions.c.lower,
-            predictions.c.upper,
-        )
-        .join(predictions, predictions.c.prediction_id == feedback.c.prediction_id)
-        .where(feedback.c.received_at > after, feedback.c.received_at <= up_to)
-        .order_by(feedback.c.received_at)
-    )
-    with engine.connect() as connection:
-        rows = connection.execute(query).all()
-    return pd.DataFrame(rows, columns=[c.name for c in query.selected_columns])
-
-
-def accuracy_windows(
-    labelled: pd.DataFrame, *, min_labels: int, after: datetime, up_to: datetime
-) -> list[AccuracyWindow]:
-    """Once ``min_labels`` labels have arrived: one window per model version they label.
-    Fewer: nothing yet, the labels wait for the next cycle."""
-    if len(labelled) < min_labels:
-        return []
-    return [
-        AccuracyWindow(str(version), group.reset_index(drop=True), after, up_to)
-        for version, group in labelled.groupby("model_version", sort=True)
-    ]
 
 
 def settled_now(settle_seconds: float) -> datetime:

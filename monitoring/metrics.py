@@ -55,8 +55,8 @@ class MonitorCollector(Collector):
                 p.add_metric([result["model_version"]], result["score"])
                 yield verdict
                 yield p
-        if "accuracy" in latest:
-            yield from self._accuracy(latest["accuracy"])
+        if "accuracy_rolling" in latest:
+            yield from self._accuracy(latest["accuracy_rolling"])
 
     def _health(self, status: MonitorStatus) -> Iterator[Any]:
         evaluated = CounterMetricFamily(PREFIX + "windows_evaluated", "Windows evaluated.")
@@ -72,6 +72,13 @@ class MonitorCollector(Collector):
             window_errors.add_metric([check.value], status.window_errors.get(check, 0))
         rows = CounterMetricFamily(PREFIX + "rows_read", "Prediction rows read from the log.")
         rows.add_metric([], status.rows_read)
+        orphans = CounterMetricFamily(
+            PREFIX + "feedback_orphans",
+            "Labels whose prediction id was still not in the log feedback_orphan_seconds "
+            "after they arrived.",
+        )
+        orphans.add_metric([], status.feedback_orphans)
+        yield orphans
         requests = CounterMetricFamily(
             PREFIX + "retrain_requests", "Retrain requests recorded, by reason.", labels=["reason"]
         )
@@ -155,27 +162,37 @@ class MonitorCollector(Collector):
         yield from (verdict, share, p, d)
 
     def _accuracy(self, result: dict[str, Any]) -> Iterator[Any]:
+        """The rolling figure: a version's most recently predicted labelled predictions
+        (``monitor_accuracy_labels`` of them). Each window's own accuracy is in the
+        stored results and the report."""
         version, details = result["model_version"], result["details"]
         for key, name, doc in (
-            ("mae", "mae", "Mean absolute error of the last labelled predictions."),
-            ("rmse", "rmse", "Root mean squared error of the last labelled predictions."),
+            ("mae", "mae", "Mean absolute error of the most recent labelled predictions."),
+            (
+                "mae_lower_bound",
+                "mae_lower_bound",
+                "One-sided lower confidence bound of that MAE (the retrain trigger's figure).",
+            ),
+            ("rmse", "rmse", "Root mean squared error of the most recent labelled predictions."),
             (
                 "mape",
                 "mape_percent",
-                "Mean absolute percentage error of the last labelled predictions.",
+                "Mean absolute percentage error of the most recent labelled predictions.",
             ),
             (
                 "coverage",
                 "interval_coverage",
                 "Share of actual values inside the prediction interval.",
             ),
-            ("labels", "labels", "Labelled predictions in the last accuracy window."),
+            ("labels", "labels", "Labelled predictions behind the rolling accuracy figures."),
             (
                 "label_delay_seconds_median",
                 "label_delay_seconds",
                 "Median time from prediction to label.",
             ),
         ):
+            if details.get(key) is None:  # MAPE of all-zero actuals; older stored results
+                continue
             g = _gauge(name, doc, ("model_version",))
             g.add_metric([version], details[key])
             yield g

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,16 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitoring.accuracy import (
-    accuracy_windows,
+    AccuracyMetrics,
+    WindowSpan,
     from_micros,
-    read_labelled,
+    read_new_labels,
+    read_recent_labels,
+    read_window_labels,
     settled_now,
     to_micros,
+    unmatched_labels,
+    windows_holding,
 )
 from monitoring.detectors import DetectorSuite
 from monitoring.log_reader import LogReader
@@ -48,6 +53,7 @@ from watchkeeper.settings import Settings
 log = logging.getLogger(__name__)
 
 FEEDBACK_WATERMARK = "feedback"
+ORPHAN_WATERMARK = "feedback_orphans"
 MAX_REASON_CHARS = 500
 """An error's reason is stored and logged cut to this: it may quote a hostile value."""
 
@@ -61,6 +67,9 @@ class Check(StrEnum):
     OUTPUT_DRIFT = "output_drift"
     MULTIVARIATE_DRIFT = "multivariate_drift"
     ACCURACY = "accuracy"
+    """Of a window's labelled predictions, recomputed as late labels arrive."""
+    ROLLING_ACCURACY = "accuracy_rolling"
+    """Of a version's most recently predicted labelled predictions."""
 
 
 CheckOutcome = tuple[bool | None, float, dict[str, Any]]
@@ -79,6 +88,8 @@ class MonitorStatus:
     """Checks that raised on a window, by check; the window was stored and passed."""
     errors: int = 0
     rows_read: int = 0
+    feedback_orphans: int = 0
+    """Labels still matching no prediction ``feedback_orphan_seconds`` after arrival."""
     last_success: float | None = None
     last_duration: float = 0.0
 
@@ -104,6 +115,15 @@ class Monitor:
         )
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._insert_results = dialect.insert(window_results).on_conflict_do_nothing()
+        upsert = dialect.insert(window_results)
+        # a window's accuracy is replaced as its late labels arrive
+        self._replace_results = upsert.on_conflict_do_update(
+            index_elements=[window_results.c.window_id, window_results.c.detector],
+            set_={
+                name: upsert.excluded[name]
+                for name in ("n_rows", "score", "details", "evaluated_at")
+            },
+        )
 
     def _stored_latest(self) -> dict[str, dict[str, Any]]:
         """The newest stored result of each check, so that a restarted monitor exports
@@ -158,11 +178,14 @@ class Monitor:
                 seconds=self.settings.monitor_window_seconds,
                 now=datetime.now(UTC),
             )
+            labelled: set[str] = set()  # versions whose rolling accuracy may change
             for window in windows:
                 self._store(self.evaluate(window))
+                labelled |= self._evaluate_window_accuracy([_span(window)])
                 self.reader.set_watermark(window.last_seq)
                 self.status.windows_evaluated += 1
-            self._evaluate_accuracy()
+            self._evaluate_accuracy(labelled)
+            self._count_orphans()
         except Exception:
             self.status.errors += 1
             log.exception("monitor cycle failed")
@@ -293,9 +316,11 @@ class Monitor:
 
     # -- storage ------------------------------------------------------------------------
 
-    def _store(self, results: list[dict[str, Any]]) -> None:
+    def _store(self, results: list[dict[str, Any]], *, replace: bool = False) -> None:
+        if not results:
+            return
         with self.engine.begin() as connection:
-            connection.execute(self._insert_results, results)
+            connection.execute(self._replace_results if replace else self._insert_results, results)
         # errors are stored, but neither exported as the latest figure nor acted upon
         done = [r for r in results if "error" not in r["details"]]
         for result in done:
@@ -323,50 +348,130 @@ class Monitor:
         with self.engine.begin() as connection:
             connection.execute(update, params)
 
-    def _evaluate_accuracy(self) -> None:
+    def _evaluate_accuracy(self, labelled: set[str]) -> None:
+        """Accuracy of every stored window that got new labels, and the rolling figure
+        of each model version they label or in ``labelled`` (see
+        :mod:`monitoring.accuracy`)."""
         after = from_micros(self.reader.watermark(FEEDBACK_WATERMARK))
         up_to = settled_now(self.settings.monitor_settle_seconds)
-        labelled = read_labelled(self.engine, after, up_to)
-        windows = accuracy_windows(
-            labelled, min_labels=self.settings.monitor_min_labels, after=after, up_to=up_to
-        )
-        if not windows:
-            return
+        with self.engine.connect() as connection:
+            new = read_new_labels(connection, after, up_to)
+            spans = windows_holding(connection, new.matched, detector=Check.DATA_QUALITY)
+        self._evaluate_window_accuracy(spans)
+        versions = labelled | set(new.matched["model_version"])
+        self._evaluate_rolling_accuracy(sorted(versions), up_to)
+        if new.latest_received is not None:
+            self.reader.set_watermark(to_micros(new.latest_received), FEEDBACK_WATERMARK)
+
+    def _evaluate_window_accuracy(self, spans: list[WindowSpan]) -> set[str]:
+        """Store (or replace) the accuracy of each window that has labels; return the
+        model versions of those windows."""
+        with self.engine.connect() as connection:
+            labelled = [(span, read_window_labels(connection, span)) for span in spans]
         results = []
-        for window in windows:
-            first = int(to_micros(window.received_from))
-            window_id = f"{window.model_version}:labels-{first}-{to_micros(up_to)}"
+        for span, labels in labelled:
+            if labels.empty:
+                continue
             try:
-                metrics = window.metrics()
-            except Exception as exc:  # stored as an error; the labels' watermark moves on
+                metrics = AccuracyMetrics.of(
+                    labels, confidence=self.settings.trigger_accuracy_confidence
+                )
+            except Exception as exc:  # stored as the window's error; the labels move on
                 reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
-                log.error("accuracy of %s failed: %s", window_id, reason, exc_info=exc)
+                log.error("accuracy of %s failed: %s", span.window_id, reason, exc_info=exc)
                 self.status.window_errors[Check.ACCURACY] += 1
-                metrics, score = {"labels": len(window.labelled), "error": reason}, None
+                score, details = None, {"labels": len(labels), "error": reason}
             else:
-                score = metrics["mae"]
+                score = metrics.mae
+                details = metrics.as_details(
+                    labelled_share=metrics.labels / max(span.n_rows, 1),
+                    validation_mae=self._validation_mae_of(span.model_version),
+                )
+            results.append(_span_result(span, Check.ACCURACY, len(labels), score, details))
+        self._store(results, replace=True)
+        return {r["model_version"] for r in results}
+
+    def _evaluate_rolling_accuracy(self, versions: list[str], as_of: datetime) -> None:
+        results = []
+        for version in versions:
+            with self.engine.connect() as connection:
+                labels = read_recent_labels(
+                    connection, version, self.settings.monitor_accuracy_labels
+                )
+            if len(labels) < self.settings.monitor_min_labels:
+                continue
+            metrics = AccuracyMetrics.of(
+                labels, confidence=self.settings.trigger_accuracy_confidence
+            )
+            span = WindowSpan(
+                f"{version}:rolling-{to_micros(as_of)}",
+                version,
+                int(labels["seq"].min()),
+                int(labels["seq"].max()),
+                len(labels),
+                pd.to_datetime(labels["created_at"], utc=True).min().to_pydatetime(),
+                pd.to_datetime(labels["created_at"], utc=True).max().to_pydatetime(),
+            )
+            details = metrics.as_details(
+                confidence=self.settings.trigger_accuracy_confidence,
+                validation_mae=self._validation_mae_of(version),
+            )
             results.append(
-                {
-                    "window_id": window_id,
-                    "model_version": window.model_version,
-                    "detector": "accuracy",
-                    "first_seq": 0,
-                    "last_seq": 0,
-                    "n_rows": metrics["labels"],
-                    "started_at": window.received_from,
-                    "ended_at": window.received_to,
-                    "evaluated_at": datetime.now(UTC),
-                    "is_drift": None,
-                    "score": score,
-                    "details": {
-                        **metrics,
-                        "validation_mae": self._validation_mae_of(window.model_version),
-                    },
-                }
+                _span_result(span, Check.ROLLING_ACCURACY, metrics.labels, metrics.mae, details)
             )
         self._store(results)
-        latest = pd.to_datetime(labelled["received_at"], utc=True).max().to_pydatetime()
-        self.reader.set_watermark(to_micros(latest), FEEDBACK_WATERMARK)
+
+    def _count_orphans(self) -> None:
+        """Count, once, each label still matching no prediction long after it came."""
+        after = from_micros(self.reader.watermark(ORPHAN_WATERMARK))
+        up_to = min(
+            datetime.now(UTC) - timedelta(seconds=self.settings.feedback_orphan_seconds),
+            settled_now(self.settings.monitor_settle_seconds),
+        )
+        if up_to <= after:
+            return
+        with self.engine.connect() as connection:
+            orphans = unmatched_labels(connection, after, up_to)
+        if orphans:
+            self.status.feedback_orphans += len(orphans)
+            log.warning(
+                "%d label(s) match no logged prediction %.0f s after they arrived, e.g. %s",
+                len(orphans),
+                self.settings.feedback_orphan_seconds,
+                ", ".join(repr(pid[:48]) for pid in orphans[:3]),
+            )
+        self.reader.set_watermark(to_micros(up_to), ORPHAN_WATERMARK)
+
+
+def _span(window: Window) -> WindowSpan:
+    return WindowSpan(
+        window.window_id,
+        window.model_version,
+        window.first_seq,
+        window.last_seq,
+        len(window.rows),
+        window.started_at,
+        window.ended_at,
+    )
+
+
+def _span_result(
+    span: WindowSpan, check: Check, n_rows: int, score: float | None, details: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "window_id": span.window_id,
+        "model_version": span.model_version,
+        "detector": check.value,
+        "first_seq": span.first_seq,
+        "last_seq": span.last_seq,
+        "n_rows": n_rows,
+        "started_at": span.started_at,
+        "ended_at": span.ended_at,
+        "evaluated_at": datetime.now(UTC),
+        "is_drift": None,
+        "score": score,
+        "details": details,
+    }
 
 
 def _fresh_dir(directory: Path) -> Path:

@@ -117,9 +117,10 @@ class Replayer:
         report.accepted += len(items)
 
     def _post_due_feedback(self, report: ReplayReport, *, final: bool) -> None:
-        """Post the feedback that is due. A 404 means a prediction is not in the log
-        yet (the server writes it in the background): those items are tried again a
-        second later, up to ``FEEDBACK_ATTEMPTS`` times."""
+        """Post the feedback that is due. A 503 means the server's database is down
+        for now: those items are tried again a second later, up to
+        ``FEEDBACK_ATTEMPTS`` times. (The server takes a label whether or not its
+        prediction has reached the log.)"""
         while True:
             now = self._clock()
             ready = []
@@ -141,7 +142,7 @@ class Replayer:
         if response.status_code == 200:
             report.feedback_posted += len(chunk)
             return
-        retry = response.status_code == 404
+        retry = response.status_code == 503
         for _, pid, actual, attempts in chunk:
             if retry and attempts + 1 < FEEDBACK_ATTEMPTS:
                 heapq.heappush(self._due, (self._clock() + 1.0, pid, actual, attempts + 1))

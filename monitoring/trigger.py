@@ -4,7 +4,11 @@ Any one of these trips it, per model version:
 
 - dataset drift in ``drift_windows`` consecutive windows;
 - an out-of-distribution fraction above ``ood_fraction`` in a window with a verdict;
-- MAE from feedback worse than the version's validation MAE by ``mae_degradation``.
+- the rolling MAE from feedback worse than the version's validation MAE by
+  ``mae_degradation``, with confidence: the MAE's one-sided lower confidence bound
+  (computed by the monitor at ``trigger_accuracy_confidence``, see
+  :mod:`monitoring.accuracy`) must exceed the limit, not just the point figure. Over 63
+  labels a point MAE 13 % above the limit is noise; over 600 labels it is not.
 
 A trip records a ``retrain_requests`` row (reason and evidence) for the retraining
 job; the monitor never trains. After a request, the version gets no other one for
@@ -98,16 +102,21 @@ class RetrainTrigger:
                 f"(limit {policy.ood_fraction:.1%})",
                 {"window_id": ood["window_id"], "ood_fraction": ood["score"]},
             )
-        accuracy = results.get("accuracy")
+        accuracy = results.get("accuracy_rolling")
         if accuracy is not None and validation_mae:
             limit = validation_mae * (1 + policy.mae_degradation)
-            if accuracy["score"] > limit:
+            bound = accuracy["details"]["mae_lower_bound"]
+            if bound > limit:
                 return (
-                    f"accuracy: MAE {accuracy['score']:,.0f} above {limit:,.0f} "
-                    f"(validation {validation_mae:,.0f} + {policy.mae_degradation:.0%})",
+                    f"accuracy: MAE {_number(accuracy['score'])} over "
+                    f"{accuracy['n_rows']} labels, at least {_number(bound)} with "
+                    f"{accuracy['details']['confidence']:.0%} confidence, above "
+                    f"{_number(limit)} (validation {_number(validation_mae)} "
+                    f"+ {policy.mae_degradation:.0%})",
                     {
                         "window_id": accuracy["window_id"],
                         "mae": accuracy["score"],
+                        "mae_lower_bound": bound,
                         "validation_mae": validation_mae,
                         "labels": accuracy["n_rows"],
                     },
@@ -126,3 +135,9 @@ class RetrainTrigger:
         )
         with self.engine.connect() as connection:
             return [bool(v) for v in connection.execute(query).scalars()]
+
+
+def _number(value: float) -> str:
+    """Thousands separators for large figures, four significant digits for small ones
+    (a 0/1 target's MAE must not read "0")."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"

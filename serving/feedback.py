@@ -1,7 +1,14 @@
 """Ground truth for earlier predictions: validation and storage of ``/feedback``.
 
 Feedback is written synchronously (it is not on the prediction path) and all or
-nothing: a batch with an unknown or duplicate id stores none of its items.
+nothing: a batch with a duplicate id stores none of its items.
+
+A label is accepted whether or not its prediction has reached the log: labels often
+arrive in bulk right after their predictions (backfills), while the prediction still
+waits in a worker's journal. The monitor joins labels to predictions by id when it
+computes accuracy, and counts a label whose prediction is still missing
+``feedback_orphan_seconds`` after it arrived as an orphan (a client sending ids that
+were never issued). The response says how many ids are not in the log yet.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ from watchkeeper.errors import (
     DuplicateFeedback,
     FieldProblem,
     PayloadTooLarge,
-    UnknownPrediction,
     ValidationFailed,
     database_errors,
 )
@@ -31,6 +37,14 @@ _MAX_ID = 48
 class FeedbackItem:
     prediction_id: str
     actual: float
+
+
+@dataclass(frozen=True)
+class StoredFeedback:
+    received_at: datetime
+    accepted: int
+    unmatched: int
+    """Ids whose prediction is not in the log (yet)."""
 
 
 def parse_feedback(payload: Any, *, max_items: int) -> list[FeedbackItem]:
@@ -87,30 +101,17 @@ def parse_feedback(payload: Any, *, max_items: int) -> list[FeedbackItem]:
     return items
 
 
-def store_feedback(engine: sa.Engine, items: list[FeedbackItem]) -> datetime:
-    """Insert ``items``; raise if any id is unknown or already has feedback, and
+def store_feedback(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
+    """Insert ``items``; raise if any id already has feedback, and
     :class:`DatabaseUnavailable` (503) if the database cannot be used now."""
     with database_errors("the feedback"):
         return _store(engine, items)
 
 
-def _store(engine: sa.Engine, items: list[FeedbackItem]) -> datetime:
+def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
     ids = [item.prediction_id for item in items]
     now = datetime.now(UTC)
     with engine.begin() as connection:
-        known = set(
-            connection.execute(
-                sa.select(predictions.c.prediction_id).where(predictions.c.prediction_id.in_(ids))
-            ).scalars()
-        )
-        unknown = [pid for pid in ids if pid not in known]
-        if unknown:
-            raise UnknownPrediction(
-                f"{len(unknown)} prediction id(s) are not in the log (yet)",
-                details=[
-                    FieldProblem("id", f"unknown prediction {pid!r}") for pid in unknown[:100]
-                ],
-            )
         already = set(
             connection.execute(
                 sa.select(feedback.c.prediction_id).where(feedback.c.prediction_id.in_(ids))
@@ -124,6 +125,11 @@ def _store(engine: sa.Engine, items: list[FeedbackItem]) -> datetime:
                     for pid in sorted(already)[:100]
                 ],
             )
+        known = connection.execute(
+            sa.select(sa.func.count())
+            .select_from(predictions)
+            .where(predictions.c.prediction_id.in_(ids))
+        ).scalar_one()
         try:
             connection.execute(
                 feedback.insert(),
@@ -136,4 +142,4 @@ def _store(engine: sa.Engine, items: list[FeedbackItem]) -> datetime:
             raise DuplicateFeedback(
                 "feedback for these predictions was stored concurrently"
             ) from exc
-    return now
+    return StoredFeedback(now, len(items), len(items) - known)

@@ -14,7 +14,6 @@ from watchkeeper.schema import Feature, FeatureSchema
 _ERROR_RESPONSES = {
     "400": "Body is not UTF-8 JSON of Unicode text (a lone surrogate escape is named by its "
     "path), or not shaped like the envelope.",
-    "404": "A feedback id names no logged prediction.",
     "401": "No bearer token.",
     "403": "Token refused, or admin endpoints disabled.",
     "409": "Feedback for a prediction already exists, or a rollback was refused.",
@@ -208,8 +207,16 @@ def _components(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, 
         },
         "FeedbackAccepted": {
             "type": "object",
-            "properties": {"accepted": {"type": "integer"}, "received_at": {"type": "string"}},
-            "required": ["accepted", "received_at"],
+            "properties": {
+                "accepted": {"type": "integer"},
+                "unmatched": {
+                    "type": "integer",
+                    "description": "Ids whose prediction is not in the log yet: stored, joined "
+                    "when it arrives, counted as orphans if it never does.",
+                },
+                "received_at": {"type": "string"},
+            },
+            "required": ["accepted", "unmatched", "received_at"],
         },
         "Queued": {
             "type": "object",
@@ -309,16 +316,15 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
                             {"oneOf": [_ref("SingleResponse"), _ref("BatchResponse")]},
                             "Predictions; the X-Request-ID header repeats request_id.",
                         ),
-                        **{
-                            k: v for k, v in errors.items() if k not in ("401", "403", "404", "409")
-                        },
+                        **{k: v for k, v in errors.items() if k not in ("401", "403", "409")},
                     },
                 }
             },
             "/feedback": {
                 "post": {
                     "operationId": "feedback",
-                    "summary": "Record the actual value of earlier predictions (all or nothing).",
+                    "summary": "Record the actual value of predictions, logged yet or not "
+                    "(all or nothing).",
                     "requestBody": {
                         "required": True,
                         "content": {

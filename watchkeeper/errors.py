@@ -65,13 +65,6 @@ class RollbackRefused(WatchkeeperError):
     code = "rollback_refused"
 
 
-class UnknownPrediction(WatchkeeperError):
-    """Feedback names a prediction id the log does not hold."""
-
-    status_code = 404
-    code = "unknown_prediction"
-
-
 class DuplicateFeedback(WatchkeeperError):
     status_code = 409
     code = "duplicate_feedback"

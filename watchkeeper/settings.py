@@ -209,7 +209,16 @@ class Settings(BaseSettings):
     transaction still committing (several writers on PostgreSQL) is never skipped."""
 
     monitor_min_labels: int = Field(default=50, ge=1)
-    """Labels (feedback rows) needed before the monitor reports accuracy for them."""
+    """Labels needed before the monitor reports a model version's rolling accuracy (a
+    window's accuracy is stored from its first label, with the count beside it)."""
+
+    monitor_accuracy_labels: int = Field(default=1000, ge=2)
+    """The rolling accuracy figure covers this many of the most recently predicted
+    labelled predictions of a model version."""
+
+    feedback_orphan_seconds: float = Field(default=86400.0, ge=0)
+    """A label whose prediction is still not in the log this long after it arrived is
+    counted as an orphan (``watchkeeper_monitor_feedback_orphans_total``)."""
 
     trigger_drift_windows: int = Field(default=3, ge=1)
     """Retrain when this many consecutive windows show dataset drift..."""
@@ -218,7 +227,13 @@ class Settings(BaseSettings):
     """...or a window's out-of-distribution fraction exceeds this..."""
 
     trigger_mae_degradation: float = Field(default=0.25, ge=0)
-    """...or MAE from feedback exceeds the model's validation MAE by this fraction."""
+    """...or MAE from feedback exceeds the model's validation MAE by this fraction, with
+    confidence ``trigger_accuracy_confidence``..."""
+
+    trigger_accuracy_confidence: float = Field(default=0.99, gt=0.5, lt=1)
+    """...that is, the one-sided lower confidence bound of the rolling MAE at this level
+    (Student t over the labels' absolute errors) exceeds the limit: a point MAE over a
+    few dozen labels is not evidence enough to retrain."""
 
     trigger_cooldown_seconds: float = Field(default=3600.0, ge=0)
     """After a retrain request, no other for the same model version for this long."""

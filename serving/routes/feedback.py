@@ -17,5 +17,11 @@ def feedback() -> Response:
         request_json(),
         max_items=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"],
     )
-    received_at = store_feedback(current_app.extensions["watchkeeper.engine"], items)
-    return json_response({"accepted": len(items), "received_at": received_at.isoformat()})
+    stored = store_feedback(current_app.extensions["watchkeeper.engine"], items)
+    return json_response(
+        {
+            "accepted": stored.accepted,
+            "unmatched": stored.unmatched,
+            "received_at": stored.received_at.isoformat(),
+        }
+    )

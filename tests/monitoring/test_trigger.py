@@ -110,11 +110,24 @@ def test_after_the_cooldown_a_continuing_episode_raises_another(
     assert reasons == ["drift"] * runs_of_three
 
 
+def _rolling(*, mae: float, bound: float, labels: int) -> dict[str, Any]:
+    return {
+        "detector": "accuracy_rolling",
+        "score": mae,
+        "window_id": "v1:rolling-1",
+        "n_rows": labels,
+        "details": {"mae": mae, "mae_lower_bound": bound, "confidence": 0.99},
+    }
+
+
 @pytest.mark.parametrize(
     ("results", "expected"),
     [
-        ([{"detector": "accuracy", "score": 30_000.0, "window_id": "a", "n_rows": 80}], "accuracy"),
-        ([{"detector": "accuracy", "score": 16_000.0, "window_id": "a", "n_rows": 80}], None),
+        ([_rolling(mae=30_000.0, bound=26_000.0, labels=400)], "accuracy"),
+        ([_rolling(mae=21_280.0, bound=15_400.0, labels=63)], None),  # too few labels
+        ([_rolling(mae=16_000.0, bound=14_000.0, labels=400)], None),
+        # a window's own accuracy is reported, never acted on: few labels, any window
+        ([{"detector": "accuracy", "score": 30_000.0, "window_id": "a", "n_rows": 80}], None),
         (
             [
                 {"detector": "ood", "score": 0.3, "window_id": "w"},
@@ -130,7 +143,14 @@ def test_after_the_cooldown_a_continuing_episode_raises_another(
         ),
         ([{"detector": "ood", "score": 0.3, "window_id": "w"}], None),  # no verdict: too few rows
     ],
-    ids=["mae-degraded", "mae-fine", "ood-high", "ood-small-window"],
+    ids=[
+        "mae-degraded",
+        "mae-over-but-not-confidently",
+        "mae-fine",
+        "window-accuracy-ignored",
+        "ood-high",
+        "ood-small-window",
+    ],
 )
 def test_accuracy_and_ood_reasons(
     settings: Settings, results: list[dict[str, Any]], expected: str | None

@@ -46,15 +46,26 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "WatchkeeperAccuracyDegraded": {
         "fire": [
-            ('watchkeeper_monitor_mae{model_version="v1"}', "30000x40"),
+            ('watchkeeper_monitor_mae_lower_bound{model_version="v1"}', "26000x40"),
             ('watchkeeper_monitor_validation_mae{model_version="v1"}', "15000x40"),
         ],
+        # a blip, and a point MAE far over the limit whose bound (few labels) is not
         "quiet": [
-            ('watchkeeper_monitor_mae{model_version="v1"}', "15000x5 30000x10 16000x30"),
+            (
+                'watchkeeper_monitor_mae_lower_bound{model_version="v1"}',
+                "15000x5 30000x10 16000x30",
+            ),
+            ('watchkeeper_monitor_mae{model_version="v1"}', "30000x45"),
             ('watchkeeper_monitor_validation_mae{model_version="v1"}', "15000x45"),
         ],
         "at": 35,
         "labels": V1,
+    },
+    "WatchkeeperFeedbackOrphans": {
+        "fire": [("watchkeeper_monitor_feedback_orphans_total", "0x10 2x30")],
+        "quiet": [("watchkeeper_monitor_feedback_orphans_total", "0x40")],
+        "at": 15,
+        "labels": {},
     },
     "WatchkeeperTooFewLabels": {
         "fire": [('watchkeeper_predictions_total{model_version="v1"}', "0+60x200")],

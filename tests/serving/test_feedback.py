@@ -1,12 +1,15 @@
-"""``POST /feedback``: actual values for logged predictions, with clear errors for
-unknown ids and duplicates, and a 503 while the database is down."""
+"""``POST /feedback``: actual values for predictions, accepted whether or not the
+prediction has reached the log yet, with clear errors for duplicates and bad fields,
+and a 503 while the database is down."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 
@@ -48,20 +51,37 @@ def test_single_and_batch_feedback_are_stored(
     assert _stored(log_reader) == {ids[0]: 180000.0, ids[1]: 1.5, ids[2]: 2e5}
 
 
-def test_unknown_id_is_404_and_nothing_of_the_batch_is_stored(
+def test_feedback_for_an_id_not_yet_in_the_log_is_accepted_and_reported_unmatched(
     client: FlaskClient, log_reader: LogReader, replay_records: list[dict[str, Any]]
 ) -> None:
     ids = _predict(client, log_reader, replay_records[:1])
 
     response = client.post(
-        "/feedback", json={"items": [{"id": ids[0], "actual": 1}, {"id": "nope", "actual": 2}]}
+        "/feedback", json={"items": [{"id": ids[0], "actual": 1}, {"id": "later", "actual": 2}]}
     )
 
-    assert response.status_code == 404
-    assert response.json["error"]["details"] == [
-        {"field": "id", "problem": "unknown prediction 'nope'"}
-    ]
-    assert _stored(log_reader) == {}
+    assert response.status_code == 200, response.json
+    assert (response.json["accepted"], response.json["unmatched"]) == (2, 1)
+    assert _stored(log_reader) == {ids[0]: 1.0, "later": 2.0}
+
+
+def test_feedback_posted_before_the_log_is_flushed_is_accepted(
+    make_app: Callable[..., Flask],
+    read_log: Callable[[Flask], LogReader],
+    replay_records: list[dict[str, Any]],
+) -> None:
+    """Labels often arrive in bulk right after their predictions (backfills)."""
+    app = make_app(log_flush_interval=30.0)  # the log holds the rows until flushed below
+    client, log_reader = app.test_client(), read_log(app)
+    body = client.post("/predict", json={"instances": replay_records[:20]}).json
+    items = [{"id": p["id"], "actual": 1.0} for p in body["predictions"]]
+
+    response = client.post("/feedback", json={"items": items})
+    log_reader.flush()
+
+    assert response.status_code == 200, response.json
+    assert response.json["accepted"] == 20
+    assert set(_stored(log_reader)) == {item["id"] for item in items}
 
 
 def test_second_feedback_for_a_prediction_is_409(
@@ -149,4 +169,4 @@ def test_database_outage_is_503_in_the_error_shape_for_synchronous_writes(
     assert response.json["error"]["code"] == "database_unavailable"
     assert response.json["request_id"] == response.headers["X-Request-ID"]
     assert str(postgres_server.port) not in response.json["error"]["message"]
-    assert after.status_code in (202, 404), after.json  # the database is back
+    assert after.status_code in (200, 202), after.json  # the database is back
