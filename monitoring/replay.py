@@ -68,13 +68,22 @@ class Replayer:
         self._clock = clock
         self._sleep = sleep
         self._due: list[tuple[float, str, float, int]] = []
+        self._on_progress: Callable[[ReplayReport], None] = lambda _report: None
 
     def feature_names(self) -> list[str]:
         response = self.session.get(f"{self.url}/model", timeout=self.timeout)
         response.raise_for_status()
         return [f["name"] for f in response.json()["metadata"]["schema"]["features"]]
 
-    def run(self, dataset: Dataset, *, limit: int | None = None) -> ReplayReport:
+    def run(
+        self,
+        dataset: Dataset,
+        *,
+        limit: int | None = None,
+        on_progress: Callable[[ReplayReport], None] | None = None,
+    ) -> ReplayReport:
+        """Send ``dataset`` (at most ``limit`` rows) and its late feedback.
+        ``on_progress`` is called with the report so far after each request."""
         names = self.feature_names()
         frame = (
             dataset.frame.sort_values(dataset.period, kind="stable")
@@ -86,6 +95,7 @@ class Replayer:
         records = json_records(frame[names])
         actuals = frame[dataset.target].astype(float).tolist()
         report = ReplayReport()
+        self._on_progress = on_progress or (lambda _report: None)
         started = self._clock()
         for start in range(0, len(records), self.batch_size):
             if self.rate > 0:  # pace by records sent so far
@@ -94,6 +104,7 @@ class Replayer:
                     self._sleep(wait)
             self._send(records[start : start + self.batch_size], actuals[start:], report)
             self._post_due_feedback(report, final=False)
+            self._on_progress(report)
         self._post_due_feedback(report, final=True)
         self.session.close()
         return report
@@ -128,6 +139,7 @@ class Replayer:
                 ready.append(heapq.heappop(self._due))
             for start in range(0, len(ready), 500):
                 self._post_feedback(ready[start : start + 500], report)
+                self._on_progress(report)
             if not (final and self._due):
                 return
             self._sleep(max(self._due[0][0] - self._clock(), 0))

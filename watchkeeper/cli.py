@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from watchkeeper import figures
 from watchkeeper.cli_failures import CommandFailed, describe
+from watchkeeper.cli_help import (
+    DESCRIPTION,
+    EPILOG,
+    HelpFormatter,
+    choices_help,
+    settings_epilog,
+)
+from watchkeeper.progress import Stages, progress_bar
 from watchkeeper.settings import Settings, redact_url, settings_table
 from watchkeeper.threads import limit_threads, thread_environment
 
@@ -43,12 +52,14 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     if args.if_missing and registry.current_version() is not None:
         print(f"model {registry.current_version()} is already current; nothing to do")
         return 0
-    if args.csv:
-        if not args.target:
-            raise CommandFailed("--target is required with --csv", "name the CSV's target column")
-        dataset = load_csv(Path(args.csv), args.target, period=args.period)
-    else:
-        dataset = load_ames()
+    if args.csv and not args.target:
+        raise CommandFailed("--target is required with --csv", "name the CSV's target column")
+    stages = Stages(3)
+    with stages.stage("loading the data"):
+        if args.csv:
+            dataset = load_csv(Path(args.csv), args.target, period=args.period)
+        else:
+            dataset = load_ames()
     if dataset.period is not None:
         training = dataset.between(args.train_start, args.train_end)
         validation = dataset.between(args.validation_start, args.validation_end)
@@ -62,13 +73,19 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
             "check --train-start/--train-end and --validation-start/--validation-end",
         )
     params = TrainingParams() if args.max_iter is None else TrainingParams(max_iter=args.max_iter)
-    trained = train(training, validation, params=params)
-    version = registry.register(trained, make_current=not args.no_promote)
+    with stages.stage(
+        f"training on {len(training.frame):,} rows (boosted trees, and "
+        f"{params.calibration_folds} more fits to calibrate its interval)"
+    ):
+        trained = train(training, validation, params=params)
+    with stages.stage("registering"):
+        version = registry.register(trained, make_current=not args.no_promote)
     metrics = trained.metrics
     print(
         f"registered {version} ({'current' if not args.no_promote else 'not current'}): "
         f"trained on {trained.training_window['rows']} rows, validated on "
-        f"{metrics['rows']} rows: MAE {metrics['mae']:,.0f}, RMSE {metrics['rmse']:,.0f}, "
+        f"{metrics['rows']} rows: MAE {figures.amount(metrics['mae'])}, "
+        f"RMSE {figures.amount(metrics['rmse'])}, "
         f"MAPE {metrics['mape']:.1f}%, {trained.model.interval.level:.0%} interval coverage "
         f"{metrics['coverage']:.1%}"
     )
@@ -114,7 +131,7 @@ def _cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from monitoring.replay import Replayer
+    from monitoring.replay import Replayer, ReplayReport
     from watchkeeper.dataset import load_ames
 
     url = args.url or f"http://{settings.host}:{settings.port}"
@@ -124,8 +141,15 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     )
     import requests
 
+    total = len(dataset.frame) if args.limit is None else min(args.limit, len(dataset.frame))
     try:
-        report = replayer.run(dataset, limit=args.limit)
+        with progress_bar(total, "replay", unit="sale") as bar:
+
+            def show(report: ReplayReport) -> None:
+                bar.advance_to(report.sent)
+                bar.note(rejected=report.rejected, feedback=report.feedback_posted)
+
+            report = replayer.run(dataset, limit=args.limit, on_progress=show)
     except requests.ConnectionError as exc:
         raise CommandFailed(
             f"cannot reach the prediction server at {url}",
@@ -155,7 +179,13 @@ def _cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
     )
     params = TrainingParams(max_iter=args.max_iter) if args.max_iter else None
     job = RetrainJob(
-        settings, engine, _registry(settings), params=params, csv=args.csv, target=args.target
+        settings,
+        engine,
+        _registry(settings),
+        params=params,
+        csv=args.csv,
+        target=args.target,
+        stages=Stages(RetrainJob.STAGES),
     )
     result = job.run()
     if result is None:
@@ -219,29 +249,24 @@ def _cmd_model(args: argparse.Namespace, settings: Settings) -> int:
             f"{settings.model_poll_seconds:g} s"
         )
         return 0
+    from watchkeeper.version_summary import VersionSummary, list_lines, show_text
+
     if args.model_command == "show":
         version = args.version or current
         if version is None:
             raise CommandFailed("no model is registered", "train one with `watchkeeper train`")
-        print(json.dumps(_require_version(registry, version), indent=2))
+        metadata = _require_version(registry, version)
+        if args.json:
+            print(json.dumps(metadata, indent=2))
+        else:
+            print(show_text(VersionSummary.from_metadata(metadata), current))
         return 0
     versions = registry.versions()
-    nan = float("nan")
     if not versions:
         print("no model versions registered in", registry.root)
         return 0
-    print(
-        f"{'':2}{'version':<9}{'status':<11}{'created':<21}{'rows':>6}{'MAE':>10}"
-        f"{'MAPE':>7}{'coverage':>10}"
-    )
-    for version in versions:
-        meta = registry.metadata(version)
-        metrics = {"mae": nan, "mape": nan, "coverage": nan, **meta.get("metrics", {})}
-        print(
-            f"{'*' if version == current else '':2}{version:<9}{meta.get('status', ''):<11}"
-            f"{meta['created_at'][:19]:<21}{meta['training_window'].get('rows', 0):>6}"
-            f"{metrics['mae']:>10,.0f}{metrics['mape']:>6.1f}%{metrics['coverage']:>10.1%}"
-        )
+    summaries = [VersionSummary.from_metadata(registry.metadata(v)) for v in versions]
+    print("\n".join(list_lines(summaries, current)))
     return 0
 
 
@@ -351,22 +376,30 @@ DEBUG_HELP = "on failure, show the traceback instead of one line; log at debug l
 
 
 class _Commands:
-    """Subparsers that all accept ``--debug`` after the command too."""
+    """Subcommands that all accept ``--debug`` after the command too, show their
+    options' defaults, and are described in their own ``--help`` as in the list."""
 
-    def __init__(self, parser: argparse.ArgumentParser) -> None:
-        self._actions = parser.add_subparsers(dest="command", required=True)
+    def __init__(self, parser: argparse.ArgumentParser, dest: str = "command") -> None:
+        self._actions = parser.add_subparsers(
+            dest=dest, required=True, metavar="COMMAND", title="commands"
+        )
         self._common = argparse.ArgumentParser(add_help=False)
         # SUPPRESS: a subcommand without --debug keeps the main parser's value.
         self._common.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
         )
 
-    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        return self._actions.add_parser(name, parents=[self._common], **kwargs)
+    def add_parser(self, name: str, *, help: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("description", help[0].upper() + help[1:] + ".")
+        return self._actions.add_parser(
+            name, parents=[self._common], help=help, formatter_class=HelpFormatter, **kwargs
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="watchkeeper", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="watchkeeper", description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter
+    )
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     commands = _Commands(parser)
 
@@ -376,30 +409,51 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--csv", help="train on this CSV instead of the Ames data")
     train.add_argument("--target", help="target column of the CSV")
     train.add_argument("--period", help="integer column ordering the CSV's rows in time")
-    train.add_argument("--train-start", type=int, default=None, help="first period to train on")
+    train.add_argument(
+        "--train-start",
+        type=int,
+        default=None,
+        help="first period to train on (default: the first)",
+    )
     train.add_argument("--train-end", type=int, default=200712, help="last period to train on")
-    train.add_argument("--validation-start", type=int, default=200801)
-    train.add_argument("--validation-end", type=int, default=200812)
+    train.add_argument(
+        "--validation-start", type=int, default=200801, help="first period to validate on"
+    )
+    train.add_argument(
+        "--validation-end", type=int, default=200812, help="last period to validate on"
+    )
     train.add_argument(
         "--validation-fraction",
         type=float,
         default=0.2,
         help="without --period: share of the last rows held out for validation",
     )
-    train.add_argument("--max-iter", type=int, default=None, help="boosting iterations")
+    train.add_argument(
+        "--max-iter", type=int, default=None, help="boosting iterations (default: 100)"
+    )
     train.set_defaults(handler=_cmd_train)
 
-    serve = commands.add_parser("serve", help="run the prediction server under gunicorn")
+    serve = commands.add_parser(
+        "serve",
+        help="run the prediction server under gunicorn",
+        epilog=settings_epilog("serve", "serve"),
+    )
     serve.set_defaults(handler=_cmd_serve)
 
-    monitor = commands.add_parser("monitor", help="run the monitor (drift, OOD, accuracy)")
+    monitor = commands.add_parser(
+        "monitor",
+        help="run the monitor (drift, OOD, accuracy)",
+        epilog=settings_epilog("monitor", "monitor"),
+    )
     monitor.add_argument("--once", action="store_true", help="one cycle, then exit (cron, tests)")
     monitor.set_defaults(handler=_cmd_monitor)
 
     replay = commands.add_parser(
         "replay", help="stream held-back Ames sales through the API, with late feedback"
     )
-    replay.add_argument("--url", help="prediction server (default: WATCHKEEPER_HOST:PORT)")
+    replay.add_argument(
+        "--url", help="prediction server (default: http://WATCHKEEPER_HOST:WATCHKEEPER_PORT)"
+    )
     replay.add_argument("--start", type=int, default=200801, help="first sale period, YYYYMM")
     replay.add_argument("--end", type=int, default=201012, help="last sale period, YYYYMM")
     replay.add_argument("--limit", type=int, default=None, help="send at most this many sales")
@@ -411,35 +465,68 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(handler=_cmd_replay)
 
     retrain = commands.add_parser(
-        "retrain", help="run one retraining job now, or `retrain worker` to serve requests"
+        "retrain",
+        help="run one retraining job now, or run the retraining worker",
+        epilog=settings_epilog("worker", "retrain and retrain worker"),
     )
-    retrain.add_argument("mode", nargs="?", choices=["worker"], help="run the worker loop")
+    retrain.add_argument(
+        "mode",
+        nargs="?",
+        choices=["worker"],
+        help=choices_help(
+            {"worker": "run the worker, which runs a job whenever requests are pending"},
+            otherwise="queue a request and run one job now",
+        ),
+    )
     retrain.add_argument("--reason", help="why, recorded with the run")
-    retrain.add_argument("--max-iter", type=int, default=None, help="override boosting iterations")
+    retrain.add_argument(
+        "--max-iter",
+        type=int,
+        default=None,
+        help="boosting iterations (default: the champion's)",
+    )
     retrain.add_argument("--csv", help="original training data, for models not trained on Ames")
     retrain.add_argument("--target", help="target column of --csv")
     retrain.set_defaults(handler=_cmd_retrain)
 
     db = commands.add_parser("db", help="database schema migrations")
-    db.add_argument("db_command", choices=["upgrade", "current"])
-    db.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait up to this long for the database to accept connections",
-    )
     db.set_defaults(handler=_cmd_db)
+    db_commands = _Commands(db, dest="db_command")
+    for name, meaning in (
+        ("upgrade", "apply the pending migrations, then print the schema revision"),
+        ("current", "print the schema revision and the one this code expects"),
+    ):
+        db_command = db_commands.add_parser(name, help=meaning)
+        db_command.add_argument(
+            "--wait",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="wait up to this long for the database to accept connections",
+        )
 
     model = commands.add_parser("model", help="list, show or roll back model versions")
-    model.add_argument("model_command", choices=["list", "show", "rollback"])
-    model.add_argument("version", nargs="?")
-    model.add_argument(
+    model.set_defaults(handler=_cmd_model, version=None)
+    model_commands = _Commands(model, dest="model_command")
+    model_commands.add_parser(
+        "list",
+        help="every version with its status and metrics, the champion's MAE on the same "
+        "data, and which data that is",
+    )
+    show = model_commands.add_parser("show", help="one version's summary, or its metadata")
+    show.add_argument("version", nargs="?", help="e.g. v2 (default: the current version)")
+    show.add_argument("--json", action="store_true", help="print the full metadata as JSON")
+    rollback = model_commands.add_parser("rollback", help="make another version current")
+    rollback.add_argument(
+        "version",
+        nargs="?",
+        help="e.g. v1 (default: the newest earlier version that retraining did not reject)",
+    )
+    rollback.add_argument(
         "--force",
         action="store_true",
-        help="rollback: accept a version that retraining rejected or that failed",
+        help="accept a version that retraining rejected or that failed",
     )
-    model.set_defaults(handler=_cmd_model)
 
     alertmanager = commands.add_parser(
         "alertmanager-config", help="write the Alertmanager configuration from the settings"
@@ -454,15 +541,33 @@ def build_parser() -> argparse.ArgumentParser:
     alertmanager.set_defaults(handler=_cmd_alertmanager_config)
 
     grafana = commands.add_parser("grafana", help="build dashboards, or provision a Grafana")
-    grafana.add_argument("grafana_command", choices=["build", "provision"])
-    grafana.add_argument("--output", default="grafana/dashboards", help="with build: folder")
     grafana.set_defaults(handler=_cmd_grafana)
+    grafana_commands = _Commands(grafana, dest="grafana_command")
+    build = grafana_commands.add_parser(
+        "build", help="write the dashboards' JSON from their definitions in watchkeeper/grafana"
+    )
+    build.add_argument("--output", default="grafana/dashboards", help="folder to write to")
+    grafana_commands.add_parser(
+        "provision",
+        help="create or update the folder, data source and dashboards in a running Grafana",
+        epilog=settings_epilog("grafana", "grafana provision"),
+    )
 
     healthcheck = commands.add_parser(
         "healthcheck", help="exit 0 if the component running here is healthy (containers)"
     )
     healthcheck.add_argument(
-        "component", nargs="?", choices=sorted(HEALTH_ENDPOINTS), default="serve"
+        "component",
+        nargs="?",
+        choices=sorted(HEALTH_ENDPOINTS),
+        default="serve",
+        help=choices_help(
+            {
+                "monitor": "the monitor's /healthz (its loop is not stuck)",
+                "serve": "the prediction server's /readyz (a model is loaded)",
+                "worker": "the retraining worker's /healthz (its loop is not stuck)",
+            },
+        ),
     )
     healthcheck.add_argument("--timeout", type=float, default=3.0, help="seconds")
     healthcheck.set_defaults(handler=_cmd_healthcheck)
@@ -482,8 +587,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # Alembic announces each of its plugins at INFO: nothing a user can act on.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # Alembic announces its plugins and its migration context at INFO whenever a process
+    # opens the database: nothing a user can act on (`db upgrade` prints the revision it
+    # reached; --debug shows them all).
+    if not args.debug:
+        for name in ("alembic.runtime.plugins", "alembic.runtime.migration"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         settings = Settings()
     except ValidationError as exc:

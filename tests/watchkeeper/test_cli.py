@@ -1,23 +1,36 @@
 """The command line: model list, rollback and the container health check as an operator
-and a container runtime use them."""
+and a container runtime use them; help, progress on a terminal, figures by scale."""
 
 from __future__ import annotations
 
+import argparse
+import fcntl
 import json
 import os
+import pty
+import re
+import select
 import signal
+import struct
 import subprocess
 import sys
-from collections.abc import Callable
+import termios
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.ports import free_port
 from tests.processes import Process
-from watchkeeper.cli import main
+from watchkeeper import figures
+from watchkeeper.cli import build_parser, main
+from watchkeeper.cli_help import SERVE_SETTINGS
 from watchkeeper.registry import ModelRegistry
+from watchkeeper.settings import Settings
 from watchkeeper.status_server import Heartbeat, start_status_server
 from watchkeeper.training import TrainedModel
 
@@ -258,3 +271,198 @@ def test_settings_into_a_pipe_closed_early_ends_quietly(args: list[str]) -> None
 
     assert result.stderr == ""
     assert result.returncode == 128 + signal.SIGPIPE
+
+
+# -- help -----------------------------------------------------------------------------
+
+
+def _parsers(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every parser of the command line, the main one first, with its command path."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, subparser in action.choices.items():
+                yield from _parsers(subparser, (*path, name))
+
+
+def test_every_help_is_plain_text_and_describes_every_command_and_choice() -> None:
+    parsers = list(_parsers(build_parser()))
+    for path, parser in parsers:
+        text = parser.format_help()
+        assert "`" not in text, (path, text)  # no reST or Markdown markup
+        if path:
+            assert parser.description, path
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                described = {choice.dest: choice.help for choice in action._choices_actions}
+                assert set(described) == set(action.choices), path
+                assert all(described.values()), (path, described)
+            elif action.choices and not action.option_strings:
+                for choice in action.choices:
+                    assert f"{choice}: " in (action.help or ""), (path, action.dest, choice)
+            elif action.help is not argparse.SUPPRESS:
+                assert action.help, (path, action.dest)
+    # choices with a meaning each are subcommands, described in the list
+    assert {("model", "show"), ("db", "upgrade"), ("grafana", "build")} <= {p for p, _ in parsers}
+
+
+def test_help_shows_defaults_but_not_empty_ones() -> None:
+    parsers = dict(_parsers(build_parser()))
+
+    replay = parsers[("replay",)].format_help()
+    assert "(default: 20.0)" in replay and "(default: 201012)" in replay
+    assert "(default: None)" not in replay and "(default: False)" not in replay
+    assert "(default: 0.0)" in parsers[("db", "upgrade")].format_help()
+
+
+def test_serve_help_names_the_settings_that_control_it() -> None:
+    text = dict(_parsers(build_parser()))[("serve",)].format_help()
+
+    for _, names in SERVE_SETTINGS:
+        for name in names:
+            assert name in Settings.model_fields, name  # a renamed setting fails here
+            assert f"WATCHKEEPER_{name.upper()}" in text
+    assert "watchkeeper settings prints their values" in text
+
+
+def test_the_commands_deployments_run_still_parse() -> None:
+    parser = build_parser()
+
+    upgrade = parser.parse_args(["db", "upgrade", "--wait", "60"])
+    assert (upgrade.command, upgrade.db_command, upgrade.wait) == ("db", "upgrade", 60.0)
+    rollback = parser.parse_args(["model", "rollback", "v3", "--force", "--debug"])
+    assert (rollback.model_command, rollback.version, rollback.force, rollback.debug) == (
+        "rollback",
+        "v3",
+        True,
+        True,
+    )
+    assert parser.parse_args(["model", "list"]).version is None
+    assert parser.parse_args(["retrain", "worker"]).mode == "worker"
+
+
+# -- model show ---------------------------------------------------------------------
+
+
+def test_model_show_is_a_readable_summary_and_json_with_the_option(
+    registry_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(registry_dir))
+
+    assert main(["model", "show"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("v1 (current): registered, created ")
+    assert "measured on: validation: ames 2008-01 to 2008-12, 622 rows" in text
+    assert re.search(r"MAE +15,031\n", text), text
+    assert "{" not in text
+
+    assert main(["model", "show", "v1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["mae"] == pytest.approx(15031, abs=1)
+
+
+# -- numbers by scale -----------------------------------------------------------------
+
+
+def test_train_writes_a_small_targets_errors_with_significant_digits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 0/1 target's MAE read "MAE 0" when every figure was written as dollars."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=300), "z": rng.normal(size=300)})
+    frame["y"] = (frame["x"] + rng.normal(scale=0.5, size=300) > 0).astype(int)
+    frame.to_csv(tmp_path / "small.csv", index=False)
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+
+    code = main(["train", "--csv", str(tmp_path / "small.csv"), "--target", "y", "--max-iter", "5"])
+
+    assert code == 0
+    out = capsys.readouterr().out
+    mae = re.search(r"MAE ([0-9.,e+-]+),", out)
+    assert mae and mae.group(1) != "0" and re.fullmatch(r"0\.\d{3}", mae.group(1)), out
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (15031.4, "15,031"),
+        (123.4, "123"),
+        (99.96, "100"),
+        (15.034, "15.0"),
+        (0.2134, "0.213"),
+        (0.0342, "0.0342"),
+        (0.0, "0"),
+        (float("nan"), "-"),
+        (None, "-"),
+    ],
+)
+def test_amounts_are_written_by_scale(value: float | None, text: str) -> None:
+    assert figures.amount(value) == text
+
+
+# -- progress on a terminal, nothing in a pipe ------------------------------------------
+
+
+def _run_on_terminal(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """``watchkeeper ARGS`` with standard error on a pseudo-terminal (100 columns) and
+    standard output in a pipe: exit status, output, and what the terminal showed."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "watchkeeper.cli", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=follower,
+    )
+    os.close(follower)
+    shown = bytearray()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # every writer closed the terminal: the process is done
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif process.poll() is not None:
+            break
+    os.close(leader)
+    out, _ = process.communicate(timeout=60)
+    return process.returncode, out.decode(), shown.decode(errors="replace")
+
+
+@pytest.mark.integration
+def test_replay_shows_a_bar_on_a_terminal_and_nothing_in_a_pipe(
+    start_watchkeeper: Callable[..., Process],
+) -> None:
+    server = start_watchkeeper("serve")
+    args = ("replay", "--url", server.url, "--limit", "40", "--rate", "0")
+    args += ("--feedback-delay", "0.2")
+
+    code, out, shown = _run_on_terminal(*args, env={})
+
+    assert code == 0, (out, shown)
+    assert "sent 40 sales (40 predicted, 0 rejected)" in out
+    assert "replay" in shown and "40/40" in shown, shown
+    assert re.search(r"sale/s", shown) and "feedback=40" in shown, shown
+    piped = _cli(*args)
+    assert piped.returncode == 0 and "sent 40 sales" in piped.stdout
+    assert piped.stderr == ""
+
+
+def test_train_shows_its_stages_on_a_terminal_and_nothing_in_a_pipe(tmp_path: Path) -> None:
+    env = {"WATCHKEEPER_DATA_DIR": str(tmp_path / "var")}
+
+    code, out, shown = _run_on_terminal("train", "--max-iter", "5", env=env)
+
+    assert code == 0, (out, shown)
+    assert "registered v1 (current)" in out
+    for stage in (r"\[1/3\] loading the data", r"\[2/3\] training on 1,319 rows", r"\[3/3\]"):
+        assert re.search(stage + r".* \d+\.\d s\r?\n", shown), (stage, shown)
+    piped = _cli("train", "--max-iter", "5", env=env)
+    assert piped.returncode == 0 and "registered v2" in piped.stdout
+    assert "[1/3]" not in piped.stderr
