@@ -1,10 +1,12 @@
 """`watchkeeper model list` and `model show` after a real retraining run: a candidate's
 figures are shown beside the champion's on the same holdout, and every line says which
-data its figures were measured on."""
+data its figures were measured on. The run reports its stages to a progress display."""
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from collections.abc import Callable
 
 import pytest
@@ -15,6 +17,7 @@ from retrain.job import RetrainJob
 from watchkeeper.cli import main
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.figures import amount
+from watchkeeper.progress import Stages
 from watchkeeper.settings import Settings
 
 
@@ -26,13 +29,23 @@ def retrained(
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> dict:
-    """v1 as trained, v2 from one retraining run; the run's row."""
+    """v1 as trained, v2 from one retraining run; the run's row, and the stages it
+    showed."""
     retrain_requests.enqueue(engine, trigger="manual", reason="test")
-    make_job().run()
+    shown = io.StringIO()
+    make_job(stages=Stages(RetrainJob.STAGES, stream=shown, enabled=True)).run()
     monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(settings.registry_dir))
     with engine.connect() as connection:
         (run,) = connection.execute(sa.select(retrain_runs)).mappings().all()
-    return dict(run)
+    return {**run, "shown": shown.getvalue()}
+
+
+def test_the_run_shows_its_stages(retrained: dict) -> None:
+    lines = retrained["shown"].splitlines()
+
+    assert len(lines) == RetrainJob.STAGES == 2
+    assert re.fullmatch(r"\[1/2\] loading the champion and the labelled data … \d+\.\d s", lines[0])
+    assert re.fullmatch(r"\[2/2\] training a candidate and judging it .* … \d+\.\d s", lines[1])
 
 
 def test_model_list_compares_a_candidate_with_the_champion_on_its_holdout(
