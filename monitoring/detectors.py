@@ -51,7 +51,7 @@ from monitoring.classifier_test import ClassifierTest
 from monitoring.quality import feature_quality
 from monitoring.two_sample import Correction, Drift, FeatureDrift, correct, ks, pooled_chi2
 from watchkeeper.errors import ArtifactIntegrityError
-from watchkeeper.ood import OodReference
+from watchkeeper.ood import OodReference, fit_version_reference, numeric_matrix
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.state_files import load_arrays, read_verified, sha256_file
 
@@ -89,12 +89,7 @@ class ReferenceEncoder:
 
     def numeric(self, frame: pd.DataFrame) -> np.ndarray:
         """The numeric features as floats, NaN where missing or not a number."""
-        return np.column_stack(
-            [
-                pd.to_numeric(frame[f.name], errors="coerce").to_numpy(dtype=np.float64)
-                for f in self.schema.numeric
-            ]
-        ).reshape(len(frame), len(self.schema.numeric))
+        return numeric_matrix(frame, [f.name for f in self.schema.numeric])
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         numeric = self.numeric(frame)
@@ -153,9 +148,8 @@ class DetectorSuite:
         ood_percentile: float = 99.0,
     ) -> DetectorSuite:
         encoder = ReferenceEncoder.fit(schema, reference)
-        ood = OodReference.fit(
-            [f.name for f in schema.numeric], encoder.numeric(reference), percentile=ood_percentile
-        )
+        # the serving worker builds the same reference with the same function
+        ood = fit_version_reference(schema, reference, percentile=ood_percentile)
         settings = DetectorSettings(p_value, Correction(correction), ood_percentile)
         return cls(
             encoder,

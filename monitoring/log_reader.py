@@ -73,6 +73,7 @@ class LogReader:
                 predictions.c.prediction,
                 predictions.c.lower,
                 predictions.c.upper,
+                predictions.c.ood_score,  # as the serving worker scored it; NULL if not
             )
             .where(predictions.c.seq > after, predictions.c.seq <= up_to)
             .order_by(predictions.c.seq)

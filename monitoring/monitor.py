@@ -231,8 +231,7 @@ class Monitor:
             )
 
         def ood() -> CheckOutcome:
-            scores = suite.ood_scores(features)
-            self._store_ood_scores(window, scores)
+            scores = self._ood_scores(window, suite, features)
             outliers = scores > suite.ood_threshold
             return (
                 None,
@@ -335,7 +334,27 @@ class Monitor:
             self._validation_mae[version] = metrics.get("mae")
         return self._validation_mae[version]
 
-    def _store_ood_scores(self, window: Window, scores: np.ndarray) -> None:
+    def _ood_scores(
+        self, window: Window, suite: DetectorSuite, features: pd.DataFrame
+    ) -> np.ndarray:
+        """The window's OOD scores: those the serving worker stored as it answered
+        (the same function on the same reference: ``watchkeeper.ood``), and, computed
+        and stored here, only those of rows logged without one (before scores were
+        served, by a server with ``WATCHKEEPER_OOD_IN_RESPONSE`` off, or a version whose
+        reference the server could not read)."""
+        stored = window.rows.get("ood_score")
+        scores = (
+            np.full(len(window.rows), np.nan)
+            if stored is None
+            else pd.to_numeric(stored, errors="coerce").to_numpy(dtype=np.float64, copy=True)
+        )
+        missing = np.isnan(scores)
+        if missing.any():
+            scores[missing] = suite.ood_scores(features[missing])
+            self._store_ood_scores(window.rows["seq"].to_numpy()[missing], scores[missing])
+        return scores
+
+    def _store_ood_scores(self, seqs: np.ndarray, scores: np.ndarray) -> None:
         update = (
             predictions.update()
             .where(predictions.c.seq == sa.bindparam("b_seq"))
@@ -343,7 +362,7 @@ class Monitor:
         )
         params = [
             {"b_seq": int(seq), "b_score": float(score)}
-            for seq, score in zip(window.rows["seq"], scores, strict=True)
+            for seq, score in zip(seqs, scores, strict=True)
         ]
         with self.engine.begin() as connection:
             connection.execute(update, params)

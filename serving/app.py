@@ -17,6 +17,7 @@ from serving import http_errors, request_log
 from serving.database_status import DatabaseProbe
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore
+from serving.ood_scoring import OodScoring
 from serving.prediction_log import PredictionLog
 from serving.routes import admin, feedback, health, metrics, model_info, openapi, predict
 from watchkeeper.db.engine import create_engine
@@ -50,12 +51,18 @@ def create_app(
     app.extensions["watchkeeper.engine"] = engine
     app.extensions["watchkeeper.schema_revision"] = head_revision()
 
+    ood_scoring = None
     if model_store is None:
+        model_registry = ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
+        if settings.ood_in_response:
+            ood_scoring = OodScoring(model_registry, percentile=settings.ood_percentile)
         model_store = ModelStore(
-            ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
+            model_registry, prepare=ood_scoring.prepare if ood_scoring is not None else None
         )
         model_store.load_current()
     app.extensions["watchkeeper.model_store"] = model_store
+    # None when a store is handed in: it was not built to prepare OOD references
+    app.extensions["watchkeeper.ood_scoring"] = ood_scoring
     if model_store.loaded is not None:
         serving_metrics.model_info.labels(model_store.loaded.version).set(1)
 

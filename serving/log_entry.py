@@ -49,6 +49,9 @@ class LogEntry:
     values: list[float] | np.ndarray = field(default_factory=list)
     lower: list[float] | np.ndarray = field(default_factory=list)
     upper: list[float] | np.ndarray = field(default_factory=list)
+    # Each prediction's OOD score as served; None when none was computed (the version
+    # has no reference, the setting is off, or a line journaled before scores existed).
+    ood: list[float] | np.ndarray | None = None
     # The same columns as JSON text, as read back from the journal: the writer stores
     # them as they are, without decoding and encoding them again.
     columns_json: str | None = None
@@ -79,6 +82,7 @@ class LogEntry:
             "values": self.values,
             "lower": self.lower,
             "upper": self.upper,
+            "ood": self.ood,
         }
         try:
             return b"".join(

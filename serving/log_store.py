@@ -35,7 +35,8 @@ _REQUEST_COLUMNS = (
     " model_version, n_items, error, body, client_request_id, features"
 )
 _PREDICTION_COLUMNS = (
-    "prediction_id, request_id, item_index, created_at, model_version, prediction, lower, upper"
+    "prediction_id, request_id, item_index, created_at, model_version, prediction, lower, upper,"
+    " ood_score"
 )
 
 _SQLITE_REQUESTS = (
@@ -43,7 +44,7 @@ _SQLITE_REQUESTS = (
     " ON CONFLICT DO NOTHING"
 )
 _SQLITE_PREDICTIONS = (
-    f"INSERT INTO predictions ({_PREDICTION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
+    f"INSERT INTO predictions ({_PREDICTION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT DO NOTHING"
 )
 # PostgreSQL: COPY into session-local staging tables, then one INSERT … SELECT that
@@ -56,7 +57,7 @@ _POSTGRES_STAGING = (
     " ON COMMIT DELETE ROWS;"
     " CREATE TEMP TABLE IF NOT EXISTS wk_predictions_in ("
     " prediction_id varchar, request_id varchar, item_index int, created_at timestamptz,"
-    " model_version varchar, prediction float8, lower float8, upper float8)"
+    " model_version varchar, prediction float8, lower float8, upper float8, ood_score float8)"
     " ON COMMIT DELETE ROWS"
 )
 _POSTGRES_COPY_REQUESTS = f"COPY wk_requests_in ({_REQUEST_COLUMNS}) FROM STDIN"
@@ -139,6 +140,8 @@ class LogStore:
         if not entry.n_items:
             return []
         values, lower, upper = _floats(entry.values), _floats(entry.lower), _floats(entry.upper)
+        # scores served with the predictions; NULL (the monitor scores them) without
+        ood = [None] * len(values) if entry.ood is None else _floats(entry.ood)
         request_id, version, single = entry.request_id, entry.model_version, entry.single
         return [
             (
@@ -150,6 +153,7 @@ class LogStore:
                 values[i],
                 lower[i],
                 upper[i],
+                ood[i],
             )
             for i in range(len(values))
         ]

@@ -131,8 +131,32 @@ def _components(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, 
             "id": {"type": "string", "description": "Prediction id, used for feedback."},
             "prediction": {"type": "number"},
             "interval": _ref("Interval"),
+            "ood": {
+                "oneOf": [_ref("Ood"), {"type": "null"}],
+                "description": "How far the record is from the model's reference data; "
+                "null when the served version has no OOD reference or "
+                "WATCHKEEPER_OOD_IN_RESPONSE is off.",
+            },
         },
-        "required": ["id", "prediction", "interval"],
+        "required": ["id", "prediction", "interval", "ood"],
+    }
+    ood = {
+        "type": "object",
+        "properties": {
+            "score": {
+                "type": "number",
+                "minimum": 0,
+                "description": "Mahalanobis distance of the numeric features to the model "
+                "version's reference sample (the monitor's score); 1e100 when the distance "
+                "overflows.",
+            },
+            "flag": {
+                "type": "boolean",
+                "description": "score is above the reference's own WATCHKEEPER_OOD_PERCENTILE "
+                "percentile: out of distribution.",
+            },
+        },
+        "required": ["score", "flag"],
     }
     return {
         "Features": _features(schema),
@@ -164,6 +188,7 @@ def _components(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, 
             "additionalProperties": False,
         },
         "Interval": interval,
+        "Ood": ood,
         "PredictionItem": item,
         "SingleResponse": {
             "type": "object",

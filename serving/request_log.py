@@ -87,6 +87,7 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         entry.single = validated.single
         entry.columns = validated.columns
         entry.values, entry.lower, entry.upper = predicted.value, predicted.lower, predicted.upper
+        entry.ood = g.get("ood_scores")
     elif status >= 400 and status != 413 and _body_within_limit():
         limit = current_app.config["WATCHKEEPER_LOG_BODY_LIMIT"]
         body = request.get_data(cache=True)[:limit]

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 from flask import Response
 
+if TYPE_CHECKING:
+    from serving.ood_scoring import OodScores
+
 # One item of a batch /predict response; the fields are filled in by position.
-_ITEM = '{"id":%s,"prediction":%s,"interval":{"lower":%s,"upper":%s,"level":%s}}'
+_ITEM = '{"id":%s,"prediction":%s,"interval":{"lower":%s,"upper":%s,"level":%s},"ood":%s}'
+_ITEM_OOD = (
+    '{"id":%s,"prediction":%s,"interval":{"lower":%s,"upper":%s,"level":%s},'
+    '"ood":{"score":%s,"flag":%s}}'
+)
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -27,20 +34,28 @@ def batch_predictions_response(
     lower: np.ndarray,
     upper: np.ndarray,
     level: float,
+    ood: OodScores | None = None,
 ) -> Response:
     """``{**head, "predictions": [{"id", "prediction", "interval": {"lower", "upper",
-    "level"}}, ...]}``, the same bytes orjson writes for those dicts, without building
-    two dicts per item: for a large batch they cost more than the rest of the
-    response, and their allocations set off garbage-collector passes over the
-    request's parsed body."""
+    "level"}, "ood": {"score", "flag"} or null}, ...]}``, the same bytes orjson writes
+    for those dicts, without building three dicts per item: for a large batch they
+    cost more than the rest of the response, and their allocations set off
+    garbage-collector passes over the request's parsed body."""
     n = len(ids)
     texts = [_json_items(ids), *(_json_items(a) for a in (value, lower, upper))]
+    if ood is not None:
+        texts += [_json_items(ood.scores), _json_items(ood.flags)]
     if n == 0 or any(len(t) != n for t in texts):  # an id whose JSON text holds a comma
-        return json_response({**head, "predictions": _items(ids, value, lower, upper, level)})
-    fields = [orjson.dumps(level).decode()] * (5 * n)
+        return json_response({**head, "predictions": _items(ids, value, lower, upper, level, ood)})
+    # per item: id, prediction, lower, upper, level, then the OOD score and flag or null
+    width = 7 if ood is not None else 6
+    fields = [orjson.dumps(level).decode()] * (width * n)
     for position, text in enumerate(texts):
-        fields[position::5] = text
-    items = (",".join([_ITEM] * n) % tuple(fields)).encode()
+        fields[position + (position >= 4) :: width] = text  # level sits at position 4
+    if ood is None:
+        fields[5::width] = ["null"] * n
+    template = _ITEM_OOD if ood is not None else _ITEM
+    items = (",".join([template] * n) % tuple(fields)).encode()
     envelope = orjson.dumps({**head, "predictions": []})  # ends with b"[]}"
     return Response(envelope[:-2] + items + b"]}", mimetype="application/json")
 
@@ -51,9 +66,30 @@ def _json_items(values: Any) -> list[str]:
 
 
 def _items(
-    ids: list[str], value: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: float
+    ids: list[str],
+    value: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    level: float,
+    ood: OodScores | None,
 ) -> list[dict[str, Any]]:
+    n = len(ids)
+    oods: list[dict[str, Any] | None] = (
+        [None] * n
+        if ood is None
+        else [
+            {"score": s, "flag": f}
+            for s, f in zip(ood.scores.tolist(), ood.flags.tolist(), strict=True)
+        ]
+    )
     return [
-        {"id": i, "prediction": v, "interval": {"lower": lo, "upper": up, "level": level}}
-        for i, v, lo, up in zip(ids, value.tolist(), lower.tolist(), upper.tolist(), strict=True)
+        {
+            "id": i,
+            "prediction": v,
+            "interval": {"lower": lo, "upper": up, "level": level},
+            "ood": o,
+        }
+        for i, v, lo, up, o in zip(
+            ids, value.tolist(), lower.tolist(), upper.tolist(), oods, strict=True
+        )
     ]

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     log_enabled: bool = True
     """Record requests and predictions in the prediction log. Off only for benchmarks."""
 
+    ood_in_response: bool = True
+    """Score every prediction's out-of-distribution distance in the serving worker (the
+    monitor's score, on the version's reference), return it as `"ood": {"score",
+    "flag"}` and store it in the log. Off: `"ood": null`, and the monitor scores the
+    rows later. Costs ~1 % CPU per single-record request (bench/README.md)."""
+
     log_batch_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Most journaled bytes the background writer stores in one transaction. Bounds the
     writer's memory whatever the request size."""

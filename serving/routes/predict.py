@@ -1,8 +1,9 @@
-"""``POST /predict``: validate, predict, respond. Logging happens after the response
-is built (serving.request_log), off the database.
+"""``POST /predict``: validate, predict, score OOD, respond. Logging happens after the
+response is built (serving.request_log), off the database.
 
 One record (``features``) is answered with one prediction; a batch, sent as records
-(``instances``) or as columns (``columns``), with a list in row order."""
+(``instances``) or as columns (``columns``), with a list in row order. Each prediction
+carries its OOD score and flag (serving.ood_scoring), or ``"ood": null``."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from flask import Blueprint, Response, current_app, g
 from serving.json_body import request_json
 from serving.log_entry import prediction_id
 from serving.metrics import ServingMetrics, observe_many
+from serving.ood_scoring import OodScores, OodScoring
 from serving.responses import batch_predictions_response, json_response
-from serving.validation import validate_predict_payload
+from serving.validation import ValidatedRequest, validate_predict_payload
 
 bp = Blueprint("predict", __name__)
 
@@ -28,7 +30,9 @@ def predict() -> Response:
         payload, model.schema, max_batch_size=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"]
     )
     predicted = model.predict(validated.model_input)
+    ood = _ood(current_app.extensions["watchkeeper.ood_scoring"], model.version, validated)
     g.prediction_outcome = (validated, predicted)
+    g.ood_scores = None if ood is None else ood.scores
     _observe(current_app.extensions["watchkeeper.metrics"], model.version, predicted.value)
 
     level = model.interval.level
@@ -45,6 +49,9 @@ def predict() -> Response:
                     "upper": float(predicted.upper[0]),
                     "level": level,
                 },
+                "ood": None
+                if ood is None
+                else {"score": float(ood.scores[0]), "flag": bool(ood.flags[0])},
             }
         )
     ids = [prediction_id(request_id, i, single=False) for i in range(validated.n_rows)]
@@ -55,7 +62,12 @@ def predict() -> Response:
         predicted.lower,
         predicted.upper,
         level,
+        ood,
     )
+
+
+def _ood(scoring: OodScoring | None, version: str, validated: ValidatedRequest) -> OodScores | None:
+    return None if scoring is None else scoring.score(version, validated.numbers)
 
 
 def _observe(metrics: ServingMetrics, version: str, values: np.ndarray) -> None:

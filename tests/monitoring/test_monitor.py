@@ -120,7 +120,7 @@ def test_windows_are_evaluated_stored_and_exported_with_accuracy_from_feedback(
             .where(predictions.c.ood_score.is_not(None))
         ).scalar()
     engine.dispose()
-    assert scored == 1000
+    assert scored == 1200  # scored by the server as it answered, the 200 waiting too
 
 
 def test_reads_are_incremental_and_a_restart_neither_rereads_nor_skips(
@@ -494,3 +494,49 @@ def test_accuracy_trigger_waits_for_enough_labels_to_be_confident(
     rolling = next(r for r in _results(settings) if r["detector"] == "accuracy_rolling")
     assert rolling["details"]["mae"] > 1.25 * validation_mae  # the point figure is over
     assert (monitor.status.retrain_requests["accuracy"] == 1) is requested
+
+
+def _ood_scores(settings: Settings) -> dict[int, float | None]:
+    engine = create_engine(settings.database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(predictions.c.seq, predictions.c.ood_score))
+        scores = {seq: score for seq, score in rows}
+    engine.dispose()
+    return scores
+
+
+def test_the_monitor_uses_the_scores_stored_at_serving_time_and_scores_only_the_rest(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    names = list(trained.model.schema.names)
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(500)]
+    records[10]["Lot_Area"] = 1e308  # recomputed, it would score the cap
+    _write_log(settings, records, [200_000.0] * len(records))
+    # rows 1–250 as a serving worker stored them; scores recomputation could never give
+    stored = {seq: 0.5 for seq in range(1, 251)} | {11: 0.0, 5: 1e6}
+    engine = create_engine(settings.database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            predictions.update()
+            .where(predictions.c.seq == sa.bindparam("b_seq"))
+            .values(ood_score=sa.bindparam("b_score")),
+            [{"b_seq": seq, "b_score": score} for seq, score in stored.items()],
+        )
+    engine.dispose()
+    monitor = make_monitor()
+
+    assert monitor.run_once() == 1
+
+    scores = _ood_scores(settings)
+    assert {seq: scores[seq] for seq in stored} == stored  # used as stored, not recomputed
+    suite = monitor.suite("v1")
+    fresh = suite.ood_scores(pd.DataFrame.from_records(records[250:], columns=names))
+    np.testing.assert_allclose([scores[seq] for seq in range(251, 501)], fresh, rtol=1e-12)
+    [ood] = [r for r in _results(settings) if r["detector"] == "ood"]
+    window = np.array([scores[seq] for seq in range(1, 501)])
+    assert ood["details"]["outliers"] == int((window > suite.ood_threshold).sum())
+    assert ood["details"]["mean_score"] == pytest.approx(window.mean())
+    assert ood["score"] == pytest.approx((window > suite.ood_threshold).mean())
