@@ -116,7 +116,13 @@ def _spawn(argv: list[str], env: dict[str, str], cwd: Path, output: Path) -> sub
 
 
 def start_watchkeeper(
-    name: str, workdir: Path, registry: Path, *, log_enabled: bool, database_url: str = ""
+    name: str,
+    workdir: Path,
+    registry: Path,
+    *,
+    log_enabled: bool,
+    database_url: str = "",
+    ood_in_response: bool = True,
 ) -> Server:
     data_dir = workdir / name
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -128,6 +134,7 @@ def start_watchkeeper(
         "WATCHKEEPER_PORT": str(port),
         "WATCHKEEPER_WORKERS": str(WORKERS),
         "WATCHKEEPER_LOG_ENABLED": "true" if log_enabled else "false",
+        "WATCHKEEPER_OOD_IN_RESPONSE": "true" if ood_in_response else "false",
     }
     if database_url:
         env["WATCHKEEPER_DATABASE_URL"] = database_url

@@ -14,6 +14,11 @@ It prints tables; it is not a test and asserts nothing.
 
     .venv/bin/python bench/serving_bench.py [--seconds 4] [--rounds 5]
         [--scenarios single,batch-100,batch-1000,columnar-1000] [--no-peers] [--no-postgres]
+        [--ood-ab]
+
+``--ood-ab`` adds Watchkeeper with the log off and on SQLite again, each with
+``WATCHKEEPER_OOD_IN_RESPONSE=false``, to the rotation, and prints what the OOD score in
+the response costs: CPU per request with it on ÷ off, round by round.
 """
 
 from __future__ import annotations
@@ -73,6 +78,12 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--postgres", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--ood-ab",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also run Watchkeeper with the OOD score in the response off (A/B)",
+    )
     parser.add_argument(
         "--drain-timeout", type=float, default=120.0, help="longest wait for the log to drain"
     )
@@ -158,6 +169,17 @@ def main() -> None:
     try:
         servers.append(start_watchkeeper(report.OFF, workdir, registry, log_enabled=False))
         servers.append(start_watchkeeper(report.SQLITE, workdir, registry, log_enabled=True))
+        if args.ood_ab:
+            for name, log_enabled in ((report.OFF, False), (report.SQLITE, True)):
+                servers.append(
+                    start_watchkeeper(
+                        report.without_ood(name),
+                        workdir,
+                        registry,
+                        log_enabled=log_enabled,
+                        ood_in_response=False,
+                    )
+                )
         if args.postgres:
             postgres = _start_postgres(servers, workdir, registry)
         if args.peers:
@@ -186,6 +208,7 @@ def main() -> None:
     report.print_log_cost(runs, names, scenarios)
     report.print_peers(runs, names, scenarios)
     report.print_columnar(runs, reference, next((s for s in scenarios if s.columnar), None))
+    report.print_ood_cost(runs, names, scenarios)
     report.print_log_integrity(runs, scenarios)
     print(f"\ntotal {time.monotonic() - started:.0f} s")
 

@@ -24,6 +24,12 @@ BEFORE = {
 # Issue 10's targets for log on / off.
 TARGET = {"single": 1.10, "batch-100": 1.30, "batch-1000": 1.30, "columnar-1000": 1.30}
 COLUMNAR_TARGET = 1.6  # columnar 1,000 rows, log off ÷ in-process predict
+OOD_TARGET = 1.05  # issue 11: the OOD score in the response, single record, on ÷ off
+
+
+def without_ood(name: str) -> str:
+    """The name of the same server with ``WATCHKEEPER_OOD_IN_RESPONSE=false``."""
+    return f"{name}-no-ood"
 
 
 def _runs(runs: Sequence[Run], server: str, scenario: str) -> list[Run]:
@@ -149,3 +155,28 @@ def print_log_integrity(runs: Sequence[Run], scenarios: Sequence[Scenario]) -> N
                 f"  {name:<10}{scenario.name:<14} {logged:>7} of {answered:>7} logged, "
                 f"{answered - logged} lost; {slowest} @{_load(mine):.1f}"
             )
+
+
+def print_ood_cost(
+    runs: Sequence[Run], servers: Sequence[str], scenarios: Sequence[Scenario]
+) -> None:
+    """CPU per request with the OOD score in the response ÷ without, per server pair."""
+    pairs = [(name, without_ood(name)) for name in (OFF, SQLITE) if without_ood(name) in servers]
+    if not pairs:
+        return
+    print(
+        "\nOOD score in the response, CPU per request on ÷ off (median of per-round ratios;"
+        f" on / off ms) @ load average, target ≤ {OOD_TARGET:.2f}x for a single record:"
+    )
+    print(f"  {'scenario':<14}" + "".join(f"{f'{on} on/off':>34}" for on, _ in pairs))
+    for scenario in scenarios:
+        cells = []
+        for on, off in pairs:
+            value, on_ms, off_ms = (
+                ratio(runs, on, off, scenario.name),
+                cpu_ms(runs, on, scenario.name),
+                cpu_ms(runs, off, scenario.name),
+            )
+            ms = "" if on_ms is None or off_ms is None else f" ({on_ms[0]:.2f}/{off_ms[0]:.2f})"
+            cells.append(_cell(value, lambda x: f"{x:.3f}x") + ms)
+        print(f"  {scenario.name:<14}" + "".join(f"{c:>34}" for c in cells))
