@@ -83,11 +83,11 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     metrics = trained.metrics
     print(
         f"registered {version} ({'current' if not args.no_promote else 'not current'}): "
-        f"trained on {trained.training_window['rows']} rows, validated on "
-        f"{metrics['rows']} rows: MAE {figures.amount(metrics['mae'])}, "
-        f"RMSE {figures.amount(metrics['rmse'])}, "
-        f"MAPE {metrics['mape']:.1f}%, {trained.model.interval.level:.0%} interval coverage "
-        f"{metrics['coverage']:.1%}"
+        f"trained on {figures.count(trained.training_window['rows'])} rows, validated on "
+        f"{figures.count(metrics['rows'])} rows: MAE {figures.amount(metrics['mae'])}, "
+        f"RMSE {figures.amount(metrics['rmse'])}, MAPE {figures.percent(metrics['mape'])}, "
+        f"{trained.model.interval.level:.0%} interval coverage "
+        f"{figures.percent(metrics['coverage'], ratio=True)}"
     )
     return 0
 

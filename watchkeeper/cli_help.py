@@ -45,8 +45,12 @@ def choices_help(choices: dict[str, str], *, otherwise: str | None = None) -> st
     return "; ".join(parts)
 
 
-# Settings read by `watchkeeper serve`, by concern. Fields of other components are
-# found by their prefix (below), so a new monitor or retrain setting is listed unasked.
+def _prefixed(*prefixes: str) -> list[str]:
+    return [name for name in Settings.model_fields if name.startswith(prefixes)]
+
+
+# Settings read by `watchkeeper serve`, by concern. Groups of settings sharing a prefix
+# are found by it, so that a new log, monitor or retrain setting is listed unasked.
 SERVE_SETTINGS: Sequence[tuple[str, Sequence[str]]] = (
     ("listening", ("host", "port")),
     (
@@ -68,27 +72,12 @@ SERVE_SETTINGS: Sequence[tuple[str, Sequence[str]]] = (
         "requests",
         ("max_request_bytes", "request_read_timeout", "request_buffer_bytes", "max_batch_size"),
     ),
-    (
-        "prediction log",
-        (
-            "log_enabled",
-            "log_batch_bytes",
-            "log_flush_interval",
-            "log_journal_max_bytes",
-            "log_segment_bytes",
-            "log_probe_interval",
-            "log_body_limit",
-        ),
-    ),
-    ("model", ("model_poll_seconds", "trusted_types")),
+    ("prediction log", _prefixed("log_")),
+    ("model", ("model_poll_seconds", "trusted_types", *_prefixed("ood_in_"))),
     ("admin and alerts", ("admin_token", "retrain_alert_names")),
     ("metrics", ("prediction_buckets",)),
 )
 SHARED = ("data_dir", "database_url", "registry_path", "trusted_types", "numeric_threads")
-
-
-def _prefixed(*prefixes: str) -> list[str]:
-    return [name for name in Settings.model_fields if name.startswith(prefixes)]
 
 
 def component_settings(component: str) -> Sequence[tuple[str, Sequence[str]]]:
@@ -100,6 +89,7 @@ def component_settings(component: str) -> Sequence[tuple[str, Sequence[str]]]:
             ("monitor", _prefixed("monitor_")),
             ("detectors", [*_prefixed("drift_", "ood_"), "detectors_dir"]),
             ("triggers", _prefixed("trigger_")),
+            ("feedback", _prefixed("feedback_")),
             ("shared", SHARED),
         )
     if component == "worker":
@@ -115,6 +105,8 @@ def settings_epilog(component: str, command: str) -> str:
     """The settings that control a command, as environment variables, for its epilog."""
     lines = [f"Settings (environment variables) that control {command}:"]
     for concern, names in component_settings(component):
+        if not names:
+            continue
         lines += _wrapped(f"{concern}: ", (ENV_PREFIX + name.upper() for name in names))
     lines.append("")
     lines.append(
