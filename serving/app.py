@@ -20,6 +20,7 @@ from serving.model_store import ModelStore
 from serving.ood_scoring import OodScoring
 from serving.prediction_log import PredictionLog
 from serving.routes import admin, feedback, health, metrics, model_info, openapi, predict
+from serving.sibling_versions import served_by_siblings
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import head_revision
 from watchkeeper.registry import ModelRegistry, RegisteredModel
@@ -52,19 +53,19 @@ def create_app(
     app.extensions["watchkeeper.schema_revision"] = head_revision()
 
     ood_scoring = None
+    loading = model_store is None
     if model_store is None:
         model_registry = ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
         if settings.ood_in_response:
             ood_scoring = OodScoring(model_registry, percentile=settings.ood_percentile)
         model_store = ModelStore(
-            model_registry, prepare=ood_scoring.prepare if ood_scoring is not None else None
+            model_registry,
+            prepare=ood_scoring.prepare if ood_scoring is not None else None,
+            served_elsewhere=served_by_siblings,
         )
-        model_store.load_current()
     app.extensions["watchkeeper.model_store"] = model_store
     # None when a store is handed in: it was not built to prepare OOD references
     app.extensions["watchkeeper.ood_scoring"] = ood_scoring
-    if model_store.loaded is not None:
-        serving_metrics.model_info.labels(model_store.loaded.version).set(1)
 
     def on_swap(old: RegisteredModel | None, new: RegisteredModel) -> None:
         if old is not None:
@@ -75,7 +76,13 @@ def create_app(
     model_store.observe(
         on_swap=on_swap,
         on_failure=lambda _version, _error: serving_metrics.model_reloads.labels("failed").inc(),
+        on_fallback=lambda fallback: serving_metrics.model_fallback.set(fallback is not None),
     )
+    if loading:  # after observe: a version refused at start is counted, a fallback shown
+        model_store.load_current()
+    serving_metrics.model_fallback.set(model_store.fallback is not None)
+    if model_store.loaded is not None:
+        serving_metrics.model_info.labels(model_store.loaded.version).set(1)
     model_store.watch(settings.model_poll_seconds)
 
     app.extensions["watchkeeper.database_probe"] = DatabaseProbe(

@@ -137,6 +137,13 @@ class ServingMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.model_fallback = Gauge(
+            "watchkeeper_model_fallback",
+            "1 while a worker serves another version than CURRENT names, or none, because "
+            "that one would not load (max over workers).",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         self.log = LogMetrics(registry)
 
 

@@ -4,16 +4,37 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from watchkeeper.errors import ModelNotAvailable, RegistryError
-from watchkeeper.registry import ModelRegistry, RegisteredModel
+from watchkeeper.registry import UNFIT_STATUSES, ModelRegistry, RegisteredModel
 
 OnSwap = Callable[[RegisteredModel | None, RegisteredModel], None]
 Prepare = Callable[[RegisteredModel], None]
 OnFailure = Callable[[str, str], None]
+OnFallback = Callable[["Fallback | None"], None]
+ServedElsewhere = Callable[[], Iterable[str]]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """The store does not serve ``wanted``, the version ``CURRENT`` names, because it
+    would not load (``reason``); it serves ``serving`` instead, or nothing."""
+
+    wanted: str
+    serving: str | None
+    reason: str
+    at_start: bool = False
+
+    def describe(self) -> str:
+        if self.at_start:
+            serving = f"serving {self.serving} instead" if self.serving else "serving nothing"
+        else:
+            serving = f"still serving {self.serving or 'nothing'}"
+        return f"model {self.wanted} not loaded, {serving}: {self.reason}"
 
 
 class ModelStore:
@@ -23,32 +44,72 @@ class ModelStore:
     thread: a new version is loaded off the request path and swapped in with one
     assignment, so requests see the old model or the new one, never a failure. A
     version that fails to load leaves the old one serving, is reported by
-    :attr:`last_error` (on ``/readyz``) and is not retried until the pointer moves.
+    :attr:`fallback` (on ``/readyz``) and is not retried until the pointer moves.
+
+    A process that starts while ``CURRENT`` names a version that will not load (a
+    flipped byte, untrusted types, malformed metadata, a version that is not there)
+    falls back rather than serve nothing: to the version its sibling workers serve
+    (``served_elsewhere``), else to the newest earlier version that loads and that
+    retraining did not reject. Otherwise one bad ``CURRENT`` plus one worker restart
+    turns a refused promotion into an outage.
     """
 
-    def __init__(self, registry: ModelRegistry, *, prepare: Prepare | None = None) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        prepare: Prepare | None = None,
+        served_elsewhere: ServedElsewhere | None = None,
+    ) -> None:
         self.registry = registry
         self._prepare = prepare
+        self._served_elsewhere = served_elsewhere
         self._current: RegisteredModel | None = None
         self._lock = threading.Lock()
         self.last_error: str | None = None
+        self._fallback: Fallback | None = None
         self._refused: str | None = None
         self._stop = threading.Event()
         self._on_swap: OnSwap | None = None
         self._on_failure: OnFailure | None = None
+        self._on_fallback: OnFallback | None = None
 
-    def observe(self, on_swap: OnSwap | None = None, on_failure: OnFailure | None = None) -> None:
-        """Callbacks for swaps and refused versions (the server updates its metrics)."""
-        self._on_swap, self._on_failure = on_swap, on_failure
+    def observe(
+        self,
+        on_swap: OnSwap | None = None,
+        on_failure: OnFailure | None = None,
+        on_fallback: OnFallback | None = None,
+    ) -> None:
+        """Callbacks for swaps, refused versions, and each change of :attr:`fallback`
+        (the server updates its metrics)."""
+        self._on_swap, self._on_failure, self._on_fallback = on_swap, on_failure, on_fallback
+
+    @property
+    def fallback(self) -> Fallback | None:
+        """Set while the version ``CURRENT`` names is not the one served because it
+        would not load."""
+        return self._fallback
 
     def load_current(self) -> RegisteredModel | None:
+        """Load the version ``CURRENT`` names, or fall back to a good one."""
         with self._lock:
+            wanted = self.registry.current_version()
+            if wanted is None:
+                self.last_error = f"no model is registered as current in {self.registry.root}"
+                log.error("cannot load the current model: %s", self.last_error)
+                return self._current
             try:
-                self._current = self._prepared(self.registry.load())
+                self._current = self._load(wanted)
                 self.last_error = None
-            except RegistryError as exc:
-                self.last_error = str(exc)
-                log.error("cannot load the current model: %s", exc)
+                self._set_fallback(None)
+                return self._current
+            except Exception as exc:  # whatever the reason, the version is refused
+                reason = self._refuse(wanted, exc)
+            self._current = self._fall_back(wanted)
+            serving = self._current.version if self._current else None
+            self._set_fallback(Fallback(wanted, serving, reason, at_start=True))
+            if serving is not None:
+                log.warning("serving model %s instead of %s", serving, wanted)
             return self._current
 
     def get(self) -> RegisteredModel:
@@ -68,26 +129,91 @@ class ModelStore:
         """Load the version ``current`` names if it is not the one served; True on a swap."""
         wanted = self.registry.current_version()
         loaded = self._current
-        if wanted is None or wanted == self._refused or (loaded and loaded.version == wanted):
+        if wanted is None:
+            return False
+        if loaded is not None and loaded.version == wanted:
+            if self._fallback is not None:  # rolled back to the version still served
+                self._refused = None
+                self._set_fallback(None)
+            return False
+        if wanted == self._refused:
             return False
         try:
-            new = self._prepared(self.registry.load(wanted))
-        except RegistryError as exc:
-            self._refused = wanted
-            self.last_error = (
-                f"model {wanted} not loaded, still serving "
-                + (loaded.version if loaded else "nothing")
-                + f": {exc}"
-            )
-            log.error("%s", self.last_error)
-            if self._on_failure is not None:
-                self._on_failure(wanted, str(exc))
+            new = self._load(wanted)
+        except Exception as exc:  # whatever the reason, the version is refused
+            reason = self._refuse(wanted, exc)
+            if loaded is None:
+                return self._fall_back_late(wanted, reason)
+            self._set_fallback(Fallback(wanted, loaded.version, reason))
             return False
-        self._current, self._refused, self.last_error = new, None, None
+        self._current, self._refused = new, None
+        self._set_fallback(None)
         log.info("now serving model %s (was %s)", new.version, loaded.version if loaded else None)
         if self._on_swap is not None:
             self._on_swap(loaded, new)
         return True
+
+    def _fall_back_late(self, wanted: str, reason: str) -> bool:
+        """Nothing served yet (no version loaded at start): fall back now."""
+        new = self._fall_back(wanted)
+        self._set_fallback(Fallback(wanted, new.version if new else None, reason, at_start=True))
+        if new is None:
+            return False
+        self._current = new
+        if self._on_swap is not None:
+            self._on_swap(None, new)
+        return True
+
+    def _load(self, version: str) -> RegisteredModel:
+        return self._prepared(self.registry.load(version))
+
+    def _refuse(self, wanted: str, exc: Exception) -> str:
+        """Record that ``wanted`` will not load: logged and counted once, not retried
+        until ``CURRENT`` moves. Returns the reason."""
+        self._refused = wanted
+        reason = str(exc)
+        if isinstance(exc, RegistryError):  # an expected refusal: one line says it all
+            log.error("model %s not loaded: %s", wanted, reason)
+        else:
+            log.error("model %s not loaded", wanted, exc_info=exc)
+        if self._on_failure is not None:
+            self._on_failure(wanted, reason)
+        return reason
+
+    def _fall_back(self, wanted: str) -> RegisteredModel | None:
+        """The first candidate of :meth:`_fallback_candidates` that loads."""
+        for version in self._fallback_candidates(wanted):
+            try:
+                return self._load(version)
+            except Exception as exc:  # try the next one
+                log.error("fallback model %s not loaded either: %s", version, exc)
+        return None
+
+    def _fallback_candidates(self, wanted: str) -> list[str]:
+        """What sibling workers serve (so that every worker answers alike), then the
+        versions before ``wanted``, newest first, that retraining did not judge unfit.
+        Later versions are not candidates: they were never put into production."""
+        versions = self.registry.versions()
+        siblings = list(self._served_elsewhere()) if self._served_elsewhere else []
+        earlier = versions[: versions.index(wanted)] if wanted in versions else versions
+        candidates = [v for v in siblings if v in versions and v != wanted]
+        for version in reversed(earlier):
+            try:
+                status = self.registry.metadata(version).get("status")
+            except RegistryError:
+                continue
+            if status not in UNFIT_STATUSES:
+                candidates.append(version)
+        return list(dict.fromkeys(candidates))
+
+    def _set_fallback(self, fallback: Fallback | None) -> None:
+        changed = fallback != self._fallback
+        self._fallback = fallback
+        self.last_error = fallback.describe() if fallback is not None else None
+        if fallback is not None and fallback.serving is None:
+            log.error("%s", self.last_error)
+        if changed and self._on_fallback is not None:
+            self._on_fallback(fallback)
 
     def _prepared(self, registered: RegisteredModel) -> RegisteredModel:
         """Hook: what the server derives from a version (its OOD reference) is built

@@ -295,7 +295,7 @@ def _components(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, 
         "Readiness": {
             "type": "object",
             "properties": {
-                "status": {"enum": ["ready", "not_ready"]},
+                "status": {"enum": ["ready", "degraded", "not_ready"]},
                 "checks": {"type": "object"},
             },
             "required": ["status", "checks"],
@@ -412,7 +412,11 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
                     "operationId": "readyz",
                     "summary": "Readiness: a model is loaded and the database schema is current.",
                     "responses": {
-                        "200": _json(_ref("Readiness"), "Ready."),
+                        "200": _json(
+                            _ref("Readiness"),
+                            "Ready; `degraded` while serving another version than CURRENT "
+                            "names, because that one would not load.",
+                        ),
                         "503": _json(_ref("Readiness"), "Not ready; checks say why."),
                     },
                 }

@@ -27,9 +27,9 @@ import pandas as pd
 import skops.io as sio
 
 from watchkeeper.errors import ArtifactIntegrityError, RegistryError, RollbackRefused
-from watchkeeper.model import IntervalSpec, Model
-from watchkeeper.schema import FeatureSchema
+from watchkeeper.model import Model
 from watchkeeper.training import TrainedModel
+from watchkeeper.version_metadata import VersionMetadata
 
 MODEL_FILE = "model.skops"
 REFERENCE_FILE = "reference.json"
@@ -52,10 +52,12 @@ UNFIT_STATUSES = ("rejected", "failed")
 
 @dataclass(frozen=True)
 class RegisteredModel:
-    """A loaded version: the model and its metadata."""
+    """A loaded version: the model, its metadata as written (``GET /model`` shows it)
+    and the same metadata validated (:class:`VersionMetadata`)."""
 
     model: Model
     metadata: dict[str, Any]
+    record: VersionMetadata
 
     @property
     def version(self) -> str:
@@ -111,21 +113,34 @@ class ModelRegistry:
         return name or None
 
     def metadata(self, version: str) -> dict[str, Any]:
+        """The version's metadata as written (a JSON object; anything else is refused)."""
         path = self._version_dir(version) / METADATA_FILE
         try:
-            return json.loads(path.read_bytes())
+            raw = json.loads(path.read_bytes())
         except FileNotFoundError as exc:
             raise RegistryError(f"model version {version!r} is not registered") from exc
-        except json.JSONDecodeError as exc:
+        except OSError as exc:
+            raise RegistryError(f"metadata of {version!r} cannot be read: {exc}") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ArtifactIntegrityError(f"metadata of {version!r} is not valid JSON") from exc
+        if not isinstance(raw, dict):
+            VersionMetadata.parse(version, raw)  # raises its one-line error
+        return raw
+
+    def record(self, version: str) -> VersionMetadata:
+        """The version's metadata validated; malformed metadata is one
+        :class:`ArtifactIntegrityError` naming every problem."""
+        return VersionMetadata.parse(version, self.metadata(version))
 
     def load(self, version: str | None = None) -> RegisteredModel:
-        """Load ``version`` (default: current), checking every artifact's SHA-256."""
+        """Load ``version`` (default: current), checking its metadata's shape and every
+        artifact's SHA-256."""
         version = version or self.current_version()
         if version is None:
             raise RegistryError(f"no model is registered as current in {self.root}")
         meta = self.metadata(version)
-        blob = self._read_verified(version, MODEL_FILE, meta)
+        record = VersionMetadata.parse(version, meta)
+        blob = self._read_verified(version, MODEL_FILE, record)
         untrusted = sio.get_untrusted_types(data=blob)
         refused = sorted(set(untrusted) - self.trusted_types)
         if refused:
@@ -139,18 +154,18 @@ class ModelRegistry:
             raise ArtifactIntegrityError(f"model {version!r} cannot be loaded: {exc}") from exc
         model = Model(
             pipeline=pipeline,
-            interval=IntervalSpec.from_dict(meta["interval"]),
-            schema=FeatureSchema.from_dict(meta["schema"]),
+            interval=record.interval.spec(),
+            schema=record.feature_schema,
             version=version,
         )
-        return RegisteredModel(model=model, metadata=meta)
+        return RegisteredModel(model=model, metadata=meta, record=record)
 
     def reference(self, version: str) -> pd.DataFrame:
         """The version's reference sample of training features, typed by its schema."""
-        meta = self.metadata(version)
-        raw = json.loads(self._read_verified(version, REFERENCE_FILE, meta))
+        record = self.record(version)
+        raw = json.loads(self._read_verified(version, REFERENCE_FILE, record))
         frame = pd.DataFrame(raw["data"], columns=raw["columns"])
-        schema = FeatureSchema.from_dict(meta["schema"])
+        schema = record.feature_schema
         for feature in schema.features:
             frame[feature.name] = frame[feature.name].astype(
                 "float64" if feature.is_numeric else "object"
@@ -260,15 +275,20 @@ class ModelRegistry:
             except FileExistsError:
                 n += 1
 
-    def _read_verified(self, version: str, name: str, meta: dict[str, Any]) -> bytes:
+    def _read_verified(self, version: str, name: str, record: VersionMetadata) -> bytes:
         path = self._version_dir(version) / name
+        artifact = record.artifacts.get(name)
+        if artifact is None:
+            raise ArtifactIntegrityError(f"metadata of {version!r} has no hash for {name}")
+        expected = artifact.sha256
         try:
             blob = path.read_bytes()
-            expected = meta["artifacts"][name]["sha256"]
         except FileNotFoundError as exc:
             raise ArtifactIntegrityError(f"{name} of model {version!r} is missing") from exc
-        except KeyError as exc:
-            raise ArtifactIntegrityError(f"metadata of {version!r} has no hash for {name}") from exc
+        except OSError as exc:
+            raise ArtifactIntegrityError(
+                f"{name} of model {version!r} cannot be read: {exc}"
+            ) from exc
         actual = _sha256(blob)
         if actual != expected:
             raise ArtifactIntegrityError(

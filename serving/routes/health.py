@@ -32,17 +32,28 @@ def readyz() -> Response:
     their entries wait in the journal on local disk. Failing readiness instead would
     take every replica out of its load balancer during a database outage. Error texts
     stay in the server's log: this endpoint is unauthenticated.
+
+    A worker serving another version than ``CURRENT`` names, because that one would
+    not load (:attr:`ModelStore.fallback`), is ``degraded`` but still answers 200: it
+    serves good predictions from a version that was in production, and every replica
+    would fall back alike, so a 503 here would turn one bad promotion into an outage
+    of the whole service. ``watchkeeper_model_fallback`` and its alert tell the
+    operator instead.
     """
     checks: dict[str, dict[str, object]] = {}
     store = current_app.extensions["watchkeeper.model_store"]
     loaded = store.loaded
+    fallback = store.fallback
     checks["model"] = (
         {"ok": True, "version": loaded.version}
         if loaded is not None
         else {"ok": False, "error": store.last_error or "no model loaded"}
     )
-    if loaded is not None and store.last_error:
-        checks["model"]["reload_error"] = store.last_error
+    degraded = loaded is not None and fallback is not None
+    if degraded:
+        checks["model"].update(
+            degraded=True, wanted=fallback.wanted, reload_error=fallback.describe()
+        )
     checks["database"] = _database_check(
         current_app.extensions["watchkeeper.database_probe"].state,
         current_app.extensions["watchkeeper.schema_revision"],
@@ -60,9 +71,8 @@ def readyz() -> Response:
             "journal_full": status.journal_full,
         }
     ready = all(check["ok"] for check in checks.values())
-    return json_response(
-        {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503
-    )
+    status = "not_ready" if not ready else "degraded" if degraded else "ready"
+    return json_response({"status": status, "checks": checks}, 200 if ready else 503)
 
 
 def _database_check(state: DatabaseState, expected: str) -> dict[str, object]:

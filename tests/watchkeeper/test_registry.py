@@ -123,3 +123,30 @@ def test_artifact_with_untrusted_types_is_refused(registry_dir: Path) -> None:
 def test_empty_registry_says_how_to_get_a_model(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="no model is registered"):
         ModelRegistry(tmp_path).load()
+
+
+@pytest.mark.parametrize(
+    ("breaker", "problem"),
+    [
+        ("metadata-without-interval", "interval: Field required"),
+        ("metadata-a-list", "not a JSON object"),
+    ],
+)
+def test_malformed_metadata_is_one_clear_integrity_error(
+    registry_dir: Path, breaker: str, problem: str
+) -> None:
+    from tests.bad_versions import BREAKERS
+
+    BREAKERS[breaker](registry_dir, "v1")
+
+    with pytest.raises(ArtifactIntegrityError, match="metadata of 'v1' is malformed") as caught:
+        ModelRegistry(registry_dir).load()
+    assert problem in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_loaded_version_carries_its_metadata_as_a_typed_record(registry_dir: Path) -> None:
+    loaded = ModelRegistry(registry_dir).load()
+
+    assert loaded.record.version == "v1" and loaded.record.status == "registered"
+    assert loaded.record.interval.level == 0.9
+    assert loaded.record.artifacts[MODEL_FILE].bytes > 0
