@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from monitoring.metrics import MonitorCollector
 from monitoring.monitor import Monitor
+from monitoring.retention_loop import RetentionLoop
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import require_current
 from watchkeeper.registry import ModelRegistry
@@ -39,11 +40,14 @@ def run(settings: Settings, *, once: bool = False) -> int:
         return 0
     registry = CollectorRegistry()
     registry.register(MonitorCollector(monitor.status))
+    retention = RetentionLoop(settings)  # the log's size and age; prunes it
+    retention.register(registry)
     heartbeat = Heartbeat(settings.monitor_stall_seconds + settings.monitor_interval)
     server = start_status_server(settings.monitor_host, settings.monitor_port, registry, heartbeat)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    retention.start(stop)
     log.info(
         "monitor metrics and health on http://%s:%d", settings.monitor_host, settings.monitor_port
     )

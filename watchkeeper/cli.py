@@ -212,6 +212,18 @@ def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         wait_for_database(engine, args.wait)
     if args.db_command == "upgrade":
         upgrade(engine)
+    if args.db_command == "prune":
+        from watchkeeper.db.migrate import require_current
+        from watchkeeper.db.retention import Pruner, RetentionPolicy
+
+        try:
+            require_current(engine)
+            policy = RetentionPolicy.from_settings(settings)
+            report = Pruner(engine, policy).run(dry_run=args.dry_run)
+        finally:
+            engine.dispose()
+        print("\n".join(report.lines()))
+        return 0
     print(f"schema revision {current_revision(engine)} (code expects {head_revision()})")
     return 0
 
@@ -489,14 +501,19 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--target", help="target column of --csv")
     retrain.set_defaults(handler=_cmd_retrain)
 
-    db = commands.add_parser("db", help="database schema migrations")
+    db = commands.add_parser("db", help="database schema migrations and retention")
     db.set_defaults(handler=_cmd_db)
     db_commands = _Commands(db, dest="db_command")
     for name, meaning in (
         ("upgrade", "apply the pending migrations, then print the schema revision"),
         ("current", "print the schema revision and the one this code expects"),
+        ("prune", "delete log rows past their retention (WATCHKEEPER_RETENTION_*)"),
     ):
         db_command = db_commands.add_parser(name, help=meaning)
+        if name == "prune":
+            db_command.add_argument(
+                "--dry-run", action="store_true", help="count what would go; delete nothing"
+            )
         db_command.add_argument(
             "--wait",
             type=float,

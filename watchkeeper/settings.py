@@ -128,6 +128,29 @@ class Settings(BaseSettings):
     log_body_limit: int = Field(default=65_536, ge=0)
     """Bytes of a rejected request's body kept in the log for diagnosis."""
 
+    retention_days: float = Field(default=30.0, ge=0)
+    """Days the log keeps requests and unlabelled predictions (0: for ever). Make it
+    longer than labels take to arrive: a label for a deleted prediction is an orphan.
+    Predictions the monitor has not read yet are never deleted."""
+
+    retention_labelled_days: float = Field(default=0.0, ge=0)
+    """Days a labelled prediction (one with feedback), its request and its label are
+    kept, counted from the label's arrival. Never less than
+    `WATCHKEEPER_RETRAIN_WINDOW_DAYS` (retraining reads them) nor
+    `WATCHKEEPER_RETENTION_DAYS`; 0 means exactly that."""
+
+    retention_history_days: float = Field(default=730.0, ge=0)
+    """Days window results and finished retraining requests and runs are kept (0: for
+    ever). Model versions live in the registry and are never pruned."""
+
+    retention_batch_rows: int = Field(default=5000, ge=1)
+    """Rows a prune deletes per transaction. It then pauses as long as the batch took,
+    so the log's writers wait at most one batch."""
+
+    retention_prune_interval: float = Field(default=3600.0, ge=0)
+    """Seconds between the monitor's prunes of the log (`watchkeeper db prune`); 0
+    turns them off (prune from a scheduled job instead)."""
+
     trusted_types: Annotated[tuple[str, ...], NoDecode] = ()
     """Extra fully qualified type names a model artifact may contain (comma separated),
     beyond scikit-learn's defaults and Watchkeeper's own encoder."""

@@ -74,7 +74,7 @@ feedback = sa.Table(
     metadata,
     sa.Column("prediction_id", sa.String(48), primary_key=True),
     sa.Column("actual", sa.Float, nullable=False),
-    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False, index=True),
 )
 
 monitor_state = sa.Table(

@@ -1,0 +1,81 @@
+"""The monitor's retention thread: reads the log's size and age every minute and
+prunes it every ``retention_prune_interval`` seconds (0: never).
+
+Its own thread and its own database connection, so that a long prune never delays
+the monitor's cycles, nor a cycle a prune.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from prometheus_client import CollectorRegistry
+
+from monitoring.retention_metrics import RetentionCollector, RetentionStatus
+from watchkeeper.db import log_stats
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.retention import Pruner, RetentionPolicy
+from watchkeeper.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATS_INTERVAL = 60.0
+"""Seconds between readings of the log's size and age."""
+
+
+class RetentionLoop:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        stats_interval: float = STATS_INTERVAL,
+    ) -> None:
+        self.engine = create_engine(settings.database_url)
+        policy = RetentionPolicy.from_settings(settings)
+        self.pruner = Pruner(self.engine, policy)
+        self.prune_interval = settings.retention_prune_interval
+        self.stats_interval = stats_interval
+        self.status = RetentionStatus(limits=policy.limits())
+
+    def register(self, registry: CollectorRegistry) -> None:
+        registry.register(RetentionCollector(self.status))
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        thread = threading.Thread(target=self.run, args=(stop,), name="retention", daemon=True)
+        thread.start()
+        return thread
+
+    def run(self, stop: threading.Event) -> None:
+        next_prune = time.monotonic() if self.prune_interval > 0 else float("inf")
+        while not stop.is_set():
+            if time.monotonic() >= next_prune:
+                self.prune()
+                next_prune = time.monotonic() + self.prune_interval
+            self.read_stats()
+            stop.wait(max(0.0, min(self.stats_interval, next_prune - time.monotonic())))
+        self.engine.dispose()
+
+    def prune(self) -> None:
+        try:
+            report = self.pruner.run()
+        except Exception:  # counted; the next prune tries again
+            log.exception("pruning the log failed")
+            with self.status.lock:
+                self.status.prune_errors += 1
+            return
+        self.status.record_prune(report)
+        for line in report.lines():
+            log.info("prune: %s", line)
+
+    def read_stats(self) -> None:
+        try:
+            stats = log_stats.collect(self.engine)
+        except Exception:  # counted; read again next time
+            log.exception("reading the log's size failed")
+            with self.status.lock:
+                self.status.stats_errors += 1
+            return
+        with self.status.lock:
+            self.status.stats = stats

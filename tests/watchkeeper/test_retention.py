@@ -1,0 +1,404 @@
+"""Retention of the log on SQLite and PostgreSQL: what a prune deletes and keeps, that
+it never takes what the monitor or retraining still need, and its metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
+
+from monitoring.accuracy import WindowSpan, read_window_labels
+from monitoring.log_reader import WATERMARK, LogReader
+from monitoring.retention_loop import RetentionLoop
+from retrain.data import labelled_predictions
+from watchkeeper.cli import main
+from watchkeeper.db import log_stats
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.retention import MONITOR_WATERMARK, Pruner, RetentionPolicy
+from watchkeeper.db.tables import (
+    feedback,
+    predictions,
+    requests,
+    retrain_requests,
+    retrain_runs,
+    window_results,
+)
+from watchkeeper.schema import Feature, FeatureSchema
+from watchkeeper.settings import Settings
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+POLICY = RetentionPolicy(raw_days=30, labelled_days=365, history_days=730, batch_rows=5000)
+SCHEMA = FeatureSchema((Feature("area", "numeric"),), target="price")
+
+
+def ago(days: float) -> datetime:
+    return NOW - timedelta(days=days)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+class Log:
+    """Writes requests, predictions and labels at chosen times."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.n = 0
+
+    def request(self, when: datetime, items: int = 1) -> list[str]:
+        """A request of ``items`` predictions (none: a rejected one); their ids."""
+        return self.requests(when, 1, items)[0]
+
+    def requests(self, when: datetime, count: int, items: int = 1) -> list[list[str]]:
+        """``count`` requests in one transaction; the ids of each one's predictions."""
+        request_rows, prediction_rows, ids = [], [], []
+        for _ in range(count):
+            self.n += 1
+            request_id = f"r{self.n:05d}"
+            ids.append([f"{request_id}-{i}" for i in range(items)])
+            request_rows.append(
+                {
+                    "request_id": request_id,
+                    "received_at": when,
+                    "endpoint": "/predict",
+                    "method": "POST",
+                    "status_code": 200 if items else 400,
+                    "latency_seconds": 0.01,
+                    "n_items": items,
+                    "features": {"area": [1000.0 + self.n + i for i in range(items)]}
+                    if items
+                    else None,
+                }
+            )
+            prediction_rows += [
+                {
+                    "prediction_id": prediction_id,
+                    "request_id": request_id,
+                    "item_index": i,
+                    "created_at": when,
+                    "model_version": "v1",
+                    "prediction": 100.0,
+                    "lower": 90.0,
+                    "upper": 110.0,
+                }
+                for i, prediction_id in enumerate(ids[-1])
+            ]
+        with self.engine.begin() as connection:
+            connection.execute(requests.insert(), request_rows)
+            # one statement per row keeps ``seq`` in the order written
+            for row in prediction_rows:
+                connection.execute(predictions.insert().values(**row))
+        return ids
+
+    def label(self, prediction_id: str, when: datetime, actual: float = 105.0) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                feedback.insert().values(
+                    prediction_id=prediction_id, actual=actual, received_at=when
+                )
+            )
+
+    def history(self, when: datetime, status: str = "done") -> None:
+        self.n += 1
+        with self.engine.begin() as connection:
+            connection.execute(
+                window_results.insert().values(
+                    window_id=f"w{self.n}",
+                    model_version="v1",
+                    detector="feature_drift",
+                    first_seq=1,
+                    last_seq=2,
+                    n_rows=2,
+                    started_at=when,
+                    ended_at=when,
+                    evaluated_at=when,
+                    details={},
+                )
+            )
+            run_id = connection.execute(
+                retrain_runs.insert().values(
+                    started_at=when,
+                    finished_at=when if status == "done" else None,
+                    trigger="manual",
+                    reason="test",
+                    request_ids=[],
+                    data={},
+                    outcome="promoted" if status == "done" else "running",
+                )
+            ).inserted_primary_key[0]
+            connection.execute(
+                retrain_requests.insert().values(
+                    requested_at=when,
+                    trigger="manual",
+                    reason="test",
+                    evidence={},
+                    status=status,
+                    run_id=run_id,
+                )
+            )
+
+    def ids(self, table: sa.Table, column: str) -> set[Any]:
+        with self.engine.connect() as connection:
+            return set(connection.execute(sa.select(table.c[column])).scalars())
+
+    def set_watermark(self, value: int) -> None:
+        LogReader(self.engine, settle_seconds=0).set_watermark(value)
+
+    def max_seq(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.max(predictions.c.seq))).scalar() or 0)
+
+
+def pruner(engine: sa.Engine, policy: RetentionPolicy = POLICY) -> Pruner:
+    return Pruner(engine, policy, clock=lambda: NOW, pause=False)
+
+
+def counts(report: Any) -> dict[str, int]:
+    return {t.table: t.rows for t in report.tables}
+
+
+def test_prune_keeps_what_each_retention_covers_and_a_dry_run_counts_the_same(
+    engine: sa.Engine,
+) -> None:
+    log = Log(engine)
+    old = log.request(ago(40), items=2)  # unlabelled, past raw retention: goes
+    rejected = log.request(ago(40), items=0)  # a rejected request: goes
+    recent_label = log.request(ago(200))  # labelled 100 days ago: kept with its request
+    log.label(recent_label[0], ago(100))
+    aged_label = log.request(ago(500))  # label older than the labelled retention: goes
+    log.label(aged_label[0], ago(400))
+    half = log.request(ago(40), items=2)  # one labelled item keeps the request
+    log.label(half[1], ago(35))
+    young = log.request(ago(1))
+    log.label("never-logged", ago(400))  # an old orphan label: goes
+    log.label("not-yet-logged", ago(2))  # a recent orphan label: kept
+    log.history(ago(800))
+    log.history(ago(800), status="pending")  # still to do: kept
+    log.history(ago(10))
+    log.request(ago(0))  # the newest prediction
+    log.set_watermark(log.max_seq())
+
+    expected = {
+        "predictions": 4,
+        "requests": 3,
+        "feedback": 2,
+        "window_results": 2,
+        "retrain_requests": 1,
+        "retrain_runs": 1,
+    }
+    before = {t.name: log.ids(t, t.primary_key.columns.keys()[0]) for t in (requests, feedback)}
+    dry = pruner(engine).run(dry_run=True)
+    assert counts(dry) == expected
+    assert log.ids(requests, "request_id") == before["requests"]  # nothing deleted
+
+    report = pruner(engine).run()
+
+    assert counts(report) == expected
+    remaining = log.ids(predictions, "prediction_id")
+    assert remaining == {*recent_label, half[1], *young, f"r{log.n:05d}-0"}
+    assert not remaining & {*old, *aged_label, half[0]}
+    kept_requests = log.ids(requests, "request_id")
+    assert {p.rsplit("-", 1)[0] for p in remaining} == kept_requests
+    assert rejected == [] and len(kept_requests) == 4
+    assert log.ids(feedback, "prediction_id") == {recent_label[0], half[1], "not-yet-logged"}
+    assert len(log.ids(window_results, "id")) == 1
+    assert log.ids(retrain_requests, "status") == {"pending", "done"}
+    assert counts(pruner(engine).run()) == dict.fromkeys(expected, 0)  # nothing left to do
+
+    # what retraining and the accuracy checks read still holds together
+    labelled = labelled_predictions(engine, SCHEMA, since=ago(365))
+    assert sorted(labelled["area"]) == sorted(labelled["area"].dropna())
+    assert len(labelled) == 2 and labelled["price"].tolist() == [105.0, 105.0]
+
+
+def test_prune_never_deletes_what_the_monitor_has_not_read(engine: sa.Engine) -> None:
+    log = Log(engine)
+    read = log.request(ago(40))
+    log.set_watermark(log.max_seq())
+    unread = log.request(ago(40), items=3)
+    log.request(ago(0))
+
+    pruner(engine).run()
+
+    assert log.ids(predictions, "prediction_id") >= set(unread)
+    assert not log.ids(predictions, "prediction_id") & set(read)
+    assert unread[0].rsplit("-", 1)[0] in log.ids(requests, "request_id")
+
+    log.set_watermark(log.max_seq())  # the monitor caught up
+    report = pruner(engine).run()
+
+    assert counts(report)["predictions"] == 3 and counts(report)["requests"] == 1
+    assert not log.ids(predictions, "prediction_id") & set(unread)
+
+
+def test_a_new_prediction_after_a_prune_is_above_the_monitor_watermark(
+    engine: sa.Engine,
+) -> None:
+    """SQLite hands out a deleted highest rowid again: had the prune deleted every
+    row, the next prediction would take a ``seq`` the monitor has already passed."""
+    log = Log(engine)
+    for _ in range(3):
+        log.request(ago(40))
+    log.set_watermark(log.max_seq())
+    reader = LogReader(engine, settle_seconds=0)
+    watermark = reader.watermark()
+
+    pruner(engine).run()
+    new = log.request(ago(0))
+
+    rows = reader.read(watermark, reader.high_mark())
+    assert rows["prediction_id"].tolist() == new
+
+
+def test_small_batches_delete_the_same_rows_and_resume_where_they_stopped(
+    engine: sa.Engine,
+) -> None:
+    log = Log(engine)
+    for i in range(30):
+        ids = log.request(ago(40 + i % 3), items=2)
+        if i % 7 == 0:
+            log.label(ids[0], ago(30))
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    small = RetentionPolicy(raw_days=30, labelled_days=365, history_days=730, batch_rows=4)
+
+    report = pruner(engine, small).run()
+
+    assert counts(report)["predictions"] == 60 - 5
+    assert counts(report)["requests"] == 30 - 5
+    assert counts(pruner(engine, small).run())["predictions"] == 0
+
+
+def test_a_writer_keeps_writing_while_a_prune_runs(engine: sa.Engine) -> None:
+    log = Log(engine)
+    log.requests(ago(40), 300, items=5)
+    log.set_watermark(log.max_seq())
+    log.request(ago(0))
+    policy = RetentionPolicy(raw_days=30, labelled_days=365, history_days=730, batch_rows=50)
+    done = threading.Event()
+    reports = []
+
+    def prune() -> None:
+        reports.append(Pruner(engine, policy, clock=lambda: NOW).run())
+        done.set()
+
+    thread = threading.Thread(target=prune)
+    thread.start()
+    writer = Log(engine)
+    writer.n = 10_000
+    written, slowest = 0, 0.0
+    while not done.is_set() or written < 5:
+        started = time.monotonic()
+        writer.request(ago(0))
+        slowest = max(slowest, time.monotonic() - started)
+        written += 1
+        done.wait(0.02)  # a writer's pace between batches (it is not a wait for a condition)
+    thread.join(60)
+
+    assert counts(reports[0])["predictions"] == 1500
+    assert len(log.ids(predictions, "prediction_id")) == written + 1
+    assert slowest < 5.0  # one batch at a time; it is milliseconds on an idle machine
+
+
+def test_the_monitor_exports_the_log_size_age_and_prunes(
+    engine: sa.Engine, database_url: str, tmp_path: Path
+) -> None:
+    log = Log(engine)
+    log.request(ago(40), items=2)
+    log.request(ago(0))
+    settings = Settings(data_dir=tmp_path, database_url=database_url, retention_prune_interval=3600)
+    loop = RetentionLoop(settings)
+    registry = CollectorRegistry()
+    loop.register(registry)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("ANALYZE")  # the row estimate comes from statistics
+
+    loop.read_stats()
+    rows = registry.get_sample_value("watchkeeper_retention_rows", {"table": "predictions"})
+    oldest = registry.get_sample_value(
+        "watchkeeper_retention_oldest_row_timestamp_seconds", {"table": "predictions"}
+    )
+    assert rows == 3
+    assert oldest == pytest.approx(ago(40).timestamp())
+    assert registry.get_sample_value("watchkeeper_retention_database_bytes") > 0
+    assert registry.get_sample_value(
+        "watchkeeper_retention_limit_seconds", {"table": "feedback"}
+    ) == pytest.approx(365 * 86400)
+
+    loop.prune()
+    loop.read_stats()
+    loop.engine.dispose()
+
+    pruned = registry.get_sample_value(
+        "watchkeeper_retention_rows_pruned_total", {"table": "predictions"}
+    )
+    assert pruned == 2
+    assert registry.get_sample_value("watchkeeper_retention_last_prune_timestamp_seconds") > 0
+    oldest = registry.get_sample_value(
+        "watchkeeper_retention_oldest_row_timestamp_seconds", {"table": "predictions"}
+    )
+    assert oldest > ago(1).timestamp()
+
+
+def test_window_labels_and_log_reads_across_a_prune(engine: sa.Engine) -> None:
+    log = Log(engine)
+    log.request(ago(40))
+    first = log.max_seq() + 1
+    kept = log.request(ago(5), items=3)
+    log.label(kept[1], ago(4), actual=120.0)
+    log.set_watermark(log.max_seq())
+
+    pruner(engine).run()
+
+    span = WindowSpan("w", "v1", first, log.max_seq(), 3, ago(5), ago(5))
+    with engine.connect() as connection:
+        labels = read_window_labels(connection, span)
+    assert labels["actual"].tolist() == [120.0]
+    rows = LogReader(engine, settle_seconds=0).read(0, log.max_seq())
+    assert rows["prediction_id"].tolist() == kept
+    assert [f["area"] for f in rows["features"]] == sorted(f["area"] for f in rows["features"])
+
+
+def test_db_prune_prints_one_line_per_table(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = create_engine(database_url)
+    log = Log(engine)
+    log.request(datetime.now(UTC) - timedelta(days=40))
+    log.request(datetime.now(UTC))
+    engine.dispose()
+    monkeypatch.setenv("WATCHKEEPER_DATABASE_URL", database_url)
+
+    assert main(["db", "prune", "--dry-run"]) == 0
+    dry = capsys.readouterr().out.splitlines()
+    assert main(["db", "prune"]) == 0
+    done = capsys.readouterr().out.splitlines()
+
+    assert len(dry) == len(done) == 6
+    assert dry[0].split()[:4] == ["predictions", "would", "remove", "1"]
+    assert done[0].split()[:3] == ["predictions", "removed", "1"]
+    assert done[1].split()[:3] == ["requests", "removed", "1"]
+
+
+def test_policy_keeps_labelled_rows_at_least_the_retraining_window(tmp_path: Path) -> None:
+    policy = RetentionPolicy.from_settings(
+        Settings(data_dir=tmp_path, retention_days=30, retention_labelled_days=90)
+    )
+    assert policy.labelled_days == 365  # WATCHKEEPER_RETRAIN_WINDOW_DAYS
+    forever = RetentionPolicy.from_settings(Settings(data_dir=tmp_path, retention_days=0))
+    assert forever.raw_days is None and forever.labelled_days is None
+    assert MONITOR_WATERMARK == WATERMARK
+    stats = log_stats.LogStats((), None)
+    assert stats.tables == ()

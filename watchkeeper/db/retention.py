@@ -1,0 +1,465 @@
+"""Retention of the prediction log: what is deleted when, in bounded batches.
+
+Three retention periods (``watchkeeper.settings``):
+
+- **raw** rows, ``requests`` and unlabelled ``predictions``: kept ``retention_days``;
+- **labelled** predictions (those with a ``feedback`` row), their request and their
+  label: kept until the *label* is older than the labelled retention, which is never
+  shorter than the retraining window (the retraining job selects labels by arrival
+  time) nor than the raw retention;
+- **history**, ``window_results``, ``retrain_requests`` and ``retrain_runs``: small,
+  kept ``retention_history_days``.
+
+A prediction the monitor has not read yet (``seq`` past its ``windows`` watermark) is
+never deleted, nor is the newest prediction: SQLite hands a deleted highest rowid out
+again, and a reused ``seq`` below the watermark would never be read.
+
+Each batch is its own short transaction and the pruner then pauses as long as the
+batch took, so that the serving writers get the database at least half the time.
+The passes over ``predictions`` and ``requests`` resume from positions kept in
+``monitor_state`` (rows behind them are deleted or labelled), so a prune costs what
+became old since the last one, not what the log holds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from watchkeeper.db.tables import (
+    feedback,
+    monitor_state,
+    predictions,
+    requests,
+    retrain_requests,
+    retrain_runs,
+    window_results,
+)
+from watchkeeper.settings import Settings
+
+# The monitor's read watermark over ``predictions.seq`` (monitoring.log_reader.WATERMARK).
+MONITOR_WATERMARK = "windows"
+# Where the raw passes resume: a ``seq``, and a ``received_at`` in microseconds.
+PREDICTIONS_POSITION = "retention_predictions"
+REQUESTS_POSITION = "retention_requests"
+# Longest pause between two batches, however long a batch took.
+_MAX_PAUSE = 1.0
+# Retraining requests and runs still in flight are never deleted.
+_OPEN_REQUEST_STATES = ("pending", "running")
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """How long each kind of row is kept; ``None`` keeps it for ever."""
+
+    raw_days: float | None
+    labelled_days: float | None
+    history_days: float | None
+    batch_rows: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetentionPolicy:
+        raw = settings.retention_days or None
+        labelled = None
+        if raw is not None:
+            labelled = max(
+                settings.retention_labelled_days or 0.0, settings.retrain_window_days, raw
+            )
+        return cls(
+            raw_days=raw,
+            labelled_days=labelled,
+            history_days=settings.retention_history_days or None,
+            batch_rows=settings.retention_batch_rows,
+        )
+
+    def limits(self) -> dict[str, float]:
+        """Seconds each table's oldest row may reach (tables kept for ever left out),
+        measured as :mod:`watchkeeper.db.log_stats` measures the oldest row."""
+        days = {
+            "predictions": self.raw_days,
+            "requests": self.raw_days,
+            "feedback": self.labelled_days,
+            "window_results": self.history_days,
+            "retrain_requests": self.history_days,
+            "retrain_runs": self.history_days,
+        }
+        return {table: d * 86400.0 for table, d in days.items() if d is not None}
+
+
+@dataclass(frozen=True)
+class TablePruned:
+    """Rows removed from one table (or that a dry run would remove)."""
+
+    table: str
+    rows: int
+    rule: str
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    started_at: datetime
+    finished_at: datetime
+    dry_run: bool
+    tables: tuple[TablePruned, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+    def lines(self) -> list[str]:
+        verb = "would remove" if self.dry_run else "removed"
+        width = max(len(t.table) for t in self.tables)
+        return [f"{t.table:<{width}}  {verb} {t.rows:>12,} rows  ({t.rule})" for t in self.tables]
+
+
+@dataclass
+class _Cutoffs:
+    raw: datetime | None
+    labelled: datetime | None
+    history: datetime | None
+    protect_seq: int
+    """Highest ``seq`` that may be deleted."""
+
+
+@dataclass
+class _Counts:
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def add(self, table: str, n: int) -> None:
+        self.rows[table] = self.rows.get(table, 0) + max(n, 0)
+
+
+def to_micros(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def from_micros(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1_000_000, UTC)
+
+
+def _after(
+    time_column: sa.Column[Any], key_column: sa.Column[Any], after: tuple[datetime, str]
+) -> sa.ColumnElement[bool]:
+    """Keyset condition ``(time, key) > after``, spelt out so that the values are bound
+    with the columns' types (SQLite stores times as text in one format)."""
+    moment, key = after
+    return sa.or_(time_column > moment, sa.and_(time_column == moment, key_column > key))
+
+
+def read_position(connection: sa.Connection, name: str) -> int | None:
+    value = connection.execute(
+        sa.select(monitor_state.c.watermark).where(monitor_state.c.name == name)
+    ).scalar()
+    return None if value is None else int(value)
+
+
+def _write_position(connection: sa.Connection, name: str, value: int, now: datetime) -> None:
+    updated = connection.execute(
+        monitor_state.update()
+        .where(monitor_state.c.name == name)
+        .values(watermark=value, updated_at=now)
+    ).rowcount
+    if not updated:
+        connection.execute(
+            monitor_state.insert().values(name=name, watermark=value, updated_at=now)
+        )
+
+
+class Pruner:
+    """Applies a :class:`RetentionPolicy` to a database."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        policy: RetentionPolicy,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        pause: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.policy = policy
+        self._clock = clock
+        self._pause = pause
+
+    def run(self, *, dry_run: bool = False) -> PruneReport:
+        started = self._clock()
+        cutoffs = self._cutoffs(started)
+        counts = _Counts()
+        if cutoffs.raw is not None:
+            self._unlabelled_predictions(cutoffs, counts, dry_run)
+            self._aged_labels(cutoffs, counts, dry_run)
+            self._requests(cutoffs, counts, dry_run)
+        if cutoffs.history is not None:
+            self._history(cutoffs.history, counts, dry_run)
+        rules = self._rules()
+        tables = tuple(
+            TablePruned(table, counts.rows.get(table, 0), rule) for table, rule in rules.items()
+        )
+        return PruneReport(started, self._clock(), dry_run, tables)
+
+    def _rules(self) -> dict[str, str]:
+        def days(value: float | None) -> str:
+            return "kept for ever" if value is None else f"older than {value:g} days"
+
+        p = self.policy
+        return {
+            "predictions": f"unlabelled {days(p.raw_days)}, labelled once the label is "
+            f"{days(p.labelled_days).removeprefix('kept ')}",
+            "requests": f"{days(p.raw_days)} with no prediction left",
+            "feedback": f"labels {days(p.labelled_days)}",
+            "window_results": days(p.history_days),
+            "retrain_requests": f"finished, {days(p.history_days)}",
+            "retrain_runs": f"finished, {days(p.history_days)}",
+        }
+
+    def _cutoffs(self, now: datetime) -> _Cutoffs:
+        p = self.policy
+
+        def before(d: float | None) -> datetime | None:
+            return None if d is None else now - timedelta(days=d)
+
+        with self.engine.connect() as connection:
+            newest = connection.execute(sa.select(sa.func.max(predictions.c.seq))).scalar()
+            watermark = read_position(connection, MONITOR_WATERMARK)
+        protect = int(newest or 0) - 1
+        if watermark is not None:  # no watermark: no monitor runs on this log
+            protect = min(protect, watermark)
+        return _Cutoffs(
+            before(p.raw_days), before(p.labelled_days), before(p.history_days), protect
+        )
+
+    def _repeat(self, batch: Callable[[sa.Connection], bool]) -> None:
+        """Run ``batch`` in one transaction each until it returns False, pausing after
+        each as long as it took."""
+        while True:
+            started = time.monotonic()
+            with self.engine.begin() as connection:
+                more = batch(connection)
+            if not more:
+                return
+            if self._pause:
+                time.sleep(min(time.monotonic() - started, _MAX_PAUSE))
+
+    # -- raw: unlabelled predictions, by seq ------------------------------------------
+
+    def _unlabelled_predictions(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> None:
+        """Delete unlabelled predictions in ``seq`` order up to the first one that is
+        not old enough yet (or that the monitor has not read); labelled ones are
+        stepped over and left to :meth:`_aged_labels`."""
+        assert cut.raw is not None
+        with self.engine.connect() as connection:
+            position = read_position(connection, PREDICTIONS_POSITION) or 0
+        labelled = sa.exists().where(feedback.c.prediction_id == predictions.c.prediction_id)
+
+        def batch(connection: sa.Connection) -> bool:
+            nonlocal position
+            rows = connection.execute(
+                sa.select(predictions.c.seq, predictions.c.created_at)
+                .where(predictions.c.seq > position, predictions.c.seq <= cut.protect_seq)
+                .order_by(predictions.c.seq)
+                .limit(self.policy.batch_rows)
+            ).all()
+            # only the leading run of old rows: the rest waits for a later prune
+            young = next((i for i, r in enumerate(rows) if r.created_at >= cut.raw), len(rows))
+            end = rows[young - 1].seq if young else position
+            if end > position:
+                in_range = sa.and_(
+                    predictions.c.seq > position,
+                    predictions.c.seq <= end,
+                    predictions.c.created_at < cut.raw,
+                    ~labelled,
+                )
+                if dry_run:
+                    n = connection.execute(
+                        sa.select(sa.func.count()).select_from(predictions).where(in_range)
+                    ).scalar_one()
+                else:
+                    n = connection.execute(predictions.delete().where(in_range)).rowcount
+                    _write_position(connection, PREDICTIONS_POSITION, end, self._clock())
+                counts.add("predictions", n)
+                position = end
+            if young < len(rows) or len(rows) < self.policy.batch_rows:
+                return False
+            return True
+
+        self._repeat(batch)
+
+    # -- labelled: labels past their retention, with their predictions ----------------
+
+    def _aged_labels(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> None:
+        """Delete labels older than the labelled retention together with their
+        prediction (and its request once nothing of it is left). A label whose
+        prediction may not be deleted yet is kept with it."""
+        assert cut.raw is not None and cut.labelled is not None
+        after: tuple[datetime, str] | None = None
+
+        def batch(connection: sa.Connection) -> bool:
+            nonlocal after
+            query = (
+                sa.select(
+                    feedback.c.prediction_id,
+                    feedback.c.received_at,
+                    predictions.c.seq,
+                    predictions.c.created_at,
+                    predictions.c.request_id,
+                )
+                .outerjoin(predictions, predictions.c.prediction_id == feedback.c.prediction_id)
+                .where(feedback.c.received_at < cut.labelled)
+                .order_by(feedback.c.received_at, feedback.c.prediction_id)
+                .limit(self.policy.batch_rows)
+            )
+            if after is not None:
+                query = query.where(_after(feedback.c.received_at, feedback.c.prediction_id, after))
+            rows = connection.execute(query).all()
+            if not rows:
+                return False
+            after = (rows[-1].received_at, rows[-1].prediction_id)
+            labels, seqs, request_ids = [], [], set()
+            for row in rows:
+                if row.seq is None:  # its prediction is gone (or never came)
+                    labels.append(row.prediction_id)
+                elif row.created_at < cut.raw and row.seq <= cut.protect_seq:
+                    labels.append(row.prediction_id)
+                    seqs.append(row.seq)
+                    request_ids.add(row.request_id)
+            counts.add("feedback", len(labels))
+            counts.add("predictions", len(seqs))
+            if not dry_run and labels:
+                connection.execute(feedback.delete().where(feedback.c.prediction_id.in_(labels)))
+                if seqs:
+                    connection.execute(predictions.delete().where(predictions.c.seq.in_(seqs)))
+                    counts.add("requests", self._delete_emptied(connection, request_ids, cut.raw))
+            if len(rows) < self.policy.batch_rows:
+                return False
+            return True
+
+        self._repeat(batch)
+
+    @staticmethod
+    def _delete_emptied(connection: sa.Connection, ids: set[str], before: datetime) -> int:
+        orphaned = ~sa.exists().where(predictions.c.request_id == requests.c.request_id)
+        return connection.execute(
+            requests.delete().where(
+                requests.c.request_id.in_(sorted(ids)), requests.c.received_at < before, orphaned
+            )
+        ).rowcount
+
+    # -- raw: requests, by time ---------------------------------------------------------
+
+    def _requests(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> None:
+        """Delete old requests none of whose predictions is left. The resume position
+        never passes a request that still has an unlabelled prediction (one the
+        monitor has not read, say), so that none is left behind for good."""
+        assert cut.raw is not None
+        with self.engine.connect() as connection:
+            start = read_position(connection, REQUESTS_POSITION)
+        since = from_micros(start) if start is not None else None
+        after: tuple[datetime, str] | None = None
+        unlabelled = sa.select(predictions.c.request_id).where(
+            ~sa.exists().where(feedback.c.prediction_id == predictions.c.prediction_id)
+        )
+
+        def batch(connection: sa.Connection) -> bool:
+            nonlocal after
+            query = (
+                sa.select(requests.c.request_id, requests.c.received_at)
+                .where(requests.c.received_at < cut.raw)
+                .order_by(requests.c.received_at, requests.c.request_id)
+                .limit(self.policy.batch_rows)
+            )
+            if since is not None:
+                query = query.where(requests.c.received_at >= since)
+            if after is not None:
+                query = query.where(_after(requests.c.received_at, requests.c.request_id, after))
+            rows = connection.execute(query).all()
+            if not rows:
+                return False
+            ids = [r.request_id for r in rows]
+            if dry_run:
+                counts.add("requests", self._count_emptied(connection, ids, cut))
+            else:
+                counts.add("requests", self._delete_emptied(connection, set(ids), cut.raw))
+                waiting = set(
+                    connection.execute(unlabelled.where(predictions.c.request_id.in_(ids)))
+                    .scalars()
+                    .all()
+                )
+                stop = next((r for r in rows if r.request_id in waiting), None)
+                resume = stop.received_at if stop is not None else rows[-1].received_at
+                _write_position(connection, REQUESTS_POSITION, to_micros(resume), self._clock())
+                if stop is not None:
+                    return False
+            after = (rows[-1].received_at, rows[-1].request_id)
+            if len(rows) < self.policy.batch_rows:
+                return False
+            return True
+
+        self._repeat(batch)
+
+    @staticmethod
+    def _count_emptied(connection: sa.Connection, ids: Sequence[str], cut: _Cutoffs) -> int:
+        """Requests among ``ids`` that the passes before would leave with no prediction."""
+        assert cut.raw is not None and cut.labelled is not None
+        recent_label = sa.exists().where(
+            feedback.c.prediction_id == predictions.c.prediction_id,
+            feedback.c.received_at >= cut.labelled,
+        )
+        survives = sa.or_(
+            predictions.c.created_at >= cut.raw, predictions.c.seq > cut.protect_seq, recent_label
+        )
+        kept = sa.exists().where(predictions.c.request_id == requests.c.request_id, survives)
+        return connection.execute(
+            sa.select(sa.func.count())
+            .select_from(requests)
+            .where(requests.c.request_id.in_(ids), ~kept)
+        ).scalar_one()
+
+    # -- history --------------------------------------------------------------------------
+
+    def _history(self, before: datetime, counts: _Counts, dry_run: bool) -> None:
+        finished = (
+            (window_results, window_results.c.evaluated_at < before),
+            (
+                retrain_requests,
+                sa.and_(
+                    retrain_requests.c.requested_at < before,
+                    retrain_requests.c.status.not_in(_OPEN_REQUEST_STATES),
+                ),
+            ),
+            (
+                retrain_runs,
+                sa.and_(
+                    retrain_runs.c.started_at < before, retrain_runs.c.finished_at.is_not(None)
+                ),
+            ),
+        )
+        for table, condition in finished:
+            if dry_run:
+                with self.engine.connect() as connection:
+                    n = connection.execute(
+                        sa.select(sa.func.count()).select_from(table).where(condition)
+                    ).scalar_one()
+                counts.add(table.name, n)
+                continue
+            self._repeat(
+                lambda connection, t=table, c=condition: self._history_batch(
+                    connection, t, c, counts
+                )
+            )
+
+    def _history_batch(
+        self, connection: sa.Connection, table: sa.Table, condition: Any, counts: _Counts
+    ) -> bool:
+        ids = sa.select(table.c.id).where(condition).order_by(table.c.id)
+        n = connection.execute(
+            table.delete().where(
+                table.c.id.in_(ids.limit(self.policy.batch_rows).scalar_subquery())
+            )
+        ).rowcount
+        counts.add(table.name, n)
+        return n >= self.policy.batch_rows
