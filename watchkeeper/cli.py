@@ -30,6 +30,7 @@ from watchkeeper.settings import Settings, redact_url, settings_table
 from watchkeeper.threads import limit_threads, thread_environment
 
 if TYPE_CHECKING:  # the registry pulls in scikit-learn; subcommands import it when needed
+    from watchkeeper.dataset import Dataset
     from watchkeeper.registry import ModelRegistry
 
 log = logging.getLogger("watchkeeper")
@@ -42,6 +43,31 @@ def _registry(settings: Settings) -> ModelRegistry:
 
 
 # -- train -----------------------------------------------------------------------
+
+
+def _time_split(dataset: Dataset, args: argparse.Namespace) -> tuple[Dataset, Dataset]:
+    """Training and validation sets by period: bounds given, else the dataset's split."""
+    from watchkeeper.dataset import DatasetError
+
+    try:
+        split = dataset.default_split()
+        train_end = split.train_end if args.train_end is None else args.train_end
+        if args.validation_start is not None:
+            validation_start = args.validation_start
+        elif args.train_end is None:
+            validation_start = split.validation_start
+        else:
+            validation_start = None  # the period after the given --train-end
+        validation_end = (
+            split.validation_end if args.validation_end is None else args.validation_end
+        )
+        training = dataset.between(args.train_start, train_end)
+        validation = (dataset.after(train_end) if validation_start is None else dataset).between(
+            validation_start, validation_end
+        )
+    except DatasetError as exc:
+        raise CommandFailed(str(exc), "check --period and the period bounds") from exc
+    return training, validation
 
 
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
@@ -61,16 +87,17 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         else:
             dataset = load_ames()
     if dataset.period is not None:
-        training = dataset.between(args.train_start, args.train_end)
-        validation = dataset.between(args.validation_start, args.validation_end)
+        training, validation = _time_split(dataset, args)
     else:
         cut = int(len(dataset.frame) * (1 - args.validation_fraction))
         training = replace(dataset, frame=dataset.frame.iloc[:cut])
         validation = replace(dataset, frame=dataset.frame.iloc[cut:])
     if len(training.frame) == 0 or len(validation.frame) == 0:
         raise CommandFailed(
-            "the training or the validation set holds no rows",
-            "check --train-start/--train-end and --validation-start/--validation-end",
+            f"the training set holds {len(training.frame)} rows and the validation set "
+            f"{len(validation.frame)}",
+            "check --train-start/--train-end and --validation-start/--validation-end"
+            + (f" against the range of {dataset.period!r}" if dataset.period else ""),
         )
     params = TrainingParams() if args.max_iter is None else TrainingParams(max_iter=args.max_iter)
     with stages.stage(
@@ -130,12 +157,31 @@ def _cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
     return run(settings, once=args.once)
 
 
+def _replay_dataset(args: argparse.Namespace) -> Dataset:
+    """The rows to replay: the Ames sales, or a CSV's, from ``--start`` (default: after
+    the dataset's validation period) to ``--end`` (default: the last)."""
+    from watchkeeper.dataset import DatasetError, load_ames, load_csv
+
+    if args.csv and not args.target:
+        raise CommandFailed("--target is required with --csv", "name the CSV's target column")
+    try:
+        dataset = (
+            load_csv(Path(args.csv), args.target, period=args.period) if args.csv else load_ames()
+        )
+        if dataset.period is None:
+            return dataset  # no time order: every row, in file order
+        if args.start is not None:
+            return dataset.between(args.start, args.end)
+        return dataset.after(dataset.default_split().train_end).between(None, args.end)
+    except DatasetError as exc:
+        raise CommandFailed(str(exc), "check --csv, --target, --period and --start/--end") from exc
+
+
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from monitoring.replay import Replayer, ReplayReport
-    from watchkeeper.dataset import load_ames
 
     url = args.url or f"http://{settings.host}:{settings.port}"
-    dataset = load_ames().between(args.start, args.end)
+    dataset = _replay_dataset(args)
     replayer = Replayer(
         url, rate=args.rate, batch_size=args.batch_size, feedback_delay=args.feedback_delay
     )
@@ -420,19 +466,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-promote", action="store_true", help="register without making current")
     train.add_argument("--csv", help="train on this CSV instead of the Ames data")
     train.add_argument("--target", help="target column of the CSV")
-    train.add_argument("--period", help="integer column ordering the CSV's rows in time")
     train.add_argument(
-        "--train-start",
-        type=int,
-        default=None,
-        help="first period to train on (default: the first)",
-    )
-    train.add_argument("--train-end", type=int, default=200712, help="last period to train on")
-    train.add_argument(
-        "--validation-start", type=int, default=200801, help="first period to validate on"
+        "--period", help="column of numbers or dates ordering the CSV's rows in time"
     )
     train.add_argument(
-        "--validation-end", type=int, default=200812, help="last period to validate on"
+        "--train-start", help="first period to train on, a number or a date (default: the first)"
+    )
+    train.add_argument(
+        "--train-end",
+        help="last period to train on (default: the dataset's own split; for a CSV, the "
+        "period below which lie 60 %% of the rows)",
+    )
+    train.add_argument(
+        "--validation-start",
+        help="first period to validate on (default: the one after --train-end)",
+    )
+    train.add_argument(
+        "--validation-end",
+        help="last period to validate on (default: the dataset's own split; for a CSV, the "
+        "period below which lie 80 %% of the rows, leaving the rest to replay)",
     )
     train.add_argument(
         "--validation-fraction",
@@ -461,13 +513,24 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.set_defaults(handler=_cmd_monitor)
 
     replay = commands.add_parser(
-        "replay", help="stream held-back Ames sales through the API, with late feedback"
+        "replay",
+        help="stream held-back rows (the Ames sales, or a CSV's) through the API, with "
+        "late feedback",
     )
     replay.add_argument(
         "--url", help="prediction server (default: http://WATCHKEEPER_HOST:WATCHKEEPER_PORT)"
     )
-    replay.add_argument("--start", type=int, default=200801, help="first sale period, YYYYMM")
-    replay.add_argument("--end", type=int, default=201012, help="last sale period, YYYYMM")
+    replay.add_argument("--csv", help="replay this CSV's rows instead of the Ames sales")
+    replay.add_argument("--target", help="target column of the CSV (posted as feedback)")
+    replay.add_argument(
+        "--period", help="column of numbers or dates ordering the CSV's rows in time"
+    )
+    replay.add_argument(
+        "--start",
+        help="first period to send, a number or a date (default: the first after the "
+        "dataset's training period, e.g. 200801 for Ames)",
+    )
+    replay.add_argument("--end", help="last period to send (default: the last)")
     replay.add_argument("--limit", type=int, default=None, help="send at most this many sales")
     replay.add_argument("--rate", type=float, default=20.0, help="sales per second; 0: no pause")
     replay.add_argument("--batch-size", type=int, default=1, help="sales per /predict request")

@@ -3,14 +3,47 @@
 A :class:`Dataset` knows its target, the columns that are bookkeeping rather than
 features (sale dates, ids), and an ordering column so that it can be split in time:
 train on the past, replay the future.
+
+The ordering column ("period") holds numbers (``YYYYMM``, a month index, a year) or
+dates. Bounds given on the command line are read in the column's own type
+(:meth:`Dataset.coerce_period`). Where no bounds are given, a dataset splits itself:
+the Ames loader knows its documented split; any other dataset is cut at the period
+values below which lie 60 % (training) and 80 % (validation) of its rows, leaving the
+newest fifth to replay.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from watchkeeper.errors import WatchkeeperError
+
+TRAIN_SHARE = 0.6
+VALIDATION_SHARE = 0.8
+"""Default time split of a dataset without its own: rows up to these shares, by period."""
+
+
+class DatasetError(WatchkeeperError):
+    """A dataset that cannot be used as asked: a missing column, a bad period bound."""
+
+    status_code = 422
+    code = "bad_dataset"
+
+
+@dataclass(frozen=True)
+class PeriodSplit:
+    """Where a dataset's time order is cut: training up to ``train_end``, validation
+    from ``validation_start`` to ``validation_end``, replay after it."""
+
+    train_end: Any
+    validation_start: Any
+    validation_end: Any
+
 
 AMES_TARGET = "Sale_Price"
 AMES_PERIOD = "Sale_Period"
@@ -20,8 +53,9 @@ AMES_PERIOD = "Sale_Period"
 class Dataset:
     """A frame plus what its columns mean.
 
-    ``period`` names an integer column ordering rows in time (e.g. ``YYYYMM``), or is
-    ``None`` when rows have no time order. ``exclude`` columns never become features.
+    ``period`` names a column of numbers or dates ordering rows in time (e.g.
+    ``YYYYMM``), or is ``None`` when rows have no time order. ``exclude`` columns never
+    become features. ``split`` is the dataset's own default time split, if it has one.
     """
 
     name: str
@@ -29,27 +63,99 @@ class Dataset:
     target: str
     period: str | None = None
     exclude: tuple[str, ...] = ()
+    split: PeriodSplit | None = None
 
     def __post_init__(self) -> None:
         missing = [
             c for c in (self.target, self.period, *self.exclude) if c and c not in self.frame
         ]
         if missing:
-            raise ValueError(f"dataset {self.name!r} has no column(s) {missing}")
+            raise DatasetError(f"dataset {self.name!r} has no column(s) {missing}")
+        if self.period is not None and not (
+            pd.api.types.is_numeric_dtype(self.frame[self.period])
+            or pd.api.types.is_datetime64_any_dtype(self.frame[self.period])
+        ):
+            raise DatasetError(
+                f"period column {self.period!r} of {self.name!r} holds neither numbers nor dates"
+            )
 
-    def between(self, start: int | None = None, end: int | None = None) -> Dataset:
+    @property
+    def dated(self) -> bool:
+        return self.period is not None and pd.api.types.is_datetime64_any_dtype(
+            self.frame[self.period]
+        )
+
+    def coerce_period(self, value: Any) -> Any:
+        """``value`` (a bound from the command line or stored metadata) in the period
+        column's type: a timestamp for a date column, a number otherwise."""
+        if value is None or self.period is None:
+            return value
+        try:
+            if self.dated:
+                return pd.Timestamp(value)
+            return value if isinstance(value, int | float) else float(value)
+        except (TypeError, ValueError) as exc:
+            kind = "a date" if self.dated else "a number"
+            raise DatasetError(
+                f"period bound {value!r} is not {kind}, as column {self.period!r} is"
+            ) from exc
+
+    def between(self, start: Any = None, end: Any = None) -> Dataset:
         """Rows whose period lies in ``[start, end]`` (either end open when ``None``)."""
         if self.period is None:
-            raise ValueError(f"dataset {self.name!r} has no period column to split on")
+            raise DatasetError(f"dataset {self.name!r} has no period column to split on")
         period = self.frame[self.period]
         mask = pd.Series(True, index=self.frame.index)
         if start is not None:
-            mask &= period >= start
+            mask &= period >= self.coerce_period(start)
         if end is not None:
-            mask &= period <= end
+            mask &= period <= self.coerce_period(end)
         frame = self.frame[mask].sort_values(self.period, kind="stable")
         return Dataset(
-            self.name, frame.reset_index(drop=True), self.target, self.period, self.exclude
+            self.name,
+            frame.reset_index(drop=True),
+            self.target,
+            self.period,
+            self.exclude,
+            self.split,
+        )
+
+    def after(self, end: Any) -> Dataset:
+        """Rows whose period is strictly after ``end``: what a model trained up to
+        ``end`` has never seen."""
+        later = self.between(end, None)
+        frame = later.frame[later.frame[later.period] > self.coerce_period(end)]
+        return Dataset(
+            self.name,
+            frame.reset_index(drop=True),
+            self.target,
+            self.period,
+            self.exclude,
+            self.split,
+        )
+
+    def default_split(self) -> PeriodSplit:
+        """The dataset's own split, or cuts at the period values holding 60 % and 80 %
+        of the rows (whole periods: rows of one period never straddle a cut)."""
+        if self.split is not None:
+            return self.split
+        if self.period is None:
+            raise DatasetError(f"dataset {self.name!r} has no period column to split on")
+        counts = self.frame[self.period].value_counts().sort_index()
+        if len(counts) < 3:
+            raise DatasetError(
+                f"period column {self.period!r} has {len(counts)} distinct value(s): at "
+                "least 3 are needed to train, validate and replay in time order"
+            )
+        share = counts.cumsum().to_numpy() / counts.sum()
+        # at least one period for training, one for validation, one left to replay
+        train_at = min(int(np.searchsorted(share, TRAIN_SHARE)), len(counts) - 3)
+        valid_at = min(
+            max(int(np.searchsorted(share, VALIDATION_SHARE)), train_at + 1), len(counts) - 2
+        )
+        values = counts.index
+        return PeriodSplit(
+            _plain(values[train_at]), _plain(values[train_at + 1]), _plain(values[valid_at])
         )
 
     def window(self) -> dict[str, object]:
@@ -57,9 +163,24 @@ class Dataset:
         window: dict[str, object] = {"dataset": self.name, "rows": len(self.frame)}
         if self.period is not None and len(self.frame):
             window["period_column"] = self.period
-            window["start"] = int(self.frame[self.period].min())
-            window["end"] = int(self.frame[self.period].max())
+            window["start"] = _stored(self.frame[self.period].min())
+            window["end"] = _stored(self.frame[self.period].max())
         return window
+
+
+def _plain(value: Any) -> Any:
+    """A period value as Python, not NumPy (it is printed and stored)."""
+    if isinstance(value, pd.Timestamp):
+        return value
+    number = value.item() if hasattr(value, "item") else value
+    return int(number) if float(number).is_integer() else float(number)
+
+
+def _stored(value: Any) -> int | float | str:
+    """A period value for JSON metadata: ISO text for dates."""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return _plain(value)
 
 
 def load_ames() -> Dataset:
@@ -79,14 +200,29 @@ def load_ames() -> Dataset:
         target=AMES_TARGET,
         period=AMES_PERIOD,
         exclude=("Year_Sold", "Mo_Sold", AMES_PERIOD),
+        # train on 2006–07, validate on 2008, replay 2008–10: the documented example
+        split=PeriodSplit(train_end=200712, validation_start=200801, validation_end=200812),
     )
 
 
 def load_csv(
     path: Path, target: str, *, period: str | None = None, exclude: tuple[str, ...] = ()
 ) -> Dataset:
-    """Any CSV with a target column; ``period`` (optional) orders it in time."""
-    frame = pd.read_csv(path)
+    """Any CSV with a target column; ``period`` (optional, numbers or dates) orders it
+    in time."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read {str(path)!r} as CSV: {exc}") from exc
+    if target not in frame:
+        raise DatasetError(f"{path.name} has no target column {target!r}")
+    if period is not None and period in frame and not pd.api.types.is_numeric_dtype(frame[period]):
+        try:
+            frame[period] = pd.to_datetime(frame[period], format="mixed")
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(
+                f"period column {period!r} of {path.name} holds neither numbers nor dates ({exc})"
+            ) from exc
     return Dataset(
         name=path.stem,
         frame=frame,

@@ -312,7 +312,7 @@ def test_help_shows_defaults_but_not_empty_ones() -> None:
     parsers = dict(_parsers(build_parser()))
 
     replay = parsers[("replay",)].format_help()
-    assert "(default: 20.0)" in replay and "(default: 201012)" in replay
+    assert "(default: 20.0)" in replay and "(default: 5.0)" in replay
     assert "(default: None)" not in replay and "(default: False)" not in replay
     assert "(default: 0.0)" in parsers[("db", "upgrade")].format_help()
 
@@ -466,3 +466,75 @@ def test_train_shows_its_stages_on_a_terminal_and_nothing_in_a_pipe(tmp_path: Pa
     piped = _cli("train", "--max-iter", "5", env=env)
     assert piped.returncode == 0 and "registered v2" in piped.stdout
     assert "[1/3]" not in piped.stderr
+
+
+# -- any dataset: time splits from the data, dates, replay of a CSV -------------------
+
+
+def _monthly_csv(path: Path) -> Path:
+    """20 months of 10 rows, dated, with a target that depends on x."""
+    rng = np.random.default_rng(1)
+    months = pd.date_range("2020-01-01", periods=20, freq="MS").strftime("%Y-%m-%d")
+    frame = pd.DataFrame({"month": np.repeat(months, 10), "x": rng.normal(size=200)})
+    frame["y"] = 3 * frame["x"] + rng.normal(scale=0.3, size=200)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_train_on_a_csv_by_a_date_period_alone_splits_it_by_its_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--period`` alone used to fall back to Ames periods (no rows), and a date
+    column raised a raw TypeError."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+    csv = _monthly_csv(tmp_path / "monthly.csv")
+
+    code = main(["train", "--csv", str(csv), "--target", "y", "--period", "month"])
+
+    assert code == 0, capsys.readouterr()
+    metadata = ModelRegistry(tmp_path / "var" / "registry").metadata("v1")
+    assert metadata["training_window"]["rows"] == 120
+    assert metadata["training_window"]["end"] == "2020-12-01T00:00:00"
+    assert (metadata["validation_window"]["start"], metadata["validation_window"]["end"]) == (
+        "2021-01-01T00:00:00",
+        "2021-04-01T00:00:00",
+    )
+
+
+def test_train_with_a_bound_that_is_not_a_date_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+    csv = _monthly_csv(tmp_path / "monthly.csv")
+
+    code = main(
+        ["train", "--csv", str(csv), "--target", "y", "--period", "month", "--train-end", "x"]
+    )
+
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "period bound 'x' is not a date, as column 'month' is" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.integration
+def test_replay_sends_a_csvs_rows_after_its_training_period(
+    tmp_path: Path, start_watchkeeper: Callable[..., Process], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = tmp_path / "csv-registry"
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "train-var"))
+    monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(registry))
+    csv = _monthly_csv(tmp_path / "monthly.csv")
+    assert main(["train", "--csv", str(csv), "--target", "y", "--period", "month"]) == 0
+    server = start_watchkeeper("serve", WATCHKEEPER_REGISTRY_PATH=str(registry))
+
+    replay = _cli(
+        "replay",
+        *("--url", server.url, "--csv", str(csv), "--target", "y", "--period", "month"),
+        *("--rate", "0", "--batch-size", "10", "--feedback-delay", "0"),
+    )
+
+    # the 80 rows after the training period (2021-01 on): none refused, every label taken
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "sent 80 sales (80 predicted, 0 rejected)" in replay.stdout
+    assert "posted 80" in replay.stdout

@@ -1,0 +1,98 @@
+"""Datasets split in time whatever their period column holds: numbers or dates, with
+the dataset's own split or one cut at row quantiles, and bounds read in the column's
+type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from watchkeeper.dataset import Dataset, DatasetError, PeriodSplit, load_ames, load_csv
+
+
+def _monthly(tmp_path: Path, *, dates: bool) -> Path:
+    months = pd.date_range("2020-01-01", periods=20, freq="MS")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "month": np.repeat(months.strftime("%Y-%m-%d") if dates else np.arange(20), 10),
+            "x": rng.normal(size=200),
+            "y": rng.normal(size=200),
+        }
+    )
+    path = tmp_path / "monthly.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_a_csv_without_its_own_split_is_cut_at_60_and_80_percent_of_its_rows(
+    tmp_path: Path,
+) -> None:
+    dataset = load_csv(_monthly(tmp_path, dates=False), "y", period="month")
+
+    split = dataset.default_split()
+
+    # 20 months of 10 rows: months 0–11 hold 60 %, 12–15 the next 20 %
+    assert split == PeriodSplit(train_end=11, validation_start=12, validation_end=15)
+    assert len(dataset.between(None, split.train_end).frame) == 120
+    assert len(dataset.after(split.validation_end).frame) == 40
+
+
+def test_a_date_period_column_is_read_as_dates_and_split_by_dates(tmp_path: Path) -> None:
+    dataset = load_csv(_monthly(tmp_path, dates=True), "y", period="month")
+
+    split = dataset.default_split()
+    training = dataset.between(None, split.train_end)
+    validation = dataset.between("2021-01-01", "2021-04-30")
+
+    assert split.train_end == pd.Timestamp("2020-12-01")
+    assert len(training.frame) == 120
+    assert len(validation.frame) == 40
+    assert training.window()["end"] == "2020-12-01T00:00:00"
+
+
+def test_the_ames_data_keeps_its_documented_split() -> None:
+    assert load_ames().default_split() == PeriodSplit(200712, 200801, 200812)
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [(["a", "b", "c"], "neither numbers nor dates"), ([1, 1, 1], "at least 3 are needed")],
+)
+def test_an_unusable_period_column_is_a_clear_error(
+    tmp_path: Path, values: list[object], problem: str
+) -> None:
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"when": values, "y": [1.0, 2.0, 3.0]}).to_csv(path, index=False)
+
+    with pytest.raises(DatasetError, match=problem):
+        load_csv(path, "y", period="when").default_split()
+
+
+def test_a_bound_of_the_wrong_type_names_the_column(tmp_path: Path) -> None:
+    dataset = load_csv(_monthly(tmp_path, dates=False), "y", period="month")
+
+    with pytest.raises(DatasetError, match="'soon' is not a number, as column 'month' is"):
+        dataset.between("soon", None)
+
+
+def test_a_missing_target_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="no target column 'price'"):
+        load_csv(_monthly(tmp_path, dates=False), "price", period="month")
+
+
+def test_datasets_built_in_code_still_take_integer_periods() -> None:
+    frame = pd.DataFrame({"p": [1, 2, 3, 4], "y": [1.0, 2.0, 3.0, 4.0]})
+    dataset = Dataset("inline", frame, "y", "p")
+
+    assert len(dataset.between(2, 3).frame) == 2
+    assert dataset.window() == {
+        "dataset": "inline",
+        "rows": 4,
+        "period_column": "p",
+        "start": 1,
+        "end": 4,
+    }
