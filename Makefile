@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test deps system-deps lint bench settings-table chart-files clean
+.PHONY: run test deps system-deps lint bench settings-table chart-files report-screenshot clean
 
 run: $(VENV)/.installed  ## train the Ames model if none is registered; serve on :8000, monitor on :8001
 	VENV=$(VENV) scripts/run-platform
@@ -33,6 +33,10 @@ settings-table: $(VENV)/.installed  ## the README's configuration table
 
 chart-files: $(VENV)/.installed  ## copy dashboards, rules and the values schema into helm/watchkeeper
 	VENV=$(VENV) scripts/sync-chart-files
+
+report-screenshot: $(VENV)/.installed system-deps  ## the README's picture of `watchkeeper report`, from a live replay
+	REPORT_SCREENSHOT=docs/images/report.png $(BIN)/pytest -q -p no:cacheprovider \
+		tests/monitoring/report/test_browser.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -376,6 +376,29 @@ def _cmd_grafana(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from monitoring.report.build import STAGES, write_report
+    from monitoring.report.period import parse_moment
+    from monitoring.report.records import Period, Verdict
+    from watchkeeper.progress import Stages
+
+    try:
+        since = parse_moment(args.since) if args.since else None
+        until = parse_moment(args.until) if args.until else None
+    except ValueError as exc:
+        raise CommandFailed(str(exc), "fix --since/--until") from exc
+    period = Period(since=since, until=until, model_version=args.model_version)
+    output = Path(args.output)
+    data = write_report(settings, period, output, stages=Stages(STAGES))
+    drifted = sum(w.dataset_drift.verdict is Verdict.DRIFT for w in data.windows)
+    print(
+        f"wrote {output}: {data.predictions:,} predictions, {len(data.windows)} windows "
+        f"({drifted} with dataset drift), {len(data.requests)} retrain requests, "
+        f"{len(data.runs)} runs"
+    )
+    return 0
+
+
 # -- healthcheck -----------------------------------------------------------------
 
 # component -> (host setting, port setting, path); serving's readiness says a model
@@ -651,6 +674,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     healthcheck.add_argument("--timeout", type=float, default=3.0, help="seconds")
     healthcheck.set_defaults(handler=_cmd_healthcheck)
+
+    report = commands.add_parser(
+        "report",
+        help="write a self-contained HTML report of the monitor's results",
+        # the help keeps a description's line breaks (watchkeeper/cli_help.py)
+        description="Write one HTML file of what the monitor saw in a period: drift verdicts\n"
+        "per window, OOD fraction, data quality, accuracy and retraining on one\n"
+        "timeline; the drifted features against their reference; the most\n"
+        "out-of-distribution rows; the model versions. Charts are inline and the page\n"
+        "loads nothing when opened. Reads the prediction log (WATCHKEEPER_DATABASE_URL)\n"
+        "and the model registry (WATCHKEEPER_REGISTRY_PATH).",
+    )
+    report.add_argument("--since", help="from this time: ISO 8601 (UTC), or back from now: 24h")
+    report.add_argument("--until", help="up to this time: ISO 8601 (UTC), or back from now")
+    report.add_argument("--model-version", help="only this model version")
+    report.add_argument("--output", default="report.html", help="HTML file to write")
+    report.set_defaults(handler=_cmd_report)
 
     settings = commands.add_parser("settings", help="print the effective settings")
     settings.add_argument("--markdown", action="store_true", help="the README's table")

@@ -1,0 +1,117 @@
+"""The model versions a period involves, with their registry metadata and what they
+did in the period: predictions made, labels received, realised MAE."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from monitoring.report.queries import of_version, within
+from monitoring.report.records import (
+    AccuracyKind,
+    AccuracyPoint,
+    Period,
+    VersionSummary,
+    version_key,
+)
+from watchkeeper.db.tables import predictions
+from watchkeeper.errors import WatchkeeperError
+from watchkeeper.registry import ModelRegistry
+
+METRICS = ("mae", "rmse", "mape", "coverage")
+
+
+def predictions_by_version(engine: sa.Engine, period: Period) -> dict[str, int]:
+    """Predictions made in the period, per version (counted by the database)."""
+    query = (
+        sa.select(predictions.c.model_version, sa.func.count())
+        .where(
+            *within(period, predictions.c.created_at),
+            *of_version(period, predictions.c.model_version),
+        )
+        .group_by(predictions.c.model_version)
+    )
+    with engine.connect() as connection:
+        return {str(version): int(n) for version, n in connection.execute(query)}
+
+
+def summarise(
+    registry: ModelRegistry,
+    period: Period,
+    *,
+    seen: Iterable[str],
+    predicted: dict[str, int],
+    accuracy: Iterable[AccuracyPoint],
+) -> tuple[VersionSummary, ...]:
+    """One summary per version in ``seen`` (and in ``predicted``), oldest first."""
+    names = set(seen) | set(predicted)
+    if period.model_version is not None:
+        names &= {period.model_version}
+    realised: dict[str, list[AccuracyPoint]] = {}
+    for point in accuracy:
+        if point.kind is AccuracyKind.REALISED:
+            realised.setdefault(point.model_version, []).append(point)
+    current = registry.current_version()
+    return tuple(
+        _summary(registry, name, current, predicted.get(name, 0), realised.get(name, []))
+        for name in sorted(names, key=version_key)
+    )
+
+
+def _summary(
+    registry: ModelRegistry,
+    name: str,
+    current: str | None,
+    predicted: int,
+    points: list[AccuracyPoint],
+) -> VersionSummary:
+    labels = sum(p.labels or 0 for p in points)
+    weights = [(p.mae, p.labels or 1) for p in points]
+    mae = sum(m * w for m, w in weights) / sum(w for _, w in weights) if weights else None
+    try:
+        meta = registry.metadata(name)
+    except WatchkeeperError:  # deleted from the registry, or not a version name
+        meta = None
+    if meta is None:
+        return VersionSummary(
+            name,
+            "not in the registry",
+            None,
+            name == current,
+            False,
+            {},
+            None,
+            predicted,
+            labels,
+            mae,
+        )
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+    window = meta.get("training_window") if isinstance(meta.get("training_window"), dict) else {}
+    rows = window.get("rows")
+    return VersionSummary(
+        version=name,
+        status=str(meta.get("status", "registered")),
+        created_at=_moment(meta.get("created_at")),
+        is_current=name == current,
+        in_registry=True,
+        validation={k: float(v) for k in METRICS if _finite(v := metrics.get(k))},
+        training_rows=int(rows) if isinstance(rows, int) else None,
+        predictions=predicted,
+        labels=labels,
+        realised_mae=mae,
+    )
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _moment(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
