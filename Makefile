@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 
 .PHONY: run test deps system-deps lint bench settings-table chart-files report-screenshot clean
 
-run: $(VENV)/.installed  ## train the Ames model if none is registered; serve on :8000, monitor on :8001
+run: $(VENV)/.installed  ## the whole loop: serve :8000, monitor :8001, worker :8002, Prometheus :9090, Alertmanager :9093
 	VENV=$(VENV) scripts/run-platform
 
 test: $(VENV)/.installed system-deps  ## lint, then the whole test suite against real services

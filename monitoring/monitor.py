@@ -45,6 +45,7 @@ from monitoring.detectors import DetectorSuite
 from monitoring.log_reader import LogReader
 from monitoring.quality import feature_quality, rejected_rate
 from monitoring.trigger import RetrainTrigger, TriggerPolicy
+from monitoring.verdict import window_verdict
 from monitoring.windows import Window, cut_windows
 from watchkeeper.db.tables import predictions, window_results
 from watchkeeper.registry import ModelRegistry
@@ -180,7 +181,9 @@ class Monitor:
             )
             labelled: set[str] = set()  # versions whose rolling accuracy may change
             for window in windows:
-                self._store(self.evaluate(window))
+                results = self.evaluate(window)
+                self._store(results)
+                log.info("%s", window_verdict(results, self.settings.monitor_min_samples))
                 labelled |= self._evaluate_window_accuracy([_span(window)])
                 self.reader.set_watermark(window.last_seq)
                 self.status.windows_evaluated += 1
@@ -205,13 +208,6 @@ class Monitor:
             checks += [Check.FEATURE_DRIFT, Check.OUTPUT_DRIFT]
             if self.settings.drift_multivariate:
                 checks.append(Check.MULTIVARIATE_DRIFT)
-        else:
-            log.info(
-                "window %s has %d rows (< %d): no drift verdict",
-                window.window_id,
-                n,
-                self.settings.monitor_min_samples,
-            )
         try:
             suite = self.suite(window.model_version)
             features = pd.DataFrame.from_records(

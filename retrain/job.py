@@ -19,6 +19,7 @@ from retrain import requests as retrain_requests
 from retrain.data import RetrainData, assemble, base_dataset
 from retrain.lease import Lease
 from watchkeeper.db.tables import retrain_runs
+from watchkeeper.errors import WatchkeeperError
 from watchkeeper.model import regression_metrics
 from watchkeeper.progress import Stages
 from watchkeeper.registry import ModelRegistry, RegisteredModel
@@ -161,7 +162,10 @@ class RetrainJob:
             with self.stages.stage("training a candidate and judging it against the champion"):
                 result = self._train_and_judge(run_id, champion, data)
         except Exception as exc:
-            log.exception("retraining run %d failed", run_id)
+            if isinstance(exc, WatchkeeperError):  # a reason a person can act on: one line
+                log.warning("retraining run %d: failed (%s)", run_id, exc)
+            else:
+                log.exception("retraining run %d failed", run_id)
             self._update(
                 run_id,
                 outcome="failed",

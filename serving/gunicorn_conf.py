@@ -12,6 +12,7 @@ before a request thread sees it, so that slow or stalled clients hold no thread.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -44,6 +45,19 @@ def on_starting(server: Any) -> None:
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Watchkeeper's own lines (a model hot swap, the prediction log's state) go where
+    gunicorn's go, at INFO: without a handler, Python would print only warnings."""
+    root = logging.getLogger()
+    if not root.handlers:
+        for handler in worker.log.error_log.handlers:
+            root.addHandler(handler)
+        root.setLevel(logging.INFO)
+    # Alembic reports its migration context at INFO on every schema check (readiness).
+    for name in ("alembic.runtime.plugins", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -182,6 +182,18 @@ class Settings(BaseSettings):
     grafana_prometheus_url: str = "http://127.0.0.1:9090"
     """Prometheus as Grafana reaches it, for the provisioned data source."""
 
+    run_prometheus_port: int = Field(default=9090, ge=0, le=65535)
+    """Port of the Prometheus that `make run` starts (UI and API)."""
+
+    run_alertmanager_port: int = Field(default=9093, ge=0, le=65535)
+    """Port of the Alertmanager that `make run` starts. `make run` also receives the
+    people's notifications itself at `WATCHKEEPER_ALERT_PEOPLE_URL` when that is on this
+    host, writing one line per alert state change to `<data_dir>/notifications.log`, and
+    starts Grafana (`grafana-server`) at `WATCHKEEPER_GRAFANA_URL` where it is installed."""
+
+    run_scrape_interval: float = Field(default=15.0, gt=0)
+    """Seconds between the scrapes and rule evaluations of the Prometheus `make run` starts."""
+
     retrain_alert_names: Annotated[tuple[str, ...], NoDecode] = (
         "WatchkeeperDatasetDriftSustained",
         "WatchkeeperAccuracyDegraded",

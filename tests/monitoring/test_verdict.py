@@ -1,0 +1,61 @@
+"""A monitor window's verdict as the one line the monitor logs for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitoring.verdict import window_verdict
+
+
+def result(check: str, is_drift: bool | None, score: float | None, **details: Any) -> dict:
+    return {
+        "window_id": "v1:1-500",
+        "model_version": "v1",
+        "n_rows": 500,
+        "detector": check,
+        "is_drift": is_drift,
+        "score": score,
+        "details": details,
+    }
+
+
+def test_a_drifted_window_says_how() -> None:
+    results = [
+        result("data_quality", None, 0.0),
+        result("ood", None, 0.034),
+        result("estimated_accuracy", None, 16210.4),
+        result(
+            "feature_drift",
+            True,
+            7 / 31,
+            drifted=[f"f{i}" for i in range(7)],
+            p_values={f"f{i}": 0.5 for i in range(31)},
+        ),
+        result("output_drift", True, 0.001),
+        result("multivariate_drift", False, 0.4),
+    ]
+    assert window_verdict(results, 200) == (
+        "window v1:1-500 (500 rows): DRIFT: 7 of 31 features drifted, output drift, "
+        "no multivariate drift; OOD 3.4 %, rejected 0.0 %, estimated MAE 16,210"
+    )
+
+
+def test_a_small_window_has_no_drift_verdict_and_failures_are_named() -> None:
+    results = [
+        {**result("data_quality", None, 0.01), "n_rows": 120},
+        {**result("ood", None, None, error="ValueError: broken"), "n_rows": 120},
+    ]
+    assert window_verdict(results, 200) == (
+        "window v1:1-500 (120 rows): no drift verdict (fewer than 200 rows); "
+        "rejected 1.0 %; failed: ood"
+    )
+
+
+def test_a_quiet_window() -> None:
+    results = [
+        result("feature_drift", False, 0.0, drifted=[], p_values={"a": 0.9, "b": 0.8}),
+        result("ood", None, 0.0),
+    ]
+    assert window_verdict(results, 200) == (
+        "window v1:1-500 (500 rows): no drift: 0 of 2 features drifted; OOD 0.0 %"
+    )

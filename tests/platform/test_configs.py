@@ -1,0 +1,83 @@
+"""The configuration files of a local run come from the committed ones: the same rules
+and routing, pointed at the run's ports, sink and token file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tests.platform.conftest import REPO
+from watchkeeper.alertmanager_config import alertmanager_config
+from watchkeeper.local_run.configs import write_configs
+from watchkeeper.local_run.layout import layout
+from watchkeeper.local_run.summary import render_summary
+from watchkeeper.settings import Settings
+
+
+def settings(tmp_path: Path, **values: object) -> Settings:
+    return Settings(data_dir=tmp_path / "var", **values)  # type: ignore[arg-type]
+
+
+def test_prometheus_scrapes_this_runs_ports_with_the_projects_rules(tmp_path: Path) -> None:
+    chosen = settings(
+        tmp_path, port=18000, monitor_port=18001, retrain_port=18002, run_scrape_interval=2
+    )
+    plan = layout(chosen, REPO, grafana_installed=False)
+    files = write_configs(plan, chosen, tmp_path / "token")
+    config = yaml.safe_load(files["prometheus"].read_text())
+    committed = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    targets = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
+    assert targets == {
+        "watchkeeper-serving": ["127.0.0.1:18000"],
+        "watchkeeper-monitor": ["127.0.0.1:18001"],
+        "watchkeeper-retrain": ["127.0.0.1:18002"],
+    }
+    assert config["global"] == {"scrape_interval": "2s", "evaluation_interval": "2s"}
+    assert config["rule_files"] == [
+        str(REPO / "prometheus" / path) for path in committed["rule_files"]
+    ]
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "127.0.0.1:9093"
+    ]
+
+
+def test_alertmanager_routes_as_the_project_does_to_the_sink_and_the_server(
+    tmp_path: Path,
+) -> None:
+    chosen = settings(tmp_path, port=18000, alert_people_url="http://127.0.0.1:19095/notify")
+    plan = layout(chosen, REPO, grafana_installed=False)
+    files = write_configs(plan, chosen, tmp_path / "token")
+    config = yaml.safe_load(files["alertmanager"].read_text())
+    project = alertmanager_config(Settings())
+    assert config["route"] == project["route"]
+    assert config["inhibit_rules"] == project["inhibit_rules"]
+    hooks = {r["name"]: r["webhook_configs"][0] for r in config["receivers"]}
+    assert hooks["people"]["url"] == "http://127.0.0.1:19095/notify"
+    assert hooks["retrain"]["url"] == "http://127.0.0.1:18000/alerts"
+    credentials = hooks["retrain"]["http_config"]["authorization"]["credentials_file"]
+    assert credentials == str((tmp_path / "token").resolve())
+
+
+def test_people_elsewhere_get_no_local_sink(tmp_path: Path) -> None:
+    chosen = settings(tmp_path, alert_people_url="https://chat.example/hook")
+    plan = layout(chosen, REPO, grafana_installed=False)
+    assert plan.sink is None
+    config = yaml.safe_load(write_configs(plan, chosen, tmp_path / "t")["alertmanager"].read_text())
+    people = next(r for r in config["receivers"] if r["name"] == "people")
+    assert people["webhook_configs"][0]["url"] == "https://chat.example/hook"
+    summary = render_summary(plan, ".venv/bin", None, "v1", 12.0)
+    assert "notifications" not in summary and "WATCHKEEPER_ADMIN_TOKEN" in summary
+
+
+def test_grafana_gets_the_projects_provisioning_pointed_at_this_run(tmp_path: Path) -> None:
+    chosen = settings(tmp_path, run_prometheus_port=19090, grafana_url="http://127.0.0.1:13000")
+    plan = layout(chosen, REPO, grafana_installed=True)
+    ini = write_configs(plan, chosen, tmp_path / "token")["grafana"]
+    assert "http_port = 13000" in ini.read_text()
+    provisioning = ini.parent / "provisioning"
+    sources = yaml.safe_load((provisioning / "datasources" / "watchkeeper.yml").read_text())
+    assert sources["datasources"][0]["url"] == "http://127.0.0.1:19090"
+    assert sources["datasources"][0]["uid"] == "watchkeeper-prometheus"
+    providers = yaml.safe_load((provisioning / "dashboards" / "watchkeeper.yml").read_text())
+    assert providers["providers"][0]["options"]["path"] == str(REPO / "grafana" / "dashboards")

@@ -1,0 +1,227 @@
+"""``python -m watchkeeper.local_run``: what ``make run`` runs (through scripts/run-platform).
+
+1. Refuse, in one line, a port another process holds.
+2. Train and register the Ames model if none is current; bring the schema up to date.
+3. Generate the admin token on first start (unless ``WATCHKEEPER_ADMIN_TOKEN`` is set)
+   and the configuration files of the run.
+4. Start the notification sink, Alertmanager, Prometheus, the prediction server, the
+   monitor, the retraining worker and Grafana where installed; wait until each answers.
+5. Print one summary, then run until Ctrl-C (or until a component stops), and stop
+   every process it started.
+
+Watchkeeper's own processes write to the terminal; Prometheus, Alertmanager and
+Grafana write to ``<data_dir>/run/*.log``, shown when one fails to start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+from pydantic import ValidationError
+
+from watchkeeper.admin_token import AdminToken, ensure_admin_token, write_secret
+from watchkeeper.local_run.configs import write_configs
+from watchkeeper.local_run.layout import Layout, explicitly_set, layout
+from watchkeeper.local_run.summary import GRAFANA_MISSING, render_summary, shown
+from watchkeeper.local_run.supervisor import Supervisor
+from watchkeeper.settings import Settings
+
+# Generous: on two busy cores the first start (imports, detector fitting) can be slow.
+READY_TIMEOUT = 300.0
+STOP_TIMEOUT = 45.0
+
+
+class StartFailed(Exception):
+    """Why the platform could not start: printed as one line."""
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "watchkeeper.cli", *args]
+
+
+def _check_ports(plan: Layout) -> None:
+    for listener in plan.listeners():
+        if listener.in_use():
+            raise StartFailed(
+                f"port {listener.port} ({listener.component}) is already in use: stop what "
+                f"holds it, or set {listener.setting} to another port"
+            )
+
+
+def _admin_token(settings: Settings, plan: Layout) -> tuple[AdminToken | None, Path]:
+    """The generated token (None when one is configured) and the file Alertmanager
+    reads the token from."""
+    if settings.admin_token is None:
+        token = ensure_admin_token(plan.token_file)
+        return token, token.path
+    if explicitly_set("alert_token_file"):
+        return None, Path(settings.alert_token_file)
+    # The configured token, in a file of this run only Alertmanager (and you) can read.
+    copy = plan.run_dir / "alertmanager-token"
+    write_secret(copy, settings.admin_token.get_secret_value())
+    return None, copy
+
+
+def _run_setup(env: dict[str, str]) -> None:
+    for args in (("train", "--if-missing"), ("db", "upgrade")):
+        if subprocess.run(_cli(*args), env=env).returncode != 0:
+            raise StartFailed(f"`watchkeeper {' '.join(args)}` failed (its error is above)")
+
+
+def _start_all(
+    supervisor: Supervisor,
+    plan: Layout,
+    settings: Settings,
+    files: dict[str, Path],
+    env: dict[str, str],
+    token: AdminToken | None,
+    grafana: str | None,
+) -> None:
+    logs = plan.run_dir
+    if plan.sink is not None:
+        supervisor.start(
+            "notification sink",
+            [
+                sys.executable,
+                "-m",
+                "watchkeeper.notification_sink",
+                f"--listen={plan.sink.host}:{plan.sink.port}",
+                f"--path={plan.sink_path}",
+                f"--log={plan.notifications_log}",
+                f"--runbook-base={plan.repo.resolve()}",
+            ],
+            env,
+            f"{plan.sink.url}/healthz",
+        )
+    supervisor.start(
+        "Alertmanager",
+        [
+            "prometheus-alertmanager",
+            f"--config.file={files['alertmanager']}",
+            f"--storage.path={plan.data_dir / 'alertmanager'}",
+            f"--web.listen-address=127.0.0.1:{plan.alertmanager.port}",
+            "--cluster.listen-address=",  # one instance: no gossip port
+        ],
+        env,
+        f"{plan.alertmanager.url}/-/ready",
+        logs / "alertmanager.log",
+    )
+    supervisor.start(
+        "Prometheus",
+        [
+            "prometheus",
+            f"--config.file={files['prometheus']}",
+            f"--storage.tsdb.path={plan.data_dir / 'prometheus'}",
+            f"--web.listen-address=127.0.0.1:{plan.prometheus.port}",
+        ],
+        env,
+        f"{plan.prometheus.url}/-/ready",
+        logs / "prometheus.log",
+    )
+    serving_env = dict(env)
+    if token is not None:
+        serving_env["WATCHKEEPER_ADMIN_TOKEN"] = token.value
+    supervisor.start("prediction server", _cli("serve"), serving_env, f"{plan.serving.url}/readyz")
+    supervisor.start("monitor", _cli("monitor"), env, f"{plan.monitor.url}/healthz")
+    supervisor.start(
+        "retraining worker", _cli("retrain", "worker"), env, f"{plan.worker.url}/healthz"
+    )
+    if grafana is not None and plan.grafana is not None:
+        supervisor.start(
+            "Grafana",
+            [grafana, f"--homepath={_grafana_home(grafana)}", f"--config={files['grafana']}"],
+            env,
+            f"{plan.grafana.url}/api/health",
+            logs / "grafana.log",
+        )
+
+
+def _grafana_home(binary: str) -> Path:
+    """Grafana's install directory (its ``conf/defaults.ini``): next to a tarball's
+    ``bin/``, or where the Debian and RPM packages put it."""
+    for candidate in (Path(binary).resolve().parent.parent, Path("/usr/share/grafana")):
+        if (candidate / "conf" / "defaults.ini").exists():
+            return candidate
+    return Path("/usr/share/grafana")
+
+
+def _model_version(plan: Layout) -> str:
+    try:
+        return str(requests.get(f"{plan.serving.url}/model", timeout=5).json()["version"])
+    except (requests.RequestException, ValueError, KeyError):
+        return "(unknown)"
+
+
+def run(repo: Path, bin_dir: str) -> int:
+    started = time.monotonic()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"error: invalid configuration: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    grafana = shutil.which("grafana-server")
+    plan = layout(settings, repo, grafana_installed=grafana is not None)
+    env = dict(os.environ)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    supervisor = Supervisor()
+    try:
+        _check_ports(plan)
+        _run_setup(env)
+        token, token_file = _admin_token(settings, plan)
+        files = write_configs(plan, settings, token_file)
+        _start_all(supervisor, plan, settings, files, env, token, grafana)
+        failed = supervisor.wait_ready(READY_TIMEOUT, stop.is_set)
+        if failed is not None:
+            code = failed.exited()
+            what = "did not get ready" if code is None else f"exited with status {code}"
+            tail = failed.output_tail()
+            where = f" (log {shown(failed.log_path)})" if failed.log_path else " (see above)"
+            raise StartFailed(f"{failed.name} {what}{where}" + (f":\n{tail}" if tail else ""))
+        if stop.is_set():
+            return 130
+        if token is not None and token.created:
+            _say(f"admin token (generated once, kept in {shown(token.path)}): {token.value}")
+        if grafana is None:
+            _say(GRAFANA_MISSING)
+        elapsed = time.monotonic() - started
+        _say(render_summary(plan, bin_dir, token, _model_version(plan), elapsed))
+        while not stop.wait(0.5):
+            gone = supervisor.first_exited()
+            if gone is not None:
+                raise StartFailed(f"{gone.name} stopped (status {gone.exited()}); stopping all")
+        return 0
+    except StartFailed as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if supervisor.children:
+            _say("stopping Watchkeeper...")
+            supervisor.stop(STOP_TIMEOUT)
+            _say("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="run-platform", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repo", type=Path, default=Path.cwd(), help="the checkout")
+    parser.add_argument("--bin", default=".venv/bin", help="the virtualenv's bin, as printed")
+    args = parser.parse_args(argv)
+    return run(args.repo, args.bin)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""The one summary a local run prints once everything is up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchkeeper.admin_token import AdminToken
+from watchkeeper.local_run.layout import Layout
+
+GRAFANA_MISSING = (
+    "Grafana: skipped, no grafana-server on PATH; install Grafana "
+    "(https://grafana.com/docs/grafana/latest/setup-grafana/installation/) "
+    "and `make run` starts it with the dashboards"
+)
+
+
+@dataclass(frozen=True)
+class Line:
+    label: str
+    value: str
+    note: str = ""
+
+    @property
+    def is_url(self) -> bool:
+        return self.value.startswith("http://")
+
+
+def shown(path: Path) -> str:
+    """A path as the user will type it: relative to the working directory when under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def summary_lines(layout: Layout, bin_dir: str, token: AdminToken | None) -> list[Line]:
+    serving, monitor, worker = layout.serving.url, layout.monitor.url, layout.worker.url
+    lines = [
+        Line("API", f"{serving}/model", "the model served; POST /predict, /feedback"),
+        Line("OpenAPI", f"{serving}/openapi.json"),
+        Line("metrics", f"{serving}/metrics"),
+        Line("monitor", f"{monitor}/metrics", "drift, OOD, accuracy"),
+        Line("worker", f"{worker}/metrics", "retraining runs"),
+        # the root: Debian's Prometheus has only the classic UI, upstream's the new one
+        Line("Prometheus", layout.prometheus.url, "its Alerts page: the rules' states"),
+        Line("Alertmanager", f"{layout.alertmanager.url}/#/alerts"),
+    ]
+    if layout.grafana is not None:
+        lines.append(Line("Grafana", f"{layout.grafana.url}/dashboards", "folder Watchkeeper"))
+    lines.append(Line("report", f"{bin_dir}/watchkeeper report", "writes the monitoring report"))
+    if token is not None:
+        lines.append(Line("admin token", shown(token.path), "mode 0600"))
+    else:
+        lines.append(Line("admin token", "WATCHKEEPER_ADMIN_TOKEN", "as you set it"))
+    if layout.sink is not None:
+        lines.append(Line("notifications", shown(layout.notifications_log), "one line per alert"))
+    return lines
+
+
+def retrain_curl(layout: Layout, token: AdminToken | None) -> str:
+    secret = f"$(cat {shown(token.path)})" if token is not None else "$WATCHKEEPER_ADMIN_TOKEN"
+    return (
+        f"curl -s -XPOST {layout.serving.url}/admin/retrain "
+        f'-H "Authorization: Bearer {secret}" -H "Content-Type: application/json" '
+        '-d \'{"reason": "trying it"}\''
+    )
+
+
+def render_summary(
+    layout: Layout, bin_dir: str, token: AdminToken | None, model: str, seconds: float
+) -> str:
+    lines = summary_lines(layout, bin_dir, token)
+    width = max(len(line.label) for line in lines) + 2
+    text = [f"Watchkeeper is up in {seconds:.0f} s, serving model {model}:"]
+    for line in lines:
+        note = f"  ({line.note})" if line.note else ""
+        text.append(f"  {line.label:<{width}}{line.value}{note}")
+    text.append(f"  {'retrain now':<{width}}{retrain_curl(layout, token)}")
+    text.append(
+        "Next, in another shell: "
+        f"{bin_dir}/watchkeeper replay --limit 1500 --rate 50 --feedback-delay 5"
+    )
+    text.append("Ctrl-C stops everything.")
+    return "\n".join(text)
