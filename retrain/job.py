@@ -1,13 +1,14 @@
 """One retraining job: claim the requests, train a candidate, judge it against the
 champion on the newest labelled data, register it, promote it only if it is better.
 
-The job holds the single-flight lease from start to end and records a
-``retrain_runs`` row whatever happens.
+The job holds the single-flight lease from start to end, renewing it while it runs,
+and records a ``retrain_runs`` row whatever happens.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -103,9 +104,13 @@ class RetrainJob:
         csv: str | None = None,
         target: str | None = None,
         stages: Stages | None = None,
+        on_progress: Callable[[], None] | None = None,
     ) -> None:
+        """``on_progress`` is called each time the job renews its lease (the worker
+        beats its liveness heartbeat: a long job is not a stuck one)."""
         self.settings = settings
         self.stages = stages or Stages.quiet()
+        self.on_progress = on_progress
         self.engine = engine
         self.registry = registry
         self.params = params
@@ -124,13 +129,16 @@ class RetrainJob:
             log.info("a retraining job is already running; requests stay queued")
             return None
         try:
-            if not retrain_requests.pending(self.engine):
-                return None
-            return self._run_locked()
+            # renewed while the job runs, however long: a job outliving its lease would
+            # otherwise be joined by the next one
+            with lease.kept(on_renew=self.on_progress):
+                if not retrain_requests.pending(self.engine):
+                    return None
+                return self._run_locked(lease)
         finally:
             lease.release()
 
-    def _run_locked(self) -> RunResult:
+    def _run_locked(self, lease: Lease) -> RunResult:
         started = datetime.now(UTC)
         with self.engine.begin() as connection:
             run_id = int(
@@ -160,7 +168,7 @@ class RetrainJob:
                 champion = self.registry.load()
                 data = self._data(champion)
             with self.stages.stage("training a candidate and judging it against the champion"):
-                result = self._train_and_judge(run_id, champion, data)
+                result = self._train_and_judge(run_id, champion, data, lease)
         except Exception as exc:
             if isinstance(exc, WatchkeeperError):  # a reason a person can act on: one line
                 log.warning("retraining run %d: failed (%s)", run_id, exc)
@@ -192,7 +200,7 @@ class RetrainJob:
         )
 
     def _train_and_judge(
-        self, run_id: int, champion: RegisteredModel, data: RetrainData
+        self, run_id: int, champion: RegisteredModel, data: RetrainData, lease: Lease
     ) -> RunResult:
         params = self.params or TrainingParams(**champion.metadata.get("params", {}))
         trained = train(data.training, data.holdout, params=params)
@@ -218,6 +226,7 @@ class RetrainJob:
             champion_schema=champion.model.schema,
         )
         outcome = "promoted" if decision.promote else "rejected"
+        lease.check()  # a job that lost its lease to another registers nothing
         version = self.registry.register(
             trained,
             make_current=decision.promote,

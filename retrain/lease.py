@@ -2,21 +2,42 @@
 
 A job takes the lease with a conditional update (free, or expired) and gives it
 back when done. A job that crashes keeps it only until ``expires_at``, after which
-the next job takes it over.
+the next job takes it over. A job that runs longer than the lease renews it while it
+runs (:meth:`Lease.kept`), so that no second job joins it; one that could not renew
+in time and lost the lease to another finds out before it registers anything
+(:meth:`Lease.check`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
 from watchkeeper.db.tables import retrain_lease
+from watchkeeper.errors import WatchkeeperError
 
 LEASE = "retrain"
+# Renewed three times per lease duration: two renewals can fail (a database blip)
+# before another job could take the lease over.
+RENEWALS_PER_LEASE = 3
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(WatchkeeperError):
+    """Another job holds the lease this job started with: this job must not register
+    or promote anything."""
+
+    status_code = 409
+    code = "retrain_lease_lost"
 
 
 def holder_id() -> str:
@@ -41,6 +62,55 @@ class Lease:
                 .values(holder=self.holder, expires_at=now + timedelta(seconds=self.seconds))
             ).rowcount
         return taken == 1
+
+    def renew(self) -> bool:
+        """Extend the lease by its duration from now; False when this holder no longer
+        holds it (it expired and another job took it)."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as connection:
+            renewed = connection.execute(
+                retrain_lease.update()
+                .where(retrain_lease.c.name == LEASE, retrain_lease.c.holder == self.holder)
+                .values(expires_at=now + timedelta(seconds=self.seconds))
+            ).rowcount
+        return renewed == 1
+
+    def check(self) -> None:
+        """Renew now, or raise :class:`LeaseLost`."""
+        if not self.renew():
+            raise LeaseLost(
+                f"the retraining lease was lost (held by {self.current_holder()!r} now): "
+                "another job may be running, so this one stops without registering"
+            )
+
+    @contextmanager
+    def kept(self, on_renew: Callable[[], None] | None = None) -> Iterator[None]:
+        """Renew the lease from a background thread while the block runs.
+
+        ``on_renew`` is called after each renewal (the worker's heartbeat: a job that
+        still holds its lease is making progress as far as liveness goes)."""
+        stop = threading.Event()
+
+        def renew_until_stopped() -> None:
+            while not stop.wait(self.seconds / RENEWALS_PER_LEASE):
+                try:
+                    held = self.renew()
+                except sa.exc.SQLAlchemyError as exc:  # try again at the next tick
+                    log.warning("cannot renew the retraining lease: %s", exc)
+                    continue
+                if not held:
+                    log.error("the retraining lease was taken over by %s", self.current_holder())
+                    return
+                if on_renew is not None:
+                    on_renew()
+
+        thread = threading.Thread(target=renew_until_stopped, name="retrain-lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=max(self.seconds, 1.0))
 
     def release(self) -> None:
         with self.engine.begin() as connection:

@@ -1,19 +1,89 @@
 """The retraining worker's Prometheus metrics, read from ``retrain_runs`` at scrape
-time, so they survive restarts and count jobs started by any process."""
+time, so they survive restarts and count jobs started by any process.
+
+A scrape never fails because the database does: the figures read from it are then
+left out and ``watchkeeper_retrain_database_up`` is 0 (a failed scrape would also hide
+``up`` of the process itself and everything that does not need the database).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from watchkeeper.db.tables import retrain_requests, retrain_runs
+from retrain.lease import LEASE
+from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
 from watchkeeper.registry import ModelRegistry
 
+# Outcomes a run ends with. "running" is not one: a counter of running runs would go
+# down when a run ends; runs in progress are a gauge.
 OUTCOMES = ("promoted", "rejected", "failed")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunsSnapshot:
+    """What the database says about retraining at one scrape."""
+
+    finished: dict[str, int]
+    in_progress: int
+    pending_requests: int
+    last_duration_seconds: float | None
+    last_promotion: datetime | None
+
+
+def read_snapshot(engine: sa.Engine) -> RunsSnapshot:
+    now = datetime.now(UTC)
+    with engine.connect() as connection:
+        counts = dict(
+            connection.execute(
+                sa.select(retrain_runs.c.outcome, sa.func.count()).group_by(retrain_runs.c.outcome)
+            ).all()
+        )
+        # a run recorded as running counts only while a job holds the lease: the row of
+        # a job that crashed stays "running" forever
+        lease_held = connection.execute(
+            sa.select(sa.func.count())
+            .select_from(retrain_lease)
+            .where(
+                retrain_lease.c.name == LEASE,
+                retrain_lease.c.holder.is_not(None),
+                retrain_lease.c.expires_at >= now,
+            )
+        ).scalar()
+        last = connection.execute(
+            sa.select(retrain_runs.c.started_at, retrain_runs.c.finished_at)
+            .where(retrain_runs.c.finished_at.is_not(None))
+            .order_by(retrain_runs.c.id.desc())
+            .limit(1)
+        ).first()
+        promoted_at = connection.execute(
+            sa.select(sa.func.max(retrain_runs.c.finished_at)).where(
+                retrain_runs.c.outcome == "promoted"
+            )
+        ).scalar()
+        pending = connection.execute(
+            sa.select(sa.func.count())
+            .select_from(retrain_requests)
+            .where(retrain_requests.c.status == "pending")
+        ).scalar()
+    return RunsSnapshot(
+        finished={outcome: int(counts.get(outcome, 0)) for outcome in OUTCOMES},
+        in_progress=1 if lease_held and counts.get("running") else 0,
+        pending_requests=int(pending or 0),
+        last_duration_seconds=(
+            (last.finished_at - last.started_at).total_seconds() if last is not None else None
+        ),
+        last_promotion=promoted_at,
+    )
 
 
 class RetrainCollector(Collector):
@@ -22,61 +92,49 @@ class RetrainCollector(Collector):
         self.registry = registry
 
     def collect(self) -> Iterator[Any]:
-        with self.engine.connect() as connection:
-            counts = dict(
-                connection.execute(
-                    sa.select(retrain_runs.c.outcome, sa.func.count()).group_by(
-                        retrain_runs.c.outcome
-                    )
-                ).all()
-            )
-            last = connection.execute(
-                sa.select(retrain_runs.c.started_at, retrain_runs.c.finished_at)
-                .where(retrain_runs.c.finished_at.is_not(None))
-                .order_by(retrain_runs.c.id.desc())
-                .limit(1)
-            ).first()
-            promoted_at = connection.execute(
-                sa.select(sa.func.max(retrain_runs.c.finished_at)).where(
-                    retrain_runs.c.outcome == "promoted"
-                )
-            ).scalar()
-            pending = connection.execute(
-                sa.select(sa.func.count())
-                .select_from(retrain_requests)
-                .where(retrain_requests.c.status == "pending")
-            ).scalar()
-        runs = CounterMetricFamily(
-            "watchkeeper_retrain_runs", "Retraining runs by outcome.", labels=["outcome"]
+        try:
+            snapshot: RunsSnapshot | None = read_snapshot(self.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("retraining metrics: the database is unavailable: %s", exc)
+            snapshot = None
+        up = GaugeMetricFamily(
+            "watchkeeper_retrain_database_up",
+            "1 when the retraining worker could read its database at this scrape.",
         )
-        for outcome in (*OUTCOMES, "running"):
-            runs.add_metric([outcome], counts.get(outcome, 0))
-        yield runs
-        queued = GaugeMetricFamily(
-            "watchkeeper_retrain_requests_pending", "Retrain requests waiting for a job."
+        up.add_metric([], 0 if snapshot is None else 1)
+        yield up
+        if snapshot is not None:
+            yield from _from_database(snapshot)
+
+
+def _from_database(snapshot: RunsSnapshot) -> Iterator[Any]:
+    runs = CounterMetricFamily(
+        "watchkeeper_retrain_runs", "Finished retraining runs by outcome.", labels=["outcome"]
+    )
+    for outcome, count in snapshot.finished.items():
+        runs.add_metric([outcome], count)
+    yield runs
+    in_progress = GaugeMetricFamily(
+        "watchkeeper_retrain_runs_in_progress", "1 while a retraining run is in progress."
+    )
+    in_progress.add_metric([], snapshot.in_progress)
+    yield in_progress
+    queued = GaugeMetricFamily(
+        "watchkeeper_retrain_requests_pending", "Retrain requests waiting for a job."
+    )
+    queued.add_metric([], snapshot.pending_requests)
+    yield queued
+    if snapshot.last_duration_seconds is not None:
+        duration = GaugeMetricFamily(
+            "watchkeeper_retrain_last_run_duration_seconds",
+            "Duration of the last finished retraining run.",
         )
-        queued.add_metric([], int(pending or 0))
-        yield queued
-        if last is not None:
-            duration = GaugeMetricFamily(
-                "watchkeeper_retrain_last_run_duration_seconds",
-                "Duration of the last finished retraining run.",
-            )
-            duration.add_metric([], (last.finished_at - last.started_at).total_seconds())
-            yield duration
-        if promoted_at is not None:
-            promoted = GaugeMetricFamily(
-                "watchkeeper_retrain_last_promotion_timestamp_seconds",
-                "Unix time of the last promotion.",
-            )
-            promoted.add_metric([], promoted_at.timestamp())
-            yield promoted
-        current = self.registry.current_version()
-        if current is not None:
-            info = GaugeMetricFamily(
-                "watchkeeper_current_model_info",
-                "1 for the version the registry's current pointer names.",
-                labels=["model_version"],
-            )
-            info.add_metric([current], 1)
-            yield info
+        duration.add_metric([], snapshot.last_duration_seconds)
+        yield duration
+    if snapshot.last_promotion is not None:
+        promoted = GaugeMetricFamily(
+            "watchkeeper_retrain_last_promotion_timestamp_seconds",
+            "Unix time of the last promotion.",
+        )
+        promoted.add_metric([], snapshot.last_promotion.timestamp())
+        yield promoted

@@ -26,7 +26,8 @@ def run_worker(settings: Settings) -> int:
     registry = ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
     metrics = CollectorRegistry()
     metrics.register(RetrainCollector(engine, registry))
-    # A job running past its lease has lost it anyway: that is when to call it stuck.
+    # A job renews its lease, and beats the heartbeat as it does: a worker that has not
+    # done either for a whole lease (plus a poll) is stuck.
     heartbeat = Heartbeat(settings.retrain_lease_seconds + settings.retrain_poll_seconds)
     server = start_status_server(settings.retrain_host, settings.retrain_port, metrics, heartbeat)
     stop = threading.Event()
@@ -37,7 +38,7 @@ def run_worker(settings: Settings) -> int:
         heartbeat.beat()
         try:
             if retrain_requests.pending(engine):
-                RetrainJob(settings, engine, registry).run()
+                RetrainJob(settings, engine, registry, on_progress=heartbeat.beat).run()
         except Exception:  # recorded in retrain_runs when it got that far; try again later
             log.exception("retraining worker cycle failed")
         stop.wait(settings.retrain_poll_seconds)

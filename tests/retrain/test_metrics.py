@@ -1,0 +1,109 @@
+"""The retraining worker's metrics: a counter of finished runs that never goes down, a
+gauge of the run in progress, and a scrape that survives the database being down."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, generate_latest
+
+from retrain.lease import Lease
+from retrain.metrics import RetrainCollector
+from tests.conftest import running_postgres
+from tests.postgres import PostgresServer
+from tests.processes import metric
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.migrate import upgrade
+from watchkeeper.db.tables import retrain_runs
+from watchkeeper.registry import ModelRegistry
+
+
+def _scrape(engine: sa.Engine, registry_dir: Path) -> str:
+    registry = CollectorRegistry()
+    registry.register(RetrainCollector(engine, ModelRegistry(registry_dir)))
+    return generate_latest(registry).decode()
+
+
+def _start_run(engine: sa.Engine) -> int:
+    with engine.begin() as connection:
+        return int(
+            connection.execute(
+                retrain_runs.insert().values(
+                    started_at=datetime.now(UTC),
+                    trigger="manual",
+                    reason="test",
+                    request_ids=[],
+                    data={},
+                    outcome="running",
+                )
+            ).inserted_primary_key[0]
+        )
+
+
+def _finish_run(engine: sa.Engine, run_id: int, outcome: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            retrain_runs.update()
+            .where(retrain_runs.c.id == run_id)
+            .values(outcome=outcome, finished_at=datetime.now(UTC))
+        )
+
+
+def _runs_total(text: str, outcome: str) -> float | None:
+    return metric(text, "watchkeeper_retrain_runs_total", outcome=outcome)
+
+
+def test_a_run_in_progress_is_a_gauge_and_no_counter_goes_down(
+    engine: sa.Engine, registry_dir: Path
+) -> None:
+    lease = Lease(engine, 60)
+    assert lease.acquire()
+    run_id = _start_run(engine)
+
+    during = _scrape(engine, registry_dir)
+    _finish_run(engine, run_id, "promoted")
+    lease.release()
+    after = _scrape(engine, registry_dir)
+
+    assert metric(during, "watchkeeper_retrain_runs_in_progress") == 1
+    assert metric(after, "watchkeeper_retrain_runs_in_progress") == 0
+    for outcome in ("promoted", "rejected", "failed", "running"):
+        assert (_runs_total(after, outcome) or 0) >= (_runs_total(during, outcome) or 0), outcome
+    assert _runs_total(after, "promoted") == 1
+    assert _runs_total(during, "running") is None
+
+
+def test_the_row_of_a_crashed_job_is_not_a_run_in_progress(
+    engine: sa.Engine, registry_dir: Path
+) -> None:
+    _start_run(engine)  # its job died: nobody holds the lease
+
+    assert metric(_scrape(engine, registry_dir), "watchkeeper_retrain_runs_in_progress") == 0
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    yield from running_postgres()
+
+
+@pytest.mark.postgres
+def test_a_scrape_while_the_database_is_down_says_so_and_does_not_fail(
+    own_postgres: PostgresServer, registry_dir: Path
+) -> None:
+    engine = create_engine(own_postgres.create_database())
+    upgrade(engine)
+    try:
+        up = _scrape(engine, registry_dir)
+        own_postgres.stop(mode="immediate")
+        down = _scrape(engine, registry_dir)
+    finally:
+        engine.dispose()
+
+    assert metric(up, "watchkeeper_retrain_database_up") == 1
+    assert _runs_total(up, "failed") == 0
+    assert metric(down, "watchkeeper_retrain_database_up") == 0
+    assert _runs_total(down, "failed") is None  # unknown, not zero
