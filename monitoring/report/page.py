@@ -164,7 +164,7 @@ def _verdict_legend() -> str:
     items = [
         ("drift", "drift"),
         ("ok", "no drift"),
-        ("none", "no verdict (too few rows)"),
+        ("none", "no verdict (too few rows, or the check is off)"),
         ("error", "check failed"),
         ("request", "retrain request ▲"),
         ("promotion", "promotion ◆"),
