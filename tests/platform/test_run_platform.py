@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from tests.conftest import json_record
 from tests.platform.conftest import (
     READY_LINE,
+    REPO,
     Platform,
     alive,
     platform_env,
@@ -36,13 +38,6 @@ from watchkeeper.training import TrainedModel
 pytestmark = pytest.mark.integration
 
 JOBS = {"watchkeeper-serving", "watchkeeper-monitor", "watchkeeper-retrain"}
-RULE_GROUPS = {
-    "watchkeeper-model",
-    "watchkeeper-data-quality",
-    "watchkeeper-serving",
-    "watchkeeper-pipeline",
-    "watchkeeper-recording",
-}
 # A real rule of prometheus/rules/alerts.yml (`for: 1m`), fired by a real failed run.
 ALERT = "WatchkeeperRetrainingFailed"
 
@@ -52,6 +47,17 @@ def _prometheus(platform: Platform, path: str, **params: str) -> Any:
     response = requests.get(url, params=params, timeout=10)
     response.raise_for_status()
     return response.json()["data"]
+
+
+def project_rule_groups() -> set[str]:
+    """The rule groups of every rule file the committed Prometheus config names."""
+    prometheus = REPO / "prometheus"
+    config = yaml.safe_load((prometheus / "prometheus.yml").read_text())
+    return {
+        group["name"]
+        for path in config["rule_files"]
+        for group in yaml.safe_load((prometheus / path).read_text())["groups"]
+    }
 
 
 def _token(platform: Platform) -> str:
@@ -67,7 +73,7 @@ def test_prometheus_scrapes_all_three_components_and_loaded_the_rules(
 
     assert wait_for(all_up, timeout=60, interval=0.5), _prometheus(platform, "/api/v1/targets")
     groups = {g["name"]: g for g in _prometheus(platform, "/api/v1/rules")["groups"]}
-    assert set(groups) == RULE_GROUPS
+    assert set(groups) == project_rule_groups()
     alerts = {r["name"] for g in groups.values() for r in g["rules"] if r["type"] == "alerting"}
     assert ALERT in alerts and "WatchkeeperDatasetDriftSustained" in alerts
 
