@@ -75,10 +75,16 @@ def _admin_token(settings: Settings, plan: Layout) -> tuple[AdminToken | None, P
     return None, copy
 
 
-def _run_setup(env: dict[str, str]) -> None:
+def _run_setup(env: dict[str, str], stop: threading.Event) -> bool:
+    """Train if no model is current, migrate the schema; False if Ctrl-C stopped it."""
     for args in (("train", "--if-missing"), ("db", "upgrade")):
-        if subprocess.run(_cli(*args), env=env).returncode != 0:
+        # in the terminal's process group: Ctrl-C stops it as well as us
+        failed = subprocess.run(_cli(*args), env=env).returncode != 0
+        if stop.is_set():
+            return False
+        if failed:
             raise StartFailed(f"`watchkeeper {' '.join(args)}` failed (its error is above)")
+    return True
 
 
 def _start_all(
@@ -181,7 +187,8 @@ def run(repo: Path, bin_dir: str) -> int:
     supervisor = Supervisor()
     try:
         _check_ports(plan)
-        _run_setup(env)
+        if not _run_setup(env, stop):
+            return 130
         token, token_file = _admin_token(settings, plan)
         files = write_configs(plan, settings, token_file)
         _start_all(supervisor, plan, settings, files, env, token, grafana)

@@ -48,7 +48,9 @@ def summary_lines(layout: Layout, bin_dir: str, token: AdminToken | None) -> lis
     ]
     if layout.grafana is not None:
         lines.append(Line("Grafana", f"{layout.grafana.url}/dashboards", "folder Watchkeeper"))
-    lines.append(Line("report", f"{bin_dir}/watchkeeper report", "writes report.html, the monitoring report"))
+    lines.append(
+        Line("report", f"{bin_dir}/watchkeeper report", "writes report.html, the monitoring report")
+    )
     if token is not None:
         lines.append(Line("admin token", shown(token.path), "mode 0600"))
     else:
