@@ -35,7 +35,9 @@ from watchkeeper.local_run.summary import GRAFANA_MISSING
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.training import TrainedModel
 
-pytestmark = pytest.mark.integration
+# Starting the platform alone can take minutes on a busy machine: it counts towards the
+# first test's time.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 JOBS = {"watchkeeper-serving", "watchkeeper-monitor", "watchkeeper-retrain"}
 # A real rule of prometheus/rules/alerts.yml (`for: 1m`), fired by a real failed run.
@@ -116,7 +118,6 @@ def test_the_generated_admin_token_is_private_printed_once_and_works(platform: P
     assert answer.status_code == 202, answer.text
 
 
-@pytest.mark.timeout(600)
 def test_a_rule_fires_and_reaches_alertmanager_and_the_notification_log(
     platform: Platform,
 ) -> None:
