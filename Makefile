@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test deps system-deps lint bench settings-table chart-files report-screenshot clean
+.PHONY: run test deps system-deps lint bench settings-table mixin chart-files report-screenshot clean
 
 run: $(VENV)/.installed  ## the whole loop: serve :8000, monitor :8001, worker :8002, Prometheus :9090, Alertmanager :9093
 	VENV=$(VENV) scripts/run-platform
@@ -30,6 +30,10 @@ bench: $(VENV)/.installed  ## serving and monitor benchmarks (print figures; not
 
 settings-table: $(VENV)/.installed  ## the README's configuration table
 	$(BIN)/watchkeeper settings --markdown
+
+mixin: $(VENV)/.installed  ## regenerate alert and recording rules, Alertmanager config and dashboards from the settings, and the chart's copies
+	$(BIN)/watchkeeper mixin build
+	VENV=$(VENV) scripts/sync-chart-files
 
 chart-files: $(VENV)/.installed  ## copy dashboards, rules and the values schema into helm/watchkeeper
 	VENV=$(VENV) scripts/sync-chart-files

@@ -176,8 +176,9 @@ class MonitorCollector(Collector):
             ("rmse", "rmse", "Root mean squared error of the most recent labelled predictions."),
             (
                 "mape",
-                "mape_percent",
-                "Mean absolute percentage error of the most recent labelled predictions.",
+                "mape_ratio",
+                "Mean absolute percentage error of the most recent labelled predictions, as "
+                "a ratio (0.1 = 10 %).",
             ),
             (
                 "coverage",
@@ -194,7 +195,9 @@ class MonitorCollector(Collector):
             if details.get(key) is None:  # MAPE of all-zero actuals; older stored results
                 continue
             g = _gauge(name, doc, ("model_version",))
-            g.add_metric([version], details[key])
+            # MAPE is stored in percent (the report and CLI print it so); Prometheus
+            # takes ratios in base units
+            g.add_metric([version], details[key] / 100 if key == "mape" else details[key])
             yield g
         if details.get("validation_mae") is not None:
             g = _gauge(

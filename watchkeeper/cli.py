@@ -350,11 +350,20 @@ def _cmd_alertmanager_config(args: argparse.Namespace, settings: Settings) -> in
     return 0
 
 
+def _cmd_mixin(args: argparse.Namespace, settings: Settings) -> int:
+    from watchkeeper.mixin.files import write
+
+    for path in write(Path(args.root), settings):
+        print(f"wrote {path}")
+    return 0
+
+
 def _cmd_grafana(args: argparse.Namespace, settings: Settings) -> int:
     if args.grafana_command == "build":
         from watchkeeper.grafana.dashboards import write
+        from watchkeeper.mixin.config import MixinConfig
 
-        for path in write(Path(args.output)):
+        for path in write(Path(args.output), MixinConfig.from_settings(settings)):
             print(f"wrote {path}")
         return 0
     from watchkeeper.grafana.provision import provision
@@ -642,6 +651,24 @@ def build_parser() -> argparse.ArgumentParser:
         "(the path it reads is WATCHKEEPER_ALERT_TOKEN_FILE, as its container sees it)",
     )
     alertmanager.set_defaults(handler=_cmd_alertmanager_config)
+
+    mixin = commands.add_parser(
+        "mixin",
+        help="write alert and recording rules, Alertmanager config and dashboards from the "
+        "settings",
+        epilog="Thresholds and durations come from the WATCHKEEPER_TRIGGER_*, "
+        "WATCHKEEPER_DRIFT_P_VALUE and WATCHKEEPER_MONITOR_WINDOW_SECONDS settings the "
+        "monitor also acts on; links from WATCHKEEPER_ALERT_RUNBOOK_URL and "
+        "WATCHKEEPER_GRAFANA_URL (README: Alerts).",
+    )
+    mixin.set_defaults(handler=_cmd_mixin)
+    mixin_commands = _Commands(mixin, dest="mixin_command")
+    mixin_build = mixin_commands.add_parser(
+        "build",
+        help="write prometheus/rules/*.yml, prometheus/alertmanager.yml and "
+        "grafana/dashboards/*.json under a folder",
+    )
+    mixin_build.add_argument("--root", default=".", help="repository folder to write into")
 
     grafana = commands.add_parser("grafana", help="build dashboards, or provision a Grafana")
     grafana.set_defaults(handler=_cmd_grafana)

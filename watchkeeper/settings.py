@@ -172,6 +172,19 @@ class Settings(BaseSettings):
     alert_token_file: str = "/etc/watchkeeper/admin-token"
     """File holding `WATCHKEEPER_ADMIN_TOKEN`, read by Alertmanager to call `/alerts`."""
 
+    alert_runbook_url: str = "https://watchkeeper.example/docs/runbook.md"
+    """Absolute URL where people read `docs/runbook.md`; every alert's `runbook_url`
+    links to a section of it. The default is a placeholder: set it to where your copy is
+    served (your repository's web view of the file, an internal wiki)."""
+
+    metrics_namespace: str = ""
+    """Namespace every generated rule and dashboard query selects (`namespace` label).
+    Empty: no namespace selector (one host); aggregations keep `namespace` either way,
+    so releases in different namespaces of one Prometheus never mix."""
+
+    dashboard_target_unit: str = "currencyUSD"
+    """Grafana unit of the model's target, for MAE, RMSE and predicted-value panels."""
+
     grafana_url: str = "http://127.0.0.1:3000"
     """Grafana that `watchkeeper grafana provision` configures."""
 
@@ -338,6 +351,14 @@ class Settings(BaseSettings):
     def _parse_names(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("alert_runbook_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        # a notification is read far from the repository: a relative link opens nothing
+        if not re.match(r"^[a-z][a-z0-9+.-]*://[^/]", value):
+            raise ValueError(f"must be an absolute URL: {value!r}")
         return value
 
     @model_validator(mode="after")

@@ -5,8 +5,10 @@ idempotent and fails clearly."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,9 +17,16 @@ from tests.grafana.fake_grafana import FakeGrafana
 from tests.ports import free_port
 from watchkeeper.grafana.dashboards import DATASOURCE_UID, build, panel_queries, render
 from watchkeeper.grafana.provision import GrafanaError, provision
+from watchkeeper.mixin.config import MixinConfig
+from watchkeeper.settings import Settings
 
 GRAFANA = Path(__file__).resolve().parents[2] / "grafana"
 TOKEN = "glsa_test_token"
+
+
+def _config() -> MixinConfig:
+    # at test time: the environment is cleaned for each test, not at import
+    return MixinConfig.from_settings(Settings())
 
 
 @pytest.fixture
@@ -28,29 +37,85 @@ def grafana() -> Iterator[FakeGrafana]:
 
 
 def test_committed_dashboards_are_the_generated_ones() -> None:
-    built = build()
+    built = build(_config())
     committed = {p.name: p.read_text() for p in (GRAFANA / "dashboards").glob("*.json")}
 
     assert set(committed) == set(built)
     for name, dashboard in built.items():
-        assert committed[name] == render(dashboard), f"run `watchkeeper grafana build` ({name})"
+        assert committed[name] == render(dashboard), f"run `make mixin` ({name})"
 
 
-def test_every_panel_queries_the_provisioned_datasource() -> None:
+def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in dashboard["panels"] if p["type"] != "row"]
+
+
+def test_every_panel_queries_the_chosen_datasource_and_the_default_is_provisioned() -> None:
     provisioned = yaml.safe_load((GRAFANA / "provisioning/datasources/watchkeeper.yml").read_text())
-    assert provisioned["datasources"][0]["uid"] == DATASOURCE_UID
-    for dashboard in build().values():
+    assert provisioned["datasources"][0]["uid"] == DATASOURCE_UID == _config().datasource_uid
+    for dashboard in build(_config()).values():
         assert "do not edit" in dashboard["description"]
-        for panel in dashboard["panels"]:
+        (variable,) = [v for v in dashboard["templating"]["list"] if v["type"] == "datasource"]
+        assert variable["current"]["value"] == DATASOURCE_UID
+        for panel in _panels(dashboard):
             assert panel["targets"], panel["title"]
-            assert all(t["datasource"]["uid"] == DATASOURCE_UID for t in panel["targets"])
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+            assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"])
+        assert all(
+            a["datasource"]["uid"] == "${datasource}" for a in dashboard["annotations"]["list"]
+        )
         assert panel_queries(dashboard)
-    titles = {d["title"] for d in build().values()}
+    titles = {d["title"] for d in build(_config()).values()}
     assert titles == {
         "Watchkeeper / Serving",
         "Watchkeeper / Model health",
         "Watchkeeper / Accuracy and lifecycle",
     }
+
+
+def test_every_query_uses_the_job_namespace_and_model_version_variables() -> None:
+    for dashboard in build(_config()).values():
+        names = {v["name"] for v in dashboard["templating"]["list"]}
+        assert names == {"datasource", "job", "namespace", "model_version"}
+        for title, expr in panel_queries(dashboard):
+            for selector in re.findall(r"\b(?:watchkeeper[_:][a-z0-9_:]+)(\{[^}]*\})?", expr):
+                assert 'job=~"$job"' in selector and 'namespace=~"$namespace"' in selector, title
+            if "model_version" in expr:  # series that carry the label are filtered by it
+                assert 'model_version=~"$model_version"' in expr, title
+
+
+def test_every_panel_has_a_unit_and_a_description_and_sits_under_a_row() -> None:
+    for dashboard in build(_config()).values():
+        panels = dashboard["panels"]
+        assert panels[0]["type"] == "row", dashboard["title"]
+        for panel in _panels(dashboard):
+            assert panel["fieldConfig"]["defaults"]["unit"], panel["title"]
+            assert len(panel["description"]) > 60, panel["title"]
+    accuracy = {p["title"]: p for p in build(_config())["accuracy-lifecycle.json"]["panels"]}
+    for title in ("MAE from feedback vs validation", "RMSE"):
+        assert accuracy[title]["fieldConfig"]["defaults"]["unit"] == _config().target_unit
+
+
+def test_dashboards_link_to_each_other_and_keep_time_and_variables() -> None:
+    dashboards = build(_config()).values()
+    for dashboard in dashboards:
+        (link,) = dashboard["links"]
+        assert link["type"] == "dashboards" and link["includeVars"] and link["keepTime"]
+        # a tag link lists every dashboard carrying the tag: all three
+        assert all(set(link["tags"]) <= set(other["tags"]) for other in dashboards)
+
+
+def test_panels_do_not_overlap() -> None:
+    for dashboard in build(_config()).values():
+        cells: set[tuple[int, int]] = set()
+        for panel in dashboard["panels"]:
+            g = panel["gridPos"]
+            own = {
+                (x, y)
+                for x in range(g["x"], g["x"] + g["w"])
+                for y in range(g["y"], g["y"] + g["h"])
+            }
+            assert not cells & own and g["x"] + g["w"] <= 24, panel["title"]
+            cells |= own
 
 
 def test_provisioning_creates_then_updates_in_place(grafana: FakeGrafana) -> None:

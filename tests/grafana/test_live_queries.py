@@ -1,6 +1,8 @@
 """Dashboards and alerts against what really runs: with serving, the monitor and the
 retraining worker scraped by a real Prometheus and real traffic replayed, every panel
-query returns data, and every metric a query or alert names is exported."""
+query (its variables replaced by their "All" values, as Grafana sends it by default)
+and every variable's series returns data, and every metric a query or alert names is
+exported."""
 
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ from monitoring.replay import Replayer
 from tests.observability import Server
 from tests.processes import Process, metric, wait_for
 from watchkeeper.dataset import Dataset
-from watchkeeper.grafana.dashboards import build, panel_queries
+from watchkeeper.grafana.dashboards import build, panel_queries, substitute_all
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "dashboards-token"
 RULES = Path(__file__).resolve().parents[2] / "prometheus" / "rules"
+LABEL_VALUES = re.compile(r"^label_values\((.*), \w+\)$")
 METRIC = re.compile(r"\b(watchkeeper_[a-z0-9_]+|watchkeeper:[a-z0-9_:]+)")
 
 
@@ -91,7 +94,24 @@ def test_every_dashboard_query_returns_data_and_names_only_exported_metrics(
     # traffic on the promoted version, seen by the monitor
     Replayer(server.url, batch_size=50, feedback_delay=0.2).run(ames.between(201001, 201012))
 
-    queries = [(d["title"], title, q) for d in build().values() for title, q in panel_queries(d)]
+    dashboards = build().values()
+    queries = [
+        (d["title"], title, substitute_all(q, d))
+        for d in dashboards
+        for title, q in panel_queries(d)
+    ]
+    # a variable's values come from the series inside its label_values(…)
+    queries += [
+        (
+            d["title"],
+            f"variable {v['name']}",
+            substitute_all(LABEL_VALUES.sub(r"\1", v["definition"]), d),
+        )
+        for d in dashboards
+        for v in d["templating"]["list"]
+        if v["type"] == "query"
+    ]
+    assert all("$" not in q for _, _, q in queries), [q for _, _, q in queries if "$" in q]
 
     def empty() -> list[tuple[str, str, str]]:
         return [

@@ -4,12 +4,18 @@ routing each alert where it must go."""
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from tests.observability import binary
-from watchkeeper.alertmanager_config import render
+from tests.processes import wait_for
+from watchkeeper.alertmanager_config import alertmanager_config, render
+from watchkeeper.mixin.alerts import alert_names
+from watchkeeper.mixin.config import MixinConfig
 from watchkeeper.settings import Settings
 
 CONFIG = Path(__file__).resolve().parents[2] / "prometheus" / "alertmanager.yml"
@@ -52,3 +58,59 @@ def test_alerts_route_to_people_and_retraining_alerts_also_to_the_webhook(
         text=True,
     )
     assert result.stdout.strip() == receivers, result.stdout + result.stderr
+
+
+def test_every_inhibition_states_the_labels_that_must_be_equal() -> None:
+    for inhibition in alertmanager_config(Settings())["inhibit_rules"]:
+        assert {"namespace", "job"} <= set(inhibition["equal"]), inhibition
+
+
+def test_retraining_alerts_are_generated_alerts_and_a_misspelt_one_is_refused() -> None:
+    settings = Settings()
+    assert set(settings.retrain_alert_names) <= set(
+        alert_names(MixinConfig.from_settings(settings))
+    )
+    with pytest.raises(ValueError, match="WatchkeeperDatasetDrift"):
+        alertmanager_config(Settings(retrain_alert_names=("WatchkeeperDatasetDrift",)))
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "inhibited"),
+    [
+        ('namespace="a",job="watchkeeper-serving"', 'namespace="a",job="watchkeeper-serving"', 1),
+        ('namespace="a",job="watchkeeper-serving"', 'namespace="b",job="watchkeeper-serving"', 0),
+    ],
+)
+def test_a_failing_release_silences_its_own_latency_alert_only(
+    start_alertmanager: Any, source: str, target: str, inhibited: int
+) -> None:
+    """A real Alertmanager: the 5xx alert of one release inhibits that release's
+    latency alert, never another namespace's."""
+    server = start_alertmanager(Settings())
+    now = datetime.now(UTC).isoformat()
+
+    def alert(name: str, labels: str) -> dict[str, Any]:
+        pairs = dict(part.split("=") for part in labels.split(","))
+        return {
+            "labels": {"alertname": name, **{k: v.strip('"') for k, v in pairs.items()}},
+            "startsAt": now,
+        }
+
+    posted = requests.post(
+        f"{server.url}/api/v2/alerts",
+        json=[alert("WatchkeeperHighErrorRate", source), alert("WatchkeeperHighLatency", target)],
+        timeout=10,
+    )
+    assert posted.status_code == 200
+
+    def latency_state() -> str | None:
+        alerts = server.get("/api/v2/alerts").json()
+        states = [
+            a["status"]["state"]
+            for a in alerts
+            if a["labels"]["alertname"] == "WatchkeeperHighLatency"
+        ]
+        return states[0] if states else None
+
+    expected = "suppressed" if inhibited else "active"
+    assert wait_for(lambda: latency_state() == expected, timeout=30, interval=0.2), latency_state()

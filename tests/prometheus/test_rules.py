@@ -1,24 +1,35 @@
 """Alert and recording rules: promtool checks them, and promtool unit tests fire every
-alert and show it silent for a blip shorter than its ``for:``.
+alert and show it silent for a blip shorter than its ``for:``, and for the same
+series scraped under another job.
 
-The cases are data here; the expected annotations are read from the rules file
-(rendering ``$labels``), so a test fails when an alert's condition, duration, labels
-or annotations change without the case changing too.
+The cases are data here. Input series get the ``job`` label of the process that
+exports them. The expected summary and runbook section of each alert are written here,
+apart from the generator, and its dashboard link is checked against the committed
+dashboards; only the longer description is read from the rules file (rendering
+``$labels``), so a test fails when an alert's condition, duration, labels or
+annotations change without the case changing too.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
 
 from tests.observability import binary
+from watchkeeper.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2] / "prometheus"
 RULES = [ROOT / "rules" / "recording.yml", ROOT / "rules" / "alerts.yml"]
+# every rule file (retention's alerts have their promtool cases in test_retention_rules.py)
+ALL_RULES = sorted((ROOT / "rules").glob("*.yml"))
+METRIC = re.compile(r"\b(watchkeeper_[a-z0-9_]+|watchkeeper:[a-z0-9_:]+)")
 
 V1 = {"model_version": "v1"}
 GRLIV = 'model_version="v1",feature="Gr_Liv_Area"'
@@ -229,6 +240,16 @@ CASES: dict[str, dict[str, Any]] = {
         "at": 10,
         "labels": {},
     },
+    # a version refused for one poll, then CURRENT put right, must not page
+    "WatchkeeperModelFallback": {
+        "fire": [
+            ('watchkeeper_model_fallback{instance="a"}', "0x5 1x20"),
+            ('watchkeeper_model_fallback{instance="b"}', "0x25"),
+        ],
+        "quiet": [('watchkeeper_model_fallback{instance="a"}', "0x5 1x2 0x20")],
+        "at": 15,
+        "labels": {},
+    },
     "WatchkeeperMonitorStale": {
         "fire": [("watchkeeper_monitor_last_success_timestamp_seconds", "60x60")],
         "quiet": [("watchkeeper_monitor_last_success_timestamp_seconds", "0+60x60")],
@@ -263,9 +284,110 @@ CASES: dict[str, dict[str, Any]] = {
 }
 
 
+# written apart from the generator: what a person reads first, and where it sends them
+EXPECTED: dict[str, tuple[str, str]] = {
+    "WatchkeeperDatasetDriftSustained": (
+        "Dataset drift on model v1 for 30 minutes",
+        "dataset-drift-sustained",
+    ),
+    "WatchkeeperFeatureDrift": ("Some features of model v1 drift", "feature-drift"),
+    "WatchkeeperHighOODFraction": (
+        "Many out-of-distribution requests for model v1",
+        "high-ood-fraction",
+    ),
+    "WatchkeeperAccuracyDegraded": (
+        "Model v1 MAE is 25 % worse than at validation",
+        "accuracy-degraded",
+    ),
+    "WatchkeeperFeedbackOrphans": (
+        "Labels arrive for predictions that were never logged",
+        "feedback-orphans",
+    ),
+    "WatchkeeperTooFewLabels": (
+        "No new ground truth for 1 day while predictions flow",
+        "too-few-labels",
+    ),
+    "WatchkeeperFeatureMissing": (
+        "Gr_Liv_Area is missing far more often than in training (model v1)",
+        "feature-missing",
+    ),
+    "WatchkeeperFeatureOutOfRange": (
+        "Gr_Liv_Area outside the training range in many predictions (model v1)",
+        "feature-out-of-range",
+    ),
+    "WatchkeeperUnseenCategories": (
+        "Neighborhood gets categories never seen in training (model v1)",
+        "unseen-categories",
+    ),
+    "WatchkeeperRejectedRequests": (
+        "More than 5 % of /predict requests are rejected as invalid",
+        "rejected-requests",
+    ),
+    "WatchkeeperHighErrorRate": (
+        "More than 5 % of /predict requests fail with 5xx",
+        "high-error-rate",
+    ),
+    "WatchkeeperHighLatency": ("/predict p99 latency above 500 ms", "high-latency"),
+    "WatchkeeperLogBacklog": (
+        "Prediction log writer is falling behind",
+        "log-backlog-or-database-down",
+    ),
+    "WatchkeeperLogDatabaseDown": (
+        "Prediction log database is unreachable",
+        "log-backlog-or-database-down",
+    ),
+    "WatchkeeperLogJournalFull": (
+        "Prediction requests are refused: the log journal is full",
+        "log-journal-full",
+    ),
+    "WatchkeeperLogDeadLetters": (
+        "Log entries were set aside in dead-letter files",
+        "log-dead-letters",
+    ),
+    "WatchkeeperLogWriterRestarted": (
+        "A prediction log writer thread died and was restarted",
+        "log-writer-restarted",
+    ),
+    "WatchkeeperModelFallback": (
+        "Serving does not serve the version CURRENT names",
+        "model-fallback",
+    ),
+    "WatchkeeperMonitorStale": (
+        "The monitor has not completed a cycle for 30 minutes",
+        "monitor-stale",
+    ),
+    "WatchkeeperMonitorWindowErrors": (
+        "Monitor check ood keeps failing on windows",
+        "monitor-window-errors",
+    ),
+    "WatchkeeperRetrainingFailed": ("A retraining run failed", "retraining-failed"),
+    "WatchkeeperModelRejectedRepeatedly": (
+        "3 or more retrained candidates rejected in a day",
+        "model-rejected-repeatedly",
+    ),
+}
+# fires on absent(): series of another job are no series of its own
+FIRES_WHEN_ABSENT = {"WatchkeeperMonitorStale"}
+JOBS = {
+    "watchkeeper_monitor_": "watchkeeper-monitor",
+    "watchkeeper_retrain_": "watchkeeper-retrain",
+    "watchkeeper_": "watchkeeper-serving",
+}
+
+
 def _alerts() -> dict[str, dict[str, Any]]:
     groups = yaml.safe_load((ROOT / "rules" / "alerts.yml").read_text())["groups"]
     return {rule["alert"]: rule for group in groups for rule in group["rules"] if "alert" in rule}
+
+
+def _all_alerts() -> dict[str, dict[str, Any]]:
+    return {
+        rule["alert"]: rule
+        for path in ALL_RULES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
 
 
 def _render(text: str, labels: dict[str, str]) -> str:
@@ -274,17 +396,50 @@ def _render(text: str, labels: dict[str, str]) -> str:
     return text
 
 
-def _series(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
-    return [{"series": name, "values": values} for name, values in pairs]
+def _job_of(series: str) -> str:
+    return next(job for prefix, job in JOBS.items() if series.startswith(prefix))
+
+
+def _with_job(series: str, job: str | None = None) -> str:
+    """``series`` with the job label of the process exporting it (or ``job``)."""
+    label = f'job="{job or _job_of(series)}"'
+    if "{" in series:
+        return series.replace("{", "{" + label + ",", 1)
+    return f"{series}{{{label}}}"
+
+
+def _series(pairs: list[tuple[str, str]], job: str | None = None) -> list[dict[str, str]]:
+    return [{"series": _with_job(name, job), "values": values} for name, values in pairs]
+
+
+def _quiet(series: list[dict[str, str]], name: str, at: int) -> dict[str, Any]:
+    return {
+        "interval": "1m",
+        "input_series": series,
+        "alert_rule_test": [{"eval_time": f"{at}m", "alertname": name, "exp_alerts": []}],
+    }
 
 
 def _test_file(tmp_path: Path) -> Path:
     alerts = _alerts()
     tests = []
+    annotated: dict[str, dict[str, str]] = {}
     for name, case in CASES.items():
         rule = alerts[name]
-        labels = {**case["labels"], "severity": rule["labels"]["severity"]}
-        annotations = {k: _render(v, labels) for k, v in rule["annotations"].items()}
+        summary, anchor = EXPECTED[name]
+        labels = {
+            "job": _job_of(case["fire"][0][0]),
+            **case["labels"],
+            "severity": rule["labels"]["severity"],
+        }
+        annotations = {
+            "summary": summary,
+            "description": _render(rule["annotations"]["description"], labels),
+            "runbook_url": f"{Settings().alert_runbook_url}#{anchor}",
+            # checked against the dashboards by its own test
+            "dashboard_url": rule["annotations"]["dashboard_url"],
+        }
+        annotated[name] = annotations
         tests.append(
             {
                 "interval": "1m",
@@ -298,15 +453,44 @@ def _test_file(tmp_path: Path) -> Path:
                 ],
             }
         )
-        tests.append(
-            {
-                "interval": "1m",
-                "input_series": _series(case["quiet"]),
-                "alert_rule_test": [
-                    {"eval_time": f"{case['at']}m", "alertname": name, "exp_alerts": []}
-                ],
-            }
-        )
+        tests.append(_quiet(_series(case["quiet"]), name, case["at"]))
+        if name not in FIRES_WHEN_ABSENT:
+            # the firing series, scraped by someone else's job: not ours to alert on
+            tests.append(_quiet(_series(case["fire"], job="someone-else"), name, case["at"]))
+    # two releases in two namespaces of one Prometheus: drift in one alerts for that one
+    drift = 'watchkeeper_monitor_dataset_drift{job="watchkeeper-monitor",model_version="v1",'
+    tests.append(
+        {
+            "interval": "1m",
+            "input_series": [
+                {
+                    "series": f'{drift}namespace="a"}}',
+                    "values": "1x40",
+                },
+                {
+                    "series": f'{drift}namespace="b"}}',
+                    "values": "0x40",
+                },
+            ],
+            "alert_rule_test": [
+                {
+                    "eval_time": "35m",
+                    "alertname": "WatchkeeperDatasetDriftSustained",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {
+                                "job": "watchkeeper-monitor",
+                                "namespace": "a",
+                                "model_version": "v1",
+                                "severity": "warning",
+                            },
+                            "exp_annotations": annotated["WatchkeeperDatasetDriftSustained"],
+                        }
+                    ],
+                }
+            ],
+        }
+    )
     path = tmp_path / "alerts_test.yml"
     path.write_text(
         yaml.safe_dump(
@@ -327,27 +511,55 @@ def promtool() -> str:
 
 
 def test_every_alert_has_a_firing_and_a_silent_case() -> None:
-    assert set(CASES) == set(_alerts())
+    assert set(CASES) == set(_alerts()) == set(EXPECTED)
 
 
-def test_every_alert_carries_severity_summary_description_and_runbook() -> None:
+def test_every_alert_carries_severity_summary_description_and_links() -> None:
     runbook = (ROOT.parent / "docs" / "runbook.md").read_text()
-    for name, rule in _alerts().items():
+    for name, rule in _all_alerts().items():
         assert rule["labels"]["severity"] in {"info", "warning", "critical"}, name
-        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), name
-        anchor = rule["annotations"]["runbook_url"].split("#", 1)[1]
+        annotations = rule["annotations"]
+        assert set(annotations) == {"summary", "description", "runbook_url", "dashboard_url"}
+        assert annotations["runbook_url"].startswith(("https://", "http://")), name
+        anchor = annotations["runbook_url"].split("#", 1)[1]
         assert f"## {anchor.replace('-', ' ')}" in runbook.lower(), (name, anchor)
         assert rule.get("for"), f"{name} has no for: duration"
 
 
+def test_every_alert_links_to_a_panel_showing_its_metrics() -> None:
+    """The dashboard_url opens a panel of the committed dashboards whose queries read
+    a metric the alert's expression reads: the panel that explains the alert."""
+    dashboards = {d["uid"]: d for d in map(json.loads, _dashboard_texts())}
+    grafana = Settings().grafana_url
+    for name, rule in _all_alerts().items():
+        url = urlsplit(rule["annotations"]["dashboard_url"])
+        assert f"{url.scheme}://{url.netloc}" == grafana, name
+        uid = url.path.removeprefix("/d/")
+        (panel_id,) = parse_qs(url.query)["viewPanel"]
+        (panel,) = [p for p in dashboards[uid]["panels"] if p["id"] == int(panel_id)]
+        read = {m for t in panel["targets"] for m in METRIC.findall(t["expr"])}
+        assert read & set(METRIC.findall(rule["expr"])), (name, panel["title"])
+
+
+def test_every_rule_selects_its_job_and_keeps_namespace_and_job() -> None:
+    for path in ALL_RULES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                expr = rule["expr"]
+                selectors = re.findall(r"\b(?:watchkeeper[_:][a-z0-9_:]+)(\{[^}]*\})?", expr)
+                assert all('job="watchkeeper-' in s for s in selectors), (rule, selectors)
+                for grouping in re.findall(r"\b(?:by|on) \(([^)]*)\)", expr):
+                    assert {"namespace"} <= {g.strip() for g in grouping.split(",")}, rule
+
+
 def test_rules_pass_promtool_check(promtool: str) -> None:
     result = subprocess.run(
-        [promtool, "check", "rules", *map(str, RULES)], capture_output=True, text=True
+        [promtool, "check", "rules", *map(str, ALL_RULES)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_unit_tests_fire_every_alert_and_ignore_blips(
+def test_promtool_unit_tests_fire_every_alert_and_ignore_blips_and_other_jobs(
     promtool: str, tmp_path: Path
 ) -> None:
     result = subprocess.run(
@@ -361,3 +573,7 @@ def test_prometheus_config_passes_promtool_check(promtool: str) -> None:
         [promtool, "check", "config", str(ROOT / "prometheus.yml")], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _dashboard_texts() -> list[str]:
+    return [p.read_text() for p in (ROOT.parent / "grafana" / "dashboards").glob("*.json")]

@@ -1,72 +1,128 @@
 """Every PromQL query the dashboards show, by name, apart from the panels that use
-them; tests run each against a real Prometheus and check the metrics exist."""
+them; tests run each against a real Prometheus (variables replaced by their "All"
+values) and check the metrics exist.
+
+Every query selects ``$job`` and ``$namespace``; ``$model_version`` filters every
+series that carries a ``model_version`` label (a series without it would be emptied
+by a chosen version, so the variable is not applied there).
+"""
 
 from __future__ import annotations
 
-PREDICT = 'endpoint="/predict"'
+from watchkeeper.mixin.config import MixinConfig
 
-QUERIES: dict[str, str] = {
-    # serving
-    "request_rate": "watchkeeper:predict_requests:rate5m",
-    "error_ratio": "watchkeeper:predict_errors:ratio5m",
-    "rejected_ratio": "watchkeeper:predict_rejected:ratio5m",
-    "latency_p50": "watchkeeper:predict_latency_seconds:p50_5m",
-    "latency_p95": "watchkeeper:predict_latency_seconds:p95_5m",
-    "latency_p99": "watchkeeper:predict_latency_seconds:p99_5m",
-    "batch_size_p50": (
-        "histogram_quantile(0.5, sum by (le) (rate(watchkeeper_predict_batch_size_bucket[5m])))"
-    ),
-    "batch_size_p99": (
-        "histogram_quantile(0.99, sum by (le) (rate(watchkeeper_predict_batch_size_bucket[5m])))"
-    ),
-    "model_version": "max by (model_version) (watchkeeper_model_info) > 0",
-    "prediction_rate": "watchkeeper:predictions:rate5m",
-    "log_queue_depth": "sum(watchkeeper_log_queue_depth)",
-    "log_rows_written": "sum by (table) (rate(watchkeeper_log_rows_written_total[5m]))",
-    "log_backlog_bytes": "sum(watchkeeper_log_backlog_bytes)",
-    "log_journal_bytes": "max(watchkeeper_log_journal_bytes)",
-    "log_dead_lettered": "sum(increase(watchkeeper_log_rows_dead_lettered_total[1h]))",
-    "log_rejected": "sum(increase(watchkeeper_log_entries_rejected_total[1h]))",
-    "log_replayed": "sum(increase(watchkeeper_log_rows_replayed_total[1h]))",
-    "log_database_up": "min(watchkeeper_log_database_up)",
-    # model health
-    "dataset_drift": "max by (model_version) (watchkeeper_monitor_dataset_drift)",
-    "drifted_share": "max by (model_version) (watchkeeper_monitor_drifted_features_ratio)",
-    "feature_p_values": "min by (feature) (watchkeeper_monitor_feature_drift_p_value)",
-    "feature_distances": "max by (feature) (watchkeeper_monitor_feature_drift_distance)",
-    "output_drift_p": "max by (model_version) (watchkeeper_monitor_output_drift_p_value)",
-    "multivariate_drift_p": (
-        "max by (model_version) (watchkeeper_monitor_multivariate_drift_p_value)"
-    ),
-    "ood_fraction": "max by (model_version) (watchkeeper_monitor_ood_fraction)",
-    "missing_rate": "max by (feature) (watchkeeper_monitor_missing_rate)",
-    "unseen_rate": "max by (feature) (watchkeeper_monitor_unseen_category_rate)",
-    "out_of_range_rate": "max by (feature) (watchkeeper_monitor_out_of_range_rate)",
-    "monitor_rejected_rate": "max(watchkeeper_monitor_rejected_request_rate)",
-    "prediction_p10": (
-        "histogram_quantile(0.1, sum by (le) (rate(watchkeeper_prediction_value_bucket[1h])))"
-    ),
-    "prediction_p50": (
-        "histogram_quantile(0.5, sum by (le) (rate(watchkeeper_prediction_value_bucket[1h])))"
-    ),
-    "prediction_p90": (
-        "histogram_quantile(0.9, sum by (le) (rate(watchkeeper_prediction_value_bucket[1h])))"
-    ),
-    "window_size": "max by (model_version) (watchkeeper_monitor_window_size)",
-    "monitor_age": "time() - max(watchkeeper_monitor_last_success_timestamp_seconds)",
-    # accuracy and lifecycle
-    "mae": "max by (model_version) (watchkeeper_monitor_mae)",
-    "validation_mae": "max by (model_version) (watchkeeper_monitor_validation_mae)",
-    "rmse": "max by (model_version) (watchkeeper_monitor_rmse)",
-    "mape": "max by (model_version) (watchkeeper_monitor_mape_percent)",
-    "coverage": "max by (model_version) (watchkeeper_monitor_interval_coverage)",
-    "label_delay": "max by (model_version) (watchkeeper_monitor_label_delay_seconds)",
-    "labels": "max by (model_version) (watchkeeper_monitor_labels)",
-    "retrain_runs": "sum by (outcome) (watchkeeper_retrain_runs_total)",
-    "retrain_pending": "max(watchkeeper_retrain_requests_pending)",
-    "retrain_requests": "sum by (reason) (watchkeeper_monitor_retrain_requests_total)",
-    "retrain_duration": "max(watchkeeper_retrain_last_run_duration_seconds)",
-    "current_model": "max by (model_version) (watchkeeper_current_model_info)",
-    # an annotation at each promotion: the value is the time (Grafana's useValueForTime)
-    "promotions": "max(watchkeeper_retrain_last_promotion_timestamp_seconds) * 1000",
-}
+SEL = 'job=~"$job",namespace=~"$namespace"'
+MODEL = f'{SEL},model_version=~"$model_version"'
+PREDICT = f'{SEL},endpoint="/predict"'
+BY = "namespace, job"
+
+
+def _q(metric: str, selector: str = SEL) -> str:
+    return f"{metric}{{{selector}}}"
+
+
+def _quantile(q: str, metric: str, window: str) -> str:
+    return f"histogram_quantile({q}, sum by ({BY}, le) (rate({_q(metric, SEL)}[{window}])))"
+
+
+def queries(c: MixinConfig) -> dict[str, str]:
+    m = "watchkeeper_monitor_"
+
+    def by_version(name: str, how: str = "max") -> str:
+        return f"{how} by ({BY}, model_version) ({_q(m + name, MODEL)})"
+
+    def by_feature(name: str, how: str = "max") -> str:
+        return f"{how} by ({BY}, feature) ({_q(m + name, MODEL)})"
+
+    def excess(rate: str) -> str:
+        return (
+            f"max by ({BY}, feature) ({_q(m + rate, MODEL)} - {_q(m + 'reference_' + rate, MODEL)})"
+        )
+
+    return {
+        # serving
+        "request_rate": _q("watchkeeper:predict_requests:rate5m"),
+        "error_ratio": _q("watchkeeper:predict_errors:ratio5m"),
+        "rejected_ratio": _q("watchkeeper:predict_rejected:ratio5m"),
+        "latency_p50": _q("watchkeeper:predict_latency_seconds:p50_5m"),
+        "latency_p95": _q("watchkeeper:predict_latency_seconds:p95_5m"),
+        "latency_p99": _q("watchkeeper:predict_latency_seconds:p99_5m"),
+        "batch_size_p50": _quantile("0.5", "watchkeeper_predict_batch_size_bucket", "5m"),
+        "batch_size_p99": _quantile("0.99", "watchkeeper_predict_batch_size_bucket", "5m"),
+        "model_version": f"max by ({BY}, model_version) ({_q('watchkeeper_model_info', MODEL)})"
+        " > 0",
+        "model_fallback": f"max by ({BY}) ({_q('watchkeeper_model_fallback')})",
+        "prediction_rate": _q("watchkeeper:predictions:rate5m", MODEL),
+        "log_queue_depth": f"sum by ({BY}) ({_q('watchkeeper_log_queue_depth')})",
+        "log_rows_written": (
+            f"sum by ({BY}, table) (rate({_q('watchkeeper_log_rows_written_total')}[5m]))"
+        ),
+        "log_backlog_bytes": f"sum by ({BY}) ({_q('watchkeeper_log_backlog_bytes')})",
+        "log_journal_bytes": f"max by ({BY}) ({_q('watchkeeper_log_journal_bytes')})",
+        "log_dead_lettered": (
+            f"sum by ({BY}) (increase({_q('watchkeeper_log_rows_dead_lettered_total')}[1h]))"
+        ),
+        "log_rejected": (
+            f"sum by ({BY}) (increase({_q('watchkeeper_log_entries_rejected_total')}[1h]))"
+        ),
+        "log_replayed": (
+            f"sum by ({BY}) (increase({_q('watchkeeper_log_rows_replayed_total')}[1h]))"
+        ),
+        "log_writer_restarts": (
+            f"sum by ({BY}) (increase({_q('watchkeeper_log_writer_restarts_total')}[15m]))"
+        ),
+        "retention_age": (
+            f"time() - max by ({BY}, table) "
+            f"({_q('watchkeeper_retention_oldest_row_timestamp_seconds')})"
+        ),
+        "retention_limit": (f"max by ({BY}, table) ({_q('watchkeeper_retention_limit_seconds')})"),
+        "log_rows": f"max by ({BY}, table) ({_q('watchkeeper_retention_rows')})",
+        "log_database_up": f"min by ({BY}) ({_q('watchkeeper_log_database_up')})",
+        # model health
+        "dataset_drift": by_version("dataset_drift"),
+        "drifted_share": by_version("drifted_features_ratio"),
+        "feature_p_values": by_feature("feature_drift_p_value", "min"),
+        "feature_distances": by_feature("feature_drift_distance"),
+        "output_drift_p": by_version("output_drift_p_value"),
+        "multivariate_drift_p": by_version("multivariate_drift_p_value"),
+        "ood_fraction": by_version("ood_fraction"),
+        "missing_excess": excess("missing_rate"),
+        "unseen_excess": excess("unseen_category_rate"),
+        "out_of_range_excess": excess("out_of_range_rate"),
+        "monitor_rejected_rate": by_version("rejected_request_rate"),
+        "prediction_p10": _quantile("0.1", "watchkeeper_prediction_value_bucket", "1h"),
+        "prediction_p50": _quantile("0.5", "watchkeeper_prediction_value_bucket", "1h"),
+        "prediction_p90": _quantile("0.9", "watchkeeper_prediction_value_bucket", "1h"),
+        "window_size": by_version("window_size"),
+        "monitor_age": (f"time() - max by ({BY}) ({_q(m + 'last_success_timestamp_seconds')})"),
+        "window_errors": (f"sum by ({BY}, check) (increase({_q(m + 'window_errors_total')}[10m]))"),
+        # accuracy and lifecycle
+        "mae": by_version("mae"),
+        "mae_lower_bound": by_version("mae_lower_bound"),
+        # direct loss estimation: a window's MAE before its labels arrive
+        "estimated_mae": by_version("estimated_mae"),
+        "validation_mae": by_version("validation_mae"),
+        # the accuracy alert's limit, drawn as a line: the same factor as the rule
+        "mae_limit": f"{c.thresholds.mae_factor:g} * {by_version('validation_mae')}",
+        "rmse": by_version("rmse"),
+        "mape": by_version("mape_ratio"),
+        "coverage": by_version("interval_coverage"),
+        "label_delay": by_version("label_delay_seconds"),
+        "labels": by_version("labels"),
+        "labels_age": f"time() - max by ({BY}) ({_q(m + 'last_labels_timestamp_seconds')})",
+        "feedback_orphans": (f"sum by ({BY}) (increase({_q(m + 'feedback_orphans_total')}[1h]))"),
+        "retrain_runs": (
+            f"sum by ({BY}, outcome) (increase({_q('watchkeeper_retrain_runs_total')}[1h]))"
+        ),
+        "retrain_pending": f"max by ({BY}) ({_q('watchkeeper_retrain_requests_pending')})",
+        "retrain_requests": (
+            f"sum by ({BY}, reason) (increase({_q(m + 'retrain_requests_total')}[1h]))"
+        ),
+        "retrain_duration": (
+            f"max by ({BY}) ({_q('watchkeeper_retrain_last_run_duration_seconds')})"
+        ),
+        # an annotation at each promotion: the value is the time (Grafana's useValueForTime)
+        "promotions": (
+            f"max by ({BY}) ({_q('watchkeeper_retrain_last_promotion_timestamp_seconds')}) * 1000"
+        ),
+    }

@@ -1,0 +1,129 @@
+"""One configuration: the committed rules, Alertmanager config and dashboards are what
+the generator makes from the default settings, and a changed setting moves the alert,
+the dashboard's threshold line and the monitor's own retrain trigger together."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from monitoring.monitor import Monitor
+from tests.observability import binary
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.migrate import upgrade
+from watchkeeper.grafana.dashboards import build
+from watchkeeper.mixin.config import MixinConfig, prom_duration
+from watchkeeper.mixin.files import generated
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_committed_files_are_the_generated_ones() -> None:
+    for relative, text in generated(Settings()).items():
+        assert (REPO / relative).read_text() == text, f"run `make mixin` ({relative})"
+
+
+def test_generated_rule_files_say_how_to_change_them() -> None:
+    for relative, text in generated(Settings()).items():
+        if relative.endswith(".yml"):
+            assert "do not edit" in text.splitlines()[0], relative
+
+
+def _rules(settings: Settings) -> dict[str, dict[str, Any]]:
+    text = generated(settings)["prometheus/rules/alerts.yml"]
+    groups = yaml.safe_load(text)["groups"]
+    return {r["alert"]: r for g in groups for r in g["rules"]}
+
+
+def _panel(settings: Settings, dashboard: str, title: str) -> dict[str, Any]:
+    panels = build(MixinConfig.from_settings(settings))[dashboard]["panels"]
+    (panel,) = [p for p in panels if p["title"] == title]
+    return panel
+
+
+def _threshold(panel: dict[str, Any]) -> float:
+    return panel["fieldConfig"]["defaults"]["thresholds"]["steps"][1]["value"]
+
+
+@pytest.mark.parametrize("ood_fraction", [0.1, 0.2])
+def test_a_setting_moves_the_rule_the_dashboard_and_the_retrain_trigger(
+    tmp_path: Path, ood_fraction: float
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        trigger_ood_fraction=ood_fraction,
+        trigger_drift_windows=5,
+        trigger_mae_degradation=0.4,
+        drift_p_value=0.01,
+    )
+    rules = _rules(settings)
+
+    assert rules["WatchkeeperHighOODFraction"]["expr"].endswith(f"> {ood_fraction:g}")
+    assert _threshold(_panel(settings, "model-health.json", "Out-of-distribution fraction")) == (
+        ood_fraction
+    )
+    # drift: five windows of monitor_window_seconds (600 s) is the alert's for:
+    assert rules["WatchkeeperDatasetDriftSustained"]["for"] == "50m"
+    assert "> 1.4 * max by" in rules["WatchkeeperAccuracyDegraded"]["expr"]
+    mae = _panel(settings, "accuracy-lifecycle.json", "MAE from feedback vs validation")
+    assert [t["expr"] for t in mae["targets"] if t["legendFormat"].startswith("retrain limit")][
+        0
+    ].startswith("1.4 * ")
+    p_values = _panel(settings, "model-health.json", "Output and multivariate drift p-values")
+    assert _threshold(p_values) == 0.01
+
+    # the monitor built from the same settings acts on the same figures
+    engine = create_engine(settings.database_url)
+    upgrade(engine)
+    try:
+        policy = Monitor(settings, engine, ModelRegistry(settings.registry_dir)).trigger.policy
+    finally:
+        engine.dispose()
+    config = MixinConfig.from_settings(settings)
+    assert policy.ood_fraction == config.thresholds.ood_fraction == ood_fraction
+    assert policy.drift_windows == config.thresholds.drift_windows == 5
+    assert policy.mae_degradation == config.thresholds.mae_degradation == 0.4
+
+
+def test_a_changed_configuration_still_passes_promtool(tmp_path: Path) -> None:
+    settings = Settings(
+        trigger_ood_fraction=0.25,
+        trigger_drift_windows=4,
+        monitor_window_seconds=450,
+        metrics_namespace="ml",
+    )
+    paths = []
+    for relative, text in generated(settings).items():
+        if relative.startswith("prometheus/rules/"):
+            path = tmp_path / Path(relative).name
+            path.write_text(text)
+            paths.append(str(path))
+    rules = yaml.safe_load(generated(settings)["prometheus/rules/alerts.yml"])["groups"]
+    assert all('namespace="ml"' in r["expr"] for g in rules for r in g["rules"])
+    promtool = binary("promtool", "prometheus")
+    result = subprocess.run([promtool, "check", "rules", *paths], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _rules(settings)["WatchkeeperDatasetDriftSustained"]["for"] == "30m"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(1800, "30m"), (3600, "1h"), (5400, "1h30m"), (45, "45s"), (0, "0m")]
+)
+def test_durations_read_as_prometheus_writes_them(seconds: float, text: str) -> None:
+    assert prom_duration(seconds) == text
+
+
+def test_runbook_url_must_be_absolute() -> None:
+    with pytest.raises(ValueError, match="absolute URL"):
+        Settings(alert_runbook_url="docs/runbook.md")
+    runbook = Settings(alert_runbook_url="https://git.example.org/wk/blob/main/docs/runbook.md")
+    rules = _rules(runbook)
+    assert rules["WatchkeeperHighLatency"]["annotations"]["runbook_url"] == (
+        "https://git.example.org/wk/blob/main/docs/runbook.md#high-latency"
+    )

@@ -1,0 +1,198 @@
+"""The one configuration the alert rules, recording rules, Alertmanager routing and
+dashboards are generated from, like a monitoring mixin's ``_config``.
+
+The figures the monitor acts on come from the same settings the monitor reads
+(``WATCHKEEPER_TRIGGER_*``, ``WATCHKEEPER_DRIFT_P_VALUE``), so the PromQL and the Python
+retrain trigger cannot disagree: change a setting, regenerate (``watchkeeper mixin
+build``), and rules, dashboards and trigger move together. Figures no code acts on
+(latency, error ratios, log backlog) are documented constants here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from watchkeeper.settings import Settings
+
+
+class Component(StrEnum):
+    """The three processes Prometheus scrapes, each under its own job."""
+
+    SERVING = "serving"
+    MONITOR = "monitor"
+    RETRAIN = "retrain"
+
+
+@dataclass(frozen=True)
+class Jobs:
+    """Job names: the scrape jobs of ``prometheus/prometheus.yml`` and the Services'
+    ``watchkeeper.io/job`` label the chart's ServiceMonitor turns into ``job``."""
+
+    serving: str = "watchkeeper-serving"
+    monitor: str = "watchkeeper-monitor"
+    retrain: str = "watchkeeper-retrain"
+
+    def of(self, component: Component) -> str:
+        return str(getattr(self, component.value))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    drift_windows: int
+    """Consecutive drifted windows that request a retrain."""
+    drift_p_value: float
+    """Significance level of the drift tests: the p-value panels' threshold line."""
+    ood_fraction: float
+    """Share of a window out of distribution that requests a retrain."""
+    mae_degradation: float
+    """Fraction by which the MAE's lower bound may exceed the validation MAE."""
+    missing_rate_excess: float = 0.10
+    """A feature missing in this many points more of a window than in the reference."""
+    out_of_range_excess: float = 0.04
+    """Values outside the training range, beyond the reference's own rate. 2008–10
+    sales' newest Year_Built values are 3.8 % above training's range: just under."""
+    unseen_category_excess: float = 0.04
+    """Categories training never had, beyond the reference's own rate."""
+    rejected_ratio: float = 0.05
+    """Share of /predict requests rejected with 4xx."""
+    error_ratio: float = 0.05
+    """Share of /predict requests failing with 5xx."""
+    latency_p99_seconds: float = 0.5
+    """p99 of /predict latency."""
+    log_backlog_entries: int = 5000
+    """Journaled log entries waiting for the database."""
+    monitor_stale_seconds: float = 1800.0
+    """Time without a successful monitor cycle."""
+    labels_stale_seconds: float = 86400.0
+    """Time without accuracy from new labels while predictions flow."""
+    rejected_candidates_per_day: int = 3
+    """Retrained candidates rejected in a day."""
+    retention_overdue_margin_seconds: float = 86400.0
+    """How much older than its retention a table's oldest row may get before pruning
+    counts as stopped (a prune runs every hour by default; a day leaves room)."""
+    retention_growth_horizon_seconds: float = 7 * 86400.0
+    """How far ahead the prediction log's growth is projected..."""
+    retention_growth_factor: float = 1.5
+    """...and the projected size, relative to today's, that is too much..."""
+    retention_full_share: float = 0.9
+    """...once the log holds this share of a full retention period (a young log grows
+    by design)."""
+
+    @property
+    def mae_factor(self) -> float:
+        """The validation MAE is multiplied by this to get the accuracy limit."""
+        return 1 + self.mae_degradation
+
+
+@dataclass(frozen=True)
+class Durations:
+    """``for:`` of the alerts, in seconds."""
+
+    drift: float
+    """trigger_drift_windows × monitor_window_seconds: the longest time the monitor
+    takes to see that many consecutive drifted windows (windows close after
+    monitor_window_seconds at the latest; busier traffic closes them sooner, so the
+    trigger may act before the alert, never much after)."""
+    feature_drift: float
+    """Same as dataset drift: a per-feature signal over the same span."""
+    ood: float = 900.0
+    """The trigger acts on one window; the alert waits 15 minutes so that one odd window
+    pages nobody."""
+    accuracy: float = 1800.0
+    """The lower confidence bound is already robust to few labels; 30 minutes rules out
+    a bound that crosses the limit for one round only."""
+    data_quality: float = 900.0
+    too_few_labels: float = 3600.0
+    rejected: float = 900.0
+    errors: float = 600.0
+    latency: float = 600.0
+    log_backlog: float = 300.0
+    database_down: float = 120.0
+    counter_step: float = 60.0
+    """Alerts on a counter's increase: long enough to survive one scrape gap."""
+    feedback_orphans: float = 0.0
+    """Orphans are counted a day after they arrive already: tell at once."""
+    model_fallback: float = 300.0
+    monitor_stale: float = 600.0
+    window_errors: float = 900.0
+    rejected_candidates: float = 300.0
+    retention_overdue: float = 1800.0
+    retention_growth: float = 3600.0
+
+
+def prom_duration(seconds: float) -> str:
+    """``seconds`` as a Prometheus duration (``1h30m``, ``45s``); whole seconds."""
+    total = math.ceil(seconds)
+    if total == 0:
+        return "0m"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, total = divmod(total, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+class DashboardUid(StrEnum):
+    SERVING = "watchkeeper-serving"
+    MODEL_HEALTH = "watchkeeper-model-health"
+    ACCURACY = "watchkeeper-accuracy"
+
+
+@dataclass(frozen=True)
+class MixinConfig:
+    thresholds: Thresholds
+    durations: Durations
+    runbook_url: str
+    """Absolute URL of docs/runbook.md; alerts link to its sections."""
+    grafana_url: str
+    """Grafana's base URL; alerts link to the panel explaining them."""
+    target_unit: str
+    """Grafana unit of the model's target (MAE, RMSE, predicted values)."""
+    retrain_alert_names: tuple[str, ...]
+    """Alerts routed to the retraining webhook as well as to people."""
+    namespace: str = ""
+    """Namespace every selector names; empty: none (one host, or a Prometheus per
+    namespace). Aggregations keep ``namespace`` either way."""
+    jobs: Jobs = field(default_factory=Jobs)
+    datasource_uid: str = "watchkeeper-prometheus"
+    """The provisioned data source: the dashboards' data-source variable default."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MixinConfig:
+        drift = settings.trigger_drift_windows * settings.monitor_window_seconds
+        return cls(
+            thresholds=Thresholds(
+                drift_windows=settings.trigger_drift_windows,
+                drift_p_value=settings.drift_p_value,
+                ood_fraction=settings.trigger_ood_fraction,
+                mae_degradation=settings.trigger_mae_degradation,
+            ),
+            durations=Durations(drift=drift, feature_drift=drift),
+            runbook_url=settings.alert_runbook_url,
+            grafana_url=settings.grafana_url.rstrip("/"),
+            target_unit=settings.dashboard_target_unit,
+            retrain_alert_names=settings.retrain_alert_names,
+            namespace=settings.metrics_namespace,
+        )
+
+    def selector(self, component: Component, *matchers: str) -> str:
+        """``{job="…"[,namespace="…"],matchers…}`` for a metric of ``component``."""
+        own = [f'job="{self.jobs.of(component)}"']
+        if self.namespace:
+            own.append(f'namespace="{self.namespace}"')
+        return "{" + ",".join([*own, *matchers]) + "}"
+
+    @staticmethod
+    def by(*labels: str) -> str:
+        """Labels an aggregation keeps: always namespace and job, so two releases in
+        one Prometheus never mix."""
+        return ", ".join(("namespace", "job", *labels))
+
+    def runbook(self, anchor: str) -> str:
+        return f"{self.runbook_url}#{anchor}"
+
+    def dashboard_url(self, uid: str, panel_id: int) -> str:
+        return f"{self.grafana_url}/d/{uid}?viewPanel={panel_id}"
