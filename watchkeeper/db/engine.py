@@ -35,6 +35,10 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    if cursor.execute("PRAGMA page_count").fetchone()[0] == 0:
+        # Only a new, empty database can take it: lets a prune hand deleted pages back
+        # to the file system (watchkeeper.db.retention).
+        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()

@@ -47,6 +47,8 @@ MONITOR_WATERMARK = "windows"
 # Where the raw passes resume: a ``seq``, and a ``received_at`` in microseconds.
 PREDICTIONS_POSITION = "retention_predictions"
 REQUESTS_POSITION = "retention_requests"
+# Free SQLite pages handed back per step (4 KiB each): one short write lock per step.
+_VACUUM_PAGES = 2048
 # Longest pause between two batches, however long a batch took.
 _MAX_PAUSE = 1.0
 # Retraining requests and runs still in flight are never deleted.
@@ -106,6 +108,8 @@ class PruneReport:
     finished_at: datetime
     dry_run: bool
     tables: tuple[TablePruned, ...]
+    freed_bytes: int | None = None
+    """SQLite: bytes of free pages handed back to the file system (None: not done)."""
 
     @property
     def rows(self) -> int:
@@ -114,7 +118,10 @@ class PruneReport:
     def lines(self) -> list[str]:
         verb = "would remove" if self.dry_run else "removed"
         width = max(len(t.table) for t in self.tables)
-        return [f"{t.table:<{width}}  {verb} {t.rows:>12,} rows  ({t.rule})" for t in self.tables]
+        lines = [f"{t.table:<{width}}  {verb} {t.rows:>12,} rows  ({t.rule})" for t in self.tables]
+        if self.freed_bytes is not None:
+            lines.append(f"{'(file)':<{width}}  returned {self.freed_bytes:,} bytes of free pages")
+        return lines
 
 
 @dataclass
@@ -196,11 +203,12 @@ class Pruner:
             self._requests(cutoffs, counts, dry_run)
         if cutoffs.history is not None:
             self._history(cutoffs.history, counts, dry_run)
+        freed = None if dry_run else self._return_free_pages()
         rules = self._rules()
         tables = tuple(
             TablePruned(table, counts.rows.get(table, 0), rule) for table, rule in rules.items()
         )
-        return PruneReport(started, self._clock(), dry_run, tables)
+        return PruneReport(started, self._clock(), dry_run, tables, freed)
 
     def _rules(self) -> dict[str, str]:
         def days(value: float | None) -> str:
@@ -418,6 +426,36 @@ class Pruner:
             .select_from(requests)
             .where(requests.c.request_id.in_(ids), ~kept)
         ).scalar_one()
+
+    # -- SQLite: give deleted pages back ------------------------------------------------
+
+    def _return_free_pages(self) -> int | None:
+        """On SQLite with incremental auto-vacuum (databases created since it was turned
+        on), truncate the file by the pages the deletes freed, a bounded step at a time.
+        Elsewhere free space is reused by new rows (PostgreSQL: autovacuum)."""
+        if self.engine.dialect.name != "sqlite":
+            return None
+        with self.engine.connect() as connection:
+            mode = connection.exec_driver_sql("PRAGMA auto_vacuum").scalar()
+            page = int(connection.exec_driver_sql("PRAGMA page_size").scalar() or 0)
+        if mode != 2:  # INCREMENTAL
+            return None
+        freed = 0
+        while True:
+            started = time.monotonic()
+            with self.engine.connect() as connection:
+                before = int(connection.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
+                if not before:
+                    return freed * page
+                # executescript steps the pragma to its end; execute() frees one page
+                raw = connection.connection.driver_connection
+                raw.executescript(f"PRAGMA incremental_vacuum({_VACUUM_PAGES});")
+                after = int(connection.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
+            freed += before - after
+            if after >= before:
+                return freed * page
+            if self._pause:
+                time.sleep(min(time.monotonic() - started, _MAX_PAUSE))
 
     # -- history --------------------------------------------------------------------------
 
