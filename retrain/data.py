@@ -11,17 +11,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 
-from watchkeeper.dataset import Dataset, load_ames, load_csv
+from watchkeeper.data_source import AMES, DataSourceError, describe_csv, load_source
+from watchkeeper.dataset import Dataset
 from watchkeeper.db.features import feature_records
 from watchkeeper.db.tables import feedback, predictions
 from watchkeeper.errors import WatchkeeperError
+from watchkeeper.registry import RegisteredModel
 from watchkeeper.schema import FeatureSchema
+from watchkeeper.version_metadata import DataSource
 
 
 class NotEnoughData(WatchkeeperError):
@@ -34,29 +36,50 @@ class RetrainData:
     training: Dataset
     holdout: Dataset
     description: dict[str, Any]
+    source: DataSource | None = None
+    """Where the base data came from: recorded with the candidate, as with its champion."""
+
+
+@dataclass(frozen=True)
+class BaseData:
+    """The original training data a model family started from, and its source."""
+
+    dataset: Dataset
+    source: DataSource
 
 
 def base_dataset(
-    window: dict[str, Any], *, csv: str | None = None, target: str | None = None
-) -> Dataset:
-    """The original training data a model family started from.
+    champion: RegisteredModel, *, csv: str | None = None, target: str | None = None
+) -> BaseData:
+    """The champion's original training data, as its metadata records it
+    (``data_source``), restricted to its training window.
 
-    ``window`` is the champion's recorded training window; the Ames data ships in a
-    package, other datasets are read from ``csv``.
+    ``csv`` (and ``target``) replace the recorded source: the candidate then records
+    that file. Versions registered before sources were recorded find the packaged Ames
+    data by name; any other data must then be named with ``csv``.
     """
+    window = champion.record.training_window
     base = window.get("base", window)
-    if base.get("dataset") == "ames" and csv is None:
-        dataset = load_ames()
-    elif csv is not None and target is not None:
-        dataset = load_csv(Path(csv), target, period=base.get("period_column"))
-    else:
-        raise NotEnoughData(
-            f"the original training data ({base.get('dataset')!r}) is not packaged: "
-            "pass --csv and --target"
-        )
+    source = champion.record.data_source
+    if csv is not None:
+        target = target or (source.target if source else None)
+        if target is None:
+            raise DataSourceError(f"--csv {csv} needs --target: the column to predict")
+        period = base.get("period_column") or (source.period_column if source else None)
+        source = describe_csv(csv, target, period)
+    elif source is None:
+        if base.get("dataset") != AMES.dataset:
+            raise DataSourceError(
+                f"the training data of {champion.version} ({base.get('dataset')!r}) was not "
+                "recorded with it (it was registered before Watchkeeper recorded data "
+                "sources): retrain once with --csv FILE --target COLUMN; the new version "
+                "records it"
+            )
+        source = AMES
+    dataset = load_source(source, version=champion.version)
     if dataset.period is not None and "start" in base:
         dataset = dataset.between(base["start"], base["end"])
-    return dataset
+    return BaseData(dataset, source)
 
 
 def labelled_predictions(

@@ -213,15 +213,16 @@ class RetrainJob:
         return result
 
     def _data(self, champion: RegisteredModel) -> RetrainData:
-        window = champion.metadata["training_window"]
-        return assemble(
+        base = base_dataset(champion, csv=self.csv, target=self.target)
+        data = assemble(
             self.engine,
-            base_dataset(window, csv=self.csv, target=self.target),
+            base.dataset,
             champion.model.schema,
             window_days=self.settings.retrain_window_days,
             holdout_fraction=self.settings.retrain_holdout_fraction,
             min_holdout=self.settings.retrain_min_holdout,
         )
+        return replace(data, source=base.source)
 
     def _train_and_judge(
         self, run_id: int, champion: RegisteredModel, data: RetrainData, lease: Lease
@@ -255,6 +256,7 @@ class RetrainJob:
             trained,
             make_current=decision.promote,
             status=outcome,
+            data_source=data.source,
             notes={
                 "run_id": run_id,
                 "reason": decision.reason,

@@ -105,8 +105,12 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         f"{params.calibration_folds} more fits to calibrate its interval)"
     ):
         trained = train(training, validation, params=params)
+    from watchkeeper.data_source import AMES, describe_csv
+
+    # recorded with the version: every retraining job reads the same data again
+    source = describe_csv(args.csv, args.target, args.period) if args.csv else AMES
     with stages.stage("registering"):
-        version = registry.register(trained, make_current=not args.no_promote)
+        version = registry.register(trained, make_current=not args.no_promote, data_source=source)
     metrics = trained.metrics
     print(
         f"registered {version} ({'current' if not args.no_promote else 'not current'}): "

