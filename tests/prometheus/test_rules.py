@@ -275,6 +275,13 @@ CASES: dict[str, dict[str, Any]] = {
         "at": 15,
         "labels": {"outcome": "failed"},
     },
+    # a scrape that found the database down once must not page; an outage must
+    "WatchkeeperRetrainDatabaseDown": {
+        "fire": [("watchkeeper_retrain_database_up", "1x5 0x10")],
+        "quiet": [("watchkeeper_retrain_database_up", "1x5 0x1 1x20")],
+        "at": 12,
+        "labels": {},
+    },
     "WatchkeeperModelRejectedRepeatedly": {
         "fire": [('watchkeeper_retrain_runs_total{outcome="rejected"}', "0x10 1x10 2x10 3x30")],
         "quiet": [('watchkeeper_retrain_runs_total{outcome="rejected"}', "0x10 1x10 2x40")],
@@ -361,6 +368,10 @@ EXPECTED: dict[str, tuple[str, str]] = {
         "monitor-window-errors",
     ),
     "WatchkeeperRetrainingFailed": ("A retraining run failed", "retraining-failed"),
+    "WatchkeeperRetrainDatabaseDown": (
+        "The retraining worker cannot reach its database",
+        "retraining-database-down",
+    ),
     "WatchkeeperModelRejectedRepeatedly": (
         "3 or more retrained candidates rejected in a day",
         "model-rejected-repeatedly",

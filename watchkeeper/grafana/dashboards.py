@@ -518,6 +518,22 @@ def accuracy_lifecycle(c: MixinConfig) -> dict[str, Any]:
                 "worker is not picking them up.",
             ),
             stat(
+                "Retraining run in progress",
+                Query(q["retrain_in_progress"]),
+                unit="bool_yes_no",
+                description="Yes while a retraining job runs (it holds the single-flight "
+                "lease, renewed while it runs). A run whose job died is not counted.",
+            ),
+            stat(
+                titles.RETRAIN_DATABASE_UP,
+                Query(q["retrain_database_up"]),
+                unit="bool_yes_no",
+                threshold=Threshold(1, low_is_bad=True),
+                description="No while the retraining worker cannot read its database: no "
+                "job runs and the run counts are not exported (the scrape itself still "
+                "answers). See the runbook's Retraining database down section.",
+            ),
+            stat(
                 "Last run duration",
                 Query(q["retrain_duration"]),
                 unit="s",

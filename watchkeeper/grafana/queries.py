@@ -115,6 +115,8 @@ def queries(c: MixinConfig) -> dict[str, str]:
             f"sum by ({BY}, outcome) (increase({_q('watchkeeper_retrain_runs_total')}[1h]))"
         ),
         "retrain_pending": f"max by ({BY}) ({_q('watchkeeper_retrain_requests_pending')})",
+        "retrain_in_progress": f"max by ({BY}) ({_q('watchkeeper_retrain_runs_in_progress')})",
+        "retrain_database_up": f"min by ({BY}) ({_q('watchkeeper_retrain_database_up')})",
         "retrain_requests": (
             f"sum by ({BY}, reason) (increase({_q(m + 'retrain_requests_total')}[1h]))"
         ),

@@ -329,6 +329,7 @@ def serving_alerts(c: MixinConfig) -> AlertGroup:
 def pipeline_alerts(c: MixinConfig) -> AlertGroup:
     t, d, by = c.thresholds, c.durations, c.by
     mon = c.selector(MONITOR)
+    retrain = c.selector(RETRAIN)
     failed = c.selector(RETRAIN, 'outcome="failed"')
     rejected = c.selector(RETRAIN, 'outcome="rejected"')
     return AlertGroup(
@@ -383,6 +384,18 @@ def pipeline_alerts(c: MixinConfig) -> AlertGroup:
                 "or the gate needs a look.",
                 "model-rejected-repeatedly",
                 PanelRef(DashboardUid.ACCURACY, p.RETRAIN_RUNS),
+            ),
+            Alert(
+                "WatchkeeperRetrainDatabaseDown",
+                f"min by ({by()}) (watchkeeper_retrain_database_up{retrain}) == 0",
+                d.database_down,
+                Severity.WARNING,
+                "The retraining worker cannot reach its database",
+                "No retraining job can run and the worker's run counts are not exported; "
+                "requests queued before the outage wait. Serving is not affected by this "
+                "alert alone.",
+                "retraining-database-down",
+                PanelRef(DashboardUid.ACCURACY, p.RETRAIN_DATABASE_UP),
             ),
         ),
     )
