@@ -147,6 +147,11 @@ class Settings(BaseSettings):
     """Rows a prune deletes per transaction. It then pauses as long as the batch took,
     so the log's writers wait at most one batch."""
 
+    retention_archive: str = ""
+    """Before a prune deletes predictions, write them (with label and features as typed
+    columns) to a Parquet dataset here, by day: a local directory or an fsspec URL
+    (`s3://bucket/prefix`, with its filesystem package installed). Empty: no archive."""
+
     retention_prune_interval: float = Field(default=3600.0, ge=0)
     """Seconds between the monitor's prunes of the log (`watchkeeper db prune`); 0
     turns them off (prune from a scheduled job instead)."""

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
@@ -20,6 +21,7 @@ from monitoring.retention_loop import RetentionLoop
 from retrain.data import labelled_predictions
 from watchkeeper.cli import main
 from watchkeeper.db import log_stats
+from watchkeeper.db.archive import read_archive, read_rows
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.retention import MONITOR_WATERMARK, Pruner, RetentionPolicy
 from watchkeeper.db.tables import (
@@ -431,3 +433,42 @@ def test_on_sqlite_a_prune_hands_the_deleted_pages_back_to_the_file_system(
     assert report.freed_bytes is not None and report.freed_bytes > before / 2
     assert path.stat().st_size < before / 2 and free == 0
     assert report.lines()[-1].split()[:2] == ["(file)", "returned"]
+
+
+def test_archived_rows_equal_what_the_prune_deleted(engine: sa.Engine, tmp_path: Path) -> None:
+    log = Log(engine)
+    batch = log.requests(ago(40), 3, items=4)  # unlabelled, by range
+    aged = log.request(ago(500))  # labelled long ago: deleted with its label
+    log.label(aged[0], ago(400), actual=321.0)
+    with engine.begin() as connection:  # a categorical feature, missing in one row
+        connection.execute(
+            requests.update()
+            .where(requests.c.request_id == batch[0][0].rsplit("-", 1)[0])
+            .values(features={"area": [1.5, None, 3.0, 4.0], "zone": ["RL", "RM", None, "RL"]})
+        )
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    with engine.connect() as connection:
+        gone = connection.execute(
+            sa.select(predictions.c.seq).where(predictions.c.created_at < ago(30))
+        ).scalars()
+        expected = read_rows(connection, list(gone))
+    policy = RetentionPolicy(
+        raw_days=30, labelled_days=365, history_days=730, batch_rows=5, archive_url=str(tmp_path)
+    )
+
+    report = Pruner(engine, policy, clock=lambda: NOW, pause=False).run()
+
+    archived = read_archive(str(tmp_path)).drop(columns=["date"], errors="ignore")
+    assert counts(report)["predictions"] == 13 == len(archived)
+    pd.testing.assert_frame_equal(
+        archived[expected.columns].reset_index(drop=True),
+        expected.reset_index(drop=True),
+        check_dtype=False,
+    )
+    assert archived["area"].dtype == "float64" and archived["zone"].dtype == object
+    assert archived.loc[archived["prediction_id"] == aged[0], "actual"].tolist() == [321.0]
+    assert not log.ids(predictions, "prediction_id") & set(archived["prediction_id"])
+    # a retried batch rewrites its file rather than adding a copy
+    files = sorted(p.name for p in tmp_path.rglob("*.parquet"))
+    assert len(files) == len(set(files)) and not list(tmp_path.rglob("*.partial"))

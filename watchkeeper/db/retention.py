@@ -31,6 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from watchkeeper.db.archive import Archive
 from watchkeeper.db.tables import (
     feedback,
     monitor_state,
@@ -63,6 +64,8 @@ class RetentionPolicy:
     labelled_days: float | None
     history_days: float | None
     batch_rows: int
+    archive_url: str = ""
+    """Where rows are archived (Parquet) before they are deleted; empty: nowhere."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetentionPolicy:
@@ -77,6 +80,7 @@ class RetentionPolicy:
             labelled_days=labelled,
             history_days=settings.retention_history_days or None,
             batch_rows=settings.retention_batch_rows,
+            archive_url=settings.retention_archive,
         )
 
     def limits(self) -> dict[str, float]:
@@ -192,6 +196,7 @@ class Pruner:
         self.policy = policy
         self._clock = clock
         self._pause = pause
+        self.archive = Archive(policy.archive_url) if policy.archive_url else None
 
     def run(self, *, dry_run: bool = False) -> PruneReport:
         started = self._clock()
@@ -286,6 +291,19 @@ class Pruner:
                     n = connection.execute(
                         sa.select(sa.func.count()).select_from(predictions).where(in_range)
                     ).scalar_one()
+                elif self.archive is not None:
+                    # delete exactly what was archived (a label arriving meanwhile
+                    # finds its prediction gone, as it would a moment later)
+                    seqs = (
+                        connection.execute(sa.select(predictions.c.seq).where(in_range))
+                        .scalars()
+                        .all()
+                    )
+                    self.archive.write(connection, seqs)
+                    n = connection.execute(
+                        predictions.delete().where(predictions.c.seq.in_(seqs))
+                    ).rowcount
+                    _write_position(connection, PREDICTIONS_POSITION, end, self._clock())
                 else:
                     n = connection.execute(predictions.delete().where(in_range)).rowcount
                     _write_position(connection, PREDICTIONS_POSITION, end, self._clock())
@@ -338,6 +356,8 @@ class Pruner:
             counts.add("feedback", len(labels))
             counts.add("predictions", len(seqs))
             if not dry_run and labels:
+                if self.archive is not None:
+                    self.archive.write(connection, seqs)  # with their labels, still there
                 connection.execute(feedback.delete().where(feedback.c.prediction_id.in_(labels)))
                 if seqs:
                     connection.execute(predictions.delete().where(predictions.c.seq.in_(seqs)))

@@ -1,0 +1,122 @@
+"""The log's Parquet archive: predictions written out before a prune deletes them.
+
+One Parquet file per prune batch, in a dataset partitioned by prediction day::
+
+    <archive_url>/predictions/date=2026-10-20/seq-000000001234-000000005678.parquet
+
+A file holds the batch's predictions (``seq``, ids, time, model version, prediction,
+interval, OOD score), the label if there was one (``actual``, ``label_received_at``) and
+the input features as typed columns (numbers as float64, categories as strings; a
+feature whose name is already a log column is stored as ``feature_<name>``). Feature
+sets differ between model versions, so read the dataset with schema unification
+(pandas ``read_parquet`` on the directory, DuckDB ``union_by_name``, Spark
+``mergeSchema``).
+
+A file is complete before its rows are deleted (in the same prune batch), and its
+name is the batch's ``seq`` range, so a batch retried after a failure rewrites the
+same file instead of adding a second copy. ``archive_url`` is a local directory or any
+fsspec URL (``s3://bucket/log``, ``gs://…``; the filesystem's own package must be
+installed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from watchkeeper.db.features import feature_records
+from watchkeeper.db.tables import feedback, predictions
+
+LOG_COLUMNS = (
+    predictions.c.seq,
+    predictions.c.prediction_id,
+    predictions.c.request_id,
+    predictions.c.item_index,
+    predictions.c.created_at,
+    predictions.c.model_version,
+    predictions.c.prediction,
+    predictions.c.lower,
+    predictions.c.upper,
+    predictions.c.ood_score,
+)
+_LABEL_COLUMNS = (feedback.c.actual, feedback.c.received_at.label("label_received_at"))
+_NAMES = {c.name for c in LOG_COLUMNS} | {"actual", "label_received_at", "date"}
+
+
+class Archive:
+    """Writes batches of predictions under ``url``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self._fs, self._root = fsspec.core.url_to_fs(self.url)
+
+    def write(self, connection: sa.Connection, seqs: Sequence[int]) -> int:
+        """Archive the predictions ``seqs`` as the database holds them now; rows
+        written."""
+        if not seqs:
+            return 0
+        frame = read_rows(connection, seqs)
+        for day, rows in frame.groupby(frame["created_at"].dt.strftime("%Y-%m-%d"), sort=True):
+            name = f"seq-{int(rows['seq'].min()):012d}-{int(rows['seq'].max()):012d}.parquet"
+            directory = f"{self._root}/predictions/date={day}"
+            self._fs.makedirs(directory, exist_ok=True)
+            table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
+            # write then rename: a reader (or a retry) never sees half a file
+            partial = f"{directory}/.{name}.partial"
+            with self._fs.open(partial, "wb") as handle:
+                pq.write_table(table, handle)
+            self._fs.mv(partial, f"{directory}/{name}")
+        return len(frame)
+
+
+def read_rows(connection: sa.Connection, seqs: Sequence[int]) -> pd.DataFrame:
+    """The predictions ``seqs`` with label and features, one row each, by ``seq``."""
+    query = (
+        sa.select(*LOG_COLUMNS, predictions.c.features, *_LABEL_COLUMNS)
+        .outerjoin(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
+        .where(predictions.c.seq.in_(list(seqs)))
+        .order_by(predictions.c.seq)
+    )
+    rows = connection.execute(query).all()
+    records = feature_records(connection, rows)
+    frame = pd.DataFrame(
+        [r[: len(LOG_COLUMNS)] for r in rows], columns=[c.name for c in LOG_COLUMNS]
+    )
+    for name in ("prediction", "lower", "upper", "ood_score"):
+        frame[name] = frame[name].astype("float64")  # an all-NULL batch stays numeric
+    frame["seq"] = frame["seq"].astype("int64")
+    frame["item_index"] = frame["item_index"].astype("int64")
+    frame["actual"] = pd.array([r.actual for r in rows], dtype="Float64").astype("float64")
+    frame["label_received_at"] = pd.to_datetime([r.label_received_at for r in rows], utc=True)
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    features = pd.DataFrame.from_records(records, index=frame.index)
+    features.columns = [f"feature_{n}" if n in _NAMES else n for n in features.columns]
+    return pd.concat([frame, features.apply(_typed)], axis=1)
+
+
+def _typed(column: pd.Series[Any]) -> pd.Series[Any]:
+    """Numbers as float64 (missing: NaN), anything else as strings (missing: None)."""
+    values = column.dropna()
+    if values.map(lambda v: isinstance(v, int | float) and not isinstance(v, bool)).all():
+        return pd.to_numeric(column, errors="coerce").astype("float64")
+    text = column.map(lambda v: None if v is None or v != v else str(v)).astype("object")
+    return text.where(text.notna(), None)  # None, never NaN, for a missing category
+
+
+def read_archive(url: str) -> pd.DataFrame:
+    """Every archived prediction under ``url``, by ``seq`` (for tests and notebooks)."""
+    fs, root = fsspec.core.url_to_fs(url.rstrip("/"))
+    files = sorted(p for p in fs.find(f"{root}/predictions") if p.endswith(".parquet"))
+    frames = [pq.read_table(f, filesystem=fs).to_pandas() for f in files]
+    if not frames:
+        return pd.DataFrame()
+    frame = pd.concat(frames, ignore_index=True).sort_values("seq", ignore_index=True)
+    text = frame.select_dtypes("object").columns  # a file without the column: None
+    frame[text] = frame[text].astype(object).where(frame[text].notna(), None)
+    return frame
