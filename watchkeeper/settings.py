@@ -311,13 +311,16 @@ class Settings(BaseSettings):
     """Promote only when the candidate's holdout MAE is below the champion's by this fraction."""
 
     retrain_min_coverage: float = Field(default=0.8, ge=0, le=1)
-    """Promote only when the candidate's interval coverage on the holdout is at least this..."""
+    """A candidate's interval coverage on the holdout should be at least this..."""
 
     retrain_max_coverage: float = Field(default=0.98, ge=0, le=1)
-    """...and at most this (a too-wide interval is no use either)."""
+    """...and at most this (a too-wide interval is no use either). Outside this band a
+    candidate is still promoted when its coverage is no further from the band than the
+    champion's on the same holdout (under drift neither may reach it)."""
 
     retrain_lease_seconds: float = Field(default=3600.0, gt=0)
-    """How long a job's single-flight lease lasts; a crashed job's lease is taken over after it."""
+    """How long a job's single-flight lease lasts unrenewed: a running job renews it every
+    third of this, so no second job joins it; a crashed job's lease is taken over after it."""
 
     retrain_poll_seconds: float = Field(default=10.0, gt=0)
     """Seconds between the retraining worker's checks for pending requests."""
