@@ -34,12 +34,34 @@ def test_prometheus_scrapes_this_runs_ports_with_the_projects_rules(tmp_path: Pa
         "watchkeeper-retrain": ["127.0.0.1:18002"],
     }
     assert config["global"] == {"scrape_interval": "2s", "evaluation_interval": "2s"}
-    assert config["rule_files"] == [
-        str(REPO / "prometheus" / path) for path in committed["rule_files"]
+    assert [Path(p).name for p in config["rule_files"]] == [
+        Path(p).name for p in committed["rule_files"]
     ]
+    assert all(Path(p).parent == (tmp_path / "var" / "run" / "rules") for p in config["rule_files"])
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
         "127.0.0.1:9093"
     ]
+
+
+def test_the_rules_are_the_projects_with_runbook_links_into_the_checkout(tmp_path: Path) -> None:
+    chosen = settings(tmp_path)
+    plan = layout(chosen, REPO, grafana_installed=False)
+    config = yaml.safe_load(write_configs(plan, chosen, tmp_path / "t")["prometheus"].read_text())
+    committed = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    local = (REPO / "docs" / "runbook.md").as_uri()
+    placeholder = Settings().alert_runbook_url
+    for path, name in zip(config["rule_files"], committed["rule_files"], strict=True):
+        ours = Path(path).read_text()
+        runbooks = [
+            r["annotations"]["runbook_url"]
+            for g in yaml.safe_load(ours)["groups"]
+            for r in g["rules"]
+            if "alert" in r
+        ]
+        assert all(url.startswith(f"{local}#") for url in runbooks), runbooks
+        assert yaml.safe_load(ours.replace(local, placeholder)) == yaml.safe_load(
+            (REPO / "prometheus" / name).read_text()
+        )
 
 
 def test_alertmanager_routes_as_the_project_does_to_the_sink_and_the_server(

@@ -143,7 +143,8 @@ def test_a_rule_fires_and_reaches_alertmanager_and_the_notification_log(
     [line] = [line for line in log.read_text().splitlines() if ALERT in line]
     assert " FIRING " in line and "severity=warning" in line
     assert "A retraining run failed" in line  # the rule's summary
-    assert "| runbook: " in line and "runbook.md#retraining-failed" in line
+    runbook = (REPO / "docs" / "runbook.md").as_uri()
+    assert f"| runbook: {runbook}#retraining-failed" in line  # opens this checkout's runbook
     assert f"notification: {line}" in platform.output()  # echoed to the terminal
 
 
