@@ -11,6 +11,7 @@ each round's on ÷ off. It also times the scoring step alone (``OodScoring.score
 1 and 1,000 rows. Prints figures; asserts nothing.
 
     .venv/bin/python bench/ood_cost.py [--rounds 15] [--requests 300] [--log | --no-log]
+        [--control]
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=300, help="single-record requests")
     parser.add_argument("--log", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="A/A: the 'on' app has the score off too, to show the method's own bias",
+    )
     return parser.parse_args()
 
 
@@ -67,7 +73,8 @@ def main() -> None:
     args = _arguments()
     print(
         f"OOD in the response, in process: {args.rounds} rounds, log "
-        f"{'on (SQLite)' if args.log else 'off'}, load average "
+        f"{'on (SQLite)' if args.log else 'off'}{', A/A control' if args.control else ''}, "
+        "load average "
         f"{'/'.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores",
         flush=True,
     )
@@ -90,7 +97,7 @@ def main() -> None:
             registry_path=workdir / "registry",
             database_url=url,
             log_enabled=args.log,
-            ood_in_response=ood,
+            ood_in_response=ood and not args.control,
         )
         apps[ood] = create_app(settings, registry=CollectorRegistry())
     bodies = {
@@ -136,6 +143,8 @@ def main() -> None:
                 flush=True,
             )
         scoring = apps[True].extensions["watchkeeper.ood_scoring"]
+        if scoring is None:  # the A/A control
+            return
         version = apps[True].extensions["watchkeeper.model_store"].get().version
         for rows in (1, 1000):
             numbers = {
