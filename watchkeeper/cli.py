@@ -32,6 +32,7 @@ from watchkeeper.threads import limit_threads, thread_environment
 if TYPE_CHECKING:  # the registry pulls in scikit-learn; subcommands import it when needed
     from watchkeeper.dataset import Dataset
     from watchkeeper.registry import ModelRegistry
+    from watchkeeper.training import TrainedModel
 
 log = logging.getLogger("watchkeeper")
 
@@ -68,6 +69,20 @@ def _time_split(dataset: Dataset, args: argparse.Namespace) -> tuple[Dataset, Da
     except DatasetError as exc:
         raise CommandFailed(str(exc), "check --period and the period bounds") from exc
     return training, validation
+
+
+def _coverage_refusal(trained: TrainedModel, settings: Settings) -> str | None:
+    """Why a freshly trained model's interval must not be served, or None: its
+    validation coverage lies outside the band a retraining candidate must meet."""
+    coverage = trained.metrics.get("coverage")
+    low, high = settings.retrain_min_coverage, settings.retrain_max_coverage
+    if coverage is None or low <= coverage <= high:
+        return None
+    return (
+        f"the {trained.model.interval.level:.0%} interval covered {coverage:.1%} of the "
+        f"validation rows, outside [{low:.0%}, {high:.0%}] (WATCHKEEPER_RETRAIN_MIN_COVERAGE, "
+        "WATCHKEEPER_RETRAIN_MAX_COVERAGE)"
+    )
 
 
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
@@ -109,11 +124,29 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
     # recorded with the version: every retraining job reads the same data again
     source = describe_csv(args.csv, args.target, args.period) if args.csv else AMES
+    refusal = _coverage_refusal(trained, settings)
+    if refusal and not args.force:
+        with stages.stage("registering as rejected"):
+            version = registry.register(
+                trained,
+                make_current=False,
+                status="rejected",
+                notes={"decision": refusal},
+                data_source=source,
+            )
+        raise CommandFailed(
+            f"{refusal}: registered {version} as rejected, not current",
+            "give the rows' time order (--period) so the interval is calibrated on it, or "
+            "pass --force to serve it anyway",
+        )
+    current = not args.no_promote
     with stages.stage("registering"):
-        version = registry.register(trained, make_current=not args.no_promote, data_source=source)
+        version = registry.register(trained, make_current=current, data_source=source)
+    if refusal:
+        log.warning("%s; served anyway (--force)", refusal)
     metrics = trained.metrics
     print(
-        f"registered {version} ({'current' if not args.no_promote else 'not current'}): "
+        f"registered {version} ({'current' if current else 'not current'}): "
         f"trained on {figures.count(trained.training_window['rows'])} rows, validated on "
         f"{figures.count(metrics['rows'])} rows: MAE {figures.amount(metrics['mae'])}, "
         f"RMSE {figures.amount(metrics['rmse'])}, MAPE {figures.percent(metrics['mape'])}, "
@@ -500,6 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model and register it")
     train.add_argument("--if-missing", action="store_true", help="do nothing if a model is current")
     train.add_argument("--no-promote", action="store_true", help="register without making current")
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="make the model current even if its interval's validation coverage lies outside "
+        "the retraining band",
+    )
     train.add_argument("--csv", help="train on this CSV instead of the Ames data")
     train.add_argument("--target", help="target column of the CSV")
     train.add_argument(

@@ -538,3 +538,35 @@ def test_replay_sends_a_csvs_rows_after_its_training_period(
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert "sent 80 sales (80 predicted, 0 rejected)" in replay.stdout
     assert "posted 80" in replay.stdout
+
+
+def _trend_csv(path: Path) -> Path:
+    """A target that grows month by month: no tree extrapolates it, so an interval
+    calibrated on shuffled rows covers almost none of the later months."""
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"month": np.repeat(np.arange(30), 20), "x": rng.normal(size=600)})
+    frame["y"] = 10.0 * frame["month"] + frame["x"] + rng.normal(scale=0.5, size=600)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_train_refuses_to_serve_an_interval_that_misses_its_validation_coverage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 90 % interval of a time-ordered dataset covered 51.5 % of its validation rows
+    and train registered it as current without a word."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+    csv = str(_trend_csv(tmp_path / "trend.csv"))
+    args = ["train", "--csv", csv, "--target", "y", "--period", "month", "--max-iter", "20"]
+
+    refused = main(args)
+    err = capsys.readouterr().err
+    forced = main([*args, "--force"])
+
+    registry = ModelRegistry(tmp_path / "var" / "registry")
+    assert refused == 1
+    assert "of the validation rows, outside [80%, 98%]" in err, err
+    assert "registered v1 as rejected, not current" in err
+    assert registry.metadata("v1")["status"] == "rejected"
+    assert forced == 0
+    assert registry.current_version() == "v2"
