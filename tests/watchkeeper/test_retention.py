@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,10 @@ from monitoring.accuracy import WindowSpan, read_window_labels
 from monitoring.log_reader import WATERMARK, LogReader
 from monitoring.retention_loop import RetentionLoop
 from retrain.data import labelled_predictions
+from tests.processes import Process, sqlite_url, wait_for
 from watchkeeper.cli import main
 from watchkeeper.db import log_stats
-from watchkeeper.db.archive import read_archive, read_rows
+from watchkeeper.db.archive import archived_labels, read_archive, read_rows
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.retention import MONITOR_WATERMARK, Pruner, RetentionPolicy
 from watchkeeper.db.tables import (
@@ -472,3 +473,54 @@ def test_archived_rows_equal_what_the_prune_deleted(engine: sa.Engine, tmp_path:
     # a retried batch rewrites its file rather than adding a copy
     files = sorted(p.name for p in tmp_path.rglob("*.parquet"))
     assert len(files) == len(set(files)) and not list(tmp_path.rglob("*.partial"))
+
+
+def test_the_running_monitor_prunes_the_log_and_exports_it(
+    start_watchkeeper: Callable[..., Process], tmp_path: Path
+) -> None:
+    from watchkeeper.db.migrate import upgrade
+
+    engine = create_engine(sqlite_url(tmp_path / "var"))
+    upgrade(engine)
+    log = Log(engine)
+    log.requests(datetime.now(UTC) - timedelta(days=40), 20, items=3)
+    log.request(datetime.now(UTC))
+    engine.dispose()
+
+    monitor = start_watchkeeper("monitor", WATCHKEEPER_RETENTION_PRUNE_INTERVAL="3600")
+
+    def pruned() -> float | None:
+        for line in monitor.get("/metrics").text.splitlines():
+            if line.startswith('watchkeeper_retention_rows_pruned_total{table="predictions"}'):
+                return float(line.split()[-1])
+        return None
+
+    assert wait_for(lambda: pruned() == 60, timeout=60), monitor.log_path
+    metrics = monitor.get("/metrics").text
+    assert 'watchkeeper_retention_rows{table="predictions"} 1.0' in metrics
+    assert "watchkeeper_retention_last_prune_timestamp_seconds" in metrics
+
+
+def test_labels_pruned_into_the_archive_can_still_train(engine: sa.Engine, tmp_path: Path) -> None:
+    log = Log(engine)
+    old = log.request(ago(500))
+    log.label(old[0], ago(400), actual=250.0)
+    recent = log.request(ago(20))
+    log.label(recent[0], ago(10), actual=260.0)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    since = ago(450)
+    before = labelled_predictions(engine, SCHEMA, since=since)
+    policy = RetentionPolicy(
+        raw_days=30, labelled_days=365, history_days=730, batch_rows=50, archive_url=str(tmp_path)
+    )
+
+    Pruner(engine, policy, clock=lambda: NOW, pause=False).run()
+
+    kept = labelled_predictions(engine, SCHEMA, since=since)
+    archived = archived_labels(str(tmp_path), SCHEMA.names, SCHEMA.target, since=since)
+    assert len(before) == 2 and len(kept) == 1 and len(archived) == 1
+    both = pd.concat([archived, kept], ignore_index=True)
+    pd.testing.assert_frame_equal(
+        both[["area", "price"]], before[["area", "price"]], check_dtype=False
+    )

@@ -120,3 +120,21 @@ def read_archive(url: str) -> pd.DataFrame:
     text = frame.select_dtypes("object").columns  # a file without the column: None
     frame[text] = frame[text].astype(object).where(frame[text].notna(), None)
     return frame
+
+
+def archived_labels(url: str, names: Sequence[str], target: str, *, since: Any) -> pd.DataFrame:
+    """Archived labelled predictions whose label arrived at or after ``since``, in the
+    shape of ``retrain.data.labelled_predictions``: the features ``names``, the actual
+    value as ``target`` and ``_predicted_at``, oldest prediction first. Lets a
+    retraining window reach past the database's retention."""
+    frame = read_archive(url)
+    if frame.empty or "actual" not in frame:
+        return pd.DataFrame(columns=[*names, target, "_predicted_at"])
+    since = pd.Timestamp(since)
+    labelled = frame[frame["actual"].notna() & (frame["label_received_at"] >= since)]
+    labelled = labelled.sort_values(["created_at", "seq"], ignore_index=True)
+    renamed = {n: f"feature_{n}" if n in _NAMES else n for n in names}
+    out = pd.DataFrame({n: labelled.get(renamed[n]) for n in names})
+    out[target] = labelled["actual"].to_numpy()
+    out["_predicted_at"] = labelled["created_at"].to_numpy()
+    return out
