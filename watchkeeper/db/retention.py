@@ -309,9 +309,7 @@ class Pruner:
                     _write_position(connection, PREDICTIONS_POSITION, end, self._clock())
                 counts.add("predictions", n)
                 position = end
-            if young < len(rows) or len(rows) < self.policy.batch_rows:
-                return False
-            return True
+            return young == len(rows) == self.policy.batch_rows  # more may be old
 
         self._repeat(batch)
 
@@ -362,9 +360,7 @@ class Pruner:
                 if seqs:
                     connection.execute(predictions.delete().where(predictions.c.seq.in_(seqs)))
                     counts.add("requests", self._delete_emptied(connection, request_ids, cut.raw))
-            if len(rows) < self.policy.batch_rows:
-                return False
-            return True
+            return len(rows) == self.policy.batch_rows
 
         self._repeat(batch)
 
@@ -423,9 +419,7 @@ class Pruner:
                 if stop is not None:
                     return False
             after = (rows[-1].received_at, rows[-1].request_id)
-            if len(rows) < self.policy.batch_rows:
-                return False
-            return True
+            return len(rows) == self.policy.batch_rows
 
         self._repeat(batch)
 
