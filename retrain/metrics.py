@@ -20,7 +20,6 @@ from prometheus_client.registry import Collector
 
 from retrain.lease import LEASE
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
-from watchkeeper.registry import ModelRegistry
 
 # Outcomes a run ends with. "running" is not one: a counter of running runs would go
 # down when a run ends; runs in progress are a gauge.
@@ -87,9 +86,8 @@ def read_snapshot(engine: sa.Engine) -> RunsSnapshot:
 
 
 class RetrainCollector(Collector):
-    def __init__(self, engine: sa.Engine, registry: ModelRegistry) -> None:
+    def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.registry = registry
 
     def collect(self) -> Iterator[Any]:
         try:

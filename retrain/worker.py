@@ -25,7 +25,7 @@ def run_worker(settings: Settings) -> int:
     require_current(engine)
     registry = ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
     metrics = CollectorRegistry()
-    metrics.register(RetrainCollector(engine, registry))
+    metrics.register(RetrainCollector(engine))
     # A job renews its lease, and beats the heartbeat as it does: a worker that has not
     # done either for a whole lease (plus a poll) is stuck.
     heartbeat = Heartbeat(settings.retrain_lease_seconds + settings.retrain_poll_seconds)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -19,12 +18,11 @@ from tests.processes import metric
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import retrain_runs
-from watchkeeper.registry import ModelRegistry
 
 
-def _scrape(engine: sa.Engine, registry_dir: Path) -> str:
+def _scrape(engine: sa.Engine) -> str:
     registry = CollectorRegistry()
-    registry.register(RetrainCollector(engine, ModelRegistry(registry_dir)))
+    registry.register(RetrainCollector(engine))
     return generate_latest(registry).decode()
 
 
@@ -57,17 +55,15 @@ def _runs_total(text: str, outcome: str) -> float | None:
     return metric(text, "watchkeeper_retrain_runs_total", outcome=outcome)
 
 
-def test_a_run_in_progress_is_a_gauge_and_no_counter_goes_down(
-    engine: sa.Engine, registry_dir: Path
-) -> None:
+def test_a_run_in_progress_is_a_gauge_and_no_counter_goes_down(engine: sa.Engine) -> None:
     lease = Lease(engine, 60)
     assert lease.acquire()
     run_id = _start_run(engine)
 
-    during = _scrape(engine, registry_dir)
+    during = _scrape(engine)
     _finish_run(engine, run_id, "promoted")
     lease.release()
-    after = _scrape(engine, registry_dir)
+    after = _scrape(engine)
 
     assert metric(during, "watchkeeper_retrain_runs_in_progress") == 1
     assert metric(after, "watchkeeper_retrain_runs_in_progress") == 0
@@ -77,12 +73,10 @@ def test_a_run_in_progress_is_a_gauge_and_no_counter_goes_down(
     assert _runs_total(during, "running") is None
 
 
-def test_the_row_of_a_crashed_job_is_not_a_run_in_progress(
-    engine: sa.Engine, registry_dir: Path
-) -> None:
+def test_the_row_of_a_crashed_job_is_not_a_run_in_progress(engine: sa.Engine) -> None:
     _start_run(engine)  # its job died: nobody holds the lease
 
-    assert metric(_scrape(engine, registry_dir), "watchkeeper_retrain_runs_in_progress") == 0
+    assert metric(_scrape(engine), "watchkeeper_retrain_runs_in_progress") == 0
 
 
 @pytest.fixture
@@ -92,14 +86,14 @@ def own_postgres() -> Iterator[PostgresServer]:
 
 @pytest.mark.postgres
 def test_a_scrape_while_the_database_is_down_says_so_and_does_not_fail(
-    own_postgres: PostgresServer, registry_dir: Path
+    own_postgres: PostgresServer,
 ) -> None:
     engine = create_engine(own_postgres.create_database())
     upgrade(engine)
     try:
-        up = _scrape(engine, registry_dir)
+        up = _scrape(engine)
         own_postgres.stop(mode="immediate")
-        down = _scrape(engine, registry_dir)
+        down = _scrape(engine)
     finally:
         engine.dispose()
 
