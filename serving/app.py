@@ -18,6 +18,7 @@ from serving.database_status import DatabaseProbe
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore
 from serving.ood_scoring import OodScoring
+from serving.prediction_buckets import prediction_buckets
 from serving.prediction_log import PredictionLog
 from serving.routes import admin, feedback, health, metrics, model_info, openapi, predict
 from serving.sibling_versions import served_by_siblings
@@ -45,7 +46,15 @@ def create_app(
     )
     app.extensions["watchkeeper.settings"] = settings
 
-    serving_metrics = ServingMetrics(registry or CollectorRegistry(), settings.prediction_buckets)
+    model_registry = (
+        ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
+        if model_store is None
+        else model_store.registry
+    )
+    serving_metrics = ServingMetrics(
+        registry or CollectorRegistry(),
+        prediction_buckets(settings.prediction_buckets, model_registry),
+    )
     app.extensions["watchkeeper.metrics"] = serving_metrics
 
     engine = engine or create_engine(settings.database_url)
@@ -55,7 +64,6 @@ def create_app(
     ood_scoring = None
     loading = model_store is None
     if model_store is None:
-        model_registry = ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
         if settings.ood_in_response:
             ood_scoring = OodScoring(model_registry, percentile=settings.ood_percentile)
         model_store = ModelStore(

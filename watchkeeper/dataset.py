@@ -23,6 +23,10 @@ import pandas as pd
 
 from watchkeeper.errors import WatchkeeperError
 
+TARGET_QUANTILES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
+"""Recorded with a model's training window: the serving metrics' prediction buckets
+default to them, so any model's predictions spread over the buckets."""
+
 TRAIN_SHARE = 0.6
 VALIDATION_SHARE = 0.8
 """Default time split of a dataset without its own: rows up to these shares, by period."""
@@ -165,6 +169,10 @@ class Dataset:
             window["period_column"] = self.period
             window["start"] = _stored(self.frame[self.period].min())
             window["end"] = _stored(self.frame[self.period].max())
+        target = pd.to_numeric(self.frame[self.target], errors="coerce").dropna()
+        if len(target):
+            quantiles = np.quantile(target.to_numpy(dtype=np.float64), TARGET_QUANTILES)
+            window["target_quantiles"] = sorted({float(f"{q:.4g}") for q in quantiles})
         return window
 
 

@@ -220,22 +220,10 @@ class Settings(BaseSettings):
     """Alert names (comma separated) whose firing notifications on `/alerts` request a
     retrain; other alerts are acknowledged and ignored."""
 
-    prediction_buckets: Annotated[tuple[float, ...], NoDecode] = (
-        50_000.0,
-        75_000.0,
-        100_000.0,
-        125_000.0,
-        150_000.0,
-        175_000.0,
-        200_000.0,
-        250_000.0,
-        300_000.0,
-        400_000.0,
-        500_000.0,
-        750_000.0,
-    )
-    """Bucket bounds of the predicted-value histogram, comma separated, in the model's
-    target unit."""
+    prediction_buckets: Annotated[tuple[float, ...], NoDecode] = ()
+    """Bucket bounds of `watchkeeper_prediction_value` (comma-separated). Empty: the
+    quantiles of the training target recorded with the registry's oldest version, so
+    that any model's predictions spread over the buckets."""
 
     detectors_dir: Path | None = None
     """Directory of the monitor's fitted detectors, one folder per model version. Empty

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
+from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, Histogram
 
 from serving.metrics import observe_many
+from watchkeeper.dataset import Dataset
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.training import train
 
 
 def test_observe_many_equals_observing_each_value() -> None:
@@ -43,3 +52,31 @@ def test_invented_http_methods_share_one_label_value(client: FlaskClient) -> Non
         for labels in (s.labels for s in metric.samples)
     }
     assert methods == {"other"}
+
+
+def test_prediction_buckets_follow_the_training_target_of_any_model(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    """Bounds fixed in Ames dollars put every prediction of a 0–1 target in one bucket."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.uniform(size=400)})
+    frame["y"] = frame["x"] ** 2 + rng.normal(scale=0.01, size=400)
+    data = Dataset("small", frame, "y")
+    ModelRegistry(tmp_path / "small").register(
+        train(replace(data, frame=frame[:300]), replace(data, frame=frame[300:]))
+    )
+    app = make_app(registry_path=tmp_path / "small")
+    client = app.test_client()
+
+    response = client.post(
+        "/predict", json={"instances": [{"x": float(x)} for x in np.linspace(0, 1, 50)]}
+    )
+
+    assert response.status_code == 200, response.json
+    buckets = [
+        float(line.split(" ")[-1])
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith("watchkeeper_prediction_value_bucket")
+    ]
+    filled = np.diff([0.0, *buckets])
+    assert (filled > 0).sum() >= 5, buckets  # spread over the buckets, not one

@@ -89,10 +89,12 @@ def test_datasets_built_in_code_still_take_integer_periods() -> None:
     dataset = Dataset("inline", frame, "y", "p")
 
     assert len(dataset.between(2, 3).frame) == 2
-    assert dataset.window() == {
+    window = dataset.window()
+    assert {k: window[k] for k in ("dataset", "rows", "period_column", "start", "end")} == {
         "dataset": "inline",
         "rows": 4,
         "period_column": "p",
         "start": 1,
         "end": 4,
     }
+    assert window["target_quantiles"][0] >= 1.0 and window["target_quantiles"][-1] <= 4.0

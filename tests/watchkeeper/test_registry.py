@@ -33,6 +33,7 @@ def test_loaded_model_predicts_as_the_trained_one(
 def test_metadata_records_window_metrics_schema_and_hashes(registry_dir: Path) -> None:
     meta = ModelRegistry(registry_dir).metadata("v1")
 
+    quantiles = meta["training_window"].pop("target_quantiles")
     assert meta["training_window"] == {
         "dataset": "ames",
         "rows": 1319,
@@ -40,6 +41,7 @@ def test_metadata_records_window_metrics_schema_and_hashes(registry_dir: Path) -
         "start": 200601,
         "end": 200712,
     }
+    assert quantiles == sorted(quantiles) and 50_000 < quantiles[6] < 250_000  # the median
     assert meta["validation_window"]["start"] == 200801
     assert set(meta["metrics"]) >= {"mae", "rmse", "mape", "coverage"}
     assert len(meta["artifacts"][MODEL_FILE]["sha256"]) == 64
