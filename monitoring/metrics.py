@@ -55,6 +55,16 @@ class MonitorCollector(Collector):
                 p.add_metric([result["model_version"]], result["score"])
                 yield verdict
                 yield p
+        estimate = latest.get("estimated_accuracy")
+        if estimate is not None and estimate["score"] is not None:  # None: no estimator
+            g = _gauge(
+                "estimated_mae",
+                "MAE of the last window as the model's loss estimator expects it, before "
+                "its labels arrive.",
+                ("model_version",),
+            )
+            g.add_metric([estimate["model_version"]], estimate["score"])
+            yield g
         if "accuracy_rolling" in latest:
             yield from self._accuracy(latest["accuracy_rolling"])
 

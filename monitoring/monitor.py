@@ -42,6 +42,7 @@ from monitoring.accuracy import (
     windows_holding,
 )
 from monitoring.detectors import DetectorSuite
+from monitoring.estimated_accuracy import AccuracyEstimator
 from monitoring.log_reader import LogReader
 from monitoring.quality import feature_quality, rejected_rate
 from monitoring.trigger import RetrainTrigger, TriggerPolicy
@@ -67,14 +68,16 @@ class Check(StrEnum):
     FEATURE_DRIFT = "feature_drift"
     OUTPUT_DRIFT = "output_drift"
     MULTIVARIATE_DRIFT = "multivariate_drift"
+    ESTIMATED_ACCURACY = "estimated_accuracy"
+    """A window's MAE as the model's loss estimator expects it, before any label."""
     ACCURACY = "accuracy"
     """Of a window's labelled predictions, recomputed as late labels arrive."""
     ROLLING_ACCURACY = "accuracy_rolling"
     """Of a version's most recently predicted labelled predictions."""
 
 
-CheckOutcome = tuple[bool | None, float, dict[str, Any]]
-"""A check's verdict (None: no verdict), score and details."""
+CheckOutcome = tuple[bool | None, float | None, dict[str, Any]]
+"""A check's verdict (None: no verdict), score (None: no figure) and details."""
 
 
 @dataclass
@@ -103,6 +106,7 @@ class Monitor:
         self.reader = LogReader(engine, settle_seconds=settings.monitor_settle_seconds)
         self.status = MonitorStatus(latest=self._stored_latest())
         self._suites: dict[str, DetectorSuite] = {}
+        self.estimator = AccuracyEstimator(registry)
         self._validation_mae: dict[str, float | None] = {}
         self.trigger = RetrainTrigger(
             engine,
@@ -203,7 +207,7 @@ class Monitor:
         """Every check of the window, each a result row; a check that raises becomes
         an error row (see the module docstring)."""
         n = len(window.rows)
-        checks = [Check.DATA_QUALITY, Check.OOD]
+        checks = [Check.DATA_QUALITY, Check.OOD, Check.ESTIMATED_ACCURACY]
         if n >= self.settings.monitor_min_samples:
             checks += [Check.FEATURE_DRIFT, Check.OUTPUT_DRIFT]
             if self.settings.drift_multivariate:
@@ -261,12 +265,18 @@ class Monitor:
             drift = suite.multivariate_drift(encoded, seed=window.first_seq)
             return drift.is_drift, drift.p_value, {"distance": drift.distance}
 
+        def estimated_accuracy() -> CheckOutcome:
+            # no estimate (a version without an estimator) is a result, not an error
+            estimate = self.estimator.estimate(window, features)
+            return None, estimate.estimated_mae, estimate.details()
+
         compute: dict[Check, Callable[[], CheckOutcome]] = {
             Check.DATA_QUALITY: data_quality,
             Check.OOD: ood,
             Check.FEATURE_DRIFT: feature_drift,
             Check.OUTPUT_DRIFT: output_drift,
             Check.MULTIVARIATE_DRIFT: multivariate_drift,
+            Check.ESTIMATED_ACCURACY: estimated_accuracy,
         }
         results = []
         for check in checks:

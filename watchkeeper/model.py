@@ -3,7 +3,9 @@
 The interval is split-conformal on the model's residuals in the target's transformed
 scale: ``log`` for strictly positive targets (prices — the interval widens with the
 price), ``absolute`` otherwise. The half width is calibrated once, at training time,
-so serving costs one model call per batch.
+so serving costs one model call per batch. A model trained since direct loss estimation
+was added also carries the expected absolute error of its predictions, which the
+monitor averages over a window to estimate its MAE before labels arrive.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.base import RegressorMixin
 
+from watchkeeper import loss_estimator
 from watchkeeper.encoding import Columns
 from watchkeeper.schema import FeatureSchema
 
@@ -65,6 +68,22 @@ class Model:
         value = np.asarray(self.pipeline.predict(columns), dtype=np.float64)
         lower, upper = self.interval.bounds(value)
         return Predictions(value=value, lower=lower, upper=upper)
+
+    @property
+    def has_loss_estimator(self) -> bool:
+        return loss_estimator.attached(self.pipeline) is not None
+
+    def expected_absolute_errors(
+        self, columns: Columns, prediction: np.ndarray
+    ) -> np.ndarray | None:
+        """Each row's expected absolute error given its features and ``prediction``
+        (direct loss estimation, :mod:`watchkeeper.loss_estimator`); their mean
+        estimates the rows' MAE before labels arrive. None for a version trained
+        without the estimator."""
+        estimator = loss_estimator.attached(self.pipeline)
+        if estimator is None:
+            return None
+        return loss_estimator.expected_absolute_errors(estimator, self.schema, columns, prediction)
 
 
 def regression_metrics(actual: np.ndarray, predicted: Predictions) -> dict[str, float]:

@@ -1,8 +1,10 @@
 """The training pipeline definition, shared by the first training and every retrain.
 
 Any tabular dataset with a target and a :class:`FeatureSchema` goes through the same
-steps: encode (:class:`TabularEncoder`), gradient-boosted trees, and a conformal
-prediction interval calibrated on out-of-fold residuals.
+steps: encode (:class:`TabularEncoder`), gradient-boosted trees, a conformal
+prediction interval calibrated on out-of-fold residuals, and an estimator of the
+expected absolute error learnt from the same out-of-fold predictions
+(:mod:`watchkeeper.loss_estimator`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sklearn.pipeline import Pipeline
 
 from watchkeeper.dataset import Dataset
 from watchkeeper.encoding import TabularEncoder
+from watchkeeper.loss_estimator import attach, fit_loss_estimator
 from watchkeeper.model import IntervalSpec, Model, Scale, regression_metrics
 from watchkeeper.schema import FeatureSchema
 
@@ -98,7 +101,8 @@ def fit_model(
     schema: FeatureSchema,
     params: TrainingParams = TrainingParams(),
 ) -> Model:
-    """Fit the pipeline on ``frame`` and calibrate its interval out of fold."""
+    """Fit the pipeline on ``frame``; calibrate its interval and learn its expected
+    absolute error out of fold."""
     y = frame[schema.target].to_numpy(dtype=np.float64)
     if not np.all(np.isfinite(y)):
         raise ValueError(f"target {schema.target!r} has missing or non-finite values")
@@ -107,17 +111,22 @@ def fit_model(
     pipeline = build_pipeline(schema, params, scale)
 
     folds = KFold(params.calibration_folds, shuffle=True, random_state=params.random_state)
-    residuals = np.empty_like(y)
+    held_out = np.empty_like(y)
     for train_idx, held_idx in folds.split(X):
         fold_model = clone(pipeline).fit(X.iloc[train_idx], y[train_idx])
-        held_pred = fold_model.predict(X.iloc[held_idx])
-        residuals[held_idx] = _to_scale(y[held_idx], scale) - _to_scale(held_pred, scale)
+        held_out[held_idx] = fold_model.predict(X.iloc[held_idx])
+    residuals = _to_scale(y, scale) - _to_scale(held_out, scale)
     interval = IntervalSpec(
         level=params.interval_level,
         scale=scale,
         half_width=conformal_half_width(residuals, params.interval_level),
     )
     pipeline.fit(X, y)
+    # the same out-of-fold predictions teach the model's expected absolute error
+    attach(
+        pipeline,
+        fit_loss_estimator(X, schema, held_out, y, random_state=params.random_state),
+    )
     return Model(pipeline=pipeline, interval=interval, schema=schema)
 
 

@@ -68,6 +68,7 @@ def test_windows_are_evaluated_stored_and_exported_with_accuracy_from_feedback(
         "feature_drift": 2,
         "output_drift": 2,
         "multivariate_drift": 2,
+        "estimated_accuracy": 2,
         "accuracy": 1,  # per prediction-time window: the labels are all in the first
         "accuracy_rolling": 1,
     }
@@ -211,6 +212,7 @@ def test_hostile_values_neither_stop_the_monitor_nor_go_unflagged(
             "feature_drift",
             "output_drift",
             "multivariate_drift",
+            "estimated_accuracy",
         )
     }
     quality = {
@@ -258,11 +260,18 @@ def test_a_check_that_fails_on_a_window_is_stored_as_an_error_counted_and_passed
     assert monitor.reader.watermark() == 1000  # moved on: the next cycle is not stuck
 
     results = _results(settings)
-    assert len(results) == 2 * 5
+    assert len(results) == 2 * 6
     assert all(r["score"] is None and "SHA-256" in r["details"]["error"] for r in results)
     assert monitor.status.window_errors == {
         check: 2
-        for check in ("data_quality", "ood", "feature_drift", "output_drift", "multivariate_drift")
+        for check in (
+            "data_quality",
+            "ood",
+            "feature_drift",
+            "output_drift",
+            "multivariate_drift",
+            "estimated_accuracy",
+        )
     }
     registry = CollectorRegistry()
     registry.register(MonitorCollector(monitor.status))

@@ -47,6 +47,7 @@ def test_better_candidate_is_promoted_as_its_metrics_dictate(
     meta = registry.metadata("v2")
     assert meta["status"] == "promoted" and meta["notes"]["run_id"] == run["id"]
     assert meta["training_window"]["base"]["end"] == 200712
+    assert registry.load("v2").model.has_loss_estimator  # its MAE estimable before labels
     with engine.connect() as connection:
         status = connection.execute(sa.select(requests_table.c.status)).scalar()
     assert status == "done"
