@@ -228,7 +228,7 @@ class RetrainJob:
         self, run_id: int, champion: RegisteredModel, data: RetrainData, lease: Lease
     ) -> RunResult:
         params = self.params or TrainingParams(**champion.metadata.get("params", {}))
-        trained = train(data.training, data.holdout, params=params)
+        trained = train(data.training, data.holdout, params=params, in_time_order=True)
         window = {
             **data.description,
             "dataset": data.training.name,
