@@ -6,6 +6,10 @@ a range of the log's ``seq``): a window's accuracy is computed when the window i
 from the labels already in, and computed again whenever later labels for its
 predictions arrive, so that it can be lined up with the window's drift verdicts.
 
+A window's accuracy also checks the label-free estimate of its MAE made when the window
+was cut (:mod:`monitoring.estimated_accuracy`): ``estimated_mae`` and its relative
+``estimate_error`` are stored beside the realised figures.
+
 Beside it, each model version has a rolling figure over its most recently predicted
 ``monitor_accuracy_labels`` labelled predictions, with a one-sided lower confidence
 bound of its MAE: that bound, not the point figure, is what the retrain trigger and the
@@ -132,6 +136,21 @@ def read_window_labels(connection: sa.Connection, span: WindowSpan) -> pd.DataFr
         predictions.c.model_version == span.model_version,
     )
     return _frame(connection.execute(query).all())
+
+
+def read_window_estimates(connection: sa.Connection, window_ids: list[str]) -> dict[str, float]:
+    """The label-free MAE estimate stored for each of ``window_ids`` (detector
+    ``estimated_accuracy``), for those that have one: checked when their labels arrive."""
+    if not window_ids:
+        return {}
+    rows = connection.execute(
+        sa.select(window_results.c.window_id, window_results.c.score).where(
+            window_results.c.detector == "estimated_accuracy",
+            window_results.c.window_id.in_(window_ids),
+            window_results.c.score.is_not(None),
+        )
+    ).all()
+    return {row.window_id: float(row.score) for row in rows}
 
 
 def read_recent_labels(connection: sa.Connection, version: str, limit: int) -> pd.DataFrame:

@@ -65,6 +65,16 @@ class MonitorCollector(Collector):
             )
             g.add_metric([estimate["model_version"]], estimate["score"])
             yield g
+        if status.estimate_errors:
+            g = _gauge(
+                "estimated_mae_error_ratio",
+                "How far the label-free MAE estimate of the last window with enough labels was "
+                "from the MAE its labels gave: |estimated - realised| / realised.",
+                ("model_version",),
+            )
+            for version, error in status.estimate_errors.items():
+                g.add_metric([version], error)
+            yield g
         if "accuracy_rolling" in latest:
             yield from self._accuracy(latest["accuracy_rolling"])
 

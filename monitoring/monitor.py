@@ -35,6 +35,7 @@ from monitoring.accuracy import (
     from_micros,
     read_new_labels,
     read_recent_labels,
+    read_window_estimates,
     read_window_labels,
     settled_now,
     to_micros,
@@ -93,6 +94,9 @@ class MonitorStatus:
     errors: int = 0
     rows_read: int = 0
     feedback_orphans: int = 0
+    estimate_errors: dict[str, float] = field(default_factory=dict)
+    """By model version: how far the label-free MAE estimate of the last window with
+    enough labels was from its realised MAE (a ratio)."""
     """Labels still matching no prediction ``feedback_orphan_seconds`` after arrival."""
     last_success: float | None = None
     last_duration: float = 0.0
@@ -393,6 +397,7 @@ class Monitor:
         model versions of those windows."""
         with self.engine.connect() as connection:
             labelled = [(span, read_window_labels(connection, span)) for span in spans]
+            estimates = read_window_estimates(connection, [span.window_id for span in spans])
         results = []
         for span, labels in labelled:
             if labels.empty:
@@ -411,10 +416,23 @@ class Monitor:
                 details = metrics.as_details(
                     labelled_share=metrics.labels / max(span.n_rows, 1),
                     validation_mae=self._validation_mae_of(span.model_version),
+                    **self._check_estimate(span, metrics, estimates.get(span.window_id)),
                 )
             results.append(_span_result(span, Check.ACCURACY, len(labels), score, details))
         self._store(results, replace=True)
         return {r["model_version"] for r in results}
+
+    def _check_estimate(
+        self, span: WindowSpan, metrics: AccuracyMetrics, estimate: float | None
+    ) -> dict[str, float]:
+        """The window's label-free estimate against its realised MAE; once enough of
+        its labels are in, the estimate's error is what the monitor exports."""
+        if estimate is None or metrics.mae == 0:
+            return {}
+        error = (estimate - metrics.mae) / metrics.mae
+        if metrics.labels >= self.settings.monitor_min_labels:
+            self.status.estimate_errors[span.model_version] = abs(error)
+        return {"estimated_mae": estimate, "estimate_error": error}
 
     def _evaluate_rolling_accuracy(self, versions: list[str], as_of: datetime) -> None:
         results = []

@@ -549,3 +549,35 @@ def test_the_monitor_uses_the_scores_stored_at_serving_time_and_scores_only_the_
     assert ood["details"]["outliers"] == int((window > suite.ood_threshold).sum())
     assert ood["details"]["mean_score"] == pytest.approx(window.mean())
     assert ood["score"] == pytest.approx((window > suite.ood_threshold).mean())
+
+
+def test_a_windows_estimate_is_checked_when_its_labels_arrive(
+    settings: Settings,
+    server: Flask,
+    replay_records: list[dict[str, Any]],
+    ames: Any,
+    send_predictions: Callable[..., list[str]],
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    ids = send_predictions(server, replay_records, 500)
+    monitor = make_monitor()
+    assert monitor.run_once() == 1  # estimated at once, before any label
+    actual = ames.between(200901, None).frame["Sale_Price"].tolist()
+    _post_labels(server, {pid: float(actual[i % len(actual)]) for i, pid in enumerate(ids)})
+
+    monitor.run_once()
+
+    results = _results(settings)
+    estimate = next(r for r in results if r["detector"] == "estimated_accuracy")
+    accuracy = next(r for r in results if r["detector"] == "accuracy")
+    details = accuracy["details"]
+    assert details["estimated_mae"] == pytest.approx(estimate["score"])
+    assert details["estimate_error"] == pytest.approx(
+        (estimate["score"] - details["mae"]) / details["mae"]
+    )
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(monitor.status))
+    text = generate_latest(registry).decode()
+    assert metric(
+        text, "watchkeeper_monitor_estimated_mae_error_ratio", model_version="v1"
+    ) == pytest.approx(abs(details["estimate_error"]))
