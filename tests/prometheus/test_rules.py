@@ -72,6 +72,16 @@ CASES: dict[str, dict[str, Any]] = {
         "at": 35,
         "labels": V1,
     },
+    # a band, both ways: 51.5 % (a trend the interval never saw) and 100 % (too wide);
+    # quiet for a dip of less than the hour
+    "WatchkeeperIntervalCoverageOutOfBand": {
+        "fire": [('watchkeeper_monitor_interval_coverage{model_version="v1"}', "0.9x10 0.515x80")],
+        "quiet": [
+            ('watchkeeper_monitor_interval_coverage{model_version="v1"}', "0.9x10 0.5x30 0.9x50")
+        ],
+        "at": 75,
+        "labels": V1,
+    },
     "WatchkeeperFeedbackOrphans": {
         "fire": [("watchkeeper_monitor_feedback_orphans_total", "0x10 2x30")],
         "quiet": [("watchkeeper_monitor_feedback_orphans_total", "0x40")],
@@ -305,6 +315,10 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "WatchkeeperAccuracyDegraded": (
         "Model v1 MAE is 25 % worse than at validation",
         "accuracy-degraded",
+    ),
+    "WatchkeeperIntervalCoverageOutOfBand": (
+        "Model v1's prediction interval covers too few or too many actual values",
+        "interval-coverage-out-of-band",
     ),
     "WatchkeeperFeedbackOrphans": (
         "Labels arrive for predictions that were never logged",

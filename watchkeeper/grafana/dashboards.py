@@ -458,11 +458,16 @@ def accuracy_lifecycle(c: MixinConfig) -> dict[str, Any]:
                 "price level moves: compare with the predicted-value quantiles.",
             ),
             timeseries(
-                "Interval coverage",
+                titles.INTERVAL_COVERAGE,
                 Query(q["coverage"], "{{model_version}}"),
                 unit="percentunit",
-                description="Share of actual values inside the prediction interval. Well "
-                "under the interval's level: the model is overconfident, retrain.",
+                threshold=Threshold(t.coverage_min, low_is_bad=True),
+                description="Share of actual values inside the prediction interval, over "
+                "the rolling labels; red under the band's low end "
+                f"({t.coverage_min:.0%}; the band ends at {t.coverage_max:.0%}). Well under "
+                "the interval's level: the model is overconfident (the data moved since its "
+                "interval was calibrated), retrain. Near 100 %: the interval is too wide to "
+                "be of use.",
             ),
             timeseries(
                 "Label delay (median)",

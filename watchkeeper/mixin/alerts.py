@@ -123,6 +123,23 @@ def model_alerts(c: MixinConfig) -> AlertGroup:
                 PanelRef(DashboardUid.ACCURACY, p.MAE),
             ),
             Alert(
+                "WatchkeeperIntervalCoverageOutOfBand",
+                f"max by ({by('model_version')}) "
+                f"(watchkeeper_monitor_interval_coverage{mon}) < {t.coverage_min:g}\nor\n"
+                f"max by ({by('model_version')}) "
+                f"(watchkeeper_monitor_interval_coverage{mon}) > {t.coverage_max:g}",
+                d.coverage,
+                Severity.WARNING,
+                "Model {{ $labels.model_version }}'s prediction interval covers too few or "
+                "too many actual values",
+                "The rolling share of actual values inside the "
+                f"prediction interval has been outside [{percent(t.coverage_min)}, "
+                f"{percent(t.coverage_max)}] for {spoken(d.coverage)}: the uncertainty "
+                "clients are given is wrong.",
+                "interval-coverage-out-of-band",
+                PanelRef(DashboardUid.ACCURACY, p.INTERVAL_COVERAGE),
+            ),
+            Alert(
                 "WatchkeeperTooFewLabels",
                 # predictions flow, unless labels came recently; no labels ever: fires
                 f"sum by ({by()}) (rate(watchkeeper_predictions_total{c.selector(SERVING)}[1h]))"

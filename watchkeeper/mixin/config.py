@@ -48,6 +48,11 @@ class Thresholds:
     """Share of a window out of distribution that requests a retrain."""
     mae_degradation: float
     """Fraction by which the MAE's lower bound may exceed the validation MAE."""
+    coverage_min: float = 0.8
+    """The live interval coverage band: the band a retraining candidate must meet and
+    train refuses to serve outside (WATCHKEEPER_RETRAIN_MIN_COVERAGE)..."""
+    coverage_max: float = 0.98
+    """...and WATCHKEEPER_RETRAIN_MAX_COVERAGE."""
     missing_rate_excess: float = 0.10
     """A feature missing in this many points more of a window than in the reference."""
     out_of_range_excess: float = 0.04
@@ -103,6 +108,9 @@ class Durations:
     accuracy: float = 1800.0
     """The lower confidence bound is already robust to few labels; 30 minutes rules out
     a bound that crosses the limit for one round only."""
+    coverage: float = 3600.0
+    """The rolling coverage moves with every batch of labels; an hour outside the band is
+    the interval being wrong, not a batch of unusual houses."""
     data_quality: float = 900.0
     too_few_labels: float = 3600.0
     rejected: float = 900.0
@@ -169,6 +177,8 @@ class MixinConfig:
                 drift_p_value=settings.drift_p_value,
                 ood_fraction=settings.trigger_ood_fraction,
                 mae_degradation=settings.trigger_mae_degradation,
+                coverage_min=settings.retrain_min_coverage,
+                coverage_max=settings.retrain_max_coverage,
             ),
             durations=Durations(drift=drift, feature_drift=drift),
             runbook_url=settings.alert_runbook_url,

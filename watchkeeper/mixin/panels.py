@@ -26,6 +26,7 @@ WINDOW_ERRORS = "Monitor window errors (10m)"
 # accuracy and lifecycle
 MAE = "MAE from feedback vs validation"
 LABELS_AGE = "Time since accuracy from new labels"
+INTERVAL_COVERAGE = "Interval coverage"
 FEEDBACK_ORPHANS = "Feedback orphans (1h)"
 RETRAIN_RUNS = "Retraining runs by outcome (1h)"
 RETRAIN_DATABASE_UP = "Retraining database up"
