@@ -57,19 +57,23 @@ class AccuracyMetrics:
     abs_error_std: float
     rmse: float
     mape: float | None
-    """Percent, over the labels whose actual value is not zero (None if none is)."""
+    """Percent, over the labels with a positive actual value; None for a model whose
+    target is not positive throughout (its interval is not on the log scale): a
+    percentage of a value near zero or of either sign means nothing."""
     coverage: float
     """Share of actual values inside the prediction interval."""
     label_delay_seconds_median: float
     label_delay_seconds_max: float
 
     @classmethod
-    def of(cls, labelled: pd.DataFrame, *, confidence: float) -> AccuracyMetrics:
+    def of(
+        cls, labelled: pd.DataFrame, *, confidence: float, positive_target: bool = True
+    ) -> AccuracyMetrics:
         actual = labelled["actual"].to_numpy(dtype=np.float64)
         predicted = labelled["prediction"].to_numpy(dtype=np.float64)
         error = predicted - actual
         absolute = np.abs(error)
-        nonzero = actual != 0
+        positive = (actual > 0) if positive_target else np.zeros(actual.size, dtype=bool)
         inside = (actual >= labelled["lower"].to_numpy()) & (actual <= labelled["upper"].to_numpy())
         delay = (
             pd.to_datetime(labelled["received_at"], utc=True)
@@ -82,8 +86,8 @@ class AccuracyMetrics:
             abs_error_std=float(absolute.std(ddof=1)) if actual.size > 1 else 0.0,
             rmse=float(np.sqrt(np.mean(error**2))),
             mape=(
-                float(np.mean(absolute[nonzero] / np.abs(actual[nonzero])) * 100)
-                if nonzero.any()
+                float(np.mean(absolute[positive] / actual[positive]) * 100)
+                if positive.any()
                 else None
             ),
             coverage=float(np.mean(inside)),

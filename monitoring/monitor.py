@@ -112,6 +112,7 @@ class Monitor:
         self._suites: dict[str, DetectorSuite] = {}
         self.estimator = AccuracyEstimator(registry)
         self._validation_mae: dict[str, float | None] = {}
+        self._positive_target: dict[str, bool] = {}
         self.trigger = RetrainTrigger(
             engine,
             TriggerPolicy(
@@ -344,6 +345,14 @@ class Monitor:
             self._validation_mae[version] = metrics.get("mae")
         return self._validation_mae[version]
 
+    def _positive_target_of(self, version: str) -> bool:
+        """Whether the version's target was positive throughout training (its interval
+        is then on the log scale): only then is a MAPE reported."""
+        if version not in self._positive_target:
+            interval = self.registry.metadata(version).get("interval") or {}
+            self._positive_target[version] = interval.get("scale") == "log"
+        return self._positive_target[version]
+
     def _ood_scores(
         self, window: Window, suite: DetectorSuite, features: pd.DataFrame
     ) -> np.ndarray:
@@ -404,7 +413,9 @@ class Monitor:
                 continue
             try:
                 metrics = AccuracyMetrics.of(
-                    labels, confidence=self.settings.trigger_accuracy_confidence
+                    labels,
+                    confidence=self.settings.trigger_accuracy_confidence,
+                    positive_target=self._positive_target_of(span.model_version),
                 )
             except Exception as exc:  # stored as the window's error; the labels move on
                 reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
@@ -444,7 +455,9 @@ class Monitor:
             if len(labels) < self.settings.monitor_min_labels:
                 continue
             metrics = AccuracyMetrics.of(
-                labels, confidence=self.settings.trigger_accuracy_confidence
+                labels,
+                confidence=self.settings.trigger_accuracy_confidence,
+                positive_target=self._positive_target_of(version),
             )
             span = WindowSpan(
                 f"{version}:rolling-{to_micros(as_of)}",

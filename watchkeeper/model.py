@@ -86,15 +86,22 @@ class Model:
         return loss_estimator.expected_absolute_errors(estimator, self.schema, columns, prediction)
 
 
-def regression_metrics(actual: np.ndarray, predicted: Predictions) -> dict[str, float]:
-    """MAE, RMSE, MAPE (%), interval coverage and mean interval width."""
+def regression_metrics(actual: np.ndarray, predicted: Predictions) -> dict[str, float | None]:
+    """MAE, RMSE, MAPE (%), interval coverage and mean interval width.
+
+    MAPE only for a target that is positive throughout (prices, counts): relative to a
+    target near zero or of either sign (a 0/1 outcome, a temperature, a balance) a
+    percentage error is huge by construction (239 % measured) and means nothing; None."""
     actual = np.asarray(actual, dtype=np.float64)
     error = predicted.value - actual
-    nonzero = actual != 0
     return {
         "mae": float(np.mean(np.abs(error))),
         "rmse": float(np.sqrt(np.mean(error**2))),
-        "mape": float(np.mean(np.abs(error[nonzero] / actual[nonzero])) * 100),
+        "mape": (
+            float(np.mean(np.abs(error / actual)) * 100)
+            if actual.size and np.all(actual > 0)
+            else None
+        ),
         "coverage": float(np.mean((actual >= predicted.lower) & (actual <= predicted.upper))),
         "interval_width": float(np.mean(predicted.upper - predicted.lower)),
         "rows": int(actual.size),

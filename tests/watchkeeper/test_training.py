@@ -105,3 +105,16 @@ def test_a_period_column_calibrates_the_interval_forward_in_time() -> None:
     # tests/watchkeeper/test_cli.py), but by less
     assert forward.metrics["coverage"] > shuffled.metrics["coverage"] + 0.1
     assert forward.model.interval.half_width > shuffled.model.interval.half_width
+
+
+def test_mape_only_for_a_target_positive_throughout() -> None:
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"x": rng.normal(size=400)})
+    frame["y"] = (frame["x"] + rng.normal(scale=0.5, size=400) > 0).astype(float)
+    training = Dataset("outcome", frame.iloc[:300], "y")
+    validation = Dataset("outcome", frame.iloc[300:], "y")
+
+    metrics = train(training, validation, params=TrainingParams(max_iter=10)).metrics
+
+    assert metrics["mape"] is None  # a 0/1 outcome: percentages of 0 and 1 mean nothing
+    assert metrics["mae"] > 0
