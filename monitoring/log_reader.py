@@ -10,13 +10,13 @@ could step over it for good.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import pandas as pd
 import sqlalchemy as sa
 
 from watchkeeper.db.features import feature_records
-from watchkeeper.db.tables import monitor_state, predictions
+from watchkeeper.db.positions import read_position, write_position
+from watchkeeper.db.tables import predictions
 
 WATERMARK = "windows"
 
@@ -29,23 +29,11 @@ class LogReader:
 
     def watermark(self, name: str = WATERMARK) -> int:
         with self.engine.connect() as connection:
-            value = connection.execute(
-                sa.select(monitor_state.c.watermark).where(monitor_state.c.name == name)
-            ).scalar()
-        return int(value or 0)
+            return read_position(connection, name) or 0
 
     def set_watermark(self, value: int, name: str = WATERMARK) -> None:
-        now = datetime.now(UTC)
         with self.engine.begin() as connection:
-            updated = connection.execute(
-                monitor_state.update()
-                .where(monitor_state.c.name == name)
-                .values(watermark=value, updated_at=now)
-            ).rowcount
-            if not updated:
-                connection.execute(
-                    monitor_state.insert().values(name=name, watermark=value, updated_at=now)
-                )
+            write_position(connection, name, value)
 
     def high_mark(self) -> int:
         """The newest ``seq`` in the log now. Read up to it only ``settle_seconds``

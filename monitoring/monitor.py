@@ -304,18 +304,8 @@ class Monitor:
         details: dict[str, Any],
     ) -> dict[str, Any]:
         return {
-            "window_id": window.window_id,
-            "model_version": window.model_version,
-            "detector": check.value,
-            "first_seq": window.first_seq,
-            "last_seq": window.last_seq,
-            "n_rows": len(window.rows),
-            "started_at": window.started_at,
-            "ended_at": window.ended_at,
-            "evaluated_at": datetime.now(UTC),
+            **_span_result(_span(window), check, len(window.rows), score, details),
             "is_drift": is_drift,
-            "score": score,
-            "details": details,
         }
 
     def _error(self, window: Window, check: Check, exc: Exception) -> dict[str, Any]:

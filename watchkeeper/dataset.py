@@ -14,7 +14,7 @@ newest fifth to replay.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,28 +115,14 @@ class Dataset:
         if end is not None:
             mask &= period <= self.coerce_period(end)
         frame = self.frame[mask].sort_values(self.period, kind="stable")
-        return Dataset(
-            self.name,
-            frame.reset_index(drop=True),
-            self.target,
-            self.period,
-            self.exclude,
-            self.split,
-        )
+        return replace(self, frame=frame.reset_index(drop=True))
 
     def after(self, end: Any) -> Dataset:
         """Rows whose period is strictly after ``end``: what a model trained up to
         ``end`` has never seen."""
         later = self.between(end, None)
         frame = later.frame[later.frame[later.period] > self.coerce_period(end)]
-        return Dataset(
-            self.name,
-            frame.reset_index(drop=True),
-            self.target,
-            self.period,
-            self.exclude,
-            self.split,
-        )
+        return replace(self, frame=frame.reset_index(drop=True))
 
     def default_split(self) -> PeriodSplit:
         """The dataset's own split, or cuts at the period values holding 60 % and 80 %

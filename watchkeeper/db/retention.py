@@ -32,9 +32,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from watchkeeper.db.archive import Archive
+from watchkeeper.db.positions import read_position, write_position
 from watchkeeper.db.tables import (
     feedback,
-    monitor_state,
     predictions,
     requests,
     retrain_requests,
@@ -162,25 +162,6 @@ def _after(
     return sa.or_(time_column > moment, sa.and_(time_column == moment, key_column > key))
 
 
-def read_position(connection: sa.Connection, name: str) -> int | None:
-    value = connection.execute(
-        sa.select(monitor_state.c.watermark).where(monitor_state.c.name == name)
-    ).scalar()
-    return None if value is None else int(value)
-
-
-def _write_position(connection: sa.Connection, name: str, value: int, now: datetime) -> None:
-    updated = connection.execute(
-        monitor_state.update()
-        .where(monitor_state.c.name == name)
-        .values(watermark=value, updated_at=now)
-    ).rowcount
-    if not updated:
-        connection.execute(
-            monitor_state.insert().values(name=name, watermark=value, updated_at=now)
-        )
-
-
 class Pruner:
     """Applies a :class:`RetentionPolicy` to a database."""
 
@@ -303,10 +284,10 @@ class Pruner:
                     n = connection.execute(
                         predictions.delete().where(predictions.c.seq.in_(seqs))
                     ).rowcount
-                    _write_position(connection, PREDICTIONS_POSITION, end, self._clock())
+                    write_position(connection, PREDICTIONS_POSITION, end, self._clock())
                 else:
                     n = connection.execute(predictions.delete().where(in_range)).rowcount
-                    _write_position(connection, PREDICTIONS_POSITION, end, self._clock())
+                    write_position(connection, PREDICTIONS_POSITION, end, self._clock())
                 counts.add("predictions", n)
                 position = end
             return young == len(rows) == self.policy.batch_rows  # more may be old
@@ -415,7 +396,7 @@ class Pruner:
                 )
                 stop = next((r for r in rows if r.request_id in waiting), None)
                 resume = stop.received_at if stop is not None else rows[-1].received_at
-                _write_position(connection, REQUESTS_POSITION, to_micros(resume), self._clock())
+                write_position(connection, REQUESTS_POSITION, to_micros(resume), self._clock())
                 if stop is not None:
                     return False
             after = (rows[-1].received_at, rows[-1].request_id)
