@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 
 from prometheus_client import CollectorRegistry
 
@@ -14,8 +12,8 @@ from monitoring.retention_loop import RetentionLoop
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import require_current
 from watchkeeper.registry import ModelRegistry
+from watchkeeper.service_loop import ServiceLoop
 from watchkeeper.settings import Settings
-from watchkeeper.status_server import Heartbeat, start_status_server
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +40,12 @@ def run(settings: Settings, *, once: bool = False) -> int:
     registry.register(MonitorCollector(monitor.status))
     retention = RetentionLoop(settings)  # the log's size and age; prunes it
     retention.register(registry)
-    heartbeat = Heartbeat(settings.monitor_stall_seconds + settings.monitor_interval)
-    server = start_status_server(settings.monitor_host, settings.monitor_port, registry, heartbeat)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    retention.start(stop)
-    log.info(
-        "monitor metrics and health on http://%s:%d", settings.monitor_host, settings.monitor_port
+    loop = ServiceLoop(
+        "monitor",
+        settings.monitor_host,
+        settings.monitor_port,
+        settings.monitor_interval,
+        settings.monitor_stall_seconds + settings.monitor_interval,
     )
-    while not stop.is_set():
-        heartbeat.beat()
-        try:
-            monitor.run_once()
-        except Exception:  # counted in the status; the next cycle tries again
-            pass
-        stop.wait(settings.monitor_interval)
-    server.shutdown()
-    return 0
+    # run_once logs and counts a failed cycle itself
+    return loop.run(registry, lambda _heartbeat: monitor.run_once(), on_start=retention.start)

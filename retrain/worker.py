@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 
 from prometheus_client import CollectorRegistry
 
@@ -14,8 +12,9 @@ from retrain.metrics import RetrainCollector
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import require_current
 from watchkeeper.registry import ModelRegistry
+from watchkeeper.service_loop import ServiceLoop
 from watchkeeper.settings import Settings
-from watchkeeper.status_server import Heartbeat, start_status_server
+from watchkeeper.status_server import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +25,21 @@ def run_worker(settings: Settings) -> int:
     registry = ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
     metrics = CollectorRegistry()
     metrics.register(RetrainCollector(engine))
-    # A job renews its lease, and beats the heartbeat as it does: a worker that has not
-    # done either for a whole lease (plus a poll) is stuck.
-    heartbeat = Heartbeat(settings.retrain_lease_seconds + settings.retrain_poll_seconds)
-    server = start_status_server(settings.retrain_host, settings.retrain_port, metrics, heartbeat)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    log.info("retraining worker polling every %gs", settings.retrain_poll_seconds)
-    while not stop.is_set():
-        heartbeat.beat()
+
+    def cycle(heartbeat: Heartbeat) -> None:
         try:
             if retrain_requests.pending(engine):
                 RetrainJob(settings, engine, registry, on_progress=heartbeat.beat).run()
         except Exception:  # recorded in retrain_runs when it got that far; try again later
             log.exception("retraining worker cycle failed")
-        stop.wait(settings.retrain_poll_seconds)
-    server.shutdown()
-    return 0
+
+    # A job renews its lease, and beats the heartbeat as it does: a worker that has not
+    # done either for a whole lease (plus a poll) is stuck.
+    loop = ServiceLoop(
+        "retraining worker",
+        settings.retrain_host,
+        settings.retrain_port,
+        settings.retrain_poll_seconds,
+        settings.retrain_lease_seconds + settings.retrain_poll_seconds,
+    )
+    return loop.run(metrics, cycle)

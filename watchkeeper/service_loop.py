@@ -1,0 +1,65 @@
+"""The loop of a long-running component (the monitor, the retraining worker): a status
+server with metrics and a heartbeat, one cycle every interval until SIGTERM or SIGINT.
+
+A cycle that raises must not end the process (the next cycle tries again) nor stall the
+heartbeat: ``/healthz`` fails only when cycles stop coming, which is what a container
+runtime should restart. Each cycle reports its own failures (a metric, a log line)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from watchkeeper.status_server import Heartbeat, start_status_server
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceLoop:
+    name: str
+    host: str
+    port: int
+    interval: float
+    """Seconds between the end of one cycle and the start of the next."""
+    stall_seconds: float
+    """No heartbeat for this long: ``/healthz`` fails."""
+
+    def run(
+        self,
+        metrics: CollectorRegistry,
+        cycle: Callable[[Heartbeat], object],
+        *,
+        on_start: Callable[[threading.Event], object] | None = None,
+    ) -> int:
+        """Serve metrics and health, then run ``cycle`` (given the heartbeat, to beat
+        during long work) until stopped; ``on_start`` gets the stop event, for threads
+        of the component's own."""
+        heartbeat = Heartbeat(self.stall_seconds)
+        server = start_status_server(self.host, self.port, metrics, heartbeat)
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        if on_start is not None:
+            on_start(stop)
+        log.info(
+            "%s metrics and health on http://%s:%d, a cycle every %gs",
+            self.name,
+            self.host,
+            self.port,
+            self.interval,
+        )
+        while not stop.is_set():
+            heartbeat.beat()
+            try:
+                cycle(heartbeat)
+            except Exception:  # reported by the cycle itself; the next one tries again
+                pass
+            stop.wait(self.interval)
+        server.shutdown()
+        return 0
