@@ -42,19 +42,27 @@ class RetentionLoop:
     def register(self, registry: CollectorRegistry) -> None:
         registry.register(RetentionCollector(self.status))
 
-    def start(self, stop: threading.Event) -> threading.Thread:
-        thread = threading.Thread(target=self.run, args=(stop,), name="retention", daemon=True)
+    def start(
+        self, stop: threading.Event, read_once: threading.Event | None = None
+    ) -> threading.Thread:
+        """Run in a thread until ``stop``; the first prune waits for ``read_once``
+        (the monitor's first cycle), so that the log it prunes has been read."""
+        thread = threading.Thread(
+            target=self.run, args=(stop, read_once), name="retention", daemon=True
+        )
         thread.start()
         return thread
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, read_once: threading.Event | None = None) -> None:
         next_prune = time.monotonic() if self.prune_interval > 0 else float("inf")
         while not stop.is_set():
-            if time.monotonic() >= next_prune:
+            ready = read_once is None or read_once.is_set()
+            if ready and time.monotonic() >= next_prune:
                 self.prune()
                 next_prune = time.monotonic() + self.prune_interval
             self.read_stats()
-            stop.wait(max(0.0, min(self.stats_interval, next_prune - time.monotonic())))
+            wait = max(0.0, min(self.stats_interval, next_prune - time.monotonic()))
+            stop.wait(wait if ready else min(wait, 1.0))  # not read yet: look again soon
         self.engine.dispose()
 
     def prune(self) -> None:

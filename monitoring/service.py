@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from prometheus_client import CollectorRegistry
 
@@ -47,5 +48,10 @@ def run(settings: Settings, *, once: bool = False) -> int:
         settings.monitor_interval,
         settings.monitor_stall_seconds + settings.monitor_interval,
     )
-    # run_once logs and counts a failed cycle itself
-    return loop.run(registry, lambda _heartbeat: monitor.run_once(), on_start=retention.start)
+    read_once = threading.Event()  # the first cycle is done: the log may be pruned
+
+    def cycle(_heartbeat: object) -> None:
+        monitor.run_once()  # logs and counts a failed cycle itself
+        read_once.set()
+
+    return loop.run(registry, cycle, on_start=lambda stop: retention.start(stop, read_once))

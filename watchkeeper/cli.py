@@ -301,7 +301,9 @@ def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
         try:
             require_current(engine)
-            policy = RetentionPolicy.from_settings(settings)
+            policy = replace(
+                RetentionPolicy.from_settings(settings), without_monitor=args.without_monitor
+            )
             report = Pruner(engine, policy).run(dry_run=args.dry_run)
         finally:
             engine.dispose()
@@ -651,6 +653,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "prune":
             db_command.add_argument(
                 "--dry-run", action="store_true", help="count what would go; delete nothing"
+            )
+            db_command.add_argument(
+                "--without-monitor",
+                action="store_true",
+                help="prune predictions no monitor has read (a log no monitor runs on); "
+                "otherwise only what the monitor's watermark has passed",
             )
         db_command.add_argument(
             "--wait",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -245,6 +246,24 @@ def test_prune_never_deletes_what_the_monitor_has_not_read(engine: sa.Engine) ->
     assert not log.ids(predictions, "prediction_id") & set(unread)
 
 
+def test_a_log_no_monitor_has_read_loses_no_prediction_unless_told_so(
+    engine: sa.Engine,
+) -> None:
+    """Without the monitor's watermark the prune kept only the newest prediction: a
+    monitor started on a 60-day-old log found the first 30 days gone before it read
+    them."""
+    log = Log(engine)
+    unread = log.request(ago(40), items=3)
+    log.request(ago(0))
+
+    kept = pruner(engine).run()
+    told = pruner(engine, replace(POLICY, without_monitor=True)).run()
+
+    assert counts(kept)["predictions"] == 0
+    assert counts(told)["predictions"] == 3
+    assert not log.ids(predictions, "prediction_id") & set(unread)
+
+
 def test_a_new_prediction_after_a_prune_is_above_the_monitor_watermark(
     engine: sa.Engine,
 ) -> None:
@@ -340,6 +359,7 @@ def test_the_monitor_exports_the_log_size_age_and_prunes(
         "watchkeeper_retention_limit_seconds", {"table": "feedback"}
     ) == pytest.approx(365 * 86400)
 
+    log.set_watermark(log.max_seq())  # the monitor has read the log
     loop.prune()
     loop.read_stats()
     loop.engine.dispose()
@@ -384,9 +404,9 @@ def test_db_prune_prints_one_line_per_table(
     engine.dispose()
     monkeypatch.setenv("WATCHKEEPER_DATABASE_URL", database_url)
 
-    assert main(["db", "prune", "--dry-run"]) == 0
+    assert main(["db", "prune", "--dry-run", "--without-monitor"]) == 0
     dry = capsys.readouterr().out.splitlines()
-    assert main(["db", "prune"]) == 0
+    assert main(["db", "prune", "--without-monitor"]) == 0  # no monitor reads this log
     done = capsys.readouterr().out.splitlines()
 
     assert len(dry) == 6

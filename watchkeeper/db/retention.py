@@ -66,6 +66,10 @@ class RetentionPolicy:
     batch_rows: int
     archive_url: str = ""
     """Where rows are archived (Parquet) before they are deleted; empty: nowhere."""
+    without_monitor: bool = False
+    """Prune predictions whether or not a monitor has read them: for a log no monitor
+    runs on. Otherwise a log without the monitor's watermark loses no prediction (a
+    monitor started on a 60-day-old log must read it before the prune may)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetentionPolicy:
@@ -221,8 +225,8 @@ class Pruner:
             newest = connection.execute(sa.select(sa.func.max(predictions.c.seq))).scalar()
             watermark = read_position(connection, MONITOR_WATERMARK)
         protect = int(newest or 0) - 1
-        if watermark is not None:  # no watermark: no monitor runs on this log
-            protect = min(protect, watermark)
+        if not p.without_monitor:  # no watermark yet: nothing is read, nothing goes
+            protect = min(protect, watermark or 0)
         return _Cutoffs(
             before(p.raw_days), before(p.labelled_days), before(p.history_days), protect
         )
