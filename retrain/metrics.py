@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from retrain.lease import LEASE
+from watchkeeper.db.positions import pruned_runs
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
 
 # Outcomes a run ends with. "running" is not one: a counter of running runs would go
@@ -47,6 +48,8 @@ def read_snapshot(engine: sa.Engine) -> RunsSnapshot:
                 sa.select(retrain_runs.c.outcome, sa.func.count()).group_by(retrain_runs.c.outcome)
             ).all()
         )
+        for outcome, n in pruned_runs(connection).items():  # the counter never goes down
+            counts[outcome] = counts.get(outcome, 0) + n
         # a run recorded as running counts only while a job holds the lease: the row of
         # a job that crashed stays "running" forever
         lease_held = connection.execute(

@@ -4,7 +4,7 @@ gauge of the run in progress, and a scrape that survives the database being down
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +17,10 @@ from tests.postgres import PostgresServer
 from tests.processes import metric
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
+from watchkeeper.db.retention import Pruner, RetentionPolicy
 from watchkeeper.db.tables import retrain_runs
+
+POLICY = RetentionPolicy(raw_days=30, labelled_days=365, history_days=730, batch_rows=2)
 
 
 def _scrape(engine: sa.Engine) -> str:
@@ -71,6 +74,28 @@ def test_a_run_in_progress_is_a_gauge_and_no_counter_goes_down(engine: sa.Engine
         assert (_runs_total(after, outcome) or 0) >= (_runs_total(during, outcome) or 0), outcome
     assert _runs_total(after, "promoted") == 1
     assert _runs_total(during, "running") is None
+
+
+def test_pruning_old_runs_does_not_take_the_runs_counter_down(engine: sa.Engine) -> None:
+    """The counter counts rows of retrain_runs; the history prune deleted old ones and
+    the counter dropped, which increase() reads as a reset: spurious alerts."""
+    for outcome in ("promoted", "rejected", "rejected"):
+        _finish_run(engine, _start_run(engine), outcome)
+    with engine.begin() as connection:  # the runs are older than the history retention
+        connection.execute(
+            retrain_runs.update().values(started_at=datetime.now(UTC) - timedelta(days=1000))
+        )
+    before = _scrape(engine)
+
+    Pruner(engine, POLICY, pause=False).run()
+    _finish_run(engine, _start_run(engine), "rejected")
+    after = _scrape(engine)
+
+    with engine.connect() as connection:
+        left = connection.execute(sa.select(sa.func.count()).select_from(retrain_runs)).scalar()
+    assert left == 1  # the three old runs were pruned
+    assert (_runs_total(before, "promoted"), _runs_total(before, "rejected")) == (1, 2)
+    assert (_runs_total(after, "promoted"), _runs_total(after, "rejected")) == (1, 3)
 
 
 def test_the_row_of_a_crashed_job_is_not_a_run_in_progress(engine: sa.Engine) -> None:

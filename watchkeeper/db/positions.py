@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from watchkeeper.db.tables import monitor_state
+from watchkeeper.db.tables import monitor_state, retrain_runs
 
 
 def read_position(connection: sa.Connection, name: str) -> int | None:
@@ -32,3 +32,31 @@ def write_position(
         connection.execute(
             monitor_state.insert().values(name=name, watermark=value, updated_at=now)
         )
+
+
+PRUNED_RUNS = "pruned_runs."
+"""Prefix of the positions counting retraining runs the prune deleted, by outcome."""
+
+
+def carry_pruned_runs(connection: sa.Connection, ids: sa.ScalarSelect[int]) -> None:
+    """Before the runs ``ids`` are deleted, add their outcomes to the totals kept for
+    pruned runs: ``watchkeeper_retrain_runs_total`` counts rows, and a counter must
+    never go down (``increase()`` would read a drop as a reset and fire alerts)."""
+    by_outcome = connection.execute(
+        sa.select(retrain_runs.c.outcome, sa.func.count())
+        .where(retrain_runs.c.id.in_(ids))
+        .group_by(retrain_runs.c.outcome)
+    ).all()
+    for outcome, n in by_outcome:
+        name = PRUNED_RUNS + str(outcome)
+        write_position(connection, name, (read_position(connection, name) or 0) + int(n))
+
+
+def pruned_runs(connection: sa.Connection) -> dict[str, int]:
+    """Retraining runs the prune deleted, by outcome."""
+    rows = connection.execute(
+        sa.select(monitor_state.c.name, monitor_state.c.watermark).where(
+            monitor_state.c.name.startswith(PRUNED_RUNS)
+        )
+    ).all()
+    return {name.removeprefix(PRUNED_RUNS): int(value) for name, value in rows}

@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from watchkeeper.db.archive import Archive
-from watchkeeper.db.positions import read_position, write_position
+from watchkeeper.db.positions import carry_pruned_runs, read_position, write_position
 from watchkeeper.db.tables import (
     feedback,
     predictions,
@@ -493,10 +493,9 @@ class Pruner:
         self, connection: sa.Connection, table: sa.Table, condition: Any, counts: _Counts
     ) -> bool:
         ids = sa.select(table.c.id).where(condition).order_by(table.c.id)
-        n = connection.execute(
-            table.delete().where(
-                table.c.id.in_(ids.limit(self.policy.batch_rows).scalar_subquery())
-            )
-        ).rowcount
+        batch = ids.limit(self.policy.batch_rows).scalar_subquery()
+        if table is retrain_runs:
+            carry_pruned_runs(connection, batch)
+        n = connection.execute(table.delete().where(table.c.id.in_(batch))).rowcount
         counts.add(table.name, n)
         return n >= self.policy.batch_rows
