@@ -75,8 +75,8 @@ class MonitorCollector(Collector):
             for version, error in status.estimate_errors.items():
                 g.add_metric([version], error)
             yield g
-        if "accuracy_rolling" in latest:
-            yield from self._accuracy(latest["accuracy_rolling"])
+        if status.rolling:
+            yield from self._accuracy(list(status.rolling.values()))
 
     def _health(self, status: MonitorStatus) -> Iterator[Any]:
         evaluated = CounterMetricFamily(PREFIX + "windows_evaluated", "Windows evaluated.")
@@ -181,11 +181,12 @@ class MonitorCollector(Collector):
             d.add_metric([version, feature], details["distances"][feature])
         yield from (verdict, share, p, d)
 
-    def _accuracy(self, result: dict[str, Any]) -> Iterator[Any]:
-        """The rolling figure: a version's most recently predicted labelled predictions
-        (``monitor_accuracy_labels`` of them). Each window's own accuracy is in the
-        stored results and the report."""
-        version, details = result["model_version"], result["details"]
+    def _accuracy(self, rolling: list[dict[str, Any]]) -> Iterator[Any]:
+        """The rolling figures, one series per model version: each version's most
+        recently predicted labelled predictions (``monitor_accuracy_labels`` of them).
+        Every version keeps its series while labels come for another (after a
+        promotion, for both), or the alerts' ``for:`` would restart at each flip. Each
+        window's own accuracy is in the stored results and the report."""
         for key, name, doc in (
             ("mae", "mae", "Mean absolute error of the most recent labelled predictions."),
             (
@@ -211,25 +212,20 @@ class MonitorCollector(Collector):
                 "label_delay_seconds",
                 "Median time from prediction to label.",
             ),
+            ("validation_mae", "validation_mae", "MAE the model had on its validation data."),
         ):
-            if details.get(key) is None:  # MAPE of all-zero actuals; older stored results
-                continue
             g = _gauge(name, doc, ("model_version",))
-            # MAPE is stored in percent (the report and CLI print it so); Prometheus
-            # takes ratios in base units
-            g.add_metric([version], details[key] / 100 if key == "mape" else details[key])
-            yield g
-        if details.get("validation_mae") is not None:
-            g = _gauge(
-                "validation_mae",
-                "MAE the model had on its validation data when trained.",
-                ("model_version",),
-            )
-            g.add_metric([version], details["validation_mae"])
-            yield g
-        evaluated = result["evaluated_at"]
+            for result in rolling:
+                value = result["details"].get(key)
+                if value is None:  # no MAPE for this target; older stored results
+                    continue
+                # MAPE is stored in percent (the report and CLI print it so); Prometheus
+                # takes ratios in base units
+                g.add_metric([result["model_version"]], value / 100 if key == "mape" else value)
+            if g.samples:
+                yield g
         g = _gauge(
             "last_labels_timestamp_seconds", "Unix time accuracy was last computed from new labels."
         )
-        g.add_metric([], evaluated.timestamp())
+        g.add_metric([], max(r["evaluated_at"] for r in rolling).timestamp())
         yield g

@@ -94,6 +94,8 @@ class MonitorStatus:
     errors: int = 0
     rows_read: int = 0
     feedback_orphans: int = 0
+    rolling: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The newest rolling accuracy result of each model version."""
     estimate_errors: dict[str, float] = field(default_factory=dict)
     """By model version: how far the label-free MAE estimate of the last window with
     enough labels was from its realised MAE (a ratio)."""
@@ -108,11 +110,12 @@ class Monitor:
         self.engine = engine
         self.registry = registry
         self.reader = LogReader(engine, settle_seconds=settings.monitor_settle_seconds)
-        self.status = MonitorStatus(latest=self._stored_latest())
+        self.status = MonitorStatus(latest=self._stored_latest(), rolling=self._stored_rolling())
         self._suites: dict[str, DetectorSuite] = {}
         self.estimator = AccuracyEstimator(registry)
         self._validation_mae: dict[str, float | None] = {}
         self._positive_target: dict[str, bool] = {}
+        self._estimate_checked_at: dict[str, int] = {}
         self.trigger = RetrainTrigger(
             engine,
             TriggerPolicy(
@@ -149,6 +152,23 @@ class Monitor:
                 sa.select(window_results).where(window_results.c.id.in_(newest))
             ).all()
         return {row.detector: dict(row._mapping) for row in rows}
+
+    def _stored_rolling(self) -> dict[str, dict[str, Any]]:
+        """The newest stored rolling accuracy of each model version."""
+        newest = (
+            sa.select(sa.func.max(window_results.c.id))
+            .where(
+                window_results.c.detector == Check.ROLLING_ACCURACY.value,
+                window_results.c.score.is_not(None),
+            )
+            .group_by(window_results.c.model_version)
+            .scalar_subquery()
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(window_results).where(window_results.c.id.in_(newest))
+            ).all()
+        return {row.model_version: dict(row._mapping) for row in rows}
 
     # -- detectors per model version --------------------------------------------------
 
@@ -325,6 +345,8 @@ class Monitor:
         done = [r for r in results if "error" not in r["details"]]
         for result in done:
             self.status.latest[result["detector"]] = result
+            if result["detector"] == Check.ROLLING_ACCURACY:
+                self.status.rolling[result["model_version"]] = result
         for version in dict.fromkeys(r["model_version"] for r in done):
             mine = [r for r in done if r["model_version"] == version]
             self.trigger.consider(mine, validation_mae=self._validation_mae_of(version))
@@ -431,7 +453,10 @@ class Monitor:
         if estimate is None or metrics.mae == 0:
             return {}
         error = (estimate - metrics.mae) / metrics.mae
-        if metrics.labels >= self.settings.monitor_min_labels:
+        newest = self._estimate_checked_at.get(span.model_version, -1)
+        if metrics.labels >= self.settings.monitor_min_labels and span.last_seq >= newest:
+            # an older window's late labels must not replace the newest window's check
+            self._estimate_checked_at[span.model_version] = span.last_seq
             self.status.estimate_errors[span.model_version] = abs(error)
         return {"estimated_mae": estimate, "estimate_error": error}
 

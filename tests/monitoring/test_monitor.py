@@ -28,6 +28,7 @@ from tests.processes import metric
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import predictions, window_results
 from watchkeeper.ood import SCORE_CAP
+from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
 
@@ -581,3 +582,38 @@ def test_a_windows_estimate_is_checked_when_its_labels_arrive(
     assert metric(
         text, "watchkeeper_monitor_estimated_mae_error_ratio", model_version="v1"
     ) == pytest.approx(abs(details["estimate_error"]))
+
+
+def test_each_versions_rolling_accuracy_stays_exported_while_labels_come_for_another(
+    settings: Settings,
+    server: Flask,
+    replay_records: list[dict[str, Any]],
+    send_predictions: Callable[..., list[str]],
+    make_monitor: Callable[..., Monitor],
+    trained: TrainedModel,
+) -> None:
+    """After a promotion labels come for both versions; the exported series flipped to
+    whichever version a cycle's labels were for, restarting the alerts' ``for:``."""
+    ModelRegistry(settings.registry_dir).register(trained, make_current=False)  # v2
+    ids = send_predictions(server, replay_records, 120)
+    engine = create_engine(settings.database_url)
+    with engine.begin() as connection:  # the newer half served by a promoted v2
+        connection.execute(
+            predictions.update().where(predictions.c.seq > 60).values(model_version="v2")
+        )
+    engine.dispose()
+    monitor = make_monitor(monitor_window_size=10_000)
+    _post_labels(server, {pid: 200_000.0 for pid in ids})
+    monitor.run_once()
+    _post_labels(server, {"ghost": 1.0})  # a later cycle with labels for neither
+
+    monitor.run_once()
+    restarted = make_monitor(monitor_window_size=10_000)
+
+    for status in (monitor.status, restarted.status):
+        registry = CollectorRegistry()
+        registry.register(MonitorCollector(status))
+        text = generate_latest(registry).decode()
+        for version in ("v1", "v2"):
+            assert metric(text, "watchkeeper_monitor_labels", model_version=version) == 60
+            assert metric(text, "watchkeeper_monitor_mae_lower_bound", model_version=version)
