@@ -96,7 +96,7 @@ class Dataset:
             return value
         try:
             if self.dated:
-                return pd.Timestamp(value)
+                return _in_zone(pd.Timestamp(value), self.frame[self.period].dt.tz)
             return value if isinstance(value, int | float) else float(value)
         except (TypeError, ValueError) as exc:
             kind = "a date" if self.dated else "a number"
@@ -160,6 +160,14 @@ class Dataset:
             quantiles = np.quantile(target.to_numpy(dtype=np.float64), TARGET_QUANTILES)
             window["target_quantiles"] = sorted({float(f"{q:.4g}") for q in quantiles})
         return window
+
+
+def _in_zone(moment: pd.Timestamp, zone: Any) -> pd.Timestamp:
+    """``moment`` comparable with a column in ``zone``: a bound without a zone is read in
+    the column's, one with a zone converted to it (or to naive UTC for a naive column)."""
+    if zone is None:
+        return moment if moment.tzinfo is None else moment.tz_convert("UTC").tz_localize(None)
+    return moment.tz_localize(zone) if moment.tzinfo is None else moment.tz_convert(zone)
 
 
 def _plain(value: Any) -> Any:

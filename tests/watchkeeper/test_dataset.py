@@ -98,3 +98,17 @@ def test_datasets_built_in_code_still_take_integer_periods() -> None:
         "end": 4,
     }
     assert window["target_quantiles"][0] >= 1.0 and window["target_quantiles"][-1] <= 4.0
+
+
+def test_bounds_compare_with_a_date_column_whatever_their_time_zones(tmp_path: Path) -> None:
+    """A column of UTC times and a bound without a zone raised a raw TypeError."""
+    path = tmp_path / "zoned.csv"
+    when = pd.date_range("2008-01-01", periods=12, freq="MS", tz="UTC")
+    pd.DataFrame({"when": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "y": range(12)}).to_csv(
+        path, index=False
+    )
+    dataset = load_csv(path, "y", period="when")
+
+    assert len(dataset.between(None, "2008-06-30").frame) == 6
+    assert len(dataset.between("2008-07-01T00:00:00+00:00", None).frame) == 6
+    assert len(dataset.after("2008-11-01").frame) == 1
