@@ -3,7 +3,7 @@ results at scrape time (nothing mutates gauges from the monitor's thread)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -19,13 +19,26 @@ def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFami
 
 
 class MonitorCollector(Collector):
-    def __init__(self, status: MonitorStatus) -> None:
+    def __init__(
+        self, status: MonitorStatus, served: Callable[[], str | None] | None = None
+    ) -> None:
+        """``served`` names the model version in service: the latest window's figures
+        (drift, OOD, data quality, estimate) are exported only for it, or a drifted v1
+        window would keep its gauge at 1 after v2's promotion, until v2's first window
+        with a verdict, and page (and retrain v2) for a model no longer served.
+        Accuracy from labels stays per version: labels of v1's predictions come late."""
         self.status = status
+        self.served = served
 
     def collect(self) -> Iterator[Any]:
         status = self.status
         yield from self._health(status)
-        latest = status.latest
+        version = self.served() if self.served is not None else None
+        latest = {
+            detector: result
+            for detector, result in status.latest.items()
+            if version is None or result["model_version"] == version
+        }
         if "data_quality" in latest:
             yield from self._quality(latest["data_quality"])
         if "ood" in latest:

@@ -347,7 +347,10 @@ class Monitor:
             self.status.latest[result["detector"]] = result
             if result["detector"] == Check.ROLLING_ACCURACY:
                 self.status.rolling[result["model_version"]] = result
+        served = self.registry.current_version()
         for version in dict.fromkeys(r["model_version"] for r in done):
+            if served is not None and version != served:
+                continue  # a replaced version's late windows and labels retrain nothing
             mine = [r for r in done if r["model_version"] == version]
             self.trigger.consider(mine, validation_mae=self._validation_mae_of(version))
 

@@ -74,6 +74,9 @@ class RetentionLoop:
                 self.status.prune_errors += 1
             return
         self.status.record_prune(report)
+        if report.rows == 0:  # the usual case: one quiet line, not one per table
+            log.debug("prune: nothing past its retention")
+            return
         for line in report.lines():
             log.info("prune: %s", line)
 

@@ -66,6 +66,19 @@ def alerts() -> Response:
     firing, key = retrain_alerts(payload, settings.retrain_alert_names)
     if not firing:
         return json_response({"status": "ignored", "reason": "no firing alert asks for a retrain"})
+    loaded = current_app.extensions["watchkeeper.model_store"].loaded
+    served = loaded.version if loaded is not None else None
+    about = {a["labels"].get("model_version") for a in firing} - {None, ""}
+    if served is not None and about and served not in about:
+        # alerts that outlived the model they were about: retraining v2 for v1's drift
+        # would judge the wrong model
+        return json_response(
+            {
+                "status": "ignored",
+                "reason": f"the alerts are about model {', '.join(sorted(about))}; "
+                f"{served} is served",
+            }
+        )
     names = sorted({a["labels"]["alertname"] for a in firing})
     with database_errors("the retrain request"):
         request_id = retrain_requests.enqueue(
@@ -74,6 +87,7 @@ def alerts() -> Response:
             reason=f"alerts firing: {', '.join(names)}",
             evidence={"groupKey": payload.get("groupKey"), "alerts": [a["labels"] for a in firing]},
             dedupe_key=key,
+            model_version=served,
         )
     if request_id is None:
         return json_response({"status": "duplicate", "reason": "this notification was seen before"})

@@ -617,3 +617,29 @@ def test_each_versions_rolling_accuracy_stays_exported_while_labels_come_for_ano
         for version in ("v1", "v2"):
             assert metric(text, "watchkeeper_monitor_labels", model_version=version) == 60
             assert metric(text, "watchkeeper_monitor_mae_lower_bound", model_version=version)
+
+
+def test_a_replaced_versions_last_window_is_neither_exported_nor_acted_on(
+    settings: Settings,
+    server: Flask,
+    replay_records: list[dict[str, Any]],
+    send_predictions: Callable[..., list[str]],
+    make_monitor: Callable[..., Monitor],
+    trained: TrainedModel,
+) -> None:
+    """After v2's promotion v1's drifted window kept dataset_drift{v1} at 1 until v2's
+    first verdict: WatchkeeperDatasetDriftSustained fired for v1 and retrained v2."""
+    send_predictions(server, replay_records, 1500)  # 2009–10 sales: every window drifts
+    registry = ModelRegistry(settings.registry_dir)
+    registry.register(trained)  # v2 takes over before the monitor reads v1's windows
+    monitor = make_monitor(trigger_drift_windows=1)
+
+    monitor.run_once()
+
+    exported = CollectorRegistry()
+    exported.register(MonitorCollector(monitor.status, registry.current_version))
+    text = generate_latest(exported).decode()
+    assert monitor.status.latest["feature_drift"]["is_drift"]
+    assert metric(text, "watchkeeper_monitor_dataset_drift", model_version="v1") is None
+    assert metric(text, "watchkeeper_monitor_windows_evaluated_total") == 3
+    assert monitor.status.retrain_requests["drift"] == 0

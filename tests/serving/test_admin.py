@@ -145,6 +145,29 @@ def test_alerts_that_do_not_ask_for_retraining_are_acknowledged_and_ignored(
     assert _queued(admin_app) == []
 
 
+def test_an_alert_about_the_served_model_queues_a_request_naming_it(admin_app: Flask) -> None:
+    alert = _alert("WatchkeeperDatasetDriftSustained")
+    alert["labels"]["model_version"] = "v1"
+
+    response = admin_app.test_client().post("/alerts", json=_notification(alert), headers=AUTH)
+
+    assert (response.status_code, response.json["status"]) == (202, "queued")
+    [queued] = _queued(admin_app)
+    assert queued["model_version"] == "v1"  # it was left empty
+
+
+def test_an_alert_that_outlived_its_model_retrains_nothing(admin_app: Flask) -> None:
+    """v1's drift alert fired 30 minutes after v2 took over and queued a retrain of v2."""
+    alert = _alert("WatchkeeperDatasetDriftSustained")
+    alert["labels"]["model_version"] = "v0"  # not the served v1
+
+    response = admin_app.test_client().post("/alerts", json=_notification(alert), headers=AUTH)
+
+    assert (response.status_code, response.json["status"]) == (200, "ignored")
+    assert response.json["reason"] == "the alerts are about model v0; v1 is served"
+    assert _queued(admin_app) == []
+
+
 def test_malformed_alert_payload_is_400(admin_app: Flask) -> None:
     response = admin_app.test_client().post("/alerts", json={"alerts": "nope"}, headers=AUTH)
 
