@@ -4,6 +4,10 @@ Labelled predictions are the logged feature rows of predictions that received
 feedback within the window, their actual value as the target. The most recent share
 of them (by prediction time) is held out: candidate and champion are both judged on
 it, so the comparison is on the newest data neither was trained on.
+
+With an archive window (``WATCHKEEPER_RETRAIN_ARCHIVE_DAYS``), labelled predictions a
+prune wrote to the Parquet archive join the training part too (never the holdout,
+which stays the database's newest), so training reaches past the log's retention.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sqlalchemy as sa
 
 from watchkeeper.data_source import AMES, DataSourceError, describe_csv, load_source
 from watchkeeper.dataset import Dataset
+from watchkeeper.db.archive import archived_labels
 from watchkeeper.db.features import feature_records
 from watchkeeper.db.tables import feedback, predictions
 from watchkeeper.errors import WatchkeeperError
@@ -29,6 +34,22 @@ from watchkeeper.version_metadata import DataSource
 class NotEnoughData(WatchkeeperError):
     status_code = 409
     code = "not_enough_labelled_data"
+
+
+class ArchiveUnavailable(WatchkeeperError):
+    """The archive window is set but there is no archive, or it cannot be read."""
+
+    status_code = 409
+    code = "archive_unavailable"
+
+
+@dataclass(frozen=True)
+class ArchiveWindow:
+    """Where the log's archive is (``WATCHKEEPER_RETENTION_ARCHIVE``) and how many days
+    of archived labels join training (``WATCHKEEPER_RETRAIN_ARCHIVE_DAYS``; 0: none)."""
+
+    url: str = ""
+    days: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +129,42 @@ def labelled_predictions(
     return frame
 
 
+def archived_predictions(
+    engine: sa.Engine, schema: FeatureSchema, archive: ArchiveWindow, *, now: datetime
+) -> pd.DataFrame:
+    """Archived labelled predictions whose label arrived within ``archive.days``, oldest
+    prediction first, without those still in the database (a prune whose delete failed
+    after its archive file was written leaves a row in both: counted once)."""
+    if not archive.url:
+        raise ArchiveUnavailable(
+            f"WATCHKEEPER_RETRAIN_ARCHIVE_DAYS={archive.days:g} needs an archive to read: "
+            "set WATCHKEEPER_RETENTION_ARCHIVE (or set the archive days to 0)"
+        )
+    since = now - timedelta(days=archive.days)
+    try:
+        frame = archived_labels(archive.url, schema.names, schema.target, since=since)
+    except Exception as exc:  # any filesystem's or Parquet's error: the job says which
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise ArchiveUnavailable(
+            f"cannot read the archive {archive.url} ({type(exc).__name__}: {detail[:200]})"
+        ) from exc
+    in_database = _logged_ids(engine, frame["_prediction_id"].tolist())
+    frame = frame[~frame["_prediction_id"].isin(in_database)]
+    return frame.drop(columns="_prediction_id").reset_index(drop=True)
+
+
+def _logged_ids(engine: sa.Engine, ids: list[str]) -> set[str]:
+    """Those of ``ids`` the prediction log still holds."""
+    found: set[str] = set()
+    with engine.connect() as connection:
+        for start in range(0, len(ids), 500):  # bounded IN lists (SQLite's variable limit)
+            query = sa.select(predictions.c.prediction_id).where(
+                predictions.c.prediction_id.in_(ids[start : start + 500])
+            )
+            found.update(connection.execute(query).scalars())
+    return found
+
+
 def assemble(
     engine: sa.Engine,
     base: Dataset,
@@ -116,8 +173,14 @@ def assemble(
     window_days: float,
     holdout_fraction: float,
     min_holdout: int,
+    archive: ArchiveWindow = ArchiveWindow(),
 ) -> RetrainData:
-    since = datetime.now(UTC) - timedelta(days=window_days)
+    now = datetime.now(UTC)
+    columns = [*schema.names, schema.target]
+    archived = pd.DataFrame(columns=columns)
+    if archive.days > 0:  # read first: a misconfigured archive fails the job up front
+        archived = archived_predictions(engine, schema, archive, now=now)
+    since = now - timedelta(days=window_days)
     labelled = labelled_predictions(engine, schema, since=since)
     n_holdout = math.ceil(len(labelled) * holdout_fraction)
     if n_holdout < min_holdout:
@@ -125,16 +188,19 @@ def assemble(
             f"{len(labelled)} labelled predictions in the last {window_days:g} days give a "
             f"holdout of {n_holdout}; at least {min_holdout} are needed"
         )
-    columns = [*schema.names, schema.target]
     recent = labelled.iloc[len(labelled) - n_holdout :]
     older = labelled.iloc[: len(labelled) - n_holdout]
-    training_frame = pd.concat([base.frame[columns], older[columns]], ignore_index=True)
+    # in time order: the base data, then the archive (older than the database's rows)
+    parts = [base.frame[columns], archived[columns], older[columns]]
+    training_frame = pd.concat([p for p in parts if len(p)], ignore_index=True)
     training = replace(base, frame=training_frame, period=None, exclude=())
     holdout = replace(base, frame=recent[columns].reset_index(drop=True), period=None, exclude=())
     description = {
         "base": base.window(),
         "labelled_rows": len(labelled),
         "labelled_in_training": len(older),
+        "archived_in_training": len(archived),
+        "archive_days": archive.days,
         "holdout_rows": len(recent),
         "training_rows": len(training_frame),
         "window_days": window_days,

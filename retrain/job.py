@@ -17,7 +17,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from retrain import requests as retrain_requests
-from retrain.data import RetrainData, assemble, base_dataset
+from retrain.data import ArchiveWindow, RetrainData, assemble, base_dataset
 from retrain.lease import Lease
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.errors import WatchkeeperError
@@ -221,6 +221,9 @@ class RetrainJob:
             window_days=self.settings.retrain_window_days,
             holdout_fraction=self.settings.retrain_holdout_fraction,
             min_holdout=self.settings.retrain_min_holdout,
+            archive=ArchiveWindow(
+                self.settings.retention_archive, self.settings.retrain_archive_days
+            ),
         )
         return replace(data, source=base.source)
 

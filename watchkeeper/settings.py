@@ -290,6 +290,13 @@ class Settings(BaseSettings):
     """Labelled predictions whose feedback arrived within this many days join the
     original training data in a retraining job."""
 
+    retrain_archive_days: float = Field(default=0.0, ge=0)
+    """Labelled predictions in the log's archive (`WATCHKEEPER_RETENTION_ARCHIVE`) whose
+    label arrived within this many days join a retraining job's training data (never its
+    holdout, the database's newest labelled predictions), so training reaches past the
+    log's retention. 0: off. Set without an archive, or with one that cannot be read,
+    the job fails and says so."""
+
     retrain_holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     """Share of the newest labelled predictions held out to judge candidate and champion."""
 

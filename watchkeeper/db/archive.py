@@ -125,11 +125,13 @@ def read_archive(url: str) -> pd.DataFrame:
 def archived_labels(url: str, names: Sequence[str], target: str, *, since: Any) -> pd.DataFrame:
     """Archived labelled predictions whose label arrived at or after ``since``, in the
     shape of ``retrain.data.labelled_predictions``: the features ``names``, the actual
-    value as ``target`` and ``_predicted_at``, oldest prediction first. Lets a
-    retraining window reach past the database's retention."""
+    value as ``target`` and ``_predicted_at``, oldest prediction first, plus
+    ``_prediction_id`` (a prediction archived by a prune whose delete then failed is
+    also still in the database: the caller drops it by its id). Lets a retraining
+    window reach past the database's retention."""
     frame = read_archive(url)
     if frame.empty or "actual" not in frame:
-        return pd.DataFrame(columns=[*names, target, "_predicted_at"])
+        return pd.DataFrame(columns=[*names, target, "_predicted_at", "_prediction_id"])
     since = pd.Timestamp(since)
     labelled = frame[frame["actual"].notna() & (frame["label_received_at"] >= since)]
     labelled = labelled.sort_values(["created_at", "seq"], ignore_index=True)
@@ -137,4 +139,5 @@ def archived_labels(url: str, names: Sequence[str], target: str, *, since: Any) 
     out = pd.DataFrame({n: labelled.get(renamed[n]) for n in names})
     out[target] = labelled["actual"].to_numpy()
     out["_predicted_at"] = labelled["created_at"].to_numpy()
+    out["_prediction_id"] = labelled["prediction_id"].to_numpy()
     return out
