@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from watchkeeper.db.tables import retrain_requests, window_results
+from watchkeeper import retrain_queue
+from watchkeeper.db.tables import window_results
 
 log = logging.getLogger(__name__)
 
@@ -59,29 +60,20 @@ class RetrainTrigger:
         reason, evidence = self._reason(version, by_detector, validation_mae)
         if reason is None:
             return None
-        now = datetime.now(UTC)
-        with self.engine.begin() as connection:
-            last = connection.execute(
-                sa.select(sa.func.max(retrain_requests.c.requested_at)).where(
-                    retrain_requests.c.model_version == version,
-                    retrain_requests.c.trigger == TRIGGER,
-                )
-            ).scalar()
-            if last is not None and now - last < timedelta(seconds=self.policy.cooldown_seconds):
-                log.info("retrain trigger (%s) for %s suppressed: cooling down", reason, version)
-                return None
-            row = {
-                "requested_at": now,
-                "trigger": TRIGGER,
-                "reason": reason,
-                "model_version": version,
-                "evidence": evidence,
-                "status": "pending",
-            }
-            connection.execute(retrain_requests.insert().values(**row))
+        request_id = retrain_queue.enqueue(
+            self.engine,
+            trigger=TRIGGER,
+            reason=reason,
+            evidence=evidence,
+            model_version=version,
+            cooldown=timedelta(seconds=self.policy.cooldown_seconds),
+        )
+        if request_id is None:
+            log.info("retrain trigger (%s) for %s suppressed: cooling down", reason, version)
+            return None
         self.requested[reason.split(":", 1)[0]] += 1
         log.warning("retrain requested for %s: %s", version, reason)
-        return row
+        return {"id": request_id, "reason": reason, "model_version": version, "evidence": evidence}
 
     def _reason(
         self, version: str, results: dict[str, dict[str, Any]], validation_mae: float | None

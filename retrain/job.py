@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from retrain import requests as retrain_requests
 from retrain.data import ArchiveWindow, RetrainData, assemble, base_dataset
 from retrain.lease import Lease
+from watchkeeper import retrain_queue
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.model import regression_metrics
@@ -156,7 +156,7 @@ class RetrainJob:
             # renewed while the job runs, however long: a job outliving its lease would
             # otherwise be joined by the next one
             with lease.kept(on_renew=self.on_progress):
-                if not retrain_requests.pending(self.engine):
+                if not retrain_queue.pending(self.engine):
                     return None
                 return self._run_locked(lease)
         finally:
@@ -177,7 +177,7 @@ class RetrainJob:
                     )
                 ).inserted_primary_key[0]
             )
-        claimed = retrain_requests.claim(self.engine, run_id)
+        claimed = retrain_queue.claim(self.engine, run_id)
         triggers = sorted({r["trigger"] for r in claimed})
         reason = "; ".join(dict.fromkeys(r["reason"] for r in claimed))
         self._update(
@@ -205,11 +205,11 @@ class RetrainJob:
                 champion_version=champion.version if champion else None,
                 finished_at=datetime.now(UTC),
             )
-            retrain_requests.finish(self.engine, run_id, "failed")
+            retrain_queue.finish(self.engine, run_id, "failed")
             return RunResult(
                 run_id, "failed", str(exc), None, champion.version if champion else None
             )
-        retrain_requests.finish(self.engine, run_id, "done")
+        retrain_queue.finish(self.engine, run_id, "done")
         return result
 
     def _data(self, champion: RegisteredModel) -> RetrainData:

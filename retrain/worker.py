@@ -6,9 +6,9 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from retrain import requests as retrain_requests
 from retrain.job import RetrainJob
 from retrain.metrics import RetrainCollector
+from watchkeeper import retrain_queue
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import require_current
 from watchkeeper.registry import ModelRegistry
@@ -28,7 +28,7 @@ def run_worker(settings: Settings) -> int:
 
     def cycle(heartbeat: Heartbeat) -> None:
         try:
-            if retrain_requests.pending(engine):
+            if retrain_queue.pending(engine):
                 RetrainJob(settings, engine, registry, on_progress=heartbeat.beat).run()
         except Exception:  # recorded in retrain_runs when it got that far; try again later
             log.exception("retraining worker cycle failed")

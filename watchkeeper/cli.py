@@ -249,15 +249,15 @@ def _cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
         return run_worker(settings)
     import getpass
 
-    from retrain import requests as retrain_requests
     from retrain.job import RetrainJob
+    from watchkeeper import retrain_queue
     from watchkeeper.db.engine import create_engine
     from watchkeeper.db.migrate import require_current
     from watchkeeper.training import TrainingParams
 
     engine = create_engine(settings.database_url)
     require_current(engine)
-    request_id = retrain_requests.enqueue(
+    request_id = retrain_queue.enqueue(
         engine, trigger="manual", reason=args.reason or f"command line ({getpass.getuser()})"
     )
     params = TrainingParams(max_iter=args.max_iter) if args.max_iter else None

@@ -1,14 +1,18 @@
-"""Retrain requests: written by the monitor, Alertmanager, or a person; taken by jobs.
+"""The retrain queue: the one owner of ``retrain_requests``. The monitor's trigger,
+Alertmanager's webhook, ``POST /admin/retrain`` and the CLI put requests in; retraining
+jobs take them out. It lives in the core so that serving and the monitor queue a
+retrain without importing the retraining component.
 
 A job claims every pending request when it starts, so triggers that arrive while one
 is pending coalesce into one job; requests that arrive while a job runs wait for the
 next. A request with a ``dedupe_key`` (an Alertmanager group and its firing alerts)
-is stored once however often it is delivered.
+is stored once however often it is delivered; one with a ``cooldown`` is not stored
+when the same trigger asked for the same version within it.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,10 +28,13 @@ def enqueue(
     evidence: dict[str, Any] | None = None,
     model_version: str | None = None,
     dedupe_key: str | None = None,
+    cooldown: timedelta | None = None,
 ) -> int | None:
-    """Record a pending request; ``None`` when ``dedupe_key`` was seen before."""
+    """Record a pending request; ``None`` when ``dedupe_key`` was seen before, or when
+    ``trigger`` asked for ``model_version`` less than ``cooldown`` ago."""
+    now = datetime.now(UTC)
     row = {
-        "requested_at": datetime.now(UTC),
+        "requested_at": now,
         "trigger": trigger,
         "reason": reason,
         "evidence": evidence or {},
@@ -37,6 +44,15 @@ def enqueue(
     }
     try:
         with engine.begin() as connection:
+            if cooldown is not None:
+                last = connection.execute(
+                    sa.select(sa.func.max(retrain_requests.c.requested_at)).where(
+                        retrain_requests.c.model_version == model_version,
+                        retrain_requests.c.trigger == trigger,
+                    )
+                ).scalar()
+                if last is not None and now - last < cooldown:
+                    return None
             result = connection.execute(retrain_requests.insert().values(**row))
             return int(result.inserted_primary_key[0])
     except sa.exc.IntegrityError:

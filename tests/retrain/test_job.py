@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from retrain import requests as retrain_requests
 from retrain.job import GatePolicy, RetrainJob, decide
+from watchkeeper import retrain_queue
 from watchkeeper.db.tables import retrain_requests as requests_table
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.registry import ModelRegistry
@@ -26,7 +26,7 @@ def _runs(engine: sa.Engine) -> list[dict]:
 def test_better_candidate_is_promoted_as_its_metrics_dictate(
     make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine, settings: Settings
 ) -> None:
-    request_id = retrain_requests.enqueue(engine, trigger="monitor", reason="drift: test")
+    request_id = retrain_queue.enqueue(engine, trigger="monitor", reason="drift: test")
 
     result = make_job().run()
 
@@ -56,7 +56,7 @@ def test_better_candidate_is_promoted_as_its_metrics_dictate(
 def test_worse_candidate_is_registered_as_rejected_and_not_served(
     make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine, settings: Settings
 ) -> None:
-    retrain_requests.enqueue(engine, trigger="manual", reason="test")
+    retrain_queue.enqueue(engine, trigger="manual", reason="test")
     result = make_job(params=TrainingParams(max_iter=2)).run()  # a deliberately weak model
 
     [run] = _runs(engine)
@@ -72,7 +72,7 @@ def test_worse_candidate_is_registered_as_rejected_and_not_served(
 def test_too_little_labelled_data_fails_the_run_with_the_reason(
     make_job: Callable[..., RetrainJob], engine: sa.Engine, settings: Settings
 ) -> None:
-    retrain_requests.enqueue(engine, trigger="manual", reason="test")
+    retrain_queue.enqueue(engine, trigger="manual", reason="test")
     result = make_job().run()
 
     [run] = _runs(engine)
@@ -84,7 +84,7 @@ def test_too_little_labelled_data_fails_the_run_with_the_reason(
 def test_only_one_job_runs_while_the_lease_is_held(
     make_job: Callable[..., RetrainJob], engine: sa.Engine
 ) -> None:
-    retrain_requests.enqueue(engine, trigger="manual", reason="test")
+    retrain_queue.enqueue(engine, trigger="manual", reason="test")
     from retrain.lease import Lease
 
     held = Lease(engine, 60)
@@ -92,7 +92,7 @@ def test_only_one_job_runs_while_the_lease_is_held(
 
     assert make_job().run() is None
     assert _runs(engine) == []
-    assert len(retrain_requests.pending(engine)) == 1  # waits for the next job
+    assert len(retrain_queue.pending(engine)) == 1  # waits for the next job
     held.release()
 
 
@@ -101,7 +101,7 @@ def test_concurrent_triggers_and_jobs_make_exactly_one_run(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    ids = [retrain_requests.enqueue(engine, trigger="manual", reason=f"r{i}") for i in range(6)]
+    ids = [retrain_queue.enqueue(engine, trigger="manual", reason=f"r{i}") for i in range(6)]
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(pool.map(lambda _: make_job().run(), range(3)))
@@ -109,7 +109,7 @@ def test_concurrent_triggers_and_jobs_make_exactly_one_run(
     [run] = _runs(engine)
     assert sorted(run["request_ids"]) == sorted(ids)
     assert sum(r is not None for r in results) == 1
-    assert retrain_requests.pending(engine) == []
+    assert retrain_queue.pending(engine) == []
 
 
 def test_nothing_pending_runs_nothing(

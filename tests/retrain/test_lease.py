@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from retrain import requests as retrain_requests
 from retrain.job import RetrainJob, RunResult
 from retrain.lease import LEASE, Lease
 from tests.processes import wait_for
+from watchkeeper import retrain_queue
 from watchkeeper.db.tables import retrain_lease, retrain_runs
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
@@ -42,7 +42,7 @@ def _start(job: RetrainJob) -> tuple[threading.Thread, list[RunResult | None]]:
 def test_a_job_longer_than_its_lease_cannot_be_joined(
     make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine
 ) -> None:
-    retrain_requests.enqueue(engine, trigger="manual", reason="long job")
+    retrain_queue.enqueue(engine, trigger="manual", reason="long job")
     beats: list[float] = []
     job = make_job(
         settings={"retrain_lease_seconds": LEASE_SECONDS},
@@ -73,7 +73,7 @@ def test_a_job_longer_than_its_lease_cannot_be_joined(
 def test_a_job_whose_lease_was_taken_over_registers_nothing(
     make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine, settings: Settings
 ) -> None:
-    retrain_requests.enqueue(engine, trigger="manual", reason="stalled job")
+    retrain_queue.enqueue(engine, trigger="manual", reason="stalled job")
     thread, results = _start(make_job(settings={"retrain_lease_seconds": 60.0}))
     assert wait_for(lambda: _running(engine), timeout=120)
 

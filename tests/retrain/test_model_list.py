@@ -12,8 +12,8 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
-from retrain import requests as retrain_requests
 from retrain.job import RetrainJob
+from watchkeeper import retrain_queue
 from watchkeeper.cli import main
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.figures import amount
@@ -31,7 +31,7 @@ def retrained(
 ) -> dict:
     """v1 as trained, v2 from one retraining run; the run's row, and the stages it
     showed."""
-    retrain_requests.enqueue(engine, trigger="manual", reason="test")
+    retrain_queue.enqueue(engine, trigger="manual", reason="test")
     shown = io.StringIO()
     make_job(stages=Stages(RetrainJob.STAGES, stream=shown, enabled=True)).run()
     monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(settings.registry_dir))

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from retrain import requests as retrain_requests
+from watchkeeper import retrain_queue
 from watchkeeper.db.engine import create_engine
 from watchkeeper.registry import ModelRegistry
 
@@ -25,7 +25,7 @@ def admin_app(make_app: Callable[..., Flask]) -> Flask:
 
 def _queued(app: Flask) -> list[dict[str, Any]]:
     engine = create_engine(app.extensions["watchkeeper.settings"].database_url)
-    rows = retrain_requests.pending(engine)
+    rows = retrain_queue.pending(engine)
     engine.dispose()
     return rows
 
@@ -99,8 +99,8 @@ def test_concurrent_manual_triggers_are_all_taken_by_the_next_job(admin_app: Fla
     assert statuses == [202] * 8
 
     engine = create_engine(admin_app.extensions["watchkeeper.settings"].database_url)
-    claimed = retrain_requests.claim(engine, run_id=1)  # what the next job takes
-    assert len(claimed) == 8 and retrain_requests.pending(engine) == []
+    claimed = retrain_queue.claim(engine, run_id=1)  # what the next job takes
+    assert len(claimed) == 8 and retrain_queue.pending(engine) == []
     engine.dispose()
 
 

@@ -17,9 +17,9 @@ from monitoring.report.build import thresholds
 from monitoring.report.gather import gather
 from monitoring.report.page import render
 from monitoring.report.records import AccuracyKind, Period, ReportData, Verdict
-from retrain import requests as retrain_requests
 from serving.app import create_app, shutdown
 from tests.conftest import json_record
+from watchkeeper import retrain_queue
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.engine import create_engine
 from watchkeeper.registry import ModelRegistry
@@ -156,7 +156,7 @@ def test_a_version_filter_keeps_that_version_only(
 def test_values_from_the_log_are_escaped_in_the_page(settings: Settings) -> None:
     engine = create_engine(settings.database_url)
     hostile = '<img src=x onerror="alert(1)">'
-    retrain_requests.enqueue(engine, trigger="manual", reason=hostile, model_version="v1")
+    retrain_queue.enqueue(engine, trigger="manual", reason=hostile, model_version="v1")
     engine.dispose()
 
     data = _gather(settings)
