@@ -71,12 +71,17 @@ class PostgresServer:
 
     def stall(self) -> None:
         """Freeze the server (SIGSTOP): connections hang instead of failing."""
-        for pid in self._processes():
-            os.kill(pid, signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
 
     def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: signal.Signals) -> None:
         for pid in self._processes():
-            os.kill(pid, signal.SIGCONT)
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:  # a backend that ended since it was listed
+                pass
 
     def destroy(self) -> None:
         try:
