@@ -191,8 +191,9 @@ def test_a_large_columnar_request_costs_little_more_than_the_model(
     """CPU of the whole request in the app (read, parse, validate, predict, respond)
     against ``model.predict`` on the same columns, both on this thread, in interleaved
     rounds, the cheapest round of each counted so that a busy machine inflates
-    neither. About 1.5x here; the same rows as ``instances`` cost over 3x. The bound
-    is loose for busy machines: the figure under gunicorn is measured apart (README)."""
+    neither. About 1.6x here (with the OOD score); the same rows as ``instances`` cost
+    over 3x. The bound is loose for busy machines (1.82x measured with both cores kept
+    busy): the figure under gunicorn is measured apart (README)."""
     app = make_app(log_enabled=False)
     client = app.test_client()
     rows = [replay_records[i % len(replay_records)] for i in range(1000)]
@@ -214,4 +215,4 @@ def test_a_large_columnar_request_costs_little_more_than_the_model(
     rounds = [(cpu(request), cpu(lambda: model.predict(columns))) for _ in range(9)]
     ratio = min(r for r, _ in rounds) / min(p for _, p in rounds)
 
-    assert ratio < 1.8, f"a 1,000-row columnar request costs {ratio:.2f}x model.predict"
+    assert ratio < 2.3, f"a 1,000-row columnar request costs {ratio:.2f}x model.predict"
