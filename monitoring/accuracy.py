@@ -235,13 +235,5 @@ def unmatched_labels(connection: sa.Connection, after: datetime, up_to: datetime
     return list(connection.execute(query).scalars())
 
 
-def to_micros(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
-
-
-def from_micros(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1_000_000, UTC)
-
-
 def settled_now(settle_seconds: float) -> datetime:
     return datetime.now(UTC) - timedelta(seconds=settle_seconds)

@@ -32,13 +32,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from monitoring.accuracy import (
     AccuracyMetrics,
     WindowSpan,
-    from_micros,
     read_new_labels,
     read_recent_labels,
     read_window_estimates,
     read_window_labels,
     settled_now,
-    to_micros,
     unmatched_labels,
     windows_holding,
 )
@@ -49,6 +47,7 @@ from monitoring.quality import feature_quality, rejected_rate
 from monitoring.trigger import RetrainTrigger, TriggerPolicy
 from monitoring.verdict import window_verdict
 from monitoring.windows import Window, cut_windows
+from watchkeeper.db.positions import from_micros, to_micros
 from watchkeeper.db.tables import predictions, window_results
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings

@@ -17,12 +17,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from watchkeeper.db.retention import (
-    PREDICTIONS_POSITION,
-    REQUESTS_POSITION,
-    from_micros,
-    read_position,
-)
+from watchkeeper.db.positions import from_micros, read_position
+from watchkeeper.db.retention import PREDICTIONS_POSITION, REQUESTS_POSITION
 from watchkeeper.db.tables import (
     feedback,
     predictions,

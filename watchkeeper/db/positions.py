@@ -10,6 +10,15 @@ import sqlalchemy as sa
 from watchkeeper.db.tables import monitor_state, retrain_runs
 
 
+def to_micros(moment: datetime) -> int:
+    """A moment as a position: integer microseconds since the epoch."""
+    return int(moment.timestamp() * 1_000_000)
+
+
+def from_micros(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1_000_000, UTC)
+
+
 def read_position(connection: sa.Connection, name: str) -> int | None:
     """The stored position ``name``, or None when none is stored yet."""
     value = connection.execute(

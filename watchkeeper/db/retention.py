@@ -32,7 +32,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from watchkeeper.db.archive import Archive
-from watchkeeper.db.positions import carry_pruned_runs, read_position, write_position
+from watchkeeper.db.positions import (
+    carry_pruned_runs,
+    from_micros,
+    read_position,
+    to_micros,
+    write_position,
+)
 from watchkeeper.db.tables import (
     feedback,
     predictions,
@@ -147,14 +153,6 @@ class _Counts:
 
     def add(self, table: str, n: int) -> None:
         self.rows[table] = self.rows.get(table, 0) + max(n, 0)
-
-
-def to_micros(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
-
-
-def from_micros(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1_000_000, UTC)
 
 
 def _after(
