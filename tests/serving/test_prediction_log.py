@@ -182,23 +182,45 @@ def test_one_poison_entry_among_a_thousand_is_dead_lettered_and_the_rest_logged(
     assert json.loads(columns)["kind"] == ["\ud800"]
 
 
-def test_entry_the_database_refuses_is_dead_lettered_without_losing_its_batch(
-    database_url: str, journal_dir: Path, make_log: Callable[..., PredictionLog]
-) -> None:
-    registry = CollectorRegistry()
-    log = make_log(registry).start()
+# Entries each database refuses as invalid (not as unavailable): a NULL in a NOT NULL
+# column on both; on PostgreSQL also a status code that overflows its SMALLINT column.
+_REFUSALS = {
+    "null-in-a-not-null-column": (lambda n: _entry(n, latency_seconds=None), ""),
+    "smallint-overflow": (lambda n: _entry(n, status_code=70_000), "postgresql"),
+}
 
+
+@pytest.mark.parametrize("refusal", sorted(_REFUSALS))
+def test_entry_the_database_refuses_is_dead_lettered_without_losing_its_batch(
+    database_url: str, journal_dir: Path, make_log: Callable[..., PredictionLog], refusal: str
+) -> None:
+    make_refused, only_on = _REFUSALS[refusal]
+    if not database_url.startswith(only_on):
+        pytest.skip("SQLite stores any integer in a SMALLINT column")
+    registry = CollectorRegistry()
+    log = make_log(registry)  # not started: the three entries are read as one batch
+    refused = make_refused(2)
     log.submit(_entry(1))
-    log.submit(_entry(2, status_code=70_000))  # overflows SMALLINT on PostgreSQL; SQLite takes it
+    log.submit(refused)
     log.submit(_entry(3))
+    log.start()
     log.close()
 
-    stored = _count(database_url)
-    refused = registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total")
-    assert stored + refused == 3
-    assert len(list(journal_dir.glob("deadletter-*.jsonl"))) == (1 if refused else 0)
-    if database_url.startswith("postgresql"):
-        assert refused == 1
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        stored = set(connection.execute(sa.select(requests.c.request_id)).scalars())
+        stored_predictions = set(connection.execute(sa.select(predictions.c.request_id)).scalars())
+    engine.dispose()
+    assert stored == stored_predictions == {f"{1:032x}", f"{3:032x}"}
+    (dead,) = journal_dir.glob("deadletter-*.jsonl")
+    # the refused entry exactly as it was journaled, and nothing else
+    assert dead.read_bytes().splitlines() == [refused.to_line().rstrip(b"\n")]
+    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 1
+    # the batch was refused whole, then each entry tried alone: only one alone failed
+    assert registry.get_sample_value("watchkeeper_log_write_errors_total") == 2
+    assert (
+        registry.get_sample_value("watchkeeper_log_rows_written_total", {"table": "requests"}) == 2
+    )
 
 
 def test_rejected_body_with_a_nul_byte_is_stored_escaped(
