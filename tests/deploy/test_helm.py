@@ -20,7 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.conftest import REPO, Stage, exec_form, settings_fields
+from tests.deploy.conftest import REPO, Stage, settings_fields
 from tests.observability import binary
 from tests.ports import free_port
 from tests.postgres import PostgresServer
@@ -526,10 +526,6 @@ def test_values_schema_is_generated_from_the_settings() -> None:
     assert (CHART / "values.schema.json").read_text() == render_schema(), (
         "run scripts/sync-chart-files"
     )
-
-
-def test_dockerfile_exec_form_helper_reads_json_arrays() -> None:
-    assert exec_form('["watchkeeper", "serve"]') == ["watchkeeper", "serve"]
 
 
 @pytest.mark.integration
