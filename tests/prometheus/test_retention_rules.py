@@ -1,8 +1,10 @@
 """The log-retention alerts: promtool checks them, fires each, and shows it silent when
-pruning works (or when the log is simply still young)."""
+pruning works (or when the log is simply still young). The labels and annotations a
+firing alert must carry are written here, apart from the rules file and its generator."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import pytest
 import yaml
 
 from tests.observability import binary
+from watchkeeper.settings import Settings
 
 RULES = Path(__file__).resolve().parents[2] / "prometheus" / "rules" / "retention.yml"
 JOB = 'job="watchkeeper-monitor",instance="m:8001"'
@@ -41,20 +44,49 @@ def rows(per_minute: int) -> dict[str, str]:
     return series("watchkeeper_retention_rows", f"1000000+{per_minute}x600", table="predictions")
 
 
-def _rule(alert: str) -> dict[str, Any]:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    return next(r for g in groups for r in g["rules"] if r["alert"] == alert)
+# alert -> severity, summary, description (as they render for table="predictions"),
+# runbook section, and the title of the serving dashboard's panel it links to
+EXPECTED: dict[str, tuple[str, str, str, str, str]] = {
+    "WatchkeeperLogRetentionOverdue": (
+        "warning",
+        "Rows of predictions outlive their retention: pruning has stopped",
+        "The oldest predictions row the prune has not passed is more than 1 day older than its"
+        " retention. Old rows are not being deleted, and the database will fill.",
+        "log-retention-overdue",
+        "Oldest row age and its retention, by table",
+    ),
+    "WatchkeeperLogGrowingPastRetention": (
+        "warning",
+        "The prediction log keeps growing although retention is in effect",
+        "The log already holds a full retention period, yet at the growth of the last 6 hours"
+        " its predictions would grow by 50 % within 7 days: traffic outgrows the database size"
+        " planned for it.",
+        "log-growing-past-retention",
+        "Log rows by table",
+    ),
+}
+
+
+def _panel_url(title: str) -> str:
+    """The link to the panel titled ``title`` of the committed serving dashboard."""
+    uid = "watchkeeper-serving"
+    texts = (RULES.parents[2] / "grafana" / "dashboards").glob("*.json")
+    (dashboard,) = [d for d in map(json.loads, map(Path.read_text, texts)) if d["uid"] == uid]
+    (panel,) = [p for p in dashboard["panels"] if p["title"] == title]
+    return f"{Settings().grafana_url}/d/{uid}?viewPanel={panel['id']}"
 
 
 def case(alert: str, inputs: list[dict[str, str]], at_minutes: int, fires: bool) -> dict[str, Any]:
-    rule = _rule(alert)
     expected = []
     if fires:
-        labels = {"severity": rule["labels"]["severity"], "table": "predictions"}
+        severity, summary, description, runbook, panel = EXPECTED[alert]
+        labels = {"severity": severity, "table": "predictions"}
         labels.update(job="watchkeeper-monitor", instance="m:8001")
         annotations = {
-            key: text.replace("{{ $labels.table }}", "predictions")
-            for key, text in rule["annotations"].items()
+            "summary": summary,
+            "description": description,
+            "runbook_url": f"{Settings().alert_runbook_url}#{runbook}",
+            "dashboard_url": _panel_url(panel),
         }
         expected = [{"exp_labels": labels, "exp_annotations": annotations}]
     return {
@@ -66,33 +98,37 @@ def case(alert: str, inputs: list[dict[str, str]], at_minutes: int, fires: bool)
     }
 
 
-CASES = [
-    # the prune stopped: the oldest row ages past 30 days + 1 day of margin
-    case("WatchkeeperLogRetentionOverdue", [oldest(31.5, advancing=False), limit(30)], 100, True),
-    # the prune keeps the oldest row at the retention age
-    case("WatchkeeperLogRetentionOverdue", [oldest(30, advancing=True), limit(30)], 100, False),
-    # a full retention period held and still growing by 10,000 rows a minute
-    case(
-        "WatchkeeperLogGrowingPastRetention",
-        [rows(10_000), oldest(30, advancing=True), limit(30)],
-        480,
-        True,
-    ),
-    # steady: the prune deletes what arrives
-    case(
-        "WatchkeeperLogGrowingPastRetention",
-        [rows(0), oldest(30, advancing=True), limit(30)],
-        480,
-        False,
-    ),
-    # a young log grows until it holds a retention period: not an alert
-    case(
-        "WatchkeeperLogGrowingPastRetention",
-        [rows(10_000), oldest(3, advancing=True), limit(30)],
-        480,
-        False,
-    ),
-]
+def cases() -> list[dict[str, Any]]:
+    """The promtool cases, built when a test runs (under the test's own settings)."""
+    return [
+        # the prune stopped: the oldest row ages past 30 days + 1 day of margin
+        case(
+            "WatchkeeperLogRetentionOverdue", [oldest(31.5, advancing=False), limit(30)], 100, True
+        ),
+        # the prune keeps the oldest row at the retention age
+        case("WatchkeeperLogRetentionOverdue", [oldest(30, advancing=True), limit(30)], 100, False),
+        # a full retention period held and still growing by 10,000 rows a minute
+        case(
+            "WatchkeeperLogGrowingPastRetention",
+            [rows(10_000), oldest(30, advancing=True), limit(30)],
+            480,
+            True,
+        ),
+        # steady: the prune deletes what arrives
+        case(
+            "WatchkeeperLogGrowingPastRetention",
+            [rows(0), oldest(30, advancing=True), limit(30)],
+            480,
+            False,
+        ),
+        # a young log grows until it holds a retention period: not an alert
+        case(
+            "WatchkeeperLogGrowingPastRetention",
+            [rows(10_000), oldest(3, advancing=True), limit(30)],
+            480,
+            False,
+        ),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +148,7 @@ def test_retention_alerts_fire_when_they_should_and_only_then(
 ) -> None:
     tests = tmp_path / "retention-test.yml"
     tests.write_text(
-        yaml.safe_dump({"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": CASES})
+        yaml.safe_dump({"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": cases()})
     )
     result = subprocess.run([promtool, "test", "rules", str(tests)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -3,10 +3,9 @@ alert and show it silent for a blip shorter than its ``for:``, and for the same
 series scraped under another job.
 
 The cases are data here. Input series get the ``job`` label of the process that
-exports them. The expected summary and runbook section of each alert are written here,
-apart from the generator, and its dashboard link is checked against the committed
-dashboards; only the longer description is read from the rules file (rendering
-``$labels``), so a test fails when an alert's condition, duration, labels or
+exports them. Every expected label and annotation of each alert (severity, summary,
+description, runbook section, dashboard panel) is written here, apart from the rules
+file and its generator, so a test fails when an alert's condition, duration, labels or
 annotations change without the case changing too.
 """
 
@@ -16,7 +15,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -301,96 +300,245 @@ CASES: dict[str, dict[str, Any]] = {
 }
 
 
-# written apart from the generator: what a person reads first, and where it sends them
-EXPECTED: dict[str, tuple[str, str]] = {
-    "WatchkeeperDatasetDriftSustained": (
+class Expected(NamedTuple):
+    """What an alert must carry, written here apart from the rules file and its generator:
+    its severity, what a person reads first and then, the runbook section and the
+    dashboard panel (by title) it sends them to. Templated descriptions are written as
+    they render for the case's labels."""
+
+    severity: str
+    summary: str
+    description: str
+    runbook: str
+    dashboard: tuple[str, str]  # dashboard uid, panel title
+
+
+EXPECTED: dict[str, Expected] = {
+    "WatchkeeperDatasetDriftSustained": Expected(
+        "warning",
         "Dataset drift on model v1 for 30 minutes",
+        (
+            "Every monitor window of the last 30 minutes differs from the training reference "
+            "(KS/chi-squared with correction): the span of 3 consecutive windows, the monitor's "
+            "retrain rule. A retrain is requested."
+        ),
         "dataset-drift-sustained",
+        ("watchkeeper-model-health", "Dataset drift (1 = drift)"),
     ),
-    "WatchkeeperFeatureDrift": ("Some features of model v1 drift", "feature-drift"),
-    "WatchkeeperHighOODFraction": (
+    "WatchkeeperFeatureDrift": Expected(
+        "info",
+        "Some features of model v1 drift",
+        (
+            "Some features drifted in the last window, without a dataset-level verdict (see "
+            "watchkeeper_monitor_feature_drift_p_value)."
+        ),
+        "feature-drift",
+        ("watchkeeper-model-health", "Share of features drifted"),
+    ),
+    "WatchkeeperHighOODFraction": Expected(
+        "warning",
         "Many out-of-distribution requests for model v1",
+        "More than 10 % of the last window scored out of distribution for 15 minutes.",
         "high-ood-fraction",
+        ("watchkeeper-model-health", "Out-of-distribution fraction"),
     ),
-    "WatchkeeperAccuracyDegraded": (
+    "WatchkeeperAccuracyDegraded": Expected(
+        "critical",
         "Model v1 MAE is 25 % worse than at validation",
+        (
+            "The lower confidence bound of the rolling MAE from feedback has been above 1.25 "
+            "times the validation MAE for 30 minutes: the degradation is not noise of a few "
+            "labels. A retrain is requested."
+        ),
         "accuracy-degraded",
+        ("watchkeeper-accuracy", "MAE from feedback vs validation"),
     ),
-    "WatchkeeperIntervalCoverageOutOfBand": (
+    "WatchkeeperIntervalCoverageOutOfBand": Expected(
+        "warning",
         "Model v1's prediction interval covers too few or too many actual values",
+        (
+            "The rolling share of actual values inside the prediction interval has been outside "
+            "[80 %, 98 %] for 1 hour: the uncertainty clients are given is wrong."
+        ),
         "interval-coverage-out-of-band",
+        ("watchkeeper-accuracy", "Interval coverage"),
     ),
-    "WatchkeeperFeedbackOrphans": (
+    "WatchkeeperFeedbackOrphans": Expected(
+        "warning",
         "Labels arrive for predictions that were never logged",
+        (
+            "Labels counted in the last hour still matched no logged prediction long after they "
+            "arrived: a client sends ids the server never issued, or predictions were lost."
+        ),
         "feedback-orphans",
+        ("watchkeeper-accuracy", "Feedback orphans (1h)"),
     ),
-    "WatchkeeperTooFewLabels": (
+    "WatchkeeperTooFewLabels": Expected(
+        "warning",
         "No new ground truth for 1 day while predictions flow",
+        "Accuracy cannot be judged: no feedback batch large enough has arrived for 1 day.",
         "too-few-labels",
+        ("watchkeeper-accuracy", "Time since accuracy from new labels"),
     ),
-    "WatchkeeperFeatureMissing": (
+    "WatchkeeperFeatureMissing": Expected(
+        "warning",
         "Gr_Liv_Area is missing far more often than in training (model v1)",
+        (
+            "The share of predictions without Gr_Liv_Area has exceeded its rate in the model's "
+            "reference sample by more than 10 points for 15 minutes."
+        ),
         "feature-missing",
+        ("watchkeeper-model-health", "Missing-value rate above the reference, by feature"),
     ),
-    "WatchkeeperFeatureOutOfRange": (
+    "WatchkeeperFeatureOutOfRange": Expected(
+        "warning",
         "Gr_Liv_Area outside the training range in many predictions (model v1)",
+        (
+            "More than 4 % of the last windows' values of Gr_Liv_Area lie outside the range seen "
+            "in training (above the reference's own rate), for 15 minutes."
+        ),
         "feature-out-of-range",
+        ("watchkeeper-model-health", "Out-of-range rate above the reference, by feature"),
     ),
-    "WatchkeeperUnseenCategories": (
+    "WatchkeeperUnseenCategories": Expected(
+        "warning",
         "Neighborhood gets categories never seen in training (model v1)",
+        (
+            "More than 4 % of the last windows' values of Neighborhood are categories the "
+            "training data did not have, for 15 minutes."
+        ),
         "unseen-categories",
+        ("watchkeeper-model-health", "Unseen-category rate above the reference, by feature"),
     ),
-    "WatchkeeperRejectedRequests": (
+    "WatchkeeperRejectedRequests": Expected(
+        "warning",
         "More than 5 % of /predict requests are rejected as invalid",
+        (
+            "4xx responses (validation failures) above 5 % of /predict requests for 15 minutes: a"
+            " client is sending data the model cannot take."
+        ),
         "rejected-requests",
+        ("watchkeeper-serving", "Errors (5xx) and rejections (4xx)"),
     ),
-    "WatchkeeperHighErrorRate": (
+    "WatchkeeperHighErrorRate": Expected(
+        "critical",
         "More than 5 % of /predict requests fail with 5xx",
+        "5xx responses above 5 % of /predict requests for 10 minutes.",
         "high-error-rate",
+        ("watchkeeper-serving", "Errors (5xx) and rejections (4xx)"),
     ),
-    "WatchkeeperHighLatency": ("/predict p99 latency above 500 ms", "high-latency"),
-    "WatchkeeperLogBacklog": (
+    "WatchkeeperHighLatency": Expected(
+        "warning",
+        "/predict p99 latency above 500 ms",
+        "p99 of /predict latency above 500 ms for 10 minutes.",
+        "high-latency",
+        ("watchkeeper-serving", "Latency of /predict"),
+    ),
+    "WatchkeeperLogBacklog": Expected(
+        "warning",
         "Prediction log writer is falling behind",
+        "More than 5,000 journaled log entries have waited for the database for 5 minutes.",
         "log-backlog-or-database-down",
+        ("watchkeeper-serving", "Log queue depth"),
     ),
-    "WatchkeeperLogDatabaseDown": (
+    "WatchkeeperLogDatabaseDown": Expected(
+        "critical",
         "Prediction log database is unreachable",
+        (
+            "The log writers cannot reach the database; entries wait in the journal on local disk"
+            " until it answers."
+        ),
         "log-backlog-or-database-down",
+        ("watchkeeper-serving", "Log database up"),
     ),
-    "WatchkeeperLogJournalFull": (
+    "WatchkeeperLogJournalFull": Expected(
+        "critical",
         "Prediction requests are refused: the log journal is full",
+        (
+            "A serving worker's journal reached WATCHKEEPER_LOG_JOURNAL_MAX_BYTES; /predict and "
+            "/feedback answer 503 until the database catches up."
+        ),
         "log-journal-full",
+        ("watchkeeper-serving", "Log entries replayed / dead-lettered / refused (1h)"),
     ),
-    "WatchkeeperLogDeadLetters": (
+    "WatchkeeperLogDeadLetters": Expected(
+        "warning",
         "Log entries were set aside in dead-letter files",
+        (
+            "Entries that could not be stored even alone were kept in deadletter-*.jsonl files of"
+            " the journal directory."
+        ),
         "log-dead-letters",
+        ("watchkeeper-serving", "Log entries replayed / dead-lettered / refused (1h)"),
     ),
-    "WatchkeeperLogWriterRestarted": (
+    "WatchkeeperLogWriterRestarted": Expected(
+        "warning",
         "A prediction log writer thread died and was restarted",
+        (
+            "The writer thread of a serving worker died (a bug); it was restarted and nothing was"
+            " lost, but the server log says why."
+        ),
         "log-writer-restarted",
+        ("watchkeeper-serving", "Log writer restarts (15m)"),
     ),
-    "WatchkeeperModelFallback": (
+    "WatchkeeperModelFallback": Expected(
+        "critical",
         "Serving does not serve the version CURRENT names",
+        (
+            "The version the registry's CURRENT names would not load (bad hash, untrusted types, "
+            "malformed metadata, missing); workers serve the version before it, or their "
+            "siblings', and /readyz says degraded."
+        ),
         "model-fallback",
+        ("watchkeeper-serving", "Serving a fallback version (1 = yes)"),
     ),
-    "WatchkeeperMonitorStale": (
+    "WatchkeeperMonitorStale": Expected(
+        "critical",
         "The monitor has not completed a cycle for 30 minutes",
+        "No drift, OOD or accuracy results are being produced.",
         "monitor-stale",
+        ("watchkeeper-model-health", "Seconds since last monitor cycle"),
     ),
-    "WatchkeeperMonitorWindowErrors": (
+    "WatchkeeperMonitorWindowErrors": Expected(
+        "critical",
         "Monitor check ood keeps failing on windows",
+        (
+            "The ood check raised on monitor windows throughout the last 15 minutes. Each failed "
+            "window is stored with its error and passed, so no result of this check is being "
+            "produced."
+        ),
         "monitor-window-errors",
+        ("watchkeeper-model-health", "Monitor window errors (10m)"),
     ),
-    "WatchkeeperRetrainingFailed": ("A retraining run failed", "retraining-failed"),
-    "WatchkeeperRetrainDatabaseDown": (
+    "WatchkeeperRetrainingFailed": Expected(
+        "warning",
+        "A retraining run failed",
+        "See retrain_runs.decision_reason for the cause.",
+        "retraining-failed",
+        ("watchkeeper-accuracy", "Retraining runs by outcome (1h)"),
+    ),
+    "WatchkeeperRetrainDatabaseDown": Expected(
+        "warning",
         "The retraining worker cannot reach its database",
+        (
+            "No retraining job can run and the worker's run counts are not exported; requests "
+            "queued before the outage wait. Serving is not affected by this alert alone."
+        ),
         "retraining-database-down",
+        ("watchkeeper-accuracy", "Retraining database up"),
     ),
-    "WatchkeeperModelRejectedRepeatedly": (
+    "WatchkeeperModelRejectedRepeatedly": Expected(
+        "warning",
         "3 or more retrained candidates rejected in a day",
+        (
+            "Retraining keeps producing models that do not beat the champion; the data or the "
+            "gate needs a look."
+        ),
         "model-rejected-repeatedly",
+        ("watchkeeper-accuracy", "Retraining runs by outcome (1h)"),
     ),
 }
+
 # fires on absent(): series of another job are no series of its own
 FIRES_WHEN_ABSENT = {"WatchkeeperMonitorStale"}
 JOBS = {
@@ -415,10 +563,11 @@ def _all_alerts() -> dict[str, dict[str, Any]]:
     }
 
 
-def _render(text: str, labels: dict[str, str]) -> str:
-    for name, value in labels.items():
-        text = text.replace(f"{{{{ $labels.{name} }}}}", value)
-    return text
+def _panel_url(uid: str, title: str) -> str:
+    """The link to the panel titled ``title`` of the committed dashboard ``uid``."""
+    dashboards = {d["uid"]: d for d in map(json.loads, _dashboard_texts())}
+    (panel,) = [p for p in dashboards[uid]["panels"] if p["title"] == title]
+    return f"{Settings().grafana_url}/d/{uid}?viewPanel={panel['id']}"
 
 
 def _job_of(series: str) -> str:
@@ -446,23 +595,20 @@ def _quiet(series: list[dict[str, str]], name: str, at: int) -> dict[str, Any]:
 
 
 def _test_file(tmp_path: Path) -> Path:
-    alerts = _alerts()
     tests = []
     annotated: dict[str, dict[str, str]] = {}
     for name, case in CASES.items():
-        rule = alerts[name]
-        summary, anchor = EXPECTED[name]
+        expected = EXPECTED[name]
         labels = {
             "job": _job_of(case["fire"][0][0]),
             **case["labels"],
-            "severity": rule["labels"]["severity"],
+            "severity": expected.severity,
         }
         annotations = {
-            "summary": summary,
-            "description": _render(rule["annotations"]["description"], labels),
-            "runbook_url": f"{Settings().alert_runbook_url}#{anchor}",
-            # checked against the dashboards by its own test
-            "dashboard_url": rule["annotations"]["dashboard_url"],
+            "summary": expected.summary,
+            "description": expected.description,
+            "runbook_url": f"{Settings().alert_runbook_url}#{expected.runbook}",
+            "dashboard_url": _panel_url(*expected.dashboard),
         }
         annotated[name] = annotations
         tests.append(
