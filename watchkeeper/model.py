@@ -1,4 +1,5 @@
-"""A fitted model as the platform uses it: point prediction plus a prediction interval.
+"""A fitted regression model as the platform uses it: point prediction plus a prediction
+interval (classifiers: :mod:`watchkeeper.classification`).
 
 The interval is split-conformal on the model's residuals in the target's transformed
 scale: ``log`` for strictly positive targets (prices — the interval widens with the
@@ -19,6 +20,7 @@ from sklearn.base import RegressorMixin
 from watchkeeper import loss_estimator
 from watchkeeper.encoding import Columns
 from watchkeeper.schema import FeatureSchema
+from watchkeeper.task import Task
 
 Scale = Literal["log", "absolute"]
 
@@ -63,6 +65,8 @@ class Model:
     interval: IntervalSpec
     schema: FeatureSchema
     version: str = ""
+
+    task = Task.REGRESSION
 
     def predict(self, columns: Columns) -> Predictions:
         value = np.asarray(self.pipeline.predict(columns), dtype=np.float64)

@@ -18,7 +18,7 @@ import json
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,10 @@ from typing import Any
 import pandas as pd
 import skops.io as sio
 
+from watchkeeper.classification import Classifier, ServedModel, classes_of
 from watchkeeper.errors import ArtifactIntegrityError, RegistryError, RollbackRefused
 from watchkeeper.model import Model
+from watchkeeper.task import Task, label_text
 from watchkeeper.training import TrainedModel
 from watchkeeper.version_metadata import DataSource, VersionMetadata
 
@@ -55,7 +57,7 @@ class RegisteredModel:
     """A loaded version: the model, its metadata as written (``GET /model`` shows it)
     and the same metadata validated (:class:`VersionMetadata`)."""
 
-    model: Model
+    model: ServedModel
     metadata: dict[str, Any]
     record: VersionMetadata
 
@@ -152,12 +154,7 @@ class ModelRegistry:
             pipeline = sio.loads(blob, trusted=untrusted)
         except Exception as exc:  # skops raises a variety of errors on bad input
             raise ArtifactIntegrityError(f"model {version!r} cannot be loaded: {exc}") from exc
-        model = Model(
-            pipeline=pipeline,
-            interval=record.interval.spec(),
-            schema=record.feature_schema,
-            version=version,
-        )
+        model = _served_model(pipeline, record, version)
         return RegisteredModel(model=model, metadata=meta, record=record)
 
     def reference(self, version: str) -> pd.DataFrame:
@@ -204,7 +201,7 @@ class ModelRegistry:
             "validation_window": trained.validation_window,
             "metrics": trained.metrics,
             "params": trained.params.to_dict(),
-            "interval": trained.model.interval.to_dict(),
+            **_task_metadata(trained.model),
             "schema": trained.model.schema.to_dict(),
             "reference_rows": len(trained.reference),
             "artifacts": artifacts,
@@ -299,3 +296,42 @@ class ModelRegistry:
                 f"expected {expected[:12]}… as registered: refusing to load it"
             )
         return blob
+
+
+def _task_metadata(model: ServedModel) -> dict[str, Any]:
+    """What the version's task needs stored beside the model: the interval, or the
+    classes, prediction set and confidence map."""
+    if isinstance(model, Classifier):
+        return {
+            "task": str(model.task),
+            "classes": list(model.classes),
+            "prediction_set": asdict(model.prediction_set),
+            "confidence_calibration": asdict(model.calibration),
+        }
+    return {"task": str(model.task), "interval": model.interval.to_dict()}
+
+
+def _served_model(pipeline: Any, record: VersionMetadata, version: str) -> ServedModel:
+    if record.task is Task.CLASSIFICATION:
+        assert record.prediction_set is not None and record.confidence_calibration is not None
+        classes = classes_of(pipeline)
+        if [label_text(c) for c in classes] != [label_text(c) for c in record.classes or ()]:
+            raise ArtifactIntegrityError(
+                f"model {version!r} predicts classes {list(classes)}, "
+                f"its metadata names {list(record.classes or ())}"
+            )
+        return Classifier(
+            pipeline=pipeline,
+            prediction_set=record.prediction_set.spec(),
+            calibration=record.confidence_calibration.spec(),
+            classes=classes,
+            schema=record.feature_schema,
+            version=version,
+        )
+    assert record.interval is not None
+    return Model(
+        pipeline=pipeline,
+        interval=record.interval.spec(),
+        schema=record.feature_schema,
+        version=version,
+    )

@@ -24,14 +24,17 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.model_selection import KFold, TimeSeriesSplit
 from sklearn.pipeline import Pipeline
 
+from watchkeeper.classification import ServedModel, classification_metrics
+from watchkeeper.classifier_training import fit_classifier
 from watchkeeper.dataset import Dataset
 from watchkeeper.encoding import TabularEncoder
+from watchkeeper.folds import fold_splits
 from watchkeeper.loss_estimator import attach, fit_loss_estimator
 from watchkeeper.model import IntervalSpec, Model, Scale, regression_metrics
 from watchkeeper.schema import FeatureSchema
+from watchkeeper.task import Task, detect_task
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class TrainingParams:
     max_leaf_nodes: int = 31
     min_samples_leaf: int = 10
     l2_regularization: float = 1.0
+    # the nominal coverage of a regression model's interval, or a classifier's set
     interval_level: float = 0.9
     calibration_folds: int = 5
     reference_rows: int = 2000
@@ -58,11 +62,11 @@ class TrainingParams:
 class TrainedModel:
     """A fitted model with everything the registry stores beside it."""
 
-    model: Model
+    model: ServedModel
     params: TrainingParams
     training_window: dict[str, Any]
     validation_window: dict[str, Any] | None
-    metrics: dict[str, float]
+    metrics: dict[str, Any]
     reference: pd.DataFrame = field(repr=False)
 
 
@@ -113,16 +117,7 @@ def out_of_fold(
     or, given the rows' time ``order``, each of K folds predicted by a model fitted on
     the rows before it (the first rows, never held out, stay NaN)."""
     held_out = np.full_like(y, np.nan)
-    if order is None:
-        splits = KFold(
-            params.calibration_folds, shuffle=True, random_state=params.random_state
-        ).split(X)
-    else:
-        by_time = np.argsort(np.asarray(order), kind="stable")
-        splits = (
-            (by_time[before], by_time[fold])
-            for before, fold in TimeSeriesSplit(params.calibration_folds).split(by_time)
-        )
+    splits = fold_splits(len(X), params.calibration_folds, params.random_state, order)
     for train_idx, held_idx in splits:
         fold_model = clone(pipeline).fit(X.iloc[train_idx], y[train_idx])
         held_out[held_idx] = fold_model.predict(X.iloc[held_idx])
@@ -173,13 +168,15 @@ def train(
     schema: FeatureSchema | None = None,
     params: TrainingParams = TrainingParams(),
     in_time_order: bool = False,
+    task: Task | None = None,
 ) -> TrainedModel:
     """Train on ``training``; report metrics on ``validation`` when given.
 
     The validation set should be the period after the training data (Ames: 2008), so
     that the metrics, interval coverage included, say how the model does on the future.
     The interval is calibrated forward in time when ``training`` has a period column,
-    or when its rows are ``in_time_order`` (a retraining job's).
+    or when its rows are ``in_time_order`` (a retraining job's). ``task`` is detected
+    from the target unless given (:func:`watchkeeper.task.detect_task`).
     """
     if schema is None:
         schema = FeatureSchema.derive(training.frame, training.target, exclude=training.exclude)
@@ -187,11 +184,21 @@ def train(
         order: np.ndarray | None = training.frame[training.period].to_numpy()
     else:
         order = np.arange(len(training.frame)) if in_time_order else None
-    model = fit_model(training.frame, schema, params, order=order)
-    metrics: dict[str, float] = {}
-    if validation is not None and len(validation.frame):
-        predicted = model.predict(validation.frame[list(schema.names)])
-        metrics = regression_metrics(validation.frame[schema.target].to_numpy(), predicted)
+    task = task or detect_task(training.frame[schema.target])
+    model: ServedModel
+    metrics: dict[str, Any] = {}
+    if task is Task.CLASSIFICATION:
+        model = fit_classifier(training.frame, schema, params, order=order)
+        if validation is not None and len(validation.frame):
+            metrics = classification_metrics(
+                validation.frame[schema.target].tolist(),
+                model.predict(validation.frame[list(schema.names)]),
+            )
+    else:
+        model = fit_model(training.frame, schema, params, order=order)
+        if validation is not None and len(validation.frame):
+            predicted = model.predict(validation.frame[list(schema.names)])
+            metrics = regression_metrics(validation.frame[schema.target].to_numpy(), predicted)
     reference = training.frame[list(schema.names)]
     if len(reference) > params.reference_rows:
         reference = reference.sample(params.reference_rows, random_state=params.random_state)

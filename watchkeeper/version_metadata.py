@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from watchkeeper.classification import ConfidenceCalibration, PredictionSetSpec
 from watchkeeper.errors import ArtifactIntegrityError
 from watchkeeper.model import IntervalSpec
 from watchkeeper.schema import FeatureSchema
+from watchkeeper.task import Task
 
 
 class IntervalRecord(BaseModel):
@@ -28,6 +30,34 @@ class IntervalRecord(BaseModel):
 
     def spec(self) -> IntervalSpec:
         return IntervalSpec(level=self.level, scale=self.scale, half_width=self.half_width)
+
+
+class PredictionSetRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    level: float = Field(gt=0, lt=1)
+    threshold: float = Field(ge=0, le=1)
+
+    def spec(self) -> PredictionSetSpec:
+        return PredictionSetSpec(level=self.level, threshold=self.threshold)
+
+
+class CalibrationRecord(BaseModel):
+    """A classifier's confidence-to-accuracy map (knots of a monotone function)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    confidence: tuple[float, ...]
+    accuracy: tuple[float, ...]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> CalibrationRecord:
+        if len(self.confidence) != len(self.accuracy):
+            raise ValueError("confidence and accuracy knots differ in number")
+        return self
+
+    def spec(self) -> ConfidenceCalibration:
+        return ConfidenceCalibration(confidence=self.confidence, accuracy=self.accuracy)
 
 
 class ArtifactRecord(BaseModel):
@@ -64,7 +94,13 @@ class VersionMetadata(BaseModel):
     validation_window: dict[str, Any] | None = None
     metrics: dict[str, Any] = {}
     params: dict[str, Any] = {}
-    interval: IntervalRecord
+    # versions registered before classification were all regression models
+    task: Task = Task.REGRESSION
+    interval: IntervalRecord | None = None
+    # classifiers: the labels in the order of the probability columns, the set, the map
+    classes: tuple[str | int | float | bool, ...] | None = None
+    prediction_set: PredictionSetRecord | None = None
+    confidence_calibration: CalibrationRecord | None = None
     # "schema" would shadow a BaseModel attribute: the field is named apart, read by alias
     feature_schema: FeatureSchema = Field(alias="schema")
     reference_rows: int = Field(ge=0)
@@ -81,6 +117,30 @@ class VersionMetadata(BaseModel):
         if not isinstance(value, dict):
             raise ValueError("expected an object with features and target")
         return FeatureSchema.from_dict(value)
+
+    @model_validator(mode="after")
+    def _task_fields(self) -> VersionMetadata:
+        if self.task is Task.REGRESSION and self.interval is None:
+            raise ValueError("interval is required for a regression model")
+        if self.task is Task.CLASSIFICATION:
+            missing = [
+                name
+                for name in ("classes", "prediction_set", "confidence_calibration")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"{', '.join(missing)} required for a classifier")
+            if len(self.classes or ()) < 2:
+                raise ValueError("a classifier needs at least two classes")
+        return self
+
+    @property
+    def level(self) -> float:
+        """The nominal coverage of the interval or the prediction set."""
+        if self.prediction_set is not None:
+            return self.prediction_set.level
+        assert self.interval is not None  # the validator requires one of them
+        return self.interval.level
 
     @classmethod
     def parse(cls, version: str, raw: object) -> VersionMetadata:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import skops.io as sio
 
+from watchkeeper.dataset import Dataset
 from watchkeeper.errors import ArtifactIntegrityError, RegistryError
 from watchkeeper.registry import MODEL_FILE, ModelRegistry
 from watchkeeper.training import TrainedModel
@@ -30,13 +31,16 @@ def test_loaded_model_predicts_as_the_trained_one(
     assert loaded.model.schema == trained.model.schema
 
 
-def test_metadata_records_window_metrics_schema_and_hashes(registry_dir: Path) -> None:
+def test_metadata_records_window_metrics_schema_and_hashes(
+    registry_dir: Path, ames: Dataset
+) -> None:
     meta = ModelRegistry(registry_dir).metadata("v1")
+    sales = len(ames.between(None, 200712).frame)  # the default model's training sales
 
     quantiles = meta["training_window"].pop("target_quantiles")
     assert meta["training_window"] == {
         "dataset": "ames",
-        "rows": 1319,
+        "rows": sales,
         "period_column": "Sale_Period",
         "start": 200601,
         "end": 200712,
@@ -45,13 +49,13 @@ def test_metadata_records_window_metrics_schema_and_hashes(registry_dir: Path) -
     assert meta["validation_window"]["start"] == 200801
     assert set(meta["metrics"]) >= {"mae", "rmse", "mape", "coverage"}
     assert len(meta["artifacts"][MODEL_FILE]["sha256"]) == 64
-    assert meta["reference_rows"] == 1319
+    assert meta["reference_rows"] == sales
 
 
-def test_reference_sample_comes_back_typed_by_the_schema(registry_dir: Path) -> None:
+def test_reference_sample_comes_back_typed_by_the_schema(registry_dir: Path, ames: Dataset) -> None:
     reference = ModelRegistry(registry_dir).reference("v1")
 
-    assert len(reference) == 1319
+    assert len(reference) == len(ames.between(None, 200712).frame)
     assert reference["Gr_Liv_Area"].dtype == np.float64
     assert reference["Neighborhood"].dtype == object
 
@@ -130,7 +134,7 @@ def test_empty_registry_says_how_to_get_a_model(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("breaker", "problem"),
     [
-        ("metadata-without-interval", "interval: Field required"),
+        ("metadata-without-interval", "interval is required for a regression model"),
         ("metadata-a-list", "not a JSON object"),
     ],
 )

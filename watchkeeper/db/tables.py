@@ -67,14 +67,23 @@ predictions = sa.Table(
     sa.Column("lower", sa.Float, nullable=False),
     sa.Column("upper", sa.Float, nullable=False),
     sa.Column("ood_score", sa.Float, comment="set by the monitor"),
+    # Classifiers: ``prediction`` (and ``lower``, ``upper``) hold the predicted class's
+    # position in the version's classes.
+    sa.Column(
+        "probabilities",
+        sa.JSON,
+        comment="classifiers: class probabilities, in the version's classes order",
+    ),
 )
 
 feedback = sa.Table(
     "feedback",
     metadata,
     sa.Column("prediction_id", sa.String(48), primary_key=True),
-    sa.Column("actual", sa.Float, nullable=False),
+    # a number: a regression target, or a class label that is one; NULL for text labels
+    sa.Column("actual", sa.Float),
     sa.Column("received_at", UtcDateTime(), nullable=False, index=True),
+    sa.Column("label", sa.String(256), comment="classifiers: the true class, as text"),
 )
 
 monitor_state = sa.Table(
