@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from retrain.data import ArchiveWindow, assemble, base_dataset, labelled_predictions
 from retrain.job import RetrainJob
+from watchkeeper.dataset import Dataset
 from watchkeeper.db.archive import Archive
 from watchkeeper.db.retention import Pruner, RetentionPolicy
 from watchkeeper.db.tables import feedback, predictions, requests, retrain_requests, retrain_runs
@@ -97,8 +98,10 @@ def test_archived_labels_join_the_training_data_as_the_database_held_them(
     engine: sa.Engine,
     settings: Settings,
     tmp_path: Path,
+    ames: Dataset,
 ) -> None:
     archive = tmp_path / "archive"
+    base = len(ames.between(None, 200712).frame)  # the champion's own training sales
     aged = _age_the_first_requests(engine, datetime.now(UTC))
     champion = ModelRegistry(settings.registry_dir).load()
     schema = champion.model.schema
@@ -126,7 +129,7 @@ def test_archived_labels_join_the_training_data_as_the_database_held_them(
     assert data["archived_in_training"] == len(aged)  # each once, the 40 in both too
     assert data["archive_days"] == 450.0
     assert data["holdout_rows"] == pytest.approx(left * settings.retrain_holdout_fraction, abs=1)
-    assert data["training_rows"] == 1319 + len(aged) + left - data["holdout_rows"]
+    assert data["training_rows"] == base + len(aged) + left - data["holdout_rows"]
 
     # the rows the job trained on from the archive are those the database held
     assembled = assemble(
@@ -138,7 +141,7 @@ def test_archived_labels_join_the_training_data_as_the_database_held_them(
         min_holdout=settings.retrain_min_holdout,
         archive=ArchiveWindow(str(archive), 450.0),
     )
-    from_archive = assembled.training.frame.iloc[1319 : 1319 + len(aged)]
+    from_archive = assembled.training.frame.iloc[base : base + len(aged)]
     pd.testing.assert_frame_equal(from_archive.reset_index(drop=True), expected, check_dtype=False)
     assert len(assembled.holdout.frame) == data["holdout_rows"]
 

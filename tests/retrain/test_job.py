@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from retrain.job import GatePolicy, RetrainJob, decide
 from watchkeeper import retrain_queue
+from watchkeeper.dataset import Dataset
 from watchkeeper.db.tables import retrain_requests as requests_table
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.registry import ModelRegistry
@@ -24,7 +25,11 @@ def _runs(engine: sa.Engine) -> list[dict]:
 
 
 def test_better_candidate_is_promoted_as_its_metrics_dictate(
-    make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine, settings: Settings
+    make_job: Callable[..., RetrainJob],
+    labelled_log: int,
+    engine: sa.Engine,
+    settings: Settings,
+    ames: Dataset,
 ) -> None:
     request_id = retrain_queue.enqueue(engine, trigger="monitor", reason="drift: test")
 
@@ -41,7 +46,8 @@ def test_better_candidate_is_promoted_as_its_metrics_dictate(
     assert (run["champion_version"], run["candidate_version"]) == ("v1", "v2")
     assert run["trigger"] == "monitor" and run["request_ids"] == [request_id]
     assert run["data"]["holdout_rows"] == pytest.approx(labelled_log * 0.2, abs=1)
-    assert run["data"]["training_rows"] == 1319 + labelled_log - run["data"]["holdout_rows"]
+    base = len(ames.between(None, 200712).frame)  # the champion's own training sales
+    assert run["data"]["training_rows"] == base + labelled_log - run["data"]["holdout_rows"]
     registry = ModelRegistry(settings.registry_dir)
     assert registry.current_version() == "v2"
     meta = registry.metadata("v2")
