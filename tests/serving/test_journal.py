@@ -1,0 +1,274 @@
+"""The prediction log's journal (the spill files on local disk) on its own: what goes in
+comes out once, in order, as whole lines; checkpoints, segments, the size limit, and
+the journals of dead processes, including damaged ones."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serving.journal import (
+    Journal,
+    JournalFull,
+    JournalUnavailable,
+    Position,
+    claim_orphans,
+    pending_bytes,
+)
+
+
+def _line(n: int, size: int = 20) -> bytes:
+    """A journal line of exactly ``size`` bytes, ``\\n`` included."""
+    head = f"entry-{n}-".encode()
+    return head + b"x" * (size - len(head) - 1) + b"\n"
+
+
+@pytest.fixture
+def journals(tmp_path: Path) -> Iterator[list[Journal]]:
+    opened: list[Journal] = []
+    yield opened
+    for journal in opened:
+        journal.close(may_remove=False)
+
+
+def _open(journals: list[Journal], directory: Path, **options: int) -> Journal:
+    options.setdefault("segment_bytes", 1 << 20)
+    options.setdefault("max_bytes", 1 << 30)
+    journals.append(Journal(directory, **options))
+    return journals[-1]
+
+
+def _drain(source: Journal, max_bytes: int = 1 << 20) -> list[bytes]:
+    """Everything readable from ``source``, committed chunk by chunk."""
+    lines: list[bytes] = []
+    while True:
+        chunk = source.read(max_bytes)
+        if not chunk.lines and not chunk.moved:
+            return lines
+        lines.extend(chunk.lines)
+        assert source.commit(chunk)
+
+
+def _segments(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.glob("*.seg"))
+
+
+def test_an_empty_journal_reads_nothing_and_does_not_move(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    journal = _open(journals, tmp_path)
+
+    chunk = journal.read(1024)
+
+    assert (chunk.lines, chunk.size, chunk.moved) == ([], 0, False)
+    assert chunk.start == chunk.end == Position(0, 0)
+
+
+def test_lines_come_back_whole_in_order_without_their_newline(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    journal = _open(journals, tmp_path)
+    sent = [_line(n) for n in range(5)]
+    for line in sent:
+        journal.append(line)
+
+    chunk = journal.read(1 << 20)
+
+    assert chunk.lines == [line.rstrip(b"\n") for line in sent]
+    assert chunk.size == sum(map(len, sent)) == journal.backlog_bytes
+    assert journal.entries_appended == 5
+
+
+def test_a_read_stops_at_its_budget_on_a_line_boundary_and_commit_moves_on(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    journal = _open(journals, tmp_path)
+    for n in range(10):
+        journal.append(_line(n))  # 20 bytes each
+
+    first = journal.read(50)
+    assert [line.split(b"-")[1] for line in first.lines] == [b"0", b"1"]  # 40 of 50 bytes
+    assert journal.read(50).lines == first.lines  # nothing moves before a commit
+    assert journal.commit(first)
+    assert journal.backlog_bytes == 160
+
+    rest = _drain(journal, 50)
+    assert [line.split(b"-")[1] for line in rest] == [str(n).encode() for n in range(2, 10)]
+    assert journal.backlog_bytes == 0
+
+
+def test_a_line_longer_than_the_budget_is_read_whole(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    journal = _open(journals, tmp_path)
+    sent = [_line(1, size=5000), _line(2)]
+    for line in sent:
+        journal.append(line)
+
+    chunk = journal.read(64)
+
+    whole = [line.rstrip(b"\n") for line in sent]
+    assert chunk.lines[0] == whole[0]
+    assert chunk.lines == whole[: len(chunk.lines)]  # whatever else came, whole lines
+
+
+def test_an_unfinished_line_is_not_read_until_its_newline_arrives(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    """What a writer has only partly written must not reach the database torn."""
+    journal = _open(journals, tmp_path)
+    journal.append(_line(1))
+    with open(tmp_path / _segments(tmp_path)[0], "ab") as segment:
+        segment.write(b"entry-2-incompl")
+
+    assert journal.read(1 << 20).lines == [_line(1).rstrip(b"\n")]
+
+
+def test_segments_rotate_reads_cross_them_and_consumed_ones_are_deleted(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    journal = _open(journals, tmp_path, segment_bytes=100)
+    sent = [_line(n) for n in range(20)]  # 400 bytes: four segments of five lines
+    for line in sent:
+        journal.append(line)
+    assert len(_segments(tmp_path)) == 4
+
+    assert _drain(journal, 70) == [line.rstrip(b"\n") for line in sent]
+    # only the segment still appended to is left
+    assert _segments(tmp_path) == [f"{journal.id}.00000003.seg"]
+
+
+def test_a_full_journal_refuses_appends_until_a_commit_frees_room(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    journal = _open(journals, tmp_path, max_bytes=60)
+    for n in range(3):
+        journal.append(_line(n))
+
+    assert journal.full
+    with pytest.raises(JournalFull):
+        journal.append(_line(3))
+    assert journal.entries_appended == 3  # the refused entry is not counted
+
+    assert journal.commit(journal.read(20))
+    assert not journal.full
+    journal.append(_line(3))
+    assert [line.split(b"-")[1] for line in _drain(journal)] == [b"1", b"2", b"3"]
+
+
+def test_a_closed_journal_refuses_appends_and_commits(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    journal = _open(journals, tmp_path)
+    journal.append(_line(1))
+    chunk = journal.read(1 << 20)
+
+    assert journal.close(may_remove=True) is False  # not drained: kept for replay
+    assert journal.closed
+    with pytest.raises(JournalUnavailable):
+        journal.append(_line(2))
+    assert journal.commit(chunk) is False
+
+
+def test_a_drained_journal_leaves_no_files_when_closed(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    journal = _open(journals, tmp_path, segment_bytes=50)
+    for n in range(6):
+        journal.append(_line(n))
+    _drain(journal)
+
+    assert journal.close(may_remove=True) is True
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_live_journal_is_never_claimed_and_a_closed_one_is_replayed_from_its_checkpoint(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    dead = _open(journals, tmp_path, segment_bytes=50)
+    sent = [_line(n) for n in range(8)]
+    for line in sent:
+        dead.append(line)
+    assert dead.commit(dead.read(60))  # three lines reached the database
+    live = _open(journals, tmp_path)
+
+    assert list(claim_orphans(tmp_path, exclude=live.id)) == []  # its owner still runs
+    dead.close(may_remove=False)  # as the lock goes when a process dies
+
+    (orphan,) = claim_orphans(tmp_path, exclude=live.id)
+    assert orphan.id == dead.id
+    assert list(claim_orphans(tmp_path, exclude=live.id)) == []  # claimed once
+    replayed = _drain(orphan, 45)
+    assert replayed == [line.rstrip(b"\n") for line in sent[3:]]
+    orphan.finish()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(dead.id)] == []
+
+
+def test_a_damaged_checkpoint_replays_the_whole_journal(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    """A torn checkpoint cannot say how far the database got: replay everything (the
+    store ignores rows it already holds) rather than skip entries."""
+    dead = _open(journals, tmp_path)
+    sent = [_line(n) for n in range(4)]
+    for line in sent:
+        dead.append(line)
+    assert dead.commit(dead.read(45))
+    dead.close(may_remove=False)
+    (tmp_path / f"{dead.id}.ckpt").write_bytes(b"\x00garbage")
+
+    (orphan,) = claim_orphans(tmp_path)
+
+    assert _drain(orphan) == [line.rstrip(b"\n") for line in sent]
+    orphan.finish()
+
+
+def test_a_damaged_segment_gives_back_its_bytes_as_lines_for_the_writer_to_judge(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    """The journal never parses: garbage comes out as lines (the writer dead-letters
+    them), and the entries after it are not lost."""
+    dead = _open(journals, tmp_path)
+    dead.append(_line(1))
+    dead.close(may_remove=False)
+    with open(tmp_path / f"{dead.id}.00000000.seg", "ab") as segment:
+        segment.write(b"\xff\xfe not json \x00\n")
+        segment.write(_line(2))
+        segment.write(b"torn tail without a newline")
+
+    (orphan,) = claim_orphans(tmp_path)
+
+    assert _drain(orphan) == [
+        _line(1).rstrip(b"\n"),
+        b"\xff\xfe not json \x00",
+        _line(2).rstrip(b"\n"),
+    ]
+    orphan.finish()
+
+
+def test_a_released_orphan_can_be_claimed_again(tmp_path: Path, journals: list[Journal]) -> None:
+    dead = _open(journals, tmp_path)
+    dead.append(_line(1))
+    dead.close(may_remove=False)
+
+    (orphan,) = claim_orphans(tmp_path)
+    orphan.release()  # the database went away mid-replay
+
+    (again,) = claim_orphans(tmp_path)
+    assert _drain(again) == [_line(1).rstrip(b"\n")]
+    again.finish()
+
+
+def test_pending_bytes_counts_segments_and_a_missing_directory_is_empty(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    journal = _open(journals, tmp_path / "journal", segment_bytes=50)
+    for n in range(5):
+        journal.append(_line(n))
+
+    assert pending_bytes(tmp_path / "journal") == 100
+    assert pending_bytes(tmp_path / "absent") == 0
+    assert list(claim_orphans(tmp_path / "absent")) == []
