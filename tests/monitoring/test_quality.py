@@ -1,0 +1,169 @@
+"""Data quality of a window on its own: the per-feature shares of missing values, values
+outside the training range and unseen categories, and the share of rejected requests
+read from a real log database."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from monitoring.quality import feature_quality, rejected_rate
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.tables import requests
+from watchkeeper.schema import Feature, FeatureSchema
+
+SCHEMA = FeatureSchema(
+    (
+        Feature("area", "numeric", observed_min=10.0, observed_max=100.0),
+        Feature("hood", "categorical", categories=("north", "south")),
+        # a numeric feature whose training range is unknown
+        Feature("age", "numeric"),
+    ),
+    target="price",
+)
+
+
+def _window(records: list[dict[str, object]]) -> pd.DataFrame:
+    """Features as the monitor builds them from logged records: one column per schema
+    feature, whatever each record holds."""
+    return pd.DataFrame.from_records(records, columns=list(SCHEMA.names))
+
+
+def test_rates_are_shares_of_every_row_of_the_window() -> None:
+    features = _window(
+        [
+            {"area": 10.0, "hood": "north", "age": 1},  # on the bounds: in range
+            {"area": 100.0, "hood": "south", "age": 2},
+            {"area": 150.0, "hood": "east", "age": None},
+            {"area": None, "hood": None, "age": 3},
+        ]
+    )
+
+    assert feature_quality(features, SCHEMA) == {
+        "area": {"missing_rate": 0.25, "out_of_range_rate": 0.25},
+        "hood": {"missing_rate": 0.25, "unseen_category_rate": 0.25},
+        "age": {"missing_rate": 0.25, "out_of_range_rate": 0.0},
+    }
+
+
+def test_an_empty_window_has_zero_rates_not_a_division_by_zero() -> None:
+    quality = feature_quality(_window([]), SCHEMA)
+
+    assert set(quality) == set(SCHEMA.names)
+    assert all(rate == 0.0 for rates in quality.values() for rate in rates.values())
+
+
+def test_a_feature_absent_from_every_record_is_all_missing_and_nothing_else() -> None:
+    features = _window([{"area": 50.0}, {"area": 60.0, "hood": "north"}])
+
+    quality = feature_quality(features, SCHEMA)
+
+    assert quality["age"] == {"missing_rate": 1.0, "out_of_range_rate": 0.0}
+    assert quality["hood"] == {"missing_rate": 0.5, "unseen_category_rate": 0.0}
+
+
+def test_a_frame_without_a_schema_column_is_refused_not_reported_clean() -> None:
+    with pytest.raises(KeyError, match="hood"):
+        feature_quality(pd.DataFrame({"area": [1.0], "age": [2.0]}), SCHEMA)
+
+
+def test_infinities_are_out_of_range_and_nan_is_missing() -> None:
+    features = _window(
+        [
+            {"area": math.inf, "hood": "north", "age": math.inf},
+            {"area": -math.inf, "hood": "north", "age": -math.inf},
+            {"area": math.nan, "hood": "north", "age": math.nan},
+            {"area": 50.0, "hood": "north", "age": 5},
+        ]
+    )
+
+    quality = feature_quality(features, SCHEMA)
+
+    assert quality["area"] == {"missing_rate": 0.25, "out_of_range_rate": 0.5}
+    # without a training range nothing can be outside it
+    assert quality["age"] == {"missing_rate": 0.25, "out_of_range_rate": 0.0}
+
+
+def test_rates_stay_shares_between_zero_and_one_on_random_windows() -> None:
+    rng = np.random.default_rng(3)
+    for size in (1, 7, 500):
+        area = rng.normal(50, 60, size)
+        area[rng.random(size) < 0.2] = np.nan
+        hood = rng.choice(np.array(["north", "south", "west", None], dtype=object), size)
+        features = pd.DataFrame({"area": area, "hood": hood, "age": rng.random(size)})
+
+        quality = feature_quality(features, SCHEMA)
+
+        area_rates = quality["area"]
+        assert area_rates["missing_rate"] == pytest.approx(np.isnan(area).mean())
+        outside = (area < 10.0) | (area > 100.0)
+        assert area_rates["out_of_range_rate"] == pytest.approx(outside.mean())
+        assert quality["hood"]["unseen_category_rate"] == pytest.approx((hood == "west").mean())
+        for rates in quality.values():
+            assert all(0.0 <= rate <= 1.0 for rate in rates.values())
+
+
+# -- rejected requests, from the log ------------------------------------------------
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _log_requests(engine: sa.Engine, rows: list[tuple[str, int, datetime]]) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            requests.insert(),
+            [
+                {
+                    "request_id": f"{n:032x}",
+                    "received_at": at,
+                    "endpoint": endpoint,
+                    "method": "POST",
+                    "status_code": status,
+                    "latency_seconds": 0.01,
+                }
+                for n, (endpoint, status, at) in enumerate(rows)
+            ],
+        )
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def test_rejected_rate_counts_4xx_of_predict_inside_the_window_bounds_included(
+    engine: sa.Engine,
+) -> None:
+    minute = timedelta(minutes=1)
+    _log_requests(
+        engine,
+        [
+            ("/predict", 400, T0),  # on the start bound
+            ("/predict", 422, T0 + minute),
+            ("/predict", 200, T0 + 2 * minute),
+            ("/predict", 500, T0 + 3 * minute),  # a failure, not a rejection
+            ("/predict", 200, T0 + 10 * minute),  # on the end bound
+            ("/predict", 400, T0 - minute),  # before the window
+            ("/predict", 400, T0 + 11 * minute),  # after it
+            ("/feedback", 400, T0 + minute),  # another endpoint
+        ],
+    )
+    result = rejected_rate(engine, T0, T0 + 10 * minute)
+
+    assert result == {"requests": 5, "rejected": 2, "rate": pytest.approx(2 / 5)}
+
+
+def test_rejected_rate_of_a_window_without_requests_is_zero(engine: sa.Engine) -> None:
+    _log_requests(engine, [("/feedback", 400, T0)])
+
+    result = rejected_rate(engine, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+
+    assert result == {"requests": 0, "rejected": 0, "rate": 0.0}
