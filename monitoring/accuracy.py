@@ -15,6 +15,11 @@ Beside it, each model version has a rolling figure over its most recently predic
 bound of its MAE: that bound, not the point figure, is what the retrain trigger and the
 accuracy alert compare with the validation MAE.
 
+A classifier version's windows and rolling figure carry classification figures instead
+(accuracy with Wilson bounds, log-loss, Brier, set coverage and size, calibration
+error, per-class recall: :mod:`monitoring.class_accuracy`), read from the same rows:
+the stored class probabilities and ``feedback.label``.
+
 New labels are found by a watermark on ``feedback.received_at``. A label whose
 prediction is not in the log yet simply joins nothing until it is; one still unmatched
 ``feedback_orphan_seconds`` after it arrived is counted once as an orphan.
@@ -41,7 +46,9 @@ LABEL_COLUMNS = (
     predictions.c.prediction,
     predictions.c.lower,
     predictions.c.upper,
+    predictions.c.probabilities,  # classifiers only
     feedback.c.actual,
+    feedback.c.label,  # classifiers: the true class as text
     feedback.c.received_at,
 )
 
@@ -143,8 +150,9 @@ def read_window_labels(connection: sa.Connection, span: WindowSpan) -> pd.DataFr
 
 
 def read_window_estimates(connection: sa.Connection, window_ids: list[str]) -> dict[str, float]:
-    """The label-free MAE estimate stored for each of ``window_ids`` (detector
-    ``estimated_accuracy``), for those that have one: checked when their labels arrive."""
+    """The label-free estimate (a regression version's MAE, a classifier's accuracy)
+    stored for each of ``window_ids`` (detector ``estimated_accuracy``), for those that
+    have one: checked when their labels arrive."""
     if not window_ids:
         return {}
     rows = connection.execute(

@@ -4,7 +4,9 @@ reference sample, saved as arrays and JSON, and loaded instead of refitted.
 - feature drift: KS for numeric features, chi-squared with rare categories pooled for
   categorical ones, Bonferroni or FDR correction (:mod:`monitoring.two_sample`);
 - multivariate drift: a classifier two-sample test (:mod:`monitoring.classifier_test`);
-- prediction (output) drift: KS on the model's predictions;
+- prediction (output) drift: KS on the model's predictions; for a classifier,
+  chi-squared on the predicted classes' counts and, for a binary one, KS on the
+  positive class's probability (:meth:`DetectorSuite.class_output_drift`);
 - out-of-distribution: the Mahalanobis distance of the numeric features to the frozen
   reference (:mod:`watchkeeper.ood`, shared with the serving worker), flagged above a
   percentile of the reference's own scores.
@@ -26,7 +28,8 @@ directory could run code in the monitor).
 
 On disk, one folder per model version::
 
-    reference.npz   the encoded reference and its predictions (allow_pickle=False)
+    reference.npz   the encoded reference and its predictions (allow_pickle=False):
+                    a regression model's values, a classifier's class probabilities
     ood.npz, ood.json   the OOD reference (watchkeeper.ood)
     manifest.json   written last: schema, medians, settings, the reference's own
                     data-quality rates and every file's SHA-256
@@ -55,7 +58,14 @@ from watchkeeper.ood import OodReference, fit_version_reference, numeric_matrix
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.state_files import load_arrays, read_verified, sha256_file
 
-__all__ = ["DetectorSettings", "DetectorSuite", "Drift", "FeatureDrift", "ReferenceEncoder"]
+__all__ = [
+    "ClassOutputDrift",
+    "DetectorSettings",
+    "DetectorSuite",
+    "Drift",
+    "FeatureDrift",
+    "ReferenceEncoder",
+]
 
 MANIFEST = "manifest.json"
 REFERENCE_FILE = "reference.npz"
@@ -100,6 +110,30 @@ class ReferenceEncoder:
             codes = pd.Categorical(frame[f.name], categories=f.categories).codes
             columns.append(np.where(codes < 0, len(f.categories), codes).reshape(-1, 1))
         return np.hstack(columns).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class ClassOutputDrift:
+    """A classifier's output drift: one verdict over its tests (Bonferroni: the smallest
+    p-value times the number of tests), with each test's figures.
+
+    ``distance`` is the total variation distance between the reference's and the
+    window's predicted-class shares (0: the same mix, 1: no class in common)."""
+
+    is_drift: bool
+    p_value: float
+    distance: float
+    class_p_value: float
+    reference_shares: list[float]
+    window_shares: list[float]
+    probability_p_value: float | None = None
+    """Binary classifiers: KS on the positive class's probability."""
+    probability_distance: float | None = None
+
+    def details(self) -> dict[str, Any]:
+        details = asdict(self)
+        del details["is_drift"], details["p_value"]
+        return details
 
 
 @dataclass(frozen=True)
@@ -252,6 +286,48 @@ class DetectorSuite:
         """Classifier drift. ``seed`` picks the rows and the split: the same window and
         seed give the same verdict."""
         return self._classifier(self._x_ref, self._matrix(window), seed=seed)
+
+    @property
+    def is_classifier(self) -> bool:
+        """Fitted on a classifier's reference class probabilities (one column a class)."""
+        return self._reference_predictions.ndim == 2
+
+    def class_output_drift(
+        self, predicted: np.ndarray, probabilities: np.ndarray | None = None
+    ) -> ClassOutputDrift:
+        """A classifier's window against its reference: chi-squared (rare classes
+        pooled) on the counts of each predicted class (``predicted``: class indices),
+        and for two classes a KS test on the positive class's probability
+        (``probabilities``: the window's rows that have them, one column a class)."""
+        reference = self._reference_predictions
+        k = reference.shape[1]
+        ref_counts = np.bincount(reference.argmax(axis=1), minlength=k)
+        index = np.clip(np.asarray(predicted, dtype=np.int64), 0, k - 1)
+        counts = np.bincount(index, minlength=k)
+        _, class_p = pooled_chi2(ref_counts, counts)
+        class_p = _finite(class_p, 1.0)
+        ref_shares = ref_counts / max(ref_counts.sum(), 1)
+        shares = counts / max(counts.sum(), 1)
+        p_values = [class_p]
+        probability_p = probability_d = None
+        if k == 2 and probabilities is not None and len(probabilities):
+            d, p = ks(
+                np.sort(reference[:, 1]).reshape(-1, 1),
+                np.asarray(probabilities, dtype=np.float64)[:, 1].reshape(-1, 1),
+            )
+            probability_p, probability_d = _finite(p[0], 1.0), _finite(d[0], 0.0)
+            p_values.append(probability_p)
+        combined = min(1.0, min(p_values) * len(p_values))
+        return ClassOutputDrift(
+            is_drift=bool(combined < self.settings.p_value),
+            p_value=combined,
+            distance=float(np.abs(ref_shares - shares).sum() / 2),
+            class_p_value=class_p,
+            reference_shares=[float(x) for x in ref_shares],
+            window_shares=[float(x) for x in shares],
+            probability_p_value=probability_p,
+            probability_distance=probability_d,
+        )
 
     def output_drift(self, predictions: np.ndarray) -> Drift:
         d, p = ks(

@@ -10,6 +10,14 @@ realised MAE of the window can be set beside it when its labels arrive
 
 A version registered before the estimator existed gets a result with no estimate and a
 ``reason``, never an error: its windows are monitored as before.
+
+A classifier's estimate is its accuracy (the confidence-based estimate NannyML calls
+CBPE): the mean, over the window's rows, of the version's confidence calibration
+(:class:`watchkeeper.classification.ConfidenceCalibration`, learnt out of fold at
+training) at each row's confidence, the top class probability. The probabilities are
+the ones the log stored as served; only a row logged without them is predicted again.
+Its result's score is the estimated accuracy (details: ``task``,
+``estimated_accuracy``, ``n_rows``).
 """
 
 from __future__ import annotations
@@ -23,9 +31,12 @@ import pandas as pd
 import sqlalchemy as sa
 
 from monitoring.windows import Window
+from watchkeeper.classification import Classifier, ServedModel
 from watchkeeper.db.tables import window_results
 from watchkeeper.model import Model
 from watchkeeper.registry import ModelRegistry
+from watchkeeper.task import Task
+from watchkeeper.version_metadata import VersionMetadata
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +45,35 @@ DETECTOR = "estimated_accuracy"
 
 @dataclass(frozen=True)
 class WindowEstimate:
-    """One window's estimated MAE; ``estimated_mae`` is None, with the ``reason``,
-    when its model version has no loss estimator."""
+    """One window's estimated MAE (a regression version) or accuracy (a classifier);
+    ``estimated_mae`` is None, with the ``reason``, when a regression version has no
+    loss estimator."""
 
     window_id: str
     model_version: str
     n_rows: int
     estimated_mae: float | None
     reason: str | None = None
+    estimated_accuracy: float | None = None
+    task: Task = Task.REGRESSION
+
+    @property
+    def score(self) -> float | None:
+        """The figure stored as the result's score."""
+        if self.task is Task.CLASSIFICATION:
+            return self.estimated_accuracy
+        return self.estimated_mae
 
     def details(self) -> dict[str, Any]:
-        details: dict[str, Any] = {"estimated_mae": self.estimated_mae, "n_rows": self.n_rows}
+        details: dict[str, Any]
+        if self.task is Task.CLASSIFICATION:
+            details = {
+                "task": self.task.value,
+                "estimated_accuracy": self.estimated_accuracy,
+                "n_rows": self.n_rows,
+            }
+        else:
+            details = {"estimated_mae": self.estimated_mae, "n_rows": self.n_rows}
         if self.reason is not None:
             details["reason"] = self.reason
         return details
@@ -52,16 +81,24 @@ class WindowEstimate:
 
 class AccuracyEstimator:
     """Estimates windows' MAE with the loss estimator of the version that served them,
-    each version loaded from the registry once (hash-checked like any load)."""
+    or a classifier's accuracy with its confidence calibration; each version's metadata
+    (and, where needed, model) read from the registry once (hash-checked like any
+    load)."""
 
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
-        self._models: dict[str, Model] = {}
+        self._models: dict[str, ServedModel] = {}
+        self._records: dict[str, VersionMetadata] = {}
 
-    def model(self, version: str) -> Model:
+    def record(self, version: str) -> VersionMetadata:
+        if version not in self._records:
+            self._records[version] = self.registry.record(version)
+        return self._records[version]
+
+    def model(self, version: str) -> ServedModel:
         if version not in self._models:
             model = self.registry.load(version).model
-            if not model.has_loss_estimator:
+            if isinstance(model, Model) and not model.has_loss_estimator:
                 log.warning(
                     "model %s was registered without a loss estimator: no estimated MAE "
                     "for its windows (retrain it to get one)",
@@ -71,13 +108,17 @@ class AccuracyEstimator:
         return self._models[version]
 
     def estimate(self, window: Window, features: pd.DataFrame | None = None) -> WindowEstimate:
-        """The window's estimated MAE. ``features`` are the window's features as a frame
+        """The window's estimate. ``features`` are the window's features as a frame
         when the caller has built it already (it is the costly part on large windows)."""
-        model = self.model(window.model_version)
+        record = self.record(window.model_version)
         if features is None:
             features = pd.DataFrame.from_records(
-                list(window.rows["features"]), columns=list(model.schema.names)
+                list(window.rows["features"]), columns=list(record.feature_schema.names)
             )
+        if record.task is Task.CLASSIFICATION:
+            return self._estimate_accuracy(window, features, record)
+        model = self.model(window.model_version)
+        assert isinstance(model, Model)  # the metadata says regression
         predictions = window.rows["prediction"].to_numpy(dtype=np.float64)
         errors = model.expected_absolute_errors(features, predictions)
         if errors is None:
@@ -92,6 +133,37 @@ class AccuracyEstimator:
         return WindowEstimate(
             window.window_id, window.model_version, len(window.rows), float(errors.mean())
         )
+
+    def _estimate_accuracy(
+        self, window: Window, features: pd.DataFrame, record: VersionMetadata
+    ) -> WindowEstimate:
+        assert record.confidence_calibration is not None  # the metadata's validator
+        confidence = self.confidence(window, features, len(record.classes or ()))
+        expected = record.confidence_calibration.spec().expected_accuracy(confidence)
+        return WindowEstimate(
+            window.window_id,
+            window.model_version,
+            len(window.rows),
+            None,
+            estimated_accuracy=float(np.mean(expected)),
+            task=Task.CLASSIFICATION,
+        )
+
+    def confidence(self, window: Window, features: pd.DataFrame, n_classes: int) -> np.ndarray:
+        """Each row's top class probability: as stored by serving, or, for a row logged
+        without probabilities, as the model predicts it now."""
+        stored = window.rows["probabilities"] if "probabilities" in window.rows else None
+        confidence = np.full(len(window.rows), np.nan)
+        if stored is not None:
+            for i, probabilities in enumerate(stored.tolist()):
+                if isinstance(probabilities, list | tuple) and len(probabilities) == n_classes:
+                    confidence[i] = max(float(p) for p in probabilities)
+        missing = np.isnan(confidence)
+        if missing.any():
+            model = self.model(window.model_version)
+            assert isinstance(model, Classifier)
+            confidence[missing] = model.predict(features[missing]).confidence
+        return confidence
 
 
 def read_estimates(engine: sa.Engine, model_version: str | None = None) -> list[WindowEstimate]:
@@ -112,6 +184,8 @@ def read_estimates(engine: sa.Engine, model_version: str | None = None) -> list[
             n_rows=int(row.details.get("n_rows", row.n_rows)),
             estimated_mae=row.details.get("estimated_mae"),
             reason=row.details.get("reason"),
+            estimated_accuracy=row.details.get("estimated_accuracy"),
+            task=Task(row.details.get("task", Task.REGRESSION.value)),
         )
         for row in rows
         if "error" not in row.details

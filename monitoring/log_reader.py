@@ -62,6 +62,7 @@ class LogReader:
                 predictions.c.lower,
                 predictions.c.upper,
                 predictions.c.ood_score,  # as the serving worker scored it; NULL if not
+                predictions.c.probabilities,  # classifiers: as served, in classes order
             )
             .where(predictions.c.seq > after, predictions.c.seq <= up_to)
             .order_by(predictions.c.seq)

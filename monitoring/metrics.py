@@ -1,5 +1,13 @@
 """The monitor's Prometheus metrics: a custom collector that yields the latest
-results at scrape time (nothing mutates gauges from the monitor's thread)."""
+results at scrape time (nothing mutates gauges from the monitor's thread).
+
+Accuracy gauges follow the version's task, told by its stored results (a classifier's
+carry ``details.task``): a regression version exports MAE, RMSE, MAPE, interval
+coverage and the estimated MAE; a classifier version exports accuracy with its Wilson
+bounds, log-loss, Brier score, prediction-set coverage and size, calibration error,
+per-class recall and the estimated accuracy. Neither exports the other's: a dashboard
+or alert on a series that means nothing for the served model would mislead.
+"""
 
 from __future__ import annotations
 
@@ -69,7 +77,17 @@ class MonitorCollector(Collector):
                 yield verdict
                 yield p
         estimate = latest.get("estimated_accuracy")
-        if estimate is not None and estimate["score"] is not None:  # None: no estimator
+        if estimate is not None and _is_classifier(estimate):
+            if estimate["score"] is not None:
+                g = _gauge(
+                    "estimated_accuracy_ratio",
+                    "Accuracy of the last window as the classifier's confidence calibration "
+                    "expects it, before its labels arrive.",
+                    ("model_version",),
+                )
+                g.add_metric([estimate["model_version"]], estimate["score"])
+                yield g
+        elif estimate is not None and estimate["score"] is not None:  # None: no estimator
             g = _gauge(
                 "estimated_mae",
                 "MAE of the last window as the model's loss estimator expects it, before "
@@ -88,8 +106,21 @@ class MonitorCollector(Collector):
             for version, error in status.estimate_errors.items():
                 g.add_metric([version], error)
             yield g
+        if status.accuracy_estimate_errors:
+            g = _gauge(
+                "estimated_accuracy_error_ratio",
+                "The label-free accuracy estimate of the last window with enough labels minus "
+                "the accuracy its labels gave (positive: the model expected to do better).",
+                ("model_version",),
+            )
+            for version, error in status.accuracy_estimate_errors.items():
+                g.add_metric([version], error)
+            yield g
         if status.rolling:
-            yield from self._accuracy(list(status.rolling.values()))
+            rolling = list(status.rolling.values())
+            yield from self._accuracy([r for r in rolling if not _is_classifier(r)])
+            yield from self._class_accuracy([r for r in rolling if _is_classifier(r)])
+            yield from self._labels(rolling)
 
     def _health(self, status: MonitorStatus) -> Iterator[Any]:
         evaluated = CounterMetricFamily(PREFIX + "windows_evaluated", "Windows evaluated.")
@@ -219,12 +250,6 @@ class MonitorCollector(Collector):
                 "interval_coverage",
                 "Share of actual values inside the prediction interval.",
             ),
-            ("labels", "labels", "Labelled predictions behind the rolling accuracy figures."),
-            (
-                "label_delay_seconds_median",
-                "label_delay_seconds",
-                "Median time from prediction to label.",
-            ),
             ("validation_mae", "validation_mae", "MAE the model had on its validation data."),
         ):
             g = _gauge(name, doc, ("model_version",))
@@ -237,8 +262,94 @@ class MonitorCollector(Collector):
                 g.add_metric([result["model_version"]], value / 100 if key == "mape" else value)
             if g.samples:
                 yield g
-        g = _gauge(
-            "last_labels_timestamp_seconds", "Unix time accuracy was last computed from new labels."
+
+    def _class_accuracy(self, rolling: list[dict[str, Any]]) -> Iterator[Any]:
+        """A classifier version's rolling figures (see :meth:`_accuracy`)."""
+        for key, name, doc in CLASS_GAUGES:
+            g = _gauge(name, doc, ("model_version",))
+            for result in rolling:
+                value = result["details"].get(key)
+                if value is not None:  # no validation figure for this version
+                    g.add_metric([result["model_version"]], value)
+            if g.samples:
+                yield g
+        recall = _gauge(
+            "class_recall_ratio",
+            "Share of the most recent labelled predictions of each true class that the "
+            "classifier got right (classes seen among the labels).",
+            ("model_version", "class"),
         )
-        g.add_metric([], max(r["evaluated_at"] for r in rolling).timestamp())
-        yield g
+        for result in rolling:
+            for label, value in result["details"].get("recall", {}).items():
+                recall.add_metric([result["model_version"], label], value)
+        if recall.samples:
+            yield recall
+
+    def _labels(self, rolling: list[dict[str, Any]]) -> Iterator[Any]:
+        """How many labels, how late, and when: the same for either task."""
+        for key, name, doc in (
+            ("labels", "labels", "Labelled predictions behind the rolling accuracy figures."),
+            (
+                "label_delay_seconds_median",
+                "label_delay_seconds",
+                "Median time from prediction to label.",
+            ),
+        ):
+            g = _gauge(name, doc, ("model_version",))
+            for result in rolling:
+                value = result["details"].get(key)
+                if value is not None:
+                    g.add_metric([result["model_version"]], value)
+            if g.samples:
+                yield g
+        if rolling:
+            g = _gauge(
+                "last_labels_timestamp_seconds",
+                "Unix time accuracy was last computed from new labels.",
+            )
+            g.add_metric([], max(r["evaluated_at"] for r in rolling).timestamp())
+            yield g
+
+
+CLASS_GAUGES = (
+    (
+        "accuracy",
+        "accuracy_ratio",
+        "Share of the most recent labelled predictions that were right.",
+    ),
+    (
+        "accuracy_lower_bound",
+        "accuracy_lower_bound_ratio",
+        "One-sided Wilson lower bound of that accuracy at trigger_accuracy_confidence.",
+    ),
+    (
+        "accuracy_upper_bound",
+        "accuracy_upper_bound_ratio",
+        "One-sided Wilson upper bound of that accuracy at trigger_accuracy_confidence (the "
+        "retrain trigger's figure).",
+    ),
+    ("log_loss", "log_loss", "Log-loss of the most recent labelled predictions (nats)."),
+    ("brier", "brier_score", "Brier score (summed over classes) of the most recent labels."),
+    (
+        "set_coverage",
+        "prediction_set_coverage_ratio",
+        "Share of true classes inside the prediction set.",
+    ),
+    ("set_size", "prediction_set_size", "Mean number of classes in the prediction set."),
+    (
+        "ece",
+        "calibration_error_ratio",
+        "Expected calibration error of the confidence (10 equal-width bins).",
+    ),
+    (
+        "validation_accuracy",
+        "validation_accuracy_ratio",
+        "Accuracy the classifier had on its validation data.",
+    ),
+    ("validation_log_loss", "validation_log_loss", "Log-loss the classifier had on validation."),
+)
+"""A classifier's rolling gauges: (details key, name after the prefix, help)."""
+
+
+def _is_classifier(result: dict[str, Any]) -> bool:
+    return result["details"].get("task") == "classification"

@@ -40,6 +40,7 @@ from monitoring.accuracy import (
     unmatched_labels,
     windows_holding,
 )
+from monitoring.class_accuracy import ClassificationAccuracy, ClassVersion
 from monitoring.detectors import DetectorSuite
 from monitoring.estimated_accuracy import AccuracyEstimator
 from monitoring.log_reader import LogReader
@@ -47,10 +48,13 @@ from monitoring.quality import feature_quality, rejected_rate
 from monitoring.trigger import RetrainTrigger, TriggerPolicy
 from monitoring.verdict import window_verdict
 from monitoring.windows import Window, cut_windows
+from watchkeeper.classification import ClassPredictions
 from watchkeeper.db.positions import from_micros, to_micros
 from watchkeeper.db.tables import predictions, window_results
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
+from watchkeeper.task import Task
+from watchkeeper.version_metadata import VersionMetadata
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,8 @@ class Check(StrEnum):
     OUTPUT_DRIFT = "output_drift"
     MULTIVARIATE_DRIFT = "multivariate_drift"
     ESTIMATED_ACCURACY = "estimated_accuracy"
-    """A window's MAE as the model's loss estimator expects it, before any label."""
+    """A window's MAE as the model's loss estimator expects it (a classifier: its
+    accuracy as its confidence calibration expects it), before any label."""
     ACCURACY = "accuracy"
     """Of a window's labelled predictions, recomputed as late labels arrive."""
     ROLLING_ACCURACY = "accuracy_rolling"
@@ -98,7 +103,9 @@ class MonitorStatus:
     estimate_errors: dict[str, float] = field(default_factory=dict)
     """By model version: how far the label-free MAE estimate of the last window with
     enough labels was from its realised MAE (a ratio)."""
-    """Labels still matching no prediction ``feedback_orphan_seconds`` after arrival."""
+    accuracy_estimate_errors: dict[str, float] = field(default_factory=dict)
+    """By classifier version: the label-free accuracy estimate of the last window with
+    enough labels minus its realised accuracy."""
     last_success: float | None = None
     last_duration: float = 0.0
 
@@ -121,6 +128,7 @@ class Monitor:
                 drift_windows=settings.trigger_drift_windows,
                 ood_fraction=settings.trigger_ood_fraction,
                 mae_degradation=settings.trigger_mae_degradation,
+                accuracy_drop=settings.trigger_accuracy_drop,
                 cooldown_seconds=settings.trigger_cooldown_seconds,
             ),
             self.status.retrain_requests,
@@ -181,10 +189,17 @@ class Monitor:
                 log.info("fitting detectors for model %s", version)
                 model = self.registry.load(version).model
                 reference = self.registry.reference(version)
+                predicted = model.predict(reference)
+                # a classifier's output is its class probabilities (one column a class)
+                outputs = (
+                    predicted.probabilities
+                    if isinstance(predicted, ClassPredictions)
+                    else predicted.value
+                )
                 suite = DetectorSuite.fit(
                     model.schema,
                     reference,
-                    model.predict(reference).value,
+                    outputs,
                     p_value=self.settings.drift_p_value,
                     correction=self.settings.drift_correction,
                     ood_percentile=self.settings.ood_percentile,
@@ -281,6 +296,12 @@ class Monitor:
             )
 
         def output_drift() -> CheckOutcome:
+            if suite.is_classifier:
+                classes = suite.class_output_drift(
+                    window.rows["prediction"].to_numpy(dtype=np.float64).round(),
+                    _stored_probabilities(window.rows),
+                )
+                return classes.is_drift, classes.p_value, classes.details()
             output = suite.output_drift(window.rows["prediction"].to_numpy(dtype=np.float64))
             return output.is_drift, output.p_value, {"distance": output.distance}
 
@@ -292,7 +313,7 @@ class Monitor:
         def estimated_accuracy() -> CheckOutcome:
             # no estimate (a version without an estimator) is a result, not an error
             estimate = self.estimator.estimate(window, features)
-            return None, estimate.estimated_mae, estimate.details()
+            return None, estimate.score, estimate.details()
 
         compute: dict[Check, Callable[[], CheckOutcome]] = {
             Check.DATA_QUALITY: data_quality,
@@ -351,7 +372,27 @@ class Monitor:
             if served is not None and version != served:
                 continue  # a replaced version's late windows and labels retrain nothing
             mine = [r for r in done if r["model_version"] == version]
-            self.trigger.consider(mine, validation_mae=self._validation_mae_of(version))
+            self.trigger.consider(
+                mine,
+                validation_mae=self._validation_mae_of(version),
+                validation_accuracy=self._validation_metric(version, "accuracy"),
+            )
+
+    def _record(self, version: str) -> VersionMetadata:
+        """The version's metadata, read once (shared with the estimator)."""
+        return self.estimator.record(version)
+
+    def _class_version(self, version: str) -> ClassVersion | None:
+        """What the accuracy of a classifier version needs; None for a regression one."""
+        record = self._record(version)
+        if record.task is not Task.CLASSIFICATION:
+            return None
+        assert record.classes is not None and record.prediction_set is not None
+        return ClassVersion(tuple(record.classes), record.prediction_set.spec())
+
+    def _validation_metric(self, version: str, name: str) -> float | None:
+        value = self._record(version).metrics.get(name)
+        return None if value is None else float(value)
 
     def _validation_mae_of(self, version: str) -> float | None:
         if version not in self._validation_mae:
@@ -425,6 +466,11 @@ class Monitor:
         for span, labels in labelled:
             if labels.empty:
                 continue
+            if self._class_version(span.model_version) is not None:
+                results.append(
+                    self._class_window_accuracy(span, labels, estimates.get(span.window_id))
+                )
+                continue
             try:
                 metrics = AccuracyMetrics.of(
                     labels,
@@ -446,6 +492,46 @@ class Monitor:
             results.append(_span_result(span, Check.ACCURACY, len(labels), score, details))
         self._store(results, replace=True)
         return {r["model_version"] for r in results}
+
+    def _class_window_accuracy(
+        self, span: WindowSpan, labels: pd.DataFrame, estimate: float | None
+    ) -> dict[str, Any]:
+        """A classifier window's accuracy result: the classification figures in its
+        details, the accuracy as its score."""
+        version = self._class_version(span.model_version)
+        assert version is not None
+        try:
+            metrics = ClassificationAccuracy.of(
+                labels, version, confidence=self.settings.trigger_accuracy_confidence
+            )
+        except Exception as exc:  # stored as the window's error; the labels move on
+            reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+            log.error("accuracy of %s failed: %s", span.window_id, reason, exc_info=exc)
+            self.status.window_errors[Check.ACCURACY] += 1
+            details: dict[str, Any] = {"labels": len(labels), "error": reason}
+            return _span_result(span, Check.ACCURACY, len(labels), None, details)
+        details = metrics.as_details(
+            labelled_share=metrics.labels / max(span.n_rows, 1),
+            validation_accuracy=self._validation_metric(span.model_version, "accuracy"),
+            **self._check_accuracy_estimate(span, metrics, estimate),
+        )
+        return _span_result(span, Check.ACCURACY, len(labels), metrics.accuracy, details)
+
+    def _check_accuracy_estimate(
+        self, span: WindowSpan, metrics: ClassificationAccuracy, estimate: float | None
+    ) -> dict[str, float]:
+        """A classifier window's label-free accuracy estimate against its realised
+        accuracy (estimate minus realised: positive when the model thought it did
+        better than it did)."""
+        if estimate is None:
+            return {}
+        error = estimate - metrics.accuracy
+        newest = self._estimate_checked_at.get(span.model_version, -1)
+        if metrics.labels >= self.settings.monitor_min_labels and span.last_seq >= newest:
+            # an older window's late labels must not replace the newest window's check
+            self._estimate_checked_at[span.model_version] = span.last_seq
+            self.status.accuracy_estimate_errors[span.model_version] = error
+        return {"estimated_accuracy": estimate, "estimate_error": error}
 
     def _check_estimate(
         self, span: WindowSpan, metrics: AccuracyMetrics, estimate: float | None
@@ -471,11 +557,6 @@ class Monitor:
                 )
             if len(labels) < self.settings.monitor_min_labels:
                 continue
-            metrics = AccuracyMetrics.of(
-                labels,
-                confidence=self.settings.trigger_accuracy_confidence,
-                positive_target=self._positive_target_of(version),
-            )
             span = WindowSpan(
                 f"{version}:rolling-{to_micros(as_of)}",
                 version,
@@ -485,13 +566,27 @@ class Monitor:
                 pd.to_datetime(labels["created_at"], utc=True).min().to_pydatetime(),
                 pd.to_datetime(labels["created_at"], utc=True).max().to_pydatetime(),
             )
-            details = metrics.as_details(
-                confidence=self.settings.trigger_accuracy_confidence,
-                validation_mae=self._validation_mae_of(version),
-            )
-            results.append(
-                _span_result(span, Check.ROLLING_ACCURACY, metrics.labels, metrics.mae, details)
-            )
+            confidence = self.settings.trigger_accuracy_confidence
+            classes = self._class_version(version)
+            if classes is not None:
+                figures = ClassificationAccuracy.of(labels, classes, confidence=confidence)
+                details = figures.as_details(
+                    confidence=confidence,
+                    validation_accuracy=self._validation_metric(version, "accuracy"),
+                    validation_log_loss=self._validation_metric(version, "log_loss"),
+                )
+                score, n = figures.accuracy, figures.labels
+            else:
+                metrics = AccuracyMetrics.of(
+                    labels,
+                    confidence=confidence,
+                    positive_target=self._positive_target_of(version),
+                )
+                details = metrics.as_details(
+                    confidence=confidence, validation_mae=self._validation_mae_of(version)
+                )
+                score, n = metrics.mae, metrics.labels
+            results.append(_span_result(span, Check.ROLLING_ACCURACY, n, score, details))
         self._store(results)
 
     def _count_orphans(self) -> None:
@@ -514,6 +609,17 @@ class Monitor:
                 ", ".join(repr(pid[:48]) for pid in orphans[:3]),
             )
         self.reader.set_watermark(to_micros(up_to), ORPHAN_WATERMARK)
+
+
+def _stored_probabilities(rows: pd.DataFrame) -> np.ndarray | None:
+    """The class probabilities of the rows logged with them, one row each (a row logged
+    without them is left out)."""
+    if "probabilities" not in rows:
+        return None
+    stored = [p for p in rows["probabilities"].tolist() if isinstance(p, list | tuple)]
+    if not stored or len({len(p) for p in stored}) != 1:
+        return None
+    return np.asarray(stored, dtype=np.float64)
 
 
 def _span(window: Window) -> WindowSpan:

@@ -8,7 +8,11 @@ Any one of these trips it, per model version:
   ``mae_degradation``, with confidence: the MAE's one-sided lower confidence bound
   (computed by the monitor at ``trigger_accuracy_confidence``, see
   :mod:`monitoring.accuracy`) must exceed the limit, not just the point figure. Over 63
-  labels a point MAE 13 % above the limit is noise; over 600 labels it is not.
+  labels a point MAE 13 % above the limit is noise; over 600 labels it is not;
+- for a classifier, the rolling accuracy from feedback below the version's validation
+  accuracy minus ``accuracy_drop`` (absolute), with confidence: the accuracy's
+  one-sided Wilson *upper* bound (:mod:`monitoring.class_accuracy`) must be below the
+  limit.
 
 A trip records a ``retrain_requests`` row (reason and evidence) for the retraining
 job; the monitor never trains. After a request, the version gets no other one for
@@ -39,6 +43,7 @@ class TriggerPolicy:
     drift_windows: int = 3
     ood_fraction: float = 0.1
     mae_degradation: float = 0.25
+    accuracy_drop: float = 0.05
     cooldown_seconds: float = 3600.0
 
 
@@ -51,13 +56,20 @@ class RetrainTrigger:
         self.requested: Counter[str] = Counter() if requested is None else requested
 
     def consider(
-        self, results: list[dict[str, Any]], *, validation_mae: float | None
+        self,
+        results: list[dict[str, Any]],
+        *,
+        validation_mae: float | None,
+        validation_accuracy: float | None = None,
     ) -> dict[str, Any] | None:
         """Check one window's (or one accuracy round's) results; record a request if
-        the policy trips and the version is not cooling down."""
+        the policy trips and the version is not cooling down. ``validation_accuracy``
+        is a classifier version's (its rolling result says it is one)."""
         by_detector = {r["detector"]: r for r in results}
         version = results[0]["model_version"]
         reason, evidence = self._reason(version, by_detector, validation_mae)
+        if reason is None:
+            reason, evidence = self._accuracy_reason(by_detector, validation_accuracy)
         if reason is None:
             return None
         request_id = retrain_queue.enqueue(
@@ -95,7 +107,7 @@ class RetrainTrigger:
                 {"window_id": ood["window_id"], "ood_fraction": ood["score"]},
             )
         accuracy = results.get("accuracy_rolling")
-        if accuracy is not None and validation_mae:
+        if accuracy is not None and "mae_lower_bound" in accuracy["details"] and validation_mae:
             limit = validation_mae * (1 + policy.mae_degradation)
             bound = accuracy["details"]["mae_lower_bound"]
             if bound > limit:
@@ -114,6 +126,35 @@ class RetrainTrigger:
                     },
                 )
         return None, {}
+
+    def _accuracy_reason(
+        self, results: dict[str, dict[str, Any]], validation_accuracy: float | None
+    ) -> tuple[str | None, dict[str, Any]]:
+        """A classifier's rolling accuracy, surely below its validation accuracy less
+        the allowed drop."""
+        rolling = results.get("accuracy_rolling")
+        if rolling is None or validation_accuracy is None:
+            return None, {}
+        details = rolling["details"]
+        bound = details.get("accuracy_upper_bound")
+        if bound is None:  # a regression version's figures
+            return None, {}
+        drop = self.policy.accuracy_drop
+        limit = validation_accuracy - drop
+        if bound >= limit:
+            return None, {}
+        return (
+            f"accuracy: {rolling['score']:.1%} right over {rolling['n_rows']} labels, at most "
+            f"{bound:.1%} with {details['confidence']:.0%} confidence, below {limit:.1%} "
+            f"(validation {validation_accuracy:.1%} - {drop:.1%})",
+            {
+                "window_id": rolling["window_id"],
+                "accuracy": rolling["score"],
+                "accuracy_upper_bound": bound,
+                "validation_accuracy": validation_accuracy,
+                "labels": rolling["n_rows"],
+            },
+        )
 
     def _recent_drift_verdicts(self, version: str, n: int) -> list[bool]:
         query = (

@@ -48,7 +48,10 @@ def window_verdict(results: Sequence[dict[str, Any]], min_samples: int) -> str:
             figures.append(f"{name} {_percent(result['score'])}")
     estimate = by_check.get("estimated_accuracy")
     if estimate is not None and not _failed(estimate) and estimate["score"] is not None:
-        figures.append(f"estimated MAE {estimate['score']:,.0f}")
+        if estimate["details"].get("task") == "classification":
+            figures.append(f"estimated accuracy {_percent(estimate['score'])}")
+        else:
+            figures.append(f"estimated MAE {estimate['score']:,.0f}")
     failed = sorted(r["detector"] for r in results if _failed(r))
     line = f"{head}: {verdict}"
     if parts:

@@ -283,6 +283,12 @@ class Settings(BaseSettings):
     (Student t over the labels' absolute errors) exceeds the limit: a point MAE over a
     few dozen labels is not evidence enough to retrain."""
 
+    trigger_accuracy_drop: float = Field(default=0.05, ge=0, lt=1)
+    """...or, for a classifier, the rolling accuracy from feedback is below the model's
+    validation accuracy minus this (absolute: 0.05 is five points) with confidence
+    ``trigger_accuracy_confidence``: the one-sided Wilson upper bound of the accuracy
+    must fall below the limit, not just the point figure..."""
+
     trigger_cooldown_seconds: float = Field(default=3600.0, ge=0)
     """After a retrain request, no other for the same model version for this long."""
 

@@ -1,0 +1,558 @@
+"""The monitor on a classifier version: per-window classification figures (updated as
+late labels arrive), rolling figures with Wilson bounds, the label-free accuracy
+estimate, output drift on the predicted-class mix, the accuracy retrain trigger and the
+exported gauges.
+
+The log is written straight into the tables as the contract between serving and the
+monitor describes a classifier's rows (``prediction`` = class index, ``probabilities``
+in the version's classes order, ``feedback.label`` = the true class as text)."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, generate_latest
+
+from monitoring.class_accuracy import ClassificationAccuracy, ClassVersion, wilson_interval
+from monitoring.detectors import DetectorSuite
+from monitoring.metrics import MonitorCollector
+from monitoring.monitor import Monitor, MonitorStatus
+from monitoring.trigger import RetrainTrigger, TriggerPolicy
+from tests.processes import metric
+from watchkeeper.classification import Classifier, PredictionSetSpec
+from watchkeeper.dataset import Dataset
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.migrate import upgrade
+from watchkeeper.db.tables import feedback, predictions, retrain_requests, window_results
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.settings import Settings
+from watchkeeper.task import label_text
+from watchkeeper.training import TrainedModel, TrainingParams, train
+
+FAST = TrainingParams(max_iter=40)
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _draw(n: int, seed: int, *, shift: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Features and each row's true chance of ``churn`` (a logistic truth, so that
+    labels drawn from it make the model's calibration testable)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(loc=shift, size=n)
+    colour = rng.choice(["red", "green", "blue"], size=n)
+    p_churn = 1 / (1 + np.exp(-(1.6 * x + 0.8 * (colour == "red") - 0.3)))
+    return pd.DataFrame({"x": x, "colour": colour}), p_churn
+
+
+def _labels(p_churn: np.ndarray, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random(p_churn.size) < p_churn, "churn", "stay").tolist()
+
+
+@pytest.fixture(scope="module")
+def classifier_trained() -> TrainedModel:
+    frame, p = _draw(3000, seed=1)
+    frame["outcome"] = _labels(p, seed=2)
+    frame["period"] = np.arange(len(frame)) * 6 // len(frame)
+    training = Dataset("synthetic", frame[frame.period < 5], "outcome", "period", ("period",))
+    validation = Dataset("synthetic", frame[frame.period == 5], "outcome", "period", ("period",))
+    return train(training, validation, params=FAST)
+
+
+@pytest.fixture(scope="module")
+def classifier_template(
+    tmp_path_factory: pytest.TempPathFactory, classifier_trained: TrainedModel
+) -> Path:
+    root = tmp_path_factory.mktemp("classifier-registry")
+    ModelRegistry(root).register(classifier_trained)
+    return root
+
+
+@pytest.fixture
+def class_settings(
+    make_settings: Callable[..., Settings], tmp_path: Path, classifier_template: Path
+) -> Settings:
+    registry = tmp_path / "class-registry"
+    shutil.copytree(classifier_template, registry)
+    settings = make_settings(
+        database_url=f"sqlite:///{tmp_path / 'class-log.db'}",
+        registry_path=registry,
+        monitor_window_size=500,
+        monitor_min_samples=200,
+        monitor_settle_seconds=0,
+        monitor_min_labels=50,
+        drift_multivariate=False,
+    )
+    engine = create_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    return settings
+
+
+@pytest.fixture
+def monitor(class_settings: Settings) -> Iterator[Monitor]:
+    engine = create_engine(class_settings.database_url)
+    yield Monitor(class_settings, engine, ModelRegistry(class_settings.registry_dir))
+    engine.dispose()
+
+
+def _classifier(trained: TrainedModel) -> Classifier:
+    assert isinstance(trained.model, Classifier)
+    return trained.model
+
+
+def _write_rows(
+    engine: sa.Engine, model: Classifier, frame: pd.DataFrame, *, start: int = 0
+) -> list[str]:
+    """Rows of a classifier version as serving logs them; returns prediction ids."""
+    predicted = model.predict(frame)
+    ids = [f"c{start + i:08d}" for i in range(len(frame))]
+    rows = [
+        {
+            "prediction_id": pid,
+            "request_id": f"r{start + i:08d}",
+            "item_index": 0,
+            "created_at": NOW + timedelta(seconds=start + i),
+            "model_version": "v1",
+            "features": {"x": float(frame["x"].iloc[i]), "colour": str(frame["colour"].iloc[i])},
+            "prediction": float(index),
+            "lower": float(index),
+            "upper": float(index),
+            "probabilities": [float(p) for p in probabilities],
+        }
+        for i, (pid, index, probabilities) in enumerate(
+            zip(ids, predicted.index.tolist(), predicted.probabilities, strict=True)
+        )
+    ]
+    with engine.begin() as connection:
+        connection.execute(predictions.insert(), rows)
+    return ids
+
+
+def _write_labels(engine: sa.Engine, ids: list[str], labels: list[Any]) -> None:
+    """Labels as ``/feedback`` stores them for a classifier (received a moment ago)."""
+    received = datetime.now(UTC) - timedelta(seconds=1)
+    rows = [
+        {
+            "prediction_id": pid,
+            "label": label_text(label),
+            "actual": float(label) if isinstance(label, int | float) else None,
+            "received_at": received,
+        }
+        for pid, label in zip(ids, labels, strict=True)
+    ]
+    with engine.begin() as connection:
+        connection.execute(feedback.insert(), rows)
+
+
+def _results(engine: sa.Engine, detector: str) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        return [
+            dict(r._mapping)
+            for r in connection.execute(
+                sa.select(window_results)
+                .where(window_results.c.detector == detector)
+                .order_by(window_results.c.id)
+            )
+        ]
+
+
+# -- figures of labelled predictions --------------------------------------------------
+
+CLASSES = ("a", "b", "c")
+
+
+def _labelled(probabilities: list[list[float]], labels: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "prediction": [float(np.argmax(p)) for p in probabilities],
+            "probabilities": probabilities,
+            "actual": [None] * len(labels),
+            "label": labels,
+            "created_at": [NOW] * len(labels),
+            "received_at": [NOW + timedelta(minutes=m) for m in range(1, len(labels) + 1)],
+        }
+    )
+
+
+def test_classification_figures_match_hand_computed_values() -> None:
+    version = ClassVersion(CLASSES, PredictionSetSpec(level=0.9, threshold=0.3))
+    labelled = _labelled(
+        [
+            [0.7, 0.2, 0.1],  # a, right; set {a}
+            [0.1, 0.6, 0.3],  # b, truly c: wrong; set {b, c} holds it
+            [0.2, 0.3, 0.5],  # c, right; set {b, c}
+            [0.5, 0.4, 0.1],  # a, truly b: wrong; set {a, b} holds it
+            [0.6, 0.3, 0.1],  # a, truly "d", a class never seen: wrong, in no set
+        ],
+        ["a", "c", "c", "b", "d"],
+    )
+
+    figures = ClassificationAccuracy.of(labelled, version, confidence=0.975)
+
+    assert figures.labels == 5
+    assert figures.accuracy == pytest.approx(2 / 5)
+    expected_log_loss = -(
+        math.log(0.7) + math.log(0.3) + math.log(0.5) + math.log(0.4) + math.log(1e-15)
+    )
+    assert figures.log_loss == pytest.approx(expected_log_loss / 5)
+    assert figures.brier == pytest.approx((0.14 + 0.86 + 0.38 + 0.62 + 0.46) / 5)
+    assert figures.set_coverage == pytest.approx(4 / 5)
+    assert figures.set_size == pytest.approx(9 / 5)
+    # bins: 0.5 (two rows, one right: no gap), 0.6 (1.2 of confidence, none right), 0.7
+    assert figures.ece == pytest.approx((0 + 1.2 + 0.3) / 5)
+    assert figures.recall == pytest.approx({"a": 1.0, "b": 0.0, "c": 0.5})
+    assert figures.unknown_labels == 1
+    assert figures.label_delay_seconds_median == 180.0
+    assert figures.label_delay_seconds_max == 300.0
+    bounds = wilson_interval(2, 5, 0.975)
+    assert (figures.accuracy_lower_bound, figures.accuracy_upper_bound) == (
+        bounds.lower,
+        bounds.upper,
+    )
+
+
+def test_numeric_labels_match_their_class_whatever_form_they_came_in() -> None:
+    """A 0/1 class sent as 1, 1.0 or "1" is one class; feedback stored before labels had
+    a column of their own is read from ``actual``."""
+    version = ClassVersion((0, 1), PredictionSetSpec(level=0.9, threshold=0.2))
+    labelled = _labelled([[0.2, 0.8], [0.9, 0.1], [0.3, 0.7]], ["1", "0", "0"])
+    labelled.loc[2, "label"] = None
+    labelled.loc[2, "actual"] = 1.0
+
+    figures = ClassificationAccuracy.of(labelled, version, confidence=0.99)
+
+    assert figures.accuracy == 1.0
+    assert figures.unknown_labels == 0
+
+
+def test_wilson_bounds_match_the_published_interval_and_stay_inside_zero_one() -> None:
+    # 8 of 10 at 95 % two-sided (each bound one-sided at 97.5 %): [0.490, 0.943]
+    bounds = wilson_interval(8, 10, 0.975)
+    assert bounds.lower == pytest.approx(0.4902, abs=1e-4)
+    assert bounds.upper == pytest.approx(0.9433, abs=1e-4)
+    perfect = wilson_interval(30, 30, 0.99)
+    assert perfect.upper == 1.0 and 0.8 < perfect.lower < 1.0
+    assert wilson_interval(0, 30, 0.99).lower == 0.0
+    assert wilson_interval(0, 0, 0.99) == wilson_interval(0, 0, 0.5)  # nothing known
+    few, many = wilson_interval(40, 50, 0.99), wilson_interval(800, 1000, 0.99)
+    assert few.lower < many.lower < 0.8 < many.upper < few.upper
+
+
+# -- the monitor on a classifier version ---------------------------------------------
+
+
+def test_window_accuracy_is_stored_and_updated_as_late_labels_arrive(
+    monitor: Monitor, classifier_trained: TrainedModel
+) -> None:
+    model = _classifier(classifier_trained)
+    frame, p = _draw(500, seed=3)
+    truth = _labels(p, seed=4)
+    ids = _write_rows(monitor.engine, model, frame)
+    predicted = model.predict(frame).labels
+    _write_labels(monitor.engine, ids[:100], truth[:100])
+
+    assert monitor.run_once() == 1
+    (first,) = _results(monitor.engine, "accuracy")
+    right = sum(a == b for a, b in zip(predicted[:100], truth[:100], strict=True))
+    assert first["window_id"] == "v1:1-500"
+    assert first["n_rows"] == 100
+    assert first["score"] == pytest.approx(right / 100)
+    assert first["details"]["task"] == "classification"
+    assert first["details"]["labelled_share"] == pytest.approx(0.2)
+    for key in ("log_loss", "brier", "set_coverage", "set_size", "ece", "recall"):
+        assert key in first["details"]
+    assert "mae" not in first["details"]
+
+    # later labels for the same window, one of them a class the model never saw
+    late = truth[100:300]
+    late[0] = "unsubscribed"
+    _write_labels(monitor.engine, ids[100:300], late)
+    monitor.run_once()
+
+    (updated,) = _results(monitor.engine, "accuracy")
+    labels = truth[:100] + late
+    right = sum(a == b for a, b in zip(predicted[:300], labels, strict=True))
+    assert updated["window_id"] == "v1:1-500"
+    assert updated["n_rows"] == 300
+    assert updated["score"] == pytest.approx(right / 300)
+    assert updated["details"]["unknown_labels"] == 1
+    rolling = monitor.status.rolling["v1"]
+    assert rolling["score"] == pytest.approx(right / 300)
+    assert rolling["details"]["validation_accuracy"] == pytest.approx(
+        classifier_trained.metrics["accuracy"]
+    )
+    lower, upper = (rolling["details"][k] for k in ("accuracy_lower_bound", "accuracy_upper_bound"))
+    assert lower < right / 300 < upper
+
+
+def test_estimated_accuracy_is_close_to_the_realised_one_on_a_calibrated_model(
+    monitor: Monitor, classifier_trained: TrainedModel
+) -> None:
+    model = _classifier(classifier_trained)
+    frame, p = _draw(2000, seed=5)
+    truth = _labels(p, seed=6)
+    ids = _write_rows(monitor.engine, model, frame)
+
+    assert monitor.run_once() == 4
+    estimates = _results(monitor.engine, "estimated_accuracy")
+    assert [e["details"]["task"] for e in estimates] == ["classification"] * 4
+    _write_labels(monitor.engine, ids, truth)
+    monitor.run_once()
+
+    realised = {r["window_id"]: r["score"] for r in _results(monitor.engine, "accuracy")}
+    estimated = {e["window_id"]: e["score"] for e in estimates}
+    assert set(realised) == set(estimated)
+    gaps = [estimated[w] - realised[w] for w in realised]
+    # each window: 500 labels, a standard error of about 0.018 in the realised accuracy
+    assert abs(np.mean(gaps)) < 0.03
+    assert max(abs(g) for g in gaps) < 0.07
+    accuracy = _results(monitor.engine, "accuracy")[-1]
+    assert accuracy["details"]["estimated_accuracy"] == pytest.approx(
+        estimated[accuracy["window_id"]]
+    )
+    assert monitor.status.accuracy_estimate_errors["v1"] == pytest.approx(
+        accuracy["details"]["estimate_error"]
+    )
+
+
+def test_a_window_whose_probabilities_were_not_logged_is_estimated_from_the_model(
+    monitor: Monitor, classifier_trained: TrainedModel
+) -> None:
+    model = _classifier(classifier_trained)
+    frame, _ = _draw(500, seed=7)
+    _write_rows(monitor.engine, model, frame)
+    with monitor.engine.begin() as connection:
+        connection.execute(predictions.update().values(probabilities=None))
+
+    monitor.run_once()
+
+    (estimate,) = _results(monitor.engine, "estimated_accuracy")
+    calibration = model.calibration.expected_accuracy(model.predict(frame).confidence)
+    assert estimate["score"] == pytest.approx(float(calibration.mean()))
+
+
+def test_output_drift_follows_the_predicted_class_mix(
+    classifier_trained: TrainedModel,
+) -> None:
+    model = _classifier(classifier_trained)
+    reference = classifier_trained.reference
+    suite = DetectorSuite.fit(model.schema, reference, model.predict(reference).probabilities)
+    assert suite.is_classifier
+
+    same, _ = _draw(500, seed=8)
+    shifted, _ = _draw(500, seed=8, shift=0.8)  # more churn predicted
+    quiet = model.predict(same)
+    loud = model.predict(shifted)
+    no_drift = suite.class_output_drift(quiet.index, quiet.probabilities)
+    drift = suite.class_output_drift(loud.index, loud.probabilities)
+
+    assert not no_drift.is_drift and no_drift.p_value > 0.05
+    assert drift.is_drift and drift.p_value < 1e-6
+    assert drift.probability_p_value is not None  # a binary model: the probability too
+    assert drift.distance > no_drift.distance
+    churn = list(model.classes).index("churn")
+    assert drift.window_shares[churn] > drift.reference_shares[churn] + 0.1
+
+
+def test_output_drift_of_a_classifier_window_is_stored_under_the_output_drift_check(
+    monitor: Monitor, classifier_trained: TrainedModel
+) -> None:
+    model = _classifier(classifier_trained)
+    same, _ = _draw(500, seed=9)
+    shifted, _ = _draw(500, seed=10, shift=0.8)
+    _write_rows(monitor.engine, model, same)
+    _write_rows(monitor.engine, model, shifted, start=500)
+
+    assert monitor.run_once() == 2
+
+    quiet, loud = _results(monitor.engine, "output_drift")
+    assert (quiet["is_drift"], loud["is_drift"]) == (False, True)
+    assert loud["details"]["class_p_value"] < 0.05
+    assert "error" not in quiet["details"]
+
+
+def _status_with_rolling(monitor: Monitor) -> str:
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(monitor.status))
+    return generate_latest(registry).decode()
+
+
+CLASS_GAUGES = (
+    "accuracy_ratio",
+    "accuracy_lower_bound_ratio",
+    "accuracy_upper_bound_ratio",
+    "log_loss",
+    "brier_score",
+    "prediction_set_coverage_ratio",
+    "prediction_set_size",
+    "calibration_error_ratio",
+    "validation_accuracy_ratio",
+    "validation_log_loss",
+    "estimated_accuracy_ratio",
+    "estimated_accuracy_error_ratio",
+)
+REGRESSION_GAUGES = (
+    "mae",
+    "mae_lower_bound",
+    "rmse",
+    "mape_ratio",
+    "interval_coverage",
+    "validation_mae",
+    "estimated_mae",
+    "estimated_mae_error_ratio",
+)
+
+
+def test_a_classifier_exports_the_contract_gauges_and_no_regression_ones(
+    monitor: Monitor, classifier_trained: TrainedModel
+) -> None:
+    model = _classifier(classifier_trained)
+    frame, p = _draw(1000, seed=11)
+    ids = _write_rows(monitor.engine, model, frame)
+    monitor.run_once()
+    _write_labels(monitor.engine, ids, _labels(p, seed=12))
+    monitor.run_once()
+
+    text = _status_with_rolling(monitor)
+
+    for name in CLASS_GAUGES:
+        value = metric(text, f"watchkeeper_monitor_{name}", model_version="v1")
+        assert value is not None and math.isfinite(value), name
+    for label in ("churn", "stay"):
+        recall = metric(
+            text, "watchkeeper_monitor_class_recall_ratio", model_version="v1", **{"class": label}
+        )
+        assert recall is not None and 0 <= recall <= 1
+    assert metric(text, "watchkeeper_monitor_labels", model_version="v1") == 1000
+    assert metric(text, "watchkeeper_monitor_output_drift", model_version="v1") is not None
+    for name in REGRESSION_GAUGES:
+        assert f"watchkeeper_monitor_{name}{{" not in text, name
+
+
+def test_a_regression_version_exports_no_classifier_gauges() -> None:
+    rolling = {
+        "window_id": "v1:rolling-1",
+        "model_version": "v1",
+        "detector": "accuracy_rolling",
+        "n_rows": 100,
+        "score": 10.0,
+        "evaluated_at": NOW,
+        "details": {
+            "labels": 100,
+            "mae": 10.0,
+            "mae_lower_bound": 8.0,
+            "rmse": 12.0,
+            "mape": 5.0,
+            "coverage": 0.9,
+            "label_delay_seconds_median": 60.0,
+            "validation_mae": 9.0,
+        },
+    }
+    status = MonitorStatus(rolling={"v1": rolling})
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(status))
+
+    text = generate_latest(registry).decode()
+
+    assert metric(text, "watchkeeper_monitor_mae", model_version="v1") == 10.0
+    assert metric(text, "watchkeeper_monitor_labels", model_version="v1") == 100
+    for name in CLASS_GAUGES + ("class_recall_ratio",):
+        assert f"watchkeeper_monitor_{name}{{" not in text, name
+
+
+# -- the retrain trigger ---------------------------------------------------------------
+
+
+def _requests(engine: sa.Engine) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        return [dict(r._mapping) for r in connection.execute(sa.select(retrain_requests))]
+
+
+def _flip(labels: list[str], share: float, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    flip = rng.random(len(labels)) < share
+    return [
+        ("stay" if y == "churn" else "churn") if f else y for y, f in zip(labels, flip, strict=True)
+    ]
+
+
+def test_the_trigger_queues_a_retrain_when_the_accuracy_is_surely_below_validation(
+    monitor: Monitor, classifier_trained: TrainedModel
+) -> None:
+    model = _classifier(classifier_trained)
+    frame, p = _draw(1000, seed=13)
+    ids = _write_rows(monitor.engine, model, frame)
+    monitor.run_once()
+    # a third of the outcomes turned: accuracy falls by about a third of its margin
+    _write_labels(monitor.engine, ids, _flip(_labels(p, seed=14), 0.35, seed=15))
+
+    monitor.run_once()
+
+    rolling = monitor.status.rolling["v1"]["details"]
+    validation = classifier_trained.metrics["accuracy"]
+    assert rolling["accuracy_upper_bound"] < validation - 0.05
+    (request,) = _requests(monitor.engine)
+    assert request["reason"].startswith("accuracy: ")
+    assert request["model_version"] == "v1"
+    assert request["evidence"]["accuracy_upper_bound"] == pytest.approx(
+        rolling["accuracy_upper_bound"]
+    )
+    assert request["evidence"]["validation_accuracy"] == pytest.approx(validation)
+    assert monitor.status.retrain_requests["accuracy"] == 1
+
+
+def test_the_trigger_stays_quiet_on_accuracy_as_validated_or_on_too_few_labels(
+    monitor: Monitor, classifier_trained: TrainedModel
+) -> None:
+    model = _classifier(classifier_trained)
+    frame, p = _draw(1000, seed=16)
+    ids = _write_rows(monitor.engine, model, frame)
+    monitor.run_once()
+    _write_labels(monitor.engine, ids[:900], _labels(p[:900], seed=17))
+
+    monitor.run_once()
+
+    assert monitor.status.rolling["v1"]["details"]["labels"] == 900
+    assert _requests(monitor.engine) == []
+
+
+def test_a_point_accuracy_below_the_limit_over_few_labels_does_not_trip_the_trigger(
+    class_settings: Settings,
+) -> None:
+    engine = create_engine(class_settings.database_url)
+    trigger = RetrainTrigger(engine, TriggerPolicy(accuracy_drop=0.05))
+
+    def rolling(right: int, n: int) -> list[dict[str, Any]]:
+        bounds = wilson_interval(right, n, 0.99)
+        return [
+            {
+                "window_id": f"v1:rolling-{n}",
+                "model_version": "v1",
+                "detector": "accuracy_rolling",
+                "n_rows": n,
+                "score": right / n,
+                "details": {
+                    "task": "classification",
+                    "accuracy": right / n,
+                    "accuracy_upper_bound": bounds.upper,
+                    "confidence": 0.99,
+                },
+            }
+        ]
+
+    # 70 % against a limit of 75 %: noise over 60 labels, evidence over 1,000
+    assert trigger.consider(rolling(42, 60), validation_mae=None, validation_accuracy=0.8) is None
+    queued = trigger.consider(rolling(700, 1000), validation_mae=None, validation_accuracy=0.8)
+    engine.dispose()
+
+    assert queued is not None and queued["reason"].startswith("accuracy: 70.0% right")
+    assert queued["evidence"]["validation_accuracy"] == 0.8
