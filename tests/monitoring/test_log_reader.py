@@ -1,0 +1,193 @@
+"""The monitor's reads of the prediction log on its own, on real SQLite and PostgreSQL
+logs: watermarks, the high mark and its settling pause, and what a read returns past a
+watermark (bounds, order, columns, features wherever a row keeps them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+import monitoring.log_reader as log_reader_module
+from monitoring.log_reader import WATERMARK, LogReader
+from serving.log_entry import LogEntry
+from serving.log_store import LogStore
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.tables import predictions
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+# what the monitor reads of each prediction (a model kind may add its own columns)
+COLUMNS = [
+    "seq",
+    "prediction_id",
+    "created_at",
+    "model_version",
+    "features",
+    "prediction",
+    "lower",
+    "upper",
+    "ood_score",
+]
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def _log(engine: sa.Engine, n: int, *, items: int = 1, version: str = "v1") -> None:
+    """Request ``n`` as the serving log stores it: features once, by column, on the
+    request; ``items`` predictions."""
+    entry = LogEntry(
+        request_id=f"{n:032x}",
+        received_at=T0 + timedelta(seconds=n),
+        endpoint="/predict",
+        method="POST",
+        status_code=200,
+        latency_seconds=0.01,
+        model_version=version,
+        single=items == 1,
+        columns={"area": [100.0 * n + i for i in range(items)], "hood": ["north"] * items},
+        values=[float(n)] * items,
+        lower=[n - 1.0] * items,
+        upper=[n + 1.0] * items,
+        ood=[0.5] * items,
+    )
+    LogStore(engine).insert([entry])
+
+
+def test_an_empty_log_has_no_watermark_no_high_mark_and_reads_an_empty_frame(
+    engine: sa.Engine,
+) -> None:
+    reader = LogReader(engine, settle_seconds=0)
+
+    frame = reader.read(reader.watermark(), reader.high_mark())
+
+    assert (reader.watermark(), reader.high_mark()) == (0, 0)
+    assert frame.empty and list(frame.columns)[: len(COLUMNS)] == COLUMNS
+    assert not {"request_id", "item_index"} & set(frame.columns)  # joined into features
+    assert reader.rows_read == 0
+
+
+def test_watermarks_are_kept_by_name_and_overwritten(engine: sa.Engine) -> None:
+    reader = LogReader(engine, settle_seconds=0)
+
+    reader.set_watermark(7)
+    reader.set_watermark(9)
+    reader.set_watermark(3, name="another")
+
+    assert reader.watermark() == reader.watermark(WATERMARK) == 9
+    assert reader.watermark("another") == 3
+    assert LogReader(engine).watermark() == 9  # kept in the database, not the reader
+
+
+def test_a_read_returns_rows_past_the_watermark_up_to_the_mark_oldest_first(
+    engine: sa.Engine,
+) -> None:
+    for n in range(1, 6):
+        _log(engine, n)
+    reader = LogReader(engine, settle_seconds=0)
+    seqs = list(reader.read(0, reader.high_mark())["seq"])
+
+    frame = reader.read(seqs[1], seqs[3])  # after the 2nd, up to and with the 4th
+
+    assert list(frame["seq"]) == seqs[2:4]
+    assert list(frame["prediction_id"]) == [f"{3:032x}", f"{4:032x}"]
+    assert list(frame["prediction"]) == [3.0, 4.0]
+    assert list(frame["lower"]) == [2.0, 3.0] and list(frame["upper"]) == [4.0, 5.0]
+    assert list(frame["ood_score"]) == [0.5, 0.5]
+    assert list(frame["created_at"]) == [T0 + timedelta(seconds=3), T0 + timedelta(seconds=4)]
+    assert list(frame["features"]) == [
+        {"area": 300.0, "hood": "north"},
+        {"area": 400.0, "hood": "north"},
+    ]
+    assert reader.rows_read == 5 + 2
+
+
+def test_each_prediction_of_a_batch_gets_its_own_features(engine: sa.Engine) -> None:
+    _log(engine, 1, items=3)
+    reader = LogReader(engine, settle_seconds=0)
+
+    frame = reader.read(0, reader.high_mark())
+
+    assert list(frame["prediction_id"]) == [f"{1:032x}.{i}" for i in range(3)]
+    assert [f["area"] for f in frame["features"]] == [100.0, 101.0, 102.0]
+
+
+def test_rows_logged_before_features_moved_to_the_request_keep_their_own(
+    engine: sa.Engine,
+) -> None:
+    with engine.begin() as connection:  # a row as written before migration 0004
+        connection.execute(
+            predictions.insert().values(
+                prediction_id="old",
+                request_id="old",
+                item_index=0,
+                created_at=T0,
+                model_version="v0",
+                features={"area": 42.0, "hood": "south"},
+                prediction=1.0,
+                lower=0.0,
+                upper=2.0,
+            )
+        )
+    _log(engine, 1)
+    reader = LogReader(engine, settle_seconds=0)
+
+    frame = reader.read(0, reader.high_mark())
+
+    assert list(frame["features"]) == [
+        {"area": 42.0, "hood": "south"},
+        {"area": 100.0, "hood": "north"},
+    ]
+    assert frame["ood_score"].isna().tolist() == [True, False]  # not scored when served
+
+
+def test_a_watermark_at_the_end_reads_nothing_until_new_rows_arrive(engine: sa.Engine) -> None:
+    for n in range(1, 4):
+        _log(engine, n)
+    reader = LogReader(engine, settle_seconds=0)
+    reader.set_watermark(reader.high_mark())
+
+    assert reader.read(reader.watermark(), reader.high_mark()).empty
+
+    _log(engine, 4)
+    _log(engine, 5)
+    frame = reader.read(reader.watermark(), reader.high_mark())
+    assert list(frame["prediction_id"]) == [f"{4:032x}", f"{5:032x}"]
+
+
+def test_a_row_committed_during_the_settling_pause_waits_for_the_next_cycle(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mark is taken before the pause, so a row another writer commits meanwhile
+    (on PostgreSQL possibly with a lower seq than one already seen) is not stepped over:
+    it is read by the next cycle."""
+    _log(engine, 1)
+    pauses: list[float] = []
+
+    def another_writer_commits(seconds: float) -> None:
+        pauses.append(seconds)
+        _log(engine, 2)
+
+    monkeypatch.setattr(log_reader_module.time, "sleep", another_writer_commits)
+    reader = LogReader(engine, settle_seconds=3.0)
+
+    mark = reader.settled_high_mark()
+
+    assert pauses == [3.0]
+    assert list(reader.read(0, mark)["prediction_id"]) == [f"{1:032x}"]
+    assert list(reader.read(mark, reader.high_mark())["prediction_id"]) == [f"{2:032x}"]
+
+
+def test_no_settling_pause_when_it_is_set_to_zero(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _log(engine, 1)
+    monkeypatch.setattr(log_reader_module.time, "sleep", pytest.fail)
+
+    assert LogReader(engine, settle_seconds=0).settled_high_mark() == LogReader(engine).high_mark()
