@@ -71,15 +71,33 @@ def _time_split(dataset: Dataset, args: argparse.Namespace) -> tuple[Dataset, Da
     return training, validation
 
 
+TASKS = ("regression", "classification")  # watchkeeper.task.Task, without importing pandas
+
+
+def _task(name: str | None) -> Any:
+    from watchkeeper.task import Task
+
+    return None if name is None else Task(name)
+
+
+def _level(trained: TrainedModel) -> float:
+    from watchkeeper.classification import Classifier
+
+    model = trained.model
+    return model.prediction_set.level if isinstance(model, Classifier) else model.interval.level
+
+
 def _coverage_refusal(trained: TrainedModel, settings: Settings) -> str | None:
-    """Why a freshly trained model's interval must not be served, or None: its
-    validation coverage lies outside the band a retraining candidate must meet."""
-    coverage = trained.metrics.get("coverage")
+    """Why a freshly trained model's interval (or prediction set) must not be served, or
+    None: its validation coverage lies outside the band a retraining candidate must
+    meet."""
+    coverage = figures.coverage_of(trained.metrics)
     low, high = settings.retrain_min_coverage, settings.retrain_max_coverage
     if coverage is None or low <= coverage <= high:
         return None
+    what = "prediction set" if trained.model.task == "classification" else "interval"
     return (
-        f"the {trained.model.interval.level:.0%} interval covered {coverage:.1%} of the "
+        f"the {_level(trained):.0%} {what} covered {coverage:.1%} of the "
         f"validation rows, outside [{low:.0%}, {high:.0%}] (WATCHKEEPER_RETRAIN_MIN_COVERAGE, "
         "WATCHKEEPER_RETRAIN_MAX_COVERAGE)"
     )
@@ -139,7 +157,7 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         f"training on {len(training.frame):,} rows (boosted trees, and "
         f"{params.calibration_folds} more fits to calibrate its interval)"
     ):
-        trained = train(training, validation, params=params)
+        trained = train(training, validation, params=params, task=_task(args.task))
     from watchkeeper.data_source import AMES, describe_csv, describe_rdataset
 
     # recorded with the version: every retraining job reads the same data again
@@ -169,14 +187,12 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         version = registry.register(trained, make_current=current, data_source=source)
     if refusal:
         log.warning("%s; served anyway (--force)", refusal)
-    metrics = trained.metrics
+    level = _level(trained)
     print(
         f"registered {version} ({'current' if current else 'not current'}): "
         f"trained on {figures.count(trained.training_window['rows'])} rows, validated on "
-        f"{figures.count(metrics['rows'])} rows: MAE {figures.amount(metrics['mae'])}, "
-        f"RMSE {figures.amount(metrics['rmse'])}, MAPE {figures.percent(metrics['mape'])}, "
-        f"{trained.model.interval.level:.0%} interval coverage "
-        f"{figures.percent(metrics['coverage'], ratio=True)}"
+        f"{figures.count(trained.metrics['rows'])} rows: "
+        f"{figures.validation_figures(trained.metrics, level)}"
     )
     return 0
 
@@ -567,6 +583,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="make the model current even if its interval's validation coverage lies outside "
         "the retraining band",
+    )
+    train.add_argument(
+        "--task",
+        choices=TASKS,
+        help="what the model predicts (default: detected from the target: text, booleans and "
+        "two-valued numbers are classes, other numbers a quantity)",
     )
     train_data = train.add_mutually_exclusive_group()
     train_data.add_argument("--csv", help="train on this CSV instead of the Ames data")

@@ -24,6 +24,11 @@ class Metrics:
     mape: float | None = None
     coverage: float | None = None
     rows: int | None = None
+    # classifiers
+    accuracy: float | None = None
+    log_loss: float | None = None
+    brier: float | None = None
+    set_size: float | None = None
 
     @classmethod
     def from_dict(cls, raw: object) -> Metrics | None:
@@ -33,8 +38,13 @@ class Metrics:
             mae=_number(raw.get("mae")),
             rmse=_number(raw.get("rmse")),
             mape=_number(raw.get("mape")),
-            coverage=_number(raw.get("coverage")),
+            # a classifier's prediction set coverage is its interval coverage's counterpart
+            coverage=_number(raw.get("coverage", raw.get("set_coverage"))),
             rows=int(raw["rows"]) if isinstance(raw.get("rows"), int | float) else None,
+            accuracy=_number(raw.get("accuracy")),
+            log_loss=_number(raw.get("log_loss")),
+            brier=_number(raw.get("brier")),
+            set_size=_number(raw.get("set_size")),
         )
 
 
@@ -60,6 +70,10 @@ class VersionSummary:
     run_id: int | None
     reason: str | None
     metadata: dict[str, Any]
+
+    @property
+    def classifier(self) -> bool:
+        return self.metadata.get("task") == "classification"
 
     @classmethod
     def from_metadata(cls, meta: dict[str, Any]) -> VersionSummary:
@@ -136,37 +150,48 @@ def _describe_holdout(window: dict[str, Any]) -> str:
 # -- model list -------------------------------------------------------------------
 
 LIST_FOOTNOTE = (
-    "MAE, MAPE and coverage are measured on the data named last on each line; "
-    "a retrained version's champion MAE is the champion's on that same holdout, "
+    "{figures} are measured on the data named last on each line; "
+    "a retrained version's champion {score} is the champion's on that same holdout, "
     "the figure to compare it with (versions measured on different data are not comparable)."
 )
 
 
 def list_lines(summaries: list[VersionSummary], current: str | None) -> list[str]:
-    """The ``model list`` table: one line per version, then what the figures mean."""
+    """The ``model list`` table: one line per version, then what the figures mean. The
+    columns are a regression model's (MAE, MAPE, interval coverage) or, when the
+    versions are classifiers, a classifier's (log-loss, accuracy, set coverage)."""
+    classifiers = bool(summaries) and all(s.classifier for s in summaries)
+    score, second = ("log-loss", "acc") if classifiers else ("MAE", "MAPE")
     header = (
         f"{'':2}{'version':<9}{'status':<12}{'created':<18}{'train rows':>10}"
-        f"{'MAE':>10}{'MAPE':>7}{'coverage':>10}{'champion MAE':>18}  measured on"
+        f"{score:>10}{second:>7}{'coverage':>10}{'champion ' + score:>18}  measured on"
     )
     lines = [header]
     for summary in summaries:
         metrics = summary.evaluation.metrics or Metrics()
+        if classifiers:
+            first = figures.amount(metrics.log_loss)
+            other = figures.percent(metrics.accuracy, ratio=True)
+        else:
+            first, other = figures.amount(metrics.mae), figures.percent(metrics.mape)
         lines.append(
             f"{'*' if summary.version == current else '':2}{summary.version:<9}"
             f"{summary.status:<12}{summary.created_at[:16].replace('T', ' '):<18}"
             f"{figures.count(summary.training_rows):>10}"
-            f"{figures.amount(metrics.mae):>10}{figures.percent(metrics.mape):>7}"
+            f"{first:>10}{other:>7}"
             f"{figures.percent(metrics.coverage, ratio=True):>10}"
-            f"{_champion_mae(summary.evaluation):>18}  {summary.evaluation.data}"
+            f"{_champion_score(summary.evaluation, classifiers):>18}  {summary.evaluation.data}"
         )
-    return [*lines, "", "* current. " + LIST_FOOTNOTE]
+    named = "Log-loss, accuracy and set coverage" if classifiers else "MAE, MAPE and coverage"
+    footnote = LIST_FOOTNOTE.format(figures=named, score=score)
+    return [*lines, "", "* current. " + footnote]
 
 
-def _champion_mae(evaluation: Evaluation) -> str:
+def _champion_score(evaluation: Evaluation, classifiers: bool) -> str:
     if evaluation.champion is None:
         return figures.MISSING
-    mae = evaluation.champion_metrics.mae if evaluation.champion_metrics else None
-    return f"{evaluation.champion} {figures.amount(mae)}"
+    old = evaluation.champion_metrics or Metrics()
+    return f"{evaluation.champion} {figures.amount(old.log_loss if classifiers else old.mae)}"
 
 
 # -- model show -------------------------------------------------------------------
@@ -207,20 +232,12 @@ def _metric_lines(evaluation: Evaluation, meta: dict[str, Any]) -> list[str]:
     metrics = evaluation.metrics
     if metrics is None:
         return ["  no metrics recorded"]
-    level = (meta.get("interval") or {}).get("level")
-    interval = f"{level:.0%} interval" if isinstance(level, int | float) else "interval"
+    classifier = meta.get("task") == "classification"
+    kind = "prediction set" if classifier else "interval"
+    level = (meta.get("prediction_set" if classifier else "interval") or {}).get("level")
+    interval = f"{level:.0%} {kind}" if isinstance(level, int | float) else kind
     old = evaluation.champion_metrics or Metrics()
-    rows = (
-        ("MAE", figures.amount(metrics.mae), figures.amount(old.mae), (metrics.mae, old.mae)),
-        ("RMSE", figures.amount(metrics.rmse), figures.amount(old.rmse), (metrics.rmse, old.rmse)),
-        ("MAPE", figures.percent(metrics.mape), figures.percent(old.mape), None),
-        (
-            "coverage",
-            figures.percent(metrics.coverage, ratio=True),
-            figures.percent(old.coverage, ratio=True),
-            None,
-        ),
-    )
+    rows = _classifier_rows(metrics, old) if classifier else _regression_rows(metrics, old)
     lines = []
     for name, value, champion_value, compared in rows:
         line = f"  {name:<9}{value:>10}"
@@ -231,6 +248,41 @@ def _metric_lines(evaluation: Evaluation, meta: dict[str, Any]) -> list[str]:
         lines.append(line)
     lines[-1] += f"   ({interval})"
     return lines
+
+
+Row = tuple[str, str, str, tuple[float | None, float | None] | None]
+
+
+def _classifier_rows(metrics: Metrics, old: Metrics) -> tuple[Row, ...]:
+    def ratio(value: float | None) -> str:
+        return figures.percent(value, ratio=True)
+
+    return (
+        ("accuracy", ratio(metrics.accuracy), ratio(old.accuracy), None),
+        (
+            "log-loss",
+            figures.amount(metrics.log_loss),
+            figures.amount(old.log_loss),
+            (metrics.log_loss, old.log_loss),
+        ),
+        ("Brier", figures.amount(metrics.brier), figures.amount(old.brier), None),
+        ("set size", figures.amount(metrics.set_size), figures.amount(old.set_size), None),
+        ("coverage", ratio(metrics.coverage), ratio(old.coverage), None),
+    )
+
+
+def _regression_rows(metrics: Metrics, old: Metrics) -> tuple[Row, ...]:
+    return (
+        ("MAE", figures.amount(metrics.mae), figures.amount(old.mae), (metrics.mae, old.mae)),
+        ("RMSE", figures.amount(metrics.rmse), figures.amount(old.rmse), (metrics.rmse, old.rmse)),
+        ("MAPE", figures.percent(metrics.mape), figures.percent(old.mape), None),
+        (
+            "coverage",
+            figures.percent(metrics.coverage, ratio=True),
+            figures.percent(old.coverage, ratio=True),
+            None,
+        ),
+    )
 
 
 def _model_lines(meta: dict[str, Any]) -> list[str]:
@@ -249,6 +301,15 @@ def _model_lines(meta: dict[str, Any]) -> list[str]:
             f"interval:    {interval.get('level', 0):.0%}, half-width "
             f"{figures.amount(_number(interval.get('half_width')))} on the "
             f"{interval.get('scale', '?')} scale"
+        )
+    prediction_set = meta.get("prediction_set") or {}
+    if prediction_set:
+        classes = meta.get("classes") or []
+        shown = ", ".join(str(c) for c in classes[:10]) + (", …" if len(classes) > 10 else "")
+        lines.append(f"classes:     {len(classes)} ({shown})")
+        lines.append(
+            f"set:         {prediction_set.get('level', 0):.0%}, a class is in when its "
+            f"probability is at least {figures.amount(_number(prediction_set.get('threshold')))}"
         )
     params = meta.get("params") or {}
     if params:
