@@ -216,6 +216,7 @@ class Settings(BaseSettings):
     retrain_alert_names: Annotated[tuple[str, ...], NoDecode] = (
         "WatchkeeperDatasetDriftSustained",
         "WatchkeeperAccuracyDegraded",
+        "WatchkeeperClassifierAccuracyDegraded",
     )
     """Alert names (comma separated) whose firing notifications on `/alerts` request a
     retrain; other alerts are acknowledged and ignored."""

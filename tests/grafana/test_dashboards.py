@@ -17,8 +17,11 @@ from tests.grafana.fake_grafana import FakeGrafana
 from tests.ports import free_port
 from watchkeeper.grafana.dashboards import DATASOURCE_UID, build, panel_queries, render
 from watchkeeper.grafana.provision import GrafanaError, provision
+from watchkeeper.grafana.queries import served_task
+from watchkeeper.mixin import panels as titles
 from watchkeeper.mixin.config import MixinConfig
 from watchkeeper.settings import Settings
+from watchkeeper.task import Task
 
 GRAFANA = Path(__file__).resolve().parents[2] / "grafana"
 TOKEN = "glsa_test_token"
@@ -93,6 +96,67 @@ def test_every_panel_has_a_unit_and_a_description_and_sits_under_a_row() -> None
     accuracy = {p["title"]: p for p in build(_config())["accuracy-lifecycle.json"]["panels"]}
     for title in ("MAE from feedback vs validation", "RMSE"):
         assert accuracy[title]["fieldConfig"]["defaults"]["unit"] == _config().target_unit
+
+
+# the panels that fit one task only, by task
+TASK_PANELS = {
+    Task.REGRESSION: {
+        titles.MAE,
+        "RMSE",
+        "MAPE",
+        titles.INTERVAL_COVERAGE,
+        titles.PREDICTED_VALUES,
+    },
+    Task.CLASSIFICATION: {
+        titles.CLASSIFIER_ACCURACY,
+        titles.LOG_LOSS,
+        titles.BRIER,
+        titles.SET_COVERAGE,
+        titles.SET_SIZE,
+        titles.CALIBRATION_ERROR,
+        titles.CLASS_RECALL,
+        titles.ESTIMATED_ACCURACY,
+        titles.ESTIMATE_ERROR,
+        titles.PREDICTED_CLASSES,
+    },
+}
+
+
+def test_panels_of_one_task_are_joined_on_the_served_models_task() -> None:
+    """The mechanism that shows a task's panels only while a model of that task is
+    served: every query of such a panel is joined on watchkeeper_model_info's task (the
+    live test shows the join empties them); every other panel fits both tasks."""
+    found: dict[Task, set[str]] = {task: set() for task in Task}
+    for dashboard in build(_config()).values():
+        for panel in _panels(dashboard):
+            exprs = [t["expr"] for t in panel["targets"]]
+            tasks = {task for task in Task if any(served_task(task) in e for e in exprs)}
+            assert len(tasks) <= 1, panel["title"]
+            for task in tasks:
+                assert all(e.endswith(f" and on (namespace) {served_task(task)}") for e in exprs)
+                found[task].add(panel["title"])
+    assert found == TASK_PANELS
+    gate = served_task(Task.CLASSIFICATION)
+    assert 'watchkeeper_model_info{job=~"$job",namespace=~"$namespace",task="classification"}' in (
+        gate
+    )
+
+
+def test_each_tasks_accuracy_panels_sit_in_a_row_named_for_it() -> None:
+    rows: dict[str, list[str]] = {}
+    current = ""
+    for panel in build(_config())["accuracy-lifecycle.json"]["panels"]:
+        if panel["type"] == "row":
+            current = panel["title"]
+            rows[current] = []
+        else:
+            rows[current].append(panel["title"])
+    (regression,) = [r for r in rows if r.startswith("Accuracy from feedback: regression")]
+    (classification,) = [r for r in rows if r.startswith("Accuracy from feedback: classifiers")]
+    assert set(rows[regression]) == TASK_PANELS[Task.REGRESSION] - {titles.PREDICTED_VALUES}
+    assert set(rows[classification]) == TASK_PANELS[Task.CLASSIFICATION] - {
+        titles.PREDICTED_CLASSES
+    }
 
 
 def test_dashboards_link_to_each_other_and_keep_time_and_variables() -> None:

@@ -7,7 +7,10 @@ exported."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,8 @@ from tests.observability import Server
 from tests.processes import Process, metric, wait_for
 from watchkeeper.dataset import Dataset
 from watchkeeper.grafana.dashboards import build, panel_queries, substitute_all
+from watchkeeper.grafana.queries import served_task
+from watchkeeper.task import Task
 
 pytestmark = pytest.mark.integration
 
@@ -140,3 +145,164 @@ def test_every_dashboard_query_returns_data_and_names_only_exported_metrics(
     named = {m for _, _, q in queries for m in METRIC.findall(q)}
     named |= {m for expr in rule_expressions for m in METRIC.findall(expr)}
     assert named - exported - recorded == set()
+
+
+# --- the panels of the served model's task, and only those -------------------------
+
+
+class Exposition:
+    """A scrape target answering ``/metrics`` with ``text(seconds since start)``: the
+    series a process of one task exports, counters growing with time, for a real
+    Prometheus to scrape."""
+
+    def __init__(self, text: Callable[[float], str]) -> None:
+        started = time.monotonic()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                body = text(time.monotonic() - started).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def expositions() -> Iterator[Callable[[Callable[[float], str]], Exposition]]:
+    started: list[Exposition] = []
+
+    def start(text: Callable[[float], str]) -> Exposition:
+        started.append(Exposition(text))
+        return started[-1]
+
+    yield start
+    for exposition in started:
+        exposition.close()
+
+
+# Each task's gauges as the monitor exports them for a version of that task (names of
+# the classification contract, monitoring/metrics.py), at plausible values.
+CLASSIFIER_GAUGES = {
+    "accuracy_ratio": 0.88,
+    "accuracy_lower_bound_ratio": 0.85,
+    "accuracy_upper_bound_ratio": 0.9,
+    "validation_accuracy_ratio": 0.9,
+    "log_loss": 0.31,
+    "validation_log_loss": 0.29,
+    "brier_score": 0.17,
+    "prediction_set_coverage_ratio": 0.91,
+    "prediction_set_size": 1.3,
+    "calibration_error_ratio": 0.03,
+    "estimated_accuracy_ratio": 0.89,
+    "estimated_accuracy_error_ratio": 0.01,
+}
+REGRESSION_GAUGES = {
+    "mae": 16000.0,
+    "mae_lower_bound": 15000.0,
+    "estimated_mae": 16500.0,
+    "validation_mae": 15000.0,
+    "rmse": 23000.0,
+    "mape_ratio": 0.1,
+    "interval_coverage": 0.9,
+}
+
+
+def _monitor_text(versions: dict[str, Task]) -> str:
+    lines = []
+    for version, task in versions.items():
+        gauges = CLASSIFIER_GAUGES if task is Task.CLASSIFICATION else REGRESSION_GAUGES
+        for name, value in gauges.items():
+            lines.append(f'watchkeeper_monitor_{name}{{model_version="{version}"}} {value}')
+        if task is Task.CLASSIFICATION:
+            for label, recall in (("yes", 0.8), ("no", 0.93)):
+                lines.append(
+                    "watchkeeper_monitor_class_recall_ratio"
+                    f'{{model_version="{version}",class="{label}"}} {recall}'
+                )
+    return "\n".join(lines) + "\n"
+
+
+def _serving_text(versions: dict[str, Task], served: str, seconds: float) -> str:
+    """model_info (the replaced version at 0, as serving sets it at a swap), the
+    classifier's predicted classes and the regression model's predicted values (left
+    behind by the version of the other task: the task's join must hide them)."""
+    lines = ["# TYPE watchkeeper_model_info gauge"]
+    for version, task in versions.items():
+        lines.append(
+            f'watchkeeper_model_info{{model_version="{version}",task="{task.value}"}} '
+            f"{int(version == served)}"
+        )
+    lines.append("# TYPE watchkeeper_predicted_class_total counter")
+    for version, task in versions.items():
+        if task is Task.CLASSIFICATION:
+            for label, share in (("yes", 0.3), ("no", 0.7)):
+                count = 1000 + 50 * share * seconds
+                lines.append(
+                    "watchkeeper_predicted_class_total"
+                    f'{{model_version="{version}",label="{label}"}} {count:g}'
+                )
+    lines.append("# TYPE watchkeeper_prediction_value histogram")
+    for bound, share in (("100000", 0.2), ("200000", 0.7), ("+Inf", 1.0)):
+        lines.append(
+            f'watchkeeper_prediction_value_bucket{{le="{bound}"}} {1000 + 50 * share * seconds:g}'
+        )
+    lines.append(f"watchkeeper_prediction_value_count {1000 + 50 * seconds:g}")
+    lines.append(f"watchkeeper_prediction_value_sum {1.5e8 + 7.5e6 * seconds:g}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("served_task_", [Task.CLASSIFICATION, Task.REGRESSION])
+def test_the_served_models_task_shows_its_panels_and_empties_the_others(
+    start_prometheus: Callable[..., Server],
+    expositions: Callable[[Callable[[float], str]], Exposition],
+    served_task_: Task,
+) -> None:
+    """v3 of ``served_task_`` is served; v2, of the other task, was replaced and the
+    monitor still exports its accuracy (its labels come late). Run against a real
+    Prometheus, every query of a panel of the served task returns data, and every query
+    of a panel of the other task returns none although its metrics are there: the
+    join on watchkeeper_model_info's task is what empties them."""
+    other = Task.REGRESSION if served_task_ is Task.CLASSIFICATION else Task.CLASSIFICATION
+    versions = {"v2": other, "v3": served_task_}
+    serving = expositions(lambda seconds: _serving_text(versions, "v3", seconds))
+    monitor = expositions(lambda _: _monitor_text(versions))
+    prometheus = start_prometheus(
+        {"watchkeeper-serving": serving.address, "watchkeeper-monitor": monitor.address}
+    )
+
+    by_task: dict[Task, list[tuple[str, str]]] = {task: [] for task in Task}
+    for dashboard in build().values():
+        for title, expr in panel_queries(dashboard):
+            for task in Task:
+                if served_task(task) in expr:
+                    by_task[task].append((title, substitute_all(expr, dashboard)))
+    assert by_task[Task.CLASSIFICATION] and by_task[Task.REGRESSION]
+
+    def result(query: str) -> list[object]:
+        return prometheus.get("/api/v1/query", query=query).json()["data"]["result"]
+
+    def empty(task: Task) -> list[str]:
+        return [title for title, query in by_task[task] if not result(query)]
+
+    # rate() over the counters needs two scrapes
+    assert wait_for(lambda: not empty(served_task_), timeout=120, interval=1), empty(served_task_)
+    # the other task's metrics are scraped (v2's), yet its panels have no series
+    hidden = REGRESSION_GAUGES if other is Task.REGRESSION else CLASSIFIER_GAUGES
+    assert all(result(f"watchkeeper_monitor_{name}") for name in hidden)
+    assert result("watchkeeper_prediction_value_bucket")
+    assert result("watchkeeper_predicted_class_total")
+    assert sorted(empty(other)) == sorted(title for title, _ in by_task[other])

@@ -35,8 +35,8 @@ def test_generated_rule_files_say_how_to_change_them() -> None:
             assert "do not edit" in text.splitlines()[0], relative
 
 
-def _rules(settings: Settings) -> dict[str, dict[str, Any]]:
-    text = generated(settings)["prometheus/rules/alerts.yml"]
+def _rules(settings: Settings, file: str = "alerts.yml") -> dict[str, dict[str, Any]]:
+    text = generated(settings)[f"prometheus/rules/{file}"]
     groups = yaml.safe_load(text)["groups"]
     return {r["alert"]: r for g in groups for r in g["rules"]}
 
@@ -45,6 +45,12 @@ def _panel(settings: Settings, dashboard: str, title: str) -> dict[str, Any]:
     panels = build(MixinConfig.from_settings(settings))[dashboard]["panels"]
     (panel,) = [p for p in panels if p["title"] == title]
     return panel
+
+
+def _limit(panel: dict[str, Any]) -> str:
+    """The query of a panel's "retrain limit" line."""
+    (expr,) = [t["expr"] for t in panel["targets"] if t["legendFormat"].startswith("retrain limit")]
+    return expr
 
 
 def _threshold(panel: dict[str, Any]) -> float:
@@ -60,6 +66,7 @@ def test_a_setting_moves_the_rule_the_dashboard_and_the_retrain_trigger(
         trigger_ood_fraction=ood_fraction,
         trigger_drift_windows=5,
         trigger_mae_degradation=0.4,
+        trigger_accuracy_drop=0.08,
         drift_p_value=0.01,
     )
     rules = _rules(settings)
@@ -72,9 +79,15 @@ def test_a_setting_moves_the_rule_the_dashboard_and_the_retrain_trigger(
     assert rules["WatchkeeperDatasetDriftSustained"]["for"] == "50m"
     assert "> 1.4 * max by" in rules["WatchkeeperAccuracyDegraded"]["expr"]
     mae = _panel(settings, "accuracy-lifecycle.json", "MAE from feedback vs validation")
-    assert [t["expr"] for t in mae["targets"] if t["legendFormat"].startswith("retrain limit")][
-        0
-    ].startswith("1.4 * ")
+    assert _limit(mae).startswith("(1.4 * ")
+    # a classifier's accuracy: the same drop in its alert, its estimate's and the line
+    classification = _rules(settings, "classification.yml")
+    for name in ("WatchkeeperClassifierAccuracyDegraded", "WatchkeeperEstimatedAccuracyDrop"):
+        assert classification[name]["expr"].endswith(
+            '(watchkeeper_monitor_validation_accuracy_ratio{job="watchkeeper-monitor"}) - 0.08'
+        )
+    accuracy = _panel(settings, "accuracy-lifecycle.json", "Accuracy from feedback vs validation")
+    assert ") - 0.08) and on (namespace) " in _limit(accuracy)
     p_values = _panel(settings, "model-health.json", "Output and multivariate drift p-values")
     assert _threshold(p_values) == 0.01
 
@@ -89,6 +102,7 @@ def test_a_setting_moves_the_rule_the_dashboard_and_the_retrain_trigger(
     assert policy.ood_fraction == config.thresholds.ood_fraction == ood_fraction
     assert policy.drift_windows == config.thresholds.drift_windows == 5
     assert policy.mae_degradation == config.thresholds.mae_degradation == 0.4
+    assert policy.accuracy_drop == config.thresholds.accuracy_drop == 0.08
 
 
 def test_a_changed_configuration_still_passes_promtool(tmp_path: Path) -> None:
@@ -127,3 +141,14 @@ def test_runbook_url_must_be_absolute() -> None:
     assert rules["WatchkeeperHighLatency"]["annotations"]["runbook_url"] == (
         "https://git.example.org/wk/blob/main/docs/runbook.md#high-latency"
     )
+
+
+@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus.compose.yml"])
+def test_every_generated_rule_file_is_loaded_by_prometheus(config: str) -> None:
+    loaded = yaml.safe_load((REPO / "prometheus" / config).read_text())["rule_files"]
+    rule_files = {
+        relative.removeprefix("prometheus/")
+        for relative in generated(Settings())
+        if relative.startswith("prometheus/rules/")
+    }
+    assert rule_files <= set(loaded)

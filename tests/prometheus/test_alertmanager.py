@@ -42,6 +42,15 @@ def test_config_passes_amtool(amtool: str) -> None:
     [
         (["alertname=WatchkeeperDatasetDriftSustained", "severity=warning"], "retrain,people"),
         (["alertname=WatchkeeperAccuracyDegraded", "severity=critical"], "retrain,people"),
+        # a classifier's accuracy alert retrains like the regression one; its set,
+        # calibration and label-free estimate alerts tell people only
+        (
+            ["alertname=WatchkeeperClassifierAccuracyDegraded", "severity=critical"],
+            "retrain,people",
+        ),
+        (["alertname=WatchkeeperPredictionSetCoverageOutOfBand", "severity=warning"], "people"),
+        (["alertname=WatchkeeperClassifierCalibrationDegraded", "severity=warning"], "people"),
+        (["alertname=WatchkeeperEstimatedAccuracyDrop", "severity=warning"], "people"),
         (["alertname=WatchkeeperHighErrorRate", "severity=critical"], "people"),
         (["alertname=WatchkeeperFeatureDrift", "severity=info"], "people"),
         # broken data is a data incident: people only, never a retrain

@@ -6,6 +6,23 @@ configuration (units, threshold lines, data-source default).
 this module builds from the default settings. Every panel has a unit and a
 description saying what it shows and what to do when it looks wrong; alerts link to
 panels by title (:mod:`watchkeeper.mixin.panels`).
+
+Panels that fit one task only (a regression model's MAE, RMSE, MAPE, interval coverage
+and predicted values; a classifier's accuracy, log-loss, Brier score, prediction sets,
+calibration, recall, estimate and class mix) sit in rows named for their task, and
+every query of theirs is joined on the served model's task
+(:func:`watchkeeper.grafana.queries.for_task`): while a model of the other task is
+served they have no series, so the row of the served task is the one with data. Why
+not a row repeated over a variable that is empty for the other task, the usual trick:
+Grafana does not repeat zero times. It renders an empty repeat variable as one row
+with the value "None" (or "All") and its panels — by design since 2016 (grafana/grafana
+issues 3778, 10764, 23036, 25344), and still in the scenes-based dashboards of Grafana
+11 and 12 (``RowRepeaterBehavior.performRepeat`` substitutes an
+``emptyVariablePlaceholderOption`` for an empty variable). Rules that really hide a
+row ("show/hide rules") exist only in dashboard schema v2 behind the dynamic-dashboards
+feature toggle (public preview in Grafana 12.4, default in 13), which these v1
+dashboards, the file provisioning and the HTTP API used here do not have. The join
+works on every Grafana and is what the live test checks against a real Prometheus.
 """
 
 from __future__ import annotations
@@ -170,11 +187,12 @@ def serving(c: MixinConfig) -> dict[str, Any]:
             ),
             stat(
                 "Model version served",
-                Query(q["model_version"], "{{model_version}}"),
+                Query(q["model_version"], "{{model_version}} ({{task}})"),
                 unit="none",
-                description="The version(s) the serving workers serve "
-                "(watchkeeper_model_info). More than one outside a rollout: a worker could "
-                "not load the current version.",
+                description="The version(s) the serving workers serve and their task "
+                "(watchkeeper_model_info): the accuracy dashboard shows the rows of that "
+                "task. More than one outside a rollout: a worker could not load the current "
+                "version.",
             ),
             stat(
                 titles.MODEL_FALLBACK,
@@ -322,14 +340,25 @@ def model_health(c: MixinConfig) -> dict[str, Any]:
                 "with a high p-value: too few rows to tell.",
             ),
             timeseries(
-                "Predicted values (p10 / p50 / p90, 1h)",
+                titles.PREDICTED_VALUES,
                 Query(q["prediction_p10"], "p10"),
                 Query(q["prediction_p50"], "p50"),
                 Query(q["prediction_p90"], "p90"),
                 unit=c.target_unit,
-                description="Quantiles of the predicted values over the last hour. A level "
-                "shift with no input drift: a new model version behaves differently; with "
-                "input drift: the population moved.",
+                description="Quantiles of the predicted values over the last hour (a "
+                "regression model; empty while a classifier is served). A level shift with no "
+                "input drift: a new model version behaves differently; with input drift: the "
+                "population moved.",
+            ),
+            timeseries(
+                titles.PREDICTED_CLASSES,
+                Query(q["predicted_classes"], "{{label}}"),
+                unit="percentunit",
+                description="Each class's share of the classifier's predictions over the last "
+                "hour (empty while a regression model is served); the output drift test "
+                "compares these counts with the reference's. A class taking over with no "
+                "input drift: the new version behaves differently; with input drift: the "
+                "population moved, and accuracy follows once labels arrive.",
             ),
             row("Out of distribution and data quality"),
             timeseries(
@@ -424,7 +453,7 @@ def accuracy_lifecycle(c: MixinConfig) -> dict[str, Any]:
         DashboardUid.ACCURACY,
         "Watchkeeper / Accuracy and lifecycle",
         [
-            row("Accuracy from feedback"),
+            row("Accuracy from feedback: regression models (empty while a classifier is served)"),
             timeseries(
                 titles.MAE,
                 Query(q["mae"], "MAE {{model_version}}"),
@@ -469,6 +498,105 @@ def accuracy_lifecycle(c: MixinConfig) -> dict[str, Any]:
                 "interval was calibrated), retrain. Near 100 %: the interval is too wide to "
                 "be of use.",
             ),
+            row("Accuracy from feedback: classifiers (empty while a regression model is served)"),
+            timeseries(
+                titles.CLASSIFIER_ACCURACY,
+                Query(q["accuracy"], "accuracy {{model_version}}"),
+                Query(q["accuracy_lower_bound"], "lower bound {{model_version}}"),
+                Query(q["accuracy_upper_bound"], "upper bound {{model_version}}"),
+                Query(q["validation_accuracy"], "validation {{model_version}}"),
+                Query(q["accuracy_limit"], "retrain limit {{model_version}}"),
+                unit="percentunit",
+                width=12,
+                description="Rolling accuracy of the most recent labelled predictions with its "
+                "Wilson confidence interval, the validation accuracy and the retrain limit "
+                f"(validation − {t.accuracy_drop:g}). The upper bound under the limit requests "
+                "a retrain; the point accuracy under it with few labels is noise. Labels of "
+                "classes the model does not know count as wrong.",
+            ),
+            timeseries(
+                titles.LOG_LOSS,
+                Query(q["log_loss"], "log-loss {{model_version}}"),
+                Query(q["validation_log_loss"], "validation {{model_version}}"),
+                unit="none",
+                width=6,
+                description="Mean negative log-probability the model gave the true class "
+                "(lower is better), beside its validation figure; retraining's gate compares "
+                "candidates on it. Rising while accuracy holds: the model is confidently wrong "
+                "more often; check calibration.",
+            ),
+            timeseries(
+                titles.BRIER,
+                Query(q["brier"], "{{model_version}}"),
+                unit="none",
+                width=6,
+                description="Mean squared distance between the class probabilities and the "
+                "true class (0 is perfect). Moves with log-loss but is not blown up by a few "
+                "confident misses: both rising is a general decline, log-loss alone a few "
+                "confident misses.",
+            ),
+            timeseries(
+                titles.SET_COVERAGE,
+                Query(q["set_coverage"], "{{model_version}}"),
+                unit="percentunit",
+                threshold=Threshold(t.coverage_min, low_is_bad=True),
+                description="Share of true classes inside the prediction set, over the rolling "
+                f"labels; red under the band's low end ({t.coverage_min:.0%}; the band ends at "
+                f"{t.coverage_max:.0%}). Well under the set's level: the probabilities are "
+                "overconfident for today's data, retrain. Near 100 % with large sets: the sets "
+                "say little.",
+            ),
+            timeseries(
+                titles.SET_SIZE,
+                Query(q["set_size"], "{{model_version}}"),
+                unit="short",
+                description="Mean number of classes in a prediction set. Growing: the model is "
+                "less sure of its inputs (drift, out-of-distribution rows); 1 with falling "
+                "coverage: overconfident.",
+            ),
+            timeseries(
+                titles.CALIBRATION_ERROR,
+                Query(q["calibration_error"], "{{model_version}}"),
+                unit="percentunit",
+                threshold=Threshold(t.calibration_error),
+                description="Expected calibration error of the rolling labels: how far the "
+                "confidence clients read is from the accuracy it stands for, on average; red "
+                "above the alert threshold. High: the probabilities and the label-free "
+                "estimate mislead; retraining recalibrates.",
+            ),
+            timeseries(
+                titles.CLASS_RECALL,
+                Query(q["class_recall"], "{{class}} {{model_version}}"),
+                unit="percentunit",
+                width=12,
+                description="Share of each true class the model predicted right, over the "
+                "rolling labels. One class falling while accuracy holds: a rare class is lost "
+                "(look at the predicted class mix); all falling: a general decline.",
+            ),
+            timeseries(
+                titles.ESTIMATED_ACCURACY,
+                Query(q["estimated_accuracy"], "estimated {{model_version}}"),
+                Query(q["accuracy"], "realised {{model_version}}"),
+                Query(q["accuracy_limit"], "retrain limit {{model_version}}"),
+                unit="percentunit",
+                width=12,
+                description="The accuracy the model's calibrated confidence expects for the "
+                "last window, before any label, beside the realised accuracy of the labels "
+                "and the retrain limit. The estimate under the limit while labels are late: "
+                "accuracy is likely falling. It cannot see a change in which class goes with "
+                "the same inputs; only labels show that.",
+            ),
+            timeseries(
+                titles.ESTIMATE_ERROR,
+                Query(q["estimated_accuracy_error"], "{{model_version}}"),
+                unit="percentunit",
+                width=12,
+                description="Estimated minus realised accuracy of the last window whose labels "
+                "arrived. Near zero: the estimate can be trusted while labels are late; "
+                "positive and growing: the estimate is optimistic (the calibration is off, "
+                "see the calibration error).",
+            ),
+            row("Labels"),
             timeseries(
                 "Label delay (median)",
                 Query(q["label_delay"], "{{model_version}}"),
@@ -547,10 +675,11 @@ def accuracy_lifecycle(c: MixinConfig) -> dict[str, Any]:
             ),
             stat(
                 "Model version served",
-                Query(q["model_version"], "{{model_version}}"),
+                Query(q["model_version"], "{{model_version}} ({{task}})"),
                 unit="none",
-                description="The version the serving workers serve now; promotions are "
-                "marked on the time axis.",
+                description="The version the serving workers serve now and its task (the "
+                "accuracy rows of the other task stay empty); promotions are marked on the "
+                "time axis.",
             ),
         ],
         annotations=[promotions],

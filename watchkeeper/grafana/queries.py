@@ -5,11 +5,17 @@ values) and check the metrics exist.
 Every query selects ``$job`` and ``$namespace``; ``$model_version`` filters every
 series that carries a ``model_version`` label (a series without it would be emptied
 by a chosen version, so the variable is not applied there).
+
+A query that fits one task only (MAE for a regression model, accuracy for a
+classifier) is joined on the served model's task, :func:`for_task`: while a model of
+the other task is served it has no series. :mod:`watchkeeper.grafana.dashboards` says
+why this and not a repeated row.
 """
 
 from __future__ import annotations
 
 from watchkeeper.mixin.config import MixinConfig
+from watchkeeper.task import Task
 
 SEL = 'job=~"$job",namespace=~"$namespace"'
 MODEL = f'{SEL},model_version=~"$model_version"'
@@ -25,8 +31,29 @@ def _quantile(q: str, metric: str, window: str) -> str:
     return f"histogram_quantile({q}, sum by ({BY}, le) (rate({_q(metric, SEL)}[{window}])))"
 
 
+def served_task(task: Task) -> str:
+    """1 per namespace while serving serves a model of ``task``. ``last_over_time``
+    over an hour: a scrape gap or a server down for minutes must not blank the accuracy
+    panels just when someone looks at them (a replaced version's series is set to 0 at
+    the swap, so a change of task shows at once)."""
+    info = _q("watchkeeper_model_info", f'{SEL},task="{task.value}"')
+    return f"(max by (namespace) (last_over_time({info}[1h])) == 1)"
+
+
+def for_task(task: Task, expr: str) -> str:
+    """``expr`` while a model of ``task`` is served, no series otherwise."""
+    return f"({expr}) and on (namespace) {served_task(task)}"
+
+
 def queries(c: MixinConfig) -> dict[str, str]:
     m = "watchkeeper_monitor_"
+    classes = _q("watchkeeper_predicted_class_total", MODEL)
+
+    def reg(expr: str) -> str:
+        return for_task(Task.REGRESSION, expr)
+
+    def cls(expr: str) -> str:
+        return for_task(Task.CLASSIFICATION, expr)
 
     def by_version(name: str, how: str = "max") -> str:
         return f"{how} by ({BY}, model_version) ({_q(m + name, MODEL)})"
@@ -49,7 +76,8 @@ def queries(c: MixinConfig) -> dict[str, str]:
         "latency_p99": _q("watchkeeper:predict_latency_seconds:p99_5m"),
         "batch_size_p50": _quantile("0.5", "watchkeeper_predict_batch_size_bucket", "5m"),
         "batch_size_p99": _quantile("0.99", "watchkeeper_predict_batch_size_bucket", "5m"),
-        "model_version": f"max by ({BY}, model_version) ({_q('watchkeeper_model_info', MODEL)})"
+        "model_version": f"max by ({BY}, model_version, task) "
+        f"({_q('watchkeeper_model_info', MODEL)})"
         " > 0",
         "model_fallback": f"max by ({BY}) ({_q('watchkeeper_model_fallback')})",
         "prediction_rate": _q("watchkeeper:predictions:rate5m", MODEL),
@@ -90,23 +118,50 @@ def queries(c: MixinConfig) -> dict[str, str]:
         "unseen_excess": excess("unseen_category_rate"),
         "out_of_range_excess": excess("out_of_range_rate"),
         "monitor_rejected_rate": by_version("rejected_request_rate"),
-        "prediction_p10": _quantile("0.1", "watchkeeper_prediction_value_bucket", "1h"),
-        "prediction_p50": _quantile("0.5", "watchkeeper_prediction_value_bucket", "1h"),
-        "prediction_p90": _quantile("0.9", "watchkeeper_prediction_value_bucket", "1h"),
+        "prediction_p10": reg(_quantile("0.1", "watchkeeper_prediction_value_bucket", "1h")),
+        "prediction_p50": reg(_quantile("0.5", "watchkeeper_prediction_value_bucket", "1h")),
+        "prediction_p90": reg(_quantile("0.9", "watchkeeper_prediction_value_bucket", "1h")),
+        # each class's share of the last hour's predictions
+        "predicted_classes": cls(
+            f"sum by ({BY}, label) (rate({classes}[1h])) / ignoring (label) group_left "
+            f"sum by ({BY}) (rate({classes}[1h]))"
+        ),
         "window_size": by_version("window_size"),
         "monitor_age": (f"time() - max by ({BY}) ({_q(m + 'last_success_timestamp_seconds')})"),
         "window_errors": (f"sum by ({BY}, check) (increase({_q(m + 'window_errors_total')}[10m]))"),
-        # accuracy and lifecycle
-        "mae": by_version("mae"),
-        "mae_lower_bound": by_version("mae_lower_bound"),
+        # accuracy of a regression model
+        "mae": reg(by_version("mae")),
+        "mae_lower_bound": reg(by_version("mae_lower_bound")),
         # direct loss estimation: a window's MAE before its labels arrive
-        "estimated_mae": by_version("estimated_mae"),
-        "validation_mae": by_version("validation_mae"),
+        "estimated_mae": reg(by_version("estimated_mae")),
+        "validation_mae": reg(by_version("validation_mae")),
         # the accuracy alert's limit, drawn as a line: the same factor as the rule
-        "mae_limit": f"{c.thresholds.mae_factor:g} * {by_version('validation_mae')}",
-        "rmse": by_version("rmse"),
-        "mape": by_version("mape_ratio"),
-        "coverage": by_version("interval_coverage"),
+        "mae_limit": reg(f"{c.thresholds.mae_factor:g} * {by_version('validation_mae')}"),
+        "rmse": reg(by_version("rmse")),
+        "mape": reg(by_version("mape_ratio")),
+        "coverage": reg(by_version("interval_coverage")),
+        # accuracy of a classifier
+        "accuracy": cls(by_version("accuracy_ratio")),
+        "accuracy_lower_bound": cls(by_version("accuracy_lower_bound_ratio")),
+        "accuracy_upper_bound": cls(by_version("accuracy_upper_bound_ratio")),
+        "validation_accuracy": cls(by_version("validation_accuracy_ratio")),
+        # the classifier accuracy alert's limit: the same drop as the rule
+        "accuracy_limit": cls(
+            f"{by_version('validation_accuracy_ratio')} - {c.thresholds.accuracy_drop:g}"
+        ),
+        "log_loss": cls(by_version("log_loss")),
+        "validation_log_loss": cls(by_version("validation_log_loss")),
+        "brier": cls(by_version("brier_score")),
+        "set_coverage": cls(by_version("prediction_set_coverage_ratio")),
+        "set_size": cls(by_version("prediction_set_size")),
+        "calibration_error": cls(by_version("calibration_error_ratio")),
+        "class_recall": cls(
+            f"max by ({BY}, model_version, class) ({_q(m + 'class_recall_ratio', MODEL)})"
+        ),
+        # the calibration map's mean over the last window: accuracy before any label
+        "estimated_accuracy": cls(by_version("estimated_accuracy_ratio")),
+        "estimated_accuracy_error": cls(by_version("estimated_accuracy_error_ratio")),
+        # labels and lifecycle
         "label_delay": by_version("label_delay_seconds"),
         "labels": by_version("labels"),
         "labels_age": f"time() - max by ({BY}) ({_q(m + 'last_labels_timestamp_seconds')})",

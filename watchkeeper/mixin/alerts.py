@@ -159,6 +159,84 @@ def model_alerts(c: MixinConfig) -> AlertGroup:
     )
 
 
+def classification_alerts(c: MixinConfig) -> AlertGroup:
+    """A classifier's accuracy, prediction sets, calibration and label-free estimate.
+    They read only the gauges the monitor exports for classifier versions (and the
+    regression alerts only a regression version's), so neither set can fire for a model
+    of the other task; they do not join on serving's ``watchkeeper_model_info``, so an
+    unreachable server does not silence them."""
+    t, d, by = c.thresholds, c.durations, c.by
+    mon = c.selector(MONITOR)
+
+    def rolling(name: str) -> str:
+        return f"max by ({by('model_version')}) (watchkeeper_monitor_{name}{mon})"
+
+    drop = f"{t.accuracy_drop * 100:g} points"
+    return AlertGroup(
+        "watchkeeper-classification",
+        (
+            Alert(
+                "WatchkeeperClassifierAccuracyDegraded",
+                f"{rolling('accuracy_upper_bound_ratio')}\n"
+                f"< {rolling('validation_accuracy_ratio')} - {t.accuracy_drop:g}",
+                d.accuracy,
+                Severity.CRITICAL,
+                f"Classifier {{{{ $labels.model_version }}}}'s accuracy is more than {drop} "
+                "under its validation accuracy",
+                "The upper confidence bound (Wilson) of the rolling accuracy from feedback has "
+                f"been more than {drop} under the validation accuracy for "
+                f"{spoken(d.accuracy)}: the drop is not noise of a few labels. A retrain is "
+                "requested.",
+                "classifier-accuracy-degraded",
+                PanelRef(DashboardUid.ACCURACY, p.CLASSIFIER_ACCURACY),
+            ),
+            Alert(
+                "WatchkeeperPredictionSetCoverageOutOfBand",
+                f"{rolling('prediction_set_coverage_ratio')} < {t.coverage_min:g}\nor\n"
+                f"{rolling('prediction_set_coverage_ratio')} > {t.coverage_max:g}",
+                d.coverage,
+                Severity.WARNING,
+                "Classifier {{ $labels.model_version }}'s prediction sets hold the true class "
+                "too rarely or too often",
+                "The rolling share of true classes inside the prediction set has been outside "
+                f"[{percent(t.coverage_min)}, {percent(t.coverage_max)}] for "
+                f"{spoken(d.coverage)}: the sets clients are given no longer mean their level.",
+                "prediction-set-coverage-out-of-band",
+                PanelRef(DashboardUid.ACCURACY, p.SET_COVERAGE),
+            ),
+            Alert(
+                "WatchkeeperClassifierCalibrationDegraded",
+                f"{rolling('calibration_error_ratio')} > {t.calibration_error:g}",
+                d.calibration,
+                Severity.WARNING,
+                "Classifier {{ $labels.model_version }}'s confidence no longer matches its "
+                "accuracy",
+                "The expected calibration error of the rolling labels has been above "
+                f"{t.calibration_error:g} for {spoken(d.calibration)}: the class probabilities "
+                "clients read are off by more than that on average, and the label-free "
+                "accuracy estimate, built on the same confidence, cannot be trusted.",
+                "classifier-calibration-degraded",
+                PanelRef(DashboardUid.ACCURACY, p.CALIBRATION_ERROR),
+            ),
+            Alert(
+                "WatchkeeperEstimatedAccuracyDrop",
+                f"{rolling('estimated_accuracy_ratio')}\n"
+                f"< {rolling('validation_accuracy_ratio')} - {t.accuracy_drop:g}",
+                d.estimated_accuracy,
+                Severity.WARNING,
+                f"Classifier {{{{ $labels.model_version }}}}'s estimated accuracy is more than "
+                f"{drop} under its validation accuracy",
+                "The accuracy the model's calibrated confidence expects for the last window, "
+                f"before any label, has been more than {drop} under the validation accuracy "
+                f"for {spoken(d.estimated_accuracy)}: accuracy is likely falling. No retrain "
+                "is requested on an estimate; labels decide.",
+                "estimated-accuracy-drop",
+                PanelRef(DashboardUid.ACCURACY, p.ESTIMATED_ACCURACY),
+            ),
+        ),
+    )
+
+
 def data_quality_alerts(c: MixinConfig) -> AlertGroup:
     """Data incidents: broken inputs, routed to people and never to the retraining
     webhook (retraining on broken data teaches the model the breakage)."""
@@ -470,6 +548,7 @@ def retention_alerts(c: MixinConfig) -> AlertGroup:
 def alert_groups(c: MixinConfig) -> list[AlertGroup]:
     return [
         model_alerts(c),
+        classification_alerts(c),
         data_quality_alerts(c),
         serving_alerts(c),
         pipeline_alerts(c),
@@ -477,9 +556,16 @@ def alert_groups(c: MixinConfig) -> list[AlertGroup]:
     ]
 
 
+RULE_FILES = {
+    "watchkeeper-retention": "retention.yml",
+    "watchkeeper-classification": "classification.yml",
+}
+
+
 def rule_file(group: AlertGroup) -> str:
-    """The rules file a group is written to: retention has its own."""
-    return "retention.yml" if group.name == "watchkeeper-retention" else "alerts.yml"
+    """The rules file a group is written to: retention and classification have their
+    own (each with its own promtool cases)."""
+    return RULE_FILES.get(group.name, "alerts.yml")
 
 
 def alert_names(c: MixinConfig) -> list[str]:

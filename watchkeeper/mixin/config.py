@@ -52,7 +52,19 @@ class Thresholds:
     """The live interval coverage band: the band a retraining candidate must meet and
     train refuses to serve outside (WATCHKEEPER_RETRAIN_MIN_COVERAGE)..."""
     coverage_max: float = 0.98
-    """...and WATCHKEEPER_RETRAIN_MAX_COVERAGE."""
+    """...and WATCHKEEPER_RETRAIN_MAX_COVERAGE. A classifier's prediction sets are held
+    to the same band: the set is built at the same level as the interval (training's
+    interval level) and retraining gates its coverage on the same band."""
+    accuracy_drop: float = 0.05
+    """Absolute drop of a classifier's accuracy below its validation accuracy that
+    requests a retrain once the accuracy's Wilson upper bound is under it
+    (WATCHKEEPER_TRIGGER_ACCURACY_DROP); the label-free estimate is held to the same
+    limit."""
+    calibration_error: float = 0.1
+    """A classifier's expected calibration error (ECE, 10 confidence bins) over the
+    rolling labels above which the confidence clients read is wrong by more than this on
+    average. A calibrated model's ECE over the default 1,000 labels is about 0.02–0.03
+    from sampling alone; 0.1 is well clear of that noise."""
     missing_rate_excess: float = 0.10
     """A feature missing in this many points more of a window than in the reference."""
     out_of_range_excess: float = 0.04
@@ -111,6 +123,11 @@ class Durations:
     coverage: float = 3600.0
     """The rolling coverage moves with every batch of labels; an hour outside the band is
     the interval being wrong, not a batch of unusual houses."""
+    calibration: float = 3600.0
+    """Like coverage: a rolling figure that moves with every batch of labels."""
+    estimated_accuracy: float = 1800.0
+    """The estimate is one window's; three windows of the default 10 minutes below the
+    limit are a trend, one is an unusual batch."""
     data_quality: float = 900.0
     too_few_labels: float = 3600.0
     rejected: float = 900.0
@@ -179,6 +196,7 @@ class MixinConfig:
                 mae_degradation=settings.trigger_mae_degradation,
                 coverage_min=settings.retrain_min_coverage,
                 coverage_max=settings.retrain_max_coverage,
+                accuracy_drop=settings.trigger_accuracy_drop,
             ),
             durations=Durations(drift=drift, feature_drift=drift),
             runbook_url=settings.alert_runbook_url,

@@ -91,6 +91,10 @@ def generated(settings: Settings) -> dict[str, str]:
             source="alerts.py", tests="test_retention_rules.py"
         )
         + _yaml(alert_rules(config, "retention.yml")),
+        "prometheus/rules/classification.yml": HOW_TO_CHANGE.format(
+            source="alerts.py", tests="test_classification_rules.py"
+        )
+        + _yaml(alert_rules(config, "classification.yml")),
         "prometheus/rules/recording.yml": HOW_TO_CHANGE.format(
             source="recording.py", tests="test_rules.py"
         )
