@@ -77,8 +77,8 @@ def create_app(
 
     def on_swap(old: RegisteredModel | None, new: RegisteredModel) -> None:
         if old is not None:
-            serving_metrics.model_info.labels(old.version).set(0)
-        serving_metrics.model_info.labels(new.version).set(1)
+            serving_metrics.model_info.labels(old.version, old.model.task).set(0)
+        serving_metrics.model_info.labels(new.version, new.model.task).set(1)
         serving_metrics.model_reloads.labels("loaded").inc()
 
     model_store.observe(
@@ -90,7 +90,8 @@ def create_app(
         model_store.load_current()
     serving_metrics.model_fallback.set(model_store.fallback is not None)
     if model_store.loaded is not None:
-        serving_metrics.model_info.labels(model_store.loaded.version).set(1)
+        loaded = model_store.loaded
+        serving_metrics.model_info.labels(loaded.version, loaded.model.task).set(1)
     model_store.watch(settings.model_poll_seconds)
 
     app.extensions["watchkeeper.database_probe"] = DatabaseProbe(

@@ -52,6 +52,10 @@ class LogEntry:
     # Each prediction's OOD score as served; None when none was computed (the version
     # has no reference, the setting is off, or a line journaled before scores existed).
     ood: list[float] | np.ndarray | None = None
+    # A classifier's class probabilities, one row per prediction in the version's
+    # classes order (``values`` then hold the predicted class's index); None for a
+    # regression model, and in a line journaled before classifiers existed.
+    probabilities: list[list[float]] | np.ndarray | None = None
     # The same columns as JSON text, as read back from the journal: the writer stores
     # them as they are, without decoding and encoding them again.
     columns_json: str | None = None
@@ -84,6 +88,8 @@ class LogEntry:
             "upper": self.upper,
             "ood": self.ood,
         }
+        if self.probabilities is not None:  # a regression line stays as it was
+            header["probabilities"] = self.probabilities
         try:
             return b"".join(
                 (

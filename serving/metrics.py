@@ -112,10 +112,21 @@ class ServingMetrics:
             ["model_version"],
             registry=registry,
         )
+        # Regression models only: a classifier's class index is no quantity, and its
+        # confidence is on another scale than these buckets (fitted to the target).
+        # Classifiers count their predicted classes instead (predicted_class).
         self.prediction_value = Histogram(
             "watchkeeper_prediction_value",
-            "Distribution of predicted values (the model's target unit).",
+            "Distribution of predicted values of regression models (the target's unit); "
+            "classifiers' predictions are counted by class in watchkeeper_predicted_class.",
             buckets=tuple(prediction_buckets),
+            registry=registry,
+        )
+        # Bounded: a version's classes are fixed when it is trained.
+        self.predicted_class = Counter(
+            "watchkeeper_predicted_class",
+            "Predictions of classifiers, by model version and predicted class (label text).",
+            ["model_version", "label"],
             registry=registry,
         )
         self.batch_size = Histogram(
@@ -126,8 +137,8 @@ class ServingMetrics:
         )
         self.model_info = Gauge(
             "watchkeeper_model_info",
-            "1 for the model version a worker serves.",
-            ["model_version"],
+            "1 for the model version a worker serves; task is regression or classification.",
+            ["model_version", "task"],
             registry=registry,
             multiprocess_mode="livemax",
         )

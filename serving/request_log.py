@@ -12,12 +12,14 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import numpy as np
 from flask import Flask, Response, current_app, g, request
 
 from serving.http_errors import error_response
 from serving.log_entry import LogEntry, escape_body
 from serving.metrics import ServingMetrics
 from serving.prediction_log import JournalUnavailable, PredictionLog
+from watchkeeper.classification import ClassPredictions
 from watchkeeper.errors import LogUnavailable
 
 LOGGED_ENDPOINTS = frozenset({"predict.predict", "feedback.feedback"})
@@ -86,7 +88,14 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         validated, predicted = outcome
         entry.single = validated.single
         entry.columns = validated.columns
-        entry.values, entry.lower, entry.upper = predicted.value, predicted.lower, predicted.upper
+        if isinstance(predicted, ClassPredictions):
+            # a class is logged as its index (lower = upper = it) and its probabilities
+            index = predicted.index.astype(np.float64)
+            entry.values, entry.lower, entry.upper = index, index, index
+            entry.probabilities = predicted.probabilities
+        else:
+            entry.values, entry.lower = predicted.value, predicted.lower
+            entry.upper = predicted.upper
         entry.ood = g.get("ood_scores")
     elif status >= 400 and status != 413 and _body_within_limit():
         limit = current_app.config["WATCHKEEPER_LOG_BODY_LIMIT"]

@@ -2,10 +2,14 @@
 response is built (serving.request_log), off the database.
 
 One record (``features``) is answered with one prediction; a batch, sent as records
-(``instances``) or as columns (``columns``), with a list in row order. Each prediction
-carries its OOD score and flag (serving.ood_scoring), or ``"ood": null``."""
+(``instances``) or as columns (``columns``), with a list in row order. A regression
+model's prediction is a number with its interval; a classifier's a class label with
+the class probabilities and its prediction set. Each prediction carries its OOD
+score and flag (serving.ood_scoring), or ``"ood": null``."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from flask import Blueprint, Response, current_app, g
@@ -14,8 +18,11 @@ from serving.json_body import request_json
 from serving.log_entry import prediction_id
 from serving.metrics import ServingMetrics, observe_many
 from serving.ood_scoring import OodScores, OodScoring
-from serving.responses import batch_predictions_response, json_response
+from serving.responses import batch_predictions_response, class_prediction_items, json_response
 from serving.validation import ValidatedRequest, validate_predict_payload
+from watchkeeper.classification import Classifier, ClassPredictions
+from watchkeeper.model import Model
+from watchkeeper.task import label_text
 
 bp = Blueprint("predict", __name__)
 
@@ -33,15 +40,21 @@ def predict() -> Response:
     ood = _ood(current_app.extensions["watchkeeper.ood_scoring"], model.version, validated)
     g.prediction_outcome = (validated, predicted)
     g.ood_scores = None if ood is None else ood.scores
-    _observe(current_app.extensions["watchkeeper.metrics"], model.version, predicted.value)
+    metrics = current_app.extensions["watchkeeper.metrics"]
+    head = {"request_id": g.request_id, "model_version": model.version}
+    if isinstance(model, Classifier):
+        assert isinstance(predicted, ClassPredictions)
+        _observe_classes(metrics, model.version, predicted)
+        return _class_response(head, model, predicted, validated, ood)
+    assert isinstance(model, Model) and not isinstance(predicted, ClassPredictions)
+    _observe(metrics, model.version, predicted.value)
 
     level = model.interval.level
     request_id = g.request_id
     if validated.single:
         return json_response(
             {
-                "request_id": request_id,
-                "model_version": model.version,
+                **head,
                 "id": prediction_id(request_id, 0, single=True),
                 "prediction": float(predicted.value[0]),
                 "interval": {
@@ -56,14 +69,23 @@ def predict() -> Response:
         )
     ids = [prediction_id(request_id, i, single=False) for i in range(validated.n_rows)]
     return batch_predictions_response(
-        {"request_id": request_id, "model_version": model.version},
-        ids,
-        predicted.value,
-        predicted.lower,
-        predicted.upper,
-        level,
-        ood,
+        head, ids, predicted.value, predicted.lower, predicted.upper, level, ood
     )
+
+
+def _class_response(
+    head: dict[str, Any],
+    model: Classifier,
+    predicted: ClassPredictions,
+    validated: ValidatedRequest,
+    ood: OodScores | None,
+) -> Response:
+    request_id = head["request_id"]
+    ids = [prediction_id(request_id, i, validated.single) for i in range(validated.n_rows)]
+    items = class_prediction_items(ids, predicted, model.prediction_set.level, ood)
+    if validated.single:
+        return json_response({**head, **items[0]})
+    return json_response({**head, "predictions": items})
 
 
 def _ood(scoring: OodScoring | None, version: str, validated: ValidatedRequest) -> OodScores | None:
@@ -74,3 +96,15 @@ def _observe(metrics: ServingMetrics, version: str, values: np.ndarray) -> None:
     metrics.predictions.labels(version).inc(values.size)
     metrics.batch_size.observe(values.size)
     observe_many(metrics.prediction_value, values)
+
+
+def _observe_classes(metrics: ServingMetrics, version: str, predicted: ClassPredictions) -> None:
+    """Counts by predicted class; the value histogram is left alone (its buckets are
+    a regression target's, and a class index is no quantity)."""
+    n = len(predicted.probabilities)
+    metrics.predictions.labels(version).inc(n)
+    metrics.batch_size.observe(n)
+    counts = np.bincount(predicted.index, minlength=len(predicted.classes))
+    for label, count in zip(predicted.classes, counts.tolist(), strict=True):
+        if count:
+            metrics.predicted_class.labels(version, label_text(label)).inc(count)

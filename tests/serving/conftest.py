@@ -1,11 +1,16 @@
 """Fixtures for the prediction server: an app on a migrated database, its client,
-and a way to read back what it logged."""
+and a way to read back what it logged; small classifiers (three text classes, and
+0/1) trained on a synthetic frame, with their own registries and apps."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from flask import Flask
@@ -13,11 +18,96 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 
 from serving.app import create_app, shutdown
-from tests.conftest import running_postgres
+from tests.conftest import json_record, running_postgres
 from tests.postgres import PostgresServer
+from watchkeeper.dataset import Dataset
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.features import feature_records
 from watchkeeper.db.tables import predictions, requests
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.training import TrainedModel, TrainingParams, train
+
+CLASSIFIER_ROWS = 400
+CLASSIFIER_FEATURES = ("x1", "x2", "colour")
+
+
+def classification_frame(seed: int, rows: int = CLASSIFIER_ROWS) -> pd.DataFrame:
+    """Two numbers and a category; ``grade`` (low/mid/high) follows ``x1`` plus noise,
+    ``outcome`` (0/1) follows ``x2`` and the colour."""
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=rows)
+    x2 = rng.uniform(0, 10, size=rows)
+    colour = rng.choice(["red", "green", "blue"], size=rows)
+    score = x1 + rng.normal(scale=0.5, size=rows)
+    grade = np.where(score < -0.5, "low", np.where(score > 0.5, "high", "mid"))
+    outcome = ((x2 + (colour == "red") * 3 + rng.normal(scale=1.5, size=rows)) > 6).astype(int)
+    return pd.DataFrame({"x1": x1, "x2": x2, "colour": colour, "grade": grade, "outcome": outcome})
+
+
+def _train_classifier(target: str) -> TrainedModel:
+    other = "outcome" if target == "grade" else "grade"
+    frame = classification_frame(seed=1)
+    dataset = Dataset(name=f"synthetic-{target}", frame=frame, target=target, exclude=(other,))
+    return train(dataset, params=TrainingParams(max_iter=30, reference_rows=300))
+
+
+@pytest.fixture(scope="session")
+def classifier_trained() -> TrainedModel:
+    """A classifier of three text classes (``low``, ``mid``, ``high``)."""
+    return _train_classifier("grade")
+
+
+@pytest.fixture(scope="session")
+def binary_trained() -> TrainedModel:
+    """A classifier of the integer classes 0 and 1."""
+    return _train_classifier("outcome")
+
+
+@pytest.fixture(scope="session")
+def classifier_records() -> list[dict[str, Any]]:
+    """Request records for either classifier, from rows it did not train on."""
+    frame = classification_frame(seed=2, rows=300)[list(CLASSIFIER_FEATURES)]
+    return [json_record(row) for _, row in frame.iterrows()]
+
+
+def _registry_template(factory: pytest.TempPathFactory, name: str, trained: TrainedModel) -> Path:
+    root = factory.mktemp(name)
+    ModelRegistry(root).register(trained)
+    return root
+
+
+@pytest.fixture(scope="session")
+def classifier_registry_template(
+    tmp_path_factory: pytest.TempPathFactory, classifier_trained: TrainedModel
+) -> Path:
+    return _registry_template(tmp_path_factory, "classifier-registry", classifier_trained)
+
+
+@pytest.fixture(scope="session")
+def binary_registry_template(
+    tmp_path_factory: pytest.TempPathFactory, binary_trained: TrainedModel
+) -> Path:
+    return _registry_template(tmp_path_factory, "binary-registry", binary_trained)
+
+
+@pytest.fixture
+def classifier_app(
+    make_app: Callable[..., Flask], tmp_path: Path, classifier_registry_template: Path
+) -> Flask:
+    """A server whose current (and only) version is the three-class classifier."""
+    registry = tmp_path / "classifier-registry"
+    shutil.copytree(classifier_registry_template, registry)
+    return make_app(registry_path=registry)
+
+
+@pytest.fixture
+def binary_app(
+    make_app: Callable[..., Flask], tmp_path: Path, binary_registry_template: Path
+) -> Flask:
+    """A server whose current (and only) version is the 0/1 classifier."""
+    registry = tmp_path / "binary-registry"
+    shutil.copytree(binary_registry_template, registry)
+    return make_app(registry_path=registry)
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def test_promotion_under_load_switches_every_worker_with_no_failed_request(
     assert set(late) == {"v2"}, "every worker serves the new version within the poll interval"
     text = server.get("/metrics").text
     assert metric(text, "watchkeeper_model_reloads_total", outcome="loaded") == 2  # one per worker
-    assert metric(text, "watchkeeper_model_info", model_version="v2") == 1
+    assert metric(text, "watchkeeper_model_info", model_version="v2", task="regression") == 1
 
 
 def test_corrupt_new_version_is_not_served_and_is_reported(

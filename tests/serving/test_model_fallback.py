@@ -225,6 +225,6 @@ def test_workers_restarted_while_current_is_corrupt_keep_serving_what_their_sibl
     assert versions == {"v1"}, "every worker serves the same version"
     for pid in (first, second):
         own = _worker_metrics(multiproc_dir, pid)
-        assert metric(own, "watchkeeper_model_info", model_version="v1") == 1
+        assert metric(own, "watchkeeper_model_info", model_version="v1", task="regression") == 1
     ready = server.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "degraded"

@@ -326,7 +326,7 @@ def test_metrics_count_requests_by_endpoint_and_status(
     )
     assert 'watchkeeper_predictions_total{model_version="v1"} 4.0' in text
     assert "watchkeeper_predict_batch_size_count 2.0" in text
-    assert 'watchkeeper_model_info{model_version="v1"} 1.0' in text
+    assert 'watchkeeper_model_info{model_version="v1",task="regression"} 1.0' in text
     assert "watchkeeper_log_queue_depth" in text
 
 

@@ -1,0 +1,284 @@
+"""Serving a classifier: ``/predict`` answers a class with its probabilities and
+prediction set (one record, records, columns), the log keeps each row's class index
+and probabilities (SQLite and PostgreSQL, and through the journal), ``/feedback``
+takes class labels, metrics carry the task and the predicted class mix, and a hot
+swap between a regression model and a classifier changes the answers' shape."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from serving.log_entry import LogEntry
+from serving.log_store import LogStore
+from tests.processes import metric, wait_for
+from tests.serving.conftest import LogReader
+from watchkeeper.classification import Classifier
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.tables import predictions
+from watchkeeper.task import label_text
+
+LEVEL = 0.9
+
+
+def _classifier(app: Flask) -> Classifier:
+    model = app.extensions["watchkeeper.model_store"].get().model
+    assert isinstance(model, Classifier)
+    return model
+
+
+def _check_item(item: dict[str, Any], model: Classifier) -> None:
+    """One prediction of ``model``: its label, probabilities keyed by label text in the
+    classes' order and summing to 1, the most probable class predicted, and a set at
+    the version's level that holds it."""
+    texts = [label_text(c) for c in model.classes]
+    probabilities = item["probabilities"]
+    assert list(probabilities) == texts
+    assert math.isclose(sum(probabilities.values()), 1.0, rel_tol=1e-9)
+    assert item["prediction"] in model.classes
+    assert probabilities[label_text(item["prediction"])] == max(probabilities.values())
+    assert item["prediction"] in item["prediction_set"]["labels"]
+    assert item["prediction_set"]["level"] == model.prediction_set.level == LEVEL
+    assert set(map(label_text, item["prediction_set"]["labels"])) <= set(texts)
+    assert item["ood"] is None or set(item["ood"]) == {"score", "flag"}
+
+
+def test_a_single_record_is_answered_with_a_class_probabilities_and_a_set(
+    classifier_app: Flask, classifier_records: list[dict[str, Any]]
+) -> None:
+    response = classifier_app.test_client().post(
+        "/predict", json={"features": classifier_records[0]}
+    )
+
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert set(body) == {
+        "request_id",
+        "model_version",
+        "id",
+        "prediction",
+        "probabilities",
+        "prediction_set",
+        "ood",
+    }
+    assert body["id"] == body["request_id"] and body["model_version"] == "v1"
+    assert isinstance(body["prediction"], str)
+    _check_item(body, _classifier(classifier_app))
+
+
+def test_records_and_columns_batches_give_the_same_class_predictions(
+    classifier_app: Flask, classifier_records: list[dict[str, Any]]
+) -> None:
+    client = classifier_app.test_client()
+    records = classifier_records[:50]
+    columns = {name: [r[name] for r in records] for name in records[0]}
+
+    by_records = client.post("/predict", json={"instances": records})
+    by_columns = client.post("/predict", json={"columns": columns})
+
+    assert (by_records.status_code, by_columns.status_code) == (200, 200)
+    model = _classifier(classifier_app)
+    for body in (by_records.json, by_columns.json):
+        items = body["predictions"]
+        assert [item["id"] for item in items] == [
+            f"{body['request_id']}.{i}" for i in range(len(records))
+        ]
+        for item in items:
+            _check_item(item, model)
+    strip = [
+        {k: v for k, v in item.items() if k != "id"} for item in by_records.json["predictions"]
+    ]
+    assert strip == [
+        {k: v for k, v in item.items() if k != "id"} for item in by_columns.json["predictions"]
+    ]
+    # a synthetic grade follows x1: a spread of records gets more than one class
+    assert len({item["prediction"] for item in by_records.json["predictions"]}) > 1
+
+
+def test_integer_classes_are_answered_as_integers_keyed_by_their_text(
+    binary_app: Flask, classifier_records: list[dict[str, Any]]
+) -> None:
+    response = binary_app.test_client().post(
+        "/predict", json={"instances": classifier_records[:20]}
+    )
+
+    assert response.status_code == 200
+    items = response.json["predictions"]
+    for item in items:
+        assert type(item["prediction"]) is int and item["prediction"] in (0, 1)
+        assert list(item["probabilities"]) == ["0", "1"]
+        assert all(type(label) is int for label in item["prediction_set"]["labels"])
+        _check_item(item, _classifier(binary_app))
+
+
+def test_logged_rows_hold_the_class_index_and_the_probabilities(
+    classifier_app: Flask,
+    read_log: Callable[[Flask], LogReader],
+    classifier_records: list[dict[str, Any]],
+) -> None:
+    client = classifier_app.test_client()
+    single = client.post("/predict", json={"features": classifier_records[0]}).json
+    batch = client.post("/predict", json={"instances": classifier_records[1:30]}).json
+    model = _classifier(classifier_app)
+
+    rows = {row["prediction_id"]: row for row in read_log(classifier_app).predictions()}
+
+    served = [single, *batch["predictions"]]
+    assert set(rows) == {item["id"] for item in served}
+    texts = [label_text(c) for c in model.classes]
+    for item in served:
+        row = rows[item["id"]]
+        index = model.classes.index(item["prediction"])
+        assert row["prediction"] == row["lower"] == row["upper"] == float(index)
+        assert row["probabilities"] == [item["probabilities"][t] for t in texts]
+        assert row["model_version"] == "v1"
+        if item["ood"] is not None:
+            assert row["ood_score"] == pytest.approx(item["ood"]["score"])
+
+
+def _entry(**fields: Any) -> LogEntry:
+    return LogEntry(
+        request_id=fields.pop("request_id", "r1"),
+        received_at=datetime(2026, 11, 29, 12, 0, 0, 123456, tzinfo=UTC),
+        endpoint="/predict",
+        method="POST",
+        status_code=200,
+        latency_seconds=0.01,
+        model_version="v1",
+        single=False,
+        columns={"x1": [0.5, -1.0]},
+        **fields,
+    )
+
+
+def test_a_classifier_entry_round_trips_through_a_journal_line() -> None:
+    entry = _entry(
+        values=[2.0, 0.0],
+        lower=[2.0, 0.0],
+        upper=[2.0, 0.0],
+        probabilities=[[0.1, 0.2, 0.7], [0.8, 0.15, 0.05]],
+    )
+
+    parsed = LogEntry.from_line(entry.to_line().rstrip(b"\n"))
+
+    assert parsed.probabilities == [[0.1, 0.2, 0.7], [0.8, 0.15, 0.05]]
+    assert parsed.values == [2.0, 0.0] and parsed.received_at == entry.received_at
+    assert (
+        LogEntry.from_line(
+            _entry(values=[1.0], lower=[0.5], upper=[2.0]).to_line().rstrip(b"\n")
+        ).probabilities
+        is None
+    )
+
+
+# A journal line as a server wrote it before classifiers: no "probabilities" key.
+OLD_LINE = (
+    b'{"request_id":"old1","received_us":1795000000000000,"endpoint":"/predict",'
+    b'"method":"POST","status_code":200,"latency_seconds":0.002,"model_version":"v1",'
+    b'"error":null,"body":null,"client_request_id":null,"single":false,'
+    b'"values":[150000.0,210000.5],"lower":[120000.0,180000.0],"upper":[180000.0,240000.0],'
+    b'"ood":[1.5,2.5]}\t{"x1":[0.5,-1.0]}'
+)
+
+
+def test_entries_of_either_task_and_an_old_journal_line_are_stored(database_url: str) -> None:
+    engine = create_engine(database_url)
+    classifier = _entry(
+        request_id="new1",
+        values=[2.0, 0.0],
+        lower=[2.0, 0.0],
+        upper=[2.0, 0.0],
+        probabilities=[[0.1, 0.2, 0.7], [0.8, 0.15, 0.05]],
+    )
+    regression = _entry(request_id="new2", values=[1.0, 2.0], lower=[0.5, 1.5], upper=[2, 3])
+    lines = [e.to_line().rstrip(b"\n") for e in (classifier, regression)] + [OLD_LINE]
+    try:
+        written = LogStore(engine).insert([LogEntry.from_line(line) for line in lines])
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(
+                    predictions.c.prediction_id,
+                    predictions.c.prediction,
+                    predictions.c.upper,
+                    predictions.c.probabilities,
+                ).order_by(predictions.c.prediction_id)
+            ).all()
+    finally:
+        engine.dispose()
+
+    assert (written.requests, written.predictions) == (3, 6)
+    assert [tuple(row) for row in rows] == [
+        ("new1.0", 2.0, 2.0, [0.1, 0.2, 0.7]),
+        ("new1.1", 0.0, 0.0, [0.8, 0.15, 0.05]),
+        ("new2.0", 1.0, 2.0, None),
+        ("new2.1", 2.0, 3.0, None),
+        ("old1.0", 150000.0, 180000.0, None),
+        ("old1.1", 210000.5, 240000.0, None),
+    ]
+
+
+def test_an_old_journal_line_left_by_a_dead_process_is_replayed(
+    make_app: Callable[..., Flask],
+    read_log: Callable[[Flask], LogReader],
+    tmp_path: Path,
+) -> None:
+    journal_dir = tmp_path / "var" / "spill"
+    journal_dir.mkdir(parents=True)
+    # the files a process killed before the upgrade left: a checkpoint nobody locks
+    (journal_dir / "j-1-0123456789ab.ckpt").write_text(f"{0:020d} {0:020d}\n")
+    (journal_dir / "j-1-0123456789ab.00000000.seg").write_bytes(OLD_LINE + b"\n")
+    app = make_app(spill_dir=journal_dir)
+    reader = read_log(app)
+
+    def replayed() -> list[dict[str, Any]]:
+        with reader.engine.connect() as connection:
+            return [
+                dict(row._mapping)
+                for row in connection.execute(
+                    sa.select(predictions.c.prediction_id, predictions.c.probabilities)
+                )
+            ]
+
+    assert wait_for(lambda: len(replayed()) == 2, timeout=60)
+    assert replayed() == [
+        {"prediction_id": "old1.0", "probabilities": None},
+        {"prediction_id": "old1.1", "probabilities": None},
+    ]
+
+
+def test_metrics_count_predicted_classes_and_name_the_task(
+    classifier_app: Flask, classifier_records: list[dict[str, Any]]
+) -> None:
+    client = classifier_app.test_client()
+    served = client.post("/predict", json={"instances": classifier_records[:40]}).json
+    single = client.post("/predict", json={"features": classifier_records[40]}).json
+
+    text = client.get("/metrics").text
+
+    labels = [item["prediction"] for item in served["predictions"]] + [single["prediction"]]
+    for label in ("low", "mid", "high"):
+        expected = labels.count(label)
+        counted = metric(text, "watchkeeper_predicted_class_total", model_version="v1", label=label)
+        assert counted == (expected or None), label
+    assert metric(text, "watchkeeper_predictions_total", model_version="v1") == 41
+    assert metric(text, "watchkeeper_model_info", model_version="v1", task="classification") == 1
+    # the value histogram is a regression model's: a class index is no quantity
+    assert metric(text, "watchkeeper_prediction_value_count") == 0
+
+
+def test_a_regression_model_counts_no_classes(client: FlaskClient, record: dict[str, Any]) -> None:
+    client.post("/predict", json={"features": record})
+
+    text = client.get("/metrics").text
+
+    assert metric(text, "watchkeeper_model_info", model_version="v1", task="regression") == 1
+    assert "watchkeeper_predicted_class_total{" not in text
+    assert metric(text, "watchkeeper_prediction_value_count") == 1
