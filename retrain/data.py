@@ -28,6 +28,7 @@ from watchkeeper.db.tables import feedback, predictions
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.registry import RegisteredModel
 from watchkeeper.schema import FeatureSchema
+from watchkeeper.task import label_text
 from watchkeeper.version_metadata import DataSource
 
 
@@ -87,7 +88,8 @@ def base_dataset(
         if target is None:
             raise DataSourceError(f"--csv {csv} needs --target: the column to predict")
         period = base.get("period_column") or (source.period_column if source else None)
-        source = describe_csv(csv, target, period)
+        # the family's excluded columns (ids, leaky ones) stay excluded in what it records
+        source = describe_csv(csv, target, period, exclude=source.exclude if source else ())
     elif source is None:
         if base.get("dataset") != AMES.dataset:
             raise DataSourceError(
@@ -104,33 +106,52 @@ def base_dataset(
 
 
 def labelled_predictions(
-    engine: sa.Engine, schema: FeatureSchema, *, since: datetime
+    engine: sa.Engine,
+    schema: FeatureSchema,
+    *,
+    since: datetime,
+    classes: tuple[Any, ...] | None = None,
 ) -> pd.DataFrame:
     """Logged features of predictions with feedback received after ``since``, oldest
-    prediction first, with the actual value in the schema's target column."""
+    prediction first, with the actual value in the schema's target column: the number,
+    or for a classifier (``classes`` given) the class label, as the training data holds
+    it (``"1"`` from a client is the class ``1``; an unseen class stays text)."""
+    label = feedback.c.label if classes is not None else feedback.c.actual
     query = (
         sa.select(
             predictions.c.request_id,
             predictions.c.item_index,
             predictions.c.features,
             predictions.c.created_at,
-            feedback.c.actual,
+            label.label("target"),
         )
         .join(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
-        .where(feedback.c.received_at >= since)
+        .where(feedback.c.received_at >= since, label.is_not(None))
         .order_by(predictions.c.created_at, predictions.c.seq)
     )
     with engine.connect() as connection:
         rows = connection.execute(query).all()
         records = feature_records(connection, rows)
     frame = pd.DataFrame.from_records(records, columns=list(schema.names))
-    frame[schema.target] = [r.actual for r in rows]
+    targets = [r.target for r in rows]
+    frame[schema.target] = targets if classes is None else as_classes(targets, classes)
     frame["_predicted_at"] = [r.created_at for r in rows]
     return frame
 
 
+def as_classes(labels: list[Any], classes: tuple[Any, ...]) -> list[Any]:
+    """Label texts as the model's class values where they name one."""
+    known = {label_text(c): c for c in classes}
+    return [known.get(label_text(v), v) for v in labels]
+
+
 def archived_predictions(
-    engine: sa.Engine, schema: FeatureSchema, archive: ArchiveWindow, *, now: datetime
+    engine: sa.Engine,
+    schema: FeatureSchema,
+    archive: ArchiveWindow,
+    *,
+    now: datetime,
+    classes: tuple[Any, ...] | None = None,
 ) -> pd.DataFrame:
     """Archived labelled predictions whose label arrived within ``archive.days``, oldest
     prediction first, without those still in the database (a prune whose delete failed
@@ -142,7 +163,9 @@ def archived_predictions(
         )
     since = now - timedelta(days=archive.days)
     try:
-        frame = archived_labels(archive.url, schema.names, schema.target, since=since)
+        frame = archived_labels(
+            archive.url, schema.names, schema.target, since=since, labels=classes is not None
+        )
     except Exception as exc:  # any filesystem's or Parquet's error: the job says which
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise ArchiveUnavailable(
@@ -150,7 +173,10 @@ def archived_predictions(
         ) from exc
     in_database = _logged_ids(engine, frame["_prediction_id"].tolist())
     frame = frame[~frame["_prediction_id"].isin(in_database)]
-    return frame.drop(columns="_prediction_id").reset_index(drop=True)
+    frame = frame.drop(columns="_prediction_id").reset_index(drop=True)
+    if classes is not None:
+        frame[schema.target] = as_classes(frame[schema.target].tolist(), classes)
+    return frame
 
 
 def _logged_ids(engine: sa.Engine, ids: list[str]) -> set[str]:
@@ -174,14 +200,16 @@ def assemble(
     holdout_fraction: float,
     min_holdout: int,
     archive: ArchiveWindow = ArchiveWindow(),
+    classes: tuple[Any, ...] | None = None,
 ) -> RetrainData:
+    """``classes``: the champion's, when it is a classifier (labels are classes)."""
     now = datetime.now(UTC)
     columns = [*schema.names, schema.target]
     archived = pd.DataFrame(columns=columns)
     if archive.days > 0:  # read first: a misconfigured archive fails the job up front
-        archived = archived_predictions(engine, schema, archive, now=now)
+        archived = archived_predictions(engine, schema, archive, now=now, classes=classes)
     since = now - timedelta(days=window_days)
-    labelled = labelled_predictions(engine, schema, since=since)
+    labelled = labelled_predictions(engine, schema, since=since, classes=classes)
     n_holdout = math.ceil(len(labelled) * holdout_fraction)
     if n_holdout < min_holdout:
         raise NotEnoughData(

@@ -14,11 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
 from retrain.data import ArchiveWindow, RetrainData, assemble, base_dataset
 from retrain.lease import Lease
 from watchkeeper import retrain_queue
+from watchkeeper.classification import Classifier, ServedModel, classification_metrics
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.model import regression_metrics
@@ -26,6 +28,7 @@ from watchkeeper.progress import Stages
 from watchkeeper.registry import ModelRegistry, RegisteredModel
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.settings import Settings
+from watchkeeper.task import Task
 from watchkeeper.training import TrainingParams, train
 
 log = logging.getLogger(__name__)
@@ -33,10 +36,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GatePolicy:
-    """A candidate is promoted when its MAE on the holdout is below the champion's by
-    ``margin`` (a fraction), its interval coverage lies in ``[min_coverage,
-    max_coverage]`` or is no further from that band than the champion's on the same
-    holdout, it predicts no NaN, and its schema matches the champion's.
+    """A candidate is promoted when its error on the holdout is below the champion's by
+    ``margin`` (a fraction), its coverage lies in ``[min_coverage, max_coverage]`` or is
+    no further from that band than the champion's on the same holdout, it predicts no
+    NaN, and its schema matches the champion's. The error is the MAE for a regression
+    model and the log-loss for a classifier (a proper scoring rule: accuracy alone
+    rewards a model that is right as often but sure of its mistakes); the coverage is
+    the interval's or the prediction set's.
 
     Coverage is judged against the champion because under drift neither may reach the
     band: refusing a candidate at 8 % coverage keeps serving a champion at 0 %."""
@@ -70,18 +76,21 @@ class RunResult:
 
 def decide(
     policy: GatePolicy,
-    candidate: dict[str, float],
-    champion: dict[str, float],
+    candidate: dict[str, Any],
+    champion: dict[str, Any],
     *,
     candidate_predictions: np.ndarray,
     candidate_schema: FeatureSchema,
     champion_schema: FeatureSchema,
+    task: Task = Task.REGRESSION,
 ) -> Decision:
     if not np.all(np.isfinite(candidate_predictions)):
         return Decision(False, "candidate predicts NaN or infinite values")
     expected = [(f.name, f.kind) for f in champion_schema.features]
     if [(f.name, f.kind) for f in candidate_schema.features] != expected:
         return Decision(False, "candidate's feature schema differs from the champion's")
+    if task is Task.CLASSIFICATION:
+        return _decide_classifier(policy, candidate, champion)
     coverage = _judge_coverage(policy, candidate["coverage"], champion["coverage"])
     if not coverage.promote:
         return coverage
@@ -99,13 +108,40 @@ def decide(
     )
 
 
-def _judge_coverage(policy: GatePolicy, candidate: float, champion: float) -> Decision:
+def _decide_classifier(
+    policy: GatePolicy, candidate: dict[str, Any], champion: dict[str, Any]
+) -> Decision:
+    coverage = _judge_coverage(
+        policy, candidate["set_coverage"], champion["set_coverage"], what="prediction set"
+    )
+    if not coverage.promote:
+        return coverage
+    needed = champion["log_loss"] * (1 - policy.margin)
+    accuracy = f"accuracy {candidate['accuracy']:.1%} vs {champion['accuracy']:.1%}"
+    if not candidate["log_loss"] < needed:
+        return Decision(
+            False,
+            f"log-loss {candidate['log_loss']:.4f} does not beat the champion's "
+            f"{champion['log_loss']:.4f} by {policy.margin:.0%} (needs < {needed:.4f}; "
+            f"{accuracy})",
+        )
+    return Decision(
+        True,
+        f"log-loss {candidate['log_loss']:.4f} vs champion {champion['log_loss']:.4f} "
+        f"({candidate['log_loss'] / champion['log_loss'] - 1:+.1%}), {accuracy}, "
+        f"{coverage.reason}",
+    )
+
+
+def _judge_coverage(
+    policy: GatePolicy, candidate: float, champion: float, *, what: str = "interval"
+) -> Decision:
     """Coverage in the band, or no further from it than the champion's on the same
     holdout; the reason says which."""
     miss = policy.coverage_miss(candidate)
     if miss == 0:
-        return Decision(True, f"coverage {candidate:.1%}")
-    outside = f"interval coverage {candidate:.1%} outside {policy.band()}"
+        return Decision(True, f"{'set ' if what != 'interval' else ''}coverage {candidate:.1%}")
+    outside = f"{what} coverage {candidate:.1%} outside {policy.band()}"
     champion_miss = policy.coverage_miss(champion)
     if miss <= champion_miss:
         than = "better than" if miss < champion_miss else "no worse than"
@@ -113,6 +149,20 @@ def _judge_coverage(policy: GatePolicy, candidate: float, champion: float) -> De
             True, f"{outside} but {than} the champion's {champion:.1%} on the same holdout"
         )
     return Decision(False, f"{outside} and worse than the champion's {champion:.1%}")
+
+
+def holdout_metrics(model: ServedModel, x: pd.DataFrame, y: np.ndarray) -> dict[str, Any]:
+    """``model``'s metrics on the holdout, for its task."""
+    if isinstance(model, Classifier):
+        return classification_metrics(y.tolist(), model.predict(x))
+    return regression_metrics(y, model.predict(x))
+
+
+def predicted_values(model: ServedModel, x: pd.DataFrame) -> np.ndarray:
+    """What must be finite in a candidate's predictions: values or class probabilities."""
+    if isinstance(model, Classifier):
+        return model.predict(x).probabilities
+    return model.predict(x).value
 
 
 class RetrainJob:
@@ -214,16 +264,18 @@ class RetrainJob:
 
     def _data(self, champion: RegisteredModel) -> RetrainData:
         base = base_dataset(champion, csv=self.csv, target=self.target)
+        model = champion.model
         data = assemble(
             self.engine,
             base.dataset,
-            champion.model.schema,
+            model.schema,
             window_days=self.settings.retrain_window_days,
             holdout_fraction=self.settings.retrain_holdout_fraction,
             min_holdout=self.settings.retrain_min_holdout,
             archive=ArchiveWindow(
                 self.settings.retention_archive, self.settings.retrain_archive_days
             ),
+            classes=model.classes if isinstance(model, Classifier) else None,
         )
         return replace(data, source=base.source)
 
@@ -231,7 +283,8 @@ class RetrainJob:
         self, run_id: int, champion: RegisteredModel, data: RetrainData, lease: Lease
     ) -> RunResult:
         params = self.params or TrainingParams(**champion.metadata.get("params", {}))
-        trained = train(data.training, data.holdout, params=params, in_time_order=True)
+        task = champion.model.task  # a family keeps its task, whatever its new labels
+        trained = train(data.training, data.holdout, params=params, in_time_order=True, task=task)
         window = {
             **data.description,
             "dataset": data.training.name,
@@ -243,15 +296,15 @@ class RetrainJob:
         trained = replace(trained, training_window=window, validation_window=None)
         holdout_x = data.holdout.frame[list(champion.model.schema.names)]
         holdout_y = data.holdout.frame[champion.model.schema.target].to_numpy()
-        champion_metrics = regression_metrics(holdout_y, champion.model.predict(holdout_x))
-        candidate_predictions = trained.model.predict(holdout_x)
+        champion_metrics = holdout_metrics(champion.model, holdout_x, holdout_y)
         decision = decide(
             self.policy,
             trained.metrics,
             champion_metrics,
-            candidate_predictions=candidate_predictions.value,
+            candidate_predictions=predicted_values(trained.model, holdout_x),
             candidate_schema=trained.model.schema,
             champion_schema=champion.model.schema,
+            task=task,
         )
         outcome = "promoted" if decision.promote else "rejected"
         lease.check()  # a job that lost its lease to another registers nothing

