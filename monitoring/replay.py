@@ -20,6 +20,7 @@ import pandas as pd
 import requests
 
 from watchkeeper.dataset import Dataset
+from watchkeeper.task import json_label
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Replayer:
         self.session = requests.Session()
         self._clock = clock
         self._sleep = sleep
-        self._due: list[tuple[float, str, float, int]] = []
+        self._due: list[tuple[float, str, Any, int]] = []
         self._on_progress: Callable[[ReplayReport], None] = lambda _report: None
 
     def feature_names(self) -> list[str]:
@@ -93,7 +94,8 @@ class Replayer:
         if limit is not None:
             frame = frame.head(limit)
         records = json_records(frame[names])
-        actuals = frame[dataset.target].astype(float).tolist()
+        # numbers for a regression target, class labels as JSON holds them otherwise
+        actuals: list[Any] = [json_label(v) for v in frame[dataset.target].tolist()]
         report = ReplayReport()
         self._on_progress = on_progress or (lambda _report: None)
         started = self._clock()
@@ -145,7 +147,7 @@ class Replayer:
             self._sleep(max(self._due[0][0] - self._clock(), 0))
 
     def _post_feedback(
-        self, chunk: list[tuple[float, str, float, int]], report: ReplayReport
+        self, chunk: list[tuple[float, str, Any, int]], report: ReplayReport
     ) -> None:
         items = [{"id": pid, "actual": actual} for _, pid, actual, _ in chunk]
         response = self.session.post(

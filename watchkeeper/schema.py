@@ -7,6 +7,7 @@ the OpenAPI document describes it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -15,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 Kind = Literal["numeric", "categorical"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,9 @@ class FeatureSchema:
 
         Numeric columns never negative in training get a hard lower bound of 0 (areas,
         counts, prices); every other bound is left open, because values beyond what
-        training saw are drift to be watched, not errors to be refused.
+        training saw are drift to be watched, not errors to be refused. A column with no
+        value at all in the training rows is left out: it teaches nothing, and the trees
+        cannot bin it.
         """
         skip = {target, *exclude}
         features: list[Feature] = []
@@ -110,6 +115,9 @@ class FeatureSchema:
             if name in skip:
                 continue
             column = frame[name]
+            if column.isna().all():
+                log.warning("column %r has no values in the training data: not a feature", name)
+                continue
             if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
                 values = sorted({str(v) for v in column.dropna().unique()})
                 features.append(Feature(name=name, kind="categorical", categories=tuple(values)))

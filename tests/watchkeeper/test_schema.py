@@ -44,3 +44,22 @@ def test_target_cannot_be_a_feature() -> None:
 
     with pytest.raises(ValueError, match="cannot also be a feature"):
         FeatureSchema(features=schema.features, target="x")
+
+
+def test_a_column_without_any_value_in_training_is_not_a_feature() -> None:
+    """Training crashed with scikit-learn's "window shape cannot be larger" on such a
+    column (wooldridge/happiness, gwbush04)."""
+    import numpy as np
+    import pandas as pd
+
+    from watchkeeper.dataset import Dataset
+    from watchkeeper.training import TrainingParams, train
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "empty": np.nan, "t": range(200)})
+    frame["y"] = frame["x"] * 2 + rng.normal(size=200)
+    schema = FeatureSchema.derive(frame, "y", exclude=("t",))
+
+    assert schema.names == ("x",)
+    trained = train(Dataset("gaps", frame, "y", exclude=("t",)), params=TrainingParams(max_iter=5))
+    assert trained.model.schema.names == ("x",)
