@@ -21,6 +21,7 @@ def thresholds(settings: Settings) -> Thresholds:
         ood_fraction=settings.trigger_ood_fraction,
         mae_degradation=settings.trigger_mae_degradation,
         drift_windows=settings.trigger_drift_windows,
+        accuracy_drop=settings.trigger_accuracy_drop,
     )
 
 

@@ -53,6 +53,7 @@ class TimeAxis:
         for window in data.windows:
             moments += [window.started_at, window.ended_at]
         moments += [p.ended_at for p in data.accuracy]
+        moments += [p.ended_at for p in data.class_accuracy]
         moments += [r.requested_at for r in data.requests]
         for run in data.runs:
             moments += [run.started_at] + ([run.finished_at] if run.finished_at else [])
@@ -131,6 +132,11 @@ def verdict_lanes(data: ReportData, axis: TimeAxis) -> str:
         maes = ""
         if run.candidate_mae is not None and run.champion_mae is not None:
             maes = f"\ncandidate MAE {run.candidate_mae:,.0f}, champion {run.champion_mae:,.0f}"
+        elif run.candidate_log_loss is not None and run.champion_log_loss is not None:
+            maes = (
+                f"\ncandidate log-loss {run.candidate_log_loss:.4f}, "
+                f"champion {run.champion_log_loss:.4f}"
+            )
         title = (
             f"run {run.id}: {run.outcome} {run.candidate_version or ''} "
             f"(champion {run.champion_version or '—'}){maes}\n{run.decision_reason or ''}"
@@ -315,6 +321,47 @@ def accuracy_chart(data: ReportData, axis: TimeAxis) -> str:
         for version, mae in sorted(limits.items())
     ]
     return line_chart("MAE", series, axis, guides=guides)
+
+
+def class_accuracy_chart(data: ReportData, axis: TimeAxis) -> str:
+    """A classifier's accuracy: realised per window, rolling, and estimated before the
+    labels, with the retrain limit (validation accuracy minus the allowed drop)."""
+    groups: dict[tuple[AccuracyKind, str], list[Point]] = {}
+    limits: dict[str, float] = {}
+    for p in data.class_accuracy:
+        labels = f" on {p.labels} labels" if p.labels is not None else ""
+        groups.setdefault((p.kind, p.model_version), []).append(
+            Point(
+                p.ended_at,
+                p.accuracy,
+                f"{p.kind} accuracy of {p.model_version}: {p.accuracy:.1%}{labels}\n"
+                f"{_when(p.started_at)} → {_when(p.ended_at)}",
+            )
+        )
+        if p.validation_accuracy is not None:
+            limits[p.model_version] = p.validation_accuracy
+    for version in data.versions:
+        if version.version in {v for _, v in groups} and "accuracy" in version.validation:
+            limits.setdefault(version.version, version.validation["accuracy"])
+    colours = {v: i for i, v in enumerate(sorted({v for _, v in groups}, key=version_key))}
+    series = [
+        Series(
+            f"{kind} accuracy {version}",
+            tuple(points),
+            style=LINE_STYLES[kind],
+            colour=colours[version],
+        )
+        for (kind, version), points in sorted(
+            groups.items(), key=lambda item: (version_key(item[0][1]), item[0][0])
+        )
+    ]
+    drop = data.thresholds.accuracy_drop
+    guides = [
+        Guide(accuracy - drop, f"{version}: retrain below {accuracy - drop:.1%}")
+        for version, accuracy in sorted(limits.items())
+        if accuracy - drop > 0
+    ]
+    return line_chart("accuracy", series, axis, percent=True, guides=guides)
 
 
 def histogram(comparison: FeatureComparison, which: str) -> str:

@@ -45,9 +45,15 @@ def gather(
         predicted = versions.predictions_by_version(engine, period)
         seen = {w.model_version for w in stored.windows}
         seen |= {p.model_version for p in stored.accuracy}
+        seen |= {p.model_version for p in stored.class_accuracy}
         seen |= {v for r in runs for v in (r.champion_version, r.candidate_version) if v}
         version_summaries = versions.summarise(
-            registry, period, seen=seen, predicted=predicted, accuracy=stored.accuracy
+            registry,
+            period,
+            seen=seen,
+            predicted=predicted,
+            accuracy=stored.accuracy,
+            class_accuracy=stored.class_accuracy,
         )
     references = References(registry)
     with stages.stage("comparing drifted features with their reference"):
@@ -70,6 +76,7 @@ def gather(
         predictions=sum(predicted.values()),
         windows=stored.windows,
         accuracy=stored.accuracy,
+        class_accuracy=stored.class_accuracy,
         requests=requests,
         runs=runs,
         versions=version_summaries,

@@ -13,6 +13,7 @@ import pandas as pd
 
 from monitoring.report.records import OodRow, UnusualValue, WindowSummary
 from monitoring.report.references import Reference, References
+from watchkeeper.task import label_text
 
 UNUSUAL_SHOWN = 3
 
@@ -23,12 +24,14 @@ def build(
     references: References,
 ) -> tuple[OodRow, ...]:
     ranges: dict[str, dict[str, tuple[float, float]]] = {}
+    classes: dict[str, tuple[Any, ...] | None] = {}
     rows = []
     for row, features in found:
         version = str(row.model_version)
         if version not in ranges:
             reference = references.get(version)
             ranges[version] = {} if reference is None else _ranges(reference)
+            classes[version] = None if reference is None else reference.classes
         rows.append(
             OodRow(
                 seq=int(row.seq),
@@ -40,6 +43,7 @@ def build(
                 prediction=float(row.prediction),
                 unusual=_unusual(features, ranges[version]),
                 features=tuple((str(k), _shown(v)) for k, v in features.items()),
+                predicted_class=_class(float(row.prediction), classes[version]),
             )
         )
     return tuple(rows)
@@ -77,6 +81,13 @@ def _threshold(seq: int, version: str, windows: Sequence[WindowSummary]) -> floa
         if window.model_version == version and window.first_seq <= seq <= window.last_seq:
             return window.ood_threshold
     return None
+
+
+def _class(index: float, classes: tuple[Any, ...] | None) -> str | None:
+    """A classifier's logged class index as its label."""
+    if classes is None or not index.is_integer() or not 0 <= index < len(classes):
+        return None
+    return label_text(classes[int(index)])
 
 
 def _shown(value: Any) -> str:

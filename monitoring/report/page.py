@@ -14,6 +14,7 @@ from html import escape
 from monitoring.report import charts
 from monitoring.report.records import (
     AccuracyKind,
+    ClassAccuracyPoint,
     FeatureComparison,
     OodRow,
     ReportData,
@@ -138,6 +139,8 @@ def summary(data: ReportData) -> str:
     ood = [w.ood_fraction for w in data.windows if w.ood_fraction is not None]
     realised = [p for p in data.accuracy if p.kind is AccuracyKind.REALISED]
     latest_mae = max(realised, key=lambda p: p.ended_at).mae if realised else None
+    right = [p for p in data.class_accuracy if p.kind is AccuracyKind.REALISED]
+    latest_accuracy = max(right, key=lambda p: p.ended_at).accuracy if right else None
     promoted = sum(run.promoted for run in data.runs)
     cards = [
         ("predictions", f"{data.predictions:,}", False),
@@ -148,7 +151,17 @@ def summary(data: ReportData) -> str:
             number(max(ood), percent=True) if ood else "—",
             bool(ood) and max(ood) > data.thresholds.ood_fraction,
         ),
-        ("latest realised MAE", number(latest_mae) if latest_mae is not None else "—", False),
+        *(
+            # a classifier's accuracy, in place of the MAE when only classifiers served
+            [("latest realised MAE", number(latest_mae) if latest_mae is not None else "—", False)]
+            if data.accuracy or not data.class_accuracy
+            else []
+        ),
+        *(
+            [("latest realised accuracy", f"{latest_accuracy:.1%}", False)]
+            if latest_accuracy is not None
+            else []
+        ),
         ("retrain requests", f"{len(data.requests):,}", bool(data.requests)),
         ("retraining runs (promoted)", f"{len(data.runs):,} ({promoted})", False),
     ]
@@ -186,7 +199,14 @@ def timeline(data: ReportData) -> str:
             + charts.verdict_lanes(data, axis)
             + charts.ood_chart(data, axis)
             + charts.quality_chart(data, axis)
-            + charts.accuracy_chart(data, axis)
+            # each task's accuracy chart when it has figures; the MAE one as before
+            # unless only classifiers were served
+            + (
+                charts.accuracy_chart(data, axis)
+                if data.accuracy or not data.class_accuracy
+                else ""
+            )
+            + (charts.class_accuracy_chart(data, axis) if data.class_accuracy else "")
         )
     return (
         '<section id="timeline"><h2>Timeline of the windows</h2>'
@@ -194,8 +214,15 @@ def timeline(data: ReportData) -> str:
         f"Dashed red lines are the retrain thresholds (p-value {data.thresholds.p_value:g}, "
         f"{data.thresholds.drift_windows} consecutive drift windows, OOD fraction "
         f"{data.thresholds.ood_fraction:.0%}, MAE {data.thresholds.mae_degradation:.0%} above "
-        f"validation).</p>{body}</section>"
+        f"validation{_accuracy_threshold(data)}).</p>{body}</section>"
     )
+
+
+def _accuracy_threshold(data: ReportData) -> str:
+    if not data.class_accuracy:
+        return ""
+    drop = data.thresholds.accuracy_drop
+    return f"; a classifier's accuracy {drop:.1%} below validation"
 
 
 def _request_row(r: RetrainRequest) -> list[str]:
@@ -224,6 +251,17 @@ def _run_row(r: RetrainRun) -> list[str]:
     ]
 
 
+def _class_run_row(r: RetrainRun) -> list[str]:
+    """A run with log-loss figures (a classifier's gate) beside the MAE columns."""
+    row = _run_row(r)
+    return [
+        *row[:8],
+        _e(f"{r.champion_log_loss:.4f}" if r.champion_log_loss is not None else "—"),
+        _e(f"{r.candidate_log_loss:.4f}" if r.candidate_log_loss is not None else "—"),
+        row[8],
+    ]
+
+
 def retraining(data: ReportData) -> str:
     requests = (
         _table(
@@ -234,25 +272,19 @@ def retraining(data: ReportData) -> str:
         if data.requests
         else _empty("No retrain requests in this period.")
     )
-    runs = (
-        _table(
-            [
-                "#",
-                "started",
-                "finished",
-                "champion",
-                "candidate",
-                "outcome",
-                "champion MAE",
-                "candidate MAE",
-                "decision",
-            ],
-            map(_run_row, data.runs),
-            {0, 6, 7},
+    headers = ["#", "started", "finished", "champion", "candidate", "outcome"]
+    headers += ["champion MAE", "candidate MAE"]
+    if any(r.champion_log_loss is not None or r.candidate_log_loss is not None for r in data.runs):
+        # a classifier's runs: the gate's log-loss, the regression table as before
+        runs = _table(
+            [*headers, "champion log-loss", "candidate log-loss", "decision"],
+            map(_class_run_row, data.runs),
+            {0, 6, 7, 8, 9},
         )
-        if data.runs
-        else _empty("No retraining runs in this period.")
-    )
+    elif data.runs:
+        runs = _table([*headers, "decision"], map(_run_row, data.runs), {0, 6, 7})
+    else:
+        runs = _empty("No retraining runs in this period.")
     return (
         '<section id="retraining"><h2>Retraining</h2><h3>Requests</h3>'
         f"{requests}<h3>Runs</h3>{runs}</section>"
@@ -305,7 +337,7 @@ def _ood_row(r: OodRow) -> list[str]:
         _e("—" if r.threshold is None else f"{r.threshold:.3g}"),
         _e(_when(r.created_at)),
         _e(r.model_version),
-        _e(number(r.prediction)),
+        _e(r.predicted_class if r.predicted_class is not None else number(r.prediction)),
         unusual or '<span class="empty">within the reference range</span>',
         f"<details><summary>{_e(r.prediction_id)}</summary><dl>{features}</dl></details>",
     ]
@@ -355,29 +387,131 @@ def _version_row(v: VersionSummary) -> list[str]:
     ]
 
 
+def _class_version_row(v: VersionSummary) -> list[str]:
+    status = _pill("current") + " " if v.is_current else ""
+    metrics = v.validation
+    return [
+        _e(v.version),
+        status + _pill(v.status),
+        _e(_when(v.created_at)),
+        _e(f"{v.training_rows:,}" if v.training_rows is not None else "—"),
+        _e(f"{metrics['accuracy']:.1%}" if "accuracy" in metrics else "—"),
+        _e(f"{metrics['log_loss']:.3f}" if "log_loss" in metrics else "—"),
+        _e(f"{metrics['set_coverage']:.1%}" if "set_coverage" in metrics else "—"),
+        _e(f"{metrics['ece']:.3f}" if "ece" in metrics else "—"),
+        _e(f"{v.predictions:,}"),
+        _e(f"{v.labels:,}"),
+        _e(f"{v.realised_accuracy:.1%}" if v.realised_accuracy is not None else "—"),
+    ]
+
+
+def _class_versions(classifiers: list[VersionSummary]) -> str:
+    return _table(
+        [
+            "version",
+            "status",
+            "registered",
+            "training rows",
+            "validation accuracy",
+            "log-loss",
+            "set coverage",
+            "ECE",
+            "predictions",
+            "labels",
+            "realised accuracy",
+        ],
+        map(_class_version_row, classifiers),
+        {3, 4, 5, 6, 7, 8, 9, 10},
+    )
+
+
 def versions(data: ReportData) -> str:
+    classifiers = [v for v in data.versions if v.task == "classification"]
+    if classifiers:
+        # each task's own columns; a report of regression versions only is as before
+        others = [v for v in data.versions if v.task != "classification"]
+        body = _class_versions(classifiers)
+        if others:
+            body = _regression_versions(others) + body
+        return f'<section id="versions"><h2>Model versions</h2>{body}</section>'
     body = (
-        _table(
-            [
-                "version",
-                "status",
-                "registered",
-                "training rows",
-                "validation MAE",
-                "RMSE",
-                "MAPE",
-                "coverage",
-                "predictions",
-                "labels",
-                "realised MAE",
-            ],
-            map(_version_row, data.versions),
-            {3, 4, 5, 6, 7, 8, 9, 10},
-        )
+        _regression_versions(data.versions)
         if data.versions
         else _empty("No model version served or trained in this period.")
     )
     return f'<section id="versions"><h2>Model versions</h2>{body}</section>'
+
+
+def _regression_versions(summaries: Sequence[VersionSummary]) -> str:
+    return _table(
+        [
+            "version",
+            "status",
+            "registered",
+            "training rows",
+            "validation MAE",
+            "RMSE",
+            "MAPE",
+            "coverage",
+            "predictions",
+            "labels",
+            "realised MAE",
+        ],
+        map(_version_row, summaries),
+        {3, 4, 5, 6, 7, 8, 9, 10},
+    )
+
+
+def _class_window_row(p: ClassAccuracyPoint) -> list[str]:
+    figures = p.figures
+    assert figures is not None  # only realised points with figures are listed
+    recall = ", ".join(f"{label} {value:.0%}" for label, value in figures.recall)
+    unknown = f" ({figures.unknown_labels} of an unknown class)" if figures.unknown_labels else ""
+    return [
+        _e(p.window_id),
+        _e(_when(p.ended_at)),
+        _e(f"{p.labels:,}{unknown}" if p.labels is not None else "—"),
+        _e(f"{p.accuracy:.1%}"),
+        _e(f"{figures.log_loss:.3f}"),
+        _e(f"{figures.brier:.3f}"),
+        _e(f"{figures.set_coverage:.1%}"),
+        _e(f"{figures.set_size:.2f}"),
+        _e(f"{figures.ece:.3f}"),
+        _e(recall or "—"),
+    ]
+
+
+def classification(data: ReportData) -> str:
+    """A classifier's figures per window (by prediction time, from the labels in so
+    far); nothing for a report without classifier windows."""
+    windows = [
+        p for p in data.class_accuracy if p.kind is AccuracyKind.REALISED and p.figures is not None
+    ]
+    if not windows:
+        return ""
+    table = _table(
+        [
+            "window",
+            "last prediction",
+            "labels",
+            "accuracy",
+            "log-loss",
+            "Brier",
+            "set coverage",
+            "set size",
+            "ECE",
+            "recall per class",
+        ],
+        map(_class_window_row, windows),
+        {2, 3, 4, 5, 6, 7, 8},
+    )
+    return (
+        '<section id="classification"><h2>Classification by window</h2>'
+        '<p class="figures">Each window\'s labelled predictions so far: accuracy, log-loss, '
+        "Brier score, how often the prediction set held the true class and its mean size, "
+        "expected calibration error and recall per true class. A label of a class the model "
+        f"never saw counts as wrong.</p>{table}</section>"
+    )
 
 
 def notes(data: ReportData) -> str:
@@ -401,6 +535,7 @@ def render(data: ReportData) -> str:
         + timeline(data)
         + drifted_features(data)
         + ood_rows(data)
+        + classification(data)
         + versions(data)
         + retraining(data)
         + notes(data)

@@ -51,6 +51,8 @@ class Thresholds:
     ood_fraction: float
     mae_degradation: float
     drift_windows: int
+    accuracy_drop: float = 0.05
+    """A classifier's: retrain below validation accuracy minus this (absolute)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,36 @@ class AccuracyPoint:
 
 
 @dataclass(frozen=True)
+class ClassFigures:
+    """A classifier's figures from labels besides its accuracy."""
+
+    log_loss: float
+    brier: float
+    set_coverage: float
+    set_size: float
+    ece: float
+    recall: tuple[tuple[str, float], ...]
+    """Per true class seen among the labels (label text, recall)."""
+    unknown_labels: int = 0
+
+
+@dataclass(frozen=True)
+class ClassAccuracyPoint:
+    """A classifier version's accuracy: a window's (realised), the rolling figure, or
+    the label-free estimate (which has no ``figures``)."""
+
+    kind: AccuracyKind
+    model_version: str
+    window_id: str
+    started_at: datetime
+    ended_at: datetime
+    accuracy: float
+    labels: int | None
+    validation_accuracy: float | None
+    figures: ClassFigures | None = None
+
+
+@dataclass(frozen=True)
 class RetrainRequest:
     id: int
     requested_at: datetime
@@ -140,6 +172,9 @@ class RetrainRun:
     decision_reason: str | None
     champion_mae: float | None
     candidate_mae: float | None
+    champion_log_loss: float | None = None
+    """Classifiers: the gate compares log-loss on the same holdout."""
+    candidate_log_loss: float | None = None
 
     @property
     def promoted(self) -> bool:
@@ -163,6 +198,9 @@ class VersionSummary:
     labels: int
     realised_mae: float | None
     """Label-weighted MAE of its accuracy windows in the period."""
+    task: str = "regression"
+    realised_accuracy: float | None = None
+    """A classifier's: label-weighted accuracy of its windows in the period."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +269,8 @@ class OodRow:
     """The numeric values furthest outside the reference's range, furthest first."""
     features: tuple[tuple[str, str], ...]
     """Every feature of the row, as shown (name, value)."""
+    predicted_class: str | None = None
+    """A classifier's row: the label its class index stands for."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +281,9 @@ class ReportData:
     predictions: int
     windows: tuple[WindowSummary, ...] = ()
     accuracy: tuple[AccuracyPoint, ...] = ()
+    """A regression version's MAE points."""
+    class_accuracy: tuple[ClassAccuracyPoint, ...] = ()
+    """A classifier version's accuracy points."""
     requests: tuple[RetrainRequest, ...] = ()
     runs: tuple[RetrainRun, ...] = ()
     versions: tuple[VersionSummary, ...] = ()

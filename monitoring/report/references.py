@@ -1,9 +1,11 @@
-"""Each model version's reference sample and schema from the registry, read once per
-report; a version whose reference cannot be read is noted, not fatal."""
+"""Each model version's reference sample and schema (and a classifier's classes) from
+the registry, read once per report; a version whose reference cannot be read is noted,
+not fatal."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -16,6 +18,8 @@ from watchkeeper.schema import FeatureSchema
 class Reference:
     schema: FeatureSchema
     sample: pd.DataFrame
+    classes: tuple[Any, ...] | None = None
+    """A classifier's labels in the order its logged class indices count them."""
 
 
 class References:
@@ -27,8 +31,16 @@ class References:
     def get(self, version: str) -> Reference | None:
         if version not in self._found:
             try:
-                schema = FeatureSchema.from_dict(self.registry.metadata(version)["schema"])
-                self._found[version] = Reference(schema, self.registry.reference(version))
+                metadata = self.registry.metadata(version)
+                schema = FeatureSchema.from_dict(metadata["schema"])
+                classes = (
+                    metadata.get("classes") if metadata.get("task") == "classification" else None
+                )
+                self._found[version] = Reference(
+                    schema,
+                    self.registry.reference(version),
+                    tuple(classes) if isinstance(classes, list) else None,
+                )
             except (WatchkeeperError, KeyError) as exc:
                 self.problems.append(f"the reference sample of {version} cannot be read: {exc}")
                 self._found[version] = None

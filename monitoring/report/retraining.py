@@ -65,15 +65,17 @@ def read_runs(engine: sa.Engine, period: Period) -> tuple[RetrainRun, ...]:
             candidate_version=row.candidate_version,
             outcome=row.outcome,
             decision_reason=row.decision_reason,
-            champion_mae=_mae(row.champion_metrics),
-            candidate_mae=_mae(row.candidate_metrics),
+            champion_mae=_metric(row.champion_metrics, "mae"),
+            candidate_mae=_metric(row.candidate_metrics, "mae"),
+            champion_log_loss=_metric(row.champion_metrics, "log_loss"),
+            candidate_log_loss=_metric(row.candidate_metrics, "log_loss"),
         )
         for row in rows
     )
 
 
-def _mae(metrics: Any) -> float | None:
-    value = metrics.get("mae") if isinstance(metrics, dict) else None
+def _metric(metrics: Any, name: str) -> float | None:
+    value = metrics.get(name) if isinstance(metrics, dict) else None
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None

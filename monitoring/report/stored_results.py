@@ -17,6 +17,8 @@ from monitoring.report.records import (
     AccuracyKind,
     AccuracyPoint,
     Check,
+    ClassAccuracyPoint,
+    ClassFigures,
     Period,
     Quality,
     RateOfWorst,
@@ -61,6 +63,7 @@ class StoredResults:
     windows: tuple[WindowSummary, ...]
     accuracy: tuple[AccuracyPoint, ...]
     feature_tests: tuple[FeatureTests, ...]
+    class_accuracy: tuple[ClassAccuracyPoint, ...] = ()
 
 
 def count(engine: sa.Engine, period: Period) -> int:
@@ -76,10 +79,15 @@ def read(
     """The period's results; ``advance(n)`` is called after each page of ``n`` rows."""
     by_window: dict[str, dict[str, Any]] = {}
     accuracy: list[AccuracyPoint] = []
+    class_accuracy: list[ClassAccuracyPoint] = []
     for page in _pages(engine, period):
         for row in page:
             kind = ACCURACY_DETECTORS.get(row.detector)
-            if kind is not None:
+            if kind is not None and _details(row).get("task") == "classification":
+                class_point = _class_accuracy_point(kind, row)
+                if class_point is not None:
+                    class_accuracy.append(class_point)
+            elif kind is not None:
                 point = _accuracy_point(kind, row)
                 if point is not None:
                     accuracy.append(point)
@@ -96,7 +104,8 @@ def read(
         if (tests := _feature_tests(rows.get("feature_drift"))) is not None
     ]
     accuracy.sort(key=lambda p: (p.ended_at, p.kind))
-    return StoredResults(tuple(windows), tuple(accuracy), tuple(tests))
+    class_accuracy.sort(key=lambda p: (p.ended_at, p.kind))
+    return StoredResults(tuple(windows), tuple(accuracy), tuple(tests), tuple(class_accuracy))
 
 
 def _conditions(period: Period) -> list[sa.ColumnElement[bool]]:
@@ -241,4 +250,42 @@ def _accuracy_point(kind: AccuracyKind, row: Any) -> AccuracyPoint | None:
         mae=mae,
         labels=int(labels) if isinstance(labels, int) else None,
         validation_mae=_number(details.get("validation_mae")),
+    )
+
+
+def _class_accuracy_point(kind: AccuracyKind, row: Any) -> ClassAccuracyPoint | None:
+    """A classifier's result: its score is the accuracy (estimated or realised)."""
+    details = _details(row)
+    accuracy = _number(row.score)
+    if accuracy is None:  # an error result, or a window without an estimate
+        return None
+    labels = details.get("labels")
+    figures = None
+    if kind is not AccuracyKind.ESTIMATED:
+        values = {
+            key: _number(details.get(key))
+            for key in ("log_loss", "brier", "set_coverage", "set_size", "ece")
+        }
+        if all(v is not None for v in values.values()):
+            recall = _numbers(details.get("recall"))
+            unknown = details.get("unknown_labels")
+            figures = ClassFigures(
+                log_loss=values["log_loss"] or 0.0,
+                brier=values["brier"] or 0.0,
+                set_coverage=values["set_coverage"] or 0.0,
+                set_size=values["set_size"] or 0.0,
+                ece=values["ece"] or 0.0,
+                recall=tuple(sorted(recall.items())),
+                unknown_labels=unknown if isinstance(unknown, int) else 0,
+            )
+    return ClassAccuracyPoint(
+        kind=kind,
+        model_version=row.model_version,
+        window_id=row.window_id,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        accuracy=accuracy,
+        labels=int(labels) if isinstance(labels, int) else None,
+        validation_accuracy=_number(details.get("validation_accuracy")),
+        figures=figures,
     )

@@ -1,5 +1,6 @@
 """The model versions a period involves, with their registry metadata and what they
-did in the period: predictions made, labels received, realised MAE."""
+did in the period: predictions made, labels received, realised MAE (a classifier:
+realised accuracy)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from monitoring.report.queries import of_version, within
 from monitoring.report.records import (
     AccuracyKind,
     AccuracyPoint,
+    ClassAccuracyPoint,
     Period,
     VersionSummary,
     version_key,
@@ -23,6 +25,7 @@ from watchkeeper.errors import WatchkeeperError
 from watchkeeper.registry import ModelRegistry
 
 METRICS = ("mae", "rmse", "mape", "coverage")
+CLASS_METRICS = ("accuracy", "log_loss", "brier", "set_coverage", "ece")
 
 
 def predictions_by_version(engine: sa.Engine, period: Period) -> dict[str, int]:
@@ -46,6 +49,7 @@ def summarise(
     seen: Iterable[str],
     predicted: dict[str, int],
     accuracy: Iterable[AccuracyPoint],
+    class_accuracy: Iterable[ClassAccuracyPoint] = (),
 ) -> tuple[VersionSummary, ...]:
     """One summary per version in ``seen`` (and in ``predicted``), oldest first."""
     names = set(seen) | set(predicted)
@@ -55,9 +59,20 @@ def summarise(
     for point in accuracy:
         if point.kind is AccuracyKind.REALISED:
             realised.setdefault(point.model_version, []).append(point)
+    right: dict[str, list[ClassAccuracyPoint]] = {}
+    for class_point in class_accuracy:
+        if class_point.kind is AccuracyKind.REALISED:
+            right.setdefault(class_point.model_version, []).append(class_point)
     current = registry.current_version()
     return tuple(
-        _summary(registry, name, current, predicted.get(name, 0), realised.get(name, []))
+        _summary(
+            registry,
+            name,
+            current,
+            predicted.get(name, 0),
+            realised.get(name, []),
+            right.get(name, []),
+        )
         for name in sorted(names, key=version_key)
     )
 
@@ -68,10 +83,17 @@ def _summary(
     current: str | None,
     predicted: int,
     points: list[AccuracyPoint],
+    class_points: list[ClassAccuracyPoint],
 ) -> VersionSummary:
-    labels = sum(p.labels or 0 for p in points)
+    labels = sum(p.labels or 0 for p in points) + sum(p.labels or 0 for p in class_points)
     weights = [(p.mae, p.labels or 1) for p in points]
     mae = sum(m * w for m, w in weights) / sum(w for _, w in weights) if weights else None
+    class_weights = [(p.accuracy, p.labels or 1) for p in class_points]
+    accuracy = (
+        sum(a * w for a, w in class_weights) / sum(w for _, w in class_weights)
+        if class_weights
+        else None
+    )
     try:
         meta = registry.metadata(name)
     except WatchkeeperError:  # deleted from the registry, or not a version name
@@ -88,21 +110,27 @@ def _summary(
             predicted,
             labels,
             mae,
+            task="classification" if class_points else "regression",
+            realised_accuracy=accuracy,
         )
     metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
     window = meta.get("training_window") if isinstance(meta.get("training_window"), dict) else {}
     rows = window.get("rows")
+    task = "classification" if meta.get("task") == "classification" else "regression"
+    keys = CLASS_METRICS if task == "classification" else METRICS
     return VersionSummary(
         version=name,
         status=str(meta.get("status", "registered")),
         created_at=_moment(meta.get("created_at")),
         is_current=name == current,
         in_registry=True,
-        validation={k: float(v) for k in METRICS if _finite(v := metrics.get(k))},
+        validation={k: float(v) for k in keys if _finite(v := metrics.get(k))},
         training_rows=int(rows) if isinstance(rows, int) else None,
         predictions=predicted,
         labels=labels,
         realised_mae=mae,
+        task=task,
+        realised_accuracy=accuracy,
     )
 
 

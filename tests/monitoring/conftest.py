@@ -3,7 +3,9 @@ that the other part is fresh data from the same distribution."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,12 +17,13 @@ from prometheus_client import CollectorRegistry
 from monitoring.detectors import DetectorSuite
 from monitoring.monitor import Monitor
 from serving.app import create_app, shutdown
+from tests.monitoring import classifier_log
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
-from watchkeeper.training import TrainedModel
+from watchkeeper.training import TrainedModel, TrainingParams, train
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +101,53 @@ def make_monitor(settings: Settings) -> Iterator[Callable[..., Monitor]]:
     yield factory
     for monitor in monitors:
         monitor.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def classifier_trained() -> TrainedModel:
+    """A binary classifier (``churn``/``stay``) on a known logistic truth
+    (:mod:`tests.monitoring.classifier_log`), validated on its last sixth."""
+    frame, p = classifier_log.draw(3000, seed=1)
+    frame["outcome"] = classifier_log.outcomes(p, seed=2)
+    frame["period"] = np.arange(len(frame)) * 6 // len(frame)
+    training = Dataset("synthetic", frame[frame.period < 5], "outcome", "period", ("period",))
+    validation = Dataset("synthetic", frame[frame.period == 5], "outcome", "period", ("period",))
+    return train(training, validation, params=TrainingParams(max_iter=40))
+
+
+@pytest.fixture(scope="session")
+def classifier_template(
+    tmp_path_factory: pytest.TempPathFactory, classifier_trained: TrainedModel
+) -> Path:
+    root = tmp_path_factory.mktemp("classifier-registry")
+    ModelRegistry(root).register(classifier_trained)
+    return root
+
+
+@pytest.fixture
+def class_settings(
+    make_settings: Callable[..., Settings], tmp_path: Path, classifier_template: Path
+) -> Settings:
+    """Settings of a monitor whose registry holds the classifier as v1 (current)."""
+    registry = tmp_path / "class-registry"
+    shutil.copytree(classifier_template, registry)
+    settings = make_settings(
+        database_url=f"sqlite:///{tmp_path / 'class-log.db'}",
+        registry_path=registry,
+        monitor_window_size=500,
+        monitor_min_samples=200,
+        monitor_settle_seconds=0,
+        monitor_min_labels=50,
+        drift_multivariate=False,
+    )
+    engine = create_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    return settings
+
+
+@pytest.fixture
+def class_monitor(class_settings: Settings) -> Iterator[Monitor]:
+    engine = create_engine(class_settings.database_url)
+    yield Monitor(class_settings, engine, ModelRegistry(class_settings.registry_dir))
+    engine.dispose()

@@ -10,10 +10,7 @@ in the version's classes order, ``feedback.label`` = the true class as text)."""
 from __future__ import annotations
 
 import math
-import shutil
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -27,130 +24,21 @@ from monitoring.detectors import DetectorSuite
 from monitoring.metrics import MonitorCollector
 from monitoring.monitor import Monitor, MonitorStatus
 from monitoring.trigger import RetrainTrigger, TriggerPolicy
+from monitoring.verdict import window_verdict
+from tests.monitoring.classifier_log import (
+    NOW,
+    classifier_of,
+    draw,
+    outcomes,
+    write_labels,
+    write_rows,
+)
 from tests.processes import metric
-from watchkeeper.classification import Classifier, PredictionSetSpec
-from watchkeeper.dataset import Dataset
+from watchkeeper.classification import PredictionSetSpec
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.migrate import upgrade
-from watchkeeper.db.tables import feedback, predictions, retrain_requests, window_results
-from watchkeeper.registry import ModelRegistry
+from watchkeeper.db.tables import predictions, retrain_requests, window_results
 from watchkeeper.settings import Settings
-from watchkeeper.task import label_text
-from watchkeeper.training import TrainedModel, TrainingParams, train
-
-FAST = TrainingParams(max_iter=40)
-NOW = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-def _draw(n: int, seed: int, *, shift: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:
-    """Features and each row's true chance of ``churn`` (a logistic truth, so that
-    labels drawn from it make the model's calibration testable)."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(loc=shift, size=n)
-    colour = rng.choice(["red", "green", "blue"], size=n)
-    p_churn = 1 / (1 + np.exp(-(1.6 * x + 0.8 * (colour == "red") - 0.3)))
-    return pd.DataFrame({"x": x, "colour": colour}), p_churn
-
-
-def _labels(p_churn: np.ndarray, seed: int) -> list[str]:
-    rng = np.random.default_rng(seed)
-    return np.where(rng.random(p_churn.size) < p_churn, "churn", "stay").tolist()
-
-
-@pytest.fixture(scope="module")
-def classifier_trained() -> TrainedModel:
-    frame, p = _draw(3000, seed=1)
-    frame["outcome"] = _labels(p, seed=2)
-    frame["period"] = np.arange(len(frame)) * 6 // len(frame)
-    training = Dataset("synthetic", frame[frame.period < 5], "outcome", "period", ("period",))
-    validation = Dataset("synthetic", frame[frame.period == 5], "outcome", "period", ("period",))
-    return train(training, validation, params=FAST)
-
-
-@pytest.fixture(scope="module")
-def classifier_template(
-    tmp_path_factory: pytest.TempPathFactory, classifier_trained: TrainedModel
-) -> Path:
-    root = tmp_path_factory.mktemp("classifier-registry")
-    ModelRegistry(root).register(classifier_trained)
-    return root
-
-
-@pytest.fixture
-def class_settings(
-    make_settings: Callable[..., Settings], tmp_path: Path, classifier_template: Path
-) -> Settings:
-    registry = tmp_path / "class-registry"
-    shutil.copytree(classifier_template, registry)
-    settings = make_settings(
-        database_url=f"sqlite:///{tmp_path / 'class-log.db'}",
-        registry_path=registry,
-        monitor_window_size=500,
-        monitor_min_samples=200,
-        monitor_settle_seconds=0,
-        monitor_min_labels=50,
-        drift_multivariate=False,
-    )
-    engine = create_engine(settings.database_url)
-    upgrade(engine)
-    engine.dispose()
-    return settings
-
-
-@pytest.fixture
-def monitor(class_settings: Settings) -> Iterator[Monitor]:
-    engine = create_engine(class_settings.database_url)
-    yield Monitor(class_settings, engine, ModelRegistry(class_settings.registry_dir))
-    engine.dispose()
-
-
-def _classifier(trained: TrainedModel) -> Classifier:
-    assert isinstance(trained.model, Classifier)
-    return trained.model
-
-
-def _write_rows(
-    engine: sa.Engine, model: Classifier, frame: pd.DataFrame, *, start: int = 0
-) -> list[str]:
-    """Rows of a classifier version as serving logs them; returns prediction ids."""
-    predicted = model.predict(frame)
-    ids = [f"c{start + i:08d}" for i in range(len(frame))]
-    rows = [
-        {
-            "prediction_id": pid,
-            "request_id": f"r{start + i:08d}",
-            "item_index": 0,
-            "created_at": NOW + timedelta(seconds=start + i),
-            "model_version": "v1",
-            "features": {"x": float(frame["x"].iloc[i]), "colour": str(frame["colour"].iloc[i])},
-            "prediction": float(index),
-            "lower": float(index),
-            "upper": float(index),
-            "probabilities": [float(p) for p in probabilities],
-        }
-        for i, (pid, index, probabilities) in enumerate(
-            zip(ids, predicted.index.tolist(), predicted.probabilities, strict=True)
-        )
-    ]
-    with engine.begin() as connection:
-        connection.execute(predictions.insert(), rows)
-    return ids
-
-
-def _write_labels(engine: sa.Engine, ids: list[str], labels: list[Any]) -> None:
-    """Labels as ``/feedback`` stores them for a classifier (received a moment ago)."""
-    received = datetime.now(UTC) - timedelta(seconds=1)
-    rows = [
-        {
-            "prediction_id": pid,
-            "label": label_text(label),
-            "actual": float(label) if isinstance(label, int | float) else None,
-            "received_at": received,
-        }
-        for pid, label in zip(ids, labels, strict=True)
-    ]
-    with engine.begin() as connection:
-        connection.execute(feedback.insert(), rows)
+from watchkeeper.training import TrainedModel
 
 
 def _results(engine: sa.Engine, detector: str) -> list[dict[str, Any]]:
@@ -251,17 +139,17 @@ def test_wilson_bounds_match_the_published_interval_and_stay_inside_zero_one() -
 
 
 def test_window_accuracy_is_stored_and_updated_as_late_labels_arrive(
-    monitor: Monitor, classifier_trained: TrainedModel
+    class_monitor: Monitor, classifier_trained: TrainedModel
 ) -> None:
-    model = _classifier(classifier_trained)
-    frame, p = _draw(500, seed=3)
-    truth = _labels(p, seed=4)
-    ids = _write_rows(monitor.engine, model, frame)
+    model = classifier_of(classifier_trained)
+    frame, p = draw(500, seed=3)
+    truth = outcomes(p, seed=4)
+    ids = write_rows(class_monitor.engine, model, frame)
     predicted = model.predict(frame).labels
-    _write_labels(monitor.engine, ids[:100], truth[:100])
+    write_labels(class_monitor.engine, ids[:100], truth[:100])
 
-    assert monitor.run_once() == 1
-    (first,) = _results(monitor.engine, "accuracy")
+    assert class_monitor.run_once() == 1
+    (first,) = _results(class_monitor.engine, "accuracy")
     right = sum(a == b for a, b in zip(predicted[:100], truth[:100], strict=True))
     assert first["window_id"] == "v1:1-500"
     assert first["n_rows"] == 100
@@ -275,17 +163,17 @@ def test_window_accuracy_is_stored_and_updated_as_late_labels_arrive(
     # later labels for the same window, one of them a class the model never saw
     late = truth[100:300]
     late[0] = "unsubscribed"
-    _write_labels(monitor.engine, ids[100:300], late)
-    monitor.run_once()
+    write_labels(class_monitor.engine, ids[100:300], late)
+    class_monitor.run_once()
 
-    (updated,) = _results(monitor.engine, "accuracy")
+    (updated,) = _results(class_monitor.engine, "accuracy")
     labels = truth[:100] + late
     right = sum(a == b for a, b in zip(predicted[:300], labels, strict=True))
     assert updated["window_id"] == "v1:1-500"
     assert updated["n_rows"] == 300
     assert updated["score"] == pytest.approx(right / 300)
     assert updated["details"]["unknown_labels"] == 1
-    rolling = monitor.status.rolling["v1"]
+    rolling = class_monitor.status.rolling["v1"]
     assert rolling["score"] == pytest.approx(right / 300)
     assert rolling["details"]["validation_accuracy"] == pytest.approx(
         classifier_trained.metrics["accuracy"]
@@ -295,47 +183,47 @@ def test_window_accuracy_is_stored_and_updated_as_late_labels_arrive(
 
 
 def test_estimated_accuracy_is_close_to_the_realised_one_on_a_calibrated_model(
-    monitor: Monitor, classifier_trained: TrainedModel
+    class_monitor: Monitor, classifier_trained: TrainedModel
 ) -> None:
-    model = _classifier(classifier_trained)
-    frame, p = _draw(2000, seed=5)
-    truth = _labels(p, seed=6)
-    ids = _write_rows(monitor.engine, model, frame)
+    model = classifier_of(classifier_trained)
+    frame, p = draw(2000, seed=5)
+    truth = outcomes(p, seed=6)
+    ids = write_rows(class_monitor.engine, model, frame)
 
-    assert monitor.run_once() == 4
-    estimates = _results(monitor.engine, "estimated_accuracy")
+    assert class_monitor.run_once() == 4
+    estimates = _results(class_monitor.engine, "estimated_accuracy")
     assert [e["details"]["task"] for e in estimates] == ["classification"] * 4
-    _write_labels(monitor.engine, ids, truth)
-    monitor.run_once()
+    write_labels(class_monitor.engine, ids, truth)
+    class_monitor.run_once()
 
-    realised = {r["window_id"]: r["score"] for r in _results(monitor.engine, "accuracy")}
+    realised = {r["window_id"]: r["score"] for r in _results(class_monitor.engine, "accuracy")}
     estimated = {e["window_id"]: e["score"] for e in estimates}
     assert set(realised) == set(estimated)
     gaps = [estimated[w] - realised[w] for w in realised]
     # each window: 500 labels, a standard error of about 0.018 in the realised accuracy
     assert abs(np.mean(gaps)) < 0.03
     assert max(abs(g) for g in gaps) < 0.07
-    accuracy = _results(monitor.engine, "accuracy")[-1]
+    accuracy = _results(class_monitor.engine, "accuracy")[-1]
     assert accuracy["details"]["estimated_accuracy"] == pytest.approx(
         estimated[accuracy["window_id"]]
     )
-    assert monitor.status.accuracy_estimate_errors["v1"] == pytest.approx(
+    assert class_monitor.status.accuracy_estimate_errors["v1"] == pytest.approx(
         accuracy["details"]["estimate_error"]
     )
 
 
 def test_a_window_whose_probabilities_were_not_logged_is_estimated_from_the_model(
-    monitor: Monitor, classifier_trained: TrainedModel
+    class_monitor: Monitor, classifier_trained: TrainedModel
 ) -> None:
-    model = _classifier(classifier_trained)
-    frame, _ = _draw(500, seed=7)
-    _write_rows(monitor.engine, model, frame)
-    with monitor.engine.begin() as connection:
+    model = classifier_of(classifier_trained)
+    frame, _ = draw(500, seed=7)
+    write_rows(class_monitor.engine, model, frame)
+    with class_monitor.engine.begin() as connection:
         connection.execute(predictions.update().values(probabilities=None))
 
-    monitor.run_once()
+    class_monitor.run_once()
 
-    (estimate,) = _results(monitor.engine, "estimated_accuracy")
+    (estimate,) = _results(class_monitor.engine, "estimated_accuracy")
     calibration = model.calibration.expected_accuracy(model.predict(frame).confidence)
     assert estimate["score"] == pytest.approx(float(calibration.mean()))
 
@@ -343,13 +231,13 @@ def test_a_window_whose_probabilities_were_not_logged_is_estimated_from_the_mode
 def test_output_drift_follows_the_predicted_class_mix(
     classifier_trained: TrainedModel,
 ) -> None:
-    model = _classifier(classifier_trained)
+    model = classifier_of(classifier_trained)
     reference = classifier_trained.reference
     suite = DetectorSuite.fit(model.schema, reference, model.predict(reference).probabilities)
     assert suite.is_classifier
 
-    same, _ = _draw(500, seed=8)
-    shifted, _ = _draw(500, seed=8, shift=0.8)  # more churn predicted
+    same, _ = draw(500, seed=8)
+    shifted, _ = draw(500, seed=8, shift=0.8)  # more churn predicted
     quiet = model.predict(same)
     loud = model.predict(shifted)
     no_drift = suite.class_output_drift(quiet.index, quiet.probabilities)
@@ -364,17 +252,17 @@ def test_output_drift_follows_the_predicted_class_mix(
 
 
 def test_output_drift_of_a_classifier_window_is_stored_under_the_output_drift_check(
-    monitor: Monitor, classifier_trained: TrainedModel
+    class_monitor: Monitor, classifier_trained: TrainedModel
 ) -> None:
-    model = _classifier(classifier_trained)
-    same, _ = _draw(500, seed=9)
-    shifted, _ = _draw(500, seed=10, shift=0.8)
-    _write_rows(monitor.engine, model, same)
-    _write_rows(monitor.engine, model, shifted, start=500)
+    model = classifier_of(classifier_trained)
+    same, _ = draw(500, seed=9)
+    shifted, _ = draw(500, seed=10, shift=0.8)
+    write_rows(class_monitor.engine, model, same)
+    write_rows(class_monitor.engine, model, shifted, start=500)
 
-    assert monitor.run_once() == 2
+    assert class_monitor.run_once() == 2
 
-    quiet, loud = _results(monitor.engine, "output_drift")
+    quiet, loud = _results(class_monitor.engine, "output_drift")
     assert (quiet["is_drift"], loud["is_drift"]) == (False, True)
     assert loud["details"]["class_p_value"] < 0.05
     assert "error" not in quiet["details"]
@@ -413,16 +301,16 @@ REGRESSION_GAUGES = (
 
 
 def test_a_classifier_exports_the_contract_gauges_and_no_regression_ones(
-    monitor: Monitor, classifier_trained: TrainedModel
+    class_monitor: Monitor, classifier_trained: TrainedModel
 ) -> None:
-    model = _classifier(classifier_trained)
-    frame, p = _draw(1000, seed=11)
-    ids = _write_rows(monitor.engine, model, frame)
-    monitor.run_once()
-    _write_labels(monitor.engine, ids, _labels(p, seed=12))
-    monitor.run_once()
+    model = classifier_of(classifier_trained)
+    frame, p = draw(1000, seed=11)
+    ids = write_rows(class_monitor.engine, model, frame)
+    class_monitor.run_once()
+    write_labels(class_monitor.engine, ids, outcomes(p, seed=12))
+    class_monitor.run_once()
 
-    text = _status_with_rolling(monitor)
+    text = _status_with_rolling(class_monitor)
 
     for name in CLASS_GAUGES:
         value = metric(text, f"watchkeeper_monitor_{name}", model_version="v1")
@@ -486,43 +374,43 @@ def _flip(labels: list[str], share: float, seed: int) -> list[str]:
 
 
 def test_the_trigger_queues_a_retrain_when_the_accuracy_is_surely_below_validation(
-    monitor: Monitor, classifier_trained: TrainedModel
+    class_monitor: Monitor, classifier_trained: TrainedModel
 ) -> None:
-    model = _classifier(classifier_trained)
-    frame, p = _draw(1000, seed=13)
-    ids = _write_rows(monitor.engine, model, frame)
-    monitor.run_once()
+    model = classifier_of(classifier_trained)
+    frame, p = draw(1000, seed=13)
+    ids = write_rows(class_monitor.engine, model, frame)
+    class_monitor.run_once()
     # a third of the outcomes turned: accuracy falls by about a third of its margin
-    _write_labels(monitor.engine, ids, _flip(_labels(p, seed=14), 0.35, seed=15))
+    write_labels(class_monitor.engine, ids, _flip(outcomes(p, seed=14), 0.35, seed=15))
 
-    monitor.run_once()
+    class_monitor.run_once()
 
-    rolling = monitor.status.rolling["v1"]["details"]
+    rolling = class_monitor.status.rolling["v1"]["details"]
     validation = classifier_trained.metrics["accuracy"]
     assert rolling["accuracy_upper_bound"] < validation - 0.05
-    (request,) = _requests(monitor.engine)
+    (request,) = _requests(class_monitor.engine)
     assert request["reason"].startswith("accuracy: ")
     assert request["model_version"] == "v1"
     assert request["evidence"]["accuracy_upper_bound"] == pytest.approx(
         rolling["accuracy_upper_bound"]
     )
     assert request["evidence"]["validation_accuracy"] == pytest.approx(validation)
-    assert monitor.status.retrain_requests["accuracy"] == 1
+    assert class_monitor.status.retrain_requests["accuracy"] == 1
 
 
 def test_the_trigger_stays_quiet_on_accuracy_as_validated_or_on_too_few_labels(
-    monitor: Monitor, classifier_trained: TrainedModel
+    class_monitor: Monitor, classifier_trained: TrainedModel
 ) -> None:
-    model = _classifier(classifier_trained)
-    frame, p = _draw(1000, seed=16)
-    ids = _write_rows(monitor.engine, model, frame)
-    monitor.run_once()
-    _write_labels(monitor.engine, ids[:900], _labels(p[:900], seed=17))
+    model = classifier_of(classifier_trained)
+    frame, p = draw(1000, seed=16)
+    ids = write_rows(class_monitor.engine, model, frame)
+    class_monitor.run_once()
+    write_labels(class_monitor.engine, ids[:900], outcomes(p[:900], seed=17))
 
-    monitor.run_once()
+    class_monitor.run_once()
 
-    assert monitor.status.rolling["v1"]["details"]["labels"] == 900
-    assert _requests(monitor.engine) == []
+    assert class_monitor.status.rolling["v1"]["details"]["labels"] == 900
+    assert _requests(class_monitor.engine) == []
 
 
 def test_a_point_accuracy_below_the_limit_over_few_labels_does_not_trip_the_trigger(
@@ -556,3 +444,18 @@ def test_a_point_accuracy_below_the_limit_over_few_labels_does_not_trip_the_trig
 
     assert queued is not None and queued["reason"].startswith("accuracy: 70.0% right")
     assert queued["evidence"]["validation_accuracy"] == 0.8
+
+
+def test_the_window_line_gives_a_classifiers_estimate_as_an_accuracy() -> None:
+    estimate = {
+        "window_id": "v1:1-500",
+        "n_rows": 500,
+        "detector": "estimated_accuracy",
+        "is_drift": None,
+        "score": 0.8123,
+        "details": {"task": "classification", "estimated_accuracy": 0.8123, "n_rows": 500},
+    }
+
+    line = window_verdict([estimate], min_samples=200)
+
+    assert "estimated accuracy 81.2 %" in line and "MAE" not in line

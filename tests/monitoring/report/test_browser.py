@@ -22,11 +22,17 @@ from typing import Any
 
 import pytest
 
+from monitoring.monitor import Monitor
 from monitoring.replay import Replayer
+from monitoring.report.build import write_report
+from monitoring.report.records import Period
 from tests.conftest import require_service
+from tests.monitoring import classifier_log
 from tests.monitoring.report import screenshot
 from tests.processes import Process, query, sqlite_url, wait_for
 from watchkeeper.dataset import Dataset
+from watchkeeper.settings import Settings
+from watchkeeper.training import TrainedModel
 
 pytestmark = pytest.mark.integration
 
@@ -179,3 +185,43 @@ def test_the_report_of_a_replay_renders_every_section_in_chromium_and_fetches_no
         browser.execute_script("window.scrollTo(0, 0)")
         assert browser.save_screenshot(target)
         screenshot.record_inputs(Path(target))
+
+
+def test_a_classifier_report_renders_its_figures_in_chromium(
+    class_monitor: Monitor,
+    class_settings: Settings,
+    classifier_trained: TrainedModel,
+    tmp_path: Path,
+    browser: Any,
+) -> None:
+    """A classifier's log (written as serving writes one), judged by the monitor: the
+    page shows its accuracy chart and its figures per window, in place of the MAE."""
+    from selenium.webdriver.common.by import By
+
+    model = classifier_log.classifier_of(classifier_trained)
+    frame, p = classifier_log.draw(1000, seed=31)
+    ids = classifier_log.write_rows(class_monitor.engine, model, frame)
+    class_monitor.run_once()
+    classifier_log.write_labels(class_monitor.engine, ids, classifier_log.outcomes(p, seed=32))
+    class_monitor.run_once()
+    output = tmp_path / "classifier-report.html"
+    write_report(class_settings, Period(), output)
+
+    browser.get(output.as_uri())
+
+    for section in ("summary", "timeline", "classification", "versions"):
+        element = browser.find_element(By.ID, section)
+        assert element.is_displayed() and element.size["height"] > 0, section
+    timeline = browser.find_elements(By.CSS_SELECTOR, "#timeline svg.chart")
+    labels = [chart.get_attribute("aria-label") for chart in timeline]
+    assert "accuracy" in labels and "MAE" not in labels
+    accuracy = timeline[labels.index("accuracy")]
+    assert accuracy.size["width"] > 300 and accuracy.find_elements(By.CSS_SELECTOR, ".mark")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#classification tbody tr")) == 2
+    headers = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#versions th")]
+    assert "realised accuracy" in headers and "realised MAE" not in headers
+    assert browser.get_log("browser") == []
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert fetched == []
