@@ -9,6 +9,12 @@ waits in a worker's journal. The monitor joins labels to predictions by id when 
 computes accuracy, and counts a label whose prediction is still missing
 ``feedback_orphan_seconds`` after it arrived as an orphan (a client sending ids that
 were never issued). The response says how many ids are not in the log yet.
+
+What ``actual`` may be depends on the served model's task: a finite number for a
+regression model; a class label (a string, an integer or a boolean) for a
+classifier, stored as its text in ``label`` (:func:`watchkeeper.task.label_text`)
+and, when it is a number, in ``actual`` too. A label outside the model's classes is
+stored: it is a real outcome, which the monitor counts as wrong.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from watchkeeper.classification import Classifier
 from watchkeeper.db.tables import feedback, predictions
 from watchkeeper.errors import (
     BadRequest,
@@ -29,14 +36,22 @@ from watchkeeper.errors import (
     ValidationFailed,
     database_errors,
 )
+from watchkeeper.task import Task, label_text
 
 _MAX_ID = 48
+MAX_LABEL = 256
+"""Characters of a class label's text (the width of ``feedback.label``)."""
+_LABEL_EXPECTED = "must be a class label (a string, an integer or a boolean)"
 
 
 @dataclass(frozen=True)
 class FeedbackItem:
+    """One label: ``actual`` is a number (a regression target, or a class label that is
+    one) or None; ``label`` a class label's text, None for a regression target."""
+
     prediction_id: str
-    actual: float
+    actual: float | None
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,8 +62,11 @@ class StoredFeedback:
     """Ids whose prediction is not in the log (yet)."""
 
 
-def parse_feedback(payload: Any, *, max_items: int) -> list[FeedbackItem]:
-    """``{"id", "actual"}`` or ``{"items": [{"id", "actual"}, ...]}``."""
+def parse_feedback(
+    payload: Any, *, max_items: int, task: Task = Task.REGRESSION
+) -> list[FeedbackItem]:
+    """``{"id", "actual"}`` or ``{"items": [{"id", "actual"}, ...]}``; ``actual`` as
+    the served model's ``task`` takes it."""
     if not isinstance(payload, dict):
         raise BadRequest("body must be a JSON object with 'id' and 'actual', or 'items'")
     if set(payload) == {"items"}:
@@ -85,20 +103,68 @@ def parse_feedback(payload: Any, *, max_items: int) -> list[FeedbackItem]:
                 FieldProblem(f"{dot}id", f"must be a prediction id (string of 1–{_MAX_ID})")
             )
             continue
-        if isinstance(actual, bool) or not isinstance(actual, int | float):
-            problems.append(FieldProblem(f"{dot}actual", "must be a number"))
-            continue
-        if not math.isfinite(float(actual)):
-            problems.append(FieldProblem(f"{dot}actual", "must be a finite number"))
+        parse = _class_label if task is Task.CLASSIFICATION else _target
+        parsed = parse(pid, actual)
+        if isinstance(parsed, str):
+            problems.append(FieldProblem(f"{dot}actual", parsed))
             continue
         if pid in seen:
             problems.append(FieldProblem(f"{dot}id", f"{pid!r} appears twice in this request"))
             continue
         seen.add(pid)
-        items.append(FeedbackItem(pid, float(actual)))
+        items.append(parsed)
     if problems:
         raise ValidationFailed("invalid feedback", details=problems)
     return items
+
+
+def _target(pid: str, actual: Any) -> FeedbackItem | str:
+    """A regression target, or the problem with it."""
+    if isinstance(actual, bool) or not isinstance(actual, int | float):
+        return "must be a number"
+    try:
+        number = float(actual)
+    except OverflowError:
+        return "must be a finite number"
+    if not math.isfinite(number):
+        return "must be a finite number"
+    return FeedbackItem(pid, number)
+
+
+def _class_label(pid: str, actual: Any) -> FeedbackItem | str:
+    """A class label, or the problem with it. A number is kept as one too (a 0/1
+    outcome), unless it is too large for a float; a boolean is not a number."""
+    if actual is None or isinstance(actual, dict | list):
+        kind = "null" if actual is None else "an object" if isinstance(actual, dict) else "an array"
+        return f"{_LABEL_EXPECTED}, got {kind}"
+    if isinstance(actual, bool):
+        return FeedbackItem(pid, None, label_text(actual))
+    if isinstance(actual, str):
+        if not actual:
+            return f"{_LABEL_EXPECTED}, got an empty string"
+        if len(actual) > MAX_LABEL:
+            return f"must be at most {MAX_LABEL} characters long, got {len(actual)}"
+        return FeedbackItem(pid, None, actual)
+    if not isinstance(actual, int | float):
+        return f"{_LABEL_EXPECTED}, got {type(actual).__name__}"
+    try:
+        number = float(actual)
+    except OverflowError:
+        return f"{_LABEL_EXPECTED}; this number is too large"
+    if not math.isfinite(number):
+        shown = "NaN" if number != number else f"{'-' if number < 0 else ''}Infinity"
+        return f"{_LABEL_EXPECTED}, got {shown}"
+    text = label_text(actual)
+    if len(text) > MAX_LABEL:
+        return f"must be at most {MAX_LABEL} characters long, got a number of {len(text)}"
+    return FeedbackItem(pid, number, text)
+
+
+def known_class(model: Classifier, items: list[FeedbackItem]) -> bool:
+    """Whether every label names one of ``model``'s classes."""
+    return all(
+        item.label is not None and model.class_index(item.label) is not None for item in items
+    )
 
 
 def store_feedback(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
@@ -134,7 +200,12 @@ def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
             connection.execute(
                 feedback.insert(),
                 [
-                    {"prediction_id": i.prediction_id, "actual": i.actual, "received_at": now}
+                    {
+                        "prediction_id": i.prediction_id,
+                        "actual": i.actual,
+                        "label": i.label,
+                        "received_at": now,
+                    }
                     for i in items
                 ],
             )

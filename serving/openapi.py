@@ -2,14 +2,22 @@
 
 The ``Features`` schema is built from the served model's feature schema, so the
 document describes exactly what validation accepts; tests validate real responses
-against the response schemas here.
+against the response schemas here. The prediction and feedback shapes are the served
+model's task's: a number with an interval (regression) or a class with its
+probabilities and prediction set (classification, its classes named); with no model
+loaded, a prediction is either.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from serving.feedback import MAX_LABEL
 from watchkeeper.schema import Feature, FeatureSchema
+from watchkeeper.task import Task, label_text
+
+_LABEL_TYPES = ["string", "integer", "number", "boolean"]
 
 _ERROR_RESPONSES = {
     "400": "Body is not UTF-8 JSON of Unicode text (a lone surrogate escape is named by its "
@@ -115,7 +123,89 @@ def _columns(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, Any
     }
 
 
-def _components(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, Any]:
+def _label(classes: Sequence[Any]) -> dict[str, Any]:
+    """A class label: one of the served classifier's, or any JSON scalar."""
+    return {"enum": list(classes)} if classes else {"type": _LABEL_TYPES}
+
+
+def _class_item(classes: Sequence[Any]) -> dict[str, Any]:
+    probability = {"type": "number", "minimum": 0, "maximum": 1}
+    probabilities: dict[str, Any] = {
+        "type": "object",
+        "description": "Each class's probability, keyed by the class label as text "
+        '(1 and true become "1" and "True"); they sum to 1.',
+        "additionalProperties": probability,
+    }
+    if classes:
+        texts = [label_text(c) for c in classes]
+        probabilities["properties"] = {text: probability for text in texts}
+        probabilities["required"] = texts
+        probabilities["additionalProperties"] = False
+    return {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "description": "Prediction id, used for feedback."},
+            "prediction": {
+                **_label(classes),
+                "description": "The predicted class: the most probable one.",
+            },
+            "probabilities": probabilities,
+            "prediction_set": _ref("PredictionSet"),
+            "ood": _ood_field(),
+        },
+        "required": ["id", "prediction", "probabilities", "prediction_set", "ood"],
+    }
+
+
+def _ood_field() -> dict[str, Any]:
+    return {
+        "oneOf": [_ref("Ood"), {"type": "null"}],
+        "description": "How far the record is from the model's reference data; "
+        "null when the served version has no OOD reference or "
+        "WATCHKEEPER_OOD_IN_RESPONSE is off.",
+    }
+
+
+def _single_response(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "request_id": {"type": "string"},
+            "model_version": {"type": "string"},
+            **item["properties"],
+        },
+        "required": ["request_id", "model_version", *item["required"]],
+    }
+
+
+def _for_task(task: Task | None, regression: Any, classification: Any) -> Any:
+    """The served task's schema; either when no model is loaded."""
+    if task is Task.REGRESSION:
+        return regression
+    if task is Task.CLASSIFICATION:
+        return classification
+    return {"oneOf": [regression, classification]}
+
+
+def _feedback_actual(task: Task | None) -> dict[str, Any]:
+    if task is Task.CLASSIFICATION:
+        return {
+            "type": _LABEL_TYPES,
+            "minLength": 1,
+            "maxLength": MAX_LABEL,
+            "description": "The true class (a string, an integer or a boolean; matched by "
+            'its text, so 1 and "1" are one class). A class the model does not know is '
+            "stored too, and the response says known_class false.",
+        }
+    return {"type": "number", "description": "The true value."}
+
+
+def _components(
+    schema: FeatureSchema | None,
+    max_batch_size: int,
+    task: Task | None = None,
+    classes: Sequence[Any] = (),
+) -> dict[str, Any]:
     interval = {
         "type": "object",
         "properties": {
@@ -131,15 +221,35 @@ def _components(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, 
             "id": {"type": "string", "description": "Prediction id, used for feedback."},
             "prediction": {"type": "number"},
             "interval": _ref("Interval"),
-            "ood": {
-                "oneOf": [_ref("Ood"), {"type": "null"}],
-                "description": "How far the record is from the model's reference data; "
-                "null when the served version has no OOD reference or "
-                "WATCHKEEPER_OOD_IN_RESPONSE is off.",
-            },
+            "ood": _ood_field(),
         },
         "required": ["id", "prediction", "interval", "ood"],
     }
+    class_item = _class_item(classes)
+    prediction_set = {
+        "type": "object",
+        "description": "The classes a conformal prediction set holds: it contains the "
+        "true class with probability level (nominal), and always the predicted class.",
+        "properties": {
+            "labels": {"type": "array", "items": _label(classes), "minItems": 1},
+            "level": {"type": "number", "description": "Nominal coverage, e.g. 0.9."},
+        },
+        "required": ["labels", "level"],
+    }
+    accepted = {
+        "accepted": {"type": "integer"},
+        "unmatched": {
+            "type": "integer",
+            "description": "Ids whose prediction is not in the log yet: stored, joined "
+            "when it arrives, counted as orphans if it never does.",
+        },
+        "received_at": {"type": "string"},
+    }
+    if task is Task.CLASSIFICATION:
+        accepted["known_class"] = {
+            "type": "boolean",
+            "description": "Every label names one of the served model's classes.",
+        }
     ood = {
         "type": "object",
         "properties": {
@@ -188,17 +298,12 @@ def _components(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, 
             "additionalProperties": False,
         },
         "Interval": interval,
+        "PredictionSet": prediction_set,
         "Ood": ood,
-        "PredictionItem": item,
-        "SingleResponse": {
-            "type": "object",
-            "properties": {
-                "request_id": {"type": "string"},
-                "model_version": {"type": "string"},
-                **item["properties"],
-            },
-            "required": ["request_id", "model_version", *item["required"]],
-        },
+        "RegressionPrediction": item,
+        "ClassPrediction": class_item,
+        "PredictionItem": _for_task(task, _ref("RegressionPrediction"), _ref("ClassPrediction")),
+        "SingleResponse": _for_task(task, _single_response(item), _single_response(class_item)),
         "BatchResponse": {
             "type": "object",
             "properties": {
@@ -212,7 +317,7 @@ def _components(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, 
             "type": "object",
             "properties": {
                 "id": {"type": "string", "description": "A prediction id from /predict."},
-                "actual": {"type": "number", "description": "The true value."},
+                "actual": _feedback_actual(task),
             },
             "required": ["id", "actual"],
             "additionalProperties": False,
@@ -232,16 +337,8 @@ def _components(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, 
         },
         "FeedbackAccepted": {
             "type": "object",
-            "properties": {
-                "accepted": {"type": "integer"},
-                "unmatched": {
-                    "type": "integer",
-                    "description": "Ids whose prediction is not in the log yet: stored, joined "
-                    "when it arrives, counted as orphans if it never does.",
-                },
-                "received_at": {"type": "string"},
-            },
-            "required": ["accepted", "unmatched", "received_at"],
+            "properties": accepted,
+            "required": list(accepted),
         },
         "Queued": {
             "type": "object",
@@ -308,14 +405,28 @@ def _components(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, 
     }
 
 
-def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> dict[str, Any]:
+def openapi_document(
+    schema: FeatureSchema | None,
+    *,
+    max_batch_size: int,
+    task: Task | None = None,
+    classes: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """The document for a served model of ``task`` (with ``classes``, a classifier's),
+    or for no model (``task`` None)."""
+    description = {
+        Task.REGRESSION: "Predictions with a prediction interval",
+        Task.CLASSIFICATION: "Class predictions with class probabilities and a prediction set",
+        None: "Predictions with a prediction interval (regression) or class probabilities "
+        "and a prediction set (classification)",
+    }[task]
     errors = {code: _json(_ref("Error"), text) for code, text in _ERROR_RESPONSES.items()}
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Watchkeeper prediction server",
             "version": "1",
-            "description": "Predictions with a prediction interval; every request is logged.",
+            "description": f"{description}; every request is logged.",
         },
         "paths": {
             "/predict": {
@@ -348,8 +459,8 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
             "/feedback": {
                 "post": {
                     "operationId": "feedback",
-                    "summary": "Record the actual value of predictions, logged yet or not "
-                    "(all or nothing).",
+                    "summary": "Record the actual value (or class) of predictions, logged "
+                    "yet or not (all or nothing).",
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -452,7 +563,7 @@ def openapi_document(schema: FeatureSchema | None, *, max_batch_size: int) -> di
             },
         },
         "components": {
-            "schemas": _components(schema, max_batch_size),
+            "schemas": _components(schema, max_batch_size, task, classes),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

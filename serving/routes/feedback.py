@@ -1,27 +1,38 @@
-"""``POST /feedback``: the actual value for earlier predictions."""
+"""``POST /feedback``: the actual value (or class) of earlier predictions.
+
+The served model's task decides what ``actual`` may be; with no model loaded, a
+number is expected, as for a regression model."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, current_app
 
-from serving.feedback import parse_feedback, store_feedback
+from serving.feedback import known_class, parse_feedback, store_feedback
 from serving.json_body import request_json
 from serving.responses import json_response
+from watchkeeper.classification import Classifier
+from watchkeeper.task import Task
 
 bp = Blueprint("feedback", __name__)
 
 
 @bp.post("/feedback")
 def feedback() -> Response:
+    loaded = current_app.extensions["watchkeeper.model_store"].loaded
+    model = loaded.model if loaded is not None else None
     items = parse_feedback(
         request_json(),
         max_items=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"],
+        task=model.task if model is not None else Task.REGRESSION,
     )
     stored = store_feedback(current_app.extensions["watchkeeper.engine"], items)
-    return json_response(
-        {
-            "accepted": stored.accepted,
-            "unmatched": stored.unmatched,
-            "received_at": stored.received_at.isoformat(),
-        }
-    )
+    body: dict[str, Any] = {
+        "accepted": stored.accepted,
+        "unmatched": stored.unmatched,
+        "received_at": stored.received_at.isoformat(),
+    }
+    if isinstance(model, Classifier):
+        body["known_class"] = known_class(model, items)
+    return json_response(body)

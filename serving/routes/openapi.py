@@ -6,6 +6,7 @@ from flask import Blueprint, Response, current_app
 
 from serving.openapi import openapi_document
 from serving.responses import json_response
+from watchkeeper.classification import Classifier
 
 bp = Blueprint("openapi", __name__)
 
@@ -13,9 +14,12 @@ bp = Blueprint("openapi", __name__)
 @bp.get("/openapi.json")
 def openapi() -> Response:
     loaded = current_app.extensions["watchkeeper.model_store"].loaded
+    model = loaded.model if loaded is not None else None
     return json_response(
         openapi_document(
-            loaded.model.schema if loaded is not None else None,
+            model.schema if model is not None else None,
             max_batch_size=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"],
+            task=model.task if model is not None else None,
+            classes=model.classes if isinstance(model, Classifier) else (),
         )
     )

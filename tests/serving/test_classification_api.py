@@ -23,8 +23,10 @@ from tests.processes import metric, wait_for
 from tests.serving.conftest import LogReader
 from watchkeeper.classification import Classifier
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.tables import predictions
+from watchkeeper.db.tables import feedback, predictions
+from watchkeeper.registry import ModelRegistry
 from watchkeeper.task import label_text
+from watchkeeper.training import TrainedModel
 
 LEVEL = 0.9
 
@@ -282,3 +284,183 @@ def test_a_regression_model_counts_no_classes(client: FlaskClient, record: dict[
     assert metric(text, "watchkeeper_model_info", model_version="v1", task="regression") == 1
     assert "watchkeeper_predicted_class_total{" not in text
     assert metric(text, "watchkeeper_prediction_value_count") == 1
+
+
+def _predict_ids(app: Flask, records: list[dict[str, Any]], read_log: Any) -> list[str]:
+    body = app.test_client().post("/predict", json={"instances": records}).json
+    read_log(app).flush()
+    return [item["id"] for item in body["predictions"]]
+
+
+def _labels(app: Flask) -> dict[str, tuple[float | None, str | None]]:
+    engine = app.extensions["watchkeeper.engine"]
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(feedback.c.prediction_id, feedback.c.actual, feedback.c.label)
+        ).all()
+    return {pid: (actual, label) for pid, actual, label in rows}
+
+
+def test_class_labels_are_stored_as_text_and_unknown_classes_are_said(
+    classifier_app: Flask,
+    read_log: Callable[[Flask], LogReader],
+    classifier_records: list[dict[str, Any]],
+) -> None:
+    ids = _predict_ids(classifier_app, classifier_records[:4], read_log)
+    client = classifier_app.test_client()
+
+    known = client.post("/feedback", json={"id": ids[0], "actual": "low"})
+    unknown = client.post("/feedback", json={"id": ids[1], "actual": "very high"})
+    batch = client.post(
+        "/feedback",
+        json={"items": [{"id": ids[2], "actual": "mid"}, {"id": ids[3], "actual": 7}]},
+    )
+    again = client.post("/feedback", json={"id": ids[0], "actual": "mid"})
+
+    assert (known.status_code, known.json["known_class"], known.json["accepted"]) == (
+        200,
+        True,
+        1,
+    )
+    assert (unknown.status_code, unknown.json["known_class"]) == (200, False)
+    assert (batch.status_code, batch.json["known_class"], batch.json["unmatched"]) == (
+        200,
+        False,
+        0,
+    )
+    assert again.status_code == 409
+    assert _labels(classifier_app) == {
+        ids[0]: (None, "low"),
+        ids[1]: (None, "very high"),
+        ids[2]: (None, "mid"),
+        ids[3]: (7.0, "7"),
+    }
+
+
+def test_integer_classes_take_numbers_strings_and_booleans(
+    binary_app: Flask,
+    read_log: Callable[[Flask], LogReader],
+    classifier_records: list[dict[str, Any]],
+) -> None:
+    ids = _predict_ids(binary_app, classifier_records[:5], read_log)
+    client = binary_app.test_client()
+    sent = [0, 1, "1", 1.0, True]
+
+    known = [
+        client.post("/feedback", json={"id": pid, "actual": actual}).json["known_class"]
+        for pid, actual in zip(ids, sent, strict=True)
+    ]
+
+    # 1, 1.0 and "1" are one class; True is another (matched by its text, "True")
+    assert known == [True, True, True, True, False]
+    assert _labels(binary_app) == {
+        ids[0]: (0.0, "0"),
+        ids[1]: (1.0, "1"),
+        ids[2]: (None, "1"),
+        ids[3]: (1.0, "1"),
+        ids[4]: (None, "True"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("actual", "problem"),
+    [
+        (None, "must be a class label (a string, an integer or a boolean), got null"),
+        (
+            {"class": "low"},
+            "must be a class label (a string, an integer or a boolean), got an object",
+        ),
+        (["low"], "must be a class label (a string, an integer or a boolean), got an array"),
+        ("", "must be a class label (a string, an integer or a boolean), got an empty string"),
+        ("x" * 257, "must be at most 256 characters long, got 257"),
+        ("NaN", "must be a class label (a string, an integer or a boolean), got NaN"),
+    ],
+)
+def test_what_is_no_class_label_is_refused_naming_actual(
+    classifier_app: Flask, actual: Any, problem: str
+) -> None:
+    client = classifier_app.test_client()
+    if actual == "NaN":  # not JSON, but clients send it
+        single = client.post(
+            "/feedback", data=b'{"id": "p1", "actual": NaN}', content_type="application/json"
+        )
+        batch = client.post(
+            "/feedback",
+            data=b'{"items": [{"id": "p0", "actual": "low"}, {"id": "p1", "actual": NaN}]}',
+            content_type="application/json",
+        )
+    else:
+        single = client.post("/feedback", json={"id": "p1", "actual": actual})
+        batch = client.post(
+            "/feedback",
+            json={"items": [{"id": "p0", "actual": "low"}, {"id": "p1", "actual": actual}]},
+        )
+
+    assert single.status_code == batch.status_code == 422
+    assert single.json["error"]["details"] == [{"field": "actual", "problem": problem}]
+    assert batch.json["error"]["details"] == [{"field": "items[1].actual", "problem": problem}]
+    assert _labels(classifier_app) == {}
+
+
+def test_a_regression_model_still_takes_numbers_only(client: FlaskClient, app: Flask) -> None:
+    response = client.post("/feedback", json={"id": "p1", "actual": "high"})
+
+    assert response.status_code == 422
+    assert response.json["error"]["details"] == [{"field": "actual", "problem": "must be a number"}]
+    accepted = client.post("/feedback", json={"id": "p1", "actual": 2.5})
+    assert accepted.status_code == 200 and "known_class" not in accepted.json
+    assert _labels(app) == {"p1": (2.5, None)}
+
+
+def test_a_swap_between_a_regression_model_and_a_classifier_changes_the_answers(
+    app: Flask,
+    registry_dir: Path,
+    classifier_trained: TrainedModel,
+    read_log: Callable[[Flask], LogReader],
+    record: dict[str, Any],
+    classifier_records: list[dict[str, Any]],
+) -> None:
+    client = app.test_client()
+    store = app.extensions["watchkeeper.model_store"]
+    registry = ModelRegistry(registry_dir)
+    before = client.post("/predict", json={"instances": [record, record]}).json
+
+    assert registry.register(classifier_trained) == "v2"
+    assert store.refresh() is True
+    classified = client.post("/predict", json={"instances": classifier_records[:3]}).json
+    described = client.get("/model").json
+    spec = client.get("/openapi.json").json
+    labelled = client.post("/feedback", json={"id": "later", "actual": "low"})
+    text = client.get("/metrics").text
+
+    registry.set_current("v1")
+    assert store.refresh() is True
+    after = client.post("/predict", json={"features": record}).json
+
+    assert "interval" in before["predictions"][0] and "interval" in after
+    assert (after["model_version"], classified["model_version"]) == ("v1", "v2")
+    for item in classified["predictions"]:
+        _check_item(item, _classifier_of(classifier_trained))
+    assert (described["version"], described["metadata"]["task"]) == ("v2", "classification")
+    assert spec["components"]["schemas"]["PredictionItem"]["$ref"].endswith("ClassPrediction")
+    assert (labelled.status_code, labelled.json["known_class"]) == (200, True)
+    assert metric(text, "watchkeeper_model_info", model_version="v1", task="regression") == 0
+    assert metric(text, "watchkeeper_model_info", model_version="v2", task="classification") == 1
+    rows = read_log(app).predictions()
+    assert [(r["model_version"], r["probabilities"] is None) for r in rows] == [
+        ("v1", True),
+        ("v1", True),
+        ("v2", False),
+        ("v2", False),
+        ("v2", False),
+        ("v1", True),
+    ]
+    assert [r["prediction"] for r in rows[2:5]] == [
+        float(classifier_trained.model.classes.index(item["prediction"]))
+        for item in classified["predictions"]
+    ]
+
+
+def _classifier_of(trained: TrainedModel) -> Classifier:
+    assert isinstance(trained.model, Classifier)
+    return trained.model

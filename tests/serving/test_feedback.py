@@ -118,6 +118,19 @@ def test_bad_feedback_fields_are_422_naming_them(client: FlaskClient) -> None:
     }
 
 
+def test_a_number_too_large_for_a_float_is_refused_naming_actual(client: FlaskClient) -> None:
+    response = client.post(
+        "/feedback",
+        data=b'{"id": "a", "actual": 1' + b"0" * 400 + b"}",
+        content_type="application/json",
+    )
+
+    assert response.status_code == 422
+    assert response.json["error"]["details"] == [
+        {"field": "actual", "problem": "must be a finite number"}
+    ]
+
+
 TOKEN = "s3cret-token"
 
 

@@ -10,6 +10,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from serving.openapi import openapi_document
+
 
 def _validator(spec: dict[str, Any], schema: dict[str, Any]) -> jsonschema.Validator:
     return jsonschema.Draft202012Validator({**schema, "components": spec["components"]})
@@ -93,3 +95,86 @@ def test_documented_request_schema_accepts_what_the_server_accepts(
     assert not validator.is_valid({"columns": {k: [] for k in record}})
     assert not validator.is_valid({"columns": {**{k: [v] for k, v in record.items()}, "X": [1]}})
     assert not validator.is_valid({"columns": {k: [v] for k, v in record.items()}, "features": {}})
+
+
+def _response_schema(spec: dict[str, Any], path: str, status: int = 200) -> dict[str, Any]:
+    responses = spec["paths"][path]["post"]["responses"]
+    return responses[str(status)]["content"]["application/json"]["schema"]
+
+
+def test_a_classifiers_responses_match_its_document(
+    classifier_app: Flask, classifier_records: list[dict[str, Any]]
+) -> None:
+    client = classifier_app.test_client()
+    spec = client.get("/openapi.json").json
+    record = classifier_records[0]
+    predict = _validator(spec, _response_schema(spec, "/predict"))
+    feedback = _validator(spec, _response_schema(spec, "/feedback"))
+
+    single = client.post("/predict", json={"features": record}).json
+    batch = client.post("/predict", json={"instances": [record, classifier_records[1]]}).json
+    columns = client.post("/predict", json={"columns": {k: [v] for k, v in record.items()}}).json
+    labelled = client.post("/feedback", json={"id": single["id"], "actual": "none"}).json
+
+    for body in (single, batch, columns):
+        predict.validate(body)
+    feedback.validate(labelled)
+    assert labelled["known_class"] is False
+    schemas = spec["components"]["schemas"]
+    assert schemas["ClassPrediction"]["properties"]["prediction"]["enum"] == ["high", "low", "mid"]
+    assert schemas["PredictionItem"] == {"$ref": "#/components/schemas/ClassPrediction"}
+    # a regression answer is not what this server gives
+    assert not predict.is_valid({**single, "prediction": 1.5})
+    item = {"type": ["string", "integer", "number", "boolean"]}
+    assert {
+        k: v for k, v in schemas["FeedbackItem"]["properties"]["actual"].items() if k == "type"
+    } == item
+    actual = _validator(spec, {"$ref": "#/components/schemas/FeedbackItem"})
+    assert actual.is_valid({"id": "p", "actual": "low"}) and actual.is_valid(
+        {"id": "p", "actual": 1}
+    )
+    assert not actual.is_valid({"id": "p", "actual": None})
+    assert not actual.is_valid({"id": "p", "actual": ""})
+
+
+def test_a_regression_models_document_keeps_its_shapes(spec: dict[str, Any]) -> None:
+    schemas = spec["components"]["schemas"]
+
+    assert schemas["PredictionItem"] == {"$ref": "#/components/schemas/RegressionPrediction"}
+    assert schemas["FeedbackItem"]["properties"]["actual"]["type"] == "number"
+    assert "known_class" not in schemas["FeedbackAccepted"]["properties"]
+    single = _validator(spec, {"$ref": "#/components/schemas/SingleResponse"})
+    assert not single.is_valid(
+        {
+            "request_id": "r",
+            "model_version": "v1",
+            "id": "r",
+            "prediction": "low",
+            "probabilities": {"low": 1.0},
+            "prediction_set": {"labels": ["low"], "level": 0.9},
+            "ood": None,
+        }
+    )
+
+
+def test_with_no_model_either_prediction_shape_is_documented() -> None:
+    spec = openapi_document(None, max_batch_size=10)
+    item = _validator(spec, {"$ref": "#/components/schemas/PredictionItem"})
+
+    assert item.is_valid(
+        {
+            "id": "r",
+            "prediction": 1.5,
+            "interval": {"lower": 1, "upper": 2, "level": 0.9},
+            "ood": None,
+        }
+    )
+    assert item.is_valid(
+        {
+            "id": "r",
+            "prediction": "low",
+            "probabilities": {"low": 1.0},
+            "prediction_set": {"labels": ["low"], "level": 0.9},
+            "ood": None,
+        }
+    )
