@@ -51,6 +51,7 @@ from monitoring.windows import Window, cut_windows
 from watchkeeper.classification import ClassPredictions
 from watchkeeper.db.positions import from_micros, to_micros
 from watchkeeper.db.tables import predictions, window_results
+from watchkeeper.errors import WatchkeeperError
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.task import Task
@@ -391,7 +392,12 @@ class Monitor:
         return ClassVersion(tuple(record.classes), record.prediction_set.spec())
 
     def _validation_metric(self, version: str, name: str) -> float | None:
-        value = self._record(version).metrics.get(name)
+        """A validation figure of the version (None if it has none, or its metadata
+        cannot be read: the figure is then left out, the labels still counted)."""
+        try:
+            value = self._record(version).metrics.get(name)
+        except WatchkeeperError:
+            return None
         return None if value is None else float(value)
 
     def _validation_mae_of(self, version: str) -> float | None:
@@ -466,9 +472,16 @@ class Monitor:
         for span, labels in labelled:
             if labels.empty:
                 continue
-            if self._class_version(span.model_version) is not None:
+            try:
+                classes = self._class_version(span.model_version)
+            except WatchkeeperError as exc:  # its metadata unreadable: the labels move on
+                results.append(self._accuracy_error(span, labels, exc))
+                continue
+            if classes is not None:
                 results.append(
-                    self._class_window_accuracy(span, labels, estimates.get(span.window_id))
+                    self._class_window_accuracy(
+                        span, classes, labels, estimates.get(span.window_id)
+                    )
                 )
                 continue
             try:
@@ -493,23 +506,31 @@ class Monitor:
         self._store(results, replace=True)
         return {r["model_version"] for r in results}
 
+    def _accuracy_error(
+        self, span: WindowSpan, labels: pd.DataFrame, exc: Exception
+    ) -> dict[str, Any]:
+        """The window's accuracy stored as an error: its labels move on."""
+        reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+        log.error("accuracy of %s failed: %s", span.window_id, reason, exc_info=exc)
+        self.status.window_errors[Check.ACCURACY] += 1
+        details = {"labels": len(labels), "error": reason}
+        return _span_result(span, Check.ACCURACY, len(labels), None, details)
+
     def _class_window_accuracy(
-        self, span: WindowSpan, labels: pd.DataFrame, estimate: float | None
+        self,
+        span: WindowSpan,
+        version: ClassVersion,
+        labels: pd.DataFrame,
+        estimate: float | None,
     ) -> dict[str, Any]:
         """A classifier window's accuracy result: the classification figures in its
         details, the accuracy as its score."""
-        version = self._class_version(span.model_version)
-        assert version is not None
         try:
             metrics = ClassificationAccuracy.of(
                 labels, version, confidence=self.settings.trigger_accuracy_confidence
             )
         except Exception as exc:  # stored as the window's error; the labels move on
-            reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
-            log.error("accuracy of %s failed: %s", span.window_id, reason, exc_info=exc)
-            self.status.window_errors[Check.ACCURACY] += 1
-            details: dict[str, Any] = {"labels": len(labels), "error": reason}
-            return _span_result(span, Check.ACCURACY, len(labels), None, details)
+            return self._accuracy_error(span, labels, exc)
         details = metrics.as_details(
             labelled_share=metrics.labels / max(span.n_rows, 1),
             validation_accuracy=self._validation_metric(span.model_version, "accuracy"),
@@ -567,7 +588,11 @@ class Monitor:
                 pd.to_datetime(labels["created_at"], utc=True).max().to_pydatetime(),
             )
             confidence = self.settings.trigger_accuracy_confidence
-            classes = self._class_version(version)
+            try:
+                classes = self._class_version(version)
+            except WatchkeeperError as exc:
+                log.error("no rolling accuracy for %s: %s", version, exc)
+                continue
             if classes is not None:
                 figures = ClassificationAccuracy.of(labels, classes, confidence=confidence)
                 details = figures.as_details(

@@ -9,8 +9,10 @@ in the version's classes order, ``feedback.label`` = the true class as text)."""
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,7 @@ from tests.processes import metric
 from watchkeeper.classification import PredictionSetSpec
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import predictions, retrain_requests, window_results
+from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
 
@@ -459,3 +462,59 @@ def test_the_window_line_gives_a_classifiers_estimate_as_an_accuracy() -> None:
     line = window_verdict([estimate], min_samples=200)
 
     assert "estimated accuracy 81.2 %" in line and "MAE" not in line
+
+
+def test_classifier_rows_and_labels_are_read_alike_on_either_database(
+    database_url: str, class_settings: Settings, classifier_trained: TrainedModel
+) -> None:
+    """Probabilities (JSON) and text labels as each backend hands them back."""
+    settings = class_settings.model_copy(update={"database_url": database_url})
+    engine = create_engine(database_url)
+    monitor = Monitor(settings, engine, ModelRegistry(settings.registry_dir))
+    model = classifier_of(classifier_trained)
+    frame, p = draw(500, seed=41)
+    truth = outcomes(p, seed=42)
+    try:
+        ids = write_rows(engine, model, frame)
+        write_labels(engine, ids, truth)
+        monitor.run_once()
+        by_check = {
+            check: _results(engine, check)
+            for check in ("accuracy", "estimated_accuracy", "output_drift")
+        }
+    finally:
+        engine.dispose()
+
+    (accuracy,) = by_check["accuracy"]
+    predicted = model.predict(frame).labels
+    right = sum(a == b for a, b in zip(predicted, truth, strict=True))
+    assert accuracy["score"] == pytest.approx(right / 500)
+    assert accuracy["details"]["set_coverage"] > 0.8
+    assert by_check["estimated_accuracy"][0]["score"] == pytest.approx(
+        float(model.calibration.expected_accuracy(model.predict(frame).confidence).mean())
+    )
+    assert "error" not in by_check["output_drift"][0]["details"]
+
+
+def test_labels_of_a_version_whose_metadata_became_unreadable_do_not_stall_the_monitor(
+    class_settings: Settings, class_monitor: Monitor, classifier_trained: TrainedModel
+) -> None:
+    model = classifier_of(classifier_trained)
+    frame, p = draw(500, seed=43)
+    ids = write_rows(class_monitor.engine, model, frame)
+    class_monitor.run_once()
+    metadata = Path(class_settings.registry_dir) / "versions" / "v1" / "metadata.json"
+    broken = json.loads(metadata.read_text())
+    del broken["classes"]
+    metadata.write_text(json.dumps(broken))
+    write_labels(class_monitor.engine, ids, outcomes(p, seed=44))
+    restarted = Monitor(
+        class_settings, class_monitor.engine, ModelRegistry(class_settings.registry_dir)
+    )
+
+    restarted.run_once()  # raised on every cycle, the labels never passing
+
+    (accuracy,) = _results(class_monitor.engine, "accuracy")
+    assert accuracy["score"] is None and "classes" in accuracy["details"]["error"]
+    assert restarted.status.window_errors["accuracy"] == 1
+    assert restarted.reader.watermark("feedback") > 0
