@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from monitoring.metrics import MonitorCollector
 from monitoring.monitor import Monitor, MonitorStatus
 from monitoring.trigger import RetrainTrigger, TriggerPolicy
 from monitoring.verdict import window_verdict
+from serving.app import create_app, shutdown
 from tests.monitoring.classifier_log import (
     NOW,
     classifier_of,
@@ -518,3 +520,37 @@ def test_labels_of_a_version_whose_metadata_became_unreadable_do_not_stall_the_m
     assert accuracy["score"] is None and "classes" in accuracy["details"]["error"]
     assert restarted.status.window_errors["accuracy"] == 1
     assert restarted.reader.watermark("feedback") > 0
+
+
+def test_a_served_classifiers_log_and_labels_are_judged_by_the_monitor(
+    class_settings: Settings,
+    class_monitor: Monitor,
+    classifier_trained: TrainedModel,
+    send_predictions: Callable[..., list[str]],
+) -> None:
+    """End to end with the real server: what /predict logs and /feedback stores is what
+    the monitor reads (the contract's rows, not this file's writer)."""
+    app = create_app(class_settings, registry=CollectorRegistry())
+    try:
+        frame, p = draw(500, seed=45)
+        records = frame.to_dict(orient="records")
+        ids = send_predictions(app, records, 500)
+        truth = outcomes(p, seed=46)
+        truth[0] = "unsubscribed"
+        items = [{"id": pid, "actual": label} for pid, label in zip(ids, truth, strict=True)]
+        response = app.test_client().post("/feedback", json={"items": items})
+        assert response.status_code == 200, response.json
+    finally:
+        shutdown(app)
+        app.extensions["watchkeeper.engine"].dispose()
+
+    assert class_monitor.run_once() == 1
+
+    (accuracy,) = _results(class_monitor.engine, "accuracy")
+    predicted = classifier_of(classifier_trained).predict(frame).labels
+    right = sum(a == b for a, b in zip(predicted, truth, strict=True))
+    assert accuracy["n_rows"] == 500
+    assert accuracy["score"] == pytest.approx(right / 500)
+    assert accuracy["details"]["unknown_labels"] == 1
+    (drift,) = _results(class_monitor.engine, "output_drift")
+    assert "class_p_value" in drift["details"]
