@@ -279,6 +279,27 @@ def test_class_output_drift_keeps_its_false_alarm_rate_and_sees_a_small_shift(
     assert np.mean(shifted) >= 0.9
 
 
+def test_a_multiclass_output_drift_tests_the_class_mix_alone(
+    classifier_trained: TrainedModel,
+) -> None:
+    """Three classes: chi-squared on the predicted-class counts, no probability test."""
+    model = classifier_of(classifier_trained)
+    reference = classifier_trained.reference
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet([4.0, 2.0, 1.0], size=len(reference))
+    suite = DetectorSuite.fit(model.schema, reference, probabilities)
+    mix = np.bincount(probabilities.argmax(axis=1), minlength=3) / len(reference)
+
+    same = suite.class_output_drift(rng.choice(3, size=500, p=mix))
+    moved = suite.class_output_drift(
+        rng.choice(3, size=500, p=[mix[0] - 0.1, mix[1], mix[2] + 0.1])
+    )
+
+    assert not same.is_drift and same.probability_p_value is None
+    assert moved.is_drift and moved.distance == pytest.approx(0.1, abs=0.04)
+    assert len(moved.window_shares) == 3
+
+
 def test_output_drift_of_a_classifier_window_is_stored_under_the_output_drift_check(
     class_monitor: Monitor, classifier_trained: TrainedModel
 ) -> None:
