@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 
 from serving.log_entry import LogEntry
 from serving.log_store import LogStore
-from tests.processes import metric, wait_for
+from tests.processes import Process, metric, wait_for
 from tests.serving.conftest import LogReader
 from watchkeeper.classification import Classifier
 from watchkeeper.db.engine import create_engine
@@ -74,6 +74,8 @@ def test_a_single_record_is_answered_with_a_class_probabilities_and_a_set(
     assert body["id"] == body["request_id"] and body["model_version"] == "v1"
     assert isinstance(body["prediction"], str)
     _check_item(body, _classifier(classifier_app))
+    # scored against the classifier's reference sample, as a regression model's are
+    assert body["ood"] is not None and body["ood"]["score"] >= 0
 
 
 def test_records_and_columns_batches_give_the_same_class_predictions(
@@ -142,8 +144,7 @@ def test_logged_rows_hold_the_class_index_and_the_probabilities(
         assert row["prediction"] == row["lower"] == row["upper"] == float(index)
         assert row["probabilities"] == [item["probabilities"][t] for t in texts]
         assert row["model_version"] == "v1"
-        if item["ood"] is not None:
-            assert row["ood_score"] == pytest.approx(item["ood"]["score"])
+        assert row["ood_score"] == pytest.approx(item["ood"]["score"])
 
 
 def _entry(**fields: Any) -> LogEntry:
@@ -464,3 +465,60 @@ def test_a_swap_between_a_regression_model_and_a_classifier_changes_the_answers(
 def _classifier_of(trained: TrainedModel) -> Classifier:
     assert isinstance(trained.model, Classifier)
     return trained.model
+
+
+@pytest.mark.integration
+def test_gunicorn_workers_serve_a_classifier_and_log_its_rows(
+    start_watchkeeper: Callable[..., Process],
+    registry_dir: Path,
+    tmp_path: Path,
+    classifier_trained: TrainedModel,
+    classifier_records: list[dict[str, Any]],
+) -> None:
+    ModelRegistry(registry_dir).register(classifier_trained)  # v2, a classifier, is current
+    server = start_watchkeeper("serve", WATCHKEEPER_WORKERS="2")
+
+    answers = [
+        server.post("/predict", json={"instances": classifier_records[i : i + 10]}).json()
+        for i in range(0, 60, 10)
+    ]
+    labelled = server.post(
+        "/feedback", json={"id": answers[0]["predictions"][0]["id"], "actual": "mid"}
+    )
+
+    items = [item for answer in answers for item in answer["predictions"]]
+    assert {answer["model_version"] for answer in answers} == {"v2"}
+    for item in items:
+        _check_item(item, _classifier_of(classifier_trained))
+    assert labelled.status_code == 200 and labelled.json()["known_class"] is True
+    text = server.get("/metrics").text
+    assert metric(text, "watchkeeper_model_info", model_version="v2", task="classification") == 1
+    counted = {
+        label: metric(text, "watchkeeper_predicted_class_total", model_version="v2", label=label)
+        for label in ("low", "mid", "high")
+    }
+    labels = [item["prediction"] for item in items]
+    assert counted == {label: float(labels.count(label)) or None for label in counted}
+    engine = create_engine(f"sqlite:///{tmp_path / 'var' / 'watchkeeper.db'}")
+    try:
+
+        def logged() -> dict[str, Any]:
+            with engine.connect() as connection:
+                rows = connection.execute(
+                    sa.select(
+                        predictions.c.prediction_id,
+                        predictions.c.prediction,
+                        predictions.c.probabilities,
+                    )
+                ).all()
+            return {pid: (prediction, probabilities) for pid, prediction, probabilities in rows}
+
+        assert wait_for(lambda: len(logged()) == len(items), timeout=60)
+        rows = logged()
+    finally:
+        engine.dispose()
+    classes = classifier_trained.model.classes
+    for item in items:
+        prediction, probabilities = rows[item["id"]]
+        assert prediction == float(classes.index(item["prediction"]))
+        assert probabilities == [item["probabilities"][label_text(c)] for c in classes]
