@@ -10,13 +10,18 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, generate_latest
 
+from monitoring.metrics import MonitorCollector
+from monitoring.monitor import MonitorStatus
 from monitoring.replay import Replayer
+from serving.metrics import ServingMetrics
 from tests.observability import Server
 from tests.processes import Process, metric, wait_for
 from watchkeeper.dataset import Dataset
@@ -46,8 +51,12 @@ def _exported_names(text: str) -> set[str]:
 
 
 def _rule_expressions() -> tuple[set[str], list[str]]:
+    """Recorded names and alert expressions, but a classifier's alerts: a regression
+    model's run exports none of their metrics (the classifier test checks them)."""
     recorded, expressions = set(), []
     for path in RULES.glob("*.yml"):
+        if path.name == "classification.yml":
+            continue
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
                 expressions.append(rule["expr"])
@@ -109,10 +118,20 @@ def test_every_dashboard_query_returns_data_and_names_only_exported_metrics(
     Replayer(server.url, batch_size=50, feedback_delay=0.2).run(ames.between(201001, 201012))
 
     dashboards = build().values()
+    # a regression model is served: the classifier's panels are the other task's, with
+    # no series (test_the_served_models_task_shows_its_panels_and_empties_the_others)
+    classifier = served_task(Task.CLASSIFICATION)
     queries = [
         (d["title"], title, substitute_all(q, d))
         for d in dashboards
         for title, q in panel_queries(d)
+        if classifier not in q
+    ]
+    hidden = [
+        (d["title"], title, substitute_all(q, d))
+        for d in dashboards
+        for title, q in panel_queries(d)
+        if classifier in q
     ]
     # a variable's values come from the series inside its label_values(…)
     queries += [
@@ -136,7 +155,14 @@ def test_every_dashboard_query_returns_data_and_names_only_exported_metrics(
 
     # the monitor fits the promoted version's detectors before its first window's
     # verdict: minutes with both cores busy
-    assert wait_for(lambda: not empty(), timeout=300, interval=2), [q for _, _, q in empty()]
+    assert wait_for(lambda: not empty(), timeout=300, interval=2), (
+        [title for _, title, _ in empty()],
+        [line for line in server.get("/metrics").text.splitlines() if "model_info" in line],
+        empty()[:1],
+    )
+    assert all(
+        not prometheus.get("/api/v1/query", query=q).json()["data"]["result"] for _, _, q in hidden
+    )
 
     exported = set()
     for process in (server, monitor, worker):
@@ -193,75 +219,101 @@ def expositions() -> Iterator[Callable[[Callable[[float], str]], Exposition]]:
         exposition.close()
 
 
-# Each task's gauges as the monitor exports them for a version of that task (names of
-# the classification contract, monitoring/metrics.py), at plausible values.
-CLASSIFIER_GAUGES = {
-    "accuracy_ratio": 0.88,
-    "accuracy_lower_bound_ratio": 0.85,
-    "accuracy_upper_bound_ratio": 0.9,
-    "validation_accuracy_ratio": 0.9,
-    "log_loss": 0.31,
-    "validation_log_loss": 0.29,
-    "brier_score": 0.17,
-    "prediction_set_coverage_ratio": 0.91,
-    "prediction_set_size": 1.3,
-    "calibration_error_ratio": 0.03,
-    "estimated_accuracy_ratio": 0.89,
-    "estimated_accuracy_error_ratio": 0.01,
+# Each task's rolling figures as the monitor stores them for a version of that task,
+# at plausible values; the monitor's own collector turns them into its gauges.
+ROLLING = {
+    Task.CLASSIFICATION: {
+        "task": "classification",
+        "accuracy": 0.88,
+        "accuracy_lower_bound": 0.85,
+        "accuracy_upper_bound": 0.9,
+        "log_loss": 0.31,
+        "brier": 0.17,
+        "set_coverage": 0.91,
+        "set_size": 1.3,
+        "ece": 0.03,
+        "recall": {"yes": 0.8, "no": 0.93},
+        "validation_accuracy": 0.9,
+        "validation_log_loss": 0.29,
+        "labels": 1000,
+        "label_delay_seconds_median": 60.0,
+    },
+    Task.REGRESSION: {
+        "mae": 16000.0,
+        "mae_lower_bound": 15000.0,
+        "rmse": 23000.0,
+        "mape": 10.0,
+        "coverage": 0.9,
+        "validation_mae": 15000.0,
+        "labels": 1000,
+        "label_delay_seconds_median": 60.0,
+    },
 }
-REGRESSION_GAUGES = {
-    "mae": 16000.0,
-    "mae_lower_bound": 15000.0,
-    "estimated_mae": 16500.0,
-    "validation_mae": 15000.0,
-    "rmse": 23000.0,
-    "mape_ratio": 0.1,
-    "interval_coverage": 0.9,
+# the metrics only a model of one task has (the other task's must be scraped too, and
+# still give its panels no series)
+TASK_METRICS = {
+    Task.CLASSIFICATION: [
+        "watchkeeper_monitor_accuracy_ratio",
+        "watchkeeper_monitor_class_recall_ratio",
+        "watchkeeper_predicted_class_total",
+    ],
+    Task.REGRESSION: [
+        "watchkeeper_monitor_mae",
+        "watchkeeper_monitor_interval_coverage",
+        "watchkeeper_prediction_value_bucket",
+    ],
 }
 
 
-def _monitor_text(versions: dict[str, Task]) -> str:
-    lines = []
+def _monitor_registry(versions: dict[str, Task]) -> CollectorRegistry:
+    """The monitor's real collector, publishing both versions' rolling figures and the
+    label-free estimate of each."""
+    status = MonitorStatus()
+    now = datetime.now(UTC)
     for version, task in versions.items():
-        gauges = CLASSIFIER_GAUGES if task is Task.CLASSIFICATION else REGRESSION_GAUGES
-        for name, value in gauges.items():
-            lines.append(f'watchkeeper_monitor_{name}{{model_version="{version}"}} {value}')
+        details = {"task": task.value, **ROLLING[task]}
+        status.rolling[version] = {
+            "model_version": version,
+            "details": details,
+            "evaluated_at": now,
+        }
         if task is Task.CLASSIFICATION:
-            for label, recall in (("yes", 0.8), ("no", 0.93)):
-                lines.append(
-                    "watchkeeper_monitor_class_recall_ratio"
-                    f'{{model_version="{version}",class="{label}"}} {recall}'
-                )
-    return "\n".join(lines) + "\n"
+            status.accuracy_estimate_errors[version] = 0.01
+        else:
+            status.estimate_errors[version] = 0.05
+    served = list(versions)[-1]
+    score = 0.89 if versions[served] is Task.CLASSIFICATION else 16500.0
+    status.latest["estimated_accuracy"] = {
+        "model_version": served,
+        "score": score,
+        "details": {"task": versions[served].value},
+    }
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(status))
+    return registry
 
 
-def _serving_text(versions: dict[str, Task], served: str, seconds: float) -> str:
-    """model_info (the replaced version at 0, as serving sets it at a swap), the
-    classifier's predicted classes and the regression model's predicted values (left
-    behind by the version of the other task: the task's join must hide them)."""
-    lines = ["# TYPE watchkeeper_model_info gauge"]
+def _serving_metrics(versions: dict[str, Task]) -> ServingMetrics:
+    """Serving's real metrics: model_info with the replaced version at 0 (as serving sets
+    it at a swap) and the served one at 1."""
+    metrics = ServingMetrics(CollectorRegistry(), prediction_buckets=[100000.0, 200000.0])
+    served = list(versions)[-1]
     for version, task in versions.items():
-        lines.append(
-            f'watchkeeper_model_info{{model_version="{version}",task="{task.value}"}} '
-            f"{int(version == served)}"
-        )
-    lines.append("# TYPE watchkeeper_predicted_class_total counter")
+        metrics.model_info.labels(version, task.value).set(int(version == served))
+    return metrics
+
+
+def _predict(metrics: ServingMetrics, versions: dict[str, Task]) -> None:
+    """A scrape's worth of predictions by both versions (the replaced one's counts stay
+    in a worker that answered with it): classes counted for the classifier, values
+    observed for the regression model."""
     for version, task in versions.items():
         if task is Task.CLASSIFICATION:
-            for label, share in (("yes", 0.3), ("no", 0.7)):
-                count = 1000 + 50 * share * seconds
-                lines.append(
-                    "watchkeeper_predicted_class_total"
-                    f'{{model_version="{version}",label="{label}"}} {count:g}'
-                )
-    lines.append("# TYPE watchkeeper_prediction_value histogram")
-    for bound, share in (("100000", 0.2), ("200000", 0.7), ("+Inf", 1.0)):
-        lines.append(
-            f'watchkeeper_prediction_value_bucket{{le="{bound}"}} {1000 + 50 * share * seconds:g}'
-        )
-    lines.append(f"watchkeeper_prediction_value_count {1000 + 50 * seconds:g}")
-    lines.append(f"watchkeeper_prediction_value_sum {1.5e8 + 7.5e6 * seconds:g}")
-    return "\n".join(lines) + "\n"
+            for label, count in (("yes", 3), ("no", 7)):
+                metrics.predicted_class.labels(version, label).inc(count)
+        else:
+            for value in (90000.0, 150000.0, 250000.0):
+                metrics.prediction_value.observe(value)
 
 
 @pytest.mark.timeout(300)
@@ -278,8 +330,15 @@ def test_the_served_models_task_shows_its_panels_and_empties_the_others(
     join on watchkeeper_model_info's task is what empties them."""
     other = Task.REGRESSION if served_task_ is Task.CLASSIFICATION else Task.CLASSIFICATION
     versions = {"v2": other, "v3": served_task_}
-    serving = expositions(lambda seconds: _serving_text(versions, "v3", seconds))
-    monitor = expositions(lambda _: _monitor_text(versions))
+    serving_metrics = _serving_metrics(versions)
+
+    def serving_text(_: float) -> str:
+        _predict(serving_metrics, versions)
+        return generate_latest(serving_metrics.registry).decode()
+
+    monitor_registry = _monitor_registry(versions)
+    serving = expositions(serving_text)
+    monitor = expositions(lambda _: generate_latest(monitor_registry).decode())
     prometheus = start_prometheus(
         {"watchkeeper-serving": serving.address, "watchkeeper-monitor": monitor.address}
     )
@@ -301,8 +360,10 @@ def test_the_served_models_task_shows_its_panels_and_empties_the_others(
     # rate() over the counters needs two scrapes
     assert wait_for(lambda: not empty(served_task_), timeout=120, interval=1), empty(served_task_)
     # the other task's metrics are scraped (v2's), yet its panels have no series
-    hidden = REGRESSION_GAUGES if other is Task.REGRESSION else CLASSIFIER_GAUGES
-    assert all(result(f"watchkeeper_monitor_{name}") for name in hidden)
-    assert result("watchkeeper_prediction_value_bucket")
-    assert result("watchkeeper_predicted_class_total")
+    assert all(result(name) for name in TASK_METRICS[other])
     assert sorted(empty(other)) == sorted(title for title, _ in by_task[other])
+    if served_task_ is Task.CLASSIFICATION:
+        # the classifier's alerts read metrics the monitor's collector really exports
+        groups = yaml.safe_load((RULES / "classification.yml").read_text())["groups"]
+        named = {m for g in groups for r in g["rules"] for m in METRIC.findall(r["expr"])}
+        assert named <= _exported_names(generate_latest(monitor_registry).decode())

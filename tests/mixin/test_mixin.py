@@ -118,8 +118,9 @@ def test_a_changed_configuration_still_passes_promtool(tmp_path: Path) -> None:
             path = tmp_path / Path(relative).name
             path.write_text(text)
             paths.append(str(path))
-    rules = yaml.safe_load(generated(settings)["prometheus/rules/alerts.yml"])["groups"]
-    assert all('namespace="ml"' in r["expr"] for g in rules for r in g["rules"])
+    for name in ("alerts.yml", "classification.yml"):
+        groups = yaml.safe_load(generated(settings)[f"prometheus/rules/{name}"])["groups"]
+        assert all('namespace="ml"' in r["expr"] for g in groups for r in g["rules"]), name
     promtool = binary("promtool", "prometheus")
     result = subprocess.run([promtool, "check", "rules", *paths], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -609,7 +609,7 @@ def accuracy_lifecycle(c: MixinConfig) -> dict[str, Any]:
                 Query(q["labels"], "{{model_version}}"),
                 unit="short",
                 description="Labelled predictions behind the rolling figures. Few labels "
-                "make a wide confidence bound: trust the bound, not the point MAE.",
+                "make a wide confidence bound: trust the bound, not the point figure.",
             ),
             stat(
                 titles.LABELS_AGE,
