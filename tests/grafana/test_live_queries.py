@@ -7,6 +7,7 @@ exported."""
 from __future__ import annotations
 
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
@@ -22,12 +24,15 @@ from monitoring.metrics import MonitorCollector
 from monitoring.monitor import MonitorStatus
 from monitoring.replay import Replayer
 from serving.metrics import ServingMetrics
+from tests.monitoring import classifier_log
 from tests.observability import Server
 from tests.processes import Process, metric, wait_for
 from watchkeeper.dataset import Dataset
 from watchkeeper.grafana.dashboards import build, panel_queries, substitute_all
 from watchkeeper.grafana.queries import served_task
+from watchkeeper.registry import ModelRegistry
 from watchkeeper.task import Task
+from watchkeeper.training import TrainingParams, train
 
 pytestmark = pytest.mark.integration
 
@@ -367,3 +372,76 @@ def test_the_served_models_task_shows_its_panels_and_empties_the_others(
         groups = yaml.safe_load((RULES / "classification.yml").read_text())["groups"]
         named = {m for g in groups for r in g["rules"] for m in METRIC.findall(r["expr"])}
         assert named <= _exported_names(generate_latest(monitor_registry).decode())
+
+
+@pytest.fixture(scope="module")
+def classifier_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry whose current version is a binary classifier (``churn``/``stay``) on
+    a known logistic truth (tests/monitoring/classifier_log.py)."""
+    frame, p = classifier_log.draw(3000, seed=1)
+    frame["outcome"] = classifier_log.outcomes(p, seed=2)
+    frame["period"] = np.arange(len(frame)) * 6 // len(frame)
+    training = Dataset("synthetic", frame[frame.period < 5], "outcome", "period", ("period",))
+    validation = Dataset("synthetic", frame[frame.period == 5], "outcome", "period", ("period",))
+    trained = train(training, validation, params=TrainingParams(max_iter=40))
+    root = tmp_path_factory.mktemp("classifier-registry")
+    ModelRegistry(root).register(trained)
+    return root
+
+
+@pytest.mark.timeout(900)
+def test_a_served_classifiers_panels_return_data_from_the_real_processes(
+    start_watchkeeper: Callable[..., Process],
+    start_prometheus: Callable[..., Server],
+    classifier_registry: Path,
+    tmp_path: Path,
+) -> None:
+    """Real serving and monitor processes with a classifier served, traffic and late
+    labels replayed: every query of the classifier's panels returns data from a real
+    Prometheus, and every query of the regression panels none."""
+    registry = tmp_path / "served-registry"
+    shutil.copytree(classifier_registry, registry)
+    own = {"WATCHKEEPER_REGISTRY_PATH": str(registry)}
+    server = start_watchkeeper("serve", **own)
+    monitor = start_watchkeeper(
+        "monitor",
+        WATCHKEEPER_MONITOR_INTERVAL="0.5",
+        WATCHKEEPER_MONITOR_SETTLE_SECONDS="0.2",
+        WATCHKEEPER_MONITOR_WINDOW_SIZE="100",
+        WATCHKEEPER_MONITOR_MIN_SAMPLES="100",
+        WATCHKEEPER_MONITOR_MIN_LABELS="50",
+        **own,
+    )
+    prometheus = start_prometheus(
+        {
+            "watchkeeper-serving": server.url.removeprefix("http://"),
+            "watchkeeper-monitor": monitor.url.removeprefix("http://"),
+        }
+    )
+    frame, p = classifier_log.draw(600, seed=7)
+    frame["outcome"] = classifier_log.outcomes(p, seed=8)
+    report = Replayer(server.url, batch_size=50, feedback_delay=0.2).run(
+        Dataset("replay", frame, "outcome")
+    )
+    assert report.feedback_failed == 0, report.summary()
+
+    by_task: dict[Task, list[tuple[str, str]]] = {task: [] for task in Task}
+    for dashboard in build().values():
+        for title, expr in panel_queries(dashboard):
+            for task in Task:
+                if served_task(task) in expr:
+                    by_task[task].append((title, substitute_all(expr, dashboard)))
+
+    def empty(task: Task) -> list[str]:
+        return [
+            title
+            for title, query in by_task[task]
+            if not prometheus.get("/api/v1/query", query=query).json()["data"]["result"]
+        ]
+
+    # the monitor's windows, their labels and the rolling figures: minutes when busy
+    assert wait_for(lambda: not empty(Task.CLASSIFICATION), timeout=300, interval=2), (
+        empty(Task.CLASSIFICATION),
+        monitor.log_path.read_text()[-2000:],
+    )
+    assert sorted(empty(Task.REGRESSION)) == sorted(t for t, _ in by_task[Task.REGRESSION])
