@@ -178,13 +178,18 @@ def _single_response(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _for_task(task: Task | None, regression: Any, classification: Any) -> Any:
-    """The served task's schema; either when no model is loaded."""
+def _for_task(
+    task: Task | None,
+    regression: dict[str, Any],
+    classification: dict[str, Any],
+    either: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The served task's schema; with no model loaded, ``either`` (default: both)."""
     if task is Task.REGRESSION:
         return regression
     if task is Task.CLASSIFICATION:
         return classification
-    return {"oneOf": [regression, classification]}
+    return {"oneOf": either or [regression, classification]}
 
 
 def _feedback_actual(task: Task | None) -> dict[str, Any]:
@@ -302,7 +307,9 @@ def _components(
         "Ood": ood,
         "RegressionPrediction": item,
         "ClassPrediction": class_item,
-        "PredictionItem": _for_task(task, _ref("RegressionPrediction"), _ref("ClassPrediction")),
+        "PredictionItem": _for_task(
+            task, item, class_item, either=[_ref("RegressionPrediction"), _ref("ClassPrediction")]
+        ),
         "SingleResponse": _for_task(task, _single_response(item), _single_response(class_item)),
         "BatchResponse": {
             "type": "object",

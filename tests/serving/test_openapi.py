@@ -122,7 +122,7 @@ def test_a_classifiers_responses_match_its_document(
     assert labelled["known_class"] is False
     schemas = spec["components"]["schemas"]
     assert schemas["ClassPrediction"]["properties"]["prediction"]["enum"] == ["high", "low", "mid"]
-    assert schemas["PredictionItem"] == {"$ref": "#/components/schemas/ClassPrediction"}
+    assert schemas["PredictionItem"] == schemas["ClassPrediction"]
     # a regression answer is not what this server gives
     assert not predict.is_valid({**single, "prediction": 1.5})
     item = {"type": ["string", "integer", "number", "boolean"]}
@@ -140,7 +140,7 @@ def test_a_classifiers_responses_match_its_document(
 def test_a_regression_models_document_keeps_its_shapes(spec: dict[str, Any]) -> None:
     schemas = spec["components"]["schemas"]
 
-    assert schemas["PredictionItem"] == {"$ref": "#/components/schemas/RegressionPrediction"}
+    assert schemas["PredictionItem"] == schemas["RegressionPrediction"]
     assert schemas["FeedbackItem"]["properties"]["actual"]["type"] == "number"
     assert "known_class" not in schemas["FeedbackAccepted"]["properties"]
     single = _validator(spec, {"$ref": "#/components/schemas/SingleResponse"})
