@@ -38,8 +38,8 @@ class ReplayReport:
 
     def summary(self) -> str:
         return (
-            f"sent {self.sent} sales ({self.accepted} predicted, {self.rejected} rejected), "
-            f"posted {self.feedback_posted} actual prices ({self.feedback_failed} refused)"
+            f"sent {self.sent} rows ({self.accepted} predicted, {self.rejected} rejected), "
+            f"posted {self.feedback_posted} labels ({self.feedback_failed} refused)"
         )
 
 

@@ -677,11 +677,14 @@ def build_parser() -> argparse.ArgumentParser:
         "dataset's training period, e.g. 200801 for Ames)",
     )
     replay.add_argument("--end", help="last period to send (default: the last)")
-    replay.add_argument("--limit", type=int, default=None, help="send at most this many sales")
-    replay.add_argument("--rate", type=float, default=20.0, help="sales per second; 0: no pause")
-    replay.add_argument("--batch-size", type=int, default=1, help="sales per /predict request")
+    replay.add_argument("--limit", type=int, default=None, help="send at most this many rows")
+    replay.add_argument("--rate", type=float, default=20.0, help="rows per second; 0: no pause")
+    replay.add_argument("--batch-size", type=int, default=1, help="rows per /predict request")
     replay.add_argument(
-        "--feedback-delay", type=float, default=5.0, help="seconds before a sale's price is posted"
+        "--feedback-delay",
+        type=float,
+        default=5.0,
+        help="seconds before a row's label (its target value) is posted",
     )
     replay.set_defaults(handler=_cmd_replay)
 

@@ -15,6 +15,7 @@ the interval they calibrate covered half of the later rows instead of 90 %.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -35,6 +36,8 @@ from watchkeeper.loss_estimator import attach, fit_loss_estimator
 from watchkeeper.model import IntervalSpec, Model, Scale, regression_metrics
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import Task, detect_task
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,35 @@ def out_of_fold(
     return held_out
 
 
+EXCHANGEABLE_RATIO = 0.8
+"""Shuffled folds whose errors on the newest rows are under this share of the forward
+folds' errors on the same rows learn from neighbours in time (measured on the newest
+sixth: Ames 0.90, New York air quality 0.97; txhousing 0.60, hotel rates 0.73)."""
+
+
+def exchangeable_in_time(
+    y: np.ndarray, forward: np.ndarray, shuffled: np.ndarray, order: np.ndarray
+) -> bool:
+    """Whether rows in time ``order`` behave as exchangeable: on the newest fold (held
+    out by a forward model that saw five sixths of the rows), shuffled folds' absolute
+    errors are not far below the forward model's."""
+    newest = np.argsort(np.asarray(order), kind="stable")[-max(len(y) // 6, 1) :]
+    newest = newest[~np.isnan(forward[newest])]
+    if newest.size == 0:
+        return True
+    forward_error = float(np.mean(np.abs(y[newest] - forward[newest])))
+    shuffled_error = float(np.mean(np.abs(y[newest] - shuffled[newest])))
+    exchangeable = forward_error == 0 or shuffled_error >= EXCHANGEABLE_RATIO * forward_error
+    if not exchangeable:
+        log.info(
+            "held-out errors on the newest rows: %.4g from shuffled folds, %.4g forward in "
+            "time: the rows are not exchangeable, the loss estimator learns forward in time",
+            shuffled_error,
+            forward_error,
+        )
+    return exchangeable
+
+
 def fit_model(
     frame: pd.DataFrame,
     schema: FeatureSchema,
@@ -143,10 +175,19 @@ def fit_model(
     held_out = out_of_fold(pipeline, X, y, params, order)
     known = ~np.isnan(held_out)
     residuals = _to_scale(y[known], scale) - _to_scale(held_out[known], scale)
-    # The loss estimator learns the final model's errors: forward folds' models saw a
-    # sixth to five sixths of the rows and err more (+17 % on Ames), so it learns from
-    # shuffled folds, each of which saw four fifths.
-    shuffled = held_out if order is None else out_of_fold(pipeline, X, y, params)
+    # The loss estimator learns the final model's errors from held-out predictions.
+    # Shuffled folds' models saw four fifths of the rows, like the final model; forward
+    # folds' saw a sixth to five sixths and err more (Ames: +17 %). But where rows are
+    # not exchangeable in time, shuffled folds predict a row from its neighbours: on a
+    # panel (txhousing, 46 cities × 187 months) their errors were half the model's
+    # real validation MAE. So: shuffled folds unless they beat the forward folds by
+    # far on the newest rows.
+    learn_from = held_out
+    if order is not None:
+        shuffled = out_of_fold(pipeline, X, y, params)
+        if exchangeable_in_time(y, held_out, shuffled, order):
+            learn_from = shuffled
+    taught = ~np.isnan(learn_from)
     interval = IntervalSpec(
         level=params.interval_level,
         scale=scale,
@@ -156,7 +197,9 @@ def fit_model(
     # the same out-of-fold predictions teach the model's expected absolute error
     attach(
         pipeline,
-        fit_loss_estimator(X, schema, shuffled, y, random_state=params.random_state),
+        fit_loss_estimator(
+            X[taught], schema, learn_from[taught], y[taught], random_state=params.random_state
+        ),
     )
     return Model(pipeline=pipeline, interval=interval, schema=schema)
 

@@ -117,9 +117,12 @@ def _evaluation(meta: dict[str, Any], notes: dict[str, Any], run_id: object) -> 
 
 
 def _period(value: object) -> str:
-    """A ``YYYYMM`` period as ``2008-01``; any other value as it is."""
+    """A ``YYYYMM`` period as ``2008-01``, a fractional one (a decimal year, 2009.8333…)
+    to six significant digits; any other value as it is."""
     if isinstance(value, int) and 100001 <= value <= 999912 and 1 <= value % 100 <= 12:
         return f"{value // 100}-{value % 100:02d}"
+    if isinstance(value, float):
+        return f"{value:.6g}"
     return str(value)
 
 

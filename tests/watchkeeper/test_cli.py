@@ -460,11 +460,11 @@ def test_replay_shows_a_bar_on_a_terminal_and_nothing_in_a_pipe(
     code, out, shown = _run_on_terminal(*args, env={})
 
     assert code == 0, (out, shown)
-    assert "sent 40 sales (40 predicted, 0 rejected)" in out
+    assert "sent 40 rows (40 predicted, 0 rejected)" in out
     assert "replay" in shown and "40/40" in shown, shown
     assert re.search(r"sale/s", shown) and "feedback=40" in shown, shown
     piped = _cli(*args)
-    assert piped.returncode == 0 and "sent 40 sales" in piped.stdout
+    assert piped.returncode == 0 and "sent 40 rows" in piped.stdout
     assert piped.stderr == ""
 
 
@@ -552,7 +552,7 @@ def test_replay_sends_a_csvs_rows_after_its_training_period(
 
     # the 80 rows after the training period (2021-01 on): none refused, every label taken
     assert replay.returncode == 0, replay.stdout + replay.stderr
-    assert "sent 80 sales (80 predicted, 0 rejected)" in replay.stdout
+    assert "sent 80 rows (80 predicted, 0 rejected)" in replay.stdout
     assert "posted 80" in replay.stdout
 
 

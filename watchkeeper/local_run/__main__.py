@@ -34,6 +34,7 @@ from watchkeeper.local_run.layout import Layout, explicitly_set, layout
 from watchkeeper.local_run.summary import GRAFANA_MISSING, render_summary, shown
 from watchkeeper.local_run.supervisor import Supervisor
 from watchkeeper.settings import Settings
+from watchkeeper.version_metadata import DataSource
 
 # Generous: on two busy cores the first start (imports, detector fitting) can be slow.
 READY_TIMEOUT = 300.0
@@ -164,11 +165,18 @@ def _grafana_home(binary: str) -> Path:
     return Path("/usr/share/grafana")
 
 
-def _model_version(plan: Layout) -> str:
+def _served_model(plan: Layout) -> tuple[str, DataSource | None]:
+    """The served version and its recorded training data, as ``/model`` shows them."""
     try:
-        return str(requests.get(f"{plan.serving.url}/model", timeout=5).json()["version"])
-    except (requests.RequestException, ValueError, KeyError):
-        return "(unknown)"
+        body = requests.get(f"{plan.serving.url}/model", timeout=5).json()
+        version = str(body["version"])
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return "(unknown)", None
+    try:
+        source = DataSource.model_validate(body["metadata"]["data_source"])
+    except (KeyError, TypeError, ValidationError):
+        source = None
+    return version, source
 
 
 def run(repo: Path, bin_dir: str) -> int:
@@ -206,7 +214,8 @@ def run(repo: Path, bin_dir: str) -> int:
         if grafana is None:
             _say(GRAFANA_MISSING)
         elapsed = time.monotonic() - started
-        _say(render_summary(plan, bin_dir, token, _model_version(plan), elapsed))
+        version, source = _served_model(plan)
+        _say(render_summary(plan, bin_dir, token, version, elapsed, source))
         while not stop.wait(0.5):
             gone = supervisor.first_exited()
             if gone is not None:

