@@ -27,6 +27,7 @@ from watchkeeper.encoding import TabularEncoder
 from watchkeeper.folds import fold_splits
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import json_label
+from watchkeeper.training_params import TrainingParams
 
 CALIBRATION_KNOTS = 50
 """At most this many knots of the confidence map are stored in the version's metadata."""
@@ -36,21 +37,9 @@ class ClassifierTrainingError(ValueError):
     """A target a classifier cannot be trained on."""
 
 
-def build_classifier(schema: FeatureSchema, params: Any) -> Pipeline:
-    encoder = TabularEncoder(
-        numeric=[f.name for f in schema.numeric],
-        categorical=[f.name for f in schema.categorical],
-    )
-    trees = HistGradientBoostingClassifier(
-        max_iter=params.max_iter,
-        learning_rate=params.learning_rate,
-        max_leaf_nodes=params.max_leaf_nodes,
-        min_samples_leaf=params.min_samples_leaf,
-        l2_regularization=params.l2_regularization,
-        early_stopping=False,
-        random_state=params.random_state,
-    )
-    return Pipeline([("encode", encoder), ("model", trees)])
+def build_classifier(schema: FeatureSchema, params: TrainingParams) -> Pipeline:
+    trees = HistGradientBoostingClassifier(**params.tree_arguments())
+    return Pipeline([("encode", TabularEncoder.for_schema(schema)), ("model", trees)])
 
 
 def target_labels(frame: pd.DataFrame, target: str) -> np.ndarray:
@@ -78,7 +67,7 @@ def out_of_fold_probabilities(
     X: pd.DataFrame,
     y: np.ndarray,
     classes: tuple[Any, ...],
-    params: Any,
+    params: TrainingParams,
     order: np.ndarray | None = None,
 ) -> np.ndarray:
     """Held-out class probabilities (columns in ``classes`` order) for the rows of
@@ -128,7 +117,7 @@ def confidence_calibration(probabilities: np.ndarray, truth: np.ndarray) -> Conf
 def fit_classifier(
     frame: pd.DataFrame,
     schema: FeatureSchema,
-    params: Any,
+    params: TrainingParams,
     *,
     order: np.ndarray | None = None,
 ) -> Classifier:

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
+
+if TYPE_CHECKING:
+    from watchkeeper.schema import FeatureSchema
 
 Columns = pd.DataFrame | Mapping[str, Sequence[Any]]
 
@@ -44,6 +47,14 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
     def __init__(self, numeric: Sequence[str] = (), categorical: Sequence[str] = ()) -> None:
         self.numeric = numeric
         self.categorical = categorical
+
+    @classmethod
+    def for_schema(cls, schema: FeatureSchema) -> TabularEncoder:
+        """An encoder of ``schema``'s numeric and categorical features."""
+        return cls(
+            numeric=[f.name for f in schema.numeric],
+            categorical=[f.name for f in schema.categorical],
+        )
 
     def fit(self, X: Columns, y: Any = None) -> TabularEncoder:
         self.codes_: dict[str, dict[str, int]] = {}

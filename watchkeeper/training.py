@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,29 +36,9 @@ from watchkeeper.loss_estimator import attach, fit_loss_estimator
 from watchkeeper.model import IntervalSpec, Model, Scale, regression_metrics
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import Task, detect_task
+from watchkeeper.training_params import DEFAULT_PARAMS, TrainingParams
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainingParams:
-    """Hyper-parameters; stored with each version so a retrain can repeat them."""
-
-    # 100 trees at rate 0.1 matched 300 at 0.05 on Ames 2008 (MAE 15.0k vs 15.0k) at a
-    # third of the per-call cost: sklearn walks the trees one by one in Python.
-    max_iter: int = 100
-    learning_rate: float = 0.1
-    max_leaf_nodes: int = 31
-    min_samples_leaf: int = 10
-    l2_regularization: float = 1.0
-    # the nominal coverage of a regression model's interval, or a classifier's set
-    interval_level: float = 0.9
-    calibration_folds: int = 5
-    reference_rows: int = 2000
-    random_state: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -74,20 +54,8 @@ class TrainedModel:
 
 
 def build_pipeline(schema: FeatureSchema, params: TrainingParams, scale: Scale) -> Any:
-    encoder = TabularEncoder(
-        numeric=[f.name for f in schema.numeric],
-        categorical=[f.name for f in schema.categorical],
-    )
-    trees = HistGradientBoostingRegressor(
-        max_iter=params.max_iter,
-        learning_rate=params.learning_rate,
-        max_leaf_nodes=params.max_leaf_nodes,
-        min_samples_leaf=params.min_samples_leaf,
-        l2_regularization=params.l2_regularization,
-        early_stopping=False,
-        random_state=params.random_state,
-    )
-    pipeline = Pipeline([("encode", encoder), ("model", trees)])
+    trees = HistGradientBoostingRegressor(**params.tree_arguments())
+    pipeline = Pipeline([("encode", TabularEncoder.for_schema(schema)), ("model", trees)])
     if scale == "log":
         return TransformedTargetRegressor(
             regressor=pipeline, func=np.log, inverse_func=np.exp, check_inverse=False
@@ -159,7 +127,7 @@ def exchangeable_in_time(
 def fit_model(
     frame: pd.DataFrame,
     schema: FeatureSchema,
-    params: TrainingParams = TrainingParams(),
+    params: TrainingParams = DEFAULT_PARAMS,
     *,
     order: np.ndarray | None = None,
 ) -> Model:
@@ -209,7 +177,7 @@ def train(
     validation: Dataset | None = None,
     *,
     schema: FeatureSchema | None = None,
-    params: TrainingParams = TrainingParams(),
+    params: TrainingParams = DEFAULT_PARAMS,
     in_time_order: bool = False,
     task: Task | None = None,
 ) -> TrainedModel:
