@@ -470,7 +470,8 @@ def _cmd_grafana(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from monitoring.report.build import STAGES, write_report
     from monitoring.report.period import parse_moment
-    from monitoring.report.records import Period, Verdict
+    from monitoring.report.records import Period
+    from monitoring.report.wording import summary_line
     from watchkeeper.progress import Stages
 
     try:
@@ -481,12 +482,7 @@ def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     period = Period(since=since, until=until, model_version=args.model_version)
     output = Path(args.output)
     data = write_report(settings, period, output, stages=Stages(STAGES))
-    drifted = sum(w.dataset_drift.verdict is Verdict.DRIFT for w in data.windows)
-    print(
-        f"wrote {output}: {data.predictions:,} predictions, {len(data.windows)} windows "
-        f"({drifted} with dataset drift), {len(data.requests)} retrain requests, "
-        f"{len(data.runs)} runs"
-    )
+    print(f"wrote {output}: {summary_line(data)}")
     return 0
 
 

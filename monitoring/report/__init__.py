@@ -6,5 +6,6 @@ period, for a person without Grafana.
   results and the registry (with :mod:`stored_results`, :mod:`retraining`,
   :mod:`versions`, :mod:`drifted`, :mod:`ood_rows`, :mod:`log_rows`);
 - :mod:`~monitoring.report.charts` (on :mod:`svg`): inline SVG charts from records;
-- :mod:`~monitoring.report.page`: the HTML page.
+- :mod:`~monitoring.report.page`: the HTML page (counts in words from :mod:`wording`,
+  which also writes the command's one-line summary).
 """

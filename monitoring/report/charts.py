@@ -26,6 +26,7 @@ from monitoring.report.records import (
     version_key,
 )
 from monitoring.report.svg import LEFT, RIGHT, WIDTH, Drawing, Scale, nice_ticks, number, time_ticks
+from monitoring.report.wording import count as count_of
 
 VERDICT_CSS = {
     Verdict.DRIFT: "drift",
@@ -93,7 +94,8 @@ def _window_title(window: WindowSummary, what: str, check: Check) -> str:
         drifted = f"\ndrifted: {names}" + (f" and {more} more" if more > 0 else "")
     return (
         f"{what}: {check.verdict}{figure}{reason}\nwindow {window.window_id}, "
-        f"{window.n_rows} rows\n{_when(window.started_at)} → {_when(window.ended_at)}{drifted}"
+        f"{count_of(window.n_rows, 'row')}\n"
+        f"{_when(window.started_at)} → {_when(window.ended_at)}{drifted}"
     )
 
 
@@ -239,8 +241,8 @@ def ood_chart(data: ReportData, axis: TimeAxis) -> str:
                 Point(
                     w.ended_at,
                     w.ood_fraction,
-                    f"{w.model_version}: {w.ood_fraction:.1%} of {w.n_rows} rows out of "
-                    f"distribution\nwindow {w.window_id}\n{_when(w.ended_at)}",
+                    f"{w.model_version}: {w.ood_fraction:.1%} of {count_of(w.n_rows, 'row')} "
+                    f"out of distribution\nwindow {w.window_id}\n{_when(w.ended_at)}",
                 )
             )
     series = [Series(f"OOD fraction {v}", tuple(p)) for v, p in by_version.items()]
@@ -289,7 +291,7 @@ def accuracy_chart(data: ReportData, axis: TimeAxis) -> str:
     groups: dict[tuple[AccuracyKind, str], list[Point]] = {}
     limits: dict[str, float] = {}
     for p in data.accuracy:
-        labels = f" on {p.labels} labels" if p.labels is not None else ""
+        labels = f" on {count_of(p.labels, 'label')}" if p.labels is not None else ""
         groups.setdefault((p.kind, p.model_version), []).append(
             Point(
                 p.ended_at,
@@ -329,7 +331,7 @@ def class_accuracy_chart(data: ReportData, axis: TimeAxis) -> str:
     groups: dict[tuple[AccuracyKind, str], list[Point]] = {}
     limits: dict[str, float] = {}
     for p in data.class_accuracy:
-        labels = f" on {p.labels} labels" if p.labels is not None else ""
+        labels = f" on {count_of(p.labels, 'label')}" if p.labels is not None else ""
         groups.setdefault((p.kind, p.model_version), []).append(
             Point(
                 p.ended_at,
@@ -394,7 +396,7 @@ def histogram(comparison: FeatureComparison, which: str) -> str:
             max(slot - 2, 1),
             bottom - y(share),
             css=f"bar {which}",
-            title=f"{hist.labels[i]}: {count} rows ({share:.1%})",
+            title=f"{hist.labels[i]}: {count_of(count, 'row')} ({share:.1%})",
         )
     drawing.line(left, bottom, width - right, bottom, css="axis")
     if hist.edges:
@@ -406,6 +408,6 @@ def histogram(comparison: FeatureComparison, which: str) -> str:
             x = left + (i + 0.5) * slot
             drawing.text(x, bottom + 14, name[:9], css="tick small", anchor="middle")
     missing = hist.reference_missing if which == "reference" else hist.current_missing
-    caption = f"{which}: {total:,} rows" + (f", {missing:,} missing" if missing else "")
+    caption = f"{which}: {count_of(total, 'row')}" + (f", {missing:,} missing" if missing else "")
     drawing.text(left, height - 12, caption, css="label")
     return drawing.render()

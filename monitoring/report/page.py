@@ -24,6 +24,7 @@ from monitoring.report.records import (
     VersionSummary,
 )
 from monitoring.report.svg import exact, number
+from monitoring.report.wording import noun
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -142,10 +143,11 @@ def summary(data: ReportData) -> str:
     right = [p for p in data.class_accuracy if p.kind is AccuracyKind.REALISED]
     latest_accuracy = max(right, key=lambda p: p.ended_at).accuracy if right else None
     promoted = sum(run.promoted for run in data.runs)
+    windows, requests, runs = len(data.windows), len(data.requests), len(data.runs)
     cards = [
-        ("predictions", f"{data.predictions:,}", False),
-        ("windows evaluated", f"{len(data.windows):,}", False),
-        ("windows with dataset drift", f"{drifted:,}", drifted > 0),
+        (noun(data.predictions, "prediction"), f"{data.predictions:,}", False),
+        (f"{noun(windows, 'window')} evaluated", f"{windows:,}", False),
+        (f"{noun(drifted, 'window')} with dataset drift", f"{drifted:,}", drifted > 0),
         (
             "highest OOD fraction",
             number(max(ood), percent=True) if ood else "—",
@@ -162,8 +164,8 @@ def summary(data: ReportData) -> str:
             if latest_accuracy is not None
             else []
         ),
-        ("retrain requests", f"{len(data.requests):,}", bool(data.requests)),
-        ("retraining runs (promoted)", f"{len(data.runs):,} ({promoted})", False),
+        (noun(requests, "retrain request"), f"{requests:,}", bool(data.requests)),
+        (f"{noun(runs, 'retraining run')} (promoted)", f"{runs:,} ({promoted})", False),
     ]
     body = "".join(
         f'<div class="card{" alarm" if alarm else ""}"><div class="value">{_e(value)}</div>'
@@ -213,16 +215,21 @@ def timeline(data: ReportData) -> str:
         '<p class="figures">Each bar is one evaluation window; hover a mark for its figures. '
         f"Dashed red lines are the retrain thresholds (p-value {data.thresholds.p_value:g}, "
         f"{data.thresholds.drift_windows} consecutive drift windows, OOD fraction "
-        f"{data.thresholds.ood_fraction:.0%}, MAE {data.thresholds.mae_degradation:.0%} above "
-        f"validation{_accuracy_threshold(data)}).</p>{body}</section>"
+        f"{data.thresholds.ood_fraction:.0%}{_accuracy_thresholds(data)}).</p>{body}</section>"
     )
 
 
-def _accuracy_threshold(data: ReportData) -> str:
+def _accuracy_thresholds(data: ReportData) -> str:
+    """The retrain limits of the tasks the report shows: a MAE rise is relative to the
+    validation MAE, a classifier's accuracy drop is absolute (points, not percent)."""
+    regression = bool(data.accuracy) or not data.class_accuracy  # as the charts drawn
+    mae = f"MAE {data.thresholds.mae_degradation:.0%} above validation"
+    accuracy = f"accuracy {data.thresholds.accuracy_drop * 100:.1f} points below validation"
     if not data.class_accuracy:
-        return ""
-    drop = data.thresholds.accuracy_drop
-    return f"; a classifier's accuracy {drop:.1%} below validation"
+        return f", {mae}"
+    if not regression:
+        return f", {accuracy}"
+    return f", {mae}; a classifier's {accuracy}"
 
 
 def _request_row(r: RetrainRequest) -> list[str]:
@@ -237,7 +244,7 @@ def _request_row(r: RetrainRequest) -> list[str]:
     ]
 
 
-def _run_row(r: RetrainRun) -> list[str]:
+def _run_cells(r: RetrainRun) -> list[str]:
     return [
         _e(r.id),
         _e(_when(r.started_at)),
@@ -245,21 +252,72 @@ def _run_row(r: RetrainRun) -> list[str]:
         _e(r.champion_version or "—"),
         _e(r.candidate_version or "—"),
         _pill(r.outcome),
-        _e(number(r.champion_mae) if r.champion_mae is not None else "—"),
-        _e(number(r.candidate_mae) if r.candidate_mae is not None else "—"),
-        _e(r.decision_reason or ""),
     ]
+
+
+def _figure(value: float | None, form: str) -> str:
+    return "—" if value is None else format(value, form)
+
+
+def _mae(value: float | None) -> str:
+    return "—" if value is None else number(value)
+
+
+def _regression_run_row(r: RetrainRun) -> list[str]:
+    figures = [_mae(r.champion_mae), _mae(r.candidate_mae)]
+    return [*_run_cells(r), *map(_e, figures), _e(r.decision_reason or "")]
 
 
 def _class_run_row(r: RetrainRun) -> list[str]:
-    """A run with log-loss figures (a classifier's gate) beside the MAE columns."""
-    row = _run_row(r)
-    return [
-        *row[:8],
-        _e(f"{r.champion_log_loss:.4f}" if r.champion_log_loss is not None else "—"),
-        _e(f"{r.candidate_log_loss:.4f}" if r.candidate_log_loss is not None else "—"),
-        row[8],
+    """A classifier's gate figures: log-loss (what it judges by) and accuracy."""
+    figures = [
+        _figure(r.champion_log_loss, ".4f"),
+        _figure(r.candidate_log_loss, ".4f"),
+        _figure(r.champion_accuracy, ".1%"),
+        _figure(r.candidate_accuracy, ".1%"),
     ]
+    return [*_run_cells(r), *map(_e, figures), _e(r.decision_reason or "")]
+
+
+def _gate_figures(
+    classifier: bool, mae: float | None, log_loss: float | None, accuracy: float | None
+) -> str:
+    """One model's figures in words, for a table of both tasks' runs."""
+    if not classifier:
+        return "—" if mae is None else f"MAE {number(mae)}"
+    if log_loss is None and accuracy is None:
+        return "—"
+    return f"log-loss {_figure(log_loss, '.4f')}, accuracy {_figure(accuracy, '.1%')}"
+
+
+def _mixed_run_row(r: RetrainRun) -> list[str]:
+    classifier = r.is_classification
+    figures = [
+        _gate_figures(classifier, r.champion_mae, r.champion_log_loss, r.champion_accuracy),
+        _gate_figures(classifier, r.candidate_mae, r.candidate_log_loss, r.candidate_accuracy),
+    ]
+    return [*_run_cells(r), *map(_e, figures), _e(r.decision_reason or "")]
+
+
+def _runs(runs: Sequence[RetrainRun]) -> str:
+    """The runs with their gate's figures on the holdout: the MAE for regression runs,
+    log-loss and accuracy for a classifier's; each run its own when both tasks ran."""
+    headers = ["#", "started", "finished", "champion", "candidate", "outcome"]
+    classification = any(r.is_classification for r in runs)
+    regression = any(r.is_regression for r in runs)
+    if classification and regression:
+        figures = ["champion on the holdout", "candidate on the holdout"]
+        return _table([*headers, *figures, "decision"], map(_mixed_run_row, runs), {0})
+    if classification:
+        figures = [
+            "champion log-loss",
+            "candidate log-loss",
+            "champion accuracy",
+            "candidate accuracy",
+        ]
+        return _table([*headers, *figures, "decision"], map(_class_run_row, runs), {0, 6, 7, 8, 9})
+    figures = ["champion MAE", "candidate MAE"]
+    return _table([*headers, *figures, "decision"], map(_regression_run_row, runs), {0, 6, 7})
 
 
 def retraining(data: ReportData) -> str:
@@ -272,19 +330,7 @@ def retraining(data: ReportData) -> str:
         if data.requests
         else _empty("No retrain requests in this period.")
     )
-    headers = ["#", "started", "finished", "champion", "candidate", "outcome"]
-    headers += ["champion MAE", "candidate MAE"]
-    if any(r.champion_log_loss is not None or r.candidate_log_loss is not None for r in data.runs):
-        # a classifier's runs: the gate's log-loss, the regression table as before
-        runs = _table(
-            [*headers, "champion log-loss", "candidate log-loss", "decision"],
-            map(_class_run_row, data.runs),
-            {0, 6, 7, 8, 9},
-        )
-    elif data.runs:
-        runs = _table([*headers, "decision"], map(_run_row, data.runs), {0, 6, 7})
-    else:
-        runs = _empty("No retraining runs in this period.")
+    runs = _runs(data.runs) if data.runs else _empty("No retraining runs in this period.")
     return (
         '<section id="retraining"><h2>Retraining</h2><h3>Requests</h3>'
         f"{requests}<h3>Runs</h3>{runs}</section>"
@@ -294,8 +340,12 @@ def retraining(data: ReportData) -> str:
 def _feature(c: FeatureComparison) -> str:
     figures = (
         f"{c.test} statistic {c.statistic:.4g}, p-value {c.p_value:.3g} (drift below "
-        f"{c.threshold:.3g}) in window {c.window_id}; drifted in {c.drifted_windows} of "
-        f"{c.windows} windows of {c.model_version}"
+        f"{c.threshold:.3g}) in window {c.window_id}"
+        + (
+            f"; drifted in {c.drifted_windows} of {c.windows} windows of {c.model_version}"
+            if c.windows != 1
+            else f", the only window of {c.model_version}"
+        )
     )
     beyond = (
         " Values outside the 1st–99th percentile are counted in the outer bins."

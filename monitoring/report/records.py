@@ -175,10 +175,22 @@ class RetrainRun:
     champion_log_loss: float | None = None
     """Classifiers: the gate compares log-loss on the same holdout."""
     candidate_log_loss: float | None = None
+    champion_accuracy: float | None = None
+    candidate_accuracy: float | None = None
 
     @property
     def promoted(self) -> bool:
         return self.outcome == "promoted"
+
+    @property
+    def is_classification(self) -> bool:
+        """Judged by a classifier's gate (its figures are log-loss and accuracy)."""
+        return self.champion_log_loss is not None or self.candidate_log_loss is not None
+
+    @property
+    def is_regression(self) -> bool:
+        """Judged by a regression gate (its figure is the MAE)."""
+        return self.champion_mae is not None or self.candidate_mae is not None
 
 
 @dataclass(frozen=True)

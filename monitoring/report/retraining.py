@@ -69,6 +69,8 @@ def read_runs(engine: sa.Engine, period: Period) -> tuple[RetrainRun, ...]:
             candidate_mae=_metric(row.candidate_metrics, "mae"),
             champion_log_loss=_metric(row.champion_metrics, "log_loss"),
             candidate_log_loss=_metric(row.candidate_metrics, "log_loss"),
+            champion_accuracy=_metric(row.champion_metrics, "accuracy"),
+            candidate_accuracy=_metric(row.candidate_metrics, "accuracy"),
         )
         for row in rows
     )

@@ -112,7 +112,10 @@ def test_a_classifier_retraining_run_shows_the_gates_log_loss(
 
     (run,) = data.runs
     assert (run.champion_log_loss, run.candidate_log_loss) == (0.4321, 0.4012)
+    assert (run.champion_accuracy, run.candidate_accuracy) == (0.8, 0.82)
     assert run.champion_mae is None
     section = page[page.index('id="retraining"') :]
     assert ">champion log-loss</th>" in section and ">0.4012</td>" in section
+    assert ">candidate accuracy</th>" in section and ">82.0%</td>" in section
+    assert "MAE" not in section  # no empty regression columns beside the classifier's
     assert "candidate log-loss 0.4012, champion 0.4321" in page  # the run's mark
