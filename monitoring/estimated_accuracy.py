@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from monitoring.log_reader import features_of
 from monitoring.windows import Window
 from watchkeeper.classification import Classifier, ServedModel
 from watchkeeper.db.tables import window_results
@@ -107,19 +108,26 @@ class AccuracyEstimator:
             self._models[version] = model
         return self._models[version]
 
-    def estimate(self, window: Window, features: pd.DataFrame | None = None) -> WindowEstimate:
-        """The window's estimate. ``features`` are the window's features as a frame
-        when the caller has built it already (it is the costly part on large windows)."""
+    def estimate(
+        self,
+        window: Window,
+        features: pd.DataFrame | None = None,
+        *,
+        rows: pd.DataFrame | None = None,
+    ) -> WindowEstimate:
+        """The window's estimate, over ``rows`` (a sample of the window's rows, by
+        default all of them) whose features are ``features`` when the caller has built
+        them already (the costly part on large windows). ``n_rows`` is what the window
+        holds."""
         record = self.record(window.model_version)
+        rows = window.rows if rows is None else rows
         if features is None:
-            features = pd.DataFrame.from_records(
-                list(window.rows["features"]), columns=list(record.feature_schema.names)
-            )
+            features = features_of(rows, record.feature_schema.names)
         if record.task is Task.CLASSIFICATION:
-            return self._estimate_accuracy(window, features, record)
+            return self._estimate_accuracy(window, rows, features, record)
         model = self.model(window.model_version)
         assert isinstance(model, Model)  # the metadata says regression
-        predictions = window.rows["prediction"].to_numpy(dtype=np.float64)
+        predictions = rows["prediction"].to_numpy(dtype=np.float64)
         errors = model.expected_absolute_errors(features, predictions)
         if errors is None:
             return WindowEstimate(
@@ -135,10 +143,12 @@ class AccuracyEstimator:
         )
 
     def _estimate_accuracy(
-        self, window: Window, features: pd.DataFrame, record: VersionMetadata
+        self, window: Window, rows: pd.DataFrame, features: pd.DataFrame, record: VersionMetadata
     ) -> WindowEstimate:
         assert record.confidence_calibration is not None  # the metadata's validator
-        confidence = self.confidence(window, features, len(record.classes or ()))
+        confidence = self.confidence(
+            window.model_version, rows, features, len(record.classes or ())
+        )
         expected = record.confidence_calibration.spec().expected_accuracy(confidence)
         return WindowEstimate(
             window.window_id,
@@ -149,18 +159,20 @@ class AccuracyEstimator:
             task=Task.CLASSIFICATION,
         )
 
-    def confidence(self, window: Window, features: pd.DataFrame, n_classes: int) -> np.ndarray:
+    def confidence(
+        self, version: str, rows: pd.DataFrame, features: pd.DataFrame, n_classes: int
+    ) -> np.ndarray:
         """Each row's top class probability: as stored by serving, or, for a row logged
         without probabilities, as the model predicts it now."""
-        stored = window.rows["probabilities"] if "probabilities" in window.rows else None
-        confidence = np.full(len(window.rows), np.nan)
+        stored = rows["probabilities"] if "probabilities" in rows else None
+        confidence = np.full(len(rows), np.nan)
         if stored is not None:
             for i, probabilities in enumerate(stored.tolist()):
                 if isinstance(probabilities, list | tuple) and len(probabilities) == n_classes:
                     confidence[i] = max(float(p) for p in probabilities)
         missing = np.isnan(confidence)
         if missing.any():
-            model = self.model(window.model_version)
+            model = self.model(version)
             assert isinstance(model, Classifier)
             confidence[missing] = model.predict(features[missing]).confidence
         return confidence

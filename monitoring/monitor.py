@@ -43,8 +43,9 @@ from monitoring.accuracy import (
 from monitoring.class_accuracy import ClassificationAccuracy, ClassVersion
 from monitoring.detectors import DetectorSuite
 from monitoring.estimated_accuracy import AccuracyEstimator
-from monitoring.log_reader import LogReader
+from monitoring.log_reader import LogReader, features_of
 from monitoring.quality import feature_quality, rejected_rate
+from monitoring.sampling import WindowSample, sample_window
 from monitoring.trigger import RetrainTrigger, TriggerPolicy
 from monitoring.verdict import window_verdict
 from monitoring.windows import Window, cut_windows
@@ -245,19 +246,25 @@ class Monitor:
 
     def evaluate(self, window: Window) -> list[dict[str, Any]]:
         """Every check of the window, each a result row; a check that raises becomes
-        an error row (see the module docstring)."""
-        n = len(window.rows)
+        an error row (see the module docstring). Data quality covers every row; the
+        drift tests, OOD scoring of unscored rows and the estimate a seeded sample
+        (:mod:`monitoring.sampling`), whose size each result's details record."""
+        sample = sample_window(
+            window.window_id, len(window.rows), self.settings.monitor_sample_rows
+        )
         checks = [Check.DATA_QUALITY, Check.OOD, Check.ESTIMATED_ACCURACY]
-        if n >= self.settings.monitor_min_samples:
+        if sample.evaluated >= self.settings.monitor_min_samples:
             checks += [Check.FEATURE_DRIFT, Check.OUTPUT_DRIFT]
             if self.settings.drift_multivariate:
                 checks.append(Check.MULTIVARIATE_DRIFT)
         try:
             suite = self.suite(window.model_version)
-            features = pd.DataFrame.from_records(
-                list(window.rows["features"]), columns=list(suite.encoder.schema.names)
-            )
-            encoded = suite.encode(features)
+            features = features_of(window.rows, suite.encoder.schema.names)
+            rows, sampled = window.rows, features
+            if not sample.is_all:
+                rows = window.rows.iloc[sample.positions].reset_index(drop=True)
+                sampled = features.iloc[sample.positions].reset_index(drop=True)
+            encoded = suite.encode(sampled)
         except Exception as exc:  # nothing can be checked: every check errs with the reason
             return [self._error(window, check, exc) for check in checks]
 
@@ -271,17 +278,8 @@ class Monitor:
             )
 
         def ood() -> CheckOutcome:
-            scores = self._ood_scores(window, suite, features)
-            outliers = scores > suite.ood_threshold
-            return (
-                None,
-                float(outliers.mean()),
-                {
-                    "threshold": suite.ood_threshold,
-                    "outliers": int(outliers.sum()),
-                    "mean_score": float(scores.mean()),
-                },
-            )
+            fraction, details = self._ood_fraction(window, suite, features, sample)
+            return None, fraction, details
 
         def feature_drift() -> CheckOutcome:
             drift = suite.feature_drift(encoded)
@@ -299,11 +297,11 @@ class Monitor:
         def output_drift() -> CheckOutcome:
             if suite.is_classifier:
                 classes = suite.class_output_drift(
-                    window.rows["prediction"].to_numpy(dtype=np.float64).round(),
-                    _stored_probabilities(window.rows),
+                    rows["prediction"].to_numpy(dtype=np.float64).round(),
+                    _stored_probabilities(rows),
                 )
                 return classes.is_drift, classes.p_value, classes.details()
-            output = suite.output_drift(window.rows["prediction"].to_numpy(dtype=np.float64))
+            output = suite.output_drift(rows["prediction"].to_numpy(dtype=np.float64))
             return output.is_drift, output.p_value, {"distance": output.distance}
 
         def multivariate_drift() -> CheckOutcome:
@@ -313,7 +311,7 @@ class Monitor:
 
         def estimated_accuracy() -> CheckOutcome:
             # no estimate (a version without an estimator) is a result, not an error
-            estimate = self.estimator.estimate(window, features)
+            estimate = self.estimator.estimate(window, sampled, rows=rows)
             return None, estimate.score, estimate.details()
 
         compute: dict[Check, Callable[[], CheckOutcome]] = {
@@ -324,6 +322,7 @@ class Monitor:
             Check.MULTIVARIATE_DRIFT: multivariate_drift,
             Check.ESTIMATED_ACCURACY: estimated_accuracy,
         }
+        exact = {"rows_evaluated": sample.held, "rows_held": sample.held}
         results = []
         for check in checks:
             try:
@@ -333,6 +332,9 @@ class Monitor:
             except Exception as exc:
                 results.append(self._error(window, check, exc))
             else:
+                # data quality counts every row; OOD's own details say what it scored
+                counted = exact if check is Check.DATA_QUALITY else sample.details()
+                details = {**counted, **details}
                 results.append(self._result(window, check, is_drift, score, details))
         return results
 
@@ -414,25 +416,45 @@ class Monitor:
             self._positive_target[version] = interval.get("scale") == "log"
         return self._positive_target[version]
 
-    def _ood_scores(
-        self, window: Window, suite: DetectorSuite, features: pd.DataFrame
-    ) -> np.ndarray:
-        """The window's OOD scores: those the serving worker stored as it answered
-        (the same function on the same reference: ``watchkeeper.ood``), and, computed
-        and stored here, only those of rows logged without one (before scores were
-        served, by a server with ``WATCHKEEPER_OOD_IN_RESPONSE`` off, or a version whose
-        reference the server could not read)."""
+    def _ood_fraction(
+        self, window: Window, suite: DetectorSuite, features: pd.DataFrame, sample: WindowSample
+    ) -> tuple[float, dict[str, Any]]:
+        """The window's share of out-of-distribution rows, and its details.
+
+        Scores the serving worker stored as it answered (the same function on the same
+        reference: ``watchkeeper.ood``) count for every row. Rows logged without one
+        (before scores were served, by a server with ``WATCHKEEPER_OOD_IN_RESPONSE``
+        off, or a version whose reference the server could not read) are scored here,
+        and stored, only where the window's sample holds them; their share of outliers
+        stands for all the window's unscored rows (a stratified estimate)."""
         stored = window.rows.get("ood_score")
         scores = (
             np.full(len(window.rows), np.nan)
             if stored is None
             else pd.to_numeric(stored, errors="coerce").to_numpy(dtype=np.float64, copy=True)
         )
-        missing = np.isnan(scores)
-        if missing.any():
-            scores[missing] = suite.ood_scores(features[missing])
-            self._store_ood_scores(window.rows["seq"].to_numpy()[missing], scores[missing])
-        return scores
+        unscored = np.isnan(scores)
+        in_sample = np.zeros(len(scores), dtype=bool)
+        in_sample[sample.positions] = True
+        to_score = unscored & in_sample
+        if to_score.any():
+            scores[to_score] = suite.ood_scores(features[to_score])
+            self._store_ood_scores(window.rows["seq"].to_numpy()[to_score], scores[to_score])
+        threshold = suite.ood_threshold
+        scored_before = ~unscored
+        outliers = float((scores[scored_before] > threshold).sum())
+        n_unscored, n_scored_now = int(unscored.sum()), int(to_score.sum())
+        if n_scored_now:
+            outliers += (scores[to_score] > threshold).sum() * n_unscored / n_scored_now
+        known = scores[~np.isnan(scores)]
+        return outliers / max(len(scores), 1), {
+            "threshold": threshold,
+            "outliers": round(outliers),
+            "mean_score": float(known.mean()) if len(known) else None,
+            "rows_evaluated": len(known),
+            "rows_scored_by_serving": int(scored_before.sum()),
+            "rows_scored_here": n_scored_now,
+        }
 
     def _store_ood_scores(self, seqs: np.ndarray, scores: np.ndarray) -> None:
         update = (

@@ -253,6 +253,14 @@ class Settings(BaseSettings):
     """Windows with fewer predictions than this get data-quality figures but no drift
     verdict."""
 
+    monitor_sample_rows: int = Field(default=500, ge=1)
+    """The drift tests, the OOD scoring of rows logged without a score and the label-free
+    estimate evaluate a uniform random sample of at most this many rows of each window
+    (seeded by the window's id); counts and data-quality rates cover every row. 500 is
+    the size at which the drift tests' level (5 %) and power were measured; larger
+    samples make KS flag differences too small to matter. Keep it at least
+    `WATCHKEEPER_MONITOR_MIN_SAMPLES`, or sampled windows get no drift verdict."""
+
     monitor_settle_seconds: float = Field(default=5.0, ge=0)
     """Rows are read only up to the log's high mark seen this long ago, so that a
     transaction still committing (several writers on PostgreSQL) is never skipped."""

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 import monitoring.log_reader as log_reader_module
-from monitoring.log_reader import WATERMARK, LogReader
+from monitoring.log_reader import WATERMARK, LogReader, features_of
 from serving.log_entry import LogEntry
 from serving.log_store import LogStore
 from watchkeeper.db.engine import create_engine
+from watchkeeper.db.features import feature_records
 from watchkeeper.db.tables import predictions
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -24,7 +27,6 @@ COLUMNS = [
     "prediction_id",
     "created_at",
     "model_version",
-    "features",
     "prediction",
     "lower",
     "upper",
@@ -37,6 +39,10 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
     engine = create_engine(database_url)
     yield engine
     engine.dispose()
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return features_of(frame, ["area", "hood"]).to_dict("records")
 
 
 def _log(engine: sa.Engine, n: int, *, items: int = 1, version: str = "v1") -> None:
@@ -69,7 +75,7 @@ def test_an_empty_log_has_no_watermark_no_high_mark_and_reads_an_empty_frame(
 
     assert (reader.watermark(), reader.high_mark()) == (0, 0)
     assert frame.empty and list(frame.columns)[: len(COLUMNS)] == COLUMNS
-    assert not {"request_id", "item_index"} & set(frame.columns)  # joined into features
+    assert not {"request_id", "item_index", "features"} & set(frame.columns)  # by column
     assert reader.rows_read == 0
 
 
@@ -101,7 +107,7 @@ def test_a_read_returns_rows_past_the_watermark_up_to_the_mark_oldest_first(
     assert list(frame["lower"]) == [2.0, 3.0] and list(frame["upper"]) == [4.0, 5.0]
     assert list(frame["ood_score"]) == [0.5, 0.5]
     assert list(frame["created_at"]) == [T0 + timedelta(seconds=3), T0 + timedelta(seconds=4)]
-    assert list(frame["features"]) == [
+    assert _records(frame) == [
         {"area": 300.0, "hood": "north"},
         {"area": 400.0, "hood": "north"},
     ]
@@ -115,7 +121,25 @@ def test_each_prediction_of_a_batch_gets_its_own_features(engine: sa.Engine) -> 
     frame = reader.read(0, reader.high_mark())
 
     assert list(frame["prediction_id"]) == [f"{1:032x}.{i}" for i in range(3)]
-    assert [f["area"] for f in frame["features"]] == [100.0, 101.0, 102.0]
+    assert [f["area"] for f in _records(frame)] == [100.0, 101.0, 102.0]
+
+
+def test_features_by_column_equal_one_record_per_prediction(engine: sa.Engine) -> None:
+    """Requests of several items, a read starting inside one: each row gets its own
+    item's features, as the per-prediction records of watchkeeper.db.features give."""
+    for n in range(1, 5):
+        _log(engine, n, items=4)
+    reader = LogReader(engine, settle_seconds=0)
+    seqs = list(reader.read(0, reader.high_mark())["seq"])
+
+    frame = reader.read(seqs[2], seqs[-3])
+
+    query = sa.select(predictions).where(predictions.c.seq > seqs[2], predictions.c.seq <= seqs[-3])
+    with engine.connect() as connection:
+        rows = connection.execute(query.order_by(predictions.c.seq)).all()
+        expected = feature_records(connection, rows)
+    assert _records(frame) == expected
+    assert features_of(frame, ["area", "hood"])["area"].dtype == "float64"
 
 
 def test_rows_logged_before_features_moved_to_the_request_keep_their_own(
@@ -140,7 +164,7 @@ def test_rows_logged_before_features_moved_to_the_request_keep_their_own(
 
     frame = reader.read(0, reader.high_mark())
 
-    assert list(frame["features"]) == [
+    assert _records(frame) == [
         {"area": 42.0, "hood": "south"},
         {"area": 100.0, "hood": "north"},
     ]
