@@ -4,11 +4,14 @@ and ``for:`` durations in these test copies only."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ import yaml
 
 from tests.conftest import require_service
 from tests.ports import free_port
-from tests.processes import wait_for
+from tests.processes import Process, wait_for
 from watchkeeper.alertmanager_config import alertmanager_config
 from watchkeeper.settings import Settings
 
@@ -152,3 +155,57 @@ def start_prometheus(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def people() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A webhook receiver standing in for the people's notification channel: its URL
+    and the notifications it received."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/notify", received
+    server.shutdown()
+    server.server_close()
+
+
+def alert_path(
+    start_prometheus: Callable[..., Server],
+    start_alertmanager: Callable[..., Server],
+    *,
+    people_url: str,
+    token_file: Path,
+    server: Process,
+    monitor: Process,
+    worker: Process | None = None,
+) -> tuple[Server, Server]:
+    """Prometheus scraping the given Watchkeeper processes with the project's rules, and
+    Alertmanager routing their alerts to ``people_url`` and to the server's ``/alerts``
+    with the token in ``token_file``: (prometheus, alertmanager)."""
+    alertmanager = start_alertmanager(
+        Settings(
+            alert_people_url=people_url,
+            alert_retrain_url=f"{server.url}/alerts",
+            alert_token_file=str(token_file),
+        )
+    )
+    targets = {"watchkeeper-serving": server, "watchkeeper-monitor": monitor}
+    if worker is not None:
+        targets["watchkeeper-retrain"] = worker
+    prometheus = start_prometheus(
+        {job: process.url.removeprefix("http://") for job, process in targets.items()},
+        alertmanager=alertmanager.url.removeprefix("http://"),
+    )
+    return prometheus, alertmanager

@@ -14,10 +14,8 @@ it and log under its version.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +24,12 @@ import requests
 import sqlalchemy as sa
 
 from monitoring.replay import Replayer
-from tests.observability import Server
-from tests.ports import free_port
+from tests.observability import Server, alert_path
 from tests.processes import Process, wait_for
-from watchkeeper.cli import main
 from watchkeeper.dataset import PackagedData, load_rdataset
 from watchkeeper.db.tables import predictions, retrain_runs
 from watchkeeper.registry import ModelRegistry
-from watchkeeper.settings import Settings
+from watchkeeper_cli.main import main
 
 # Training, three processes, Prometheus, Alertmanager, a replay and a retraining job:
 # minutes on a busy machine.
@@ -84,27 +80,6 @@ CASES = {
 }
 
 
-@pytest.fixture
-def people() -> Iterator[str]:
-    """A webhook receiver standing in for the people's notification channel."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/notify"
-    server.shutdown()
-    server.server_close()
-
-
 def _train(case: LoopCase, registry: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(registry))
     monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(data_dir))
@@ -130,7 +105,7 @@ def test_the_whole_loop_runs_on_a_packaged_dataset_nobody_tuned_for(
     start_watchkeeper: Callable[..., Process],
     start_prometheus: Callable[..., Server],
     start_alertmanager: Callable[..., Server],
-    people: str,
+    people: tuple[str, list[dict[str, Any]]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -170,20 +145,14 @@ def test_the_whole_loop_runs_on_a_packaged_dataset_nobody_tuned_for(
         WATCHKEEPER_RETRAIN_MIN_HOLDOUT="100",
         **common,
     )
-    alertmanager = start_alertmanager(
-        Settings(
-            alert_people_url=people,
-            alert_retrain_url=f"{server.url}/alerts",
-            alert_token_file=str(token_file),
-        )
-    )
-    prometheus = start_prometheus(
-        {
-            "watchkeeper-serving": server.url.removeprefix("http://"),
-            "watchkeeper-monitor": monitor.url.removeprefix("http://"),
-            "watchkeeper-retrain": worker.url.removeprefix("http://"),
-        },
-        alertmanager=alertmanager.url.removeprefix("http://"),
+    prometheus, _ = alert_path(
+        start_prometheus,
+        start_alertmanager,
+        people_url=people[0],
+        token_file=token_file,
+        server=server,
+        monitor=monitor,
+        worker=worker,
     )
 
     # the periods after the model's data, in time order, with late labels

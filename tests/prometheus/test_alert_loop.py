@@ -5,10 +5,7 @@ retraining worker runs a job whose outcome is recorded."""
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,40 +13,15 @@ import pytest
 import sqlalchemy as sa
 
 from monitoring.replay import Replayer
-from tests.observability import Server
-from tests.ports import free_port
+from tests.observability import Server, alert_path
 from tests.processes import Process, wait_for
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.tables import retrain_requests, retrain_runs
-from watchkeeper.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "alert-loop-token"
 ALERT = "WatchkeeperDatasetDriftSustained"
-
-
-@pytest.fixture
-def people() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A webhook receiver standing in for the people's notification channel."""
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(json.loads(body))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/notify", received
-    server.shutdown()
-    server.server_close()
 
 
 def _alert_states(prometheus: Server) -> set[str]:
@@ -83,20 +55,14 @@ def test_drift_alert_reaches_people_and_the_retraining_webhook_and_a_job_runs(
     )
     worker = start_watchkeeper("retrain worker", WATCHKEEPER_RETRAIN_POLL_SECONDS="0.5", **common)
     people_url, notified = people
-    alertmanager = start_alertmanager(
-        Settings(
-            alert_people_url=people_url,
-            alert_retrain_url=f"{server.url}/alerts",
-            alert_token_file=str(token_file),
-        )
-    )
-    prometheus = start_prometheus(
-        {
-            "watchkeeper-serving": server.url.removeprefix("http://"),
-            "watchkeeper-monitor": monitor.url.removeprefix("http://"),
-            "watchkeeper-retrain": worker.url.removeprefix("http://"),
-        },
-        alertmanager=alertmanager.url.removeprefix("http://"),
+    prometheus, alertmanager = alert_path(
+        start_prometheus,
+        start_alertmanager,
+        people_url=people_url,
+        token_file=token_file,
+        server=server,
+        monitor=monitor,
+        worker=worker,
     )
 
     report = Replayer(server.url, feedback_delay=0.2).run(ames.between(200901, 201012), limit=500)

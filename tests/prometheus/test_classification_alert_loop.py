@@ -18,13 +18,11 @@ import sqlalchemy as sa
 
 from monitoring.replay import Replayer
 from tests.monitoring import classifier_log
-from tests.observability import Server
+from tests.observability import Server, alert_path
 from tests.processes import Process, wait_for
-from tests.prometheus.test_alert_loop import people  # noqa: F401 - a fixture
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.tables import retrain_requests
 from watchkeeper.registry import ModelRegistry
-from watchkeeper.settings import Settings
 from watchkeeper.training import TrainingParams, train
 
 pytestmark = pytest.mark.integration
@@ -57,7 +55,7 @@ def test_a_classifier_losing_accuracy_fires_its_alert_and_requests_a_retrain(
     start_watchkeeper: Callable[..., Process],
     start_prometheus: Callable[..., Server],
     start_alertmanager: Callable[..., Server],
-    people: tuple[str, list[dict[str, Any]]],  # noqa: F811 - the imported fixture
+    people: tuple[str, list[dict[str, Any]]],
     classifier_registry: Path,
     tmp_path: Path,
 ) -> None:
@@ -81,19 +79,13 @@ def test_a_classifier_losing_accuracy_fires_its_alert_and_requests_a_retrain(
         **own,
     )
     people_url, notified = people
-    alertmanager = start_alertmanager(
-        Settings(
-            alert_people_url=people_url,
-            alert_retrain_url=f"{server.url}/alerts",
-            alert_token_file=str(token_file),
-        )
-    )
-    prometheus = start_prometheus(
-        {
-            "watchkeeper-serving": server.url.removeprefix("http://"),
-            "watchkeeper-monitor": monitor.url.removeprefix("http://"),
-        },
-        alertmanager=alertmanager.url.removeprefix("http://"),
+    prometheus, alertmanager = alert_path(
+        start_prometheus,
+        start_alertmanager,
+        people_url=people_url,
+        token_file=token_file,
+        server=server,
+        monitor=monitor,
     )
 
     # the world turned: each client reports the other outcome than the truth gives
