@@ -19,6 +19,7 @@ RUN /opt/watchkeeper/bin/pip install --upgrade pip \
     && /opt/watchkeeper/bin/python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); print('\n'.join(d['project']['dependencies']))" > /tmp/requirements.txt \
     && /opt/watchkeeper/bin/pip install -r /tmp/requirements.txt
 COPY watchkeeper ./watchkeeper
+COPY watchkeeper_cli ./watchkeeper_cli
 COPY serving ./serving
 COPY monitoring ./monitoring
 COPY retrain ./retrain

@@ -139,7 +139,7 @@ def start_watchkeeper(
     if database_url:
         env["WATCHKEEPER_DATABASE_URL"] = database_url
     process = _spawn(
-        [sys.executable, "-m", "watchkeeper.cli", "serve"], env, ROOT, workdir / f"{name}.out"
+        [sys.executable, "-m", "watchkeeper_cli", "serve"], env, ROOT, workdir / f"{name}.out"
     )
     url = database_url or f"sqlite:///{data_dir / 'watchkeeper.db'}"
     return Server(

@@ -63,7 +63,7 @@ class Process:
         self.log_path = log_path
         with open(log_path, "wb") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "watchkeeper.cli", *args],
+                [sys.executable, "-m", "watchkeeper_cli", *args],
                 env={**os.environ, **env},
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

@@ -11,7 +11,7 @@ because each covers what the other cannot:
   scikit-learn is imported, they apply to every thread of the process (request threads
   included) and are inherited by child processes (gunicorn workers);
 - threadpoolctl at run time, for libraries a process loaded before it read its settings
-  (the test runner, an application calling :func:`watchkeeper.cli.main`).
+  (the test runner, an application calling :func:`watchkeeper_cli.main.main`).
 """
 
 from __future__ import annotations

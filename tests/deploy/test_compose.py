@@ -22,8 +22,9 @@ from tests.observability import binary
 from tests.ports import free_port
 from tests.postgres import PostgresServer
 from tests.processes import Process, wait_for
-from watchkeeper.cli import HEALTH_ENDPOINTS, build_parser, main
 from watchkeeper.settings import Settings
+from watchkeeper_cli.commands.healthcheck import HEALTH_ENDPOINTS
+from watchkeeper_cli.main import build_parser, main
 
 WATCHKEEPER_IMAGE = "watchkeeper:0.1.0"
 LONG_RUNNING = {"serving": "serve", "monitor": "monitor", "retrain-worker": "worker"}
@@ -319,7 +320,7 @@ def test_watchkeeper_services_come_up_healthy_with_the_compose_commands_and_envi
 
     def run_one_off(name: str) -> str:
         result = subprocess.run(
-            [sys.executable, "-m", "watchkeeper.cli", *services[name]["command"]],
+            [sys.executable, "-m", "watchkeeper_cli", *services[name]["command"]],
             env={**os.environ, **environment(name)},
             capture_output=True,
             text=True,
@@ -331,7 +332,7 @@ def test_watchkeeper_services_come_up_healthy_with_the_compose_commands_and_envi
     def healthy(name: str) -> bool:
         test = services[name]["healthcheck"]["test"]
         check = subprocess.run(
-            [sys.executable, "-m", "watchkeeper.cli", *test[2:]],
+            [sys.executable, "-m", "watchkeeper_cli", *test[2:]],
             env={**os.environ, **environment(name)},
             capture_output=True,
             timeout=30,

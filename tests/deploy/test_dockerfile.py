@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.conftest import REPO, Stage, exec_form, settings_fields
-from watchkeeper.cli import HEALTH_ENDPOINTS, build_parser
 from watchkeeper.settings import Settings
 from watchkeeper.threads import THREAD_VARIABLES
+from watchkeeper_cli.commands.healthcheck import HEALTH_ENDPOINTS
+from watchkeeper_cli.main import build_parser
 
 BUILD_TOOLS = ("build-essential", "gcc", "g++", "make ", "python3-dev", "pip install")
 
@@ -158,7 +159,7 @@ def test_package_built_for_the_image_holds_every_module_and_migration(tmp_path: 
 
     expected = [
         path.relative_to(REPO).as_posix()
-        for package in ("watchkeeper", "serving", "monitoring", "retrain")
+        for package in ("watchkeeper", "watchkeeper_cli", "serving", "monitoring", "retrain")
         for path in (REPO / package).rglob("*")
         if path.suffix in (".py", ".mako") and "__pycache__" not in path.parts
     ]
@@ -166,5 +167,6 @@ def test_package_built_for_the_image_holds_every_module_and_migration(tmp_path: 
     assert sorted(set(expected) - names) == []
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert (
-        "watchkeeper = watchkeeper.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+        "watchkeeper = watchkeeper_cli.main:main"
+        in zipfile.ZipFile(wheel).read(entry_points).decode()
     )

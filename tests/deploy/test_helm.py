@@ -25,9 +25,10 @@ from tests.observability import binary
 from tests.ports import free_port
 from tests.postgres import PostgresServer
 from tests.processes import Process
-from watchkeeper.cli import HEALTH_ENDPOINTS, build_parser
 from watchkeeper.helm_schema import render as render_schema
 from watchkeeper.settings import Settings
+from watchkeeper_cli.commands.healthcheck import HEALTH_ENDPOINTS
+from watchkeeper_cli.main import build_parser
 
 CHART = REPO / "helm" / "watchkeeper"
 SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
@@ -560,7 +561,7 @@ def test_rendered_pods_start_and_pass_their_probes(
 
     def run(container: dict[str, Any]) -> None:
         result = subprocess.run(
-            [sys.executable, "-m", "watchkeeper.cli", *container["args"]],
+            [sys.executable, "-m", "watchkeeper_cli", *container["args"]],
             env={**os.environ, **environment(container)},
             capture_output=True,
             text=True,

@@ -18,13 +18,13 @@ from prometheus_client import CollectorRegistry
 from retrain.job import RetrainJob, RunResult
 from serving.app import create_app, shutdown
 from watchkeeper import retrain_queue
-from watchkeeper.cli import main
 from watchkeeper.dataset import PackagedData, load_rdataset
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
+from watchkeeper_cli.main import main
 
 TARGET, PERIOD = "Temp", "date"
 

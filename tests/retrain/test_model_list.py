@@ -14,11 +14,11 @@ import sqlalchemy as sa
 
 from retrain.job import RetrainJob
 from watchkeeper import retrain_queue
-from watchkeeper.cli import main
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.figures import amount
 from watchkeeper.progress import Stages
 from watchkeeper.settings import Settings
+from watchkeeper_cli.main import main
 
 
 @pytest.fixture

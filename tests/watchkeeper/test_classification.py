@@ -206,7 +206,7 @@ def test_metadata_written_before_tasks_loads_as_a_regression_model(
 def test_train_command_trains_a_classifier_and_model_show_speaks_its_metrics(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from watchkeeper.cli import main
+    from watchkeeper_cli.main import main
 
     csv = tmp_path / "churn.csv"
     _frame().to_csv(csv, index=False)
@@ -232,7 +232,7 @@ def test_train_command_takes_the_task_for_a_numeric_target(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Ratings 1–5 are numbers: a regression model unless --task classification."""
-    from watchkeeper.cli import main
+    from watchkeeper_cli.main import main
 
     frame = _frame()
     frame["outcome"] = np.digitize(frame["x"], [-1.0, -0.3, 0.3, 1.0]) + 1
@@ -252,7 +252,7 @@ def test_model_list_writes_a_decimal_year_period_briefly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Texas housing's periods are decimal years: 2009.8333333333333 was printed whole."""
-    from watchkeeper.cli import main
+    from watchkeeper_cli.main import main
 
     frame = _frame()
     frame["period"] = 2000 + frame["period"] / 12

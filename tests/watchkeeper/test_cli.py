@@ -27,12 +27,12 @@ from prometheus_client import CollectorRegistry
 from tests.ports import free_port
 from tests.processes import Process
 from watchkeeper import figures
-from watchkeeper.cli import build_parser, main
-from watchkeeper.cli_help import SERVE_SETTINGS
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.status_server import Heartbeat, start_status_server
 from watchkeeper.training import TrainedModel
+from watchkeeper_cli.help_text import SERVE_SETTINGS
+from watchkeeper_cli.main import build_parser, main
 
 
 def test_model_list_shows_status_metrics_and_current(
@@ -167,7 +167,7 @@ def test_rollback_to_a_rejected_version_is_refused_without_force(
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``watchkeeper ARGS`` in its own process, as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "watchkeeper.cli", *args],
+        [sys.executable, "-m", "watchkeeper_cli", *args],
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
@@ -263,7 +263,7 @@ def test_settings_into_a_pipe_closed_early_ends_quietly(args: list[str]) -> None
     os.close(read_end)
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "watchkeeper.cli", *args],
+            [sys.executable, "-m", "watchkeeper_cli", *args],
             stdout=write_end,
             stderr=subprocess.PIPE,
             text=True,
@@ -424,7 +424,7 @@ def _run_on_terminal(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     process = subprocess.Popen(
-        [sys.executable, "-m", "watchkeeper.cli", *args],
+        [sys.executable, "-m", "watchkeeper_cli", *args],
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=follower,

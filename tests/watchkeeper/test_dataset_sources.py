@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from watchkeeper.cli import main
 from watchkeeper.data_source import DataSourceError, describe_csv, describe_rdataset, load_source
 from watchkeeper.dataset import DatasetError, PackagedData, load_rdataset
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.version_metadata import DataSource
+from watchkeeper_cli.main import main
 
 HOTEL = ("modeldata", "hotel_rates", "avg_price_per_room")
 TEXAS = ("ggplot2", "txhousing", "median")

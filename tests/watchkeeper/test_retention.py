@@ -21,7 +21,6 @@ from monitoring.log_reader import WATERMARK, LogReader
 from monitoring.retention_loop import RetentionLoop
 from retrain.data import labelled_predictions
 from tests.processes import Process, sqlite_url, wait_for
-from watchkeeper.cli import main
 from watchkeeper.db import log_stats
 from watchkeeper.db.archive import archived_labels, read_archive, read_rows
 from watchkeeper.db.engine import create_engine
@@ -36,6 +35,7 @@ from watchkeeper.db.tables import (
 )
 from watchkeeper.schema import Feature, FeatureSchema
 from watchkeeper.settings import Settings
+from watchkeeper_cli.main import main
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 POLICY = RetentionPolicy(raw_days=30, labelled_days=365, history_days=730, batch_rows=5000)

@@ -11,7 +11,6 @@ import pytest
 
 from tests.conftest import assert_thread_pools
 from tests.processes import Process, wait_for
-from watchkeeper.cli import main
 from watchkeeper.threads import (
     SETTING_VARIABLE,
     THREAD_VARIABLES,
@@ -20,6 +19,7 @@ from watchkeeper.threads import (
     thread_pools,
     threads_from_environment,
 )
+from watchkeeper_cli.main import main
 
 # What a developer's shell or a base image may carry: the setting must win over it.
 STRAY = {"OMP_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": "3", "MKL_NUM_THREADS": "3"}

@@ -50,7 +50,7 @@ def _say(message: str) -> None:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "watchkeeper.cli", *args]
+    return [sys.executable, "-m", "watchkeeper_cli", *args]
 
 
 def _check_ports(plan: Layout) -> None:

@@ -141,7 +141,7 @@ def test_the_report_of_a_replay_renders_every_section_in_chromium_and_fetches_no
     env = _replayed_log(start_watchkeeper, ames, tmp_path / "var")
     output = tmp_path / "report.html"
     done = subprocess.run(
-        [sys.executable, "-m", "watchkeeper.cli", "report", "--output", str(output)],
+        [sys.executable, "-m", "watchkeeper_cli", "report", "--output", str(output)],
         env={**os.environ, **env},
         capture_output=True,
         text=True,

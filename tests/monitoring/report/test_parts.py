@@ -32,7 +32,7 @@ from monitoring.report.records import (
 )
 from monitoring.report.svg import nice_ticks, time_ticks
 from monitoring.report.wording import summary_line
-from watchkeeper.cli import main
+from watchkeeper_cli.main import main
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

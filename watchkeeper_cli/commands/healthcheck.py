@@ -1,0 +1,66 @@
+"""``watchkeeper healthcheck``: the image's HEALTHCHECK, for each component."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from watchkeeper.settings import Settings
+from watchkeeper_cli.help_text import choices_help
+from watchkeeper_cli.parser import Commands
+
+# component -> (host setting, port setting, path); serving's readiness says a model
+# is loaded, the background services' /healthz says their loop is not stuck.
+HEALTH_ENDPOINTS = {
+    "serve": ("host", "port", "/readyz"),
+    "monitor": ("monitor_host", "monitor_port", "/healthz"),
+    "worker": ("retrain_host", "retrain_port", "/healthz"),
+}
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 when the component in this container answers healthy (the image's
+    HEALTHCHECK, which has no curl to call)."""
+    import urllib.error
+    import urllib.request
+
+    host_field, port_field, path = HEALTH_ENDPOINTS[args.component]
+    host = getattr(settings, host_field)
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    url = f"http://{host}:{getattr(settings, port_field)}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except OSError as exc:
+        print(f"unhealthy: {url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 1
+    text = body.decode(errors="replace").strip()
+    if status != 200:
+        print(f"unhealthy: {url}: HTTP {status} {text}", file=sys.stderr)
+        return 1
+    print(f"healthy: {url}: {text}")
+    return 0
+
+
+def register(commands: Commands) -> None:
+    healthcheck = commands.add_parser(
+        "healthcheck", help="exit 0 if the component running here is healthy (containers)"
+    )
+    healthcheck.add_argument(
+        "component",
+        nargs="?",
+        choices=sorted(HEALTH_ENDPOINTS),
+        default="serve",
+        help=choices_help(
+            {
+                "monitor": "the monitor's /healthz (its loop is not stuck)",
+                "serve": "the prediction server's /readyz (a model is loaded)",
+                "worker": "the retraining worker's /healthz (its loop is not stuck)",
+            },
+        ),
+    )
+    healthcheck.add_argument("--timeout", type=float, default=3.0, help="seconds")
+    healthcheck.set_defaults(handler=_run)

@@ -1,0 +1,93 @@
+"""``watchkeeper model list|show|rollback``: the registered versions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING
+
+from watchkeeper.settings import Settings
+from watchkeeper_cli.failures import CommandFailed
+from watchkeeper_cli.model_registry import open_registry
+from watchkeeper_cli.parser import Commands
+
+if TYPE_CHECKING:  # scikit-learn: imported when the command runs
+    from watchkeeper.registry import ModelRegistry
+
+# Versions a retraining job judged unfit: putting one into production takes --force.
+
+
+def _require_version(registry: ModelRegistry, version: str) -> dict[str, object]:
+    if version not in registry.versions():
+        raise CommandFailed(
+            f"model version {version!r} is not registered in {registry.root}",
+            "`watchkeeper model list` shows the versions",
+        )
+    return registry.metadata(version)
+
+
+def _rollback(registry: ModelRegistry, version: str | None, force: bool) -> tuple[str | None, str]:
+    from watchkeeper.errors import RollbackRefused
+
+    if version is not None:
+        _require_version(registry, version)
+    try:
+        return registry.rollback(version, force=force)
+    except RollbackRefused as exc:
+        raise CommandFailed(exc.message, f"pass --force to roll back to {version} anyway") from exc
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    registry = open_registry(settings)
+    current = registry.current_version()
+    if args.model_command == "rollback":
+        previous, now = _rollback(registry, args.version, args.force)
+        print(
+            f"current model: {now} (was {previous}); servers switch within "
+            f"{settings.model_poll_seconds:g} s"
+        )
+        return 0
+    from watchkeeper.version_summary import VersionSummary, list_lines, show_text
+
+    if args.model_command == "show":
+        version = args.version or current
+        if version is None:
+            raise CommandFailed("no model is registered", "train one with `watchkeeper train`")
+        metadata = _require_version(registry, version)
+        if args.json:
+            print(json.dumps(metadata, indent=2))
+        else:
+            print(show_text(VersionSummary.from_metadata(metadata), current))
+        return 0
+    versions = registry.versions()
+    if not versions:
+        print("no model versions registered in", registry.root)
+        return 0
+    summaries = [VersionSummary.from_metadata(registry.metadata(v)) for v in versions]
+    print("\n".join(list_lines(summaries, current)))
+    return 0
+
+
+def register(commands: Commands) -> None:
+    model = commands.add_parser("model", help="list, show or roll back model versions")
+    model.set_defaults(handler=_run, version=None)
+    model_commands = Commands(model, dest="model_command")
+    model_commands.add_parser(
+        "list",
+        help="every version with its status and metrics, the champion's MAE on the same "
+        "data, and which data that is",
+    )
+    show = model_commands.add_parser("show", help="one version's summary, or its metadata")
+    show.add_argument("version", nargs="?", help="e.g. v2 (default: the current version)")
+    show.add_argument("--json", action="store_true", help="print the full metadata as JSON")
+    rollback = model_commands.add_parser("rollback", help="make another version current")
+    rollback.add_argument(
+        "version",
+        nargs="?",
+        help="e.g. v1 (default: the newest earlier version that retraining did not reject)",
+    )
+    rollback.add_argument(
+        "--force",
+        action="store_true",
+        help="accept a version that retraining rejected or that failed",
+    )

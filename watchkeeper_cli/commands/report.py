@@ -1,0 +1,48 @@
+"""``watchkeeper report``: one self-contained HTML file of what the monitor saw."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from watchkeeper.settings import Settings
+from watchkeeper_cli.failures import CommandFailed
+from watchkeeper_cli.parser import Commands
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from monitoring.report.build import STAGES, write_report
+    from monitoring.report.period import parse_moment
+    from monitoring.report.records import Period
+    from monitoring.report.wording import summary_line
+    from watchkeeper.progress import Stages
+
+    try:
+        since = parse_moment(args.since) if args.since else None
+        until = parse_moment(args.until) if args.until else None
+    except ValueError as exc:
+        raise CommandFailed(str(exc), "fix --since/--until") from exc
+    period = Period(since=since, until=until, model_version=args.model_version)
+    output = Path(args.output)
+    data = write_report(settings, period, output, stages=Stages(STAGES))
+    print(f"wrote {output}: {summary_line(data)}")
+    return 0
+
+
+def register(commands: Commands) -> None:
+    report = commands.add_parser(
+        "report",
+        help="write a self-contained HTML report of the monitor's results",
+        # the help keeps a description's line breaks (watchkeeper_cli/help_text.py)
+        description="Write one HTML file of what the monitor saw in a period: drift verdicts\n"
+        "per window, OOD fraction, data quality, accuracy and retraining on one\n"
+        "timeline; the drifted features against their reference; the most\n"
+        "out-of-distribution rows; the model versions. Charts are inline and the page\n"
+        "loads nothing when opened. Reads the prediction log (WATCHKEEPER_DATABASE_URL)\n"
+        "and the model registry (WATCHKEEPER_REGISTRY_PATH).",
+    )
+    report.add_argument("--since", help="from this time: ISO 8601 (UTC), or back from now: 24h")
+    report.add_argument("--until", help="up to this time: ISO 8601 (UTC), or back from now")
+    report.add_argument("--model-version", help="only this model version")
+    report.add_argument("--output", default="report.html", help="HTML file to write")
+    report.set_defaults(handler=_run)

@@ -1,0 +1,34 @@
+"""``watchkeeper settings``: the effective settings, the README's table or the Helm schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from watchkeeper.settings import Settings, redact_url, settings_table
+from watchkeeper_cli.parser import Commands
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.helm_schema:
+        from watchkeeper.helm_schema import render
+
+        print(render(), end="")
+    elif args.markdown:
+        print(settings_table())
+    else:
+        values = settings.model_dump(mode="json")  # secret fields come out as ********
+        for name, value in values.items():
+            if name.endswith("_url") and isinstance(value, str):
+                values[name] = redact_url(value)  # a URL may carry a password
+        print(json.dumps(values, indent=2))
+    return 0
+
+
+def register(commands: Commands) -> None:
+    settings = commands.add_parser("settings", help="print the effective settings")
+    settings.add_argument("--markdown", action="store_true", help="the README's table")
+    settings.add_argument(
+        "--helm-schema", action="store_true", help="the Helm chart's values.schema.json"
+    )
+    settings.set_defaults(handler=_run)

@@ -1,0 +1,16 @@
+"""The model registry as the settings locate it, for the commands that read or write it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from watchkeeper.settings import Settings
+
+if TYPE_CHECKING:  # the registry pulls in scikit-learn; commands import it when they run
+    from watchkeeper.registry import ModelRegistry
+
+
+def open_registry(settings: Settings) -> ModelRegistry:
+    from watchkeeper.registry import ModelRegistry
+
+    return ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
