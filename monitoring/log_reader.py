@@ -109,8 +109,9 @@ class LogReader:
             time.sleep(self.settle_seconds)
         return mark
 
-    def read(self, after: int, up_to: int) -> pd.DataFrame:
-        """Accepted predictions with ``after < seq <= up_to``, oldest first."""
+    def read(self, after: int, up_to: int, *, limit: int | None = None) -> pd.DataFrame:
+        """Accepted predictions with ``after < seq <= up_to``, oldest first; the first
+        ``limit`` of them if given."""
         query = (
             sa.select(
                 predictions.c.seq,
@@ -128,6 +129,7 @@ class LogReader:
             )
             .where(predictions.c.seq > after, predictions.c.seq <= up_to)
             .order_by(predictions.c.seq)
+            .limit(limit)
         )
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()

@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 
 FEEDBACK_WATERMARK = "feedback"
 ORPHAN_WATERMARK = "feedback_orphans"
+READ_WINDOWS = 10
+"""A cycle reads at most this many windows' rows; the rest wait for the next cycle."""
 MAX_REASON_CHARS = 500
 """An error's reason is stored and logged cut to this: it may quote a hostile value."""
 
@@ -118,6 +120,7 @@ class Monitor:
         self.engine = engine
         self.registry = registry
         self.reader = LogReader(engine, settle_seconds=settings.monitor_settle_seconds)
+        self.read_windows = READ_WINDOWS
         self.status = MonitorStatus(latest=self._stored_latest(), rolling=self._stored_rolling())
         self._suites: dict[str, DetectorSuite] = {}
         self.estimator = AccuracyEstimator(registry)
@@ -217,21 +220,31 @@ class Monitor:
         started = time.perf_counter()
         try:
             up_to = self.reader.settled_high_mark()
-            rows = self.reader.read(self.reader.watermark(), up_to)
-            windows = cut_windows(
-                rows,
-                size=self.settings.monitor_window_size,
-                seconds=self.settings.monitor_window_seconds,
-                now=datetime.now(UTC),
-            )
             labelled: set[str] = set()  # versions whose rolling accuracy may change
-            for window in windows:
-                results = self.evaluate(window)
-                self._store(results)
-                log.info("%s", window_verdict(results, self.settings.monitor_min_samples))
-                labelled |= self._evaluate_window_accuracy([_span(window)])
-                self.reader.set_watermark(window.last_seq)
-                self.status.windows_evaluated += 1
+            done = 0
+            # a monitor far behind (a backlog, a stop) reads a bounded chunk at a time:
+            # one read of the whole backlog held every row's features in memory
+            limit = self.read_windows * self.settings.monitor_window_size
+            while True:
+                rows = self.reader.read(self.reader.watermark(), up_to, limit=limit)
+                more = len(rows) == limit
+                windows = cut_windows(
+                    rows,
+                    size=self.settings.monitor_window_size,
+                    seconds=self.settings.monitor_window_seconds,
+                    now=datetime.now(UTC),
+                    more=more,
+                )
+                for window in windows:
+                    results = self.evaluate(window)
+                    self._store(results)
+                    log.info("%s", window_verdict(results, self.settings.monitor_min_samples))
+                    labelled |= self._evaluate_window_accuracy([_span(window)])
+                    self.reader.set_watermark(window.last_seq)
+                    self.status.windows_evaluated += 1
+                done += len(windows)
+                if not (more and windows):
+                    break
             self._evaluate_accuracy(labelled)
             self._count_orphans()
         except Exception:
@@ -242,7 +255,7 @@ class Monitor:
             self.status.last_duration = time.perf_counter() - started
             self.status.rows_read = self.reader.rows_read
         self.status.last_success = time.time()
-        return len(windows)
+        return done
 
     def evaluate(self, window: Window) -> list[dict[str, Any]]:
         """Every check of the window, each a result row; a check that raises becomes

@@ -44,9 +44,13 @@ def _utc(value: object) -> datetime:
     return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).to_pydatetime()
 
 
-def cut_windows(rows: pd.DataFrame, *, size: int, seconds: float, now: datetime) -> list[Window]:
+def cut_windows(
+    rows: pd.DataFrame, *, size: int, seconds: float, now: datetime, more: bool = False
+) -> list[Window]:
     """The complete windows at the start of ``rows`` (sorted by seq); rows after the
-    last one wait for the next cycle."""
+    last one wait for the next cycle. ``more``: the log holds rows past ``rows`` (a
+    read cut short), so a window reaching the end of ``rows`` closes only when full,
+    never by the clock: its next rows are in the log, not yet read."""
     windows: list[Window] = []
     start = 0
     span = timedelta(seconds=seconds)
@@ -65,6 +69,8 @@ def cut_windows(rows: pd.DataFrame, *, size: int, seconds: float, now: datetime)
         closed_by_count = end - start >= size
         closed_by_change = end < n  # a new version or a row past the time span follows
         closed_by_clock = now - times[start] >= span
+        if end == n and more:
+            closed_by_clock = False
         if not (closed_by_count or closed_by_change or closed_by_clock):
             break
         windows.append(Window(str(versions[start]), rows.iloc[start:end].reset_index(drop=True)))

@@ -248,3 +248,39 @@ def test_a_classifier_window_is_sampled_alike(
     expected = model.calibration.expected_accuracy(confidence).mean()
     assert results["estimated_accuracy"]["score"] == pytest.approx(float(expected))
     assert results["data_quality"]["details"]["rows_evaluated"] == HELD
+
+
+def test_a_monitor_far_behind_reads_a_bounded_chunk_at_a_time(
+    monitor: Monitor, fresh: pd.DataFrame, trained: TrainedModel
+) -> None:
+    """1,050 old rows, windows of 100, two windows' rows a read: the cycle reads in
+    chunks and cuts the same windows one read of everything cut, the short tail closed
+    by the clock only at the end of the log."""
+    _write_regression_log(monitor.engine, trained.model, fresh.head(1_050))
+    monitor.settings = monitor.settings.model_copy(
+        update={"monitor_window_size": 100, "monitor_min_samples": 50}
+    )
+    monitor.read_windows = 2
+    reads: list[int] = []
+    read = monitor.reader.read
+
+    def counted(after: int, up_to: int, *, limit: int | None = None) -> pd.DataFrame:
+        frame = read(after, up_to, limit=limit)
+        reads.append(len(frame))
+        return frame
+
+    monitor.reader.read = counted  # type: ignore[method-assign]
+
+    assert monitor.run_once() == 11
+
+    assert max(reads) == 200
+    with monitor.engine.connect() as connection:
+        spans = connection.execute(
+            sa.select(window_results.c.first_seq, window_results.c.last_seq)
+            .where(window_results.c.detector == "data_quality")
+            .order_by(window_results.c.first_seq)
+        ).all()
+    first = spans[0][0]
+    assert [(a - first, b - first) for a, b in spans] == [
+        (i * 100, min(i * 100 + 99, 1_049)) for i in range(11)
+    ]

@@ -51,3 +51,16 @@ def test_windows_never_span_two_model_versions() -> None:
 
 def test_no_rows_no_windows() -> None:
     assert cut_windows(_rows([]), size=3, seconds=600, now=T0) == []
+
+
+def test_a_read_cut_short_closes_its_last_window_only_when_full() -> None:
+    """Rows older than the time span, but more of them in the log than were read: the
+    last window waits for them instead of closing short by the clock."""
+    rows = _rows([0.0] * 5)
+    late = T0 + timedelta(seconds=1400)
+
+    cut = cut_windows(rows, size=3, seconds=600, now=late, more=True)
+    whole = cut_windows(rows, size=3, seconds=600, now=late)
+
+    assert [(w.first_seq, w.last_seq) for w in cut] == [(1, 3)]
+    assert [(w.first_seq, w.last_seq) for w in whole] == [(1, 3), (4, 5)]
