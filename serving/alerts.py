@@ -9,20 +9,30 @@ often it is delivered, and a new episode (alerts that started again) queues anot
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
-from watchkeeper.errors import BadRequest
+from watchkeeper.errors import BadRequest, FieldProblem
 
 
 def retrain_alerts(payload: Any, names: tuple[str, ...]) -> tuple[list[dict[str, Any]], str]:
     """The firing alerts that ask for a retrain, and the notification's dedupe key."""
     if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
-        raise BadRequest("expected an Alertmanager webhook payload with an 'alerts' array")
+        raise BadRequest(
+            "body must be an Alertmanager webhook payload, an object with an 'alerts' array",
+            details=[FieldProblem("alerts", "must be an array of alerts")],
+        )
     wanted = set(names)
     firing = []
+    problems = [
+        problem for i, alert in enumerate(payload["alerts"]) for problem in _problems(i, alert)
+    ]
+    if problems:
+        raise BadRequest(
+            f"not an Alertmanager alert: {', '.join(p.field for p in problems[:5])}",
+            details=problems[:100],
+        )
     for alert in payload["alerts"]:
-        if not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict):
-            raise BadRequest("each alert needs a 'labels' object")
         if alert.get("status") == "firing" and alert["labels"].get("alertname") in wanted:
             firing.append(alert)
     identity = "|".join(
@@ -30,3 +40,16 @@ def retrain_alerts(payload: Any, names: tuple[str, ...]) -> tuple[list[dict[str,
     )
     key = hashlib.sha256(f"{payload.get('groupKey', '')}|{identity}".encode()).hexdigest()
     return firing, f"alertmanager:{key}"
+
+
+def _problems(i: int, alert: Any) -> Iterator[FieldProblem]:
+    """What makes ``alert`` unlike Alertmanager's: labels are an object of strings
+    (a label of another type once reached the webhook's grouping and raised)."""
+    if not isinstance(alert, dict):
+        yield FieldProblem(f"alerts[{i}]", "must be an object")
+    elif not isinstance(alert.get("labels"), dict):
+        yield FieldProblem(f"alerts[{i}].labels", "must be an object of strings")
+    else:
+        for name, value in alert["labels"].items():
+            if not isinstance(value, str):
+                yield FieldProblem(f"alerts[{i}].labels.{name}", "must be a string")

@@ -38,9 +38,11 @@ from watchkeeper.errors import (
 )
 from watchkeeper.task import Task, label_text
 
-_MAX_ID = 48
+MAX_ID = 48
+"""Characters of a prediction id (the width of ``feedback.prediction_id``)."""
 MAX_LABEL = 256
 """Characters of a class label's text (the width of ``feedback.label``)."""
+_NO_NUL = "must not contain a NUL character (U+0000)"
 _LABEL_EXPECTED = "must be a class label (a string, an integer or a boolean)"
 
 
@@ -98,10 +100,13 @@ def parse_feedback(
             )
             continue
         pid, actual = item["id"], item["actual"]
-        if not isinstance(pid, str) or not 0 < len(pid) <= _MAX_ID:
+        if not isinstance(pid, str) or not 0 < len(pid) <= MAX_ID:
             problems.append(
-                FieldProblem(f"{dot}id", f"must be a prediction id (string of 1–{_MAX_ID})")
+                FieldProblem(f"{dot}id", f"must be a prediction id (string of 1–{MAX_ID})")
             )
+            continue
+        if "\x00" in pid:  # PostgreSQL's text cannot hold it (it raised: a 500)
+            problems.append(FieldProblem(f"{dot}id", _NO_NUL))
             continue
         parse = _class_label if task is Task.CLASSIFICATION else _target
         parsed = parse(pid, actual)
@@ -144,6 +149,8 @@ def _class_label(pid: str, actual: Any) -> FeedbackItem | str:
             return f"{_LABEL_EXPECTED}, got an empty string"
         if len(actual) > MAX_LABEL:
             return f"must be at most {MAX_LABEL} characters long, got {len(actual)}"
+        if "\x00" in actual:
+            return _NO_NUL
         return FeedbackItem(pid, None, actual)
     if not isinstance(actual, int | float):
         return f"{_LABEL_EXPECTED}, got {type(actual).__name__}"

@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from serving.feedback import MAX_LABEL
+from serving.feedback import MAX_ID, MAX_LABEL
 from watchkeeper.schema import Feature, FeatureSchema
 from watchkeeper.task import Task, label_text
 
+NO_NUL = "^[^\\u0000]*$"
+"""Strings stored as text: PostgreSQL's text cannot hold U+0000."""
 _LABEL_TYPES = ["string", "integer", "number", "boolean"]
 
 _ERROR_RESPONSES = {
@@ -31,6 +33,25 @@ _ERROR_RESPONSES = {
     "422": "One or more fields break the model's feature schema.",
     "503": "No model is loaded (model_unavailable), or the database is down "
     "(database_unavailable: nothing was stored, retry).",
+}
+
+
+# What the webhook reads of Alertmanager's payload; the rest is kept as evidence.
+_ALERTMANAGER = {
+    "type": "object",
+    "properties": {
+        "alerts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+                "required": ["labels"],
+            },
+        }
+    },
+    "required": ["alerts"],
 }
 
 
@@ -198,6 +219,10 @@ def _feedback_actual(task: Task | None) -> dict[str, Any]:
             "type": _LABEL_TYPES,
             "minLength": 1,
             "maxLength": MAX_LABEL,
+            "pattern": NO_NUL,
+            # a number's text must fit a label too
+            "exclusiveMinimum": -1e254,
+            "exclusiveMaximum": 1e254,
             "description": "The true class (a string, an integer or a boolean; matched by "
             'its text, so 1 and "1" are one class). A class the model does not know is '
             "stored too, and the response says known_class false.",
@@ -323,7 +348,14 @@ def _components(
         "FeedbackItem": {
             "type": "object",
             "properties": {
-                "id": {"type": "string", "description": "A prediction id from /predict."},
+                "id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_ID,
+                    "pattern": NO_NUL,
+                    "description": "A prediction id from /predict; the ids of a batch are "
+                    "distinct.",
+                },
                 "actual": _feedback_actual(task),
             },
             "required": ["id", "actual"],
@@ -485,7 +517,7 @@ def openapi_document(
             "/admin/retrain": _admin_post(
                 "adminRetrain",
                 "Queue a retraining job (the worker runs it).",
-                {"reason": {"type": "string"}},
+                {"reason": {"type": ["string", "null"], "pattern": NO_NUL}},
                 {
                     "202": _json(_ref("Queued"), "Queued."),
                     **{k: errors[k] for k in ("400", "401", "403", "413", "503")},
@@ -495,7 +527,7 @@ def openapi_document(
                 "adminRollback",
                 "Point current at a version (default: the previous usable one). A version"
                 " retraining rejected, or that failed, is refused (409) unless force is true.",
-                {"version": {"type": "string"}, "force": {"type": "boolean"}},
+                {"version": {"type": ["string", "null"]}, "force": {"type": "boolean"}},
                 {
                     "200": _json(_ref("RolledBack"), "Current moved."),
                     **{k: errors[k] for k in ("400", "401", "403", "409", "413")},
@@ -509,7 +541,7 @@ def openapi_document(
                     "security": [{"bearer": []}],
                     "requestBody": {
                         "required": True,
-                        "content": {"application/json": {"schema": {"type": "object"}}},
+                        "content": {"application/json": {"schema": _ALERTMANAGER}},
                     },
                     "responses": {
                         "200": _json(_ref("AlertOutcome"), "Ignored or duplicate."),

@@ -10,7 +10,13 @@ from serving.auth import require_admin
 from serving.json_body import parse_json, request_body
 from serving.responses import json_response
 from watchkeeper import retrain_queue
-from watchkeeper.errors import BadRequest, RegistryError, RollbackRefused, database_errors
+from watchkeeper.errors import (
+    BadRequest,
+    FieldProblem,
+    RegistryError,
+    RollbackRefused,
+    database_errors,
+)
 
 bp = Blueprint("admin", __name__)
 
@@ -29,9 +35,18 @@ def _json_body() -> dict:
 def retrain() -> Response:
     require_admin()
     body = _json_body()
-    reason = body.get("reason") or "requested over HTTP"
-    if not isinstance(reason, str):
-        raise BadRequest("reason must be a string")
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        # an empty object or list once passed for "no reason" and was queued
+        raise BadRequest(
+            "reason must be a string", details=[FieldProblem("reason", "must be a string")]
+        )
+    if reason is not None and "\x00" in reason:  # PostgreSQL's text cannot hold it
+        raise BadRequest(
+            "reason must not contain a NUL character",
+            details=[FieldProblem("reason", "must not contain a NUL character (U+0000)")],
+        )
+    reason = reason or "requested over HTTP"
     with database_errors("the retrain request"):
         request_id = retrain_queue.enqueue(
             current_app.extensions["watchkeeper.engine"], trigger="manual", reason=reason[:1000]
