@@ -37,14 +37,14 @@ _CHUNK = 500
 
 def features_of(rows: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     """The rows' features as a frame with columns ``names`` in that order (a feature no
-    row has: all missing), typed as a frame of records would be."""
+    row has: all missing), typed as a frame of records would be (the read typed them)."""
     columns = {
         name: rows[FEATURE_PREFIX + name].to_numpy()
         if FEATURE_PREFIX + name in rows
         else np.full(len(rows), None, dtype=object)
         for name in names
     }
-    return pd.DataFrame(columns, index=pd.RangeIndex(len(rows))).infer_objects()
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(rows)), copy=False)
 
 
 def _feature_columns(connection: sa.Connection, rows: Sequence[Any]) -> dict[str, np.ndarray]:
@@ -141,8 +141,11 @@ class LogReader:
         frame = pd.DataFrame(
             {name: [row[i] for row in rows] for i, name in enumerate(names) if name not in skip}
         )
+        # typed once here (numbers as floats), as a frame of records would be; object
+        # columns stop pandas guessing at dates in every one
         columns = pd.DataFrame(
             {FEATURE_PREFIX + name: values for name, values in features.items()},
             index=frame.index,
-        )
+            dtype=object,
+        ).infer_objects()
         return pd.concat([frame, columns], axis=1)

@@ -8,8 +8,9 @@ against its own reference.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 
@@ -53,22 +54,28 @@ def cut_windows(
     never by the clock: its next rows are in the log, not yet read."""
     windows: list[Window] = []
     start = 0
-    span = timedelta(seconds=seconds)
     n = len(rows)
     versions = rows["model_version"].to_numpy() if n else []
-    times = [_utc(t) for t in rows["created_at"]] if n else []
+    # as integer microseconds: a Timestamp a row cost 0.2 s a 20,000-row window
+    times = (
+        pd.to_datetime(rows["created_at"], utc=True).to_numpy(dtype="datetime64[us]")
+        if n
+        else np.array([], dtype="datetime64[us]")
+    ).astype(np.int64)
+    span_us = int(seconds * 1e6)
+    now_us = int(pd.Timestamp(_utc(now)).value // 1000)
     while start < n:
         end = start
         while (
             end < n
             and end - start < size
             and versions[end] == versions[start]
-            and times[end] - times[start] < span
+            and times[end] - times[start] < span_us
         ):
             end += 1
         closed_by_count = end - start >= size
         closed_by_change = end < n  # a new version or a row past the time span follows
-        closed_by_clock = now - times[start] >= span
+        closed_by_clock = now_us - times[start] >= span_us
         if end == n and more:
             closed_by_clock = False
         if not (closed_by_count or closed_by_change or closed_by_clock):
