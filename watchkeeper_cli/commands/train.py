@@ -187,9 +187,7 @@ def register(commands: Commands) -> None:
         help="columns that never become features (ids, columns that give the target away); "
         "recorded with the version, so retraining leaves them out too",
     )
-    train.add_argument(
-        "--period", help="column of numbers or dates ordering the CSV's rows in time"
-    )
+    train.add_argument("--period", help="column of numbers or dates ordering the rows in time")
     train.add_argument(
         "--train-start", help="first period to train on, a number or a date (default: the first)"
     )
