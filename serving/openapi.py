@@ -1,86 +1,69 @@
 """The OpenAPI 3.1 document of the prediction server.
 
-The ``Features`` schema is built from the served model's feature schema, so the
-document describes exactly what validation accepts; tests validate real responses
-against the response schemas here. The prediction and feedback shapes are the served
-model's task's: a number with an interval (regression) or a class with its
-probabilities and prediction set (classification, its classes named); with no model
-loaded, a prediction is either.
+The fixed shapes (errors, feedback's answer, admin, alerts, health, the model's
+metadata, a regression prediction) are the pydantic models of :mod:`serving.api_models`,
+which the routes answer with. What depends on the served model is built here from it:
+the ``Features`` schema from its feature schema, so the document describes exactly what
+validation accepts, and the prediction and feedback shapes of its task (a number with
+an interval, or a class with its probabilities and prediction set, its classes named;
+with no model loaded, a prediction is either). Each operation's summary and
+description are its view function's docstring, next to the route.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
+
+from serving import api_models
+from serving.api_models import NO_NUL, STATIC_MODELS, Answer
 from serving.feedback import MAX_ID, MAX_LABEL
+from serving.routes import admin, feedback, health, metrics, model_info, predict
+from serving.routes import openapi as openapi_route
 from watchkeeper.schema import Feature, FeatureSchema
 from watchkeeper.task import Task, label_text
 
-NO_NUL = "^[^\\u0000]*$"
-"""Strings stored as text: PostgreSQL's text cannot hold U+0000."""
+__all__ = ["NO_NUL", "openapi_document"]
+
+_REF = "#/components/schemas/{model}"
 _LABEL_TYPES = ["string", "integer", "number", "boolean"]
+_OOD_FIELD = api_models.RegressionPrediction.model_json_schema(ref_template=_REF)["properties"][
+    "ood"
+]
 
 _ERROR_RESPONSES = {
-    "400": "Body is not UTF-8 JSON of Unicode text (a lone surrogate escape is named by its "
+    400: "Body is not UTF-8 JSON of Unicode text (a lone surrogate escape is named by its "
     "path), or not shaped like the envelope.",
-    "401": "No bearer token.",
-    "403": "Token refused, or admin endpoints disabled.",
-    "409": "Feedback for a prediction already exists, or a rollback was refused.",
-    "413": "Body larger than the configured limit (with a Content-Length or chunked), or "
+    401: "No bearer token.",
+    403: "Token refused, or admin endpoints disabled.",
+    409: "Feedback for a prediction already exists, or a rollback was refused.",
+    413: "Body larger than the configured limit (with a Content-Length or chunked), or "
     "more instances or rows than the batch limit.",
-    "415": "Content-Type is not application/json.",
-    "422": "One or more fields break the model's feature schema.",
-    "503": "No model is loaded (model_unavailable), or the database is down "
+    415: "Content-Type is not application/json.",
+    422: "One or more fields break the model's feature schema.",
+    503: "No model is loaded (model_unavailable), or the database is down "
     "(database_unavailable: nothing was stored, retry).",
 }
 
 
-# What the webhook reads of Alertmanager's payload; the rest is kept as evidence.
-_ALERTMANAGER = {
-    "type": "object",
-    "properties": {
-        "alerts": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                },
-                "required": ["labels"],
-            },
-        }
-    },
-    "required": ["alerts"],
-}
-
-
 def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": _REF.format(model=name)}
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _admin_post(
-    operation: str, summary: str, fields: dict[str, Any], responses: dict[str, Any]
-) -> dict[str, Any]:
-    """An admin operation: bearer auth and an optional JSON object body."""
-    return {
-        "post": {
-            "operationId": operation,
-            "summary": summary,
-            "security": [{"bearer": []}],
-            "requestBody": {
-                "required": False,
-                "content": {
-                    "application/json": {"schema": {"type": "object", "properties": fields}}
-                },
-            },
-            "responses": responses,
-        }
-    }
+def _model_schemas(models: Sequence[type[BaseModel]]) -> dict[str, Any]:
+    """The models' JSON Schemas (and those they use) by class name: responses as they
+    are written, request bodies as they are read."""
+    schemas: dict[str, Any] = {}
+    for model in models:
+        mode = "serialization" if issubclass(model, Answer) else "validation"
+        schema = model.model_json_schema(ref_template=_REF, mode=mode)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
 
 
 def _feature_schema(feature: Feature) -> dict[str, Any]:
@@ -172,18 +155,9 @@ def _class_item(classes: Sequence[Any]) -> dict[str, Any]:
             },
             "probabilities": probabilities,
             "prediction_set": _ref("PredictionSet"),
-            "ood": _ood_field(),
+            "ood": _OOD_FIELD,
         },
         "required": ["id", "prediction", "probabilities", "prediction_set", "ood"],
-    }
-
-
-def _ood_field() -> dict[str, Any]:
-    return {
-        "oneOf": [_ref("Ood"), {"type": "null"}],
-        "description": "How far the record is from the model's reference data; "
-        "null when the served version has no OOD reference or "
-        "WATCHKEEPER_OOD_IN_RESPONSE is off.",
     }
 
 
@@ -230,75 +204,26 @@ def _feedback_actual(task: Task | None) -> dict[str, Any]:
     return {"type": "number", "description": "The true value."}
 
 
+def _feedback_accepted(task: Task | None) -> dict[str, Any]:
+    model = (
+        api_models.ClassFeedbackAccepted
+        if task is Task.CLASSIFICATION
+        else api_models.FeedbackAccepted
+    )
+    return _model_schemas([model])[model.__name__]
+
+
 def _components(
     schema: FeatureSchema | None,
     max_batch_size: int,
-    task: Task | None = None,
-    classes: Sequence[Any] = (),
+    task: Task | None,
+    classes: Sequence[Any],
 ) -> dict[str, Any]:
-    interval = {
-        "type": "object",
-        "properties": {
-            "lower": {"type": "number"},
-            "upper": {"type": "number"},
-            "level": {"type": "number", "description": "Nominal coverage, e.g. 0.9."},
-        },
-        "required": ["lower", "upper", "level"],
-    }
-    item = {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string", "description": "Prediction id, used for feedback."},
-            "prediction": {"type": "number"},
-            "interval": _ref("Interval"),
-            "ood": _ood_field(),
-        },
-        "required": ["id", "prediction", "interval", "ood"],
-    }
+    """The fixed models' schemas, and the served model's shapes."""
+    regression = _model_schemas(STATIC_MODELS)["RegressionPrediction"]
     class_item = _class_item(classes)
-    prediction_set = {
-        "type": "object",
-        "description": "The classes a conformal prediction set holds: it contains the "
-        "true class with probability level (nominal), and always the predicted class.",
-        "properties": {
-            "labels": {"type": "array", "items": _label(classes), "minItems": 1},
-            "level": {"type": "number", "description": "Nominal coverage, e.g. 0.9."},
-        },
-        "required": ["labels", "level"],
-    }
-    accepted = {
-        "accepted": {"type": "integer"},
-        "unmatched": {
-            "type": "integer",
-            "description": "Ids whose prediction is not in the log yet: stored, joined "
-            "when it arrives, counted as orphans if it never does.",
-        },
-        "received_at": {"type": "string"},
-    }
-    if task is Task.CLASSIFICATION:
-        accepted["known_class"] = {
-            "type": "boolean",
-            "description": "Every label names one of the served model's classes.",
-        }
-    ood = {
-        "type": "object",
-        "properties": {
-            "score": {
-                "type": "number",
-                "minimum": 0,
-                "description": "Mahalanobis distance of the numeric features to the model "
-                "version's reference sample (the monitor's score); 1e100 when the distance "
-                "overflows.",
-            },
-            "flag": {
-                "type": "boolean",
-                "description": "score is above the reference's own WATCHKEEPER_OOD_PERCENTILE "
-                "percentile: out of distribution.",
-            },
-        },
-        "required": ["score", "flag"],
-    }
     return {
+        **_model_schemas(STATIC_MODELS),
         "Features": _features(schema),
         "SingleRequest": {
             "type": "object",
@@ -327,15 +252,26 @@ def _components(
             "required": ["columns"],
             "additionalProperties": False,
         },
-        "Interval": interval,
-        "PredictionSet": prediction_set,
-        "Ood": ood,
-        "RegressionPrediction": item,
+        "PredictionSet": {
+            "type": "object",
+            "description": "The classes a conformal prediction set holds: it contains the "
+            "true class with probability level (nominal), and always the predicted class.",
+            "properties": {
+                "labels": {"type": "array", "items": _label(classes), "minItems": 1},
+                "level": {"type": "number", "description": "Nominal coverage, e.g. 0.9."},
+            },
+            "required": ["labels", "level"],
+        },
         "ClassPrediction": class_item,
         "PredictionItem": _for_task(
-            task, item, class_item, either=[_ref("RegressionPrediction"), _ref("ClassPrediction")]
+            task,
+            regression,
+            class_item,
+            either=[_ref("RegressionPrediction"), _ref("ClassPrediction")],
         ),
-        "SingleResponse": _for_task(task, _single_response(item), _single_response(class_item)),
+        "SingleResponse": _for_task(
+            task, _single_response(regression), _single_response(class_item)
+        ),
         "BatchResponse": {
             "type": "object",
             "properties": {
@@ -374,74 +310,148 @@ def _components(
             "required": ["items"],
             "additionalProperties": False,
         },
-        "FeedbackAccepted": {
-            "type": "object",
-            "properties": accepted,
-            "required": list(accepted),
-        },
-        "Queued": {
-            "type": "object",
-            "properties": {"status": {"const": "queued"}, "request_id": {"type": "integer"}},
-            "required": ["status", "request_id"],
-        },
-        "AlertOutcome": {
-            "type": "object",
-            "properties": {
-                "status": {"enum": ["ignored", "duplicate"]},
-                "reason": {"type": "string"},
-            },
-            "required": ["status"],
-        },
-        "RolledBack": {
-            "type": "object",
-            "properties": {"previous": {"type": ["string", "null"]}, "current": {"type": "string"}},
-            "required": ["previous", "current"],
-        },
-        "Error": {
-            "type": "object",
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "properties": {
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                        "details": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "field": {"type": "string"},
-                                    "problem": {"type": "string"},
-                                },
-                                "required": ["field", "problem"],
-                            },
-                        },
-                    },
-                    "required": ["code", "message"],
-                },
-                "request_id": {"type": ["string", "null"]},
-            },
-            "required": ["error", "request_id"],
-        },
-        "Health": {
-            "type": "object",
-            "properties": {"status": {"type": "string"}},
-            "required": ["status"],
-        },
-        "Readiness": {
-            "type": "object",
-            "properties": {
-                "status": {"enum": ["ready", "degraded", "not_ready"]},
-                "checks": {"type": "object"},
-            },
-            "required": ["status", "checks"],
-        },
-        "ModelInfo": {
-            "type": "object",
-            "properties": {"version": {"type": "string"}, "metadata": {"type": "object"}},
-            "required": ["version", "metadata"],
-        },
+        "FeedbackAccepted": _feedback_accepted(task),
     }
+
+
+# --- paths --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Operation:
+    """One route: its view (whose docstring describes it), body and answers. ``answers``
+    maps a status to a schema (a component's name) and what the status means; error
+    statuses take their text from ``_ERROR_RESPONSES``."""
+
+    path: str
+    method: str
+    view: Callable[..., Any]
+    answers: dict[int, tuple[str | dict[str, Any], str]]
+    errors: tuple[int, ...] = ()
+    body: str | dict[str, Any] | None = None
+    body_required: bool = True
+    admin: bool = False
+    content_type: str = "application/json"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _schema(spec: str | dict[str, Any]) -> dict[str, Any]:
+    return _ref(spec) if isinstance(spec, str) else spec
+
+
+def _media(schema: str | dict[str, Any], content_type: str = "application/json") -> dict:
+    return {"content": {content_type: {"schema": _schema(schema)}}}
+
+
+def _operation(op: _Operation) -> dict[str, Any]:
+    summary, _, description = inspect.cleandoc(op.view.__doc__ or "").partition("\n\n")
+    document: dict[str, Any] = {
+        "operationId": op.view.__name__,
+        "summary": " ".join(summary.split()),
+    }
+    if description:  # paragraphs unwrapped: a renderer wraps them itself
+        document["description"] = "\n\n".join(
+            " ".join(paragraph.split()) for paragraph in description.split("\n\n")
+        )
+    if op.admin:
+        document["security"] = [{"bearer": []}]
+    if op.body is not None:
+        document["requestBody"] = {"required": op.body_required, **_media(op.body)}
+    responses: dict[str, Any] = {
+        str(status): {"description": text, **_media(schema, op.content_type)}
+        for status, (schema, text) in op.answers.items()
+    }
+    for status in op.errors:
+        responses[str(status)] = {"description": _ERROR_RESPONSES[status], **_media("Error")}
+    document["responses"] = responses
+    return document
+
+
+_OPERATIONS = (
+    _Operation(
+        "/predict",
+        "post",
+        predict.predict,
+        {
+            200: (
+                {"oneOf": [_ref("SingleResponse"), _ref("BatchResponse")]},
+                "Predictions; the X-Request-ID header repeats request_id.",
+            )
+        },
+        errors=(400, 413, 415, 422, 503),
+        body={"oneOf": [_ref("SingleRequest"), _ref("BatchRequest"), _ref("ColumnsRequest")]},
+    ),
+    _Operation(
+        "/feedback",
+        "post",
+        feedback.feedback,
+        {200: ("FeedbackAccepted", "Stored.")},
+        errors=(400, 409, 413, 415, 422, 503),
+        body={"oneOf": [_ref("FeedbackItem"), _ref("FeedbackBatch")]},
+    ),
+    _Operation(
+        "/admin/retrain",
+        "post",
+        admin.retrain,
+        {202: ("Queued", "Queued.")},
+        errors=(400, 401, 403, 413, 503),
+        body="RetrainRequest",
+        body_required=False,
+        admin=True,
+    ),
+    _Operation(
+        "/admin/rollback",
+        "post",
+        admin.rollback,
+        {200: ("RolledBack", "Current moved.")},
+        errors=(400, 401, 403, 409, 413),
+        body="RollbackRequest",
+        body_required=False,
+        admin=True,
+    ),
+    _Operation(
+        "/alerts",
+        "post",
+        admin.alerts,
+        {
+            200: ("AlertOutcome", "Ignored or duplicate."),
+            202: ("Queued", "Queued."),
+        },
+        errors=(400, 401, 403, 413, 503),
+        body="AlertmanagerPayload",
+        admin=True,
+    ),
+    _Operation("/healthz", "get", health.healthz, {200: ("Health", "Alive.")}),
+    _Operation(
+        "/readyz",
+        "get",
+        health.readyz,
+        {
+            200: (
+                "Readiness",
+                "Ready; `degraded` while serving another version than CURRENT names, "
+                "because that one would not load.",
+            ),
+            503: ("Readiness", "Not ready; checks say why."),
+        },
+    ),
+    _Operation(
+        "/model", "get", model_info.model_info, {200: ("ModelInfo", "Current model.")}, (503,)
+    ),
+    _Operation(
+        "/metrics",
+        "get",
+        metrics.metrics,
+        {200: ({"type": "string"}, "Text exposition format.")},
+        content_type="text/plain",
+    ),
+    _Operation(
+        "/openapi.json",
+        "get",
+        openapi_route.openapi,
+        {200: ({"type": "object"}, "OpenAPI 3.1 document.")},
+    ),
+)
 
 
 def openapi_document(
@@ -459,7 +469,9 @@ def openapi_document(
         None: "Predictions with a prediction interval (regression) or class probabilities "
         "and a prediction set (classification)",
     }[task]
-    errors = {code: _json(_ref("Error"), text) for code, text in _ERROR_RESPONSES.items()}
+    paths: dict[str, dict[str, Any]] = {}
+    for op in _OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -467,140 +479,7 @@ def openapi_document(
             "version": "1",
             "description": f"{description}; every request is logged.",
         },
-        "paths": {
-            "/predict": {
-                "post": {
-                    "operationId": "predict",
-                    "summary": "Predict for one record, or a batch sent as records or as columns.",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "oneOf": [
-                                        _ref("SingleRequest"),
-                                        _ref("BatchRequest"),
-                                        _ref("ColumnsRequest"),
-                                    ]
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": _json(
-                            {"oneOf": [_ref("SingleResponse"), _ref("BatchResponse")]},
-                            "Predictions; the X-Request-ID header repeats request_id.",
-                        ),
-                        **{k: v for k, v in errors.items() if k not in ("401", "403", "409")},
-                    },
-                }
-            },
-            "/feedback": {
-                "post": {
-                    "operationId": "feedback",
-                    "summary": "Record the actual value (or class) of predictions, logged "
-                    "yet or not (all or nothing).",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"oneOf": [_ref("FeedbackItem"), _ref("FeedbackBatch")]}
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": _json(_ref("FeedbackAccepted"), "Stored."),
-                        **{k: v for k, v in errors.items() if k not in ("401", "403")},
-                    },
-                }
-            },
-            "/admin/retrain": _admin_post(
-                "adminRetrain",
-                "Queue a retraining job (the worker runs it).",
-                {"reason": {"type": ["string", "null"], "pattern": NO_NUL}},
-                {
-                    "202": _json(_ref("Queued"), "Queued."),
-                    **{k: errors[k] for k in ("400", "401", "403", "413", "503")},
-                },
-            ),
-            "/admin/rollback": _admin_post(
-                "adminRollback",
-                "Point current at a version (default: the previous usable one). A version"
-                " retraining rejected, or that failed, is refused (409) unless force is true.",
-                {"version": {"type": ["string", "null"]}, "force": {"type": "boolean"}},
-                {
-                    "200": _json(_ref("RolledBack"), "Current moved."),
-                    **{k: errors[k] for k in ("400", "401", "403", "409", "413")},
-                },
-            ),
-            "/alerts": {
-                "post": {
-                    "operationId": "alertmanagerWebhook",
-                    "summary": "Alertmanager webhook: configured firing alerts queue one retrain "
-                    "per episode; repeats are acknowledged as duplicates.",
-                    "security": [{"bearer": []}],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ALERTMANAGER}},
-                    },
-                    "responses": {
-                        "200": _json(_ref("AlertOutcome"), "Ignored or duplicate."),
-                        "202": _json(_ref("Queued"), "Queued."),
-                        **{k: errors[k] for k in ("400", "401", "403", "413", "503")},
-                    },
-                }
-            },
-            "/healthz": {
-                "get": {
-                    "operationId": "healthz",
-                    "summary": "Liveness: the process answers.",
-                    "responses": {"200": _json(_ref("Health"), "Alive.")},
-                }
-            },
-            "/readyz": {
-                "get": {
-                    "operationId": "readyz",
-                    "summary": "Readiness: a model is loaded and the database schema is current.",
-                    "responses": {
-                        "200": _json(
-                            _ref("Readiness"),
-                            "Ready; `degraded` while serving another version than CURRENT "
-                            "names, because that one would not load.",
-                        ),
-                        "503": _json(_ref("Readiness"), "Not ready; checks say why."),
-                    },
-                }
-            },
-            "/model": {
-                "get": {
-                    "operationId": "model",
-                    "summary": "The served model version and its registry metadata.",
-                    "responses": {
-                        "200": _json(_ref("ModelInfo"), "Current model."),
-                        "503": errors["503"],
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "operationId": "metrics",
-                    "summary": "Prometheus metrics.",
-                    "responses": {
-                        "200": {
-                            "description": "Text exposition format.",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This document.",
-                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document.")},
-                }
-            },
-        },
+        "paths": paths,
         "components": {
             "schemas": _components(schema, max_batch_size, task, classes),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

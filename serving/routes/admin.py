@@ -3,9 +3,12 @@ webhook. All need the admin bearer token; none runs a job in the request."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from flask import Blueprint, Response, current_app
 
 from serving.alerts import retrain_alerts
+from serving.api_models import AlertOutcome, Queued, RolledBack
 from serving.auth import require_admin
 from serving.json_body import parse_json, request_body
 from serving.responses import json_response
@@ -33,6 +36,9 @@ def _json_body() -> dict:
 
 @bp.post("/admin/retrain")
 def retrain() -> Response:
+    """Queue a retraining job (the worker runs it).
+
+    The body is optional; ``reason`` (a string) is stored with the request."""
     require_admin()
     body = _json_body()
     reason = body.get("reason")
@@ -51,11 +57,15 @@ def retrain() -> Response:
         request_id = retrain_queue.enqueue(
             current_app.extensions["watchkeeper.engine"], trigger="manual", reason=reason[:1000]
         )
-    return json_response({"status": "queued", "request_id": request_id}, 202)
+    return json_response(Queued(request_id=request_id).model_dump(), 202)
 
 
 @bp.post("/admin/rollback")
 def rollback() -> Response:
+    """Point current at a version (default: the previous usable one).
+
+    A version retraining rejected, or that failed, is refused (409) unless ``force``
+    is true."""
     require_admin()
     body = _json_body()
     version = body.get("version")
@@ -70,29 +80,29 @@ def rollback() -> Response:
     except RegistryError as exc:
         raise RollbackRefused(exc.message) from exc
     store.refresh()
-    return json_response({"previous": previous, "current": current})
+    return json_response(RolledBack(previous=previous, current=current).model_dump())
 
 
 @bp.post("/alerts")
 def alerts() -> Response:
+    """Alertmanager webhook: configured firing alerts queue one retrain per episode;
+    repeats are acknowledged as duplicates.
+
+    Alerts about another model version than the served one are ignored."""
     require_admin()
     settings = current_app.extensions["watchkeeper.settings"]
     payload = _json_body()
     firing, key = retrain_alerts(payload, settings.retrain_alert_names)
     if not firing:
-        return json_response({"status": "ignored", "reason": "no firing alert asks for a retrain"})
+        return _outcome("ignored", "no firing alert asks for a retrain")
     loaded = current_app.extensions["watchkeeper.model_store"].loaded
     served = loaded.version if loaded is not None else None
     about = {a["labels"].get("model_version") for a in firing} - {None, ""}
     if served is not None and about and served not in about:
         # alerts that outlived the model they were about: retraining v2 for v1's drift
         # would judge the wrong model
-        return json_response(
-            {
-                "status": "ignored",
-                "reason": f"the alerts are about model {', '.join(sorted(about))}; "
-                f"{served} is served",
-            }
+        return _outcome(
+            "ignored", f"the alerts are about model {', '.join(sorted(about))}; {served} is served"
         )
     names = sorted({a["labels"]["alertname"] for a in firing})
     with database_errors("the retrain request"):
@@ -105,5 +115,9 @@ def alerts() -> Response:
             model_version=served,
         )
     if request_id is None:
-        return json_response({"status": "duplicate", "reason": "this notification was seen before"})
-    return json_response({"status": "queued", "request_id": request_id}, 202)
+        return _outcome("duplicate", "this notification was seen before")
+    return json_response(Queued(request_id=request_id).model_dump(), 202)
+
+
+def _outcome(status: Literal["ignored", "duplicate"], reason: str) -> Response:
+    return json_response(AlertOutcome(status=status, reason=reason).model_dump())

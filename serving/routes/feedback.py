@@ -5,10 +5,9 @@ number is expected, as for a regression model."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, current_app
 
+from serving.api_models import ClassFeedbackAccepted, FeedbackAccepted
 from serving.feedback import known_class, parse_feedback, store_feedback
 from serving.json_body import request_json
 from serving.responses import json_response
@@ -20,6 +19,13 @@ bp = Blueprint("feedback", __name__)
 
 @bp.post("/feedback")
 def feedback() -> Response:
+    """Record the actual value (or class) of predictions, logged yet or not (all or
+    nothing).
+
+    ``{"id", "actual"}`` or ``{"items": [{"id", "actual"}, ...]}``. A regression model
+    takes a number; a classifier a class label (a string, an integer or a boolean),
+    and a class it does not know is stored too (``known_class`` false). An id that
+    already has feedback is a 409, and nothing of the request is stored."""
     loaded = current_app.extensions["watchkeeper.model_store"].loaded
     model = loaded.model if loaded is not None else None
     items = parse_feedback(
@@ -28,11 +34,13 @@ def feedback() -> Response:
         task=model.task if model is not None else Task.REGRESSION,
     )
     stored = store_feedback(current_app.extensions["watchkeeper.engine"], items)
-    body: dict[str, Any] = {
-        "accepted": stored.accepted,
-        "unmatched": stored.unmatched,
-        "received_at": stored.received_at.isoformat(),
-    }
+    accepted = FeedbackAccepted(
+        accepted=stored.accepted,
+        unmatched=stored.unmatched,
+        received_at=stored.received_at.isoformat(),
+    )
     if isinstance(model, Classifier):
-        body["known_class"] = known_class(model, items)
-    return json_response(body)
+        accepted = ClassFeedbackAccepted(
+            **accepted.model_dump(), known_class=known_class(model, items)
+        )
+    return json_response(accepted.model_dump())

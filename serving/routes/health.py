@@ -13,7 +13,9 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    """The process answers; nothing else is checked (a liveness probe must not fail
+    """Liveness: the process answers.
+
+    The process answers; nothing else is checked (a liveness probe must not fail
     because a dependency is down). ``thread_pools`` is the largest numeric thread pool
     of each kind as a request thread sees it (``WATCHKEEPER_NUMERIC_THREADS``)."""
     from watchkeeper.threads import thread_pools
@@ -23,7 +25,9 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Ready when a model is loaded, the log writer runs and the database schema is not
+    """Readiness: a model is loaded and the database schema is current.
+
+    Ready when a model is loaded, the log writer runs and the database schema is not
     known to be behind the code. Never touches the database: it reports the last
     background check (:mod:`serving.database_status`), so it answers at once whatever
     the database does.

@@ -11,5 +11,6 @@ bp = Blueprint("metrics", __name__)
 
 @bp.get("/metrics")
 def metrics() -> Response:
+    """Prometheus metrics."""
     body, content_type = exposition(current_app.extensions["watchkeeper.metrics"].registry)
     return Response(body, content_type=content_type)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
+from serving.api_models import ModelInfo
 from serving.responses import json_response
 
 bp = Blueprint("model_info", __name__)
@@ -11,5 +12,7 @@ bp = Blueprint("model_info", __name__)
 
 @bp.get("/model")
 def model_info() -> Response:
+    """The served model version and its registry metadata."""
     registered = current_app.extensions["watchkeeper.model_store"].get()
-    return json_response({"version": registered.version, "metadata": registered.metadata})
+    info = ModelInfo(version=registered.version, metadata=registered.metadata)
+    return json_response(info.model_dump())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
-from serving.openapi import openapi_document
 from serving.responses import json_response
 from watchkeeper.classification import Classifier
 
@@ -13,6 +12,13 @@ bp = Blueprint("openapi", __name__)
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
+    """This document.
+
+    Generated from the served model: its features, its task's prediction and feedback
+    shapes and, for a classifier, its classes; it follows a model swap."""
+    # imported here: the document reads every view's docstring, this one's too
+    from serving.openapi import openapi_document
+
     loaded = current_app.extensions["watchkeeper.model_store"].loaded
     model = loaded.model if loaded is not None else None
     return json_response(

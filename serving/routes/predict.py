@@ -29,6 +29,13 @@ bp = Blueprint("predict", __name__)
 
 @bp.post("/predict")
 def predict() -> Response:
+    """Predict for one record, or a batch sent as records or as columns.
+
+    ``{"features": {...}}`` is answered with one prediction; ``{"instances": [...]}``
+    and ``{"columns": {"Feature": [...], ...}}`` with ``predictions`` in row order. A
+    regression model's prediction is a number with its interval, a classifier's a class
+    with the class probabilities and its prediction set; each carries its OOD score
+    and flag, or ``"ood": null``. Bad fields are named in the 422's details."""
     registered = current_app.extensions["watchkeeper.model_store"].get()
     model = registered.model
     g.model_version = model.version

@@ -1,0 +1,155 @@
+"""The API's fixed shapes as pydantic models: the OpenAPI document takes their JSON
+Schemas (:mod:`serving.openapi`), and the routes answer by dumping them, so the
+document and the answers are one definition.
+
+What depends on the served model (its features, its task's prediction and its
+classes) and on the batch limit is built in :mod:`serving.openapi` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+NO_NUL = "^[^\\u0000]*$"
+"""Strings stored as text: PostgreSQL's text cannot hold U+0000."""
+
+Text = Annotated[str, StringConstraints(pattern=NO_NUL)]
+
+
+class Answer(BaseModel):
+    """A response: every field is always present, defaults included."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class Interval(Answer):
+    lower: float
+    upper: float
+    level: float = Field(description="Nominal coverage, e.g. 0.9.")
+
+
+class Ood(Answer):
+    score: float = Field(
+        ge=0,
+        description="Mahalanobis distance of the numeric features to the model version's "
+        "reference sample (the monitor's score); 1e100 when the distance overflows.",
+    )
+    flag: bool = Field(
+        description="score is above the reference's own WATCHKEEPER_OOD_PERCENTILE "
+        "percentile: out of distribution."
+    )
+
+
+class FieldProblem(Answer):
+    field: str
+    problem: str
+
+
+class ErrorBody(BaseModel):
+    """``details`` is left out when there are none."""
+
+    code: str
+    message: str
+    details: list[FieldProblem] = Field(
+        default_factory=list, description="Each bad field and what is wrong with it."
+    )
+
+
+class Error(Answer):
+    """The one error shape of every failure."""
+
+    error: ErrorBody
+    request_id: str | None
+
+
+class FeedbackAccepted(Answer):
+    accepted: int
+    unmatched: int = Field(
+        description="Ids whose prediction is not in the log yet: stored, joined when it "
+        "arrives, counted as orphans if it never does."
+    )
+    received_at: str
+
+
+class ClassFeedbackAccepted(FeedbackAccepted):
+    known_class: bool = Field(description="Every label names one of the served model's classes.")
+
+
+class Queued(Answer):
+    status: Literal["queued"] = "queued"
+    request_id: int
+
+
+class AlertOutcome(Answer):
+    status: Literal["ignored", "duplicate"]
+    reason: str = ""
+
+
+class RolledBack(Answer):
+    previous: str | None
+    current: str
+
+
+class Health(Answer):
+    status: str
+
+
+class Readiness(Answer):
+    status: Literal["ready", "degraded", "not_ready"]
+    checks: dict[str, dict[str, Any]]
+
+
+class ModelInfo(Answer):
+    version: str
+    metadata: dict[str, Any]
+
+
+class RegressionPrediction(Answer):
+    id: str = Field(description="Prediction id, used for feedback.")
+    prediction: float
+    interval: Interval
+    ood: Ood | None = Field(
+        description="How far the record is from the model's reference data; null when the "
+        "served version has no OOD reference or WATCHKEEPER_OOD_IN_RESPONSE is off."
+    )
+
+
+class RetrainRequest(BaseModel):
+    reason: Text | None = Field(default=None, description="Why; stored with the request.")
+
+
+class RollbackRequest(BaseModel):
+    version: str | None = Field(
+        default=None, description="The version to serve (default: the previous usable one)."
+    )
+    force: bool = Field(default=False, description="Serve a rejected or failed version too.")
+
+
+class Alert(BaseModel):
+    labels: dict[str, str]
+
+
+class AlertmanagerPayload(BaseModel):
+    """What the webhook reads of Alertmanager's payload; the rest is kept as evidence."""
+
+    alerts: list[Alert]
+
+
+STATIC_MODELS: tuple[type[BaseModel], ...] = (
+    Interval,
+    Ood,
+    RegressionPrediction,
+    Error,
+    Queued,
+    AlertOutcome,
+    RolledBack,
+    Health,
+    Readiness,
+    ModelInfo,
+    RetrainRequest,
+    RollbackRequest,
+    AlertmanagerPayload,
+)
+"""Models whose schemas go into the document's components under their class name."""
