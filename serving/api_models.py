@@ -93,7 +93,11 @@ class RolledBack(Answer):
 
 
 class Health(Answer):
-    status: str
+    status: Literal["ok"] = "ok"
+    thread_pools: dict[str, int] = Field(
+        description="The largest numeric thread pool of each kind loaded, as a request "
+        "thread sees it (WATCHKEEPER_NUMERIC_THREADS)."
+    )
 
 
 class Readiness(Answer):

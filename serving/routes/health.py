@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
+from serving.api_models import Health
 from serving.database_status import DatabaseState
 from serving.prediction_log import PredictionLog
 from serving.responses import json_response
@@ -20,7 +21,7 @@ def healthz() -> Response:
     of each kind as a request thread sees it (``WATCHKEEPER_NUMERIC_THREADS``)."""
     from watchkeeper.threads import thread_pools
 
-    return json_response({"status": "ok", "thread_pools": thread_pools()})
+    return json_response(Health(thread_pools=thread_pools()).model_dump())
 
 
 @bp.get("/readyz")

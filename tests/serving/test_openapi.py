@@ -3,6 +3,7 @@ responses validate against the documented schemas."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import jsonschema
@@ -10,6 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from serving import api_models
 from serving.openapi import openapi_document
 
 
@@ -177,4 +179,34 @@ def test_with_no_model_either_prediction_shape_is_documented() -> None:
             "prediction_set": {"labels": ["low"], "level": 0.9},
             "ood": None,
         }
+    )
+
+
+def test_every_operation_is_described_by_its_route(app: Flask, spec: dict[str, Any]) -> None:
+    views = {
+        (rule.rule, method.lower()): app.view_functions[rule.endpoint]
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+
+    for (path, method), view in views.items():
+        operation = spec["paths"][path][method]
+        first = inspect.cleandoc(view.__doc__ or "").split("\n\n")[0]
+        assert operation["summary"] and operation["summary"] == " ".join(first.split()), path
+        assert operation["operationId"] == view.__name__
+
+
+def test_the_fixed_shapes_are_the_models_the_routes_answer_with(spec: dict[str, Any]) -> None:
+    schemas = spec["components"]["schemas"]
+    ref = "#/components/schemas/{model}"
+
+    for model in (api_models.Error, api_models.Queued, api_models.Health, api_models.ModelInfo):
+        assert schemas[model.__name__] == {
+            k: v
+            for k, v in model.model_json_schema(ref_template=ref, mode="serialization").items()
+            if k != "$defs"
+        }
+    assert schemas["RetrainRequest"] == api_models.RetrainRequest.model_json_schema(
+        ref_template=ref
     )

@@ -11,7 +11,9 @@ and sent to a real app through Flask's test client:
   the operation's documented statuses (413 for an array over the batch limit) and the
   documented error shape, naming the broken field: never a 500.
 
-The four disagreements schemathesis once found are pinned as explicit examples.
+The four disagreements schemathesis once found are pinned as explicit examples, with
+those this test found (a NUL character PostgreSQL's text cannot hold, an alert label
+that is not a string, a number label too long as text).
 """
 
 from __future__ import annotations
@@ -451,3 +453,22 @@ def test_retrain_accepts_what_the_document_allows(regression: FlaskClient, body:
 @example(broken=Broken({"reason": "a\x00b"}, "pattern", ("reason",)))
 def test_retrain_refuses_what_the_document_forbids(regression: FlaskClient, broken: Broken) -> None:
     _check_refused(regression, "/admin/retrain", broken, "regression")
+
+
+@_SETTINGS
+@given(body=allowed("regression", "/admin/rollback"))
+def test_rollback_accepts_what_the_document_allows(regression: FlaskClient, body: Any) -> None:
+    response = _post(regression, "/admin/rollback", body)
+
+    # one version registered: there is nothing to roll back to, which is a 409
+    assert response.status_code in (200, 409), response.json
+    schema = _response_schema(_documents["regression"], "/admin/rollback", response.status_code)
+    jsonschema.Draft202012Validator(schema).validate(response.json)
+
+
+@_SETTINGS
+@given(broken=forbidden("regression", "/admin/rollback"))
+def test_rollback_refuses_what_the_document_forbids(
+    regression: FlaskClient, broken: Broken
+) -> None:
+    _check_refused(regression, "/admin/rollback", broken, "regression")
