@@ -17,7 +17,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from monitoring.monitor import Check, MonitorStatus
+from monitoring.monitor import MonitorStatus
+from monitoring.window_result import Check, WindowResult
 
 PREFIX = "watchkeeper_monitor_"
 
@@ -45,56 +46,56 @@ class MonitorCollector(Collector):
         latest = {
             detector: result
             for detector, result in status.latest.items()
-            if version is None or result["model_version"] == version
+            if version is None or result.model_version == version
         }
-        if "data_quality" in latest:
-            yield from self._quality(latest["data_quality"])
-        if "ood" in latest:
-            ood = latest["ood"]
+        if Check.DATA_QUALITY in latest:
+            yield from self._quality(latest[Check.DATA_QUALITY])
+        if Check.OOD in latest:
+            ood = latest[Check.OOD]
             g = _gauge(
                 "ood_fraction",
                 "Share of the last window's predictions scored out of distribution.",
                 ("model_version",),
             )
-            g.add_metric([ood["model_version"]], ood["score"])
+            g.add_metric([ood.model_version], ood.score)
             yield g
-        if "feature_drift" in latest:
-            yield from self._feature_drift(latest["feature_drift"])
+        if Check.FEATURE_DRIFT in latest:
+            yield from self._feature_drift(latest[Check.FEATURE_DRIFT])
         for detector, doc in (
-            ("output_drift", "prediction (output) drift"),
-            ("multivariate_drift", "multivariate (classifier) drift"),
+            (Check.OUTPUT_DRIFT, "prediction (output) drift"),
+            (Check.MULTIVARIATE_DRIFT, "multivariate (classifier) drift"),
         ):
             if detector in latest:
                 result = latest[detector]
                 verdict = _gauge(
                     detector, f"1 when the last window showed {doc}.", ("model_version",)
                 )
-                verdict.add_metric([result["model_version"]], float(bool(result["is_drift"])))
+                verdict.add_metric([result.model_version], float(bool(result.is_drift)))
                 p = _gauge(
                     f"{detector}_p_value", f"p-value of the last {doc} test.", ("model_version",)
                 )
-                p.add_metric([result["model_version"]], result["score"])
+                p.add_metric([result.model_version], result.score)
                 yield verdict
                 yield p
-        estimate = latest.get("estimated_accuracy")
-        if estimate is not None and _is_classifier(estimate):
-            if estimate["score"] is not None:
+        estimate = latest.get(Check.ESTIMATED_ACCURACY)
+        if estimate is not None and estimate.is_classifier:
+            if estimate.score is not None:
                 g = _gauge(
                     "estimated_accuracy_ratio",
                     "Accuracy of the last window as the classifier's confidence calibration "
                     "expects it, before its labels arrive.",
                     ("model_version",),
                 )
-                g.add_metric([estimate["model_version"]], estimate["score"])
+                g.add_metric([estimate.model_version], estimate.score)
                 yield g
-        elif estimate is not None and estimate["score"] is not None:  # None: no estimator
+        elif estimate is not None and estimate.score is not None:  # None: no estimator
             g = _gauge(
                 "estimated_mae",
                 "MAE of the last window as the model's loss estimator expects it, before "
                 "its labels arrive.",
                 ("model_version",),
             )
-            g.add_metric([estimate["model_version"]], estimate["score"])
+            g.add_metric([estimate.model_version], estimate.score)
             yield g
         if status.estimate_errors:
             g = _gauge(
@@ -118,8 +119,8 @@ class MonitorCollector(Collector):
             yield g
         if status.rolling:
             rolling = list(status.rolling.values())
-            yield from self._accuracy([r for r in rolling if not _is_classifier(r)])
-            yield from self._class_accuracy([r for r in rolling if _is_classifier(r)])
+            yield from self._accuracy([r for r in rolling if not r.is_classifier])
+            yield from self._class_accuracy([r for r in rolling if r.is_classifier])
             yield from self._labels(rolling)
 
     def _health(self, status: MonitorStatus) -> Iterator[Any]:
@@ -159,18 +160,18 @@ class MonitorCollector(Collector):
             last.add_metric([], status.last_success)
             yield last
 
-    def _quality(self, result: dict[str, Any]) -> Iterator[Any]:
-        version = result["model_version"]
+    def _quality(self, result: WindowResult) -> Iterator[Any]:
+        version = result.model_version
         size = _gauge(
             "window_size", "Predictions in the last evaluated window.", ("model_version",)
         )
-        size.add_metric([version], result["n_rows"])
+        size.add_metric([version], result.n_rows)
         rejected = _gauge(
             "rejected_request_rate",
             "Share of /predict requests rejected with 4xx during the last window.",
             ("model_version",),
         )
-        rejected.add_metric([version], result["details"]["requests"]["rate"])
+        rejected.add_metric([version], result.rejected_rate)
         families = {
             rate: _gauge(
                 rate,
@@ -179,7 +180,7 @@ class MonitorCollector(Collector):
             )
             for rate in ("missing_rate", "unseen_category_rate", "out_of_range_rate")
         }
-        for feature, rates in result["details"]["features"].items():
+        for feature, rates in result.feature_rates.items():
             for rate, value in rates.items():
                 families[rate].add_metric([version, feature], value)
         # the reference's own rates, for alert rules to compare against (older stored
@@ -192,7 +193,7 @@ class MonitorCollector(Collector):
             )
             for rate in families
         }
-        for feature, rates in result["details"].get("reference", {}).items():
+        for feature, rates in result.reference_rates.items():
             for rate, value in rates.items():
                 references[rate].add_metric([version, feature], value)
         yield size
@@ -200,18 +201,18 @@ class MonitorCollector(Collector):
         yield from families.values()
         yield from references.values()
 
-    def _feature_drift(self, result: dict[str, Any]) -> Iterator[Any]:
-        version, details = result["model_version"], result["details"]
+    def _feature_drift(self, result: WindowResult) -> Iterator[Any]:
+        version = result.model_version
         verdict = _gauge(
             "dataset_drift", "1 when the last window showed dataset drift.", ("model_version",)
         )
-        verdict.add_metric([version], float(bool(result["is_drift"])))
+        verdict.add_metric([version], float(bool(result.is_drift)))
         share = _gauge(
             "drifted_features_ratio",
             "Share of features drifted in the last window.",
             ("model_version",),
         )
-        share.add_metric([version], result["score"])
+        share.add_metric([version], result.score)
         p = _gauge(
             "feature_drift_p_value", "Per-feature drift test p-value.", ("model_version", "feature")
         )
@@ -220,12 +221,13 @@ class MonitorCollector(Collector):
             "Per-feature drift distance (KS statistic or chi-squared).",
             ("model_version", "feature"),
         )
-        for feature, value in details["p_values"].items():
+        distances = result.distances
+        for feature, value in result.p_values.items():
             p.add_metric([version, feature], value)
-            d.add_metric([version, feature], details["distances"][feature])
+            d.add_metric([version, feature], distances[feature])
         yield from (verdict, share, p, d)
 
-    def _accuracy(self, rolling: list[dict[str, Any]]) -> Iterator[Any]:
+    def _accuracy(self, rolling: list[WindowResult]) -> Iterator[Any]:
         """The rolling figures, one series per model version: each version's most
         recently predicted labelled predictions (``monitor_accuracy_labels`` of them).
         Every version keeps its series while labels come for another (after a
@@ -254,23 +256,23 @@ class MonitorCollector(Collector):
         ):
             g = _gauge(name, doc, ("model_version",))
             for result in rolling:
-                value = result["details"].get(key)
+                value = result.figure(key)
                 if value is None:  # no MAPE for this target; older stored results
                     continue
                 # MAPE is stored in percent (the report and CLI print it so); Prometheus
                 # takes ratios in base units
-                g.add_metric([result["model_version"]], value / 100 if key == "mape" else value)
+                g.add_metric([result.model_version], value / 100 if key == "mape" else value)
             if g.samples:
                 yield g
 
-    def _class_accuracy(self, rolling: list[dict[str, Any]]) -> Iterator[Any]:
+    def _class_accuracy(self, rolling: list[WindowResult]) -> Iterator[Any]:
         """A classifier version's rolling figures (see :meth:`_accuracy`)."""
         for key, name, doc in CLASS_GAUGES:
             g = _gauge(name, doc, ("model_version",))
             for result in rolling:
-                value = result["details"].get(key)
+                value = result.figure(key)
                 if value is not None:  # no validation figure for this version
-                    g.add_metric([result["model_version"]], value)
+                    g.add_metric([result.model_version], value)
             if g.samples:
                 yield g
         recall = _gauge(
@@ -280,12 +282,12 @@ class MonitorCollector(Collector):
             ("model_version", "class"),
         )
         for result in rolling:
-            for label, value in result["details"].get("recall", {}).items():
-                recall.add_metric([result["model_version"], label], value)
+            for label, value in result.recall.items():
+                recall.add_metric([result.model_version, label], value)
         if recall.samples:
             yield recall
 
-    def _labels(self, rolling: list[dict[str, Any]]) -> Iterator[Any]:
+    def _labels(self, rolling: list[WindowResult]) -> Iterator[Any]:
         """How many labels, how late, and when: the same for either task."""
         for key, name, doc in (
             ("labels", "labels", "Labelled predictions behind the rolling accuracy figures."),
@@ -297,9 +299,9 @@ class MonitorCollector(Collector):
         ):
             g = _gauge(name, doc, ("model_version",))
             for result in rolling:
-                value = result["details"].get(key)
+                value = result.figure(key)
                 if value is not None:
-                    g.add_metric([result["model_version"]], value)
+                    g.add_metric([result.model_version], value)
             if g.samples:
                 yield g
         if rolling:
@@ -307,7 +309,7 @@ class MonitorCollector(Collector):
                 "last_labels_timestamp_seconds",
                 "Unix time accuracy was last computed from new labels.",
             )
-            g.add_metric([], max(r["evaluated_at"] for r in rolling).timestamp())
+            g.add_metric([], max(r.evaluated_at for r in rolling).timestamp())
             yield g
 
 
@@ -349,7 +351,3 @@ CLASS_GAUGES = (
     ("validation_log_loss", "validation_log_loss", "Log-loss the classifier had on validation."),
 )
 """A classifier's rolling gauges: (details key, name after the prefix, help)."""
-
-
-def _is_classifier(result: dict[str, Any]) -> bool:
-    return result["details"].get("task") == "classification"

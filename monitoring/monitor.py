@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from monitoring.quality import feature_quality, rejected_rate
 from monitoring.sampling import WindowSample, sample_window
 from monitoring.trigger import RetrainTrigger, TriggerPolicy
 from monitoring.verdict import window_verdict
+from monitoring.window_result import Check, WindowResult
 from monitoring.windows import Window, cut_windows
 from watchkeeper.classification import ClassPredictions
 from watchkeeper.db.positions import from_micros, to_micros
@@ -68,23 +68,6 @@ MAX_REASON_CHARS = 500
 """An error's reason is stored and logged cut to this: it may quote a hostile value."""
 
 
-class Check(StrEnum):
-    """What the monitor computes; each is one ``window_results`` row per window."""
-
-    DATA_QUALITY = "data_quality"
-    OOD = "ood"
-    FEATURE_DRIFT = "feature_drift"
-    OUTPUT_DRIFT = "output_drift"
-    MULTIVARIATE_DRIFT = "multivariate_drift"
-    ESTIMATED_ACCURACY = "estimated_accuracy"
-    """A window's MAE as the model's loss estimator expects it (a classifier: its
-    accuracy as its confidence calibration expects it), before any label."""
-    ACCURACY = "accuracy"
-    """Of a window's labelled predictions, recomputed as late labels arrive."""
-    ROLLING_ACCURACY = "accuracy_rolling"
-    """Of a version's most recently predicted labelled predictions."""
-
-
 CheckOutcome = tuple[bool | None, float | None, dict[str, Any]]
 """A check's verdict (None: no verdict), score (None: no figure) and details."""
 
@@ -94,7 +77,7 @@ class MonitorStatus:
     """What the metrics collector publishes: the latest result per check and
     counters of the monitor's own health."""
 
-    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    latest: dict[str, WindowResult] = field(default_factory=dict)
     retrain_requests: Counter[str] = field(default_factory=Counter)
     windows_evaluated: int = 0
     window_errors: Counter[str] = field(default_factory=Counter)
@@ -102,7 +85,7 @@ class MonitorStatus:
     errors: int = 0
     rows_read: int = 0
     feedback_orphans: int = 0
-    rolling: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rolling: dict[str, WindowResult] = field(default_factory=dict)
     """The newest rolling accuracy result of each model version."""
     estimate_errors: dict[str, float] = field(default_factory=dict)
     """By model version: how far the label-free MAE estimate of the last window with
@@ -150,7 +133,7 @@ class Monitor:
             },
         )
 
-    def _stored_latest(self) -> dict[str, dict[str, Any]]:
+    def _stored_latest(self) -> dict[str, WindowResult]:
         """The newest stored result of each check, so that a restarted monitor exports
         what it last knew instead of nothing."""
         newest = (
@@ -163,9 +146,10 @@ class Monitor:
             rows = connection.execute(
                 sa.select(window_results).where(window_results.c.id.in_(newest))
             ).all()
-        return {row.detector: dict(row._mapping) for row in rows}
+        stored = [WindowResult.from_row(row._mapping) for row in rows]
+        return {result.check: result for result in stored}
 
-    def _stored_rolling(self) -> dict[str, dict[str, Any]]:
+    def _stored_rolling(self) -> dict[str, WindowResult]:
         """The newest stored rolling accuracy of each model version."""
         newest = (
             sa.select(sa.func.max(window_results.c.id))
@@ -180,7 +164,8 @@ class Monitor:
             rows = connection.execute(
                 sa.select(window_results).where(window_results.c.id.in_(newest))
             ).all()
-        return {row.model_version: dict(row._mapping) for row in rows}
+        stored = [WindowResult.from_row(row._mapping) for row in rows]
+        return {result.model_version: result for result in stored}
 
     # -- detectors per model version --------------------------------------------------
 
@@ -257,7 +242,7 @@ class Monitor:
         self.status.last_success = time.time()
         return done
 
-    def evaluate(self, window: Window) -> list[dict[str, Any]]:
+    def evaluate(self, window: Window) -> list[WindowResult]:
         """Every check of the window, each a result row; a check that raises becomes
         an error row (see the module docstring). Data quality covers every row; the
         drift tests, OOD scoring of unscored rows and the estimate a seeded sample
@@ -358,13 +343,12 @@ class Monitor:
         is_drift: bool | None,
         score: float | None,
         details: dict[str, Any],
-    ) -> dict[str, Any]:
-        return {
-            **_span_result(_span(window), check, len(window.rows), score, details),
-            "is_drift": is_drift,
-        }
+    ) -> WindowResult:
+        return _span_result(
+            _span(window), check, len(window.rows), score, details, is_drift=is_drift
+        )
 
-    def _error(self, window: Window, check: Check, exc: Exception) -> dict[str, Any]:
+    def _error(self, window: Window, check: Check, exc: Exception) -> WindowResult:
         reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
         log.error("%s of window %s failed: %s", check, window.window_id, reason, exc_info=exc)
         self.status.window_errors[check] += 1
@@ -372,22 +356,25 @@ class Monitor:
 
     # -- storage ------------------------------------------------------------------------
 
-    def _store(self, results: list[dict[str, Any]], *, replace: bool = False) -> None:
+    def _store(self, results: list[WindowResult], *, replace: bool = False) -> None:
         if not results:
             return
         with self.engine.begin() as connection:
-            connection.execute(self._replace_results if replace else self._insert_results, results)
+            connection.execute(
+                self._replace_results if replace else self._insert_results,
+                [result.to_row() for result in results],
+            )
         # errors are stored, but neither exported as the latest figure nor acted upon
-        done = [r for r in results if "error" not in r["details"]]
+        done = [r for r in results if not r.failed]
         for result in done:
-            self.status.latest[result["detector"]] = result
-            if result["detector"] == Check.ROLLING_ACCURACY:
-                self.status.rolling[result["model_version"]] = result
+            self.status.latest[result.check] = result
+            if result.check is Check.ROLLING_ACCURACY:
+                self.status.rolling[result.model_version] = result
         served = self.registry.current_version()
-        for version in dict.fromkeys(r["model_version"] for r in done):
+        for version in dict.fromkeys(r.model_version for r in done):
             if served is not None and version != served:
                 continue  # a replaced version's late windows and labels retrain nothing
-            mine = [r for r in done if r["model_version"] == version]
+            mine = [r for r in done if r.model_version == version]
             self.trigger.consider(
                 mine,
                 validation_mae=self._validation_mae_of(version),
@@ -539,11 +526,11 @@ class Monitor:
                 )
             results.append(_span_result(span, Check.ACCURACY, len(labels), score, details))
         self._store(results, replace=True)
-        return {r["model_version"] for r in results}
+        return {r.model_version for r in results}
 
     def _accuracy_error(
         self, span: WindowSpan, labels: pd.DataFrame, exc: Exception
-    ) -> dict[str, Any]:
+    ) -> WindowResult:
         """The window's accuracy stored as an error: its labels move on."""
         reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
         log.error("accuracy of %s failed: %s", span.window_id, reason, exc_info=exc)
@@ -557,7 +544,7 @@ class Monitor:
         version: ClassVersion,
         labels: pd.DataFrame,
         estimate: float | None,
-    ) -> dict[str, Any]:
+    ) -> WindowResult:
         """A classifier window's accuracy result: the classification figures in its
         details, the accuracy as its score."""
         try:
@@ -695,22 +682,28 @@ def _span(window: Window) -> WindowSpan:
 
 
 def _span_result(
-    span: WindowSpan, check: Check, n_rows: int, score: float | None, details: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "window_id": span.window_id,
-        "model_version": span.model_version,
-        "detector": check.value,
-        "first_seq": span.first_seq,
-        "last_seq": span.last_seq,
-        "n_rows": n_rows,
-        "started_at": span.started_at,
-        "ended_at": span.ended_at,
-        "evaluated_at": datetime.now(UTC),
-        "is_drift": None,
-        "score": score,
-        "details": details,
-    }
+    span: WindowSpan,
+    check: Check,
+    n_rows: int,
+    score: float | None,
+    details: dict[str, Any],
+    *,
+    is_drift: bool | None = None,
+) -> WindowResult:
+    return WindowResult(
+        window_id=span.window_id,
+        model_version=span.model_version,
+        check=check,
+        first_seq=span.first_seq,
+        last_seq=span.last_seq,
+        n_rows=n_rows,
+        started_at=span.started_at,
+        ended_at=span.ended_at,
+        evaluated_at=datetime.now(UTC),
+        is_drift=is_drift,
+        score=score,
+        details=details,
+    )
 
 
 def _fresh_dir(directory: Path) -> Path:

@@ -30,6 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from monitoring.window_result import Check, WindowResult
 from watchkeeper import retrain_queue
 from watchkeeper.db.tables import window_results
 
@@ -57,7 +58,7 @@ class RetrainTrigger:
 
     def consider(
         self,
-        results: list[dict[str, Any]],
+        results: list[WindowResult],
         *,
         validation_mae: float | None,
         validation_accuracy: float | None = None,
@@ -65,11 +66,11 @@ class RetrainTrigger:
         """Check one window's (or one accuracy round's) results; record a request if
         the policy trips and the version is not cooling down. ``validation_accuracy``
         is a classifier version's (its rolling result says it is one)."""
-        by_detector = {r["detector"]: r for r in results}
-        version = results[0]["model_version"]
-        reason, evidence = self._reason(version, by_detector, validation_mae)
+        by_check = {r.check: r for r in results}
+        version = results[0].model_version
+        reason, evidence = self._reason(version, by_check, validation_mae)
         if reason is None:
-            reason, evidence = self._accuracy_reason(by_detector, validation_accuracy)
+            reason, evidence = self._accuracy_reason(by_check, validation_accuracy)
         if reason is None:
             return None
         request_id = retrain_queue.enqueue(
@@ -88,55 +89,59 @@ class RetrainTrigger:
         return {"id": request_id, "reason": reason, "model_version": version, "evidence": evidence}
 
     def _reason(
-        self, version: str, results: dict[str, dict[str, Any]], validation_mae: float | None
+        self, version: str, results: dict[Check, WindowResult], validation_mae: float | None
     ) -> tuple[str | None, dict[str, Any]]:
         policy = self.policy
-        drift = results.get("feature_drift")
-        if drift is not None and drift["is_drift"]:
+        drift = results.get(Check.FEATURE_DRIFT)
+        if drift is not None and drift.is_drift:
             recent = self._recent_drift_verdicts(version, policy.drift_windows)
             if len(recent) == policy.drift_windows and all(recent):
                 return (
                     f"drift: dataset drift in {policy.drift_windows} consecutive windows",
-                    {"window_id": drift["window_id"], "drifted": drift["details"]["drifted"]},
+                    {"window_id": drift.window_id, "drifted": drift.drifted},
                 )
-        ood = results.get("ood")
-        if drift is not None and ood is not None and ood["score"] > policy.ood_fraction:
+        ood = results.get(Check.OOD)
+        if (
+            drift is not None
+            and ood is not None
+            and ood.score is not None
+            and ood.score > policy.ood_fraction
+        ):
             return (
-                f"ood: {ood['score']:.1%} of a window out of distribution "
+                f"ood: {ood.score:.1%} of a window out of distribution "
                 f"(limit {policy.ood_fraction:.1%})",
-                {"window_id": ood["window_id"], "ood_fraction": ood["score"]},
+                {"window_id": ood.window_id, "ood_fraction": ood.score},
             )
-        accuracy = results.get("accuracy_rolling")
-        if accuracy is not None and "mae_lower_bound" in accuracy["details"] and validation_mae:
+        accuracy = results.get(Check.ROLLING_ACCURACY)
+        bound = None if accuracy is None else accuracy.figure("mae_lower_bound")
+        if accuracy is not None and bound is not None and validation_mae:
             limit = validation_mae * (1 + policy.mae_degradation)
-            bound = accuracy["details"]["mae_lower_bound"]
             if bound > limit:
                 return (
-                    f"accuracy: MAE {_number(accuracy['score'])} over "
-                    f"{accuracy['n_rows']} labels, at least {_number(bound)} with "
-                    f"{accuracy['details']['confidence']:.0%} confidence, above "
+                    f"accuracy: MAE {_number(accuracy.score)} over "
+                    f"{accuracy.n_rows} labels, at least {_number(bound)} with "
+                    f"{accuracy.details['confidence']:.0%} confidence, above "
                     f"{_number(limit)} (validation {_number(validation_mae)} "
                     f"+ {policy.mae_degradation:.0%})",
                     {
-                        "window_id": accuracy["window_id"],
-                        "mae": accuracy["score"],
+                        "window_id": accuracy.window_id,
+                        "mae": accuracy.score,
                         "mae_lower_bound": bound,
                         "validation_mae": validation_mae,
-                        "labels": accuracy["n_rows"],
+                        "labels": accuracy.n_rows,
                     },
                 )
         return None, {}
 
     def _accuracy_reason(
-        self, results: dict[str, dict[str, Any]], validation_accuracy: float | None
+        self, results: dict[Check, WindowResult], validation_accuracy: float | None
     ) -> tuple[str | None, dict[str, Any]]:
         """A classifier's rolling accuracy, surely below its validation accuracy less
         the allowed drop."""
-        rolling = results.get("accuracy_rolling")
+        rolling = results.get(Check.ROLLING_ACCURACY)
         if rolling is None or validation_accuracy is None:
             return None, {}
-        details = rolling["details"]
-        bound = details.get("accuracy_upper_bound")
+        bound = rolling.figure("accuracy_upper_bound")
         if bound is None:  # a regression version's figures
             return None, {}
         drop = self.policy.accuracy_drop
@@ -144,15 +149,15 @@ class RetrainTrigger:
         if bound >= limit:
             return None, {}
         return (
-            f"accuracy: {rolling['score']:.1%} right over {rolling['n_rows']} labels, at most "
-            f"{bound:.1%} with {details['confidence']:.0%} confidence, below {limit:.1%} "
+            f"accuracy: {rolling.score:.1%} right over {rolling.n_rows} labels, at most "
+            f"{bound:.1%} with {rolling.details['confidence']:.0%} confidence, below {limit:.1%} "
             f"(validation {validation_accuracy:.1%} - {drop:.1%})",
             {
-                "window_id": rolling["window_id"],
-                "accuracy": rolling["score"],
+                "window_id": rolling.window_id,
+                "accuracy": rolling.score,
                 "accuracy_upper_bound": bound,
                 "validation_accuracy": validation_accuracy,
-                "labels": rolling["n_rows"],
+                "labels": rolling.n_rows,
             },
         )
 
@@ -161,7 +166,7 @@ class RetrainTrigger:
             sa.select(window_results.c.is_drift)
             .where(
                 window_results.c.model_version == version,
-                window_results.c.detector == "feature_drift",
+                window_results.c.detector == Check.FEATURE_DRIFT,
             )
             .order_by(window_results.c.last_seq.desc())
             .limit(n)

@@ -9,50 +9,50 @@ Built from the window's result rows (one per check, as stored in ``window_result
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-
-def _failed(result: dict[str, Any]) -> bool:
-    return "error" in result["details"]
+from monitoring.window_result import Check, WindowResult
 
 
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}".replace("%", " %")
 
 
-def window_verdict(results: Sequence[dict[str, Any]], min_samples: int) -> str:
+def window_verdict(results: Sequence[WindowResult], min_samples: int) -> str:
     """One line: the window, whether it drifted and why, its OOD and rejected shares,
     and which checks failed."""
-    by_check = {r["detector"]: r for r in results}
+    by_check = {r.check: r for r in results}
     first = results[0]
-    head = f"window {first['window_id']} ({first['n_rows']} rows)"
+    head = f"window {first.window_id} ({first.n_rows} rows)"
     parts: list[str] = []
-    features = by_check.get("feature_drift")
+    features = by_check.get(Check.FEATURE_DRIFT)
     if features is None:
         verdict = f"no drift verdict (fewer than {min_samples} rows)"
-    elif _failed(features):
+    elif features.failed:
         verdict = "no drift verdict (the feature drift check failed)"
     else:
-        drifted = len(features["details"].get("drifted", []))
-        tested = len(features["details"].get("p_values", {}))
-        verdict = "DRIFT" if features["is_drift"] else "no drift"
+        drifted = len(features.drifted)
+        tested = len(features.p_values)
+        verdict = "DRIFT" if features.is_drift else "no drift"
         parts.append(f"{drifted} of {tested} features drifted")
-    for check, name in (("output_drift", "output"), ("multivariate_drift", "multivariate")):
+    for check, name in (
+        (Check.OUTPUT_DRIFT, "output"),
+        (Check.MULTIVARIATE_DRIFT, "multivariate"),
+    ):
         result = by_check.get(check)
-        if result is not None and not _failed(result):
-            parts.append(f"{name} drift" if result["is_drift"] else f"no {name} drift")
+        if result is not None and not result.failed:
+            parts.append(f"{name} drift" if result.is_drift else f"no {name} drift")
     figures = []
-    for check, name in (("ood", "OOD"), ("data_quality", "rejected")):
+    for check, name in ((Check.OOD, "OOD"), (Check.DATA_QUALITY, "rejected")):
         result = by_check.get(check)
-        if result is not None and not _failed(result):
-            figures.append(f"{name} {_percent(result['score'])}")
-    estimate = by_check.get("estimated_accuracy")
-    if estimate is not None and not _failed(estimate) and estimate["score"] is not None:
-        if estimate["details"].get("task") == "classification":
-            figures.append(f"estimated accuracy {_percent(estimate['score'])}")
+        if result is not None and not result.failed:
+            figures.append(f"{name} {_percent(result.score)}")
+    estimate = by_check.get(Check.ESTIMATED_ACCURACY)
+    if estimate is not None and not estimate.failed and estimate.score is not None:
+        if estimate.is_classifier:
+            figures.append(f"estimated accuracy {_percent(estimate.score)}")
         else:
-            figures.append(f"estimated MAE {estimate['score']:,.0f}")
-    failed = sorted(r["detector"] for r in results if _failed(r))
+            figures.append(f"estimated MAE {estimate.score:,.0f}")
+    failed = sorted(r.check.value for r in results if r.failed)
     line = f"{head}: {verdict}"
     if parts:
         line += ": " + ", ".join(parts)

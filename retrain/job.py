@@ -26,6 +26,7 @@ from watchkeeper.errors import WatchkeeperError
 from watchkeeper.model import regression_metrics
 from watchkeeper.progress import Stages
 from watchkeeper.registry import ModelRegistry, RegisteredModel
+from watchkeeper.retrain_status import UNCLAIMED_TRIGGER, RequestStatus, RunOutcome
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.settings import Settings
 from watchkeeper.task import Task
@@ -68,7 +69,7 @@ class Decision:
 @dataclass(frozen=True)
 class RunResult:
     run_id: int
-    outcome: str  # promoted, rejected, failed
+    outcome: RunOutcome  # promoted, rejected, failed
     reason: str
     candidate_version: str | None
     champion_version: str | None
@@ -219,11 +220,11 @@ class RetrainJob:
                 connection.execute(
                     retrain_runs.insert().values(
                         started_at=started,
-                        trigger="pending",
+                        trigger=UNCLAIMED_TRIGGER,
                         reason="",
                         request_ids=[],
                         data={},
-                        outcome="running",
+                        outcome=RunOutcome.RUNNING,
                     )
                 ).inserted_primary_key[0]
             )
@@ -250,16 +251,16 @@ class RetrainJob:
                 log.exception("retraining run %d failed", run_id)
             self._update(
                 run_id,
-                outcome="failed",
+                outcome=RunOutcome.FAILED,
                 decision_reason=str(exc),
                 champion_version=champion.version if champion else None,
                 finished_at=datetime.now(UTC),
             )
-            retrain_queue.finish(self.engine, run_id, "failed")
+            retrain_queue.finish(self.engine, run_id, RequestStatus.FAILED)
             return RunResult(
-                run_id, "failed", str(exc), None, champion.version if champion else None
+                run_id, RunOutcome.FAILED, str(exc), None, champion.version if champion else None
             )
-        retrain_queue.finish(self.engine, run_id, "done")
+        retrain_queue.finish(self.engine, run_id, RequestStatus.DONE)
         return result
 
     def _data(self, champion: RegisteredModel) -> RetrainData:
@@ -306,7 +307,7 @@ class RetrainJob:
             champion_schema=champion.model.schema,
             task=task,
         )
-        outcome = "promoted" if decision.promote else "rejected"
+        outcome = RunOutcome.PROMOTED if decision.promote else RunOutcome.REJECTED
         lease.check()  # a job that lost its lease to another registers nothing
         version = self.registry.register(
             trained,

@@ -21,10 +21,11 @@ from prometheus_client.registry import Collector
 from retrain.lease import LEASE
 from watchkeeper.db.positions import pruned_runs
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
+from watchkeeper.retrain_status import FINISHED_OUTCOMES, RequestStatus, RunOutcome
 
 # Outcomes a run ends with. "running" is not one: a counter of running runs would go
 # down when a run ends; runs in progress are a gauge.
-OUTCOMES = ("promoted", "rejected", "failed")
+OUTCOMES = FINISHED_OUTCOMES
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +70,17 @@ def read_snapshot(engine: sa.Engine) -> RunsSnapshot:
         ).first()
         promoted_at = connection.execute(
             sa.select(sa.func.max(retrain_runs.c.finished_at)).where(
-                retrain_runs.c.outcome == "promoted"
+                retrain_runs.c.outcome == RunOutcome.PROMOTED
             )
         ).scalar()
         pending = connection.execute(
             sa.select(sa.func.count())
             .select_from(retrain_requests)
-            .where(retrain_requests.c.status == "pending")
+            .where(retrain_requests.c.status == RequestStatus.PENDING)
         ).scalar()
     return RunsSnapshot(
-        finished={outcome: int(counts.get(outcome, 0)) for outcome in OUTCOMES},
-        in_progress=1 if lease_held and counts.get("running") else 0,
+        finished={str(outcome): int(counts.get(outcome, 0)) for outcome in OUTCOMES},
+        in_progress=1 if lease_held and counts.get(RunOutcome.RUNNING) else 0,
         pending_requests=int(pending or 0),
         last_duration_seconds=(
             (last.finished_at - last.started_at).total_seconds() if last is not None else None

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from watchkeeper.db.tables import retrain_requests
+from watchkeeper.retrain_status import RequestStatus
 
 
 def enqueue(
@@ -39,7 +40,7 @@ def enqueue(
         "reason": reason,
         "evidence": evidence or {},
         "model_version": model_version,
-        "status": "pending",
+        "status": RequestStatus.PENDING,
         "dedupe_key": dedupe_key,
     }
     try:
@@ -65,7 +66,7 @@ def pending(engine: sa.Engine) -> list[dict[str, Any]]:
     with engine.connect() as connection:
         rows = connection.execute(
             sa.select(retrain_requests)
-            .where(retrain_requests.c.status == "pending")
+            .where(retrain_requests.c.status == RequestStatus.PENDING)
             .order_by(retrain_requests.c.id)
         ).all()
     return [dict(r._mapping) for r in rows]
@@ -76,14 +77,19 @@ def claim(engine: sa.Engine, run_id: int) -> list[dict[str, Any]]:
     with engine.begin() as connection:
         ids = list(
             connection.execute(
-                sa.select(retrain_requests.c.id).where(retrain_requests.c.status == "pending")
+                sa.select(retrain_requests.c.id).where(
+                    retrain_requests.c.status == RequestStatus.PENDING
+                )
             ).scalars()
         )
         if ids:
             connection.execute(
                 retrain_requests.update()
-                .where(retrain_requests.c.id.in_(ids), retrain_requests.c.status == "pending")
-                .values(status="running", run_id=run_id)
+                .where(
+                    retrain_requests.c.id.in_(ids),
+                    retrain_requests.c.status == RequestStatus.PENDING,
+                )
+                .values(status=RequestStatus.RUNNING, run_id=run_id)
             )
         rows = connection.execute(
             sa.select(retrain_requests).where(retrain_requests.c.run_id == run_id)
@@ -91,7 +97,8 @@ def claim(engine: sa.Engine, run_id: int) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
-def finish(engine: sa.Engine, run_id: int, status: str) -> None:
+def finish(engine: sa.Engine, run_id: int, status: RequestStatus) -> None:
+    """Mark the requests claimed by ``run_id`` with how its job ended."""
     with engine.begin() as connection:
         connection.execute(
             retrain_requests.update()

@@ -25,6 +25,7 @@ from monitoring.monitor import MonitorStatus
 from monitoring.replay import Replayer
 from serving.metrics import ServingMetrics
 from tests.monitoring import classifier_log
+from tests.monitoring.results import window_result
 from tests.observability import Server
 from tests.processes import Process, metric, wait_for
 from watchkeeper.dataset import Dataset
@@ -277,22 +278,21 @@ def _monitor_registry(versions: dict[str, Task]) -> CollectorRegistry:
     now = datetime.now(UTC)
     for version, task in versions.items():
         details = {"task": task.value, **ROLLING[task]}
-        status.rolling[version] = {
-            "model_version": version,
-            "details": details,
-            "evaluated_at": now,
-        }
+        status.rolling[version] = window_result(
+            "accuracy_rolling", model_version=version, details=details, evaluated_at=now
+        )
         if task is Task.CLASSIFICATION:
             status.accuracy_estimate_errors[version] = 0.01
         else:
             status.estimate_errors[version] = 0.05
     served = list(versions)[-1]
     score = 0.89 if versions[served] is Task.CLASSIFICATION else 16500.0
-    status.latest["estimated_accuracy"] = {
-        "model_version": served,
-        "score": score,
-        "details": {"task": versions[served].value},
-    }
+    status.latest["estimated_accuracy"] = window_result(
+        "estimated_accuracy",
+        model_version=served,
+        score=score,
+        details={"task": versions[served].value},
+    )
     registry = CollectorRegistry()
     registry.register(MonitorCollector(status))
     return registry

@@ -28,6 +28,7 @@ from monitoring.metrics import MonitorCollector
 from monitoring.monitor import Monitor, MonitorStatus
 from monitoring.trigger import RetrainTrigger, TriggerPolicy
 from monitoring.verdict import window_verdict
+from monitoring.window_result import WindowResult
 from serving.app import create_app, shutdown
 from tests.monitoring.classifier_log import (
     NOW,
@@ -37,6 +38,7 @@ from tests.monitoring.classifier_log import (
     write_labels,
     write_rows,
 )
+from tests.monitoring.results import window_result
 from tests.processes import metric
 from watchkeeper.classification import PredictionSetSpec
 from watchkeeper.db.engine import create_engine
@@ -179,11 +181,11 @@ def test_window_accuracy_is_stored_and_updated_as_late_labels_arrive(
     assert updated["score"] == pytest.approx(right / 300)
     assert updated["details"]["unknown_labels"] == 1
     rolling = class_monitor.status.rolling["v1"]
-    assert rolling["score"] == pytest.approx(right / 300)
-    assert rolling["details"]["validation_accuracy"] == pytest.approx(
+    assert rolling.score == pytest.approx(right / 300)
+    assert rolling.details["validation_accuracy"] == pytest.approx(
         classifier_trained.metrics["accuracy"]
     )
-    lower, upper = (rolling["details"][k] for k in ("accuracy_lower_bound", "accuracy_upper_bound"))
+    lower, upper = (rolling.details[k] for k in ("accuracy_lower_bound", "accuracy_upper_bound"))
     assert lower < right / 300 < upper
 
 
@@ -376,14 +378,13 @@ def test_a_classifier_exports_the_contract_gauges_and_no_regression_ones(
 
 
 def test_a_regression_version_exports_no_classifier_gauges() -> None:
-    rolling = {
-        "window_id": "v1:rolling-1",
-        "model_version": "v1",
-        "detector": "accuracy_rolling",
-        "n_rows": 100,
-        "score": 10.0,
-        "evaluated_at": NOW,
-        "details": {
+    rolling = window_result(
+        "accuracy_rolling",
+        window_id="v1:rolling-1",
+        n_rows=100,
+        score=10.0,
+        evaluated_at=NOW,
+        details={
             "labels": 100,
             "mae": 10.0,
             "mae_lower_bound": 8.0,
@@ -393,7 +394,7 @@ def test_a_regression_version_exports_no_classifier_gauges() -> None:
             "label_delay_seconds_median": 60.0,
             "validation_mae": 9.0,
         },
-    }
+    )
     status = MonitorStatus(rolling={"v1": rolling})
     registry = CollectorRegistry()
     registry.register(MonitorCollector(status))
@@ -434,7 +435,7 @@ def test_the_trigger_queues_a_retrain_when_the_accuracy_is_surely_below_validati
 
     class_monitor.run_once()
 
-    rolling = class_monitor.status.rolling["v1"]["details"]
+    rolling = class_monitor.status.rolling["v1"].details
     validation = classifier_trained.metrics["accuracy"]
     assert rolling["accuracy_upper_bound"] < validation - 0.05
     (request,) = _requests(class_monitor.engine)
@@ -458,7 +459,7 @@ def test_the_trigger_stays_quiet_on_accuracy_as_validated_or_on_too_few_labels(
 
     class_monitor.run_once()
 
-    assert class_monitor.status.rolling["v1"]["details"]["labels"] == 900
+    assert class_monitor.status.rolling["v1"].details["labels"] == 900
     assert _requests(class_monitor.engine) == []
 
 
@@ -468,22 +469,21 @@ def test_a_point_accuracy_below_the_limit_over_few_labels_does_not_trip_the_trig
     engine = create_engine(class_settings.database_url)
     trigger = RetrainTrigger(engine, TriggerPolicy(accuracy_drop=0.05))
 
-    def rolling(right: int, n: int) -> list[dict[str, Any]]:
+    def rolling(right: int, n: int) -> list[WindowResult]:
         bounds = wilson_interval(right, n, 0.99)
         return [
-            {
-                "window_id": f"v1:rolling-{n}",
-                "model_version": "v1",
-                "detector": "accuracy_rolling",
-                "n_rows": n,
-                "score": right / n,
-                "details": {
+            window_result(
+                "accuracy_rolling",
+                window_id=f"v1:rolling-{n}",
+                n_rows=n,
+                score=right / n,
+                details={
                     "task": "classification",
                     "accuracy": right / n,
                     "accuracy_upper_bound": bounds.upper,
                     "confidence": 0.99,
                 },
-            }
+            )
         ]
 
     # 70 % against a limit of 75 %: noise over 60 labels, evidence over 1,000
@@ -496,14 +496,11 @@ def test_a_point_accuracy_below_the_limit_over_few_labels_does_not_trip_the_trig
 
 
 def test_the_window_line_gives_a_classifiers_estimate_as_an_accuracy() -> None:
-    estimate = {
-        "window_id": "v1:1-500",
-        "n_rows": 500,
-        "detector": "estimated_accuracy",
-        "is_drift": None,
-        "score": 0.8123,
-        "details": {"task": "classification", "estimated_accuracy": 0.8123, "n_rows": 500},
-    }
+    estimate = window_result(
+        "estimated_accuracy",
+        score=0.8123,
+        details={"task": "classification", "estimated_accuracy": 0.8123, "n_rows": 500},
+    )
 
     line = window_verdict([estimate], min_samples=200)
 

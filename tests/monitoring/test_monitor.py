@@ -142,7 +142,7 @@ def test_reads_are_incremental_and_a_restart_neither_rereads_nor_skips(
     restarted = make_monitor(monitor_window_size=2000, drift_multivariate=False)
     exported = ("window_id", "model_version", "is_drift", "score", "n_rows", "details")
     before, after = first.status.latest["feature_drift"], restarted.status.latest["feature_drift"]
-    assert {k: after[k] for k in exported} == {k: before[k] for k in exported}
+    assert {k: getattr(after, k) for k in exported} == {k: getattr(before, k) for k in exported}
     assert restarted.run_once() == 0
     assert restarted.reader.rows_read == 0
 
@@ -639,7 +639,7 @@ def test_a_replaced_versions_last_window_is_neither_exported_nor_acted_on(
     exported = CollectorRegistry()
     exported.register(MonitorCollector(monitor.status, registry.current_version))
     text = generate_latest(exported).decode()
-    assert monitor.status.latest["feature_drift"]["is_drift"]
+    assert monitor.status.latest["feature_drift"].is_drift
     assert metric(text, "watchkeeper_monitor_dataset_drift", model_version="v1") is None
     assert metric(text, "watchkeeper_monitor_windows_evaluated_total") == 3
     assert monitor.status.retrain_requests["drift"] == 0

@@ -12,7 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from monitoring.monitor import Monitor
 from monitoring.trigger import RetrainTrigger, TriggerPolicy
+from monitoring.window_result import WindowResult
 from serving.app import create_app
+from tests.monitoring.results import window_result
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import retrain_requests, window_results
 from watchkeeper.settings import Settings
@@ -110,14 +112,14 @@ def test_after_the_cooldown_a_continuing_episode_raises_another(
     assert reasons == ["drift"] * runs_of_three
 
 
-def _rolling(*, mae: float, bound: float, labels: int) -> dict[str, Any]:
-    return {
-        "detector": "accuracy_rolling",
-        "score": mae,
-        "window_id": "v1:rolling-1",
-        "n_rows": labels,
-        "details": {"mae": mae, "mae_lower_bound": bound, "confidence": 0.99},
-    }
+def _rolling(*, mae: float, bound: float, labels: int) -> WindowResult:
+    return window_result(
+        "accuracy_rolling",
+        score=mae,
+        window_id="v1:rolling-1",
+        n_rows=labels,
+        details={"mae": mae, "mae_lower_bound": bound, "confidence": 0.99},
+    )
 
 
 @pytest.mark.parametrize(
@@ -127,21 +129,21 @@ def _rolling(*, mae: float, bound: float, labels: int) -> dict[str, Any]:
         ([_rolling(mae=21_280.0, bound=15_400.0, labels=63)], None),  # too few labels
         ([_rolling(mae=16_000.0, bound=14_000.0, labels=400)], None),
         # a window's own accuracy is reported, never acted on: few labels, any window
-        ([{"detector": "accuracy", "score": 30_000.0, "window_id": "a", "n_rows": 80}], None),
+        ([window_result("accuracy", score=30_000.0, window_id="a", n_rows=80)], None),
         (
             [
-                {"detector": "ood", "score": 0.3, "window_id": "w"},
-                {
-                    "detector": "feature_drift",
-                    "is_drift": False,
-                    "score": 0.0,
-                    "window_id": "w",
-                    "details": {"drifted": []},
-                },
+                window_result("ood", score=0.3, window_id="w"),
+                window_result(
+                    "feature_drift",
+                    is_drift=False,
+                    score=0.0,
+                    window_id="w",
+                    details={"drifted": []},
+                ),
             ],
             "ood",
         ),
-        ([{"detector": "ood", "score": 0.3, "window_id": "w"}], None),  # no verdict: too few rows
+        ([window_result("ood", score=0.3, window_id="w")], None),  # no verdict: too few rows
     ],
     ids=[
         "mae-degraded",
@@ -153,12 +155,12 @@ def _rolling(*, mae: float, bound: float, labels: int) -> dict[str, Any]:
     ],
 )
 def test_accuracy_and_ood_reasons(
-    settings: Settings, results: list[dict[str, Any]], expected: str | None
+    settings: Settings, results: list[WindowResult], expected: str | None
 ) -> None:
     engine = create_engine(settings.database_url)
     trigger = RetrainTrigger(engine, TriggerPolicy(ood_fraction=0.1, mae_degradation=0.25))
 
-    row = trigger.consider([{**r, "model_version": "v1"} for r in results], validation_mae=15_000.0)
+    row = trigger.consider(results, validation_mae=15_000.0)
 
     engine.dispose()
     assert (row["reason"].split(":")[0] if row else None) == expected

@@ -5,18 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from monitoring.verdict import window_verdict
+from monitoring.window_result import WindowResult
+from tests.monitoring.results import window_result
 
 
-def result(check: str, is_drift: bool | None, score: float | None, **details: Any) -> dict:
-    return {
-        "window_id": "v1:1-500",
-        "model_version": "v1",
-        "n_rows": 500,
-        "detector": check,
-        "is_drift": is_drift,
-        "score": score,
-        "details": details,
-    }
+def result(
+    check: str, is_drift: bool | None, score: float | None, n_rows: int = 500, **details: Any
+) -> WindowResult:
+    return window_result(check, n_rows=n_rows, is_drift=is_drift, score=score, details=details)
 
 
 def test_a_drifted_window_says_how() -> None:
@@ -42,8 +38,8 @@ def test_a_drifted_window_says_how() -> None:
 
 def test_a_small_window_has_no_drift_verdict_and_failures_are_named() -> None:
     results = [
-        {**result("data_quality", None, 0.01), "n_rows": 120},
-        {**result("ood", None, None, error="ValueError: broken"), "n_rows": 120},
+        result("data_quality", None, 0.01, n_rows=120),
+        result("ood", None, None, n_rows=120, error="ValueError: broken"),
     ]
     assert window_verdict(results, 200) == (
         "window v1:1-500 (120 rows): no drift verdict (fewer than 200 rows); "
