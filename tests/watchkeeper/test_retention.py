@@ -391,7 +391,9 @@ def test_window_labels_and_log_reads_across_a_prune(engine: sa.Engine) -> None:
     assert labels["actual"].tolist() == [120.0]
     rows = LogReader(engine, settle_seconds=0).read(0, log.max_seq())
     assert rows["prediction_id"].tolist() == kept
-    assert [f["area"] for f in rows["features"]] == sorted(f["area"] for f in rows["features"])
+    # features come by column (feature:<name>), each row's at its place
+    areas = rows["feature:area"].tolist()
+    assert areas == sorted(areas)
 
 
 def test_db_prune_prints_one_line_per_table(
