@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 
 from monitoring.replay import json_records  # noqa: E402
 from serving.app import create_app, shutdown  # noqa: E402
+from serving.services import services  # noqa: E402
 from watchkeeper.dataset import load_ames  # noqa: E402
 from watchkeeper.db.engine import create_engine  # noqa: E402
 from watchkeeper.db.migrate import upgrade  # noqa: E402
@@ -142,10 +143,10 @@ def main() -> None:
                 f"{min(ratios):.3f}–{max(ratios):.3f}x); load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
-        scoring = apps[True].extensions["watchkeeper.ood_scoring"]
+        scoring = services(apps[True]).ood_scoring
         if scoring is None:  # the A/A control
             return
-        version = apps[True].extensions["watchkeeper.model_store"].get().version
+        version = services(apps[True]).model_store.get().version
         for rows in (1, 1000):
             numbers = {
                 f.name: np.array([r[f.name] for r in records[:rows]], dtype=np.float64)

@@ -21,6 +21,7 @@ from serving.ood_scoring import OodScoring
 from serving.prediction_buckets import prediction_buckets
 from serving.prediction_log import PredictionLog
 from serving.routes import admin, feedback, health, metrics, model_info, openapi, predict
+from serving.services import EXTENSION, Services, services
 from serving.sibling_versions import served_by_siblings
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import head_revision
@@ -44,7 +45,6 @@ def create_app(
         WATCHKEEPER_MAX_BATCH_SIZE=settings.max_batch_size,
         WATCHKEEPER_LOG_BODY_LIMIT=settings.log_body_limit,
     )
-    app.extensions["watchkeeper.settings"] = settings
 
     model_registry = (
         ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
@@ -55,11 +55,8 @@ def create_app(
         registry or CollectorRegistry(),
         prediction_buckets(settings.prediction_buckets, model_registry),
     )
-    app.extensions["watchkeeper.metrics"] = serving_metrics
 
     engine = engine or create_engine(settings.database_url)
-    app.extensions["watchkeeper.engine"] = engine
-    app.extensions["watchkeeper.schema_revision"] = head_revision()
 
     ood_scoring = None
     loading = model_store is None
@@ -71,9 +68,6 @@ def create_app(
             prepare=ood_scoring.prepare if ood_scoring is not None else None,
             served_elsewhere=served_by_siblings,
         )
-    app.extensions["watchkeeper.model_store"] = model_store
-    # None when a store is handed in: it was not built to prepare OOD references
-    app.extensions["watchkeeper.ood_scoring"] = ood_scoring
 
     def on_swap(old: RegisteredModel | None, new: RegisteredModel) -> None:
         if old is not None:
@@ -94,9 +88,7 @@ def create_app(
         serving_metrics.model_info.labels(loaded.version, loaded.model.task).set(1)
     model_store.watch(settings.model_poll_seconds)
 
-    app.extensions["watchkeeper.database_probe"] = DatabaseProbe(
-        engine, settings.log_probe_interval
-    ).start()
+    database_probe = DatabaseProbe(engine, settings.log_probe_interval).start()
     prediction_log = None
     if settings.log_enabled:
         prediction_log = PredictionLog(
@@ -109,7 +101,16 @@ def create_app(
             segment_bytes=settings.log_segment_bytes,
             max_bytes=settings.log_journal_max_bytes,
         ).start()
-    app.extensions["watchkeeper.prediction_log"] = prediction_log
+    app.extensions[EXTENSION] = Services(
+        settings=settings,
+        metrics=serving_metrics,
+        engine=engine,
+        schema_revision=head_revision(),
+        model_store=model_store,
+        ood_scoring=ood_scoring,
+        database_probe=database_probe,
+        prediction_log=prediction_log,
+    )
 
     request_log.init_app(app)
     http_errors.init_app(app)
@@ -129,8 +130,8 @@ def create_app(
 
 def shutdown(app: Flask, timeout: float | None = None) -> None:
     """Drain the prediction log's journal; gunicorn calls this as each worker exits."""
-    app.extensions["watchkeeper.model_store"].stop()
-    app.extensions["watchkeeper.database_probe"].stop()
-    prediction_log: PredictionLog | None = app.extensions.get("watchkeeper.prediction_log")
-    if prediction_log is not None:
-        prediction_log.close(timeout)
+    built = services(app)
+    built.model_store.stop()
+    built.database_probe.stop()
+    if built.prediction_log is not None:
+        built.prediction_log.close(timeout)

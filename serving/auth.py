@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hmac
 
-from flask import current_app, request
+from flask import request
 
+from serving.services import services
 from watchkeeper.errors import Forbidden, Unauthorized
 
 
 def require_admin() -> None:
     """401 without a bearer token, 403 with a wrong one or when no token is set."""
-    expected = current_app.extensions["watchkeeper.settings"].admin_token
+    expected = services().settings.admin_token
     if expected is None:
         raise Forbidden("admin endpoints are disabled: set WATCHKEEPER_ADMIN_TOKEN")
     header = request.headers.get("Authorization", "")

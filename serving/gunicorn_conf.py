@@ -69,7 +69,8 @@ def child_exit(server: Any, worker: Any) -> None:
 def worker_exit(server: Any, worker: Any) -> None:
     """Drain this worker's prediction log before the process ends."""
     from serving.app import shutdown
+    from serving.services import services_of
 
     app = getattr(worker, "wsgi", None)
-    if app is not None and hasattr(app, "extensions"):
+    if services_of(app) is not None:
         shutdown(app, timeout=max(_settings.graceful_timeout - 2, 1))

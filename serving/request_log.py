@@ -19,6 +19,7 @@ from serving.http_errors import error_response
 from serving.log_entry import LogEntry, escape_body
 from serving.metrics import ServingMetrics
 from serving.prediction_log import JournalUnavailable, PredictionLog
+from serving.services import services
 from watchkeeper.classification import ClassPredictions
 from watchkeeper.errors import LogUnavailable
 
@@ -34,7 +35,7 @@ def init_app(app: Flask) -> None:
 
 
 def _log() -> PredictionLog | None:
-    return current_app.extensions["watchkeeper.prediction_log"]
+    return services().prediction_log
 
 
 def _start() -> None:
@@ -52,7 +53,7 @@ def _finish(response: Response) -> Response:
     if log is not None and request.endpoint in LOGGED_ENDPOINTS:
         response = _journal(log, response, endpoint)
     elapsed = time.perf_counter() - g.started
-    metrics: ServingMetrics = current_app.extensions["watchkeeper.metrics"]
+    metrics: ServingMetrics = services().metrics
     method = request.method if request.method in HTTP_METHODS else "other"
     metrics.requests.labels(endpoint, method, str(response.status_code)).inc()
     metrics.latency.labels(endpoint).observe(elapsed)

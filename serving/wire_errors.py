@@ -25,6 +25,7 @@ from serving.log_entry import LogEntry
 from serving.prediction_log import JournalUnavailable
 from serving.request_framing import RequestLine
 from serving.request_log import HTTP_METHODS, LOGGED_ENDPOINTS, REQUEST_ID_HEADER
+from serving.services import services_of
 from watchkeeper.errors import BadRequest, Forbidden, PayloadTooLarge, WatchkeeperError
 
 log = logging.getLogger(__name__)
@@ -110,15 +111,13 @@ def report(
     """Count the response in the HTTP metrics and log it if it was meant for a logged
     endpoint. ``app`` is the worker's WSGI app: reporting is skipped for anything
     that is not the Watchkeeper app (a test's stand-in, a middleware)."""
-    extensions = getattr(app, "extensions", None)
-    if extensions is None:
+    built = services_of(app)
+    if built is None:
         return
     rule, endpoint = _route(app, line)
     method = line.method if line is not None and line.method in HTTP_METHODS else "other"
-    metrics = extensions.get("watchkeeper.metrics")
-    if metrics is not None:
-        metrics.requests.labels(rule, method, str(error.status)).inc()
-    prediction_log = extensions.get("watchkeeper.prediction_log")
+    built.metrics.requests.labels(rule, method, str(error.status)).inc()
+    prediction_log = built.prediction_log
     if prediction_log is None or line is None or endpoint not in LOGGED_ENDPOINTS:
         return
     entry = LogEntry(

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
 from serving.alerts import retrain_alerts
 from serving.api_models import AlertOutcome, Queued, RolledBack
 from serving.auth import require_admin
 from serving.json_body import parse_json, request_body
 from serving.responses import json_response
+from serving.services import services
 from watchkeeper import retrain_queue
 from watchkeeper.errors import (
     BadRequest,
@@ -55,7 +56,7 @@ def retrain() -> Response:
     reason = reason or "requested over HTTP"
     with database_errors("the retrain request"):
         request_id = retrain_queue.enqueue(
-            current_app.extensions["watchkeeper.engine"], trigger="manual", reason=reason[:1000]
+            services().engine, trigger="manual", reason=reason[:1000]
         )
     return json_response(Queued(request_id=request_id).model_dump(), 202)
 
@@ -74,7 +75,7 @@ def rollback() -> Response:
     force = body.get("force", False)
     if not isinstance(force, bool):
         raise BadRequest("force must be true or false")
-    store = current_app.extensions["watchkeeper.model_store"]
+    store = services().model_store
     try:
         previous, current = store.registry.rollback(version, force=force)
     except RegistryError as exc:
@@ -90,12 +91,12 @@ def alerts() -> Response:
 
     Alerts about another model version than the served one are ignored."""
     require_admin()
-    settings = current_app.extensions["watchkeeper.settings"]
+    settings = services().settings
     payload = _json_body()
     firing, key = retrain_alerts(payload, settings.retrain_alert_names)
     if not firing:
         return _outcome("ignored", "no firing alert asks for a retrain")
-    loaded = current_app.extensions["watchkeeper.model_store"].loaded
+    loaded = services().model_store.loaded
     served = loaded.version if loaded is not None else None
     about = {a["labels"].get("model_version") for a in firing} - {None, ""}
     if served is not None and about and served not in about:
@@ -107,7 +108,7 @@ def alerts() -> Response:
     names = sorted({a["labels"]["alertname"] for a in firing})
     with database_errors("the retrain request"):
         request_id = retrain_queue.enqueue(
-            current_app.extensions["watchkeeper.engine"],
+            services().engine,
             trigger="alertmanager",
             reason=f"alerts firing: {', '.join(names)}",
             evidence={"groupKey": payload.get("groupKey"), "alerts": [a["labels"] for a in firing]},

@@ -11,6 +11,7 @@ from serving.api_models import ClassFeedbackAccepted, FeedbackAccepted
 from serving.feedback import known_class, parse_feedback, store_feedback
 from serving.json_body import request_json
 from serving.responses import json_response
+from serving.services import services
 from watchkeeper.classification import Classifier
 from watchkeeper.task import Task
 
@@ -26,14 +27,14 @@ def feedback() -> Response:
     takes a number; a classifier a class label (a string, an integer or a boolean),
     and a class it does not know is stored too (``known_class`` false). An id that
     already has feedback is a 409, and nothing of the request is stored."""
-    loaded = current_app.extensions["watchkeeper.model_store"].loaded
+    loaded = services().model_store.loaded
     model = loaded.model if loaded is not None else None
     items = parse_feedback(
         request_json(),
         max_items=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"],
         task=model.task if model is not None else Task.REGRESSION,
     )
-    stored = store_feedback(current_app.extensions["watchkeeper.engine"], items)
+    stored = store_feedback(services().engine, items)
     accepted = FeedbackAccepted(
         accepted=stored.accepted,
         unmatched=stored.unmatched,

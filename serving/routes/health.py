@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
 from serving.api_models import Health
 from serving.database_status import DatabaseState
 from serving.prediction_log import PredictionLog
 from serving.responses import json_response
+from serving.services import services
 
 bp = Blueprint("health", __name__)
 
@@ -46,7 +47,7 @@ def readyz() -> Response:
     operator instead.
     """
     checks: dict[str, dict[str, object]] = {}
-    store = current_app.extensions["watchkeeper.model_store"]
+    store = services().model_store
     loaded = store.loaded
     fallback = store.fallback
     checks["model"] = (
@@ -60,10 +61,10 @@ def readyz() -> Response:
             degraded=True, wanted=fallback.wanted, reload_error=fallback.describe()
         )
     checks["database"] = _database_check(
-        current_app.extensions["watchkeeper.database_probe"].state,
-        current_app.extensions["watchkeeper.schema_revision"],
+        services().database_probe.state,
+        services().schema_revision,
     )
-    log: PredictionLog | None = current_app.extensions["watchkeeper.prediction_log"]
+    log: PredictionLog | None = services().prediction_log
     if log is not None:
         status = log.status()
         checks["prediction_log"] = {

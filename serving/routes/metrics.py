@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
 from serving.metrics import exposition
+from serving.services import services
 
 bp = Blueprint("metrics", __name__)
 
@@ -12,5 +13,5 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus metrics."""
-    body, content_type = exposition(current_app.extensions["watchkeeper.metrics"].registry)
+    body, content_type = exposition(services().metrics.registry)
     return Response(body, content_type=content_type)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
 from serving.api_models import ModelInfo
 from serving.responses import json_response
+from serving.services import services
 
 bp = Blueprint("model_info", __name__)
 
@@ -13,6 +14,6 @@ bp = Blueprint("model_info", __name__)
 @bp.get("/model")
 def model_info() -> Response:
     """The served model version and its registry metadata."""
-    registered = current_app.extensions["watchkeeper.model_store"].get()
+    registered = services().model_store.get()
     info = ModelInfo(version=registered.version, metadata=registered.metadata)
     return json_response(info.model_dump())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app
 
 from serving.responses import json_response
+from serving.services import services
 from watchkeeper.classification import Classifier
 
 bp = Blueprint("openapi", __name__)
@@ -19,7 +20,7 @@ def openapi() -> Response:
     # imported here: the document reads every view's docstring, this one's too
     from serving.openapi import openapi_document
 
-    loaded = current_app.extensions["watchkeeper.model_store"].loaded
+    loaded = services().model_store.loaded
     model = loaded.model if loaded is not None else None
     return json_response(
         openapi_document(

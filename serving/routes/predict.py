@@ -19,6 +19,7 @@ from serving.log_entry import prediction_id
 from serving.metrics import ServingMetrics, observe_many
 from serving.ood_scoring import OodScores, OodScoring
 from serving.responses import batch_predictions_response, class_prediction_items, json_response
+from serving.services import services
 from serving.validation import ValidatedRequest, validate_predict_payload
 from watchkeeper.classification import Classifier, ClassPredictions
 from watchkeeper.model import Model
@@ -36,7 +37,7 @@ def predict() -> Response:
     regression model's prediction is a number with its interval, a classifier's a class
     with the class probabilities and its prediction set; each carries its OOD score
     and flag, or ``"ood": null``. Bad fields are named in the 422's details."""
-    registered = current_app.extensions["watchkeeper.model_store"].get()
+    registered = services().model_store.get()
     model = registered.model
     g.model_version = model.version
     payload = request_json()
@@ -44,10 +45,10 @@ def predict() -> Response:
         payload, model.schema, max_batch_size=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"]
     )
     predicted = model.predict(validated.model_input)
-    ood = _ood(current_app.extensions["watchkeeper.ood_scoring"], model.version, validated)
+    ood = _ood(services().ood_scoring, model.version, validated)
     g.prediction_outcome = (validated, predicted)
     g.ood_scores = None if ood is None else ood.scores
-    metrics = current_app.extensions["watchkeeper.metrics"]
+    metrics = services().metrics
     head = {"request_id": g.request_id, "model_version": model.version}
     if isinstance(model, Classifier):
         assert isinstance(predicted, ClassPredictions)

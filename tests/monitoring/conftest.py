@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from monitoring.detectors import DetectorSuite
 from monitoring.monitor import Monitor
 from serving.app import create_app, shutdown
+from serving.services import services
 from tests.monitoring import classifier_log
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.engine import create_engine
@@ -64,7 +65,7 @@ def server(settings: Settings) -> Any:
     app = create_app(settings, registry=CollectorRegistry())
     yield app
     shutdown(app)
-    app.extensions["watchkeeper.engine"].dispose()
+    services(app).engine.dispose()
 
 
 @pytest.fixture
@@ -82,8 +83,8 @@ def _send(app: Flask, records: list[dict[str, Any]], n: int, batch: int = 500) -
         response = client.post("/predict", json={"instances": chunk})
         assert response.status_code == 200
         ids.extend(item["id"] for item in response.json["predictions"])
-    app.extensions["watchkeeper.prediction_log"].close()  # drain, then serve on
-    app.extensions["watchkeeper.prediction_log"] = None
+    services(app).prediction_log.close()  # drain, then serve on
+    services(app).prediction_log = None
     return ids
 
 

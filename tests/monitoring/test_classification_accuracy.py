@@ -30,6 +30,7 @@ from monitoring.trigger import RetrainTrigger, TriggerPolicy
 from monitoring.verdict import window_verdict
 from monitoring.window_result import WindowResult
 from serving.app import create_app, shutdown
+from serving.services import services
 from tests.monitoring.classifier_log import (
     NOW,
     classifier_of,
@@ -583,7 +584,7 @@ def test_a_served_classifiers_log_and_labels_are_judged_by_the_monitor(
         assert response.status_code == 200, response.json
     finally:
         shutdown(app)
-        app.extensions["watchkeeper.engine"].dispose()
+        services(app).engine.dispose()
 
     assert class_monitor.run_once() == 1
 

@@ -23,6 +23,7 @@ from monitoring.estimated_accuracy import read_estimates
 from monitoring.metrics import MonitorCollector
 from monitoring.monitor import Monitor
 from serving.app import create_app, shutdown
+from serving.services import services
 from tests.conftest import json_record
 from tests.processes import metric
 from watchkeeper import loss_estimator
@@ -146,7 +147,7 @@ def test_the_monitor_estimates_each_window_and_the_labels_confirm_it(
         ids = send_predictions(app, records, len(records))
     finally:
         shutdown(app)
-        app.extensions["watchkeeper.engine"].dispose()
+        services(app).engine.dispose()
     monitor = make_monitor(monitor_window_size=WINDOW, drift_multivariate=False)
 
     assert monitor.run_once() == len(records) // WINDOW
@@ -193,7 +194,7 @@ def test_a_version_registered_without_an_estimator_is_monitored_without_an_estim
         send_predictions(app, replay_records, 2 * WINDOW)
     finally:
         shutdown(app)
-        app.extensions["watchkeeper.engine"].dispose()
+        services(app).engine.dispose()
     monitor = make_monitor(monitor_window_size=WINDOW, drift_multivariate=False)
 
     assert monitor.run_once() == 2

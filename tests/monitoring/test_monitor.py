@@ -23,6 +23,7 @@ from monitoring.metrics import MonitorCollector
 from monitoring.monitor import Monitor
 from monitoring.quality import feature_quality
 from serving.app import create_app
+from serving.services import services
 from tests.monitoring.test_detectors import Planted
 from tests.processes import metric
 from watchkeeper.db.engine import create_engine
@@ -148,8 +149,8 @@ def test_reads_are_incremental_and_a_restart_neither_rereads_nor_skips(
 
     more = create_app(settings, registry=CollectorRegistry())
     send_predictions(more, replay_records, 2000, batch=1000)
-    more.extensions["watchkeeper.model_store"].stop()
-    more.extensions["watchkeeper.engine"].dispose()
+    services(more).model_store.stop()
+    services(more).engine.dispose()
     assert restarted.run_once() == 1
     assert restarted.reader.rows_read == 2000
     assert restarted.reader.watermark() == 12_000

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from retrain.job import RetrainJob, RunResult
 from serving.app import create_app, shutdown
+from serving.services import services
 from watchkeeper import retrain_queue
 from watchkeeper.dataset import PackagedData, load_rdataset
 from watchkeeper.db.engine import create_engine
@@ -95,11 +96,11 @@ def labelled(csv_settings: Settings, csv_path: Path) -> int:
     response = client.post("/predict", json={"instances": records})
     assert response.status_code == 200, response.json
     ids = [item["id"] for item in response.json["predictions"]]
-    assert app.extensions["watchkeeper.prediction_log"].flush(timeout=120)
+    assert services(app).prediction_log.flush(timeout=120)
     items = [{"id": i, "actual": float(t)} for i, t in zip(ids, later[TARGET], strict=True)]
     assert client.post("/feedback", json={"items": items}).status_code == 200
     shutdown(app)
-    app.extensions["watchkeeper.engine"].dispose()
+    services(app).engine.dispose()
     return len(ids)
 
 
@@ -246,12 +247,12 @@ def packaged_labelled(packaged_settings: Settings) -> int:
     response = client.post("/predict", json={"instances": records})
     assert response.status_code == 200, response.json
     ids = [item["id"] for item in response.json["predictions"]]
-    assert app.extensions["watchkeeper.prediction_log"].flush(timeout=120)
+    assert services(app).prediction_log.flush(timeout=120)
     actuals = later[PACKAGED_TARGET]
     items = [{"id": i, "actual": float(t)} for i, t in zip(ids, actuals, strict=True)]
     assert client.post("/feedback", json={"items": items}).status_code == 200
     shutdown(app)
-    app.extensions["watchkeeper.engine"].dispose()
+    services(app).engine.dispose()
     return len(ids)
 
 

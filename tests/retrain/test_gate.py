@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from retrain.job import GatePolicy, RetrainJob, decide
 from serving.app import create_app, shutdown
+from serving.services import services
 from watchkeeper import retrain_queue
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.tables import retrain_runs
@@ -96,18 +97,18 @@ def drifted_log(settings: Settings, ames: Dataset) -> int:
     app = create_app(settings, registry=CollectorRegistry())
     client = app.test_client()
     frame = ames.between(200801, 201012).frame
-    names = list(app.extensions["watchkeeper.model_store"].get().model.schema.names)
+    names = list(services(app).model_store.get().model.schema.names)
     records = orjson.loads(frame[names].to_json(orient="records"))
     ids: list[str] = []
     for start in range(0, len(records), 500):
         response = client.post("/predict", json={"instances": records[start : start + 500]})
         ids += [item["id"] for item in response.json["predictions"]]
-    assert app.extensions["watchkeeper.prediction_log"].flush(timeout=120)
+    assert services(app).prediction_log.flush(timeout=120)
     prices = frame["Sale_Price"].to_numpy() * np.linspace(*PRICE_RAMP, len(frame))
     items = [{"id": i, "actual": float(p)} for i, p in zip(ids, prices, strict=True)]
     assert client.post("/feedback", json={"items": items}).status_code == 200
     shutdown(app)
-    app.extensions["watchkeeper.engine"].dispose()
+    services(app).engine.dispose()
     return len(ids)
 
 

@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 
 from serving.app import create_app, shutdown
+from serving.services import services
 from tests.conftest import json_record, running_postgres
 from tests.postgres import PostgresServer
 from watchkeeper.dataset import Dataset
@@ -132,7 +133,7 @@ def make_app(
     yield factory
     for app in apps:
         shutdown(app, timeout=10)
-        app.extensions["watchkeeper.engine"].dispose()
+        services(app).engine.dispose()
 
 
 @pytest.fixture
@@ -158,7 +159,7 @@ class LogReader:
         self.engine = create_engine(url)
 
     def flush(self) -> None:
-        assert self.app.extensions["watchkeeper.prediction_log"].flush(timeout=60)
+        assert services(self.app).prediction_log.flush(timeout=60)
 
     def requests(self) -> list[dict[str, Any]]:
         self.flush()

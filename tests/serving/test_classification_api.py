@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 
 from serving.log_entry import LogEntry
 from serving.log_store import LogStore
+from serving.services import services
 from tests.processes import Process, metric, wait_for
 from tests.serving.conftest import LogReader
 from watchkeeper.classification import Classifier
@@ -32,7 +33,7 @@ LEVEL = 0.9
 
 
 def _classifier(app: Flask) -> Classifier:
-    model = app.extensions["watchkeeper.model_store"].get().model
+    model = services(app).model_store.get().model
     assert isinstance(model, Classifier)
     return model
 
@@ -294,7 +295,7 @@ def _predict_ids(app: Flask, records: list[dict[str, Any]], read_log: Any) -> li
 
 
 def _labels(app: Flask) -> dict[str, tuple[float | None, str | None]]:
-    engine = app.extensions["watchkeeper.engine"]
+    engine = services(app).engine
     with engine.connect() as connection:
         rows = connection.execute(
             sa.select(feedback.c.prediction_id, feedback.c.actual, feedback.c.label)
@@ -422,7 +423,7 @@ def test_a_swap_between_a_regression_model_and_a_classifier_changes_the_answers(
     classifier_records: list[dict[str, Any]],
 ) -> None:
     client = app.test_client()
-    store = app.extensions["watchkeeper.model_store"]
+    store = services(app).model_store
     registry = ModelRegistry(registry_dir)
     before = client.post("/predict", json={"instances": [record, record]}).json
 

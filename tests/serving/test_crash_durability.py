@@ -55,7 +55,12 @@ class _Load:
             thread.join(timeout=120)
 
     def _run(self) -> None:
-        session = requests.Session()
+        # closed on the way out: a session left to the garbage collector raised its
+        # sockets' ResourceWarning as an error in whichever later test it happened to run
+        with requests.Session() as session:
+            self._send(session)
+
+    def _send(self, session: requests.Session) -> None:
         headers = {"Content-Type": "application/json"}
         while not self._stop.is_set():
             try:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
 from serving.app import create_app, shutdown
+from serving.services import services
 from tests.postgres import PostgresServer
 from tests.processes import wait_for
 from watchkeeper.db.engine import create_engine
@@ -49,7 +50,7 @@ def test_database_outage_during_burst_loses_and_duplicates_nothing(
         database_url=url, log_flush_interval=0.02, log_batch_bytes=8192, log_probe_interval=0.2
     )
     app = create_app(settings, registry=CollectorRegistry())
-    log = app.extensions["watchkeeper.prediction_log"]
+    log = services(app).prediction_log
     client = app.test_client()
     sent: list[str] = []
     accepted: list[str] = []
@@ -90,7 +91,7 @@ def test_database_outage_during_burst_loses_and_duplicates_nothing(
             private_postgres.resume()
         elif not _server_running(private_postgres):
             private_postgres.start()
-        app.extensions["watchkeeper.engine"].dispose()
+        services(app).engine.dispose()
 
     n_requests, n_predictions, distinct = _counts(engine)
     engine.dispose()

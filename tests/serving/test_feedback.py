@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 
 from serving.app import create_app, shutdown
+from serving.services import services
 from tests.postgres import PostgresServer
 from tests.serving.conftest import LogReader
 from watchkeeper.db.engine import create_engine
@@ -176,7 +177,7 @@ def test_database_outage_is_503_in_the_error_shape_for_synchronous_writes(
         after = client.post(path, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
     finally:
         shutdown(app, timeout=30)
-        app.extensions["watchkeeper.engine"].dispose()
+        services(app).engine.dispose()
 
     assert response.status_code == 503, response.json
     assert response.json["error"]["code"] == "database_unavailable"

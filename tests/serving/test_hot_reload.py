@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from serving.services import services
 from tests.processes import Process, metric, wait_for
 from watchkeeper.registry import MODEL_FILE, ModelRegistry
 from watchkeeper.training import TrainedModel
@@ -74,7 +75,7 @@ def test_corrupt_new_version_is_not_served_and_is_reported(
     version = registry.register(trained, make_current=False)
     (registry_dir / "versions" / version / MODEL_FILE).write_bytes(b"not a model")
     registry.set_current(version)
-    store = app.extensions["watchkeeper.model_store"]
+    store = services(app).model_store
 
     assert store.refresh() is False
     client = app.test_client()

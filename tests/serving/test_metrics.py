@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, Histogram
 
 from serving.metrics import observe_many
+from serving.services import services
 from watchkeeper.dataset import Dataset
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.training import train
@@ -47,7 +48,7 @@ def test_invented_http_methods_share_one_label_value(client: FlaskClient) -> Non
 
     methods = {
         labels["method"]
-        for metric in client.application.extensions["watchkeeper.metrics"].registry.collect()
+        for metric in services(client.application).metrics.registry.collect()
         if metric.name == "watchkeeper_http_requests"
         for labels in (s.labels for s in metric.samples)
     }

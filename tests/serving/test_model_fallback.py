@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from serving.model_store import ModelStore
+from serving.services import services
 from tests.bad_versions import BAD_CURRENT, flip_byte, make_current_bad, point_current
 from tests.processes import Process, children, metric, wait_for
 from watchkeeper.registry import ModelRegistry
@@ -86,7 +87,7 @@ def test_fallback_ends_when_current_names_a_version_that_loads(
 ) -> None:
     make_current_bad(registry_dir, trained, "flipped-byte")
     app = make_app()
-    store: ModelStore = app.extensions["watchkeeper.model_store"]
+    store: ModelStore = services(app).model_store
     assert store.refresh() is False  # the refused version is not retried every poll
 
     ModelRegistry(registry_dir).register(trained)  # v3, good, current
@@ -138,7 +139,7 @@ def test_malformed_metadata_is_one_counted_refusal_and_its_error_goes_on_rollbac
     kind: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store: ModelStore = app.extensions["watchkeeper.model_store"]
+    store: ModelStore = services(app).model_store
     client = app.test_client()
     wanted = make_current_bad(registry_dir, trained, kind)
 

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from flask.testing import FlaskClient
 
+from serving.services import services
 from tests.ports import free_port
 from tests.processes import wait_for
 from tests.serving.conftest import LogReader
@@ -349,7 +350,7 @@ def test_a_request_refused_before_its_oversized_body_is_read_keeps_its_status(
 def test_a_full_log_journal_refuses_predictions_with_503_instead_of_answering_unlogged(
     app: Any, client: FlaskClient, record: dict[str, Any]
 ) -> None:
-    log = app.extensions["watchkeeper.prediction_log"]
+    log = services(app).prediction_log
     log._journal.max_bytes = 0  # noqa: SLF001 - as if the database had been away for long
 
     response = client.post("/predict", json={"features": record})
@@ -357,5 +358,5 @@ def test_a_full_log_journal_refuses_predictions_with_503_instead_of_answering_un
     assert response.status_code == 503
     assert response.json["error"]["code"] == "log_unavailable"
     assert response.json["request_id"] == response.headers["X-Request-ID"]
-    samples = app.extensions["watchkeeper.metrics"].registry
+    samples = services(app).metrics.registry
     assert samples.get_sample_value("watchkeeper_log_entries_rejected_total") == 1

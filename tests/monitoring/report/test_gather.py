@@ -18,6 +18,7 @@ from monitoring.report.gather import gather
 from monitoring.report.page import render
 from monitoring.report.records import AccuracyKind, Period, ReportData, Verdict
 from serving.app import create_app, shutdown
+from serving.services import services
 from tests.conftest import json_record
 from watchkeeper import retrain_queue
 from watchkeeper.dataset import Dataset
@@ -138,7 +139,7 @@ def test_a_version_filter_keeps_that_version_only(
         send_predictions(second, replay_records[500:], 600)
     finally:
         shutdown(second)
-        second.extensions["watchkeeper.engine"].dispose()
+        services(second).engine.dispose()
     assert make_monitor().run_once() == 2  # v1: 500; v2: 500 (100 more wait for the next)
 
     for version, predictions in (("v1", 500), ("v2", 600)):
