@@ -347,15 +347,18 @@ def test_journal_of_a_killed_process_is_replayed_once_by_another(
 def test_replaying_an_orphan_twice_stores_its_entries_once(
     database_url: str, journal_dir: Path, make_log: Callable[..., PredictionLog]
 ) -> None:
+    # A replayed entry carries its journaled time: on PostgreSQL the log's keys include
+    # it (time partitions, watchkeeper.db.partitions).
+    received = datetime.now(UTC)
     first = make_log(CollectorRegistry()).start()
     for n in range(10):
-        first.submit(_entry(n))
+        first.submit(_entry(n, received_at=received))
     first.close()
     # The same entries again, as a process that died after its commit but before its
     # checkpoint would leave them.
     second = make_log(CollectorRegistry()).start()
     for n in range(10):
-        second.submit(_entry(n))
+        second.submit(_entry(n, received_at=received))
     second.close()
     assert _count(database_url) == 10
 

@@ -14,6 +14,16 @@ A prediction the monitor has not read yet (``seq`` past its ``windows`` watermar
 never deleted, nor is the newest prediction: SQLite hands a deleted highest rowid out
 again, and a reused ``seq`` below the watermark would never be read.
 
+On PostgreSQL ``predictions`` and ``requests`` are partitioned by day
+(:mod:`watchkeeper.db.partitions`) and a prune first drops each day partition that may
+go whole — constant time, however many rows it holds: a ``predictions`` day whose
+every row is past the raw retention, read by the monitor and without a label still
+within the labelled retention (archived first, if an archive is set), and a
+``requests`` day with no prediction left of its time. The row-by-row passes below then
+handle what partitions cannot: the day that straddles the cut-off, days kept for a
+recent label (their unlabelled rows go one by one) and the default partition. Every
+prune also creates the partitions of the days ahead.
+
 Each batch is its own short transaction and the pruner then pauses as long as the
 batch took, so that the serving writers get the database at least half the time.
 The passes over ``predictions`` and ``requests`` resume from positions kept in
@@ -31,6 +41,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from watchkeeper.db import partitions as parts
 from watchkeeper.db.archive import Archive
 from watchkeeper.db.positions import (
     carry_pruned_runs,
@@ -124,6 +135,10 @@ class PruneReport:
     tables: tuple[TablePruned, ...]
     freed_bytes: int | None = None
     """SQLite: bytes of free pages handed back to the file system (None: not done)."""
+    partitions_dropped: tuple[str, ...] = ()
+    """PostgreSQL: day partitions dropped whole (a dry run: that would be); their rows
+    are counted in ``tables``."""
+    partitions_created: tuple[str, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -133,6 +148,10 @@ class PruneReport:
         verb = "would remove" if self.dry_run else "removed"
         width = max(len(t.table) for t in self.tables)
         lines = [f"{t.table:<{width}}  {verb} {t.rows:>12,} rows  ({t.rule})" for t in self.tables]
+        if self.partitions_dropped:
+            verb = "would drop" if self.dry_run else "dropped"
+            names = ", ".join(self.partitions_dropped)
+            lines.append(f"{'(partitions)':<{width}}  {verb} {names}")
         if self.freed_bytes is not None:
             lines.append(f"{'(file)':<{width}}  returned {self.freed_bytes:,} bytes of free pages")
         return lines
@@ -185,7 +204,12 @@ class Pruner:
         started = self._clock()
         cutoffs = self._cutoffs(started)
         counts = _Counts()
+        created = (
+            () if dry_run else tuple(p.name for p in parts.ensure_partitions(self.engine, started))
+        )
+        dropped: tuple[str, ...] = ()
         if cutoffs.raw is not None:
+            dropped = self._drop_partitions(cutoffs, counts, dry_run)
             self._unlabelled_predictions(cutoffs, counts, dry_run)
             self._aged_labels(cutoffs, counts, dry_run)
             self._requests(cutoffs, counts, dry_run)
@@ -196,7 +220,7 @@ class Pruner:
         tables = tuple(
             TablePruned(table, counts.rows.get(table, 0), rule) for table, rule in rules.items()
         )
-        return PruneReport(started, self._clock(), dry_run, tables, freed)
+        return PruneReport(started, self._clock(), dry_run, tables, freed, dropped, created)
 
     def _rules(self) -> dict[str, str]:
         def days(value: float | None) -> str:
@@ -240,6 +264,95 @@ class Pruner:
                 return
             if self._pause:
                 time.sleep(min(time.monotonic() - started, _MAX_PAUSE))
+
+    # -- PostgreSQL: whole day partitions ---------------------------------------------
+
+    def _drop_partitions(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> tuple[str, ...]:
+        """Drop the day partitions that may go whole (module docstring), oldest first.
+        A dry run names them and leaves their rows to the row passes' counts."""
+        assert cut.raw is not None and cut.labelled is not None
+        with self.engine.connect() as connection:
+            if not parts.is_partitioned(connection, "predictions"):
+                return ()
+            days = {t: parts.partitions(connection, t) for t in parts.PARTITIONED}
+        dropped: list[str] = []
+        gone: set[object] = set()  # days whose predictions partition goes
+        for partition in days["predictions"]:
+            if partition.end > cut.raw:
+                break
+            if not self._may_drop_predictions(partition, cut):
+                continue
+            gone.add(partition.day)
+            dropped.append(partition.name)
+            if not dry_run:
+                counts.add("predictions", self._archive_and_drop(partition))
+        for partition in days["requests"]:
+            if partition.end > cut.raw:
+                break
+            with self.engine.connect() as connection:
+                rows_left = connection.execute(
+                    sa.select(predictions.c.seq)
+                    .where(
+                        predictions.c.created_at >= partition.start,
+                        predictions.c.created_at < partition.end,
+                    )
+                    .limit(1)
+                ).first()
+            if rows_left is not None and not (dry_run and partition.day in gone):
+                continue  # the row pass deletes its requests as their predictions go
+            dropped.append(partition.name)
+            if not dry_run:
+                with self.engine.begin() as connection:
+                    counts.add("requests", parts.rows_in(connection, partition))
+                    parts.drop_partition(connection, partition)
+        return tuple(dropped)
+
+    def _may_drop_predictions(self, partition: parts.Partition, cut: _Cutoffs) -> bool:
+        """Whether every row of ``partition`` may go: read by the monitor, and no label
+        of one still within the labelled retention (labels older than it go with
+        their predictions anyway, :meth:`_aged_labels`)."""
+        assert cut.labelled is not None
+        with self.engine.connect() as connection:
+            newest = connection.exec_driver_sql(f"SELECT max(seq) FROM {partition.name}").scalar()
+            if newest is not None and newest > cut.protect_seq:
+                return False
+            kept = connection.execute(
+                sa.text(
+                    f"SELECT EXISTS (SELECT 1 FROM feedback f JOIN {partition.name} p"
+                    " ON p.prediction_id = f.prediction_id WHERE f.received_at >= :labelled)"
+                ),
+                {"labelled": cut.labelled},
+            ).scalar()
+        return not kept
+
+    def _archive_and_drop(self, partition: parts.Partition) -> int:
+        """Archive ``partition``'s rows (if an archive is set) in bounded batches, then
+        drop it; its rows."""
+        if self.archive is not None:
+            archive = self.archive
+            after = 0
+
+            def batch(connection: sa.Connection) -> bool:
+                nonlocal after
+                seqs = (
+                    connection.exec_driver_sql(
+                        f"SELECT seq FROM {partition.name} WHERE seq > %(after)s"
+                        " ORDER BY seq LIMIT %(limit)s",
+                        {"after": after, "limit": self.policy.batch_rows},
+                    )
+                    .scalars()
+                    .all()
+                )
+                archive.write(connection, seqs)
+                if seqs:
+                    after = seqs[-1]
+                return len(seqs) == self.policy.batch_rows
+
+            self._repeat(batch)
+        with self.engine.begin() as connection:
+            n = parts.rows_in(connection, partition)
+            parts.drop_partition(connection, partition)
+        return n
 
     # -- raw: unlabelled predictions, by seq ------------------------------------------
 

@@ -33,6 +33,7 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 requests = sa.Table(
     "requests",
     metadata,
+    # PostgreSQL: the primary key is (request_id, received_at), the partition key.
     sa.Column("request_id", sa.String(32), primary_key=True),
     sa.Column("received_at", UtcDateTime(), nullable=False, index=True),
     sa.Column("endpoint", sa.String(64), nullable=False),
@@ -55,7 +56,10 @@ predictions = sa.Table(
     "predictions",
     metadata,
     sa.Column("seq", BigId, primary_key=True, autoincrement=True),
-    sa.Column("prediction_id", sa.String(48), nullable=False, unique=True),
+    # Unique: alone on SQLite; on PostgreSQL with ``created_at``, the partition key
+    # (watchkeeper.db.partitions), as is the primary key ``seq``. Ids are a request id
+    # and an item index, and a request's rows share one time, so both hold the same.
+    sa.Column("prediction_id", sa.String(48), nullable=False),
     sa.Column("request_id", sa.String(32), nullable=False, index=True),
     sa.Column("item_index", sa.Integer, nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False, index=True),

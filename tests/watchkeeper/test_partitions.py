@@ -1,0 +1,438 @@
+"""Time partitions of the log on PostgreSQL (and what stands for them on SQLite): days
+created ahead, a late day's rows moved out of the default partition, old days dropped
+whole by the prune, days kept for a recent label, reads across partitions, the writer's
+COPY path, and the conversion of a populated database by migration 0007."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from monitoring.accuracy import WindowSpan, read_window_labels
+from monitoring.log_reader import LogReader
+from retrain.data import labelled_predictions
+from serving.log_entry import LogEntry
+from serving.log_store import LogStore, Written
+from tests.postgres import PostgresServer
+from tests.watchkeeper.test_retention import NOW, POLICY, SCHEMA, Log, ago, counts, pruner
+from watchkeeper.db import partitions as parts
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.migrate import upgrade
+from watchkeeper.db.retention import Pruner, PruneReport
+from watchkeeper.db.tables import feedback, predictions, requests
+
+
+@pytest.fixture
+def pg_engine(postgres_server: PostgresServer) -> Iterator[sa.Engine]:
+    engine = create_engine(postgres_server.create_database())
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def names(engine: sa.Engine, table: str) -> list[str]:
+    with engine.connect() as connection:
+        return [p.name for p in parts.partitions(connection, table)]
+
+
+def partition_of(engine: sa.Engine, table: sa.Table, key: str, value: str) -> list[str]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                sa.select(sa.literal_column("tableoid::regclass::text")).where(
+                    table.c[key] == value
+                )
+            ).scalars()
+        )
+
+
+def prune_at(engine: sa.Engine, when: datetime) -> PruneReport:
+    return Pruner(engine, POLICY, clock=lambda: when, pause=False).run()
+
+
+def make_days(engine: sa.Engine, first: datetime, n: int) -> None:
+    """Partitions for the ``n`` days from ``first``'s (as if created ahead back then)."""
+    parts.ensure_partitions(engine, first, days_ahead=n - 1)
+
+
+def count_deletes(engine: sa.Engine) -> None:
+    """Count every row deleted one by one from the log's tables (dropping a partition
+    deletes none)."""
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE row_deletes (n bigint NOT NULL)")
+        connection.exec_driver_sql("INSERT INTO row_deletes VALUES (0)")
+        connection.exec_driver_sql(
+            "CREATE FUNCTION count_delete() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN UPDATE row_deletes SET n = n + 1; RETURN OLD; END $$"
+        )
+        for table in parts.PARTITIONED:
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER count_delete AFTER DELETE ON {table}"
+                " FOR EACH ROW EXECUTE FUNCTION count_delete()"
+            )
+
+
+def row_deletes(engine: sa.Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.exec_driver_sql("SELECT n FROM row_deletes").scalar_one())
+
+
+# -- partitions ahead and the default partition --------------------------------------
+
+
+@pytest.mark.postgres
+def test_the_migration_and_every_prune_create_the_days_ahead(pg_engine: sa.Engine) -> None:
+    today = datetime.now(UTC).date()
+    for table in parts.PARTITIONED:
+        expected = [parts.partition_name(table, d) for d in parts.days_to_cover(today)]
+        assert names(pg_engine, table) == expected
+
+    later = NOW + timedelta(days=20)
+    report = prune_at(pg_engine, later)
+
+    ahead = [parts.partition_name("predictions", d) for d in parts.days_to_cover(later.date())]
+    assert set(ahead) <= set(names(pg_engine, "predictions"))
+    assert set(ahead) <= set(report.partitions_created)
+    with pg_engine.connect() as connection:
+        assert parts.is_partitioned(connection, "requests")
+        default = connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_class WHERE relname IN ('predictions_default',"
+            " 'requests_default')"
+        ).scalar()
+    assert default == 2
+
+
+@pytest.mark.postgres
+def test_a_row_of_a_day_without_partition_is_kept_and_moves_into_its_day_later(
+    pg_engine: sa.Engine,
+) -> None:
+    log = Log(pg_engine)
+    when = datetime(2026, 1, 10, 8, tzinfo=UTC)
+    ids = log.request(when, items=3)
+    assert set(partition_of(pg_engine, predictions, "prediction_id", ids[0])) == {
+        "predictions_default"
+    }
+
+    created = parts.ensure_partitions(pg_engine, when, days_ahead=0)
+
+    assert [p.name for p in created] == ["predictions_p20260110", "requests_p20260110"]
+    for pid in ids:
+        assert partition_of(pg_engine, predictions, "prediction_id", pid) == [
+            "predictions_p20260110"
+        ]
+    assert partition_of(pg_engine, requests, "request_id", "r00001") == ["requests_p20260110"]
+    assert log.ids(predictions, "prediction_id") == set(ids)
+    log.request(when)  # the day takes new rows too
+    assert len(log.ids(predictions, "prediction_id")) == 4
+
+
+# -- the prune drops whole days -------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_prune_drops_old_days_whole_and_deletes_row_by_row_only_the_boundary_day(
+    pg_engine: sa.Engine,
+) -> None:
+    # cut-off: 2026-10-30 12:00 (raw retention 30 days before NOW)
+    first = datetime(2026, 10, 20, tzinfo=UTC)
+    make_days(pg_engine, first, 11)  # 10-20 … 10-30
+    log = Log(pg_engine)
+    for day in range(10):  # ten whole days before the cut-off, 300 predictions each
+        log.requests(first + timedelta(days=day, hours=6), 100, items=3)
+    boundary = log.requests(datetime(2026, 10, 30, 6, tzinfo=UTC), 5, items=2)
+    after_cut = log.request(datetime(2026, 10, 30, 18, tzinfo=UTC))
+    young = log.request(ago(1))
+    log.set_watermark(log.max_seq())
+    count_deletes(pg_engine)
+    before = names(pg_engine, "predictions")
+    dry = pruner(pg_engine).run(dry_run=True)
+
+    report = pruner(pg_engine).run()
+
+    after = names(pg_engine, "predictions")
+    old_days = [
+        parts.partition_name("predictions", (first + timedelta(days=d)).date()) for d in range(10)
+    ]
+    assert set(old_days) <= set(before) and not set(old_days) & set(after)
+    assert "predictions_p20261030" in after  # straddles the cut-off
+    assert set(report.partitions_dropped) == {
+        *old_days,
+        *(n.replace("predictions", "requests") for n in old_days),
+    }
+    assert set(dry.partitions_dropped) == set(report.partitions_dropped)
+    assert counts(report)["predictions"] == 3000 + 10 == counts(dry)["predictions"]
+    assert counts(report)["requests"] == 1000 + 5 == counts(dry)["requests"]
+    # only the boundary day's 10 predictions and 5 requests were deleted one by one
+    assert row_deletes(pg_engine) == 15
+    kept = log.ids(predictions, "prediction_id")
+    assert kept == {*after_cut, *young} and not {p for r in boundary for p in r} & kept
+    assert any("dropped" in line and "(partitions)" in line for line in report.lines())
+
+
+@pytest.mark.postgres
+def test_a_day_holding_a_label_within_its_retention_is_not_dropped_whole(
+    pg_engine: sa.Engine,
+) -> None:
+    first = datetime(2026, 10, 1, tzinfo=UTC)
+    make_days(pg_engine, first, 3)  # 10-01 … 10-03
+    log = Log(pg_engine)
+    day1 = log.requests(first + timedelta(hours=1), 20, items=2)
+    day2 = log.requests(first + timedelta(days=1, hours=1), 20, items=2)
+    labelled = day1[3][1]
+    log.label(labelled, ago(50))  # within the labelled retention (365 days)
+    aged = day2[0][0]
+    log.label(aged, ago(400))  # past it: goes with its day
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    count_deletes(pg_engine)
+
+    report = pruner(pg_engine).run()
+
+    after = names(pg_engine, "predictions")
+    assert "predictions_p20261001" in after and "requests_p20261001" in names(pg_engine, "requests")
+    assert "predictions_p20261002" not in after and "predictions_p20261003" not in after
+    kept = log.ids(predictions, "prediction_id")
+    assert labelled in kept and not {p for r in day1 for p in r} - {labelled} & kept
+    assert not {p for r in day2 for p in r} & kept
+    assert log.ids(requests, "request_id") >= {"r00004"}  # the labelled one's request
+    assert log.ids(feedback, "prediction_id") == {labelled}
+    assert counts(report)["feedback"] == 1
+    # the kept day's other 39 predictions and 19 requests went one by one
+    assert row_deletes(pg_engine) == 39 + 19
+    # the retraining query still finds the kept label with its request's features
+    rows = labelled_predictions(pg_engine, SCHEMA, since=ago(60))
+    assert len(rows) == 1 and rows["area"].notna().all()
+
+    # once the label is past its retention too, the emptied day goes whole
+    later = NOW + timedelta(days=320)
+    again = prune_at(pg_engine, later)
+    assert "predictions_p20261001" in again.partitions_dropped
+    assert labelled not in log.ids(predictions, "prediction_id")
+
+
+@pytest.mark.postgres
+def test_prune_does_not_drop_a_day_the_monitor_has_not_read(pg_engine: sa.Engine) -> None:
+    first = datetime(2026, 10, 1, tzinfo=UTC)
+    make_days(pg_engine, first, 2)
+    log = Log(pg_engine)
+    log.requests(first + timedelta(hours=1), 5)
+    read = log.max_seq()
+    log.requests(first + timedelta(days=1, hours=1), 5)
+    log.request(ago(0))
+    log.set_watermark(read)
+
+    report = pruner(pg_engine).run()
+
+    assert report.partitions_dropped == ("predictions_p20261001", "requests_p20261001")
+    assert "predictions_p20261002" in names(pg_engine, "predictions")
+    assert len(log.ids(predictions, "seq")) == 6
+
+
+@pytest.mark.postgres
+def test_archive_then_drop_writes_every_row_of_the_day(
+    pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    from watchkeeper.db.archive import read_archive
+    from watchkeeper.db.retention import Pruner, RetentionPolicy
+
+    first = datetime(2026, 10, 1, tzinfo=UTC)
+    make_days(pg_engine, first, 1)
+    log = Log(pg_engine)
+    ids = log.requests(first + timedelta(hours=1), 30, items=2)
+    log.label(ids[0][0], ago(400), actual=7.0)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    policy = RetentionPolicy(
+        raw_days=30, labelled_days=365, history_days=730, batch_rows=25, archive_url=str(tmp_path)
+    )
+
+    report = Pruner(pg_engine, policy, clock=lambda: NOW, pause=False).run()
+
+    assert "predictions_p20261001" in report.partitions_dropped
+    archived = read_archive(str(tmp_path))
+    assert set(archived["prediction_id"]) == {p for r in ids for p in r}
+    assert archived.loc[archived["prediction_id"] == ids[0][0], "actual"].tolist() == [7.0]
+
+
+# -- reads across partitions, on both databases ----------------------------------------
+
+
+def test_watermark_reads_feedback_join_and_retraining_query_across_days(
+    engine: sa.Engine,
+) -> None:
+    if engine.dialect.name == "postgresql":
+        make_days(engine, ago(6), 3)  # three of the five days; the others: default
+    log = Log(engine)
+    written = [
+        log.request(ago(6 - day) + timedelta(hours=h), items=2) for day in range(5) for h in (1, 2)
+    ]
+    labels = {ids[0]: 100.0 + n for n, ids in enumerate(written)}
+    for pid, actual in labels.items():
+        log.label(pid, ago(0.5), actual=actual)
+
+    rows = LogReader(engine, settle_seconds=0).read(0, log.max_seq())
+    assert rows["prediction_id"].tolist() == [p for ids in written for p in ids]
+    assert rows["seq"].is_monotonic_increasing
+    part = LogReader(engine, settle_seconds=0).read(int(rows["seq"][3]), int(rows["seq"][12]))
+    assert part["prediction_id"].tolist() == rows["prediction_id"].tolist()[4:13]
+    span = WindowSpan("w", "v1", 1, log.max_seq(), len(rows), ago(6), ago(0))
+    with engine.connect() as connection:
+        window = read_window_labels(connection, span)
+    assert sorted(window["actual"].tolist()) == sorted(labels.values())
+    training = labelled_predictions(engine, SCHEMA, since=ago(1))
+    assert training["price"].tolist() == list(labels.values())  # oldest prediction first
+    if engine.dialect.name == "postgresql":
+        spread = {partition_of(engine, predictions, "prediction_id", p)[0] for p in labels}
+        assert len(spread) == 4  # three days and the default partition
+
+
+# -- the writer's COPY path ------------------------------------------------------------
+
+
+def _entry(n: int, when: datetime) -> LogEntry:
+    return LogEntry(
+        request_id=f"{n:032x}",
+        received_at=when,
+        endpoint="/predict",
+        method="POST",
+        status_code=200,
+        latency_seconds=0.01,
+        model_version="v1",
+        columns={"area": [float(n), float(n + 1)]},
+        values=[1.0, 2.0],
+        lower=[0.0, 1.0],
+        upper=[2.0, 3.0],
+        single=False,
+    )
+
+
+def test_the_writer_stores_into_the_day_partitions_once(engine: sa.Engine) -> None:
+    today = datetime.now(UTC)
+    times = [today, today + timedelta(days=1), datetime(2025, 1, 1, tzinfo=UTC)]
+    entries = [_entry(n, when) for n, when in enumerate(times)]
+    store = LogStore(engine)
+
+    assert store.insert(entries) == Written(3, 6)
+    assert store.insert(entries) == Written(0, 0)  # a replayed batch is stored once
+
+    with engine.connect() as connection:
+        stored = connection.execute(
+            sa.select(predictions.c.request_id, predictions.c.created_at).order_by(
+                predictions.c.seq
+            )
+        ).all()
+    assert [r.created_at for r in stored] == [t for t in times for _ in range(2)]
+    if engine.dialect.name == "postgresql":
+        where = [partition_of(engine, requests, "request_id", e.request_id) for e in entries]
+        assert where == [
+            [parts.partition_name("requests", today.date())],
+            [parts.partition_name("requests", (today + timedelta(days=1)).date())],
+            ["requests_default"],
+        ]
+
+
+# -- SQLite: batched deletes and incremental vacuum -----------------------------------
+
+
+def test_on_sqlite_the_file_stops_growing_once_retention_prunes(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    engine = create_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2  # INCREMENTAL
+    log = Log(engine)
+    sizes = []
+    for cycle in range(5):  # each cycle: a day of traffic, then the prune once it is old
+        day = NOW + timedelta(days=31 * cycle)
+        log.requests(day, 200, items=10)
+        log.request(day + timedelta(days=31))  # the newest, kept
+        log.set_watermark(log.max_seq())
+        report = prune_at(engine, day + timedelta(days=31))
+        assert counts(report)["predictions"] == 2000 + min(cycle, 1), report.lines()
+        with engine.begin() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        sizes.append(path.stat().st_size)
+    engine.dispose()
+    # the 2,000 rows of each cycle leave nothing behind once pruned
+    assert sizes[-1] < sizes[0] * 1.5, sizes
+
+
+# -- migration 0007 on a populated database ---------------------------------------------
+
+
+@pytest.mark.postgres
+def test_migration_partitions_a_populated_database_and_back(
+    postgres_server: PostgresServer,
+) -> None:
+    engine = create_engine(postgres_server.create_database())
+    upgrade(engine, "0006")
+    log = Log(engine)
+    days = [datetime(2026, 9, 1, 3, tzinfo=UTC) + timedelta(days=d * 7) for d in range(4)]
+    for when in days:
+        log.requests(when, 10, items=3)
+    log.label("r00001-0", ago(3))
+    snapshot = _snapshot(engine)
+
+    upgrade(engine)
+
+    assert _snapshot(engine) == snapshot
+    for when in days:
+        day = when.date()
+        assert parts.partition_name("predictions", day) in names(engine, "predictions")
+    with engine.connect() as connection:
+        wrong = connection.exec_driver_sql(
+            "SELECT count(*) FROM predictions WHERE tableoid::regclass::text"
+            " <> 'predictions_p' || to_char(created_at AT TIME ZONE 'UTC', 'YYYYMMDD')"
+        ).scalar()
+        wrong += connection.exec_driver_sql(
+            "SELECT count(*) FROM requests WHERE tableoid::regclass::text"
+            " <> 'requests_p' || to_char(received_at AT TIME ZONE 'UTC', 'YYYYMMDD')"
+        ).scalar()
+    assert wrong == 0
+    newest = log.max_seq()
+    log.request(datetime.now(UTC))  # inserts keep working, seq goes on
+    assert log.max_seq() == newest + 1
+    assert len(labelled_predictions(engine, SCHEMA, since=ago(10))) == 1
+
+    from alembic import command
+
+    from watchkeeper.db.migrate import _config
+
+    with engine.begin() as connection:
+        config = _config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0006")
+    with engine.connect() as connection:
+        assert not parts.is_partitioned(connection, "predictions")
+    assert len(_snapshot(engine)["predictions"]) == len(snapshot["predictions"]) + 1
+    upgrade(engine)
+    assert len(_snapshot(engine)["predictions"]) == len(snapshot["predictions"]) + 1
+    engine.dispose()
+
+
+def _snapshot(engine: sa.Engine) -> dict[str, list[Any]]:
+    with engine.connect() as connection:
+        return {
+            t.name: [tuple(r) for r in connection.execute(sa.select(t).order_by(*t.primary_key))]
+            for t in (predictions, requests, feedback)
+        }
+
+
+def test_days_to_cover_counts_today_and_the_days_ahead() -> None:
+    assert parts.days_to_cover(date(2026, 12, 30), 2) == [
+        date(2026, 12, 30),
+        date(2026, 12, 31),
+        date(2027, 1, 1),
+    ]

@@ -1,0 +1,207 @@
+"""Daily time partitions of the log's two big tables on PostgreSQL.
+
+``predictions`` is range-partitioned on ``created_at`` and ``requests`` on
+``received_at`` (migration 0007), one partition per UTC day, named
+``<table>_pYYYYMMDD``, plus a ``<table>_default`` partition that takes any row whose day
+has no partition yet (a writer is never refused a row). The writer gives a request's
+predictions the request's own time, so a request and its predictions live in the same
+day's partitions. Retention then drops a day that is entirely past it as one
+``DROP TABLE`` (:mod:`watchkeeper.db.retention`), instead of deleting its rows one by
+one.
+
+Partitions are created :data:`DAYS_AHEAD` days ahead, by the migration and by every
+prune (:func:`ensure_partitions`). A day created late, whose rows are already in the
+default partition, gets them moved into its new partition in the same transaction.
+
+Why the keys look the way they do: every unique key of a partitioned table must hold
+its partition key, so on PostgreSQL ``predictions`` is unique on ``(seq, created_at)``
+and ``(prediction_id, created_at)``, and ``requests`` on ``(request_id, received_at)``.
+The writer's ``ON CONFLICT DO NOTHING`` still stores a replayed batch once: a replay
+carries the journaled entry's own time, so it meets its first copy in the same
+partition. A prediction id is its request id and item index, so it is unique on its own
+in practice. Reads by ``seq`` (the monitor's watermark) or by ``prediction_id`` (the
+feedback join) cannot skip partitions, but each partition answers them from its index.
+
+DDL here waits at most :data:`LOCK_TIMEOUT` for its locks: a ``CREATE`` or ``DROP``
+queued behind a long reader would hold up every writer queued behind it. A partition
+not created for that reason is created at the next prune; meanwhile its rows go to the
+default partition. SQLite has no partitions: every function here is a no-op there.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+PARTITIONED: dict[str, str] = {"predictions": "created_at", "requests": "received_at"}
+"""The partitioned tables and their partition key (the time retention ages rows by)."""
+DAYS_AHEAD = 7
+"""Days after today that always have their partition (a week of prunes may fail
+before a row lands in the default partition)."""
+LOCK_TIMEOUT = "5s"
+
+
+@dataclass(frozen=True, order=True)
+class Partition:
+    """One day's partition of a partitioned table."""
+
+    day: date
+    table: str
+
+    @property
+    def name(self) -> str:
+        return partition_name(self.table, self.day)
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.day, time(), tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(days=1)
+
+
+def partition_name(table: str, day: date) -> str:
+    return f"{table}_p{day:%Y%m%d}"
+
+
+def default_name(table: str) -> str:
+    return f"{table}_default"
+
+
+def _literal(moment: datetime) -> str:
+    # DDL takes no bound parameters; the value is ours, never a client's.
+    return f"'{moment.astimezone(UTC).isoformat()}'"
+
+
+def is_partitioned(connection: sa.Connection, table: str) -> bool:
+    if connection.dialect.name != "postgresql":
+        return False
+    return bool(
+        connection.execute(
+            sa.text(
+                "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table t"
+                " JOIN pg_class c ON c.oid = t.partrelid"
+                " WHERE c.relname = :table AND pg_table_is_visible(c.oid))"
+            ),
+            {"table": table},
+        ).scalar()
+    )
+
+
+def partitions(connection: sa.Connection, table: str) -> list[Partition]:
+    """The day partitions of ``table``, oldest first (the default one left out, and
+    any partition not named as this module names them)."""
+    names = connection.execute(
+        sa.text(
+            "SELECT c.relname FROM pg_inherits i"
+            " JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent"
+            " WHERE p.relname = :table AND pg_table_is_visible(p.oid)"
+        ),
+        {"table": table},
+    ).scalars()
+    pattern = re.compile(rf"{re.escape(table)}_p(\d{{8}})")
+    days = []
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match:
+            days.append(Partition(datetime.strptime(match[1], "%Y%m%d").date(), table))
+    return sorted(days)
+
+
+def _set_lock_timeout(connection: sa.Connection) -> None:
+    connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+
+
+def create_default(connection: sa.Connection, table: str) -> None:
+    connection.exec_driver_sql(f"CREATE TABLE {default_name(table)} PARTITION OF {table} DEFAULT")
+
+
+def create_partition(connection: sa.Connection, partition: Partition) -> int:
+    """Create ``partition``; rows of its day already in the default partition move
+    into it (the count is returned). Run inside a transaction."""
+    table, key = partition.table, PARTITIONED[partition.table]
+    bounds = f"FROM ({_literal(partition.start)}) TO ({_literal(partition.end)})"
+    in_day = f"{key} >= {_literal(partition.start)} AND {key} < {_literal(partition.end)}"
+    default = default_name(table)
+    waiting = connection.exec_driver_sql(
+        f"SELECT EXISTS (SELECT 1 FROM {default} WHERE {in_day})"
+    ).scalar()
+    if not waiting:
+        connection.exec_driver_sql(
+            f"CREATE TABLE {partition.name} PARTITION OF {table} FOR VALUES {bounds}"
+        )
+        return 0
+    # PostgreSQL refuses a partition whose rows sit in the default one: build the
+    # table, move the rows, then attach it (which builds its indexes).
+    connection.exec_driver_sql(
+        f"CREATE TABLE {partition.name} (LIKE {table} INCLUDING DEFAULTS INCLUDING COMMENTS)"
+    )
+    moved = connection.exec_driver_sql(
+        f"WITH moved AS (DELETE FROM {default} WHERE {in_day} RETURNING *)"
+        f" INSERT INTO {partition.name} SELECT * FROM moved"
+    ).rowcount
+    connection.exec_driver_sql(
+        f"ALTER TABLE {table} ATTACH PARTITION {partition.name} FOR VALUES {bounds}"
+    )
+    return moved
+
+
+def days_to_cover(today: date, days_ahead: int = DAYS_AHEAD) -> list[date]:
+    return [today + timedelta(days=n) for n in range(days_ahead + 1)]
+
+
+def ensure_partitions(
+    engine: sa.Engine, now: datetime, days_ahead: int = DAYS_AHEAD
+) -> list[Partition]:
+    """Create the partitions missing from today to ``days_ahead`` days ahead, each in
+    its own short transaction; the partitions created. A lock not granted in time
+    leaves the rest to the next call (the default partition keeps their rows)."""
+    created: list[Partition] = []
+    if engine.dialect.name != "postgresql":
+        return created
+    today = now.astimezone(UTC).date()
+    for table in PARTITIONED:
+        with engine.connect() as connection:
+            if not is_partitioned(connection, table):
+                continue
+            present = {p.day for p in partitions(connection, table)}
+        for day in days_to_cover(today, days_ahead):
+            if day in present:
+                continue
+            partition = Partition(day, table)
+            try:
+                with engine.begin() as connection:
+                    _set_lock_timeout(connection)
+                    moved = create_partition(connection, partition)
+            except sa.exc.OperationalError as exc:
+                log.warning("partition %s not created now: %s", partition.name, exc.orig)
+                return created
+            if moved:
+                log.info("partition %s: %d rows moved from the default one", partition.name, moved)
+            created.append(partition)
+    return created
+
+
+def drop_partition(connection: sa.Connection, partition: Partition) -> None:
+    """Drop ``partition`` with its rows (the caller checked they may go)."""
+    _set_lock_timeout(connection)
+    connection.exec_driver_sql(f"DROP TABLE {partition.name}")
+
+
+def rows_in(connection: sa.Connection, partition: Partition) -> int:
+    return int(connection.exec_driver_sql(f"SELECT count(*) FROM {partition.name}").scalar() or 0)
+
+
+def days_holding(connection: sa.Connection, relation: str, key: str) -> Iterable[date]:
+    """The UTC days of ``key`` in ``relation`` (a full scan)."""
+    return connection.exec_driver_sql(
+        f"SELECT DISTINCT (({key} AT TIME ZONE 'UTC')::date) FROM {relation}"
+    ).scalars()
