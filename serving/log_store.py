@@ -38,6 +38,7 @@ from serving.log_entry import LogEntry, prediction_id
 _MAX_CLIENT_ID = 128
 _MAX_ENDPOINT = 64
 _MAX_METHOD = 8
+_SMALLINT_MIN, _SMALLINT_MAX = -32768, 32767
 
 _REQUEST_COLUMNS = (
     "request_id, received_at, endpoint, method, status_code, latency_seconds,"
@@ -78,14 +79,22 @@ _POSTGRES_STAGING = (
     " probabilities json)"
     " ON COMMIT DELETE ROWS"
 )
-_POSTGRES_DIRECT_REQUESTS = f"COPY requests ({_REQUEST_COLUMNS}) FROM STDIN"
-_POSTGRES_DIRECT_PREDICTIONS = f"COPY predictions ({_PREDICTION_COLUMNS}) FROM STDIN"
-_POSTGRES_DIRECT_CLASS_PREDICTIONS = f"COPY predictions ({_CLASS_PREDICTION_COLUMNS}) FROM STDIN"
-_POSTGRES_COPY_REQUESTS = f"COPY wk_requests_in ({_REQUEST_COLUMNS}) FROM STDIN"
-_POSTGRES_COPY_PREDICTIONS = f"COPY wk_predictions_in ({_PREDICTION_COLUMNS}) FROM STDIN"
-_POSTGRES_COPY_CLASS_PREDICTIONS = (
-    f"COPY wk_predictions_in ({_CLASS_PREDICTION_COLUMNS}) FROM STDIN"
-)
+# Binary COPY: PostgreSQL reads numbers and times as they are, without parsing their
+# text, and psycopg writes them without formatting it (together ~4 ms of CPU a 1,000-row
+# request). Binary rows must say each column's type, in the column lists' order. JSON
+# columns go as ``text``: the values are JSON text already, which PostgreSQL's binary
+# json input takes as it is (psycopg's json type would encode the text as a JSON string).
+_REQUEST_TYPES = (
+    "varchar", "timestamptz", "varchar", "varchar", "int2", "float8", "varchar", "int4",
+    "text", "text", "varchar", "text",
+)  # fmt: skip
+_PREDICTION_TYPES = (
+    "varchar", "varchar", "int4", "timestamptz", "varchar", "float8", "float8", "float8",
+    "float8",
+)  # fmt: skip
+_CLASS_PREDICTION_TYPES = (*_PREDICTION_TYPES, "text")
+
+
 _POSTGRES_MERGE_REQUESTS = (
     f"INSERT INTO requests ({_REQUEST_COLUMNS}) SELECT {_REQUEST_COLUMNS} FROM wk_requests_in"
     " ON CONFLICT DO NOTHING"
@@ -102,6 +111,19 @@ _POSTGRES_HAS_LZ4 = (
 )
 _POSTGRES_USE_LZ4 = "SET LOCAL default_toast_compression = 'lz4'"
 _UNIQUE_VIOLATION = "23505"
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """One binary ``COPY`` of rows into a table."""
+
+    statement: str
+    types: tuple[str, ...]
+    rows: list[Any]
+
+
+def _copy_into(table: str, columns: str, types: tuple[str, ...], rows: list[Any]) -> _Copy:
+    return _Copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)", types, rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +147,15 @@ def _columns_text(entry: LogEntry) -> str:
     if entry.columns_json is not None:
         return entry.columns_json  # as journaled: already JSON
     return orjson.dumps(entry.columns).decode()
+
+
+def _smallint(value: int) -> int:
+    """``value`` if a SMALLINT column holds it. Binary COPY needs the check: psycopg's
+    binary int2 wraps larger numbers silently (70,000 would be stored as 4,464) where
+    PostgreSQL refused them in text."""
+    if not _SMALLINT_MIN <= value <= _SMALLINT_MAX:
+        raise ValueError(f"{value} is out of range for a SMALLINT column")
+    return value
 
 
 def _floats(values: Any) -> list[float]:
@@ -214,6 +245,8 @@ class LogStore:
         predictions: list[Any] = []
         class_predictions: list[Any] = []
         for entry in entries:
+            if not sqlite:
+                _smallint(entry.status_code)  # SQLite stores any integer there
             when = _sqlite_time(entry.received_at) if sqlite else entry.received_at
             requests.append(self._request_tuple(entry, when))
             rows = self._prediction_tuples(entry, when)
@@ -256,6 +289,34 @@ class LogStore:
             driver.execute(_POSTGRES_USE_LZ4)  # this transaction only
         return driver
 
+    @staticmethod
+    def _copies(
+        tables: tuple[str, str],
+        requests: list[Any],
+        predictions: list[Any],
+        class_predictions: list[Any],
+    ) -> list[_Copy]:
+        into_requests, into_predictions = tables
+        copies = [
+            _copy_into(into_requests, _REQUEST_COLUMNS, _REQUEST_TYPES, requests),
+            _copy_into(into_predictions, _PREDICTION_COLUMNS, _PREDICTION_TYPES, predictions),
+            _copy_into(
+                into_predictions,
+                _CLASS_PREDICTION_COLUMNS,
+                _CLASS_PREDICTION_TYPES,
+                class_predictions,
+            ),
+        ]
+        return [copy for copy in copies if copy.rows]
+
+    @staticmethod
+    def _run_copies(cursor: Any, copies: list[_Copy]) -> None:
+        for job in copies:
+            with cursor.copy(job.statement) as copy:
+                copy.set_types(job.types)
+                for row in job.rows:
+                    copy.write_row(row)
+
     def _copy_direct(
         self,
         connection: sa.Connection,
@@ -265,16 +326,9 @@ class LogStore:
     ) -> Written:
         """COPY into the tables; raises a unique violation if any row is stored already."""
         driver = self._begin_postgres(connection)
+        copies = self._copies(("requests", "predictions"), requests, predictions, class_predictions)
         with driver.cursor() as cursor:
-            for statement, rows in (
-                (_POSTGRES_DIRECT_REQUESTS, requests),
-                (_POSTGRES_DIRECT_PREDICTIONS, predictions),
-                (_POSTGRES_DIRECT_CLASS_PREDICTIONS, class_predictions),
-            ):
-                if rows:
-                    with cursor.copy(statement) as copy:
-                        for row in rows:
-                            copy.write_row(row)
+            self._run_copies(cursor, copies)
         return Written(len(requests), len(predictions) + len(class_predictions))
 
     def _copy_staged(
@@ -286,19 +340,12 @@ class LogStore:
     ) -> Written:
         """COPY into staging tables and insert what is not stored yet."""
         driver = self._begin_postgres(connection)
+        copies = self._copies(
+            ("wk_requests_in", "wk_predictions_in"), requests, predictions, class_predictions
+        )
         with driver.cursor() as cursor:
             cursor.execute(_POSTGRES_STAGING)
-            with cursor.copy(_POSTGRES_COPY_REQUESTS) as copy:
-                for row in requests:
-                    copy.write_row(row)
-            for statement, rows in (
-                (_POSTGRES_COPY_PREDICTIONS, predictions),
-                (_POSTGRES_COPY_CLASS_PREDICTIONS, class_predictions),
-            ):
-                if rows:
-                    with cursor.copy(statement) as copy:
-                        for row in rows:
-                            copy.write_row(row)
+            self._run_copies(cursor, copies)
             cursor.execute(_POSTGRES_MERGE_REQUESTS)
             stored = cursor.rowcount
             cursor.execute(_POSTGRES_MERGE_PREDICTIONS)

@@ -139,3 +139,51 @@ def test_postgres_compresses_features_with_lz4(postgres_engine: sa.Engine) -> No
         stored = connection.execute(sa.select(requests.c.features)).scalar()
     assert method == "lz4"
     assert stored == entry.columns
+
+
+def test_every_column_reads_back_as_it_was_sent(engine: sa.Engine) -> None:
+    """What the binary COPY (PostgreSQL) and executemany (SQLite) store, column by column:
+    times to the microsecond, floats exactly, NULL scores, JSON as JSON, a refused
+    request's error, body and client id; a client id longer than its column is cut."""
+    when = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    batch = _entry(1, items=2, received_at=when, latency_seconds=0.000123, ood=None)
+    batch.values, batch.lower, batch.upper = [0.1, 1e300], [-2.5, 0.0], [3.25, 1e-300]
+    classified = _entry(2, items=1, probabilities=[[0.25, 0.75]], client_request_id="c" * 200)
+    refused = _entry(
+        3,
+        items=0,
+        status_code=400,
+        error={"code": "invalid_body", "message": 'n\u00e9e \\ "x"'},
+        body='{"features": 1}',
+        columns={},
+        model_version=None,
+    )
+    LogStore(engine).insert([_journaled(e) for e in (batch, classified, refused)])
+
+    with engine.connect() as connection:
+        stored = {r.request_id: r._mapping for r in connection.execute(sa.select(requests)).all()}
+        rows = {
+            r.prediction_id: r._mapping for r in connection.execute(sa.select(predictions)).all()
+        }
+    first = stored[f"{1:032x}"]
+    assert (first["received_at"], first["latency_seconds"], first["n_items"]) == (
+        when,
+        0.000123,
+        2,
+    )
+    assert first["features"] == batch.columns and first["error"] is None
+    assert [rows[f"{1:032x}.{i}"]["created_at"] for i in range(2)] == [when, when]
+    assert [
+        (r["prediction"], r["lower"], r["upper"], r["ood_score"], r["item_index"])
+        for r in (rows[f"{1:032x}.0"], rows[f"{1:032x}.1"])
+    ] == [(0.1, -2.5, 3.25, None, 0), (1e300, 0.0, 1e-300, None, 1)]
+    assert rows[f"{2:032x}"]["probabilities"] == [0.25, 0.75]
+    assert rows[f"{2:032x}"]["ood_score"] == 0.5
+    assert stored[f"{2:032x}"]["client_request_id"] == "c" * 128
+    third = stored[f"{3:032x}"]
+    assert (third["status_code"], third["error"], third["body"]) == (
+        400,
+        refused.error,
+        '{"features": 1}',
+    )
+    assert (third["n_items"], third["features"], third["model_version"]) == (0, None, None)
