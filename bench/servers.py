@@ -32,10 +32,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _base_env() -> dict[str, str]:
+def _base_env(root: Path = ROOT) -> dict[str, str]:
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     return env
 
 
@@ -123,11 +123,14 @@ def start_watchkeeper(
     log_enabled: bool,
     database_url: str = "",
     ood_in_response: bool = True,
+    root: Path = ROOT,
 ) -> Server:
+    """Watchkeeper serving from the code in ``root`` (this checkout, or another tree of
+    the repository to compare with)."""
     data_dir = workdir / name
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = _base_env() | {
+    env = _base_env(root) | {
         "WATCHKEEPER_DATA_DIR": str(data_dir),
         "WATCHKEEPER_REGISTRY_PATH": str(registry),
         "WATCHKEEPER_HOST": "127.0.0.1",
@@ -139,7 +142,7 @@ def start_watchkeeper(
     if database_url:
         env["WATCHKEEPER_DATABASE_URL"] = database_url
     process = _spawn(
-        [sys.executable, "-m", "watchkeeper_cli", "serve"], env, ROOT, workdir / f"{name}.out"
+        [sys.executable, "-m", "watchkeeper_cli", "serve"], env, root, workdir / f"{name}.out"
     )
     url = database_url or f"sqlite:///{data_dir / 'watchkeeper.db'}"
     return Server(

@@ -14,7 +14,7 @@ It prints tables; it is not a test and asserts nothing.
 
     .venv/bin/python bench/serving_bench.py [--seconds 4] [--rounds 5]
         [--scenarios single,batch-100,batch-1000,columnar-1000] [--no-peers] [--no-postgres]
-        [--ood-ab]
+        [--ood-ab] [--baseline PATH]
 
 ``--ood-ab`` adds Watchkeeper with the log off and on SQLite again, each with
 ``WATCHKEEPER_OOD_IN_RESPONSE=false``, to the rotation, and prints what the OOD score in
@@ -83,6 +83,12 @@ def _arguments() -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=False,
         help="also run Watchkeeper with the OOD score in the response off (A/B)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another tree of this repository (e.g. a `git worktree` of an older commit):"
+        " its code also serves with the log on SQLite and PostgreSQL, in the same rounds",
     )
     parser.add_argument(
         "--drain-timeout", type=float, default=120.0, help="longest wait for the log to drain"
@@ -166,6 +172,7 @@ def main() -> None:
 
     servers: list[Server] = []
     postgres: PostgresServer | None = None
+    base_postgres: PostgresServer | None = None
     try:
         servers.append(start_watchkeeper(report.OFF, workdir, registry, log_enabled=False))
         servers.append(start_watchkeeper(report.SQLITE, workdir, registry, log_enabled=True))
@@ -180,8 +187,23 @@ def main() -> None:
                         ood_in_response=False,
                     )
                 )
+        if args.baseline:
+            servers.append(
+                start_watchkeeper(
+                    report.baseline(report.SQLITE),
+                    workdir,
+                    registry,
+                    log_enabled=True,
+                    root=args.baseline.resolve(),
+                )
+            )
         if args.postgres:
             postgres = _start_postgres(servers, workdir, registry)
+            if args.baseline and postgres is not None:
+                # a cluster of its own: one postmaster's tree is charged to one server
+                base_postgres = _start_postgres(
+                    servers, workdir, registry, report.baseline(report.POSTGRES), args.baseline
+                )
         if args.peers:
             _start_peers(servers, workdir, registry)
         _wait_ready(servers)
@@ -198,8 +220,9 @@ def main() -> None:
     finally:
         for server in servers:
             server.stop()
-        if postgres is not None:
-            postgres.destroy()
+        for cluster in (postgres, base_postgres):
+            if cluster is not None:
+                cluster.destroy()
         shutil.rmtree(workdir, ignore_errors=True)
 
     print("\nsummary")
@@ -209,11 +232,20 @@ def main() -> None:
     report.print_peers(runs, names, scenarios)
     report.print_columnar(runs, reference, next((s for s in scenarios if s.columnar), None))
     report.print_ood_cost(runs, names, scenarios)
-    report.print_log_integrity(runs, scenarios)
+    report.print_baseline(runs, names, scenarios)
+    report.print_log_integrity(
+        runs, scenarios, [n for n in names if n in report.LOG_ON or n.endswith("@base")]
+    )
     print(f"\ntotal {time.monotonic() - started:.0f} s")
 
 
-def _start_postgres(servers: list[Server], workdir: Path, registry: Path) -> PostgresServer | None:
+def _start_postgres(
+    servers: list[Server],
+    workdir: Path,
+    registry: Path,
+    name: str = report.POSTGRES,
+    root: Path | None = None,
+) -> PostgresServer | None:
     bindir = find_bindir()
     if bindir is None:
         print("PostgreSQL skipped: no /usr/lib/postgresql/*/bin (see scripts/install-system-deps)")
@@ -221,11 +253,12 @@ def _start_postgres(servers: list[Server], workdir: Path, registry: Path) -> Pos
     postgres = PostgresServer(bindir).init()
     postgres.start()
     server = start_watchkeeper(
-        report.POSTGRES,
+        name,
         workdir,
         registry,
         log_enabled=True,
         database_url=postgres.create_database(),
+        root=(root or ROOT).resolve(),
     )
     # PostgreSQL's own CPU is part of what logging costs.
     server.extra_roots.append(_postmaster_pid(postgres))

@@ -27,6 +27,11 @@ COLUMNAR_TARGET = 1.6  # columnar 1,000 rows, log off ÷ in-process predict
 OOD_TARGET = 1.05  # issue 11: the OOD score in the response, single record, on ÷ off
 
 
+def baseline(name: str) -> str:
+    """The name of the same server running the ``--baseline`` tree's code."""
+    return f"{name}@base"
+
+
 def without_ood(name: str) -> str:
     """The name of the same server with ``WATCHKEEPER_OOD_IN_RESPONSE=false``."""
     return f"{name}-no-ood"
@@ -136,9 +141,37 @@ def print_columnar(
     )
 
 
-def print_log_integrity(runs: Sequence[Run], scenarios: Sequence[Scenario]) -> None:
+def print_baseline(
+    runs: Sequence[Run], servers: Sequence[str], scenarios: Sequence[Scenario]
+) -> None:
+    """Log on / off with this code and with the baseline's, and this code's CPU per
+    request ÷ the baseline's: every pair ran in the same rounds, back to back."""
+    names = [name for name in LOG_ON if baseline(name) in servers]
+    if not names:
+        return
+    print("\nthis code against the --baseline tree's (median of per-round ratios) @ load average:")
+    header = "".join(
+        f"{f'{n}@base / off':>22}{f'{n} / off':>17}{f'{n} / @base':>19}" for n in names
+    )
+    print(f"  {'scenario':<14}{header}")
+    for scenario in scenarios:
+        cells = []
+        for name in names:
+            for top, bottom, width in (
+                (baseline(name), OFF, 22),
+                (name, OFF, 17),
+                (name, baseline(name), 19),
+            ):
+                value = ratio(runs, top, bottom, scenario.name)
+                cells.append(f"{_cell(value, lambda x: f'{x:.2f}x'):>{width}}")
+        print(f"  {scenario.name:<14}" + "".join(cells))
+
+
+def print_log_integrity(
+    runs: Sequence[Run], scenarios: Sequence[Scenario], servers: Sequence[str] = LOG_ON
+) -> None:
     print("\nprediction log after each run (rows in `requests` vs requests answered):")
-    for name in LOG_ON:
+    for name in servers:
         for scenario in scenarios:
             mine = [r for r in _runs(runs, name, scenario.name) if r.logged is not None]
             if not mine:
@@ -152,7 +185,7 @@ def print_log_integrity(runs: Sequence[Run], scenarios: Sequence[Scenario]) -> N
                 else f"drained ≤ {max(drains):.2f} s after the load stopped"  # type: ignore[type-var]
             )
             print(
-                f"  {name:<10}{scenario.name:<14} {logged:>7} of {answered:>7} logged, "
+                f"  {name:<15}{scenario.name:<14} {logged:>7} of {answered:>7} logged, "
                 f"{answered - logged} lost; {slowest} @{_load(mine):.1f}"
             )
 
