@@ -241,6 +241,29 @@ def test_prune_does_not_drop_a_day_the_monitor_has_not_read(pg_engine: sa.Engine
 
 
 @pytest.mark.postgres
+def test_a_day_a_long_reader_holds_is_pruned_row_by_row_and_dropped_later(
+    pg_engine: sa.Engine,
+) -> None:
+    first = datetime(2026, 10, 1, tzinfo=UTC)
+    make_days(pg_engine, first, 1)
+    log = Log(pg_engine)
+    log.requests(first + timedelta(hours=1), 10)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    reader = pg_engine.connect()
+    reader.execute(sa.select(predictions.c.seq).limit(1)).all()  # holds its lock till the end
+
+    try:
+        report = pruner(pg_engine).run()  # waits parts.LOCK_TIMEOUT for the drop, no more
+    finally:
+        reader.close()
+
+    assert "predictions_p20261001" not in report.partitions_dropped
+    assert counts(report)["predictions"] == 10 and len(log.ids(predictions, "seq")) == 1
+    assert "predictions_p20261001" in pruner(pg_engine).run().partitions_dropped
+
+
+@pytest.mark.postgres
 def test_archive_then_drop_writes_every_row_of_the_day(
     pg_engine: sa.Engine, tmp_path: Path
 ) -> None:

@@ -46,6 +46,12 @@ DAYS_AHEAD = 7
 """Days after today that always have their partition (a week of prunes may fail
 before a row lands in the default partition)."""
 LOCK_TIMEOUT = "5s"
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def lock_not_granted(exc: sa.exc.DBAPIError) -> bool:
+    """Whether ``exc`` is DDL giving up on its lock after :data:`LOCK_TIMEOUT`."""
+    return getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE
 
 
 @dataclass(frozen=True, order=True)
@@ -182,6 +188,8 @@ def ensure_partitions(
                     _set_lock_timeout(connection)
                     moved = create_partition(connection, partition)
             except sa.exc.OperationalError as exc:
+                if not lock_not_granted(exc):
+                    raise
                 log.warning("partition %s not created now: %s", partition.name, exc.orig)
                 return created
             if moved:

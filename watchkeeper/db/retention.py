@@ -33,10 +33,11 @@ became old since the last one, not what the log holds.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -59,6 +60,8 @@ from watchkeeper.db.tables import (
     window_results,
 )
 from watchkeeper.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # The monitor's read watermark over ``predictions.seq`` (monitoring.log_reader.WATERMARK).
 MONITOR_WATERMARK = "windows"
@@ -276,16 +279,19 @@ class Pruner:
                 return ()
             days = {t: parts.partitions(connection, t) for t in parts.PARTITIONED}
         dropped: list[str] = []
-        gone: set[object] = set()  # days whose predictions partition goes
+        gone: set[date] = set()  # days whose predictions partition goes
         for partition in days["predictions"]:
             if partition.end > cut.raw:
                 break
             if not self._may_drop_predictions(partition, cut):
                 continue
+            if not dry_run:
+                removed = self._archive_and_drop(partition)
+                if removed is None:
+                    continue
+                counts.add("predictions", removed)
             gone.add(partition.day)
             dropped.append(partition.name)
-            if not dry_run:
-                counts.add("predictions", self._archive_and_drop(partition))
         for partition in days["requests"]:
             if partition.end > cut.raw:
                 break
@@ -300,12 +306,28 @@ class Pruner:
                 ).first()
             if rows_left is not None and not (dry_run and partition.day in gone):
                 continue  # the row pass deletes its requests as their predictions go
-            dropped.append(partition.name)
             if not dry_run:
-                with self.engine.begin() as connection:
-                    counts.add("requests", parts.rows_in(connection, partition))
-                    parts.drop_partition(connection, partition)
+                removed = self._drop(partition)
+                if removed is None:
+                    continue
+                counts.add("requests", removed)
+            dropped.append(partition.name)
         return tuple(dropped)
+
+    def _drop(self, partition: parts.Partition) -> int | None:
+        """Drop ``partition``; its rows, or None if its lock was not granted in time (a
+        long reader): the row passes then delete its rows in batches, as they would
+        without partitions, so retention holds either way."""
+        try:
+            with self.engine.begin() as connection:
+                n = parts.rows_in(connection, partition)
+                parts.drop_partition(connection, partition)
+        except sa.exc.OperationalError as exc:
+            if not parts.lock_not_granted(exc):
+                raise
+            log.warning("partition %s not dropped now: %s", partition.name, exc.orig)
+            return None
+        return n
 
     def _may_drop_predictions(self, partition: parts.Partition, cut: _Cutoffs) -> bool:
         """Whether every row of ``partition`` may go: read by the monitor, and no label
@@ -325,9 +347,9 @@ class Pruner:
             ).scalar()
         return not kept
 
-    def _archive_and_drop(self, partition: parts.Partition) -> int:
+    def _archive_and_drop(self, partition: parts.Partition) -> int | None:
         """Archive ``partition``'s rows (if an archive is set) in bounded batches, then
-        drop it; its rows."""
+        drop it; its rows (None: not dropped now, :meth:`_drop`)."""
         if self.archive is not None:
             archive = self.archive
             after = 0
@@ -349,10 +371,7 @@ class Pruner:
                 return len(seqs) == self.policy.batch_rows
 
             self._repeat(batch)
-        with self.engine.begin() as connection:
-            n = parts.rows_in(connection, partition)
-            parts.drop_partition(connection, partition)
-        return n
+        return self._drop(partition)
 
     # -- raw: unlabelled predictions, by seq ------------------------------------------
 
