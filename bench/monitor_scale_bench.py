@@ -4,20 +4,27 @@
     ``requests`` row holding the batch's features by column, as serving stores them,
     and 1,000 ``predictions`` rows by ``COPY``) at a total target of ``--rate`` rows/s
     for ``--seconds``, while a real ``watchkeeper monitor`` process evaluates windows
-    of ``--window`` rows, sampled to ``WATCHKEEPER_MONITOR_SAMPLE_ROWS``. Prints the
-    rows/s reached, the monitor's lag in windows behind the log (sampled every second),
-    CPU per 1,000 rows of the writers, PostgreSQL and the monitor (whole process trees,
-    ``bench/proc_cpu.py``) and the load average.
+    of ``--window`` rows (and at least ``--min-seconds``), sampled to
+    ``WATCHKEEPER_MONITOR_SAMPLE_ROWS``. Prints the rows/s reached, the monitor's lag
+    behind the log (sampled every second) in windows and in seconds of traffic, CPU per
+    1,000 rows of the writers, PostgreSQL and the monitor (whole process trees,
+    ``bench/proc_cpu.py``) and the load average. Each ``--scenario
+    LABEL:WINDOW:MIN_SECONDS[:CODE_DIR]`` runs it again on a fresh database, e.g. an
+    A/B of the current monitor against the code of an older commit
+    (``git archive <commit> | tar -x -C DIR``: its monitor runs from DIR).
 (b) Cycle cost by log size: the log is filled to ``--small`` and then ``--big`` rows
     with ``INSERT … SELECT generate_series`` (not through the API; rows behind the
     watermark carry no features, they are never read), and one monitor cycle on one
     pending ``--window``-row window at the end of the log is timed, sampled and
     unsampled.
+(c) Fixed cost per window: one cycle on ``--windows`` pending windows of ``--small-window``
+    rows (the default window size), CPU per window.
 
 Prints figures, asserts nothing, and stops within its time bounds.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/monitor_scale_bench.py \
-        [--rate 20000] [--seconds 60] [--window 20000] [--small 1000000] [--big 10000000]
+        [--rate 20000] [--seconds 60] [--window 20000] [--small 1000000] [--big 10000000] \
+        [--scenario old:20000:0:/tmp/old-checkout --scenario new:20000:0]
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.proc_cpu import cpu_seconds  # noqa: E402
 from monitoring.monitor import Monitor  # noqa: E402
+from monitoring.window_features import ColumnCache  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 from tests.postgres import PostgresServer, find_bindir  # noqa: E402
 from watchkeeper.dataset import load_ames  # noqa: E402
@@ -59,6 +67,26 @@ from watchkeeper.training import train  # noqa: E402
 
 BATCH = 1_000
 VERSION = "v1"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One sustained run: windows of ``window`` rows and at least ``min_seconds``, by the
+    monitor of the code in ``code`` (this checkout by default)."""
+
+    label: str
+    window: int
+    min_seconds: float
+    code: Path = ROOT
+
+    @classmethod
+    def parse(cls, text: str) -> Scenario:
+        label, window, min_seconds, *code = text.split(":", 3)
+        return cls(label, int(window), float(min_seconds), Path(code[0]) if code else ROOT)
+
+    def window_rows(self, rate: float) -> float:
+        """Rows a window holds at ``rate`` rows/s."""
+        return max(self.window, rate * self.min_seconds)
 
 
 @dataclass(frozen=True)
@@ -135,9 +163,13 @@ def _load() -> str:
     return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
-def _env(settings: Settings, window: int) -> dict[str, str]:
+def _env(settings: Settings, scenario: Scenario) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")}
+    window = scenario.window
+    if scenario.min_seconds:
+        env["WATCHKEEPER_MONITOR_WINDOW_MIN_SECONDS"] = str(scenario.min_seconds)
     env.update(
+        PYTHONPATH=str(scenario.code),
         OMP_NUM_THREADS="1",
         WATCHKEEPER_DATA_DIR=str(settings.data_dir),
         WATCHKEEPER_REGISTRY_PATH=str(settings.registry_dir),
@@ -153,8 +185,15 @@ def _env(settings: Settings, window: int) -> dict[str, str]:
 
 
 def sustained(
-    settings: Settings, pg: PostgresServer, batch: Batch, args: argparse.Namespace
+    settings: Settings,
+    pg: PostgresServer,
+    batch: Batch,
+    args: argparse.Namespace,
+    scenario: Scenario,
 ) -> None:
+    # a fresh database each: one scenario's backlog never slows the next
+    settings = settings.model_copy(update={"database_url": pg.create_database()})
+    upgrade(create_engine(settings.database_url))
     dsn = _dsn(settings.database_url)
     postmaster = int((pg.datadir / "postmaster.pid").read_text().split()[0])
     start_seq = _scalar(dsn, "SELECT max(seq) FROM predictions")
@@ -165,9 +204,9 @@ def sustained(
             (start_seq,),
         )
     monitor = subprocess.Popen(
-        [str(ROOT / ".venv/bin/watchkeeper"), "monitor"],
-        env=_env(settings, args.window),
-        cwd=ROOT,
+        [str(ROOT / ".venv/bin/python"), "-m", "watchkeeper_cli", "monitor"],
+        env=_env(settings, scenario),
+        cwd=scenario.code,
         stdout=subprocess.DEVNULL,
         stderr=open(settings.data_dir / "monitor.log", "w"),  # noqa: SIM115
     )
@@ -189,13 +228,14 @@ def sustained(
     for w in writers:
         w.start()
     writer_pids = [w.pid for w in writers if w.pid is not None]
+    window_rows = scenario.window_rows(args.rate)
     lags: list[float] = []
     writer_cpu = 0.0
     while any(w.is_alive() for w in writers):
         time.sleep(1)
         writer_cpu = max(writer_cpu, cpu_seconds(writer_pids))
         high = _scalar(dsn, "SELECT max(seq) FROM predictions")
-        lags.append((high - _watermark(dsn)) / args.window)
+        lags.append(high - _watermark(dsn))
     ingest_seconds = time.perf_counter() - started
     written = sum(done.get(timeout=30) for _ in writers)
     ingest_cpu = {
@@ -206,10 +246,10 @@ def sustained(
     # how long the monitor takes to come within one window of the end, bounded
     high = _scalar(dsn, "SELECT max(seq) FROM predictions")
     catch_up_started = time.perf_counter()
-    while high - _watermark(dsn) >= args.window and time.perf_counter() - catch_up_started < 180:
+    while high - _watermark(dsn) >= window_rows and time.perf_counter() - catch_up_started < 180:
         time.sleep(0.5)
     catch_up = time.perf_counter() - catch_up_started
-    left = (high - _watermark(dsn)) / args.window
+    left = (high - _watermark(dsn)) / window_rows
     evaluated = _watermark(dsn) - start_seq
     monitor_cpu = cpu_seconds([monitor.pid]) - cpu_before["monitor"]
     monitor.terminate()
@@ -220,14 +260,23 @@ def sustained(
         f"AND first_seq > {start_seq}",
     )
     per_k = 1000 / max(written, 1)
-    print(f"(a) sustained ingest: target {args.rate:,.0f} rows/s for {args.seconds:.0f} s")
+    code = "this checkout" if scenario.code == ROOT else str(scenario.code)
+    print(
+        f"(a) [{scenario.label}] sustained ingest: target {args.rate:,.0f} rows/s for "
+        f"{args.seconds:.0f} s; windows of {scenario.window:,} rows and at least "
+        f"{scenario.min_seconds:g} s (~{window_rows:,.0f} rows); monitor of {code}"
+    )
     print(
         f"  written {written:,} rows by {args.writers} writer(s) in {ingest_seconds:.1f} s: "
         f"{written / ingest_seconds:,.0f} rows/s"
     )
+    rate = written / ingest_seconds
+    in_windows = [lag / window_rows for lag in lags]
     print(
-        f"  monitor lag (windows of {args.window:,} rows behind the log, sampled each second): "
-        f"median {np.median(lags):.1f}, max {max(lags):.1f}, at the end {lags[-1]:.1f}"
+        f"  monitor lag behind the log (sampled each second), in windows: median "
+        f"{np.median(in_windows):.1f}, max {max(in_windows):.1f}, at the end "
+        f"{in_windows[-1]:.1f}; in seconds of traffic: median {np.median(lags) / rate:.1f}, "
+        f"max {max(lags) / rate:.1f}, at the end {lags[-1] / rate:.1f}"
     )
     print(
         f"  after the writers stopped: within one window of the end after {catch_up:.1f} s "
@@ -294,14 +343,19 @@ def _profiled(enabled: bool) -> Iterator[cProfile.Profile | None]:
 
 
 def _cycle(
-    settings: Settings, batch: Batch, window: int, repeats: int, profile: bool = False
+    settings: Settings,
+    batch: Batch,
+    window: int,
+    repeats: int,
+    profile: bool = False,
+    windows: int = 1,
 ) -> tuple[float, float, str]:
-    """(best wall s, its CPU s, profile text) of one cycle on one pending window of
-    ``window`` fresh rows with features, appended to the log."""
+    """(best wall s, its CPU s, profile text) of one cycle on ``windows`` pending
+    windows of ``window`` fresh rows with features, appended to the log."""
     dsn = _dsn(settings.database_url)
     high = _scalar(dsn, "SELECT max(seq) FROM predictions")
     with psycopg.connect(dsn) as connection:
-        for i in range(window // BATCH):
+        for i in range(window * windows // BATCH):
             _write(connection, batch, f"c{high}-{i:05d}")
     new_high = _scalar(dsn, "SELECT max(seq) FROM predictions")
     monitor = Monitor(
@@ -311,6 +365,7 @@ def _cycle(
     runs = []
     text = ""
     for repeat in range(repeats):
+        monitor.reader.columns = ColumnCache()  # each repeat decodes its requests again
         monitor.reader.set_watermark(high)
         with monitor.engine.begin() as connection:
             connection.exec_driver_sql(f"DELETE FROM window_results WHERE first_seq > {high}")
@@ -322,7 +377,7 @@ def _cycle(
             out = io.StringIO()
             pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(18)
             text = out.getvalue()
-        assert evaluated == 1 and monitor.reader.watermark() == new_high, evaluated
+        assert evaluated == windows and monitor.reader.watermark() == new_high, evaluated
     monitor.engine.dispose()
     best = min(runs)
     return best[0], best[1], text
@@ -353,6 +408,20 @@ def cycle_cost(settings: Settings, batch: Batch, args: argparse.Namespace) -> No
         print(profile_text)
 
 
+def window_cost(settings: Settings, batch: Batch, args: argparse.Namespace) -> None:
+    """The fixed cost of a window: many small ones in one cycle."""
+    small = settings.model_copy(
+        update={"monitor_window_size": args.small_window, "monitor_settle_seconds": 0}
+    )
+    wall, cpu, _ = _cycle(small, batch, args.small_window, args.repeats, windows=args.windows)
+    print(
+        f"\n(c) one cycle on {args.windows} pending windows of {args.small_window:,} rows: "
+        f"{wall:.2f} s wall, {cpu:.2f} s CPU, {cpu / args.windows * 1000:.0f} ms CPU a "
+        f"window (load {_load()}): at 20,000 rows/s such windows come "
+        f"{20_000 / args.small_window:.0f} a second"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=20_000, help="target rows/s in all")
@@ -364,6 +433,17 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of a cycle")
+    parser.add_argument("--min-seconds", type=float, default=0, help="window minimum span")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        type=Scenario.parse,
+        help="LABEL:WINDOW:MIN_SECONDS[:CODE_DIR], repeatable (default: this checkout "
+        "with --window and --min-seconds)",
+    )
+    parser.add_argument("--small-window", type=int, default=500, help="(c) window rows")
+    parser.add_argument("--windows", type=int, default=20, help="(c) windows in the cycle")
+    parser.add_argument("--skip-windows", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-cycle", action="store_true")
     args = parser.parse_args()
@@ -393,7 +473,12 @@ def main() -> None:
         batch = _batch(registry)
         print(f"PostgreSQL {bindir.parent.name} on 127.0.0.1:{pg.port}; load {_load()}\n")
         if not args.skip_ingest:
-            sustained(settings, pg, batch, args)
+            scenarios = args.scenario or [Scenario("current", args.window, args.min_seconds)]
+            for scenario in scenarios:
+                sustained(settings, pg, batch, args, scenario)
+                print()
+        if not args.skip_windows:
+            window_cost(settings, batch, args)
         if not args.skip_cycle:
             cycle_cost(settings, batch, args)
         print(f"\nload average at the end {_load()}")

@@ -6,31 +6,44 @@ what is new, not what the log holds. A cycle notes the log's high mark, waits
 ``seq`` after another writer's higher one, and reading right up to the newest row
 could step over it for good.
 
-Features come back by column, one ``feature:<name>`` column each (:func:`features_of`
-gives them as the model's frame). A request stores its batch's features once, by
-column (:mod:`watchkeeper.db.features`); building one record per prediction out of
-them cost ~0.1 ms a row (2 CPU-seconds per second of a 20,000 rows/s log), while
-slicing each request's columns at its rows' item indices costs a few milliseconds a
-request. Every row's features are still read: the data-quality rates count every row,
-and a request's features are one value, so a sample of rows reads nearly every request
-of a window anyway.
+A cycle reads only what cutting windows needs of every row (:meth:`LogReader.read_index`:
+sequence, request, item, time, version, the serving worker's OOD score), then per window
+the exact quality counts and the sampled rows' features and predictions
+(:meth:`LogReader.window_features`, :mod:`monitoring.window_features`).
+
+:meth:`LogReader.read` returns whole rows with their features by column, one
+``feature:<name>`` column each (:func:`features_of` gives them as the model's frame).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from monitoring.quality import QualityCounts
+from monitoring.window_features import FEATURE_PREFIX, ColumnCache, window_features
 from watchkeeper.db.positions import read_position, write_position
 from watchkeeper.db.tables import predictions, requests
+from watchkeeper.schema import FeatureSchema
 
 WATERMARK = "windows"
-FEATURE_PREFIX = "feature:"
+__all__ = ["FEATURE_PREFIX", "WATERMARK", "LogReader", "SampledWindow", "features_of"]
+INDEX_COLUMNS = (
+    "seq",
+    "request_id",
+    "item_index",
+    "created_at",
+    "model_version",
+    "ood_score",
+    "own_features",
+)
+"""What :meth:`LogReader.read_index` returns of every row."""
 _CHUNK = 500
 """Request ids per query: bounded statements whatever the window."""
 
@@ -83,11 +96,21 @@ def _feature_columns(connection: sa.Connection, rows: Sequence[Any]) -> dict[str
     return out
 
 
+@dataclass(frozen=True)
+class SampledWindow:
+    """A window's exact quality counts and its sampled rows: every column
+    :meth:`LogReader.read` gives, in the sample's order."""
+
+    counts: QualityCounts
+    rows: pd.DataFrame
+
+
 class LogReader:
     def __init__(self, engine: sa.Engine, *, settle_seconds: float = 5.0) -> None:
         self.engine = engine
         self.settle_seconds = settle_seconds
         self.rows_read = 0
+        self.columns = ColumnCache()
 
     def watermark(self, name: str = WATERMARK) -> int:
         with self.engine.connect() as connection:
@@ -149,3 +172,108 @@ class LogReader:
             dtype=object,
         ).infer_objects()
         return pd.concat([frame, columns], axis=1)
+
+    def read_index(self, after: int, up_to: int, *, limit: int | None = None) -> pd.DataFrame:
+        """What cutting windows and counting them needs of the accepted predictions with
+        ``after < seq <= up_to`` (oldest first; the first ``limit`` if given): the
+        columns ``INDEX_COLUMNS``, no feature and no prediction."""
+        own = sa.and_(
+            predictions.c.features.is_not(None),
+            sa.cast(predictions.c.features, sa.Text) != "null",
+        )
+        query = (
+            sa.select(
+                predictions.c.seq,
+                predictions.c.request_id,
+                predictions.c.item_index,
+                _stamp(self.engine.dialect.name),
+                predictions.c.model_version,
+                predictions.c.ood_score,
+                sa.case((own, 1), else_=0),
+            )
+            .where(predictions.c.seq > after, predictions.c.seq <= up_to)
+            .order_by(predictions.c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        self.rows_read += len(rows)
+        # typed column by column: pandas guessing at each object column (dates in
+        # request ids) and a datetime a row cost more than the query
+        seq, request_id, item, stamp, version, ood, own_features = (
+            zip(*rows, strict=True) if rows else ((),) * len(INDEX_COLUMNS)
+        )
+        return pd.DataFrame(
+            {
+                "seq": np.array(seq, dtype=np.int64),
+                "request_id": _object_series(request_id),
+                "item_index": np.array(item, dtype=np.int64),
+                "created_at": _stamps(stamp, self.engine.dialect.name),
+                "model_version": _object_series(version),
+                "ood_score": np.array(ood, dtype=np.float64),  # NULL: NaN
+                "own_features": np.array(own_features, dtype=bool),
+            },
+            columns=list(INDEX_COLUMNS),
+        )
+
+    def window_features(
+        self, rows: pd.DataFrame, schema: FeatureSchema, positions: np.ndarray
+    ) -> SampledWindow:
+        """Of a window's ``rows`` (from :meth:`read_index`): exact quality counts over
+        all of them, and the rows at ``positions`` (sorted) whole, with features."""
+        seqs = [int(s) for s in rows["seq"].to_numpy()[positions]]
+        with self.engine.connect() as connection:
+            found = window_features(connection, self.columns, rows, schema, positions)
+            whole = _rows_by_seq(connection, seqs)
+        frame = pd.DataFrame(
+            {name: [row[i] for row in whole] for i, name in enumerate(_ROW_COLUMNS)},
+            columns=list(_ROW_COLUMNS),
+        )
+        sampled = pd.concat([frame, found.sampled], axis=1)
+        return SampledWindow(found.counts, sampled)
+
+
+_ROW_COLUMNS = (
+    "seq",
+    "prediction_id",
+    "created_at",
+    "model_version",
+    "prediction",
+    "lower",
+    "upper",
+    "ood_score",
+    "probabilities",
+)
+
+
+def _rows_by_seq(connection: sa.Connection, seqs: list[int]) -> list[Any]:
+    """The rows with these ``seq``s (as :meth:`LogReader.read` selects them, less the
+    features), in that order."""
+    columns = [predictions.c[name] for name in _ROW_COLUMNS]
+    found: dict[int, Any] = {}
+    for start in range(0, len(seqs), _CHUNK):
+        query = sa.select(*columns).where(predictions.c.seq.in_(seqs[start : start + _CHUNK]))
+        found.update({row.seq: row for row in connection.execute(query)})
+    return [found[seq] for seq in seqs]
+
+
+def _stamp(dialect: str) -> sa.ColumnElement[Any]:
+    """``created_at`` as PostgreSQL's integer microseconds since the epoch, or SQLite's
+    stored text: either is read far faster than a datetime object a row."""
+    if dialect == "postgresql":
+        return sa.cast(sa.extract("epoch", predictions.c.created_at) * 1_000_000, sa.BigInteger)
+    return sa.type_coerce(predictions.c.created_at, sa.String)
+
+
+def _stamps(values: Sequence[Any], dialect: str) -> pd.Series:
+    """What :func:`_stamp` read, as UTC timestamps."""
+    if dialect == "postgresql":
+        micros = np.array(values, dtype=np.int64)
+        return pd.Series(pd.to_datetime(micros, unit="us", utc=True))
+    return pd.Series(pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601", utc=True))
+
+
+def _object_series(values: Sequence[Any]) -> pd.Series:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return pd.Series(array, dtype=object, copy=False)

@@ -43,7 +43,7 @@ from monitoring.class_accuracy import ClassificationAccuracy, ClassVersion
 from monitoring.detectors import DetectorSuite
 from monitoring.estimated_accuracy import AccuracyEstimator
 from monitoring.log_reader import LogReader, features_of
-from monitoring.quality import feature_quality, rejected_rate
+from monitoring.quality import rejected_rate
 from monitoring.sampling import WindowSample, sample_window
 from monitoring.trigger import RetrainTrigger, TriggerPolicy
 from monitoring.verdict import window_verdict
@@ -209,14 +209,22 @@ class Monitor:
             done = 0
             # a monitor far behind (a backlog, a stop) reads a bounded chunk at a time:
             # one read of the whole backlog held every row's features in memory
+            # (only the index of each row is held; a window's features are read when
+            # it is evaluated, and the rows of a window still open carry to the next read)
             limit = self.read_windows * self.settings.monitor_window_size
+            after = self.reader.watermark()
+            pending = pd.DataFrame()
             while True:
-                rows = self.reader.read(self.reader.watermark(), up_to, limit=limit)
-                more = len(rows) == limit
+                chunk = self.reader.read_index(after, up_to, limit=limit)
+                more = len(chunk) == limit
+                if len(chunk):
+                    after = int(chunk["seq"].iloc[-1])
+                rows = chunk if pending.empty else pd.concat([pending, chunk], ignore_index=True)
                 windows = cut_windows(
                     rows,
                     size=self.settings.monitor_window_size,
                     seconds=self.settings.monitor_window_seconds,
+                    min_seconds=self.settings.monitor_window_min_seconds,
                     now=datetime.now(UTC),
                     more=more,
                 )
@@ -228,7 +236,8 @@ class Monitor:
                     self.reader.set_watermark(window.last_seq)
                     self.status.windows_evaluated += 1
                 done += len(windows)
-                if not (more and windows):
+                pending = rows.iloc[sum(len(w.rows) for w in windows) :].reset_index(drop=True)
+                if not more:
                     break
             self._evaluate_accuracy(labelled)
             self._count_orphans()
@@ -244,9 +253,11 @@ class Monitor:
 
     def evaluate(self, window: Window) -> list[WindowResult]:
         """Every check of the window, each a result row; a check that raises becomes
-        an error row (see the module docstring). Data quality covers every row; the
-        drift tests, OOD scoring of unscored rows and the estimate a seeded sample
-        (:mod:`monitoring.sampling`), whose size each result's details record."""
+        an error row (see the module docstring). Data quality covers every row (counted
+        request by request, :mod:`monitoring.window_features`); the drift tests, OOD
+        scoring of unscored rows and the estimate a seeded sample
+        (:mod:`monitoring.sampling`), whose size each result's details record; only the
+        sample's features and predictions are read."""
         sample = sample_window(
             window.window_id, len(window.rows), self.settings.monitor_sample_rows
         )
@@ -257,17 +268,17 @@ class Monitor:
                 checks.append(Check.MULTIVARIATE_DRIFT)
         try:
             suite = self.suite(window.model_version)
-            features = features_of(window.rows, suite.encoder.schema.names)
-            rows, sampled = window.rows, features
-            if not sample.is_all:
-                rows = window.rows.iloc[sample.positions].reset_index(drop=True)
-                sampled = features.iloc[sample.positions].reset_index(drop=True)
+            read = self.reader.window_features(window.rows, suite.encoder.schema, sample.positions)
+            rows = read.rows
+            sampled = features_of(rows, suite.encoder.schema.names)
             encoded = suite.encode(sampled)
+        except sa.exc.SQLAlchemyError:
+            raise  # the database, not the window: fail the cycle, retry the window
         except Exception as exc:  # nothing can be checked: every check errs with the reason
             return [self._error(window, check, exc) for check in checks]
 
         def data_quality() -> CheckOutcome:
-            quality = feature_quality(features, suite.encoder.schema)
+            quality = read.counts.rates()
             rejected = rejected_rate(self.engine, window.started_at, window.ended_at)
             return (
                 None,
@@ -276,7 +287,7 @@ class Monitor:
             )
 
         def ood() -> CheckOutcome:
-            fraction, details = self._ood_fraction(window, suite, features, sample)
+            fraction, details = self._ood_fraction(window, suite, sampled, sample)
             return None, fraction, details
 
         def feature_drift() -> CheckOutcome:
@@ -417,7 +428,7 @@ class Monitor:
         return self._positive_target[version]
 
     def _ood_fraction(
-        self, window: Window, suite: DetectorSuite, features: pd.DataFrame, sample: WindowSample
+        self, window: Window, suite: DetectorSuite, sampled: pd.DataFrame, sample: WindowSample
     ) -> tuple[float, dict[str, Any]]:
         """The window's share of out-of-distribution rows, and its details.
 
@@ -425,8 +436,9 @@ class Monitor:
         reference: ``watchkeeper.ood``) count for every row. Rows logged without one
         (before scores were served, by a server with ``WATCHKEEPER_OOD_IN_RESPONSE``
         off, or a version whose reference the server could not read) are scored here,
-        and stored, only where the window's sample holds them; their share of outliers
-        stands for all the window's unscored rows (a stratified estimate)."""
+        and stored, only where the window's sample holds them (``sampled``: the
+        sample's features, in its order); their share of outliers stands for all the
+        window's unscored rows (a stratified estimate)."""
         stored = window.rows.get("ood_score")
         scores = (
             np.full(len(window.rows), np.nan)
@@ -434,16 +446,15 @@ class Monitor:
             else pd.to_numeric(stored, errors="coerce").to_numpy(dtype=np.float64, copy=True)
         )
         unscored = np.isnan(scores)
-        in_sample = np.zeros(len(scores), dtype=bool)
-        in_sample[sample.positions] = True
-        to_score = unscored & in_sample
-        if to_score.any():
-            scores[to_score] = suite.ood_scores(features[to_score])
+        pick = unscored[sample.positions]  # of the sample, the rows to score
+        to_score = sample.positions[pick]
+        if len(to_score):
+            scores[to_score] = suite.ood_scores(sampled[pick].reset_index(drop=True))
             self._store_ood_scores(window.rows["seq"].to_numpy()[to_score], scores[to_score])
         threshold = suite.ood_threshold
         scored_before = ~unscored
         outliers = float((scores[scored_before] > threshold).sum())
-        n_unscored, n_scored_now = int(unscored.sum()), int(to_score.sum())
+        n_unscored, n_scored_now = int(unscored.sum()), len(to_score)
         if n_scored_now:
             outliers += (scores[to_score] > threshold).sum() * n_unscored / n_scored_now
         known = scores[~np.isnan(scores)]

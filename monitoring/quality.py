@@ -1,7 +1,17 @@
-"""Data quality of a window, from the model's feature schema and the request log."""
+"""Data quality of a window, from the model's feature schema and the request log.
+
+The rates are exact over every row of a window. At fleet traffic the monitor does not
+build a frame of every row's features for them: it counts, per request, which of the
+request's stored values are missing or outside what training saw (:func:`column_flags`,
+once per request, vectorised over its columns) and adds up the counts of the window's
+rows (:class:`QualityCounts`). :func:`feature_quality` computes the same figures over a
+frame (the reference sample, tests) with the same flags, so both agree by construction.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -10,29 +20,118 @@ import pandas as pd
 import sqlalchemy as sa
 
 from watchkeeper.db.tables import requests
-from watchkeeper.schema import FeatureSchema
+from watchkeeper.schema import Feature, FeatureSchema
+
+
+@dataclass(frozen=True)
+class ColumnFlags:
+    """Per value of one feature's column: missing, and (not missing) outside what
+    training saw: out of its range for a number, a category it never saw otherwise."""
+
+    missing: np.ndarray
+    outside: np.ndarray
+
+
+def column_flags(feature: Feature, values: Sequence[Any] | np.ndarray) -> ColumnFlags:
+    """The flags of one column of ``feature``'s values (numbers, strings, None/NaN).
+
+    Missing is what pandas counts as missing; a number outside ``observed_min`` to
+    ``observed_max`` is out of range (a value that is no number counts as neither); a
+    category is unseen unless it is one of ``categories``. The common columns (numbers
+    and None; strings and None) take a fast path, anything else pandas' own."""
+    n = len(values)
+    if feature.is_numeric:
+        try:  # numbers and None: NumPy reads None as NaN
+            numbers = np.array(values, dtype=np.float64)
+            missing = np.isnan(numbers)
+        except (TypeError, ValueError):
+            column = _objects(values)
+            missing = np.asarray(pd.isna(column), dtype=bool)
+            numbers = np.asarray(pd.to_numeric(column, errors="coerce"), dtype=np.float64)
+        lo = -np.inf if feature.observed_min is None else feature.observed_min
+        hi = np.inf if feature.observed_max is None else feature.observed_max
+        outside = ~missing & ((numbers < lo) | (numbers > hi))
+        return ColumnFlags(missing, outside)
+    known = dict.fromkeys(feature.categories, _SEEN)
+    try:
+        codes = np.fromiter(
+            (_MISSING if value is None else known.get(value, _OTHER) for value in values),
+            dtype=np.int8,
+            count=n,
+        )
+    except TypeError:  # an unhashable value: no category, but maybe missing
+        codes = np.full(n, _OTHER, dtype=np.int8)
+        for i, value in enumerate(values):
+            if value is None:
+                codes[i] = _MISSING
+            elif isinstance(value, Hashable) and value in known:
+                codes[i] = _SEEN
+    missing = codes == _MISSING
+    other = np.flatnonzero(codes == _OTHER)
+    if len(other):  # NaN and pandas' other missing values are not categories either
+        missing[other] = np.asarray(pd.isna(_objects([values[i] for i in other])), dtype=bool)
+    return ColumnFlags(missing, (codes == _OTHER) & ~missing)
+
+
+_SEEN, _OTHER, _MISSING = 0, 1, 2
+
+
+def _objects(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """``values`` as a 1-D object array (``np.asarray`` would make a list of lists 2-D)."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+@dataclass
+class QualityCounts:
+    """Exact counts of a window's missing and outside values, feature by feature, added
+    up request by request."""
+
+    schema: FeatureSchema
+    rows: int = 0
+    missing: dict[str, int] = field(default_factory=dict)
+    outside: dict[str, int] = field(default_factory=dict)
+
+    def add(self, flags: dict[str, ColumnFlags], items: np.ndarray | None, n: int) -> None:
+        """Count ``n`` rows whose values sit at ``items`` of columns flagged ``flags``
+        (``items`` None: every value of the columns). A feature without a column in
+        ``flags`` is missing in all ``n`` rows."""
+        self.rows += n
+        for feature in self.schema.features:
+            flagged = flags.get(feature.name)
+            if flagged is None:
+                missing, outside = n, 0
+            elif items is None:
+                missing, outside = int(flagged.missing.sum()), int(flagged.outside.sum())
+            else:
+                missing = int(flagged.missing[items].sum())
+                outside = int(flagged.outside[items].sum())
+            self.missing[feature.name] = self.missing.get(feature.name, 0) + missing
+            self.outside[feature.name] = self.outside.get(feature.name, 0) + outside
+
+    def rates(self) -> dict[str, dict[str, float]]:
+        """Per feature: share of missing values, of categories never seen in training,
+        and of numbers outside the range training saw (of every row counted)."""
+        n = max(self.rows, 1)
+        out: dict[str, dict[str, float]] = {}
+        for f in self.schema.features:
+            rates = {"missing_rate": float(self.missing.get(f.name, 0) / n)}
+            key = "out_of_range_rate" if f.is_numeric else "unseen_category_rate"
+            rates[key] = float(self.outside.get(f.name, 0) / n)
+            out[f.name] = rates
+        return out
 
 
 def feature_quality(features: pd.DataFrame, schema: FeatureSchema) -> dict[str, dict[str, float]]:
     """Per feature: share of missing values, of categories never seen in training, and
     of numbers outside the range training saw."""
-    out: dict[str, dict[str, float]] = {}
-    n = max(len(features), 1)
-    for f in schema.features:
-        column = features[f.name]
-        missing = column.isna().to_numpy()
-        rates = {"missing_rate": float(missing.sum() / n)}
-        if f.is_numeric:
-            values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
-            lo = -np.inf if f.observed_min is None else f.observed_min
-            hi = np.inf if f.observed_max is None else f.observed_max
-            outside = ~missing & ((values < lo) | (values > hi))
-            rates["out_of_range_rate"] = float(outside.sum() / n)
-        else:
-            unseen = ~missing & ~column.isin(f.categories).to_numpy()
-            rates["unseen_category_rate"] = float(unseen.sum() / n)
-        out[f.name] = rates
-    return out
+    counts = QualityCounts(schema)
+    flags = {
+        f.name: column_flags(f, features[f.name].to_numpy(dtype=object)) for f in schema.features
+    }
+    counts.add(flags, None, len(features))
+    return counts.rates()
 
 
 def rejected_rate(engine: sa.Engine, start: datetime, end: datetime) -> dict[str, Any]:

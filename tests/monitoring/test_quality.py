@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from monitoring.quality import feature_quality, rejected_rate
+from monitoring.quality import QualityCounts, column_flags, feature_quality, rejected_rate
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import requests
 from watchkeeper.schema import Feature, FeatureSchema
@@ -107,6 +107,71 @@ def test_rates_stay_shares_between_zero_and_one_on_random_windows() -> None:
         assert quality["hood"]["unseen_category_rate"] == pytest.approx((hood == "west").mean())
         for rates in quality.values():
             assert all(0.0 <= rate <= 1.0 for rate in rates.values())
+
+
+# -- flags a column at a time, counts added up request by request --------------------
+
+
+def _pandas_flags(feature: Feature, values: list[object]) -> tuple[list[bool], list[bool]]:
+    """The flags as the frame-based rates computed them before the fast paths: pandas'
+    missing values, ``to_numeric`` against the range, ``isin`` the categories."""
+    column = pd.Series(values, dtype=object)
+    missing = column.isna().to_numpy()
+    if feature.is_numeric:
+        numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        lo = -np.inf if feature.observed_min is None else feature.observed_min
+        hi = np.inf if feature.observed_max is None else feature.observed_max
+        outside = ~missing & ((numbers < lo) | (numbers > hi))
+    else:
+        outside = ~missing & ~column.isin(feature.categories).to_numpy()
+    return missing.tolist(), outside.tolist()
+
+
+@pytest.mark.parametrize(
+    ("name", "values"),
+    [
+        ("area", [10.0, 100.0, 9.99, 100.01, None, 50, 7, math.nan, math.inf, -math.inf]),
+        ("area", [None, None]),
+        ("area", [5.0, "x", None, True]),  # what validation refuses: pandas' own path
+        ("age", [1e300, -1e300, None, 0]),
+        ("hood", ["north", "south", "east", None, math.nan, "", "North", 1, "nor\u2028th"]),
+        ("hood", [None, ["north"], {"a": 1}, "south"]),  # unhashable: unseen, not an error
+        ("hood", []),
+    ],
+)
+def test_a_column_is_flagged_as_the_frame_rates_flag_it(name: str, values: list[object]) -> None:
+    feature = next(f for f in SCHEMA.features if f.name == name)
+
+    flags = column_flags(feature, values)
+
+    assert (flags.missing.tolist(), flags.outside.tolist()) == _pandas_flags(feature, values)
+    again = column_flags(feature, pd.Series(values, dtype=object).to_numpy())
+    assert again.missing.tolist() == flags.missing.tolist()
+    assert again.outside.tolist() == flags.outside.tolist()
+
+
+def test_counts_of_parts_of_columns_add_up_to_the_rates_of_those_rows() -> None:
+    """Two requests' columns, the window holding items 1 and 3 of the first and all of
+    the second; a feature the second request lacks is missing in its rows."""
+    first = {"area": [5.0, 50.0, None, 500.0], "hood": ["north", "east", "south", None]}
+    second = {"area": [20.0, 200.0], "hood": ["west", "north"], "age": [1, None]}
+    counts = QualityCounts(SCHEMA)
+
+    for columns, items in ((first, np.array([1, 3])), (second, None)):
+        flags = {
+            f.name: column_flags(f, columns[f.name]) for f in SCHEMA.features if f.name in columns
+        }
+        counts.add(flags, items, 2)
+
+    rows = [
+        {"area": 50.0, "hood": "east"},
+        {"area": 500.0, "hood": None},
+        {"area": 20.0, "hood": "west", "age": 1},
+        {"area": 200.0, "hood": "north", "age": None},
+    ]
+    assert counts.rows == 4
+    assert counts.rates() == feature_quality(_window(rows), SCHEMA)
+    assert counts.rates()["area"] == {"missing_rate": 0.0, "out_of_range_rate": 0.5}
 
 
 # -- rejected requests, from the log ------------------------------------------------

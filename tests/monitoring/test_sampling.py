@@ -262,14 +262,14 @@ def test_a_monitor_far_behind_reads_a_bounded_chunk_at_a_time(
     )
     monitor.read_windows = 2
     reads: list[int] = []
-    read = monitor.reader.read
+    read = monitor.reader.read_index
 
     def counted(after: int, up_to: int, *, limit: int | None = None) -> pd.DataFrame:
         frame = read(after, up_to, limit=limit)
         reads.append(len(frame))
         return frame
 
-    monitor.reader.read = counted  # type: ignore[method-assign]
+    monitor.reader.read_index = counted  # type: ignore[method-assign]
 
     assert monitor.run_once() == 11
 
@@ -283,4 +283,40 @@ def test_a_monitor_far_behind_reads_a_bounded_chunk_at_a_time(
     first = spans[0][0]
     assert [(a - first, b - first) for a, b in spans] == [
         (i * 100, min(i * 100 + 99, 1_049)) for i in range(11)
+    ]
+
+
+def test_windows_of_a_minimum_span_longer_than_a_read_are_evaluated_whole(
+    monitor: Monitor, fresh: pd.DataFrame, trained: TrainedModel
+) -> None:
+    """1,050 rows logged at 1,000 a second: windows of at least 100 rows and 0.5 s
+    hold 500 rows, while a read holds two windows' count (200): a window still open at
+    the end of a read carries over to the next, and each row is read once."""
+    _write_regression_log(monitor.engine, trained.model, fresh.head(1_050))
+    monitor.settings = monitor.settings.model_copy(
+        update={
+            "monitor_window_size": 100,
+            "monitor_window_min_seconds": 0.5,
+            "monitor_min_samples": 50,
+        }
+    )
+    monitor.read_windows = 2
+
+    assert monitor.run_once() == 3
+
+    assert monitor.reader.rows_read == 1_050
+    with monitor.engine.connect() as connection:
+        spans = connection.execute(
+            sa.select(
+                window_results.c.first_seq, window_results.c.last_seq, window_results.c.n_rows
+            )
+            .where(window_results.c.detector == "data_quality")
+            .order_by(window_results.c.first_seq)
+        ).all()
+    first = spans[0][0]
+    # the last 50 rows close by the clock: they are months old
+    assert [(a - first, b - first, n) for a, b, n in spans] == [
+        (0, 499, 500),
+        (500, 999, 500),
+        (1_000, 1_049, 50),
     ]

@@ -64,3 +64,43 @@ def test_a_read_cut_short_closes_its_last_window_only_when_full() -> None:
 
     assert [(w.first_seq, w.last_seq) for w in cut] == [(1, 3)]
     assert [(w.first_seq, w.last_seq) for w in whole] == [(1, 3), (4, 5)]
+
+
+def test_a_minimum_span_lets_a_full_window_go_on_until_a_row_past_it() -> None:
+    """Ten rows a second, windows of at least 3 rows and 2 s: each window holds the
+    rows of two seconds, the row at 2 s after its first starting the next."""
+    rows = _rows([i / 10 for i in range(50)])
+
+    windows = cut_windows(rows, size=3, seconds=600, min_seconds=2, now=T0)
+
+    assert [(w.first_seq, w.last_seq) for w in windows] == [(1, 20), (21, 40)]
+
+
+def test_a_minimum_span_never_shrinks_a_window_below_its_size() -> None:
+    """One row every 10 s: the count, not the span, is what closes the window."""
+    rows = _rows([10.0 * i for i in range(7)])
+
+    windows = cut_windows(rows, size=3, seconds=600, min_seconds=2, now=T0)
+
+    assert [(w.first_seq, w.last_seq) for w in windows] == [(1, 3), (4, 6)]
+
+
+def test_a_full_window_at_the_end_of_the_log_closes_once_the_clock_passes_its_span() -> None:
+    rows = _rows([0.0, 0.5, 1.0, 1.5])
+
+    early = cut_windows(rows, size=3, seconds=600, min_seconds=5, now=T0 + timedelta(seconds=4))
+    late = cut_windows(rows, size=3, seconds=600, min_seconds=5, now=T0 + timedelta(seconds=5))
+    cut_short = cut_windows(
+        rows, size=3, seconds=600, min_seconds=5, now=T0 + timedelta(seconds=60), more=True
+    )
+
+    assert early == [] and cut_short == []  # more rows may belong to it
+    assert [(w.first_seq, w.last_seq) for w in late] == [(1, 4)]
+
+
+def test_the_time_span_still_bounds_a_window_with_a_minimum_span() -> None:
+    rows = _rows([i / 10 for i in range(50)])
+
+    windows = cut_windows(rows, size=3, seconds=1, min_seconds=2, now=T0)
+
+    assert [(w.first_seq, w.last_seq) for w in windows] == [(1, 10), (11, 20), (21, 30), (31, 40)]

@@ -1,0 +1,183 @@
+"""What a window's checks need of its rows' features, in one pass over each request's
+stored columns: exact data-quality counts over every row, and the values of the
+sampled rows only.
+
+A request stores its batch's features once, by column (:mod:`watchkeeper.db.features`).
+Each request a window touches is decoded once (orjson) and flagged once per feature,
+vectorised (:func:`monitoring.quality.column_flags`); the window's rows then add up the
+flags at their item indices, and only the sampled rows' values are taken out. No frame
+of every row's features is built: that cost ~30 ms of CPU per 1,000 rows, most of a
+monitor cycle at 20,000 rows/s. A request cut by a window boundary is decoded once
+(the last requests' columns are kept, :class:`ColumnCache`).
+
+Counting in the database instead was measured and rejected: on PostgreSQL 15 the same
+counts over 20 requests of 1,000 rows and 72 features by ``jsonb`` functions took 1.8 to
+6 s of the server's CPU (``jsonb_array_elements``, ``generate_series`` with ``->``,
+``jsonb_path_query_array``), against ~0.1 s to fetch and decode them here.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import sqlalchemy as sa
+
+from monitoring.quality import ColumnFlags, QualityCounts, column_flags
+from watchkeeper.db.tables import predictions, requests
+from watchkeeper.schema import FeatureSchema
+
+FEATURE_PREFIX = "feature:"
+_CHUNK = 500
+"""Ids per query: bounded statements whatever the window."""
+
+
+@dataclass
+class StoredColumns:
+    """One request's features by column, decoded once, with their flags per schema."""
+
+    columns: dict[str, list[Any]]
+    _flags: dict[FeatureSchema, dict[str, ColumnFlags]] = field(default_factory=dict)
+
+    def flags(self, schema: FeatureSchema) -> dict[str, ColumnFlags]:
+        if schema not in self._flags:
+            self._flags[schema] = {
+                f.name: column_flags(f, self.columns[f.name])
+                for f in schema.features
+                if f.name in self.columns
+            }
+        return self._flags[schema]
+
+    @classmethod
+    def of(cls, stored: dict[str, list[Any]] | None) -> StoredColumns:
+        return cls(dict(stored or {}))
+
+
+class ColumnCache:
+    """Requests' decoded columns, the ``capacity`` most recently used kept: the requests
+    at a window's end are often those at the next one's start."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.capacity = capacity
+        self._stored: OrderedDict[str, StoredColumns] = OrderedDict()
+        self.decoded = 0
+        """Requests decoded so far (a request cut by a boundary counts once)."""
+
+    def get(
+        self, connection: sa.Connection, request_ids: Sequence[str]
+    ) -> dict[str, StoredColumns]:
+        wanted = list(dict.fromkeys(request_ids))
+        missing = [r for r in wanted if r not in self._stored]
+        found: dict[str, StoredColumns] = {}
+        # as text, decoded here: one orjson pass, whatever the driver would do with JSON
+        text = sa.cast(requests.c.features, sa.Text)
+        for start in range(0, len(missing), _CHUNK):
+            query = sa.select(requests.c.request_id, text).where(
+                requests.c.request_id.in_(missing[start : start + _CHUNK])
+            )
+            for request_id, stored in connection.execute(query):
+                found[request_id] = StoredColumns.of(
+                    None if stored is None else orjson.loads(stored)
+                )
+        self.decoded += len(found)
+        out = {}
+        for request_id in wanted:
+            columns = self._stored.pop(request_id, None) or found.get(request_id)
+            # a request no longer in the log: its rows' features are all missing
+            columns = columns or StoredColumns({})
+            self._stored[request_id] = columns
+            out[request_id] = columns
+        while len(self._stored) > self.capacity:
+            self._stored.popitem(last=False)
+        return out
+
+
+@dataclass(frozen=True)
+class WindowFeatures:
+    """A window's exact quality counts and its sampled rows' features."""
+
+    counts: QualityCounts
+    sampled: pd.DataFrame
+    """One ``feature:<name>`` column per feature, one row per sampled position, in
+    order, typed as a frame of records would be."""
+
+
+def window_features(
+    connection: sa.Connection,
+    cache: ColumnCache,
+    rows: pd.DataFrame,
+    schema: FeatureSchema,
+    positions: np.ndarray,
+) -> WindowFeatures:
+    """``rows``: a window's rows as :meth:`LogReader.read_index` gives them;
+    ``positions``: the sampled ones (sorted)."""
+    n = len(rows)
+    counts = QualityCounts(schema)
+    names = list(schema.names)
+    sampled = {name: np.full(len(positions), None, dtype=object) for name in names}
+    in_sample = np.zeros(n, dtype=bool)
+    in_sample[positions] = True
+    items = rows["item_index"].to_numpy(dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
+    own = rows["own_features"].to_numpy(dtype=bool) if n else np.zeros(0, dtype=bool)
+
+    def add(stored: StoredColumns, at: np.ndarray, item: np.ndarray | None) -> None:
+        """Rows at window positions ``at`` whose values are ``item`` of ``stored``."""
+        counts.add(stored.flags(schema), None if _covers(item, stored) else item, len(at))
+        chosen = in_sample[at]
+        if not chosen.any():
+            return
+        slots = np.searchsorted(positions, at[chosen])
+        picked = np.flatnonzero(chosen) if item is None else item[chosen]
+        for name in names:
+            column = stored.columns.get(name)
+            if column is not None:
+                for slot, item_at in zip(slots, picked, strict=True):
+                    sampled[name][slot] = column[item_at]
+
+    by_request = rows.loc[~own, "request_id"].groupby(rows.loc[~own, "request_id"], sort=False)
+    groups = {key: np.asarray(at) for key, at in by_request.indices.items()}
+    if groups:
+        own_positions = np.flatnonzero(~own)
+        stored = cache.get(connection, list(groups))
+        for request_id, local in groups.items():
+            at = own_positions[local]
+            add(stored[request_id], at, items[at])
+    if own.any():  # rows logged before migration 0004 keep their own record
+        at = np.flatnonzero(own)
+        records = _own_records(connection, rows["seq"].to_numpy()[at])
+        columns = {name: [record.get(name) for record in records] for name in names}
+        add(StoredColumns.of(columns), at, None)
+    frame = pd.DataFrame(
+        {FEATURE_PREFIX + name: values for name, values in sampled.items()},
+        index=pd.RangeIndex(len(positions)),
+        dtype=object,
+    ).infer_objects()
+    return WindowFeatures(counts, frame)
+
+
+def _covers(item: np.ndarray | None, stored: StoredColumns) -> bool:
+    """Whether ``item`` is every index of ``stored``'s columns once (the request lies
+    whole in the window): its totals are then the window's counts."""
+    if item is None:
+        return True
+    length = max((len(c) for c in stored.columns.values()), default=0)
+    if len(item) != length or length == 0:
+        return False
+    return bool(item.min() == 0 and item.max() == length - 1 and len(np.unique(item)) == length)
+
+
+def _own_records(connection: sa.Connection, seqs: np.ndarray) -> list[dict[str, Any]]:
+    """The features record of each row (by ``seq``, in that order) that keeps its own."""
+    found: dict[int, dict[str, Any]] = {}
+    ids = [int(s) for s in seqs]
+    for start in range(0, len(ids), _CHUNK):
+        query = sa.select(predictions.c.seq, predictions.c.features).where(
+            predictions.c.seq.in_(ids[start : start + _CHUNK])
+        )
+        found.update({seq: features or {} for seq, features in connection.execute(query)})
+    return [found.get(seq, {}) for seq in ids]

@@ -1,0 +1,163 @@
+"""A window's features on their own, on real SQLite and PostgreSQL logs: the exact
+quality counts added up request by request equal the rates over a frame of every row
+(requests cut by the window's bounds, rows of two requests interleaved, a row logged
+before features moved to the request, a request no longer in the log, hostile values);
+only the sampled rows' features come back, equal to what a whole read gives them; a
+request cut by a boundary is decoded once for both windows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from monitoring.log_reader import INDEX_COLUMNS, LogReader, features_of
+from monitoring.quality import feature_quality
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.tables import predictions, requests
+from watchkeeper.schema import Feature, FeatureSchema
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+SCHEMA = FeatureSchema(
+    (
+        Feature("area", "numeric", observed_min=10.0, observed_max=100.0),
+        Feature("hood", "categorical", categories=("north", "south")),
+        Feature("age", "numeric"),  # no known range: never out of range
+        Feature("roof", "categorical", categories=("flat",)),  # no request sends it
+    ),
+    target="price",
+)
+NAMES = list(SCHEMA.names)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def _values(n: int, seed: int) -> dict[str, list[Any]]:
+    """``n`` items by column: in and out of range, missing, unseen and hostile text."""
+    rng = np.random.default_rng(seed)
+    area = [None if v < 0.1 else float(v * 200) for v in rng.random(n)]
+    hoods = ["north", "south", "east", None, "nor\u2028th", 'so"uth\\', "\U0001f600"]
+    age = [None if v < 0.2 else int(v * 80) for v in rng.random(n)]
+    return {
+        "area": area,
+        "hood": [hoods[i] for i in rng.integers(0, len(hoods), n)],
+        "age": age,
+        "extra": ["ignored"] * n,  # not a feature of the schema
+    }
+
+
+def _write(engine: sa.Engine, layout: list[tuple[str, int]], columns: dict[str, Any]) -> None:
+    """Prediction rows in ``layout`` order, each (request id, item index); each
+    request's columns as ``columns[request_id]`` (absent: no requests row)."""
+    with engine.begin() as connection:
+        for request_id, stored in columns.items():
+            if stored is None:
+                continue
+            connection.execute(
+                requests.insert().values(
+                    request_id=request_id,
+                    received_at=T0,
+                    endpoint="/predict",
+                    method="POST",
+                    status_code=200,
+                    latency_seconds=0.01,
+                    model_version="v1",
+                    n_items=len(stored["area"]),
+                    features=stored,
+                )
+            )
+        connection.execute(
+            predictions.insert(),
+            [
+                {
+                    "prediction_id": f"{request_id}.{item}",
+                    "request_id": request_id,
+                    "item_index": item,
+                    "created_at": T0 + timedelta(milliseconds=position),
+                    "model_version": "v1",
+                    "prediction": float(position),
+                    "lower": 0.0,
+                    "upper": 1.0,
+                    "features": ({"area": 500.0, "hood": None} if request_id == "old" else None),
+                }
+                for position, (request_id, item) in enumerate(layout)
+            ],
+        )
+
+
+def _layout() -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """Request a (60 items) whole, b and c (40 each) interleaved item by item, a row
+    with its own features, d (30) whose requests row is gone."""
+    columns: dict[str, Any] = {"a": _values(60, 1), "b": _values(40, 2), "c": _values(40, 3)}
+    columns["d"] = None
+    layout = [("a", i) for i in range(60)]
+    for i in range(40):
+        layout += [("b", i), ("c", i)]
+    layout += [("old", 0)] + [("d", i) for i in range(30)]
+    return layout, columns
+
+
+@pytest.mark.parametrize(("first", "last"), [(0, 171), (25, 130), (61, 61), (59, 62)])
+def test_counts_equal_the_rates_over_every_row_and_the_sample_its_rows(
+    engine: sa.Engine, first: int, last: int
+) -> None:
+    """Windows cutting requests anywhere: ``first``..``last`` (0-based, inclusive) of
+    the 171 rows."""
+    layout, columns = _layout()
+    _write(engine, layout, columns)
+    reader = LogReader(engine, settle_seconds=0)
+    everything = reader.read_index(0, reader.high_mark())
+    rows = everything.iloc[first : last + 1].reset_index(drop=True)
+    positions = np.arange(0, len(rows), 3)
+
+    found = reader.window_features(rows, SCHEMA, positions)
+
+    whole = reader.read(int(rows["seq"].iloc[0]) - 1, int(rows["seq"].iloc[-1]))
+    assert list(whole["seq"]) == list(rows["seq"])
+    assert found.counts.rows == len(rows)
+    assert found.counts.rates() == feature_quality(features_of(whole, NAMES), SCHEMA)
+    expected = features_of(whole.iloc[positions].reset_index(drop=True), NAMES)
+    pd.testing.assert_frame_equal(features_of(found.rows, NAMES), expected)
+    assert list(found.rows["seq"]) == list(rows["seq"].iloc[positions])
+    assert list(found.rows["prediction"]) == list(whole["prediction"].iloc[positions])
+
+
+def test_the_index_holds_no_feature_and_types_every_column(engine: sa.Engine) -> None:
+    layout, columns = _layout()
+    _write(engine, layout, columns)
+    reader = LogReader(engine, settle_seconds=0)
+
+    index = reader.read_index(0, reader.high_mark(), limit=100)
+
+    assert list(index.columns) == list(INDEX_COLUMNS) and len(index) == 100
+    assert str(index["created_at"].dtype).startswith("datetime64") and index["created_at"].dt.tz
+    assert index["created_at"].iloc[61] == pd.Timestamp(T0 + timedelta(milliseconds=61))
+    assert index["ood_score"].dtype == "float64" and index["ood_score"].isna().all()
+    assert index["own_features"].tolist() == [False] * 100
+    assert reader.rows_read == 100
+    tail = reader.read_index(int(index["seq"].iloc[-1]), reader.high_mark())
+    assert tail["own_features"].tolist() == [False] * 40 + [True] + [False] * 30
+    assert reader.read_index(0, 0).columns.tolist() == list(INDEX_COLUMNS)
+
+
+def test_a_request_cut_by_a_window_boundary_is_decoded_once(engine: sa.Engine) -> None:
+    layout, columns = _layout()
+    _write(engine, layout, columns)
+    reader = LogReader(engine, settle_seconds=0)
+    rows = reader.read_index(0, reader.high_mark())
+    empty = np.array([], dtype=np.int64)
+
+    reader.window_features(rows.iloc[:30].reset_index(drop=True), SCHEMA, empty)
+    reader.window_features(rows.iloc[30:140].reset_index(drop=True), SCHEMA, empty)
+
+    assert reader.columns.decoded == 3  # a, then b and c: a is not read again
