@@ -47,11 +47,20 @@ DAYS_AHEAD = 7
 before a row lands in the default partition)."""
 LOCK_TIMEOUT = "5s"
 _LOCK_NOT_AVAILABLE = "55P03"
+# A partition's creation meeting another process's work: a writer's row of its day
+# committed into the default partition after the check for such rows (check
+# violation), or another prune creating the same day (duplicate table).
+_CHECK_VIOLATION = "23514"
+_DUPLICATE_TABLE = "42P07"
+
+
+def _sqlstate(exc: sa.exc.DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
 
 
 def lock_not_granted(exc: sa.exc.DBAPIError) -> bool:
     """Whether ``exc`` is DDL giving up on its lock after :data:`LOCK_TIMEOUT`."""
-    return getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE
+    return _sqlstate(exc) == _LOCK_NOT_AVAILABLE
 
 
 @dataclass(frozen=True, order=True)
@@ -168,8 +177,10 @@ def ensure_partitions(
     engine: sa.Engine, now: datetime, days_ahead: int = DAYS_AHEAD
 ) -> list[Partition]:
     """Create the partitions missing from today to ``days_ahead`` days ahead, each in
-    its own short transaction; the partitions created. A lock not granted in time
-    leaves the rest to the next call (the default partition keeps their rows)."""
+    its own short transaction; the partitions created. A lock not granted in time, or
+    a writer's row of the day committed into the default partition meanwhile, leaves
+    the rest to the next call (the default partition keeps their rows); a partition
+    another prune created meanwhile is left as it is."""
     created: list[Partition] = []
     if engine.dialect.name != "postgresql":
         return created
@@ -187,15 +198,28 @@ def ensure_partitions(
                 with engine.begin() as connection:
                     _set_lock_timeout(connection)
                     moved = create_partition(connection, partition)
-            except sa.exc.OperationalError as exc:
-                if not lock_not_granted(exc):
+            except sa.exc.DBAPIError as exc:
+                if _sqlstate(exc) == _DUPLICATE_TABLE:
+                    continue  # another prune made it meanwhile
+                if _sqlstate(exc) not in (_LOCK_NOT_AVAILABLE, _CHECK_VIOLATION):
                     raise
+                # Nothing was changed (one transaction); the day's rows wait in the
+                # default partition, which the next prune moves.
                 log.warning("partition %s not created now: %s", partition.name, exc.orig)
                 return created
             if moved:
                 log.info("partition %s: %d rows moved from the default one", partition.name, moved)
             created.append(partition)
     return created
+
+
+def lock_for_drop(connection: sa.Connection, partition: Partition) -> None:
+    """Take the lock that dropping ``partition`` takes anyway (waiting at most
+    :data:`LOCK_TIMEOUT`), before the caller checks its rows may go: from then on no
+    writer or reader of the partitioned table runs until the transaction ends. The
+    partitioned table first, as writers and readers lock it before its partitions."""
+    _set_lock_timeout(connection)
+    connection.exec_driver_sql(f"LOCK TABLE ONLY {partition.table} IN ACCESS EXCLUSIVE MODE")
 
 
 def drop_partition(connection: sa.Connection, partition: Partition) -> None:

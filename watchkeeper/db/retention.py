@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 import sqlalchemy as sa
@@ -160,6 +161,13 @@ class PruneReport:
         return lines
 
 
+class _Kept(Enum):
+    """Why a day partition the prune chose was not dropped."""
+
+    LOCKED = "its lock was not granted in time"
+    CHANGED = "its rows changed since they were checked"
+
+
 @dataclass
 class _Cutoffs:
     raw: datetime | None
@@ -272,7 +280,11 @@ class Pruner:
 
     def _drop_partitions(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> tuple[str, ...]:
         """Drop the day partitions that may go whole (module docstring), oldest first.
-        A dry run names them and leaves their rows to the row passes' counts."""
+        A dry run names them and leaves their rows to the row passes' counts.
+
+        A table whose lock is not granted in time (a long reader) is left alone for the
+        rest of this prune: every DROP waiting for its lock holds up the writers queued
+        behind it, so one wait per table and prune, not one per old day."""
         assert cut.raw is not None and cut.labelled is not None
         with self.engine.connect() as connection:
             if not parts.is_partitioned(connection, "predictions"):
@@ -283,11 +295,14 @@ class Pruner:
         for partition in days["predictions"]:
             if partition.end > cut.raw:
                 break
-            if not self._may_drop_predictions(partition, cut):
-                continue
+            with self.engine.connect() as connection:
+                if not self._may_drop_predictions(connection, partition, cut):
+                    continue
             if not dry_run:
-                removed = self._archive_and_drop(partition)
-                if removed is None:
+                removed = self._archive_and_drop(partition, cut)
+                if removed is _Kept.LOCKED:
+                    break
+                if removed is _Kept.CHANGED:
                     continue
                 counts.add("predictions", removed)
             gone.add(partition.day)
@@ -296,60 +311,81 @@ class Pruner:
             if partition.end > cut.raw:
                 break
             with self.engine.connect() as connection:
-                rows_left = connection.execute(
-                    sa.select(predictions.c.seq)
-                    .where(
-                        predictions.c.created_at >= partition.start,
-                        predictions.c.created_at < partition.end,
-                    )
-                    .limit(1)
-                ).first()
-            if rows_left is not None and not (dry_run and partition.day in gone):
+                rows_left = self._predictions_of_day(connection, partition)
+            if rows_left and not (dry_run and partition.day in gone):
                 continue  # the row pass deletes its requests as their predictions go
             if not dry_run:
-                removed = self._drop(partition)
-                if removed is None:
+                removed = self._drop(
+                    partition, lambda c, p=partition: not self._predictions_of_day(c, p)
+                )
+                if removed is _Kept.LOCKED:
+                    break
+                if removed is _Kept.CHANGED:
                     continue
                 counts.add("requests", removed)
             dropped.append(partition.name)
         return tuple(dropped)
 
-    def _drop(self, partition: parts.Partition) -> int | None:
-        """Drop ``partition``; its rows, or None if its lock was not granted in time (a
-        long reader): the row passes then delete its rows in batches, as they would
+    @staticmethod
+    def _predictions_of_day(connection: sa.Connection, partition: parts.Partition) -> bool:
+        """Whether any prediction has the time of ``partition``'s day."""
+        row = connection.execute(
+            sa.select(predictions.c.seq)
+            .where(
+                predictions.c.created_at >= partition.start,
+                predictions.c.created_at < partition.end,
+            )
+            .limit(1)
+        ).first()
+        return row is not None
+
+    def _drop(
+        self, partition: parts.Partition, still_may: Callable[[sa.Connection], bool]
+    ) -> int | _Kept:
+        """Drop ``partition`` if ``still_may`` holds once no writer can add to it; its
+        rows, or why it is kept. The check is made again under the partitioned table's
+        lock because what was checked before (an archive of the day may take minutes)
+        may have changed since: a replayed row the monitor has not read, a new label, a
+        request's predictions. A lock not granted in time (a long reader) leaves the
+        partition to the row passes, which delete its rows in batches as they would
         without partitions, so retention holds either way."""
         try:
             with self.engine.begin() as connection:
+                parts.lock_for_drop(connection, partition)
+                if not still_may(connection):
+                    log.info("partition %s kept: its rows changed since checked", partition.name)
+                    return _Kept.CHANGED
                 n = parts.rows_in(connection, partition)
                 parts.drop_partition(connection, partition)
         except sa.exc.OperationalError as exc:
             if not parts.lock_not_granted(exc):
                 raise
             log.warning("partition %s not dropped now: %s", partition.name, exc.orig)
-            return None
+            return _Kept.LOCKED
         return n
 
-    def _may_drop_predictions(self, partition: parts.Partition, cut: _Cutoffs) -> bool:
+    def _may_drop_predictions(
+        self, connection: sa.Connection, partition: parts.Partition, cut: _Cutoffs
+    ) -> bool:
         """Whether every row of ``partition`` may go: read by the monitor, and no label
         of one still within the labelled retention (labels older than it go with
         their predictions anyway, :meth:`_aged_labels`)."""
         assert cut.labelled is not None
-        with self.engine.connect() as connection:
-            newest = connection.exec_driver_sql(f"SELECT max(seq) FROM {partition.name}").scalar()
-            if newest is not None and newest > cut.protect_seq:
-                return False
-            kept = connection.execute(
-                sa.text(
-                    f"SELECT EXISTS (SELECT 1 FROM feedback f JOIN {partition.name} p"
-                    " ON p.prediction_id = f.prediction_id WHERE f.received_at >= :labelled)"
-                ),
-                {"labelled": cut.labelled},
-            ).scalar()
+        newest = connection.exec_driver_sql(f"SELECT max(seq) FROM {partition.name}").scalar()
+        if newest is not None and newest > cut.protect_seq:
+            return False
+        kept = connection.execute(
+            sa.text(
+                f"SELECT EXISTS (SELECT 1 FROM feedback f JOIN {partition.name} p"
+                " ON p.prediction_id = f.prediction_id WHERE f.received_at >= :labelled)"
+            ),
+            {"labelled": cut.labelled},
+        ).scalar()
         return not kept
 
-    def _archive_and_drop(self, partition: parts.Partition) -> int | None:
+    def _archive_and_drop(self, partition: parts.Partition, cut: _Cutoffs) -> int | _Kept:
         """Archive ``partition``'s rows (if an archive is set) in bounded batches, then
-        drop it; its rows (None: not dropped now, :meth:`_drop`)."""
+        drop it (:meth:`_drop`)."""
         if self.archive is not None:
             archive = self.archive
             after = 0
@@ -371,7 +407,7 @@ class Pruner:
                 return len(seqs) == self.policy.batch_rows
 
             self._repeat(batch)
-        return self._drop(partition)
+        return self._drop(partition, lambda c: self._may_drop_predictions(c, partition, cut))
 
     # -- raw: unlabelled predictions, by seq ------------------------------------------
 

@@ -1,0 +1,343 @@
+"""Adversarial cases for the log's time partitions on PostgreSQL: partition DDL racing
+writers and another prune, a prune meeting a long reader on many days, a label or a
+replayed row arriving while a day is being archived, and the times a replay carries."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+
+from serving.feedback import FeedbackItem, store_feedback
+from serving.log_entry import LogEntry
+from serving.log_store import LogStore, Written
+from tests.postgres import PostgresServer
+from tests.processes import wait_for
+from tests.watchkeeper.test_retention import NOW, POLICY, Log, ago
+from watchkeeper.db import partitions as parts
+from watchkeeper.db.archive import Archive, read_archive
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.migrate import upgrade
+from watchkeeper.db.retention import Pruner, RetentionPolicy
+from watchkeeper.db.tables import feedback, predictions, requests
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_engine(postgres_server: PostgresServer) -> Iterator[sa.Engine]:
+    engine = create_engine(postgres_server.create_database())
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def names(engine: sa.Engine, table: str) -> list[str]:
+    with engine.connect() as connection:
+        return [p.name for p in parts.partitions(connection, table)]
+
+
+def waiting_on_a_lock(engine: sa.Engine, statement: str) -> Callable[[], bool]:
+    """Whether a backend running ``statement…`` waits for a lock."""
+
+    def check() -> bool:
+        with engine.connect() as connection:
+            return bool(
+                connection.execute(
+                    sa.text(
+                        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock' AND query LIKE :q)"
+                    ),
+                    {"q": f"{statement}%"},
+                ).scalar()
+            )
+
+    return check
+
+
+class Background:
+    """Runs ``target`` in a thread and keeps what it returned or raised."""
+
+    def __init__(self, target: Callable[[], Any]) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(target,), daemon=True)
+        self._thread.start()
+
+    def _run(self, target: Callable[[], Any]) -> None:
+        try:
+            self.result = target()
+        except BaseException as exc:  # handed to the test
+            self.error = exc
+
+    def join(self) -> Any:
+        self._thread.join(timeout=120)
+        assert not self._thread.is_alive()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def _prediction_row(request_id: str, when: datetime) -> dict[str, Any]:
+    return {
+        "prediction_id": f"{request_id}-0",
+        "request_id": request_id,
+        "item_index": 0,
+        "created_at": when,
+        "model_version": "v1",
+        "prediction": 1.0,
+        "lower": 0.0,
+        "upper": 2.0,
+    }
+
+
+# -- partition DDL against writers and another prune ------------------------------------
+
+
+def test_a_row_committed_into_the_default_partition_while_its_day_is_created(
+    pg_engine: sa.Engine,
+) -> None:
+    """A writer's row of a day with no partition yet lands in the default partition
+    while the prune creates that day: the prune neither fails nor loses the row."""
+    day = datetime(2026, 1, 10, 8, tzinfo=UTC)
+    writer = pg_engine.connect()
+    transaction = writer.begin()
+    writer.execute(predictions.insert().values(**_prediction_row("late", day)))
+    creating = Background(lambda: parts.ensure_partitions(pg_engine, day, days_ahead=0))
+    assert wait_for(waiting_on_a_lock(pg_engine, "CREATE TABLE predictions_p20260110"), timeout=60)
+    transaction.commit()
+    writer.close()
+
+    creating.join()  # raised a check violation: the row of its day sat in the default
+    parts.ensure_partitions(pg_engine, day, days_ahead=0)  # the next prune's turn
+
+    assert "predictions_p20260110" in names(pg_engine, "predictions")
+    with pg_engine.connect() as connection:
+        where = connection.execute(
+            sa.select(sa.literal_column("tableoid::regclass::text")).select_from(predictions)
+        ).scalars()
+        assert list(where) == ["predictions_p20260110"]
+
+
+def test_two_prunes_creating_the_same_day_at_once_both_finish(pg_engine: sa.Engine) -> None:
+    """Two prunes (the monitor's loop and an operator's ``watchkeeper db prune``) create
+    the same missing day at once: the second finds it made, it does not fail."""
+    day = datetime(2026, 1, 10, 8, tzinfo=UTC)
+    other = pg_engine.connect()
+    transaction = other.begin()
+    parts.create_partition(other, parts.Partition(day.date(), "predictions"))
+    creating = Background(lambda: parts.ensure_partitions(pg_engine, day, days_ahead=0))
+    assert wait_for(
+        waiting_on_a_lock(pg_engine, "SELECT EXISTS (SELECT 1 FROM predictions_default")
+    )
+    transaction.commit()
+    other.close()
+
+    assert creating.join() == [parts.Partition(day.date(), "requests")]  # raised DuplicateTable
+
+    assert "requests_p20260110" in names(pg_engine, "requests")
+    assert names(pg_engine, "predictions").count("predictions_p20260110") == 1
+
+
+# -- a prune meeting a long reader ------------------------------------------------------
+
+
+def test_a_long_reader_costs_the_writers_one_lock_wait_per_prune_not_one_per_day(
+    pg_engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each DROP waiting for a reader queues every writer behind it for up to
+    LOCK_TIMEOUT; with many old days (the first prune of a long log) the writers would
+    stall one LOCK_TIMEOUT per day. Once a table's lock is refused, the prune leaves
+    that table's other days to the row passes and the next prune."""
+    first = datetime(2026, 10, 1, tzinfo=UTC)
+    parts.ensure_partitions(pg_engine, first, days_ahead=2)
+    log = Log(pg_engine)
+    for day in range(3):
+        log.requests(first + timedelta(days=day, hours=1), 4)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    reader = pg_engine.connect()
+    reader.execute(sa.select(predictions.c.seq).limit(1)).all()  # holds its lock till the end
+
+    caplog.set_level(logging.WARNING, logger="watchkeeper.db.retention")
+    try:
+        report = Pruner(pg_engine, POLICY, clock=lambda: NOW, pause=False).run()
+    finally:
+        reader.close()
+
+    waits = [r for r in caplog.records if "not dropped now" in r.getMessage()]
+    assert len(waits) == 1, [r.getMessage() for r in waits]
+    assert not any(n.startswith("predictions_") for n in report.partitions_dropped)
+    # retention holds anyway: the row passes deleted the old days' rows
+    assert len(log.ids(predictions, "seq")) == 1
+    again = Pruner(pg_engine, POLICY, clock=lambda: NOW, pause=False).run()
+    assert {f"predictions_p202610{d:02d}" for d in (1, 2, 3)} <= set(again.partitions_dropped)
+
+
+# -- what arrives while a day is archived before its drop ---------------------------------
+
+
+class _ArchiveThen(Archive):
+    """The real Parquet archive, running ``then`` once after its first write: what
+    another process does while the prune archives a large day."""
+
+    def __init__(self, url: str, then: Callable[[], None]) -> None:
+        super().__init__(url)
+        self._then: Callable[[], None] | None = then
+
+    def write(self, connection: sa.Connection, seqs: Any) -> int:
+        written = super().write(connection, seqs)
+        if self._then is not None:
+            then, self._then = self._then, None
+            then()
+        return written
+
+
+def _archiving_pruner(engine: sa.Engine, tmp_path: Path, then: Callable[[], None]) -> Pruner:
+    policy = RetentionPolicy(
+        raw_days=30, labelled_days=365, history_days=730, batch_rows=5, archive_url=str(tmp_path)
+    )
+    pruner = Pruner(engine, policy, clock=lambda: NOW, pause=False)
+    pruner.archive = _ArchiveThen(str(tmp_path), then)
+    return pruner
+
+
+def test_a_label_arriving_while_its_day_is_archived_keeps_its_prediction(
+    pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    first = datetime(2026, 10, 1, tzinfo=UTC)
+    parts.ensure_partitions(pg_engine, first, days_ahead=0)
+    log = Log(pg_engine)
+    ids = log.requests(first + timedelta(hours=1), 12)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    late = ids[-1][0]  # labelled 60 days after its prediction: within the labelled retention
+
+    def label() -> None:
+        stored = store_feedback(pg_engine, [FeedbackItem(late, 99.0)])
+        assert stored.unmatched == 0
+
+    report = _archiving_pruner(pg_engine, tmp_path, label).run()
+
+    assert "predictions_p20261001" not in report.partitions_dropped
+    assert late in log.ids(predictions, "prediction_id")
+    assert log.ids(feedback, "prediction_id") == {late}
+    # the day's other rows went row by row, as for any day kept for a label
+    assert log.ids(predictions, "prediction_id") == {late, f"r{log.n:05d}-0"}
+    assert {p for r in ids for p in r} <= set(read_archive(str(tmp_path))["prediction_id"])
+
+
+def test_a_row_replayed_into_a_day_being_archived_is_not_dropped_unread(
+    pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    """An orphan journal replayed late stores a row of an old day after the monitor's
+    watermark; a drop decided before it arrived must not take it."""
+    first = datetime(2026, 10, 1, tzinfo=UTC)
+    parts.ensure_partitions(pg_engine, first, days_ahead=0)
+    log = Log(pg_engine)
+    log.requests(first + timedelta(hours=1), 12)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    replayed: list[list[str]] = []
+
+    def replay() -> None:
+        replayed.extend(log.requests(first + timedelta(hours=2), 1))
+
+    _archiving_pruner(pg_engine, tmp_path, replay).run()
+
+    assert replayed[0][0] in log.ids(predictions, "prediction_id")
+    assert f"r{log.n:05d}" in log.ids(requests, "request_id")
+
+
+# -- the time a replay carries ------------------------------------------------------------
+
+
+def _entry(n: int, when: datetime) -> LogEntry:
+    return LogEntry(
+        request_id=f"{n:032x}",
+        received_at=when,
+        endpoint="/predict",
+        method="POST",
+        status_code=200,
+        latency_seconds=0.01,
+        model_version="v1",
+        columns={"area": [1.0, 2.0]},
+        values=[1.0, 2.0],
+        lower=[0.0, 1.0],
+        upper=[2.0, 3.0],
+        single=False,
+    )
+
+
+def test_a_replayed_journal_line_meets_its_stored_row_at_every_precision_and_zone(
+    pg_engine: sa.Engine,
+) -> None:
+    """Uniqueness is (prediction_id, created_at) now: a replay stores once only if the
+    journal gives back the very instant stored, whatever zone or microsecond the request
+    thread's clock had, and on both sides of a UTC midnight (and a DST change)."""
+    new_york = ZoneInfo("America/New_York")
+    times = [
+        datetime(2026, 11, 29, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 11, 30, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(2026, 11, 1, 1, 30, 0, 123457, tzinfo=new_york),  # the repeated hour
+        datetime(2026, 11, 1, 1, 30, 0, 123457, tzinfo=new_york).replace(fold=1),
+        datetime(2026, 3, 8, 23, 30, 0, 5, tzinfo=new_york),  # 04:30 UTC the next day
+    ]
+    parts.ensure_partitions(pg_engine, datetime(2026, 11, 29, tzinfo=UTC), days_ahead=1)
+    entries = [_entry(n, when) for n, when in enumerate(times)]
+    store = LogStore(pg_engine)
+    assert store.insert(entries) == Written(5, 10)
+
+    replayed = [LogEntry.from_line(e.to_line()[:-1]) for e in entries]
+    assert store.insert(replayed) == Written(0, 0)
+    assert store.insert(replayed[::-1]) == Written(0, 0)
+
+    with pg_engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(
+                requests.c.request_id,
+                requests.c.received_at,
+                sa.literal_column("requests.tableoid::regclass::text").label("part"),
+            ).order_by(requests.c.request_id)
+        ).all()
+        duplicates = connection.exec_driver_sql(
+            "SELECT count(*) FROM (SELECT prediction_id FROM predictions"
+            " GROUP BY prediction_id HAVING count(*) > 1) d"
+        ).scalar()
+        straddling = connection.exec_driver_sql(
+            "SELECT count(*) FROM predictions p JOIN requests r USING (request_id)"
+            " WHERE p.created_at <> r.received_at"
+        ).scalar()
+    assert duplicates == 0 and straddling == 0
+    # compared as UTC instants: Python never equates a time in a DST fold across zones
+    assert [r.received_at.astimezone(UTC) for r in rows] == [t.astimezone(UTC) for t in times]
+    expected = [parts.partition_name("requests", t.astimezone(UTC).date()) for t in times]
+    assert [r.part for r in rows] == [
+        name if name in names(pg_engine, "requests") else "requests_default" for name in expected
+    ]
+
+
+def test_feedback_for_a_replayed_prediction_matches_it_once(pg_engine: sa.Engine) -> None:
+    when = datetime.now(UTC)
+    entry = _entry(1, when)
+    store = LogStore(pg_engine)
+    store.insert([entry])
+    store.insert([LogEntry.from_line(entry.to_line()[:-1])])
+
+    stored = store_feedback(pg_engine, [FeedbackItem(f"{1:032x}.0", 1.5)])
+
+    assert stored.accepted == 1 and stored.unmatched == 0
+    with pg_engine.connect() as connection:
+        joined = connection.execute(
+            sa.select(sa.func.count()).select_from(
+                feedback.join(predictions, feedback.c.prediction_id == predictions.c.prediction_id)
+            )
+        ).scalar_one()
+    assert joined == 1
