@@ -10,12 +10,12 @@ after a crash once: SQLite ignores rows already present; on PostgreSQL, where ``
 cannot, a batch that meets a row already stored fails whole (one transaction, nothing
 kept) and is stored again through staging tables and ``INSERT … SELECT … ON CONFLICT
 DO NOTHING``. Only replays meet stored rows, so the direct ``COPY`` is the usual path:
-the staging copy and the second insert were a fifth of PostgreSQL's CPU per batch.
+the staging copy and the second insert were a sixth of PostgreSQL's CPU per batch.
 
 PostgreSQL compresses a large ``features`` value before storing it; its default
-(pglz) cost PostgreSQL about a third of its CPU per 1,000-row request, LZ4 a fifth of
+(pglz) cost about a third of PostgreSQL's CPU per 1,000-row request, LZ4 a tenth of
 that, so the writer's transactions ask for LZ4 where the server has it (14 and later,
-built with it). Reads decompress either transparently.
+built with it). Reads decompress either transparently. Rows go by binary ``COPY``.
 
 The column lists here must match ``watchkeeper.db.tables``; a test writes through
 this module and reads back through the Core tables.
