@@ -341,3 +341,125 @@ def test_feedback_for_a_replayed_prediction_matches_it_once(pg_engine: sa.Engine
             )
         ).scalar_one()
     assert joined == 1
+
+
+# -- migration 0007 on awkward databases --------------------------------------------------
+
+
+def _database_in_zone(postgres_server: PostgresServer, zone: str) -> sa.Engine:
+    """A new database whose sessions' TimeZone is ``zone`` (the server's, not UTC)."""
+    url = postgres_server.create_database()
+    name = url.rsplit("/", 1)[1]
+    admin = create_engine(postgres_server.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"ALTER DATABASE {name} SET timezone TO '{zone}'")
+    admin.dispose()
+    return create_engine(url)
+
+
+def _misplaced(engine: sa.Engine) -> int:
+    """Rows not in the partition of their UTC day (nor in the default one)."""
+    wrong = 0
+    with engine.connect() as connection:
+        for table, key in parts.PARTITIONED.items():
+            wrong += connection.exec_driver_sql(
+                f"SELECT count(*) FROM {table} WHERE tableoid::regclass::text NOT IN"
+                f" ('{table}_p' || to_char({key} AT TIME ZONE 'UTC', 'YYYYMMDD'),"
+                f" '{table}_default')"
+            ).scalar_one()
+    return wrong
+
+
+def _rows(engine: sa.Engine) -> dict[str, list[Any]]:
+    with engine.connect() as connection:
+        return {
+            t.name: [tuple(r) for r in connection.execute(sa.select(t).order_by(*t.primary_key))]
+            for t in (predictions, requests, feedback)
+        }
+
+
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "America/New_York"])
+def test_migration_and_prune_split_days_in_utc_whatever_the_server_zone(
+    postgres_server: PostgresServer, zone: str
+) -> None:
+    """A server whose TimeZone is not UTC (+14 h, or one with DST): rows a few
+    microseconds either side of a UTC midnight, and of a DST change, land in the
+    partition of their UTC day, and the prune drops whole UTC days only."""
+    engine = _database_in_zone(postgres_server, zone)
+    upgrade(engine, "0006")
+    log = Log(engine)
+    midnight = datetime(2026, 10, 2, tzinfo=UTC)
+    edges = [
+        midnight - timedelta(microseconds=1),
+        midnight,
+        datetime(2026, 3, 8, 6, 59, 59, 999999, tzinfo=UTC),  # New York's DST starts at 7:00
+        datetime(2026, 11, 1, 5, 30, tzinfo=UTC),  # its repeated hour
+    ]
+    for when in edges:
+        log.requests(when, 2, items=2)
+    before = _rows(engine)
+
+    upgrade(engine)
+
+    assert _rows(engine) == before and _misplaced(engine) == 0
+    with engine.connect() as connection:
+        assert not connection.exec_driver_sql("SELECT count(*) FROM predictions_default").scalar()
+    for when in edges:
+        assert parts.partition_name("predictions", when.date()) in names(engine, "predictions")
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    # cut-off at 2026-10-02 00:00 UTC: 10-01 goes whole, the rows at midnight stay
+    clock = midnight + timedelta(days=30)
+    report = Pruner(engine, POLICY, clock=lambda: clock, pause=False).run()
+    assert "predictions_p20261001" in report.partitions_dropped
+    assert "predictions_p20261002" not in report.partitions_dropped
+    kept = {r[0] for r in _rows(engine)["requests"]}
+    assert {"r00003", "r00004"} <= kept and not {"r00001", "r00002"} & kept
+    engine.dispose()
+
+
+def test_migration_of_a_log_with_far_times_and_a_large_seq_is_whole_or_nothing(
+    postgres_server: PostgresServer,
+) -> None:
+    """Rows from 1999 and 2099, a seq past 2**32: copied as they were, seq goes on from
+    where it was. An upgrade that fails half-way (here a name it needs is taken) leaves
+    the 0006 tables as they were, and runs once the cause is gone; a second upgrade
+    changes nothing."""
+    engine = create_engine(postgres_server.create_database())
+    upgrade(engine, "0006")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("SELECT setval('predictions_seq_seq', 5000000000)")
+    log = Log(engine)
+    far = [
+        datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2099, 1, 1, tzinfo=UTC),
+        datetime.now(UTC) + timedelta(days=3),
+    ]
+    for when in far:
+        log.requests(when, 2, items=3)
+    log.label("r00001-0", ago(1))
+    before = _rows(engine)
+    with engine.begin() as connection:  # in the way of the upgrade's rebuild of requests
+        connection.exec_driver_sql("CREATE TABLE requests_rebuilt (x int)")
+
+    with pytest.raises(sa.exc.ProgrammingError):
+        upgrade(engine)
+
+    with engine.connect() as connection:
+        assert not parts.is_partitioned(connection, "predictions")
+        version = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    assert version == "0006" and _rows(engine) == before
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE requests_rebuilt")
+
+    upgrade(engine)
+    upgrade(engine)
+
+    assert _rows(engine) == before and _misplaced(engine) == 0
+    for when in far:
+        assert parts.partition_name("requests", when.date()) in names(engine, "requests")
+    newest = log.max_seq()
+    assert newest == 5000000000 + 3 * 2 * 3
+    log.request(datetime.now(UTC))
+    assert log.max_seq() == newest + 1
+    engine.dispose()
