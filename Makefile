@@ -1,6 +1,9 @@
 # The README's commands. `make run` and `make test` each do all their own set-up.
 VENV ?= .venv
 BIN := $(VENV)/bin
+# pytest-xdist workers for `make test`: one per core (tests/conftest.py keeps the tests
+# that start real servers on one worker, one at a time).
+TEST_WORKERS ?= auto
 
 .PHONY: run test deps system-deps lint bench settings-table mixin chart-files report-screenshot clean
 
@@ -10,7 +13,7 @@ run: $(VENV)/.installed  ## the whole loop: serve :8000, monitor :8001, worker :
 test: $(VENV)/.installed system-deps  ## lint, then the whole test suite against real services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 deps: $(VENV)/.installed
 
