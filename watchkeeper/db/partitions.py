@@ -141,8 +141,16 @@ def create_default(connection: sa.Connection, table: str) -> None:
 
 def create_partition(connection: sa.Connection, partition: Partition) -> int:
     """Create ``partition``; rows of its day already in the default partition move
-    into it (the count is returned). Run inside a transaction."""
+    into it (the count is returned). Run inside a transaction.
+
+    The partitioned table is locked first, as the ``CREATE`` would lock it anyway: no
+    writer's row of the day can then reach the default partition between the check
+    for such rows and the new partition (the ``CREATE`` would fail), and no writer's
+    ``COPY`` that routed by the partitions as they were can meet the default
+    partition's narrowed bounds (``ATTACH`` alone does not wait for writers: a
+    writer's batch failed with a check violation)."""
     table, key = partition.table, PARTITIONED[partition.table]
+    connection.exec_driver_sql(f"LOCK TABLE ONLY {table} IN ACCESS EXCLUSIVE MODE")
     bounds = f"FROM ({_literal(partition.start)}) TO ({_literal(partition.end)})"
     in_day = f"{key} >= {_literal(partition.start)} AND {key} < {_literal(partition.end)}"
     default = default_name(table)
