@@ -63,7 +63,10 @@ log = logging.getLogger(__name__)
 FEEDBACK_WATERMARK = "feedback"
 ORPHAN_WATERMARK = "feedback_orphans"
 READ_WINDOWS = 10
-"""A cycle reads at most this many windows' rows; the rest wait for the next cycle."""
+"""A read holds at least this many windows' count of rows..."""
+READ_ROWS = 100_000
+"""...and at least this many rows: only their index (~10 MB), so that windows of a
+minimum span (many times their count at high traffic) take few reads."""
 MAX_REASON_CHARS = 500
 """An error's reason is stored and logged cut to this: it may quote a hostile value."""
 
@@ -104,6 +107,7 @@ class Monitor:
         self.registry = registry
         self.reader = LogReader(engine, settle_seconds=settings.monitor_settle_seconds)
         self.read_windows = READ_WINDOWS
+        self.read_rows = READ_ROWS
         self.status = MonitorStatus(latest=self._stored_latest(), rolling=self._stored_rolling())
         self._suites: dict[str, DetectorSuite] = {}
         self.estimator = AccuracyEstimator(registry)
@@ -211,7 +215,7 @@ class Monitor:
             # one read of the whole backlog held every row's features in memory
             # (only the index of each row is held; a window's features are read when
             # it is evaluated, and the rows of a window still open carry to the next read)
-            limit = self.read_windows * self.settings.monitor_window_size
+            limit = max(self.read_windows * self.settings.monitor_window_size, self.read_rows)
             after = self.reader.watermark()
             pending = pd.DataFrame()
             while True:

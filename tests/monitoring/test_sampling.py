@@ -260,7 +260,7 @@ def test_a_monitor_far_behind_reads_a_bounded_chunk_at_a_time(
     monitor.settings = monitor.settings.model_copy(
         update={"monitor_window_size": 100, "monitor_min_samples": 50}
     )
-    monitor.read_windows = 2
+    monitor.read_windows, monitor.read_rows = 2, 0
     reads: list[int] = []
     read = monitor.reader.read_index
 
@@ -300,7 +300,7 @@ def test_windows_of_a_minimum_span_longer_than_a_read_are_evaluated_whole(
             "monitor_min_samples": 50,
         }
     )
-    monitor.read_windows = 2
+    monitor.read_windows, monitor.read_rows = 2, 0
 
     assert monitor.run_once() == 3
 

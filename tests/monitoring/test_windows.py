@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from monitoring.windows import cut_windows
@@ -104,3 +105,50 @@ def test_the_time_span_still_bounds_a_window_with_a_minimum_span() -> None:
     windows = cut_windows(rows, size=3, seconds=1, min_seconds=2, now=T0)
 
     assert [(w.first_seq, w.last_seq) for w in windows] == [(1, 10), (11, 20), (21, 30), (31, 40)]
+
+
+def test_rows_stamped_out_of_order_never_stretch_a_window_past_its_size() -> None:
+    """Writers' clocks differ: a row logged after the first may carry an earlier time.
+    Without a minimum span the count alone closes a window."""
+    rows = _rows([5.0, 4.0, 3.0, 2.0, 1.0, 0.0, 6.0])
+
+    windows = cut_windows(rows, size=2, seconds=600, now=T0)
+
+    assert [(w.first_seq, w.last_seq) for w in windows] == [(1, 2), (3, 4), (5, 6)]
+
+
+def test_windows_cut_in_slices_equal_a_row_by_row_cut() -> None:
+    """Long logs of mixed versions, gaps and shuffled stamps: the same windows as the
+    rule applied one row at a time."""
+    rng = np.random.default_rng(5)
+    n = 20_000
+    seconds = np.cumsum(rng.exponential(0.01, n)) + rng.normal(0, 0.02, n)
+    seconds[rng.random(n) < 0.001] += 700  # a few rows past the time span
+    versions = np.where(np.arange(n) < 12_345, "v1", "v2").tolist()
+    rows = _rows(seconds.tolist(), versions)
+    for size, minimum in ((500, 0.0), (300, 2.0), (7, 0.0)):
+        windows = cut_windows(rows, size=size, seconds=600, min_seconds=minimum, now=T0)
+
+        assert [(w.first_seq, w.last_seq) for w in windows] == _by_row(
+            seconds, versions, size, minimum
+        )
+
+
+def _by_row(seconds: np.ndarray, versions: list[str], size: int, minimum: float) -> list[tuple]:
+    """The rule, a row at a time (every window closed by a following row)."""
+    us = (seconds * 1e6).astype(np.int64)
+    out, start, n = [], 0, len(us)
+    while start < n:
+        end = start + 1
+        while end < n:
+            elapsed = us[end] - us[start]
+            if versions[end] != versions[start] or elapsed >= 600_000_000:
+                break
+            if end - start >= size and (minimum == 0 or elapsed >= minimum * 1e6):
+                break
+            end += 1
+        if end == n:
+            break
+        out.append((start + 1, end))
+        start = end
+    return out
