@@ -154,7 +154,7 @@ def main() -> None:
 
     estimators: dict[str, Estimate] = {
         "estimated (shipped: out-of-fold, L2, + pred.)": shipped,
-        f"constant: validation MAE {trained.metrics['mae']:,.0f}": constant(trained.metrics["mae"]),
+        f"constant: validation MAE {trained.metrics.mae:,.0f}": constant(trained.metrics.mae),
         f"constant: out-of-fold MAE {oof_mae:,.0f}": constant(oof_mae),
         "absolute-error loss (median)": _variant(
             schema, train_x, oof, train_y, loss="absolute_error"

@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 
 DETECTOR = "estimated_accuracy"
 
+CheckDetails = dict[str, Any]
+"""The check's ``window_results.details``: a JSON object of the check's own shape, read
+through :class:`monitoring.window_result.WindowResult`'s accessors."""
+
 
 @dataclass(frozen=True)
 class WindowEstimate:
@@ -65,8 +69,8 @@ class WindowEstimate:
             return self.estimated_accuracy
         return self.estimated_mae
 
-    def details(self) -> dict[str, Any]:
-        details: dict[str, Any]
+    def details(self) -> CheckDetails:
+        details: CheckDetails
         if self.task is Task.CLASSIFICATION:
             details = {
                 "task": self.task.value,

@@ -412,23 +412,22 @@ class Monitor:
         """A validation figure of the version (None if it has none, or its metadata
         cannot be read: the figure is then left out, the labels still counted)."""
         try:
-            value = self._record(version).metrics.get(name)
+            value = getattr(self._record(version).metrics, name)
         except WatchkeeperError:
             return None
         return None if value is None else float(value)
 
     def _validation_mae_of(self, version: str) -> float | None:
         if version not in self._validation_mae:
-            metrics = self.registry.metadata(version).get("metrics", {})
-            self._validation_mae[version] = metrics.get("mae")
+            self._validation_mae[version] = self._record(version).metrics.mae
         return self._validation_mae[version]
 
     def _positive_target_of(self, version: str) -> bool:
         """Whether the version's target was positive throughout training (its interval
         is then on the log scale): only then is a MAPE reported."""
         if version not in self._positive_target:
-            interval = self.registry.metadata(version).get("interval") or {}
-            self._positive_target[version] = interval.get("scale") == "log"
+            interval = self._record(version).interval
+            self._positive_target[version] = interval is not None and interval.scale == "log"
         return self._positive_target[version]
 
     def _ood_fraction(

@@ -44,7 +44,12 @@ class ReplayReport:
         )
 
 
-def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+JsonRecord = dict[str, Any]
+"""One row as a client sends it in a ``/predict`` body: a free-form JSON object, the
+server's validation says what it must hold."""
+
+
+def json_records(frame: pd.DataFrame) -> list[JsonRecord]:
     """Rows as JSON objects: NaN becomes null, NumPy numbers plain numbers."""
     return orjson.loads(frame.to_json(orient="records"))
 
@@ -112,9 +117,7 @@ class Replayer:
         self.session.close()
         return report
 
-    def _send(
-        self, batch: list[dict[str, Any]], actuals: list[float], report: ReplayReport
-    ) -> None:
+    def _send(self, batch: list[JsonRecord], actuals: list[float], report: ReplayReport) -> None:
         body = {"features": batch[0]} if len(batch) == 1 else {"instances": batch}
         response = self.session.post(f"{self.url}/predict", json=body, timeout=self.timeout)
         report.sent += len(batch)

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 import sqlalchemy as sa
 
 from monitoring.window_result import Check, WindowResult
 from watchkeeper import retrain_queue
 from watchkeeper.db.tables import window_results
+from watchkeeper.retrain_queue import Evidence
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,29 @@ class TriggerPolicy:
     mae_degradation: float = 0.25
     accuracy_drop: float = 0.05
     cooldown_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Trip:
+    """Why the policy tripped: the request's reason and its evidence."""
+
+    reason: str
+    evidence: Evidence = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """The reason's first word (``drift``, ``ood``, ``accuracy``): the counter's label."""
+        return self.reason.split(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class RetrainRequested:
+    """A retrain request the trigger queued."""
+
+    id: int
+    model_version: str
+    reason: str
+    evidence: Evidence
 
 
 class RetrainTrigger:
@@ -62,41 +85,41 @@ class RetrainTrigger:
         *,
         validation_mae: float | None,
         validation_accuracy: float | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> RetrainRequested | None:
         """Check one window's (or one accuracy round's) results; record a request if
         the policy trips and the version is not cooling down. ``validation_accuracy``
         is a classifier version's (its rolling result says it is one)."""
         by_check = {r.check: r for r in results}
         version = results[0].model_version
-        reason, evidence = self._reason(version, by_check, validation_mae)
-        if reason is None:
-            reason, evidence = self._accuracy_reason(by_check, validation_accuracy)
-        if reason is None:
+        trip = self._reason(version, by_check, validation_mae) or self._accuracy_reason(
+            by_check, validation_accuracy
+        )
+        if trip is None:
             return None
         request_id = retrain_queue.enqueue(
             self.engine,
             trigger=TRIGGER,
-            reason=reason,
-            evidence=evidence,
+            reason=trip.reason,
+            evidence=trip.evidence,
             model_version=version,
             cooldown=timedelta(seconds=self.policy.cooldown_seconds),
         )
         if request_id is None:
-            log.info("retrain trigger (%s) for %s suppressed: cooling down", reason, version)
+            log.info("retrain trigger (%s) for %s suppressed: cooling down", trip.reason, version)
             return None
-        self.requested[reason.split(":", 1)[0]] += 1
-        log.warning("retrain requested for %s: %s", version, reason)
-        return {"id": request_id, "reason": reason, "model_version": version, "evidence": evidence}
+        self.requested[trip.kind] += 1
+        log.warning("retrain requested for %s: %s", version, trip.reason)
+        return RetrainRequested(request_id, version, trip.reason, trip.evidence)
 
     def _reason(
         self, version: str, results: dict[Check, WindowResult], validation_mae: float | None
-    ) -> tuple[str | None, dict[str, Any]]:
+    ) -> Trip | None:
         policy = self.policy
         drift = results.get(Check.FEATURE_DRIFT)
         if drift is not None and drift.is_drift:
             recent = self._recent_drift_verdicts(version, policy.drift_windows)
             if len(recent) == policy.drift_windows and all(recent):
-                return (
+                return Trip(
                     f"drift: dataset drift in {policy.drift_windows} consecutive windows",
                     {"window_id": drift.window_id, "drifted": drift.drifted},
                 )
@@ -107,7 +130,7 @@ class RetrainTrigger:
             and ood.score is not None
             and ood.score > policy.ood_fraction
         ):
-            return (
+            return Trip(
                 f"ood: {ood.score:.1%} of a window out of distribution "
                 f"(limit {policy.ood_fraction:.1%})",
                 {"window_id": ood.window_id, "ood_fraction": ood.score},
@@ -117,7 +140,7 @@ class RetrainTrigger:
         if accuracy is not None and bound is not None and validation_mae:
             limit = validation_mae * (1 + policy.mae_degradation)
             if bound > limit:
-                return (
+                return Trip(
                     f"accuracy: MAE {_number(accuracy.score)} over "
                     f"{accuracy.n_rows} labels, at least {_number(bound)} with "
                     f"{accuracy.details['confidence']:.0%} confidence, above "
@@ -131,24 +154,24 @@ class RetrainTrigger:
                         "labels": accuracy.n_rows,
                     },
                 )
-        return None, {}
+        return None
 
     def _accuracy_reason(
         self, results: dict[Check, WindowResult], validation_accuracy: float | None
-    ) -> tuple[str | None, dict[str, Any]]:
+    ) -> Trip | None:
         """A classifier's rolling accuracy, surely below its validation accuracy less
         the allowed drop."""
         rolling = results.get(Check.ROLLING_ACCURACY)
         if rolling is None or validation_accuracy is None:
-            return None, {}
+            return None
         bound = rolling.figure("accuracy_upper_bound")
         if bound is None:  # a regression version's figures
-            return None, {}
+            return None
         drop = self.policy.accuracy_drop
         limit = validation_accuracy - drop
         if bound >= limit:
-            return None, {}
-        return (
+            return None
+        return Trip(
             f"accuracy: {rolling.score:.1%} right over {rolling.n_rows} labels, at most "
             f"{bound:.1%} with {rolling.details['confidence']:.0%} confidence, below {limit:.1%} "
             f"(validation {validation_accuracy:.1%} - {drop:.1%})",

@@ -13,7 +13,7 @@ which stays the database's newest), so training reaches past the log's retention
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +29,7 @@ from watchkeeper.errors import WatchkeeperError
 from watchkeeper.registry import RegisteredModel
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import label_text
-from watchkeeper.version_metadata import DataSource
+from watchkeeper.version_metadata import DataSource, DataWindow, JsonForm
 
 
 class NotEnoughData(WatchkeeperError):
@@ -54,10 +54,33 @@ class ArchiveWindow:
 
 
 @dataclass(frozen=True)
+class RunData:
+    """What a run trains and judges on, stored as the run's ``data`` and in its
+    candidate's training window."""
+
+    base: DataWindow
+    """The champion's original training data, restricted to its training window."""
+    labelled_rows: int
+    labelled_in_training: int
+    archived_in_training: int
+    archive_days: float
+    holdout_rows: int
+    training_rows: int
+    window_days: float
+    holdout_from: str
+    holdout_to: str
+
+    def stored(self) -> JsonForm:
+        """The JSON form (the base window with exactly its own keys)."""
+        stored = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**stored, "base": self.base.stored()}
+
+
+@dataclass(frozen=True)
 class RetrainData:
     training: Dataset
     holdout: Dataset
-    description: dict[str, Any]
+    description: RunData
     source: DataSource | None = None
     """Where the base data came from: recorded with the candidate, as with its champion."""
 
@@ -80,28 +103,27 @@ def base_dataset(
     that file. Versions registered before sources were recorded find the packaged Ames
     data by name; any other data must then be named with ``csv``.
     """
-    window = champion.record.training_window
-    base = window.get("base", window)
+    base = champion.record.training_window.origin
     source = champion.record.data_source
     if csv is not None:
         target = target or (source.target if source else None)
         if target is None:
             raise DataSourceError(f"--csv {csv} needs --target: the column to predict")
-        period = base.get("period_column") or (source.period_column if source else None)
+        period = base.period_column or (source.period_column if source else None)
         # the family's excluded columns (ids, leaky ones) stay excluded in what it records
         source = describe_csv(csv, target, period, exclude=source.exclude if source else ())
     elif source is None:
-        if base.get("dataset") != AMES.dataset:
+        if base.dataset != AMES.dataset:
             raise DataSourceError(
-                f"the training data of {champion.version} ({base.get('dataset')!r}) was not "
+                f"the training data of {champion.version} ({base.dataset!r}) was not "
                 "recorded with it (it was registered before Watchkeeper recorded data "
                 "sources): retrain once with --csv FILE --target COLUMN; the new version "
                 "records it"
             )
         source = AMES
     dataset = load_source(source, version=champion.version)
-    if dataset.period is not None and "start" in base:
-        dataset = dataset.between(base["start"], base["end"])
+    if dataset.period is not None and base.has_period:
+        dataset = dataset.between(base.start, base.end)
     return BaseData(dataset, source)
 
 
@@ -223,18 +245,18 @@ def assemble(
     training_frame = pd.concat([p for p in parts if len(p)], ignore_index=True)
     training = replace(base, frame=training_frame, period=None, exclude=())
     holdout = replace(base, frame=recent[columns].reset_index(drop=True), period=None, exclude=())
-    description = {
-        "base": base.window(),
-        "labelled_rows": len(labelled),
-        "labelled_in_training": len(older),
-        "archived_in_training": len(archived),
-        "archive_days": archive.days,
-        "holdout_rows": len(recent),
-        "training_rows": len(training_frame),
-        "window_days": window_days,
-        "holdout_from": _iso(recent["_predicted_at"].iloc[0]),
-        "holdout_to": _iso(recent["_predicted_at"].iloc[-1]),
-    }
+    description = RunData(
+        base=DataWindow.model_validate(base.window()),
+        labelled_rows=len(labelled),
+        labelled_in_training=len(older),
+        archived_in_training=len(archived),
+        archive_days=archive.days,
+        holdout_rows=len(recent),
+        training_rows=len(training_frame),
+        window_days=window_days,
+        holdout_from=_iso(recent["_predicted_at"].iloc[0]),
+        holdout_to=_iso(recent["_predicted_at"].iloc[-1]),
+    )
     return RetrainData(training=training, holdout=holdout, description=description)
 
 

@@ -31,6 +31,7 @@ from watchkeeper.schema import FeatureSchema
 from watchkeeper.settings import Settings
 from watchkeeper.task import Task
 from watchkeeper.training import TrainingParams, train
+from watchkeeper.version_metadata import DataWindow, ModelMetrics, VersionNotes
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +78,16 @@ class RunResult:
 
 def decide(
     policy: GatePolicy,
-    candidate: dict[str, Any],
-    champion: dict[str, Any],
+    candidate: ModelMetrics,
+    champion: ModelMetrics,
     *,
     candidate_predictions: np.ndarray,
     candidate_schema: FeatureSchema,
     champion_schema: FeatureSchema,
     task: Task = Task.REGRESSION,
 ) -> Decision:
+    """Whether the candidate replaces the champion, given both models' metrics on the
+    same holdout (see :class:`GatePolicy`), and why."""
     if not np.all(np.isfinite(candidate_predictions)):
         return Decision(False, "candidate predicts NaN or infinite values")
     expected = [(f.name, f.kind) for f in champion_schema.features]
@@ -92,44 +95,53 @@ def decide(
         return Decision(False, "candidate's feature schema differs from the champion's")
     if task is Task.CLASSIFICATION:
         return _decide_classifier(policy, candidate, champion)
-    coverage = _judge_coverage(policy, candidate["coverage"], champion["coverage"])
+    coverage = _judge_coverage(
+        policy, candidate.required("coverage"), champion.required("coverage")
+    )
     if not coverage.promote:
         return coverage
-    needed = champion["mae"] * (1 - policy.margin)
-    if not candidate["mae"] < needed:
+    mae, champion_mae = candidate.required("mae"), champion.required("mae")
+    needed = champion_mae * (1 - policy.margin)
+    if not mae < needed:
         return Decision(
             False,
-            f"MAE {candidate['mae']:,.0f} does not beat the champion's {champion['mae']:,.0f} "
+            f"MAE {mae:,.0f} does not beat the champion's {champion_mae:,.0f} "
             f"by {policy.margin:.0%} (needs < {needed:,.0f})",
         )
     return Decision(
         True,
-        f"MAE {candidate['mae']:,.0f} vs champion {champion['mae']:,.0f} "
-        f"({candidate['mae'] / champion['mae'] - 1:+.1%}), {coverage.reason}",
+        f"MAE {mae:,.0f} vs champion {champion_mae:,.0f} "
+        f"({mae / champion_mae - 1:+.1%}), {coverage.reason}",
     )
 
 
 def _decide_classifier(
-    policy: GatePolicy, candidate: dict[str, Any], champion: dict[str, Any]
+    policy: GatePolicy, candidate: ModelMetrics, champion: ModelMetrics
 ) -> Decision:
     coverage = _judge_coverage(
-        policy, candidate["set_coverage"], champion["set_coverage"], what="prediction set"
+        policy,
+        candidate.required("set_coverage"),
+        champion.required("set_coverage"),
+        what="prediction set",
     )
     if not coverage.promote:
         return coverage
-    needed = champion["log_loss"] * (1 - policy.margin)
-    accuracy = f"accuracy {candidate['accuracy']:.1%} vs {champion['accuracy']:.1%}"
-    if not candidate["log_loss"] < needed:
+    loss, champion_loss = candidate.required("log_loss"), champion.required("log_loss")
+    needed = champion_loss * (1 - policy.margin)
+    accuracy = (
+        f"accuracy {candidate.required('accuracy'):.1%} vs {champion.required('accuracy'):.1%}"
+    )
+    if not loss < needed:
         return Decision(
             False,
-            f"log-loss {candidate['log_loss']:.4f} does not beat the champion's "
-            f"{champion['log_loss']:.4f} by {policy.margin:.0%} (needs < {needed:.4f}; "
+            f"log-loss {loss:.4f} does not beat the champion's "
+            f"{champion_loss:.4f} by {policy.margin:.0%} (needs < {needed:.4f}; "
             f"{accuracy})",
         )
     return Decision(
         True,
-        f"log-loss {candidate['log_loss']:.4f} vs champion {champion['log_loss']:.4f} "
-        f"({candidate['log_loss'] / champion['log_loss'] - 1:+.1%}), {accuracy}, "
+        f"log-loss {loss:.4f} vs champion {champion_loss:.4f} "
+        f"({loss / champion_loss - 1:+.1%}), {accuracy}, "
         f"{coverage.reason}",
     )
 
@@ -152,11 +164,11 @@ def _judge_coverage(
     return Decision(False, f"{outside} and worse than the champion's {champion:.1%}")
 
 
-def holdout_metrics(model: ServedModel, x: pd.DataFrame, y: np.ndarray) -> dict[str, Any]:
+def holdout_metrics(model: ServedModel, x: pd.DataFrame, y: np.ndarray) -> ModelMetrics:
     """``model``'s metrics on the holdout, for its task."""
     if isinstance(model, Classifier):
-        return classification_metrics(y.tolist(), model.predict(x))
-    return regression_metrics(y, model.predict(x))
+        return ModelMetrics.model_validate(classification_metrics(y.tolist(), model.predict(x)))
+    return ModelMetrics.model_validate(regression_metrics(y, model.predict(x)))
 
 
 def predicted_values(model: ServedModel, x: pd.DataFrame) -> np.ndarray:
@@ -229,13 +241,13 @@ class RetrainJob:
                 ).inserted_primary_key[0]
             )
         claimed = retrain_queue.claim(self.engine, run_id)
-        triggers = sorted({r["trigger"] for r in claimed})
-        reason = "; ".join(dict.fromkeys(r["reason"] for r in claimed))
+        triggers = sorted({r.trigger for r in claimed})
+        reason = "; ".join(dict.fromkeys(r.reason for r in claimed))
         self._update(
             run_id,
             trigger=",".join(triggers),
             reason=reason,
-            request_ids=[r["id"] for r in claimed],
+            request_ids=[r.id for r in claimed],
         )
         champion: RegisteredModel | None = None
         try:
@@ -283,16 +295,17 @@ class RetrainJob:
     def _train_and_judge(
         self, run_id: int, champion: RegisteredModel, data: RetrainData, lease: Lease
     ) -> RunResult:
-        params = self.params or TrainingParams(**champion.metadata.get("params", {}))
+        params = self.params or champion.record.params
         task = champion.model.task  # a family keeps its task, whatever its new labels
         trained = train(data.training, data.holdout, params=params, in_time_order=True, task=task)
-        window = {
-            **data.description,
-            "dataset": data.training.name,
-            "rows": len(data.training.frame),
-        }
-        window["base"] = champion.metadata["training_window"].get(
-            "base", champion.metadata["training_window"]
+        window = DataWindow.model_validate(
+            {
+                **data.description.stored(),
+                "dataset": data.training.name,
+                "rows": len(data.training.frame),
+                # the family's original window, however many retrains ago
+                "base": champion.record.training_window.origin.stored(),
+            }
         )
         trained = replace(trained, training_window=window, validation_window=None)
         holdout_x = data.holdout.frame[list(champion.model.schema.names)]
@@ -314,12 +327,12 @@ class RetrainJob:
             make_current=decision.promote,
             status=outcome,
             data_source=data.source,
-            notes={
-                "run_id": run_id,
-                "reason": decision.reason,
-                "champion": champion.version,
-                "champion_metrics_on_holdout": champion_metrics,
-            },
+            notes=VersionNotes(
+                run_id=run_id,
+                reason=decision.reason,
+                champion=champion.version,
+                champion_metrics_on_holdout=champion_metrics,
+            ),
         )
         self._update(
             run_id,
@@ -327,9 +340,9 @@ class RetrainJob:
             decision_reason=decision.reason,
             champion_version=champion.version,
             candidate_version=version,
-            champion_metrics=champion_metrics,
-            candidate_metrics=trained.metrics,
-            data=data.description,
+            champion_metrics=champion_metrics.stored(),
+            candidate_metrics=trained.metrics.stored(),
+            data=data.description.stored(),
             finished_at=datetime.now(UTC),
         )
         log.info("retraining run %d: %s %s (%s)", run_id, outcome, version, decision.reason)

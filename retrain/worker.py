@@ -36,10 +36,10 @@ def run_worker(settings: Settings) -> int:
     # A job renews its lease, and beats the heartbeat as it does: a worker that has not
     # done either for a whole lease (plus a poll) is stuck.
     loop = ServiceLoop(
-        "retraining worker",
-        settings.retrain_host,
-        settings.retrain_port,
-        settings.retrain_poll_seconds,
-        settings.retrain_lease_seconds + settings.retrain_poll_seconds,
+        name="retraining worker",
+        host=settings.retrain_host,
+        port=settings.retrain_port,
+        interval=settings.retrain_poll_seconds,
+        stall_seconds=settings.retrain_lease_seconds + settings.retrain_poll_seconds,
     )
     return loop.run(metrics, cycle)

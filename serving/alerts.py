@@ -10,12 +10,38 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from watchkeeper.errors import BadRequest, FieldProblem
 
 
-def retrain_alerts(payload: Any, names: tuple[str, ...]) -> tuple[list[dict[str, Any]], str]:
+@dataclass(frozen=True)
+class FiringAlert:
+    """A firing alert that asks for a retrain: its labels (strings, checked)."""
+
+    labels: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.labels["alertname"]
+
+    @property
+    def model_version(self) -> str | None:
+        """The version the alert is about, if its rules label it."""
+        return self.labels.get("model_version") or None
+
+
+@dataclass(frozen=True)
+class RetrainAlerts:
+    """What a notification asks of the retrain queue."""
+
+    firing: tuple[FiringAlert, ...]
+    dedupe_key: str
+    """The group key with the firing alerts' fingerprints and start times."""
+
+
+def retrain_alerts(payload: Any, names: tuple[str, ...]) -> RetrainAlerts:
     """The firing alerts that ask for a retrain, and the notification's dedupe key."""
     if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
         raise BadRequest(
@@ -39,7 +65,8 @@ def retrain_alerts(payload: Any, names: tuple[str, ...]) -> tuple[list[dict[str,
         sorted(f"{a.get('fingerprint', '')}@{a.get('startsAt', '')}" for a in firing)
     )
     key = hashlib.sha256(f"{payload.get('groupKey', '')}|{identity}".encode()).hexdigest()
-    return firing, f"alertmanager:{key}"
+    alerts = tuple(FiringAlert(labels=a["labels"]) for a in firing)
+    return RetrainAlerts(alerts, f"alertmanager:{key}")
 
 
 def _problems(i: int, alert: Any) -> Iterator[FieldProblem]:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from watchkeeper.errors import ErrorBody
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -40,7 +42,7 @@ class LogEntry:
     status_code: int
     latency_seconds: float
     model_version: str | None = None
-    error: dict[str, Any] | None = None
+    error: ErrorBody | None = None
     body: str | None = None
     client_request_id: str | None = None
     single: bool = True

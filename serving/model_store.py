@@ -199,7 +199,7 @@ class ModelStore:
         candidates = [v for v in siblings if v in versions and v != wanted]
         for version in reversed(earlier):
             try:
-                status = self.registry.metadata(version).get("status")
+                status = self.registry.record(version).status
             except RegistryError:
                 continue
             if status not in UNFIT_STATUSES:

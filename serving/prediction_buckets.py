@@ -27,11 +27,10 @@ def prediction_buckets(configured: tuple[float, ...], registry: ModelRegistry) -
         return configured
     for version in registry.versions():
         try:
-            window = registry.metadata(version).get("training_window") or {}
+            quantiles = registry.record(version).training_window.target_quantiles
         except WatchkeeperError as exc:  # an unreadable version: look at the next
             log.warning("prediction buckets: skipping %s: %s", version, exc)
             continue
-        quantiles = window.get("target_quantiles") if isinstance(window, dict) else None
-        if isinstance(quantiles, list) and quantiles:
+        if quantiles:
             return tuple(sorted({float(q) for q in quantiles}))
     return FALLBACK

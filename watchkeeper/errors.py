@@ -13,6 +13,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+ErrorBody = dict[str, Any]
+"""The JSON error an answer carries (``code``, ``message``, optional ``details``), as
+sent and as logged; its documented shape is ``serving.api_models.Error``."""
+
 
 @dataclass(frozen=True)
 class FieldProblem:
@@ -36,8 +40,8 @@ class WatchkeeperError(Exception):
         self.message = message
         self.details = details or []
 
-    def as_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
+    def as_dict(self) -> ErrorBody:
+        body: ErrorBody = {"code": self.code, "message": self.message}
         if self.details:
             body["details"] = [d.as_dict() for d in self.details]
         return body

@@ -9,7 +9,10 @@ digits; tiny ones in scientific notation.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pydantic and the model code: not loaded to format a figure
+    from watchkeeper.version_metadata import ModelMetrics
 
 MISSING = "-"
 
@@ -48,25 +51,19 @@ def change(new: float | None, old: float | None) -> str:
     return f"{new / old - 1:+.1%}"
 
 
-def validation_figures(metrics: dict[str, Any], level: float) -> str:
+def validation_figures(metrics: ModelMetrics, level: float) -> str:
     """A model's validation metrics on one line, for its task: MAE, RMSE, MAPE and
     interval coverage, or accuracy, log-loss, Brier score and prediction-set coverage."""
-    if "accuracy" in metrics:
+    if metrics.accuracy is not None:
         return (
-            f"accuracy {percent(metrics['accuracy'], ratio=True)}, "
-            f"log-loss {amount(metrics['log_loss'])}, Brier {amount(metrics['brier'])}, "
+            f"accuracy {percent(metrics.accuracy, ratio=True)}, "
+            f"log-loss {amount(metrics.log_loss)}, Brier {amount(metrics.brier)}, "
             f"{level:.0%} prediction set coverage "
-            f"{percent(metrics['set_coverage'], ratio=True)} "
-            f"(mean size {amount(metrics['set_size'])})"
+            f"{percent(metrics.set_coverage, ratio=True)} "
+            f"(mean size {amount(metrics.set_size)})"
         )
     return (
-        f"MAE {amount(metrics.get('mae'))}, RMSE {amount(metrics.get('rmse'))}, "
-        f"MAPE {percent(metrics.get('mape'))}, {level:.0%} interval coverage "
-        f"{percent(metrics.get('coverage'), ratio=True)}"
+        f"MAE {amount(metrics.mae)}, RMSE {amount(metrics.rmse)}, "
+        f"MAPE {percent(metrics.mape)}, {level:.0%} interval coverage "
+        f"{percent(metrics.coverage, ratio=True)}"
     )
-
-
-def coverage_of(metrics: dict[str, Any]) -> float | None:
-    """The validation coverage of the interval or the prediction set."""
-    value = metrics.get("set_coverage", metrics.get("coverage"))
-    return None if value is None else float(value)

@@ -11,8 +11,8 @@ monitor averages over a window to estimate its MAE before labels arrive.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from sklearn.base import RegressorMixin
@@ -38,15 +38,6 @@ class IntervalSpec:
             factor = np.exp(self.half_width)
             return prediction / factor, prediction * factor
         return prediction - self.half_width, prediction + self.half_width
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> IntervalSpec:
-        return cls(
-            level=float(data["level"]), scale=data["scale"], half_width=float(data["half_width"])
-        )
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from watchkeeper.errors import ArtifactIntegrityError, RegistryError, RollbackRe
 from watchkeeper.model import Model
 from watchkeeper.task import Task, label_text
 from watchkeeper.training import TrainedModel
-from watchkeeper.version_metadata import DataSource, VersionMetadata
+from watchkeeper.version_metadata import DataSource, VersionMetadata, VersionNotes
 
 MODEL_FILE = "model.skops"
 REFERENCE_FILE = "reference.json"
@@ -48,6 +48,10 @@ DEFAULT_TRUSTED_TYPES: tuple[str, ...] = (
 )
 
 _VERSION_RE = re.compile(r"^v(\d+)$")
+
+MetadataDocument = dict[str, Any]
+"""``metadata.json`` as written: a free-form JSON object shown as is (``GET /model``,
+``model show --json``). Code that reads a field reads :class:`VersionMetadata`."""
 # Versions retraining judged unfit: rolled back to only when forced.
 UNFIT_STATUSES = ("rejected", "failed")
 
@@ -58,7 +62,7 @@ class RegisteredModel:
     and the same metadata validated (:class:`VersionMetadata`)."""
 
     model: ServedModel
-    metadata: dict[str, Any]
+    metadata: MetadataDocument
     record: VersionMetadata
 
     @property
@@ -114,8 +118,9 @@ class ModelRegistry:
             return None
         return name or None
 
-    def metadata(self, version: str) -> dict[str, Any]:
-        """The version's metadata as written (a JSON object; anything else is refused)."""
+    def metadata(self, version: str) -> MetadataDocument:
+        """The version's metadata as written (a JSON object; anything else is refused),
+        to show; to read a field, use :meth:`record`."""
         path = self._version_dir(version) / METADATA_FILE
         try:
             raw = json.loads(path.read_bytes())
@@ -177,7 +182,7 @@ class ModelRegistry:
         *,
         make_current: bool = True,
         status: str = "registered",
-        notes: dict[str, Any] | None = None,
+        notes: VersionNotes | None = None,
         data_source: DataSource | None = None,
     ) -> str:
         """Store ``trained`` as the next version; optionally point ``current`` at it.
@@ -193,20 +198,22 @@ class ModelRegistry:
         for name, blob in ((MODEL_FILE, model_blob), (REFERENCE_FILE, reference_blob)):
             _write_atomic(directory / name, blob)
             artifacts[name] = {"sha256": _sha256(blob), "bytes": len(blob)}
-        metadata = {
+        metadata: MetadataDocument = {
             "format": FORMAT_VERSION,
             "version": version,
             "created_at": datetime.now(UTC).isoformat(),
-            "training_window": trained.training_window,
-            "validation_window": trained.validation_window,
-            "metrics": trained.metrics,
+            "training_window": trained.training_window.stored(),
+            "validation_window": (
+                trained.validation_window.stored() if trained.validation_window else None
+            ),
+            "metrics": trained.metrics.stored(),
             "params": trained.params.to_dict(),
             **_task_metadata(trained.model),
             "schema": trained.model.schema.to_dict(),
             "reference_rows": len(trained.reference),
             "artifacts": artifacts,
             "status": status,
-            "notes": notes or {},
+            "notes": notes.stored() if notes is not None else {},
             "data_source": data_source.model_dump() if data_source is not None else None,
         }
         _write_atomic(directory / METADATA_FILE, json.dumps(metadata, indent=2).encode())
@@ -229,26 +236,28 @@ class ModelRegistry:
         if version is not None and not force:
             self._refuse_unfit(version)
         if version is None:
-            versions = self.versions()
-            earlier = versions[: versions.index(previous)] if previous in versions else versions
-            candidates = [v for v in earlier if self.metadata(v).get("status") != "rejected"]
-            if not candidates:
-                raise RegistryError(f"no earlier usable version to roll back to from {previous}")
-            version = candidates[-1]
+            version = self._newest_usable_before(previous)
         self.load(version)  # refuse to point at an artifact that would not load
         self.set_current(version)
         return previous, version
 
     # -- internals -------------------------------------------------------------
 
+    def _newest_usable_before(self, previous: str | None) -> str:
+        versions = self.versions()
+        earlier = versions[: versions.index(previous)] if previous in versions else versions
+        for version in reversed(earlier):
+            if self.record(version).status != "rejected":
+                return version
+        raise RegistryError(f"no earlier usable version to roll back to from {previous}")
+
     def _refuse_unfit(self, version: str) -> None:
-        meta = self.metadata(version)
-        status = meta.get("status")
+        record = self.record(version)
+        status = record.status
         if status not in UNFIT_STATUSES:
             return
-        notes = meta.get("notes")
-        reason = notes.get("reason") if isinstance(notes, dict) else None
-        why = f": {' '.join(str(reason).split())}" if reason else ""
+        reason = record.notes.reason
+        why = f": {' '.join(reason.split())}" if reason else ""
         raise RollbackRefused(
             f"refusing to put {version} into production: retraining {status} it{why}"
         )
@@ -298,7 +307,7 @@ class ModelRegistry:
         return blob
 
 
-def _task_metadata(model: ServedModel) -> dict[str, Any]:
+def _task_metadata(model: ServedModel) -> MetadataDocument:
     """What the version's task needs stored beside the model: the interval, or the
     classes, prediction set and confidence map."""
     if isinstance(model, Classifier):
@@ -308,7 +317,7 @@ def _task_metadata(model: ServedModel) -> dict[str, Any]:
             "prediction_set": asdict(model.prediction_set),
             "confidence_calibration": asdict(model.calibration),
         }
-    return {"task": str(model.task), "interval": model.interval.to_dict()}
+    return {"task": str(model.task), "interval": asdict(model.interval)}
 
 
 def _served_model(pipeline: Any, record: VersionMetadata, version: str) -> ServedModel:

@@ -12,13 +12,59 @@ when the same trigger asked for the same version within it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from watchkeeper.db.tables import retrain_requests
+from watchkeeper.errors import WatchkeeperError
+from watchkeeper.record_problems import problems
 from watchkeeper.retrain_status import RequestStatus
+
+Evidence = dict[str, Any]
+"""What made someone ask (a window id, a figure and its limit, an alert's labels): a
+free-form JSON object stored as is in the request's ``evidence`` column, for people and
+alert text to read; no code branches on its keys."""
+
+
+class StoredRequestError(WatchkeeperError):
+    """A stored ``retrain_requests`` row is not shaped as the queue writes them."""
+
+    code = "stored_request_invalid"
+
+
+class RetrainRequest(BaseModel):
+    """One ``retrain_requests`` row, validated where it is read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    requested_at: datetime
+    trigger: str
+    reason: str
+    model_version: str | None
+    evidence: Evidence
+    status: RequestStatus
+    dedupe_key: str | None
+    run_id: int | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RetrainRequest:
+        """The row as a record; a missing or mistyped column is one
+        :class:`StoredRequestError` naming the row and the column."""
+        try:
+            return cls.model_validate(dict(row))
+        except ValidationError as exc:
+            raise StoredRequestError(
+                f"stored retrain request {row.get('id')!r} is malformed: {problems(exc)}"
+            ) from exc
+
+
+def _requests(rows: Sequence[sa.Row[Any]]) -> list[RetrainRequest]:
+    return [RetrainRequest.from_row(r._mapping) for r in rows]
 
 
 def enqueue(
@@ -26,7 +72,7 @@ def enqueue(
     *,
     trigger: str,
     reason: str,
-    evidence: dict[str, Any] | None = None,
+    evidence: Evidence | None = None,
     model_version: str | None = None,
     dedupe_key: str | None = None,
     cooldown: timedelta | None = None,
@@ -62,17 +108,18 @@ def enqueue(
         return None
 
 
-def pending(engine: sa.Engine) -> list[dict[str, Any]]:
+def pending(engine: sa.Engine) -> list[RetrainRequest]:
+    """The requests no job has claimed yet, oldest first."""
     with engine.connect() as connection:
         rows = connection.execute(
             sa.select(retrain_requests)
             .where(retrain_requests.c.status == RequestStatus.PENDING)
             .order_by(retrain_requests.c.id)
         ).all()
-    return [dict(r._mapping) for r in rows]
+    return _requests(rows)
 
 
-def claim(engine: sa.Engine, run_id: int) -> list[dict[str, Any]]:
+def claim(engine: sa.Engine, run_id: int) -> list[RetrainRequest]:
     """Mark every pending request as taken by ``run_id`` and return them."""
     with engine.begin() as connection:
         ids = list(
@@ -94,7 +141,7 @@ def claim(engine: sa.Engine, run_id: int) -> list[dict[str, Any]]:
         rows = connection.execute(
             sa.select(retrain_requests).where(retrain_requests.c.run_id == run_id)
         ).all()
-    return [dict(r._mapping) for r in rows]
+    return _requests(rows)
 
 
 def finish(engine: sa.Engine, run_id: int, status: RequestStatus) -> None:

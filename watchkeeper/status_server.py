@@ -17,13 +17,15 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from watchkeeper.threads import thread_pools
 
-StartResponse = Callable[..., Any]
+ResponseBody = dict[str, Any]
+"""A JSON answer, written as is (the probe's reader is a person or a tool, not our code)."""
 
 METRICS_PATH = "/metrics"
 HEALTH_PATH = "/healthz"
@@ -56,12 +58,10 @@ class _QuietHandler(WSGIRequestHandler):
         """Probes arrive every few seconds; do not log each one."""
 
 
-def status_app(
-    registry: CollectorRegistry, heartbeat: Heartbeat
-) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+def status_app(registry: CollectorRegistry, heartbeat: Heartbeat) -> WSGIApplication:
     metrics = make_wsgi_app(registry)
 
-    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == METRICS_PATH:
             return metrics(environ, start_response)
@@ -80,7 +80,7 @@ def status_app(
     return app
 
 
-def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
+def _json(start_response: StartResponse, status: str, body: ResponseBody) -> list[bytes]:
     data = json.dumps(body).encode()
     start_response(
         status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]

@@ -38,6 +38,7 @@ from watchkeeper.model import IntervalSpec, Model, Scale, regression_metrics
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import Task, detect_task
 from watchkeeper.training_params import DEFAULT_PARAMS, TrainingParams
+from watchkeeper.version_metadata import DataWindow, ModelMetrics
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,9 @@ class TrainedModel:
 
     model: ServedModel
     params: TrainingParams
-    training_window: dict[str, Any]
-    validation_window: dict[str, Any] | None
-    metrics: dict[str, Any]
+    training_window: DataWindow
+    validation_window: DataWindow | None
+    metrics: ModelMetrics
     reference: pd.DataFrame = field(repr=False)
 
 
@@ -198,27 +199,32 @@ def train(
         order = np.arange(len(training.frame)) if in_time_order else None
     task = task or detect_task(training.frame[schema.target])
     model: ServedModel
-    metrics: dict[str, Any] = {}
+    metrics = ModelMetrics()
     if task is Task.CLASSIFICATION:
         model = fit_classifier(training.frame, schema, params, order=order)
         if validation is not None and len(validation.frame):
-            metrics = classification_metrics(
-                validation.frame[schema.target].tolist(),
-                model.predict(validation.frame[list(schema.names)]),
+            metrics = ModelMetrics.model_validate(
+                classification_metrics(
+                    validation.frame[schema.target].tolist(),
+                    model.predict(validation.frame[list(schema.names)]),
+                )
             )
     else:
         model = fit_model(training.frame, schema, params, order=order)
         if validation is not None and len(validation.frame):
             predicted = model.predict(validation.frame[list(schema.names)])
-            metrics = regression_metrics(validation.frame[schema.target].to_numpy(), predicted)
+            actual = validation.frame[schema.target].to_numpy()
+            metrics = ModelMetrics.model_validate(regression_metrics(actual, predicted))
     reference = training.frame[list(schema.names)]
     if len(reference) > params.reference_rows:
         reference = reference.sample(params.reference_rows, random_state=params.random_state)
     return TrainedModel(
         model=model,
         params=params,
-        training_window=training.window(),
-        validation_window=validation.window() if validation is not None else None,
+        training_window=DataWindow.model_validate(training.window()),
+        validation_window=(
+            DataWindow.model_validate(validation.window()) if validation is not None else None
+        ),
         metrics=metrics,
         reference=reference.reset_index(drop=True),
     )

@@ -17,8 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from watchkeeper.classification import ConfidenceCalibration, PredictionSetSpec
 from watchkeeper.errors import ArtifactIntegrityError
 from watchkeeper.model import IntervalSpec
+from watchkeeper.record_problems import problems
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import Task
+from watchkeeper.training_params import DEFAULT_PARAMS, TrainingParams
+
+JsonForm = dict[str, Any]
+"""A record's JSON form, as written to ``metadata.json`` or a JSON column."""
+
+PeriodValue = int | float | str
+"""A period column's value as stored: a number (``200712``, a decimal year) or ISO text."""
 
 
 class IntervalRecord(BaseModel):
@@ -84,16 +92,106 @@ class DataSource(BaseModel):
     exclude: tuple[str, ...] = ()
 
 
+class _StoredRecord(BaseModel):
+    """A part of the metadata that newer writers may add keys to: kept as extra fields,
+    and written back with exactly the keys it was built with."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    def stored(self) -> JsonForm:
+        """The JSON form, with exactly the keys it was built with (a figure set to None,
+        a regression ``mape`` for a target of either sign, stays there as null)."""
+        return self.model_dump(exclude_unset=True)
+
+
+class DataWindow(_StoredRecord):
+    """The rows a version was trained or validated on. A retrained version's window also
+    holds its ``base`` (the family's original training window) and how many labelled
+    predictions joined it; those and any newer keys are kept as extra fields."""
+
+    dataset: str
+    rows: int = Field(ge=0)
+    period_column: str | None = None
+    start: PeriodValue | None = None
+    end: PeriodValue | None = None
+    target_quantiles: tuple[float, ...] | None = None
+    base: DataWindow | None = None
+    # a retraining run's holdout and the labelled predictions in its training rows
+    labelled_in_training: int | None = None
+    window_days: int | float | None = None
+    holdout_rows: int | None = None
+    holdout_from: str | None = None
+    holdout_to: str | None = None
+
+    @property
+    def origin(self) -> DataWindow:
+        """The family's original training window: ``base`` for a retrained version."""
+        return self.base if self.base is not None else self
+
+    @property
+    def has_period(self) -> bool:
+        return self.start is not None and self.end is not None
+
+
+class ModelMetrics(_StoredRecord):
+    """A version's figures on its evaluation rows (its validation period, or its run's
+    holdout): a regression model's or a classifier's; either set's others are None."""
+
+    rows: int | None = None
+    mae: float | None = None
+    rmse: float | None = None
+    mape: float | None = None
+    coverage: float | None = None
+    interval_width: float | None = None
+    accuracy: float | None = None
+    log_loss: float | None = None
+    brier: float | None = None
+    set_coverage: float | None = None
+    set_size: float | None = None
+    ece: float | None = None
+    recall: dict[str, float] | None = None
+
+    @property
+    def measured(self) -> bool:
+        """Whether any figure was recorded (``{}`` when a version had no validation
+        rows)."""
+        return bool(self.model_fields_set)
+
+    @property
+    def any_coverage(self) -> float | None:
+        """The coverage of the interval, or of a classifier's prediction set."""
+        return self.coverage if self.coverage is not None else self.set_coverage
+
+    def required(self, name: str) -> float:
+        """The figure ``name``, which the caller's task always measures."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"no {name} among the metrics {sorted(self.model_fields_set)}")
+        return float(value)
+
+
+class VersionNotes(_StoredRecord):
+    """Why a version is what it is: a retraining run's decision, and the champion's
+    figures on the same holdout."""
+
+    run_id: int | None = None
+    reason: str | None = None
+    champion: str | None = None
+    champion_metrics_on_holdout: ModelMetrics | None = None
+    # ``train`` without --force: why a model outside the coverage band was not served
+    decision: str | None = None
+
+
 class VersionMetadata(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, arbitrary_types_allowed=True)
 
     format: int
     version: str
     created_at: str
-    training_window: dict[str, Any]
-    validation_window: dict[str, Any] | None = None
-    metrics: dict[str, Any] = {}
-    params: dict[str, Any] = {}
+    training_window: DataWindow
+    validation_window: DataWindow | None = None
+    metrics: ModelMetrics = ModelMetrics()
+    params: TrainingParams = DEFAULT_PARAMS
     # versions registered before classification were all regression models
     task: Task = Task.REGRESSION
     interval: IntervalRecord | None = None
@@ -106,7 +204,7 @@ class VersionMetadata(BaseModel):
     reference_rows: int = Field(ge=0)
     artifacts: dict[str, ArtifactRecord]
     status: str = "registered"
-    notes: dict[str, Any] = {}
+    notes: VersionNotes = VersionNotes()
     data_source: DataSource | None = None
 
     @field_validator("feature_schema", mode="before")
@@ -154,10 +252,6 @@ class VersionMetadata(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in error['loc']) or 'metadata'}: {error['msg']}"
-                for error in exc.errors()
-            )
             raise ArtifactIntegrityError(
-                f"metadata of {version!r} is malformed: {problems}"
+                f"metadata of {version!r} is malformed: {problems(exc, whole='metadata')}"
             ) from exc

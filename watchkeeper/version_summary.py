@@ -9,107 +9,71 @@ for a candidate, the champion's figures on that same holdout.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
 
 from watchkeeper import figures
-
-
-@dataclass(frozen=True)
-class Metrics:
-    mae: float | None = None
-    rmse: float | None = None
-    mape: float | None = None
-    coverage: float | None = None
-    rows: int | None = None
-    # classifiers
-    accuracy: float | None = None
-    log_loss: float | None = None
-    brier: float | None = None
-    set_size: float | None = None
-
-    @classmethod
-    def from_dict(cls, raw: object) -> Metrics | None:
-        if not isinstance(raw, dict) or not raw:
-            return None
-        return cls(
-            mae=_number(raw.get("mae")),
-            rmse=_number(raw.get("rmse")),
-            mape=_number(raw.get("mape")),
-            # a classifier's prediction set coverage is its interval coverage's counterpart
-            coverage=_number(raw.get("coverage", raw.get("set_coverage"))),
-            rows=int(raw["rows"]) if isinstance(raw.get("rows"), int | float) else None,
-            accuracy=_number(raw.get("accuracy")),
-            log_loss=_number(raw.get("log_loss")),
-            brier=_number(raw.get("brier")),
-            set_size=_number(raw.get("set_size")),
-        )
+from watchkeeper.task import Task
+from watchkeeper.version_metadata import DataWindow, ModelMetrics, VersionMetadata
 
 
 @dataclass(frozen=True)
 class Evaluation:
     """Where a version's metrics come from, and what to compare them with."""
 
-    metrics: Metrics | None
+    metrics: ModelMetrics | None
     data: str  # e.g. "validation: ames 2008-01 to 2008-12, 622 rows"
     champion: str | None = None  # the champion measured on the same rows (candidates)
-    champion_metrics: Metrics | None = None
+    champion_metrics: ModelMetrics | None = None
 
 
 @dataclass(frozen=True)
 class VersionSummary:
-    """One registered version, as read from its ``metadata.json``."""
+    """One registered version, as read from its validated ``metadata.json``."""
 
     version: str
     status: str
     created_at: str
-    training_rows: int | None
+    training_rows: int
     evaluation: Evaluation
     run_id: int | None
     reason: str | None
-    metadata: dict[str, Any]
+    record: VersionMetadata
 
     @property
     def classifier(self) -> bool:
-        return self.metadata.get("task") == "classification"
+        return self.record.task is Task.CLASSIFICATION
 
     @classmethod
-    def from_metadata(cls, meta: dict[str, Any]) -> VersionSummary:
-        notes = meta.get("notes") if isinstance(meta.get("notes"), dict) else {}
-        window = meta.get("training_window") or {}
-        run_id = notes.get("run_id")
+    def from_record(cls, record: VersionMetadata) -> VersionSummary:
+        notes = record.notes
         return cls(
-            version=str(meta.get("version", "?")),
-            status=str(meta.get("status", "registered")),
-            created_at=str(meta.get("created_at", "")),
-            training_rows=window.get("rows") if isinstance(window.get("rows"), int) else None,
-            evaluation=_evaluation(meta, notes, run_id),
-            run_id=run_id if isinstance(run_id, int) else None,
-            reason=notes.get("reason"),
-            metadata=meta,
+            version=record.version,
+            status=record.status,
+            created_at=record.created_at,
+            training_rows=record.training_window.rows,
+            evaluation=_evaluation(record),
+            run_id=notes.run_id,
+            reason=notes.reason,
+            record=record,
         )
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    return None
+def _measured(metrics: ModelMetrics | None) -> ModelMetrics | None:
+    return metrics if metrics is not None and metrics.measured else None
 
 
-def _evaluation(meta: dict[str, Any], notes: dict[str, Any], run_id: object) -> Evaluation:
-    metrics = Metrics.from_dict(meta.get("metrics"))
-    validation = meta.get("validation_window")
-    if isinstance(validation, dict):
-        return Evaluation(metrics, f"validation: {_describe_window(validation)}")
-    window = meta.get("training_window") or {}
-    if run_id is not None and "holdout_rows" in window:
+def _evaluation(record: VersionMetadata) -> Evaluation:
+    metrics = _measured(record.metrics)
+    if record.validation_window is not None:
+        return Evaluation(metrics, f"validation: {_describe_window(record.validation_window)}")
+    window, notes = record.training_window, record.notes
+    if notes.run_id is not None and window.holdout_rows is not None:
         return Evaluation(
             metrics,
-            f"holdout of run {run_id}: {_describe_holdout(window)}",
-            champion=notes.get("champion"),
-            champion_metrics=Metrics.from_dict(notes.get("champion_metrics_on_holdout")),
+            f"holdout of run {notes.run_id}: {_describe_holdout(window)}",
+            champion=notes.champion,
+            champion_metrics=_measured(notes.champion_metrics_on_holdout),
         )
     if metrics is None:
         return Evaluation(None, "not measured")
@@ -126,24 +90,23 @@ def _period(value: object) -> str:
     return str(value)
 
 
-def _describe_window(window: dict[str, Any]) -> str:
-    rows = f"{figures.count(window.get('rows'))} rows"
-    name = window.get("dataset", "data")
-    if "start" in window and "end" in window:
-        return f"{name} {_period(window['start'])} to {_period(window['end'])}, {rows}"
-    return f"{name}, {rows}"
+def _describe_window(window: DataWindow) -> str:
+    rows = f"{figures.count(window.rows)} rows"
+    if window.has_period:
+        return f"{window.dataset} {_period(window.start)} to {_period(window.end)}, {rows}"
+    return f"{window.dataset}, {rows}"
 
 
-def _timestamp(text: object) -> datetime | None:
+def _timestamp(text: str | None) -> datetime | None:
     try:
-        return datetime.fromisoformat(str(text))
+        return None if text is None else datetime.fromisoformat(text)
     except ValueError:
         return None
 
 
-def _describe_holdout(window: dict[str, Any]) -> str:
-    rows = f"the newest {figures.count(window.get('holdout_rows'))} labelled predictions"
-    first, last = _timestamp(window.get("holdout_from")), _timestamp(window.get("holdout_to"))
+def _describe_holdout(window: DataWindow) -> str:
+    rows = f"the newest {figures.count(window.holdout_rows)} labelled predictions"
+    first, last = _timestamp(window.holdout_from), _timestamp(window.holdout_to)
     if first is None or last is None:
         return rows
     end = f"{last:%H:%M}" if first.date() == last.date() else f"{last:%Y-%m-%d %H:%M}"
@@ -171,7 +134,7 @@ def list_lines(summaries: list[VersionSummary], current: str | None) -> list[str
     )
     lines = [header]
     for summary in summaries:
-        metrics = summary.evaluation.metrics or Metrics()
+        metrics = summary.evaluation.metrics or ModelMetrics()
         if classifiers:
             first = figures.amount(metrics.log_loss)
             other = figures.percent(metrics.accuracy, ratio=True)
@@ -182,7 +145,7 @@ def list_lines(summaries: list[VersionSummary], current: str | None) -> list[str
             f"{summary.status:<12}{summary.created_at[:16].replace('T', ' '):<18}"
             f"{figures.count(summary.training_rows):>10}"
             f"{first:>10}{other:>7}"
-            f"{figures.percent(metrics.coverage, ratio=True):>10}"
+            f"{figures.percent(metrics.any_coverage, ratio=True):>10}"
             f"{_champion_score(summary.evaluation, classifiers):>18}  {summary.evaluation.data}"
         )
     named = "Log-loss, accuracy and set coverage" if classifiers else "MAE, MAPE and coverage"
@@ -193,7 +156,7 @@ def list_lines(summaries: list[VersionSummary], current: str | None) -> list[str
 def _champion_score(evaluation: Evaluation, classifiers: bool) -> str:
     if evaluation.champion is None:
         return figures.MISSING
-    old = evaluation.champion_metrics or Metrics()
+    old = evaluation.champion_metrics or ModelMetrics()
     return f"{evaluation.champion} {figures.amount(old.log_loss if classifiers else old.mae)}"
 
 
@@ -202,7 +165,7 @@ def _champion_score(evaluation: Evaluation, classifiers: bool) -> str:
 
 def show_text(summary: VersionSummary, current: str | None) -> str:
     """A readable account of one version; ``model show --json`` prints everything."""
-    meta = summary.metadata
+    record = summary.record
     evaluation = summary.evaluation
     title = f"{summary.version}{' (current)' if summary.version == current else ''}"
     origin = f", by retraining run {summary.run_id}" if summary.run_id is not None else ""
@@ -210,36 +173,33 @@ def show_text(summary: VersionSummary, current: str | None) -> str:
     lines = [f"{title}: {summary.status}{origin}, created {created} UTC"]
     if summary.reason:
         lines.append(f"  decision: {summary.reason}")
-    lines.append(f"trained on:  {_describe_training(meta.get('training_window') or {})}")
+    lines.append(f"trained on:  {_describe_training(record.training_window)}")
     lines.append(f"measured on: {evaluation.data}")
-    lines += _metric_lines(evaluation, meta)
-    lines += _model_lines(meta)
+    lines += _metric_lines(evaluation, record)
+    lines += _model_lines(record)
     lines.append(f"full metadata: watchkeeper model show {summary.version} --json")
     return "\n".join(lines)
 
 
-def _describe_training(window: dict[str, Any]) -> str:
-    if "base" not in window:
+def _describe_training(window: DataWindow) -> str:
+    if window.base is None:
         return _describe_window(window)
-    base = window["base"]
-    labelled = window.get("labelled_in_training")
-    days = window.get("window_days")
-    within = f" of the last {days:g} days" if isinstance(days, int | float) else ""
+    days = window.window_days
+    within = f" of the last {days:g} days" if days is not None else ""
     return (
-        f"{figures.count(window.get('rows'))} rows: {_describe_window(base)}, "
-        f"and {figures.count(labelled)} labelled predictions{within}"
+        f"{figures.count(window.rows)} rows: {_describe_window(window.base)}, "
+        f"and {figures.count(window.labelled_in_training)} labelled predictions{within}"
     )
 
 
-def _metric_lines(evaluation: Evaluation, meta: dict[str, Any]) -> list[str]:
+def _metric_lines(evaluation: Evaluation, record: VersionMetadata) -> list[str]:
     metrics = evaluation.metrics
     if metrics is None:
         return ["  no metrics recorded"]
-    classifier = meta.get("task") == "classification"
+    classifier = record.task is Task.CLASSIFICATION
     kind = "prediction set" if classifier else "interval"
-    level = (meta.get("prediction_set" if classifier else "interval") or {}).get("level")
-    interval = f"{level:.0%} {kind}" if isinstance(level, int | float) else kind
-    old = evaluation.champion_metrics or Metrics()
+    interval = f"{record.level:.0%} {kind}"
+    old = evaluation.champion_metrics or ModelMetrics()
     rows = _classifier_rows(metrics, old) if classifier else _regression_rows(metrics, old)
     lines = []
     for name, value, champion_value, compared in rows:
@@ -256,7 +216,7 @@ def _metric_lines(evaluation: Evaluation, meta: dict[str, Any]) -> list[str]:
 Row = tuple[str, str, str, tuple[float | None, float | None] | None]
 
 
-def _classifier_rows(metrics: Metrics, old: Metrics) -> tuple[Row, ...]:
+def _classifier_rows(metrics: ModelMetrics, old: ModelMetrics) -> tuple[Row, ...]:
     def ratio(value: float | None) -> str:
         return figures.percent(value, ratio=True)
 
@@ -270,57 +230,52 @@ def _classifier_rows(metrics: Metrics, old: Metrics) -> tuple[Row, ...]:
         ),
         ("Brier", figures.amount(metrics.brier), figures.amount(old.brier), None),
         ("set size", figures.amount(metrics.set_size), figures.amount(old.set_size), None),
-        ("coverage", ratio(metrics.coverage), ratio(old.coverage), None),
+        ("coverage", ratio(metrics.any_coverage), ratio(old.any_coverage), None),
     )
 
 
-def _regression_rows(metrics: Metrics, old: Metrics) -> tuple[Row, ...]:
+def _regression_rows(metrics: ModelMetrics, old: ModelMetrics) -> tuple[Row, ...]:
     return (
         ("MAE", figures.amount(metrics.mae), figures.amount(old.mae), (metrics.mae, old.mae)),
         ("RMSE", figures.amount(metrics.rmse), figures.amount(old.rmse), (metrics.rmse, old.rmse)),
         ("MAPE", figures.percent(metrics.mape), figures.percent(old.mape), None),
         (
             "coverage",
-            figures.percent(metrics.coverage, ratio=True),
-            figures.percent(old.coverage, ratio=True),
+            figures.percent(metrics.any_coverage, ratio=True),
+            figures.percent(old.any_coverage, ratio=True),
             None,
         ),
     )
 
 
-def _model_lines(meta: dict[str, Any]) -> list[str]:
+def _model_lines(record: VersionMetadata) -> list[str]:
     lines = []
-    schema = meta.get("schema") or {}
-    features = schema.get("features") or []
-    if features:
-        numeric = sum(1 for f in features if f.get("kind") == "numeric")
+    schema = record.feature_schema
+    if schema.features:
+        numeric = len(schema.numeric)
         lines.append(
-            f"features:    {len(features)} ({numeric} numeric, {len(features) - numeric} "
-            f"categorical), target {schema.get('target', '?')}"
+            f"features:    {len(schema.features)} ({numeric} numeric, "
+            f"{len(schema.features) - numeric} categorical), target {schema.target}"
         )
-    interval = meta.get("interval") or {}
-    if interval:
+    if record.interval is not None:
+        interval = record.interval
         lines.append(
-            f"interval:    {interval.get('level', 0):.0%}, half-width "
-            f"{figures.amount(_number(interval.get('half_width')))} on the "
-            f"{interval.get('scale', '?')} scale"
+            f"interval:    {interval.level:.0%}, half-width "
+            f"{figures.amount(interval.half_width)} on the {interval.scale} scale"
         )
-    prediction_set = meta.get("prediction_set") or {}
-    if prediction_set:
-        classes = meta.get("classes") or []
+    if record.prediction_set is not None:
+        classes = record.classes or ()
         shown = ", ".join(str(c) for c in classes[:10]) + (", …" if len(classes) > 10 else "")
         lines.append(f"classes:     {len(classes)} ({shown})")
         lines.append(
-            f"set:         {prediction_set.get('level', 0):.0%}, a class is in when its "
-            f"probability is at least {figures.amount(_number(prediction_set.get('threshold')))}"
+            f"set:         {record.prediction_set.level:.0%}, a class is in when its "
+            f"probability is at least {figures.amount(record.prediction_set.threshold)}"
         )
-    params = meta.get("params") or {}
-    if params:
-        lines.append("parameters:  " + ", ".join(f"{k}={v}" for k, v in params.items()))
-    artifacts = meta.get("artifacts") or {}
-    for name, info in artifacts.items():
+    params = asdict(record.params)
+    lines.append("parameters:  " + ", ".join(f"{k}={v}" for k, v in params.items()))
+    for name, artifact in record.artifacts.items():
         lines.append(
-            f"artifact:    {name}, {figures.count(info.get('bytes'))} bytes, "
-            f"sha256 {str(info.get('sha256', ''))[:12]}…"
+            f"artifact:    {name}, {figures.count(artifact.bytes)} bytes, "
+            f"sha256 {artifact.sha256[:12]}…"
         )
     return lines

@@ -93,26 +93,29 @@ def alerts() -> Response:
     require_admin()
     settings = services().settings
     payload = _json_body()
-    firing, key = retrain_alerts(payload, settings.retrain_alert_names)
-    if not firing:
+    alerts = retrain_alerts(payload, settings.retrain_alert_names)
+    if not alerts.firing:
         return _outcome("ignored", "no firing alert asks for a retrain")
     loaded = services().model_store.loaded
     served = loaded.version if loaded is not None else None
-    about = {a["labels"].get("model_version") for a in firing} - {None, ""}
+    about = {a.model_version for a in alerts.firing} - {None}
     if served is not None and about and served not in about:
         # alerts that outlived the model they were about: retraining v2 for v1's drift
         # would judge the wrong model
         return _outcome(
             "ignored", f"the alerts are about model {', '.join(sorted(about))}; {served} is served"
         )
-    names = sorted({a["labels"]["alertname"] for a in firing})
+    names = sorted({a.name for a in alerts.firing})
     with database_errors("the retrain request"):
         request_id = retrain_queue.enqueue(
             services().engine,
             trigger="alertmanager",
             reason=f"alerts firing: {', '.join(names)}",
-            evidence={"groupKey": payload.get("groupKey"), "alerts": [a["labels"] for a in firing]},
-            dedupe_key=key,
+            evidence={
+                "groupKey": payload.get("groupKey"),
+                "alerts": [a.labels for a in alerts.firing],
+            },
+            dedupe_key=alerts.dedupe_key,
             model_version=served,
         )
     if request_id is None:

@@ -184,7 +184,7 @@ def test_window_accuracy_is_stored_and_updated_as_late_labels_arrive(
     rolling = class_monitor.status.rolling["v1"]
     assert rolling.score == pytest.approx(right / 300)
     assert rolling.details["validation_accuracy"] == pytest.approx(
-        classifier_trained.metrics["accuracy"]
+        classifier_trained.metrics.accuracy
     )
     lower, upper = (rolling.details[k] for k in ("accuracy_lower_bound", "accuracy_upper_bound"))
     assert lower < right / 300 < upper
@@ -437,7 +437,7 @@ def test_the_trigger_queues_a_retrain_when_the_accuracy_is_surely_below_validati
     class_monitor.run_once()
 
     rolling = class_monitor.status.rolling["v1"].details
-    validation = classifier_trained.metrics["accuracy"]
+    validation = classifier_trained.metrics.accuracy
     assert rolling["accuracy_upper_bound"] < validation - 0.05
     (request,) = _requests(class_monitor.engine)
     assert request["reason"].startswith("accuracy: ")
@@ -492,8 +492,8 @@ def test_a_point_accuracy_below_the_limit_over_few_labels_does_not_trip_the_trig
     queued = trigger.consider(rolling(700, 1000), validation_mae=None, validation_accuracy=0.8)
     engine.dispose()
 
-    assert queued is not None and queued["reason"].startswith("accuracy: 70.0% right")
-    assert queued["evidence"]["validation_accuracy"] == 0.8
+    assert queued is not None and queued.reason.startswith("accuracy: 70.0% right")
+    assert queued.evidence["validation_accuracy"] == 0.8
 
 
 def test_the_window_line_gives_a_classifiers_estimate_as_an_accuracy() -> None:

@@ -164,4 +164,4 @@ def test_accuracy_and_ood_reasons(
     row = trigger.consider(results, validation_mae=15_000.0)
 
     engine.dispose()
-    assert (row["reason"].split(":")[0] if row else None) == expected
+    assert (row.reason.split(":")[0] if row else None) == expected

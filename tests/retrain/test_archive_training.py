@@ -15,10 +15,11 @@ import sqlalchemy as sa
 
 from retrain.data import ArchiveWindow, assemble, base_dataset, labelled_predictions
 from retrain.job import RetrainJob
+from watchkeeper import retrain_queue
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.archive import Archive
 from watchkeeper.db.retention import Pruner, RetentionPolicy
-from watchkeeper.db.tables import feedback, predictions, requests, retrain_requests, retrain_runs
+from watchkeeper.db.tables import feedback, predictions, requests, retrain_runs
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 
@@ -27,16 +28,7 @@ AGED_REQUESTS = 2
 
 
 def _request_a_run(engine: sa.Engine) -> None:
-    with engine.begin() as connection:
-        connection.execute(
-            retrain_requests.insert().values(
-                requested_at=datetime.now(UTC),
-                trigger="manual",
-                reason="test",
-                evidence={},
-                status="pending",
-            )
-        )
+    retrain_queue.enqueue(engine, trigger="manual", reason="test")
 
 
 def _run(engine: sa.Engine) -> dict:

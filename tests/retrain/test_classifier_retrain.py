@@ -23,6 +23,7 @@ from watchkeeper.registry import ModelRegistry
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import Task
 from watchkeeper.training import TrainingParams, train
+from watchkeeper.version_metadata import ModelMetrics
 
 POLICY = GatePolicy(margin=0.02, min_coverage=0.8, max_coverage=0.98)
 SCHEMA = FeatureSchema.derive(
@@ -49,8 +50,8 @@ def _frame(n: int, *, shift: float = 0.0, seed: int = 0) -> pd.DataFrame:
 def _decide(candidate: dict, champion: dict) -> tuple[bool, str]:
     decision = decide(
         POLICY,
-        candidate,
-        champion,
+        ModelMetrics(**candidate),
+        ModelMetrics(**champion),
         candidate_predictions=np.array([[0.2, 0.8]]),
         candidate_schema=SCHEMA,
         champion_schema=SCHEMA,

@@ -21,6 +21,7 @@ from watchkeeper.db.tables import retrain_runs
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
+from watchkeeper.version_metadata import ModelMetrics
 
 POLICY = GatePolicy(margin=0.02, min_coverage=0.8, max_coverage=0.98)
 
@@ -29,8 +30,8 @@ def _decide(trained: TrainedModel, candidate: dict, champion: dict) -> tuple[boo
     schema = trained.model.schema
     decision = decide(
         POLICY,
-        candidate,
-        champion,
+        ModelMetrics(**candidate),
+        ModelMetrics(**champion),
         candidate_predictions=np.array([1.0, 2.0]),
         candidate_schema=schema,
         champion_schema=schema,

@@ -17,6 +17,7 @@ from watchkeeper.db.tables import retrain_runs
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel, TrainingParams
+from watchkeeper.version_metadata import ModelMetrics
 
 
 def _runs(engine: sa.Engine) -> list[dict]:
@@ -152,8 +153,8 @@ def test_gate(
     schema = trained.model.schema
     decision = decide(
         GatePolicy(margin=0.02, min_coverage=0.8, max_coverage=0.98),
-        candidate,
-        {"mae": 100.0, "coverage": 0.9},
+        ModelMetrics(**candidate),
+        ModelMetrics(mae=100.0, coverage=0.9),
         candidate_predictions=np.array(predictions),
         candidate_schema=schema,
         champion_schema=schema,

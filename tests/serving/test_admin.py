@@ -14,6 +14,8 @@ from serving.services import services
 from watchkeeper import retrain_queue
 from watchkeeper.db.engine import create_engine
 from watchkeeper.registry import ModelRegistry
+from watchkeeper.retrain_queue import RetrainRequest
+from watchkeeper.version_metadata import VersionNotes
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -24,7 +26,7 @@ def admin_app(make_app: Callable[..., Flask]) -> Flask:
     return make_app(admin_token=TOKEN)
 
 
-def _queued(app: Flask) -> list[dict[str, Any]]:
+def _queued(app: Flask) -> list[RetrainRequest]:
     engine = create_engine(services(app).settings.database_url)
     rows = retrain_queue.pending(engine)
     engine.dispose()
@@ -82,7 +84,7 @@ def test_manual_retrain_is_queued_not_run(admin_app: Flask) -> None:
 
     assert response.status_code == 202
     [queued] = _queued(admin_app)
-    assert (queued["id"], queued["trigger"], queued["reason"]) == (
+    assert (queued.id, queued.trigger, queued.reason) == (
         response.json["request_id"],
         "manual",
         "new data",
@@ -115,8 +117,8 @@ def test_the_same_alertmanager_notification_twice_queues_one_request(admin_app: 
     assert (first.status_code, first.json["status"]) == (202, "queued")
     assert (again.status_code, again.json["status"]) == (200, "duplicate")
     [queued] = _queued(admin_app)
-    assert queued["trigger"] == "alertmanager"
-    assert queued["reason"] == "alerts firing: WatchkeeperDatasetDriftSustained"
+    assert queued.trigger == "alertmanager"
+    assert queued.reason == "alerts firing: WatchkeeperDatasetDriftSustained"
 
 
 def test_a_new_episode_of_the_same_alert_queues_again(admin_app: Flask) -> None:
@@ -152,7 +154,7 @@ def test_an_alert_about_the_served_model_queues_a_request_naming_it(admin_app: F
 
     assert (response.status_code, response.json["status"]) == (202, "queued")
     [queued] = _queued(admin_app)
-    assert queued["model_version"] == "v1"  # it was left empty
+    assert queued.model_version == "v1"  # it was left empty
 
 
 def test_an_alert_that_outlived_its_model_retrains_nothing(admin_app: Flask) -> None:
@@ -196,7 +198,7 @@ def test_rollback_over_http_refuses_a_rejected_version_unless_forced(
 ) -> None:
     registry = ModelRegistry(services(admin_app).settings.registry_dir)
     registry.register(
-        trained, make_current=False, status="rejected", notes={"reason": "worse MAE"}
+        trained, make_current=False, status="rejected", notes=VersionNotes(reason="worse MAE")
     )  # v2
     client = admin_app.test_client()
 

@@ -79,8 +79,9 @@ def test_a_text_target_trains_a_classifier_with_sets_holding_the_predicted_class
     predicted = model.predict(data.between(6, 7).frame[["x", "colour"]])
     assert np.allclose(predicted.probabilities.sum(axis=1), 1.0)
     assert predicted.members[np.arange(len(predicted.index)), predicted.index].all()
-    assert set(trained.metrics) >= {"accuracy", "log_loss", "brier", "set_coverage", "ece"}
-    assert 0.7 < trained.metrics["accuracy"] < 1.0
+    measured = trained.metrics.model_fields_set
+    assert measured >= {"accuracy", "log_loss", "brier", "set_coverage", "ece"}
+    assert 0.7 < trained.metrics.accuracy < 1.0
 
 
 def test_the_prediction_set_covers_the_nominal_share_of_later_rows() -> None:
@@ -89,9 +90,9 @@ def test_the_prediction_set_covers_the_nominal_share_of_later_rows() -> None:
     data = _dataset(_frame(n=6000, seed=1))
     trained = train(data.between(None, 3), data.between(4, 7), params=FAST)
 
-    assert trained.metrics["rows"] == 3000
-    assert 0.87 <= trained.metrics["set_coverage"] <= 0.95
-    assert 1.0 < trained.metrics["set_size"] < 2.0
+    assert trained.metrics.rows == 3000
+    assert 0.87 <= trained.metrics.set_coverage <= 0.95
+    assert 1.0 < trained.metrics.set_size < 2.0
 
 
 def test_a_zero_one_target_is_a_binary_classifier_answering_numbers() -> None:

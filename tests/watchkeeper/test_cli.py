@@ -31,6 +31,7 @@ from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.status_server import Heartbeat, start_status_server
 from watchkeeper.training import TrainedModel
+from watchkeeper.version_metadata import VersionNotes
 from watchkeeper_cli.help_text import SERVE_SETTINGS
 from watchkeeper_cli.main import build_parser, main
 
@@ -48,8 +49,8 @@ def test_model_list_shows_status_metrics_and_current(
 
     lines = capsys.readouterr().out.splitlines()
     # a house price's MAE is dollars in the thousands: whole, with thousands separators
-    assert trained.metrics["mae"] >= 100
-    mae = f"{trained.metrics['mae']:,.0f}"
+    assert trained.metrics.mae >= 100
+    mae = f"{trained.metrics.mae:,.0f}"
     assert lines[1].startswith("* v1") and "registered" in lines[1] and mae in lines[1]
     assert lines[2].startswith("  v2") and "rejected" in lines[2]
 
@@ -146,7 +147,7 @@ def test_rollback_to_a_rejected_version_is_refused_without_force(
         trained,
         make_current=False,
         status="rejected",
-        notes={"reason": "candidate MAE 21,280 is not below champion MAE 18,789 by 2%"},
+        notes=VersionNotes(reason="candidate MAE 21,280 is not below champion MAE 18,789 by 2%"),
     )  # v2
     monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(registry_dir))
 
@@ -361,15 +362,15 @@ def test_model_show_is_a_readable_summary_and_json_with_the_option(
     text = capsys.readouterr().out
     assert text.startswith("v1 (current): registered, created ")
     assert trained.validation_window is not None
-    rows = trained.validation_window["rows"]
+    rows = trained.validation_window.rows
     assert f"measured on: validation: ames 2008-01 to 2008-12, {rows:,} rows" in text
-    assert trained.metrics["mae"] >= 100  # dollars: whole, with thousands separators
-    assert re.search(rf"MAE +{trained.metrics['mae']:,.0f}\n", text), text
+    assert trained.metrics.mae >= 100  # dollars: whole, with thousands separators
+    assert re.search(rf"MAE +{trained.metrics.mae:,.0f}\n", text), text
     assert "{" not in text
 
     assert main(["model", "show", "v1", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)["metrics"]["mae"]
-    assert shown == pytest.approx(trained.metrics["mae"])
+    assert shown == pytest.approx(trained.metrics.mae)
 
 
 # -- numbers by scale -----------------------------------------------------------------

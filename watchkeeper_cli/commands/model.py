@@ -12,12 +12,12 @@ from watchkeeper_cli.model_registry import open_registry
 from watchkeeper_cli.parser import Commands
 
 if TYPE_CHECKING:  # scikit-learn: imported when the command runs
-    from watchkeeper.registry import ModelRegistry
+    from watchkeeper.registry import MetadataDocument, ModelRegistry
 
 # Versions a retraining job judged unfit: putting one into production takes --force.
 
 
-def _require_version(registry: ModelRegistry, version: str) -> dict[str, object]:
+def _require_version(registry: ModelRegistry, version: str) -> MetadataDocument:
     if version not in registry.versions():
         raise CommandFailed(
             f"model version {version!r} is not registered in {registry.root}",
@@ -57,13 +57,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print(json.dumps(metadata, indent=2))
         else:
-            print(show_text(VersionSummary.from_metadata(metadata), current))
+            print(show_text(VersionSummary.from_record(registry.record(version)), current))
         return 0
     versions = registry.versions()
     if not versions:
         print("no model versions registered in", registry.root)
         return 0
-    summaries = [VersionSummary.from_metadata(registry.metadata(v)) for v in versions]
+    summaries = [VersionSummary.from_record(registry.record(v)) for v in versions]
     print("\n".join(list_lines(summaries, current)))
     return 0
 

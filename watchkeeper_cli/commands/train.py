@@ -67,7 +67,7 @@ def _coverage_refusal(trained: TrainedModel, settings: Settings) -> str | None:
     """Why a freshly trained model's interval (or prediction set) must not be served, or
     None: its validation coverage lies outside the band a retraining candidate must
     meet."""
-    coverage = figures.coverage_of(trained.metrics)
+    coverage = trained.metrics.any_coverage
     low, high = settings.retrain_min_coverage, settings.retrain_max_coverage
     if coverage is None or low <= coverage <= high:
         return None
@@ -117,6 +117,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     ):
         trained = train(training, validation, params=params, task=_task(args.task))
     from watchkeeper.data_source import AMES, describe_csv, describe_rdataset
+    from watchkeeper.version_metadata import VersionNotes
 
     # recorded with the version: every retraining job reads the same data again
     if args.csv:
@@ -132,7 +133,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 trained,
                 make_current=False,
                 status="rejected",
-                notes={"decision": refusal},
+                notes=VersionNotes(decision=refusal),
                 data_source=source,
             )
         raise CommandFailed(
@@ -148,8 +149,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     level = _level(trained)
     print(
         f"registered {version} ({'current' if current else 'not current'}): "
-        f"trained on {figures.count(trained.training_window['rows'])} rows, validated on "
-        f"{figures.count(trained.metrics['rows'])} rows: "
+        f"trained on {figures.count(trained.training_window.rows)} rows, validated on "
+        f"{figures.count(trained.metrics.rows)} rows: "
         f"{figures.validation_figures(trained.metrics, level)}"
     )
     return 0

@@ -60,7 +60,7 @@ def test_a_classifier_report_shows_classification_figures_per_window(
     assert {label for label, _ in first.recall} == {"churn", "stay"}
     (version,) = data.versions
     assert version.task == "classification" and version.labels == 800
-    assert version.validation["accuracy"] == pytest.approx(classifier_trained.metrics["accuracy"])
+    assert version.validation["accuracy"] == pytest.approx(classifier_trained.metrics.accuracy)
     weighted = (realised[0].accuracy * 500 + realised[1].accuracy * 300) / 800
     assert version.realised_accuracy == pytest.approx(weighted)
 
@@ -78,7 +78,7 @@ def test_a_classifier_report_shows_classification_figures_per_window(
     assert "1 of an unknown class" in section
     assert re.search(r"churn \d+%, stay \d+%", section)
     assert 'aria-label="accuracy"' in page
-    limit = classifier_trained.metrics["accuracy"] - class_settings.trigger_accuracy_drop
+    limit = classifier_trained.metrics.accuracy - class_settings.trigger_accuracy_drop
     assert f"v1: retrain below {limit:.1%}" in page
     assert "latest realised accuracy" in page
     # the regression figures are not drawn for a classifier
