@@ -27,6 +27,10 @@ from serving.routes import openapi as openapi_route
 from watchkeeper.schema import Feature, FeatureSchema
 from watchkeeper.task import Task, label_text
 
+OpenApiJson = dict[str, Any]
+"""A piece of the OpenAPI document (a schema, an operation, a media type): free-form JSON,
+served as is at /openapi.json and checked against the server by the property tests."""
+
 __all__ = ["NO_NUL", "openapi_document"]
 
 _REF = "#/components/schemas/{model}"
@@ -54,10 +58,10 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": _REF.format(model=name)}
 
 
-def _model_schemas(models: Sequence[type[BaseModel]]) -> dict[str, Any]:
+def _model_schemas(models: Sequence[type[BaseModel]]) -> OpenApiJson:
     """The models' JSON Schemas (and those they use) by class name: responses as they
     are written, request bodies as they are read."""
-    schemas: dict[str, Any] = {}
+    schemas: OpenApiJson = {}
     for model in models:
         mode = "serialization" if issubclass(model, Answer) else "validation"
         schema = model.model_json_schema(ref_template=_REF, mode=mode)
@@ -66,9 +70,9 @@ def _model_schemas(models: Sequence[type[BaseModel]]) -> dict[str, Any]:
     return schemas
 
 
-def _feature_schema(feature: Feature) -> dict[str, Any]:
+def _feature_schema(feature: Feature) -> OpenApiJson:
     kind = "number" if feature.is_numeric else "string"
-    schema: dict[str, Any] = {"type": [kind, "null"] if feature.nullable else kind}
+    schema: OpenApiJson = {"type": [kind, "null"] if feature.nullable else kind}
     if feature.is_numeric:
         if feature.minimum is not None:
             schema["minimum"] = feature.minimum
@@ -89,7 +93,7 @@ def _feature_schema(feature: Feature) -> dict[str, Any]:
     return schema
 
 
-def _features(schema: FeatureSchema | None) -> dict[str, Any]:
+def _features(schema: FeatureSchema | None) -> OpenApiJson:
     if schema is None:
         return {"type": "object", "description": "No model is loaded."}
     return {
@@ -100,7 +104,7 @@ def _features(schema: FeatureSchema | None) -> dict[str, Any]:
     }
 
 
-def _columns(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, Any]:
+def _columns(schema: FeatureSchema | None, max_batch_size: int) -> OpenApiJson:
     """One array per feature; equal lengths are checked by the server (JSON Schema
     cannot say it)."""
     description = (
@@ -127,14 +131,14 @@ def _columns(schema: FeatureSchema | None, max_batch_size: int) -> dict[str, Any
     }
 
 
-def _label(classes: Sequence[Any]) -> dict[str, Any]:
+def _label(classes: Sequence[Any]) -> OpenApiJson:
     """A class label: one of the served classifier's, or any JSON scalar."""
     return {"enum": list(classes)} if classes else {"type": _LABEL_TYPES}
 
 
-def _class_item(classes: Sequence[Any]) -> dict[str, Any]:
+def _class_item(classes: Sequence[Any]) -> OpenApiJson:
     probability = {"type": "number", "minimum": 0, "maximum": 1}
-    probabilities: dict[str, Any] = {
+    probabilities: OpenApiJson = {
         "type": "object",
         "description": "Each class's probability, keyed by the class label as text "
         '(1 and true become "1" and "True"); they sum to 1.',
@@ -161,7 +165,7 @@ def _class_item(classes: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-def _single_response(item: dict[str, Any]) -> dict[str, Any]:
+def _single_response(item: OpenApiJson) -> OpenApiJson:
     return {
         "type": "object",
         "properties": {
@@ -175,10 +179,10 @@ def _single_response(item: dict[str, Any]) -> dict[str, Any]:
 
 def _for_task(
     task: Task | None,
-    regression: dict[str, Any],
-    classification: dict[str, Any],
-    either: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
+    regression: OpenApiJson,
+    classification: OpenApiJson,
+    either: list[OpenApiJson] | None = None,
+) -> OpenApiJson:
     """The served task's schema; with no model loaded, ``either`` (default: both)."""
     if task is Task.REGRESSION:
         return regression
@@ -187,7 +191,7 @@ def _for_task(
     return {"oneOf": either or [regression, classification]}
 
 
-def _feedback_actual(task: Task | None) -> dict[str, Any]:
+def _feedback_actual(task: Task | None) -> OpenApiJson:
     if task is Task.CLASSIFICATION:
         return {
             "type": _LABEL_TYPES,
@@ -204,7 +208,7 @@ def _feedback_actual(task: Task | None) -> dict[str, Any]:
     return {"type": "number", "description": "The true value."}
 
 
-def _feedback_accepted(task: Task | None) -> dict[str, Any]:
+def _feedback_accepted(task: Task | None) -> OpenApiJson:
     model = (
         api_models.ClassFeedbackAccepted
         if task is Task.CLASSIFICATION
@@ -218,7 +222,7 @@ def _components(
     max_batch_size: int,
     task: Task | None,
     classes: Sequence[Any],
-) -> dict[str, Any]:
+) -> OpenApiJson:
     """The fixed models' schemas, and the served model's shapes."""
     regression = _model_schemas(STATIC_MODELS)["RegressionPrediction"]
     class_item = _class_item(classes)
@@ -326,26 +330,26 @@ class _Operation:
     path: str
     method: str
     view: Callable[..., Any]
-    answers: dict[int, tuple[str | dict[str, Any], str]]
+    answers: dict[int, tuple[str | OpenApiJson, str]]
     errors: tuple[int, ...] = ()
-    body: str | dict[str, Any] | None = None
+    body: str | OpenApiJson | None = None
     body_required: bool = True
     admin: bool = False
     content_type: str = "application/json"
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: OpenApiJson = field(default_factory=dict)
 
 
-def _schema(spec: str | dict[str, Any]) -> dict[str, Any]:
+def _schema(spec: str | OpenApiJson) -> OpenApiJson:
     return _ref(spec) if isinstance(spec, str) else spec
 
 
-def _media(schema: str | dict[str, Any], content_type: str = "application/json") -> dict:
+def _media(schema: str | OpenApiJson, content_type: str = "application/json") -> dict:
     return {"content": {content_type: {"schema": _schema(schema)}}}
 
 
-def _operation(op: _Operation) -> dict[str, Any]:
+def _operation(op: _Operation) -> OpenApiJson:
     summary, _, description = inspect.cleandoc(op.view.__doc__ or "").partition("\n\n")
-    document: dict[str, Any] = {
+    document: OpenApiJson = {
         "operationId": op.view.__name__,
         "summary": " ".join(summary.split()),
     }
@@ -357,7 +361,7 @@ def _operation(op: _Operation) -> dict[str, Any]:
         document["security"] = [{"bearer": []}]
     if op.body is not None:
         document["requestBody"] = {"required": op.body_required, **_media(op.body)}
-    responses: dict[str, Any] = {
+    responses: OpenApiJson = {
         str(status): {"description": text, **_media(schema, op.content_type)}
         for status, (schema, text) in op.answers.items()
     }
@@ -460,7 +464,7 @@ def openapi_document(
     max_batch_size: int,
     task: Task | None = None,
     classes: Sequence[Any] = (),
-) -> dict[str, Any]:
+) -> OpenApiJson:
     """The document for a served model of ``task`` (with ``classes``, a classifier's),
     or for no model (``task`` None)."""
     description = {
@@ -469,7 +473,7 @@ def openapi_document(
         None: "Predictions with a prediction interval (regression) or class probabilities "
         "and a prediction set (classification)",
     }[task]
-    paths: dict[str, dict[str, Any]] = {}
+    paths: dict[str, OpenApiJson] = {}
     for op in _OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation(op)
     return {

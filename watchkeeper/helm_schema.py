@@ -14,6 +14,9 @@ from typing import Any
 
 from watchkeeper.settings import Settings
 
+JsonSchema = dict[str, Any]
+"""A JSON Schema document (the chart's values.schema.json): free-form JSON that Helm reads."""
+
 # Settings the chart's templates set; the value that owns each one is named.
 CHART_OWNED = {
     "data_dir": "fixed: /var/lib/watchkeeper",
@@ -41,7 +44,7 @@ def settable() -> list[str]:
     return sorted(name.upper() for name in Settings.model_fields if name not in CHART_OWNED)
 
 
-def values_schema() -> dict[str, Any]:
+def values_schema() -> JsonSchema:
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "title": "Watchkeeper chart values",

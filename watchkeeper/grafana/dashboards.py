@@ -31,10 +31,10 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from watchkeeper.grafana.panels import (
     DATASOURCE,
+    GrafanaJson,
     Query,
     Threshold,
     datasource_variable,
@@ -60,7 +60,7 @@ FOLDER_TITLE = "Watchkeeper"
 TAG = "watchkeeper"
 
 
-def _variables(c: MixinConfig) -> list[dict[str, Any]]:
+def _variables(c: MixinConfig) -> list[GrafanaJson]:
     jobs = "|".join((c.jobs.serving, c.jobs.monitor, c.jobs.retrain))
     return [
         datasource_variable(c.datasource_uid),
@@ -90,7 +90,7 @@ def _variables(c: MixinConfig) -> list[dict[str, Any]]:
     ]
 
 
-def _links() -> list[dict[str, Any]]:
+def _links() -> list[GrafanaJson]:
     # every Watchkeeper dashboard by tag, keeping the time range and the variables
     return [
         {
@@ -110,9 +110,9 @@ def _dashboard(
     c: MixinConfig,
     uid: DashboardUid,
     title: str,
-    panels: list[dict[str, Any]],
-    annotations: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
+    panels: list[GrafanaJson],
+    annotations: list[GrafanaJson] | None = None,
+) -> GrafanaJson:
     return {
         "uid": uid.value,
         "title": title,
@@ -131,7 +131,7 @@ def _dashboard(
     }
 
 
-def serving(c: MixinConfig) -> dict[str, Any]:
+def serving(c: MixinConfig) -> GrafanaJson:
     q, t = queries(c), c.thresholds
     return _dashboard(
         c,
@@ -281,7 +281,7 @@ def serving(c: MixinConfig) -> dict[str, Any]:
     )
 
 
-def model_health(c: MixinConfig) -> dict[str, Any]:
+def model_health(c: MixinConfig) -> GrafanaJson:
     q, t = queries(c), c.thresholds
     p_value = Threshold(t.drift_p_value, low_is_bad=True)
     return _dashboard(
@@ -436,7 +436,7 @@ def model_health(c: MixinConfig) -> dict[str, Any]:
     )
 
 
-def accuracy_lifecycle(c: MixinConfig) -> dict[str, Any]:
+def accuracy_lifecycle(c: MixinConfig) -> GrafanaJson:
     q, t = queries(c), c.thresholds
     promotions = {
         "name": "Promotions",
@@ -686,21 +686,21 @@ def accuracy_lifecycle(c: MixinConfig) -> dict[str, Any]:
     )
 
 
-DASHBOARDS: dict[str, Callable[[MixinConfig], dict[str, Any]]] = {
+DASHBOARDS: dict[str, Callable[[MixinConfig], GrafanaJson]] = {
     "serving.json": serving,
     "model-health.json": model_health,
     "accuracy-lifecycle.json": accuracy_lifecycle,
 }
 
 
-def build(config: MixinConfig | None = None) -> dict[str, dict[str, Any]]:
+def build(config: MixinConfig | None = None) -> dict[str, GrafanaJson]:
     """The dashboards by file name, from ``config`` (default: the environment's
     settings)."""
     config = config or MixinConfig.from_settings(Settings())
     return {name: factory(config) for name, factory in DASHBOARDS.items()}
 
 
-def render(dashboard: dict[str, Any]) -> str:
+def render(dashboard: GrafanaJson) -> str:
     return json.dumps(dashboard, indent=2, sort_keys=True) + "\n"
 
 
@@ -714,7 +714,7 @@ def write(directory: Path, config: MixinConfig | None = None) -> list[Path]:
     return paths
 
 
-def panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+def panel_queries(dashboard: GrafanaJson) -> list[tuple[str, str]]:
     """(panel title, PromQL) for every target and annotation of a dashboard."""
     found = [
         (p["title"], t["expr"])
@@ -726,13 +726,13 @@ def panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def substitute_all(expr: str, dashboard: dict[str, Any]) -> str:
+def substitute_all(expr: str, dashboard: GrafanaJson) -> str:
     """``expr`` with each variable replaced by what its "All" choice stands for: what
     Grafana sends to Prometheus by default."""
     values = {v["name"]: v["allValue"] for v in dashboard["templating"]["list"] if "allValue" in v}
     return re.sub(r"\$(\w+)", lambda m: values.get(m.group(1), m.group(0)), expr)
 
 
-def panel_ids(dashboard: dict[str, Any]) -> dict[str, int]:
+def panel_ids(dashboard: GrafanaJson) -> dict[str, int]:
     """Panel id by title (titles are unique within a dashboard)."""
     return {p["title"]: p["id"] for p in dashboard["panels"] if p["type"] != "row"}

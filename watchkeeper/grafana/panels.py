@@ -7,6 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+GrafanaJson = dict[str, Any]
+"""A piece of a dashboard's JSON model (a panel, a target, a variable, a threshold step):
+free-form JSON in Grafana's schema, built here and written as is, deliberately not a
+record of ours."""
+
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 REFS = "ABCDEFGH"
 
@@ -18,7 +23,7 @@ class Threshold:
     value: float
     low_is_bad: bool = False
 
-    def steps(self) -> list[dict[str, Any]]:
+    def steps(self) -> list[GrafanaJson]:
         good, bad = ("red", "green") if self.low_is_bad else ("green", "red")
         return [{"color": good, "value": None}, {"color": bad, "value": self.value}]
 
@@ -29,7 +34,7 @@ class Query:
     legend: str = ""
 
 
-def _target(query: Query, ref: str, instant: bool) -> dict[str, Any]:
+def _target(query: Query, ref: str, instant: bool) -> GrafanaJson:
     return {
         "datasource": DATASOURCE,
         "expr": query.expr,
@@ -50,16 +55,16 @@ def panel(
     threshold: Threshold | None = None,
     width: int = 8,
     height: int = 8,
-) -> dict[str, Any]:
+) -> GrafanaJson:
     instant = kind in ("stat", "table")
-    defaults: dict[str, Any] = {"unit": unit}
+    defaults: GrafanaJson = {"unit": unit}
     if threshold is not None:
         defaults["thresholds"] = {"mode": "absolute", "steps": threshold.steps()}
         if kind == "timeseries":
             defaults["custom"] = {"thresholdsStyle": {"mode": "line"}}
         elif kind == "table":
             defaults["custom"] = {"cellOptions": {"type": "color-text"}}
-    result: dict[str, Any] = {
+    result: GrafanaJson = {
         "type": kind,
         "title": title,
         "description": description,
@@ -74,21 +79,21 @@ def panel(
     return result
 
 
-def timeseries(title: str, *queries: Query, **kw: Any) -> dict[str, Any]:
+def timeseries(title: str, *queries: Query, **kw: Any) -> GrafanaJson:
     return panel("timeseries", title, list(queries), **kw)
 
 
-def stat(title: str, query: Query, **kw: Any) -> dict[str, Any]:
+def stat(title: str, query: Query, **kw: Any) -> GrafanaJson:
     kw.setdefault("width", 4)
     kw.setdefault("height", 4)
     return panel("stat", title, [query], **kw)
 
 
-def table(title: str, query: Query, **kw: Any) -> dict[str, Any]:
+def table(title: str, query: Query, **kw: Any) -> GrafanaJson:
     return panel("table", title, [query], **kw)
 
 
-def row(title: str) -> dict[str, Any]:
+def row(title: str) -> GrafanaJson:
     return {
         "type": "row",
         "title": title,
@@ -98,7 +103,7 @@ def row(title: str) -> dict[str, Any]:
     }
 
 
-def layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def layout(panels: list[GrafanaJson]) -> list[GrafanaJson]:
     """Place panels left to right, wrapping at Grafana's 24 columns; a row starts a
     new line. Ids are positions, so a panel's id (and the alerts' links to it) only
     moves when panels before it change."""
@@ -114,7 +119,7 @@ def layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return panels
 
 
-def datasource_variable(uid: str) -> dict[str, Any]:
+def datasource_variable(uid: str) -> GrafanaJson:
     return {
         "name": "datasource",
         "label": "Data source",
@@ -130,7 +135,7 @@ def datasource_variable(uid: str) -> dict[str, Any]:
 
 def query_variable(
     name: str, label: str, query: str, all_value: str, description: str
-) -> dict[str, Any]:
+) -> GrafanaJson:
     """A multi-value variable from ``label_values``, "All" by default; ``all_value``
     is the regex "All" stands for."""
     return {

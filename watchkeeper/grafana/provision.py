@@ -15,6 +15,7 @@ from watchkeeper.grafana.dashboards import (
     FOLDER_UID,
     build,
 )
+from watchkeeper.grafana.panels import GrafanaJson
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class ProvisionReport:
     dashboards: list[str]
 
 
-def datasource(prometheus_url: str) -> dict[str, Any]:
+def datasource(prometheus_url: str) -> GrafanaJson:
     return {
         "uid": DATASOURCE_UID,
         "name": "Watchkeeper Prometheus",
@@ -96,7 +97,7 @@ def _upsert_folder(api: Any, client_error: type[Exception]) -> str:
     return "created"
 
 
-def _upsert_datasource(api: Any, source: dict[str, Any], client_error: type[Exception]) -> str:
+def _upsert_datasource(api: Any, source: GrafanaJson, client_error: type[Exception]) -> str:
     try:
         api.datasource.get_datasource_by_uid(DATASOURCE_UID)
         api.datasource.update_datasource_by_uid(DATASOURCE_UID, source)
