@@ -9,13 +9,15 @@ the figure and the reason.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from monitoring.report.records import (
     AccuracyKind,
+    AccuracyPoint,
     Check,
+    ClassAccuracyPoint,
     FeatureComparison,
     Histogram,
     Quality,
@@ -287,28 +289,36 @@ def quality_chart(data: ReportData, axis: TimeAxis) -> str:
     return line_chart("data quality", series, axis, percent=True)
 
 
-def accuracy_chart(data: ReportData, axis: TimeAxis) -> str:
+@dataclass(frozen=True)
+class _Figure:
+    """One point of a version's accuracy line, and the version's validation figure
+    when the point's result recorded it."""
+
+    kind: AccuracyKind
+    version: str
+    point: Point
+    validation: float | None
+
+
+def _version_lines(
+    data: ReportData, figures: Iterable[_Figure], *, key: str, name: str
+) -> tuple[list[Series], dict[str, float]]:
+    """A line per kind (realised, rolling, estimated) and version, coloured by version,
+    and each version's validation ``key`` (from its results, else its metadata), from
+    which the retrain limit is drawn."""
     groups: dict[tuple[AccuracyKind, str], list[Point]] = {}
     limits: dict[str, float] = {}
-    for p in data.accuracy:
-        labels = f" on {count_of(p.labels, 'label')}" if p.labels is not None else ""
-        groups.setdefault((p.kind, p.model_version), []).append(
-            Point(
-                p.ended_at,
-                p.mae,
-                f"{p.kind} MAE of {p.model_version}: {p.mae:,.0f}{labels}\n"
-                f"{_when(p.started_at)} → {_when(p.ended_at)}",
-            )
-        )
-        if p.validation_mae is not None:
-            limits[p.model_version] = p.validation_mae
+    for figure in figures:
+        groups.setdefault((figure.kind, figure.version), []).append(figure.point)
+        if figure.validation is not None:
+            limits[figure.version] = figure.validation
     for version in data.versions:
-        if version.version in {v for _, v in groups} and "mae" in version.validation:
-            limits.setdefault(version.version, version.validation["mae"])
+        if version.version in {v for _, v in groups} and key in version.validation:
+            limits.setdefault(version.version, version.validation[key])
     colours = {v: i for i, v in enumerate(sorted({v for _, v in groups}, key=version_key))}
     series = [
         Series(
-            f"{kind} MAE {version}",
+            f"{kind} {name} {version}",
             tuple(points),
             style=LINE_STYLES[kind],
             colour=colours[version],
@@ -317,6 +327,23 @@ def accuracy_chart(data: ReportData, axis: TimeAxis) -> str:
             groups.items(), key=lambda item: (version_key(item[0][1]), item[0][0])
         )
     ]
+    return series, limits
+
+
+def _figure(p: AccuracyPoint | ClassAccuracyPoint, value: float, shown: str, name: str) -> _Figure:
+    """``p`` as a point of its version's line; ``shown``: its value as written."""
+    labels = f" on {count_of(p.labels, 'label')}" if p.labels is not None else ""
+    validation = p.validation_mae if isinstance(p, AccuracyPoint) else p.validation_accuracy
+    text = (
+        f"{p.kind} {name} of {p.model_version}: {shown}{labels}\n"
+        f"{_when(p.started_at)} → {_when(p.ended_at)}"
+    )
+    return _Figure(p.kind, p.model_version, Point(p.ended_at, value, text), validation)
+
+
+def accuracy_chart(data: ReportData, axis: TimeAxis) -> str:
+    figures = (_figure(p, p.mae, f"{p.mae:,.0f}", "MAE") for p in data.accuracy)
+    series, limits = _version_lines(data, figures, key="mae", name="MAE")
     degradation = data.thresholds.mae_degradation
     guides = [
         Guide(mae * (1 + degradation), f"{version}: retrain above {mae * (1 + degradation):,.0f}")
@@ -328,35 +355,8 @@ def accuracy_chart(data: ReportData, axis: TimeAxis) -> str:
 def class_accuracy_chart(data: ReportData, axis: TimeAxis) -> str:
     """A classifier's accuracy: realised per window, rolling, and estimated before the
     labels, with the retrain limit (validation accuracy minus the allowed drop)."""
-    groups: dict[tuple[AccuracyKind, str], list[Point]] = {}
-    limits: dict[str, float] = {}
-    for p in data.class_accuracy:
-        labels = f" on {count_of(p.labels, 'label')}" if p.labels is not None else ""
-        groups.setdefault((p.kind, p.model_version), []).append(
-            Point(
-                p.ended_at,
-                p.accuracy,
-                f"{p.kind} accuracy of {p.model_version}: {p.accuracy:.1%}{labels}\n"
-                f"{_when(p.started_at)} → {_when(p.ended_at)}",
-            )
-        )
-        if p.validation_accuracy is not None:
-            limits[p.model_version] = p.validation_accuracy
-    for version in data.versions:
-        if version.version in {v for _, v in groups} and "accuracy" in version.validation:
-            limits.setdefault(version.version, version.validation["accuracy"])
-    colours = {v: i for i, v in enumerate(sorted({v for _, v in groups}, key=version_key))}
-    series = [
-        Series(
-            f"{kind} accuracy {version}",
-            tuple(points),
-            style=LINE_STYLES[kind],
-            colour=colours[version],
-        )
-        for (kind, version), points in sorted(
-            groups.items(), key=lambda item: (version_key(item[0][1]), item[0][0])
-        )
-    ]
+    figures = (_figure(p, p.accuracy, f"{p.accuracy:.1%}", "accuracy") for p in data.class_accuracy)
+    series, limits = _version_lines(data, figures, key="accuracy", name="accuracy")
     drop = data.thresholds.accuracy_drop
     guides = [
         Guide(accuracy - drop, f"{version}: retrain below {accuracy - drop:.1%}")

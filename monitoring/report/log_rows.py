@@ -3,6 +3,8 @@ monitor scored furthest out of distribution."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -12,6 +14,22 @@ from monitoring.report.queries import of_version, within
 from monitoring.report.records import Period
 from watchkeeper.db.features import feature_records
 from watchkeeper.db.tables import predictions
+
+FeatureValues = dict[str, Any]
+"""One logged prediction's features by name, as the client sent them (JSON values)."""
+
+
+@dataclass(frozen=True)
+class ScoredRow:
+    """A logged prediction with its OOD score and its features."""
+
+    seq: int
+    prediction_id: str
+    created_at: datetime
+    model_version: str
+    prediction: float
+    ood_score: float
+    features: FeatureValues
 
 
 def window_features(
@@ -33,11 +51,9 @@ def window_features(
     return pd.DataFrame.from_records(records)
 
 
-def most_out_of_distribution(
-    engine: sa.Engine, period: Period, limit: int
-) -> list[tuple[Any, dict[str, Any]]]:
+def most_out_of_distribution(engine: sa.Engine, period: Period, limit: int) -> list[ScoredRow]:
     """The ``limit`` scored predictions of the period with the highest OOD score,
-    highest first, each with a ``features`` record."""
+    highest first."""
     query = (
         sa.select(
             predictions.c.seq,
@@ -61,4 +77,15 @@ def most_out_of_distribution(
     with engine.connect() as connection:
         rows = connection.execute(query).all()
         records = feature_records(connection, rows)
-    return list(zip(rows, records, strict=True))
+    return [
+        ScoredRow(
+            seq=int(row.seq),
+            prediction_id=str(row.prediction_id),
+            created_at=row.created_at,
+            model_version=str(row.model_version),
+            prediction=float(row.prediction),
+            ood_score=float(row.ood_score),
+            features=features,
+        )
+        for row, features in zip(rows, records, strict=True)
+    ]

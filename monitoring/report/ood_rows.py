@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from monitoring.report.log_rows import FeatureValues, ScoredRow
 from monitoring.report.records import OodRow, UnusualValue, WindowSummary
 from monitoring.report.references import Reference, References
 from watchkeeper.task import label_text
@@ -19,31 +20,31 @@ UNUSUAL_SHOWN = 3
 
 
 def build(
-    found: Sequence[tuple[Any, dict[str, Any]]],
+    found: Sequence[ScoredRow],
     windows: Sequence[WindowSummary],
     references: References,
 ) -> tuple[OodRow, ...]:
     ranges: dict[str, dict[str, tuple[float, float]]] = {}
     classes: dict[str, tuple[Any, ...] | None] = {}
     rows = []
-    for row, features in found:
-        version = str(row.model_version)
+    for row in found:
+        version = row.model_version
         if version not in ranges:
             reference = references.get(version)
             ranges[version] = {} if reference is None else _ranges(reference)
             classes[version] = None if reference is None else reference.classes
         rows.append(
             OodRow(
-                seq=int(row.seq),
-                prediction_id=str(row.prediction_id),
+                seq=row.seq,
+                prediction_id=row.prediction_id,
                 created_at=row.created_at,
                 model_version=version,
-                score=float(row.ood_score),
-                threshold=_threshold(int(row.seq), version, windows),
-                prediction=float(row.prediction),
-                unusual=_unusual(features, ranges[version]),
-                features=tuple((str(k), _shown(v)) for k, v in features.items()),
-                predicted_class=_class(float(row.prediction), classes[version]),
+                score=row.ood_score,
+                threshold=_threshold(row.seq, version, windows),
+                prediction=row.prediction,
+                unusual=_unusual(row.features, ranges[version]),
+                features=tuple((str(k), _shown(v)) for k, v in row.features.items()),
+                predicted_class=_class(row.prediction, classes[version]),
             )
         )
     return tuple(rows)
@@ -60,7 +61,7 @@ def _ranges(reference: Reference) -> dict[str, tuple[float, float]]:
 
 
 def _unusual(
-    features: dict[str, Any], ranges: dict[str, tuple[float, float]]
+    features: FeatureValues, ranges: dict[str, tuple[float, float]]
 ) -> tuple[UnusualValue, ...]:
     scored = []
     for name, (low, high) in ranges.items():

@@ -12,6 +12,7 @@ import pandas as pd
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.schema import FeatureSchema
+from watchkeeper.task import Task
 
 
 @dataclass(frozen=True)
@@ -31,17 +32,14 @@ class References:
     def get(self, version: str) -> Reference | None:
         if version not in self._found:
             try:
-                metadata = self.registry.metadata(version)
-                schema = FeatureSchema.from_dict(metadata["schema"])
-                classes = (
-                    metadata.get("classes") if metadata.get("task") == "classification" else None
-                )
+                record = self.registry.record(version)
+                classifier = record.task is Task.CLASSIFICATION
                 self._found[version] = Reference(
-                    schema,
+                    record.feature_schema,
                     self.registry.reference(version),
-                    tuple(classes) if isinstance(classes, list) else None,
+                    record.classes if classifier else None,
                 )
-            except (WatchkeeperError, KeyError) as exc:
+            except WatchkeeperError as exc:
                 self.problems.append(f"the reference sample of {version} cannot be read: {exc}")
                 self._found[version] = None
         return self._found[version]

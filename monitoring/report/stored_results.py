@@ -6,7 +6,7 @@ tests, which pick the drifted features to draw."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,14 @@ from monitoring.report.records import (
     WindowSummary,
 )
 from watchkeeper.db.tables import window_results
+
+ResultRow = sa.Row[Any]
+"""A ``window_results`` row as stored. The report reads old and partial rows leniently
+(a field it cannot read is left out of the page), unlike a restarted monitor, which
+validates them (:meth:`monitoring.window_result.WindowResult.from_row`)."""
+
+Details = Mapping[str, Any]
+"""A row's ``details``: a JSON object of each check's own shape."""
 
 PAGE = 2000
 """Result rows per query: memory stays bounded however long the period."""
@@ -77,7 +85,7 @@ def read(
     engine: sa.Engine, period: Period, *, advance: Callable[[int], None] | None = None
 ) -> StoredResults:
     """The period's results; ``advance(n)`` is called after each page of ``n`` rows."""
-    by_window: dict[str, dict[str, Any]] = {}
+    by_window: dict[str, dict[str, ResultRow]] = {}
     accuracy: list[AccuracyPoint] = []
     class_accuracy: list[ClassAccuracyPoint] = []
     for page in _pages(engine, period):
@@ -115,7 +123,7 @@ def _conditions(period: Period) -> list[sa.ColumnElement[bool]]:
     ]
 
 
-def _pages(engine: sa.Engine, period: Period) -> Iterator[list[Any]]:
+def _pages(engine: sa.Engine, period: Period) -> Iterator[Sequence[ResultRow]]:
     after = 0
     while True:
         query = (
@@ -132,7 +140,7 @@ def _pages(engine: sa.Engine, period: Period) -> Iterator[list[Any]]:
         after = page[-1].id
 
 
-def _details(row: Any) -> dict[str, Any]:
+def _details(row: ResultRow) -> Details:
     return row.details if isinstance(row.details, dict) else {}
 
 
@@ -143,7 +151,7 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _check(row: Any | None) -> Check:
+def _check(row: ResultRow | None) -> Check:
     if row is None:
         return Check(Verdict.NO_VERDICT, None)
     error = _details(row).get("error")
@@ -170,7 +178,7 @@ def _worst(features: Any, reference: Any, rate: str) -> RateOfWorst:
     return worst
 
 
-def _quality(row: Any | None) -> Quality | None:
+def _quality(row: ResultRow | None) -> Quality | None:
     if row is None or "error" in _details(row):
         return None
     details = _details(row)
@@ -183,7 +191,7 @@ def _quality(row: Any | None) -> Quality | None:
     )
 
 
-def _summary(rows: dict[str, Any]) -> WindowSummary:
+def _summary(rows: dict[str, ResultRow]) -> WindowSummary:
     any_row = next(iter(rows.values()))
     ood = rows.get("ood")
     ood_ok = ood is not None and "error" not in _details(ood)
@@ -207,7 +215,7 @@ def _summary(rows: dict[str, Any]) -> WindowSummary:
     )
 
 
-def _feature_tests(row: Any | None) -> FeatureTests | None:
+def _feature_tests(row: ResultRow | None) -> FeatureTests | None:
     if row is None or row.is_drift is None:
         return None
     details = _details(row)
@@ -234,7 +242,7 @@ def _numbers(value: Any) -> dict[str, float]:
     return {str(k): number for k, v in value.items() if (number := _number(v)) is not None}
 
 
-def _accuracy_point(kind: AccuracyKind, row: Any) -> AccuracyPoint | None:
+def _accuracy_point(kind: AccuracyKind, row: ResultRow) -> AccuracyPoint | None:
     details = _details(row)
     mae = _number(row.score)
     if mae is None:
@@ -253,7 +261,7 @@ def _accuracy_point(kind: AccuracyKind, row: Any) -> AccuracyPoint | None:
     )
 
 
-def _class_accuracy_point(kind: AccuracyKind, row: Any) -> ClassAccuracyPoint | None:
+def _class_accuracy_point(kind: AccuracyKind, row: ResultRow) -> ClassAccuracyPoint | None:
     """A classifier's result: its score is the accuracy (estimated or realised)."""
     details = _details(row)
     accuracy = _number(row.score)

@@ -23,6 +23,7 @@ from monitoring.report.records import (
 from watchkeeper.db.tables import predictions
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.registry import ModelRegistry
+from watchkeeper.task import Task
 
 METRICS = ("mae", "rmse", "mape", "coverage")
 CLASS_METRICS = ("accuracy", "log_loss", "brier", "set_coverage", "ece")
@@ -95,10 +96,10 @@ def _summary(
         else None
     )
     try:
-        meta = registry.metadata(name)
-    except WatchkeeperError:  # deleted from the registry, or not a version name
-        meta = None
-    if meta is None:
+        record = registry.record(name)
+    except WatchkeeperError:  # deleted from the registry, unreadable, or not a version name
+        record = None
+    if record is None:
         return VersionSummary(
             name,
             "not in the registry",
@@ -113,19 +114,16 @@ def _summary(
             task="classification" if class_points else "regression",
             realised_accuracy=accuracy,
         )
-    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
-    window = meta.get("training_window") if isinstance(meta.get("training_window"), dict) else {}
-    rows = window.get("rows")
-    task = "classification" if meta.get("task") == "classification" else "regression"
+    task = "classification" if record.task is Task.CLASSIFICATION else "regression"
     keys = CLASS_METRICS if task == "classification" else METRICS
     return VersionSummary(
         version=name,
-        status=str(meta.get("status", "registered")),
-        created_at=_moment(meta.get("created_at")),
+        status=record.status,
+        created_at=_moment(record.created_at),
         is_current=name == current,
         in_registry=True,
-        validation={k: float(v) for k in keys if _finite(v := metrics.get(k))},
-        training_rows=int(rows) if isinstance(rows, int) else None,
+        validation={k: float(v) for k in keys if _finite(v := getattr(record.metrics, k))},
+        training_rows=record.training_window.rows,
         predictions=predicted,
         labels=labels,
         realised_mae=mae,
