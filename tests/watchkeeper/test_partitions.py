@@ -142,7 +142,7 @@ def test_a_row_of_a_day_without_partition_is_kept_and_moves_into_its_day_later(
 
 
 @pytest.mark.postgres
-def test_prune_drops_old_days_whole_and_deletes_row_by_row_only_the_boundary_day(
+def test_prune_drops_old_days_whole_and_keeps_the_boundary_day_whole(
     pg_engine: sa.Engine,
 ) -> None:
     # cut-off: 2026-10-30 12:00 (raw retention 30 days before NOW)
@@ -172,13 +172,61 @@ def test_prune_drops_old_days_whole_and_deletes_row_by_row_only_the_boundary_day
         *(n.replace("predictions", "requests") for n in old_days),
     }
     assert set(dry.partitions_dropped) == set(report.partitions_dropped)
-    assert counts(report)["predictions"] == 3000 + 10 == counts(dry)["predictions"]
-    assert counts(report)["requests"] == 1000 + 5 == counts(dry)["requests"]
-    # only the boundary day's 10 predictions and 5 requests were deleted one by one
-    assert row_deletes(pg_engine) == 15
+    assert counts(report)["predictions"] == 3000 == counts(dry)["predictions"]
+    assert counts(report)["requests"] == 1000 == counts(dry)["requests"]
+    # the boundary day goes whole once past the cut-off, not row by row before
+    assert row_deletes(pg_engine) == 0
     kept = log.ids(predictions, "prediction_id")
-    assert kept == {*after_cut, *young} and not {p for r in boundary for p in r} & kept
+    assert kept == {*after_cut, *young, *(p for r in boundary for p in r)}
     assert any("dropped" in line and "(partitions)" in line for line in report.lines())
+
+
+@pytest.mark.postgres
+def test_hourly_prunes_leave_the_boundary_day_whole_until_it_is_dropped(
+    pg_engine: sa.Engine,
+) -> None:
+    """The monitor prunes hourly: were the day straddling the cut-off pruned row by row,
+    each prune would delete that hour's rows and the day would be empty by the time it
+    may be dropped. Raw rows of a partitioned day go only with their day."""
+    day = datetime(2026, 10, 29, tzinfo=UTC)
+    make_days(pg_engine, day, 2)  # 10-29 and 10-30
+    log = Log(pg_engine)
+    written = [log.requests(day + timedelta(hours=h, minutes=30), 2, items=2) for h in range(24)]
+    in_day = {p for hour in written for r in hour for p in r}
+    next_day = log.request(day + timedelta(days=1, hours=1), items=2)
+    young = log.request(day + timedelta(days=40))
+    log.set_watermark(log.max_seq())
+    count_deletes(pg_engine)
+
+    dropped: list[tuple[datetime, tuple[str, ...]]] = []
+    for hour in range(0, 27):  # hourly, from the day's start + 30 days to past its end
+        when = day + timedelta(days=30, hours=hour)
+        report = prune_at(pg_engine, when)
+        dropped += [(when, report.partitions_dropped)] if report.partitions_dropped else []
+        kept = log.ids(predictions, "prediction_id")
+        if when < day + timedelta(days=31):
+            assert in_day <= kept, when  # nothing of the day went one by one
+
+    assert row_deletes(pg_engine) == 0  # raw rows of a partitioned day: never row by row
+    assert dropped == [(day + timedelta(days=31), ("predictions_p20261029", "requests_p20261029"))]
+    assert log.ids(predictions, "prediction_id") == {*next_day, *young}
+
+
+def test_on_sqlite_raw_retention_stays_exact(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    upgrade(engine)
+    log = Log(engine)
+    day = datetime(2026, 10, 29, tzinfo=UTC)
+    hours = [log.request(day + timedelta(hours=h, minutes=30)) for h in range(24)]
+    log.request(day + timedelta(days=40))
+    log.set_watermark(log.max_seq())
+
+    prune_at(engine, day + timedelta(days=30, hours=12))
+
+    kept = log.ids(predictions, "prediction_id")
+    assert kept & {p for h in hours[:12] for p in h} == set()
+    assert {p for h in hours[12:] for p in h} <= kept
+    engine.dispose()
 
 
 @pytest.mark.postgres

@@ -83,6 +83,11 @@ class Partition:
         return self.start + timedelta(days=1)
 
 
+def day_start(moment: datetime) -> datetime:
+    """The start of ``moment``'s UTC day."""
+    return datetime.combine(moment.astimezone(UTC).date(), time(), tzinfo=UTC)
+
+
 def partition_name(table: str, day: date) -> str:
     return f"{table}_p{day:%Y%m%d}"
 

@@ -20,9 +20,13 @@ go whole — constant time, however many rows it holds: a ``predictions`` day wh
 every row is past the raw retention, read by the monitor and without a label still
 within the labelled retention (archived first, if an archive is set), and a
 ``requests`` day with no prediction left of its time. The row-by-row passes below then
-handle what partitions cannot: the day that straddles the cut-off, days kept for a
-recent label (their unlabelled rows go one by one) and the default partition. Every
-prune also creates the partitions of the days ahead.
+handle what partitions cannot: days kept for a recent label (their unlabelled rows go
+one by one) and the default partition. On partitioned tables the raw retention is
+applied by whole UTC days: the raw passes stop at the start of the day that straddles
+the cut-off, so that day is dropped whole once it is wholly past it, instead of being
+emptied row by row by the hourly prunes before (raw rows are kept up to one day longer
+than ``retention_days`` there; SQLite keeps the retention to the row). Every prune also
+creates the partitions of the days ahead.
 
 Each batch is its own short transaction and the pruner then pauses as long as the
 batch took, so that the serving writers get the database at least half the time.
@@ -257,12 +261,17 @@ class Pruner:
         with self.engine.connect() as connection:
             newest = connection.execute(sa.select(sa.func.max(predictions.c.seq))).scalar()
             watermark = read_position(connection, MONITOR_WATERMARK)
+            by_day = parts.is_partitioned(connection, "predictions")
         protect = int(newest or 0) - 1
         if not p.without_monitor:  # no watermark yet: nothing is read, nothing goes
             protect = min(protect, watermark or 0)
-        return _Cutoffs(
-            before(p.raw_days), before(p.labelled_days), before(p.history_days), protect
-        )
+        raw = before(p.raw_days)
+        if raw is not None and by_day:
+            # Partitioned: raw rows go by whole UTC days, so that the day straddling the
+            # cut-off is dropped whole once past it rather than emptied row by row by
+            # the hourly prunes before (rows are kept up to a day longer).
+            raw = parts.day_start(raw)
+        return _Cutoffs(raw, before(p.labelled_days), before(p.history_days), protect)
 
     def _repeat(self, batch: Callable[[sa.Connection], bool]) -> None:
         """Run ``batch`` in one transaction each until it returns False, pausing after
