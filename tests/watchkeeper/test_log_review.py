@@ -221,12 +221,14 @@ def test_a_label_arriving_while_its_day_is_archived_keeps_its_prediction(
 
     report = _archiving_pruner(pg_engine, tmp_path, label).run()
 
-    assert "predictions_p20261001" not in report.partitions_dropped
-    assert late in log.ids(predictions, "prediction_id")
+    # dropped all the same, the newly labelled prediction moved into the default one
+    assert "predictions_p20261001" in report.partitions_dropped
     assert log.ids(feedback, "prediction_id") == {late}
-    # the day's other rows went row by row, as for any day kept for a label
     assert log.ids(predictions, "prediction_id") == {late, f"r{log.n:05d}-0"}
-    assert {p for r in ids for p in r} <= set(read_archive(str(tmp_path))["prediction_id"])
+    assert late.rsplit("-", 1)[0] in log.ids(requests, "request_id")
+    # every row that went was archived first (the kept one is, once its label ages)
+    gone = {p for r in ids for p in r} - {late}
+    assert gone <= set(read_archive(str(tmp_path))["prediction_id"])
 
 
 def test_a_row_replayed_into_a_day_being_archived_is_not_dropped_unread(
@@ -375,11 +377,12 @@ def _rows(engine: sa.Engine) -> dict[str, list[Any]]:
 
 @pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "America/New_York"])
 def test_migration_and_prune_split_days_in_utc_whatever_the_server_zone(
-    postgres_server: PostgresServer, zone: str
+    postgres_server: PostgresServer, zone: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A server whose TimeZone is not UTC (+14 h, or one with DST): rows a few
     microseconds either side of a UTC midnight, and of a DST change, land in the
     partition of their UTC day, and the prune drops whole UTC days only."""
+    monkeypatch.setenv("WATCHKEEPER_RETENTION_DAYS", "0")  # a partition for every day
     engine = _database_in_zone(postgres_server, zone)
     upgrade(engine, "0006")
     log = Log(engine)
@@ -414,12 +417,13 @@ def test_migration_and_prune_split_days_in_utc_whatever_the_server_zone(
 
 
 def test_migration_of_a_log_with_far_times_and_a_large_seq_is_whole_or_nothing(
-    postgres_server: PostgresServer,
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rows from 1999 and 2099, a seq past 2**32: copied as they were, seq goes on from
     where it was. An upgrade that fails half-way (here a name it needs is taken) leaves
     the 0006 tables as they were, and runs once the cause is gone; a second upgrade
     changes nothing."""
+    monkeypatch.setenv("WATCHKEEPER_RETENTION_DAYS", "0")  # a partition for every day
     engine = create_engine(postgres_server.create_database())
     upgrade(engine, "0006")
     with engine.begin() as connection:

@@ -229,10 +229,18 @@ def test_on_sqlite_raw_retention_stays_exact(tmp_path: Path) -> None:
     engine.dispose()
 
 
+def in_default(engine: sa.Engine, table: str) -> int:
+    with engine.connect() as connection:
+        return int(connection.exec_driver_sql(f"SELECT count(*) FROM {table}_default").scalar_one())
+
+
 @pytest.mark.postgres
-def test_a_day_holding_a_label_within_its_retention_is_not_dropped_whole(
+def test_a_day_holding_a_label_within_its_retention_is_dropped_whole_keeping_it(
     pg_engine: sa.Engine,
 ) -> None:
+    """Labels arrive every day, so every day of the labelled retention holds one: such a
+    day is dropped whole all the same, its labelled predictions and their requests moved
+    into the default partition, not its other rows deleted one by one."""
     first = datetime(2026, 10, 1, tzinfo=UTC)
     make_days(pg_engine, first, 3)  # 10-01 … 10-03
     log = Log(pg_engine)
@@ -245,29 +253,110 @@ def test_a_day_holding_a_label_within_its_retention_is_not_dropped_whole(
     log.request(ago(0))
     log.set_watermark(log.max_seq())
     count_deletes(pg_engine)
+    with pg_engine.connect() as connection:
+        before = connection.execute(
+            sa.select(predictions).where(predictions.c.prediction_id == labelled)
+        ).one()
+        request_before = connection.execute(
+            sa.select(requests).where(requests.c.request_id == "r00004")
+        ).one()
 
     report = pruner(pg_engine).run()
 
     after = names(pg_engine, "predictions")
-    assert "predictions_p20261001" in after and "requests_p20261001" in names(pg_engine, "requests")
-    assert "predictions_p20261002" not in after and "predictions_p20261003" not in after
+    assert not {"predictions_p20261001", "predictions_p20261002"} & set(after)
+    assert "requests_p20261001" not in names(pg_engine, "requests")
+    assert {"predictions_p20261001", "requests_p20261001"} <= set(report.partitions_dropped)
     kept = log.ids(predictions, "prediction_id")
     assert labelled in kept and not {p for r in day1 for p in r} - {labelled} & kept
     assert not {p for r in day2 for p in r} & kept
     assert log.ids(requests, "request_id") >= {"r00004"}  # the labelled one's request
     assert log.ids(feedback, "prediction_id") == {labelled}
     assert counts(report)["feedback"] == 1
-    # the kept day's other 39 predictions and 19 requests went one by one
-    assert row_deletes(pg_engine) == 39 + 19
+    assert counts(report)["predictions"] == 79 and counts(report)["requests"] == 39
+    assert row_deletes(pg_engine) == 0  # nothing of the days went one by one
+    # moved with every column unchanged, into the default partitions
+    with pg_engine.connect() as connection:
+        moved = connection.execute(
+            sa.select(predictions).where(predictions.c.prediction_id == labelled)
+        ).one()
+        request_moved = connection.execute(
+            sa.select(requests).where(requests.c.request_id == "r00004")
+        ).one()
+    assert moved == before and request_moved == request_before
+    assert partition_of(pg_engine, predictions, "prediction_id", labelled) == [
+        "predictions_default"
+    ]
+    assert partition_of(pg_engine, requests, "request_id", "r00004") == ["requests_default"]
     # the retraining query still finds the kept label with its request's features
     rows = labelled_predictions(pg_engine, SCHEMA, since=ago(60))
     assert len(rows) == 1 and rows["area"].notna().all()
 
-    # once the label is past its retention too, the emptied day goes whole
+    # once the label is past its retention too, it goes row by row from the default
     later = NOW + timedelta(days=320)
-    again = prune_at(pg_engine, later)
-    assert "predictions_p20261001" in again.partitions_dropped
+    prune_at(pg_engine, later)
     assert labelled not in log.ids(predictions, "prediction_id")
+    assert "r00004" not in log.ids(requests, "request_id")
+    assert row_deletes(pg_engine) == 2  # the prediction and its request
+    assert in_default(pg_engine, "predictions") == in_default(pg_engine, "requests") == 0
+
+
+@pytest.mark.postgres
+def test_moved_labelled_rows_are_read_joined_and_replayed_once(pg_engine: sa.Engine) -> None:
+    """The monitor's watermark reads, the feedback join, the retraining query and a
+    journal replay all meet a labelled prediction moved into the default partition."""
+    day = datetime(2026, 10, 1, 5, tzinfo=UTC)
+    make_days(pg_engine, day, 1)
+    entries = [_entry(n, day) for n in range(4)]
+    store = LogStore(pg_engine)
+    assert store.insert(entries) == Written(4, 8)
+    log = Log(pg_engine)
+    log.n = 100
+    labelled = [f"{n:032x}.0" for n in range(2)]
+    for n, pid in enumerate(labelled):
+        log.label(pid, ago(5), actual=200.0 + n)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    with pg_engine.connect() as connection:
+        seqs = dict(
+            connection.execute(
+                sa.select(predictions.c.prediction_id, predictions.c.seq).where(
+                    predictions.c.prediction_id.in_(labelled)
+                )
+            ).all()
+        )
+
+    report = pruner(pg_engine).run()
+
+    assert "predictions_p20261001" in report.partitions_dropped
+    assert in_default(pg_engine, "predictions") == 2
+    rows = LogReader(pg_engine, settle_seconds=0).read(0, log.max_seq())
+    assert dict(zip(rows["prediction_id"], rows["seq"], strict=True)) == {
+        **seqs,
+        f"r{log.n:05d}-0": log.max_seq(),
+    }
+    span = WindowSpan("w", "v1", 1, log.max_seq(), len(rows), day, NOW)
+    with pg_engine.connect() as connection:
+        window = read_window_labels(connection, span)
+    assert sorted(window["actual"].tolist()) == [200.0, 201.0]
+    training = labelled_predictions(pg_engine, SCHEMA, since=ago(10))
+    assert training["price"].tolist() == [200.0, 201.0]
+    assert training["area"].tolist() == [0.0, 1.0]
+    # exactly once: a replay of the moved rows' entries meets them in the default one
+    replayed = [LogEntry.from_line(e.to_line()[:-1]) for e in entries[:2]]
+    store.insert(replayed)
+    with pg_engine.connect() as connection:
+        copies = connection.execute(
+            sa.select(sa.func.count())
+            .select_from(predictions)
+            .where(predictions.c.prediction_id.in_(labelled))
+        ).scalar_one()
+        requests_kept = connection.execute(
+            sa.select(sa.func.count())
+            .select_from(requests)
+            .where(requests.c.request_id.in_([e.request_id for e in entries[:2]]))
+        ).scalar_one()
+    assert copies == 2 and requests_kept == 2
 
 
 @pytest.mark.postgres
@@ -445,8 +534,9 @@ def test_on_sqlite_the_file_stops_growing_once_retention_prunes(tmp_path: Path) 
 
 @pytest.mark.postgres
 def test_migration_partitions_a_populated_database_and_back(
-    postgres_server: PostgresServer,
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("WATCHKEEPER_RETENTION_DAYS", "0")  # kept for ever: every day
     engine = create_engine(postgres_server.create_database())
     upgrade(engine, "0006")
     log = Log(engine)
@@ -490,6 +580,43 @@ def test_migration_partitions_a_populated_database_and_back(
     assert len(_snapshot(engine)["predictions"]) == len(snapshot["predictions"]) + 1
     upgrade(engine)
     assert len(_snapshot(engine)["predictions"]) == len(snapshot["predictions"]) + 1
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_migration_puts_the_days_past_the_raw_retention_into_the_default_partition(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long log does not get a partition per day of its past (each one more lock for
+    every reader across them): days past WATCHKEEPER_RETENTION_DAYS go to the default
+    partition, which the first prune empties as it would have without partitions."""
+    monkeypatch.setenv("WATCHKEEPER_RETENTION_DAYS", "30")
+    engine = create_engine(postgres_server.create_database())
+    upgrade(engine, "0006")
+    log = Log(engine)
+    now = datetime.now(UTC)
+    old_days = [now - timedelta(days=d) for d in range(40, 400, 3)]  # 120 days
+    for when in old_days:
+        log.requests(when, 2, items=2)
+    recent = [now - timedelta(days=d) for d in (29, 10)]
+    for when in recent:
+        log.requests(when, 2, items=2)
+    snapshot = _snapshot(engine)
+
+    upgrade(engine)
+
+    assert _snapshot(engine) == snapshot
+    days = names(engine, "predictions")
+    assert len(days) == len(recent) + len(parts.days_to_cover(now.date()))
+    for when in recent:
+        assert parts.partition_name("predictions", when.date()) in days
+        assert parts.partition_name("requests", when.date()) in names(engine, "requests")
+    assert in_default(engine, "predictions") == 4 * len(old_days)
+    assert in_default(engine, "requests") == 2 * len(old_days)
+    log.set_watermark(log.max_seq())
+    Pruner(engine, POLICY, clock=lambda: now, pause=False).run()
+    assert in_default(engine, "predictions") == 0 and in_default(engine, "requests") == 0
+    assert len(log.ids(predictions, "seq")) == 8
     engine.dispose()
 
 

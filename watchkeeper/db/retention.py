@@ -17,11 +17,17 @@ again, and a reused ``seq`` below the watermark would never be read.
 On PostgreSQL ``predictions`` and ``requests`` are partitioned by day
 (:mod:`watchkeeper.db.partitions`) and a prune first drops each day partition that may
 go whole — constant time, however many rows it holds: a ``predictions`` day whose
-every row is past the raw retention, read by the monitor and without a label still
-within the labelled retention (archived first, if an archive is set), and a
-``requests`` day with no prediction left of its time. The row-by-row passes below then
-handle what partitions cannot: days kept for a recent label (their unlabelled rows go
-one by one) and the default partition. On partitioned tables the raw retention is
+every row is past the raw retention and read by the monitor (its rows archived first,
+if an archive is set), and a ``requests`` day none of whose predictions is still to be
+deleted. A day's predictions with a label within the labelled retention, and their
+requests, outlive its drop: in the drop's transaction they are copied aside and put
+back into the table, where they land in the default partition with every column (and
+``seq``) unchanged — labels arrive every day, so otherwise no day of the labelled
+retention could be dropped, its unlabelled rows would go one by one and the log would
+keep a partition per day of it. The row-by-row passes below then handle what
+partitions cannot: the default partition (those long-kept labelled rows, deleted with
+their label once it ages out, and rows of days without partition) and days a drop
+could not take (a long reader). On partitioned tables the raw retention is
 applied by whole UTC days: the raw passes stop at the start of the day that straddles
 the cut-off, so that day is dropped whole once it is wholly past it, instead of being
 emptied row by row by the hourly prunes before (raw rows are kept up to one day longer
@@ -163,6 +169,22 @@ class PruneReport:
         if self.freed_bytes is not None:
             lines.append(f"{'(file)':<{width}}  returned {self.freed_bytes:,} bytes of free pages")
         return lines
+
+
+# A prediction (aliased ``p``) whose label is within the labelled retention.
+_RECENT_LABEL = (
+    "EXISTS (SELECT 1 FROM feedback f WHERE f.prediction_id = p.prediction_id"
+    " AND f.received_at >= :labelled)"
+)
+
+
+@dataclass(frozen=True)
+class _Keep:
+    """Rows of a dropped day partition that go back into its table: an SQL condition
+    on the partition's rows (aliased ``p``) and its parameters."""
+
+    condition: str
+    params: dict[str, object]
 
 
 class _Kept(Enum):
@@ -320,12 +342,14 @@ class Pruner:
             if partition.end > cut.raw:
                 break
             with self.engine.connect() as connection:
-                rows_left = self._predictions_of_day(connection, partition)
+                rows_left = self._going_predictions_of_day(connection, partition, cut)
             if rows_left and not (dry_run and partition.day in gone):
                 continue  # the row pass deletes its requests as their predictions go
             if not dry_run:
                 removed = self._drop(
-                    partition, lambda c, p=partition: not self._predictions_of_day(c, p)
+                    partition,
+                    lambda c, p=partition: not self._going_predictions_of_day(c, p, cut),
+                    self._requests_kept(partition),
                 )
                 if removed is _Kept.LOCKED:
                     break
@@ -336,28 +360,59 @@ class Pruner:
         return tuple(dropped)
 
     @staticmethod
-    def _predictions_of_day(connection: sa.Connection, partition: parts.Partition) -> bool:
-        """Whether any prediction has the time of ``partition``'s day."""
+    def _going_predictions_of_day(
+        connection: sa.Connection, partition: parts.Partition, cut: _Cutoffs
+    ) -> bool:
+        """Whether any prediction of the time of ``partition``'s day is still to be
+        deleted (one without a label within the labelled retention): its request is
+        left to the row pass, which deletes it once its predictions are gone."""
+        recent_label = sa.exists().where(
+            feedback.c.prediction_id == predictions.c.prediction_id,
+            feedback.c.received_at >= cut.labelled,
+        )
         row = connection.execute(
             sa.select(predictions.c.seq)
             .where(
                 predictions.c.created_at >= partition.start,
                 predictions.c.created_at < partition.end,
+                ~recent_label,
             )
             .limit(1)
         ).first()
         return row is not None
 
+    @staticmethod
+    def _requests_kept(partition: parts.Partition) -> _Keep:
+        """The requests of ``partition`` that still have a prediction (a labelled one
+        kept past its day's drop), found in the predictions of the same time only."""
+        return _Keep(
+            "EXISTS (SELECT 1 FROM predictions q WHERE q.request_id = p.request_id"
+            " AND q.created_at >= :start AND q.created_at < :end)",
+            {"start": partition.start, "end": partition.end},
+        )
+
+    @staticmethod
+    def _predictions_kept(cut: _Cutoffs) -> _Keep:
+        """The predictions of a day that outlive its drop: those with a label within
+        the labelled retention (labels older than it go with their predictions anyway,
+        :meth:`_aged_labels`)."""
+        return _Keep(_RECENT_LABEL, {"labelled": cut.labelled})
+
     def _drop(
-        self, partition: parts.Partition, still_may: Callable[[sa.Connection], bool]
+        self,
+        partition: parts.Partition,
+        still_may: Callable[[sa.Connection], bool],
+        keep: _Keep,
     ) -> int | _Kept:
-        """Drop ``partition`` if ``still_may`` holds once no writer can add to it; its
-        rows, or why it is kept. The check is made again under the partitioned table's
-        lock because what was checked before (an archive of the day may take minutes)
-        may have changed since: a replayed row the monitor has not read, a new label, a
-        request's predictions. A lock not granted in time (a long reader) leaves the
-        partition to the row passes, which delete its rows in batches as they would
-        without partitions, so retention holds either way."""
+        """Drop ``partition`` if ``still_may`` holds once no writer can add to it, its
+        rows matching ``keep`` moved into the default partition in the same transaction
+        (:func:`~watchkeeper.db.partitions.drop_keeping`); the rows removed, or why it
+        is kept. The check is made again under the partitioned table's lock because
+        what was checked before (an archive of the day may take minutes) may have
+        changed since: a replayed row the monitor has not read, a request's
+        predictions. A lock not granted in time (a long reader) leaves the partition to
+        the row passes, which delete its rows in batches as they would without
+        partitions, so retention holds either way."""
         try:
             with self.engine.begin() as connection:
                 parts.lock_for_drop(connection, partition)
@@ -365,7 +420,7 @@ class Pruner:
                     log.info("partition %s kept: its rows changed since checked", partition.name)
                     return _Kept.CHANGED
                 n = parts.rows_in(connection, partition)
-                parts.drop_partition(connection, partition)
+                n -= parts.drop_keeping(connection, partition, keep.condition, keep.params)
         except sa.exc.OperationalError as exc:
             if not parts.lock_not_granted(exc):
                 raise
@@ -373,24 +428,15 @@ class Pruner:
             return _Kept.LOCKED
         return n
 
+    @staticmethod
     def _may_drop_predictions(
-        self, connection: sa.Connection, partition: parts.Partition, cut: _Cutoffs
+        connection: sa.Connection, partition: parts.Partition, cut: _Cutoffs
     ) -> bool:
-        """Whether every row of ``partition`` may go: read by the monitor, and no label
-        of one still within the labelled retention (labels older than it go with
-        their predictions anyway, :meth:`_aged_labels`)."""
-        assert cut.labelled is not None
+        """Whether ``partition`` may be dropped: the monitor read every row of it. Its
+        rows with a label still within the labelled retention outlive the drop
+        (:meth:`_predictions_kept`)."""
         newest = connection.exec_driver_sql(f"SELECT max(seq) FROM {partition.name}").scalar()
-        if newest is not None and newest > cut.protect_seq:
-            return False
-        kept = connection.execute(
-            sa.text(
-                f"SELECT EXISTS (SELECT 1 FROM feedback f JOIN {partition.name} p"
-                " ON p.prediction_id = f.prediction_id WHERE f.received_at >= :labelled)"
-            ),
-            {"labelled": cut.labelled},
-        ).scalar()
-        return not kept
+        return newest is None or newest <= cut.protect_seq
 
     def _archive_and_drop(self, partition: parts.Partition, cut: _Cutoffs) -> int | _Kept:
         """Archive ``partition``'s rows (if an archive is set) in bounded batches, then
@@ -401,11 +447,18 @@ class Pruner:
 
             def batch(connection: sa.Connection) -> bool:
                 nonlocal after
+                # the rows that go (kept ones are archived when their label ages)
                 seqs = (
-                    connection.exec_driver_sql(
-                        f"SELECT seq FROM {partition.name} WHERE seq > %(after)s"
-                        " ORDER BY seq LIMIT %(limit)s",
-                        {"after": after, "limit": self.policy.batch_rows},
+                    connection.execute(
+                        sa.text(
+                            f"SELECT seq FROM {partition.name} p WHERE seq > :after"
+                            f" AND NOT {_RECENT_LABEL} ORDER BY seq LIMIT :limit"
+                        ),
+                        {
+                            "after": after,
+                            "limit": self.policy.batch_rows,
+                            "labelled": cut.labelled,
+                        },
                     )
                     .scalars()
                     .all()
@@ -416,7 +469,11 @@ class Pruner:
                 return len(seqs) == self.policy.batch_rows
 
             self._repeat(batch)
-        return self._drop(partition, lambda c: self._may_drop_predictions(c, partition, cut))
+        return self._drop(
+            partition,
+            lambda c: self._may_drop_predictions(c, partition, cut),
+            self._predictions_kept(cut),
+        )
 
     # -- raw: unlabelled predictions, by seq ------------------------------------------
 

@@ -2,10 +2,15 @@
 
 Each table is rebuilt as a partitioned table (``watchkeeper.db.partitions``): renamed
 aside, a partitioned copy of its columns created, one partition made for every UTC day
-that holds rows and for today and the days ahead, plus a default partition, every row
-copied across, the old table dropped, and the keys and indexes built again — keys that
-now include the partition key, as PostgreSQL requires. ``predictions.seq`` keeps its
-sequence, so ``seq`` goes on where it was and the monitor's watermark stays valid.
+that holds rows within the raw retention (``WATCHKEEPER_RETENTION_DAYS``, read through
+``Settings``; 0, kept for ever: every day that holds rows) and for today and the days
+ahead, plus a default partition, every row copied across (rows of older days into the
+default partition: the first prune deletes them as it would have without partitions,
+and a long log does not get a partition per day of its past, each one more lock for
+every reader that reads across them), the old table dropped, and the keys and indexes
+built again — keys that now include the partition key, as PostgreSQL requires.
+``predictions.seq`` keeps its sequence, so ``seq`` goes on where it was and the
+monitor's watermark stays valid.
 
 The copy takes time and disk in proportion to the tables (prune them first); it runs
 in the upgrade's one transaction, so an interrupted upgrade leaves the old tables.
@@ -20,7 +25,7 @@ Create Date: 2026-11-29
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from alembic import op
 
@@ -28,9 +33,11 @@ from watchkeeper.db.partitions import (
     Partition,
     create_default,
     create_partition,
+    day_start,
     days_holding,
     days_to_cover,
 )
+from watchkeeper.settings import Settings
 
 revision = "0007"
 down_revision = "0006"
@@ -78,8 +85,13 @@ def _rebuild(keys: _Keys, partitioned: bool) -> None:
         run(f"ALTER SEQUENCE {_SEQUENCE} OWNED BY {table}.seq")
     if partitioned:
         create_default(connection, table)
-        today = datetime.now(UTC).date()
-        days = set(days_holding(connection, aside, keys.key)) | set(days_to_cover(today))
+        now = datetime.now(UTC)
+        days = set(days_holding(connection, aside, keys.key))
+        raw_days = Settings().retention_days
+        if raw_days:  # older days are pruned row by row from the default partition
+            oldest = day_start(now - timedelta(days=raw_days)).date()
+            days = {d for d in days if d >= oldest}
+        days |= set(days_to_cover(now.date()))
         for day in sorted(days):
             create_partition(connection, Partition(day, table))
     run(f"INSERT INTO {table} SELECT * FROM {aside}")
