@@ -100,6 +100,13 @@ class MonitorStatus:
     last_duration: float = 0.0
 
 
+_UPDATE_OOD_SCORES = sa.text(
+    "UPDATE predictions SET ood_score = v.score"
+    " FROM unnest(CAST(:seqs AS bigint[]), CAST(:scores AS double precision[])) AS v(seq, score)"
+    " WHERE predictions.seq = v.seq"
+)
+
+
 class Monitor:
     def __init__(self, settings: Settings, engine: sa.Engine, registry: ModelRegistry) -> None:
         self.settings = settings
@@ -471,6 +478,15 @@ class Monitor:
         }
 
     def _store_ood_scores(self, seqs: np.ndarray, scores: np.ndarray) -> None:
+        if self.engine.dialect.name == "postgresql":
+            # One statement: an UPDATE per row looks ``seq`` up in every day partition
+            # (seq does not determine the day), 6-10 times slower on a partitioned log.
+            with self.engine.begin() as connection:
+                connection.execute(
+                    _UPDATE_OOD_SCORES,
+                    {"seqs": [int(s) for s in seqs], "scores": [float(v) for v in scores]},
+                )
+            return
         update = (
             predictions.update()
             .where(predictions.c.seq == sa.bindparam("b_seq"))
