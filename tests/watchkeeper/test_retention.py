@@ -546,3 +546,17 @@ def test_labels_pruned_into_the_archive_can_still_train(engine: sa.Engine, tmp_p
     pd.testing.assert_frame_equal(
         both[["area", "price"]], before[["area", "price"]], check_dtype=False
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "raw_days"), [("postgresql://db/log", 31), ("sqlite:///log.db", 30), ("", 30)]
+)
+def test_the_raw_limit_allows_the_day_partitioned_log_its_extra_day(
+    tmp_path: Path, url: str, raw_days: int
+) -> None:
+    """On PostgreSQL raw rows go by whole UTC days (up to a day past the retention):
+    a limit of the retention alone would have the overdue alert fire every night."""
+    settings = Settings(data_dir=tmp_path, database_url=url, retention_days=30)
+    limits = RetentionPolicy.from_settings(settings).limits()
+    assert limits["predictions"] == limits["requests"] == raw_days * 86400
+    assert limits["feedback"] == 365 * 86400

@@ -101,6 +101,9 @@ class RetentionPolicy:
     """Prune predictions whether or not a monitor has read them: for a log no monitor
     runs on. Otherwise a log without the monitor's watermark loses no prediction (a
     monitor started on a 60-day-old log must read it before the prune may)."""
+    whole_days: bool = False
+    """The log is partitioned by day (PostgreSQL): raw rows go by whole UTC days, so
+    they may be up to a day older than ``raw_days`` (:meth:`limits`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetentionPolicy:
@@ -116,14 +119,20 @@ class RetentionPolicy:
             history_days=settings.retention_history_days or None,
             batch_rows=settings.retention_batch_rows,
             archive_url=settings.retention_archive,
+            whole_days=settings.database_url.startswith("postgresql"),
         )
 
     def limits(self) -> dict[str, float]:
         """Seconds each table's oldest row may reach (tables kept for ever left out),
-        measured as :mod:`watchkeeper.db.log_stats` measures the oldest row."""
+        measured as :mod:`watchkeeper.db.log_stats` measures the oldest row. Raw rows
+        kept by whole days may be a day older (the overdue alert would fire nightly
+        between a day's end passing the cut-off and the next prune)."""
+        raw = self.raw_days
+        if raw is not None and self.whole_days:
+            raw += 1
         days = {
-            "predictions": self.raw_days,
-            "requests": self.raw_days,
+            "predictions": raw,
+            "requests": raw,
             "feedback": self.labelled_days,
             "window_results": self.history_days,
             "retrain_requests": self.history_days,
