@@ -195,6 +195,8 @@ def test_hourly_prunes_leave_the_boundary_day_whole_until_it_is_dropped(
     in_day = {p for hour in written for r in hour for p in r}
     next_day = log.request(day + timedelta(days=1, hours=1), items=2)
     young = log.request(day + timedelta(days=40))
+    labelled = written[7][1][0]  # labels arrive daily: the day holds a recent one
+    log.label(labelled, day + timedelta(days=20))
     log.set_watermark(log.max_seq())
     count_deletes(pg_engine)
 
@@ -209,7 +211,10 @@ def test_hourly_prunes_leave_the_boundary_day_whole_until_it_is_dropped(
 
     assert row_deletes(pg_engine) == 0  # raw rows of a partitioned day: never row by row
     assert dropped == [(day + timedelta(days=31), ("predictions_p20261029", "requests_p20261029"))]
-    assert log.ids(predictions, "prediction_id") == {*next_day, *young}
+    assert log.ids(predictions, "prediction_id") == {*next_day, *young, labelled}
+    assert partition_of(pg_engine, predictions, "prediction_id", labelled) == [
+        "predictions_default"
+    ]
 
 
 def test_on_sqlite_raw_retention_stays_exact(tmp_path: Path) -> None:
