@@ -4,7 +4,7 @@ whatever part of a batch is stored already, and how PostgreSQL is asked to store
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,13 +12,12 @@ import sqlalchemy as sa
 
 from serving.log_entry import LogEntry
 from serving.log_store import LogStore, Written
+from tests.log_entries import journaled, log_entry
 from tests.postgres import PostgresServer
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.features import feature_records
 from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import predictions, requests
-
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -37,28 +36,9 @@ def postgres_engine(postgres_server: PostgresServer) -> Iterator[sa.Engine]:
 
 
 def _entry(n: int, items: int = 3, **overrides: Any) -> LogEntry:
-    values: dict[str, Any] = dict(
-        request_id=f"{n:032x}",
-        received_at=T0 + timedelta(seconds=n),
-        endpoint="/predict",
-        method="POST",
-        status_code=200,
-        latency_seconds=0.01,
-        model_version="v1",
-        single=items == 1,
-        columns={"area": [100.0 * n + i for i in range(items)], "hood": ["north"] * items},
-        values=[float(n)] * items,
-        lower=[n - 1.0] * items,
-        upper=[n + 1.0] * items,
-        ood=[0.5] * items,
-    )
-    values.update(overrides)
-    return LogEntry(**values)
-
-
-def _journaled(entry: LogEntry) -> LogEntry:
-    """The entry as the writer gets it: read back from its journal line."""
-    return LogEntry.from_line(entry.to_line()[:-1])
+    """An entry with a text feature and served OOD scores besides the defaults."""
+    columns = {"area": [100.0 * n + i for i in range(items)], "hood": ["north"] * items}
+    return log_entry(n, items, **{"columns": columns, "ood": [0.5] * items, **overrides})
 
 
 def _stored(engine: sa.Engine) -> tuple[list[str], list[str], list[dict[str, Any]]]:
@@ -74,16 +54,16 @@ def test_a_batch_partly_stored_already_is_completed_once(engine: sa.Engine) -> N
     """A replay after a crash may meet some of its entries in the database: those are
     skipped, the others stored, every row once, and only new rows are counted."""
     store = LogStore(engine)
-    assert store.insert([_journaled(_entry(n)) for n in (1, 3)]) == Written(2, 6)
+    assert store.insert([journaled(_entry(n)) for n in (1, 3)]) == Written(2, 6)
 
-    written = store.insert([_journaled(_entry(n)) for n in range(5)])
+    written = store.insert([journaled(_entry(n)) for n in range(5)])
 
     assert written == Written(3, 9)
     request_ids, prediction_ids, features = _stored(engine)
     assert request_ids == [f"{n:032x}" for n in range(5)]
     assert sorted(prediction_ids) == sorted(f"{n:032x}.{i}" for n in range(5) for i in range(3))
     assert len(features) == 15 and {"area", "hood"} == set(features[0])
-    assert store.insert([_journaled(_entry(n)) for n in range(5)]) == Written(0, 0)
+    assert store.insert([journaled(_entry(n)) for n in range(5)]) == Written(0, 0)
     assert len(_stored(engine)[1]) == 15
 
 
@@ -118,10 +98,10 @@ def test_postgres_stores_new_batches_by_direct_copy_and_replays_through_staging(
     """The staging tables are for replays only: a batch of new entries is copied straight
     into the tables; one that meets a stored row fails whole and goes through staging."""
     store = LogStore(postgres_engine)
-    store.insert([_journaled(_entry(n)) for n in range(3)])
+    store.insert([journaled(_entry(n)) for n in range(3)])
     assert store.staged_batches == 0
 
-    assert store.insert([_journaled(_entry(n)) for n in range(2, 6)]) == Written(3, 9)
+    assert store.insert([journaled(_entry(n)) for n in range(2, 6)]) == Written(3, 9)
     assert store.staged_batches == 1
     assert len(_stored(postgres_engine)[0]) == 6
 
@@ -131,7 +111,7 @@ def test_postgres_compresses_features_with_lz4(postgres_engine: sa.Engine) -> No
     """A large request's features are compressed with LZ4 (pglz cost PostgreSQL about a
     third of its CPU per 1,000-row request), and read back unchanged."""
     entry = _entry(1, items=1000)
-    LogStore(postgres_engine).insert([_journaled(entry)])
+    LogStore(postgres_engine).insert([journaled(entry)])
     with postgres_engine.connect() as connection:
         method = connection.exec_driver_sql(
             "SELECT pg_column_compression(features) FROM requests"
@@ -158,7 +138,7 @@ def test_every_column_reads_back_as_it_was_sent(engine: sa.Engine) -> None:
         columns={},
         model_version=None,
     )
-    LogStore(engine).insert([_journaled(e) for e in (batch, classified, refused)])
+    LogStore(engine).insert([journaled(e) for e in (batch, classified, refused)])
 
     with engine.connect() as connection:
         stored = {r.request_id: r._mapping for r in connection.execute(sa.select(requests)).all()}

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from serving.log_entry import LogEntry
 from serving.log_store import LogStore, Written
+from tests.log_entries import journaled, log_entry
 from tests.postgres import PostgresServer
 from watchkeeper.db import partitions as parts
 from watchkeeper.db.engine import create_engine
@@ -24,8 +24,6 @@ from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import predictions, requests
 
 pytestmark = pytest.mark.postgres
-
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -42,29 +40,6 @@ def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
     engine = create_engine(pg_url)
     yield engine
     engine.dispose()
-
-
-def _entry(n: int, items: int = 2, when: datetime | None = None, **overrides: Any) -> LogEntry:
-    values: dict[str, Any] = dict(
-        request_id=f"{n:032x}",
-        received_at=when or T0 + timedelta(seconds=n),
-        endpoint="/predict",
-        method="POST",
-        status_code=200,
-        latency_seconds=0.01,
-        model_version="v1",
-        single=items == 1,
-        columns={"area": [100.0 * n + i for i in range(items)]},
-        values=[float(n)] * items,
-        lower=[n - 1.0] * items,
-        upper=[n + 1.0] * items,
-    )
-    values.update(overrides)
-    return LogEntry(**values)
-
-
-def _journaled(entry: LogEntry) -> LogEntry:
-    return LogEntry.from_line(entry.to_line()[:-1])
 
 
 def _counts(engine: sa.Engine) -> tuple[int, int]:
@@ -87,8 +62,8 @@ def test_binary_copy_stores_extreme_floats_bit_for_bit(pg_engine: sa.Engine) -> 
     extremes = [math.nan, math.inf, -math.inf, 1.7976931348623157e308, 5e-324, -0.0]
     n = len(extremes)
     entries = [
-        _entry(1, n, values=extremes, lower=extremes[::-1], upper=extremes, ood=extremes),
-        _entry(
+        log_entry(1, n, values=extremes, lower=extremes[::-1], upper=extremes, ood=extremes),
+        log_entry(
             2,
             2,
             values=np.array([0, 1], dtype=np.int64),
@@ -130,8 +105,8 @@ def test_a_batch_failing_during_its_copy_stores_nothing_and_the_next_one_is_stor
     pg_engine: sa.Engine, poison: dict[str, Any]
 ) -> None:
     store = LogStore(pg_engine)
-    good = [_entry(n) for n in range(1, 40)]
-    bad = _entry(40, items=0, values=[], lower=[], upper=[], columns={}, **poison)
+    good = [log_entry(n) for n in range(1, 40)]
+    bad = log_entry(40, items=0, values=[], lower=[], upper=[], columns={}, **poison)
 
     with pytest.raises(Exception):  # noqa: B017 - whatever the layer that refuses it raises
         store.insert([*good[:20], bad, *good[20:]])
@@ -140,7 +115,7 @@ def test_a_batch_failing_during_its_copy_stores_nothing_and_the_next_one_is_stor
     # the same pooled connection stores the next batch, on the direct path
     assert store.insert(good) == Written(39, 78)
     assert store.staged_batches == 0
-    assert store.insert([_journaled(e) for e in good]) == Written(0, 0)  # a replay
+    assert store.insert([journaled(e) for e in good]) == Written(0, 0)  # a replay
     assert _counts(pg_engine) == (39, 78)
 
 
@@ -153,10 +128,10 @@ def test_a_column_added_by_a_later_migration_does_not_shift_the_copy(
         connection.exec_driver_sql("ALTER TABLE predictions ADD COLUMN note text DEFAULT 'n'")
         connection.exec_driver_sql("ALTER TABLE requests ADD COLUMN note int DEFAULT 7")
     store = LogStore(pg_engine)
-    entries = [_entry(1), _entry(2)]
+    entries = [log_entry(1), log_entry(2)]
 
     assert store.insert(entries[:1]) == Written(1, 2)
-    assert store.insert([_journaled(e) for e in entries]) == Written(1, 2)  # staged
+    assert store.insert([journaled(e) for e in entries]) == Written(1, 2)  # staged
 
     with pg_engine.connect() as connection:
         rows = connection.exec_driver_sql(
@@ -175,12 +150,12 @@ def test_a_replay_of_rows_moved_out_of_the_default_partition_stores_them_once(
     pg_engine: sa.Engine,
 ) -> None:
     day = datetime(2026, 1, 10, 23, 59, 59, 999999, tzinfo=UTC)
-    entries = [_entry(n, when=day) for n in range(1, 4)]
+    entries = [log_entry(n, when=day) for n in range(1, 4)]
     store = LogStore(pg_engine)
     assert store.insert(entries) == Written(3, 6)  # no partition for the day: default
     assert parts.ensure_partitions(pg_engine, day, days_ahead=0)  # moves them
 
-    assert store.insert([_journaled(e) for e in entries]) == Written(0, 0)
+    assert store.insert([journaled(e) for e in entries]) == Written(0, 0)
 
     with pg_engine.connect() as connection:
         where = connection.exec_driver_sql(
@@ -210,7 +185,7 @@ def test_workers_writing_a_day_without_partition_while_a_prune_creates_it(
                 n += 1
                 key = worker * 1_000_000 + n
                 when = day + timedelta(microseconds=key)
-                written[worker] += store.insert([_entry(key, when=when)]).predictions
+                written[worker] += store.insert([log_entry(key, when=when)]).predictions
         except BaseException as exc:  # handed to the test
             errors.append(exc)
 

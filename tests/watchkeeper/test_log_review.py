@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from serving.feedback import FeedbackItem, store_feedback
-from serving.log_entry import LogEntry
 from serving.log_store import LogStore, Written
+from tests.log_entries import journaled, log_entry
 from tests.postgres import PostgresServer
 from tests.processes import wait_for
 from tests.watchkeeper.test_retention import NOW, POLICY, Log, ago
@@ -256,23 +256,6 @@ def test_a_row_replayed_into_a_day_being_archived_is_not_dropped_unread(
 # -- the time a replay carries ------------------------------------------------------------
 
 
-def _entry(n: int, when: datetime) -> LogEntry:
-    return LogEntry(
-        request_id=f"{n:032x}",
-        received_at=when,
-        endpoint="/predict",
-        method="POST",
-        status_code=200,
-        latency_seconds=0.01,
-        model_version="v1",
-        columns={"area": [1.0, 2.0]},
-        values=[1.0, 2.0],
-        lower=[0.0, 1.0],
-        upper=[2.0, 3.0],
-        single=False,
-    )
-
-
 def test_a_replayed_journal_line_meets_its_stored_row_at_every_precision_and_zone(
     pg_engine: sa.Engine,
 ) -> None:
@@ -288,11 +271,11 @@ def test_a_replayed_journal_line_meets_its_stored_row_at_every_precision_and_zon
         datetime(2026, 3, 8, 23, 30, 0, 5, tzinfo=new_york),  # 04:30 UTC the next day
     ]
     parts.ensure_partitions(pg_engine, datetime(2026, 11, 29, tzinfo=UTC), days_ahead=1)
-    entries = [_entry(n, when) for n, when in enumerate(times)]
+    entries = [log_entry(n, when=when) for n, when in enumerate(times)]
     store = LogStore(pg_engine)
     assert store.insert(entries) == Written(5, 10)
 
-    replayed = [LogEntry.from_line(e.to_line()[:-1]) for e in entries]
+    replayed = [journaled(e) for e in entries]
     assert store.insert(replayed) == Written(0, 0)
     assert store.insert(replayed[::-1]) == Written(0, 0)
 
@@ -323,10 +306,10 @@ def test_a_replayed_journal_line_meets_its_stored_row_at_every_precision_and_zon
 
 def test_feedback_for_a_replayed_prediction_matches_it_once(pg_engine: sa.Engine) -> None:
     when = datetime.now(UTC)
-    entry = _entry(1, when)
+    entry = log_entry(1, when=when)
     store = LogStore(pg_engine)
     store.insert([entry])
-    store.insert([LogEntry.from_line(entry.to_line()[:-1])])
+    store.insert([journaled(entry)])
 
     stored = store_feedback(pg_engine, [FeedbackItem(f"{1:032x}.0", 1.5)])
 

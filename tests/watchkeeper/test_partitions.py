@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from monitoring.accuracy import WindowSpan, read_window_labels
 from monitoring.log_reader import LogReader
 from retrain.data import labelled_predictions
-from serving.log_entry import LogEntry
 from serving.log_store import LogStore, Written
+from tests.log_entries import journaled, log_entry
 from tests.postgres import PostgresServer
 from tests.watchkeeper.test_retention import NOW, POLICY, SCHEMA, Log, ago, counts, pruner
 from watchkeeper.db import partitions as parts
@@ -312,7 +312,7 @@ def test_moved_labelled_rows_are_read_joined_and_replayed_once(pg_engine: sa.Eng
     journal replay all meet a labelled prediction moved into the default partition."""
     day = datetime(2026, 10, 1, 5, tzinfo=UTC)
     make_days(pg_engine, day, 1)
-    entries = [_entry(n, day) for n in range(4)]
+    entries = [log_entry(n, when=day) for n in range(4)]
     store = LogStore(pg_engine)
     assert store.insert(entries) == Written(4, 8)
     log = Log(pg_engine)
@@ -346,9 +346,9 @@ def test_moved_labelled_rows_are_read_joined_and_replayed_once(pg_engine: sa.Eng
     assert sorted(window["actual"].tolist()) == [200.0, 201.0]
     training = labelled_predictions(pg_engine, SCHEMA, since=ago(10))
     assert training["price"].tolist() == [200.0, 201.0]
-    assert training["area"].tolist() == [0.0, 1.0]
+    assert training["area"].tolist() == [0.0, 100.0]  # item 0 of requests 0 and 1
     # exactly once: a replay of the moved rows' entries meets them in the default one
-    replayed = [LogEntry.from_line(e.to_line()[:-1]) for e in entries[:2]]
+    replayed = [journaled(e) for e in entries[:2]]
     store.insert(replayed)
     with pg_engine.connect() as connection:
         copies = connection.execute(
@@ -466,27 +466,10 @@ def test_watermark_reads_feedback_join_and_retraining_query_across_days(
 # -- the writer's COPY path ------------------------------------------------------------
 
 
-def _entry(n: int, when: datetime) -> LogEntry:
-    return LogEntry(
-        request_id=f"{n:032x}",
-        received_at=when,
-        endpoint="/predict",
-        method="POST",
-        status_code=200,
-        latency_seconds=0.01,
-        model_version="v1",
-        columns={"area": [float(n), float(n + 1)]},
-        values=[1.0, 2.0],
-        lower=[0.0, 1.0],
-        upper=[2.0, 3.0],
-        single=False,
-    )
-
-
 def test_the_writer_stores_into_the_day_partitions_once(engine: sa.Engine) -> None:
     today = datetime.now(UTC)
     times = [today, today + timedelta(days=1), datetime(2025, 1, 1, tzinfo=UTC)]
-    entries = [_entry(n, when) for n, when in enumerate(times)]
+    entries = [log_entry(n, when=when) for n, when in enumerate(times)]
     store = LogStore(engine)
 
     assert store.insert(entries) == Written(3, 6)
