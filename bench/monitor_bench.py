@@ -114,17 +114,17 @@ def main() -> None:
         monitor_settle_seconds=0,
         monitor_window_seconds=10**9,
     )
-    upgrade(create_engine(base.database_url))
+    upgrade(create_engine(base.storage.database_url))
     _fill(db, 10_000, 0, features, predictions)
 
     print("one monitor cycle (data quality, OOD, feature/output/multivariate drift, storage):")
     timings: dict[str, tuple[float, float]] = {}
     for window in (500, 2_000, 10_000):
-        settings = base.model_copy(
-            update={"monitor_window_size": window, "monitor_min_samples": 200}
-        )
+        settings = base.replace(monitor_window_size=window, monitor_min_samples=200)
         monitor = Monitor(
-            settings, create_engine(settings.database_url), ModelRegistry(workdir / "registry")
+            settings,
+            create_engine(settings.storage.database_url),
+            ModelRegistry(workdir / "registry"),
         )
         monitor.suite("v1")  # fitted once per version, outside the timed cycle
         timings[f"window {window:,} / log 10k"] = _cycle(monitor, 10_000, window, args.repeats)
@@ -133,9 +133,9 @@ def main() -> None:
     started = time.perf_counter()
     _fill(db, args.big, 10_000, features, predictions)
     fill_seconds = time.perf_counter() - started
-    settings = base.model_copy(update={"monitor_window_size": 500, "monitor_min_samples": 200})
+    settings = base.replace(monitor_window_size=500, monitor_min_samples=200)
     monitor = Monitor(
-        settings, create_engine(settings.database_url), ModelRegistry(workdir / "registry")
+        settings, create_engine(settings.storage.database_url), ModelRegistry(workdir / "registry")
     )
     monitor.suite("v1")
     timings[f"window 500 / log {args.big:,}"] = _cycle(monitor, args.big, 500, args.repeats)

@@ -171,12 +171,12 @@ def _env(settings: Settings, scenario: Scenario) -> dict[str, str]:
     env.update(
         PYTHONPATH=str(scenario.code),
         OMP_NUM_THREADS="1",
-        WATCHKEEPER_DATA_DIR=str(settings.data_dir),
-        WATCHKEEPER_REGISTRY_PATH=str(settings.registry_dir),
-        WATCHKEEPER_DATABASE_URL=settings.database_url,
+        WATCHKEEPER_DATA_DIR=str(settings.storage.data_dir),
+        WATCHKEEPER_REGISTRY_PATH=str(settings.storage.registry_path),
+        WATCHKEEPER_DATABASE_URL=settings.storage.database_url,
         WATCHKEEPER_MONITOR_WINDOW_SIZE=str(window),
         WATCHKEEPER_MONITOR_WINDOW_SECONDS="3600",
-        WATCHKEEPER_MONITOR_SAMPLE_ROWS=str(settings.monitor_sample_rows),
+        WATCHKEEPER_MONITOR_SAMPLE_ROWS=str(settings.monitor.sample_rows),
         WATCHKEEPER_MONITOR_INTERVAL="0.5",
         WATCHKEEPER_MONITOR_SETTLE_SECONDS="1",
         WATCHKEEPER_MONITOR_PORT=str(free_port()),
@@ -192,9 +192,9 @@ def sustained(
     scenario: Scenario,
 ) -> None:
     # a fresh database each: one scenario's backlog never slows the next
-    settings = settings.model_copy(update={"database_url": pg.create_database()})
-    upgrade(create_engine(settings.database_url))
-    dsn = _dsn(settings.database_url)
+    settings = settings.replace(database_url=pg.create_database())
+    upgrade(create_engine(settings.storage.database_url))
+    dsn = _dsn(settings.storage.database_url)
     postmaster = int((pg.datadir / "postmaster.pid").read_text().split()[0])
     start_seq = _scalar(dsn, "SELECT max(seq) FROM predictions")
     with psycopg.connect(dsn) as connection:  # the monitor starts at the log's end
@@ -208,7 +208,7 @@ def sustained(
         env=_env(settings, scenario),
         cwd=scenario.code,
         stdout=subprocess.DEVNULL,
-        stderr=open(settings.data_dir / "monitor.log", "w"),  # noqa: SIM115
+        stderr=open(settings.storage.data_dir / "monitor.log", "w"),  # noqa: SIM115
     )
     time.sleep(5)  # imports and the first (empty) cycle, outside the measured span
     done: multiprocessing.Queue[int] = multiprocessing.Queue()
@@ -352,14 +352,16 @@ def _cycle(
 ) -> tuple[float, float, str]:
     """(best wall s, its CPU s, profile text) of one cycle on ``windows`` pending
     windows of ``window`` fresh rows with features, appended to the log."""
-    dsn = _dsn(settings.database_url)
+    dsn = _dsn(settings.storage.database_url)
     high = _scalar(dsn, "SELECT max(seq) FROM predictions")
     with psycopg.connect(dsn) as connection:
         for i in range(window * windows // BATCH):
             _write(connection, batch, f"c{high}-{i:05d}")
     new_high = _scalar(dsn, "SELECT max(seq) FROM predictions")
     monitor = Monitor(
-        settings, create_engine(settings.database_url), ModelRegistry(settings.registry_dir)
+        settings,
+        create_engine(settings.storage.database_url),
+        ModelRegistry(settings.storage.registry_path),
     )
     monitor.suite(VERSION)
     runs = []
@@ -384,11 +386,9 @@ def _cycle(
 
 
 def cycle_cost(settings: Settings, batch: Batch, args: argparse.Namespace) -> None:
-    dsn = _dsn(settings.database_url)
-    cycle_settings = settings.model_copy(
-        update={"monitor_window_size": args.window, "monitor_settle_seconds": 0}
-    )
-    unsampled = cycle_settings.model_copy(update={"monitor_sample_rows": args.window})
+    dsn = _dsn(settings.storage.database_url)
+    cycle_settings = settings.replace(monitor_window_size=args.window, monitor_settle_seconds=0)
+    unsampled = cycle_settings.replace(monitor_sample_rows=args.window)
     print(f"\n(b) one monitor cycle on one pending window of {args.window:,} rows:")
     columns = ("log rows", "sampled wall", "CPU", "unsampled wall", "CPU")
     print("  {:>12} {:>13} {:>7} {:>15} {:>7}  size".format(*columns))
@@ -410,9 +410,7 @@ def cycle_cost(settings: Settings, batch: Batch, args: argparse.Namespace) -> No
 
 def window_cost(settings: Settings, batch: Batch, args: argparse.Namespace) -> None:
     """The fixed cost of a window: many small ones in one cycle."""
-    small = settings.model_copy(
-        update={"monitor_window_size": args.small_window, "monitor_settle_seconds": 0}
-    )
+    small = settings.replace(monitor_window_size=args.small_window, monitor_settle_seconds=0)
     wall, cpu, _ = _cycle(small, batch, args.small_window, args.repeats, windows=args.windows)
     print(
         f"\n(c) one cycle on {args.windows} pending windows of {args.small_window:,} rows: "
@@ -465,11 +463,11 @@ def main() -> None:
             monitor_sample_rows=args.sample,
             monitor_min_samples=200,
         )
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        upgrade(create_engine(settings.database_url))
-        Monitor(settings, create_engine(settings.database_url), ModelRegistry(registry)).suite(
-            VERSION
-        )  # fitted and saved once, outside every measurement
+        settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade(create_engine(settings.storage.database_url))
+        Monitor(
+            settings, create_engine(settings.storage.database_url), ModelRegistry(registry)
+        ).suite(VERSION)  # fitted and saved once, outside every measurement
         batch = _batch(registry)
         print(f"PostgreSQL {bindir.parent.name} on 127.0.0.1:{pg.port}; load {_load()}\n")
         if not args.skip_ingest:

@@ -112,7 +112,7 @@ class Monitor:
         self.settings = settings
         self.engine = engine
         self.registry = registry
-        self.reader = LogReader(engine, settle_seconds=settings.monitor_settle_seconds)
+        self.reader = LogReader(engine, settle_seconds=settings.monitor.settle_seconds)
         self.read_windows = READ_WINDOWS
         self.read_rows = READ_ROWS
         self.status = MonitorStatus(latest=self._stored_latest(), rolling=self._stored_rolling())
@@ -124,11 +124,11 @@ class Monitor:
         self.trigger = RetrainTrigger(
             engine,
             TriggerPolicy(
-                drift_windows=settings.trigger_drift_windows,
-                ood_fraction=settings.trigger_ood_fraction,
-                mae_degradation=settings.trigger_mae_degradation,
-                accuracy_drop=settings.trigger_accuracy_drop,
-                cooldown_seconds=settings.trigger_cooldown_seconds,
+                drift_windows=settings.trigger.drift_windows,
+                ood_fraction=settings.trigger.ood_fraction,
+                mae_degradation=settings.trigger.mae_degradation,
+                accuracy_drop=settings.trigger.accuracy_drop,
+                cooldown_seconds=settings.trigger.cooldown_seconds,
             ),
             self.status.retrain_requests,
         )
@@ -183,7 +183,7 @@ class Monitor:
     def suite(self, version: str) -> DetectorSuite:
         """The version's detectors: loaded from disk, or fitted once and saved."""
         if version not in self._suites:
-            directory = self.settings.detectors_path / version
+            directory = self.settings.storage.detectors_dir / version
             if DetectorSuite.is_saved(directory):
                 self._suites[version] = DetectorSuite.load(directory)
             else:
@@ -201,9 +201,9 @@ class Monitor:
                     model.schema,
                     reference,
                     outputs,
-                    p_value=self.settings.drift_p_value,
-                    correction=self.settings.drift_correction,
-                    ood_percentile=self.settings.ood_percentile,
+                    p_value=self.settings.drift.p_value,
+                    correction=self.settings.drift.correction,
+                    ood_percentile=self.settings.drift.ood_percentile,
                 )
                 suite.save(_fresh_dir(directory))
                 self._suites[version] = suite
@@ -222,7 +222,7 @@ class Monitor:
             # one read of the whole backlog held every row's features in memory
             # (only the index of each row is held; a window's features are read when
             # it is evaluated, and the rows of a window still open carry to the next read)
-            limit = max(self.read_windows * self.settings.monitor_window_size, self.read_rows)
+            limit = max(self.read_windows * self.settings.monitor.window_size, self.read_rows)
             after = self.reader.watermark()
             pending = pd.DataFrame()
             while True:
@@ -233,16 +233,16 @@ class Monitor:
                 rows = chunk if pending.empty else pd.concat([pending, chunk], ignore_index=True)
                 windows = cut_windows(
                     rows,
-                    size=self.settings.monitor_window_size,
-                    seconds=self.settings.monitor_window_seconds,
-                    min_seconds=self.settings.monitor_window_min_seconds,
+                    size=self.settings.monitor.window_size,
+                    seconds=self.settings.monitor.window_seconds,
+                    min_seconds=self.settings.monitor.window_min_seconds,
                     now=datetime.now(UTC),
                     more=more,
                 )
                 for window in windows:
                     results = self.evaluate(window)
                     self._store(results)
-                    log.info("%s", window_verdict(results, self.settings.monitor_min_samples))
+                    log.info("%s", window_verdict(results, self.settings.monitor.min_samples))
                     labelled |= self._evaluate_window_accuracy([_span(window)])
                     self.reader.set_watermark(window.last_seq)
                     self.status.windows_evaluated += 1
@@ -270,12 +270,12 @@ class Monitor:
         (:mod:`monitoring.sampling`), whose size each result's details record; only the
         sample's features and predictions are read."""
         sample = sample_window(
-            window.window_id, len(window.rows), self.settings.monitor_sample_rows
+            window.window_id, len(window.rows), self.settings.monitor.sample_rows
         )
         checks = [Check.DATA_QUALITY, Check.OOD, Check.ESTIMATED_ACCURACY]
-        if sample.evaluated >= self.settings.monitor_min_samples:
+        if sample.evaluated >= self.settings.monitor.min_samples:
             checks += [Check.FEATURE_DRIFT, Check.OUTPUT_DRIFT]
-            if self.settings.drift_multivariate:
+            if self.settings.drift.multivariate:
                 checks.append(Check.MULTIVARIATE_DRIFT)
         try:
             suite = self.suite(window.model_version)
@@ -504,7 +504,7 @@ class Monitor:
         of each model version they label or in ``labelled`` (see
         :mod:`monitoring.accuracy`)."""
         after = from_micros(self.reader.watermark(FEEDBACK_WATERMARK))
-        up_to = settled_now(self.settings.monitor_settle_seconds)
+        up_to = settled_now(self.settings.monitor.settle_seconds)
         with self.engine.connect() as connection:
             new = read_new_labels(connection, after, up_to)
             spans = windows_holding(connection, new.matched, detector=Check.DATA_QUALITY)
@@ -539,7 +539,7 @@ class Monitor:
             try:
                 metrics = AccuracyMetrics.of(
                     labels,
-                    confidence=self.settings.trigger_accuracy_confidence,
+                    confidence=self.settings.trigger.accuracy_confidence,
                     positive_target=self._positive_target_of(span.model_version),
                 )
             except Exception as exc:  # stored as the window's error; the labels move on
@@ -579,7 +579,7 @@ class Monitor:
         details, the accuracy as its score."""
         try:
             metrics = ClassificationAccuracy.of(
-                labels, version, confidence=self.settings.trigger_accuracy_confidence
+                labels, version, confidence=self.settings.trigger.accuracy_confidence
             )
         except Exception as exc:  # stored as the window's error; the labels move on
             return self._accuracy_error(span, labels, exc)
@@ -600,7 +600,7 @@ class Monitor:
             return {}
         error = estimate - metrics.accuracy
         newest = self._estimate_checked_at.get(span.model_version, -1)
-        if metrics.labels >= self.settings.monitor_min_labels and span.last_seq >= newest:
+        if metrics.labels >= self.settings.monitor.min_labels and span.last_seq >= newest:
             # an older window's late labels must not replace the newest window's check
             self._estimate_checked_at[span.model_version] = span.last_seq
             self.status.accuracy_estimate_errors[span.model_version] = error
@@ -615,7 +615,7 @@ class Monitor:
             return {}
         error = (estimate - metrics.mae) / metrics.mae
         newest = self._estimate_checked_at.get(span.model_version, -1)
-        if metrics.labels >= self.settings.monitor_min_labels and span.last_seq >= newest:
+        if metrics.labels >= self.settings.monitor.min_labels and span.last_seq >= newest:
             # an older window's late labels must not replace the newest window's check
             self._estimate_checked_at[span.model_version] = span.last_seq
             self.status.estimate_errors[span.model_version] = abs(error)
@@ -626,9 +626,9 @@ class Monitor:
         for version in versions:
             with self.engine.connect() as connection:
                 labels = read_recent_labels(
-                    connection, version, self.settings.monitor_accuracy_labels
+                    connection, version, self.settings.monitor.accuracy_labels
                 )
-            if len(labels) < self.settings.monitor_min_labels:
+            if len(labels) < self.settings.monitor.min_labels:
                 continue
             span = WindowSpan(
                 f"{version}:rolling-{to_micros(as_of)}",
@@ -639,7 +639,7 @@ class Monitor:
                 pd.to_datetime(labels["created_at"], utc=True).min().to_pydatetime(),
                 pd.to_datetime(labels["created_at"], utc=True).max().to_pydatetime(),
             )
-            confidence = self.settings.trigger_accuracy_confidence
+            confidence = self.settings.trigger.accuracy_confidence
             try:
                 classes = self._class_version(version)
             except WatchkeeperError as exc:
@@ -670,8 +670,8 @@ class Monitor:
         """Count, once, each label still matching no prediction long after it came."""
         after = from_micros(self.reader.watermark(ORPHAN_WATERMARK))
         up_to = min(
-            datetime.now(UTC) - timedelta(seconds=self.settings.feedback_orphan_seconds),
-            settled_now(self.settings.monitor_settle_seconds),
+            datetime.now(UTC) - timedelta(seconds=self.settings.monitor.feedback_orphan_seconds),
+            settled_now(self.settings.monitor.settle_seconds),
         )
         if up_to <= after:
             return
@@ -682,7 +682,7 @@ class Monitor:
             log.warning(
                 "%d label(s) match no logged prediction %.0f s after they arrived, e.g. %s",
                 len(orphans),
-                self.settings.feedback_orphan_seconds,
+                self.settings.monitor.feedback_orphan_seconds,
                 ", ".join(repr(pid[:48]) for pid in orphans[:3]),
             )
         self.reader.set_watermark(to_micros(up_to), ORPHAN_WATERMARK)

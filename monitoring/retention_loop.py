@@ -32,10 +32,10 @@ class RetentionLoop:
         *,
         stats_interval: float = STATS_INTERVAL,
     ) -> None:
-        self.engine = create_engine(settings.database_url)
+        self.engine = create_engine(settings.storage.database_url)
         policy = RetentionPolicy.from_settings(settings)
         self.pruner = Pruner(self.engine, policy)
-        self.prune_interval = settings.retention_prune_interval
+        self.prune_interval = settings.retention.prune_interval
         self.stats_interval = stats_interval
         self.status = RetentionStatus(limits=policy.limits())
 

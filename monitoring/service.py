@@ -20,9 +20,11 @@ log = logging.getLogger(__name__)
 
 
 def build_monitor(settings: Settings) -> Monitor:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     require_current(engine)
-    registry = ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
+    registry = ModelRegistry(
+        settings.storage.registry_path, trusted_types=settings.storage.trusted_types
+    )
     return Monitor(settings, engine, registry)
 
 
@@ -43,10 +45,10 @@ def run(settings: Settings, *, once: bool = False) -> int:
     retention.register(registry)
     loop = ServiceLoop(
         "monitor",
-        settings.monitor_host,
-        settings.monitor_port,
-        settings.monitor_interval,
-        settings.monitor_stall_seconds + settings.monitor_interval,
+        settings.monitor.host,
+        settings.monitor.port,
+        settings.monitor.interval,
+        settings.monitor.stall_seconds + settings.monitor.interval,
     )
     read_once = threading.Event()  # the first cycle is done: the log may be pruned
 

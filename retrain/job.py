@@ -203,15 +203,15 @@ class RetrainJob:
         self.params = params
         self.csv, self.target = csv, target
         self.policy = GatePolicy(
-            margin=settings.retrain_margin,
-            min_coverage=settings.retrain_min_coverage,
-            max_coverage=settings.retrain_max_coverage,
+            margin=settings.retrain.margin,
+            min_coverage=settings.retrain.min_coverage,
+            max_coverage=settings.retrain.max_coverage,
         )
 
     def run(self) -> RunResult | None:
         """Run one job for every pending request. ``None`` when another job holds the
         lease (the requests stay pending for the next one) or nothing is pending."""
-        lease = Lease(self.engine, self.settings.retrain_lease_seconds)
+        lease = Lease(self.engine, self.settings.retrain.lease_seconds)
         if not lease.acquire():
             log.info("a retraining job is already running; requests stay queued")
             return None
@@ -282,11 +282,11 @@ class RetrainJob:
             self.engine,
             base.dataset,
             model.schema,
-            window_days=self.settings.retrain_window_days,
-            holdout_fraction=self.settings.retrain_holdout_fraction,
-            min_holdout=self.settings.retrain_min_holdout,
+            window_days=self.settings.retrain.window_days,
+            holdout_fraction=self.settings.retrain.holdout_fraction,
+            min_holdout=self.settings.retrain.min_holdout,
             archive=ArchiveWindow(
-                self.settings.retention_archive, self.settings.retrain_archive_days
+                self.settings.retention.archive, self.settings.retrain.archive_days
             ),
             classes=model.classes if isinstance(model, Classifier) else None,
         )

@@ -20,9 +20,11 @@ log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings) -> int:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     require_current(engine)
-    registry = ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
+    registry = ModelRegistry(
+        settings.storage.registry_path, trusted_types=settings.storage.trusted_types
+    )
     metrics = CollectorRegistry()
     metrics.register(RetrainCollector(engine))
 
@@ -37,9 +39,9 @@ def run_worker(settings: Settings) -> int:
     # done either for a whole lease (plus a poll) is stuck.
     loop = ServiceLoop(
         name="retraining worker",
-        host=settings.retrain_host,
-        port=settings.retrain_port,
-        interval=settings.retrain_poll_seconds,
-        stall_seconds=settings.retrain_lease_seconds + settings.retrain_poll_seconds,
+        host=settings.retrain.host,
+        port=settings.retrain.port,
+        interval=settings.retrain.poll_seconds,
+        stall_seconds=settings.retrain.lease_seconds + settings.retrain.poll_seconds,
     )
     return loop.run(metrics, cycle)

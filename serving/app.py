@@ -41,28 +41,28 @@ def create_app(
     settings = settings or Settings()
     app = Flask(__name__)
     app.config.update(
-        MAX_CONTENT_LENGTH=settings.max_request_bytes,
-        WATCHKEEPER_MAX_BATCH_SIZE=settings.max_batch_size,
-        WATCHKEEPER_LOG_BODY_LIMIT=settings.log_body_limit,
+        MAX_CONTENT_LENGTH=settings.serving.max_request_bytes,
+        WATCHKEEPER_MAX_BATCH_SIZE=settings.serving.max_batch_size,
+        WATCHKEEPER_LOG_BODY_LIMIT=settings.log.body_limit,
     )
 
     model_registry = (
-        ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
+        ModelRegistry(settings.storage.registry_path, trusted_types=settings.storage.trusted_types)
         if model_store is None
         else model_store.registry
     )
     serving_metrics = ServingMetrics(
         registry or CollectorRegistry(),
-        prediction_buckets(settings.prediction_buckets, model_registry),
+        prediction_buckets(settings.serving.prediction_buckets, model_registry),
     )
 
-    engine = engine or create_engine(settings.database_url)
+    engine = engine or create_engine(settings.storage.database_url)
 
     ood_scoring = None
     loading = model_store is None
     if model_store is None:
-        if settings.ood_in_response:
-            ood_scoring = OodScoring(model_registry, percentile=settings.ood_percentile)
+        if settings.serving.ood_in_response:
+            ood_scoring = OodScoring(model_registry, percentile=settings.drift.ood_percentile)
         model_store = ModelStore(
             model_registry,
             prepare=ood_scoring.prepare if ood_scoring is not None else None,
@@ -86,20 +86,20 @@ def create_app(
     if model_store.loaded is not None:
         loaded = model_store.loaded
         serving_metrics.model_info.labels(loaded.version, loaded.model.task).set(1)
-    model_store.watch(settings.model_poll_seconds)
+    model_store.watch(settings.serving.model_poll_seconds)
 
-    database_probe = DatabaseProbe(engine, settings.log_probe_interval).start()
+    database_probe = DatabaseProbe(engine, settings.log.probe_interval).start()
     prediction_log = None
-    if settings.log_enabled:
+    if settings.log.enabled:
         prediction_log = PredictionLog(
             engine,
-            settings.spill_path,
+            settings.storage.spill_dir,
             serving_metrics.log,
-            batch_bytes=settings.log_batch_bytes,
-            flush_interval=settings.log_flush_interval,
-            probe_interval=settings.log_probe_interval,
-            segment_bytes=settings.log_segment_bytes,
-            max_bytes=settings.log_journal_max_bytes,
+            batch_bytes=settings.log.batch_bytes,
+            flush_interval=settings.log.flush_interval,
+            probe_interval=settings.log.probe_interval,
+            segment_bytes=settings.log.segment_bytes,
+            max_bytes=settings.log.journal_max_bytes,
         ).start()
     app.extensions[EXTENSION] = Services(
         settings=settings,

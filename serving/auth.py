@@ -12,7 +12,7 @@ from watchkeeper.errors import Forbidden, Unauthorized
 
 def require_admin() -> None:
     """401 without a bearer token, 403 with a wrong one or when no token is set."""
-    expected = services().settings.admin_token
+    expected = services().settings.serving.admin_token
     if expected is None:
         raise Forbidden("admin endpoints are disabled: set WATCHKEEPER_ADMIN_TOKEN")
     header = request.headers.get("Authorization", "")

@@ -18,16 +18,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from watchkeeper.settings import Settings
+from watchkeeper.settings import ServingSettings
 
-_settings = Settings()
+_serving = ServingSettings()
 
-bind = f"{_settings.host}:{_settings.port}"
-workers = _settings.workers
-threads = _settings.threads
+bind = f"{_serving.host}:{_serving.port}"
+workers = _serving.workers
+threads = _serving.threads
 worker_class = "serving.gunicorn_worker.BufferingThreadWorker"
-timeout = _settings.worker_timeout
-graceful_timeout = _settings.graceful_timeout
+timeout = _serving.worker_timeout
+graceful_timeout = _serving.graceful_timeout
 keepalive = 5
 accesslog = None
 errorlog = "-"
@@ -73,4 +73,4 @@ def worker_exit(server: Any, worker: Any) -> None:
 
     app = getattr(worker, "wsgi", None)
     if services_of(app) is not None:
-        shutdown(app, timeout=max(_settings.graceful_timeout - 2, 1))
+        shutdown(app, timeout=max(_serving.graceful_timeout - 2, 1))

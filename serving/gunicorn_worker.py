@@ -51,7 +51,7 @@ from serving.request_framing import (
     RequestLine,
     request_line,
 )
-from watchkeeper.settings import Settings
+from watchkeeper.settings import ServingSettings
 
 _RECV_BYTES = 256 * 1024
 # Most bytes read from one connection per readiness event, so that one fast large
@@ -160,8 +160,8 @@ class BufferingThreadWorker(ThreadWorker):
     """``gthread`` with requests read whole on the event loop (see the module doc)."""
 
     def init_process(self) -> None:
-        settings = Settings()
-        self.read_timeout = settings.request_read_timeout
+        serving = ServingSettings()
+        self.read_timeout = serving.request_read_timeout
         # A connection that has not started a request is closed as gunicorn closes an
         # idle kept-alive one (and after the read timeout if keep-alive is off).
         self.idle_timeout = min(self.cfg.keepalive or self.read_timeout, self.read_timeout)
@@ -169,13 +169,13 @@ class BufferingThreadWorker(ThreadWorker):
             max_head_bytes=self.cfg.limit_request_line
             + self.cfg.limit_request_fields * (self.cfg.limit_request_field_size + 2)
             + 4,
-            max_body_bytes=settings.max_request_bytes,
+            max_body_bytes=serving.max_request_bytes,
             max_chunk_line_bytes=self.cfg.limit_request_field_size or 8190,
         )
         # At least one largest request must fit, or it could never be read.
         self.buffer_budget = max(
-            settings.request_buffer_bytes,
-            self.limits.max_head_bytes + settings.max_request_bytes + _RECV_BYTES,
+            serving.request_buffer_bytes,
+            self.limits.max_head_bytes + serving.max_request_bytes + _RECV_BYTES,
         )
         self.buffered = 0
         # One receive buffer for the event loop; each read is copied into its request's.

@@ -81,18 +81,18 @@ def alertmanager_config(settings: Settings) -> AlertmanagerConfig:
         "receivers": [
             {
                 "name": "people",
-                "webhook_configs": [{"url": settings.alert_people_url, "send_resolved": True}],
+                "webhook_configs": [{"url": settings.alerting.people_url, "send_resolved": True}],
             },
             {
                 "name": "retrain",
                 "webhook_configs": [
                     {
-                        "url": settings.alert_retrain_url,
+                        "url": settings.alerting.retrain_url,
                         "send_resolved": False,
                         "http_config": {
                             "authorization": {
                                 "type": "Bearer",
-                                "credentials_file": settings.alert_token_file,
+                                "credentials_file": settings.alerting.token_file,
                             }
                         },
                     }

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from watchkeeper.settings import Settings
+from watchkeeper.settings import SETTINGS
 
 JsonSchema = dict[str, Any]
 """A JSON Schema document (the chart's values.schema.json): free-form JSON that Helm reads."""
 
-# Settings the chart's templates set; the value that owns each one is named.
+# Settings (by flat name) the chart's templates set; the value that owns each one is named.
 CHART_OWNED = {
     "data_dir": "fixed: /var/lib/watchkeeper",
     "prometheus_multiproc_dir": "fixed: under the data directory",
@@ -41,7 +41,7 @@ CHART_OWNED = {
 
 def settable() -> list[str]:
     """Names (without prefix, upper case) the chart's ``settings:`` may carry."""
-    return sorted(name.upper() for name in Settings.model_fields if name not in CHART_OWNED)
+    return sorted(name.upper() for name in SETTINGS if name not in CHART_OWNED)
 
 
 def values_schema() -> JsonSchema:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, MutableMapping
 
-from watchkeeper.settings import ENV_PREFIX, Settings
+from watchkeeper.settings import ENV_PREFIX, ProcessSettings
 
 SETTING_VARIABLE = f"{ENV_PREFIX}NUMERIC_THREADS"
 
@@ -44,7 +44,7 @@ def threads_from_environment(environ: Mapping[str, str] = os.environ) -> int:
     before its imports (the test runner). Falls back to the default if unset."""
     raw = environ.get(SETTING_VARIABLE, "").strip()
     if not raw:
-        return int(Settings.model_fields["numeric_threads"].default)
+        return int(ProcessSettings.model_fields["numeric_threads"].default)
     threads = int(raw)
     if threads < 1:
         raise ValueError(f"{SETTING_VARIABLE} must be at least 1, not {threads}")

@@ -59,7 +59,7 @@ def _database_failure(exc: Exception, settings: Settings) -> Failure | None:
             "set it to e.g. postgresql+psycopg://user:password@host/db, or leave it "
             "unset for SQLite under WATCHKEEPER_DATA_DIR",
         )
-    url = redact_url(settings.database_url)
+    url = redact_url(settings.storage.database_url)
     if isinstance(exc, sa_exc.DBAPIError):
         return Failure(
             f"the database at {url} failed: {_first_line(exc.orig or exc)}",
@@ -136,7 +136,7 @@ def _without_secrets(failure: Failure, settings: Settings | None) -> Failure:
         return failure
     from sqlalchemy.engine import make_url
 
-    url = settings.database_url
+    url = settings.storage.database_url
     try:
         password = make_url(url).password
         shown = redact_url(url)

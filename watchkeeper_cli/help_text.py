@@ -10,7 +10,7 @@ import argparse
 import textwrap
 from collections.abc import Iterable, Sequence
 
-from watchkeeper.settings import ENV_PREFIX, Settings
+from watchkeeper.settings import ENV_PREFIX, SETTINGS
 
 DESCRIPTION = textwrap.fill(
     "Watchkeeper: serve a tabular model, watch its predictions for drift and errors, "
@@ -46,7 +46,7 @@ def choices_help(choices: dict[str, str], *, otherwise: str | None = None) -> st
 
 
 def _prefixed(*prefixes: str) -> list[str]:
-    return [name for name in Settings.model_fields if name.startswith(prefixes)]
+    return [name for name in SETTINGS if name.startswith(prefixes)]
 
 
 # Settings read by `watchkeeper serve`, by concern. Groups of settings sharing a prefix

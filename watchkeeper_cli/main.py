@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from watchkeeper.settings import Settings
+from watchkeeper.settings import Settings, variable_at
 from watchkeeper.threads import limit_threads
 from watchkeeper_cli.commands import COMMANDS
 from watchkeeper_cli.failures import describe
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: invalid configuration: {_config_problems(exc)}", file=sys.stderr)
         return 2
     # Before any command imports numpy or scikit-learn, and for their child processes.
-    limit_threads(settings.numeric_threads)
+    limit_threads(settings.process.numeric_threads)
     try:
         code = args.handler(args, settings)
         sys.stdout.flush()  # here, so that a closed pipe is seen while we can handle it
@@ -69,8 +69,9 @@ def _config_problems(exc: ValidationError) -> str:
     """Pydantic's multi-line report as one line naming the variables, without values."""
     problems = []
     for error in exc.errors():
-        name = "_".join(str(part) for part in error["loc"]).upper()
-        problems.append(f"WATCHKEEPER_{name}: {error['msg']}")
+        if error["type"] == "default_factory_not_called":
+            continue  # a path derived from a setting that is itself reported
+        problems.append(f"{variable_at(error['loc'])}: {error['msg']}")
     return "; ".join(problems) + "; fix the variables named"
 
 

@@ -17,11 +17,11 @@ from watchkeeper.settings import Settings
 
 def thresholds(settings: Settings) -> Thresholds:
     return Thresholds(
-        p_value=settings.drift_p_value,
-        ood_fraction=settings.trigger_ood_fraction,
-        mae_degradation=settings.trigger_mae_degradation,
-        drift_windows=settings.trigger_drift_windows,
-        accuracy_drop=settings.trigger_accuracy_drop,
+        p_value=settings.drift.p_value,
+        ood_fraction=settings.trigger.ood_fraction,
+        mae_degradation=settings.trigger.mae_degradation,
+        drift_windows=settings.trigger.drift_windows,
+        accuracy_drop=settings.trigger.accuracy_drop,
     )
 
 
@@ -31,10 +31,12 @@ def write_report(
     """Write the period's report to ``output`` (atomically: a reader never sees half a
     page) and return what it shows."""
     stages = stages or Stages.quiet()
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     try:
         require_current(engine)  # an older schema would fail halfway, less clearly
-        registry = ModelRegistry(settings.registry_dir, trusted_types=settings.trusted_types)
+        registry = ModelRegistry(
+            settings.storage.registry_path, trusted_types=settings.storage.trusted_types
+        )
         data = gather(engine, registry, period, thresholds(settings), stages=stages)
     finally:
         engine.dispose()

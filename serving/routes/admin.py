@@ -93,7 +93,7 @@ def alerts() -> Response:
     require_admin()
     settings = services().settings
     payload = _json_body()
-    alerts = retrain_alerts(payload, settings.retrain_alert_names)
+    alerts = retrain_alerts(payload, settings.alerting.retrain_alert_names)
     if not alerts.firing:
         return _outcome("ignored", "no firing alert asks for a retrain")
     loaded = services().model_store.loaded

@@ -16,7 +16,7 @@ import yaml
 
 from serving.app import create_app, shutdown
 from tests.observability import binary
-from watchkeeper.settings import ENV_PREFIX, Settings
+from watchkeeper.settings import SETTINGS
 from watchkeeper.status_server import HEALTH_PATH, METRICS_PATH
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,7 +104,7 @@ def compose(docker_compose: str) -> dict[str, Any]:
 
 
 def settings_fields() -> set[str]:
-    return {f"{ENV_PREFIX}{name}".upper() for name in Settings.model_fields}
+    return {setting.variable for setting in SETTINGS.values()}
 
 
 @pytest.fixture

@@ -103,9 +103,11 @@ def test_environment_variables_are_settings_the_services_accept(
         assert set(env) <= known, (name, set(env) - known)
         with monkeypatch.context() as patch:
             settings = _settings(service, patch)
-        assert settings.database_url.startswith("postgresql+psycopg://watchkeeper:pg-secret@")
-        assert settings.admin_token is not None
-        assert settings.auto_migrate is False, name
+        assert settings.storage.database_url.startswith(
+            "postgresql+psycopg://watchkeeper:pg-secret@"
+        )
+        assert settings.serving.admin_token is not None
+        assert settings.storage.auto_migrate is False, name
 
 
 def test_every_watchkeeper_service_sets_its_numeric_threads(
@@ -146,7 +148,7 @@ def test_health_checks_call_endpoints_the_components_serve(
         assert test[0] == "CMD" and test[1] == "watchkeeper", name
         args = build_parser().parse_args(test[2:])
         assert args.command == "healthcheck" and args.component == component, name
-        path = HEALTH_ENDPOINTS[component][2]
+        path = HEALTH_ENDPOINTS[component].path
         assert path in served_paths[component], (name, path)
     for name in ONE_OFF:
         assert compose["services"][name]["healthcheck"]["test"] == ["NONE"], name
@@ -154,8 +156,8 @@ def test_health_checks_call_endpoints_the_components_serve(
 
 def test_published_ports_are_the_components_ports(compose: dict[str, Any]) -> None:
     defaults = Settings()
-    expected = {"serving": defaults.port, "monitor": defaults.monitor_port}
-    expected["retrain-worker"] = defaults.retrain_port
+    expected = {"serving": defaults.serving.port, "monitor": defaults.monitor.port}
+    expected["retrain-worker"] = defaults.retrain.port
     for name, port in expected.items():
         ports = compose["services"][name]["ports"]
         assert [(p["published"], p["target"]) for p in ports] == [(port, port)], name
@@ -165,11 +167,11 @@ def test_model_registry_is_one_volume_shared_by_every_component(compose: dict[st
     settings = Settings(data_dir="/var/lib/watchkeeper")
     for name in ("train", *LONG_RUNNING):
         mounts = _volumes(compose["services"][name])
-        assert mounts.get(str(settings.registry_dir)) == "registry", name
+        assert mounts.get(str(settings.storage.registry_path)) == "registry", name
     serving = _volumes(compose["services"]["serving"])
-    assert serving[str(settings.spill_dir)] == "serving-spill"
+    assert serving[str(settings.storage.spill_dir)] == "serving-spill"
     monitor = _volumes(compose["services"]["monitor"])
-    assert monitor[str(settings.detectors_dir)] == "detectors"
+    assert monitor[str(settings.storage.detectors_dir)] == "detectors"
 
 
 def test_mounted_host_paths_exist_in_the_repository(compose: dict[str, Any]) -> None:
@@ -355,8 +357,7 @@ def test_watchkeeper_services_come_up_healthy_with_the_compose_commands_and_envi
                 name,
                 process.log_path.read_text()[-2000:],
             )
-            _, port_field, _ = HEALTH_ENDPOINTS[LONG_RUNNING[name]]
-            port = environment(name)[f"WATCHKEEPER_{port_field.upper()}"]
+            port = environment(name)[HEALTH_ENDPOINTS[LONG_RUNNING[name]].port_variable]
             health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
             assert set(health["thread_pools"].values()) == {1}, (name, health)
     finally:

@@ -72,7 +72,7 @@ def test_health_check_is_the_cli_healthcheck_of_serving(stages: list[Stage]) -> 
     assert argv[0] == "watchkeeper"
     args = build_parser().parse_args(argv[1:])
     assert args.command == "healthcheck" and args.component == "serve"
-    assert HEALTH_ENDPOINTS["serve"][2] == "/readyz"
+    assert HEALTH_ENDPOINTS["serve"].path == "/readyz"
 
 
 def test_environment_sets_only_settings_fields_and_listens_on_all_interfaces(
@@ -85,8 +85,8 @@ def test_environment_sets_only_settings_fields_and_listens_on_all_interfaces(
     settings = Settings(
         **{k.removeprefix("WATCHKEEPER_").lower(): v for k, v in watchkeeper_env.items()}
     )
-    assert settings.host == settings.monitor_host == settings.retrain_host == "0.0.0.0"
-    assert env["HOME"] == str(settings.data_dir)
+    assert settings.serving.host == settings.monitor.host == settings.retrain.host == "0.0.0.0"
+    assert env["HOME"] == str(settings.storage.data_dir)
 
 
 def test_image_runs_one_numeric_thread_per_process(stages: list[Stage]) -> None:
@@ -105,7 +105,7 @@ def test_exposed_ports_are_the_default_component_ports(stages: list[Stage]) -> N
     exposed = {int(port) for arg in _runtime(stages).args("EXPOSE") for port in arg.split()}
     defaults = Settings()
 
-    assert exposed == {defaults.port, defaults.monitor_port, defaults.retrain_port}
+    assert exposed == {defaults.serving.port, defaults.monitor.port, defaults.retrain.port}
 
 
 def test_state_folders_exist_in_the_image_owned_by_the_user(stages: list[Stage]) -> None:

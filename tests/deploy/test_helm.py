@@ -222,7 +222,7 @@ def test_probes_point_at_endpoints_the_components_serve(
         command = container["args"][0]
         component = components[command]
         paths = served_paths[component]
-        port_setting = f"WATCHKEEPER_{HEALTH_ENDPOINTS[component][1].upper()}"
+        port_setting = HEALTH_ENDPOINTS[component].port_variable
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         for probe in probes:
             assert probe["httpGet"]["path"] in paths, (name, probe)

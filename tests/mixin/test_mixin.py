@@ -92,10 +92,12 @@ def test_a_setting_moves_the_rule_the_dashboard_and_the_retrain_trigger(
     assert _threshold(p_values) == 0.01
 
     # the monitor built from the same settings acts on the same figures
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     upgrade(engine)
     try:
-        policy = Monitor(settings, engine, ModelRegistry(settings.registry_dir)).trigger.policy
+        policy = Monitor(
+            settings, engine, ModelRegistry(settings.storage.registry_path)
+        ).trigger.policy
     finally:
         engine.dispose()
     config = MixinConfig.from_settings(settings)

@@ -54,7 +54,7 @@ def settings(make_settings: Callable[..., Settings], tmp_path: Any) -> Settings:
         monitor_min_labels=50,
         log_flush_interval=0.02,
     )
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     upgrade(engine)
     engine.dispose()
     return settings
@@ -94,9 +94,9 @@ def make_monitor(settings: Settings) -> Iterator[Callable[..., Monitor]]:
     monitors: list[Monitor] = []
 
     def factory(**overrides: Any) -> Monitor:
-        own = settings.model_copy(update=overrides)
-        engine = create_engine(own.database_url)
-        monitors.append(Monitor(own, engine, ModelRegistry(own.registry_dir)))
+        own = settings.replace(**overrides)
+        engine = create_engine(own.storage.database_url)
+        monitors.append(Monitor(own, engine, ModelRegistry(own.storage.registry_path)))
         return monitors[-1]
 
     yield factory
@@ -141,7 +141,7 @@ def class_settings(
         monitor_min_labels=50,
         drift_multivariate=False,
     )
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     upgrade(engine)
     engine.dispose()
     return settings
@@ -149,6 +149,6 @@ def class_settings(
 
 @pytest.fixture
 def class_monitor(class_settings: Settings) -> Iterator[Monitor]:
-    engine = create_engine(class_settings.database_url)
-    yield Monitor(class_settings, engine, ModelRegistry(class_settings.registry_dir))
+    engine = create_engine(class_settings.storage.database_url)
+    yield Monitor(class_settings, engine, ModelRegistry(class_settings.storage.registry_path))
     engine.dispose()

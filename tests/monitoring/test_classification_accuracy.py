@@ -467,7 +467,7 @@ def test_the_trigger_stays_quiet_on_accuracy_as_validated_or_on_too_few_labels(
 def test_a_point_accuracy_below_the_limit_over_few_labels_does_not_trip_the_trigger(
     class_settings: Settings,
 ) -> None:
-    engine = create_engine(class_settings.database_url)
+    engine = create_engine(class_settings.storage.database_url)
     trigger = RetrainTrigger(engine, TriggerPolicy(accuracy_drop=0.05))
 
     def rolling(right: int, n: int) -> list[WindowResult]:
@@ -512,9 +512,9 @@ def test_classifier_rows_and_labels_are_read_alike_on_either_database(
     database_url: str, class_settings: Settings, classifier_trained: TrainedModel
 ) -> None:
     """Probabilities (JSON) and text labels as each backend hands them back."""
-    settings = class_settings.model_copy(update={"database_url": database_url})
+    settings = class_settings.replace(database_url=database_url)
     engine = create_engine(database_url)
-    monitor = Monitor(settings, engine, ModelRegistry(settings.registry_dir))
+    monitor = Monitor(settings, engine, ModelRegistry(settings.storage.registry_path))
     model = classifier_of(classifier_trained)
     frame, p = draw(500, seed=41)
     truth = outcomes(p, seed=42)
@@ -547,13 +547,13 @@ def test_labels_of_a_version_whose_metadata_became_unreadable_do_not_stall_the_m
     frame, p = draw(500, seed=43)
     ids = write_rows(class_monitor.engine, model, frame)
     class_monitor.run_once()
-    metadata = Path(class_settings.registry_dir) / "versions" / "v1" / "metadata.json"
+    metadata = Path(class_settings.storage.registry_path) / "versions" / "v1" / "metadata.json"
     broken = json.loads(metadata.read_text())
     del broken["classes"]
     metadata.write_text(json.dumps(broken))
     write_labels(class_monitor.engine, ids, outcomes(p, seed=44))
     restarted = Monitor(
-        class_settings, class_monitor.engine, ModelRegistry(class_settings.registry_dir)
+        class_settings, class_monitor.engine, ModelRegistry(class_settings.storage.registry_path)
     )
 
     restarted.run_once()  # raised on every cycle, the labels never passing

@@ -112,7 +112,7 @@ def test_the_estimate_follows_a_covariate_shift_a_constant_would_miss(
 
 def _known_labels(settings: Settings, actual: dict[str, float]) -> dict[int, float]:
     """Each logged prediction's realised absolute error, by seq."""
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     with engine.connect() as connection:
         rows = connection.execute(
             sa.select(predictions.c.seq, predictions.c.prediction_id, predictions.c.prediction)
@@ -122,7 +122,7 @@ def _known_labels(settings: Settings, actual: dict[str, float]) -> dict[int, flo
 
 
 def _stored(settings: Settings, detector: str) -> list[dict[str, Any]]:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     with engine.connect() as connection:
         rows = connection.execute(
             sa.select(window_results)
@@ -152,7 +152,7 @@ def test_the_monitor_estimates_each_window_and_the_labels_confirm_it(
 
     assert monitor.run_once() == len(records) // WINDOW
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     estimates = read_estimates(engine, "v1")
     engine.dispose()
     stored = _stored(settings, "estimated_accuracy")
@@ -186,7 +186,7 @@ def test_a_version_registered_without_an_estimator_is_monitored_without_an_estim
 ) -> None:
     older = copy.deepcopy(trained.model.pipeline)  # as versions were trained before
     delattr(older, loss_estimator.ATTRIBUTE)
-    registry = ModelRegistry(settings.registry_dir)
+    registry = ModelRegistry(settings.storage.registry_path)
     version = registry.register(replace(trained, model=replace(trained.model, pipeline=older)))
     assert not registry.load(version).model.has_loss_estimator
     app = create_app(settings, registry=CollectorRegistry())

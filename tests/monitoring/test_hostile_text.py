@@ -47,7 +47,7 @@ def test_hostile_category_text_is_logged_as_sent_and_read_by_the_monitor(
 
     monitor = make_monitor()
     assert monitor.run_once() == 1
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     try:
         with engine.connect() as connection:
             results = [r._mapping for r in connection.execute(sa.select(window_results))]

@@ -35,7 +35,7 @@ from watchkeeper.training import TrainedModel
 
 
 def _results(settings: Settings) -> list[dict[str, Any]]:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     with engine.connect() as connection:
         rows = [dict(r._mapping) for r in connection.execute(sa.select(window_results))]
     engine.dispose()
@@ -115,7 +115,7 @@ def test_windows_are_evaluated_stored_and_exported_with_accuracy_from_feedback(
     assert metric(text, "watchkeeper_monitor_window_size", model_version="v1") == 500
     assert metric(text, "watchkeeper_monitor_windows_evaluated_total") == 2
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     with engine.connect() as connection:
         scored = connection.execute(
             sa.select(sa.func.count())
@@ -176,7 +176,7 @@ def _write_log(settings: Settings, records: list[dict[str, Any]], predicted: lis
         }
         for i, (record, value) in enumerate(zip(records, predicted, strict=True))
     ]
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     with engine.begin() as connection:
         connection.execute(predictions.insert(), rows)
     engine.dispose()
@@ -234,7 +234,7 @@ def test_hostile_values_neither_stop_the_monitor_nor_go_unflagged(
         clean[2]["Neighborhood"]["unseen_category_rate"] + 1 / 500
     )
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     with engine.connect() as connection:
         rows = connection.execute(sa.select(predictions.c.seq, predictions.c.ood_score))
         scores = {seq: score for seq, score in rows}
@@ -254,7 +254,7 @@ def test_a_check_that_fails_on_a_window_is_stored_as_an_error_counted_and_passed
     records = [dict(replay_records[i % len(replay_records)]) for i in range(1000)]
     _write_log(settings, records, [200_000.0] * len(records))
     make_monitor().suite("v1")  # fitted and saved
-    state = settings.detectors_path / "v1" / "reference.npz"
+    state = settings.storage.detectors_dir / "v1" / "reference.npz"
     state.write_bytes(state.read_bytes()[:-10] + b"0123456789")  # tampered on disk
     monitor = make_monitor()
 
@@ -318,7 +318,7 @@ def test_detectors_saved_as_pickles_are_refitted_without_being_loaded(
     tmp_path: Path,
 ) -> None:
     marker = tmp_path / "unpickled"
-    old = settings.detectors_path / "v1"
+    old = settings.storage.detectors_dir / "v1"
     (old / "feature_drift" / "model").mkdir(parents=True)
     planted = pickle.dumps(Planted(marker))
     (old / "feature_drift" / "model" / "model.joblib").write_bytes(planted)
@@ -483,7 +483,7 @@ def test_accuracy_trigger_waits_for_enough_labels_to_be_confident(
     retrain (it was, and a model trained mid-replay on ~645 rows got promoted); the
     same degradation over 600 labels is."""
     ids = send_predictions(server, replay_records, labels)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     with engine.connect() as connection:
         predicted = dict(
             connection.execute(
@@ -508,7 +508,7 @@ def test_accuracy_trigger_waits_for_enough_labels_to_be_confident(
 
 
 def _ood_scores(settings: Settings) -> dict[int, float | None]:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     with engine.connect() as connection:
         rows = connection.execute(sa.select(predictions.c.seq, predictions.c.ood_score))
         scores = {seq: score for seq, score in rows}
@@ -528,7 +528,7 @@ def test_the_monitor_uses_the_scores_stored_at_serving_time_and_scores_only_the_
     _write_log(settings, records, [200_000.0] * len(records))
     # rows 1–250 as a serving worker stored them; scores recomputation could never give
     stored = {seq: 0.5 for seq in range(1, 251)} | {11: 0.0, 5: 1e6}
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     with engine.begin() as connection:
         connection.execute(
             predictions.update()
@@ -595,9 +595,9 @@ def test_each_versions_rolling_accuracy_stays_exported_while_labels_come_for_ano
 ) -> None:
     """After a promotion labels come for both versions; the exported series flipped to
     whichever version a cycle's labels were for, restarting the alerts' ``for:``."""
-    ModelRegistry(settings.registry_dir).register(trained, make_current=False)  # v2
+    ModelRegistry(settings.storage.registry_path).register(trained, make_current=False)  # v2
     ids = send_predictions(server, replay_records, 120)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     with engine.begin() as connection:  # the newer half served by a promoted v2
         connection.execute(
             predictions.update().where(predictions.c.seq > 60).values(model_version="v2")
@@ -631,7 +631,7 @@ def test_a_replaced_versions_last_window_is_neither_exported_nor_acted_on(
     """After v2's promotion v1's drifted window kept dataset_drift{v1} at 1 until v2's
     first verdict: WatchkeeperDatasetDriftSustained fired for v1 and retrained v2."""
     send_predictions(server, replay_records, 1500)  # 2009–10 sales: every window drifts
-    registry = ModelRegistry(settings.registry_dir)
+    registry = ModelRegistry(settings.storage.registry_path)
     registry.register(trained)  # v2 takes over before the monitor reads v1's windows
     monitor = make_monitor(trigger_drift_windows=1)
 

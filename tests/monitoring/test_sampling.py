@@ -97,7 +97,7 @@ def monitor(database_url: str, make_settings: Callable[..., Settings]) -> Any:  
         monitor_settle_seconds=0,
     )
     engine = create_engine(database_url)
-    yield Monitor(settings, engine, ModelRegistry(settings.registry_dir))
+    yield Monitor(settings, engine, ModelRegistry(settings.storage.registry_path))
     engine.dispose()
 
 
@@ -157,7 +157,9 @@ def test_the_same_window_draws_the_same_sample_twice(
     with monitor.engine.begin() as connection:
         connection.execute(window_results.delete())
     monitor.reader.set_watermark(0)
-    again = Monitor(monitor.settings, monitor.engine, ModelRegistry(monitor.settings.registry_dir))
+    again = Monitor(
+        monitor.settings, monitor.engine, ModelRegistry(monitor.settings.storage.registry_path)
+    )
 
     assert again.run_once() == 1
 
@@ -191,7 +193,7 @@ def test_a_window_within_the_sample_size_evaluates_every_row(
     monitor: Monitor, fresh: pd.DataFrame, trained: TrainedModel
 ) -> None:
     _write_regression_log(monitor.engine, trained.model, fresh.head(SAMPLE))
-    monitor.settings = monitor.settings.model_copy(update={"monitor_window_size": SAMPLE})
+    monitor.settings = monitor.settings.replace(monitor_window_size=SAMPLE)
 
     assert monitor.run_once() == 1
 
@@ -218,16 +220,14 @@ def test_sample_positions_are_a_uniform_draw_without_repeats() -> None:
 def test_a_classifier_window_is_sampled_alike(
     class_settings: Settings, classifier_trained: TrainedModel
 ) -> None:
-    settings = class_settings.model_copy(
+    settings = class_settings.replace(
         # its rows are a second apart: the window closes by count alone
-        update={
-            "monitor_window_size": HELD,
-            "monitor_window_seconds": 10 * HELD,
-            "monitor_sample_rows": SAMPLE,
-        }
+        monitor_window_size=HELD,
+        monitor_window_seconds=10 * HELD,
+        monitor_sample_rows=SAMPLE,
     )
-    engine = create_engine(settings.database_url)
-    monitor = Monitor(settings, engine, ModelRegistry(settings.registry_dir))
+    engine = create_engine(settings.storage.database_url)
+    monitor = Monitor(settings, engine, ModelRegistry(settings.storage.registry_path))
     model = classifier_of(classifier_trained)
     frame, _ = draw(HELD, seed=21, shift=1.0)  # x moved by one sd: the class mix moves
     try:
@@ -257,9 +257,7 @@ def test_a_monitor_far_behind_reads_a_bounded_chunk_at_a_time(
     chunks and cuts the same windows one read of everything cut, the short tail closed
     by the clock only at the end of the log."""
     _write_regression_log(monitor.engine, trained.model, fresh.head(1_050))
-    monitor.settings = monitor.settings.model_copy(
-        update={"monitor_window_size": 100, "monitor_min_samples": 50}
-    )
+    monitor.settings = monitor.settings.replace(monitor_window_size=100, monitor_min_samples=50)
     monitor.read_windows, monitor.read_rows = 2, 0
     reads: list[int] = []
     read = monitor.reader.read_index
@@ -293,12 +291,10 @@ def test_windows_of_a_minimum_span_longer_than_a_read_are_evaluated_whole(
     hold 500 rows, while a read holds two windows' count (200): a window still open at
     the end of a read carries over to the next, and each row is read once."""
     _write_regression_log(monitor.engine, trained.model, fresh.head(1_050))
-    monitor.settings = monitor.settings.model_copy(
-        update={
-            "monitor_window_size": 100,
-            "monitor_window_min_seconds": 0.5,
-            "monitor_min_samples": 50,
-        }
+    monitor.settings = monitor.settings.replace(
+        monitor_window_size=100,
+        monitor_window_min_seconds=0.5,
+        monitor_min_samples=50,
     )
     monitor.read_windows, monitor.read_rows = 2, 0
 

@@ -22,7 +22,7 @@ from watchkeeper.settings import Settings
 
 
 def _feature_drift_rows(settings: Settings) -> list[Any]:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     with engine.connect() as connection:
         rows = connection.execute(
             sa.select(window_results.c.window_id, window_results.c.is_drift)
@@ -42,7 +42,7 @@ def _window_ids(settings: Settings) -> list[str]:
 
 
 def _requests(settings: Settings) -> list[dict[str, Any]]:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     with engine.connect() as connection:
         rows = [dict(r._mapping) for r in connection.execute(sa.select(retrain_requests))]
     engine.dispose()
@@ -158,7 +158,7 @@ def _rolling(*, mae: float, bound: float, labels: int) -> WindowResult:
 def test_accuracy_and_ood_reasons(
     settings: Settings, results: list[WindowResult], expected: str | None
 ) -> None:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     trigger = RetrainTrigger(engine, TriggerPolicy(ood_fraction=0.1, mae_degradation=0.25))
 
     row = trigger.consider(results, validation_mae=15_000.0)

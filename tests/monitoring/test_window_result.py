@@ -111,11 +111,11 @@ def test_a_restarted_monitor_validates_what_it_reads_back(
 ) -> None:
     """The newest stored result of each check is what a restarted monitor exports: a
     malformed one fails its start with the column named, not a later scrape."""
-    _insert(settings.database_url, _result().to_row())
+    _insert(settings.storage.database_url, _result().to_row())
     assert make_monitor().status.latest[Check.DATA_QUALITY] == _result()
 
     _insert(
-        settings.database_url,
+        settings.storage.database_url,
         {**_result(window_id="v1:501-1000").to_row(), "details": ["not", "a", "mapping"]},
     )
     with pytest.raises(StoredResultError, match="'v1:501-1000'.*'details' is list"):

@@ -49,7 +49,7 @@ def test_the_rules_are_the_projects_with_runbook_links_into_the_checkout(tmp_pat
     config = yaml.safe_load(write_configs(plan, chosen, tmp_path / "t")["prometheus"].read_text())
     committed = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
     local = (REPO / "docs" / "runbook.md").as_uri()
-    placeholder = Settings().alert_runbook_url
+    placeholder = Settings().alerting.runbook_url
     for path, name in zip(config["rule_files"], committed["rule_files"], strict=True):
         ours = Path(path).read_text()
         runbooks = [

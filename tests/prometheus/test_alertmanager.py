@@ -76,7 +76,7 @@ def test_every_inhibition_states_the_labels_that_must_be_equal() -> None:
 
 def test_retraining_alerts_are_generated_alerts_and_a_misspelt_one_is_refused() -> None:
     settings = Settings()
-    assert set(settings.retrain_alert_names) <= set(
+    assert set(settings.alerting.retrain_alert_names) <= set(
         alert_names(MixinConfig.from_settings(settings))
     )
     with pytest.raises(ValueError, match="WatchkeeperDatasetDrift"):

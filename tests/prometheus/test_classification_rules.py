@@ -134,7 +134,7 @@ def _panel_url(title: str) -> str:
     texts = (ROOT / "grafana" / "dashboards").glob("*.json")
     (dashboard,) = [d for d in map(json.loads, map(Path.read_text, texts)) if d["uid"] == uid]
     (panel,) = [p for p in dashboard["panels"] if p["title"] == title]
-    return f"{Settings().grafana_url}/d/{uid}?viewPanel={panel['id']}"
+    return f"{Settings().grafana.url}/d/{uid}?viewPanel={panel['id']}"
 
 
 def _fired(alert: str) -> dict[str, Any]:
@@ -144,7 +144,7 @@ def _fired(alert: str) -> dict[str, Any]:
         "exp_annotations": {
             "summary": expected.summary,
             "description": expected.description,
-            "runbook_url": f"{Settings().alert_runbook_url}#{expected.runbook}",
+            "runbook_url": f"{Settings().alerting.runbook_url}#{expected.runbook}",
             "dashboard_url": _panel_url(expected.panel),
         },
     }

@@ -51,7 +51,7 @@ def test_a_broken_client_fires_the_out_of_range_alert(
     scenario: str,
 ) -> None:
     settings = Settings(data_dir=tmp_path / "var")
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     upgrade(engine)
     engine.dispose()
     records = _broken([replay_records[i % len(replay_records)] for i in range(1000)], scenario)

@@ -73,7 +73,7 @@ def _panel_url(title: str) -> str:
     texts = (RULES.parents[2] / "grafana" / "dashboards").glob("*.json")
     (dashboard,) = [d for d in map(json.loads, map(Path.read_text, texts)) if d["uid"] == uid]
     (panel,) = [p for p in dashboard["panels"] if p["title"] == title]
-    return f"{Settings().grafana_url}/d/{uid}?viewPanel={panel['id']}"
+    return f"{Settings().grafana.url}/d/{uid}?viewPanel={panel['id']}"
 
 
 def case(alert: str, inputs: list[dict[str, str]], at_minutes: int, fires: bool) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def case(alert: str, inputs: list[dict[str, str]], at_minutes: int, fires: bool)
         annotations = {
             "summary": summary,
             "description": description,
-            "runbook_url": f"{Settings().alert_runbook_url}#{runbook}",
+            "runbook_url": f"{Settings().alerting.runbook_url}#{runbook}",
             "dashboard_url": _panel_url(panel),
         }
         expected = [{"exp_labels": labels, "exp_annotations": annotations}]

@@ -567,7 +567,7 @@ def _panel_url(uid: str, title: str) -> str:
     """The link to the panel titled ``title`` of the committed dashboard ``uid``."""
     dashboards = {d["uid"]: d for d in map(json.loads, _dashboard_texts())}
     (panel,) = [p for p in dashboards[uid]["panels"] if p["title"] == title]
-    return f"{Settings().grafana_url}/d/{uid}?viewPanel={panel['id']}"
+    return f"{Settings().grafana.url}/d/{uid}?viewPanel={panel['id']}"
 
 
 def _job_of(series: str) -> str:
@@ -607,7 +607,7 @@ def _test_file(tmp_path: Path) -> Path:
         annotations = {
             "summary": expected.summary,
             "description": expected.description,
-            "runbook_url": f"{Settings().alert_runbook_url}#{expected.runbook}",
+            "runbook_url": f"{Settings().alerting.runbook_url}#{expected.runbook}",
             "dashboard_url": _panel_url(*expected.dashboard),
         }
         annotated[name] = annotations
@@ -701,7 +701,7 @@ def test_every_alert_links_to_a_panel_showing_its_metrics() -> None:
     """The dashboard_url opens a panel of the committed dashboards whose queries read
     a metric the alert's expression reads: the panel that explains the alert."""
     dashboards = {d["uid"]: d for d in map(json.loads, _dashboard_texts())}
-    grafana = Settings().grafana_url
+    grafana = Settings().grafana.url
     for name, rule in _all_alerts().items():
         url = urlsplit(rule["annotations"]["dashboard_url"])
         assert f"{url.scheme}://{url.netloc}" == grafana, name

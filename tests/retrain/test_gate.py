@@ -124,8 +124,8 @@ def test_under_drift_a_better_candidate_with_low_coverage_replaces_a_champion_wi
         [run] = [dict(r._mapping) for r in connection.execute(sa.select(retrain_runs))]
     candidate, champion = run["candidate_metrics"], run["champion_metrics"]
     assert champion["coverage"] == 0.0
-    assert 0 < candidate["coverage"] < settings.retrain_min_coverage, candidate
-    assert candidate["mae"] < champion["mae"] * (1 - settings.retrain_margin)
+    assert 0 < candidate["coverage"] < settings.retrain.min_coverage, candidate
+    assert candidate["mae"] < champion["mae"] * (1 - settings.retrain.margin)
     assert result.outcome == run["outcome"] == "promoted", run["decision_reason"]
     assert "better than the champion's 0.0% on the same holdout" in run["decision_reason"]
-    assert ModelRegistry(settings.registry_dir).current_version() == "v2"
+    assert ModelRegistry(settings.storage.registry_path).current_version() == "v2"

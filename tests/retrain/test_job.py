@@ -39,8 +39,8 @@ def test_better_candidate_is_promoted_as_its_metrics_dictate(
     [run] = _runs(engine)
     candidate, champion = run["candidate_metrics"], run["champion_metrics"]
     # the decision is the one the recorded metrics dictate
-    expected = candidate["mae"] < champion["mae"] * (1 - settings.retrain_margin) and (
-        settings.retrain_min_coverage <= candidate["coverage"] <= settings.retrain_max_coverage
+    expected = candidate["mae"] < champion["mae"] * (1 - settings.retrain.margin) and (
+        settings.retrain.min_coverage <= candidate["coverage"] <= settings.retrain.max_coverage
     )
     assert expected, (candidate, champion)
     assert result.outcome == run["outcome"] == "promoted"
@@ -49,7 +49,7 @@ def test_better_candidate_is_promoted_as_its_metrics_dictate(
     assert run["data"]["holdout_rows"] == pytest.approx(labelled_log * 0.2, abs=1)
     base = len(ames.between(None, 200712).frame)  # the champion's own training sales
     assert run["data"]["training_rows"] == base + labelled_log - run["data"]["holdout_rows"]
-    registry = ModelRegistry(settings.registry_dir)
+    registry = ModelRegistry(settings.storage.registry_path)
     assert registry.current_version() == "v2"
     meta = registry.metadata("v2")
     assert meta["status"] == "promoted" and meta["notes"]["run_id"] == run["id"]
@@ -70,7 +70,7 @@ def test_worse_candidate_is_registered_as_rejected_and_not_served(
     assert run["candidate_metrics"]["mae"] > run["champion_metrics"]["mae"]
     assert result.outcome == run["outcome"] == "rejected"
     assert "does not beat the champion" in run["decision_reason"]
-    registry = ModelRegistry(settings.registry_dir)
+    registry = ModelRegistry(settings.storage.registry_path)
     assert registry.current_version() == "v1"
     assert registry.metadata("v2")["status"] == "rejected"
     assert registry.metadata("v2")["notes"]["reason"] == run["decision_reason"]
@@ -85,7 +85,7 @@ def test_too_little_labelled_data_fails_the_run_with_the_reason(
     [run] = _runs(engine)
     assert result.outcome == run["outcome"] == "failed"
     assert "labelled predictions" in run["decision_reason"]
-    assert ModelRegistry(settings.registry_dir).versions() == ["v1"]
+    assert ModelRegistry(settings.storage.registry_path).versions() == ["v1"]
 
 
 def test_only_one_job_runs_while_the_lease_is_held(

@@ -88,5 +88,5 @@ def test_a_job_whose_lease_was_taken_over_registers_nothing(
     [result] = results
     assert result is not None and result.outcome == "failed"
     assert "lease was lost" in result.reason and "'other'" in result.reason
-    assert ModelRegistry(settings.registry_dir).versions() == ["v1"]
+    assert ModelRegistry(settings.storage.registry_path).versions() == ["v1"]
     assert Lease(engine, 60).current_holder() == "other"  # not released from under it

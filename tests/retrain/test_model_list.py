@@ -34,7 +34,7 @@ def retrained(
     retrain_queue.enqueue(engine, trigger="manual", reason="test")
     shown = io.StringIO()
     make_job(stages=Stages(RetrainJob.STAGES, stream=shown, enabled=True)).run()
-    monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(settings.registry_dir))
+    monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(settings.storage.registry_path))
     with engine.connect() as connection:
         (run,) = connection.execute(sa.select(retrain_runs)).mappings().all()
     return {**run, "shown": shown.getvalue()}

@@ -25,7 +25,10 @@ def test_worker_runs_a_queued_request_and_serving_switches_to_the_promoted_model
     engine: sa.Engine,
     replay_records: list[dict[str, Any]],
 ) -> None:
-    env = {"WATCHKEEPER_DATABASE_URL": settings.database_url, "WATCHKEEPER_ADMIN_TOKEN": TOKEN}
+    env = {
+        "WATCHKEEPER_DATABASE_URL": settings.storage.database_url,
+        "WATCHKEEPER_ADMIN_TOKEN": TOKEN,
+    }
     server = start_watchkeeper("serve", WATCHKEEPER_MODEL_POLL_SECONDS="0.2", **env)
     worker = start_watchkeeper("retrain worker", WATCHKEEPER_RETRAIN_POLL_SECONDS="0.2", **env)
     assert (

@@ -27,7 +27,7 @@ def admin_app(make_app: Callable[..., Flask]) -> Flask:
 
 
 def _queued(app: Flask) -> list[RetrainRequest]:
-    engine = create_engine(services(app).settings.database_url)
+    engine = create_engine(services(app).settings.storage.database_url)
     rows = retrain_queue.pending(engine)
     engine.dispose()
     return rows
@@ -67,7 +67,7 @@ def test_admin_endpoints_refuse_without_the_right_token_and_start_nothing(
     assert response.status_code == status
     assert response.json["error"]["code"] in ("unauthorized", "forbidden")
     assert _queued(admin_app) == []
-    assert ModelRegistry(services(admin_app).settings.registry_dir).versions() == ["v1"]
+    assert ModelRegistry(services(admin_app).settings.storage.registry_path).versions() == ["v1"]
 
 
 def test_admin_endpoints_are_disabled_without_a_configured_token(app: Flask) -> None:
@@ -99,7 +99,7 @@ def test_concurrent_manual_triggers_are_all_taken_by_the_next_job(admin_app: Fla
         )
     assert statuses == [202] * 8
 
-    engine = create_engine(services(admin_app).settings.database_url)
+    engine = create_engine(services(admin_app).settings.storage.database_url)
     claimed = retrain_queue.claim(engine, run_id=1)  # what the next job takes
     assert len(claimed) == 8 and retrain_queue.pending(engine) == []
     engine.dispose()
@@ -178,7 +178,7 @@ def test_malformed_alert_payload_is_400(admin_app: Flask) -> None:
 def test_rollback_moves_current_back_and_serving_follows(
     admin_app: Flask, trained: Any, record: dict[str, Any]
 ) -> None:
-    registry = ModelRegistry(services(admin_app).settings.registry_dir)
+    registry = ModelRegistry(services(admin_app).settings.storage.registry_path)
     registry.register(trained)  # v2 becomes current
     client = admin_app.test_client()
     services(admin_app).model_store.refresh()
@@ -196,7 +196,7 @@ def test_rollback_moves_current_back_and_serving_follows(
 def test_rollback_over_http_refuses_a_rejected_version_unless_forced(
     admin_app: Flask, trained: Any
 ) -> None:
-    registry = ModelRegistry(services(admin_app).settings.registry_dir)
+    registry = ModelRegistry(services(admin_app).settings.storage.registry_path)
     registry.register(
         trained, make_current=False, status="rejected", notes=VersionNotes(reason="worse MAE")
     )  # v2

@@ -98,7 +98,7 @@ def test_database_outage_during_burst_loses_and_duplicates_nothing(
     assert len(set(sent)) == len(sent) == 50 + 120 + 50
     assert n_requests == distinct == len(sent)
     assert n_predictions == len(accepted)
-    assert list(settings.spill_path.glob("*.seg")) == []  # all of it drained
+    assert list(settings.storage.spill_dir.glob("*.seg")) == []  # all of it drained
 
 
 @dataclass(frozen=True)

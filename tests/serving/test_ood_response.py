@@ -101,7 +101,7 @@ def test_scores_are_identical_to_the_monitors(
     client = app.test_client()
     rows = [dict(r) for r in replay_records[:400]]
     rows[7] = {**rows[7], "Lot_Area": 1e308}
-    schema = ModelRegistry(make_settings().registry_dir).load().model.schema
+    schema = ModelRegistry(make_settings().storage.registry_path).load().model.schema
     # every nullable numeric feature missing: each takes the reference median
     rows[8] = {**rows[8], **{f.name: None for f in schema.numeric if f.nullable}}
 
@@ -111,7 +111,9 @@ def test_scores_are_identical_to_the_monitors(
     ]
 
     settings = make_settings(database_url=database_url, ood_percentile=97.5)
-    monitor = Monitor(settings, create_engine(database_url), ModelRegistry(settings.registry_dir))
+    monitor = Monitor(
+        settings, create_engine(database_url), ModelRegistry(settings.storage.registry_path)
+    )
     try:
         suite = monitor.suite("v1")
         frame = pd.DataFrame.from_records(rows, columns=list(suite.encoder.schema.names))
@@ -228,7 +230,9 @@ print(json.dumps({"ood": body["ood"], "loaded": sorted(loaded)}))
             sys.executable,
             "-c",
             code,
-            settings.model_dump_json(include=_SETTINGS),
+            json.dumps(
+                {k: v for k, v in settings.flat_dump(mode="json").items() if k in _SETTINGS}
+            ),
             json.dumps(replay_records[0]),
         ],
         capture_output=True,

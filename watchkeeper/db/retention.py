@@ -107,19 +107,19 @@ class RetentionPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetentionPolicy:
-        raw = settings.retention_days or None
+        raw = settings.retention.days or None
         labelled = None
         if raw is not None:
             labelled = max(
-                settings.retention_labelled_days or 0.0, settings.retrain_window_days, raw
+                settings.retention.labelled_days or 0.0, settings.retrain.window_days, raw
             )
         return cls(
             raw_days=raw,
             labelled_days=labelled,
-            history_days=settings.retention_history_days or None,
-            batch_rows=settings.retention_batch_rows,
-            archive_url=settings.retention_archive,
-            whole_days=settings.database_url.startswith("postgresql"),
+            history_days=settings.retention.history_days or None,
+            batch_rows=settings.retention.batch_rows,
+            archive_url=settings.retention.archive,
+            whole_days=settings.storage.database_url.startswith("postgresql"),
         )
 
     def limits(self) -> dict[str, float]:

@@ -65,14 +65,14 @@ def _check_ports(plan: Layout) -> None:
 def _admin_token(settings: Settings, plan: Layout) -> tuple[AdminToken | None, Path]:
     """The generated token (None when one is configured) and the file Alertmanager
     reads the token from."""
-    if settings.admin_token is None:
+    if settings.serving.admin_token is None:
         token = ensure_admin_token(plan.token_file)
         return token, token.path
     if explicitly_set("alert_token_file"):
-        return None, Path(settings.alert_token_file)
+        return None, Path(settings.alerting.token_file)
     # The configured token, in a file of this run only Alertmanager (and you) can read.
     copy = plan.run_dir / "alertmanager-token"
-    write_secret(copy, settings.admin_token.get_secret_value())
+    write_secret(copy, settings.serving.admin_token.get_secret_value())
     return None, copy
 
 

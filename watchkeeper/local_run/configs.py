@@ -37,7 +37,7 @@ def prometheus_config(layout: Layout, settings: Settings) -> PrometheusConfig:
     """The committed scrape config pointed at this run's ports."""
     source = layout.repo / "prometheus" / "prometheus.yml"
     config: PrometheusConfig = yaml.safe_load(source.read_text())
-    interval = _seconds(settings.run_scrape_interval)
+    interval = _seconds(settings.run.scrape_interval)
     config["global"].update(scrape_interval=interval, evaluation_interval=interval)
     config["rule_files"] = [str(path) for path in write_rules(layout, settings, config)]
     config["alerting"]["alertmanagers"] = [
@@ -63,7 +63,11 @@ def rule_settings(layout: Layout, settings: Settings) -> Settings:
     if explicitly_set("alert_runbook_url"):
         return settings
     runbook = (layout.repo / "docs" / "runbook.md").resolve()
-    return settings.model_copy(update={"alert_runbook_url": runbook.as_uri()})
+    # The group is copied without validation: the setting must be an absolute URL with
+    # a host (a notification is read far from the repository), which this run's file:
+    # URI into the checkout, read on this host, is not.
+    alerting = settings.alerting.model_copy(update={"runbook_url": runbook.as_uri()})
+    return settings.replace(alerting=alerting)
 
 
 def write_rules(layout: Layout, settings: Settings, config: PrometheusConfig) -> list[Path]:
@@ -91,7 +95,7 @@ def alertmanager_settings(layout: Layout, settings: Settings, token_file: Path) 
     }
     if layout.sink_url is not None:
         update["alert_people_url"] = layout.sink_url
-    return settings.model_copy(update=update)
+    return settings.replace(**update)
 
 
 def write_configs(layout: Layout, settings: Settings, token_file: Path) -> dict[str, Path]:

@@ -86,7 +86,7 @@ class Layout:
 
 
 def layout(settings: Settings, repo: Path, grafana_installed: bool) -> Layout:
-    people = urlsplit(settings.alert_people_url)
+    people = urlsplit(settings.alerting.people_url)
     sink = None
     if people.scheme == "http" and (people.hostname or "") in _LOCAL_HOSTS:
         sink = Listener(
@@ -97,7 +97,7 @@ def layout(settings: Settings, repo: Path, grafana_installed: bool) -> Layout:
         )
     grafana = None
     if grafana_installed:
-        parsed = urlsplit(settings.grafana_url)
+        parsed = urlsplit(settings.grafana.url)
         grafana = Listener(
             "Grafana",
             parsed.hostname or "127.0.0.1",
@@ -106,27 +106,29 @@ def layout(settings: Settings, repo: Path, grafana_installed: bool) -> Layout:
         )
     return Layout(
         repo=repo,
-        data_dir=settings.data_dir,
-        serving=Listener("prediction server", settings.host, settings.port, "WATCHKEEPER_PORT"),
+        data_dir=settings.storage.data_dir,
+        serving=Listener(
+            "prediction server", settings.serving.host, settings.serving.port, "WATCHKEEPER_PORT"
+        ),
         monitor=Listener(
-            "monitor", settings.monitor_host, settings.monitor_port, "WATCHKEEPER_MONITOR_PORT"
+            "monitor", settings.monitor.host, settings.monitor.port, "WATCHKEEPER_MONITOR_PORT"
         ),
         worker=Listener(
             "retraining worker",
-            settings.retrain_host,
-            settings.retrain_port,
+            settings.retrain.host,
+            settings.retrain.port,
             "WATCHKEEPER_RETRAIN_PORT",
         ),
         prometheus=Listener(
             "Prometheus",
             "127.0.0.1",
-            settings.run_prometheus_port,
+            settings.run.prometheus_port,
             "WATCHKEEPER_RUN_PROMETHEUS_PORT",
         ),
         alertmanager=Listener(
             "Alertmanager",
             "127.0.0.1",
-            settings.run_alertmanager_port,
+            settings.run.alertmanager_port,
             "WATCHKEEPER_RUN_ALERTMANAGER_PORT",
         ),
         sink=sink,

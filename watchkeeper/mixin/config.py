@@ -187,23 +187,23 @@ class MixinConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MixinConfig:
-        drift = settings.trigger_drift_windows * settings.monitor_window_seconds
+        drift = settings.trigger.drift_windows * settings.monitor.window_seconds
         return cls(
             thresholds=Thresholds(
-                drift_windows=settings.trigger_drift_windows,
-                drift_p_value=settings.drift_p_value,
-                ood_fraction=settings.trigger_ood_fraction,
-                mae_degradation=settings.trigger_mae_degradation,
-                coverage_min=settings.retrain_min_coverage,
-                coverage_max=settings.retrain_max_coverage,
-                accuracy_drop=settings.trigger_accuracy_drop,
+                drift_windows=settings.trigger.drift_windows,
+                drift_p_value=settings.drift.p_value,
+                ood_fraction=settings.trigger.ood_fraction,
+                mae_degradation=settings.trigger.mae_degradation,
+                coverage_min=settings.retrain.min_coverage,
+                coverage_max=settings.retrain.max_coverage,
+                accuracy_drop=settings.trigger.accuracy_drop,
             ),
             durations=Durations(drift=drift, feature_drift=drift),
-            runbook_url=settings.alert_runbook_url,
-            grafana_url=settings.grafana_url.rstrip("/"),
-            target_unit=settings.dashboard_target_unit,
-            retrain_alert_names=settings.retrain_alert_names,
-            namespace=settings.metrics_namespace,
+            runbook_url=settings.alerting.runbook_url,
+            grafana_url=settings.grafana.url.rstrip("/"),
+            target_unit=settings.grafana.dashboard_target_unit,
+            retrain_alert_names=settings.alerting.retrain_alert_names,
+            namespace=settings.alerting.metrics_namespace,
         )
 
     def selector(self, component: Component, *matchers: str) -> str:

@@ -15,7 +15,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     text = render(settings)
     if args.token_output:
-        if settings.admin_token is None:
+        if settings.serving.admin_token is None:
             raise CommandFailed(
                 "--token-output needs WATCHKEEPER_ADMIN_TOKEN to be set",
                 "set it, or drop the option",
@@ -23,7 +23,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         # Readable by others: Alertmanager runs as another user in its own container,
         # and the file lives on a volume only the two share.
         token = Path(args.token_output)
-        token.write_text(settings.admin_token.get_secret_value())
+        token.write_text(settings.serving.admin_token.get_secret_value())
         token.chmod(0o644)
     if args.output:
         Path(args.output).write_text(text)

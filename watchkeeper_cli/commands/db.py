@@ -18,7 +18,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         wait_for_database,
     )
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     if args.wait:
         wait_for_database(engine, args.wait)
     if args.db_command == "upgrade":

@@ -21,18 +21,18 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     from watchkeeper.grafana.provision import provision
 
-    if settings.grafana_token is None:
+    if settings.grafana.token is None:
         raise CommandFailed(
             "provisioning Grafana needs a token",
             "set WATCHKEEPER_GRAFANA_TOKEN to a Grafana service-account token",
         )
     report = provision(
-        settings.grafana_url,
-        settings.grafana_token.get_secret_value(),
-        settings.grafana_prometheus_url,
+        settings.grafana.url,
+        settings.grafana.token.get_secret_value(),
+        settings.grafana.prometheus_url,
     )
     print(
-        f"Grafana {settings.grafana_url}: folder {report.folder}, data source "
+        f"Grafana {settings.grafana.url}: folder {report.folder}, data source "
         f"{report.datasource}, dashboards {', '.join(report.dashboards)}"
     )
     return 0

@@ -4,17 +4,43 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Literal, NamedTuple
 
-from watchkeeper.settings import Settings
+from watchkeeper.settings import (
+    GROUPS,
+    MonitorSettings,
+    RetrainSettings,
+    ServingSettings,
+    Settings,
+)
 from watchkeeper_cli.help_text import choices_help
 from watchkeeper_cli.parser import Commands
 
-# component -> (host setting, port setting, path); serving's readiness says a model
-# is loaded, the background services' /healthz says their loop is not stuck.
+
+class HealthEndpoint(NamedTuple):
+    """Where a component answers its health check: the settings group holding its host
+    and port, and the path. Serving's readiness says a model is loaded, the background
+    services' /healthz says their loop is not stuck."""
+
+    group: Literal["serving", "monitor", "retrain"]
+    path: str
+
+    def listening(self, settings: Settings) -> ServingSettings | MonitorSettings | RetrainSettings:
+        return {
+            "serving": settings.serving,
+            "monitor": settings.monitor,
+            "retrain": settings.retrain,
+        }[self.group]
+
+    @property
+    def port_variable(self) -> str:
+        return str(GROUPS[self.group].model_fields["port"].validation_alias)
+
+
 HEALTH_ENDPOINTS = {
-    "serve": ("host", "port", "/readyz"),
-    "monitor": ("monitor_host", "monitor_port", "/healthz"),
-    "worker": ("retrain_host", "retrain_port", "/healthz"),
+    "serve": HealthEndpoint("serving", "/readyz"),
+    "monitor": HealthEndpoint("monitor", "/healthz"),
+    "worker": HealthEndpoint("retrain", "/healthz"),
 }
 
 
@@ -24,11 +50,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     import urllib.error
     import urllib.request
 
-    host_field, port_field, path = HEALTH_ENDPOINTS[args.component]
-    host = getattr(settings, host_field)
+    endpoint = HEALTH_ENDPOINTS[args.component]
+    listening = endpoint.listening(settings)
+    host = listening.host
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
-    url = f"http://{host}:{getattr(settings, port_field)}{path}"
+    url = f"http://{host}:{listening.port}{endpoint.path}"
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as response:
             status, body = response.status, response.read()

@@ -38,13 +38,13 @@ def _rollback(registry: ModelRegistry, version: str | None, force: bool) -> tupl
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    registry = open_registry(settings)
+    registry = open_registry(settings.storage)
     current = registry.current_version()
     if args.model_command == "rollback":
         previous, now = _rollback(registry, args.version, args.force)
         print(
             f"current model: {now} (was {previous}); servers switch within "
-            f"{settings.model_poll_seconds:g} s"
+            f"{settings.serving.model_poll_seconds:g} s"
         )
         return 0
     from watchkeeper.version_summary import VersionSummary, list_lines, show_text

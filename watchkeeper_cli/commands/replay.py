@@ -37,7 +37,7 @@ def _replay_dataset(args: argparse.Namespace) -> Dataset:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from monitoring.replay import Replayer, ReplayReport
 
-    url = args.url or f"http://{settings.host}:{settings.port}"
+    url = args.url or f"http://{settings.serving.host}:{settings.serving.port}"
     dataset = _replay_dataset(args)
     replayer = Replayer(
         url, rate=args.rate, batch_size=args.batch_size, feedback_delay=args.feedback_delay

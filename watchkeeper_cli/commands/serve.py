@@ -17,14 +17,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from watchkeeper.db.engine import create_engine
     from watchkeeper.db.migrate import require_current, upgrade
 
-    engine = create_engine(settings.database_url)
-    if settings.auto_migrate:
+    engine = create_engine(settings.storage.database_url)
+    if settings.storage.auto_migrate:
         upgrade(engine)
     require_current(engine)
     engine.dispose()
     env = dict(os.environ)
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(settings.multiproc_dir.resolve())
-    env.update(thread_environment(settings.numeric_threads))
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(settings.storage.prometheus_multiproc_dir.resolve())
+    env.update(thread_environment(settings.process.numeric_threads))
     argv = [
         sys.executable,
         "-m",
@@ -33,7 +33,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         "python:serving.gunicorn_conf",
         "serving.app:create_app()",
     ]
-    print(f"serving on http://{settings.host}:{settings.port} with {settings.workers} workers")
+    serving = settings.serving
+    print(f"serving on http://{serving.host}:{serving.port} with {serving.workers} workers")
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)
     return 0  # not reached

@@ -17,7 +17,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.markdown:
         print(settings_table())
     else:
-        values = settings.model_dump(mode="json")  # secret fields come out as ********
+        values = settings.flat_dump(mode="json")  # secret fields come out as ********
         for name, value in values.items():
             if name.endswith("_url") and isinstance(value, str):
                 values[name] = redact_url(value)  # a URL may carry a password

@@ -68,7 +68,7 @@ def _coverage_refusal(trained: TrainedModel, settings: Settings) -> str | None:
     None: its validation coverage lies outside the band a retraining candidate must
     meet."""
     coverage = trained.metrics.any_coverage
-    low, high = settings.retrain_min_coverage, settings.retrain_max_coverage
+    low, high = settings.retrain.min_coverage, settings.retrain.max_coverage
     if coverage is None or low <= coverage <= high:
         return None
     what = "prediction set" if trained.model.task == "classification" else "interval"
@@ -89,7 +89,7 @@ def _excluded(args: argparse.Namespace) -> tuple[str, ...]:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from watchkeeper.training import TrainingParams, train
 
-    registry = open_registry(settings)
+    registry = open_registry(settings.storage)
     if args.if_missing and registry.current_version() is not None:
         print(f"model {registry.current_version()} is already current; nothing to do")
         return 0

@@ -30,7 +30,7 @@ from watchkeeper.training import TrainedModel
 
 
 def _gather(monitor: Monitor, settings: Settings) -> ReportData:
-    registry = ModelRegistry(settings.registry_dir)
+    registry = ModelRegistry(settings.storage.registry_path)
     return gather(monitor.engine, registry, Period(), thresholds(settings))
 
 
@@ -78,7 +78,7 @@ def test_a_classifier_report_shows_classification_figures_per_window(
     assert "1 of an unknown class" in section
     assert re.search(r"churn \d+%, stay \d+%", section)
     assert 'aria-label="accuracy"' in page
-    limit = classifier_trained.metrics.accuracy - class_settings.trigger_accuracy_drop
+    limit = classifier_trained.metrics.accuracy - class_settings.trigger.accuracy_drop
     assert f"v1: retrain below {limit:.1%}" in page
     assert "latest realised accuracy" in page
     # the regression figures are not drawn for a classifier

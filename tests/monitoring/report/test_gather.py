@@ -29,9 +29,9 @@ from watchkeeper.training import TrainedModel
 
 
 def _gather(settings: Settings, period: Period | None = None) -> ReportData:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     try:
-        registry = ModelRegistry(settings.registry_dir)
+        registry = ModelRegistry(settings.storage.registry_path)
         return gather(engine, registry, period or Period(), thresholds(settings))
     finally:
         engine.dispose()
@@ -88,7 +88,7 @@ def test_drift_and_ood_of_a_period_and_nothing_before_it(
     for comparison in shown:
         assert comparison.p_value < comparison.threshold
         assert comparison.histogram.reference_total == len(
-            ModelRegistry(settings.registry_dir).reference("v1")
+            ModelRegistry(settings.storage.registry_path).reference("v1")
         )
         assert comparison.histogram.current_total == 500
     assert len(data.ood_rows) == 20
@@ -133,7 +133,7 @@ def test_a_version_filter_keeps_that_version_only(
     make_monitor: Callable[..., Monitor],
 ) -> None:
     send_predictions(server, replay_records, 500)
-    ModelRegistry(settings.registry_dir).register(trained)  # v2 becomes current
+    ModelRegistry(settings.storage.registry_path).register(trained)  # v2 becomes current
     second = create_app(settings, registry=CollectorRegistry())
     try:
         send_predictions(second, replay_records[500:], 600)
@@ -155,7 +155,7 @@ def test_a_version_filter_keeps_that_version_only(
 
 
 def test_values_from_the_log_are_escaped_in_the_page(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.storage.database_url)
     hostile = '<img src=x onerror="alert(1)">'
     retrain_queue.enqueue(engine, trigger="manual", reason=hostile, model_version="v1")
     engine.dispose()

@@ -87,7 +87,7 @@ def _rebuild(keys: _Keys, partitioned: bool) -> None:
         create_default(connection, table)
         now = datetime.now(UTC)
         days = set(days_holding(connection, aside, keys.key))
-        raw_days = Settings().retention_days
+        raw_days = Settings().retention.days
         if raw_days:  # older days are pruned row by row from the default partition
             oldest = day_start(now - timedelta(days=raw_days)).date()
             days = {d for d in days if d >= oldest}
