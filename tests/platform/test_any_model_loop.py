@@ -158,7 +158,7 @@ def test_the_whole_loop_runs_on_a_packaged_dataset_nobody_tuned_for(
     # the periods after the model's data, in time order, with late labels
     packaged = PackagedData.parse(case.rdataset)
     data = load_rdataset(packaged.package, packaged.name, case.target, period=case.period)
-    later = data.after(getattr(first, case.replay_after)["end"])
+    later = data.after(getattr(first, case.replay_after).end)
     report = Replayer(server.url, feedback_delay=0.2, batch_size=50).run(
         later, limit=case.replay_rows
     )
