@@ -1,11 +1,10 @@
 # The README's commands. `make run` and `make test` each do all their own set-up.
 VENV ?= .venv
 BIN := $(VENV)/bin
-# pytest-xdist workers for `make test` (`auto`: one per core). One until a run with
-# `auto` passes with both cores busy: xdist 3.8 under pytest 9.2 ignores the groups that
-# tests/conftest.py marks (it renames `_nodeid`, pytest now reads `_id`), so tests that
-# start real servers may run side by side, and one such run had failures.
-TEST_WORKERS ?= 1
+# pytest-xdist workers for `make test` (`auto`: one per core). Tests that start real
+# servers are one xdist group (tests/conftest.py), run one at a time by one worker
+# while the others take the unit tests.
+TEST_WORKERS ?= auto
 
 .PHONY: run test deps system-deps lint bench settings-table mixin chart-files report-screenshot clean
 

@@ -32,37 +32,10 @@ from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel, train
 
-pytest_plugins = ["tests.observability"]
+pytest_plugins = ["pytester", "tests.observability", "tests.xdist_groups"]
 
 # Libraries a plugin loaded before this file are sized at run time.
 limit_threads(threads_from_environment())
-
-
-# Fixtures that start real servers: gunicorn, Prometheus, Alertmanager, a PostgreSQL
-# cluster of the test's own, the whole platform.
-SERVER_FIXTURES = frozenset(
-    {"start_watchkeeper", "start_prometheus", "start_alertmanager", "private_postgres", "platform"}
-)
-
-
-def pytest_itemcollected(item: pytest.Item) -> None:
-    """Work units for ``--dist loadgroup`` (``make test``), marked as each test is
-    collected: xdist reads the marks into the node ids in its own
-    ``pytest_collection_modifyitems``, which ran before this file's (every test was a
-    unit of its own). Tests that start real servers (marked ``integration`` or using a
-    server fixture) form one group, so one xdist worker runs them one at a time: their
-    deadlines were set for one such test at a time, and two of them side by side on two
-    busy cores starve each other. A module whose fixtures are module-scoped is one unit,
-    so they are built once; every other test is a unit of its own, spread over the
-    workers."""
-    fixtures = getattr(item, "_fixtureinfo", None)
-    definitions = fixtures.name2fixturedefs.values() if fixtures else []
-    if item.get_closest_marker("integration") or SERVER_FIXTURES & set(
-        getattr(item, "fixturenames", ())
-    ):
-        item.add_marker(pytest.mark.xdist_group("servers"))
-    elif any(d.scope in ("module", "class") for defs in definitions for d in defs):
-        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 def require_service(what: str) -> None:
