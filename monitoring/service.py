@@ -52,8 +52,8 @@ def run(settings: Settings, *, once: bool = False) -> int:
     )
     read_once = threading.Event()  # the first cycle is done: the log may be pruned
 
-    def cycle(_heartbeat: object) -> None:
-        monitor.run_once()  # logs and counts a failed cycle itself
+    def cycle(_heartbeat: object, stop: threading.Event) -> None:
+        monitor.run_once(stop)  # logs and counts a failed cycle itself
         read_once.set()
 
     return loop.run(registry, cycle, on_start=lambda stop: retention.start(stop, read_once))

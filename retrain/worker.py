@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from prometheus_client import CollectorRegistry
 
@@ -28,7 +29,10 @@ def run_worker(settings: Settings) -> int:
     metrics = CollectorRegistry()
     metrics.register(RetrainCollector(engine))
 
-    def cycle(heartbeat: Heartbeat) -> None:
+    def cycle(heartbeat: Heartbeat, _stop: threading.Event) -> None:
+        # One job takes every pending request, so a cycle is one unit of work: a stop
+        # is honoured after it. A job in progress finishes (its run and requests
+        # recorded, its lease released) rather than leaving a run marked running.
         try:
             if retrain_queue.pending(engine):
                 RetrainJob(settings, engine, registry, on_progress=heartbeat.beat).run()

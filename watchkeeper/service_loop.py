@@ -1,6 +1,12 @@
 """The loop of a long-running component (the monitor, the retraining worker): a status
 server with metrics and a heartbeat, one cycle every interval until SIGTERM or SIGINT.
 
+A stop request is honoured between units of work, not only between cycles: a cycle gets
+the stop event and checks it between its units (the monitor: between windows), so a
+component far behind exits within one unit of the signal instead of after its whole
+backlog (a container runtime kills it after its grace period). The unit in hand is
+finished, so nothing is left half stored; the next start resumes after it.
+
 A cycle that raises must not end the process (the next cycle tries again) nor stall the
 heartbeat: ``/healthz`` fails only when cycles stop coming, which is what a container
 runtime should restart. Each cycle reports its own failures (a metric, a log line)."""
@@ -33,13 +39,13 @@ class ServiceLoop:
     def run(
         self,
         metrics: CollectorRegistry,
-        cycle: Callable[[Heartbeat], object],
+        cycle: Callable[[Heartbeat, threading.Event], object],
         *,
         on_start: Callable[[threading.Event], object] | None = None,
     ) -> int:
         """Serve metrics and health, then run ``cycle`` (given the heartbeat, to beat
-        during long work) until stopped; ``on_start`` gets the stop event, for threads
-        of the component's own."""
+        during long work, and the stop event, to return early once it is set) until
+        stopped; ``on_start`` gets the stop event, for threads of the component's own."""
         heartbeat = Heartbeat(self.stall_seconds)
         server = start_status_server(self.host, self.port, metrics, heartbeat)
         stop = threading.Event()
@@ -57,7 +63,7 @@ class ServiceLoop:
         while not stop.is_set():
             heartbeat.beat()
             try:
-                cycle(heartbeat)
+                cycle(heartbeat, stop)
             except Exception:  # reported by the cycle itself; the next one tries again
                 pass
             stop.wait(self.interval)

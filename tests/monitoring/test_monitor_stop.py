@@ -1,0 +1,159 @@
+"""A real ``watchkeeper monitor`` far behind its log stops promptly on SIGTERM (a
+container runtime kills it after its grace period: 10 s under compose, 30 s under
+Kubernetes by default), with every window it stored whole, and resumes at the next
+window when started again."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from serving.log_store import LogStore
+from tests.log_entries import log_entry
+from tests.processes import Process, sqlite_url, wait_for
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.migrate import upgrade
+from watchkeeper.db.tables import monitor_state, window_results
+from watchkeeper.training import TrainedModel
+
+pytestmark = pytest.mark.integration
+
+WINDOW = 10
+ITEMS = 20
+REQUESTS = 4_000
+"""80,000 rows, 8,000 windows of backlog: each window costs the monitor ~40 ms on a quiet
+machine (its checks, storing its results, moving the watermark), so catching up takes
+minutes, many times the stop deadline (built in a few seconds)."""
+STOP_DEADLINE = 20.0
+"""Seconds a stopped monitor may take to exit, even on a busy machine: the window in
+hand is finished first (tens of milliseconds here)."""
+CHECKS = {"data_quality", "ood", "estimated_accuracy"}
+"""The checks of a window smaller than ``WATCHKEEPER_MONITOR_MIN_SAMPLES`` (no drift)."""
+
+
+def _fill_backlog(url: str, records: list[dict[str, Any]], trained: TrainedModel) -> int:
+    """Write ``REQUESTS`` requests of ``ITEMS`` real sales each into the log at ``url``,
+    as the serving writer stores them; the rows written."""
+    names = list(trained.model.schema.names)
+    frame = pd.DataFrame(records[:ITEMS])[names]
+    values = trained.model.predict(frame).value.tolist()
+    columns = {name: [r[name] for r in records[:ITEMS]] for name in names}
+    start = datetime.now(UTC) - timedelta(hours=1)
+    engine = create_engine(url)
+    upgrade(engine)
+    store = LogStore(engine)
+    for first in range(0, REQUESTS, 500):
+        store.insert(
+            [
+                log_entry(
+                    n,
+                    ITEMS,
+                    when=start + timedelta(milliseconds=n),
+                    columns=columns,
+                    values=values,
+                    lower=[v - 1_000 for v in values],
+                    upper=[v + 1_000 for v in values],
+                )
+                for n in range(first, min(first + 500, REQUESTS))
+            ]
+        )
+    engine.dispose()
+    return REQUESTS * ITEMS
+
+
+def _stored(url: str) -> tuple[int, dict[str, dict[str, tuple[int, int]]]]:
+    """The monitor's watermark, and each stored window's checks with their seq span."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            watermark = connection.execute(
+                sa.select(monitor_state.c.watermark).where(monitor_state.c.name == "windows")
+            ).scalar()
+            rows = connection.execute(
+                sa.select(
+                    window_results.c.window_id,
+                    window_results.c.detector,
+                    window_results.c.first_seq,
+                    window_results.c.last_seq,
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    windows: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
+    for window_id, detector, first, last in rows:
+        windows[window_id][detector] = (first, last)
+    return int(watermark or 0), dict(windows)
+
+
+def _assert_whole_and_contiguous(url: str) -> tuple[int, list[tuple[int, int]]]:
+    """Every stored window has all its checks, the windows tile the log from its first
+    row to the watermark with no gap or overlap; the watermark and the spans."""
+    watermark, windows = _stored(url)
+    assert all(set(checks) == CHECKS for checks in windows.values()), "a window half stored"
+    spans = sorted({next(iter(checks.values())) for checks in windows.values()})
+    assert len(spans) == len(windows)
+    assert spans[0][0] == 1
+    for (_, last), (first, _) in zip(spans, spans[1:], strict=False):
+        assert first == last + 1, (last, first)
+    assert spans[-1][1] == watermark
+    return watermark, spans
+
+
+def _terminate(process: Process) -> float:
+    """SIGTERM ``process``; the seconds it took to exit with code 0."""
+    started = time.monotonic()
+    process.process.send_signal(signal.SIGTERM)
+    try:
+        code = process.process.wait(timeout=STOP_DEADLINE)
+    except subprocess.TimeoutExpired:
+        pytest.fail(
+            f"the monitor did not exit within {STOP_DEADLINE:g} s of SIGTERM: "
+            + process.log_path.read_text()[-1500:]
+        )
+    assert code == 0, process.log_path.read_text()[-3000:]
+    return time.monotonic() - started
+
+
+def test_a_monitor_far_behind_stops_between_windows_and_resumes_at_the_next(
+    start_watchkeeper: Callable[..., Process],
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    tmp_path: Path,
+) -> None:
+    url = sqlite_url(tmp_path / "var")
+    (tmp_path / "var").mkdir()
+    rows = _fill_backlog(url, replay_records, trained)
+    env = dict(
+        WATCHKEEPER_MONITOR_WINDOW_SIZE=str(WINDOW),
+        WATCHKEEPER_MONITOR_SETTLE_SECONDS="0",
+        WATCHKEEPER_MONITOR_INTERVAL="0.5",
+        WATCHKEEPER_RETENTION_PRUNE_INTERVAL="0",
+    )
+
+    monitor = start_watchkeeper("monitor", **env)
+    assert wait_for(lambda: len(_stored(url)[1]) >= 3, timeout=120, interval=0.2), (
+        monitor.log_path.read_text()[-3000:]
+    )
+    _terminate(monitor)
+    first_stop, spans = _assert_whole_and_contiguous(url)
+    assert first_stop < rows - 100 * WINDOW  # stopped far behind, not at the end
+
+    restarted = start_watchkeeper("monitor", **env)
+    assert wait_for(lambda: _stored(url)[0] > first_stop, timeout=120, interval=0.2), (
+        restarted.log_path.read_text()[-3000:]
+    )
+    _terminate(restarted)
+    second_stop, all_spans = _assert_whole_and_contiguous(url)
+    assert all_spans[: len(spans)] == spans  # nothing before the stop evaluated again
+    assert all_spans[len(spans)][0] == first_stop + 1  # resumed at the next window
+    assert second_stop < rows
