@@ -1,5 +1,6 @@
-"""The monitor's retention thread: reads the log's size and age every minute and
-prunes it every ``retention_prune_interval`` seconds (0: never).
+"""The monitor's retention thread: reads the log's size and age every minute, keeps the
+log's day partitions ahead created (PostgreSQL: :class:`PartitionsAhead`, whatever the
+prune interval) and prunes it every ``retention_prune_interval`` seconds (0: never).
 
 Its own thread and its own database connection, so that a long prune never delays
 the monitor's cycles, nor a cycle a prune.
@@ -10,12 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
 
 from monitoring.retention_metrics import RetentionCollector, RetentionStatus
 from watchkeeper.db import log_stats
 from watchkeeper.db.engine import create_engine
+from watchkeeper.db.partitions import PartitionsAhead
 from watchkeeper.db.retention import Pruner, RetentionPolicy
 from watchkeeper.settings import Settings
 
@@ -31,10 +35,12 @@ class RetentionLoop:
         settings: Settings,
         *,
         stats_interval: float = STATS_INTERVAL,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.engine = create_engine(settings.storage.database_url)
         policy = RetentionPolicy.from_settings(settings)
-        self.pruner = Pruner(self.engine, policy)
+        self.pruner = Pruner(self.engine, policy, clock=clock)
+        self.partitions = PartitionsAhead(self.engine, clock=clock)
         self.prune_interval = settings.retention.prune_interval
         self.stats_interval = stats_interval
         self.status = RetentionStatus(limits=policy.limits())
@@ -56,6 +62,7 @@ class RetentionLoop:
     def run(self, stop: threading.Event, read_once: threading.Event | None = None) -> None:
         next_prune = time.monotonic() if self.prune_interval > 0 else float("inf")
         while not stop.is_set():
+            self.keep_partitions()  # not behind the first read: it deletes nothing
             ready = read_once is None or read_once.is_set()
             if ready and time.monotonic() >= next_prune:
                 self.prune()
@@ -79,6 +86,14 @@ class RetentionLoop:
             return
         for line in report.lines():
             log.info("prune: %s", line)
+
+    def keep_partitions(self) -> None:
+        try:
+            self.partitions.keep()
+        except Exception:  # counted; the next wake checks again
+            log.exception("creating the log's partitions ahead failed")
+            with self.status.lock:
+                self.status.partition_errors += 1
 
     def read_stats(self) -> None:
         try:

@@ -29,6 +29,8 @@ class RetentionStatus:
     pruned: dict[str, int] = field(default_factory=dict)
     prune_errors: int = 0
     stats_errors: int = 0
+    partition_errors: int = 0
+    """Checks of the day partitions ahead that failed (PostgreSQL)."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record_prune(self, report: PruneReport) -> None:
@@ -46,7 +48,11 @@ class RetentionCollector(Collector):
         status = self.status
         with status.lock:
             stats, last, pruned = status.stats, status.last_prune, dict(status.pruned)
-            errors = {"prune": status.prune_errors, "stats": status.stats_errors}
+            errors = {
+                "prune": status.prune_errors,
+                "stats": status.stats_errors,
+                "partitions": status.partition_errors,
+            }
         limit = GaugeMetricFamily(
             PREFIX + "limit_seconds",
             "Age the oldest row of a table may reach under the retention settings "
@@ -57,7 +63,9 @@ class RetentionCollector(Collector):
             limit.add_metric([table], seconds)
         yield limit
         failures = CounterMetricFamily(
-            PREFIX + "errors", "Prunes and size readings that failed.", labels=["task"]
+            PREFIX + "errors",
+            "Prunes, size readings and checks of the day partitions ahead that failed.",
+            labels=["task"],
         )
         for task, n in errors.items():
             failures.add_metric([task], n)

@@ -5,6 +5,7 @@ COPY path, and the conversion of a populated database by migration 0007."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -15,16 +16,19 @@ import sqlalchemy as sa
 
 from monitoring.accuracy import WindowSpan, read_window_labels
 from monitoring.log_reader import LogReader
+from monitoring.retention_loop import RetentionLoop
 from retrain.data import labelled_predictions
 from serving.log_store import LogStore, Written
 from tests.log_entries import journaled, log_entry
 from tests.postgres import PostgresServer
+from tests.processes import wait_for
 from tests.watchkeeper.test_retention import NOW, POLICY, SCHEMA, Log, ago, counts, pruner
 from watchkeeper.db import partitions as parts
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.retention import Pruner, PruneReport
 from watchkeeper.db.tables import feedback, predictions, requests
+from watchkeeper.settings import Settings
 
 
 @pytest.fixture
@@ -112,6 +116,109 @@ def test_the_migration_and_every_prune_create_the_days_ahead(pg_engine: sa.Engin
             " 'requests_default')"
         ).scalar()
     assert default == 2
+
+
+@pytest.mark.postgres
+def test_with_pruning_off_the_monitor_keeps_creating_the_days_ahead(
+    pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    """Days ahead came from the migration and the prunes alone: with pruning off, every
+    row went into the default partition a week after the migration. The monitor's
+    retention thread now creates them as the days pass, whatever the prune interval."""
+    today = datetime.now(UTC).date()
+    horizon = today + timedelta(days=parts.DAYS_AHEAD)  # the migration's last day
+    later = datetime.combine(horizon + timedelta(days=3), datetime.min.time(), UTC)
+    clock = [datetime.now(UTC)]
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=pg_engine.url.render_as_string(hide_password=False),
+        retention_prune_interval=0,
+    )
+    loop = RetentionLoop(settings, stats_interval=0.05, clock=lambda: clock[0])
+    stop = threading.Event()
+    thread = loop.start(stop)
+    try:
+        clock[0] = later + timedelta(hours=6)  # ten days on, no prune in between
+        ahead = [
+            parts.partition_name(table, day)
+            for table in parts.PARTITIONED
+            for day in parts.days_to_cover(later.date())
+        ]
+
+        def created() -> bool:
+            have = set(names(pg_engine, "predictions")) | set(names(pg_engine, "requests"))
+            return set(ahead) <= have
+
+        assert wait_for(created, timeout=60, interval=0.05), names(pg_engine, "predictions")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        loop.engine.dispose()
+    assert loop.status.last_prune is None and loop.status.partition_errors == 0
+
+    # rows of the new day arrive after its partition: they land in it, not the default
+    when = later + timedelta(hours=7)
+    assert LogStore(pg_engine).insert([log_entry(n, when=when) for n in range(3)]) == Written(3, 6)
+    day = parts.partition_name("predictions", later.date())
+    assert set(partition_of(pg_engine, predictions, "request_id", f"{1:032x}")) == {day}
+    with pg_engine.connect() as connection:
+        for table in parts.PARTITIONED:
+            in_default = connection.exec_driver_sql(
+                f"SELECT count(*) FROM {parts.default_name(table)}"
+            ).scalar()
+            assert in_default == 0, table
+    assert partition_of(pg_engine, requests, "request_id", f"{2:032x}") == [
+        parts.partition_name("requests", later.date())
+    ]
+
+
+@pytest.mark.postgres
+def test_processes_creating_the_same_days_at_once_all_succeed(
+    postgres_server: PostgresServer,
+) -> None:
+    """Several creators at once (the monitor, a ``watchkeeper prune``, two monitors in a
+    rolling update), one engine each as separate processes have: none fails, and each
+    day exists once."""
+    url = postgres_server.create_database()
+    setup = create_engine(url)
+    upgrade(setup)
+    when = datetime.now(UTC) + timedelta(days=30)
+    engines = [create_engine(url) for _ in range(4)]
+    start = threading.Barrier(len(engines))
+    created: list[list[parts.Partition]] = [[] for _ in engines]
+    errors: list[BaseException] = []
+
+    def create(i: int) -> None:
+        keeper = parts.PartitionsAhead(engines[i], clock=lambda: when)
+        start.wait(timeout=60)
+        try:
+            created[i] = keeper.keep()
+        except BaseException as exc:  # handed to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(len(engines))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for engine in engines:
+        engine.dispose()
+
+    assert not errors, errors
+    made = [p for mine in created for p in mine]
+    expected = {
+        parts.Partition(day, table)
+        for table in parts.PARTITIONED
+        for day in parts.days_to_cover(when.date())
+    }
+    assert sorted(made) == sorted(expected)  # each made by one creator
+    for table in parts.PARTITIONED:
+        assert expected_names(expected, table) <= set(names(setup, table))
+    setup.dispose()
+
+
+def expected_names(partitions: set[parts.Partition], table: str) -> set[str]:
+    return {p.name for p in partitions if p.table == table}
 
 
 @pytest.mark.postgres

@@ -9,9 +9,17 @@ day's partitions. Retention then drops a day that is entirely past it as one
 ``DROP TABLE`` (:mod:`watchkeeper.db.retention`), instead of deleting its rows one by
 one.
 
-Partitions are created :data:`DAYS_AHEAD` days ahead, by the migration and by every
-prune (:func:`ensure_partitions`). A day created late, whose rows are already in the
-default partition, gets them moved into its new partition in the same transaction.
+Partitions are created :data:`DAYS_AHEAD` days ahead (:func:`ensure_partitions`) by the
+migration, by every prune, and by the monitor's retention thread whatever the prune
+interval (:class:`PartitionsAhead`: at its start, at each new UTC day and every
+:data:`CHECK_INTERVAL`). Were the prune alone to make them, a deployment with pruning
+off (``WATCHKEEPER_RETENTION_PRUNE_INTERVAL=0``) would run out of days a week after
+its migration and write every row into the default partition from then on. Creators
+may run at once (the monitor, a ``watchkeeper prune``, two monitors during a rolling
+update): each creation locks the partitioned table first, so they take turns, and a
+day another creator made meanwhile is left as it is. A day created late, whose rows
+are already in the default partition, gets them moved into its new partition in the
+same transaction.
 A dropped day's long-kept rows (labelled predictions and their requests) go back into
 the default partition (:func:`drop_keeping`), so the default partition holds them too.
 Creating a partition scans the default one for rows of its day; it has no CHECK
@@ -30,7 +38,7 @@ feedback join) cannot skip partitions, but each partition answers them from its 
 
 DDL here waits at most :data:`LOCK_TIMEOUT` for its locks: a ``CREATE`` or ``DROP``
 queued behind a long reader would hold up every writer queued behind it. A partition
-not created for that reason is created at the next prune; meanwhile its rows go to the
+not created for that reason is created at the next check; meanwhile its rows go to the
 default partition. SQLite has no partitions: every function here is a no-op there.
 """
 
@@ -38,9 +46,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 
 import sqlalchemy as sa
 
@@ -49,8 +58,11 @@ log = logging.getLogger(__name__)
 PARTITIONED: dict[str, str] = {"predictions": "created_at", "requests": "received_at"}
 """The partitioned tables and their partition key (the time retention ages rows by)."""
 DAYS_AHEAD = 7
-"""Days after today that always have their partition (a week of prunes may fail
+"""Days after today that always have their partition (a week of checks may fail
 before a row lands in the default partition)."""
+CHECK_INTERVAL = 3600.0
+"""Seconds between two checks of the days ahead by :class:`PartitionsAhead` (besides
+one at each new UTC day): a check is two catalogue reads when nothing is missing."""
 LOCK_TIMEOUT = "5s"
 _LOCK_NOT_AVAILABLE = "55P03"
 # A partition's creation meeting another process's work: a writer's row of its day
@@ -199,7 +211,8 @@ def ensure_partitions(
     its own short transaction; the partitions created. A lock not granted in time, or
     a writer's row of the day committed into the default partition meanwhile, leaves
     the rest to the next call (the default partition keeps their rows); a partition
-    another prune created meanwhile is left as it is."""
+    another creator made meanwhile is left as it is (creators take turns on the
+    partitioned table's lock, and the later one meets the name taken)."""
     created: list[Partition] = []
     if engine.dialect.name != "postgresql":
         return created
@@ -219,7 +232,7 @@ def ensure_partitions(
                     moved = create_partition(connection, partition)
             except sa.exc.DBAPIError as exc:
                 if _sqlstate(exc) == _DUPLICATE_TABLE:
-                    continue  # another prune made it meanwhile
+                    continue  # another creator made it meanwhile
                 if _sqlstate(exc) not in (_LOCK_NOT_AVAILABLE, _CHECK_VIOLATION):
                     raise
                 # Nothing was changed (one transaction); the day's rows wait in the
@@ -230,6 +243,47 @@ def ensure_partitions(
                 log.info("partition %s: %d rows moved from the default one", partition.name, moved)
             created.append(partition)
     return created
+
+
+class PartitionsAhead:
+    """Keeps today's partition and :data:`DAYS_AHEAD` days ahead created, for a process
+    that runs all the time (the monitor's retention thread): :meth:`keep` is called
+    often and checks at most every ``interval`` seconds, and at once when the UTC day
+    of ``clock`` changes. Independent of the prune, which may be off."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        days_ahead: int = DAYS_AHEAD,
+        interval: float = CHECK_INTERVAL,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.days_ahead = days_ahead
+        self.interval = interval
+        self._clock = clock
+        self._checked_day: date | None = None
+        self._next_check = 0.0
+
+    def due(self) -> bool:
+        today = self._clock().astimezone(UTC).date()
+        return today != self._checked_day or monotonic() >= self._next_check
+
+    def keep(self) -> list[Partition]:
+        """Create the days missing if a check is due; the partitions created. Raises
+        what the database raises (the caller counts it; the next call checks again)."""
+        if not self.due():
+            return []
+        now = self._clock()
+        created = ensure_partitions(self.engine, now, self.days_ahead)
+        # A day left to the next check (a lock not granted in time) is retried at the
+        # next interval, as is one dropped by hand meanwhile.
+        self._checked_day = now.astimezone(UTC).date()
+        self._next_check = monotonic() + self.interval
+        for partition in created:
+            log.info("partition %s created ahead", partition.name)
+        return created
 
 
 def lock_for_drop(connection: sa.Connection, partition: Partition) -> None:

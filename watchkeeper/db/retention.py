@@ -32,7 +32,8 @@ applied by whole UTC days: the raw passes stop at the start of the day that stra
 the cut-off, so that day is dropped whole once it is wholly past it, instead of being
 emptied row by row by the hourly prunes before (raw rows are kept up to one day longer
 than ``retention_days`` there; SQLite keeps the retention to the row). Every prune also
-creates the partitions of the days ahead.
+creates the partitions of the days ahead (and so does the monitor's retention thread
+with pruning off: :class:`~watchkeeper.db.partitions.PartitionsAhead`).
 
 Each batch is its own short transaction and the pruner then pauses as long as the
 batch took, so that the serving writers get the database at least half the time.
