@@ -24,10 +24,17 @@ class Answer(BaseModel):
     model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
+_NON_FINITE_NOTE = "null when the model returned NaN or an infinity (named in non_finite)."
+
+
 class Interval(Answer):
-    lower: float
-    upper: float
+    lower: float | None = Field(description=f"Lower bound; {_NON_FINITE_NOTE}")
+    upper: float | None = Field(description=f"Upper bound; {_NON_FINITE_NOTE}")
     level: float = Field(description="Nominal coverage, e.g. 0.9.")
+
+
+NonFiniteName = Literal["NaN", "Infinity", "-Infinity"]
+NonFiniteField = Literal["prediction", "lower", "upper"]
 
 
 class Ood(Answer):
@@ -112,11 +119,17 @@ class ModelInfo(Answer):
 
 class RegressionPrediction(Answer):
     id: str = Field(description="Prediction id, used for feedback.")
-    prediction: float
+    prediction: float | None = Field(description=f"The predicted value; {_NON_FINITE_NOTE}")
     interval: Interval
     ood: Ood | None = Field(
         description="How far the record is from the model's reference data; null when the "
         "served version has no OOD reference or WATCHKEEPER_OOD_IN_RESPONSE is off."
+    )
+    non_finite: dict[NonFiniteField, NonFiniteName] | None = Field(
+        description="null when the prediction and its bounds are numbers. Otherwise the "
+        "fields the model returned as NaN or an infinity (JSON has no such numbers, so they "
+        'are null), each with what it was, e.g. {"prediction": "Infinity", "upper": '
+        '"Infinity"}. The prediction log stores the value itself.'
     )
 
 

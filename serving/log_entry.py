@@ -8,6 +8,7 @@ writer thread parses the line back and turns it into table rows.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,10 +86,10 @@ class LogEntry:
             "body": self.body,
             "client_request_id": self.client_request_id,
             "single": self.single,
-            "values": self.values,
-            "lower": self.lower,
-            "upper": self.upper,
-            "ood": self.ood,
+            "values": journal_numbers(self.values),
+            "lower": journal_numbers(self.lower),
+            "upper": journal_numbers(self.upper),
+            "ood": None if self.ood is None else journal_numbers(self.ood),
         }
         if self.probabilities is not None:  # a regression line stays as it was
             header["probabilities"] = self.probabilities
@@ -128,6 +129,25 @@ class LogEntry:
             return cls(received_at=received, columns_json=columns.decode(), **data)
         except Exception as exc:  # whatever a damaged line makes fail
             raise ValueError(f"not a log entry: {exc}") from exc
+
+
+def non_finite_name(value: float) -> str:
+    """How a non-finite number is spelled where JSON cannot hold it: ``NaN``,
+    ``Infinity`` or ``-Infinity`` (what ``float()`` and PostgreSQL read back)."""
+    if value != value:
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def journal_numbers(values: list[float] | np.ndarray) -> list[Any] | np.ndarray:
+    """``values`` as the journal line holds them: JSON has no NaN or infinity, and
+    orjson writes them as ``null``, which loses which one it was; those go as their
+    names (:func:`non_finite_name`), which the writer's ``float()`` reads back. The
+    usual all-finite array passes as it is, after one vectorised check."""
+    array = np.asarray(values, dtype=np.float64)
+    if np.isfinite(array).all():
+        return values
+    return [v if math.isfinite(v) else non_finite_name(v) for v in array.tolist()]
 
 
 def _plain(value: Any) -> Any:

@@ -23,6 +23,7 @@ this module and reads back through the Core tables.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +40,7 @@ _MAX_CLIENT_ID = 128
 _MAX_ENDPOINT = 64
 _MAX_METHOD = 8
 _SMALLINT_MIN, _SMALLINT_MAX = -32768, 32767
+_NAN_TEXT = "NaN"
 
 _REQUEST_COLUMNS = (
     "request_id, received_at, endpoint, method, status_code, latency_seconds,"
@@ -159,7 +161,26 @@ def _smallint(value: int) -> int:
 
 
 def _floats(values: Any) -> list[float]:
-    return values.tolist() if hasattr(values, "tolist") else [float(v) for v in values]
+    """Numbers as journaled: a non-finite one is its name (``NaN``, ``Infinity``,
+    ``-Infinity``, see :func:`serving.log_entry.journal_numbers`), which ``float()``
+    reads; ``null`` is one journaled before names were, whose kind is lost: NaN."""
+    if hasattr(values, "tolist"):
+        return values.tolist()
+    try:
+        return [float(v) for v in values]
+    except TypeError:
+        return [math.nan if v is None else float(v) for v in values]
+
+
+def _sqlite_nan(values: list[float]) -> list[Any]:
+    """SQLite stores a NaN bound as a number as NULL, which the NOT NULL prediction
+    columns refuse: bind it as the text ``NaN`` instead, which SQLite keeps as it is
+    and :class:`watchkeeper.db.tables.LoggedFloat` reads back as NaN. Infinities are
+    REAL values there. One ``sum`` finds out whether there is anything to replace."""
+    total = sum(values)
+    if total == total:
+        return values
+    return [v if v == v else _NAN_TEXT for v in values]
 
 
 def _probability_texts(probabilities: Any, n: int) -> list[str]:
@@ -209,12 +230,17 @@ class LogStore:
             _columns_text(entry) if entry.n_items else None,
         )
 
-    def _prediction_tuples(self, entry: LogEntry, created: Any) -> list[tuple[Any, ...]]:
+    def _prediction_tuples(
+        self, entry: LogEntry, created: Any, sqlite: bool
+    ) -> list[tuple[Any, ...]]:
         """The entry's prediction rows: :data:`_PREDICTION_COLUMNS`, and a classifier's
-        probabilities after them (:data:`_CLASS_PREDICTION_COLUMNS`)."""
+        probabilities after them (:data:`_CLASS_PREDICTION_COLUMNS`). Non-finite values
+        are stored as they are (PostgreSQL's float8 holds NaN and both infinities)."""
         if not entry.n_items:
             return []
         values, lower, upper = _floats(entry.values), _floats(entry.lower), _floats(entry.upper)
+        if sqlite:
+            values, lower, upper = _sqlite_nan(values), _sqlite_nan(lower), _sqlite_nan(upper)
         # scores served with the predictions; NULL (the monitor scores them) without
         ood = [None] * len(values) if entry.ood is None else _floats(entry.ood)
         request_id, version, single = entry.request_id, entry.model_version, entry.single
@@ -249,7 +275,7 @@ class LogStore:
                 _smallint(entry.status_code)  # SQLite stores any integer there
             when = _sqlite_time(entry.received_at) if sqlite else entry.received_at
             requests.append(self._request_tuple(entry, when))
-            rows = self._prediction_tuples(entry, when)
+            rows = self._prediction_tuples(entry, when, sqlite)
             (predictions if entry.probabilities is None else class_predictions).extend(rows)
         return requests, predictions, class_predictions
 

@@ -112,6 +112,15 @@ class ServingMetrics:
             ["model_version"],
             registry=registry,
         )
+        # Non-finite values stay out of watchkeeper_prediction_value (one NaN would spoil
+        # its sum for good): they are counted here.
+        self.non_finite_predictions = Counter(
+            "watchkeeper_non_finite_predictions",
+            "Regression predictions whose value or interval bound the model returned as "
+            "NaN or an infinity, by model version (answered as null, logged as returned).",
+            ["model_version"],
+            registry=registry,
+        )
         # Regression models only: a classifier's class index is no quantity, and its
         # confidence is on another scale than these buckets (fitted to the target).
         # Classifiers count their predicted classes instead (predicted_class).

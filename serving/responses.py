@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from itertools import compress
 from typing import TYPE_CHECKING, Any
 
@@ -9,17 +10,22 @@ import numpy as np
 import orjson
 from flask import Response
 
+from serving.log_entry import non_finite_name
 from watchkeeper.task import label_text
 
 if TYPE_CHECKING:
     from serving.ood_scoring import OodScores
     from watchkeeper.classification import ClassPredictions
 
-# One item of a batch /predict response; the fields are filled in by position.
-_ITEM = '{"id":%s,"prediction":%s,"interval":{"lower":%s,"upper":%s,"level":%s},"ood":%s}'
+# One item of a batch /predict response; the fields are filled in by position. A batch
+# with a non-finite value takes the dict path, which names it in ``non_finite``.
+_ITEM = (
+    '{"id":%s,"prediction":%s,"interval":{"lower":%s,"upper":%s,"level":%s},"ood":%s,'
+    '"non_finite":null}'
+)
 _ITEM_OOD = (
     '{"id":%s,"prediction":%s,"interval":{"lower":%s,"upper":%s,"level":%s},'
-    '"ood":{"score":%s,"flag":%s}}'
+    '"ood":{"score":%s,"flag":%s},"non_finite":null}'
 )
 
 
@@ -29,6 +35,20 @@ def json_response(body: Any, status: int = 200) -> Response:
         status=status,
         mimetype="application/json",
     )
+
+
+def non_finite_fields(prediction: float, lower: float, upper: float) -> dict[str, str] | None:
+    """A regression item's ``non_finite``: which of its numbers the model returned as
+    NaN or an infinity, by name (JSON has no such numbers: orjson writes them as
+    ``null``); None when all are finite."""
+    if math.isfinite(prediction) and math.isfinite(lower) and math.isfinite(upper):
+        return None
+    named = (("prediction", prediction), ("lower", lower), ("upper", upper))
+    return {field: non_finite_name(v) for field, v in named if not math.isfinite(v)}
+
+
+def all_finite(*arrays: np.ndarray) -> bool:
+    return all(bool(np.isfinite(a).all()) for a in arrays)
 
 
 def batch_predictions_response(
@@ -41,15 +61,19 @@ def batch_predictions_response(
     ood: OodScores | None = None,
 ) -> Response:
     """``{**head, "predictions": [{"id", "prediction", "interval": {"lower", "upper",
-    "level"}, "ood": {"score", "flag"} or null}, ...]}``, the same bytes orjson writes
-    for those dicts, without building three dicts per item: for a large batch they
-    cost more than the rest of the response, and their allocations set off
+    "level"}, "ood": {"score", "flag"} or null, "non_finite"}, ...]}``, the same bytes
+    orjson writes for those dicts, without building three dicts per item: for a large
+    batch they cost more than the rest of the response, and their allocations set off
     garbage-collector passes over the request's parsed body."""
     n = len(ids)
     texts = [_json_items(ids), *(_json_items(a) for a in (value, lower, upper))]
     if ood is not None:
         texts += [_json_items(ood.scores), _json_items(ood.flags)]
-    if n == 0 or any(len(t) != n for t in texts):  # an id whose JSON text holds a comma
+    if (
+        n == 0
+        or any(len(t) != n for t in texts)  # an id whose JSON text holds a comma
+        or not all_finite(value, lower, upper)  # items that need a non_finite marker
+    ):
         return json_response({**head, "predictions": _items(ids, value, lower, upper, level, ood)})
     # per item: id, prediction, lower, upper, level, then the OOD score and flag or null
     width = 7 if ood is not None else 6
@@ -92,6 +116,7 @@ def _items(
             "prediction": v,
             "interval": {"lower": lo, "upper": up, "level": level},
             "ood": o,
+            "non_finite": non_finite_fields(v, lo, up),
         }
         for i, v, lo, up, o in zip(
             ids, value.tolist(), lower.tolist(), upper.tolist(), oods, strict=True

@@ -18,11 +18,16 @@ from serving.json_body import request_json
 from serving.log_entry import prediction_id
 from serving.metrics import ServingMetrics, observe_many
 from serving.ood_scoring import OodScores, OodScoring
-from serving.responses import batch_predictions_response, class_prediction_items, json_response
+from serving.responses import (
+    batch_predictions_response,
+    class_prediction_items,
+    json_response,
+    non_finite_fields,
+)
 from serving.services import services
 from serving.validation import ValidatedRequest, validate_predict_payload
 from watchkeeper.classification import Classifier, ClassPredictions
-from watchkeeper.model import Model
+from watchkeeper.model import Model, Predictions
 from watchkeeper.task import label_text
 
 bp = Blueprint("predict", __name__)
@@ -55,24 +60,26 @@ def predict() -> Response:
         _observe_classes(metrics, model.version, predicted)
         return _class_response(head, model, predicted, validated, ood)
     assert isinstance(model, Model) and not isinstance(predicted, ClassPredictions)
-    _observe(metrics, model.version, predicted.value)
+    _observe(metrics, model.version, predicted)
 
     level = model.interval.level
     request_id = g.request_id
     if validated.single:
+        value, lower, upper = (
+            float(predicted.value[0]),
+            float(predicted.lower[0]),
+            float(predicted.upper[0]),
+        )
         return json_response(
             {
                 **head,
                 "id": prediction_id(request_id, 0, single=True),
-                "prediction": float(predicted.value[0]),
-                "interval": {
-                    "lower": float(predicted.lower[0]),
-                    "upper": float(predicted.upper[0]),
-                    "level": level,
-                },
+                "prediction": value,  # NaN and infinities: null, named in non_finite
+                "interval": {"lower": lower, "upper": upper, "level": level},
                 "ood": None
                 if ood is None
                 else {"score": float(ood.scores[0]), "flag": bool(ood.flags[0])},
+                "non_finite": non_finite_fields(value, lower, upper),
             }
         )
     ids = [prediction_id(request_id, i, single=False) for i in range(validated.n_rows)]
@@ -100,10 +107,15 @@ def _ood(scoring: OodScoring | None, version: str, validated: ValidatedRequest) 
     return None if scoring is None else scoring.score(version, validated.numbers)
 
 
-def _observe(metrics: ServingMetrics, version: str, values: np.ndarray) -> None:
+def _observe(metrics: ServingMetrics, version: str, predicted: Predictions) -> None:
+    values = predicted.value
     metrics.predictions.labels(version).inc(values.size)
     metrics.batch_size.observe(values.size)
-    observe_many(metrics.prediction_value, values)
+    observe_many(metrics.prediction_value, values)  # finite values only
+    finite = np.isfinite(values) & np.isfinite(predicted.lower) & np.isfinite(predicted.upper)
+    non_finite = values.size - int(np.count_nonzero(finite))
+    if non_finite:
+        metrics.non_finite_predictions.labels(version).inc(non_finite)
 
 
 def _observe_classes(metrics: ServingMetrics, version: str, predicted: ClassPredictions) -> None:

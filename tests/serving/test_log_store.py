@@ -3,6 +3,7 @@ whatever part of a batch is stored already, and how PostgreSQL is asked to store
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -167,3 +168,54 @@ def test_every_column_reads_back_as_it_was_sent(engine: sa.Engine) -> None:
         '{"features": 1}',
     )
     assert (third["n_items"], third["features"], third["model_version"]) == (0, None, None)
+
+
+def _non_finite(n: int) -> LogEntry:
+    """Predictions a model returned as NaN, infinity and minus infinity."""
+    odd = [math.nan, math.inf, -math.inf]
+    return _entry(n, values=list(odd), lower=list(odd), upper=[math.nan, math.inf, 1.0])
+
+
+def _numbers(engine: sa.Engine) -> dict[str, tuple[float, float, float]]:
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(predictions)).all()
+    return {r.prediction_id: (r.prediction, r.lower, r.upper) for r in rows}
+
+
+def _same(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return all((math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(a, b, strict=True))
+
+
+def test_non_finite_predictions_are_stored_as_they_are_by_every_insert_path(
+    engine: sa.Engine,
+) -> None:
+    """NaN and both infinities, through the journal line, stored and read back as they
+    were: by SQLite's insert, and by PostgreSQL's direct COPY and its staged COPY (the
+    second insert meets a stored row). Such an entry is never refused."""
+    store = LogStore(engine)
+    assert store.insert([journaled(_non_finite(1))]) == Written(1, 3)
+
+    assert store.insert([journaled(_non_finite(n)) for n in (1, 2)]) == Written(1, 3)
+
+    numbers = _numbers(engine)
+    assert len(numbers) == 6
+    for n in (1, 2):
+        assert _same(numbers[f"{n:032x}.0"], (math.nan, math.nan, math.nan))
+        assert _same(numbers[f"{n:032x}.1"], (math.inf, math.inf, math.inf))
+        assert _same(numbers[f"{n:032x}.2"], (-math.inf, -math.inf, 1.0))
+    if engine.dialect.name == "postgresql":
+        assert store.staged_batches == 1
+
+
+def test_a_non_finite_value_journaled_as_null_is_stored_as_nan(engine: sa.Engine) -> None:
+    """A journal line written before non-finite values were named holds ``null`` for
+    them (orjson's spelling): replayed, the row is stored with NaN, not dead-lettered."""
+    line = _non_finite(1).to_line()[:-1]
+    for name in (b'"NaN"', b'"Infinity"', b'"-Infinity"'):
+        line = line.replace(name, b"null")
+
+    LogStore(engine).insert([LogEntry.from_line(line)])
+
+    numbers = _numbers(engine)
+    assert _same(numbers[f"{1:032x}.1"], (math.nan, math.nan, math.nan))
+    assert _same(numbers[f"{1:032x}.2"], (math.nan, math.nan, 1.0))

@@ -169,6 +169,7 @@ def test_with_no_model_either_prediction_shape_is_documented() -> None:
             "prediction": 1.5,
             "interval": {"lower": 1, "upper": 2, "level": 0.9},
             "ood": None,
+            "non_finite": None,
         }
     )
     assert item.is_valid(

@@ -25,6 +25,23 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         return value
 
 
+def _sqlite_number(value: Any) -> Any:
+    return float(value) if value.__class__ is str else value
+
+
+class LoggedFloat(sa.TypeDecorator[float]):
+    """A logged prediction or bound, which may be NaN or infinite (what the model
+    returned). SQLite turns a NaN bound as a number into NULL, so the log writer stores
+    it there as the text ``NaN`` (serving.log_store); reads give it back as a float.
+    PostgreSQL's float8 holds NaN itself: no conversion there."""
+
+    impl = sa.Float
+    cache_ok = True
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        return _sqlite_number if dialect.name == "sqlite" else None
+
+
 metadata = sa.MetaData()
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
@@ -67,9 +84,9 @@ predictions = sa.Table(
     # Rows logged before migration 0004 only; later ones read ``requests.features``
     # (watchkeeper.db.features).
     sa.Column("features", sa.JSON),
-    sa.Column("prediction", sa.Float, nullable=False),
-    sa.Column("lower", sa.Float, nullable=False),
-    sa.Column("upper", sa.Float, nullable=False),
+    sa.Column("prediction", LoggedFloat, nullable=False),
+    sa.Column("lower", LoggedFloat, nullable=False),
+    sa.Column("upper", LoggedFloat, nullable=False),
     sa.Column("ood_score", sa.Float, comment="set by the monitor"),
     # Classifiers: ``prediction`` (and ``lower``, ``upper``) hold the predicted class's
     # position in the version's classes.
