@@ -71,11 +71,22 @@ class AccuracyMetrics:
     """Share of actual values inside the prediction interval."""
     label_delay_seconds_median: float
     label_delay_seconds_max: float
+    non_finite_predictions: int = 0
+    """Labelled predictions left out: the model returned NaN or an infinity (the
+    prediction or a bound), which has no error to measure and would make every figure
+    NaN or infinite. With none left, the figures are NaN."""
 
     @classmethod
     def of(
         cls, labelled: pd.DataFrame, *, confidence: float, positive_target: bool = True
     ) -> AccuracyMetrics:
+        numbers = labelled[["prediction", "lower", "upper"]].to_numpy(dtype=np.float64)
+        finite = np.isfinite(numbers).all(axis=1)
+        non_finite = int(finite.size - np.count_nonzero(finite))
+        if non_finite:
+            labelled = labelled[finite]
+            if labelled.empty:
+                return cls.unmeasured(non_finite)
         actual = labelled["actual"].to_numpy(dtype=np.float64)
         predicted = labelled["prediction"].to_numpy(dtype=np.float64)
         error = predicted - actual
@@ -100,7 +111,14 @@ class AccuracyMetrics:
             coverage=float(np.mean(inside)),
             label_delay_seconds_median=float(np.median(delay)),
             label_delay_seconds_max=float(np.max(delay)),
+            non_finite_predictions=non_finite,
         )
+
+    @classmethod
+    def unmeasured(cls, non_finite: int) -> AccuracyMetrics:
+        """No labelled prediction with a finite value: nothing measured."""
+        nan = math.nan
+        return cls(0, nan, nan, nan, nan, None, nan, nan, nan, non_finite)
 
     def as_details(self, **extra: Any) -> dict[str, Any]:
         return {**asdict(self), **extra}

@@ -336,8 +336,13 @@ class Monitor:
                     _stored_probabilities(rows),
                 )
                 return classes.is_drift, classes.p_value, classes.details()
-            output = suite.output_drift(rows["prediction"].to_numpy(dtype=np.float64))
-            return output.is_drift, output.p_value, {"distance": output.distance}
+            predicted = rows["prediction"].to_numpy(dtype=np.float64)
+            # NaN or an infinity the model returned: left out of the test and counted
+            finite = np.isfinite(predicted)
+            non_finite = int(predicted.size - np.count_nonzero(finite))
+            output = suite.output_drift(predicted[finite] if non_finite else predicted)
+            details = {"distance": output.distance, "non_finite_predictions": non_finite}
+            return output.is_drift, output.p_value, details
 
         def multivariate_drift() -> CheckOutcome:
             # seeded by the window: evaluating it again gives the same verdict

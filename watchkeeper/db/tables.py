@@ -29,14 +29,21 @@ def _sqlite_number(value: Any) -> Any:
     return float(value) if value.__class__ is str else value
 
 
+def _sqlite_nan(value: Any) -> Any:
+    return "NaN" if value != value else value
+
+
 class LoggedFloat(sa.TypeDecorator[float]):
     """A logged prediction or bound, which may be NaN or infinite (what the model
-    returned). SQLite turns a NaN bound as a number into NULL, so the log writer stores
-    it there as the text ``NaN`` (serving.log_store); reads give it back as a float.
+    returned). SQLite turns a NaN bound as a number into NULL, so it is stored there as
+    the text ``NaN`` (as serving.log_store writes it), and read back as a float.
     PostgreSQL's float8 holds NaN itself: no conversion there."""
 
     impl = sa.Float
     cache_ok = True
+
+    def bind_processor(self, dialect: Any) -> Any:
+        return _sqlite_nan if dialect.name == "sqlite" else None
 
     def result_processor(self, dialect: Any, coltype: Any) -> Any:
         return _sqlite_number if dialect.name == "sqlite" else None
