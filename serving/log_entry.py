@@ -20,6 +20,7 @@ from watchkeeper.errors import ErrorBody
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+_FEW = 32  # values checked one by one rather than by one NumPy call
 
 
 def prediction_id(request_id: str, index: int, single: bool) -> str:
@@ -143,9 +144,15 @@ def journal_numbers(values: list[float] | np.ndarray) -> list[Any] | np.ndarray:
     """``values`` as the journal line holds them: JSON has no NaN or infinity, and
     orjson writes them as ``null``, which loses which one it was; those go as their
     names (:func:`non_finite_name`), which the writer's ``float()`` reads back. The
-    usual all-finite array passes as it is, after one vectorised check."""
-    array = np.asarray(values, dtype=np.float64)
-    if np.isfinite(array).all():
+    usual all-finite array passes as it is, after one check (element by element for a
+    few values: a NumPy call costs more than that)."""
+    array = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=np.float64)
+    if array.size > _FEW:
+        finite = bool(np.isfinite(array).all())
+    else:
+        numbers = array.tolist()
+        finite = all(map(math.isfinite, numbers))
+    if finite:
         return values
     return [v if math.isfinite(v) else non_finite_name(v) for v in array.tolist()]
 

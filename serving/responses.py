@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from serving.ood_scoring import OodScores
     from watchkeeper.classification import ClassPredictions
 
+_FEW = 32  # rows checked one by one: below this, a NumPy call costs more
+
 # One item of a batch /predict response; the fields are filled in by position. A batch
 # with a non-finite value takes the dict path, which names it in ``non_finite``.
 _ITEM = (
@@ -47,8 +49,15 @@ def non_finite_fields(prediction: float, lower: float, upper: float) -> dict[str
     return {field: non_finite_name(v) for field, v in named if not math.isfinite(v)}
 
 
-def all_finite(*arrays: np.ndarray) -> bool:
-    return all(bool(np.isfinite(a).all()) for a in arrays)
+def non_finite_rows(value: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> int:
+    """How many predictions have a number that is NaN or infinite (one by one for a
+    few rows: NumPy calls cost more than that on a single record)."""
+    if value.size <= _FEW:
+        isfinite = math.isfinite
+        rows = zip(value.tolist(), lower.tolist(), upper.tolist(), strict=True)
+        return sum(not (isfinite(v) and isfinite(lo) and isfinite(up)) for v, lo, up in rows)
+    finite = np.isfinite(value) & np.isfinite(lower) & np.isfinite(upper)
+    return value.size - int(np.count_nonzero(finite))
 
 
 def batch_predictions_response(
@@ -72,7 +81,7 @@ def batch_predictions_response(
     if (
         n == 0
         or any(len(t) != n for t in texts)  # an id whose JSON text holds a comma
-        or not all_finite(value, lower, upper)  # items that need a non_finite marker
+        or non_finite_rows(value, lower, upper)  # items that need a non_finite marker
     ):
         return json_response({**head, "predictions": _items(ids, value, lower, upper, level, ood)})
     # per item: id, prediction, lower, upper, level, then the OOD score and flag or null

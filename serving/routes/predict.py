@@ -23,6 +23,7 @@ from serving.responses import (
     class_prediction_items,
     json_response,
     non_finite_fields,
+    non_finite_rows,
 )
 from serving.services import services
 from serving.validation import ValidatedRequest, validate_predict_payload
@@ -112,8 +113,7 @@ def _observe(metrics: ServingMetrics, version: str, predicted: Predictions) -> N
     metrics.predictions.labels(version).inc(values.size)
     metrics.batch_size.observe(values.size)
     observe_many(metrics.prediction_value, values)  # finite values only
-    finite = np.isfinite(values) & np.isfinite(predicted.lower) & np.isfinite(predicted.upper)
-    non_finite = values.size - int(np.count_nonzero(finite))
+    non_finite = non_finite_rows(values, predicted.lower, predicted.upper)
     if non_finite:
         metrics.non_finite_predictions.labels(version).inc(non_finite)
 

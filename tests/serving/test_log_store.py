@@ -219,3 +219,17 @@ def test_a_non_finite_value_journaled_as_null_is_stored_as_nan(engine: sa.Engine
     numbers = _numbers(engine)
     assert _same(numbers[f"{1:032x}.1"], (math.nan, math.nan, math.nan))
     assert _same(numbers[f"{1:032x}.2"], (math.nan, math.nan, 1.0))
+
+
+def test_a_classifiers_nan_probability_is_stored_as_null(engine: sa.Engine) -> None:
+    """JSON has no NaN: a class probability the model returned as NaN is stored as
+    ``null`` in the probabilities JSON, and the row is stored."""
+    entry = _entry(1, items=2, probabilities=[[math.nan, 0.5], [0.25, 0.75]])
+
+    assert LogStore(engine).insert([journaled(entry)]) == Written(1, 2)
+
+    with engine.connect() as connection:
+        stored = connection.execute(
+            sa.select(predictions.c.probabilities).order_by(predictions.c.item_index)
+        ).scalars()
+        assert list(stored) == [[None, 0.5], [0.25, 0.75]]
