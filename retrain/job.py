@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from retrain.data import ArchiveWindow, RetrainData, assemble, base_dataset
 from retrain.lease import Lease
+from retrain.recovery import recover
 from watchkeeper import retrain_queue
 from watchkeeper.classification import Classifier, ServedModel, classification_metrics
 from watchkeeper.db.tables import retrain_runs
@@ -210,12 +211,16 @@ class RetrainJob:
 
     def run(self) -> RunResult | None:
         """Run one job for every pending request. ``None`` when another job holds the
-        lease (the requests stay pending for the next one) or nothing is pending."""
+        lease (the requests stay pending for the next one) or nothing is pending.
+
+        With the lease taken, it first recovers what a job that died left running
+        (:mod:`retrain.recovery`): those runs fail, their requests are this job's."""
         lease = Lease(self.engine, self.settings.retrain.lease_seconds)
         if not lease.acquire():
             log.info("a retraining job is already running; requests stay queued")
             return None
         try:
+            recover(self.engine, lease)
             # renewed while the job runs, however long: a job outliving its lease would
             # otherwise be joined by the next one
             with lease.kept(on_renew=self.on_progress):

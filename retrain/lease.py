@@ -17,6 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -44,23 +45,57 @@ def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+@dataclass(frozen=True)
+class TakenOver:
+    """The holder whose expired lease :meth:`Lease.acquire` took, and when it expired."""
+
+    holder: str
+    expired_at: datetime
+
+
 class Lease:
     def __init__(self, engine: sa.Engine, seconds: float, holder: str | None = None) -> None:
         self.engine = engine
         self.seconds = seconds
         self.holder = holder or holder_id()
+        self.taken_over: TakenOver | None = None
 
     def acquire(self) -> bool:
+        """Take the lease if it is free or expired. When it was another holder's, expired,
+        :attr:`taken_over` then names that holder: it stopped renewing, so it is gone
+        (or lost), and whatever it left running was abandoned."""
         now = datetime.now(UTC)
+        with self.engine.connect() as connection:
+            before = connection.execute(
+                sa.select(retrain_lease.c.holder, retrain_lease.c.expires_at).where(
+                    retrain_lease.c.name == LEASE
+                )
+            ).first()
+        if before is None:
+            return False
+        if before.holder is not None and (before.expires_at is None or before.expires_at >= now):
+            return False  # held, and renewed in time
+        # Compare-and-set on the holder just read, in one statement (no read-then-write
+        # transaction, which SQLite's WAL refuses once another writer committed): if
+        # someone took or gave back the lease since, this attempt fails as if it had
+        # been held, and the next poll tries again.
+        same_holder = (
+            retrain_lease.c.holder.is_(None)
+            if before.holder is None
+            else retrain_lease.c.holder == before.holder
+        )
         with self.engine.begin() as connection:
             taken = connection.execute(
                 retrain_lease.update()
                 .where(
                     retrain_lease.c.name == LEASE,
+                    same_holder,
                     sa.or_(retrain_lease.c.holder.is_(None), retrain_lease.c.expires_at < now),
                 )
                 .values(holder=self.holder, expires_at=now + timedelta(seconds=self.seconds))
             ).rowcount
+        if taken == 1 and before.holder is not None:
+            self.taken_over = TakenOver(before.holder, before.expires_at)
         return taken == 1
 
     def renew(self) -> bool:

@@ -19,7 +19,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from retrain.lease import LEASE
-from watchkeeper.db.positions import pruned_runs
+from retrain.recovery import ABANDONED_RUNS
+from watchkeeper.db.positions import pruned_runs, read_position
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
 from watchkeeper.retrain_status import FINISHED_OUTCOMES, RequestStatus, RunOutcome
 
@@ -39,6 +40,8 @@ class RunsSnapshot:
     pending_requests: int
     last_duration_seconds: float | None
     last_promotion: datetime | None
+    abandoned_runs: int = 0
+    """Runs ever found left running by a dead job and failed by the next one."""
 
 
 def read_snapshot(engine: sa.Engine) -> RunsSnapshot:
@@ -78,6 +81,7 @@ def read_snapshot(engine: sa.Engine) -> RunsSnapshot:
             .select_from(retrain_requests)
             .where(retrain_requests.c.status == RequestStatus.PENDING)
         ).scalar()
+        abandoned = read_position(connection, ABANDONED_RUNS) or 0
     return RunsSnapshot(
         finished={str(outcome): int(counts.get(outcome, 0)) for outcome in OUTCOMES},
         in_progress=1 if lease_held and counts.get(RunOutcome.RUNNING) else 0,
@@ -86,6 +90,7 @@ def read_snapshot(engine: sa.Engine) -> RunsSnapshot:
             (last.finished_at - last.started_at).total_seconds() if last is not None else None
         ),
         last_promotion=promoted_at,
+        abandoned_runs=abandoned,
     )
 
 
@@ -116,6 +121,13 @@ def _from_database(snapshot: RunsSnapshot) -> Iterator[Any]:
     for outcome, count in snapshot.finished.items():
         runs.add_metric([outcome], count)
     yield runs
+    abandoned = CounterMetricFamily(
+        "watchkeeper_retrain_runs_abandoned",
+        "Runs whose job died mid-run, found by the next job: marked failed (also in "
+        'watchkeeper_retrain_runs_total{outcome="failed"}), their requests queued again.',
+    )
+    abandoned.add_metric([], snapshot.abandoned_runs)
+    yield abandoned
     in_progress = GaugeMetricFamily(
         "watchkeeper_retrain_runs_in_progress", "1 while a retraining run is in progress."
     )

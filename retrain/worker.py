@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from retrain.job import RetrainJob
 from retrain.metrics import RetrainCollector
+from retrain.recovery import left_behind
 from watchkeeper import retrain_queue
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import require_current
@@ -34,7 +35,9 @@ def run_worker(settings: Settings) -> int:
         # is honoured after it. A job in progress finishes (its run and requests
         # recorded, its lease released) rather than leaving a run marked running.
         try:
-            if retrain_queue.pending(engine):
+            # a job also runs for what a dead job left running: its requests are
+            # pending again only once a job holding the lease has recovered them
+            if retrain_queue.pending(engine) or left_behind(engine):
                 RetrainJob(settings, engine, registry, on_progress=heartbeat.beat).run()
         except Exception:  # recorded in retrain_runs when it got that far; try again later
             log.exception("retraining worker cycle failed")

@@ -147,8 +147,48 @@ def claim(engine: sa.Engine, run_id: int) -> list[RetrainRequest]:
 def finish(engine: sa.Engine, run_id: int, status: RequestStatus) -> None:
     """Mark the requests claimed by ``run_id`` with how its job ended."""
     with engine.begin() as connection:
+        settle(connection, run_id, status)
+
+
+def settle(connection: sa.Connection, run_id: int, status: RequestStatus) -> None:
+    """:func:`finish`, in the caller's transaction."""
+    connection.execute(
+        retrain_requests.update().where(retrain_requests.c.run_id == run_id).values(status=status)
+    )
+
+
+def claimed_runs(connection: sa.Connection) -> set[int | None]:
+    """The runs that requests still marked ``running`` name (``None``: a claimed request
+    naming none)."""
+    return set(
+        connection.execute(
+            sa.select(retrain_requests.c.run_id)
+            .where(retrain_requests.c.status == RequestStatus.RUNNING)
+            .distinct()
+        ).scalars()
+    )
+
+
+def release_claims(connection: sa.Connection, run_ids: Sequence[int | None]) -> list[int]:
+    """Put the requests the runs ``run_ids`` claimed back to ``pending``, in the caller's
+    transaction, and return their ids: those runs' jobs died, so the next claim takes
+    them. Their ``run_id`` is cleared so that a job that lost its lease but still lives
+    cannot mark them done or failed for its own run."""
+    named = [r for r in run_ids if r is not None]
+    which = sa.or_(
+        retrain_requests.c.run_id.in_(named),
+        *([retrain_requests.c.run_id.is_(None)] if None in run_ids else []),
+    )
+    condition = sa.and_(retrain_requests.c.status == RequestStatus.RUNNING, which)
+    ids = list(
+        connection.execute(
+            sa.select(retrain_requests.c.id).where(condition).order_by(retrain_requests.c.id)
+        ).scalars()
+    )
+    if ids:
         connection.execute(
             retrain_requests.update()
-            .where(retrain_requests.c.run_id == run_id)
-            .values(status=status)
+            .where(retrain_requests.c.id.in_(ids), condition)
+            .values(status=RequestStatus.PENDING, run_id=None)
         )
+    return ids

@@ -452,9 +452,10 @@ class RetrainSettings(SettingsGroup):
     candidate is still promoted when its coverage is no further from the band than the
     champion's on the same holdout (under drift neither may reach it)."""
 
-    lease_seconds: float = Field(default=3600.0, gt=0)
+    lease_seconds: float = Field(default=300.0, gt=0)
     """How long a job's single-flight lease lasts unrenewed: a running job renews it every
-    third of this, so no second job joins it; a crashed job's lease is taken over after it."""
+    third of this, so no second job joins it; a crashed job's lease is taken over after it,
+    and the next job fails the run it left and takes its requests."""
 
     poll_seconds: float = Field(default=10.0, gt=0)
     """Seconds between the retraining worker's checks for pending requests."""

@@ -1,0 +1,231 @@
+"""A retraining job that died mid-run (SIGKILL, out of memory, a lost node) left its run
+and the requests it claimed ``running``: the next job to take the lease marks the run
+failed, saying it was abandoned, and takes its requests. A live holder's run is never
+touched, and workers racing for the lease recover a run once. On SQLite and on a real
+PostgreSQL server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, generate_latest
+
+from retrain.job import RetrainJob, RunResult
+from retrain.lease import LEASE, Lease
+from retrain.metrics import RetrainCollector
+from tests.processes import Process, metric, wait_for
+from watchkeeper import retrain_queue
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.settings import Settings
+
+DEAD_HOLDER = "lost-node:4242:0badc0de"
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    """The retraining fixtures' settings, on each supported database."""
+    return make_settings(database_url=database_url, log_flush_interval=0.02)
+
+
+def _abandon(engine: sa.Engine, lease_expires_in: timedelta) -> tuple[int, list[int]]:
+    """The rows a job leaves when it is killed after claiming two requests: its run and
+    requests ``running``, and the lease still naming it as holder."""
+    first = retrain_queue.enqueue(engine, trigger="manual", reason="before the crash")
+    second = retrain_queue.enqueue(engine, trigger="monitor", reason="drift")
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        run_id = int(
+            connection.execute(
+                retrain_runs.insert().values(
+                    started_at=now - timedelta(minutes=5),
+                    trigger="manual,monitor",
+                    reason="before the crash; drift",
+                    request_ids=[first, second],
+                    data={},
+                    outcome="running",
+                )
+            ).inserted_primary_key[0]
+        )
+        connection.execute(
+            retrain_lease.update()
+            .where(retrain_lease.c.name == LEASE)
+            .values(holder=DEAD_HOLDER, expires_at=now + lease_expires_in)
+        )
+    assert [r.id for r in retrain_queue.claim(engine, run_id)] == [first, second]
+    return run_id, [first, second]
+
+
+def _runs(engine: sa.Engine) -> dict[int, dict[str, Any]]:
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(retrain_runs).order_by(retrain_runs.c.id))
+        return {row.id: dict(row._mapping) for row in rows}
+
+
+def _requests(engine: sa.Engine) -> dict[int, tuple[str, int | None]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(retrain_requests.c.id, retrain_requests.c.status, retrain_requests.c.run_id)
+        )
+        return {row.id: (row.status, row.run_id) for row in rows}
+
+
+def _scrape(engine: sa.Engine) -> str:
+    registry = CollectorRegistry()
+    registry.register(RetrainCollector(engine))
+    return generate_latest(registry).decode()
+
+
+def _abandoned_total(text: str) -> float | None:
+    return metric(text, "watchkeeper_retrain_runs_abandoned_total")
+
+
+@pytest.mark.integration
+def test_the_next_job_fails_an_abandoned_run_and_serves_its_requests(
+    make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine
+) -> None:
+    abandoned, request_ids = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
+
+    result = make_job().run()
+
+    assert result is not None, "the claimed requests were never served again"
+    runs = _runs(engine)
+    assert set(runs) == {abandoned, result.run_id}
+    dead = runs[abandoned]
+    assert dead["outcome"] == "failed" and dead["finished_at"] is not None
+    assert dead["decision_reason"].startswith("abandoned: ")
+    assert f"lease holder {DEAD_HOLDER} stopped renewing" in dead["decision_reason"]
+    # the new job took the requests and served them
+    assert result.outcome in {"promoted", "rejected"}
+    assert runs[result.run_id]["request_ids"] == request_ids
+    assert _requests(engine) == {i: ("done", result.run_id) for i in request_ids}
+    text = _scrape(engine)
+    assert _abandoned_total(text) == 1
+    assert metric(text, "watchkeeper_retrain_runs_total", outcome="failed") == 1
+    assert metric(text, "watchkeeper_retrain_runs_in_progress") == 0
+    assert Lease(engine, 60).current_holder() is None
+
+
+def test_a_live_holders_run_is_never_touched(
+    make_job: Callable[..., RetrainJob], engine: sa.Engine
+) -> None:
+    running, request_ids = _abandon(engine, lease_expires_in=timedelta(seconds=60))
+    waiting = retrain_queue.enqueue(engine, trigger="manual", reason="while it runs")
+
+    assert make_job().run() is None  # the holder renews its lease: it is alive
+
+    [run] = _runs(engine).values()
+    assert (run["id"], run["outcome"], run["decision_reason"]) == (running, "running", None)
+    assert _requests(engine) == {
+        **{i: ("running", running) for i in request_ids},
+        waiting: ("pending", None),
+    }
+    assert _abandoned_total(_scrape(engine)) == 0
+    assert Lease(engine, 60).current_holder() == DEAD_HOLDER
+
+
+def test_workers_racing_for_the_lease_recover_an_abandoned_run_once(
+    settings: Settings, engine: sa.Engine
+) -> None:
+    abandoned, request_ids = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
+    workers = 4
+    start = threading.Barrier(workers)
+    results: list[RunResult | None] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        # each worker its own process in production: its own engine and registry handle
+        own = create_engine(settings.storage.database_url)
+        job = RetrainJob(settings, own, ModelRegistry(settings.storage.registry_path))
+        try:
+            start.wait(timeout=60)
+            results.append(job.run())
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+        finally:
+            own.dispose()
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+
+    assert errors == []
+    # one job took the requests (no labelled data here: it fails saying so); the others
+    # found the lease held, or nothing left to do once it was given back
+    [served] = [r for r in results if r is not None]
+    runs = _runs(engine)
+    assert set(runs) == {abandoned, served.run_id}
+    assert runs[abandoned]["decision_reason"].startswith("abandoned: ")
+    assert runs[served.run_id]["request_ids"] == request_ids
+    assert "labelled" in runs[served.run_id]["decision_reason"]
+    assert _requests(engine) == {i: ("failed", served.run_id) for i in request_ids}
+    assert _abandoned_total(_scrape(engine)) == 1
+
+
+def _running_run(engine: sa.Engine) -> int | None:
+    with engine.connect() as connection:
+        return connection.execute(
+            sa.select(retrain_runs.c.id).where(retrain_runs.c.outcome == "running")
+        ).scalar()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_a_worker_killed_mid_job_is_recovered_by_the_next_worker(
+    start_watchkeeper: Callable[..., Process],
+    settings: Settings,
+    engine: sa.Engine,
+    request: pytest.FixtureRequest,
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("one database suffices for the processes; recovery is tested on both")
+    request.getfixturevalue("labelled_log")
+    env = {
+        "WATCHKEEPER_DATABASE_URL": settings.storage.database_url,
+        "WATCHKEEPER_RETRAIN_POLL_SECONDS": "0.2",
+        # renewed every second while the job runs; expires 3 s after the kill
+        "WATCHKEEPER_RETRAIN_LEASE_SECONDS": "3",
+    }
+    killed = start_watchkeeper("retrain worker", **env)
+    request_id = retrain_queue.enqueue(engine, trigger="manual", reason="before the kill")
+
+    def claimed() -> bool:  # the run recorded and the request claimed by it
+        return _requests(engine)[request_id][0] == "running"
+
+    assert wait_for(claimed, timeout=120, interval=0.02), killed.log_path.read_text()[-2000:]
+    killed.kill()  # SIGKILL: no finally, no release
+    run_id = _running_run(engine)
+    assert run_id is not None, "the job finished before it was killed: nothing to recover"
+    assert _requests(engine) == {request_id: ("running", run_id)}
+
+    successor = start_watchkeeper("retrain worker", **env)
+
+    def served() -> bool:
+        text = successor.get("/metrics").text
+        finished = sum(
+            metric(text, "watchkeeper_retrain_runs_total", outcome=o) or 0
+            for o in ("promoted", "rejected")
+        )
+        return finished == 1
+
+    assert wait_for(served, timeout=300, interval=0.5), successor.log_path.read_text()[-3000:]
+    text = successor.get("/metrics").text
+    assert _abandoned_total(text) == 1
+    assert metric(text, "watchkeeper_retrain_runs_total", outcome="failed") == 1
+    runs = _runs(engine)
+    dead = runs[run_id]
+    assert dead["outcome"] == "failed"
+    assert f":{killed.process.pid}:" in dead["decision_reason"]  # the killed holder's id
+    [new_run] = [r for r in runs.values() if r["id"] != run_id]
+    assert new_run["request_ids"] == [request_id]
+    assert _requests(engine) == {request_id: ("done", new_run["id"])}
+    log = successor.log_path.read_text()
+    assert log.count("recovered retraining runs") == 1, log[-3000:]
