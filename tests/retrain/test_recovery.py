@@ -23,6 +23,7 @@ from watchkeeper import retrain_queue
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
 from watchkeeper.registry import ModelRegistry
+from watchkeeper.retrain_status import UNCLAIMED_TRIGGER
 from watchkeeper.settings import Settings
 
 DEAD_HOLDER = "lost-node:4242:0badc0de"
@@ -167,6 +168,43 @@ def test_workers_racing_for_the_lease_recover_an_abandoned_run_once(
     assert runs[served.run_id]["request_ids"] == request_ids
     assert "labelled" in runs[served.run_id]["decision_reason"]
     assert _requests(engine) == {i: ("failed", served.run_id) for i in request_ids}
+    assert _abandoned_total(_scrape(engine)) == 1
+
+
+def test_a_job_killed_between_its_steps_leaves_nothing_running(
+    make_job: Callable[..., RetrainJob], engine: sa.Engine
+) -> None:
+    """Killed after recording its outcome but before its requests: they take the run's
+    outcome. Killed between inserting its run and claiming: the run fails, and the
+    requests, never claimed, are still pending for the job."""
+    finished, request_ids = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
+    with engine.begin() as connection:
+        connection.execute(
+            retrain_runs.update()
+            .where(retrain_runs.c.id == finished)
+            .values(outcome="promoted", finished_at=datetime.now(UTC))
+        )
+        unclaimed = int(
+            connection.execute(
+                retrain_runs.insert().values(
+                    started_at=datetime.now(UTC),
+                    trigger=UNCLAIMED_TRIGGER,
+                    reason="",
+                    request_ids=[],
+                    data={},
+                    outcome="running",
+                )
+            ).inserted_primary_key[0]
+        )
+
+    assert make_job().run() is None  # nothing left pending once put right
+
+    runs = _runs(engine)
+    assert set(runs) == {finished, unclaimed}
+    assert runs[finished]["outcome"] == "promoted"
+    assert runs[unclaimed]["outcome"] == "failed"
+    assert runs[unclaimed]["decision_reason"].startswith("abandoned: ")
+    assert _requests(engine) == {i: ("done", finished) for i in request_ids}
     assert _abandoned_total(_scrape(engine)) == 1
 
 
