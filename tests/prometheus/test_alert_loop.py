@@ -24,9 +24,10 @@ TOKEN = "alert-loop-token"
 ALERT = "WatchkeeperDatasetDriftSustained"
 
 
-def _alert_states(prometheus: Server) -> set[str]:
+def _alert_states(prometheus: Server) -> set[tuple[str, str]]:
+    """The alert's (state, activeAt) pairs: an ``activeAt`` is one episode."""
     alerts = prometheus.get("/api/v1/alerts").json()["data"]["alerts"]
-    return {a["state"] for a in alerts if a["labels"]["alertname"] == ALERT}
+    return {(a["state"], a["activeAt"]) for a in alerts if a["labels"]["alertname"] == ALERT}
 
 
 def test_drift_alert_reaches_people_and_the_retraining_webhook_and_a_job_runs(
@@ -68,20 +69,23 @@ def test_drift_alert_reaches_people_and_the_retraining_webhook_and_a_job_runs(
     report = Replayer(server.url, feedback_delay=0.2).run(ames.between(200901, 201012), limit=500)
     assert (report.accepted, report.feedback_posted) == (500, 500)
 
-    states: set[str] = set()
+    seen: set[tuple[str, str]] = set()
 
     def fired() -> bool:
-        states.update(_alert_states(prometheus))
-        return "firing" in states
+        seen.update(_alert_states(prometheus))
+        return any(state == "firing" for state, _ in seen)
 
     assert wait_for(fired, timeout=90, interval=0.2), [
         line for line in monitor.get("/metrics").text.splitlines() if "dataset_drift" in line
     ]
-    assert "pending" in states, "the alert must pass through pending (its for: duration)"
+    assert any(state == "pending" for state, _ in seen), (
+        "the alert must pass through pending (its for: duration)"
+    )
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'var' / 'watchkeeper.db'}")
 
     def job_done() -> bool:
+        seen.update(_alert_states(prometheus))
         with engine.connect() as connection:
             outcome = connection.execute(
                 sa.select(retrain_runs.c.outcome).where(retrain_runs.c.trigger == "alertmanager")
@@ -99,8 +103,12 @@ def test_drift_alert_reaches_people_and_the_retraining_webhook_and_a_job_runs(
             run = connection.execute(sa.select(retrain_runs)).one()
     finally:
         engine.dispose()
-    assert [r.trigger for r in requested] == ["alertmanager"]  # repeats were duplicates
-    assert ALERT in requested[0].reason
+    # Alertmanager repeats a notification; the repeats of one episode queue one request.
+    # On a busy machine a missed scrape can resolve the alert and fire it again: another
+    # episode (another activeAt), which may queue again.
+    episodes = {active_at for state, active_at in seen if state == "firing"}
+    assert requested and len(requested) <= len(episodes), (requested, seen)
+    assert all(r.trigger == "alertmanager" and ALERT in r.reason for r in requested)
     assert run.candidate_metrics["mae"] > 0 and run.champion_metrics["mae"] > 0
     assert any(
         alert["labels"]["alertname"] == ALERT for body in notified for alert in body["alerts"]
