@@ -125,8 +125,8 @@ class ClassificationAccuracy:
         predicted = class_predictions(labelled, version)
         metrics = classification_metrics(actual, predicted)
         known = {label_text(c) for c in version.classes}
-        n = int(metrics["rows"])
-        correct = int(round(metrics["accuracy"] * n))
+        n = int(metrics.required("rows"))
+        correct = int(round(metrics.required("accuracy") * n))
         bounds = wilson_interval(correct, n, confidence)
         delay = (
             pd.to_datetime(labelled["received_at"], utc=True)
@@ -134,15 +134,15 @@ class ClassificationAccuracy:
         ).dt.total_seconds()
         return cls(
             labels=n,
-            accuracy=float(metrics["accuracy"]),
+            accuracy=metrics.required("accuracy"),
             accuracy_lower_bound=bounds.lower,
             accuracy_upper_bound=bounds.upper,
-            log_loss=float(metrics["log_loss"]),
-            brier=float(metrics["brier"]),
-            set_coverage=float(metrics["set_coverage"]),
-            set_size=float(metrics["set_size"]),
-            ece=float(metrics["ece"]),
-            recall=dict(metrics["recall"]),
+            log_loss=metrics.required("log_loss"),
+            brier=metrics.required("brier"),
+            set_coverage=metrics.required("set_coverage"),
+            set_size=metrics.required("set_size"),
+            ece=metrics.required("ece"),
+            recall=dict(metrics.recall or {}),
             unknown_labels=sum(label not in known for label in actual),
             label_delay_seconds_median=float(np.median(delay)),
             label_delay_seconds_max=float(np.max(delay)),

@@ -26,10 +26,11 @@ from watchkeeper.db.archive import archived_labels
 from watchkeeper.db.features import feature_records
 from watchkeeper.db.tables import feedback, predictions
 from watchkeeper.errors import WatchkeeperError
+from watchkeeper.model_metrics import JsonForm
 from watchkeeper.registry import RegisteredModel
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import label_text
-from watchkeeper.version_metadata import DataSource, DataWindow, JsonForm
+from watchkeeper.version_metadata import DataSource, DataWindow
 
 
 class NotEnoughData(WatchkeeperError):

@@ -32,7 +32,7 @@ from watchkeeper.schema import FeatureSchema
 from watchkeeper.settings import Settings
 from watchkeeper.task import Task
 from watchkeeper.training import TrainingParams, train
-from watchkeeper.version_metadata import DataWindow, ModelMetrics, VersionNotes
+from watchkeeper.version_metadata import DataWindow, ModelMetrics, VersionNotes, VersionStatus
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +168,8 @@ def _judge_coverage(
 def holdout_metrics(model: ServedModel, x: pd.DataFrame, y: np.ndarray) -> ModelMetrics:
     """``model``'s metrics on the holdout, for its task."""
     if isinstance(model, Classifier):
-        return ModelMetrics.model_validate(classification_metrics(y.tolist(), model.predict(x)))
-    return ModelMetrics.model_validate(regression_metrics(y, model.predict(x)))
+        return classification_metrics(y.tolist(), model.predict(x))
+    return regression_metrics(y, model.predict(x))
 
 
 def predicted_values(model: ServedModel, x: pd.DataFrame) -> np.ndarray:
@@ -330,7 +330,7 @@ class RetrainJob:
         version = self.registry.register(
             trained,
             make_current=decision.promote,
-            status=outcome,
+            status=VersionStatus.PROMOTED if decision.promote else VersionStatus.REJECTED,
             data_source=data.source,
             notes=VersionNotes(
                 run_id=run_id,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from watchkeeper.errors import ModelNotAvailable, RegistryError
-from watchkeeper.registry import UNFIT_STATUSES, ModelRegistry, RegisteredModel
+from watchkeeper.registry import ModelRegistry, RegisteredModel
 
 OnSwap = Callable[[RegisteredModel | None, RegisteredModel], None]
 Prepare = Callable[[RegisteredModel], None]
@@ -202,7 +202,7 @@ class ModelStore:
                 status = self.registry.record(version).status
             except RegistryError:
                 continue
-            if status not in UNFIT_STATUSES:
+            if not status.unfit:
                 candidates.append(version)
         return list(dict.fromkeys(candidates))
 

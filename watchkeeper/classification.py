@@ -25,6 +25,7 @@ from sklearn.base import ClassifierMixin
 
 from watchkeeper.encoding import Columns
 from watchkeeper.model import Model
+from watchkeeper.model_metrics import ModelMetrics
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import Task, json_label, label_text
 
@@ -140,7 +141,7 @@ def actual_index(actual: Sequence[Any], classes: Sequence[Any]) -> np.ndarray:
     return np.fromiter((index.get(label_text(a), -1) for a in actual), np.int64, len(actual))
 
 
-def classification_metrics(actual: Sequence[Any], predicted: ClassPredictions) -> dict[str, Any]:
+def classification_metrics(actual: Sequence[Any], predicted: ClassPredictions) -> ModelMetrics:
     """Accuracy, log-loss, Brier score, prediction-set coverage and mean size, expected
     calibration error and per-class recall (keyed by label text) of ``predicted``
     against the ``actual`` labels.
@@ -150,7 +151,7 @@ def classification_metrics(actual: Sequence[Any], predicted: ClassPredictions) -
     truth = actual_index(actual, predicted.classes)
     n = truth.size
     if n == 0:
-        return {"rows": 0}
+        return ModelMetrics(rows=0)
     rows = np.arange(n)
     known = truth >= 0
     probabilities = predicted.probabilities
@@ -163,16 +164,16 @@ def classification_metrics(actual: Sequence[Any], predicted: ClassPredictions) -
         for j, c in enumerate(predicted.classes)
         if np.any(truth == j)
     }
-    return {
-        "accuracy": float(np.mean(correct)),
-        "log_loss": float(-np.mean(np.log(np.maximum(p_true, LOG_LOSS_FLOOR)))),
-        "brier": float(np.mean(np.sum((probabilities - one_hot) ** 2, axis=1))),
-        "set_coverage": float(np.mean(known & predicted.members[rows, np.maximum(truth, 0)])),
-        "set_size": float(np.mean(predicted.set_sizes)),
-        "ece": expected_calibration_error(predicted.confidence, correct),
-        "recall": recall,
-        "rows": int(n),
-    }
+    return ModelMetrics(
+        accuracy=float(np.mean(correct)),
+        log_loss=float(-np.mean(np.log(np.maximum(p_true, LOG_LOSS_FLOOR)))),
+        brier=float(np.mean(np.sum((probabilities - one_hot) ** 2, axis=1))),
+        set_coverage=float(np.mean(known & predicted.members[rows, np.maximum(truth, 0)])),
+        set_size=float(np.mean(predicted.set_sizes)),
+        ece=expected_calibration_error(predicted.confidence, correct),
+        recall=recall,
+        rows=int(n),
+    )
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> float:

@@ -19,6 +19,7 @@ from sklearn.base import RegressorMixin
 
 from watchkeeper import loss_estimator
 from watchkeeper.encoding import Columns
+from watchkeeper.model_metrics import ModelMetrics
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import Task
 
@@ -81,7 +82,7 @@ class Model:
         return loss_estimator.expected_absolute_errors(estimator, self.schema, columns, prediction)
 
 
-def regression_metrics(actual: np.ndarray, predicted: Predictions) -> dict[str, float | None]:
+def regression_metrics(actual: np.ndarray, predicted: Predictions) -> ModelMetrics:
     """MAE, RMSE, MAPE (%), interval coverage and mean interval width.
 
     MAPE only for a target that is positive throughout (prices, counts): relative to a
@@ -89,15 +90,16 @@ def regression_metrics(actual: np.ndarray, predicted: Predictions) -> dict[str, 
     percentage error is huge by construction (239 % measured) and means nothing; None."""
     actual = np.asarray(actual, dtype=np.float64)
     error = predicted.value - actual
-    return {
-        "mae": float(np.mean(np.abs(error))),
-        "rmse": float(np.sqrt(np.mean(error**2))),
-        "mape": (
+    return ModelMetrics(
+        mae=float(np.mean(np.abs(error))),
+        rmse=float(np.sqrt(np.mean(error**2))),
+        # set even when None: the stored metrics keep ``mape: null`` (see ModelMetrics)
+        mape=(
             float(np.mean(np.abs(error / actual)) * 100)
             if actual.size and np.all(actual > 0)
             else None
         ),
-        "coverage": float(np.mean((actual >= predicted.lower) & (actual <= predicted.upper))),
-        "interval_width": float(np.mean(predicted.upper - predicted.lower)),
-        "rows": int(actual.size),
-    }
+        coverage=float(np.mean((actual >= predicted.lower) & (actual <= predicted.upper))),
+        interval_width=float(np.mean(predicted.upper - predicted.lower)),
+        rows=int(actual.size),
+    )

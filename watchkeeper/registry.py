@@ -31,7 +31,7 @@ from watchkeeper.errors import ArtifactIntegrityError, RegistryError, RollbackRe
 from watchkeeper.model import Model
 from watchkeeper.task import Task, label_text
 from watchkeeper.training import TrainedModel
-from watchkeeper.version_metadata import DataSource, VersionMetadata, VersionNotes
+from watchkeeper.version_metadata import DataSource, VersionMetadata, VersionNotes, VersionStatus
 
 MODEL_FILE = "model.skops"
 REFERENCE_FILE = "reference.json"
@@ -52,8 +52,6 @@ _VERSION_RE = re.compile(r"^v(\d+)$")
 MetadataDocument = dict[str, Any]
 """``metadata.json`` as written: a free-form JSON object shown as is (``GET /model``,
 ``model show --json``). Code that reads a field reads :class:`VersionMetadata`."""
-# Versions retraining judged unfit: rolled back to only when forced.
-UNFIT_STATUSES = ("rejected", "failed")
 
 
 @dataclass(frozen=True)
@@ -181,7 +179,7 @@ class ModelRegistry:
         trained: TrainedModel,
         *,
         make_current: bool = True,
-        status: str = "registered",
+        status: VersionStatus = VersionStatus.REGISTERED,
         notes: VersionNotes | None = None,
         data_source: DataSource | None = None,
     ) -> str:
@@ -212,7 +210,7 @@ class ModelRegistry:
             "schema": trained.model.schema.to_dict(),
             "reference_rows": len(trained.reference),
             "artifacts": artifacts,
-            "status": status,
+            "status": VersionStatus(status).value,
             "notes": notes.stored() if notes is not None else {},
             "data_source": data_source.model_dump() if data_source is not None else None,
         }
@@ -247,14 +245,14 @@ class ModelRegistry:
         versions = self.versions()
         earlier = versions[: versions.index(previous)] if previous in versions else versions
         for version in reversed(earlier):
-            if self.record(version).status != "rejected":
+            if self.record(version).status is not VersionStatus.REJECTED:
                 return version
         raise RegistryError(f"no earlier usable version to roll back to from {previous}")
 
     def _refuse_unfit(self, version: str) -> None:
         record = self.record(version)
         status = record.status
-        if status not in UNFIT_STATUSES:
+        if not status.unfit:
             return
         reason = record.notes.reason
         why = f": {' '.join(reason.split())}" if reason else ""

@@ -203,18 +203,16 @@ def train(
     if task is Task.CLASSIFICATION:
         model = fit_classifier(training.frame, schema, params, order=order)
         if validation is not None and len(validation.frame):
-            metrics = ModelMetrics.model_validate(
-                classification_metrics(
-                    validation.frame[schema.target].tolist(),
-                    model.predict(validation.frame[list(schema.names)]),
-                )
+            metrics = classification_metrics(
+                validation.frame[schema.target].tolist(),
+                model.predict(validation.frame[list(schema.names)]),
             )
     else:
         model = fit_model(training.frame, schema, params, order=order)
         if validation is not None and len(validation.frame):
             predicted = model.predict(validation.frame[list(schema.names)])
             actual = validation.frame[schema.target].to_numpy()
-            metrics = ModelMetrics.model_validate(regression_metrics(actual, predicted))
+            metrics = regression_metrics(actual, predicted)
     reference = training.frame[list(schema.names)]
     if len(reference) > params.reference_rows:
         reference = reference.sample(params.reference_rows, random_state=params.random_state)

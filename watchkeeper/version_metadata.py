@@ -10,23 +10,39 @@ kept (``extra="allow"``): newer writers add fields, older readers must still loa
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from watchkeeper.classification import ConfidenceCalibration, PredictionSetSpec
 from watchkeeper.errors import ArtifactIntegrityError
 from watchkeeper.model import IntervalSpec
+from watchkeeper.model_metrics import ModelMetrics, StoredRecord
 from watchkeeper.record_problems import problems
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import Task
 from watchkeeper.training_params import DEFAULT_PARAMS, TrainingParams
 
-JsonForm = dict[str, Any]
-"""A record's JSON form, as written to ``metadata.json`` or a JSON column."""
-
 PeriodValue = int | float | str
 """A period column's value as stored: a number (``200712``, a decimal year) or ISO text."""
+
+
+class VersionStatus(StrEnum):
+    """What became of a registered version (``metadata.json``'s ``status``, stored as its
+    string): ``registered`` by hand (``train``), ``promoted`` or ``rejected`` by a
+    retraining job (``train`` also registers a model it refuses to serve as
+    ``rejected``), ``failed`` for a version judged broken."""
+
+    REGISTERED = "registered"
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+    @property
+    def unfit(self) -> bool:
+        """Judged unfit to serve: rolled back or fallen back to only when forced."""
+        return self in (VersionStatus.REJECTED, VersionStatus.FAILED)
 
 
 class IntervalRecord(BaseModel):
@@ -92,19 +108,7 @@ class DataSource(BaseModel):
     exclude: tuple[str, ...] = ()
 
 
-class _StoredRecord(BaseModel):
-    """A part of the metadata that newer writers may add keys to: kept as extra fields,
-    and written back with exactly the keys it was built with."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    def stored(self) -> JsonForm:
-        """The JSON form, with exactly the keys it was built with (a figure set to None,
-        a regression ``mape`` for a target of either sign, stays there as null)."""
-        return self.model_dump(exclude_unset=True)
-
-
-class DataWindow(_StoredRecord):
+class DataWindow(StoredRecord):
     """The rows a version was trained or validated on. A retrained version's window also
     holds its ``base`` (the family's original training window) and how many labelled
     predictions joined it; those and any newer keys are kept as extra fields."""
@@ -133,44 +137,7 @@ class DataWindow(_StoredRecord):
         return self.start is not None and self.end is not None
 
 
-class ModelMetrics(_StoredRecord):
-    """A version's figures on its evaluation rows (its validation period, or its run's
-    holdout): a regression model's or a classifier's; either set's others are None."""
-
-    rows: int | None = None
-    mae: float | None = None
-    rmse: float | None = None
-    mape: float | None = None
-    coverage: float | None = None
-    interval_width: float | None = None
-    accuracy: float | None = None
-    log_loss: float | None = None
-    brier: float | None = None
-    set_coverage: float | None = None
-    set_size: float | None = None
-    ece: float | None = None
-    recall: dict[str, float] | None = None
-
-    @property
-    def measured(self) -> bool:
-        """Whether any figure was recorded (``{}`` when a version had no validation
-        rows)."""
-        return bool(self.model_fields_set)
-
-    @property
-    def any_coverage(self) -> float | None:
-        """The coverage of the interval, or of a classifier's prediction set."""
-        return self.coverage if self.coverage is not None else self.set_coverage
-
-    def required(self, name: str) -> float:
-        """The figure ``name``, which the caller's task always measures."""
-        value = getattr(self, name)
-        if value is None:
-            raise ValueError(f"no {name} among the metrics {sorted(self.model_fields_set)}")
-        return float(value)
-
-
-class VersionNotes(_StoredRecord):
+class VersionNotes(StoredRecord):
     """Why a version is what it is: a retraining run's decision, and the champion's
     figures on the same holdout."""
 
@@ -203,7 +170,7 @@ class VersionMetadata(BaseModel):
     feature_schema: FeatureSchema = Field(alias="schema")
     reference_rows: int = Field(ge=0)
     artifacts: dict[str, ArtifactRecord]
-    status: str = "registered"
+    status: VersionStatus = VersionStatus.REGISTERED
     notes: VersionNotes = VersionNotes()
     data_source: DataSource | None = None
 

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from watchkeeper import figures
 from watchkeeper.task import Task
-from watchkeeper.version_metadata import DataWindow, ModelMetrics, VersionMetadata
+from watchkeeper.version_metadata import DataWindow, ModelMetrics, VersionMetadata, VersionStatus
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class VersionSummary:
     """One registered version, as read from its validated ``metadata.json``."""
 
     version: str
-    status: str
+    status: VersionStatus
     created_at: str
     training_rows: int
     evaluation: Evaluation

@@ -123,16 +123,27 @@ def test_classification_metrics_match_hand_computed_values() -> None:
     )
     metrics = classification_metrics(["a", "c", "b"], predicted)
 
-    assert metrics["accuracy"] == pytest.approx(1 / 3)
-    assert metrics["log_loss"] == pytest.approx(-(np.log(0.7) + np.log(0.3) + np.log(0.4)) / 3)
+    assert metrics.accuracy == pytest.approx(1 / 3)
+    assert metrics.log_loss == pytest.approx(-(np.log(0.7) + np.log(0.3) + np.log(0.4)) / 3)
     brier = (
         (0.3**2 + 0.2**2 + 0.1**2) + (0.1**2 + 0.6**2 + 0.7**2) + (0.5**2 + 0.6**2 + 0.1**2)
     ) / 3
-    assert metrics["brier"] == pytest.approx(brier)
+    assert metrics.brier == pytest.approx(brier)
     # sets: {a}, {b}, {a, b}: the second row's true class c is outside
-    assert metrics["set_coverage"] == pytest.approx(2 / 3)
-    assert metrics["set_size"] == pytest.approx(4 / 3)
-    assert metrics["recall"] == {"a": 1.0, "b": 0.0, "c": 0.0}
+    assert metrics.set_coverage == pytest.approx(2 / 3)
+    assert metrics.set_size == pytest.approx(4 / 3)
+    assert metrics.recall == {"a": 1.0, "b": 0.0, "c": 0.0}
+    # the record the version's metadata stores: exactly the figures computed
+    assert set(metrics.stored()) == {
+        "accuracy",
+        "log_loss",
+        "brier",
+        "set_coverage",
+        "set_size",
+        "ece",
+        "recall",
+        "rows",
+    }
 
 
 def test_a_label_the_model_never_saw_counts_wrong_outside_every_set() -> None:
@@ -140,8 +151,8 @@ def test_a_label_the_model_never_saw_counts_wrong_outside_every_set() -> None:
     predicted = ClassPredictions(("a", "b"), probabilities, np.array([[True, True]]))
     metrics = classification_metrics(["z"], predicted)
 
-    assert metrics["accuracy"] == 0.0 and metrics["set_coverage"] == 0.0
-    assert metrics["log_loss"] == pytest.approx(-np.log(1e-15))
+    assert metrics.accuracy == 0.0 and metrics.set_coverage == 0.0
+    assert metrics.log_loss == pytest.approx(-np.log(1e-15))
 
 
 def test_expected_calibration_error_is_zero_when_confidence_matches_accuracy() -> None:

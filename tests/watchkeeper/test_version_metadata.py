@@ -14,7 +14,8 @@ import pytest
 from tests.bad_versions import rewrite_metadata
 from watchkeeper.errors import ArtifactIntegrityError
 from watchkeeper.registry import ModelRegistry
-from watchkeeper.version_metadata import DataWindow, ModelMetrics
+from watchkeeper.training import TrainedModel
+from watchkeeper.version_metadata import DataWindow, ModelMetrics, VersionStatus
 
 Meta = dict[str, Any]
 
@@ -51,6 +52,7 @@ def _without(section: str, key: str) -> Callable[[Meta], Meta]:
             "notes.champion_metrics_on_holdout.mae",
         ),
         (_with(("params", "max_iter"), "many"), "params.max_iter"),
+        (_with(("status",), "paused"), "status"),
     ],
     ids=[
         "rows-not-a-number",
@@ -60,6 +62,7 @@ def _without(section: str, key: str) -> Callable[[Meta], Meta]:
         "run-id-not-a-number",
         "champion-metric-a-list",
         "parameter-not-a-number",
+        "unknown-status",
     ],
 )
 def test_a_malformed_field_is_one_error_naming_it(
@@ -122,3 +125,22 @@ def test_a_window_is_stored_with_exactly_the_keys_it_was_built_with() -> None:
 def test_a_version_without_validation_rows_has_no_metrics() -> None:
     assert not ModelMetrics().measured
     assert ModelMetrics(set_coverage=0.9).any_coverage == 0.9
+
+
+@pytest.mark.parametrize("status", list(VersionStatus))
+def test_a_status_is_stored_as_its_string_and_read_as_the_enum(
+    registry_dir: Path, trained: TrainedModel, status: VersionStatus
+) -> None:
+    registry = ModelRegistry(registry_dir)
+    version = registry.register(trained, make_current=False, status=status)
+
+    assert registry.metadata(version)["status"] == status.value  # the file keeps the string
+    assert registry.record(version).status is status
+    assert registry.record(version).status.unfit == (status in ("rejected", "failed"))
+
+
+def test_a_status_outside_the_enum_is_not_written(
+    registry_dir: Path, trained: TrainedModel
+) -> None:
+    with pytest.raises(ValueError, match="'paused' is not a valid VersionStatus"):
+        ModelRegistry(registry_dir).register(trained, status="paused")  # type: ignore[arg-type]

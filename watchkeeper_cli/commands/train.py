@@ -117,7 +117,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     ):
         trained = train(training, validation, params=params, task=_task(args.task))
     from watchkeeper.data_source import AMES, describe_csv, describe_rdataset
-    from watchkeeper.version_metadata import VersionNotes
+    from watchkeeper.version_metadata import VersionNotes, VersionStatus
 
     # recorded with the version: every retraining job reads the same data again
     if args.csv:
@@ -132,7 +132,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             version = registry.register(
                 trained,
                 make_current=False,
-                status="rejected",
+                status=VersionStatus.REJECTED,
                 notes=VersionNotes(decision=refusal),
                 data_source=source,
             )
