@@ -37,6 +37,7 @@ import pandas as pd
 import sqlalchemy as sa
 from scipy import stats
 
+from monitoring.check_details import AccuracyDetails
 from watchkeeper.db.tables import feedback, predictions, window_results
 
 LABEL_COLUMNS = (
@@ -120,8 +121,10 @@ class AccuracyMetrics:
         nan = math.nan
         return cls(0, nan, nan, nan, nan, None, nan, nan, nan, non_finite)
 
-    def as_details(self, **extra: Any) -> dict[str, Any]:
-        return {**asdict(self), **extra}
+    def as_details(self, **extra: float | None) -> AccuracyDetails:
+        """Stored as a result's details, with the caller's ``extra`` figures (a window's
+        ``labelled_share``, a rolling figure's ``confidence``, ``validation_mae``…)."""
+        return AccuracyDetails(**asdict(self), **extra)
 
 
 def mae_lower_bound(absolute_errors: np.ndarray, confidence: float) -> float:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from monitoring.check_details import ClassAccuracyDetails
 from watchkeeper.classification import (
     ClassPredictions,
     PredictionSetSpec,
@@ -148,7 +149,7 @@ class ClassificationAccuracy:
             label_delay_seconds_max=float(np.max(delay)),
         )
 
-    def as_details(self, **extra: Any) -> dict[str, Any]:
+    def as_details(self, **extra: float | None) -> ClassAccuracyDetails:
         """Stored as a result's details; ``task`` tells readers (metrics, the trigger,
         the report) which figures to expect."""
-        return {"task": Task.CLASSIFICATION.value, **asdict(self), **extra}
+        return ClassAccuracyDetails(task=Task.CLASSIFICATION, **asdict(self), **extra)

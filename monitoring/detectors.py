@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from monitoring.check_details import OutputDriftDetails
 from monitoring.classifier_test import ClassifierTest
 from monitoring.quality import feature_quality
 from monitoring.two_sample import Correction, Drift, FeatureDrift, correct, ks, pooled_chi2
@@ -130,10 +131,16 @@ class ClassOutputDrift:
     """Binary classifiers: KS on the positive class's probability."""
     probability_distance: float | None = None
 
-    def details(self) -> dict[str, Any]:
-        details = asdict(self)
-        del details["is_drift"], details["p_value"]
-        return details
+    def details(self) -> OutputDriftDetails:
+        """The figures stored beside the verdict and the p-value (the result's score)."""
+        return OutputDriftDetails(
+            distance=self.distance,
+            class_p_value=self.class_p_value,
+            reference_shares=self.reference_shares,
+            window_shares=self.window_shares,
+            probability_p_value=self.probability_p_value,
+            probability_distance=self.probability_distance,
+        )
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from monitoring.check_details import EstimateDetails
 from monitoring.log_reader import features_of
+from monitoring.window_result import WindowResult
 from monitoring.windows import Window
 from watchkeeper.classification import Classifier, ServedModel
 from watchkeeper.db.tables import window_results
@@ -42,10 +43,6 @@ from watchkeeper.version_metadata import VersionMetadata
 log = logging.getLogger(__name__)
 
 DETECTOR = "estimated_accuracy"
-
-CheckDetails = dict[str, Any]
-"""The check's ``window_results.details``: a JSON object of the check's own shape, read
-through :class:`monitoring.window_result.WindowResult`'s accessors."""
 
 
 @dataclass(frozen=True)
@@ -69,19 +66,18 @@ class WindowEstimate:
             return self.estimated_accuracy
         return self.estimated_mae
 
-    def details(self) -> CheckDetails:
-        details: CheckDetails
+    def details(self) -> EstimateDetails:
+        """The result's details: the task's estimate and the window's size (a regression
+        estimate stores no ``task``, as before classifiers), and a ``reason`` if any."""
+        reason = {} if self.reason is None else {"reason": self.reason}
         if self.task is Task.CLASSIFICATION:
-            details = {
-                "task": self.task.value,
-                "estimated_accuracy": self.estimated_accuracy,
-                "n_rows": self.n_rows,
-            }
-        else:
-            details = {"estimated_mae": self.estimated_mae, "n_rows": self.n_rows}
-        if self.reason is not None:
-            details["reason"] = self.reason
-        return details
+            return EstimateDetails(
+                task=self.task,
+                estimated_accuracy=self.estimated_accuracy,
+                n_rows=self.n_rows,
+                **reason,
+            )
+        return EstimateDetails(estimated_mae=self.estimated_mae, n_rows=self.n_rows, **reason)
 
 
 class AccuracyEstimator:
@@ -193,16 +189,17 @@ def read_estimates(engine: sa.Engine, model_version: str | None = None) -> list[
         query = query.where(window_results.c.model_version == model_version)
     with engine.connect() as connection:
         rows = connection.execute(query).all()
+    results = [WindowResult.from_row(row._mapping) for row in rows]
     return [
         WindowEstimate(
-            window_id=row.window_id,
-            model_version=row.model_version,
-            n_rows=int(row.details.get("n_rows", row.n_rows)),
-            estimated_mae=row.details.get("estimated_mae"),
-            reason=row.details.get("reason"),
-            estimated_accuracy=row.details.get("estimated_accuracy"),
-            task=Task(row.details.get("task", Task.REGRESSION.value)),
+            window_id=result.window_id,
+            model_version=result.model_version,
+            n_rows=details.n_rows,
+            estimated_mae=details.estimated_mae,
+            reason=details.reason,
+            estimated_accuracy=details.estimated_accuracy,
+            task=details.task,
         )
-        for row in rows
-        if "error" not in row.details
+        for result in results
+        if (details := result.details_as(EstimateDetails)) is not None
     ]

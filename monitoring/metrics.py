@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from monitoring.check_details import AccuracyDetails, ClassAccuracyDetails
 from monitoring.monitor import MonitorStatus
 from monitoring.window_result import Check, WindowResult
 
@@ -233,46 +234,69 @@ class MonitorCollector(Collector):
         Every version keeps its series while labels come for another (after a
         promotion, for both), or the alerts' ``for:`` would restart at each flip. Each
         window's own accuracy is in the stored results and the report."""
-        for key, name, doc in (
-            ("mae", "mae", "Mean absolute error of the most recent labelled predictions."),
+        figures = [
+            (result.model_version, details)
+            for result in rolling
+            if (details := result.details_as(AccuracyDetails)) is not None
+        ]
+        gauges: tuple[tuple[Callable[[AccuracyDetails], float | None], str, str], ...] = (
             (
-                "mae_lower_bound",
+                lambda d: d.mae,
+                "mae",
+                "Mean absolute error of the most recent labelled predictions.",
+            ),
+            (
+                lambda d: d.mae_lower_bound,
                 "mae_lower_bound",
                 "One-sided lower confidence bound of that MAE (the retrain trigger's figure).",
             ),
-            ("rmse", "rmse", "Root mean squared error of the most recent labelled predictions."),
             (
-                "mape",
+                lambda d: d.rmse,
+                "rmse",
+                "Root mean squared error of the most recent labelled predictions.",
+            ),
+            (
+                # MAPE is stored in percent (the report and CLI print it so); Prometheus
+                # takes ratios in base units
+                lambda d: None if d.mape is None else d.mape / 100,
                 "mape_ratio",
                 "Mean absolute percentage error of the most recent labelled predictions, as "
                 "a ratio (0.1 = 10 %).",
             ),
             (
-                "coverage",
+                lambda d: d.coverage,
                 "interval_coverage",
                 "Share of actual values inside the prediction interval.",
             ),
-            ("validation_mae", "validation_mae", "MAE the model had on its validation data."),
-        ):
+            (
+                lambda d: d.validation_mae,
+                "validation_mae",
+                "MAE the model had on its validation data.",
+            ),
+        )
+        for figure, name, doc in gauges:
             g = _gauge(name, doc, ("model_version",))
-            for result in rolling:
-                value = result.figure(key)
+            for version, details in figures:
+                value = figure(details)
                 if value is None:  # no MAPE for this target; older stored results
                     continue
-                # MAPE is stored in percent (the report and CLI print it so); Prometheus
-                # takes ratios in base units
-                g.add_metric([result.model_version], value / 100 if key == "mape" else value)
+                g.add_metric([version], value)
             if g.samples:
                 yield g
 
     def _class_accuracy(self, rolling: list[WindowResult]) -> Iterator[Any]:
         """A classifier version's rolling figures (see :meth:`_accuracy`)."""
-        for key, name, doc in CLASS_GAUGES:
+        figures = [
+            (result.model_version, details)
+            for result in rolling
+            if (details := result.details_as(ClassAccuracyDetails)) is not None
+        ]
+        for figure, name, doc in CLASS_GAUGES:
             g = _gauge(name, doc, ("model_version",))
-            for result in rolling:
-                value = result.figure(key)
+            for version, details in figures:
+                value = figure(details)
                 if value is not None:  # no validation figure for this version
-                    g.add_metric([result.model_version], value)
+                    g.add_metric([version], value)
             if g.samples:
                 yield g
         recall = _gauge(
@@ -289,19 +313,31 @@ class MonitorCollector(Collector):
 
     def _labels(self, rolling: list[WindowResult]) -> Iterator[Any]:
         """How many labels, how late, and when: the same for either task."""
-        for key, name, doc in (
-            ("labels", "labels", "Labelled predictions behind the rolling accuracy figures."),
+        figures = [
+            (result.model_version, details)
+            for result in rolling
+            if isinstance(details := result.details, AccuracyDetails | ClassAccuracyDetails)
+        ]
+        gauges: tuple[
+            tuple[Callable[[AccuracyDetails | ClassAccuracyDetails], float | None], str, str], ...
+        ] = (
             (
-                "label_delay_seconds_median",
+                lambda d: d.labels,
+                "labels",
+                "Labelled predictions behind the rolling accuracy figures.",
+            ),
+            (
+                lambda d: d.label_delay_seconds_median,
                 "label_delay_seconds",
                 "Median time from prediction to label.",
             ),
-        ):
+        )
+        for figure, name, doc in gauges:
             g = _gauge(name, doc, ("model_version",))
-            for result in rolling:
-                value = result.figure(key)
-                if value is not None:
-                    g.add_metric([result.model_version], value)
+            for version, details in figures:
+                value = figure(details)
+                if value is not None:  # a stored figure of no finite prediction
+                    g.add_metric([version], value)
             if g.samples:
                 yield g
         if rolling:
@@ -313,41 +349,49 @@ class MonitorCollector(Collector):
             yield g
 
 
-CLASS_GAUGES = (
+CLASS_GAUGES: tuple[tuple[Callable[[ClassAccuracyDetails], float | None], str, str], ...] = (
     (
-        "accuracy",
+        lambda d: d.accuracy,
         "accuracy_ratio",
         "Share of the most recent labelled predictions that were right.",
     ),
     (
-        "accuracy_lower_bound",
+        lambda d: d.accuracy_lower_bound,
         "accuracy_lower_bound_ratio",
         "One-sided Wilson lower bound of that accuracy at trigger_accuracy_confidence.",
     ),
     (
-        "accuracy_upper_bound",
+        lambda d: d.accuracy_upper_bound,
         "accuracy_upper_bound_ratio",
         "One-sided Wilson upper bound of that accuracy at trigger_accuracy_confidence (the "
         "retrain trigger's figure).",
     ),
-    ("log_loss", "log_loss", "Log-loss of the most recent labelled predictions (nats)."),
-    ("brier", "brier_score", "Brier score (summed over classes) of the most recent labels."),
+    (lambda d: d.log_loss, "log_loss", "Log-loss of the most recent labelled predictions (nats)."),
     (
-        "set_coverage",
+        lambda d: d.brier,
+        "brier_score",
+        "Brier score (summed over classes) of the most recent labels.",
+    ),
+    (
+        lambda d: d.set_coverage,
         "prediction_set_coverage_ratio",
         "Share of true classes inside the prediction set.",
     ),
-    ("set_size", "prediction_set_size", "Mean number of classes in the prediction set."),
+    (lambda d: d.set_size, "prediction_set_size", "Mean number of classes in the prediction set."),
     (
-        "ece",
+        lambda d: d.ece,
         "calibration_error_ratio",
         "Expected calibration error of the confidence (10 equal-width bins).",
     ),
     (
-        "validation_accuracy",
+        lambda d: d.validation_accuracy,
         "validation_accuracy_ratio",
         "Accuracy the classifier had on its validation data.",
     ),
-    ("validation_log_loss", "validation_log_loss", "Log-loss the classifier had on validation."),
+    (
+        lambda d: d.validation_log_loss,
+        "validation_log_loss",
+        "Log-loss the classifier had on validation.",
+    ),
 )
-"""A classifier's rolling gauges: (details key, name after the prefix, help)."""
+"""A classifier's rolling gauges: (its figure, name after the prefix, help)."""

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,6 +43,18 @@ from monitoring.accuracy import (
     settled_now,
     unmatched_labels,
     windows_holding,
+)
+from monitoring.check_details import (
+    AccuracyDetails,
+    AnyDetails,
+    CheckError,
+    ClassAccuracyDetails,
+    DataQualityDetails,
+    FeatureDriftDetails,
+    MultivariateDriftDetails,
+    OodDetails,
+    OutputDriftDetails,
+    SampledDetails,
 )
 from monitoring.class_accuracy import ClassificationAccuracy, ClassVersion
 from monitoring.detectors import DetectorSuite
@@ -77,8 +88,15 @@ MAX_REASON_CHARS = 500
 """An error's reason is stored and logged cut to this: it may quote a hostile value."""
 
 
-CheckOutcome = tuple[bool | None, float | None, dict[str, Any]]
-"""A check's verdict (None: no verdict), score (None: no figure) and details."""
+@dataclass(frozen=True)
+class CheckOutcome:
+    """What one check found in a window, before the sample's size is added."""
+
+    is_drift: bool | None
+    """The verdict; None for a check that gives none."""
+    score: float | None
+    """The check's figure; None when it has none."""
+    details: SampledDetails
 
 
 @dataclass
@@ -306,27 +324,29 @@ class Monitor:
         def data_quality() -> CheckOutcome:
             quality = read.counts.rates()
             rejected = rejected_rate(self.engine, window.started_at, window.ended_at)
-            return (
+            return CheckOutcome(
                 None,
-                rejected["rate"],
-                {"features": quality, "reference": suite.reference_quality, "requests": rejected},
+                rejected.rate,
+                DataQualityDetails(
+                    features=quality, reference=suite.reference_quality, requests=rejected
+                ),
             )
 
         def ood() -> CheckOutcome:
             fraction, details = self._ood_fraction(window, suite, sampled, sample)
-            return None, fraction, details
+            return CheckOutcome(None, fraction, details)
 
         def feature_drift() -> CheckOutcome:
             drift = suite.feature_drift(encoded)
-            return (
+            return CheckOutcome(
                 drift.is_drift,
                 len(drift.drifted) / max(len(drift.p_values), 1),
-                {
-                    "threshold": drift.threshold,
-                    "drifted": drift.drifted,
-                    "p_values": drift.p_values,
-                    "distances": drift.distances,
-                },
+                FeatureDriftDetails(
+                    threshold=drift.threshold,
+                    drifted=drift.drifted,
+                    p_values=drift.p_values,
+                    distances=drift.distances,
+                ),
             )
 
         def output_drift() -> CheckOutcome:
@@ -335,24 +355,29 @@ class Monitor:
                     rows["prediction"].to_numpy(dtype=np.float64).round(),
                     _stored_probabilities(rows),
                 )
-                return classes.is_drift, classes.p_value, classes.details()
+                return CheckOutcome(classes.is_drift, classes.p_value, classes.details())
             predicted = rows["prediction"].to_numpy(dtype=np.float64)
             # NaN or an infinity the model returned: left out of the test and counted
             finite = np.isfinite(predicted)
             non_finite = int(predicted.size - np.count_nonzero(finite))
             output = suite.output_drift(predicted[finite] if non_finite else predicted)
-            details = {"distance": output.distance, "non_finite_predictions": non_finite}
-            return output.is_drift, output.p_value, details
+            return CheckOutcome(
+                output.is_drift,
+                output.p_value,
+                OutputDriftDetails(distance=output.distance, non_finite_predictions=non_finite),
+            )
 
         def multivariate_drift() -> CheckOutcome:
             # seeded by the window: evaluating it again gives the same verdict
             drift = suite.multivariate_drift(encoded, seed=window.first_seq)
-            return drift.is_drift, drift.p_value, {"distance": drift.distance}
+            return CheckOutcome(
+                drift.is_drift, drift.p_value, MultivariateDriftDetails(distance=drift.distance)
+            )
 
         def estimated_accuracy() -> CheckOutcome:
             # no estimate (a version without an estimator) is a result, not an error
             estimate = self.estimator.estimate(window, sampled, rows=rows)
-            return None, estimate.score, estimate.details()
+            return CheckOutcome(None, estimate.score, estimate.details())
 
         compute: dict[Check, Callable[[], CheckOutcome]] = {
             Check.DATA_QUALITY: data_quality,
@@ -362,20 +387,25 @@ class Monitor:
             Check.MULTIVARIATE_DRIFT: multivariate_drift,
             Check.ESTIMATED_ACCURACY: estimated_accuracy,
         }
-        exact = {"rows_evaluated": sample.held, "rows_held": sample.held}
         results = []
         for check in checks:
             try:
-                is_drift, score, details = compute[check]()
+                outcome = compute[check]()
             except sa.exc.SQLAlchemyError:
                 raise  # the database, not the window: fail the cycle, retry the window
             except Exception as exc:
                 results.append(self._error(window, check, exc))
             else:
                 # data quality counts every row; OOD's own details say what it scored
-                counted = exact if check is Check.DATA_QUALITY else sample.details()
-                details = {**counted, **details}
-                results.append(self._result(window, check, is_drift, score, details))
+                evaluated = sample.held if check is Check.DATA_QUALITY else sample.evaluated
+                counted = {"rows_evaluated": evaluated, "rows_held": sample.held}
+                own = outcome.details.model_fields_set & counted.keys()
+                details = outcome.details.model_copy(
+                    update={k: v for k, v in counted.items() if k not in own}
+                )
+                results.append(
+                    self._result(window, check, outcome.is_drift, outcome.score, details)
+                )
         return results
 
     def _result(
@@ -384,7 +414,7 @@ class Monitor:
         check: Check,
         is_drift: bool | None,
         score: float | None,
-        details: dict[str, Any],
+        details: AnyDetails,
     ) -> WindowResult:
         return _span_result(
             _span(window), check, len(window.rows), score, details, is_drift=is_drift
@@ -394,7 +424,7 @@ class Monitor:
         reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
         log.error("%s of window %s failed: %s", check, window.window_id, reason, exc_info=exc)
         self.status.window_errors[check] += 1
-        return self._result(window, check, None, None, {"error": reason})
+        return self._result(window, check, None, None, CheckError(error=reason))
 
     # -- storage ------------------------------------------------------------------------
 
@@ -459,7 +489,7 @@ class Monitor:
 
     def _ood_fraction(
         self, window: Window, suite: DetectorSuite, sampled: pd.DataFrame, sample: WindowSample
-    ) -> tuple[float, dict[str, Any]]:
+    ) -> tuple[float, OodDetails]:
         """The window's share of out-of-distribution rows, and its details.
 
         Scores the serving worker stored as it answered (the same function on the same
@@ -488,14 +518,14 @@ class Monitor:
         if n_scored_now:
             outliers += (scores[to_score] > threshold).sum() * n_unscored / n_scored_now
         known = scores[~np.isnan(scores)]
-        return outliers / max(len(scores), 1), {
-            "threshold": threshold,
-            "outliers": round(outliers),
-            "mean_score": float(known.mean()) if len(known) else None,
-            "rows_evaluated": len(known),
-            "rows_scored_by_serving": int(scored_before.sum()),
-            "rows_scored_here": n_scored_now,
-        }
+        return outliers / max(len(scores), 1), OodDetails(
+            threshold=threshold,
+            outliers=round(outliers),
+            mean_score=float(known.mean()) if len(known) else None,
+            rows_evaluated=len(known),
+            rows_scored_by_serving=int(scored_before.sum()),
+            rows_scored_here=n_scored_now,
+        )
 
     def _store_ood_scores(self, seqs: np.ndarray, scores: np.ndarray) -> None:
         if self.engine.dialect.name == "postgresql":
@@ -566,7 +596,8 @@ class Monitor:
                 reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
                 log.error("accuracy of %s failed: %s", span.window_id, reason, exc_info=exc)
                 self.status.window_errors[Check.ACCURACY] += 1
-                score, details = None, {"labels": len(labels), "error": reason}
+                score: float | None = None
+                details: AccuracyDetails | CheckError = CheckError(labels=len(labels), error=reason)
             else:
                 score = metrics.mae
                 details = metrics.as_details(
@@ -585,7 +616,7 @@ class Monitor:
         reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
         log.error("accuracy of %s failed: %s", span.window_id, reason, exc_info=exc)
         self.status.window_errors[Check.ACCURACY] += 1
-        details = {"labels": len(labels), "error": reason}
+        details = CheckError(labels=len(labels), error=reason)
         return _span_result(span, Check.ACCURACY, len(labels), None, details)
 
     def _class_window_accuracy(
@@ -665,6 +696,7 @@ class Monitor:
             except WatchkeeperError as exc:
                 log.error("no rolling accuracy for %s: %s", version, exc)
                 continue
+            details: AccuracyDetails | ClassAccuracyDetails
             if classes is not None:
                 figures = ClassificationAccuracy.of(labels, classes, confidence=confidence)
                 details = figures.as_details(
@@ -736,7 +768,7 @@ def _span_result(
     check: Check,
     n_rows: int,
     score: float | None,
-    details: dict[str, Any],
+    details: AnyDetails,
     *,
     is_drift: bool | None = None,
 ) -> WindowResult:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from monitoring.check_details import RejectedRequests
 from watchkeeper.db.tables import requests
 from watchkeeper.schema import Feature, FeatureSchema
 
@@ -134,7 +135,7 @@ def feature_quality(features: pd.DataFrame, schema: FeatureSchema) -> dict[str, 
     return counts.rates()
 
 
-def rejected_rate(engine: sa.Engine, start: datetime, end: datetime) -> dict[str, Any]:
+def rejected_rate(engine: sa.Engine, start: datetime, end: datetime) -> RejectedRequests:
     """Share of ``/predict`` requests answered 4xx between ``start`` and ``end``."""
     predict = requests.c.endpoint == "/predict"
     window = requests.c.received_at.between(start, end)
@@ -145,4 +146,6 @@ def rejected_rate(engine: sa.Engine, start: datetime, end: datetime) -> dict[str
     with engine.connect() as connection:
         total, rejected = connection.execute(query).one()
     total, rejected = int(total or 0), int(rejected or 0)
-    return {"requests": total, "rejected": rejected, "rate": rejected / total if total else 0.0}
+    return RejectedRequests(
+        requests=total, rejected=rejected, rate=rejected / total if total else 0.0
+    )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -36,10 +35,6 @@ class WindowSample:
     @property
     def is_all(self) -> bool:
         return self.evaluated == self.held
-
-    def details(self) -> dict[str, Any]:
-        """What a window result records of its sample."""
-        return {"rows_evaluated": self.evaluated, "rows_held": self.held}
 
 
 def seed_of(window_id: str) -> int:

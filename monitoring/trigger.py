@@ -29,6 +29,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from monitoring.check_details import AccuracyDetails, ClassAccuracyDetails
 from monitoring.window_result import Check, WindowResult
 from watchkeeper import retrain_queue
 from watchkeeper.db.tables import window_results
@@ -136,14 +137,15 @@ class RetrainTrigger:
                 {"window_id": ood.window_id, "ood_fraction": ood.score},
             )
         accuracy = results.get(Check.ROLLING_ACCURACY)
-        bound = None if accuracy is None else accuracy.figure("mae_lower_bound")
-        if accuracy is not None and bound is not None and validation_mae:
+        figures = None if accuracy is None else accuracy.details_as(AccuracyDetails)
+        bound = None if figures is None else figures.mae_lower_bound
+        if accuracy is not None and figures is not None and bound is not None and validation_mae:
             limit = validation_mae * (1 + policy.mae_degradation)
             if bound > limit:
                 return Trip(
                     f"accuracy: MAE {_number(accuracy.score)} over "
                     f"{accuracy.n_rows} labels, at least {_number(bound)} with "
-                    f"{accuracy.details['confidence']:.0%} confidence, above "
+                    f"{figures.confidence or 0:.0%} confidence, above "
                     f"{_number(limit)} (validation {_number(validation_mae)} "
                     f"+ {policy.mae_degradation:.0%})",
                     {
@@ -164,16 +166,17 @@ class RetrainTrigger:
         rolling = results.get(Check.ROLLING_ACCURACY)
         if rolling is None or validation_accuracy is None:
             return None
-        bound = rolling.figure("accuracy_upper_bound")
-        if bound is None:  # a regression version's figures
+        figures = rolling.details_as(ClassAccuracyDetails)
+        if figures is None:  # a regression version's figures
             return None
+        bound = figures.accuracy_upper_bound
         drop = self.policy.accuracy_drop
         limit = validation_accuracy - drop
         if bound >= limit:
             return None
         return Trip(
             f"accuracy: {rolling.score:.1%} right over {rolling.n_rows} labels, at most "
-            f"{bound:.1%} with {rolling.details['confidence']:.0%} confidence, below {limit:.1%} "
+            f"{bound:.1%} with {figures.confidence or 0:.0%} confidence, below {limit:.1%} "
             f"(validation {validation_accuracy:.1%} - {drop:.1%})",
             {
                 "window_id": rolling.window_id,

@@ -1,12 +1,10 @@
 """What the monitor computes for one check of one window: a :class:`WindowResult`, one
 ``window_results`` row.
 
-The record holds the row's columns; ``details`` stays a mapping because its shape is
-each check's own (see the detectors and :mod:`monitoring.accuracy`), but what other
-modules read from it (the trigger, the metrics collector, the verdict line) has a typed
-accessor here, so that a key is spelt in one place. :meth:`WindowResult.to_row` and
+The record holds the row's columns; ``details`` is the check's own typed record
+(:mod:`monitoring.check_details`), chosen by the check. :meth:`WindowResult.to_row` and
 :meth:`WindowResult.from_row` are the one conversion to and from the table; a stored
-row is validated as it is read back.
+row, its details included, is validated as it is read back.
 """
 
 from __future__ import annotations
@@ -15,9 +13,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
+from monitoring.check_details import (
+    AccuracyDetails,
+    AnyDetails,
+    CheckDetails,
+    CheckError,
+    ClassAccuracyDetails,
+    DataQualityDetails,
+    EstimateDetails,
+    FeatureDriftDetails,
+    FeatureRates,
+    MultivariateDriftDetails,
+    OodDetails,
+    OutputDriftDetails,
+)
 from watchkeeper.errors import WatchkeeperError
+from watchkeeper.record_problems import problems
+from watchkeeper.task import Task
+
+D = TypeVar("D", bound=CheckDetails)
 
 
 class Check(StrEnum):
@@ -61,66 +79,74 @@ class WindowResult:
     """The check's verdict; None for checks that give none."""
     score: float | None
     """The check's figure; None when it has none (an error, no estimator)."""
-    details: Mapping[str, Any]
-    """The check's own figures; ``error`` alone (with the sample's size) when it raised."""
+    details: AnyDetails
+    """The check's own figures; a :class:`CheckError` alone when it raised."""
 
     # -- reading the details -------------------------------------------------------------
 
     @property
     def error(self) -> str | None:
         """Why the check raised on the window (such results are stored, never acted on)."""
-        error = self.details.get("error")
-        return None if error is None else str(error)
+        return self.details.error if isinstance(self.details, CheckError) else None
 
     @property
     def failed(self) -> bool:
-        return "error" in self.details
+        return isinstance(self.details, CheckError)
 
     @property
     def is_classifier(self) -> bool:
         """Whether the figures are a classifier's (its results carry ``task``)."""
-        return self.details.get("task") == "classification"
+        details = self.details
+        if isinstance(details, EstimateDetails):
+            return details.is_classifier
+        return isinstance(details, ClassAccuracyDetails)
 
-    def figure(self, key: str) -> float | None:
-        """A named figure of the details (an accuracy check's ``mae``,
-        ``accuracy_upper_bound``, ``confidence``…); None when absent."""
-        return self.details.get(key)
+    def details_as(self, kind: type[D]) -> D | None:
+        """The details if they are a ``kind`` (not an error, nor the other task's)."""
+        return self.details if isinstance(self.details, kind) else None
 
     @property
     def rejected_rate(self) -> float:
         """Data quality: the share of requests rejected during the window."""
-        return self.details["requests"]["rate"]
+        quality = self.details_as(DataQualityDetails)
+        return 0.0 if quality is None else quality.requests.rate
 
     @property
-    def feature_rates(self) -> Mapping[str, Mapping[str, float]]:
+    def feature_rates(self) -> FeatureRates:
         """Data quality: each feature's missing, unseen and out-of-range rates."""
-        return self.details["features"]
+        quality = self.details_as(DataQualityDetails)
+        return {} if quality is None else quality.features
 
     @property
-    def reference_rates(self) -> Mapping[str, Mapping[str, float]]:
+    def reference_rates(self) -> FeatureRates:
         """Data quality: the same rates of the reference sample (older results lack
         them: empty)."""
-        return self.details.get("reference", {})
+        quality = self.details_as(DataQualityDetails)
+        return {} if quality is None else quality.reference
 
     @property
     def drifted(self) -> list[str]:
         """Feature drift: the features that drifted."""
-        return list(self.details.get("drifted", []))
+        drift = self.details_as(FeatureDriftDetails)
+        return [] if drift is None else list(drift.drifted)
 
     @property
     def p_values(self) -> Mapping[str, float]:
         """Feature drift: each tested feature's p-value."""
-        return self.details.get("p_values", {})
+        drift = self.details_as(FeatureDriftDetails)
+        return {} if drift is None else drift.p_values
 
     @property
     def distances(self) -> Mapping[str, float]:
         """Feature drift: each tested feature's distance."""
-        return self.details.get("distances", {})
+        drift = self.details_as(FeatureDriftDetails)
+        return {} if drift is None else drift.distances
 
     @property
     def recall(self) -> Mapping[str, float]:
         """A classifier's accuracy: the recall of each true class seen."""
-        return self.details.get("recall", {})
+        figures = self.details_as(ClassAccuracyDetails)
+        return {} if figures is None else figures.recall
 
     # -- the table row ---------------------------------------------------------------------
 
@@ -138,7 +164,7 @@ class WindowResult:
             "evaluated_at": self.evaluated_at,
             "is_drift": self.is_drift,
             "score": self.score,
-            "details": self.details,
+            "details": self.details.stored(),
         }
 
     @classmethod
@@ -169,6 +195,13 @@ class WindowResult:
                 f"{where}: 'detector' {detector!r} is not a check of this monitor"
             ) from None
         score = column("score", (int, float), nullable=True)
+        raw = column("details", Mapping)
+        try:
+            details = parse_details(check, raw)
+        except ValidationError as exc:
+            raise StoredResultError(
+                f"{where}: 'details' is malformed: {problems(exc, whole='details')}"
+            ) from None
         return cls(
             window_id=column("window_id", str),
             model_version=column("model_version", str),
@@ -181,10 +214,38 @@ class WindowResult:
             evaluated_at=column("evaluated_at", datetime),
             is_drift=column("is_drift", bool, nullable=True),
             score=None if score is None else float(score),
-            details=column("details", Mapping),
+            details=details,
         )
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join("a mapping" if k is Mapping else k.__name__ for k in kinds)
+
+
+_OF_CHECK: dict[Check, type[CheckDetails]] = {
+    Check.DATA_QUALITY: DataQualityDetails,
+    Check.OOD: OodDetails,
+    Check.FEATURE_DRIFT: FeatureDriftDetails,
+    Check.OUTPUT_DRIFT: OutputDriftDetails,
+    Check.MULTIVARIATE_DRIFT: MultivariateDriftDetails,
+    Check.ESTIMATED_ACCURACY: EstimateDetails,
+    Check.ACCURACY: AccuracyDetails,
+    Check.ROLLING_ACCURACY: AccuracyDetails,
+}
+
+
+def details_type(check: Check, raw: Mapping[str, Any]) -> type[CheckDetails]:
+    """The record a stored details object of ``check`` is read into: an error's
+    whatever the check, a classifier's figures by their ``task``, else the check's."""
+    if "error" in raw:
+        return CheckError
+    if check in (Check.ACCURACY, Check.ROLLING_ACCURACY) and raw.get("task") == Task.CLASSIFICATION:
+        return ClassAccuracyDetails
+    return _OF_CHECK[check]
+
+
+def parse_details(check: Check, raw: Mapping[str, Any]) -> AnyDetails:
+    """``raw`` validated into its record (pydantic's ``ValidationError`` when it does
+    not fit; the caller names the row)."""
+    return details_type(check, raw).model_validate(raw)  # type: ignore[return-value]

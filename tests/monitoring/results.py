@@ -5,9 +5,50 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from monitoring.window_result import Check, WindowResult
+from monitoring.window_result import Check, WindowResult, parse_details
+from watchkeeper.task import Task
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+_DELAYS = {"label_delay_seconds_median": 0.0, "label_delay_seconds_max": 0.0}
+_REQUIRED: dict[Check, dict[str, Any]] = {
+    Check.DATA_QUALITY: {
+        "features": {},
+        "requests": {"requests": 0, "rejected": 0, "rate": 0.0},
+    },
+    Check.OOD: {"threshold": 0.0, "outliers": 0},
+    Check.FEATURE_DRIFT: {"threshold": 0.05, "drifted": [], "p_values": {}},
+    Check.OUTPUT_DRIFT: {"distance": 0.0},
+    Check.MULTIVARIATE_DRIFT: {"distance": 0.0},
+    Check.ESTIMATED_ACCURACY: {},
+    Check.ACCURACY: {"mae": 0.0, "rmse": 0.0, "coverage": 0.0, **_DELAYS},
+}
+_CLASSIFIER_REQUIRED = {
+    **dict.fromkeys(
+        ("accuracy", "accuracy_lower_bound", "accuracy_upper_bound", "log_loss", "brier"), 0.0
+    ),
+    **dict.fromkeys(("set_coverage", "set_size", "ece"), 0.0),
+    "recall": {},
+    **_DELAYS,
+}
+
+
+def details_of(check: Check, n_rows: int, given: dict[str, Any]) -> Any:
+    """The typed details of ``check`` holding the ``given`` figures, with placeholders
+    for the figures a test does not name that the record requires."""
+    if "error" in given:
+        return parse_details(check, given)
+    if check in (Check.ACCURACY, Check.ROLLING_ACCURACY):
+        task = given.get("task")
+        required = (
+            _CLASSIFIER_REQUIRED if task == Task.CLASSIFICATION else _REQUIRED[Check.ACCURACY]
+        )
+        required = {"labels": n_rows, **required}
+    else:
+        required = _REQUIRED[check]
+    if check is Check.ESTIMATED_ACCURACY:
+        required = {"n_rows": n_rows}
+    return parse_details(check, {**required, **given})
 
 
 def window_result(
@@ -34,5 +75,5 @@ def window_result(
         evaluated_at=evaluated_at,
         is_drift=is_drift,
         score=score,
-        details=details or {},
+        details=details_of(Check(check), n_rows, details or {}),
     )

@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
 
+from monitoring.check_details import ClassAccuracyDetails
 from monitoring.class_accuracy import ClassificationAccuracy, ClassVersion, wilson_interval
 from monitoring.detectors import DetectorSuite
 from monitoring.metrics import MonitorCollector
@@ -183,10 +184,10 @@ def test_window_accuracy_is_stored_and_updated_as_late_labels_arrive(
     assert updated["details"]["unknown_labels"] == 1
     rolling = class_monitor.status.rolling["v1"]
     assert rolling.score == pytest.approx(right / 300)
-    assert rolling.details["validation_accuracy"] == pytest.approx(
-        classifier_trained.metrics.accuracy
-    )
-    lower, upper = (rolling.details[k] for k in ("accuracy_lower_bound", "accuracy_upper_bound"))
+    figures = rolling.details
+    assert isinstance(figures, ClassAccuracyDetails)
+    assert figures.validation_accuracy == pytest.approx(classifier_trained.metrics.accuracy)
+    lower, upper = figures.accuracy_lower_bound, figures.accuracy_upper_bound
     assert lower < right / 300 < upper
 
 
@@ -437,13 +438,14 @@ def test_the_trigger_queues_a_retrain_when_the_accuracy_is_surely_below_validati
     class_monitor.run_once()
 
     rolling = class_monitor.status.rolling["v1"].details
+    assert isinstance(rolling, ClassAccuracyDetails)
     validation = classifier_trained.metrics.accuracy
-    assert rolling["accuracy_upper_bound"] < validation - 0.05
+    assert rolling.accuracy_upper_bound < validation - 0.05
     (request,) = _requests(class_monitor.engine)
     assert request["reason"].startswith("accuracy: ")
     assert request["model_version"] == "v1"
     assert request["evidence"]["accuracy_upper_bound"] == pytest.approx(
-        rolling["accuracy_upper_bound"]
+        rolling.accuracy_upper_bound
     )
     assert request["evidence"]["validation_accuracy"] == pytest.approx(validation)
     assert class_monitor.status.retrain_requests["accuracy"] == 1
@@ -460,7 +462,8 @@ def test_the_trigger_stays_quiet_on_accuracy_as_validated_or_on_too_few_labels(
 
     class_monitor.run_once()
 
-    assert class_monitor.status.rolling["v1"].details["labels"] == 900
+    rolling = class_monitor.status.rolling["v1"].details
+    assert isinstance(rolling, ClassAccuracyDetails) and rolling.labels == 900
     assert _requests(class_monitor.engine) == []
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from monitoring.check_details import RejectedRequests
 from monitoring.quality import QualityCounts, column_flags, feature_quality, rejected_rate
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import requests
@@ -223,7 +224,8 @@ def test_rejected_rate_counts_4xx_of_predict_inside_the_window_bounds_included(
     )
     result = rejected_rate(engine, T0, T0 + 10 * minute)
 
-    assert result == {"requests": 5, "rejected": 2, "rate": pytest.approx(2 / 5)}
+    assert (result.requests, result.rejected) == (5, 2)
+    assert result.rate == pytest.approx(2 / 5)
 
 
 def test_rejected_rate_of_a_window_without_requests_is_zero(engine: sa.Engine) -> None:
@@ -231,4 +233,4 @@ def test_rejected_rate_of_a_window_without_requests_is_zero(engine: sa.Engine) -
 
     result = rejected_rate(engine, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
 
-    assert result == {"requests": 0, "rejected": 0, "rate": 0.0}
+    assert result == RejectedRequests(requests=0, rejected=0, rate=0.0)

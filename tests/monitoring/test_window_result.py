@@ -10,6 +10,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from monitoring.check_details import (
+    CheckError,
+    DataQualityDetails,
+    FeatureDriftDetails,
+    RejectedRequests,
+)
 from monitoring.monitor import Monitor
 from monitoring.window_result import Check, StoredResultError, WindowResult
 from watchkeeper.db.engine import create_engine
@@ -32,11 +38,12 @@ def _result(**changes: Any) -> WindowResult:
         "evaluated_at": STARTED.replace(minute=6),
         "is_drift": None,
         "score": 0.02,
-        "details": {
-            "rows_evaluated": 500,
-            "requests": {"rate": 0.02, "rejected": 10, "total": 500},
-            "features": {"Lot_Area": {"missing_rate": 0.0, "out_of_range_rate": 0.01}},
-        },
+        "details": DataQualityDetails(
+            rows_evaluated=500,
+            rows_held=500,
+            features={"Lot_Area": {"missing_rate": 0.0, "out_of_range_rate": 0.01}},
+            requests=RejectedRequests(requests=500, rejected=10, rate=0.02),
+        ),
     }
     return WindowResult(**{**fields, **changes})
 
@@ -62,9 +69,13 @@ def test_a_result_round_trips_through_the_table(database_url: str) -> None:
         check=Check.FEATURE_DRIFT,
         is_drift=True,
         score=0.25,
-        details={"drifted": ["Lot_Area"], "p_values": {"Lot_Area": 0.001, "Year_Built": 0.4}},
+        details=FeatureDriftDetails(
+            threshold=0.05,
+            drifted=["Lot_Area"],
+            p_values={"Lot_Area": 0.001, "Year_Built": 0.4},
+        ),
     )
-    failed = _result(check=Check.OOD, score=None, details={"error": "ValueError: broken"})
+    failed = _result(check=Check.OOD, score=None, details=CheckError(error="ValueError: broken"))
     for result in (quality, drift, failed):
         _insert(database_url, result.to_row())
 
