@@ -107,14 +107,65 @@ class Health(Answer):
     )
 
 
+class ReadinessCheck(BaseModel):
+    """One readiness check; a field left unset is left out of the answer (``error``
+    only when the check fails, ``degraded`` only while falling back)."""
+
+    ok: bool
+
+
+class ModelCheck(ReadinessCheck):
+    version: str | None = Field(default=None, description="The version loaded.")
+    error: str | None = Field(default=None, description="Why no model is loaded.")
+    degraded: bool | None = Field(
+        default=None, description="Serving another version than CURRENT names."
+    )
+    wanted: str | None = Field(default=None, description="The version CURRENT names.")
+    reload_error: str | None = Field(default=None, description="Why it would not load.")
+
+
+class DatabaseCheck(ReadinessCheck):
+    reachable: bool | None = Field(description="Null until the first background check.")
+    checked_seconds_ago: float | None
+    error: str | None = Field(default=None, description="The schema is behind the code.")
+
+
+class PredictionLogCheck(ReadinessCheck):
+    writer_alive: bool
+    writer_restarts: int
+    database_up: bool
+    queue_depth: int
+    backlog_bytes: int
+    journal_full: bool
+
+
+class ReadinessChecks(BaseModel):
+    model: ModelCheck
+    database: DatabaseCheck
+    prediction_log: PredictionLogCheck | None = Field(
+        default=None, description="Absent when the server logs no predictions."
+    )
+
+    @property
+    def ok(self) -> bool:
+        checks = (self.model, self.database, self.prediction_log)
+        return all(check.ok for check in checks if check is not None)
+
+
 class Readiness(Answer):
     status: Literal["ready", "degraded", "not_ready"]
-    checks: dict[str, dict[str, Any]]
+    checks: ReadinessChecks
+
+    def body(self) -> dict[str, object]:
+        """The answer, with each check's fields as set (see :class:`ReadinessCheck`)."""
+        return self.model_dump(exclude_unset=True)
 
 
 class ModelInfo(Answer):
     version: str
-    metadata: dict[str, Any]
+    # free-form on purpose: the file is shown as written, keys added by newer writers too
+    # (code that reads a field reads watchkeeper.version_metadata.VersionMetadata)
+    metadata: dict[str, Any] = Field(description="The version's metadata.json as written.")
 
 
 class RegressionPrediction(Answer):

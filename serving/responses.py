@@ -15,6 +15,7 @@ from watchkeeper.task import label_text
 
 if TYPE_CHECKING:
     from serving.ood_scoring import OodScores
+    from serving.response_bodies import ClassItem, OodBody, RegressionItem, ResponseHead
     from watchkeeper.classification import ClassPredictions
 
 _FEW = 32  # rows checked one by one: below this, a NumPy call costs more
@@ -61,7 +62,7 @@ def non_finite_rows(value: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> 
 
 
 def batch_predictions_response(
-    head: dict[str, Any],
+    head: ResponseHead,
     ids: list[str],
     value: np.ndarray,
     lower: np.ndarray,
@@ -109,9 +110,9 @@ def _items(
     upper: np.ndarray,
     level: float,
     ood: OodScores | None,
-) -> list[dict[str, Any]]:
+) -> list[RegressionItem]:
     n = len(ids)
-    oods: list[dict[str, Any] | None] = (
+    oods: list[OodBody | None] = (
         [None] * n
         if ood is None
         else [
@@ -135,14 +136,14 @@ def _items(
 
 def class_prediction_items(
     ids: list[str], predicted: ClassPredictions, level: float, ood: OodScores | None
-) -> list[dict[str, Any]]:
+) -> list[ClassItem]:
     """A classifier's predictions: ``{"id", "prediction": <label>, "probabilities":
     {<label text>: p, ...}, "prediction_set": {"labels": [...], "level"}, "ood"}``
     each. Plain dicts for orjson: with a handful of classes they cost a fraction of
     ``predict_proba`` itself."""
     classes = predicted.classes
     texts = [label_text(c) for c in classes]
-    oods: list[dict[str, Any] | None] = (
+    oods: list[OodBody | None] = (
         [None] * len(ids)
         if ood is None
         else [

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from serving.api_models import Health
+from serving.api_models import (
+    DatabaseCheck,
+    Health,
+    ModelCheck,
+    PredictionLogCheck,
+    Readiness,
+    ReadinessChecks,
+)
 from serving.database_status import DatabaseState
 from serving.prediction_log import PredictionLog
 from serving.responses import json_response
@@ -46,49 +53,59 @@ def readyz() -> Response:
     of the whole service. ``watchkeeper_model_fallback`` and its alert tell the
     operator instead.
     """
-    checks: dict[str, dict[str, object]] = {}
     store = services().model_store
     loaded = store.loaded
     fallback = store.fallback
-    checks["model"] = (
-        {"ok": True, "version": loaded.version}
+    model = (
+        ModelCheck(ok=True, version=loaded.version)
         if loaded is not None
-        else {"ok": False, "error": store.last_error or "no model loaded"}
+        else ModelCheck(ok=False, error=store.last_error or "no model loaded")
     )
     degraded = loaded is not None and fallback is not None
     if degraded:
-        checks["model"].update(
-            degraded=True, wanted=fallback.wanted, reload_error=fallback.describe()
+        assert fallback is not None
+        model = model.model_copy(
+            update={
+                "degraded": True,
+                "wanted": fallback.wanted,
+                "reload_error": fallback.describe(),
+            }
         )
-    checks["database"] = _database_check(
-        services().database_probe.state,
-        services().schema_revision,
+    checks = ReadinessChecks(
+        model=model,
+        database=_database_check(services().database_probe.state, services().schema_revision),
     )
     log: PredictionLog | None = services().prediction_log
     if log is not None:
         status = log.status()
-        checks["prediction_log"] = {
-            "ok": status.writer_alive and not status.journal_full,
-            "writer_alive": status.writer_alive,
-            "writer_restarts": status.writer_restarts,
-            "database_up": status.database_up,
-            "queue_depth": status.queue_depth,
-            "backlog_bytes": status.backlog_bytes,
-            "journal_full": status.journal_full,
-        }
-    ready = all(check["ok"] for check in checks.values())
-    status = "not_ready" if not ready else "degraded" if degraded else "ready"
-    return json_response({"status": status, "checks": checks}, 200 if ready else 503)
+        checks = checks.model_copy(
+            update={
+                "prediction_log": PredictionLogCheck(
+                    ok=status.writer_alive and not status.journal_full,
+                    writer_alive=status.writer_alive,
+                    writer_restarts=status.writer_restarts,
+                    database_up=status.database_up,
+                    queue_depth=status.queue_depth,
+                    backlog_bytes=status.backlog_bytes,
+                    journal_full=status.journal_full,
+                )
+            }
+        )
+    ready = checks.ok
+    readiness = Readiness(
+        status="not_ready" if not ready else "degraded" if degraded else "ready", checks=checks
+    )
+    return json_response(readiness.body(), 200 if ready else 503)
 
 
-def _database_check(state: DatabaseState, expected: str) -> dict[str, object]:
+def _database_check(state: DatabaseState, expected: str) -> DatabaseCheck:
     age = state.age()
-    check: dict[str, object] = {
-        "ok": True,
-        "reachable": state.reachable,
-        "checked_seconds_ago": None if age is None else round(age, 3),
-    }
+    checked = None if age is None else round(age, 3)
     if state.reachable and state.revision != expected:
-        check["ok"] = False
-        check["error"] = f"schema at {state.revision}, needs {expected}: run migrations"
-    return check
+        return DatabaseCheck(
+            ok=False,
+            reachable=state.reachable,
+            checked_seconds_ago=checked,
+            error=f"schema at {state.revision}, needs {expected}: run migrations",
+        )
+    return DatabaseCheck(ok=True, reachable=state.reachable, checked_seconds_ago=checked)

@@ -9,8 +9,6 @@ score and flag (serving.ood_scoring), or ``"ood": null``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from flask import Blueprint, Response, current_app, g
 
@@ -18,6 +16,7 @@ from serving.json_body import request_json
 from serving.log_entry import prediction_id
 from serving.metrics import ServingMetrics, observe_many
 from serving.ood_scoring import OodScores, OodScoring
+from serving.response_bodies import ClassBatch, ResponseHead, SingleClass, SingleRegression
 from serving.responses import (
     batch_predictions_response,
     class_prediction_items,
@@ -55,7 +54,7 @@ def predict() -> Response:
     g.prediction_outcome = (validated, predicted)
     g.ood_scores = None if ood is None else ood.scores
     metrics = services().metrics
-    head = {"request_id": g.request_id, "model_version": model.version}
+    head: ResponseHead = {"request_id": g.request_id, "model_version": model.version}
     if isinstance(model, Classifier):
         assert isinstance(predicted, ClassPredictions)
         _observe_classes(metrics, model.version, predicted)
@@ -71,18 +70,17 @@ def predict() -> Response:
             float(predicted.lower[0]),
             float(predicted.upper[0]),
         )
-        return json_response(
-            {
-                **head,
-                "id": prediction_id(request_id, 0, single=True),
-                "prediction": value,  # NaN and infinities: null, named in non_finite
-                "interval": {"lower": lower, "upper": upper, "level": level},
-                "ood": None
-                if ood is None
-                else {"score": float(ood.scores[0]), "flag": bool(ood.flags[0])},
-                "non_finite": non_finite_fields(value, lower, upper),
-            }
-        )
+        single: SingleRegression = {
+            **head,
+            "id": prediction_id(request_id, 0, single=True),
+            "prediction": value,  # NaN and infinities: null, named in non_finite
+            "interval": {"lower": lower, "upper": upper, "level": level},
+            "ood": None
+            if ood is None
+            else {"score": float(ood.scores[0]), "flag": bool(ood.flags[0])},
+            "non_finite": non_finite_fields(value, lower, upper),
+        }
+        return json_response(single)
     ids = [prediction_id(request_id, i, single=False) for i in range(validated.n_rows)]
     return batch_predictions_response(
         head, ids, predicted.value, predicted.lower, predicted.upper, level, ood
@@ -90,7 +88,7 @@ def predict() -> Response:
 
 
 def _class_response(
-    head: dict[str, Any],
+    head: ResponseHead,
     model: Classifier,
     predicted: ClassPredictions,
     validated: ValidatedRequest,
@@ -100,8 +98,10 @@ def _class_response(
     ids = [prediction_id(request_id, i, validated.single) for i in range(validated.n_rows)]
     items = class_prediction_items(ids, predicted, model.prediction_set.level, ood)
     if validated.single:
-        return json_response({**head, **items[0]})
-    return json_response({**head, "predictions": items})
+        single: SingleClass = {**head, **items[0]}
+        return json_response(single)
+    batch: ClassBatch = {**head, "predictions": items}
+    return json_response(batch)
 
 
 def _ood(scoring: OodScoring | None, version: str, validated: ValidatedRequest) -> OodScores | None:

@@ -14,6 +14,8 @@ from serving.services import services
 from tests.ports import free_port
 from tests.processes import wait_for
 from tests.serving.conftest import LogReader
+from watchkeeper.dataset import Dataset
+from watchkeeper.schema import FeatureSchema
 
 
 def _problems(response: Any) -> dict[str, str]:
@@ -251,14 +253,17 @@ def test_no_registered_model_gives_503_on_predict_and_readyz(
     assert client.get("/healthz").status_code == 200
 
 
-def test_model_endpoint_describes_the_served_version(client: FlaskClient) -> None:
+def test_model_endpoint_describes_the_served_version(client: FlaskClient, ames: Dataset) -> None:
     body = client.get("/model").json
 
     assert body["version"] == "v1"
     meta = body["metadata"]
-    assert meta["training_window"]["rows"] == 1319
+    # the served version is the session's model, trained on Ames up to 2007 (tests/conftest.py)
+    training = ames.between(None, 200712)
+    assert meta["training_window"]["rows"] == len(training.frame)
     assert {"mae", "rmse", "mape", "coverage"} <= set(meta["metrics"])
-    assert len(meta["schema"]["features"]) == 71
+    schema = FeatureSchema.derive(training.frame, training.target, exclude=training.exclude)
+    assert [f["name"] for f in meta["schema"]["features"]] == list(schema.names)
 
 
 def _readyz_after_a_database_check(client: FlaskClient) -> Any:
@@ -278,8 +283,10 @@ def test_readyz_reports_model_and_database(client: FlaskClient) -> None:
     assert response.json["checks"]["model"] == {"ok": True, "version": "v1"}
     database = response.json["checks"]["database"]
     assert database["ok"] is True and database["reachable"] is True
+    assert set(database) == {"ok", "reachable", "checked_seconds_ago"}  # no error: no key
     log = response.json["checks"]["prediction_log"]
     assert log["ok"] is True and log["writer_alive"] is True and log["writer_restarts"] == 0
+    assert list(response.json) == ["status", "checks"] and response.json["status"] == "ready"
 
 
 def test_readyz_fails_when_the_schema_is_not_migrated(make_app: Any, tmp_path: Any) -> None:
