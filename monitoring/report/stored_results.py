@@ -11,7 +11,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 
+from monitoring.check_details import (
+    AccuracyDetails,
+    AnyDetails,
+    CheckError,
+    ClassAccuracyDetails,
+    DataQualityDetails,
+    EstimateDetails,
+    FeatureDriftDetails,
+    FeatureRates,
+    OodDetails,
+)
 from monitoring.report.queries import of_version, overlapping
 from monitoring.report.records import (
     AccuracyKind,
@@ -25,15 +37,16 @@ from monitoring.report.records import (
     Verdict,
     WindowSummary,
 )
+from monitoring.window_result import Check as CheckName
+from monitoring.window_result import parse_details
 from watchkeeper.db.tables import window_results
 
 ResultRow = sa.Row[Any]
-"""A ``window_results`` row as stored. The report reads old and partial rows leniently
-(a field it cannot read is left out of the page), unlike a restarted monitor, which
-validates them (:meth:`monitoring.window_result.WindowResult.from_row`)."""
-
-Details = Mapping[str, Any]
-"""A row's ``details``: a JSON object of each check's own shape."""
+"""A ``window_results`` row as stored. Its details are read into the check's typed
+record (:mod:`monitoring.check_details`, which reads rows of older monitors too); the
+report reads leniently, unlike a restarted monitor
+(:meth:`monitoring.window_result.WindowResult.from_row`): details that fit no record
+leave that row's figures out of the page, and the rest is drawn."""
 
 PAGE = 2000
 """Result rows per query: memory stays bounded however long the period."""
@@ -91,7 +104,7 @@ def read(
     for page in _pages(engine, period):
         for row in page:
             kind = ACCURACY_DETECTORS.get(row.detector)
-            if kind is not None and _details(row).get("task") == "classification":
+            if kind is not None and _is_classifier(_details(row)):
                 class_point = _class_accuracy_point(kind, row)
                 if class_point is not None:
                     class_accuracy.append(class_point)
@@ -140,8 +153,20 @@ def _pages(engine: sa.Engine, period: Period) -> Iterator[Sequence[ResultRow]]:
         after = page[-1].id
 
 
-def _details(row: ResultRow) -> Details:
-    return row.details if isinstance(row.details, dict) else {}
+def _details(row: ResultRow | None) -> AnyDetails | None:
+    """The row's details as their record; None for a row that has none that fits."""
+    if row is None or not isinstance(row.details, Mapping):
+        return None
+    try:
+        return parse_details(CheckName(row.detector), row.details)
+    except (ValueError, ValidationError):  # an unknown check, or details of another shape
+        return None
+
+
+def _is_classifier(details: AnyDetails | None) -> bool:
+    if isinstance(details, EstimateDetails):
+        return details.is_classifier
+    return isinstance(details, ClassAccuracyDetails)
 
 
 def _number(value: Any) -> float | None:
@@ -154,35 +179,31 @@ def _number(value: Any) -> float | None:
 def _check(row: ResultRow | None) -> Check:
     if row is None:
         return Check(Verdict.NO_VERDICT, None)
-    error = _details(row).get("error")
-    if error is not None:
-        return Check(Verdict.ERROR, None, str(error))
+    details = _details(row)
+    if isinstance(details, CheckError):
+        return Check(Verdict.ERROR, None, details.error)
     verdict = {True: Verdict.DRIFT, False: Verdict.NO_DRIFT}.get(row.is_drift, Verdict.NO_VERDICT)
     return Check(verdict, _number(row.score))
 
 
-def _worst(features: Any, reference: Any, rate: str) -> RateOfWorst:
+def _worst(features: FeatureRates, reference: FeatureRates, rate: str) -> RateOfWorst:
     worst = RateOfWorst(0.0, 0.0, None)
-    if not isinstance(features, dict):
-        return worst
-    reference = reference if isinstance(reference, dict) else {}
     for name, rates in features.items():
-        value = _number(rates.get(rate)) if isinstance(rates, dict) else None
-        if value is None:
+        value = _number(rates.get(rate))
+        if value is None:  # the other kind of feature's rate
             continue
-        known = reference.get(name)
-        base = (_number(known.get(rate)) if isinstance(known, dict) else None) or 0.0
-        candidate = RateOfWorst(value, base, str(name))
+        base = _number(reference.get(name, {}).get(rate)) or 0.0
+        candidate = RateOfWorst(value, base, name)
         if candidate.excess > worst.excess:
             worst = candidate
     return worst
 
 
 def _quality(row: ResultRow | None) -> Quality | None:
-    if row is None or "error" in _details(row):
-        return None
     details = _details(row)
-    features, reference = details.get("features"), details.get("reference")
+    if row is None or not isinstance(details, DataQualityDetails):
+        return None
+    features, reference = details.features, details.reference
     return Quality(
         rejected_rate=_number(row.score) or 0.0,
         missing=_worst(features, reference, "missing_rate"),
@@ -194,9 +215,10 @@ def _quality(row: ResultRow | None) -> Quality | None:
 def _summary(rows: dict[str, ResultRow]) -> WindowSummary:
     any_row = next(iter(rows.values()))
     ood = rows.get("ood")
-    ood_ok = ood is not None and "error" not in _details(ood)
+    ood_details = _details(ood)
     drift = rows.get("feature_drift")
-    drifted = _details(drift).get("drifted", []) if drift is not None else []
+    drift_details = _details(drift)
+    drifted = drift_details.drifted if isinstance(drift_details, FeatureDriftDetails) else []
     return WindowSummary(
         window_id=any_row.window_id,
         model_version=any_row.model_version,
@@ -208,9 +230,15 @@ def _summary(rows: dict[str, ResultRow]) -> WindowSummary:
         dataset_drift=_check(drift),
         output_drift=_check(rows.get("output_drift")),
         multivariate_drift=_check(rows.get("multivariate_drift")),
-        drifted_features=tuple(str(f) for f in drifted) if isinstance(drifted, list) else (),
-        ood_fraction=_number(ood.score) if ood_ok else None,
-        ood_threshold=_number(_details(ood).get("threshold")) if ood_ok else None,
+        drifted_features=tuple(drifted),
+        ood_fraction=(
+            _number(ood.score)
+            if ood is not None and not isinstance(ood_details, CheckError)
+            else None
+        ),
+        ood_threshold=(
+            _number(ood_details.threshold) if isinstance(ood_details, OodDetails) else None
+        ),
         quality=_quality(rows.get("data_quality")),
     )
 
@@ -219,45 +247,46 @@ def _feature_tests(row: ResultRow | None) -> FeatureTests | None:
     if row is None or row.is_drift is None:
         return None
     details = _details(row)
-    p_values = _numbers(details.get("p_values"))
-    threshold = _number(details.get("threshold"))
+    if not isinstance(details, FeatureDriftDetails):
+        return None
+    p_values = _numbers(details.p_values)
+    threshold = _number(details.threshold)
     if not p_values or threshold is None:
         return None
-    drifted = details.get("drifted", [])
     return FeatureTests(
         window_id=row.window_id,
         model_version=row.model_version,
         first_seq=int(row.first_seq),
         last_seq=int(row.last_seq),
         p_values=p_values,
-        statistics=_numbers(details.get("distances")),
+        statistics=_numbers(details.distances),
         threshold=threshold,
-        drifted=tuple(str(f) for f in drifted) if isinstance(drifted, list) else (),
+        drifted=tuple(details.drifted),
     )
 
 
-def _numbers(value: Any) -> dict[str, float]:
-    if not isinstance(value, dict):
-        return {}
-    return {str(k): number for k, v in value.items() if (number := _number(v)) is not None}
+def _numbers(value: Mapping[str, float]) -> dict[str, float]:
+    """The finite figures of ``value``."""
+    return {k: number for k, v in value.items() if (number := _number(v)) is not None}
 
 
 def _accuracy_point(kind: AccuracyKind, row: ResultRow) -> AccuracyPoint | None:
     details = _details(row)
+    # a realised figure's details; an estimate's hold neither labels nor validation
+    figures = details if isinstance(details, AccuracyDetails) else None
     mae = _number(row.score)
-    if mae is None:
-        mae = _number(details.get("mae"))
-    if mae is None:  # an error result, or nothing to draw
+    if mae is None and figures is not None:
+        mae = _number(figures.mae)
+    if mae is None or isinstance(details, CheckError):  # an error, or nothing to draw
         return None
-    labels = details.get("labels")
     return AccuracyPoint(
         kind=kind,
         model_version=row.model_version,
         started_at=row.started_at,
         ended_at=row.ended_at,
         mae=mae,
-        labels=int(labels) if isinstance(labels, int) else None,
-        validation_mae=_number(details.get("validation_mae")),
+        labels=None if figures is None else figures.labels,
+        validation_mae=None if figures is None else _number(figures.validation_mae),
     )
 
 
@@ -267,25 +296,18 @@ def _class_accuracy_point(kind: AccuracyKind, row: ResultRow) -> ClassAccuracyPo
     accuracy = _number(row.score)
     if accuracy is None:  # an error result, or a window without an estimate
         return None
-    labels = details.get("labels")
+    realised = details if isinstance(details, ClassAccuracyDetails) else None
     figures = None
-    if kind is not AccuracyKind.ESTIMATED:
-        values = {
-            key: _number(details.get(key))
-            for key in ("log_loss", "brier", "set_coverage", "set_size", "ece")
-        }
-        if all(v is not None for v in values.values()):
-            recall = _numbers(details.get("recall"))
-            unknown = details.get("unknown_labels")
-            figures = ClassFigures(
-                log_loss=values["log_loss"] or 0.0,
-                brier=values["brier"] or 0.0,
-                set_coverage=values["set_coverage"] or 0.0,
-                set_size=values["set_size"] or 0.0,
-                ece=values["ece"] or 0.0,
-                recall=tuple(sorted(recall.items())),
-                unknown_labels=unknown if isinstance(unknown, int) else 0,
-            )
+    if kind is not AccuracyKind.ESTIMATED and realised is not None:
+        figures = ClassFigures(
+            log_loss=realised.log_loss,
+            brier=realised.brier,
+            set_coverage=realised.set_coverage,
+            set_size=realised.set_size,
+            ece=realised.ece,
+            recall=tuple(sorted(_numbers(realised.recall).items())),
+            unknown_labels=realised.unknown_labels,
+        )
     return ClassAccuracyPoint(
         kind=kind,
         model_version=row.model_version,
@@ -293,7 +315,7 @@ def _class_accuracy_point(kind: AccuracyKind, row: ResultRow) -> ClassAccuracyPo
         started_at=row.started_at,
         ended_at=row.ended_at,
         accuracy=accuracy,
-        labels=int(labels) if isinstance(labels, int) else None,
-        validation_accuracy=_number(details.get("validation_accuracy")),
+        labels=None if realised is None else realised.labels,
+        validation_accuracy=None if realised is None else _number(realised.validation_accuracy),
         figures=figures,
     )
