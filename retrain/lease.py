@@ -33,6 +33,20 @@ RENEWALS_PER_LEASE = 3
 log = logging.getLogger(__name__)
 
 
+def lease_held(connection: sa.Connection, now: datetime) -> bool:
+    """Whether a live job holds the lease at ``now`` (held and not expired)."""
+    held = connection.execute(
+        sa.select(sa.func.count())
+        .select_from(retrain_lease)
+        .where(
+            retrain_lease.c.name == LEASE,
+            retrain_lease.c.holder.is_not(None),
+            retrain_lease.c.expires_at >= now,
+        )
+    ).scalar()
+    return bool(held)
+
+
 class LeaseLost(WatchkeeperError):
     """Another job holds the lease this job started with: this job must not register
     or promote anything."""

@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from retrain.lease import LEASE
+from retrain.lease import lease_held
 from retrain.recovery import ABANDONED_RUNS
 from watchkeeper.db.positions import pruned_runs, read_position
-from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
+from watchkeeper.db.tables import retrain_requests, retrain_runs
 from watchkeeper.retrain_status import FINISHED_OUTCOMES, RequestStatus, RunOutcome
 
 # Outcomes a run ends with. "running" is not one: a counter of running runs would go
@@ -56,15 +56,7 @@ def read_snapshot(engine: sa.Engine) -> RunsSnapshot:
             counts[outcome] = counts.get(outcome, 0) + n
         # a run recorded as running counts only while a job holds the lease: the row of
         # a job that crashed stays "running" forever
-        lease_held = connection.execute(
-            sa.select(sa.func.count())
-            .select_from(retrain_lease)
-            .where(
-                retrain_lease.c.name == LEASE,
-                retrain_lease.c.holder.is_not(None),
-                retrain_lease.c.expires_at >= now,
-            )
-        ).scalar()
+        held = lease_held(connection, now)
         last = connection.execute(
             sa.select(retrain_runs.c.started_at, retrain_runs.c.finished_at)
             .where(retrain_runs.c.finished_at.is_not(None))
@@ -84,7 +76,7 @@ def read_snapshot(engine: sa.Engine) -> RunsSnapshot:
         abandoned = read_position(connection, ABANDONED_RUNS) or 0
     return RunsSnapshot(
         finished={str(outcome): int(counts.get(outcome, 0)) for outcome in OUTCOMES},
-        in_progress=1 if lease_held and counts.get(RunOutcome.RUNNING) else 0,
+        in_progress=1 if held and counts.get(RunOutcome.RUNNING) else 0,
         pending_requests=int(pending or 0),
         last_duration_seconds=(
             (last.finished_at - last.started_at).total_seconds() if last is not None else None

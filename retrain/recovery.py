@@ -24,10 +24,10 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from retrain.lease import LEASE, Lease, TakenOver
+from retrain.lease import Lease, TakenOver, lease_held
 from watchkeeper import retrain_queue
 from watchkeeper.db.positions import read_position, write_position
-from watchkeeper.db.tables import retrain_lease, retrain_runs
+from watchkeeper.db.tables import retrain_runs
 from watchkeeper.retrain_status import RequestStatus, RunOutcome
 
 ABANDONED_RUNS = "retrain.abandoned_runs"
@@ -119,16 +119,7 @@ def left_behind(engine: sa.Engine, now: datetime | None = None) -> bool:
     are, and no holder keeps the lease (a live job's own are not left behind)."""
     now = now or datetime.now(UTC)
     with engine.connect() as connection:
-        held = connection.execute(
-            sa.select(sa.func.count())
-            .select_from(retrain_lease)
-            .where(
-                retrain_lease.c.name == LEASE,
-                retrain_lease.c.holder.is_not(None),
-                retrain_lease.c.expires_at >= now,
-            )
-        ).scalar()
-        if held:
+        if lease_held(connection, now):
             return False
         run = connection.execute(
             sa.select(retrain_runs.c.id).where(retrain_runs.c.outcome == RunOutcome.RUNNING)
