@@ -96,8 +96,8 @@ class OutputDriftDetails(SampledDetails):
 
     distance: float
     non_finite_predictions: int | None = None
-    """A regression model's NaN or infinite predictions, left out of the test (results
-    stored before they were counted lack it)."""
+    """NaN or infinite predictions (a classifier's: a probability), left out of the
+    test (results stored before they were counted lack it)."""
     class_p_value: float | None = None
     reference_shares: list[float] | None = None
     window_shares: list[float] | None = None
@@ -118,6 +118,9 @@ class EstimateDetails(SampledDetails):
     estimated_mae: float | None = None
     estimated_accuracy: float | None = None
     n_rows: int
+    non_finite_predictions: int | None = None
+    """A classifier's rows left out: a probability was NaN or infinite (results stored
+    before they were counted lack it)."""
     reason: str | None = None
 
     @property
@@ -155,18 +158,23 @@ class ClassAccuracyDetails(CheckDetails):
 
     task: Literal[Task.CLASSIFICATION] = Task.CLASSIFICATION
     labels: int
-    accuracy: float
+    # null when no labelled prediction had a class (a probability NaN or infinite):
+    # the figures are NaN, stored as null
+    accuracy: float | None
     accuracy_lower_bound: float
     accuracy_upper_bound: float
-    log_loss: float
-    brier: float
-    set_coverage: float
-    set_size: float
-    ece: float
+    log_loss: float | None
+    brier: float | None
+    set_coverage: float | None
+    set_size: float | None
+    ece: float | None
     recall: dict[str, float]
     unknown_labels: int = 0
-    label_delay_seconds_median: float
-    label_delay_seconds_max: float
+    label_delay_seconds_median: float | None
+    label_delay_seconds_max: float | None
+    non_finite_predictions: int = 0
+    """Labelled predictions left out: a probability NaN or infinite (older results lack
+    it)."""
     labelled_share: float | None = None
     confidence: float | None = None
     validation_accuracy: float | None = None

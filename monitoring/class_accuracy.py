@@ -75,6 +75,23 @@ def true_labels(labelled: pd.DataFrame) -> list[str]:
     ]
 
 
+def finite_class_rows(rows: pd.DataFrame) -> np.ndarray:
+    """Each row: it has a predicted class. A row whose class probabilities the model
+    returned as NaN or an infinity has none: serving logs its class as NaN and those
+    probabilities as ``null`` (JSON has no such number); a row logged before that kept
+    an arbitrary class (an argmax over NaN) beside its ``null`` probabilities. Neither
+    can be judged, tested for drift or scored by its confidence."""
+    finite = np.isfinite(rows["prediction"].to_numpy(dtype=np.float64))
+    if "probabilities" in rows:
+        isfinite = math.isfinite
+        for i, stored in enumerate(rows["probabilities"].tolist()):
+            if isinstance(stored, list | tuple) and not all(
+                p is not None and isfinite(p) for p in stored
+            ):
+                finite[i] = False
+    return finite
+
+
 def class_predictions(rows: pd.DataFrame, version: ClassVersion) -> ClassPredictions:
     """The rows' predictions as served: stored probabilities, prediction sets recomputed
     from them. A row logged without probabilities counts as certain of its predicted
@@ -117,11 +134,21 @@ class ClassificationAccuracy:
     """Labels of a class the model never saw (counted wrong)."""
     label_delay_seconds_median: float
     label_delay_seconds_max: float
+    non_finite_predictions: int = 0
+    """Labelled predictions left out: the model returned a class probability as NaN or
+    an infinity, so there was no class to judge (:func:`finite_class_rows`). With none
+    left, the figures are NaN."""
 
     @classmethod
     def of(
         cls, labelled: pd.DataFrame, version: ClassVersion, *, confidence: float
     ) -> ClassificationAccuracy:
+        finite = finite_class_rows(labelled)
+        non_finite = int(finite.size - np.count_nonzero(finite))
+        if non_finite:
+            labelled = labelled[finite]
+            if labelled.empty:
+                return cls.unmeasured(non_finite)
         actual = true_labels(labelled)
         predicted = class_predictions(labelled, version)
         metrics = classification_metrics(actual, predicted)
@@ -147,7 +174,15 @@ class ClassificationAccuracy:
             unknown_labels=sum(label not in known for label in actual),
             label_delay_seconds_median=float(np.median(delay)),
             label_delay_seconds_max=float(np.max(delay)),
+            non_finite_predictions=non_finite,
         )
+
+    @classmethod
+    def unmeasured(cls, non_finite: int) -> ClassificationAccuracy:
+        """No labelled prediction with a class: nothing measured (the accuracy within
+        [0, 1], as :func:`wilson_interval` says of no labels)."""
+        nan = math.nan
+        return cls(0, nan, 0.0, 1.0, nan, nan, nan, nan, nan, {}, 0, nan, nan, non_finite)
 
     def as_details(self, **extra: float | None) -> ClassAccuracyDetails:
         """Stored as a result's details; ``task`` tells readers (metrics, the trigger,

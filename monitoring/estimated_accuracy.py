@@ -30,6 +30,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from monitoring.check_details import EstimateDetails
+from monitoring.class_accuracy import finite_class_rows
 from monitoring.log_reader import features_of
 from monitoring.window_result import WindowResult
 from monitoring.windows import Window
@@ -58,6 +59,8 @@ class WindowEstimate:
     reason: str | None = None
     estimated_accuracy: float | None = None
     task: Task = Task.REGRESSION
+    non_finite_predictions: int = 0
+    """A classifier's rows left out: a class probability was NaN or an infinity."""
 
     @property
     def score(self) -> float | None:
@@ -75,6 +78,7 @@ class WindowEstimate:
                 task=self.task,
                 estimated_accuracy=self.estimated_accuracy,
                 n_rows=self.n_rows,
+                non_finite_predictions=self.non_finite_predictions,
                 **reason,
             )
         return EstimateDetails(estimated_mae=self.estimated_mae, n_rows=self.n_rows, **reason)
@@ -146,17 +150,28 @@ class AccuracyEstimator:
         self, window: Window, rows: pd.DataFrame, features: pd.DataFrame, record: VersionMetadata
     ) -> WindowEstimate:
         assert record.confidence_calibration is not None  # the metadata's validator
+        # rows whose probabilities were NaN or infinite have no confidence: left out
+        finite = finite_class_rows(rows)
+        if not finite.all():
+            rows, features = rows[finite], features[finite]
         confidence = self.confidence(
             window.model_version, rows, features, len(record.classes or ())
         )
-        expected = record.confidence_calibration.spec().expected_accuracy(confidence)
+        scored = np.isfinite(confidence)  # a row predicted again may be NaN too
+        non_finite = int(finite.size - np.count_nonzero(scored))
+        estimate = None
+        if scored.any():
+            calibration = record.confidence_calibration.spec()
+            estimate = float(np.mean(calibration.expected_accuracy(confidence[scored])))
         return WindowEstimate(
             window.window_id,
             window.model_version,
             len(window.rows),
             None,
-            estimated_accuracy=float(np.mean(expected)),
+            reason=None if estimate is not None else "no prediction with a class to score",
+            estimated_accuracy=estimate,
             task=Task.CLASSIFICATION,
+            non_finite_predictions=non_finite,
         )
 
     def confidence(
@@ -199,6 +214,7 @@ def read_estimates(engine: sa.Engine, model_version: str | None = None) -> list[
             reason=details.reason,
             estimated_accuracy=details.estimated_accuracy,
             task=details.task,
+            non_finite_predictions=details.non_finite_predictions or 0,
         )
         for result in results
         if (details := result.details_as(EstimateDetails)) is not None

@@ -56,7 +56,7 @@ from monitoring.check_details import (
     OutputDriftDetails,
     SampledDetails,
 )
-from monitoring.class_accuracy import ClassificationAccuracy, ClassVersion
+from monitoring.class_accuracy import ClassificationAccuracy, ClassVersion, finite_class_rows
 from monitoring.detectors import DetectorSuite
 from monitoring.estimated_accuracy import AccuracyEstimator
 from monitoring.log_reader import LogReader, features_of
@@ -351,11 +351,18 @@ class Monitor:
 
         def output_drift() -> CheckOutcome:
             if suite.is_classifier:
+                # rows with a NaN or infinite probability have no class: left out, counted
+                finite = finite_class_rows(rows)
+                non_finite = int(finite.size - np.count_nonzero(finite))
+                judged = rows[finite] if non_finite else rows
                 classes = suite.class_output_drift(
-                    rows["prediction"].to_numpy(dtype=np.float64).round(),
-                    _stored_probabilities(rows),
+                    judged["prediction"].to_numpy(dtype=np.float64).round(),
+                    _stored_probabilities(judged),
                 )
-                return CheckOutcome(classes.is_drift, classes.p_value, classes.details())
+                details = classes.details().model_copy(
+                    update={"non_finite_predictions": non_finite}
+                )
+                return CheckOutcome(classes.is_drift, classes.p_value, details)
             predicted = rows["prediction"].to_numpy(dtype=np.float64)
             # NaN or an infinity the model returned: left out of the test and counted
             finite = np.isfinite(predicted)

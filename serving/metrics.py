@@ -116,8 +116,9 @@ class ServingMetrics:
         # its sum for good): they are counted here.
         self.non_finite_predictions = Counter(
             "watchkeeper_non_finite_predictions",
-            "Regression predictions whose value or interval bound the model returned as "
-            "NaN or an infinity, by model version (answered as null, logged as returned).",
+            "Predictions the model returned as NaN or an infinity (a regression model's "
+            "value or interval bound, a classifier's class probability), by model version "
+            "(answered as null, logged as returned; a classifier's class as NaN).",
             ["model_version"],
             registry=registry,
         )

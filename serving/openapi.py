@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
@@ -131,37 +131,78 @@ def _columns(schema: FeatureSchema | None, max_batch_size: int) -> OpenApiJson:
     }
 
 
-def _label(classes: Sequence[Any]) -> OpenApiJson:
-    """A class label: one of the served classifier's, or any JSON scalar."""
-    return {"enum": list(classes)} if classes else {"type": _LABEL_TYPES}
+def _label(classes: Sequence[Any], *, nullable: bool = False) -> OpenApiJson:
+    """A class label: one of the served classifier's, or any JSON scalar (or null)."""
+    if classes:
+        return {"enum": [*classes, None] if nullable else list(classes)}
+    return {"type": [*_LABEL_TYPES, "null"] if nullable else _LABEL_TYPES}
+
+
+def _by_class(texts: list[str], value: OpenApiJson, description: str) -> OpenApiJson:
+    """An object with one ``value`` per class, keyed by label text: every class when
+    ``texts`` are known, any keys otherwise."""
+    keyed: OpenApiJson = {
+        "type": "object",
+        "description": description,
+        "additionalProperties": value,
+    }
+    if texts:
+        keyed["properties"] = {text: value for text in texts}
+        keyed["required"] = texts
+        keyed["additionalProperties"] = False
+    return keyed
+
+
+def _class_non_finite(texts: list[str]) -> OpenApiJson:
+    """A classifier item's ``non_finite``: null, or the probabilities the model returned
+    as NaN or an infinity, by class."""
+    name = {"enum": list(get_args(api_models.NonFiniteName))}
+    named = _by_class(texts, name, "What each such probability was.")
+    named.pop("required", None)  # only the classes whose probability was not a number
+    named["minProperties"] = 1
+    return {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {"probabilities": named},
+                "required": ["probabilities"],
+                "additionalProperties": False,
+            },
+            {"type": "null"},
+        ],
+        "description": "null when every class probability is a number. Otherwise the "
+        "probabilities the model returned as NaN or an infinity (JSON has no such "
+        'numbers, so they are null), each with what it was, e.g. {"probabilities": '
+        '{"yes": "NaN", "no": "NaN"}}; the item then has no class (prediction and '
+        "prediction_set.labels are null). The prediction log stores the class as NaN.",
+    }
 
 
 def _class_item(classes: Sequence[Any]) -> OpenApiJson:
-    probability = {"type": "number", "minimum": 0, "maximum": 1}
-    probabilities: OpenApiJson = {
-        "type": "object",
-        "description": "Each class's probability, keyed by the class label as text "
-        '(1 and true become "1" and "True"); they sum to 1.',
-        "additionalProperties": probability,
-    }
-    if classes:
-        texts = [label_text(c) for c in classes]
-        probabilities["properties"] = {text: probability for text in texts}
-        probabilities["required"] = texts
-        probabilities["additionalProperties"] = False
+    probability = {"anyOf": [{"type": "number", "minimum": 0, "maximum": 1}, {"type": "null"}]}
+    texts = [label_text(c) for c in classes]
+    probabilities = _by_class(
+        texts,
+        probability,
+        "Each class's probability, keyed by the class label as text "
+        '(1 and true become "1" and "True"); they sum to 1. null when the model returned '
+        "NaN or an infinity (named in non_finite).",
+    )
     return {
         "type": "object",
         "properties": {
             "id": {"type": "string", "description": "Prediction id, used for feedback."},
             "prediction": {
-                **_label(classes),
-                "description": "The predicted class: the most probable one.",
+                **_label(classes, nullable=True),
+                "description": "The predicted class: the most probable one; null when a "
+                "class probability is not a number (named in non_finite).",
             },
             "probabilities": probabilities,
             "prediction_set": _ref("PredictionSet"),
             "ood": _OOD_FIELD,
+            "non_finite": _class_non_finite(texts),
         },
-        "required": ["id", "prediction", "probabilities", "prediction_set", "ood"],
+        "required": ["id", "prediction", "probabilities", "prediction_set", "ood", "non_finite"],
     }
 
 
@@ -259,9 +300,15 @@ def _components(
         "PredictionSet": {
             "type": "object",
             "description": "The classes a conformal prediction set holds: it contains the "
-            "true class with probability level (nominal), and always the predicted class.",
+            "true class with probability level (nominal), and always the predicted class. "
+            "labels is null when the item has no class (a probability is not a number).",
             "properties": {
-                "labels": {"type": "array", "items": _label(classes), "minItems": 1},
+                "labels": {
+                    "anyOf": [
+                        {"type": "array", "items": _label(classes), "minItems": 1},
+                        {"type": "null"},
+                    ]
+                },
                 "level": {"type": "number", "description": "Nominal coverage, e.g. 0.9."},
             },
             "required": ["labels", "level"],

@@ -90,8 +90,13 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         entry.single = validated.single
         entry.columns = validated.columns
         if isinstance(predicted, ClassPredictions):
-            # a class is logged as its index (lower = upper = it) and its probabilities
+            # a class is logged as its index (lower = upper = it) and its probabilities;
+            # a row with a NaN or infinite probability has no class: NaN (the
+            # probabilities JSON holds null for such a number)
             index = predicted.index.astype(np.float64)
+            finite = predicted.finite
+            if not finite.all():
+                index[~finite] = np.nan
             entry.values, entry.lower, entry.upper = index, index, index
             entry.probabilities = predicted.probabilities
         else:

@@ -49,19 +49,29 @@ class RegressionItem(TypedDict):
 
 
 class PredictionSetBody(TypedDict):
-    labels: list[Label]
+    labels: list[Label] | None
+    """None when the item has no class (a probability is not a number)."""
     level: float
+
+
+class ClassNonFinite(TypedDict):
+    """The class probabilities the model returned as NaN or an infinity (null in the
+    body), by label text: ``{"probabilities": {"low": "NaN"}}``."""
+
+    probabilities: dict[str, NonFiniteName]
 
 
 class ClassItem(TypedDict):
     """One classifier prediction: the class, each class's probability by label text,
-    the prediction set."""
+    the prediction set. With a NaN or infinite probability there is no class:
+    ``prediction`` and the set's labels are None, and ``non_finite`` names it."""
 
     id: str
-    prediction: Label
+    prediction: Label | None
     probabilities: dict[str, float]
     prediction_set: PredictionSetBody
     ood: OodBody | None
+    non_finite: ClassNonFinite | None
 
 
 class SingleRegression(ResponseHead, RegressionItem):

@@ -15,7 +15,13 @@ from watchkeeper.task import label_text
 
 if TYPE_CHECKING:
     from serving.ood_scoring import OodScores
-    from serving.response_bodies import ClassItem, OodBody, RegressionItem, ResponseHead
+    from serving.response_bodies import (
+        ClassItem,
+        ClassNonFinite,
+        OodBody,
+        RegressionItem,
+        ResponseHead,
+    )
     from watchkeeper.classification import ClassPredictions
 
 _FEW = 32  # rows checked one by one: below this, a NumPy call costs more
@@ -134,15 +140,30 @@ def _items(
     ]
 
 
+def class_non_finite(texts: list[str], probabilities: list[float]) -> ClassNonFinite | None:
+    """A classifier item's ``non_finite``: ``{"probabilities": {<label text>: "NaN",
+    ...}}`` naming each probability the model returned as NaN or an infinity (the item
+    then has no class: its ``prediction`` and set labels are null); None when all are
+    numbers."""
+    if all(map(math.isfinite, probabilities)):
+        return None
+    named = zip(texts, probabilities, strict=True)
+    return {"probabilities": {t: non_finite_name(p) for t, p in named if not math.isfinite(p)}}
+
+
 def class_prediction_items(
     ids: list[str], predicted: ClassPredictions, level: float, ood: OodScores | None
 ) -> list[ClassItem]:
     """A classifier's predictions: ``{"id", "prediction": <label>, "probabilities":
-    {<label text>: p, ...}, "prediction_set": {"labels": [...], "level"}, "ood"}``
-    each. Plain dicts for orjson: with a handful of classes they cost a fraction of
-    ``predict_proba`` itself."""
+    {<label text>: p, ...}, "prediction_set": {"labels": [...], "level"}, "ood",
+    "non_finite"}`` each. Plain dicts for orjson: with a handful of classes they cost a
+    fraction of ``predict_proba`` itself. A row with a probability that is NaN or
+    infinite has no class: ``prediction`` and the set's ``labels`` are null, that
+    probability is null (JSON has no such number) and ``non_finite`` names it."""
     classes = predicted.classes
     texts = [label_text(c) for c in classes]
+    probabilities = predicted.probabilities.tolist()
+    non_finite = [class_non_finite(texts, p) for p in probabilities]
     oods: list[OodBody | None] = (
         [None] * len(ids)
         if ood is None
@@ -154,17 +175,19 @@ def class_prediction_items(
     return [
         {
             "id": i,
-            "prediction": classes[k],
-            "probabilities": dict(zip(texts, p, strict=True)),
-            "prediction_set": {"labels": list(compress(classes, m)), "level": level},
+            "prediction": None if n else classes[k],
+            "probabilities": dict(zip(texts, p, strict=True)),  # NaN, inf: null
+            "prediction_set": {"labels": None if n else list(compress(classes, m)), "level": level},
             "ood": o,
+            "non_finite": n,
         }
-        for i, k, p, m, o in zip(
+        for i, k, p, m, o, n in zip(
             ids,
             predicted.index.tolist(),
-            predicted.probabilities.tolist(),
+            probabilities,
             predicted.members.tolist(),
             oods,
+            non_finite,
             strict=True,
         )
     ]

@@ -43,10 +43,16 @@ class PredictionSetSpec:
     threshold: float
 
     def members(self, probabilities: np.ndarray) -> np.ndarray:
-        """A boolean (rows, classes) mask: each row's prediction set."""
+        """A boolean (rows, classes) mask: each row's prediction set. A row with a
+        probability that is NaN or infinite has none (no class is predicted for it:
+        :attr:`ClassPredictions.finite`), so its mask is all False."""
         members = probabilities >= self.threshold
         if len(probabilities):
-            members[np.arange(len(probabilities)), probabilities.argmax(axis=1)] = True
+            finite = np.isfinite(probabilities).all(axis=1)
+            rows = np.arange(len(probabilities))
+            members[rows, probabilities.argmax(axis=1)] = True
+            if not finite.all():
+                members[~finite] = False
         return members
 
 
@@ -67,7 +73,11 @@ class ConfidenceCalibration:
 @dataclass(frozen=True)
 class ClassPredictions:
     """Each row's predicted class (``index`` into ``classes``), its class probabilities
-    (columns in ``classes`` order) and its prediction set (``members``)."""
+    (columns in ``classes`` order) and its prediction set (``members``).
+
+    A model may return NaN (or an infinity) as a probability, e.g. a softmax of
+    overflowing decision values: such a row has no predicted class, whatever ``index``
+    (an argmax over NaN) says; ``finite`` tells them apart."""
 
     classes: tuple[Any, ...]
     probabilities: np.ndarray
@@ -76,6 +86,11 @@ class ClassPredictions:
     @property
     def index(self) -> np.ndarray:
         return self.probabilities.argmax(axis=1)
+
+    @property
+    def finite(self) -> np.ndarray:
+        """Each row: all its probabilities are numbers (it has a predicted class)."""
+        return np.isfinite(self.probabilities).all(axis=1)
 
     @property
     def confidence(self) -> np.ndarray:

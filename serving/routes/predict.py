@@ -120,11 +120,18 @@ def _observe(metrics: ServingMetrics, version: str, predicted: Predictions) -> N
 
 def _observe_classes(metrics: ServingMetrics, version: str, predicted: ClassPredictions) -> None:
     """Counts by predicted class; the value histogram is left alone (its buckets are
-    a regression target's, and a class index is no quantity)."""
+    a regression target's, and a class index is no quantity). A row whose
+    probabilities are not all numbers has no class: counted as non-finite instead."""
     n = len(predicted.probabilities)
     metrics.predictions.labels(version).inc(n)
     metrics.batch_size.observe(n)
-    counts = np.bincount(predicted.index, minlength=len(predicted.classes))
+    index = predicted.index
+    finite = predicted.finite
+    non_finite = n - int(np.count_nonzero(finite))
+    if non_finite:
+        metrics.non_finite_predictions.labels(version).inc(non_finite)
+        index = index[finite]
+    counts = np.bincount(index, minlength=len(predicted.classes))
     for label, count in zip(predicted.classes, counts.tolist(), strict=True):
         if count:
             metrics.predicted_class.labels(version, label_text(label)).inc(count)

@@ -1,7 +1,9 @@
 """A window holding predictions the model returned as NaN or an infinity (logged as
 they were, see tests/serving/test_non_finite_predictions.py) is evaluated like any other:
 those rows are left out of the output drift test and of the accuracy figures, and
-counted there, instead of turning the window's figures into NaN or infinity."""
+counted there, instead of turning the window's figures into NaN or infinity. A
+classifier's row whose class probabilities were not numbers is left out of its output
+drift, accuracy estimate and accuracy alike."""
 
 from __future__ import annotations
 
@@ -11,12 +13,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 
+from monitoring.class_accuracy import ClassificationAccuracy, ClassVersion
 from monitoring.monitor import Monitor
+from tests.monitoring.classifier_log import (
+    NOW,
+    classifier_of,
+    draw,
+    outcomes,
+    write_labels,
+    write_rows,
+)
 from tests.monitoring.test_monitor import _results, _write_log
+from watchkeeper.classification import PredictionSetSpec
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.tables import feedback
+from watchkeeper.db.tables import feedback, predictions
+from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
 
@@ -67,3 +81,99 @@ def test_a_window_with_non_finite_predictions_is_evaluated_without_them(
     assert accuracy["details"]["labels"] == 97
     assert accuracy["details"]["non_finite_predictions"] == 3
     assert sum(monitor.status.window_errors.values()) == 0
+
+
+# -- a classifier ----------------------------------------------------------------------
+
+# Rows whose class probabilities the model returned as NaN: serving logs the class as
+# NaN and the probabilities as null (JSON has no NaN); the legacy row was logged before
+# that, with the arbitrary class argmax made of NaN (0) and the same null probabilities.
+NAN_CLASS_ROWS = (10, 20)
+LEGACY_ROW = 30
+
+
+def _log_non_finite_classes(engine: sa.Engine, ids: list[str], n_classes: int) -> None:
+    nulls = [None] * n_classes
+    with engine.begin() as connection:
+        for i in NAN_CLASS_ROWS:
+            connection.execute(
+                predictions.update()
+                .where(predictions.c.prediction_id == ids[i])
+                .values(prediction=math.nan, lower=math.nan, upper=math.nan, probabilities=nulls)
+            )
+        connection.execute(
+            predictions.update()
+            .where(predictions.c.prediction_id == ids[LEGACY_ROW])
+            .values(prediction=0.0, lower=0.0, upper=0.0, probabilities=nulls)
+        )
+
+
+def test_a_classifier_window_with_non_finite_probabilities_is_evaluated_without_them(
+    database_url: str, class_settings: Settings, classifier_trained: TrainedModel
+) -> None:
+    """On SQLite and PostgreSQL: the rows whose probabilities were not numbers are left
+    out of the class output drift, the accuracy estimate and the window's and rolling
+    accuracy, and counted in each one's details."""
+    settings = class_settings.replace(database_url=database_url)
+    engine = create_engine(database_url)
+    monitor = Monitor(settings, engine, ModelRegistry(settings.storage.registry_path))
+    model = classifier_of(classifier_trained)
+    frame, p = draw(500, seed=43)
+    truth = outcomes(p, seed=44)
+    bad = {*NAN_CLASS_ROWS, LEGACY_ROW}
+    try:
+        ids = write_rows(engine, model, frame)
+        _log_non_finite_classes(engine, ids, len(model.classes))
+        write_labels(engine, ids[:100], truth[:100])
+        assert monitor.run_once() == 1
+        by_check = {
+            check: [r for r in _results(settings) if r["detector"] == check]
+            for check in ("accuracy", "accuracy_rolling", "estimated_accuracy", "output_drift")
+        }
+    finally:
+        engine.dispose()
+
+    predicted = model.predict(frame)
+    kept = [i for i in range(500) if i not in bad]
+    for check, results in by_check.items():
+        assert len(results) == 1, check
+        assert "error" not in results[0]["details"], (check, results[0]["details"])
+        assert results[0]["details"]["non_finite_predictions"] == 3, check
+    (output,) = by_check["output_drift"]
+    expected = monitor.suite("v1").class_output_drift(
+        predicted.index[kept], predicted.probabilities[kept]
+    )
+    assert output["score"] == pytest.approx(expected.p_value)
+    assert output["details"]["window_shares"] == pytest.approx(expected.window_shares)
+    (estimate,) = by_check["estimated_accuracy"]
+    calibrated = model.calibration.expected_accuracy(predicted.confidence[kept])
+    assert estimate["score"] == pytest.approx(float(calibrated.mean()))
+    labels = predicted.labels
+    right = sum(labels[i] == truth[i] for i in range(100) if i not in bad)
+    for check in ("accuracy", "accuracy_rolling"):
+        (accuracy,) = by_check[check]
+        assert accuracy["details"]["labels"] == 97, check
+        assert accuracy["score"] == pytest.approx(right / 97), check
+    assert sum(monitor.status.window_errors.values()) == 0
+
+
+def test_labels_of_classless_predictions_alone_measure_nothing() -> None:
+    """Every labelled prediction without a class: no figure (NaN), the accuracy only
+    known to be within [0, 1], and the rows counted."""
+    version = ClassVersion(("a", "b"), PredictionSetSpec(level=0.9, threshold=0.2))
+    labelled = pd.DataFrame(
+        {
+            "prediction": [math.nan, 0.0],  # served with no class; logged before that
+            "probabilities": [[None, None], [None, 0.5]],
+            "actual": [None, None],
+            "label": ["a", "b"],
+            "created_at": [NOW, NOW],
+            "received_at": [NOW, NOW],
+        }
+    )
+
+    figures = ClassificationAccuracy.of(labelled, version, confidence=0.99)
+
+    assert figures.labels == 0 and figures.non_finite_predictions == 2
+    assert math.isnan(figures.accuracy) and math.isnan(figures.log_loss)
+    assert (figures.accuracy_lower_bound, figures.accuracy_upper_bound) == (0.0, 1.0)

@@ -71,7 +71,9 @@ def test_a_single_record_is_answered_with_a_class_probabilities_and_a_set(
         "probabilities",
         "prediction_set",
         "ood",
+        "non_finite",
     }
+    assert body["non_finite"] is None
     assert body["id"] == body["request_id"] and body["model_version"] == "v1"
     assert isinstance(body["prediction"], str)
     _check_item(body, _classifier(classifier_app))

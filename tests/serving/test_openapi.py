@@ -123,7 +123,10 @@ def test_a_classifiers_responses_match_its_document(
     feedback.validate(labelled)
     assert labelled["known_class"] is False
     schemas = spec["components"]["schemas"]
-    assert schemas["ClassPrediction"]["properties"]["prediction"]["enum"] == ["high", "low", "mid"]
+    # null: no class, when a probability is NaN or infinite (tests/serving/
+    # test_non_finite_predictions.py validates such an answer against the document)
+    prediction = schemas["ClassPrediction"]["properties"]["prediction"]
+    assert prediction["enum"] == ["high", "low", "mid", None]
     assert schemas["PredictionItem"] == schemas["ClassPrediction"]
     # a regression answer is not what this server gives
     assert not predict.is_valid({**single, "prediction": 1.5})
@@ -179,6 +182,27 @@ def test_with_no_model_either_prediction_shape_is_documented() -> None:
             "probabilities": {"low": 1.0},
             "prediction_set": {"labels": ["low"], "level": 0.9},
             "ood": None,
+            "non_finite": None,
+        }
+    )
+    assert item.is_valid(
+        {
+            "id": "r",
+            "prediction": None,
+            "probabilities": {"low": None, "high": 0.5},
+            "prediction_set": {"labels": None, "level": 0.9},
+            "ood": None,
+            "non_finite": {"probabilities": {"low": "NaN"}},
+        }
+    )
+    assert not item.is_valid(
+        {
+            "id": "r",
+            "prediction": None,
+            "probabilities": {"low": None},
+            "prediction_set": {"labels": None, "level": 0.9},
+            "ood": None,
+            "non_finite": {"probabilities": {"low": "nan"}},
         }
     )
 
