@@ -16,6 +16,7 @@ PostgreSQL compresses a large ``features`` value before storing it; its default
 (pglz) cost about a third of PostgreSQL's CPU per 1,000-row request, LZ4 a tenth of
 that, so the writer's transactions ask for LZ4 where the server has it (14 and later,
 built with it). Reads decompress either transparently. Rows go by binary ``COPY``.
+The features value is ``text`` there (migration 0008): PostgreSQL no longer parses it.
 
 The column lists here must match ``watchkeeper.db.tables``; a test writes through
 this module and reads back through the Core tables.
@@ -73,7 +74,7 @@ _POSTGRES_STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS wk_requests_in ("
     " request_id varchar, received_at timestamptz, endpoint varchar, method varchar,"
     " status_code smallint, latency_seconds float8, model_version varchar, n_items int,"
-    " error json, body text, client_request_id varchar, features json)"
+    " error json, body text, client_request_id varchar, features text)"
     " ON COMMIT DELETE ROWS;"
     " CREATE TEMP TABLE IF NOT EXISTS wk_predictions_in ("
     " prediction_id varchar, request_id varchar, item_index int, created_at timestamptz,"

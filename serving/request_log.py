@@ -16,7 +16,7 @@ import numpy as np
 from flask import Flask, Response, current_app, g, request
 
 from serving.http_errors import error_response
-from serving.log_entry import LogEntry, escape_body
+from serving.log_entry import LogEntry, columnar_body_columns, escape_body
 from serving.metrics import ServingMetrics
 from serving.prediction_log import JournalUnavailable, PredictionLog
 from serving.services import services
@@ -89,6 +89,8 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         validated, predicted = outcome
         entry.single = validated.single
         entry.columns = validated.columns
+        if not validated.single:  # a columnar body's columns are journaled as sent
+            entry.columns_json = columnar_body_columns(request.get_data(cache=True))
         if isinstance(predicted, ClassPredictions):
             # a class is logged as its index (lower = upper = it) and its probabilities;
             # a row with a NaN or infinite probability has no class: NaN (the

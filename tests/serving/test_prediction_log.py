@@ -452,6 +452,23 @@ def test_a_damaged_journal_line_is_dead_lettered_and_the_writer_goes_on(
     assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 1
 
 
+def test_a_line_whose_columns_are_cut_is_dead_lettered_not_stored(
+    database_url: str, make_log: Callable[..., PredictionLog]
+) -> None:
+    """The writer stores the columns' text without parsing it (PostgreSQL keeps it as
+    text since migration 0008): a line whose columns part is not a whole JSON object
+    must not reach the database, where every reader would fail to decode it."""
+    registry = CollectorRegistry()
+    log = make_log(registry).start()
+    head, _, columns = _entry(1).to_line().partition(b"\t")
+    log._journal.append(head + b"\t" + columns[:5] + b"\n")  # noqa: SLF001
+    log.submit(_entry(2))
+    assert log.flush(timeout=30)
+    log.close()
+    assert _count(database_url) == 1
+    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 1
+
+
 def test_a_read_only_database_delays_entries_instead_of_dead_lettering_them(
     database_url: str, make_log: Callable[..., PredictionLog]
 ) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -63,4 +65,67 @@ def test_waiting_for_a_reachable_database_returns_at_once(tmp_path: Path) -> Non
 
     wait_for_database(engine, timeout=5)
     assert time.monotonic() - started < 1
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_request_features_become_text_on_postgresql_and_back(
+    postgres_server: PostgresServer,
+) -> None:
+    """Migration 0008: PostgreSQL keeps ``requests.features`` as text (it no longer
+    parses every value written); values stored before it read back the same after it,
+    through the Core table as decoded JSON, and after its downgrade."""
+    from alembic import command
+
+    from watchkeeper.db.migrate import _config
+    from watchkeeper.db.tables import requests
+
+    engine = create_engine(postgres_server.create_database())
+    upgrade(engine, "0007")
+    columns = {"Lot_Area": [8450.0, None], "Neighborhood": ["North_Ames", "Ünïcode"]}
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO requests (request_id, received_at, endpoint, method, status_code,"
+            " latency_seconds, n_items, features)"
+            " VALUES ('r1', now(), '/predict', 'POST', 200, 0.01, 2, %(features)s::json)",
+            {"features": json.dumps(columns)},
+        )
+
+    def stored() -> tuple[str, Any]:
+        with engine.connect() as connection:
+            kind = connection.exec_driver_sql(
+                "SELECT data_type FROM information_schema.columns"
+                " WHERE table_name = 'requests' AND column_name = 'features'"
+            ).scalar()
+            value = connection.execute(sa.select(requests.c.features)).scalar()
+        return kind, value
+
+    upgrade(engine)
+    assert stored() == ("text", columns)
+    with engine.begin() as connection:  # written through the Core table too
+        connection.execute(
+            requests.insert().values(
+                request_id="r2",
+                received_at=sa.func.now(),
+                endpoint="/predict",
+                method="POST",
+                status_code=200,
+                latency_seconds=0.01,
+                features=columns,
+            )
+        )
+    with engine.begin() as connection:
+        config = _config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0007")
+    with engine.connect() as connection:
+        kind = connection.exec_driver_sql(
+            "SELECT data_type FROM information_schema.columns"
+            " WHERE table_name = 'requests' AND column_name = 'features'"
+        ).scalar()
+        values = connection.exec_driver_sql(
+            "SELECT features::text FROM requests ORDER BY request_id"
+        ).scalars()
+        assert [json.loads(v) for v in values] == [columns, columns]
+    assert kind == "json"
     engine.dispose()
