@@ -20,9 +20,9 @@ JOB = 'job="watchkeeper-monitor",instance="m:8001"'
 DAY = 86400
 
 
-def series(name: str, values: str, **labels: str) -> dict[str, str]:
+def series(name: str, values: str, job: str = JOB, **labels: str) -> dict[str, str]:
     extra = "".join(f',{k}="{v}"' for k, v in labels.items())
-    return {"series": f"{name}{{{JOB}{extra}}}", "values": values}
+    return {"series": f"{name}{{{job}{extra}}}", "values": values}
 
 
 def oldest(age_days: float, *, advancing: bool, table: str = "predictions") -> dict[str, str]:
@@ -42,6 +42,12 @@ def limit(days: float, table: str = "predictions") -> dict[str, str]:
 
 def rows(per_minute: int) -> dict[str, str]:
     return series("watchkeeper_retention_rows", f"1000000+{per_minute}x600", table="predictions")
+
+
+def errors(values: str, task: str = "partitions", job: str = JOB) -> dict[str, str]:
+    """The monitor's failed retention tasks, a sample a minute: ``0+1x480`` fails at
+    every wake for 8 hours."""
+    return series("watchkeeper_retention_errors_total", values, job=job, task=task)
 
 
 # alert -> severity, summary, description (as they render for table="predictions"),
@@ -64,6 +70,15 @@ EXPECTED: dict[str, tuple[str, str, str, str, str]] = {
         "log-growing-past-retention",
         "Log rows by table",
     ),
+    "WatchkeeperLogPartitionsFailing": (
+        "warning",
+        "The prediction log's day partitions ahead cannot be created",
+        "The monitor's checks of the PostgreSQL day partitions ahead (today and the next 7 days)"
+        " have kept failing for 6 hours. Once the days already created run out, new rows land in"
+        " the default partition and retention falls back to deleting them row by row.",
+        "log-partitions-failing",
+        "Retention errors by task (1h)",
+    ),
 }
 
 
@@ -76,11 +91,18 @@ def _panel_url(title: str) -> str:
     return f"{Settings().grafana.url}/d/{uid}?viewPanel={panel['id']}"
 
 
-def case(alert: str, inputs: list[dict[str, str]], at_minutes: int, fires: bool) -> dict[str, Any]:
+def case(
+    alert: str,
+    inputs: list[dict[str, str]],
+    at_minutes: int,
+    fires: bool,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """``labels``: the firing alert's own labels (``table="predictions"`` unless given)."""
     expected = []
     if fires:
         severity, summary, description, runbook, panel = EXPECTED[alert]
-        labels = {"severity": severity, "table": "predictions"}
+        labels = {"severity": severity, **(labels or {"table": "predictions"})}
         labels.update(job="watchkeeper-monitor", instance="m:8001")
         annotations = {
             "summary": summary,
@@ -126,6 +148,31 @@ def cases() -> list[dict[str, Any]]:
             "WatchkeeperLogGrowingPastRetention",
             [rows(10_000), oldest(3, advancing=True), limit(30)],
             480,
+            False,
+        ),
+        # the partitions check fails at every wake for 8 hours: fires after 6
+        case(
+            "WatchkeeperLogPartitionsFailing",
+            [errors("0+1x480")],
+            400,
+            True,
+            labels={"task": "partitions"},
+        ),
+        # ...and is still pending after 5 hours of it
+        case("WatchkeeperLogPartitionsFailing", [errors("0+1x480")], 300, False),
+        # a single failure, retried with success a minute later: a blip, looked at while
+        # the last hour still counts it
+        case("WatchkeeperLogPartitionsFailing", [errors("0x10 1x470")], 30, False),
+        # failing for 3 hours (a database maintenance), then recovered: looked at while
+        # the last hour still counts the failures
+        case("WatchkeeperLogPartitionsFailing", [errors("0+1x180 180x300")], 235, False),
+        # failed prunes are not the partitions' (WatchkeeperLogRetentionOverdue's)
+        case("WatchkeeperLogPartitionsFailing", [errors("0+1x480", task="prune")], 400, False),
+        # the same failures, scraped by someone else's job: not ours to alert on
+        case(
+            "WatchkeeperLogPartitionsFailing",
+            [errors("0+1x480", job='job="someone-else",instance="m:8001"')],
+            400,
             False,
         ),
     ]

@@ -277,6 +277,16 @@ def serving(c: MixinConfig) -> GrafanaJson:
                 "full retention period is held; still rising then: traffic outgrows the "
                 "database planned for it, shorten the retention or grow the database.",
             ),
+            timeseries(
+                titles.RETENTION_ERRORS,
+                Query(q["retention_errors"], "{{task}}"),
+                unit="short",
+                width=24,
+                description="Failed prunes, size readings and checks of the day partitions "
+                "ahead (PostgreSQL) in the last hour, by task; the monitor log says why. A "
+                "passing outage shows as a blip; partitions failing for hours: see the runbook "
+                "(WatchkeeperLogPartitionsFailing).",
+            ),
         ],
     )
 

@@ -105,6 +105,9 @@ def queries(c: MixinConfig) -> dict[str, str]:
         ),
         "retention_limit": (f"max by ({BY}, table) ({_q('watchkeeper_retention_limit_seconds')})"),
         "log_rows": f"max by ({BY}, table) ({_q('watchkeeper_retention_rows')})",
+        "retention_errors": (
+            f"sum by ({BY}, task) (increase({_q('watchkeeper_retention_errors_total')}[1h]))"
+        ),
         "log_database_up": f"min by ({BY}) ({_q('watchkeeper_log_database_up')})",
         # model health
         "dataset_drift": by_version("dataset_drift"),

@@ -507,6 +507,7 @@ def retention_alerts(c: MixinConfig) -> AlertGroup:
     rows = "watchkeeper_retention_rows"
     mon = c.selector(MONITOR)
     predictions = c.selector(MONITOR, 'table="predictions"')
+    partitions = c.selector(MONITOR, 'task="partitions"')
     horizon = t.retention_growth_horizon_seconds
     return AlertGroup(
         "watchkeeper-retention",
@@ -540,6 +541,19 @@ def retention_alerts(c: MixinConfig) -> AlertGroup:
                 "outgrows the database size planned for it.",
                 "log-growing-past-retention",
                 PanelRef(DashboardUid.SERVING, p.LOG_ROWS),
+            ),
+            Alert(
+                "WatchkeeperLogPartitionsFailing",
+                f"increase(watchkeeper_retention_errors_total{partitions}[1h]) > 0",
+                d.partitions_failing,
+                Severity.WARNING,
+                "The prediction log's day partitions ahead cannot be created",
+                "The monitor's checks of the PostgreSQL day partitions ahead (today and the "
+                f"next 7 days) have kept failing for {spoken(d.partitions_failing)}. Once the "
+                "days already created run out, new rows land in the default partition and "
+                "retention falls back to deleting them row by row.",
+                "log-partitions-failing",
+                PanelRef(DashboardUid.SERVING, p.RETENTION_ERRORS),
             ),
         ),
     )

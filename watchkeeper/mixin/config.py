@@ -145,6 +145,14 @@ class Durations:
     rejected_candidates: float = 300.0
     retention_overdue: float = 1800.0
     retention_growth: float = 3600.0
+    partitions_failing: float = 6 * 3600.0
+    """The day partitions ahead reach 7 days out, so a failing check has days before
+    rows land in the default partition. A failed check (database unreachable, the
+    monitor's role not allowed to create tables, a full disk) is retried at the
+    monitor's next wake, a minute later: one failure is a blip. A database outage or
+    maintenance of a few hours has alerts of its own; 6 hours outlasts it and still
+    leaves more than 6 of the 7 days to fix a failure that stays. (A lock not granted
+    within 5 s is no failure: the next hourly check retries it.)"""
 
 
 def prom_duration(seconds: float) -> str:

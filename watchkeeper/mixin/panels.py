@@ -14,6 +14,7 @@ LOG_WRITER_RESTARTS = "Log writer restarts (15m)"
 MODEL_FALLBACK = "Serving a fallback version (1 = yes)"
 RETENTION_AGE = "Oldest row age and its retention, by table"
 LOG_ROWS = "Log rows by table"
+RETENTION_ERRORS = "Retention errors by task (1h)"
 # model health
 DATASET_DRIFT = "Dataset drift (1 = drift)"
 DRIFTED_SHARE = "Share of features drifted"
