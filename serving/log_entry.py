@@ -44,13 +44,21 @@ def columnar_body_columns(body: bytes) -> str | None:
     readers that decode the stored text with orjson get the validated columns, and the
     object has no other member than the schema's features. ``None`` when the body is
     not of that shape, or whose columns hold a tab or a line break (a journal line
-    holds neither but the tab before its columns): the caller serialises them then."""
+    holds neither but the tab before its columns): the caller serialises them then.
+    So, too, when the text holds another ``}`` than its last: validated columns are
+    arrays of scalars, so a second ``}`` is either in a value or closes the first of two
+    ``columns`` members, of which the parser kept the last (the text from the first to
+    the end of the body would be no JSON)."""
     match = _COLUMNAR_BODY.match(body)
     if match is None:
         return None
     end = body.rfind(b"}")
     columns = body[match.end() : end].strip(b" \t\r\n")
-    if not columns.startswith(b"{") or any(c in columns for c in (b"\t", b"\n", b"\r")):
+    if (
+        not columns.startswith(b"{")
+        or columns.count(b"}") != 1
+        or any(c in columns for c in (b"\t", b"\n", b"\r"))
+    ):
         return None
     return columns.decode()
 

@@ -248,6 +248,29 @@ def test_columns_are_stored_as_the_client_sent_them(
     assert [p["features"] for p in logged] == replay_records[:3]
 
 
+@pytest.mark.parametrize("second_name", ['"columns"', '"\\u0063olumns"'])
+def test_a_body_naming_columns_twice_logs_the_columns_it_was_answered_for(
+    client: FlaskClient,
+    replay_records: list[dict[str, Any]],
+    log_reader: LogReader,
+    second_name: str,
+) -> None:
+    """A JSON parser keeps the last of two members of one name: the log must hold those
+    columns, not the text from the first to the end of the body (which is no JSON)."""
+    first, last = _columns(replay_records[:2]), _columns(replay_records[2:5])
+    body = f'{{"columns": {json.dumps(first)}, {second_name}: {json.dumps(last)}}}'
+
+    response = client.post("/predict", data=body, content_type="application/json")
+
+    assert response.status_code == 200, response.json
+    assert len(response.json["predictions"]) == 3
+    request_id = response.json["request_id"]
+    [row] = [r for r in log_reader.requests() if r["request_id"] == request_id]
+    assert row["features"] == last
+    logged = [p for p in log_reader.predictions() if p["request_id"] == request_id]
+    assert [p["features"] for p in logged] == replay_records[2:5]
+
+
 @pytest.mark.parametrize(
     ("body", "columns"),
     [
@@ -257,6 +280,8 @@ def test_columns_are_stored_as_the_client_sent_them(
         (b'{"columns": {"a":\t[1]}}', None),  # nor a tab: it ends the line's header
         (b'{"instances": [{"a": 1}]}', None),
         (b'{"\\u0063olumns": {"a": [1]}}', None),  # an escaped name: serialised again
+        (b'{"columns": {"a": [1]}, "columns": {"a": [2]}}', None),  # two: the last counts
+        (b'{"columns": {"a": ["}"]}}', None),  # a brace in a value: serialised again
     ],
 )
 def test_the_columns_text_is_taken_from_a_columnar_body_only(
