@@ -30,7 +30,8 @@ class RetentionStatus:
     prune_errors: int = 0
     stats_errors: int = 0
     partition_errors: int = 0
-    """Checks of the day partitions ahead that failed (PostgreSQL)."""
+    """Checks of the day partitions ahead that failed (PostgreSQL): an error, or a day
+    from today to 7 days ahead left without partition (its lock not granted in time)."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record_prune(self, report: PruneReport) -> None:

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.observability import binary
+from watchkeeper.db import partitions as parts
 from watchkeeper.settings import Settings
 
 RULES = Path(__file__).resolve().parents[2] / "prometheus" / "rules" / "retention.yml"
@@ -48,6 +49,12 @@ def errors(values: str, task: str = "partitions", job: str = JOB) -> dict[str, s
     """The monitor's failed retention tasks, a sample a minute: ``0+1x480`` fails at
     every wake for 8 hours."""
     return series("watchkeeper_retention_errors_total", values, job=job, task=task)
+
+
+def counted_every(seconds: float, minutes: int = 480) -> str:
+    """A failure counted every ``seconds`` (whole minutes), a sample a minute."""
+    step = round(seconds / 60)
+    return " ".join(f"{n}+0x{step - 1}" for n in range(minutes // step + 1))
 
 
 # alert -> severity, summary, description (as they render for table="predictions"),
@@ -166,6 +173,18 @@ def cases() -> list[dict[str, Any]]:
         # failing for 3 hours (a database maintenance), then recovered: looked at while
         # the last hour still counts the failures
         case("WatchkeeperLogPartitionsFailing", [errors("0+1x180 180x300")], 235, False),
+        # a day's creation refused its lock for hours: each retry, RETRY_INTERVAL apart,
+        # counts a failed check, and the alert fires after 6 hours of them
+        case(
+            "WatchkeeperLogPartitionsFailing",
+            [errors(counted_every(parts.RETRY_INTERVAL))],
+            400,
+            True,
+            labels={"task": "partitions"},
+        ),
+        # ...whereas retried at the hourly check (a little more than an hour apart), the
+        # hours without a failure would keep restarting its 6 hours
+        case("WatchkeeperLogPartitionsFailing", [errors(counted_every(62 * 60))], 400, False),
         # failed prunes are not the partitions' (WatchkeeperLogRetentionOverdue's)
         case("WatchkeeperLogPartitionsFailing", [errors("0+1x480", task="prune")], 400, False),
         # the same failures, scraped by someone else's job: not ours to alert on

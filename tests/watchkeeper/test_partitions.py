@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
 
 from monitoring.accuracy import WindowSpan, read_window_labels
 from monitoring.log_reader import LogReader
@@ -170,6 +171,98 @@ def test_with_pruning_off_the_monitor_keeps_creating_the_days_ahead(
     assert partition_of(pg_engine, requests, "request_id", f"{2:032x}") == [
         parts.partition_name("requests", later.date())
     ]
+
+
+def failed_checks(registry: CollectorRegistry) -> float:
+    """``watchkeeper_retention_errors_total{task="partitions"}`` as a scrape reads it."""
+    value = registry.get_sample_value("watchkeeper_retention_errors_total", {"task": "partitions"})
+    return value or 0.0
+
+
+@pytest.mark.postgres
+def test_a_day_ahead_its_lock_keeps_refusing_counts_as_a_failed_check_until_created(
+    pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    """A creation giving up on its lock (a long reader of the table) was a warning only,
+    never counted: WatchkeeperLogPartitionsFailing stayed silent however long the lock
+    stayed held, while the days ahead ran out. Each check leaving a day of the runway
+    without partition now counts, the farthest day too (every day before it there);
+    once the reader is gone a later check creates it, and the next counts nothing."""
+    when = datetime.now(UTC)
+    horizon = parts.days_to_cover(when.date())[-1]  # day +7
+    with pg_engine.begin() as connection:
+        for table in parts.PARTITIONED:
+            connection.exec_driver_sql(
+                f"DROP TABLE IF EXISTS {parts.partition_name(table, horizon)}"
+            )
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=pg_engine.url.render_as_string(hide_password=False),
+        retention_prune_interval=0,
+    )
+    loop = RetentionLoop(settings, stats_interval=0.05, clock=lambda: when)
+    # the monitor's keeper, checking every 50 ms and waiting 200 ms for a lock (not
+    # hourly and 5 s), so that the test sees several checks fail
+    loop.partitions = parts.PartitionsAhead(
+        loop.engine, interval=0.05, lock_timeout=0.2, clock=lambda: when
+    )
+    registry = CollectorRegistry()
+    loop.register(registry)
+    wanted = {parts.partition_name(table, horizon) for table in parts.PARTITIONED}
+
+    def created() -> bool:
+        return wanted <= set(names(pg_engine, "predictions")) | set(names(pg_engine, "requests"))
+
+    reader = pg_engine.connect()
+    reader.exec_driver_sql("LOCK TABLE ONLY predictions IN ACCESS SHARE MODE")
+    stop = threading.Event()
+    thread = loop.start(stop)
+    try:
+        assert wait_for(lambda: failed_checks(registry) >= 3, timeout=120), failed_checks(registry)
+        assert not created()
+        reader.rollback()  # the reader's transaction ends: its lock goes
+        assert wait_for(created, timeout=120), names(pg_engine, "predictions")
+    finally:
+        reader.close()
+        stop.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+
+    failed = failed_checks(registry)
+    assert wait_for(loop.partitions.due, timeout=60)
+    loop.keep_partitions()  # a check that finds every day there: the alert resolves
+    assert failed_checks(registry) == failed
+    loop.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_check_leaving_days_without_partition_raises_and_retries_within_the_hour(
+    pg_engine: sa.Engine,
+) -> None:
+    """The check says which days it left and why, and the next check comes after
+    ``retry_interval`` instead of the hourly ``interval`` (the alert looks for a failure
+    in every hour); a successful one goes back to the hourly pace."""
+    when = datetime.now(UTC) + timedelta(days=30)  # none of its days there yet
+    keeper = parts.PartitionsAhead(
+        pg_engine, interval=3600, retry_interval=0.05, lock_timeout=0.2, clock=lambda: when
+    )
+    reader = pg_engine.connect()
+    reader.exec_driver_sql("LOCK TABLE ONLY requests IN ACCESS SHARE MODE")
+    try:
+        with pytest.raises(parts.PartitionsMissing) as refused:
+            keeper.keep()
+    finally:
+        reader.close()
+
+    days = parts.days_to_cover(when.date())
+    check = refused.value.check
+    assert check.created == tuple(parts.Partition(day, "predictions") for day in days)
+    assert check.missing == tuple(parts.Partition(day, "requests") for day in days)
+    assert "lock timeout" in check.reason
+    assert parts.partition_name("requests", days[0]) in str(refused.value)
+    assert wait_for(keeper.due, timeout=60)
+    assert keeper.keep() == list(check.missing)
+    assert not keeper.due()
 
 
 @pytest.mark.postgres

@@ -38,8 +38,10 @@ feedback join) cannot skip partitions, but each partition answers them from its 
 
 DDL here waits at most :data:`LOCK_TIMEOUT` for its locks: a ``CREATE`` or ``DROP``
 queued behind a long reader would hold up every writer queued behind it. A partition
-not created for that reason is created at the next check; meanwhile its rows go to the
-default partition. SQLite has no partitions: every function here is a no-op there.
+not created for that reason is created at a later check; meanwhile its rows go to the
+default partition. The monitor's retention thread counts such a check as a failed one
+(:class:`PartitionsMissing`), as it counts an error, and checks again after
+:data:`RETRY_INTERVAL`. SQLite has no partitions: every function here is a no-op there.
 """
 
 from __future__ import annotations
@@ -63,7 +65,16 @@ before a row lands in the default partition)."""
 CHECK_INTERVAL = 3600.0
 """Seconds between two checks of the days ahead by :class:`PartitionsAhead` (besides
 one at each new UTC day): a check is two catalogue reads when nothing is missing."""
-LOCK_TIMEOUT = "5s"
+LOCK_TIMEOUT = 5.0
+"""Seconds DDL here waits for its locks before giving up (``lock_timeout``)."""
+RETRY_INTERVAL = 600.0
+"""Seconds before :class:`PartitionsAhead` checks again after a check that left a day
+ahead without partition (its lock not granted in time): well within the hour over which
+``WatchkeeperLogPartitionsFailing`` looks for a failed check, so that a lock refused for
+hours counts in every hour of it (retried hourly, the failures would come a little more
+than an hour apart, and each gap would restart the alert's 6 hours); not every minute,
+since each try holds the table's writers up to :data:`LOCK_TIMEOUT` behind its queued
+lock."""
 _LOCK_NOT_AVAILABLE = "55P03"
 # A partition's creation meeting another process's work: a writer's row of its day
 # committed into the default partition after the check for such rows (check
@@ -154,8 +165,9 @@ def partitions(connection: sa.Connection, table: str) -> list[Partition]:
     return sorted(days)
 
 
-def _set_lock_timeout(connection: sa.Connection) -> None:
-    connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+def _set_lock_timeout(connection: sa.Connection, seconds: float = LOCK_TIMEOUT) -> None:
+    # At least 1 ms: PostgreSQL reads 0 as "wait for ever".
+    connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{max(1, round(seconds * 1000))}ms'")
 
 
 def create_default(connection: sa.Connection, table: str) -> None:
@@ -204,52 +216,101 @@ def days_to_cover(today: date, days_ahead: int = DAYS_AHEAD) -> list[date]:
     return [today + timedelta(days=n) for n in range(days_ahead + 1)]
 
 
+@dataclass(frozen=True)
+class PartitionsCheck:
+    """What one check of the days ahead did (:func:`check_partitions`)."""
+
+    created: tuple[Partition, ...] = ()
+    missing: tuple[Partition, ...] = ()
+    """Days from today to the days ahead still without partition: the one whose
+    creation gave up, and those it left untried. Any of them, the farthest day too,
+    makes the check a failed one (:class:`PartitionsMissing` says why)."""
+    reason: str = ""
+    """Why the first of :attr:`missing` was not created (the database's message)."""
+
+
+class PartitionsMissing(Exception):
+    """A check left days ahead without partition: :meth:`PartitionsAhead.keep` raises
+    it so that the caller counts a failed check, as for an error. Every day from today
+    to :data:`DAYS_AHEAD` counts, even day +7 while days +1 to +6 are there: the count
+    feeds ``WatchkeeperLogPartitionsFailing``, whose purpose is that the days created
+    ahead do not run out, and a lock that keeps refusing day +7 refuses each next day
+    too. Counting only the days needed soon would tell when few of them are left
+    instead of 7; a single refusal is a blip that the alert's 6 hours wait out."""
+
+    def __init__(self, check: PartitionsCheck) -> None:
+        self.check = check
+        names = ", ".join(p.name for p in check.missing)
+        super().__init__(f"{names} not created: {check.reason}")
+
+
 def ensure_partitions(
-    engine: sa.Engine, now: datetime, days_ahead: int = DAYS_AHEAD
+    engine: sa.Engine,
+    now: datetime,
+    days_ahead: int = DAYS_AHEAD,
+    *,
+    lock_timeout: float = LOCK_TIMEOUT,
 ) -> list[Partition]:
+    """Create the partitions missing from today to ``days_ahead`` days ahead; the
+    partitions created. A day left without partition is logged and left to the next
+    call (:func:`check_partitions` tells which)."""
+    return list(check_partitions(engine, now, days_ahead, lock_timeout=lock_timeout).created)
+
+
+def check_partitions(
+    engine: sa.Engine,
+    now: datetime,
+    days_ahead: int = DAYS_AHEAD,
+    *,
+    lock_timeout: float = LOCK_TIMEOUT,
+) -> PartitionsCheck:
     """Create the partitions missing from today to ``days_ahead`` days ahead, each in
-    its own short transaction; the partitions created. A lock not granted in time, or
-    a writer's row of the day committed into the default partition meanwhile, leaves
-    the rest to the next call (the default partition keeps their rows); a partition
-    another creator made meanwhile is left as it is (creators take turns on the
-    partitioned table's lock, and the later one meets the name taken)."""
-    created: list[Partition] = []
+    its own short transaction waiting at most ``lock_timeout`` seconds for its lock. A
+    lock not granted in time, or a writer's row of the day committed into the default
+    partition meanwhile, leaves that day and the rest to the next call (the default
+    partition keeps their rows; the check lists them as missing); a partition another
+    creator made meanwhile is left as it is (creators take turns on the partitioned
+    table's lock, and the later one meets the name taken). Raises what the database
+    raises otherwise."""
     if engine.dialect.name != "postgresql":
-        return created
+        return PartitionsCheck()
     today = now.astimezone(UTC).date()
-    for table in PARTITIONED:
-        with engine.connect() as connection:
+    wanted: list[Partition] = []
+    with engine.connect() as connection:
+        for table in PARTITIONED:
             if not is_partitioned(connection, table):
                 continue
             present = {p.day for p in partitions(connection, table)}
-        for day in days_to_cover(today, days_ahead):
-            if day in present:
-                continue
-            partition = Partition(day, table)
-            try:
-                with engine.begin() as connection:
-                    _set_lock_timeout(connection)
-                    moved = create_partition(connection, partition)
-            except sa.exc.DBAPIError as exc:
-                if _sqlstate(exc) == _DUPLICATE_TABLE:
-                    continue  # another creator made it meanwhile
-                if _sqlstate(exc) not in (_LOCK_NOT_AVAILABLE, _CHECK_VIOLATION):
-                    raise
-                # Nothing was changed (one transaction); the day's rows wait in the
-                # default partition, which the next prune moves.
-                log.warning("partition %s not created now: %s", partition.name, exc.orig)
-                return created
-            if moved:
-                log.info("partition %s: %d rows moved from the default one", partition.name, moved)
-            created.append(partition)
-    return created
+            days = days_to_cover(today, days_ahead)
+            wanted += [Partition(day, table) for day in days if day not in present]
+    created: list[Partition] = []
+    for n, partition in enumerate(wanted):
+        try:
+            with engine.begin() as connection:
+                _set_lock_timeout(connection, lock_timeout)
+                moved = create_partition(connection, partition)
+        except sa.exc.DBAPIError as exc:
+            if _sqlstate(exc) == _DUPLICATE_TABLE:
+                continue  # another creator made it meanwhile
+            if _sqlstate(exc) not in (_LOCK_NOT_AVAILABLE, _CHECK_VIOLATION):
+                raise
+            # Nothing was changed (one transaction); the day's rows wait in the
+            # default partition, which the next prune moves.
+            log.warning("partition %s not created now: %s", partition.name, exc.orig)
+            reason = str(exc.orig).strip()
+            return PartitionsCheck(tuple(created), tuple(wanted[n:]), reason)
+        if moved:
+            log.info("partition %s: %d rows moved from the default one", partition.name, moved)
+        created.append(partition)
+    return PartitionsCheck(tuple(created))
 
 
 class PartitionsAhead:
     """Keeps today's partition and :data:`DAYS_AHEAD` days ahead created, for a process
     that runs all the time (the monitor's retention thread): :meth:`keep` is called
     often and checks at most every ``interval`` seconds, and at once when the UTC day
-    of ``clock`` changes. Independent of the prune, which may be off."""
+    of ``clock`` changes; after a check that left a day without partition, again after
+    ``retry_interval`` seconds (if sooner). Independent of the prune, which may be off."""
 
     def __init__(
         self,
@@ -257,11 +318,15 @@ class PartitionsAhead:
         *,
         days_ahead: int = DAYS_AHEAD,
         interval: float = CHECK_INTERVAL,
+        retry_interval: float = RETRY_INTERVAL,
+        lock_timeout: float = LOCK_TIMEOUT,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.engine = engine
         self.days_ahead = days_ahead
         self.interval = interval
+        self.retry_interval = retry_interval
+        self.lock_timeout = lock_timeout
         self._clock = clock
         self._checked_day: date | None = None
         self._next_check = 0.0
@@ -272,18 +337,22 @@ class PartitionsAhead:
 
     def keep(self) -> list[Partition]:
         """Create the days missing if a check is due; the partitions created. Raises
-        what the database raises (the caller counts it; the next call checks again)."""
+        :class:`PartitionsMissing` when a day is left without partition (checked again
+        after ``retry_interval``), and what the database raises (checked again at the
+        next call): the caller counts either as a failed check."""
         if not self.due():
             return []
         now = self._clock()
-        created = ensure_partitions(self.engine, now, self.days_ahead)
-        # A day left to the next check (a lock not granted in time) is retried at the
-        # next interval, as is one dropped by hand meanwhile.
+        check = check_partitions(self.engine, now, self.days_ahead, lock_timeout=self.lock_timeout)
+        # A day dropped by hand meanwhile is made at the next interval.
         self._checked_day = now.astimezone(UTC).date()
-        self._next_check = monotonic() + self.interval
-        for partition in created:
+        wait = min(self.interval, self.retry_interval) if check.missing else self.interval
+        self._next_check = monotonic() + wait
+        for partition in check.created:
             log.info("partition %s created ahead", partition.name)
-        return created
+        if check.missing:
+            raise PartitionsMissing(check)
+        return list(check.created)
 
 
 def lock_for_drop(connection: sa.Connection, partition: Partition) -> None:

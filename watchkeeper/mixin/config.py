@@ -151,8 +151,10 @@ class Durations:
     monitor's role not allowed to create tables, a full disk) is retried at the
     monitor's next wake, a minute later: one failure is a blip. A database outage or
     maintenance of a few hours has alerts of its own; 6 hours outlasts it and still
-    leaves more than 6 of the 7 days to fix a failure that stays. (A lock not granted
-    within 5 s is no failure: the next hourly check retries it.)"""
+    leaves more than 6 of the 7 days to fix a failure that stays. A day's creation
+    refused its lock within 5 s (a long reader of the table) fails the check too, even
+    for day +7, and is retried 10 minutes later (``partitions.RETRY_INTERVAL``, within
+    the rule's 1-hour window, so a lock held for hours keeps it firing)."""
 
 
 def prom_duration(seconds: float) -> str:
