@@ -1,8 +1,9 @@
 """One retraining job: claim the requests, train a candidate, judge it against the
 champion on the newest labelled data, register it, promote it only if it is better.
 
-The job holds the single-flight lease from start to end, renewing it while it runs,
-and records a ``retrain_runs`` row whatever happens.
+The job holds the single-flight lease from start to end, renewing it while it runs
+and reports progress (:mod:`retrain.liveness`), and records a ``retrain_runs`` row
+whatever happens.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 
 from retrain.data import ArchiveWindow, RetrainData, assemble, base_dataset
 from retrain.lease import Lease
+from retrain.liveness import JobLiveness
 from retrain.recovery import recover
 from watchkeeper import retrain_queue
 from watchkeeper.classification import Classifier, ServedModel, classification_metrics
@@ -193,12 +195,17 @@ class RetrainJob:
         target: str | None = None,
         stages: Stages | None = None,
         on_progress: Callable[[], None] | None = None,
+        liveness: JobLiveness | None = None,
     ) -> None:
         """``on_progress`` is called each time the job renews its lease (the worker
-        beats its liveness heartbeat: a long job is not a stuck one)."""
+        beats its liveness heartbeat: a long job is not a stuck one). ``liveness``
+        receives the job's progress at each step (the worker's, for its metrics; by
+        default one of the job's own): a job without progress for
+        ``WATCHKEEPER_RETRAIN_STALL_SECONDS`` stops renewing its lease."""
         self.settings = settings
         self.stages = stages or Stages.quiet()
         self.on_progress = on_progress
+        self.liveness = liveness or JobLiveness(settings.retrain.stall_seconds)
         self.engine = engine
         self.registry = registry
         self.params = params
@@ -219,18 +226,23 @@ class RetrainJob:
         if not lease.acquire():
             log.info("a retraining job is already running; requests stay queued")
             return None
+        self.liveness.start("recovering what a dead job left")
         try:
-            recover(self.engine, lease)
-            # renewed while the job runs, however long: a job outliving its lease would
-            # otherwise be joined by the next one
-            with lease.kept(on_renew=self.on_progress):
+            recover(self.engine, lease, self.registry)
+            # renewed while the job runs, however long, as long as it makes progress: a
+            # job outliving its lease would otherwise be joined by the next one, and a
+            # hung one would keep the lease for ever
+            with lease.kept(on_renew=self.on_progress, alive=self.liveness.alive):
+                self.liveness.beat("reading the queue")
                 if not retrain_queue.pending(self.engine):
                     return None
                 return self._run_locked(lease)
         finally:
+            self.liveness.finish()
             lease.release()
 
     def _run_locked(self, lease: Lease) -> RunResult:
+        self.liveness.beat("recording the run and claiming the requests")
         started = datetime.now(UTC)
         with self.engine.begin() as connection:
             run_id = int(
@@ -257,6 +269,7 @@ class RetrainJob:
         champion: RegisteredModel | None = None
         try:
             with self.stages.stage("loading the champion and the labelled data"):
+                self.liveness.beat("loading the champion")
                 champion = self.registry.load()
                 data = self._data(champion)
             with self.stages.stage("training a candidate and judging it against the champion"):
@@ -281,7 +294,9 @@ class RetrainJob:
         return result
 
     def _data(self, champion: RegisteredModel) -> RetrainData:
+        self.liveness.beat("reading the original training data")
         base = base_dataset(champion, csv=self.csv, target=self.target)
+        self.liveness.beat("reading the labelled predictions")
         model = champion.model
         data = assemble(
             self.engine,
@@ -302,6 +317,9 @@ class RetrainJob:
     ) -> RunResult:
         params = self.params or champion.record.params
         task = champion.model.task  # a family keeps its task, whatever its new labels
+        # the longest step, one call with no progress inside: the stall deadline must
+        # exceed it (README, WATCHKEEPER_RETRAIN_STALL_SECONDS)
+        self.liveness.beat("training a candidate")
         trained = train(data.training, data.holdout, params=params, in_time_order=True, task=task)
         window = DataWindow.model_validate(
             {
@@ -313,6 +331,7 @@ class RetrainJob:
             }
         )
         trained = replace(trained, training_window=window, validation_window=None)
+        self.liveness.beat("judging the candidate against the champion")
         holdout_x = data.holdout.frame[list(champion.model.schema.names)]
         holdout_y = data.holdout.frame[champion.model.schema.target].to_numpy()
         champion_metrics = holdout_metrics(champion.model, holdout_x, holdout_y)
@@ -326,6 +345,7 @@ class RetrainJob:
             task=task,
         )
         outcome = RunOutcome.PROMOTED if decision.promote else RunOutcome.REJECTED
+        self.liveness.beat("registering the candidate")
         lease.check()  # a job that lost its lease to another registers nothing
         version = self.registry.register(
             trained,
@@ -339,6 +359,7 @@ class RetrainJob:
                 champion_metrics_on_holdout=champion_metrics,
             ),
         )
+        self.liveness.beat("recording the outcome")
         self._update(
             run_id,
             outcome=outcome,
@@ -354,7 +375,18 @@ class RetrainJob:
         return RunResult(run_id, outcome, decision.reason, version, champion.version)
 
     def _update(self, run_id: int, **values: Any) -> None:
+        """Update the run while it is still ``running``: a job that stalled, lost its
+        lease and moved again finds its run already recovered by the job that took
+        over, whose record stands."""
         with self.engine.begin() as connection:
-            connection.execute(
-                retrain_runs.update().where(retrain_runs.c.id == run_id).values(**values)
+            updated = connection.execute(
+                retrain_runs.update()
+                .where(retrain_runs.c.id == run_id, retrain_runs.c.outcome == RunOutcome.RUNNING)
+                .values(**values)
+            ).rowcount
+        if updated == 0:
+            log.warning(
+                "retraining run %d was recovered by another job meanwhile (this one stalled "
+                "or lost its lease); its record stands, this job's is dropped",
+                run_id,
             )

@@ -133,15 +133,24 @@ class Lease:
             )
 
     @contextmanager
-    def kept(self, on_renew: Callable[[], None] | None = None) -> Iterator[None]:
+    def kept(
+        self,
+        on_renew: Callable[[], None] | None = None,
+        alive: Callable[[], bool] | None = None,
+    ) -> Iterator[None]:
         """Renew the lease from a background thread while the block runs.
 
         ``on_renew`` is called after each renewal (the worker's heartbeat: a job that
-        still holds its lease is making progress as far as liveness goes)."""
+        still holds its lease is making progress as far as liveness goes). ``alive`` is
+        asked before each renewal: while it says no (the job has stopped making
+        progress, :mod:`retrain.liveness`), the lease is neither renewed nor the
+        heartbeat beaten, so that the lease expires and another job takes over."""
         stop = threading.Event()
 
         def renew_until_stopped() -> None:
             while not stop.wait(self.seconds / RENEWALS_PER_LEASE):
+                if alive is not None and not alive():
+                    continue  # asked again at the next tick: a job may move again
                 try:
                     held = self.renew()
                 except sa.exc.SQLAlchemyError as exc:  # try again at the next tick

@@ -4,6 +4,9 @@ time, so they survive restarts and count jobs started by any process.
 A scrape never fails because the database does: the figures read from it are then
 left out and ``watchkeeper_retrain_database_up`` is 0 (a failed scrape would also hide
 ``up`` of the process itself and everything that does not need the database).
+
+Whether this process's own job is stuck is not in the database: :class:`LivenessCollector`
+reads it from the job's :class:`~retrain.liveness.JobLiveness`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from retrain.lease import lease_held
-from retrain.recovery import ABANDONED_RUNS
+from retrain.liveness import JobLiveness
+from retrain.recovery import ABANDONED_RUNS, COMPLETED_RUNS
 from watchkeeper.db.positions import pruned_runs, read_position
 from watchkeeper.db.tables import retrain_requests, retrain_runs
 from watchkeeper.retrain_status import FINISHED_OUTCOMES, RequestStatus, RunOutcome
@@ -42,6 +46,9 @@ class RunsSnapshot:
     last_promotion: datetime | None
     abandoned_runs: int = 0
     """Runs ever found left running by a dead job and failed by the next one."""
+    completed_runs: int = 0
+    """Runs ever found left running by a job that died after registering its candidate,
+    recorded as finished with it by the next one."""
 
 
 def read_snapshot(engine: sa.Engine) -> RunsSnapshot:
@@ -74,6 +81,7 @@ def read_snapshot(engine: sa.Engine) -> RunsSnapshot:
             .where(retrain_requests.c.status == RequestStatus.PENDING)
         ).scalar()
         abandoned = read_position(connection, ABANDONED_RUNS) or 0
+        completed = read_position(connection, COMPLETED_RUNS) or 0
     return RunsSnapshot(
         finished={str(outcome): int(counts.get(outcome, 0)) for outcome in OUTCOMES},
         in_progress=1 if held and counts.get(RunOutcome.RUNNING) else 0,
@@ -83,6 +91,7 @@ def read_snapshot(engine: sa.Engine) -> RunsSnapshot:
         ),
         last_promotion=promoted_at,
         abandoned_runs=abandoned,
+        completed_runs=completed,
     )
 
 
@@ -120,6 +129,14 @@ def _from_database(snapshot: RunsSnapshot) -> Iterator[Any]:
     )
     abandoned.add_metric([], snapshot.abandoned_runs)
     yield abandoned
+    completed = CounterMetricFamily(
+        "watchkeeper_retrain_runs_completed_by_recovery",
+        "Runs whose job died after registering its candidate, recorded as finished with "
+        "that version by the next job (also in watchkeeper_retrain_runs_total by outcome); "
+        "their requests were not retrained.",
+    )
+    completed.add_metric([], snapshot.completed_runs)
+    yield completed
     in_progress = GaugeMetricFamily(
         "watchkeeper_retrain_runs_in_progress", "1 while a retraining run is in progress."
     )
@@ -144,3 +161,35 @@ def _from_database(snapshot: RunsSnapshot) -> Iterator[Any]:
         )
         promoted.add_metric([], snapshot.last_promotion.timestamp())
         yield promoted
+
+
+class LivenessCollector(Collector):
+    """Whether the job this process runs is stuck (:mod:`retrain.liveness`)."""
+
+    def __init__(self, liveness: JobLiveness) -> None:
+        self.liveness = liveness
+
+    def collect(self) -> Iterator[Any]:
+        snapshot = self.liveness.snapshot()
+        stalled = GaugeMetricFamily(
+            "watchkeeper_retrain_job_stalled",
+            "1 while this worker's job has reported no progress for "
+            "WATCHKEEPER_RETRAIN_STALL_SECONDS: its lease is no longer renewed and its "
+            "/healthz fails.",
+        )
+        stalled.add_metric([], 1 if snapshot.stalled else 0)
+        yield stalled
+        stalls = CounterMetricFamily(
+            "watchkeeper_retrain_job_stalls",
+            "Jobs of this worker process found stalled since it started.",
+        )
+        stalls.add_metric([], snapshot.stalls)
+        yield stalls
+        if snapshot.seconds_since_progress is not None:
+            age = GaugeMetricFamily(
+                "watchkeeper_retrain_job_seconds_since_progress",
+                "Seconds since this worker's running job last reported progress (absent "
+                "when no job runs): compare with WATCHKEEPER_RETRAIN_STALL_SECONDS.",
+            )
+            age.add_metric([], snapshot.seconds_since_progress)
+            yield age

@@ -10,6 +10,14 @@ to ``pending`` for this job (or the next) to take. Requests still ``running`` wh
 did finish (its job died between recording the run and its requests) take the run's
 outcome.
 
+A job that died after registering its candidate but before recording its run did all
+its work: retraining its requests again would register a second, duplicate version. The
+version it registered names its run (``notes.run_id`` in its metadata, written before
+the registry lists the version), so such a run is recorded as finished with that
+version and the decision the version records, and its requests ``done``; a promotion cut
+short before ``CURRENT`` moved is completed, unless ``CURRENT`` was moved since. These
+are counted apart (:data:`COMPLETED_RUNS`), not as abandoned.
+
 Only the lease holder recovers, in one transaction of conditional updates, so two
 workers racing for the lease recover each run once. The count is kept in the same
 transaction as the ``monitor_state`` position :data:`ABANDONED_RUNS`, read at scrape time
@@ -19,19 +27,30 @@ for ``watchkeeper_retrain_runs_abandoned_total`` like the worker's other figures
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from retrain.data import RunData
 from retrain.lease import Lease, TakenOver, lease_held
 from watchkeeper import retrain_queue
 from watchkeeper.db.positions import read_position, write_position
 from watchkeeper.db.tables import retrain_runs
+from watchkeeper.errors import WatchkeeperError
+from watchkeeper.registry import ModelRegistry
 from watchkeeper.retrain_status import RequestStatus, RunOutcome
+from watchkeeper.version_metadata import VersionMetadata, VersionStatus
 
 ABANDONED_RUNS = "retrain.abandoned_runs"
 """``monitor_state`` position: how many runs have been recovered as abandoned, ever."""
+
+COMPLETED_RUNS = "retrain.completed_runs"
+"""``monitor_state`` position: how many runs whose job died after registering their
+candidate were recorded as finished with it by the next job, ever."""
+
+# The run's ``data`` is also written into its candidate's training window.
+_RUN_DATA_KEYS = frozenset(f.name for f in fields(RunData))
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +61,9 @@ class Recovery:
 
     abandoned_runs: tuple[int, ...]
     """Runs left ``running`` by a dead job, now ``failed``."""
+    completed_runs: dict[int, str]
+    """Runs left ``running`` by a job that died after registering its candidate, now
+    finished with that version (run id: version)."""
     requeued: tuple[int, ...]
     """Requests those runs (or no run) had claimed, ``pending`` again."""
     reason: str
@@ -62,27 +84,147 @@ def abandoned_reason(taken_over: TakenOver | None, recovered_by: str, now: datet
     )
 
 
-def recover(engine: sa.Engine, lease: Lease, now: datetime | None = None) -> Recovery:
+@dataclass(frozen=True)
+class RegisteredCandidate:
+    """The version a run's job registered before it died."""
+
+    version: str
+    record: VersionMetadata
+
+
+def registered_candidates(
+    registry: ModelRegistry, runs: dict[int, datetime]
+) -> dict[int, RegisteredCandidate]:
+    """The versions registered by the runs ``runs`` (id: when it started): those whose
+    notes name the run and that were created after it started (a registry reused with a
+    new database could hold an older run of the same id)."""
+    if not runs:
+        return {}
+    earliest = min(runs.values())
+    found: dict[int, RegisteredCandidate] = {}
+    for version in reversed(registry.versions()):  # newest first: a dead job's is recent
+        try:
+            record = registry.record(version)
+        except WatchkeeperError as exc:  # not this run's to judge; the rest still count
+            log.warning("recovery: cannot read %s: %s", version, exc)
+            continue
+        created = _created_at(record)
+        if created is None:
+            continue
+        if created < earliest:
+            break
+        run_id = record.notes.run_id
+        if run_id in runs and run_id not in found and created >= runs[run_id]:
+            found[run_id] = RegisteredCandidate(version, record)
+    return found
+
+
+def _created_at(record: VersionMetadata) -> datetime | None:
+    try:
+        created = datetime.fromisoformat(record.created_at)
+    except ValueError:
+        return None
+    return created if created.tzinfo is not None else created.replace(tzinfo=UTC)
+
+
+def _completion(candidate: RegisteredCandidate, reason: str) -> dict[str, object]:
+    """The finished run's columns, from what its candidate's metadata recorded."""
+    record, notes = candidate.record, candidate.record.notes
+    promoted = record.status is VersionStatus.PROMOTED
+    window = record.training_window.stored()
+    return {
+        "outcome": RunOutcome.PROMOTED if promoted else RunOutcome.REJECTED,
+        "decision_reason": f"{notes.reason or 'its decision was not recorded'}; {reason}",
+        "champion_version": notes.champion,
+        "candidate_version": candidate.version,
+        "champion_metrics": (
+            notes.champion_metrics_on_holdout.stored()
+            if notes.champion_metrics_on_holdout is not None
+            else None
+        ),
+        "candidate_metrics": record.metrics.stored(),
+        "data": {k: v for k, v in window.items() if k in _RUN_DATA_KEYS},
+    }
+
+
+def completed_reason(candidate: str, taken_over: TakenOver | None, recovered_by: str) -> str:
+    """What a run recorded by recovery adds to its candidate's decision."""
+    whose = "" if taken_over is None else f" (lease holder {taken_over.holder})"
+    return (
+        f"recorded by {recovered_by}: its job{whose} stopped after registering {candidate} "
+        "and before recording this run"
+    )
+
+
+def _finish_promotion(registry: ModelRegistry, candidate: RegisteredCandidate) -> None:
+    """Point ``CURRENT`` at a promoted candidate whose job died before it could, unless
+    someone moved ``CURRENT`` off the champion since (a rollback decides)."""
+    if candidate.record.status is not VersionStatus.PROMOTED:
+        return
+    current = registry.current_version()
+    if current == candidate.version:
+        return
+    if current != candidate.record.notes.champion:
+        log.warning(
+            "recovery: %s was promoted but CURRENT names %s, not its champion %s: left as is",
+            candidate.version,
+            current,
+            candidate.record.notes.champion,
+        )
+        return
+    registry.set_current(candidate.version)
+    log.warning(
+        "recovery: %s was promoted by a job that died before serving it: now current",
+        candidate.version,
+    )
+
+
+def recover(
+    engine: sa.Engine, lease: Lease, registry: ModelRegistry, now: datetime | None = None
+) -> Recovery:
     """Recover what dead jobs left. Call it holding ``lease`` (just acquired), before
     this job records its own run: every run ``running`` then is another job's."""
     now = now or datetime.now(UTC)
     reason = abandoned_reason(lease.taken_over, lease.holder, now)
+    with engine.connect() as connection:
+        started = dict(
+            connection.execute(
+                sa.select(retrain_runs.c.id, retrain_runs.c.started_at).where(
+                    retrain_runs.c.outcome == RunOutcome.RUNNING
+                )
+            ).all()
+        )
+    # read before the transaction: a registry on a slow volume holds no database lock
+    candidates = registered_candidates(registry, started)
+    for candidate in candidates.values():
+        _finish_promotion(registry, candidate)
     with engine.begin() as connection:
         running = connection.execute(
             sa.select(retrain_runs.c.id)
             .where(retrain_runs.c.outcome == RunOutcome.RUNNING)
             .order_by(retrain_runs.c.id)
         ).scalars()
-        abandoned = [
-            run_id
-            for run_id in list(running)
-            if connection.execute(
+        completed: dict[int, str] = {}
+        abandoned: list[int] = []
+        for run_id in list(running):
+            candidate = candidates.get(run_id)
+            if candidate is None:
+                values = {"outcome": RunOutcome.FAILED, "decision_reason": reason}
+            else:
+                why = completed_reason(candidate.version, lease.taken_over, lease.holder)
+                values = _completion(candidate, why)
+            updated = connection.execute(
                 retrain_runs.update()
                 .where(retrain_runs.c.id == run_id, retrain_runs.c.outcome == RunOutcome.RUNNING)
-                .values(outcome=RunOutcome.FAILED, decision_reason=reason, finished_at=now)
+                .values(**values, finished_at=now)
             ).rowcount
-            == 1
-        ]
+            if updated != 1:
+                continue
+            if candidate is None:
+                abandoned.append(run_id)
+            else:
+                completed[run_id] = candidate.version
+                retrain_queue.settle(connection, run_id, RequestStatus.DONE)
         claimed = retrain_queue.claimed_runs(connection)
         outcomes = dict(
             connection.execute(
@@ -99,10 +241,19 @@ def recover(engine: sa.Engine, lease: Lease, now: datetime | None = None) -> Rec
                 retrain_queue.settle(
                     connection, run_id, RequestStatus.DONE if served else RequestStatus.FAILED
                 )
-        if abandoned:
-            total = (read_position(connection, ABANDONED_RUNS) or 0) + len(abandoned)
-            write_position(connection, ABANDONED_RUNS, total, now)
-    recovery = Recovery(tuple(abandoned), tuple(requeued), reason)
+        for position, runs in ((ABANDONED_RUNS, abandoned), (COMPLETED_RUNS, completed)):
+            if runs:
+                total = (read_position(connection, position) or 0) + len(runs)
+                write_position(connection, position, total, now)
+    recovery = Recovery(tuple(abandoned), completed, tuple(requeued), reason)
+    if completed:
+        log.warning(
+            "recovered retraining runs %s left running by a job that died after registering "
+            "their candidates (%s): recorded as finished with them, their requests done, "
+            "nothing retrained",
+            list(completed),
+            ", ".join(completed.values()),
+        )
     if abandoned or requeued:
         log.warning(
             "recovered retraining runs %s and requests %s left running by a job that died "

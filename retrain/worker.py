@@ -8,7 +8,8 @@ import threading
 from prometheus_client import CollectorRegistry
 
 from retrain.job import RetrainJob
-from retrain.metrics import RetrainCollector
+from retrain.liveness import JobLiveness
+from retrain.metrics import LivenessCollector, RetrainCollector
 from retrain.recovery import left_behind
 from watchkeeper import retrain_queue
 from watchkeeper.db.engine import create_engine
@@ -27,8 +28,10 @@ def run_worker(settings: Settings) -> int:
     registry = ModelRegistry(
         settings.storage.registry_path, trusted_types=settings.storage.trusted_types
     )
+    liveness = JobLiveness(settings.retrain.stall_seconds)
     metrics = CollectorRegistry()
     metrics.register(RetrainCollector(engine))
+    metrics.register(LivenessCollector(liveness))
 
     def cycle(heartbeat: Heartbeat, _stop: threading.Event) -> None:
         # One job takes every pending request, so a cycle is one unit of work: a stop
@@ -38,12 +41,16 @@ def run_worker(settings: Settings) -> int:
             # a job also runs for what a dead job left running: its requests are
             # pending again only once a job holding the lease has recovered them
             if retrain_queue.pending(engine) or left_behind(engine):
-                RetrainJob(settings, engine, registry, on_progress=heartbeat.beat).run()
+                RetrainJob(
+                    settings, engine, registry, on_progress=heartbeat.beat, liveness=liveness
+                ).run()
         except Exception:  # recorded in retrain_runs when it got that far; try again later
             log.exception("retraining worker cycle failed")
 
-    # A job renews its lease, and beats the heartbeat as it does: a worker that has not
-    # done either for a whole lease (plus a poll) is stuck.
+    # A job renews its lease, and beats the heartbeat as it does, while it makes progress
+    # (retrain.liveness): a worker that has not done either for a whole lease (plus a
+    # poll) is stuck, and so is one whose job made none for WATCHKEEPER_RETRAIN_STALL_SECONDS
+    # (its /healthz fails a lease and a poll later).
     loop = ServiceLoop(
         name="retraining worker",
         host=settings.retrain.host,

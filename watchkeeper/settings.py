@@ -457,6 +457,13 @@ class RetrainSettings(SettingsGroup):
     third of this, so no second job joins it; a crashed job's lease is taken over after it,
     and the next job fails the run it left and takes its requests."""
 
+    stall_seconds: float = Field(default=3600.0, gt=0)
+    """A job that reports no progress for this long counts as hung: it stops renewing its
+    lease (the next job recovers its run once the lease expires), its worker logs it,
+    sets `watchkeeper_retrain_job_stalled` and fails `/healthz`. A job reports progress
+    between its steps, not within one: set this above the longest step seen, usually
+    the fit (a few seconds on the Ames data)."""
+
     poll_seconds: float = Field(default=10.0, gt=0)
     """Seconds between the retraining worker's checks for pending requests."""
 

@@ -6,9 +6,11 @@ PostgreSQL server."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,9 +24,12 @@ from tests.processes import Process, metric, wait_for
 from watchkeeper import retrain_queue
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
+from watchkeeper.model_metrics import ModelMetrics
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.retrain_status import UNCLAIMED_TRIGGER
 from watchkeeper.settings import Settings
+from watchkeeper.training import TrainedModel
+from watchkeeper.version_metadata import VersionNotes, VersionStatus
 
 DEAD_HOLDER = "lost-node:4242:0badc0de"
 
@@ -267,3 +272,122 @@ def test_a_worker_killed_mid_job_is_recovered_by_the_next_worker(
     assert _requests(engine) == {request_id: ("done", new_run["id"])}
     log = successor.log_path.read_text()
     assert log.count("recovered retraining runs") == 1, log[-3000:]
+
+
+def test_a_run_whose_job_died_after_registering_is_recorded_with_its_version(
+    make_job: Callable[..., RetrainJob],
+    engine: sa.Engine,
+    registry_dir: Path,
+    trained: TrainedModel,
+) -> None:
+    """The state a job killed between registering its (rejected) candidate and recording
+    its run leaves, written directly: its run and requests ``running``, the version in
+    the registry naming the run. The next job records the run with that version instead
+    of training again."""
+    run_id, request_ids = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
+    registry = ModelRegistry(registry_dir)
+    holdout = ModelMetrics(rows=120, mae=15_000.0, coverage=0.9)
+    version = registry.register(
+        trained,
+        make_current=False,
+        status=VersionStatus.REJECTED,
+        notes=VersionNotes(
+            run_id=run_id,
+            reason="MAE 15,500 does not beat the champion's 15,000 by 2% (needs < 14,700)",
+            champion="v1",
+            champion_metrics_on_holdout=holdout,
+        ),
+    )
+
+    assert make_job().run() is None  # nothing left to train
+
+    runs = _runs(engine)
+    assert set(runs) == {run_id}
+    run = runs[run_id]
+    assert (run["outcome"], run["candidate_version"], run["champion_version"]) == (
+        "rejected",
+        version,
+        "v1",
+    )
+    assert run["finished_at"] is not None
+    assert run["decision_reason"].startswith("MAE 15,500 does not beat")
+    assert f"stopped after registering {version}" in run["decision_reason"]
+    assert run["champion_metrics"] == holdout.stored()
+    assert run["candidate_metrics"] == trained.metrics.stored()
+    assert _requests(engine) == {i: ("done", run_id) for i in request_ids}
+    assert registry.versions() == ["v1", version] and registry.current_version() == "v1"
+    text = _scrape(engine)
+    assert _abandoned_total(text) == 0
+    assert metric(text, "watchkeeper_retrain_runs_completed_by_recovery_total") == 1
+    assert metric(text, "watchkeeper_retrain_runs_total", outcome="rejected") == 1
+    assert metric(text, "watchkeeper_retrain_runs_total", outcome="failed") == 0
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_a_worker_killed_after_registering_its_candidate_is_not_retrained(
+    start_watchkeeper: Callable[..., Process],
+    settings: Settings,
+    engine: sa.Engine,
+    registry_dir: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """SIGKILL of a real worker at the point between its candidate's registration and
+    its run's record: the promoted version's metadata written, ``CURRENT`` not yet moved
+    to it. The next worker records the run as promoted with that version, completes the
+    promotion, and trains nothing."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("one database suffices for the processes; recovery is tested on both")
+    request.getfixturevalue("labelled_log")
+    env = {
+        "WATCHKEEPER_DATABASE_URL": settings.storage.database_url,
+        "WATCHKEEPER_RETRAIN_POLL_SECONDS": "0.2",
+        "WATCHKEEPER_RETRAIN_LEASE_SECONDS": "3",
+    }
+    registry = ModelRegistry(registry_dir)
+    killed = start_watchkeeper("retrain worker", **env)
+    # The registry moves CURRENT through a temporary file named after the process
+    # (registry._write_atomic): a FIFO there, which nobody reads, holds the job exactly
+    # after its version's metadata is written and before anything else happens.
+    held_at = registry_dir / f".CURRENT.{killed.process.pid}.tmp"
+    os.mkfifo(held_at)
+    request_id = retrain_queue.enqueue(engine, trigger="manual", reason="before the kill")
+
+    assert wait_for(lambda: registry.versions() == ["v1", "v2"], timeout=300, interval=0.1), (
+        killed.log_path.read_text()[-3000:]
+    )
+    killed.kill()  # SIGKILL: no finally, no release
+    held_at.unlink()
+    run_id = _running_run(engine)
+    assert run_id is not None, killed.log_path.read_text()[-3000:]
+    assert _requests(engine) == {request_id: ("running", run_id)}
+    assert registry.current_version() == "v1"
+    assert registry.record("v2").notes.run_id == run_id
+
+    successor = start_watchkeeper("retrain worker", **env)
+
+    def recorded() -> bool:
+        return _requests(engine)[request_id][0] != "running"
+
+    assert wait_for(recorded, timeout=300, interval=0.2), successor.log_path.read_text()[-3000:]
+    assert wait_for(lambda: Lease(engine, 60).current_holder() is None, timeout=60)
+    runs = _runs(engine)
+    assert set(runs) == {run_id}, "the killed job's requests were trained again"
+    run = runs[run_id]
+    assert (run["outcome"], run["candidate_version"], run["champion_version"]) == (
+        "promoted",
+        "v2",
+        "v1",
+    )
+    assert f":{killed.process.pid}:" in run["decision_reason"]
+    assert _requests(engine) == {request_id: ("done", run_id)}
+    assert registry.versions() == ["v1", "v2"]
+    assert registry.current_version() == "v2"
+    text = successor.get("/metrics").text
+    assert _abandoned_total(text) == 0
+    assert metric(text, "watchkeeper_retrain_runs_completed_by_recovery_total") == 1
+    assert metric(text, "watchkeeper_retrain_runs_total", outcome="promoted") == 1
+    assert metric(text, "watchkeeper_retrain_runs_total", outcome="failed") == 0
+    log = successor.log_path.read_text()
+    assert "after registering their candidates (v2)" in log, log[-3000:]
+    assert "retraining run" not in log.replace("retraining runs", "")  # no job of its own
