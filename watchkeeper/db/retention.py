@@ -63,6 +63,7 @@ from watchkeeper.db.positions import (
     to_micros,
     write_position,
 )
+from watchkeeper.db.request_rows import of_request
 from watchkeeper.db.tables import (
     feedback,
     predictions,
@@ -593,7 +594,7 @@ class Pruner:
 
     @staticmethod
     def _delete_emptied(connection: sa.Connection, ids: set[str], before: datetime) -> int:
-        orphaned = ~sa.exists().where(predictions.c.request_id == requests.c.request_id)
+        orphaned = ~sa.exists().where(of_request(requests.c.request_id, connection.dialect.name))
         return connection.execute(
             requests.delete().where(
                 requests.c.request_id.in_(sorted(ids)), requests.c.received_at < before, orphaned
@@ -611,9 +612,6 @@ class Pruner:
             start = read_position(connection, REQUESTS_POSITION)
         since = from_micros(start) if start is not None else None
         after: tuple[datetime, str] | None = None
-        unlabelled = sa.select(predictions.c.request_id).where(
-            ~sa.exists().where(feedback.c.prediction_id == predictions.c.prediction_id)
-        )
 
         def batch(connection: sa.Connection) -> bool:
             nonlocal after
@@ -635,11 +633,7 @@ class Pruner:
                 counts.add("requests", self._count_emptied(connection, ids, cut))
             else:
                 counts.add("requests", self._delete_emptied(connection, set(ids), cut.raw))
-                waiting = set(
-                    connection.execute(unlabelled.where(predictions.c.request_id.in_(ids)))
-                    .scalars()
-                    .all()
-                )
+                waiting = self._with_unlabelled(connection, rows)
                 stop = next((r for r in rows if r.request_id in waiting), None)
                 resume = stop.received_at if stop is not None else rows[-1].received_at
                 write_position(connection, REQUESTS_POSITION, to_micros(resume), self._clock())
@@ -649,6 +643,24 @@ class Pruner:
             return len(rows) == self.policy.batch_rows
 
         self._repeat(batch)
+
+    @staticmethod
+    def _with_unlabelled(connection: sa.Connection, rows: Sequence[Any]) -> set[str]:
+        """The ids among ``rows`` (requests) of requests that still have an unlabelled
+        prediction, found through an index on either database
+        (:mod:`watchkeeper.db.request_rows`)."""
+        labelled = sa.exists().where(feedback.c.prediction_id == predictions.c.prediction_id)
+        ids = [r.request_id for r in rows]
+        if connection.dialect.name != "sqlite":  # predictions.request_id has its index
+            query = sa.select(predictions.c.request_id).where(
+                predictions.c.request_id.in_(ids), ~labelled
+            )
+            return set(connection.execute(query).scalars().all())
+        unlabelled = sa.exists().where(
+            of_request(requests.c.request_id, connection.dialect.name), ~labelled
+        )
+        query = sa.select(requests.c.request_id).where(requests.c.request_id.in_(ids), unlabelled)
+        return set(connection.execute(query).scalars().all())
 
     @staticmethod
     def _count_emptied(connection: sa.Connection, ids: Sequence[str], cut: _Cutoffs) -> int:
@@ -661,7 +673,9 @@ class Pruner:
         survives = sa.or_(
             predictions.c.created_at >= cut.raw, predictions.c.seq > cut.protect_seq, recent_label
         )
-        kept = sa.exists().where(predictions.c.request_id == requests.c.request_id, survives)
+        kept = sa.exists().where(
+            of_request(requests.c.request_id, connection.dialect.name), survives
+        )
         return connection.execute(
             sa.select(sa.func.count())
             .select_from(requests)

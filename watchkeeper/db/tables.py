@@ -125,7 +125,9 @@ predictions = sa.Table(
     # (watchkeeper.db.partitions), as is the primary key ``seq``. Ids are a request id
     # and an item index, and a request's rows share one time, so both hold the same.
     sa.Column("prediction_id", sa.String(48), nullable=False),
-    sa.Column("request_id", sa.String(32), nullable=False, index=True),
+    # Indexed on PostgreSQL only (ix_predictions_request_id below, migration 0009); on
+    # SQLite a request's rows are a range of prediction ids (watchkeeper.db.request_rows).
+    sa.Column("request_id", sa.String(32), nullable=False),
     sa.Column("item_index", sa.Integer, nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False, index=True),
     sa.Column("model_version", sa.String(64), nullable=False, index=True),
@@ -143,6 +145,7 @@ predictions = sa.Table(
         sa.JSON,
         comment="classifiers: class probabilities, in the version's classes order",
     ),
+    sa.Index("ix_predictions_request_id", "request_id"),  # PostgreSQL only
 )
 
 feedback = sa.Table(

@@ -1,0 +1,564 @@
+"""What the indexes of ``predictions`` cost per logged row, and what the readers' plans
+are, before and after migration 0009 (issue 10; figures in bench/README.md).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/index_cost_bench.py [--rounds 12]
+        [--variants] [--base-tree DIR] [--no-postgres] [--no-sqlite] [--plans FILE]
+
+Makes two logs per database, one migrated to 0008 ("before") and one to the head
+("after"), on a real PostgreSQL 15 (started as ``tests/postgres.py`` starts it, with
+autovacuum off so that no background work lands in either side's figures) and on
+SQLite, and fills each with the same ~262,000 predictions of two versions (1,000-row
+requests and single records; today, and 10 and 12 days ago, the older day in the
+default partition, the other in its own) and 20,000 labels. ``--variants`` adds
+PostgreSQL logs whose schema is changed by SQL after the upgrade (:data:`VARIANTS`).
+Then:
+
+- **insert cost**, A/B interleaved: each round stores, on every log in a rotated order,
+  four 1,000-row requests (one transaction each, through ``serving.log_store``, 71
+  features) and 200 single records (two transactions of 100); charged to each the CPU
+  of the PostgreSQL backend (``/proc/<pid>/schedstat``, nanoseconds) and of the
+  writer's thread (``time.thread_time``; on SQLite that is all of it). Medians over
+  rounds and of the per-round ratios, with the load average. A BRIN index's summary of
+  new rows is made by ``VACUUM`` (``brin_summarize_new_values``): its cost is measured
+  at the end.
+- **plans** (with ``--base-tree``): every statement that reads ``predictions`` run by
+  the readers (the monitor's label reads, the report's counts, OOD rows and window
+  features, retraining data, the log's statistics, a dry-run and a real prune) is
+  recorded with ``EXPLAIN (ANALYZE)`` on PostgreSQL (in a savepoint rolled back) and
+  ``EXPLAIN QUERY PLAN`` plus its run time on SQLite, the "before" log read by the code
+  of ``--base-tree`` (a checkout at migration 0008) and the "after" log by this tree.
+  Every plan is written to ``--plans`` (default ``var/index_plans.txt``); the scans of
+  each distinct statement are printed side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FEATURES = 71
+BIG = 1000
+
+
+_BRIN = (
+    "DROP INDEX ix_predictions_created_at;"
+    " CREATE INDEX ix_predictions_created_at ON predictions USING brin (created_at)"
+)
+_IDS_C = ";".join(
+    f'ALTER TABLE {t} ALTER COLUMN {c} TYPE varchar({n}) COLLATE "C"'
+    for t, c, n in (
+        ("predictions", "prediction_id", 48),
+        ("predictions", "request_id", 32),
+        ("requests", "request_id", 32),
+        ("feedback", "prediction_id", 48),
+    )
+)
+VARIANTS = {
+    "brin-only": ("0008", _BRIN),
+    "ids-c-only": ("0008", _IDS_C),
+    "no-request-ix": ("0008", "DROP INDEX ix_predictions_request_id"),
+    "brin-ids-c": ("0008", _BRIN + ";" + _IDS_C),
+    "no-request-ix-brin": ("0008", "DROP INDEX ix_predictions_request_id;" + _BRIN),
+    "no-3-ix-brin": (
+        "0008",
+        "DROP INDEX ix_predictions_request_id; DROP INDEX ix_predictions_model_version;" + _BRIN,
+    ),
+}
+"""PostgreSQL schemas measured beside the others with ``--variants``: the revision
+and SQL run after upgrading to it."""
+
+
+def _schedstat_ns(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
+def _columns(rows: int) -> dict[str, list[float]]:
+    return {f"f{j:02d}": [float(i * 7 + j) + 0.25 for i in range(rows)] for j in range(FEATURES)}
+
+
+_BIG_COLUMNS = _columns(BIG)
+_ONE_COLUMNS = _columns(1)
+
+
+def _entry(when: datetime, items: int, version: str, n: int) -> Any:
+    from serving.log_entry import LogEntry
+
+    return LogEntry(
+        request_id=uuid.uuid4().hex,  # as serving.request_log makes them
+        received_at=when,
+        endpoint="/predict",
+        method="POST",
+        status_code=200,
+        latency_seconds=0.01,
+        model_version=version,
+        single=items == 1,
+        columns=_BIG_COLUMNS if items == BIG else _ONE_COLUMNS,
+        values=[float(n + i) for i in range(items)],
+        lower=[n - 1.0] * items,
+        upper=[n + 1.0] * items,
+        ood=[((n * 31 + i * 17) % 1000) / 100.0 for i in range(items)],
+    )
+
+
+class Log:
+    """One prediction log: a database at a revision, and a writer's store on it."""
+
+    def __init__(self, name: str, url: str, revision: str, extra: str = "") -> None:
+        import sqlalchemy as sa
+
+        from serving.log_store import LogStore
+        from watchkeeper.db.engine import create_engine
+        from watchkeeper.db.migrate import upgrade
+
+        self.name, self.url = name, url
+        self.engine = create_engine(url, poolclass=sa.pool.StaticPool)
+        upgrade(self.engine, revision)
+        if extra:  # a variant of the schema, measured beside it
+            with self.engine.begin() as connection:
+                for statement in extra.split(";"):
+                    connection.exec_driver_sql(statement)
+        self.store = LogStore(self.engine)
+        self.postgres = self.engine.dialect.name == "postgresql"
+        self.backend = 0
+        if self.postgres:
+            with self.engine.connect() as connection:
+                self.backend = int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+
+    def timed_insert(self, entries: list[Any]) -> tuple[float, float]:
+        """Writer thread and backend CPU of storing ``entries``, in ms."""
+        before_backend = _schedstat_ns(self.backend) if self.postgres else 0
+        before = time.thread_time_ns()
+        self.store.insert(entries)
+        writer = (time.thread_time_ns() - before) / 1e6
+        backend = (_schedstat_ns(self.backend) - before_backend) / 1e6 if self.postgres else 0.0
+        return writer, backend
+
+
+def fill(log: Log, now: datetime) -> None:
+    """~220,000 predictions of two versions, 20,000 labels."""
+    import sqlalchemy as sa
+
+    from watchkeeper.db.tables import feedback, predictions
+
+    n = 0
+    if log.postgres:  # one old day in its own partition (dropped by the prune)
+        from watchkeeper.db import partitions as parts
+
+        with log.engine.begin() as connection:
+            parts.create_partition(
+                connection, parts.Partition((now - timedelta(10)).date(), "predictions")
+            )
+            parts.create_partition(
+                connection, parts.Partition((now - timedelta(10)).date(), "requests")
+            )
+    for k in range(200):  # 1,000-row requests: 180 today, 10 ten and 10 twelve days ago
+        old = now - timedelta(days=10 if k < 10 else 12)
+        when = (old if k < 20 else now - timedelta(hours=4)) + timedelta(seconds=k)
+        log.store.insert([_entry(when, BIG, "v1" if k % 3 else "v2", n)])
+        n += BIG
+    for k in range(0, 20000, 100):  # single records today
+        when = now - timedelta(hours=3) + timedelta(seconds=k / 10)
+        log.store.insert([_entry(when, 1, "v1", n + i) for i in range(100)])
+        n += 100
+    with log.engine.begin() as connection:
+        ids = connection.execute(
+            sa.select(predictions.c.prediction_id, predictions.c.created_at)
+            .where(predictions.c.seq % 11 == 0)
+            .order_by(predictions.c.seq)
+            .limit(20000)
+        ).all()
+        connection.execute(
+            feedback.insert(),
+            [
+                {"prediction_id": i, "actual": 1.0, "received_at": t + timedelta(hours=1)}
+                for i, t in ids
+            ],
+        )
+    if log.postgres:
+        with log.engine.connect() as connection:
+            connection.connection.driver_connection.autocommit = True
+            connection.exec_driver_sql("VACUUM ANALYZE")
+            connection.connection.driver_connection.autocommit = False
+    else:
+        with log.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE")
+
+
+def brin_summary_ms(log: Log) -> float:
+    """Backend CPU of summarising the BRIN ranges not summarised yet (what VACUUM does)."""
+    before = _schedstat_ns(log.backend)
+    with log.engine.begin() as connection:
+        names = connection.exec_driver_sql(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'brin'"
+            " AND c.relkind = 'i'"
+        ).scalars()
+        for name in list(names):
+            connection.exec_driver_sql(f"SELECT brin_summarize_new_values('{name}')")
+    return (_schedstat_ns(log.backend) - before) / 1e6
+
+
+def measure(logs: list[Log], rounds: int) -> None:
+    now = datetime.now(UTC)
+    results: dict[str, dict[str, list[float]]] = {
+        log.name: {"big_w": [], "big_b": [], "one_w": [], "one_b": []} for log in logs
+    }
+    loads = []
+    n = 10_000_000
+    for r in range(rounds):
+        order = logs[r % len(logs) :] + logs[: r % len(logs)]
+        loads.append(os.getloadavg()[0])
+        for log in order:
+            w = b = 0.0
+            for _ in range(4):
+                n += BIG
+                dw, db = log.timed_insert([_entry(now, BIG, "v1", n)])
+                w, b = w + dw, b + db
+            results[log.name]["big_w"].append(w / 4)
+            results[log.name]["big_b"].append(b / 4)
+            w = b = 0.0
+            for _ in range(2):
+                entries = [_entry(now, 1, "v1", n + i) for i in range(100)]
+                n += 100
+                dw, db = log.timed_insert(entries)
+                w, b = w + dw, b + db
+            results[log.name]["one_w"].append(w / 200)
+            results[log.name]["one_b"].append(b / 200)
+    print(
+        f"\ninsert cost, median of {rounds} rounds"
+        f" (load average {min(loads):.1f}–{max(loads):.1f}):"
+    )
+    print(
+        f"  {'log':<18}{'1,000-row: writer':>19}{'backend':>10}{'total':>9}"
+        f"{'single: writer':>17}{'backend':>10}{'total':>9}"
+    )
+    for log in logs:
+        m = {k: statistics.median(v) for k, v in results[log.name].items()}
+        print(
+            f"  {log.name:<18}{m['big_w']:>16.2f} ms{m['big_b']:>7.2f} ms"
+            f"{m['big_w'] + m['big_b']:>6.2f} ms{m['one_w']:>14.3f} ms{m['one_b']:>7.3f} ms"
+            f"{m['one_w'] + m['one_b']:>6.3f} ms"
+        )
+    pairs = [
+        (a, b)
+        for a in logs
+        for b in logs
+        if a.name.endswith("before") and b is not a and b.name.split("-")[0] == a.name.split("-")[0]
+    ]
+    for a, b in pairs:
+        for key, label in (("big", "1,000-row"), ("one", "single")):
+            ratios = [
+                (bw + bb) / (aw + ab)
+                for aw, ab, bw, bb in zip(
+                    results[a.name][f"{key}_w"],
+                    results[a.name][f"{key}_b"],
+                    results[b.name][f"{key}_w"],
+                    results[b.name][f"{key}_b"],
+                    strict=True,
+                )
+            ]
+            print(
+                f"  {b.name} / {a.name}, {label}: {statistics.median(ratios):.3f}x"
+                f" (per-round range {min(ratios):.3f}–{max(ratios):.3f})"
+            )
+    for log in logs:
+        if log.postgres and not log.name.endswith("before"):
+            rows = rounds * (4 * BIG + 200)
+            ms = brin_summary_ms(log)
+            print(
+                f"  {log.name}: BRIN summary of the {rows:,} rows inserted: {ms:.1f} ms"
+                f" ({ms / rows * 1000:.3f} ms per 1,000 rows)"
+            )
+
+
+# -- plans ------------------------------------------------------------------------
+
+
+def _readers(engine: Any, now: datetime) -> list[tuple[str, Any]]:
+    """(label, call) for every reader of ``predictions`` that filters or joins on
+    ``request_id``, ``created_at`` or ``model_version`` (and its neighbours)."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from monitoring import accuracy
+    from monitoring.report import log_rows, versions
+    from monitoring.report.records import Period
+    from retrain import data
+    from watchkeeper.db import log_stats
+    from watchkeeper.db.retention import Pruner, RetentionPolicy
+    from watchkeeper.db.tables import predictions
+    from watchkeeper.schema import FeatureSchema
+
+    with engine.connect() as connection:
+        top = int(connection.execute(sa.select(sa.func.max(predictions.c.seq))).scalar())
+    first, last = top - 60_000, top - 40_000
+    span = accuracy.WindowSpan("w", "v1", first, last, 20_000, now, now)
+    day = Period(since=now - timedelta(hours=5), until=now)
+    schema = FeatureSchema.derive(pd.DataFrame({"f00": [1.0, 2.0], "y": [1.0, 2.0]}), "y")
+    policy = RetentionPolicy(
+        raw_days=5, labelled_days=5, history_days=None, batch_rows=1000, without_monitor=True
+    )
+
+    def connected(call: Any) -> Any:
+        def run() -> Any:
+            with engine.connect() as connection:
+                return call(connection)
+
+        return run
+
+    return [
+        ("monitor: window labels", connected(lambda c: accuracy.read_window_labels(c, span))),
+        ("monitor: recent labels", connected(lambda c: accuracy.read_recent_labels(c, "v1", 500))),
+        (
+            "monitor: new labels",
+            connected(
+                lambda c: accuracy.read_new_labels(c, now - timedelta(hours=3), now + timedelta(1))
+            ),
+        ),
+        (
+            "monitor: unmatched labels",
+            connected(
+                lambda c: accuracy.unmatched_labels(c, now - timedelta(hours=3), now + timedelta(1))
+            ),
+        ),
+        (
+            "report: count by version, all",
+            lambda: versions.predictions_by_version(engine, Period()),
+        ),
+        ("report: count by version, 5 h", lambda: versions.predictions_by_version(engine, day)),
+        (
+            "report: count of v2, 5 h",
+            lambda: versions.predictions_by_version(
+                engine, Period(day.since, day.until, model_version="v2")
+            ),
+        ),
+        (
+            "report: count of v2, all",
+            lambda: versions.predictions_by_version(engine, Period(model_version="v2")),
+        ),
+        ("report: OOD rows, 5 h", lambda: log_rows.most_out_of_distribution(engine, day, 20)),
+        (
+            "report: OOD rows of v2, 5 h",
+            lambda: log_rows.most_out_of_distribution(
+                engine, Period(day.since, day.until, model_version="v2"), 20
+            ),
+        ),
+        ("report: window features", lambda: log_rows.window_features(engine, "v1", first, last)),
+        (
+            "retrain: labelled predictions",
+            lambda: data.labelled_predictions(engine, schema, since=now - timedelta(hours=2)),
+        ),
+        ("log stats", lambda: log_stats.collect(engine)),
+        ("prune, dry run", lambda: Pruner(engine, policy, pause=False).run(dry_run=True)),
+        ("prune", lambda: Pruner(engine, policy, pause=False).run()),
+    ]
+
+
+def plans(url: str, out: Path, now_text: str) -> None:
+    """Run the readers on ``url``, recording the plan of every statement on
+    ``predictions`` (this process imports the code to measure)."""
+    import sqlalchemy as sa
+
+    from watchkeeper.db.engine import create_engine
+
+    now = datetime.fromisoformat(now_text)
+    engine = create_engine(url)
+    postgres = engine.dialect.name == "postgresql"
+    recorded: list[dict[str, Any]] = []
+    current = {"label": ""}
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def explain(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        text = statement.lstrip().upper()
+        if (
+            executemany
+            or "PREDICTIONS" not in text
+            or not text.startswith(("SELECT", "DELETE", "WITH"))
+        ):
+            return
+        entry = {"label": current["label"], "sql": statement, "plan": ""}
+        raw = cursor.connection
+        if postgres:
+            raw.execute("SAVEPOINT wk_explain")
+            rows = raw.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters).fetchall()
+            raw.execute("ROLLBACK TO SAVEPOINT wk_explain")
+            entry["plan"] = "\n".join(r[0] for r in rows)
+        else:
+            rows = raw.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
+            entry["plan"] = "\n".join(f"{r[0]}/{r[1]}: {r[3]}" for r in rows)
+            context._wk_started = time.perf_counter()
+        recorded.append(entry)
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def timed(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        started = getattr(context, "_wk_started", None)
+        if started is not None and recorded:
+            recorded[-1]["plan"] += f"\n  run time {1000 * (time.perf_counter() - started):.2f} ms"
+
+    for label, call in _readers(engine, now):
+        current["label"] = label
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - a reader that fails is reported
+            recorded.append({"label": label, "sql": "", "plan": f"FAILED: {exc!r}"})
+    out.write_text(json.dumps(recorded))
+    engine.dispose()
+
+
+def _run_plans(tree: Path, url: str, out: Path, now: datetime) -> list[dict[str, Any]]:
+    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1")
+    subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--plans-of",
+            url,
+            "--plans-out",
+            str(out),
+            "--now",
+            now.isoformat(),
+        ],
+        check=True,
+        env=env,
+        cwd=tree,
+    )
+    return json.loads(out.read_text())
+
+
+_SCAN = re.compile(
+    r"(?P<node>[A-Za-z ]*Scan(?: Backward)?)(?: using (?P<index>\S+))? on (?P<rel>\S+)"
+    r"(?: \S+)?\s+\(cost=(?P<cost>[0-9.]+\.\.[0-9.]+).*?actual time=\S+ rows=(?P<rows>\d+)"
+    r" loops=(?P<loops>\d+)"
+)
+
+
+def _summary(plan: str) -> str:
+    """The scans of a plan on one line: PostgreSQL's, but for those of empty partitions
+    (costed 0), with the rows they returned; SQLite's plan lines; the time taken."""
+    parts = []
+    for line in plan.splitlines():
+        match = _SCAN.search(line)
+        if match:
+            if match["cost"] == "0.00..0.00":
+                continue
+            how = match["node"].strip() + (f" {match['index']}" if match["index"] else "")
+            parts.append(f"{how} on {match['rel']} ({match['rows']}×{match['loops']})")
+        elif "Execution Time" in line or "run time" in line:
+            parts.append(line.strip())
+        elif re.match(r"\d+/\d+: ", line) or "FAILED" in line:
+            parts.append(line.split(": ", 1)[1] if ": " in line else line)
+    return "; ".join(parts)
+
+
+def _compare(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+    labels = list(dict.fromkeys(e["label"] for e in before + after))
+    for label in labels:
+        print(f"  {label}")
+        for side, entries in (("before", before), ("after", after)):
+            seen: dict[str, int] = {}
+            for entry in entries:
+                if entry["label"] == label:
+                    text = re.sub(r"[0-9.]+ ms", "", _summary(entry["plan"]))
+                    if text in seen:
+                        continue
+                    seen[text] = 1
+                    print(f"    {side:<7}{_summary(entry['plan'])}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--base-tree", type=Path, help="a checkout at migration 0008")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument(
+        "--variants", action="store_true", help="also PostgreSQL without ix_predictions_request_id"
+    )
+    parser.add_argument("--plans", type=Path, default=ROOT / "var" / "index_plans.txt")
+    parser.add_argument("--plans-of", help=argparse.SUPPRESS)
+    parser.add_argument("--plans-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--now", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plans_of:
+        plans(args.plans_of, args.plans_out, args.now)
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.postgres import PostgresServer, find_bindir
+
+    started = time.monotonic()
+    print(f"load average at the start: {os.getloadavg()}")
+    work = Path(tempfile.mkdtemp(prefix="wk-index-"))
+    server = None
+    logs: list[Log] = []
+    try:
+        bindir = None if args.no_postgres else find_bindir()
+        if bindir is not None:
+            server = PostgresServer(bindir).init()
+            server.start()
+            with (
+                __import__("sqlalchemy")
+                .create_engine(server.url(), isolation_level="AUTOCOMMIT")
+                .connect() as c
+            ):
+                c.exec_driver_sql("ALTER SYSTEM SET autovacuum = off")
+                c.exec_driver_sql("SELECT pg_reload_conf()")
+            for side, revision in (("before", "0008"), ("after", "head")):
+                logs.append(Log(f"postgres-{side}", server.create_database(), revision))
+            if args.variants:  # other schemas, measured beside them
+                for name, (revision, extra) in VARIANTS.items():
+                    url = server.create_database()
+                    logs.append(Log(f"postgres-{name}", url, revision, extra))
+        for side, revision in () if args.no_sqlite else (("before", "0008"), ("after", "head")):
+            logs.append(Log(f"sqlite-{side}", f"sqlite:///{work}/{side}.db", revision))
+        now = datetime.now(UTC)
+        for log in logs:
+            t = time.monotonic()
+            fill(log, now)
+            print(f"filled {log.name} in {time.monotonic() - t:.0f} s")
+        measure(logs, args.rounds)
+        if args.base_tree is not None:
+            for log in logs:
+                log.engine.dispose()
+                if log.postgres:  # as autovacuum would, before the readers
+                    import sqlalchemy as sa
+
+                    with sa.create_engine(log.url, isolation_level="AUTOCOMMIT").connect() as c:
+                        c.exec_driver_sql("VACUUM ANALYZE")
+            lines = []
+            recorded: dict[str, list[dict[str, Any]]] = {}
+            for log in [x for x in logs if x.name.endswith(("before", "after"))]:
+                tree = args.base_tree if log.name.endswith("before") else ROOT
+                recorded[log.name] = _run_plans(tree, log.url, work / f"{log.name}.json", now)
+                for entry in recorded[log.name]:
+                    lines.append(
+                        f"=== {log.name} | {entry['label']}\n{entry['sql']}\n{entry['plan']}\n"
+                    )
+            for kind in ("postgres", "sqlite"):
+                if f"{kind}-before" in recorded:
+                    print(f"\nplans on {kind}, each distinct statement on predictions:")
+                    _compare(recorded[f"{kind}-before"], recorded[f"{kind}-after"])
+            args.plans.parent.mkdir(parents=True, exist_ok=True)
+            args.plans.write_text("\n".join(lines))
+            print(f"plans written to {args.plans}")
+    finally:
+        for log in logs:
+            log.engine.dispose()
+        if server is not None:
+            server.destroy()
+    print(f"load average at the end: {os.getloadavg()}; {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
