@@ -51,6 +51,7 @@ from serving.request_framing import (
     RequestLine,
     request_line,
 )
+from serving.request_ids import new_request_id
 from watchkeeper.settings import ServingSettings
 
 _RECV_BYTES = 256 * 1024
@@ -334,7 +335,7 @@ class BufferingThreadWorker(ThreadWorker):
     def _reject(
         self, conn: _Conn, reading: _Reading, error: wire_errors.WireError, waited: float = 0.0
     ) -> None:
-        request_id = wire_errors.new_request_id()
+        request_id = new_request_id()
         self._send_quietly(conn, error.response(request_id))
         self.log.info(
             "%s from %s: %s", error.status, conn.client[0] if conn.client else "-", error.message
@@ -356,7 +357,7 @@ class BufferingThreadWorker(ThreadWorker):
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """gunicorn's error responses, in the JSON error shape (see serving.wire_errors)."""
         error = wire_errors.classify(exc)
-        request_id = wire_errors.new_request_id()
+        request_id = new_request_id()
         ip = addr[0] if addr else "-"
         if wire_errors.is_client_error(exc):
             self.log.warning("Invalid request from ip=%s: %s", ip, exc)

@@ -9,7 +9,6 @@ log would break the log's promise.
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime
 
 import numpy as np
@@ -19,6 +18,7 @@ from serving.http_errors import error_response
 from serving.log_entry import LogEntry, columnar_body_columns, escape_body
 from serving.metrics import ServingMetrics
 from serving.prediction_log import JournalUnavailable, PredictionLog
+from serving.request_ids import new_request_id
 from serving.services import services
 from watchkeeper.classification import ClassPredictions
 from watchkeeper.errors import LogUnavailable
@@ -39,7 +39,7 @@ def _log() -> PredictionLog | None:
 
 
 def _start() -> None:
-    g.request_id = uuid.uuid4().hex
+    g.request_id = new_request_id()  # time-ordered: appends to the log's indexes
     g.received_at = datetime.now(UTC)
     g.started = time.perf_counter()
     log = _log()

@@ -11,7 +11,6 @@ names a logged endpoint (``/predict``, ``/feedback``), an entry in the predictio
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -135,10 +134,6 @@ def report(
     except JournalUnavailable as exc:
         # Counted by the log; the client is refused either way.
         log.warning("%s %s not logged: %s", error.status, rule, exc)
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex
 
 
 def _route(app: Any, line: RequestLine | None) -> tuple[str, str | None]:

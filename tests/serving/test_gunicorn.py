@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -145,6 +146,7 @@ def test_requests_gunicorn_rejects_get_the_json_error_shape_and_are_counted_and_
         assert document["error"]["code"] == case.code, name
         assert document["error"]["message"], name
         assert document["request_id"] == headers["x-request-id"], name
+        assert uuid.UUID(hex=document["request_id"]).version == 7, name  # time-ordered
         request_ids[document["request_id"]] = case
 
     text = server.get("/metrics").text
