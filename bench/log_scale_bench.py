@@ -4,7 +4,8 @@
         [--no-postgres]
 
 Request ids are the primary key of ``requests`` and the prefix of ``predictions``'
-``prediction_id`` (unique) and ``request_id`` (indexed). This bench stores Ames sales
+``prediction_id`` (unique) and, on PostgreSQL, ``request_id`` (indexed; SQLite has no
+index on it since migration 0009). This bench stores Ames sales
 through the writer's own path (``serving.log_store.LogStore.insert``, entries built
 as ``serving/log_entry.py`` builds them) into databases already holding 0, 1 M and
 3 M single-record predictions (and as many requests), once with random ids

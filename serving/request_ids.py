@@ -1,12 +1,13 @@
 """Request ids: 32 lowercase hex digits in the UUID version 7 layout (RFC 9562).
 
 A request id is the primary key of ``requests`` and the prefix of every prediction id
-(:func:`serving.log_entry.prediction_id`), so each logged request inserts it into three
-B-tree indexes. Random ids (``uuid4``) land on random leaf pages of those indexes:
-once they outgrow the database's cache every insert reads and dirties a leaf of its
-own (and, on PostgreSQL, writes a full page image of it after each checkpoint).
-Time-ordered ids append to the rightmost leaves instead (``bench/log_scale_bench.py``
-measures the difference).
+(:func:`serving.log_entry.prediction_id`), so each logged request inserts it into two
+B-tree indexes, three on PostgreSQL (which also indexes ``predictions.request_id``).
+Random ids (``uuid4``) land on random leaf pages of those indexes: once they outgrow
+the database's cache every insert reads and dirties a leaf of its own (and, on
+PostgreSQL, writes a full page image of it after each checkpoint). Time-ordered ids
+append to the rightmost leaves instead (``bench/log_scale_bench.py`` measures the
+difference).
 
 Layout, most significant first: a 48-bit Unix time in milliseconds, the version ``7``,
 a 12-bit counter (RFC 9562 section 6.2, method 1), the variant bits ``10`` and 62
