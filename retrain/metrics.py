@@ -185,11 +185,13 @@ class LivenessCollector(Collector):
         )
         stalls.add_metric([], snapshot.stalls)
         yield stalls
+        # declared even while no job runs, without a sample (no series): the metric
+        # stays listed in every scrape, as the dashboards that read it expect
+        age = GaugeMetricFamily(
+            "watchkeeper_retrain_job_seconds_since_progress",
+            "Seconds since this worker's running job last reported progress (no sample "
+            "when no job runs): compare with WATCHKEEPER_RETRAIN_STALL_SECONDS.",
+        )
         if snapshot.seconds_since_progress is not None:
-            age = GaugeMetricFamily(
-                "watchkeeper_retrain_job_seconds_since_progress",
-                "Seconds since this worker's running job last reported progress (absent "
-                "when no job runs): compare with WATCHKEEPER_RETRAIN_STALL_SECONDS.",
-            )
             age.add_metric([], snapshot.seconds_since_progress)
-            yield age
+        yield age

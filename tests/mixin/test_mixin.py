@@ -107,6 +107,25 @@ def test_a_setting_moves_the_rule_the_dashboard_and_the_retrain_trigger(
     assert policy.accuracy_drop == config.thresholds.accuracy_drop == 0.08
 
 
+@pytest.mark.parametrize(("stall_seconds", "spoken"), [(3600, "1 hour"), (3 * 3600, "3 hours")])
+def test_the_stall_deadline_moves_the_alert_text_and_the_dashboard_line(
+    stall_seconds: float, spoken: str
+) -> None:
+    """The worker turns watchkeeper_retrain_job_stalled to 1 at its stall deadline
+    (settings.retrain.stall_seconds); the alert names that deadline and the progress
+    panel draws it, from the same setting."""
+    settings = Settings(retrain_stall_seconds=stall_seconds)
+    stalled = _rules(settings)["WatchkeeperRetrainJobStalled"]
+    assert (
+        f"no progress for over {spoken} (WATCHKEEPER_RETRAIN_STALL_SECONDS)"
+        in stalled["annotations"]["description"]
+    )
+    panel = _panel(
+        settings, "accuracy-lifecycle.json", "Retraining job: seconds since progress, by worker"
+    )
+    assert _threshold(panel) == stall_seconds
+
+
 def test_a_changed_configuration_still_passes_promtool(tmp_path: Path) -> None:
     settings = Settings(
         trigger_ood_fraction=0.25,

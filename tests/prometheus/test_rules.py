@@ -291,6 +291,21 @@ CASES: dict[str, dict[str, Any]] = {
         "at": 12,
         "labels": {},
     },
+    # a job stuck past its stall deadline pages for its own worker (instance): the one to
+    # restart. A job that moved again within the for: (1 at two scrapes a minute apart)
+    # and a worker with no stuck job must not
+    "WatchkeeperRetrainJobStalled": {
+        "fire": [
+            ('watchkeeper_retrain_job_stalled{instance="a"}', "0x5 1x10"),
+            ('watchkeeper_retrain_job_stalled{instance="b"}', "0x15"),
+        ],
+        "quiet": [
+            ('watchkeeper_retrain_job_stalled{instance="a"}', "0x5 1x1 0x10"),
+            ('watchkeeper_retrain_job_stalled{instance="b"}', "0x17"),
+        ],
+        "at": 8,
+        "labels": {"instance": "a"},
+    },
     "WatchkeeperModelRejectedRepeatedly": {
         "fire": [('watchkeeper_retrain_runs_total{outcome="rejected"}', "0x10 1x10 2x10 3x30")],
         "quiet": [('watchkeeper_retrain_runs_total{outcome="rejected"}', "0x10 1x10 2x40")],
@@ -527,6 +542,18 @@ EXPECTED: dict[str, Expected] = {
         "retraining-database-down",
         ("watchkeeper-accuracy", "Retraining database up"),
     ),
+    "WatchkeeperRetrainJobStalled": Expected(
+        "warning",
+        "The retraining job on a is stuck",
+        (
+            "The retraining job of worker a has reported no progress for over 1 hour "
+            "(WATCHKEEPER_RETRAIN_STALL_SECONDS). It no longer renews its lease, so that another "
+            "worker, or this one once restarted, recovers its run; until the restart this worker "
+            "runs no job and its /healthz fails. Its log names the step it hung in."
+        ),
+        "retraining-job-stalled",
+        ("watchkeeper-accuracy", "Retraining jobs stalled, by worker"),
+    ),
     "WatchkeeperModelRejectedRepeatedly": Expected(
         "warning",
         "3 or more retrained candidates rejected in a day",
@@ -662,6 +689,7 @@ def _test_file(tmp_path: Path) -> Path:
             ],
         }
     )
+    tests.append(_stall_timing(annotated["WatchkeeperRetrainJobStalled"]))
     path = tmp_path / "alerts_test.yml"
     path.write_text(
         yaml.safe_dump(
@@ -674,6 +702,35 @@ def _test_file(tmp_path: Path) -> Path:
         )
     )
     return path
+
+
+def _stall_timing(annotations: dict[str, str]) -> dict[str, Any]:
+    """A stuck job's alert waits its 2 minutes, and a failed scrape (Prometheus marks
+    the target's series stale) starts them again: it fires again 2 minutes after the
+    gap, not at once, and not never."""
+    stalled = {
+        "exp_labels": {
+            "job": "watchkeeper-retrain",
+            "instance": "a",
+            "severity": "warning",
+        },
+        "exp_annotations": annotations,
+    }
+    # stuck from minute 6 on; minute 10's scrape failed
+    series = 'watchkeeper_retrain_job_stalled{job="watchkeeper-retrain",instance="a"}'
+    expected = {7: False, 8: True, 9: True, 10: False, 12: False, 13: True}
+    return {
+        "interval": "1m",
+        "input_series": [{"series": series, "values": "0x5 1x3 stale 1x10"}],
+        "alert_rule_test": [
+            {
+                "eval_time": f"{minute}m",
+                "alertname": "WatchkeeperRetrainJobStalled",
+                "exp_alerts": [stalled] if fires else [],
+            }
+            for minute, fires in expected.items()
+        ],
+    }
 
 
 @pytest.fixture(scope="module")

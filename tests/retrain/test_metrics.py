@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
 
 from retrain.lease import Lease
-from retrain.metrics import RetrainCollector
+from retrain.liveness import JobLiveness
+from retrain.metrics import LivenessCollector, RetrainCollector
 from tests.conftest import running_postgres
 from tests.postgres import PostgresServer
 from tests.processes import metric
@@ -126,3 +127,23 @@ def test_a_scrape_while_the_database_is_down_says_so_and_does_not_fail(
     assert _runs_total(up, "failed") == 0
     assert metric(down, "watchkeeper_retrain_database_up") == 0
     assert _runs_total(down, "failed") is None  # unknown, not zero
+
+
+def test_the_age_of_a_jobs_progress_is_declared_with_no_sample_while_no_job_runs() -> None:
+    """The dashboards read watchkeeper_retrain_job_seconds_since_progress: an idle
+    worker lists it (TYPE, no series) rather than leaving it out, and a running job has
+    its sample."""
+    clock = [100.0]
+    liveness = JobLiveness(stall_seconds=60, clock=lambda: clock[0])
+    registry = CollectorRegistry()
+    registry.register(LivenessCollector(liveness))
+    name = "watchkeeper_retrain_job_seconds_since_progress"
+
+    idle = generate_latest(registry).decode()
+    liveness.start("reading the queue")
+    clock[0] += 5
+    running = generate_latest(registry).decode()
+
+    assert f"# TYPE {name} gauge" in idle and metric(idle, name) is None
+    assert metric(idle, "watchkeeper_retrain_job_stalled") == 0
+    assert metric(running, name) == 5

@@ -691,6 +691,30 @@ def accuracy_lifecycle(c: MixinConfig) -> GrafanaJson:
                 "accuracy rows of the other task stay empty); promotions are marked on the "
                 "time axis.",
             ),
+            timeseries(
+                titles.RETRAIN_PROGRESS,
+                Query(q["retrain_seconds_since_progress"], "{{instance}}"),
+                unit="s",
+                threshold=Threshold(t.retrain_stall_seconds),
+                width=12,
+                description="Seconds since each worker's running job last reported "
+                "progress (it does between steps: a fit counts as one); 0 while the worker "
+                "runs no job. The red line is the stall deadline "
+                "(WATCHKEEPER_RETRAIN_STALL_SECONDS): past it the job counts as hung, its "
+                "lease is no longer renewed and the worker must be restarted. A healthy "
+                "job's line falls back at each step; its peaks near the line: raise it.",
+            ),
+            timeseries(
+                titles.RETRAIN_STALLS,
+                Query(q["retrain_job_stalled"], "{{instance}} stalled now (1 = yes)"),
+                Query(q["retrain_job_stalls"], "{{instance}} stalls (1d)"),
+                unit="short",
+                width=12,
+                description="Per worker: 1 while its job is stuck past the stall deadline "
+                "(WatchkeeperRetrainJobStalled), and the jobs found stuck in the last day. "
+                "Stalls again after a restart: the cause outlived it (a mount, a lock, a "
+                "fit longer than the deadline); see the runbook's Retraining job stalled.",
+            ),
         ],
         annotations=[promotions],
     )

@@ -181,6 +181,22 @@ def queries(c: MixinConfig) -> dict[str, str]:
         "retrain_duration": (
             f"max by ({BY}) ({_q('watchkeeper_retrain_last_run_duration_seconds')})"
         ),
+        # per worker process (instance): a stuck one is the one to restart. The age is
+        # exported only while a job runs; an idle worker draws 0 (its stalled gauge,
+        # always exported, times 0) rather than no line at all
+        "retrain_seconds_since_progress": (
+            f"max by ({BY}, instance) "
+            f"({_q('watchkeeper_retrain_job_seconds_since_progress')}) "
+            f"or 0 * max by ({BY}, instance) ({_q('watchkeeper_retrain_job_stalled')})"
+        ),
+        "retrain_job_stalled": (
+            f"max by ({BY}, instance) ({_q('watchkeeper_retrain_job_stalled')})"
+        ),
+        # a day: the stall deadline is an hour by default, so a job hanging again after
+        # each restart shows as a count, not a single blip (increase spans the restarts)
+        "retrain_job_stalls": (
+            f"sum by ({BY}, instance) (increase({_q('watchkeeper_retrain_job_stalls_total')}[1d]))"
+        ),
         # an annotation at each promotion: the value is the time (Grafana's useValueForTime)
         "promotions": (
             f"max by ({BY}) ({_q('watchkeeper_retrain_last_promotion_timestamp_seconds')}) * 1000"

@@ -492,6 +492,26 @@ def pipeline_alerts(c: MixinConfig) -> AlertGroup:
                 "retraining-database-down",
                 PanelRef(DashboardUid.ACCURACY, p.RETRAIN_DATABASE_UP),
             ),
+            # Per worker (instance): the one whose job hung is the one to restart.
+            # Warning, not critical: serving goes on with the current model, the lease
+            # lets the next job recover the run, and staleness hurts over hours or days
+            # (the drift and accuracy alerts page if it does); but a person is needed,
+            # for the stuck process and for the cause that will hang the next job too.
+            Alert(
+                "WatchkeeperRetrainJobStalled",
+                f"max by ({by('instance')}) (watchkeeper_retrain_job_stalled{retrain}) == 1",
+                d.retrain_job_stalled,
+                Severity.WARNING,
+                "The retraining job on {{ $labels.instance }} is stuck",
+                "The retraining job of worker {{ $labels.instance }} has reported no "
+                f"progress for over {spoken(t.retrain_stall_seconds)} "
+                "(WATCHKEEPER_RETRAIN_STALL_SECONDS). It no longer renews its lease, so "
+                "that another worker, or this one once restarted, recovers its run; until "
+                "the restart this worker runs no job and its /healthz fails. Its log names "
+                "the step it hung in.",
+                "retraining-job-stalled",
+                PanelRef(DashboardUid.ACCURACY, p.RETRAIN_STALLS),
+            ),
         ),
     )
 

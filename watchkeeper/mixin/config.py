@@ -96,6 +96,11 @@ class Thresholds:
     retention_full_share: float = 0.9
     """...once the log holds this share of a full retention period (a young log grows
     by design)."""
+    retrain_stall_seconds: float = 3600.0
+    """A retraining job without progress for this long counts as hung
+    (WATCHKEEPER_RETRAIN_STALL_SECONDS): the worker acts on it and exports
+    ``watchkeeper_retrain_job_stalled``; the dashboard draws it as the line its seconds
+    since progress must stay under, and the alert's description names it."""
 
     @property
     def mae_factor(self) -> float:
@@ -145,6 +150,17 @@ class Durations:
     rejected_candidates: float = 300.0
     retention_overdue: float = 1800.0
     retention_growth: float = 3600.0
+    retrain_job_stalled: float = 120.0
+    """``watchkeeper_retrain_job_stalled`` turns 1 only once a job has gone the whole
+    stall deadline (an hour by default) without progress: the deadline has done the
+    waiting, and 2 minutes (8 scrapes of 15 s) only spare a job that moves again moments
+    after it, its lease still held. Short, because a failed scrape marks the worker's
+    series stale and so restarts the ``for:``: a gap delays the alert by the gap plus 2
+    minutes, no more. Under Kubernetes the failing /healthz restarts the worker 4 to 7
+    minutes after the deadline (its heartbeat, last beaten at a lease renewal, goes stale
+    after a lease and a poll; then three failed probes): the alert fires first on
+    purpose, as the hang's cause (a mount, a lock, a fit longer than the deadline)
+    outlives a restart and hangs the next job too."""
     partitions_failing: float = 6 * 3600.0
     """The day partitions ahead reach 7 days out, so a failing check has days before
     rows land in the default partition. A failed check (database unreachable, the
@@ -207,6 +223,7 @@ class MixinConfig:
                 coverage_min=settings.retrain.min_coverage,
                 coverage_max=settings.retrain.max_coverage,
                 accuracy_drop=settings.trigger.accuracy_drop,
+                retrain_stall_seconds=settings.retrain.stall_seconds,
             ),
             durations=Durations(drift=drift, feature_drift=drift),
             runbook_url=settings.alerting.runbook_url,
