@@ -3,9 +3,10 @@
 A request thread appends its entry, one JSON line, to its process's current segment
 with a plain ``write`` before the response is sent. No fsync per request: the page
 cache outlives a killed process, so ``kill -9`` loses nothing; the writer thread
-``fdatasync``s the segment once per cycle, so a power loss can only lose what was
-appended since its last cycle. The writer tails the segments into the database and
-records how far it got in a checkpoint file; consumed segments are deleted.
+``fdatasync``s the segment once per flush interval when something was appended, so
+a power loss can only lose what was appended in about the last interval. The writer
+tails the segments into the database and records how far it got in a checkpoint
+file; consumed segments are deleted.
 
 Each journal holds an exclusive ``flock`` on its checkpoint file for the life of its
 process. The kernel drops the lock when the process dies however it dies, so a

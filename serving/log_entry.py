@@ -98,6 +98,9 @@ class LogEntry:
     # them as they are, without decoding and encoding them again), or as a columnar
     # body sent them (:func:`columnar_body_columns`; journaled as they are).
     columns_json: str | None = None
+    # True when the caller found every value, lower and upper finite (the route checks
+    # them once per request): the line then takes them without checking them again.
+    finite: bool = False
 
     @property
     def n_items(self) -> int:
@@ -110,6 +113,15 @@ class LogEntry:
         orjson refuses (a lone surrogate) is written by the standard library with
         ``\\u`` escapes, and marked, which keeps every character for the dead-letter
         file."""
+        numbers = (
+            (self.values, self.lower, self.upper)
+            if self.finite
+            else (
+                journal_numbers(self.values),
+                journal_numbers(self.lower),
+                journal_numbers(self.upper),
+            )
+        )
         header = {
             "request_id": self.request_id,
             "received_us": (self.received_at - _EPOCH) // _MICROSECOND,
@@ -122,9 +134,9 @@ class LogEntry:
             "body": self.body,
             "client_request_id": self.client_request_id,
             "single": self.single,
-            "values": journal_numbers(self.values),
-            "lower": journal_numbers(self.lower),
-            "upper": journal_numbers(self.upper),
+            "values": numbers[0],
+            "lower": numbers[1],
+            "upper": numbers[2],
             "ood": None if self.ood is None else journal_numbers(self.ood),
         }
         if self.probabilities is not None:  # a regression line stays as it was

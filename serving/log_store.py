@@ -25,7 +25,8 @@ this module and reads back through the Core tables.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -112,7 +113,10 @@ _POSTGRES_HAS_LZ4 = (
     "SELECT count(*) FROM pg_settings"
     " WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
 )
-_POSTGRES_USE_LZ4 = "SET LOCAL default_toast_compression = 'lz4'"
+# For the writer's session (see LogStore.hold): once per connection rather than a
+# round trip per transaction. Other users of the connection once it is back in the pool
+# then compress with LZ4 too, which changes nothing but the CPU it costs.
+_POSTGRES_USE_LZ4 = "SET default_toast_compression = 'lz4'"
 _UNIQUE_VIOLATION = "23505"
 
 
@@ -135,6 +139,11 @@ class Written:
 
     requests: int
     predictions: int
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    return getattr(cause, "sqlstate", None)
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -193,7 +202,14 @@ def _probability_texts(probabilities: Any, n: int) -> list[str]:
 
 
 class LogStore:
-    """Inserts batches of entries; raises what the database or driver raises."""
+    """Inserts batches of entries; raises what the database or driver raises.
+
+    Each insert is one transaction on a connection from the engine's pool, or, while
+    the caller holds one (:meth:`hold`, the writer while entries keep coming), on that
+    connection: a checkout costs a ping of the server (``pool_pre_ping``) and PostgreSQL
+    a ``SET`` per transaction, 2 of its 8 round trips, and at single-record rates a
+    transaction stores only a few requests, so such fixed costs were most of the
+    writer's and of PostgreSQL's CPU per request."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
@@ -201,16 +217,73 @@ class LogStore:
         if self._dialect not in ("sqlite", "postgresql"):
             raise NotImplementedError(f"the prediction log does not support {self._dialect}")
         self._lz4: bool | None = None  # PostgreSQL: known after the first connection
+        self._holding = False
+        self._held: sa.Connection | None = None
         self.staged_batches = 0  # PostgreSQL batches that met rows already stored
 
+    def hold(self) -> None:
+        """Keep one connection between inserts until :meth:`release`. A connection that
+        fails is dropped, and the next insert opens a new one."""
+        self._holding = True
+
+    def release(self) -> None:
+        """Give the held connection back to the pool (call it from the thread that
+        inserts); inserts check one out each again."""
+        self._holding = False
+        self._drop_held(close=False)
+
     def reset(self) -> None:
-        """Drop pooled connections; the next insert opens a new one."""
+        """Drop pooled connections, the held one included; the next insert opens a
+        new one."""
+        self._drop_held(close=True)
         self._engine.dispose()
 
     def insert(self, entries: Sequence[LogEntry]) -> Written:
         if self._dialect == "sqlite":
             return self._insert_sqlite(entries)
         return self._insert_postgres(entries)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """A transaction on the held connection, or on one from the pool."""
+        if not self._holding:
+            with self._engine.begin() as connection:
+                self._prepare(connection)
+                yield connection
+            return
+        try:
+            if self._held is None:
+                self._held = self._engine.connect()
+                self._prepare(self._held)
+                # A session setting must outlive a batch that is rolled back.
+                self._held.connection.dbapi_connection.commit()
+            with self._held.begin():
+                yield self._held
+        except Exception as exc:
+            # The insert runs on the driver's connection, below SQLAlchemy, which then
+            # cannot tell whether it still works: keep it only after a replayed batch
+            # met stored rows (the caller stores that batch again at once).
+            if _sqlstate(exc) != _UNIQUE_VIOLATION:
+                self._drop_held(close=True)
+            raise
+
+    def _drop_held(self, *, close: bool) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        if close and not held.invalidated:
+            held.invalidate()  # its server may be gone: do not hand it back to the pool
+        held.close()
+
+    def _prepare(self, connection: sa.Connection) -> None:
+        """Ask PostgreSQL to compress with LZ4 where it can (per session)."""
+        if self._dialect != "postgresql":
+            return
+        driver = connection.connection.driver_connection
+        if self._lz4 is None:
+            self._lz4 = bool(driver.execute(_POSTGRES_HAS_LZ4).fetchone()[0])
+        if self._lz4:
+            driver.execute(_POSTGRES_USE_LZ4)
 
     def _request_tuple(self, entry: LogEntry, received: Any) -> tuple[Any, ...]:
         client_id = entry.client_request_id or None
@@ -282,7 +355,7 @@ class LogStore:
 
     def _insert_sqlite(self, entries: Sequence[LogEntry]) -> Written:
         requests, predictions, class_predictions = self._rows(entries, sqlite=True)
-        with self._engine.begin() as connection:
+        with self._transaction() as connection:
             stored = connection.exec_driver_sql(_SQLITE_REQUESTS, requests).rowcount
             stored_predictions = 0
             for statement, rows in (
@@ -296,25 +369,15 @@ class LogStore:
     def _insert_postgres(self, entries: Sequence[LogEntry]) -> Written:
         requests, predictions, class_predictions = self._rows(entries, sqlite=False)
         try:
-            with self._engine.begin() as connection:
+            with self._transaction() as connection:
                 return self._copy_direct(connection, requests, predictions, class_predictions)
         except Exception as exc:
-            cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
-            if getattr(cause, "sqlstate", None) != _UNIQUE_VIOLATION:
+            if _sqlstate(exc) != _UNIQUE_VIOLATION:
                 raise
         # Some row is already stored (a replay): nothing of the batch was kept.
         self.staged_batches += 1
-        with self._engine.begin() as connection:
+        with self._transaction() as connection:
             return self._copy_staged(connection, requests, predictions, class_predictions)
-
-    def _begin_postgres(self, connection: sa.Connection) -> Any:
-        """The transaction's psycopg connection, asked to compress with LZ4 if it can."""
-        driver = connection.connection.driver_connection  # psycopg: COPY is not DBAPI
-        if self._lz4 is None:
-            self._lz4 = bool(driver.execute(_POSTGRES_HAS_LZ4).fetchone()[0])
-        if self._lz4:
-            driver.execute(_POSTGRES_USE_LZ4)  # this transaction only
-        return driver
 
     @staticmethod
     def _copies(
@@ -352,7 +415,7 @@ class LogStore:
         class_predictions: list[Any],
     ) -> Written:
         """COPY into the tables; raises a unique violation if any row is stored already."""
-        driver = self._begin_postgres(connection)
+        driver = connection.connection.driver_connection  # psycopg: COPY is not DBAPI
         copies = self._copies(("requests", "predictions"), requests, predictions, class_predictions)
         with driver.cursor() as cursor:
             self._run_copies(cursor, copies)
@@ -366,7 +429,7 @@ class LogStore:
         class_predictions: list[Any],
     ) -> Written:
         """COPY into staging tables and insert what is not stored yet."""
-        driver = self._begin_postgres(connection)
+        driver = connection.connection.driver_connection
         copies = self._copies(
             ("wk_requests_in", "wk_predictions_in"), requests, predictions, class_predictions
         )

@@ -112,6 +112,7 @@ class PredictionLog:
         self._orphan: OrphanJournal | None = None
         self._entries_committed = 0
         self._synced = 0
+        self._sync_due = 0.0
         self._restarts = 0
 
     # -- request side ----------------------------------------------------------
@@ -209,18 +210,26 @@ class PredictionLog:
     # -- writer thread ---------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            try:
-                progressed = self._cycle()
-            except Exception:  # a bug, not a database problem: keep going
-                log.exception("prediction log writer cycle failed")
-                progressed = False
-            if self._closing and not progressed:
-                if self.queue_depth == 0 or not self._database_up or self._journal.closed:
-                    return  # drained, or left in the journal for another process
-            if not progressed:
-                self._wake.wait(self._flush_interval)
-                self._wake.clear()
+        # While entries keep coming the writer keeps its database connection; an idle
+        # writer gives it back to the pool.
+        self._store.hold()
+        try:
+            while True:
+                try:
+                    progressed = self._cycle()
+                except Exception:  # a bug, not a database problem: keep going
+                    log.exception("prediction log writer cycle failed")
+                    progressed = False
+                if self._closing and not progressed:
+                    if self.queue_depth == 0 or not self._database_up or self._journal.closed:
+                        return  # drained, or left in the journal for another process
+                if not progressed:
+                    self._store.release()
+                    self._wake.wait(self._flush_interval)
+                    self._wake.clear()
+                    self._store.hold()
+        finally:
+            self._store.release()
 
     def _cycle(self) -> bool:
         """One round of work; True when it stored something and more may be waiting."""
@@ -338,10 +347,20 @@ class PredictionLog:
             self._orphan = None
 
     def _sync(self) -> None:
+        """``fdatasync`` the journal if something was appended, at most once per
+        ``flush_interval`` (what a power loss can lose; ``kill -9`` loses nothing
+        unsynced: the page cache outlives the process). A sync per cycle made every
+        cycle wait for the disk, and promised no more than the interval does: rows in
+        the database are as durable as the database."""
         appended = self._journal.entries_appended
-        if appended != self._synced:
-            self._journal.sync()
-            self._synced = appended
+        if appended == self._synced:
+            return
+        now = time.monotonic()
+        if now < self._sync_due and not self._closing:
+            return
+        self._journal.sync()
+        self._synced = appended
+        self._sync_due = now + self._flush_interval
 
     def _mark_up(self) -> None:
         if not self._database_up:

@@ -104,6 +104,7 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         else:
             entry.values, entry.lower = predicted.value, predicted.lower
             entry.upper = predicted.upper
+            entry.finite = g.get("predictions_finite", False)  # checked by the route
         entry.ood = g.get("ood_scores")
     elif status >= 400 and status != 413 and _body_within_limit():
         limit = current_app.config["WATCHKEEPER_LOG_BODY_LIMIT"]

@@ -60,7 +60,10 @@ def predict() -> Response:
         _observe_classes(metrics, model.version, predicted)
         return _class_response(head, model, predicted, validated, ood)
     assert isinstance(model, Model) and not isinstance(predicted, ClassPredictions)
-    _observe(metrics, model.version, predicted)
+    # Checked once here for the metric, the response and the journal line.
+    non_finite = non_finite_rows(predicted.value, predicted.lower, predicted.upper)
+    g.predictions_finite = non_finite == 0
+    _observe(metrics, model.version, predicted, non_finite)
 
     level = model.interval.level
     request_id = g.request_id
@@ -78,12 +81,12 @@ def predict() -> Response:
             "ood": None
             if ood is None
             else {"score": float(ood.scores[0]), "flag": bool(ood.flags[0])},
-            "non_finite": non_finite_fields(value, lower, upper),
+            "non_finite": non_finite_fields(value, lower, upper) if non_finite else None,
         }
         return json_response(single)
     ids = [prediction_id(request_id, i, single=False) for i in range(validated.n_rows)]
     return batch_predictions_response(
-        head, ids, predicted.value, predicted.lower, predicted.upper, level, ood
+        head, ids, predicted.value, predicted.lower, predicted.upper, level, ood, non_finite
     )
 
 
@@ -108,12 +111,13 @@ def _ood(scoring: OodScoring | None, version: str, validated: ValidatedRequest) 
     return None if scoring is None else scoring.score(version, validated.numbers)
 
 
-def _observe(metrics: ServingMetrics, version: str, predicted: Predictions) -> None:
+def _observe(
+    metrics: ServingMetrics, version: str, predicted: Predictions, non_finite: int
+) -> None:
     values = predicted.value
     metrics.predictions.labels(version).inc(values.size)
     metrics.batch_size.observe(values.size)
     observe_many(metrics.prediction_value, values)  # finite values only
-    non_finite = non_finite_rows(values, predicted.lower, predicted.upper)
     if non_finite:
         metrics.non_finite_predictions.labels(version).inc(non_finite)
 

@@ -1,0 +1,174 @@
+"""The writer's fixed costs per cycle: one held database connection while entries keep
+coming, and the journal synced at most once per flush interval. Each saves CPU per
+request at single-record rates; none may lose or repeat an entry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
+
+from serving.log_entry import LogEntry
+from serving.log_store import LogStore
+from serving.metrics import LogMetrics
+from serving.prediction_log import PredictionLog
+from tests.log_entries import journaled, log_entry
+from tests.postgres import PostgresServer
+from tests.processes import wait_for
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.migrate import upgrade
+from watchkeeper.db.tables import requests
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_engine(postgres_server: PostgresServer) -> Iterator[sa.Engine]:
+    engine = create_engine(postgres_server.create_database())
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _entry(n: int) -> LogEntry:
+    return log_entry(n, 1, received_at=datetime.now(UTC))
+
+
+def _count(engine: sa.Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(sa.select(sa.func.count()).select_from(requests)).scalar())
+
+
+class _Syncs:
+    """Counts the journal's syncs (the real ones still happen)."""
+
+    def __init__(self, log: PredictionLog) -> None:
+        self.count = 0
+        journal = log._journal  # noqa: SLF001 - what is counted is the journal's fdatasync
+        sync = journal.sync
+
+        def counted() -> None:
+            self.count += 1
+            sync()
+
+        journal.sync = counted  # type: ignore[method-assign]
+
+
+def _log(engine: sa.Engine, tmp_path: Path, **options: Any) -> PredictionLog:
+    return PredictionLog(engine, tmp_path / "journal", LogMetrics(CollectorRegistry()), **options)
+
+
+def test_busy_cycles_sync_the_journal_once_per_flush_interval(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    """A busy writer stores a few entries per cycle at single-record rates: it syncs
+    the journal once per flush interval, not once per cycle, and stores every entry."""
+    log = _log(engine, tmp_path, flush_interval=3600.0)
+    syncs = _Syncs(log)
+    try:
+        for n in range(5):
+            log.submit(_entry(n))
+            assert log._cycle()  # noqa: SLF001 - one cycle at a time, without the thread
+        assert syncs.count == 1
+        assert _count(engine) == 5
+    finally:
+        log.close()
+
+
+def test_each_cycle_syncs_what_was_appended_once_the_interval_has_passed(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    """The bound on what a power loss can take holds: once the interval has passed, a
+    cycle syncs whatever was appended since the last sync, and only then."""
+    log = _log(engine, tmp_path, flush_interval=0.0)
+    syncs = _Syncs(log)
+    try:
+        for n in range(3):
+            log.submit(_entry(n))
+            log._cycle()  # noqa: SLF001
+        assert syncs.count == 3
+        log._cycle()  # noqa: SLF001 - nothing appended since: nothing to sync
+        assert syncs.count == 3
+    finally:
+        log.close()
+
+
+def test_a_held_connection_serves_every_insert_until_released(engine: sa.Engine) -> None:
+    """While held, inserts share one connection (no checkout, and no ping of the
+    server, per transaction); released, it is back in the pool."""
+    checkouts = []
+    sa.event.listen(engine, "checkout", lambda *_: checkouts.append(1))
+    store = LogStore(engine)
+    store.hold()
+    for n in range(5):
+        store.insert([journaled(_entry(n))])
+    assert len(checkouts) == 1
+    store.release()
+    assert engine.pool.checkedout() == 0
+    assert _count(engine) == 5
+
+
+@pytest.mark.postgres
+def test_a_held_session_compresses_with_lz4_after_a_replayed_batch(
+    postgres_engine: sa.Engine,
+) -> None:
+    """The session asks for LZ4 once, outside the transactions: a batch that meets a
+    stored row is rolled back (and stored again through staging), and what follows on
+    the same session is still compressed with LZ4."""
+    store = LogStore(postgres_engine)
+    store.hold()
+    first, second = _entry(1), _entry(2)
+    store.insert([journaled(first)])
+    store.insert([journaled(first), journaled(second)])  # rolled back, then staged
+    assert store.staged_batches == 1
+    big = log_entry(3, 1000, received_at=datetime.now(UTC))
+    store.insert([journaled(big)])
+    store.release()
+    with postgres_engine.connect() as connection:
+        method = connection.exec_driver_sql(
+            "SELECT pg_column_compression(features) FROM requests WHERE request_id = %(id)s",
+            {"id": big.request_id},
+        ).scalar()
+    assert method == "lz4"
+
+
+@pytest.mark.postgres
+def test_a_held_connection_the_server_ended_is_replaced(postgres_engine: sa.Engine) -> None:
+    """The held connection is not pinged: when PostgreSQL ends its session (a restart,
+    an administrator), the next insert fails on it (the writer keeps that batch in the
+    journal and retries) and the one after runs on a new connection."""
+    store = LogStore(postgres_engine)
+    store.hold()
+    store.insert([journaled(_entry(0))])
+    with postgres_engine.connect() as connection:
+        ended = connection.exec_driver_sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).scalar()
+        assert ended == 1
+
+        def gone() -> bool:
+            connection.rollback()  # activity is read once per transaction
+            others = connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).scalar()
+            return others == 0
+
+        assert wait_for(gone, timeout=30)
+    with pytest.raises((sa.exc.DBAPIError, psycopg.Error)):
+        store.insert([journaled(_entry(1))])
+    store.insert([journaled(_entry(1))])
+    store.release()
+    assert _count(postgres_engine) == 2
