@@ -158,11 +158,21 @@ def completed_reason(candidate: str, taken_over: TakenOver | None, recovered_by:
 
 def _finish_promotion(registry: ModelRegistry, candidate: RegisteredCandidate) -> None:
     """Point ``CURRENT`` at a promoted candidate whose job died before it could, unless
-    someone moved ``CURRENT`` off the champion since (a rollback decides)."""
+    someone moved ``CURRENT`` off the champion since (a rollback decides), or wrote it
+    at all since the candidate was registered: a job that died after moving ``CURRENT``
+    and a rollback back to the champion leave ``CURRENT`` naming the champion too, and
+    the rollback must stand."""
     if candidate.record.status is not VersionStatus.PROMOTED:
         return
     current = registry.current_version()
     if current == candidate.version:
+        return
+    if registry.current_written_since(candidate.version):
+        log.warning(
+            "recovery: %s was promoted, and CURRENT was set since (to %s, a rollback): left as is",
+            candidate.version,
+            current,
+        )
         return
     if current != candidate.record.notes.champion:
         log.warning(

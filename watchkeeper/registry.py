@@ -116,6 +116,18 @@ class ModelRegistry:
             return None
         return name or None
 
+    def current_written_since(self, version: str) -> bool:
+        """Whether ``current`` was written after ``version`` was registered: by its own
+        registration, a rollback or a later promotion. Compares the modification times
+        of ``CURRENT`` and of the version's metadata (the last file a registration
+        writes before ``CURRENT``) on the registry's own volume, not two clocks; a tie
+        counts as written since (a coarse file system)."""
+        try:
+            current = (self.root / CURRENT_FILE).stat().st_mtime_ns
+        except FileNotFoundError:
+            return False
+        return current >= (self._version_dir(version) / METADATA_FILE).stat().st_mtime_ns
+
     def metadata(self, version: str) -> MetadataDocument:
         """The version's metadata as written (a JSON object; anything else is refused),
         to show; to read a field, use :meth:`record`."""

@@ -391,3 +391,30 @@ def test_a_worker_killed_after_registering_its_candidate_is_not_retrained(
     log = successor.log_path.read_text()
     assert "after registering their candidates (v2)" in log, log[-3000:]
     assert "retraining run" not in log.replace("retraining runs", "")  # no job of its own
+
+
+def test_recovery_does_not_undo_a_rollback_of_a_dead_jobs_promotion(
+    make_job: Callable[..., RetrainJob],
+    engine: sa.Engine,
+    registry_dir: Path,
+    trained: TrainedModel,
+) -> None:
+    """A job killed after promoting its candidate (``CURRENT`` moved to it) and before
+    recording its run; someone then rolls back to the champion. The next job records
+    the run with its version but leaves ``CURRENT`` where the rollback put it: only a
+    promotion cut short before ``CURRENT`` moved is completed."""
+    run_id, _ = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
+    registry = ModelRegistry(registry_dir)
+    version = registry.register(
+        trained,
+        make_current=True,
+        status=VersionStatus.PROMOTED,
+        notes=VersionNotes(run_id=run_id, reason="better than v1", champion="v1"),
+    )
+    assert registry.rollback() == (version, "v1")
+
+    assert make_job().run() is None
+
+    run = _runs(engine)[run_id]
+    assert (run["outcome"], run["candidate_version"]) == ("promoted", version)
+    assert registry.current_version() == "v1", "recovery undid the rollback"
