@@ -228,11 +228,12 @@ class RetrainJob:
             return None
         self.liveness.start("recovering what a dead job left")
         try:
-            recover(self.engine, lease, self.registry)
             # renewed while the job runs, however long, as long as it makes progress: a
             # job outliving its lease would otherwise be joined by the next one, and a
-            # hung one would keep the lease for ever
+            # hung one would keep the lease for ever. The recovery too: it reads the
+            # registry, which may be slow, and a second job joining it would run at once.
             with lease.kept(on_renew=self.on_progress, alive=self.liveness.alive):
+                recover(self.engine, lease, self.registry)
                 self.liveness.beat("reading the queue")
                 if not retrain_queue.pending(self.engine):
                     return None
@@ -349,7 +350,7 @@ class RetrainJob:
         lease.check()  # a job that lost its lease to another registers nothing
         version = self.registry.register(
             trained,
-            make_current=decision.promote,
+            make_current=False,  # below, if this job still holds the lease
             status=VersionStatus.PROMOTED if decision.promote else VersionStatus.REJECTED,
             data_source=data.source,
             notes=VersionNotes(
@@ -359,6 +360,12 @@ class RetrainJob:
                 champion_metrics_on_holdout=champion_metrics,
             ),
         )
+        if decision.promote:
+            # Writing the candidate may take long enough (a slow or hung volume, a
+            # paused process) for the lease to pass to another job, which may have
+            # promoted a version of its own since: check again before serving this one.
+            lease.check()
+            self.registry.set_current(version)
         self.liveness.beat("recording the outcome")
         self._update(
             run_id,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -90,3 +92,92 @@ def test_a_job_whose_lease_was_taken_over_registers_nothing(
     assert "lease was lost" in result.reason and "'other'" in result.reason
     assert ModelRegistry(settings.storage.registry_path).versions() == ["v1"]
     assert Lease(engine, 60).current_holder() == "other"  # not released from under it
+
+
+class _TakenOverWhileRegistering(ModelRegistry):
+    """A registry on a volume where the job's registration stalls past its lease: by
+    the time the candidate's files are written, another job holds the lease (and may
+    have promoted a version of its own)."""
+
+    def __init__(self, settings: Settings, engine: sa.Engine) -> None:
+        super().__init__(settings.storage.registry_path)
+        self.engine = engine
+
+    def register(self, *args: Any, **kwargs: Any) -> str:
+        with self.engine.begin() as connection:
+            connection.execute(
+                retrain_lease.update().where(retrain_lease.c.name == LEASE).values(holder="other")
+            )
+        return super().register(*args, **kwargs)
+
+
+def test_a_job_that_lost_its_lease_while_registering_does_not_serve_its_candidate(
+    labelled_log: int, engine: sa.Engine, settings: Settings
+) -> None:
+    retrain_queue.enqueue(engine, trigger="manual", reason="stalled while registering")
+    registry = _TakenOverWhileRegistering(settings, engine)
+
+    result = RetrainJob(settings, engine, registry).run()
+
+    assert result is not None and result.outcome == "failed"
+    assert "lease was lost" in result.reason and "'other'" in result.reason
+    assert registry.current_version() == "v1", "a job without the lease moved CURRENT"
+
+
+class _SlowToList(ModelRegistry):
+    """A registry on a volume slow enough that listing its versions, which the recovery
+    of a dead job's run does, outlasts the lease: the listing returns only once the
+    lease was renewed or expired, and notes whether another job could take it then."""
+
+    def __init__(self, settings: Settings, engine: sa.Engine) -> None:
+        super().__init__(settings.storage.registry_path)
+        self.engine = engine
+        self.taken_by_another: bool | None = None
+
+    def versions(self) -> list[str]:
+        if self.taken_by_another is None:
+            first = _expires_at(self.engine)
+            moved_or_expired = wait_for(
+                lambda: _expires_at(self.engine) != first or datetime.now(UTC) > first,
+                timeout=120,
+            )
+            assert moved_or_expired
+            other = Lease(self.engine, 60)
+            self.taken_by_another = other.acquire()
+            if self.taken_by_another:
+                other.release()
+        return super().versions()
+
+
+def _expires_at(engine: sa.Engine) -> datetime:
+    with engine.connect() as connection:
+        expires = connection.execute(
+            sa.select(retrain_lease.c.expires_at).where(retrain_lease.c.name == LEASE)
+        ).scalar_one()
+    return expires if expires.tzinfo is not None else expires.replace(tzinfo=UTC)
+
+
+def test_a_job_keeps_its_lease_while_it_recovers_a_dead_jobs_run(
+    engine: sa.Engine, settings: Settings
+) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            retrain_runs.insert().values(
+                started_at=datetime.now(UTC) - timedelta(minutes=5),
+                trigger="manual",
+                reason="before the crash",
+                request_ids=[],
+                data={},
+                outcome="running",
+            )
+        )
+        connection.execute(
+            retrain_lease.update()
+            .where(retrain_lease.c.name == LEASE)
+            .values(holder="dead", expires_at=datetime.now(UTC) - timedelta(seconds=5))
+        )
+    registry = _SlowToList(settings, engine)
+
+    RetrainJob(settings.replace(retrain_lease_seconds=LEASE_SECONDS), engine, registry).run()
+
+    assert registry.taken_by_another is False, "another job took the lease during recovery"
