@@ -19,7 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from retrain.data import ArchiveWindow, RetrainData, assemble, base_dataset
-from retrain.lease import Lease
+from retrain.lease import Lease, LeaseLost
 from retrain.liveness import JobLiveness
 from retrain.recovery import recover
 from watchkeeper import retrain_queue
@@ -287,7 +287,13 @@ class RetrainJob:
                 champion_version=champion.version if champion else None,
                 finished_at=datetime.now(UTC),
             )
-            retrain_queue.finish(self.engine, run_id, RequestStatus.FAILED)
+            if isinstance(exc, LeaseLost):
+                # Not trained, through no fault of theirs: pending again for the job that
+                # holds the lease (whose recovery may have requeued them already).
+                with self.engine.begin() as connection:
+                    retrain_queue.release_claims(connection, [run_id])
+            else:
+                retrain_queue.finish(self.engine, run_id, RequestStatus.FAILED)
             return RunResult(
                 run_id, RunOutcome.FAILED, str(exc), None, champion.version if champion else None
             )

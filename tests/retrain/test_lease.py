@@ -15,7 +15,7 @@ from retrain.job import RetrainJob, RunResult
 from retrain.lease import LEASE, Lease
 from tests.processes import wait_for
 from watchkeeper import retrain_queue
-from watchkeeper.db.tables import retrain_lease, retrain_runs
+from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainingParams
@@ -92,6 +92,10 @@ def test_a_job_whose_lease_was_taken_over_registers_nothing(
     assert "lease was lost" in result.reason and "'other'" in result.reason
     assert ModelRegistry(settings.storage.registry_path).versions() == ["v1"]
     assert Lease(engine, 60).current_holder() == "other"  # not released from under it
+    # not served, and not failed either: pending again for the job holding the lease
+    with engine.connect() as connection:
+        statuses = connection.execute(sa.select(retrain_requests.c.status)).scalars().all()
+    assert statuses == ["pending"]
 
 
 class _TakenOverWhileRegistering(ModelRegistry):
