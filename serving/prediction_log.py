@@ -213,6 +213,7 @@ class PredictionLog:
         # While entries keep coming the writer keeps its database connection; an idle
         # writer gives it back to the pool.
         self._store.hold()
+        last_try = False  # made after shutdown began, with the database down
         try:
             while True:
                 try:
@@ -221,8 +222,16 @@ class PredictionLog:
                     log.exception("prediction log writer cycle failed")
                     progressed = False
                 if self._closing and not progressed:
-                    if self.queue_depth == 0 or not self._database_up or self._journal.closed:
-                        return  # drained, or left in the journal for another process
+                    if self.queue_depth == 0 or self._journal.closed:
+                        return  # drained, or closed under us
+                    if not self._database_up:
+                        if last_try:
+                            return  # left in the journal for another process
+                        # The database may have come back while the writer waits out
+                        # its back-off: one try at once before leaving the rest.
+                        last_try = True
+                        self._retry_at = 0.0
+                        continue
                 if not progressed:
                     self._store.release()
                     self._wake.wait(self._flush_interval)

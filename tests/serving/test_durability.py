@@ -101,6 +101,47 @@ def test_database_outage_during_burst_loses_and_duplicates_nothing(
     assert list(settings.storage.spill_dir.glob("*.seg")) == []  # all of it drained
 
 
+def test_a_writer_shut_down_during_its_back_off_drains_if_the_database_is_back(
+    make_settings: Any,
+    replay_records: list[dict[str, Any]],
+    private_postgres: PostgresServer,
+) -> None:
+    """The database comes back while the writer waits out its back-off, and the worker
+    is stopped before that wait ends: one try at once stores what waits, instead of
+    leaving it all to the next process's replay."""
+    url = private_postgres.create_database()
+    engine = create_engine(url)
+    upgrade(engine)
+    # The back-off doubles from 50 ms up to the probe interval: after 7 failed tries the
+    # writer waits 6.4 s, far longer than the restart and the stop below take.
+    settings = make_settings(database_url=url, log_flush_interval=0.02, log_probe_interval=60)
+    registry = CollectorRegistry()
+    app = create_app(settings, registry=registry)
+    client = app.test_client()
+
+    def failed_tries() -> float:
+        return registry.get_sample_value("watchkeeper_log_write_errors_total") or 0.0
+
+    private_postgres.stop(mode="immediate")
+    try:
+        sent = [
+            client.post("/predict", json={"features": record}).headers["X-Request-ID"]
+            for record in replay_records[:20]
+        ]
+        assert wait_for(lambda: failed_tries() >= 7, timeout=120)
+        private_postgres.start()
+        shutdown(app, timeout=60)
+    finally:
+        if not _server_running(private_postgres):
+            private_postgres.start()
+        services(app).engine.dispose()
+
+    n_requests, n_predictions, distinct = _counts(engine)
+    engine.dispose()
+    assert n_requests == distinct == n_predictions == len(set(sent)) == 20
+    assert list(settings.storage.spill_dir.glob("*.seg")) == []
+
+
 @dataclass(frozen=True)
 class _Timed:
     status: int
