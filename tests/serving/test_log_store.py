@@ -4,7 +4,6 @@ whatever part of a batch is stored already, and how PostgreSQL is asked to store
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,26 +13,8 @@ import sqlalchemy as sa
 from serving.log_entry import LogEntry
 from serving.log_store import LogStore, Written
 from tests.log_entries import journaled, log_entry
-from tests.postgres import PostgresServer
-from watchkeeper.db.engine import create_engine
 from watchkeeper.db.features import feature_records
-from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import predictions, requests
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = create_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def postgres_engine(postgres_server: PostgresServer) -> Iterator[sa.Engine]:
-    engine = create_engine(postgres_server.create_database())
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def _entry(n: int, items: int = 3, **overrides: Any) -> LogEntry:

@@ -4,7 +4,6 @@ request at single-record rates; none may lose or repeat an entry."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,26 +18,8 @@ from serving.log_store import LogStore
 from serving.metrics import LogMetrics
 from serving.prediction_log import PredictionLog
 from tests.log_entries import journaled, log_entry
-from tests.postgres import PostgresServer
 from tests.processes import wait_for
-from watchkeeper.db.engine import create_engine
-from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import requests
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = create_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def postgres_engine(postgres_server: PostgresServer) -> Iterator[sa.Engine]:
-    engine = create_engine(postgres_server.create_database())
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def _entry(n: int) -> LogEntry:
