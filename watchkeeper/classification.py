@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -83,11 +84,12 @@ class ClassPredictions:
     probabilities: np.ndarray
     members: np.ndarray
 
-    @property
+    # Cached: the route's metric, its response and the journal line each read them.
+    @cached_property
     def index(self) -> np.ndarray:
         return self.probabilities.argmax(axis=1)
 
-    @property
+    @cached_property
     def finite(self) -> np.ndarray:
         """Each row: all its probabilities are numbers (it has a predicted class)."""
         return np.isfinite(self.probabilities).all(axis=1)
