@@ -27,13 +27,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain, repeat
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
+from serving.copy_rows import FEW_ROWS, PredictionRows, copy_stream, prediction_rows
 from serving.log_entry import LogEntry, prediction_id
 
 # Column widths of the ``requests`` table; longer client-supplied strings are cut
@@ -122,15 +124,32 @@ _UNIQUE_VIOLATION = "23505"
 
 @dataclass(frozen=True, slots=True)
 class _Copy:
-    """One binary ``COPY`` of rows into a table."""
+    """One binary ``COPY`` into a table: rows psycopg formats, or the input made already."""
 
     statement: str
     types: tuple[str, ...]
     rows: list[Any]
+    data: bytes | None = None
 
 
-def _copy_into(table: str, columns: str, types: tuple[str, ...], rows: list[Any]) -> _Copy:
-    return _Copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)", types, rows)
+def _copy_statement(table: str, columns: str) -> str:
+    return f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)"
+
+
+@dataclass(slots=True)
+class _PostgresRows:
+    """A batch as PostgreSQL's ``COPY`` takes it."""
+
+    requests: list[Any] = field(default_factory=list)
+    # A regression model's rows: binary, entry by entry, or tuples (one or the other)
+    binary: list[bytes] = field(default_factory=list)
+    in_binary: int = 0
+    regression: list[Any] = field(default_factory=list)
+    classes: list[Any] = field(default_factory=list)  # a classifier's rows, as tuples
+
+    @property
+    def predictions(self) -> int:
+        return self.in_binary + len(self.regression) + len(self.classes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,26 +323,52 @@ class LogStore:
             _columns_text(entry) if entry.n_items else None,
         )
 
-    def _prediction_tuples(
-        self, entry: LogEntry, created: Any, sqlite: bool
-    ) -> list[tuple[Any, ...]]:
-        """The entry's prediction rows: :data:`_PREDICTION_COLUMNS`, and a classifier's
-        probabilities after them (:data:`_CLASS_PREDICTION_COLUMNS`). Non-finite values
-        are stored as they are (PostgreSQL's float8 holds NaN and both infinities)."""
-        if not entry.n_items:
-            return []
+    @staticmethod
+    def _numbers(entry: LogEntry) -> tuple[list[float], list[float], list[float], list[Any]]:
+        """The entry's values, lower and upper bounds, and OOD scores (NULL when none
+        were served: the monitor scores them)."""
         values, lower, upper = _floats(entry.values), _floats(entry.lower), _floats(entry.upper)
-        if sqlite:
-            values, lower, upper = _sqlite_nan(values), _sqlite_nan(lower), _sqlite_nan(upper)
-        # scores served with the predictions; NULL (the monitor scores them) without
         ood = [None] * len(values) if entry.ood is None else _floats(entry.ood)
+        return values, lower, upper, ood
+
+    def _sqlite_predictions(self, entry: LogEntry, created: str) -> Iterator[tuple[Any, ...]]:
+        """The entry's prediction rows: :data:`_PREDICTION_COLUMNS`, and a classifier's
+        probabilities after them (:data:`_CLASS_PREDICTION_COLUMNS`), made one by one as
+        ``executemany`` takes them (a list of a batch's tuples cost as much again)."""
+        values, lower, upper, ood = self._numbers(entry)
+        values, lower, upper = _sqlite_nan(values), _sqlite_nan(lower), _sqlite_nan(upper)
+        n, request_id = len(values), entry.request_id
+        ids = [request_id] if entry.single else [f"{request_id}.{i}" for i in range(n)]
+        rows = zip(
+            ids,
+            repeat(request_id, n),
+            range(n),
+            repeat(created, n),
+            repeat(entry.model_version, n),
+            values,
+            lower,
+            upper,
+            ood,
+            strict=True,
+        )
+        if entry.probabilities is None:
+            return rows
+        texts = _probability_texts(entry.probabilities, n)
+        return ((*row, text) for row, text in zip(rows, texts, strict=True))
+
+    def _postgres_tuples(self, entry: LogEntry) -> list[tuple[Any, ...]]:
+        """The entry's rows for PostgreSQL's ``COPY`` by psycopg: :data:`_PREDICTION_COLUMNS`,
+        and a classifier's probabilities after them (:data:`_CLASS_PREDICTION_COLUMNS`).
+        Non-finite values are stored as they are (PostgreSQL's float8 holds NaN and both
+        infinities)."""
+        values, lower, upper, ood = self._numbers(entry)
         request_id, version, single = entry.request_id, entry.model_version, entry.single
         rows = [
             (
                 prediction_id(request_id, i, single),
                 request_id,
                 i,
-                created,
+                entry.received_at,
                 version,
                 values[i],
                 lower[i],
@@ -337,105 +382,131 @@ class LogStore:
         texts = _probability_texts(entry.probabilities, len(values))
         return [(*row, text) for row, text in zip(rows, texts, strict=True)]
 
-    def _rows(
-        self, entries: Sequence[LogEntry], sqlite: bool
-    ) -> tuple[list[Any], list[Any], list[Any]]:
+    @staticmethod
+    def _binary_rows(entry: LogEntry) -> bytes:
+        """A regression model's rows, in binary ``COPY`` format (serving.copy_rows)."""
+        if entry.model_version is None:
+            raise ValueError("an entry with predictions has no model version")
+        return prediction_rows(
+            PredictionRows(
+                request_id=entry.request_id,
+                single=entry.single,
+                created_at=entry.received_at,
+                model_version=entry.model_version,
+                values=_floats(entry.values),
+                lower=_floats(entry.lower),
+                upper=_floats(entry.upper),
+                ood=None if entry.ood is None else _floats(entry.ood),
+            )
+        )
+
+    def _sqlite_rows(
+        self, entries: Sequence[LogEntry]
+    ) -> tuple[list[Any], Iterator[Any], Iterator[Any]]:
         """Request rows, regression prediction rows and classifier prediction rows."""
         requests: list[Any] = []
-        predictions: list[Any] = []
-        class_predictions: list[Any] = []
+        predictions: list[Iterator[Any]] = []
+        class_predictions: list[Iterator[Any]] = []
         for entry in entries:
-            if not sqlite:
-                _smallint(entry.status_code)  # SQLite stores any integer there
-            when = _sqlite_time(entry.received_at) if sqlite else entry.received_at
+            when = _sqlite_time(entry.received_at)
             requests.append(self._request_tuple(entry, when))
-            rows = self._prediction_tuples(entry, when, sqlite)
-            (predictions if entry.probabilities is None else class_predictions).extend(rows)
-        return requests, predictions, class_predictions
+            if entry.n_items:
+                rows = self._sqlite_predictions(entry, when)
+                (predictions if entry.probabilities is None else class_predictions).append(rows)
+        return requests, chain.from_iterable(predictions), chain.from_iterable(class_predictions)
+
+    def _postgres_rows(self, entries: Sequence[LogEntry]) -> _PostgresRows:
+        """The batch's rows: a regression model's as binary ``COPY`` input made here when
+        an entry is a batch of more than a few rows, else as tuples for psycopg (which
+        formats single records for less); either way in the entries' order, which
+        ``seq`` then follows."""
+        rows = _PostgresRows()
+        binary = any(e.n_items > FEW_ROWS and e.probabilities is None for e in entries)
+        for entry in entries:
+            _smallint(entry.status_code)  # SQLite stores any integer there
+            rows.requests.append(self._request_tuple(entry, entry.received_at))
+            if entry.probabilities is not None:
+                rows.classes.extend(self._postgres_tuples(entry))
+            elif binary and entry.n_items:
+                rows.binary.append(self._binary_rows(entry))
+                rows.in_binary += entry.n_items
+            elif entry.n_items:
+                rows.regression.extend(self._postgres_tuples(entry))
+        return rows
 
     def _insert_sqlite(self, entries: Sequence[LogEntry]) -> Written:
-        requests, predictions, class_predictions = self._rows(entries, sqlite=True)
+        requests, predictions, class_predictions = self._sqlite_rows(entries)
         with self._transaction() as connection:
-            stored = connection.exec_driver_sql(_SQLITE_REQUESTS, requests).rowcount
-            stored_predictions = 0
-            for statement, rows in (
-                (_SQLITE_PREDICTIONS, predictions),
-                (_SQLITE_CLASS_PREDICTIONS, class_predictions),
-            ):
-                if rows:
-                    stored_predictions += connection.exec_driver_sql(statement, rows).rowcount
+            cursor = connection.connection.driver_connection.cursor()
+            try:
+                cursor.executemany(_SQLITE_REQUESTS, requests)
+                stored = max(cursor.rowcount, 0)
+                stored_predictions = 0
+                for statement, rows in (
+                    (_SQLITE_PREDICTIONS, predictions),
+                    (_SQLITE_CLASS_PREDICTIONS, class_predictions),
+                ):
+                    cursor.executemany(statement, rows)
+                    stored_predictions += max(cursor.rowcount, 0)
+            finally:
+                cursor.close()
         return Written(stored, stored_predictions)
 
     def _insert_postgres(self, entries: Sequence[LogEntry]) -> Written:
-        requests, predictions, class_predictions = self._rows(entries, sqlite=False)
+        rows = self._postgres_rows(entries)
         try:
             with self._transaction() as connection:
-                return self._copy_direct(connection, requests, predictions, class_predictions)
+                return self._copy_direct(connection, rows)
         except Exception as exc:
             if _sqlstate(exc) != _UNIQUE_VIOLATION:
                 raise
         # Some row is already stored (a replay): nothing of the batch was kept.
         self.staged_batches += 1
         with self._transaction() as connection:
-            return self._copy_staged(connection, requests, predictions, class_predictions)
+            return self._copy_staged(connection, rows)
 
     @staticmethod
-    def _copies(
-        tables: tuple[str, str],
-        requests: list[Any],
-        predictions: list[Any],
-        class_predictions: list[Any],
-    ) -> list[_Copy]:
+    def _copies(tables: tuple[str, str], rows: _PostgresRows) -> list[_Copy]:
         into_requests, into_predictions = tables
+        regression = _copy_statement(into_predictions, _PREDICTION_COLUMNS)
         copies = [
-            _copy_into(into_requests, _REQUEST_COLUMNS, _REQUEST_TYPES, requests),
-            _copy_into(into_predictions, _PREDICTION_COLUMNS, _PREDICTION_TYPES, predictions),
-            _copy_into(
-                into_predictions,
-                _CLASS_PREDICTION_COLUMNS,
+            _Copy(_copy_statement(into_requests, _REQUEST_COLUMNS), _REQUEST_TYPES, rows.requests),
+            _Copy(regression, _PREDICTION_TYPES, rows.regression),
+            _Copy(
+                _copy_statement(into_predictions, _CLASS_PREDICTION_COLUMNS),
                 _CLASS_PREDICTION_TYPES,
-                class_predictions,
+                rows.classes,
             ),
         ]
-        return [copy for copy in copies if copy.rows]
+        copies = [copy for copy in copies if copy.rows]
+        if rows.binary:
+            copies.append(_Copy(regression, _PREDICTION_TYPES, [], copy_stream(rows.binary)))
+        return copies
 
     @staticmethod
     def _run_copies(cursor: Any, copies: list[_Copy]) -> None:
         for job in copies:
             with cursor.copy(job.statement) as copy:
+                if job.data is not None:
+                    copy.write(job.data)  # the whole binary input, signature and trailer
+                    continue
                 copy.set_types(job.types)
                 for row in job.rows:
                     copy.write_row(row)
 
-    def _copy_direct(
-        self,
-        connection: sa.Connection,
-        requests: list[Any],
-        predictions: list[Any],
-        class_predictions: list[Any],
-    ) -> Written:
+    def _copy_direct(self, connection: sa.Connection, rows: _PostgresRows) -> Written:
         """COPY into the tables; raises a unique violation if any row is stored already."""
         driver = connection.connection.driver_connection  # psycopg: COPY is not DBAPI
-        copies = self._copies(("requests", "predictions"), requests, predictions, class_predictions)
         with driver.cursor() as cursor:
-            self._run_copies(cursor, copies)
-        return Written(len(requests), len(predictions) + len(class_predictions))
+            self._run_copies(cursor, self._copies(("requests", "predictions"), rows))
+        return Written(len(rows.requests), rows.predictions)
 
-    def _copy_staged(
-        self,
-        connection: sa.Connection,
-        requests: list[Any],
-        predictions: list[Any],
-        class_predictions: list[Any],
-    ) -> Written:
+    def _copy_staged(self, connection: sa.Connection, rows: _PostgresRows) -> Written:
         """COPY into staging tables and insert what is not stored yet."""
         driver = connection.connection.driver_connection
-        copies = self._copies(
-            ("wk_requests_in", "wk_predictions_in"), requests, predictions, class_predictions
-        )
         with driver.cursor() as cursor:
             cursor.execute(_POSTGRES_STAGING)
-            self._run_copies(cursor, copies)
+            self._run_copies(cursor, self._copies(("wk_requests_in", "wk_predictions_in"), rows))
             cursor.execute(_POSTGRES_MERGE_REQUESTS)
             stored = cursor.rowcount
             cursor.execute(_POSTGRES_MERGE_PREDICTIONS)

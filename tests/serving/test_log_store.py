@@ -214,3 +214,64 @@ def test_a_classifiers_nan_probability_is_stored_as_null(engine: sa.Engine) -> N
             sa.select(predictions.c.probabilities).order_by(predictions.c.item_index)
         ).scalars()
         assert list(stored) == [[None, 0.5], [0.25, 0.75]]
+
+
+def test_every_prediction_row_of_large_and_small_batches_reads_back_as_sent(
+    engine: sa.Engine,
+) -> None:
+    """Rows made in bulk (PostgreSQL's binary rows built by NumPy for a batch, by
+    ``struct`` for a few rows; SQLite's tuples made as ``executemany`` takes them),
+    every column of every row: ids whose index crosses from 1 to 4 digits, NaN and
+    infinities, scores or NULL, a version in UTF-8, in one insert with a single record."""
+    n = 1234
+    values = [float(i) / 3 for i in range(n)]
+    values[9], values[10], values[999] = math.nan, math.inf, -math.inf
+    big = log_entry(
+        1,
+        n,
+        model_version="v-\u00e9t\u00e9",
+        values=values,
+        lower=[v - 1 for v in values],
+        upper=[v + 2 for v in values],
+        ood=[i / 7 for i in range(n)],
+    )
+    small = log_entry(2, 20, ood=None)
+    single = log_entry(3, 1, ood=[0.25])
+    store = LogStore(engine)
+    assert store.insert([journaled(e) for e in (big, small, single)]) == Written(3, n + 21)
+
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(predictions).order_by(predictions.c.seq)).all()
+    expected = [
+        (
+            e.request_id if e.single else f"{e.request_id}.{i}",
+            e.request_id,
+            i,
+            e.received_at,
+            e.model_version,
+            e.values[i],
+            e.lower[i],
+            e.upper[i],
+            None if e.ood is None else e.ood[i],
+        )
+        for e in (big, small, single)
+        for i in range(len(e.values))
+    ]
+    stored = [
+        (
+            r.prediction_id,
+            r.request_id,
+            r.item_index,
+            r.created_at,
+            r.model_version,
+            r.prediction,
+            r.lower,
+            r.upper,
+            r.ood_score,
+        )
+        for r in rows
+    ]
+    assert len(stored) == len(expected)
+    for got, want in zip(stored, expected, strict=True):
+        assert got[:5] == want[:5]
+        assert _same(got[5:8], want[5:8]) and got[8] == want[8], (got, want)
