@@ -2,7 +2,8 @@
 are, before and after migration 0009 (issue 10; figures in bench/README.md).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/index_cost_bench.py [--rounds 12]
-        [--variants] [--base-tree DIR] [--no-postgres] [--no-sqlite] [--plans FILE]
+        [--variants [NAME ...]] [--variant-plans] [--base-tree DIR] [--no-postgres]
+        [--no-sqlite] [--plans FILE]
 
 Makes two logs per database, one migrated to 0008 ("before") and one to the head
 ("after"), on a real PostgreSQL 15 (started as ``tests/postgres.py`` starts it, with
@@ -10,25 +11,32 @@ autovacuum off so that no background work lands in either side's figures) and on
 SQLite, and fills each with the same ~262,000 predictions of two versions (1,000-row
 requests and single records; today, and 10 and 12 days ago, the older day in the
 default partition, the other in its own) and 20,000 labels. ``--variants`` adds
-PostgreSQL logs whose schema is changed by SQL after the upgrade (:data:`VARIANTS`).
-Then:
+logs whose schema is changed by SQL after the upgrade (:data:`VARIANTS` on PostgreSQL,
+:data:`SQLITE_VARIANTS` on SQLite; given names, only those). Then:
 
 - **insert cost**, A/B interleaved: each round stores, on every log in a rotated order,
   four 1,000-row requests (one transaction each, through ``serving.log_store``, 71
   features) and 200 single records (two transactions of 100); charged to each the CPU
   of the PostgreSQL backend (``/proc/<pid>/schedstat``, nanoseconds) and of the
   writer's thread (``time.thread_time``; on SQLite that is all of it). Medians over
-  rounds and of the per-round ratios, with the load average. A BRIN index's summary of
+  rounds and of the per-round ratios (each log against the one at 0008, a variant also
+  against the one at the head), with the load average. A BRIN index's summary of
   new rows is made by ``VACUUM`` (``brin_summarize_new_values``): its cost is measured
   at the end.
 - **plans** (with ``--base-tree``): every statement that reads ``predictions`` run by
   the readers (the monitor's label reads, the report's counts, OOD rows and window
   features, retraining data, the log's statistics, a dry-run and a real prune) is
   recorded with ``EXPLAIN (ANALYZE)`` on PostgreSQL (in a savepoint rolled back) and
-  ``EXPLAIN QUERY PLAN`` plus its run time on SQLite, the "before" log read by the code
-  of ``--base-tree`` (a checkout at migration 0008) and the "after" log by this tree.
-  Every plan is written to ``--plans`` (default ``var/index_plans.txt``); the scans of
-  each distinct statement are printed side by side.
+  ``EXPLAIN QUERY PLAN`` plus its run time on SQLite (reads: the fastest of three runs
+  on both), the "before" log read by the code of ``--base-tree`` (a checkout at
+  migration 0008) and the "after" log by this tree. Every plan is written to
+  ``--plans`` (default ``var/index_plans.txt``); the scans of each distinct statement
+  are printed side by side.
+- **variants' plans** (with ``--variant-plans``): the same readers, with this tree, on
+  the head's log and on each variant's, and on SQLite also on copies of both without
+  ``sqlite_stat1`` (the server never runs ``ANALYZE``, so its planner has no
+  statistics); per reader the time of its statements and its full scans of
+  ``predictions``, marked REGRESSION where the time grows > 1.5x or a full scan appears.
 """
 
 from __future__ import annotations
@@ -65,6 +73,17 @@ _IDS_C = ";".join(
         ("feedback", "prediction_id", 48),
     )
 )
+
+
+def _composite(first: str, second: str) -> str:
+    """The two single-column indexes replaced by one on both columns (one B-tree less
+    per logged row)."""
+    return (
+        "DROP INDEX ix_predictions_created_at; DROP INDEX ix_predictions_model_version;"
+        f" CREATE INDEX ix_predictions_{first}_{second} ON predictions ({first}, {second})"
+    )
+
+
 VARIANTS = {
     "brin-only": ("0008", _BRIN),
     "ids-c-only": ("0008", _IDS_C),
@@ -75,9 +94,16 @@ VARIANTS = {
         "0008",
         "DROP INDEX ix_predictions_request_id; DROP INDEX ix_predictions_model_version;" + _BRIN,
     ),
+    "composite-cm": ("0009", _composite("created_at", "model_version")),
+    "composite-mc": ("0009", _composite("model_version", "created_at")),
 }
 """PostgreSQL schemas measured beside the others with ``--variants``: the revision
 and SQL run after upgrading to it."""
+SQLITE_VARIANTS = {
+    "composite-cm": ("0009", _composite("created_at", "model_version")),
+    "composite-mc": ("0009", _composite("model_version", "created_at")),
+}
+"""The same for SQLite."""
 
 
 def _schedstat_ns(pid: int) -> int:
@@ -251,11 +277,14 @@ def measure(logs: list[Log], rounds: int) -> None:
             f"{m['big_w'] + m['big_b']:>6.2f} ms{m['one_w']:>14.3f} ms{m['one_b']:>7.3f} ms"
             f"{m['one_w'] + m['one_b']:>6.3f} ms"
         )
+    # each log against the one at 0008 and (the variants) against the one at the head
     pairs = [
         (a, b)
         for a in logs
         for b in logs
-        if a.name.endswith("before") and b is not a and b.name.split("-")[0] == a.name.split("-")[0]
+        if a.name.endswith(("before", "after"))
+        and not b.name.endswith(("before", a.name.rsplit("-", 1)[1]))
+        and b.name.split("-")[0] == a.name.split("-")[0]
     ]
     for a, b in pairs:
         for key, label in (("big", "1,000-row"), ("one", "single")):
@@ -366,6 +395,11 @@ def _readers(engine: Any, now: datetime) -> list[tuple[str, Any]]:
     ]
 
 
+def _execution_ms(plan: list[str]) -> float:
+    found = [float(m[1]) for line in plan if (m := re.search(r"Execution Time: ([0-9.]+)", line))]
+    return found[0] if found else 0.0
+
+
 def plans(url: str, out: Path, now_text: str) -> None:
     """Run the readers on ``url``, recording the plan of every statement on
     ``predictions`` (this process imports the code to measure)."""
@@ -390,15 +424,26 @@ def plans(url: str, out: Path, now_text: str) -> None:
             return
         entry = {"label": current["label"], "sql": statement, "plan": ""}
         raw = cursor.connection
-        if postgres:
-            raw.execute("SAVEPOINT wk_explain")
-            rows = raw.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters).fetchall()
-            raw.execute("ROLLBACK TO SAVEPOINT wk_explain")
-            entry["plan"] = "\n".join(r[0] for r in rows)
+        if postgres:  # the fastest of three runs: one run's time is mostly noise here
+            runs = []
+            for _ in range(3):
+                raw.execute("SAVEPOINT wk_explain")
+                rows = raw.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
+                runs.append([r[0] for r in rows.fetchall()])
+                raw.execute("ROLLBACK TO SAVEPOINT wk_explain")
+            entry["plan"] = "\n".join(min(runs, key=_execution_ms))
         else:
             rows = raw.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
             entry["plan"] = "\n".join(f"{r[0]}/{r[1]}: {r[3]}" for r in rows)
-            context._wk_started = time.perf_counter()
+            if text.startswith("DELETE"):
+                context._wk_started = time.perf_counter()
+            else:  # a read: the fastest of three runs, as on PostgreSQL
+                times = []
+                for _ in range(3):
+                    started = time.perf_counter()
+                    raw.execute(statement, parameters).fetchall()
+                    times.append(time.perf_counter() - started)
+                entry["plan"] += f"\n  run time {1000 * min(times):.2f} ms"
         recorded.append(entry)
 
     @sa.event.listens_for(engine, "after_cursor_execute")
@@ -477,6 +522,58 @@ def _compare(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
                     print(f"    {side:<7}{_summary(entry['plan'])}")
 
 
+def _chosen(variants: dict[str, tuple[str, str]], names: list[str] | None) -> dict:
+    if names is None:
+        return {}
+    return {k: v for k, v in variants.items() if not names or k in names}
+
+
+def _without_statistics(url: str) -> str:
+    """A copy of a SQLite log without ``sqlite_stat1``: the planner as the server has it."""
+    import shutil
+    import sqlite3
+
+    path = url.removeprefix("sqlite:///")
+    copy = path.removesuffix(".db") + "-nostat.db"
+    shutil.copyfile(path, copy)
+    with sqlite3.connect(copy) as connection:
+        connection.execute("DROP TABLE IF EXISTS sqlite_stat1")
+    return f"sqlite:///{copy}"
+
+
+def _statement_ms(plan: str) -> float:
+    found = re.findall(r"(?:Execution Time:|run time) ([0-9.]+) ms", plan)
+    return sum(float(x) for x in found)
+
+
+def _full_scans(plan: str) -> int:
+    """Scans reading a whole table (or partition) of predictions: PostgreSQL's sequential
+    scans of more than 1,000 rows, SQLite's ``SCAN predictions`` without an index."""
+    postgres = sum(
+        1
+        for m in _SCAN.finditer(plan)
+        if "Seq Scan" in m["node"]
+        and m["rel"].startswith("predictions")
+        and int(m["rows"]) * int(m["loops"]) > 1000
+    )
+    return postgres + len(re.findall(r"SCAN predictions(?!\S| USING)", plan))
+
+
+def _verdict(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+    """Per reader: the time of all its statements on predictions, before and after, and
+    its full scans of predictions; REGRESSION where the time grows > 1.5x or a full
+    scan appears."""
+    print(f"    {'reader':<34}{'before':>11}{'after':>11}{'ratio':>8}  full scans")
+    for label in dict.fromkeys(e["label"] for e in before + after):
+        b = [e["plan"] for e in before if e["label"] == label]
+        a = [e["plan"] for e in after if e["label"] == label]
+        tb, ta = sum(map(_statement_ms, b)), sum(map(_statement_ms, a))
+        sb, sa_ = sum(map(_full_scans, b)), sum(map(_full_scans, a))
+        ratio = ta / tb if tb else float("nan")
+        flag = "  REGRESSION" if ratio > 1.5 or sa_ > sb else ""
+        print(f"    {label:<34}{tb:>8.2f} ms{ta:>8.2f} ms{ratio:>7.2f}x  {sb} -> {sa_}{flag}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
@@ -484,7 +581,15 @@ def main() -> None:
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument(
-        "--variants", action="store_true", help="also PostgreSQL without ix_predictions_request_id"
+        "--variants",
+        nargs="*",
+        metavar="NAME",
+        help="also the schemas of VARIANTS (PostgreSQL) and SQLITE_VARIANTS; names: only those",
+    )
+    parser.add_argument(
+        "--variant-plans",
+        action="store_true",
+        help="run every reader on the variants' logs and on the head's, with this tree",
     )
     parser.add_argument("--plans", type=Path, default=ROOT / "var" / "index_plans.txt")
     parser.add_argument("--plans-of", help=argparse.SUPPRESS)
@@ -516,19 +621,22 @@ def main() -> None:
                 c.exec_driver_sql("SELECT pg_reload_conf()")
             for side, revision in (("before", "0008"), ("after", "head")):
                 logs.append(Log(f"postgres-{side}", server.create_database(), revision))
-            if args.variants:  # other schemas, measured beside them
-                for name, (revision, extra) in VARIANTS.items():
-                    url = server.create_database()
-                    logs.append(Log(f"postgres-{name}", url, revision, extra))
+            for name, (revision, extra) in _chosen(VARIANTS, args.variants).items():
+                url = server.create_database()  # other schemas, measured beside them
+                logs.append(Log(f"postgres-{name}", url, revision, extra))
         for side, revision in () if args.no_sqlite else (("before", "0008"), ("after", "head")):
             logs.append(Log(f"sqlite-{side}", f"sqlite:///{work}/{side}.db", revision))
+        for name, (revision, extra) in (
+            () if args.no_sqlite else _chosen(SQLITE_VARIANTS, args.variants).items()
+        ):
+            logs.append(Log(f"sqlite-{name}", f"sqlite:///{work}/{name}.db", revision, extra))
         now = datetime.now(UTC)
         for log in logs:
             t = time.monotonic()
             fill(log, now)
             print(f"filled {log.name} in {time.monotonic() - t:.0f} s")
         measure(logs, args.rounds)
-        if args.base_tree is not None:
+        if args.base_tree is not None or args.variant_plans:
             for log in logs:
                 log.engine.dispose()
                 if log.postgres:  # as autovacuum would, before the readers
@@ -538,17 +646,39 @@ def main() -> None:
                         c.exec_driver_sql("VACUUM ANALYZE")
             lines = []
             recorded: dict[str, list[dict[str, Any]]] = {}
-            for log in [x for x in logs if x.name.endswith(("before", "after"))]:
-                tree = args.base_tree if log.name.endswith("before") else ROOT
-                recorded[log.name] = _run_plans(tree, log.url, work / f"{log.name}.json", now)
-                for entry in recorded[log.name]:
+            read = [
+                (x.name, x.url)
+                for x in logs
+                if (x.name.endswith("before") and args.base_tree is not None)
+                or x.name.endswith("after")
+                or (args.variant_plans and not x.name.endswith("before"))
+            ]
+            if args.variant_plans:  # SQLite as served: the server never runs ANALYZE
+                read += [
+                    (f"{name}-nostat", _without_statistics(url))
+                    for name, url in list(read)
+                    if url.startswith("sqlite")
+                ]
+            for name, url in read:
+                tree = args.base_tree if name.endswith("before") else ROOT
+                recorded[name] = _run_plans(tree, url, work / f"{name}.json", now)
+                for entry in recorded[name]:
                     lines.append(
-                        f"=== {log.name} | {entry['label']}\n{entry['sql']}\n{entry['plan']}\n"
+                        f"=== {name} | {entry['label']}\n{entry['sql']}\n{entry['plan']}\n"
                     )
             for kind in ("postgres", "sqlite"):
                 if f"{kind}-before" in recorded:
                     print(f"\nplans on {kind}, each distinct statement on predictions:")
                     _compare(recorded[f"{kind}-before"], recorded[f"{kind}-after"])
+            for name in recorded:
+                kind, nostat = name.split("-")[0], name.endswith("-nostat")
+                base = f"{kind}-after" + ("-nostat" if nostat else "")
+                if name.endswith(("before", "after")) or name == base:
+                    continue
+                print(f"\nplans, {base} (before) against {name} (after):")
+                _compare(recorded[base], recorded[name])
+                print(f"\nreaders, {base} (before) against {name} (after):")
+                _verdict(recorded[base], recorded[name])
             args.plans.parent.mkdir(parents=True, exist_ok=True)
             args.plans.write_text("\n".join(lines))
             print(f"plans written to {args.plans}")
