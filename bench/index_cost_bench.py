@@ -46,6 +46,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -531,7 +532,6 @@ def _chosen(variants: dict[str, tuple[str, str]], names: list[str] | None) -> di
 
 def _without_statistics(url: str) -> str:
     """A copy of a SQLite log without ``sqlite_stat1``: the planner as the server has it."""
-    import shutil
     import sqlite3
 
     path = url.removeprefix("sqlite:///")
@@ -689,6 +689,7 @@ def main() -> None:
             log.engine.dispose()
         if server is not None:
             server.destroy()
+        shutil.rmtree(work, ignore_errors=True)  # the SQLite logs: ~0.4 GB each
     print(f"load average at the end: {os.getloadavg()}; {time.monotonic() - started:.0f} s")
 
 
