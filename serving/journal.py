@@ -125,7 +125,11 @@ class _Reader:
                 data = self._read_at(position, budget)
             end = data.rfind(b"\n") + 1
             if end:
-                lines.extend(data[: end - 1].split(b"\n"))
+                # Split the whole read and drop what follows the last newline, rather
+                # than split a copy cut there: copies of a chunk of MBs cost fresh pages.
+                parts = data.split(b"\n")
+                parts.pop()
+                lines.extend(parts)
                 size += end
                 position = Position(position.segment, position.offset + end)
                 if len(data) == budget:
