@@ -20,13 +20,13 @@ class DeadLetters:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
 
-    def write(self, lines: Sequence[bytes]) -> Path:
+    def write(self, lines: Sequence[bytes | memoryview]) -> Path:
         """Keep ``lines`` durably (fsync'd) in a new file and return its path."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"deadletter-{os.getpid()}-{uuid.uuid4().hex}.jsonl"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            data = memoryview(b"".join(line + b"\n" for line in lines))
+            data = memoryview(b"".join(part for line in lines for part in (line, b"\n")))
             while data:
                 data = data[os.write(fd, data) :]
             os.fsync(fd)

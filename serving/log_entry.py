@@ -30,6 +30,8 @@ def prediction_id(request_id: str, index: int, single: bool) -> str:
     return request_id if single else f"{request_id}.{index}"
 
 
+_TAB = re.compile(rb"\t")  # searches a view of the journal's buffer, which has no find()
+
 # A body whose only top-level member is ``columns``: the object after the colon is
 # then the body's columns, from there to its last ``}``.
 _COLUMNAR_BODY = re.compile(rb'\A[ \t\r\n]*\{[ \t\r\n]*"columns"[ \t\r\n]*:')
@@ -164,26 +166,30 @@ class LogEntry:
         return orjson.dumps(self.columns)
 
     @classmethod
-    def from_line(cls, line: bytes) -> LogEntry:
-        """Parse a journal line (without its ``\\n``); raises ``ValueError`` for a line
-        that is not an entry, or whose text no database could store as it is."""
+    def from_line(cls, line: bytes | memoryview) -> LogEntry:
+        """Parse a journal line (without its ``\\n``; a view of the journal's buffer,
+        see :mod:`serving.journal`); raises ``ValueError`` for a line that is not an
+        entry, or whose text no database could store as it is. The columns part is
+        copied once, into the ``str`` the database takes."""
         try:
-            head, tab, columns = line.partition(b"\t")
-            if not tab:
+            tab = _TAB.search(line)
+            if tab is None:
                 raise ValueError("no columns part")
+            view = memoryview(line)
+            head, columns = view[: tab.start()], view[tab.end() :]
             # PostgreSQL stores the columns as text without parsing them (migration
             # 0008): a line cut or damaged at either end must not reach it.
-            if not (columns.startswith(b"{") and columns.endswith(b"}")):
+            if not (columns[:1] == b"{" and columns[-1:] == b"}"):
                 raise ValueError("the columns part is not a JSON object")
             try:
                 data = orjson.loads(head)
             except orjson.JSONDecodeError:
-                data = json.loads(head)  # the escaped form :meth:`to_line` falls back to
+                data = json.loads(bytes(head))  # the escaped form :meth:`to_line` writes
             if data.pop("escaped", False):
                 # Re-encoding proves the text storable (a lone surrogate is not).
-                columns = orjson.dumps(json.loads(columns))
+                columns = memoryview(orjson.dumps(json.loads(bytes(columns))))
             received = _EPOCH + timedelta(microseconds=data.pop("received_us"))
-            return cls(received_at=received, columns_json=columns.decode(), **data)
+            return cls(received_at=received, columns_json=str(columns, "utf-8"), **data)
         except Exception as exc:  # whatever a damaged line makes fail
             raise ValueError(f"not a log entry: {exc}") from exc
 

@@ -277,7 +277,7 @@ class PredictionLog:
         return True
 
     @staticmethod
-    def _parse(chunk: Chunk) -> tuple[list[tuple[bytes, LogEntry]], list[bytes]]:
+    def _parse(chunk: Chunk) -> tuple[list[tuple[memoryview, LogEntry]], list[memoryview]]:
         entries, refused = [], []
         for line in chunk.lines:
             try:
@@ -286,7 +286,7 @@ class PredictionLog:
                 refused.append(line)
         return entries, refused
 
-    def _store_all(self, entries: list[tuple[bytes, LogEntry]]) -> list[bytes]:
+    def _store_all(self, entries: list[tuple[memoryview, LogEntry]]) -> list[memoryview]:
         """Store ``entries``; return the lines refused even one by one."""
         if not entries:
             return []
@@ -321,7 +321,7 @@ class PredictionLog:
         self._metrics.rows_written.labels(table="requests").inc(written.requests)
         self._metrics.rows_written.labels(table="predictions").inc(written.predictions)
 
-    def _dead_letter(self, lines: list[bytes]) -> None:
+    def _dead_letter(self, lines: list[memoryview]) -> None:
         try:
             path = self._dead.write(lines)
         except OSError as exc:  # the disk is full: keep them in the journal, retry later

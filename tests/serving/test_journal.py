@@ -48,7 +48,7 @@ def _drain(source: Journal, max_bytes: int = 1 << 20) -> list[bytes]:
         chunk = source.read(max_bytes)
         if not chunk.lines and not chunk.moved:
             return lines
-        lines.extend(chunk.lines)
+        lines.extend(bytes(line) for line in chunk.lines)
         assert source.commit(chunk)
 
 
@@ -82,6 +82,34 @@ def test_lines_come_back_whole_in_order_without_their_newline(
     assert journal.entries_appended == 5
 
 
+def test_lines_read_earlier_keep_their_bytes_while_later_chunks_are_read(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    """Lines are views of a buffer the reader reuses: one still held when the next
+    chunk is read must not see that chunk's bytes (the writer may hold a chunk's lines
+    across a retry; a test or a log message may keep one)."""
+    journal = _open(journals, tmp_path)
+    sent = [_line(n, size=30) for n in range(12)]
+    for line in sent:
+        journal.append(line)
+
+    held = []
+    while chunk := journal.read(70):  # two lines a chunk
+        if not chunk.lines:
+            break
+        held.append(chunk)
+        assert journal.commit(chunk)
+    assert [bytes(line) for chunk in held for line in chunk.lines] == [
+        line.rstrip(b"\n") for line in sent
+    ]
+    first = held[0].lines[0]
+    del held  # the buffers are free again: later reads may reuse them
+    for line in [_line(n, size=30) for n in range(12, 20)]:
+        journal.append(line)
+    assert _drain(journal, 70)[-1].startswith(b"entry-19-")
+    assert bytes(first) == sent[0].rstrip(b"\n")  # still held: never overwritten
+
+
 def test_a_read_stops_at_its_budget_on_a_line_boundary_and_commit_moves_on(
     tmp_path: Path, journals: list[Journal]
 ) -> None:
@@ -90,7 +118,7 @@ def test_a_read_stops_at_its_budget_on_a_line_boundary_and_commit_moves_on(
         journal.append(_line(n))  # 20 bytes each
 
     first = journal.read(50)
-    assert [line.split(b"-")[1] for line in first.lines] == [b"0", b"1"]  # 40 of 50 bytes
+    assert [bytes(line).split(b"-")[1] for line in first.lines] == [b"0", b"1"]  # 40 of 50 bytes
     assert journal.read(50).lines == first.lines  # nothing moves before a commit
     assert journal.commit(first)
     assert journal.backlog_bytes == 160
