@@ -46,10 +46,10 @@ SQLITE_PAGE_SIZE = 8192
 # KiB). A checkpoint copies the pages written since the last one into the database and
 # syncs both files; the pages every commit rewrites (the tables' and indexes' last
 # leaves and their parents, the header, the auto-vacuum pointer map) are copied once
-# per 32 MiB instead of once per 4 MB: 2-8 % less writer CPU per 1,000-row request and
+# per 32 MiB instead of once per 4 MB: 0-8 % less writer CPU per 1,000-row request and
 # 8-19 % per single record (ten per transaction) on a 4 KiB log. With the page size
 # above, a new log's writer spends ~12 % less per 1,000-row request than with SQLite's
-# defaults, ~9 % less per single record at ten per transaction, the same at one. The
+# defaults, ~9 % less per single record at ten per transaction, -2 to +6 % at one. The
 # WAL file stays at about this size plus one transaction (while no reader holds an old
 # snapshot for longer). Larger caches, mmap and temp_store saved nothing, for the
 # writer or the readers.
