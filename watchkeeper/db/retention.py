@@ -81,8 +81,9 @@ MONITOR_WATERMARK = "windows"
 # Where the raw passes resume: a ``seq``, and a ``received_at`` in microseconds.
 PREDICTIONS_POSITION = "retention_predictions"
 REQUESTS_POSITION = "retention_requests"
-# Free SQLite pages handed back per step (4 KiB each): one short write lock per step.
-_VACUUM_PAGES = 2048
+# Free SQLite bytes handed back per step, as pages of the file's size (4 KiB in logs
+# made before 8 KiB became the default): one short write lock per step.
+_VACUUM_BYTES = 8 << 20
 # Longest pause between two batches, however long a batch took.
 _MAX_PAUSE = 1.0
 # Retraining requests and runs still in flight are never deleted.
@@ -704,7 +705,8 @@ class Pruner:
                     return freed * page
                 # executescript steps the pragma to its end; execute() frees one page
                 raw = connection.connection.driver_connection
-                raw.executescript(f"PRAGMA incremental_vacuum({_VACUUM_PAGES});")
+                pages = max(1, _VACUUM_BYTES // max(page, 1))
+                raw.executescript(f"PRAGMA incremental_vacuum({pages});")
                 after = int(connection.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
             freed += before - after
             if after >= before:
