@@ -274,7 +274,7 @@ class RetrainJob:
                 champion = self.registry.load()
                 data = self._data(champion)
             with self.stages.stage("training a candidate and judging it against the champion"):
-                result = self._train_and_judge(run_id, champion, data, lease)
+                result = self._train_and_judge(run_id, started, champion, data, lease)
         except Exception as exc:
             if isinstance(exc, WatchkeeperError):  # a reason a person can act on: one line
                 log.warning("retraining run %d: failed (%s)", run_id, exc)
@@ -320,7 +320,12 @@ class RetrainJob:
         return replace(data, source=base.source)
 
     def _train_and_judge(
-        self, run_id: int, champion: RegisteredModel, data: RetrainData, lease: Lease
+        self,
+        run_id: int,
+        started: datetime,
+        champion: RegisteredModel,
+        data: RetrainData,
+        lease: Lease,
     ) -> RunResult:
         params = self.params or champion.record.params
         task = champion.model.task  # a family keeps its task, whatever its new labels
@@ -361,6 +366,8 @@ class RetrainJob:
             data_source=data.source,
             notes=VersionNotes(
                 run_id=run_id,
+                # recovery matches the version to its run by these, never by a clock
+                run_started_at=started.isoformat(),
                 reason=decision.reason,
                 champion=champion.version,
                 champion_metrics_on_holdout=champion_metrics,
@@ -370,7 +377,10 @@ class RetrainJob:
             # Writing the candidate may take long enough (a slow or hung volume, a
             # paused process) for the lease to pass to another job, which may have
             # promoted a version of its own since: check again before serving this one.
-            lease.check()
+            try:
+                lease.check()
+            except LeaseLost as exc:
+                raise self._unserved(run_id, version, decision, exc) from exc
             self.registry.set_current(version)
         self.liveness.beat("recording the outcome")
         self._update(
@@ -386,6 +396,35 @@ class RetrainJob:
         )
         log.info("retraining run %d: %s %s (%s)", run_id, outcome, version, decision.reason)
         return RunResult(run_id, outcome, decision.reason, version, champion.version)
+
+    def _unserved(
+        self, run_id: int, version: str, decision: Decision, lost: LeaseLost
+    ) -> LeaseLost:
+        """The error of a job that lost its lease between registering its candidate as
+        promoted and making it current. The candidate is recorded ``rejected``, saying
+        why: it was never served, so a default rollback must not pick it nor a later
+        recovery serve it. Unless ``CURRENT`` names it already: the job that took the
+        lease over found it and completed its promotion, so it is served. Recorded
+        before the run (the caller's), so that a job dying in between leaves a candidate
+        that recovery records as rejected, not one it serves."""
+        if self.registry.current_version() == version:
+            log.warning(
+                "retraining run %d: lost its lease; %s was made current by the job that took "
+                "it over",
+                run_id,
+                version,
+            )
+            return LeaseLost(f"{lost}; {version}, registered, was served by the job that took over")
+        reason = (
+            f"not served: its job (run {run_id}) lost the retraining lease after registering "
+            f"it and before making it current; its gate had said: {decision.reason}"
+        )
+        try:
+            self.registry.set_status(version, VersionStatus.REJECTED, reason=reason)
+        except (OSError, WatchkeeperError) as exc:  # the lease loss is still what stops it
+            log.error("retraining run %d: cannot record %s as not served: %s", run_id, version, exc)
+            return lost
+        return LeaseLost(f"{lost}; {version}, registered already, is recorded as rejected")
 
     def _update(self, run_id: int, **values: Any) -> None:
         """Update the run while it is still ``running``: a job that stalled, lost its

@@ -12,11 +12,14 @@ outcome.
 
 A job that died after registering its candidate but before recording its run did all
 its work: retraining its requests again would register a second, duplicate version. The
-version it registered names its run (``notes.run_id`` in its metadata, written before
-the registry lists the version), so such a run is recorded as finished with that
-version and the decision the version records, and its requests ``done``; a promotion cut
-short before ``CURRENT`` moved is completed, unless ``CURRENT`` was moved since. These
-are counted apart (:data:`COMPLETED_RUNS`), not as abandoned.
+version it registered names its run (``notes.run_id`` and ``notes.run_started_at`` in its
+metadata, written before the registry lists the version; matched as values, never by
+comparing clocks), so such a run is recorded as finished with that version and the
+decision the version records, and its requests ``done``; a promotion cut short before
+``CURRENT`` moved is completed, unless ``CURRENT`` was moved since or the version no
+longer says ``promoted`` (a job that was only slow, found its lease lost and recorded
+its candidate as not served). These are counted apart (:data:`COMPLETED_RUNS`), not as
+abandoned.
 
 Only the lease holder recovers, in one transaction of conditional updates, so two
 workers racing for the lease recover each run once. The count is kept in the same
@@ -95,36 +98,47 @@ class RegisteredCandidate:
 def registered_candidates(
     registry: ModelRegistry, runs: dict[int, datetime]
 ) -> dict[int, RegisteredCandidate]:
-    """The versions registered by the runs ``runs`` (id: when it started): those whose
-    notes name the run and that were created after it started (a registry reused with a
-    new database could hold an older run of the same id)."""
+    """The versions registered by the runs ``runs`` (id: ``started_at`` as its row holds
+    it): the newest whose notes name the run's id and its ``started_at`` (a registry
+    reused with a new database holds older runs of the same ids). No two clocks are
+    compared: a job whose clock was stepped back between recording its run and
+    registering its candidate would otherwise hide it, and its requests be retrained.
+    A version registered before the notes held ``run_started_at`` matches as it did
+    then: created, by its job's clock, when or after the run started."""
     if not runs:
         return {}
-    earliest = min(runs.values())
     found: dict[int, RegisteredCandidate] = {}
-    for version in reversed(registry.versions()):  # newest first: a dead job's is recent
+    # Newest first: a dead job's is recent. No clock bounds the scan, so it reads every
+    # version while a run's is missing (a run whose job died before registering).
+    for version in reversed(registry.versions()):
+        if len(found) == len(runs):
+            break
         try:
             record = registry.record(version)
         except WatchkeeperError as exc:  # not this run's to judge; the rest still count
             log.warning("recovery: cannot read %s: %s", version, exc)
             continue
-        created = _created_at(record)
-        if created is None:
-            continue
-        if created < earliest:
-            break
         run_id = record.notes.run_id
-        if run_id in runs and run_id not in found and created >= runs[run_id]:
+        if run_id in runs and run_id not in found and _registered_by(record, runs[run_id]):
             found[run_id] = RegisteredCandidate(version, record)
     return found
 
 
-def _created_at(record: VersionMetadata) -> datetime | None:
+def _registered_by(record: VersionMetadata, started: datetime) -> bool:
+    """Whether ``record``, which names a run's id, was registered by the run of that id
+    that started at ``started`` (as its row holds it)."""
+    if record.notes.run_started_at is not None:
+        return _timestamp(record.notes.run_started_at) == started
+    created = _timestamp(record.created_at)  # older versions: the clock, as before
+    return created is not None and created >= started
+
+
+def _timestamp(text: str) -> datetime | None:
     try:
-        created = datetime.fromisoformat(record.created_at)
+        value = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return created if created.tzinfo is not None else created.replace(tzinfo=UTC)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _completion(candidate: RegisteredCandidate, reason: str) -> dict[str, object]:
@@ -156,24 +170,39 @@ def completed_reason(candidate: str, taken_over: TakenOver | None, recovered_by:
     )
 
 
-def _finish_promotion(registry: ModelRegistry, candidate: RegisteredCandidate) -> None:
+def _finish_promotion(
+    registry: ModelRegistry, candidate: RegisteredCandidate
+) -> RegisteredCandidate:
     """Point ``CURRENT`` at a promoted candidate whose job died before it could, unless
     someone moved ``CURRENT`` off the champion since (a rollback decides), or wrote it
     at all since the candidate was registered: a job that died after moving ``CURRENT``
     and a rollback back to the champion leave ``CURRENT`` naming the champion too, and
-    the rollback must stand."""
+    the rollback must stand. Returns the candidate as its metadata reads now."""
     if candidate.record.status is not VersionStatus.PROMOTED:
-        return
+        return candidate
+    # Read again just before serving it: a job only slow, not dead, that found its lease
+    # lost records its candidate as not served (retrain/job.py), maybe since the scan.
+    try:
+        candidate = RegisteredCandidate(candidate.version, registry.record(candidate.version))
+    except WatchkeeperError as exc:  # read a moment ago: go by that reading
+        log.warning("recovery: cannot read %s again: %s", candidate.version, exc)
+    if candidate.record.status is not VersionStatus.PROMOTED:
+        log.warning(
+            "recovery: %s is now %s (its job found its lease lost): not made current",
+            candidate.version,
+            candidate.record.status,
+        )
+        return candidate
     current = registry.current_version()
     if current == candidate.version:
-        return
+        return candidate
     if registry.current_written_since(candidate.version):
         log.warning(
             "recovery: %s was promoted, and CURRENT was set since (to %s, a rollback): left as is",
             candidate.version,
             current,
         )
-        return
+        return candidate
     if current != candidate.record.notes.champion:
         log.warning(
             "recovery: %s was promoted but CURRENT names %s, not its champion %s: left as is",
@@ -181,12 +210,13 @@ def _finish_promotion(registry: ModelRegistry, candidate: RegisteredCandidate) -
             current,
             candidate.record.notes.champion,
         )
-        return
+        return candidate
     registry.set_current(candidate.version)
     log.warning(
         "recovery: %s was promoted by a job that died before serving it: now current",
         candidate.version,
     )
+    return candidate
 
 
 def recover(
@@ -205,9 +235,10 @@ def recover(
             ).all()
         )
     # read before the transaction: a registry on a slow volume holds no database lock
-    candidates = registered_candidates(registry, started)
-    for candidate in candidates.values():
-        _finish_promotion(registry, candidate)
+    candidates = {
+        run_id: _finish_promotion(registry, candidate)
+        for run_id, candidate in registered_candidates(registry, started).items()
+    }
     with engine.begin() as connection:
         running = connection.execute(
             sa.select(retrain_runs.c.id)

@@ -231,6 +231,17 @@ class ModelRegistry:
             self.set_current(version)
         return version
 
+    def set_status(self, version: str, status: VersionStatus, *, reason: str) -> None:
+        """Record what became of ``version`` after it was registered: its ``status``, and
+        ``reason`` as its notes' reason. Only the metadata is rewritten (atomically);
+        its artifacts and their hashes are untouched."""
+        metadata = self.metadata(version)
+        metadata["status"] = VersionStatus(status).value
+        metadata["notes"] = {**(metadata.get("notes") or {}), "reason": reason}
+        VersionMetadata.parse(version, metadata)  # never write what cannot be read back
+        path = self._version_dir(version) / METADATA_FILE
+        _write_atomic(path, json.dumps(metadata, indent=2).encode())
+
     def set_current(self, version: str) -> None:
         if version not in self.versions():
             raise RegistryError(f"model version {version!r} is not registered")

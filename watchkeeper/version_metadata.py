@@ -142,6 +142,9 @@ class VersionNotes(StoredRecord):
     figures on the same holdout."""
 
     run_id: int | None = None
+    # the run's ``started_at`` as its row holds it (ISO 8601): with ``run_id``, which run
+    # of which database; absent from versions registered before it was written
+    run_started_at: str | None = None
     reason: str | None = None
     champion: str | None = None
     champion_metrics_on_holdout: ModelMetrics | None = None

@@ -13,12 +13,14 @@ import sqlalchemy as sa
 
 from retrain.job import RetrainJob, RunResult
 from retrain.lease import LEASE, Lease
+from retrain.recovery import recover
 from tests.processes import wait_for
 from watchkeeper import retrain_queue
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
-from watchkeeper.training import TrainingParams
+from watchkeeper.training import TrainedModel, TrainingParams
+from watchkeeper.version_metadata import VersionStatus
 
 # Renewed every second: two seconds of slack for a renewal on a busy machine.
 LEASE_SECONDS = 3.0
@@ -101,23 +103,57 @@ def test_a_job_whose_lease_was_taken_over_registers_nothing(
 class _TakenOverWhileRegistering(ModelRegistry):
     """A registry on a volume where the job's registration stalls past its lease: by
     the time the candidate's files are written, another job holds the lease (and may
-    have promoted a version of its own)."""
+    have promoted a version of its own). With ``recovered``, that job is a real one
+    that took the expired lease and ran its recovery, ``"before"`` the candidate's
+    metadata was written or ``"after"``."""
 
-    def __init__(self, settings: Settings, engine: sa.Engine) -> None:
+    def __init__(self, settings: Settings, engine: sa.Engine, recovered: str | None = None) -> None:
         super().__init__(settings.storage.registry_path)
         self.engine = engine
+        self.recovered = recovered
+        self.other: Lease | None = None
 
     def register(self, *args: Any, **kwargs: Any) -> str:
-        with self.engine.begin() as connection:
+        if self.recovered != "after":
+            self._take_over()
+        version = super().register(*args, **kwargs)
+        if self.recovered == "after":
+            self._take_over()
+        return version
+
+    def _take_over(self) -> None:
+        if self.recovered is None:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    retrain_lease.update()
+                    .where(retrain_lease.c.name == LEASE)
+                    .values(holder="other")
+                )
+            return
+        with self.engine.begin() as connection:  # the job's lease expired
             connection.execute(
-                retrain_lease.update().where(retrain_lease.c.name == LEASE).values(holder="other")
+                retrain_lease.update()
+                .where(retrain_lease.c.name == LEASE)
+                .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
             )
-        return super().register(*args, **kwargs)
+        self.other = Lease(self.engine, 60, holder="other")
+        assert self.other.acquire()
+        recover(self.engine, self.other, self)
+
+
+def _status_reason(registry: ModelRegistry, version: str) -> tuple[str, str]:
+    record = registry.record(version)
+    return record.status, record.notes.reason or ""
 
 
 def test_a_job_that_lost_its_lease_while_registering_does_not_serve_its_candidate(
-    labelled_log: int, engine: sa.Engine, settings: Settings
+    labelled_log: int,
+    engine: sa.Engine,
+    settings: Settings,
+    trained: TrainedModel,
 ) -> None:
+    """Its candidate, registered as promoted, was never served: the registry records
+    it as rejected, saying why, so that a default rollback never picks it."""
     retrain_queue.enqueue(engine, trigger="manual", reason="stalled while registering")
     registry = _TakenOverWhileRegistering(settings, engine)
 
@@ -126,6 +162,58 @@ def test_a_job_that_lost_its_lease_while_registering_does_not_serve_its_candidat
     assert result is not None and result.outcome == "failed"
     assert "lease was lost" in result.reason and "'other'" in result.reason
     assert registry.current_version() == "v1", "a job without the lease moved CURRENT"
+    assert registry.versions() == ["v1", "v2"]
+    status, reason = _status_reason(registry, "v2")
+    assert status == "rejected", "a version never served is recorded as promoted"
+    assert "not served" in reason and "lease" in reason
+    # a later version served, then rolled back by default: to v1, which served
+    registry.register(trained, status=VersionStatus.PROMOTED)
+    assert registry.rollback() == ("v3", "v1")
+
+
+def test_a_candidate_withdrawn_after_the_lease_was_taken_over_is_not_served_by_recovery(
+    labelled_log: int, engine: sa.Engine, settings: Settings
+) -> None:
+    """The job that took the lease over recovered the run before the candidate was
+    written (the run abandoned, its requests queued again); a later recovery finds the
+    withdrawn candidate and leaves ``CURRENT`` alone."""
+    retrain_queue.enqueue(engine, trigger="manual", reason="stalled while registering")
+    registry = _TakenOverWhileRegistering(settings, engine, recovered="before")
+
+    result = RetrainJob(settings, engine, registry).run()
+
+    assert result is not None and result.outcome == "failed"
+    assert registry.current_version() == "v1"
+    assert _status_reason(registry, "v2")[0] == "rejected"
+    with engine.connect() as connection:
+        run = connection.execute(sa.select(retrain_runs)).one()
+    assert run.decision_reason.startswith("abandoned: ")
+    assert registry.other is not None
+    registry.other.release()
+    later = Lease(engine, 60)
+    assert later.acquire()
+    recover(engine, later, registry)
+    later.release()
+    assert registry.current_version() == "v1"
+
+
+def test_a_candidate_the_next_job_made_current_stays_promoted(
+    labelled_log: int, engine: sa.Engine, settings: Settings
+) -> None:
+    """The job that took the lease over recovered the run after the candidate was
+    written and completed its promotion: the candidate is served, and its job, finding
+    its lease lost, leaves its record saying so."""
+    retrain_queue.enqueue(engine, trigger="manual", reason="stalled while registering")
+    registry = _TakenOverWhileRegistering(settings, engine, recovered="after")
+
+    result = RetrainJob(settings, engine, registry).run()
+
+    assert result is not None and result.outcome == "failed"
+    assert registry.current_version() == "v2"
+    assert _status_reason(registry, "v2")[0] == "promoted"
+    with engine.connect() as connection:
+        run = connection.execute(sa.select(retrain_runs)).one()
+    assert (run.outcome, run.candidate_version) == ("promoted", "v2")
 
 
 class _SlowToList(ModelRegistry):

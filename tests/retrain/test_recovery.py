@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from retrain.job import RetrainJob, RunResult
 from retrain.lease import LEASE, Lease
 from retrain.metrics import RetrainCollector
+from retrain.recovery import recover
 from tests.processes import Process, metric, wait_for
 from watchkeeper import retrain_queue
 from watchkeeper.db.engine import create_engine
@@ -29,7 +30,7 @@ from watchkeeper.registry import ModelRegistry
 from watchkeeper.retrain_status import UNCLAIMED_TRIGGER
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
-from watchkeeper.version_metadata import VersionNotes, VersionStatus
+from watchkeeper.version_metadata import VersionMetadata, VersionNotes, VersionStatus
 
 DEAD_HOLDER = "lost-node:4242:0badc0de"
 
@@ -94,7 +95,7 @@ def _abandoned_total(text: str) -> float | None:
 
 @pytest.mark.integration
 def test_the_next_job_fails_an_abandoned_run_and_serves_its_requests(
-    make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine
+    make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine, settings: Settings
 ) -> None:
     abandoned, request_ids = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
 
@@ -110,6 +111,11 @@ def test_the_next_job_fails_an_abandoned_run_and_serves_its_requests(
     # the new job took the requests and served them
     assert result.outcome in {"promoted", "rejected"}
     assert runs[result.run_id]["request_ids"] == request_ids
+    # its version names its run as the database holds it, for a recovery to match exactly
+    assert result.candidate_version is not None
+    notes = ModelRegistry(settings.storage.registry_path).record(result.candidate_version).notes
+    assert notes.run_id == result.run_id and notes.run_started_at is not None
+    assert datetime.fromisoformat(notes.run_started_at) == runs[result.run_id]["started_at"]
     assert _requests(engine) == {i: ("done", result.run_id) for i in request_ids}
     text = _scrape(engine)
     assert _abandoned_total(text) == 1
@@ -418,3 +424,128 @@ def test_recovery_does_not_undo_a_rollback_of_a_dead_jobs_promotion(
     run = _runs(engine)[run_id]
     assert (run["outcome"], run["candidate_version"]) == ("promoted", version)
     assert registry.current_version() == "v1", "recovery undid the rollback"
+
+
+def _started_at(engine: sa.Engine, run_id: int) -> datetime:
+    with engine.connect() as connection:
+        return connection.execute(
+            sa.select(retrain_runs.c.started_at).where(retrain_runs.c.id == run_id)
+        ).scalar_one()
+
+
+def test_a_version_naming_its_run_is_found_though_the_clock_stepped_back(
+    make_job: Callable[..., RetrainJob],
+    engine: sa.Engine,
+    registry_dir: Path,
+    trained: TrainedModel,
+) -> None:
+    """The dead job's clock was an hour ahead when it recorded its run and was stepped
+    back before it registered its candidate: the version's ``created_at`` is earlier
+    than the run's ``started_at``. It names the run, so the run is still recorded with
+    it rather than retrained."""
+    run_id, request_ids = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
+    with engine.begin() as connection:
+        connection.execute(
+            retrain_runs.update()
+            .where(retrain_runs.c.id == run_id)
+            .values(started_at=datetime.now(UTC) + timedelta(hours=1))
+        )
+    started = _started_at(engine, run_id)
+    registry = ModelRegistry(registry_dir)
+    version = registry.register(
+        trained,
+        make_current=False,
+        status=VersionStatus.REJECTED,
+        notes=VersionNotes(
+            run_id=run_id,
+            run_started_at=started.isoformat(),
+            reason="MAE 15,500 does not beat the champion's 15,000 by 2% (needs < 14,700)",
+            champion="v1",
+        ),
+    )
+    assert datetime.fromisoformat(registry.record(version).created_at) < started
+
+    assert make_job().run() is None, "the run's requests were trained again"
+
+    run = _runs(engine)[run_id]
+    assert (run["outcome"], run["candidate_version"]) == ("rejected", version)
+    assert _requests(engine) == {i: ("done", run_id) for i in request_ids}
+
+
+def test_a_version_naming_an_older_run_of_the_same_id_is_not_taken_for_its_own(
+    make_job: Callable[..., RetrainJob],
+    engine: sa.Engine,
+    registry_dir: Path,
+    trained: TrainedModel,
+) -> None:
+    """A registry reused with a new database: a version left by the old database's run
+    of the same id, registered (by the clock) after this run started, is not this run's
+    candidate. The run is abandoned and its requests queued again."""
+    run_id, request_ids = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
+    older_run = _started_at(engine, run_id) - timedelta(days=400)
+    registry = ModelRegistry(registry_dir)
+    version = registry.register(
+        trained,
+        make_current=False,
+        status=VersionStatus.REJECTED,
+        notes=VersionNotes(
+            run_id=run_id, run_started_at=older_run.isoformat(), reason="old", champion="v1"
+        ),
+    )
+
+    result = make_job().run()
+
+    run = _runs(engine)[run_id]
+    assert run["outcome"] == "failed" and run["decision_reason"].startswith("abandoned: ")
+    assert run["candidate_version"] is None, f"{version} taken for the run's candidate"
+    # queued again and taken by the next job (no labelled data here: it fails saying so)
+    assert result is not None and result.run_id != run_id
+    assert _requests(engine) == {i: ("failed", result.run_id) for i in request_ids}
+
+
+class _WithdrawnAfterTheScan(ModelRegistry):
+    """A registry in which the candidate's job, slow rather than dead, finds its lease
+    lost and records its candidate as not served just after the recovery read it as
+    promoted."""
+
+    def __init__(self, root: Path, withdrawn: str) -> None:
+        super().__init__(root)
+        self.withdrawn = withdrawn
+        self.reads = 0
+
+    def record(self, version: str) -> VersionMetadata:
+        record = super().record(version)
+        if version == self.withdrawn:
+            self.reads += 1
+            if self.reads == 1:
+                self.set_status(version, VersionStatus.REJECTED, reason="not served: lease lost")
+        return record
+
+
+def test_recovery_does_not_serve_a_candidate_its_job_withdrew_meanwhile(
+    engine: sa.Engine, registry_dir: Path, trained: TrainedModel
+) -> None:
+    run_id, request_ids = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
+    version = ModelRegistry(registry_dir).register(
+        trained,
+        make_current=False,
+        status=VersionStatus.PROMOTED,
+        notes=VersionNotes(
+            run_id=run_id,
+            run_started_at=_started_at(engine, run_id).isoformat(),
+            reason="better than v1",
+            champion="v1",
+        ),
+    )
+    registry = _WithdrawnAfterTheScan(registry_dir, version)
+    lease = Lease(engine, 60)
+    assert lease.acquire()
+
+    recovery = recover(engine, lease, registry)
+
+    lease.release()
+    assert registry.current_version() == "v1", "recovery served a withdrawn candidate"
+    assert recovery.completed_runs == {run_id: version}
+    run = _runs(engine)[run_id]
+    assert (run["outcome"], run["candidate_version"]) == ("rejected", version)
+    assert _requests(engine) == {i: ("done", run_id) for i in request_ids}
