@@ -17,14 +17,14 @@ def pragma(connection: sa.Connection, name: str) -> object:
     return connection.exec_driver_sql(f"PRAGMA {name}").scalar()
 
 
-def test_a_new_log_is_made_with_8_kib_pages_and_incremental_auto_vacuum(tmp_path: Path) -> None:
+def test_a_new_log_is_made_with_4_kib_pages_and_incremental_auto_vacuum(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
     with engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE t (x TEXT)")
     engine.dispose()
 
     raw = sqlite3.connect(tmp_path / "log.db")  # as stored in the file
-    assert raw.execute("PRAGMA page_size").fetchone()[0] == 8192
+    assert raw.execute("PRAGMA page_size").fetchone()[0] == 4096
     assert raw.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     raw.close()
@@ -32,16 +32,16 @@ def test_a_new_log_is_made_with_8_kib_pages_and_incremental_auto_vacuum(tmp_path
 
 def test_an_existing_log_keeps_its_page_size_and_checkpoints_by_bytes(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    raw = sqlite3.connect(path)  # a log made before: 4 KiB pages
-    raw.execute("PRAGMA page_size=4096")
+    raw = sqlite3.connect(path)  # a log made with other pages, e.g. converted by hand
+    raw.execute("PRAGMA page_size=8192")
     raw.execute("CREATE TABLE t (x TEXT)")
     raw.commit()
     raw.close()
 
     engine = create_engine(f"sqlite:///{path}")
     with engine.connect() as connection:
-        assert pragma(connection, "page_size") == 4096
-        assert pragma(connection, "wal_autocheckpoint") == (32 << 20) // 4096
+        assert pragma(connection, "page_size") == 8192
+        assert pragma(connection, "wal_autocheckpoint") == (32 << 20) // 8192
     engine.dispose()
 
 
@@ -51,7 +51,7 @@ def test_every_connection_gets_the_settings(tmp_path: Path) -> None:
         for connection in (first, second):
             assert pragma(connection, "journal_mode") == "wal"
             assert pragma(connection, "synchronous") == 2  # FULL: the log's durability
-            assert pragma(connection, "wal_autocheckpoint") == (32 << 20) // 8192
+            assert pragma(connection, "wal_autocheckpoint") == (32 << 20) // 4096
     engine.dispose()
 
 
@@ -73,4 +73,5 @@ def test_the_wal_stays_within_the_checkpoint_bytes_and_one_transaction(
             largest = max(largest, Path(f"{path}-wal").stat().st_size)
     engine.dispose()
     # frames are pages plus a 24-byte header each, the WAL has a 32-byte header
-    assert largest <= ((256 << 10) + transaction) * (8192 + 24) / 8192 + 8192 * 4 + 32
+    page = engine_module.SQLITE_PAGE_SIZE
+    assert largest <= ((256 << 10) + transaction) * (page + 24) / page + page * 4 + 32

@@ -33,24 +33,19 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
     return engine
 
 
-# New SQLite logs are made with 8 KiB pages; an existing file keeps the size it was made
-# with (SQLite changes it only by a VACUUM outside WAL mode). A 1,000-row request's
-# features are one ~590 KB text, an overflow chain of ~145 pages at 4 KiB, each page
-# allocated, entered in the auto-vacuum pointer map, written to the WAL and later
-# checkpointed on its own: 8 KiB pages took 7-15 % off the writer's CPU per 1,000-row
-# request and cost single records 0-5 % (their random index leaves write twice the
-# bytes per commit; 16 KiB pages: -12 to -20 % and +8 to +17 %).
-# bench/sqlite_settings_bench.py, figures in bench/README.md.
-SQLITE_PAGE_SIZE = 8192
+# New SQLite logs are made with 4 KiB pages (SQLite's default, set here so that it is a
+# choice); an existing file keeps the size it was made with. 8 KiB pages took 7-15 % off
+# the writer's CPU per 1,000-row request in process (the ~590 KB of features are half as
+# many overflow pages), but whole servers measured nothing for batches (1,000 rows 1.00x,
+# 100 rows 0.99x) and single records cost 1.17x (a commit of a few records rewrites whole
+# pages of every index: twice the bytes to the WAL). bench/README.md, "SQLite settings".
+SQLITE_PAGE_SIZE = 4096
 # WAL bytes between automatic checkpoints (SQLite's default is 1,000 pages: 4 MB at 4
 # KiB). A checkpoint copies the pages written since the last one into the database and
 # syncs both files; the pages every commit rewrites (the tables' and indexes' last
 # leaves and their parents, the header, the auto-vacuum pointer map) are copied once
-# per 32 MiB instead of once per 4 MB: 0-8 % less writer CPU per 1,000-row request and
-# 8-19 % per single record (ten per transaction) on a 4 KiB log. With the page size
-# above, a new log's writer spends ~12 % less per 1,000-row request than with SQLite's
-# defaults, ~9 % less per single record at ten per transaction, -2 to +6 % at one. The
-# WAL file stays at about this size plus one transaction (while no reader holds an old
+# per 32 MiB instead of once per 4 MB: 0-8 % less writer CPU per 1,000-row request,
+# 8-19 % per single record at ten per transaction, 1-4 % at one. The WAL file stays at about this size plus one transaction (while no reader holds an old
 # snapshot for longer). Larger caches, mmap and temp_store saved nothing, for the
 # writer or the readers.
 SQLITE_WAL_CHECKPOINT_BYTES = 32 << 20
