@@ -45,9 +45,10 @@ SQLITE_PAGE_SIZE = 4096
 # syncs both files; the pages every commit rewrites (the tables' and indexes' last
 # leaves and their parents, the header, the auto-vacuum pointer map) are copied once
 # per 32 MiB instead of once per 4 MB: 0-8 % less writer CPU per 1,000-row request,
-# 8-19 % per single record at ten per transaction, 1-4 % at one. The WAL file stays at about this size plus one transaction (while no reader holds an old
-# snapshot for longer). Larger caches, mmap and temp_store saved nothing, for the
-# writer or the readers.
+# 8-19 % per single record at ten per transaction, 1-4 % at one. The WAL file stays at
+# about this size plus one transaction (while no reader holds an old snapshot for
+# longer). Larger caches, mmap and temp_store saved nothing, for the writer or the
+# readers.
 SQLITE_WAL_CHECKPOINT_BYTES = 32 << 20
 
 
