@@ -338,9 +338,8 @@ class LogStore:
         values, lower, upper, ood = self._numbers(entry)
         values, lower, upper = _sqlite_nan(values), _sqlite_nan(lower), _sqlite_nan(upper)
         n, request_id = len(values), entry.request_id
-        ids = [request_id] if entry.single else [f"{request_id}.{i}" for i in range(n)]
         rows = zip(
-            ids,
+            [prediction_id(request_id, i, entry.single) for i in range(n)],
             repeat(request_id, n),
             range(n),
             repeat(created, n),

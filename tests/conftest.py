@@ -149,6 +149,28 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def engine(database_url: str) -> Iterator[Any]:
+    """An engine on the run's database (SQLite, and PostgreSQL under the postgres mark)."""
+    from watchkeeper.db.engine import create_engine
+
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_engine(postgres_server: PostgresServer) -> Iterator[Any]:
+    """An engine on a fresh, migrated database of the shared PostgreSQL server."""
+    from watchkeeper.db.engine import create_engine
+    from watchkeeper.db.migrate import upgrade
+
+    engine = create_engine(postgres_server.create_database())
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def start_watchkeeper(tmp_path: Path, registry_dir: Path) -> Iterator[Callable[..., Process]]:
     """``start("serve" | "monitor" | "retrain worker", **env)``: a real process sharing
     the test's data directory and registry; killed at teardown if still running."""

@@ -4,7 +4,6 @@ watermark (bounds, order, columns, features wherever a row keeps them)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,6 @@ import monitoring.log_reader as log_reader_module
 from monitoring.log_reader import WATERMARK, LogReader, features_of
 from serving.log_entry import LogEntry
 from serving.log_store import LogStore
-from watchkeeper.db.engine import create_engine
 from watchkeeper.db.features import feature_records
 from watchkeeper.db.tables import predictions
 
@@ -32,13 +30,6 @@ COLUMNS = [
     "upper",
     "ood_score",
 ]
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = create_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

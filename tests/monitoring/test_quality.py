@@ -5,7 +5,6 @@ read from a real log database."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -15,7 +14,6 @@ import sqlalchemy as sa
 
 from monitoring.check_details import RejectedRequests
 from monitoring.quality import QualityCounts, column_flags, feature_quality, rejected_rate
-from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import requests
 from watchkeeper.schema import Feature, FeatureSchema
 
@@ -196,13 +194,6 @@ def _log_requests(engine: sa.Engine, rows: list[tuple[str, int, datetime]]) -> N
                 for n, (endpoint, status, at) in enumerate(rows)
             ],
         )
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = create_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def test_rejected_rate_counts_4xx_of_predict_inside_the_window_bounds_included(

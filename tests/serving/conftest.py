@@ -24,7 +24,6 @@ from tests.postgres import PostgresServer
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.features import feature_records
-from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import predictions, requests
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.training import TrainedModel, TrainingParams, train
@@ -193,20 +192,3 @@ def read_log(database_url: str) -> Iterator[Callable[[Flask], LogReader]]:
 @pytest.fixture
 def log_reader(app: Flask, read_log: Callable[[Flask], LogReader]) -> LogReader:
     return read_log(app)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    """An engine on the run's database (SQLite, or PostgreSQL under --postgres)."""
-    engine = create_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def postgres_engine(postgres_server: PostgresServer) -> Iterator[sa.Engine]:
-    """An engine on a fresh, migrated database of the shared PostgreSQL server."""
-    engine = create_engine(postgres_server.create_database())
-    upgrade(engine)
-    yield engine
-    engine.dispose()

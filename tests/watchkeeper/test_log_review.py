@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,6 @@ from watchkeeper.db.retention import Pruner, RetentionPolicy
 from watchkeeper.db.tables import feedback, predictions, requests
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_engine(postgres_server: PostgresServer) -> Iterator[sa.Engine]:
-    engine = create_engine(postgres_server.create_database())
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def names(engine: sa.Engine, table: str) -> list[str]:
@@ -99,71 +91,71 @@ def _prediction_row(request_id: str, when: datetime) -> dict[str, Any]:
 
 
 def test_a_row_committed_into_the_default_partition_while_its_day_is_created(
-    pg_engine: sa.Engine,
+    postgres_engine: sa.Engine,
 ) -> None:
     """A writer's row of a day with no partition yet lands in the default partition
     while the prune creates that day: the prune creates it with the row moved in."""
     day = datetime(2026, 1, 10, 8, tzinfo=UTC)
-    writer = pg_engine.connect()
+    writer = postgres_engine.connect()
     transaction = writer.begin()
     writer.execute(predictions.insert().values(**_prediction_row("late", day)))
-    creating = Background(lambda: parts.ensure_partitions(pg_engine, day, days_ahead=0))
-    assert wait_for(waiting_on_a_lock(pg_engine), timeout=60)
+    creating = Background(lambda: parts.ensure_partitions(postgres_engine, day, days_ahead=0))
+    assert wait_for(waiting_on_a_lock(postgres_engine), timeout=60)
     transaction.commit()
     writer.close()
 
     # raised a check violation before: the row of its day sat in the default partition
     assert parts.Partition(day.date(), "predictions") in creating.join()
 
-    assert "predictions_p20260110" in names(pg_engine, "predictions")
-    with pg_engine.connect() as connection:
+    assert "predictions_p20260110" in names(postgres_engine, "predictions")
+    with postgres_engine.connect() as connection:
         where = connection.execute(
             sa.select(sa.literal_column("tableoid::regclass::text")).select_from(predictions)
         ).scalars()
         assert list(where) == ["predictions_p20260110"]
 
 
-def test_two_prunes_creating_the_same_day_at_once_both_finish(pg_engine: sa.Engine) -> None:
+def test_two_prunes_creating_the_same_day_at_once_both_finish(postgres_engine: sa.Engine) -> None:
     """Two prunes (the monitor's loop and an operator's ``watchkeeper db prune``) create
     the same missing day at once: the second finds it made, it does not fail."""
     day = datetime(2026, 1, 10, 8, tzinfo=UTC)
-    other = pg_engine.connect()
+    other = postgres_engine.connect()
     transaction = other.begin()
     parts.create_partition(other, parts.Partition(day.date(), "predictions"))
-    creating = Background(lambda: parts.ensure_partitions(pg_engine, day, days_ahead=0))
-    assert wait_for(waiting_on_a_lock(pg_engine))
+    creating = Background(lambda: parts.ensure_partitions(postgres_engine, day, days_ahead=0))
+    assert wait_for(waiting_on_a_lock(postgres_engine))
     transaction.commit()
     other.close()
 
     assert creating.join() == [parts.Partition(day.date(), "requests")]  # raised DuplicateTable
 
-    assert "requests_p20260110" in names(pg_engine, "requests")
-    assert names(pg_engine, "predictions").count("predictions_p20260110") == 1
+    assert "requests_p20260110" in names(postgres_engine, "requests")
+    assert names(postgres_engine, "predictions").count("predictions_p20260110") == 1
 
 
 # -- a prune meeting a long reader ------------------------------------------------------
 
 
 def test_a_long_reader_costs_the_writers_one_lock_wait_per_prune_not_one_per_day(
-    pg_engine: sa.Engine, caplog: pytest.LogCaptureFixture
+    postgres_engine: sa.Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Each DROP waiting for a reader queues every writer behind it for up to
     LOCK_TIMEOUT; with many old days (the first prune of a long log) the writers would
     stall one LOCK_TIMEOUT per day. Once a table's lock is refused, the prune leaves
     that table's other days to the row passes and the next prune."""
     first = datetime(2026, 10, 1, tzinfo=UTC)
-    parts.ensure_partitions(pg_engine, first, days_ahead=2)
-    log = Log(pg_engine)
+    parts.ensure_partitions(postgres_engine, first, days_ahead=2)
+    log = Log(postgres_engine)
     for day in range(3):
         log.requests(first + timedelta(days=day, hours=1), 4)
     log.request(ago(0))
     log.set_watermark(log.max_seq())
-    reader = pg_engine.connect()
+    reader = postgres_engine.connect()
     reader.execute(sa.select(predictions.c.seq).limit(1)).all()  # holds its lock till the end
 
     caplog.set_level(logging.WARNING, logger="watchkeeper.db.retention")
     try:
-        report = Pruner(pg_engine, POLICY, clock=lambda: NOW, pause=False).run()
+        report = Pruner(postgres_engine, POLICY, clock=lambda: NOW, pause=False).run()
     finally:
         reader.close()
 
@@ -172,7 +164,7 @@ def test_a_long_reader_costs_the_writers_one_lock_wait_per_prune_not_one_per_day
     assert not any(n.startswith("predictions_") for n in report.partitions_dropped)
     # retention holds anyway: the row passes deleted the old days' rows
     assert len(log.ids(predictions, "seq")) == 1
-    again = Pruner(pg_engine, POLICY, clock=lambda: NOW, pause=False).run()
+    again = Pruner(postgres_engine, POLICY, clock=lambda: NOW, pause=False).run()
     assert {f"predictions_p202610{d:02d}" for d in (1, 2, 3)} <= set(again.partitions_dropped)
 
 
@@ -205,21 +197,21 @@ def _archiving_pruner(engine: sa.Engine, tmp_path: Path, then: Callable[[], None
 
 
 def test_a_label_arriving_while_its_day_is_archived_keeps_its_prediction(
-    pg_engine: sa.Engine, tmp_path: Path
+    postgres_engine: sa.Engine, tmp_path: Path
 ) -> None:
     first = datetime(2026, 10, 1, tzinfo=UTC)
-    parts.ensure_partitions(pg_engine, first, days_ahead=0)
-    log = Log(pg_engine)
+    parts.ensure_partitions(postgres_engine, first, days_ahead=0)
+    log = Log(postgres_engine)
     ids = log.requests(first + timedelta(hours=1), 12)
     log.request(ago(0))
     log.set_watermark(log.max_seq())
     late = ids[-1][0]  # labelled 60 days after its prediction: within the labelled retention
 
     def label() -> None:
-        stored = store_feedback(pg_engine, [FeedbackItem(late, 99.0)])
+        stored = store_feedback(postgres_engine, [FeedbackItem(late, 99.0)])
         assert stored.unmatched == 0
 
-    report = _archiving_pruner(pg_engine, tmp_path, label).run()
+    report = _archiving_pruner(postgres_engine, tmp_path, label).run()
 
     # dropped all the same, the newly labelled prediction moved into the default one
     assert "predictions_p20261001" in report.partitions_dropped
@@ -232,13 +224,13 @@ def test_a_label_arriving_while_its_day_is_archived_keeps_its_prediction(
 
 
 def test_a_row_replayed_into_a_day_being_archived_is_not_dropped_unread(
-    pg_engine: sa.Engine, tmp_path: Path
+    postgres_engine: sa.Engine, tmp_path: Path
 ) -> None:
     """An orphan journal replayed late stores a row of an old day after the monitor's
     watermark; a drop decided before it arrived must not take it."""
     first = datetime(2026, 10, 1, tzinfo=UTC)
-    parts.ensure_partitions(pg_engine, first, days_ahead=0)
-    log = Log(pg_engine)
+    parts.ensure_partitions(postgres_engine, first, days_ahead=0)
+    log = Log(postgres_engine)
     log.requests(first + timedelta(hours=1), 12)
     log.request(ago(0))
     log.set_watermark(log.max_seq())
@@ -247,7 +239,7 @@ def test_a_row_replayed_into_a_day_being_archived_is_not_dropped_unread(
     def replay() -> None:
         replayed.extend(log.requests(first + timedelta(hours=2), 1))
 
-    _archiving_pruner(pg_engine, tmp_path, replay).run()
+    _archiving_pruner(postgres_engine, tmp_path, replay).run()
 
     assert replayed[0][0] in log.ids(predictions, "prediction_id")
     assert f"r{log.n:05d}" in log.ids(requests, "request_id")
@@ -257,7 +249,7 @@ def test_a_row_replayed_into_a_day_being_archived_is_not_dropped_unread(
 
 
 def test_a_replayed_journal_line_meets_its_stored_row_at_every_precision_and_zone(
-    pg_engine: sa.Engine,
+    postgres_engine: sa.Engine,
 ) -> None:
     """Uniqueness is (prediction_id, created_at) now: a replay stores once only if the
     journal gives back the very instant stored, whatever zone or microsecond the request
@@ -270,16 +262,16 @@ def test_a_replayed_journal_line_meets_its_stored_row_at_every_precision_and_zon
         datetime(2026, 11, 1, 1, 30, 0, 123457, tzinfo=new_york).replace(fold=1),
         datetime(2026, 3, 8, 23, 30, 0, 5, tzinfo=new_york),  # 04:30 UTC the next day
     ]
-    parts.ensure_partitions(pg_engine, datetime(2026, 11, 29, tzinfo=UTC), days_ahead=1)
+    parts.ensure_partitions(postgres_engine, datetime(2026, 11, 29, tzinfo=UTC), days_ahead=1)
     entries = [log_entry(n, when=when) for n, when in enumerate(times)]
-    store = LogStore(pg_engine)
+    store = LogStore(postgres_engine)
     assert store.insert(entries) == Written(5, 10)
 
     replayed = [journaled(e) for e in entries]
     assert store.insert(replayed) == Written(0, 0)
     assert store.insert(replayed[::-1]) == Written(0, 0)
 
-    with pg_engine.connect() as connection:
+    with postgres_engine.connect() as connection:
         rows = connection.execute(
             sa.select(
                 requests.c.request_id,
@@ -300,21 +292,22 @@ def test_a_replayed_journal_line_meets_its_stored_row_at_every_precision_and_zon
     assert [r.received_at.astimezone(UTC) for r in rows] == [t.astimezone(UTC) for t in times]
     expected = [parts.partition_name("requests", t.astimezone(UTC).date()) for t in times]
     assert [r.part for r in rows] == [
-        name if name in names(pg_engine, "requests") else "requests_default" for name in expected
+        name if name in names(postgres_engine, "requests") else "requests_default"
+        for name in expected
     ]
 
 
-def test_feedback_for_a_replayed_prediction_matches_it_once(pg_engine: sa.Engine) -> None:
+def test_feedback_for_a_replayed_prediction_matches_it_once(postgres_engine: sa.Engine) -> None:
     when = datetime.now(UTC)
     entry = log_entry(1, when=when)
-    store = LogStore(pg_engine)
+    store = LogStore(postgres_engine)
     store.insert([entry])
     store.insert([journaled(entry)])
 
-    stored = store_feedback(pg_engine, [FeedbackItem(f"{1:032x}.0", 1.5)])
+    stored = store_feedback(postgres_engine, [FeedbackItem(f"{1:032x}.0", 1.5)])
 
     assert stored.accepted == 1 and stored.unmatched == 0
-    with pg_engine.connect() as connection:
+    with postgres_engine.connect() as connection:
         joined = connection.execute(
             sa.select(sa.func.count()).select_from(
                 feedback.join(predictions, feedback.c.prediction_id == predictions.c.prediction_id)

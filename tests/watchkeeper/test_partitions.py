@@ -6,7 +6,6 @@ COPY path, and the conversion of a populated database by migration 0007."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,21 +29,6 @@ from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.retention import Pruner, PruneReport
 from watchkeeper.db.tables import feedback, predictions, requests
 from watchkeeper.settings import Settings
-
-
-@pytest.fixture
-def pg_engine(postgres_server: PostgresServer) -> Iterator[sa.Engine]:
-    engine = create_engine(postgres_server.create_database())
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = create_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def names(engine: sa.Engine, table: str) -> list[str]:
@@ -98,19 +82,19 @@ def row_deletes(engine: sa.Engine) -> int:
 
 
 @pytest.mark.postgres
-def test_the_migration_and_every_prune_create_the_days_ahead(pg_engine: sa.Engine) -> None:
+def test_the_migration_and_every_prune_create_the_days_ahead(postgres_engine: sa.Engine) -> None:
     today = datetime.now(UTC).date()
     for table in parts.PARTITIONED:
         expected = [parts.partition_name(table, d) for d in parts.days_to_cover(today)]
-        assert names(pg_engine, table) == expected
+        assert names(postgres_engine, table) == expected
 
     later = NOW + timedelta(days=20)
-    report = prune_at(pg_engine, later)
+    report = prune_at(postgres_engine, later)
 
     ahead = [parts.partition_name("predictions", d) for d in parts.days_to_cover(later.date())]
-    assert set(ahead) <= set(names(pg_engine, "predictions"))
+    assert set(ahead) <= set(names(postgres_engine, "predictions"))
     assert set(ahead) <= set(report.partitions_created)
-    with pg_engine.connect() as connection:
+    with postgres_engine.connect() as connection:
         assert parts.is_partitioned(connection, "requests")
         default = connection.exec_driver_sql(
             "SELECT count(*) FROM pg_class WHERE relname IN ('predictions_default',"
@@ -121,7 +105,7 @@ def test_the_migration_and_every_prune_create_the_days_ahead(pg_engine: sa.Engin
 
 @pytest.mark.postgres
 def test_with_pruning_off_the_monitor_keeps_creating_the_days_ahead(
-    pg_engine: sa.Engine, tmp_path: Path
+    postgres_engine: sa.Engine, tmp_path: Path
 ) -> None:
     """Days ahead came from the migration and the prunes alone: with pruning off, every
     row went into the default partition a week after the migration. The monitor's
@@ -132,7 +116,7 @@ def test_with_pruning_off_the_monitor_keeps_creating_the_days_ahead(
     clock = [datetime.now(UTC)]
     settings = Settings(
         data_dir=tmp_path,
-        database_url=pg_engine.url.render_as_string(hide_password=False),
+        database_url=postgres_engine.url.render_as_string(hide_password=False),
         retention_prune_interval=0,
     )
     loop = RetentionLoop(settings, stats_interval=0.05, clock=lambda: clock[0])
@@ -147,10 +131,12 @@ def test_with_pruning_off_the_monitor_keeps_creating_the_days_ahead(
         ]
 
         def created() -> bool:
-            have = set(names(pg_engine, "predictions")) | set(names(pg_engine, "requests"))
+            have = set(names(postgres_engine, "predictions")) | set(
+                names(postgres_engine, "requests")
+            )
             return set(ahead) <= have
 
-        assert wait_for(created, timeout=60, interval=0.05), names(pg_engine, "predictions")
+        assert wait_for(created, timeout=60, interval=0.05), names(postgres_engine, "predictions")
     finally:
         stop.set()
         thread.join(timeout=60)
@@ -159,16 +145,18 @@ def test_with_pruning_off_the_monitor_keeps_creating_the_days_ahead(
 
     # rows of the new day arrive after its partition: they land in it, not the default
     when = later + timedelta(hours=7)
-    assert LogStore(pg_engine).insert([log_entry(n, when=when) for n in range(3)]) == Written(3, 6)
+    assert LogStore(postgres_engine).insert([log_entry(n, when=when) for n in range(3)]) == Written(
+        3, 6
+    )
     day = parts.partition_name("predictions", later.date())
-    assert set(partition_of(pg_engine, predictions, "request_id", f"{1:032x}")) == {day}
-    with pg_engine.connect() as connection:
+    assert set(partition_of(postgres_engine, predictions, "request_id", f"{1:032x}")) == {day}
+    with postgres_engine.connect() as connection:
         for table in parts.PARTITIONED:
             in_default = connection.exec_driver_sql(
                 f"SELECT count(*) FROM {parts.default_name(table)}"
             ).scalar()
             assert in_default == 0, table
-    assert partition_of(pg_engine, requests, "request_id", f"{2:032x}") == [
+    assert partition_of(postgres_engine, requests, "request_id", f"{2:032x}") == [
         parts.partition_name("requests", later.date())
     ]
 
@@ -181,7 +169,7 @@ def failed_checks(registry: CollectorRegistry) -> float:
 
 @pytest.mark.postgres
 def test_a_day_ahead_its_lock_keeps_refusing_counts_as_a_failed_check_until_created(
-    pg_engine: sa.Engine, tmp_path: Path
+    postgres_engine: sa.Engine, tmp_path: Path
 ) -> None:
     """A creation giving up on its lock (a long reader of the table) was a warning only,
     never counted: WatchkeeperLogPartitionsFailing stayed silent however long the lock
@@ -190,14 +178,14 @@ def test_a_day_ahead_its_lock_keeps_refusing_counts_as_a_failed_check_until_crea
     once the reader is gone a later check creates it, and the next counts nothing."""
     when = datetime.now(UTC)
     horizon = parts.days_to_cover(when.date())[-1]  # day +7
-    with pg_engine.begin() as connection:
+    with postgres_engine.begin() as connection:
         for table in parts.PARTITIONED:
             connection.exec_driver_sql(
                 f"DROP TABLE IF EXISTS {parts.partition_name(table, horizon)}"
             )
     settings = Settings(
         data_dir=tmp_path,
-        database_url=pg_engine.url.render_as_string(hide_password=False),
+        database_url=postgres_engine.url.render_as_string(hide_password=False),
         retention_prune_interval=0,
     )
     loop = RetentionLoop(settings, stats_interval=0.05, clock=lambda: when)
@@ -211,9 +199,11 @@ def test_a_day_ahead_its_lock_keeps_refusing_counts_as_a_failed_check_until_crea
     wanted = {parts.partition_name(table, horizon) for table in parts.PARTITIONED}
 
     def created() -> bool:
-        return wanted <= set(names(pg_engine, "predictions")) | set(names(pg_engine, "requests"))
+        return wanted <= set(names(postgres_engine, "predictions")) | set(
+            names(postgres_engine, "requests")
+        )
 
-    reader = pg_engine.connect()
+    reader = postgres_engine.connect()
     reader.exec_driver_sql("LOCK TABLE ONLY predictions IN ACCESS SHARE MODE")
     stop = threading.Event()
     thread = loop.start(stop)
@@ -221,7 +211,7 @@ def test_a_day_ahead_its_lock_keeps_refusing_counts_as_a_failed_check_until_crea
         assert wait_for(lambda: failed_checks(registry) >= 3, timeout=120), failed_checks(registry)
         assert not created()
         reader.rollback()  # the reader's transaction ends: its lock goes
-        assert wait_for(created, timeout=120), names(pg_engine, "predictions")
+        assert wait_for(created, timeout=120), names(postgres_engine, "predictions")
     finally:
         reader.close()
         stop.set()
@@ -237,16 +227,16 @@ def test_a_day_ahead_its_lock_keeps_refusing_counts_as_a_failed_check_until_crea
 
 @pytest.mark.postgres
 def test_a_check_leaving_days_without_partition_raises_and_retries_within_the_hour(
-    pg_engine: sa.Engine,
+    postgres_engine: sa.Engine,
 ) -> None:
     """The check says which days it left and why, and the next check comes after
     ``retry_interval`` instead of the hourly ``interval`` (the alert looks for a failure
     in every hour); a successful one goes back to the hourly pace."""
     when = datetime.now(UTC) + timedelta(days=30)  # none of its days there yet
     keeper = parts.PartitionsAhead(
-        pg_engine, interval=3600, retry_interval=0.05, lock_timeout=0.2, clock=lambda: when
+        postgres_engine, interval=3600, retry_interval=0.05, lock_timeout=0.2, clock=lambda: when
     )
-    reader = pg_engine.connect()
+    reader = postgres_engine.connect()
     reader.exec_driver_sql("LOCK TABLE ONLY requests IN ACCESS SHARE MODE")
     try:
         with pytest.raises(parts.PartitionsMissing) as refused:
@@ -316,23 +306,23 @@ def expected_names(partitions: set[parts.Partition], table: str) -> set[str]:
 
 @pytest.mark.postgres
 def test_a_row_of_a_day_without_partition_is_kept_and_moves_into_its_day_later(
-    pg_engine: sa.Engine,
+    postgres_engine: sa.Engine,
 ) -> None:
-    log = Log(pg_engine)
+    log = Log(postgres_engine)
     when = datetime(2026, 1, 10, 8, tzinfo=UTC)
     ids = log.request(when, items=3)
-    assert set(partition_of(pg_engine, predictions, "prediction_id", ids[0])) == {
+    assert set(partition_of(postgres_engine, predictions, "prediction_id", ids[0])) == {
         "predictions_default"
     }
 
-    created = parts.ensure_partitions(pg_engine, when, days_ahead=0)
+    created = parts.ensure_partitions(postgres_engine, when, days_ahead=0)
 
     assert [p.name for p in created] == ["predictions_p20260110", "requests_p20260110"]
     for pid in ids:
-        assert partition_of(pg_engine, predictions, "prediction_id", pid) == [
+        assert partition_of(postgres_engine, predictions, "prediction_id", pid) == [
             "predictions_p20260110"
         ]
-    assert partition_of(pg_engine, requests, "request_id", "r00001") == ["requests_p20260110"]
+    assert partition_of(postgres_engine, requests, "request_id", "r00001") == ["requests_p20260110"]
     assert log.ids(predictions, "prediction_id") == set(ids)
     log.request(when)  # the day takes new rows too
     assert len(log.ids(predictions, "prediction_id")) == 4
@@ -343,25 +333,25 @@ def test_a_row_of_a_day_without_partition_is_kept_and_moves_into_its_day_later(
 
 @pytest.mark.postgres
 def test_prune_drops_old_days_whole_and_keeps_the_boundary_day_whole(
-    pg_engine: sa.Engine,
+    postgres_engine: sa.Engine,
 ) -> None:
     # cut-off: 2026-10-30 12:00 (raw retention 30 days before NOW)
     first = datetime(2026, 10, 20, tzinfo=UTC)
-    make_days(pg_engine, first, 11)  # 10-20 … 10-30
-    log = Log(pg_engine)
+    make_days(postgres_engine, first, 11)  # 10-20 … 10-30
+    log = Log(postgres_engine)
     for day in range(10):  # ten whole days before the cut-off, 300 predictions each
         log.requests(first + timedelta(days=day, hours=6), 100, items=3)
     boundary = log.requests(datetime(2026, 10, 30, 6, tzinfo=UTC), 5, items=2)
     after_cut = log.request(datetime(2026, 10, 30, 18, tzinfo=UTC))
     young = log.request(ago(1))
     log.set_watermark(log.max_seq())
-    count_deletes(pg_engine)
-    before = names(pg_engine, "predictions")
-    dry = pruner(pg_engine).run(dry_run=True)
+    count_deletes(postgres_engine)
+    before = names(postgres_engine, "predictions")
+    dry = pruner(postgres_engine).run(dry_run=True)
 
-    report = pruner(pg_engine).run()
+    report = pruner(postgres_engine).run()
 
-    after = names(pg_engine, "predictions")
+    after = names(postgres_engine, "predictions")
     old_days = [
         parts.partition_name("predictions", (first + timedelta(days=d)).date()) for d in range(10)
     ]
@@ -375,7 +365,7 @@ def test_prune_drops_old_days_whole_and_keeps_the_boundary_day_whole(
     assert counts(report)["predictions"] == 3000 == counts(dry)["predictions"]
     assert counts(report)["requests"] == 1000 == counts(dry)["requests"]
     # the boundary day goes whole once past the cut-off, not row by row before
-    assert row_deletes(pg_engine) == 0
+    assert row_deletes(postgres_engine) == 0
     kept = log.ids(predictions, "prediction_id")
     assert kept == {*after_cut, *young, *(p for r in boundary for p in r)}
     assert any("dropped" in line and "(partitions)" in line for line in report.lines())
@@ -383,14 +373,14 @@ def test_prune_drops_old_days_whole_and_keeps_the_boundary_day_whole(
 
 @pytest.mark.postgres
 def test_hourly_prunes_leave_the_boundary_day_whole_until_it_is_dropped(
-    pg_engine: sa.Engine,
+    postgres_engine: sa.Engine,
 ) -> None:
     """The monitor prunes hourly: were the day straddling the cut-off pruned row by row,
     each prune would delete that hour's rows and the day would be empty by the time it
     may be dropped. Raw rows of a partitioned day go only with their day."""
     day = datetime(2026, 10, 29, tzinfo=UTC)
-    make_days(pg_engine, day, 2)  # 10-29 and 10-30
-    log = Log(pg_engine)
+    make_days(postgres_engine, day, 2)  # 10-29 and 10-30
+    log = Log(postgres_engine)
     written = [log.requests(day + timedelta(hours=h, minutes=30), 2, items=2) for h in range(24)]
     in_day = {p for hour in written for r in hour for p in r}
     next_day = log.request(day + timedelta(days=1, hours=1), items=2)
@@ -398,21 +388,21 @@ def test_hourly_prunes_leave_the_boundary_day_whole_until_it_is_dropped(
     labelled = written[7][1][0]  # labels arrive daily: the day holds a recent one
     log.label(labelled, day + timedelta(days=20))
     log.set_watermark(log.max_seq())
-    count_deletes(pg_engine)
+    count_deletes(postgres_engine)
 
     dropped: list[tuple[datetime, tuple[str, ...]]] = []
     for hour in range(0, 27):  # hourly, from the day's start + 30 days to past its end
         when = day + timedelta(days=30, hours=hour)
-        report = prune_at(pg_engine, when)
+        report = prune_at(postgres_engine, when)
         dropped += [(when, report.partitions_dropped)] if report.partitions_dropped else []
         kept = log.ids(predictions, "prediction_id")
         if when < day + timedelta(days=31):
             assert in_day <= kept, when  # nothing of the day went one by one
 
-    assert row_deletes(pg_engine) == 0  # raw rows of a partitioned day: never row by row
+    assert row_deletes(postgres_engine) == 0  # raw rows of a partitioned day: never row by row
     assert dropped == [(day + timedelta(days=31), ("predictions_p20261029", "requests_p20261029"))]
     assert log.ids(predictions, "prediction_id") == {*next_day, *young, labelled}
-    assert partition_of(pg_engine, predictions, "prediction_id", labelled) == [
+    assert partition_of(postgres_engine, predictions, "prediction_id", labelled) == [
         "predictions_default"
     ]
 
@@ -441,18 +431,18 @@ def in_default(engine: sa.Engine, table: str) -> int:
 
 @pytest.mark.postgres
 def test_a_day_holding_a_label_within_its_retention_is_dropped_whole_keeping_it(
-    pg_engine: sa.Engine,
+    postgres_engine: sa.Engine,
 ) -> None:
     """Labels arrive every day, so every day of the labelled retention holds one: such a
     day is dropped whole all the same, its labelled predictions and their requests moved
     into the default partition, not its other rows deleted one by one."""
     first = datetime(2026, 10, 1, tzinfo=UTC)
-    make_days(pg_engine, first, 3)  # 10-01 … 10-03
+    make_days(postgres_engine, first, 3)  # 10-01 … 10-03
     # The newest request's day too: the migration made the days from the real today on,
     # so once that is past NOW the row would land in the default partition and the
     # prune's days ahead (from NOW) would move it out one row at a time.
-    make_days(pg_engine, NOW, 1)
-    log = Log(pg_engine)
+    make_days(postgres_engine, NOW, 1)
+    log = Log(postgres_engine)
     day1 = log.requests(first + timedelta(hours=1), 20, items=2)
     day2 = log.requests(first + timedelta(days=1, hours=1), 20, items=2)
     labelled = day1[3][1]
@@ -461,8 +451,8 @@ def test_a_day_holding_a_label_within_its_retention_is_dropped_whole_keeping_it(
     log.label(aged, ago(400))  # past it: goes with its day
     log.request(ago(0))
     log.set_watermark(log.max_seq())
-    count_deletes(pg_engine)
-    with pg_engine.connect() as connection:
+    count_deletes(postgres_engine)
+    with postgres_engine.connect() as connection:
         before = connection.execute(
             sa.select(predictions).where(predictions.c.prediction_id == labelled)
         ).one()
@@ -470,11 +460,11 @@ def test_a_day_holding_a_label_within_its_retention_is_dropped_whole_keeping_it(
             sa.select(requests).where(requests.c.request_id == "r00004")
         ).one()
 
-    report = pruner(pg_engine).run()
+    report = pruner(postgres_engine).run()
 
-    after = names(pg_engine, "predictions")
+    after = names(postgres_engine, "predictions")
     assert not {"predictions_p20261001", "predictions_p20261002"} & set(after)
-    assert "requests_p20261001" not in names(pg_engine, "requests")
+    assert "requests_p20261001" not in names(postgres_engine, "requests")
     assert {"predictions_p20261001", "requests_p20261001"} <= set(report.partitions_dropped)
     kept = log.ids(predictions, "prediction_id")
     assert labelled in kept and not {p for r in day1 for p in r} - {labelled} & kept
@@ -483,9 +473,9 @@ def test_a_day_holding_a_label_within_its_retention_is_dropped_whole_keeping_it(
     assert log.ids(feedback, "prediction_id") == {labelled}
     assert counts(report)["feedback"] == 1
     assert counts(report)["predictions"] == 79 and counts(report)["requests"] == 39
-    assert row_deletes(pg_engine) == 0  # nothing of the days went one by one
+    assert row_deletes(postgres_engine) == 0  # nothing of the days went one by one
     # moved with every column unchanged, into the default partitions
-    with pg_engine.connect() as connection:
+    with postgres_engine.connect() as connection:
         moved = connection.execute(
             sa.select(predictions).where(predictions.c.prediction_id == labelled)
         ).one()
@@ -493,40 +483,42 @@ def test_a_day_holding_a_label_within_its_retention_is_dropped_whole_keeping_it(
             sa.select(requests).where(requests.c.request_id == "r00004")
         ).one()
     assert moved == before and request_moved == request_before
-    assert partition_of(pg_engine, predictions, "prediction_id", labelled) == [
+    assert partition_of(postgres_engine, predictions, "prediction_id", labelled) == [
         "predictions_default"
     ]
-    assert partition_of(pg_engine, requests, "request_id", "r00004") == ["requests_default"]
+    assert partition_of(postgres_engine, requests, "request_id", "r00004") == ["requests_default"]
     # the retraining query still finds the kept label with its request's features
-    rows = labelled_predictions(pg_engine, SCHEMA, since=ago(60))
+    rows = labelled_predictions(postgres_engine, SCHEMA, since=ago(60))
     assert len(rows) == 1 and rows["area"].notna().all()
 
     # once the label is past its retention too, it goes row by row from the default
     later = NOW + timedelta(days=320)
-    prune_at(pg_engine, later)
+    prune_at(postgres_engine, later)
     assert labelled not in log.ids(predictions, "prediction_id")
     assert "r00004" not in log.ids(requests, "request_id")
-    assert row_deletes(pg_engine) == 2  # the prediction and its request
-    assert in_default(pg_engine, "predictions") == in_default(pg_engine, "requests") == 0
+    assert row_deletes(postgres_engine) == 2  # the prediction and its request
+    assert (
+        in_default(postgres_engine, "predictions") == in_default(postgres_engine, "requests") == 0
+    )
 
 
 @pytest.mark.postgres
-def test_moved_labelled_rows_are_read_joined_and_replayed_once(pg_engine: sa.Engine) -> None:
+def test_moved_labelled_rows_are_read_joined_and_replayed_once(postgres_engine: sa.Engine) -> None:
     """The monitor's watermark reads, the feedback join, the retraining query and a
     journal replay all meet a labelled prediction moved into the default partition."""
     day = datetime(2026, 10, 1, 5, tzinfo=UTC)
-    make_days(pg_engine, day, 1)
+    make_days(postgres_engine, day, 1)
     entries = [log_entry(n, when=day) for n in range(4)]
-    store = LogStore(pg_engine)
+    store = LogStore(postgres_engine)
     assert store.insert(entries) == Written(4, 8)
-    log = Log(pg_engine)
+    log = Log(postgres_engine)
     log.n = 100
     labelled = [f"{n:032x}.0" for n in range(2)]
     for n, pid in enumerate(labelled):
         log.label(pid, ago(5), actual=200.0 + n)
     log.request(ago(0))
     log.set_watermark(log.max_seq())
-    with pg_engine.connect() as connection:
+    with postgres_engine.connect() as connection:
         seqs = dict(
             connection.execute(
                 sa.select(predictions.c.prediction_id, predictions.c.seq).where(
@@ -535,26 +527,26 @@ def test_moved_labelled_rows_are_read_joined_and_replayed_once(pg_engine: sa.Eng
             ).all()
         )
 
-    report = pruner(pg_engine).run()
+    report = pruner(postgres_engine).run()
 
     assert "predictions_p20261001" in report.partitions_dropped
-    assert in_default(pg_engine, "predictions") == 2
-    rows = LogReader(pg_engine, settle_seconds=0).read(0, log.max_seq())
+    assert in_default(postgres_engine, "predictions") == 2
+    rows = LogReader(postgres_engine, settle_seconds=0).read(0, log.max_seq())
     assert dict(zip(rows["prediction_id"], rows["seq"], strict=True)) == {
         **seqs,
         f"r{log.n:05d}-0": log.max_seq(),
     }
     span = WindowSpan("w", "v1", 1, log.max_seq(), len(rows), day, NOW)
-    with pg_engine.connect() as connection:
+    with postgres_engine.connect() as connection:
         window = read_window_labels(connection, span)
     assert sorted(window["actual"].tolist()) == [200.0, 201.0]
-    training = labelled_predictions(pg_engine, SCHEMA, since=ago(10))
+    training = labelled_predictions(postgres_engine, SCHEMA, since=ago(10))
     assert training["price"].tolist() == [200.0, 201.0]
     assert training["area"].tolist() == [0.0, 100.0]  # item 0 of requests 0 and 1
     # exactly once: a replay of the moved rows' entries meets them in the default one
     replayed = [journaled(e) for e in entries[:2]]
     store.insert(replayed)
-    with pg_engine.connect() as connection:
+    with postgres_engine.connect() as connection:
         copies = connection.execute(
             sa.select(sa.func.count())
             .select_from(predictions)
@@ -569,56 +561,56 @@ def test_moved_labelled_rows_are_read_joined_and_replayed_once(pg_engine: sa.Eng
 
 
 @pytest.mark.postgres
-def test_prune_does_not_drop_a_day_the_monitor_has_not_read(pg_engine: sa.Engine) -> None:
+def test_prune_does_not_drop_a_day_the_monitor_has_not_read(postgres_engine: sa.Engine) -> None:
     first = datetime(2026, 10, 1, tzinfo=UTC)
-    make_days(pg_engine, first, 2)
-    log = Log(pg_engine)
+    make_days(postgres_engine, first, 2)
+    log = Log(postgres_engine)
     log.requests(first + timedelta(hours=1), 5)
     read = log.max_seq()
     log.requests(first + timedelta(days=1, hours=1), 5)
     log.request(ago(0))
     log.set_watermark(read)
 
-    report = pruner(pg_engine).run()
+    report = pruner(postgres_engine).run()
 
     assert report.partitions_dropped == ("predictions_p20261001", "requests_p20261001")
-    assert "predictions_p20261002" in names(pg_engine, "predictions")
+    assert "predictions_p20261002" in names(postgres_engine, "predictions")
     assert len(log.ids(predictions, "seq")) == 6
 
 
 @pytest.mark.postgres
 def test_a_day_a_long_reader_holds_is_pruned_row_by_row_and_dropped_later(
-    pg_engine: sa.Engine,
+    postgres_engine: sa.Engine,
 ) -> None:
     first = datetime(2026, 10, 1, tzinfo=UTC)
-    make_days(pg_engine, first, 1)
-    log = Log(pg_engine)
+    make_days(postgres_engine, first, 1)
+    log = Log(postgres_engine)
     log.requests(first + timedelta(hours=1), 10)
     log.request(ago(0))
     log.set_watermark(log.max_seq())
-    reader = pg_engine.connect()
+    reader = postgres_engine.connect()
     reader.execute(sa.select(predictions.c.seq).limit(1)).all()  # holds its lock till the end
 
     try:
-        report = pruner(pg_engine).run()  # waits parts.LOCK_TIMEOUT for the drop, no more
+        report = pruner(postgres_engine).run()  # waits parts.LOCK_TIMEOUT for the drop, no more
     finally:
         reader.close()
 
     assert "predictions_p20261001" not in report.partitions_dropped
     assert counts(report)["predictions"] == 10 and len(log.ids(predictions, "seq")) == 1
-    assert "predictions_p20261001" in pruner(pg_engine).run().partitions_dropped
+    assert "predictions_p20261001" in pruner(postgres_engine).run().partitions_dropped
 
 
 @pytest.mark.postgres
 def test_archive_then_drop_writes_every_row_of_the_day(
-    pg_engine: sa.Engine, tmp_path: Path
+    postgres_engine: sa.Engine, tmp_path: Path
 ) -> None:
     from watchkeeper.db.archive import read_archive
     from watchkeeper.db.retention import Pruner, RetentionPolicy
 
     first = datetime(2026, 10, 1, tzinfo=UTC)
-    make_days(pg_engine, first, 1)
-    log = Log(pg_engine)
+    make_days(postgres_engine, first, 1)
+    log = Log(postgres_engine)
     ids = log.requests(first + timedelta(hours=1), 30, items=2)
     log.label(ids[0][0], ago(400), actual=7.0)
     log.request(ago(0))
@@ -627,7 +619,7 @@ def test_archive_then_drop_writes_every_row_of_the_day(
         raw_days=30, labelled_days=365, history_days=730, batch_rows=25, archive_url=str(tmp_path)
     )
 
-    report = Pruner(pg_engine, policy, clock=lambda: NOW, pause=False).run()
+    report = Pruner(postgres_engine, policy, clock=lambda: NOW, pause=False).run()
 
     assert "predictions_p20261001" in report.partitions_dropped
     archived = read_archive(str(tmp_path))
