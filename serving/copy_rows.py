@@ -2,14 +2,15 @@
 by NumPy rather than row by row.
 
 psycopg formats each row it is given value by value, from a tuple the writer builds
-for it: ~2 µs a nine-column row, ~2 ms of the writer's CPU for a 1,000-row request.
+for it: the writer's CPU per 1,000-row request was 2.63 ms that way, 2.14 ms this way
+(old and new store interleaved on the same logs).
 A request's prediction rows share all but four columns (the id, the index and the
 numbers), so a run of rows whose ids have as many digits has one byte layout: a packed
 NumPy structured array of it, filled column by column, is those rows (binary ``COPY``:
 per row a field count, then each field's length and bytes, big-endian). An entry of a
 few rows is packed row by row with :mod:`struct`, which costs less than setting up
-arrays. The stream is the one ``psycopg``'s ``write_row`` sends for the same rows (a
-test compares them); the columns are :data:`serving.log_store._PREDICTION_COLUMNS`.
+arrays. The stream is the one PostgreSQL's ``COPY … TO (FORMAT BINARY)`` writes for
+the same rows (a test compares them); the columns are :data:`serving.log_store._PREDICTION_COLUMNS`.
 """
 
 from __future__ import annotations
