@@ -57,6 +57,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+# One OpenMP thread, here and in the processes it starts (--base-tree), set before NumPy
+# loads, as every Watchkeeper process sets its pools (and bench/sqlite_settings_bench.py,
+# which imports this module first).
+os.environ["OMP_NUM_THREADS"] = "1"
+
 ROOT = Path(__file__).resolve().parent.parent
 FEATURES = 71
 BIG = 1000
