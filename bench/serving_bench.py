@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import serving_report as report  # noqa: E402
 from bench.peers import install  # noqa: E402
-from bench.predict_reference import predict_cpu_ms  # noqa: E402
+from bench.predict_reference import PredictReference  # noqa: E402
 from bench.servers import (  # noqa: E402
     Server,
     start_bentoml,
@@ -167,8 +167,7 @@ def main() -> None:
     registry = workdir / "registry"
     ModelRegistry(registry).register(trained)
 
-    reference = {rows: predict_cpu_ms(trained.model, records, rows) for rows in (1, 100, 1000)}
-    report.print_reference(reference)
+    reference = PredictReference(trained.model, records)
 
     servers: list[Server] = []
     postgres: PostgresServer | None = None
@@ -216,7 +215,7 @@ def main() -> None:
             f"{', '.join(names)}",
             flush=True,
         )
-        runs = _run_rounds(args, servers, scenarios, bodies)
+        runs = _run_rounds(args, servers, reference, scenarios, bodies)
     finally:
         for server in servers:
             server.stop()
@@ -226,11 +225,11 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
     print("\nsummary")
-    report.print_reference(reference)
+    report.print_reference(runs, scenarios)
     report.print_cpu_table(runs, names, scenarios)
     report.print_log_cost(runs, names, scenarios)
     report.print_peers(runs, names, scenarios)
-    report.print_columnar(runs, reference, next((s for s in scenarios if s.columnar), None))
+    report.print_columnar(runs, next((s for s in scenarios if s.columnar), None))
     report.print_ood_cost(runs, names, scenarios)
     report.print_baseline(runs, names, scenarios)
     report.print_log_integrity(
@@ -330,38 +329,41 @@ def _serves(server: Server, scenario: Scenario) -> bool:
 def _run_rounds(
     args: argparse.Namespace,
     servers: list[Server],
+    reference: PredictReference,
     scenarios: list[Scenario],
     bodies: dict[tuple[ServerKind, str], Path],
 ) -> list[Run]:
-    """A warm-up run of every pair (not counted), then the rounds."""
+    """A warm-up run of every pair (not counted), then the rounds. The in-process
+    reference takes its turn in each round like a server, so that it shares their
+    conditions."""
+
+    def run(server: Server | None, scenario: Scenario, seconds: float, round_: int) -> Run:
+        if server is None:
+            return reference.measure(scenario, seconds=seconds, round_=round_)
+        return measure(
+            server,
+            scenario,
+            bodies[(server.kind, scenario.name)],
+            seconds=seconds,
+            round_=round_,
+            drain_timeout=args.drain_timeout,
+        )
+
     for scenario in scenarios:
         for server in servers:
             if _serves(server, scenario):
-                measure(
-                    server,
-                    scenario,
-                    bodies[(server.kind, scenario.name)],
-                    seconds=1.0,
-                    round_=-1,
-                    drain_timeout=args.drain_timeout,
-                )
+                run(server, scenario, 1.0, -1)
     runs = []
     for round_ in range(args.rounds):
         for scenario in scenarios:
-            eligible = [server for server in servers if _serves(server, scenario)]
+            eligible: list[Server | None] = [s for s in servers if _serves(s, scenario)]
+            eligible.append(None)  # the reference
             # Rotate the order so that no server always runs first, or right after another.
             shift = round_ % len(eligible)
             for server in eligible[shift:] + eligible[:shift]:
-                run = measure(
-                    server,
-                    scenario,
-                    bodies[(server.kind, scenario.name)],
-                    seconds=args.seconds,
-                    round_=round_,
-                    drain_timeout=args.drain_timeout,
-                )
-                _progress(run)
-                runs.append(run)
+                result = run(server, scenario, args.seconds, round_)
+                _progress(result)
+                runs.append(result)
     return runs
 
 
