@@ -28,7 +28,7 @@ from watchkeeper.db.tables import retrain_runs
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.model import regression_metrics
 from watchkeeper.progress import Stages
-from watchkeeper.registry import ModelRegistry, RegisteredModel
+from watchkeeper.registry import ModelRegistry, Promotion, PromotionSettlement, RegisteredModel
 from watchkeeper.retrain_status import UNCLAIMED_TRIGGER, RequestStatus, RunOutcome
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.settings import Settings
@@ -374,14 +374,7 @@ class RetrainJob:
             ),
         )
         if decision.promote:
-            # Writing the candidate may take long enough (a slow or hung volume, a
-            # paused process) for the lease to pass to another job, which may have
-            # promoted a version of its own since: check again before serving this one.
-            try:
-                lease.check()
-            except LeaseLost as exc:
-                raise self._unserved(run_id, version, decision, exc) from exc
-            self.registry.set_current(version)
+            self._serve(run_id, version, decision, lease)
         self.liveness.beat("recording the outcome")
         self._update(
             run_id,
@@ -397,34 +390,67 @@ class RetrainJob:
         log.info("retraining run %d: %s %s (%s)", run_id, outcome, version, decision.reason)
         return RunResult(run_id, outcome, decision.reason, version, champion.version)
 
-    def _unserved(
-        self, run_id: int, version: str, decision: Decision, lost: LeaseLost
-    ) -> LeaseLost:
-        """The error of a job that lost its lease between registering its candidate as
-        promoted and making it current. The candidate is recorded ``rejected``, saying
-        why: it was never served, so a default rollback must not pick it nor a later
-        recovery serve it. Unless ``CURRENT`` names it already: the job that took the
-        lease over found it and completed its promotion, so it is served. Recorded
-        before the run (the caller's), so that a job dying in between leaves a candidate
-        that recovery records as rejected, not one it serves."""
-        if self.registry.current_version() == version:
-            log.warning(
-                "retraining run %d: lost its lease; %s was made current by the job that took "
-                "it over",
-                run_id,
-                version,
+    def _serve(self, run_id: int, version: str, decision: Decision, lease: Lease) -> None:
+        """Make the promoted candidate ``version`` current, or withdraw it if this job
+        lost its lease. Returns when it is served, by this job or by the job that took
+        the lease over; raises :class:`LeaseLost` when it is withdrawn.
+
+        Writing the candidate may take long enough (a slow or hung volume, a paused
+        process) for the lease to pass to another job, which may have promoted a version
+        of its own since: the lease is checked again first. And that job's recovery may
+        be completing this very promotion while this job withdraws it: each settles the
+        candidate in the registry before acting (:meth:`ModelRegistry.settle_promotion`,
+        a compare-and-set), so whichever settles first decides, and the other acts on
+        that decision rather than on what it read a moment before."""
+        try:
+            lease.check()
+        except LeaseLost as lost:
+            settled = self._withdraw(run_id, version, decision, lost, by=lease.holder)
+        else:
+            settled = self.registry.settle_promotion(
+                version, Promotion.SERVED, by=lease.holder, reason=f"promoted by run {run_id}"
             )
-            return LeaseLost(f"{lost}; {version}, registered, was served by the job that took over")
+            if settled.by == lease.holder:
+                self.registry.set_current(version)
+                return
+        if settled.outcome is not Promotion.SERVED:  # only its own job withdraws a version
+            raise LeaseLost(f"{version} was withdrawn by {settled.by}: {settled.reason}")
+        log.warning(
+            "retraining run %d: lost its lease; %s is served by the job that took it over (%s)",
+            run_id,
+            version,
+            settled.by,
+        )
+
+    def _withdraw(
+        self, run_id: int, version: str, decision: Decision, lost: LeaseLost, *, by: str
+    ) -> PromotionSettlement:
+        """Withdraw the candidate of a job that lost its lease between registering it as
+        promoted and making it current: it is settled withdrawn, then recorded
+        ``rejected``, saying why: it was never served, so a default rollback must not
+        pick it nor a recovery serve it. Recorded before the run (the caller's), so that
+        a job dying in between leaves a candidate that recovery records as rejected, not
+        one it serves. Raises :class:`LeaseLost` once it is withdrawn; returns the
+        settlement when the job that took the lease over settled it served first (its
+        recovery completes the promotion: the candidate is served)."""
         reason = (
             f"not served: its job (run {run_id}) lost the retraining lease after registering "
             f"it and before making it current; its gate had said: {decision.reason}"
         )
         try:
-            self.registry.set_status(version, VersionStatus.REJECTED, reason=reason)
+            settled = self.registry.settle_promotion(
+                version, Promotion.WITHDRAWN, by=by, reason=reason
+            )
+            if settled.outcome is Promotion.WITHDRAWN:
+                self.registry.set_status(version, VersionStatus.REJECTED, reason=settled.reason)
         except (OSError, WatchkeeperError) as exc:  # the lease loss is still what stops it
             log.error("retraining run %d: cannot record %s as not served: %s", run_id, version, exc)
-            return lost
-        return LeaseLost(f"{lost}; {version}, registered already, is recorded as rejected")
+            raise lost from exc
+        if settled.outcome is Promotion.WITHDRAWN:
+            raise LeaseLost(
+                f"{lost}; {version}, registered already, is recorded as rejected"
+            ) from lost
+        return settled
 
     def _update(self, run_id: int, **values: Any) -> None:
         """Update the run while it is still ``running``: a job that stalled, lost its

@@ -16,10 +16,11 @@ version it registered names its run (``notes.run_id`` and ``notes.run_started_at
 metadata, written before the registry lists the version; matched as values, never by
 comparing clocks), so such a run is recorded as finished with that version and the
 decision the version records, and its requests ``done``; a promotion cut short before
-``CURRENT`` moved is completed, unless ``CURRENT`` was moved since or the version no
-longer says ``promoted`` (a job that was only slow, found its lease lost and recorded
-its candidate as not served). These are counted apart (:data:`COMPLETED_RUNS`), not as
-abandoned.
+``CURRENT`` moved is completed, unless ``CURRENT`` was moved since or the candidate's
+job, only slow, withdrew it first (found its lease lost and recorded it as not served):
+the two settle the candidate served or withdrawn once, in the registry, before either
+acts (:meth:`~watchkeeper.registry.ModelRegistry.settle_promotion`). These are counted
+apart (:data:`COMPLETED_RUNS`), not as abandoned.
 
 Only the lease holder recovers, in one transaction of conditional updates, so two
 workers racing for the lease recover each run once. The count is kept in the same
@@ -41,7 +42,7 @@ from watchkeeper import retrain_queue
 from watchkeeper.db.positions import read_position, write_position
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.errors import WatchkeeperError
-from watchkeeper.registry import ModelRegistry
+from watchkeeper.registry import ModelRegistry, Promotion
 from watchkeeper.retrain_status import RequestStatus, RunOutcome
 from watchkeeper.version_metadata import VersionMetadata, VersionStatus
 
@@ -171,17 +172,22 @@ def completed_reason(candidate: str, taken_over: TakenOver | None, recovered_by:
 
 
 def _finish_promotion(
-    registry: ModelRegistry, candidate: RegisteredCandidate
+    registry: ModelRegistry, candidate: RegisteredCandidate, by: str
 ) -> RegisteredCandidate:
     """Point ``CURRENT`` at a promoted candidate whose job died before it could, unless
     someone moved ``CURRENT`` off the champion since (a rollback decides), or wrote it
     at all since the candidate was registered: a job that died after moving ``CURRENT``
     and a rollback back to the champion leave ``CURRENT`` naming the champion too, and
-    the rollback must stand. Returns the candidate as its metadata reads now."""
+    the rollback must stand. Returns the candidate as its metadata reads now.
+
+    Its job may be only slow, not dead: finding its lease lost (to ``by``, this job),
+    it withdraws the candidate, maybe at this very moment. Both settle the candidate in
+    the registry before acting (:meth:`ModelRegistry.settle_promotion`): ``CURRENT``
+    moves only if it is settled served, and a candidate settled withdrawn first is
+    recorded ``rejected`` here too, in case its job died before it could."""
     if candidate.record.status is not VersionStatus.PROMOTED:
         return candidate
-    # Read again just before serving it: a job only slow, not dead, that found its lease
-    # lost records its candidate as not served (retrain/job.py), maybe since the scan.
+    # Read again: a job that withdrew its candidate since the scan says so at once.
     try:
         candidate = RegisteredCandidate(candidate.version, registry.record(candidate.version))
     except WatchkeeperError as exc:  # read a moment ago: go by that reading
@@ -211,6 +217,22 @@ def _finish_promotion(
             candidate.record.notes.champion,
         )
         return candidate
+    settled = registry.settle_promotion(
+        candidate.version,
+        Promotion.SERVED,
+        by=by,
+        reason=f"completed by {by}: its job stopped before making it current",
+    )
+    if settled.outcome is Promotion.WITHDRAWN:
+        if registry.record(candidate.version).status is VersionStatus.PROMOTED:
+            registry.set_status(candidate.version, VersionStatus.REJECTED, reason=settled.reason)
+        log.warning(
+            "recovery: %s was withdrawn by its job (%s, which found its lease lost): "
+            "not made current",
+            candidate.version,
+            settled.by,
+        )
+        return RegisteredCandidate(candidate.version, registry.record(candidate.version))
     registry.set_current(candidate.version)
     log.warning(
         "recovery: %s was promoted by a job that died before serving it: now current",
@@ -236,7 +258,7 @@ def recover(
         )
     # read before the transaction: a registry on a slow volume holds no database lock
     candidates = {
-        run_id: _finish_promotion(registry, candidate)
+        run_id: _finish_promotion(registry, candidate, lease.holder)
         for run_id, candidate in registered_candidates(registry, started).items()
     }
     with engine.begin() as connection:

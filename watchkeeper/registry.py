@@ -5,30 +5,49 @@ Layout under the registry path::
     versions/v1/model.skops       the fitted pipeline (skops format, no pickle)
     versions/v1/reference.json    a sample of the training features (for the monitor)
     versions/v1/metadata.json     written last: a version without it is incomplete
+    versions/v2/settlement/       whether a promoted candidate is served or withdrawn,
+                                  decided once (below)
     CURRENT                       the served version's name, replaced atomically
 
 ``metadata.json`` records a SHA-256 for every artifact; loading refuses an artifact
 whose bytes differ, and a pipeline holding types outside the trusted list.
+
+What the registry guarantees to writers in several processes, on one host or on a
+shared (ReadWriteMany) volume, rests on operations that are atomic on the server of any
+such volume (local file systems, NFSv3/v4, CephFS): ``mkdir`` (two registrations never
+get the same version), ``rename`` (readers see the old ``CURRENT`` or metadata or the
+new, never a mix) and the refusal to rename a directory onto a non-empty one (a
+promotion is settled once, :meth:`ModelRegistry.settle_promotion`). No file lock is
+taken: ``flock`` is not shared between nodes on every such volume (NFS mounted with
+``nolock`` or ``local_lock``), a lock held by a paused process blocks every other
+writer, and an NFS server releases the locks of a node that lost its lease (a network
+partition) while their holder still acts under them.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import shutil
+import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import skops.io as sio
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from watchkeeper.classification import Classifier, ServedModel, classes_of
 from watchkeeper.errors import ArtifactIntegrityError, RegistryError, RollbackRefused
 from watchkeeper.model import Model
+from watchkeeper.record_problems import problems
 from watchkeeper.task import Task, label_text
 from watchkeeper.training import TrainedModel
 from watchkeeper.version_metadata import DataSource, VersionMetadata, VersionNotes, VersionStatus
@@ -37,6 +56,8 @@ MODEL_FILE = "model.skops"
 REFERENCE_FILE = "reference.json"
 METADATA_FILE = "metadata.json"
 CURRENT_FILE = "CURRENT"
+SETTLEMENT_DIR = "settlement"
+SETTLEMENT_FILE = "settlement.json"
 FORMAT_VERSION = 1
 
 # Types skops does not trust by default that the Watchkeeper pipeline contains.
@@ -68,6 +89,30 @@ class RegisteredModel:
         return self.model.version
 
 
+class Promotion(StrEnum):
+    """What became of a candidate registered as promoted, decided once
+    (:meth:`ModelRegistry.settle_promotion`)."""
+
+    SERVED = "served"
+    """It is, or is to be, made current (by its job, or by the recovery of a job that
+    died before it could)."""
+    WITHDRAWN = "withdrawn"
+    """Its job lost its lease before serving it: it is recorded ``rejected``, never made
+    current."""
+
+
+class PromotionSettlement(BaseModel):
+    """``versions/<v>/settlement/settlement.json``: the one decision that stands on a
+    promoted candidate, and who took it (a lease holder)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    outcome: Promotion
+    by: str
+    reason: str
+    settled_at: datetime
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -80,7 +125,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable."""
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
@@ -148,6 +198,23 @@ class ModelRegistry:
         """The version's metadata validated; malformed metadata is one
         :class:`ArtifactIntegrityError` naming every problem."""
         return VersionMetadata.parse(version, self.metadata(version))
+
+    def promotion_settlement(self, version: str) -> PromotionSettlement | None:
+        """Whether the promoted ``version`` was settled served or withdrawn, by whom and
+        why; ``None`` while nobody has (:meth:`settle_promotion`)."""
+        path = self._version_dir(version) / SETTLEMENT_DIR / SETTLEMENT_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RegistryError(f"settlement of {version!r} cannot be read: {exc}") from exc
+        try:
+            return PromotionSettlement.model_validate_json(raw)
+        except ValidationError as exc:
+            raise ArtifactIntegrityError(
+                f"settlement of {version!r} is malformed: {problems(exc, whole='settlement')}"
+            ) from exc
 
     def load(self, version: str | None = None) -> RegisteredModel:
         """Load ``version`` (default: current), checking its metadata's shape and every
@@ -241,6 +308,51 @@ class ModelRegistry:
         VersionMetadata.parse(version, metadata)  # never write what cannot be read back
         path = self._version_dir(version) / METADATA_FILE
         _write_atomic(path, json.dumps(metadata, indent=2).encode())
+
+    def settle_promotion(
+        self, version: str, outcome: Promotion, *, by: str, reason: str
+    ) -> PromotionSettlement:
+        """Decide whether the promoted candidate ``version`` is served or withdrawn, once
+        for every writer in every process: a compare-and-set from unsettled. Returns the
+        settlement that stands: this one when it came first (its ``by`` is the caller's),
+        else the earlier one, which the caller must act on instead of its own.
+
+        A job that lost its lease withdraws its candidate while the job that took the
+        lease over may be completing its promotion: each settles first and acts after
+        (moves ``CURRENT``, or records the version ``rejected``), so the loser of the two
+        sees the winner's decision and neither acts on a status it read a moment before.
+
+        The settlement is written whole into a private directory which is then renamed
+        to ``settlement/``: a rename onto an existing, non-empty directory fails, on a
+        local file system and on an NFS or CephFS server alike, and a reader sees the
+        whole settlement or none. (A hard link would do on most volumes, but not on all
+        that the registry's ``rename``-based writes already work on.) A writer killed
+        in between leaves its private ``.settlement.*`` directory, which nothing reads."""
+        directory = self._version_dir(version)
+        if not (directory / METADATA_FILE).is_file():
+            raise RegistryError(f"model version {version!r} is not registered")
+        mine = PromotionSettlement(
+            outcome=outcome, by=by, reason=reason, settled_at=datetime.now(UTC)
+        )
+        staging = directory / f".{SETTLEMENT_DIR}.{os.getpid()}.{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            _write_atomic(staging / SETTLEMENT_FILE, mine.model_dump_json(indent=2).encode())
+            try:
+                os.rename(staging, directory / SETTLEMENT_DIR)
+            except OSError as exc:
+                # settled already (EEXIST, ENOTEMPTY), or, over NFS, a retried rename of
+                # ours whose first reply was lost (ENOENT): what stands says which
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOENT):
+                    raise RegistryError(f"cannot settle {version!r}: {exc}") from exc
+            else:
+                _fsync_dir(directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already when it was renamed
+        standing = self.promotion_settlement(version)
+        if standing is None:
+            raise RegistryError(f"cannot settle {version!r}: no settlement was written")
+        return standing
 
     def set_current(self, version: str) -> None:
         if version not in self.versions():

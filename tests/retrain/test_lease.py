@@ -202,14 +202,17 @@ def test_a_candidate_the_next_job_made_current_stays_promoted(
 ) -> None:
     """The job that took the lease over recovered the run after the candidate was
     written and completed its promotion: the candidate is served, and its job, finding
-    its lease lost, leaves its record saying so."""
+    its lease lost and the candidate settled served, says it was promoted (the record
+    of the job that took over stands)."""
     retrain_queue.enqueue(engine, trigger="manual", reason="stalled while registering")
     registry = _TakenOverWhileRegistering(settings, engine, recovered="after")
 
     result = RetrainJob(settings, engine, registry).run()
 
-    assert result is not None and result.outcome == "failed"
+    assert result is not None and result.outcome == "promoted"
     assert registry.current_version() == "v2"
+    settled = registry.promotion_settlement("v2")
+    assert settled is not None and (settled.outcome, settled.by) == ("served", "other")
     assert _status_reason(registry, "v2")[0] == "promoted"
     with engine.connect() as connection:
         run = connection.execute(sa.select(retrain_runs)).one()

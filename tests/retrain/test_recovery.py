@@ -26,7 +26,7 @@ from watchkeeper import retrain_queue
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
 from watchkeeper.model_metrics import ModelMetrics
-from watchkeeper.registry import ModelRegistry
+from watchkeeper.registry import ModelRegistry, Promotion
 from watchkeeper.retrain_status import UNCLAIMED_TRIGGER
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
@@ -354,7 +354,8 @@ def test_a_worker_killed_after_registering_its_candidate_is_not_retrained(
     killed = start_watchkeeper("retrain worker", **env)
     # The registry moves CURRENT through a temporary file named after the process
     # (registry._write_atomic): a FIFO there, which nobody reads, holds the job exactly
-    # after its version's metadata is written and before anything else happens.
+    # after its version's metadata (and its settlement as served) is written and before
+    # anything else happens.
     held_at = registry_dir / f".CURRENT.{killed.process.pid}.tmp"
     os.mkfifo(held_at)
     request_id = retrain_queue.enqueue(engine, trigger="manual", reason="before the kill")
@@ -549,3 +550,67 @@ def test_recovery_does_not_serve_a_candidate_its_job_withdrew_meanwhile(
     run = _runs(engine)[run_id]
     assert (run["outcome"], run["candidate_version"]) == ("rejected", version)
     assert _requests(engine) == {i: ("done", run_id) for i in request_ids}
+
+
+def _promoted_candidate(
+    engine: sa.Engine, registry_dir: Path, trained: TrainedModel
+) -> tuple[int, list[int], str]:
+    """A dead job's run and the candidate it registered as promoted, not yet current."""
+    run_id, request_ids = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
+    version = ModelRegistry(registry_dir).register(
+        trained,
+        make_current=False,
+        status=VersionStatus.PROMOTED,
+        notes=VersionNotes(
+            run_id=run_id,
+            run_started_at=_started_at(engine, run_id).isoformat(),
+            reason="better than v1",
+            champion="v1",
+        ),
+    )
+    return run_id, request_ids, version
+
+
+def test_a_candidate_settled_withdrawn_by_a_job_that_then_died_is_recorded_rejected(
+    engine: sa.Engine, registry_dir: Path, trained: TrainedModel
+) -> None:
+    """The slow job settled its candidate withdrawn and died before recording it
+    rejected: the recovery neither serves it nor leaves it ``promoted``."""
+    run_id, request_ids, version = _promoted_candidate(engine, registry_dir, trained)
+    registry = ModelRegistry(registry_dir)
+    reason = "not served: its job (run 1) lost the retraining lease"
+    registry.settle_promotion(version, Promotion.WITHDRAWN, by=DEAD_HOLDER, reason=reason)
+    lease = Lease(engine, 60)
+    assert lease.acquire()
+
+    recovery = recover(engine, lease, registry)
+
+    lease.release()
+    assert registry.current_version() == "v1", "recovery served a withdrawn candidate"
+    record = registry.record(version)
+    assert (record.status, record.notes.reason) == ("rejected", reason)
+    assert recovery.completed_runs == {run_id: version}
+    run = _runs(engine)[run_id]
+    assert (run["outcome"], run["candidate_version"]) == ("rejected", version)
+    assert _requests(engine) == {i: ("done", run_id) for i in request_ids}
+
+
+def test_a_candidate_settled_served_by_a_job_that_then_died_is_made_current(
+    engine: sa.Engine, registry_dir: Path, trained: TrainedModel
+) -> None:
+    """The job settled its candidate served and died before moving ``CURRENT``: the
+    recovery, told so when it settles, completes the promotion."""
+    run_id, _, version = _promoted_candidate(engine, registry_dir, trained)
+    registry = ModelRegistry(registry_dir)
+    registry.settle_promotion(version, Promotion.SERVED, by=DEAD_HOLDER, reason="promoted")
+    lease = Lease(engine, 60)
+    assert lease.acquire()
+
+    recover(engine, lease, registry)
+
+    lease.release()
+    assert registry.current_version() == version
+    assert registry.record(version).status == "promoted"
+    settled = registry.promotion_settlement(version)
+    assert settled is not None and settled.by == DEAD_HOLDER
+    assert _runs(engine)[run_id]["outcome"] == "promoted"

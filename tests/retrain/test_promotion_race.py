@@ -1,0 +1,183 @@
+"""A job slow rather than dead (a stalled volume, a paused process) loses its lease
+after registering its candidate as promoted; the job that took the lease over recovers
+the run and would complete the promotion. Exactly one of them decides the candidate's
+fate, whatever the interleaving: served (``CURRENT`` names it, it stays ``promoted``) or
+withdrawn (``rejected``, ``not served:``, ``CURRENT`` left on the champion), never a
+version recorded as not served that is current, nor a current one recorded rejected.
+
+Each test stops one side at the point where the other used to slip in (between reading
+what to do and doing it) and lets the other side run to the end there."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from retrain.job import RetrainJob
+from retrain.lease import LEASE, Lease
+from retrain.recovery import recover
+from watchkeeper import retrain_queue
+from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.settings import Settings
+from watchkeeper.version_metadata import VersionStatus
+
+# Generous: each wait is for the other side of the race on a busy machine.
+DEADLINE = 240.0
+
+
+def _take_over(engine: sa.Engine) -> Lease:
+    """The slow job's lease expires and another job takes it."""
+    with engine.begin() as connection:
+        connection.execute(
+            retrain_lease.update()
+            .where(retrain_lease.c.name == LEASE)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    other = Lease(engine, 600, holder="other")
+    assert other.acquire()
+    return other
+
+
+class _SlowJobRegistry(ModelRegistry):
+    """The slow job's registry: once its candidate is written, ``after_register`` runs
+    (its lease is lost there); ``before_set_status`` runs when the job is about to record
+    its candidate as not served, after it decided to."""
+
+    def __init__(
+        self,
+        root: Path,
+        after_register: Callable[[str], None],
+        before_set_status: Callable[[], None] = lambda: None,
+    ) -> None:
+        super().__init__(root)
+        self.after_register = after_register
+        self.before_set_status = before_set_status
+
+    def register(self, *args: Any, **kwargs: Any) -> str:
+        version = super().register(*args, **kwargs)
+        self.after_register(version)
+        return version
+
+    def set_status(self, version: str, status: VersionStatus, *, reason: str) -> None:
+        self.before_set_status()
+        super().set_status(version, status, reason=reason)
+
+
+class _PausedBeforeServing(ModelRegistry):
+    """The recovering job's registry: it stops just before it moves ``CURRENT`` (having
+    read the candidate as promoted and decided to serve it) until ``resume`` is set."""
+
+    def __init__(self, root: Path, resume: threading.Event) -> None:
+        super().__init__(root)
+        self.resume = resume
+        self.paused = threading.Event()
+
+    def set_current(self, version: str) -> None:
+        self.paused.set()
+        assert self.resume.wait(DEADLINE), "the slow job never finished"
+        super().set_current(version)
+
+
+def _consistent(registry: ModelRegistry, version: str) -> tuple[str | None, str, str]:
+    record = registry.record(version)
+    current = registry.current_version()
+    reason = record.notes.reason or ""
+    if current == version:
+        assert record.status is VersionStatus.PROMOTED, (
+            f"{version} is current but recorded {record.status} ({reason})"
+        )
+    else:
+        assert record.status is VersionStatus.REJECTED and reason.startswith("not served"), (
+            f"{version} was never served but is recorded {record.status} ({reason})"
+        )
+    return current, record.status, reason
+
+
+def _run_and_requests(engine: sa.Engine) -> tuple[Any, list[str]]:
+    with engine.connect() as connection:
+        run = connection.execute(sa.select(retrain_runs)).one()
+        statuses = connection.execute(sa.select(retrain_requests.c.status)).scalars().all()
+    return run, list(statuses)
+
+
+def test_recovery_that_read_the_candidate_before_its_job_withdrew_it_does_not_serve_it_rejected(
+    labelled_log: int, engine: sa.Engine, settings: Settings
+) -> None:
+    """The recovery reads the candidate as promoted and decides to serve it; before it
+    moves ``CURRENT`` the slow job finds its lease lost and finishes. Before the fix the
+    job recorded the candidate rejected (``not served``) and the recovery then served it."""
+    retrain_queue.enqueue(engine, trigger="manual", reason="slow while registering")
+    root = settings.storage.registry_path
+    job_finished = threading.Event()
+    recovering = _PausedBeforeServing(root, resume=job_finished)
+    errors: list[BaseException] = []
+
+    def recovery(other: Lease) -> None:
+        try:
+            recover(engine, other, recovering)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads: list[threading.Thread] = []
+
+    def lose_the_lease(version: str) -> None:
+        thread = threading.Thread(target=recovery, args=(_take_over(engine),))
+        thread.start()
+        threads.append(thread)
+        assert recovering.paused.wait(DEADLINE), "the recovery did not decide to serve"
+
+    registry = _SlowJobRegistry(root, after_register=lose_the_lease)
+    try:
+        result = RetrainJob(settings, engine, registry).run()
+    finally:
+        job_finished.set()
+        for thread in threads:
+            thread.join(DEADLINE)
+    assert errors == []
+
+    current, _, _ = _consistent(registry, "v2")
+    # the recovery decided first: the candidate is served, and the slow job says so
+    assert current == "v2"
+    assert result is not None and result.candidate_version == "v2"
+    assert result.outcome == "promoted", result.reason
+    run, statuses = _run_and_requests(engine)
+    assert (run.outcome, run.candidate_version) == ("promoted", "v2")
+    assert statuses == ["done"], "a served candidate's requests were queued again"
+
+
+def test_a_job_that_decided_to_withdraw_its_candidate_is_not_overtaken_by_recovery(
+    labelled_log: int, engine: sa.Engine, settings: Settings
+) -> None:
+    """The slow job finds its lease lost and decides to record its candidate as not
+    served; before it writes that, the job that took the lease over runs its whole
+    recovery. Before the fix the recovery served the candidate, then the job recorded it
+    rejected: a version recorded as never served was current."""
+    retrain_queue.enqueue(engine, trigger="manual", reason="slow while registering")
+    root = settings.storage.registry_path
+    others: list[Lease] = []
+
+    def recovery_runs_now() -> None:
+        [other] = others
+        recover(engine, other, ModelRegistry(root))
+
+    registry = _SlowJobRegistry(
+        root,
+        after_register=lambda _version: others.append(_take_over(engine)),
+        before_set_status=recovery_runs_now,
+    )
+
+    result = RetrainJob(settings, engine, registry).run()
+
+    current, _, _ = _consistent(registry, "v2")
+    # the job decided first: the candidate is withdrawn, and the recovery left it so
+    assert current == "v1"
+    assert result is not None and result.outcome == "failed"
+    assert "lease was lost" in result.reason and "rejected" in result.reason
+    run, _ = _run_and_requests(engine)
+    assert (run.outcome, run.candidate_version) == ("rejected", "v2")

@@ -1,0 +1,111 @@
+"""A promoted candidate is settled served or withdrawn once: the first writer's decision
+stands, in every process, and every later writer is told it instead of its own."""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.synchronize
+from pathlib import Path
+
+import pytest
+
+from watchkeeper.errors import ArtifactIntegrityError, RegistryError
+from watchkeeper.registry import (
+    SETTLEMENT_DIR,
+    SETTLEMENT_FILE,
+    ModelRegistry,
+    Promotion,
+    PromotionSettlement,
+)
+
+RACERS = 6
+
+
+def _settle(
+    root: Path,
+    outcome: Promotion,
+    by: str,
+    start: multiprocessing.synchronize.Barrier,
+    answers: multiprocessing.Queue[tuple[str, str, str]],
+) -> None:
+    registry = ModelRegistry(root)
+    start.wait(timeout=120)
+    standing = registry.settle_promotion("v1", outcome, by=by, reason=f"{by} says {outcome}")
+    answers.put((by, standing.by, standing.outcome))
+
+
+def test_processes_racing_to_settle_a_promotion_all_see_one_decision(registry_dir: Path) -> None:
+    """Processes with their own registry handle on the real registry directory, released
+    at once, half serving and half withdrawing: one wins, and all are told its decision."""
+    context = multiprocessing.get_context("fork")  # the parent's imports: a fast start
+    start = context.Barrier(RACERS)
+    answers: multiprocessing.Queue[tuple[str, str, str]] = context.Queue()
+    outcomes = [Promotion.SERVED, Promotion.WITHDRAWN]
+    processes = [
+        context.Process(
+            target=_settle,
+            args=(registry_dir, outcomes[i % 2], f"racer-{i}", start, answers),
+        )
+        for i in range(RACERS)
+    ]
+    for process in processes:
+        process.start()
+    told = [answers.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+
+    standing = ModelRegistry(registry_dir).promotion_settlement("v1")
+    assert standing is not None
+    assert {(winner, outcome) for _, winner, outcome in told} == {
+        (standing.by, standing.outcome)
+    }, "racers were told different decisions"
+    assert standing.outcome is outcomes[int(standing.by.removeprefix("racer-")) % 2]
+    assert standing.reason == f"{standing.by} says {standing.outcome}"
+    # nothing but the settlement and the version's own files is left behind
+    assert sorted(p.name for p in (registry_dir / "versions" / "v1").iterdir()) == [
+        "metadata.json",
+        "model.skops",
+        "reference.json",
+        SETTLEMENT_DIR,
+    ]
+
+
+def test_a_later_settlement_is_told_the_first(registry_dir: Path) -> None:
+    registry = ModelRegistry(registry_dir)
+    assert registry.promotion_settlement("v1") is None
+
+    first = registry.settle_promotion("v1", Promotion.WITHDRAWN, by="slow-job", reason="lost")
+    later = registry.settle_promotion("v1", Promotion.SERVED, by="recovery", reason="dead")
+
+    assert (first.outcome, first.by, first.reason) == (Promotion.WITHDRAWN, "slow-job", "lost")
+    assert later == first == registry.promotion_settlement("v1")
+    # the version itself is untouched: its status is its writers' to record
+    assert registry.record("v1").status == "registered"
+
+
+def test_a_malformed_settlement_is_refused_naming_it(registry_dir: Path) -> None:
+    registry = ModelRegistry(registry_dir)
+    directory = registry_dir / "versions" / "v1" / SETTLEMENT_DIR
+    directory.mkdir()
+    (directory / SETTLEMENT_FILE).write_text('{"outcome": "maybe", "by": "x"}')
+
+    with pytest.raises(ArtifactIntegrityError, match="settlement of 'v1'.*outcome"):
+        registry.promotion_settlement("v1")
+
+
+def test_only_a_registered_version_is_settled(registry_dir: Path) -> None:
+    with pytest.raises(RegistryError, match="'v9' is not registered"):
+        ModelRegistry(registry_dir).settle_promotion(
+            "v9", Promotion.SERVED, by="recovery", reason="dead"
+        )
+    assert not (registry_dir / "versions" / "v9").exists()
+
+
+def test_the_settlement_is_a_typed_record(registry_dir: Path) -> None:
+    settled = ModelRegistry(registry_dir).settle_promotion(
+        "v1", Promotion.SERVED, by="job", reason="promoted by run 1"
+    )
+    raw = (registry_dir / "versions" / "v1" / SETTLEMENT_DIR / SETTLEMENT_FILE).read_bytes()
+    assert PromotionSettlement.model_validate_json(raw) == settled
+    assert settled.settled_at.tzinfo is not None
