@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -125,18 +126,55 @@ def _check_rows(n: int, max_batch_size: int, field: str, unit: tuple[str, str]) 
 def _validate_records(
     records: list[Any], schema: FeatureSchema, *, single: bool, prefix: Callable[[int], str]
 ) -> ValidatedRequest:
+    columns = _complete_columns(records, schema)
     problems: list[FieldProblem] = []
+    if columns is None:
+        columns = _record_columns(records, schema, prefix, problems)
+    numbers: dict[str, np.ndarray] = {}
+    for feature in schema.features:
+        name = feature.name
+        problems.extend(_check(feature, columns[name], _in_record(prefix, name), numbers))
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    if problems:
+        raise _failed(problems)
+    return ValidatedRequest(columns=columns, single=single, n_rows=len(records), numbers=numbers)
+
+
+def _complete_columns(records: list[Any], schema: FeatureSchema) -> dict[str, list[Any]] | None:
+    """The records as columns when every record is an object with exactly the schema's
+    fields, else ``None``. All in C, half the cost of a list per feature of 1,000
+    records (5.4 -> 2.6 ms for 71 features): one ``itemgetter`` call per record takes its
+    values (``KeyError`` for a missing field, ``TypeError`` for a record that is no
+    object), equal lengths then rule out extra fields, and ``zip`` transposes."""
+    names = schema.names
+    try:
+        rows = list(map(itemgetter(*names), records))
+    except (KeyError, TypeError):
+        return None
+    if set(map(len, records)) != {len(names)}:
+        return None
+    if len(names) == 1:  # itemgetter of one key returns the value, not a 1-tuple
+        return {names[0]: rows}
+    return {name: list(column) for name, column in zip(names, zip(*rows, strict=True), strict=True)}
+
+
+def _record_columns(
+    records: list[Any],
+    schema: FeatureSchema,
+    prefix: Callable[[int], str],
+    problems: list[FieldProblem],
+) -> dict[str, list[Any]]:
+    """The records as columns, with ``_ABSENT`` where a field is missing, each record's
+    problems (not an object, missing or unknown fields) appended to ``problems``."""
     expected = set(schema.names)
-    complete = True
     for i, record in enumerate(records):
         where = prefix(i)
         if not isinstance(record, dict):
             problems.append(FieldProblem(where, f"must be an object, got {_json_type(record)}"))
             records[i] = {}
-            complete = False
             continue
         if record.keys() != expected:
-            complete = False
             keys = record.keys()
             problems.extend(
                 FieldProblem(f"{where}.{name}", "missing")
@@ -150,20 +188,7 @@ def _validate_records(
             )
         if len(problems) >= MAX_PROBLEMS:
             raise _failed(problems)
-
-    if complete:
-        columns = {name: [record[name] for record in records] for name in schema.names}
-    else:
-        columns = {name: [r.get(name, _ABSENT) for r in records] for name in schema.names}
-    numbers: dict[str, np.ndarray] = {}
-    for feature in schema.features:
-        name = feature.name
-        problems.extend(_check(feature, columns[name], _in_record(prefix, name), numbers))
-        if len(problems) >= MAX_PROBLEMS:
-            break
-    if problems:
-        raise _failed(problems)
-    return ValidatedRequest(columns=columns, single=single, n_rows=len(records), numbers=numbers)
+    return {name: [r.get(name, _ABSENT) for r in records] for name in schema.names}
 
 
 def _validate_columns(raw: Any, schema: FeatureSchema, max_batch_size: int) -> ValidatedRequest:

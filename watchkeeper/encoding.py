@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -71,17 +72,26 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
         for j, name in enumerate(self.numeric):
             out[:, j] = _numeric_column(X, name)
         offset = len(self.numeric)
-        nan = math.nan
         for j, name in enumerate(self.categorical):
-            codes = self.codes_[name]
-            out[:, offset + j] = [
-                codes.get(v, nan) if v.__class__ is str else _code_of(codes, v)
-                for v in _column_list(X, name)
-            ]
+            out[:, offset + j] = _codes(self.codes_[name], _column_list(X, name))
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray([*self.numeric, *self.categorical], dtype=object)
+
+
+_TEXT_OR_NULL = frozenset({str, type(None)})
+
+
+def _codes(codes: dict[str, int], column: list[Any]) -> list[float]:
+    """The column's codes, NaN for a missing or unseen value. Text and nulls (what the
+    server's validation lets through) are looked up by ``map`` in C, at half the cost
+    of a Python loop; any other value (a number in a DataFrame's category column) is
+    coded as its text."""
+    nan = math.nan
+    if set(map(type, column)) <= _TEXT_OR_NULL:  # None is no key: NaN
+        return list(map(codes.get, column, repeat(nan)))
+    return [codes.get(v, nan) if v.__class__ is str else _code_of(codes, v) for v in column]
 
 
 def _code_of(codes: dict[str, int], value: Any) -> float:

@@ -33,3 +33,14 @@ def test_unseen_and_missing_categories_encode_as_missing() -> None:
     out = encoder.transform({"n": [1.0, 1.0, 1.0], "c": ["zzz", None, float("nan")]})
 
     assert np.isnan(out[:, 1]).all()
+
+
+def test_a_category_given_as_a_number_is_coded_as_its_text() -> None:
+    frame = pd.DataFrame({"n": [1.0, 2.0, 3.0], "c": ["10", "20", None]})
+    encoder = TabularEncoder(numeric=["n"], categorical=["c"]).fit(frame)
+
+    text = encoder.transform({"n": [1, 1, 1, 1], "c": ["20", "10", None, "30"]})
+    numbers = encoder.transform({"n": [1, 1, 1, 1], "c": [20, 10, None, 30]})
+
+    np.testing.assert_array_equal(text[:, 1], [1.0, 0.0, math.nan, math.nan])
+    np.testing.assert_array_equal(numbers, text)
