@@ -58,22 +58,29 @@ def cpu_ms(runs: Sequence[Run], server: str, scenario: str) -> tuple[float, floa
     return statistics.median(r.cpu_ms_per_request for r in mine), _load(mine)  # type: ignore[misc]
 
 
-def _ratios(runs: Sequence[Run], top: str, bottom: str, scenario: str) -> list[float]:
+def _ratios(
+    runs: Sequence[Run], top: str, bottom: str, scenario: str, bottom_scenario: str | None = None
+) -> list[float]:
     above = {r.round: r for r in _runs(runs, top, scenario) if r.cpu_ms_per_request}
-    below = {r.round: r for r in _runs(runs, bottom, scenario) if r.cpu_ms_per_request}
+    below = {
+        r.round: r for r in _runs(runs, bottom, bottom_scenario or scenario) if r.cpu_ms_per_request
+    }
     return [
         above[n].cpu_ms_per_request / below[n].cpu_ms_per_request  # type: ignore[operator]
         for n in sorted(above.keys() & below.keys())
     ]
 
 
-def ratio(runs: Sequence[Run], top: str, bottom: str, scenario: str) -> tuple[float, float] | None:
+def ratio(
+    runs: Sequence[Run], top: str, bottom: str, scenario: str, bottom_scenario: str | None = None
+) -> tuple[float, float] | None:
     """Median over rounds of the per-round ratio, and the median load average of both
-    servers' runs: each round's pair ran back to back, so each ratio shares conditions."""
-    ratios = _ratios(runs, top, bottom, scenario)
+    servers' runs: each round's pair ran back to back, so each ratio shares conditions.
+    ``bottom_scenario``: the bottom server's runs of another scenario of the round."""
+    ratios = _ratios(runs, top, bottom, scenario, bottom_scenario)
     if not ratios:
         return None
-    both = [*_runs(runs, top, scenario), *_runs(runs, bottom, scenario)]
+    both = [*_runs(runs, top, scenario), *_runs(runs, bottom, bottom_scenario or scenario)]
     return statistics.median(ratios), _load(both)
 
 
@@ -95,10 +102,10 @@ def median_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> 
 
 
 def ratio_interval(
-    runs: Sequence[Run], top: str, bottom: str, scenario: str
+    runs: Sequence[Run], top: str, bottom: str, scenario: str, bottom_scenario: str | None = None
 ) -> tuple[float, float] | None:
     """:func:`median_interval` of the per-round ratios behind :func:`ratio`."""
-    ratios = _ratios(runs, top, bottom, scenario)
+    ratios = _ratios(runs, top, bottom, scenario, bottom_scenario)
     return median_interval(ratios) if ratios else None
 
 
@@ -181,15 +188,36 @@ def print_peers(runs: Sequence[Run], servers: Sequence[str], scenarios: Sequence
     )
     pairs = [(w, p) for w in LOG_ON if w in servers for p in peers]
     print(f"  {'scenario':<14}" + "".join(f"{f'{w} / {p}':>22}" for w, p in pairs))
+    footnote = ""
     for scenario in scenarios:
-        if scenario.columnar:
+        # Peers take no `columns` body: a columnar request against the same rows as a
+        # peer's batch (MLServer's V2 body is one tensor per feature, column-wise too).
+        against = next(
+            (
+                s.name
+                for s in scenarios
+                if scenario.columnar and not s.columnar and s.rows == scenario.rows
+            ),
+            None,
+        )
+        if scenario.columnar and against is None:
             continue
         text = []
         for w, p in pairs:
-            verdict = _verdict(ratio_interval(runs, w, p, scenario.name), 1.0)
-            cell = _cell(ratio(runs, w, p, scenario.name), lambda x: f"{x:.2f}x")
+            interval = ratio_interval(runs, w, p, scenario.name, against)
+            verdict = _verdict(interval, 1.0)
+            cell = _cell(ratio(runs, w, p, scenario.name, against), lambda x: f"{x:.2f}x")
             text.append(cell + ("" if verdict in ("yes", "") else f" {verdict}"))
-        print(f"  {scenario.name:<14}" + "".join(f"{t:>22}" for t in text))
+        name = scenario.name
+        if against is not None:
+            name += "*"
+            footnote = (
+                f"  * Watchkeeper's {scenario.name} ÷ the peer's {against}: the same rows"
+                " (MLServer's V2 body is one tensor per feature, column-wise too)"
+            )
+        print(f"  {name:<14}" + "".join(f"{t:>22}" for t in text))
+    if footnote:
+        print(footnote)
 
 
 def print_columnar(runs: Sequence[Run], scenario: Scenario | None) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.serving_report import _verdict, median_interval
+from bench.serving_report import SQLITE, _verdict, median_interval, print_peers
+from bench.serving_runs import Run
+from bench.workloads import SCENARIOS
 
 
 @pytest.mark.parametrize(
@@ -29,3 +31,40 @@ def test_verdict_is_undecided_when_the_interval_straddles_the_target() -> None:
     assert _verdict((1.12, 1.30), 1.10) == "NO"
     assert _verdict((1.05, 1.20), 1.10) == "?"
     assert _verdict(None, 1.10) == ""
+
+
+def _run(server: str, scenario: str, round_: int, cpu_ms: float) -> Run:
+    return Run(
+        server=server,
+        scenario=scenario,
+        round=round_,
+        answered=100,
+        not_ok=0,
+        cpu_seconds=cpu_ms / 1e3 * 100,
+        load_average=1.0,
+        p50_ms=None,
+    )
+
+
+def test_a_columnar_request_is_set_against_a_peers_batch_of_the_same_rows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    scenarios = [s for s in SCENARIOS if s.rows == 1000]
+    runs = [
+        run
+        for round_ in range(6)
+        for run in (
+            _run(SQLITE, "batch-1000", round_, 60.0),
+            _run(SQLITE, "columnar-1000", round_, 30.0 + round_),
+            _run("mlserver", "batch-1000", round_, 40.0),
+        )
+    ]
+    print_peers(runs, [SQLITE, "mlserver"], scenarios)
+    lines = capsys.readouterr().out.splitlines()
+    assert next(line for line in lines if line.lstrip().startswith("batch-1000")).split()[1:3] == [
+        "1.50x",
+        "@1.0",
+    ]
+    columnar = next(line for line in lines if line.lstrip().startswith("columnar-1000*"))
+    assert columnar.split()[1:] == ["0.81x", "@1.0"]  # median of 30..35 ÷ 40; all under 1
+    assert any("the peer's batch-1000" in line for line in lines)
