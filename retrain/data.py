@@ -24,6 +24,7 @@ from watchkeeper.data_source import AMES, DataSourceError, describe_csv, load_so
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.archive import archived_labels
 from watchkeeper.db.features import feature_records
+from watchkeeper.db.planner_hints import unindexed
 from watchkeeper.db.tables import feedback, predictions
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.model_metrics import JsonForm
@@ -150,7 +151,9 @@ def labelled_predictions(
         )
         .join(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
         .where(feedback.c.received_at >= since, label.is_not(None))
-        .order_by(predictions.c.created_at, predictions.c.seq)
+        # SQLite without statistics (as served) would walk every prediction in time order
+        # to find the labelled ones: the labels' range is read first, then sorted
+        .order_by(unindexed(predictions.c.created_at), predictions.c.seq)
     )
     with engine.connect() as connection:
         rows = connection.execute(query).all()

@@ -1,0 +1,118 @@
+"""The retraining read of labelled predictions on SQLite as served: without statistics
+(the server and monitor never run ``ANALYZE``) it must start from the labels' range,
+not walk every prediction in time order, and return the same rows in the same order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from retrain import data
+from serving.log_store import LogStore
+from tests.log_entries import T0, log_entry
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.migrate import upgrade
+from watchkeeper.db.planner_hints import unindexed
+from watchkeeper.db.tables import feedback, predictions
+from watchkeeper.schema import FeatureSchema
+
+SCHEMA = FeatureSchema.derive(pd.DataFrame({"area": [1.0, 2.0], "y": [1.0, 2.0]}), "y")
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[sa.Engine]:
+    """A log whose time order is not its ``seq`` order, with ties in time, some
+    predictions labelled (some labels too old for the window, some without a value)."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    upgrade(engine)
+    store = LogStore(engine)
+    for n in range(1, 41):
+        # requests out of time order, every fifth at the same moment as the one before
+        when = T0 + timedelta(seconds=(n * 7) % 41 - (n % 5 == 0))
+        store.insert([log_entry(n, items=3, when=when)])
+    with engine.begin() as connection:
+        ids = connection.execute(sa.select(predictions.c.prediction_id)).scalars().all()
+        connection.execute(
+            feedback.insert(),
+            [
+                {
+                    "prediction_id": pid,
+                    "actual": None if i % 7 == 0 else float(i),
+                    "received_at": T0 + timedelta(days=1 if i % 5 else -30),
+                }
+                for i, pid in enumerate(ids)
+                if i % 2 == 0
+            ],
+        )
+    yield engine
+    engine.dispose()
+
+
+def _statements(engine: sa.Engine, call: Any) -> list[tuple[str, Any]]:
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if "JOIN feedback" in statement:
+            seen.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        call()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_sqlite_without_statistics_reads_the_labels_range_not_every_prediction(
+    engine: sa.Engine,
+) -> None:
+    since = T0
+    [(statement, parameters)] = _statements(
+        engine, lambda: data.labelled_predictions(engine, SCHEMA, since=since)
+    )
+    with engine.connect() as connection:
+        stat = connection.exec_driver_sql(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"
+        ).scalar()
+        assert stat == 0  # as served: no ANALYZE has run
+        plan = [
+            row[3]
+            for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+        ]
+    assert not any(line.startswith("SCAN predictions") for line in plan), plan
+    assert plan[0].startswith("SEARCH feedback USING INDEX ix_feedback_received_at"), plan
+
+
+def test_labelled_predictions_are_the_same_rows_oldest_prediction_first(
+    engine: sa.Engine,
+) -> None:
+    since = T0
+    frame = data.labelled_predictions(engine, SCHEMA, since=since)
+    with engine.connect() as connection:  # what the read returned before its hint
+        expected = connection.execute(
+            sa.select(predictions.c.created_at, predictions.c.item_index, feedback.c.actual)
+            .join(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
+            .where(feedback.c.received_at >= since, feedback.c.actual.is_not(None))
+            .order_by(predictions.c.created_at, predictions.c.seq)
+        ).all()
+    assert 10 < len(expected) < 60
+    assert list(frame["_predicted_at"]) == [r.created_at for r in expected]
+    assert list(frame["y"]) == [r.actual for r in expected]
+    assert frame["_predicted_at"].is_monotonic_increasing
+
+
+def test_postgresql_gets_the_statement_unchanged() -> None:
+    query = sa.select(predictions.c.seq).order_by(
+        unindexed(predictions.c.created_at), predictions.c.seq
+    )
+    sql = str(query.compile(dialect=postgresql.dialect()))
+    assert sql.endswith("ORDER BY predictions.created_at, predictions.seq")
+    sqlite_sql = str(query.compile(dialect=sqlite.dialect()))
+    assert sqlite_sql.endswith("ORDER BY +predictions.created_at, predictions.seq")
