@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from monitoring.report.queries import of_version, within
+from monitoring.report.queries import of_version_in_period, within
 from monitoring.report.records import Period
 from watchkeeper.db.features import feature_records
 from watchkeeper.db.tables import predictions
@@ -69,7 +69,7 @@ def most_out_of_distribution(engine: sa.Engine, period: Period, limit: int) -> l
         .where(
             predictions.c.ood_score.is_not(None),
             *within(period, predictions.c.created_at),
-            *of_version(period, predictions.c.model_version),
+            *of_version_in_period(period, predictions.c.model_version),
         )
         .order_by(predictions.c.ood_score.desc(), predictions.c.seq)
         .limit(limit)

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from monitoring.report.queries import of_version, within
+from monitoring.report.queries import of_version_in_period, within
 from monitoring.report.records import (
     AccuracyKind,
     AccuracyPoint,
@@ -20,6 +20,7 @@ from monitoring.report.records import (
     VersionSummary,
     version_key,
 )
+from watchkeeper.db.planner_hints import unindexed
 from watchkeeper.db.tables import predictions
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.registry import ModelRegistry
@@ -31,16 +32,23 @@ CLASS_METRICS = ("accuracy", "log_loss", "brier", "set_coverage", "ece")
 
 def predictions_by_version(engine: sa.Engine, period: Period) -> dict[str, int]:
     """Predictions made in the period, per version (counted by the database)."""
-    query = (
-        sa.select(predictions.c.model_version, sa.func.count())
-        .where(
-            *within(period, predictions.c.created_at),
-            *of_version(period, predictions.c.model_version),
-        )
-        .group_by(predictions.c.model_version)
-    )
+    version = predictions.c.model_version
+    conditions = [
+        *within(period, predictions.c.created_at),
+        *of_version_in_period(period, version),
+    ]
+    if period.model_version is not None:  # one count: nothing to group (or sort)
+        query = sa.select(sa.func.count()).select_from(predictions).where(*conditions)
+        with engine.connect() as connection:
+            n = int(connection.execute(query).scalar_one())
+        return {period.model_version: n} if n else {}
+    # from a start, the period's rows come from the time's index: SQLite without
+    # statistics (as served) would rather walk the version's index for its order and
+    # look up every row the log holds (queries.of_version_in_period)
+    grouped = version if period.since is None else unindexed(version)
+    query = sa.select(version, sa.func.count()).where(*conditions).group_by(grouped)
     with engine.connect() as connection:
-        return {str(version): int(n) for version, n in connection.execute(query)}
+        return {str(name): int(n) for name, n in connection.execute(query)}
 
 
 def summarise(

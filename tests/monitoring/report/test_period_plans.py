@@ -1,0 +1,126 @@
+"""The report's reads of a period on SQLite as served (no statistics: the server and the
+monitor never run ``ANALYZE``): a period with a start is read from the time's index,
+never from every row a version ever logged, and the counts and rows are unchanged."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from monitoring.report import log_rows, versions
+from monitoring.report.records import Period
+from serving.log_store import LogStore
+from tests.log_entries import T0, log_entry
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.migrate import upgrade
+from watchkeeper.db.tables import predictions
+
+SINCE, UNTIL = T0 + timedelta(seconds=20), T0 + timedelta(seconds=45)
+PERIODS = {
+    "since and until, v1": Period(SINCE, UNTIL, model_version="v1"),
+    "since, v1": Period(SINCE, model_version="v1"),
+    "since, all versions": Period(SINCE),
+    "since and until, v2": Period(SINCE, UNTIL, model_version="v2"),
+}
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[sa.Engine]:
+    """60 requests of 3 predictions, one a second, of two versions, OOD-scored."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    upgrade(engine)
+    store = LogStore(engine)
+    for n in range(60):
+        version = "v2" if n % 4 == 0 else "v1"
+        ood = [float((n * 37 + i * 11) % 23) for i in range(3)]
+        store.insert([log_entry(n, items=3, model_version=version, ood=ood)])
+    yield engine
+    engine.dispose()
+
+
+def _plans(engine: sa.Engine, call: Any) -> list[list[str]]:
+    """The ``EXPLAIN QUERY PLAN`` of every statement on predictions ``call`` runs."""
+    plans: list[list[str]] = []
+
+    def explain(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if "FROM predictions" in statement:
+            rows = cursor.connection.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            plans.append([row[3] for row in rows])
+
+    sa.event.listen(engine, "before_cursor_execute", explain)
+    try:
+        call()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", explain)
+    return plans
+
+
+def _no_statistics(engine: sa.Engine) -> None:
+    with engine.connect() as connection:
+        found = connection.exec_driver_sql(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"
+        ).scalar()
+    assert found == 0  # as served: no ANALYZE has run
+
+
+@pytest.mark.parametrize("name", PERIODS)
+@pytest.mark.parametrize("reader", ["count by version", "most out of distribution"])
+def test_a_period_with_a_start_is_read_from_the_time_index(
+    engine: sa.Engine, name: str, reader: str
+) -> None:
+    _no_statistics(engine)
+    period = PERIODS[name]
+    if reader == "count by version":
+        plans = _plans(engine, lambda: versions.predictions_by_version(engine, period))
+    else:
+        plans = _plans(engine, lambda: log_rows.most_out_of_distribution(engine, period, 5))
+    [plan] = plans
+    assert plan[0].startswith("SEARCH predictions USING INDEX ix_predictions_created_at"), plan
+    assert not any("ix_predictions_model_version" in line for line in plan), plan
+
+
+def test_a_version_over_the_whole_log_still_reads_its_index(engine: sa.Engine) -> None:
+    [plan] = _plans(
+        engine, lambda: versions.predictions_by_version(engine, Period(model_version="v2"))
+    )
+    assert plan == [
+        "SEARCH predictions USING COVERING INDEX ix_predictions_model_version (model_version=?)"
+    ]
+    [plan] = _plans(engine, lambda: versions.predictions_by_version(engine, Period()))
+    assert plan == ["SCAN predictions USING COVERING INDEX ix_predictions_model_version"]
+
+
+def _in(period: Period, row: Any) -> bool:
+    return (
+        (period.since is None or row.created_at >= period.since)
+        and (period.until is None or row.created_at <= period.until)
+        and (period.model_version is None or row.model_version == period.model_version)
+    )
+
+
+@pytest.mark.parametrize("name", [*PERIODS, "whole log, v2", "whole log"])
+def test_the_counts_and_rows_of_a_period_are_unchanged(engine: sa.Engine, name: str) -> None:
+    period = PERIODS.get(name) or Period(model_version="v2" if "v2" in name else None)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(
+                predictions.c.seq,
+                predictions.c.created_at,
+                predictions.c.model_version,
+                predictions.c.ood_score,
+            )
+        ).all()
+    chosen = [r for r in rows if _in(period, r)]
+    assert 0 < len(chosen) < len(rows) or period == Period()
+    counted = versions.predictions_by_version(engine, period)
+    assert counted == dict(Counter(r.model_version for r in chosen))
+    assert list(counted) == sorted(counted)
+    top = log_rows.most_out_of_distribution(engine, period, 7)
+    expected = sorted(chosen, key=lambda r: (-r.ood_score, r.seq))[:7]
+    assert [(r.seq, r.ood_score) for r in top] == [(r.seq, r.ood_score) for r in expected]
