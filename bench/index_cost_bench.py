@@ -3,7 +3,7 @@ are, before and after migration 0009 (issue 10; figures in bench/README.md).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/index_cost_bench.py [--rounds 12]
         [--variants [NAME ...]] [--variant-plans] [--base-tree DIR] [--no-postgres]
-        [--no-sqlite] [--plans FILE]
+        [--no-sqlite] [--plans FILE] [--served-tree DIR] [--plan-rounds N] [--scale K]
 
 Makes two logs per database, one migrated to 0008 ("before") and one to the head
 ("after"), on a real PostgreSQL 15 (started as ``tests/postgres.py`` starts it, with
@@ -37,7 +37,16 @@ logs whose schema is changed by SQL after the upgrade (:data:`VARIANTS` on Postg
   ``sqlite_stat1`` (the server never runs ``ANALYZE``, so its planner has no
   statistics); per reader the time of its statements and its full scans of
   ``predictions``, marked REGRESSION where the time grows > 1.5x (and by > 1 ms) or a
-  full scan appears.
+  full scan appears. On SQLite, then, a table per reader of the head's log **as
+  served** (without ``sqlite_stat1``) against the same log with statistics, SLOWER AS
+  SERVED where it takes > 1.5x (and > 1 ms more); with ``--served-tree DIR`` (e.g. a
+  checkout of main) that code reads the same logs too, side by side with this tree
+  (its plans compared, PostgreSQL's included). ``--plan-rounds N`` reads every log N
+  times, each time on fresh copies made before any read (a run prunes what it reads),
+  in a rotated order, and keeps each statement's fastest run. ``--rounds 0``: no
+  insert cost (and no log at 0008 unless ``--base-tree``). ``--scale K`` adds K - 1
+  times the 180,000 1,000-row predictions, spread over the 4 days before today's (a
+  log of several days, in which a 5-hour period is a small part: K = 8, 1.48 M).
 """
 
 from __future__ import annotations
@@ -65,6 +74,8 @@ os.environ["OMP_NUM_THREADS"] = "1"
 ROOT = Path(__file__).resolve().parent.parent
 FEATURES = 71
 BIG = 1000
+HISTORY_DAYS = 4
+"""The days ``--scale`` spreads its predictions over: all younger than the prune's 5."""
 
 
 _BRIN = (
@@ -179,8 +190,10 @@ class Log:
         return writer, backend
 
 
-def fill(log: Log, now: datetime) -> None:
-    """~220,000 predictions of two versions, 20,000 labels."""
+def fill(log: Log, now: datetime, scale: int = 1) -> None:
+    """~220,000 predictions of two versions, 20,000 labels; with ``scale`` > 1, as many
+    1,000-row predictions again ``scale - 1`` times, spread over the :data:`HISTORY_DAYS`
+    before today's (a log of several days, whose 5-hour periods are a small part)."""
     import sqlalchemy as sa
 
     from watchkeeper.db.tables import feedback, predictions
@@ -196,9 +209,14 @@ def fill(log: Log, now: datetime) -> None:
             parts.create_partition(
                 connection, parts.Partition((now - timedelta(10)).date(), "requests")
             )
-    for k in range(200):  # 1,000-row requests: 180 today, 10 ten and 10 twelve days ago
-        old = now - timedelta(days=10 if k < 10 else 12)
-        when = (old if k < 20 else now - timedelta(hours=4)) + timedelta(seconds=k)
+    history = 180 * (scale - 1)  # 1,000-row requests spread over the days before today's
+    for k in range(20 + history + 180):  # and 180 today, 10 ten and 10 twelve days ago
+        if k < 20:
+            when = now - timedelta(days=10 if k < 10 else 12) + timedelta(seconds=k)
+        elif k < 20 + history:
+            when = now - timedelta(hours=4, days=HISTORY_DAYS * (1 - (k - 20) / history))
+        else:
+            when = now - timedelta(hours=4) + timedelta(seconds=k - history)
         log.store.insert([_entry(when, BIG, "v1" if k % 3 else "v2", n)])
         n += BIG
     for k in range(0, 20000, 100):  # single records today
@@ -208,7 +226,7 @@ def fill(log: Log, now: datetime) -> None:
     with log.engine.begin() as connection:
         ids = connection.execute(
             sa.select(predictions.c.prediction_id, predictions.c.created_at)
-            .where(predictions.c.seq % 11 == 0)
+            .where(predictions.c.seq % (11 * scale) == 0)  # 20,000 over the whole log
             .order_by(predictions.c.seq)
             .limit(20000)
         ).all()
@@ -244,6 +262,8 @@ def brin_summary_ms(log: Log) -> float:
 
 
 def measure(logs: list[Log], rounds: int) -> None:
+    if rounds <= 0:  # plans only
+        return
     now = datetime.now(UTC)
     results: dict[str, dict[str, list[float]]] = {
         log.name: {"big_w": [], "big_b": [], "one_w": [], "one_b": []} for log in logs
@@ -329,6 +349,7 @@ def _readers(engine: Any, now: datetime) -> list[tuple[str, Any]]:
     import sqlalchemy as sa
 
     from monitoring import accuracy
+    from monitoring.log_reader import LogReader
     from monitoring.report import log_rows, versions
     from monitoring.report.records import Period
     from retrain import data
@@ -354,7 +375,11 @@ def _readers(engine: Any, now: datetime) -> list[tuple[str, Any]]:
 
         return run
 
+    reader = LogReader(engine, settle_seconds=0)
     return [
+        ("monitor: high mark", reader.high_mark),
+        ("monitor: window index", lambda: reader.read_index(first, last)),
+        ("monitor: window rows", lambda: reader.read(first, first + 5000)),
         ("monitor: window labels", connected(lambda c: accuracy.read_window_labels(c, span))),
         ("monitor: recent labels", connected(lambda c: accuracy.read_recent_labels(c, "v1", 500))),
         (
@@ -374,6 +399,10 @@ def _readers(engine: Any, now: datetime) -> list[tuple[str, Any]]:
             lambda: versions.predictions_by_version(engine, Period()),
         ),
         ("report: count by version, 5 h", lambda: versions.predictions_by_version(engine, day)),
+        (  # `watchkeeper report --since 5h`: a start, no end
+            "report: count by version, since",
+            lambda: versions.predictions_by_version(engine, Period(since=day.since)),
+        ),
         (
             "report: count of v2, 5 h",
             lambda: versions.predictions_by_version(
@@ -384,11 +413,35 @@ def _readers(engine: Any, now: datetime) -> list[tuple[str, Any]]:
             "report: count of v2, all",
             lambda: versions.predictions_by_version(engine, Period(model_version="v2")),
         ),
+        (  # the version served most: all its rows or the period's
+            "report: count of v1, 5 h",
+            lambda: versions.predictions_by_version(
+                engine, Period(day.since, day.until, model_version="v1")
+            ),
+        ),
+        (
+            "report: count of v1, since",
+            lambda: versions.predictions_by_version(
+                engine, Period(since=day.since, model_version="v1")
+            ),
+        ),
         ("report: OOD rows, 5 h", lambda: log_rows.most_out_of_distribution(engine, day, 20)),
+        (
+            "report: OOD rows of v1, 5 h",
+            lambda: log_rows.most_out_of_distribution(
+                engine, Period(day.since, day.until, model_version="v1"), 20
+            ),
+        ),
         (
             "report: OOD rows of v2, 5 h",
             lambda: log_rows.most_out_of_distribution(
                 engine, Period(day.since, day.until, model_version="v2"), 20
+            ),
+        ),
+        (
+            "report: OOD rows of v1, since",
+            lambda: log_rows.most_out_of_distribution(
+                engine, Period(since=day.since, model_version="v1"), 20
             ),
         ),
         ("report: window features", lambda: log_rows.window_features(engine, "v1", first, last)),
@@ -535,16 +588,69 @@ def _chosen(variants: dict[str, tuple[str, str]], names: list[str] | None) -> di
     return {k: v for k, v in variants.items() if not names or k in names}
 
 
-def _without_statistics(url: str) -> str:
+def _without_statistics(url: str, suffix: str = "-nostat") -> str:
     """A copy of a SQLite log without ``sqlite_stat1``: the planner as the server has it."""
     import sqlite3
 
-    path = url.removeprefix("sqlite:///")
-    copy = path.removesuffix(".db") + "-nostat.db"
-    shutil.copyfile(path, copy)
-    with sqlite3.connect(copy) as connection:
+    copy = _copy(url, suffix)
+    with sqlite3.connect(copy.removeprefix("sqlite:///")) as connection:
         connection.execute("DROP TABLE IF EXISTS sqlite_stat1")
-    return f"sqlite:///{copy}"
+    return copy
+
+
+def _copy(url: str, suffix: str) -> str:
+    """A copy of a log (each run of the readers prunes the one it reads): a SQLite file,
+    or a PostgreSQL database made from it as a template."""
+    import sqlalchemy as sa
+
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        copy = path.removesuffix(".db") + f"{suffix}.db"
+        shutil.copyfile(path, copy)
+        return f"sqlite:///{copy}"
+    server, name = url.rsplit("/", 1)
+    engine = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    copy = name + suffix.replace("-", "_")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{copy}" TEMPLATE "{name}"')
+    engine.dispose()
+    return f"{server}/{copy}"
+
+
+def _drop(url: str) -> None:
+    """Remove a copy made by :func:`_copy`."""
+    import sqlalchemy as sa
+
+    if url.startswith("sqlite"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
+        return
+    server, name = url.rsplit("/", 1)
+    engine = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE "{name}"')
+    engine.dispose()
+
+
+def _fastest(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Of several rounds' recordings of one log's readers, each statement's fastest
+    run, in the first round's order: a statement is its reader, its text and how many
+    times that reader ran that text before (a prune's batches may differ by round)."""
+
+    def keyed(run: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Any]]:
+        seen: dict[tuple[str, str], int] = {}
+        out = {}
+        for entry in run:
+            text = entry["label"], entry["sql"]
+            seen[text] = seen.get(text, -1) + 1
+            out[(*text, seen[text])] = entry
+        return out
+
+    rounds = [keyed(run) for run in runs]
+    return [
+        min((r[key] for r in rounds if key in r), key=lambda e: _statement_ms(e["plan"]))
+        for key in rounds[0]
+    ]
 
 
 def _statement_ms(plan: str) -> float:
@@ -581,6 +687,43 @@ def _verdict(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
         print(f"    {label:<34}{tb:>8.2f} ms{ta:>8.2f} ms{ratio:>7.2f}x  {sb} -> {sa_}{flag}")
 
 
+def _as_served(
+    recorded: dict[str, list[dict[str, Any]]], kind: str, trees: list[str], load: str
+) -> None:
+    """Per reader on SQLite: its time on the head's log as served (no ``sqlite_stat1``)
+    and on the same log with statistics, for each tree that read both; SLOWER where as
+    served takes > 1.5x (and > 1 ms more), "plan" where the plans differ."""
+    print(
+        f"\n{kind} readers as served (no sqlite_stat1) against the same log with statistics"
+        f" (load average {load}):"
+    )
+    head = f"    {'reader':<34}"
+    for tree in trees:
+        head += f"{tree + ': served':>20}{'stats':>10}{'ratio':>8}"
+    print(head)
+    labels = dict.fromkeys(e["label"] for e in recorded[f"{kind}-after"] if e["label"])
+    for label in labels:
+        line, notes = f"    {label:<34}", []
+        for tree in trees:
+            at = "" if tree == "this tree" else "@base"
+            served = [
+                e["plan"] for e in recorded[f"{kind}-after-nostat{at}"] if e["label"] == label
+            ]
+            stats = [e["plan"] for e in recorded[f"{kind}-after{at}"] if e["label"] == label]
+            ts, tt = sum(map(_statement_ms, served)), sum(map(_statement_ms, stats))
+            ratio = ts / tt if tt else float("nan")
+            line += f"{ts:>17.2f} ms{tt:>7.2f} ms{ratio:>7.2f}x"
+
+            def shape(plans: list[str]) -> list[str]:
+                return [re.sub(r"run time [0-9.]+ ms", "", _summary(p)) for p in plans]
+
+            if ratio > 1.5 and ts - tt > 1.0:
+                notes.append(f"SLOWER AS SERVED ({tree})")
+            if shape(served) != shape(stats):
+                notes.append(f"plan ({tree})")
+        print(line + ("  " + ", ".join(notes) if notes else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
@@ -597,6 +740,26 @@ def main() -> None:
         "--variant-plans",
         action="store_true",
         help="run every reader on the variants' logs and on the head's, with this tree",
+    )
+    parser.add_argument(
+        "--served-tree",
+        type=Path,
+        help="with --variant-plans: also read the head's log (with and without statistics,"
+        " on copies) with the code of this checkout, beside this tree's",
+    )
+    parser.add_argument(
+        "--plan-rounds",
+        type=int,
+        default=1,
+        help="read every log this many times (fresh copies, rotated order); each statement's"
+        " fastest",
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        help="1,000-row predictions times this, those beyond 180,000 over the 4 days before"
+        " (1: ~262,000 predictions; 8: ~1.5 M)",
     )
     parser.add_argument("--plans", type=Path, default=ROOT / "var" / "index_plans.txt")
     parser.add_argument("--plans-of", help=argparse.SUPPRESS)
@@ -615,6 +778,10 @@ def main() -> None:
     server = None
     logs: list[Log] = []
     try:
+        # the logs at 0008 are for the insert cost's ratios and --base-tree's plans
+        sides = (("before", "0008"), ("after", "head"))
+        if args.rounds <= 0 and args.base_tree is None:
+            sides = sides[1:]
         bindir = None if args.no_postgres else find_bindir()
         if bindir is not None:
             server = PostgresServer(bindir).init()
@@ -626,12 +793,12 @@ def main() -> None:
             ):
                 c.exec_driver_sql("ALTER SYSTEM SET autovacuum = off")
                 c.exec_driver_sql("SELECT pg_reload_conf()")
-            for side, revision in (("before", "0008"), ("after", "head")):
+            for side, revision in sides:
                 logs.append(Log(f"postgres-{side}", server.create_database(), revision))
             for name, (revision, extra) in _chosen(VARIANTS, args.variants).items():
                 url = server.create_database()  # other schemas, measured beside them
                 logs.append(Log(f"postgres-{name}", url, revision, extra))
-        for side, revision in () if args.no_sqlite else (("before", "0008"), ("after", "head")):
+        for side, revision in () if args.no_sqlite else sides:
             logs.append(Log(f"sqlite-{side}", f"sqlite:///{work}/{side}.db", revision))
         for name, (revision, extra) in (
             () if args.no_sqlite else _chosen(SQLITE_VARIANTS, args.variants).items()
@@ -640,7 +807,7 @@ def main() -> None:
         now = datetime.now(UTC)
         for log in logs:
             t = time.monotonic()
-            fill(log, now)
+            fill(log, now, args.scale)
             print(f"filled {log.name} in {time.monotonic() - t:.0f} s")
         measure(logs, args.rounds)
         if args.base_tree is not None or args.variant_plans:
@@ -649,26 +816,49 @@ def main() -> None:
                 if log.postgres:  # as autovacuum would, before the readers
                     import sqlalchemy as sa
 
-                    with sa.create_engine(log.url, isolation_level="AUTOCOMMIT").connect() as c:
+                    vacuum = sa.create_engine(log.url, isolation_level="AUTOCOMMIT")
+                    with vacuum.connect() as c:
                         c.exec_driver_sql("VACUUM ANALYZE")
+                    vacuum.dispose()  # no session left: the log is copied as a template
             lines = []
             recorded: dict[str, list[dict[str, Any]]] = {}
+            # (name, log, with statistics): each read on its own copy, made before any
+            # reads (a run prunes the log it reads), fresh in every round
             read = [
-                (x.name, x.url)
+                (x.name, x.url, True)
                 for x in logs
                 if (x.name.endswith("before") and args.base_tree is not None)
                 or x.name.endswith("after")
                 or (args.variant_plans and not x.name.endswith("before"))
             ]
             if args.variant_plans:  # SQLite as served: the server never runs ANALYZE
-                read += [
-                    (f"{name}-nostat", _without_statistics(url))
-                    for name, url in list(read)
-                    if url.startswith("sqlite")
-                ]
-            for name, url in read:
-                tree = args.base_tree if name.endswith("before") else ROOT
-                recorded[name] = _run_plans(tree, url, work / f"{name}.json", now)
+                heads = list(read)
+                read += [(f"{n}-nostat", u, False) for n, u, _ in heads if u.startswith("sqlite")]
+                if args.served_tree is not None:  # the head's log read by that code too
+                    for name, url, _ in heads:
+                        if name.endswith("after"):
+                            read.append((f"{name}@base", url, True))
+                            if url.startswith("sqlite"):
+                                read.append((f"{name}-nostat@base", url, False))
+            loads = [os.getloadavg()[0]]
+            rounds: dict[str, list[list[dict[str, Any]]]] = {name: [] for name, _, _ in read}
+            for r in range(args.plan_rounds):
+                copies = {
+                    name: (_copy if stats else _without_statistics)(
+                        url, "-" + name.replace("@", "-")
+                    )
+                    for name, url, stats in read
+                }
+                order = read[r % len(read) :] + read[: r % len(read)]  # rotated, A/B
+                for name, _, _ in order:
+                    tree = args.base_tree if name.endswith("before") else ROOT
+                    tree = args.served_tree if name.endswith("@base") else tree
+                    out = work / f"{name}.json"
+                    rounds[name].append(_run_plans(tree, copies[name], out, now))
+                    loads.append(os.getloadavg()[0])
+                    _drop(copies[name])
+            for name, runs in rounds.items():
+                recorded[name] = _fastest(runs)
                 for entry in recorded[name]:
                     lines.append(
                         f"=== {name} | {entry['label']}\n{entry['sql']}\n{entry['plan']}\n"
@@ -677,10 +867,25 @@ def main() -> None:
                 if f"{kind}-before" in recorded:
                     print(f"\nplans on {kind}, each distinct statement on predictions:")
                     _compare(recorded[f"{kind}-before"], recorded[f"{kind}-after"])
+            load = f"{min(loads):.1f}–{max(loads):.1f}"
+            if "sqlite-after-nostat" in recorded:
+                trees = ["this tree"]
+                if "sqlite-after-nostat@base" in recorded:
+                    trees.insert(0, "base")
+                _as_served(recorded, "sqlite", trees, load)
+            for at in ("@base",) if "postgres-after@base" in recorded else ():
+                print("\nplans on postgres, --served-tree (before) against this tree (after):")
+                _compare(recorded[f"postgres-after{at}"], recorded["postgres-after"])
+                print(f"\nreaders on postgres, --served-tree against this tree (load {load}):")
+                _verdict(recorded[f"postgres-after{at}"], recorded["postgres-after"])
+            for at in ("@base",) if "sqlite-after@base" in recorded else ():
+                for stat in ("-nostat", ""):
+                    print(f"\nplans on sqlite{stat}, --served-tree (before) against this tree:")
+                    _compare(recorded[f"sqlite-after{stat}{at}"], recorded[f"sqlite-after{stat}"])
             for name in recorded:
                 kind, nostat = name.split("-")[0], name.endswith("-nostat")
                 base = f"{kind}-after" + ("-nostat" if nostat else "")
-                if name.endswith(("before", "after")) or name == base:
+                if name.endswith(("before", "after", "@base")) or name == base:
                     continue
                 print(f"\nplans, {base} (before) against {name} (after):")
                 _compare(recorded[base], recorded[name])
