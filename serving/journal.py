@@ -2,7 +2,7 @@
 
 A request thread appends its entry, one JSON line, to its process's current segment
 with a plain ``write`` before the response is sent. No fsync per request: the page
-cache outlives a killed process, so ``kill -9`` loses nothing; the writer thread
+cache outlives a killed process, so ``kill -9`` loses nothing; a sync thread
 ``fdatasync``s the segment once per flush interval when something was appended, so
 a power loss can only lose what was appended in about the last interval. The writer
 tails the segments into the database and records how far it got in a checkpoint
@@ -282,7 +282,7 @@ class Journal:
         # Open the next segment before closing this one: if the open fails, appends
         # go on into the current segment rather than into a closed descriptor.
         fd = self._open_segment(self._segment + 1)
-        os.fdatasync(self._fd)  # the writer only syncs the segment being appended to
+        os.fdatasync(self._fd)  # the sync thread only syncs the segment being appended to
         os.close(self._fd)
         self._fd, self._segment, self._segment_size = fd, self._segment + 1, 0
 

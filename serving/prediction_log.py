@@ -112,7 +112,8 @@ class PredictionLog:
         self._orphan: OrphanJournal | None = None
         self._entries_committed = 0
         self._synced = 0
-        self._sync_due = 0.0
+        self._syncer: threading.Thread | None = None
+        self._stop_syncing = threading.Event()
         self._restarts = 0
 
     # -- request side ----------------------------------------------------------
@@ -150,6 +151,12 @@ class PredictionLog:
         return self._journal.entries_appended - self._entries_committed
 
     @property
+    def unsynced_entries(self) -> int:
+        """Entries journaled by this process and not yet flushed to disk (``fdatasync``):
+        what a power loss could take."""
+        return self._journal.entries_appended - self._synced
+
+    @property
     def database_up(self) -> bool:
         return self._database_up
 
@@ -159,14 +166,28 @@ class PredictionLog:
         with self._lock:
             if self._thread is None:
                 self._start_thread()
+                self._start_syncer()
         return self
 
     def _start_thread(self) -> None:
         self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
         self._thread.start()
 
+    def _start_syncer(self) -> None:
+        self._syncer = threading.Thread(
+            target=self._sync_loop, name="prediction-log-sync", daemon=True
+        )
+        self._syncer.start()
+
     def _supervise(self) -> None:
-        """Restart the writer if it died (it should not: every cycle catches errors)."""
+        """Restart the writer if it died (it should not: every cycle catches errors),
+        and the journal's sync thread likewise."""
+        syncer = self._syncer
+        if syncer is not None and not syncer.is_alive() and not self._closing:
+            with self._lock:
+                if self._syncer is syncer and not self._closing:
+                    log.error("prediction log journal sync thread died; restarting it")
+                    self._start_syncer()
         thread = self._thread
         if thread is None or thread.is_alive() or self._closing:
             return
@@ -198,6 +219,9 @@ class PredictionLog:
         if self._thread is not None:
             self._thread.join(timeout)
         writer_stopped = self._thread is None or not self._thread.is_alive()
+        self._stop_syncing.set()  # closing the journal flushes it to disk
+        if self._syncer is not None:
+            self._syncer.join(timeout)
         if writer_stopped:
             self._release_orphan()
         if not self._journal.close(may_remove=writer_stopped):
@@ -252,7 +276,6 @@ class PredictionLog:
                 progressed = self._recover(now) or progressed
         except _Retry:
             self._release_orphan()
-        self._sync()
         self._metrics.queue_depth.set(self.queue_depth)
         self._metrics.backlog_bytes.set(self._journal.backlog_bytes)
         return progressed
@@ -355,21 +378,27 @@ class PredictionLog:
             self._orphan.release()
             self._orphan = None
 
+    def _sync_loop(self) -> None:
+        while not self._stop_syncing.wait(self._flush_interval):
+            try:
+                self._sync()
+            except Exception:  # a failing disk: try again next interval
+                log.exception("prediction log cannot flush its journal to disk")
+
     def _sync(self) -> None:
-        """``fdatasync`` the journal if something was appended, at most once per
-        ``flush_interval`` (what a power loss can lose; ``kill -9`` loses nothing
-        unsynced: the page cache outlives the process). A sync per cycle made every
-        cycle wait for the disk, and promised no more than the interval does: rows in
-        the database are as durable as the database."""
+        """``fdatasync`` the journal if something was appended; the sync thread does it
+        once per ``flush_interval``, which bounds what a power loss can lose (``kill -9``
+        loses nothing unsynced: the page cache outlives the process). Not the writer's
+        job: it may wait on the database for as long as the database does not answer (a
+        frozen server, a held lock), while requests go on being journaled and answered.
+        Nor a sync per writer cycle: that made every cycle wait for the disk, and
+        promised no more than the interval does (rows in the database are as durable as
+        the database)."""
         appended = self._journal.entries_appended
         if appended == self._synced:
             return
-        now = time.monotonic()
-        if now < self._sync_due and not self._closing:
-            return
         self._journal.sync()
         self._synced = appended
-        self._sync_due = now + self._flush_interval
 
     def _mark_up(self) -> None:
         if not self._database_up:

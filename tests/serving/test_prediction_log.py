@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -23,9 +24,11 @@ from serving.journal import JournalFull, JournalUnavailable
 from serving.log_entry import LogEntry
 from serving.metrics import LogMetrics
 from serving.prediction_log import PredictionLog
+from tests.postgres import PostgresServer
 from tests.processes import wait_for
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.features import feature_records
+from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import predictions, requests
 
 
@@ -498,3 +501,61 @@ def test_a_read_only_database_delays_entries_instead_of_dead_lettering_them(
     log.close()
     assert _count(database_url) == 5
     assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 0
+
+
+def _assert_flushed_to_disk_meanwhile(log: PredictionLog) -> None:
+    """Entries journaled while the database does not answer: the writer reads them
+    and waits in its insert, and they must still reach the disk."""
+    for n in range(10):
+        log.submit(_entry(n))
+    # The power-loss promise: what was appended more than about a flush interval ago
+    # is on disk, also while the writer cannot store it.
+    assert wait_for(lambda: log.unsynced_entries == 0, timeout=10)
+    assert log.queue_depth >= 10  # still waiting for the database
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_journal_is_flushed_to_disk_while_the_writer_waits_on_a_locked_database(
+    database_url: str, make_log: Callable[..., PredictionLog]
+) -> None:
+    """SQLite's write lock held by another connection: the writer waits in its insert
+    for the busy timeout (30 s); the journal is flushed to disk meanwhile."""
+    log = make_log(CollectorRegistry(), flush_interval=0.05).start()
+    log.submit(_entry(20_000))
+    assert log.flush(timeout=30)
+    blocker = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        _assert_flushed_to_disk_meanwhile(log)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert log.flush(timeout=60)
+    assert _count(database_url) == 11
+
+
+@pytest.mark.postgres
+def test_the_journal_is_flushed_to_disk_while_postgres_is_frozen(
+    private_postgres: PostgresServer, journal_dir: Path
+) -> None:
+    """A frozen server (SIGSTOP): the writer hangs in its COPY; the journal is flushed
+    to disk meanwhile, and everything is stored once the server resumes."""
+    url = private_postgres.create_database()
+    engine = create_engine(url)
+    upgrade(engine)
+    log = PredictionLog(
+        engine, journal_dir, LogMetrics(CollectorRegistry()), flush_interval=0.05
+    ).start()
+    try:
+        log.submit(_entry(20_000))
+        assert log.flush(timeout=30)
+        private_postgres.stall()
+        try:
+            _assert_flushed_to_disk_meanwhile(log)
+        finally:
+            private_postgres.resume()
+        assert log.flush(timeout=60)
+    finally:
+        log.close(timeout=10)
+        engine.dispose()
+    assert _count(url) == 11
