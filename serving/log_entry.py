@@ -188,8 +188,13 @@ class LogEntry:
             if data.pop("escaped", False):
                 # Re-encoding proves the text storable (a lone surrogate is not).
                 columns = memoryview(orjson.dumps(json.loads(bytes(columns))))
+            text = str(columns, "utf-8")
+            # JSON text never holds a raw NUL; blocks a power loss left unwritten read
+            # as zeros on some filesystems, possibly between intact ends (a memchr: µs).
+            if "\x00" in text:
+                raise ValueError("the columns part holds NUL bytes")
             received = _EPOCH + timedelta(microseconds=data.pop("received_us"))
-            return cls(received_at=received, columns_json=str(columns, "utf-8"), **data)
+            return cls(received_at=received, columns_json=text, **data)
         except Exception as exc:  # whatever a damaged line makes fail
             raise ValueError(f"not a log entry: {exc}") from exc
 

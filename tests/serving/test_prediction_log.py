@@ -472,6 +472,27 @@ def test_a_line_whose_columns_are_cut_is_dead_lettered_not_stored(
     assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 1
 
 
+def test_a_line_whose_columns_hold_zeroed_bytes_is_dead_lettered_not_stored(
+    database_url: str, make_log: Callable[..., PredictionLog]
+) -> None:
+    """After a power loss some filesystems (XFS, ext4 without ``data=ordered``) read
+    blocks that never reached the disk as zeros: a large line can keep its first and
+    last bytes and hold a run of NUL bytes between them. JSON text never holds a raw
+    NUL, so such columns are damaged: set aside, never stored (SQLite would keep the
+    text, and every reader of the request's features would fail to decode it)."""
+    registry = CollectorRegistry()
+    log = make_log(registry).start()
+    head, _, columns = _entry(1, columns={"x": [1.5] * 400}).to_line().partition(b"\t")
+    middle = len(columns) // 2
+    zeroed = columns[:middle] + bytes(64) + columns[middle + 64 :]
+    log._journal.append(head + b"\t" + zeroed)  # noqa: SLF001
+    log.submit(_entry(2))
+    assert log.flush(timeout=30)
+    log.close()
+    assert _count(database_url) == 1
+    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 1
+
+
 def test_a_read_only_database_delays_entries_instead_of_dead_lettering_them(
     database_url: str, make_log: Callable[..., PredictionLog]
 ) -> None:
