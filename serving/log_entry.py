@@ -32,6 +32,30 @@ def prediction_id(request_id: str, index: int, single: bool) -> str:
 
 _TAB = re.compile(rb"\t")  # searches a view of the journal's buffer, which has no find()
 
+_NONE = type(None)
+# The JSON types each header field is journaled as (by :meth:`LogEntry.to_line`, exact:
+# a bool is no status code). A line that parses with others is not an entry of this
+# version (damaged, or another version's); the database drivers would refuse some in
+# ways that read as the database's fault, and SQLite would store others as they are.
+_HEADER_TYPES: dict[str, tuple[type, ...]] = {
+    "request_id": (str,),
+    "received_us": (int,),
+    "endpoint": (str,),
+    "method": (str,),
+    "status_code": (int,),
+    "latency_seconds": (float, int),
+    "model_version": (str, _NONE),
+    "error": (dict, _NONE),
+    "body": (str, _NONE),
+    "client_request_id": (str, _NONE),
+    "single": (bool,),
+    "values": (list,),
+    "lower": (list,),
+    "upper": (list,),
+    "ood": (list, _NONE),
+    "probabilities": (list, _NONE),
+}
+
 # A body whose only top-level member is ``columns``: the object after the colon is
 # then the body's columns, from there to its last ``}``.
 _COLUMNAR_BODY = re.compile(rb'\A[ \t\r\n]*\{[ \t\r\n]*"columns"[ \t\r\n]*:')
@@ -185,6 +209,10 @@ class LogEntry:
                 data = orjson.loads(head)
             except orjson.JSONDecodeError:
                 data = json.loads(bytes(head))  # the escaped form :meth:`to_line` writes
+            for name, value in data.items():
+                allowed = _HEADER_TYPES.get(name)
+                if allowed is not None and type(value) not in allowed:
+                    raise ValueError(f"{name} is a {type(value).__name__}")
             if data.pop("escaped", False):
                 # Re-encoding proves the text storable (a lone surrogate is not).
                 columns = memoryview(orjson.dumps(json.loads(bytes(columns))))

@@ -186,9 +186,10 @@ def test_one_poison_entry_among_a_thousand_is_dead_lettered_and_the_rest_logged(
 
 
 # Entries each database refuses as invalid (not as unavailable): a NULL in a NOT NULL
-# column on both; on PostgreSQL also a status code that overflows its SMALLINT column.
+# column on both (a prediction row's model version); on PostgreSQL also a status code
+# that overflows its SMALLINT column.
 _REFUSALS = {
-    "null-in-a-not-null-column": (lambda n: _entry(n, latency_seconds=None), ""),
+    "null-in-a-not-null-column": (lambda n: _entry(n, model_version=None), ""),
     "smallint-overflow": (lambda n: _entry(n, status_code=70_000), "postgresql"),
 }
 
@@ -491,6 +492,35 @@ def test_a_line_whose_columns_hold_zeroed_bytes_is_dead_lettered_not_stored(
     log.close()
     assert _count(database_url) == 1
     assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 1
+
+
+def test_a_line_whose_fields_have_the_wrong_types_is_dead_lettered_and_the_writer_goes_on(
+    database_url: str, make_log: Callable[..., PredictionLog]
+) -> None:
+    """A line that parses but is no entry this version writes (damaged, or journaled by
+    another version sharing the directory): SQLite's driver refuses a list or an object
+    as a value with an error that also means "the database is unusable", so the writer
+    retried the line for ever and stored nothing after it; a number as text it stored.
+    Such lines are set aside like any line that is not an entry, on both databases."""
+    registry = CollectorRegistry()
+    log = make_log(registry).start()
+    head, _, columns = _entry(1).to_line().partition(b"\t")
+    wrong: list[dict[str, Any]] = [
+        {"body": {"text": "x"}},
+        {"endpoint": ["/predict"]},
+        {"latency_seconds": "0.5"},
+        {"status_code": "200"},
+        {"single": 1},
+        {"error": "oops"},
+    ]
+    for fields in wrong:
+        line = json.dumps({**json.loads(head), **fields}).encode()
+        log._journal.append(line + b"\t" + columns)  # noqa: SLF001
+    log.submit(_entry(2))
+    assert log.flush(timeout=30)
+    log.close()
+    assert _count(database_url) == 1
+    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == len(wrong)
 
 
 def test_a_read_only_database_delays_entries_instead_of_dead_lettering_them(
