@@ -222,9 +222,22 @@ class LogEntry:
             if "\x00" in text:
                 raise ValueError("the columns part holds NUL bytes")
             received = _EPOCH + timedelta(microseconds=data.pop("received_us"))
-            return cls(received_at=received, columns_json=text, **data)
+            entry = cls(received_at=received, columns_json=text, **data)
+            _check_lengths(entry)
+            return entry
         except Exception as exc:  # whatever a damaged line makes fail
             raise ValueError(f"not a log entry: {exc}") from exc
+
+
+def _check_lengths(entry: LogEntry) -> None:
+    """One bound, score and probability row per prediction, and one prediction for a
+    single record (its rows would share one id): what :meth:`LogEntry.to_line` writes."""
+    n = len(entry.values)
+    others = (entry.lower, entry.upper, entry.ood, entry.probabilities)
+    if any(other is not None and len(other) != n for other in others):
+        raise ValueError(f"bounds, scores or probabilities are not {n} long")
+    if entry.single and n > 1:
+        raise ValueError(f"a single record with {n} predictions")
 
 
 def non_finite_name(value: float) -> str:

@@ -523,6 +523,34 @@ def test_a_line_whose_fields_have_the_wrong_types_is_dead_lettered_and_the_write
     assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == len(wrong)
 
 
+def test_a_line_whose_numbers_do_not_line_up_is_dead_lettered_and_the_writer_goes_on(
+    database_url: str, make_log: Callable[..., PredictionLog]
+) -> None:
+    """Lists of bounds, scores or probabilities of another length than the predictions,
+    or a single record with several: no entry this version writes. PostgreSQL's rows
+    were built until an IndexError, which the writer took for the database's fault and
+    retried for ever; a single record's rows would all share one prediction id, and
+    all but the first be dropped as already stored."""
+    registry = CollectorRegistry()
+    log = make_log(registry).start()
+    head, _, columns = _entry(1, single=False).to_line().partition(b"\t")
+    two = [1.0, 2.0]
+    wrong: list[dict[str, Any]] = [
+        {"values": two, "lower": [1.0], "upper": two},
+        {"values": two, "lower": two, "upper": two, "ood": [0.5]},
+        {"values": two, "lower": two, "upper": two, "probabilities": [[0.5, 0.5]]},
+        {"values": two, "lower": two, "upper": two, "single": True},
+    ]
+    for fields in wrong:
+        line = json.dumps({**json.loads(head), **fields}).encode()
+        log._journal.append(line + b"\t" + columns)  # noqa: SLF001
+    log.submit(_entry(2))
+    assert log.flush(timeout=30)
+    log.close()
+    assert _count(database_url) == 1
+    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == len(wrong)
+
+
 def test_a_read_only_database_delays_entries_instead_of_dead_lettering_them(
     database_url: str, make_log: Callable[..., PredictionLog]
 ) -> None:
