@@ -1,5 +1,5 @@
-"""SQLite settings of ``watchkeeper.db.engine``: what a new log is made with, what every
-connection gets, and that the WAL stays bounded between checkpoints."""
+"""Settings of ``watchkeeper.db.engine``: what a new SQLite log is made with, what every
+connection gets (SQLite and PostgreSQL), and that the WAL stays bounded between checkpoints."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from tests.postgres import PostgresServer
 from watchkeeper.db import engine as engine_module
 from watchkeeper.db.engine import create_engine
 
@@ -75,3 +76,26 @@ def test_the_wal_stays_within_the_checkpoint_bytes_and_one_transaction(
     # frames are pages plus a 24-byte header each, the WAL has a 32-byte header
     page = engine_module.SQLITE_PAGE_SIZE
     assert largest <= ((256 << 10) + transaction) * (page + 24) / page + page * 4 + 32
+
+
+@pytest.mark.postgres
+def test_postgres_connections_notice_a_vanished_server_within_a_minute(
+    postgres_server: PostgresServer,
+) -> None:
+    """Keepalives and a TCP user timeout on every connection (without them a half-open
+    connection blocks the log's writer for the kernel's two hours); the URL's own
+    choice wins."""
+    url = postgres_server.create_database()
+    for query, idle in (("", "30"), ("?keepalives_idle=7", "7")):
+        engine = create_engine(url + query)
+        try:
+            with engine.connect() as connection:
+                used = connection.connection.driver_connection.info.get_parameters()
+        finally:
+            engine.dispose()
+        assert used["keepalives"] == "1"
+        assert used["keepalives_idle"] == idle
+        assert used["keepalives_interval"] == "10"
+        assert used["keepalives_count"] == "3"
+        assert used["tcp_user_timeout"] == "60000"
+        assert used["connect_timeout"] == "5"

@@ -14,6 +14,24 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
+# libpq's connection options. Without keepalives a connection whose server vanished
+# without a word (a node lost, a half-open TCP connection behind a NAT or a failover)
+# blocks its reader until the kernel gives up, about two hours by default: the prediction
+# log's writer would store nothing meanwhile and its journal fill until requests are
+# refused. With these a dead peer is noticed within about a minute, whether the
+# connection idles (keepalive probes) or waits for a reply to data it sent
+# (``tcp_user_timeout``, milliseconds); the writer then retries as for any outage. A
+# server that is alive but slow is not cut off: its kernel answers the probes.
+POSTGRES_CONNECT_ARGS: dict[str, int] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+
+
 def create_engine(url: str, **kwargs: Any) -> sa.Engine:
     """An engine for ``url``. SQLite gets WAL and a busy timeout so that several
     gunicorn workers can write to one file; its parent directory is created."""
@@ -25,7 +43,10 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
         options["connect_args"] = {"timeout": 30}
     else:
         options["pool_pre_ping"] = True
-        options["connect_args"] = {"connect_timeout": 5}
+        # What the URL's query sets wins (``?keepalives_idle=60``).
+        options["connect_args"] = {
+            name: value for name, value in POSTGRES_CONNECT_ARGS.items() if name not in parsed.query
+        }
     options.update(kwargs)
     engine = sa.create_engine(url, **options)
     if parsed.get_backend_name() == "sqlite":
