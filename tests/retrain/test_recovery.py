@@ -526,18 +526,7 @@ class _WithdrawnAfterTheScan(ModelRegistry):
 def test_recovery_does_not_serve_a_candidate_its_job_withdrew_meanwhile(
     engine: sa.Engine, registry_dir: Path, trained: TrainedModel
 ) -> None:
-    run_id, request_ids = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
-    version = ModelRegistry(registry_dir).register(
-        trained,
-        make_current=False,
-        status=VersionStatus.PROMOTED,
-        notes=VersionNotes(
-            run_id=run_id,
-            run_started_at=_started_at(engine, run_id).isoformat(),
-            reason="better than v1",
-            champion="v1",
-        ),
-    )
+    run_id, request_ids, version = _promoted_candidate(engine, registry_dir, trained)
     registry = _WithdrawnAfterTheScan(registry_dir, version)
     lease = Lease(engine, 60)
     assert lease.acquire()

@@ -513,14 +513,21 @@ def test_a_line_whose_fields_have_the_wrong_types_is_dead_lettered_and_the_write
         {"single": 1},
         {"error": "oops"},
     ]
-    for fields in wrong:
-        line = json.dumps({**json.loads(head), **fields}).encode()
-        log._journal.append(line + b"\t" + columns)  # noqa: SLF001
+    _journal_with_changes(log, head, columns, wrong)
     log.submit(_entry(2))
     assert log.flush(timeout=30)
     log.close()
     assert _count(database_url) == 1
     assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == len(wrong)
+
+
+def _journal_with_changes(
+    log: PredictionLog, head: bytes, columns: bytes, changes: list[dict[str, Any]]
+) -> None:
+    """Journal one line per change: ``head``'s fields with the change's, ``columns``."""
+    for fields in changes:
+        line = json.dumps({**json.loads(head), **fields}).encode()
+        log._journal.append(line + b"\t" + columns)  # noqa: SLF001
 
 
 def test_a_line_whose_numbers_do_not_line_up_is_dead_lettered_and_the_writer_goes_on(
@@ -541,9 +548,7 @@ def test_a_line_whose_numbers_do_not_line_up_is_dead_lettered_and_the_writer_goe
         {"values": two, "lower": two, "upper": two, "probabilities": [[0.5, 0.5]]},
         {"values": two, "lower": two, "upper": two, "single": True},
     ]
-    for fields in wrong:
-        line = json.dumps({**json.loads(head), **fields}).encode()
-        log._journal.append(line + b"\t" + columns)  # noqa: SLF001
+    _journal_with_changes(log, head, columns, wrong)
     log.submit(_entry(2))
     assert log.flush(timeout=30)
     log.close()
