@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -17,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from retrain import data
 from serving.log_store import LogStore
 from tests.log_entries import T0, log_entry
+from tests.sqlite_plans import plans_as_served
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.planner_hints import unindexed
@@ -55,37 +55,13 @@ def engine(tmp_path: Path) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-def _statements(engine: sa.Engine, call: Any) -> list[tuple[str, Any]]:
-    seen: list[tuple[str, Any]] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if "JOIN feedback" in statement:
-            seen.append((statement, parameters))
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        call()
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-    return seen
-
-
 def test_sqlite_without_statistics_reads_the_labels_range_not_every_prediction(
     engine: sa.Engine,
 ) -> None:
     since = T0
-    [(statement, parameters)] = _statements(
-        engine, lambda: data.labelled_predictions(engine, SCHEMA, since=since)
+    [plan] = plans_as_served(
+        engine, lambda: data.labelled_predictions(engine, SCHEMA, since=since), "JOIN feedback"
     )
-    with engine.connect() as connection:
-        stat = connection.exec_driver_sql(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"
-        ).scalar()
-        assert stat == 0  # as served: no ANALYZE has run
-        plan = [
-            row[3]
-            for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
-        ]
     assert not any(line.startswith("SCAN predictions") for line in plan), plan
     assert plan[0].startswith("SEARCH feedback USING INDEX ix_feedback_received_at"), plan
 

@@ -443,17 +443,25 @@ def test_a_segment_that_cannot_be_opened_keeps_appends_in_the_current_one(
     assert _count(database_url) == 19
 
 
+def _stores_the_next_entry_only(
+    log: PredictionLog, registry: CollectorRegistry, database_url: str, *, dead_lettered: int
+) -> None:
+    """After lines that are no entries: a good entry journaled next is stored, alone,
+    and the lines before it were counted as dead-lettered."""
+    log.submit(_entry(2))
+    assert log.flush(timeout=30)
+    log.close()
+    assert _count(database_url) == 1
+    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == dead_lettered
+
+
 def test_a_damaged_journal_line_is_dead_lettered_and_the_writer_goes_on(
     database_url: str, make_log: Callable[..., PredictionLog]
 ) -> None:
     registry = CollectorRegistry()
     log = make_log(registry).start()
     log._journal.append(b'{"received_us": 1e300, "request_id": "x"}\n')  # noqa: SLF001
-    log.submit(_entry(1))
-    assert log.flush(timeout=30)
-    log.close()
-    assert _count(database_url) == 1
-    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 1
+    _stores_the_next_entry_only(log, registry, database_url, dead_lettered=1)
 
 
 def test_a_line_whose_columns_are_cut_is_dead_lettered_not_stored(
@@ -466,11 +474,7 @@ def test_a_line_whose_columns_are_cut_is_dead_lettered_not_stored(
     log = make_log(registry).start()
     head, _, columns = _entry(1).to_line().partition(b"\t")
     log._journal.append(head + b"\t" + columns[:5] + b"\n")  # noqa: SLF001
-    log.submit(_entry(2))
-    assert log.flush(timeout=30)
-    log.close()
-    assert _count(database_url) == 1
-    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 1
+    _stores_the_next_entry_only(log, registry, database_url, dead_lettered=1)
 
 
 def test_a_line_whose_columns_hold_zeroed_bytes_is_dead_lettered_not_stored(
@@ -487,11 +491,7 @@ def test_a_line_whose_columns_hold_zeroed_bytes_is_dead_lettered_not_stored(
     middle = len(columns) // 2
     zeroed = columns[:middle] + bytes(64) + columns[middle + 64 :]
     log._journal.append(head + b"\t" + zeroed)  # noqa: SLF001
-    log.submit(_entry(2))
-    assert log.flush(timeout=30)
-    log.close()
-    assert _count(database_url) == 1
-    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 1
+    _stores_the_next_entry_only(log, registry, database_url, dead_lettered=1)
 
 
 def test_a_line_whose_fields_have_the_wrong_types_is_dead_lettered_and_the_writer_goes_on(
@@ -514,11 +514,7 @@ def test_a_line_whose_fields_have_the_wrong_types_is_dead_lettered_and_the_write
         {"error": "oops"},
     ]
     _journal_with_changes(log, head, columns, wrong)
-    log.submit(_entry(2))
-    assert log.flush(timeout=30)
-    log.close()
-    assert _count(database_url) == 1
-    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == len(wrong)
+    _stores_the_next_entry_only(log, registry, database_url, dead_lettered=len(wrong))
 
 
 def _journal_with_changes(
@@ -549,11 +545,7 @@ def test_a_line_whose_numbers_do_not_line_up_is_dead_lettered_and_the_writer_goe
         {"values": two, "lower": two, "upper": two, "single": True},
     ]
     _journal_with_changes(log, head, columns, wrong)
-    log.submit(_entry(2))
-    assert log.flush(timeout=30)
-    log.close()
-    assert _count(database_url) == 1
-    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == len(wrong)
+    _stores_the_next_entry_only(log, registry, database_url, dead_lettered=len(wrong))
 
 
 def test_a_read_only_database_delays_entries_instead_of_dead_lettering_them(

@@ -17,6 +17,7 @@ from monitoring.report import log_rows, versions
 from monitoring.report.records import Period
 from serving.log_store import LogStore
 from tests.log_entries import T0, log_entry
+from tests.sqlite_plans import plans_as_served
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import predictions
@@ -45,28 +46,8 @@ def engine(tmp_path: Path) -> Iterator[sa.Engine]:
 
 
 def _plans(engine: sa.Engine, call: Any) -> list[list[str]]:
-    """The ``EXPLAIN QUERY PLAN`` of every statement on predictions ``call`` runs."""
-    plans: list[list[str]] = []
-
-    def explain(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if "FROM predictions" in statement:
-            rows = cursor.connection.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-            plans.append([row[3] for row in rows])
-
-    sa.event.listen(engine, "before_cursor_execute", explain)
-    try:
-        call()
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", explain)
-    return plans
-
-
-def _no_statistics(engine: sa.Engine) -> None:
-    with engine.connect() as connection:
-        found = connection.exec_driver_sql(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"
-        ).scalar()
-    assert found == 0  # as served: no ANALYZE has run
+    """The plan of every statement on predictions ``call`` runs."""
+    return plans_as_served(engine, call, "FROM predictions")
 
 
 @pytest.mark.parametrize("name", PERIODS)
@@ -74,7 +55,6 @@ def _no_statistics(engine: sa.Engine) -> None:
 def test_a_period_with_a_start_is_read_from_the_time_index(
     engine: sa.Engine, name: str, reader: str
 ) -> None:
-    _no_statistics(engine)
     period = PERIODS[name]
     if reader == "count by version":
         plans = _plans(engine, lambda: versions.predictions_by_version(engine, period))
