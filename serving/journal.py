@@ -40,9 +40,10 @@ _CHECKPOINT = re.compile(r"^(?P<id>j-\d+-[0-9a-f]+)\.ckpt$")
 _CHECKPOINT_FORMAT = "{:020d} {:020d}\n"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Position:
-    """A point in a journal: a segment and a byte offset inside it."""
+    """A point in a journal: a segment and a byte offset inside it (ordered as the
+    journal is)."""
 
     segment: int
     offset: int
@@ -56,10 +57,26 @@ class Chunk:
     start: Position
     end: Position
     size: int
+    # (index of a line, where it starts) for the first line of each run of lines read
+    # from one segment in one go: enough to place every line (:meth:`positions`)
+    runs: tuple[tuple[int, Position], ...] = ()
 
     @property
     def moved(self) -> bool:
         return self.end != self.start
+
+    def positions(self) -> list[Position]:
+        """Where each line starts in its journal: a line's key, the same whichever
+        process reads it (the writer asks only for lines it sets aside, so the reader
+        records runs rather than a position per line)."""
+        found: list[Position] = []
+        stops = [first for first, _ in self.runs[1:]] + [len(self.lines)]
+        for (first, start), stop in zip(self.runs, stops, strict=True):
+            offset = start.offset
+            for line in self.lines[first:stop]:
+                found.append(Position(start.segment, offset))
+                offset += len(line) + 1
+        return found
 
 
 class JournalUnavailable(Exception):
@@ -126,6 +143,7 @@ class _Reader:
         journal nobody writes any more): only there may a line be incomplete."""
         position = self.position
         lines: list[memoryview] = []
+        runs: list[tuple[int, Position]] = []
         size = 0
         self._claim(max_bytes)
         while size < max_bytes:
@@ -137,6 +155,7 @@ class _Reader:
                 start, n = self._read_at(position, budget)
             end = self._buffer.rfind(b"\n", start, start + n) + 1
             if end:
+                runs.append((len(lines), position))
                 lines.extend(_lines(self._buffer, start, end))
                 self._filled = end  # what follows (a partial line) may be overwritten
                 size += end - start
@@ -153,7 +172,7 @@ class _Reader:
             if not following:
                 break
             position = Position(following[0], 0)
-        return Chunk(lines, self.position, position, size)
+        return Chunk(lines, self.position, position, size, tuple(runs))
 
     def _claim(self, size: int) -> None:
         """Start a chunk in a buffer of at least ``size`` bytes that no earlier line

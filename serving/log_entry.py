@@ -89,12 +89,6 @@ def columnar_body_columns(body: bytes) -> str | None:
     return columns.decode()
 
 
-def escape_body(raw: bytes) -> str:
-    """A request body as storable text, losslessly: bytes that are not UTF-8 become
-    ``\\xNN`` escapes, and so does NUL, which PostgreSQL text cannot hold."""
-    return raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
-
-
 @dataclass(slots=True)
 class LogEntry:
     request_id: str
@@ -105,6 +99,7 @@ class LogEntry:
     latency_seconds: float
     model_version: str | None = None
     error: ErrorBody | None = None
+    # A rejected request's body as stored (serving.log_body.stored_body)
     body: str | None = None
     client_request_id: str | None = None
     single: bool = True

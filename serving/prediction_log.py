@@ -26,7 +26,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from serving.dead_letter import DeadLetters
+from serving.dead_letter import DeadLetters, Span
 from serving.journal import (
     Chunk,
     Journal,
@@ -290,7 +290,7 @@ class PredictionLog:
         entries, refused = self._parse(chunk)
         refused += self._store_all(entries)
         if refused:
-            self._dead_letter(refused)
+            self._dead_letter(source.id, chunk, refused)
         if not source.commit(chunk):
             return False  # closed under us (shutdown timed out): stop, count nothing
         if source is self._journal:
@@ -300,17 +300,19 @@ class PredictionLog:
         return True
 
     @staticmethod
-    def _parse(chunk: Chunk) -> tuple[list[tuple[memoryview, LogEntry]], list[memoryview]]:
+    def _parse(chunk: Chunk) -> tuple[list[tuple[int, LogEntry]], list[int]]:
+        """The chunk's entries, each with its line's index, and the indexes of lines
+        that are no entries."""
         entries, refused = [], []
-        for line in chunk.lines:
+        for index, line in enumerate(chunk.lines):
             try:
-                entries.append((line, LogEntry.from_line(line)))
+                entries.append((index, LogEntry.from_line(line)))
             except Exception:  # any line that is not an entry, however it fails
-                refused.append(line)
+                refused.append(index)
         return entries, refused
 
-    def _store_all(self, entries: list[tuple[memoryview, LogEntry]]) -> list[memoryview]:
-        """Store ``entries``; return the lines refused even one by one."""
+    def _store_all(self, entries: list[tuple[int, LogEntry]]) -> list[int]:
+        """Store ``entries``; return the indexes of the lines refused even one by one."""
         if not entries:
             return []
         try:
@@ -321,14 +323,14 @@ class PredictionLog:
         except Exception as exc:
             log.error("prediction log refused a batch (%s); storing entries one by one", exc)
         refused = []
-        for line, entry in entries:
+        for index, entry in entries:
             try:
                 self._insert([entry])
             except _Retry:
                 raise
             except Exception as exc:
                 log.error("prediction log refused entry %s: %s", entry.request_id, exc)
-                refused.append(line)
+                refused.append(index)
         return refused
 
     def _insert(self, entries: list[LogEntry]) -> None:
@@ -344,15 +346,33 @@ class PredictionLog:
         self._metrics.rows_written.labels(table="requests").inc(written.requests)
         self._metrics.rows_written.labels(table="predictions").inc(written.predictions)
 
-    def _dead_letter(self, lines: list[memoryview]) -> None:
+    def _dead_letter(self, journal_id: str, chunk: Chunk, refused: list[int]) -> None:
+        """Set the chunk's refused lines aside, in journal order, keyed by where they
+        are in their journal: a replay of a chunk whose lines were set aside before a
+        crash (before its checkpoint moved) neither repeats nor recounts them."""
+        positions = chunk.positions()
+        lines = [(positions[i], chunk.lines[i]) for i in sorted(refused)]
         try:
-            path = self._dead.write(lines)
+            kept = self._dead.write(Span(journal_id, chunk.start, chunk.end), lines)
         except OSError as exc:  # the disk is full: keep them in the journal, retry later
             log.error("prediction log cannot write a dead-letter file: %s", exc)
             self._back_off()
             raise _Retry from exc
-        self._metrics.rows_dead_lettered.inc(len(lines))
-        log.error("prediction log: %d entries set aside in %s", len(lines), path)
+        if kept.written:  # counted at once: a retry or a replay skips these lines
+            self._metrics.rows_dead_lettered.inc(kept.written)
+            log.error("prediction log: %d entries set aside in %s", kept.written, kept.path)
+        if kept.already:
+            log.warning(
+                "prediction log: %d entries of journal %s were set aside before a restart",
+                kept.already,
+                journal_id,
+            )
+        try:
+            self._dead.sync()
+        except OSError as exc:
+            log.error("prediction log cannot sync its dead-letter directory: %s", exc)
+            self._back_off()
+            raise _Retry from exc
 
     def _recover(self, now: float) -> bool:
         """Replay a chunk of a dead process's journal, looking for one now and then."""

@@ -15,7 +15,8 @@ import numpy as np
 from flask import Flask, Response, current_app, g, request
 
 from serving.http_errors import error_response
-from serving.log_entry import LogEntry, columnar_body_columns, escape_body
+from serving.log_body import cut_body, stored_body
+from serving.log_entry import LogEntry, columnar_body_columns
 from serving.metrics import ServingMetrics
 from serving.prediction_log import JournalUnavailable, PredictionLog
 from serving.request_ids import new_request_id
@@ -108,8 +109,8 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         entry.ood = g.get("ood_scores")
     elif status >= 400 and status != 413 and _body_within_limit():
         limit = current_app.config["WATCHKEEPER_LOG_BODY_LIMIT"]
-        body = request.get_data(cache=True)[:limit]
-        entry.body = escape_body(body) if body else None
+        body = cut_body(request.get_data(cache=True), limit)
+        entry.body = stored_body(body) if body else None
     return entry
 
 

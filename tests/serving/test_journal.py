@@ -169,6 +169,31 @@ def test_segments_rotate_reads_cross_them_and_consumed_ones_are_deleted(
     assert _segments(tmp_path) == [f"{journal.id}.00000003.seg"]
 
 
+def test_each_line_of_a_chunk_across_segments_is_placed_where_it_starts(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    """A line's position is its key in dead-letter files (serving.dead_letter): it must
+    name the segment and offset the line was appended at, also past a rotation, and
+    after a checkpoint in the middle of a segment."""
+    journal = _open(journals, tmp_path, segment_bytes=100)
+    sizes = [20, 35, 50, 20, 44, 20, 61, 20, 20]
+    for n, size in enumerate(sizes):
+        journal.append(_line(n, size))
+    first = journal.read(60)
+    assert journal.commit(first)
+
+    chunk = journal.read(1 << 20)
+
+    assert len(first.lines) + len(chunk.lines) == len(sizes)
+    assert len(_segments(tmp_path)) > 2
+    for line, position in zip(chunk.lines, chunk.positions(), strict=True):
+        path = tmp_path / f"{journal.id}.{position.segment:08d}.seg"
+        with open(path, "rb") as segment:
+            segment.seek(position.offset)
+            assert segment.read(len(line) + 1) == bytes(line) + b"\n"
+    assert chunk.positions()[0] == first.end
+
+
 def test_a_full_journal_refuses_appends_until_a_commit_frees_room(
     tmp_path: Path, journals: list[Journal]
 ) -> None:

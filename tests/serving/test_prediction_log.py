@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
 from serving.journal import JournalFull, JournalUnavailable
+from serving.log_body import ESCAPED, received_body, stored_body
 from serving.log_entry import LogEntry
 from serving.metrics import LogMetrics
 from serving.prediction_log import PredictionLog
@@ -230,8 +231,6 @@ def test_entry_the_database_refuses_is_dead_lettered_without_losing_its_batch(
 def test_rejected_body_with_a_nul_byte_is_stored_escaped(
     database_url: str, journal_dir: Path, make_log: Callable[..., PredictionLog]
 ) -> None:
-    from serving.log_entry import escape_body
-
     registry = CollectorRegistry()
     log = make_log(registry).start()
     log.submit(
@@ -243,7 +242,7 @@ def test_rejected_body_with_a_nul_byte_is_stored_escaped(
             lower=[],
             upper=[],
             error={"code": "bad_request", "message": "x"},
-            body=escape_body(b'{"a": "\x00\xff"}'),
+            body=stored_body(b'{"a": "\x00\xff"}'),
         )
     )
     log.close()
@@ -253,7 +252,8 @@ def test_rejected_body_with_a_nul_byte_is_stored_escaped(
     with engine.connect() as connection:
         body = connection.execute(sa.select(requests.c.body)).scalar()
     engine.dispose()
-    assert body == '{"a": "\\x00\\xff"}'
+    assert body == ESCAPED + '{"a": "\\x00\\xff"}'
+    assert received_body(body) == b'{"a": "\x00\xff"}'
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
@@ -346,6 +346,83 @@ def test_journal_of_a_killed_process_is_replayed_once_by_another(
     log.close()
     assert _count(database_url) == 300
     assert os.listdir(journal_dir) == []
+
+
+# A writer killed (kill -9 from the test) after it set a poison entry aside and before
+# its checkpoint moved past it: the child stops right there and says so, with what it
+# counted.
+_KILLED_AFTER_DEAD_LETTERING = """
+import sys, threading
+from datetime import UTC, datetime
+from pathlib import Path
+from prometheus_client import CollectorRegistry
+from serving.log_entry import LogEntry
+from serving.metrics import LogMetrics
+from serving.prediction_log import PredictionLog
+from watchkeeper.db.engine import create_engine
+
+def entry(n, kind):
+    return LogEntry(
+        request_id=f"{n:032x}", received_at=datetime.now(UTC), endpoint="/predict",
+        method="POST", status_code=200, latency_seconds=0.0, model_version="v1",
+        columns={"x": [n], "kind": [kind]}, values=[1.0], lower=[0.0], upper=[2.0])
+
+registry = CollectorRegistry()
+log = PredictionLog(create_engine(sys.argv[1]), Path(sys.argv[2]), LogMetrics(registry),
+                    flush_interval=0.01)
+dead_letter = log._dead_letter
+
+def then_stop(*args, **kwargs):
+    dead_letter(*args, **kwargs)
+    counted = registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total")
+    print("dead-lettered", int(counted), flush=True)
+    threading.Event().wait()
+
+log._dead_letter = then_stop
+for n in range(3):
+    log.submit(entry(n, "a"))
+log.submit(entry(10_000, "\\ud800"))  # a lone surrogate: no database can store it
+log.submit(entry(3, "a"))
+log.start()
+sys.stdin.read()
+"""
+
+
+def test_a_replay_after_a_crash_dead_letters_an_entry_once(
+    database_url: str, journal_dir: Path, make_log: Callable[..., PredictionLog]
+) -> None:
+    journal_dir.mkdir()
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_AFTER_DEAD_LETTERING, database_url, str(journal_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().split() == ["dead-lettered", "1"]
+    os.kill(child.pid, signal.SIGKILL)
+    child.communicate(timeout=30)
+
+    registry = CollectorRegistry()
+    log = make_log(registry).start()  # replays the killed process's journal
+
+    def replayed() -> bool:
+        return not [p for p in journal_dir.iterdir() if p.name.startswith(f"j-{child.pid}-")]
+
+    assert wait_for(replayed, timeout=90)
+    log.close()
+    assert _count(database_url) == 4
+    lines = [
+        line
+        for path in journal_dir.glob("deadletter-*.jsonl")
+        for line in path.read_bytes().split(b"\n")
+        if line
+    ]
+    assert [json.loads(line.partition(b"\t")[0])["request_id"] for line in lines] == [
+        f"{10_000:032x}"
+    ]
+    # counted once: by the killed process (its count stays in the multiprocess files)
+    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 0
 
 
 def test_replaying_an_orphan_twice_stores_its_entries_once(

@@ -108,6 +108,9 @@ requests = sa.Table(
     sa.Column("model_version", sa.String(64)),
     sa.Column("n_items", sa.Integer, nullable=False, server_default="0"),
     sa.Column("error", sa.JSON),
+    # As sent when UTF-8 text without NUL, else "wk-escaped:" and the body with
+    # backslashes doubled, NUL and non-UTF-8 bytes as \xNN: lossless, and the two forms
+    # never meet (serving.log_body; received_body gives the bytes back).
     sa.Column("body", sa.Text, comment="rejected requests only, truncated"),
     sa.Column("client_request_id", sa.String(128)),
     sa.Column(
