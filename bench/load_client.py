@@ -26,10 +26,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--max-requests", type=int, default=1_000_000)
+    parser.add_argument("--content-type", default="application/json")
     args = parser.parse_args()
     with open(args.body_file, "rb") as fh:
         body = fh.read()
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": args.content_type}
 
     statuses: Counter[int] = Counter()
     latencies: list[float] = []

@@ -13,7 +13,8 @@ medians of per-round ratios: each pair ran back to back under the same condition
 It prints tables; it is not a test and asserts nothing.
 
     .venv/bin/python bench/serving_bench.py [--seconds 4] [--rounds 5]
-        [--scenarios single,batch-100,batch-1000,columnar-1000] [--no-peers] [--no-postgres]
+        [--scenarios single,batch-100,batch-1000,columnar-1000,arrow-1000]
+        [--no-peers] [--no-postgres]
         [--ood-ab] [--baseline PATH]
 
 ``--ood-ab`` adds Watchkeeper with the log off and on SQLite again, each with
@@ -53,7 +54,14 @@ from bench.servers import (  # noqa: E402
     start_watchkeeper,
 )
 from bench.serving_runs import Run, measure  # noqa: E402
-from bench.workloads import SCENARIOS, Scenario, ServerKind, body, first_prediction  # noqa: E402
+from bench.workloads import (  # noqa: E402
+    JSON,
+    SCENARIOS,
+    Scenario,
+    ServerKind,
+    body,
+    first_prediction,
+)
 from monitoring.replay import json_records  # noqa: E402
 from tests.postgres import PostgresServer, find_bindir  # noqa: E402
 from watchkeeper.dataset import load_ames  # noqa: E402
@@ -106,11 +114,11 @@ def _postmaster_pid(postgres: PostgresServer) -> int:
     return int((postgres.datadir / "postmaster.pid").read_text().split()[0])
 
 
-def _post(server: Server, payload: bytes) -> tuple[int, bytes]:
+def _post(server: Server, payload: bytes, content_type: str = JSON) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     try:
         connection.request(
-            "POST", server.predict_path, body=payload, headers={"Content-Type": "application/json"}
+            "POST", server.predict_path, body=payload, headers={"Content-Type": content_type}
         )
         response = connection.getresponse()
         return response.status, response.read()
@@ -229,7 +237,7 @@ def main() -> None:
     report.print_cpu_table(runs, names, scenarios)
     report.print_log_cost(runs, names, scenarios)
     report.print_peers(runs, names, scenarios)
-    report.print_columnar(runs, next((s for s in scenarios if s.columnar), None))
+    report.print_columnar(runs, scenarios)
     report.print_ood_cost(runs, names, scenarios)
     report.print_baseline(runs, names, scenarios)
     report.print_log_integrity(
@@ -290,12 +298,13 @@ def _wait_ready(servers: list[Server]) -> None:
 def _supported(
     scenarios: list[Scenario], server: Server, schema: FeatureSchema, records: list[dict]
 ) -> list[Scenario]:
-    """Drop the columnar scenario if Watchkeeper does not take columnar bodies yet (one
-    request to the server with the log off, so that no log counts it)."""
+    """Drop a columnar scenario if Watchkeeper does not take its body (one request to
+    the server with the log off, so that no log counts it)."""
     kept = []
     for scenario in scenarios:
         if scenario.columnar:
-            status, raw = _post(server, body(server.kind, scenario, records, schema))
+            payload = body(server.kind, scenario, records, schema)
+            status, raw = _post(server, payload, scenario.content_type)
             if status != 200:
                 answer = raw[:200].decode(errors="replace")
                 print(

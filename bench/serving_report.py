@@ -24,7 +24,13 @@ BEFORE = {
     "batch-1000": (26.0, 58.0, 2.2),
 }
 # Issue 10's targets for log on / off.
-TARGET = {"single": 1.10, "batch-100": 1.30, "batch-1000": 1.30, "columnar-1000": 1.30}
+TARGET = {
+    "single": 1.10,
+    "batch-100": 1.30,
+    "batch-1000": 1.30,
+    "columnar-1000": 1.30,
+    "arrow-1000": 1.30,
+}
 COLUMNAR_TARGET = 1.6  # columnar 1,000 rows, log off ÷ in-process predict
 OOD_TARGET = 1.05  # issue 11: the OOD score in the response, single record, on ÷ off
 # Coverage of the interval printed beside a median of per-round ratios; a target is
@@ -220,9 +226,13 @@ def print_peers(runs: Sequence[Run], servers: Sequence[str], scenarios: Sequence
         print(footnote)
 
 
-def print_columnar(runs: Sequence[Run], scenario: Scenario | None) -> None:
-    if scenario is None:
-        return
+def print_columnar(runs: Sequence[Run], scenarios: Sequence[Scenario]) -> None:
+    for scenario in scenarios:
+        if scenario.columnar:
+            _print_columnar(runs, scenario)
+
+
+def _print_columnar(runs: Sequence[Run], scenario: Scenario) -> None:
     off = cpu_ms(runs, OFF, scenario.name)
     own = cpu_ms(runs, REFERENCE, scenario.name)
     share = ratio(runs, OFF, REFERENCE, scenario.name)
@@ -230,10 +240,10 @@ def print_columnar(runs: Sequence[Run], scenario: Scenario | None) -> None:
     if off is None or own is None or share is None:
         return
     print(
-        f"\ncolumnar {scenario.rows:,} rows, log off: {off[0]:.2f} ms @{off[1]:.1f}, in-process "
-        f"predict {own[0]:.2f} ms @{own[1]:.1f}; off ÷ predict {share[0]:.2f}x"
-        f"{_interval(interval)} @{share[1]:.1f} (median of per-round ratios); target ≤ "
-        f"{COLUMNAR_TARGET:.1f}x: {_verdict(interval, COLUMNAR_TARGET)}"
+        f"\n{scenario.name} ({scenario.content_type}), log off: {off[0]:.2f} ms "
+        f"@{off[1]:.1f}, in-process predict {own[0]:.2f} ms @{own[1]:.1f}; off ÷ predict "
+        f"{share[0]:.2f}x{_interval(interval)} @{share[1]:.1f} (median of per-round ratios); "
+        f"target ≤ {COLUMNAR_TARGET:.1f}x: {_verdict(interval, COLUMNAR_TARGET)}"
     )
 
 

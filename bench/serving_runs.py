@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.proc_cpu import cpu_seconds
 from bench.servers import Server
-from bench.workloads import Scenario
+from bench.workloads import JSON, Scenario, ServerKind
 
 LOAD_CLIENT = Path(__file__).resolve().parent / "load_client.py"
 
@@ -46,7 +46,9 @@ class Run:
         return None if self.logged is None else self.answered - self.logged
 
 
-def _load(server: Server, body_file: Path, concurrency: int, seconds: float) -> dict:
+def _load(
+    server: Server, body_file: Path, concurrency: int, seconds: float, content_type: str
+) -> dict:
     argv = [
         sys.executable,
         str(LOAD_CLIENT),
@@ -60,6 +62,8 @@ def _load(server: Server, body_file: Path, concurrency: int, seconds: float) -> 
         str(concurrency),
         "--seconds",
         str(seconds),
+        "--content-type",
+        content_type,
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 300, check=True)
     return json.loads(done.stdout)
@@ -91,7 +95,8 @@ def measure(
     roots = server.roots()
     baseline = server.log.count() if server.log is not None else 0
     before = cpu_seconds(roots)
-    result = _load(server, body_file, scenario.concurrency, seconds)
+    content_type = scenario.content_type if server.kind is ServerKind.WATCHKEEPER else JSON
+    result = _load(server, body_file, scenario.concurrency, seconds, content_type)
     answered = result["answered"]
     logged = drained = None
     if server.log is not None:

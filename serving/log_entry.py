@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from watchkeeper.category_column import CategoryColumn
 from watchkeeper.errors import ErrorBody
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -261,7 +262,7 @@ def journal_numbers(values: list[float] | np.ndarray) -> list[Any] | np.ndarray:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
+    if isinstance(value, np.ndarray | CategoryColumn):
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()

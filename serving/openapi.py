@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from serving import api_models
 from serving.api_models import NO_NUL, STATIC_MODELS, Answer
+from serving.arrow_ipc import ARROW_STREAM
 from serving.feedback import MAX_ID, MAX_LABEL
 from serving.routes import admin, feedback, health, metrics, model_info, predict
 from serving.routes import openapi as openapi_route
@@ -41,13 +42,13 @@ _OOD_FIELD = api_models.RegressionPrediction.model_json_schema(ref_template=_REF
 
 _ERROR_RESPONSES = {
     400: "Body is not UTF-8 JSON of Unicode text (a lone surrogate escape is named by its "
-    "path), or not shaped like the envelope.",
+    "path), or not shaped like the envelope; or not an uncompressed Arrow IPC stream.",
     401: "No bearer token.",
     403: "Token refused, or admin endpoints disabled.",
     409: "Feedback for a prediction already exists, or a rollback was refused.",
     413: "Body larger than the configured limit (with a Content-Length or chunked), or "
     "more instances or rows than the batch limit.",
-    415: "Content-Type is not application/json.",
+    415: "Content-Type is not application/json (nor, for /predict, an Arrow IPC stream).",
     422: "One or more fields break the model's feature schema.",
     503: "No model is loaded (model_unavailable), or the database is down "
     "(database_unavailable: nothing was stored, retry).",
@@ -384,6 +385,8 @@ class _Operation:
     admin: bool = False
     content_type: str = "application/json"
     extra: OpenApiJson = field(default_factory=dict)
+    # bodies of other media types the operation also takes, by type
+    other_bodies: dict[str, OpenApiJson] = field(default_factory=dict)
 
 
 def _schema(spec: str | OpenApiJson) -> OpenApiJson:
@@ -407,7 +410,9 @@ def _operation(op: _Operation) -> OpenApiJson:
     if op.admin:
         document["security"] = [{"bearer": []}]
     if op.body is not None:
-        document["requestBody"] = {"required": op.body_required, **_media(op.body)}
+        body = _media(op.body)
+        body["content"] |= {media: {"schema": spec} for media, spec in op.other_bodies.items()}
+        document["requestBody"] = {"required": op.body_required, **body}
     responses: OpenApiJson = {
         str(status): {"description": text, **_media(schema, op.content_type)}
         for status, (schema, text) in op.answers.items()
@@ -431,6 +436,17 @@ _OPERATIONS = (
         },
         errors=(400, 413, 415, 422, 503),
         body={"oneOf": [_ref("SingleRequest"), _ref("BatchRequest"), _ref("ColumnsRequest")]},
+        other_bodies={
+            ARROW_STREAM: {
+                "type": "string",
+                "format": "binary",
+                "description": "A batch as an Arrow IPC stream, uncompressed: one column "
+                "per feature (integers, floats or decimals for numbers; strings, or "
+                "dictionary-encoded strings, for categories; nulls where the schema allows "
+                "them). The cheapest form for large batches: no JSON to parse, and each "
+                "distinct category is looked up once.",
+            }
+        },
     ),
     _Operation(
         "/feedback",

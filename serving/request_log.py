@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
+import orjson
 from flask import Flask, Response, current_app, g, request
 
+from serving.arrow_ipc import ARROW_STREAM
 from serving.http_errors import error_response
 from serving.log_body import cut_body, stored_body
 from serving.log_entry import LogEntry, columnar_body_columns
@@ -21,6 +24,7 @@ from serving.metrics import ServingMetrics
 from serving.prediction_log import JournalUnavailable, PredictionLog
 from serving.request_ids import new_request_id
 from serving.services import services
+from watchkeeper.category_column import CategoryColumn
 from watchkeeper.classification import ClassPredictions
 from watchkeeper.errors import LogUnavailable
 
@@ -90,7 +94,11 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         validated, predicted = outcome
         entry.single = validated.single
         entry.columns = validated.columns
-        if not validated.single:  # a columnar body's columns are journaled as sent
+        if request.mimetype == ARROW_STREAM:  # NumPy and category columns: as JSON lists
+            entry.columns_json = orjson.dumps(
+                validated.columns, default=_as_list, option=orjson.OPT_SERIALIZE_NUMPY
+            ).decode()
+        elif not validated.single:  # a columnar body's columns are journaled as sent
             entry.columns_json = columnar_body_columns(request.get_data(cache=True))
         if isinstance(predicted, ClassPredictions):
             # a class is logged as its index (lower = upper = it) and its probabilities;
@@ -112,6 +120,12 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         body = cut_body(request.get_data(cache=True), limit)
         entry.body = stored_body(body) if body else None
     return entry
+
+
+def _as_list(column: Any) -> list[Any]:
+    if isinstance(column, CategoryColumn):
+        return column.tolist()
+    raise TypeError(f"cannot serialise {type(column).__name__}")
 
 
 def _body_within_limit() -> bool:

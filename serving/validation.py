@@ -43,11 +43,13 @@ _ABSENT = _Absent()
 
 @dataclass(frozen=True)
 class ValidatedRequest:
-    """A valid body as columns: one list of JSON values per schema feature, in schema
-    order, each ``n_rows`` long. ``single`` when the body was ``{"features": ...}``
-    (answered with one prediction instead of a list)."""
+    """A valid body as columns: one sequence of values per schema feature, in schema
+    order, each ``n_rows`` long (a JSON body's lists; an Arrow body's NumPy arrays,
+    and :class:`~watchkeeper.category_column.CategoryColumn` for categories).
+    ``single`` when the body was ``{"features": ...}`` (answered with one prediction
+    instead of a list)."""
 
-    columns: dict[str, list[Any]]
+    columns: dict[str, Sequence[Any]]
     single: bool
     n_rows: int
     # Numeric columns as float64 (null -> NaN), built by the checks anyway.
@@ -106,11 +108,11 @@ def _instances(instances: Any, max_batch_size: int) -> list[Any]:
             "instances must be an array",
             details=[FieldProblem("instances", f"must be an array, got {_json_type(instances)}")],
         )
-    _check_rows(len(instances), max_batch_size, "instances", ("instance", "instances"))
+    check_rows(len(instances), max_batch_size, "instances", ("instance", "instances"))
     return instances
 
 
-def _check_rows(n: int, max_batch_size: int, field: str, unit: tuple[str, str]) -> None:
+def check_rows(n: int, max_batch_size: int, field: str, unit: tuple[str, str]) -> None:
     one, many = unit
     if n == 0:
         raise ValidationFailed(
@@ -137,7 +139,7 @@ def _validate_records(
         if len(problems) >= MAX_PROBLEMS:
             break
     if problems:
-        raise _failed(problems)
+        raise failed(problems)
     return ValidatedRequest(columns=columns, single=single, n_rows=len(records), numbers=numbers)
 
 
@@ -187,7 +189,7 @@ def _record_columns(
                 if name not in expected
             )
         if len(problems) >= MAX_PROBLEMS:
-            raise _failed(problems)
+            raise failed(problems)
     return {name: [r.get(name, _ABSENT) for r in records] for name in schema.names}
 
 
@@ -226,7 +228,7 @@ def _validate_columns(raw: Any, schema: FeatureSchema, max_batch_size: int) -> V
                 )
             )
     if n_rows or not problems:  # no rows at all is an empty batch only if nothing else is wrong
-        _check_rows(n_rows, max_batch_size, "columns", ("row", "rows"))
+        check_rows(n_rows, max_batch_size, "columns", ("row", "rows"))
     numbers: dict[str, np.ndarray] = {}
     for feature in schema.features:
         name = feature.name
@@ -235,7 +237,7 @@ def _validate_columns(raw: Any, schema: FeatureSchema, max_batch_size: int) -> V
         if len(problems) >= MAX_PROBLEMS:
             break
     if problems:
-        raise _failed(problems)
+        raise failed(problems)
     columns = {name: raw[name] for name in schema.names}
     return ValidatedRequest(columns=columns, single=False, n_rows=n_rows, numbers=numbers)
 
@@ -253,7 +255,7 @@ def _check(
 ) -> list[FieldProblem]:
     """The column's problems; a valid numeric column's float array goes into ``numbers``."""
     if not feature.is_numeric:
-        return _check_categorical(feature, column, field)
+        return check_categorical(feature, column, field)
     values = _valid_numbers(feature, column)
     if values is None:
         return _numeric_problems(feature, column, field)
@@ -285,11 +287,11 @@ def _numeric_problems(feature: Feature, column: list[Any], field: FieldName) -> 
     return [
         FieldProblem(field(i), problem)
         for i, value in enumerate(column)
-        if (problem := _numeric_problem(feature, value)) is not None
+        if (problem := numeric_problem(feature, value)) is not None
     ][:MAX_PROBLEMS]
 
 
-def _numeric_problem(feature: Feature, value: Any) -> str | None:
+def numeric_problem(feature: Feature, value: Any) -> str | None:
     if value is _ABSENT:
         return None
     if value is None:
@@ -311,7 +313,7 @@ def _numeric_problem(feature: Feature, value: Any) -> str | None:
     return None
 
 
-def _check_categorical(feature: Feature, column: list[Any], field: FieldName) -> list[FieldProblem]:
+def check_categorical(feature: Feature, column: list[Any], field: FieldName) -> list[FieldProblem]:
     if feature.allow_unknown and _all_strings(column):
         return []
     types = set(map(type, column))
@@ -367,7 +369,7 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _failed(problems: list[FieldProblem]) -> ValidationFailed:
+def failed(problems: list[FieldProblem]) -> ValidationFailed:
     problems = problems[:MAX_PROBLEMS]
     fields = ", ".join(p.field for p in problems[:5])
     more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""

@@ -2,7 +2,8 @@
 response is built (serving.request_log), off the database.
 
 One record (``features``) is answered with one prediction; a batch, sent as records
-(``instances``) or as columns (``columns``), with a list in row order. A regression
+(``instances``), as columns (``columns``) or as an Arrow IPC stream, with a list in
+row order. A regression
 model's prediction is a number with its interval; a classifier's a class label with
 the class probabilities and its prediction set. Each prediction carries its OOD
 score and flag (serving.ood_scoring), or ``"ood": null``."""
@@ -12,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 from flask import Blueprint, Response, current_app, g
 
-from serving.json_body import request_json
 from serving.log_entry import prediction_id
 from serving.metrics import ServingMetrics, observe_many
 from serving.ood_scoring import OodScores, OodScoring
+from serving.predict_body import validated_predict_body
 from serving.response_bodies import ClassBatch, ResponseHead, SingleClass, SingleRegression
 from serving.responses import (
     batch_predictions_response,
@@ -25,7 +26,7 @@ from serving.responses import (
     non_finite_rows,
 )
 from serving.services import services
-from serving.validation import ValidatedRequest, validate_predict_payload
+from serving.validation import ValidatedRequest
 from watchkeeper.classification import Classifier, ClassPredictions
 from watchkeeper.model import Model, Predictions
 from watchkeeper.task import label_text
@@ -45,9 +46,8 @@ def predict() -> Response:
     registered = services().model_store.get()
     model = registered.model
     g.model_version = model.version
-    payload = request_json()
-    validated = validate_predict_payload(
-        payload, model.schema, max_batch_size=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"]
+    validated = validated_predict_body(
+        model.schema, max_batch_size=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"]
     )
     predicted = model.predict(validated.model_input)
     ood = _ood(services().ood_scoring, model.version, validated)

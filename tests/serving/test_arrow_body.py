@@ -1,0 +1,182 @@
+"""``/predict`` with an Arrow IPC stream body: the predictions, ids and log rows of
+the same rows sent as JSON; problems named ``columns.Feature[i]`` with JSON's
+messages; a type named by column; categories kept dictionary-encoded to the model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from serving.arrow_ipc import ARROW_STREAM
+from tests.serving.conftest import LogReader
+from watchkeeper.schema import FeatureSchema
+
+
+def _columns(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {name: [r[name] for r in records] for name in records[0]}
+
+
+def _table(
+    schema: FeatureSchema, columns: dict[str, list[Any]], *, dictionary: bool = False
+) -> pa.Table:
+    arrays = {}
+    for feature in schema.features:
+        if feature.is_numeric:
+            arrays[feature.name] = pa.array(columns[feature.name])
+        else:
+            text = pa.array(columns[feature.name], pa.string())
+            arrays[feature.name] = text.dictionary_encode() if dictionary else text
+    return pa.table(arrays)
+
+
+def _stream(table: pa.Table, batch_rows: int | None = None) -> bytes:
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=batch_rows)
+    return sink.getvalue().to_pybytes()
+
+
+def _post(client: FlaskClient, body: bytes) -> Any:
+    return client.post("/predict", data=body, content_type=ARROW_STREAM)
+
+
+def _problems(response: Any) -> dict[str, str]:
+    return {d["field"]: d["problem"] for d in response.json["error"].get("details", [])}
+
+
+def _schema(app: Flask) -> FeatureSchema:
+    from serving.services import services
+
+    with app.app_context():
+        return services().model_store.get().model.schema
+
+
+@pytest.mark.parametrize("dictionary", [False, True], ids=["plain-text", "dictionary"])
+def test_an_arrow_batch_gets_the_predictions_and_log_rows_of_the_same_json_columns(
+    app: Flask,
+    client: FlaskClient,
+    replay_records: list[dict[str, Any]],
+    log_reader: LogReader,
+    dictionary: bool,
+) -> None:
+    rows = replay_records[:60]
+    columns = _columns(rows)
+    table = _table(_schema(app), columns, dictionary=dictionary)
+
+    by_arrow = _post(client, _stream(table, batch_rows=25))  # three record batches
+    by_json = client.post("/predict", json={"columns": columns})
+
+    assert by_arrow.status_code == 200, by_arrow.json
+    request_id = by_arrow.json["request_id"]
+    assert [p["id"] for p in by_arrow.json["predictions"]] == [
+        f"{request_id}.{i}" for i in range(60)
+    ]
+    strip = [{k: v for k, v in p.items() if k != "id"} for p in by_arrow.json["predictions"]]
+    assert strip == [{k: v for k, v in p.items() if k != "id"} for p in by_json.json["predictions"]]
+    logged = [p for p in log_reader.predictions() if p["request_id"] == request_id]
+    assert [p["features"] for p in logged] == rows  # integers stay integers, nulls null
+    [row] = [r for r in log_reader.requests() if r["request_id"] == request_id]
+    assert (row["status_code"], row["n_items"]) == (200, 60)
+
+
+def test_bad_values_are_named_by_column_and_row_with_the_json_messages(
+    app: Flask, client: FlaskClient, replay_records: list[dict[str, Any]], log_reader: LogReader
+) -> None:
+    schema = _schema(app)
+    columns = _columns(replay_records[:5])
+    columns["Gr_Liv_Area"][0] = -5
+    columns["Lot_Area"][3] = float("nan")
+    columns["Garage_Area"][2] = float("inf")
+    table = _table(schema, columns)
+    table = table.set_column(
+        table.column_names.index("Year_Built"),
+        "Year_Built",
+        pa.array(["1990"] * 5),
+    )
+    table = table.set_column(
+        table.column_names.index("Neighborhood"), "Neighborhood", pa.array([7] * 5)
+    )
+
+    response = _post(client, _stream(table))
+
+    assert response.status_code == 422, response.json
+    assert _problems(response) == {
+        "columns.Gr_Liv_Area[0]": "must be >= 0, got -5",
+        "columns.Lot_Area[3]": "must be a finite number, got NaN",
+        "columns.Garage_Area[2]": "must be a finite number, got Infinity",
+        "columns.Year_Built": "must be an integer, float or decimal column, got string",
+        "columns.Neighborhood": "must be a string or dictionary-encoded string column, got int64",
+    }
+    [row] = log_reader.requests()
+    assert row["status_code"] == 422
+    assert log_reader.predictions() == []
+
+
+def test_missing_unknown_and_repeated_columns_are_named(
+    app: Flask, client: FlaskClient, replay_records: list[dict[str, Any]]
+) -> None:
+    table = _table(_schema(app), _columns(replay_records[:3]))
+    lot_area = table.column("Lot_Area")
+    table = table.drop_columns(["Neighborhood"]).append_column("Colour", pa.array(["red"] * 3))
+    table = table.append_column("Lot_Area", lot_area)
+
+    response = _post(client, _stream(table))
+
+    assert response.status_code == 422
+    assert _problems(response) == {
+        "columns.Colour": "unknown field (not in the model's schema)",
+        "columns.Lot_Area": "appears 2 times",
+        "columns.Neighborhood": "missing",
+    }
+
+
+def test_a_body_that_is_not_an_arrow_stream_is_400_and_logged(
+    client: FlaskClient, log_reader: LogReader
+) -> None:
+    response = _post(client, b'{"columns": {}}')
+
+    assert response.status_code == 400
+    assert response.json["error"]["message"].startswith("body is not a valid Arrow IPC stream")
+    [row] = log_reader.requests()
+    assert (row["status_code"], row["body"]) == (400, '{"columns": {}}')
+
+
+def test_more_rows_than_the_batch_limit_is_413_before_decoding(
+    make_app: Any, replay_records: list[dict[str, Any]]
+) -> None:
+    app = make_app(max_batch_size=50)
+    table = _table(_schema(app), _columns(replay_records[:60]))
+
+    response = _post(app.test_client(), _stream(table, batch_rows=30))
+
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "payload_too_large"
+
+
+def test_another_content_type_is_415_naming_both_accepted(client: FlaskClient) -> None:
+    response = client.post("/predict", data=b"a,b\n1,2\n", content_type="text/csv")
+
+    assert response.status_code == 415
+    assert response.json["error"]["message"] == (
+        f"Content-Type must be application/json or {ARROW_STREAM}, got 'text/csv'"
+    )
+
+
+def test_a_classifier_answers_an_arrow_batch_as_its_json_columns(
+    classifier_app: Flask, classifier_records: list[dict[str, Any]]
+) -> None:
+    client = classifier_app.test_client()
+    columns = _columns(classifier_records[:20])
+    table = _table(_schema(classifier_app), columns, dictionary=True)
+
+    by_arrow = _post(client, _stream(table))
+    by_json = client.post("/predict", json={"columns": columns})
+
+    assert by_arrow.status_code == 200, by_arrow.json
+    strip = [{k: v for k, v in p.items() if k != "id"} for p in by_arrow.json["predictions"]]
+    assert strip == [{k: v for k, v in p.items() if k != "id"} for p in by_json.json["predictions"]]
