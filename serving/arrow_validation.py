@@ -95,7 +95,8 @@ def _numeric(
     values = (
         array.to_numpy(zero_copy_only=False)
         if kind == pa.float64()
-        else array.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        # unsafe: integers beyond 2**53 and decimals are rounded, as a JSON body's are
+        else array.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False)
     )
     ok = np.isfinite(values)  # null is NaN here: a problem unless the feature is nullable
     if array.null_count and feature.nullable:

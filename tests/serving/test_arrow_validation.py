@@ -147,3 +147,15 @@ def test_a_column_of_another_type_is_named_with_its_type(
 
 def test_an_empty_table_is_an_empty_batch() -> None:
     assert _problems(_table().slice(0, 0)) == {"columns": "must hold at least one row"}
+
+
+def test_integers_beyond_a_float64_mantissa_are_rounded_as_in_a_json_body() -> None:
+    area = pa.array([2**53 + 1, 2**63 - 1, 5], pa.uint64())
+    validated = validate_arrow_table(_table(area=area), SCHEMA, max_batch_size=100)
+    json = validate_predict_payload(
+        {"features": {"area": 2**53 + 1, "rooms": 3, "zone": "A", "street": "Elm"}},
+        SCHEMA,
+        max_batch_size=100,
+    )
+    assert validated.numbers["area"].tolist() == [2.0**53, 2.0**63, 5.0]
+    assert validated.numbers["area"][0] == json.numbers["area"][0]
