@@ -4,7 +4,6 @@ messages; a type named by column; categories kept dictionary-encoded to the mode
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pyarrow as pa
@@ -14,13 +13,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from serving.arrow_ipc import ARROW_STREAM
+from tests.serving.bodies import cheapest_cpu_ratio, columns_of, problems_of
 from tests.serving.conftest import LogReader
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.schema import FeatureSchema
-
-
-def _columns(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    return {name: [r[name] for r in records] for name in records[0]}
 
 
 def _table(
@@ -47,10 +43,6 @@ def _post(client: FlaskClient, body: bytes) -> Any:
     return client.post("/predict", data=body, content_type=ARROW_STREAM)
 
 
-def _problems(response: Any) -> dict[str, str]:
-    return {d["field"]: d["problem"] for d in response.json["error"].get("details", [])}
-
-
 def _schema(app: Flask) -> FeatureSchema:
     from serving.services import services
 
@@ -67,7 +59,7 @@ def test_an_arrow_batch_gets_the_predictions_and_log_rows_of_the_same_json_colum
     dictionary: bool,
 ) -> None:
     rows = replay_records[:60]
-    columns = _columns(rows)
+    columns = columns_of(rows)
     table = _table(_schema(app), columns, dictionary=dictionary)
 
     by_arrow = _post(client, _stream(table, batch_rows=25))  # three record batches
@@ -90,7 +82,7 @@ def test_bad_values_are_named_by_column_and_row_with_the_json_messages(
     app: Flask, client: FlaskClient, replay_records: list[dict[str, Any]], log_reader: LogReader
 ) -> None:
     schema = _schema(app)
-    columns = _columns(replay_records[:5])
+    columns = columns_of(replay_records[:5])
     columns["Gr_Liv_Area"][0] = -5
     columns["Lot_Area"][3] = float("nan")
     columns["Garage_Area"][2] = float("inf")
@@ -107,7 +99,7 @@ def test_bad_values_are_named_by_column_and_row_with_the_json_messages(
     response = _post(client, _stream(table))
 
     assert response.status_code == 422, response.json
-    assert _problems(response) == {
+    assert problems_of(response) == {
         "columns.Gr_Liv_Area[0]": "must be >= 0, got -5",
         "columns.Lot_Area[3]": "must be a finite number, got NaN",
         "columns.Garage_Area[2]": "must be a finite number, got Infinity",
@@ -122,7 +114,7 @@ def test_bad_values_are_named_by_column_and_row_with_the_json_messages(
 def test_missing_unknown_and_repeated_columns_are_named(
     app: Flask, client: FlaskClient, replay_records: list[dict[str, Any]]
 ) -> None:
-    table = _table(_schema(app), _columns(replay_records[:3]))
+    table = _table(_schema(app), columns_of(replay_records[:3]))
     lot_area = table.column("Lot_Area")
     table = table.drop_columns(["Neighborhood"]).append_column("Colour", pa.array(["red"] * 3))
     table = table.append_column("Lot_Area", lot_area)
@@ -130,7 +122,7 @@ def test_missing_unknown_and_repeated_columns_are_named(
     response = _post(client, _stream(table))
 
     assert response.status_code == 422
-    assert _problems(response) == {
+    assert problems_of(response) == {
         "columns.Colour": "unknown field (not in the model's schema)",
         "columns.Lot_Area": "appears 2 times",
         "columns.Neighborhood": "missing",
@@ -152,7 +144,7 @@ def test_more_rows_than_the_batch_limit_is_413_before_decoding(
     make_app: Any, replay_records: list[dict[str, Any]]
 ) -> None:
     app = make_app(max_batch_size=50)
-    table = _table(_schema(app), _columns(replay_records[:60]))
+    table = _table(_schema(app), columns_of(replay_records[:60]))
 
     response = _post(app.test_client(), _stream(table, batch_rows=30))
 
@@ -173,7 +165,7 @@ def test_a_classifier_answers_an_arrow_batch_as_its_json_columns(
     classifier_app: Flask, classifier_records: list[dict[str, Any]]
 ) -> None:
     client = classifier_app.test_client()
-    columns = _columns(classifier_records[:20])
+    columns = columns_of(classifier_records[:20])
     table = _table(_schema(classifier_app), columns, dictionary=True)
 
     by_arrow = _post(client, _stream(table))
@@ -195,21 +187,13 @@ def test_a_large_arrow_request_costs_within_the_columnar_target_of_the_model(
     app = make_app(log_enabled=False)
     client = app.test_client()
     rows = [replay_records[i % len(replay_records)] for i in range(1000)]
-    columns = _columns(rows)
+    columns = columns_of(rows)
     body = _stream(_table(_schema(app), columns))
     model = ModelRegistry(registry_dir).load().model
 
     def request() -> None:
         assert _post(client, body).status_code == 200
 
-    def cpu(call: Any) -> float:
-        start = time.thread_time()
-        for _ in range(5):
-            call()
-        return (time.thread_time() - start) / 5
-
-    request()
-    rounds = [(cpu(request), cpu(lambda: model.predict(columns))) for _ in range(9)]
-    ratio = min(r for r, _ in rounds) / min(p for _, p in rounds)
+    ratio = cheapest_cpu_ratio(request, lambda: model.predict(columns))
 
     assert ratio < 1.6, f"a 1,000-row Arrow request costs {ratio:.2f}x model.predict"

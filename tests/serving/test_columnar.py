@@ -5,7 +5,6 @@ predictions, ids and log rows as the same rows sent as ``instances``; problems n
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,17 +16,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from serving.log_entry import columnar_body_columns
+from tests.serving.bodies import cheapest_cpu_ratio, columns_of, problems_of
 from tests.serving.conftest import LogReader
 from watchkeeper.db.tables import requests
 from watchkeeper.registry import ModelRegistry
-
-
-def _columns(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    return {name: [r[name] for r in records] for name in records[0]}
-
-
-def _problems(response: Any) -> dict[str, str]:
-    return {d["field"]: d["problem"] for d in response.json["error"].get("details", [])}
 
 
 def test_columns_get_the_batch_response_and_log_rows_of_the_same_instances(
@@ -35,7 +27,7 @@ def test_columns_get_the_batch_response_and_log_rows_of_the_same_instances(
 ) -> None:
     rows = replay_records[:40]
 
-    by_columns = client.post("/predict", json={"columns": _columns(rows)})
+    by_columns = client.post("/predict", json={"columns": columns_of(rows)})
     by_instances = client.post("/predict", json={"instances": rows})
 
     assert by_columns.status_code == 200, by_columns.json
@@ -57,7 +49,7 @@ def test_columns_get_the_batch_response_and_log_rows_of_the_same_instances(
 def test_nulls_and_unseen_categories_are_accepted_in_columns(
     client: FlaskClient, replay_records: list[dict[str, Any]]
 ) -> None:
-    columns = _columns(replay_records[:3])
+    columns = columns_of(replay_records[:3])
     columns["Garage_Area"][1] = None
     columns["Neighborhood"][2] = "Atlantis"
 
@@ -70,7 +62,7 @@ def test_nulls_and_unseen_categories_are_accepted_in_columns(
 def test_bad_values_are_named_by_column_and_row(
     client: FlaskClient, replay_records: list[dict[str, Any]], log_reader: LogReader
 ) -> None:
-    columns = _columns(replay_records[:5])
+    columns = columns_of(replay_records[:5])
     columns["Lot_Area"][3] = "big"
     columns["Gr_Liv_Area"][0] = -5
     columns["Year_Built"][4] = True
@@ -80,7 +72,7 @@ def test_bad_values_are_named_by_column_and_row(
 
     assert response.status_code == 422
     assert response.json["error"]["code"] == "validation_error"
-    assert _problems(response) == {
+    assert problems_of(response) == {
         "columns.Lot_Area[3]": "must be a number, got string",
         "columns.Gr_Liv_Area[0]": "must be >= 0, got -5",
         "columns.Year_Built[4]": "must be a number, got boolean",
@@ -94,20 +86,22 @@ def test_bad_values_are_named_by_column_and_row(
 def test_non_finite_number_in_a_column_is_named(
     client: FlaskClient, replay_records: list[dict[str, Any]]
 ) -> None:
-    columns = _columns(replay_records[:3])
+    columns = columns_of(replay_records[:3])
     columns["Lot_Area"][2] = 123456789
     body = orjson.dumps({"columns": columns}).replace(b"123456789", b"-Infinity")
 
     response = client.post("/predict", data=body, content_type="application/json")
 
     assert response.status_code == 422
-    assert _problems(response) == {"columns.Lot_Area[2]": "must be a finite number, got -Infinity"}
+    assert problems_of(response) == {
+        "columns.Lot_Area[2]": "must be a finite number, got -Infinity"
+    }
 
 
 def test_missing_unknown_ragged_and_non_array_columns_are_named(
     client: FlaskClient, replay_records: list[dict[str, Any]]
 ) -> None:
-    columns = _columns(replay_records[:4])
+    columns = columns_of(replay_records[:4])
     del columns["Lot_Area"]
     columns["Colour"] = ["red"] * 4
     columns["Year_Built"] = columns["Year_Built"][:3]
@@ -116,7 +110,7 @@ def test_missing_unknown_ragged_and_non_array_columns_are_named(
     response = client.post("/predict", json={"columns": columns})
 
     assert response.status_code == 422
-    assert _problems(response) == {
+    assert problems_of(response) == {
         "columns.Lot_Area": "missing",
         "columns.Colour": "unknown field (not in the model's schema)",
         "columns.Year_Built": "has 3 values, the other columns have 4",
@@ -158,7 +152,7 @@ def test_more_rows_than_the_batch_limit_is_413(
 ) -> None:
     app = make_app(max_batch_size=3)
 
-    response = app.test_client().post("/predict", json={"columns": _columns(replay_records[:4])})
+    response = app.test_client().post("/predict", json={"columns": columns_of(replay_records[:4])})
 
     assert response.status_code == 413
     assert response.json["error"]["details"] == [{"field": "columns", "problem": "at most 3 rows"}]
@@ -181,7 +175,7 @@ def test_no_dataframe_is_built_for_a_request(
     monkeypatch.setattr(pd.DataFrame, "__init__", spy)
 
     single = client.post("/predict", json={"features": record})
-    batch = client.post("/predict", json={"columns": _columns(replay_records[:50])})
+    batch = client.post("/predict", json={"columns": columns_of(replay_records[:50])})
 
     assert (single.status_code, batch.status_code) == (200, 200)
     assert built == []
@@ -201,7 +195,7 @@ def test_a_large_columnar_request_costs_little_more_than_the_model(
     app = make_app(log_enabled=False)
     client = app.test_client()
     rows = [replay_records[i % len(replay_records)] for i in range(1000)]
-    body = orjson.dumps({"columns": _columns(rows)})
+    body = orjson.dumps({"columns": columns_of(rows)})
     columns = orjson.loads(body)["columns"]
     model = ModelRegistry(registry_dir).load().model
 
@@ -209,15 +203,7 @@ def test_a_large_columnar_request_costs_little_more_than_the_model(
         response = client.post("/predict", data=body, content_type="application/json")
         assert response.status_code == 200
 
-    def cpu(call: Callable[[], Any]) -> float:
-        start = time.thread_time()
-        for _ in range(5):
-            call()
-        return (time.thread_time() - start) / 5
-
-    request()
-    rounds = [(cpu(request), cpu(lambda: model.predict(columns))) for _ in range(9)]
-    ratio = min(r for r, _ in rounds) / min(p for _, p in rounds)
+    ratio = cheapest_cpu_ratio(request, lambda: model.predict(columns))
 
     assert ratio < 2.3, f"a 1,000-row columnar request costs {ratio:.2f}x model.predict"
 
@@ -227,7 +213,7 @@ def test_columns_are_stored_as_the_client_sent_them(
 ) -> None:
     """A columnar body's columns go to the journal and the log as sent, not serialised
     again (1.5 ms of CPU per 1,000 rows); read back, they are the validated columns."""
-    columns = dict(reversed(_columns(replay_records[:3]).items()))  # not the schema's order
+    columns = dict(reversed(columns_of(replay_records[:3]).items()))  # not the schema's order
     sent = json.dumps(columns, ensure_ascii=False)  # ", " and ": ": not orjson's form
     body = f' {{ "columns" : {sent} }} '
 
@@ -257,7 +243,7 @@ def test_a_body_naming_columns_twice_logs_the_columns_it_was_answered_for(
 ) -> None:
     """A JSON parser keeps the last of two members of one name: the log must hold those
     columns, not the text from the first to the end of the body (which is no JSON)."""
-    first, last = _columns(replay_records[:2]), _columns(replay_records[2:5])
+    first, last = columns_of(replay_records[:2]), columns_of(replay_records[2:5])
     body = f'{{"columns": {json.dumps(first)}, {second_name}: {json.dumps(last)}}}'
 
     response = client.post("/predict", data=body, content_type="application/json")
