@@ -24,6 +24,7 @@ from retrain.liveness import JobLiveness
 from retrain.recovery import recover
 from watchkeeper import retrain_queue
 from watchkeeper.classification import Classifier, ServedModel, classification_metrics
+from watchkeeper.current_pointer import CurrentPointer
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.model import regression_metrics
@@ -271,10 +272,12 @@ class RetrainJob:
         try:
             with self.stages.stage("loading the champion and the labelled data"):
                 self.liveness.beat("loading the champion")
-                champion = self.registry.load()
+                # the pointer a promotion replaces: CURRENT moves from it or not at all
+                served = self.registry.current()
+                champion = self.registry.load(served.version)
                 data = self._data(champion)
             with self.stages.stage("training a candidate and judging it against the champion"):
-                result = self._train_and_judge(run_id, started, champion, data, lease)
+                result = self._train_and_judge(run_id, started, champion, served, data, lease)
         except Exception as exc:
             if isinstance(exc, WatchkeeperError):  # a reason a person can act on: one line
                 log.warning("retraining run %d: failed (%s)", run_id, exc)
@@ -324,6 +327,7 @@ class RetrainJob:
         run_id: int,
         started: datetime,
         champion: RegisteredModel,
+        served: CurrentPointer,
         data: RetrainData,
         lease: Lease,
     ) -> RunResult:
@@ -373,13 +377,15 @@ class RetrainJob:
                 champion_metrics_on_holdout=champion_metrics,
             ),
         )
+        reason = decision.reason
         if decision.promote:
-            self._serve(run_id, version, decision, lease)
+            left = self._serve(run_id, version, decision, lease, served)
+            reason = reason if left is None else f"{reason}; {left}"
         self.liveness.beat("recording the outcome")
         self._update(
             run_id,
             outcome=outcome,
-            decision_reason=decision.reason,
+            decision_reason=reason,
             champion_version=champion.version,
             candidate_version=version,
             champion_metrics=champion_metrics.stored(),
@@ -387,13 +393,21 @@ class RetrainJob:
             data=data.description.stored(),
             finished_at=datetime.now(UTC),
         )
-        log.info("retraining run %d: %s %s (%s)", run_id, outcome, version, decision.reason)
-        return RunResult(run_id, outcome, decision.reason, version, champion.version)
+        log.info("retraining run %d: %s %s (%s)", run_id, outcome, version, reason)
+        return RunResult(run_id, outcome, reason, version, champion.version)
 
-    def _serve(self, run_id: int, version: str, decision: Decision, lease: Lease) -> None:
+    def _serve(
+        self,
+        run_id: int,
+        version: str,
+        decision: Decision,
+        lease: Lease,
+        served: CurrentPointer,
+    ) -> str | None:
         """Make the promoted candidate ``version`` current, or withdraw it if this job
-        lost its lease. Returns when it is served, by this job or by the job that took
-        the lease over; raises :class:`LeaseLost` when it is withdrawn.
+        lost its lease. Returns ``None`` when it is served, by this job or by the job
+        that took the lease over, or why ``CURRENT`` was left as another writer put it;
+        raises :class:`LeaseLost` when it is withdrawn.
 
         Writing the candidate may take long enough (a slow or hung volume, a paused
         process) for the lease to pass to another job, which may have promoted a version
@@ -401,7 +415,13 @@ class RetrainJob:
         be completing this very promotion while this job withdraws it: each settles the
         candidate in the registry before acting (:meth:`ModelRegistry.settle_promotion`,
         a compare-and-set), so whichever settles first decides, and the other acts on
-        that decision rather than on what it read a moment before."""
+        that decision rather than on what it read a moment before.
+
+        Having won, the job may still pause (a GC pause, SIGSTOP, a slow disk) for longer
+        than its lease before it moves ``CURRENT``, while the job that took the lease
+        over serves the candidate and then promotes a newer one, or someone rolls back:
+        ``CURRENT`` moves only from ``served``, the pointer the champion was loaded from
+        (:meth:`ModelRegistry.move_current`), so a move made since stands."""
         try:
             lease.check()
         except LeaseLost as lost:
@@ -411,8 +431,7 @@ class RetrainJob:
                 version, Promotion.SERVED, by=lease.holder, reason=f"promoted by run {run_id}"
             )
             if settled.by == lease.holder:
-                self.registry.set_current(version)
-                return
+                return self._make_current(run_id, version, served)
         if settled.outcome is not Promotion.SERVED:  # only its own job withdraws a version
             raise LeaseLost(f"{version} was withdrawn by {settled.by}: {settled.reason}")
         log.warning(
@@ -421,6 +440,20 @@ class RetrainJob:
             version,
             settled.by,
         )
+        return None
+
+    def _make_current(self, run_id: int, version: str, served: CurrentPointer) -> str | None:
+        """Move ``CURRENT`` from ``served`` to ``version``; ``None`` when it names it
+        now, else why it was left as another writer put it."""
+        move = self.registry.move_current(version, expected=served)
+        if move.moved or move.now.version == version:  # or a recovery served it already
+            return None
+        left = (
+            f"not made current: CURRENT was moved from {served.version} to "
+            f"{move.now.version} meanwhile (a rollback or a newer promotion), which stands"
+        )
+        log.warning("retraining run %d: %s %s", run_id, version, left)
+        return left
 
     def _withdraw(
         self, run_id: int, version: str, decision: Decision, lost: LeaseLost, *, by: str

@@ -19,8 +19,11 @@ decision the version records, and its requests ``done``; a promotion cut short b
 ``CURRENT`` moved is completed, unless ``CURRENT`` was moved since or the candidate's
 job, only slow, withdrew it first (found its lease lost and recorded it as not served):
 the two settle the candidate served or withdrawn once, in the registry, before either
-acts (:meth:`~watchkeeper.registry.ModelRegistry.settle_promotion`). These are counted
-apart (:data:`COMPLETED_RUNS`), not as abandoned.
+acts (:meth:`~watchkeeper.registry.ModelRegistry.settle_promotion`). ``CURRENT`` is then
+moved only from the pointer the checks read, as a compare-and-set
+(:meth:`~watchkeeper.registry.ModelRegistry.move_current`): a rollback made at any moment
+after those checks stands. These are counted apart (:data:`COMPLETED_RUNS`), not as
+abandoned.
 
 Only the lease holder recovers, in one transaction of conditional updates, so two
 workers racing for the lease recover each run once. The count is kept in the same
@@ -184,7 +187,11 @@ def _finish_promotion(
     it withdraws the candidate, maybe at this very moment. Both settle the candidate in
     the registry before acting (:meth:`ModelRegistry.settle_promotion`): ``CURRENT``
     moves only if it is settled served, and a candidate settled withdrawn first is
-    recorded ``rejected`` here too, in case its job died before it could."""
+    recorded ``rejected`` here too, in case its job died before it could.
+
+    ``CURRENT`` moves only from the pointer these checks read
+    (:meth:`ModelRegistry.move_current`): a rollback, or the slow job's own move, made
+    after the checks (however long this recovery then pauses) stands."""
     if candidate.record.status is not VersionStatus.PROMOTED:
         return candidate
     # Read again: a job that withdrew its candidate since the scan says so at once.
@@ -199,7 +206,8 @@ def _finish_promotion(
             candidate.record.status,
         )
         return candidate
-    current = registry.current_version()
+    pointer = registry.current()
+    current = pointer.version
     if current == candidate.version:
         return candidate
     if registry.current_written_since(candidate.version):
@@ -233,11 +241,19 @@ def _finish_promotion(
             settled.by,
         )
         return RegisteredCandidate(candidate.version, registry.record(candidate.version))
-    registry.set_current(candidate.version)
-    log.warning(
-        "recovery: %s was promoted by a job that died before serving it: now current",
-        candidate.version,
-    )
+    move = registry.move_current(candidate.version, expected=pointer)
+    if move.moved:
+        log.warning(
+            "recovery: %s was promoted by a job that died before serving it: now current",
+            candidate.version,
+        )
+    elif move.now.version != candidate.version:  # its slow job's move is as good
+        log.warning(
+            "recovery: %s was promoted, and CURRENT was moved since it checked (to %s, by "
+            "a rollback or another promotion): left as is",
+            candidate.version,
+            move.now.version,
+        )
     return candidate
 
 

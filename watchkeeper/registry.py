@@ -7,7 +7,9 @@ Layout under the registry path::
     versions/v1/metadata.json     written last: a version without it is incomplete
     versions/v2/settlement/       whether a promoted candidate is served or withdrawn,
                                   decided once (below)
-    CURRENT                       the served version's name, replaced atomically
+    CURRENT                       the served version's name, and the move that wrote it
+    moves/12/                     one per move of CURRENT, each a compare-and-set
+                                  (:mod:`watchkeeper.current_pointer`)
 
 ``metadata.json`` records a SHA-256 for every artifact; loading refuses an artifact
 whose bytes differ, and a pipeline holding types outside the trusted list.
@@ -17,7 +19,8 @@ shared (ReadWriteMany) volume, rests on operations that are atomic on the server
 such volume (local file systems, NFSv3/v4, CephFS): ``mkdir`` (two registrations never
 get the same version), ``rename`` (readers see the old ``CURRENT`` or metadata or the
 new, never a mix) and the refusal to rename a directory onto a non-empty one (a
-promotion is settled once, :meth:`ModelRegistry.settle_promotion`). No file lock is
+promotion is settled once, :meth:`ModelRegistry.settle_promotion`; ``CURRENT`` moves
+only from the pointer its writer read, :meth:`ModelRegistry.move_current`). No file lock is
 taken: ``flock`` is not shared between nodes on every such volume (NFS mounted with
 ``nolock`` or ``local_lock``), a lock held by a paused process blocks every other
 writer, and an NFS server releases the locks of a node that lost its lease (a network
@@ -32,7 +35,6 @@ import json
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -45,9 +47,17 @@ import skops.io as sio
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from watchkeeper.classification import Classifier, ServedModel, classes_of
+from watchkeeper.current_pointer import (
+    CURRENT_FILE,
+    CurrentMove,
+    CurrentPointer,
+    move_current,
+    read_current,
+)
 from watchkeeper.errors import ArtifactIntegrityError, RegistryError, RollbackRefused
 from watchkeeper.model import Model
 from watchkeeper.record_problems import problems
+from watchkeeper.registry_writes import discard_leftovers, fsync_dir, private_name, write_atomic
 from watchkeeper.task import Task, label_text
 from watchkeeper.training import TrainedModel
 from watchkeeper.version_metadata import DataSource, VersionMetadata, VersionNotes, VersionStatus
@@ -55,8 +65,8 @@ from watchkeeper.version_metadata import DataSource, VersionMetadata, VersionNot
 MODEL_FILE = "model.skops"
 REFERENCE_FILE = "reference.json"
 METADATA_FILE = "metadata.json"
-CURRENT_FILE = "CURRENT"
 SETTLEMENT_DIR = "settlement"
+SETTLEMENT_PREFIX = f".{SETTLEMENT_DIR}."
 SETTLEMENT_FILE = "settlement.json"
 FORMAT_VERSION = 1
 
@@ -113,28 +123,16 @@ class PromotionSettlement(BaseModel):
     settled_at: datetime
 
 
+class CurrentMoved(RegistryError):
+    """``CURRENT`` was moved by another writer between the moment this one read it and
+    the moment it would have moved it: nothing was changed."""
+
+    status_code = 409
+    code = "current_moved"
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` so that readers see the old file or the new one, never a mix."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable."""
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class ModelRegistry:
@@ -160,11 +158,12 @@ class ModelRegistry:
         return [name for _, name in sorted(found)]
 
     def current_version(self) -> str | None:
-        try:
-            name = (self.root / CURRENT_FILE).read_text().strip()
-        except FileNotFoundError:
-            return None
-        return name or None
+        return self.current().version
+
+    def current(self) -> CurrentPointer:
+        """What ``CURRENT`` names and the move that wrote it: what a writer that decides
+        on it passes to :meth:`move_current`."""
+        return read_current(self.root)
 
     def current_written_since(self, version: str) -> bool:
         """Whether ``current`` was written after ``version`` was registered: by its own
@@ -273,7 +272,7 @@ class ModelRegistry:
         reference_blob = trained.reference.to_json(orient="split", index=False).encode()
         artifacts = {}
         for name, blob in ((MODEL_FILE, model_blob), (REFERENCE_FILE, reference_blob)):
-            _write_atomic(directory / name, blob)
+            write_atomic(directory / name, blob)
             artifacts[name] = {"sha256": _sha256(blob), "bytes": len(blob)}
         metadata: MetadataDocument = {
             "format": FORMAT_VERSION,
@@ -293,7 +292,7 @@ class ModelRegistry:
             "notes": notes.stored() if notes is not None else {},
             "data_source": data_source.model_dump() if data_source is not None else None,
         }
-        _write_atomic(directory / METADATA_FILE, json.dumps(metadata, indent=2).encode())
+        write_atomic(directory / METADATA_FILE, json.dumps(metadata, indent=2).encode())
         if make_current:
             self.set_current(version)
         return version
@@ -307,7 +306,7 @@ class ModelRegistry:
         metadata["notes"] = {**(metadata.get("notes") or {}), "reason": reason}
         VersionMetadata.parse(version, metadata)  # never write what cannot be read back
         path = self._version_dir(version) / METADATA_FILE
-        _write_atomic(path, json.dumps(metadata, indent=2).encode())
+        write_atomic(path, json.dumps(metadata, indent=2).encode())
 
     def settle_promotion(
         self, version: str, outcome: Promotion, *, by: str, reason: str
@@ -327,17 +326,22 @@ class ModelRegistry:
         local file system and on an NFS or CephFS server alike, and a reader sees the
         whole settlement or none. (A hard link would do on most volumes, but not on all
         that the registry's ``rename``-based writes already work on.) A writer killed
-        in between leaves its private ``.settlement.*`` directory, which nothing reads."""
+        in between leaves its private ``.settlement.*`` directory, which nothing reads:
+        each settlement removes those of the version's writers that are dead
+        (:func:`~watchkeeper.registry_writes.discard_leftovers`), never one a live writer
+        may still rename."""
         directory = self._version_dir(version)
         if not (directory / METADATA_FILE).is_file():
             raise RegistryError(f"model version {version!r} is not registered")
         mine = PromotionSettlement(
             outcome=outcome, by=by, reason=reason, settled_at=datetime.now(UTC)
         )
-        staging = directory / f".{SETTLEMENT_DIR}.{os.getpid()}.{uuid.uuid4().hex}"
+        staging = directory / private_name(SETTLEMENT_PREFIX)
         staging.mkdir()
         try:
-            _write_atomic(staging / SETTLEMENT_FILE, mine.model_dump_json(indent=2).encode())
+            write_atomic(staging / SETTLEMENT_FILE, mine.model_dump_json(indent=2).encode())
+            # the private directory just written dates the others
+            discard_leftovers(directory, SETTLEMENT_PREFIX, reference=staging)
             try:
                 os.rename(staging, directory / SETTLEMENT_DIR)
             except OSError as exc:
@@ -346,7 +350,7 @@ class ModelRegistry:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOENT):
                     raise RegistryError(f"cannot settle {version!r}: {exc}") from exc
             else:
-                _fsync_dir(directory)
+                fsync_dir(directory)
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # gone already when it was renamed
         standing = self.promotion_settlement(version)
@@ -354,25 +358,54 @@ class ModelRegistry:
             raise RegistryError(f"cannot settle {version!r}: no settlement was written")
         return standing
 
-    def set_current(self, version: str) -> None:
+    def move_current(self, version: str, *, expected: CurrentPointer) -> CurrentMove:
+        """Point ``CURRENT`` at ``version`` only if it still holds ``expected``, the
+        pointer the caller read and decided on (:meth:`current`): a compare-and-set
+        (:mod:`watchkeeper.current_pointer`). When another writer moved it in between
+        (a rollback, a promotion, even to the same version), nothing is changed and the
+        result says what ``CURRENT`` names; however long the caller paused, it never
+        writes over a move it did not see."""
         if version not in self.versions():
             raise RegistryError(f"model version {version!r} is not registered")
-        _write_atomic(self.root / CURRENT_FILE, f"{version}\n".encode())
+        return move_current(self.root, version, expected=expected)
+
+    def set_current(self, version: str) -> None:
+        """Point ``CURRENT`` at ``version``, from whatever it names now; raises
+        :class:`CurrentMoved` if another writer moves it at the same moment."""
+        expected = self.current()
+        move = self.move_current(version, expected=expected)
+        if not move.moved:
+            raise CurrentMoved(
+                f"CURRENT was moved to {move.now.version} by another writer while this one "
+                f"pointed it at {version}: nothing was changed"
+            )
 
     def rollback(
         self, version: str | None = None, *, force: bool = False
     ) -> tuple[str | None, str]:
         """Point ``current`` at ``version``, or by default at the newest earlier version
         that was not rejected. A version that retraining rejected or that failed is
-        refused unless ``force``. Returns (previous, new)."""
-        previous = self.current_version()
+        refused unless ``force``. Returns (previous, new).
+
+        ``CURRENT`` is moved only from the version the rollback was decided on: if a
+        promotion (or another rollback) moves it meanwhile, :class:`CurrentMoved` is
+        raised and nothing is changed, for the operator to look again. Once made, a
+        rollback stands: a job or a recovery that decided on the pointer before it does
+        not move ``CURRENT`` (:meth:`move_current`)."""
+        previous = self.current()
         if version is not None and not force:
             self._refuse_unfit(version)
         if version is None:
-            version = self._newest_usable_before(previous)
+            version = self._newest_usable_before(previous.version)
         self.load(version)  # refuse to point at an artifact that would not load
-        self.set_current(version)
-        return previous, version
+        move = self.move_current(version, expected=previous)
+        if not move.moved:
+            raise CurrentMoved(
+                f"CURRENT was moved from {previous.version} to {move.now.version} while "
+                f"rolling back to {version}: nothing was changed; check `watchkeeper model "
+                "list` and roll back again"
+            )
+        return previous.version, version
 
     # -- internals -------------------------------------------------------------
 

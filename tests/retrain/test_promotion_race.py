@@ -22,10 +22,12 @@ from retrain.job import RetrainJob
 from retrain.lease import LEASE, Lease
 from retrain.recovery import recover
 from watchkeeper import retrain_queue
+from watchkeeper.current_pointer import CurrentMove, CurrentPointer
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
-from watchkeeper.registry import ModelRegistry
+from watchkeeper.registry import ModelRegistry, Promotion, PromotionSettlement
 from watchkeeper.settings import Settings
-from watchkeeper.version_metadata import VersionStatus
+from watchkeeper.training import TrainedModel
+from watchkeeper.version_metadata import VersionNotes, VersionStatus
 
 # Generous: each wait is for the other side of the race on a busy machine.
 DEADLINE = 240.0
@@ -78,10 +80,10 @@ class _PausedBeforeServing(ModelRegistry):
         self.resume = resume
         self.paused = threading.Event()
 
-    def set_current(self, version: str) -> None:
+    def move_current(self, version: str, *, expected: CurrentPointer) -> CurrentMove:
         self.paused.set()
         assert self.resume.wait(DEADLINE), "the slow job never finished"
-        super().set_current(version)
+        return super().move_current(version, expected=expected)
 
 
 def _consistent(registry: ModelRegistry, version: str) -> tuple[str | None, str, str]:
@@ -181,3 +183,75 @@ def test_a_job_that_decided_to_withdraw_its_candidate_is_not_overtaken_by_recove
     assert "lease was lost" in result.reason and "rejected" in result.reason
     run, _ = _run_and_requests(engine)
     assert (run.outcome, run.candidate_version) == ("rejected", "v2")
+
+
+class _PausedAfterWinning(ModelRegistry):
+    """The slow job's registry: once it has settled its candidate served (it won the
+    compare-and-set, nothing can take that decision from it), it stops (a GC pause, a
+    SIGSTOP, a slow disk) until ``resume`` is set, and then goes on to move ``CURRENT``."""
+
+    def __init__(self, root: Path, resume: threading.Event) -> None:
+        super().__init__(root)
+        self.resume = resume
+        self.paused = threading.Event()
+
+    def settle_promotion(
+        self, version: str, outcome: Promotion, *, by: str, reason: str
+    ) -> PromotionSettlement:
+        settled = super().settle_promotion(version, outcome, by=by, reason=reason)
+        if settled.by == by and settled.outcome is Promotion.SERVED:
+            self.paused.set()
+            assert self.resume.wait(DEADLINE), "the test never resumed the slow job"
+        return settled
+
+
+def test_a_job_paused_after_winning_served_does_not_move_current_back_over_a_newer_promotion(
+    labelled_log: int, engine: sa.Engine, settings: Settings, trained: TrainedModel
+) -> None:
+    """The job settles its candidate (v2) served and stops for longer than its lease.
+    The job that takes the lease over completes the promotion (v2 is served), then a
+    newer version (v3) is promoted. When the slow job moves again it must not put v2
+    back: before the fix it wrote ``CURRENT`` unconditionally, and the registry served
+    the older model."""
+    retrain_queue.enqueue(engine, trigger="manual", reason="paused after serving")
+    root = settings.storage.registry_path
+    resume = threading.Event()
+    slow = _PausedAfterWinning(root, resume)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def slow_job() -> None:
+        try:
+            results.append(RetrainJob(settings, engine, slow).run())
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=slow_job)
+    thread.start()
+    try:
+        assert slow.paused.wait(DEADLINE), "the job never settled its candidate served"
+        other = _take_over(engine)
+        recover(engine, other, ModelRegistry(root))
+        registry = ModelRegistry(root)
+        assert registry.current_version() == "v2", "the recovery did not serve v2"
+        # a newer promotion, made after the slow job's lease was lost
+        newer = registry.register(
+            trained,
+            make_current=False,
+            status=VersionStatus.PROMOTED,
+            notes=VersionNotes(reason="better than v2", champion="v2"),
+        )
+        registry.set_current(newer)
+        other.release()
+    finally:
+        resume.set()
+        thread.join(DEADLINE)
+    assert not thread.is_alive()
+    assert errors == []
+
+    assert registry.current_version() == newer == "v3", (
+        "the slow job moved CURRENT back to its own candidate over a newer promotion"
+    )
+    assert registry.record("v2").status is VersionStatus.PROMOTED  # it was served
+    [result] = results
+    assert result is not None and result.candidate_version == "v2"

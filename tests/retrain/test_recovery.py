@@ -7,6 +7,8 @@ PostgreSQL server."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,7 +28,7 @@ from watchkeeper import retrain_queue
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
 from watchkeeper.model_metrics import ModelMetrics
-from watchkeeper.registry import ModelRegistry, Promotion
+from watchkeeper.registry import ModelRegistry, Promotion, PromotionSettlement
 from watchkeeper.retrain_status import UNCLAIMED_TRIGGER
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
@@ -275,7 +277,10 @@ def test_a_worker_killed_mid_job_is_recovered_by_the_next_worker(
     assert f":{killed.process.pid}:" in dead["decision_reason"]  # the killed holder's id
     [new_run] = [r for r in runs.values() if r["id"] != run_id]
     assert new_run["request_ids"] == [request_id]
-    assert _requests(engine) == {request_id: ("done", new_run["id"])}
+    # the job records its run, then its requests: the metric may come first
+    assert wait_for(
+        lambda: _requests(engine) == {request_id: ("done", new_run["id"])}, timeout=120
+    ), _requests(engine)
     log = successor.log_path.read_text()
     assert log.count("recovered retraining runs") == 1, log[-3000:]
 
@@ -352,10 +357,10 @@ def test_a_worker_killed_after_registering_its_candidate_is_not_retrained(
     }
     registry = ModelRegistry(registry_dir)
     killed = start_watchkeeper("retrain worker", **env)
-    # The registry moves CURRENT through a temporary file named after the process
-    # (registry._write_atomic): a FIFO there, which nobody reads, holds the job exactly
-    # after its version's metadata (and its settlement as served) is written and before
-    # anything else happens.
+    # The registry writes the new CURRENT through a temporary file named after the
+    # process (current_pointer._claim) before it claims the move: a FIFO there, which
+    # nobody reads, holds the job exactly after its version's metadata (and its
+    # settlement as served) is written and before anything else happens.
     held_at = registry_dir / f".CURRENT.{killed.process.pid}.tmp"
     os.mkfifo(held_at)
     request_id = retrain_queue.enqueue(engine, trigger="manual", reason="before the kill")
@@ -603,3 +608,80 @@ def test_a_candidate_settled_served_by_a_job_that_then_died_is_made_current(
     settled = registry.promotion_settlement(version)
     assert settled is not None and settled.by == DEAD_HOLDER
     assert _runs(engine)[run_id]["outcome"] == "promoted"
+
+
+class _PausedBeforeMoving(ModelRegistry):
+    """The recovering job's registry: it has checked that ``CURRENT`` still names the
+    champion and settled the candidate served; it stops there, before moving
+    ``CURRENT``, until ``resume`` is set."""
+
+    def __init__(self, root: Path, resume: threading.Event) -> None:
+        super().__init__(root)
+        self.resume = resume
+        self.paused = threading.Event()
+
+    def settle_promotion(
+        self, version: str, outcome: Promotion, *, by: str, reason: str
+    ) -> PromotionSettlement:
+        settled = super().settle_promotion(version, outcome, by=by, reason=reason)
+        self.paused.set()
+        assert self.resume.wait(240), "the test never resumed the recovery"
+        return settled
+
+
+def test_a_rollback_made_while_recovery_is_about_to_serve_a_candidate_stands(
+    engine: sa.Engine, registry_dir: Path, trained: TrainedModel
+) -> None:
+    """The recovery has decided to complete a dead job's promotion (``CURRENT`` names
+    the champion, unwritten since) and is about to move ``CURRENT``; an operator rolls
+    back with the CLI (a process of its own) right then. Before the fix the recovery
+    then moved ``CURRENT`` to the candidate over the rollback."""
+    registry = ModelRegistry(registry_dir)
+    champion = registry.register(trained, status=VersionStatus.REGISTERED)  # v2, current
+    run_id, _ = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
+    candidate = registry.register(
+        trained,
+        make_current=False,
+        status=VersionStatus.PROMOTED,
+        notes=VersionNotes(
+            run_id=run_id,
+            run_started_at=_started_at(engine, run_id).isoformat(),
+            reason="better than v2",
+            champion=champion,
+        ),
+    )
+    resume = threading.Event()
+    recovering = _PausedBeforeMoving(registry_dir, resume)
+    lease = Lease(engine, 600)
+    assert lease.acquire()
+    errors: list[BaseException] = []
+
+    def recovery() -> None:
+        try:
+            recover(engine, lease, recovering)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=recovery)
+    thread.start()
+    try:
+        assert recovering.paused.wait(240), "the recovery never decided to serve"
+        rolled_back = subprocess.run(
+            [sys.executable, "-m", "watchkeeper_cli", "model", "rollback"],
+            env={**os.environ, "WATCHKEEPER_REGISTRY_PATH": str(registry_dir)},
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert rolled_back.returncode == 0, rolled_back.stderr
+        assert "current model: v1 (was v2)" in rolled_back.stdout
+    finally:
+        resume.set()
+        thread.join(240)
+    lease.release()
+    assert not thread.is_alive()
+    assert errors == []
+
+    assert registry.current_version() == "v1", "the recovery moved CURRENT over a rollback"
+    run = _runs(engine)[run_id]
+    assert (run["outcome"], run["candidate_version"]) == ("promoted", candidate)

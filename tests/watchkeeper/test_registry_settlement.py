@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.synchronize
+import os
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,82 @@ def test_the_settlement_is_a_typed_record(registry_dir: Path) -> None:
     raw = (registry_dir / "versions" / "v1" / SETTLEMENT_DIR / SETTLEMENT_FILE).read_bytes()
     assert PromotionSettlement.model_validate_json(raw) == settled
     assert settled.settled_at.tzinfo is not None
+
+
+def _settle_pausing_before_the_rename(
+    root: Path,
+    by: str,
+    staged: multiprocessing.synchronize.Event,
+    resume: multiprocessing.synchronize.Event,
+    answers: multiprocessing.Queue[tuple[str, str]],
+) -> None:
+    """Settle ``v1`` served as ``by``, stopping once the private ``.settlement.*``
+    directory is written whole and is about to be renamed: ``staged`` is set, and the
+    writer waits there for ``resume`` (or to be killed)."""
+    rename = os.rename
+
+    def paused_rename(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+        if Path(source).name.startswith(f".{SETTLEMENT_DIR}."):
+            staged.set()
+            assert resume.wait(120), "never resumed"
+        rename(source, target)
+
+    os.rename = paused_rename  # this process only: the hook where the writer pauses
+    standing = ModelRegistry(root).settle_promotion(
+        "v1", Promotion.SERVED, by=by, reason=f"{by} says served"
+    )
+    answers.put((standing.by, standing.outcome))
+
+
+def _leftovers(registry_dir: Path) -> list[Path]:
+    return sorted((registry_dir / "versions" / "v1").glob(f".{SETTLEMENT_DIR}.*"))
+
+
+def test_a_killed_writers_private_directory_is_removed_and_a_live_writers_is_not(
+    registry_dir: Path,
+) -> None:
+    """A writer killed between writing its private directory and renaming it leaves
+    that directory behind; the next settlement removes it, but not the directory of a
+    writer still alive and about to rename its own (it then finishes, told the
+    decision that stands). Before the fix nothing removed the dead writer's."""
+    context = multiprocessing.get_context("fork")
+    answers: multiprocessing.Queue[tuple[str, str]] = context.Queue()
+    never = context.Event()
+    killed_staged = context.Event()
+    killed = context.Process(
+        target=_settle_pausing_before_the_rename,
+        args=(registry_dir, "killed", killed_staged, never, answers),
+    )
+    killed.start()
+    assert killed_staged.wait(120), "the writer to kill never wrote its directory"
+    killed.kill()
+    killed.join(120)
+    [dead] = _leftovers(registry_dir)
+    live_staged, live_resume = context.Event(), context.Event()
+    live = context.Process(
+        target=_settle_pausing_before_the_rename,
+        args=(registry_dir, "live", live_staged, live_resume, answers),
+    )
+    live.start()
+    try:
+        assert live_staged.wait(120), "the live writer never wrote its directory"
+        [alive] = [p for p in _leftovers(registry_dir) if p != dead]
+
+        standing = ModelRegistry(registry_dir).settle_promotion(
+            "v1", Promotion.WITHDRAWN, by="parent", reason="parent says withdrawn"
+        )
+
+        assert standing.by == "parent"
+        assert _leftovers(registry_dir) == [alive], "the killed writer's directory is left"
+    finally:
+        live_resume.set()
+    assert answers.get(timeout=120) == ("parent", Promotion.WITHDRAWN)
+    live.join(120)
+    assert live.exitcode == 0
+    assert _leftovers(registry_dir) == []
+    assert sorted(p.name for p in (registry_dir / "versions" / "v1").iterdir()) == [
+        "metadata.json",
+        "model.skops",
+        "reference.json",
+        SETTLEMENT_DIR,
+    ]

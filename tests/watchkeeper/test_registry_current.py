@@ -1,0 +1,187 @@
+"""``CURRENT`` moves only from the pointer its writer read: one writer among those that
+read the same pointer moves it, every other is told what it names, and a writer paused
+anywhere before its move (for however long) never writes over a move it did not see.
+Real files, and writers in processes of their own paused at the critical point."""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.synchronize
+from pathlib import Path
+
+import pytest
+
+from watchkeeper import current_pointer
+from watchkeeper.current_pointer import CLAIM_PREFIX, MOVES_DIR, CurrentPointer
+from watchkeeper.registry import CurrentMoved, ModelRegistry, RegisteredModel
+from watchkeeper.training import TrainedModel
+
+RACERS = 6
+DEADLINE = 120.0
+
+
+@pytest.fixture
+def three_versions(registry_dir: Path, trained: TrainedModel) -> ModelRegistry:
+    """v1 current; v2 and v3 registered beside it."""
+    registry = ModelRegistry(registry_dir)
+    registry.register(trained, make_current=False)
+    registry.register(trained, make_current=False)
+    return registry
+
+
+def _move(
+    root: Path,
+    version: str,
+    expected: CurrentPointer,
+    start: multiprocessing.synchronize.Barrier,
+    answers: multiprocessing.Queue[tuple[str, bool, str | None]],
+) -> None:
+    start.wait(timeout=DEADLINE)
+    move = ModelRegistry(root).move_current(version, expected=expected)
+    answers.put((version, move.moved, move.now.version))
+
+
+def test_writers_racing_from_one_pointer_move_current_once(
+    three_versions: ModelRegistry,
+) -> None:
+    """Processes released at once, each moving from the pointer they all read, to v2 or
+    v3: one moves, and every other is refused and told what ``CURRENT`` names."""
+    root = three_versions.root
+    read = three_versions.current()
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(RACERS)
+    answers: multiprocessing.Queue[tuple[str, bool, str | None]] = context.Queue()
+    processes = [
+        context.Process(target=_move, args=(root, f"v{2 + i % 2}", read, start, answers))
+        for i in range(RACERS)
+    ]
+    for process in processes:
+        process.start()
+    told = [answers.get(timeout=DEADLINE) for _ in processes]
+    for process in processes:
+        process.join(DEADLINE)
+        assert process.exitcode == 0
+
+    winners = [version for version, moved, _ in told if moved]
+    assert len(winners) == 1, told
+    now = three_versions.current()
+    assert now.version == winners[0] and now.move > read.move
+    assert {named for _, _, named in told} == {now.version}
+    # nothing private is left: each claim is a move number, empty once settled
+    moves = root / MOVES_DIR
+    assert not list(moves.glob(f"{CLAIM_PREFIX}*"))
+    assert all(not any(claim.iterdir()) for claim in moves.iterdir())
+
+
+def _move_pausing_before_install(
+    root: Path,
+    version: str,
+    expected: CurrentPointer,
+    checked: multiprocessing.synchronize.Event,
+    resume: multiprocessing.synchronize.Event,
+    answers: multiprocessing.Queue[tuple[bool, str | None]],
+) -> None:
+    def pause(_root: Path, _number: int) -> None:
+        checked.set()
+        assert resume.wait(DEADLINE), "never resumed"
+
+    current_pointer.before_install = pause  # this process only: where it pauses
+    move = ModelRegistry(root).move_current(version, expected=expected)
+    answers.put((move.moved, move.now.version))
+
+
+def _paused_writer(
+    registry: ModelRegistry, version: str
+) -> tuple[
+    multiprocessing.process.BaseProcess,
+    multiprocessing.synchronize.Event,
+    multiprocessing.Queue[tuple[bool, str | None]],
+]:
+    """A writer in its own process that read ``CURRENT``, claimed its move and checked
+    that ``CURRENT`` is unchanged, paused just before it renames its file onto it."""
+    context = multiprocessing.get_context("fork")
+    checked, resume = context.Event(), context.Event()
+    answers: multiprocessing.Queue[tuple[bool, str | None]] = context.Queue()
+    process = context.Process(
+        target=_move_pausing_before_install,
+        args=(registry.root, version, registry.current(), checked, resume, answers),
+    )
+    process.start()
+    assert checked.wait(DEADLINE), "the writer never reached its install"
+    return process, resume, answers
+
+
+def test_a_writer_paused_after_its_check_does_not_write_over_a_later_move(
+    three_versions: ModelRegistry,
+) -> None:
+    """The writer has checked ``CURRENT`` and stops before renaming its file onto it;
+    another writer moves ``CURRENT`` meanwhile. When the first resumes, its move fails
+    and the other's stands."""
+    process, resume, answers = _paused_writer(three_versions, "v2")
+
+    three_versions.set_current("v3")
+
+    resume.set()
+    assert answers.get(timeout=DEADLINE) == (False, "v3")
+    process.join(DEADLINE)
+    assert process.exitcode == 0
+    assert three_versions.current_version() == "v3"
+
+
+def test_a_writer_killed_before_its_install_holds_nobody_back(
+    three_versions: ModelRegistry,
+) -> None:
+    process, _, _ = _paused_writer(three_versions, "v2")
+    process.kill()
+    process.join(DEADLINE)
+
+    three_versions.set_current("v3")
+
+    assert three_versions.current_version() == "v3"
+    assert not list((three_versions.root / MOVES_DIR).glob("*/CURRENT")), "a claim is pending"
+
+
+def test_a_rollback_to_the_version_already_current_is_a_move(
+    three_versions: ModelRegistry,
+) -> None:
+    """An operator pins v1 (already current) while a writer that read v1 is about to
+    move: the writer is refused, though ``CURRENT`` names what it read."""
+    read = three_versions.current()
+
+    assert three_versions.rollback("v1") == ("v1", "v1")
+
+    move = three_versions.move_current("v2", expected=read)
+    assert not move.moved and move.now.version == "v1" and move.now.move > read.move
+    assert three_versions.current_version() == "v1"
+
+
+class _MovedWhileRollingBack(ModelRegistry):
+    """Another writer moves ``CURRENT`` to v3 once the rollback has decided where to go
+    (while it checks that the version loads)."""
+
+    def load(self, version: str | None = None) -> RegisteredModel:
+        loaded = super().load(version)
+        ModelRegistry(self.root).set_current("v3")
+        return loaded
+
+
+def test_a_rollback_that_current_moved_under_is_refused(three_versions: ModelRegistry) -> None:
+    three_versions.set_current("v2")
+    registry = _MovedWhileRollingBack(three_versions.root)
+
+    with pytest.raises(CurrentMoved, match="moved from v2 to v3 while rolling back to v1"):
+        registry.rollback()
+
+    assert three_versions.current_version() == "v3"
+
+
+def test_a_current_written_by_hand_is_move_zero_and_moved_from(
+    three_versions: ModelRegistry,
+) -> None:
+    (three_versions.root / "CURRENT").write_text("v2\n")
+    read = three_versions.current()
+    assert read == CurrentPointer("v2", 0)
+
+    assert three_versions.move_current("v3", expected=read).moved
+    assert three_versions.current_version() == "v3"
+    assert (three_versions.root / "CURRENT").read_text().splitlines()[0] == "v3"

@@ -1,0 +1,170 @@
+"""The registry's ``CURRENT`` pointer, moved only by compare-and-set.
+
+``CURRENT`` holds the served version's name on its first line (all a reader reads) and,
+on its second, the number of the move that wrote it::
+
+    v7
+    move 12 <writer>
+
+A writer moves it from the pointer it read (version and move: a rollback to the
+version already current is a move too) and only if no other move came in between; one
+that finds ``CURRENT`` moved since does not move it, and is told what it names. A job
+that paused after deciding to serve its candidate can therefore never put it back over
+a newer promotion, nor a recovery over a rollback made a moment before.
+
+How, with ``rename`` and ``mkdir`` only (atomic on a local file system and on an NFS or
+CephFS server alike; no file lock, for the reasons the registry gives):
+
+1. **Claim** a move number: the new ``CURRENT`` is written whole into a private
+   directory, which is renamed to ``moves/<n>/`` for the next free ``n``. Renaming onto
+   an existing, non-empty directory fails, so each number has one claimant; numbers are
+   never removed, so a claim's number is above every claim made before it.
+2. **Fence** every claim between the pointer read and this one: its
+   ``moves/<m>/CURRENT`` is deleted. A writer that claimed earlier and has not yet put
+   its file in place never can (step 4 renames that file); claims below the pointer
+   read were fenced by the move that wrote it.
+3. **Check** that ``CURRENT`` still holds the pointer read; else unclaim and refuse.
+4. **Install**: rename ``moves/<n>/CURRENT`` onto ``CURRENT`` (readers see the old file
+   or the new one). A later writer fences this claim before its own check, so either
+   this rename comes first (and its check sees it) or it fails (the file is gone): a
+   writer paused anywhere between its check and its rename, for however long, cannot
+   write over a move it did not see. A paused writer holds nobody back either: the next
+   writer claims the next number and fences it.
+
+Why not the alternatives: a write of ``CURRENT`` after checking it (what the registry
+did) lets a writer paused in between overwrite what came meanwhile; ``flock`` is not
+shared between NFS clients on every mount, blocks everyone behind a paused holder and is
+released by an NFS server under a holder cut off by a partition; ``link(2)`` is not on
+every volume the registry runs on. The cost is one empty directory under ``moves/`` per
+move (promotions and rollbacks: a few a day at most), never reused.
+
+A ``CURRENT`` written by hand (one line) or by an earlier Watchkeeper is read as move 0.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchkeeper.errors import RegistryError
+from watchkeeper.registry_writes import (
+    discard_leftovers,
+    fsync_dir,
+    private_name,
+    write_file,
+)
+
+CURRENT_FILE = "CURRENT"
+MOVES_DIR = "moves"
+CLAIM_PREFIX = ".claim."
+
+# The new CURRENT is written through a temporary file named after the process, as every
+# registry file is; the threads of one process take turns at it (not a file lock: it
+# never spans processes, and it is held only while one small file is written).
+_TEMPORARY_FILE = threading.Lock()
+
+
+@dataclass(frozen=True)
+class CurrentPointer:
+    """What ``CURRENT`` names, and the move that wrote it: what a writer read, and
+    expects to replace (:func:`move_current`)."""
+
+    version: str | None
+    """``None`` while no version is current."""
+    move: int
+    """0 for a ``CURRENT`` written by hand or by an earlier Watchkeeper, or none."""
+
+
+@dataclass(frozen=True)
+class CurrentMove:
+    """The result of :func:`move_current`."""
+
+    moved: bool
+    """Whether this writer moved ``CURRENT``; false when another moved it first."""
+    now: CurrentPointer
+    """What ``CURRENT`` names after the attempt: this writer's, or what refused it."""
+
+
+def read_current(root: Path) -> CurrentPointer:
+    """The pointer in ``root/CURRENT``."""
+    try:
+        lines = (root / CURRENT_FILE).read_text().splitlines()
+    except FileNotFoundError:
+        return CurrentPointer(None, 0)
+    version = lines[0].strip() if lines else ""
+    fields = lines[1].split() if len(lines) > 1 else []
+    move = int(fields[1]) if len(fields) > 1 and fields[0] == "move" and fields[1].isdigit() else 0
+    return CurrentPointer(version or None, move)
+
+
+def move_current(root: Path, version: str, *, expected: CurrentPointer) -> CurrentMove:
+    """Point ``CURRENT`` at ``version`` if it still holds ``expected`` (the pointer the
+    caller read and decided on), as one compare-and-set (see the module). Whether the
+    version is registered is the caller's to check."""
+    moves = root / MOVES_DIR
+    moves.mkdir(parents=True, exist_ok=True)
+    staging = moves / private_name(CLAIM_PREFIX)
+    writer = staging.name.removeprefix(CLAIM_PREFIX)
+    staging.mkdir()
+    try:
+        number = _claim(root, moves, staging, version, writer)
+        # the private directory just written dates the others
+        discard_leftovers(moves, CLAIM_PREFIX, reference=moves / str(number))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when it was renamed
+    claimed = moves / str(number) / CURRENT_FILE
+    for earlier in range(expected.move + 1, number):
+        (moves / str(earlier) / CURRENT_FILE).unlink(missing_ok=True)
+    found = read_current(root)
+    if found != expected:
+        claimed.unlink(missing_ok=True)
+        return CurrentMove(False, found)
+    before_install(root, number)
+    try:
+        os.rename(claimed, root / CURRENT_FILE)
+    except FileNotFoundError:
+        # fenced by a later move; or, over NFS, a retried rename of ours whose first
+        # reply was lost: the move number in CURRENT says which
+        found = read_current(root)
+        return CurrentMove(found.move == number, found)
+    fsync_dir(root)
+    return CurrentMove(True, CurrentPointer(version, number))
+
+
+def before_install(root: Path, number: int) -> None:
+    """Called between the check and the install of move ``number``: nothing here; the
+    tests pause a writer at this point, the one where it used to overwrite others."""
+
+
+def _claim(root: Path, moves: Path, staging: Path, version: str, writer: str) -> int:
+    """Claim the next free move number with ``staging``; returns it."""
+    numbers = [int(entry.name) for entry in moves.iterdir() if entry.name.isdigit()]
+    number = max(numbers, default=0) + 1
+    while True:
+        with _TEMPORARY_FILE:
+            temporary = root / f".{CURRENT_FILE}.{os.getpid()}.tmp"
+            write_file(temporary, f"{version}\nmove {number} {writer}\n".encode())
+            os.replace(temporary, staging / CURRENT_FILE)
+        try:
+            os.rename(staging, moves / str(number))
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                number += 1  # claimed by another: numbers are contiguous, try the next
+                continue
+            if exc.errno == errno.ENOENT and _claimed_by(moves / str(number), writer):
+                return number  # over NFS, a retried rename of ours
+            raise RegistryError(f"cannot move CURRENT to {version!r}: {exc}") from exc
+        fsync_dir(moves)
+        return number
+
+
+def _claimed_by(claim: Path, writer: str) -> bool:
+    try:
+        lines = (claim / CURRENT_FILE).read_text().splitlines()
+    except OSError:
+        return False
+    return len(lines) > 1 and lines[1].endswith(f" {writer}")
