@@ -100,7 +100,7 @@ def _abandoned(entry: Path, prefix: str, reference_ns: int) -> bool:
         return written_by.pid != os.getpid() and not _alive(written_by.pid)
     try:
         age_ns = reference_ns - entry.stat().st_mtime_ns
-    except FileNotFoundError:  # renamed into place or discarded meanwhile
+    except OSError:  # renamed into place or discarded meanwhile: not a leftover
         return False
     return age_ns > LEFTOVER_AGE.total_seconds() * 1e9
 

@@ -189,3 +189,25 @@ def test_a_killed_writers_private_directory_is_removed_and_a_live_writers_is_not
         "reference.json",
         SETTLEMENT_DIR,
     ]
+
+
+def test_a_leftover_from_another_host_is_removed_only_once_old(registry_dir: Path) -> None:
+    """A process id means nothing on another host (nor in a name written before names
+    recorded the host): such a directory is removed once an hour older than the
+    settling writer's own, by the volume's clock, and kept while it is recent."""
+    version_dir = registry_dir / "versions" / "v1"
+    names = {
+        "old": f".{SETTLEMENT_DIR}.other-node.example.4242.0badc0de",
+        "recent": f".{SETTLEMENT_DIR}.other-node.example.4243.0badc0df",
+        "unnamed-old": f".{SETTLEMENT_DIR}.4244.0badc0e0",
+    }
+    for name in names.values():
+        (version_dir / name).mkdir()
+        (version_dir / name / SETTLEMENT_FILE).write_text("{}")
+    two_hours_ago = (version_dir / names["recent"]).stat().st_mtime - 2 * 3600
+    for key in ("old", "unnamed-old"):
+        os.utime(version_dir / names[key], (two_hours_ago, two_hours_ago))
+
+    ModelRegistry(registry_dir).settle_promotion("v1", Promotion.SERVED, by="job", reason="r")
+
+    assert [p.name for p in _leftovers(registry_dir)] == [names["recent"]]
