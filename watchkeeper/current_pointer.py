@@ -16,9 +16,11 @@ How, with ``rename`` and ``mkdir`` only (atomic on a local file system and on an
 CephFS server alike; no file lock, for the reasons the registry gives):
 
 1. **Claim** a move number: the new ``CURRENT`` is written whole into a private
-   directory, which is renamed to ``moves/<n>/`` for the next free ``n``. Renaming onto
-   an existing, non-empty directory fails, so each number has one claimant; numbers are
-   never removed, so a claim's number is above every claim made before it.
+   directory, beside a ``claim`` file naming its writer, and the directory is renamed
+   to ``moves/<n>/`` for the next free ``n``. Renaming onto an existing, non-empty
+   directory fails (the ``claim`` file stays: renaming onto an empty one succeeds), so
+   each number has one claimant; claims are never removed, so a claim's number is above
+   every claim made before it.
 2. **Fence** every claim between the pointer read and this one: its
    ``moves/<m>/CURRENT`` is deleted. A writer that claimed earlier and has not yet put
    its file in place never can (step 4 renames that file); claims below the pointer
@@ -29,14 +31,16 @@ CephFS server alike; no file lock, for the reasons the registry gives):
    this rename comes first (and its check sees it) or it fails (the file is gone): a
    writer paused anywhere between its check and its rename, for however long, cannot
    write over a move it did not see. A paused writer holds nobody back either: the next
-   writer claims the next number and fences it.
+   writer claims the next number and fences it. A writer fenced by one that has not
+   moved ``CURRENT`` (not yet, or refused: it had read an older pointer) finds it still
+   holding the pointer read, and tries again from step 1 rather than fail for nothing.
 
 Why not the alternatives: a write of ``CURRENT`` after checking it (what the registry
 did) lets a writer paused in between overwrite what came meanwhile; ``flock`` is not
 shared between NFS clients on every mount, blocks everyone behind a paused holder and is
 released by an NFS server under a holder cut off by a partition; ``link(2)`` is not on
-every volume the registry runs on. The cost is one empty directory under ``moves/`` per
-move (promotions and rollbacks: a few a day at most), never reused.
+every volume the registry runs on. The cost is one directory holding one small file
+under ``moves/`` per move (promotions and rollbacks: a few a day at most), never reused.
 
 A ``CURRENT`` written by hand (one line) or by an earlier Watchkeeper is read as move 0.
 """
@@ -61,11 +65,17 @@ from watchkeeper.registry_writes import (
 CURRENT_FILE = "CURRENT"
 MOVES_DIR = "moves"
 CLAIM_PREFIX = ".claim."
+CLAIM_FILE = "claim"
 
 # The new CURRENT is written through a temporary file named after the process, as every
 # registry file is; the threads of one process take turns at it (not a file lock: it
 # never spans processes, and it is held only while one small file is written).
 _TEMPORARY_FILE = threading.Lock()
+
+# Tries of a writer fenced each time by another that then did not move CURRENT either:
+# writers moving from the same pointer at the same instant, each undoing the other's
+# claim. One of them moves it at the first or second try; the rest are then refused.
+_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -107,32 +117,30 @@ def move_current(root: Path, version: str, *, expected: CurrentPointer) -> Curre
     version is registered is the caller's to check."""
     moves = root / MOVES_DIR
     moves.mkdir(parents=True, exist_ok=True)
-    staging = moves / private_name(CLAIM_PREFIX)
-    writer = staging.name.removeprefix(CLAIM_PREFIX)
-    staging.mkdir()
-    try:
-        number = _claim(root, moves, staging, version, writer)
-        # the private directory just written dates the others
-        discard_leftovers(moves, CLAIM_PREFIX, reference=moves / str(number))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # gone already when it was renamed
-    claimed = moves / str(number) / CURRENT_FILE
-    for earlier in range(expected.move + 1, number):
-        (moves / str(earlier) / CURRENT_FILE).unlink(missing_ok=True)
-    found = read_current(root)
-    if found != expected:
-        claimed.unlink(missing_ok=True)
-        return CurrentMove(False, found)
-    before_install(root, number)
-    try:
-        os.rename(claimed, root / CURRENT_FILE)
-    except FileNotFoundError:
-        # fenced by a later move; or, over NFS, a retried rename of ours whose first
-        # reply was lost: the move number in CURRENT says which
+    for _ in range(_ATTEMPTS):
+        number = _claim(root, moves, version)
+        claimed = moves / str(number) / CURRENT_FILE
+        for earlier in range(expected.move + 1, number):
+            (moves / str(earlier) / CURRENT_FILE).unlink(missing_ok=True)
         found = read_current(root)
-        return CurrentMove(found.move == number, found)
-    fsync_dir(root)
-    return CurrentMove(True, CurrentPointer(version, number))
+        if found != expected:
+            claimed.unlink(missing_ok=True)
+            return CurrentMove(False, found)
+        before_install(root, number)
+        try:
+            os.rename(claimed, root / CURRENT_FILE)
+        except FileNotFoundError:
+            # fenced by a later claim; or, over NFS, a retried rename of ours whose first
+            # reply was lost: the move number in CURRENT says which
+            found = read_current(root)
+            if found.move == number:
+                return CurrentMove(True, found)
+            if found != expected:
+                return CurrentMove(False, found)
+            continue  # its fencer has not moved CURRENT: nothing came between, again
+        fsync_dir(root)
+        return CurrentMove(True, CurrentPointer(version, number))
+    return CurrentMove(False, read_current(root))
 
 
 def before_install(root: Path, number: int) -> None:
@@ -140,8 +148,24 @@ def before_install(root: Path, number: int) -> None:
     tests pause a writer at this point, the one where it used to overwrite others."""
 
 
-def _claim(root: Path, moves: Path, staging: Path, version: str, writer: str) -> int:
-    """Claim the next free move number with ``staging``; returns it."""
+def _claim(root: Path, moves: Path, version: str) -> int:
+    """Claim the next free move number for a move to ``version``; returns it."""
+    staging = moves / private_name(CLAIM_PREFIX)
+    staging.mkdir()
+    try:
+        number = _claim_with(root, moves, staging, version)
+        # the private directory just written dates the others
+        discard_leftovers(moves, CLAIM_PREFIX, reference=moves / str(number))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when it was renamed
+    return number
+
+
+def _claim_with(root: Path, moves: Path, staging: Path, version: str) -> int:
+    writer = staging.name.removeprefix(CLAIM_PREFIX)
+    # A claim keeps this file for ever: a rename onto an *empty* directory succeeds, so a
+    # claim whose CURRENT was moved out would otherwise be claimed again.
+    write_file(staging / CLAIM_FILE, f"{writer}\n".encode())
     numbers = [int(entry.name) for entry in moves.iterdir() if entry.name.isdigit()]
     number = max(numbers, default=0) + 1
     while True:
@@ -164,7 +188,6 @@ def _claim(root: Path, moves: Path, staging: Path, version: str, writer: str) ->
 
 def _claimed_by(claim: Path, writer: str) -> bool:
     try:
-        lines = (claim / CURRENT_FILE).read_text().splitlines()
+        return (claim / CLAIM_FILE).read_text().strip() == writer
     except OSError:
         return False
-    return len(lines) > 1 and lines[1].endswith(f" {writer}")

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from watchkeeper import current_pointer
-from watchkeeper.current_pointer import CLAIM_PREFIX, MOVES_DIR, CurrentPointer
+from watchkeeper.current_pointer import CLAIM_PREFIX, CURRENT_FILE, MOVES_DIR, CurrentPointer
 from watchkeeper.registry import CurrentMoved, ModelRegistry, RegisteredModel
 from watchkeeper.training import TrainedModel
 
-RACERS = 6
+RACERS = 8
+ROUNDS = 12
 DEADLINE = 120.0
 
 
@@ -45,32 +46,37 @@ def test_writers_racing_from_one_pointer_move_current_once(
     three_versions: ModelRegistry,
 ) -> None:
     """Processes released at once, each moving from the pointer they all read, to v2 or
-    v3: one moves, and every other is refused and told what ``CURRENT`` names."""
+    v3: one moves, and every other is refused and told what ``CURRENT`` names. Round
+    after round on the same registry (a claim whose file was moved out or fenced must
+    never be claimed again)."""
     root = three_versions.root
-    read = three_versions.current()
     context = multiprocessing.get_context("fork")
-    start = context.Barrier(RACERS)
-    answers: multiprocessing.Queue[tuple[str, bool, str | None]] = context.Queue()
-    processes = [
-        context.Process(target=_move, args=(root, f"v{2 + i % 2}", read, start, answers))
-        for i in range(RACERS)
-    ]
-    for process in processes:
-        process.start()
-    told = [answers.get(timeout=DEADLINE) for _ in processes]
-    for process in processes:
-        process.join(DEADLINE)
-        assert process.exitcode == 0
+    for _ in range(ROUNDS):
+        read = three_versions.current()
+        start = context.Barrier(RACERS)
+        answers: multiprocessing.Queue[tuple[str, bool, str | None]] = context.Queue()
+        processes = [
+            context.Process(target=_move, args=(root, f"v{1 + i % 3}", read, start, answers))
+            for i in range(RACERS)
+        ]
+        for process in processes:
+            process.start()
+        told = [answers.get(timeout=DEADLINE) for _ in processes]
+        for process in processes:
+            process.join(DEADLINE)
+            assert process.exitcode == 0
 
-    winners = [version for version, moved, _ in told if moved]
-    assert len(winners) == 1, told
-    now = three_versions.current()
-    assert now.version == winners[0] and now.move > read.move
-    assert {named for _, _, named in told} == {now.version}
-    # nothing private is left: each claim is a move number, empty once settled
+        winners = [version for version, moved, _ in told if moved]
+        assert len(winners) == 1, told
+        now = three_versions.current()
+        assert now.version == winners[0] and now.move > read.move, (told, now)
+        assert {named for _, _, named in told} == {now.version}, told
+    # nothing private is left, and no claim is pending: each is a move number
     moves = root / MOVES_DIR
     assert not list(moves.glob(f"{CLAIM_PREFIX}*"))
-    assert all(not any(claim.iterdir()) for claim in moves.iterdir())
+    assert not list(moves.glob(f"*/{CURRENT_FILE}"))
+    numbers = sorted(int(claim.name) for claim in moves.iterdir())
+    assert numbers == list(range(1, len(numbers) + 1)) and now.move in numbers
 
 
 def _move_pausing_before_install(
