@@ -21,10 +21,11 @@ import sqlalchemy as sa
 from retrain.job import RetrainJob
 from retrain.lease import LEASE, Lease
 from retrain.recovery import recover
+from tests.retrain.paused_registry import PausedAfterSettling, won_served
 from watchkeeper import retrain_queue
 from watchkeeper.current_pointer import CurrentMove, CurrentPointer
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
-from watchkeeper.registry import ModelRegistry, Promotion, PromotionSettlement
+from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
 from watchkeeper.version_metadata import VersionNotes, VersionStatus
@@ -185,26 +186,6 @@ def test_a_job_that_decided_to_withdraw_its_candidate_is_not_overtaken_by_recove
     assert (run.outcome, run.candidate_version) == ("rejected", "v2")
 
 
-class _PausedAfterWinning(ModelRegistry):
-    """The slow job's registry: once it has settled its candidate served (it won the
-    compare-and-set, nothing can take that decision from it), it stops (a GC pause, a
-    SIGSTOP, a slow disk) until ``resume`` is set, and then goes on to move ``CURRENT``."""
-
-    def __init__(self, root: Path, resume: threading.Event) -> None:
-        super().__init__(root)
-        self.resume = resume
-        self.paused = threading.Event()
-
-    def settle_promotion(
-        self, version: str, outcome: Promotion, *, by: str, reason: str
-    ) -> PromotionSettlement:
-        settled = super().settle_promotion(version, outcome, by=by, reason=reason)
-        if settled.by == by and settled.outcome is Promotion.SERVED:
-            self.paused.set()
-            assert self.resume.wait(DEADLINE), "the test never resumed the slow job"
-        return settled
-
-
 def test_a_job_paused_after_winning_served_does_not_move_current_back_over_a_newer_promotion(
     labelled_log: int, engine: sa.Engine, settings: Settings, trained: TrainedModel
 ) -> None:
@@ -216,7 +197,7 @@ def test_a_job_paused_after_winning_served_does_not_move_current_back_over_a_new
     retrain_queue.enqueue(engine, trigger="manual", reason="paused after serving")
     root = settings.storage.registry_path
     resume = threading.Event()
-    slow = _PausedAfterWinning(root, resume)
+    slow = PausedAfterSettling(root, resume, won_served)  # then moves CURRENT
     results: list[Any] = []
     errors: list[BaseException] = []
 

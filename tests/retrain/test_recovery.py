@@ -24,11 +24,12 @@ from retrain.lease import LEASE, Lease
 from retrain.metrics import RetrainCollector
 from retrain.recovery import recover
 from tests.processes import Process, metric, wait_for
+from tests.retrain.paused_registry import PausedAfterSettling
 from watchkeeper import retrain_queue
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
 from watchkeeper.model_metrics import ModelMetrics
-from watchkeeper.registry import ModelRegistry, Promotion, PromotionSettlement
+from watchkeeper.registry import ModelRegistry, Promotion
 from watchkeeper.retrain_status import UNCLAIMED_TRIGGER
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
@@ -547,9 +548,10 @@ def test_recovery_does_not_serve_a_candidate_its_job_withdrew_meanwhile(
 
 
 def _promoted_candidate(
-    engine: sa.Engine, registry_dir: Path, trained: TrainedModel
+    engine: sa.Engine, registry_dir: Path, trained: TrainedModel, champion: str = "v1"
 ) -> tuple[int, list[int], str]:
-    """A dead job's run and the candidate it registered as promoted, not yet current."""
+    """A dead job's run and the candidate it registered as promoted over ``champion``,
+    not yet current."""
     run_id, request_ids = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
     version = ModelRegistry(registry_dir).register(
         trained,
@@ -558,8 +560,8 @@ def _promoted_candidate(
         notes=VersionNotes(
             run_id=run_id,
             run_started_at=_started_at(engine, run_id).isoformat(),
-            reason="better than v1",
-            champion="v1",
+            reason=f"better than {champion}",
+            champion=champion,
         ),
     )
     return run_id, request_ids, version
@@ -610,25 +612,6 @@ def test_a_candidate_settled_served_by_a_job_that_then_died_is_made_current(
     assert _runs(engine)[run_id]["outcome"] == "promoted"
 
 
-class _PausedBeforeMoving(ModelRegistry):
-    """The recovering job's registry: it has checked that ``CURRENT`` still names the
-    champion and settled the candidate served; it stops there, before moving
-    ``CURRENT``, until ``resume`` is set."""
-
-    def __init__(self, root: Path, resume: threading.Event) -> None:
-        super().__init__(root)
-        self.resume = resume
-        self.paused = threading.Event()
-
-    def settle_promotion(
-        self, version: str, outcome: Promotion, *, by: str, reason: str
-    ) -> PromotionSettlement:
-        settled = super().settle_promotion(version, outcome, by=by, reason=reason)
-        self.paused.set()
-        assert self.resume.wait(240), "the test never resumed the recovery"
-        return settled
-
-
 def test_a_rollback_made_while_recovery_is_about_to_serve_a_candidate_stands(
     engine: sa.Engine, registry_dir: Path, trained: TrainedModel
 ) -> None:
@@ -638,20 +621,10 @@ def test_a_rollback_made_while_recovery_is_about_to_serve_a_candidate_stands(
     then moved ``CURRENT`` to the candidate over the rollback."""
     registry = ModelRegistry(registry_dir)
     champion = registry.register(trained, status=VersionStatus.REGISTERED)  # v2, current
-    run_id, _ = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
-    candidate = registry.register(
-        trained,
-        make_current=False,
-        status=VersionStatus.PROMOTED,
-        notes=VersionNotes(
-            run_id=run_id,
-            run_started_at=_started_at(engine, run_id).isoformat(),
-            reason="better than v2",
-            champion=champion,
-        ),
-    )
+    run_id, _, candidate = _promoted_candidate(engine, registry_dir, trained, champion)
     resume = threading.Event()
-    recovering = _PausedBeforeMoving(registry_dir, resume)
+    # checked that CURRENT names the champion, settled the candidate served; not moved
+    recovering = PausedAfterSettling(registry_dir, resume)
     lease = Lease(engine, 600)
     assert lease.acquire()
     errors: list[BaseException] = []

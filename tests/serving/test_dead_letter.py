@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import stat
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +17,7 @@ from serving.log_body import received_body, stored_body
 from serving.log_entry import LogEntry
 from serving.metrics import LogMetrics
 from serving.prediction_log import PredictionLog
+from tests.serving.log_entries import make_entry
 from watchkeeper.db.engine import create_engine
 
 # Text no escaping may confuse: NUL, lone surrogates, backslashes, and the escapes of
@@ -47,36 +46,18 @@ AWKWARD_BODIES = [
 ]
 
 
-def _entry(n: int, **overrides: Any) -> LogEntry:
-    values: dict[str, Any] = dict(
-        request_id=f"{n:032x}",
-        received_at=datetime.now(UTC),
-        endpoint="/predict",
-        method="POST",
-        status_code=200,
-        latency_seconds=0.01,
-        model_version="v1",
-        columns={"x": [n]},
-        values=[float(n)],
-        lower=[n - 1.0],
-        upper=[n + 1.0],
-    )
-    values.update(overrides)
-    return LogEntry(**values)
-
-
 def _unstorable(n: int, text: str, body: bytes) -> LogEntry:
     """An entry holding ``text`` and ``body`` that no database stores: a lone surrogate
     (even entries: journaled by the standard library's escaping encoder), or no model
     version for its prediction (odd entries: journaled by orjson)."""
     if n % 2 == 0:
-        return _entry(
+        return make_entry(
             n,
             columns={"x": [n], "text": [text], "poison": ["\ud800"]},
             client_request_id=text,
             body=stored_body(body),
         )
-    return _entry(
+    return make_entry(
         n,
         columns={"x": [n], "text": [text]},
         client_request_id=text,

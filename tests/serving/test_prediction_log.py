@@ -27,33 +27,16 @@ from serving.metrics import LogMetrics
 from serving.prediction_log import PredictionLog
 from tests.postgres import PostgresServer
 from tests.processes import wait_for
+from tests.serving.log_entries import make_entry
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.features import feature_records
 from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import predictions, requests
 
 
-def _entry(n: int, **overrides: Any) -> LogEntry:
-    values: dict[str, Any] = dict(
-        request_id=f"{n:032x}",
-        received_at=datetime.now(UTC),
-        endpoint="/predict",
-        method="POST",
-        status_code=200,
-        latency_seconds=0.01,
-        model_version="v1",
-        columns={"x": [n], "kind": ["a"]},
-        values=[float(n)],
-        lower=[n - 1.0],
-        upper=[n + 1.0],
-    )
-    values.update(overrides)
-    return LogEntry(**values)
-
-
 def _poison(n: int) -> LogEntry:
     """An entry no database can store: a lone surrogate cannot be encoded as UTF-8."""
-    return _entry(n, columns={"x": [n], "kind": ["\ud800"]})
+    return make_entry(n, columns={"x": [n], "kind": ["\ud800"]})
 
 
 def _count(url: str, table: sa.Table = requests) -> int:
@@ -94,7 +77,7 @@ def test_entries_are_written_in_batches_and_drained_on_close(
     log = make_log(registry, batch_bytes=2048).start()
 
     for n in range(100):
-        log.submit(_entry(n))
+        log.submit(make_entry(n))
     log.close()
 
     assert _count(database_url) == 100
@@ -111,7 +94,7 @@ def test_stored_rows_read_back_as_they_were_sent(
     database_url: str, make_log: Callable[..., PredictionLog]
 ) -> None:
     log = make_log(CollectorRegistry()).start()
-    sent = _entry(7, single=False, columns={"x": [1, None], "kind": ["a", "b"]})
+    sent = make_entry(7, single=False, columns={"x": [1, None], "kind": ["a", "b"]})
     sent.values, sent.lower, sent.upper = [10.0, 20.0], [9.0, 19.0], [11.0, 21.0]
     log.submit(sent)
     log.close()
@@ -140,7 +123,7 @@ def test_successful_rows_store_no_error_as_sql_null(
     database_url: str, make_log: Callable[..., PredictionLog]
 ) -> None:
     log = make_log(CollectorRegistry()).start()
-    log.submit(_entry(1))
+    log.submit(make_entry(1))
     log.close()
     engine = create_engine(database_url)
     with engine.connect() as connection:
@@ -163,13 +146,13 @@ def test_one_poison_entry_among_a_thousand_is_dead_lettered_and_the_rest_logged(
     if shutdown == "running":
         log.start()
     for n in range(1000):
-        log.submit(_entry(n))
+        log.submit(make_entry(n))
         if n == 500:
             log.submit(_poison(10_000))
     if shutdown == "running":
         wait_for(lambda: log.queue_depth == 0, timeout=60)
         for n in range(1000, 1010):  # the writer lives on after the poison entry
-            log.submit(_entry(n))
+            log.submit(make_entry(n))
     else:
         log.start()  # everything is drained by close(), as on SIGTERM
     log.close()
@@ -190,8 +173,8 @@ def test_one_poison_entry_among_a_thousand_is_dead_lettered_and_the_rest_logged(
 # column on both (a prediction row's model version); on PostgreSQL also a status code
 # that overflows its SMALLINT column.
 _REFUSALS = {
-    "null-in-a-not-null-column": (lambda n: _entry(n, model_version=None), ""),
-    "smallint-overflow": (lambda n: _entry(n, status_code=70_000), "postgresql"),
+    "null-in-a-not-null-column": (lambda n: make_entry(n, model_version=None), ""),
+    "smallint-overflow": (lambda n: make_entry(n, status_code=70_000), "postgresql"),
 }
 
 
@@ -205,9 +188,9 @@ def test_entry_the_database_refuses_is_dead_lettered_without_losing_its_batch(
     registry = CollectorRegistry()
     log = make_log(registry)  # not started: the three entries are read as one batch
     refused = make_refused(2)
-    log.submit(_entry(1))
+    log.submit(make_entry(1))
     log.submit(refused)
-    log.submit(_entry(3))
+    log.submit(make_entry(3))
     log.start()
     log.close()
 
@@ -234,7 +217,7 @@ def test_rejected_body_with_a_nul_byte_is_stored_escaped(
     registry = CollectorRegistry()
     log = make_log(registry).start()
     log.submit(
-        _entry(
+        make_entry(
             1,
             status_code=400,
             columns={},
@@ -274,7 +257,7 @@ def test_a_writer_thread_that_dies_is_restarted_and_counted(
     monkeypatch.setattr(log, "_cycle", dies_once)
     log.start()
     wait_for(lambda: not log.status().writer_alive or calls["n"] > 1, timeout=10)
-    log.submit(_entry(1))  # the next request notices and restarts it
+    log.submit(make_entry(1))  # the next request notices and restarts it
     wait_for(lambda: log.queue_depth == 0, timeout=30)
 
     status = log.status()
@@ -293,13 +276,13 @@ def test_a_full_journal_refuses_new_entries_until_the_writer_catches_up(
     accepted = 0
     with pytest.raises(JournalFull):
         for n in range(1000):
-            log.submit(_entry(n))
+            log.submit(make_entry(n))
             accepted += 1
     assert log.full
     assert registry.get_sample_value("watchkeeper_log_entries_rejected_total") == 1
     log.start()
     wait_for(lambda: not log.full, timeout=30)
-    log.submit(_entry(5000))
+    log.submit(make_entry(5000))
     log.close()
     assert _count(database_url) == accepted + 1
 
@@ -361,7 +344,7 @@ from serving.metrics import LogMetrics
 from serving.prediction_log import PredictionLog
 from watchkeeper.db.engine import create_engine
 
-def entry(n, kind):
+def make_entry(n, kind):
     return LogEntry(
         request_id=f"{n:032x}", received_at=datetime.now(UTC), endpoint="/predict",
         method="POST", status_code=200, latency_seconds=0.0, model_version="v1",
@@ -380,9 +363,9 @@ def then_stop(*args, **kwargs):
 
 log._dead_letter = then_stop
 for n in range(3):
-    log.submit(entry(n, "a"))
-log.submit(entry(10_000, "\\ud800"))  # a lone surrogate: no database can store it
-log.submit(entry(3, "a"))
+    log.submit(make_entry(n, "a"))
+log.submit(make_entry(10_000, "\\ud800"))  # a lone surrogate: no database can store it
+log.submit(make_entry(3, "a"))
 log.start()
 sys.stdin.read()
 """
@@ -433,13 +416,13 @@ def test_replaying_an_orphan_twice_stores_its_entries_once(
     received = datetime.now(UTC)
     first = make_log(CollectorRegistry()).start()
     for n in range(10):
-        first.submit(_entry(n, received_at=received))
+        first.submit(make_entry(n, received_at=received))
     first.close()
     # The same entries again, as a process that died after its commit but before its
     # checkpoint would leave them.
     second = make_log(CollectorRegistry()).start()
     for n in range(10):
-        second.submit(_entry(n, received_at=received))
+        second.submit(make_entry(n, received_at=received))
     second.close()
     assert _count(database_url) == 10
 
@@ -451,7 +434,7 @@ def test_concurrent_request_threads_lose_nothing(
 
     def send(offset: int) -> None:
         for n in range(250):
-            log.submit(_entry(offset + n))
+            log.submit(make_entry(offset + n))
 
     threads = [threading.Thread(target=send, args=(i * 1000,)) for i in range(8)]
     for thread in threads:
@@ -484,8 +467,8 @@ def test_a_failed_append_does_not_swallow_the_next_entry(
 
     monkeypatch.setattr(journal_module.os, "write", disk_fills_midway)
     with pytest.raises(JournalUnavailable):
-        log.submit(_entry(1))
-    log.submit(_entry(2))  # acknowledged: it must reach the database whole
+        log.submit(make_entry(1))
+    log.submit(make_entry(2))  # acknowledged: it must reach the database whole
     monkeypatch.undo()
     log.close()
 
@@ -512,7 +495,7 @@ def test_a_segment_that_cannot_be_opened_keeps_appends_in_the_current_one(
     refused = 0
     for n in range(20):  # crosses the segment size: the first rotation fails
         try:
-            log.submit(_entry(n))
+            log.submit(make_entry(n))
         except JournalUnavailable:
             refused += 1
     log.close()
@@ -525,7 +508,7 @@ def _stores_the_next_entry_only(
 ) -> None:
     """After lines that are no entries: a good entry journaled next is stored, alone,
     and the lines before it were counted as dead-lettered."""
-    log.submit(_entry(2))
+    log.submit(make_entry(2))
     assert log.flush(timeout=30)
     log.close()
     assert _count(database_url) == 1
@@ -549,7 +532,7 @@ def test_a_line_whose_columns_are_cut_is_dead_lettered_not_stored(
     must not reach the database, where every reader would fail to decode it."""
     registry = CollectorRegistry()
     log = make_log(registry).start()
-    head, _, columns = _entry(1).to_line().partition(b"\t")
+    head, _, columns = make_entry(1).to_line().partition(b"\t")
     log._journal.append(head + b"\t" + columns[:5] + b"\n")  # noqa: SLF001
     _stores_the_next_entry_only(log, registry, database_url, dead_lettered=1)
 
@@ -564,7 +547,7 @@ def test_a_line_whose_columns_hold_zeroed_bytes_is_dead_lettered_not_stored(
     text, and every reader of the request's features would fail to decode it)."""
     registry = CollectorRegistry()
     log = make_log(registry).start()
-    head, _, columns = _entry(1, columns={"x": [1.5] * 400}).to_line().partition(b"\t")
+    head, _, columns = make_entry(1, columns={"x": [1.5] * 400}).to_line().partition(b"\t")
     middle = len(columns) // 2
     zeroed = columns[:middle] + bytes(64) + columns[middle + 64 :]
     log._journal.append(head + b"\t" + zeroed)  # noqa: SLF001
@@ -581,7 +564,7 @@ def test_a_line_whose_fields_have_the_wrong_types_is_dead_lettered_and_the_write
     Such lines are set aside like any line that is not an entry, on both databases."""
     registry = CollectorRegistry()
     log = make_log(registry).start()
-    head, _, columns = _entry(1).to_line().partition(b"\t")
+    head, _, columns = make_entry(1).to_line().partition(b"\t")
     wrong: list[dict[str, Any]] = [
         {"body": {"text": "x"}},
         {"endpoint": ["/predict"]},
@@ -613,7 +596,7 @@ def test_a_line_whose_numbers_do_not_line_up_is_dead_lettered_and_the_writer_goe
     all but the first be dropped as already stored."""
     registry = CollectorRegistry()
     log = make_log(registry).start()
-    head, _, columns = _entry(1, single=False).to_line().partition(b"\t")
+    head, _, columns = make_entry(1, single=False).to_line().partition(b"\t")
     two = [1.0, 2.0]
     wrong: list[dict[str, Any]] = [
         {"values": two, "lower": [1.0], "upper": two},
@@ -645,7 +628,7 @@ def test_a_read_only_database_delays_entries_instead_of_dead_lettering_them(
     try:
         log = make_log(registry, probe_interval=0.2).start()
         for n in range(5):
-            log.submit(_entry(n))
+            log.submit(make_entry(n))
         assert wait_for(lambda: not log.database_up, timeout=30)
     finally:
         read_only(False)
@@ -660,7 +643,7 @@ def _assert_flushed_to_disk_meanwhile(log: PredictionLog) -> None:
     """Entries journaled while the database does not answer: the writer reads them
     and waits in its insert, and they must still reach the disk."""
     for n in range(10):
-        log.submit(_entry(n))
+        log.submit(make_entry(n))
     # The power-loss promise: what was appended more than about a flush interval ago
     # is on disk, also while the writer cannot store it.
     assert wait_for(lambda: log.unsynced_entries == 0, timeout=10)
@@ -674,7 +657,7 @@ def test_the_journal_is_flushed_to_disk_while_the_writer_waits_on_a_locked_datab
     """SQLite's write lock held by another connection: the writer waits in its insert
     for the busy timeout (30 s); the journal is flushed to disk meanwhile."""
     log = make_log(CollectorRegistry(), flush_interval=0.05).start()
-    log.submit(_entry(20_000))
+    log.submit(make_entry(20_000))
     assert log.flush(timeout=30)
     blocker = sqlite3.connect(database_url.removeprefix("sqlite:///"))
     blocker.execute("BEGIN EXCLUSIVE")
@@ -700,7 +683,7 @@ def test_the_journal_is_flushed_to_disk_while_postgres_is_frozen(
         engine, journal_dir, LogMetrics(CollectorRegistry()), flush_interval=0.05
     ).start()
     try:
-        log.submit(_entry(20_000))
+        log.submit(make_entry(20_000))
         assert log.flush(timeout=30)
         private_postgres.stall()
         try:
