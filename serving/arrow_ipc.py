@@ -8,8 +8,13 @@ except that IPC allows compressed buffers (LZ4, ZSTD) whose decoded sizes the cl
 declares: a 1 MB body of compressed zeros would decode to gigabytes. Compressed bodies
 are therefore refused before anything is decoded, from the messages' metadata (a few
 flatbuffer fields, read here: pyarrow does not expose them), and so is a stream that
-declares more rows than the server takes. Arrow's file format is refused with a note:
-its footer may point anywhere in the body, past what the stream check read.
+declares more rows than the server takes, or more than :data:`MAX_MESSAGES` messages
+(each costs a few µs to decode whatever it holds: a 15 MB body of empty batches took 3 s).
+Arrow's file format is refused with a note: its footer may point anywhere in the body,
+past what the stream check read. So are view types (``string_view`` and kin): their
+16-byte views may all point at one long value, so that checking their text alone took
+29 s for a 12 MB body, and their values are as long as rows × that value. A dictionary
+can do the same to its rows' text; :mod:`serving.arrow_validation` bounds that.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from watchkeeper.errors import BadRequest, FieldProblem, PayloadTooLarge
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 ARROW_FILE = "application/vnd.apache.arrow.file"
 _FILE_MAGIC = b"ARROW1"
+MAX_MESSAGES = 1024
+"""Messages (schema, dictionaries, record batches) one body may hold."""
 
 # Arrow's Message.fbs: the union types of ``Message.header`` and the fields used here.
 _DICTIONARY_BATCH, _RECORD_BATCH = 2, 3
@@ -43,6 +50,12 @@ def read_arrow_stream(body: bytes, *, max_rows: int) -> pa.Table:
     try:
         _check_messages(buffer, max_rows)
         table = ipc.open_stream(buffer).read_all()
+        viewed = [field.name for field in table.schema if _has_views(field.type)]
+        if viewed:
+            raise BadRequest(
+                f"Arrow view types are not accepted (columns {viewed[:5]}): "
+                "send string or large_string columns, or dictionary-encoded ones"
+            )
         # Reading checks the layout only. Full validation checks what later steps take
         # on trust, in C++ (0.06 ms for 1,000 rows of 71 columns): offsets, dictionary
         # indices in range, and UTF-8 text (surrogates included), as a JSON body's.
@@ -53,16 +66,43 @@ def read_arrow_stream(body: bytes, *, max_rows: int) -> pa.Table:
     return table
 
 
+def _has_views(kind: pa.DataType) -> bool:
+    """Whether ``kind`` is, or holds, a view type (through dictionaries and nesting)."""
+    if kind.id in _VIEW_TYPE_IDS:
+        return True
+    if pa.types.is_dictionary(kind):
+        return _has_views(kind.value_type)
+    return any(_has_views(kind.field(i).type) for i in range(kind.num_fields))
+
+
+def _view_type_ids() -> frozenset[int]:
+    names = ("string_view", "binary_view", "list_view", "large_list_view")
+    kinds = []
+    for name in names:  # each in pyarrow >= 16 only
+        factory = getattr(pa, name, None)
+        if factory is not None:
+            kinds.append(factory(pa.int8()) if name.endswith("list_view") else factory())
+    return frozenset(kind.id for kind in kinds)
+
+
+_VIEW_TYPE_IDS = _view_type_ids()
+
+
 def _check_messages(buffer: pa.Buffer, max_rows: int) -> None:
     reader = ipc.MessageReader.open_stream(buffer)
     rows = 0
-    while True:
+    for count in range(MAX_MESSAGES + 1):
         try:
             message = reader.read_next_message()
         except StopIteration:
             return
         if message is None:
             return
+        if count == MAX_MESSAGES:
+            raise BadRequest(
+                f"body holds more than {MAX_MESSAGES} Arrow IPC messages; "
+                "send fewer, larger record batches"
+            )
         rows += _batch_rows(message.metadata.to_pybytes())
         if rows > max_rows:
             raise PayloadTooLarge(

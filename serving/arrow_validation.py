@@ -2,7 +2,7 @@
 model's feature schema, into the same columns a JSON body becomes.
 
 Types are checked per column, from the table's schema: a numeric feature takes
-integers, floats or decimals, a categorical one strings (plain, large, view, or
+integers, floats or decimals, a categorical one strings (plain, large, or
 dictionary-encoded). Numbers are checked with a few NumPy calls per column, text as a
 JSON body's, each distinct value once (plain text is dictionary-encoded first, in
 C++); only a column that fails is scanned row by row to name each bad field, as
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from serving.validation import (
     MAX_PROBLEMS,
@@ -28,13 +29,16 @@ from serving.validation import (
     numeric_problem,
 )
 from watchkeeper.category_column import CategoryColumn
-from watchkeeper.errors import FieldProblem
+from watchkeeper.errors import FieldProblem, PayloadTooLarge
 from watchkeeper.schema import Feature, FeatureSchema
 
 
 def validate_arrow_table(
-    table: pa.Table, schema: FeatureSchema, *, max_batch_size: int
+    table: pa.Table, schema: FeatureSchema, *, max_batch_size: int, max_text_bytes: int
 ) -> ValidatedRequest:
+    """The table as columns; 422 naming every problem, 413 when its category columns
+    hold more than ``max_text_bytes`` of text once each row has its value (a
+    dictionary value repeated by row: the log stores them row by row)."""
     n_rows = table.num_rows
     positions: dict[str, list[int]] = {}
     for position, name in enumerate(table.column_names):
@@ -56,16 +60,17 @@ def validate_arrow_table(
         check_rows(n_rows, max_batch_size, "columns", ("row", "rows"))
     columns: dict[str, Any] = {}
     numbers: dict[str, np.ndarray] = {}
+    text = _TextBudget(max_text_bytes)
     for feature in schema.features:
         at = positions.get(feature.name, ())
         if len(at) != 1:
             continue
         column = table.column(at[0])
-        array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
         if feature.is_numeric:
+            array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
             problems.extend(_numeric(feature, array, columns, numbers))
         else:
-            problems.extend(_categorical(feature, array, columns))
+            problems.extend(_categorical(feature, column, columns, text))
         if len(problems) >= MAX_PROBLEMS:
             break
     if problems:
@@ -77,8 +82,8 @@ def _field(feature: Feature, i: int) -> str:
     return f"columns.{feature.name}[{i}]"
 
 
-def _type_problem(feature: Feature, array: pa.Array, expected: str) -> list[FieldProblem]:
-    return [FieldProblem(f"columns.{feature.name}", f"must be {expected}, got {array.type}")]
+def _type_problem(feature: Feature, kind: pa.DataType, expected: str) -> list[FieldProblem]:
+    return [FieldProblem(f"columns.{feature.name}", f"must be {expected}, got {kind}")]
 
 
 def _numeric(
@@ -91,7 +96,7 @@ def _numeric(
     if pa.types.is_null(kind):
         array = pa.nulls(len(array), pa.float64())
     elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
-        return _type_problem(feature, array, "an integer, float or decimal column")
+        return _type_problem(feature, kind, "an integer, float or decimal column")
     values = (
         array.to_numpy(zero_copy_only=False)
         if kind == pa.float64()
@@ -107,13 +112,19 @@ def _numeric(
         ok &= ~(values > feature.maximum)
     if not ok.all():
         return _numeric_rows(feature, array, np.flatnonzero(~ok)[:MAX_PROBLEMS])
-    columns[feature.name] = (
-        array.to_numpy(zero_copy_only=False)
-        if pa.types.is_integer(kind) and not array.null_count
-        else values
-    )
+    columns[feature.name] = _integers(array) if pa.types.is_integer(kind) else values
     numbers[feature.name] = values
     return []
+
+
+def _integers(array: pa.Array) -> np.ndarray | list[int | None]:
+    """An integer column as the log writes it: exact integers, null for null (as a
+    float64 array with NaN, integers beyond 2**53 would be logged rounded)."""
+    if not array.null_count:
+        return array.to_numpy(zero_copy_only=False)
+    logged = array.fill_null(0).to_numpy(zero_copy_only=False).astype(object)
+    logged[np.asarray(array.is_null())] = None
+    return logged.tolist()
 
 
 def _numeric_rows(feature: Feature, array: pa.Array, rows: np.ndarray) -> list[FieldProblem]:
@@ -128,31 +139,74 @@ def _numeric_rows(feature: Feature, array: pa.Array, rows: np.ndarray) -> list[F
     return problems
 
 
-def _categorical(feature: Feature, array: pa.Array, columns: dict[str, Any]) -> list[FieldProblem]:
+class _TextBudget:
+    """The text the category columns hold once every row has its value, against the
+    request's size limit: a JSON body cannot hold more."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def spend(self, feature: Feature, n_bytes: int) -> None:
+        self.used += n_bytes
+        if self.used > self.limit:
+            raise PayloadTooLarge(
+                f"the category columns hold over {self.limit} bytes of text once each row "
+                "has its value (dictionary values repeated by row); at most the size limit",
+                details=[
+                    FieldProblem(
+                        f"columns.{feature.name}", f"{n_bytes} bytes of text across its rows"
+                    )
+                ],
+            )
+
+
+def _categorical(
+    feature: Feature, column: pa.ChunkedArray, columns: dict[str, Any], text: _TextBudget
+) -> list[FieldProblem]:
     """Checks a category column through its distinct values, with a JSON body's
     messages, each named at the rows holding the value; a valid one goes into
-    ``columns`` as a :class:`CategoryColumn`."""
-    kind = array.type
-    if not (pa.types.is_dictionary(kind) and _is_text(kind.value_type)):
-        if not (_is_text(kind) or pa.types.is_null(kind)):
-            return _type_problem(feature, array, "a string or dictionary-encoded string column")
-        array = (array if kind == pa.string() else array.cast(pa.string())).dictionary_encode()
-    values = (*array.dictionary.to_pylist(), None)  # null rows point past the dictionary
-    codes = array.indices.fill_null(len(values) - 1) if array.null_count else array.indices
-    index = codes.to_numpy(zero_copy_only=False)
-    # each distinct value's problem, found under a field named by its code
-    bad = {int(p.field): p.problem for p in check_categorical(feature, list(values), str)}
-    if bad:
-        rows = np.flatnonzero(np.isin(index, list(bad)))[:MAX_PROBLEMS].tolist()
-        if rows:
+    ``columns`` as a :class:`CategoryColumn`. Record batches are taken one by one, each
+    with its own dictionary (combining them may need wider codes than the body's)."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        if not _is_text(kind.value_type):
+            return _type_problem(feature, kind, "a string or dictionary-encoded string column")
+    elif not (_is_text(kind) or pa.types.is_null(kind)):
+        return _type_problem(feature, kind, "a string or dictionary-encoded string column")
+    values: list[str | None] = []
+    codes = []
+    n_bytes = 0
+    for chunk in column.chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = (
+                chunk.cast(pa.string()) if pa.types.is_null(kind) else chunk
+            ).dictionary_encode()
+        # codes as int64: a null row gets -1 for now, the small index types fit no more
+        index = chunk.indices.cast(pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
+        valued = index[index >= 0]
+        lengths = pc.binary_length(chunk.dictionary).fill_null(0).to_numpy(zero_copy_only=False)
+        n_bytes += int(lengths[valued].sum())
+        codes.append(np.where(index >= 0, index + len(values), -1))
+        values.extend(chunk.dictionary.to_pylist())
+    text.spend(feature, n_bytes)
+    index = np.concatenate(codes) if codes else np.zeros(0, np.int64)
+    index[index < 0] = len(values)  # null rows: the None appended last
+    distinct = (*values, None)
+    if check_categorical(feature, list(distinct), str):
+        # some distinct value is bad: name the rows of those the rows use (a dictionary
+        # may hold values no row uses, as a pandas Categorical keeps unused categories)
+        used = np.unique(index)
+        bad = {
+            int(used[int(p.field)]): p.problem
+            for p in check_categorical(feature, [distinct[i] for i in used.tolist()], str)
+        }
+        if bad:
+            rows = np.flatnonzero(np.isin(index, list(bad)))[:MAX_PROBLEMS].tolist()
             return [FieldProblem(_field(feature, i), bad[int(index[i])]) for i in rows]
-    columns[feature.name] = CategoryColumn(values, index)
+    columns[feature.name] = CategoryColumn(distinct, index)
     return []
 
 
 def _is_text(kind: pa.DataType) -> bool:
-    return (
-        pa.types.is_string(kind)
-        or pa.types.is_large_string(kind)
-        or getattr(pa.types, "is_string_view", lambda _kind: False)(kind)  # pyarrow >= 16
-    )
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)  # views: arrow_ipc

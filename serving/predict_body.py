@@ -4,7 +4,7 @@ records or columns; :mod:`serving.validation`) or an Arrow IPC stream
 
 from __future__ import annotations
 
-from flask import request
+from flask import current_app, request
 
 from serving.arrow_ipc import ARROW_STREAM, read_arrow_stream
 from serving.arrow_validation import validate_arrow_table
@@ -18,7 +18,12 @@ def validated_predict_body(schema: FeatureSchema, *, max_batch_size: int) -> Val
     """The current request's body as columns; 415 for a type that is neither."""
     if request.mimetype == ARROW_STREAM:
         table = read_arrow_stream(request_body(), max_rows=max_batch_size)
-        return validate_arrow_table(table, schema, max_batch_size=max_batch_size)
+        return validate_arrow_table(
+            table,
+            schema,
+            max_batch_size=max_batch_size,
+            max_text_bytes=current_app.config["MAX_CONTENT_LENGTH"],
+        )
     if not request.is_json:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json or {ARROW_STREAM}, "

@@ -197,3 +197,35 @@ def test_a_large_arrow_request_costs_within_the_columnar_target_of_the_model(
     ratio = cheapest_cpu_ratio(request, lambda: model.predict(columns))
 
     assert ratio < 1.6, f"a 1,000-row Arrow request costs {ratio:.2f}x model.predict"
+
+
+def test_a_dictionary_repeating_a_long_value_over_rows_is_413_not_a_huge_log_row(
+    make_app: Any, replay_records: list[dict[str, Any]], read_log: Any
+) -> None:
+    """A 30 KB body whose every row points at one 20 KB category value decodes to
+    200 MB of text, which the log would store row by row; the same rows as JSON could
+    not be sent under the size limit."""
+    app = make_app(max_request_bytes=1 << 20)
+    schema = _schema(app)
+    n = 10_000
+    table = pa.table(
+        {
+            f.name: pa.DictionaryArray.from_arrays(
+                pa.array([0] * n, pa.int8()), pa.array(["x" * 20_000])
+            )
+            if f.name == "Neighborhood"
+            else pa.nulls(n)
+            for f in schema.features
+        }
+    )
+    body = _stream(table)
+
+    response = _post(app.test_client(), body)
+
+    assert len(body) < 100_000
+    assert response.status_code == 413, response.json
+    assert problems_of(response) == {
+        "columns.Neighborhood": "200000000 bytes of text across its rows"
+    }
+    [row] = read_log(app).requests()
+    assert (row["status_code"], row["features"]) == (413, None)

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 
-from serving.arrow_ipc import read_arrow_stream
+from serving.arrow_ipc import MAX_MESSAGES, read_arrow_stream
 from watchkeeper.errors import BadRequest, PayloadTooLarge
 
 TABLE = pa.table(
@@ -76,3 +76,28 @@ def test_invalid_text_and_dangling_dictionary_codes_are_400(column: pa.Array) ->
     body = _stream(pa.table({"zone": column}))
     with pytest.raises(BadRequest, match="body is not a valid Arrow IPC stream"):
         read_arrow_stream(body, max_rows=10_000)
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pa.array(["Elm"] * 3, pa.string_view()),
+        pa.DictionaryArray.from_arrays(pa.array([0, 0, 0]), pa.array(["Elm"], pa.string_view())),
+        pa.array([[1], [2], [3]], pa.list_view(pa.int8())),
+    ],
+    ids=["string_view", "dictionary-of-views", "list_view"],
+)
+def test_view_types_are_refused_before_their_text_is_checked(column: pa.Array) -> None:
+    """Views may all point at one long value: 12 MB of them took 29 s to check."""
+    with pytest.raises(BadRequest, match="Arrow view types are not accepted"):
+        read_arrow_stream(_stream(pa.table({"zone": column})), max_rows=10_000)
+
+
+def test_a_stream_of_more_messages_than_the_limit_is_400() -> None:
+    sink = pa.BufferOutputStream()
+    empty = TABLE.to_batches()[0].slice(0, 0)
+    with ipc.new_stream(sink, TABLE.schema) as writer:
+        for _ in range(MAX_MESSAGES):  # and the schema, and a dictionary
+            writer.write_batch(empty)
+    with pytest.raises(BadRequest, match=f"more than {MAX_MESSAGES} Arrow IPC messages"):
+        read_arrow_stream(sink.getvalue().to_pybytes(), max_rows=10_000)

@@ -4,6 +4,7 @@ and unknown categories as the schema says, with JSON's messages at their rows.""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -12,8 +13,10 @@ import pytest
 from serving.arrow_validation import validate_arrow_table
 from serving.validation import validate_predict_payload
 from watchkeeper.category_column import CategoryColumn
-from watchkeeper.errors import ValidationFailed
+from watchkeeper.errors import PayloadTooLarge, ValidationFailed
 from watchkeeper.schema import Feature, FeatureSchema
+
+TEXT = 1 << 20  # bytes of category text a table may decode to
 
 SCHEMA = FeatureSchema(
     (
@@ -26,9 +29,13 @@ SCHEMA = FeatureSchema(
 )
 
 
+def _validated(table: pa.Table) -> Any:
+    return validate_arrow_table(table, SCHEMA, max_batch_size=100, max_text_bytes=TEXT)
+
+
 def _problems(table: pa.Table) -> dict[str, str]:
     with pytest.raises(ValidationFailed) as failed:
-        validate_arrow_table(table, SCHEMA, max_batch_size=100)
+        _validated(table)
     return {p.field: p.problem for p in failed.value.details}
 
 
@@ -43,7 +50,7 @@ def _table(**columns: pa.Array) -> pa.Table:
 
 
 def test_columns_match_those_of_the_same_json_columns() -> None:
-    validated = validate_arrow_table(_table(), SCHEMA, max_batch_size=100)
+    validated = _validated(_table())
     json = validate_predict_payload(
         {
             "columns": {
@@ -77,7 +84,7 @@ def test_columns_match_those_of_the_same_json_columns() -> None:
     ids=["uint16", "float32", "decimal"],
 )
 def test_every_integer_float_and_decimal_type_is_a_number(array: pa.Array) -> None:
-    validated = validate_arrow_table(_table(area=array), SCHEMA, max_batch_size=100)
+    validated = _validated(_table(area=array))
     assert validated.numbers["area"].dtype == np.float64
     assert validated.numbers["area"].tolist() == pytest.approx([120.5, 80, 95], abs=0.5)
 
@@ -88,7 +95,7 @@ def test_every_integer_float_and_decimal_type_is_a_number(array: pa.Array) -> No
     ids=["large_string", "string"],
 )
 def test_text_of_any_width_is_a_category(array: pa.Array) -> None:
-    validated = validate_arrow_table(_table(street=array), SCHEMA, max_batch_size=100)
+    validated = _validated(_table(street=array))
     assert list(validated.columns["street"]) == ["Elm", "Oak", "Elm"]
 
 
@@ -111,14 +118,12 @@ def test_nulls_unknown_categories_and_bounds_are_named_at_their_rows() -> None:
 
 def test_a_dictionary_value_no_row_uses_is_no_problem() -> None:
     zone = pa.DictionaryArray.from_arrays(pa.array([0, 1, 0]), pa.array(["A", "B", "Z"]))
-    validated = validate_arrow_table(_table(zone=zone), SCHEMA, max_batch_size=100)
+    validated = _validated(_table(zone=zone))
     assert list(validated.columns["zone"]) == ["A", "B", "A"]
 
 
 def test_a_column_of_nulls_only_is_null_in_every_row() -> None:
-    validated = validate_arrow_table(
-        _table(rooms=pa.nulls(3), zone=pa.nulls(3)), SCHEMA, max_batch_size=100
-    )
+    validated = _validated(_table(rooms=pa.nulls(3), zone=pa.nulls(3)))
     assert np.isnan(validated.numbers["rooms"]).all()
     assert list(validated.columns["zone"]) == [None, None, None]
 
@@ -151,7 +156,7 @@ def test_an_empty_table_is_an_empty_batch() -> None:
 
 def test_integers_beyond_a_float64_mantissa_are_rounded_as_in_a_json_body() -> None:
     area = pa.array([2**53 + 1, 2**63 - 1, 5], pa.uint64())
-    validated = validate_arrow_table(_table(area=area), SCHEMA, max_batch_size=100)
+    validated = _validated(_table(area=area))
     json = validate_predict_payload(
         {"features": {"area": 2**53 + 1, "rooms": 3, "zone": "A", "street": "Elm"}},
         SCHEMA,
@@ -159,3 +164,69 @@ def test_integers_beyond_a_float64_mantissa_are_rounded_as_in_a_json_body() -> N
     )
     assert validated.numbers["area"].tolist() == [2.0**53, 2.0**63, 5.0]
     assert validated.numbers["area"][0] == json.numbers["area"][0]
+
+
+def test_a_bad_category_is_found_behind_many_no_row_uses() -> None:
+    """A pandas Categorical keeps unused categories: the check stops at 100 problems,
+    which must not be spent on values no row holds."""
+    unused = [f"unused{i}" for i in range(120)]
+    zone = pa.DictionaryArray.from_arrays(pa.array([120, 0, 121]), pa.array([*unused, "Z", "A"]))
+    street = pa.DictionaryArray.from_arrays(
+        pa.array([120, 120, None]), pa.array([*[None] * 120, "Elm"])
+    )
+    assert _problems(_table(zone=zone, street=street)) == {
+        "columns.zone[0]": "unknown category 'Z'; allowed: ['A', 'B']",
+        "columns.zone[1]": "unknown category 'unused0'; allowed: ['A', 'B']",
+        "columns.street[2]": "must not be null",
+    }
+
+
+def test_small_dictionary_codes_with_a_null_and_many_values_are_read() -> None:
+    """int8 codes index 128 values at most: a null row's code must not be one more."""
+    unused = [f"v{i}" for i in range(126)]
+    zone = pa.DictionaryArray.from_arrays(
+        pa.array([0, None, 1], pa.int8()), pa.array(["A", "B", *unused])
+    )
+    validated = _validated(_table(zone=zone))
+    assert list(validated.columns["zone"]) == ["A", None, "B"]
+
+
+def test_batches_with_dictionaries_that_only_fit_wider_codes_together_are_read() -> None:
+    """Two record batches whose int8 dictionaries, unified, need more than 128 codes."""
+    kind = pa.dictionary(pa.int8(), pa.string())
+    first = [f"a{i}" for i in range(100)]
+    second = [f"b{i}" for i in range(100)]
+    zone = pa.chunked_array(
+        [
+            pa.DictionaryArray.from_arrays(pa.array([0, 1], pa.int8()), pa.array(["A", "B"])),
+            pa.DictionaryArray.from_arrays(pa.array([1], pa.int8()), pa.array(["B", "A"])),
+        ]
+    )
+    street = pa.chunked_array(
+        [
+            pa.DictionaryArray.from_arrays(pa.array([0, 99], pa.int8()), pa.array(first)),
+            pa.DictionaryArray.from_arrays(pa.array([5], pa.int8()), pa.array(second)),
+        ],
+        type=kind,
+    )
+    table = _table().set_column(2, "zone", zone).set_column(3, "street", street)
+    validated = _validated(table)
+    assert list(validated.columns["zone"]) == ["A", "B", "A"]
+    assert list(validated.columns["street"]) == ["a0", "a99", "b5"]
+
+
+def test_text_a_dictionary_repeats_over_rows_beyond_the_size_limit_is_413() -> None:
+    """One long value referenced by every row: tiny in the body, rows × its length in
+    the log (which stores each row's value)."""
+    street = pa.DictionaryArray.from_arrays(pa.array([0, 0, 0]), pa.array(["x" * 400_000]))
+    with pytest.raises(PayloadTooLarge) as refused:
+        _validated(_table(street=street))
+    assert [p.field for p in refused.value.details] == ["columns.street"]
+    assert refused.value.details[0].problem == "1200000 bytes of text across its rows"
+
+
+def test_an_integer_column_with_a_null_keeps_its_integers_for_the_log() -> None:
+    rooms = pa.array([1, None, 2**53 + 1])
+    validated = _validated(_table(rooms=rooms))
+    assert validated.columns["rooms"] == [1, None, 2**53 + 1]
+    assert validated.numbers["rooms"][[0, 2]].tolist() == [1.0, 2.0**53]

@@ -31,6 +31,7 @@ from tests.monitoring import classifier_log
 from tests.monitoring.report import screenshot
 from tests.processes import Process, query, sqlite_url, wait_for
 from watchkeeper.dataset import Dataset
+from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
 
@@ -117,7 +118,7 @@ def _replayed_log(start: Callable[..., Process], ames: Dataset, data_dir: Path) 
     assert wait_for(lambda: query(url, finished)[0][0] >= 1, timeout=240, interval=0.5), (
         monitor.log_path.read_text()[-3000:] + worker.log_path.read_text()[-3000:]
     )
-    current = (data_dir.parent / "registry" / "CURRENT").read_text().strip()
+    current = ModelRegistry(data_dir.parent / "registry").current_version()
     assert wait_for(lambda: server.get("/model").json()["version"] == current, timeout=30)
     _replay(server, ames.between(201001, 201012))
     assert wait_for(lambda: _all_windowed(url), timeout=240, interval=0.5), (
