@@ -58,6 +58,8 @@ def validate_arrow_table(
     )
     if n_rows or not problems:  # no rows at all is an empty batch only if nothing else is wrong
         check_rows(n_rows, max_batch_size, "columns", ("row", "rows"))
+    else:
+        raise failed(problems)  # no values to check
     columns: dict[str, Any] = {}
     numbers: dict[str, np.ndarray] = {}
     text = _TextBudget(max_text_bytes)
@@ -175,23 +177,29 @@ def _categorical(
     elif not (_is_text(kind) or pa.types.is_null(kind)):
         return _type_problem(feature, kind, "a string or dictionary-encoded string column")
     values: list[str | None] = []
-    codes = []
+    pieces: list[tuple[np.ndarray, np.ndarray | None]] = []  # codes, and null rows
     n_bytes = 0
     for chunk in column.chunks:
-        if not pa.types.is_dictionary(chunk.type):
+        if pa.types.is_dictionary(chunk.type):
+            n_bytes += _dictionary_text(chunk)
+        else:  # its text is in the body: bounded by the body's size
             chunk = (
                 chunk.cast(pa.string()) if pa.types.is_null(kind) else chunk
             ).dictionary_encode()
-        # codes as int64: a null row gets -1 for now, the small index types fit no more
-        index = chunk.indices.cast(pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
-        valued = index[index >= 0]
-        lengths = pc.binary_length(chunk.dictionary).fill_null(0).to_numpy(zero_copy_only=False)
-        n_bytes += int(lengths[valued].sum())
-        codes.append(np.where(index >= 0, index + len(values), -1))
+        codes = chunk.indices
+        # int64 where codes change: a small index type may not fit one past the values
+        if chunk.null_count:
+            nulls = np.asarray(chunk.is_null())
+            index = codes.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        else:
+            nulls, index = None, codes.to_numpy(zero_copy_only=False)
+        pieces.append((index.astype(np.int64) + len(values) if values else index, nulls))
         values.extend(chunk.dictionary.to_pylist())
     text.spend(feature, n_bytes)
-    index = np.concatenate(codes) if codes else np.zeros(0, np.int64)
-    index[index < 0] = len(values)  # null rows: the None appended last
+    index = pieces[0][0] if len(pieces) == 1 else np.concatenate([p for p, _ in pieces])
+    if any(nulls is not None for _, nulls in pieces):
+        index = index.astype(np.int64)
+        index[np.concatenate([_nulls(p, n) for p, n in pieces])] = len(values)  # the None
     distinct = (*values, None)
     if check_categorical(feature, list(distinct), str):
         # some distinct value is bad: name the rows of those the rows use (a dictionary
@@ -206,6 +214,19 @@ def _categorical(
             return [FieldProblem(_field(feature, i), bad[int(index[i])]) for i in rows]
     columns[feature.name] = CategoryColumn(distinct, index)
     return []
+
+
+def _dictionary_text(chunk: pa.DictionaryArray) -> int:
+    """Bytes of text the chunk's rows hold once each has its value."""
+    lengths = pc.binary_length(chunk.dictionary)
+    if lengths.null_count:
+        lengths = lengths.fill_null(0)
+    codes = chunk.indices.drop_null() if chunk.null_count else chunk.indices
+    return int(lengths.to_numpy(zero_copy_only=False)[codes.to_numpy(zero_copy_only=False)].sum())
+
+
+def _nulls(index: np.ndarray, nulls: np.ndarray | None) -> np.ndarray:
+    return np.zeros(len(index), bool) if nulls is None else nulls
 
 
 def _is_text(kind: pa.DataType) -> bool:

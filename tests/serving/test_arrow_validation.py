@@ -230,3 +230,9 @@ def test_an_integer_column_with_a_null_keeps_its_integers_for_the_log() -> None:
     validated = _validated(_table(rooms=rooms))
     assert validated.columns["rooms"] == [1, None, 2**53 + 1]
     assert validated.numbers["rooms"][[0, 2]].tolist() == [1.0, 2.0**53]
+
+
+def test_a_schema_without_batches_and_a_missing_column_names_the_column() -> None:
+    """A stream of a schema only: its columns have no chunks at all."""
+    schema = _table().drop_columns(["rooms"]).schema
+    assert _problems(pa.Table.from_batches([], schema=schema)) == {"columns.rooms": "missing"}
