@@ -175,7 +175,7 @@ class LogEntry:
         except TypeError:
             header["escaped"] = True
             escaped = (
-                json.dumps(part, default=_plain, ensure_ascii=True)
+                json.dumps(part, default=plain_json, ensure_ascii=True)
                 for part in (header, self.columns)
             )
             return "\t".join(escaped).encode() + b"\n"
@@ -261,7 +261,9 @@ def journal_numbers(values: list[float] | np.ndarray) -> list[Any] | np.ndarray:
     return [v if math.isfinite(v) else non_finite_name(v) for v in array.tolist()]
 
 
-def _plain(value: Any) -> Any:
+def plain_json(value: Any) -> Any:
+    """What JSON encoders take for the NumPy values and category columns of an entry's
+    columns (a ``default`` for ``json.dumps`` and ``orjson.dumps``)."""
     if isinstance(value, np.ndarray | CategoryColumn):
         return value.tolist()
     if isinstance(value, np.generic):

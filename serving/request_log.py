@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import orjson
@@ -19,12 +18,11 @@ from flask import Flask, Response, current_app, g, request
 from serving.arrow_ipc import ARROW_STREAM
 from serving.http_errors import error_response
 from serving.log_body import cut_body, stored_body
-from serving.log_entry import LogEntry, columnar_body_columns
+from serving.log_entry import LogEntry, columnar_body_columns, plain_json
 from serving.metrics import ServingMetrics
 from serving.prediction_log import JournalUnavailable, PredictionLog
 from serving.request_ids import new_request_id
 from serving.services import services
-from watchkeeper.category_column import CategoryColumn
 from watchkeeper.classification import ClassPredictions
 from watchkeeper.errors import LogUnavailable
 
@@ -96,7 +94,7 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         entry.columns = validated.columns
         if request.mimetype == ARROW_STREAM:  # NumPy and category columns: as JSON lists
             entry.columns_json = orjson.dumps(
-                validated.columns, default=_as_list, option=orjson.OPT_SERIALIZE_NUMPY
+                validated.columns, default=plain_json, option=orjson.OPT_SERIALIZE_NUMPY
             ).decode()
         elif not validated.single:  # a columnar body's columns are journaled as sent
             entry.columns_json = columnar_body_columns(request.get_data(cache=True))
@@ -120,12 +118,6 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         body = cut_body(request.get_data(cache=True), limit)
         entry.body = stored_body(body) if body else None
     return entry
-
-
-def _as_list(column: Any) -> list[Any]:
-    if isinstance(column, CategoryColumn):
-        return column.tolist()
-    raise TypeError(f"cannot serialise {type(column).__name__}")
 
 
 def _body_within_limit() -> bool:
