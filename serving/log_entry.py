@@ -168,7 +168,7 @@ class LogEntry:
                 (
                     orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY),
                     b"\t",
-                    self._columns_bytes(),
+                    self.columns_bytes(),
                     b"\n",
                 )
             )
@@ -180,10 +180,12 @@ class LogEntry:
             )
             return "\t".join(escaped).encode() + b"\n"
 
-    def _columns_bytes(self) -> bytes:
+    def columns_bytes(self) -> bytes:
+        """The columns as JSON: as journaled or sent, else serialised (lists, or an
+        Arrow body's NumPy arrays and category columns)."""
         if self.columns_json is not None:
             return self.columns_json.encode()
-        return orjson.dumps(self.columns)
+        return orjson.dumps(self.columns, default=plain_json, option=orjson.OPT_SERIALIZE_NUMPY)
 
     @classmethod
     def from_line(cls, line: bytes | memoryview) -> LogEntry:

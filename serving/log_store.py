@@ -177,7 +177,7 @@ def _json_text(value: Any) -> str | None:
 def _columns_text(entry: LogEntry) -> str:
     if entry.columns_json is not None:
         return entry.columns_json  # as journaled: already JSON
-    return orjson.dumps(entry.columns).decode()
+    return entry.columns_bytes().decode()
 
 
 def _smallint(value: int) -> int:

@@ -12,13 +12,11 @@ import time
 from datetime import UTC, datetime
 
 import numpy as np
-import orjson
 from flask import Flask, Response, current_app, g, request
 
-from serving.arrow_ipc import ARROW_STREAM
 from serving.http_errors import error_response
 from serving.log_body import cut_body, stored_body
-from serving.log_entry import LogEntry, columnar_body_columns, plain_json
+from serving.log_entry import LogEntry, columnar_body_columns
 from serving.metrics import ServingMetrics
 from serving.prediction_log import JournalUnavailable, PredictionLog
 from serving.request_ids import new_request_id
@@ -92,11 +90,7 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         validated, predicted = outcome
         entry.single = validated.single
         entry.columns = validated.columns
-        if request.mimetype == ARROW_STREAM:  # NumPy and category columns: as JSON lists
-            entry.columns_json = orjson.dumps(
-                validated.columns, default=plain_json, option=orjson.OPT_SERIALIZE_NUMPY
-            ).decode()
-        elif not validated.single:  # a columnar body's columns are journaled as sent
+        if not validated.single:  # a columnar JSON body's columns are journaled as sent
             entry.columns_json = columnar_body_columns(request.get_data(cache=True))
         if isinstance(predicted, ClassPredictions):
             # a class is logged as its index (lower = upper = it) and its probabilities;
