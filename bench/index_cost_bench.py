@@ -4,6 +4,7 @@ are, before and after migration 0009 (issue 10; figures in bench/README.md).
     OMP_NUM_THREADS=1 .venv/bin/python bench/index_cost_bench.py [--rounds 12]
         [--variants [NAME ...]] [--variant-plans] [--base-tree DIR] [--no-postgres]
         [--no-sqlite] [--plans FILE] [--served-tree DIR] [--plan-rounds N] [--scale K]
+        [--requests-only]
 
 Makes two logs per database, one migrated to 0008 ("before") and one to the head
 ("after"), on a real PostgreSQL 15 (started as ``tests/postgres.py`` starts it, with
@@ -20,7 +21,9 @@ logs whose schema is changed by SQL after the upgrade (:data:`VARIANTS` on Postg
   of the PostgreSQL backend (``/proc/<pid>/schedstat``, nanoseconds) and of the
   writer's thread (``time.thread_time``; on SQLite that is all of it). Medians over
   rounds and of the per-round ratios (each log against the one at 0008, a variant also
-  against the one at the head), with the load average. A BRIN index's summary of
+  against the one at the head), with the load average. ``--requests-only`` times a
+  log at the head whose inserts leave out the prediction rows (filled like the
+  others): what the rows cost at all. A BRIN index's summary of
   new rows is made by ``VACUUM`` (``brin_summarize_new_values``): its cost is measured
   at the end.
 - **plans** (with ``--base-tree``): every statement that reads ``predictions`` run by
@@ -156,10 +159,31 @@ def _entry(when: datetime, items: int, version: str, n: int) -> Any:
     )
 
 
+def _requests_only(store: type) -> type:
+    """``store`` storing each entry's request row (its features included) and no
+    prediction rows: what the log would cost with no row per prediction at all."""
+
+    class RequestsOnly(store):  # type: ignore[misc, valid-type]
+        def _sqlite_predictions(self, entry: Any, created: str) -> Any:
+            return iter(())
+
+        @staticmethod
+        def _binary_rows(entry: Any) -> bytes:
+            return b""
+
+        @staticmethod
+        def _postgres_tuples(entry: Any) -> list[Any]:
+            return []
+
+    return RequestsOnly
+
+
 class Log:
     """One prediction log: a database at a revision, and a writer's store on it."""
 
-    def __init__(self, name: str, url: str, revision: str, extra: str = "") -> None:
+    def __init__(
+        self, name: str, url: str, revision: str, extra: str = "", rows: bool = True
+    ) -> None:
         import sqlalchemy as sa
 
         from serving.log_store import LogStore
@@ -174,6 +198,8 @@ class Log:
                 for statement in extra.split(";"):
                     connection.exec_driver_sql(statement)
         self.store = LogStore(self.engine)
+        # Filled like the others, timed without prediction rows (--requests-only).
+        self.timed_store = self.store if rows else _requests_only(LogStore)(self.engine)
         self.postgres = self.engine.dialect.name == "postgresql"
         self.backend = 0
         if self.postgres:
@@ -184,7 +210,7 @@ class Log:
         """Writer thread and backend CPU of storing ``entries``, in ms."""
         before_backend = _schedstat_ns(self.backend) if self.postgres else 0
         before = time.thread_time_ns()
-        self.store.insert(entries)
+        self.timed_store.insert(entries)
         writer = (time.thread_time_ns() - before) / 1e6
         backend = (_schedstat_ns(self.backend) - before_backend) / 1e6 if self.postgres else 0.0
         return writer, backend
@@ -761,6 +787,12 @@ def main() -> None:
         help="1,000-row predictions times this, those beyond 180,000 over the 4 days before"
         " (1: ~262,000 predictions; 8: ~1.5 M)",
     )
+    parser.add_argument(
+        "--requests-only",
+        action="store_true",
+        help="also time a log at the head storing each entry's request row and no prediction"
+        " rows (filled like the others): what the rows cost, whatever their indexes",
+    )
     parser.add_argument("--plans", type=Path, default=ROOT / "var" / "index_plans.txt")
     parser.add_argument("--plans-of", help=argparse.SUPPRESS)
     parser.add_argument("--plans-out", type=Path, help=argparse.SUPPRESS)
@@ -798,12 +830,19 @@ def main() -> None:
             for name, (revision, extra) in _chosen(VARIANTS, args.variants).items():
                 url = server.create_database()  # other schemas, measured beside them
                 logs.append(Log(f"postgres-{name}", url, revision, extra))
+            if args.requests_only:
+                logs.append(
+                    Log("postgres-requests-only", server.create_database(), "head", rows=False)
+                )
         for side, revision in () if args.no_sqlite else sides:
             logs.append(Log(f"sqlite-{side}", f"sqlite:///{work}/{side}.db", revision))
         for name, (revision, extra) in (
             () if args.no_sqlite else _chosen(SQLITE_VARIANTS, args.variants).items()
         ):
             logs.append(Log(f"sqlite-{name}", f"sqlite:///{work}/{name}.db", revision, extra))
+        if args.requests_only and not args.no_sqlite:
+            url = f"sqlite:///{work}/requests-only.db"
+            logs.append(Log("sqlite-requests-only", url, "head", rows=False))
         now = datetime.now(UTC)
         for log in logs:
             t = time.monotonic()
