@@ -5,6 +5,11 @@ the schema lists the names the settings object reads, so that a misspelt setting
 fails ``helm install`` instead of being silently ignored. Settings the chart sets
 itself from its own values (ports, paths, secrets) are left out: set those through
 the values that own them.
+
+It also checks the chart values whose mistakes Kubernetes would not refuse but would
+cost predictions: where the serving journal lives (a misspelt mode or retention
+policy must not fall back to something that loses it), and a grace period that
+leaves the server time to drain.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ CHART_OWNED = {
     "retrain_host": "fixed: 0.0.0.0, for the probes",
     "registry_path": "modelStore",
     "detectors_dir": "modelStore",
-    "spill_dir": "serving.spillSizeLimit",
+    "spill_dir": "serving.journal",
     "auto_migrate": "migrations.enabled",
     "database_url": "database / postgresql",
     "admin_token": "adminToken",
@@ -37,6 +42,49 @@ CHART_OWNED = {
     "monitor_port": "monitor.port",
     "retrain_port": "retrain.port",
 }
+
+
+# A Kubernetes quantity as the chart's values write it ("5Gi", "500M").
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i|[kMGTPE])?$"
+_RETENTION = {"enum": ["Retain", "Delete"]}
+
+
+def journal_schema() -> JsonSchema:
+    """``serving.journal``: every key named, every choice listed, since the template
+    tests for one exact spelling and would take any other for the emptyDir mode."""
+    return {
+        "description": "The prediction log's journal of each serving replica.",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "volume": {
+                "description": "persistentVolumeClaim: a StatefulSet, each replica's journal "
+                "on its own claim, kept through pod deletion; emptyDir: a Deployment, the "
+                "journal lost with its pod.",
+                "enum": ["persistentVolumeClaim", "emptyDir"],
+            },
+            "size": {
+                "description": "The claim's size, or the emptyDir's sizeLimit.",
+                "anyOf": [
+                    {"type": "string", "pattern": _QUANTITY},
+                    {"type": "integer", "minimum": 1},
+                ],
+            },
+            "storageClass": {"type": "string"},
+            "accessModes": {
+                "description": "A journal belongs to one pod and its locks to one host.",
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"enum": ["ReadWriteOnce", "ReadWriteOncePod"]},
+            },
+            "persistentVolumeClaimRetentionPolicy": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"whenScaled": _RETENTION, "whenDeleted": _RETENTION},
+            },
+        },
+    }
 
 
 def settable() -> list[str]:
@@ -59,6 +107,19 @@ def values_schema() -> JsonSchema:
                 "type": "object",
                 "propertyNames": {"enum": settable()},
                 "additionalProperties": {"type": ["string", "number", "boolean"]},
+            },
+            "serving": {
+                "type": "object",
+                "properties": {
+                    "journal": journal_schema(),
+                    "terminationGracePeriodSeconds": {
+                        "description": "WATCHKEEPER_GRACEFUL_TIMEOUT is this minus 10 s, at "
+                        "least 1 s: below 2 the server would not stop before the kubelet "
+                        "kills it.",
+                        "type": "integer",
+                        "minimum": 2,
+                    },
+                },
             },
         },
     }

@@ -32,6 +32,9 @@ from watchkeeper_cli.main import build_parser
 
 CHART = REPO / "helm" / "watchkeeper"
 SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
+# The scenario whose serving journal is an emptyDir (a Deployment); the others keep it
+# on a claim per replica (a StatefulSet), the default.
+EMPTYDIR = "emptydir-journal-values.yaml"
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 # Variables a container may set besides settings: libpq reads the bundled database's
 # password from PGPASSWORD.
@@ -62,17 +65,37 @@ class Rendered:
         return found
 
     def pod_specs(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Pods of Watchkeeper's own image (the bundled PostgreSQL's left out)."""
         for _, document in self.documents:
             spec = document.get("spec", {})
             if document["kind"] == "CronJob":
                 spec = spec["jobTemplate"]["spec"]
-            if "template" in spec and document["kind"] != "StatefulSet":
+            if "template" in spec and not _is_postgresql(document):
                 yield document["metadata"]["name"], spec["template"]["spec"]
+
+    def workloads(self) -> list[dict[str, Any]]:
+        """The long-running components: Deployments, and serving's StatefulSet."""
+        return [
+            d
+            for kind in ("Deployment", "StatefulSet")
+            for d in self.all(kind)
+            if not _is_postgresql(d)
+        ]
+
+    def serving(self) -> dict[str, Any]:
+        """The serving workload, whichever kind the journal's volume makes it."""
+        (found,) = [w for w in self.workloads() if w["metadata"]["name"].endswith("-serving")]
+        return found
 
     def containers(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for name, pod in self.pod_specs():
             for container in pod.get("initContainers", []) + pod["containers"]:
                 yield f"{name}/{container['name']}", container
+
+
+def _is_postgresql(document: dict[str, Any]) -> bool:
+    labels = document["metadata"].get("labels", {})
+    return labels.get("app.kubernetes.io/component") == "postgresql"
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +145,10 @@ def test_chart_lints_clean_in_strict_mode(name: str | None) -> None:
     assert [m for m in result["messages"] if m["severity"] > 1] == []
 
 
-def test_ci_scenarios_cover_operator_bundled_database_and_fixed_replicas() -> None:
+def test_ci_scenarios_cover_operator_bundled_database_fixed_replicas_and_emptydir_journal() -> None:
     assert {"operator-values.yaml", "bundled-postgresql-values.yaml"} <= set(SCENARIOS)
     assert "autoscaling-off-values.yaml" in SCENARIOS
+    assert _values(EMPTYDIR)["serving"]["journal"]["volume"] == "emptyDir"
 
 
 @pytest.mark.parametrize("name", [None, *SCENARIOS])
@@ -179,17 +203,22 @@ def test_values_file_documents_every_key() -> None:
 # -- serving, autoscaling, probes -------------------------------------------------
 
 
-def test_autoscaler_targets_the_serving_deployment(default: Rendered) -> None:
-    hpa = default.get("HorizontalPodAutoscaler", "-serving")
-    deployment = default.get("Deployment", "-serving")
+@pytest.mark.parametrize("name", [None, EMPTYDIR])
+def test_autoscaler_targets_the_serving_workload(
+    scenario: Any, default: Rendered, name: str
+) -> None:
+    rendered = scenario(name) if name else default
+    hpa = rendered.get("HorizontalPodAutoscaler", "-serving")
+    workload = rendered.serving()
     target = hpa["spec"]["scaleTargetRef"]
 
-    assert (target["apiVersion"], target["kind"]) == ("apps/v1", "Deployment")
-    assert target["name"] == deployment["metadata"]["name"]
-    assert "replicas" not in deployment["spec"]  # the autoscaler owns the count
+    assert workload["kind"] == ("Deployment" if name else "StatefulSet")
+    assert (target["apiVersion"], target["kind"]) == ("apps/v1", workload["kind"])
+    assert target["name"] == workload["metadata"]["name"]
+    assert "replicas" not in workload["spec"]  # the autoscaler owns the count
     (metric,) = hpa["spec"]["metrics"]
     assert metric["resource"]["name"] == "cpu"
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
     assert "cpu" in container["resources"]["requests"]  # utilisation needs a request
 
 
@@ -197,16 +226,46 @@ def test_without_autoscaling_the_replica_count_is_fixed(scenario: Any) -> None:
     rendered = scenario("autoscaling-off-values.yaml")
 
     assert rendered.all("HorizontalPodAutoscaler") == []
-    assert rendered.get("Deployment", "-serving")["spec"]["replicas"] == 3
+    assert rendered.get("StatefulSet", "-serving")["spec"]["replicas"] == 3
 
 
-def test_disruption_budget_and_service_select_the_serving_pods(default: Rendered) -> None:
-    pods = default.get("Deployment", "-serving")["spec"]["template"]["metadata"]["labels"]
-    pdb = default.get("PodDisruptionBudget", "-serving")["spec"]["selector"]["matchLabels"]
-    service = default.get("Service", "-serving")["spec"]["selector"]
+@pytest.mark.parametrize("name", [None, EMPTYDIR])
+def test_disruption_budget_and_services_select_the_serving_pods(
+    scenario: Any, default: Rendered, name: str | None
+) -> None:
+    rendered = scenario(name) if name else default
+    workload = rendered.serving()
+    pods = workload["spec"]["template"]["metadata"]["labels"]
+    pdb = rendered.get("PodDisruptionBudget", "-serving")["spec"]["selector"]["matchLabels"]
+    service = rendered.get("Service", "-serving")["spec"]["selector"]
 
+    assert workload["spec"]["selector"]["matchLabels"].items() <= pods.items()
     assert pdb.items() <= pods.items() and service.items() <= pods.items()
     assert pdb["app.kubernetes.io/component"] == "serving"
+    # Other components' pods are not counted by the budget, nor sent requests.
+    for other in rendered.workloads():
+        if other is not workload:
+            labels = other["spec"]["template"]["metadata"]["labels"]
+            assert not pdb.items() <= labels.items(), other["metadata"]["name"]
+
+
+def test_the_serving_statefulset_is_governed_by_a_headless_service_of_its_pods(
+    default: Rendered,
+) -> None:
+    workload = default.serving()
+    (governing,) = [
+        s
+        for s in default.all("Service")
+        if s["metadata"]["name"] == workload["spec"]["serviceName"]
+    ]
+    pods = workload["spec"]["template"]["metadata"]["labels"]
+
+    assert governing["spec"]["clusterIP"] == "None"
+    assert governing["spec"]["selector"].items() <= pods.items()
+    # Scraped once, through <fullname>-serving: the governing Service carries no job.
+    assert "watchkeeper.io/job" not in governing["metadata"]["labels"]
+    # Replicas are interchangeable: the HPA may add or remove several at once.
+    assert workload["spec"]["podManagementPolicy"] == "Parallel"
 
 
 def test_probes_point_at_endpoints_the_components_serve(
@@ -229,17 +288,151 @@ def test_probes_point_at_endpoints_the_components_serve(
             port = ports[probe["httpGet"]["port"]]
             assert str(port) == _env(container)[port_setting], name
         probed.add(command)
-    serving = default.get("Deployment", "-serving")["spec"]["template"]["spec"]["containers"][0]
+    serving = default.serving()["spec"]["template"]["spec"]["containers"][0]
     assert serving["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert serving["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert probed == {"serve", "monitor", "retrain"}
 
 
-def test_server_drains_within_the_pod_grace_period(default: Rendered) -> None:
-    pod = default.get("Deployment", "-serving")["spec"]["template"]["spec"]
+@pytest.mark.parametrize("grace", [None, 2, 11, 12, 120])
+@pytest.mark.parametrize("volume", ["persistentVolumeClaim", "emptyDir"])
+def test_server_drains_within_the_pod_grace_period(
+    chart: helm_python.Chart, volume: str, grace: int | None
+) -> None:
+    """gunicorn stops its workers (each draining its journal) within
+    WATCHKEEPER_GRACEFUL_TIMEOUT; the kubelet kills the pod after its grace period:
+    the first must end before the second, in either journal mode."""
+    serving: dict[str, Any] = {"journal": {"volume": volume}}
+    if grace is not None:
+        serving["terminationGracePeriodSeconds"] = grace
+    pod = render(chart, {"serving": serving}).serving()["spec"]["template"]["spec"]
     graceful = int(_env(pod["containers"][0])["WATCHKEEPER_GRACEFUL_TIMEOUT"])
 
+    assert pod["terminationGracePeriodSeconds"] == (grace or 40)
     assert 0 < graceful < pod["terminationGracePeriodSeconds"]
+    if pod["terminationGracePeriodSeconds"] >= 20:
+        assert pod["terminationGracePeriodSeconds"] - graceful >= 10  # room to exit
+
+
+def test_a_grace_period_too_short_to_stop_the_server_is_refused(chart: helm_python.Chart) -> None:
+    with pytest.raises(helm_python.HelmValuesError, match="terminationGracePeriodSeconds"):
+        chart.render({"serving": {"terminationGracePeriodSeconds": 1}}, name="wk")
+
+
+def test_both_journal_modes_run_the_same_serving_pod(
+    chart: helm_python.Chart, default: Rendered
+) -> None:
+    """One pod template: probes, grace period and drain timeout cannot differ between the
+    StatefulSet and the Deployment; only where the journal's volume comes from does."""
+    durable = default.serving()["spec"]["template"]
+    emptydir = render(chart, {"serving": {"journal": {"volume": "emptyDir"}}})
+    ephemeral = emptydir.serving()["spec"]["template"]
+    volumes = ephemeral["spec"]["volumes"]
+    (journal,) = [v for v in volumes if v["name"] == "journal"]
+
+    assert journal["emptyDir"]["sizeLimit"] == "5Gi"
+    without_journal = {**ephemeral["spec"], "volumes": [v for v in volumes if v is not journal]}
+    assert {**ephemeral, "spec": without_journal} == durable
+
+
+def _journal_volume(rendered: Rendered) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The serving workload and the volume its container mounts at WATCHKEEPER_SPILL_DIR:
+    a pod volume, or the StatefulSet's claim template of that name."""
+    workload = rendered.serving()
+    pod = workload["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    spill = _env(container)["WATCHKEEPER_SPILL_DIR"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == spill]
+    claims = {t["metadata"]["name"]: t for t in workload["spec"].get("volumeClaimTemplates", [])}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert (mount["name"] in claims) != (mount["name"] in volumes)  # one source, not two
+    return workload, claims.get(mount["name"]) or volumes[mount["name"]]
+
+
+def test_by_default_the_serving_journal_survives_pod_deletion(default: Rendered) -> None:
+    """An answered prediction is in the journal until the writer has stored it; a
+    pod deleted while the database is away (rolling update, drain, eviction, scale-down)
+    must leave that journal to its replacement: an emptyDir goes with the pod."""
+    workload, volume = _journal_volume(default)
+
+    assert "emptyDir" not in volume
+    assert workload["kind"] == "StatefulSet"
+    assert volume["spec"]["accessModes"] == ["ReadWriteOnce"]  # a claim per replica
+    assert volume["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert "storageClassName" not in volume["spec"]  # the cluster's default class
+    # The claim outlives a scale-down and the StatefulSet: the journal waits on it.
+    assert workload["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenScaled": "Retain",
+        "whenDeleted": "Retain",
+    }
+    # kubectl finds the claims by the serving pods' labels.
+    pods = workload["spec"]["template"]["metadata"]["labels"]
+    assert volume["metadata"]["labels"] == pods
+
+
+def test_journal_claims_take_their_class_size_access_and_retention_from_the_values(
+    scenario: Any,
+) -> None:
+    values = _values("autoscaling-off-values.yaml")["serving"]["journal"]
+    workload, volume = _journal_volume(scenario("autoscaling-off-values.yaml"))
+
+    assert volume["spec"]["storageClassName"] == values["storageClass"]
+    assert volume["spec"]["accessModes"] == values["accessModes"]
+    assert volume["spec"]["resources"]["requests"]["storage"] == values["size"]
+    assert (
+        workload["spec"]["persistentVolumeClaimRetentionPolicy"]
+        == values["persistentVolumeClaimRetentionPolicy"]
+    )
+
+
+def test_in_emptydir_mode_serving_is_a_deployment_with_the_journal_on_the_node(
+    scenario: Any,
+) -> None:
+    rendered = scenario(EMPTYDIR)
+    workload, volume = _journal_volume(rendered)
+
+    assert workload["kind"] == "Deployment"
+    assert volume["emptyDir"] == {"sizeLimit": _values(EMPTYDIR)["serving"]["journal"]["size"]}
+    # A Deployment can surge: a rolling update never runs short of replicas.
+    assert workload["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert [s for s in rendered.all("StatefulSet") if not _is_postgresql(s)] == []
+    serving_services = [
+        s["metadata"]["name"]
+        for s in rendered.all("Service")
+        if s["metadata"]["labels"]["app.kubernetes.io/component"] == "serving"
+    ]
+    assert serving_services == ["wk-watchkeeper-serving"]  # no governing Service
+    assert "WARNING: the prediction log's journal is on an emptyDir" in rendered.notes
+
+
+def test_notes_say_where_the_journal_waits(default: Rendered) -> None:
+    assert "journal-wk-watchkeeper-serving-<ordinal>" in default.notes
+    assert "until that ordinal is scaled up again" in default.notes
+    assert "WARNING: the prediction log's journal" not in default.notes
+
+
+@pytest.mark.parametrize(
+    "journal",
+    [
+        {"volume": "pvc"},  # the template would take it for emptyDir
+        {"volume": "emptydir"},
+        {"accessModes": ["ReadWriteMany"]},
+        {"accessModes": []},
+        {"size": "5 GB"},
+        {"persistentVolumeClaimRetentionPolicy": {"whenScaled": "Keep"}},
+        {"retentionPolicy": {"whenScaled": "Retain"}},  # misspelt: would be ignored
+    ],
+)
+def test_journal_values_the_chart_would_misread_are_refused(
+    chart: helm_python.Chart, journal: dict[str, Any]
+) -> None:
+    with pytest.raises(helm_python.HelmValuesError, match="journal"):
+        chart.render({"serving": {"journal": journal}}, name="wk")
+
+
+def test_the_old_spill_size_value_names_its_replacement(chart: helm_python.Chart) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match="serving.journal.size"):
+        chart.render({"serving": {"spillSizeLimit": "3Gi"}}, name="wk")
 
 
 # -- environment and commands -----------------------------------------------------
@@ -358,17 +551,18 @@ def test_migrations_run_as_a_hook_before_the_application(scenario: Any, default:
         volumes = {v["name"] for v in pod["volumes"]}
         assert "models" not in volumes  # the claim does not exist yet at pre-install
         # The application itself is ordinary resources, which Helm applies after hooks.
-        for deployment in rendered.all("Deployment"):
-            assert _hook(deployment) is None
-            assert "initContainers" not in deployment["spec"]["template"]["spec"]
+        for workload in rendered.workloads():
+            assert _hook(workload) is None
+            assert "initContainers" not in workload["spec"]["template"]["spec"]
 
 
 def test_with_bundled_postgresql_each_pod_migrates_before_starting(scenario: Any) -> None:
     rendered = scenario("bundled-postgresql-values.yaml")
 
     assert [j for j in rendered.all("Job") if j["metadata"]["name"].endswith("-migrate")] == []
-    for deployment in rendered.all("Deployment"):
-        pod = deployment["spec"]["template"]["spec"]
+    assert {w["kind"] for w in rendered.workloads()} == {"Deployment", "StatefulSet"}
+    for workload in rendered.workloads():
+        pod = workload["spec"]["template"]["spec"]
         (init,) = pod["initContainers"]
         args = build_parser().parse_args(init["args"])
         assert (args.command, args.db_command) == ("db", "upgrade")
@@ -535,7 +729,8 @@ def test_rendered_pods_start_and_pass_their_probes(
     scenario: Any, postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
     """A trial release without a cluster: the migration init containers, the training
-    Job and the three Deployments' containers run with their rendered args and environment against a
+    Job and the three workloads' containers (serving's StatefulSet, the monitor's and
+    the worker's Deployments) run with their rendered args and environment against a
     real PostgreSQL, in Helm's order, until every probe of theirs answers 200. Secrets
     come from the rendered Secrets; only what the cluster provides is replaced: the
     database's address, the volumes' folder and free ports."""
@@ -570,15 +765,15 @@ def test_rendered_pods_start_and_pass_their_probes(
         assert result.returncode == 0, (container["name"], result.stdout, result.stderr)
 
     # Before each application container: its pod's init container migrates.
-    for deployment in rendered.all("Deployment"):
-        (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    for workload in rendered.workloads():
+        (init,) = workload["spec"]["template"]["spec"]["initContainers"]
         run(init)
     run(rendered.get("Job", "-train-1")["spec"]["template"]["spec"]["containers"][0])
 
     processes = []
     try:
-        for deployment in rendered.all("Deployment"):
-            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        for workload in rendered.workloads():
+            (container,) = workload["spec"]["template"]["spec"]["containers"]
             env = environment(container)
             port = next(int(v) for k, v in env.items() if k.endswith("_PORT"))
             process = Process(

@@ -122,8 +122,24 @@ key: {{ .Values.database.existingSecretKey }}
 {{- default (printf "%s-models" (include "watchkeeper.fullname" .)) .Values.modelStore.existingClaim }}
 {{- end }}
 
+{{/*
+Whether each serving replica keeps the prediction log's journal on its own claim, so
+that it outlives the pod (a StatefulSet), rather than on an emptyDir (a Deployment).
+*/}}
+{{- define "watchkeeper.durableJournal" -}}
+{{- if eq .Values.serving.journal.volume "persistentVolumeClaim" }}true{{ end }}
+{{- end }}
+
+{{/* The kind of the serving workload, for what names it (the HPA). */}}
+{{- define "watchkeeper.servingKind" -}}
+{{- if include "watchkeeper.durableJournal" . }}StatefulSet{{ else }}Deployment{{ end }}
+{{- end }}
+
 {{/* Refuse values that cannot work: fail rendering with the fix. */}}
 {{- define "watchkeeper.validate" -}}
+{{- if hasKey .Values.serving "spillSizeLimit" }}
+{{- fail "serving.spillSizeLimit is now serving.journal.size (serving.journal also chooses the journal's volume)" }}
+{{- end }}
 {{- if and .Values.postgresql.enabled (not (or .Values.postgresql.password .Values.postgresql.existingSecret)) }}
 {{- fail "postgresql.enabled needs postgresql.password or postgresql.existingSecret" }}
 {{- end }}
