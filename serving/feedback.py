@@ -181,6 +181,10 @@ def store_feedback(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedba
         return _store(engine, items)
 
 
+def _id(item: FeedbackItem) -> str:
+    return item.prediction_id
+
+
 def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
     ids = [item.prediction_id for item in items]
     now = datetime.now(UTC)
@@ -206,6 +210,10 @@ def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
         try:
             connection.execute(
                 feedback.insert(),
+                # In id order: concurrent batches sharing ids then take their locks in
+                # one order, and one waits for the other and is refused as a duplicate.
+                # In the client's order each could hold an id the other waits for: a
+                # deadlock, which PostgreSQL breaks by failing one (a 503).
                 [
                     {
                         "prediction_id": i.prediction_id,
@@ -213,7 +221,7 @@ def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
                         "label": i.label,
                         "received_at": now,
                     }
-                    for i in items
+                    for i in sorted(items, key=_id)
                 ],
             )
         except sa.exc.IntegrityError as exc:  # a concurrent request stored the same id

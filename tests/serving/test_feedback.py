@@ -184,3 +184,45 @@ def test_database_outage_is_503_in_the_error_shape_for_synchronous_writes(
     assert response.json["request_id"] == response.headers["X-Request-ID"]
     assert str(postgres_server.port) not in response.json["error"]["message"]
     assert after.status_code in (200, 202), after.json  # the database is back
+
+
+@pytest.mark.postgres
+def test_overlapping_batches_stored_at_once_are_409_never_a_deadlock(
+    postgres_engine: sa.Engine,
+) -> None:
+    """Batches sharing ids, sent at once in opposite orders, each take their ids' locks
+    in one order: one batch is stored, the others refused as duplicates. In the
+    client's order two such inserts could each hold an id the other waits for, which
+    PostgreSQL breaks as a deadlock (a 503 to the client, on a healthy database)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from serving.feedback import DuplicateFeedback, FeedbackItem, store_feedback
+
+    def batch(round_: int, reverse: bool) -> list[FeedbackItem]:
+        ids = [f"{round_:04d}{i:028x}" for i in range(100)]
+        return [FeedbackItem(pid, 1.0) for pid in (ids[::-1] if reverse else ids)]
+
+    outcomes: list[str] = []
+    for round_ in range(12):
+        start = Barrier(4)
+
+        def send(reverse: bool, round_: int = round_, start: Barrier = start) -> str:
+            items = batch(round_, reverse)
+            start.wait()
+            try:
+                store_feedback(postgres_engine, items)
+            except DuplicateFeedback:
+                return "duplicate"
+            except Exception as exc:  # what the client would get as a 5xx
+                return type(exc).__name__
+            return "stored"
+
+        with ThreadPoolExecutor(4) as pool:
+            round_outcomes = list(pool.map(send, (False, True, False, True)))
+        assert round_outcomes.count("stored") == 1, round_outcomes
+        outcomes += round_outcomes
+
+    assert set(outcomes) == {"stored", "duplicate"}, outcomes
+    with postgres_engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(feedback)).scalar() == 1200
