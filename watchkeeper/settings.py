@@ -116,7 +116,8 @@ class StorageSettings(SettingsGroup):
         default_factory=_under_data_dir("prometheus_multiproc_dir")
     )
     """Directory for prometheus-client's multiprocess files under gunicorn; wiped at
-    server start. Empty means `<data_dir>/prometheus-multiproc`."""
+    server start, so one server at a time: a second `serve` on it is refused. Empty
+    means `<data_dir>/prometheus-multiproc`."""
 
     detectors_dir: Path = Field(default_factory=_under_data_dir("detectors_dir"))
     """Directory of the monitor's fitted detectors, one folder per model version. Empty

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.ports import free_port
 from tests.processes import Process, metric, query, sqlite_url
 
 pytestmark = pytest.mark.integration
@@ -181,9 +182,56 @@ def test_no_control_socket_is_shared_between_instances(
     runtime_dir.mkdir()
     home.mkdir()
     servers = [
-        start_watchkeeper("serve", XDG_RUNTIME_DIR=str(runtime_dir), HOME=str(home))
-        for _ in range(2)
+        start_watchkeeper(
+            "serve",
+            XDG_RUNTIME_DIR=str(runtime_dir),
+            HOME=str(home),
+            WATCHKEEPER_DATA_DIR=str(tmp_path / f"var-{i}"),  # one server per data dir
+        )
+        for i in range(2)
     ]
     for server in servers:
         assert server.get("/healthz").status_code == 200
     assert [p for p in (*runtime_dir.rglob("*"), *home.rglob("*")) if p.is_socket()] == []
+
+
+def test_a_second_server_on_the_same_data_directory_is_refused_and_the_first_keeps_its_metrics(
+    start_watchkeeper: Callable[..., Process],
+    replay_records: list[dict[str, Any]],
+    registry_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """Both would share one Prometheus multiprocess directory, which a server empties
+    as it starts: the first one's counters would drop to zero under Prometheus."""
+    first = start_watchkeeper("serve", WATCHKEEPER_WORKERS="1")
+    assert first.post("/predict", json={"features": replay_records[0]}).status_code == 200
+    port = free_port()
+    second = Process(
+        ["serve"],
+        {
+            "WATCHKEEPER_DATA_DIR": str(tmp_path / "var"),
+            "WATCHKEEPER_REGISTRY_PATH": str(registry_dir),
+            "WATCHKEEPER_PORT": str(port),
+            # how long it waits for the first one's workers to exit, + 10 s
+            "WATCHKEEPER_GRACEFUL_TIMEOUT": "1",
+        },
+        tmp_path / "second-serve.log",
+        f"http://127.0.0.1:{port}",
+    )
+    try:
+        status = second.process.wait(timeout=60)
+    finally:
+        second.kill()
+
+    output = second.log_path.read_text()
+    assert status != 0, output
+    assert "prometheus-multiproc" in output and "another" in output, output
+    assert "Traceback" not in output, output
+    counted = metric(
+        first.get("/metrics").text,
+        "watchkeeper_http_requests_total",
+        endpoint="/predict",
+        method="POST",
+        status="200",
+    )
+    assert counted == 1

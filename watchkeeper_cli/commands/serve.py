@@ -4,26 +4,61 @@ gunicorn running serving's app."""
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import sys
+import time
+from pathlib import Path
 
 from watchkeeper.settings import Settings
 from watchkeeper.threads import thread_environment
+from watchkeeper_cli.failures import CommandFailed
 from watchkeeper_cli.help_text import settings_epilog
 from watchkeeper_cli.parser import Commands
+
+
+def _hold_metrics_directory(directory: Path, wait: float) -> None:
+    """Lock ``directory`` (prometheus-client's multiprocess files) for this server's
+    life: gunicorn empties it as it starts, so a second server on it would zero the
+    first one's counters under Prometheus. The lock's descriptor is inherited through
+    ``exec`` by the gunicorn master and its workers; the kernel drops it when the last
+    of them exits, however it exits. A master killed with ``kill -9`` leaves workers
+    that drain their journals before they exit: a restart waits ``wait`` seconds for
+    them before it gives up."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory.parent / f".{directory.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise CommandFailed(
+                    f"another server is running on {directory} (its Prometheus"
+                    " multiprocess directory)",
+                    "stop it, or give this server its own WATCHKEEPER_DATA_DIR or"
+                    " WATCHKEEPER_PROMETHEUS_MULTIPROC_DIR",
+                ) from None
+            time.sleep(0.2)
+    os.set_inheritable(fd, True)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from watchkeeper.db.engine import create_engine
     from watchkeeper.db.migrate import require_current, upgrade
 
+    metrics_directory = settings.storage.prometheus_multiproc_dir.resolve()
+    # Past the grace period, the last worker of a killed master has exited.
+    _hold_metrics_directory(metrics_directory, settings.serving.graceful_timeout + 10)
     engine = create_engine(settings.storage.database_url)
     if settings.storage.auto_migrate:
         upgrade(engine)
     require_current(engine)
     engine.dispose()
     env = dict(os.environ)
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(settings.storage.prometheus_multiproc_dir.resolve())
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_directory)
     env.update(thread_environment(settings.process.numeric_threads))
     argv = [
         sys.executable,
