@@ -137,6 +137,9 @@ class PredictionLogCheck(ReadinessCheck):
     queue_depth: int
     backlog_bytes: int
     journal_full: bool
+    journal_writable: bool = Field(
+        description="False while the worker has no journal or its disk refuses appends."
+    )
 
 
 class ReadinessChecks(BaseModel):

@@ -16,26 +16,38 @@ replay that overlaps the checkpoint stores nothing twice). Unlike process ids, l
 cannot be fooled by a new process that reuses a dead one's id. The directory must be
 on a local filesystem of the host.
 
+Disk bound: a journal counts the bytes of its segment files, consumed or not, against
+its limit, and so does every process for journals of ended processes (their bytes
+wait for a replay): ``workers`` journals of at most ``max_bytes`` each then never take
+more than ``workers × max_bytes`` in all, however often workers are replaced
+(:class:`DirectoryUsage`). A fully consumed segment is given back at once when the
+room is needed or the disk is short.
+
 Files: ``<id>.ckpt`` (checkpoint and lock) and ``<id>.<segment>.seg``, with
-``id = j-<pid>-<random>``.
+``id = j-<pid>-<random>``; ``<id>.ckpt.new`` while a journal is being created.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 log = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"^(?P<id>j-\d+-[0-9a-f]+)\.(?P<index>\d{8})\.seg$")
 _CHECKPOINT = re.compile(r"^(?P<id>j-\d+-[0-9a-f]+)\.ckpt$")
+_STAGING = re.compile(r"^(?P<id>j-\d+-[0-9a-f]+)\.ckpt\.new$")
+# Errors that say the disk has no room; the journal waits for room rather than failing.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 # Fixed width, so that an in-place rewrite never leaves a longer old value's tail.
 _CHECKPOINT_FORMAT = "{:020d} {:020d}\n"
 
@@ -100,7 +112,11 @@ class _Files:
 
     def segments(self) -> list[int]:
         indexes = []
-        for name in os.listdir(self.directory):
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:  # removed under us: nothing left to read or delete
+            return []
+        for name in names:
             match = _SEGMENT.match(name)
             if match and match.group("id") == self.id:
                 indexes.append(int(match.group("index")))
@@ -204,13 +220,15 @@ class _Reader:
             os.close(fd)
         return start, count
 
-    def commit(self, position: Position) -> None:
+    def commit(self, position: Position) -> range:
         """Record that everything before ``position`` is in the database, and delete
-        the segments wholly before it."""
+        the segments wholly before it; returns their indexes."""
         self._files.write_checkpoint(self._lock_fd, position)
         previous, self.position = self.position, position
-        for index in range(previous.segment, position.segment):
+        deleted = range(previous.segment, position.segment)
+        for index in deleted:
             self._files.segment_path(index).unlink(missing_ok=True)
+        return deleted
 
 
 def _lines(buffer: bytearray, start: int, end: int) -> list[memoryview]:
@@ -235,29 +253,54 @@ def _viewed(buffer: bytearray) -> bool:
 
 
 class Journal:
-    """This process's journal: appended by request threads, read by the writer."""
+    """This process's journal: appended by request threads, read by the writer.
+
+    ``max_bytes`` bounds the bytes of its segment files on disk, less what
+    :attr:`elsewhere` says other journals take out of its room."""
 
     def __init__(self, directory: Path, *, segment_bytes: int, max_bytes: int) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._segment_bytes = segment_bytes
+        # Consumed bytes of the oldest segment count against the limit until it is
+        # deleted: smaller segments than the limit keep them a small part of it.
+        self._segment_bytes = min(segment_bytes, max(max_bytes // 4, 1))
         self.max_bytes = max_bytes
         journal_id = f"j-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._files = _Files(self.directory, journal_id)
         # Lock before the name is visible, or a scan could claim a live journal.
         staging = self.directory / f"{journal_id}.ckpt.new"
         self._lock_fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._files.write_checkpoint(self._lock_fd, Position(0, 0))
-        staging.rename(self._files.checkpoint_path)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Written once here, so that later checkpoints rewrite bytes the file has:
+            # on a full disk they still succeed.
+            self._files.write_checkpoint(self._lock_fd, Position(0, 0))
+            staging.rename(self._files.checkpoint_path)
+        except BaseException:
+            os.close(self._lock_fd)
+            staging.unlink(missing_ok=True)
+            raise
+        try:
+            self._fd = self._open_segment(0)
+        except BaseException:
+            self._files.checkpoint_path.unlink(missing_ok=True)
+            os.close(self._lock_fd)
+            raise
         self._reader = _Reader(self._files, self._lock_fd)
         self._append_lock = threading.Lock()
         self._segment = 0
         self._segment_size = 0
-        self._fd = self._open_segment(0)
+        self._sizes: dict[int, int] = {}  # bytes of each segment file not yet deleted
+        self._retained = 0  # their sum: what this journal takes on disk
         self._appended = 0  # bytes appended by this process, all segments
         self._committed = 0  # bytes of those the writer has committed
         self.entries_appended = 0
+        # Bytes other journals take out of this one's room (set by the owner's
+        # periodic directory scan, read on every append without a lock).
+        self.elsewhere = 0
+        self._unwritable: OSError | None = None  # why the last append failed
+        self._failed_bytes = 0  # the size of the entry that failed
+        self._reclaim_error = ""
         self._closed = False
 
     @property
@@ -279,23 +322,53 @@ class Journal:
         with self._append_lock:
             if self._closed:
                 raise JournalUnavailable("the prediction log is shut down")
-            if self._appended - self._committed >= self.max_bytes:
+            limit = self.max_bytes - self.elsewhere
+            if self._retained >= limit and self._consumed():
+                self._guarded(self._drop_consumed, line)
+            if self._retained >= limit:
                 raise JournalFull(
-                    f"{self._appended - self._committed} bytes are waiting for the database"
+                    f"the journal takes {self._retained} bytes on disk and may take "
+                    f"{max(limit, 0)} ({self.elsewhere} are taken by other journals)"
                 )
             try:
                 if self._segment_size >= self._segment_bytes:
                     self._rotate()
-                view = memoryview(line)
-                while view:
-                    view = view[os.write(self._fd, view) :]
+                self._write(line)
             except OSError as exc:
-                # A half-written line would swallow the next entry: cut it off.
-                os.ftruncate(self._fd, self._segment_size)
-                raise JournalUnavailable(f"cannot write the journal: {exc}") from exc
+                if exc.errno not in _NO_ROOM or not self._consumed() or not self._retained:
+                    self._fail(line, exc)
+                # Room held by entries already in the database: give it back, retry.
+                self._guarded(self._drop_consumed, line)
+                self._guarded(lambda: self._write(line), line)
             self._segment_size += len(line)
+            self._sizes[self._segment] = self._segment_size
+            self._retained += len(line)
             self._appended += len(line)
             self.entries_appended += 1
+            self._unwritable = None
+
+    def _write(self, line: bytes) -> None:
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError:
+            # A half-written line would swallow the next entry: cut it off.
+            os.ftruncate(self._fd, self._segment_size)
+            raise
+
+    def _guarded(self, action: Callable[[], None], line: bytes) -> None:
+        try:
+            action()
+        except OSError as exc:
+            self._fail(line, exc)
+
+    def _fail(self, line: bytes, exc: OSError) -> NoReturn:
+        self._unwritable, self._failed_bytes = exc, len(line)
+        raise JournalUnavailable(f"cannot write the journal: {exc}") from exc
+
+    def _consumed(self) -> bool:
+        return self._committed == self._appended
 
     def _rotate(self) -> None:
         # Open the next segment before closing this one: if the open fails, appends
@@ -305,13 +378,53 @@ class Journal:
         os.close(self._fd)
         self._fd, self._segment, self._segment_size = fd, self._segment + 1, 0
 
+    def _drop_consumed(self) -> None:
+        """Delete every segment file; all their entries are in the database (the
+        reader moves past missing segments, also in a replay after a crash)."""
+        if self._segment_size:
+            self._rotate()
+        for index in list(self._sizes):
+            if index < self._segment:
+                self._files.segment_path(index).unlink(missing_ok=True)
+                self._retained -= self._sizes.pop(index)
+
+    def reclaim(self, free_bytes: Callable[[Path], int]) -> None:
+        """Writer thread: give the disk back the segments whose entries are all in the
+        database when the disk is short of room or an append failed, and find out
+        whether an append that failed for want of room would now fit."""
+        with self._append_lock:
+            if self._closed or (not self._retained and self._unwritable is None):
+                return
+            try:
+                if self._consumed() and self._retained:
+                    short = self._unwritable is not None
+                    if short or free_bytes(self.directory) < self.max_bytes:
+                        self._drop_consumed()
+                failed = self._unwritable
+                if failed is not None and failed.errno in _NO_ROOM:
+                    if free_bytes(self.directory) >= self._failed_bytes:
+                        self._unwritable = None
+            except OSError as exc:
+                if str(exc) != self._reclaim_error:  # once, not every writer cycle
+                    log.warning("prediction log cannot give back journal space: %s", exc)
+                self._reclaim_error = str(exc)
+            else:
+                self._reclaim_error = ""
+
     @property
     def closed(self) -> bool:
         return self._closed
 
     @property
+    def writable(self) -> bool:
+        """False since an append failed on the disk (no room, an I/O error), until an
+        append succeeds or the writer finds room for the failed entry."""
+        return self._unwritable is None
+
+    @property
     def full(self) -> bool:
-        return self._appended - self._committed >= self.max_bytes
+        used = 0 if self._consumed() else self._retained  # consumed bytes are given back
+        return used >= self.max_bytes - self.elsewhere
 
     @property
     def backlog_bytes(self) -> int:
@@ -327,7 +440,11 @@ class Journal:
         with self._append_lock:
             if self._closed:
                 return False  # the lock file is closed: its descriptor may be reused
-            self._reader.commit(chunk.end)
+            end = chunk.end
+            if end.segment < self._segment and end.offset == self._sizes.get(end.segment):
+                end = Position(end.segment + 1, 0)  # a finished segment: delete it now
+            for index in self._reader.commit(end):
+                self._retained -= self._sizes.pop(index, 0)
             self._committed += chunk.size
             return True
 
@@ -350,7 +467,10 @@ class Journal:
             if self._closed:
                 return False
             self._closed = True
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:  # a failing disk: what the page cache has stays
+                log.error("prediction log cannot flush journal %s: %s", self.id, exc)
             os.close(self._fd)
             drained = self._appended == self._committed
         removed = may_remove and drained
@@ -416,6 +536,101 @@ def claim_orphans(directory: Path, *, exclude: str | None = None) -> Iterator[Or
             os.close(fd)  # finished by another process between listdir and lock
             continue
         yield OrphanJournal(_Files(Path(directory), match.group("id")), fd)
+
+
+def remove_abandoned(directory: Path) -> None:
+    """Delete checkpoints of journals whose creation never finished (a process that
+    failed or died while creating its journal): no segment was ever written to them."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if not _STAGING.match(name):
+            continue
+        path = Path(directory) / name
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # being created right now
+        else:
+            path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryUsage:
+    """Bytes of segment files in a journal directory, by whose journal they are."""
+
+    own: int  # the scanning process's own journal
+    ended: int  # journals of ended processes, replayed by this process or by nobody yet
+    live: int  # journals locked by other processes: theirs, or replayed by them
+
+    @property
+    def total(self) -> int:
+        return self.own + self.ended + self.live
+
+    def elsewhere(self, workers: int, max_bytes: int) -> int:
+        """What other journals take out of the room of one of ``workers`` journals of
+        ``max_bytes`` each, so that all of them never take more than
+        ``workers × max_bytes``: every ended journal's bytes (no live journal's
+        limit counts them, and nothing appends to them any more), and what live
+        journals hold beyond the other workers' share (processes of a reload
+        overlapping their predecessors)."""
+        return self.ended + max(0, self.live - (workers - 1) * max_bytes)
+
+
+def directory_usage(
+    directory: Path, *, own: str | None, replaying: Collection[str] = ()
+) -> DirectoryUsage:
+    """Scan ``directory``: a directory listing, a ``stat`` per segment and a lock probe
+    per other journal (a shared lock, dropped at once: it delays no owner)."""
+    sizes: dict[str, int] = {}
+    locked: set[str] = set()
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if match := _SEGMENT.match(entry.name):
+                    try:
+                        size = entry.stat().st_size
+                    except FileNotFoundError:
+                        continue
+                    journal_id = match.group("id")
+                    sizes[journal_id] = sizes.get(journal_id, 0) + size
+                elif (match := _CHECKPOINT.match(entry.name)) and _locked(Path(entry.path)):
+                    locked.add(match.group("id"))
+    except FileNotFoundError:
+        return DirectoryUsage(0, 0, 0)
+    own_bytes = sizes.pop(own, 0) if own is not None else 0
+    live = sum(size for key, size in sizes.items() if key in locked and key not in replaying)
+    return DirectoryUsage(own_bytes, sum(sizes.values()) - live, live)
+
+
+def _locked(checkpoint: Path) -> bool:
+    """Whether another open file holds ``checkpoint``'s lock (a live journal, or one
+    being replayed)."""
+    try:
+        fd = os.open(checkpoint, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False  # replayed and removed meanwhile
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def free_bytes(directory: Path) -> int:
+    """Bytes an unprivileged process may still write on ``directory``'s filesystem."""
+    stats = os.statvfs(directory)
+    return stats.f_bavail * stats.f_frsize
 
 
 def pending_bytes(directory: Path) -> int:

@@ -48,6 +48,14 @@ class LogMetrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self.journal_writable = Gauge(
+            "watchkeeper_log_journal_writable",
+            "1 when every worker's journal accepts entries; 0 while one has none or its "
+            "disk refuses appends (its requests that must be logged get 503).",
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self.journal_writable.set(1)
         self.rows_written = Counter(
             "watchkeeper_log_rows_written",
             "Rows committed to the prediction log, by table.",
@@ -71,7 +79,8 @@ class LogMetrics:
         )
         self.entries_rejected = Counter(
             "watchkeeper_log_entries_rejected",
-            "Requests refused (503) because the journal was at its size limit.",
+            "Requests refused (503) because the journal was at its size limit or could "
+            "not be written.",
             registry=registry,
         )
         self.writer_restarts = Counter(

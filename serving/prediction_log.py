@@ -6,8 +6,13 @@ Request threads only serialise their entry and append it to this process's journ
 the process is killed. One writer thread per process reads the journal in chunks of
 at most ``batch_bytes``, stores them (:mod:`serving.log_store`) and checkpoints. When
 the database is unavailable the writer keeps retrying with back-off while the
-journal grows on disk, up to ``max_bytes`` per process; past that, requests that
-must be logged are refused (503) rather than answered unlogged. An entry the
+journal grows on disk, up to ``max_bytes`` per process, less what journals of ended
+processes take (so ``workers`` processes never take more than ``workers × max_bytes``);
+past that, requests that must be logged are refused (503) rather than answered
+unlogged. So are they while the journal's disk refuses writes (full) and while the
+process has no journal at all (it could not be created): the process still starts,
+replays ended processes' journals, gives back consumed segments and creates its
+journal once it can, and readiness says it is not ready meanwhile. An entry the
 database refuses, or that cannot be parsed or encoded, is retried alone and then set
 aside in a dead-letter file: no entry can stop the writer. The thread is also
 supervised: if it dies anyway, the next request or readiness probe restarts it.
@@ -34,7 +39,9 @@ from serving.journal import (
     JournalUnavailable,
     OrphanJournal,
     claim_orphans,
-    pending_bytes,
+    directory_usage,
+    free_bytes,
+    remove_abandoned,
 )
 from serving.log_entry import LogEntry
 from serving.log_store import LogStore
@@ -76,6 +83,7 @@ class LogStatus:
     queue_depth: int
     backlog_bytes: int
     journal_full: bool
+    journal_writable: bool
 
 
 class PredictionLog:
@@ -91,10 +99,13 @@ class PredictionLog:
         segment_bytes: int = 64 * 1024 * 1024,
         max_bytes: int = 1024 * 1024 * 1024,
         recover_interval: float = 10.0,
+        workers: int = 1,
     ) -> None:
         self._store = LogStore(engine)
         self._directory = Path(directory)
-        self._journal = Journal(self._directory, segment_bytes=segment_bytes, max_bytes=max_bytes)
+        self._segment_bytes = segment_bytes
+        self._max_bytes = max_bytes
+        self._workers = workers
         self._dead = DeadLetters(self._directory)
         self._metrics = metrics
         self._batch_bytes = batch_bytes
@@ -115,6 +126,11 @@ class PredictionLog:
         self._syncer: threading.Thread | None = None
         self._stop_syncing = threading.Event()
         self._restarts = 0
+        # None while it cannot be created (a full or failing disk): requests are refused
+        # and the writer tries again every probe interval.
+        self._journal: Journal | None = None
+        self._reopen_at = 0.0
+        self._open_journal()
 
     # -- request side ----------------------------------------------------------
 
@@ -123,7 +139,10 @@ class PredictionLog:
         process. Raises :class:`JournalUnavailable` (:class:`JournalFull` when the
         writer is too far behind) when it cannot."""
         try:
-            self._journal.append(entry.to_line())
+            journal = self._journal
+            if journal is None:
+                raise JournalUnavailable("the prediction log has no journal (see the server log)")
+            journal.append(entry.to_line())
         except JournalUnavailable:
             self._metrics.entries_rejected.inc()
             raise
@@ -132,29 +151,43 @@ class PredictionLog:
     @property
     def full(self) -> bool:
         """True while the journal is at its size limit (new entries are refused)."""
-        return self._journal.full
+        journal = self._journal
+        return journal is not None and journal.full
+
+    @property
+    def writable(self) -> bool:
+        """False while this process has no journal or its disk refuses appends (new
+        entries are refused)."""
+        journal = self._journal
+        return journal is not None and journal.writable
 
     def status(self) -> LogStatus:
         self._supervise()
+        journal = self._journal
         return LogStatus(
             writer_alive=self._thread is not None and self._thread.is_alive(),
             writer_restarts=self._restarts,
             database_up=self._database_up,
             queue_depth=self.queue_depth,
-            backlog_bytes=self._journal.backlog_bytes,
-            journal_full=self._journal.full,
+            backlog_bytes=0 if journal is None else journal.backlog_bytes,
+            journal_full=self.full,
+            journal_writable=self.writable,
         )
 
     @property
     def queue_depth(self) -> int:
         """Entries journaled by this process and not yet in the database."""
-        return self._journal.entries_appended - self._entries_committed
+        return self._appended_entries() - self._entries_committed
 
     @property
     def unsynced_entries(self) -> int:
         """Entries journaled by this process and not yet flushed to disk (``fdatasync``):
         what a power loss could take."""
-        return self._journal.entries_appended - self._synced
+        return self._appended_entries() - self._synced
+
+    def _appended_entries(self) -> int:
+        journal = self._journal
+        return 0 if journal is None else journal.entries_appended
 
     @property
     def database_up(self) -> bool:
@@ -224,12 +257,31 @@ class PredictionLog:
             self._syncer.join(timeout)
         if writer_stopped:
             self._release_orphan()
-        if not self._journal.close(may_remove=writer_stopped):
+        journal = self._journal
+        if journal is not None and not journal.close(may_remove=writer_stopped):
             log.warning(
                 "prediction log: %d entries left in journal %s for replay",
                 self.queue_depth,
-                self._journal.id,
+                journal.id,
             )
+
+    def _open_journal(self) -> None:
+        """Create this process's journal; on failure the process runs without one
+        (requests refused, not ready) rather than failing to start: replaying the
+        journals of ended processes, its writer frees the room it may be waiting for."""
+        try:
+            journal = Journal(
+                self._directory, segment_bytes=self._segment_bytes, max_bytes=self._max_bytes
+            )
+        except OSError as exc:
+            log.error("prediction log cannot create its journal, requests are refused: %s", exc)
+            self._metrics.journal_writable.set(0)
+            return
+        if self._reopen_at:
+            log.info("prediction log journal %s created, requests are accepted", journal.id)
+        self._journal = journal
+        # Before the first request: ended processes' journals count against its room.
+        self._measure()
 
     # -- writer thread ---------------------------------------------------------
 
@@ -246,7 +298,8 @@ class PredictionLog:
                     log.exception("prediction log writer cycle failed")
                     progressed = False
                 if self._closing and not progressed:
-                    if self.queue_depth == 0 or self._journal.closed:
+                    journal = self._journal
+                    if self.queue_depth == 0 or journal is None or journal.closed:
                         return  # drained, or closed under us
                     if not self._database_up:
                         if last_try:
@@ -267,17 +320,25 @@ class PredictionLog:
     def _cycle(self) -> bool:
         """One round of work; True when it stored something and more may be waiting."""
         now = time.monotonic()
+        journal = self._journal
+        if journal is None and not self._closing and now >= self._reopen_at:
+            self._reopen_at = now + self._probe_interval
+            self._open_journal()
+        elif journal is not None:
+            journal.reclaim(free_bytes)
         if now < self._retry_at:
             return False
         progressed = False
         try:
-            progressed = self._step(self._journal)
+            journal = self._journal
+            if journal is not None:
+                progressed = self._step(journal)
             if not self._closing:
                 progressed = self._recover(now) or progressed
         except _Retry:
             self._release_orphan()
         self._metrics.queue_depth.set(self.queue_depth)
-        self._metrics.backlog_bytes.set(self._journal.backlog_bytes)
+        self._metrics.backlog_bytes.set(0 if journal is None else journal.backlog_bytes)
         return progressed
 
     def _step(self, source: Journal | OrphanJournal) -> bool:
@@ -380,8 +441,10 @@ class PredictionLog:
             if now < self._next_recovery:
                 return False
             self._next_recovery = now + self._recover_interval
-            self._metrics.journal_bytes.set(pending_bytes(self._directory))
-            self._orphan = next(claim_orphans(self._directory, exclude=self._journal.id), None)
+            remove_abandoned(self._directory)
+            journal = self._journal
+            own = None if journal is None else journal.id
+            self._orphan = next(claim_orphans(self._directory, exclude=own), None)
             if self._orphan is None:
                 return False
             log.info("replaying journal %s left by a process that ended", self._orphan.id)
@@ -404,6 +467,27 @@ class PredictionLog:
                 self._sync()
             except Exception:  # a failing disk: try again next interval
                 log.exception("prediction log cannot flush its journal to disk")
+            try:
+                self._measure()
+            except Exception:
+                log.exception("prediction log cannot measure its journal directory")
+
+    def _measure(self) -> None:
+        """Scan the journal directory: how much of this journal's room other journals
+        take (:meth:`DirectoryUsage.elsewhere`), for the bytes metric. The sync thread
+        does it every flush interval, whatever the writer waits on, so that a worker
+        notices within one interval the journal a replaced worker left; never a request
+        thread (a scan per request would cost more than the append)."""
+        journal, orphan = self._journal, self._orphan
+        usage = directory_usage(
+            self._directory,
+            own=None if journal is None else journal.id,
+            replaying=() if orphan is None else (orphan.id,),
+        )
+        if journal is not None:
+            journal.elsewhere = usage.elsewhere(self._workers, self._max_bytes)
+        self._metrics.journal_bytes.set(usage.total)
+        self._metrics.journal_writable.set(self.writable)
 
     def _sync(self) -> None:
         """``fdatasync`` the journal if something was appended; the sync thread does it
@@ -414,10 +498,13 @@ class PredictionLog:
         Nor a sync per writer cycle: that made every cycle wait for the disk, and
         promised no more than the interval does (rows in the database are as durable as
         the database)."""
-        appended = self._journal.entries_appended
+        journal = self._journal
+        if journal is None:
+            return
+        appended = journal.entries_appended
         if appended == self._synced:
             return
-        self._journal.sync()
+        journal.sync()
         self._synced = appended
 
     def _mark_up(self) -> None:

@@ -250,14 +250,18 @@ class LogSettings(SettingsGroup):
     often it flushes the journal to disk: what a power loss can lose at most."""
 
     journal_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
-    """Most bytes of entries each serving worker may hold in its journal while they wait
-    for the database. Past it, `/predict` and `/feedback` answer 503 (`log_unavailable`)
-    until the writer catches up: the server never answers what it cannot log. Size the
-    disk of `WATCHKEEPER_SPILL_DIR` for workers × this."""
+    """Most bytes each serving worker's journal may take on disk while its entries wait
+    for the database, less what journals of ended processes (a killed or reloaded
+    worker's, a predecessor's) still hold: the journals never take more than workers ×
+    this in all, however often workers restart. Past it, `/predict` and `/feedback`
+    answer 503 (`log_unavailable`) until the writer catches up: the server never answers
+    what it cannot log. Size the disk of `WATCHKEEPER_SPILL_DIR` for workers × this,
+    plus room for dead-letter files."""
 
     segment_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    """Size at which a worker starts a new journal segment file; consumed segments are
-    deleted."""
+    """Size at which a worker starts a new journal segment file (at most a quarter of
+    `WATCHKEEPER_LOG_JOURNAL_MAX_BYTES`); consumed segments are deleted, and the one
+    being appended to as well once consumed when its disk is short of room."""
 
     probe_interval: float = Field(default=2.0, gt=0)
     """Longest pause between the writer's retries while the database is unavailable

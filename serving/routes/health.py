@@ -36,10 +36,11 @@ def healthz() -> Response:
 def readyz() -> Response:
     """Readiness: a model is loaded and the database schema is current.
 
-    Ready when a model is loaded, the log writer runs and the database schema is not
-    known to be behind the code. Never touches the database: it reports the last
-    background check (:mod:`serving.database_status`), so it answers at once whatever
-    the database does.
+    Ready when a model is loaded, the log writer runs, the worker's journal accepts
+    entries (it exists, is not at its size limit and its disk takes writes) and the
+    database schema is not known to be behind the code. Never touches the database: it
+    reports the last background check (:mod:`serving.database_status`), so it answers at
+    once whatever the database does.
 
     An unreachable database does not make the server unready: predictions go on and
     their entries wait in the journal on local disk. Failing readiness instead would
@@ -81,13 +82,14 @@ def readyz() -> Response:
         checks = checks.model_copy(
             update={
                 "prediction_log": PredictionLogCheck(
-                    ok=status.writer_alive and not status.journal_full,
+                    ok=status.writer_alive and not status.journal_full and status.journal_writable,
                     writer_alive=status.writer_alive,
                     writer_restarts=status.writer_restarts,
                     database_up=status.database_up,
                     queue_depth=status.queue_depth,
                     backlog_bytes=status.backlog_bytes,
                     journal_full=status.journal_full,
+                    journal_writable=status.journal_writable,
                 )
             }
         )

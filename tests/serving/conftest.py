@@ -1,10 +1,14 @@
 """Fixtures for the prediction server: an app on a migrated database, its client,
 and a way to read back what it logged; small classifiers (three text classes, and
-0/1) trained on a synthetic frame, with their own registries and apps."""
+0/1) trained on a synthetic frame, with their own registries and apps; a small disk
+of the test's own to fill."""
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -192,3 +196,40 @@ def read_log(database_url: str) -> Iterator[Callable[[Flask], LogReader]]:
 @pytest.fixture
 def log_reader(app: Flask, read_log: Callable[[Flask], LogReader]) -> LogReader:
     return read_log(app)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs of the test's own, to fill: a journal's disk running out of room
+    (a real ENOSPC, which no file size limit gives). Needs root, as CI has."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs the tests as root)")
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        # lazy: a server process killed by the test may still be closing its files
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
+
+
+def fill_disk(directory: Path) -> Path:
+    """Write a file in ``directory`` until its filesystem has no room left; returns it
+    (delete it to give the room back)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "filler"
+    block = b"\0" * 4096
+    with open(path, "wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(block)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return path

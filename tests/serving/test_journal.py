@@ -1,9 +1,10 @@
 """The prediction log's journal (the spill files on local disk) on its own: what goes in
-comes out once, in order, as whole lines; checkpoints, segments, the size limit, and
-the journals of dead processes, including damaged ones."""
+comes out once, in order, as whole lines; checkpoints, segments, the size limit, a
+disk without room, and the journals of dead processes, including damaged ones."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,12 @@ from serving.journal import (
     JournalUnavailable,
     Position,
     claim_orphans,
+    directory_usage,
+    free_bytes,
     pending_bytes,
+    remove_abandoned,
 )
+from tests.serving.conftest import fill_disk
 
 
 def _line(n: int, size: int = 20) -> bytes:
@@ -325,3 +330,105 @@ def test_pending_bytes_counts_segments_and_a_missing_directory_is_empty(
     assert pending_bytes(tmp_path / "journal") == 100
     assert pending_bytes(tmp_path / "absent") == 0
     assert list(claim_orphans(tmp_path / "absent")) == []
+
+
+def _fill_journal(journal: Journal) -> int:
+    """Append 1 KiB lines until the disk refuses one; returns how many it took."""
+    n = 0
+    with pytest.raises(JournalUnavailable) as refused:
+        while True:
+            journal.append(_line(n, size=1024))
+            n += 1
+    assert not isinstance(refused.value, JournalFull)
+    return n
+
+
+def test_an_append_that_finds_no_room_gives_back_segments_already_in_the_database(
+    small_disk: Path, journals: list[Journal]
+) -> None:
+    """Entries the writer has stored need no room on disk: the consumed segment is
+    deleted and the append goes on in a new one, instead of refusing entries until a
+    segment reaches its full size (64 MiB by default), which a full disk never let
+    happen."""
+    journal = _open(journals, small_disk, segment_bytes=64 << 20)  # one fills the disk
+    appended = _fill_journal(journal)
+    assert not journal.writable
+
+    assert len(_drain(journal)) == appended  # the database took everything
+    journal.append(_line(appended))
+
+    assert journal.writable
+    assert _segments(small_disk) == [f"{journal.id}.00000001.seg"]
+    assert _drain(journal) == [_line(appended).rstrip(b"\n")]
+
+
+def test_the_writer_gives_back_consumed_segments_and_finds_room_without_an_append(
+    small_disk: Path, journals: list[Journal]
+) -> None:
+    """A worker whose journal cannot be written is not ready, so it may get no request
+    to find out that there is room again: the writer finds out."""
+    journal = _open(journals, small_disk, segment_bytes=64 << 20)
+    _fill_journal(journal)
+    _drain(journal)
+
+    journal.reclaim(free_bytes)
+
+    assert journal.writable
+    assert _segments(small_disk) == [f"{journal.id}.00000001.seg"]  # a new, empty one
+    assert pending_bytes(small_disk) == 0
+
+
+def test_a_journal_that_cannot_be_created_leaves_no_files(small_disk: Path) -> None:
+    filler = fill_disk(small_disk)
+
+    with pytest.raises(OSError, match="No space left"):
+        Journal(small_disk, segment_bytes=1 << 20, max_bytes=1 << 30)
+
+    assert os.listdir(small_disk) == [filler.name]
+
+
+def test_abandoned_journal_creations_are_removed_and_one_under_way_is_kept(
+    tmp_path: Path,
+) -> None:
+    abandoned = tmp_path / "j-1-0123456789ab.ckpt.new"
+    abandoned.touch()
+    under_way = tmp_path / "j-2-0123456789ab.ckpt.new"
+    fd = os.open(under_way, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        remove_abandoned(tmp_path)
+    finally:
+        os.close(fd)
+
+    assert os.listdir(tmp_path) == [under_way.name]
+
+
+def test_journals_of_ended_processes_take_their_bytes_out_of_a_live_journals_room(
+    tmp_path: Path, journals: list[Journal]
+) -> None:
+    """The disk bound (workers × max_bytes) holds only if what ended processes left
+    counts: every live journal gives up room for all of it (none knows which worker it
+    replaced), and for what other live journals hold beyond the other workers' share."""
+    ended = _open(journals, tmp_path)
+    for n in range(5):
+        ended.append(_line(n))  # 100 bytes
+    ended.close(may_remove=False)  # as the lock goes when a process dies
+    other = _open(journals, tmp_path)
+    other.append(_line(5))  # 20 bytes
+    live = _open(journals, tmp_path, max_bytes=200)
+
+    usage = directory_usage(tmp_path, own=live.id)
+
+    assert (usage.own, usage.ended, usage.live) == (0, 100, 20)
+    assert usage.elsewhere(workers=2, max_bytes=200) == 100
+    assert usage.elsewhere(workers=1, max_bytes=200) == 120
+    live.elsewhere = usage.elsewhere(workers=2, max_bytes=200)
+    for n in range(5):
+        live.append(_line(n))
+    assert live.full
+    with pytest.raises(JournalFull):
+        live.append(_line(5))
+    (orphan,) = claim_orphans(tmp_path, exclude=live.id)
+    # one this process replays is still an ended journal's bytes, not a live one's
+    assert directory_usage(tmp_path, own=live.id, replaying=[orphan.id]).ended == 100
+    orphan.release()

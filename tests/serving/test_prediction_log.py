@@ -20,13 +20,14 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
-from serving.journal import JournalFull, JournalUnavailable
+from serving.journal import Journal, JournalFull, JournalUnavailable
 from serving.log_body import ESCAPED, received_body, stored_body
 from serving.log_entry import LogEntry
 from serving.metrics import LogMetrics
 from serving.prediction_log import PredictionLog
 from tests.postgres import PostgresServer
 from tests.processes import wait_for
+from tests.serving.conftest import fill_disk
 from tests.serving.log_entries import make_entry
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.features import feature_records
@@ -285,6 +286,48 @@ def test_a_full_journal_refuses_new_entries_until_the_writer_catches_up(
     log.submit(make_entry(5000))
     log.close()
     assert _count(database_url) == accepted + 1
+
+
+def test_a_log_started_on_a_full_disk_replays_ended_journals_and_then_journals_its_own(
+    database_url: str, small_disk: Path
+) -> None:
+    """A worker replacing one that died while the journal's disk was full could not
+    create its journal and failed to start, and with it the whole server: what waited
+    on the disk could then never be replayed. It starts, refuses entries while it has
+    no journal, replays the ended journals (which gives their room back) and creates
+    its journal then."""
+    directory = small_disk / "journal"
+    ended = Journal(directory, segment_bytes=1 << 20, max_bytes=1 << 30)
+    for n in range(200):
+        ended.append(make_entry(n).to_line())
+    ended.close(may_remove=False)  # as the lock goes when a process dies
+    (directory / "j-1-0123456789ab.ckpt.new").touch()  # a creation that failed before
+    fill_disk(small_disk)
+    registry = CollectorRegistry()
+    engine = create_engine(database_url)
+    log = PredictionLog(
+        engine,
+        directory,
+        LogMetrics(registry),
+        flush_interval=0.01,
+        probe_interval=0.05,
+        recover_interval=0.05,
+    )
+    try:
+        assert not log.status().journal_writable
+        assert registry.get_sample_value("watchkeeper_log_journal_writable") == 0
+        with pytest.raises(JournalUnavailable):
+            log.submit(make_entry(1000))
+        log.start()
+        assert wait_for(lambda: log.writable, timeout=30)
+        log.submit(make_entry(1000))
+        assert log.flush(timeout=30)
+    finally:
+        log.close(timeout=10)
+        engine.dispose()
+    assert _count(database_url) == 201
+    assert registry.get_sample_value("watchkeeper_log_rows_replayed_total") == 200
+    assert list(directory.glob("*.ckpt.new")) == []
 
 
 _KILLED_WRITER = """
