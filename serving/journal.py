@@ -370,11 +370,12 @@ class Journal:
     def _consumed(self) -> bool:
         return self._committed == self._appended
 
-    def _rotate(self) -> None:
+    def _rotate(self, *, sync: bool = True) -> None:
         # Open the next segment before closing this one: if the open fails, appends
         # go on into the current segment rather than into a closed descriptor.
         fd = self._open_segment(self._segment + 1)
-        os.fdatasync(self._fd)  # the sync thread only syncs the segment being appended to
+        if sync:  # the sync thread only syncs the segment being appended to
+            os.fdatasync(self._fd)
         os.close(self._fd)
         self._fd, self._segment, self._segment_size = fd, self._segment + 1, 0
 
@@ -382,7 +383,7 @@ class Journal:
         """Delete every segment file; all their entries are in the database (the
         reader moves past missing segments, also in a replay after a crash)."""
         if self._segment_size:
-            self._rotate()
+            self._rotate(sync=False)  # nothing in it needs the disk any more
         for index in list(self._sizes):
             if index < self._segment:
                 self._files.segment_path(index).unlink(missing_ok=True)
