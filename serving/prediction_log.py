@@ -130,6 +130,7 @@ class PredictionLog:
         # and the writer tries again every probe interval.
         self._journal: Journal | None = None
         self._reopen_at = 0.0
+        self._open_error = ""
         self._open_journal()
 
     # -- request side ----------------------------------------------------------
@@ -274,7 +275,9 @@ class PredictionLog:
                 self._directory, segment_bytes=self._segment_bytes, max_bytes=self._max_bytes
             )
         except OSError as exc:
-            log.error("prediction log cannot create its journal, requests are refused: %s", exc)
+            if str(exc) != self._open_error:  # once, not every probe interval
+                log.error("prediction log cannot create its journal, requests are refused: %s", exc)
+            self._open_error = str(exc)
             self._metrics.journal_writable.set(0)
             return
         if self._reopen_at:
