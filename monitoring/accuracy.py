@@ -54,6 +54,13 @@ LABEL_COLUMNS = (
 )
 
 
+IMPLAUSIBLE_FACTOR = 1000.0
+"""A label whose error is more than this many times the size of the model's
+predictions (the larger of a prediction and its scale, :func:`_model_scale`) is left
+out of the figures and counted; so is a positive target's label this many times below
+it out of the MAPE."""
+
+
 @dataclass(frozen=True)
 class AccuracyMetrics:
     """Accuracy of a set of labelled predictions."""
@@ -76,6 +83,11 @@ class AccuracyMetrics:
     """Labelled predictions left out: the model returned NaN or an infinity (the
     prediction or a bound), which has no error to measure and would make every figure
     NaN or infinite. With none left, the figures are NaN."""
+    implausible_labels: int = 0
+    """Labels left out: their error is more than :data:`IMPLAUSIBLE_FACTOR` times the
+    size of what the model predicts (a price of 1e308 or 2**70 where houses sell for
+    1e5). One such label would be most of a thousand labels' MAE, and its variance
+    would hold the MAE's lower bound at 0: accuracy monitoring blind until it ages out."""
 
     @classmethod
     def of(
@@ -90,36 +102,58 @@ class AccuracyMetrics:
                 return cls.unmeasured(non_finite)
         actual = labelled["actual"].to_numpy(dtype=np.float64)
         predicted = labelled["prediction"].to_numpy(dtype=np.float64)
-        error = predicted - actual
+        lower = labelled["lower"].to_numpy(dtype=np.float64)
+        upper = labelled["upper"].to_numpy(dtype=np.float64)
+        scale = _model_scale(predicted, lower, upper)
+        with np.errstate(over="ignore"):  # 1e308 - -1e308: an infinite error, left out
+            error = predicted - actual
         absolute = np.abs(error)
-        positive = (actual > 0) if positive_target else np.zeros(actual.size, dtype=bool)
-        inside = (actual >= labelled["lower"].to_numpy()) & (actual <= labelled["upper"].to_numpy())
+        # an implausible label (1e308, 2**70 for a house price) would be most of a
+        # thousand labels' MAE and its variance would sink the lower bound to 0
+        plausible = absolute / IMPLAUSIBLE_FACTOR <= np.maximum(scale, np.abs(predicted))
+        if scale == 0:  # a model predicting 0 with no interval gives no size to judge by
+            plausible[:] = True
+        implausible = int(plausible.size - np.count_nonzero(plausible))
+        if implausible:
+            labelled = labelled[plausible]
+            actual, predicted, lower, upper, error, absolute = (
+                values[plausible] for values in (actual, predicted, lower, upper, error, absolute)
+            )
+            if labelled.empty:
+                return cls.unmeasured(non_finite, implausible)
+        # a percentage of a label a thousand times below what the model predicts
+        # measures the label, not the model (and 1e5 / 5e-324 overflows)
+        positive = (
+            (actual > 0) & (actual >= scale / IMPLAUSIBLE_FACTOR)
+            if positive_target
+            else np.zeros(actual.size, dtype=bool)
+        )
+        inside = (actual >= lower) & (actual <= upper)
         delay = (
             pd.to_datetime(labelled["received_at"], utc=True)
             - pd.to_datetime(labelled["created_at"], utc=True)
         ).dt.total_seconds()
         return cls(
             labels=int(actual.size),
-            mae=float(absolute.mean()),
+            mae=scaled_mean(absolute),
             mae_lower_bound=mae_lower_bound(absolute, confidence),
-            abs_error_std=float(absolute.std(ddof=1)) if actual.size > 1 else 0.0,
-            rmse=float(np.sqrt(np.mean(error**2))),
+            abs_error_std=scaled_std(absolute),
+            rmse=scaled_rms(error),
             mape=(
-                float(np.mean(absolute[positive] / actual[positive]) * 100)
-                if positive.any()
-                else None
+                scaled_mean(absolute[positive] / actual[positive]) * 100 if positive.any() else None
             ),
             coverage=float(np.mean(inside)),
             label_delay_seconds_median=float(np.median(delay)),
             label_delay_seconds_max=float(np.max(delay)),
             non_finite_predictions=non_finite,
+            implausible_labels=implausible,
         )
 
     @classmethod
-    def unmeasured(cls, non_finite: int) -> AccuracyMetrics:
+    def unmeasured(cls, non_finite: int, implausible: int = 0) -> AccuracyMetrics:
         """No labelled prediction with a finite value: nothing measured."""
         nan = math.nan
-        return cls(0, nan, nan, nan, nan, None, nan, nan, nan, non_finite)
+        return cls(0, nan, nan, nan, nan, None, nan, nan, nan, non_finite, implausible)
 
     def as_details(self, **extra: float | None) -> AccuracyDetails:
         """Stored as a result's details, with the caller's ``extra`` figures (a window's
@@ -127,15 +161,57 @@ class AccuracyMetrics:
         return AccuracyDetails(**asdict(self), **extra)
 
 
+def _model_scale(predicted: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+    """The size of what the model predicts here: the median over the rows of the larger
+    of the prediction's magnitude and its interval's width (a median: one absurd
+    prediction does not move it)."""
+    with np.errstate(over="ignore"):
+        width = upper - lower
+    # the lower middle value: np.median averages two, and 1e308 + 1e308 overflows
+    return float(np.quantile(np.maximum(np.abs(predicted), width), 0.5, method="lower"))
+
+
+def _largest(values: np.ndarray) -> float:
+    """The largest magnitude, or 1 when all are 0: figures are computed on ``values``
+    divided by it, so that neither a sum nor a square overflows."""
+    largest = float(np.max(np.abs(values)))
+    return largest if largest > 0 else 1.0
+
+
+def scaled_mean(values: np.ndarray) -> float:
+    """The mean of finite ``values``, finite however large they are."""
+    scale = _largest(values)
+    return scale * float(np.mean(values / scale))
+
+
+def scaled_rms(values: np.ndarray) -> float:
+    """The root mean square of finite ``values``, finite however large they are."""
+    scale = _largest(values)
+    return scale * float(np.sqrt(np.mean((values / scale) ** 2)))
+
+
+def scaled_std(values: np.ndarray) -> float:
+    """The sample standard deviation of finite ``values`` (0 for one), finite however
+    large they are."""
+    if values.size < 2:
+        return 0.0
+    scale = _largest(values)
+    return scale * float(np.std(values / scale, ddof=1))
+
+
 def mae_lower_bound(absolute_errors: np.ndarray, confidence: float) -> float:
     """The MAE is at least this with probability ``confidence``: the mean absolute
-    error minus Student's t quantile times its standard error. With fewer than two
-    labels nothing is known: 0."""
+    error minus Student's t quantile times its standard error, and at least 0. With
+    fewer than two labels nothing is known: 0."""
     n = absolute_errors.size
     if n < 2:
         return 0.0
-    standard_error = float(absolute_errors.std(ddof=1)) / math.sqrt(n)
-    return float(absolute_errors.mean() - stats.t.ppf(confidence, n - 1) * standard_error)
+    # in units of the largest error: the bound is then at most 1 of them, never inf
+    scale = _largest(absolute_errors)
+    scaled = absolute_errors / scale
+    standard_error = float(scaled.std(ddof=1)) / math.sqrt(n)
+    bound = float(scaled.mean() - stats.t.ppf(confidence, n - 1) * standard_error)
+    return scale * max(bound, 0.0)
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,9 @@ class AccuracyDetails(CheckDetails):
     label_delay_seconds_max: float | None
     non_finite_predictions: int = 0
     """Labelled predictions left out: NaN or infinite (older results lack it)."""
+    implausible_labels: int = 0
+    """Labels left out: an error over a thousand times the size of the model's
+    predictions (:data:`monitoring.accuracy.IMPLAUSIBLE_FACTOR`; older results lack it)."""
     labelled_share: float | None = None
     confidence: float | None = None
     validation_mae: float | None = None

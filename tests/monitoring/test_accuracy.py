@@ -57,3 +57,54 @@ def test_no_mape_for_a_target_near_zero_or_of_either_sign() -> None:
 
     assert metrics.mape is None
     assert metrics.mae == pytest.approx((0.29 + 0.7 + 0.2 + 0.1) / 4)
+
+
+def test_extreme_labels_are_left_out_and_counted_and_every_figure_stays_finite() -> None:
+    """Two labels of ±1e308 made the MAE, RMSE and lower bound inf or NaN (the sum, the
+    square and inf - inf overflowed), and blinded the rolling figure for 1,000 labels."""
+    predicted = [100.0 + i for i in range(100)]
+    actual = [p * 1.1 for p in predicted]
+    actual[10], actual[20], actual[30] = 1e308, -1e308, 2.0**70
+
+    metrics = AccuracyMetrics.of(_labelled(actual, predicted, half_width=15.0), confidence=0.99)
+
+    assert metrics.implausible_labels == 3
+    assert metrics.labels == 97
+    kept = [0.1 * p for i, p in enumerate(predicted) if i not in (10, 20, 30)]
+    assert metrics.mae == pytest.approx(np.mean(kept))
+    assert metrics.rmse == pytest.approx(np.sqrt(np.mean(np.square(kept))))
+    assert 0 < metrics.mae_lower_bound < metrics.mae
+    assert metrics.mape == pytest.approx(100 / 11)
+
+
+def test_a_label_far_below_the_models_scale_counts_in_the_mae_but_not_the_mape() -> None:
+    """A house price of 5e-324 made the MAPE infinite (1e5 / 5e-324 overflows)."""
+    metrics = AccuracyMetrics.of(
+        _labelled([100.0, 200.0, 5e-324], [110.0, 180.0, 150.0], half_width=15.0),
+        confidence=0.99,
+    )
+
+    assert metrics.implausible_labels == 0
+    assert metrics.mae == pytest.approx((10 + 20 + 150) / 3)
+    assert metrics.mape == pytest.approx((10 + 10) / 2)
+
+
+def test_figures_of_errors_near_the_largest_float_are_finite() -> None:
+    """A model that predicts near 1e308 has errors of that size: no figure overflows."""
+    predicted = [1e308, -1e308, 9e307, -9e307]
+    actual = [5e307, -5e307, 4e307, -4e307]
+
+    metrics = AccuracyMetrics.of(
+        _labelled(actual, predicted, half_width=0.0), confidence=0.99, positive_target=False
+    )
+
+    assert metrics.implausible_labels == 0
+    figures = (metrics.mae, metrics.rmse, metrics.abs_error_std, metrics.mae_lower_bound)
+    assert all(np.isfinite(figures))
+    assert metrics.mae == pytest.approx(5e307)
+    assert metrics.rmse == pytest.approx(5e307)
+
+
+def test_the_lower_bound_of_an_mae_is_never_negative() -> None:
+    assert mae_lower_bound(np.array([0.0, 1e308]), 0.99) == 0.0
+    assert mae_lower_bound(np.array([1.0, 100.0, 3.0]), 0.99) == 0.0
