@@ -92,12 +92,14 @@ class FeatureDriftDetails(SampledDetails):
 
 class OutputDriftDetails(SampledDetails):
     """A regression model's output drift: the distance alone; a classifier's: the
-    figures of :class:`monitoring.detectors.ClassOutputDrift`."""
+    figures of :class:`monitoring.detectors.ClassOutputDrift`. With too few finite
+    predictions to test, no verdict: ``distance`` is None and ``reason`` says why."""
 
-    distance: float
+    distance: float | None
     non_finite_predictions: int | None = None
     """NaN or infinite predictions (a classifier's: a probability), left out of the
     test (results stored before they were counted lack it)."""
+    reason: str | None = None
     class_p_value: float | None = None
     reference_shares: list[float] | None = None
     window_shares: list[float] | None = None

@@ -306,6 +306,8 @@ class DetectorSuite:
         pooled) on the counts of each predicted class (``predicted``: class indices),
         and for two classes a KS test on the positive class's probability
         (``probabilities``: the window's rows that have them, one column a class)."""
+        if len(predicted) == 0:
+            raise ValueError("no prediction to test: no verdict, not p = 1")
         reference = self._reference_predictions
         k = reference.shape[1]
         ref_counts = np.bincount(reference.argmax(axis=1), minlength=k)
@@ -337,10 +339,12 @@ class DetectorSuite:
         )
 
     def output_drift(self, predictions: np.ndarray) -> Drift:
-        d, p = ks(
-            np.sort(self._reference_predictions).reshape(-1, 1),
-            np.asarray(predictions, dtype=np.float64).reshape(-1, 1),
-        )
+        """KS of the window's finite predictions against the reference's. Refuses an
+        empty window: a test of nothing would read p = 1, "no drift"."""
+        window = np.asarray(predictions, dtype=np.float64).reshape(-1, 1)
+        if len(window) == 0:
+            raise ValueError("no prediction to test: no verdict, not p = 1")
+        d, p = ks(np.sort(self._reference_predictions).reshape(-1, 1), window)
         return Drift(bool(p[0] < self.settings.p_value), _finite(p[0], 1.0), _finite(d[0], 0.0))
 
     def ood_scores(self, window: pd.DataFrame) -> np.ndarray:

@@ -66,7 +66,9 @@ class MonitorCollector(Collector):
             (Check.OUTPUT_DRIFT, "prediction (output) drift"),
             (Check.MULTIVARIATE_DRIFT, "multivariate (classifier) drift"),
         ):
-            if detector in latest:
+            # a window with no verdict (too few finite predictions) exports none: a 0
+            # would say "no drift", which nothing showed
+            if detector in latest and latest[detector].is_drift is not None:
                 result = latest[detector]
                 verdict = _gauge(
                     detector, f"1 when the last window showed {doc}.", ("model_version",)

@@ -349,11 +349,29 @@ class Monitor:
                 ),
             )
 
+        def too_few(finite: int, non_finite: int) -> CheckOutcome | None:
+            """No verdict on fewer than ``min_samples`` finite predictions, as on too few
+            rows: an empty test reads p = 1, "no drift", which nothing showed."""
+            needed = self.settings.monitor.min_samples
+            if finite >= needed:
+                return None
+            reason = (
+                f"{finite} finite predictions of {finite + non_finite}, fewer than "
+                f"{needed} (WATCHKEEPER_MONITOR_MIN_SAMPLES): no verdict"
+            )
+            return CheckOutcome(
+                None,
+                None,
+                OutputDriftDetails(distance=None, non_finite_predictions=non_finite, reason=reason),
+            )
+
         def output_drift() -> CheckOutcome:
             if suite.is_classifier:
                 # rows with a NaN or infinite probability have no class: left out, counted
                 finite = finite_class_rows(rows)
                 non_finite = int(finite.size - np.count_nonzero(finite))
+                if (none := too_few(int(np.count_nonzero(finite)), non_finite)) is not None:
+                    return none
                 judged = rows[finite] if non_finite else rows
                 classes = suite.class_output_drift(
                     judged["prediction"].to_numpy(dtype=np.float64).round(),
@@ -367,6 +385,8 @@ class Monitor:
             # NaN or an infinity the model returned: left out of the test and counted
             finite = np.isfinite(predicted)
             non_finite = int(predicted.size - np.count_nonzero(finite))
+            if (none := too_few(int(np.count_nonzero(finite)), non_finite)) is not None:
+                return none
             output = suite.output_drift(predicted[finite] if non_finite else predicted)
             return CheckOutcome(
                 output.is_drift,

@@ -39,7 +39,11 @@ def window_verdict(results: Sequence[WindowResult], min_samples: int) -> str:
         (Check.MULTIVARIATE_DRIFT, "multivariate"),
     ):
         result = by_check.get(check)
-        if result is not None and not result.failed:
+        if result is None or result.failed:
+            continue
+        if result.is_drift is None:  # too few finite predictions to test
+            parts.append(f"no {name} drift verdict")
+        else:
             parts.append(f"{name} drift" if result.is_drift else f"no {name} drift")
     figures = []
     for check, name in ((Check.OOD, "OOD"), (Check.DATA_QUALITY, "rejected")):

@@ -12,12 +12,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, generate_latest
 
 from monitoring.class_accuracy import ClassificationAccuracy, ClassVersion
+from monitoring.detectors import DetectorSuite
+from monitoring.metrics import MonitorCollector
 from monitoring.monitor import Monitor
+from monitoring.verdict import window_verdict
 from tests.monitoring.classifier_log import (
     NOW,
     classifier_of,
@@ -27,6 +32,7 @@ from tests.monitoring.classifier_log import (
     write_rows,
 )
 from tests.monitoring.test_monitor import _results, _write_log
+from tests.processes import metric
 from watchkeeper.classification import PredictionSetSpec
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import feedback, predictions
@@ -81,6 +87,52 @@ def test_a_window_with_non_finite_predictions_is_evaluated_without_them(
     assert accuracy["details"]["labels"] == 97
     assert accuracy["details"]["non_finite_predictions"] == 3
     assert sum(monitor.status.window_errors.values()) == 0
+
+
+def test_a_window_with_too_few_finite_predictions_gets_no_output_drift_verdict(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    """A window whose predictions were all NaN or infinite was stored as "no output
+    drift" (p 1.0, distance 0: an empty test read as a pass), and exported so. With
+    fewer than ``min_samples`` finite predictions there is no verdict, as with too few
+    rows; the rows are counted and the gauges say nothing rather than "no drift"."""
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(1000)]
+    predicted = [float(v) for v in trained.model.predict(pd.DataFrame(records)).value]
+    for i in range(500):  # the first window: no finite prediction at all
+        predicted[i] = (math.nan, math.inf, -math.inf)[i % 3]
+    for i in range(500, 850):  # the second: 150 finite, under min_samples (200)
+        predicted[i] = math.nan
+    _write_log(settings, records, predicted)
+    monitor = make_monitor()
+
+    assert monitor.run_once() == 2
+
+    output = sorted(
+        (r for r in _results(settings) if r["detector"] == "output_drift"),
+        key=lambda r: r["first_seq"],
+    )
+    assert [r["is_drift"] for r in output] == [None, None]
+    assert [r["score"] for r in output] == [None, None]
+    assert [r["details"]["non_finite_predictions"] for r in output] == [500, 350]
+    assert all("fewer than 200" in r["details"]["reason"] for r in output)
+    assert sum(monitor.status.window_errors.values()) == 0
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(monitor.status))
+    text = generate_latest(registry).decode()
+    assert "watchkeeper_monitor_output_drift" not in text
+    assert metric(text, "watchkeeper_monitor_window_size", model_version="v1") == 500
+    latest = [r for r in monitor.status.latest.values() if r.window_id == output[1]["window_id"]]
+    assert "no output drift verdict" in window_verdict(latest, min_samples=200)
+
+
+def test_output_drift_refuses_to_judge_no_predictions(suite: DetectorSuite) -> None:
+    """An empty test is no evidence of "no drift": the detectors refuse it rather than
+    answer p = 1."""
+    with pytest.raises(ValueError, match="no prediction"):
+        suite.output_drift(np.array([]))
 
 
 # -- a classifier ----------------------------------------------------------------------
@@ -177,3 +229,31 @@ def test_labels_of_classless_predictions_alone_measure_nothing() -> None:
     assert figures.labels == 0 and figures.non_finite_predictions == 2
     assert math.isnan(figures.accuracy) and math.isnan(figures.log_loss)
     assert (figures.accuracy_lower_bound, figures.accuracy_upper_bound) == (0.0, 1.0)
+
+
+def test_a_classifier_window_with_too_few_classed_rows_gets_no_output_drift_verdict(
+    class_settings: Settings, classifier_trained: TrainedModel
+) -> None:
+    """350 of 500 rows' probabilities NaN: 150 classes left, under ``min_samples``
+    (200), are no sample to judge the class mix by (an empty one read p = 1.0)."""
+    engine = create_engine(class_settings.storage.database_url)
+    monitor = Monitor(class_settings, engine, ModelRegistry(class_settings.storage.registry_path))
+    model = classifier_of(classifier_trained)
+    frame, _ = draw(500, seed=45)
+    nulls = [None] * len(model.classes)
+    try:
+        ids = write_rows(engine, model, frame)
+        with engine.begin() as connection:
+            connection.execute(
+                predictions.update()
+                .where(predictions.c.prediction_id.in_(ids[:350]))
+                .values(prediction=math.nan, lower=math.nan, upper=math.nan, probabilities=nulls)
+            )
+        assert monitor.run_once() == 1
+    finally:
+        engine.dispose()
+
+    (output,) = (r for r in _results(class_settings) if r["detector"] == "output_drift")
+    assert (output["is_drift"], output["score"]) == (None, None)
+    assert output["details"]["non_finite_predictions"] == 350
+    assert "fewer than 200" in output["details"]["reason"]
