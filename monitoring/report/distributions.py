@@ -3,7 +3,8 @@
 Numeric bins span the 1st–99th percentile of both samples together, so that one
 extreme value does not squeeze every other bar into one; values beyond are counted in
 the outer bins (the chart says so). Categories are ordered by their larger share in
-either sample; past ``top`` they are pooled as "other".
+either sample; past ``top`` they are pooled as "other". A category's label is what a
+reader can see of it (:func:`monitoring.report.text.label`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring.report.records import Histogram
+from monitoring.report.text import label
 
 BINS = 20
 TOP_CATEGORIES = 12
@@ -56,7 +58,7 @@ def categorical_histogram(
     names = [str(name) for name, _ in ranked]
     shown, pooled = names[:top], set(names[top:])
     ref_counts, cur_counts = ref.value_counts(), cur.value_counts()
-    labels = list(shown)
+    labels = [label(name) for name in shown]  # controls visible, long values cut
     reference_n = [int(ref_counts.get(name, 0)) for name in shown]
     current_n = [int(cur_counts.get(name, 0)) for name in shown]
     if pooled:

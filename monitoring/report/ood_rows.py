@@ -14,6 +14,7 @@ import pandas as pd
 from monitoring.report.log_rows import FeatureValues, ScoredRow
 from monitoring.report.records import OodRow, UnusualValue, WindowSummary
 from monitoring.report.references import Reference, References
+from monitoring.report.text import label
 from watchkeeper.task import label_text
 
 UNUSUAL_SHOWN = 3
@@ -96,4 +97,4 @@ def _shown(value: Any) -> str:
         return "—"
     if isinstance(value, float):
         return f"{value:,.6g}"
-    return str(value)
+    return label(str(value))

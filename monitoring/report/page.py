@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from html import escape
 
 from monitoring.report import charts
 from monitoring.report.records import (
@@ -24,6 +23,7 @@ from monitoring.report.records import (
     VersionSummary,
 )
 from monitoring.report.svg import exact, number
+from monitoring.report.text import html_text
 from monitoring.report.wording import noun
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -98,7 +98,7 @@ def _when(moment: datetime | None) -> str:
 
 
 def _e(value: object) -> str:
-    return escape(str(value))
+    return html_text(value)
 
 
 def _empty(text: str) -> str:

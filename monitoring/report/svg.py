@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from html import escape
+
+from monitoring.report.text import html_text
 
 WIDTH = 960
 """The viewBox width every chart shares, so that time axes line up on the page."""
@@ -20,7 +21,7 @@ LEFT, RIGHT = 150, 24
 
 
 def attr(value: object) -> str:
-    return escape(str(value), quote=True)
+    return html_text(value)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ class Drawing:
         title: str | None = None,
         mark: bool = True,
     ) -> None:
-        inner = f"<title>{escape(title)}</title>" if title else ""
+        inner = f"<title>{html_text(title)}</title>" if title else ""
         cls = f"{css} mark" if mark else css
         self._add(
             f'<rect class="{attr(cls)}" x="{x:.1f}" y="{y:.1f}" width="{max(width, 0):.1f}" '
@@ -173,7 +174,7 @@ class Drawing:
         title: str | None = None,
         style: str = "",
     ) -> None:
-        inner = f"<title>{escape(title)}</title>" if title else ""
+        inner = f"<title>{html_text(title)}</title>" if title else ""
         style_attr = f' style="{attr(style)}"' if style else ""
         cls = attr(f"{css} mark")
         if shape == "circle":
@@ -194,7 +195,7 @@ class Drawing:
     ) -> None:
         self._add(
             f'<text class="{attr(css)}" x="{x:.1f}" y="{y:.1f}" text-anchor="{attr(anchor)}">'
-            f"{escape(content)}</text>",
+            f"{html_text(content)}</text>",
             mark=False,
         )
 

@@ -14,6 +14,7 @@ README's screenshot there, and records beside it the digest of what drew it
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 
 from monitoring.monitor import Monitor
 from monitoring.replay import Replayer
@@ -226,3 +228,68 @@ def test_a_classifier_report_renders_its_figures_in_chromium(
         "return performance.getEntriesByType('resource').map(e => e.name)"
     )
     assert fetched == []
+
+
+# What a client may send as a category, and what a reader must see of it
+HOSTILE = {
+    "nul\x00inside": "nul\\x00inside",
+    "": "(empty)",
+    "ctl\x01\x07\x1b[31m\x7f": "ctl\\x01\\x07\\x1b[31m\\x7f",
+    "nonchar\ufffe": "nonchar\\ufffe",
+    "A" * 300_000: "A" * 80 + "… (300,000 characters)",
+}
+# Code points HTML does not allow (html5lib reports each as an error): controls other
+# than ASCII whitespace, surrogates, noncharacters
+NOT_HTML = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
+
+
+def test_hostile_categories_are_shown_visibly_distinct_and_cut_in_chromium(
+    settings: Settings,
+    server: Flask,
+    replay_records: list[dict[str, Any]],
+    send_predictions: Callable[..., list[str]],
+    make_monitor: Callable[..., Monitor],
+    tmp_path: Path,
+    browser: Any,
+) -> None:
+    """NUL, ESC and BEL in categories were written raw (invalid HTML, blank on screen),
+    an empty category drew as the same blank label as a NUL one, and one 300 kB value
+    made a 6 MB page. Every control now shows as its escape, the empty string as
+    "(empty)", and a long value is cut with its full length noted."""
+    from selenium.webdriver.common.by import By
+
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(1000)]
+    kinds = list(HOSTILE)
+    for i in range(0, 1000, 3):  # a third of the rows: Neighborhood drifts, plainly
+        records[i]["Neighborhood"] = kinds[(i // 3) % len(kinds)]
+    for k in range(len(kinds)):  # one row of each the most out of distribution
+        records[3 * k]["Lot_Area"] = 10_000_000 * (k + 1)
+    send_predictions(server, records, 1000)
+    assert make_monitor().run_once() == 2
+    output = tmp_path / "report.html"
+    write_report(settings, Period(), output)
+    html = output.read_text(encoding="utf-8")
+
+    assert NOT_HTML.findall(html) == []
+    assert len(html) < 500_000  # the long value's 300,000 characters: not even once
+
+    browser.get(output.as_uri())
+    chart = browser.find_element(
+        By.CSS_SELECTOR, '#drifted-features .feature[data-feature="Neighborhood"]'
+    )
+    ticks = {t.text for t in chart.find_elements(By.CSS_SELECTOR, "text.tick.small")}
+    assert {"(empty)", "nul\\x00in", "ctl\\x01\\x", "nonchar\\u"} <= ticks
+    tooltips = {
+        t.get_attribute("textContent").rsplit(": ", 1)[0]
+        for t in chart.find_elements(By.CSS_SELECTOR, "rect.bar title")
+    }
+    assert set(HOSTILE.values()) <= tooltips
+    for summary in browser.find_elements(By.CSS_SELECTOR, "#ood-rows details summary")[:5]:
+        summary.click()
+    shown = [
+        term.find_element(By.XPATH, "following-sibling::dd[1]").text
+        for term in browser.find_elements(By.CSS_SELECTOR, "#ood-rows details dt")
+        if term.text == "Neighborhood"
+    ]
+    assert sorted(shown[:5]) == sorted(HOSTILE.values())
+    assert browser.get_log("browser") == []
