@@ -20,6 +20,7 @@ from serving.model_store import ModelStore
 from serving.ood_scoring import OodScoring
 from serving.prediction_buckets import prediction_buckets
 from serving.prediction_log import PredictionLog
+from serving.responses import options_response
 from serving.routes import admin, feedback, health, metrics, model_info, openapi, predict
 from serving.services import EXTENSION, Services, services
 from serving.sibling_versions import served_by_siblings
@@ -115,6 +116,7 @@ def create_app(
 
     request_log.init_app(app)
     http_errors.init_app(app)
+    app.make_default_options_response = options_response  # type: ignore[method-assign]
     blueprints = (
         predict.bp,
         feedback.bp,

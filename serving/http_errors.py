@@ -3,8 +3,9 @@
 ``{"error": {"code", "message", "details": [{"field", "problem"}]}, "request_id"}``
 
 Our own errors carry their status and code; Werkzeug's (routing, body limits, an
-unhandled exception turned into a 500) go through the same shape with the codes the
-README documents, never Werkzeug's HTML page or its names.
+unhandled exception turned into a 500) and gunicorn's (a body it cannot parse, 400)
+go through the same shape with the codes the README documents, never Werkzeug's HTML
+page or its names.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, g
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 
 from serving.responses import json_response
@@ -70,6 +72,15 @@ def init_app(app: Flask) -> None:
         if status == 405 and allow:
             response.headers["Allow"] = allow
         return response
+
+    @app.errorhandler(ParseException)
+    def _unparsable(exc: ParseException) -> Response:
+        # gunicorn parses a body as the app reads it: what it refuses there is the
+        # client's mistake, wherever the app read it (serving.json_body wraps it too).
+        g.body_unreadable = True
+        log.info("request %s: gunicorn refused the request: %s", g.get("request_id"), exc)
+        error = BadRequest(f"malformed request: {str(exc)[:200] or type(exc).__name__}")
+        return error_response(error)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

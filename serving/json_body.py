@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from flask import request
+from flask import g, request
+from gunicorn.http.errors import ParseException
 
 from watchkeeper.errors import BadRequest, FieldProblem, PayloadTooLarge, UnsupportedMediaType
 
@@ -27,8 +28,15 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def request_body() -> bytes:
     """The current request's body; 413 when it is over ``MAX_CONTENT_LENGTH``, whether
-    the client declared a ``Content-Length`` or streamed it chunked."""
-    body = request.get_data(cache=True)
+    the client declared a ``Content-Length`` or streamed it chunked; 400 when its
+    chunked framing is malformed."""
+    try:
+        body = request.get_data(cache=True)
+    except ParseException as exc:
+        # The worker checks chunked framing before a thread sees the request; this is
+        # for what it lets through (a trailer gunicorn refuses) or a worker without it.
+        g.body_unreadable = True
+        raise BadRequest(f"malformed chunked body: {_gunicorn_text(exc)}") from exc
     limit = request.max_content_length
     if limit is not None and request.content_length is None and len(body) >= limit:
         # Werkzeug stops reading a streamed body at the limit and returns what it has,
@@ -77,6 +85,11 @@ def parse_json(body: bytes) -> Any:
                 details=problems,
             )
     return payload
+
+
+def _gunicorn_text(exc: ParseException) -> str:
+    """gunicorn's exception as a sentence (some print the bytes they refused)."""
+    return str(exc)[:200] or type(exc).__name__
 
 
 def _lone_surrogates(payload: Any) -> Iterator[FieldProblem]:

@@ -1,7 +1,8 @@
 """Per-request bookkeeping: request ids, HTTP metrics and prediction-log entries.
 
-Runs around every request; for the endpoints in :data:`LOGGED_ENDPOINTS` it journals
-one entry per request, accepted or rejected, before the response leaves. A request
+Runs around every request; for the paths in :data:`LOGGED_PATHS` it journals one
+entry per request, accepted or rejected (by the view, by routing as a method the path
+does not take, or an ``OPTIONS``), before the response leaves. A request
 whose entry cannot be journaled is refused with 503: an answer that is not in the
 log would break the log's promise.
 """
@@ -24,7 +25,11 @@ from serving.services import services
 from watchkeeper.classification import ClassPredictions
 from watchkeeper.errors import LogUnavailable
 
+# The views a full log refuses (503) before they run.
 LOGGED_ENDPOINTS = frozenset({"predict.predict", "feedback.feedback"})
+# By path, not endpoint: routing leaves the endpoint empty for a method the path does
+# not take, and such a request must be logged all the same.
+LOGGED_PATHS = frozenset({"/predict", "/feedback"})
 REQUEST_ID_HEADER = "X-Request-ID"
 # Metric label values must come from a fixed set, never from the client.
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -51,8 +56,8 @@ def _start() -> None:
 def _finish(response: Response) -> Response:
     endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
     log = _log()
-    if log is not None and request.endpoint in LOGGED_ENDPOINTS:
-        response = _journal(log, response, endpoint)
+    if log is not None and request.path in LOGGED_PATHS:
+        response = _journal(log, response, request.path)
     elapsed = time.perf_counter() - g.started
     metrics: ServingMetrics = services().metrics
     method = request.method if request.method in HTTP_METHODS else "other"
@@ -107,15 +112,19 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
             entry.upper = predicted.upper
             entry.finite = g.get("predictions_finite", False)  # checked by the route
         entry.ood = g.get("ood_scores")
-    elif status >= 400 and status != 413 and _body_within_limit():
+    elif status >= 400 and status != 413 and _body_readable():
         limit = current_app.config["WATCHKEEPER_LOG_BODY_LIMIT"]
         body = cut_body(request.get_data(cache=True), limit)
         entry.body = stored_body(body) if body else None
     return entry
 
 
-def _body_within_limit() -> bool:
+def _body_readable() -> bool:
     """A body declared over the size limit is never read: a request refused for
-    another reason first (415, 503) is logged without it rather than failing."""
+    another reason first (415, 503) is logged without it rather than failing. Nor is
+    one whose reading failed (malformed chunked framing): what was read of it is no
+    body the client sent."""
+    if g.get("body_unreadable", False):
+        return False
     declared = request.content_length
     return declared is None or declared <= (current_app.config["MAX_CONTENT_LENGTH"] or declared)

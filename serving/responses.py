@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 from flask import Response
+from flask.globals import request_ctx
 
 from serving.log_entry import non_finite_name
 from watchkeeper.task import label_text
@@ -44,6 +45,16 @@ def json_response(body: Any, status: int = 200) -> Response:
         status=status,
         mimetype="application/json",
     )
+
+
+def options_response() -> Response:
+    """``OPTIONS`` on a route: 204 with ``Allow`` and no body (RFC 9110 section
+    9.3.7), in place of Flask's 200 with an empty ``text/html`` body, which read as a
+    successful request of the route. Installed as the app's
+    ``make_default_options_response``."""
+    response = Response(status=204)
+    response.allow.update(request_ctx.url_adapter.allowed_methods())
+    return response
 
 
 def non_finite_fields(prediction: float, lower: float, upper: float) -> dict[str, str] | None:

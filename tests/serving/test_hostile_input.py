@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 from flask import Flask
+from gunicorn.http.errors import InvalidChunkSize
 from werkzeug.test import TestResponse
 
 from tests.processes import Process
@@ -274,3 +275,77 @@ def test_gunicorn_answers_an_oversized_chunked_body_with_413(
     assert big.status_code == 413, big.text
     assert big.json()["error"]["code"] == "payload_too_large"
     assert small.status_code == 200, small.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/predict"), ("PUT", "/feedback"), ("PROPFIND", "/predict"), ("DELETE", "/feedback")],
+)
+def test_a_method_the_logged_paths_do_not_take_is_405_and_logged(
+    hostile_app: Flask,
+    read_log: Callable[[Flask], LogReader],
+    record: dict[str, Any],
+    method: str,
+    path: str,
+) -> None:
+    client = hostile_app.test_client()
+
+    response = client.open(path, method=method, headers={"X-Request-ID": "client-405"})
+
+    error = _assert_error_shape(response, 405, "method_not_allowed")
+    assert response.headers["Allow"]
+    [row] = read_log(hostile_app).requests()
+    assert (row["request_id"], row["endpoint"], row["method"]) == (
+        response.json["request_id"],
+        path,
+        method,
+    )
+    assert (row["status_code"], row["n_items"], row["error"]) == (405, 0, error)
+    assert row["client_request_id"] == "client-405"
+
+
+@pytest.mark.parametrize("path", ["/predict", "/feedback"])
+def test_options_is_204_with_allow_and_no_body_and_logged_as_such(
+    hostile_app: Flask, read_log: Callable[[Flask], LogReader], path: str
+) -> None:
+    response = hostile_app.test_client().options(path, headers={"X-Request-ID": "client-opt"})
+
+    assert response.status_code == 204
+    assert response.get_data() == b""
+    assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+    [row] = read_log(hostile_app).requests()
+    assert (row["request_id"], row["endpoint"], row["method"]) == (
+        response.headers["X-Request-ID"],
+        path,
+        "OPTIONS",
+    )
+    assert (row["status_code"], row["n_items"], row["error"]) == (204, 0, None)
+    assert row["client_request_id"] == "client-opt"
+
+
+class _RefusingStream(io.BytesIO):
+    """A body stream that fails as gunicorn's chunked reader does on bad framing."""
+
+    def read(self, _size: int | None = -1) -> bytes:
+        raise InvalidChunkSize(b"zz")
+
+    readinto = read1 = readline = read  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("path", ["/predict", "/feedback", "/admin/retrain"])
+def test_a_body_gunicorn_cannot_parse_is_400_not_500(
+    hostile_app: Flask, read_log: Callable[[Flask], LogReader], path: str
+) -> None:
+    response = hostile_app.test_client().post(
+        path,
+        input_stream=_RefusingStream(),
+        content_type="application/json",
+        headers=AUTH,
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+    error = _assert_error_shape(response, 400, "bad_request")
+    assert "chunk" in error["message"]
+    if path != "/admin/retrain":
+        [row] = read_log(hostile_app).requests()
+        assert (row["status_code"], row["error"], row["body"]) == (400, error, None)
