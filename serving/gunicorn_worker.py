@@ -23,8 +23,12 @@ stalled client costs a buffer and a poller entry:
   for at most 2 s (gunicorn's own graceful close waited for the client's FIN there,
   stopping the whole worker for 2 s per client that never closed).
 
-Errors gunicorn raises itself (431, 414, a bad ``Content-Length``...) are answered in
-the JSON error shape and reported as :mod:`serving.wire_errors` describes.
+A chunked body whose framing is malformed (a chunk size that is not hexadecimal, a
+chunk without its CRLF), over the body limit, or under another transfer coding is
+answered at once on the event loop (400, 413, 501): gunicorn would read such a body
+in a request thread, which a client that stalls mid-chunk could hold. Errors gunicorn
+raises itself (431, 414, a bad ``Content-Length``...) and these are answered in the
+JSON error shape and reported as :mod:`serving.wire_errors` describes.
 
 TLS, HTTP/2, the PROXY protocol and uWSGI are not framed here: with any of them
 configured the worker behaves as gunicorn's own (terminate TLS at the ingress).
@@ -48,7 +52,7 @@ from serving.request_framing import (
     Framing,
     FramingLimits,
     RequestFramer,
-    RequestLine,
+    client_request_id,
     request_line,
 )
 from serving.request_ids import new_request_id
@@ -62,7 +66,7 @@ _RECV_PER_EVENT = 1024 * 1024
 # and single-record predictions are never stuck behind large uploads.
 _SMALL_REQUEST_BYTES = 64 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_REQUEST_LINE_BYTES = 4096
+_REPORT_BYTES = 16 * 1024  # of a request's head, kept for its error report
 _LINGER_SECONDS = 2.0  # as gunicorn's own graceful close
 _LINGER_BYTES = 64 * 1024
 
@@ -280,6 +284,10 @@ class BufferingThreadWorker(ThreadWorker):
             self._hand_over(conn, reading, whole=False)
         elif framing is Framing.TOO_LARGE:
             self._reject(conn, reading, wire_errors.payload_too_large(self.limits.max_body_bytes))
+        elif framing is Framing.MALFORMED:
+            self._reject(conn, reading, wire_errors.malformed_framing(reading.framer.problem))
+        elif framing is Framing.UNSUPPORTED_CODING:
+            self._reject(conn, reading, wire_errors.unsupported_coding(reading.framer.problem))
         elif reading.framer.expects_continue and not reading.sent_continue:
             # The client waits for this before it sends the body. gunicorn sends its
             # own too when the request reaches a thread; clients skip extra 1xx.
@@ -297,9 +305,9 @@ class BufferingThreadWorker(ThreadWorker):
             # HTTP/1.1, and the thread must not wait for data that is already here.
             conn.initialized = True
         request = bytes(reading.buffer)
-        # The request line for error reports; a slice, so that a large body is not
-        # held twice (the parser's buffer has its own copy).
-        conn.sock.request = request[:_REQUEST_LINE_BYTES]
+        # The head for error reports (request line, X-Request-ID); a slice, so that a
+        # large body is not held twice (the parser's buffer has its own copy).
+        conn.sock.request = request[: min(reading.framer.head_end or _REPORT_BYTES, _REPORT_BYTES)]
         conn.parser.unreader.preload(request)
         super().enqueue_req(conn)
 
@@ -340,7 +348,7 @@ class BufferingThreadWorker(ThreadWorker):
         self.log.info(
             "%s from %s: %s", error.status, conn.client[0] if conn.client else "-", error.message
         )
-        self._report(error, request_id, request_line(reading.buffer), waited)
+        self._report(error, request_id, reading.buffer, waited)
         self._stop_reading(conn, reading)
         self._release(len(reading.buffer))
         self.linger(conn, counted=True)
@@ -363,8 +371,7 @@ class BufferingThreadWorker(ThreadWorker):
             self.log.warning("Invalid request from ip=%s: %s", ip, exc)
         else:
             self.log.exception("Error handling request from ip=%s", ip)
-        request = getattr(client, "request", None)
-        self._report(error, request_id, request_line(request) if request else None, 0.0)
+        self._report(error, request_id, getattr(client, "request", None) or b"", 0.0)
         try:
             client.sendall(error.response(request_id))
         except OSError:
@@ -415,11 +422,22 @@ class BufferingThreadWorker(ThreadWorker):
     # -- bookkeeping ------------------------------------------------------------------
 
     def _report(
-        self, error: wire_errors.WireError, request_id: str, line: RequestLine | None, waited: float
+        self,
+        error: wire_errors.WireError,
+        request_id: str,
+        request: bytes | bytearray,
+        waited: float,
     ) -> None:
         # Also runs on the event loop, where an exception would end the worker.
         try:
-            wire_errors.report(self.wsgi, error, request_id, line, waited)
+            wire_errors.report(
+                self.wsgi,
+                error,
+                request_id,
+                request_line(request),
+                waited,
+                client_request_id=client_request_id(request),
+            )
         except Exception:
             self.log.exception("could not report a rejected request")
 

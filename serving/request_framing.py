@@ -3,10 +3,16 @@
 The serving worker (:mod:`serving.gunicorn_worker`) reads each request on its event
 loop and hands it to a request thread only once it is complete, so that a client
 that stalls holds a buffer, never a thread. This module decides "complete" and
-nothing more: it is not a parser. Anything it cannot frame with certainty it hands
-over as it is (:attr:`Framing.HAND_OVER`), and gunicorn's own parser rejects it
-with the right status (400, 414, 431, 501); only the body-size limit on a chunked
-body is enforced here, because enforcing it there would mean buffering without end.
+nothing more: it is not a parser. A head it cannot frame with certainty (a bad
+``Content-Length``, a ``Transfer-Encoding`` that does not end in ``chunked``, head
+fields over the limit) is handed over as it is (:attr:`Framing.HAND_OVER`): gunicorn's
+parser rejects it from the head alone (400, 414, 431, 501), without reading a body.
+A chunked body is different: gunicorn would read it in the request thread, so
+everything about its framing is checked here, every chunk-size line, extension and
+chunk terminator (:attr:`Framing.MALFORMED`), its size against the limit
+(:attr:`Framing.TOO_LARGE`), and transfer codings stacked under ``chunked`` that
+nothing here decodes (:attr:`Framing.UNSUPPORTED_CODING`), so that no request a
+thread receives can make it wait for bytes.
 """
 
 from __future__ import annotations
@@ -18,14 +24,31 @@ from enum import StrEnum
 _HEAD_END = b"\r\n\r\n"
 _CRLF = b"\r\n"
 _DIGITS = re.compile(rb"[0-9]{1,18}")
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+# RFC 9112 section 7.1.1, from a chunk-size line's first ";" (gunicorn's own grammar):
+#   chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED_STRING = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_CHUNK_EXT = re.compile(
+    rb"(?:[ \t]*;[ \t]*"
+    + _TOKEN
+    + rb"(?:[ \t]*=[ \t]*(?:"
+    + _TOKEN
+    + rb"|"
+    + _QUOTED_STRING
+    + rb"))?)*"
+)
 # The header fields that decide where the body ends (names are case-insensitive).
 _FRAMING_FIELDS = re.compile(
     rb"\r\n(content-length|transfer-encoding|expect):([^\r\n]*)", re.IGNORECASE
 )
-# A method is a token (RFC 9110 section 9.1).
-_METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")
+_CHUNKED = b"chunked"
+# A method is a token (RFC 9110 section 9.1), of any length: one longer than gunicorn
+# takes is still reported, and logged when it names a logged path.
+_METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_REQUEST_ID = re.compile(rb"\r\nx-request-id:[ \t]*([^\r\n]*?)[ \t]*\r\n", re.IGNORECASE)
 _MAX_REQUEST_LINE = 4096
+_SHOWN = 20  # bytes of a malformed field quoted in the problem
 
 
 class Framing(StrEnum):
@@ -34,11 +57,18 @@ class Framing(StrEnum):
     COMPLETE = "complete"
     """``end`` bytes hold the request, headers and body."""
     HAND_OVER = "hand_over"
-    """Not framed here (malformed, headers over the limit, or a ``Content-Length``
-    over the body limit, which the application answers without reading the body):
-    give gunicorn what there is and do not reuse the connection for another request."""
+    """Not framed here, and rejected by gunicorn from the head alone (malformed
+    framing fields, head fields over the limit), or a ``Content-Length`` over the body
+    limit, which the application answers without reading the body: give gunicorn
+    what there is and do not reuse the connection for another request."""
     TOO_LARGE = "too_large"
     """A chunked body went past the body limit."""
+    MALFORMED = "malformed"
+    """A chunked body's framing is broken (:attr:`RequestFramer.problem` says how):
+    answer 400 at once."""
+    UNSUPPORTED_CODING = "unsupported_coding"
+    """A transfer coding other than ``chunked`` (``gzip, chunked``): nothing here
+    decodes it, answer 501 (RFC 9112 section 6.1); :attr:`RequestFramer.problem`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +80,9 @@ class RequestLine:
 @dataclass(frozen=True, slots=True)
 class FramingLimits:
     max_head_bytes: int
-    """Request line and header fields together; more without their end is handed over
-    (gunicorn answers 414 or 431)."""
+    """Request line and header fields together, and a chunked body's trailer section;
+    more without their end is handed over (gunicorn answers 414 or 431), or for
+    trailers :attr:`Framing.MALFORMED`."""
     max_body_bytes: int
     """Largest body; a chunked body beyond it is :attr:`Framing.TOO_LARGE`."""
     max_chunk_line_bytes: int = 8190
@@ -70,6 +101,7 @@ class RequestFramer:
         "end",
         "expects_continue",
         "head_end",
+        "problem",
     )
 
     def __init__(self, limits: FramingLimits) -> None:
@@ -81,6 +113,9 @@ class RequestFramer:
         self.head_end: int | None = None
         self.end: int | None = None
         self.expects_continue = False
+        self.problem = ""
+        """What is wrong, for :attr:`Framing.MALFORMED` and
+        :attr:`Framing.UNSUPPORTED_CODING`: a sentence for the client."""
 
     def feed(self, buffer: bytes | bytearray) -> Framing:
         """Framing of ``buffer``, which holds every byte received for this request so
@@ -117,14 +152,22 @@ class RequestFramer:
             if name == b"content-length":
                 lengths.append(value.strip())
             elif name == b"transfer-encoding":
-                codings.append(value.strip().lower())
+                # A list, possibly over several fields, as gunicorn reads it.
+                codings.extend(c.strip(b" \t").lower() for c in value.split(b","))
             else:
                 self.expects_continue = value.strip().lower() == b"100-continue"
         if codings:
-            if lengths or codings != [b"chunked"]:
-                return Framing.HAND_OVER
-            self._next_chunk = self.head_end
-            return None
+            if codings == [_CHUNKED] and not lengths:
+                self._next_chunk = self.head_end
+                return None
+            if codings[-1] == _CHUNKED and not lengths:
+                # gunicorn would take it as chunked and pass the inner coding on
+                # undecoded, reading the body in the request thread.
+                shown = b", ".join(codings).decode("latin-1")[: _SHOWN * 4]
+                self.problem = f"Transfer-Encoding {shown!r} is not supported; send chunked alone"
+                return Framing.UNSUPPORTED_CODING
+            # With a Content-Length, or not ending in chunked: 400 from the head.
+            return Framing.HAND_OVER
         if not lengths:
             return None
         if len(lengths) != 1 or not _DIGITS.fullmatch(lengths[0]):
@@ -138,26 +181,52 @@ class RequestFramer:
         assert self._next_chunk is not None
         while True:
             start = self._next_chunk
-            line_end = buffer.find(_CRLF, start)
+            if start > self.head_end:
+                # The previous chunk's data must end with CRLF (checked once here).
+                if len(buffer) < start:
+                    return Framing.INCOMPLETE
+                if buffer[start - 2 : start] != _CRLF:
+                    return self._malformed("a chunk's data is not followed by CRLF")
+            line_end = buffer.find(_CRLF, start, start + self._limits.max_chunk_line_bytes + 2)
             if line_end < 0:
                 if len(buffer) - start > self._limits.max_chunk_line_bytes:
-                    return Framing.HAND_OVER
+                    return self._malformed(
+                        f"a chunk-size line is over {self._limits.max_chunk_line_bytes} bytes"
+                    )
                 return Framing.INCOMPLETE
-            size_field = bytes(buffer[start:line_end]).split(b";", 1)[0].strip()
-            if not _HEX.fullmatch(size_field):
-                return Framing.HAND_OVER
-            size = int(size_field, 16)
+            size = self._chunk_size(bytes(buffer[start:line_end]))
+            if size is None:
+                return Framing.MALFORMED
             if size == 0:
                 return self._scan_trailers(buffer, line_end + len(_CRLF))
             self._chunk_payload += size
             if self._chunk_payload > self._limits.max_body_bytes:
                 return Framing.TOO_LARGE
-            # chunk data and its CRLF; a wrong terminator is gunicorn's to reject
             self._next_chunk = line_end + len(_CRLF) + size + len(_CRLF)
-            if len(buffer) < self._next_chunk:
-                return Framing.INCOMPLETE
+
+    def _chunk_size(self, line: bytes) -> int | None:
+        """A chunk-size line's size, checked as gunicorn's parser would (RFC 9112
+        section 7.1: hex digits, any number of them, then extensions); None and
+        :attr:`problem` set if it is malformed. A size past the body limit is
+        returned as one more than the limit, without converting every digit."""
+        size, semicolon, extensions = line.partition(b";")
+        if semicolon:
+            size = size.rstrip(b" \t")  # whitespace before extensions only
+        if not _HEX.fullmatch(size):
+            shown = size[:_SHOWN].decode("latin-1")
+            self._malformed(f"chunk size {shown!r} is not a hexadecimal number")
+            return None
+        if semicolon and (b"\r" in extensions or not _CHUNK_EXT.fullmatch(semicolon + extensions)):
+            self._malformed("a chunk extension is malformed")
+            return None
+        digits = size.lstrip(b"0")
+        if len(digits) > len(f"{self._limits.max_body_bytes:x}"):
+            return self._limits.max_body_bytes + 1
+        return int(digits or b"0", 16)
 
     def _scan_trailers(self, buffer: bytes | bytearray, start: int) -> Framing:
+        if len(buffer) < start + 2:
+            return Framing.INCOMPLETE
         if buffer[start : start + 2] == _CRLF:
             self.end = start + 2
             return Framing.COMPLETE
@@ -166,8 +235,14 @@ class RequestFramer:
             self.end = found + len(_HEAD_END)
             return Framing.COMPLETE
         if len(buffer) - start > self._limits.max_head_bytes:
-            return Framing.HAND_OVER
+            return self._malformed(
+                f"the trailer section is over {self._limits.max_head_bytes} bytes"
+            )
         return Framing.INCOMPLETE
+
+    def _malformed(self, problem: str) -> Framing:
+        self.problem = f"malformed chunked body: {problem}"
+        return Framing.MALFORMED
 
 
 def request_line(request: bytes | bytearray) -> RequestLine | None:
@@ -182,3 +257,12 @@ def request_line(request: bytes | bytearray) -> RequestLine | None:
         return None
     path = parts[1].split(b"?", 1)[0].split(b"#", 1)[0]
     return RequestLine(parts[0].decode("ascii"), path.decode("latin-1"))
+
+
+def client_request_id(request: bytes | bytearray) -> str | None:
+    """The client's own ``X-Request-ID`` in a request's head (complete or not), as
+    the app reads it (Latin-1, the first field of that name); None without one. For
+    reporting a request that never reaches the app."""
+    head_end = request.find(_HEAD_END)
+    found = _REQUEST_ID.search(request, 0, len(request) if head_end < 0 else head_end + 2)
+    return found.group(1).decode("latin-1") if found else None

@@ -1,11 +1,13 @@
 """Errors the serving worker answers itself, before a request reaches the app.
 
 A request gunicorn cannot parse (431, 414, a bad ``Content-Length``...), one that is
-not received in full in time (408) or a chunked body over the limit (413) never
+not received in full in time (408), or a chunked body over the limit (413), with
+malformed framing (400) or with a transfer coding under ``chunked`` (501) never
 becomes a Flask request. These get the app's JSON error shape all the same
 (:mod:`serving.http_errors`), an ``X-Request-ID``, a count in
 ``watchkeeper_http_requests_total`` with bounded labels, and, when the request line
-names a logged endpoint (``/predict``, ``/feedback``), an entry in the prediction log.
+names a logged path (``/predict``, ``/feedback``, whatever the method), an entry in
+the prediction log with the client's own ``X-Request-ID``, as the app logs it.
 """
 
 from __future__ import annotations
@@ -23,14 +25,21 @@ from werkzeug.exceptions import HTTPException
 from serving.log_entry import LogEntry
 from serving.prediction_log import JournalUnavailable
 from serving.request_framing import RequestLine
-from serving.request_log import HTTP_METHODS, LOGGED_ENDPOINTS, REQUEST_ID_HEADER
+from serving.request_log import HTTP_METHODS, LOGGED_PATHS, REQUEST_ID_HEADER
 from serving.services import services_of
+from watchkeeper.db.tables import requests
 from watchkeeper.errors import BadRequest, Forbidden, PayloadTooLarge, WatchkeeperError
 
 log = logging.getLogger(__name__)
 
 _UNMATCHED = "unmatched"
+_NOT_IMPLEMENTED = "not_implemented"
 _MAX_MESSAGE = 200
+# The journal keeps no more of what the client chose than the log's columns do (the
+# log store cuts the app's entries there too): a method can be as long as the request
+# line, an X-Request-ID as a header field.
+_MAX_METHOD = requests.c.method.type.length
+_MAX_CLIENT_ID = requests.c.client_request_id.type.length
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +80,14 @@ def payload_too_large(limit: int) -> WireError:
     )
 
 
+def malformed_framing(problem: str) -> WireError:
+    return WireError(BadRequest.status_code, BadRequest.code, problem)
+
+
+def unsupported_coding(problem: str) -> WireError:
+    return WireError(HTTPStatus.NOT_IMPLEMENTED, _NOT_IMPLEMENTED, problem)
+
+
 # gunicorn's parse errors, most specific first (several derive from one another).
 _CLIENT_ERRORS: tuple[tuple[type[Exception], HTTPStatus, str], ...] = (
     (gunicorn_errors.LimitRequestLine, HTTPStatus.REQUEST_URI_TOO_LONG, "uri_too_long"),
@@ -79,7 +96,7 @@ _CLIENT_ERRORS: tuple[tuple[type[Exception], HTTPStatus, str], ...] = (
         HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
         "request_header_fields_too_large",
     ),
-    (gunicorn_errors.UnsupportedTransferCoding, HTTPStatus.NOT_IMPLEMENTED, "not_implemented"),
+    (gunicorn_errors.UnsupportedTransferCoding, HTTPStatus.NOT_IMPLEMENTED, _NOT_IMPLEMENTED),
     (gunicorn_errors.ExpectationFailed, HTTPStatus.EXPECTATION_FAILED, "expectation_failed"),
     (gunicorn_errors.ForbiddenProxyRequest, HTTPStatus.FORBIDDEN, Forbidden.code),
     (gunicorn_errors.ParseException, HTTPStatus.BAD_REQUEST, BadRequest.code),
@@ -105,29 +122,36 @@ def is_client_error(exc: BaseException) -> bool:
 
 
 def report(
-    app: Any, error: WireError, request_id: str, line: RequestLine | None, waited: float
+    app: Any,
+    error: WireError,
+    request_id: str,
+    line: RequestLine | None,
+    waited: float,
+    *,
+    client_request_id: str | None = None,
 ) -> None:
     """Count the response in the HTTP metrics and log it if it was meant for a logged
-    endpoint. ``app`` is the worker's WSGI app: reporting is skipped for anything
+    path. ``app`` is the worker's WSGI app: reporting is skipped for anything
     that is not the Watchkeeper app (a test's stand-in, a middleware)."""
     built = services_of(app)
     if built is None:
         return
-    rule, endpoint = _route(app, line)
+    rule = _route(app, line)
     method = line.method if line is not None and line.method in HTTP_METHODS else "other"
     built.metrics.requests.labels(rule, method, str(error.status)).inc()
     prediction_log = built.prediction_log
-    if prediction_log is None or line is None or endpoint not in LOGGED_ENDPOINTS:
+    if prediction_log is None or line is None or line.path not in LOGGED_PATHS:
         return
     entry = LogEntry(
         request_id=request_id,
         received_at=datetime.now(UTC),
-        endpoint=rule,
-        method=line.method,
+        endpoint=line.path,
+        method=line.method[:_MAX_METHOD],
         status_code=error.status,
         latency_seconds=waited,
         error={"code": error.code, "message": error.message},
         body=None,
+        client_request_id=client_request_id and client_request_id[:_MAX_CLIENT_ID],
     )
     try:
         prediction_log.submit(entry)
@@ -136,15 +160,15 @@ def report(
         log.warning("%s %s not logged: %s", error.status, rule, exc)
 
 
-def _route(app: Any, line: RequestLine | None) -> tuple[str, str | None]:
-    """The app's rule and endpoint name for the request line, as the app's own
-    request bookkeeping labels them; ``unmatched`` when nothing matches."""
+def _route(app: Any, line: RequestLine | None) -> str:
+    """The app's rule for the request line, as the app's own request bookkeeping
+    labels it; ``unmatched`` when nothing matches."""
     if line is None:
-        return _UNMATCHED, None
+        return _UNMATCHED
     try:
         rule, _ = app.url_map.bind("localhost").match(
             line.path, method=line.method, return_rule=True
         )
     except HTTPException:
-        return _UNMATCHED, None
-    return rule.rule, rule.endpoint
+        return _UNMATCHED
+    return rule.rule

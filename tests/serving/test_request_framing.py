@@ -9,6 +9,7 @@ from serving.request_framing import (
     FramingLimits,
     RequestFramer,
     RequestLine,
+    client_request_id,
     request_line,
 )
 
@@ -27,8 +28,11 @@ def _feed_bytewise(raw: bytes, limits: FramingLimits = LIMITS) -> tuple[Framing,
     return Framing.INCOMPLETE, framer
 
 
+_CHUNKED_HEAD = b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
 def _chunked(*parts: bytes, trailer: bytes = b"") -> bytes:
-    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = _CHUNKED_HEAD
     chunks = b"".join(f"{len(p):x};ext=1\r\n".encode() + p + b"\r\n" for p in parts)
     return head + chunks + b"0\r\n" + trailer + b"\r\n"
 
@@ -40,6 +44,9 @@ def _chunked(*parts: bytes, trailer: bytes = b"") -> bytes:
         b"POST /predict HTTP/1.1\r\ncontent-LENGTH: 5\r\n\r\nhello",
         _chunked(b"hello", b" world"),
         _chunked(b"hello", trailer=b"X-Checksum: 1\r\n"),
+        # a size of any number of digits: leading zeros are valid (RFC 9112 7.1)
+        _CHUNKED_HEAD + b"0000000000000005\r\nhello\r\n" + b"0" * 40 + b"\r\n\r\n",
+        _CHUNKED_HEAD + b'5 ; name = "quoted"\r\nhello\r\n0\r\n\r\n',
     ],
 )
 def test_a_complete_request_ends_exactly_at_its_last_byte(raw: bytes) -> None:
@@ -54,6 +61,16 @@ def test_the_request_line_is_known_before_the_request_is_complete() -> None:
     )
     assert request_line(b"POST /predict?x=1 HTT") is None
     assert request_line(b"NOT AN HTTP REQUEST\r\n") is None
+    # gunicorn refuses a method this long; it is still reported (and logged)
+    assert request_line(b"X" * 40 + b" /predict HTTP/1.1\r\n") == RequestLine("X" * 40, "/predict")
+
+
+def test_the_clients_request_id_is_read_from_the_head_only() -> None:
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nx-request-ID:  mine-1 \r\n"
+    assert client_request_id(head + b"Content-Le") == "mine-1"
+    assert client_request_id(head + b"\r\n") == "mine-1"
+    assert client_request_id(b"POST / HTTP/1.1\r\nHost: x\r\n\r\nX-Request-ID: body\r\n") is None
+    assert client_request_id(b"POST / HTTP/1.1\r\nX-Request-ID: cut-off") is None
 
 
 def test_expect_continue_is_seen_once_the_headers_are_in() -> None:
@@ -71,7 +88,6 @@ def test_expect_continue_is_seen_once_the_headers_are_in() -> None:
         b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
         b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
         b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         # over the limits: the app answers 413 without reading, gunicorn 431
         b"POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n",
         b"GET / HTTP/1.1\r\nX-Padding: " + b"a" * 5000,
@@ -83,3 +99,42 @@ def test_what_cannot_be_framed_is_handed_over_to_gunicorn(raw: bytes) -> None:
 
 def test_a_chunked_body_over_the_limit_is_too_large() -> None:
     assert _feed_bytewise(_chunked(b"a" * 600, b"b" * 600))[0] is Framing.TOO_LARGE
+
+
+def test_a_chunk_size_of_more_digits_than_the_limit_has_is_too_large_at_once() -> None:
+    # 16 hex digits: past what the framer once parsed, which handed the request to a
+    # thread that then waited for the chunk (tests/serving/test_slow_clients.py)
+    raw = _CHUNKED_HEAD + b"1000000000000000\r\n0123456789"
+    assert _feed_bytewise(raw)[0] is Framing.TOO_LARGE
+    assert _feed_bytewise(_CHUNKED_HEAD + b"f" * 5000 + b"\r\n")[0] is Framing.TOO_LARGE
+
+
+@pytest.mark.parametrize(
+    ("tail", "problem"),
+    [
+        (b"zz\r\n{}\r\n0\r\n\r\n", "chunk size 'zz' is not a hexadecimal number"),
+        (b"-1\r\n{}\r\n0\r\n\r\n", "chunk size '-1'"),
+        (b"\r\n", "chunk size '' is not"),
+        (b"2 \r\n{}\r\n0\r\n\r\n", "chunk size '2 '"),  # whitespace only before ";"
+        (b"0x2\r\n{}\r\n0\r\n\r\n", "chunk size '0x2'"),
+        (b"2\r\n{}XX0\r\n\r\n", "not followed by CRLF"),
+        (b"2;a b\r\n{}\r\n0\r\n\r\n", "chunk extension"),
+        (b"2;" + b"e" * 9000, "chunk-size line is over 8190 bytes"),
+        (b"0\r\nX-Trailer: " + b"a" * 5000, "trailer section is over 4096 bytes"),
+    ],
+)
+def test_malformed_chunked_framing_is_refused_before_a_thread_reads_it(
+    tail: bytes, problem: str
+) -> None:
+    verdict, framer = _feed_bytewise(_CHUNKED_HEAD + tail)
+    assert verdict is Framing.MALFORMED
+    assert problem in framer.problem
+    assert framer.problem.startswith("malformed chunked body: ")
+
+
+@pytest.mark.parametrize("codings", [b"gzip, chunked", b"identity, chunked", b"chunked, chunked"])
+def test_a_transfer_coding_under_chunked_is_unsupported(codings: bytes) -> None:
+    raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: " + codings + b"\r\n\r\n10\r\n0123"
+    verdict, framer = _feed_bytewise(raw)
+    assert verdict is Framing.UNSUPPORTED_CODING
+    assert codings.decode() in framer.problem

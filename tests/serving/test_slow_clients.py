@@ -168,6 +168,33 @@ def test_clients_stalled_mid_headers_do_not_deny_service(
             _assert_timed_out_with_408(sock)
 
 
+@pytest.mark.parametrize(
+    ("coding", "chunk", "status", "code"),
+    [
+        # 16 hex digits: once handed to a request thread, which waited for the chunk
+        ("chunked", b"1000000000000000\r\n0123456789", 413, "payload_too_large"),
+        # gunicorn takes this as chunked, in a request thread; nothing here decodes gzip
+        ("gzip, chunked", b"10\r\n0123456789", 501, "not_implemented"),
+    ],
+    ids=["16-digit-chunk-size", "gzip-under-chunked"],
+)
+def test_clients_stalled_in_chunked_framing_the_server_refuses_are_answered_at_once(
+    server: Process, record: dict[str, Any], coding: str, chunk: bytes, status: int, code: str
+) -> None:
+    head = (
+        "POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Transfer-Encoding: {coding}\r\n\r\n"
+    ).encode()
+    with _stalled(server, head + chunk) as sockets:
+        _assert_others_are_served(server, record)
+        for sock in sockets:
+            sock.settimeout(ANSWER_WITHIN)  # answered long ago, not at the read timeout
+            response = _read_response(sock)
+            assert response is not None
+            assert response[0] == status
+            assert json.loads(response[2])["error"]["code"] == code
+
+
 def test_clients_that_connect_and_send_nothing_do_not_deny_service(
     server: Process, record: dict[str, Any]
 ) -> None:
