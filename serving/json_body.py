@@ -5,12 +5,17 @@ a lone UTF-16 surrogate (``"\\ud800"``) is legal JSON syntax but no character, a
 later step (orjson, PostgreSQL, a log line) can encode it, so it is refused here with
 the path of the string or key holding it. ``NaN``/``Infinity`` literals are not JSON
 either, but clients send them; they parse so that validation can name their field.
+
+Bodies are read as sent: a ``Content-Encoding`` other than ``identity`` is refused
+(415) rather than read as if it were none, and so is a JSON body declared in a
+``charset`` other than UTF-8 (JSON is UTF-8, RFC 8259 section 8.1).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +23,13 @@ import orjson
 from flask import g, request
 from gunicorn.http.errors import ParseException
 
-from watchkeeper.errors import BadRequest, FieldProblem, PayloadTooLarge, UnsupportedMediaType
+from watchkeeper.errors import (
+    BadRequest,
+    FieldProblem,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 
 MAX_PROBLEMS = 100
 # A JSON escape of a code point in the surrogate range; a hit only means "look closer".
@@ -26,10 +37,27 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+_UTF_8 = frozenset({"utf-8", "utf8"})
+_IDENTITY = "identity"
+
+
+class _NumberTooLong(ValueError):
+    def __init__(self, digits: int) -> None:
+        super().__init__(digits)
+        self.digits = digits
+
+
 def request_body() -> bytes:
     """The current request's body; 413 when it is over ``MAX_CONTENT_LENGTH``, whether
-    the client declared a ``Content-Length`` or streamed it chunked; 400 when its
-    chunked framing is malformed."""
+    the client declared a ``Content-Length`` or streamed it chunked; 415 when it is
+    encoded (``Content-Encoding``); 400 when its chunked framing is malformed."""
+    encoding = request.headers.get("Content-Encoding")
+    if encoding is not None and any(
+        coding.strip().lower() != _IDENTITY for coding in encoding.split(",")
+    ):
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding[:40]!r} is not supported; send the body unencoded"
+        )
     try:
         body = request.get_data(cache=True)
     except ParseException as exc:
@@ -46,13 +74,24 @@ def request_body() -> bytes:
     return body
 
 
+def json_request_body() -> bytes:
+    """The current request's body, to be read as JSON: 415 if its ``Content-Type``
+    names a charset other than UTF-8 (the body would be misread)."""
+    charset = request.mimetype_params.get("charset")
+    if charset is not None and charset.strip().lower() not in _UTF_8:
+        raise UnsupportedMediaType(
+            f"charset {charset[:40]!r} is not supported: a JSON body is UTF-8 (RFC 8259)"
+        )
+    return request_body()
+
+
 def request_json() -> Any:
     """The current request's body as JSON; 415 unless it is declared JSON."""
     if not request.is_json:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, got {request.mimetype or 'none'!r}"
         )
-    return parse_json(request_body())
+    return parse_json(json_request_body())
 
 
 def parse_json(body: bytes) -> Any:
@@ -72,7 +111,14 @@ def parse_json(body: bytes) -> Any:
             f"(0x{body[exc.start : exc.start + 4].hex()})"
         ) from exc
     try:
-        payload = json.loads(text)
+        payload = json.loads(text, parse_int=_parse_int)
+    except _NumberTooLong as exc:
+        # Valid JSON, but an integer Python will not convert (sys.int_info); 422 as
+        # for a shorter number too large for a float.
+        raise ValidationFailed(
+            f"body holds a number of {exc.digits:,} digits: number is too large "
+            f"(at most {sys.get_int_max_str_digits():,} digits are read)"
+        ) from exc
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
     if _SURROGATE_ESCAPE.search(text):
@@ -85,6 +131,13 @@ def parse_json(body: bytes) -> Any:
                 details=problems,
             )
     return payload
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > (sys.get_int_max_str_digits() or digits):
+        raise _NumberTooLong(digits)
+    return int(text)
 
 
 def _gunicorn_text(exc: ParseException) -> str:

@@ -48,8 +48,11 @@ _ERROR_RESPONSES = {
     409: "Feedback for a prediction already exists, or a rollback was refused.",
     413: "Body larger than the configured limit (with a Content-Length or chunked), or "
     "more instances or rows than the batch limit.",
-    415: "Content-Type is not application/json (nor, for /predict, an Arrow IPC stream).",
-    422: "One or more fields break the model's feature schema.",
+    415: "Content-Type is not application/json (nor, for /predict, an Arrow IPC stream), "
+    "a JSON body's charset is not UTF-8, or the body has a Content-Encoding other than "
+    "identity.",
+    422: "One or more fields break the model's feature schema, or a number is too large "
+    "(one of more than 4,300 digits is not read at all).",
     503: "No model is loaded (model_unavailable), or the database is down "
     "(database_unavailable: nothing was stored, retry).",
 }
@@ -461,7 +464,7 @@ _OPERATIONS = (
         "post",
         admin.retrain,
         {202: ("Queued", "Queued.")},
-        errors=(400, 401, 403, 413, 503),
+        errors=(400, 401, 403, 413, 415, 422, 503),
         body="RetrainRequest",
         body_required=False,
         admin=True,
@@ -471,7 +474,7 @@ _OPERATIONS = (
         "post",
         admin.rollback,
         {200: ("RolledBack", "Current moved.")},
-        errors=(400, 401, 403, 409, 413),
+        errors=(400, 401, 403, 409, 413, 415, 422),
         body="RollbackRequest",
         body_required=False,
         admin=True,
@@ -484,7 +487,7 @@ _OPERATIONS = (
             200: ("AlertOutcome", "Ignored or duplicate."),
             202: ("Queued", "Queued."),
         },
-        errors=(400, 401, 403, 413, 503),
+        errors=(400, 401, 403, 413, 415, 422, 503),
         body="AlertmanagerPayload",
         admin=True,
     ),

@@ -8,7 +8,7 @@ from flask import current_app, request
 
 from serving.arrow_ipc import ARROW_STREAM, read_arrow_stream
 from serving.arrow_validation import validate_arrow_table
-from serving.json_body import parse_json, request_body
+from serving.json_body import json_request_body, parse_json, request_body
 from serving.validation import ValidatedRequest, validate_predict_payload
 from watchkeeper.errors import UnsupportedMediaType
 from watchkeeper.schema import FeatureSchema
@@ -29,5 +29,5 @@ def validated_predict_body(schema: FeatureSchema, *, max_batch_size: int) -> Val
             f"Content-Type must be application/json or {ARROW_STREAM}, "
             f"got {request.mimetype or 'none'!r}"
         )
-    payload = parse_json(request_body())
+    payload = parse_json(json_request_body())
     return validate_predict_payload(payload, schema, max_batch_size=max_batch_size)

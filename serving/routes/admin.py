@@ -10,7 +10,7 @@ from flask import Blueprint, Response
 from serving.alerts import retrain_alerts
 from serving.api_models import AlertOutcome, Queued, RolledBack
 from serving.auth import require_admin
-from serving.json_body import parse_json, request_body
+from serving.json_body import json_request_body, parse_json
 from serving.responses import json_response
 from serving.services import services
 from watchkeeper import retrain_queue
@@ -26,7 +26,7 @@ bp = Blueprint("admin", __name__)
 
 
 def _json_body() -> dict:
-    raw = request_body()
+    raw = json_request_body()
     if not raw:
         return {}
     body = parse_json(raw)

@@ -161,6 +161,24 @@ def test_another_content_type_is_415_naming_both_accepted(client: FlaskClient) -
     )
 
 
+def test_a_charset_on_an_arrow_body_is_ignored_and_a_content_encoding_refused(
+    app: Flask, client: FlaskClient, replay_records: list[dict[str, Any]]
+) -> None:
+    body = _stream(_table(_schema(app), columns_of(replay_records[:3])))
+
+    # Binary: a charset means nothing to it (Arrow's strings are UTF-8 by definition).
+    with_charset = client.post(
+        "/predict", data=body, content_type=f"{ARROW_STREAM}; charset=latin-1"
+    )
+    encoded = client.post(
+        "/predict", data=body, content_type=ARROW_STREAM, headers={"Content-Encoding": "gzip"}
+    )
+
+    assert with_charset.status_code == 200, with_charset.json
+    assert encoded.status_code == 415
+    assert encoded.json["error"]["message"].startswith("Content-Encoding 'gzip' is not supported")
+
+
 def test_a_classifier_answers_an_arrow_batch_as_its_json_columns(
     classifier_app: Flask, classifier_records: list[dict[str, Any]]
 ) -> None:

@@ -5,6 +5,7 @@ error shape, is logged, and leaves the server logging what follows."""
 
 from __future__ import annotations
 
+import gzip
 import io
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -349,3 +350,76 @@ def test_a_body_gunicorn_cannot_parse_is_400_not_500(
     if path != "/admin/retrain":
         [row] = read_log(hostile_app).requests()
         assert (row["status_code"], row["error"], row["body"]) == (400, error, None)
+
+
+def test_a_number_too_long_to_convert_is_422_naming_it_without_python_internals(
+    hostile_app: Flask, record: dict[str, Any]
+) -> None:
+    client = hostile_app.test_client()
+    for digits in (400, 5000):
+        body = _predict_body(record, key="Lot_Area", value=0).replace(
+            b'"Lot_Area":0', b'"Lot_Area":' + b"9" * digits
+        )
+
+        response = client.post("/predict", data=body, content_type="application/json")
+
+        error = _assert_error_shape(response, 422, "validation_error")
+        assert "number is too large" in error["message"] or error["details"] == [
+            {"field": "features.Lot_Area", "problem": "number is too large"}
+        ]
+        assert "sys." not in error["message"] and "int_max" not in error["message"]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "identity, gzip"])
+@pytest.mark.parametrize("path", ["/predict", "/feedback"])
+def test_a_content_encoding_is_refused_with_415_naming_it(
+    hostile_app: Flask, record: dict[str, Any], path: str, encoding: str
+) -> None:
+    # A plain body labelled gzip was once read as plain, a gzip one as "not UTF-8".
+    for body in (orjson.dumps({"features": record}), gzip.compress(b'{"id": "x", "actual": 1}')):
+        response = hostile_app.test_client().post(
+            path, data=body, content_type="application/json", headers={"Content-Encoding": encoding}
+        )
+
+        error = _assert_error_shape(response, 415, "unsupported_media_type")
+        assert f"Content-Encoding {encoding!r}" in error["message"]
+
+
+def test_content_encoding_identity_is_a_body_as_sent(
+    hostile_app: Flask, record: dict[str, Any]
+) -> None:
+    response = hostile_app.test_client().post(
+        "/predict", json={"features": record}, headers={"Content-Encoding": "Identity"}
+    )
+
+    assert response.status_code == 200, response.json
+
+
+@pytest.mark.parametrize("charset", ["utf-16", "latin-1", "bogus", '"iso-8859-1"'])
+@pytest.mark.parametrize("path", ["/predict", "/feedback", "/admin/retrain"])
+def test_a_json_body_in_another_charset_than_utf8_is_415_naming_it(
+    hostile_app: Flask, record: dict[str, Any], path: str, charset: str
+) -> None:
+    response = hostile_app.test_client().post(
+        path,
+        data=orjson.dumps({"features": record}),
+        content_type=f"application/json; charset={charset}",
+        headers=AUTH,
+    )
+
+    error = _assert_error_shape(response, 415, "unsupported_media_type")
+    assert f"charset {charset.strip(chr(34))!r}" in error["message"]
+    assert "UTF-8" in error["message"]
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8", '"utf-8"'])
+def test_a_json_body_declared_utf8_is_accepted(
+    hostile_app: Flask, record: dict[str, Any], charset: str
+) -> None:
+    response = hostile_app.test_client().post(
+        "/predict",
+        data=orjson.dumps({"features": record}),
+        content_type=f"application/json; charset={charset}",
+    )
+
+    assert response.status_code == 200, response.json
