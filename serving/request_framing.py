@@ -182,7 +182,7 @@ class RequestFramer:
         while True:
             start = self._next_chunk
             if start > self.head_end:
-                # The previous chunk's data must end with CRLF (checked once here).
+                # The previous chunk's data must end with CRLF.
                 if len(buffer) < start:
                     return Framing.INCOMPLETE
                 if buffer[start - 2 : start] != _CRLF:

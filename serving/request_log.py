@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 from flask import Flask, Response, current_app, g, request
+from gunicorn.http.errors import ParseException
 
 from serving.http_errors import error_response
 from serving.log_body import cut_body, stored_body
@@ -114,9 +115,19 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         entry.ood = g.get("ood_scores")
     elif status >= 400 and status != 413 and _body_readable():
         limit = current_app.config["WATCHKEEPER_LOG_BODY_LIMIT"]
-        body = cut_body(request.get_data(cache=True), limit)
+        body = cut_body(_received_body(), limit)
         entry.body = stored_body(body) if body else None
     return entry
+
+
+def _received_body() -> bytes:
+    """A rejected request's body as received. The view may have refused it unread
+    (415, 405): gunicorn then parses a chunked body only here, and what it refuses
+    is logged as no body rather than turning the answer into a 500."""
+    try:
+        return request.get_data(cache=True)
+    except ParseException:
+        return b""
 
 
 def _body_readable() -> bool:

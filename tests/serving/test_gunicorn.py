@@ -181,6 +181,15 @@ REJECTED = {
     "trailer gunicorn refuses": Rejected(
         _HEAD + _CHUNKED + b"2\r\n{}\r\n0\r\nBad Name: x\r\n\r\n", 400, "bad_request", True
     ),
+    # The same trailer on a body the view refuses unread: only the log reads it.
+    "trailer gunicorn refuses, body unread": Rejected(
+        _HEAD.replace(b"application/json", b"text/csv")
+        + _CHUNKED
+        + b"2\r\n{}\r\n0\r\nBad Name: x\r\n\r\n",
+        415,
+        "unsupported_media_type",
+        True,
+    ),
     # gunicorn takes methods of up to 32 characters; longer ones are logged too, cut
     # to the column's width.
     "method over 32 characters": Rejected(

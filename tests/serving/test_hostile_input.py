@@ -352,6 +352,32 @@ def test_a_body_gunicorn_cannot_parse_is_400_not_500(
         assert (row["status_code"], row["error"], row["body"]) == (400, error, None)
 
 
+@pytest.mark.parametrize(
+    ("method", "content_type", "status"),
+    [("POST", "text/csv", 415), ("GET", "application/json", 405)],
+)
+def test_a_body_gunicorn_cannot_parse_read_only_for_the_log_keeps_the_first_error(
+    hostile_app: Flask,
+    read_log: Callable[[Flask], LogReader],
+    method: str,
+    content_type: str,
+    status: int,
+) -> None:
+    # The view refuses the request without reading its body; the log reads a rejected
+    # request's body, and gunicorn's parse error there once made the answer a 500.
+    response = hostile_app.test_client().open(
+        "/predict",
+        method=method,
+        input_stream=_RefusingStream(),
+        content_type=content_type,
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+    assert response.status_code == status, response.get_data(as_text=True)
+    [row] = read_log(hostile_app).requests()
+    assert (row["status_code"], row["body"]) == (status, None)
+
+
 def test_a_number_too_long_to_convert_is_422_naming_it_without_python_internals(
     hostile_app: Flask, record: dict[str, Any]
 ) -> None:
