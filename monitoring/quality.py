@@ -136,13 +136,14 @@ def feature_quality(features: pd.DataFrame, schema: FeatureSchema) -> dict[str, 
 
 
 def rejected_rate(engine: sa.Engine, start: datetime, end: datetime) -> RejectedRequests:
-    """Share of ``/predict`` requests answered 4xx between ``start`` and ``end``."""
+    """Share of ``/predict`` requests answered 4xx between ``start`` and ``end``.
+    ``OPTIONS`` requests are logged but ask for no prediction: left out."""
     predict = requests.c.endpoint == "/predict"
     window = requests.c.received_at.between(start, end)
     query = sa.select(
         sa.func.count(),
         sa.func.sum(sa.case((requests.c.status_code.between(400, 499), 1), else_=0)),
-    ).where(predict, window)
+    ).where(predict, window, requests.c.method != "OPTIONS")
     with engine.connect() as connection:
         total, rejected = connection.execute(query).one()
     total, rejected = int(total or 0), int(rejected or 0)

@@ -178,7 +178,9 @@ def test_counts_of_parts_of_columns_add_up_to_the_rates_of_those_rows() -> None:
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def _log_requests(engine: sa.Engine, rows: list[tuple[str, int, datetime]]) -> None:
+def _log_requests(
+    engine: sa.Engine, rows: list[tuple[str, int, datetime]], method: str = "POST"
+) -> None:
     with engine.begin() as connection:
         connection.execute(
             requests.insert(),
@@ -187,11 +189,11 @@ def _log_requests(engine: sa.Engine, rows: list[tuple[str, int, datetime]]) -> N
                     "request_id": f"{n:032x}",
                     "received_at": at,
                     "endpoint": endpoint,
-                    "method": "POST",
+                    "method": method,
                     "status_code": status,
                     "latency_seconds": 0.01,
                 }
-                for n, (endpoint, status, at) in enumerate(rows)
+                for n, (endpoint, status, at) in enumerate(rows, start=_count(engine))
             ],
         )
 
@@ -217,6 +219,23 @@ def test_rejected_rate_counts_4xx_of_predict_inside_the_window_bounds_included(
 
     assert (result.requests, result.rejected) == (5, 2)
     assert result.rate == pytest.approx(2 / 5)
+
+
+def _count(engine: sa.Engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(sa.select(sa.func.count()).select_from(requests)).scalar_one()
+
+
+def test_rejected_rate_leaves_out_options_requests(engine: sa.Engine) -> None:
+    # OPTIONS /predict is logged (204) but asks for no prediction: a browser's
+    # preflight before each POST would halve the rate.
+    _log_requests(engine, [("/predict", 400, T0), ("/predict", 200, T0)])
+    _log_requests(engine, [("/predict", 204, T0)], method="OPTIONS")
+    _log_requests(engine, [("/predict", 405, T0)], method="GET")
+
+    result = rejected_rate(engine, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+
+    assert (result.requests, result.rejected) == (3, 2)
 
 
 def test_rejected_rate_of_a_window_without_requests_is_zero(engine: sa.Engine) -> None:
