@@ -42,6 +42,8 @@ _IDENTITY = "identity"
 
 
 class _NumberTooLong(ValueError):
+    """A JSON integer of more digits than Python converts (``sys.int_info``)."""
+
     def __init__(self, digits: int) -> None:
         super().__init__(digits)
         self.digits = digits
