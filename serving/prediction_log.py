@@ -156,6 +156,13 @@ class PredictionLog:
         return journal is not None and journal.full
 
     @property
+    def journaling(self) -> bool:
+        """False while this process has no journal (it could not be created): every
+        entry would be refused. A journal whose last append failed is tried again by
+        the next entry, which clears the failure when the disk takes it."""
+        return self._journal is not None
+
+    @property
     def writable(self) -> bool:
         """False while this process has no journal or its disk refuses appends (new
         entries are refused)."""

@@ -23,7 +23,7 @@ from enum import StrEnum
 
 _HEAD_END = b"\r\n\r\n"
 _CRLF = b"\r\n"
-_DIGITS = re.compile(rb"[0-9]{1,18}")
+_DIGITS = re.compile(rb"[0-9]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
 # RFC 9112 section 7.1.1, from a chunk-size line's first ";" (gunicorn's own grammar):
 #   chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
@@ -172,7 +172,12 @@ class RequestFramer:
             return None
         if len(lengths) != 1 or not _DIGITS.fullmatch(lengths[0]):
             return Framing.HAND_OVER
-        self._content_length = int(lengths[0])
+        # Any number of digits, leading zeros included (RFC 9112 section 6.3, and
+        # gunicorn takes them): handed over, such a body would be read in a thread.
+        digits = lengths[0].lstrip(b"0")
+        if len(digits) > len(str(self._limits.max_body_bytes)):
+            return Framing.HAND_OVER  # over the limit: answered without reading it
+        self._content_length = int(digits or b"0")
         if self._content_length > self._limits.max_body_bytes:
             return Framing.HAND_OVER
         return None

@@ -26,7 +26,7 @@ from serving.services import services
 from watchkeeper.classification import ClassPredictions
 from watchkeeper.errors import LogUnavailable
 
-# The views a full log refuses (503) before they run.
+# The views a log that is full or has no journal refuses (503) before they run.
 LOGGED_ENDPOINTS = frozenset({"predict.predict", "feedback.feedback"})
 # By path, not endpoint: routing leaves the endpoint empty for a method the path does
 # not take, and such a request must be logged all the same.
@@ -50,8 +50,11 @@ def _start() -> None:
     g.received_at = datetime.now(UTC)
     g.started = time.perf_counter()
     log = _log()
-    if log is not None and log.full and request.endpoint in LOGGED_ENDPOINTS:
-        raise LogUnavailable("the prediction log is behind its database; retry later")
+    if log is not None and request.endpoint in LOGGED_ENDPOINTS:
+        if log.full:
+            raise LogUnavailable("the prediction log is behind its database; retry later")
+        if not log.journaling:
+            raise LogUnavailable("the prediction log cannot be written now; retry later")
 
 
 def _finish(response: Response) -> Response:

@@ -18,7 +18,7 @@ import requests
 from flask import Flask
 
 from tests.postgres import PostgresServer
-from tests.processes import Process, children, query, wait_for
+from tests.processes import Process, children, metric, query, wait_for
 from tests.serving.conftest import fill_disk
 
 pytestmark = pytest.mark.integration
@@ -230,3 +230,21 @@ def test_journal_bytes_stay_within_workers_times_the_limit_across_restarts(
 
     private_postgres.start()
     assert wait_for(lambda: _stored_once(url, client.accepted), timeout=180, interval=0.5)
+
+
+def test_a_worker_whose_journal_could_not_be_created_refuses_before_predicting(
+    make_app: Callable[..., Flask], small_disk: Path, replay_records: list[dict[str, Any]]
+) -> None:
+    """Refused before the model runs, as a full journal is: no CPU spent on an answer
+    that will not be given, and no prediction counted that no client received."""
+    fill_disk(small_disk)
+    client = make_app(spill_dir=small_disk / "journal").test_client()
+
+    refused = client.post("/predict", json={"features": replay_records[0]})
+
+    assert refused.status_code == 503
+    assert refused.json["error"]["code"] == "log_unavailable"
+    counted = metric(
+        client.get("/metrics").text, "watchkeeper_predictions_total", model_version="v1"
+    )
+    assert not counted

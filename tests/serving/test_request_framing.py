@@ -47,6 +47,9 @@ def _chunked(*parts: bytes, trailer: bytes = b"") -> bytes:
         # a size of any number of digits: leading zeros are valid (RFC 9112 7.1)
         _CHUNKED_HEAD + b"0000000000000005\r\nhello\r\n" + b"0" * 40 + b"\r\n\r\n",
         _CHUNKED_HEAD + b'5 ; name = "quoted"\r\nhello\r\n0\r\n\r\n',
+        # a Content-Length of any number of digits too: handed over, its body would be
+        # read by a request thread, which a client trickling it would hold
+        b"POST /predict HTTP/1.1\r\nContent-Length: " + b"0" * 30 + b"5\r\n\r\nhello",
     ],
 )
 def test_a_complete_request_ends_exactly_at_its_last_byte(raw: bytes) -> None:
@@ -90,6 +93,7 @@ def test_expect_continue_is_seen_once_the_headers_are_in() -> None:
         b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
         # over the limits: the app answers 413 without reading, gunicorn 431
         b"POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 1" + b"0" * 40 + b"\r\n\r\n",
         b"GET / HTTP/1.1\r\nX-Padding: " + b"a" * 5000,
     ],
 )

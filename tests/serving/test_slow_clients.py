@@ -159,6 +159,22 @@ def test_clients_stalled_mid_body_do_not_deny_service_and_get_a_logged_408(
     assert all(json.loads(error)["code"] == "request_timeout" for _, _, error in rows)
 
 
+def test_clients_stalled_mid_body_of_a_zero_padded_length_do_not_deny_service(
+    server: Process, record: dict[str, Any]
+) -> None:
+    """A Content-Length with leading zeros is a valid length: framed on the event loop
+    like any other, not handed to a request thread to wait for the body in."""
+    body = json.dumps({"features": record}).encode()
+    head = (
+        "POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body):025d}\r\n\r\n"
+    ).encode()
+    with _stalled(server, head + body[: len(body) // 2]) as sockets:
+        _assert_others_are_served(server, record)
+        for sock in sockets:
+            _assert_timed_out_with_408(sock)
+
+
 def test_clients_stalled_mid_headers_do_not_deny_service(
     server: Process, record: dict[str, Any]
 ) -> None:
