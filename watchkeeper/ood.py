@@ -19,6 +19,17 @@ JSON) is as far from the reference as a record can be: it scores :data:`SCORE_CA
 above any threshold, instead of raising. The cap is finite so that scores and their
 averages stay storable as JSON and in a ``double precision`` column.
 
+The reference itself may hold such values: a retrained version's reference samples the
+labelled predictions it trained on, and a client may send ``1e308``. Fitted as they are,
+two of them overflowed the mean and the spread and the fit raised, so the version was
+never monitored. An overflow-safe standardisation would fit, but would let those few rows
+set the feature's spread (about 1e306), blinding the score to that feature for every
+real row. So before fitting, a value beyond :data:`EXTREME_SPREADS` robust spreads of its
+feature's median (:func:`clip_extremes`) takes the feature's most extreme ordinary value:
+the feature keeps its ordinary mean and spread. Ordinary data has no such value, so its
+fit is unchanged, value for value (the monitor's saved state and the serving worker's
+refit agree for versions fitted before).
+
 State is arrays (``ood.npz``, loaded with ``allow_pickle=False``) and JSON, each
 checked against its recorded SHA-256 (:mod:`watchkeeper.state_files`): nothing that
 runs code when read.
@@ -47,6 +58,12 @@ JSON_FILE = "ood.json"
 FORMAT = 1
 SCORE_CAP = 1e100
 """Score of a record whose distance overflows: maximally out of distribution."""
+EXTREME_SPREADS = 1e9
+"""A reference value further than this many robust spreads from its feature's median is
+no measurement (Ames' largest lot is 20 of its spreads out): it is clipped before fitting."""
+HARD_LIMIT = 1e100
+"""Magnitude beyond which any reference value is clipped first: the median and
+quartiles of values within it cannot overflow."""
 
 
 @dataclass(frozen=True)
@@ -80,9 +97,10 @@ class OodReference:
         from sklearn.covariance import LedoitWolf
 
         x_ref = np.asarray(x_ref, dtype=np.float64)
-        medians = np.nanmedian(x_ref, axis=0) if len(x_ref) else np.zeros(x_ref.shape[1])
+        clipped = np.clip(x_ref, -HARD_LIMIT, HARD_LIMIT)  # NaN stays missing
+        medians = np.nanmedian(clipped, axis=0) if len(x_ref) else np.zeros(x_ref.shape[1])
         medians = np.where(np.isnan(medians), 0.0, medians)
-        filled = np.where(np.isnan(x_ref), medians, x_ref)
+        filled = clip_extremes(np.where(np.isnan(clipped), medians, clipped))
         mean = filled.mean(axis=0)
         scale = filled.std(axis=0)
         scale[scale == 0] = 1.0
@@ -156,6 +174,28 @@ class OodReference:
             )
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ArtifactIntegrityError(f"OOD state in {directory} is malformed: {exc}") from exc
+
+
+def clip_extremes(x: np.ndarray) -> np.ndarray:
+    """``x`` (rows × features, no NaN, within :data:`HARD_LIMIT`) with each value further
+    than :data:`EXTREME_SPREADS` spreads from its column's median replaced by the
+    column's most extreme value within that fence on the same side. The spread is the
+    interquartile range, or the median's magnitude, or 1, whichever is largest: a column
+    of mostly zeros (pool areas) has no interquartile range, yet its few real values are
+    ordinary."""
+    if not len(x):
+        return x
+    median = np.median(x, axis=0)
+    q25, q75 = np.percentile(x, [25, 75], axis=0)
+    spread = np.maximum(np.maximum(q75 - q25, np.abs(median)), 1.0)
+    low, high = median - EXTREME_SPREADS * spread, median + EXTREME_SPREADS * spread
+    inside = (x >= low) & (x <= high)
+    if inside.all():
+        return x
+    # the median lies inside its own fence, so each column has an ordinary value
+    largest = np.where(inside, x, -np.inf).max(axis=0)
+    smallest = np.where(inside, x, np.inf).min(axis=0)
+    return np.where(x > high, largest, np.where(x < low, smallest, x))
 
 
 def numeric_matrix(frame: pd.DataFrame, features: Sequence[str]) -> np.ndarray:

@@ -65,6 +65,43 @@ def test_a_value_that_overflows_scores_the_cap_and_is_flagged(
     assert reference.flags(scores).tolist() == [True, False]
 
 
+def _reference_rows(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal([1500, 6, 1970], [400, 1.5, 25], size=(n, 3))
+    x[:, 1] += x[:, 0] / 500
+    return x
+
+
+@pytest.mark.parametrize("extreme", [[1e308, 1e308], [1e308, -1e308], [2.0**70, -1e200]])
+def test_a_reference_holding_extreme_finite_values_fits_and_still_sees_them(
+    extreme: list[float],
+) -> None:
+    """Two labelled rows at 1e308 in a retrained version's reference overflowed its mean
+    and spread: the fit raised, and the version was never monitored. Clipped to the
+    feature's ordinary range, they no longer set its spread."""
+    x = _reference_rows(800, seed=0)
+    x[[3, 7], 0] = extreme
+    ordinary = OodReference.fit(FEATURES, _reference_rows(800, seed=0), percentile=99.0)
+
+    fitted = OodReference.fit(FEATURES, x, percentile=99.0)
+
+    assert np.all(np.isfinite(fitted.mean)) and np.all(np.isfinite(fitted.precision))
+    assert np.isfinite(fitted.threshold)
+    rows = np.array([[1500.0, 6.0, 1970.0], [15000.0, 6.0, 1970.0], [1e308, 6.0, 1970.0]])
+    assert fitted.flags(fitted.score(rows)).tolist() == [False, True, True]
+    # the feature keeps about its ordinary spread (two rows now at its largest value)
+    np.testing.assert_allclose(fitted.scale, ordinary.scale, rtol=0.05)
+
+
+def test_a_reference_of_ordinary_values_fits_exactly_as_before_clipping() -> None:
+    """Served scores and the monitor's saved ones must agree for versions fitted before."""
+    x = _reference_rows(800, seed=2)
+    fitted = OodReference.fit(FEATURES, x, percentile=99.0)
+
+    np.testing.assert_array_equal(fitted.mean, x.mean(axis=0))
+    np.testing.assert_array_equal(fitted.scale, x.std(axis=0))
+
+
 def test_saved_state_loads_identical_and_tampering_is_refused(
     reference: OodReference, tmp_path: Path
 ) -> None:
