@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from retrain.data import ArchiveWindow, RetrainData, assemble, base_dataset
 from retrain.lease import Lease, LeaseLost
 from retrain.liveness import JobLiveness
+from retrain.monitorable import unmonitorable
 from retrain.recovery import recover
 from watchkeeper import retrain_queue
 from watchkeeper.classification import Classifier, ServedModel, classification_metrics
@@ -360,6 +361,11 @@ class RetrainJob:
             champion_schema=champion.model.schema,
             task=task,
         )
+        if decision.promote:
+            self.liveness.beat("fitting the monitor's detectors on the candidate")
+            problem = unmonitorable(trained, self.settings.drift)
+            if problem is not None:
+                decision = Decision(False, f"{problem}; its gate had said: {decision.reason}")
         outcome = RunOutcome.PROMOTED if decision.promote else RunOutcome.REJECTED
         self.liveness.beat("registering the candidate")
         lease.check()  # a job that lost its lease to another registers nothing

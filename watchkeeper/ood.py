@@ -108,7 +108,9 @@ class OodReference:
         unthresholded = cls(
             tuple(features), medians, mean, scale, precision, percentile, threshold=np.inf
         )
-        threshold = float(np.percentile(unthresholded.score(x_ref), percentile))
+        # on the clipped rows: a reference with more extreme rows than the percentile
+        # leaves out would otherwise have the cap as its threshold, and flag nothing
+        threshold = float(np.percentile(unthresholded.score(filled), percentile))
         return cls(tuple(features), medians, mean, scale, precision, percentile, threshold)
 
     def score(self, x: np.ndarray) -> np.ndarray:

@@ -93,6 +93,18 @@ def test_a_reference_holding_extreme_finite_values_fits_and_still_sees_them(
     np.testing.assert_allclose(fitted.scale, ordinary.scale, rtol=0.05)
 
 
+def test_a_reference_with_many_extreme_rows_keeps_an_ordinary_threshold() -> None:
+    """More extreme rows than the percentile leaves out: the threshold is still that of
+    the ordinary rows, not the cap (which would flag nothing but overflowing values)."""
+    x = _reference_rows(800, seed=0)
+    x[::20, 0] = 1e308
+    ordinary = OodReference.fit(FEATURES, _reference_rows(800, seed=0), percentile=99.0)
+
+    fitted = OodReference.fit(FEATURES, x, percentile=99.0)
+
+    assert fitted.threshold == pytest.approx(ordinary.threshold, rel=0.2)
+
+
 def test_a_reference_of_ordinary_values_fits_exactly_as_before_clipping() -> None:
     """Served scores and the monitor's saved ones must agree for versions fitted before."""
     x = _reference_rows(800, seed=2)
