@@ -158,10 +158,25 @@ def labelled_predictions(
     with engine.connect() as connection:
         rows = connection.execute(query).all()
         records = feature_records(connection, rows)
-    frame = pd.DataFrame.from_records(records, columns=list(schema.names))
+    frame = as_schema_kinds(pd.DataFrame.from_records(records, columns=list(schema.names)), schema)
     targets = [r.target for r in rows]
     frame[schema.target] = targets if classes is None else as_classes(targets, classes)
     frame["_predicted_at"] = [r.created_at for r in rows]
+    return frame
+
+
+def as_schema_kinds(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """``frame`` with each numeric feature of ``schema`` as floats (NaN where missing).
+
+    Built from logged records, a numeric feature no client sent (null in every row,
+    as serving allows) is a column of ``None``, which pandas types as text: training
+    would derive it as categorical, and the gate refuse every candidate for a schema
+    that differs from the champion's."""
+    for feature in schema.numeric:
+        if not pd.api.types.is_numeric_dtype(frame[feature.name]):
+            frame[feature.name] = pd.to_numeric(frame[feature.name], errors="coerce").astype(
+                "float64"
+            )
     return frame
 
 
@@ -199,7 +214,7 @@ def archived_predictions(
         ) from exc
     in_database = _logged_ids(engine, frame["_prediction_id"].tolist())
     frame = frame[~frame["_prediction_id"].isin(in_database)]
-    frame = frame.drop(columns="_prediction_id").reset_index(drop=True)
+    frame = as_schema_kinds(frame.drop(columns="_prediction_id").reset_index(drop=True), schema)
     if classes is not None:
         frame[schema.target] = as_classes(frame[schema.target].tolist(), classes)
     return frame

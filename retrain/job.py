@@ -95,9 +95,15 @@ def decide(
     same holdout (see :class:`GatePolicy`), and why."""
     if not np.all(np.isfinite(candidate_predictions)):
         return Decision(False, "candidate predicts NaN or infinite values")
-    expected = [(f.name, f.kind) for f in champion_schema.features]
-    if [(f.name, f.kind) for f in candidate_schema.features] != expected:
-        return Decision(False, "candidate's feature schema differs from the champion's")
+    differences = candidate_schema.differences(
+        champion_schema, names=("the candidate", "the champion")
+    )
+    if differences:
+        shown = "; ".join(differences[:10])
+        more = f"; and {len(differences) - 10} more" if len(differences) > 10 else ""
+        return Decision(
+            False, f"candidate's feature schema differs from the champion's: {shown}{more}"
+        )
     if task is Task.CLASSIFICATION:
         return _decide_classifier(policy, candidate, champion)
     coverage = _judge_coverage(

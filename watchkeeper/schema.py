@@ -80,6 +80,28 @@ class FeatureSchema:
     def __contains__(self, name: object) -> bool:
         return name in self._index
 
+    def differences(
+        self, other: FeatureSchema, *, names: tuple[str, str] = ("this schema", "the other")
+    ) -> list[str]:
+        """How this schema's features differ from ``other``'s, one line per feature that
+        differs in kind or is in only one of them (``names`` say which is which), then
+        the order if only that differs; empty when both have the same features, kinds
+        and order."""
+        this, that = names
+        found = []
+        for feature in self.features:
+            if feature.name not in other:
+                found.append(f"{feature.name}: only in {this}")
+            elif feature.kind != other[feature.name].kind:
+                found.append(
+                    f"{feature.name}: {feature.kind} in {this}, "
+                    f"{other[feature.name].kind} in {that}"
+                )
+        found += [f"{name}: only in {that}" for name in other.names if name not in self]
+        if not found and self.names != other.names:
+            found.append(f"the features' order: {', '.join(self.names)} in {this}")
+        return found
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,

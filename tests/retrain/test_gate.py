@@ -5,6 +5,7 @@ the champion's (and whose MAE is better) replaces it, and the reason says so."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import orjson
@@ -19,6 +20,7 @@ from watchkeeper import retrain_queue
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.registry import ModelRegistry
+from watchkeeper.schema import FeatureSchema
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
 from watchkeeper.version_metadata import ModelMetrics
@@ -129,3 +131,32 @@ def test_under_drift_a_better_candidate_with_low_coverage_replaces_a_champion_wi
     assert result.outcome == run["outcome"] == "promoted", run["decision_reason"]
     assert "better than the champion's 0.0% on the same holdout" in run["decision_reason"]
     assert ModelRegistry(settings.storage.registry_path).current_version() == "v2"
+
+
+def test_a_candidate_whose_schema_differs_is_refused_naming_each_feature(
+    trained: TrainedModel,
+) -> None:
+    schema = trained.model.schema
+    changed = FeatureSchema(
+        tuple(
+            replace(f, kind="categorical") if f.name in ("Lot_Frontage", "Lot_Area") else f
+            for f in schema.features
+            if f.name != "Garage_Area"
+        ),
+        schema.target,
+    )
+    decision = decide(
+        POLICY,
+        ModelMetrics(mae=1.0, coverage=0.9),
+        ModelMetrics(mae=100.0, coverage=0.9),
+        candidate_predictions=np.array([1.0]),
+        candidate_schema=changed,
+        champion_schema=schema,
+    )
+
+    assert not decision.promote
+    assert decision.reason == (
+        "candidate's feature schema differs from the champion's: Lot_Frontage: categorical "
+        "in the candidate, numeric in the champion; Lot_Area: categorical in the candidate, "
+        "numeric in the champion; Garage_Area: only in the champion"
+    )

@@ -7,6 +7,8 @@ import pytest
 
 from watchkeeper.schema import FeatureSchema
 
+NAMES = ("the candidate", "the champion")
+
 
 def test_derived_schema_types_bounds_and_categories() -> None:
     frame = pd.DataFrame(
@@ -63,3 +65,29 @@ def test_a_column_without_any_value_in_training_is_not_a_feature() -> None:
     assert schema.names == ("x",)
     trained = train(Dataset("gaps", frame, "y", exclude=("t",)), params=TrainingParams(max_iter=5))
     assert trained.model.schema.names == ("x",)
+
+
+def test_differences_name_each_feature_and_how_it_differs() -> None:
+    champion = FeatureSchema.derive(
+        pd.DataFrame({"area": [1.0], "rooms": [3], "colour": ["red"], "price": [1.0]}), "price"
+    )
+    candidate = FeatureSchema.derive(
+        pd.DataFrame({"area": ["large"], "colour": ["red"], "garage": [1.0], "price": [1.0]}),
+        "price",
+    )
+
+    assert candidate.differences(champion, names=NAMES) == [
+        "area: categorical in the candidate, numeric in the champion",
+        "garage: only in the candidate",
+        "rooms: only in the champion",
+    ]
+    assert champion.differences(champion, names=NAMES) == []
+
+
+def test_differences_name_features_in_another_order() -> None:
+    frame = pd.DataFrame({"a": [1.0], "b": [2.0], "y": [0.0]})
+    schema = FeatureSchema.derive(frame, "y")
+    swapped = FeatureSchema.derive(frame[["b", "a", "y"]], "y")
+
+    expected = ["the features' order: b, a in the candidate"]
+    assert swapped.differences(schema, names=NAMES) == expected

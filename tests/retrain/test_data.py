@@ -1,0 +1,53 @@
+"""A retraining job's data: the labelled predictions as the champion's schema types them,
+and the labels it cannot train on left out, counted and named."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from retrain.data import labelled_predictions
+from retrain.job import RetrainJob
+from watchkeeper import retrain_queue
+from watchkeeper.db.tables import retrain_runs
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.settings import Settings
+
+
+def _no_lot_frontage(records: list[dict[str, Any]]) -> None:
+    """A client that never sends one numeric feature: null in every row, accepted."""
+    for record in records:
+        record["Lot_Frontage"] = None
+
+
+def test_a_numeric_feature_no_client_sent_is_read_as_numbers(
+    make_labelled_log: Callable[..., list[str]], engine: sa.Engine, settings: Settings
+) -> None:
+    make_labelled_log(records=_no_lot_frontage)
+    schema = ModelRegistry(settings.storage.registry_path).load().model.schema
+
+    labelled = labelled_predictions(engine, schema, since=datetime.now(UTC) - timedelta(days=1))
+
+    assert labelled["Lot_Frontage"].dtype == "float64"
+    assert labelled["Lot_Frontage"].isna().all()
+
+
+def test_a_numeric_feature_no_client_sent_keeps_the_candidates_schema_the_champions(
+    make_labelled_log: Callable[..., list[str]],
+    make_job: Callable[..., RetrainJob],
+    engine: sa.Engine,
+    settings: Settings,
+) -> None:
+    make_labelled_log(records=_no_lot_frontage)
+    retrain_queue.enqueue(engine, trigger="manual", reason="test")
+
+    result = make_job().run()
+
+    assert result is not None and result.outcome == "promoted", result
+    registry = ModelRegistry(settings.storage.registry_path)
+    assert registry.load("v2").model.schema["Lot_Frontage"].kind == "numeric"
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(retrain_runs.c.outcome)).scalar() == "promoted"
