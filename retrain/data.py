@@ -13,6 +13,7 @@ which stays the database's newest), so training reaches past the log's retention
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from retrain.labels import NAMED, LeftOut, Screened, screen_classes, screen_values, trainable_range
 from watchkeeper.data_source import AMES, DataSourceError, describe_csv, load_source
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.archive import archived_labels
@@ -71,11 +73,20 @@ class RunData:
     window_days: float
     holdout_from: str
     holdout_to: str
+    left_out: tuple[LeftOut, ...] = ()
+    """Labels neither trained nor judged on (:mod:`retrain.labels`), by reason."""
 
     def stored(self) -> JsonForm:
         """The JSON form (the base window with exactly its own keys)."""
         stored = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {**stored, "base": self.base.stored()}
+        left_out = [item.stored() for item in self.left_out]
+        return {**stored, "base": self.base.stored(), "left_out": left_out}
+
+    def left_out_summary(self) -> str | None:
+        """The labels left out, for the run's reason and log line; None when none were."""
+        if not self.left_out:
+            return None
+        return "left out " + "; ".join(item.describe() for item in self.left_out)
 
 
 @dataclass(frozen=True)
@@ -139,10 +150,12 @@ def labelled_predictions(
     """Logged features of predictions with feedback received after ``since``, oldest
     prediction first, with the actual value in the schema's target column: the number,
     or for a classifier (``classes`` given) the class label, as the training data holds
-    it (``"1"`` from a client is the class ``1``; an unseen class stays text)."""
+    it (``"1"`` from a client is the class ``1``; an unseen class stays text), and the
+    prediction's id in ``_prediction_id``."""
     label = feedback.c.label if classes is not None else feedback.c.actual
     query = (
         sa.select(
+            predictions.c.prediction_id,
             predictions.c.request_id,
             predictions.c.item_index,
             predictions.c.features,
@@ -162,6 +175,7 @@ def labelled_predictions(
     targets = [r.target for r in rows]
     frame[schema.target] = targets if classes is None else as_classes(targets, classes)
     frame["_predicted_at"] = [r.created_at for r in rows]
+    frame["_prediction_id"] = [r.prediction_id for r in rows]
     return frame
 
 
@@ -214,7 +228,7 @@ def archived_predictions(
         ) from exc
     in_database = _logged_ids(engine, frame["_prediction_id"].tolist())
     frame = frame[~frame["_prediction_id"].isin(in_database)]
-    frame = as_schema_kinds(frame.drop(columns="_prediction_id").reset_index(drop=True), schema)
+    frame = as_schema_kinds(frame.reset_index(drop=True), schema)
     if classes is not None:
         frame[schema.target] = as_classes(frame[schema.target].tolist(), classes)
     return frame
@@ -251,11 +265,17 @@ def assemble(
         archived = archived_predictions(engine, schema, archive, now=now, classes=classes)
     since = now - timedelta(days=window_days)
     labelled = labelled_predictions(engine, schema, since=since, classes=classes)
+    # the labels training cannot use are left out of the holdout too, counted and named
+    screen = _screen(base, schema, classes)
+    archived, left_archived = _usable(archived, schema, screen)
+    labelled, left_labelled = _usable(labelled, schema, screen)
+    left_out = _merged(left_archived + left_labelled)
     n_holdout = math.ceil(len(labelled) * holdout_fraction)
     if n_holdout < min_holdout:
+        left = "".join(f" ({item.count} left out: {item.detail})" for item in left_out)
         raise NotEnoughData(
-            f"{len(labelled)} labelled predictions in the last {window_days:g} days give a "
-            f"holdout of {n_holdout}; at least {min_holdout} are needed"
+            f"{len(labelled)} labelled predictions in the last {window_days:g} days{left} "
+            f"give a holdout of {n_holdout}; at least {min_holdout} are needed"
         )
     recent = labelled.iloc[len(labelled) - n_holdout :]
     older = labelled.iloc[: len(labelled) - n_holdout]
@@ -275,8 +295,42 @@ def assemble(
         window_days=window_days,
         holdout_from=_iso(recent["_predicted_at"].iloc[0]),
         holdout_to=_iso(recent["_predicted_at"].iloc[-1]),
+        left_out=left_out,
     )
     return RetrainData(training=training, holdout=holdout, description=description)
+
+
+Screen = Callable[[pd.Series, list[str]], Screened]
+
+
+def _screen(base: Dataset, schema: FeatureSchema, classes: tuple[Any, ...] | None) -> Screen:
+    """How this job screens labels: by the champion's classes, or by the range of the
+    original training target."""
+    if classes is not None:
+        return lambda labels, ids: screen_classes(labels.tolist(), ids, classes)
+    allowed = trainable_range(pd.to_numeric(base.frame[schema.target], errors="coerce"))
+    return lambda labels, ids: screen_values(labels.tolist(), ids, allowed)
+
+
+def _usable(
+    frame: pd.DataFrame, schema: FeatureSchema, screen: Screen
+) -> tuple[pd.DataFrame, tuple[LeftOut, ...]]:
+    if not len(frame):
+        return frame, ()
+    screened = screen(frame[schema.target], frame["_prediction_id"].astype(str).tolist())
+    return frame[screened.usable].reset_index(drop=True), screened.left_out
+
+
+def _merged(items: tuple[LeftOut, ...]) -> tuple[LeftOut, ...]:
+    """One record per reason (the archive's and the database's labels together)."""
+    merged: dict[str, LeftOut] = {}
+    for item in items:
+        if item.reason in merged:
+            first = merged[item.reason]
+            named = (first.prediction_ids + item.prediction_ids)[:NAMED]
+            item = replace(first, count=first.count + item.count, prediction_ids=named)
+        merged[item.reason] = item
+    return tuple(merged.values())
 
 
 def _iso(value: Any) -> str:

@@ -9,7 +9,7 @@ whatever happens.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +34,7 @@ from watchkeeper.registry import ModelRegistry, Promotion, PromotionSettlement, 
 from watchkeeper.retrain_status import UNCLAIMED_TRIGGER, RequestStatus, RunOutcome
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.settings import Settings
-from watchkeeper.task import Task
+from watchkeeper.task import Task, label_text
 from watchkeeper.training import TrainingParams, train
 from watchkeeper.version_metadata import DataWindow, ModelMetrics, VersionNotes, VersionStatus
 
@@ -46,10 +46,11 @@ class GatePolicy:
     """A candidate is promoted when its error on the holdout is below the champion's by
     ``margin`` (a fraction), its coverage lies in ``[min_coverage, max_coverage]`` or is
     no further from that band than the champion's on the same holdout, it predicts no
-    NaN, and its schema matches the champion's. The error is the MAE for a regression
-    model and the log-loss for a classifier (a proper scoring rule: accuracy alone
-    rewards a model that is right as often but sure of its mistakes); the coverage is
-    the interval's or the prediction set's.
+    NaN, its classes (a classifier's) and its schema are the champion's, and the
+    monitor can fit its detectors on it (:mod:`retrain.monitorable`). The error is the
+    MAE for a regression model and the log-loss for a classifier (a proper scoring
+    rule: accuracy alone rewards a model that is right as often but sure of its
+    mistakes); the coverage is the interval's or the prediction set's.
 
     Coverage is judged against the champion because under drift neither may reach the
     band: refusing a candidate at 8 % coverage keeps serving a champion at 0 %."""
@@ -90,11 +91,16 @@ def decide(
     candidate_schema: FeatureSchema,
     champion_schema: FeatureSchema,
     task: Task = Task.REGRESSION,
+    candidate_classes: Sequence[Any] = (),
+    champion_classes: Sequence[Any] = (),
 ) -> Decision:
     """Whether the candidate replaces the champion, given both models' metrics on the
-    same holdout (see :class:`GatePolicy`), and why."""
+    same holdout (see :class:`GatePolicy`), and why. A classifier's candidate must have
+    the champion's classes: the monitor, the dashboards and clients know those."""
     if not np.all(np.isfinite(candidate_predictions)):
         return Decision(False, "candidate predicts NaN or infinite values")
+    if [label_text(c) for c in candidate_classes] != [label_text(c) for c in champion_classes]:
+        return Decision(False, _class_difference(candidate_classes, champion_classes))
     differences = candidate_schema.differences(
         champion_schema, names=("the candidate", "the champion")
     )
@@ -123,6 +129,22 @@ def decide(
         True,
         f"MAE {mae:,.0f} vs champion {champion_mae:,.0f} "
         f"({mae / champion_mae - 1:+.1%}), {coverage.reason}",
+    )
+
+
+def _class_difference(candidate: Sequence[Any], champion: Sequence[Any]) -> str:
+    theirs, ours = [label_text(c) for c in candidate], [label_text(c) for c in champion]
+    parts = [
+        f"only in the {who}: {', '.join(repr(c) for c in only[:10])}"
+        + (f" and {len(only) - 10} more" if len(only) > 10 else "")
+        for who, only in (
+            ("candidate", [c for c in theirs if c not in ours]),
+            ("champion", [c for c in ours if c not in theirs]),
+        )
+        if only
+    ]
+    return "candidate's classes differ from the champion's: " + (
+        "; ".join(parts) or f"in another order ({', '.join(map(repr, theirs))})"
     )
 
 
@@ -173,6 +195,10 @@ def _judge_coverage(
             True, f"{outside} but {than} the champion's {champion:.1%} on the same holdout"
         )
     return Decision(False, f"{outside} and worse than the champion's {champion:.1%}")
+
+
+def _classes(model: ServedModel) -> tuple[Any, ...]:
+    return model.classes if isinstance(model, Classifier) else ()
 
 
 def holdout_metrics(model: ServedModel, x: pd.DataFrame, y: np.ndarray) -> ModelMetrics:
@@ -327,6 +353,9 @@ class RetrainJob:
             ),
             classes=model.classes if isinstance(model, Classifier) else None,
         )
+        left_out = data.description.left_out_summary()
+        if left_out is not None:
+            log.warning("retraining: %s", left_out)
         return replace(data, source=base.source)
 
     def _train_and_judge(
@@ -366,6 +395,8 @@ class RetrainJob:
             candidate_schema=trained.model.schema,
             champion_schema=champion.model.schema,
             task=task,
+            candidate_classes=_classes(trained.model),
+            champion_classes=_classes(champion.model),
         )
         if decision.promote:
             self.liveness.beat("fitting the monitor's detectors on the candidate")
@@ -390,6 +421,9 @@ class RetrainJob:
             ),
         )
         reason = decision.reason
+        left_out = data.description.left_out_summary()
+        if left_out is not None:
+            reason = f"{reason}; {left_out}"
         if decision.promote:
             left = self._serve(run_id, version, decision, lease, served)
             reason = reason if left is None else f"{reason}; {left}"

@@ -202,3 +202,59 @@ def test_a_drifted_classifier_is_retrained_on_its_labels_and_promoted(
         run = connection.execute(sa.select(retrain_runs)).one()
     assert run.candidate_metrics["log_loss"] < run.champion_metrics["log_loss"]
     assert set(run.champion_metrics) >= {"accuracy", "set_coverage", "brier", "ece"}
+
+
+def test_the_gate_refuses_a_candidate_whose_classes_differ_naming_them() -> None:
+    decision = decide(
+        POLICY,
+        ModelMetrics(log_loss=0.1, accuracy=0.9, set_coverage=0.9),
+        ModelMetrics(log_loss=0.5, accuracy=0.7, set_coverage=0.9),
+        candidate_predictions=np.array([[0.25, 0.25, 0.25, 0.25]]),
+        candidate_schema=SCHEMA,
+        champion_schema=SCHEMA,
+        task=Task.CLASSIFICATION,
+        candidate_classes=("False", "True", "churn", "stay"),
+        champion_classes=("churn", "stay"),
+    )
+
+    assert not decision.promote
+    assert decision.reason == (
+        "candidate's classes differ from the champion's: only in the candidate: 'False', 'True'"
+    )
+
+
+def test_labels_outside_the_champions_classes_are_left_out_of_training_and_named(
+    engine: sa.Engine,
+    classifier_registry: tuple[Dataset, ModelRegistry],
+    make_job: Callable[..., RetrainJob],
+    tmp_path: Path,
+) -> None:
+    """One label in four sent as a JSON boolean to a churn/stay model: the candidate was
+    trained on them and promoted with the classes False, True, churn, stay."""
+    _, registry = classifier_registry
+    champion = registry.load().model
+    assert isinstance(champion, Classifier)
+    frame = _frame(1500, shift=-2.5, seed=4)
+    frame["outcome"] = frame["outcome"].astype(object)
+    frame.loc[::4, "outcome"] = np.resize(["True", "False"], len(frame.loc[::4]))
+    _log_labelled(engine, champion, frame)
+    retrain_queue.enqueue(engine, trigger="manual", reason="test")
+
+    job = make_job(
+        settings={"registry_path": tmp_path / "classifiers", "retrain_min_holdout": 100},
+        params=TrainingParams(max_iter=30),
+    )
+    job.registry = registry
+    result = job.run()
+
+    assert result is not None and result.outcome != "failed", result
+    candidate = registry.load("v2").model
+    assert isinstance(candidate, Classifier)
+    assert candidate.classes == champion.classes
+    with engine.connect() as connection:
+        run = connection.execute(sa.select(retrain_runs)).one()
+    [left] = run.data["left_out"]
+    assert left["reason"] == "unknown_class" and left["count"] == len(frame.loc[::4])
+    assert left["prediction_ids"][:2] == ["r1.0", "r1.4"]
+    assert "naming no class of the champion ('False', 'True')" in run.decision_reason
+    assert run.data["labelled_rows"] == len(frame) - len(frame.loc[::4])

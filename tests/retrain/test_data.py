@@ -51,3 +51,33 @@ def test_a_numeric_feature_no_client_sent_keeps_the_candidates_schema_the_champi
     assert registry.load("v2").model.schema["Lot_Frontage"].kind == "numeric"
     with engine.connect() as connection:
         assert connection.execute(sa.select(retrain_runs.c.outcome)).scalar() == "promoted"
+
+
+def test_extreme_regression_labels_are_left_out_named_and_the_rest_trains(
+    make_labelled_log: Callable[..., list[str]],
+    make_job: Callable[..., RetrainJob],
+    engine: sa.Engine,
+) -> None:
+    """Eight labels at ±1e308 failed every run ("Input y contains infinity") for as long
+    as they stayed in the window; one at 2**70 was trained on (candidate MAE 4.7e15)."""
+    extreme = [1e308, -1e308] * 4 + [2.0**70]
+
+    def hostile(items: list[dict[str, Any]]) -> None:
+        for k, value in enumerate(extreme):
+            items[500 + k]["actual"] = value
+
+    ids = make_labelled_log(items=hostile)
+    retrain_queue.enqueue(engine, trigger="manual", reason="test")
+
+    result = make_job().run()
+
+    assert result is not None and result.outcome == "promoted", result
+    with engine.connect() as connection:
+        run = connection.execute(sa.select(retrain_runs)).one()
+    [left] = run.data["left_out"]
+    assert left["reason"] == "extreme" and left["count"] == len(extreme)
+    assert left["prediction_ids"] == ids[500 : 500 + len(extreme)]
+    assert run.data["labelled_rows"] == len(ids) - len(extreme)
+    assert f"left out {len(extreme)} labels outside" in run.decision_reason
+    assert ids[500] in run.decision_reason
+    assert run.candidate_metrics["mae"] < 1e5
