@@ -210,7 +210,8 @@ def archived_predictions(
 ) -> pd.DataFrame:
     """Archived labelled predictions whose label arrived within ``archive.days``, oldest
     prediction first, without those still in the database (a prune whose delete failed
-    after its archive file was written leaves a row in both: counted once)."""
+    after its archive file was written leaves a row in both: counted once), each
+    with its id in ``_prediction_id`` as :func:`labelled_predictions` has it."""
     if not archive.url:
         raise ArchiveUnavailable(
             f"WATCHKEEPER_RETRAIN_ARCHIVE_DAYS={archive.days:g} needs an archive to read: "
