@@ -36,6 +36,8 @@ are drift to learn; further out they are mistakes, and a few of them outweigh ev
 other row of a squared-error fit."""
 NAMED = 10
 """Prediction ids (and class labels) a run names per reason; the count covers all."""
+LABEL_CHARS = 40
+"""A named class label's characters at most: a client's label may hold 256."""
 
 
 class LeftOutReason(StrEnum):
@@ -122,7 +124,7 @@ def screen_classes(labels: Sequence[Any], ids: Sequence[str], classes: Sequence[
     texts = [label_text(label) for label in labels]
     usable = np.array([text in known for text in texts], dtype=bool)
     unknown = sorted({text for text in texts if text not in known})
-    shown = ", ".join(repr(text) for text in unknown[:NAMED])
+    shown = ", ".join(_shown(text) for text in unknown[:NAMED])
     more = f" and {len(unknown) - NAMED} more" if len(unknown) > NAMED else ""
     detail = f"naming no class of the champion ({shown}{more})"
     return Screened(usable, _left_out(ids, {LeftOutReason.UNKNOWN_CLASS: (~usable, detail)}))
@@ -138,6 +140,11 @@ def _left_out(
             named = tuple(str(ids[i]) for i in positions[:NAMED])
             found.append(LeftOut(reason, len(positions), named, detail))
     return tuple(found)
+
+
+def _shown(text: str) -> str:
+    """A label as named in the run: quoted, escaped (a newline stays on one log line)."""
+    return repr(text if len(text) <= LABEL_CHARS else f"{text[:LABEL_CHARS]}…")
 
 
 def _number(value: float) -> str:

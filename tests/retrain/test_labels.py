@@ -64,6 +64,12 @@ def test_class_labels_outside_the_champions_classes_are_left_out_and_named() -> 
     assert left.detail == "naming no class of the champion ('1', 'True', 'maybe')"
 
 
+def test_a_long_or_multiline_label_is_named_short_and_on_one_line() -> None:
+    [left] = screen_classes(["x" * 256, "no\nyes"], ["a", "b"], ("no", "yes")).left_out
+
+    assert left.detail == f"naming no class of the champion ('no\\nyes', '{'x' * 40}…')"
+
+
 def test_every_label_usable_leaves_nothing_out() -> None:
     screened = screen_values(np.array([1.0, 2.0]), ["a", "b"], (0.0, 3.0))
 
