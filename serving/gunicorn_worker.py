@@ -37,6 +37,7 @@ configured the worker behaves as gunicorn's own (terminate TLS at the ingress).
 from __future__ import annotations
 
 import errno
+import os
 import selectors
 import socket
 import time
@@ -104,6 +105,15 @@ class PreloadedUnreader(SocketUnreader):
         if self._pending:
             data, self._pending = data + self._pending.tobytes(), memoryview(b"")
         return data
+
+    def settle(self) -> None:
+        """Put what the request left of the preloaded bytes (a pipelined request) into
+        gunicorn's buffer, after what is there: the worker looks for a next request
+        in that buffer only, and the socket will not say it has one."""
+        if self._pending:
+            self.buf.seek(0, os.SEEK_END)
+            self.buf.write(self._pending)
+            self._pending = memoryview(b"")
 
 
 class _ClientSocket(socket.socket):
@@ -317,6 +327,8 @@ class BufferingThreadWorker(ThreadWorker):
         self._release(conn.held_bytes)
         conn.held_bytes = 0
         conn.sock.request = None
+        if conn.parser is not None and isinstance(conn.parser.unreader, PreloadedUnreader):
+            conn.parser.unreader.settle()
         super().finish_request(conn, fs)
 
     def _keepalive_after(self, conn: _Conn, keepalive: bool) -> bool:  # type: ignore[override]

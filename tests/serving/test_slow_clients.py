@@ -287,6 +287,26 @@ def test_chunked_pipelined_and_expect_continue_requests_are_served(
     assert response[0] == 200
 
 
+def test_a_request_pipelined_behind_a_large_body_is_answered(
+    server: Process, replay_records: list[dict[str, Any]]
+) -> None:
+    """The event loop reads both requests; the first one's body is parsed by the
+    request thread in pieces, which leaves the second one unparsed in the preloaded
+    bytes rather than in gunicorn's buffer, where the worker looks for a pipelined
+    request: it was never answered (the socket has nothing more to read)."""
+    body = json.dumps({"instances": replay_records[:30]}).encode()
+    assert len(body) > 32 * 1024  # the tester's threshold was ~16 KiB
+    health = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
+    with _connect(server) as sock:
+        sock.sendall(_head("/predict", len(body)) + body + health)
+        assert wait_for(
+            lambda: sock.recv(1 << 20, socket.MSG_PEEK).count(b"HTTP/1.1 ") >= 2,
+            timeout=ANSWER_WITHIN * 10,
+        )
+        pipelined = _Pipelined(sock)
+        assert [_read_response(pipelined)[0] for _ in range(2)] == [200, 200]  # type: ignore[index]
+
+
 def _rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
