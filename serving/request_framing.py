@@ -264,10 +264,16 @@ def request_line(request: bytes | bytearray) -> RequestLine | None:
     return RequestLine(parts[0].decode("ascii"), path.decode("latin-1"))
 
 
+def header_text(raw: bytes) -> str:
+    """A header value's bytes as the text the client meant: UTF-8, as clients send
+    non-ASCII values; bytes that are not UTF-8 as ``\\xNN`` escapes, visibly."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def client_request_id(request: bytes | bytearray) -> str | None:
     """The client's own ``X-Request-ID`` in a request's head (complete or not), as
-    the app reads it (Latin-1, the first field of that name); None without one. For
-    reporting a request that never reaches the app."""
+    the app logs it (:func:`header_text`, the first field of that name); None without
+    one. For reporting a request that never reaches the app."""
     head_end = request.find(_HEAD_END)
     found = _REQUEST_ID.search(request, 0, len(request) if head_end < 0 else head_end + 2)
-    return found.group(1).decode("latin-1") if found else None
+    return header_text(found.group(1)) if found else None

@@ -21,6 +21,7 @@ from serving.log_body import cut_body, stored_body
 from serving.log_entry import LogEntry, columnar_body_columns
 from serving.metrics import ServingMetrics
 from serving.prediction_log import JournalUnavailable, PredictionLog
+from serving.request_framing import header_text
 from serving.request_ids import new_request_id
 from serving.services import services
 from watchkeeper.classification import ClassPredictions
@@ -92,7 +93,7 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         latency_seconds=elapsed,
         model_version=g.get("model_version"),
         error=g.get("error"),
-        client_request_id=request.headers.get(REQUEST_ID_HEADER),
+        client_request_id=_client_request_id(),
     )
     outcome = g.get("prediction_outcome")
     if outcome is not None and status < 400:
@@ -121,6 +122,12 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         body = cut_body(_received_body(), limit)
         entry.body = stored_body(body) if body else None
     return entry
+
+
+def _client_request_id() -> str | None:
+    # WSGI gives header bytes as Latin-1 text; encoding it back gives them exactly.
+    value = request.headers.get(REQUEST_ID_HEADER)
+    return None if value is None else header_text(value.encode("latin-1"))
 
 
 def _received_body() -> bytes:

@@ -324,6 +324,25 @@ def test_options_is_204_with_allow_and_no_body_and_logged_as_such(
     assert row["client_request_id"] == "client-opt"
 
 
+@pytest.mark.parametrize(
+    ("sent", "logged"),
+    [
+        ("café-😀".encode(), "café-😀"),  # UTF-8, as clients send it
+        (b"id-\xff\xfe", "id-\\xff\\xfe"),  # not UTF-8: its bytes, visibly
+    ],
+)
+def test_a_client_request_id_is_logged_as_the_text_the_client_sent(
+    hostile_app: Flask, read_log: Callable[[Flask], LogReader], sent: bytes, logged: str
+) -> None:
+    """WSGI hands header bytes over as Latin-1 text: taken as it is, UTF-8 was logged
+    as mojibake (``cafÃ©``)."""
+    headers = {"X-Request-ID": sent.decode("latin-1")}  # what the server gives the app
+    hostile_app.test_client().post("/predict", data=b"{", headers=headers)
+
+    [row] = read_log(hostile_app).requests()
+    assert row["client_request_id"] == logged
+
+
 class _RefusingStream(io.BytesIO):
     """A body stream that fails as gunicorn's chunked reader does on bad framing."""
 

@@ -74,6 +74,10 @@ def test_the_clients_request_id_is_read_from_the_head_only() -> None:
     assert client_request_id(head + b"\r\n") == "mine-1"
     assert client_request_id(b"POST / HTTP/1.1\r\nHost: x\r\n\r\nX-Request-ID: body\r\n") is None
     assert client_request_id(b"POST / HTTP/1.1\r\nX-Request-ID: cut-off") is None
+    # the text the client sent: UTF-8, or its bytes escaped when they are not UTF-8
+    utf8 = "POST / HTTP/1.1\r\nX-Request-ID: café\r\n\r\n".encode()
+    assert client_request_id(utf8) == "café"
+    assert client_request_id(b"POST / HTTP/1.1\r\nX-Request-ID: a\xff\r\n\r\n") == "a\\xff"
 
 
 def test_expect_continue_is_seen_once_the_headers_are_in() -> None:
