@@ -204,7 +204,12 @@ class RequestFramer:
                 return Framing.MALFORMED
             if size == 0:
                 return self._scan_trailers(buffer, line_end + len(_CRLF))
-            self._chunk_payload += size
+            # Extensions count with the data: they are buffered like it, and a few
+            # bytes of data under kilobytes of them would otherwise take a worker's
+            # whole buffer budget within the limit.
+            semicolon = buffer.find(b";", start, line_end)
+            extensions = line_end - semicolon if semicolon >= 0 else 0
+            self._chunk_payload += size + extensions
             if self._chunk_payload > self._limits.max_body_bytes:
                 return Framing.TOO_LARGE
             self._next_chunk = line_end + len(_CRLF) + size + len(_CRLF)

@@ -109,6 +109,15 @@ def test_a_chunked_body_over_the_limit_is_too_large() -> None:
     assert _feed_bytewise(_chunked(b"a" * 600, b"b" * 600))[0] is Framing.TOO_LARGE
 
 
+def test_chunk_extensions_count_towards_the_body_limit() -> None:
+    """A few bytes of data with kilobytes of extensions per chunk: without counting
+    them, a 60 MB message of 7.5 kB of data was buffered whole, and one request could
+    take a worker's whole buffer budget."""
+    line = b"1;" + b"e" * 600 + b"\r\nx\r\n"
+    raw = _CHUNKED_HEAD + line * 3 + b"0\r\n\r\n"
+    assert _feed_bytewise(raw)[0] is Framing.TOO_LARGE
+
+
 def test_a_chunk_size_of_more_digits_than_the_limit_has_is_too_large_at_once() -> None:
     # 16 hex digits: past what the framer once parsed, which handed the request to a
     # thread that then waited for the chunk (tests/serving/test_slow_clients.py)
