@@ -54,6 +54,10 @@ LABEL_COLUMNS = (
 )
 
 
+IMPLAUSIBLE_SHARE = 0.05
+"""Implausible labels (:data:`IMPLAUSIBLE_FACTOR`) are left out only while they are at
+most this share of the labels measured together: more are the data, and leaving them
+out would blind accuracy monitoring when it matters most."""
 IMPLAUSIBLE_FACTOR = 1000.0
 """A label whose error is more than this many times the size of the model's
 predictions (the larger of a prediction and its scale, :func:`_model_scale`) is left
@@ -113,6 +117,10 @@ class AccuracyMetrics:
         plausible = absolute / IMPLAUSIBLE_FACTOR <= np.maximum(scale, np.abs(predicted))
         if scale == 0:  # a model predicting 0 with no interval gives no size to judge by
             plausible[:] = True
+        if plausible.size - np.count_nonzero(plausible) > IMPLAUSIBLE_SHARE * plausible.size:
+            # so many are what happened (a unit changed upstream, a level shift), not a
+            # broken client: measured, but for errors too large for a float
+            plausible = np.isfinite(absolute)
         implausible = int(plausible.size - np.count_nonzero(plausible))
         if implausible:
             labelled = labelled[plausible]

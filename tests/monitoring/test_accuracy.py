@@ -108,3 +108,18 @@ def test_figures_of_errors_near_the_largest_float_are_finite() -> None:
 def test_the_lower_bound_of_an_mae_is_never_negative() -> None:
     assert mae_lower_bound(np.array([0.0, 1e308]), 0.99) == 0.0
     assert mae_lower_bound(np.array([1.0, 100.0, 3.0]), 0.99) == 0.0
+
+
+def test_labels_implausible_in_bulk_are_measured_not_left_out() -> None:
+    """A few absurd labels are a broken client; most of a window's labels far from the
+    predictions are what happened (a unit changed upstream, a level shift): left out,
+    they would blind accuracy monitoring exactly when it matters."""
+    predicted = [100.0 + i for i in range(100)]
+    actual = [p * 1e6 for p in predicted]  # grams to milligrams, say
+
+    metrics = AccuracyMetrics.of(_labelled(actual, predicted, half_width=15.0), confidence=0.99)
+
+    assert metrics.implausible_labels == 0
+    assert metrics.labels == 100
+    assert metrics.mae == pytest.approx(np.mean(np.abs(np.subtract(actual, predicted))))
+    assert np.isfinite(metrics.mae_lower_bound) and metrics.mae_lower_bound > 1e6
