@@ -382,10 +382,16 @@ class Journal:
     def _drop_consumed(self) -> None:
         """Delete every segment file; all their entries are in the database (the
         reader moves past missing segments, also in a replay after a crash)."""
+        # The older segments first: a disk too full to create a file may take the
+        # next segment once they are gone.
+        self._unlink_before(self._segment)
         if self._segment_size:
             self._rotate(sync=False)  # nothing in it needs the disk any more
+            self._unlink_before(self._segment)
+
+    def _unlink_before(self, segment: int) -> None:
         for index in list(self._sizes):
-            if index < self._segment:
+            if index < segment:
                 self._files.segment_path(index).unlink(missing_ok=True)
                 self._retained -= self._sizes.pop(index)
 
@@ -402,9 +408,12 @@ class Journal:
                     if short or free_bytes(self.directory) < self.max_bytes:
                         self._drop_consumed()
                 failed = self._unwritable
-                if failed is not None and failed.errno in _NO_ROOM:
-                    if free_bytes(self.directory) >= self._failed_bytes:
-                        self._unwritable = None
+                if failed is not None and failed.errno not in _NO_ROOM:
+                    # An I/O error may pass (a network volume's hiccup); no request
+                    # reaches an unready worker to find out: let the next append try.
+                    self._unwritable = None
+                elif failed is not None and free_bytes(self.directory) >= self._failed_bytes:
+                    self._unwritable = None
             except OSError as exc:
                 if str(exc) != self._reclaim_error:  # once, not every writer cycle
                     log.warning("prediction log cannot give back journal space: %s", exc)
@@ -579,11 +588,13 @@ class DirectoryUsage:
     def elsewhere(self, workers: int, max_bytes: int) -> int:
         """What other journals take out of the room of one of ``workers`` journals of
         ``max_bytes`` each, so that all of them never take more than
-        ``workers × max_bytes``: every ended journal's bytes (no live journal's
-        limit counts them, and nothing appends to them any more), and what live
-        journals hold beyond the other workers' share (processes of a reload
-        overlapping their predecessors)."""
-        return self.ended + max(0, self.live - (workers - 1) * max_bytes)
+        ``workers × max_bytes``: what the ended journals (no live journal's limit
+        counts them, and nothing appends to them any more) and the other live ones
+        hold beyond the other workers' share. Not every ended byte: a pod whose one
+        replaced worker left a full journal would refuse every request while the disk
+        had room; nor a share of them: a worker that filled its room before the other
+        one was replaced would then take the bound past ``workers × max_bytes``."""
+        return max(0, self.ended + self.live - (workers - 1) * max_bytes)
 
 
 def directory_usage(

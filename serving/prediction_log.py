@@ -289,9 +289,10 @@ class PredictionLog:
             return
         if self._reopen_at:
             log.info("prediction log journal %s created, requests are accepted", journal.id)
+        # Before the first request can append: ended processes' journals count
+        # against its room.
+        self._measure(journal)
         self._journal = journal
-        # Before the first request: ended processes' journals count against its room.
-        self._measure()
 
     # -- writer thread ---------------------------------------------------------
 
@@ -482,13 +483,14 @@ class PredictionLog:
             except Exception:
                 log.exception("prediction log cannot measure its journal directory")
 
-    def _measure(self) -> None:
-        """Scan the journal directory: how much of this journal's room other journals
-        take (:meth:`DirectoryUsage.elsewhere`), for the bytes metric. The sync thread
-        does it every flush interval, whatever the writer waits on, so that a worker
-        notices within one interval the journal a replaced worker left; never a request
-        thread (a scan per request would cost more than the append)."""
-        journal, orphan = self._journal, self._orphan
+    def _measure(self, journal: Journal | None = None) -> None:
+        """Scan the journal directory: how much of this journal's room (``journal``, or
+        this process's) other journals take (:meth:`DirectoryUsage.elsewhere`), for the
+        bytes metric. The sync thread does it every flush interval, whatever the writer
+        waits on, so that a worker notices within one interval the journal a replaced
+        worker left; never a request thread (a scan per request would cost more than
+        the append)."""
+        journal, orphan = journal or self._journal, self._orphan
         usage = directory_usage(
             self._directory,
             own=None if journal is None else journal.id,

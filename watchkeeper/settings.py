@@ -252,8 +252,9 @@ class LogSettings(SettingsGroup):
     journal_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
     """Most bytes each serving worker's journal may take on disk while its entries wait
     for the database, less what journals of ended processes (a killed or reloaded
-    worker's, a predecessor's) still hold: the journals never take more than workers ×
-    this in all, however often workers restart. Past it, `/predict` and `/feedback`
+    worker's, a predecessor's) and the other workers' take beyond the others' share:
+    the journals never take more than workers × this in all, however often workers
+    restart. Past it, `/predict` and `/feedback`
     answer 503 (`log_unavailable`) until the writer catches up: the server never answers
     what it cannot log. Size the disk of `WATCHKEEPER_SPILL_DIR` for workers × this,
     plus room for dead-letter files."""
