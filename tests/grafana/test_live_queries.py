@@ -115,12 +115,21 @@ def test_every_dashboard_query_returns_data_and_names_only_exported_metrics(
         timeout=120,
         interval=0.5,
     ), worker.log_path.read_text()[-2000:]
-    # traffic on the promoted version, seen by the monitor, once the workers serve it
-    assert wait_for(
-        lambda: all(server.get("/model").json()["version"] == "v2" for _ in range(4)),
-        timeout=60,
-        interval=0.5,
-    )
+
+    # traffic on the promoted version, seen by the monitor, once every worker serves it:
+    # by the workers' own gauges (asking /model a few times may reach one worker only,
+    # and the other's v1 answers then leave v2 short of a window)
+    def every_worker_serves_v2() -> bool:
+        text = server.get("/metrics").text
+        served = {
+            version: metric(
+                text, "watchkeeper_model_info", model_version=version, task="regression"
+            )
+            for version in ("v1", "v2")
+        }
+        return served["v2"] == 1 and not served["v1"]
+
+    assert wait_for(every_worker_serves_v2, timeout=60, interval=0.5)
     Replayer(server.url, batch_size=50, feedback_delay=0.2).run(ames.between(201001, 201012))
 
     dashboards = build().values()
