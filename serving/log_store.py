@@ -1,16 +1,14 @@
-"""Stores log entries in the ``requests`` and ``predictions`` tables, fast.
+"""Stores log entries in the ``requests`` table, fast: one row per request, its
+predictions in it (``requests.outputs``, :mod:`serving.log_outputs`; migration 0010).
 
-The writer moves tens of thousands of rows a second, so rows go to the driver as
-plain tuples with the JSON already encoded, and a request's features once, by column,
-in ``requests.features`` rather than one object per prediction row:
-``executemany`` on SQLite; on PostgreSQL ``COPY`` straight into the tables (a few round
-trips whatever the batch size). SQLAlchemy Core's bind processing per row cost as much
-as the model's own prediction on large batches. Both paths store a batch replayed
-after a crash once: SQLite ignores rows already present; on PostgreSQL, where ``COPY``
-cannot, a batch that meets a row already stored fails whole (one transaction, nothing
-kept) and is stored again through staging tables and ``INSERT … SELECT … ON CONFLICT
-DO NOTHING``. Only replays meet stored rows, so the direct ``COPY`` is the usual path:
-the staging copy and the second insert were a sixth of PostgreSQL's CPU per batch.
+The writer moves tens of thousands of predictions a second, so rows go to the driver
+as plain tuples with the JSON already encoded, a request's features once, by column:
+``executemany`` on SQLite; on PostgreSQL binary ``COPY`` (one round trip whatever the
+batch size). Both paths store a batch replayed after a crash once: SQLite ignores rows
+already present; on PostgreSQL, where ``COPY`` cannot, a batch that meets a row already
+stored fails whole (one transaction, nothing kept) and is stored again through a
+staging table and ``INSERT … SELECT … ON CONFLICT DO NOTHING``. Only replays meet
+stored rows, so the direct ``COPY`` is the usual path.
 
 PostgreSQL compresses a large ``features`` value before storing it; its default
 (pglz) cost about a third of PostgreSQL's CPU per 1,000-row request, LZ4 a tenth of
@@ -24,19 +22,17 @@ this module and reads back through the Core tables.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain, repeat
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
-from serving.copy_rows import FEW_ROWS, PredictionRows, copy_stream, prediction_rows
-from serving.log_entry import LogEntry, prediction_id
+from serving.log_entry import LogEntry
+from serving.log_outputs import outputs_text
 
 # Column widths of the ``requests`` table; longer client-supplied strings are cut
 # rather than failing the insert.
@@ -44,70 +40,42 @@ _MAX_CLIENT_ID = 128
 _MAX_ENDPOINT = 64
 _MAX_METHOD = 8
 _SMALLINT_MIN, _SMALLINT_MAX = -32768, 32767
-_NAN_TEXT = "NaN"
 
 _REQUEST_COLUMNS = (
     "request_id, received_at, endpoint, method, status_code, latency_seconds,"
-    " model_version, n_items, error, body, client_request_id, features"
+    " model_version, n_items, error, body, client_request_id, features, single, outputs"
 )
-_PREDICTION_COLUMNS = (
-    "prediction_id, request_id, item_index, created_at, model_version, prediction, lower, upper,"
-    " ood_score"
-)
-# A classifier's rows add their probabilities; a regression model's rows leave the
-# column out rather than bind a NULL per row (a tenth more of the writer's time).
-_CLASS_PREDICTION_COLUMNS = f"{_PREDICTION_COLUMNS}, probabilities"
-_ALL_PREDICTION_COLUMNS = _CLASS_PREDICTION_COLUMNS
-
+# SQLite numbers requests itself: one past the highest, read in the insert's own
+# statement (under the write lock, so writers in other processes take turns); a
+# request already stored is left as it is, number and all.
 _SQLITE_REQUESTS = (
-    f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-    " ON CONFLICT DO NOTHING"
+    f"INSERT INTO requests ({_REQUEST_COLUMNS}, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+    " (SELECT coalesce(max(seq), 0) + 1 FROM requests)) ON CONFLICT DO NOTHING"
 )
-_SQLITE_PREDICTIONS = (
-    f"INSERT INTO predictions ({_PREDICTION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
-    " ON CONFLICT DO NOTHING"
-)
-_SQLITE_CLASS_PREDICTIONS = (
-    f"INSERT INTO predictions ({_CLASS_PREDICTION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
-    " ON CONFLICT DO NOTHING"
-)
-# PostgreSQL: COPY into session-local staging tables, then one INSERT … SELECT that
-# skips rows already present (COPY itself cannot ignore conflicts).
+_SQLITE_MAX_SEQ = "SELECT coalesce(max(seq), 0) FROM requests"
+_SQLITE_STORED_ITEMS = "SELECT coalesce(sum(n_items), 0) FROM requests WHERE seq > ?"
+# PostgreSQL: COPY into a session-local staging table, then one INSERT … SELECT that
+# skips rows already present (COPY itself cannot ignore conflicts). ``seq`` comes from
+# the column's sequence either way.
 _POSTGRES_STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS wk_requests_in ("
     " request_id varchar, received_at timestamptz, endpoint varchar, method varchar,"
     " status_code smallint, latency_seconds float8, model_version varchar, n_items int,"
-    " error json, body text, client_request_id varchar, features text)"
-    " ON COMMIT DELETE ROWS;"
-    " CREATE TEMP TABLE IF NOT EXISTS wk_predictions_in ("
-    " prediction_id varchar, request_id varchar, item_index int, created_at timestamptz,"
-    " model_version varchar, prediction float8, lower float8, upper float8, ood_score float8,"
-    " probabilities json)"
+    " error json, body text, client_request_id varchar, features text, single boolean,"
+    " outputs text)"
     " ON COMMIT DELETE ROWS"
 )
 # Binary COPY: PostgreSQL reads numbers and times as they are, without parsing their
-# text, and psycopg writes them without formatting it (together ~4 ms of CPU a 1,000-row
-# request). Binary rows must say each column's type, in the column lists' order. JSON
-# columns go as ``text``: the values are JSON text already, which PostgreSQL's binary
-# json input takes as it is (psycopg's json type would encode the text as a JSON string).
+# text, and psycopg writes them without formatting it. Binary rows must say each
+# column's type, in the column list's order. JSON columns go as ``text``: the values
+# are JSON text already.
 _REQUEST_TYPES = (
     "varchar", "timestamptz", "varchar", "varchar", "int2", "float8", "varchar", "int4",
-    "text", "text", "varchar", "text",
+    "text", "text", "varchar", "text", "bool", "text",
 )  # fmt: skip
-_PREDICTION_TYPES = (
-    "varchar", "varchar", "int4", "timestamptz", "varchar", "float8", "float8", "float8",
-    "float8",
-)  # fmt: skip
-_CLASS_PREDICTION_TYPES = (*_PREDICTION_TYPES, "text")
-
-
 _POSTGRES_MERGE_REQUESTS = (
     f"INSERT INTO requests ({_REQUEST_COLUMNS}) SELECT {_REQUEST_COLUMNS} FROM wk_requests_in"
-    " ON CONFLICT DO NOTHING"
-)
-_POSTGRES_MERGE_PREDICTIONS = (
-    f"INSERT INTO predictions ({_ALL_PREDICTION_COLUMNS})"
-    f" SELECT {_ALL_PREDICTION_COLUMNS} FROM wk_predictions_in ON CONFLICT DO NOTHING"
+    " ON CONFLICT DO NOTHING RETURNING n_items"
 )
 
 
@@ -123,38 +91,9 @@ _UNIQUE_VIOLATION = "23505"
 
 
 @dataclass(frozen=True, slots=True)
-class _Copy:
-    """One binary ``COPY`` into a table: rows psycopg formats, or the input made already."""
-
-    statement: str
-    types: tuple[str, ...]
-    rows: list[Any]
-    data: bytes | None = None
-
-
-def _copy_statement(table: str, columns: str) -> str:
-    return f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)"
-
-
-@dataclass(slots=True)
-class _PostgresRows:
-    """A batch as PostgreSQL's ``COPY`` takes it."""
-
-    requests: list[Any] = field(default_factory=list)
-    # A regression model's rows: binary, entry by entry, or tuples (one or the other)
-    binary: list[bytes] = field(default_factory=list)
-    in_binary: int = 0
-    regression: list[Any] = field(default_factory=list)
-    classes: list[Any] = field(default_factory=list)  # a classifier's rows, as tuples
-
-    @property
-    def predictions(self) -> int:
-        return self.in_binary + len(self.regression) + len(self.classes)
-
-
-@dataclass(frozen=True, slots=True)
 class Written:
-    """Rows an insert stored (rows already present are not counted)."""
+    """Rows an insert stored (rows already present are not counted): requests, and
+    the predictions they hold."""
 
     requests: int
     predictions: int
@@ -187,37 +126,6 @@ def _smallint(value: int) -> int:
     if not _SMALLINT_MIN <= value <= _SMALLINT_MAX:
         raise ValueError(f"{value} is out of range for a SMALLINT column")
     return value
-
-
-def _floats(values: Any) -> list[float]:
-    """Numbers as journaled: a non-finite one is its name (``NaN``, ``Infinity``,
-    ``-Infinity``, see :func:`serving.log_entry.journal_numbers`), which ``float()``
-    reads; ``null`` is one journaled before names were, whose kind is lost: NaN."""
-    if hasattr(values, "tolist"):
-        return values.tolist()
-    try:
-        return [float(v) for v in values]
-    except TypeError:
-        return [math.nan if v is None else float(v) for v in values]
-
-
-def _sqlite_nan(values: list[float]) -> list[Any]:
-    """SQLite stores a NaN bound as a number as NULL, which the NOT NULL prediction
-    columns refuse: bind it as the text ``NaN`` instead, which SQLite keeps as it is
-    and :class:`watchkeeper.db.tables.LoggedFloat` reads back as NaN. Infinities are
-    REAL values there. One ``sum`` finds out whether there is anything to replace."""
-    total = sum(values)
-    if total == total:
-        return values
-    return [v if v == v else _NAN_TEXT for v in values]
-
-
-def _probability_texts(probabilities: Any, n: int) -> list[str]:
-    """Each row's class probabilities as JSON text."""
-    rows = probabilities.tolist() if hasattr(probabilities, "tolist") else probabilities
-    if len(rows) != n:
-        raise ValueError(f"{len(rows)} rows of probabilities for {n} predictions")
-    return [orjson.dumps(row).decode() for row in rows]
 
 
 class LogStore:
@@ -306,6 +214,7 @@ class LogStore:
 
     def _request_tuple(self, entry: LogEntry, received: Any) -> tuple[Any, ...]:
         client_id = entry.client_request_id or None
+        accepted = bool(entry.n_items)
         return (
             entry.request_id,
             received,
@@ -318,196 +227,65 @@ class LogStore:
             _json_text(entry.error),
             entry.body,
             client_id and client_id[:_MAX_CLIENT_ID],
-            # Features once per request, by column: per-row JSON objects were most of
-            # the log's cost on large batches (watchkeeper.db.features reads them).
-            _columns_text(entry) if entry.n_items else None,
+            # Features once per request, by column, and its predictions in the same
+            # row (serving.log_outputs): a row per prediction was two thirds of what
+            # logging a large batch cost.
+            _columns_text(entry) if accepted else None,
+            entry.single if accepted else None,
+            outputs_text(entry) if accepted else None,
         )
-
-    @staticmethod
-    def _numbers(entry: LogEntry) -> tuple[list[float], list[float], list[float], list[Any]]:
-        """The entry's values, lower and upper bounds, and OOD scores (NULL when none
-        were served: the monitor scores them)."""
-        values, lower, upper = _floats(entry.values), _floats(entry.lower), _floats(entry.upper)
-        ood = [None] * len(values) if entry.ood is None else _floats(entry.ood)
-        return values, lower, upper, ood
-
-    def _sqlite_predictions(self, entry: LogEntry, created: str) -> Iterator[tuple[Any, ...]]:
-        """The entry's prediction rows: :data:`_PREDICTION_COLUMNS`, and a classifier's
-        probabilities after them (:data:`_CLASS_PREDICTION_COLUMNS`), made one by one as
-        ``executemany`` takes them (a list of a batch's tuples cost as much again)."""
-        values, lower, upper, ood = self._numbers(entry)
-        values, lower, upper = _sqlite_nan(values), _sqlite_nan(lower), _sqlite_nan(upper)
-        n, request_id = len(values), entry.request_id
-        rows = zip(
-            [prediction_id(request_id, i, entry.single) for i in range(n)],
-            repeat(request_id, n),
-            range(n),
-            repeat(created, n),
-            repeat(entry.model_version, n),
-            values,
-            lower,
-            upper,
-            ood,
-            strict=True,
-        )
-        if entry.probabilities is None:
-            return rows
-        texts = _probability_texts(entry.probabilities, n)
-        return ((*row, text) for row, text in zip(rows, texts, strict=True))
-
-    def _postgres_tuples(self, entry: LogEntry) -> list[tuple[Any, ...]]:
-        """The entry's rows for PostgreSQL's ``COPY`` by psycopg: :data:`_PREDICTION_COLUMNS`,
-        and a classifier's probabilities after them (:data:`_CLASS_PREDICTION_COLUMNS`).
-        Non-finite values are stored as they are (PostgreSQL's float8 holds NaN and both
-        infinities)."""
-        values, lower, upper, ood = self._numbers(entry)
-        request_id, version, single = entry.request_id, entry.model_version, entry.single
-        rows = [
-            (
-                prediction_id(request_id, i, single),
-                request_id,
-                i,
-                entry.received_at,
-                version,
-                values[i],
-                lower[i],
-                upper[i],
-                ood[i],
-            )
-            for i in range(len(values))
-        ]
-        if entry.probabilities is None:
-            return rows
-        texts = _probability_texts(entry.probabilities, len(values))
-        return [(*row, text) for row, text in zip(rows, texts, strict=True)]
-
-    @staticmethod
-    def _binary_rows(entry: LogEntry) -> bytes:
-        """A regression model's rows, in binary ``COPY`` format (serving.copy_rows)."""
-        if entry.model_version is None:
-            raise ValueError("an entry with predictions has no model version")
-        return prediction_rows(
-            PredictionRows(
-                request_id=entry.request_id,
-                single=entry.single,
-                created_at=entry.received_at,
-                model_version=entry.model_version,
-                values=_floats(entry.values),
-                lower=_floats(entry.lower),
-                upper=_floats(entry.upper),
-                ood=None if entry.ood is None else _floats(entry.ood),
-            )
-        )
-
-    def _sqlite_rows(
-        self, entries: Sequence[LogEntry]
-    ) -> tuple[list[Any], Iterator[Any], Iterator[Any]]:
-        """Request rows, regression prediction rows and classifier prediction rows."""
-        requests: list[Any] = []
-        predictions: list[Iterator[Any]] = []
-        class_predictions: list[Iterator[Any]] = []
-        for entry in entries:
-            when = _sqlite_time(entry.received_at)
-            requests.append(self._request_tuple(entry, when))
-            if entry.n_items:
-                rows = self._sqlite_predictions(entry, when)
-                (predictions if entry.probabilities is None else class_predictions).append(rows)
-        return requests, chain.from_iterable(predictions), chain.from_iterable(class_predictions)
-
-    def _postgres_rows(self, entries: Sequence[LogEntry]) -> _PostgresRows:
-        """The batch's rows: a regression model's as binary ``COPY`` input made here when
-        an entry is a batch of more than a few rows, else as tuples for psycopg (which
-        formats single records for less); either way in the entries' order, which
-        ``seq`` then follows."""
-        rows = _PostgresRows()
-        binary = any(e.n_items > FEW_ROWS and e.probabilities is None for e in entries)
-        for entry in entries:
-            _smallint(entry.status_code)  # SQLite stores any integer there
-            rows.requests.append(self._request_tuple(entry, entry.received_at))
-            if entry.probabilities is not None:
-                rows.classes.extend(self._postgres_tuples(entry))
-            elif binary and entry.n_items:
-                rows.binary.append(self._binary_rows(entry))
-                rows.in_binary += entry.n_items
-            elif entry.n_items:
-                rows.regression.extend(self._postgres_tuples(entry))
-        return rows
 
     def _insert_sqlite(self, entries: Sequence[LogEntry]) -> Written:
-        requests, predictions, class_predictions = self._sqlite_rows(entries)
+        requests = [self._request_tuple(e, _sqlite_time(e.received_at)) for e in entries]
         with self._transaction() as connection:
             cursor = connection.connection.driver_connection.cursor()
             try:
+                before = cursor.execute(_SQLITE_MAX_SEQ).fetchone()[0]
                 cursor.executemany(_SQLITE_REQUESTS, requests)
                 stored = max(cursor.rowcount, 0)
-                stored_predictions = 0
-                for statement, rows in (
-                    (_SQLITE_PREDICTIONS, predictions),
-                    (_SQLITE_CLASS_PREDICTIONS, class_predictions),
-                ):
-                    cursor.executemany(statement, rows)
-                    stored_predictions += max(cursor.rowcount, 0)
+                if stored == len(entries):
+                    items = sum(e.n_items for e in entries)
+                elif stored == 0:
+                    items = 0
+                else:  # part of a replayed batch: what this insert numbered
+                    items = cursor.execute(_SQLITE_STORED_ITEMS, (before,)).fetchone()[0]
             finally:
                 cursor.close()
-        return Written(stored, stored_predictions)
+        return Written(stored, int(items))
 
     def _insert_postgres(self, entries: Sequence[LogEntry]) -> Written:
-        rows = self._postgres_rows(entries)
+        rows = []
+        for entry in entries:
+            _smallint(entry.status_code)  # SQLite stores any integer there
+            rows.append(self._request_tuple(entry, entry.received_at))
         try:
             with self._transaction() as connection:
-                return self._copy_direct(connection, rows)
+                self._copy(connection, "requests", rows)
+                return Written(len(rows), sum(e.n_items for e in entries))
         except Exception as exc:
             if _sqlstate(exc) != _UNIQUE_VIOLATION:
                 raise
-        # Some row is already stored (a replay): nothing of the batch was kept.
+        # Some request is already stored (a replay): nothing of the batch was kept.
         self.staged_batches += 1
         with self._transaction() as connection:
-            return self._copy_staged(connection, rows)
+            self._copy(connection, "wk_requests_in", rows, staging=True)
+            driver = connection.connection.driver_connection
+            with driver.cursor() as cursor:
+                cursor.execute(_POSTGRES_MERGE_REQUESTS)
+                stored = cursor.fetchall()
+        return Written(len(stored), sum(n for (n,) in stored))
 
     @staticmethod
-    def _copies(tables: tuple[str, str], rows: _PostgresRows) -> list[_Copy]:
-        into_requests, into_predictions = tables
-        regression = _copy_statement(into_predictions, _PREDICTION_COLUMNS)
-        copies = [
-            _Copy(_copy_statement(into_requests, _REQUEST_COLUMNS), _REQUEST_TYPES, rows.requests),
-            _Copy(regression, _PREDICTION_TYPES, rows.regression),
-            _Copy(
-                _copy_statement(into_predictions, _CLASS_PREDICTION_COLUMNS),
-                _CLASS_PREDICTION_TYPES,
-                rows.classes,
-            ),
-        ]
-        copies = [copy for copy in copies if copy.rows]
-        if rows.binary:
-            copies.append(_Copy(regression, _PREDICTION_TYPES, [], copy_stream(rows.binary)))
-        return copies
-
-    @staticmethod
-    def _run_copies(cursor: Any, copies: list[_Copy]) -> None:
-        for job in copies:
-            with cursor.copy(job.statement) as copy:
-                if job.data is not None:
-                    copy.write(job.data)  # the whole binary input, signature and trailer
-                    continue
-                copy.set_types(job.types)
-                for row in job.rows:
-                    copy.write_row(row)
-
-    def _copy_direct(self, connection: sa.Connection, rows: _PostgresRows) -> Written:
-        """COPY into the tables; raises a unique violation if any row is stored already."""
+    def _copy(
+        connection: sa.Connection, table: str, rows: list[Any], *, staging: bool = False
+    ) -> None:
+        """Binary ``COPY`` of request rows into ``table``."""
         driver = connection.connection.driver_connection  # psycopg: COPY is not DBAPI
         with driver.cursor() as cursor:
-            self._run_copies(cursor, self._copies(("requests", "predictions"), rows))
-        return Written(len(rows.requests), rows.predictions)
-
-    def _copy_staged(self, connection: sa.Connection, rows: _PostgresRows) -> Written:
-        """COPY into staging tables and insert what is not stored yet."""
-        driver = connection.connection.driver_connection
-        with driver.cursor() as cursor:
-            cursor.execute(_POSTGRES_STAGING)
-            self._run_copies(cursor, self._copies(("wk_requests_in", "wk_predictions_in"), rows))
-            cursor.execute(_POSTGRES_MERGE_REQUESTS)
-            stored = cursor.rowcount
-            cursor.execute(_POSTGRES_MERGE_PREDICTIONS)
-            stored_predictions = cursor.rowcount
-        return Written(stored, stored_predictions)
+            if staging:
+                cursor.execute(_POSTGRES_STAGING)
+            statement = f"COPY {table} ({_REQUEST_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+            with cursor.copy(statement) as copy:
+                copy.set_types(_REQUEST_TYPES)
+                for row in rows:
+                    copy.write_row(row)

@@ -40,6 +40,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from watchkeeper.db.prediction_seq import ITEMS_PER_REQUEST
+
 ENV_PREFIX = "WATCHKEEPER_"
 
 
@@ -200,8 +202,9 @@ class ServingSettings(SettingsGroup):
     frees (or time out with 408); smaller ones are always read. Raised to fit at least
     one request of `WATCHKEEPER_MAX_REQUEST_BYTES`."""
 
-    max_batch_size: int = Field(default=10_000, ge=1)
-    """Most instances accepted in one `/predict` batch; more get 413."""
+    max_batch_size: int = Field(default=10_000, ge=1, lt=ITEMS_PER_REQUEST)
+    """Most instances accepted in one `/predict` batch; more get 413. Below 1,048,576:
+    the log numbers a request's predictions within that range."""
 
     ood_in_response: bool = True
     """Score every prediction's out-of-distribution distance in the serving worker (the

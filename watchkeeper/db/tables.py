@@ -118,37 +118,20 @@ requests = sa.Table(
         JsonText(),
         comment="accepted requests: feature values by name, one list per feature",
     ),
-)
-
-predictions = sa.Table(
-    "predictions",
-    metadata,
-    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
-    # Unique: alone on SQLite; on PostgreSQL with ``created_at``, the partition key
-    # (watchkeeper.db.partitions), as is the primary key ``seq``. Ids are a request id
-    # and an item index, and a request's rows share one time, so both hold the same.
-    sa.Column("prediction_id", sa.String(48), nullable=False),
-    # Indexed on PostgreSQL only (ix_predictions_request_id below, migration 0009); on
-    # SQLite a request's rows are a range of prediction ids (watchkeeper.db.request_rows).
-    sa.Column("request_id", sa.String(32), nullable=False),
-    sa.Column("item_index", sa.Integer, nullable=False),
-    sa.Column("created_at", UtcDateTime(), nullable=False, index=True),
-    sa.Column("model_version", sa.String(64), nullable=False, index=True),
-    # Rows logged before migration 0004 only; later ones read ``requests.features``
-    # (watchkeeper.db.features).
-    sa.Column("features", sa.JSON),
-    sa.Column("prediction", LoggedFloat, nullable=False),
-    sa.Column("lower", LoggedFloat, nullable=False),
-    sa.Column("upper", LoggedFloat, nullable=False),
-    sa.Column("ood_score", sa.Float, comment="set by the monitor"),
-    # Classifiers: ``prediction`` (and ``lower``, ``upper``) hold the predicted class's
-    # position in the version's classes.
+    # The order requests were stored in (PostgreSQL: a sequence; SQLite: the writer's
+    # max + 1, or a trigger for other inserts). A prediction's position in the log is
+    # this and its item index (watchkeeper.db.prediction_seq).
+    sa.Column("seq", sa.BigInteger, sa.Sequence("requests_seq_seq"), index=True),
+    # A single-record request's prediction id is its request id; a batch item's is
+    # ``<request id>.<index>`` (serving.log_entry.prediction_id).
+    sa.Column("single", sa.Boolean),
     sa.Column(
-        "probabilities",
-        sa.JSON,
-        comment="classifiers: class probabilities, in the version's classes order",
+        "outputs",
+        JsonText(),
+        comment="accepted requests: one [prediction, lower, upper, ood_score"
+        " (, probabilities)] per item",
     ),
-    sa.Index("ix_predictions_request_id", "request_id"),  # PostgreSQL only
+    sa.Index("ix_requests_model_version", "model_version"),
 )
 
 feedback = sa.Table(
@@ -227,4 +210,32 @@ retrain_lease = sa.Table(
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("holder", sa.String(128)),
     sa.Column("expires_at", UtcDateTime()),
+)
+
+
+views = sa.MetaData()
+"""Views over the tables: read through them, never written (migrations create them)."""
+
+predictions = sa.Table(
+    "predictions",
+    views,
+    # One row per prediction, expanded from ``requests.outputs``
+    # (watchkeeper.db.prediction_view). ``seq`` is the prediction's position
+    # (watchkeeper.db.prediction_seq): a reader ranging over it bounds ``request_seq``
+    # too, which the index on ``requests.seq`` answers.
+    sa.Column("seq", sa.BigInteger),
+    sa.Column("prediction_id", sa.String(48)),
+    sa.Column("request_id", sa.String(32)),
+    sa.Column("item_index", sa.Integer),
+    sa.Column("created_at", UtcDateTime()),  # the request's ``received_at``
+    sa.Column("model_version", sa.String(64)),
+    sa.Column("features", JsonText()),  # always NULL: features are the request's
+    sa.Column("prediction", LoggedFloat),
+    sa.Column("lower", LoggedFloat),
+    sa.Column("upper", LoggedFloat),
+    sa.Column("ood_score", LoggedFloat),
+    # Classifiers: ``prediction`` (and ``lower``, ``upper``) hold the predicted class's
+    # position in the version's classes; these the class probabilities in that order.
+    sa.Column("probabilities", JsonText()),
+    sa.Column("request_seq", sa.BigInteger),
 )

@@ -1,0 +1,136 @@
+"""The ``predictions`` view: one row per prediction, read out of ``requests.outputs``.
+
+Each accepted request stores its predictions in its own row (migration 0010): a
+1,000-row request is one row and its indexes, where a row per prediction made two
+thirds of what logging it cost (bench/README.md, "What the prediction rows cost at
+all"). Readers that want predictions one by one select from this view; it expands a
+request's ``outputs`` (``[[prediction, lower, upper, ood_score(, probabilities)], ...]``)
+with the database's JSON functions. Conditions on the request's own columns
+(``request_seq``, ``request_id``, ``created_at``, ``model_version``) reach the
+``requests`` indexes (and, on PostgreSQL, its partitions); conditions on ``seq`` or
+``prediction_id`` alone are computed per prediction, so a reader ranging over ``seq``
+bounds ``request_seq`` as well (:func:`seq_between`).
+
+A non-finite number is stored as its name (JSON has none): ``NaN``, ``Infinity``,
+``-Infinity``; both databases read the names back as floats.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from watchkeeper.db.prediction_seq import ITEMS_PER_REQUEST, request_seq_of
+from watchkeeper.db.tables import predictions
+
+_POSTGRES = f"""
+CREATE VIEW predictions AS
+SELECT r.seq * {ITEMS_PER_REQUEST} + (o.n - 1) AS seq,
+       CASE WHEN r.single THEN r.request_id::varchar
+            ELSE r.request_id || '.' || (o.n - 1) END AS prediction_id,
+       r.request_id,
+       (o.n - 1)::int AS item_index,
+       r.received_at AS created_at,
+       r.model_version,
+       NULL::text AS features,
+       (o.v ->> 0)::float8 AS prediction,
+       (o.v ->> 1)::float8 AS lower,
+       (o.v ->> 2)::float8 AS upper,
+       (o.v ->> 3)::float8 AS ood_score,
+       (o.v -> 4)::text AS probabilities,
+       r.seq AS request_seq
+FROM requests r
+CROSS JOIN LATERAL json_array_elements(r.outputs::json) WITH ORDINALITY AS o(v, n)
+WHERE r.outputs IS NOT NULL
+"""
+
+_SQLITE = f"""
+CREATE VIEW predictions AS
+SELECT r.seq * {ITEMS_PER_REQUEST} + o.key AS seq,
+       CASE WHEN r.single THEN r.request_id ELSE r.request_id || '.' || o.key END
+           AS prediction_id,
+       r.request_id,
+       o.key AS item_index,
+       r.received_at AS created_at,
+       r.model_version,
+       NULL AS features,
+       json_extract(o.value, '$[0]') AS prediction,
+       json_extract(o.value, '$[1]') AS lower,
+       json_extract(o.value, '$[2]') AS upper,
+       json_extract(o.value, '$[3]') AS ood_score,
+       json_extract(o.value, '$[4]') AS probabilities,
+       r.seq AS request_seq
+FROM requests r, json_each(r.outputs) o
+WHERE r.outputs IS NOT NULL
+"""
+
+# SQLite: a request inserted without ``seq`` (not by the log's writer, which numbers
+# its rows itself) gets the next one, so any insert is read by the monitor.
+_SQLITE_SEQ_TRIGGER = """
+CREATE TRIGGER requests_seq AFTER INSERT ON requests WHEN NEW.seq IS NULL
+BEGIN
+    UPDATE requests SET seq = (SELECT coalesce(max(seq), 0) + 1 FROM requests)
+    WHERE rowid = NEW.rowid;
+END
+"""
+
+
+def create_statements(dialect: str) -> list[str]:
+    """DDL creating the view (and SQLite's numbering trigger)."""
+    if dialect == "postgresql":
+        return [_POSTGRES]
+    return [_SQLITE, _SQLITE_SEQ_TRIGGER]
+
+
+def drop_statements(dialect: str) -> list[str]:
+    statements = ["DROP VIEW IF EXISTS predictions"]
+    if dialect != "postgresql":
+        statements.append("DROP TRIGGER IF EXISTS requests_seq")
+    return statements
+
+
+def seq_between(after: int, up_to: int) -> sa.ColumnElement[bool]:
+    """``after < seq <= up_to`` on the view, with the request bounds its index answers."""
+    return sa.and_(
+        predictions.c.request_seq >= request_seq_of(after),
+        predictions.c.request_seq <= request_seq_of(up_to),
+        predictions.c.seq > after,
+        predictions.c.seq <= up_to,
+    )
+
+
+def seq_in(seqs: list[int]) -> sa.ColumnElement[bool]:
+    """``seq IN seqs`` on the view, with the requests named for the index."""
+    requests = sorted({request_seq_of(s) for s in seqs})
+    return sa.and_(predictions.c.request_seq.in_(requests), predictions.c.seq.in_(seqs))
+
+
+def request_id_of(prediction_id: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """The request id within a prediction id (``<request id>`` or ``<request id>.<n>``;
+    request ids hold no dot): joined to ``predictions.request_id`` besides the prediction
+    id, it lets the database find a label's request by its key instead of expanding
+    every request's predictions to match ids."""
+    dot = _position(prediction_id, sa.literal(".", sa.String))
+    return sa.case((dot > 0, sa.func.substr(prediction_id, 1, dot - 1)), else_=prediction_id)
+
+
+class _position(FunctionElement[int]):
+    """Where a text first holds another (1-based, 0 if not): ``instr`` on SQLite,
+    ``strpos`` on PostgreSQL."""
+
+    type = sa.Integer()
+    inherit_cache = True
+    name = "position"
+
+
+@compiles(_position)
+def _position_default(element: _position, compiler: Any, **kw: Any) -> str:
+    return f"strpos({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_position, "sqlite")
+def _position_sqlite(element: _position, compiler: Any, **kw: Any) -> str:
+    return f"instr({compiler.process(element.clauses, **kw)})"
