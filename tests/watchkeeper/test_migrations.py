@@ -129,3 +129,295 @@ def test_request_features_become_text_on_postgresql_and_back(
         assert [json.loads(v) for v in values] == [columns, columns]
     assert kind == "json"
     engine.dispose()
+
+
+# -- 0010: predictions into their request's row -----------------------------------------
+
+_T = "2026-11-29 12:00:00"
+
+
+def _blank_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'log.db'}"
+    return request.getfixturevalue("postgres_server").create_database()
+
+
+def _insert_0009_log(engine: sa.Engine) -> None:
+    """A log at 0009 as its writers left it: a single record, a batch, a classifier's
+    row, NaN and infinite predictions, rows with their own features (before 0004),
+    predictions whose request row is gone, a batch an old prune left only its
+    labelled item of, the monitor's watermark, windows and the pruner's positions."""
+    postgres = engine.dialect.name == "postgresql"
+    as_json = "CAST({} AS json)" if postgres else "{}"
+    nan = float("nan") if postgres else "NaN"  # SQLite's log kept NaN as text
+    request = sa.text(
+        "INSERT INTO requests (request_id, received_at, endpoint, method, status_code,"
+        " latency_seconds, model_version, n_items, features)"
+        f" VALUES (:id, '{_T}', '/predict', 'POST', :status, 0.01, 'v1', :n, :features)"
+    )
+    prediction = sa.text(
+        "INSERT INTO predictions (prediction_id, request_id, item_index, created_at,"
+        " model_version, features, prediction, lower, upper, ood_score, probabilities)"
+        f" VALUES (:pid, :rid, :i, '{_T}', 'v1', {as_json.format(':features')}, :p, :lo, :hi,"
+        f" :ood, {as_json.format(':probabilities')})"
+    )
+    requests = [
+        ("single", 200, 1, {"area": [1.0]}),
+        ("batch", 200, 3, {"area": [2.0, 3.0, 4.0]}),
+        ("classes", 200, 1, {"area": [5.0]}),
+        ("rejected", 400, 0, None),
+        ("nonfinite", 200, 3, {"area": [6.0, 7.0, 8.0]}),
+        ("old", 200, 2, None),
+        ("pruned", 200, 3, {"area": [9.0, 10.0, 11.0]}),
+    ]
+    item = dict(features=None, ood=None, probabilities=None)
+    rows = [  # in seq order
+        dict(item, pid="single", rid="single", i=0, p=100.0, lo=90.0, hi=110.0, ood=0.5),
+        dict(item, pid="batch.0", rid="batch", i=0, p=1.0, lo=0.0, hi=2.0),
+        dict(item, pid="batch.1", rid="batch", i=1, p=2.0, lo=1.0, hi=3.0),
+        dict(
+            item,
+            pid="classes",
+            rid="classes",
+            i=0,
+            p=1.0,
+            lo=1.0,
+            hi=1.0,
+            probabilities=json.dumps([0.25, 0.75]),
+        ),  # fmt: skip
+        dict(item, pid="batch.2", rid="batch", i=2, p=3.0, lo=2.0, hi=4.0),  # interleaved
+        dict(item, pid="nonfinite.0", rid="nonfinite", i=0, p=nan, lo=nan, hi=nan),
+        dict(
+            item, pid="nonfinite.1", rid="nonfinite", i=1, p=float("inf"), lo=0.0, hi=float("inf")
+        ),  # fmt: skip
+        dict(
+            item, pid="nonfinite.2", rid="nonfinite", i=2, p=float("-inf"), lo=float("-inf"), hi=0.0
+        ),  # fmt: skip
+        dict(
+            item,
+            pid="old.0",
+            rid="old",
+            i=0,
+            p=4.0,
+            lo=3.0,
+            hi=5.0,
+            features=json.dumps({"area": 12.0, "kind": "a"}),
+        ),  # fmt: skip
+        dict(
+            item,
+            pid="old.1",
+            rid="old",
+            i=1,
+            p=5.0,
+            lo=4.0,
+            hi=6.0,
+            features=json.dumps({"area": 13.0}),
+        ),  # fmt: skip
+        dict(item, pid="orphan.0", rid="orphan", i=0, p=6.0, lo=5.0, hi=7.0),
+        dict(item, pid="orphan.1", rid="orphan", i=1, p=7.0, lo=6.0, hi=8.0),
+        dict(item, pid="pruned.1", rid="pruned", i=1, p=8.0, lo=7.0, hi=9.0),
+    ]
+    with engine.begin() as connection:
+        for rid, status, n, features in requests:
+            connection.execute(
+                request,
+                {"id": rid, "status": status, "n": n,
+                 "features": None if features is None else json.dumps(features)},
+            )  # fmt: skip
+        for row in rows:
+            connection.execute(prediction, row)
+        connection.execute(
+            sa.text("INSERT INTO feedback (prediction_id, actual, received_at)"
+                    f" VALUES ('pruned.1', 8.5, '{_T}')")
+        )  # fmt: skip
+        for name, value in (("windows", 6), ("retention_predictions", 3),
+                            ("retention_requests", 1_700_000_000_000_000)):  # fmt: skip
+            connection.execute(
+                sa.text("INSERT INTO monitor_state (name, watermark, updated_at)"
+                        f" VALUES (:name, :value, '{_T}')"),
+                {"name": name, "value": value},
+            )  # fmt: skip
+        for n, (first, last) in enumerate(((1, 3), (4, 6), (7, 13))):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO window_results (window_id, model_version, detector,"
+                    " first_seq, last_seq, n_rows, started_at, ended_at, evaluated_at,"
+                    f" details) VALUES (:w, 'v1', 'output_drift', :first, :last, 3, '{_T}',"
+                    f" '{_T}', '{_T}', '{{}}')"
+                ),
+                {"w": f"w{n}", "first": first, "last": last},
+            )
+
+
+def _migrate(engine: sa.Engine, revision: str) -> None:
+    from alembic import command
+
+    from watchkeeper.db.migrate import _config
+
+    with engine.begin() as connection:
+        config = _config()
+        config.attributes["connection"] = connection
+        if revision < (current_revision(engine) or ""):
+            command.downgrade(config, revision)
+        else:
+            command.upgrade(config, revision)
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (a != a and b != b)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_0010_moves_every_prediction_into_its_request_and_maps_the_positions(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The upgrade keeps every prediction with its id, item index, values (NaN and
+    infinities too), probabilities and features; a request's position orders the log
+    as its first row did; the watermark and the windows become positions of the same
+    rows; a partly pruned batch keeps its item's index (its label and features still
+    match)."""
+    from watchkeeper.db.features import feature_records
+    from watchkeeper.db.prediction_seq import prediction_seq
+    from watchkeeper.db.tables import feedback, monitor_state, predictions, requests
+    from watchkeeper.db.tables import window_results as windows
+
+    engine = create_engine(_blank_url(kind, tmp_path, request))
+    upgrade(engine, "0009")
+    _insert_0009_log(engine)
+    upgrade(engine)
+
+    with engine.connect() as connection:
+        seqs = dict(connection.execute(sa.select(requests.c.request_id, requests.c.seq)).all())
+        rows = connection.execute(sa.select(predictions).order_by(predictions.c.seq)).all()
+        records = feature_records(connection, rows)
+        labelled = connection.execute(
+            sa.select(predictions.c.prediction_id, predictions.c.item_index).join(
+                feedback, feedback.c.prediction_id == predictions.c.prediction_id
+            )
+        ).all()
+        watermark = connection.execute(
+            sa.select(monitor_state.c.name, monitor_state.c.watermark)
+        ).all()
+        spans = connection.execute(
+            sa.select(windows.c.first_seq, windows.c.last_seq).order_by(windows.c.window_id)
+        ).all()
+        n_items = dict(
+            connection.execute(sa.select(requests.c.request_id, requests.c.n_items)).all()
+        )
+        single = dict(connection.execute(sa.select(requests.c.request_id, requests.c.single)).all())
+
+    assert seqs["rejected"] is None
+    order = ["single", "batch", "classes", "nonfinite", "old", "orphan", "pruned"]
+    assert sorted(order, key=lambda r: seqs[r]) == order
+    ids = [r.prediction_id for r in rows]
+    assert ids == [
+        "single", "batch.0", "batch.1", "batch.2", "classes", "nonfinite.0",
+        "nonfinite.1", "nonfinite.2", "old.0", "old.1", "orphan.0", "orphan.1", "pruned.1",
+    ]  # fmt: skip
+    by_id = {r.prediction_id: r for r in rows}
+    assert all(r.seq == prediction_seq(seqs[r.request_id], r.item_index) for r in rows)
+    assert (by_id["single"].prediction, by_id["single"].ood_score) == (100.0, 0.5)
+    assert by_id["batch.1"][7:10] == (2.0, 1.0, 3.0)
+    assert by_id["classes"].probabilities == [0.25, 0.75]
+    assert by_id["batch.0"].probabilities is None and by_id["batch.0"].ood_score is None
+    expected = {
+        "nonfinite.0": (float("nan"),) * 3,
+        "nonfinite.1": (float("inf"), 0.0, float("inf")),
+        "nonfinite.2": (float("-inf"), float("-inf"), 0.0),
+    }
+    for pid, values in expected.items():
+        row = by_id[pid]
+        assert all(map(_same, (row.prediction, row.lower, row.upper), values)), pid
+    assert by_id["pruned.1"].item_index == 1 and labelled == [("pruned.1", 1)]
+    features = dict(zip(ids, records, strict=True))
+    assert features["old.0"] == {"area": 12.0, "kind": "a"}
+    assert features["old.1"] == {"area": 13.0, "kind": None}
+    assert features["batch.2"] == {"area": 4.0}
+    assert features["pruned.1"] == {"area": 10.0}
+    assert features["orphan.1"] == {}
+    assert (n_items["orphan"], n_items["pruned"], n_items["batch"]) == (2, 1, 3)
+    assert (single["single"], single["classes"], single["batch"]) == (True, True, False)
+    # old seq 6 was nonfinite.0 (batch.2, seq 5, is before it by position too)
+    assert watermark == [("windows", by_id["nonfinite.0"].seq)]
+    assert spans == [
+        (1, by_id["batch.1"].seq),  # rows 1..3 were single, batch.0, batch.1
+        (by_id["batch.1"].seq + 1, by_id["nonfinite.0"].seq),
+        (by_id["nonfinite.0"].seq + 1, by_id["pruned.1"].seq),
+    ]
+
+    with engine.begin() as connection:  # a request stored afterwards comes after
+        connection.execute(
+            requests.insert().values(
+                request_id="later", received_at=sa.func.now(), endpoint="/predict",
+                method="POST", status_code=200, latency_seconds=0.01, model_version="v1",
+                n_items=1, single=True, outputs=[[1.0, 0.0, 2.0]],
+            )
+        )  # fmt: skip
+        later = connection.execute(
+            sa.select(requests.c.seq).where(requests.c.request_id == "later")
+        ).scalar_one()
+    assert later > max(s for s in seqs.values() if s is not None)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_0010_downgrade_gives_back_every_prediction_and_the_positions_as_numbers(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    engine = create_engine(_blank_url(kind, tmp_path, request))
+    upgrade(engine, "0009")
+    _insert_0009_log(engine)
+    columns = (
+        "prediction_id, request_id, item_index, prediction, lower, upper, ood_score, probabilities"
+    )
+
+    def stored() -> tuple[list[Any], list[Any]]:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql(
+                f"SELECT {columns} FROM predictions ORDER BY seq"
+            ).all()
+            kept = connection.exec_driver_sql(
+                "SELECT name, watermark FROM monitor_state WHERE name = 'windows'"
+                " UNION ALL SELECT window_id, last_seq FROM window_results"
+                " UNION ALL SELECT window_id, first_seq FROM window_results"
+            ).all()
+        out = []
+        for row in rows:
+            values = [float(v) if isinstance(v, str) else v for v in row[3:7]]
+            values = ["nan" if v is not None and v != v else v for v in values]
+            probabilities = row.probabilities
+            if isinstance(probabilities, str):
+                probabilities = json.loads(probabilities)
+            out.append((*row[:3], *values, probabilities))
+        return out, sorted(kept)
+
+    before, _ = stored()
+    upgrade(engine)
+    _migrate(engine, "0009")
+    after, kept = stored()
+
+    # batch.2 comes with its batch now; rows are numbered afresh in that order
+    moved = before.pop(4)
+    before.insert(3, moved)
+    assert after == before
+    numbers = {r[0]: n for n, r in enumerate(after, start=1)}
+    assert kept == sorted(
+        [
+            ("windows", numbers["nonfinite.0"]),
+            ("w0", numbers["batch.1"]), ("w0", 1),
+            ("w1", numbers["nonfinite.0"]), ("w1", numbers["batch.1"] + 1),
+            ("w2", numbers["pruned.1"]), ("w2", numbers["nonfinite.0"] + 1),
+        ]
+    )  # fmt: skip
+    with engine.begin() as connection:  # the numbering goes on after the rows
+        connection.exec_driver_sql(
+            "INSERT INTO predictions (prediction_id, request_id, item_index, created_at,"
+            " model_version, prediction, lower, upper)"
+            f" VALUES ('next', 'next', 0, '{_T}', 'v1', 1, 0, 2)"
+        )
+        seq = connection.exec_driver_sql(
+            "SELECT seq FROM predictions WHERE prediction_id = 'next'"
+        ).scalar()
+    assert seq == len(after) + 1
+    upgrade(engine)  # and up again
+    engine.dispose()

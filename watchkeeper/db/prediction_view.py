@@ -12,7 +12,9 @@ with the database's JSON functions. Conditions on the request's own columns
 bounds ``request_seq`` as well (:func:`seq_between`).
 
 A non-finite number is stored as its name (JSON has none): ``NaN``, ``Infinity``,
-``-Infinity``; both databases read the names back as floats.
+``-Infinity``; both databases read the names back as floats. An item that is ``null``
+is no prediction: a request logged before migration 0010 whose other predictions the
+prune of the time had deleted keeps its remaining ones at their item index.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ SELECT r.seq * {ITEMS_PER_REQUEST} + (o.n - 1) AS seq,
        r.seq AS request_seq
 FROM requests r
 CROSS JOIN LATERAL json_array_elements(r.outputs::json) WITH ORDINALITY AS o(v, n)
-WHERE r.outputs IS NOT NULL
+WHERE r.outputs IS NOT NULL AND json_typeof(o.v) <> 'null'
 """
 
 _SQLITE = f"""
@@ -64,7 +66,7 @@ SELECT r.seq * {ITEMS_PER_REQUEST} + o.key AS seq,
        json_extract(o.value, '$[4]') AS probabilities,
        r.seq AS request_seq
 FROM requests r, json_each(r.outputs) o
-WHERE r.outputs IS NOT NULL
+WHERE r.outputs IS NOT NULL AND o.type <> 'null'
 """
 
 # SQLite: a request inserted without ``seq`` (not by the log's writer, which numbers

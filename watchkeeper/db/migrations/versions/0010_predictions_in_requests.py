@@ -10,22 +10,29 @@ order they were stored and ``requests.single`` telling a single record's predict
 (:mod:`watchkeeper.db.prediction_view`) gives readers a row per prediction as before.
 
 The upgrade moves every stored prediction into its request's row (a request whose row
-is gone gets one back, as accepted), folds the features of rows logged before 0004 into
-their request's columns, and maps the positions kept by ``seq`` to the new positions
-(:mod:`watchkeeper.db.prediction_seq`): the monitor's watermark and its windows' first
-and last rows. A prediction's new position keeps the order of the old ``seq`` except
-where two writers' requests interleaved their rows (PostgreSQL): around the watermark
-such a request's later items may count as read. The retention's resume point within
-``predictions`` is dropped (it deletes requests now). On PostgreSQL the predictions'
-sequence numbers the requests from where it was. The downgrade rebuilds a plain
-``predictions`` table from the outputs (not partitioned: 0007's downgrade takes either).
+is gone gets one back, as accepted), at its item index: a request some of whose
+predictions an earlier prune deleted (it kept labelled ones) holds ``null`` for each
+item that is gone, which the view skips, so that its prediction ids, labels and
+features still match; ``n_items`` then counts the predictions it holds. Features of
+rows logged before 0004 are folded into their request's columns. The positions kept by
+``seq`` are mapped to the new positions (:mod:`watchkeeper.db.prediction_seq`): the
+monitor's watermark becomes the position of the newest prediction it had read, a
+window's last row likewise, and its first row the position after that of the row
+before it (a window whose rows were pruned maps to an empty range). A prediction's new
+position keeps the order of the old ``seq`` except where two writers' requests
+interleaved their rows (PostgreSQL): around the watermark such a request's later items
+may count as read. The retention's resume points are dropped (it resumes by request
+``seq`` now). On PostgreSQL the predictions' sequence numbers the requests from where
+it was. The downgrade rebuilds a plain ``predictions`` table from the outputs (not
+partitioned: 0007's downgrade takes either), numbering the rows afresh in position
+order and mapping the watermark and the windows back to those numbers.
 
 Revision ID: 0010
 Revises: 0009
 Create Date: 2026-11-30
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -94,9 +101,11 @@ def _number_text(value: float | None) -> Any:
 
 def _output(row: Any) -> list[Any]:
     out = [_number_text(_float(v)) for v in (row.prediction, row.lower, row.upper, row.ood_score)]
-    if row.probabilities is not None:
-        probabilities = row.probabilities
-        out.append(orjson.loads(probabilities) if isinstance(probabilities, str) else probabilities)
+    probabilities = row.probabilities
+    if isinstance(probabilities, str):
+        probabilities = orjson.loads(probabilities)
+    if probabilities is not None:  # JSON null too: a regression row
+        out.append(probabilities)
     return out
 
 
@@ -104,10 +113,17 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)  # SQLite: NaN stored as the text 'NaN'
 
 
+def _outputs(items: list[Any]) -> list[Any]:
+    """A request's items by their index, ``None`` where a prediction is gone."""
+    outputs: list[Any] = [None] * (max(r.item_index for r in items) + 1)
+    for row in items:
+        outputs[row.item_index] = _output(row)
+    return outputs
+
+
 def _move_sqlite() -> None:
     """SQLite: each request's outputs built here (its JSON aggregate keeps no order)."""
-    connection = op.get_bind()
-    rows = connection.execute(
+    rows = op.get_bind().execute(
         sa.text(
             "SELECT request_id, prediction_id, item_index, seq, prediction, lower, upper,"
             " ood_score, probabilities FROM predictions ORDER BY request_id, item_index"
@@ -120,7 +136,8 @@ def _move_sqlite() -> None:
                 "request_id": request_id,
                 "seq": min(r.seq for r in items),
                 "single": len(items) == 1 and items[0].prediction_id == request_id,
-                "outputs": orjson.dumps([_output(r) for r in items]).decode(),
+                "outputs": orjson.dumps(_outputs(items)).decode(),
+                "n_items": len(items),
             }
         )
         if len(batch) >= _CHUNK:
@@ -130,10 +147,11 @@ def _move_sqlite() -> None:
         _store_outputs(batch)
 
 
-def _by_request(rows: Iterable[Any]) -> Iterable[tuple[str, list[Any]]]:
+def _by_request(rows: Iterable[Any]) -> Iterator[tuple[str, list[Any]]]:
+    """Rows ordered by request, a request's together; read as they come."""
     current: str | None = None
     items: list[Any] = []
-    for row in rows.fetchall() if hasattr(rows, "fetchall") else rows:
+    for row in rows:
         if row.request_id != current and items:
             yield current, items  # type: ignore[misc]
             items = []
@@ -146,31 +164,51 @@ def _by_request(rows: Iterable[Any]) -> Iterable[tuple[str, list[Any]]]:
 def _store_outputs(batch: list[dict[str, Any]]) -> None:
     op.get_bind().execute(
         sa.text(
-            "UPDATE requests SET seq = :seq, single = :single, outputs = :outputs"
-            " WHERE request_id = :request_id"
+            "UPDATE requests SET seq = :seq, single = :single, outputs = :outputs,"
+            " n_items = :n_items WHERE request_id = :request_id"
         ),
         batch,
     )
 
 
+# PostgreSQL: one item; ``to_json`` names NaN and the infinities. A JSON ``null`` in
+# ``probabilities`` is a regression row's.
+_POSTGRES_ITEM = (
+    "CASE WHEN p.probabilities IS NULL OR p.probabilities::text = 'null'"
+    " THEN json_build_array(p.prediction, p.lower, p.upper, p.ood_score)"
+    " ELSE json_build_array(p.prediction, p.lower, p.upper, p.ood_score, p.probabilities) END"
+)
+
+
 def _move_postgres() -> None:
-    """PostgreSQL: one statement; ``to_json`` names NaN and the infinities."""
+    """PostgreSQL: one statement for every request; then the few whose item indexes
+    have gaps (predictions an earlier prune deleted) again, with ``null`` there."""
     _run(
-        "UPDATE requests r SET seq = p.first_seq, single = p.single, outputs = p.outputs"
-        " FROM (SELECT request_id, min(seq) AS first_seq,"
-        " count(*) = 1 AND bool_and(prediction_id = request_id) AS single,"
-        " json_agg(CASE WHEN probabilities IS NULL"
-        " THEN json_build_array(prediction, lower, upper, ood_score)"
-        " ELSE json_build_array(prediction, lower, upper, ood_score, probabilities) END"
-        " ORDER BY item_index)::text AS outputs"
-        " FROM predictions GROUP BY request_id) p"
+        "UPDATE requests r SET seq = p.first_seq, single = p.single, outputs = p.outputs,"
+        " n_items = p.n"
+        " FROM (SELECT p.request_id, min(p.seq) AS first_seq, count(*) AS n,"
+        " count(*) = 1 AND bool_and(p.prediction_id = p.request_id) AS single,"
+        f" json_agg({_POSTGRES_ITEM} ORDER BY p.item_index)::text AS outputs"
+        " FROM predictions p GROUP BY p.request_id) p"
         " WHERE r.request_id = p.request_id"
+    )
+    _run(
+        "UPDATE requests r SET outputs = g.outputs"
+        " FROM (SELECT s.request_id,"
+        f" json_agg(CASE WHEN p.seq IS NULL THEN NULL ELSE {_POSTGRES_ITEM} END"
+        " ORDER BY i.i)::text AS outputs"
+        " FROM (SELECT request_id, max(item_index) AS last FROM predictions"
+        " GROUP BY request_id HAVING count(*) <> max(item_index) + 1) s"
+        " CROSS JOIN LATERAL generate_series(0, s.last) AS i(i)"
+        " LEFT JOIN predictions p ON p.request_id = s.request_id AND p.item_index = i.i"
+        " GROUP BY s.request_id) g"
+        " WHERE r.request_id = g.request_id"
     )
 
 
 def _fold_row_features() -> None:
     """Rows logged before 0004 held their features themselves: their request's
-    columns now hold them (a feature a row lacks is null)."""
+    columns now hold them, by item index (a feature a row lacks is null)."""
     connection = op.get_bind()
     rows = connection.execute(
         sa.text(
@@ -179,77 +217,66 @@ def _fold_row_features() -> None:
             " ORDER BY p.request_id, p.item_index"
         )
     )
+    update = sa.text(
+        "UPDATE requests SET features = :features"
+        " WHERE request_id = :request_id AND features IS NULL"
+    )
     updates = []
     for request_id, items in _by_request(rows):
-        records = [
-            orjson.loads(r.features) if isinstance(r.features, str) else r.features for r in items
-        ]
         n = max(r.item_index for r in items) + 1
         columns: dict[str, list[Any]] = {}
-        for row, record in zip(items, records, strict=True):
+        for row in items:
+            record = orjson.loads(row.features) if isinstance(row.features, str) else row.features
             for name, value in (record or {}).items():
                 columns.setdefault(name, [None] * n)[row.item_index] = value
         updates.append({"request_id": request_id, "features": orjson.dumps(columns).decode()})
+        if len(updates) >= _CHUNK:
+            connection.execute(update, updates)
+            updates = []
     if updates:
-        connection.execute(
-            sa.text(
-                "UPDATE requests SET features = :features"
-                " WHERE request_id = :request_id AND features IS NULL"
-            ),
-            updates,
-        )
-
-
-def _new_position(old: int) -> int:
-    """The position of the prediction stored as ``seq`` ``old`` or, if it is gone, of
-    the latest one before it; 0 when there is none."""
-    row = _run(
-        "SELECT p.item_index, r.seq FROM predictions p JOIN requests r"
-        " ON r.request_id = p.request_id WHERE p.seq <= :old ORDER BY p.seq DESC LIMIT 1",
-        old=old,
-    ).first()
-    return 0 if row is None else int(row.seq) * ITEMS_PER_REQUEST + int(row.item_index)
+        connection.execute(update, updates)
 
 
 def _map_positions() -> None:
-    """The monitor's watermark and its windows' first and last rows, as positions."""
-    mapped: dict[int, int] = {}
+    """The monitor's watermark and its windows' first and last rows, as positions.
 
-    def new(old: int) -> int:
-        if old not in mapped:
-            mapped[old] = _new_position(int(old))
-        return mapped[old]
-
-    watermark = _run("SELECT watermark FROM monitor_state WHERE name = 'windows'").scalar()
-    if watermark is not None:
-        _run("UPDATE monitor_state SET watermark = :w WHERE name = 'windows'", w=new(watermark))
-    windows = _run("SELECT id, first_seq, last_seq FROM window_results").all()
-    updates = [
-        # a window's first row: the one after the row before it
-        {"id": w.id, "first": _first_position(int(w.first_seq)), "last": new(w.last_seq)}
-        for w in windows
-    ]
-    if updates:
-        op.get_bind().execute(
+    A value's position is that of the newest prediction at or before it (0: none), a
+    window's first row the position after that of the row before it. The mapping is
+    built in one pass over the predictions in ``seq`` order, which the primary key
+    gives, merged with the sorted values (a query per value would probe every
+    partition of a partitioned table for each of a long history's windows)."""
+    connection = op.get_bind()
+    old = _kept_positions()
+    if old:
+        rows = connection.execute(
             sa.text(
-                "UPDATE window_results SET first_seq = :first, last_seq = :last WHERE id = :id"
-            ),
-            updates,
+                "SELECT p.seq, p.item_index, r.seq AS request_seq FROM predictions p"
+                " JOIN requests r ON r.request_id = p.request_id"
+                " WHERE p.seq <= :last ORDER BY p.seq"
+            ).execution_options(yield_per=10_000),
+            {"last": old[-1]},
         )
-    _run("DELETE FROM monitor_state WHERE name = 'retention_predictions'")
-
-
-def _first_position(old: int) -> int:
-    row = _run(
-        "SELECT p.item_index, r.seq FROM predictions p JOIN requests r"
-        " ON r.request_id = p.request_id WHERE p.seq >= :old ORDER BY p.seq LIMIT 1",
-        old=old,
-    ).first()
-    return (
-        old * ITEMS_PER_REQUEST
-        if row is None
-        else int(row.seq) * ITEMS_PER_REQUEST + int(row.item_index)
-    )
+        mapped: dict[int, int] = {}
+        values = iter(old)
+        value = next(values)
+        position = 0
+        done = False
+        for row in rows:
+            while row.seq > value:
+                mapped[value] = position
+                value = next(values, None)  # type: ignore[arg-type]
+                if value is None:
+                    done = True
+                    break
+            if done:
+                break
+            position = int(row.request_seq) * ITEMS_PER_REQUEST + int(row.item_index)
+        if not done:
+            mapped[value] = position
+            mapped.update({v: position for v in values})
+        rows.close()
+        _remap(mapped)
+    _run("DELETE FROM monitor_state WHERE name IN ('retention_predictions', 'retention_requests')")
 
 
 def _drop_predictions() -> None:
@@ -311,23 +338,37 @@ def downgrade() -> None:
     )
     if postgres:
         _run("CREATE INDEX ix_predictions_request_id ON predictions (request_id)")
-    # Rows in the order of their positions; ``seq`` numbers them afresh.
+    positions = _kept_positions()
+    old = iter(positions)
+    position = next(old, None)
+    mapped: dict[int, int] = {}
+    # Rows in the order of their positions, numbered afresh: a kept position becomes
+    # the number of the rows at or before it.
     rows = _run(
-        "SELECT request_id, received_at, model_version, single, outputs FROM requests"
+        "SELECT request_id, received_at, model_version, seq, single, outputs FROM requests"
         " WHERE outputs IS NOT NULL ORDER BY seq"
     )
     insert = sa.text(
-        "INSERT INTO predictions (prediction_id, request_id, item_index, created_at,"
+        "INSERT INTO predictions (seq, prediction_id, request_id, item_index, created_at,"
         " model_version, prediction, lower, upper, ood_score, probabilities)"
-        " VALUES (:prediction_id, :request_id, :item_index, :created_at, :model_version,"
-        " :prediction, :lower, :upper, :ood_score, :probabilities)"
+        " VALUES (:seq, :prediction_id, :request_id, :item_index, :created_at,"
+        " :model_version, :prediction, :lower, :upper, :ood_score, :probabilities)"
     )
     batch: list[dict[str, Any]] = []
-    for row in rows.fetchall():
+    n = 0
+    for row in rows:
         outputs = orjson.loads(row.outputs) if isinstance(row.outputs, str) else row.outputs
         for i, out in enumerate(outputs):
+            if out is None:  # a prediction gone before 0010
+                continue
+            here = int(row.seq) * ITEMS_PER_REQUEST + i
+            while position is not None and position < here:
+                mapped[position] = n
+                position = next(old, None)
+            n += 1
             batch.append(
                 {
+                    "seq": n,
                     "prediction_id": row.request_id if row.single else f"{row.request_id}.{i}",
                     "request_id": row.request_id,
                     "item_index": i,
@@ -336,7 +377,7 @@ def downgrade() -> None:
                     "prediction": _downgraded(out[0]),
                     "lower": _downgraded(out[1]),
                     "upper": _downgraded(out[2]),
-                    "ood_score": None if out[3] is None else _downgraded(out[3]),
+                    "ood_score": None if len(out) < 4 else _downgraded(out[3]),
                     "probabilities": None if len(out) < 5 else orjson.dumps(out[4]).decode(),
                 }
             )
@@ -345,6 +386,12 @@ def downgrade() -> None:
             batch = []
     if batch:
         op.get_bind().execute(insert, batch)
+    while position is not None:
+        mapped[position] = n
+        position = next(old, None)
+    _remap(mapped)
+    if postgres:  # the sequence goes on after the rows numbered here
+        _run(f"SELECT setval('{_SEQUENCE}', :n, :called)", n=max(n, 1), called=n > 0)
     _run("DROP INDEX ix_requests_seq")
     _run("DROP INDEX ix_requests_model_version")
     if postgres:
@@ -355,6 +402,45 @@ def downgrade() -> None:
             batch_op.drop_column("outputs")
             batch_op.drop_column("single")
             batch_op.drop_column("seq")
+
+
+def _kept_positions() -> list[int]:
+    """The positions (before 0010: ``seq`` values) kept elsewhere, whose counterpart
+    the other side of the migration needs: the watermark, each window's last row and
+    the one before its first."""
+    return sorted(
+        {
+            int(v)
+            for v in _run(
+                "SELECT watermark FROM monitor_state WHERE name = 'windows'"
+                " UNION SELECT last_seq FROM window_results"
+                " UNION SELECT first_seq - 1 FROM window_results"
+            ).scalars()
+        }
+    )
+
+
+def _remap(mapped: dict[int, int]) -> None:
+    """The watermark and the windows' rows as ``mapped`` gives them (a window's first
+    row: one past the row before it)."""
+    if not mapped:
+        return
+    _run("CREATE TEMPORARY TABLE wk_positions (old BIGINT PRIMARY KEY, new BIGINT)")
+    op.get_bind().execute(
+        sa.text("INSERT INTO wk_positions (old, new) VALUES (:old, :new)"),
+        [{"old": k, "new": v} for k, v in mapped.items()],
+    )
+    _run(
+        "UPDATE monitor_state SET watermark ="
+        " (SELECT new FROM wk_positions WHERE old = monitor_state.watermark)"
+        " WHERE name = 'windows'"
+    )
+    _run(
+        "UPDATE window_results SET"
+        " first_seq = (SELECT new + 1 FROM wk_positions WHERE old = window_results.first_seq - 1),"
+        " last_seq = (SELECT new FROM wk_positions WHERE old = window_results.last_seq)"
+    )
+    _run("DROP TABLE wk_positions")
 
 
 def _downgraded(value: Any) -> Any:
