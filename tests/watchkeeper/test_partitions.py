@@ -91,16 +91,18 @@ def test_the_migration_and_every_prune_create_the_days_ahead(postgres_engine: sa
     later = NOW + timedelta(days=20)
     report = prune_at(postgres_engine, later)
 
-    ahead = [parts.partition_name("predictions", d) for d in parts.days_to_cover(later.date())]
-    assert set(ahead) <= set(names(postgres_engine, "predictions"))
+    ahead = [parts.partition_name("requests", d) for d in parts.days_to_cover(later.date())]
+    assert set(ahead) <= set(names(postgres_engine, "requests"))
     assert set(ahead) <= set(report.partitions_created)
     with postgres_engine.connect() as connection:
         assert parts.is_partitioned(connection, "requests")
         default = connection.exec_driver_sql(
-            "SELECT count(*) FROM pg_class WHERE relname IN ('predictions_default',"
-            " 'requests_default')"
+            "SELECT count(*) FROM pg_class WHERE relname = 'requests_default'"
         ).scalar()
-    assert default == 2
+        relkind = connection.exec_driver_sql(
+            "SELECT relkind FROM pg_class WHERE relname = 'predictions'"
+        ).scalar()
+    assert default == 1 and relkind == "v"  # predictions: a view over requests
 
 
 @pytest.mark.postgres
@@ -131,12 +133,9 @@ def test_with_pruning_off_the_monitor_keeps_creating_the_days_ahead(
         ]
 
         def created() -> bool:
-            have = set(names(postgres_engine, "predictions")) | set(
-                names(postgres_engine, "requests")
-            )
-            return set(ahead) <= have
+            return set(ahead) <= set(names(postgres_engine, "requests"))
 
-        assert wait_for(created, timeout=60, interval=0.05), names(postgres_engine, "predictions")
+        assert wait_for(created, timeout=60, interval=0.05), names(postgres_engine, "requests")
     finally:
         stop.set()
         thread.join(timeout=60)
@@ -148,8 +147,6 @@ def test_with_pruning_off_the_monitor_keeps_creating_the_days_ahead(
     assert LogStore(postgres_engine).insert([log_entry(n, when=when) for n in range(3)]) == Written(
         3, 6
     )
-    day = parts.partition_name("predictions", later.date())
-    assert set(partition_of(postgres_engine, predictions, "request_id", f"{1:032x}")) == {day}
     with postgres_engine.connect() as connection:
         for table in parts.PARTITIONED:
             in_default = connection.exec_driver_sql(
@@ -199,19 +196,17 @@ def test_a_day_ahead_its_lock_keeps_refusing_counts_as_a_failed_check_until_crea
     wanted = {parts.partition_name(table, horizon) for table in parts.PARTITIONED}
 
     def created() -> bool:
-        return wanted <= set(names(postgres_engine, "predictions")) | set(
-            names(postgres_engine, "requests")
-        )
+        return wanted <= set(names(postgres_engine, "requests"))
 
     reader = postgres_engine.connect()
-    reader.exec_driver_sql("LOCK TABLE ONLY predictions IN ACCESS SHARE MODE")
+    reader.exec_driver_sql("LOCK TABLE ONLY requests IN ACCESS SHARE MODE")
     stop = threading.Event()
     thread = loop.start(stop)
     try:
         assert wait_for(lambda: failed_checks(registry) >= 3, timeout=120), failed_checks(registry)
         assert not created()
         reader.rollback()  # the reader's transaction ends: its lock goes
-        assert wait_for(created, timeout=120), names(postgres_engine, "predictions")
+        assert wait_for(created, timeout=120), names(postgres_engine, "requests")
     finally:
         reader.close()
         stop.set()
@@ -246,7 +241,7 @@ def test_a_check_leaving_days_without_partition_raises_and_retries_within_the_ho
 
     days = parts.days_to_cover(when.date())
     check = refused.value.check
-    assert check.created == tuple(parts.Partition(day, "predictions") for day in days)
+    assert check.created == ()
     assert check.missing == tuple(parts.Partition(day, "requests") for day in days)
     assert "lock timeout" in check.reason
     assert parts.partition_name("requests", days[0]) in str(refused.value)
@@ -311,17 +306,11 @@ def test_a_row_of_a_day_without_partition_is_kept_and_moves_into_its_day_later(
     log = Log(postgres_engine)
     when = datetime(2026, 1, 10, 8, tzinfo=UTC)
     ids = log.request(when, items=3)
-    assert set(partition_of(postgres_engine, predictions, "prediction_id", ids[0])) == {
-        "predictions_default"
-    }
+    assert partition_of(postgres_engine, requests, "request_id", "r00001") == ["requests_default"]
 
     created = parts.ensure_partitions(postgres_engine, when, days_ahead=0)
 
-    assert [p.name for p in created] == ["predictions_p20260110", "requests_p20260110"]
-    for pid in ids:
-        assert partition_of(postgres_engine, predictions, "prediction_id", pid) == [
-            "predictions_p20260110"
-        ]
+    assert [p.name for p in created] == ["requests_p20260110"]
     assert partition_of(postgres_engine, requests, "request_id", "r00001") == ["requests_p20260110"]
     assert log.ids(predictions, "prediction_id") == set(ids)
     log.request(when)  # the day takes new rows too
@@ -346,21 +335,18 @@ def test_prune_drops_old_days_whole_and_keeps_the_boundary_day_whole(
     young = log.request(ago(1))
     log.set_watermark(log.max_seq())
     count_deletes(postgres_engine)
-    before = names(postgres_engine, "predictions")
+    before = names(postgres_engine, "requests")
     dry = pruner(postgres_engine).run(dry_run=True)
 
     report = pruner(postgres_engine).run()
 
-    after = names(postgres_engine, "predictions")
+    after = names(postgres_engine, "requests")
     old_days = [
-        parts.partition_name("predictions", (first + timedelta(days=d)).date()) for d in range(10)
+        parts.partition_name("requests", (first + timedelta(days=d)).date()) for d in range(10)
     ]
     assert set(old_days) <= set(before) and not set(old_days) & set(after)
-    assert "predictions_p20261030" in after  # straddles the cut-off
-    assert set(report.partitions_dropped) == {
-        *old_days,
-        *(n.replace("predictions", "requests") for n in old_days),
-    }
+    assert "requests_p20261030" in after  # straddles the cut-off
+    assert set(report.partitions_dropped) == set(old_days)
     assert set(dry.partitions_dropped) == set(report.partitions_dropped)
     assert counts(report)["predictions"] == 3000 == counts(dry)["predictions"]
     assert counts(report)["requests"] == 1000 == counts(dry)["requests"]
@@ -386,6 +372,7 @@ def test_hourly_prunes_leave_the_boundary_day_whole_until_it_is_dropped(
     next_day = log.request(day + timedelta(days=1, hours=1), items=2)
     young = log.request(day + timedelta(days=40))
     labelled = written[7][1][0]  # labels arrive daily: the day holds a recent one
+    labelled_request = written[7][1]
     log.label(labelled, day + timedelta(days=20))
     log.set_watermark(log.max_seq())
     count_deletes(postgres_engine)
@@ -400,10 +387,11 @@ def test_hourly_prunes_leave_the_boundary_day_whole_until_it_is_dropped(
             assert in_day <= kept, when  # nothing of the day went one by one
 
     assert row_deletes(postgres_engine) == 0  # raw rows of a partitioned day: never row by row
-    assert dropped == [(day + timedelta(days=31), ("predictions_p20261029", "requests_p20261029"))]
-    assert log.ids(predictions, "prediction_id") == {*next_day, *young, labelled}
-    assert partition_of(postgres_engine, predictions, "prediction_id", labelled) == [
-        "predictions_default"
+    assert dropped == [(day + timedelta(days=31), ("requests_p20261029",))]
+    # the labelled prediction's request, kept whole
+    assert log.ids(predictions, "prediction_id") == {*next_day, *young, *labelled_request}
+    assert partition_of(postgres_engine, requests, "request_id", labelled.split(".")[0]) == [
+        "requests_default"
     ]
 
 
@@ -434,8 +422,8 @@ def test_a_day_holding_a_label_within_its_retention_is_dropped_whole_keeping_it(
     postgres_engine: sa.Engine,
 ) -> None:
     """Labels arrive every day, so every day of the labelled retention holds one: such a
-    day is dropped whole all the same, its labelled predictions and their requests moved
-    into the default partition, not its other rows deleted one by one."""
+    day is dropped whole all the same, the requests holding them moved into the default
+    partition, not its other rows deleted one by one."""
     first = datetime(2026, 10, 1, tzinfo=UTC)
     make_days(postgres_engine, first, 3)  # 10-01 … 10-03
     # The newest request's day too: the migration made the days from the real today on,
@@ -462,17 +450,16 @@ def test_a_day_holding_a_label_within_its_retention_is_dropped_whole_keeping_it(
 
     report = pruner(postgres_engine).run()
 
-    after = names(postgres_engine, "predictions")
-    assert not {"predictions_p20261001", "predictions_p20261002"} & set(after)
-    assert "requests_p20261001" not in names(postgres_engine, "requests")
-    assert {"predictions_p20261001", "requests_p20261001"} <= set(report.partitions_dropped)
+    after = names(postgres_engine, "requests")
+    assert not {"requests_p20261001", "requests_p20261002"} & set(after)
+    assert {"requests_p20261001", "requests_p20261002"} <= set(report.partitions_dropped)
     kept = log.ids(predictions, "prediction_id")
-    assert labelled in kept and not {p for r in day1 for p in r} - {labelled} & kept
+    assert set(day1[3]) <= kept and not {p for r in day1 for p in r} - set(day1[3]) & kept
     assert not {p for r in day2 for p in r} & kept
     assert log.ids(requests, "request_id") >= {"r00004"}  # the labelled one's request
     assert log.ids(feedback, "prediction_id") == {labelled}
     assert counts(report)["feedback"] == 1
-    assert counts(report)["predictions"] == 79 and counts(report)["requests"] == 39
+    assert counts(report)["predictions"] == 78 and counts(report)["requests"] == 39
     assert row_deletes(postgres_engine) == 0  # nothing of the days went one by one
     # moved with every column unchanged, into the default partitions
     with postgres_engine.connect() as connection:
@@ -483,9 +470,6 @@ def test_a_day_holding_a_label_within_its_retention_is_dropped_whole_keeping_it(
             sa.select(requests).where(requests.c.request_id == "r00004")
         ).one()
     assert moved == before and request_moved == request_before
-    assert partition_of(postgres_engine, predictions, "prediction_id", labelled) == [
-        "predictions_default"
-    ]
     assert partition_of(postgres_engine, requests, "request_id", "r00004") == ["requests_default"]
     # the retraining query still finds the kept label with its request's features
     rows = labelled_predictions(postgres_engine, SCHEMA, since=ago(60))
@@ -496,10 +480,8 @@ def test_a_day_holding_a_label_within_its_retention_is_dropped_whole_keeping_it(
     prune_at(postgres_engine, later)
     assert labelled not in log.ids(predictions, "prediction_id")
     assert "r00004" not in log.ids(requests, "request_id")
-    assert row_deletes(postgres_engine) == 2  # the prediction and its request
-    assert (
-        in_default(postgres_engine, "predictions") == in_default(postgres_engine, "requests") == 0
-    )
+    assert row_deletes(postgres_engine) == 1  # the request, with its predictions
+    assert in_default(postgres_engine, "requests") == 0
 
 
 @pytest.mark.postgres
@@ -518,23 +500,24 @@ def test_moved_labelled_rows_are_read_joined_and_replayed_once(postgres_engine: 
         log.label(pid, ago(5), actual=200.0 + n)
     log.request(ago(0))
     log.set_watermark(log.max_seq())
+    kept_ids = [e.request_id for e in entries[:2]]  # the labelled ones' requests
     with postgres_engine.connect() as connection:
         seqs = dict(
             connection.execute(
                 sa.select(predictions.c.prediction_id, predictions.c.seq).where(
-                    predictions.c.prediction_id.in_(labelled)
+                    predictions.c.request_id.in_(kept_ids)
                 )
             ).all()
         )
 
     report = pruner(postgres_engine).run()
 
-    assert "predictions_p20261001" in report.partitions_dropped
-    assert in_default(postgres_engine, "predictions") == 2
+    assert "requests_p20261001" in report.partitions_dropped
+    assert in_default(postgres_engine, "requests") == 2
     rows = LogReader(postgres_engine, settle_seconds=0).read(0, log.max_seq())
     assert dict(zip(rows["prediction_id"], rows["seq"], strict=True)) == {
         **seqs,
-        f"r{log.n:05d}-0": log.max_seq(),
+        f"r{log.n:05d}": log.max_seq(),
     }
     span = WindowSpan("w", "v1", 1, log.max_seq(), len(rows), day, NOW)
     with postgres_engine.connect() as connection:
@@ -550,14 +533,14 @@ def test_moved_labelled_rows_are_read_joined_and_replayed_once(postgres_engine: 
         copies = connection.execute(
             sa.select(sa.func.count())
             .select_from(predictions)
-            .where(predictions.c.prediction_id.in_(labelled))
+            .where(predictions.c.request_id.in_(kept_ids))
         ).scalar_one()
         requests_kept = connection.execute(
             sa.select(sa.func.count())
             .select_from(requests)
             .where(requests.c.request_id.in_([e.request_id for e in entries[:2]]))
         ).scalar_one()
-    assert copies == 2 and requests_kept == 2
+    assert copies == 4 and requests_kept == 2
 
 
 @pytest.mark.postgres
@@ -573,8 +556,8 @@ def test_prune_does_not_drop_a_day_the_monitor_has_not_read(postgres_engine: sa.
 
     report = pruner(postgres_engine).run()
 
-    assert report.partitions_dropped == ("predictions_p20261001", "requests_p20261001")
-    assert "predictions_p20261002" in names(postgres_engine, "predictions")
+    assert report.partitions_dropped == ("requests_p20261001",)
+    assert "requests_p20261002" in names(postgres_engine, "requests")
     assert len(log.ids(predictions, "seq")) == 6
 
 
@@ -596,9 +579,9 @@ def test_a_day_a_long_reader_holds_is_pruned_row_by_row_and_dropped_later(
     finally:
         reader.close()
 
-    assert "predictions_p20261001" not in report.partitions_dropped
+    assert "requests_p20261001" not in report.partitions_dropped
     assert counts(report)["predictions"] == 10 and len(log.ids(predictions, "seq")) == 1
-    assert "predictions_p20261001" in pruner(postgres_engine).run().partitions_dropped
+    assert "requests_p20261001" in pruner(postgres_engine).run().partitions_dropped
 
 
 @pytest.mark.postgres
@@ -621,7 +604,7 @@ def test_archive_then_drop_writes_every_row_of_the_day(
 
     report = Pruner(postgres_engine, policy, clock=lambda: NOW, pause=False).run()
 
-    assert "predictions_p20261001" in report.partitions_dropped
+    assert "requests_p20261001" in report.partitions_dropped
     archived = read_archive(str(tmp_path))
     assert set(archived["prediction_id"]) == {p for r in ids for p in r}
     assert archived.loc[archived["prediction_id"] == ids[0][0], "actual"].tolist() == [7.0]
@@ -655,7 +638,7 @@ def test_watermark_reads_feedback_join_and_retraining_query_across_days(
     training = labelled_predictions(engine, SCHEMA, since=ago(1))
     assert training["price"].tolist() == list(labels.values())  # oldest prediction first
     if engine.dialect.name == "postgresql":
-        spread = {partition_of(engine, predictions, "prediction_id", p)[0] for p in labels}
+        spread = {partition_of(engine, requests, "request_id", p.split(".")[0])[0] for p in labels}
         assert len(spread) == 4  # three days and the default partition
 
 
@@ -716,26 +699,117 @@ def test_on_sqlite_the_file_stops_growing_once_retention_prunes(tmp_path: Path) 
 # -- migration 0007 on a populated database ---------------------------------------------
 
 
+class OldLog:
+    """Writes requests and prediction rows as the log's tables were before migration
+    0010 (a row per prediction), for the tests of migration 0007."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.n = 0
+
+    def requests(self, when: datetime, count: int, items: int) -> None:
+        with self.engine.begin() as connection:
+            for _ in range(count):
+                self.n += 1
+                request_id = f"r{self.n:05d}"
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO requests (request_id, received_at, endpoint, method,"
+                        " status_code, latency_seconds, n_items)"
+                        " VALUES (:id, :at, '/predict', 'POST', 200, 0.01, :n)"
+                    ),
+                    {"id": request_id, "at": when, "n": items},
+                )
+                for i in range(items):
+                    connection.execute(
+                        sa.text(
+                            "INSERT INTO predictions (prediction_id, request_id, item_index,"
+                            " created_at, model_version, features, prediction, lower, upper)"
+                            " VALUES (:pid, :id, :i, :at, 'v1', CAST(:features AS json),"
+                            " 100, 90, 110)"
+                        ),
+                        {
+                            "pid": f"{request_id}.{i}",
+                            "id": request_id,
+                            "i": i,
+                            "at": when,
+                            "features": f'{{"area": {1000 + self.n + i}}}',
+                        },
+                    )
+
+    def label(self, prediction_id: str, when: datetime) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO feedback (prediction_id, actual, received_at)"
+                    " VALUES (:pid, 105, :at)"
+                ),
+                {"pid": prediction_id, "at": when},
+            )
+
+    def snapshot(self) -> dict[str, list[Any]]:
+        with self.engine.connect() as connection:
+            return {
+                table: [tuple(r) for r in connection.exec_driver_sql(query)]
+                for table, query in (
+                    (
+                        "predictions",
+                        "SELECT seq, prediction_id, created_at FROM predictions ORDER BY seq",
+                    ),  # fmt: skip
+                    ("requests", "SELECT request_id, received_at FROM requests ORDER BY 1"),
+                    ("feedback", "SELECT prediction_id, received_at FROM feedback ORDER BY 1"),
+                )
+            }
+
+
+def _downgrade(engine: sa.Engine, revision: str) -> None:
+    from alembic import command
+
+    from watchkeeper.db.migrate import _config
+
+    with engine.begin() as connection:
+        config = _config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def _partitions_of(engine: sa.Engine, table: str) -> list[str]:
+    """``table``'s day partitions, as this module's functions read them for any table."""
+    with engine.connect() as connection:
+        return sorted(
+            connection.execute(
+                sa.text(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                    " JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :table"
+                    " AND c.relname <> :default"
+                ),
+                {"table": table, "default": f"{table}_default"},
+            ).scalars()
+        )
+
+
 @pytest.mark.postgres
 def test_migration_partitions_a_populated_database_and_back(
     postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Migration 0007 partitions both tables of the time by day, every row in its day's
+    partition; 0010 then keeps the requests' partitions, its predictions in them."""
     monkeypatch.setenv("WATCHKEEPER_RETENTION_DAYS", "0")  # kept for ever: every day
     engine = create_engine(postgres_server.create_database())
     upgrade(engine, "0006")
-    log = Log(engine)
+    log = OldLog(engine)
     days = [datetime(2026, 9, 1, 3, tzinfo=UTC) + timedelta(days=d * 7) for d in range(4)]
     for when in days:
         log.requests(when, 10, items=3)
-    log.label("r00001-0", ago(3))
-    snapshot = _snapshot(engine)
+    log.label("r00001.0", ago(3))
+    snapshot = log.snapshot()
 
-    upgrade(engine)
+    upgrade(engine, "0009")
 
-    assert _snapshot(engine) == snapshot
+    assert log.snapshot() == snapshot
     for when in days:
-        day = when.date()
-        assert parts.partition_name("predictions", day) in names(engine, "predictions")
+        for table in ("predictions", "requests"):
+            assert parts.partition_name(table, when.date()) in _partitions_of(engine, table)
     with engine.connect() as connection:
         wrong = connection.exec_driver_sql(
             "SELECT count(*) FROM predictions WHERE tableoid::regclass::text"
@@ -746,24 +820,26 @@ def test_migration_partitions_a_populated_database_and_back(
             " <> 'requests_p' || to_char(received_at AT TIME ZONE 'UTC', 'YYYYMMDD')"
         ).scalar()
     assert wrong == 0
-    newest = log.max_seq()
-    log.request(datetime.now(UTC))  # inserts keep working, seq goes on
-    assert log.max_seq() == newest + 1
+
+    upgrade(engine)
+
+    assert len(Log(engine).ids(predictions, "prediction_id")) == 120
+    for when in days:
+        assert parts.partition_name("requests", when.date()) in names(engine, "requests")
+    new = Log(engine)
+    new.n = 1000  # ids after the old log's
+    newest = new.max_seq()
+    new.request(datetime.now(UTC))  # inserts keep working, after the others
+    assert new.max_seq() > newest
     assert len(labelled_predictions(engine, SCHEMA, since=ago(10))) == 1
 
-    from alembic import command
-
-    from watchkeeper.db.migrate import _config
-
-    with engine.begin() as connection:
-        config = _config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0006")
+    _downgrade(engine, "0006")
     with engine.connect() as connection:
         assert not parts.is_partitioned(connection, "predictions")
-    assert len(_snapshot(engine)["predictions"]) == len(snapshot["predictions"]) + 1
+        assert not parts.is_partitioned(connection, "requests")
+    assert len(log.snapshot()["predictions"]) == len(snapshot["predictions"]) + 1
     upgrade(engine)
-    assert len(_snapshot(engine)["predictions"]) == len(snapshot["predictions"]) + 1
+    assert len(Log(engine).ids(predictions, "prediction_id")) == 121
     engine.dispose()
 
 
@@ -777,7 +853,7 @@ def test_migration_puts_the_days_past_the_raw_retention_into_the_default_partiti
     monkeypatch.setenv("WATCHKEEPER_RETENTION_DAYS", "30")
     engine = create_engine(postgres_server.create_database())
     upgrade(engine, "0006")
-    log = Log(engine)
+    log = OldLog(engine)
     now = datetime.now(UTC)
     old_days = [now - timedelta(days=d) for d in range(40, 400, 3)]  # 120 days
     for when in old_days:
@@ -785,31 +861,21 @@ def test_migration_puts_the_days_past_the_raw_retention_into_the_default_partiti
     recent = [now - timedelta(days=d) for d in (29, 10)]
     for when in recent:
         log.requests(when, 2, items=2)
-    snapshot = _snapshot(engine)
+    snapshot = log.snapshot()
 
     upgrade(engine)
 
-    assert _snapshot(engine) == snapshot
-    days = names(engine, "predictions")
+    assert len(Log(engine).ids(predictions, "prediction_id")) == len(snapshot["predictions"])
+    days = names(engine, "requests")
     assert len(days) == len(recent) + len(parts.days_to_cover(now.date()))
     for when in recent:
-        assert parts.partition_name("predictions", when.date()) in days
-        assert parts.partition_name("requests", when.date()) in names(engine, "requests")
-    assert in_default(engine, "predictions") == 4 * len(old_days)
+        assert parts.partition_name("requests", when.date()) in days
     assert in_default(engine, "requests") == 2 * len(old_days)
-    log.set_watermark(log.max_seq())
+    Log(engine).set_watermark(Log(engine).max_seq())
     Pruner(engine, POLICY, clock=lambda: now, pause=False).run()
-    assert in_default(engine, "predictions") == 0 and in_default(engine, "requests") == 0
-    assert len(log.ids(predictions, "seq")) == 8
+    assert in_default(engine, "requests") == 0
+    assert len(Log(engine).ids(predictions, "seq")) == 8
     engine.dispose()
-
-
-def _snapshot(engine: sa.Engine) -> dict[str, list[Any]]:
-    with engine.connect() as connection:
-        return {
-            t.name: [tuple(r) for r in connection.execute(sa.select(t).order_by(*t.primary_key))]
-            for t in (predictions, requests, feedback)
-        }
 
 
 def test_days_to_cover_counts_today_and_the_days_ahead() -> None:

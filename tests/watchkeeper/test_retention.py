@@ -65,12 +65,13 @@ class Log:
         return self.requests(when, 1, items)[0]
 
     def requests(self, when: datetime, count: int, items: int = 1) -> list[list[str]]:
-        """``count`` requests in one transaction; the ids of each one's predictions."""
-        request_rows, prediction_rows, ids = [], [], []
+        """``count`` requests in one transaction; the ids of each one's predictions
+        (a single record's is its request id, a batch item's ``<request id>.<index>``)."""
+        request_rows, ids = [], []
         for _ in range(count):
             self.n += 1
             request_id = f"r{self.n:05d}"
-            ids.append([f"{request_id}-{i}" for i in range(items)])
+            ids.append([request_id] if items == 1 else [f"{request_id}.{i}" for i in range(items)])
             request_rows.append(
                 {
                     "request_id": request_id,
@@ -79,30 +80,19 @@ class Log:
                     "method": "POST",
                     "status_code": 200 if items else 400,
                     "latency_seconds": 0.01,
+                    "model_version": "v1" if items else None,
                     "n_items": items,
                     "features": {"area": [1000.0 + self.n + i for i in range(items)]}
                     if items
                     else None,
+                    "single": items == 1 if items else None,
+                    "outputs": [[100.0, 90.0, 110.0]] * items if items else None,
                 }
             )
-            prediction_rows += [
-                {
-                    "prediction_id": prediction_id,
-                    "request_id": request_id,
-                    "item_index": i,
-                    "created_at": when,
-                    "model_version": "v1",
-                    "prediction": 100.0,
-                    "lower": 90.0,
-                    "upper": 110.0,
-                }
-                for i, prediction_id in enumerate(ids[-1])
-            ]
         with self.engine.begin() as connection:
-            connection.execute(requests.insert(), request_rows)
             # one statement per row keeps ``seq`` in the order written
-            for row in prediction_rows:
-                connection.execute(predictions.insert().values(**row))
+            for row in request_rows:
+                connection.execute(requests.insert().values(**row))
         return ids
 
     def label(self, prediction_id: str, when: datetime, actual: float = 105.0) -> None:
@@ -182,7 +172,7 @@ def test_prune_keeps_what_each_retention_covers_and_a_dry_run_counts_the_same(
     log.label(recent_label[0], ago(100))
     aged_label = log.request(ago(500))  # label older than the labelled retention: goes
     log.label(aged_label[0], ago(400))
-    half = log.request(ago(40), items=2)  # one labelled item keeps the request
+    half = log.request(ago(40), items=2)  # one labelled item keeps the request whole
     log.label(half[1], ago(35))
     young = log.request(ago(1))
     log.label("never-logged", ago(400))  # an old orphan label: goes
@@ -190,11 +180,11 @@ def test_prune_keeps_what_each_retention_covers_and_a_dry_run_counts_the_same(
     log.history(ago(800))
     log.history(ago(800), status="pending")  # still to do: kept
     log.history(ago(10))
-    log.request(ago(0))  # the newest prediction
+    newest = log.request(ago(0))
     log.set_watermark(log.max_seq())
 
     expected = {
-        "predictions": 4,
+        "predictions": 3,
         "requests": 3,
         "feedback": 2,
         "window_results": 2,
@@ -210,10 +200,10 @@ def test_prune_keeps_what_each_retention_covers_and_a_dry_run_counts_the_same(
 
     assert counts(report) == expected
     remaining = log.ids(predictions, "prediction_id")
-    assert remaining == {*recent_label, half[1], *young, f"r{log.n:05d}-0"}
-    assert not remaining & {*old, *aged_label, half[0]}
+    assert remaining == {*recent_label, *half, *young, *newest}
+    assert not remaining & {*old, *aged_label}
     kept_requests = log.ids(requests, "request_id")
-    assert {p.rsplit("-", 1)[0] for p in remaining} == kept_requests
+    assert {p.split(".")[0] for p in remaining} == kept_requests
     assert rejected == [] and len(kept_requests) == 4
     assert log.ids(feedback, "prediction_id") == {recent_label[0], half[1], "not-yet-logged"}
     assert len(log.ids(window_results, "id")) == 1
@@ -237,7 +227,7 @@ def test_prune_never_deletes_what_the_monitor_has_not_read(engine: sa.Engine) ->
 
     assert log.ids(predictions, "prediction_id") >= set(unread)
     assert not log.ids(predictions, "prediction_id") & set(read)
-    assert unread[0].rsplit("-", 1)[0] in log.ids(requests, "request_id")
+    assert unread[0].split(".")[0] in log.ids(requests, "request_id")
 
     log.set_watermark(log.max_seq())  # the monitor caught up
     report = pruner(engine).run()
@@ -297,7 +287,7 @@ def test_small_batches_delete_the_same_rows_and_resume_where_they_stopped(
 
     report = pruner(engine, small).run()
 
-    assert counts(report)["predictions"] == 60 - 5
+    assert counts(report)["predictions"] == 60 - 10  # labelled requests kept whole
     assert counts(report)["requests"] == 30 - 5
     assert counts(pruner(engine, small).run())["predictions"] == 0
 
@@ -466,7 +456,7 @@ def test_archived_rows_equal_what_the_prune_deleted(engine: sa.Engine, tmp_path:
     with engine.begin() as connection:  # a categorical feature, missing in one row
         connection.execute(
             requests.update()
-            .where(requests.c.request_id == batch[0][0].rsplit("-", 1)[0])
+            .where(requests.c.request_id == batch[0][0].split(".")[0])
             .values(features={"area": [1.5, None, 3.0, 4.0], "zone": ["RL", "RM", None, "RL"]})
         )
     log.request(ago(0))

@@ -13,11 +13,11 @@ sets differ between model versions, so read the dataset with schema unification
 (pandas ``read_parquet`` on the directory, DuckDB ``union_by_name``, Spark
 ``mergeSchema``).
 
-A file is complete before its rows are deleted (in the same prune batch), and its
-name is the batch's ``seq`` range, so a batch retried after a failure rewrites the
-same file instead of adding a second copy. ``archive_url`` is a local directory or any
-fsspec URL (``s3://bucket/log``, ``gs://…``; the filesystem's own package must be
-installed).
+A file is complete before its rows are deleted (in the same prune batch, which deletes
+whole requests), and its name is the batch's range of positions (``seq``), so a batch
+retried after a failure rewrites the same file instead of adding a second copy.
+``archive_url`` is a local directory or any fsspec URL (``s3://bucket/log``,
+``gs://…``; the filesystem's own package must be installed).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from watchkeeper.db.features import feature_records
+from watchkeeper.db.prediction_view import seq_in
 from watchkeeper.db.tables import feedback, predictions
 
 LOG_COLUMNS = (
@@ -64,8 +65,8 @@ class Archive:
         self._fs, self._root = fsspec.core.url_to_fs(self.url)
 
     def write(self, connection: sa.Connection, seqs: Sequence[int]) -> int:
-        """Archive the predictions ``seqs`` as the database holds them now; rows
-        written."""
+        """Archive the predictions at positions ``seqs`` as the database holds them now;
+        rows written."""
         if not seqs:
             return 0
         frame = read_rows(connection, seqs)
@@ -83,11 +84,12 @@ class Archive:
 
 
 def read_rows(connection: sa.Connection, seqs: Sequence[int]) -> pd.DataFrame:
-    """The predictions ``seqs`` with label and features, one row each, by ``seq``."""
+    """The predictions at positions ``seqs`` with label and features, one row each, by
+    ``seq``."""
     query = (
         sa.select(*LOG_COLUMNS, predictions.c.features, *_LABEL_COLUMNS)
         .outerjoin(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
-        .where(predictions.c.seq.in_(list(seqs)))
+        .where(seq_in(list(seqs)))  # through the requests' index
         .order_by(predictions.c.seq)
     )
     rows = connection.execute(query).all()

@@ -1,13 +1,19 @@
 """How big and how old the log's tables are: rows, oldest row, database size.
 
-Cheap enough to read every minute on a log of hundreds of millions of rows. Row
+Cheap enough to read every minute on a log of hundreds of millions of predictions. Row
 counts are PostgreSQL's planner estimate (``pg_class.reltuples``, kept by autovacuum;
 summed over partitions) and an exact ``COUNT`` on SQLite, whose databases stay small
-(about 0.1 s per million rows here). The oldest row is read through the time index.
+(about 0.1 s per million rows here). ``predictions`` is a view over the requests that
+hold them (migration 0010): its count is the sum of their ``n_items`` on SQLite, and on
+PostgreSQL the requests' estimate times the mean ``n_items`` of the newest
+:data:`SAMPLE` requests (read through the ``seq`` index). The oldest row is read
+through an index.
 
 For ``predictions`` and ``requests`` the oldest row is the oldest one the prune has not
-passed yet (:mod:`watchkeeper.db.retention`): labelled rows, deliberately kept
-longer, would otherwise hide a prune that has stopped.
+passed yet (:mod:`watchkeeper.db.retention`): the first request after its resume point
+(holding predictions, for ``predictions``), or a rejected request from before 0010 (no
+``seq``). Requests kept for their labels, deliberately kept longer, would otherwise
+hide a prune that has stopped.
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from watchkeeper.db.positions import from_micros, read_position
-from watchkeeper.db.retention import PREDICTIONS_POSITION, REQUESTS_POSITION
+from watchkeeper.db.positions import read_position
+from watchkeeper.db.retention import REQUESTS_POSITION
 from watchkeeper.db.tables import (
     feedback,
     predictions,
@@ -34,6 +40,10 @@ _TIME_COLUMNS = {
     retrain_requests: retrain_requests.c.requested_at,
     retrain_runs: retrain_runs.c.started_at,
 }
+
+SAMPLE = 10_000
+"""Newest requests whose mean ``n_items`` scales PostgreSQL's estimate of requests to
+one of predictions."""
 
 _POSTGRES_ROWS = sa.text(
     "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) FROM pg_class c"
@@ -59,26 +69,47 @@ class LogStats:
 
 
 def _rows(connection: sa.Connection, table: sa.Table) -> int:
+    if table is predictions:
+        return _predictions(connection)
     if connection.dialect.name == "postgresql":
         return int(connection.execute(_POSTGRES_ROWS, {"name": table.name}).scalar_one())
     return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
 
+def _predictions(connection: sa.Connection) -> int:
+    if connection.dialect.name != "postgresql":
+        return int(
+            connection.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(requests.c.n_items), 0)).where(
+                    requests.c.outputs.is_not(None)
+                )
+            ).scalar_one()
+        )
+    estimate = int(connection.execute(_POSTGRES_ROWS, {"name": "requests"}).scalar_one())
+    newest = (
+        sa.select(sa.case((requests.c.outputs.is_(None), 0), else_=requests.c.n_items).label("n"))
+        .where(requests.c.seq.is_not(None))
+        .order_by(requests.c.seq.desc())
+        .limit(SAMPLE)
+        .subquery()
+    )
+    mean = connection.execute(sa.select(sa.func.avg(newest.c.n))).scalar()
+    return round(estimate * float(mean or 0))
+
+
 def _oldest(connection: sa.Connection, table: sa.Table) -> datetime | None:
-    if table is predictions:
-        after = read_position(connection, PREDICTIONS_POSITION) or 0
-        return connection.execute(
-            sa.select(predictions.c.created_at)
-            .where(predictions.c.seq > after)
-            .order_by(predictions.c.seq)
-            .limit(1)
+    if table in (predictions, requests):
+        after = read_position(connection, REQUESTS_POSITION) or 0
+        query = sa.select(requests.c.received_at).where(requests.c.seq > after)
+        if table is predictions:
+            query = query.where(requests.c.outputs.is_not(None))
+        first = connection.execute(query.order_by(requests.c.seq).limit(1)).scalar()
+        if table is predictions:
+            return first
+        unnumbered = connection.execute(
+            sa.select(sa.func.min(requests.c.received_at)).where(requests.c.seq.is_(None))
         ).scalar()
-    if table is requests:
-        query = sa.select(sa.func.min(requests.c.received_at))
-        since = read_position(connection, REQUESTS_POSITION)
-        if since is not None:
-            query = query.where(requests.c.received_at >= from_micros(since))
-        return connection.execute(query).scalar()
+        return min((t for t in (first, unnumbered) if t is not None), default=None)
     column = _TIME_COLUMNS[table]
     return connection.execute(sa.select(sa.func.min(column))).scalar()
 

@@ -1,13 +1,12 @@
-"""Daily time partitions of the log's two big tables on PostgreSQL.
+"""Daily time partitions of the log's big table, ``requests``, on PostgreSQL.
 
-``predictions`` is range-partitioned on ``created_at`` and ``requests`` on
-``received_at`` (migration 0007), one partition per UTC day, named
-``<table>_pYYYYMMDD``, plus a ``<table>_default`` partition that takes any row whose day
-has no partition yet (a writer is never refused a row). The writer gives a request's
-predictions the request's own time, so a request and its predictions live in the same
-day's partitions. Retention then drops a day that is entirely past it as one
-``DROP TABLE`` (:mod:`watchkeeper.db.retention`), instead of deleting its rows one by
-one.
+``requests`` is range-partitioned on ``received_at`` (migration 0007), one partition
+per UTC day, named ``requests_pYYYYMMDD``, plus a ``requests_default`` partition that
+takes any row whose day has no partition yet (a writer is never refused a row). A
+request holds its predictions (``requests.outputs``, migration 0010), so retention
+drops a day that is entirely past it, predictions and all, as one ``DROP TABLE``
+(:mod:`watchkeeper.db.retention`), instead of deleting its rows one by one. (Before
+0010 ``predictions`` was partitioned the same way, on ``created_at``.)
 
 Partitions are created :data:`DAYS_AHEAD` days ahead (:func:`ensure_partitions`) by the
 migration, by every prune, and by the monitor's retention thread whatever the prune
@@ -20,21 +19,19 @@ update): each creation locks the partitioned table first, so they take turns, an
 day another creator made meanwhile is left as it is. A day created late, whose rows
 are already in the default partition, gets them moved into its new partition in the
 same transaction.
-A dropped day's long-kept rows (labelled predictions and their requests) go back into
-the default partition (:func:`drop_keeping`), so the default partition holds them too.
+A dropped day's long-kept requests (those holding a recent label) go back into the
+default partition (:func:`drop_keeping`), so the default partition holds them too.
 Creating a partition scans the default one for rows of its day; it has no CHECK
 constraint to skip that scan (one would refuse a writer's row of a day without
 partition): measured here with 200,000 rows in each default partition, creating a day
-of both tables took 52–83 ms, once a day per table in steady state.
+of both tables of the time took 52–83 ms, once a day in steady state.
 
 Why the keys look the way they do: every unique key of a partitioned table must hold
-its partition key, so on PostgreSQL ``predictions`` is unique on ``(seq, created_at)``
-and ``(prediction_id, created_at)``, and ``requests`` on ``(request_id, received_at)``.
-The writer's ``ON CONFLICT DO NOTHING`` still stores a replayed batch once: a replay
-carries the journaled entry's own time, so it meets its first copy in the same
-partition. A prediction id is its request id and item index, so it is unique on its own
-in practice. Reads by ``seq`` (the monitor's watermark) or by ``prediction_id`` (the
-feedback join) cannot skip partitions, but each partition answers them from its index.
+its partition key, so on PostgreSQL ``requests`` is unique on ``(request_id,
+received_at)``. The writer's ``ON CONFLICT DO NOTHING`` still stores a replayed batch
+once: a replay carries the journaled entry's own time, so it meets its first copy in
+the same partition. Reads by ``seq`` (the monitor's watermark) or by ``request_id``
+alone cannot skip partitions, but each partition answers them from its index.
 
 DDL here waits at most :data:`LOCK_TIMEOUT` for its locks: a ``CREATE`` or ``DROP``
 queued behind a long reader would hold up every writer queued behind it. A partition
@@ -57,7 +54,7 @@ import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
 
-PARTITIONED: dict[str, str] = {"predictions": "created_at", "requests": "received_at"}
+PARTITIONED: dict[str, str] = {"requests": "received_at"}
 """The partitioned tables and their partition key (the time retention ages rows by)."""
 DAYS_AHEAD = 7
 """Days after today that always have their partition (a week of checks may fail
@@ -174,9 +171,12 @@ def create_default(connection: sa.Connection, table: str) -> None:
     connection.exec_driver_sql(f"CREATE TABLE {default_name(table)} PARTITION OF {table} DEFAULT")
 
 
-def create_partition(connection: sa.Connection, partition: Partition) -> int:
+def create_partition(
+    connection: sa.Connection, partition: Partition, key: str | None = None
+) -> int:
     """Create ``partition``; rows of its day already in the default partition move
-    into it (the count is returned). Run inside a transaction.
+    into it (the count is returned). Run inside a transaction. ``key``: the partition
+    key, if the table is not one of :data:`PARTITIONED` (a migration's).
 
     The partitioned table is locked first, as the ``CREATE`` would lock it anyway: no
     writer's row of the day can then reach the default partition between the check
@@ -184,7 +184,7 @@ def create_partition(connection: sa.Connection, partition: Partition) -> int:
     ``COPY`` that routed by the partitions as they were can meet the default
     partition's narrowed bounds (``ATTACH`` alone does not wait for writers: a
     writer's batch failed with a check violation)."""
-    table, key = partition.table, PARTITIONED[partition.table]
+    table, key = partition.table, key or PARTITIONED[partition.table]
     connection.exec_driver_sql(f"LOCK TABLE ONLY {table} IN ACCESS EXCLUSIVE MODE")
     bounds = f"FROM ({_literal(partition.start)}) TO ({_literal(partition.end)})"
     in_day = f"{key} >= {_literal(partition.start)} AND {key} < {_literal(partition.end)}"
@@ -370,14 +370,27 @@ def drop_partition(connection: sa.Connection, partition: Partition) -> None:
     connection.exec_driver_sql(f"DROP TABLE {partition.name}")
 
 
+@dataclass(frozen=True)
+class Dropped:
+    """What dropping a day of ``requests`` removed (:func:`drop_keeping`)."""
+
+    rows: int
+    """Requests."""
+    items: int
+    """The predictions they held."""
+
+
+_CONTENTS = "SELECT count(*), coalesce(sum(n_items) FILTER (WHERE outputs IS NOT NULL), 0)"
+
+
 def drop_keeping(
     connection: sa.Connection, partition: Partition, keep: str, params: dict[str, object]
-) -> int:
-    """Drop ``partition`` but for its rows matching ``keep`` (an SQL condition on the
-    partition's rows, aliased ``p``), which go back into the partitioned table with
-    every column unchanged; the count kept. No day partition covers their time any
-    more, so they land in the default partition: a day holding a few long-kept rows
-    (labelled predictions, their requests) is still dropped rather than emptied row by
+) -> Dropped:
+    """Drop ``partition`` of ``requests`` but for its rows matching ``keep`` (an SQL
+    condition on the partition's rows, aliased ``p``), which go back into the
+    partitioned table with every column unchanged; what was removed. No day partition
+    covers their time any more, so they land in the default partition: a day holding a
+    few long-kept requests (labelled ones) is still dropped rather than emptied row by
     row, and the log keeps no partition per day of the labelled retention. Their keys
     (``seq``, the id and the time) are unchanged, so a replay still meets them. Run
     inside the transaction that holds :func:`lock_for_drop`'s lock."""
@@ -388,6 +401,7 @@ def drop_keeping(
             " ORDER BY attnum"
         ).scalars()
     )
+    rows, items = connection.exec_driver_sql(f"{_CONTENTS} FROM {partition.name}").one()
     aside = "wk_kept_rows"
     connection.execute(
         sa.text(
@@ -396,16 +410,13 @@ def drop_keeping(
         ),
         params,
     )
+    kept_rows, kept_items = connection.exec_driver_sql(f"{_CONTENTS} FROM {aside}").one()
     drop_partition(connection, partition)
-    kept = connection.exec_driver_sql(
+    connection.exec_driver_sql(
         f"INSERT INTO {partition.table} ({columns}) SELECT {columns} FROM {aside}"
-    ).rowcount
+    )
     connection.exec_driver_sql(f"DROP TABLE {aside}")
-    return max(kept, 0)
-
-
-def rows_in(connection: sa.Connection, partition: Partition) -> int:
-    return int(connection.exec_driver_sql(f"SELECT count(*) FROM {partition.name}").scalar() or 0)
+    return Dropped(int(rows) - int(kept_rows), int(items) - int(kept_items))
 
 
 def days_holding(connection: sa.Connection, relation: str, key: str) -> Iterable[date]:

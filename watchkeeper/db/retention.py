@@ -2,44 +2,49 @@
 
 Three retention periods (``watchkeeper.settings``):
 
-- **raw** rows, ``requests`` and unlabelled ``predictions``: kept ``retention_days``;
-- **labelled** predictions (those with a ``feedback`` row), their request and their
-  label: kept until the *label* is older than the labelled retention, which is never
-  shorter than the retraining window (the retraining job selects labels by arrival
-  time) nor than the raw retention;
+- **raw** rows, ``requests`` with the predictions they hold (``requests.outputs``;
+  ``predictions`` is a view over them, migration 0010): kept ``retention_days``;
+- **labelled**: a request holding a labelled prediction (one with a ``feedback`` row)
+  is kept whole, with its labels, until every label of it is older than the labelled
+  retention, which is never shorter than the retraining window (the retraining job
+  selects labels by arrival time) nor than the raw retention;
 - **history**, ``window_results``, ``retrain_requests`` and ``retrain_runs``: small,
   kept ``retention_history_days``.
 
-A prediction the monitor has not read yet (``seq`` past its ``windows`` watermark) is
-never deleted, nor is the newest prediction: SQLite hands a deleted highest rowid out
-again, and a reused ``seq`` below the watermark would never be read.
+A request the monitor has not read all of (a prediction past its ``windows``
+watermark, a position: :mod:`watchkeeper.db.prediction_seq`) is never deleted, nor is
+the newest request: SQLite numbers a request one past the highest ``seq`` stored, so a
+deleted newest one's number, below the watermark, would be handed out again and never
+read.
 
-On PostgreSQL ``predictions`` and ``requests`` are partitioned by day
-(:mod:`watchkeeper.db.partitions`) and a prune first drops each day partition that may
-go whole — constant time, however many rows it holds: a ``predictions`` day whose
-every row is past the raw retention and read by the monitor (its rows archived first,
-if an archive is set), and a ``requests`` day none of whose predictions is still to be
-deleted. A day's predictions with a label within the labelled retention, and their
-requests, outlive its drop: in the drop's transaction they are copied aside and put
-back into the table, where they land in the default partition with every column (and
-``seq``) unchanged — labels arrive every day, so otherwise no day of the labelled
-retention could be dropped, its unlabelled rows would go one by one and the log would
-keep a partition per day of it. The row-by-row passes below then handle what
-partitions cannot: the default partition (those long-kept labelled rows, deleted with
-their label once it ages out, and rows of days without partition) and days a drop
-could not take (a long reader). On partitioned tables the raw retention is
-applied by whole UTC days: the raw passes stop at the start of the day that straddles
-the cut-off, so that day is dropped whole once it is wholly past it, instead of being
-emptied row by row by the hourly prunes before (raw rows are kept up to one day longer
-than ``retention_days`` there; SQLite keeps the retention to the row). Every prune also
-creates the partitions of the days ahead (and so does the monitor's retention thread
-with pruning off: :class:`~watchkeeper.db.partitions.PartitionsAhead`).
+On PostgreSQL ``requests`` is partitioned by day (:mod:`watchkeeper.db.partitions`)
+and a prune first drops each day partition that may go whole — constant time, however
+many rows it holds: a day wholly past the raw retention whose every request the
+monitor has read (their predictions archived first, if an archive is set). The
+requests of the day holding a label within the labelled retention outlive its drop:
+in the drop's transaction they are copied aside and put back into the table, where
+they land in the default partition with every column (and ``seq``) unchanged — labels
+arrive every day, so otherwise no day of the labelled retention could be dropped. The
+row-by-row passes below then handle what partitions cannot: the default partition
+(those long-kept requests, deleted once their labels age out, and rows of days without
+partition) and days a drop could not take (a long reader). On partitioned tables the
+raw retention is applied by whole UTC days: the raw pass stops at the start of the day
+that straddles the cut-off, so that day is dropped whole once it is wholly past it,
+instead of being emptied row by row by the hourly prunes before (raw rows are kept up
+to one day longer than ``retention_days`` there; SQLite keeps the retention to the
+row). Every prune also creates the partitions of the days ahead (and so does the
+monitor's retention thread with pruning off:
+:class:`~watchkeeper.db.partitions.PartitionsAhead`).
 
-Each batch is its own short transaction and the pruner then pauses as long as the
-batch took, so that the serving writers get the database at least half the time.
-The passes over ``predictions`` and ``requests`` resume from positions kept in
-``monitor_state`` (rows behind them are deleted or labelled), so a prune costs what
-became old since the last one, not what the log holds.
+The raw pass goes through requests in ``seq`` order (its index) from a resume point
+kept in ``monitor_state`` (requests behind it are deleted, or kept for a recent label
+and left to the labelled pass), and stops at the first request not old enough yet or
+not read by the monitor, so a prune costs what became old since the last one, not
+what the log holds. Rejected requests logged before migration 0010 have no ``seq``:
+they go by time, found through the same index. Each batch (at most ``batch_rows``
+requests and, but for one larger request, predictions) is its own short transaction
+and the pruner then pauses as long as the batch took, so that the serving writers get
+the database at least half the time.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -58,12 +63,11 @@ from watchkeeper.db import partitions as parts
 from watchkeeper.db.archive import Archive
 from watchkeeper.db.positions import (
     carry_pruned_runs,
-    from_micros,
     read_position,
-    to_micros,
     write_position,
 )
-from watchkeeper.db.request_rows import of_request
+from watchkeeper.db.prediction_seq import item_index_of, request_seq_of
+from watchkeeper.db.prediction_view import request_id_of
 from watchkeeper.db.tables import (
     feedback,
     predictions,
@@ -76,10 +80,9 @@ from watchkeeper.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The monitor's read watermark over ``predictions.seq`` (monitoring.log_reader.WATERMARK).
+# The monitor's read watermark, a prediction's position (monitoring.log_reader.WATERMARK).
 MONITOR_WATERMARK = "windows"
-# Where the raw passes resume: a ``seq``, and a ``received_at`` in microseconds.
-PREDICTIONS_POSITION = "retention_predictions"
+# Where the raw pass resumes: a request's ``seq``.
 REQUESTS_POSITION = "retention_requests"
 # Free SQLite bytes handed back per step, as pages of the file's size (4 KiB in logs
 # made before 8 KiB became the default): one short write lock per step.
@@ -183,20 +186,28 @@ class PruneReport:
         return lines
 
 
-# A prediction (aliased ``p``) whose label is within the labelled retention.
-_RECENT_LABEL = (
-    "EXISTS (SELECT 1 FROM feedback f WHERE f.prediction_id = p.prediction_id"
-    " AND f.received_at >= :labelled)"
+# A request's labels within the labelled retention, one request at a time (``r``: the
+# request's row): its predictions are read from its own row through the view (the
+# condition on its key and time reaches the index and, on PostgreSQL, its partition),
+# each label found by its key.
+def _recent_label(r: sa.FromClause, labelled: datetime) -> sa.Exists:
+    return sa.exists().where(
+        predictions.c.request_id == r.c.request_id,
+        predictions.c.created_at == r.c.received_at,
+        feedback.c.prediction_id == predictions.c.prediction_id,
+        feedback.c.received_at >= labelled,
+    )
+
+
+# The requests of a dropped day partition (aliased ``p``) that go back into the table:
+# those with a label within the labelled retention. The day's requests are many, so the
+# labels are read once rather than each request's: a label's request id is its
+# prediction id up to the dot (``<request id>.<index>``, a single record's is its
+# request id).
+_KEPT_REQUESTS = (
+    "p.outputs IS NOT NULL AND p.request_id IN (SELECT split_part(f.prediction_id, '.', 1)"
+    " FROM feedback f WHERE f.received_at >= :labelled)"
 )
-
-
-@dataclass(frozen=True)
-class _Keep:
-    """Rows of a dropped day partition that go back into its table: an SQL condition
-    on the partition's rows (aliased ``p``) and its parameters."""
-
-    condition: str
-    params: dict[str, object]
 
 
 class _Kept(Enum):
@@ -211,8 +222,18 @@ class _Cutoffs:
     raw: datetime | None
     labelled: datetime | None
     history: datetime | None
-    protect_seq: int
-    """Highest ``seq`` that may be deleted."""
+    newest: int
+    """``seq`` of the newest request: it and any later one are kept."""
+    unread: int
+    """``seq`` of the first request the monitor has not read all of: it and later ones
+    holding predictions are kept."""
+
+    def may_go(self, seq: int | None, accepted: bool) -> bool:
+        """Whether a request (its ``seq``, whether it holds predictions) is neither the
+        newest nor unread."""
+        if seq is None:
+            return True
+        return seq < self.newest and (not accepted or seq < self.unread)
 
 
 @dataclass
@@ -221,6 +242,32 @@ class _Counts:
 
     def add(self, table: str, n: int) -> None:
         self.rows[table] = self.rows.get(table, 0) + max(n, 0)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A request the passes consider."""
+
+    request_id: str
+    received_at: datetime
+    seq: int | None
+    accepted: bool
+    n_items: int
+
+
+def _items(rows: Sequence[_Request]) -> int:
+    return sum(r.n_items for r in rows if r.accepted)
+
+
+def _leading(rows: Sequence[Any], most: int) -> int:
+    """How many of ``rows`` (requests with ``n_items``) to take for a batch of at most
+    ``most`` predictions (at least one request)."""
+    total = 0
+    for n, row in enumerate(rows):
+        total += row.n_items
+        if total > most and n:
+            return n
+    return len(rows)
 
 
 def _after(
@@ -259,9 +306,9 @@ class Pruner:
         dropped: tuple[str, ...] = ()
         if cutoffs.raw is not None:
             dropped = self._drop_partitions(cutoffs, counts, dry_run)
-            self._unlabelled_predictions(cutoffs, counts, dry_run)
-            self._aged_labels(cutoffs, counts, dry_run)
-            self._requests(cutoffs, counts, dry_run)
+            passed = self._raw(cutoffs, counts, dry_run)
+            self._unnumbered(cutoffs, counts, dry_run)
+            self._aged_labels(cutoffs, counts, dry_run, passed)
         if cutoffs.history is not None:
             self._history(cutoffs.history, counts, dry_run)
         freed = None if dry_run else self._return_free_pages()
@@ -277,9 +324,9 @@ class Pruner:
 
         p = self.policy
         return {
-            "predictions": f"unlabelled {days(p.raw_days)}, labelled once the label is "
+            "predictions": "with their request",
+            "requests": f"{days(p.raw_days)}; holding a label, once every label is "
             f"{days(p.labelled_days).removeprefix('kept ')}",
-            "requests": f"{days(p.raw_days)} with no prediction left",
             "feedback": f"labels {days(p.labelled_days)}",
             "window_results": days(p.history_days),
             "retrain_requests": f"finished, {days(p.history_days)}",
@@ -293,19 +340,36 @@ class Pruner:
             return None if d is None else now - timedelta(days=d)
 
         with self.engine.connect() as connection:
-            newest = connection.execute(sa.select(sa.func.max(predictions.c.seq))).scalar()
+            newest = int(connection.execute(sa.select(sa.func.max(requests.c.seq))).scalar() or 0)
             watermark = read_position(connection, MONITOR_WATERMARK)
-            by_day = parts.is_partitioned(connection, "predictions")
-        protect = int(newest or 0) - 1
-        if not p.without_monitor:  # no watermark yet: nothing is read, nothing goes
-            protect = min(protect, watermark or 0)
+            by_day = parts.is_partitioned(connection, "requests")
+            if p.without_monitor:
+                unread = newest
+            elif watermark is None:  # no watermark yet: nothing is read, nothing goes
+                unread = 0
+            else:
+                unread = self._first_unread(connection, watermark)
         raw = before(p.raw_days)
         if raw is not None and by_day:
             # Partitioned: raw rows go by whole UTC days, so that the day straddling the
             # cut-off is dropped whole once past it rather than emptied row by row by
             # the hourly prunes before (rows are kept up to a day longer).
             raw = parts.day_start(raw)
-        return _Cutoffs(raw, before(p.labelled_days), before(p.history_days), protect)
+        return _Cutoffs(raw, before(p.labelled_days), before(p.history_days), newest, unread)
+
+    @staticmethod
+    def _first_unread(connection: sa.Connection, watermark: int) -> int:
+        """The ``seq`` of the first request holding a prediction past ``watermark``: the
+        watermark's own request unless the watermark is at its last item."""
+        request_seq = request_seq_of(watermark)
+        last = connection.execute(
+            sa.select(sa.func.max(predictions.c.item_index)).where(
+                predictions.c.request_seq == request_seq
+            )
+        ).scalar()
+        if last is None or item_index_of(watermark) >= last:
+            return request_seq + 1
+        return request_seq
 
     def _repeat(self, batch: Callable[[sa.Connection], bool]) -> None:
         """Run ``batch`` in one transaction each until it returns False, pausing after
@@ -319,27 +383,52 @@ class Pruner:
             if self._pause:
                 time.sleep(min(time.monotonic() - started, _MAX_PAUSE))
 
+    def _delete(self, connection: sa.Connection, rows: Sequence[_Request]) -> None:
+        """Delete the requests ``rows`` with their predictions, archived first (with
+        their labels, deleted later by :meth:`_aged_labels`)."""
+        if not rows:
+            return
+        accepted = [r.seq for r in rows if r.accepted and r.seq is not None]
+        if self.archive is not None and accepted:
+            seqs = (
+                connection.execute(
+                    sa.select(predictions.c.seq)
+                    .where(predictions.c.request_seq.in_(accepted))
+                    .order_by(predictions.c.seq)
+                )
+                .scalars()
+                .all()
+            )
+            self.archive.write(connection, seqs)
+        times = [r.received_at for r in rows]
+        connection.execute(
+            requests.delete().where(
+                requests.c.request_id.in_([r.request_id for r in rows]),
+                # a time range: PostgreSQL looks in the partitions it covers only
+                requests.c.received_at.between(min(times), max(times)),
+            )
+        )
+
     # -- PostgreSQL: whole day partitions ---------------------------------------------
 
     def _drop_partitions(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> tuple[str, ...]:
         """Drop the day partitions that may go whole (module docstring), oldest first.
         A dry run names them and leaves their rows to the row passes' counts.
 
-        A table whose lock is not granted in time (a long reader) is left alone for the
-        rest of this prune: every DROP waiting for its lock holds up the writers queued
-        behind it, so one wait per table and prune, not one per old day."""
+        A lock not granted in time (a long reader) leaves the table alone for the rest
+        of this prune: every DROP waiting for its lock holds up the writers queued
+        behind it, so one wait per prune, not one per old day."""
         assert cut.raw is not None and cut.labelled is not None
         with self.engine.connect() as connection:
-            if not parts.is_partitioned(connection, "predictions"):
+            if not parts.is_partitioned(connection, "requests"):
                 return ()
-            days = {t: parts.partitions(connection, t) for t in parts.PARTITIONED}
+            days = parts.partitions(connection, "requests")
         dropped: list[str] = []
-        gone: set[date] = set()  # days whose predictions partition goes
-        for partition in days["predictions"]:
+        for partition in days:
             if partition.end > cut.raw:
                 break
             with self.engine.connect() as connection:
-                if not self._may_drop_predictions(connection, partition, cut):
+                if not self._may_drop(connection, partition, cut):
                     continue
             if not dry_run:
                 removed = self._archive_and_drop(partition, cut)
@@ -347,209 +436,192 @@ class Pruner:
                     break
                 if removed is _Kept.CHANGED:
                     continue
-                counts.add("predictions", removed)
-            gone.add(partition.day)
-            dropped.append(partition.name)
-        for partition in days["requests"]:
-            if partition.end > cut.raw:
-                break
-            with self.engine.connect() as connection:
-                rows_left = self._going_predictions_of_day(connection, partition, cut)
-            if rows_left and not (dry_run and partition.day in gone):
-                continue  # the row pass deletes its requests as their predictions go
-            if not dry_run:
-                removed = self._drop(
-                    partition,
-                    lambda c, p=partition: not self._going_predictions_of_day(c, p, cut),
-                    self._requests_kept(partition),
-                )
-                if removed is _Kept.LOCKED:
-                    break
-                if removed is _Kept.CHANGED:
-                    continue
-                counts.add("requests", removed)
+                counts.add("requests", removed.rows)
+                counts.add("predictions", removed.items)
             dropped.append(partition.name)
         return tuple(dropped)
 
     @staticmethod
-    def _going_predictions_of_day(
-        connection: sa.Connection, partition: parts.Partition, cut: _Cutoffs
-    ) -> bool:
-        """Whether any prediction of the time of ``partition``'s day is still to be
-        deleted (one without a label within the labelled retention): its request is
-        left to the row pass, which deletes it once its predictions are gone."""
-        recent_label = sa.exists().where(
-            feedback.c.prediction_id == predictions.c.prediction_id,
-            feedback.c.received_at >= cut.labelled,
-        )
-        row = connection.execute(
-            sa.select(predictions.c.seq)
-            .where(
-                predictions.c.created_at >= partition.start,
-                predictions.c.created_at < partition.end,
-                ~recent_label,
+    def _may_drop(connection: sa.Connection, partition: parts.Partition, cut: _Cutoffs) -> bool:
+        """Whether ``partition`` may be dropped: the monitor read every request of it
+        and it holds no newest one (each answered by the partition's ``seq`` index).
+        Its requests with a label within the labelled retention outlive the drop."""
+        newest = connection.exec_driver_sql(f"SELECT max(seq) FROM {partition.name}").scalar()
+        last_read = connection.exec_driver_sql(
+            f"SELECT seq FROM {partition.name} WHERE outputs IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        ).scalar()
+        return cut.may_go(newest, accepted=False) and cut.may_go(last_read, accepted=True)
+
+    def _archive_and_drop(self, partition: parts.Partition, cut: _Cutoffs) -> parts.Dropped | _Kept:
+        """Archive the predictions of ``partition``'s requests that go (if an archive
+        is set) in bounded batches, then drop it (:meth:`_drop`)."""
+        assert cut.labelled is not None
+        if self.archive is not None:
+            archive = self.archive
+            after = 0
+            day = sa.table(
+                partition.name,
+                sa.column("request_id"),
+                sa.column("received_at"),
+                sa.column("seq"),
+                sa.column("n_items"),
+                sa.column("outputs"),
             )
-            .limit(1)
-        ).first()
-        return row is not None
+            going = sa.select(day.c.seq, day.c.n_items).where(
+                day.c.outputs.is_not(None), ~_recent_label(day, cut.labelled)
+            )
 
-    @staticmethod
-    def _requests_kept(partition: parts.Partition) -> _Keep:
-        """The requests of ``partition`` that still have a prediction (a labelled one
-        kept past its day's drop), found in the predictions of the same time only."""
-        return _Keep(
-            "EXISTS (SELECT 1 FROM predictions q WHERE q.request_id = p.request_id"
-            " AND q.created_at >= :start AND q.created_at < :end)",
-            {"start": partition.start, "end": partition.end},
-        )
+            def batch(connection: sa.Connection) -> bool:
+                nonlocal after
+                rows = connection.execute(
+                    going.where(day.c.seq > after).order_by(day.c.seq).limit(self.policy.batch_rows)
+                ).all()
+                taken = rows[: _leading(rows, self.policy.batch_rows)]
+                if taken:
+                    seqs = (
+                        connection.execute(
+                            sa.select(predictions.c.seq)
+                            .where(predictions.c.request_seq.in_([r.seq for r in taken]))
+                            .order_by(predictions.c.seq)
+                        )
+                        .scalars()
+                        .all()
+                    )
+                    archive.write(connection, seqs)
+                    after = taken[-1].seq
+                return len(rows) == self.policy.batch_rows or len(taken) < len(rows)
 
-    @staticmethod
-    def _predictions_kept(cut: _Cutoffs) -> _Keep:
-        """The predictions of a day that outlive its drop: those with a label within
-        the labelled retention (labels older than it go with their predictions anyway,
-        :meth:`_aged_labels`)."""
-        return _Keep(_RECENT_LABEL, {"labelled": cut.labelled})
+            self._repeat(batch)
+        return self._drop(partition, cut)
 
-    def _drop(
-        self,
-        partition: parts.Partition,
-        still_may: Callable[[sa.Connection], bool],
-        keep: _Keep,
-    ) -> int | _Kept:
-        """Drop ``partition`` if ``still_may`` holds once no writer can add to it, its
-        rows matching ``keep`` moved into the default partition in the same transaction
-        (:func:`~watchkeeper.db.partitions.drop_keeping`); the rows removed, or why it
-        is kept. The check is made again under the partitioned table's lock because
-        what was checked before (an archive of the day may take minutes) may have
-        changed since: a replayed row the monitor has not read, a request's
-        predictions. A lock not granted in time (a long reader) leaves the partition to
-        the row passes, which delete its rows in batches as they would without
-        partitions, so retention holds either way."""
+    def _drop(self, partition: parts.Partition, cut: _Cutoffs) -> parts.Dropped | _Kept:
+        """Drop ``partition`` if it still may go once no writer can add to it, its
+        requests with a recent label moved into the default partition in the same
+        transaction (:func:`~watchkeeper.db.partitions.drop_keeping`); the rows removed,
+        or why it is kept. The check is made again under the partitioned table's lock
+        because what was checked before (an archive of the day may take minutes) may
+        have changed since: a replayed request the monitor has not read. A lock not
+        granted in time (a long reader) leaves the partition to the row passes, which
+        delete its rows in batches as they would without partitions, so retention
+        holds either way."""
         try:
             with self.engine.begin() as connection:
                 parts.lock_for_drop(connection, partition)
-                if not still_may(connection):
+                if not self._may_drop(connection, partition, cut):
                     log.info("partition %s kept: its rows changed since checked", partition.name)
                     return _Kept.CHANGED
-                n = parts.rows_in(connection, partition)
-                n -= parts.drop_keeping(connection, partition, keep.condition, keep.params)
+                return parts.drop_keeping(
+                    connection, partition, _KEPT_REQUESTS, {"labelled": cut.labelled}
+                )
         except sa.exc.OperationalError as exc:
             if not parts.lock_not_granted(exc):
                 raise
             log.warning("partition %s not dropped now: %s", partition.name, exc.orig)
             return _Kept.LOCKED
-        return n
 
-    @staticmethod
-    def _may_drop_predictions(
-        connection: sa.Connection, partition: parts.Partition, cut: _Cutoffs
-    ) -> bool:
-        """Whether ``partition`` may be dropped: the monitor read every row of it. Its
-        rows with a label still within the labelled retention outlive the drop
-        (:meth:`_predictions_kept`)."""
-        newest = connection.exec_driver_sql(f"SELECT max(seq) FROM {partition.name}").scalar()
-        return newest is None or newest <= cut.protect_seq
+    # -- raw: requests, by seq --------------------------------------------------------
 
-    def _archive_and_drop(self, partition: parts.Partition, cut: _Cutoffs) -> int | _Kept:
-        """Archive ``partition``'s rows (if an archive is set) in bounded batches, then
-        drop it (:meth:`_drop`)."""
-        if self.archive is not None:
-            archive = self.archive
-            after = 0
+    def _batch(
+        self, connection: sa.Connection, condition: sa.ColumnElement[bool], cut: _Cutoffs
+    ) -> list[tuple[_Request, bool]]:
+        """Up to ``batch_rows`` requests matching ``condition`` in ``seq`` order, each
+        with whether it holds a label within the labelled retention."""
+        assert cut.labelled is not None
+        recent = _recent_label(requests, cut.labelled)
+        rows = connection.execute(
+            sa.select(
+                requests.c.request_id,
+                requests.c.received_at,
+                requests.c.seq,
+                requests.c.outputs.is_not(None).label("accepted"),
+                requests.c.n_items,
+                sa.and_(requests.c.outputs.is_not(None), recent).label("recent"),
+            )
+            .where(condition)
+            .order_by(requests.c.seq)
+            .limit(self.policy.batch_rows)
+        ).all()
+        return [
+            (
+                _Request(r.request_id, r.received_at, r.seq, bool(r.accepted), r.n_items),
+                bool(r.recent),
+            )
+            for r in rows
+        ]
 
-            def batch(connection: sa.Connection) -> bool:
-                nonlocal after
-                # the rows that go (kept ones are archived when their label ages)
-                seqs = (
-                    connection.execute(
-                        sa.text(
-                            f"SELECT seq FROM {partition.name} p WHERE seq > :after"
-                            f" AND NOT {_RECENT_LABEL} ORDER BY seq LIMIT :limit"
-                        ),
-                        {
-                            "after": after,
-                            "limit": self.policy.batch_rows,
-                            "labelled": cut.labelled,
-                        },
-                    )
-                    .scalars()
-                    .all()
-                )
-                archive.write(connection, seqs)
-                if seqs:
-                    after = seqs[-1]
-                return len(seqs) == self.policy.batch_rows
-
-            self._repeat(batch)
-        return self._drop(
-            partition,
-            lambda c: self._may_drop_predictions(c, partition, cut),
-            self._predictions_kept(cut),
-        )
-
-    # -- raw: unlabelled predictions, by seq ------------------------------------------
-
-    def _unlabelled_predictions(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> None:
-        """Delete unlabelled predictions in ``seq`` order up to the first one that is
-        not old enough yet (or that the monitor has not read); labelled ones are
-        stepped over and left to :meth:`_aged_labels`."""
+    def _raw(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> tuple[int, int]:
+        """Delete old requests in ``seq`` order from the resume point up to the first
+        one not old enough yet or not read; those with a recent label are stepped over
+        and left to :meth:`_aged_labels`. The range of ``seq`` passed: a dry run's
+        aged-label count leaves out what this one counted."""
         assert cut.raw is not None
         with self.engine.connect() as connection:
-            position = read_position(connection, PREDICTIONS_POSITION) or 0
-        labelled = sa.exists().where(feedback.c.prediction_id == predictions.c.prediction_id)
+            start = read_position(connection, REQUESTS_POSITION) or 0
+        position = start
 
         def batch(connection: sa.Connection) -> bool:
             nonlocal position
-            rows = connection.execute(
-                sa.select(predictions.c.seq, predictions.c.created_at)
-                .where(predictions.c.seq > position, predictions.c.seq <= cut.protect_seq)
-                .order_by(predictions.c.seq)
-                .limit(self.policy.batch_rows)
-            ).all()
-            # only the leading run of old rows: the rest waits for a later prune
-            young = next((i for i, r in enumerate(rows) if r.created_at >= cut.raw), len(rows))
-            end = rows[young - 1].seq if young else position
-            if end > position:
-                in_range = sa.and_(
-                    predictions.c.seq > position,
-                    predictions.c.seq <= end,
-                    predictions.c.created_at < cut.raw,
-                    ~labelled,
-                )
-                if dry_run:
-                    n = connection.execute(
-                        sa.select(sa.func.count()).select_from(predictions).where(in_range)
-                    ).scalar_one()
-                elif self.archive is not None:
-                    # delete exactly what was archived (a label arriving meanwhile
-                    # finds its prediction gone, as it would a moment later)
-                    seqs = (
-                        connection.execute(sa.select(predictions.c.seq).where(in_range))
-                        .scalars()
-                        .all()
-                    )
-                    self.archive.write(connection, seqs)
-                    n = connection.execute(
-                        predictions.delete().where(predictions.c.seq.in_(seqs))
-                    ).rowcount
-                    write_position(connection, PREDICTIONS_POSITION, end, self._clock())
-                else:
-                    n = connection.execute(predictions.delete().where(in_range)).rowcount
-                    write_position(connection, PREDICTIONS_POSITION, end, self._clock())
-                counts.add("predictions", n)
-                position = end
-            return young == len(rows) == self.policy.batch_rows  # more may be old
+            rows = self._batch(
+                connection,
+                sa.and_(requests.c.seq > position, requests.c.seq < cut.newest),
+                cut,
+            )
+            # only the leading run of old, read requests: the rest waits
+            leading = []
+            for request, recent in rows:
+                if request.received_at >= cut.raw or not cut.may_go(request.seq, request.accepted):
+                    break
+                leading.append((request, recent))
+            run = leading[: _leading([r for r, _ in leading], self.policy.batch_rows)]
+            going = [r for r, recent in run if not recent]
+            counts.add("requests", len(going))
+            counts.add("predictions", _items(going))
+            if run:
+                position = int(run[-1][0].seq)  # type: ignore[arg-type]
+                if not dry_run:
+                    self._delete(connection, going)
+                    write_position(connection, REQUESTS_POSITION, position, self._clock())
+            # more: a run cut short for its predictions, or a whole batch of old rows
+            return len(run) < len(leading) or len(leading) == len(rows) == self.policy.batch_rows
+
+        self._repeat(batch)
+        return start, position
+
+    def _unnumbered(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> None:
+        """Delete old requests without ``seq``: rejected ones logged before migration
+        0010 (it numbered those holding predictions), found through the ``seq`` index."""
+        assert cut.raw is not None
+        condition = sa.and_(requests.c.seq.is_(None), requests.c.received_at < cut.raw)
+        if dry_run:
+            with self.engine.connect() as connection:
+                n = connection.execute(
+                    sa.select(sa.func.count()).select_from(requests).where(condition)
+                ).scalar_one()
+            counts.add("requests", n)
+            return
+
+        def batch(connection: sa.Connection) -> bool:
+            ids = sa.select(requests.c.request_id).where(condition).limit(self.policy.batch_rows)
+            n = connection.execute(
+                requests.delete().where(requests.c.request_id.in_(ids.scalar_subquery()))
+            ).rowcount
+            counts.add("requests", n)
+            return n >= self.policy.batch_rows
 
         self._repeat(batch)
 
-    # -- labelled: labels past their retention, with their predictions ----------------
+    # -- labelled: labels past their retention, with their requests -------------------
 
-    def _aged_labels(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> None:
-        """Delete labels older than the labelled retention together with their
-        prediction (and its request once nothing of it is left). A label whose
-        prediction may not be deleted yet is kept with it."""
+    def _aged_labels(
+        self, cut: _Cutoffs, counts: _Counts, dry_run: bool, passed: tuple[int, int]
+    ) -> None:
+        """Delete labels older than the labelled retention, together with their request
+        once it may go: old, read, and holding no label within the labelled retention.
+        A label whose request may not go yet is kept with it; one whose request is gone
+        (deleted by the raw pass, or never logged) goes."""
         assert cut.raw is not None and cut.labelled is not None
         after: tuple[datetime, str] | None = None
+        counted: set[str] = set()  # a dry run's requests, counted once
 
         def batch(connection: sa.Connection) -> bool:
             nonlocal after
@@ -557,11 +629,15 @@ class Pruner:
                 sa.select(
                     feedback.c.prediction_id,
                     feedback.c.received_at,
-                    predictions.c.seq,
-                    predictions.c.created_at,
-                    predictions.c.request_id,
+                    requests.c.request_id,
+                    requests.c.received_at.label("request_at"),
+                    requests.c.seq,
+                    requests.c.outputs.is_not(None).label("accepted"),
+                    requests.c.n_items,
                 )
-                .outerjoin(predictions, predictions.c.prediction_id == feedback.c.prediction_id)
+                .outerjoin(
+                    requests, requests.c.request_id == request_id_of(feedback.c.prediction_id)
+                )
                 .where(feedback.c.received_at < cut.labelled)
                 .order_by(feedback.c.received_at, feedback.c.prediction_id)
                 .limit(self.policy.batch_rows)
@@ -572,116 +648,48 @@ class Pruner:
             if not rows:
                 return False
             after = (rows[-1].received_at, rows[-1].prediction_id)
-            labels, seqs, request_ids = [], [], set()
-            for row in rows:
-                if row.seq is None:  # its prediction is gone (or never came)
-                    labels.append(row.prediction_id)
-                elif row.created_at < cut.raw and row.seq <= cut.protect_seq:
-                    labels.append(row.prediction_id)
-                    seqs.append(row.seq)
-                    request_ids.add(row.request_id)
-            counts.add("feedback", len(labels))
-            counts.add("predictions", len(seqs))
-            if not dry_run and labels:
-                if self.archive is not None:
-                    self.archive.write(connection, seqs)  # with their labels, still there
-                connection.execute(feedback.delete().where(feedback.c.prediction_id.in_(labels)))
-                if seqs:
-                    connection.execute(predictions.delete().where(predictions.c.seq.in_(seqs)))
-                    counts.add("requests", self._delete_emptied(connection, request_ids, cut.raw))
-            return len(rows) == self.policy.batch_rows
-
-        self._repeat(batch)
-
-    @staticmethod
-    def _delete_emptied(connection: sa.Connection, ids: set[str], before: datetime) -> int:
-        orphaned = ~sa.exists().where(of_request(requests.c.request_id, connection.dialect.name))
-        return connection.execute(
-            requests.delete().where(
-                requests.c.request_id.in_(sorted(ids)), requests.c.received_at < before, orphaned
-            )
-        ).rowcount
-
-    # -- raw: requests, by time ---------------------------------------------------------
-
-    def _requests(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> None:
-        """Delete old requests none of whose predictions is left. The resume position
-        never passes a request that still has an unlabelled prediction (one the
-        monitor has not read, say), so that none is left behind for good."""
-        assert cut.raw is not None
-        with self.engine.connect() as connection:
-            start = read_position(connection, REQUESTS_POSITION)
-        since = from_micros(start) if start is not None else None
-        after: tuple[datetime, str] | None = None
-
-        def batch(connection: sa.Connection) -> bool:
-            nonlocal after
-            query = (
-                sa.select(requests.c.request_id, requests.c.received_at)
-                .where(requests.c.received_at < cut.raw)
-                .order_by(requests.c.received_at, requests.c.request_id)
-                .limit(self.policy.batch_rows)
-            )
-            if since is not None:
-                query = query.where(requests.c.received_at >= since)
-            if after is not None:
-                query = query.where(_after(requests.c.received_at, requests.c.request_id, after))
-            rows = connection.execute(query).all()
-            if not rows:
-                return False
-            ids = [r.request_id for r in rows]
-            if dry_run:
-                counts.add("requests", self._count_emptied(connection, ids, cut))
+            candidates = {
+                r.request_id: _Request(
+                    r.request_id, r.request_at, r.seq, bool(r.accepted), r.n_items
+                )
+                for r in rows
+                if r.request_id is not None
+                and r.request_at < cut.raw
+                and cut.may_go(r.seq, bool(r.accepted))
+            }
+            if candidates:
+                kept = set(
+                    connection.execute(
+                        sa.select(requests.c.request_id).where(
+                            requests.c.request_id.in_(sorted(candidates)),
+                            _recent_label(requests, cut.labelled),
+                        )
+                    ).scalars()
+                )
+                going = [r for i, r in candidates.items() if i not in kept]
             else:
-                counts.add("requests", self._delete_emptied(connection, set(ids), cut.raw))
-                waiting = self._with_unlabelled(connection, rows)
-                stop = next((r for r in rows if r.request_id in waiting), None)
-                resume = stop.received_at if stop is not None else rows[-1].received_at
-                write_position(connection, REQUESTS_POSITION, to_micros(resume), self._clock())
-                if stop is not None:
-                    return False
-            after = (rows[-1].received_at, rows[-1].request_id)
+                going = []
+            leaving = {r.request_id for r in going}
+            labels = [
+                r.prediction_id for r in rows if r.request_id is None or r.request_id in leaving
+            ]
+            counts.add("feedback", len(labels))
+            if dry_run:  # what the raw pass counted is not counted again
+                going = [
+                    r
+                    for r in going
+                    if r.request_id not in counted
+                    and not (r.seq is not None and passed[0] < r.seq <= passed[1])
+                ]
+                counted.update(r.request_id for r in going)
+            counts.add("requests", len(going))
+            counts.add("predictions", _items(going))
+            if not dry_run and labels:
+                self._delete(connection, going)  # archived with their labels, still there
+                connection.execute(feedback.delete().where(feedback.c.prediction_id.in_(labels)))
             return len(rows) == self.policy.batch_rows
 
         self._repeat(batch)
-
-    @staticmethod
-    def _with_unlabelled(connection: sa.Connection, rows: Sequence[Any]) -> set[str]:
-        """The ids among ``rows`` (requests) of requests that still have an unlabelled
-        prediction, found through an index on either database
-        (:mod:`watchkeeper.db.request_rows`)."""
-        labelled = sa.exists().where(feedback.c.prediction_id == predictions.c.prediction_id)
-        ids = [r.request_id for r in rows]
-        if connection.dialect.name != "sqlite":  # predictions.request_id has its index
-            query = sa.select(predictions.c.request_id).where(
-                predictions.c.request_id.in_(ids), ~labelled
-            )
-            return set(connection.execute(query).scalars().all())
-        unlabelled = sa.exists().where(
-            of_request(requests.c.request_id, connection.dialect.name), ~labelled
-        )
-        query = sa.select(requests.c.request_id).where(requests.c.request_id.in_(ids), unlabelled)
-        return set(connection.execute(query).scalars().all())
-
-    @staticmethod
-    def _count_emptied(connection: sa.Connection, ids: Sequence[str], cut: _Cutoffs) -> int:
-        """Requests among ``ids`` that the passes before would leave with no prediction."""
-        assert cut.raw is not None and cut.labelled is not None
-        recent_label = sa.exists().where(
-            feedback.c.prediction_id == predictions.c.prediction_id,
-            feedback.c.received_at >= cut.labelled,
-        )
-        survives = sa.or_(
-            predictions.c.created_at >= cut.raw, predictions.c.seq > cut.protect_seq, recent_label
-        )
-        kept = sa.exists().where(
-            of_request(requests.c.request_id, connection.dialect.name), survives
-        )
-        return connection.execute(
-            sa.select(sa.func.count())
-            .select_from(requests)
-            .where(requests.c.request_id.in_(ids), ~kept)
-        ).scalar_one()
 
     # -- SQLite: give deleted pages back ------------------------------------------------
 

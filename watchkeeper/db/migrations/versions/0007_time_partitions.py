@@ -93,7 +93,7 @@ def _rebuild(keys: _Keys, partitioned: bool) -> None:
             days = {d for d in days if d >= oldest}
         days |= set(days_to_cover(now.date()))
         for day in sorted(days):
-            create_partition(connection, Partition(day, table))
+            create_partition(connection, Partition(day, table), keys.key)
     run(f"INSERT INTO {table} SELECT * FROM {aside}")
     run(f"DROP TABLE {aside}")  # before the keys: their index names are taken until then
     extra = (keys.key,) if partitioned else ()
