@@ -20,6 +20,7 @@ from serving.log_store import LogStore, Written
 from tests.log_entries import journaled, log_entry
 from tests.postgres import PostgresServer
 from tests.processes import wait_for
+from tests.watchkeeper.test_partitions import OldLog
 from tests.watchkeeper.test_retention import NOW, POLICY, Log, ago
 from watchkeeper.db import partitions as parts
 from watchkeeper.db.archive import Archive, read_archive
@@ -74,16 +75,18 @@ class Background:
         return self.result
 
 
-def _prediction_row(request_id: str, when: datetime) -> dict[str, Any]:
+def _request_row(request_id: str, when: datetime) -> dict[str, Any]:
     return {
-        "prediction_id": f"{request_id}-0",
         "request_id": request_id,
-        "item_index": 0,
-        "created_at": when,
+        "received_at": when,
+        "endpoint": "/predict",
+        "method": "POST",
+        "status_code": 200,
+        "latency_seconds": 0.01,
         "model_version": "v1",
-        "prediction": 1.0,
-        "lower": 0.0,
-        "upper": 2.0,
+        "n_items": 1,
+        "single": True,
+        "outputs": [[1.0, 0.0, 2.0]],
     }
 
 
@@ -98,21 +101,21 @@ def test_a_row_committed_into_the_default_partition_while_its_day_is_created(
     day = datetime(2026, 1, 10, 8, tzinfo=UTC)
     writer = postgres_engine.connect()
     transaction = writer.begin()
-    writer.execute(predictions.insert().values(**_prediction_row("late", day)))
+    writer.execute(requests.insert().values(**_request_row("late", day)))
     creating = Background(lambda: parts.ensure_partitions(postgres_engine, day, days_ahead=0))
     assert wait_for(waiting_on_a_lock(postgres_engine), timeout=60)
     transaction.commit()
     writer.close()
 
     # raised a check violation before: the row of its day sat in the default partition
-    assert parts.Partition(day.date(), "predictions") in creating.join()
+    assert parts.Partition(day.date(), "requests") in creating.join()
 
-    assert "predictions_p20260110" in names(postgres_engine, "predictions")
+    assert "requests_p20260110" in names(postgres_engine, "requests")
     with postgres_engine.connect() as connection:
         where = connection.execute(
-            sa.select(sa.literal_column("tableoid::regclass::text")).select_from(predictions)
+            sa.select(sa.literal_column("tableoid::regclass::text")).select_from(requests)
         ).scalars()
-        assert list(where) == ["predictions_p20260110"]
+        assert list(where) == ["requests_p20260110"]
 
 
 def test_two_prunes_creating_the_same_day_at_once_both_finish(postgres_engine: sa.Engine) -> None:
@@ -121,16 +124,15 @@ def test_two_prunes_creating_the_same_day_at_once_both_finish(postgres_engine: s
     day = datetime(2026, 1, 10, 8, tzinfo=UTC)
     other = postgres_engine.connect()
     transaction = other.begin()
-    parts.create_partition(other, parts.Partition(day.date(), "predictions"))
+    parts.create_partition(other, parts.Partition(day.date(), "requests"))
     creating = Background(lambda: parts.ensure_partitions(postgres_engine, day, days_ahead=0))
     assert wait_for(waiting_on_a_lock(postgres_engine))
     transaction.commit()
     other.close()
 
-    assert creating.join() == [parts.Partition(day.date(), "requests")]  # raised DuplicateTable
+    assert creating.join() == []  # raised DuplicateTable
 
-    assert "requests_p20260110" in names(postgres_engine, "requests")
-    assert names(postgres_engine, "predictions").count("predictions_p20260110") == 1
+    assert names(postgres_engine, "requests").count("requests_p20260110") == 1
 
 
 # -- a prune meeting a long reader ------------------------------------------------------
@@ -141,8 +143,8 @@ def test_a_long_reader_costs_the_writers_one_lock_wait_per_prune_not_one_per_day
 ) -> None:
     """Each DROP waiting for a reader queues every writer behind it for up to
     LOCK_TIMEOUT; with many old days (the first prune of a long log) the writers would
-    stall one LOCK_TIMEOUT per day. Once a table's lock is refused, the prune leaves
-    that table's other days to the row passes and the next prune."""
+    stall one LOCK_TIMEOUT per day. Once the lock is refused, the prune leaves the other
+    days to the row passes and the next prune."""
     first = datetime(2026, 10, 1, tzinfo=UTC)
     parts.ensure_partitions(postgres_engine, first, days_ahead=2)
     log = Log(postgres_engine)
@@ -161,11 +163,11 @@ def test_a_long_reader_costs_the_writers_one_lock_wait_per_prune_not_one_per_day
 
     waits = [r for r in caplog.records if "not dropped now" in r.getMessage()]
     assert len(waits) == 1, [r.getMessage() for r in waits]
-    assert not any(n.startswith("predictions_") for n in report.partitions_dropped)
+    assert not report.partitions_dropped
     # retention holds anyway: the row passes deleted the old days' rows
     assert len(log.ids(predictions, "seq")) == 1
     again = Pruner(postgres_engine, POLICY, clock=lambda: NOW, pause=False).run()
-    assert {f"predictions_p202610{d:02d}" for d in (1, 2, 3)} <= set(again.partitions_dropped)
+    assert {f"requests_p202610{d:02d}" for d in (1, 2, 3)} <= set(again.partitions_dropped)
 
 
 # -- what arrives while a day is archived before its drop ---------------------------------
@@ -213,11 +215,11 @@ def test_a_label_arriving_while_its_day_is_archived_keeps_its_prediction(
 
     report = _archiving_pruner(postgres_engine, tmp_path, label).run()
 
-    # dropped all the same, the newly labelled prediction moved into the default one
-    assert "predictions_p20261001" in report.partitions_dropped
+    # dropped all the same, the newly labelled request moved into the default one
+    assert "requests_p20261001" in report.partitions_dropped
     assert log.ids(feedback, "prediction_id") == {late}
-    assert log.ids(predictions, "prediction_id") == {late, f"r{log.n:05d}-0"}
-    assert late.rsplit("-", 1)[0] in log.ids(requests, "request_id")
+    assert log.ids(predictions, "prediction_id") == {late, f"r{log.n:05d}"}
+    assert late in log.ids(requests, "request_id")
     # every row that went was archived first (the kept one is, once its label ages)
     gone = {p for r in ids for p in r} - {late}
     assert gone <= set(read_archive(str(tmp_path))["prediction_id"])
@@ -343,12 +345,17 @@ def _misplaced(engine: sa.Engine) -> int:
     return wrong
 
 
-def _rows(engine: sa.Engine) -> dict[str, list[Any]]:
+def _misplaced_before_0010(engine: sa.Engine) -> int:
+    """:func:`_misplaced` for both tables partitioned before 0010."""
+    wrong = 0
     with engine.connect() as connection:
-        return {
-            t.name: [tuple(r) for r in connection.execute(sa.select(t).order_by(*t.primary_key))]
-            for t in (predictions, requests, feedback)
-        }
+        for table, key in (("predictions", "created_at"), ("requests", "received_at")):
+            wrong += connection.exec_driver_sql(
+                f"SELECT count(*) FROM {table} WHERE tableoid::regclass::text NOT IN"
+                f" ('{table}_p' || to_char({key} AT TIME ZONE 'UTC', 'YYYYMMDD'),"
+                f" '{table}_default')"
+            ).scalar_one()
+    return wrong
 
 
 @pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "America/New_York"])
@@ -361,7 +368,7 @@ def test_migration_and_prune_split_days_in_utc_whatever_the_server_zone(
     monkeypatch.setenv("WATCHKEEPER_RETENTION_DAYS", "0")  # a partition for every day
     engine = _database_in_zone(postgres_server, zone)
     upgrade(engine, "0006")
-    log = Log(engine)
+    log = OldLog(engine)
     midnight = datetime(2026, 10, 2, tzinfo=UTC)
     edges = [
         midnight - timedelta(microseconds=1),
@@ -371,23 +378,28 @@ def test_migration_and_prune_split_days_in_utc_whatever_the_server_zone(
     ]
     for when in edges:
         log.requests(when, 2, items=2)
-    before = _rows(engine)
+    before = log.snapshot()
 
-    upgrade(engine)
+    upgrade(engine, "0009")
 
-    assert _rows(engine) == before and _misplaced(engine) == 0
+    assert log.snapshot() == before and _misplaced_before_0010(engine) == 0
     with engine.connect() as connection:
         assert not connection.exec_driver_sql("SELECT count(*) FROM predictions_default").scalar()
+        assert not connection.exec_driver_sql("SELECT count(*) FROM requests_default").scalar()
+    upgrade(engine)
+    assert _misplaced(engine) == 0
     for when in edges:
-        assert parts.partition_name("predictions", when.date()) in names(engine, "predictions")
-    log.request(ago(0))
-    log.set_watermark(log.max_seq())
+        assert parts.partition_name("requests", when.date()) in names(engine, "requests")
+    new = Log(engine)
+    new.n = 100
+    new.request(ago(0))
+    new.set_watermark(new.max_seq())
     # cut-off at 2026-10-02 00:00 UTC: 10-01 goes whole, the rows at midnight stay
     clock = midnight + timedelta(days=30)
     report = Pruner(engine, POLICY, clock=lambda: clock, pause=False).run()
-    assert "predictions_p20261001" in report.partitions_dropped
-    assert "predictions_p20261002" not in report.partitions_dropped
-    kept = {r[0] for r in _rows(engine)["requests"]}
+    assert "requests_p20261001" in report.partitions_dropped
+    assert "requests_p20261002" not in report.partitions_dropped
+    kept = new.ids(requests, "request_id")
     assert {"r00003", "r00004"} <= kept and not {"r00001", "r00002"} & kept
     engine.dispose()
 
@@ -404,7 +416,7 @@ def test_migration_of_a_log_with_far_times_and_a_large_seq_is_whole_or_nothing(
     upgrade(engine, "0006")
     with engine.begin() as connection:
         connection.exec_driver_sql("SELECT setval('predictions_seq_seq', 5000000000)")
-    log = Log(engine)
+    log = OldLog(engine)
     far = [
         datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
         datetime(2099, 1, 1, tzinfo=UTC),
@@ -412,8 +424,8 @@ def test_migration_of_a_log_with_far_times_and_a_large_seq_is_whole_or_nothing(
     ]
     for when in far:
         log.requests(when, 2, items=3)
-    log.label("r00001-0", ago(1))
-    before = _rows(engine)
+    log.label("r00001.0", ago(1))
+    before = log.snapshot()
     with engine.begin() as connection:  # in the way of the upgrade's rebuild of requests
         connection.exec_driver_sql("CREATE TABLE requests_rebuilt (x int)")
 
@@ -423,18 +435,27 @@ def test_migration_of_a_log_with_far_times_and_a_large_seq_is_whole_or_nothing(
     with engine.connect() as connection:
         assert not parts.is_partitioned(connection, "predictions")
         version = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-    assert version == "0006" and _rows(engine) == before
+    assert version == "0006" and log.snapshot() == before
     with engine.begin() as connection:
         connection.exec_driver_sql("DROP TABLE requests_rebuilt")
 
-    upgrade(engine)
+    upgrade(engine, "0009")
+    upgrade(engine, "0009")
+
+    assert log.snapshot() == before and _misplaced_before_0010(engine) == 0
+    assert before["predictions"][-1][0] == 5000000000 + 3 * 2 * 3
+
     upgrade(engine)
 
-    assert _rows(engine) == before and _misplaced(engine) == 0
     for when in far:
         assert parts.partition_name("requests", when.date()) in names(engine, "requests")
-    newest = log.max_seq()
-    assert newest == 5000000000 + 3 * 2 * 3
-    log.request(datetime.now(UTC))
-    assert log.max_seq() == newest + 1
+    new = Log(engine)
+    new.n = 100
+    new.request(datetime.now(UTC))  # numbered after the predictions' last seq
+    with engine.connect() as connection:
+        seqs = connection.execute(
+            sa.select(requests.c.request_id, requests.c.seq).order_by(requests.c.seq)
+        ).all()
+    assert seqs[-1] == ("r00101", 5000000000 + 3 * 2 * 3 + 1)
+    assert len(new.ids(predictions, "prediction_id")) == 3 * 2 * 3 + 1
     engine.dispose()
