@@ -1,21 +1,25 @@
-"""Migration 0009: the indexes of ``predictions``; on SQLite a request's rows found
-through the prediction id index instead of an index on ``request_id``."""
+"""The log's indexes and the plans that use them: migration 0009's indexes of the
+``predictions`` table of its time (tested at revision 0009), and the prune's statements
+on the per-request log (migration 0010), each reading ``requests`` and ``feedback``
+through an index however large the log."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from serving.log_entry import prediction_id
 from serving.log_store import LogStore
 from tests.log_entries import log_entry
+from tests.watchkeeper.test_partitions import OldLog
+from tests.watchkeeper.test_retention import Log
 from watchkeeper.db import partitions as parts
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import _config, upgrade
-from watchkeeper.db.request_rows import of_request
 from watchkeeper.db.retention import Pruner, RetentionPolicy
 from watchkeeper.db.tables import feedback, predictions, requests
 
@@ -39,6 +43,22 @@ AFTER_SQLITE = {"ix_predictions_created_at", "ix_predictions_model_version"}
 @pytest.fixture
 def engine(database_url: str) -> Iterator[sa.Engine]:
     engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def engine_0009(
+    request: pytest.FixtureRequest, tmp_path: Path, database_url: str
+) -> Iterator[sa.Engine]:
+    """A new database of the run's kind at revision 0009 (the last with a
+    ``predictions`` table)."""
+    if database_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'log-0009.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database()
+    engine = create_engine(url)
+    upgrade(engine, "0009")
     yield engine
     engine.dispose()
 
@@ -74,16 +94,11 @@ def _assert_schema(engine: sa.Engine, *, after: bool) -> None:
         if engine.dialect.name == "sqlite":
             assert _sqlite_indexes(connection) == (AFTER_SQLITE if after else BEFORE_SQLITE)
             return
-        # the table definitions name the indexes PostgreSQL has
-        assert {ix.name for ix in predictions.indexes} | {
-            "predictions_pkey",
-            "predictions_prediction_id_key",
-        } == set(BEFORE_POSTGRES)
         expected = BEFORE_POSTGRES  # PostgreSQL keeps its indexes
         assert _postgres_indexes(connection, "predictions") == expected
         # every partition, those there before and one made now, has the same indexes
         made = parts.Partition(NOW.date() + timedelta(days=40), "predictions")
-        parts.create_partition(connection, made)
+        parts.create_partition(connection, made, "created_at")
         names = [p.name for p in parts.partitions(connection, "predictions")]
         assert made.name in names and len(names) > 1
         for name in [*names, parts.default_name("predictions")]:
@@ -101,27 +116,34 @@ def _downgrade(engine: sa.Engine, revision: str) -> None:
 
 
 def _write(engine: sa.Engine, first: int, count: int) -> None:
-    store = LogStore(engine)
-    store.insert([log_entry(n, items=3, when=NOW) for n in range(first, first + count)])
-    store.insert([log_entry(n, items=1, when=NOW) for n in range(first + count, first + 2 * count)])
+    """Requests of 3 predictions and single records, as the writer of the time stored
+    them."""
+    log = OldLog(engine)
+    log.n = first
+    for _ in range(count):
+        log.requests(NOW, 1, items=3)
+    for _ in range(count):
+        log.requests(NOW, 1, items=1)
 
 
 def _rows(engine: sa.Engine) -> list[tuple[str, str]]:
     with engine.connect() as connection:
-        query = sa.select(predictions.c.prediction_id, predictions.c.request_id)
-        return sorted(connection.execute(query).all())
+        return sorted(
+            connection.exec_driver_sql("SELECT prediction_id, request_id FROM predictions").all()
+        )
 
 
-def test_predictions_have_the_cheaper_indexes(engine: sa.Engine) -> None:
+def test_predictions_had_the_cheaper_indexes_at_0009(engine_0009: sa.Engine) -> None:
     """SQLite: ``created_at`` and ``model_version`` only; PostgreSQL as before, the two
     keys and ``request_id``, ``created_at``, ``model_version``, on every partition
     (those made by migration 0007 and one made later)."""
-    _assert_schema(engine, after=True)
+    _assert_schema(engine_0009, after=True)
 
 
 def test_migration_0009_downgrades_and_upgrades_again_keeping_the_rows(
-    engine: sa.Engine,
+    engine_0009: sa.Engine,
 ) -> None:
+    engine = engine_0009
     _write(engine, 1, 5)
     rows = _rows(engine)
     assert len(rows) == 20
@@ -129,62 +151,28 @@ def test_migration_0009_downgrades_and_upgrades_again_keeping_the_rows(
     _downgrade(engine, "0008")
     _assert_schema(engine, after=False)
     assert _rows(engine) == rows
-    _write(engine, 100, 2)  # the writer stores into the schema before too
+    _write(engine, 100, 2)  # the writer of the time stored into the schema before too
 
-    upgrade(engine)
+    upgrade(engine, "0009")
     _assert_schema(engine, after=True)
     assert len(_rows(engine)) == 28
 
 
-def _requests_of_adversarial_ids(engine: sa.Engine) -> list[str]:
-    """Requests whose ids extend one another: ``ab`` (a batch), ``ab`` + a byte below
-    ``/`` (a single record, its id inside ``ab``'s range), ``ab`` + a byte above it,
-    ``ab.`` sorting right after ``ab``'s items."""
-    ids = ["ab", "ab-1", "ab0", "ab.", "ab/", "aa", "ac", "abc"]
-    entries = [
-        log_entry(n, items=1 if i % 2 else 4, when=NOW, request_id=rid)
-        for n, (i, rid) in enumerate(enumerate(ids), start=1)
-    ]
-    LogStore(engine).insert(entries)
-    return ids
-
-
-def test_a_requests_rows_are_found_by_the_prediction_id_range(engine: sa.Engine) -> None:
-    """The same rows as the condition on ``request_id`` it replaces, whatever the ids
-    around it; for ids as serving makes them (``serving.log_entry.prediction_id``)."""
-    ids = _requests_of_adversarial_ids(engine)
-    dialect = engine.dialect.name
-    with engine.connect() as connection:
-        for rid in ids:
-            wanted = sa.select(predictions.c.prediction_id).order_by(predictions.c.seq)
-            found = connection.execute(wanted.where(of_request(rid, dialect))).scalars().all()
-            before = connection.execute(wanted.where(predictions.c.request_id == rid))
-            assert found == before.scalars().all()
-            single = len(found) == 1
-            assert found == [prediction_id(rid, i, single) for i in range(len(found))]
-            # in a correlated query, against the requests row
-            correlated = sa.select(requests.c.request_id).where(
-                requests.c.request_id == rid,
-                sa.exists().where(of_request(requests.c.request_id, dialect)),
-            )
-            assert connection.execute(correlated).scalars().all() == [rid]
-
-
-def test_the_prune_deletes_the_requests_whose_predictions_are_gone_and_only_those(
+def test_the_prune_keeps_a_labelled_request_whole_and_deletes_its_neighbours_in_id_order(
     engine: sa.Engine,
 ) -> None:
-    """Retention reads a request's predictions through :func:`of_request` (on SQLite
-    the id range): a request whose prediction is labelled (kept) stays, its neighbours
-    in id order go."""
+    """A request's labels are found by its predictions' ids: a request holding a recent
+    label stays whole, requests whose ids extend its id (inside its range of
+    prediction ids in byte order, or not) go."""
     old = NOW - timedelta(days=30)
     entries = [
         log_entry(n, items=3 if n % 2 else 1, when=old + timedelta(seconds=n), request_id=rid)
-        for n, rid in enumerate(["ab", "ab-1", "ab0", "abc", "b"], start=1)
+        for n, rid in enumerate(["ab", "ab-1", "ab0", "abc", "b", "ab."], start=1)
     ]
-    # the newest prediction is never pruned (the monitor may not have read it)
+    # the newest request is never pruned (the monitor may not have read it)
     entries.append(log_entry(9, items=1, when=NOW, request_id="recent"))
     LogStore(engine).insert(entries)
-    with engine.begin() as connection:  # a recent label keeps "ab.1" and request "ab"
+    with engine.begin() as connection:  # a recent label keeps request "ab" whole
         connection.execute(
             feedback.insert().values(prediction_id="ab.1", actual=1.0, received_at=NOW)
         )
@@ -194,36 +182,78 @@ def test_the_prune_deletes_the_requests_whose_predictions_are_gone_and_only_thos
     Pruner(engine, policy, pause=False).run()
     with engine.connect() as connection:
         kept = connection.execute(sa.select(requests.c.request_id)).scalars().all()
-        left = _rows(engine)
-    assert sorted(kept) == ["ab", "recent"]
-    assert left == [("ab.1", "ab"), ("recent", "recent")]
-
-
-def test_the_requests_still_unlabelled_are_the_same_as_by_request_id(engine: sa.Engine) -> None:
-    """The prune's check for requests with an unlabelled prediction (it stops there)
-    finds what the condition on ``request_id`` found before migration 0009."""
-    ids = _requests_of_adversarial_ids(engine)
-    with engine.begin() as connection:  # every prediction of "ab" and "ab0" labelled
-        labelled = connection.execute(
-            sa.select(predictions.c.prediction_id).where(
-                predictions.c.request_id.in_(["ab", "ab0"])
-            )
+        left = connection.execute(
+            sa.select(predictions.c.prediction_id).order_by(predictions.c.seq)
         ).scalars()
-        connection.execute(
-            feedback.insert(),
-            [{"prediction_id": i, "actual": 1.0, "received_at": NOW} for i in labelled],
-        )
-    with engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(requests.c.request_id, requests.c.received_at).order_by(
-                requests.c.received_at
-            )
-        ).all()
-        found = Pruner._with_unlabelled(connection, rows)
-        before = connection.execute(
-            sa.select(predictions.c.request_id).where(
-                predictions.c.request_id.in_(ids),
-                ~sa.exists().where(feedback.c.prediction_id == predictions.c.prediction_id),
-            )
-        )
-        assert found == set(before.scalars()) == set(ids) - {"ab", "ab0"}
+        assert left.all() == ["ab.0", "ab.1", "ab.2", "recent"]
+    assert sorted(kept) == ["ab", "recent"]
+
+
+# -- the prune's plans ---------------------------------------------------------------------
+
+
+def _plans(engine: sa.Engine, call: Any) -> list[tuple[str, list[str]]]:
+    """Every statement ``call`` runs on the log's tables, with its plan: SQLite's
+    ``EXPLAIN QUERY PLAN`` (no statistics, as served), PostgreSQL's ``EXPLAIN`` with
+    sequential scans priced out, so that a plan left with one has no index to use."""
+    plans: list[tuple[str, list[str]]] = []
+    postgres = engine.dialect.name == "postgresql"
+
+    def explain(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        words = statement.lstrip().split(None, 1)[0].upper()
+        if executemany or words not in ("SELECT", "DELETE") or "requests" not in statement:
+            return
+        if postgres:
+            cursor.connection.execute("SET enable_seqscan = off")
+            rows = cursor.connection.execute("EXPLAIN " + statement, parameters)
+            plans.append((statement, [row[0] for row in rows]))
+            cursor.connection.execute("RESET enable_seqscan")
+        else:
+            rows = cursor.connection.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            plans.append((statement, [row[3] for row in rows]))
+
+    sa.event.listen(engine, "before_cursor_execute", explain)
+    try:
+        call()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", explain)
+    return plans
+
+
+def _full_scans(engine: sa.Engine, plan: list[str]) -> list[str]:
+    if engine.dialect.name == "postgresql":
+        return [line for line in plan if "Seq Scan" in line or "hashed SubPlan" in line]
+    # json_each's rows (``o``) are a request's own items; ``anon_`` a bounded batch
+    scans = [line.strip() for line in plan if line.strip().startswith("SCAN")]
+    return [line for line in scans if line.split()[1] != "o" and "anon_" not in line]
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_every_statement_of_a_prune_reads_the_requests_and_labels_through_an_index(
+    engine: sa.Engine, dry_run: bool
+) -> None:
+    """The raw pass (by ``seq``), a request's recent labels (its own predictions, each
+    label by its key), the aged labels (by time, each one's request by its key) and the
+    deletes: none reads every request or every label, however long the log."""
+    log = Log(engine)
+    ago = lambda days: NOW - timedelta(days=days)  # noqa: E731
+    for day in range(3):
+        ids = log.requests(ago(50 - day), 30, items=3)
+        for n, request in enumerate(ids):
+            if n % 10 == 0:
+                log.label(request[1], ago(20))  # recent: keeps its request
+            elif n % 10 == 1:
+                log.label(request[0], ago(400))  # aged: goes with it
+    log.requests(ago(400), 5, items=0)  # rejected
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    policy = RetentionPolicy(raw_days=30, labelled_days=365, history_days=None, batch_rows=25)
+    pruner = Pruner(engine, policy, clock=lambda: NOW, pause=False)
+
+    plans = _plans(engine, lambda: pruner.run(dry_run=dry_run))
+
+    assert plans
+    scanning = {s[:120]: _full_scans(engine, p) for s, p in plans if _full_scans(engine, p)}
+    # only the count of predictions for the log's size (log_stats) may read them all
+    assert not scanning, scanning
+    assert len(log.ids(requests, "request_id")) == (96 if dry_run else 1 + 9)

@@ -186,17 +186,26 @@ class PruneReport:
         return lines
 
 
-# A request's labels within the labelled retention, one request at a time (``r``: the
-# request's row): its predictions are read from its own row through the view (the
-# condition on its key and time reaches the index and, on PostgreSQL, its partition),
-# each label found by its key.
-def _recent_label(r: sa.FromClause, labelled: datetime) -> sa.Exists:
-    return sa.exists().where(
-        predictions.c.request_id == r.c.request_id,
-        predictions.c.created_at == r.c.received_at,
-        feedback.c.prediction_id == predictions.c.prediction_id,
-        feedback.c.received_at >= labelled,
+def _recent_label(r: sa.FromClause, labelled: datetime) -> sa.ColumnElement[bool]:
+    """Whether the request ``r`` (a row of ``requests``) holds a label within the
+    labelled retention, one request at a time: its predictions are read from its own
+    row through the view (the condition on its key and time reaches the index and, on
+    PostgreSQL, its partition), each label found by its key. A scalar subquery rather
+    than ``EXISTS``, which PostgreSQL may instead run once over the whole log and hash."""
+    first = (
+        sa.select(sa.literal(1))
+        .select_from(
+            predictions.join(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
+        )
+        .where(
+            predictions.c.request_id == r.c.request_id,
+            predictions.c.created_at == r.c.received_at,
+            feedback.c.received_at >= labelled,
+        )
+        .limit(1)
+        .scalar_subquery()
     )
+    return first.is_not(None)
 
 
 # The requests of a dropped day partition (aliased ``p``) that go back into the table:
@@ -625,26 +634,34 @@ class Pruner:
 
         def batch(connection: sa.Connection) -> bool:
             nonlocal after
-            query = (
+            labels = (
+                sa.select(feedback.c.prediction_id, feedback.c.received_at)
+                .where(feedback.c.received_at < cut.labelled)
+                .order_by(feedback.c.received_at, feedback.c.prediction_id)
+                .limit(self.policy.batch_rows)
+            )
+            if after is not None:
+                labels = labels.where(
+                    _after(feedback.c.received_at, feedback.c.prediction_id, after)
+                )
+            batch_of = labels.subquery()
+            # the batch first, then each label's request by its key
+            rows = connection.execute(
                 sa.select(
-                    feedback.c.prediction_id,
-                    feedback.c.received_at,
+                    batch_of.c.prediction_id,
+                    batch_of.c.received_at,
                     requests.c.request_id,
                     requests.c.received_at.label("request_at"),
                     requests.c.seq,
                     requests.c.outputs.is_not(None).label("accepted"),
                     requests.c.n_items,
                 )
+                .select_from(batch_of)
                 .outerjoin(
-                    requests, requests.c.request_id == request_id_of(feedback.c.prediction_id)
+                    requests, requests.c.request_id == request_id_of(batch_of.c.prediction_id)
                 )
-                .where(feedback.c.received_at < cut.labelled)
-                .order_by(feedback.c.received_at, feedback.c.prediction_id)
-                .limit(self.policy.batch_rows)
-            )
-            if after is not None:
-                query = query.where(_after(feedback.c.received_at, feedback.c.prediction_id, after))
-            rows = connection.execute(query).all()
+                .order_by(batch_of.c.received_at, batch_of.c.prediction_id)
+            ).all()
             if not rows:
                 return False
             after = (rows[-1].received_at, rows[-1].prediction_id)
@@ -670,10 +687,10 @@ class Pruner:
             else:
                 going = []
             leaving = {r.request_id for r in going}
-            labels = [
+            aged = [
                 r.prediction_id for r in rows if r.request_id is None or r.request_id in leaving
             ]
-            counts.add("feedback", len(labels))
+            counts.add("feedback", len(aged))
             if dry_run:  # what the raw pass counted is not counted again
                 going = [
                     r
@@ -684,9 +701,9 @@ class Pruner:
                 counted.update(r.request_id for r in going)
             counts.add("requests", len(going))
             counts.add("predictions", _items(going))
-            if not dry_run and labels:
+            if not dry_run and aged:
                 self._delete(connection, going)  # archived with their labels, still there
-                connection.execute(feedback.delete().where(feedback.c.prediction_id.in_(labels)))
+                connection.execute(feedback.delete().where(feedback.c.prediction_id.in_(aged)))
             return len(rows) == self.policy.batch_rows
 
         self._repeat(batch)
