@@ -1,9 +1,11 @@
-"""The input features of logged predictions, wherever a row keeps them.
+"""The input features of logged predictions, read from their requests.
 
-Since migration 0004 an accepted request stores its features once, by column, in
-``requests.features``; its ``predictions`` rows point at it by ``request_id`` and
-``item_index``. Older rows carry their own ``predictions.features`` object. Readers
-(the monitor, retraining) get one record per prediction either way.
+An accepted request stores its features once, by column, in ``requests.features``; its
+predictions (the ``predictions`` view) point at it by ``request_id`` and
+``item_index``. Rows logged before migration 0004 carried their own features object;
+migration 0010 folded those into their requests' columns, so the view's ``features``
+is always NULL, and a row that carries a record of its own (a caller's) is taken as it
+is. Readers (the monitor, retraining, the archive) get one record per prediction.
 """
 
 from __future__ import annotations
