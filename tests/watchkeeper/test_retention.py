@@ -236,6 +236,32 @@ def test_prune_never_deletes_what_the_monitor_has_not_read(engine: sa.Engine) ->
     assert not log.ids(predictions, "prediction_id") & set(unread)
 
 
+def test_a_request_the_monitor_read_part_of_is_kept_until_it_read_all_of_it(
+    engine: sa.Engine,
+) -> None:
+    """The watermark is a prediction's position: a window may end inside a batch. The
+    batch goes once the watermark reaches its last item, not before."""
+    log = Log(engine)
+    batch = log.request(ago(40), items=3)
+    log.request(ago(0))
+    with engine.connect() as connection:
+        seqs = (
+            connection.execute(
+                sa.select(predictions.c.seq)
+                .where(predictions.c.prediction_id.in_(batch))
+                .order_by(predictions.c.seq)
+            )
+            .scalars()
+            .all()
+        )
+
+    log.set_watermark(seqs[1])
+    assert counts(pruner(engine).run())["predictions"] == 0
+    log.set_watermark(seqs[2])
+    assert counts(pruner(engine).run())["predictions"] == 3
+    assert not log.ids(predictions, "prediction_id") & set(batch)
+
+
 def test_a_log_no_monitor_has_read_loses_no_prediction_unless_told_so(
     engine: sa.Engine,
 ) -> None:

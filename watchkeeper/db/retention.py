@@ -397,18 +397,8 @@ class Pruner:
         their labels, deleted later by :meth:`_aged_labels`)."""
         if not rows:
             return
-        accepted = [r.seq for r in rows if r.accepted and r.seq is not None]
-        if self.archive is not None and accepted:
-            seqs = (
-                connection.execute(
-                    sa.select(predictions.c.seq)
-                    .where(predictions.c.request_seq.in_(accepted))
-                    .order_by(predictions.c.seq)
-                )
-                .scalars()
-                .all()
-            )
-            self.archive.write(connection, seqs)
+        if self.archive is not None:
+            self._archive(connection, [r for r in rows if r.accepted and r.seq is not None])
         times = [r.received_at for r in rows]
         connection.execute(
             requests.delete().where(
@@ -417,6 +407,25 @@ class Pruner:
                 requests.c.received_at.between(min(times), max(times)),
             )
         )
+
+    def _archive(self, connection: sa.Connection, rows: Sequence[Any]) -> None:
+        """Archive the predictions of the requests ``rows`` (their ``seq`` and
+        ``n_items``), a file per at most ``batch_rows`` predictions (or one larger
+        request)."""
+        assert self.archive is not None
+        while rows:
+            n = _leading(rows, self.policy.batch_rows)
+            seqs = (
+                connection.execute(
+                    sa.select(predictions.c.seq)
+                    .where(predictions.c.request_seq.in_([r.seq for r in rows[:n]]))
+                    .order_by(predictions.c.seq)
+                )
+                .scalars()
+                .all()
+            )
+            self.archive.write(connection, seqs)
+            rows = rows[n:]
 
     # -- PostgreSQL: whole day partitions ---------------------------------------------
 
@@ -466,7 +475,6 @@ class Pruner:
         is set) in bounded batches, then drop it (:meth:`_drop`)."""
         assert cut.labelled is not None
         if self.archive is not None:
-            archive = self.archive
             after = 0
             day = sa.table(
                 partition.name,
@@ -487,16 +495,7 @@ class Pruner:
                 ).all()
                 taken = rows[: _leading(rows, self.policy.batch_rows)]
                 if taken:
-                    seqs = (
-                        connection.execute(
-                            sa.select(predictions.c.seq)
-                            .where(predictions.c.request_seq.in_([r.seq for r in taken]))
-                            .order_by(predictions.c.seq)
-                        )
-                        .scalars()
-                        .all()
-                    )
-                    archive.write(connection, seqs)
+                    self._archive(connection, taken)
                     after = taken[-1].seq
                 return len(rows) == self.policy.batch_rows or len(taken) < len(rows)
 
