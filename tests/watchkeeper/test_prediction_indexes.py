@@ -257,3 +257,31 @@ def test_every_statement_of_a_prune_reads_the_requests_and_labels_through_an_ind
     # only the count of predictions for the log's size (log_stats) may read them all
     assert not scanning, scanning
     assert len(log.ids(requests, "request_id")) == (96 if dry_run else 1 + 9)
+
+
+def test_the_log_stats_read_every_minute_use_the_requests_indexes(engine: sa.Engine) -> None:
+    """The monitor reads the log's size and age every minute: the oldest rows through
+    the ``seq`` index; on PostgreSQL the count of predictions from the newest requests
+    only (SQLite counts them exactly, its logs stay small)."""
+    from watchkeeper.db import log_stats
+
+    log = Log(engine)
+    log.requests(NOW - timedelta(days=3), 20, items=3)
+    log.requests(NOW - timedelta(days=2), 5, items=0)
+    log.request(NOW)
+
+    plans = _plans(engine, lambda: log_stats.collect(engine))
+
+    exact_counts = ("count(*)", "sum(requests.n_items)")  # SQLite's, by design
+    of_requests = [
+        (s, p)
+        for s, p in plans
+        if "FROM requests" in s
+        and not (engine.dialect.name == "sqlite" and any(c in s for c in exact_counts))
+    ]
+    scanning = {s[:120]: _full_scans(engine, p) for s, p in of_requests if _full_scans(engine, p)}
+    assert of_requests and not scanning, scanning
+    stats = {t.table: t for t in log_stats.collect(engine).tables}
+    if engine.dialect.name == "sqlite":
+        assert (stats["predictions"].rows, stats["requests"].rows) == (61, 26)
+    assert stats["predictions"].oldest == stats["requests"].oldest == NOW - timedelta(days=3)
