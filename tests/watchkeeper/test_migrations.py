@@ -153,7 +153,7 @@ def _insert_0009_log(engine: sa.Engine) -> None:
     request = sa.text(
         "INSERT INTO requests (request_id, received_at, endpoint, method, status_code,"
         " latency_seconds, model_version, n_items, features)"
-        f" VALUES (:id, '{_T}', '/predict', 'POST', :status, 0.01, 'v1', :n, :features)"
+        f" VALUES (:id, '{_T}', '/predict', 'POST', :status, 0.01, :version, :n, :features)"
     )
     prediction = sa.text(
         "INSERT INTO predictions (prediction_id, request_id, item_index, created_at,"
@@ -222,6 +222,7 @@ def _insert_0009_log(engine: sa.Engine) -> None:
             connection.execute(
                 request,
                 {"id": rid, "status": status, "n": n,
+                 "version": None if rid == "old" else "v1",  # logged before it had one
                  "features": None if features is None else json.dumps(features)},
             )  # fmt: skip
         for row in rows:
@@ -337,6 +338,7 @@ def test_0010_moves_every_prediction_into_its_request_and_maps_the_positions(
     assert features["orphan.1"] == {}
     assert (n_items["orphan"], n_items["pruned"], n_items["batch"]) == (2, 1, 3)
     assert (single["single"], single["classes"], single["batch"]) == (True, True, False)
+    assert {r.model_version for r in rows} == {"v1"}
     # old seq 6 was nonfinite.0 (batch.2, seq 5, is before it by position too)
     assert watermark == [("windows", by_id["nonfinite.0"].seq)]
     assert spans == [

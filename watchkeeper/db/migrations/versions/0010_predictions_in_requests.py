@@ -13,7 +13,8 @@ The upgrade moves every stored prediction into its request's row (a request whos
 is gone gets one back, as accepted), at its item index: a request some of whose
 predictions an earlier prune deleted (it kept labelled ones) holds ``null`` for each
 item that is gone, which the view skips, so that its prediction ids, labels and
-features still match; ``n_items`` then counts the predictions it holds. Features of
+features still match; ``n_items`` then counts the predictions it holds. A request
+without a model version (the view reads the request's) takes its predictions'. Features of
 rows logged before 0004 are folded into their request's columns. The positions kept by
 ``seq`` are mapped to the new positions (:mod:`watchkeeper.db.prediction_seq`): the
 monitor's watermark becomes the position of the newest prediction it had read, a
@@ -125,8 +126,9 @@ def _move_sqlite() -> None:
     """SQLite: each request's outputs built here (its JSON aggregate keeps no order)."""
     rows = op.get_bind().execute(
         sa.text(
-            "SELECT request_id, prediction_id, item_index, seq, prediction, lower, upper,"
-            " ood_score, probabilities FROM predictions ORDER BY request_id, item_index"
+            "SELECT request_id, prediction_id, item_index, seq, model_version, prediction,"
+            " lower, upper, ood_score, probabilities FROM predictions"
+            " ORDER BY request_id, item_index"
         )
     )
     batch: list[dict[str, Any]] = []
@@ -138,6 +140,7 @@ def _move_sqlite() -> None:
                 "single": len(items) == 1 and items[0].prediction_id == request_id,
                 "outputs": orjson.dumps(_outputs(items)).decode(),
                 "n_items": len(items),
+                "version": items[0].model_version,
             }
         )
         if len(batch) >= _CHUNK:
@@ -165,7 +168,8 @@ def _store_outputs(batch: list[dict[str, Any]]) -> None:
     op.get_bind().execute(
         sa.text(
             "UPDATE requests SET seq = :seq, single = :single, outputs = :outputs,"
-            " n_items = :n_items WHERE request_id = :request_id"
+            " n_items = :n_items, model_version = coalesce(model_version, :version)"
+            " WHERE request_id = :request_id"
         ),
         batch,
     )
@@ -185,8 +189,9 @@ def _move_postgres() -> None:
     have gaps (predictions an earlier prune deleted) again, with ``null`` there."""
     _run(
         "UPDATE requests r SET seq = p.first_seq, single = p.single, outputs = p.outputs,"
-        " n_items = p.n"
+        " n_items = p.n, model_version = coalesce(r.model_version, p.version)"
         " FROM (SELECT p.request_id, min(p.seq) AS first_seq, count(*) AS n,"
+        " min(p.model_version) AS version,"
         " count(*) = 1 AND bool_and(p.prediction_id = p.request_id) AS single,"
         f" json_agg({_POSTGRES_ITEM} ORDER BY p.item_index)::text AS outputs"
         " FROM predictions p GROUP BY p.request_id) p"
