@@ -1,5 +1,6 @@
-"""A classifier's prediction log written straight into the tables, as the contract
-between serving and the monitor describes its rows: ``prediction`` (and ``lower``,
+"""A classifier's prediction log written straight into the log (a request per
+prediction, :mod:`tests.monitoring.log_rows`), as the contract between serving and the
+monitor describes its predictions: ``prediction`` (and ``lower``,
 ``upper``) = the predicted class's index, ``probabilities`` in the version's classes
 order, ``feedback.label`` = the true class as text. The monitor's tests do not depend on
 how serving writes them.
@@ -16,8 +17,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from tests.monitoring.log_rows import store_rows
 from watchkeeper.classification import Classifier
-from watchkeeper.db.tables import feedback, predictions
+from watchkeeper.db.tables import feedback
 from watchkeeper.task import label_text
 from watchkeeper.training import TrainedModel
 
@@ -54,13 +56,12 @@ def write_rows(
     start: int = 0,
     version: str = "v1",
 ) -> list[str]:
-    """Rows of a classifier version as serving logs them; returns prediction ids."""
+    """Rows of a classifier version as serving logs them, a request each; returns
+    prediction ids."""
     predicted = model.predict(frame)
-    ids = [f"c{start + i:08d}" for i in range(len(frame))]
     rows = [
         {
-            "prediction_id": pid,
-            "request_id": f"r{start + i:08d}",
+            "request_id": f"c{start + i:08d}",
             "item_index": 0,
             "created_at": NOW + timedelta(seconds=start + i),
             "model_version": version,
@@ -70,13 +71,11 @@ def write_rows(
             "upper": float(index),
             "probabilities": [float(p) for p in probabilities],
         }
-        for i, (pid, index, probabilities) in enumerate(
-            zip(ids, predicted.index.tolist(), predicted.probabilities, strict=True)
+        for i, (index, probabilities) in enumerate(
+            zip(predicted.index.tolist(), predicted.probabilities, strict=True)
         )
     ]
-    with engine.begin() as connection:
-        connection.execute(predictions.insert(), rows)
-    return ids
+    return store_rows(engine, rows)
 
 
 def write_labels(engine: sa.Engine, ids: list[str], labels: list[Any]) -> None:
