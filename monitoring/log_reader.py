@@ -1,13 +1,16 @@
 """Incremental reads of the prediction log.
 
-Reads are keyed on ``predictions.seq`` past a persisted watermark, so a cycle costs
-what is new, not what the log holds. A cycle notes the log's high mark, waits
-``settle_seconds``, and reads up to that mark: on PostgreSQL a writer can commit a lower
-``seq`` after another writer's higher one, and reading right up to the newest row
-could step over it for good.
+Reads are keyed on a prediction's position (``predictions.seq``: its request's ``seq``
+and its item index, :mod:`watchkeeper.db.prediction_seq`) past a persisted watermark,
+bounded by request too (:func:`~watchkeeper.db.prediction_view.seq_between`), so that a
+cycle reads the new requests from the index on ``requests.seq``: it costs what is new,
+not what the log holds. A cycle notes the log's high mark, waits ``settle_seconds``, and
+reads up to that mark: on PostgreSQL a writer can commit a lower ``seq`` after another
+writer's higher one, and reading right up to the newest row could step over it for
+good.
 
 A cycle reads only what cutting windows needs of every row (:meth:`LogReader.read_index`:
-sequence, request, item, time, version, the serving worker's OOD score), then per window
+position, request, item, time, version, the serving worker's OOD score), then per window
 the exact quality counts and the sampled rows' features and predictions
 (:meth:`LogReader.window_features`, :mod:`monitoring.window_features`).
 
@@ -29,6 +32,8 @@ import sqlalchemy as sa
 from monitoring.quality import QualityCounts
 from monitoring.window_features import FEATURE_PREFIX, ColumnCache, window_features
 from watchkeeper.db.positions import read_position, write_position
+from watchkeeper.db.prediction_seq import prediction_seq
+from watchkeeper.db.prediction_view import seq_between, seq_in
 from watchkeeper.db.tables import predictions, requests
 from watchkeeper.schema import FeatureSchema
 
@@ -41,11 +46,13 @@ INDEX_COLUMNS = (
     "created_at",
     "model_version",
     "ood_score",
-    "own_features",
 )
 """What :meth:`LogReader.read_index` returns of every row."""
 _CHUNK = 500
 """Request ids per query: bounded statements whatever the window."""
+IN_ORDER = (predictions.c.request_seq, predictions.c.item_index)
+"""The order of ``seq``, as the index on ``requests.seq`` gives it: a limited read
+stops after ``limit`` rows where ordering by ``seq`` itself sorted every row in range."""
 
 
 def features_of(rows: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
@@ -62,15 +69,11 @@ def features_of(rows: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
 
 def _feature_columns(connection: sa.Connection, rows: Sequence[Any]) -> dict[str, np.ndarray]:
     """Each feature's values for ``rows``, in order: sliced out of the request's
-    columns by item index, or, for a row logged before migration 0004, its own record."""
+    columns by item index."""
     n = len(rows)
     by_request: dict[str, list[int]] = {}
-    own: list[int] = []
     for position, row in enumerate(rows):
-        if row.features is not None:
-            own.append(position)
-        else:
-            by_request.setdefault(row.request_id, []).append(position)
+        by_request.setdefault(row.request_id, []).append(position)
     ids = list(by_request)
     stored: dict[str, dict[str, list[Any]]] = {}
     for start in range(0, len(ids), _CHUNK):
@@ -90,9 +93,6 @@ def _feature_columns(connection: sa.Connection, rows: Sequence[Any]) -> dict[str
         items = np.asarray([rows[p].item_index for p in positions])
         for name, values in stored.get(request_id, {}).items():
             column(name)[at] = np.asarray(values, dtype=object)[items]
-    for position in own:
-        for name, value in rows[position].features.items():
-            column(name)[position] = value
     return out
 
 
@@ -121,10 +121,19 @@ class LogReader:
             write_position(connection, name, value)
 
     def high_mark(self) -> int:
-        """The newest ``seq`` in the log now. Read up to it only ``settle_seconds``
-        later (:meth:`settled_high_mark`)."""
+        """The position of the newest prediction in the log now: the last item of the
+        newest request that holds predictions, found by the index on ``requests.seq``
+        (a ``max`` over the view would expand every request). Read up to it only
+        ``settle_seconds`` later (:meth:`settled_high_mark`)."""
+        newest = (
+            sa.select(requests.c.seq, requests.c.n_items)
+            .where(requests.c.outputs.is_not(None), requests.c.seq.is_not(None))
+            .order_by(requests.c.seq.desc())
+            .limit(1)
+        )
         with self.engine.connect() as connection:
-            return int(connection.execute(sa.select(sa.func.max(predictions.c.seq))).scalar() or 0)
+            row = connection.execute(newest).first()
+        return 0 if row is None else prediction_seq(int(row.seq), max(int(row.n_items) - 1, 0))
 
     def settled_high_mark(self) -> int:
         mark = self.high_mark()
@@ -143,15 +152,14 @@ class LogReader:
                 predictions.c.item_index,
                 predictions.c.created_at,
                 predictions.c.model_version,
-                predictions.c.features,
                 predictions.c.prediction,
                 predictions.c.lower,
                 predictions.c.upper,
                 predictions.c.ood_score,  # as the serving worker scored it; NULL if not
                 predictions.c.probabilities,  # classifiers: as served, in classes order
             )
-            .where(predictions.c.seq > after, predictions.c.seq <= up_to)
-            .order_by(predictions.c.seq)
+            .where(seq_between(after, up_to))
+            .order_by(*IN_ORDER)
             .limit(limit)
         )
         with self.engine.connect() as connection:
@@ -159,7 +167,7 @@ class LogReader:
             features = _feature_columns(connection, rows)
         self.rows_read += len(rows)
         names = [c.name for c in query.selected_columns]
-        skip = {"request_id", "item_index", "features"}
+        skip = {"request_id", "item_index"}
         # by column: a frame built from row tuples cost more than the reading itself
         frame = pd.DataFrame(
             {name: [row[i] for row in rows] for i, name in enumerate(names) if name not in skip}
@@ -177,10 +185,6 @@ class LogReader:
         """What cutting windows and counting them needs of the accepted predictions with
         ``after < seq <= up_to`` (oldest first; the first ``limit`` if given): the
         columns ``INDEX_COLUMNS``, no feature and no prediction."""
-        own = sa.and_(
-            predictions.c.features.is_not(None),
-            sa.cast(predictions.c.features, sa.Text) != "null",
-        )
         query = (
             sa.select(
                 predictions.c.seq,
@@ -189,10 +193,9 @@ class LogReader:
                 _stamp(self.engine.dialect.name),
                 predictions.c.model_version,
                 predictions.c.ood_score,
-                sa.case((own, 1), else_=0),
             )
-            .where(predictions.c.seq > after, predictions.c.seq <= up_to)
-            .order_by(predictions.c.seq)
+            .where(seq_between(after, up_to))
+            .order_by(*IN_ORDER)
             .limit(limit)
         )
         with self.engine.connect() as connection:
@@ -200,7 +203,7 @@ class LogReader:
         self.rows_read += len(rows)
         # typed column by column: pandas guessing at each object column (dates in
         # request ids) and a datetime a row cost more than the query
-        seq, request_id, item, stamp, version, ood, own_features = (
+        seq, request_id, item, stamp, version, ood = (
             zip(*rows, strict=True) if rows else ((),) * len(INDEX_COLUMNS)
         )
         return pd.DataFrame(
@@ -211,7 +214,6 @@ class LogReader:
                 "created_at": _stamps(stamp, self.engine.dialect.name),
                 "model_version": _object_series(version),
                 "ood_score": np.array(ood, dtype=np.float64),  # NULL: NaN
-                "own_features": np.array(own_features, dtype=bool),
             },
             columns=list(INDEX_COLUMNS),
         )
@@ -248,11 +250,11 @@ _ROW_COLUMNS = (
 
 def _rows_by_seq(connection: sa.Connection, seqs: list[int]) -> list[Any]:
     """The rows with these ``seq``s (as :meth:`LogReader.read` selects them, less the
-    features), in that order."""
+    features), in that order; their requests found by the index on ``requests.seq``."""
     columns = [predictions.c[name] for name in _ROW_COLUMNS]
     found: dict[int, Any] = {}
     for start in range(0, len(seqs), _CHUNK):
-        query = sa.select(*columns).where(predictions.c.seq.in_(seqs[start : start + _CHUNK]))
+        query = sa.select(*columns).where(seq_in(seqs[start : start + _CHUNK]))
         found.update({row.seq: row for row in connection.execute(query)})
     return [found[seq] for seq in seqs]
 

@@ -29,7 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from monitoring.quality import ColumnFlags, QualityCounts, column_flags
-from watchkeeper.db.tables import predictions, requests
+from watchkeeper.db.tables import requests
 from watchkeeper.schema import FeatureSchema
 
 FEATURE_PREFIX = "feature:"
@@ -123,35 +123,27 @@ def window_features(
     in_sample = np.zeros(n, dtype=bool)
     in_sample[positions] = True
     items = rows["item_index"].to_numpy(dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
-    own = rows["own_features"].to_numpy(dtype=bool) if n else np.zeros(0, dtype=bool)
 
-    def add(stored: StoredColumns, at: np.ndarray, item: np.ndarray | None) -> None:
+    def add(stored: StoredColumns, at: np.ndarray, item: np.ndarray) -> None:
         """Rows at window positions ``at`` whose values are ``item`` of ``stored``."""
         counts.add(stored.flags(schema), None if _covers(item, stored) else item, len(at))
         chosen = in_sample[at]
         if not chosen.any():
             return
         slots = np.searchsorted(positions, at[chosen])
-        picked = np.flatnonzero(chosen) if item is None else item[chosen]
+        picked = item[chosen]
         for name in names:
             column = stored.columns.get(name)
             if column is not None:
                 for slot, item_at in zip(slots, picked, strict=True):
                     sampled[name][slot] = column[item_at]
 
-    by_request = rows.loc[~own, "request_id"].groupby(rows.loc[~own, "request_id"], sort=False)
+    by_request = rows["request_id"].groupby(rows["request_id"], sort=False)
     groups = {key: np.asarray(at) for key, at in by_request.indices.items()}
     if groups:
-        own_positions = np.flatnonzero(~own)
         stored = cache.get(connection, list(groups))
-        for request_id, local in groups.items():
-            at = own_positions[local]
+        for request_id, at in groups.items():
             add(stored[request_id], at, items[at])
-    if own.any():  # rows logged before migration 0004 keep their own record
-        at = np.flatnonzero(own)
-        records = _own_records(connection, rows["seq"].to_numpy()[at])
-        columns = {name: [record.get(name) for record in records] for name in names}
-        add(StoredColumns.of(columns), at, None)
     frame = pd.DataFrame(
         {FEATURE_PREFIX + name: values for name, values in sampled.items()},
         index=pd.RangeIndex(len(positions)),
@@ -160,24 +152,10 @@ def window_features(
     return WindowFeatures(counts, frame)
 
 
-def _covers(item: np.ndarray | None, stored: StoredColumns) -> bool:
+def _covers(item: np.ndarray, stored: StoredColumns) -> bool:
     """Whether ``item`` is every index of ``stored``'s columns once (the request lies
     whole in the window): its totals are then the window's counts."""
-    if item is None:
-        return True
     length = max((len(c) for c in stored.columns.values()), default=0)
     if len(item) != length or length == 0:
         return False
     return bool(item.min() == 0 and item.max() == length - 1 and len(np.unique(item)) == length)
-
-
-def _own_records(connection: sa.Connection, seqs: np.ndarray) -> list[dict[str, Any]]:
-    """The features record of each row (by ``seq``, in that order) that keeps its own."""
-    found: dict[int, dict[str, Any]] = {}
-    ids = [int(s) for s in seqs]
-    for start in range(0, len(ids), _CHUNK):
-        query = sa.select(predictions.c.seq, predictions.c.features).where(
-            predictions.c.seq.in_(ids[start : start + _CHUNK])
-        )
-        found.update({seq: features or {} for seq, features in connection.execute(query)})
-    return [found.get(seq, {}) for seq in ids]

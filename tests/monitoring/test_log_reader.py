@@ -1,6 +1,7 @@
 """The monitor's reads of the prediction log on its own, on real SQLite and PostgreSQL
-logs: watermarks, the high mark and its settling pause, and what a read returns past a
-watermark (bounds, order, columns, features wherever a row keeps them)."""
+logs: watermarks, the high mark (the newest prediction's position, rejected requests
+aside) and its settling pause, and what a read returns past a watermark (bounds, order,
+columns, each item's features)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import pytest
 import sqlalchemy as sa
 
 import monitoring.log_reader as log_reader_module
-from monitoring.log_reader import WATERMARK, LogReader, features_of
+from monitoring.log_reader import IN_ORDER, WATERMARK, LogReader, features_of
 from serving.log_entry import LogEntry
 from serving.log_store import LogStore
 from watchkeeper.db.features import feature_records
-from watchkeeper.db.tables import predictions
+from watchkeeper.db.prediction_seq import prediction_seq
+from watchkeeper.db.prediction_view import seq_between
+from watchkeeper.db.tables import predictions, requests
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 # what the monitor reads of each prediction (a model kind may add its own columns)
@@ -125,41 +128,40 @@ def test_features_by_column_equal_one_record_per_prediction(engine: sa.Engine) -
 
     frame = reader.read(seqs[2], seqs[-3])
 
-    query = sa.select(predictions).where(predictions.c.seq > seqs[2], predictions.c.seq <= seqs[-3])
+    query = sa.select(predictions).where(seq_between(seqs[2], seqs[-3]))
     with engine.connect() as connection:
-        rows = connection.execute(query.order_by(predictions.c.seq)).all()
+        rows = connection.execute(query.order_by(*IN_ORDER)).all()
         expected = feature_records(connection, rows)
     assert _records(frame) == expected
     assert features_of(frame, ["area", "hood"])["area"].dtype == "float64"
 
 
-def test_rows_logged_before_features_moved_to_the_request_keep_their_own(
+def test_the_high_mark_is_the_last_item_of_the_newest_request_with_predictions(
     engine: sa.Engine,
 ) -> None:
-    with engine.begin() as connection:  # a row as written before migration 0004
-        connection.execute(
-            predictions.insert().values(
-                prediction_id="old",
-                request_id="old",
-                item_index=0,
-                created_at=T0,
-                model_version="v0",
-                features={"area": 42.0, "hood": "south"},
-                prediction=1.0,
-                lower=0.0,
-                upper=2.0,
-            )
-        )
+    """Read from ``requests`` by its ``seq`` index: a rejected request stored after it
+    (no predictions) does not move it; every item of the newest request is within it."""
     _log(engine, 1)
+    _log(engine, 2, items=3)
+    rejected = LogEntry(
+        request_id=f"{3:032x}",
+        received_at=T0 + timedelta(seconds=3),
+        endpoint="/predict",
+        method="POST",
+        status_code=422,
+        latency_seconds=0.01,
+    )
+    LogStore(engine).insert([rejected])
     reader = LogReader(engine, settle_seconds=0)
+    with engine.connect() as connection:
+        stored = dict(connection.execute(sa.select(requests.c.request_id, requests.c.seq)).all())
 
-    frame = reader.read(0, reader.high_mark())
+    mark = reader.high_mark()
 
-    assert _records(frame) == [
-        {"area": 42.0, "hood": "south"},
-        {"area": 100.0, "hood": "north"},
-    ]
-    assert frame["ood_score"].isna().tolist() == [True, False]  # not scored when served
+    assert mark == prediction_seq(stored[f"{2:032x}"], 2)
+    assert stored[f"{3:032x}"] > stored[f"{2:032x}"]  # stored later, yet not the mark
+    assert list(reader.read(0, mark)["prediction"]) == [1.0, 2.0, 2.0, 2.0]
+    assert reader.read(mark, prediction_seq(stored[f"{3:032x}"] + 1, 0)).empty
 
 
 def test_a_watermark_at_the_end_reads_nothing_until_new_rows_arrive(engine: sa.Engine) -> None:

@@ -1,9 +1,8 @@
 """A window's features on their own, on real SQLite and PostgreSQL logs: the exact
 quality counts added up request by request equal the rates over a frame of every row
-(requests cut by the window's bounds, rows of two requests interleaved, a row logged
-before features moved to the request, a request no longer in the log, hostile values);
-only the sampled rows' features come back, equal to what a whole read gives them; a
-request cut by a boundary is decoded once for both windows."""
+(requests cut by the window's bounds, hostile values); only the sampled rows' features
+come back, equal to what a whole read gives them; a request cut by a boundary is decoded
+once for both windows."""
 
 from __future__ import annotations
 
@@ -18,8 +17,8 @@ import sqlalchemy as sa
 
 from monitoring.log_reader import INDEX_COLUMNS, LogReader, features_of
 from monitoring.quality import feature_quality
+from tests.monitoring.log_rows import store_rows
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.tables import predictions, requests
 from watchkeeper.schema import Feature, FeatureSchema
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -56,65 +55,40 @@ def _values(n: int, seed: int) -> dict[str, list[Any]]:
     }
 
 
-def _write(engine: sa.Engine, layout: list[tuple[str, int]], columns: dict[str, Any]) -> None:
-    """Prediction rows in ``layout`` order, each (request id, item index); each
-    request's columns as ``columns[request_id]`` (absent: no requests row)."""
-    with engine.begin() as connection:
-        for request_id, stored in columns.items():
-            if stored is None:
-                continue
-            connection.execute(
-                requests.insert().values(
-                    request_id=request_id,
-                    received_at=T0,
-                    endpoint="/predict",
-                    method="POST",
-                    status_code=200,
-                    latency_seconds=0.01,
-                    model_version="v1",
-                    n_items=len(stored["area"]),
-                    features=stored,
-                )
-            )
-        connection.execute(
-            predictions.insert(),
-            [
-                {
-                    "prediction_id": f"{request_id}.{item}",
-                    "request_id": request_id,
-                    "item_index": item,
-                    "created_at": T0 + timedelta(milliseconds=position),
-                    "model_version": "v1",
-                    "prediction": float(position),
-                    "lower": 0.0,
-                    "upper": 1.0,
-                    "features": ({"area": 500.0, "hood": None} if request_id == "old" else None),
-                }
-                for position, (request_id, item) in enumerate(layout)
-            ],
-        )
+def _write(engine: sa.Engine, sizes: dict[str, int]) -> None:
+    """Requests of ``sizes[request_id]`` items each, in that order, a second apart,
+    each holding the features of :func:`_values`."""
+    rows = []
+    for n, (request_id, size) in enumerate(sizes.items()):
+        columns = _values(size, n)
+        rows += [
+            {
+                "request_id": request_id,
+                "item_index": item,
+                "created_at": T0 + timedelta(seconds=n),
+                "model_version": "v1",
+                "features": {name: values[item] for name, values in columns.items()},
+                "prediction": float(len(rows) + item),
+                "lower": 0.0,
+                "upper": 1.0,
+                "single": False,
+            }
+            for item in range(size)
+        ]
+    store_rows(engine, rows)
 
 
-def _layout() -> tuple[list[tuple[str, int]], dict[str, Any]]:
-    """Request a (60 items) whole, b and c (40 each) interleaved item by item, a row
-    with its own features, d (30) whose requests row is gone."""
-    columns: dict[str, Any] = {"a": _values(60, 1), "b": _values(40, 2), "c": _values(40, 3)}
-    columns["d"] = None
-    layout = [("a", i) for i in range(60)]
-    for i in range(40):
-        layout += [("b", i), ("c", i)]
-    layout += [("old", 0)] + [("d", i) for i in range(30)]
-    return layout, columns
+LAYOUT = {"a": 60, "b": 40, "c": 40, "d": 30}
+"""170 rows."""
 
 
-@pytest.mark.parametrize(("first", "last"), [(0, 171), (25, 130), (61, 61), (59, 62)])
+@pytest.mark.parametrize(("first", "last"), [(0, 169), (25, 130), (61, 61), (59, 62)])
 def test_counts_equal_the_rates_over_every_row_and_the_sample_its_rows(
     engine: sa.Engine, first: int, last: int
 ) -> None:
     """Windows cutting requests anywhere: ``first``..``last`` (0-based, inclusive) of
-    the 171 rows."""
-    layout, columns = _layout()
-    _write(engine, layout, columns)
+    the 170 rows."""
+    _write(engine, LAYOUT)
     reader = LogReader(engine, settle_seconds=0)
     everything = reader.read_index(0, reader.high_mark())
     rows = everything.iloc[first : last + 1].reset_index(drop=True)
@@ -133,26 +107,25 @@ def test_counts_equal_the_rates_over_every_row_and_the_sample_its_rows(
 
 
 def test_the_index_holds_no_feature_and_types_every_column(engine: sa.Engine) -> None:
-    layout, columns = _layout()
-    _write(engine, layout, columns)
+    _write(engine, LAYOUT)
     reader = LogReader(engine, settle_seconds=0)
 
     index = reader.read_index(0, reader.high_mark(), limit=100)
 
     assert list(index.columns) == list(INDEX_COLUMNS) and len(index) == 100
     assert str(index["created_at"].dtype).startswith("datetime64") and index["created_at"].dt.tz
-    assert index["created_at"].iloc[61] == pd.Timestamp(T0 + timedelta(milliseconds=61))
+    assert index["created_at"].iloc[61] == pd.Timestamp(T0 + timedelta(seconds=1))  # b's
     assert index["ood_score"].dtype == "float64" and index["ood_score"].isna().all()
-    assert index["own_features"].tolist() == [False] * 100
+    assert index["request_id"].tolist() == ["a"] * 60 + ["b"] * 40
+    assert index["item_index"].tolist() == list(range(60)) + list(range(40))
     assert reader.rows_read == 100
     tail = reader.read_index(int(index["seq"].iloc[-1]), reader.high_mark())
-    assert tail["own_features"].tolist() == [False] * 40 + [True] + [False] * 30
+    assert tail["request_id"].tolist() == ["c"] * 40 + ["d"] * 30
     assert reader.read_index(0, 0).columns.tolist() == list(INDEX_COLUMNS)
 
 
 def test_a_request_cut_by_a_window_boundary_is_decoded_once(engine: sa.Engine) -> None:
-    layout, columns = _layout()
-    _write(engine, layout, columns)
+    _write(engine, LAYOUT)
     reader = LogReader(engine, settle_seconds=0)
     rows = reader.read_index(0, reader.high_mark())
     empty = np.array([], dtype=np.int64)
