@@ -60,6 +60,7 @@ from monitoring.class_accuracy import ClassificationAccuracy, ClassVersion, fini
 from monitoring.detectors import DetectorSuite
 from monitoring.estimated_accuracy import AccuracyEstimator
 from monitoring.log_reader import LogReader, features_of
+from monitoring.ood_scores import store_ood_scores
 from monitoring.quality import rejected_rate
 from monitoring.sampling import WindowSample, sample_window
 from monitoring.trigger import RetrainTrigger, TriggerPolicy
@@ -68,7 +69,7 @@ from monitoring.window_result import Check, WindowResult
 from monitoring.windows import Window, cut_windows
 from watchkeeper.classification import ClassPredictions
 from watchkeeper.db.positions import from_micros, to_micros
-from watchkeeper.db.tables import predictions, window_results
+from watchkeeper.db.tables import window_results
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
@@ -122,13 +123,6 @@ class MonitorStatus:
     enough labels minus its realised accuracy."""
     last_success: float | None = None
     last_duration: float = 0.0
-
-
-_UPDATE_OOD_SCORES = sa.text(
-    "UPDATE predictions SET ood_score = v.score"
-    " FROM unnest(CAST(:seqs AS bigint[]), CAST(:scores AS double precision[])) AS v(seq, score)"
-    " WHERE predictions.seq = v.seq"
-)
 
 
 class Monitor:
@@ -537,7 +531,10 @@ class Monitor:
         to_score = sample.positions[pick]
         if len(to_score):
             scores[to_score] = suite.ood_scores(sampled[pick].reset_index(drop=True))
-            self._store_ood_scores(window.rows["seq"].to_numpy()[to_score], scores[to_score])
+            with self.engine.begin() as connection:  # into the rows' requests' outputs
+                store_ood_scores(
+                    connection, window.rows["seq"].to_numpy()[to_score].tolist(), scores[to_score]
+                )
         threshold = suite.ood_threshold
         scored_before = ~unscored
         outliers = float((scores[scored_before] > threshold).sum())
@@ -553,28 +550,6 @@ class Monitor:
             rows_scored_by_serving=int(scored_before.sum()),
             rows_scored_here=n_scored_now,
         )
-
-    def _store_ood_scores(self, seqs: np.ndarray, scores: np.ndarray) -> None:
-        if self.engine.dialect.name == "postgresql":
-            # One statement: an UPDATE per row looks ``seq`` up in every day partition
-            # (seq does not determine the day), 6-10 times slower on a partitioned log.
-            with self.engine.begin() as connection:
-                connection.execute(
-                    _UPDATE_OOD_SCORES,
-                    {"seqs": [int(s) for s in seqs], "scores": [float(v) for v in scores]},
-                )
-            return
-        update = (
-            predictions.update()
-            .where(predictions.c.seq == sa.bindparam("b_seq"))
-            .values(ood_score=sa.bindparam("b_score"))
-        )
-        params = [
-            {"b_seq": int(seq), "b_score": float(score)}
-            for seq, score in zip(seqs, scores, strict=True)
-        ]
-        with self.engine.begin() as connection:
-            connection.execute(update, params)
 
     def _evaluate_accuracy(self, labelled: set[str]) -> None:
         """Accuracy of every stored window that got new labels, and the rolling figure
