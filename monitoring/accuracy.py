@@ -38,6 +38,9 @@ import sqlalchemy as sa
 from scipy import stats
 
 from monitoring.check_details import AccuracyDetails
+from watchkeeper.db.planner_hints import unindexed
+from watchkeeper.db.prediction_seq import request_seq_of
+from watchkeeper.db.prediction_view import request_id_of
 from watchkeeper.db.tables import feedback, predictions, window_results
 
 LABEL_COLUMNS = (
@@ -239,17 +242,30 @@ def _frame(rows: list[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[c.name for c in LABEL_COLUMNS])
 
 
-def _labelled() -> sa.Select[Any]:
-    return sa.select(*LABEL_COLUMNS).join(
-        predictions, predictions.c.prediction_id == feedback.c.prediction_id
-    )
+_LABELS = sa.and_(
+    predictions.c.request_id == request_id_of(feedback.c.prediction_id),
+    predictions.c.prediction_id == feedback.c.prediction_id,
+)
+"""A label's prediction: its request found by key (the request id within the label's
+prediction id), then the item; matching prediction ids alone would expand every
+request's predictions to compare them."""
+
+
+def _labelled(on: sa.ColumnElement[bool] = _LABELS) -> sa.Select[Any]:
+    return sa.select(*LABEL_COLUMNS).select_from(feedback).join(predictions, on)
 
 
 def read_window_labels(connection: sa.Connection, span: WindowSpan) -> pd.DataFrame:
-    """Every label so far of the window's predictions."""
+    """Every label so far of the window's predictions: the window's requests read by
+    the index on ``requests.seq``, each prediction's label by its id. SQLite without
+    statistics (as served) would rather read every request of the version by its
+    index: the version is checked, not looked up."""
     query = _labelled().where(
+        predictions.c.request_seq.between(
+            request_seq_of(span.first_seq), request_seq_of(span.last_seq)
+        ),
         predictions.c.seq.between(span.first_seq, span.last_seq),
-        predictions.c.model_version == span.model_version,
+        unindexed(predictions.c.model_version) == span.model_version,
     )
     return _frame(connection.execute(query).all())
 
@@ -271,11 +287,19 @@ def read_window_estimates(connection: sa.Connection, window_ids: list[str]) -> d
 
 
 def read_recent_labels(connection: sa.Connection, version: str, limit: int) -> pd.DataFrame:
-    """The version's ``limit`` most recently predicted labelled predictions."""
+    """The version's ``limit`` most recently predicted labelled predictions.
+
+    SQLite (no statistics) walks the requests back from the newest by the index on
+    ``requests.seq`` and looks each prediction's label up, stopping at the ``limit``-th,
+    as the log did with a row per prediction; offered the label's request by key, or
+    the version's index, it would read every label or every request of the version and
+    sort them. PostgreSQL plans with statistics and is offered every way in."""
+    sqlite = connection.dialect.name == "sqlite"
+    on = predictions.c.prediction_id == feedback.c.prediction_id if sqlite else _LABELS
     query = (
-        _labelled()
-        .where(predictions.c.model_version == version)
-        .order_by(predictions.c.seq.desc())
+        _labelled(on)
+        .where(unindexed(predictions.c.model_version) == version)
+        .order_by(predictions.c.request_seq.desc(), predictions.c.item_index.desc())  # = seq
         .limit(limit)
     )
     return _frame(connection.execute(query).all())
@@ -296,7 +320,8 @@ def read_new_labels(connection: sa.Connection, after: datetime, up_to: datetime)
     latest = connection.execute(sa.select(sa.func.max(feedback.c.received_at)).where(arrived))
     matched = connection.execute(
         sa.select(predictions.c.seq, predictions.c.model_version)
-        .join(feedback, predictions.c.prediction_id == feedback.c.prediction_id)
+        .select_from(feedback)
+        .join(predictions, _LABELS)
         .where(arrived)
     ).all()
     return NewLabels(latest.scalar(), pd.DataFrame(matched, columns=["seq", "model_version"]))
@@ -335,15 +360,12 @@ def windows_holding(
 
 
 def unmatched_labels(connection: sa.Connection, after: datetime, up_to: datetime) -> list[str]:
-    """Ids of labels that arrived in ``(after, up_to]`` and match no prediction."""
-    query = (
-        sa.select(feedback.c.prediction_id)
-        .outerjoin(predictions, predictions.c.prediction_id == feedback.c.prediction_id)
-        .where(
-            feedback.c.received_at > after,
-            feedback.c.received_at <= up_to,
-            predictions.c.seq.is_(None),
-        )
+    """Ids of labels that arrived in ``(after, up_to]`` and match no prediction (a
+    ``NOT EXISTS``: SQLite would expand the whole view to outer-join it)."""
+    query = sa.select(feedback.c.prediction_id).where(
+        feedback.c.received_at > after,
+        feedback.c.received_at <= up_to,
+        ~sa.exists().where(_LABELS),
     )
     return list(connection.execute(query).scalars())
 
