@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from monitoring.report.queries import of_version_in_period, within
 from monitoring.report.records import Period
 from watchkeeper.db.features import feature_records
+from watchkeeper.db.planner_hints import unindexed
+from watchkeeper.db.prediction_view import seq_between
 from watchkeeper.db.tables import predictions
 
 FeatureValues = dict[str, Any]
@@ -35,15 +37,16 @@ class ScoredRow:
 def window_features(
     engine: sa.Engine, model_version: str, first_seq: int, last_seq: int
 ) -> pd.DataFrame:
-    """The features of a window's predictions (one column per feature)."""
+    """The features of a window's predictions (one column per feature): its requests
+    read by the index on ``requests.seq``, the version checked rather than looked up
+    (SQLite without statistics would read all of the version's requests)."""
     query = (
         sa.select(predictions.c.request_id, predictions.c.item_index, predictions.c.features)
         .where(
-            predictions.c.seq >= first_seq,
-            predictions.c.seq <= last_seq,
-            predictions.c.model_version == model_version,
+            seq_between(first_seq - 1, last_seq),
+            unindexed(predictions.c.model_version) == model_version,
         )
-        .order_by(predictions.c.seq)
+        .order_by(predictions.c.request_seq, predictions.c.item_index)  # = seq
     )
     with engine.connect() as connection:
         rows = connection.execute(query).all()

@@ -21,7 +21,7 @@ from monitoring.report.records import (
     version_key,
 )
 from watchkeeper.db.planner_hints import unindexed
-from watchkeeper.db.tables import predictions
+from watchkeeper.db.tables import requests
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.task import Task
@@ -31,14 +31,17 @@ CLASS_METRICS = ("accuracy", "log_loss", "brier", "set_coverage", "ece")
 
 
 def predictions_by_version(engine: sa.Engine, period: Period) -> dict[str, int]:
-    """Predictions made in the period, per version (counted by the database)."""
-    version = predictions.c.model_version
+    """Predictions made in the period, per version (counted by the database): the items
+    of the requests that hold predictions, without expanding them one by one."""
+    version = requests.c.model_version
     conditions = [
-        *within(period, predictions.c.created_at),
+        requests.c.outputs.is_not(None),
+        *within(period, requests.c.received_at),
         *of_version_in_period(period, version),
     ]
+    items = sa.func.coalesce(sa.func.sum(requests.c.n_items), 0)
     if period.model_version is not None:  # one count: nothing to group (or sort)
-        query = sa.select(sa.func.count()).select_from(predictions).where(*conditions)
+        query = sa.select(items).where(*conditions)
         with engine.connect() as connection:
             n = int(connection.execute(query).scalar_one())
         return {period.model_version: n} if n else {}
@@ -46,7 +49,7 @@ def predictions_by_version(engine: sa.Engine, period: Period) -> dict[str, int]:
     # statistics (as served) would rather walk the version's index for its order and
     # look up every row the log holds (queries.of_version_in_period)
     grouped = version if period.since is None else unindexed(version)
-    query = sa.select(version, sa.func.count()).where(*conditions).group_by(grouped)
+    query = sa.select(version, items).where(*conditions).group_by(grouped)
     with engine.connect() as connection:
         return {str(name): int(n) for name, n in connection.execute(query)}
 

@@ -1,6 +1,8 @@
 """The report's reads of a period on SQLite as served (no statistics: the server and the
-monitor never run ``ANALYZE``): a period with a start is read from the time's index,
-never from every row a version ever logged, and the counts and rows are unchanged."""
+monitor never run ``ANALYZE``): a period with a start is read from the requests' time
+index, never from every request a version ever logged; predictions are counted from
+the requests' item counts, without expanding them; a window's rows are read by the
+requests' ``seq``; and the counts and rows are unchanged."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from tests.log_entries import T0, log_entry
 from tests.sqlite_plans import plans_as_served
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
+from watchkeeper.db.prediction_seq import prediction_seq
 from watchkeeper.db.tables import predictions
 
 SINCE, UNTIL = T0 + timedelta(seconds=20), T0 + timedelta(seconds=45)
@@ -45,9 +48,9 @@ def engine(tmp_path: Path) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-def _plans(engine: sa.Engine, call: Any) -> list[list[str]]:
-    """The plan of every statement on predictions ``call`` runs."""
-    return plans_as_served(engine, call, "FROM predictions")
+def _plans(engine: sa.Engine, call: Any, table: str = "predictions") -> list[list[str]]:
+    """The plan of every statement on ``table`` that ``call`` runs."""
+    return plans_as_served(engine, call, f"FROM {table}")
 
 
 @pytest.mark.parametrize("name", PERIODS)
@@ -57,23 +60,36 @@ def test_a_period_with_a_start_is_read_from_the_time_index(
 ) -> None:
     period = PERIODS[name]
     if reader == "count by version":
-        plans = _plans(engine, lambda: versions.predictions_by_version(engine, period))
+        plans = _plans(engine, lambda: versions.predictions_by_version(engine, period), "requests")
+        [plan] = plans
+        assert plan[0].startswith("SEARCH requests USING INDEX ix_requests_received_at"), plan
+        assert len(plan) == 1 or plan[1:] == ["USE TEMP B-TREE FOR GROUP BY"], plan
     else:
         plans = _plans(engine, lambda: log_rows.most_out_of_distribution(engine, period, 5))
-    [plan] = plans
-    assert plan[0].startswith("SEARCH predictions USING INDEX ix_predictions_created_at"), plan
-    assert not any("ix_predictions_model_version" in line for line in plan), plan
+        [plan] = plans
+        assert plan[0].startswith("SEARCH r USING INDEX ix_requests_received_at"), plan
+    assert not any("ix_requests_model_version" in line for line in plan), plan
 
 
 def test_a_version_over_the_whole_log_still_reads_its_index(engine: sa.Engine) -> None:
     [plan] = _plans(
-        engine, lambda: versions.predictions_by_version(engine, Period(model_version="v2"))
+        engine,
+        lambda: versions.predictions_by_version(engine, Period(model_version="v2")),
+        "requests",
     )
-    assert plan == [
-        "SEARCH predictions USING COVERING INDEX ix_predictions_model_version (model_version=?)"
-    ]
-    [plan] = _plans(engine, lambda: versions.predictions_by_version(engine, Period()))
-    assert plan == ["SCAN predictions USING COVERING INDEX ix_predictions_model_version"]
+    assert plan == ["SEARCH requests USING INDEX ix_requests_model_version (model_version=?)"]
+    [plan] = _plans(engine, lambda: versions.predictions_by_version(engine, Period()), "requests")
+    assert plan == ["SCAN requests USING INDEX ix_requests_model_version"]
+
+
+def test_a_windows_features_are_read_by_the_requests_seq(engine: sa.Engine) -> None:
+    """Not every request of the window's version (its index, SQLite's guess)."""
+    first, last = prediction_seq(5, 0), prediction_seq(9, 2)
+
+    [plan] = _plans(engine, lambda: log_rows.window_features(engine, "v1", first, last))
+
+    assert plan[0] == "SEARCH r USING INDEX ix_requests_seq (seq>? AND seq<?)", plan
+    assert not any("ix_requests_model_version" in line for line in plan), plan
 
 
 def _in(period: Period, row: Any) -> bool:
