@@ -163,7 +163,10 @@ def test_the_monitor_estimates_each_window_and_the_labels_confirm_it(
     # when the labels arrive: the realised MAE of each window's own rows
     errors = _known_labels(settings, dict(zip(ids, sales["Sale_Price"].astype(float), strict=True)))
     realised = np.array(
-        [np.mean([errors[s] for s in range(r["first_seq"], r["last_seq"] + 1)]) for r in stored]
+        [
+            np.mean([e for s, e in errors.items() if r["first_seq"] <= s <= r["last_seq"]])
+            for r in stored
+        ]
     )
     estimated = np.array([e.estimated_mae for e in estimates], dtype=np.float64)
     assert _relative_errors(estimated, realised).mean() < TARGET

@@ -24,10 +24,11 @@ from monitoring.monitor import Monitor
 from monitoring.quality import feature_quality
 from serving.app import create_app
 from serving.services import services
+from tests.monitoring.log_rows import positions, store_rows, update_items
 from tests.monitoring.test_detectors import Planted
 from tests.processes import metric
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.tables import predictions, window_results
+from watchkeeper.db.tables import predictions, requests, window_results
 from watchkeeper.ood import SCORE_CAP
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
@@ -137,7 +138,8 @@ def test_reads_are_incremental_and_a_restart_neither_rereads_nor_skips(
     first = make_monitor(monitor_window_size=2000, drift_multivariate=False)
 
     assert first.run_once() == 5
-    assert first.reader.watermark() == 10_000
+    at = positions(first.engine)
+    assert first.reader.watermark() == at[9_999]
     assert first.reader.rows_read == 10_000
 
     restarted = make_monitor(monitor_window_size=2000, drift_multivariate=False)
@@ -153,19 +155,21 @@ def test_reads_are_incremental_and_a_restart_neither_rereads_nor_skips(
     services(more).engine.dispose()
     assert restarted.run_once() == 1
     assert restarted.reader.rows_read == 2000
-    assert restarted.reader.watermark() == 12_000
+    assert restarted.reader.watermark() == positions(restarted.engine)[11_999]
     windows = {r["window_id"] for r in _results(settings) if r["detector"] == "feature_drift"}
     assert len(windows) == 6
 
 
-def _write_log(settings: Settings, records: list[dict[str, Any]], predicted: list[float]) -> None:
-    """Rows straight into the prediction log, as any writer (an older server, a bulk
-    import) could have left them: the monitor must cope with what the log holds."""
+def _write_log(
+    settings: Settings, records: list[dict[str, Any]], predicted: list[float]
+) -> list[int]:
+    """Rows straight into the prediction log, a request each, as any writer (an older
+    server, a bulk import) could have left them: the monitor must cope with what the log
+    holds. Returns the rows' positions (``predictions.seq``), in order."""
     now = datetime.now(UTC)
     rows = [
         {
-            "prediction_id": f"p{i:08d}",
-            "request_id": f"r{i:08d}",
+            "request_id": f"p{i:08d}",  # and its prediction id
             "item_index": 0,
             "created_at": now,
             "model_version": "v1",
@@ -177,9 +181,10 @@ def _write_log(settings: Settings, records: list[dict[str, Any]], predicted: lis
         for i, (record, value) in enumerate(zip(records, predicted, strict=True))
     ]
     engine = create_engine(settings.storage.database_url)
-    with engine.begin() as connection:
-        connection.execute(predictions.insert(), rows)
+    store_rows(engine, rows)
+    at = positions(engine)
     engine.dispose()
+    return at
 
 
 def test_hostile_values_neither_stop_the_monitor_nor_go_unflagged(
@@ -198,11 +203,11 @@ def test_hostile_values_neither_stop_the_monitor_nor_go_unflagged(
     records[100]["Lot_Area"] = 1e308  # finite, valid JSON: overflowed the Mahalanobis score
     records[600] = dict.fromkeys(names)  # every feature missing
     records[1100]["Neighborhood"] = "N" * 1_000_000  # a 1 MB category
-    _write_log(settings, records, predicted)
+    at = _write_log(settings, records, predicted)
     monitor = make_monitor()
 
     assert monitor.run_once() == 3
-    assert monitor.reader.watermark() == 1500
+    assert monitor.reader.watermark() == at[1499]
 
     results = _results(settings)
     assert not [r for r in results if "error" in r["details"]]
@@ -221,16 +226,16 @@ def test_hostile_values_neither_stop_the_monitor_nor_go_unflagged(
         r["first_seq"]: r["details"]["features"] for r in results if r["detector"] == "data_quality"
     }
     # each hostile row counted once more than the same window without it
-    assert quality[1]["Lot_Area"]["out_of_range_rate"] == pytest.approx(
+    assert quality[at[0]]["Lot_Area"]["out_of_range_rate"] == pytest.approx(
         clean[0]["Lot_Area"]["out_of_range_rate"] + 1 / 500
     )
     replaced = replay_records[600 % len(replay_records)]
     for name in names:
         was_missing = replaced[name] is None
-        assert quality[501][name]["missing_rate"] == pytest.approx(
+        assert quality[at[500]][name]["missing_rate"] == pytest.approx(
             clean[1][name]["missing_rate"] + (0 if was_missing else 1 / 500)
         ), name
-    assert quality[1001]["Neighborhood"]["unseen_category_rate"] == pytest.approx(
+    assert quality[at[1000]]["Neighborhood"]["unseen_category_rate"] == pytest.approx(
         clean[2]["Neighborhood"]["unseen_category_rate"] + 1 / 500
     )
 
@@ -240,7 +245,7 @@ def test_hostile_values_neither_stop_the_monitor_nor_go_unflagged(
         scores = {seq: score for seq, score in rows}
     engine.dispose()
     threshold = monitor.suite("v1").ood_threshold
-    assert scores[101] == SCORE_CAP > threshold  # the overflowing row: flagged
+    assert scores[at[100]] == SCORE_CAP > threshold  # the overflowing row: flagged
     assert all(score is not None and math.isfinite(score) for score in scores.values())
     assert sum(monitor.status.window_errors.values()) == 0
 
@@ -252,14 +257,14 @@ def test_a_check_that_fails_on_a_window_is_stored_as_an_error_counted_and_passed
     make_monitor: Callable[..., Monitor],
 ) -> None:
     records = [dict(replay_records[i % len(replay_records)]) for i in range(1000)]
-    _write_log(settings, records, [200_000.0] * len(records))
+    at = _write_log(settings, records, [200_000.0] * len(records))
     make_monitor().suite("v1")  # fitted and saved
     state = settings.storage.detectors_dir / "v1" / "reference.npz"
     state.write_bytes(state.read_bytes()[:-10] + b"0123456789")  # tampered on disk
     monitor = make_monitor()
 
     assert monitor.run_once() == 2
-    assert monitor.reader.watermark() == 1000  # moved on: the next cycle is not stuck
+    assert monitor.reader.watermark() == at[999]  # moved on: the next cycle is not stuck
 
     results = _results(settings)
     assert len(results) == 2 * 6
@@ -525,18 +530,14 @@ def test_the_monitor_uses_the_scores_stored_at_serving_time_and_scores_only_the_
     names = list(trained.model.schema.names)
     records = [dict(replay_records[i % len(replay_records)]) for i in range(500)]
     records[10]["Lot_Area"] = 1e308  # recomputed, it would score the cap
-    _write_log(settings, records, [200_000.0] * len(records))
+    at = _write_log(settings, records, [200_000.0] * len(records))
     # rows 1–250 as a serving worker stored them; scores recomputation could never give
-    stored = {seq: 0.5 for seq in range(1, 251)} | {11: 0.0, 5: 1e6}
+    given = {i: 0.5 for i in range(250)} | {10: 0.0, 4: 1e6}
     engine = create_engine(settings.storage.database_url)
-    with engine.begin() as connection:
-        connection.execute(
-            predictions.update()
-            .where(predictions.c.seq == sa.bindparam("b_seq"))
-            .values(ood_score=sa.bindparam("b_score")),
-            [{"b_seq": seq, "b_score": score} for seq, score in stored.items()],
-        )
+    for i, score in given.items():
+        update_items(engine, [f"p{i:08d}"], ood_score=score)
     engine.dispose()
+    stored = {at[i]: score for i, score in given.items()}
     monitor = make_monitor()
 
     assert monitor.run_once() == 1
@@ -545,9 +546,9 @@ def test_the_monitor_uses_the_scores_stored_at_serving_time_and_scores_only_the_
     assert {seq: scores[seq] for seq in stored} == stored  # used as stored, not recomputed
     suite = monitor.suite("v1")
     fresh = suite.ood_scores(pd.DataFrame.from_records(records[250:], columns=names))
-    np.testing.assert_allclose([scores[seq] for seq in range(251, 501)], fresh, rtol=1e-12)
+    np.testing.assert_allclose([scores[seq] for seq in at[250:]], fresh, rtol=1e-12)
     [ood] = [r for r in _results(settings) if r["detector"] == "ood"]
-    window = np.array([scores[seq] for seq in range(1, 501)])
+    window = np.array([scores[seq] for seq in at])
     assert ood["details"]["outliers"] == int((window > suite.ood_threshold).sum())
     assert ood["details"]["mean_score"] == pytest.approx(window.mean())
     assert ood["score"] == pytest.approx((window > suite.ood_threshold).mean())
@@ -596,11 +597,12 @@ def test_each_versions_rolling_accuracy_stays_exported_while_labels_come_for_ano
     """After a promotion labels come for both versions; the exported series flipped to
     whichever version a cycle's labels were for, restarting the alerts' ``for:``."""
     ModelRegistry(settings.storage.registry_path).register(trained, make_current=False)  # v2
-    ids = send_predictions(server, replay_records, 120)
+    ids = send_predictions(server, replay_records, 120, batch=60)
     engine = create_engine(settings.storage.database_url)
-    with engine.begin() as connection:  # the newer half served by a promoted v2
+    with engine.begin() as connection:  # the newer request served by a promoted v2
+        newest = sa.select(sa.func.max(requests.c.seq)).scalar_subquery()
         connection.execute(
-            predictions.update().where(predictions.c.seq > 60).values(model_version="v2")
+            requests.update().where(requests.c.seq == newest).values(model_version="v2")
         )
     engine.dispose()
     monitor = make_monitor(monitor_window_size=10_000)

@@ -31,11 +31,12 @@ from tests.monitoring.classifier_log import (
     write_labels,
     write_rows,
 )
+from tests.monitoring.log_rows import update_items
 from tests.monitoring.test_monitor import _results, _write_log
 from tests.processes import metric
 from watchkeeper.classification import PredictionSetSpec
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.tables import feedback, predictions
+from watchkeeper.db.tables import feedback
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
@@ -146,18 +147,17 @@ LEGACY_ROW = 30
 
 def _log_non_finite_classes(engine: sa.Engine, ids: list[str], n_classes: int) -> None:
     nulls = [None] * n_classes
-    with engine.begin() as connection:
-        for i in NAN_CLASS_ROWS:
-            connection.execute(
-                predictions.update()
-                .where(predictions.c.prediction_id == ids[i])
-                .values(prediction=math.nan, lower=math.nan, upper=math.nan, probabilities=nulls)
-            )
-        connection.execute(
-            predictions.update()
-            .where(predictions.c.prediction_id == ids[LEGACY_ROW])
-            .values(prediction=0.0, lower=0.0, upper=0.0, probabilities=nulls)
-        )
+    update_items(
+        engine,
+        [ids[i] for i in NAN_CLASS_ROWS],
+        prediction=math.nan,
+        lower=math.nan,
+        upper=math.nan,
+        probabilities=nulls,
+    )
+    update_items(
+        engine, [ids[LEGACY_ROW]], prediction=0.0, lower=0.0, upper=0.0, probabilities=nulls
+    )
 
 
 def test_a_classifier_window_with_non_finite_probabilities_is_evaluated_without_them(
@@ -243,12 +243,14 @@ def test_a_classifier_window_with_too_few_classed_rows_gets_no_output_drift_verd
     nulls = [None] * len(model.classes)
     try:
         ids = write_rows(engine, model, frame)
-        with engine.begin() as connection:
-            connection.execute(
-                predictions.update()
-                .where(predictions.c.prediction_id.in_(ids[:350]))
-                .values(prediction=math.nan, lower=math.nan, upper=math.nan, probabilities=nulls)
-            )
+        update_items(
+            engine,
+            ids[:350],
+            prediction=math.nan,
+            lower=math.nan,
+            upper=math.nan,
+            probabilities=nulls,
+        )
         assert monitor.run_once() == 1
     finally:
         engine.dispose()

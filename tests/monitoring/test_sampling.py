@@ -21,9 +21,10 @@ from monitoring.monitor import Monitor
 from monitoring.quality import feature_quality
 from monitoring.sampling import sample_window
 from tests.monitoring.classifier_log import classifier_of, draw, write_rows
+from tests.monitoring.log_rows import positions, store_rows
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.tables import predictions, requests, window_results
+from watchkeeper.db.tables import predictions, window_results
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
@@ -38,47 +39,31 @@ def _write_regression_log(
     engine: sa.Engine, model: Any, frame: pd.DataFrame, *, batch: int = 100
 ) -> None:
     """``frame``'s rows as serving logs them today: one request per ``batch`` rows
-    holding the features by column, its predictions pointing at it, no OOD score."""
+    holding the features by column and its predictions, no OOD score."""
     frame = frame.reset_index(drop=True)
     predicted = np.asarray(model.predict(frame).value, dtype=np.float64)
-    request_rows, prediction_rows = [], []
+    rows = []
     for start in range(0, len(frame), batch):
         part = frame.iloc[start : start + batch]
-        request_id = f"r{start:09d}"
         stamp = START + timedelta(milliseconds=start)
-        columns = {
-            name: [None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for v in col]
-            for name, col in part.items()
-        }
-        request_rows.append(
+        rows.extend(
             {
-                "request_id": request_id,
-                "received_at": stamp,
-                "endpoint": "/predict",
-                "method": "POST",
-                "status_code": 200,
-                "latency_seconds": 0.01,
-                "model_version": "v1",
-                "n_items": len(part),
-                "features": columns,
-            }
-        )
-        prediction_rows.extend(
-            {
-                "prediction_id": f"p{start + i:09d}",
-                "request_id": request_id,
+                "request_id": f"r{start:09d}",
                 "item_index": i,
                 "created_at": stamp,
                 "model_version": "v1",
+                "features": {
+                    name: None if pd.isna(v) else (v.item() if hasattr(v, "item") else v)
+                    for name, v in record.items()
+                },
                 "prediction": float(predicted[start + i]),
                 "lower": 0.0,
                 "upper": 0.0,
+                "single": False,
             }
-            for i in range(len(part))
+            for i, record in enumerate(part.to_dict("records"))
         )
-    with engine.begin() as connection:
-        connection.execute(requests.insert(), request_rows)
-        connection.execute(predictions.insert(), prediction_rows)
+    store_rows(engine, rows)
 
 
 def _results(engine: sa.Engine) -> dict[str, dict[str, Any]]:
@@ -143,8 +128,8 @@ def test_a_large_window_evaluates_the_sample_and_counts_every_row(
         scored = connection.execute(
             sa.select(predictions.c.seq).where(predictions.c.ood_score.is_not(None))
         ).scalars()
-        first = int(results["ood"]["first_seq"])
-        assert sorted(seq - first for seq in scored) == sample.positions.tolist()
+        row_of = {seq: i for i, seq in enumerate(positions(monitor.engine))}  # all one window
+        assert sorted(row_of[seq] for seq in scored) == sample.positions.tolist()
 
 
 def test_the_same_window_draws_the_same_sample_twice(
@@ -278,8 +263,8 @@ def test_a_monitor_far_behind_reads_a_bounded_chunk_at_a_time(
             .where(window_results.c.detector == "data_quality")
             .order_by(window_results.c.first_seq)
         ).all()
-    first = spans[0][0]
-    assert [(a - first, b - first) for a, b in spans] == [
+    row_of = {seq: i for i, seq in enumerate(positions(monitor.engine))}
+    assert [(row_of[a], row_of[b]) for a, b in spans] == [
         (i * 100, min(i * 100 + 99, 1_049)) for i in range(11)
     ]
 
@@ -309,9 +294,9 @@ def test_windows_of_a_minimum_span_longer_than_a_read_are_evaluated_whole(
             .where(window_results.c.detector == "data_quality")
             .order_by(window_results.c.first_seq)
         ).all()
-    first = spans[0][0]
+    row_of = {seq: i for i, seq in enumerate(positions(monitor.engine))}
     # the last 50 rows close by the clock: they are months old
-    assert [(a - first, b - first, n) for a, b, n in spans] == [
+    assert [(row_of[a], row_of[b], n) for a, b, n in spans] == [
         (0, 499, 500),
         (500, 999, 500),
         (1_000, 1_049, 50),

@@ -23,6 +23,7 @@ from tests.monitoring.classifier_log import (
     write_labels,
     write_rows,
 )
+from tests.monitoring.log_rows import positions
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
@@ -52,7 +53,8 @@ def test_a_classifier_report_shows_classification_figures_per_window(
     assert data.accuracy == ()  # no MAE point for a classifier
     realised = [p for p in data.class_accuracy if p.kind is AccuracyKind.REALISED]
     estimated = [p for p in data.class_accuracy if p.kind is AccuracyKind.ESTIMATED]
-    assert [p.window_id for p in realised] == ["v1:1-500", "v1:501-1000"]
+    at = positions(class_monitor.engine)
+    assert [p.window_id for p in realised] == [f"v1:{at[0]}-{at[499]}", f"v1:{at[500]}-{at[999]}"]
     assert [p.labels for p in realised] == [500, 300]
     assert len(estimated) == 2 and all(p.figures is None for p in estimated)
     first = realised[0].figures
