@@ -69,9 +69,9 @@ def store_ood_scores(
 def _with_scores(outputs: str, scores: dict[int, Any]) -> str:
     items = orjson.loads(outputs)
     for index, score in scores.items():
-        if index >= len(items):
-            continue  # not an item of this request: nothing to score
-        item = items[index]
+        item = items[index] if index < len(items) else None
+        if item is None:
+            continue  # no such prediction (a pruned item of a batch logged before 0010)
         if len(item) > SCORE:
             item[SCORE] = score
         else:  # logged without a score: the score becomes its fourth value

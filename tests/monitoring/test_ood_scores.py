@@ -1,8 +1,8 @@
 """OOD scores written back into their requests' outputs, on real SQLite and PostgreSQL
 logs: each scored item gets its score fourth (a classifier's probabilities stay fifth),
 the other items and requests are left as they were, a NaN score is stored as none and
-an infinite one by its name, a pruned request is skipped, and the requests are
-rewritten with one ``UPDATE`` per chunk."""
+an infinite one by its name, a pruned request or item is skipped, and the requests
+are rewritten with one ``UPDATE`` per chunk."""
 
 from __future__ import annotations
 
@@ -112,6 +112,23 @@ def test_a_request_no_longer_in_the_log_is_skipped(engine: sa.Engine) -> None:
 
     assert rewritten == 1
     assert _view(engine)[f"{1:032x}", 1][0] == 3.0
+
+
+def test_an_item_that_is_no_prediction_stays_none(engine: sa.Engine) -> None:
+    """A batch logged before migration 0010 whose other items the prune of the time had
+    deleted keeps its remaining ones at their index, the others ``null``."""
+    seq = _seqs(engine)[f"{1:032x}"]
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE requests SET outputs = :outputs WHERE seq = :seq"),
+            {"outputs": "[null, [1.0, 0.0, 2.0], null]", "seq": seq},
+        )
+        store_ood_scores(connection, [prediction_seq(seq, i) for i in range(4)], [7.0] * 4)
+        stored = connection.execute(
+            sa.select(sa.cast(requests.c.outputs, sa.Text)).where(requests.c.seq == seq)
+        ).scalar_one()
+
+    assert stored == "[null,[1.0,0.0,2.0,7.0],null]"
 
 
 def test_many_requests_are_rewritten_a_chunk_a_statement(
