@@ -91,10 +91,11 @@ def _replay(process: Process, dataset: Dataset) -> None:
 
 
 def _all_windowed(url: str) -> bool:
-    """Every logged prediction is in an evaluated window and every label is counted."""
-    (total,) = query(url, "SELECT count(*) FROM predictions")[0]
+    """Every logged prediction is in an evaluated window (the watermark is the newest
+    one's position) and every label is counted."""
+    (newest,) = query(url, "SELECT max(seq) FROM predictions")[0]
     marks = dict(query(url, "SELECT name, watermark FROM monitor_state"))
-    return total > 0 and marks.get("windows") == total
+    return newest is not None and marks.get("windows") == newest
 
 
 def _replayed_log(start: Callable[..., Process], ames: Dataset, data_dir: Path) -> dict[str, str]:
