@@ -6,10 +6,11 @@ request's predictions.
 
 SQLite is checked as served (no statistics: the server and the monitor never run
 ``ANALYZE``), with the plan it chooses. PostgreSQL plans by statistics, which on a test
-log of this size rightly prefer reading small tables whole; there every statement is
+log of this size rightly prefer reading small tables whole; there statements are
 planned with sequential scans disabled, so a condition that no index can answer (a bare
-``predictions.seq > x``, a label matched by prediction id alone) shows as a ``Seq
-Scan``."""
+``predictions.seq > x``, new labels matched to predictions by prediction id alone)
+shows as a ``Seq Scan``; a version's newest labels are checked as PostgreSQL plans them
+with statistics, where a misestimate once chose to hash every label."""
 
 from __future__ import annotations
 
