@@ -5,7 +5,8 @@ nothing: a batch with a duplicate id stores none of its items.
 
 A label is accepted whether or not its prediction has reached the log: labels often
 arrive in bulk right after their predictions (backfills), while the prediction still
-waits in a worker's journal. The monitor joins labels to predictions by id when it
+waits in a worker's journal. Whether it has is read from the request an id names
+(:mod:`watchkeeper.prediction_ids`). The monitor joins labels to predictions by id when it
 computes accuracy, and counts a label whose prediction is still missing
 ``feedback_orphan_seconds`` after it arrived as an orphan (a client sending ids that
 were never issued). The response says how many ids are not in the log yet.
@@ -27,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from watchkeeper.classification import Classifier
-from watchkeeper.db.tables import feedback, predictions
+from watchkeeper.db.tables import feedback
 from watchkeeper.errors import (
     BadRequest,
     DuplicateFeedback,
@@ -36,6 +37,7 @@ from watchkeeper.errors import (
     ValidationFailed,
     database_errors,
 )
+from watchkeeper.prediction_ids import logged_ids
 from watchkeeper.task import Task, label_text
 
 MAX_ID = 48
@@ -202,11 +204,8 @@ def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
                     for pid in sorted(already)[:100]
                 ],
             )
-        known = connection.execute(
-            sa.select(sa.func.count())
-            .select_from(predictions)
-            .where(predictions.c.prediction_id.in_(ids))
-        ).scalar_one()
+        # Each id's request found by its key, not every request's predictions expanded.
+        known = len(logged_ids(connection, ids))
         try:
             connection.execute(
                 feedback.insert(),

@@ -58,7 +58,10 @@ class LogMetrics:
         self.journal_writable.set(1)
         self.rows_written = Counter(
             "watchkeeper_log_rows_written",
-            "Rows committed to the prediction log, by table.",
+            # Predictions are stored in their request's row (requests.outputs); the
+            # "predictions" series keeps counting them, as it did their rows.
+            'Committed to the prediction log: table="requests" counts request rows, '
+            'table="predictions" the predictions they hold.',
             ["table"],
             registry=registry,
         )

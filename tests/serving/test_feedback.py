@@ -66,6 +66,27 @@ def test_feedback_for_an_id_not_yet_in_the_log_is_accepted_and_reported_unmatche
     assert _stored(log_reader) == {ids[0]: 1.0, "later": 2.0}
 
 
+def test_unmatched_counts_the_ids_no_logged_request_holds(
+    client: FlaskClient, log_reader: LogReader, replay_records: list[dict[str, Any]]
+) -> None:
+    """An id is matched when its request is logged and holds that item, in that form: a
+    batch's item past its last, a single record's id with an index, a batch's request id
+    alone, or an index serving never writes (``07``) match nothing."""
+    batch = _predict(client, log_reader, replay_records[:2])
+    single = client.post("/predict", json={"features": replay_records[2]}).json["id"]
+    log_reader.flush()
+    request_id = batch[0].split(".")[0]
+    unknown = [f"{request_id}.2", f"{single}.0", request_id, f"{request_id}.01", "x.1"]
+
+    response = client.post(
+        "/feedback",
+        json={"items": [{"id": i, "actual": 1.0} for i in [*batch, single, *unknown]]},
+    )
+
+    assert response.status_code == 200, response.json
+    assert (response.json["accepted"], response.json["unmatched"]) == (8, len(unknown))
+
+
 def test_feedback_posted_before_the_log_is_flushed_is_accepted(
     make_app: Callable[..., Flask],
     read_log: Callable[[Flask], LogReader],

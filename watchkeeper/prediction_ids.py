@@ -1,0 +1,119 @@
+"""Prediction ids read back into the request that holds them.
+
+Serving names a single record's prediction after its request (``<request id>``) and a
+batch item after its request and position (``<request id>.<n>``;
+``serving.log_entry.prediction_id``; request ids hold no dot). Since each request's
+predictions live in its own ``requests`` row (migration 0010), a reader that has
+prediction ids (labels, archived rows) finds them by the request's key and checks
+that the request holds that item (``single``, ``n_items``), instead of expanding
+requests' predictions (``requests.outputs``) to compare ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from watchkeeper.db.prediction_seq import ITEMS_PER_REQUEST, prediction_seq
+from watchkeeper.db.tables import requests
+
+# Request ids per statement: bounded statements (and SQLite variables) however many.
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionKey:
+    """Where a prediction id points: its request, and the item in it (a single
+    record's is item 0)."""
+
+    request_id: str
+    item_index: int
+    single: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    """What a reader needs of a stored request to place its predictions."""
+
+    request_id: str
+    received_at: datetime
+    seq: int
+    single: bool
+    n_items: int
+    features: dict[str, list[Any]] | None = None
+
+    def holds(self, key: PredictionKey) -> bool:
+        """Whether the prediction ``key`` names is one of this request's."""
+        if key.single:
+            return self.single and self.n_items == 1
+        return not self.single and key.item_index < self.n_items
+
+    def position(self, key: PredictionKey) -> int:
+        """The prediction's ``seq`` in the ``predictions`` view."""
+        return prediction_seq(self.seq, key.item_index)
+
+
+def parse_prediction_id(prediction_id: str) -> PredictionKey | None:
+    """The request and item ``prediction_id`` names, or None when serving never makes
+    such an id (an item index that is not a plain decimal, or beyond what one request
+    holds)."""
+    request_id, dot, index = prediction_id.partition(".")
+    if not request_id:
+        return None
+    if not dot:
+        return PredictionKey(request_id, 0, single=True)
+    # Exactly as serving writes it: "7", never "07", "+7" or " 7", which int() takes.
+    if not index.isascii() or not index.isdigit() or (index[0] == "0" and index != "0"):
+        return None
+    item = int(index)
+    if item >= ITEMS_PER_REQUEST:
+        return None
+    return PredictionKey(request_id, item, single=False)
+
+
+def logged_requests(
+    connection: sa.Connection, request_ids: Iterable[str], *, features: bool = False
+) -> dict[str, LoggedRequest]:
+    """The accepted requests among ``request_ids`` that the log holds, by id, found by
+    the primary key (with their features by column when ``features``)."""
+    ids = list(dict.fromkeys(request_ids))
+    columns = [
+        requests.c.request_id,
+        requests.c.received_at,
+        requests.c.seq,
+        requests.c.single,
+        requests.c.n_items,
+    ]
+    if features:
+        columns.append(requests.c.features)
+    found: dict[str, LoggedRequest] = {}
+    for start in range(0, len(ids), _CHUNK):
+        query = sa.select(*columns).where(
+            requests.c.request_id.in_(ids[start : start + _CHUNK]),
+            requests.c.outputs.is_not(None),  # refused requests hold no prediction
+        )
+        for row in connection.execute(query):
+            found[row.request_id] = LoggedRequest(
+                request_id=row.request_id,
+                received_at=row.received_at,
+                seq=int(row.seq),
+                single=bool(row.single),
+                n_items=int(row.n_items),
+                features=row.features if features else None,
+            )
+    return found
+
+
+def logged_ids(connection: sa.Connection, prediction_ids: Iterable[str]) -> set[str]:
+    """Those of ``prediction_ids`` whose prediction the log holds."""
+    keys = {pid: parse_prediction_id(pid) for pid in prediction_ids}
+    stored = logged_requests(connection, (k.request_id for k in keys.values() if k is not None))
+    return {
+        pid
+        for pid, key in keys.items()
+        if key is not None and key.request_id in stored and stored[key.request_id].holds(key)
+    }
