@@ -25,11 +25,10 @@ from retrain.labels import NAMED, LeftOut, Screened, screen_classes, screen_valu
 from watchkeeper.data_source import AMES, DataSourceError, describe_csv, load_source
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.archive import archived_labels
-from watchkeeper.db.features import feature_records
-from watchkeeper.db.planner_hints import unindexed
-from watchkeeper.db.tables import feedback, predictions
+from watchkeeper.db.tables import feedback
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.model_metrics import JsonForm
+from watchkeeper.prediction_ids import logged_ids, logged_requests, parse_prediction_id
 from watchkeeper.registry import RegisteredModel
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import label_text
@@ -153,29 +152,38 @@ def labelled_predictions(
     it (``"1"`` from a client is the class ``1``; an unseen class stays text), and the
     prediction's id in ``_prediction_id``."""
     label = feedback.c.label if classes is not None else feedback.c.actual
-    query = (
-        sa.select(
-            predictions.c.prediction_id,
-            predictions.c.request_id,
-            predictions.c.item_index,
-            predictions.c.features,
-            predictions.c.created_at,
-            label.label("target"),
-        )
-        .join(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
-        .where(feedback.c.received_at >= since, label.is_not(None))
-        # SQLite without statistics (as served) would walk every prediction in time order
-        # to find the labelled ones: the labels' range is read first, then sorted
-        .order_by(unindexed(predictions.c.created_at), predictions.c.seq)
+    # The labels' range by its index, then each label's request by its key, with its
+    # features: neither reads the requests' predictions, which retraining does not use.
+    query = sa.select(feedback.c.prediction_id, label.label("target")).where(
+        feedback.c.received_at >= since, label.is_not(None)
     )
     with engine.connect() as connection:
-        rows = connection.execute(query).all()
-        records = feature_records(connection, rows)
+        labels = [
+            (row.prediction_id, key, row.target)
+            for row in connection.execute(query)
+            if (key := parse_prediction_id(row.prediction_id)) is not None
+        ]
+        stored = logged_requests(
+            connection, (key.request_id for _, key, _ in labels), features=True
+        )
+    rows = sorted(
+        (
+            (request, key, pid, target)
+            for pid, key, target in labels
+            if (request := stored.get(key.request_id)) is not None and request.holds(key)
+        ),
+        # prediction time, then the log's order (as the predictions view's ``seq``)
+        key=lambda row: (row[0].received_at, row[0].position(row[1])),
+    )
+    records = [
+        {name: values[key.item_index] for name, values in (request.features or {}).items()}
+        for request, key, _, _ in rows
+    ]
     frame = as_schema_kinds(pd.DataFrame.from_records(records, columns=list(schema.names)), schema)
-    targets = [r.target for r in rows]
+    targets = [target for _, _, _, target in rows]
     frame[schema.target] = targets if classes is None else as_classes(targets, classes)
-    frame["_predicted_at"] = [r.created_at for r in rows]
-    frame["_prediction_id"] = [r.prediction_id for r in rows]
+    frame["_predicted_at"] = [request.received_at for request, _, _, _ in rows]
+    frame["_prediction_id"] = [pid for _, _, pid, _ in rows]
     return frame
 
 
@@ -237,14 +245,8 @@ def archived_predictions(
 
 def _logged_ids(engine: sa.Engine, ids: list[str]) -> set[str]:
     """Those of ``ids`` the prediction log still holds."""
-    found: set[str] = set()
     with engine.connect() as connection:
-        for start in range(0, len(ids), 500):  # bounded IN lists (SQLite's variable limit)
-            query = sa.select(predictions.c.prediction_id).where(
-                predictions.c.prediction_id.in_(ids[start : start + 500])
-            )
-            found.update(connection.execute(query).scalars())
-    return found
+        return logged_ids(connection, ids)
 
 
 def assemble(
