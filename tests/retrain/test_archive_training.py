@@ -38,8 +38,9 @@ def _run(engine: sa.Engine) -> dict:
 
 
 def _age_the_first_requests(engine: sa.Engine, now: datetime) -> list[str]:
-    """Move the first requests' predictions 500 days back and their labels 400, past
-    the labelled retention (365 days: the retraining window); their prediction ids."""
+    """Move the first requests (their predictions with them) 500 days back and their
+    labels 400, past the labelled retention (365 days: the retraining window); their
+    prediction ids."""
     with engine.begin() as connection:
         request_ids = (
             connection.execute(
@@ -63,11 +64,6 @@ def _age_the_first_requests(engine: sa.Engine, now: datetime) -> list[str]:
             requests.update()
             .where(requests.c.request_id.in_(request_ids))
             .values(received_at=now - timedelta(days=500))
-        )
-        connection.execute(
-            predictions.update()
-            .where(predictions.c.request_id.in_(request_ids))
-            .values(created_at=now - timedelta(days=500))
         )
         connection.execute(
             feedback.update()

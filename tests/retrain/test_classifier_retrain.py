@@ -14,11 +14,13 @@ import sqlalchemy as sa
 
 from retrain.data import labelled_predictions
 from retrain.job import GatePolicy, RetrainJob, decide
+from serving.log_store import LogStore
+from tests.log_entries import log_entry
 from watchkeeper import retrain_queue
 from watchkeeper.classification import Classifier
 from watchkeeper.data_source import describe_csv
 from watchkeeper.dataset import Dataset, load_csv
-from watchkeeper.db.tables import feedback, predictions, requests, retrain_runs
+from watchkeeper.db.tables import feedback, retrain_runs
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import Task
@@ -92,48 +94,28 @@ def test_the_gate_judges_a_classifier_by_log_loss_and_set_coverage(
 
 
 def _log_labelled(engine: sa.Engine, model: Classifier, frame: pd.DataFrame) -> None:
-    """Log ``frame``'s rows as the model's predictions (one request, features per row as
-    rows logged before 0004 hold them) with their outcomes as class labels."""
+    """Log ``frame``'s rows as the model's predictions (one request, through the log's
+    writer) with their outcomes as class labels."""
     now = datetime.now(UTC)
     predicted = model.predict(frame[["x", "colour"]])
-    with engine.begin() as connection:
-        connection.execute(
-            requests.insert().values(
+    classes = [float(index) for index in predicted.index.tolist()]
+    LogStore(engine).insert(
+        [
+            log_entry(
+                1,
+                len(frame),
+                when=now,
                 request_id="r1",
-                received_at=now,
-                endpoint="/predict",
-                method="POST",
-                status_code=200,
-                latency_seconds=0.01,
                 model_version=model.version,
-                n_items=len(frame),
+                columns={"x": frame["x"].astype(float).tolist(), "colour": list(frame["colour"])},
+                values=classes,
+                lower=classes,
+                upper=classes,
+                probabilities=predicted.probabilities.tolist(),
             )
-        )
-        connection.execute(
-            predictions.insert(),
-            [
-                {
-                    "prediction_id": f"r1.{i}",
-                    "request_id": "r1",
-                    "item_index": i,
-                    "created_at": now - timedelta(seconds=len(frame) - i),
-                    "model_version": model.version,
-                    "features": {"x": float(row.x), "colour": row.colour},
-                    "prediction": float(index),
-                    "lower": float(index),
-                    "upper": float(index),
-                    "probabilities": probabilities.tolist(),
-                }
-                for i, (row, index, probabilities) in enumerate(
-                    zip(
-                        frame.itertuples(),
-                        predicted.index.tolist(),
-                        predicted.probabilities,
-                        strict=True,
-                    )
-                )
-            ],
-        )
+        ]
+    )
+    with engine.begin() as connection:
         connection.execute(
             feedback.insert(),
             [

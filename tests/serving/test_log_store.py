@@ -275,3 +275,121 @@ def test_every_prediction_row_of_large_and_small_batches_reads_back_as_sent(
     for got, want in zip(stored, expected, strict=True):
         assert got[:5] == want[:5]
         assert _same(got[5:8], want[5:8]) and got[8] == want[8], (got, want)
+
+
+def _outputs(engine: sa.Engine) -> dict[str, tuple[bool | None, int, Any]]:
+    """Each request's ``single``, ``n_items`` and ``outputs`` as stored (the JSON
+    parsed, non-finite numbers' names left as the strings they are)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(
+                requests.c.request_id, requests.c.single, requests.c.n_items, requests.c.outputs
+            )
+        ).all()
+    return {r.request_id: (r.single, r.n_items, r.outputs) for r in rows}
+
+
+def test_outputs_hold_one_array_per_item_scores_fourth_when_served(engine: sa.Engine) -> None:
+    """A single record, a batch without OOD scores and one with them: ``[prediction,
+    lower, upper]`` per item, the score fourth only when served; a refused request has
+    no outputs and no ``single``."""
+    single = log_entry(1, 1, ood=[0.25])
+    batch = log_entry(2, 3, values=[1.5, 2.5, 3.5], lower=[1.0, 2.0, 3.0], upper=[2.0, 3.0, 4.0])
+    scored = log_entry(3, 2, ood=[0.5, 0.75])
+    refused = log_entry(4, 0, status_code=422, columns={}, model_version=None)
+
+    LogStore(engine).insert([journaled(e) for e in (single, batch, scored, refused)])
+
+    assert _outputs(engine) == {
+        f"{1:032x}": (True, 1, [[1.0, 0.0, 2.0, 0.25]]),
+        f"{2:032x}": (False, 3, [[1.5, 1.0, 2.0], [2.5, 2.0, 3.0], [3.5, 3.0, 4.0]]),
+        f"{3:032x}": (False, 2, [[3.0, 2.0, 4.0, 0.5], [3.0, 2.0, 4.0, 0.75]]),
+        f"{4:032x}": (None, 0, None),
+    }
+
+
+def test_a_classifiers_probabilities_are_fifth_after_its_score_or_null(
+    engine: sa.Engine,
+) -> None:
+    """Probabilities in the version's classes order, fifth: after the OOD score, or
+    after ``null`` when none was served, so the view reads them in one place."""
+    probabilities = [[0.2, 0.8], [0.6, 0.4]]
+    scored = log_entry(1, 2, values=[1.0, 0.0], ood=[0.5, 0.25], probabilities=probabilities)
+    unscored = log_entry(2, 1, values=[0.0], probabilities=[[0.9, 0.1]])
+
+    LogStore(engine).insert([journaled(scored), journaled(unscored)])
+
+    outputs = _outputs(engine)
+    assert outputs[f"{1:032x}"][2] == [
+        [1.0, 0.0, 2.0, 0.5, [0.2, 0.8]],
+        [0.0, 0.0, 2.0, 0.25, [0.6, 0.4]],
+    ]
+    assert outputs[f"{2:032x}"][2] == [[0.0, 1.0, 3.0, None, [0.9, 0.1]]]
+    with engine.connect() as connection:
+        read = connection.execute(
+            sa.select(predictions.c.prediction_id, predictions.c.ood_score).where(
+                predictions.c.request_id == f"{2:032x}"
+            )
+        ).one()
+    assert read == (f"{2:032x}", None)
+
+
+def test_non_finite_numbers_are_stored_by_name_and_probabilities_as_null(
+    engine: sa.Engine,
+) -> None:
+    """JSON has no NaN or infinity: values, bounds and scores are stored as ``"NaN"``,
+    ``"Infinity"``, ``"-Infinity"`` (the view reads them back as floats); a class
+    probability that is not finite is ``null``."""
+    odd = [math.nan, math.inf, -math.inf]
+    regression = log_entry(1, 3, values=list(odd), lower=[0.0] * 3, upper=list(odd), ood=odd)
+    classifier = log_entry(
+        2, 1, values=[1.0], lower=[1.0], upper=[1.0], probabilities=[[math.nan, math.inf]]
+    )
+
+    LogStore(engine).insert([journaled(regression), journaled(classifier)])
+
+    outputs = _outputs(engine)
+    names = ["NaN", "Infinity", "-Infinity"]
+    assert outputs[f"{1:032x}"][2] == [[n, 0.0, n, n] for n in names]
+    assert outputs[f"{2:032x}"][2] == [[1.0, 1.0, 1.0, None, [None, None]]]
+    with engine.connect() as connection:
+        scores = connection.execute(
+            sa.select(predictions.c.ood_score).order_by(predictions.c.seq)
+        ).scalars()
+        assert _same(tuple(scores)[:3], tuple(odd))
+
+
+def test_a_replayed_batch_is_stored_once_and_counted_once(engine: sa.Engine) -> None:
+    """A journal replayed after a crash (its checkpoint behind what was stored) meets
+    its own rows: singles, batches and refused requests are each stored once, with the
+    ``seq`` and outputs of their first insert, and ``Written`` counts only what this
+    insert stored, requests and the predictions they hold (on PostgreSQL through the
+    staged path)."""
+    entries = [
+        journaled(log_entry(1, 1)),
+        journaled(log_entry(2, 4)),
+        journaled(log_entry(3, 0, status_code=400, columns={}, model_version=None)),
+        journaled(log_entry(4, 1)),
+    ]
+    store = LogStore(engine)
+    assert store.insert(entries[:3]) == Written(3, 5)
+    first = _outputs(engine)
+    with engine.connect() as connection:
+        seqs = dict(connection.execute(sa.select(requests.c.request_id, requests.c.seq)).all())
+
+    assert store.insert(entries) == Written(1, 1)
+    assert store.insert(entries) == Written(0, 0)
+
+    stored = _outputs(engine)
+    assert len(stored) == 4
+    assert {rid: stored[rid] for rid in first} == first
+    with engine.connect() as connection:
+        after = dict(connection.execute(sa.select(requests.c.request_id, requests.c.seq)).all())
+        count = connection.execute(sa.select(sa.func.count()).select_from(predictions)).scalar()
+    assert {rid: after[rid] for rid in seqs} == seqs
+    # stored in order: the replayed request after those stored before it
+    assert [after[f"{n:032x}"] for n in (1, 2, 3)] == sorted(seqs.values())
+    assert after[f"{4:032x}"] > max(seqs.values())
+    assert count == 6
+    if engine.dialect.name == "postgresql":
+        assert store.staged_batches == 2
