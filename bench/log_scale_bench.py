@@ -3,9 +3,10 @@
     .venv/bin/python bench/log_scale_bench.py [--sizes 0,1000000,3000000] [--rounds 3]
         [--no-postgres]
 
-Request ids are the primary key of ``requests`` and the prefix of ``predictions``'
-``prediction_id`` (unique) and, on PostgreSQL, ``request_id`` (indexed; SQLite has no
-index on it since migration 0009). This bench stores Ames sales
+Request ids are the primary key of ``requests``, which since migration 0010 holds each
+request's predictions too (the ``prediction_id`` and ``request_id`` indexes of the
+former ``predictions`` table, which the ids entered as well, are gone, and with them
+most of what random ids cost there: figures in bench/README.md). This bench stores Ames sales
 through the writer's own path (``serving.log_store.LogStore.insert``, entries built
 as ``serving/log_entry.py`` builds them) into databases already holding 0, 1 M and
 3 M single-record predictions (and as many requests), once with random ids
@@ -67,6 +68,8 @@ from watchkeeper.db.migrate import upgrade  # noqa: E402
 DAY = (datetime.now(UTC) + timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
 _FILL_STEP = timedelta(milliseconds=10)  # pre-filled rows: 3 M of them take 8.3 h of the day
 _MEASURED_FROM = DAY + timedelta(hours=12)
+# A pre-filled request's one prediction, as requests.outputs holds it.
+_OUTPUTS = "[[180000.0,162000.0,198000.0,0.5]]"
 
 
 def _random_id() -> str:
@@ -185,19 +188,15 @@ def _fill_sqlite(target: Target, upto: int, base_ms: int) -> None:
             "CREATE TEMP TABLE fill AS WITH RECURSIVE s(g) AS"
             " (SELECT :start UNION ALL SELECT g + 1 FROM s WHERE g < :end)"
             f" SELECT {target.arm.sqlite_id} AS id,"
-            " strftime('%Y-%m-%d %H:%M:%f', :day + g * 0.01, 'unixepoch') || '000' AS at"
+            " strftime('%Y-%m-%d %H:%M:%f', :day + g * 0.01, 'unixepoch') || '000' AS at, g"
             " FROM s",
             {"start": target.filled + 1, "end": upto, "base": base_ms, "day": day},
         )
-        connection.execute(
+        connection.execute(  # numbered in order, as the writer numbers its requests
             "INSERT INTO requests (request_id, received_at, endpoint, method, status_code,"
-            " latency_seconds, model_version, n_items) SELECT id, at, '/predict', 'POST', 200,"
-            " 0.004, 'v1', 1 FROM fill"
-        )
-        connection.execute(
-            "INSERT INTO predictions (prediction_id, request_id, item_index, created_at,"
-            " model_version, prediction, lower, upper, ood_score) SELECT id, id, 0, at, 'v1',"
-            " 180000.0, 162000.0, 198000.0, 0.5 FROM fill"
+            " latency_seconds, model_version, n_items, seq, single, outputs)"
+            f" SELECT id, at, '/predict', 'POST', 200, 0.004, 'v1', 1, g, 1, '{_OUTPUTS}'"
+            " FROM fill"
         )
         connection.execute("DROP TABLE temp.fill")
         connection.execute("COMMIT")
@@ -208,22 +207,16 @@ def _fill_sqlite(target: Target, upto: int, base_ms: int) -> None:
 
 def _fill_postgres(target: Target, upto: int, base_ms: int) -> None:
     statement = (
-        "WITH r AS (INSERT INTO requests (request_id, received_at, endpoint, method,"
-        " status_code, latency_seconds, model_version, n_items)"
+        "INSERT INTO requests (request_id, received_at, endpoint, method,"
+        " status_code, latency_seconds, model_version, n_items, single, outputs)"
         f" SELECT {target.arm.postgres_id.replace(':base', str(base_ms))},"
         f" '{DAY.isoformat()}'::timestamptz + g * interval '10 milliseconds', '/predict',"
-        " 'POST', 200, 0.004, 'v1', 1"
+        f" 'POST', 200, 0.004, 'v1', 1, true, '{_OUTPUTS}'"
         f" FROM generate_series({target.filled + 1}, {upto}) AS g"
-        " RETURNING request_id, received_at)"
-        " INSERT INTO predictions (prediction_id, request_id, item_index, created_at,"
-        " model_version, prediction, lower, upper, ood_score)"
-        " SELECT request_id, request_id, 0, received_at, 'v1', 180000.0, 162000.0,"
-        " 198000.0, 0.5 FROM r"
     )
     with target.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.exec_driver_sql(statement)
         connection.exec_driver_sql("VACUUM ANALYZE requests")
-        connection.exec_driver_sql("VACUUM ANALYZE predictions")
         connection.exec_driver_sql("CHECKPOINT")
 
 

@@ -1,9 +1,9 @@
 """Request ids: 32 lowercase hex digits in the UUID version 7 layout (RFC 9562).
 
-A request id is the primary key of ``requests`` and the prefix of every prediction id
-(:func:`serving.log_entry.prediction_id`), so each logged request inserts it into two
-B-tree indexes, three on PostgreSQL (which also indexes ``predictions.request_id``).
-Random ids (``uuid4``) land on random leaf pages of those indexes: once they outgrow
+A request id is the primary key of ``requests`` (which holds the request's predictions
+too, since migration 0010) and the prefix of every prediction id
+(:func:`serving.log_entry.prediction_id`), so each logged request inserts it into that
+B-tree index. Random ids (``uuid4``) land on random leaf pages of it: once they outgrow
 the database's cache every insert reads and dirties a leaf of its own (and, on
 PostgreSQL, writes a full page image of it after each checkpoint). Time-ordered ids
 append to the rightmost leaves instead (``bench/log_scale_bench.py`` measures the
