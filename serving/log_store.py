@@ -215,6 +215,10 @@ class LogStore:
     def _request_tuple(self, entry: LogEntry, received: Any) -> tuple[Any, ...]:
         client_id = entry.client_request_id or None
         accepted = bool(entry.n_items)
+        if accepted and entry.model_version is None:
+            # Refused as the former predictions table's NOT NULL column did: the monitor
+            # reads predictions by version, so one without it could never be judged.
+            raise ValueError(f"request {entry.request_id} has predictions but no model version")
         return (
             entry.request_id,
             received,

@@ -393,3 +393,14 @@ def test_a_replayed_batch_is_stored_once_and_counted_once(engine: sa.Engine) -> 
     assert count == 6
     if engine.dialect.name == "postgresql":
         assert store.staged_batches == 2
+
+
+def test_predictions_without_a_model_version_are_refused(engine: sa.Engine) -> None:
+    """As the former ``predictions`` table's NOT NULL column refused them (the writer
+    then sets the entry aside): a prediction no version made cannot be monitored. A
+    refused request has none and is stored."""
+    store = LogStore(engine)
+    with pytest.raises(ValueError, match="no model version"):
+        store.insert([journaled(log_entry(1, 2, model_version=None))])
+    refused = log_entry(2, 0, status_code=400, columns={}, model_version=None)
+    assert store.insert([journaled(refused)]) == Written(1, 0)
