@@ -5,8 +5,9 @@
 Writes Ames sales through the serving writer (``serving.log_store``) into a fresh
 SQLite database and a fresh PostgreSQL one (tests/postgres.py), as single-record
 requests and as 100-row batches, with a label for one prediction in ten, and prints
-the database's growth per prediction (tables, indexes and, on SQLite, free pages)
-and the rows a prune deleted per second. README, Deployment, sizes the database from
+the database's growth per prediction (tables, indexes and, on SQLite, free pages;
+each request's predictions are stored in its ``requests`` row) and the predictions a
+prune deleted per second. README, Deployment, sizes the database from
 these figures.
 """
 
@@ -32,7 +33,7 @@ from watchkeeper.db.engine import create_engine  # noqa: E402
 from watchkeeper.db.log_stats import collect  # noqa: E402
 from watchkeeper.db.migrate import upgrade  # noqa: E402
 from watchkeeper.db.retention import Pruner, RetentionPolicy  # noqa: E402
-from watchkeeper.db.tables import feedback  # noqa: E402
+from watchkeeper.db.tables import feedback, requests  # noqa: E402
 
 
 def _entries(frame: object, n: int, batch: int, when: datetime) -> list[LogEntry]:
@@ -99,12 +100,25 @@ def measure(url: str, n: int, batch: int) -> tuple[float, float]:
         connection.execute(feedback.insert(), labels)
     grown = _size(engine) - before
     policy = RetentionPolicy(raw_days=30, labelled_days=30, history_days=730, batch_rows=5000)
+    held = _predictions(engine)
     started = time.perf_counter()
-    report = Pruner(engine, policy, pause=False).run()
+    Pruner(engine, policy, pause=False).run()
     seconds = time.perf_counter() - started
+    deleted = held - _predictions(engine)
     engine.dispose()
-    deleted = next(t.rows for t in report.tables if t.table == "predictions")
     return grown / n, deleted / seconds
+
+
+def _predictions(engine: sa.Engine) -> int:
+    """Predictions the log holds: each request's in its row (``requests.outputs``)."""
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(requests.c.n_items), 0)).where(
+                    requests.c.outputs.is_not(None)
+                )
+            ).scalar_one()
+        )
 
 
 def main() -> int:

@@ -32,13 +32,16 @@ from monitoring.monitor import Monitor  # noqa: E402
 from watchkeeper.dataset import load_ames  # noqa: E402
 from watchkeeper.db.engine import create_engine  # noqa: E402
 from watchkeeper.db.migrate import upgrade  # noqa: E402
+from watchkeeper.db.prediction_seq import prediction_seq  # noqa: E402
 from watchkeeper.registry import ModelRegistry  # noqa: E402
 from watchkeeper.settings import Settings  # noqa: E402
 from watchkeeper.training import train  # noqa: E402
 
 
 def _fill(db: Path, upto: int, start: int, features: list[str], predictions: list[float]) -> None:
-    """Append rows ``start+1 .. upto`` to the predictions table, cycling real records."""
+    """Append single-record requests ``start+1 .. upto`` to the log (each its features by
+    column and its prediction in its ``requests`` row, numbered in order), cycling real
+    records."""
     connection = sqlite3.connect(db)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     chunk = 50_000
@@ -46,20 +49,18 @@ def _fill(db: Path, upto: int, start: int, features: list[str], predictions: lis
         rows = [
             (
                 f"{i:032x}",
-                f"{i:032x}",
-                0,
                 stamp,
                 "v1",
                 features[i % len(features)],
-                predictions[i % len(predictions)],
-                0.0,
-                0.0,
+                f"[[{predictions[i % len(predictions)]!r},0.0,0.0]]",
+                i + 1,
             )
             for i in range(first, min(first + chunk, upto))
         ]
         connection.executemany(
-            "INSERT INTO predictions (prediction_id, request_id, item_index, created_at, "
-            "model_version, features, prediction, lower, upper) VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO requests (request_id, received_at, endpoint, method, status_code,"
+            " latency_seconds, model_version, n_items, features, outputs, seq, single)"
+            " VALUES (?, ?, '/predict', 'POST', 200, 0.01, ?, 1, ?, ?, ?, 1)",
             rows,
         )
         connection.commit()
@@ -80,7 +81,8 @@ def _cycle(monitor: Monitor, total: int, window: int, repeats: int) -> tuple[flo
     """(best wall seconds, CPU seconds of that run) of one cycle on the last window."""
     runs = []
     for _ in range(repeats):
-        monitor.reader.set_watermark(total - window)
+        # the position of the last prediction before the window (one per request)
+        monitor.reader.set_watermark(prediction_seq(total - window, 0))
         started, cpu = time.perf_counter(), time.process_time()
         evaluated = monitor.run_once()
         runs.append((time.perf_counter() - started, time.process_time() - cpu))
@@ -101,8 +103,9 @@ def main() -> None:
     ModelRegistry(workdir / "registry").register(trained)
     names = list(trained.model.schema.names)
     held = ames.between(200801, None).frame
-    features = [
-        orjson.dumps(r).decode() for r in orjson.loads(held[names].to_json(orient="records"))
+    features = [  # by column, as a request stores them
+        orjson.dumps({k: [v] for k, v in r.items()}).decode()
+        for r in orjson.loads(held[names].to_json(orient="records"))
     ]
     predictions = trained.model.predict(held[names]).value.tolist()
 

@@ -1,8 +1,8 @@
 """Monitor at fleet scale, on a real PostgreSQL (Debian's binaries, loopback only).
 
 (a) Sustained ingest: ``--writers`` processes push 1,000-row batches into the log (one
-    ``requests`` row holding the batch's features by column, as serving stores them,
-    and 1,000 ``predictions`` rows by ``COPY``) at a total target of ``--rate`` rows/s
+    ``requests`` row holding the batch's features by column and its 1,000 predictions,
+    as serving stores them since migration 0010) at a total target of ``--rate`` rows/s
     for ``--seconds``, while a real ``watchkeeper monitor`` process evaluates windows
     of ``--window`` rows (and at least ``--min-seconds``), sampled to
     ``WATCHKEEPER_MONITOR_SAMPLE_ROWS``. Prints the rows/s reached, the monitor's lag
@@ -12,13 +12,18 @@
     LABEL:WINDOW:MIN_SECONDS[:CODE_DIR]`` runs it again on a fresh database, e.g. an
     A/B of the current monitor against the code of an older commit
     (``git archive <commit> | tar -x -C DIR``: its monitor runs from DIR).
-(b) Cycle cost by log size: the log is filled to ``--small`` and then ``--big`` rows
-    with ``INSERT … SELECT generate_series`` (not through the API; rows behind the
-    watermark carry no features, they are never read), and one monitor cycle on one
+(b) Cycle cost by log size: the log is filled to ``--small`` and then ``--big``
+    predictions with ``INSERT … SELECT generate_series`` (1,000-prediction requests, not
+    through the API; requests behind the watermark carry no features, they are never
+    read), and one monitor cycle on one
     pending ``--window``-row window at the end of the log is timed, sampled and
     unsampled.
 (c) Fixed cost per window: one cycle on ``--windows`` pending windows of ``--small-window``
     rows (the default window size), CPU per window.
+
+Positions in the log (the watermark, ``max_position``) are a prediction's request's
+``seq`` and its item index (``watchkeeper.db.prediction_seq``): they are not dense, so
+rows between two positions are counted from the requests (:func:`_rows_after`).
 
 Prints figures, asserts nothing, and stops within its time bounds.
 
@@ -61,6 +66,11 @@ from tests.postgres import PostgresServer, find_bindir  # noqa: E402
 from watchkeeper.dataset import load_ames  # noqa: E402
 from watchkeeper.db.engine import create_engine  # noqa: E402
 from watchkeeper.db.migrate import upgrade  # noqa: E402
+from watchkeeper.db.prediction_seq import (  # noqa: E402
+    ITEMS_PER_REQUEST,
+    item_index_of,
+    request_seq_of,
+)
 from watchkeeper.registry import ModelRegistry  # noqa: E402
 from watchkeeper.settings import Settings  # noqa: E402
 from watchkeeper.training import train  # noqa: E402
@@ -94,7 +104,7 @@ class Batch:
     """One request's worth of rows, pre-serialised: the writer only stamps ids."""
 
     features_json: str
-    predictions: list[float]
+    outputs_json: str
 
 
 def _batch(registry: Path) -> Batch:
@@ -106,7 +116,8 @@ def _batch(registry: Path) -> Batch:
     frame = frame.sample(BATCH, replace=True, random_state=0).reset_index(drop=True)
     columns = json.loads(frame.to_json(orient="columns"))
     by_column = {name: [columns[name][str(i)] for i in range(BATCH)] for name in names}
-    return Batch(json.dumps(by_column), model.predict(frame).value.tolist())
+    values = model.predict(frame).value.tolist()
+    return Batch(json.dumps(by_column), json.dumps([[v, 0.0, 0.0] for v in values]))
 
 
 def _dsn(url: str) -> str:
@@ -114,21 +125,15 @@ def _dsn(url: str) -> str:
 
 
 def _write(connection: psycopg.Connection, batch: Batch, request_id: str) -> None:
-    """One batch as serving logs it: a request row and its predictions, one commit."""
+    """One batch as serving logs it: a request row holding its predictions, one commit."""
     now = datetime.now(UTC)
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO requests (request_id, received_at, endpoint, method, status_code, "
-            "latency_seconds, model_version, n_items, features) "
-            "VALUES (%s, %s, '/predict', 'POST', 200, 0.01, %s, %s, %s)",
-            (request_id, now, VERSION, BATCH, batch.features_json),
+            "latency_seconds, model_version, n_items, features, single, outputs) "
+            "VALUES (%s, %s, '/predict', 'POST', 200, 0.01, %s, %s, %s, false, %s)",
+            (request_id, now, VERSION, BATCH, batch.features_json, batch.outputs_json),
         )
-        with cursor.copy(
-            "COPY predictions (prediction_id, request_id, item_index, created_at, "
-            "model_version, prediction, lower, upper) FROM STDIN"
-        ) as copy:
-            for i, value in enumerate(batch.predictions):
-                copy.write_row((f"{request_id}-{i}", request_id, i, now, VERSION, value, 0, 0))
     connection.commit()
 
 
@@ -152,6 +157,30 @@ def _scalar(dsn: str, sql: str) -> int:
     with psycopg.connect(dsn) as connection:
         row = connection.execute(sql).fetchone()
     return int(row[0] or 0) if row else 0
+
+
+def _max_position(dsn: str) -> int:
+    """The position of the log's last prediction (0 when it holds none)."""
+    return _scalar(
+        dsn,
+        f"SELECT seq * {ITEMS_PER_REQUEST} + n_items - 1 FROM requests"
+        " WHERE outputs IS NOT NULL ORDER BY seq DESC LIMIT 1",
+    )
+
+
+def _rows_after(dsn: str, position: int) -> int:
+    """Predictions logged after ``position``: the rest of its request, and every later
+    request's."""
+    request, item = request_seq_of(position), item_index_of(position)
+    return _scalar(
+        dsn,
+        f"SELECT sum(CASE WHEN seq = {request} THEN n_items - {item} - 1 ELSE n_items END)"
+        f" FROM requests WHERE seq >= {request} AND outputs IS NOT NULL",
+    )
+
+
+def _predictions(dsn: str) -> int:
+    return _scalar(dsn, "SELECT sum(n_items) FROM requests WHERE outputs IS NOT NULL")
 
 
 def _watermark(dsn: str) -> int:
@@ -196,7 +225,7 @@ def sustained(
     upgrade(create_engine(settings.storage.database_url))
     dsn = _dsn(settings.storage.database_url)
     postmaster = int((pg.datadir / "postmaster.pid").read_text().split()[0])
-    start_seq = _scalar(dsn, "SELECT max(seq) FROM predictions")
+    start_seq = _max_position(dsn)
     with psycopg.connect(dsn) as connection:  # the monitor starts at the log's end
         connection.execute(
             "INSERT INTO monitor_state (name, watermark, updated_at) VALUES ('windows', %s, now()) "
@@ -204,7 +233,7 @@ def sustained(
             (start_seq,),
         )
     monitor = subprocess.Popen(
-        [str(ROOT / ".venv/bin/python"), "-m", "watchkeeper_cli", "monitor"],
+        [sys.executable, "-m", "watchkeeper_cli", "monitor"],
         env=_env(settings, scenario),
         cwd=scenario.code,
         stdout=subprocess.DEVNULL,
@@ -234,8 +263,7 @@ def sustained(
     while any(w.is_alive() for w in writers):
         time.sleep(1)
         writer_cpu = max(writer_cpu, cpu_seconds(writer_pids))
-        high = _scalar(dsn, "SELECT max(seq) FROM predictions")
-        lags.append(high - _watermark(dsn))
+        lags.append(_rows_after(dsn, _watermark(dsn)))
     ingest_seconds = time.perf_counter() - started
     written = sum(done.get(timeout=30) for _ in writers)
     ingest_cpu = {
@@ -244,13 +272,15 @@ def sustained(
     }
     load_after = _load()
     # how long the monitor takes to come within one window of the end, bounded
-    high = _scalar(dsn, "SELECT max(seq) FROM predictions")
     catch_up_started = time.perf_counter()
-    while high - _watermark(dsn) >= window_rows and time.perf_counter() - catch_up_started < 180:
+    while (
+        _rows_after(dsn, _watermark(dsn)) >= window_rows
+        and time.perf_counter() - catch_up_started < 180
+    ):
         time.sleep(0.5)
     catch_up = time.perf_counter() - catch_up_started
-    left = (high - _watermark(dsn)) / window_rows
-    evaluated = _watermark(dsn) - start_seq
+    left = _rows_after(dsn, _watermark(dsn)) / window_rows
+    evaluated = _rows_after(dsn, start_seq) - _rows_after(dsn, _watermark(dsn))
     monitor_cpu = cpu_seconds([monitor.pid]) - cpu_before["monitor"]
     monitor.terminate()
     monitor.wait(timeout=30)
@@ -297,9 +327,10 @@ def sustained(
 
 
 def _fill(dsn: str, upto: int) -> float:
-    """Grow the log to ``upto`` prediction rows with server-side generated rows (one
-    featureless request per 1,000), as old traffic behind the watermark."""
-    have = _scalar(dsn, "SELECT count(*) FROM predictions")
+    """Grow the log to ``upto`` predictions with server-side generated requests of
+    1,000 (featureless), as old traffic behind the watermark."""
+    have = _predictions(dsn)
+    outputs = json.dumps([[180000.0, 0.0, 0.0]] * BATCH)
     started = time.perf_counter()
     step = 1_000_000
     with psycopg.connect(dsn, autocommit=True) as connection:
@@ -307,19 +338,11 @@ def _fill(dsn: str, upto: int) -> float:
             last = min(first + step, upto)
             connection.execute(
                 "INSERT INTO requests (request_id, received_at, endpoint, method, "
-                "status_code, latency_seconds, model_version, n_items) "
+                "status_code, latency_seconds, model_version, n_items, single, outputs) "
                 "SELECT 'g' || g, now() - interval '1 day', '/predict', 'POST', 200, 0.01, "
-                "%s, 1000 FROM generate_series(%s::bigint, %s::bigint) g",
-                (VERSION, first // BATCH, (last - 1) // BATCH),
+                "%s, 1000, false, %s FROM generate_series(%s::bigint, %s::bigint) g",
+                (VERSION, outputs, first // BATCH, (last - 1) // BATCH),
             )
-            connection.execute(
-                "INSERT INTO predictions (prediction_id, request_id, item_index, created_at, "
-                "model_version, prediction, lower, upper) "
-                "SELECT 'g' || g, 'g' || (g / 1000), g %% 1000, now() - interval '1 day', "
-                "%s, 180000, 0, 0 FROM generate_series(%s::bigint, %s::bigint) g",
-                (VERSION, first, last - 1),
-            )
-        connection.execute("VACUUM ANALYZE predictions")
         connection.execute("VACUUM ANALYZE requests")
     return time.perf_counter() - started
 
@@ -353,11 +376,11 @@ def _cycle(
     """(best wall s, its CPU s, profile text) of one cycle on ``windows`` pending
     windows of ``window`` fresh rows with features, appended to the log."""
     dsn = _dsn(settings.storage.database_url)
-    high = _scalar(dsn, "SELECT max(seq) FROM predictions")
+    high = _max_position(dsn)
     with psycopg.connect(dsn) as connection:
         for i in range(window * windows // BATCH):
             _write(connection, batch, f"c{high}-{i:05d}")
-    new_high = _scalar(dsn, "SELECT max(seq) FROM predictions")
+    new_high = _max_position(dsn)
     monitor = Monitor(
         settings,
         create_engine(settings.storage.database_url),
@@ -395,7 +418,7 @@ def cycle_cost(settings: Settings, batch: Batch, args: argparse.Namespace) -> No
     profile_text = ""
     for total in (args.small, args.big):
         fill = _fill(dsn, total)
-        total = _scalar(dsn, "SELECT count(*) FROM predictions")  # the ingest's rows too
+        total = _predictions(dsn)  # the ingest's rows too
         sampled = _cycle(cycle_settings, batch, args.window, args.repeats, profile=True)
         every = _cycle(unsampled, batch, args.window, args.repeats)
         profile_text = profile_text or sampled[2]

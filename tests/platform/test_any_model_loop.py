@@ -236,6 +236,8 @@ def test_the_whole_loop_runs_on_a_packaged_dataset_nobody_tuned_for(
                 return bool(
                     connection.execute(
                         sa.select(sa.func.count()).where(
+                            # a single record's prediction id is its request's: by its key
+                            predictions.c.request_id == body["id"],
                             predictions.c.prediction_id == body["id"],
                             predictions.c.model_version == run.candidate_version,
                         )
