@@ -125,7 +125,6 @@ def test_a_column_added_by_a_later_migration_does_not_shift_the_copy(
     """COPY names its columns: a column a later migration adds (at the end, or between
     by a rebuild) takes its default, on the direct and on the staged path."""
     with pg_engine.begin() as connection:
-        connection.exec_driver_sql("ALTER TABLE predictions ADD COLUMN note text DEFAULT 'n'")
         connection.exec_driver_sql("ALTER TABLE requests ADD COLUMN note int DEFAULT 7")
     store = LogStore(pg_engine)
     entries = [log_entry(1), log_entry(2)]
@@ -135,14 +134,14 @@ def test_a_column_added_by_a_later_migration_does_not_shift_the_copy(
 
     with pg_engine.connect() as connection:
         rows = connection.exec_driver_sql(
-            "SELECT p.prediction, p.lower, p.upper, p.note, r.note, r.status_code"
+            "SELECT p.prediction, p.lower, p.upper, r.note, r.status_code"
             " FROM predictions p JOIN requests r USING (request_id) ORDER BY p.seq"
         ).all()
     assert [tuple(r) for r in rows] == [
-        (1.0, 0.0, 2.0, "n", 7, 200),
-        (1.0, 0.0, 2.0, "n", 7, 200),
-        (2.0, 1.0, 3.0, "n", 7, 200),
-        (2.0, 1.0, 3.0, "n", 7, 200),
+        (1.0, 0.0, 2.0, 7, 200),
+        (1.0, 0.0, 2.0, 7, 200),
+        (2.0, 1.0, 3.0, 7, 200),
+        (2.0, 1.0, 3.0, 7, 200),
     ]
 
 
@@ -158,10 +157,10 @@ def test_a_replay_of_rows_moved_out_of_the_default_partition_stores_them_once(
     assert store.insert([journaled(e) for e in entries]) == Written(0, 0)
 
     with pg_engine.connect() as connection:
-        where = connection.exec_driver_sql(
-            "SELECT DISTINCT tableoid::regclass::text FROM predictions"
+        where = connection.exec_driver_sql(  # predictions are their requests' rows
+            "SELECT DISTINCT tableoid::regclass::text FROM requests"
         ).scalars()
-        assert list(where) == ["predictions_p20260110"]
+        assert list(where) == ["requests_p20260110"]
     assert _counts(pg_engine) == (3, 6)
 
 
@@ -196,24 +195,24 @@ def test_workers_writing_a_day_without_partition_while_a_prune_creates_it(
         created: list[parts.Partition] = []
         for _ in range(50):  # each prune makes the day, or leaves it to the next
             created += parts.ensure_partitions(engines[3], day, days_ahead=0)
-            if len(created) == 2:
+            if created:  # PostgreSQL partitions requests only (migration 0010)
                 break
     finally:
         stop.set()
         for thread in writers:
             thread.join(timeout=120)
     assert not errors, errors
-    assert {p.table for p in created} == {"predictions", "requests"}
+    assert {p.table for p in created} == {"requests"}
     with engines[3].connect() as connection:
         stored = connection.exec_driver_sql(
             "SELECT count(*), count(DISTINCT prediction_id) FROM predictions"
         ).one()
         where = set(
             connection.exec_driver_sql(
-                "SELECT DISTINCT tableoid::regclass::text FROM predictions"
+                "SELECT DISTINCT tableoid::regclass::text FROM requests"
             ).scalars()
         )
     assert tuple(stored) == (sum(written), sum(written))
-    assert where == {"predictions_p20260120"}
+    assert where == {"requests_p20260120"}
     for engine in engines:
         engine.dispose()

@@ -170,11 +170,11 @@ def test_one_poison_entry_among_a_thousand_is_dead_lettered_and_the_rest_logged(
     assert json.loads(columns)["kind"] == ["\ud800"]
 
 
-# Entries each database refuses as invalid (not as unavailable): a NULL in a NOT NULL
-# column on both (a prediction row's model version); on PostgreSQL also a status code
-# that overflows its SMALLINT column.
+# Entries refused as invalid (not as unavailable): on both databases predictions without
+# a model version (the log store refuses them, as the former predictions table's NOT NULL
+# column did); on PostgreSQL also a status code that overflows its SMALLINT column.
 _REFUSALS = {
-    "null-in-a-not-null-column": (lambda n: make_entry(n, model_version=None), ""),
+    "predictions-without-a-version": (lambda n: make_entry(n, model_version=None), ""),
     "smallint-overflow": (lambda n: make_entry(n, status_code=70_000), "postgresql"),
 }
 

@@ -226,8 +226,9 @@ def serving(c: MixinConfig) -> GrafanaJson:
                 "Log rows written per second",
                 Query(q["log_rows_written"], "{{table}}"),
                 unit="rowsps",
-                description="Rows committed to the prediction log by table. Zero while "
-                "predictions flow: the writer is stuck or the database refuses writes.",
+                description="Committed to the prediction log: request rows (requests) and "
+                "the predictions they hold (predictions). Zero while predictions flow: the "
+                "writer is stuck or the database refuses writes.",
             ),
             timeseries(
                 "Log journal on disk",
