@@ -5,11 +5,11 @@ nothing: a batch with a duplicate id stores none of its items.
 
 A label is accepted whether or not its prediction has reached the log: labels often
 arrive in bulk right after their predictions (backfills), while the prediction still
-waits in a worker's journal. Whether it has is read from the request an id names
-(:mod:`watchkeeper.prediction_ids`). The monitor joins labels to predictions by id when it
+waits in a worker's journal. The monitor joins labels to predictions by id when it
 computes accuracy, and counts a label whose prediction is still missing
 ``feedback_orphan_seconds`` after it arrived as an orphan (a client sending ids that
-were never issued). The response says how many ids are not in the log yet.
+were never issued). The response says how many ids are not in the log yet, read from
+the logged request each id names (:mod:`watchkeeper.prediction_ids`).
 
 What ``actual`` may be depends on the served model's task: a finite number for a
 regression model; a class label (a string, an integer or a boolean) for a
