@@ -141,3 +141,12 @@ def test_postgresql_finds_the_requests_by_their_key(postgres_engine: sa.Engine) 
     # partitions may be scanned, at no cost
     assert "Index Scan using requests_default_pkey" in plan, plan
     assert not [line for line in plan.splitlines() if "Seq Scan on requests_default" in line]
+
+
+def test_more_ids_than_one_statement_takes_are_all_looked_up(engine: sa.Engine) -> None:
+    """Ids are looked up in bounded statements: those past the first are found too."""
+    LogStore(engine).insert([log_entry(n, items=1) for n in range(1, 1201)])
+    wanted = [f"{n:032x}" for n in range(1, 1301)]
+    with engine.connect() as connection:
+        found = logged_ids(connection, wanted)
+    assert found == set(wanted[:1200])
