@@ -5,8 +5,11 @@ batch item after its request and position (``<request id>.<n>``;
 ``serving.log_entry.prediction_id``; request ids hold no dot). Since each request's
 predictions live in its own ``requests`` row (migration 0010), a reader that has
 prediction ids (labels, archived rows) finds them by the request's key and checks
-that the request holds that item (``single``, ``n_items``), instead of expanding
-requests' predictions (``requests.outputs``) to compare ids.
+that the request holds that item, instead of having the database expand requests'
+predictions (the ``predictions`` view) to compare ids. A batch's items are read from
+its ``outputs``: a request logged before migration 0010 whose other predictions a prune
+had deleted holds ``null`` where they were (``n_items`` counting those it holds), and
+the view skips those.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from watchkeeper.db.prediction_seq import ITEMS_PER_REQUEST, prediction_seq
@@ -43,14 +47,15 @@ class LoggedRequest:
     received_at: datetime
     seq: int
     single: bool
-    n_items: int
+    items: tuple[bool, ...]
+    """Per item index, whether the request holds a prediction there."""
     features: dict[str, list[Any]] | None = None
 
     def holds(self, key: PredictionKey) -> bool:
         """Whether the prediction ``key`` names is one of this request's."""
-        if key.single:
-            return self.single and self.n_items == 1
-        return not self.single and key.item_index < self.n_items
+        if key.single != self.single:
+            return False
+        return key.item_index < len(self.items) and self.items[key.item_index]
 
     def position(self, key: PredictionKey) -> int:
         """The prediction's ``seq`` in the ``predictions`` view."""
@@ -87,6 +92,8 @@ def logged_requests(
         requests.c.seq,
         requests.c.single,
         requests.c.n_items,
+        # as text: orjson decodes it faster than the column type's reader would
+        sa.type_coerce(requests.c.outputs, sa.Text).label("outputs"),
     ]
     if features:
         columns.append(requests.c.features)
@@ -102,10 +109,19 @@ def logged_requests(
                 received_at=row.received_at,
                 seq=int(row.seq),
                 single=bool(row.single),
-                n_items=int(row.n_items),
+                items=_held_items(row.outputs, int(row.n_items)),
                 features=row.features if features else None,
             )
     return found
+
+
+def _held_items(outputs: str, n_items: int) -> tuple[bool, ...]:
+    """Which item indexes hold a prediction: all ``n_items`` but in a request with gaps,
+    which has more items than predictions."""
+    items = orjson.loads(outputs)
+    if len(items) == n_items:
+        return (True,) * n_items
+    return tuple(item is not None for item in items)
 
 
 def logged_ids(connection: sa.Connection, prediction_ids: Iterable[str]) -> set[str]:

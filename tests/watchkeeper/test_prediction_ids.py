@@ -8,10 +8,10 @@ import sqlalchemy as sa
 
 from serving.log_entry import prediction_id
 from serving.log_store import LogStore
-from tests.log_entries import log_entry
+from tests.log_entries import T0, log_entry
 from tests.sqlite_plans import plans_as_served
 from watchkeeper.db.prediction_seq import ITEMS_PER_REQUEST
-from watchkeeper.db.tables import predictions
+from watchkeeper.db.tables import predictions, requests
 from watchkeeper.prediction_ids import (
     PredictionKey,
     logged_ids,
@@ -82,6 +82,39 @@ def test_the_ids_the_log_holds_are_those_the_view_holds(engine: sa.Engine) -> No
     }
 
 
+def test_a_batch_with_gaps_holds_only_its_remaining_items(engine: sa.Engine) -> None:
+    """A request logged before migration 0010 whose other predictions a prune deleted
+    holds ``null`` where they were (``n_items`` counts those it holds): its remaining
+    items are found at their index, the gone ones are not, as the view has them."""
+    item = [1.0, 0.0, 2.0]
+    with engine.begin() as connection:
+        connection.execute(
+            requests.insert().values(
+                request_id="gaps",
+                received_at=T0,
+                endpoint="/predict",
+                method="POST",
+                status_code=200,
+                latency_seconds=0.01,
+                model_version="v1",
+                n_items=2,
+                single=False,
+                outputs=[None, item, None, item],
+                features={"area": [None, 1.0, None, 3.0]},
+            )
+        )
+    candidates = [f"gaps.{i}" for i in range(5)]
+    with engine.connect() as connection:
+        found = logged_ids(connection, candidates)
+        in_view = set(
+            connection.execute(
+                sa.select(predictions.c.prediction_id).where(predictions.c.request_id == "gaps")
+            ).scalars()
+        )
+    assert found == {"gaps.1", "gaps.3"}
+    assert found == in_view
+
+
 def test_a_request_is_read_with_its_position_and_features(engine: sa.Engine) -> None:
     _log(engine)
     with engine.connect() as connection:
@@ -91,7 +124,7 @@ def test_a_request_is_read_with_its_position_and_features(engine: sa.Engine) -> 
         ).scalar_one()
     assert set(found) == {f"{1:032x}"}  # the refused request holds no prediction
     request = found[f"{1:032x}"]
-    assert (request.n_items, request.single) == (3, False)
+    assert (request.items, request.single) == ((True, True, True), False)
     assert request.features == {"area": [100.0, 101.0, 102.0]}
     assert request.position(PredictionKey(request.request_id, 2, single=False)) == seq
 
