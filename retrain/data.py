@@ -153,7 +153,7 @@ def labelled_predictions(
     prediction's id in ``_prediction_id``."""
     label = feedback.c.label if classes is not None else feedback.c.actual
     # The labels' range by its index, then each label's request by its key, with its
-    # features: neither reads the requests' predictions, which retraining does not use.
+    # features: the database expands no request's predictions to match ids.
     query = sa.select(feedback.c.prediction_id, label.label("target")).where(
         feedback.c.received_at >= since, label.is_not(None)
     )
