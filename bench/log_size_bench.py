@@ -14,6 +14,7 @@ these figures.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -147,6 +148,7 @@ def main() -> int:
     finally:
         if server is not None:
             server.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)  # the SQLite logs
     return 0
 
 
