@@ -47,6 +47,7 @@ class LoggedRequest:
     received_at: datetime
     seq: int
     single: bool
+    model_version: str | None
     items: tuple[bool, ...]
     """Per item index, whether the request holds a prediction there."""
     features: dict[str, list[Any]] | None = None
@@ -92,6 +93,7 @@ def logged_requests(
         requests.c.seq,
         requests.c.single,
         requests.c.n_items,
+        requests.c.model_version,
         # as text: orjson decodes it faster than the column type's reader would
         sa.type_coerce(requests.c.outputs, sa.Text).label("outputs"),
     ]
@@ -109,6 +111,7 @@ def logged_requests(
                 received_at=row.received_at,
                 seq=int(row.seq),
                 single=bool(row.single),
+                model_version=row.model_version,
                 items=_held_items(row.outputs, int(row.n_items)),
                 features=row.features if features else None,
             )
