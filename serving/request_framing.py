@@ -7,6 +7,11 @@ nothing more: it is not a parser. A head it cannot frame with certainty (a bad
 ``Content-Length``, a ``Transfer-Encoding`` that does not end in ``chunked``, head
 fields over the limit) is handed over as it is (:attr:`Framing.HAND_OVER`): gunicorn's
 parser rejects it from the head alone (400, 414, 431, 501), without reading a body.
+A line ending in LF alone (a "bare LF", which gunicorn refuses: RFC 9112 section 2.2
+lets a server take it, but a proxy in front that reads lines differently could be
+made to see another request in the same bytes) is :attr:`Framing.MALFORMED` as soon
+as it arrives: a head of such lines has no CRLF CRLF, and was otherwise waited for
+until the read timeout.
 A chunked body is different: gunicorn would read it in the request thread, so
 everything about its framing is checked here, every chunk-size line, extension and
 chunk terminator (:attr:`Framing.MALFORMED`), its size against the limit
@@ -23,6 +28,11 @@ from enum import StrEnum
 
 _HEAD_END = b"\r\n\r\n"
 _CRLF = b"\r\n"
+_LF = b"\n"
+# An LF not preceded by CR; searched from an offset, the look-behind sees before it.
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+# Where a head ends for reporting, bare LFs included.
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _DIGITS = re.compile(rb"[0-9]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
 # RFC 9112 section 7.1.1, from a chunk-size line's first ";" (gunicorn's own grammar):
@@ -46,8 +56,9 @@ _CHUNKED = b"chunked"
 # A method is a token (RFC 9110 section 9.1), of any length: one longer than gunicorn
 # takes is still reported, and logged when it names a logged path.
 _METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_REQUEST_ID = re.compile(rb"\r\nx-request-id:[ \t]*([^\r\n]*?)[ \t]*\r\n", re.IGNORECASE)
+_REQUEST_ID = re.compile(rb"\nx-request-id:[ \t]*([^\r\n]*?)[ \t]*\r?\n", re.IGNORECASE)
 _MAX_REQUEST_LINE = 4096
+_PATH_END = re.compile(rb"[?# ]")
 _SHOWN = 20  # bytes of a malformed field quoted in the problem
 
 
@@ -64,8 +75,8 @@ class Framing(StrEnum):
     TOO_LARGE = "too_large"
     """A chunked body went past the body limit."""
     MALFORMED = "malformed"
-    """A chunked body's framing is broken (:attr:`RequestFramer.problem` says how):
-    answer 400 at once."""
+    """A line of the head ends in a bare LF, or a chunked body's framing is broken
+    (:attr:`RequestFramer.problem` says how): answer 400 at once."""
     UNSUPPORTED_CODING = "unsupported_coding"
     """A transfer coding other than ``chunked`` (``gzip, chunked``): nothing here
     decodes it, answer 501 (RFC 9112 section 6.1); :attr:`RequestFramer.problem`."""
@@ -123,6 +134,14 @@ class RequestFramer:
         if self.head_end is None:
             found = buffer.find(_HEAD_END, max(self._scanned - 3, 0))
             if found < 0:
+                # Only a head not complete yet is searched: a complete one with a bare
+                # LF goes to gunicorn, which refuses it as well, at no cost to others.
+                if _BARE_LF.search(buffer, self._scanned) is not None:
+                    self.problem = (
+                        "malformed request head: a line ends with a bare LF; "
+                        "HTTP/1.1 lines end with CRLF"
+                    )
+                    return Framing.MALFORMED
                 self._scanned = len(buffer)
                 if len(buffer) > self._limits.max_head_bytes:
                     return Framing.HAND_OVER
@@ -194,6 +213,9 @@ class RequestFramer:
                     return self._malformed("a chunk's data is not followed by CRLF")
             line_end = buffer.find(_CRLF, start, start + self._limits.max_chunk_line_bytes + 2)
             if line_end < 0:
+                if buffer.find(_LF, start, start + self._limits.max_chunk_line_bytes + 2) >= 0:
+                    # an LF with no CR before it: the line's own end
+                    return self._malformed("a chunk-size line ends with a bare LF")
                 if len(buffer) - start > self._limits.max_chunk_line_bytes:
                     return self._malformed(
                         f"a chunk-size line is over {self._limits.max_chunk_line_bytes} bytes"
@@ -223,6 +245,9 @@ class RequestFramer:
         if semicolon:
             size = size.rstrip(b" \t")  # whitespace before extensions only
         if not _HEX.fullmatch(size):
+            if _LF in size:
+                self._malformed("a chunk-size line ends with a bare LF")
+                return None
             shown = size[:_SHOWN].decode("latin-1")
             self._malformed(f"chunk size {shown!r} is not a hexadecimal number")
             return None
@@ -244,6 +269,8 @@ class RequestFramer:
         if found >= 0:
             self.end = found + len(_HEAD_END)
             return Framing.COMPLETE
+        if _BARE_LF.search(buffer, start) is not None:
+            return self._malformed("a trailer line ends with a bare LF")
         if len(buffer) - start > self._limits.max_head_bytes:
             return self._malformed(
                 f"the trailer section is over {self._limits.max_head_bytes} bytes"
@@ -258,15 +285,24 @@ class RequestFramer:
 def request_line(request: bytes | bytearray) -> RequestLine | None:
     """Method and path of a request, complete or not, for reporting one that never
     reaches the app; None if its request line is not in or does not look like one.
+    A line ending in a bare LF is read as a line. A line over 4 KiB (414) is known
+    when its path ends within them (a long query string); a path cut there is None.
     Not part of framing: only error paths pay for it."""
-    line_end = request.find(_CRLF, 0, _MAX_REQUEST_LINE)
+    line_end = request.find(_LF, 0, _MAX_REQUEST_LINE)
     if line_end < 0:
-        return None
-    parts = bytes(request[:line_end]).split(b" ")
-    if len(parts) != 3 or not _METHOD.fullmatch(parts[0]):
-        return None
-    path = parts[1].split(b"?", 1)[0].split(b"#", 1)[0]
-    return RequestLine(parts[0].decode("ascii"), path.decode("latin-1"))
+        if len(request) < _MAX_REQUEST_LINE:
+            return None  # not all here yet
+        method, space, target = bytes(request[:_MAX_REQUEST_LINE]).partition(b" ")
+        path_end = _PATH_END.search(target)
+        if not space or path_end is None or not _METHOD.fullmatch(method):
+            return None
+        path = target[: path_end.start()]
+    else:
+        parts = bytes(request[:line_end]).removesuffix(b"\r").split(b" ")
+        if len(parts) != 3 or not _METHOD.fullmatch(parts[0]):
+            return None
+        method, path = parts[0], parts[1].split(b"?", 1)[0].split(b"#", 1)[0]
+    return RequestLine(method.decode("ascii"), path.decode("latin-1"))
 
 
 def header_text(raw: bytes) -> str:
@@ -279,6 +315,6 @@ def client_request_id(request: bytes | bytearray) -> str | None:
     """The client's own ``X-Request-ID`` in a request's head (complete or not), as
     the app logs it (:func:`header_text`, the first field of that name); None without
     one. For reporting a request that never reaches the app."""
-    head_end = request.find(_HEAD_END)
-    found = _REQUEST_ID.search(request, 0, len(request) if head_end < 0 else head_end + 2)
+    head_end = _BLANK_LINE.search(request)
+    found = _REQUEST_ID.search(request, 0, len(request) if head_end is None else head_end.end())
     return header_text(found.group(1)) if found else None

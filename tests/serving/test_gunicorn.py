@@ -135,6 +135,21 @@ REJECTED = {
         False,
         metric_labels=("unmatched", "other"),
     ),
+    # The path ends within the first 4 KiB: it names /predict, though the line is cut
+    # there. Once counted as unmatched and not logged.
+    "request line too long on /predict": Rejected(
+        _head("/predict?q=" + "a" * 5000) + b"Content-Length: 2\r\n\r\n{}",
+        414,
+        "uri_too_long",
+        True,
+    ),
+    # Once no answer until the read timeout (408), unlogged: the head never ended.
+    "bare LF line endings": Rejected(
+        _head().replace(b"\r\n", b"\n") + b"Content-Length: 2\n\n{}",
+        400,
+        "bad_request",
+        True,
+    ),
     "chunked body over the limit": Rejected(
         _HEAD
         + _CHUNKED
@@ -215,7 +230,10 @@ def _exchange(server: Process, raw: bytes) -> tuple[int, dict[str, str], bytes]:
 def test_requests_gunicorn_rejects_get_the_json_error_shape_and_are_counted_and_logged(
     start_watchkeeper: Callable[..., Process], tmp_path: Path
 ) -> None:
-    server = start_watchkeeper("serve", WATCHKEEPER_MAX_REQUEST_BYTES="3000")
+    # A read timeout well within the client's: a head that never ends times out as 408.
+    server = start_watchkeeper(
+        "serve", WATCHKEEPER_MAX_REQUEST_BYTES="3000", WATCHKEEPER_REQUEST_READ_TIMEOUT="10"
+    )
     request_ids = {}
     for name, case in REJECTED.items():
         status, headers, body = _exchange(server, case.raw)

@@ -28,6 +28,11 @@ def _feed_bytewise(raw: bytes, limits: FramingLimits = LIMITS) -> tuple[Framing,
     return Framing.INCOMPLETE, framer
 
 
+def _feed_whole(raw: bytes, limits: FramingLimits = LIMITS) -> tuple[Framing, RequestFramer]:
+    framer = RequestFramer(limits)
+    return framer.feed(bytearray(raw)), framer
+
+
 _CHUNKED_HEAD = b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
@@ -66,6 +71,23 @@ def test_the_request_line_is_known_before_the_request_is_complete() -> None:
     assert request_line(b"NOT AN HTTP REQUEST\r\n") is None
     # gunicorn refuses a method this long; it is still reported (and logged)
     assert request_line(b"X" * 40 + b" /predict HTTP/1.1\r\n") == RequestLine("X" * 40, "/predict")
+
+
+def test_a_request_line_over_the_limit_is_known_by_its_method_and_path() -> None:
+    """gunicorn answers it 414; the path is whole when it ends within the first 4 KiB
+    (the query is not needed), and a path cut there names no route: None."""
+    long_query = b"POST /predict?q=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert request_line(long_query) == RequestLine("POST", "/predict")
+    assert request_line(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n") is None
+    assert request_line(b"GET /" + b"a" * 9000) is None
+    assert request_line(b"X" * 5000 + b" /predict HTTP/1.1\r\n") is None
+
+
+def test_a_request_line_ending_in_a_bare_lf_is_still_known() -> None:
+    # refused with 400, and logged under its path like any other refusal
+    assert request_line(b"POST /feedback HTTP/1.1\nHost: x\n\n") == RequestLine("POST", "/feedback")
+    assert client_request_id(b"POST / HTTP/1.1\nX-Request-ID: mine\nHost: x\n\n") == "mine"
+    assert client_request_id(b"POST / HTTP/1.1\nHost: x\n\nX-Request-ID: body\n") is None
 
 
 def test_the_clients_request_id_is_read_from_the_head_only() -> None:
@@ -147,6 +169,43 @@ def test_malformed_chunked_framing_is_refused_before_a_thread_reads_it(
     assert verdict is Framing.MALFORMED
     assert problem in framer.problem
     assert framer.problem.startswith("malformed chunked body: ")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"POST /predict HTTP/1.1\nHost: x\nContent-Length: 2\n\n{}",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\n{}",
+        b"POST /predict HTTP/1.1\r\nHost: x\n\r\n",
+        b"GET / HTTP/1.1\n\n",
+    ],
+)
+def test_a_head_with_a_bare_lf_is_malformed_at_once(raw: bytes) -> None:
+    """gunicorn refuses a line ending in LF alone; a head of such lines never has the
+    CRLF CRLF that ends it here, and waited for the read timeout (408)."""
+    for verdict, framer in (_feed_bytewise(raw), _feed_whole(raw)):
+        assert verdict is Framing.MALFORMED
+        assert framer.problem.startswith("malformed request head: ")
+        assert "bare LF" in framer.problem
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"2\n{}\r\n0\r\n\r\n", b"2\r\n{}\r\n0\n\n", b"2\r\n{}\r\n0\r\nX-T: 1\n\r\n"],
+    ids=["chunk-size line", "last chunk", "trailer"],
+)
+def test_a_chunked_body_with_a_bare_lf_is_malformed_at_once(tail: bytes) -> None:
+    for verdict, framer in (
+        _feed_bytewise(_CHUNKED_HEAD + tail),
+        _feed_whole(_CHUNKED_HEAD + tail),
+    ):
+        assert verdict is Framing.MALFORMED
+        assert "bare LF" in framer.problem
+
+
+def test_a_lf_in_chunk_data_is_data() -> None:
+    raw = _CHUNKED_HEAD + b"3\r\n\n\n\n\r\n0\r\n\r\n"
+    assert _feed_bytewise(raw)[0] is Framing.COMPLETE
 
 
 @pytest.mark.parametrize("codings", [b"gzip, chunked", b"identity, chunked", b"chunked, chunked"])
