@@ -26,9 +26,15 @@ stalled client costs a buffer and a poller entry:
 A chunked body whose framing is malformed (a chunk size that is not hexadecimal, a
 chunk without its CRLF), over the body limit, or under another transfer coding is
 answered at once on the event loop (400, 413, 501): gunicorn would read such a body
-in a request thread, which a client that stalls mid-chunk could hold. Errors gunicorn
-raises itself (431, 414, a bad ``Content-Length``...) and these are answered in the
-JSON error shape and reported as :mod:`serving.wire_errors` describes.
+in a request thread, which a client that stalls mid-chunk could hold. So is a head
+with a line ending in a bare LF (400), which gunicorn refuses too, but whose end the
+event loop would otherwise wait for until the read timeout. Errors gunicorn raises
+itself (431, 414, a bad ``Content-Length``, 505...) and these are answered in the JSON
+error shape and reported as :mod:`serving.wire_errors` describes.
+
+The event loop alone answers ``Expect: 100-continue`` (never for a body over the
+limit, which gets its 413 at once), and a request of a later HTTP/1.x is answered as
+HTTP/1.1 (:meth:`BufferingThreadWorker.handle_request`).
 
 TLS, HTTP/2, the PROXY protocol and uWSGI are not framed here: with any of them
 configured the worker behaves as gunicorn's own (terminate TLS at the ingress).
@@ -67,6 +73,7 @@ _RECV_PER_EVENT = 1024 * 1024
 # and single-record predictions are never stuck behind large uploads.
 _SMALL_REQUEST_BYTES = 64 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_HTTP_1_1 = (1, 1)
 _REPORT_BYTES = 16 * 1024  # of a request's head, kept for its error report
 _LINGER_SECONDS = 2.0  # as gunicorn's own graceful close
 _LINGER_BYTES = 64 * 1024
@@ -299,8 +306,8 @@ class BufferingThreadWorker(ThreadWorker):
         elif framing is Framing.UNSUPPORTED_CODING:
             self._reject(conn, reading, wire_errors.unsupported_coding(reading.framer.problem))
         elif reading.framer.expects_continue and not reading.sent_continue:
-            # The client waits for this before it sends the body. gunicorn sends its
-            # own too when the request reaches a thread; clients skip extra 1xx.
+            # The client waits for this before it sends the body; gunicorn's own is
+            # not sent (handle_request), the body being here by then.
             reading.sent_continue = True
             self._send_quietly(conn, _CONTINUE)
 
@@ -320,6 +327,22 @@ class BufferingThreadWorker(ThreadWorker):
         conn.sock.request = request[: min(reading.framer.head_end or _REPORT_BYTES, _REPORT_BYTES)]
         conn.parser.unreader.preload(request)
         super().enqueue_req(conn)
+
+    def handle_request(self, req: Any, conn: _Conn) -> bool:  # type: ignore[override]
+        if self.buffering:
+            # The event loop has answered any 100-continue expectation: with a 100 when
+            # the client waited for it, with nothing when the body came with the head
+            # or is over the limit, where a 100 would invite the body that the 413
+            # refuses (RFC 9110 section 10.1.1). gunicorn would send one more.
+            req._expected_100_continue = False
+            if not conn.whole:
+                req.must_close = True  # the body is left unread: say so in the answer
+        if req.version > _HTTP_1_1:
+            # A later 1.x is processed as 1.1, the highest minor version this server
+            # conforms to, and answered as such (RFC 9110 sections 2.5 and 6.2);
+            # gunicorn would echo the client's version in the status line.
+            req.version = _HTTP_1_1
+        return super().handle_request(req, conn)
 
     # -- connections out ------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """Errors the serving worker answers itself, before a request reaches the app.
 
-A request gunicorn cannot parse (431, 414, a bad ``Content-Length``...), one that is
-not received in full in time (408), or a chunked body over the limit (413), with
-malformed framing (400) or with a transfer coding under ``chunked`` (501) never
+A request gunicorn cannot parse (431, 414, a bad ``Content-Length``, another major
+HTTP version: 505...), one that is not received in full in time (408), one whose
+head has a line ending in a bare LF (400), or a chunked body over the limit (413),
+with malformed framing (400) or with a transfer coding under ``chunked`` (501) never
 becomes a Flask request. These get the app's JSON error shape all the same
 (:mod:`serving.http_errors`), an ``X-Request-ID``, a count in
 ``watchkeeper_http_requests_total`` with bounded labels, and, when the request line
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _UNMATCHED = "unmatched"
 _NOT_IMPLEMENTED = "not_implemented"
+_VERSION_NOT_SUPPORTED = "http_version_not_supported"
 _MAX_MESSAGE = 200
 # The journal keeps no more of what the client chose than the log's columns do (the
 # log store cuts the app's entries there too): a method can be as long as the request
@@ -106,6 +108,16 @@ _CLIENT_ERRORS: tuple[tuple[type[Exception], HTTPStatus, str], ...] = (
 def classify(exc: BaseException) -> WireError:
     """The response for an exception gunicorn raised while reading a request; 500 for
     anything that is not the client's fault."""
+    version = getattr(exc, "version", None)
+    if isinstance(exc, gunicorn_errors.InvalidHTTPVersion) and isinstance(version, tuple):
+        # A well-formed version of a major other than 1 (HTTP/2.0 or 0.9 in an HTTP/1
+        # request line): 505, as RFC 9110 section 15.6.6 has it; gunicorn says 400,
+        # as it does for a malformed version. A later 1.x is served as 1.1.
+        status = HTTPStatus.HTTP_VERSION_NOT_SUPPORTED
+        shown = ".".join(map(str, version))[:_MAX_MESSAGE]
+        return WireError(
+            status, _VERSION_NOT_SUPPORTED, f"HTTP/{shown} is not supported; send HTTP/1.1"
+        )
     for kind, status, code in _CLIENT_ERRORS:
         if isinstance(exc, kind):
             detail = str(exc)[:_MAX_MESSAGE]

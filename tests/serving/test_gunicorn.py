@@ -1,8 +1,10 @@
 """``watchkeeper serve`` for real: gunicorn with two workers on a loopback port.
 
 Metrics aggregate across workers (multiprocess mode), SIGTERM drains every worker's
-queued log entries before the processes exit, requests gunicorn rejects itself get
-the JSON error shape and are counted and logged, and no control socket is shared.
+queued log entries before the processes exit, requests rejected before the app get
+the JSON error shape and are counted and logged, a body over the limit gets no
+``100 Continue``, a later HTTP/1.x is answered as HTTP/1.1, and no control socket is
+shared.
 """
 
 from __future__ import annotations
@@ -150,6 +152,13 @@ REJECTED = {
         "bad_request",
         True,
     ),
+    # A major version other than 1 in an HTTP/1 request line (RFC 9110 15.6.6).
+    "HTTP/2.0 request line": Rejected(
+        _head().replace(b"HTTP/1.1", b"HTTP/2.0") + b"Content-Length: 2\r\n\r\n{}",
+        505,
+        "http_version_not_supported",
+        True,
+    ),
     "chunked body over the limit": Rejected(
         _HEAD
         + _CHUNKED
@@ -268,6 +277,84 @@ def test_requests_gunicorn_rejects_get_the_json_error_shape_and_are_counted_and_
         )
         assert json.loads(row.error)["code"] == case.code
         assert row.client_request_id == "client-id"
+
+
+def _connect(server: Process) -> socket.socket:
+    address = urlsplit(server.url)
+    return socket.create_connection((address.hostname, address.port), timeout=30)
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = b""
+    while data := sock.recv(65536):
+        received += data
+    return received
+
+
+def _heads(received: bytes) -> list[list[bytes]]:
+    """The status line and header lines of each response in ``received``, interim
+    ones included (http.client skips those)."""
+    heads = []
+    while received:
+        head, _, received = received.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        heads.append(lines)
+        length = [
+            int(line.split(b":")[1])
+            for line in lines
+            if line.lower().startswith(b"content-length:")
+        ]
+        received = received[length[0] if length else 0 :]
+    return heads
+
+
+def test_expect_continue_with_a_body_over_the_limit_gets_413_at_once_without_100(
+    start_watchkeeper: Callable[..., Process], tmp_path: Path
+) -> None:
+    """A client that waits for ``100 Continue`` before sending a body the server will not
+    take is answered 413 at once (RFC 9110 10.1.1); the 100 once invited the body."""
+    server = start_watchkeeper(
+        "serve", WATCHKEEPER_WORKERS="1", WATCHKEEPER_MAX_REQUEST_BYTES="3000"
+    )
+    with _connect(server) as sock:
+        sock.sendall(_head() + b"Expect: 100-continue\r\nContent-Length: 5000\r\n\r\n")
+        [response] = _heads(_until_closed(sock))
+
+    assert response[0] == b"HTTP/1.1 413 REQUEST ENTITY TOO LARGE"
+    assert b"Connection: close" in response  # it is closed: the body was not read
+
+    # Within the limit, the 100 comes once, before the body is sent.
+    body = b'{"id": "x", "actual": 1}'
+    with _connect(server) as sock:
+        sock.sendall(
+            _head("/feedback")
+            + b"Expect: 100-continue\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        assert sock.recv(64) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        responses = _heads(_until_closed(sock))
+    assert [r[0] for r in responses] == [b"HTTP/1.1 200 OK"]
+
+
+def test_a_request_of_a_later_http_1_minor_version_is_answered_as_http_1_1(
+    start_watchkeeper: Callable[..., Process], replay_records: list[dict[str, Any]]
+) -> None:
+    """HTTP/1.2 is processed as HTTP/1.1, the highest 1.x the server conforms to, and
+    answered as such (RFC 9110 2.5 and 6.2); gunicorn once echoed the request's 1.2."""
+    server = start_watchkeeper("serve", WATCHKEEPER_WORKERS="1")
+    body = json.dumps({"features": replay_records[0]}).encode()
+    for request in (
+        b"GET /healthz HTTP/1.2\r\nHost: test\r\nConnection: close\r\n\r\n",
+        _head().replace(b"HTTP/1.1", b"HTTP/1.2")
+        + f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body,
+    ):
+        with _connect(server) as sock:
+            sock.sendall(request)
+            [response] = _heads(_until_closed(sock))
+        assert response[0] == b"HTTP/1.1 200 OK", request[:30]
 
 
 def test_no_control_socket_is_shared_between_instances(

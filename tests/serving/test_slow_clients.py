@@ -281,7 +281,6 @@ def test_chunked_pipelined_and_expect_continue_requests_are_served(
         assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
         sock.settimeout(60)
         sock.sendall(body)
-        # A second interim response may follow; http.client skips 1xx responses.
         response = _read_response(sock)
     assert response is not None
     assert response[0] == 200
