@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 import numpy as np
 from flask import Flask, Response, current_app, g, request
 from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import MapAdapter
 
 from serving.http_errors import error_response
 from serving.log_body import cut_body, stored_body
@@ -35,6 +37,26 @@ LOGGED_PATHS = frozenset({"/predict", "/feedback"})
 REQUEST_ID_HEADER = "X-Request-ID"
 # Metric label values must come from a fixed set, never from the client.
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
+"""The endpoint label of a request whose path matches no route."""
+
+
+def route_label(adapter: MapAdapter, path: str, method: str) -> str:
+    """The rule ``path`` matches, whatever ``method``: a method the route does not take
+    (405) is counted under the route it was sent to. ``unmatched`` when none does, so
+    the label is the app's rules and one value more."""
+    try:
+        rule, _ = adapter.match(path, method=method, return_rule=True)
+    except MethodNotAllowed as exc:
+        if not exc.valid_methods:
+            return UNMATCHED
+        try:
+            rule, _ = adapter.match(path, method=exc.valid_methods[0], return_rule=True)
+        except HTTPException:
+            return UNMATCHED
+    except HTTPException:  # not found, or a redirect (a trailing slash)
+        return UNMATCHED
+    return rule.rule
 
 
 def init_app(app: Flask) -> None:
@@ -59,7 +81,8 @@ def _start() -> None:
 
 
 def _finish(response: Response) -> Response:
-    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    rule = request.url_rule
+    endpoint = rule.rule if rule is not None else _unrouted_label()
     log = _log()
     if log is not None and request.path in LOGGED_PATHS:
         response = _journal(log, response, request.path)
@@ -70,6 +93,15 @@ def _finish(response: Response) -> Response:
     metrics.latency.labels(endpoint).observe(elapsed)
     response.headers[REQUEST_ID_HEADER] = g.request_id
     return response
+
+
+def _unrouted_label() -> str:
+    """The endpoint label of a request routing did not take (404, 405): only these pay
+    for matching the path again."""
+    if not isinstance(request.routing_exception, MethodNotAllowed):
+        return UNMATCHED
+    adapter = current_app.create_url_adapter(request)
+    return UNMATCHED if adapter is None else route_label(adapter, request.path, request.method)
 
 
 def _journal(log: PredictionLog, response: Response, endpoint: str) -> Response:

@@ -21,19 +21,23 @@ from typing import Any
 
 import orjson
 from gunicorn.http import errors as gunicorn_errors
-from werkzeug.exceptions import HTTPException
 
 from serving.log_entry import LogEntry
 from serving.prediction_log import JournalUnavailable
 from serving.request_framing import RequestLine
-from serving.request_log import HTTP_METHODS, LOGGED_PATHS, REQUEST_ID_HEADER
+from serving.request_log import (
+    HTTP_METHODS,
+    LOGGED_PATHS,
+    REQUEST_ID_HEADER,
+    UNMATCHED,
+    route_label,
+)
 from serving.services import services_of
 from watchkeeper.db.tables import requests
 from watchkeeper.errors import BadRequest, Forbidden, PayloadTooLarge, WatchkeeperError
 
 log = logging.getLogger(__name__)
 
-_UNMATCHED = "unmatched"
 _NOT_IMPLEMENTED = "not_implemented"
 _VERSION_NOT_SUPPORTED = "http_version_not_supported"
 _MAX_MESSAGE = 200
@@ -174,13 +178,7 @@ def report(
 
 def _route(app: Any, line: RequestLine | None) -> str:
     """The app's rule for the request line, as the app's own request bookkeeping
-    labels it; ``unmatched`` when nothing matches."""
+    labels it (:func:`~serving.request_log.route_label`)."""
     if line is None:
-        return _UNMATCHED
-    try:
-        rule, _ = app.url_map.bind("localhost").match(
-            line.path, method=line.method, return_rule=True
-        )
-    except HTTPException:
-        return _UNMATCHED
-    return rule.rule
+        return UNMATCHED
+    return route_label(app.url_map.bind("localhost"), line.path, line.method)

@@ -159,6 +159,16 @@ REJECTED = {
         "http_version_not_supported",
         True,
     ),
+    # A method the route does not take is counted under the route, as the app counts
+    # its 405s (once `unmatched`).
+    "header field too large on GET /predict": Rejected(
+        _head(method="GET") + b"X-Padding: " + b"a" * 9000 + b"\r\n\r\n",
+        431,
+        "request_header_fields_too_large",
+        True,
+        method="GET",
+        metric_labels=("/predict", "GET"),
+    ),
     "chunked body over the limit": Rejected(
         _HEAD
         + _CHUNKED
@@ -215,14 +225,14 @@ REJECTED = {
         True,
     ),
     # gunicorn takes methods of up to 32 characters; longer ones are logged too, cut
-    # to the column's width.
+    # to the column's width, and counted under the route as method "other".
     "method over 32 characters": Rejected(
         _head(method="X" * 40) + b"Content-Length: 2\r\n\r\n{}",
         400,
         "bad_request",
         True,
         method="X" * 8,
-        metric_labels=("unmatched", "other"),
+        metric_labels=("/predict", "other"),
     ),
 }
 

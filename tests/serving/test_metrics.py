@@ -55,6 +55,31 @@ def test_invented_http_methods_share_one_label_value(client: FlaskClient) -> Non
     assert methods == {"other"}
 
 
+def test_a_method_a_route_does_not_take_is_counted_under_that_route(client: FlaskClient) -> None:
+    """A 405's path matched a route: it is counted under the route (once `unmatched`,
+    which hid /predict's 405s among unknown paths); an unknown path stays `unmatched`,
+    so the label stays the app's routes and one more value."""
+    client.get("/predict")
+    client.delete("/feedback")
+    client.open("/healthz", method="PROPFIND")
+    client.get("/no-such-path")
+
+    registry = services(client.application).metrics.registry
+    counted = {
+        (s.labels["endpoint"], s.labels["method"], s.labels["status"]): s.value
+        for metric in registry.collect()
+        if metric.name == "watchkeeper_http_requests"
+        for s in metric.samples
+        if s.name.endswith("_total")
+    }
+    assert counted == {
+        ("/predict", "GET", "405"): 1,
+        ("/feedback", "DELETE", "405"): 1,
+        ("/healthz", "other", "405"): 1,
+        ("unmatched", "GET", "404"): 1,
+    }
+
+
 def test_prediction_buckets_follow_the_training_target_of_any_model(
     make_app: Callable[..., Flask], tmp_path: Path
 ) -> None:
