@@ -42,9 +42,12 @@ def _error_response(status: int, error: dict) -> Response:
 
 
 def error_response(exc: WatchkeeperError) -> Response:
-    """The JSON error response for ``exc``, for code that must answer an error after
-    the view has run (the error handlers only see exceptions a view raises)."""
-    return _error_response(exc.status_code, exc.as_dict())
+    """The JSON error response for ``exc``, with the headers its status calls for, for
+    code that must answer an error after the view has run (the error handlers only see
+    exceptions a view raises)."""
+    response = _error_response(exc.status_code, exc.as_dict())
+    response.headers.extend(exc.headers)
+    return response
 
 
 def init_app(app: Flask) -> None:
@@ -52,10 +55,7 @@ def init_app(app: Flask) -> None:
     def _watchkeeper_error(exc: WatchkeeperError) -> Response:
         if exc.status_code >= 500 and exc.__cause__ is not None:
             log.warning("request %s: %s", g.get("request_id"), exc.message, exc_info=exc.__cause__)
-        response = error_response(exc)
-        if exc.status_code == 401:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="watchkeeper"'
-        return response
+        return error_response(exc)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

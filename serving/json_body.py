@@ -27,6 +27,7 @@ from watchkeeper.errors import (
     BadRequest,
     FieldProblem,
     PayloadTooLarge,
+    UnsupportedContentEncoding,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -57,7 +58,7 @@ def request_body() -> bytes:
     if encoding is not None and any(
         coding.strip().lower() != _IDENTITY for coding in encoding.split(",")
     ):
-        raise UnsupportedMediaType(
+        raise UnsupportedContentEncoding(
             f"Content-Encoding {encoding[:40]!r} is not supported; send the body unencoded"
         )
     try:

@@ -50,7 +50,7 @@ _ERROR_RESPONSES = {
     "more instances or rows than the batch limit.",
     415: "Content-Type is not application/json (nor, for /predict, an Arrow IPC stream), "
     "a JSON body's charset is not UTF-8, or the body has a Content-Encoding other than "
-    "identity.",
+    "identity (answered with Accept-Encoding: identity).",
     422: "One or more fields break the model's feature schema, or a number is too large "
     "(one of more than 4,300 digits is not read at all).",
     503: "No model is loaded (model_unavailable), or the database is down "

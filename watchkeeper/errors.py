@@ -6,10 +6,11 @@ so the HTTP layer maps every expected failure through a single handler.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
@@ -34,6 +35,8 @@ class WatchkeeperError(Exception):
 
     status_code: int = 500
     code: str = "internal_error"
+    headers: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    """Response headers the status calls for (``WWW-Authenticate`` with a 401)."""
 
     def __init__(self, message: str, *, details: list[FieldProblem] | None = None) -> None:
         super().__init__(message)
@@ -57,6 +60,7 @@ class BadRequest(WatchkeeperError):
 class Unauthorized(WatchkeeperError):
     status_code = 401
     code = "unauthorized"
+    headers = MappingProxyType({"WWW-Authenticate": 'Bearer realm="watchkeeper"'})
 
 
 class Forbidden(WatchkeeperError):
@@ -87,6 +91,13 @@ class PayloadTooLarge(WatchkeeperError):
 class UnsupportedMediaType(WatchkeeperError):
     status_code = 415
     code = "unsupported_media_type"
+
+
+class UnsupportedContentEncoding(UnsupportedMediaType):
+    """A body under a content coding (gzip, br): only the body as it is, ``identity``,
+    is read, and the answer says so (RFC 9110 section 15.5.16)."""
+
+    headers = MappingProxyType({"Accept-Encoding": "identity"})
 
 
 class ValidationFailed(WatchkeeperError):

@@ -66,6 +66,9 @@ def test_admin_endpoints_refuse_without_the_right_token_and_start_nothing(
 
     assert response.status_code == status
     assert response.json["error"]["code"] in ("unauthorized", "forbidden")
+    # a 401 says how to authenticate (RFC 9110 section 11.6.1)
+    challenge = 'Bearer realm="watchkeeper"' if status == 401 else None
+    assert response.headers.get("WWW-Authenticate") == challenge
     assert _queued(admin_app) == []
     assert ModelRegistry(services(admin_app).settings.storage.registry_path).versions() == ["v1"]
 

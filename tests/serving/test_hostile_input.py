@@ -428,6 +428,8 @@ def test_a_content_encoding_is_refused_with_415_naming_it(
 
         error = _assert_error_shape(response, 415, "unsupported_media_type")
         assert f"Content-Encoding {encoding!r}" in error["message"]
+        # what would be accepted (RFC 9110 15.5.16): the body as it is
+        assert response.headers["Accept-Encoding"] == "identity"
 
 
 def test_content_encoding_identity_is_a_body_as_sent(
@@ -455,6 +457,7 @@ def test_a_json_body_in_another_charset_than_utf8_is_415_naming_it(
     error = _assert_error_shape(response, 415, "unsupported_media_type")
     assert f"charset {charset.strip(chr(34))!r}" in error["message"]
     assert "UTF-8" in error["message"]
+    assert "Accept-Encoding" not in response.headers  # no content coding was refused
 
 
 @pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8", '"utf-8"'])
