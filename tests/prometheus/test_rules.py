@@ -166,27 +166,48 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "WatchkeeperRejectedRequests": {
         "fire": [
-            ('watchkeeper_http_requests_total{endpoint="/predict",status="400"}', "0+10x40"),
-            ('watchkeeper_http_requests_total{endpoint="/predict",status="200"}', "0+90x40"),
+            (
+                'watchkeeper_http_requests_total{endpoint="/predict",method="POST",status="400"}',
+                "0+10x40",
+            ),
+            (
+                'watchkeeper_http_requests_total{endpoint="/predict",method="POST",status="200"}',
+                "0+90x40",
+            ),
         ],
         "quiet": [
-            ('watchkeeper_http_requests_total{endpoint="/predict",status="400"}', "0+1x40"),
-            ('watchkeeper_http_requests_total{endpoint="/predict",status="200"}', "0+90x40"),
+            (
+                'watchkeeper_http_requests_total{endpoint="/predict",method="POST",status="400"}',
+                "0+1x40",
+            ),
+            (
+                'watchkeeper_http_requests_total{endpoint="/predict",method="POST",status="200"}',
+                "0+90x40",
+            ),
         ],
         "at": 30,
         "labels": {},
     },
     "WatchkeeperHighErrorRate": {
         "fire": [
-            ('watchkeeper_http_requests_total{endpoint="/predict",status="500"}', "0+10x30"),
-            ('watchkeeper_http_requests_total{endpoint="/predict",status="200"}', "0+90x30"),
+            (
+                'watchkeeper_http_requests_total{endpoint="/predict",method="POST",status="500"}',
+                "0+10x30",
+            ),
+            (
+                'watchkeeper_http_requests_total{endpoint="/predict",method="POST",status="200"}',
+                "0+90x30",
+            ),
         ],
         "quiet": [
             (
-                'watchkeeper_http_requests_total{endpoint="/predict",status="500"}',
+                'watchkeeper_http_requests_total{endpoint="/predict",method="POST",status="500"}',
                 "0x10 0+50x3 150x20",
             ),
-            ('watchkeeper_http_requests_total{endpoint="/predict",status="200"}', "0+90x35"),
+            (
+                'watchkeeper_http_requests_total{endpoint="/predict",method="POST",status="200"}',
+                "0+90x35",
+            ),
         ],
         "at": 25,
         "labels": {},
@@ -429,8 +450,9 @@ EXPECTED: dict[str, Expected] = {
         "warning",
         "More than 5 % of /predict requests are rejected as invalid",
         (
-            "4xx responses (validation failures) above 5 % of /predict requests for 15 minutes: a"
-            " client is sending data the model cannot take."
+            "4xx responses (validation failures, bodies too large or malformed) above 5 % of "
+            "POST /predict requests for 15 minutes: a client is sending data the model cannot "
+            "take."
         ),
         "rejected-requests",
         ("watchkeeper-serving", "Errors (5xx) and rejections (4xx)"),
@@ -438,7 +460,7 @@ EXPECTED: dict[str, Expected] = {
     "WatchkeeperHighErrorRate": Expected(
         "critical",
         "More than 5 % of /predict requests fail with 5xx",
-        "5xx responses above 5 % of /predict requests for 10 minutes.",
+        "5xx responses above 5 % of POST /predict requests for 10 minutes.",
         "high-error-rate",
         ("watchkeeper-serving", "Errors (5xx) and rejections (4xx)"),
     ),
@@ -793,6 +815,86 @@ def test_promtool_unit_tests_fire_every_alert_and_ignore_blips_and_other_jobs(
     result = subprocess.run(
         [promtool, "test", "rules", str(_test_file(tmp_path))], capture_output=True, text=True
     )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _fired(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    """The alert ``name`` as it fires for ``labels``, with every annotation."""
+    expected = EXPECTED[name]
+    return {
+        "exp_labels": {**labels, "severity": expected.severity},
+        "exp_annotations": {
+            "summary": expected.summary,
+            "description": expected.description,
+            "runbook_url": f"{Settings().alerting.runbook_url}#{expected.runbook}",
+            "dashboard_url": _panel_url(*expected.dashboard),
+        },
+    }
+
+
+def test_predict_ratios_are_shares_of_post_requests_only(promtool: str, tmp_path: Path) -> None:
+    """The rejected and error ratios count POST /predict, the requests that ask for a
+    prediction. OPTIONS, answered 204, once diluted both (10 % rejected read as 5 %,
+    silent), and 405s to other methods, counted under /predict, would raise them."""
+    requests = 'watchkeeper_http_requests_total{{endpoint="/predict",method="{}",status="{}"}}'
+    posted_with_options = [
+        (requests.format("POST", "400"), "0+10x40"),
+        (requests.format("POST", "500"), "0+10x40"),
+        (requests.format("POST", "200"), "0+80x40"),
+        (requests.format("OPTIONS", "204"), "0+100x40"),
+    ]
+    wrong_methods = [
+        (requests.format("POST", "200"), "0+90x40"),
+        (requests.format("GET", "405"), "0+90x40"),
+        (requests.format("other", "405"), "0+90x40"),
+    ]
+    serving = {"job": "watchkeeper-serving"}
+
+    def ratios(rejected: float, errors: float) -> list[dict[str, Any]]:
+        return [
+            {
+                "expr": f"round({record}, 0.001)",
+                "eval_time": "30m",
+                "exp_samples": [{"labels": '{job="watchkeeper-serving"}', "value": value}],
+            }
+            for record, value in (
+                ("watchkeeper:predict_rejected:ratio5m", rejected),
+                ("watchkeeper:predict_errors:ratio5m", errors),
+            )
+        ]
+
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": _series(posted_with_options),
+            "promql_expr_test": ratios(0.1, 0.1),
+            "alert_rule_test": [
+                {
+                    "eval_time": "30m",
+                    "alertname": name,
+                    "exp_alerts": [_fired(name, serving)],
+                }
+                for name in ("WatchkeeperRejectedRequests", "WatchkeeperHighErrorRate")
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": _series(wrong_methods),
+            "promql_expr_test": ratios(0.0, 0.0),
+            "alert_rule_test": [
+                {"eval_time": "30m", "alertname": name, "exp_alerts": []}
+                for name in ("WatchkeeperRejectedRequests", "WatchkeeperHighErrorRate")
+            ],
+        },
+    ]
+    path = tmp_path / "ratios_test.yml"
+    path.write_text(
+        yaml.safe_dump(
+            {"rule_files": [str(p) for p in RULES], "evaluation_interval": "1m", "tests": tests},
+            sort_keys=False,
+        )
+    )
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

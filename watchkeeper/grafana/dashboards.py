@@ -153,8 +153,8 @@ def serving(c: MixinConfig) -> GrafanaJson:
                 Query(q["rejected_ratio"], "4xx"),
                 unit="percentunit",
                 threshold=Threshold(t.error_ratio),
-                description="Share of /predict requests failing (5xx) or rejected as invalid "
-                "(4xx); the line is the alert threshold. 5xx: read the server log. 4xx: a "
+                description="Share of POST /predict requests failing (5xx) or rejected as "
+                "invalid (4xx); the line is the alert threshold. 5xx: read the server log. 4xx: a "
                 "client sends data the model cannot take; the prediction log keeps the "
                 "rejected bodies.",
             ),

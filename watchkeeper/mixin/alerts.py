@@ -311,9 +311,9 @@ def data_quality_alerts(c: MixinConfig) -> AlertGroup:
                 Severity.WARNING,
                 f"More than {percent(t.rejected_ratio)} of /predict requests are rejected "
                 "as invalid",
-                f"4xx responses (validation failures) above {percent(t.rejected_ratio)} of "
-                f"/predict requests for {spoken(d.rejected)}: a client is sending data the "
-                "model cannot take.",
+                f"4xx responses (validation failures, bodies too large or malformed) above "
+                f"{percent(t.rejected_ratio)} of POST /predict requests for "
+                f"{spoken(d.rejected)}: a client is sending data the model cannot take.",
                 "rejected-requests",
                 PanelRef(DashboardUid.SERVING, p.ERRORS),
             ),
@@ -333,8 +333,8 @@ def serving_alerts(c: MixinConfig) -> AlertGroup:
                 d.errors,
                 Severity.CRITICAL,
                 f"More than {percent(t.error_ratio)} of /predict requests fail with 5xx",
-                f"5xx responses above {percent(t.error_ratio)} of /predict requests for "
-                f"{spoken(d.errors)}.",
+                f"5xx responses above {percent(t.error_ratio)} of POST /predict requests "
+                f"for {spoken(d.errors)}.",
                 "high-error-rate",
                 PanelRef(DashboardUid.SERVING, p.ERRORS),
             ),

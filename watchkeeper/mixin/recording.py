@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from watchkeeper.mixin.config import Component, MixinConfig
 
 PREDICT = 'endpoint="/predict"'
+# The requests that ask for a prediction: the error and rejection ratios are shares of
+# these. An OPTIONS (204) asks for none, and a 405 to another method (counted under
+# /predict too) is no prediction refused.
+POSTED = 'method="POST"'
 
 
 @dataclass(frozen=True)
@@ -21,10 +25,11 @@ def recording_rules(c: MixinConfig) -> list[Recording]:
     by = c.by
     requests = c.selector(Component.SERVING, PREDICT)
     buckets = f"watchkeeper_http_request_duration_seconds_bucket{requests}"
-    total = f"sum by ({by()}) (rate(watchkeeper_http_requests_total{requests}[5m]))"
+    posted = c.selector(Component.SERVING, PREDICT, POSTED)
+    total = f"sum by ({by()}) (rate(watchkeeper_http_requests_total{posted}[5m]))"
 
     def ratio(status: str) -> str:
-        matching = c.selector(Component.SERVING, PREDICT, f'status=~"{status}"')
+        matching = c.selector(Component.SERVING, PREDICT, POSTED, f'status=~"{status}"')
         part = f"sum by ({by()}) (rate(watchkeeper_http_requests_total{matching}[5m]))"
         # no 5xx (or 4xx) series at all is a ratio of 0, not no data; `total * 0`
         # rather than `vector(0)` so that the zero keeps namespace and job
