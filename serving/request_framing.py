@@ -173,8 +173,12 @@ class RequestFramer:
             elif name == b"transfer-encoding":
                 # A list, possibly over several fields, as gunicorn reads it.
                 codings.extend(c.strip(b" \t").lower() for c in value.split(b","))
+            elif value.strip().lower() == b"100-continue":
+                # HTTP/1.0 has no 1xx: its expectation is ignored (RFC 9110 section
+                # 10.1.1), as gunicorn ignores it. Only requests with an Expect look.
+                self.expects_continue = not head[: head.find(_CRLF, 1)].endswith(b" HTTP/1.0")
             else:
-                self.expects_continue = value.strip().lower() == b"100-continue"
+                self.expects_continue = False
         if codings:
             if codings == [_CHUNKED] and not lengths:
                 self._next_chunk = self.head_end

@@ -109,6 +109,15 @@ def test_expect_continue_is_seen_once_the_headers_are_in() -> None:
     assert framer.expects_continue
 
 
+def test_expect_continue_from_an_http_1_0_client_is_ignored() -> None:
+    """HTTP/1.0 has no 1xx: such an expectation must be ignored and no 100 sent to the
+    client (RFC 9110 sections 10.1.1 and 15.2), as gunicorn ignores it."""
+    framer = RequestFramer(LIMITS)
+    head = b"POST /predict HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n"
+    assert framer.feed(head) is Framing.INCOMPLETE
+    assert not framer.expects_continue
+
+
 @pytest.mark.parametrize(
     "raw",
     [
