@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from monitoring.quality import QualityCounts
 from monitoring.window_features import FEATURE_PREFIX, ColumnCache, window_features
@@ -126,14 +127,14 @@ class LogReader:
         (a ``max`` over the view would expand every request). Read up to it only
         ``settle_seconds`` later (:meth:`settled_high_mark`)."""
         newest = (
-            sa.select(requests.c.seq, requests.c.n_items)
+            sa.select(requests.c.seq, _items_held(self.engine.dialect.name))
             .where(requests.c.outputs.is_not(None), requests.c.seq.is_not(None))
             .order_by(requests.c.seq.desc())
             .limit(1)
         )
         with self.engine.connect() as connection:
             row = connection.execute(newest).first()
-        return 0 if row is None else prediction_seq(int(row.seq), max(int(row.n_items) - 1, 0))
+        return 0 if row is None else prediction_seq(int(row.seq), max(int(row[1]) - 1, 0))
 
     def settled_high_mark(self) -> int:
         mark = self.high_mark()
@@ -257,6 +258,16 @@ def _rows_by_seq(connection: sa.Connection, seqs: list[int]) -> list[Any]:
         query = sa.select(*columns).where(seq_in(seqs[start : start + _CHUNK]))
         found.update({row.seq: row for row in connection.execute(query)})
     return [found[seq] for seq in seqs]
+
+
+def _items_held(dialect: str) -> sa.ColumnElement[int]:
+    """The length of a request's ``outputs``: its last item's index + 1, also in a
+    request stored before migration 0010 whose pruned items are gaps (``n_items``
+    counts only the predictions it holds)."""
+    text = sa.type_coerce(requests.c.outputs, sa.Text)
+    if dialect == "postgresql":
+        return sa.func.json_array_length(sa.cast(text, postgresql.JSON))
+    return sa.func.json_array_length(text)
 
 
 def _stamp(dialect: str) -> sa.ColumnElement[Any]:

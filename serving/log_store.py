@@ -53,7 +53,10 @@ _SQLITE_REQUESTS = (
     " (SELECT coalesce(max(seq), 0) + 1 FROM requests)) ON CONFLICT DO NOTHING"
 )
 _SQLITE_MAX_SEQ = "SELECT coalesce(max(seq), 0) FROM requests"
-_SQLITE_STORED_ITEMS = "SELECT coalesce(sum(n_items), 0) FROM requests WHERE seq > ?"
+_SQLITE_STORED_ITEMS = (
+    "SELECT coalesce(sum(n_items), 0) FROM requests WHERE seq > ? AND request_id IN ({})"
+)
+_IDS_PER_STATEMENT = 500
 # PostgreSQL: COPY into a session-local staging table, then one INSERT … SELECT that
 # skips rows already present (COPY itself cannot ignore conflicts). ``seq`` comes from
 # the column's sequence either way.
@@ -126,6 +129,18 @@ def _smallint(value: int) -> int:
     if not _SMALLINT_MIN <= value <= _SMALLINT_MAX:
         raise ValueError(f"{value} is out of range for a SMALLINT column")
     return value
+
+
+def _stored_items(cursor: Any, before: int, request_ids: list[str]) -> int:
+    """Predictions of the batch's requests numbered past ``before``: those this insert
+    stored. Its own ids only: another worker's writer may have stored requests between
+    the read of ``before`` (outside the write transaction) and this insert."""
+    total = 0
+    for start in range(0, len(request_ids), _IDS_PER_STATEMENT):
+        ids = request_ids[start : start + _IDS_PER_STATEMENT]
+        statement = _SQLITE_STORED_ITEMS.format(",".join("?" * len(ids)))
+        total += cursor.execute(statement, (before, *ids)).fetchone()[0]
+    return total
 
 
 class LogStore:
@@ -252,7 +267,7 @@ class LogStore:
                 elif stored == 0:
                     items = 0
                 else:  # part of a replayed batch: what this insert numbered
-                    items = cursor.execute(_SQLITE_STORED_ITEMS, (before,)).fetchone()[0]
+                    items = _stored_items(cursor, before, [e.request_id for e in entries])
             finally:
                 cursor.close()
         return Written(stored, int(items))

@@ -208,3 +208,30 @@ def test_no_settling_pause_when_it_is_set_to_zero(
     monkeypatch.setattr(log_reader_module.time, "sleep", pytest.fail)
 
     assert LogReader(engine, settle_seconds=0).settled_high_mark() == LogReader(engine).high_mark()
+
+
+def test_the_high_mark_reaches_the_last_item_of_a_request_with_gaps(engine: sa.Engine) -> None:
+    """A batch that a prune left part of before migration 0010 holds ``null`` where its
+    deleted items were, and counts only the others in ``n_items``: the mark is its last
+    item's position all the same, or those items wait for a newer request."""
+    with engine.begin() as connection:
+        connection.execute(
+            requests.insert().values(
+                request_id="gapped",
+                received_at=datetime(2026, 1, 1, tzinfo=UTC),
+                endpoint="/predict",
+                method="POST",
+                status_code=200,
+                latency_seconds=0.0,
+                model_version="v1",
+                n_items=2,
+                single=False,
+                outputs=[None, None, [1.0, 0.0, 2.0], [3.0, 2.0, 4.0]],
+                features={"x": [None, None, 1, 2]},
+            )
+        )
+    reader = LogReader(engine, settle_seconds=0)
+
+    frame = reader.read_index(0, reader.high_mark())
+
+    assert list(frame["item_index"]) == [2, 3]

@@ -49,6 +49,20 @@ CROSS JOIN LATERAL json_array_elements(r.outputs::json) WITH ORDINALITY AS o(v, 
 WHERE r.outputs IS NOT NULL AND json_typeof(o.v) <> 'null'
 """
 
+
+def _sqlite_number(index: int, *, nan: str = "'NaN'") -> str:
+    """Item ``index`` of an output as SQLite holds numbers: an infinity as a REAL
+    (``9e999``), so it sorts and compares as one; NaN, which a REAL cannot hold, as the
+    text ``NaN`` (read back as NaN, as the table before 0010 held a NaN prediction) or,
+    for the OOD score, NULL: a score that is no number ranks nowhere (the table before
+    0010 stored it so). Names left as text would sort above every number."""
+    value = f"json_extract(o.value, '$[{index}]')"
+    return (
+        f"CASE {value} WHEN 'Infinity' THEN 9e999 WHEN '-Infinity' THEN -9e999"
+        f" WHEN 'NaN' THEN {nan} ELSE {value} END"
+    )
+
+
 _SQLITE = f"""
 CREATE VIEW predictions AS
 SELECT r.seq * {ITEMS_PER_REQUEST} + o.key AS seq,
@@ -59,10 +73,10 @@ SELECT r.seq * {ITEMS_PER_REQUEST} + o.key AS seq,
        r.received_at AS created_at,
        r.model_version,
        NULL AS features,
-       json_extract(o.value, '$[0]') AS prediction,
-       json_extract(o.value, '$[1]') AS lower,
-       json_extract(o.value, '$[2]') AS upper,
-       json_extract(o.value, '$[3]') AS ood_score,
+       {_sqlite_number(0)} AS prediction,
+       {_sqlite_number(1)} AS lower,
+       {_sqlite_number(2)} AS upper,
+       {_sqlite_number(3, nan="NULL")} AS ood_score,
        json_extract(o.value, '$[4]') AS probabilities,
        r.seq AS request_seq
 FROM requests r, json_each(r.outputs) o

@@ -21,12 +21,15 @@ monitor's watermark becomes the position of the newest prediction it had read, a
 window's last row likewise, and its first row the position after that of the row
 before it (a window whose rows were pruned maps to an empty range). A prediction's new
 position keeps the order of the old ``seq`` except where two writers' requests
-interleaved their rows (PostgreSQL): around the watermark such a request's later items
-may count as read. The retention's resume points are dropped (it resumes by request
-``seq`` now). On PostgreSQL the predictions' sequence numbers the requests from where
-it was. The downgrade rebuilds a plain ``predictions`` table from the outputs (not
-partitioned: 0007's downgrade takes either), numbering the rows afresh in position
-order and mapping the watermark and the windows back to those numbers.
+interleaved their rows (PostgreSQL, concurrent writers): a request straddling the
+watermark is placed by its first row, so around the watermark such a request's items may
+be read a second time (first row after the watermark's request) or count as read (first
+row before it). Only the window being cut at the upgrade is concerned. The retention's
+resume points are dropped (it resumes by request ``seq`` now). On PostgreSQL the
+predictions' sequence numbers the requests from where it was. The downgrade rebuilds a
+plain ``predictions`` table from the outputs (not partitioned: 0007's downgrade takes
+either), numbering the rows afresh in position order and mapping the watermark and the
+windows back to those numbers.
 
 Revision ID: 0010
 Revises: 0009
