@@ -136,14 +136,16 @@ def feature_quality(features: pd.DataFrame, schema: FeatureSchema) -> dict[str, 
 
 
 def rejected_rate(engine: sa.Engine, start: datetime, end: datetime) -> RejectedRequests:
-    """Share of ``/predict`` requests answered 4xx between ``start`` and ``end``.
-    ``OPTIONS`` requests are logged but ask for no prediction: left out."""
+    """Share of ``POST /predict`` requests answered 4xx between ``start`` and ``end``.
+    An ``OPTIONS``, or a 405 to another method, is logged but asks for no prediction:
+    left out of both counts, as ``WatchkeeperRejectedRequests`` leaves them out (the
+    dashboard shows the two against one threshold)."""
     predict = requests.c.endpoint == "/predict"
     window = requests.c.received_at.between(start, end)
     query = sa.select(
         sa.func.count(),
         sa.func.sum(sa.case((requests.c.status_code.between(400, 499), 1), else_=0)),
-    ).where(predict, window, requests.c.method != "OPTIONS")
+    ).where(predict, window, requests.c.method == "POST")
     with engine.connect() as connection:
         total, rejected = connection.execute(query).one()
     total, rejected = int(total or 0), int(rejected or 0)

@@ -226,16 +226,17 @@ def _count(engine: sa.Engine) -> int:
         return connection.execute(sa.select(sa.func.count()).select_from(requests)).scalar_one()
 
 
-def test_rejected_rate_leaves_out_options_requests(engine: sa.Engine) -> None:
+def test_rejected_rate_counts_post_requests_only(engine: sa.Engine) -> None:
     # OPTIONS /predict is logged (204) but asks for no prediction: a browser's
-    # preflight before each POST would halve the rate.
+    # preflight before each POST would halve the rate. A GET answered 405 asks for none
+    # either: the alert on the same rate counts POST /predict only.
     _log_requests(engine, [("/predict", 400, T0), ("/predict", 200, T0)])
     _log_requests(engine, [("/predict", 204, T0)], method="OPTIONS")
     _log_requests(engine, [("/predict", 405, T0)], method="GET")
 
     result = rejected_rate(engine, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
 
-    assert (result.requests, result.rejected) == (3, 2)
+    assert (result.requests, result.rejected) == (2, 1)
 
 
 def test_rejected_rate_of_a_window_without_requests_is_zero(engine: sa.Engine) -> None:
