@@ -24,9 +24,15 @@ def plans_as_served(engine: sa.Engine, call: Callable[[], Any], containing: str)
             rows = cursor.connection.execute("EXPLAIN QUERY PLAN " + statement, parameters)
             plans.append([row[3] for row in rows])
 
+    watching_statements(engine, call, explain)
+    return plans
+
+
+def watching_statements(engine: sa.Engine, call: Callable[[], Any], explain: Any) -> None:
+    """Run ``call`` with ``explain`` (a ``before_cursor_execute`` listener) seeing every
+    statement it runs before the database does."""
     sa.event.listen(engine, "before_cursor_execute", explain)
     try:
         call()
     finally:
         sa.event.remove(engine, "before_cursor_execute", explain)
-    return plans

@@ -28,7 +28,7 @@ from monitoring.ood_scores import store_ood_scores
 from monitoring.window_features import ColumnCache
 from serving.log_store import LogStore
 from tests.log_entries import T0, log_entry
-from tests.sqlite_plans import plans_as_served
+from tests.sqlite_plans import plans_as_served, watching_statements
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.prediction_seq import prediction_seq
 from watchkeeper.db.tables import feedback
@@ -85,11 +85,7 @@ def _postgres_plans(
                 plans.append("\n".join(row[0] for row in own.fetchall()))
                 own.execute("SET LOCAL enable_seqscan = on")
 
-    sa.event.listen(engine, "before_cursor_execute", explain)
-    try:
-        call()
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", explain)
+    watching_statements(engine, call, explain)
     return plans
 
 

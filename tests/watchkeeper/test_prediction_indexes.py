@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from serving.log_store import LogStore
 from tests.log_entries import log_entry
+from tests.sqlite_plans import watching_statements
 from tests.watchkeeper.test_partitions import OldLog
 from tests.watchkeeper.test_retention import Log
 from watchkeeper.db import partitions as parts
@@ -212,11 +213,7 @@ def _plans(engine: sa.Engine, call: Any) -> list[tuple[str, list[str]]]:
             rows = cursor.connection.execute("EXPLAIN QUERY PLAN " + statement, parameters)
             plans.append((statement, [row[3] for row in rows]))
 
-    sa.event.listen(engine, "before_cursor_execute", explain)
-    try:
-        call()
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", explain)
+    watching_statements(engine, call, explain)
     return plans
 
 
