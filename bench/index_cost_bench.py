@@ -327,6 +327,10 @@ def _readers(engine: Any, now: datetime) -> list[tuple[str, Any]]:
             ),
         ),
         ("report: OOD rows, 5 h", lambda: log_rows.most_out_of_distribution(engine, day, 20)),
+        (  # the report's default period: the whole log
+            "report: OOD rows, all",
+            lambda: log_rows.most_out_of_distribution(engine, Period(), 20),
+        ),
         (
             "report: OOD rows of v1, 5 h",
             lambda: log_rows.most_out_of_distribution(

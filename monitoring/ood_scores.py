@@ -8,7 +8,8 @@ index on ``requests.seq``, its items given their scores, and written back, one
 over arrays: an ``UPDATE`` per row looks ``seq`` up in every day partition, since
 ``seq`` does not determine the day). The rewrite is done here rather than with the
 databases' JSON functions: one code for both, and the outputs keep the writer's exact
-numbers (SQLite's ``json_set`` prints a float with 15 significant digits).
+numbers (SQLite's ``json_set`` prints a float with 15 significant digits). The
+request's highest score (``requests.max_ood_score``, migration 0011) is set with them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from watchkeeper.db.max_ood import highest_score
 from watchkeeper.db.prediction_seq import item_index_of, request_seq_of
 from watchkeeper.db.tables import requests
 
@@ -28,10 +30,13 @@ SCORE = 3
 _CHUNK = 500
 """Requests per statement: bounded statements whatever the sample."""
 
-_UPDATE_SQLITE = sa.text("UPDATE requests SET outputs = :outputs WHERE seq = :seq")
+_UPDATE_SQLITE = sa.text(
+    "UPDATE requests SET outputs = :outputs, max_ood_score = :top WHERE seq = :seq"
+)
 _UPDATE_POSTGRES = sa.text(
-    "UPDATE requests SET outputs = v.outputs"
-    " FROM unnest(CAST(:seqs AS bigint[]), CAST(:outputs AS text[])) AS v(seq, outputs)"
+    "UPDATE requests SET outputs = v.outputs, max_ood_score = v.top"
+    " FROM unnest(CAST(:seqs AS bigint[]), CAST(:outputs AS text[]),"
+    " CAST(:tops AS float8[])) AS v(seq, outputs, top)"
     " WHERE requests.seq = v.seq"
 )
 
@@ -58,7 +63,7 @@ def store_ood_scores(
         if connection.dialect.name == "postgresql":
             stored = stored.with_for_update()  # a concurrent rewrite waits, not lost
         updates = [
-            (int(seq), _with_scores(outputs, wanted[int(seq)]))
+            (int(seq), *_with_scores(outputs, wanted[int(seq)]))
             for seq, outputs in connection.execute(stored)
         ]
         _write(connection, updates)
@@ -66,7 +71,8 @@ def store_ood_scores(
     return rewritten
 
 
-def _with_scores(outputs: str, scores: dict[int, Any]) -> str:
+def _with_scores(outputs: str, scores: dict[int, Any]) -> tuple[str, float | None]:
+    """The outputs with ``scores`` set, and their highest score (``max_ood_score``)."""
     items = orjson.loads(outputs)
     for index, score in scores.items():
         item = items[index] if index < len(items) else None
@@ -76,19 +82,23 @@ def _with_scores(outputs: str, scores: dict[int, Any]) -> str:
             item[SCORE] = score
         else:  # logged without a score: the score becomes its fourth value
             item.extend([None] * (SCORE - len(item)) + [score])
-    return orjson.dumps(items).decode()
+    top = highest_score(item[SCORE] for item in items if item is not None and len(item) > SCORE)
+    return orjson.dumps(items).decode(), top
 
 
-def _write(connection: sa.Connection, updates: Sequence[tuple[int, str]]) -> None:
+def _write(connection: sa.Connection, updates: Sequence[tuple[int, str, float | None]]) -> None:
     if not updates:
         return
     if connection.dialect.name == "postgresql":
+        seqs, outputs, tops = zip(*updates, strict=True)
         connection.execute(
-            _UPDATE_POSTGRES,
-            {"seqs": [seq for seq, _ in updates], "outputs": [text for _, text in updates]},
+            _UPDATE_POSTGRES, {"seqs": list(seqs), "outputs": list(outputs), "tops": list(tops)}
         )
         return
-    connection.execute(_UPDATE_SQLITE, [{"seq": seq, "outputs": text} for seq, text in updates])
+    connection.execute(
+        _UPDATE_SQLITE,
+        [{"seq": seq, "outputs": text, "top": top} for seq, text, top in updates],
+    )
 
 
 def _json_number(value: float) -> float | str | None:

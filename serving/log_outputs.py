@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 
 from serving.log_entry import LogEntry, non_finite_name
+from watchkeeper.db.max_ood import highest_score
 
 _FEW = 32  # checked one by one rather than by one NumPy call
 
@@ -70,3 +71,8 @@ def outputs_text(entry: LogEntry) -> str:
                 item.append(None)  # no score: the probabilities stay fifth
             item.append(row)
     return orjson.dumps(items).decode()
+
+
+def max_ood_score(entry: LogEntry) -> float | None:
+    """The entry's highest OOD score, as ``requests.max_ood_score`` holds it."""
+    return None if entry.ood is None else highest_score(_floats(entry.ood))

@@ -32,7 +32,7 @@ import orjson
 import sqlalchemy as sa
 
 from serving.log_entry import LogEntry
-from serving.log_outputs import outputs_text
+from serving.log_outputs import max_ood_score, outputs_text
 
 # Column widths of the ``requests`` table; longer client-supplied strings are cut
 # rather than failing the insert.
@@ -43,13 +43,14 @@ _SMALLINT_MIN, _SMALLINT_MAX = -32768, 32767
 
 _REQUEST_COLUMNS = (
     "request_id, received_at, endpoint, method, status_code, latency_seconds,"
-    " model_version, n_items, error, body, client_request_id, features, single, outputs"
+    " model_version, n_items, error, body, client_request_id, features, single, outputs,"
+    " max_ood_score"
 )
 # SQLite numbers requests itself: one past the highest, read in the insert's own
 # statement (under the write lock, so writers in other processes take turns); a
 # request already stored is left as it is, number and all.
 _SQLITE_REQUESTS = (
-    f"INSERT INTO requests ({_REQUEST_COLUMNS}, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+    f"INSERT INTO requests ({_REQUEST_COLUMNS}, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
     " (SELECT coalesce(max(seq), 0) + 1 FROM requests)) ON CONFLICT DO NOTHING"
 )
 _SQLITE_MAX_SEQ = "SELECT coalesce(max(seq), 0) FROM requests"
@@ -65,7 +66,7 @@ _POSTGRES_STAGING = (
     " request_id varchar, received_at timestamptz, endpoint varchar, method varchar,"
     " status_code smallint, latency_seconds float8, model_version varchar, n_items int,"
     " error json, body text, client_request_id varchar, features text, single boolean,"
-    " outputs text)"
+    " outputs text, max_ood_score float8)"
     " ON COMMIT DELETE ROWS"
 )
 # Binary COPY: PostgreSQL reads numbers and times as they are, without parsing their
@@ -74,7 +75,7 @@ _POSTGRES_STAGING = (
 # are JSON text already.
 _REQUEST_TYPES = (
     "varchar", "timestamptz", "varchar", "varchar", "int2", "float8", "varchar", "int4",
-    "text", "text", "varchar", "text", "bool", "text",
+    "text", "text", "varchar", "text", "bool", "text", "float8",
 )  # fmt: skip
 _POSTGRES_MERGE_REQUESTS = (
     f"INSERT INTO requests ({_REQUEST_COLUMNS}) SELECT {_REQUEST_COLUMNS} FROM wk_requests_in"
@@ -252,6 +253,7 @@ class LogStore:
             _columns_text(entry) if accepted else None,
             entry.single if accepted else None,
             outputs_text(entry) if accepted else None,
+            max_ood_score(entry) if accepted else None,
         )
 
     def _insert_sqlite(self, entries: Sequence[LogEntry]) -> Written:

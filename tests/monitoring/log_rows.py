@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from serving.log_entry import LogEntry
 from serving.log_store import LogStore
+from watchkeeper.db.max_ood import highest_score
 from watchkeeper.db.tables import predictions, requests
 
 FIELDS = ("prediction", "lower", "upper", "ood_score", "probabilities")
@@ -100,9 +101,13 @@ def update_items(engine: sa.Engine, prediction_ids: Iterable[str], **values: Any
                     item[at] = _json(value)
                 while len(item) > 3 and item[-1] is None:
                     item.pop()  # as the writer leaves out what it has not
+            top = highest_score(i[3] for i in items if i is not None and len(i) > 3)
             connection.execute(
-                sa.text("UPDATE requests SET outputs = :outputs WHERE request_id = :id"),
-                {"outputs": orjson.dumps(items).decode(), "id": request_id},
+                sa.text(
+                    "UPDATE requests SET outputs = :outputs, max_ood_score = :top"
+                    " WHERE request_id = :id"
+                ),
+                {"outputs": orjson.dumps(items).decode(), "top": top, "id": request_id},
             )
 
 

@@ -99,6 +99,30 @@ def test_scores_go_into_their_items_and_nothing_else_changes(engine: sa.Engine) 
     assert [tuple(r) for r in other] == [(1.0, 0.0, 2.0)] * 3
 
 
+def test_a_rewritten_request_keeps_its_highest_score(engine: sa.Engine) -> None:
+    """``requests.max_ood_score`` follows the scores written (NaN left out), for the
+    report's ranking of requests."""
+    seq = {int(r, 16): s for r, s in _seqs(engine).items()}
+
+    def highest() -> dict[int, float | None]:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.select(requests.c.request_id, requests.c.max_ood_score))
+            return {int(r, 16): top for r, top in rows}
+
+    assert highest() == {1: None, 2: None, 3: 0.125}
+    with engine.begin() as connection:
+        store_ood_scores(
+            connection,
+            [prediction_seq(seq[1], 0), prediction_seq(seq[1], 1), prediction_seq(seq[2], 0)],
+            [1.5, -math.inf, 2.5],
+        )
+        store_ood_scores(connection, [prediction_seq(seq[3], 0)], [math.nan])
+    assert highest() == {1: 1.5, 2: 2.5, 3: None}
+    with engine.begin() as connection:
+        store_ood_scores(connection, [prediction_seq(seq[1], 2)], [math.inf])
+    assert highest()[1] == math.inf
+
+
 def test_a_request_no_longer_in_the_log_is_skipped(engine: sa.Engine) -> None:
     seq = _seqs(engine)
     gone = max(seq.values()) + 1

@@ -308,6 +308,35 @@ def test_outputs_hold_one_array_per_item_scores_fourth_when_served(engine: sa.En
     }
 
 
+@pytest.mark.parametrize("journal", [False, True], ids=["as built", "journaled"])
+def test_a_requests_highest_ood_score_is_stored_beside_its_outputs(
+    engine: sa.Engine, journal: bool
+) -> None:
+    """``max_ood_score``: the highest score of the request's items, NaN left out, NULL
+    without one; few scores and many (a NumPy path) alike."""
+    many = [float(i % 17) for i in range(100)]
+    entries = [
+        log_entry(1, 4, ood=[1.0, math.nan, 3.0, -math.inf]),
+        log_entry(2, 1),
+        log_entry(3, 2, ood=[math.nan, math.nan]),
+        log_entry(4, 100, ood=[*many[:50], math.inf, *many[51:]]),
+        log_entry(5, 100, ood=[math.nan, *many[1:]]),
+        log_entry(6, 1, ood=[-math.inf]),
+        log_entry(7, 0, status_code=422, columns={}, model_version=None),
+    ]
+
+    LogStore(engine).insert([journaled(e) if journal else e for e in entries])
+
+    with engine.connect() as connection:
+        stored = dict(
+            connection.execute(sa.select(requests.c.request_id, requests.c.max_ood_score)).all()
+        )
+    assert stored == {
+        f"{n:032x}": top
+        for n, top in [(1, 3.0), (2, None), (3, None), (4, math.inf), (5, 16.0), (6, -math.inf)]
+    } | {f"{7:032x}": None}
+
+
 def test_a_classifiers_probabilities_are_fifth_after_its_score_or_null(
     engine: sa.Engine,
 ) -> None:

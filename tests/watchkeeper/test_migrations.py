@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -422,4 +423,58 @@ def test_0010_downgrade_gives_back_every_prediction_and_the_positions_as_numbers
         ).scalar()
     assert seq == len(after) + 1
     upgrade(engine)  # and up again
+    engine.dispose()
+
+
+# -- 0011: each request's highest OOD score ----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_0011_gives_every_stored_request_its_highest_ood_score_and_back(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Requests logged at 0010 get ``max_ood_score`` from their outputs (NaN left out,
+    ``null`` items and unscored items skipped, infinities kept); the downgrade drops it."""
+    engine = create_engine(_blank_url(kind, tmp_path, request))
+    upgrade(engine, "0010")
+    outputs = {
+        "scored": '[[1,0,2,0.5],[1,0,2,2.5],[1,0,2,"NaN"]]',
+        "unscored": "[[1,0,2],[1,0,2]]",
+        "nan": '[[1,0,2,"NaN"]]',
+        "inf": '[[1,0,2,"-Infinity"],null,[1,0,2,"Infinity"]]',
+        "classes": "[[1,1,1,null,[0.25,0.75]],[0,0,0,0.75,[0.5,0.5]]]",
+        "rejected": None,
+    }
+    with engine.begin() as connection:
+        for n, (rid, text) in enumerate(outputs.items(), 1):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO requests (request_id, received_at, endpoint, method,"
+                    " status_code, latency_seconds, model_version, n_items, seq, single,"
+                    f" outputs) VALUES (:id, '{_T}', '/predict', 'POST', 200, 0.01, 'v1', 1,"
+                    " :seq, false, :outputs)"
+                ),
+                {"id": rid, "seq": n, "outputs": text},
+            )
+
+    upgrade(engine)
+
+    def highest() -> dict[str, float | None]:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql("SELECT request_id, max_ood_score FROM requests")
+            return dict(rows.all())
+
+    assert highest() == {
+        "scored": 2.5,
+        "unscored": None,
+        "nan": None,
+        "inf": math.inf,
+        "classes": 0.75,
+        "rejected": None,
+    }
+    _migrate(engine, "0010")
+    columns = [c["name"] for c in sa.inspect(engine).get_columns("requests")]
+    assert "max_ood_score" not in columns and "outputs" in columns
+    upgrade(engine)
+    assert highest()["scored"] == 2.5
     engine.dispose()

@@ -131,7 +131,12 @@ requests = sa.Table(
         comment="accepted requests: one [prediction, lower, upper, ood_score"
         " (, probabilities)] per item",
     ),
+    # The highest OOD score among the request's items (NaN left out; NULL when none):
+    # the report ranks requests by it and expands only those that can hold its top rows
+    # rather than every request of its period (migration 0011).
+    sa.Column("max_ood_score", sa.Float),
     sa.Index("ix_requests_model_version", "model_version"),
+    sa.Index("ix_requests_max_ood_score", "max_ood_score"),
 )
 
 feedback = sa.Table(

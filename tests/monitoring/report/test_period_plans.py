@@ -65,21 +65,37 @@ def test_a_period_with_a_start_is_read_from_the_time_index(
         assert plan[0].startswith("SEARCH requests USING INDEX ix_requests_received_at"), plan
         assert len(plan) == 1 or plan[1:] == ["USE TEMP B-TREE FOR GROUP BY"], plan
     else:
-        plans = _plans(engine, lambda: log_rows.most_out_of_distribution(engine, period, 5))
-        [plan] = plans
-        assert plan[0].startswith("SEARCH r USING INDEX ix_requests_received_at"), plan
+
+        def call() -> object:
+            return log_rows.most_out_of_distribution(engine, period, 5)
+
+        [plan] = plans_as_served(engine, call, "max_ood_score")
+        assert plan[0].startswith("SEARCH requests USING INDEX ix_requests_received_at"), plan
+        [expanded] = _plans(engine, call)
+        assert expanded[0] == "SEARCH r USING INDEX ix_requests_seq (seq=?)", expanded
     assert not any("ix_requests_model_version" in line for line in plan), plan
 
 
-def test_a_version_over_the_whole_log_still_reads_its_index(engine: sa.Engine) -> None:
-    [plan] = _plans(
-        engine,
-        lambda: versions.predictions_by_version(engine, Period(model_version="v2")),
-        "requests",
-    )
-    assert plan == ["SEARCH requests USING INDEX ix_requests_model_version (model_version=?)"]
-    [plan] = _plans(engine, lambda: versions.predictions_by_version(engine, Period()), "requests")
-    assert plan == ["SCAN requests USING INDEX ix_requests_model_version"]
+def test_the_most_out_of_distribution_of_the_whole_log_are_read_from_the_score_index(
+    engine: sa.Engine,
+) -> None:
+    """The requests that can hold the top rows, highest score first, without reading
+    or sorting every request; only they are expanded. A version's are read by the
+    version's index (its requests sorted), as a period's by the time index."""
+
+    def call(version: str | None) -> object:
+        return log_rows.most_out_of_distribution(engine, Period(model_version=version), 5)
+
+    [plan] = plans_as_served(engine, lambda: call(None), "max_ood_score")
+    # ties in the score sorted by seq as they come (the sort stops at the limit)
+    assert plan == [
+        "SEARCH requests USING INDEX ix_requests_max_ood_score (max_ood_score>?)",
+        "USE TEMP B-TREE FOR RIGHT PART OF ORDER BY",
+    ], plan
+    [expanded] = _plans(engine, lambda: call(None))
+    assert expanded[0] == "SEARCH r USING INDEX ix_requests_seq (seq=?)", expanded
+    [plan] = plans_as_served(engine, lambda: call("v2"), "max_ood_score")
+    assert plan[0] == "SEARCH requests USING INDEX ix_requests_model_version (model_version=?)"
 
 
 def test_a_windows_features_are_read_by_the_requests_seq(engine: sa.Engine) -> None:
