@@ -258,6 +258,12 @@ CASES: dict[str, dict[str, Any]] = {
         "at": 10,
         "labels": {},
     },
+    "WatchkeeperLogJournalUnwritable": {
+        "fire": [('watchkeeper_log_journal_writable{instance="a"}', "1x5 0x10")],
+        "quiet": [('watchkeeper_log_journal_writable{instance="a"}', "1x30")],
+        "at": 10,
+        "labels": {},
+    },
     "WatchkeeperLogDeadLetters": {
         "fire": [('watchkeeper_log_rows_dead_lettered_total{instance="a"}', "0x5 1x10")],
         "quiet": [('watchkeeper_log_rows_dead_lettered_total{instance="a"}', "2x30")],
@@ -497,6 +503,16 @@ EXPECTED: dict[str, Expected] = {
         ),
         "log-journal-full",
         ("watchkeeper-serving", "Log entries replayed / dead-lettered / refused (1h)"),
+    ),
+    "WatchkeeperLogJournalUnwritable": Expected(
+        "critical",
+        "A serving worker cannot write its log journal",
+        (
+            "A serving worker has no journal or its journal's disk refuses appends: it answers"
+            " 503 to what it would log and is not ready until the disk has room."
+        ),
+        "log-journal-unwritable",
+        ("watchkeeper-serving", "Log journal writable"),
     ),
     "WatchkeeperLogDeadLetters": Expected(
         "warning",

@@ -213,6 +213,15 @@ def serving(c: MixinConfig) -> GrafanaJson:
                 "in the journal on local disk; restore the database before the journal "
                 "fills (Log journal on disk).",
             ),
+            stat(
+                titles.LOG_JOURNAL_WRITABLE,
+                Query(q["log_journal_writable"]),
+                unit="bool_yes_no",
+                threshold=Threshold(1, low_is_bad=True),
+                description="No while a serving worker has no journal or its journal's "
+                "disk refuses appends: that worker answers 503 and is not ready. Free "
+                "disk space under WATCHKEEPER_SPILL_DIR (see the runbook).",
+            ),
             timeseries(
                 titles.LOG_QUEUE,
                 Query(q["log_queue_depth"], "queued"),

@@ -87,6 +87,7 @@ def queries(c: MixinConfig) -> dict[str, str]:
         ),
         "log_backlog_bytes": f"sum by ({BY}) ({_q('watchkeeper_log_backlog_bytes')})",
         "log_journal_bytes": f"max by ({BY}) ({_q('watchkeeper_log_journal_bytes')})",
+        "log_journal_writable": f"min by ({BY}) ({_q('watchkeeper_log_journal_writable')})",
         "log_dead_lettered": (
             f"sum by ({BY}) (increase({_q('watchkeeper_log_rows_dead_lettered_total')}[1h]))"
         ),

@@ -383,6 +383,17 @@ def serving_alerts(c: MixinConfig) -> AlertGroup:
                 PanelRef(DashboardUid.SERVING, p.LOG_ENTRIES),
             ),
             Alert(
+                "WatchkeeperLogJournalUnwritable",
+                f"min by ({by()}) (watchkeeper_log_journal_writable{srv}) == 0",
+                d.journal_unwritable,
+                Severity.CRITICAL,
+                "A serving worker cannot write its log journal",
+                "A serving worker has no journal or its journal's disk refuses appends: it "
+                "answers 503 to what it would log and is not ready until the disk has room.",
+                "log-journal-unwritable",
+                PanelRef(DashboardUid.SERVING, p.LOG_JOURNAL_WRITABLE),
+            ),
+            Alert(
                 "WatchkeeperLogDeadLetters",
                 f"sum by ({by()}) (increase(watchkeeper_log_rows_dead_lettered_total{srv}[1h]))"
                 " > 0",

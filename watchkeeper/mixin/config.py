@@ -140,6 +140,9 @@ class Durations:
     latency: float = 600.0
     log_backlog: float = 300.0
     database_down: float = 120.0
+    journal_unwritable: float = 60.0
+    """A worker whose journal's disk refuses appends is not ready, so a load balancer
+    sends it nothing and no refusal is counted: the gauge is the only sign."""
     counter_step: float = 60.0
     """Alerts on a counter's increase: long enough to survive one scrape gap."""
     feedback_orphans: float = 0.0

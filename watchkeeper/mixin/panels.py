@@ -8,6 +8,7 @@ from __future__ import annotations
 ERRORS = "Errors (5xx) and rejections (4xx)"
 LATENCY = "Latency of /predict"
 LOG_DATABASE_UP = "Log database up"
+LOG_JOURNAL_WRITABLE = "Log journal writable"
 LOG_QUEUE = "Log queue depth"
 LOG_ENTRIES = "Log entries replayed / dead-lettered / refused (1h)"
 LOG_WRITER_RESTARTS = "Log writer restarts (15m)"
