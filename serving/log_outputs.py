@@ -49,8 +49,31 @@ def _number(value: float) -> float | str:
     return value if math.isfinite(value) else non_finite_name(value)
 
 
+def _few_finite_items(entry: LogEntry) -> list[tuple[float, ...]] | None:
+    """The items of a regression entry of a few predictions read back from the journal
+    (lists of floats), when every number is finite: those need no NumPy (a stack of
+    four arrays cost more than the rest of a single record's row); else ``None``."""
+    columns = (entry.values, entry.lower, entry.upper)
+    if entry.ood is not None:
+        columns = (*columns, entry.ood)
+    n = len(entry.values)
+    if entry.probabilities is not None or n > _FEW:
+        return None
+    for column in columns:
+        if type(column) is not list or len(column) != n:
+            return None
+        for value in column:
+            # exactly float: an int would be written without its ".0"
+            if type(value) is not float or not math.isfinite(value):
+                return None
+    return list(zip(*columns, strict=True))
+
+
 def outputs_text(entry: LogEntry) -> str:
     """The entry's predictions as ``requests.outputs`` holds them."""
+    items = _few_finite_items(entry)
+    if items is not None:
+        return orjson.dumps(items).decode()
     columns = [_floats(entry.values), _floats(entry.lower), _floats(entry.upper)]
     if entry.ood is not None:
         columns.append(_floats(entry.ood))

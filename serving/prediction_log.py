@@ -116,6 +116,9 @@ class PredictionLog:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = False
+        # Whether the last cycle left lines unread (a chunk cut by ``batch_bytes``, or a
+        # journal being replayed): the writer then goes on without waiting.
+        self._behind = False
         self._database_up = True
         self._retry_at = 0.0
         self._retry_delay = 0.0
@@ -320,11 +323,17 @@ class PredictionLog:
                         last_try = True
                         self._retry_at = 0.0
                         continue
+                if progressed and (self._behind or self._closing):
+                    continue  # more is waiting: store it at once
+                # Caught up: the next transaction takes what comes in the meantime.
+                # A cycle costs a transaction and a commit whatever it stores, so at
+                # single-record rates polling again at once stored a few entries per
+                # commit; a flush or a shutdown wakes the writer at once.
                 if not progressed:
                     self._store.release()
-                    self._wake.wait(self._flush_interval)
-                    self._wake.clear()
-                    self._store.hold()
+                self._wake.wait(self._flush_interval)
+                self._wake.clear()
+                self._store.hold()
         finally:
             self._store.release()
 
@@ -337,6 +346,7 @@ class PredictionLog:
             self._open_journal()
         elif journal is not None:
             journal.reclaim(free_bytes)
+        self._behind = False
         if now < self._retry_at:
             return False
         progressed = False
@@ -367,8 +377,10 @@ class PredictionLog:
             return False  # closed under us (shutdown timed out): stop, count nothing
         if source is self._journal:
             self._entries_committed += len(chunk.lines)
+            self._behind = self._behind or chunk.size >= self._batch_bytes
         else:
             self._metrics.rows_replayed.inc(len(chunk.lines) - len(refused))
+            self._behind = True
         return True
 
     @staticmethod

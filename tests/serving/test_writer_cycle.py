@@ -5,6 +5,7 @@ an entry."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,62 @@ def test_a_sync_flushes_what_was_appended_and_only_then(engine: sa.Engine, tmp_p
         assert syncs.count == 3 and log.unsynced_entries == 0
         log._sync()  # noqa: SLF001 - nothing appended since: nothing to sync
         assert syncs.count == 3
+    finally:
+        log.close()
+
+
+class _Inserts:
+    """Records the size of each batch the log's store inserts (the real inserts still
+    happen); ``during_first`` runs inside the first one, as if requests came in while
+    the writer's first transaction ran."""
+
+    def __init__(self, log: PredictionLog, during_first: Any = None) -> None:
+        self.sizes: list[int] = []
+        store = log._store  # noqa: SLF001 - what is counted is the writer's transactions
+        insert = store.insert
+
+        def counted(entries: Any) -> Any:
+            written = insert(entries)
+            self.sizes.append(len(entries))
+            if len(self.sizes) == 1 and during_first is not None:
+                during_first()
+            return written
+
+        store.insert = counted  # type: ignore[method-assign]
+
+
+def test_a_caught_up_writer_leaves_what_comes_in_for_its_next_interval(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    """A writer that has stored everything it read waits for the flush interval (or a
+    flush) before its next transaction, so that a transaction at single-record rates
+    stores what came in over an interval rather than the few entries that came in
+    while the last one ran: a transaction costs about as much whatever it holds."""
+    log = _log(engine, tmp_path, flush_interval=3600.0)
+    inserts = _Inserts(log, during_first=lambda: log.submit(_entry(1)))
+    log.submit(_entry(0))
+    try:
+        log.start()
+        assert wait_for(lambda: _count(engine) == 1)
+        time.sleep(0.3)  # a writer that polled again at once would have stored it
+        assert _count(engine) == 1 and log.queue_depth == 1
+        assert log.flush(timeout=10)
+        assert inserts.sizes == [1, 1] and _count(engine) == 2
+    finally:
+        log.close()
+
+
+def test_a_writer_behind_goes_on_without_waiting(engine: sa.Engine, tmp_path: Path) -> None:
+    """A chunk cut by ``batch_bytes`` leaves entries unread: the writer stores the next
+    at once, however long its flush interval."""
+    log = _log(engine, tmp_path, flush_interval=3600.0, batch_bytes=1)
+    inserts = _Inserts(log)
+    for n in range(3):
+        log.submit(_entry(n))
+    try:
+        log.start()
+        assert wait_for(lambda: _count(engine) == 3, timeout=10)
+        assert inserts.sizes == [1, 1, 1]
     finally:
         log.close()
 
