@@ -97,5 +97,12 @@ def outputs_text(entry: LogEntry) -> str:
 
 
 def max_ood_score(entry: LogEntry) -> float | None:
-    """The entry's highest OOD score, as ``requests.max_ood_score`` holds it."""
-    return None if entry.ood is None else highest_score(_floats(entry.ood))
+    """The entry's highest OOD score, as ``requests.max_ood_score`` holds it: a few
+    journaled scores as they are (a NumPy array costs a single record more), many as
+    an array."""
+    scores = entry.ood
+    if scores is None:
+        return None
+    if not isinstance(scores, np.ndarray) and len(scores) > _FEW:
+        scores = _floats(scores)
+    return highest_score(scores)
