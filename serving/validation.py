@@ -10,6 +10,16 @@ operations per feature; only a column that fails the fast check is scanned value
 value to name each bad field. Every problem found is reported, up to
 ``MAX_PROBLEMS``, as ``features.Feature``, ``instances[i].Feature`` or
 ``columns.Feature[i]``.
+
+A batch of records is transposed by position and each column checked as soon as it is
+taken, while its values are still in the CPU's cache (:func:`_transposed_and_checked`).
+What the checks build on the way is kept: numeric columns as float arrays for the model,
+and a batch's category columns as their distinct values and one code per row
+(:class:`~watchkeeper.category_column.CategoryColumn`), so that the encoder looks each
+distinct text up once instead of once per row. A batch's columns are handed on in those
+compact forms wherever they serialise to the JSON the body held (integers as int64,
+floats as float64, categories coded), so that the prediction log stores the same text
+without visiting a Python object per value.
 """
 
 from __future__ import annotations
@@ -22,13 +32,24 @@ from typing import Any
 
 import numpy as np
 
+from watchkeeper.category_column import CategoryColumn
 from watchkeeper.errors import BadRequest, FieldProblem, PayloadTooLarge, ValidationFailed
 from watchkeeper.schema import Feature, FeatureSchema
 
 MAX_PROBLEMS = 100
 _NUMBER = (int, float)
 _NONE = type(None)
+_TEXT = frozenset({str})
+_TEXT_OR_NULL = frozenset({str, _NONE})
 _FORMS = ("features", "instances", "columns")
+# Below this many records, taking each record's values by name (one itemgetter call per
+# record) is cheaper than transposing them by position, which has a cost per feature.
+_TRANSPOSE_MIN_RECORDS = 8
+# Below this many rows, a category column's codes cost more to build than the encoder
+# spends looking up its rows one by one.
+_CODED_MIN_ROWS = 32
+_BYTE_CODES = 256
+_EXACT_INTEGERS = 2.0**53  # float64 holds every integer up to this exactly
 
 # Where the value of row ``i`` of one feature sits in the body, for error messages.
 FieldName = Callable[[int], str]
@@ -44,8 +65,10 @@ _ABSENT = _Absent()
 @dataclass(frozen=True)
 class ValidatedRequest:
     """A valid body as columns: one sequence of values per schema feature, in schema
-    order, each ``n_rows`` long (a JSON body's lists; an Arrow body's NumPy arrays,
-    and :class:`~watchkeeper.category_column.CategoryColumn` for categories).
+    order, each ``n_rows`` long (a JSON body's lists, or for a batch, where they write
+    the same JSON, NumPy arrays and
+    :class:`~watchkeeper.category_column.CategoryColumn` for categories; an Arrow body's
+    arrays and category columns).
     ``single`` when the body was ``{"features": ...}`` (answered with one prediction
     instead of a list)."""
 
@@ -54,12 +77,16 @@ class ValidatedRequest:
     n_rows: int
     # Numeric columns as float64 (null -> NaN), built by the checks anyway.
     numbers: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    # A JSON batch's category columns as distinct values and codes, built by the checks.
+    categories: dict[str, CategoryColumn] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def model_input(self) -> dict[str, Sequence[Any]]:
         """The columns for ``Model.predict``, numeric ones as the arrays validation
-        built, so that a large batch is converted once."""
-        return {name: self.numbers.get(name, column) for name, column in self.columns.items()}
+        built and a batch's category columns coded, so that a large batch is converted
+        once and each distinct category looked up once."""
+        built = self.numbers | self.categories
+        return {name: built.get(name, column) for name, column in self.columns.items()}
 
 
 def validate_predict_payload(
@@ -128,27 +155,64 @@ def check_rows(n: int, max_batch_size: int, field: str, unit: tuple[str, str]) -
 def _validate_records(
     records: list[Any], schema: FeatureSchema, *, single: bool, prefix: Callable[[int], str]
 ) -> ValidatedRequest:
+    if len(records) >= _TRANSPOSE_MIN_RECORDS:
+        validated = _transposed_and_checked(records, schema)
+        if validated is not None:
+            return validated
     columns = _complete_columns(records, schema)
     problems: list[FieldProblem] = []
     if columns is None:
         columns = _record_columns(records, schema, prefix, problems)
-    numbers: dict[str, np.ndarray] = {}
+    checks = _Checks(coded=len(records) >= _CODED_MIN_ROWS)
     for feature in schema.features:
         name = feature.name
-        problems.extend(_check(feature, columns[name], _in_record(prefix, name), numbers))
+        problems.extend(checks.check(feature, columns[name], _in_record(prefix, name)))
         if len(problems) >= MAX_PROBLEMS:
             break
     if problems:
         raise failed(problems)
-    return ValidatedRequest(columns=columns, single=single, n_rows=len(records), numbers=numbers)
+    return checks.validated(columns, single=single, n_rows=len(records))
+
+
+def _transposed_and_checked(records: list[Any], schema: FeatureSchema) -> ValidatedRequest | None:
+    """A batch of records whose fields all come in one order, transposed by position
+    and checked one column at a time; ``None`` when a record is no object, its fields
+    differ from the first's in order or name, or a column fails the fast checks (looked
+    up by name and checked value by value then, to name every problem).
+
+    ``zip`` over the records' keys proves the order (each position holds one key in
+    every record; the parser's keys are shared strings, so each comparison is one of
+    identity) and ``zip`` over their values gives the columns, all in C, at a third of
+    the cost of looking each value up by name. Each column is checked as soon as it is
+    taken, while its values are in the CPU's cache: a batch's values lie record after
+    record in memory, so a column's are far apart, and checks run after the whole
+    transposition found them evicted (under load, a cache miss per value)."""
+    n = len(records)
+    try:
+        if set(map(len, records)) != {len(schema.features)}:  # TypeError: a number or null
+            return None
+        order = list(records[0])  # TypeError: the first record is no object
+        keys = zip(*map(dict.keys, records), strict=True)  # TypeError: a record is no object
+        values = zip(*map(dict.values, records), strict=True)
+    except TypeError:
+        return None
+    if set(order) != set(schema.names):
+        return None
+    checks = _Checks(coded=n >= _CODED_MIN_ROWS)
+    taken: dict[str, Sequence[Any]] = {}
+    for name, at, column in zip(order, keys, values, strict=True):
+        if at.count(name) != n or not checks.valid(schema[name], column):
+            return None
+        # a list where no compact form stands for the column (columns are lists)
+        taken[name] = column if name in checks.compact else list(column)
+    return checks.validated({name: taken[name] for name in schema.names}, single=False, n_rows=n)
 
 
 def _complete_columns(records: list[Any], schema: FeatureSchema) -> dict[str, list[Any]] | None:
     """The records as columns when every record is an object with exactly the schema's
-    fields, else ``None``. All in C, half the cost of a list per feature of 1,000
-    records (5.4 -> 2.6 ms for 71 features): one ``itemgetter`` call per record takes its
-    values (``KeyError`` for a missing field, ``TypeError`` for a record that is no
-    object), equal lengths then rule out extra fields, and ``zip`` transposes."""
+    fields, else ``None``. All in C: one ``itemgetter`` call per record takes its values
+    (``KeyError`` for a missing field, ``TypeError`` for a record that is no object),
+    equal lengths then rule out extra fields, and ``zip`` transposes."""
     names = schema.names
     try:
         rows = list(map(itemgetter(*names), records))
@@ -229,17 +293,20 @@ def _validate_columns(raw: Any, schema: FeatureSchema, max_batch_size: int) -> V
             )
     if n_rows or not problems:  # no rows at all is an empty batch only if nothing else is wrong
         check_rows(n_rows, max_batch_size, "columns", ("row", "rows"))
-    numbers: dict[str, np.ndarray] = {}
+    checks = _Checks(coded=n_rows >= _CODED_MIN_ROWS)
     for feature in schema.features:
         name = feature.name
         if lengths.get(name) == n_rows:
-            problems.extend(_check(feature, raw[name], _in_columns(name), numbers))
+            problems.extend(checks.check(feature, raw[name], _in_columns(name)))
         if len(problems) >= MAX_PROBLEMS:
             break
     if problems:
         raise failed(problems)
-    columns = {name: raw[name] for name in schema.names}
-    return ValidatedRequest(columns=columns, single=False, n_rows=n_rows, numbers=numbers)
+    return checks.validated({name: raw[name] for name in schema.names}, single=False, n_rows=n_rows)
+
+
+def _no_field(_i: int) -> str:
+    return ""
 
 
 def _in_record(prefix: Callable[[int], str], name: str) -> FieldName:
@@ -250,22 +317,69 @@ def _in_columns(name: str) -> FieldName:
     return lambda i: f"columns.{name}[{i}]"
 
 
-def _check(
-    feature: Feature, column: list[Any], field: FieldName, numbers: dict[str, np.ndarray]
-) -> list[FieldProblem]:
-    """The column's problems; a valid numeric column's float array goes into ``numbers``."""
-    if not feature.is_numeric:
+class _Checks:
+    """Checks columns one by one, keeping what the model takes of the valid ones: a
+    numeric column's float array in ``numbers``; with ``coded`` (a batch large enough
+    to gain by it), a category column's codes in ``categories``, and in ``compact``
+    whatever stands for a column in the log at a smaller cost (see :meth:`validated`)."""
+
+    def __init__(self, *, coded: bool) -> None:
+        self.coded = coded
+        self.numbers: dict[str, np.ndarray] = {}
+        self.categories: dict[str, CategoryColumn] = {}
+        self.compact: dict[str, Sequence[Any]] = {}
+
+    def validated(
+        self, columns: dict[str, Sequence[Any]], *, single: bool, n_rows: int
+    ) -> ValidatedRequest:
+        """The request, each column replaced by its compact form where it has one: an
+        array or a category column that serialises to the same JSON as the column
+        (what the log stores; ``orjson`` writes NumPy numbers as Python's), and that the
+        log writes without visiting a value object per row."""
+        compact = self.compact
+        return ValidatedRequest(
+            columns={name: compact.get(name, column) for name, column in columns.items()},
+            single=single,
+            n_rows=n_rows,
+            numbers=self.numbers,
+            categories=self.categories,
+        )
+
+    def check(self, feature: Feature, column: list[Any], field: FieldName) -> list[FieldProblem]:
+        """The column's problems."""
+        if not feature.is_numeric and not self.coded:
+            return check_categorical(feature, column, field)  # its own fast check first
+        if self.valid(feature, column):
+            return []
+        if feature.is_numeric:
+            return _numeric_problems(feature, column, field)
         return check_categorical(feature, column, field)
-    values = _valid_numbers(feature, column)
-    if values is None:
-        return _numeric_problems(feature, column, field)
-    numbers[feature.name] = values
-    return []
+
+    def valid(self, feature: Feature, column: Sequence[Any]) -> bool:
+        """Whether the column passes the fast checks (some columns whose values are all
+        valid do not: the value-by-value checks decide those)."""
+        if feature.is_numeric:
+            checked = _valid_numbers(feature, column)
+            if checked is None:
+                return False
+            values, types = checked
+            self.numbers[feature.name] = values
+            if self.coded and (same := _same_json_numbers(values, types)) is not None:
+                self.compact[feature.name] = same
+            return True
+        if self.coded:
+            coded = _valid_categories(feature, column)
+            if coded is None:
+                return False
+            self.categories[feature.name] = self.compact[feature.name] = coded
+            return True
+        return not check_categorical(feature, column, _no_field)
 
 
-def _valid_numbers(feature: Feature, column: list[Any]) -> np.ndarray | None:
-    """The column as float64 (null -> NaN) when every value is valid, in a few
-    C-speed passes; ``None`` sends it to the value-by-value scan that names problems."""
+def _valid_numbers(feature: Feature, column: Sequence[Any]) -> tuple[np.ndarray, set[type]] | None:
+    """The column as float64 (null -> NaN), and the types of its values, when every
+    value is valid, in a few C-speed passes; ``None`` sends it to the value-by-value
+    scan that names problems."""
     types = set(map(type, column))
     if not types <= ({int, float, _NONE} if feature.nullable else {int, float}):
         return None
@@ -280,7 +394,43 @@ def _valid_numbers(feature: Feature, column: list[Any]) -> np.ndarray | None:
         ok &= ~(values < feature.minimum)
     if feature.maximum is not None:
         ok &= ~(values > feature.maximum)
-    return values if ok.all() else None
+    return (values, types) if ok.all() else None
+
+
+def _same_json_numbers(values: np.ndarray, types: set[type]) -> np.ndarray | None:
+    """An array that serialises as the column it was made from: the integers as int64
+    when float64 held them exactly (up to 2**53), the floats and nulls as they are (NaN
+    is written null); ``None`` for a column of integers and floats together, or of
+    integers and nulls, whose JSON tells them apart."""
+    if types == {int}:
+        return values.astype(np.int64) if np.abs(values).max() <= _EXACT_INTEGERS else None
+    if int not in types:
+        values.flags.writeable = False  # shared with the model's input
+        return values
+    return None
+
+
+def _valid_categories(feature: Feature, column: Sequence[Any]) -> CategoryColumn | None:
+    """The column as its distinct values and a code per row when every value is valid;
+    ``None`` sends it to the value-by-value scan that names problems. Types and known
+    categories are checked on the distinct values alone (only text equals text, so no
+    value of another type hides behind an equal one); every row is hashed once and
+    looked up once, all in C."""
+    try:
+        distinct = dict.fromkeys(column)
+    except TypeError:  # an array or an object: no hash
+        return None
+    if not set(map(type, distinct)) <= (_TEXT_OR_NULL if feature.nullable else _TEXT):
+        return None
+    if not feature.allow_unknown and not distinct.keys() <= {*feature.categories, None}:
+        return None
+    index = dict(zip(distinct, range(len(distinct)), strict=True))
+    taken = itemgetter(*column)(index) if len(column) > 1 else (index[column[0]],)
+    if len(index) <= _BYTE_CODES:  # bytes() packs the codes in C, a byte each
+        codes = np.frombuffer(bytes(taken), dtype=np.uint8)
+    else:
+        codes = np.array(taken, dtype=np.intp)
+    return CategoryColumn(tuple(index), codes)
 
 
 def _numeric_problems(feature: Feature, column: list[Any], field: FieldName) -> list[FieldProblem]:

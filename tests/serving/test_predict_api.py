@@ -66,6 +66,31 @@ def test_batch_returns_one_prediction_per_instance_in_order(
     assert [p["features"] for p in logged] == batch
 
 
+def test_a_long_batch_predicts_and_logs_each_record_as_it_would_alone(
+    client: FlaskClient, replay_records: list[dict[str, Any]], log_reader: LogReader
+) -> None:
+    """A batch long enough to be transposed by position with its categories coded, its
+    records' fields in two orders, nulls and an unseen category among them."""
+    batch = [dict(r) for r in replay_records[:120]]
+    batch[7]["Garage_Area"] = None
+    batch[8]["Neighborhood"] = "Atlantis"
+    batch[9]["Neighborhood"] = None
+    batch[::2] = [dict(reversed(list(r.items()))) for r in batch[::2]]
+    alone = [client.post("/predict", json={"features": r}).json for r in batch]
+
+    response = client.post("/predict", json={"instances": batch})
+
+    assert response.status_code == 200, response.json
+    items = response.json["predictions"]
+    assert [i["prediction"] for i in items] == [a["prediction"] for a in alone]
+    assert [i["interval"] for i in items] == [a["interval"] for a in alone]
+    # a batch's distances are one matrix product: equal to the last bit or two
+    assert [i["ood"]["score"] for i in items] == pytest.approx([a["ood"]["score"] for a in alone])
+    request_id = response.json["request_id"]
+    logged = [p for p in log_reader.predictions() if p["request_id"] == request_id]
+    assert [p["features"] for p in logged] == batch
+
+
 @pytest.mark.parametrize(
     ("change", "field", "problem"),
     [

@@ -1,11 +1,19 @@
-"""Records become columns the same way whichever path builds them: all complete
-objects (one C pass), or anything else (value by value, naming every problem)."""
+"""Records become columns the same way whichever path builds them: a long batch of
+complete objects (transposed by position, checked column by column), a short one
+(taken by name), or anything else (value by value, naming every problem); and a batch's
+columns write the JSON the body held."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+import orjson
 import pytest
 
+from serving.log_entry import plain_json
 from serving.validation import validate_predict_payload
+from watchkeeper.category_column import CategoryColumn
 from watchkeeper.errors import ValidationFailed
 from watchkeeper.schema import Feature, FeatureSchema
 
@@ -67,3 +75,144 @@ def test_a_one_feature_schema_takes_records() -> None:
     assert validated.columns == {"area": [1, 2.5]}
     single = validate_predict_payload({"features": {"area": 3}}, schema, max_batch_size=100)
     assert single.columns == {"area": [3]} and single.single
+
+
+# A batch this long takes the fast path: transposed by position, checked column by
+# column as it is taken, categories coded.
+BATCH = 40
+
+STRICT = FeatureSchema(
+    (
+        Feature("area", "numeric", minimum=0, maximum=1e6),
+        Feature("rooms", "numeric", nullable=False),
+        Feature("zone", "categorical", categories=("A", "B"), allow_unknown=False),
+        Feature("street", "categorical", nullable=False),
+    ),
+    target="price",
+)
+
+
+def _batch(n: int = BATCH) -> list[dict[str, Any]]:
+    return [
+        {"area": 50.5 + i, "rooms": i % 7, "zone": "AB"[i % 2], "street": f"s{i % 3}"}
+        for i in range(n)
+    ]
+
+
+def _problems(payload: dict[str, Any], schema: FeatureSchema) -> dict[str, str]:
+    with pytest.raises(ValidationFailed) as failed:
+        validate_predict_payload(payload, schema, max_batch_size=1000)
+    return {problem.field: problem.problem for problem in failed.value.details}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("area", True, "must be a number, got boolean"),
+        ("area", "12", "must be a number, got string"),
+        ("area", [1], "must be a number, got array"),
+        ("area", -1, "must be >= 0, got -1"),
+        ("area", 2e6, "must be <= 1e+06, got 2000000.0"),
+        ("area", float("nan"), "must be a finite number, got NaN"),
+        ("area", 10**400, "number is too large"),
+        ("rooms", None, "must not be null"),
+        ("zone", "C", "unknown category 'C'; allowed: ['A', 'B']"),
+        ("zone", 1, "must be a string, got number"),
+        ("zone", False, "must be a string, got boolean"),
+        ("zone", ["A"], "must be a string, got array"),
+        ("zone", {"A": 1}, "must be a string, got object"),
+        ("street", None, "must not be null"),
+    ],
+)
+def test_a_bad_value_in_a_long_batch_is_named_as_in_a_short_one(
+    field: str, value: Any, problem: str
+) -> None:
+    records = _batch()
+    records[37][field] = value
+    short = [records[37]]
+
+    assert _problems({"instances": records}, STRICT) == {f"instances[37].{field}": problem}
+    assert _problems({"instances": short}, STRICT) == {f"instances[0].{field}": problem}
+    columns = {name: [r[name] for r in records] for name in STRICT.names}
+    assert _problems({"columns": columns}, STRICT) == {f"columns.{field}[37]": problem}
+
+
+def test_records_whose_fields_come_in_different_orders_give_the_same_columns() -> None:
+    records = _batch()
+    shuffled = [dict(reversed(r.items())) if i % 3 else r for i, r in enumerate(records)]
+
+    validated = validate_predict_payload({"instances": shuffled}, STRICT, max_batch_size=1000)
+
+    assert list(validated.columns) == list(STRICT.names)
+    assert {name: list(column) for name, column in validated.columns.items()} == {
+        name: [r[name] for r in records] for name in STRICT.names
+    }
+
+
+def test_a_missing_or_extra_field_in_a_long_batch_is_named() -> None:
+    records = _batch()
+    records[5].pop("rooms")
+    records[9]["colour"] = "red"
+    records[11]["zonee"] = records[11].pop("zone")
+
+    assert _problems({"instances": records}, STRICT) == {
+        "instances[5].rooms": "missing",
+        "instances[9].colour": "unknown field (not in the model's schema)",
+        "instances[11].zone": "missing",
+        "instances[11].zonee": "unknown field (not in the model's schema)",
+    }
+
+
+def _logged(columns: dict[str, Any]) -> bytes:
+    """The columns as the prediction log writes them (serving.log_entry)."""
+    return orjson.dumps(columns, default=plain_json, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def test_a_batch_hands_the_log_the_json_its_body_held() -> None:
+    schema = FeatureSchema(
+        (
+            Feature("ints", "numeric"),
+            Feature("floats", "numeric"),
+            Feature("float_nulls", "numeric"),
+            Feature("int_nulls", "numeric"),
+            Feature("mixed", "numeric"),
+            Feature("huge", "numeric"),
+            Feature("text", "categorical"),
+            Feature("many", "categorical"),
+        ),
+        target="y",
+    )
+    n = 300
+    records = [
+        {
+            "ints": i * 7 - 1000,
+            "floats": i / 7,
+            "float_nulls": None if i % 5 == 0 else i * 0.1,
+            "int_nulls": None if i % 5 == 0 else i,
+            "mixed": i if i % 2 else i + 0.5,
+            "huge": 2**53 + i,
+            "text": None if i % 4 == 0 else "ab"[i % 2],
+            "many": f"v{i}",  # more distinct values than a byte codes
+        }
+        for i in range(n)
+    ]
+    columns = {name: [r[name] for r in records] for name in schema.names}
+
+    for payload in ({"instances": records}, {"columns": columns}):
+        validated = validate_predict_payload(payload, schema, max_batch_size=1000)
+        assert _logged(validated.columns) == orjson.dumps(columns)
+        assert isinstance(validated.columns["many"], CategoryColumn)
+        assert isinstance(validated.columns["ints"], np.ndarray)
+        assert isinstance(validated.columns["mixed"], list)  # 1 and 1.0 write differently
+
+
+def test_a_batch_gives_the_model_coded_categories_and_float_numbers() -> None:
+    records = _batch()
+
+    validated = validate_predict_payload({"instances": records}, STRICT, max_batch_size=1000)
+
+    model_input = validated.model_input
+    assert isinstance(model_input["zone"], CategoryColumn)
+    assert model_input["zone"].tolist() == [r["zone"] for r in records]
+    assert model_input["rooms"].dtype == np.float64
+    assert model_input["rooms"].tolist() == [float(r["rooms"]) for r in records]
