@@ -71,7 +71,7 @@ def test_a_long_batch_predicts_and_logs_each_record_as_it_would_alone(
 ) -> None:
     """A batch long enough to be transposed by position with its categories coded, its
     records' fields in two orders, nulls and an unseen category among them."""
-    batch = [dict(r) for r in replay_records[:120]]
+    batch = [dict(r) for r in replay_records[:600]]
     batch[7]["Garage_Area"] = None
     batch[8]["Neighborhood"] = "Atlantis"
     batch[9]["Neighborhood"] = None

@@ -79,7 +79,7 @@ def test_a_one_feature_schema_takes_records() -> None:
 
 # A batch this long takes the fast path: transposed by position, checked column by
 # column as it is taken, categories coded.
-BATCH = 40
+BATCH = 600
 
 STRICT = FeatureSchema(
     (
@@ -182,7 +182,7 @@ def test_a_batch_hands_the_log_the_json_its_body_held() -> None:
         ),
         target="y",
     )
-    n = 300
+    n = 600
     records = [
         {
             "ints": i * 7 - 1000,
