@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from monitoring.quality import ColumnFlags, QualityCounts, column_flags
 from watchkeeper.db.tables import requests
+from watchkeeper.feature_columns import row_columns
 from watchkeeper.schema import FeatureSchema
 
 FEATURE_PREFIX = "feature:"
@@ -82,7 +83,7 @@ class ColumnCache:
             )
             for request_id, stored in connection.execute(query):
                 found[request_id] = StoredColumns.of(
-                    None if stored is None else orjson.loads(stored)
+                    None if stored is None else row_columns(orjson.loads(stored))
                 )
         self.decoded += len(found)
         out = {}

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from watchkeeper.category_column import CategoryColumn
+from serving.log_features import encoded_columns, plain_json
 from watchkeeper.errors import ErrorBody
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -182,10 +182,10 @@ class LogEntry:
 
     def columns_bytes(self) -> bytes:
         """The columns as JSON: as journaled or sent, else serialised (lists, or an
-        Arrow body's NumPy arrays and category columns)."""
+        Arrow body's NumPy arrays and category columns: :mod:`serving.log_features`)."""
         if self.columns_json is not None:
             return self.columns_json.encode()
-        return orjson.dumps(self.columns, default=plain_json, option=orjson.OPT_SERIALIZE_NUMPY)
+        return encoded_columns(self.columns)
 
     @classmethod
     def from_line(cls, line: bytes | memoryview) -> LogEntry:
@@ -261,13 +261,3 @@ def journal_numbers(values: list[float] | np.ndarray) -> list[Any] | np.ndarray:
     if finite:
         return values
     return [v if math.isfinite(v) else non_finite_name(v) for v in array.tolist()]
-
-
-def plain_json(value: Any) -> Any:
-    """What JSON encoders take for the NumPy values and category columns of an entry's
-    columns (a ``default`` for ``json.dumps`` and ``orjson.dumps``)."""
-    if isinstance(value, np.ndarray | CategoryColumn):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -7,12 +7,23 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pandas as pd
 import sqlalchemy as sa
 
 from retrain.data import labelled_predictions
 from retrain.job import RetrainJob
+from tests.stored_features import (
+    CODES_ID,
+    LISTS_ID,
+    ROWS,
+    SCHEMA,
+    T0,
+    expected_columns,
+    store_both_forms,
+)
 from watchkeeper import retrain_queue
-from watchkeeper.db.tables import retrain_runs
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.tables import feedback, retrain_runs
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 
@@ -81,3 +92,32 @@ def test_extreme_regression_labels_are_left_out_named_and_the_rest_trains(
     assert f"left out {len(extreme)} labels outside" in run.decision_reason
     assert ids[500] in run.decision_reason
     assert run.candidate_metrics["mae"] < 1e5
+
+
+def test_both_stored_forms_of_a_requests_features_give_the_same_training_rows(
+    database_url: str,
+) -> None:
+    """A category column stored as its values and codes (an Arrow body's) and the same
+    column stored as lists read as the same rows, on SQLite and PostgreSQL."""
+    engine = create_engine(database_url)
+    try:
+        store_both_forms(engine)
+        with engine.begin() as connection:
+            connection.execute(
+                sa.insert(feedback),
+                [
+                    {"prediction_id": f"{r}.{i}", "actual": 100.0 + i, "received_at": T0}
+                    for r in (CODES_ID, LISTS_ID)
+                    for i in range(ROWS)
+                ],
+            )
+
+        labelled = labelled_predictions(engine, SCHEMA, since=T0 - timedelta(days=1))
+    finally:
+        engine.dispose()
+
+    assert list(labelled["_prediction_id"].str[:32]) == [CODES_ID] * ROWS + [LISTS_ID] * ROWS
+    features = labelled[[*SCHEMA.names, SCHEMA.target]]
+    codes, lists = features[:ROWS].reset_index(drop=True), features[ROWS:].reset_index(drop=True)
+    pd.testing.assert_frame_equal(codes, lists)
+    assert list(codes["zone"]) == expected_columns()["zone"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
@@ -15,6 +16,7 @@ from flask.testing import FlaskClient
 from serving.arrow_ipc import ARROW_STREAM
 from tests.serving.bodies import cheapest_cpu_ratio, columns_of, problems_of
 from tests.serving.conftest import LogReader
+from tests.stored_features import stored_text
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.schema import FeatureSchema
 
@@ -76,6 +78,28 @@ def test_an_arrow_batch_gets_the_predictions_and_log_rows_of_the_same_json_colum
     assert [p["features"] for p in logged] == rows  # integers stay integers, nulls null
     [row] = [r for r in log_reader.requests() if r["request_id"] == request_id]
     assert (row["status_code"], row["n_items"]) == (200, 60)
+
+
+def test_an_arrow_batchs_category_columns_are_stored_as_values_and_codes_in_less_text(
+    app: Flask, client: FlaskClient, replay_records: list[dict[str, Any]], log_reader: LogReader
+) -> None:
+    columns = columns_of(replay_records[:200])
+    schema = _schema(app)
+
+    by_arrow = _post(client, _stream(_table(schema, columns)))
+    by_json = client.post("/predict", json={"columns": columns})
+
+    ids = by_arrow.json["request_id"], by_json.json["request_id"]
+    read = {r["request_id"]: r["features"] for r in log_reader.requests()}
+    assert read[ids[0]] == read[ids[1]] == columns
+    arrow_text, json_text = (stored_text(log_reader.engine, i) for i in ids)
+    stored = orjson.loads(arrow_text)
+    for feature in schema.features:
+        if feature.is_numeric:
+            assert stored[feature.name] == columns[feature.name]
+        else:
+            assert set(stored[feature.name]) == {"values", "codes"}
+    assert len(arrow_text) < 0.6 * len(json_text)
 
 
 def test_bad_values_are_named_by_column_and_row_with_the_json_messages(

@@ -14,6 +14,13 @@ import sqlalchemy as sa
 
 from tests.ports import free_port
 from tests.postgres import PostgresServer
+from tests.stored_features import (
+    CODES_ID,
+    LISTS_ID,
+    expected_columns,
+    store_both_forms,
+    stored_text,
+)
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import current_revision, head_revision, upgrade, wait_for_database
 from watchkeeper.db.tables import metadata
@@ -478,3 +485,29 @@ def test_0011_gives_every_stored_request_its_highest_ood_score_and_back(
     upgrade(engine)
     assert highest()["scored"] == 2.5
     engine.dispose()
+
+
+# -- 0012: a category column stored as its values and codes -------------------------------
+
+
+def test_0012_downgrade_stores_category_codes_as_lists_and_leaves_the_rest(
+    engine: sa.Engine,
+) -> None:
+    """Readers before 0012 read lists only: its downgrade rewrites a request stored
+    with values and codes as the lists they stand for, and leaves lists as they are
+    (one holding the text that marks the form in a value included)."""
+    store_both_forms(engine)
+    marked = {"note": ['"codes":[1]', None]}
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE requests SET features = :f WHERE request_id = :id"),
+            {"f": json.dumps(marked), "id": LISTS_ID},
+        )
+    assert json.loads(stored_text(engine, CODES_ID)) != expected_columns()
+
+    _migrate(engine, "0011")
+
+    assert json.loads(stored_text(engine, CODES_ID)) == expected_columns()
+    assert json.loads(stored_text(engine, LISTS_ID)) == marked
+    _migrate(engine, "0012")
+    assert current_revision(engine) == head_revision()

@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from watchkeeper.feature_columns import row_columns
+
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
     """A timezone-aware timestamp on every backend. SQLite stores no zone and hands back
@@ -90,6 +92,17 @@ class JsonText(sa.TypeDecorator[Any]):
         return value  # SQLite's JSON type decoded it; before 0008 psycopg did
 
 
+class FeaturesJson(JsonText):
+    """A request's features: read back with every column as its row values, whichever
+    form it was stored in (:mod:`watchkeeper.feature_columns`)."""
+
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
+        stored = super().process_result_value(value, dialect)
+        return row_columns(stored) if isinstance(stored, dict) else stored
+
+
 metadata = sa.MetaData()
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
@@ -115,7 +128,8 @@ requests = sa.Table(
     sa.Column("client_request_id", sa.String(128)),
     sa.Column(
         "features",
-        JsonText(),
+        FeaturesJson(),
+        # a category column may be stored as its values and codes (feature_columns)
         comment="accepted requests: feature values by name, one list per feature",
     ),
     # The order requests were stored in (PostgreSQL: a sequence; SQLite: the writer's
