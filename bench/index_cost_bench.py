@@ -12,7 +12,9 @@ older day in the default partition, the other in its own) and 20,000 labels. The
 
 - **insert cost**: each round stores, on every log in a rotated order, four 1,000-row
   requests (one transaction each, through ``serving.log_store``, 71 features) and 200
-  single records (two transactions of 100); charged to each the CPU of the PostgreSQL
+  single records (two transactions of 100), and two 1,000-row requests of Ames rows as
+  an Arrow body's columns reach the log, their category columns as lists and as values
+  and codes (each form its own requests); charged to each the CPU of the PostgreSQL
   backend (``/proc/<pid>/schedstat``, nanoseconds) and of the writer's thread
   (``time.thread_time``; on SQLite that is all of it). Medians over rounds, with the
   load average.
@@ -69,6 +71,38 @@ def _columns(rows: int) -> dict[str, list[float]]:
 
 _BIG_COLUMNS = _columns(BIG)
 _ONE_COLUMNS = _columns(1)
+
+
+def _ames_columns(codes: bool) -> dict[str, Any]:
+    """1,000 Ames rows as an Arrow body's columns reach the log: numbers as NumPy
+    arrays, the 40 category columns as lists (how they were stored before migration
+    0011) or as category columns (stored as their values and codes since)."""
+    import numpy as np
+
+    from watchkeeper.category_column import CategoryColumn
+    from watchkeeper.dataset import load_ames
+
+    frame = load_ames().frame.drop(columns=["Sale_Price"]).head(BIG)
+    columns: dict[str, Any] = {}
+    for name in frame.columns:
+        values = frame[name]
+        if values.dtype.kind in "iuf":
+            columns[name] = values.to_numpy()
+            continue
+        text = [None if v != v else str(v) for v in values.tolist()]
+        if codes:
+            distinct = tuple(dict.fromkeys(text))
+            index = {v: i for i, v in enumerate(distinct)}
+            columns[name] = CategoryColumn(distinct, np.array([index[v] for v in text]))
+        else:
+            columns[name] = text
+    return columns
+
+
+def _arrow_entry(when: datetime, n: int, columns: dict[str, Any]) -> Any:
+    entry = _entry(when, BIG, "v1", n)
+    entry.columns = columns
+    return entry
 
 
 def _entry(when: datetime, items: int, version: str, n: int) -> Any:
@@ -185,9 +219,11 @@ def measure(logs: list[Log], rounds: int) -> None:
     if rounds <= 0:  # plans only
         return
     now = datetime.now(UTC)
+    kinds = ("big", "one", "lists", "codes")
     results: dict[str, dict[str, list[float]]] = {
-        log.name: {"big_w": [], "big_b": [], "one_w": [], "one_b": []} for log in logs
+        log.name: {f"{k}_{part}": [] for k in kinds for part in "wb"} for log in logs
     }
+    ames = {"lists": _ames_columns(codes=False), "codes": _ames_columns(codes=True)}
     loads = []
     n = 10_000_000
     for r in range(rounds):
@@ -209,6 +245,14 @@ def measure(logs: list[Log], rounds: int) -> None:
                 w, b = w + dw, b + db
             results[log.name]["one_w"].append(w / 200)
             results[log.name]["one_b"].append(b / 200)
+            for form in ("lists", "codes") if r % 2 else ("codes", "lists"):
+                w = b = 0.0
+                for _ in range(2):
+                    n += BIG
+                    dw, db = log.timed_insert([_arrow_entry(now, n, ames[form])])
+                    w, b = w + dw, b + db
+                results[log.name][f"{form}_w"].append(w / 2)
+                results[log.name][f"{form}_b"].append(b / 2)
     print(
         f"\ninsert cost, median of {rounds} rounds"
         f" (load average {min(loads):.1f}–{max(loads):.1f}):"
@@ -223,6 +267,21 @@ def measure(logs: list[Log], rounds: int) -> None:
             f"  {log.name:<18}{m['big_w']:>16.2f} ms{m['big_b']:>7.2f} ms"
             f"{m['big_w'] + m['big_b']:>6.2f} ms{m['one_w']:>14.3f} ms{m['one_b']:>7.3f} ms"
             f"{m['one_w'] + m['one_b']:>6.3f} ms"
+        )
+    print(
+        "\n1,000 Ames rows as an Arrow body's columns (numbers as arrays), category"
+        " columns stored as lists or as values and codes (migration 0011):"
+    )
+    print(
+        f"  {'log':<18}{'lists: writer':>19}{'backend':>10}{'total':>9}"
+        f"{'codes: writer':>17}{'backend':>10}{'total':>9}"
+    )
+    for log in logs:
+        m = {k: statistics.median(v) for k, v in results[log.name].items()}
+        print(
+            f"  {log.name:<18}{m['lists_w']:>16.2f} ms{m['lists_b']:>7.2f} ms"
+            f"{m['lists_w'] + m['lists_b']:>6.2f} ms{m['codes_w']:>14.2f} ms"
+            f"{m['codes_b']:>7.2f} ms{m['codes_w'] + m['codes_b']:>6.2f} ms"
         )
 
 

@@ -4,7 +4,8 @@
 
 Writes Ames sales through the serving writer (``serving.log_store``) into a fresh
 SQLite database and a fresh PostgreSQL one (tests/postgres.py), as single-record
-requests and as 100-row batches, with a label for one prediction in ten, and prints
+requests and as 100-row batches (as JSON bodies give their columns, and as Arrow bodies
+do, categories dictionary-encoded), with a label for one prediction in ten, and prints
 the database's growth per prediction (tables, indexes and, on SQLite, free pages;
 each request's predictions are stored in its ``requests`` row) and the predictions a
 prune deleted per second. README, Deployment, sizes the database from
@@ -20,6 +21,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from serving.log_entry import LogEntry, prediction_id  # noqa: E402
 from serving.log_store import LogStore  # noqa: E402
 from tests.postgres import PostgresServer, find_bindir  # noqa: E402
+from watchkeeper.category_column import CategoryColumn  # noqa: E402
 from watchkeeper.dataset import load_ames  # noqa: E402
 from watchkeeper.db.engine import create_engine  # noqa: E402
 from watchkeeper.db.log_stats import collect  # noqa: E402
@@ -37,7 +40,16 @@ from watchkeeper.db.retention import Pruner, RetentionPolicy  # noqa: E402
 from watchkeeper.db.tables import feedback, requests  # noqa: E402
 
 
-def _entries(frame: object, n: int, batch: int, when: datetime) -> list[LogEntry]:
+def _category(values: list[Any]) -> CategoryColumn:
+    """A column as an Arrow body's category column reaches the log."""
+    distinct = tuple(dict.fromkeys(values))
+    code = {v: i for i, v in enumerate(distinct)}
+    return CategoryColumn(distinct, np.array([code[v] for v in values], dtype=np.int32))
+
+
+def _entries(
+    frame: object, n: int, batch: int, when: datetime, *, arrow: bool = False
+) -> list[LogEntry]:
     records = frame.to_dict(orient="list")  # type: ignore[attr-defined]
     rows = len(next(iter(records.values())))
     entries = []
@@ -47,6 +59,11 @@ def _entries(frame: object, n: int, batch: int, when: datetime) -> list[LogEntry
             name: [None if v != v else v for v in (values[i] for i in at)]
             for name, values in records.items()
         }
+        if arrow:
+            columns = {
+                name: _category(values) if any(isinstance(v, str) for v in values) else values
+                for name, values in columns.items()
+            }
         values = np.full(batch, 180_000.0)
         entries.append(
             LogEntry(
@@ -77,7 +94,7 @@ def _size(engine: sa.Engine) -> int:
     return stats.database_bytes
 
 
-def measure(url: str, n: int, batch: int) -> tuple[float, float]:
+def measure(url: str, n: int, batch: int, *, arrow: bool = False) -> tuple[float, float]:
     """Bytes per prediction, and predictions a prune deletes per second."""
     engine = create_engine(url)
     upgrade(engine)
@@ -85,7 +102,7 @@ def measure(url: str, n: int, batch: int) -> tuple[float, float]:
     frame = load_ames().frame.drop(columns=["Sale_Price"])
     old = datetime.now(UTC) - timedelta(days=40)
     before = _size(engine)
-    entries = _entries(frame, n, batch, old)
+    entries = _entries(frame, n, batch, old, arrow=arrow)
     for start in range(0, len(entries), max(1, 2000 // batch)):
         store.insert(entries[start : start + max(1, 2000 // batch)])
     labels = [
@@ -135,16 +152,16 @@ def main() -> int:
     if args.postgres and (bindir := find_bindir()) is not None:
         server = PostgresServer(bindir).init()
         server.start()
-    print(f"{'database':<11}{'request':>9}{'bytes/prediction':>18}{'pruned/s':>11}")
+    print(f"{'database':<11}{'request':>15}{'bytes/prediction':>18}{'pruned/s':>11}")
     try:
-        for batch in (1, 100):
-            urls = [("sqlite", f"sqlite:///{workdir / f'log-{batch}.db'}")]
+        for batch, arrow in ((1, False), (100, False), (100, True)):
+            urls = [("sqlite", f"sqlite:///{workdir / f'log-{batch}-{arrow}.db'}")]
             if server is not None:
                 urls.append(("postgresql", server.create_database()))
             for name, url in urls:
-                per_row, rate = measure(url, args.predictions, batch)
-                label = "single" if batch == 1 else f"{batch} rows"
-                print(f"{name:<11}{label:>9}{per_row:>18,.0f}{rate:>11,.0f}")
+                per_row, rate = measure(url, args.predictions, batch, arrow=arrow)
+                label = "single" if batch == 1 else f"{batch} rows" + (" Arrow" if arrow else "")
+                print(f"{name:<11}{label:>15}{per_row:>18,.0f}{rate:>11,.0f}")
     finally:
         if server is not None:
             server.destroy()

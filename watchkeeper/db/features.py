@@ -5,7 +5,9 @@ predictions (the ``predictions`` view) point at it by ``request_id`` and
 ``item_index``. Rows logged before migration 0004 carried their own features object;
 migration 0010 folded those into their requests' columns, so the view's ``features``
 is always NULL, and a row that carries a record of its own (a caller's) is taken as it
-is. Readers (the monitor, retraining, the archive) get one record per prediction.
+is. Readers (the monitor, retraining, the archive) get one record per prediction, a
+category column stored as its values and codes read as its row values by the column's
+type (:mod:`watchkeeper.feature_columns`).
 """
 
 from __future__ import annotations
