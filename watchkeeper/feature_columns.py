@@ -8,8 +8,8 @@ values and one code per row: ``{"values": ["Pave", "Grvl", null], "codes": [0, 0
 (row ``i`` holds ``values[codes[i]]``). Ames' 40 category columns of 1,000 rows are
 387 KB of text as lists and 84 KB as values and codes (a request's features 491 KB
 and 189 KB): the request thread, the log writer and PostgreSQL (which compresses and
-TOASTs the value) handle every stored byte. A validated column is always an array of scalars, so an object in
-place of a list is this form and nothing else.
+TOASTs the value) handle every stored byte. A validated column is always an array of
+scalars, so an object in place of a list is this form and nothing else.
 
 Readers get lists either way (:func:`row_columns`): what a client sent, row by row.
 """
