@@ -38,7 +38,8 @@ def validate_arrow_table(
 ) -> ValidatedRequest:
     """The table as columns; 422 naming every problem, 413 when its category columns
     hold more than ``max_text_bytes`` of text once each row has its value (a
-    dictionary value repeated by row: the log stores them row by row)."""
+    dictionary value repeated by row, as the log's readers get them, and a JSON body
+    would hold them)."""
     n_rows = table.num_rows
     positions: dict[str, list[int]] = {}
     for position, name in enumerate(table.column_names):
