@@ -76,7 +76,7 @@ _ONE_COLUMNS = _columns(1)
 def _ames_columns(codes: bool) -> dict[str, Any]:
     """1,000 Ames rows as an Arrow body's columns reach the log: numbers as NumPy
     arrays, the 40 category columns as lists (how they were stored before migration
-    0011) or as category columns (stored as their values and codes since)."""
+    0012) or as category columns (stored as their values and codes since)."""
     import numpy as np
 
     from watchkeeper.category_column import CategoryColumn
@@ -270,7 +270,7 @@ def measure(logs: list[Log], rounds: int) -> None:
         )
     print(
         "\n1,000 Ames rows as an Arrow body's columns (numbers as arrays), category"
-        " columns stored as lists or as values and codes (migration 0011):"
+        " columns stored as lists or as values and codes (migration 0012):"
     )
     print(
         f"  {'log':<18}{'lists: writer':>19}{'backend':>10}{'total':>9}"
