@@ -17,9 +17,10 @@ What the checks build on the way is kept: numeric columns as float arrays for th
 and a batch's category columns as their distinct values and one code per row
 (:class:`~watchkeeper.category_column.CategoryColumn`), so that the encoder looks each
 distinct text up once instead of once per row. A batch's columns are handed on in those
-compact forms wherever they serialise to the JSON the body held (integers as int64,
-floats as float64, categories coded), so that the prediction log stores the same text
-without visiting a Python object per value.
+compact forms wherever they keep the values the body held (integers as int64, floats as
+float64, categories coded), so that the prediction log stores the same values (numbers
+as the body spelled them, a category column as its values and codes:
+:mod:`watchkeeper.feature_columns`) without visiting a Python object per value.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ _ABSENT = _Absent()
 @dataclass(frozen=True)
 class ValidatedRequest:
     """A valid body as columns: one sequence of values per schema feature, in schema
-    order, each ``n_rows`` long (a JSON body's lists, or for a batch, where they write
-    the same JSON, NumPy arrays and
+    order, each ``n_rows`` long (a JSON body's lists, or for a batch, where they keep
+    the same values, NumPy arrays and
     :class:`~watchkeeper.category_column.CategoryColumn` for categories; an Arrow body's
     arrays and category columns).
     ``single`` when the body was ``{"features": ...}`` (answered with one prediction
@@ -334,9 +335,9 @@ class _Checks:
         self, columns: dict[str, Sequence[Any]], *, single: bool, n_rows: int
     ) -> ValidatedRequest:
         """The request, each column replaced by its compact form where it has one: an
-        array or a category column that serialises to the same JSON as the column
-        (what the log stores; ``orjson`` writes NumPy numbers as Python's), and that the
-        log writes without visiting a value object per row."""
+        array or a category column that the log stores as the same values (``orjson``
+        writes NumPy numbers as Python's; a category column is stored as its values and
+        codes), and writes without visiting a value object per row."""
         compact = self.compact
         return ValidatedRequest(
             columns={name: compact.get(name, column) for name, column in columns.items()},

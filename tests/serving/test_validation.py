@@ -11,10 +11,11 @@ import numpy as np
 import orjson
 import pytest
 
-from serving.log_entry import plain_json
+from serving.log_features import encoded_columns
 from serving.validation import validate_predict_payload
 from watchkeeper.category_column import CategoryColumn
 from watchkeeper.errors import ValidationFailed
+from watchkeeper.feature_columns import row_columns
 from watchkeeper.schema import Feature, FeatureSchema
 
 SCHEMA = FeatureSchema(
@@ -163,12 +164,9 @@ def test_a_missing_or_extra_field_in_a_long_batch_is_named() -> None:
     }
 
 
-def _logged(columns: dict[str, Any]) -> bytes:
-    """The columns as the prediction log writes them (serving.log_entry)."""
-    return orjson.dumps(columns, default=plain_json, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def test_a_batch_hands_the_log_the_json_its_body_held() -> None:
+def test_a_batch_hands_the_log_the_values_its_body_held() -> None:
+    """Numbers as the body spelled them (``1`` and ``1.0`` apart), categories as their
+    values and codes (watchkeeper.feature_columns), which read back as the body's."""
     schema = FeatureSchema(
         (
             Feature("ints", "numeric"),
@@ -200,7 +198,11 @@ def test_a_batch_hands_the_log_the_json_its_body_held() -> None:
 
     for payload in ({"instances": records}, {"columns": columns}):
         validated = validate_predict_payload(payload, schema, max_batch_size=1000)
-        assert _logged(validated.columns) == orjson.dumps(columns)
+        stored = orjson.loads(encoded_columns(validated.columns))
+        assert row_columns(stored) == columns
+        for name in ("ints", "floats", "float_nulls", "int_nulls", "mixed", "huge"):
+            assert orjson.dumps(stored[name]) == orjson.dumps(columns[name]), name
+        assert isinstance(stored["text"], dict) and len(stored["text"]["values"]) == 3
         assert isinstance(validated.columns["many"], CategoryColumn)
         assert isinstance(validated.columns["ints"], np.ndarray)
         assert isinstance(validated.columns["mixed"], list)  # 1 and 1.0 write differently
