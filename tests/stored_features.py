@@ -13,6 +13,8 @@ import sqlalchemy as sa
 
 from serving.log_entry import LogEntry
 from serving.log_store import LogStore
+from tests.log_entries import journaled as journal_line
+from tests.log_entries import log_entry
 from watchkeeper.category_column import CategoryColumn
 from watchkeeper.schema import Feature, FeatureSchema
 
@@ -48,15 +50,11 @@ def expected_columns() -> dict[str, list[Any]]:
 
 
 def _entry(request_id: str, columns: dict[str, Any], when: datetime) -> LogEntry:
-    return LogEntry(
+    return log_entry(
+        0,
+        ROWS,
         request_id=request_id,
         received_at=when,
-        endpoint="/predict",
-        method="POST",
-        status_code=200,
-        latency_seconds=0.01,
-        model_version="v1",
-        single=False,
         columns=columns,
         values=np.arange(ROWS, dtype=np.float64),
         lower=np.arange(ROWS, dtype=np.float64) - 1,
@@ -81,7 +79,7 @@ def store_both_forms(engine: sa.Engine, *, journaled: bool = False) -> None:
         _entry(LISTS_ID, expected_columns(), T0 + timedelta(seconds=1)),
     ]
     if journaled:
-        entries = [LogEntry.from_line(e.to_line()[:-1]) for e in entries]
+        entries = [journal_line(e) for e in entries]
     LogStore(engine).insert(entries)
 
 
