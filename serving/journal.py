@@ -72,6 +72,9 @@ class Chunk:
     # (index of a line, where it starts) for the first line of each run of lines read
     # from one segment in one go: enough to place every line (:meth:`positions`)
     runs: tuple[tuple[int, Position], ...] = ()
+    # The read stopped at its budget, not at the end of what was written: more lines
+    # may follow (a chunk of long lines can be well short of the budget and still cut).
+    cut: bool = False
 
     @property
     def moved(self) -> bool:
@@ -161,6 +164,7 @@ class _Reader:
         lines: list[memoryview] = []
         runs: list[tuple[int, Position]] = []
         size = 0
+        cut = False
         self._claim(max_bytes)
         while size < max_bytes:
             budget = max_bytes - size
@@ -177,10 +181,12 @@ class _Reader:
                 size += end - start
                 position = Position(position.segment, position.offset + end - start)
                 if n == budget:
-                    break  # the budget cut the read: more may follow
+                    cut = True  # the budget cut the read: more may follow
+                    break
                 continue
             if n == budget:
-                break  # the next line is longer than what is left of the budget
+                cut = True  # the next line is longer than what is left of the budget
+                break
             # Nothing complete left in this segment: move on if a later one exists.
             if last_segment is not None and position.segment >= last_segment:
                 break
@@ -188,7 +194,7 @@ class _Reader:
             if not following:
                 break
             position = Position(following[0], 0)
-        return Chunk(lines, self.position, position, size, tuple(runs))
+        return Chunk(lines, self.position, position, size, tuple(runs), cut or size >= max_bytes)
 
     def _claim(self, size: int) -> None:
         """Start a chunk in a buffer of at least ``size`` bytes that no earlier line

@@ -377,7 +377,7 @@ class PredictionLog:
             return False  # closed under us (shutdown timed out): stop, count nothing
         if source is self._journal:
             self._entries_committed += len(chunk.lines)
-            self._behind = self._behind or chunk.size >= self._batch_bytes
+            self._behind = self._behind or chunk.cut
         else:
             self._metrics.rows_replayed.inc(len(chunk.lines) - len(refused))
             self._behind = True

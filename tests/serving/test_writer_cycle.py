@@ -143,6 +143,26 @@ def test_a_writer_behind_goes_on_without_waiting(engine: sa.Engine, tmp_path: Pa
         log.close()
 
 
+def test_a_chunk_short_of_its_budget_that_left_lines_unread_goes_on_without_waiting(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    """Long lines: a budget of one and a half lines reads one line, well short of
+    ``batch_bytes``, and leaves the next unread; the writer stores it at once (waiting an
+    interval per chunk, a worker logging 1,000-row columns fell behind its own load and
+    took 1.4 s to drain after it)."""
+    line = len(_entry(0).to_line())
+    log = _log(engine, tmp_path, flush_interval=3600.0, batch_bytes=line * 3 // 2)
+    inserts = _Inserts(log)
+    for n in range(3):
+        log.submit(_entry(n))
+    try:
+        log.start()
+        assert wait_for(lambda: _count(engine) == 3, timeout=10)
+        assert inserts.sizes == [1, 1, 1]
+    finally:
+        log.close()
+
+
 def test_a_held_connection_serves_every_insert_until_released(engine: sa.Engine) -> None:
     """While held, inserts share one connection (no checkout, and no ping of the
     server, per transaction); released, it is back in the pool."""
