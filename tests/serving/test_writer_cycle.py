@@ -128,30 +128,22 @@ def test_a_caught_up_writer_leaves_what_comes_in_for_its_next_interval(
         log.close()
 
 
-def test_a_writer_behind_goes_on_without_waiting(engine: sa.Engine, tmp_path: Path) -> None:
-    """A chunk cut by ``batch_bytes`` leaves entries unread: the writer stores the next
-    at once, however long its flush interval."""
-    log = _log(engine, tmp_path, flush_interval=3600.0, batch_bytes=1)
-    inserts = _Inserts(log)
-    for n in range(3):
-        log.submit(_entry(n))
-    try:
-        log.start()
-        assert wait_for(lambda: _count(engine) == 3, timeout=10)
-        assert inserts.sizes == [1, 1, 1]
-    finally:
-        log.close()
-
-
-def test_a_chunk_short_of_its_budget_that_left_lines_unread_goes_on_without_waiting(
-    engine: sa.Engine, tmp_path: Path
+@pytest.mark.parametrize(
+    "lines_per_budget",
+    [0, 1.5],
+    ids=["a line longer than the budget", "a budget short of the next line"],
+)
+def test_a_writer_whose_read_left_lines_unread_goes_on_without_waiting(
+    engine: sa.Engine, tmp_path: Path, lines_per_budget: float
 ) -> None:
-    """Long lines: a budget of one and a half lines reads one line, well short of
-    ``batch_bytes``, and leaves the next unread; the writer stores it at once (waiting an
+    """A read cut by ``batch_bytes`` leaves entries unread: the writer stores the next
+    at once, however long its flush interval. So too when the chunk is well short of
+    the budget (long lines: a budget of one and a half lines reads one): waiting an
     interval per chunk, a worker logging 1,000-row columns fell behind its own load and
-    took 1.4 s to drain after it)."""
+    took 1.4 s to drain after it."""
     line = len(_entry(0).to_line())
-    log = _log(engine, tmp_path, flush_interval=3600.0, batch_bytes=line * 3 // 2)
+    budget = max(1, int(line * lines_per_budget))
+    log = _log(engine, tmp_path, flush_interval=3600.0, batch_bytes=budget)
     inserts = _Inserts(log)
     for n in range(3):
         log.submit(_entry(n))
