@@ -257,32 +257,37 @@ def measure(logs: list[Log], rounds: int) -> None:
         f"\ninsert cost, median of {rounds} rounds"
         f" (load average {min(loads):.1f}–{max(loads):.1f}):"
     )
-    print(
-        f"  {'log':<18}{'1,000-row: writer':>19}{'backend':>10}{'total':>9}"
-        f"{'single: writer':>17}{'backend':>10}{'total':>9}"
-    )
-    for log in logs:
-        m = {k: statistics.median(v) for k, v in results[log.name].items()}
-        print(
-            f"  {log.name:<18}{m['big_w']:>16.2f} ms{m['big_b']:>7.2f} ms"
-            f"{m['big_w'] + m['big_b']:>6.2f} ms{m['one_w']:>14.3f} ms{m['one_b']:>7.3f} ms"
-            f"{m['one_w'] + m['one_b']:>6.3f} ms"
-        )
+    _table(logs, results, ("1,000-row", "big", 2), ("single", "one", 3))
     print(
         "\n1,000 Ames rows as an Arrow body's columns (numbers as arrays), category"
         " columns stored as lists or as values and codes (migration 0012):"
     )
+    _table(logs, results, ("lists", "lists", 2), ("codes", "codes", 2))
+
+
+def _table(
+    logs: list[Log],
+    results: dict[str, dict[str, list[float]]],
+    *columns: tuple[str, str, int],
+) -> None:
+    """Per log, the median writer and backend time of each (title, key, decimals)."""
+    widths = (19, 17)
     print(
-        f"  {'log':<18}{'lists: writer':>19}{'backend':>10}{'total':>9}"
-        f"{'codes: writer':>17}{'backend':>10}{'total':>9}"
+        "  "
+        + f"{'log':<18}"
+        + "".join(
+            f"{title + ': writer':>{width}}{'backend':>10}{'total':>9}"
+            for (title, _, _), width in zip(columns, widths, strict=False)
+        )
     )
     for log in logs:
         m = {k: statistics.median(v) for k, v in results[log.name].items()}
-        print(
-            f"  {log.name:<18}{m['lists_w']:>16.2f} ms{m['lists_b']:>7.2f} ms"
-            f"{m['lists_w'] + m['lists_b']:>6.2f} ms{m['codes_w']:>14.2f} ms"
-            f"{m['codes_b']:>7.2f} ms{m['codes_w'] + m['codes_b']:>6.2f} ms"
+        cells = "".join(
+            f"{m[key + '_w']:>{width - 3}.{d}f} ms{m[key + '_b']:>7.{d}f} ms"
+            f"{m[key + '_w'] + m[key + '_b']:>6.{d}f} ms"
+            for (_, key, d), width in zip(columns, widths, strict=False)
         )
+        print(f"  {log.name:<18}{cells}")
 
 
 # -- plans ------------------------------------------------------------------------
