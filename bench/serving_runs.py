@@ -69,14 +69,16 @@ def _load(
     return json.loads(done.stdout)
 
 
-def _wait_logged(server: Server, expected: int, ended_at: float, timeout: float) -> float | None:
-    """Seconds from the end of the load until the log holds ``expected`` rows; None
-    if it does not within ``timeout``. Polls a few times a second: on PostgreSQL each
-    poll is a query whose CPU is charged to the server."""
+def _wait_logged(
+    server: Server, start: int, expected: int, ended_at: float, timeout: float
+) -> float | None:
+    """Seconds from the end of the load until the log holds ``expected`` rows past
+    ``start``; None if it does not within ``timeout``. Polls a few times a second: on
+    PostgreSQL each poll is a query whose CPU is charged to the server."""
     assert server.log is not None
     interval = 0.1 if server.extra_roots else 0.05
     deadline = time.monotonic() + timeout
-    while server.log.count() < expected:
+    while server.log.count_since(start) < expected:
         if time.monotonic() > deadline:
             return None
         time.sleep(interval)
@@ -93,7 +95,7 @@ def measure(
     drain_timeout: float,
 ) -> Run:
     roots = server.roots()
-    baseline = server.log.count() if server.log is not None else 0
+    start = server.log.position() if server.log is not None else 0
     before = cpu_seconds(roots)
     content_type = scenario.content_type if server.kind is ServerKind.WATCHKEEPER else JSON
     result = _load(server, body_file, scenario.concurrency, seconds, content_type)
@@ -101,8 +103,8 @@ def measure(
     logged = drained = None
     if server.log is not None:
         # Every answered request is logged, whatever its status.
-        drained = _wait_logged(server, baseline + answered, result["ended_at"], drain_timeout)
-        logged = server.log.count() - baseline
+        drained = _wait_logged(server, start, answered, result["ended_at"], drain_timeout)
+        logged = server.log.count_since(start)
     after = cpu_seconds(roots)
     not_ok = answered - result["statuses"].get("200", 0) + len(result["failures"])
     return Run(
