@@ -224,6 +224,12 @@ def print_peers(runs: Sequence[Run], servers: Sequence[str], scenarios: Sequence
         print(f"  {name:<14}" + "".join(f"{t:>22}" for t in text))
     if footnote:
         print(footnote)
+    if "mlserver" in peers:
+        # Its V2 protocol takes tensors only: a records batch is set against columns.
+        print(
+            "  batch-N ÷ mlserver: Watchkeeper's JSON records ÷ MLServer's V2 tensors, one"
+            " per feature (it takes no records): a shorter, column-wise body"
+        )
 
 
 def print_columnar(runs: Sequence[Run], scenarios: Sequence[Scenario]) -> None:

@@ -65,8 +65,8 @@ _COLUMNAR_BODY = re.compile(rb'\A[ \t\r\n]*\{[ \t\r\n]*"columns"[ \t\r\n]*:')
 def columnar_body_columns(body: bytes) -> str | None:
     """The ``columns`` object of a columnar ``/predict`` body as the client sent it, to
     journal as it is instead of serialising the validated columns again (lists: ~1.5 µs
-    a row of 71 features; a batch whose categories validation coded is serialised,
-    at half the text). Only for a body that passed
+    a row of 71 features; a batch whose categories validation coded is serialised
+    instead, at half the text). Only for a body that passed
     validation: then it was parsed as JSON by orjson (:mod:`serving.json_body`; what
     only the fallback parser takes, ``NaN`` and ``Infinity``, validation refuses), so
     readers that decode the stored text with orjson get the validated columns, and the

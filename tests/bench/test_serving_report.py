@@ -68,3 +68,4 @@ def test_a_columnar_request_is_set_against_a_peers_batch_of_the_same_rows(
     columnar = next(line for line in lines if line.lstrip().startswith("columnar-1000*"))
     assert columnar.split()[1:] == ["0.81x", "@1.0"]  # median of 30..35 ÷ 40; all under 1
     assert any("the peer's batch-1000" in line for line in lines)
+    assert any("MLServer's V2 tensors" in line for line in lines)  # records ÷ columns
