@@ -171,6 +171,16 @@ class LogReader:
             rows = connection.execute(sa.select(requests).order_by(requests.c.received_at))
             return [dict(row._mapping) for row in rows]
 
+    def features_text(self, request_id: str) -> str | None:
+        """A request's ``features`` as the database holds the text (no JSON decoding)."""
+        self.flush()
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(sa.cast(requests.c.features, sa.Text)).where(
+                    requests.c.request_id == request_id
+                )
+            ).scalar()
+
     def predictions(self) -> list[dict[str, Any]]:
         self.flush()
         with self.engine.connect() as connection:

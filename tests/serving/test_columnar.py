@@ -11,14 +11,12 @@ from typing import Any
 import orjson
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
 from serving.log_entry import columnar_body_columns
 from tests.serving.bodies import cheapest_cpu_ratio, columns_of, problems_of
 from tests.serving.conftest import LogReader
-from watchkeeper.db.tables import requests
 from watchkeeper.registry import ModelRegistry
 
 
@@ -223,12 +221,7 @@ def test_columns_are_stored_as_the_client_sent_them(
     request_id = response.json["request_id"]
     [row] = [r for r in log_reader.requests() if r["request_id"] == request_id]
     assert row["features"] == columns
-    with log_reader.engine.connect() as connection:
-        text = connection.execute(
-            sa.select(sa.cast(requests.c.features, sa.Text)).where(
-                requests.c.request_id == request_id
-            )
-        ).scalar()
+    text = log_reader.features_text(request_id)
     assert text == sent
     logged = [p for p in log_reader.predictions() if p["request_id"] == request_id]
     assert [p["features"] for p in logged] == replay_records[:3]
@@ -250,12 +243,7 @@ def test_a_large_columnar_body_is_stored_with_its_categories_coded(
     request_id = response.json["request_id"]
     [row] = [r for r in log_reader.requests() if r["request_id"] == request_id]
     assert row["features"] == columns
-    with log_reader.engine.connect() as connection:
-        text = connection.execute(
-            sa.select(sa.cast(requests.c.features, sa.Text)).where(
-                requests.c.request_id == request_id
-            )
-        ).scalar()
+    text = log_reader.features_text(request_id)
     stored = orjson.loads(text)
     assert set(stored["Neighborhood"]) == {"values", "codes"}
     assert len(text) < len(body) / 2
