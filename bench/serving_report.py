@@ -182,6 +182,26 @@ def print_log_cost(
         before = BEFORE.get(scenario.name)
         told = f"   {before[0]:.2f} → {before[1]:.2f} ms, {before[2]:.2f}x" if before else ""
         print(f"  {scenario.name:<14}{cells}{limit:>7.2f}x   {met:<9}{told}")
+    print(
+        "  cheapest round ÷ cheapest round (contention only adds CPU time; a second reading,"
+        " not the verdict's):"
+    )
+    for scenario in scenarios:
+        cheapest = [cheapest_ratio(runs, name, OFF, scenario.name) for name in names]
+        cells = "".join(f"{'—' if c is None else f'{c:.2f}x':>30}" for c in cheapest)
+        print(f"  {scenario.name:<14}{cells}")
+
+
+def cheapest_ratio(runs: Sequence[Run], top: str, bottom: str, scenario: str) -> float | None:
+    """``top``'s cheapest round ÷ ``bottom``'s. A round's CPU per request is raised by
+    whatever shares the cores with it (caches, the load generator on the same core),
+    never lowered, so each server's least is its figure least inflated; taken from
+    different rounds, it is a reading beside the median of per-round ratios."""
+    tops = [r.cpu_ms_per_request for r in _runs(runs, top, scenario) if r.cpu_ms_per_request]
+    bottoms = [r.cpu_ms_per_request for r in _runs(runs, bottom, scenario) if r.cpu_ms_per_request]
+    if not tops or not bottoms:
+        return None
+    return min(tops) / min(bottoms)
 
 
 def print_peers(runs: Sequence[Run], servers: Sequence[str], scenarios: Sequence[Scenario]) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from bench.serving_report import SQLITE, _verdict, median_interval, print_peers
+from bench.serving_report import (
+    OFF,
+    SQLITE,
+    _verdict,
+    cheapest_ratio,
+    median_interval,
+    print_peers,
+)
 from bench.serving_runs import Run
 from bench.workloads import SCENARIOS
 
@@ -69,3 +76,16 @@ def test_a_columnar_request_is_set_against_a_peers_batch_of_the_same_rows(
     assert columnar.split()[1:] == ["0.81x", "@1.0"]  # median of 30..35 ÷ 40; all under 1
     assert any("the peer's batch-1000" in line for line in lines)
     assert any("MLServer's V2 tensors" in line for line in lines)  # records ÷ columns
+
+
+def test_cheapest_ratio_divides_each_servers_least_cpu_whatever_its_round() -> None:
+    """Contention only adds CPU time: the least of each server's rounds, even from
+    different rounds, is the reading least inflated by it."""
+    runs = [
+        _run(OFF, "single", 0, 2.6),
+        _run(OFF, "single", 1, 2.0),
+        _run(SQLITE, "single", 0, 2.2),
+        _run(SQLITE, "single", 1, 2.9),
+    ]
+    assert cheapest_ratio(runs, SQLITE, OFF, "single") == pytest.approx(1.1)
+    assert cheapest_ratio(runs, SQLITE, OFF, "batch-100") is None
