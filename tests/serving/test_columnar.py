@@ -206,6 +206,18 @@ def test_a_large_columnar_request_costs_little_more_than_the_model(
     assert ratio < 2.3, f"a 1,000-row columnar request costs {ratio:.2f}x model.predict"
 
 
+def _post_columns(
+    client: FlaskClient, body: str | bytes, columns: dict[str, list[Any]], log_reader: LogReader
+) -> str:
+    """Post a columnar body; its request id, once its logged row reads back as ``columns``."""
+    response = client.post("/predict", data=body, content_type="application/json")
+    assert response.status_code == 200, response.json
+    request_id = response.json["request_id"]
+    [row] = [r for r in log_reader.requests() if r["request_id"] == request_id]
+    assert row["features"] == columns
+    return request_id
+
+
 def test_columns_are_stored_as_the_client_sent_them(
     client: FlaskClient, replay_records: list[dict[str, Any]], log_reader: LogReader
 ) -> None:
@@ -215,14 +227,9 @@ def test_columns_are_stored_as_the_client_sent_them(
     sent = json.dumps(columns, ensure_ascii=False)  # ", " and ": ": not orjson's form
     body = f' {{ "columns" : {sent} }} '
 
-    response = client.post("/predict", data=body, content_type="application/json")
+    request_id = _post_columns(client, body, columns, log_reader)
 
-    assert response.status_code == 200, response.json
-    request_id = response.json["request_id"]
-    [row] = [r for r in log_reader.requests() if r["request_id"] == request_id]
-    assert row["features"] == columns
-    text = log_reader.features_text(request_id)
-    assert text == sent
+    assert log_reader.features_text(request_id) == sent
     logged = [p for p in log_reader.predictions() if p["request_id"] == request_id]
     assert [p["features"] for p in logged] == replay_records[:3]
 
@@ -237,13 +244,10 @@ def test_a_large_columnar_body_is_stored_with_its_categories_coded(
     columns = columns_of(rows)
     body = orjson.dumps({"columns": columns})
 
-    response = client.post("/predict", data=body, content_type="application/json")
+    request_id = _post_columns(client, body, columns, log_reader)
 
-    assert response.status_code == 200, response.json
-    request_id = response.json["request_id"]
-    [row] = [r for r in log_reader.requests() if r["request_id"] == request_id]
-    assert row["features"] == columns
     text = log_reader.features_text(request_id)
+    assert text is not None
     stored = orjson.loads(text)
     assert set(stored["Neighborhood"]) == {"values", "codes"}
     assert len(text) < len(body) / 2
