@@ -44,6 +44,7 @@ from watchkeeper.grafana.panels import (
     stat,
     table,
     timeseries,
+    up_stat,
 )
 from watchkeeper.grafana.queries import queries
 from watchkeeper.mixin import panels as titles
@@ -204,20 +205,16 @@ def serving(c: MixinConfig) -> GrafanaJson:
                 "fallback section; /readyz says degraded meanwhile.",
             ),
             row("Prediction log"),
-            stat(
+            up_stat(
                 titles.LOG_DATABASE_UP,
                 Query(q["log_database_up"]),
-                unit="bool_yes_no",
-                threshold=Threshold(1, low_is_bad=True),
                 description="No while a log writer cannot reach the database. Entries wait "
                 "in the journal on local disk; restore the database before the journal "
                 "fills (Log journal on disk).",
             ),
-            stat(
+            up_stat(
                 titles.LOG_JOURNAL_WRITABLE,
                 Query(q["log_journal_writable"]),
-                unit="bool_yes_no",
-                threshold=Threshold(1, low_is_bad=True),
                 description="No while a serving worker has no journal or its journal's "
                 "disk refuses appends: that worker answers 503 and is not ready. Free "
                 "disk space under WATCHKEEPER_SPILL_DIR (see the runbook).",
@@ -677,11 +674,9 @@ def accuracy_lifecycle(c: MixinConfig) -> GrafanaJson:
                 description="Yes while a retraining job runs (it holds the single-flight "
                 "lease, renewed while it runs). A run whose job died is not counted.",
             ),
-            stat(
+            up_stat(
                 titles.RETRAIN_DATABASE_UP,
                 Query(q["retrain_database_up"]),
-                unit="bool_yes_no",
-                threshold=Threshold(1, low_is_bad=True),
                 description="No while the retraining worker cannot read its database: no "
                 "job runs and the run counts are not exported (the scrape itself still "
                 "answers). See the runbook's Retraining database down section.",

@@ -89,6 +89,17 @@ def stat(title: str, query: Query, **kw: Any) -> GrafanaJson:
     return panel("stat", title, [query], **kw)
 
 
+def up_stat(title: str, query: Query, description: str) -> GrafanaJson:
+    """A yes/no stat of a component that should be up: red at No."""
+    return stat(
+        title,
+        query,
+        unit="bool_yes_no",
+        threshold=Threshold(1, low_is_bad=True),
+        description=description,
+    )
+
+
 def table(title: str, query: Query, **kw: Any) -> GrafanaJson:
     return panel("table", title, [query], **kw)
 
