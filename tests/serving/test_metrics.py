@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -78,6 +79,29 @@ def test_a_method_a_route_does_not_take_is_counted_under_that_route(client: Flas
         ("/healthz", "other", "405"): 1,
         ("unmatched", "GET", "404"): 1,
     }
+
+
+def test_only_requests_a_view_answers_are_timed_in_its_route_latency(
+    client: FlaskClient, record: dict[str, Any]
+) -> None:
+    """``OPTIONS`` (a browser's CORS preflight) and a method the route does not take
+    are answered without the view in microseconds: timed, a flood of them pulled
+    /predict's latency quantiles down and hid a slow model. They are still counted."""
+    for _ in range(20):
+        client.options("/predict")
+        client.get("/predict")
+    assert client.post("/predict", json={"features": record}).status_code == 200
+
+    registry = services(client.application).metrics.registry
+    timed = registry.get_sample_value(
+        "watchkeeper_http_request_duration_seconds_count", {"endpoint": "/predict"}
+    )
+    assert timed == 1
+    counted = registry.get_sample_value(
+        "watchkeeper_http_requests_total",
+        {"endpoint": "/predict", "method": "OPTIONS", "status": "204"},
+    )
+    assert counted == 20
 
 
 def test_prediction_buckets_follow_the_training_target_of_any_model(
