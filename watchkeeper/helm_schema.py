@@ -113,11 +113,18 @@ def values_schema() -> JsonSchema:
                 "properties": {
                     "journal": journal_schema(),
                     "terminationGracePeriodSeconds": {
-                        "description": "WATCHKEEPER_GRACEFUL_TIMEOUT is this minus 10 s, at "
-                        "least 1 s: below 2 the server would not stop before the kubelet "
-                        "kills it.",
+                        "description": "WATCHKEEPER_GRACEFUL_TIMEOUT is this minus "
+                        "preStopSeconds minus 10 s, at least 1 s: below 2 the server would "
+                        "not stop before the kubelet kills it.",
                         "type": "integer",
                         "minimum": 2,
+                    },
+                    "preStopSeconds": {
+                        "description": "Seconds the pod keeps serving before SIGTERM (a "
+                        "preStop hook; 0: none), within the grace period, which must leave "
+                        "the server at least 2 s more.",
+                        "type": "integer",
+                        "minimum": 0,
                     },
                 },
             },

@@ -294,29 +294,51 @@ def test_probes_point_at_endpoints_the_components_serve(
     assert probed == {"serve", "monitor", "retrain"}
 
 
-@pytest.mark.parametrize("grace", [None, 2, 11, 12, 120])
+@pytest.mark.parametrize(
+    ("grace", "pre_stop"), [(None, None), (2, 0), (7, None), (11, None), (12, 3), (120, None)]
+)
 @pytest.mark.parametrize("volume", ["persistentVolumeClaim", "emptyDir"])
 def test_server_drains_within_the_pod_grace_period(
-    chart: helm_python.Chart, volume: str, grace: int | None
+    chart: helm_python.Chart, volume: str, grace: int | None, pre_stop: int | None
 ) -> None:
-    """gunicorn stops its workers (each draining its journal) within
-    WATCHKEEPER_GRACEFUL_TIMEOUT; the kubelet kills the pod after its grace period:
-    the first must end before the second, in either journal mode."""
+    """The pod keeps serving through its preStop pause, then gunicorn stops its workers
+    (each draining its journal) within WATCHKEEPER_GRACEFUL_TIMEOUT; the kubelet kills
+    the pod once the grace period, which counts the pause, is over: the pause and the
+    drain must end before it, in either journal mode."""
     serving: dict[str, Any] = {"journal": {"volume": volume}}
     if grace is not None:
         serving["terminationGracePeriodSeconds"] = grace
+    if pre_stop is not None:
+        serving["preStopSeconds"] = pre_stop
     pod = render(chart, {"serving": serving}).serving()["spec"]["template"]["spec"]
-    graceful = int(_env(pod["containers"][0])["WATCHKEEPER_GRACEFUL_TIMEOUT"])
+    container = pod["containers"][0]
+    graceful = int(_env(container)["WATCHKEEPER_GRACEFUL_TIMEOUT"])
+    hook = container.get("lifecycle", {}).get("preStop")
+    paused = int(hook["exec"]["command"][1]) if hook else 0
 
-    assert pod["terminationGracePeriodSeconds"] == (grace or 40)
-    assert 0 < graceful < pod["terminationGracePeriodSeconds"]
-    if pod["terminationGracePeriodSeconds"] >= 20:
-        assert pod["terminationGracePeriodSeconds"] - graceful >= 10  # room to exit
+    grace_period = pod["terminationGracePeriodSeconds"]
+    assert grace_period == (grace or 40)
+    assert paused == (5 if pre_stop is None else pre_stop)
+    assert 0 < graceful and paused + graceful < grace_period
+    if grace_period >= 20:
+        assert grace_period - paused - graceful >= 10  # room to exit
+
+
+def test_serving_pods_keep_serving_until_the_service_drops_them(default: Rendered) -> None:
+    """Endpoints and load balancers drop a terminating pod after it is told to stop: a
+    preStop pause keeps it accepting what they still send it (without one, gunicorn
+    stopped listening at once and those requests were refused)."""
+    container = default.serving()["spec"]["template"]["spec"]["containers"][0]
+    assert container["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "5"]}}
 
 
 def test_a_grace_period_too_short_to_stop_the_server_is_refused(chart: helm_python.Chart) -> None:
     with pytest.raises(helm_python.HelmValuesError, match="terminationGracePeriodSeconds"):
         chart.render({"serving": {"terminationGracePeriodSeconds": 1}}, name="wk")
+    with pytest.raises(helm_python.HelmRenderError, match="preStopSeconds"):
+        chart.render({"serving": {"terminationGracePeriodSeconds": 6}}, name="wk")
+    with pytest.raises(helm_python.HelmValuesError, match="preStopSeconds"):
+        chart.render({"serving": {"preStopSeconds": -1}}, name="wk")
 
 
 def test_both_journal_modes_run_the_same_serving_pod(

@@ -140,6 +140,9 @@ that it outlives the pod (a StatefulSet), rather than on an emptyDir (a Deployme
 {{- if hasKey .Values.serving "spillSizeLimit" }}
 {{- fail "serving.spillSizeLimit is now serving.journal.size (serving.journal also chooses the journal's volume)" }}
 {{- end }}
+{{- if gt (add .Values.serving.preStopSeconds 2) (int .Values.serving.terminationGracePeriodSeconds) }}
+{{- fail "serving.preStopSeconds must leave the server at least 2 s of serving.terminationGracePeriodSeconds to stop: lower it or raise the grace period" }}
+{{- end }}
 {{- if and .Values.postgresql.enabled (not (or .Values.postgresql.password .Values.postgresql.existingSecret)) }}
 {{- fail "postgresql.enabled needs postgresql.password or postgresql.existingSecret" }}
 {{- end }}

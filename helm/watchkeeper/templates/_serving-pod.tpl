@@ -28,7 +28,7 @@ spec:
         - name: WATCHKEEPER_THREADS
           value: {{ .Values.serving.threads | quote }}
         - name: WATCHKEEPER_GRACEFUL_TIMEOUT
-          value: {{ max 1 (sub .Values.serving.terminationGracePeriodSeconds 10) | quote }}
+          value: {{ max 1 (sub (sub .Values.serving.terminationGracePeriodSeconds .Values.serving.preStopSeconds) 10) | quote }}
         - name: WATCHKEEPER_SPILL_DIR
           value: /var/lib/watchkeeper/spill
       ports:
@@ -58,6 +58,15 @@ spec:
         periodSeconds: 20
         timeoutSeconds: 5
         failureThreshold: 3
+      {{- if .Values.serving.preStopSeconds }}
+      # Endpoints and load balancers drop a terminating pod some time after it is
+      # told to stop: keep serving that long before SIGTERM, so that the requests they
+      # still send find a server that accepts them.
+      lifecycle:
+        preStop:
+          exec:
+            command: ["sleep", {{ .Values.serving.preStopSeconds | quote }}]
+      {{- end }}
       securityContext:
         {{- toYaml .Values.securityContext | nindent 8 }}
       resources:
