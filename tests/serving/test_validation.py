@@ -208,6 +208,49 @@ def test_a_batch_hands_the_log_the_values_its_body_held() -> None:
         assert isinstance(validated.columns["mixed"], list)  # 1 and 1.0 write differently
 
 
+def test_a_batch_of_known_categories_is_coded_with_only_the_values_its_rows_hold() -> None:
+    """A large batch's category column of values training saw is coded in one lookup
+    per row; what it hands on is what collecting distinct values gave: its rows, and
+    only the values they hold (the log stores those). A column with a category training
+    did not see, a null where none may be, or a number, goes the other ways."""
+    wide = tuple(f"w{i}" for i in range(300))  # more than a byte codes
+    schema = FeatureSchema(
+        (
+            Feature("zone", "categorical", categories=("A", "B", "C", "D")),
+            Feature("wide", "categorical", categories=wide, nullable=False),
+            Feature("street", "categorical", categories=("Pave", "Grvl")),
+        ),
+        target="y",
+    )
+    n = 600
+    columns: dict[str, list[Any]] = {
+        "zone": [None if i % 7 == 0 else "AC"[i % 2] for i in range(n)],
+        "wide": [wide[(i * 3) % 300] for i in range(n)],
+        "street": ["Pave" if i % 50 else "Dirt" for i in range(n)],  # unseen: allowed
+    }
+    records = [{name: columns[name][i] for name in columns} for i in range(n)]
+
+    for payload in ({"instances": records}, {"columns": columns}):
+        validated = validate_predict_payload(payload, schema, max_batch_size=1000)
+        coded = validated.model_input
+        assert {name: coded[name].tolist() for name in columns} == columns
+        assert set(coded["zone"].values) == {"A", "C", None}
+        assert len(coded["zone"].values) == 3
+        assert sorted(coded["wide"].values) == sorted(set(columns["wide"]))
+        assert set(coded["street"].values) == {"Pave", "Dirt"}
+        stored = orjson.loads(encoded_columns(validated.columns))
+        assert row_columns(stored) == columns
+
+    bad = dict(columns, wide=[*columns["wide"][:-2], None, 7])
+    with pytest.raises(ValidationFailed) as failed:
+        validate_predict_payload({"columns": bad}, schema, max_batch_size=1000)
+    problems = {p.field: p.problem for p in failed.value.details}
+    assert problems == {
+        "columns.wide[598]": "must not be null",
+        "columns.wide[599]": "must be a string, got number",
+    }
+
+
 def test_a_batch_gives_the_model_coded_categories_and_float_numbers() -> None:
     records = _batch()
 
