@@ -449,6 +449,7 @@ class _KnownCategories:
     less). Only text equals text and only None is None, so a row found here is valid."""
 
     index: dict[str | None, int]
+    values: tuple[str | None, ...]  # the index's keys, by code
 
     def coded(self, column: Sequence[Any]) -> CategoryColumn | None:
         """The column with its distinct values and codes, or ``None`` if a row is not
@@ -464,7 +465,7 @@ class _KnownCategories:
             codes = np.array(taken, dtype=np.intp)
         # Only the values the rows hold, as the log stores a category column.
         used = np.bincount(codes, minlength=len(index)) > 0
-        values = tuple(index)
+        values = self.values
         if used.all():
             return CategoryColumn(values, codes)
         kept = np.flatnonzero(used)
@@ -477,7 +478,7 @@ class _KnownCategories:
 def _known_categories(feature: Feature) -> _KnownCategories:
     nulls: tuple[None, ...] = (None,) if feature.nullable else ()
     known = dict.fromkeys((*feature.categories, *nulls))  # in order, each once
-    return _KnownCategories({value: code for code, value in enumerate(known)})
+    return _KnownCategories({value: code for code, value in enumerate(known)}, tuple(known))
 
 
 def _numeric_problems(feature: Feature, column: list[Any], field: FieldName) -> list[FieldProblem]:
