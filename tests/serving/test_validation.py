@@ -208,6 +208,52 @@ def test_a_batch_hands_the_log_the_values_its_body_held() -> None:
         assert isinstance(validated.columns["mixed"], list)  # 1 and 1.0 write differently
 
 
+@pytest.mark.parametrize("n", [149, 150, 600])
+def test_a_batch_of_integers_keeps_every_value_exactly_and_every_bound(n: int) -> None:
+    """A long column of integers is taken through int64 (below 150 values, through
+    float64): either way the model gets floats and the log the integers exactly as
+    sent, up to int64's limits and past them (as far as the parser reads integers);
+    bounds and booleans are refused by name."""
+    schema = FeatureSchema(
+        (
+            Feature("count", "numeric", minimum=-5, maximum=10**12),
+            Feature("edges", "numeric"),
+            Feature("beyond", "numeric"),
+        ),
+        target="y",
+    )
+    columns: dict[str, list[Any]] = {
+        "count": [(i * 7919) % 1000 - 5 for i in range(n)],
+        "edges": [(-(2**63), 2**63 - 1, 2**53 + 1, 0)[i % 4] for i in range(n)],
+        # past int64, up to the largest integer the JSON parser returns as one
+        "beyond": [2**64 - 1 - i if i % 3 == 0 else i for i in range(n)],
+    }
+    columns["count"][-1] = 10**12  # the bound itself is allowed
+    records = [{name: columns[name][i] for name in columns} for i in range(n)]
+
+    for payload in ({"instances": records}, {"columns": columns}):
+        validated = validate_predict_payload(payload, schema, max_batch_size=1000)
+        for name, column in columns.items():
+            taken = validated.model_input[name]
+            assert taken.dtype == np.float64
+            assert taken.tolist() == [float(v) for v in column], name
+        stored = encoded_columns(validated.columns)
+        assert orjson.loads(stored) == columns
+        assert orjson.dumps(orjson.loads(stored)["edges"]) == orjson.dumps(columns["edges"])
+
+    bad = dict(columns, count=[*columns["count"][:-3], -6, 10**12 + 1, True])
+    with pytest.raises(ValidationFailed) as failed:
+        validate_predict_payload({"columns": bad}, schema, max_batch_size=1000)
+    problems = {p.field: p.problem for p in failed.value.details}
+    assert set(problems) == {
+        f"columns.count[{n - 3}]",
+        f"columns.count[{n - 2}]",
+        f"columns.count[{n - 1}]",
+    }
+    assert "-5" in problems[f"columns.count[{n - 3}]"]
+    assert "must be a number, got boolean" in problems[f"columns.count[{n - 1}]"]
+
+
 def test_a_batch_of_known_categories_is_coded_with_only_the_values_its_rows_hold() -> None:
     """A large batch's category column of values training saw is coded in one lookup
     per row; what it hands on is what collecting distinct values gave: its rows, and
