@@ -15,11 +15,17 @@ It prints tables; it is not a test and asserts nothing.
     .venv/bin/python bench/serving_bench.py [--seconds 4] [--rounds 5]
         [--scenarios single,batch-100,batch-1000,columnar-1000,arrow-1000]
         [--no-peers] [--no-postgres]
-        [--ood-ab] [--baseline PATH]
+        [--ood-ab] [--baseline PATH] [--restart-every N]
 
 ``--ood-ab`` adds Watchkeeper with the log off and on SQLite again, each with
 ``WATCHKEEPER_OOD_IN_RESPONSE=false``, to the rotation, and prints what the OOD score in
 the response costs: CPU per request with it on ÷ off, round by round.
+
+``--restart-every N`` starts every server afresh after each N rounds. Two starts of
+the same server, measured side by side, differ by a few % in CPU per request for as
+long as they run, though nothing differs between them but the start: a ratio of two
+servers started once carries that difference through every round, where restarts turn
+it into round-to-round spread that the median reduces.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -100,6 +108,14 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument(
         "--drain-timeout", type=float, default=120.0, help="longest wait for the log to drain"
+    )
+    parser.add_argument(
+        "--restart-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start every server afresh after each N rounds (0: never); two starts of one"
+        " server differ by a few %% in CPU per request for as long as they run",
     )
     args = parser.parse_args()
     known = {s.name: s for s in SCENARIOS}
@@ -178,58 +194,43 @@ def main() -> None:
     reference = PredictReference(trained.model, records)
 
     servers: list[Server] = []
-    postgres: PostgresServer | None = None
-    base_postgres: PostgresServer | None = None
+    clusters: list[PostgresServer] = []
     try:
-        servers.append(start_watchkeeper(report.OFF, workdir, registry, log_enabled=False))
-        servers.append(start_watchkeeper(report.SQLITE, workdir, registry, log_enabled=True))
-        if args.ood_ab:
-            for name, log_enabled in ((report.OFF, False), (report.SQLITE, True)):
-                servers.append(
-                    start_watchkeeper(
-                        report.without_ood(name),
-                        workdir,
-                        registry,
-                        log_enabled=log_enabled,
-                        ood_in_response=False,
-                    )
-                )
-        if args.baseline:
-            servers.append(
-                start_watchkeeper(
-                    report.baseline(report.SQLITE),
-                    workdir,
-                    registry,
-                    log_enabled=True,
-                    root=args.baseline.resolve(),
-                )
-            )
-        if args.postgres:
-            postgres = _start_postgres(servers, workdir, registry)
-            if args.baseline and postgres is not None:
-                # a cluster of its own: one postmaster's tree is charged to one server
-                base_postgres = _start_postgres(
-                    servers, workdir, registry, report.baseline(report.POSTGRES), args.baseline
-                )
-        if args.peers:
-            _start_peers(servers, workdir, registry)
-        _wait_ready(servers)
+        databases = _start_clusters(args, clusters)
+
+        def launch() -> list[Server]:
+            servers.clear()
+            _launch(args, workdir, registry, databases, servers)  # stopped below on failure
+            _wait_ready(servers)
+            return list(servers)
+
+        def restart() -> list[Server]:
+            for server in servers:
+                server.stop()
+            print("  servers started afresh", flush=True)
+            return launch()
+
+        launch()
         _check_same_model(servers, schema, records)
         scenarios = _supported(args.scenarios, servers[0], schema, records)
         bodies = _bodies(servers, scenarios, schema, records, workdir)
         names = [server.name for server in servers]
         print(
             f"\n{args.rounds} rounds × {args.seconds:g} s per run, servers in rotating order: "
-            f"{', '.join(names)}",
+            f"{', '.join(names)}"
+            + (
+                f"; all started afresh every {args.restart_every} rounds"
+                if args.restart_every
+                else ""
+            ),
             flush=True,
         )
-        runs = _run_rounds(args, servers, reference, scenarios, bodies)
+        runs = _run_rounds(args, list(servers), reference, scenarios, bodies, restart)
     finally:
         for server in servers:
             server.stop()
-        for cluster in (postgres, base_postgres):
-            if cluster is not None:
-                cluster.destroy()
+        for cluster in clusters:
+            cluster.destroy()
         shutil.rmtree(workdir, ignore_errors=True)
 
     print("\nsummary")
@@ -246,31 +247,77 @@ def main() -> None:
     print(f"\ntotal {time.monotonic() - started:.0f} s")
 
 
-def _start_postgres(
-    servers: list[Server],
-    workdir: Path,
-    registry: Path,
-    name: str = report.POSTGRES,
-    root: Path | None = None,
-) -> PostgresServer | None:
+@dataclass(frozen=True)
+class _Database:
+    """A database of a PostgreSQL cluster started for the whole run: servers started
+    afresh log into the same one."""
+
+    url: str
+    postmaster: int  # its process tree is charged to the server logging into it
+
+
+def _start_clusters(
+    args: argparse.Namespace, clusters: list[PostgresServer]
+) -> dict[str, _Database]:
+    """A PostgreSQL cluster for Watchkeeper on PostgreSQL, and one for the baseline's: one
+    postmaster's tree is charged to one server. Empty without PostgreSQL."""
+    if not args.postgres:
+        return {}
     bindir = find_bindir()
     if bindir is None:
         print("PostgreSQL skipped: no /usr/lib/postgresql/*/bin (see scripts/install-system-deps)")
-        return None
-    postgres = PostgresServer(bindir).init()
-    postgres.start()
-    server = start_watchkeeper(
-        name,
-        workdir,
-        registry,
-        log_enabled=True,
-        database_url=postgres.create_database(),
-        root=(root or ROOT).resolve(),
-    )
-    # PostgreSQL's own CPU is part of what logging costs.
-    server.extra_roots.append(_postmaster_pid(postgres))
-    servers.append(server)
-    return postgres
+        return {}
+    names = [report.POSTGRES] + ([report.baseline(report.POSTGRES)] if args.baseline else [])
+    databases = {}
+    for name in names:
+        cluster = PostgresServer(bindir).init()
+        clusters.append(cluster)
+        cluster.start()
+        databases[name] = _Database(cluster.create_database(), _postmaster_pid(cluster))
+    return databases
+
+
+def _launch(
+    args: argparse.Namespace,
+    workdir: Path,
+    registry: Path,
+    databases: dict[str, _Database],
+    servers: list[Server],
+) -> None:
+    """Start every server of the run into ``servers`` (not waiting until ready)."""
+    servers.append(start_watchkeeper(report.OFF, workdir, registry, log_enabled=False))
+    servers.append(start_watchkeeper(report.SQLITE, workdir, registry, log_enabled=True))
+    if args.ood_ab:
+        for name, log_enabled in ((report.OFF, False), (report.SQLITE, True)):
+            servers.append(
+                start_watchkeeper(
+                    report.without_ood(name),
+                    workdir,
+                    registry,
+                    log_enabled=log_enabled,
+                    ood_in_response=False,
+                )
+            )
+    if args.baseline:
+        servers.append(
+            start_watchkeeper(
+                report.baseline(report.SQLITE),
+                workdir,
+                registry,
+                log_enabled=True,
+                root=args.baseline.resolve(),
+            )
+        )
+    for name, database in databases.items():
+        root = args.baseline.resolve() if name != report.POSTGRES else ROOT
+        server = start_watchkeeper(
+            name, workdir, registry, log_enabled=True, database_url=database.url, root=root
+        )
+        # PostgreSQL's own CPU is part of what logging costs.
+        server.extra_roots.append(database.postmaster)
+        servers.append(server)
+    if args.peers:
+        _start_peers(servers, workdir, registry)
 
 
 def _start_peers(servers: list[Server], workdir: Path, registry: Path) -> None:
@@ -341,10 +388,12 @@ def _run_rounds(
     reference: PredictReference,
     scenarios: list[Scenario],
     bodies: dict[tuple[ServerKind, str], Path],
+    restart: Callable[[], list[Server]],
 ) -> list[Run]:
-    """A warm-up run of every pair (not counted), then the rounds. The in-process
-    reference takes its turn in each round like a server, so that it shares their
-    conditions."""
+    """A warm-up run of every pair (not counted), then the rounds; with
+    ``--restart-every``, every server is started afresh (and warmed up again) between
+    rounds now and then. The in-process reference takes its turn in each round like a
+    server, so that it shares their conditions."""
 
     def run(server: Server | None, scenario: Scenario, seconds: float, round_: int) -> Run:
         if server is None:
@@ -358,12 +407,18 @@ def _run_rounds(
             drain_timeout=args.drain_timeout,
         )
 
-    for scenario in scenarios:
-        for server in servers:
-            if _serves(server, scenario):
-                run(server, scenario, 1.0, -1)
+    def warm_up() -> None:
+        for scenario in scenarios:
+            for server in servers:
+                if _serves(server, scenario):
+                    run(server, scenario, 1.0, -1)
+
+    warm_up()
     runs = []
     for round_ in range(args.rounds):
+        if round_ and args.restart_every and round_ % args.restart_every == 0:
+            servers = restart()
+            warm_up()
         for scenario in scenarios:
             eligible: list[Server | None] = [s for s in servers if _serves(s, scenario)]
             eligible.append(None)  # the reference
