@@ -265,12 +265,14 @@ def test_a_batch_of_known_categories_is_coded_with_only_the_values_its_rows_hold
             Feature("zone", "categorical", categories=("A", "B", "C", "D")),
             Feature("wide", "categorical", categories=wide, nullable=False),
             Feature("street", "categorical", categories=("Pave", "Grvl")),
+            Feature("alley", "categorical", categories=("Pave", "Grvl")),
         ),
         target="y",
     )
     n = 600
     columns: dict[str, list[Any]] = {
         "zone": [None if i % 7 == 0 else "AC"[i % 2] for i in range(n)],
+        "alley": [("Grvl", None, "Pave")[i % 3] for i in range(n)],  # every known value
         "wide": [wide[(i * 3) % 300] for i in range(n)],
         "street": ["Pave" if i % 50 else "Dirt" for i in range(n)],  # unseen: allowed
     }
@@ -280,8 +282,8 @@ def test_a_batch_of_known_categories_is_coded_with_only_the_values_its_rows_hold
         validated = validate_predict_payload(payload, schema, max_batch_size=1000)
         coded = validated.model_input
         assert {name: coded[name].tolist() for name in columns} == columns
-        assert set(coded["zone"].values) == {"A", "C", None}
-        assert len(coded["zone"].values) == 3
+        assert coded["zone"].values == ("A", "C", None)  # in the feature's order
+        assert coded["alley"].values == ("Pave", "Grvl", None)
         assert sorted(coded["wide"].values) == sorted(set(columns["wide"]))
         assert set(coded["street"].values) == {"Pave", "Dirt"}
         stored = orjson.loads(encoded_columns(validated.columns))
