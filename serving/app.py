@@ -98,6 +98,7 @@ def create_app(
             serving_metrics.log,
             batch_bytes=settings.log.batch_bytes,
             flush_interval=settings.log.flush_interval,
+            write_interval=settings.log.write_interval,
             probe_interval=settings.log.probe_interval,
             segment_bytes=settings.log.segment_bytes,
             max_bytes=settings.log.journal_max_bytes,

@@ -95,6 +95,7 @@ class PredictionLog:
         *,
         batch_bytes: int = 4 * 1024 * 1024,
         flush_interval: float = 0.2,
+        write_interval: float = 0.5,
         probe_interval: float = 2.0,
         segment_bytes: int = 64 * 1024 * 1024,
         max_bytes: int = 1024 * 1024 * 1024,
@@ -110,6 +111,7 @@ class PredictionLog:
         self._metrics = metrics
         self._batch_bytes = batch_bytes
         self._flush_interval = flush_interval
+        self._write_interval = write_interval
         self._probe_interval = probe_interval
         self._recover_interval = recover_interval
         self._thread: threading.Thread | None = None
@@ -328,10 +330,12 @@ class PredictionLog:
                 # Caught up: the next transaction takes what comes in the meantime.
                 # A cycle costs a transaction and a commit whatever it stores, so at
                 # single-record rates polling again at once stored a few entries per
-                # commit; a flush or a shutdown wakes the writer at once.
+                # commit; a flush or a shutdown wakes the writer at once. Its own
+                # interval, longer than the sync thread's: that one bounds what a
+                # power loss takes, which needs no transaction.
                 if not progressed:
                     self._store.release()
-                self._wake.wait(self._flush_interval)
+                self._wake.wait(self._write_interval)
                 self._wake.clear()
                 self._store.hold()
         finally:

@@ -249,8 +249,15 @@ class LogSettings(SettingsGroup):
     writer's memory whatever the request size."""
 
     flush_interval: float = Field(default=0.2, gt=0)
-    """Seconds the writer waits for new journal entries when it has caught up. Also how
-    often it flushes the journal to disk: what a power loss can lose at most."""
+    """Seconds between flushes of each worker's journal to disk (`fdatasync`, when
+    something was appended): what a power loss can lose at most."""
+
+    write_interval: float = Field(default=0.5, gt=0)
+    """Seconds the writer waits for new journal entries when it has caught up, before
+    its next transaction (a shutdown wakes it at once): how long an entry waits for
+    the database at most, a transaction aside. A transaction costs about as much
+    whatever it holds: at single-record rates 0.5 s instead of 0.2 s took the writer
+    from ~57 to ~45 µs of CPU a request."""
 
     journal_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
     """Most bytes each serving worker's journal may take on disk while its entries wait

@@ -53,6 +53,7 @@ def settings(make_settings: Callable[..., Settings], tmp_path: Any) -> Settings:
         monitor_settle_seconds=0,
         monitor_min_labels=50,
         log_flush_interval=0.02,
+        log_write_interval=0.02,
     )
     engine = create_engine(settings.storage.database_url)
     upgrade(engine)

@@ -29,6 +29,7 @@ def settings(make_settings: Callable[..., Settings], database_url: str) -> Setti
         monitor_min_samples=200,
         monitor_settle_seconds=0,
         log_flush_interval=0.02,
+        log_write_interval=0.02,
     )
 
 

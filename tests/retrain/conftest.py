@@ -25,7 +25,9 @@ from watchkeeper.settings import Settings
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], tmp_path: Path) -> Settings:
     settings = make_settings(
-        database_url=f"sqlite:///{tmp_path / 'log.db'}", log_flush_interval=0.02
+        database_url=f"sqlite:///{tmp_path / 'log.db'}",
+        log_flush_interval=0.02,
+        log_write_interval=0.02,
     )
     engine = create_engine(settings.storage.database_url)
     upgrade(engine)

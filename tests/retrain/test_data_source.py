@@ -59,6 +59,7 @@ def csv_settings(
         database_url=f"sqlite:///{tmp_path / 'csv-log.db'}",
         registry_path=tmp_path / "csv-registry",
         log_flush_interval=0.02,
+        log_write_interval=0.02,
         retrain_min_holdout=5,
     )
     engine = create_engine(settings.storage.database_url)
@@ -216,6 +217,7 @@ def packaged_settings(
         database_url=f"sqlite:///{tmp_path / 'packaged-log.db'}",
         registry_path=tmp_path / "packaged-registry",
         log_flush_interval=0.02,
+        log_write_interval=0.02,
         retrain_min_holdout=5,
     )
     engine = create_engine(settings.storage.database_url)

@@ -41,7 +41,9 @@ DEAD_HOLDER = "lost-node:4242:0badc0de"
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
     """The retraining fixtures' settings, on each supported database."""
-    return make_settings(database_url=database_url, log_flush_interval=0.02)
+    return make_settings(
+        database_url=database_url, log_flush_interval=0.02, log_write_interval=0.02
+    )
 
 
 def _abandon(engine: sa.Engine, lease_expires_in: timedelta) -> tuple[int, list[int]]:

@@ -130,6 +130,7 @@ def make_app(
     def factory(**overrides: Any) -> Flask:
         overrides.setdefault("database_url", database_url)
         overrides.setdefault("log_flush_interval", 0.05)
+        overrides.setdefault("log_write_interval", 0.05)
         app = create_app(make_settings(**overrides), registry=CollectorRegistry())
         apps.append(app)
         return app

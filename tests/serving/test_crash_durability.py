@@ -82,7 +82,7 @@ def test_kill_9_of_a_worker_and_then_the_master_loses_no_accepted_prediction(
     tmp_path: Path,
 ) -> None:
     # A slow writer keeps entries in the journal when the processes die.
-    env = {"WATCHKEEPER_WORKERS": "2", "WATCHKEEPER_LOG_FLUSH_INTERVAL": "3"}
+    env = {"WATCHKEEPER_WORKERS": "2", "WATCHKEEPER_LOG_WRITE_INTERVAL": "3"}
     server = start_watchkeeper("serve", **env)
     master = server.process.pid
     body = orjson.dumps({"features": replay_records[0]})

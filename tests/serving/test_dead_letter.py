@@ -70,7 +70,11 @@ def _unstorable(n: int, text: str, body: bytes) -> LogEntry:
 def log(database_url: str, tmp_path: Path) -> Iterator[PredictionLog]:
     engine = create_engine(database_url)
     log = PredictionLog(
-        engine, tmp_path / "journal", LogMetrics(CollectorRegistry()), flush_interval=0.01
+        engine,
+        tmp_path / "journal",
+        LogMetrics(CollectorRegistry()),
+        flush_interval=0.01,
+        write_interval=0.01,
     )
     yield log
     log.close(timeout=10)

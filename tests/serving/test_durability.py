@@ -47,7 +47,11 @@ def test_database_outage_during_burst_loses_and_duplicates_nothing(
     engine = create_engine(url)
     upgrade(engine)
     settings = make_settings(
-        database_url=url, log_flush_interval=0.02, log_batch_bytes=8192, log_probe_interval=0.2
+        database_url=url,
+        log_flush_interval=0.02,
+        log_write_interval=0.02,
+        log_batch_bytes=8192,
+        log_probe_interval=0.2,
     )
     app = create_app(settings, registry=CollectorRegistry())
     log = services(app).prediction_log
@@ -114,7 +118,9 @@ def test_a_writer_shut_down_during_its_back_off_drains_if_the_database_is_back(
     upgrade(engine)
     # The back-off doubles from 50 ms up to the probe interval: after 7 failed tries the
     # writer waits 6.4 s, far longer than the restart and the stop below take.
-    settings = make_settings(database_url=url, log_flush_interval=0.02, log_probe_interval=60)
+    settings = make_settings(
+        database_url=url, log_flush_interval=0.02, log_write_interval=0.02, log_probe_interval=60
+    )
     registry = CollectorRegistry()
     app = create_app(settings, registry=registry)
     client = app.test_client()

@@ -93,7 +93,7 @@ def test_feedback_posted_before_the_log_is_flushed_is_accepted(
     replay_records: list[dict[str, Any]],
 ) -> None:
     """Labels often arrive in bulk right after their predictions (backfills)."""
-    app = make_app(log_flush_interval=30.0)  # the log holds the rows until flushed below
+    app = make_app(log_write_interval=30.0)  # the log holds the rows until flushed below
     client, log_reader = app.test_client(), read_log(app)
     body = client.post("/predict", json={"instances": replay_records[:20]}).json
     items = [{"id": p["id"], "actual": 1.0} for p in body["predictions"]]

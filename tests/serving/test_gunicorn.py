@@ -66,11 +66,11 @@ def test_request_count_is_exact_across_two_workers(
 def test_sigterm_drains_every_accepted_request_into_the_log(
     start_watchkeeper: Callable[..., Process], replay_records: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    # A long flush interval keeps entries queued in the workers when SIGTERM lands.
+    # A long write interval keeps entries queued in the workers when SIGTERM lands.
     server = start_watchkeeper(
         "serve",
         WATCHKEEPER_WORKERS="2",
-        WATCHKEEPER_LOG_FLUSH_INTERVAL="5",
+        WATCHKEEPER_LOG_WRITE_INTERVAL="5",
         WATCHKEEPER_LOG_BATCH_SIZE="100000",
     )
     n = 150

@@ -61,6 +61,7 @@ def make_log(database_url: str, journal_dir: Path) -> Iterator[Callable[..., Pre
     def factory(registry: CollectorRegistry, **options: Any) -> PredictionLog:
         engines.append(create_engine(database_url))
         options.setdefault("flush_interval", 0.01)
+        options.setdefault("write_interval", 0.01)
         logs.append(PredictionLog(engines[-1], journal_dir, LogMetrics(registry), **options))
         return logs[-1]
 
@@ -310,6 +311,7 @@ def test_a_log_started_on_a_full_disk_replays_ended_journals_and_then_journals_i
         directory,
         LogMetrics(registry),
         flush_interval=0.01,
+        write_interval=0.01,
         probe_interval=0.05,
         recover_interval=0.05,
     )
@@ -395,7 +397,7 @@ def make_entry(n, kind):
 
 registry = CollectorRegistry()
 log = PredictionLog(create_engine(sys.argv[1]), Path(sys.argv[2]), LogMetrics(registry),
-                    flush_interval=0.01)
+                    flush_interval=0.01, write_interval=0.01)
 dead_letter = log._dead_letter
 
 def then_stop(*args, **kwargs):
@@ -723,7 +725,11 @@ def test_the_journal_is_flushed_to_disk_while_postgres_is_frozen(
     engine = create_engine(url)
     upgrade(engine)
     log = PredictionLog(
-        engine, journal_dir, LogMetrics(CollectorRegistry()), flush_interval=0.05
+        engine,
+        journal_dir,
+        LogMetrics(CollectorRegistry()),
+        flush_interval=0.05,
+        write_interval=0.05,
     ).start()
     try:
         log.submit(make_entry(20_000))

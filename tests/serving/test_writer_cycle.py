@@ -58,7 +58,7 @@ def test_busy_cycles_leave_the_journal_sync_to_the_sync_thread(
     """A busy writer stores a few entries per cycle at single-record rates: its cycles
     never wait for the disk (the sync thread flushes the journal once per flush
     interval), and it stores every entry."""
-    log = _log(engine, tmp_path, flush_interval=3600.0)
+    log = _log(engine, tmp_path, flush_interval=3600.0, write_interval=3600.0)
     syncs = _Syncs(log)
     try:
         for n in range(5):
@@ -74,7 +74,7 @@ def test_a_sync_flushes_what_was_appended_and_only_then(engine: sa.Engine, tmp_p
     """The bound on what a power loss can take holds: each round of the sync thread
     (once per flush interval) syncs whatever was appended since the last sync, and
     nothing when nothing was."""
-    log = _log(engine, tmp_path, flush_interval=3600.0)
+    log = _log(engine, tmp_path, flush_interval=3600.0, write_interval=3600.0)
     syncs = _Syncs(log)
     try:
         for n in range(3):
@@ -110,11 +110,11 @@ class _Inserts:
 def test_a_caught_up_writer_leaves_what_comes_in_for_its_next_interval(
     engine: sa.Engine, tmp_path: Path
 ) -> None:
-    """A writer that has stored everything it read waits for the flush interval (or a
+    """A writer that has stored everything it read waits for its write interval (or a
     flush) before its next transaction, so that a transaction at single-record rates
     stores what came in over an interval rather than the few entries that came in
     while the last one ran: a transaction costs about as much whatever it holds."""
-    log = _log(engine, tmp_path, flush_interval=3600.0)
+    log = _log(engine, tmp_path, flush_interval=3600.0, write_interval=3600.0)
     inserts = _Inserts(log, during_first=lambda: log.submit(_entry(1)))
     log.submit(_entry(0))
     try:
@@ -128,6 +128,26 @@ def test_a_caught_up_writer_leaves_what_comes_in_for_its_next_interval(
         log.close()
 
 
+def test_the_journal_reaches_the_disk_every_flush_interval_while_the_writer_waits_longer(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    """Two intervals: the sync thread flushes the journal to disk every flush interval
+    (what a power loss can take), while a caught-up writer waits its own, longer write
+    interval before its next transaction (fewer transactions, each holding more)."""
+    log = _log(engine, tmp_path, flush_interval=0.02, write_interval=3600.0)
+    log.submit(_entry(0))
+    try:
+        log.start()
+        assert wait_for(lambda: _count(engine) == 1)  # stored, then the writer waits
+        log.submit(_entry(1))
+        assert wait_for(lambda: log.unsynced_entries == 0, timeout=10)
+        assert log.queue_depth == 1 and _count(engine) == 1
+        assert log.flush(timeout=10)
+        assert _count(engine) == 2
+    finally:
+        log.close()
+
+
 @pytest.mark.parametrize(
     "lines_per_budget",
     [0, 1.5],
@@ -137,13 +157,13 @@ def test_a_writer_whose_read_left_lines_unread_goes_on_without_waiting(
     engine: sa.Engine, tmp_path: Path, lines_per_budget: float
 ) -> None:
     """A read cut by ``batch_bytes`` leaves entries unread: the writer stores the next
-    at once, however long its flush interval. So too when the chunk is well short of
+    at once, however long its write interval. So too when the chunk is well short of
     the budget (long lines: a budget of one and a half lines reads one): waiting an
     interval per chunk, a worker logging 1,000-row columns fell behind its own load and
     took 1.4 s to drain after it."""
     line = len(_entry(0).to_line())
     budget = max(1, int(line * lines_per_budget))
-    log = _log(engine, tmp_path, flush_interval=3600.0, batch_bytes=budget)
+    log = _log(engine, tmp_path, flush_interval=3600.0, write_interval=3600.0, batch_bytes=budget)
     inserts = _Inserts(log)
     for n in range(3):
         log.submit(_entry(n))
