@@ -54,7 +54,10 @@ def test_single_batch_and_columnar_predictions_carry_an_ood_score_and_flag(
     by_instances = [_assert_ood(item) for item in batch.json["predictions"]]
     by_columns = [_assert_ood(item) for item in columnar.json["predictions"]]
     assert by_columns == by_instances
-    assert _assert_ood(single.json) == by_instances[0]
+    # One row against a batch's first: BLAS takes another kernel for a matrix of one
+    # row (a product of vectors) and may round the last bit differently on some CPUs.
+    score, flag = _assert_ood(single.json)
+    assert (score, flag) == (pytest.approx(by_instances[0][0], rel=1e-12), by_instances[0][1])
     # ordinary 2009–10 sales: most are near the reference, and not all score alike
     assert sum(flag for _, flag in by_instances) < 10
     assert len({score for score, _ in by_instances}) == 30
