@@ -136,6 +136,10 @@ class PredictionLogCheck(ReadinessCheck):
     database_up: bool
     queue_depth: int
     backlog_bytes: int
+    stalled_seconds: float = Field(
+        description="How long the worker's journaled entries have waited with none of "
+        "them stored: 0 while nothing waits, under a second while the writer keeps up."
+    )
     journal_full: bool
     journal_writable: bool = Field(
         description="False while the worker has no journal or its disk refuses appends."

@@ -42,6 +42,15 @@ class LogMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.stalled_seconds = Gauge(
+            "watchkeeper_log_stalled_seconds",
+            "Seconds a worker's journaled entries have waited with none of them stored "
+            "(the longest over workers; 0 while its writer keeps up). Grows while the "
+            "database is down, and while it hangs without failing (a frozen server, a "
+            "lock held), when nothing else moves.",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         self.journal_bytes = Gauge(
             "watchkeeper_log_journal_bytes",
             "Bytes of journal segment files on this host's disk, dead processes' included.",

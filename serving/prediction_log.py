@@ -15,7 +15,10 @@ replays ended processes' journals, gives back consumed segments and creates its
 journal once it can, and readiness says it is not ready meanwhile. An entry the
 database refuses, or that cannot be parsed or encoded, is retried alone and then set
 aside in a dead-letter file: no entry can stop the writer. The thread is also
-supervised: if it dies anyway, the next request or readiness probe restarts it.
+supervised: if it dies anyway, the next request or readiness probe restarts it. The
+backlog gauges, and how long entries have waited with none of them stored, are set by
+the journal's sync thread too: a writer waiting inside a database call that neither
+fails nor times out (a frozen server, a lock held) cannot report it itself.
 
 Journals left by dead processes (crash, ``kill -9``, an unfinished drain at
 shutdown) are claimed and replayed by a live process's writer.
@@ -82,6 +85,7 @@ class LogStatus:
     database_up: bool
     queue_depth: int
     backlog_bytes: int
+    stalled_seconds: float
     journal_full: bool
     journal_writable: bool
 
@@ -127,6 +131,9 @@ class PredictionLog:
         self._next_recovery = 0.0
         self._orphan: OrphanJournal | None = None
         self._entries_committed = 0
+        # The last time this process's entries were seen to move: the writer stored some
+        # of them, or the sync thread saw none waiting (see :attr:`stalled_seconds`).
+        self._moved_at = time.monotonic()
         self._synced = 0
         self._syncer: threading.Thread | None = None
         self._stop_syncing = threading.Event()
@@ -183,6 +190,7 @@ class PredictionLog:
             database_up=self._database_up,
             queue_depth=self.queue_depth,
             backlog_bytes=0 if journal is None else journal.backlog_bytes,
+            stalled_seconds=self.stalled_seconds,
             journal_full=self.full,
             journal_writable=self.writable,
         )
@@ -191,6 +199,18 @@ class PredictionLog:
     def queue_depth(self) -> int:
         """Entries journaled by this process and not yet in the database."""
         return self._appended_entries() - self._entries_committed
+
+    @property
+    def stalled_seconds(self) -> float:
+        """How long this process's journaled entries have waited with none of them
+        stored: 0 while nothing waits, under about a write interval while the writer
+        keeps up, and growing while the database is down or hangs in the writer's call
+        without failing (a frozen server, a lock held), when the writer cannot say so
+        itself. Measured from the writer's last store, or from when the sync thread last
+        saw nothing waiting (every flush interval), whichever is later."""
+        if self.queue_depth <= 0:
+            return 0.0
+        return max(0.0, time.monotonic() - self._moved_at)
 
     @property
     def unsynced_entries(self) -> int:
@@ -362,9 +382,20 @@ class PredictionLog:
                 progressed = self._recover(now) or progressed
         except _Retry:
             self._release_orphan()
-        self._metrics.queue_depth.set(self.queue_depth)
-        self._metrics.backlog_bytes.set(0 if journal is None else journal.backlog_bytes)
+        self._report()
         return progressed
+
+    def _report(self) -> None:
+        """Set the backlog gauges: after every writer cycle, and every flush interval
+        from the sync thread, so that they go on moving while the writer hangs in a
+        database call."""
+        depth = self.queue_depth
+        if depth <= 0:
+            self._moved_at = time.monotonic()
+        journal = self._journal
+        self._metrics.queue_depth.set(depth)
+        self._metrics.backlog_bytes.set(0 if journal is None else journal.backlog_bytes)
+        self._metrics.stalled_seconds.set(self.stalled_seconds)
 
     def _step(self, source: Journal | OrphanJournal) -> bool:
         """Store one chunk of ``source`` and advance its checkpoint."""
@@ -381,6 +412,7 @@ class PredictionLog:
             return False  # closed under us (shutdown timed out): stop, count nothing
         if source is self._journal:
             self._entries_committed += len(chunk.lines)
+            self._moved_at = time.monotonic()
             self._behind = self._behind or chunk.cut
         else:
             self._metrics.rows_replayed.inc(len(chunk.lines) - len(refused))
@@ -498,6 +530,7 @@ class PredictionLog:
                 self._measure()
             except Exception:
                 log.exception("prediction log cannot measure its journal directory")
+            self._report()
 
     def _measure(self, journal: Journal | None = None) -> None:
         """Scan the journal directory: how much of this journal's room (``journal``, or

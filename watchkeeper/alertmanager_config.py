@@ -10,7 +10,7 @@ version; critical alerts repeat sooner; the alerts named in
 ``WATCHKEEPER_RETRAIN_ALERT_NAMES`` (each one a generated alert, checked here) also go
 to the retraining webhook. Dataset drift inhibits the per-feature drift warning of the
 same model version, a failing server (5xx) its own latency warning, and an
-unreachable log database the same server's backlog warning: each inhibition states
+unreachable log database the same server's backlog and stall alerts: each inhibition states
 the labels that must be ``equal``, so one release never silences another's alert.
 """
 
@@ -74,7 +74,9 @@ def alertmanager_config(settings: Settings) -> AlertmanagerConfig:
             },
             {
                 "source_matchers": ['alertname="WatchkeeperLogDatabaseDown"'],
-                "target_matchers": ['alertname="WatchkeeperLogBacklog"'],
+                "target_matchers": [
+                    'alertname=~"WatchkeeperLogBacklog|WatchkeeperLogWriterStalled"'
+                ],
                 "equal": same_release,
             },
         ],

@@ -88,6 +88,7 @@ def readyz() -> Response:
                     database_up=status.database_up,
                     queue_depth=status.queue_depth,
                     backlog_bytes=status.backlog_bytes,
+                    stalled_seconds=round(status.stalled_seconds, 3),
                     journal_full=status.journal_full,
                     journal_writable=status.journal_writable,
                 )

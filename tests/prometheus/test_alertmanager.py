@@ -83,18 +83,25 @@ def test_retraining_alerts_are_generated_alerts_and_a_misspelt_one_is_refused() 
         alertmanager_config(Settings(retrain_alert_names=("WatchkeeperDatasetDrift",)))
 
 
+_SAME = 'namespace="a",job="watchkeeper-serving"'
+_OTHER = 'namespace="b",job="watchkeeper-serving"'
+
+
 @pytest.mark.parametrize(
-    ("source", "target", "inhibited"),
+    ("cause", "consequence"),
     [
-        ('namespace="a",job="watchkeeper-serving"', 'namespace="a",job="watchkeeper-serving"', 1),
-        ('namespace="a",job="watchkeeper-serving"', 'namespace="b",job="watchkeeper-serving"', 0),
+        ("WatchkeeperHighErrorRate", "WatchkeeperHighLatency"),
+        ("WatchkeeperLogDatabaseDown", "WatchkeeperLogBacklog"),
+        ("WatchkeeperLogDatabaseDown", "WatchkeeperLogWriterStalled"),
     ],
 )
-def test_a_failing_release_silences_its_own_latency_alert_only(
-    start_alertmanager: Any, source: str, target: str, inhibited: int
+@pytest.mark.parametrize(("target", "inhibited"), [(_SAME, 1), (_OTHER, 0)])
+def test_a_cause_silences_its_consequence_in_its_own_release_only(
+    start_alertmanager: Any, cause: str, consequence: str, target: str, inhibited: int
 ) -> None:
-    """A real Alertmanager: the 5xx alert of one release inhibits that release's
-    latency alert, never another namespace's."""
+    """A real Alertmanager: the alert of a cause (5xx, an unreachable log database)
+    inhibits that release's alert of what follows from it (latency; the log's backlog
+    and stall), never another namespace's."""
     server = start_alertmanager(Settings())
     now = datetime.now(UTC).isoformat()
 
@@ -107,19 +114,17 @@ def test_a_failing_release_silences_its_own_latency_alert_only(
 
     posted = requests.post(
         f"{server.url}/api/v2/alerts",
-        json=[alert("WatchkeeperHighErrorRate", source), alert("WatchkeeperHighLatency", target)],
+        json=[alert(cause, _SAME), alert(consequence, target)],
         timeout=10,
     )
     assert posted.status_code == 200
 
-    def latency_state() -> str | None:
+    def consequence_state() -> str | None:
         alerts = server.get("/api/v2/alerts").json()
-        states = [
-            a["status"]["state"]
-            for a in alerts
-            if a["labels"]["alertname"] == "WatchkeeperHighLatency"
-        ]
+        states = [a["status"]["state"] for a in alerts if a["labels"]["alertname"] == consequence]
         return states[0] if states else None
 
     expected = "suppressed" if inhibited else "active"
-    assert wait_for(lambda: latency_state() == expected, timeout=30, interval=0.2), latency_state()
+    assert wait_for(lambda: consequence_state() == expected, timeout=30, interval=0.2), (
+        consequence_state()
+    )

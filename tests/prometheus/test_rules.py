@@ -252,6 +252,17 @@ CASES: dict[str, dict[str, Any]] = {
         "at": 12,
         "labels": {},
     },
+    # a stall gauge that climbs past the threshold pages; one slow batch does not, nor
+    # does a second worker that keeps up (the alert takes the longest wait)
+    "WatchkeeperLogWriterStalled": {
+        "fire": [
+            ('watchkeeper_log_stalled_seconds{instance="a"}', "0x5 0+60x10"),
+            ('watchkeeper_log_stalled_seconds{instance="b"}', "0x15"),
+        ],
+        "quiet": [('watchkeeper_log_stalled_seconds{instance="a"}', "0x5 0 90 0x20")],
+        "at": 10,
+        "labels": {},
+    },
     "WatchkeeperLogJournalFull": {
         "fire": [('watchkeeper_log_entries_rejected_total{instance="a"}', "0x5 0+3x10")],
         "quiet": [('watchkeeper_log_entries_rejected_total{instance="a"}', "0x30")],
@@ -493,6 +504,17 @@ EXPECTED: dict[str, Expected] = {
         ),
         "log-backlog-or-database-down",
         ("watchkeeper-serving", "Log database up"),
+    ),
+    "WatchkeeperLogWriterStalled": Expected(
+        "critical",
+        "Prediction log entries are not reaching the database",
+        (
+            "A serving worker's journaled entries have waited more than 1 minute with none of"
+            " them stored, and its writer reports no error: the database hangs (a frozen server,"
+            " a lock held). Entries wait in the journal on local disk meanwhile."
+        ),
+        "log-writer-stalled",
+        ("watchkeeper-serving", "Log entries waiting with no write"),
     ),
     "WatchkeeperLogJournalFull": Expected(
         "critical",

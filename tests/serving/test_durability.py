@@ -42,7 +42,9 @@ def test_database_outage_during_burst_loses_and_duplicates_nothing(
     private_postgres: PostgresServer,
     outage: str,
 ) -> None:
-    """Stopped: connections are refused. Stalled (SIGSTOP): they hang, the worse case."""
+    """Stopped: connections are refused. Stalled (SIGSTOP): they hang, the worse case,
+    where the writer waits in its call without failing and readiness and the metrics
+    must still say how long entries have waited."""
     url = private_postgres.create_database()
     engine = create_engine(url)
     upgrade(engine)
@@ -53,7 +55,8 @@ def test_database_outage_during_burst_loses_and_duplicates_nothing(
         log_batch_bytes=8192,
         log_probe_interval=0.2,
     )
-    app = create_app(settings, registry=CollectorRegistry())
+    registry = CollectorRegistry()
+    app = create_app(settings, registry=registry)
     log = services(app).prediction_log
     client = app.test_client()
     sent: list[str] = []
@@ -81,6 +84,12 @@ def test_database_outage_during_burst_loses_and_duplicates_nothing(
         burst(120, 50)  # the server keeps answering while the database is away
         if outage == "stopped":
             assert wait_for(lambda: not log.database_up, timeout=60)
+        else:
+            assert wait_for(lambda: _stalled(client) >= 0.5, timeout=30)
+            assert wait_for(
+                lambda: (registry.get_sample_value("watchkeeper_log_stalled_seconds") or 0) >= 0.5
+            )
+            assert log.database_up  # nothing failed: only the wait tells
         readiness = _timed_get(client, "/readyz")
         assert readiness.elapsed < 1.0, "readiness must not wait on the database"
         assert readiness.status == 200
@@ -103,6 +112,11 @@ def test_database_outage_during_burst_loses_and_duplicates_nothing(
     assert n_requests == distinct == len(sent)
     assert n_predictions == len(accepted)
     assert list(settings.storage.spill_dir.glob("*.seg")) == []  # all of it drained
+
+
+def _stalled(client: Any) -> float:
+    """``stalled_seconds`` of the prediction log, as readiness reports it."""
+    return float(client.get("/readyz").get_json()["checks"]["prediction_log"]["stalled_seconds"])
 
 
 def test_a_writer_shut_down_during_its_back_off_drains_if_the_database_is_back(

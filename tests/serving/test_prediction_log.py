@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +91,30 @@ def test_entries_are_written_in_batches_and_drained_on_close(
     )
     assert registry.get_sample_value("watchkeeper_log_queue_depth") == 0
     assert os.listdir(journal_dir) == []  # drained: nothing left to replay
+
+
+def test_a_wait_is_measured_from_when_nothing_waited_not_from_the_last_store(
+    make_log: Callable[..., PredictionLog],
+) -> None:
+    """After a quiet spell, a new entry has waited only as long as it has: the stall
+    gauge counts from the writer's last store or from the last time nothing waited,
+    whichever is later, and grows while the entry waits."""
+    registry = CollectorRegistry()
+    # The writer stores only when flushed; the sync thread reports every 10 ms.
+    log = make_log(registry, flush_interval=0.01, write_interval=60).start()
+    log.submit(make_entry(1))
+    assert log.flush(timeout=30)
+    quiet = 2.0
+    time.sleep(quiet)  # the quiet spell is the point: nothing to wait on
+    log.submit(make_entry(2))
+    assert log.status().stalled_seconds < quiet / 2
+    assert wait_for(lambda: log.status().stalled_seconds >= 0.2, timeout=10)
+    assert wait_for(
+        lambda: (registry.get_sample_value("watchkeeper_log_stalled_seconds") or 0) >= 0.2
+    )
+    assert log.flush(timeout=30)
+    assert log.status().stalled_seconds == 0
+    assert wait_for(lambda: registry.get_sample_value("watchkeeper_log_stalled_seconds") == 0)
 
 
 def test_stored_rows_read_back_as_they_were_sent(
@@ -684,9 +709,11 @@ def test_a_read_only_database_delays_entries_instead_of_dead_lettering_them(
     assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 0
 
 
-def _assert_flushed_to_disk_meanwhile(log: PredictionLog) -> None:
+def _assert_flushed_and_reported_meanwhile(log: PredictionLog, registry: CollectorRegistry) -> None:
     """Entries journaled while the database does not answer: the writer reads them
-    and waits in its insert, and they must still reach the disk."""
+    and waits in its insert, and they must still reach the disk, and the metrics must
+    show them waiting, for longer and longer: the writer, stuck in one call, neither
+    fails nor reports anything meanwhile."""
     for n in range(10):
         log.submit(make_entry(n))
     # The power-loss promise: what was appended more than about a flush interval ago
@@ -694,20 +721,30 @@ def _assert_flushed_to_disk_meanwhile(log: PredictionLog) -> None:
     assert wait_for(lambda: log.unsynced_entries == 0, timeout=10)
     assert log.queue_depth >= 10  # still waiting for the database
 
+    def gauge(name: str) -> float:
+        return registry.get_sample_value(name) or 0.0
+
+    assert wait_for(lambda: gauge("watchkeeper_log_queue_depth") >= 10, timeout=10)
+    assert wait_for(lambda: gauge("watchkeeper_log_stalled_seconds") >= 1.0, timeout=10)
+    assert gauge("watchkeeper_log_backlog_bytes") > 0
+    assert log.status().stalled_seconds >= 1.0
+
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_the_journal_is_flushed_to_disk_while_the_writer_waits_on_a_locked_database(
+def test_the_journal_is_flushed_and_the_wait_reported_while_the_writer_waits_on_a_locked_database(
     database_url: str, make_log: Callable[..., PredictionLog]
 ) -> None:
     """SQLite's write lock held by another connection: the writer waits in its insert
-    for the busy timeout (30 s); the journal is flushed to disk meanwhile."""
-    log = make_log(CollectorRegistry(), flush_interval=0.05).start()
+    for the busy timeout (30 s); the journal is flushed to disk meanwhile, and the
+    backlog gauges go on moving."""
+    registry = CollectorRegistry()
+    log = make_log(registry, flush_interval=0.05).start()
     log.submit(make_entry(20_000))
     assert log.flush(timeout=30)
     blocker = sqlite3.connect(database_url.removeprefix("sqlite:///"))
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        _assert_flushed_to_disk_meanwhile(log)
+        _assert_flushed_and_reported_meanwhile(log, registry)
     finally:
         blocker.rollback()
         blocker.close()
@@ -716,18 +753,21 @@ def test_the_journal_is_flushed_to_disk_while_the_writer_waits_on_a_locked_datab
 
 
 @pytest.mark.postgres
-def test_the_journal_is_flushed_to_disk_while_postgres_is_frozen(
+def test_the_journal_is_flushed_and_the_wait_reported_while_postgres_is_frozen(
     private_postgres: PostgresServer, journal_dir: Path
 ) -> None:
-    """A frozen server (SIGSTOP): the writer hangs in its COPY; the journal is flushed
-    to disk meanwhile, and everything is stored once the server resumes."""
+    """A frozen server (SIGSTOP): the writer hangs in its COPY, which neither fails nor
+    times out (the server's kernel answers TCP); the journal is flushed to disk
+    meanwhile, the backlog gauges go on moving, and everything is stored once the
+    server resumes."""
     url = private_postgres.create_database()
     engine = create_engine(url)
     upgrade(engine)
+    registry = CollectorRegistry()
     log = PredictionLog(
         engine,
         journal_dir,
-        LogMetrics(CollectorRegistry()),
+        LogMetrics(registry),
         flush_interval=0.05,
         write_interval=0.05,
     ).start()
@@ -736,10 +776,11 @@ def test_the_journal_is_flushed_to_disk_while_postgres_is_frozen(
         assert log.flush(timeout=30)
         private_postgres.stall()
         try:
-            _assert_flushed_to_disk_meanwhile(log)
+            _assert_flushed_and_reported_meanwhile(log, registry)
         finally:
             private_postgres.resume()
         assert log.flush(timeout=60)
+        assert wait_for(lambda: registry.get_sample_value("watchkeeper_log_stalled_seconds") == 0)
     finally:
         log.close(timeout=10)
         engine.dispose()

@@ -229,6 +229,16 @@ def serving(c: MixinConfig) -> GrafanaJson:
                 "database is slow or down.",
             ),
             timeseries(
+                titles.LOG_STALLED,
+                Query(q["log_stalled"], "seconds"),
+                unit="s",
+                threshold=Threshold(t.log_stall_seconds),
+                description="How long a serving worker's journaled entries have waited with "
+                "none of them stored (the longest over workers): near 0 while the writers "
+                "keep up. Climbing with the database up: it hangs without failing (a "
+                "frozen server, a lock held); the line is the stall alert threshold.",
+            ),
+            timeseries(
                 "Log rows written per second",
                 Query(q["log_rows_written"], "{{table}}"),
                 unit="rowsps",

@@ -82,6 +82,7 @@ def queries(c: MixinConfig) -> dict[str, str]:
         "model_fallback": f"max by ({BY}) ({_q('watchkeeper_model_fallback')})",
         "prediction_rate": _q("watchkeeper:predictions:rate5m", MODEL),
         "log_queue_depth": f"sum by ({BY}) ({_q('watchkeeper_log_queue_depth')})",
+        "log_stalled": f"max by ({BY}) ({_q('watchkeeper_log_stalled_seconds')})",
         "log_rows_written": (
             f"sum by ({BY}, table) (rate({_q('watchkeeper_log_rows_written_total')}[5m]))"
         ),

@@ -372,6 +372,19 @@ def serving_alerts(c: MixinConfig) -> AlertGroup:
                 PanelRef(DashboardUid.SERVING, p.LOG_DATABASE_UP),
             ),
             Alert(
+                "WatchkeeperLogWriterStalled",
+                f"max by ({by()}) (watchkeeper_log_stalled_seconds{srv}) > {t.log_stall_seconds:g}",
+                d.log_stall,
+                Severity.CRITICAL,
+                "Prediction log entries are not reaching the database",
+                "A serving worker's journaled entries have waited more than "
+                f"{spoken(t.log_stall_seconds)} with none of them stored, and its writer "
+                "reports no error: the database hangs (a frozen server, a lock held). "
+                "Entries wait in the journal on local disk meanwhile.",
+                "log-writer-stalled",
+                PanelRef(DashboardUid.SERVING, p.LOG_STALLED),
+            ),
+            Alert(
                 "WatchkeeperLogJournalFull",
                 f"sum by ({by()}) (increase(watchkeeper_log_entries_rejected_total{srv}[5m])) > 0",
                 d.counter_step,

@@ -80,6 +80,11 @@ class Thresholds:
     """p99 of /predict latency."""
     log_backlog_entries: int = 5000
     """Journaled log entries waiting for the database."""
+    log_stall_seconds: float = 60.0
+    """Time a serving worker's journaled entries may wait with none of them stored. A
+    writer that keeps up stores what waits every WATCHKEEPER_LOG_WRITE_INTERVAL (0.5 s);
+    its largest batch (WATCHKEEPER_LOG_BATCH_BYTES) takes seconds at most. Unlike the
+    backlog's count, this trips at any traffic: one entry waiting is enough."""
     monitor_stale_seconds: float = 1800.0
     """Time without a successful monitor cycle."""
     labels_stale_seconds: float = 86400.0
@@ -140,6 +145,8 @@ class Durations:
     latency: float = 600.0
     log_backlog: float = 300.0
     database_down: float = 120.0
+    log_stall: float = 60.0
+    """The gauge counts the wait already; a minute more rules out one slow batch."""
     journal_unwritable: float = 60.0
     """A worker whose journal's disk refuses appends is not ready, so a load balancer
     sends it nothing and no refusal is counted: the gauge is the only sign."""
