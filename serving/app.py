@@ -102,6 +102,7 @@ def create_app(
             probe_interval=settings.log.probe_interval,
             segment_bytes=settings.log.segment_bytes,
             max_bytes=settings.log.journal_max_bytes,
+            dead_letter_max_bytes=settings.log.dead_letter_max_bytes,
             workers=settings.serving.workers,
         ).start()
     app.extensions[EXTENSION] = Services(

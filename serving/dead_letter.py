@@ -10,6 +10,13 @@ client sent is lost; an operator inspects them and replays what can be fixed. Th
 are never replayed automatically. Files are private to the service user (0600), like
 the journal.
 
+Their bytes are bounded, all workers' files together (``max_bytes``,
+``WATCHKEEPER_LOG_DEAD_LETTER_MAX_BYTES``): once the files take that much, no more are
+written (:class:`DeadLettersFull`), and the writer keeps refused lines in its journal
+and retries them, so that a database refusing every entry (a constraint a migration
+added) fills the journal, whose bound refuses requests (503), rather than the disk.
+The last file written may take the total past the bound by one chunk's lines.
+
 Setting lines aside is idempotent across crashes. The writer sets a chunk's refused
 lines aside before it checkpoints the chunk, so a process killed in between leaves a
 journal whose replay refuses the same lines again. Each file is therefore named for
@@ -67,9 +74,14 @@ class SetAside:
     already: int
 
 
+class DeadLettersFull(OSError):
+    """The dead-letter files take their whole room: the lines stay where they are."""
+
+
 class DeadLetters:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, max_bytes: int | None = None) -> None:
         self.directory = Path(directory)
+        self.max_bytes = max_bytes
 
     def write(self, span: Span, lines: Sequence[tuple[Position, bytes | memoryview]]) -> SetAside:
         """Keep ``lines`` (each with where it starts in the journal, all within
@@ -81,6 +93,14 @@ class DeadLetters:
         new = [line for position, line in lines if not any(s.holds(position) for s in earlier)]
         if not new:
             return SetAside(None, 0, len(lines))
+        if self.max_bytes is not None:
+            used = self.used_bytes()
+            if used >= self.max_bytes:
+                raise DeadLettersFull(
+                    f"dead-letter files take {used} bytes, at their limit of {self.max_bytes}"
+                    " (WATCHKEEPER_LOG_DEAD_LETTER_MAX_BYTES): the refused entries wait in"
+                    " the journal"
+                )
         path = self.directory / span.file_name
         temporary = self.directory / f".{span.file_name}.{uuid.uuid4().hex}.tmp"
         self._remove_temporaries(span.journal_id)
@@ -103,6 +123,21 @@ class DeadLetters:
 
     def files(self) -> list[Path]:
         return sorted(self.directory.glob("deadletter-*.jsonl"))
+
+    def used_bytes(self) -> int:
+        """Bytes of the dead-letter files in the directory, every journal's."""
+        total = 0
+        try:
+            with os.scandir(self.directory) as entries:
+                for entry in entries:
+                    if _FILE.match(entry.name):
+                        try:
+                            total += entry.stat().st_size
+                        except FileNotFoundError:  # removed by an operator meanwhile
+                            continue
+        except FileNotFoundError:
+            return 0
+        return total
 
     @staticmethod
     def read(path: Path) -> list[bytes]:

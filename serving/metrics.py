@@ -57,6 +57,13 @@ class LogMetrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self.dead_letter_bytes = Gauge(
+            "watchkeeper_log_dead_letter_bytes",
+            "Bytes of dead-letter files on this host's disk (every worker's). At "
+            "WATCHKEEPER_LOG_DEAD_LETTER_MAX_BYTES, refused entries wait in the journals.",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         self.journal_writable = Gauge(
             "watchkeeper_log_journal_writable",
             "1 when every worker's journal accepts entries; 0 while one has none or its "

@@ -103,6 +103,7 @@ class PredictionLog:
         probe_interval: float = 2.0,
         segment_bytes: int = 64 * 1024 * 1024,
         max_bytes: int = 1024 * 1024 * 1024,
+        dead_letter_max_bytes: int = 256 * 1024 * 1024,
         recover_interval: float = 10.0,
         workers: int = 1,
     ) -> None:
@@ -111,7 +112,8 @@ class PredictionLog:
         self._segment_bytes = segment_bytes
         self._max_bytes = max_bytes
         self._workers = workers
-        self._dead = DeadLetters(self._directory)
+        self._dead = DeadLetters(self._directory, max_bytes=dead_letter_max_bytes)
+        self._dead_letter_error = ""
         self._metrics = metrics
         self._batch_bytes = batch_bytes
         self._flush_interval = flush_interval
@@ -474,10 +476,13 @@ class PredictionLog:
         lines = [(positions[i], chunk.lines[i]) for i in sorted(refused)]
         try:
             kept = self._dead.write(Span(journal_id, chunk.start, chunk.end), lines)
-        except OSError as exc:  # the disk is full: keep them in the journal, retry later
-            log.error("prediction log cannot write a dead-letter file: %s", exc)
+        except OSError as exc:  # the disk or the files' room is full: keep them, retry
+            if str(exc) != self._dead_letter_error:  # once, not every retry
+                log.error("prediction log cannot write a dead-letter file: %s", exc)
+            self._dead_letter_error = str(exc)
             self._back_off()
             raise _Retry from exc
+        self._dead_letter_error = ""
         if kept.written:  # counted at once: a retry or a replay skips these lines
             self._metrics.rows_dead_lettered.inc(kept.written)
             log.error("prediction log: %d entries set aside in %s", kept.written, kept.path)
@@ -548,6 +553,7 @@ class PredictionLog:
         if journal is not None:
             journal.elsewhere = usage.elsewhere(self._workers, self._max_bytes)
         self._metrics.journal_bytes.set(usage.total)
+        self._metrics.dead_letter_bytes.set(self._dead.used_bytes())
         self._metrics.journal_writable.set(self.writable)
 
     def _sync(self) -> None:

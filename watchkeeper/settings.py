@@ -267,7 +267,15 @@ class LogSettings(SettingsGroup):
     restart. Past it, `/predict` and `/feedback`
     answer 503 (`log_unavailable`) until the writer catches up: the server never answers
     what it cannot log. Size the disk of `WATCHKEEPER_SPILL_DIR` for workers × this,
-    plus room for dead-letter files."""
+    plus `WATCHKEEPER_LOG_DEAD_LETTER_MAX_BYTES`."""
+
+    dead_letter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    """Most bytes the dead-letter files (entries the database refuses even alone) may
+    take in `WATCHKEEPER_SPILL_DIR`, all workers' together; the last one written may
+    pass it by one batch's refused entries. At the limit, a writer keeps the entries
+    it cannot store in its journal and retries them, so a database that refuses every
+    entry fills the journals (and `/predict` answers 503) rather than the disk. Move
+    the files away once inspected to make room."""
 
     segment_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     """Size at which a worker starts a new journal segment file (at most a quarter of

@@ -196,6 +196,43 @@ def test_one_poison_entry_among_a_thousand_is_dead_lettered_and_the_rest_logged(
     assert json.loads(columns)["kind"] == ["\ud800"]
 
 
+def test_past_their_byte_limit_refused_entries_wait_in_the_journal_not_in_more_files(
+    database_url: str, journal_dir: Path, make_log: Callable[..., PredictionLog]
+) -> None:
+    """A database that refuses every entry must not fill the disk with dead-letter
+    files: past their limit, refused entries stay in the journal (whose own bound
+    refuses requests) and are set aside once an operator has made room."""
+    registry = CollectorRegistry()
+    log = make_log(registry, dead_letter_max_bytes=1, probe_interval=0.05).start()
+    log.submit(_poison(1))
+    assert log.flush(timeout=30)
+    assert len(list(journal_dir.glob("deadletter-*.jsonl"))) == 1
+
+    log.submit(make_entry(2))
+    log.submit(_poison(3))  # the files are past their limit: this one waits
+    log.submit(make_entry(4))
+    assert not log.flush(timeout=2)
+    first = list(journal_dir.glob("deadletter-*.jsonl"))
+    assert len(first) == 1
+    # not checkpointed past the refused entry (entry 2 may have had a chunk of its own)
+    assert log.queue_depth in (2, 3)
+    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 1
+    assert wait_for(
+        lambda: (
+            registry.get_sample_value("watchkeeper_log_dead_letter_bytes")
+            == first[0].stat().st_size
+        )
+    )
+
+    first[0].unlink()  # inspected and moved away: room again
+    assert log.flush(timeout=30)
+    assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 2
+    (kept,) = journal_dir.glob("deadletter-*.jsonl")
+    (line,) = kept.read_bytes().splitlines()
+    assert json.loads(line.partition(b"\t")[0])["request_id"] == f"{3:032x}"
+    assert _count(database_url) == 2  # entries 2 and 4, once each
+
+
 # Entries refused as invalid (not as unavailable): on both databases predictions without
 # a model version (the log store refuses them, as the former predictions table's NOT NULL
 # column did); on PostgreSQL also a status code that overflows its SMALLINT column.

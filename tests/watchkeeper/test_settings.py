@@ -60,6 +60,12 @@ VARIABLES: list[tuple[str, str, str, object]] = [
     ("WATCHKEEPER_LOG_FLUSH_INTERVAL", "0.1", "log.flush_interval", 0.1),
     ("WATCHKEEPER_LOG_WRITE_INTERVAL", "2", "log.write_interval", 2.0),
     ("WATCHKEEPER_LOG_JOURNAL_MAX_BYTES", "1073741825", "log.journal_max_bytes", 1073741825),
+    (
+        "WATCHKEEPER_LOG_DEAD_LETTER_MAX_BYTES",
+        "268435457",
+        "log.dead_letter_max_bytes",
+        268435457,
+    ),
     ("WATCHKEEPER_LOG_SEGMENT_BYTES", "67108865", "log.segment_bytes", 67108865),
     ("WATCHKEEPER_LOG_PROBE_INTERVAL", "3.5", "log.probe_interval", 3.5),
     ("WATCHKEEPER_LOG_BODY_LIMIT", "65537", "log.body_limit", 65537),
@@ -230,7 +236,7 @@ def test_every_variable_of_the_flat_settings_is_read_into_its_group(
 
     for name, _, place, expected in VARIABLES:
         assert attrgetter(place)(settings) == expected, name
-    assert len(VARIABLES) == 83 and {v for v, *_ in VARIABLES} <= {
+    assert len(VARIABLES) == 84 and {v for v, *_ in VARIABLES} <= {
         s.variable for s in SETTINGS.values()
     }
 
