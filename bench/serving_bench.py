@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import serving_report as report  # noqa: E402
+from bench.ames_model import ames_model  # noqa: E402
 from bench.peers import install  # noqa: E402
 from bench.predict_reference import PredictReference  # noqa: E402
 from bench.servers import (  # noqa: E402
@@ -70,12 +71,8 @@ from bench.workloads import (  # noqa: E402
     body,
     first_prediction,
 )
-from monitoring.replay import json_records  # noqa: E402
 from tests.postgres import PostgresServer, find_bindir  # noqa: E402
-from watchkeeper.dataset import load_ames  # noqa: E402
-from watchkeeper.registry import ModelRegistry  # noqa: E402
 from watchkeeper.schema import FeatureSchema  # noqa: E402
-from watchkeeper.training import train  # noqa: E402
 
 # MLServer 1.7.1 calls asyncio.get_event_loop() in its workers, which uvloop 0.22
 # turned into an error.
@@ -183,13 +180,10 @@ def main() -> None:
         f"load average {'/'.join(f'{v:.2f}' for v in os.getloadavg())}, code in {ROOT}",
         flush=True,
     )
-    ames = load_ames()
-    trained = train(ames.between(None, 200712), ames.between(200801, 200812))
-    schema = trained.model.schema
-    records = json_records(ames.between(200901, None).frame[list(schema.names)].head(1000))
     workdir = Path(tempfile.mkdtemp(prefix="wk-serving-bench-"))
-    registry = workdir / "registry"
-    ModelRegistry(registry).register(trained)
+    model = ames_model(workdir)
+    trained, registry, records = model.trained, model.registry, model.records
+    schema = trained.model.schema
 
     reference = PredictReference(trained.model, records)
 

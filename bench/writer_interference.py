@@ -46,6 +46,7 @@ from typing import Any  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.ames_model import ames_model  # noqa: E402
 from bench.servers import Server, start_watchkeeper  # noqa: E402
 from bench.serving_runs import Run, measure  # noqa: E402
 from bench.workloads import SCENARIOS, ServerKind, body  # noqa: E402
@@ -130,23 +131,14 @@ def main() -> None:
     if args.command == "side":
         side(args)
         return
-    from monitoring.replay import json_records
-    from watchkeeper.dataset import load_ames
-    from watchkeeper.registry import ModelRegistry
-    from watchkeeper.training import train
-
     print(
         f"writer interference {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
         f"load {'/'.join(f'{v:.2f}' for v in os.getloadavg())}",
         flush=True,
     )
-    ames = load_ames()
-    trained = train(ames.between(None, 200712), ames.between(200801, 200812))
-    schema = trained.model.schema
-    records = json_records(ames.between(200901, None).frame[list(schema.names)].head(1000))
     workdir = Path(tempfile.mkdtemp(prefix="wk-writer-interference-"))
-    registry = workdir / "registry"
-    ModelRegistry(registry).register(trained)
+    model = ames_model(workdir)
+    registry, records, schema = model.registry, model.records, model.trained.model.schema
     records_file = workdir / "records.json"
     records_file.write_text(json.dumps(records))
     body_file = workdir / "single.json"
