@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ames_model import ames_model  # noqa: E402
 from bench.servers import Server, start_watchkeeper  # noqa: E402
+from bench.serving_report import CONFIDENCE, median_interval  # noqa: E402
 from bench.serving_runs import Run, measure  # noqa: E402
 from bench.workloads import SCENARIOS, ServerKind, body  # noqa: E402
 from serving.log_entry import LogEntry  # noqa: E402
@@ -122,8 +123,11 @@ def _entry(record: dict[str, Any]) -> LogEntry:
 
 
 def _median_ratio(numerators: list[float], denominators: list[float]) -> str:
-    ratios = sorted(n / d for n, d in zip(numerators, denominators, strict=True))
-    return f"{statistics.median(ratios):.3f}x [{ratios[0]:.3f}–{ratios[-1]:.3f}]"
+    """The median of per-round ratios and its interval, as the serving benchmark
+    prints them (:func:`bench.serving_report.median_interval`)."""
+    ratios = [n / d for n, d in zip(numerators, denominators, strict=True)]
+    low, high = median_interval(ratios)
+    return f"{statistics.median(ratios):.3f}x [{low:.3f}–{high:.3f}]"
 
 
 def main() -> None:
@@ -219,10 +223,11 @@ def main() -> None:
         f"  off {ms['off']:.3f} ms; off+side {ms['off+side']:.3f} ms, the side process "
         f"{ms['side']:.3f} ms an entry; on {ms['on']:.3f} ms"
     )
-    print("ratios to off, medians of per-round ratios [range]:")
+    print(f"ratios, medians of per-round ratios [{CONFIDENCE:.0%} interval]:")
     print(f"  off+side, the server alone      {_median_ratio(figures['off+side'], figures['off'])}")
     print(f"  off+side with the side process  {_median_ratio(together, figures['off'])}")
     print(f"  on                              {_median_ratio(figures['on'], figures['off'])}")
+    print(f"  on ÷ off+side, the server alone {_median_ratio(figures['on'], figures['off+side'])}")
 
 
 if __name__ == "__main__":
