@@ -476,3 +476,72 @@ def test_a_partly_replayed_batch_counts_only_its_own_predictions(
     assert fired
     assert written == Written(1, 2)
     other.close()
+
+
+def _sqlite_only(engine: sa.Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL takes a batch by one COPY")
+
+
+def test_sqlite_stores_a_batch_many_rows_to_a_statement(engine: sa.Engine) -> None:
+    """A statement per row (``executemany``) made the driver give up and take back the
+    interpreter lock around every row, which under load cost the writer more than the
+    rows themselves: 201 entries take five inserts (one that numbers itself, then 64,
+    64, 64 and 8 rows)."""
+    _sqlite_only(engine)
+    import sqlite3
+
+    from watchkeeper.db.engine import create_engine
+
+    runs: list[int] = []  # rows of each insert statement run
+
+    class Cursor(sqlite3.Cursor):
+        def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
+            if sql.lstrip().upper().startswith("INSERT"):
+                runs.append(sql.count("),(") + 1)
+            return super().execute(sql, parameters)
+
+        def executemany(self, sql: str, seq_of_parameters: Any, /) -> Cursor:
+            rows = list(seq_of_parameters)
+            runs.extend([1] * len(rows))  # a run of the statement per row
+            return super().executemany(sql, rows)
+
+    class Connection(sqlite3.Connection):
+        def cursor(self, factory: Any = Cursor) -> Any:  # type: ignore[override]
+            return super().cursor(factory)
+
+    counted = create_engine(str(engine.url), connect_args={"timeout": 30, "factory": Connection})
+    try:
+        written = LogStore(counted).insert([journaled(log_entry(n, 1)) for n in range(201)])
+    finally:
+        counted.dispose()
+
+    assert written == Written(201, 201)
+    assert runs == [1, 64, 64, 64, 8]
+
+
+@pytest.mark.parametrize("stored_first", [(), (0,), (5, 70, 130, 199), tuple(range(0, 200, 2))])
+def test_sqlite_numbers_a_batch_in_order_past_every_stored_request(
+    engine: sa.Engine, stored_first: tuple[int, ...]
+) -> None:
+    """Whatever part of a 200-entry batch is stored already (a replay), the rest is
+    stored once, numbered in the batch's order past every request stored before, and
+    counted; the stored ones keep their numbers."""
+    _sqlite_only(engine)
+    store = LogStore(engine)
+    store.insert([journaled(log_entry(n, 1)) for n in (1000, 1001)])
+    store.insert([journaled(log_entry(n, 1)) for n in stored_first])
+    with engine.connect() as connection:
+        before = dict(connection.execute(sa.select(requests.c.request_id, requests.c.seq)).all())
+
+    written = store.insert([journaled(log_entry(n, 2)) for n in range(200)])
+
+    new = [n for n in range(200) if n not in stored_first]
+    assert written == Written(len(new), 2 * len(new))
+    with engine.connect() as connection:
+        after = dict(connection.execute(sa.select(requests.c.request_id, requests.c.seq)).all())
+    assert len(after) == 202
+    assert {rid: after[rid] for rid in before} == before
+    numbers = [after[f"{n:032x}"] for n in new]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    assert numbers[0] > max(before.values())
