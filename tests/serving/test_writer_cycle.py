@@ -148,6 +148,39 @@ def test_the_journal_reaches_the_disk_every_flush_interval_while_the_writer_wait
         log.close()
 
 
+def test_the_journal_directory_is_scanned_once_a_second_not_every_flush_interval(
+    engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync thread flushes the journal every flush interval, but measures the
+    directory (other journals' bytes, the dead-letter files') once a second: scanned
+    every interval, on cold caches, it was most of what an idle log-on worker cost."""
+    import serving.prediction_log as prediction_log
+
+    scans: list[float] = []
+    usage = prediction_log.directory_usage
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        scans.append(time.monotonic())
+        return usage(*args, **kwargs)
+
+    monkeypatch.setattr(prediction_log, "directory_usage", counted)
+    log = _log(engine, tmp_path, flush_interval=0.01, write_interval=3600.0)
+    syncs = _Syncs(log)
+    scans.clear()  # the one made before the journal takes its first entry
+    try:
+        log.start()
+        started = time.monotonic()
+        for n in range(25):
+            log.submit(_entry(n))
+            time.sleep(0.1)
+        elapsed = time.monotonic() - started
+    finally:
+        log.close()
+
+    assert syncs.count >= 10  # the journal still reached the disk every interval
+    assert 1 <= len(scans) <= elapsed + 1  # once a second, not 250 times in 2.5 s
+
+
 @pytest.mark.parametrize(
     "lines_per_budget",
     [0, 1.5],
