@@ -3,11 +3,12 @@ predictions in it (``requests.outputs``, :mod:`serving.log_outputs`; migration 0
 
 The writer moves tens of thousands of predictions a second, so rows go to the driver
 as plain tuples with the JSON already encoded, a request's features once, by column:
-``executemany`` on SQLite; on PostgreSQL binary ``COPY`` (one round trip whatever the
-batch size). Both paths store a batch replayed after a crash once: SQLite ignores rows
-already present; on PostgreSQL, where ``COPY`` cannot, a batch that meets a row already
-stored fails whole (one transaction, nothing kept) and is stored again through a
-staging table and ``INSERT … SELECT … ON CONFLICT DO NOTHING``. Only replays meet
+multi-row ``INSERT`` statements on SQLite (64 rows each); on PostgreSQL binary ``COPY``
+(one round trip whatever the batch size). Both paths store a batch replayed after a
+crash once: SQLite ignores rows already present; on PostgreSQL, where ``COPY`` cannot,
+a batch that meets a row already stored fails whole (one transaction, nothing kept) and
+is stored again through a staging table and ``INSERT … SELECT … ON CONFLICT DO
+NOTHING``. Only replays meet
 stored rows, so the direct ``COPY`` is the usual path.
 
 PostgreSQL compresses a large ``features`` value before storing it; its default
@@ -57,11 +58,12 @@ _SQLITE_REQUESTS = (
 _SQLITE_MAX_SEQ = "SELECT coalesce(max(seq), 0) FROM requests"
 # The rest of a batch goes many rows to a statement, numbered from the highest ``seq``
 # read under the lock the first row's statement took. ``executemany`` runs a statement
-# per row, and the driver gives up the interpreter lock around each one's step and must
-# take it back from busy request threads: under single-record load the writer cost 97
-# µs of CPU per entry that way against 37 µs at 64 rows a statement, and the server
-# ~6 % more per request (two servers side by side, bench/README.md). Statements of 64,
-# 32, … 1 rows: a handful of texts for the driver's statement cache.
+# per row: the driver gives up the interpreter lock around each one's step and must
+# take it back from busy request threads, and each statement copies the pages it
+# changes to a statement journal (a temporary file; 1.8 pages an entry, 0.4 now). Under
+# single-record load the writer thread cost 76 µs of CPU an entry that way, 69 µs now
+# (bench/README.md). Statements of 64, 32, … 1 rows: a handful of texts for the
+# driver's statement cache.
 _SQLITE_ROWS_PER_STATEMENT = 64
 _SQLITE_ROW = "(" + ",".join("?" * (_REQUEST_COLUMNS.count(",") + 2)) + ")"
 _SQLITE_STORED_ITEMS = (
