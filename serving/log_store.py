@@ -8,8 +8,7 @@ multi-row ``INSERT`` statements on SQLite (64 rows each); on PostgreSQL binary `
 crash once: SQLite ignores rows already present; on PostgreSQL, where ``COPY`` cannot,
 a batch that meets a row already stored fails whole (one transaction, nothing kept) and
 is stored again through a staging table and ``INSERT … SELECT … ON CONFLICT DO
-NOTHING``. Only replays meet
-stored rows, so the direct ``COPY`` is the usual path.
+NOTHING``. Only replays meet stored rows, so the direct ``COPY`` is the usual path.
 
 PostgreSQL compresses a large ``features`` value before storing it; its default
 (pglz) cost about a third of PostgreSQL's CPU per 1,000-row request, LZ4 a tenth of
