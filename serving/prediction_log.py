@@ -41,6 +41,7 @@ from serving.journal import (
     JournalFull,
     JournalUnavailable,
     OrphanJournal,
+    Position,
     claim_orphans,
     directory_usage,
     free_bytes,
@@ -119,6 +120,8 @@ class PredictionLog:
         self._workers = workers
         self._dead = DeadLetters(self._directory, max_bytes=dead_letter_max_bytes)
         self._dead_letter_error = ""
+        # The journal and start of a chunk whose refused lines wait for dead-letter room.
+        self._waiting: tuple[str, Position] | None = None
         self._metrics = metrics
         self._batch_bytes = batch_bytes
         self._flush_interval = flush_interval
@@ -412,9 +415,14 @@ class PredictionLog:
                 source.commit(chunk)  # only moves past finished segments
             return False
         entries, refused = self._parse(chunk)
-        refused += self._store_all(entries)
+        # A chunk whose refused lines wait for dead-letter room is tried again every
+        # probe interval: its refusals were logged the first time (lines appended since
+        # are reported with the count of entries set aside, when they are).
+        again = self._waiting == (source.id, chunk.start)
+        refused += self._store_all(entries, level=logging.DEBUG if again else logging.ERROR)
         if refused:
             self._dead_letter(source.id, chunk, refused)
+        self._waiting = None
         if not source.commit(chunk):
             return False  # closed under us (shutdown timed out): stop, count nothing
         if source is self._journal:
@@ -438,8 +446,9 @@ class PredictionLog:
                 refused.append(index)
         return entries, refused
 
-    def _store_all(self, entries: list[tuple[int, LogEntry]]) -> list[int]:
-        """Store ``entries``; return the indexes of the lines refused even one by one."""
+    def _store_all(self, entries: list[tuple[int, LogEntry]], *, level: int) -> list[int]:
+        """Store ``entries``; return the indexes of the lines refused even one by one
+        (each refusal logged at ``level``)."""
         if not entries:
             return []
         try:
@@ -448,7 +457,7 @@ class PredictionLog:
         except _Retry:
             raise
         except Exception as exc:
-            log.error("prediction log refused a batch (%s); storing entries one by one", exc)
+            log.log(level, "prediction log refused a batch (%s); storing entries one by one", exc)
         refused = []
         for index, entry in entries:
             try:
@@ -456,7 +465,7 @@ class PredictionLog:
             except _Retry:
                 raise
             except Exception as exc:
-                log.error("prediction log refused entry %s: %s", entry.request_id, exc)
+                log.log(level, "prediction log refused entry %s: %s", entry.request_id, exc)
                 refused.append(index)
         return refused
 
@@ -485,6 +494,7 @@ class PredictionLog:
             if str(exc) != self._dead_letter_error:  # once, not every retry
                 log.error("prediction log cannot write a dead-letter file: %s", exc)
             self._dead_letter_error = str(exc)
+            self._waiting = (journal_id, chunk.start)
             self._back_off()
             raise _Retry from exc
         self._dead_letter_error = ""

@@ -4,6 +4,7 @@ and on a real PostgreSQL."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -231,6 +232,38 @@ def test_past_their_byte_limit_refused_entries_wait_in_the_journal_not_in_more_f
     (line,) = kept.read_bytes().splitlines()
     assert json.loads(line.partition(b"\t")[0])["request_id"] == f"{3:032x}"
     assert _count(database_url) == 2  # entries 2 and 4, once each
+
+
+def test_an_entry_waiting_for_dead_letter_room_is_reported_once_not_at_every_retry(
+    journal_dir: Path, make_log: Callable[..., PredictionLog], caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the dead-letter files are at their limit, a refused entry's chunk is tried
+    again every probe interval: the database's refusal of it was logged again each time
+    (a line per refused entry every 2 s, for as long as nobody made room)."""
+    registry = CollectorRegistry()
+    log = make_log(registry, dead_letter_max_bytes=1, probe_interval=0.05).start()
+    try:
+        log.submit(_poison(1))
+        assert log.flush(timeout=30)  # set aside: the files are past their limit now
+        attempts = registry.get_sample_value("watchkeeper_log_write_errors_total")
+        caplog.clear()
+        log.submit(make_entry(3, model_version=None))  # the database refuses it
+        assert wait_for(
+            lambda: (
+                registry.get_sample_value("watchkeeper_log_write_errors_total") >= attempts + 10
+            ),
+            timeout=30,
+        )
+    finally:
+        log.close(timeout=5)
+
+    reports = [
+        record
+        for record in caplog.records
+        if record.levelno >= logging.WARNING and f"{3:032x}" in record.getMessage()
+    ]
+    # the batch's refusal and the entry's, once
+    assert len(reports) == 2, [record.getMessage() for record in reports]
 
 
 # Entries refused as invalid (not as unavailable): on both databases predictions without
