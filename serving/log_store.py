@@ -3,7 +3,7 @@ predictions in it (``requests.outputs``, :mod:`serving.log_outputs`; migration 0
 
 The writer moves tens of thousands of predictions a second, so rows go to the driver
 as plain tuples with the JSON already encoded, a request's features once, by column:
-multi-row ``INSERT`` statements on SQLite (64 rows each); on PostgreSQL binary ``COPY``
+multi-row ``INSERT`` statements on SQLite (62 rows each); on PostgreSQL binary ``COPY``
 (one round trip whatever the batch size). Both paths store a batch replayed after a
 crash once: SQLite ignores rows already present; on PostgreSQL, where ``COPY`` cannot,
 a batch that meets a row already stored fails whole (one transaction, nothing kept) and
@@ -61,9 +61,9 @@ _SQLITE_MAX_SEQ = "SELECT coalesce(max(seq), 0) FROM requests"
 # take it back from busy request threads, and each statement copies the pages it
 # changes to a statement journal (a temporary file; 1.8 pages an entry, 0.4 now). Under
 # single-record load the writer thread cost 76 µs of CPU an entry that way, 69 µs now
-# (bench/README.md). Statements of 64, 32, … 1 rows: a handful of texts for the
-# driver's statement cache.
-_SQLITE_ROWS_PER_STATEMENT = 64
+# (bench/README.md). Statements of 62 rows (992 parameters: SQLite before 3.32 binds at
+# most 999), then 32, … 1: a handful of texts for the driver's statement cache.
+_SQLITE_ROWS_PER_STATEMENT = 62
 _SQLITE_ROW = "(" + ",".join("?" * (_REQUEST_COLUMNS.count(",") + 2)) + ")"
 _SQLITE_STORED_ITEMS = (
     "SELECT coalesce(sum(n_items), 0) FROM requests WHERE seq > ? AND request_id IN ({})"
@@ -156,7 +156,7 @@ def _statement_sizes(count: int) -> Iterator[int]:
     the rest in powers of two."""
     full, rest = divmod(count, _SQLITE_ROWS_PER_STATEMENT)
     yield from [_SQLITE_ROWS_PER_STATEMENT] * full
-    size = _SQLITE_ROWS_PER_STATEMENT
+    size = 1 << rest.bit_length()
     while rest:
         size //= 2
         if rest >= size:

@@ -120,8 +120,9 @@ class PredictionLog:
         self._workers = workers
         self._dead = DeadLetters(self._directory, max_bytes=dead_letter_max_bytes)
         self._dead_letter_error = ""
-        # The journal and start of a chunk whose refused lines wait for dead-letter room.
-        self._waiting: tuple[str, Position] | None = None
+        # A chunk whose refused lines wait for dead-letter room: its journal, its start,
+        # and how many of its lines were tried (their refusals logged) when it was left.
+        self._waiting: tuple[str, Position, int] | None = None
         self._metrics = metrics
         self._batch_bytes = batch_bytes
         self._flush_interval = flush_interval
@@ -416,13 +417,14 @@ class PredictionLog:
             return False
         entries, refused = self._parse(chunk)
         # A chunk whose refused lines wait for dead-letter room is tried again every
-        # probe interval: its refusals were logged the first time (lines appended since
-        # are reported with the count of entries set aside, when they are).
-        again = self._waiting == (source.id, chunk.start)
-        refused += self._store_all(entries, level=logging.DEBUG if again else logging.ERROR)
+        # probe interval: the refusals of the lines it held then were logged already.
+        waiting = self._waiting
+        again = waiting is not None and waiting[:2] == (source.id, chunk.start)
+        refused += self._store_all(entries, reported=waiting[2] if again else 0)
         if refused:
             self._dead_letter(source.id, chunk, refused)
-        self._waiting = None
+        if again:
+            self._waiting = None  # set aside at last (another source's stays marked)
         if not source.commit(chunk):
             return False  # closed under us (shutdown timed out): stop, count nothing
         if source is self._journal:
@@ -446,9 +448,10 @@ class PredictionLog:
                 refused.append(index)
         return entries, refused
 
-    def _store_all(self, entries: list[tuple[int, LogEntry]], *, level: int) -> list[int]:
-        """Store ``entries``; return the indexes of the lines refused even one by one
-        (each refusal logged at ``level``)."""
+    def _store_all(self, entries: list[tuple[int, LogEntry]], *, reported: int = 0) -> list[int]:
+        """Store ``entries``; return the indexes of the lines refused even one by one.
+        Refusals of the first ``reported`` lines were logged by an earlier try of the
+        chunk: they are logged again at debug level only."""
         if not entries:
             return []
         try:
@@ -457,6 +460,7 @@ class PredictionLog:
         except _Retry:
             raise
         except Exception as exc:
+            level = logging.DEBUG if reported else logging.ERROR
             log.log(level, "prediction log refused a batch (%s); storing entries one by one", exc)
         refused = []
         for index, entry in entries:
@@ -465,6 +469,7 @@ class PredictionLog:
             except _Retry:
                 raise
             except Exception as exc:
+                level = logging.DEBUG if index < reported else logging.ERROR
                 log.log(level, "prediction log refused entry %s: %s", entry.request_id, exc)
                 refused.append(index)
         return refused
@@ -494,7 +499,7 @@ class PredictionLog:
             if str(exc) != self._dead_letter_error:  # once, not every retry
                 log.error("prediction log cannot write a dead-letter file: %s", exc)
             self._dead_letter_error = str(exc)
-            self._waiting = (journal_id, chunk.start)
+            self._waiting = (journal_id, chunk.start, len(chunk.lines))
             self._back_off()
             raise _Retry from exc
         self._dead_letter_error = ""

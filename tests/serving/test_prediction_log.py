@@ -248,19 +248,60 @@ def test_an_entry_waiting_for_dead_letter_room_is_reported_once_not_at_every_ret
         attempts = registry.get_sample_value("watchkeeper_log_write_errors_total")
         caplog.clear()
         log.submit(make_entry(3, model_version=None))  # the database refuses it
-        assert wait_for(
-            lambda: (
-                registry.get_sample_value("watchkeeper_log_write_errors_total") >= attempts + 10
-            ),
-            timeout=30,
-        )
+
+        def tried(times: int) -> bool:
+            errors = registry.get_sample_value("watchkeeper_log_write_errors_total")
+            return errors >= attempts + times
+
+        assert wait_for(lambda: tried(10), timeout=30)
+        log.submit(make_entry(6, model_version=None))  # joins the waiting chunk
+        assert wait_for(lambda: tried(30), timeout=30)
+    finally:
+        log.close(timeout=5)
+
+    def reports(n: int) -> list[str]:
+        return [
+            record.getMessage()
+            for record in caplog.records
+            if record.levelno >= logging.WARNING and f"{n:032x}" in record.getMessage()
+        ]
+
+    assert len(reports(3)) == 2, reports(3)  # the batch's refusal and the entry's, once
+    assert len(reports(6)) == 1, reports(6)  # a line new to the chunk: its own, once
+
+
+def test_a_replayed_chunk_waiting_for_dead_letter_room_is_reported_once_beside_traffic(
+    journal_dir: Path, make_log: Callable[..., PredictionLog], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The marker of a chunk waiting for dead-letter room belongs to its journal: a
+    dead process's chunk, replayed beside the live journal's traffic, is reported once
+    though the live journal's chunks are stored in between."""
+    ended = Journal(journal_dir, segment_bytes=1 << 20, max_bytes=1 << 30)
+    ended.append(make_entry(5, model_version=None).to_line())  # the database refuses it
+    ended.close(may_remove=False)  # as the lock goes when a process dies
+    # another chunk's dead letters, past the limit
+    (journal_dir / "deadletter-j-1-0123456789ab-0.0-0.10.jsonl").write_bytes(b"x" * 10)
+    registry = CollectorRegistry()
+    log = make_log(
+        registry, dead_letter_max_bytes=1, probe_interval=0.05, recover_interval=0.05
+    ).start()
+    try:
+        n = 100
+        deadline = time.monotonic() + 30
+        while (
+            registry.get_sample_value("watchkeeper_log_write_errors_total") or 0
+        ) < 10 and time.monotonic() < deadline:
+            log.submit(make_entry(n))  # the live journal's chunks are stored meanwhile
+            n += 1
+            time.sleep(0.02)
+        assert registry.get_sample_value("watchkeeper_log_write_errors_total") >= 10
     finally:
         log.close(timeout=5)
 
     reports = [
         record
         for record in caplog.records
-        if record.levelno >= logging.WARNING and f"{3:032x}" in record.getMessage()
+        if record.levelno >= logging.WARNING and f"{5:032x}" in record.getMessage()
     ]
     # the batch's refusal and the entry's, once
     assert len(reports) == 2, [record.getMessage() for record in reports]
