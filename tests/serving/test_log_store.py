@@ -4,6 +4,7 @@ whatever part of a batch is stored already, and how PostgreSQL is asked to store
 from __future__ import annotations
 
 import math
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -545,3 +546,53 @@ def test_sqlite_numbers_a_batch_in_order_past_every_stored_request(
     numbers = [after[f"{n:032x}"] for n in new]
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
     assert numbers[0] > max(before.values())
+
+
+def test_sqlite_writers_side_by_side_number_every_request_once_and_each_batch_in_order(
+    engine: sa.Engine,
+) -> None:
+    """Two workers' writers store into one SQLite file at once, and a third replays
+    the first one's batches as they come (a replayed journal): every request is stored
+    and counted once, no two share a number, and each batch's rows are numbered in the
+    batch's order (a writer numbers the rest of its batch from the highest number it
+    reads under the write lock its first row took)."""
+    _sqlite_only(engine)
+    batches = {
+        writer: [
+            [log_entry(writer * 100_000 + b * 50 + i, 1) for i in range(50)] for b in range(20)
+        ]
+        for writer in (1, 2)
+    }
+    written: dict[str, int] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def write(name: str, entries: list[list[LogEntry]]) -> None:
+        own = sa.create_engine(engine.url, connect_args={"timeout": 30})
+        try:
+            store = LogStore(own)
+            start.wait()
+            written[name] = sum(store.insert([journaled(e) for e in b]).requests for b in entries)
+        except BaseException as exc:  # reported below, with the thread's name
+            errors.append(exc)
+        finally:
+            own.dispose()
+
+    threads = [
+        threading.Thread(target=write, args=("first", batches[1])),
+        threading.Thread(target=write, args=("second", batches[2])),
+        threading.Thread(target=write, args=("replay", batches[1])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert not errors, errors
+    assert written["first"] + written["replay"] == 1000 and written["second"] == 1000
+    with engine.connect() as connection:
+        seq = dict(connection.execute(sa.select(requests.c.request_id, requests.c.seq)).all())
+    assert len(seq) == 2000 and len(set(seq.values())) == 2000
+    for batch in batches[1] + batches[2]:
+        numbers = [seq[entry.request_id] for entry in batch]
+        assert numbers == sorted(numbers), numbers
