@@ -571,7 +571,7 @@ def test_sqlite_writers_side_by_side_number_every_request_once_and_each_batch_in
         own = sa.create_engine(engine.url, connect_args={"timeout": 30})
         try:
             store = LogStore(own)
-            start.wait()
+            start.wait(timeout=60)
             written[name] = sum(store.insert([journaled(e) for e in b]).requests for b in entries)
         except BaseException as exc:  # reported below, with the thread's name
             errors.append(exc)
