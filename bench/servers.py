@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,21 +137,26 @@ def start_watchkeeper(
     database_url: str = "",
     ood_in_response: bool = True,
     root: Path = ROOT,
+    settings: Mapping[str, str] | None = None,
 ) -> Server:
     """Watchkeeper serving from the code in ``root`` (this checkout, or another tree of
-    the repository to compare with)."""
+    the repository to compare with); ``settings`` are more ``WATCHKEEPER_*`` variables."""
     data_dir = workdir / name
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = _base_env(root) | {
-        "WATCHKEEPER_DATA_DIR": str(data_dir),
-        "WATCHKEEPER_REGISTRY_PATH": str(registry),
-        "WATCHKEEPER_HOST": "127.0.0.1",
-        "WATCHKEEPER_PORT": str(port),
-        "WATCHKEEPER_WORKERS": str(WORKERS),
-        "WATCHKEEPER_LOG_ENABLED": "true" if log_enabled else "false",
-        "WATCHKEEPER_OOD_IN_RESPONSE": "true" if ood_in_response else "false",
-    }
+    env = (
+        _base_env(root)
+        | {
+            "WATCHKEEPER_DATA_DIR": str(data_dir),
+            "WATCHKEEPER_REGISTRY_PATH": str(registry),
+            "WATCHKEEPER_HOST": "127.0.0.1",
+            "WATCHKEEPER_PORT": str(port),
+            "WATCHKEEPER_WORKERS": str(WORKERS),
+            "WATCHKEEPER_LOG_ENABLED": "true" if log_enabled else "false",
+            "WATCHKEEPER_OOD_IN_RESPONSE": "true" if ood_in_response else "false",
+        }
+        | dict(settings or {})
+    )
     if database_url:
         env["WATCHKEEPER_DATABASE_URL"] = database_url
     process = _spawn(
