@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from serving.log_entry import LogEntry
 from serving.log_store import LogStore, Written
 from tests.log_entries import journaled, log_entry
+from watchkeeper.db.engine import create_engine
 from watchkeeper.db.features import feature_records
 from watchkeeper.db.tables import predictions, requests
 
@@ -568,12 +569,12 @@ def test_sqlite_writers_side_by_side_number_every_request_once_and_each_batch_in
     start = threading.Barrier(3)
 
     def write(name: str, entries: list[list[LogEntry]]) -> None:
-        own = sa.create_engine(engine.url, connect_args={"timeout": 30})
+        own = create_engine(engine.url.render_as_string(hide_password=False))  # as a worker's
         try:
             store = LogStore(own)
             start.wait(timeout=60)
             written[name] = sum(store.insert([journaled(e) for e in b]).requests for b in entries)
-        except BaseException as exc:  # reported below, with the thread's name
+        except BaseException as exc:  # asserted below, in the test's thread
             errors.append(exc)
         finally:
             own.dispose()
