@@ -33,14 +33,13 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ames_model import ames_model  # noqa: E402
 from bench.servers import Server, start_watchkeeper  # noqa: E402
-from bench.serving_report import median_interval  # noqa: E402
+from bench.serving_report import median_interval, run_header  # noqa: E402
 from bench.serving_runs import measure  # noqa: E402
 from bench.workloads import SCENARIOS, ServerKind, body  # noqa: E402
 
@@ -83,11 +82,7 @@ def _start(workdir: Path, registry: Path, generation: int) -> dict[str, Server]:
 
 def main() -> None:
     args = _arguments()
-    print(
-        f"log cost split {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
-        f"load {'/'.join(f'{v:.2f}' for v in os.getloadavg())}",
-        flush=True,
-    )
+    print(run_header("log cost split"), flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="wk-log-cost-split-"))
     model = ames_model(workdir)
     body_file = workdir / "single.json"

@@ -44,7 +44,6 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import orjson  # noqa: E402
@@ -175,11 +174,7 @@ def _progress(run: Run) -> None:
 def main() -> None:
     args = _arguments()
     started = time.monotonic()
-    print(
-        f"serving benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
-        f"load average {'/'.join(f'{v:.2f}' for v in os.getloadavg())}, code in {ROOT}",
-        flush=True,
-    )
+    print(report.run_header("serving benchmark", f"code in {ROOT}"), flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="wk-serving-bench-"))
     model = ames_model(workdir)
     trained, registry, records = model.trained, model.registry, model.records

@@ -5,8 +5,10 @@ load): on a shared machine a figure means little without it."""
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from bench.predict_reference import REFERENCE
 from bench.serving_runs import Run
@@ -36,6 +38,13 @@ OOD_TARGET = 1.05  # issue 11: the OOD score in the response, single record, on 
 # Coverage of the interval printed beside a median of per-round ratios; a target is
 # called met or missed only when the whole interval is on one side of it.
 CONFIDENCE = 0.90
+
+
+def run_header(title: str, *extra: str) -> str:
+    """A run's first line: what ran, when, on how many cores, at what load."""
+    load = "/".join(f"{v:.2f}" for v in os.getloadavg())
+    parts = [f"{title} {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", f"{os.cpu_count()} cores"]
+    return ", ".join([*parts, f"load average {load}", *extra])
 
 
 def baseline(name: str) -> str:

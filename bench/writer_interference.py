@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ames_model import ames_model  # noqa: E402
 from bench.servers import Server, start_watchkeeper  # noqa: E402
-from bench.serving_report import CONFIDENCE, median_interval  # noqa: E402
+from bench.serving_report import CONFIDENCE, median_interval, run_header  # noqa: E402
 from bench.serving_runs import Run, measure  # noqa: E402
 from bench.workloads import SCENARIOS, ServerKind, body  # noqa: E402
 from serving.log_entry import LogEntry  # noqa: E402
@@ -135,11 +135,7 @@ def main() -> None:
     if args.command == "side":
         side(args)
         return
-    print(
-        f"writer interference {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
-        f"load {'/'.join(f'{v:.2f}' for v in os.getloadavg())}",
-        flush=True,
-    )
+    print(run_header("writer interference"), flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="wk-writer-interference-"))
     model = ames_model(workdir)
     registry, records, schema = model.registry, model.records, model.trained.model.schema
