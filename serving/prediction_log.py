@@ -79,7 +79,25 @@ def _refuses_the_entry(exc: BaseException) -> bool:
 
 
 class _Retry(Exception):
-    """Leave the chunk in the journal and try again after a pause."""
+    """The database is unavailable: leave the chunk in the journal and try again after
+    a pause."""
+
+
+class _NoRoom(Exception):
+    """The chunk's refused lines cannot be set aside yet (the dead-letter files are at
+    their limit, or their disk fails): its journal waits behind it, tried again every
+    probe interval; other journals go on."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A journal's chunk that waits for dead-letter room: where it starts, how many of
+    its lines were tried (their refusals logged) when it was left, and when to try it
+    again."""
+
+    start: Position
+    tried: int
+    retry_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +138,8 @@ class PredictionLog:
         self._workers = workers
         self._dead = DeadLetters(self._directory, max_bytes=dead_letter_max_bytes)
         self._dead_letter_error = ""
-        # A chunk whose refused lines wait for dead-letter room: its journal, its start,
-        # and how many of its lines were tried (their refusals logged) when it was left.
-        self._waiting: tuple[str, Position, int] | None = None
+        # Chunks whose refused lines wait for dead-letter room, by journal id.
+        self._waiting: dict[str, _Waiting] = {}
         self._metrics = metrics
         self._batch_bytes = batch_bytes
         self._flush_interval = flush_interval
@@ -388,7 +405,10 @@ class PredictionLog:
         try:
             journal = self._journal
             if journal is not None:
-                progressed = self._step(journal)
+                try:
+                    progressed = self._step(journal)
+                except _NoRoom:
+                    pass  # this journal waits for dead-letter room; ended ones need not
             if not self._closing:
                 progressed = self._recover(now) or progressed
         except _Retry:
@@ -409,22 +429,24 @@ class PredictionLog:
         self._metrics.stalled_seconds.set(self.stalled_seconds)
 
     def _step(self, source: Journal | OrphanJournal) -> bool:
-        """Store one chunk of ``source`` and advance its checkpoint."""
+        """Store one chunk of ``source`` and advance its checkpoint; raises
+        :class:`_NoRoom` while its chunk waits for dead-letter room."""
+        # A chunk whose refused lines wait for dead-letter room is tried again every
+        # probe interval: the refusals of the lines it held then were logged already.
+        waiting = self._waiting.get(source.id)
+        if waiting is not None and time.monotonic() < waiting.retry_at:
+            raise _NoRoom
         chunk = source.read(self._batch_bytes)
         if not chunk.lines:
             if chunk.moved:
                 source.commit(chunk)  # only moves past finished segments
             return False
         entries, refused = self._parse(chunk)
-        # A chunk whose refused lines wait for dead-letter room is tried again every
-        # probe interval: the refusals of the lines it held then were logged already.
-        waiting = self._waiting
-        again = waiting is not None and waiting[:2] == (source.id, chunk.start)
-        refused += self._store_all(entries, reported=waiting[2] if again else 0)
+        again = waiting is not None and waiting.start == chunk.start
+        refused += self._store_all(entries, reported=waiting.tried if again else 0)
         if refused:
             self._dead_letter(source.id, chunk, refused)
-        if again:
-            self._waiting = None  # set aside at last (another source's stays marked)
+        self._waiting.pop(source.id, None)  # set aside at last
         if not source.commit(chunk):
             return False  # closed under us (shutdown timed out): stop, count nothing
         if source is self._journal:
@@ -499,9 +521,8 @@ class PredictionLog:
             if str(exc) != self._dead_letter_error:  # once, not every retry
                 log.error("prediction log cannot write a dead-letter file: %s", exc)
             self._dead_letter_error = str(exc)
-            self._waiting = (journal_id, chunk.start, len(chunk.lines))
-            self._back_off()
-            raise _Retry from exc
+            self._wait_for_room(journal_id, chunk)
+            raise _NoRoom from exc
         self._dead_letter_error = ""
         if kept.written:  # counted at once: a retry or a replay skips these lines
             self._metrics.rows_dead_lettered.inc(kept.written)
@@ -516,8 +537,12 @@ class PredictionLog:
             self._dead.sync()
         except OSError as exc:
             log.error("prediction log cannot sync its dead-letter directory: %s", exc)
-            self._back_off()
-            raise _Retry from exc
+            self._wait_for_room(journal_id, chunk)
+            raise _NoRoom from exc
+
+    def _wait_for_room(self, journal_id: str, chunk: Chunk) -> None:
+        retry_at = time.monotonic() + self._probe_interval
+        self._waiting[journal_id] = _Waiting(chunk.start, len(chunk.lines), retry_at)
 
     def _recover(self, now: float) -> bool:
         """Replay a chunk of a dead process's journal, looking for one now and then."""
@@ -532,8 +557,11 @@ class PredictionLog:
             if self._orphan is None:
                 return False
             log.info("replaying journal %s left by a process that ended", self._orphan.id)
-        if self._step(self._orphan):
-            return True
+        try:
+            if self._step(self._orphan):
+                return True
+        except _NoRoom:
+            return False  # kept claimed: tried again when its wait is over
         self._orphan.finish()
         log.info("replayed journal %s", self._orphan.id)
         self._orphan = None

@@ -284,8 +284,8 @@ class LogSettings(SettingsGroup):
 
     probe_interval: float = Field(default=2.0, gt=0)
     """Longest pause between the writer's retries while the database is unavailable
-    (retries start at 50 ms and double), and between readiness checks of the database
-    schema."""
+    (retries start at 50 ms and double), between its retries of an entry that waits for
+    dead-letter room, and between readiness checks of the database schema."""
 
     body_limit: int = Field(default=65_536, ge=0)
     """Bytes of a rejected request's body kept in the log for diagnosis."""

@@ -307,6 +307,39 @@ def test_a_replayed_chunk_waiting_for_dead_letter_room_is_reported_once_beside_t
     assert len(reports) == 2, [record.getMessage() for record in reports]
 
 
+def test_ended_journals_are_replayed_while_the_live_journal_waits_for_dead_letter_room(
+    database_url: str, journal_dir: Path, make_log: Callable[..., PredictionLog]
+) -> None:
+    """A chunk of the live journal whose refused entry cannot be set aside (the
+    dead-letter files are at their limit) waits, and the journal behind it. The replay
+    of journals that ended processes left waited with it: the writer did not reach it
+    while the live chunk waited, so their storable entries stayed out of the database
+    until someone made room."""
+    registry = CollectorRegistry()
+    log = make_log(
+        registry, dead_letter_max_bytes=1, probe_interval=0.05, recover_interval=0.05
+    ).start()
+    try:
+        # another chunk's dead letters, past the limit
+        (journal_dir / "deadletter-j-1-0123456789ab-0.0-0.10.jsonl").write_bytes(b"x" * 10)
+        log.submit(make_entry(3, model_version=None))  # the database refuses it
+
+        def tried(times: int) -> bool:
+            errors = registry.get_sample_value("watchkeeper_log_write_errors_total")
+            return (errors or 0) >= times
+
+        assert wait_for(lambda: tried(4), timeout=30)  # it waits, tried again and again
+        ended = Journal(journal_dir, segment_bytes=1 << 20, max_bytes=1 << 30)
+        for n in range(100, 150):
+            ended.append(make_entry(n).to_line())
+        ended.close(may_remove=False)  # as the lock goes when a process dies
+        assert wait_for(lambda: _count(database_url) == 50, timeout=20)
+        assert registry.get_sample_value("watchkeeper_log_rows_replayed_total") == 50
+        assert log.queue_depth == 1  # the refused entry still waits for room
+    finally:
+        log.close(timeout=5)
+
+
 # Entries refused as invalid (not as unavailable): on both databases predictions without
 # a model version (the log store refuses them, as the former predictions table's NOT NULL
 # column did); on PostgreSQL also a status code that overflows its SMALLINT column.
