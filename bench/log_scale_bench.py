@@ -1,7 +1,8 @@
-"""The writer's cost per request on a log of production size: random vs time-ordered ids.
+"""The writer's cost per request on a log of production size: random vs time-ordered
+ids, or the OOD score's index of its own vs in the ``seq`` index.
 
     .venv/bin/python bench/log_scale_bench.py [--sizes 0,1000000,3000000] [--rounds 3]
-        [--no-postgres]
+        [--no-postgres] [--compare ids|score-index]
 
 Request ids are the primary key of ``requests``, which since migration 0010 holds each
 request's predictions too (the ``prediction_id`` and ``request_id`` indexes of the
@@ -29,8 +30,18 @@ request per commit). A/B interleaved: each round runs every scenario with both a
 back to back, the arm order swapped every round; ratios are the median of the rounds'
 ratios. ``@`` is the 1-minute load average over the runs behind a figure.
 
+``--compare score-index`` compares, with time-ordered ids, migration 0011's index of
+each request's highest OOD score (``requests.max_ood_score``) on its own (``score
+index``: the ``seq`` index on ``seq`` alone, as it was) with migration 0013's ``seq``
+index holding the score as its second key (``score in seq``, the head's schema).
+Pre-filled and measured requests carry random scores, as served scores come.
+
+After each size's rounds it times, on each database, the report's ranking of the whole
+log's most out-of-distribution rows (its default period), which the score's index
+served and the ``seq`` index serves now.
+
 Pre-filled rows are written by bulk SQL in one statement per table and carry no
-features (the ids change the indexes, not the appended table rows). PostgreSQL's
+features (the ids and scores change the indexes, not the appended table rows). PostgreSQL's
 rows, pre-filled and measured, all fall on one day (two days ahead, a partition the
 migration made): the day's partition is the index that grows.
 """
@@ -46,7 +57,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +68,8 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.proc_cpu import cpu_seconds  # noqa: E402
+from monitoring.report.log_rows import most_out_of_distribution  # noqa: E402
+from monitoring.report.records import Period  # noqa: E402
 from serving.log_entry import LogEntry  # noqa: E402
 from serving.log_store import LogStore  # noqa: E402
 from serving.request_ids import new_request_id  # noqa: E402
@@ -82,20 +95,35 @@ class Arm:
     new_id: Callable[[], str]
     sqlite_id: str  # SQL making a pre-filled row's id from its number ``g``
     postgres_id: str
+    schema: tuple[str, ...] = ()  # statements run on the head's schema before filling
 
 
 # Pre-filled time-ordered ids take one millisecond each, ending before the bench's
 # first id; ``:base`` is that first millisecond.
-ARMS = (
-    Arm("random", _random_id, "lower(hex(randomblob(16)))", "md5(g::text || random()::text)"),
-    Arm(
-        "time-ordered",
-        new_request_id,
-        "printf('%012x', :base + g) || '70008' || substr(lower(hex(randomblob(8))), 1, 15)",
-        "lpad(to_hex(:base + g), 12, '0') || '70008' || substr(md5(g::text || random()::text),"
-        " 1, 15)",
-    ),
+_TIME_ORDERED = Arm(
+    "time-ordered",
+    new_request_id,
+    "printf('%012x', :base + g) || '70008' || substr(lower(hex(randomblob(8))), 1, 15)",
+    "lpad(to_hex(:base + g), 12, '0') || '70008' || substr(md5(g::text || random()::text), 1, 15)",
 )
+COMPARISONS = {
+    "ids": (
+        Arm("random", _random_id, "lower(hex(randomblob(16)))", "md5(g::text || random()::text)"),
+        _TIME_ORDERED,
+    ),
+    "score-index": (
+        replace(
+            _TIME_ORDERED,
+            name="score index",
+            schema=(
+                "DROP INDEX ix_requests_seq",
+                "CREATE INDEX ix_requests_seq ON requests (seq)",
+                "CREATE INDEX ix_requests_max_ood_score ON requests (max_ood_score)",
+            ),
+        ),
+        replace(_TIME_ORDERED, name="score in seq"),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -132,6 +160,7 @@ class Target:
     sqlite_path: Path | None = None
     filled: int = 0
     runs: dict[tuple[int, str], list[Run]] = field(default_factory=dict)
+    ranking_ms: dict[tuple[int, str], float] = field(default_factory=dict)  # size, period
 
 
 class EntryMaker:
@@ -146,6 +175,7 @@ class EntryMaker:
         self._n = len(next(iter(self._records.values())))
         self._next = 0
         self._clock = _MEASURED_FROM
+        self._rng = np.random.default_rng(0)
 
     def entry(self, request_id: str, rows: int) -> LogEntry:
         at = [(self._next + i) % self._n for i in range(rows)]
@@ -165,7 +195,7 @@ class EntryMaker:
             values=values,
             lower=values * 0.9,
             upper=values * 1.1,
-            ood=np.full(rows, 0.5),
+            ood=self._rng.random(rows),  # served scores come in no order
         )
 
 
@@ -194,9 +224,9 @@ def _fill_sqlite(target: Target, upto: int, base_ms: int) -> None:
         )
         connection.execute(  # numbered in order, as the writer numbers its requests
             "INSERT INTO requests (request_id, received_at, endpoint, method, status_code,"
-            " latency_seconds, model_version, n_items, seq, single, outputs)"
-            f" SELECT id, at, '/predict', 'POST', 200, 0.004, 'v1', 1, g, 1, '{_OUTPUTS}'"
-            " FROM fill"
+            " latency_seconds, model_version, n_items, seq, single, outputs, max_ood_score)"
+            f" SELECT id, at, '/predict', 'POST', 200, 0.004, 'v1', 1, g, 1, '{_OUTPUTS}',"
+            " (random() / 18446744073709551616.0) + 0.5 FROM fill"
         )
         connection.execute("DROP TABLE temp.fill")
         connection.execute("COMMIT")
@@ -208,10 +238,11 @@ def _fill_sqlite(target: Target, upto: int, base_ms: int) -> None:
 def _fill_postgres(target: Target, upto: int, base_ms: int) -> None:
     statement = (
         "INSERT INTO requests (request_id, received_at, endpoint, method,"
-        " status_code, latency_seconds, model_version, n_items, single, outputs)"
+        " status_code, latency_seconds, model_version, n_items, single, outputs,"
+        " max_ood_score)"
         f" SELECT {target.arm.postgres_id.replace(':base', str(base_ms))},"
         f" '{DAY.isoformat()}'::timestamptz + g * interval '10 milliseconds', '/predict',"
-        f" 'POST', 200, 0.004, 'v1', 1, true, '{_OUTPUTS}'"
+        f" 'POST', 200, 0.004, 'v1', 1, true, '{_OUTPUTS}', random()"
         f" FROM generate_series({target.filled + 1}, {upto}) AS g"
     )
     with target.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -281,6 +312,9 @@ def _target(engine_name: str, arm: Arm, url: str, path: Path | None) -> Target:
     if path is not None:
         sa.event.listen(engine, "connect", _no_autocheckpoint)
     upgrade(engine)
+    with engine.begin() as connection:
+        for statement in arm.schema:
+            connection.exec_driver_sql(statement)
     return Target(engine_name, arm, url, engine, LogStore(engine), sqlite_path=path)
 
 
@@ -327,13 +361,45 @@ def _run_round(
                 target.runs.setdefault((size, scenario.name), []).append(run)
 
 
-def _report(targets: list[Target], sizes: list[int]) -> None:
+# The report's periods timed: its default, and one since the pre-filled rows' middle
+# (3 M of them take 8.3 h of the day; the measured ones come after its noon).
+RANKED_PERIODS = {"whole log": Period(), "since 04:00": Period(since=DAY + timedelta(hours=4))}
+
+
+def _time_ranking(target: Target, size: int) -> None:
+    """The report's 20 most out-of-distribution predictions of each of
+    :data:`RANKED_PERIODS`: median wall time of 3 calls, after one to warm the caches."""
+    for name, period in RANKED_PERIODS.items():
+        times = []
+        for _ in range(4):
+            started = time.perf_counter()
+            most_out_of_distribution(target.engine, period, 20)
+            times.append(time.perf_counter() - started)
+        target.ranking_ms[(size, name)] = 1000 * statistics.median(times[1:])
+
+
+def _report_ranking(targets: list[Target], sizes: list[int], arms: tuple[Arm, Arm]) -> None:
+    print()
+    print("the report's 20 most out-of-distribution rows of a period, ms (median of 3)")
+    print(f"{'engine':<11}{'filled':>10}  {'period':<12}{arms[0].name:>16}{arms[1].name:>16}")
+    for engine_name in dict.fromkeys(t.engine_name for t in targets):
+        a, b = (t for t in targets if t.engine_name == engine_name)
+        for size in sizes:
+            for name in RANKED_PERIODS:
+                print(
+                    f"{engine_name:<11}{size:>10,}  {name:<12}{a.ranking_ms[(size, name)]:>16.1f}"
+                    f"{b.ranking_ms[(size, name)]:>16.1f}"
+                )
+
+
+def _report(targets: list[Target], sizes: list[int], arms: tuple[Arm, Arm]) -> None:
+    first, second = (arm.name for arm in arms)
     print()
     print("CPU per request (writer thread + PostgreSQL), ms, median over rounds @ load average;")
-    print("WAL bytes per request; time-ordered ÷ random: median of per-round ratios")
+    print(f"WAL bytes per request; {second} ÷ {first}: median of per-round ratios")
     print(
-        f"{'engine':<11}{'filled':>10}  {'scenario':<10}{'random':>14}{'time-ordered':>14}"
-        f"{'ratio':>7}{'WAL random':>12}{'WAL ordered':>13}{'ratio':>7}"
+        f"{'engine':<11}{'filled':>10}  {'scenario':<10}{first:>14}{second:>14}"
+        f"{'ratio':>7}{'WAL ' + first:>18}{'WAL ' + second:>18}{'ratio':>7}"
     )
     engines = list(dict.fromkeys(t.engine_name for t in targets))
     for engine_name in engines:
@@ -352,7 +418,7 @@ def _report(targets: list[Target], sizes: list[int]) -> None:
                 print(
                     f"{engine_name:<11}{size:>10,}  {scenario.name:<10}"
                     f"{cpu_a:>8.3f} @{load_a:<4.1f}{cpu_b:>8.3f} @{load_b:<4.1f}{ratio:>6.2f}x"
-                    f"{wal_a:>12,.0f}{wal_b:>13,.0f}{wal_ratio:>6.2f}x"
+                    f"{wal_a:>18,.0f}{wal_b:>18,.0f}{wal_ratio:>6.2f}x"
                 )
 
 
@@ -361,7 +427,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="0,1000000,3000000")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--postgres", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--compare", choices=sorted(COMPARISONS), default="ids")
     args = parser.parse_args()
+    arms = COMPARISONS[args.compare]
     sizes = [int(s) for s in args.sizes.split(",")]
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="wk-log-scale-"))
@@ -377,11 +445,11 @@ def main() -> int:
     print(f"load average at the start: {os.getloadavg()[0]:.2f}; pre-filled day {DAY:%Y-%m-%d}")
     targets: list[Target] = []
     try:
-        for arm in ARMS:
-            path = workdir / f"log-{arm.name}.db"
+        for arm in arms:
+            path = workdir / f"log-{arm.name.replace(' ', '-')}.db"
             targets.append(_target("sqlite", arm, f"sqlite:///{path}", path))
         if server is not None:
-            for arm in ARMS:
+            for arm in arms:
                 targets.append(_target("postgresql", arm, server.create_database(), None))
         maker = EntryMaker()
         for size in sizes:
@@ -394,8 +462,11 @@ def main() -> int:
                     )
             for round_ in range(args.rounds):
                 _run_round(targets, size, round_, maker, postmaster)
+            for target in targets:
+                _time_ranking(target, size)
             print(f"measured at {size:,}: {time.perf_counter() - started:.0f} s so far")
-        _report(targets, sizes)
+        _report(targets, sizes, arms)
+        _report_ranking(targets, sizes, arms)
     finally:
         for target in targets:
             target.engine.dispose()

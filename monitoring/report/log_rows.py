@@ -59,15 +59,14 @@ def most_out_of_distribution(engine: sa.Engine, period: Period, limit: int) -> l
     highest first (a NaN score ranks nowhere).
 
     Only the requests that can hold them are expanded: the ``limit`` of the period with
-    the highest ``max_ood_score`` (its index), since a prediction among the top ones has
-    fewer than ``limit`` predictions above it, so fewer than ``limit`` requests whose
-    highest score beats its request's. Expanding every request of the period through the
-    view to sort its items took ten times as long (migration 0011)."""
-    score: sa.ColumnElement[float | None] = requests.c.max_ood_score
-    if period.since is not None or period.model_version is not None:
-        # Read the period's or the version's requests by their index and sort those
-        # (SQLite without statistics would walk the score index through the whole log).
-        score = unindexed(score)
+    the highest ``max_ood_score``, since a prediction among the top ones has fewer than
+    ``limit`` predictions above it, so fewer than ``limit`` requests whose highest score
+    beats its request's. Expanding every request of the period through the view to sort
+    its items took ten times as long (migration 0011). A period's or a version's
+    requests are found by their index; the whole log is ranked from the ``seq`` index,
+    which holds each request's score beside its ``seq`` (migration 0013), without
+    reading the requests' rows."""
+    score = requests.c.max_ood_score
     top_requests = (
         sa.select(requests.c.seq)
         .where(

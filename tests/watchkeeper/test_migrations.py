@@ -42,6 +42,9 @@ def test_migrated_database_matches_the_table_definitions(database_url: str) -> N
         for column in table.columns:
             if column.index or column.unique:
                 assert (column.name,) in indexed, (table.name, column.name)
+        named = {ix["name"]: tuple(ix["column_names"]) for ix in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            assert named.get(index.name) == tuple(c.name for c in index.columns), index.name
     engine.dispose()
 
 
@@ -509,5 +512,58 @@ def test_0012_downgrade_stores_category_codes_as_lists_and_leaves_the_rest(
 
     assert json.loads(stored_text(engine, CODES_ID)) == expected_columns()
     assert json.loads(stored_text(engine, LISTS_ID)) == marked
-    _migrate(engine, "0012")
+    upgrade(engine)
     assert current_revision(engine) == head_revision()
+
+
+# -- 0013: the score beside seq in one index ---------------------------------------------
+
+
+def _request_indexes(engine: sa.Engine) -> dict[str, tuple[str, ...]]:
+    return {
+        ix["name"]: tuple(ix["column_names"])
+        for ix in sa.inspect(engine).get_indexes("requests")
+        if ix["name"] in ("ix_requests_seq", "ix_requests_max_ood_score")
+    }
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_0013_moves_the_score_into_the_seq_index_and_back(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Requests logged at 0012 keep their rows and scores; the downgrade builds 0011's
+    two indexes again."""
+    engine = create_engine(_blank_url(kind, tmp_path, request))
+    upgrade(engine, "0012")
+    with engine.begin() as connection:
+        for n, score in enumerate((0.5, None, 2.5), 1):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO requests (request_id, received_at, endpoint, method,"
+                    " status_code, latency_seconds, model_version, n_items, seq, single,"
+                    f" max_ood_score) VALUES (:id, '{_T}', '/predict', 'POST', 200, 0.01,"
+                    " 'v1', 1, :seq, true, :score)"
+                ),
+                {"id": f"r{n}", "seq": n, "score": score},
+            )
+
+    def stored() -> list[tuple[Any, ...]]:
+        with engine.connect() as connection:
+            query = "SELECT request_id, seq, max_ood_score FROM requests ORDER BY seq"
+            return [tuple(row) for row in connection.exec_driver_sql(query)]
+
+    before = stored()
+    assert _request_indexes(engine) == {
+        "ix_requests_seq": ("seq",),
+        "ix_requests_max_ood_score": ("max_ood_score",),
+    }
+    upgrade(engine)
+    assert _request_indexes(engine) == {"ix_requests_seq": ("seq", "max_ood_score")}
+    assert stored() == before
+    _migrate(engine, "0012")
+    assert _request_indexes(engine) == {
+        "ix_requests_seq": ("seq",),
+        "ix_requests_max_ood_score": ("max_ood_score",),
+    }
+    assert stored() == before
+    engine.dispose()

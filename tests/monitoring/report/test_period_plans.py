@@ -76,21 +76,22 @@ def test_a_period_with_a_start_is_read_from_the_time_index(
     assert not any("ix_requests_model_version" in line for line in plan), plan
 
 
-def test_the_most_out_of_distribution_of_the_whole_log_are_read_from_the_score_index(
+def test_the_most_out_of_distribution_of_the_whole_log_are_ranked_from_the_seq_index_alone(
     engine: sa.Engine,
 ) -> None:
-    """The requests that can hold the top rows, highest score first, without reading
-    or sorting every request; only they are expanded. A version's are read by the
-    version's index (its requests sorted), as a period's by the time index."""
+    """The requests that can hold the top rows are ranked from the ``seq`` index, which
+    holds each request's score beside its ``seq`` (migration 0013), without reading a
+    request's row; only they are expanded. A version's are read by the version's index
+    (its requests sorted), as a period's by the time index."""
 
     def call(version: str | None) -> object:
         return log_rows.most_out_of_distribution(engine, Period(model_version=version), 5)
 
     [plan] = plans_as_served(engine, lambda: call(None), "max_ood_score")
-    # ties in the score sorted by seq as they come (the sort stops at the limit)
+    # the sort keeps the top ones as they come (it stops at the limit)
     assert plan == [
-        "SEARCH requests USING INDEX ix_requests_max_ood_score (max_ood_score>?)",
-        "USE TEMP B-TREE FOR RIGHT PART OF ORDER BY",
+        "SCAN requests USING COVERING INDEX ix_requests_seq",
+        "USE TEMP B-TREE FOR ORDER BY",
     ], plan
     [expanded] = _plans(engine, lambda: call(None))
     assert expanded[0] == "SEARCH r USING INDEX ix_requests_seq (seq=?)", expanded
