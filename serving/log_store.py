@@ -50,17 +50,28 @@ _REQUEST_COLUMNS = (
 # SQLite numbers requests itself: one past the highest, read in the insert's own
 # statement (under the write lock, so writers in other processes take turns); a
 # request already stored is left as it is, number and all.
+# ``OR IGNORE`` rather than ``ON CONFLICT DO NOTHING``: both skip a request already
+# stored (the primary key is the table's only unique constraint), but with the latter
+# a NOT NULL column's default ABORT let each statement fail halfway, so SQLite first
+# copied every page it changed that an earlier statement of the transaction had
+# written to a statement journal (a temporary file): under single-record load ~1.4
+# extra page writes an entry, a third of the writer's writes. A statement that cannot
+# abort needs none. A NULL in a NOT NULL column would then skip its row silently:
+# ``_request_tuple`` gives each of them a value, and refuses the one value SQLite
+# stores as NULL (a NaN float).
+_SQLITE_INSERT = "INSERT OR IGNORE INTO requests"
 _SQLITE_REQUESTS = (
-    f"INSERT INTO requests ({_REQUEST_COLUMNS}, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-    " (SELECT coalesce(max(seq), 0) + 1 FROM requests)) ON CONFLICT DO NOTHING"
+    f"{_SQLITE_INSERT} ({_REQUEST_COLUMNS}, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+    " (SELECT coalesce(max(seq), 0) + 1 FROM requests))"
 )
 _SQLITE_MAX_SEQ = "SELECT coalesce(max(seq), 0) FROM requests"
 # The rest of a batch goes many rows to a statement, numbered from the highest ``seq``
 # read under the lock the first row's statement took. ``executemany`` runs a statement
 # per row: the driver gives up the interpreter lock around each one's step and must
-# take it back from busy request threads, and each statement copies the pages it
-# changes to a statement journal (a temporary file; 1.8 pages an entry, 0.4 now). Under
-# single-record load the writer thread cost 76 µs of CPU an entry that way, 69 µs now
+# take it back from busy request threads, and each statement copied the pages it
+# changed to a statement journal (1.8 pages an entry; 0.4 with statements of many rows,
+# none since they are ``OR IGNORE``, above). Under single-record load the writer thread
+# cost 76 µs of CPU an entry that way, 69 µs with statements of many rows
 # (bench/README.md). Statements of 62 rows (992 parameters: SQLite before 3.32 binds at
 # most 999), then 32, … 1: a handful of texts for the driver's statement cache.
 _SQLITE_ROWS_PER_STATEMENT = 62
@@ -148,7 +159,7 @@ def _smallint(value: int) -> int:
 def _sqlite_numbered_rows(count: int) -> str:
     """An insert of ``count`` requests whose ``seq`` the caller gives (last)."""
     values = ",".join([_SQLITE_ROW] * count)
-    return f"INSERT INTO requests ({_REQUEST_COLUMNS}, seq) VALUES {values} ON CONFLICT DO NOTHING"
+    return f"{_SQLITE_INSERT} ({_REQUEST_COLUMNS}, seq) VALUES {values}"
 
 
 def _statement_sizes(count: int) -> Iterator[int]:
@@ -291,6 +302,8 @@ class LogStore:
             # Refused as the former predictions table's NOT NULL column did: the monitor
             # reads predictions by version, so one without it could never be judged.
             raise ValueError(f"request {entry.request_id} has predictions but no model version")
+        if entry.latency_seconds != entry.latency_seconds:  # NaN: NULL to SQLite
+            raise ValueError(f"request {entry.request_id} has no latency (NaN)")
         return (
             entry.request_id,
             received,

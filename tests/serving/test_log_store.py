@@ -4,6 +4,7 @@ whatever part of a batch is stored already, and how PostgreSQL is asked to store
 from __future__ import annotations
 
 import math
+import os
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -597,3 +598,56 @@ def test_sqlite_writers_side_by_side_number_every_request_once_and_each_batch_in
     for batch in batches[1] + batches[2]:
         numbers = [seq[entry.request_id] for entry in batch]
         assert numbers == sorted(numbers), numbers
+
+
+def _thread_written_bytes() -> int:
+    """Bytes this thread has passed to ``write``-family calls (``wchar``)."""
+    with open("/proc/thread-self/io") as io:
+        return next(int(line.split()[1]) for line in io if line.startswith("wchar:"))
+
+
+def test_sqlite_writes_a_batch_as_its_wal_frames_and_nothing_else(
+    engine: sa.Engine, tmp_path: Any
+) -> None:
+    """A batch's transaction writes its pages to the WAL and nothing beside them. With
+    ``ON CONFLICT DO NOTHING`` each multi-row statement could abort halfway (a NOT NULL
+    column's ABORT), so SQLite copied the pages it changed that earlier statements of
+    the transaction had written to a statement journal, a temporary file: 356 KB beside
+    515 KB of WAL for 200 single records of Ames' size."""
+    _sqlite_only(engine)
+    store = LogStore(engine)
+    store.hold()  # the writer's connection: opened, prepared and warm before measuring
+    features = {f"feature_{i:02d}": [1000.5 + i] for i in range(70)}  # ~1.6 KB a row
+    wal = engine.url.database + "-wal"
+    try:
+        for batch in range(4):
+            entries = [
+                journaled(log_entry(batch * 200 + n, 1, columns=features)) for n in range(200)
+            ]
+            wal_before, written_before = (
+                os.path.getsize(wal) if batch else 0,
+                _thread_written_bytes(),
+            )
+            assert store.insert(entries) == Written(200, 200)
+            written, wal_growth = (
+                _thread_written_bytes() - written_before,
+                os.path.getsize(wal) - wal_before,
+            )
+            if batch:  # the first batch wrote the WAL's header and the file's first pages
+                assert written == wal_growth, (
+                    f"batch {batch}: {written - wal_growth} bytes beside the WAL"
+                )
+    finally:
+        store.release()
+
+
+def test_a_request_without_a_latency_is_refused_not_skipped(engine: sa.Engine) -> None:
+    """SQLite stores a NaN float as NULL, and its insert skips a row that breaks a NOT
+    NULL column rather than failing: the row would be counted as stored before and be
+    lost. Such an entry is refused (the writer sets it aside, dead-lettered)."""
+    store = LogStore(engine)
+    with pytest.raises(ValueError, match="latency"):
+        store.insert([log_entry(1, 1, latency_seconds=math.nan)])
+    store.insert([log_entry(2, 1)])
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(requests.c.request_id)).scalars().all() == [f"{2:032x}"]
