@@ -55,7 +55,7 @@ _REQUEST_COLUMNS = (
 # a NOT NULL column's default ABORT let each statement fail halfway, so SQLite first
 # copied every page it changed that an earlier statement of the transaction had
 # written to a statement journal (a temporary file): under single-record load ~1.4
-# extra page writes an entry, a third of the writer's writes. A statement that cannot
+# extra page writes an entry, two fifths of the writer's writes. A statement that cannot
 # abort needs none. A NULL in a NOT NULL column would then skip its row silently:
 # ``_request_tuple`` gives each of them a value, and refuses the one value SQLite
 # stores as NULL (a NaN float).

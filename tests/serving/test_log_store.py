@@ -606,9 +606,7 @@ def _thread_written_bytes() -> int:
         return next(int(line.split()[1]) for line in io if line.startswith("wchar:"))
 
 
-def test_sqlite_writes_a_batch_as_its_wal_frames_and_nothing_else(
-    engine: sa.Engine, tmp_path: Any
-) -> None:
+def test_sqlite_writes_a_batch_as_its_wal_frames_and_nothing_else(engine: sa.Engine) -> None:
     """A batch's transaction writes its pages to the WAL and nothing beside them. With
     ``ON CONFLICT DO NOTHING`` each multi-row statement could abort halfway (a NOT NULL
     column's ABORT), so SQLite copied the pages it changed that earlier statements of
