@@ -622,15 +622,11 @@ def test_sqlite_writes_a_batch_as_its_wal_frames_and_nothing_else(engine: sa.Eng
             entries = [
                 journaled(log_entry(batch * 200 + n, 1, columns=features)) for n in range(200)
             ]
-            wal_before, written_before = (
-                os.path.getsize(wal) if batch else 0,
-                _thread_written_bytes(),
-            )
+            wal_before = os.path.getsize(wal) if batch else 0
+            written_before = _thread_written_bytes()
             assert store.insert(entries) == Written(200, 200)
-            written, wal_growth = (
-                _thread_written_bytes() - written_before,
-                os.path.getsize(wal) - wal_before,
-            )
+            written = _thread_written_bytes() - written_before
+            wal_growth = os.path.getsize(wal) - wal_before
             if batch:  # the first batch wrote the WAL's header and the file's first pages
                 assert written == wal_growth, (
                     f"batch {batch}: {written - wal_growth} bytes beside the WAL"
