@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
-from serving import http_errors, request_log
+from serving import heap, http_errors, request_log
 from serving.database_status import DatabaseProbe
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore
@@ -80,6 +80,7 @@ def create_app(
         on_swap=on_swap,
         on_failure=lambda _version, _error: serving_metrics.model_reloads.labels("failed").inc(),
         on_fallback=lambda fallback: serving_metrics.model_fallback.set(fallback is not None),
+        after_swap=heap.refreeze,
     )
     if loading:  # after observe: a version refused at start is counted, a fallback shown
         model_store.load_current()

@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from serving.heap import freeze_loaded
 from watchkeeper.settings import ServingSettings
 
 _serving = ServingSettings()
@@ -49,7 +50,8 @@ def on_starting(server: Any) -> None:
 
 def post_worker_init(worker: Any) -> None:
     """Watchkeeper's own lines (a model hot swap, the prediction log's state) go where
-    gunicorn's go, at INFO: without a handler, Python would print only warnings."""
+    gunicorn's go, at INFO: without a handler, Python would print only warnings. Then
+    the heap loaded so far is frozen (:mod:`serving.heap`), before the first request."""
     root = logging.getLogger()
     if not root.handlers:
         for handler in worker.log.error_log.handlers:
@@ -58,6 +60,7 @@ def post_worker_init(worker: Any) -> None:
     # Alembic reports its migration context at INFO on every schema check (readiness).
     for name in ("alembic.runtime.plugins", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    freeze_loaded()  # the app and its model are loaded: keep full collections off them
 
 
 def child_exit(server: Any, worker: Any) -> None:

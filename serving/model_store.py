@@ -14,6 +14,7 @@ OnSwap = Callable[[RegisteredModel | None, RegisteredModel], None]
 Prepare = Callable[[RegisteredModel], None]
 OnFailure = Callable[[str, str], None]
 OnFallback = Callable[["Fallback | None"], None]
+AfterSwap = Callable[[], None]
 ServedElsewhere = Callable[[], Iterable[str]]
 
 log = logging.getLogger(__name__)
@@ -73,16 +74,21 @@ class ModelStore:
         self._on_swap: OnSwap | None = None
         self._on_failure: OnFailure | None = None
         self._on_fallback: OnFallback | None = None
+        self._after_swap: AfterSwap | None = None
 
     def observe(
         self,
         on_swap: OnSwap | None = None,
         on_failure: OnFailure | None = None,
         on_fallback: OnFallback | None = None,
+        after_swap: AfterSwap | None = None,
     ) -> None:
         """Callbacks for swaps, refused versions, and each change of :attr:`fallback`
-        (the server updates its metrics)."""
+        (the server updates its metrics); ``after_swap`` runs after a swap once the
+        store holds the old version no more (its memory can be reclaimed then:
+        :mod:`serving.heap`)."""
         self._on_swap, self._on_failure, self._on_fallback = on_swap, on_failure, on_fallback
+        self._after_swap = after_swap
 
     @property
     def fallback(self) -> Fallback | None:
@@ -151,6 +157,9 @@ class ModelStore:
         log.info("now serving model %s (was %s)", new.version, loaded.version if loaded else None)
         if self._on_swap is not None:
             self._on_swap(loaded, new)
+        del loaded, new  # this frame's hold on the old version
+        if self._after_swap is not None:
+            self._after_swap()
         return True
 
     def _fall_back_late(self, wanted: str, reason: str) -> bool:
