@@ -31,18 +31,17 @@ import argparse  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ames_model import ames_model  # noqa: E402
+from bench.ames_model import single_record_bench  # noqa: E402
 from bench.servers import ROOT, Server, start_watchkeeper  # noqa: E402
 from bench.serving_report import median_interval, run_header  # noqa: E402
 from bench.serving_runs import Run, measure  # noqa: E402
-from bench.workloads import SCENARIOS, ServerKind, body  # noqa: E402
+from bench.workloads import SCENARIOS  # noqa: E402
 
 SINGLE = next(s for s in SCENARIOS if s.name == "single")
 
@@ -147,12 +146,8 @@ def _report(
 def main() -> None:
     args = _arguments()
     print(run_header("full collections in a serving worker"), flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="wk-gc-pauses-"))
-    model = ames_model(workdir)
-    body_file = workdir / "single.json"
-    body_file.write_bytes(
-        body(ServerKind.WATCHKEEPER, SINGLE, model.records, model.trained.model.schema)
-    )
+    bench = single_record_bench("wk-gc-pauses-")
+    workdir, model, body_file = bench.workdir, bench.model, bench.body_file
     servers: dict[str, tuple[Server, Path]] = {}
     try:
         for name, freeze in (("frozen", True), ("unfrozen", False)):

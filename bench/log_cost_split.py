@@ -31,17 +31,16 @@ import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ames_model import ames_model  # noqa: E402
+from bench.ames_model import single_record_bench  # noqa: E402
 from bench.servers import Server, start_watchkeeper  # noqa: E402
 from bench.serving_report import median_interval, run_header  # noqa: E402
 from bench.serving_runs import measure  # noqa: E402
-from bench.workloads import SCENARIOS, ServerKind, body  # noqa: E402
+from bench.workloads import SCENARIOS  # noqa: E402
 
 SINGLE = next(s for s in SCENARIOS if s.name == "single")
 _HELD = "3600"
@@ -83,12 +82,8 @@ def _start(workdir: Path, registry: Path, generation: int) -> dict[str, Server]:
 def main() -> None:
     args = _arguments()
     print(run_header("log cost split"), flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="wk-log-cost-split-"))
-    model = ames_model(workdir)
-    body_file = workdir / "single.json"
-    body_file.write_bytes(
-        body(ServerKind.WATCHKEEPER, SINGLE, model.records, model.trained.model.schema)
-    )
+    bench = single_record_bench("wk-log-cost-split-")
+    workdir, model, body_file = bench.workdir, bench.model, bench.body_file
     cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
     loads: list[float] = []
     servers: dict[str, Server] = {}
