@@ -4,10 +4,10 @@ A worker holds ~220,000 objects that Python's collector tracks once its imports,
 and model are loaded, and a full collection walks all of them while it holds the
 interpreter lock: a median 163 ms (up to 278 ms) in which no request thread of the
 worker runs, about once a minute under load (bench/README.md, "Full collections in a
-serving worker"). None of
-those objects is garbage while the worker serves, so the worker moves them out of the
-collector's generations once they are loaded (``gc.freeze``); a full collection then
-walks only what requests and the log's threads made since, in a few milliseconds.
+serving worker"). None of those objects is garbage while the worker serves, so the
+worker moves them out of the collector's generations once they are loaded
+(``gc.freeze``); a full collection then walks only what requests and the log's threads
+made since, in a few milliseconds.
 
 A frozen object is never collected as part of a reference cycle, only freed by its
 reference count. What replaces a frozen object (a model swapped out, whose estimator
