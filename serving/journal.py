@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"^(?P<id>j-\d+-[0-9a-f]+)\.(?P<index>\d{8})\.seg$")
 _CHECKPOINT = re.compile(r"^(?P<id>j-\d+-[0-9a-f]+)\.ckpt$")
+# A creation a scan removes before it is locked is made again (Journal._create_checkpoint).
+_CREATE_ATTEMPTS = 5
 _STAGING = re.compile(r"^(?P<id>j-\d+-[0-9a-f]+)\.ckpt\.new$")
 # Errors that say the disk has no room; the journal waits for room rather than failing.
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
@@ -271,21 +273,17 @@ class Journal:
         # deleted: smaller segments than the limit keep them a small part of it.
         self._segment_bytes = min(segment_bytes, max(max_bytes // 4, 1))
         self.max_bytes = max_bytes
-        journal_id = f"j-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._files = _Files(self.directory, journal_id)
-        # Lock before the name is visible, or a scan could claim a live journal.
-        staging = self.directory / f"{journal_id}.ckpt.new"
-        self._lock_fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # Written once here, so that later checkpoints rewrite bytes the file has:
-            # on a full disk they still succeed.
-            self._files.write_checkpoint(self._lock_fd, Position(0, 0))
-            staging.rename(self._files.checkpoint_path)
-        except BaseException:
-            os.close(self._lock_fd)
-            staging.unlink(missing_ok=True)
-            raise
+        created = None
+        for _ in range(_CREATE_ATTEMPTS):
+            created = self._create_checkpoint()
+            if created is not None:
+                break
+        if created is None:
+            raise OSError(
+                f"cannot create a journal in {self.directory}: its creation was removed"
+                f" {_CREATE_ATTEMPTS} times before it was locked"
+            )
+        self._files, self._lock_fd = created
         try:
             self._fd = self._open_segment(0)
         except BaseException:
@@ -308,6 +306,34 @@ class Journal:
         self._failed_bytes = 0  # the size of the entry that failed
         self._reclaim_error = ""
         self._closed = False
+
+    def _create_checkpoint(self) -> tuple[_Files, int] | None:
+        """A new journal's checkpoint, locked and named: its files and the lock's
+        descriptor; ``None`` when a scan removed the creation first.
+
+        The checkpoint is written under a staging name and locked, then renamed: its
+        final name is never seen unlocked, or a scan could claim a live journal. The
+        staging name is seen unlocked for an instant, between ``open`` and ``flock``,
+        and a sibling's :func:`remove_abandoned` may take it for a creation that died
+        there; the rename then finds nothing, and the caller starts again."""
+        journal_id = f"j-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        files = _Files(self.directory, journal_id)
+        staging = self.directory / f"{journal_id}.ckpt.new"
+        fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Written once here, so that later checkpoints rewrite bytes the file has:
+            # on a full disk they still succeed.
+            files.write_checkpoint(fd, Position(0, 0))
+            staging.rename(files.checkpoint_path)
+        except FileNotFoundError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            staging.unlink(missing_ok=True)
+            raise
+        return files, fd
 
     @property
     def id(self) -> str:

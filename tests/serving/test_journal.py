@@ -404,6 +404,33 @@ def test_abandoned_journal_creations_are_removed_and_one_under_way_is_kept(
     assert os.listdir(tmp_path) == [under_way.name]
 
 
+def test_a_journal_is_created_even_when_a_scan_removes_its_creation_before_it_is_locked(
+    tmp_path: Path, journals: list[Journal], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A creation is visible (``*.ckpt.new``) an instant before its creator locks it;
+    a sibling's scan for abandoned creations that comes in that instant finds it
+    unlocked and removes it. The creator then failed (its rename found nothing), and
+    the worker had no journal: every entry refused until the writer tried again."""
+    flock = fcntl.flock
+    scans: list[bool] = []
+
+    def scan_first(fd: int, operation: int) -> None:
+        if not scans:  # the creator's lock, the first one taken: a scan comes before it
+            scans.append(True)
+            remove_abandoned(tmp_path)
+        flock(fd, operation)
+
+    monkeypatch.setattr("serving.journal.fcntl.flock", scan_first)
+    journal = Journal(tmp_path, segment_bytes=1 << 20, max_bytes=1 << 30)
+    journals.append(journal)
+    monkeypatch.undo()
+
+    assert scans == [True]
+    journal.append(b"{}\t{}\n")
+    assert [name for name in os.listdir(tmp_path) if name.endswith(".ckpt.new")] == []
+    assert len([name for name in os.listdir(tmp_path) if name.endswith(".ckpt")]) == 1
+
+
 def test_journals_of_ended_processes_take_their_bytes_out_of_a_live_journals_room(
     tmp_path: Path, journals: list[Journal]
 ) -> None:
