@@ -45,7 +45,7 @@ from bench.workloads import SCENARIOS  # noqa: E402
 
 SINGLE = next(s for s in SCENARIOS if s.name == "single")
 
-# Appends "<time> <wall ms> <frozen objects>" for each full collection of its process
+# Appends "<time> <wall ms>" for each full collection of its process
 # to <WK_GC_LOG_DIR>/<pid>; with WK_GC_NO_FREEZE set, gc.freeze does nothing.
 _HOOK = """
 import gc, os, time
@@ -64,7 +64,7 @@ if _directory:
             return
         took = (time.perf_counter() - _started[0]) * 1e3
         with open(os.path.join(_directory, str(os.getpid())), "a") as out:
-            out.write(f"{time.time():.6f} {took:.3f} {gc.get_freeze_count()}\\n")
+            out.write(f"{time.time():.6f} {took:.3f}\\n")
 
     gc.callbacks.append(_timed)
 """
@@ -78,7 +78,6 @@ class Collection:
     pid: int
     at: float  # epoch seconds, when it ended
     ms: float
-    frozen: int
 
 
 def _arguments() -> argparse.Namespace:
@@ -92,8 +91,8 @@ def _collections(directory: Path) -> list[Collection]:
     found = []
     for path in directory.iterdir():
         for line in path.read_text().splitlines():
-            at, ms, frozen = line.split()
-            found.append(Collection(int(path.name), float(at), float(ms), int(frozen)))
+            at, ms = line.split()
+            found.append(Collection(int(path.name), float(at), float(ms)))
     return found
 
 

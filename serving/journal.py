@@ -45,9 +45,9 @@ log = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"^(?P<id>j-\d+-[0-9a-f]+)\.(?P<index>\d{8})\.seg$")
 _CHECKPOINT = re.compile(r"^(?P<id>j-\d+-[0-9a-f]+)\.ckpt$")
+_STAGING = re.compile(r"^(?P<id>j-\d+-[0-9a-f]+)\.ckpt\.new$")
 # A creation a scan removes before it is locked is made again (Journal._create_checkpoint).
 _CREATE_ATTEMPTS = 5
-_STAGING = re.compile(r"^(?P<id>j-\d+-[0-9a-f]+)\.ckpt\.new$")
 # Errors that say the disk has no room; the journal waits for room rather than failing.
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 # Fixed width, so that an in-place rewrite never leaves a longer old value's tail.
