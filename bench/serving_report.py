@@ -199,6 +199,28 @@ def print_log_cost(
         cheapest = [cheapest_ratio(runs, name, OFF, scenario.name) for name in names]
         cells = "".join(f"{'—' if c is None else f'{c:.2f}x':>30}" for c in cheapest)
         print(f"  {scenario.name:<14}{cells}")
+    print(
+        "  the first and the second half of the rounds, each its own median (the interval"
+        " sees the spread of rounds, not what moves a whole stretch of the run):"
+    )
+    for scenario in scenarios:
+        halves = [half_ratios(runs, name, OFF, scenario.name) for name in names]
+        cells = "".join(f"{'—' if h is None else f'{h[0]:.2f}x / {h[1]:.2f}x':>30}" for h in halves)
+        print(f"  {scenario.name:<14}{cells}")
+
+
+def half_ratios(
+    runs: Sequence[Run], top: str, bottom: str, scenario: str
+) -> tuple[float, float] | None:
+    """The median of per-round ratios over the rounds' first half, and over their
+    second, in the order they ran. Two halves further apart than the interval is wide
+    show a run whose conditions moved under it: a verdict one half would not give is
+    not one the run shows. None with fewer than two rounds."""
+    ratios = _ratios(runs, top, bottom, scenario)
+    if len(ratios) < 2:
+        return None
+    half = len(ratios) // 2
+    return statistics.median(ratios[:half]), statistics.median(ratios[half:])
 
 
 def cheapest_ratio(runs: Sequence[Run], top: str, bottom: str, scenario: str) -> float | None:

@@ -10,6 +10,7 @@ from bench.serving_report import (
     SQLITE,
     _verdict,
     cheapest_ratio,
+    half_ratios,
     median_interval,
     print_peers,
 )
@@ -89,3 +90,13 @@ def test_cheapest_ratio_divides_each_servers_least_cpu_whatever_its_round() -> N
     ]
     assert cheapest_ratio(runs, SQLITE, OFF, "single") == pytest.approx(1.1)
     assert cheapest_ratio(runs, SQLITE, OFF, "batch-100") is None
+
+
+def test_half_ratios_take_each_half_of_the_rounds_in_the_order_they_ran() -> None:
+    """A run whose second half came out dearer than its first: each half's median of
+    per-round ratios, the rounds taken by number, not by the order they are listed."""
+    ratios = [1.00, 1.02, 1.04, 1.14, 1.16, 1.18]
+    runs = [_run(OFF, "single", n, 2.0) for n in range(6)]
+    runs += [_run(SQLITE, "single", n, 2.0 * r) for n, r in reversed(list(enumerate(ratios)))]
+    assert half_ratios(runs, SQLITE, OFF, "single") == pytest.approx((1.02, 1.16))
+    assert half_ratios(runs[:1] + runs[-1:], SQLITE, OFF, "single") is None  # one round
