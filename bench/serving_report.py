@@ -9,10 +9,13 @@ import os
 import statistics
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from bench.predict_reference import REFERENCE
 from bench.serving_runs import Run
 from bench.workloads import Scenario
+
+T = TypeVar("T")
 
 OFF, SQLITE, POSTGRES = "wk-off", "wk-sqlite", "wk-pg"
 PEERS = ("bentoml", "mlserver")
@@ -191,21 +194,37 @@ def print_log_cost(
         before = BEFORE.get(scenario.name)
         told = f"   {before[0]:.2f} → {before[1]:.2f} ms, {before[2]:.2f}x" if before else ""
         print(f"  {scenario.name:<14}{cells}{limit:>7.2f}x   {met:<9}{told}")
-    print(
-        "  cheapest round ÷ cheapest round (contention only adds CPU time; a second reading,"
-        " not the verdict's):"
+    _print_reading(
+        "cheapest round ÷ cheapest round (contention only adds CPU time; a second reading,"
+        " not the verdict's)",
+        scenarios,
+        names,
+        lambda name, scenario: cheapest_ratio(runs, name, OFF, scenario),
+        lambda c: f"{c:.2f}x",
     )
-    for scenario in scenarios:
-        cheapest = [cheapest_ratio(runs, name, OFF, scenario.name) for name in names]
-        cells = "".join(f"{'—' if c is None else f'{c:.2f}x':>30}" for c in cheapest)
-        print(f"  {scenario.name:<14}{cells}")
-    print(
-        "  the first and the second half of the rounds, each its own median (the interval"
-        " sees the spread of rounds, not what moves a whole stretch of the run):"
+    _print_reading(
+        "the first and the second half of the rounds, each its own median (the interval"
+        " sees the spread of rounds, not what moves a whole stretch of the run)",
+        scenarios,
+        names,
+        lambda name, scenario: half_ratios(runs, name, OFF, scenario),
+        lambda h: f"{h[0]:.2f}x / {h[1]:.2f}x",
     )
+
+
+def _print_reading(
+    title: str,
+    scenarios: Sequence[Scenario],
+    names: Sequence[str],
+    reading: Callable[[str, str], T | None],
+    fmt: Callable[[T], str],
+) -> None:
+    """A line per scenario of one more reading of each log-on server against the log
+    off, under the log table."""
+    print(f"  {title}:")
     for scenario in scenarios:
-        halves = [half_ratios(runs, name, OFF, scenario.name) for name in names]
-        cells = "".join(f"{'—' if h is None else f'{h[0]:.2f}x / {h[1]:.2f}x':>30}" for h in halves)
+        values = [reading(name, scenario.name) for name in names]
+        cells = "".join(f"{'—' if v is None else fmt(v):>30}" for v in values)
         print(f"  {scenario.name:<14}{cells}")
 
 
