@@ -39,6 +39,8 @@ class RetrainAlerts:
     firing: tuple[FiringAlert, ...]
     dedupe_key: str
     """The group key with the firing alerts' fingerprints and start times."""
+    group_key: str | None = None
+    """Alertmanager's ``groupKey``, kept with the request as evidence."""
 
 
 def retrain_alerts(payload: Any, names: tuple[str, ...]) -> RetrainAlerts:
@@ -53,6 +55,10 @@ def retrain_alerts(payload: Any, names: tuple[str, ...]) -> RetrainAlerts:
     problems = [
         problem for i, alert in enumerate(payload["alerts"]) for problem in _problems(i, alert)
     ]
+    group = payload.get("groupKey")
+    if group is not None and not isinstance(group, str):
+        # stored as evidence: a number past a float's range was a 500 there
+        problems.append(FieldProblem("groupKey", "must be a string"))
     if problems:
         raise BadRequest(
             f"not an Alertmanager alert: {', '.join(p.field for p in problems[:5])}",
@@ -64,9 +70,9 @@ def retrain_alerts(payload: Any, names: tuple[str, ...]) -> RetrainAlerts:
     identity = "|".join(
         sorted(f"{a.get('fingerprint', '')}@{a.get('startsAt', '')}" for a in firing)
     )
-    key = hashlib.sha256(f"{payload.get('groupKey', '')}|{identity}".encode()).hexdigest()
+    key = hashlib.sha256(f"{group or ''}|{identity}".encode()).hexdigest()
     alerts = tuple(FiringAlert(labels=a["labels"]) for a in firing)
-    return RetrainAlerts(alerts, f"alertmanager:{key}")
+    return RetrainAlerts(alerts, f"alertmanager:{key}", group)
 
 
 def _problems(i: int, alert: Any) -> Iterator[FieldProblem]:

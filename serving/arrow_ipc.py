@@ -15,11 +15,24 @@ past what the stream check read. So are view types (``string_view`` and kin): th
 16-byte views may all point at one long value, so that checking their text alone took
 29 s for a 12 MB body, and their values are as long as rows × that value. A dictionary
 can do the same to its rows' text; :mod:`serving.arrow_validation` bounds that.
+
+A dictionary is sent once and used by every record batch after it: each batch's column
+holds it whole, and everything after the read (full validation, the category check,
+the log) works through it once per batch. A 2 MB body whose 100,000-value dictionary
+served 200 one-row batches took 15 s and 2 GB of a worker's memory, and logged a 178 MB
+row; a dictionary sent as deltas is worse, each batch's a new copy of all before it.
+So is a dictionary that several fields of the schema share (one id): each column holds
+it. The dictionaries' bytes are counted once per record batch and field that use them,
+as the batches see them (a delta adding to its dictionary, a replacement starting it
+again), from the messages before anything is decoded, and a stream whose count passes
+the body's size limit is refused (413): what a JSON body of the same rows could hold.
 """
 
 from __future__ import annotations
 
 import struct
+from collections import Counter
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -32,23 +45,28 @@ _FILE_MAGIC = b"ARROW1"
 MAX_MESSAGES = 1024
 """Messages (schema, dictionaries, record batches) one body may hold."""
 
-# Arrow's Message.fbs: the union types of ``Message.header`` and the fields used here.
-_DICTIONARY_BATCH, _RECORD_BATCH = 2, 3
+# Arrow's Message.fbs and Schema.fbs: the union types of ``Message.header`` and the
+# fields used here.
+_SCHEMA, _DICTIONARY_BATCH, _RECORD_BATCH = 1, 2, 3
 _MESSAGE_HEADER_TYPE, _MESSAGE_HEADER = 1, 2
+_SCHEMA_FIELDS = 1
+_FIELD_DICTIONARY, _FIELD_CHILDREN = 4, 5
+_ENCODING_ID = 0
 _BATCH_LENGTH, _BATCH_COMPRESSION = 0, 3
-_DICTIONARY_DATA = 1
+_DICTIONARY_ID, _DICTIONARY_DATA, _DICTIONARY_DELTA = 0, 1, 2
 
 
-def read_arrow_stream(body: bytes, *, max_rows: int) -> pa.Table:
+def read_arrow_stream(body: bytes, *, max_rows: int, max_dictionary_bytes: int) -> pa.Table:
     """The body's table; 400 for what is not an uncompressed Arrow IPC stream, 413 for
-    more than ``max_rows`` rows (as declared, before decoding)."""
+    more than ``max_rows`` rows, or dictionaries of more than ``max_dictionary_bytes``
+    counted once per record batch that uses them (as declared, before decoding)."""
     if body.startswith(_FILE_MAGIC):
         raise BadRequest(
             f"body is in Arrow's file format; send Arrow's streaming format as {ARROW_STREAM}"
         )
     buffer = pa.py_buffer(body)
     try:
-        _check_messages(buffer, max_rows)
+        _check_messages(buffer, max_rows, max_dictionary_bytes)
         table = ipc.open_stream(buffer).read_all()
         viewed = [field.name for field in table.schema if _has_views(field.type)]
         if viewed:
@@ -88,9 +106,24 @@ def _view_type_ids() -> frozenset[int]:
 _VIEW_TYPE_IDS = _view_type_ids()
 
 
-def _check_messages(buffer: pa.Buffer, max_rows: int) -> None:
+@dataclass(frozen=True, slots=True)
+class _Message:
+    """What the checks need of one IPC message, from its metadata."""
+
+    kind: int  # Message.fbs's header type; 0 for another
+    rows: int = 0  # a record batch's
+    dictionary_id: int = 0  # a dictionary batch's
+    delta: bool = False  # a dictionary batch that adds to its dictionary
+    # a schema's: how many of its fields, nested ones too, each dictionary id encodes
+    fields_by_dictionary: Counter[int] = field(default_factory=Counter)
+
+
+def _check_messages(buffer: pa.Buffer, max_rows: int, max_dictionary_bytes: int) -> None:
     reader = ipc.MessageReader.open_stream(buffer)
     rows = 0
+    dictionaries: dict[int, int] = {}  # id -> bytes of it the next record batch uses
+    fields: Counter[int] = Counter()  # id -> fields it encodes
+    used = 0  # dictionary bytes, each counted once per record batch and field using it
     for count in range(MAX_MESSAGES + 1):
         try:
             message = reader.read_next_message()
@@ -103,21 +136,44 @@ def _check_messages(buffer: pa.Buffer, max_rows: int) -> None:
                 f"body holds more than {MAX_MESSAGES} Arrow IPC messages; "
                 "send fewer, larger record batches"
             )
-        rows += _batch_rows(message.metadata.to_pybytes())
-        if rows > max_rows:
-            raise PayloadTooLarge(
-                f"batch of at least {rows} rows exceeds the limit of {max_rows}",
-                details=[FieldProblem("body", f"at most {max_rows} rows")],
-            )
+        header = _message(message.metadata.to_pybytes())
+        if header.kind == _SCHEMA:
+            fields = header.fields_by_dictionary
+        elif header.kind == _DICTIONARY_BATCH:
+            size = 0 if message.body is None else message.body.size
+            before = dictionaries.get(header.dictionary_id, 0) if header.delta else 0
+            dictionaries[header.dictionary_id] = before + size
+        elif header.kind == _RECORD_BATCH:
+            rows += header.rows
+            if rows > max_rows:
+                raise PayloadTooLarge(
+                    f"batch of at least {rows} rows exceeds the limit of {max_rows}",
+                    details=[FieldProblem("body", f"at most {max_rows} rows")],
+                )
+            used += sum(size * max(fields[id_], 1) for id_, size in dictionaries.items())
+            if used > max_dictionary_bytes:
+                raise PayloadTooLarge(
+                    f"the record batches use over {max_dictionary_bytes:,} bytes of "
+                    "dictionaries, each counted once per batch and column that uses it: "
+                    "send fewer record batches, or dictionaries of the values the rows hold",
+                    details=[
+                        FieldProblem(
+                            "body", f"at most {max_dictionary_bytes:,} bytes of dictionaries"
+                        )
+                    ],
+                )
 
 
-def _batch_rows(metadata: bytes) -> int:
-    """A record batch message's row count (0 for other messages); 400 when the
-    message, or a dictionary batch's data, is compressed."""
+def _message(metadata: bytes) -> _Message:
+    """A message's kind, and a record batch's rows, a dictionary batch's id or a
+    schema's dictionary-encoded fields; 400 when the message, or a dictionary batch's
+    data, is compressed."""
     message = _Table.root(metadata)
     kind = message.ubyte(_MESSAGE_HEADER_TYPE)
+    if kind == _SCHEMA:
+        return _Message(kind, fields_by_dictionary=_fields_by_dictionary(message))
     if kind not in (_RECORD_BATCH, _DICTIONARY_BATCH):
-        return 0
+        return _Message(0)
     header = message.table(_MESSAGE_HEADER)
     batch = header if kind == _RECORD_BATCH else header.table(_DICTIONARY_DATA)
     if batch.has(_BATCH_COMPRESSION):
@@ -125,7 +181,25 @@ def _batch_rows(metadata: bytes) -> int:
             "Arrow IPC bodies with compressed buffers are not accepted "
             "(their decoded size is not bounded by the body's); write them uncompressed"
         )
-    return batch.long(_BATCH_LENGTH) if kind == _RECORD_BATCH else 0
+    if kind == _RECORD_BATCH:
+        return _Message(kind, rows=batch.long(_BATCH_LENGTH))
+    return _Message(
+        kind,
+        dictionary_id=header.long(_DICTIONARY_ID),
+        delta=bool(header.ubyte(_DICTIONARY_DELTA)),
+    )
+
+
+def _fields_by_dictionary(message: _Table) -> Counter[int]:
+    """How many fields of a schema message, nested ones too, each dictionary id encodes."""
+    counts: Counter[int] = Counter()
+    fields = message.table(_MESSAGE_HEADER).tables(_SCHEMA_FIELDS)
+    while fields:
+        field_ = fields.pop()
+        if field_.has(_FIELD_DICTIONARY):
+            counts[field_.table(_FIELD_DICTIONARY).long(_ENCODING_ID)] += 1
+        fields.extend(field_.tables(_FIELD_CHILDREN))
+    return counts
 
 
 class _Table:
@@ -160,6 +234,18 @@ class _Table:
     def table(self, field: int) -> _Table:
         at = self._at(field)
         return _Table(self._data, at + _uint32(self._data, at))
+
+    def tables(self, field: int) -> list[_Table]:
+        """A vector of tables; empty when the field is left out."""
+        if not self.has(field):
+            return []
+        at = self._at(field)
+        vector = at + _uint32(self._data, at)
+        count = _uint32(self._data, vector)
+        if vector + 4 * (count + 1) > len(self._data):
+            raise ValueError("message metadata is truncated")
+        elements = (vector + 4 * (i + 1) for i in range(count))
+        return [_Table(self._data, at + _uint32(self._data, at)) for at in elements]
 
 
 def _uint16(data: bytes, at: int) -> int:

@@ -17,12 +17,13 @@ from watchkeeper.schema import FeatureSchema
 def validated_predict_body(schema: FeatureSchema, *, max_batch_size: int) -> ValidatedRequest:
     """The current request's body as columns; 415 for a type that is neither."""
     if request.mimetype == ARROW_STREAM:
-        table = read_arrow_stream(request_body(), max_rows=max_batch_size)
+        # A JSON body of the same rows could hold no more text than the size limit.
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        table = read_arrow_stream(
+            request_body(), max_rows=max_batch_size, max_dictionary_bytes=limit
+        )
         return validate_arrow_table(
-            table,
-            schema,
-            max_batch_size=max_batch_size,
-            max_text_bytes=current_app.config["MAX_CONTENT_LENGTH"],
+            table, schema, max_batch_size=max_batch_size, max_text_bytes=limit
         )
     if not request.is_json:
         raise UnsupportedMediaType(

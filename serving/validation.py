@@ -36,7 +36,13 @@ from typing import Any
 import numpy as np
 
 from watchkeeper.category_column import CategoryColumn
-from watchkeeper.errors import BadRequest, FieldProblem, PayloadTooLarge, ValidationFailed
+from watchkeeper.errors import (
+    BadRequest,
+    FieldProblem,
+    PayloadTooLarge,
+    ValidationFailed,
+    clipped,
+)
 from watchkeeper.schema import Feature, FeatureSchema
 
 MAX_PROBLEMS = 100
@@ -571,7 +577,8 @@ def check_categorical(feature: Feature, column: list[Any], field: FieldName) -> 
         elif not isinstance(value, str):
             problem = f"must be a string, got {_json_type(value)}"
         elif not feature.allow_unknown and value not in known:
-            problem = f"unknown category {value!r}; allowed: {sorted(known)}"
+            # cut, or a long value would push the allowed list past a problem's limit
+            problem = f"unknown category {clipped(repr(value), 200)}; allowed: {sorted(known)}"
         else:
             problem = None
         if problem is not None:

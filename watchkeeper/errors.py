@@ -19,12 +19,34 @@ ErrorBody = dict[str, Any]
 sent and as logged; its documented shape is ``serving.api_models.Error``."""
 
 
+# An error is answered and logged whole (``as_dict``), so its size is bounded whatever
+# text a client put in it (a key of 500,000 characters, named in the field, in the
+# message and by each problem, made a 17 MB answer and log row for a 14.5 MB body):
+# ~250,000 characters at most, with a hundred problems.
+MAX_FIELD_CHARS = 256
+MAX_PROBLEM_CHARS = 2048  # a schema's allowed categories are listed in one
+MAX_MESSAGE_CHARS = 1024
+MAX_DETAILS = 100
+
+
+def clipped(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` characters and how many more there were."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…[{len(text) - limit:,} more characters]"
+
+
 @dataclass(frozen=True)
 class FieldProblem:
-    """One bad field in a request: where it is and what is wrong with it."""
+    """One bad field in a request: where it is and what is wrong with it (each
+    clipped: a field's name may be a client's key of any length)."""
 
     field: str
     problem: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "field", clipped(self.field, MAX_FIELD_CHARS))
+        object.__setattr__(self, "problem", clipped(self.problem, MAX_PROBLEM_CHARS))
 
     def as_dict(self) -> dict[str, str]:
         return {"field": self.field, "problem": self.problem}
@@ -44,9 +66,11 @@ class WatchkeeperError(Exception):
         self.details = details or []
 
     def as_dict(self) -> ErrorBody:
-        body: ErrorBody = {"code": self.code, "message": self.message}
+        """The error as answered and logged: its message and problems bounded (a
+        command line prints ``message`` whole)."""
+        body: ErrorBody = {"code": self.code, "message": clipped(self.message, MAX_MESSAGE_CHARS)}
         if self.details:
-            body["details"] = [d.as_dict() for d in self.details]
+            body["details"] = [d.as_dict() for d in self.details[:MAX_DETAILS]]
         return body
 
 

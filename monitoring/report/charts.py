@@ -9,6 +9,7 @@ the figure and the reason.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -204,7 +205,8 @@ def line_chart(
     top, bottom = 26, height - AXIS
     values = [p.value for s in series for p in s.points] + [g.value for g in guides]
     high = max(values, default=1.0)
-    high = high * 1.1 if high > 0 else 1.0
+    # room above the highest point, short of infinity (a label of 1.7e308 is valid)
+    high = min(high * 1.1, sys.float_info.max) if high > 0 else 1.0
     ticks = nice_ticks(0.0, high, 4)
     high = max(ticks[-1] if ticks else high, high)
     y = Scale(0.0, high, bottom, top)

@@ -9,6 +9,8 @@ reader can see of it (:func:`monitoring.report.text.label`).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -18,6 +20,7 @@ from monitoring.report.text import label
 BINS = 20
 TOP_CATEGORIES = 12
 OTHER = "other"
+_LARGEST = float(np.finfo(np.float64).max)
 
 
 def numeric_histogram(reference: pd.Series, current: pd.Series, *, bins: int = BINS) -> Histogram:
@@ -27,10 +30,20 @@ def numeric_histogram(reference: pd.Series, current: pd.Series, *, bins: int = B
     both = np.concatenate([ref_ok, cur_ok])
     if both.size == 0:
         return Histogram((), (), (), (), len(ref), len(cur))
-    low, high = np.percentile(both, [1, 99])
+    with np.errstate(over="ignore", invalid="ignore"):  # near ±1.8e308: checked below
+        low, high = (float(p) for p in np.percentile(both, [1, 99]))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        # Interpolating between values near ±1.8e308 overflows: take the nearest values.
+        low, high = (float(p) for p in np.percentile(both, [1, 99], method="nearest"))
     if not high > low:  # (nearly) constant: widen so that the values sit in one bin
-        low, high = float(both.min()) - 0.5, float(both.max()) + 0.5
-    edges = np.linspace(low, high, bins + 1)
+        least, most = float(both.min()), float(both.max())
+        span = max(0.5, abs(least) * 1e-6, abs(most) * 1e-6)  # 0.5 is lost past 1e16
+        low, high = max(least - span, -_LARGEST), min(most + span, _LARGEST)
+    if math.isfinite(high - low):  # Python floats: an overflow is inf, not a warning
+        edges = np.linspace(low, high, bins + 1)
+    else:  # ±1.7e308, accepted for an unbounded feature: linspace's NaN edges failed
+        t = np.linspace(0.0, 1.0, bins + 1)  # the whole report
+        edges = low * (1.0 - t) + high * t
 
     def counts(values: np.ndarray) -> tuple[int, ...]:
         found, _ = np.histogram(np.clip(values, low, high), bins=edges)

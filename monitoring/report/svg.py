@@ -9,6 +9,7 @@ time), and the package gains no dependency.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -51,7 +52,8 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     first = math.ceil(low / step - 1e-9) * step
     ticks = []
     value = first
-    while value <= high + step * 1e-9:
+    # the slack for rounding, short of infinity: past it the loop never ended
+    while value <= min(high + step * 1e-9, sys.float_info.max):
         ticks.append(round(value, 12))
         value += step
     return ticks

@@ -10,7 +10,7 @@ from flask import Blueprint, Response
 from serving.alerts import retrain_alerts
 from serving.api_models import AlertOutcome, Queued, RolledBack
 from serving.auth import require_admin
-from serving.json_body import json_request_body, parse_json
+from serving.json_body import json_request_body, parse_json, require_json_type
 from serving.responses import json_response
 from serving.services import services
 from watchkeeper import retrain_queue
@@ -26,9 +26,12 @@ bp = Blueprint("admin", __name__)
 
 
 def _json_body() -> dict:
+    """The optional JSON body: none at all is ``{}``; one sent must be declared JSON
+    (415 otherwise, as on every endpoint that reads one)."""
     raw = json_request_body()
     if not raw:
         return {}
+    require_json_type()
     body = parse_json(raw)
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
@@ -112,7 +115,7 @@ def alerts() -> Response:
             trigger="alertmanager",
             reason=f"alerts firing: {', '.join(names)}",
             evidence={
-                "groupKey": payload.get("groupKey"),
+                "groupKey": alerts.group_key,
                 "alerts": [a.labels for a in alerts.firing],
             },
             dedupe_key=alerts.dedupe_key,

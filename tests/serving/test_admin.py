@@ -7,6 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
 import pytest
 from flask import Flask
 
@@ -94,6 +95,35 @@ def test_manual_retrain_is_queued_not_run(admin_app: Flask) -> None:
     )
 
 
+@pytest.mark.parametrize("path", ["/admin/retrain", "/admin/rollback", "/alerts"])
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_an_admin_body_not_declared_json_is_415_and_does_nothing(
+    admin_app: Flask, path: str, content_type: str | None
+) -> None:
+    """These bodies were read as JSON whatever their ``Content-Type`` (202 queued),
+    where every other endpoint that reads JSON refuses them."""
+    body = orjson.dumps({"reason": "x", **_notification(_alert("X"))})
+    headers = AUTH if content_type is None else {**AUTH, "Content-Type": content_type}
+
+    response = admin_app.test_client().post(path, data=body, headers=headers)
+
+    assert response.status_code == 415, response.json
+    assert response.json["error"]["code"] == "unsupported_media_type"
+    assert "application/json" in response.json["error"]["message"]
+    assert _queued(admin_app) == []
+    assert (
+        ModelRegistry(services(admin_app).settings.storage.registry_path).current_version() == "v1"
+    )
+
+
+def test_an_admin_request_without_a_body_needs_no_content_type(admin_app: Flask) -> None:
+    response = admin_app.test_client().post("/admin/retrain", headers=AUTH)
+
+    assert response.status_code == 202, response.json
+    [queued] = _queued(admin_app)
+    assert queued.reason == "requested over HTTP"
+
+
 def test_concurrent_manual_triggers_are_all_taken_by_the_next_job(admin_app: Flask) -> None:
     client = admin_app.test_client()
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -176,6 +206,28 @@ def test_malformed_alert_payload_is_400(admin_app: Flask) -> None:
     response = admin_app.test_client().post("/alerts", json={"alerts": "nope"}, headers=AUTH)
 
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("group_key", [b"1" + b"0" * 400, b"[1]", b"{}"])
+def test_a_group_key_that_is_not_a_string_is_400_naming_it(
+    admin_app: Flask, group_key: bytes
+) -> None:
+    """A 400-digit groupKey was kept as a Python int for the request's evidence, which
+    the database's JSON encoder refused: a 500."""
+    body = orjson.dumps(_notification(_alert("ModelDriftDetected"))).replace(
+        b'"groupKey":"{}:{alertname=\\"X\\"}"', b'"groupKey":' + group_key
+    )
+    assert b'"groupKey":' + group_key in body
+
+    response = admin_app.test_client().post(
+        "/alerts", data=body, content_type="application/json", headers=AUTH
+    )
+
+    assert response.status_code == 400, response.json
+    assert response.json["error"]["details"] == [
+        {"field": "groupKey", "problem": "must be a string"}
+    ]
+    assert _queued(admin_app) == []
 
 
 def test_rollback_moves_current_back_and_serving_follows(

@@ -176,6 +176,33 @@ def test_more_rows_than_the_batch_limit_is_413_before_decoding(
     assert response.json["error"]["code"] == "payload_too_large"
 
 
+def test_a_dictionary_shared_by_many_record_batches_is_413_and_logged(
+    app: Flask, client: FlaskClient, replay_records: list[dict[str, Any]], log_reader: LogReader
+) -> None:
+    """One row's ``Street`` as a 100,000-value dictionary, sent once and used by 200
+    one-row batches: a 2 MB body answered 200 after 15 s, the worker at 2 GB, its log
+    row 178 MB (the dictionary converted, checked and stored once per batch)."""
+    table = _table(_schema(app), columns_of(replay_records[:1]), dictionary=True)
+    street = table.column("Street").chunk(0)
+    words = [street.dictionary[0].as_py(), *(f"street-{k}" for k in range(100_000))]
+    big = pa.DictionaryArray.from_arrays(street.indices, pa.array(words))
+    table = table.set_column(table.schema.get_field_index("Street"), "Street", big)
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, table.schema) as writer:
+        for _ in range(200):
+            writer.write_batch(table.to_batches()[0])
+    body = sink.getvalue().to_pybytes()
+    assert len(body) < 2.5e6
+
+    response = _post(client, body)
+
+    assert response.status_code == 413, response.json
+    assert response.json["error"]["code"] == "payload_too_large"
+    assert "bytes of dictionaries" in response.json["error"]["message"]
+    [row] = log_reader.requests()
+    assert (row["status_code"], row["n_items"], row["features"]) == (413, 0, None)
+
+
 def test_another_content_type_is_415_naming_both_accepted(client: FlaskClient) -> None:
     response = client.post("/predict", data=b"a,b\n1,2\n", content_type="text/csv")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,8 +18,10 @@ from flask import Flask
 from gunicorn.http.errors import InvalidChunkSize
 from werkzeug.test import TestResponse
 
+from serving.json_body import parse_json
 from tests.processes import Process
 from tests.serving.conftest import LogReader
+from watchkeeper.errors import MAX_FIELD_CHARS, BadRequest, clipped
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -471,3 +475,173 @@ def test_a_json_body_declared_utf8_is_accepted(
     )
 
     assert response.status_code == 200, response.json
+
+
+def _compact(payload: Any) -> bytes:
+    """JSON without spaces, integers of any width as they are (orjson refuses some)."""
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _repeat_first(body: bytes, key: str, hidden: bytes) -> bytes:
+    """``body`` with ``key`` sent twice: first holding ``hidden``, then its own value."""
+    name = f'"{key}":'.encode()
+    return body.replace(name, name + hidden + b"," + name, 1)
+
+
+# A value only the lenient parser reads, hidden by the same key sent again after it.
+# Either parser keeps the last value, so validation never saw the first: these were
+# answered 200, and the log then held a row no reader could decode (a columnar body's
+# text is journaled as sent) or set the entry aside (the last value an integer past 64
+# bits, which the lenient parser read as an int).
+REPEATED = {
+    "columns-nan": ("columns", "Lot_Area", b"[NaN]"),
+    "columns-out-of-range": ("columns", "Lot_Area", b"[1e400]"),
+    "columns-surrogate": ("columns", "Street", b'["' + SURROGATE + b'"]'),
+    "record-nan-then-a-wide-integer": ("features", "Lot_Area", b"NaN"),
+    "record-surrogate": ("features", "Street", b'"' + SURROGATE + b'"'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REPEATED))
+def test_a_key_repeated_to_hide_what_orjson_refuses_is_400_naming_it_and_logged(
+    hostile_app: Flask,
+    read_log: Callable[[Flask], LogReader],
+    record: dict[str, Any],
+    case: str,
+) -> None:
+    form, key, hidden = REPEATED[case]
+    sent = {**record, "Lot_Area": 10**20} if case.endswith("wide-integer") else record
+    payload = {"columns": {k: [v] for k, v in sent.items()}} if form == "columns" else {form: sent}
+    body = _repeat_first(_compact(payload), key, hidden)
+
+    response = hostile_app.test_client().post(
+        "/predict", data=body, content_type="application/json"
+    )
+
+    error = _assert_error_shape(response, 400, "bad_request")
+    assert f"repeats a key in one object, at {form}.{key}" in error["message"]
+    assert error["details"] == [
+        {"field": f"{form}.{key}", "problem": "appears 2 times in one object"}
+    ]
+    [row] = read_log(hostile_app).requests()
+    assert (row["status_code"], row["n_items"], row["body"]) == (400, 0, body.decode())
+
+
+def test_a_key_repeated_in_a_body_orjson_reads_keeps_its_last_value_in_the_log_too(
+    hostile_app: Flask, read_log: Callable[[Flask], LogReader], record: dict[str, Any]
+) -> None:
+    body = _repeat_first(
+        _compact({"columns": {k: [v] for k, v in record.items()}}), "Lot_Area", b'["ignored"]'
+    )
+
+    response = hostile_app.test_client().post(
+        "/predict", data=body, content_type="application/json"
+    )
+
+    assert response.status_code == 200, response.json
+    reader = read_log(hostile_app)
+    [logged] = reader.predictions()
+    assert logged["features"] == record  # the value the model was given, not the hidden one
+    assert orjson.loads(reader.features_text(response.json["request_id"]))["Lot_Area"] == [
+        record["Lot_Area"]
+    ]
+
+
+def test_every_repeated_key_is_named_by_its_path_up_to_a_hundred() -> None:
+    nested = b'{"instances":[{"a":1},{"a":NaN,"b":{"c":1,"c":2},"a":3}]}'
+    with pytest.raises(BadRequest) as refused:
+        parse_json(nested)
+    assert [(p.field, p.problem) for p in refused.value.details] == [
+        ("instances[1].a", "appears 2 times in one object"),
+        ("instances[1].b.c", "appears 2 times in one object"),
+    ]
+
+    many = b"[NaN," + b",".join(b'{"k%d":1,"k%d":2}' % (i, i) for i in range(150)) + b"]"
+    with pytest.raises(BadRequest) as refused:
+        parse_json(many)
+    assert len(refused.value.details) == 100
+    assert refused.value.details[-1].field == "[100].k99"
+
+
+def test_a_repeated_key_in_a_body_too_deep_to_walk_is_400_all_the_same() -> None:
+    deep = b'[{"a":NaN,"a":1},' + b"[" * 5000 + b"]" * 5000 + b"]"
+
+    with pytest.raises(BadRequest) as refused:
+        parse_json(deep)
+
+    assert refused.value.message == "body repeats a key in one object: send each key once"
+    assert refused.value.details == []
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        (b"18446744073709551615", 18446744073709551615),
+        (b"-9223372036854775808", -9223372036854775808),
+        (b"18446744073709551616", 1.8446744073709552e19),
+        (b"-9223372036854775809", -9.223372036854776e18),
+    ],
+)
+def test_the_lenient_parser_reads_integers_as_orjson_does(text: bytes, number: float) -> None:
+    """A body with a NaN goes to the standard library's parser: the numbers it returns
+    must be what orjson returns (past 64 bits a float), not wider ints that validation
+    passes and the journal's orjson then cannot write."""
+    [nan, parsed] = parse_json(b"[NaN," + text + b"]")
+
+    assert math.isnan(nan)
+    assert parsed == number and type(parsed) is type(number)
+    assert orjson.loads(text) == parsed and type(orjson.loads(text)) is type(parsed)
+
+
+def test_an_integer_past_a_floats_range_stays_one_for_validation_to_call_too_large() -> None:
+    [_, parsed] = parse_json(b"[NaN,1" + b"0" * 400 + b"]")
+
+    assert parsed == 10**400
+
+
+@pytest.mark.parametrize("form", ["features", "columns"])
+def test_an_error_naming_huge_keys_is_bounded_in_the_answer_and_the_log(
+    hostile_app: Flask, read_log: Callable[[Flask], LogReader], record: dict[str, Any], form: str
+) -> None:
+    """Unknown keys of 100,000 characters each: the error named every one in full, in
+    its message and in each problem, and was answered and logged whole (a 14.5 MB body
+    of them made a 17 MB answer and a 17 MB ``error`` in its log row)."""
+    keys = [f"{i}{'k' * 100_000}" for i in range(8)]
+    extra = {key: 1 for key in keys}
+    payload = (
+        {"features": {**record, **extra}}
+        if form == "features"
+        else {"columns": {k: [v] for k, v in {**record, **extra}.items()}}
+    )
+
+    response = hostile_app.test_client().post("/predict", json=payload)
+
+    error = _assert_error_shape(response, 422, "validation_error")
+    assert len(response.get_data()) < 20_000
+    assert [d["field"][: len(form) + 2] for d in error["details"]] == [
+        f"{form}.{i}" for i in range(8)
+    ]
+    assert [d["field"] for d in error["details"]] == [
+        clipped(f"{form}.{key}", MAX_FIELD_CHARS) for key in keys
+    ]
+    assert error["details"][0]["field"].endswith(
+        f"…[{len(form) + 1 + 100_001 - 256:,} more characters]"
+    )
+    [row] = read_log(hostile_app).requests()
+    assert row["status_code"] == 422
+    assert len(orjson.dumps(row["error"])) < 20_000
+
+
+@pytest.mark.parametrize("depth", [1025, 100_000])
+def test_a_body_nested_too_deeply_is_400_without_python_internals(
+    hostile_app: Flask, depth: int
+) -> None:
+    body = b'{"features":' + b"[" * depth + b"]" * depth + b"}"
+
+    response = hostile_app.test_client().post(
+        "/predict", data=body, content_type="application/json"
+    )
+
+    error = _assert_error_shape(response, 400, "bad_request")
+    # it said "maximum recursion depth exceeded while decoding a JSON array …"
+    assert error["message"] == "body is nested too deeply to read (arrays and objects)"

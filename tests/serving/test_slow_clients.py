@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -102,17 +103,32 @@ def _assert_others_are_served(server: Process, record: dict[str, Any]) -> None:
     rounds = 0
     until = time.monotonic() + READ_TIMEOUT / 2
     while rounds < 3 or time.monotonic() < until:
-        started = time.monotonic()
-        health = requests.get(f"{server.url}/healthz", timeout=ANSWER_WITHIN)
+        health = _answered_within_a_second(partial(requests.get, f"{server.url}/healthz"))
         assert health.status_code == 200
-        assert time.monotonic() - started < ANSWER_WITHIN
-        started = time.monotonic()
-        predicted = requests.post(
-            f"{server.url}/predict", json={"features": record}, timeout=ANSWER_WITHIN
+        predicted = _answered_within_a_second(
+            partial(requests.post, f"{server.url}/predict", json={"features": record})
         )
         assert predicted.status_code == 200, predicted.text
-        assert time.monotonic() - started < ANSWER_WITHIN
         rounds += 1
+
+
+def _answered_within_a_second(send: Callable[..., requests.Response]) -> requests.Response:
+    """The response to ``send``, sent up to three times, one of which must be answered
+    within :data:`ANSWER_WITHIN`: on a shared machine, other tenants' load can hold one
+    request past a second (seen once in a full run beside other servers), where denied
+    service held every one for as long as the clients stalled (50 s and more)."""
+    waits = []
+    for _ in range(3):
+        started = time.monotonic()
+        try:
+            response = send(timeout=ANSWER_WITHIN)
+        except requests.Timeout:
+            waits.append(time.monotonic() - started)
+            continue
+        if time.monotonic() - started < ANSWER_WITHIN:
+            return response
+        waits.append(time.monotonic() - started)
+    raise AssertionError(f"no answer within {ANSWER_WITHIN} s in 3 tries: {waits}")
 
 
 def _assert_timed_out_with_408(sock: socket.socket) -> None:

@@ -3,6 +3,7 @@ the page's charts and words from records alone."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 
 from monitoring.report import page
+from monitoring.report.charts import Point, Series, TimeAxis, line_chart
 from monitoring.report.distributions import categorical_histogram, numeric_histogram
 from monitoring.report.period import parse_moment
 from monitoring.report.records import (
@@ -71,6 +73,31 @@ def test_numeric_samples_share_bins_and_extremes_land_in_the_outer_ones() -> Non
     assert hist.edges[-1] < 10  # and does not stretch the bins
 
 
+NORMAL = list(np.random.default_rng(5).normal(-93.6, 0.03, 1319))  # Longitude-like
+
+
+@pytest.mark.parametrize(
+    ("reference", "current"),
+    [
+        (NORMAL, [1.7e308, -1.7e308] * 20),  # accepted for Longitude: it has no bounds
+        (NORMAL, [-1.7976931348623157e308, 1.7976931348623157e308] * 20),
+        ([1.7976931348623157e308] * 30, [1.7976931348623157e308] * 40),
+    ],
+    ids=["both-signs", "the-largest-floats", "one-value-at-the-top"],
+)
+def test_numbers_at_the_ends_of_floats_range_get_finite_increasing_bins(
+    reference: list[float], current: list[float]
+) -> None:
+    """The edges were ``linspace(low, high)``: ``high - low`` overflowed to infinity,
+    the edges came out NaN and the whole report failed (``bins`` must increase); one
+    value at the top, widened by 0.5 either side, stayed one value."""
+    hist = numeric_histogram(pd.Series(reference), pd.Series(current), bins=10)
+
+    edges = np.array(hist.edges)
+    assert np.isfinite(edges).all() and (np.diff(edges) > 0).all()
+    assert sum(hist.current) == len(current) and sum(hist.reference) == len(reference)
+
+
 def test_categories_are_ordered_by_share_and_the_rarest_pooled() -> None:
     reference = pd.Series(["a"] * 50 + ["b"] * 30 + ["c"] * 20 + [None] * 5)
     current = pd.Series(["d"] * 60 + ["a"] * 40)
@@ -97,6 +124,25 @@ def test_axis_ticks_are_round() -> None:
     ]
     days = time_ticks(NOW, NOW + timedelta(days=10))
     assert all(len(label) == 10 for _, label in days)  # dates, not times
+
+
+def test_a_line_chart_of_a_value_near_the_largest_float_keeps_its_axis() -> None:
+    """``high * 1.1`` overflowed for a realised MAE over ~1.63e308 (a label of 1.8e308
+    is valid): no ticks, and every point drawn on the zero line."""
+    axis = TimeAxis(NOW, NOW + timedelta(hours=1))
+    points = (
+        Point(NOW, 1.7976931348623157e308, "realised"),
+        Point(NOW + timedelta(hours=1), 16_934.0, "estimated"),
+    )
+
+    svg = line_chart("MAE", [Series("MAE", points)], axis)
+
+    ticks = re.findall(r'<text class="tick"[^>]* text-anchor="end">([^<]+)</text>', svg)
+    assert len(ticks) >= 3 and ticks[0] == "0"  # the value axis
+    heights = [
+        float(y) for y in re.findall(r'<circle class="dot[^"]*" cx="[0-9.]+" cy="([0-9.]+)"', svg)
+    ]
+    assert len(heights) == 2 and heights[0] < heights[1] - 100  # the huge one at the top
 
 
 def test_the_command_refuses_an_unreadable_period_in_one_line(
