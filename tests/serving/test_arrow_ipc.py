@@ -12,10 +12,7 @@ import pytest
 
 from serving.arrow_ipc import (
     _DICTIONARY_ID,
-    _ENCODING_ID,
-    _FIELD_DICTIONARY,
     _MESSAGE_HEADER,
-    _SCHEMA_FIELDS,
     MAX_MESSAGES,
     _Table,
     read_arrow_stream,
@@ -159,6 +156,19 @@ def test_a_dictionary_shared_by_a_few_batches_within_the_limit_reads_whole() -> 
         read_arrow_stream(body, max_rows=10_000, max_dictionary_bytes=3_000_000)
 
 
+# Arrow's Schema.fbs: Schema.fields, Field.dictionary, DictionaryEncoding.id
+_SCHEMA_FIELDS, _FIELD_DICTIONARY, _ENCODING_ID = 1, 4, 0
+
+
+def _schema_fields(metadata: bytes) -> list[_Table]:
+    """The top-level fields of a schema message, as flatbuffer tables."""
+    at = _Table.root(metadata).table(_MESSAGE_HEADER)._at(_SCHEMA_FIELDS)
+    vector = at + struct.unpack_from("<I", metadata, at)[0]
+    (count,) = struct.unpack_from("<I", metadata, vector)
+    elements = range(vector + 4, vector + 4 * (count + 1), 4)
+    return [_Table(metadata, e + struct.unpack_from("<I", metadata, e)[0]) for e in elements]
+
+
 def _one_dictionary_many_fields(columns: int, values: int) -> bytes:
     """A one-row stream whose schema points ``columns`` fields at one dictionary id,
     sent once (Arrow allows it; pyarrow writes an id per field, so the schema's ids are
@@ -175,8 +185,7 @@ def _one_dictionary_many_fields(columns: int, values: int) -> bytes:
         metadata = message.metadata.to_pybytes()
         if message.type == "schema":
             patched = bytearray(metadata)
-            fields = _Table.root(metadata).table(_MESSAGE_HEADER).tables(_SCHEMA_FIELDS)
-            for encoding in (f.table(_FIELD_DICTIONARY) for f in fields):
+            for encoding in (f.table(_FIELD_DICTIONARY) for f in _schema_fields(metadata)):
                 if encoding.has(_ENCODING_ID):  # id 0, the default, is left out
                     at = encoding._at(_ENCODING_ID)
                     patched[at : at + 8] = bytes(8)
