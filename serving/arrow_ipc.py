@@ -69,8 +69,7 @@ def read_arrow_stream(body: bytes, *, max_rows: int, max_dictionary_bytes: int) 
         table = ipc.open_stream(buffer).read_all()
         # One pass over the column types, by type id (~0.5 µs a column): views to
         # refuse, dictionary-encoded fields to count.
-        types = table.schema.types
-        scans = [_scan(kind) for kind in types]
+        scans = [_scan(kind) for kind in table.schema.types]
         viewed = [table.schema.names[i] for i, (views, _) in enumerate(scans) if views]
         if viewed:
             raise BadRequest(

@@ -10,6 +10,7 @@ reader can see of it (:func:`monitoring.report.text.label`).
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,6 @@ from monitoring.report.text import label
 BINS = 20
 TOP_CATEGORIES = 12
 OTHER = "other"
-_LARGEST = float(np.finfo(np.float64).max)
 
 
 def numeric_histogram(reference: pd.Series, current: pd.Series, *, bins: int = BINS) -> Histogram:
@@ -38,7 +38,7 @@ def numeric_histogram(reference: pd.Series, current: pd.Series, *, bins: int = B
     if not high > low:  # (nearly) constant: widen so that the values sit in one bin
         least, most = float(both.min()), float(both.max())
         span = max(0.5, abs(least) * 1e-6, abs(most) * 1e-6)  # 0.5 is lost past 1e16
-        low, high = max(least - span, -_LARGEST), min(most + span, _LARGEST)
+        low, high = max(least - span, -sys.float_info.max), min(most + span, sys.float_info.max)
     if math.isfinite(high - low):  # Python floats: an overflow is inf, not a warning
         edges = np.linspace(low, high, bins + 1)
     else:  # ±1.7e308, accepted for an unbounded feature: linspace's NaN edges failed
