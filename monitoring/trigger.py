@@ -33,6 +33,7 @@ from monitoring.check_details import AccuracyDetails, ClassAccuracyDetails
 from monitoring.window_result import Check, WindowResult
 from watchkeeper import retrain_queue
 from watchkeeper.db.tables import window_results
+from watchkeeper.figures import amount
 from watchkeeper.retrain_queue import Evidence
 
 log = logging.getLogger(__name__)
@@ -143,10 +144,10 @@ class RetrainTrigger:
             limit = validation_mae * (1 + policy.mae_degradation)
             if bound > limit:
                 return Trip(
-                    f"accuracy: MAE {_number(accuracy.score)} over "
-                    f"{accuracy.n_rows} labels, at least {_number(bound)} with "
+                    f"accuracy: MAE {amount(accuracy.score)} over "
+                    f"{accuracy.n_rows} labels, at least {amount(bound)} with "
                     f"{figures.confidence or 0:.0%} confidence, above "
-                    f"{_number(limit)} (validation {_number(validation_mae)} "
+                    f"{amount(limit)} (validation {amount(validation_mae)} "
                     f"+ {policy.mae_degradation:.0%})",
                     {
                         "window_id": accuracy.window_id,
@@ -199,9 +200,3 @@ class RetrainTrigger:
         )
         with self.engine.connect() as connection:
             return [bool(v) for v in connection.execute(query).scalars()]
-
-
-def _number(value: float) -> str:
-    """Thousands separators for large figures, four significant digits for small ones
-    (a 0/1 target's MAE must not read "0")."""
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"

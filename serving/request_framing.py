@@ -56,7 +56,8 @@ _CHUNKED = b"chunked"
 # A method is a token (RFC 9110 section 9.1), of any length: one longer than gunicorn
 # takes is still reported, and logged when it names a logged path.
 _METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_REQUEST_ID = re.compile(rb"\nx-request-id:[ \t]*([^\r\n]*?)[ \t]*\r?\n", re.IGNORECASE)
+# The line's end is looked at, not taken: the next field's leading newline stays there.
+_REQUEST_ID = re.compile(rb"\nx-request-id:[ \t]*([^\r\n]*?)[ \t]*(?=\r?\n)", re.IGNORECASE)
 _MAX_REQUEST_LINE = 4096
 _PATH_END = re.compile(rb"[?# ]")
 _SHOWN = 20  # bytes of a malformed field quoted in the problem
@@ -317,8 +318,10 @@ def header_text(raw: bytes) -> str:
 
 def client_request_id(request: bytes | bytearray) -> str | None:
     """The client's own ``X-Request-ID`` in a request's head (complete or not), as
-    the app logs it (:func:`header_text`, the first field of that name); None without
-    one. For reporting a request that never reaches the app."""
+    the app logs it (:func:`header_text`; fields of that name sent more than once
+    joined by commas, as gunicorn joins them for the app); None without one. For
+    reporting a request that never reaches the app."""
     head_end = _BLANK_LINE.search(request)
-    found = _REQUEST_ID.search(request, 0, len(request) if head_end is None else head_end.end())
-    return header_text(found.group(1)) if found else None
+    end = len(request) if head_end is None else head_end.end()
+    found = [m.group(1) for m in _REQUEST_ID.finditer(request, 0, end)]
+    return header_text(b",".join(found)) if found else None

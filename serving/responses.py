@@ -50,9 +50,10 @@ def json_response(body: Any, status: int = 200) -> Response:
 def options_response() -> Response:
     """``OPTIONS`` on a route: 204 with ``Allow`` and no body (RFC 9110 section
     9.3.7), in place of Flask's 200 with an empty ``text/html`` body, which read as a
-    successful request of the route. Installed as the app's
-    ``make_default_options_response``."""
+    successful request of the route. No ``Content-Type`` either: there is no content
+    to have a type. Installed as the app's ``make_default_options_response``."""
     response = Response(status=204)
+    del response.headers["Content-Type"]
     response.allow.update(request_ctx.url_adapter.allowed_methods())
     return response
 

@@ -3,7 +3,7 @@ target's ``0.213``, never ``0``.
 
 Errors (MAE, RMSE, interval widths) are in the target's units, whatever they are:
 from 100 up they are whole numbers with thousands separators; below, three significant
-digits; tiny ones in scientific notation.
+digits; tiny and huge ones (an absurd label's MAE) in scientific notation.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # pydantic and the model code: not loaded to format a figure
     from watchkeeper.version_metadata import ModelMetrics
 
 MISSING = "-"
+_HUGE = 1e15  # from here on, whole numbers are too long to read (1e308 has 309 digits)
 
 
 def amount(value: float | None) -> str:
@@ -22,6 +23,8 @@ def amount(value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return MISSING
     size = abs(float(f"{value:.3g}"))  # as rounded, so that 99.96 reads 100, not 100.0
+    if size >= _HUGE:
+        return f"{value:.2e}"
     if size >= 100:
         return f"{value:,.0f}"
     if size == 0:

@@ -165,3 +165,22 @@ def test_accuracy_and_ood_reasons(
 
     engine.dispose()
     assert (row.reason.split(":")[0] if row else None) == expected
+
+
+def test_an_absurd_labels_mae_is_written_in_scientific_notation_in_the_reason(
+    settings: Settings,
+) -> None:
+    # A label of ±1.7e308 is a number, accepted: the reason must stay a line to read.
+    engine = create_engine(settings.storage.database_url)
+    trigger = RetrainTrigger(engine, TriggerPolicy(mae_degradation=0.25))
+
+    row = trigger.consider(
+        [_rolling(mae=1.7e306, bound=1.6e306, labels=400)], validation_mae=15_000.0
+    )
+
+    engine.dispose()
+    assert row is not None
+    assert row.reason == (
+        "accuracy: MAE 1.70e+306 over 400 labels, at least 1.60e+306 with 99% confidence, "
+        "above 18,750 (validation 15,000 + 25%)"
+    )

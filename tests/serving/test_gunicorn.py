@@ -100,6 +100,11 @@ class Rejected:
     endpoint: str = "/predict"
     method: str = "POST"
     metric_labels: tuple[str, str] = ("/predict", "POST")
+    client_request_id: str = "client-id"
+
+
+# An X-Request-ID sent twice reaches the app as one value, joined by gunicorn.
+_TWO_IDS = b"X-Request-ID: again\r\n"
 
 
 def _head(path: str = "/predict", method: str = "POST") -> bytes:
@@ -122,6 +127,13 @@ REJECTED = {
     ),
     "bad content-length": Rejected(
         _HEAD + b"Content-Length: 12abc\r\n\r\n{}", 400, "bad_request", True
+    ),
+    "X-Request-ID twice, bad content-length": Rejected(
+        _HEAD + _TWO_IDS + b"Content-Length: 12abc\r\n\r\n{}",
+        400,
+        "bad_request",
+        True,
+        client_request_id="client-id,again",
     ),
     "invalid request line": Rejected(
         b"NOT AN HTTP REQUEST\r\n\r\n",
@@ -263,9 +275,14 @@ def test_requests_gunicorn_rejects_get_the_json_error_shape_and_are_counted_and_
         assert document["request_id"] == headers["x-request-id"], name
         assert uuid.UUID(hex=document["request_id"]).version == 7, name  # time-ordered
         request_ids[document["request_id"]] = case
+    # The same two fields on a request the app refuses: logged as the worker logs them.
+    status, headers, _ = _exchange(server, _HEAD + _TWO_IDS + b"Content-Length: 2\r\n\r\n[]")
+    assert status == 400
+    app_refused = headers["x-request-id"]
 
     text = server.get("/metrics").text
     counted = Counter((*case.metric_labels, case.status) for case in REJECTED.values())
+    counted["/predict", "POST", 400] += 1  # the app's refusal
     for (endpoint, method, status), n in counted.items():
         labels = {"endpoint": endpoint, "method": method, "status": str(status)}
         assert metric(text, "watchkeeper_http_requests_total", **labels) == n, labels
@@ -276,6 +293,7 @@ def test_requests_gunicorn_rejects_get_the_json_error_shape_and_are_counted_and_
         "SELECT request_id, endpoint, method, status_code, error, client_request_id FROM requests",
     )
     logged = {row.request_id: row for row in rows}
+    assert logged.pop(app_refused).client_request_id == "client-id,again"
     expected = {request_id for request_id, case in request_ids.items() if case.logged}
     assert set(logged) == expected
     for request_id in expected:
@@ -286,7 +304,7 @@ def test_requests_gunicorn_rejects_get_the_json_error_shape_and_are_counted_and_
             case.status,
         )
         assert json.loads(row.error)["code"] == case.code
-        assert row.client_request_id == "client-id"
+        assert row.client_request_id == case.client_request_id
 
 
 def _connect(server: Process) -> socket.socket:

@@ -310,13 +310,14 @@ def test_a_method_the_logged_paths_do_not_take_is_405_and_logged(
 
 
 @pytest.mark.parametrize("path", ["/predict", "/feedback"])
-def test_options_is_204_with_allow_and_no_body_and_logged_as_such(
+def test_options_is_204_with_allow_and_no_body_or_content_type_and_logged_as_such(
     hostile_app: Flask, read_log: Callable[[Flask], LogReader], path: str
 ) -> None:
     response = hostile_app.test_client().options(path, headers={"X-Request-ID": "client-opt"})
 
     assert response.status_code == 204
     assert response.get_data() == b""
+    assert "Content-Type" not in response.headers
     assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
     [row] = read_log(hostile_app).requests()
     assert (row["request_id"], row["endpoint"], row["method"]) == (

@@ -102,6 +102,13 @@ def test_the_clients_request_id_is_read_from_the_head_only() -> None:
     assert client_request_id(b"POST / HTTP/1.1\r\nX-Request-ID: a\xff\r\n\r\n") == "a\\xff"
 
 
+def test_a_request_id_sent_twice_is_joined_by_a_comma_as_gunicorn_joins_it_for_the_app() -> None:
+    twice = b"POST / HTTP/1.1\r\nX-Request-ID: one\r\nx-request-id:  two \r\nHost: x\r\n\r\n"
+    assert client_request_id(twice) == "one,two"
+    apart = b"POST / HTTP/1.1\nX-Request-ID: one\nHost: x\nX-Request-ID: two\n\n"
+    assert client_request_id(apart) == "one,two"
+
+
 def test_expect_continue_is_seen_once_the_headers_are_in() -> None:
     framer = RequestFramer(LIMITS)
     head = b"POST /predict HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 9\r\n\r\n"
