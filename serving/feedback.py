@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from watchkeeper.classification import Classifier
+from watchkeeper.db.arrival import arrival_time
 from watchkeeper.db.tables import feedback
 from watchkeeper.errors import (
     BadRequest,
@@ -189,8 +190,8 @@ def _id(item: FeedbackItem) -> str:
 
 def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
     ids = [item.prediction_id for item in items]
-    now = datetime.now(UTC)
     with engine.begin() as connection:
+        now = arrival_time(connection)
         already = set(
             connection.execute(
                 sa.select(feedback.c.prediction_id).where(feedback.c.prediction_id.in_(ids))
@@ -209,9 +210,9 @@ def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
         try:
             connection.execute(
                 feedback.insert(),
-                # In id order: concurrent batches sharing ids then take their locks in
-                # one order, and one waits for the other and is refused as a duplicate.
-                # In the client's order each could hold an id the other waits for: a
+                # In id order, a guard beside the arrival lock that orders feedback
+                # writers: batches sharing ids take their locks in one order. In the
+                # client's order each could hold an id the other waits for: a
                 # deadlock, which PostgreSQL breaks by failing one (a 503).
                 [
                     {

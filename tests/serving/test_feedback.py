@@ -4,7 +4,11 @@ and a 503 while the database is down."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -247,3 +251,68 @@ def test_overlapping_batches_stored_at_once_are_409_never_a_deadlock(
     assert set(outcomes) == {"stored", "duplicate"}, outcomes
     with postgres_engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(feedback)).scalar() == 1200
+
+
+class _HeldWriters:
+    """Feedback writers held up, as a long write holds them: SQLite's write lock taken
+    by another connection; on PostgreSQL the feedback table locked against inserts, so
+    that a label's write waits after its arrival time was taken."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        if engine.dialect.name == "sqlite":
+            self._sqlite = sqlite3.connect(str(engine.url.database), isolation_level=None)
+            self._sqlite.execute("BEGIN IMMEDIATE")
+        else:
+            self._postgres = engine.connect()
+            self._postgres.begin()
+            self._postgres.exec_driver_sql("LOCK TABLE feedback IN EXCLUSIVE MODE")
+
+    def wait_for_waiters(self, n: int) -> None:
+        """Until ``n`` writers wait (PostgreSQL says so; SQLite cannot: half a second)."""
+        if self.engine.dialect.name == "sqlite":
+            time.sleep(0.5)
+            return
+        waiting = sa.text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        deadline = time.monotonic() + 60
+        with self.engine.connect() as connection:
+            while connection.execute(waiting).scalar_one() < n:
+                assert time.monotonic() < deadline, f"{n} writers never waited"
+                time.sleep(0.02)
+
+    def release(self) -> datetime:
+        released = datetime.now(UTC)
+        if self.engine.dialect.name == "sqlite":
+            self._sqlite.execute("COMMIT")
+            self._sqlite.close()
+        else:
+            self._postgres.commit()
+            self._postgres.close()
+        return released
+
+
+def test_a_label_arrives_after_the_feedback_writes_it_waited_for(engine: sa.Engine) -> None:
+    """The monitor finds new labels by a watermark on ``received_at``: a label stamped
+    before it waited could commit after labels stamped later, behind the watermark, and
+    its window's accuracy was never computed. Each label must be stamped once the
+    writes before it are done."""
+    from serving.feedback import FeedbackItem, store_feedback
+
+    held = _HeldWriters(engine)
+    with ThreadPoolExecutor(2) as pool:
+        try:
+            first = pool.submit(store_feedback, engine, [FeedbackItem("first", 1.0)])
+            held.wait_for_waiters(1)
+            second = pool.submit(store_feedback, engine, [FeedbackItem("second", 2.0)])
+            held.wait_for_waiters(2)
+        finally:
+            released = held.release()
+        first.result(timeout=60)
+        stored = second.result(timeout=60)
+
+    # PostgreSQL: after the first label's commit, which waited for the table; SQLite:
+    # after the write lock was free (the two race for it then).
+    assert stored.received_at >= released

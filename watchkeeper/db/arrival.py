@@ -1,0 +1,33 @@
+"""A label's arrival time, taken so that labels become visible in the order of their
+arrival times.
+
+The monitor finds new labels by a watermark on ``feedback.received_at``: it reads those
+that arrived in ``(watermark, now - settle]`` and moves the watermark to the newest it
+saw. A label stamped before its transaction waited for the database (SQLite's write
+lock, for up to the 30 s busy timeout) could commit after labels stamped later, once the
+watermark had passed it: its window's accuracy was never computed. Stamped under the
+lock that orders feedback writers, a label commits before any label stamped after it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+# Key of the PostgreSQL advisory lock that orders feedback writers ("LABEL").
+_FEEDBACK_LOCK = 0x4C4142454C
+
+
+def arrival_time(connection: sa.Connection) -> datetime:
+    """Take the lock that orders feedback writers for the rest of ``connection``'s
+    transaction, of which this must be the first statement, and the time under it.
+    SQLite: its write lock (``BEGIN IMMEDIATE``, waiting up to the busy timeout) and
+    this host's clock, which every worker shares. PostgreSQL: a transaction-scoped
+    advisory lock and the server's clock, one clock for every pod."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        return datetime.now(UTC)
+    connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEEDBACK_LOCK})
+    stamp: datetime = connection.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+    return stamp.astimezone(UTC)
