@@ -21,7 +21,7 @@ stored: it is a real outcome, which the monitor counts as wrong.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +57,8 @@ class FeedbackItem:
     prediction_id: str
     actual: float | None
     label: str | None = None
+    field: str = "id"
+    """Where the request held the id (``items[3].id`` in a batch), for errors."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def parse_feedback(
             problems.append(FieldProblem(f"{dot}id", f"{pid!r} appears twice in this request"))
             continue
         seen.add(pid)
-        items.append(parsed)
+        items.append(replace(parsed, field=f"{dot}id") if dot else parsed)
     if problems:
         raise ValidationFailed("invalid feedback", details=problems)
     return items
@@ -201,9 +203,10 @@ def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
             raise DuplicateFeedback(
                 f"{len(already)} prediction(s) already have feedback",
                 details=[
-                    FieldProblem("id", f"feedback for {pid!r} exists")
-                    for pid in sorted(already)[:100]
-                ],
+                    FieldProblem(i.field, f"feedback for {i.prediction_id!r} exists")
+                    for i in items
+                    if i.prediction_id in already
+                ][:100],
             )
         # Each id's request found by its key, not every request's predictions expanded.
         known = len(logged_ids(connection, ids))

@@ -110,15 +110,25 @@ def test_feedback_posted_before_the_log_is_flushed_is_accepted(
     assert set(_stored(log_reader)) == {item["id"] for item in items}
 
 
-def test_second_feedback_for_a_prediction_is_409(
+def test_second_feedback_for_a_prediction_is_409_naming_where_the_id_was(
     client: FlaskClient, log_reader: LogReader, replay_records: list[dict[str, Any]]
 ) -> None:
     ids = _predict(client, log_reader, replay_records[:1])
     assert client.post("/feedback", json={"id": ids[0], "actual": 1}).status_code == 200
 
     again = client.post("/feedback", json={"id": ids[0], "actual": 2})
+    in_a_batch = client.post(
+        "/feedback", json={"items": [{"id": "new", "actual": 3}, {"id": ids[0], "actual": 4}]}
+    )
 
     assert again.status_code == 409
+    assert again.json["error"]["details"] == [
+        {"field": "id", "problem": f"feedback for {ids[0]!r} exists"}
+    ]
+    assert in_a_batch.status_code == 409
+    assert in_a_batch.json["error"]["details"] == [
+        {"field": "items[1].id", "problem": f"feedback for {ids[0]!r} exists"}
+    ]
     assert _stored(log_reader) == {ids[0]: 1.0}
 
 
