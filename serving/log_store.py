@@ -248,6 +248,15 @@ class LogStore:
         self._drop_held(close=True)
         self._engine.dispose()
 
+    def probe(self) -> None:
+        """A statement that writes nothing but must be allowed to write, in a
+        transaction: whether entries could be stored now, asked by a writer that saw the
+        database down and has nothing of its own to store. A ``SELECT`` would not do: a
+        read-only server (after a failover), or a SQLite file that cannot be written,
+        answers it."""
+        with self._transaction() as connection:
+            connection.exec_driver_sql("DELETE FROM requests WHERE 1 = 0")
+
     def insert(self, entries: Sequence[LogEntry]) -> Written:
         if self._dialect == "sqlite":
             return self._insert_sqlite(entries)

@@ -413,8 +413,21 @@ class PredictionLog:
                 progressed = self._recover(now) or progressed
         except _Retry:
             self._release_orphan()
+        if not progressed and not self._database_up and time.monotonic() >= self._retry_at:
+            self._probe()
         self._report()
         return progressed
+
+    def _probe(self) -> None:
+        """Whether the database is back, asked when nothing was stored: what failed to
+        reach it may have been stored by another process since (an ended journal it
+        replayed), and this writer may have nothing more to store for a long time."""
+        try:
+            self._store.probe()
+        except Exception as exc:
+            self._mark_down(exc)
+        else:
+            self._mark_up()
 
     def _report(self) -> None:
         """Set the backlog gauges: after every writer cycle, and every flush interval

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -826,9 +827,10 @@ def test_a_line_whose_numbers_do_not_line_up_is_dead_lettered_and_the_writer_goe
     _stores_the_next_entry_only(log, registry, database_url, dead_lettered=len(wrong))
 
 
-def test_a_read_only_database_delays_entries_instead_of_dead_lettering_them(
-    database_url: str, make_log: Callable[..., PredictionLog]
-) -> None:
+@contextmanager
+def _read_only(database_url: str) -> Iterator[None]:
+    """The database refuses writes, as a PostgreSQL server does after a failover, until
+    the block ends."""
     if not database_url.startswith("postgresql"):
         pytest.skip("a read-only server (as after a failover) is a PostgreSQL case")
     name = database_url.rsplit("/", 1)[1]
@@ -841,20 +843,60 @@ def test_a_read_only_database_delays_entries_instead_of_dead_lettering_them(
                 sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = {value}')
             )
 
-    registry = CollectorRegistry()
     read_only(True)
     try:
+        yield
+    finally:
+        read_only(False)
+        admin.dispose()
+
+
+def test_a_read_only_database_delays_entries_instead_of_dead_lettering_them(
+    database_url: str, make_log: Callable[..., PredictionLog]
+) -> None:
+    registry = CollectorRegistry()
+    with _read_only(database_url):
         log = make_log(registry, probe_interval=0.2).start()
         for n in range(5):
             log.submit(make_entry(n))
         assert wait_for(lambda: not log.database_up, timeout=30)
-    finally:
-        read_only(False)
-        admin.dispose()
     assert log.flush(timeout=60)
     log.close()
     assert _count(database_url) == 5
     assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 0
+
+
+def test_a_writer_with_nothing_to_store_sees_the_database_come_back(
+    database_url: str, journal_dir: Path, make_log: Callable[..., PredictionLog]
+) -> None:
+    """A worker failed to replay an ended journal while the database refused writes,
+    and another worker replayed it once it could: the first has nothing left to
+    store, and must still see the database back (its gauge and readiness said "down"
+    until a request happened to reach it, and the critical alert fired meanwhile)."""
+    journal_dir.mkdir()
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(journal_dir), "5"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "appended"
+    os.kill(child.pid, signal.SIGKILL)
+    child.communicate(timeout=30)
+    registry, other = CollectorRegistry(), CollectorRegistry()
+    with _read_only(database_url):
+        # It claims the ended journal at once, and not again within the test.
+        log = make_log(registry, probe_interval=0.2, recover_interval=3600).start()
+        assert wait_for(lambda: not log.database_up, timeout=30)
+        assert wait_for(lambda: list(journal_dir.glob(f"j-{child.pid}-*")) != [], timeout=30)
+    make_log(other, recover_interval=0.1).start()
+    assert wait_for(
+        lambda: other.get_sample_value("watchkeeper_log_rows_replayed_total") == 5, timeout=60
+    )
+
+    assert wait_for(lambda: log.database_up, timeout=30)
+    assert registry.get_sample_value("watchkeeper_log_database_up") == 1
+    assert _count(database_url) == 5
 
 
 def _assert_flushed_and_reported_meanwhile(log: PredictionLog, registry: CollectorRegistry) -> None:
