@@ -300,8 +300,14 @@ class Journal:
         self._committed = 0  # bytes of those the writer has committed
         self.entries_appended = 0
         # Bytes other journals take out of this one's room (set by the owner's
-        # periodic directory scan, read on every append without a lock).
+        # periodic directory scan, read on every append without a lock). While ended
+        # journals take part of the room the live ones share (``contested``), every
+        # append runs the owner's scan (``measure``, which sets both) first: with the
+        # periodic scan alone, once a second, two live journals each took the room the
+        # other had taken since, and together passed the bound by a second of appends.
         self.elsewhere = 0
+        self.contested = False
+        self.measure: Callable[[], object] | None = None
         self._unwritable: OSError | None = None  # why the last append failed
         self._failed_bytes = 0  # the size of the entry that failed
         self._reclaim_error = ""
@@ -339,6 +345,14 @@ class Journal:
     def id(self) -> str:
         return self._files.id
 
+    def _measure_now(self) -> None:
+        if self.measure is None:
+            return
+        try:
+            self.measure()
+        except OSError as exc:  # the owner's own scan goes on, and reports it
+            log.debug("journal %s could not measure the directory: %s", self.id, exc)
+
     def _open_segment(self, index: int) -> int:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         return os.open(self._files.segment_path(index), flags, 0o600)
@@ -354,6 +368,8 @@ class Journal:
         with self._append_lock:
             if self._closed:
                 raise JournalUnavailable("the prediction log is shut down")
+            if self.contested and self.measure is not None:
+                self._measure_now()
             limit = self.max_bytes - self.elsewhere
             if self._retained >= limit and self._consumed():
                 self._guarded(self._drop_consumed, line)
@@ -627,6 +643,15 @@ class DirectoryUsage:
         had room; nor a share of them: a worker that filled its room before the other
         one was replaced would then take the bound past ``workers × max_bytes``."""
         return max(0, self.ended + self.live - (workers - 1) * max_bytes)
+
+    def contested(self, workers: int, max_bytes: int) -> bool:
+        """Whether this journal's room may shrink between two periodic scans by more
+        than an entry: ended journals take part of the room the live ones share, or
+        the other live journals hold half of their share or more (their growth then
+        comes out of this one's room, by :meth:`elsewhere`)."""
+        if self.ended:
+            return True
+        return bool(self.live) and 2 * self.live >= (workers - 1) * max_bytes
 
 
 def directory_usage(

@@ -30,6 +30,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -37,6 +38,7 @@ import sqlalchemy as sa
 from serving.dead_letter import DeadLetters, Span
 from serving.journal import (
     Chunk,
+    DirectoryUsage,
     Journal,
     JournalFull,
     JournalUnavailable,
@@ -345,6 +347,7 @@ class PredictionLog:
         # Before the first request can append: ended processes' journals count
         # against its room.
         self._measure(journal)
+        journal.measure = partial(self._measure_room, journal)
         self._journal = journal
 
     # -- writer thread ---------------------------------------------------------
@@ -607,9 +610,20 @@ class PredictionLog:
         this process's) other journals take (:meth:`DirectoryUsage.elsewhere`), for the
         bytes metric. The sync thread does it every :data:`MEASURE_INTERVAL`, whatever
         the writer waits on, so that a worker notices within a second the journal a
-        replaced worker left (a new worker measures before its first append); never a
-        request thread (a scan per request would cost more than the append)."""
-        journal, orphan = journal or self._journal, self._orphan
+        replaced worker left (a new worker measures before its first append). A request
+        thread scans (:meth:`_measure_room`, ~0.1 ms) only while ended journals share
+        the room (:attr:`Journal.contested`): a scan per request would cost more than
+        the append."""
+        usage = self._measure_room(journal or self._journal)
+        self._metrics.journal_bytes.set(usage.total)
+        self._metrics.dead_letter_bytes.set(self._dead.used_bytes())
+        self._metrics.journal_writable.set(self.writable)
+
+    def _measure_room(self, journal: Journal | None) -> DirectoryUsage:
+        """Scan the journal directory and set what other journals take out of
+        ``journal``'s room, and whether ended journals share it; also called by each
+        append while they do."""
+        orphan = self._orphan
         usage = directory_usage(
             self._directory,
             own=None if journal is None else journal.id,
@@ -617,9 +631,8 @@ class PredictionLog:
         )
         if journal is not None:
             journal.elsewhere = usage.elsewhere(self._workers, self._max_bytes)
-        self._metrics.journal_bytes.set(usage.total)
-        self._metrics.dead_letter_bytes.set(self._dead.used_bytes())
-        self._metrics.journal_writable.set(self.writable)
+            journal.contested = usage.contested(self._workers, self._max_bytes)
+        return usage
 
     def _sync(self) -> None:
         """``fdatasync`` the journal if something was appended; the sync thread does it

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from serving.journal import (
+    DirectoryUsage,
     Journal,
     JournalFull,
     JournalUnavailable,
@@ -462,6 +463,18 @@ def test_journals_of_ended_processes_take_their_bytes_out_of_a_live_journals_roo
     # one this process replays is still an ended journal's bytes, not a live one's
     assert directory_usage(tmp_path, own=live.id, replaying=[orphan.id]).ended == 100
     orphan.release()
+
+
+def test_a_room_is_contested_while_ended_journals_or_half_the_others_share_take_it() -> None:
+    def usage(ended: int, live: int) -> DirectoryUsage:
+        return DirectoryUsage(own=0, ended=ended, live=live)
+
+    assert usage(ended=1, live=0).contested(workers=2, max_bytes=100)
+    assert not usage(ended=0, live=49).contested(workers=2, max_bytes=100)
+    assert usage(ended=0, live=50).contested(workers=2, max_bytes=100)
+    assert not usage(ended=0, live=99).contested(workers=3, max_bytes=100)
+    assert not usage(ended=0, live=0).contested(workers=1, max_bytes=100)  # alone
+    assert usage(ended=0, live=1).contested(workers=1, max_bytes=100)  # a stranger's
 
 
 def test_a_journal_failed_by_an_io_error_is_tried_again_once_the_writer_has_looked(

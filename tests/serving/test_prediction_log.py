@@ -463,6 +463,41 @@ def test_a_full_journal_refuses_new_entries_until_the_writer_catches_up(
     assert _count(database_url) == accepted + 1
 
 
+def test_two_live_journals_sharing_room_with_an_ended_one_stay_within_the_bound(
+    journal_dir: Path, make_log: Callable[..., PredictionLog]
+) -> None:
+    """Two workers' journals, and one a killed worker left that takes more than a
+    worker's limit: the live ones share what is left. Each measured the others once a
+    second, so each took the room the other had taken since: together they passed
+    workers × the limit by what both appended within that second (8 % in an attack
+    run), not by one entry each."""
+    max_bytes = 64 * 1024
+    ended = Journal(journal_dir, segment_bytes=16 * 1024, max_bytes=1 << 30)
+    for _ in range(max_bytes * 5 // 4 // len(make_entry(0).to_line())):
+        ended.append(make_entry(0).to_line())
+    ended.close(may_remove=False)  # as the lock goes when a process dies
+    # Writers not started: nothing is stored, both fill their room.
+    logs = [
+        make_log(CollectorRegistry(), max_bytes=max_bytes, segment_bytes=16 * 1024, workers=2)
+        for _ in range(2)
+    ]
+    full = [False, False]
+    n = 0
+    while not all(full):
+        for i, log in enumerate(logs):
+            if full[i]:
+                continue
+            try:
+                log.submit(make_entry(n))
+            except JournalFull:
+                full[i] = True
+            n += 1
+
+    entry = len(make_entry(n).to_line())
+    on_disk = sum(path.stat().st_size for path in journal_dir.glob("*.seg"))
+    assert on_disk <= 2 * max_bytes + 2 * entry, (on_disk, 2 * max_bytes)
+
+
 def test_a_log_started_on_a_full_disk_replays_ended_journals_and_then_journals_its_own(
     database_url: str, small_disk: Path
 ) -> None:
