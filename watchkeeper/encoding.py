@@ -67,6 +67,15 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
             seen = sorted({str(v) for v in _column_list(X, name) if not _is_missing(v)})
             self.codes_[name] = {value: code for code, value in enumerate(seen)}
         self.n_features_out_ = len(self.numeric) + len(self.categorical)
+        # Columns with no value in the fitting rows (a fold that holds none of a rare
+        # column's few values, a retraining window in which clients stopped sending
+        # one): the trees cannot bin a column of NaN alone ("window shape cannot be
+        # larger than input array shape") and learn nothing from it, so it is given
+        # one constant instead.
+        offset = len(self.numeric)
+        self.empty_ = [
+            j for j, name in enumerate(self.numeric) if np.isnan(_numeric_column(X, name)).all()
+        ] + [offset + j for j, name in enumerate(self.categorical) if not self.codes_[name]]
         return self
 
     def transform(self, X: Columns) -> np.ndarray:
@@ -82,6 +91,8 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
                 out[:, offset + j] = column.mapped(_codes(self.codes_[name], column.values))
             else:
                 out[:, offset + j] = _codes(self.codes_[name], _column_list(X, name))
+        for j in getattr(self, "empty_", ()):  # versions trained before it have none
+            out[:, j] = 0.0
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

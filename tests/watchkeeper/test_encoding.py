@@ -44,3 +44,14 @@ def test_a_category_given_as_a_number_is_coded_as_its_text() -> None:
 
     np.testing.assert_array_equal(text[:, 1], [1.0, 0.0, math.nan, math.nan])
     np.testing.assert_array_equal(numbers, text)
+
+
+def test_a_column_with_no_value_in_the_fitting_rows_is_one_constant() -> None:
+    fitting = pd.DataFrame(
+        {"x": [1.0, 2.0], "rare": [np.nan, np.nan], "site": ["a", "b"], "tag": [None, None]}
+    )
+    encoder = TabularEncoder(numeric=["x", "rare"], categorical=["site", "tag"]).fit(fitting)
+
+    later = pd.DataFrame({"x": [3.0], "rare": [7.5], "site": ["a"], "tag": ["new"]})
+    assert encoder.transform(fitting).tolist() == [[1.0, 0.0, 0.0, 0.0], [2.0, 0.0, 1.0, 0.0]]
+    assert encoder.transform(later).tolist() == [[3.0, 0.0, 0.0, 0.0]]

@@ -64,6 +64,25 @@ def test_any_tabular_dataset_trains_with_an_absolute_interval_for_signed_targets
     assert len(quantiles) >= 10 and quantiles == sorted(quantiles)
 
 
+@pytest.mark.parametrize("task", [Task.REGRESSION, Task.CLASSIFICATION])
+def test_columns_with_a_value_or_two_train_though_folds_hold_none_of_them(task: Task) -> None:
+    """A fold fitted on rows that hold none of a rare column's values failed inside the
+    trees' binning, naming nothing ("window shape cannot be larger than input array
+    shape"), and training stopped."""
+    rng = np.random.default_rng(1)
+    n = 300
+    frame = pd.DataFrame({"x": rng.normal(0, 1, n), "rare": np.nan, "note": None})
+    frame.loc[5, "rare"] = 3.3
+    frame.loc[7, "note"] = "seen once"
+    frame["y"] = frame["x"] * 2 + rng.normal(0, 0.1, n)
+    if task is Task.CLASSIFICATION:
+        frame["y"] = np.where(frame["y"] > 0, "up", "down")
+
+    result = train(Dataset("rare", frame, "y"), params=TrainingParams(max_iter=50), task=task)
+
+    assert [f.name for f in result.model.schema.features] == ["x", "rare", "note"]
+
+
 def test_missing_target_values_are_refused() -> None:
     frame = pd.DataFrame({"x": [1.0, 2.0, 3.0] * 10, "y": [1.0, np.nan, 2.0] * 10})
 
