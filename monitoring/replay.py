@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,9 +49,16 @@ JsonRecord = dict[str, Any]
 server's validation says what it must hold."""
 
 
-def json_records(frame: pd.DataFrame) -> list[JsonRecord]:
-    """Rows as JSON objects: NaN becomes null, NumPy numbers plain numbers."""
-    return orjson.loads(frame.to_json(orient="records"))
+def json_records(frame: pd.DataFrame, categorical: Iterable[str] = ()) -> list[JsonRecord]:
+    """Rows as JSON objects: NaN becomes null, NumPy numbers plain numbers, and the
+    values of ``categorical`` columns their text, as training read them (a CSV's
+    ``True`` is the category ``"True"``, which the server takes as a string only)."""
+    texts = {name: frame[name].map(_category_text, na_action="ignore") for name in categorical}
+    return orjson.loads(frame.assign(**texts).to_json(orient="records"))
+
+
+def _category_text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
 
 
 class Replayer:
@@ -77,10 +84,11 @@ class Replayer:
         self._due: list[tuple[float, str, Any, int]] = []
         self._on_progress: Callable[[ReplayReport], None] = lambda _report: None
 
-    def feature_names(self) -> list[str]:
+    def features(self) -> list[tuple[str, str]]:
+        """The served model's features: each one's name and kind."""
         response = self.session.get(f"{self.url}/model", timeout=self.timeout)
         response.raise_for_status()
-        return [f["name"] for f in response.json()["metadata"]["schema"]["features"]]
+        return [(f["name"], f["kind"]) for f in response.json()["metadata"]["schema"]["features"]]
 
     def run(
         self,
@@ -91,7 +99,8 @@ class Replayer:
     ) -> ReplayReport:
         """Send ``dataset`` (at most ``limit`` rows) and its late feedback.
         ``on_progress`` is called with the report so far after each request."""
-        names = self.feature_names()
+        features = self.features()
+        names = [name for name, _ in features]
         frame = (
             dataset.frame.sort_values(dataset.period, kind="stable")
             if dataset.period
@@ -99,7 +108,8 @@ class Replayer:
         )
         if limit is not None:
             frame = frame.head(limit)
-        records = json_records(frame[names])
+        categorical = [name for name, kind in features if kind == "categorical"]
+        records = json_records(frame[names], categorical)
         # numbers for a regression target, class labels as JSON holds them otherwise
         actuals: list[Any] = [json_label(v) for v in frame[dataset.target].tolist()]
         report = ReplayReport()

@@ -9,10 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from monitoring.replay import Replayer
+from monitoring.replay import Replayer, json_records
 from tests.processes import Process, metric, wait_for
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.tables import window_results
@@ -92,3 +94,17 @@ def test_replay_drives_the_monitor_and_exported_metrics_match_stored_results(
     assert sum(per_window.values()) == SALES
     assert metric(text, "watchkeeper_monitor_last_success_timestamp_seconds") > 0
     assert metric(text, "watchkeeper_monitor_errors_total") == 0
+
+
+def test_categorical_values_are_sent_as_the_text_training_read() -> None:
+    """A CSV's True/False column trains as the categories "True" and "False"; sent as
+    JSON booleans, every replayed row was refused (422: must be a string)."""
+    frame = pd.DataFrame(
+        {"flag": [True, False, None], "size": [1.5, np.nan, 2.0], "site": ["a", None, 3]}
+    )
+
+    assert json_records(frame, ["flag", "site"]) == [
+        {"flag": "True", "size": 1.5, "site": "a"},
+        {"flag": "False", "size": None, "site": None},
+        {"flag": None, "size": 2.0, "site": "3"},
+    ]
