@@ -4,6 +4,9 @@ Built from the window's result rows (one per check, as stored in ``window_result
 
     window v1:1-500 (500 rows): DRIFT: 7 of 31 features drifted, output drift, no
     multivariate drift; OOD 3.4 %, rejected 0.0 %, estimated MAE 16,210
+
+The window runs from request 1's prediction to request 500's; an item after a batch's
+first is named as prediction ids name it (``37.12``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from monitoring.window_result import Check, WindowResult
+from watchkeeper.db.prediction_seq import position_text
 
 
 def _percent(value: float | None) -> str:
@@ -22,7 +26,9 @@ def window_verdict(results: Sequence[WindowResult], min_samples: int) -> str:
     and which checks failed."""
     by_check = {r.check: r for r in results}
     first = results[0]
-    head = f"window {first.window_id} ({first.n_rows} rows)"
+    # Positions as requests and items, not as stored (request seq × 2**20 + item).
+    span = f"{position_text(first.first_seq)}-{position_text(first.last_seq)}"
+    head = f"window {first.model_version}:{span} ({first.n_rows} rows)"
     parts: list[str] = []
     features = by_check.get(Check.FEATURE_DRIFT)
     if features is None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitoring.window_result import Check, WindowResult, parse_details
+from watchkeeper.db.prediction_seq import prediction_seq
 from watchkeeper.task import Task
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -62,13 +63,14 @@ def window_result(
     details: dict[str, Any] | None = None,
     evaluated_at: datetime = AT,
 ) -> WindowResult:
-    """A result of ``check``; positions and times are placeholders nothing reads."""
+    """A result of ``check``: of requests 1 to ``n_rows``, one prediction each; times
+    are placeholders nothing reads."""
     return WindowResult(
         window_id=window_id,
         model_version=model_version,
         check=Check(check),
-        first_seq=1,
-        last_seq=n_rows,
+        first_seq=prediction_seq(1, 0),
+        last_seq=prediction_seq(n_rows, 0),
         n_rows=n_rows,
         started_at=AT,
         ended_at=AT,

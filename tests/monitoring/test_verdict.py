@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from monitoring.verdict import window_verdict
 from monitoring.window_result import WindowResult
 from tests.monitoring.results import window_result
+from watchkeeper.db.prediction_seq import prediction_seq
 
 
 def result(
@@ -42,7 +44,7 @@ def test_a_small_window_has_no_drift_verdict_and_failures_are_named() -> None:
         result("ood", None, None, n_rows=120, error="ValueError: broken"),
     ]
     assert window_verdict(results, 200) == (
-        "window v1:1-500 (120 rows): no drift verdict (fewer than 200 rows); "
+        "window v1:1-120 (120 rows): no drift verdict (fewer than 200 rows); "
         "rejected 1.0 %; failed: ood"
     )
 
@@ -55,3 +57,15 @@ def test_a_quiet_window() -> None:
     assert window_verdict(results, 200) == (
         "window v1:1-500 (500 rows): no drift: 0 of 2 features drifted; OOD 0.0 %"
     )
+
+
+def test_a_window_is_named_by_its_requests_and_items_not_its_stored_positions() -> None:
+    """Positions are stored as request seq × 2**20 + item: the line read
+    ``window v1:1048576-524288000`` for requests 1 to 500."""
+    batch = replace(
+        window_result("ood", score=0.0, n_rows=90),
+        first_seq=prediction_seq(37, 12),
+        last_seq=prediction_seq(39, 0),
+    )
+
+    assert window_verdict([batch], 200).startswith("window v1:37.12-39 (90 rows): ")

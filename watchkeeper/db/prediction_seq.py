@@ -29,3 +29,10 @@ def request_seq_of(seq: int) -> int:
 
 def item_index_of(seq: int) -> int:
     return seq & (ITEMS_PER_REQUEST - 1)
+
+
+def position_text(seq: int) -> str:
+    """A position as people read it, as prediction ids name items: its request's
+    ``seq``, and ``.index`` for an item after a request's first (``500``, ``37.12``)."""
+    request, item = request_seq_of(seq), item_index_of(seq)
+    return f"{request}.{item}" if item else str(request)
