@@ -37,6 +37,7 @@ from watchkeeper.loss_estimator import attach, fit_loss_estimator
 from watchkeeper.model import IntervalSpec, Model, Scale, regression_metrics
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import Task, detect_task
+from watchkeeper.training_checks import check_training_data
 from watchkeeper.training_params import DEFAULT_PARAMS, TrainingParams
 from watchkeeper.version_metadata import DataWindow, ModelMetrics
 
@@ -198,6 +199,13 @@ def train(
     else:
         order = np.arange(len(training.frame)) if in_time_order else None
     task = task or detect_task(training.frame[schema.target])
+    check_training_data(
+        training.frame,
+        None if validation is None else validation.frame,
+        schema.target,
+        task,
+        folds=params.calibration_folds,
+    )
     model: ServedModel
     metrics = ModelMetrics()
     if task is Task.CLASSIFICATION:

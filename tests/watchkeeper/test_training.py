@@ -83,6 +83,47 @@ def test_columns_with_a_value_or_two_train_though_folds_hold_none_of_them(task: 
     assert [f.name for f in result.model.schema.features] == ["x", "rare", "note"]
 
 
+def _numbers(n: int, target: list[object] | np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"x": np.arange(n, dtype=float), "y": target})
+
+
+@pytest.mark.parametrize(
+    ("frame", "validation_rows", "task", "refusal"),
+    [
+        (_numbers(4, [1.0, 2.0, 3.0, 4.0]), 0, None, "4 training rows: .* at least 6"),
+        (
+            _numbers(40, ["a", "b"] * 20),
+            0,
+            Task.REGRESSION,
+            "target 'y' is not numeric in the training rows \\(e.g. 'a'\\)",
+        ),
+        (
+            _numbers(40, np.linspace(0, 1, 40)),
+            0,
+            Task.CLASSIFICATION,
+            "target 'y' holds continuous numbers",
+        ),
+        (
+            _numbers(40, [*np.linspace(0, 1, 39), np.inf]),
+            10,
+            None,
+            "target 'y' has infinite values in the validation rows",
+        ),
+    ],
+    ids=["too-few-rows", "text-regression", "continuous-classes", "infinite-validation"],
+)
+def test_data_a_model_cannot_be_fitted_on_is_refused_naming_the_target_or_rows(
+    frame: pd.DataFrame, validation_rows: int, task: Task | None, refusal: str
+) -> None:
+    """Each was an internal scikit-learn message naming nothing the user gave."""
+    cut = len(frame) - validation_rows
+    training = Dataset("d", frame.iloc[:cut], "y")
+    validation = Dataset("d", frame.iloc[cut:], "y") if validation_rows else None
+
+    with pytest.raises(ValueError, match=refusal):
+        train(training, validation, params=TrainingParams(max_iter=10), task=task)
+
+
 def test_missing_target_values_are_refused() -> None:
     frame = pd.DataFrame({"x": [1.0, 2.0, 3.0] * 10, "y": [1.0, np.nan, 2.0] * 10})
 
