@@ -328,7 +328,8 @@ def tabular(
 ) -> Dataset:
     """``frame`` as a :class:`Dataset`: a period column of text is read as dates; the
     period column is never a feature (every later row would look drifted by
-    construction); rows without a target value are left out."""
+    construction); rows without a target value, or without a period value when there is
+    a period column, are left out, and how many is logged."""
     shown = shown or name
     if target not in frame:
         raise DatasetError(f"{shown} has no target column {target!r}")
@@ -350,6 +351,10 @@ def tabular(
         # feedback): left out, and said so
         log.info("%s: %d row(s) without a %r value left out", shown, unlabelled, target)
         frame = frame[frame[target].notna()].reset_index(drop=True)
+    if period is not None and (undated := int(frame[period].isna().sum())):
+        # no period, no place in time: no split or replay could take such a row
+        log.info("%s: %d row(s) without a %r value left out", shown, undated, period)
+        frame = frame[frame[period].notna()].reset_index(drop=True)
     return Dataset(
         name=name,
         frame=frame,

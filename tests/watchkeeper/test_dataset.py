@@ -112,3 +112,18 @@ def test_bounds_compare_with_a_date_column_whatever_their_time_zones(tmp_path: P
     assert len(dataset.between(None, "2008-06-30").frame) == 6
     assert len(dataset.between("2008-07-01T00:00:00+00:00", None).frame) == 6
     assert len(dataset.after("2008-11-01").frame) == 1
+
+
+def test_rows_without_a_period_value_are_left_out_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Left to the split, a row without a period fell out of every slice of time
+    unsaid: 45 of 400 rows of a CSV vanished from training."""
+    path = tmp_path / "data.csv"
+    path.write_text("x,when,y\n1,2020-01-01,1\n2,,2\n3,2020-02-01,3\n4,,4\n5,2020-03-01,5\n")
+
+    with caplog.at_level("INFO", logger="watchkeeper.dataset"):
+        dataset = load_csv(path, "y", period="when")
+
+    assert dataset.frame["x"].tolist() == [1, 3, 5]
+    assert "2 row(s) without a 'when' value left out" in caplog.text
