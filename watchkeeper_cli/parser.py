@@ -32,6 +32,9 @@ class Commands:
 
     def add_parser(self, name: str, *, help: str, **kwargs: Any) -> argparse.ArgumentParser:
         kwargs.setdefault("description", help[0].upper() + help[1:] + ".")
-        return self._actions.add_parser(
+        parser = self._actions.add_parser(
             name, parents=[self._common], help=help, formatter_class=HelpFormatter, **kwargs
         )
+        # The innermost command's parser, for errors about its arguments (see main).
+        parser.set_defaults(command_parser=parser)
+        return parser

@@ -590,3 +590,23 @@ def test_train_refuses_to_serve_an_interval_that_misses_its_validation_coverage(
     assert registry.metadata("v1")["status"] == "rejected"
     assert forced == 0
     assert registry.current_version() == "v2"
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["db", "prune", "--bogus"], "usage: watchkeeper db prune"),
+        (["monitor", "--once", "--bogus"], "usage: watchkeeper monitor"),
+        (["grafana", "build", "--bogus"], "usage: watchkeeper grafana build"),
+    ],
+)
+def test_an_unknown_option_is_refused_with_its_commands_usage(
+    argv: list[str], usage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage), err
+    assert "unrecognized arguments: --bogus" in err
