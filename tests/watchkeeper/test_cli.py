@@ -226,12 +226,21 @@ def test_a_bad_database_url_is_one_line_without_its_password(url: str, expected:
     assert "hunter2" not in result.stderr + result.stdout
 
 
-def test_invalid_configuration_is_one_line_naming_the_variable() -> None:
-    result = _cli("settings", env={"WATCHKEEPER_PORT": "eighty"})
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WATCHKEEPER_PORT", "eighty"),
+        ("WATCHKEEPER_REQUEST_READ_TIMEOUT", "1e10"),  # every request was a 500
+        ("WATCHKEEPER_MONITOR_INTERVAL", "inf"),  # an OverflowError naming no setting
+        ("WATCHKEEPER_HOST", ""),  # gunicorn bound every interface
+    ],
+)
+def test_invalid_configuration_is_one_line_naming_the_variable(name: str, value: str) -> None:
+    result = _cli("settings", env={name: value})
 
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.splitlines()
-    assert line.startswith("error: invalid configuration: WATCHKEEPER_PORT: ")
+    assert line.startswith(f"error: invalid configuration: {name}: ")
 
 
 # -- settings -----------------------------------------------------------------------
