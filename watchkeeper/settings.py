@@ -773,13 +773,19 @@ SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _settings()
 
 
 _URL_PASSWORD = re.compile(r"^([^:/?#]+://[^:/@?#]*:)[^@]*(@)")
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+# A query parameter whose name says it carries a secret (`?token=`, `api_key=`,
+# `X-Amz-Signature=`, `sig=`…): masking a harmless one costs less than printing a secret.
+_SECRET_PARAMETER = re.compile(
+    r"([?&][^=&#]*(?:token|passw|pwd|secret|key|sig|auth|credential|session)[^=&#]*=)[^&#]*",
+    re.IGNORECASE,
+)
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password, in the user part or a ``password=`` query
-    parameter, replaced by ``***`` (for printing settings and error messages)."""
-    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\2", url))
+    """``url`` with its password (in the user part) and the values of its query
+    parameters named as secrets replaced by ``***``, for printing settings and error
+    messages. Any text may be given: what is not a URL comes back unchanged."""
+    return _SECRET_PARAMETER.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\2", url))
 
 
 def _default(setting: Setting) -> str:

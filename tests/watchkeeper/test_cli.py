@@ -266,6 +266,33 @@ def test_settings_mask_the_database_password_as_the_admin_token(
         assert secret not in out
 
 
+def test_settings_mask_credentials_in_every_setting_not_only_urls_by_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only settings named *_url were masked, and only a `password=` parameter: an
+    archive URL's password and a webhook's `?token=` were printed whole."""
+    monkeypatch.setenv(
+        "WATCHKEEPER_RETENTION_ARCHIVE", "sftp://archiver:hunter2@backup.internal/wk"
+    )
+    monkeypatch.setenv(
+        "WATCHKEEPER_ALERT_PEOPLE_URL",
+        "https://hooks.example/notify?channel=ops&token=t0psecret&X-Amz-Signature=s1gnature",
+    )
+    monkeypatch.setenv("WATCHKEEPER_TRUSTED_TYPES", "a.B,https://u:tr4sted@x/y")
+
+    assert main(["settings"]) == 0
+
+    out = capsys.readouterr().out
+    shown = json.loads(out)
+    assert shown["retention_archive"] == "sftp://archiver:***@backup.internal/wk"
+    assert shown["alert_people_url"] == (
+        "https://hooks.example/notify?channel=ops&token=***&X-Amz-Signature=***"
+    )
+    assert shown["trusted_types"] == ["a.B", "https://u:***@x/y"]
+    for secret in ("hunter2", "t0psecret", "s1gnature", "tr4sted"):
+        assert secret not in out
+
+
 @pytest.mark.parametrize("args", [["settings"], ["settings", "--markdown"]])
 def test_settings_into_a_pipe_closed_early_ends_quietly(args: list[str]) -> None:
     """`watchkeeper settings | head`: the reader is gone before we write."""

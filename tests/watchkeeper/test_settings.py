@@ -19,6 +19,7 @@ from watchkeeper.settings import (
     MonitorSettings,
     Setting,
     Settings,
+    redact_url,
     settings_table,
     variable_at,
 )
@@ -408,3 +409,20 @@ def test_an_empty_host_is_refused_naming_its_variable(
 ) -> None:
     """WATCHKEEPER_HOST="" was taken, and gunicorn bound ":8000": every interface."""
     assert _refused_variables(monkeypatch, name, value) == {name}
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("sftp://archiver:hunter2@backup/wk", "sftp://archiver:***@backup/wk"),
+        ("https://h/x?a=1&api_key=k&sig=s&b=2", "https://h/x?a=1&api_key=***&sig=***&b=2"),
+        ("https://h/x?Access_Token=t#frag", "https://h/x?Access_Token=***#frag"),
+        (
+            "postgresql+psycopg://wk@db/wk?sslmode=require",
+            "postgresql+psycopg://wk@db/wk?sslmode=require",
+        ),
+        ("/srv/archive", "/srv/archive"),
+    ],
+)
+def test_redact_url_masks_passwords_and_secret_query_parameters(text: str, shown: str) -> None:
+    assert redact_url(text) == shown
