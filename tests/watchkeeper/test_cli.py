@@ -11,6 +11,7 @@ import pty
 import re
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -200,6 +201,35 @@ def test_debug_shows_the_traceback() -> None:
 
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "ConnectionError" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [
+        (["serve"], "WATCHKEEPER_PORT"),
+        (["monitor"], "WATCHKEEPER_MONITOR_PORT"),
+        (["retrain", "worker"], "WATCHKEEPER_RETRAIN_PORT"),
+    ],
+)
+def test_a_port_in_use_is_one_line_naming_the_port_setting(
+    tmp_path: Path, registry_dir: Path, command: list[str], variable: str
+) -> None:
+    """The monitor and the worker said "check the path and its permissions
+    (WATCHKEEPER_DATA_DIR and the *_DIR settings)"; serve printed gunicorn's retries."""
+    env = {
+        "WATCHKEEPER_DATA_DIR": str(tmp_path / "var"),
+        "WATCHKEEPER_REGISTRY_PATH": str(registry_dir),
+    }
+    assert _cli("db", "upgrade", env=env).returncode == 0
+    with socket.socket() as taken:
+        port = free_port()
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+
+        line = _one_line(_cli(*command, env={**env, variable: str(port)}))
+
+    assert f"cannot listen on 127.0.0.1:{port} ({variable}): the port is in use" in line
+    assert "path" not in line
 
 
 @pytest.mark.parametrize("command", [["model", "show", "v9"], ["model", "rollback", "v9"]])
