@@ -656,3 +656,72 @@ def test_train_refuses_to_serve_an_interval_that_misses_its_validation_coverage(
     assert registry.metadata("v1")["status"] == "rejected"
     assert forced == 0
     assert registry.current_version() == "v2"
+
+
+# -- numeric options ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["train", "--validation-fraction", "1.5"], "--validation-fraction"),  # was 50/50
+        (["train", "--validation-fraction", "nan"], "--validation-fraction"),  # a ValueError
+        (["train", "--validation-fraction", "0"], "--validation-fraction"),
+        (["train", "--validation-fraction", "1"], "--validation-fraction"),
+        (["train", "--max-iter", "0"], "--max-iter"),
+        (["retrain", "--max-iter", "-1"], "--max-iter"),  # queued, then a sklearn traceback
+        (["retrain", "--max-iter", "0"], "--max-iter"),  # silently ignored
+        (["replay", "--limit", "-5"], "--limit"),  # sent every row but the last five
+        (["replay", "--limit", "0"], "--limit"),
+        (["replay", "--batch-size", "0"], "--batch-size"),  # range() arg 3 must not be zero
+        (["replay", "--rate", "-1"], "--rate"),
+        (["replay", "--rate", "nan"], "--rate"),
+        (["replay", "--feedback-delay", "inf"], "--feedback-delay"),
+        (["replay", "--feedback-delay", "-1"], "--feedback-delay"),
+        (["db", "current", "--wait", "nan"], "--wait"),
+        (["db", "upgrade", "--wait", "-1"], "--wait"),
+        (["healthcheck", "--timeout", "0"], "--timeout"),
+        (["healthcheck", "--timeout", "inf"], "--timeout"),
+        (["healthcheck", "--timeout", "three"], "--timeout"),
+    ],
+)
+def test_a_numeric_option_out_of_range_is_refused_naming_the_option(
+    argv: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(argv)
+
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert exited.value.code == 2
+    assert re.fullmatch(rf"watchkeeper .*: error: argument {option}: must be .+, not '.+'", last)
+    assert last.endswith(f"not {argv[-1]!r}")
+
+
+@pytest.mark.parametrize(
+    ("argv", "dest", "value"),
+    [
+        (["train", "--validation-fraction", "0.3"], "validation_fraction", 0.3),
+        (["train", "--max-iter", "1"], "max_iter", 1),
+        (["replay", "--rate", "0"], "rate", 0.0),
+        (["replay", "--feedback-delay", "0"], "feedback_delay", 0.0),
+        (["db", "current", "--wait", "86400"], "wait", 86400.0),
+    ],
+)
+def test_numeric_options_in_range_are_taken(argv: list[str], dest: str, value: object) -> None:
+    assert getattr(build_parser().parse_args(argv), dest) == value
+
+
+def _all_options(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
+    for action in parser._actions:
+        yield action
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                yield from _all_options(subparser)
+
+
+def test_no_numeric_option_takes_a_bare_int_or_float() -> None:
+    """A bare `type=int` or `type=float` takes -5, 0, nan and inf: every numeric option
+    has a checked type of watchkeeper_cli/option_types.py, this one added later too."""
+    bare = [a.option_strings for a in _all_options(build_parser()) if a.type in (int, float)]
+
+    assert bare == []
