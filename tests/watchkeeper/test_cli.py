@@ -658,6 +658,25 @@ def test_train_refuses_to_serve_an_interval_that_misses_its_validation_coverage(
     assert registry.current_version() == "v2"
 
 
+def test_report_to_an_existing_directory_is_one_line_naming_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+    assert main(["db", "upgrade"]) == 0
+    output = tmp_path / "out.html"
+    output.mkdir()
+    capsys.readouterr()
+
+    assert main(["report", "--output", str(output)]) == 1
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        f"error: cannot write the report to {output}: it is a directory; pass --output a "
+        "file path in a directory you can write to"
+    )
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 # -- numeric options ----------------------------------------------------------------
 
 
