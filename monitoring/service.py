@@ -12,6 +12,7 @@ from monitoring.monitor import Monitor
 from monitoring.retention_loop import RetentionLoop
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import require_current
+from watchkeeper.listen_address import ListenAddress
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.service_loop import ServiceLoop
 from watchkeeper.settings import Settings
@@ -45,8 +46,7 @@ def run(settings: Settings, *, once: bool = False) -> int:
     retention.register(registry)
     loop = ServiceLoop(
         "monitor",
-        settings.monitor.host,
-        settings.monitor.port,
+        ListenAddress(settings.monitor.host, settings.monitor.port, "monitor_host", "monitor_port"),
         settings.monitor.interval,
         settings.monitor.stall_seconds + settings.monitor.interval,
     )

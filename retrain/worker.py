@@ -14,6 +14,7 @@ from retrain.recovery import left_behind
 from watchkeeper import retrain_queue
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import require_current
+from watchkeeper.listen_address import ListenAddress
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.service_loop import ServiceLoop
 from watchkeeper.settings import Settings
@@ -53,8 +54,9 @@ def run_worker(settings: Settings) -> int:
     # (its /healthz fails a lease and a poll later).
     loop = ServiceLoop(
         name="retraining worker",
-        host=settings.retrain.host,
-        port=settings.retrain.port,
+        address=ListenAddress(
+            settings.retrain.host, settings.retrain.port, "retrain_host", "retrain_port"
+        ),
         interval=settings.retrain.poll_seconds,
         stall_seconds=settings.retrain.lease_seconds + settings.retrain.poll_seconds,
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from watchkeeper.listen_address import ListenAddress
 from watchkeeper.status_server import Heartbeat, start_status_server
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ServiceLoop:
     name: str
-    host: str
-    port: int
+    address: ListenAddress
+    """Where the status server listens: a failure to listen names the component's settings."""
     interval: float
     """Seconds between the end of one cycle and the start of the next."""
     stall_seconds: float
@@ -47,7 +48,11 @@ class ServiceLoop:
         during long work, and the stop event, to return early once it is set) until
         stopped; ``on_start`` gets the stop event, for threads of the component's own."""
         heartbeat = Heartbeat(self.stall_seconds)
-        server = start_status_server(self.host, self.port, metrics, heartbeat)
+        address = self.address
+        try:
+            server = start_status_server(address.host, address.port, metrics, heartbeat)
+        except OSError as exc:
+            raise address.refusal(exc) from exc
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
@@ -56,8 +61,8 @@ class ServiceLoop:
         log.info(
             "%s metrics and health on http://%s:%d, a cycle every %gs",
             self.name,
-            self.host,
-            self.port,
+            address.host,
+            address.port,
             self.interval,
         )
         while not stop.is_set():

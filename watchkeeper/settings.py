@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     AliasGenerator,
     BaseModel,
     ConfigDict,
@@ -61,12 +62,71 @@ def _comma_separated(value: object) -> object:
     return value
 
 
+# Every number is finite and has a ceiling, by kind. `inf`, or 1e10 as a socket timeout,
+# was accepted and broke a process far from its variable (every request a 500, a thread
+# dying on each use, a loop's OverflowError naming no setting); refused here, the command
+# that starts names the variable.
+DAY_SECONDS = 86_400
+MAX_WAIT_SECONDS = DAY_SECONDS
+MAX_SPAN_SECONDS = 366 * DAY_SECONDS
+MAX_DAYS = 36_525  # a hundred years
+MAX_CONCURRENCY = 1024
+MAX_BYTES = 2**40  # 1 TiB
+MAX_COUNT = 100_000_000
+MAX_RATIO = 1000
+
+WaitSeconds = Annotated[float, Field(le=MAX_WAIT_SECONDS)]
+"""A timeout, or the pause of a loop between its checks (a thread or socket waits on it)."""
+WholeWaitSeconds = Annotated[int, Field(le=MAX_WAIT_SECONDS)]
+SpanSeconds = Annotated[float, Field(le=MAX_SPAN_SECONDS)]
+"""A span of time compared with clocks: a window, a lease, a cooldown, a prune's period."""
+Days = Annotated[float, Field(le=MAX_DAYS)]
+Concurrency = Annotated[int, Field(le=MAX_CONCURRENCY)]
+"""Processes or threads of one kind."""
+Bytes = Annotated[int, Field(le=MAX_BYTES)]
+Count = Annotated[int, Field(le=MAX_COUNT)]
+"""Rows, labels or windows."""
+Ratio = Annotated[float, Field(le=MAX_RATIO)]
+"""A multiple of a measured figure."""
+
+
+def _bindable_host(value: str) -> str:
+    # gunicorn binds ":PORT", every interface, for an empty host: never what "unset" meant
+    if not value.strip():
+        raise ValueError(
+            "must name an address to listen on (127.0.0.1 for this host alone, "
+            "0.0.0.0 for every interface), not be empty"
+        )
+    return value
+
+
+Host = Annotated[str, AfterValidator(_bindable_host)]
+"""An address a server listens on."""
+
+
+def bounds_note() -> str:
+    """The README's paragraph on the ceilings of the numeric settings."""
+    return (
+        "**Bounds.** Every number must be finite, and is at most: "
+        f"{MAX_WAIT_SECONDS:,} (a day) for a timeout or the pause of a loop between its "
+        f"checks in seconds; {MAX_SPAN_SECONDS:,} (366 days) for other spans in seconds "
+        f"(windows, stalls, leases, cooldowns, the prunes' period); {MAX_DAYS:,} for days; "
+        f"{MAX_CONCURRENCY:,} for processes or threads (`WATCHKEEPER_WORKERS`, "
+        "`WATCHKEEPER_THREADS`, `WATCHKEEPER_NUMERIC_THREADS`); "
+        f"{MAX_BYTES:,} (1 TiB) for bytes; {MAX_COUNT:,} for counts of rows, labels or "
+        f"windows; {MAX_RATIO:,} for `WATCHKEEPER_TRIGGER_MAE_DEGRADATION`. Fractions, "
+        "percentiles and ports have the range their meaning gives. A value out of range "
+        "stops every command at start with one line naming its variable."
+    )
+
+
 class SettingsGroup(BaseSettings):
     """One component's settings. Each field is read from the variable its validation
     alias names (set by the group's ``variables(prefix)``, or on the field); in code it
     is passed by its name in the group."""
 
     model_config = SettingsConfigDict(
+        allow_inf_nan=False,
         use_attribute_docstrings=True,
         extra="forbid",
         frozen=True,
@@ -155,7 +215,7 @@ class ProcessSettings(SettingsGroup):
 
     model_config = SettingsConfigDict(alias_generator=variables(""))
 
-    numeric_threads: int = Field(default=1, ge=1)
+    numeric_threads: Concurrency = Field(default=1, ge=1)
     """Threads each process's numeric libraries may use (OpenMP, BLAS): every command
     sets `OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, `MKL_NUM_THREADS` and the like from
     this, overriding them. One per process keeps several processes (serving workers,
@@ -169,34 +229,34 @@ class ServingSettings(SettingsGroup):
 
     model_config = SettingsConfigDict(alias_generator=variables(""))
 
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     """Address the prediction server binds to."""
 
     port: int = Field(default=8000, ge=0, le=65535)
     """Port the prediction server binds to."""
 
-    workers: int = Field(default=2, ge=1)
+    workers: Concurrency = Field(default=2, ge=1)
     """Gunicorn worker processes."""
 
-    threads: int = Field(default=4, ge=1)
+    threads: Concurrency = Field(default=4, ge=1)
     """Threads per gunicorn worker (gthread worker class)."""
 
-    worker_timeout: int = Field(default=30, ge=1)
+    worker_timeout: WholeWaitSeconds = Field(default=30, ge=1)
     """Seconds a gunicorn worker may be silent before it is restarted."""
 
-    graceful_timeout: int = Field(default=30, ge=1)
+    graceful_timeout: WholeWaitSeconds = Field(default=30, ge=1)
     """Seconds a worker has on SIGTERM to finish requests and drain the log queue."""
 
-    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_request_bytes: Bytes = Field(default=16 * 1024 * 1024, ge=1024)
     """Largest accepted request body in bytes; larger bodies get 413."""
 
-    request_read_timeout: float = Field(default=30.0, gt=0)
+    request_read_timeout: WaitSeconds = Field(default=30.0, gt=0)
     """Seconds a client has, from its first byte, to send a whole request (headers and
     body); then it gets 408 and the connection is closed. Requests are read by each
     worker's event loop, so a slow or stalled client holds no request thread meanwhile.
     Also bounds each socket read or write of a request thread."""
 
-    request_buffer_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    request_buffer_bytes: Bytes = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
     """Most bytes of requests a worker holds in memory, from their first byte until
     their response is sent. Past it, requests over 64 KiB wait unread until memory
     frees (or time out with 408); smaller ones are always read. Raised to fit at least
@@ -213,7 +273,7 @@ class ServingSettings(SettingsGroup):
     rows later. Scoring takes ~20 µs of CPU for one record, ~0.14 ms for 1,000: 1–3 %
     of a request's CPU (bench/README.md)."""
 
-    model_poll_seconds: float = Field(default=2.0, gt=0)
+    model_poll_seconds: WaitSeconds = Field(default=2.0, gt=0)
     """How often each serving worker checks the registry's current pointer and hot-swaps
     to a new version."""
 
@@ -244,22 +304,22 @@ class LogSettings(SettingsGroup):
     enabled: bool = True
     """Record requests and predictions in the prediction log. Off only for benchmarks."""
 
-    batch_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    batch_bytes: Bytes = Field(default=4 * 1024 * 1024, ge=1024)
     """Most journaled bytes the background writer stores in one transaction. Bounds the
     writer's memory whatever the request size."""
 
-    flush_interval: float = Field(default=0.2, gt=0)
+    flush_interval: WaitSeconds = Field(default=0.2, gt=0)
     """Seconds between flushes of each worker's journal to disk (`fdatasync`, when
     something was appended): what a power loss can lose at most."""
 
-    write_interval: float = Field(default=0.5, gt=0)
+    write_interval: WaitSeconds = Field(default=0.5, gt=0)
     """Seconds the writer waits for new journal entries when it has caught up, before
     its next transaction (a shutdown wakes it at once): how long an entry waits for
     the database at most, a transaction aside. A transaction costs about as much
     whatever it holds: at single-record rates 0.5 s instead of 0.2 s took the writer
     from ~57 to ~45 µs of CPU a request."""
 
-    journal_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
+    journal_max_bytes: Bytes = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
     """Most bytes each serving worker's journal may take on disk while its entries wait
     for the database, less what journals of ended processes (a killed or reloaded
     worker's, a predecessor's) and the other workers' take beyond the others' share:
@@ -269,7 +329,7 @@ class LogSettings(SettingsGroup):
     what it cannot log. Size the disk of `WATCHKEEPER_SPILL_DIR` for workers × this,
     plus `WATCHKEEPER_LOG_DEAD_LETTER_MAX_BYTES`."""
 
-    dead_letter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    dead_letter_max_bytes: Bytes = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
     """Most bytes the dead-letter files (entries the database refuses even alone) may
     take in `WATCHKEEPER_SPILL_DIR`, all workers' together; the last one written may
     pass it by one batch's refused entries. At the limit, a writer keeps the entries
@@ -277,17 +337,17 @@ class LogSettings(SettingsGroup):
     entry fills the journals (and `/predict` answers 503) rather than the disk. Move
     the files away once inspected to make room."""
 
-    segment_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    segment_bytes: Bytes = Field(default=64 * 1024 * 1024, ge=1024)
     """Size at which a worker starts a new journal segment file (at most a quarter of
     `WATCHKEEPER_LOG_JOURNAL_MAX_BYTES`); consumed segments are deleted, and the one
     being appended to as well once consumed when its disk is short of room."""
 
-    probe_interval: float = Field(default=2.0, gt=0)
+    probe_interval: WaitSeconds = Field(default=2.0, gt=0)
     """Longest pause between the writer's retries while the database is unavailable
     (retries start at 50 ms and double), between its retries of an entry that waits for
     dead-letter room, and between readiness checks of the database schema."""
 
-    body_limit: int = Field(default=65_536, ge=0)
+    body_limit: Bytes = Field(default=65_536, ge=0)
     """Bytes of a rejected request's body kept in the log for diagnosis."""
 
 
@@ -297,22 +357,22 @@ class RetentionSettings(SettingsGroup):
 
     model_config = SettingsConfigDict(alias_generator=variables("retention_"))
 
-    days: float = Field(default=30.0, ge=0)
+    days: Days = Field(default=30.0, ge=0)
     """Days the log keeps requests and unlabelled predictions (0: for ever). Make it
     longer than labels take to arrive: a label for a deleted prediction is an orphan.
     Predictions the monitor has not read yet are never deleted."""
 
-    labelled_days: float = Field(default=0.0, ge=0)
+    labelled_days: Days = Field(default=0.0, ge=0)
     """Days a labelled prediction (one with feedback), its request and its label are
     kept, counted from the label's arrival. Never less than
     `WATCHKEEPER_RETRAIN_WINDOW_DAYS` (retraining reads them) nor
     `WATCHKEEPER_RETENTION_DAYS`; 0 means exactly that."""
 
-    history_days: float = Field(default=730.0, ge=0)
+    history_days: Days = Field(default=730.0, ge=0)
     """Days window results and finished retraining requests and runs are kept (0: for
     ever). Model versions live in the registry and are never pruned."""
 
-    batch_rows: int = Field(default=5000, ge=1)
+    batch_rows: Count = Field(default=5000, ge=1)
     """Rows a prune deletes per transaction. It then pauses as long as the batch took,
     so the log's writers wait at most one batch."""
 
@@ -321,7 +381,7 @@ class RetentionSettings(SettingsGroup):
     columns) to a Parquet dataset here, by day: a local directory or an fsspec URL
     (`s3://bucket/prefix`, with its filesystem package installed). Empty: no archive."""
 
-    prune_interval: float = Field(default=3600.0, ge=0)
+    prune_interval: SpanSeconds = Field(default=3600.0, ge=0)
     """Seconds between the monitor's prunes of the log (`watchkeeper db prune`); 0
     turns them off (prune from a scheduled job instead)."""
 
@@ -331,26 +391,26 @@ class MonitorSettings(SettingsGroup):
 
     model_config = SettingsConfigDict(alias_generator=variables("monitor_"))
 
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     """Address the monitor's `/metrics` and `/healthz` endpoint binds to."""
 
     port: int = Field(default=8001, ge=0, le=65535)
     """Port of the monitor's `/metrics` and `/healthz`."""
 
-    interval: float = Field(default=10.0, gt=0)
+    interval: WaitSeconds = Field(default=10.0, gt=0)
     """Seconds between monitor cycles."""
 
-    stall_seconds: float = Field(default=1800.0, gt=0)
+    stall_seconds: SpanSeconds = Field(default=1800.0, gt=0)
     """A monitor cycle still running after this long counts as stuck: the monitor's
     `/healthz` fails so that the container or pod is restarted."""
 
-    window_size: int = Field(default=500, ge=1)
+    window_size: Count = Field(default=500, ge=1)
     """A window closes after this many accepted predictions..."""
 
-    window_seconds: float = Field(default=600.0, gt=0)
+    window_seconds: SpanSeconds = Field(default=600.0, gt=0)
     """...or this many seconds after its first prediction, whichever comes first."""
 
-    window_min_seconds: float = Field(default=0.0, ge=0)
+    window_min_seconds: SpanSeconds = Field(default=0.0, ge=0)
     """A window that has reached `WATCHKEEPER_MONITOR_WINDOW_SIZE` predictions goes on
     until it spans this many seconds (at most `WATCHKEEPER_MONITOR_WINDOW_SECONDS`):
     windows of at least that many rows and seconds, whichever holds more. 0: windows by
@@ -358,11 +418,11 @@ class MonitorSettings(SettingsGroup):
     its sample, storing its results) would otherwise come many times a second: at
     20,000 predictions/s, 500-row windows are 40 a second; with 5 s, one every 5 s."""
 
-    min_samples: int = Field(default=200, ge=1)
+    min_samples: Count = Field(default=200, ge=1)
     """Windows with fewer predictions than this get data-quality figures but no drift
     verdict."""
 
-    sample_rows: int = Field(default=500, ge=1)
+    sample_rows: Count = Field(default=500, ge=1)
     """The drift tests, the OOD scoring of rows logged without a score and the label-free
     estimate evaluate a uniform random sample of at most this many rows of each window
     (seeded by the window's id); counts and data-quality rates cover every row. 500 is
@@ -370,19 +430,19 @@ class MonitorSettings(SettingsGroup):
     samples make KS flag differences too small to matter. Keep it at least
     `WATCHKEEPER_MONITOR_MIN_SAMPLES`, or sampled windows get no drift verdict."""
 
-    settle_seconds: float = Field(default=5.0, ge=0)
+    settle_seconds: WaitSeconds = Field(default=5.0, ge=0)
     """Rows are read only up to the log's high mark seen this long ago, so that a
     transaction still committing (several writers on PostgreSQL) is never skipped."""
 
-    min_labels: int = Field(default=50, ge=1)
+    min_labels: Count = Field(default=50, ge=1)
     """Labels needed before the monitor reports a model version's rolling accuracy (a
     window's accuracy is stored from its first label, with the count beside it)."""
 
-    accuracy_labels: int = Field(default=1000, ge=2)
+    accuracy_labels: Count = Field(default=1000, ge=2)
     """The rolling accuracy figure covers this many of the most recently predicted
     labelled predictions of a model version."""
 
-    feedback_orphan_seconds: float = Field(
+    feedback_orphan_seconds: SpanSeconds = Field(
         default=86400.0, ge=0, validation_alias=variable("feedback_orphan_seconds")
     )
     """A label whose prediction is still not in the log this long after it arrived is
@@ -417,13 +477,13 @@ class TriggerSettings(SettingsGroup):
 
     model_config = SettingsConfigDict(alias_generator=variables("trigger_"))
 
-    drift_windows: int = Field(default=3, ge=1)
+    drift_windows: Count = Field(default=3, ge=1)
     """Retrain when this many consecutive windows show dataset drift..."""
 
     ood_fraction: float = Field(default=0.1, gt=0, le=1)
     """...or a window's out-of-distribution fraction exceeds this..."""
 
-    mae_degradation: float = Field(default=0.25, ge=0)
+    mae_degradation: Ratio = Field(default=0.25, ge=0)
     """...or MAE from feedback exceeds the model's validation MAE by this fraction, with
     confidence ``trigger_accuracy_confidence``..."""
 
@@ -438,7 +498,7 @@ class TriggerSettings(SettingsGroup):
     ``trigger_accuracy_confidence``: the one-sided Wilson upper bound of the accuracy
     must fall below the limit, not just the point figure..."""
 
-    cooldown_seconds: float = Field(default=3600.0, ge=0)
+    cooldown_seconds: SpanSeconds = Field(default=3600.0, ge=0)
     """After a retrain request, no other for the same model version for this long."""
 
 
@@ -448,11 +508,11 @@ class RetrainSettings(SettingsGroup):
 
     model_config = SettingsConfigDict(alias_generator=variables("retrain_"))
 
-    window_days: float = Field(default=365.0, gt=0)
+    window_days: Days = Field(default=365.0, gt=0)
     """Labelled predictions whose feedback arrived within this many days join the
     original training data in a retraining job."""
 
-    archive_days: float = Field(default=0.0, ge=0)
+    archive_days: Days = Field(default=0.0, ge=0)
     """Labelled predictions in the log's archive (`WATCHKEEPER_RETENTION_ARCHIVE`) whose
     label arrived within this many days join a retraining job's training data (never its
     holdout, the database's newest labelled predictions), so training reaches past the
@@ -462,7 +522,7 @@ class RetrainSettings(SettingsGroup):
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     """Share of the newest labelled predictions held out to judge candidate and champion."""
 
-    min_holdout: int = Field(default=50, ge=1)
+    min_holdout: Count = Field(default=50, ge=1)
     """A job fails with a clear reason when the holdout would be smaller than this."""
 
     margin: float = Field(default=0.02, ge=0, lt=1)
@@ -476,22 +536,22 @@ class RetrainSettings(SettingsGroup):
     candidate is still promoted when its coverage is no further from the band than the
     champion's on the same holdout (under drift neither may reach it)."""
 
-    lease_seconds: float = Field(default=300.0, gt=0)
+    lease_seconds: SpanSeconds = Field(default=300.0, gt=0)
     """How long a job's single-flight lease lasts unrenewed: a running job renews it every
     third of this, so no second job joins it; a crashed job's lease is taken over after it,
     and the next job fails the run it left and takes its requests."""
 
-    stall_seconds: float = Field(default=3600.0, gt=0)
+    stall_seconds: SpanSeconds = Field(default=3600.0, gt=0)
     """A job that reports no progress for this long counts as hung: it stops renewing its
     lease (the next job recovers its run once the lease expires), its worker logs it,
     sets `watchkeeper_retrain_job_stalled` and fails `/healthz`. A job reports progress
     between its steps, not within one: set this above the longest step seen, usually
     the fit (a few seconds on the Ames data)."""
 
-    poll_seconds: float = Field(default=10.0, gt=0)
+    poll_seconds: WaitSeconds = Field(default=10.0, gt=0)
     """Seconds between the retraining worker's checks for pending requests."""
 
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     """Address the retraining worker's `/metrics` and `/healthz` endpoint binds to."""
 
     port: int = Field(default=8002, ge=0, le=65535)
@@ -581,7 +641,7 @@ class RunSettings(SettingsGroup):
     host, writing one line per alert state change to `<data_dir>/notifications.log`, and
     starts Grafana (`grafana-server`) at `WATCHKEEPER_GRAFANA_URL` where it is installed."""
 
-    scrape_interval: float = Field(default=15.0, gt=0)
+    scrape_interval: WaitSeconds = Field(default=15.0, gt=0)
     """Seconds between the scrapes and rule evaluations of the Prometheus `make run` starts."""
 
 
@@ -713,13 +773,19 @@ SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _settings()
 
 
 _URL_PASSWORD = re.compile(r"^([^:/?#]+://[^:/@?#]*:)[^@]*(@)")
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+# A query parameter whose name says it carries a secret (`?token=`, `api_key=`,
+# `X-Amz-Signature=`, `sig=`…): masking a harmless one costs less than printing a secret.
+_SECRET_PARAMETER = re.compile(
+    r"([?&][^=&#]*(?:token|passw|pwd|secret|key|sig|auth|credential|session)[^=&#]*=)[^&#]*",
+    re.IGNORECASE,
+)
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password, in the user part or a ``password=`` query
-    parameter, replaced by ``***`` (for printing settings and error messages)."""
-    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\2", url))
+    """``url`` with its password (in the user part) and the values of its query
+    parameters named as secrets replaced by ``***``, for printing settings and error
+    messages. Any text may be given: what is not a URL comes back unchanged."""
+    return _SECRET_PARAMETER.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\2", url))
 
 
 def _default(setting: Setting) -> str:
@@ -751,15 +817,18 @@ def settings_table() -> str:
                 description = " ".join((setting.info.description or "").split())
                 rows.append(f"| `{setting.variable}` | `{_default(setting)}` | {description} |")
         sections.append("\n".join(rows))
+    sections.append(bounds_note())
     return "\n\n".join(sections)
 
 
 def variable_at(loc: tuple[int | str, ...]) -> str:
     """The environment variable a validation error's location points at: a group's
-    errors name it (read from the environment) or the field (passed by name)."""
-    if loc and isinstance(loc[-1], str) and loc[-1].startswith(ENV_PREFIX):
-        return loc[-1]
-    if len(loc) == 2 and loc[0] in GROUPS:
+    errors name it (read from the environment) or the field (passed by name), followed
+    by the position of an item in a list of values."""
+    for part in loc:
+        if isinstance(part, str) and part.startswith(ENV_PREFIX):
+            return part
+    if len(loc) >= 2 and loc[0] in GROUPS:
         info = GROUPS[str(loc[0])].model_fields.get(str(loc[1]))
         if info is not None and isinstance(info.validation_alias, str):
             return info.validation_alias

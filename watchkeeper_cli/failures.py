@@ -8,6 +8,8 @@ password appears in SQLAlchemy's messages.
 
 from __future__ import annotations
 
+import errno
+import socket
 from dataclasses import dataclass
 
 from watchkeeper.errors import (
@@ -16,6 +18,7 @@ from watchkeeper.errors import (
     ServiceUnavailable,
     WatchkeeperError,
 )
+from watchkeeper.listen_address import CannotListen
 from watchkeeper.settings import Settings, redact_url
 
 DEBUG_HINT = "run again with --debug for the traceback"
@@ -99,6 +102,8 @@ def _todo_for(exc: WatchkeeperError) -> str:
     """What to do after one of our own errors, unless its message already says."""
     if "run `" in exc.message:
         return ""
+    if isinstance(exc, CannotListen):
+        return exc.todo
     if isinstance(exc, ArtifactIntegrityError):
         return "restore the registry's files, roll back (`watchkeeper model rollback`) or retrain"
     if isinstance(exc, RegistryError):
@@ -121,6 +126,12 @@ def _classify(exc: BaseException, settings: Settings | None, command: str) -> Fa
     failure = failure or _http_failure(exc)
     if failure is not None:
         return failure
+    if isinstance(exc, OSError) and _is_network_error(exc):
+        return Failure(
+            f"{command} failed: {exc.strerror or _first_line(exc)}",
+            "check the host and port settings (WATCHKEEPER_*HOST, WATCHKEEPER_*PORT) and "
+            f"the network; {DEBUG_HINT}",
+        )
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if exc.filename else ""
         return Failure(
@@ -128,6 +139,22 @@ def _classify(exc: BaseException, settings: Settings | None, command: str) -> Fa
             "check the path and its permissions (WATCHKEEPER_DATA_DIR and the *_DIR settings)",
         )
     return Failure(f"{command} failed: {type(exc).__name__}: {_first_line(exc)}", DEBUG_HINT)
+
+
+# Errors of sockets, not of files: the path hint would send the user the wrong way.
+_NETWORK_ERRNOS = {
+    errno.EADDRINUSE,
+    errno.EADDRNOTAVAIL,
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ETIMEDOUT,
+}
+
+
+def _is_network_error(exc: OSError) -> bool:
+    return isinstance(exc, socket.gaierror | socket.herror) or exc.errno in _NETWORK_ERRNOS
 
 
 def _without_secrets(failure: Failure, settings: Settings | None) -> Failure:

@@ -10,6 +10,7 @@ from monitoring.report.page import render
 from monitoring.report.records import Period, ReportData, Thresholds
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import require_current
+from watchkeeper.errors import WatchkeeperError
 from watchkeeper.progress import Stages
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
@@ -41,11 +42,32 @@ def write_report(
     finally:
         engine.dispose()
     with stages.stage(f"writing {output}"):
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-        tmp.write_text(render(data), encoding="utf-8")
-        os.replace(tmp, output)
+        _replace_file(output, render(data))
     return data
 
 
-__all__ = ["STAGES", "thresholds", "write_report"]
+class ReportNotWritten(WatchkeeperError):
+    """The report could not be written where it was asked to go."""
+
+
+def _replace_file(output: Path, text: str) -> None:
+    """``output`` replaced by ``text`` at once, or left as it was: a temporary file
+    beside it, renamed over it, removed whatever fails (an existing directory named
+    ``output`` left ``.NAME.PID.tmp`` behind, and the error named that file)."""
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, output)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        reason = exc.strerror or str(exc)
+        if output.is_dir():
+            reason = "it is a directory"
+        raise ReportNotWritten(f"cannot write the report to {output}: {reason}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["STAGES", "ReportNotWritten", "thresholds", "write_report"]

@@ -11,6 +11,7 @@ import pty
 import re
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -202,6 +203,35 @@ def test_debug_shows_the_traceback() -> None:
     assert "Traceback" in result.stderr and "ConnectionError" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [
+        (["serve"], "WATCHKEEPER_PORT"),
+        (["monitor"], "WATCHKEEPER_MONITOR_PORT"),
+        (["retrain", "worker"], "WATCHKEEPER_RETRAIN_PORT"),
+    ],
+)
+def test_a_port_in_use_is_one_line_naming_the_port_setting(
+    tmp_path: Path, registry_dir: Path, command: list[str], variable: str
+) -> None:
+    """The monitor and the worker said "check the path and its permissions
+    (WATCHKEEPER_DATA_DIR and the *_DIR settings)"; serve printed gunicorn's retries."""
+    env = {
+        "WATCHKEEPER_DATA_DIR": str(tmp_path / "var"),
+        "WATCHKEEPER_REGISTRY_PATH": str(registry_dir),
+    }
+    assert _cli("db", "upgrade", env=env).returncode == 0
+    with socket.socket() as taken:
+        port = free_port()
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+
+        line = _one_line(_cli(*command, env={**env, variable: str(port)}))
+
+    assert f"cannot listen on 127.0.0.1:{port} ({variable}): the port is in use" in line
+    assert "path" not in line
+
+
 @pytest.mark.parametrize("command", [["model", "show", "v9"], ["model", "rollback", "v9"]])
 def test_an_unknown_model_version_is_one_line(registry_dir: Path, command: list[str]) -> None:
     result = _cli(*command, env={"WATCHKEEPER_REGISTRY_PATH": str(registry_dir)})
@@ -226,12 +256,21 @@ def test_a_bad_database_url_is_one_line_without_its_password(url: str, expected:
     assert "hunter2" not in result.stderr + result.stdout
 
 
-def test_invalid_configuration_is_one_line_naming_the_variable() -> None:
-    result = _cli("settings", env={"WATCHKEEPER_PORT": "eighty"})
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WATCHKEEPER_PORT", "eighty"),
+        ("WATCHKEEPER_REQUEST_READ_TIMEOUT", "1e10"),  # every request was a 500
+        ("WATCHKEEPER_MONITOR_INTERVAL", "inf"),  # an OverflowError naming no setting
+        ("WATCHKEEPER_HOST", ""),  # gunicorn bound every interface
+    ],
+)
+def test_invalid_configuration_is_one_line_naming_the_variable(name: str, value: str) -> None:
+    result = _cli("settings", env={name: value})
 
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.splitlines()
-    assert line.startswith("error: invalid configuration: WATCHKEEPER_PORT: ")
+    assert line.startswith(f"error: invalid configuration: {name}: ")
 
 
 # -- settings -----------------------------------------------------------------------
@@ -254,6 +293,33 @@ def test_settings_mask_the_database_password_as_the_admin_token(
     assert shown["admin_token"] == "**********"
     assert shown["alert_people_url"] == "https://bot:***@chat/notify"
     for secret in ("hunter2", "pw2", "admin-secret", "chat-secret"):
+        assert secret not in out
+
+
+def test_settings_mask_credentials_in_every_setting_not_only_urls_by_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only settings named *_url were masked, and only a `password=` parameter: an
+    archive URL's password and a webhook's `?token=` were printed whole."""
+    monkeypatch.setenv(
+        "WATCHKEEPER_RETENTION_ARCHIVE", "sftp://archiver:hunter2@backup.internal/wk"
+    )
+    monkeypatch.setenv(
+        "WATCHKEEPER_ALERT_PEOPLE_URL",
+        "https://hooks.example/notify?channel=ops&token=t0psecret&X-Amz-Signature=s1gnature",
+    )
+    monkeypatch.setenv("WATCHKEEPER_TRUSTED_TYPES", "a.B,https://u:tr4sted@x/y")
+
+    assert main(["settings"]) == 0
+
+    out = capsys.readouterr().out
+    shown = json.loads(out)
+    assert shown["retention_archive"] == "sftp://archiver:***@backup.internal/wk"
+    assert shown["alert_people_url"] == (
+        "https://hooks.example/notify?channel=ops&token=***&X-Amz-Signature=***"
+    )
+    assert shown["trusted_types"] == ["a.B", "https://u:***@x/y"]
+    for secret in ("hunter2", "t0psecret", "s1gnature", "tr4sted"):
         assert secret not in out
 
 
@@ -590,6 +656,94 @@ def test_train_refuses_to_serve_an_interval_that_misses_its_validation_coverage(
     assert registry.metadata("v1")["status"] == "rejected"
     assert forced == 0
     assert registry.current_version() == "v2"
+
+
+def test_report_to_an_existing_directory_is_one_line_naming_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+    assert main(["db", "upgrade"]) == 0
+    output = tmp_path / "out.html"
+    output.mkdir()
+    capsys.readouterr()
+
+    assert main(["report", "--output", str(output)]) == 1
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        f"error: cannot write the report to {output}: it is a directory; pass --output a "
+        "file path in a directory you can write to"
+    )
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# -- numeric options ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["train", "--validation-fraction", "1.5"], "--validation-fraction"),  # was 50/50
+        (["train", "--validation-fraction", "nan"], "--validation-fraction"),  # a ValueError
+        (["train", "--validation-fraction", "0"], "--validation-fraction"),
+        (["train", "--validation-fraction", "1"], "--validation-fraction"),
+        (["train", "--max-iter", "0"], "--max-iter"),
+        (["retrain", "--max-iter", "-1"], "--max-iter"),  # queued, then a sklearn traceback
+        (["retrain", "--max-iter", "0"], "--max-iter"),  # silently ignored
+        (["replay", "--limit", "-5"], "--limit"),  # sent every row but the last five
+        (["replay", "--limit", "0"], "--limit"),
+        (["replay", "--batch-size", "0"], "--batch-size"),  # range() arg 3 must not be zero
+        (["replay", "--rate", "-1"], "--rate"),
+        (["replay", "--rate", "nan"], "--rate"),
+        (["replay", "--feedback-delay", "inf"], "--feedback-delay"),
+        (["replay", "--feedback-delay", "-1"], "--feedback-delay"),
+        (["db", "current", "--wait", "nan"], "--wait"),
+        (["db", "upgrade", "--wait", "-1"], "--wait"),
+        (["healthcheck", "--timeout", "0"], "--timeout"),
+        (["healthcheck", "--timeout", "inf"], "--timeout"),
+        (["healthcheck", "--timeout", "three"], "--timeout"),
+    ],
+)
+def test_a_numeric_option_out_of_range_is_refused_naming_the_option(
+    argv: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(argv)
+
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert exited.value.code == 2
+    assert re.fullmatch(rf"watchkeeper .*: error: argument {option}: must be .+, not '.+'", last)
+    assert last.endswith(f"not {argv[-1]!r}")
+
+
+@pytest.mark.parametrize(
+    ("argv", "dest", "value"),
+    [
+        (["train", "--validation-fraction", "0.3"], "validation_fraction", 0.3),
+        (["train", "--max-iter", "1"], "max_iter", 1),
+        (["replay", "--rate", "0"], "rate", 0.0),
+        (["replay", "--feedback-delay", "0"], "feedback_delay", 0.0),
+        (["db", "current", "--wait", "86400"], "wait", 86400.0),
+    ],
+)
+def test_numeric_options_in_range_are_taken(argv: list[str], dest: str, value: object) -> None:
+    assert getattr(build_parser().parse_args(argv), dest) == value
+
+
+def _all_options(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
+    for action in parser._actions:
+        yield action
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                yield from _all_options(subparser)
+
+
+def test_no_numeric_option_takes_a_bare_int_or_float() -> None:
+    """A bare `type=int` or `type=float` takes -5, 0, nan and inf: every numeric option
+    has a checked type of watchkeeper_cli/option_types.py, this one added later too."""
+    bare = [a.option_strings for a in _all_options(build_parser()) if a.type in (int, float)]
+
+    assert bare == []
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from pathlib import Path
 
@@ -9,9 +12,14 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from watchkeeper.settings import (
+    MAX_DAYS,
+    MAX_SPAN_SECONDS,
+    MAX_WAIT_SECONDS,
     SETTINGS,
     MonitorSettings,
+    Setting,
     Settings,
+    redact_url,
     settings_table,
     variable_at,
 )
@@ -354,3 +362,67 @@ def test_printing_masks_secrets_and_keeps_the_flat_names() -> None:
 
     assert list(dumped) == list(SETTINGS)
     assert dumped["admin_token"] == "**********" and dumped["monitor_port"] == 9001
+
+
+# Every number setting, found by its type: one added later is covered unasked.
+NUMBERS = [s for s in SETTINGS.values() if s.info.annotation in (int, float)]
+HOSTS = [s.variable for s in SETTINGS.values() if s.field == "host"]
+
+
+def _refused_variables(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> set[str]:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    return {variable_at(error["loc"]) for error in refused.value.errors()}
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e300", "99999999999999999999"])
+@pytest.mark.parametrize("setting", NUMBERS, ids=attrgetter("variable"))
+def test_every_number_setting_refuses_non_finite_and_huge_values_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, setting: Setting, value: str
+) -> None:
+    """WATCHKEEPER_REQUEST_READ_TIMEOUT=1e10 made every request a 500 (a socket timeout
+    past time_t), WATCHKEEPER_LOG_WRITE_INTERVAL=inf killed the log writer on each
+    request, WATCHKEEPER_WORKERS=99999999999999999999 was taken."""
+    assert _refused_variables(monkeypatch, setting.variable, value) == {setting.variable}
+
+
+@pytest.mark.parametrize("value", ["1,nan", "inf", "1,2,-inf"])
+def test_prediction_buckets_must_be_finite(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """`nan` was taken, and the metrics then showed a bucket le="NaN"."""
+    refused = _refused_variables(monkeypatch, "WATCHKEEPER_PREDICTION_BUCKETS", value)
+
+    assert refused == {"WATCHKEEPER_PREDICTION_BUCKETS"}
+
+
+def test_the_ceilings_are_values_the_code_can_wait_on() -> None:
+    with socket.socket() as sock:
+        sock.settimeout(MAX_WAIT_SECONDS)  # a request thread's socket timeout
+    assert MAX_SPAN_SECONDS < threading.TIMEOUT_MAX
+    assert datetime.now(UTC) - timedelta(days=MAX_DAYS) > datetime(1900, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+@pytest.mark.parametrize("name", HOSTS)
+def test_an_empty_host_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """WATCHKEEPER_HOST="" was taken, and gunicorn bound ":8000": every interface."""
+    assert _refused_variables(monkeypatch, name, value) == {name}
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("sftp://archiver:hunter2@backup/wk", "sftp://archiver:***@backup/wk"),
+        ("https://h/x?a=1&api_key=k&sig=s&b=2", "https://h/x?a=1&api_key=***&sig=***&b=2"),
+        ("https://h/x?Access_Token=t#frag", "https://h/x?Access_Token=***#frag"),
+        (
+            "postgresql+psycopg://wk@db/wk?sslmode=require",
+            "postgresql+psycopg://wk@db/wk?sslmode=require",
+        ),
+        ("/srv/archive", "/srv/archive"),
+    ],
+)
+def test_redact_url_masks_passwords_and_secret_query_parameters(text: str, shown: str) -> None:
+    assert redact_url(text) == shown

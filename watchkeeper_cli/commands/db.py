@@ -6,6 +6,7 @@ import argparse
 from dataclasses import replace
 
 from watchkeeper.settings import Settings
+from watchkeeper_cli.option_types import seconds
 from watchkeeper_cli.parser import Commands
 
 
@@ -63,8 +64,8 @@ def register(commands: Commands) -> None:
             )
         db_command.add_argument(
             "--wait",
-            type=float,
+            type=seconds,
             default=0.0,
             metavar="SECONDS",
-            help="wait up to this long for the database to accept connections",
+            help="wait up to this long for the database to accept connections (0 to a day)",
         )

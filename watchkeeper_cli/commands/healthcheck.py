@@ -14,6 +14,7 @@ from watchkeeper.settings import (
     Settings,
 )
 from watchkeeper_cli.help_text import choices_help
+from watchkeeper_cli.option_types import positive_seconds
 from watchkeeper_cli.parser import Commands
 
 
@@ -89,5 +90,7 @@ def register(commands: Commands) -> None:
             },
         ),
     )
-    healthcheck.add_argument("--timeout", type=float, default=3.0, help="seconds")
+    healthcheck.add_argument(
+        "--timeout", type=positive_seconds, default=3.0, help="seconds, above 0 and at most a day"
+    )
     healthcheck.set_defaults(handler=_run)

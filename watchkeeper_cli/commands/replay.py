@@ -9,6 +9,7 @@ from watchkeeper.progress import progress_bar
 from watchkeeper.settings import Settings
 from watchkeeper_cli.data_options import load_data
 from watchkeeper_cli.failures import CommandFailed
+from watchkeeper_cli.option_types import number, positive_int, seconds
 from watchkeeper_cli.parser import Commands
 
 if TYPE_CHECKING:  # pandas: imported when the command runs
@@ -86,13 +87,19 @@ def register(commands: Commands) -> None:
         "dataset's training period, e.g. 200801 for Ames)",
     )
     replay.add_argument("--end", help="last period to send (default: the last)")
-    replay.add_argument("--limit", type=int, default=None, help="send at most this many rows")
-    replay.add_argument("--rate", type=float, default=20.0, help="rows per second; 0: no pause")
-    replay.add_argument("--batch-size", type=int, default=1, help="rows per /predict request")
+    replay.add_argument(
+        "--limit", type=positive_int, default=None, help="send at most this many rows (at least 1)"
+    )
+    replay.add_argument(
+        "--rate", type=number(at_least=0), default=20.0, help="rows per second; 0: no pause"
+    )
+    replay.add_argument(
+        "--batch-size", type=positive_int, default=1, help="rows per /predict request (at least 1)"
+    )
     replay.add_argument(
         "--feedback-delay",
-        type=float,
+        type=seconds,
         default=5.0,
-        help="seconds before a row's label (its target value) is posted",
+        help="seconds before a row's label (its target value) is posted (0 to a day)",
     )
     replay.set_defaults(handler=_run)

@@ -11,7 +11,7 @@ from watchkeeper_cli.parser import Commands
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from monitoring.report.build import STAGES, write_report
+    from monitoring.report.build import STAGES, ReportNotWritten, write_report
     from monitoring.report.period import parse_moment
     from monitoring.report.records import Period
     from monitoring.report.wording import summary_line
@@ -24,7 +24,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandFailed(str(exc), "fix --since/--until") from exc
     period = Period(since=since, until=until, model_version=args.model_version)
     output = Path(args.output)
-    data = write_report(settings, period, output, stages=Stages(STAGES))
+    try:
+        data = write_report(settings, period, output, stages=Stages(STAGES))
+    except ReportNotWritten as exc:
+        raise CommandFailed(
+            exc.message, "pass --output a file path in a directory you can write to"
+        ) from exc
     print(f"wrote {output}: {summary_line(data)}")
     return 0
 

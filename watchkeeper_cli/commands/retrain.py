@@ -9,6 +9,7 @@ from watchkeeper.progress import Stages
 from watchkeeper.settings import Settings
 from watchkeeper_cli.help_text import choices_help, settings_epilog
 from watchkeeper_cli.model_registry import open_registry
+from watchkeeper_cli.option_types import positive_int
 from watchkeeper_cli.parser import Commands
 
 
@@ -33,7 +34,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     request_id = retrain_queue.enqueue(
         engine, trigger="manual", reason=args.reason or f"command line ({getpass.getuser()})"
     )
-    params = TrainingParams(max_iter=args.max_iter) if args.max_iter else None
+    params = None if args.max_iter is None else TrainingParams(max_iter=args.max_iter)
     job = RetrainJob(
         settings,
         engine,
@@ -72,9 +73,9 @@ def register(commands: Commands) -> None:
     retrain.add_argument("--reason", help="why, recorded with the run")
     retrain.add_argument(
         "--max-iter",
-        type=int,
+        type=positive_int,
         default=None,
-        help="boosting iterations (default: the champion's)",
+        help="boosting iterations, at least 1 (default: the champion's)",
     )
     retrain_data = retrain.add_mutually_exclusive_group()
     retrain_data.add_argument(

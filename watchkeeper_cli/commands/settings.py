@@ -18,11 +18,18 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(settings_table())
     else:
         values = settings.flat_dump(mode="json")  # secret fields come out as ********
-        for name, value in values.items():
-            if name.endswith("_url") and isinstance(value, str):
-                values[name] = redact_url(value)  # a URL may carry a password
-        print(json.dumps(values, indent=2))
+        print(json.dumps({name: _masked(value) for name, value in values.items()}, indent=2))
     return 0
+
+
+def _masked(value: object) -> object:
+    """Any text setting may be a URL with a password or a token in it, not only those
+    named ``*_url`` (``WATCHKEEPER_RETENTION_ARCHIVE=sftp://user:password@host/dir``)."""
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value
 
 
 def register(commands: Commands) -> None:

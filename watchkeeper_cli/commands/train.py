@@ -13,6 +13,7 @@ from watchkeeper.settings import Settings
 from watchkeeper_cli.data_options import load_data
 from watchkeeper_cli.failures import CommandFailed
 from watchkeeper_cli.model_registry import open_registry
+from watchkeeper_cli.option_types import fraction, positive_int
 from watchkeeper_cli.parser import Commands
 
 if TYPE_CHECKING:  # pandas and scikit-learn: imported when the command runs
@@ -107,8 +108,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandFailed(
             f"the training set holds {len(training.frame)} rows and the validation set "
             f"{len(validation.frame)}",
-            "check --train-start/--train-end and --validation-start/--validation-end"
-            + (f" against the range of {dataset.period!r}" if dataset.period else ""),
+            "check --train-start/--train-end and --validation-start/--validation-end against "
+            f"the range of {dataset.period!r}"
+            if dataset.period
+            else f"check --validation-fraction against the {len(dataset.frame)} rows",
         )
     params = TrainingParams() if args.max_iter is None else TrainingParams(max_iter=args.max_iter)
     with stages.stage(
@@ -208,11 +211,15 @@ def register(commands: Commands) -> None:
     )
     train.add_argument(
         "--validation-fraction",
-        type=float,
+        type=fraction,
         default=0.2,
-        help="without --period: share of the last rows held out for validation",
+        help="without --period: share of the last rows held out for validation, above 0 and "
+        "below 1",
     )
     train.add_argument(
-        "--max-iter", type=int, default=None, help="boosting iterations (default: 100)"
+        "--max-iter",
+        type=positive_int,
+        default=None,
+        help="boosting iterations, at least 1 (default: 100)",
     )
     train.set_defaults(handler=_run)
