@@ -677,6 +677,42 @@ def test_report_to_an_existing_directory_is_one_line_naming_the_output(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.parametrize(
+    ("options", "line"),
+    [
+        (
+            ["--since", "2026-01-02", "--until", "2026-01-01"],
+            "error: --since 2026-01-02 is after --until 2026-01-01: the period holds nothing; "
+            "fix --since/--until",
+        ),
+        (
+            ["--model-version", "v9"],
+            "error: --model-version v9 is not a registered version (registered: v1); pass a "
+            "version `watchkeeper model list` shows",
+        ),
+    ],
+    ids=["since-after-until", "unknown-version"],
+)
+def test_a_report_that_could_only_be_empty_is_refused_in_one_line(
+    registry_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    line: str,
+) -> None:
+    """Both wrote an empty report, as if all were well."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(registry_dir))
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+
+    assert main(["report", "--output", str(tmp_path / "r.html"), *options]) == 1
+
+    assert capsys.readouterr().err.splitlines() == [line]
+    assert not (tmp_path / "r.html").exists()
+
+
 # -- numeric options ----------------------------------------------------------------
 
 

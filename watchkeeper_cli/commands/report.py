@@ -22,6 +22,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         until = parse_moment(args.until) if args.until else None
     except ValueError as exc:
         raise CommandFailed(str(exc), "fix --since/--until") from exc
+    if since is not None and until is not None and since > until:
+        raise CommandFailed(
+            f"--since {args.since} is after --until {args.until}: the period holds nothing",
+            "fix --since/--until",
+        )
+    if args.model_version is not None:
+        _check_registered(args.model_version, settings)
     period = Period(since=since, until=until, model_version=args.model_version)
     output = Path(args.output)
     try:
@@ -32,6 +39,20 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         ) from exc
     print(f"wrote {output}: {summary_line(data)}")
     return 0
+
+
+def _check_registered(version: str, settings: Settings) -> None:
+    """A report of a version the registry does not hold would be empty, written as if
+    all were well: a typo (``v9`` for ``v2``) is refused instead."""
+    from watchkeeper_cli.model_registry import open_registry
+
+    versions = open_registry(settings.storage).versions()
+    if version not in versions:
+        raise CommandFailed(
+            f"--model-version {version} is not a registered version "
+            f"(registered: {', '.join(versions) or 'none'})",
+            "pass a version `watchkeeper model list` shows",
+        )
 
 
 def register(commands: Commands) -> None:
