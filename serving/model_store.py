@@ -7,12 +7,13 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from watchkeeper.current_pointer import CurrentPointer, UnreadableCurrent
 from watchkeeper.errors import ModelNotAvailable, RegistryError
 from watchkeeper.registry import ModelRegistry, RegisteredModel
 
 OnSwap = Callable[[RegisteredModel | None, RegisteredModel], None]
 Prepare = Callable[[RegisteredModel], None]
-OnFailure = Callable[[str, str], None]
+OnFailure = Callable[[str | None, str], None]
 OnFallback = Callable[["Fallback | None"], None]
 AfterSwap = Callable[[], None]
 ServedElsewhere = Callable[[], Iterable[str]]
@@ -23,9 +24,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Fallback:
     """The store does not serve ``wanted``, the version ``CURRENT`` names, because it
-    would not load (``reason``); it serves ``serving`` instead, or nothing."""
+    would not load (``reason``); it serves ``serving`` instead, or nothing. ``wanted`` is
+    ``None`` when ``CURRENT`` itself cannot be read (the reason says why)."""
 
-    wanted: str
+    wanted: str | None
     serving: str | None
     reason: str
     at_start: bool = False
@@ -35,7 +37,8 @@ class Fallback:
             serving = f"serving {self.serving} instead" if self.serving else "serving nothing"
         else:
             serving = f"still serving {self.serving or 'nothing'}"
-        return f"model {self.wanted} not loaded, {serving}: {self.reason}"
+        wanted = f"model {self.wanted} not loaded" if self.wanted else "CURRENT not read"
+        return f"{wanted}, {serving}: {self.reason}"
 
 
 class ModelStore:
@@ -52,7 +55,12 @@ class ModelStore:
     falls back rather than serve nothing: to the version its sibling workers serve
     (``served_elsewhere``), else to the newest earlier version that loads and that
     retraining did not reject. Otherwise one bad ``CURRENT`` plus one worker restart
-    turns a refused promotion into an outage.
+    turns a refused promotion into an outage. A ``CURRENT`` that cannot be read at all
+    (not UTF-8, a directory) is treated alike: refused once, reported, fallen back from.
+
+    Loads and swaps are serialised (:meth:`load_current`, :meth:`refresh`): the watcher
+    and a rollback request refreshing at once would both load and swap, counting one
+    reload twice, and the slower could swap back a version ``CURRENT`` no longer names.
     """
 
     def __init__(
@@ -66,10 +74,12 @@ class ModelStore:
         self._prepare = prepare
         self._served_elsewhere = served_elsewhere
         self._current: RegisteredModel | None = None
+        # held across a load: a second refresh waits, then finds the version loaded
         self._lock = threading.Lock()
         self.last_error: str | None = None
         self._fallback: Fallback | None = None
         self._refused: str | None = None
+        self._refused_current: CurrentPointer | None = None  # an unreadable CURRENT
         self._stop = threading.Event()
         self._on_swap: OnSwap | None = None
         self._on_failure: OnFailure | None = None
@@ -99,7 +109,11 @@ class ModelStore:
     def load_current(self) -> RegisteredModel | None:
         """Load the version ``CURRENT`` names, or fall back to a good one."""
         with self._lock:
-            wanted = self.registry.current_version()
+            try:
+                wanted = self.registry.current_version()
+            except UnreadableCurrent as exc:
+                self._refused_current = exc.found
+                return self._start_on_fallback(None, exc)
             if wanted is None:
                 self.last_error = f"no model is registered as current in {self.registry.root}"
                 log.error("cannot load the current model: %s", self.last_error)
@@ -110,13 +124,17 @@ class ModelStore:
                 self._set_fallback(None)
                 return self._current
             except Exception as exc:  # whatever the reason, the version is refused
-                reason = self._refuse(wanted, exc)
-            self._current = self._fall_back(wanted)
-            serving = self._current.version if self._current else None
-            self._set_fallback(Fallback(wanted, serving, reason, at_start=True))
-            if serving is not None:
-                log.warning("serving model %s instead of %s", serving, wanted)
-            return self._current
+                return self._start_on_fallback(wanted, exc)
+
+    def _start_on_fallback(self, wanted: str | None, exc: Exception) -> RegisteredModel | None:
+        reason = self._refuse(wanted, exc)
+        self._current = self._fall_back(wanted)
+        serving = self._current.version if self._current else None
+        self._set_fallback(Fallback(wanted, serving, reason, at_start=True))
+        if serving is not None:
+            instead = wanted or "what an unreadable CURRENT names"
+            log.warning("serving model %s instead of %s", serving, instead)
+        return self._current
 
     def get(self) -> RegisteredModel:
         current = self._current
@@ -132,8 +150,17 @@ class ModelStore:
         return self._current
 
     def refresh(self) -> bool:
-        """Load the version ``current`` names if it is not the one served; True on a swap."""
-        wanted = self.registry.current_version()
+        """Load the version ``current`` names if it is not the one served; True on a swap.
+        One refresh at a time: another waits for it, then finds the version loaded."""
+        with self._lock:
+            return self._refresh()
+
+    def _refresh(self) -> bool:
+        try:
+            wanted = self.registry.current_version()
+        except UnreadableCurrent as exc:
+            return self._current_unreadable(exc)
+        self._refused_current = None
         loaded = self._current
         if wanted is None:
             return False
@@ -152,6 +179,11 @@ class ModelStore:
                 return self._fall_back_late(wanted, reason)
             self._set_fallback(Fallback(wanted, loaded.version, reason))
             return False
+        if not self._still_current(wanted):
+            # CURRENT moved during the load (a rollback, a promotion): swapping now would
+            # serve a version it no longer names; the next refresh loads what it does
+            log.info("model %s loaded, but CURRENT moved meanwhile: not swapped in", wanted)
+            return False
         self._current, self._refused = new, None
         self._set_fallback(None)
         log.info("now serving model %s (was %s)", new.version, loaded.version if loaded else None)
@@ -162,7 +194,26 @@ class ModelStore:
             self._after_swap()
         return True
 
-    def _fall_back_late(self, wanted: str, reason: str) -> bool:
+    def _still_current(self, version: str) -> bool:
+        try:
+            return self.registry.current_version() == version
+        except UnreadableCurrent:
+            return False
+
+    def _current_unreadable(self, exc: UnreadableCurrent) -> bool:
+        """``CURRENT`` cannot be read: refused once (logged, counted, on ``/readyz``) and
+        not again until it changes; the version served stays, else one is fallen back to."""
+        if exc.found == self._refused_current:
+            return False
+        self._refused_current = exc.found
+        reason = self._refuse(None, exc)
+        loaded = self._current
+        if loaded is None:
+            return self._fall_back_late(None, reason)
+        self._set_fallback(Fallback(None, loaded.version, reason))
+        return False
+
+    def _fall_back_late(self, wanted: str | None, reason: str) -> bool:
         """Nothing served yet (no version loaded at start): fall back now."""
         new = self._fall_back(wanted)
         self._set_fallback(Fallback(wanted, new.version if new else None, reason, at_start=True))
@@ -176,20 +227,22 @@ class ModelStore:
     def _load(self, version: str) -> RegisteredModel:
         return self._prepared(self.registry.load(version))
 
-    def _refuse(self, wanted: str, exc: Exception) -> str:
-        """Record that ``wanted`` will not load: logged and counted once, not retried
-        until ``CURRENT`` moves. Returns the reason."""
-        self._refused = wanted
+    def _refuse(self, wanted: str | None, exc: Exception) -> str:
+        """Record that ``wanted`` will not load (``None``: ``CURRENT`` cannot be read):
+        logged and counted once, not retried until ``CURRENT`` moves. Returns the
+        reason."""
+        if wanted is not None:
+            self._refused = wanted
         reason = str(exc)
         if isinstance(exc, RegistryError):  # an expected refusal: one line says it all
-            log.error("model %s not loaded: %s", wanted, reason)
+            log.error("model %s not loaded: %s", wanted or "from CURRENT", reason)
         else:
             log.error("model %s not loaded", wanted, exc_info=exc)
         if self._on_failure is not None:
             self._on_failure(wanted, reason)
         return reason
 
-    def _fall_back(self, wanted: str) -> RegisteredModel | None:
+    def _fall_back(self, wanted: str | None) -> RegisteredModel | None:
         """The first candidate of :meth:`_fallback_candidates` that loads."""
         for version in self._fallback_candidates(wanted):
             try:
@@ -198,10 +251,11 @@ class ModelStore:
                 log.error("fallback model %s not loaded either: %s", version, exc)
         return None
 
-    def _fallback_candidates(self, wanted: str) -> list[str]:
+    def _fallback_candidates(self, wanted: str | None) -> list[str]:
         """What sibling workers serve (so that every worker answers alike), then the
         versions before ``wanted``, newest first, that retraining did not judge unfit.
-        Later versions are not candidates: they were never put into production."""
+        Later versions are not candidates: they were never put into production. With no
+        ``wanted`` (or one not registered), every version is a candidate."""
         versions = self.registry.versions()
         siblings = list(self._served_elsewhere()) if self._served_elsewhere else []
         earlier = versions[: versions.index(wanted)] if wanted in versions else versions

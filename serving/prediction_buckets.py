@@ -6,13 +6,16 @@ the quantiles of the training target recorded with the registry's *oldest* versi
 that has them (``training_window.target_quantiles``): retrained versions of a model
 predict the same target, and every worker, whenever it starts, must use the same
 bounds for their histograms to add up.
+
+Nothing read here stops a worker: quantiles a histogram cannot take (none finite) give
+the fallback bounds, with a warning, as a version that cannot be read is skipped.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
-from watchkeeper.errors import WatchkeeperError
 from watchkeeper.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -28,9 +31,24 @@ def prediction_buckets(configured: tuple[float, ...], registry: ModelRegistry) -
     for version in registry.versions():
         try:
             quantiles = registry.record(version).training_window.target_quantiles
-        except WatchkeeperError as exc:  # an unreadable version: look at the next
+        except Exception as exc:  # an unreadable version (whatever the reason): the next
             log.warning("prediction buckets: skipping %s: %s", version, exc)
             continue
         if quantiles:
-            return tuple(sorted({float(q) for q in quantiles}))
+            return _bounds(version, quantiles)
     return FALLBACK
+
+
+def _bounds(version: str, quantiles: tuple[float, ...]) -> tuple[float, ...]:
+    """The histogram's bounds from ``version``'s quantiles: the finite ones, sorted; the
+    fallback if none is (a histogram needs one finite bound below +Inf)."""
+    finite = tuple(sorted({float(q) for q in quantiles if math.isfinite(q)}))
+    if not finite:
+        log.warning(
+            "prediction buckets: %s records no finite target quantile (%s): using the "
+            "fallback bounds",
+            version,
+            list(quantiles),
+        )
+        return FALLBACK
+    return finite

@@ -43,15 +43,22 @@ every volume the registry runs on. The cost is one directory holding one small f
 under ``moves/`` per move (promotions and rollbacks: a few a day at most), never reused.
 
 A ``CURRENT`` written by hand (one line) or by an earlier Watchkeeper is read as move 0.
+One that cannot be read as a pointer (not UTF-8 text, empty, a directory, far too long:
+a failing disk or a slip of the hand) names no version: :func:`read_current` raises
+:class:`UnreadableCurrent` saying what is wrong with it, and a writer may still move
+``CURRENT`` from what it found (:attr:`UnreadableCurrent.found`), by the same
+compare-and-set: a repair that another writer's repair or move came before is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from watchkeeper.errors import RegistryError
@@ -66,6 +73,7 @@ CURRENT_FILE = "CURRENT"
 MOVES_DIR = "moves"
 CLAIM_PREFIX = ".claim."
 CLAIM_FILE = "claim"
+UNREADABLE_PREFIX = f".{CURRENT_FILE}.unreadable."
 
 # The new CURRENT is written through a temporary file named after the process, as every
 # registry file is; the threads of one process take turns at it (not a file lock: it
@@ -77,6 +85,10 @@ _TEMPORARY_FILE = threading.Lock()
 # claim. One of them moves it at the first or second try; the rest are then refused.
 _ATTEMPTS = 20
 
+# A pointer is a version name and a line naming its move: tens of bytes. Anything this
+# long is not one, and is not read whole.
+MAX_CURRENT_BYTES = 4096
+
 
 @dataclass(frozen=True)
 class CurrentPointer:
@@ -87,6 +99,22 @@ class CurrentPointer:
     """``None`` while no version is current."""
     move: int
     """0 for a ``CURRENT`` written by hand or by an earlier Watchkeeper, or none."""
+    problem: str | None = None
+    """Set when ``CURRENT`` is there but is no pointer (``version`` is then ``None``):
+    what is wrong with it, naming the file."""
+    found: str | None = field(default=None, repr=False)
+    """With ``problem``: a digest of what was found, so that a writer moving from one
+    unreadable ``CURRENT`` is refused if another replaced it meanwhile."""
+
+
+class UnreadableCurrent(RegistryError):
+    """``CURRENT`` is there but is no pointer: which version is current is unknown.
+    ``found`` is what was read: the pointer a repair moves from."""
+
+    def __init__(self, found: CurrentPointer) -> None:
+        assert found.problem is not None
+        super().__init__(found.problem)
+        self.found = found
 
 
 @dataclass(frozen=True)
@@ -100,21 +128,58 @@ class CurrentMove:
 
 
 def read_current(root: Path) -> CurrentPointer:
-    """The pointer in ``root/CURRENT``."""
+    """The pointer in ``root/CURRENT``; raises :class:`UnreadableCurrent` if it is there
+    but is no pointer."""
+    pointer = inspect_current(root)
+    if pointer.problem is not None:
+        raise UnreadableCurrent(pointer)
+    return pointer
+
+
+def inspect_current(root: Path) -> CurrentPointer:
+    """The pointer in ``root/CURRENT``, or, if it is no pointer, one saying why
+    (:attr:`CurrentPointer.problem`): what a writer compares with what it read."""
+    path = root / CURRENT_FILE
     try:
-        lines = (root / CURRENT_FILE).read_text().splitlines()
+        with path.open("rb") as file:
+            raw = file.read(MAX_CURRENT_BYTES + 1)
     except FileNotFoundError:
         return CurrentPointer(None, 0)
+    except OSError as exc:  # a directory, no permission, an I/O error
+        # strerror, not str(exc): that ends in the absolute path, and answers go to clients
+        return _unreadable(f"cannot be read ({exc.strerror or type(exc).__name__})", b"")
+    if len(raw) > MAX_CURRENT_BYTES:
+        return _unreadable(f"is longer than {MAX_CURRENT_BYTES} bytes: not a version name", raw)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _unreadable(
+            f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})", raw
+        )
+    lines = text.splitlines()
     version = lines[0].strip() if lines else ""
+    if not version:
+        return _unreadable("names no version (its first line is empty)", raw)
     fields = lines[1].split() if len(lines) > 1 else []
     move = int(fields[1]) if len(fields) > 1 and fields[0] == "move" and fields[1].isdigit() else 0
-    return CurrentPointer(version or None, move)
+    return CurrentPointer(version, move)
+
+
+def _unreadable(problem: str, raw: bytes) -> CurrentPointer:
+    return CurrentPointer(
+        None,
+        0,
+        problem=f"the registry's {CURRENT_FILE} file {problem}",
+        found=hashlib.sha256(raw).hexdigest(),
+    )
 
 
 def move_current(root: Path, version: str, *, expected: CurrentPointer) -> CurrentMove:
     """Point ``CURRENT`` at ``version`` if it still holds ``expected`` (the pointer the
     caller read and decided on), as one compare-and-set (see the module). Whether the
-    version is registered is the caller's to check."""
+    version is registered is the caller's to check. ``expected`` may be an unreadable
+    ``CURRENT`` (:attr:`UnreadableCurrent.found`): this repairs it, unless another
+    writer replaced it first."""
     moves = root / MOVES_DIR
     moves.mkdir(parents=True, exist_ok=True)
     for _ in range(_ATTEMPTS):
@@ -122,25 +187,48 @@ def move_current(root: Path, version: str, *, expected: CurrentPointer) -> Curre
         claimed = moves / str(number) / CURRENT_FILE
         for earlier in range(expected.move + 1, number):
             (moves / str(earlier) / CURRENT_FILE).unlink(missing_ok=True)
-        found = read_current(root)
+        found = inspect_current(root)
         if found != expected:
             claimed.unlink(missing_ok=True)
             return CurrentMove(False, found)
         before_install(root, number)
+        aside = _set_aside_directory(root) if expected.problem is not None else None
         try:
             os.rename(claimed, root / CURRENT_FILE)
         except FileNotFoundError:
+            if aside is not None:  # put back what was found: the fencer compares with it
+                _rename_quietly(aside, root / CURRENT_FILE)
             # fenced by a later claim; or, over NFS, a retried rename of ours whose first
             # reply was lost: the move number in CURRENT says which
-            found = read_current(root)
+            found = inspect_current(root)
             if found.move == number:
                 return CurrentMove(True, found)
             if found != expected:
                 return CurrentMove(False, found)
             continue  # its fencer has not moved CURRENT: nothing came between, again
         fsync_dir(root)
+        if aside is not None:
+            with contextlib.suppress(OSError):  # kept, if not empty, for a person to look at
+                aside.rmdir()
         return CurrentMove(True, CurrentPointer(version, number))
-    return CurrentMove(False, read_current(root))
+    return CurrentMove(False, inspect_current(root))
+
+
+def _set_aside_directory(root: Path) -> Path | None:
+    """A directory named ``CURRENT`` (no file can be renamed onto it) renamed to a
+    private name, for a repair to install its file; ``None`` if ``CURRENT`` is none."""
+    if not (root / CURRENT_FILE).is_dir():
+        return None
+    aside = root / private_name(UNREADABLE_PREFIX)
+    return aside if _rename_quietly(root / CURRENT_FILE, aside) else None
+
+
+def _rename_quietly(source: Path, target: Path) -> bool:
+    try:
+        os.rename(source, target)
+    except OSError:
+        return False
+    return True
 
 
 def before_install(root: Path, number: int) -> None:

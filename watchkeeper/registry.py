@@ -51,6 +51,7 @@ from watchkeeper.current_pointer import (
     CURRENT_FILE,
     CurrentMove,
     CurrentPointer,
+    UnreadableCurrent,
     move_current,
     read_current,
 )
@@ -78,7 +79,10 @@ DEFAULT_TRUSTED_TYPES: tuple[str, ...] = (
     "watchkeeper.encoding.TabularEncoder",
 )
 
-_VERSION_RE = re.compile(r"^v(\d+)$")
+# ASCII digits only (``\d`` takes any script's, and "v١" would be another directory
+# than "v1"), matched whole (``$`` lets "v1\n" pass), and short: a name the file system
+# refuses as too long would be answered with its error, which names the registry's path.
+_VERSION_RE = re.compile(r"v([0-9]{1,18})")
 
 MetadataDocument = dict[str, Any]
 """``metadata.json`` as written: a free-form JSON object shown as is (``GET /model``,
@@ -152,17 +156,20 @@ class ModelRegistry:
             return []
         found = []
         for entry in self._versions_dir.iterdir():
-            match = _VERSION_RE.match(entry.name)
+            match = _VERSION_RE.fullmatch(entry.name)
             if match and (entry / METADATA_FILE).is_file():
                 found.append((int(match.group(1)), entry.name))
         return [name for _, name in sorted(found)]
 
     def current_version(self) -> str | None:
+        """The version ``CURRENT`` names; raises :class:`UnreadableCurrent` if it is
+        there but is no pointer."""
         return self.current().version
 
     def current(self) -> CurrentPointer:
         """What ``CURRENT`` names and the move that wrote it: what a writer that decides
-        on it passes to :meth:`move_current`."""
+        on it passes to :meth:`move_current`. Raises :class:`UnreadableCurrent` (naming
+        the file and what is wrong with it) if it is there but is no pointer."""
         return read_current(self.root)
 
     def current_written_since(self, version: str) -> bool:
@@ -384,15 +391,28 @@ class ModelRegistry:
         self, version: str | None = None, *, force: bool = False
     ) -> tuple[str | None, str]:
         """Point ``current`` at ``version``, or by default at the newest earlier version
-        that was not rejected. A version that retraining rejected or that failed is
-        refused unless ``force``. Returns (previous, new).
+        that retraining did not reject and that did not fail. A version that retraining
+        rejected or that failed is refused unless ``force``. Returns (previous, new).
+
+        A rollback to a named version also repairs a ``CURRENT`` that is no pointer
+        (:class:`UnreadableCurrent`), with or without ``force``: nothing it names is
+        served to protect, and a rollback is the operator's way out (``previous`` is then
+        ``None``). A default rollback is refused then: "earlier" than an unknown version
+        means nothing.
 
         ``CURRENT`` is moved only from the version the rollback was decided on: if a
         promotion (or another rollback) moves it meanwhile, :class:`CurrentMoved` is
         raised and nothing is changed, for the operator to look again. Once made, a
         rollback stands: a job or a recovery that decided on the pointer before it does
         not move ``CURRENT`` (:meth:`move_current`)."""
-        previous = self.current()
+        try:
+            previous = self.current()
+        except UnreadableCurrent as exc:
+            if version is None:
+                raise RegistryError(
+                    f"{exc.message}: name the version to roll back to, which repairs it"
+                ) from exc
+            previous = exc.found
         if version is not None and not force:
             self._refuse_unfit(version)
         if version is None:
@@ -413,7 +433,7 @@ class ModelRegistry:
         versions = self.versions()
         earlier = versions[: versions.index(previous)] if previous in versions else versions
         for version in reversed(earlier):
-            if self.record(version).status is not VersionStatus.REJECTED:
+            if not self.record(version).status.unfit:
                 return version
         raise RegistryError(f"no earlier usable version to roll back to from {previous}")
 
@@ -429,8 +449,11 @@ class ModelRegistry:
         )
 
     def _version_dir(self, version: str) -> Path:
-        if not _VERSION_RE.match(version):
-            raise RegistryError(f"{version!r} is not a version name (expected v<number>)")
+        if not _VERSION_RE.fullmatch(version):
+            shown = version if len(version) <= 40 else f"{version[:40]}…"
+            raise RegistryError(
+                f"{shown!r} is not a version name (expected v<number>, at most 18 digits)"
+            )
         return self._versions_dir / version
 
     def _reserve(self) -> tuple[str, Path]:
@@ -439,7 +462,7 @@ class ModelRegistry:
         numbers = [
             int(m.group(1))
             for e in self._versions_dir.iterdir()
-            if (m := _VERSION_RE.match(e.name))
+            if (m := _VERSION_RE.fullmatch(e.name))
         ]
         n = max(numbers, default=0) + 1
         while True:

@@ -8,12 +8,16 @@ the OpenAPI document describes it.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from watchkeeper.record_problems import problems
 
 Kind = Literal["numeric", "categorical"]
 
@@ -110,14 +114,29 @@ class FeatureSchema:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureSchema:
-        try:
-            features = tuple(
-                Feature(**{**raw, "categories": tuple(raw.get("categories", ()))})
-                for raw in data["features"]
-            )
-            return cls(features=features, target=data["target"])
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"malformed feature schema: {exc}") from exc
+        """The schema as stored (:meth:`to_dict`), every field of every feature checked:
+        one ``ValueError`` naming each feature and field that is wrong. Checked here,
+        once, where it is read: requests are validated against the plain records."""
+        if not isinstance(data, Mapping):
+            raise ValueError("malformed feature schema: not an object")
+        target, raws = data.get("target"), data.get("features")
+        if not isinstance(target, str):
+            raise ValueError("malformed feature schema: target: must be a string")
+        if not isinstance(raws, list):
+            raise ValueError("malformed feature schema: features: must be a list")
+        features, found = [], []
+        for i, raw in enumerate(raws):
+            try:
+                stored = _StoredFeature.model_validate(raw)
+            except ValidationError as exc:
+                name = raw.get("name") if isinstance(raw, Mapping) else None
+                which = f"features[{i}]" + (f" ({name!r})" if isinstance(name, str) else "")
+                found.append(f"{which}: {problems(exc, whole='feature')}")
+                continue
+            features.append(stored.feature())
+        if found:
+            raise ValueError(f"malformed feature schema: {'; '.join(found)}")
+        return cls(features=tuple(features), target=target)
 
     @classmethod
     def derive(
@@ -158,3 +177,49 @@ class FeatureSchema:
         if not features:
             raise ValueError("no feature columns left after excluding target and excludes")
         return cls(features=tuple(features), target=target)
+
+
+class _StoredFeature(BaseModel):
+    """A :class:`Feature` as ``metadata.json`` stores it, each field checked: a bound
+    stored as ``"0"`` or ``[1]`` once loaded, then failed every request with a 500, and
+    ``"categories": "abc"`` became the categories a, b, c."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    name: str
+    kind: Kind
+    nullable: bool = True
+    # hard bounds are compared with every request's values and published in the OpenAPI
+    # document: finite; what training saw may be infinite (a column holding inf)
+    minimum: float | None = Field(default=None, allow_inf_nan=False)
+    maximum: float | None = Field(default=None, allow_inf_nan=False)
+    observed_min: float | None = None
+    observed_max: float | None = None
+    categories: list[str] = []
+    allow_unknown: bool = True
+
+    @field_validator("observed_min", "observed_max")
+    @classmethod
+    def _a_number(cls, value: float | None) -> float | None:
+        if value is not None and math.isnan(value):
+            raise ValueError("must be a number, not NaN")
+        return value
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> _StoredFeature:
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(f"minimum {self.minimum:g} is above maximum {self.maximum:g}")
+        return self
+
+    def feature(self) -> Feature:
+        return Feature(
+            name=self.name,
+            kind=self.kind,
+            nullable=self.nullable,
+            minimum=self.minimum,
+            maximum=self.maximum,
+            observed_min=self.observed_min,
+            observed_max=self.observed_max,
+            categories=tuple(self.categories),
+            allow_unknown=self.allow_unknown,
+        )

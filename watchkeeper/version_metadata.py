@@ -11,7 +11,7 @@ kept (``extra="allow"``): newer writers add fields, older readers must still loa
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -26,6 +26,11 @@ from watchkeeper.training_params import DEFAULT_PARAMS, TrainingParams
 
 PeriodValue = int | float | str
 """A period column's value as stored: a number (``200712``, a decimal year) or ISO text."""
+
+# Python's JSON reader takes Infinity and NaN: a figure serving computes with is refused
+# as such where it is read, not when a worker's histogram or a response meets it.
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Probability = Annotated[float, Field(ge=0, le=1)]
 
 
 class VersionStatus(StrEnum):
@@ -50,7 +55,7 @@ class IntervalRecord(BaseModel):
 
     level: float = Field(gt=0, lt=1)
     scale: Literal["log", "absolute"]
-    half_width: float = Field(ge=0)
+    half_width: float = Field(ge=0, allow_inf_nan=False)
 
     def spec(self) -> IntervalSpec:
         return IntervalSpec(level=self.level, scale=self.scale, half_width=self.half_width)
@@ -71,8 +76,8 @@ class CalibrationRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    confidence: tuple[float, ...]
-    accuracy: tuple[float, ...]
+    confidence: tuple[Probability, ...]
+    accuracy: tuple[Probability, ...]
 
     @model_validator(mode="after")
     def _same_length(self) -> CalibrationRecord:
@@ -118,7 +123,8 @@ class DataWindow(StoredRecord):
     period_column: str | None = None
     start: PeriodValue | None = None
     end: PeriodValue | None = None
-    target_quantiles: tuple[float, ...] | None = None
+    # the bounds of every worker's prediction histogram (serving.prediction_buckets)
+    target_quantiles: tuple[FiniteFloat, ...] | None = None
     base: DataWindow | None = None
     # a retraining run's holdout and the labelled predictions in its training rows
     labelled_in_training: int | None = None

@@ -14,6 +14,7 @@ from serving.json_body import json_request_body, parse_json, require_json_type
 from serving.responses import json_response
 from serving.services import services
 from watchkeeper import retrain_queue
+from watchkeeper.current_pointer import UnreadableCurrent
 from watchkeeper.errors import (
     BadRequest,
     FieldProblem,
@@ -21,6 +22,7 @@ from watchkeeper.errors import (
     RollbackRefused,
     database_errors,
 )
+from watchkeeper.registry import CurrentMoved
 
 bp = Blueprint("admin", __name__)
 
@@ -69,20 +71,32 @@ def rollback() -> Response:
     """Point current at a version (default: the previous usable one).
 
     A version retraining rejected, or that failed, is refused (409) unless ``force``
-    is true."""
+    is true. A rollback to a named version also repairs a ``CURRENT`` that cannot be
+    read (``previous`` is then null)."""
     require_admin()
     body = _json_body()
     version = body.get("version")
     if version is not None and not isinstance(version, str):
-        raise BadRequest("version must be a string like 'v3'")
+        raise BadRequest(
+            "version must be a string like 'v3'",
+            details=[FieldProblem("version", "must be a string like 'v3'")],
+        )
     force = body.get("force", False)
     if not isinstance(force, bool):
-        raise BadRequest("force must be true or false")
+        raise BadRequest(
+            "force must be true or false", details=[FieldProblem("force", "must be a boolean")]
+        )
     store = services().model_store
     try:
         previous, current = store.registry.rollback(version, force=force)
-    except RegistryError as exc:
-        raise RollbackRefused(exc.message) from exc
+    except (RegistryError, RollbackRefused) as exc:
+        # the named version is the problem (malformed, unknown, unfit, will not load),
+        # unless CURRENT moved meanwhile or cannot be read
+        about_version = version is not None and not isinstance(
+            exc, CurrentMoved | UnreadableCurrent
+        )
+        details = [FieldProblem("version", exc.message)] if about_version else None
+        raise RollbackRefused(exc.message, details=details) from exc
     store.refresh()
     return json_response(RolledBack(previous=previous, current=current).model_dump())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -12,7 +13,10 @@ import pytest
 from flask import Flask
 
 from serving.services import services
+from tests.bad_versions import point_current, rewrite_metadata
+from tests.processes import metric
 from watchkeeper import retrain_queue
+from watchkeeper.current_pointer import CURRENT_FILE
 from watchkeeper.db.engine import create_engine
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.retrain_queue import RetrainRequest
@@ -261,9 +265,94 @@ def test_rollback_over_http_refuses_a_rejected_version_unless_forced(
 
     assert refused.status_code == 409
     assert refused.json["error"]["code"] == "rollback_refused"
+    assert [d["field"] for d in refused.json["error"]["details"]] == ["version"]
     assert "rejected" in refused.json["error"]["message"]
     assert "worse MAE" in refused.json["error"]["message"]
     assert registry.current_version() == "v1"
     forced = client.post("/admin/rollback", json={"version": "v2", "force": True}, headers=AUTH)
     assert forced.json == {"previous": "v1", "current": "v2"}
     assert registry.current_version() == "v2"
+
+
+def test_an_app_started_on_an_unreadable_current_serves_degraded_until_a_rollback_repairs_it(
+    make_app: Callable[..., Flask], registry_dir: Path, record: dict[str, Any]
+) -> None:
+    """A worker (re)started while CURRENT is not UTF-8 once failed to boot, taking
+    gunicorn down with it; a rollback over HTTP answered 500."""
+    (registry_dir / CURRENT_FILE).write_bytes(b"v\xff1\nmove 1 x\n")
+
+    app = make_app(admin_token=TOKEN)
+    client = app.test_client()
+
+    assert client.post("/predict", json={"features": record}).json["model_version"] == "v1"
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["status"] == "degraded"
+    assert "CURRENT file is not UTF-8" in ready.json["checks"]["model"]["reload_error"]
+    assert (
+        metric(client.get("/metrics").text, "watchkeeper_model_reloads_total", outcome="failed")
+        == 1
+    )
+    default = client.post("/admin/rollback", headers=AUTH)
+    assert default.status_code == 409 and "name the version" in default.json["error"]["message"]
+
+    repaired = client.post("/admin/rollback", json={"version": "v1"}, headers=AUTH)
+
+    assert repaired.status_code == 200, repaired.json
+    assert repaired.json == {"previous": None, "current": "v1"}
+    assert ModelRegistry(registry_dir).current_version() == "v1"
+    assert client.get("/readyz").json["status"] == "ready"
+
+
+def test_a_version_whose_schema_has_a_wrongly_typed_field_is_refused_and_the_old_one_serves(
+    admin_app: Flask, registry_dir: Path, trained: Any, record: dict[str, Any]
+) -> None:
+    """A bound stored as the string "0" once loaded, then failed every /predict (500)."""
+    version = ModelRegistry(registry_dir).register(trained, make_current=False)
+
+    def string_bound(meta: dict[str, Any]) -> dict[str, Any]:
+        [feature] = [f for f in meta["schema"]["features"] if f["name"] == "Gr_Liv_Area"]
+        feature["minimum"] = "0"
+        return meta
+
+    rewrite_metadata(registry_dir, version, string_bound)
+    client = admin_app.test_client()
+
+    for force in (False, True):
+        refused = client.post(
+            "/admin/rollback", json={"version": version, "force": force}, headers=AUTH
+        )
+        assert refused.status_code == 409
+        [detail] = refused.json["error"]["details"]
+        assert detail["field"] == "version"
+        assert "('Gr_Liv_Area'): minimum: Input should be a valid number" in detail["problem"]
+    assert ModelRegistry(registry_dir).current_version() == "v1"
+    assert client.post("/predict", json={"features": record}).status_code == 200
+
+    point_current(registry_dir, version)  # by hand, past the rollback's checks
+    services(admin_app).model_store.refresh()
+    answer = client.post("/predict", json={"features": record})
+    assert answer.status_code == 200 and answer.json["model_version"] == "v1"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"version": 3}, 400, "version"),
+        ({"force": "yes"}, 400, "force"),
+        ({"version": "v9"}, 409, "version"),
+        ({"version": "v1\n"}, 409, "version"),
+        ({"version": "v" + "1" * 300}, 409, "version"),
+    ],
+    ids=["version-a-number", "force-a-string", "unknown", "trailing-newline", "very-long"],
+)
+def test_a_bad_rollback_request_names_the_field_and_keeps_the_registry_path_out(
+    admin_app: Flask, body: dict[str, Any], status: int, field: str
+) -> None:
+    response = admin_app.test_client().post("/admin/rollback", json=body, headers=AUTH)
+
+    assert response.status_code == status
+    [detail] = response.json["error"]["details"]
+    assert detail["field"] == field
+    root = str(services(admin_app).settings.storage.registry_path)
+    assert root not in response.get_data(as_text=True)
+    assert services(admin_app).model_store.registry.current_version() == "v1"

@@ -75,6 +75,34 @@ def test_rollback_skips_rejected_versions(
     assert registry.current_version() == "v3"
 
 
+def test_model_commands_on_an_unreadable_current_name_it_and_a_rollback_repairs_it(
+    registry_dir: Path,
+    trained: TrainedModel,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each of them once ended in `error: model failed: UnicodeDecodeError…`: no way out
+    for an operator."""
+    ModelRegistry(registry_dir).register(trained, make_current=False)  # v2
+    (registry_dir / "CURRENT").write_bytes(b"v\xff1\nmove 1 x\n")
+    monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(registry_dir))
+    problem = "the registry's CURRENT file is not UTF-8 text"
+
+    assert main(["model", "list"]) == 0
+    out, err = capsys.readouterr()
+    assert [line[:4] for line in out.splitlines()[1:3]] == ["  v1", "  v2"]  # none current
+    assert err.startswith(f"warning: {problem}") and "model rollback VERSION" in err
+    for command in (["model", "rollback"], ["model", "show"]):
+        assert main(command) == 1
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"error: {problem}") and "Traceback" not in line
+
+    assert main(["model", "rollback", "v1"]) == 0
+
+    assert "current model: v1 (was none)" in capsys.readouterr().out
+    assert ModelRegistry(registry_dir).current_version() == "v1"
+
+
 def test_rollback_with_nothing_earlier_is_a_clear_error(
     registry_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

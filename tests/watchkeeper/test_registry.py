@@ -156,3 +156,29 @@ def test_loaded_version_carries_its_metadata_as_a_typed_record(registry_dir: Pat
     assert loaded.record.version == "v1" and loaded.record.status == "registered"
     assert loaded.record.interval.level == 0.9
     assert loaded.record.artifacts[MODEL_FILE].bytes > 0
+
+
+def test_the_default_rollback_skips_a_version_that_failed(
+    registry_dir: Path, trained: TrainedModel
+) -> None:
+    """An explicit rollback to a failed version is refused: the default one must not
+    pick it either."""
+    registry = ModelRegistry(registry_dir)
+    registry.register(trained, make_current=False, status="failed")  # v2
+    registry.register(trained)  # v3, current
+
+    assert registry.rollback() == ("v3", "v1")
+
+
+@pytest.mark.parametrize("name", ["v1\n", "v١", "v" + "1" * 19, "v" + "1" * 300])
+def test_a_malformed_version_name_is_refused_without_the_registry_path(
+    registry_dir: Path, name: str
+) -> None:
+    registry = ModelRegistry(registry_dir)
+
+    with pytest.raises(RegistryError, match="is not a version name") as caught:
+        registry.rollback(name, force=True)
+
+    assert str(registry_dir) not in caught.value.message
+    assert len(caught.value.message) < 200
+    assert registry.current_version() == "v1"

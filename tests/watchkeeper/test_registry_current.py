@@ -1,7 +1,9 @@
 """``CURRENT`` moves only from the pointer its writer read: one writer among those that
 read the same pointer moves it, every other is told what it names, and a writer paused
 anywhere before its move (for however long) never writes over a move it did not see.
-Real files, and writers in processes of their own paused at the critical point."""
+Real files, and writers in processes of their own paused at the critical point. A
+``CURRENT`` that is no pointer is one error naming the file, and a rollback to a named
+version repairs it by the same compare-and-set."""
 
 from __future__ import annotations
 
@@ -12,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from watchkeeper import current_pointer
-from watchkeeper.current_pointer import CLAIM_PREFIX, CURRENT_FILE, MOVES_DIR, CurrentPointer
+from watchkeeper.current_pointer import (
+    CLAIM_PREFIX,
+    CURRENT_FILE,
+    MOVES_DIR,
+    CurrentPointer,
+    UnreadableCurrent,
+)
+from watchkeeper.errors import RegistryError
 from watchkeeper.registry import CurrentMoved, ModelRegistry, RegisteredModel
 from watchkeeper.training import TrainedModel
 
@@ -191,3 +200,80 @@ def test_a_current_written_by_hand_is_move_zero_and_moved_from(
     assert three_versions.move_current("v3", expected=read).moved
     assert three_versions.current_version() == "v3"
     assert (three_versions.root / "CURRENT").read_text().splitlines()[0] == "v3"
+
+
+def _not_utf8(root: Path) -> None:
+    (root / CURRENT_FILE).write_bytes(b"v\xff1\nmove 1 x\n")
+
+
+def _a_directory(root: Path) -> None:
+    (root / CURRENT_FILE).unlink()
+    (root / CURRENT_FILE).mkdir()
+
+
+def _empty(root: Path) -> None:
+    (root / CURRENT_FILE).write_bytes(b"")
+
+
+def _too_long(root: Path) -> None:
+    (root / CURRENT_FILE).write_bytes(b"v1" * 10_000)
+
+
+UNREADABLE = {
+    "not-utf8": (_not_utf8, "is not UTF-8 text (byte 0xff at offset 1)"),
+    "a-directory": (_a_directory, "cannot be read (Is a directory)"),
+    "empty": (_empty, "names no version"),
+    "too-long": (_too_long, "is longer than 4096 bytes"),
+}
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_an_unreadable_current_is_a_registry_error_naming_the_file(
+    three_versions: ModelRegistry, kind: str
+) -> None:
+    damage, problem = UNREADABLE[kind]
+    damage(three_versions.root)
+
+    with pytest.raises(UnreadableCurrent) as caught:
+        three_versions.current_version()
+
+    assert isinstance(caught.value, RegistryError)
+    assert caught.value.message.startswith(f"the registry's CURRENT file {problem}")
+    assert str(three_versions.root) not in caught.value.message  # answered to clients
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_a_rollback_to_a_named_version_repairs_an_unreadable_current(
+    three_versions: ModelRegistry, kind: str, force: bool
+) -> None:
+    UNREADABLE[kind][0](three_versions.root)
+
+    assert three_versions.rollback("v2", force=force) == (None, "v2")
+
+    assert three_versions.current_version() == "v2"
+
+
+def test_a_default_rollback_from_an_unreadable_current_asks_for_a_version(
+    three_versions: ModelRegistry,
+) -> None:
+    _not_utf8(three_versions.root)
+
+    with pytest.raises(RegistryError, match="CURRENT file is not UTF-8.*name the version"):
+        three_versions.rollback()
+
+
+def test_a_repair_is_refused_when_current_was_replaced_since_it_was_read(
+    three_versions: ModelRegistry,
+) -> None:
+    _not_utf8(three_versions.root)
+    with pytest.raises(UnreadableCurrent) as caught:
+        three_versions.current()
+    read = caught.value.found
+    (three_versions.root / CURRENT_FILE).write_bytes(b"v\xfe2\n")  # damaged again, otherwise
+
+    move = three_versions.move_current("v3", expected=read)
+
+    assert not move.moved and move.now.problem is not None
+    assert three_versions.move_current("v3", expected=move.now).moved  # from what is there
+    assert three_versions.current_version() == "v3"

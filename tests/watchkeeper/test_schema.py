@@ -1,4 +1,5 @@
-"""Feature schemas derived from training data."""
+"""Feature schemas derived from training data, and read back from stored metadata with
+every field of every feature checked."""
 
 from __future__ import annotations
 
@@ -91,3 +92,53 @@ def test_differences_name_features_in_another_order() -> None:
 
     expected = ["the features' order: b, a in the candidate"]
     assert swapped.differences(schema, names=NAMES) == expected
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"minimum": "0"}, "minimum: Input should be a valid number"),
+        ({"maximum": [1]}, "maximum: Input should be a valid number"),
+        ({"minimum": float("nan")}, "minimum: Input should be a finite number"),
+        ({"maximum": float("inf")}, "maximum: Input should be a finite number"),
+        ({"minimum": 5, "maximum": 1}, "feature: Value error, minimum 5 is above maximum 1"),
+        ({"observed_min": float("nan")}, "observed_min: Value error, must be a number, not NaN"),
+        ({"kind": "Numeric"}, "kind: Input should be 'numeric' or 'categorical'"),
+        ({"categories": "abc"}, "categories: Input should be a valid list"),
+        ({"categories": ["a", 1]}, "categories.1: Input should be a valid string"),
+        ({"nullable": "yes"}, "nullable: Input should be a valid boolean"),
+        ({"allow_unknown": 1}, "allow_unknown: Input should be a valid boolean"),
+        ({"unit": "m2"}, "unit: Extra inputs are not permitted"),
+    ],
+)
+def test_a_stored_feature_with_a_wrong_field_is_refused_naming_the_feature_and_field(
+    change: dict[str, object], problem: str
+) -> None:
+    """Once loaded, such a schema failed every request (a 500, or a 422 for good
+    values): it is refused where it is read instead."""
+    stored = {
+        "target": "price",
+        "features": [
+            {"name": "zone", "kind": "categorical", "categories": ["A"]},
+            {"name": "area", "kind": "numeric", "minimum": 0, "observed_max": 2500.0, **change},
+        ],
+    }
+
+    with pytest.raises(ValueError, match="malformed feature schema") as caught:
+        FeatureSchema.from_dict(stored)
+
+    assert f"features[1] ('area'): {problem}" in str(caught.value)
+
+
+def test_a_stored_feature_name_or_target_that_is_not_a_string_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"features\[0\]: name: Input should be a valid string"):
+        FeatureSchema.from_dict({"target": "y", "features": [{"name": 3, "kind": "numeric"}]})
+    with pytest.raises(ValueError, match="target: must be a string"):
+        FeatureSchema.from_dict({"target": ["y"], "features": []})
+
+
+def test_what_training_saw_may_be_infinite() -> None:
+    """Training accepts a column holding inf, and records it as seen."""
+    stored = {"target": "y", "features": [{"name": "x", "kind": "numeric", "observed_max": 1e999}]}
+
+    assert FeatureSchema.from_dict(stored)["x"].observed_max == float("inf")

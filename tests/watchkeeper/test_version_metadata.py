@@ -15,7 +15,12 @@ from tests.bad_versions import rewrite_metadata
 from watchkeeper.errors import ArtifactIntegrityError
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.training import TrainedModel
-from watchkeeper.version_metadata import DataWindow, ModelMetrics, VersionStatus
+from watchkeeper.version_metadata import (
+    CalibrationRecord,
+    DataWindow,
+    ModelMetrics,
+    VersionStatus,
+)
 
 Meta = dict[str, Any]
 
@@ -53,6 +58,9 @@ def _without(section: str, key: str) -> Callable[[Meta], Meta]:
         ),
         (_with(("params", "max_iter"), "many"), "params.max_iter"),
         (_with(("status",), "paused"), "status"),
+        (_with(("training_window", "target_quantiles"), [float("inf")]), "target_quantiles.0"),
+        (_with(("training_window", "target_quantiles"), [1.0, float("nan")]), "target_quantiles.1"),
+        (_with(("interval", "half_width"), float("inf")), "interval.half_width"),
     ],
     ids=[
         "rows-not-a-number",
@@ -63,6 +71,9 @@ def _without(section: str, key: str) -> Callable[[Meta], Meta]:
         "champion-metric-a-list",
         "parameter-not-a-number",
         "unknown-status",
+        "infinite-target-quantile",
+        "nan-target-quantile",
+        "infinite-interval",
     ],
 )
 def test_a_malformed_field_is_one_error_naming_it(
@@ -144,3 +155,25 @@ def test_a_status_outside_the_enum_is_not_written(
 ) -> None:
     with pytest.raises(ValueError, match="'paused' is not a valid VersionStatus"):
         ModelRegistry(registry_dir).register(trained, status="paused")  # type: ignore[arg-type]
+
+
+def test_a_schema_field_of_the_wrong_type_is_one_error_naming_the_feature(
+    registry_dir: Path,
+) -> None:
+    def change(meta: Meta) -> Meta:
+        [feature] = [f for f in meta["schema"]["features"] if f["name"] == "Gr_Liv_Area"]
+        feature["minimum"] = "0"
+        return meta
+
+    rewrite_metadata(registry_dir, "v1", change)
+
+    with pytest.raises(ArtifactIntegrityError, match="metadata of 'v1' is malformed") as caught:
+        ModelRegistry(registry_dir).record("v1")
+    assert "('Gr_Liv_Area'): minimum: Input should be a valid number" in str(caught.value)
+
+
+def test_a_classifier_confidence_map_outside_zero_to_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="confidence.0"):
+        CalibrationRecord(confidence=(float("nan"),), accuracy=(1.0,))
+    with pytest.raises(ValueError, match="accuracy.0"):
+        CalibrationRecord(confidence=(0.5,), accuracy=(float("inf"),))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING
 
 from watchkeeper.settings import Settings
@@ -37,18 +38,34 @@ def _rollback(registry: ModelRegistry, version: str | None, force: bool) -> tupl
         raise CommandFailed(exc.message, f"pass --force to roll back to {version} anyway") from exc
 
 
+def _current(registry: ModelRegistry, *, needed: bool) -> str | None:
+    """The version ``CURRENT`` names. One that cannot be read fails the command when
+    ``needed``; otherwise it is a warning (``model list`` still lists the versions),
+    and either way says how to repair it."""
+    from watchkeeper.current_pointer import UnreadableCurrent
+
+    try:
+        return registry.current_version()
+    except UnreadableCurrent as exc:
+        repair = "`watchkeeper model rollback VERSION` repairs it"
+        if needed:
+            raise CommandFailed(exc.message, f"name a version, or {repair}") from exc
+        print(f"warning: {exc.message}: no version is current; {repair}", file=sys.stderr)
+        return None
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     registry = open_registry(settings.storage)
-    current = registry.current_version()
     if args.model_command == "rollback":
         previous, now = _rollback(registry, args.version, args.force)
         print(
-            f"current model: {now} (was {previous}); servers switch within "
+            f"current model: {now} (was {previous or 'none'}); servers switch within "
             f"{settings.serving.model_poll_seconds:g} s"
         )
         return 0
     from watchkeeper.version_summary import VersionSummary, list_lines, show_text
 
+    current = _current(registry, needed=args.model_command == "show" and not args.version)
     if args.model_command == "show":
         version = args.version or current
         if version is None:
