@@ -160,6 +160,7 @@ class FeatureSchema:
                 log.warning("column %r has no values in the training data: not a feature", name)
                 continue
             if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
+                _warn_if_mostly_numbers(name, column)
                 values = sorted({str(v) for v in column.dropna().unique()})
                 features.append(Feature(name=name, kind="categorical", categories=tuple(values)))
                 continue
@@ -222,4 +223,24 @@ class _StoredFeature(BaseModel):
             observed_max=self.observed_max,
             categories=tuple(self.categories),
             allow_unknown=self.allow_unknown,
+        )
+
+
+def _warn_if_mostly_numbers(name: str, column: pd.Series) -> None:
+    """A column of numbers with a few text cells (``n/a``, ``12,5``) is read as
+    categories of the numbers' text: served, every number a client sends is then
+    refused (it must be a string) or unseen. Said at training, where it can be fixed."""
+    if pd.api.types.is_bool_dtype(column):
+        return
+    present = column.dropna()
+    numbers = pd.to_numeric(present, errors="coerce")
+    text = present[numbers.isna()]
+    if len(text) and len(text) * 2 < len(present):
+        log.warning(
+            "column %r holds numbers but %d of its %d values are not (e.g. %r): it is "
+            "read as categories; clean or exclude it to have numbers",
+            name,
+            len(text),
+            len(present),
+            text.iloc[0],
         )

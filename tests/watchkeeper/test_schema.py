@@ -142,3 +142,20 @@ def test_what_training_saw_may_be_infinite() -> None:
     stored = {"target": "y", "features": [{"name": "x", "kind": "numeric", "observed_max": 1e999}]}
 
     assert FeatureSchema.from_dict(stored)["x"].observed_max == float("inf")
+
+
+def test_a_column_of_numbers_with_a_few_text_cells_is_read_as_categories_and_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    frame = pd.DataFrame(
+        {"size": ["1.5", "2.5", "n/a", "3.5"], "site": ["a", "b", "c", "d"], "y": [1, 2, 3, 4]}
+    )
+
+    with caplog.at_level("WARNING", logger="watchkeeper.schema"):
+        schema = FeatureSchema.derive(frame, "y")
+
+    assert [f.kind for f in schema.features] == ["categorical", "categorical"]
+    [warning] = caplog.messages
+    assert warning.startswith(
+        "column 'size' holds numbers but 1 of its 4 values are not (e.g. 'n/a')"
+    )
