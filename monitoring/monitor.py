@@ -69,6 +69,7 @@ from monitoring.window_result import Check, WindowResult
 from monitoring.windows import Window, cut_windows
 from watchkeeper.classification import ClassPredictions
 from watchkeeper.db.positions import from_micros, to_micros
+from watchkeeper.db.prediction_seq import request_seq_of
 from watchkeeper.db.tables import window_results
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.registry import ModelRegistry
@@ -243,7 +244,7 @@ class Monitor:
             # (only the index of each row is held; a window's features are read when
             # it is evaluated, and the rows of a window still open carry to the next read)
             limit = max(self.read_windows * self.settings.monitor.window_size, self.read_rows)
-            after = self.reader.watermark()
+            after = evaluated_to = self.reader.watermark()
             pending = pd.DataFrame()
             while True:
                 chunk = self.reader.read_index(after, up_to, limit=limit)
@@ -262,11 +263,12 @@ class Monitor:
                 for window in windows:
                     if stop is not None and stop.is_set():
                         break
-                    results = self.evaluate(window)
+                    results = self.evaluate(window, after=evaluated_to)
                     self._store(results)
                     log.info("%s", window_verdict(results, self.settings.monitor.min_samples))
                     labelled |= self._evaluate_window_accuracy([_span(window)])
                     self.reader.set_watermark(window.last_seq)
+                    evaluated_to = window.last_seq
                     self.status.windows_evaluated += 1
                     done += 1
                 if stop is not None and stop.is_set():
@@ -289,13 +291,14 @@ class Monitor:
         self.status.last_success = time.time()
         return done
 
-    def evaluate(self, window: Window) -> list[WindowResult]:
+    def evaluate(self, window: Window, *, after: int) -> list[WindowResult]:
         """Every check of the window, each a result row; a check that raises becomes
         an error row (see the module docstring). Data quality covers every row (counted
         request by request, :mod:`monitoring.window_features`); the drift tests, OOD
         scoring of unscored rows and the estimate a seeded sample
         (:mod:`monitoring.sampling`), whose size each result's details record; only the
-        sample's features and predictions are read."""
+        sample's features and predictions are read. ``after``: the position the window
+        follows (the previous window's last prediction)."""
         sample = sample_window(
             window.window_id, len(window.rows), self.settings.monitor.sample_rows
         )
@@ -317,7 +320,9 @@ class Monitor:
 
         def data_quality() -> CheckOutcome:
             quality = read.counts.rates()
-            rejected = rejected_rate(self.engine, window.started_at, window.ended_at)
+            rejected = rejected_rate(
+                self.engine, request_seq_of(after), request_seq_of(window.last_seq)
+            )
             return CheckOutcome(
                 None,
                 rejected.rate,

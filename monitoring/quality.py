@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -135,13 +134,18 @@ def feature_quality(features: pd.DataFrame, schema: FeatureSchema) -> dict[str, 
     return counts.rates()
 
 
-def rejected_rate(engine: sa.Engine, start: datetime, end: datetime) -> RejectedRequests:
-    """Share of ``POST /predict`` requests answered 4xx between ``start`` and ``end``.
-    An ``OPTIONS``, or a 405 to another method, is logged but asks for no prediction:
-    left out of both counts, as ``WatchkeeperRejectedRequests`` leaves them out (the
-    dashboard shows the two against one threshold)."""
+def rejected_rate(engine: sa.Engine, after: int, up_to: int) -> RejectedRequests:
+    """Share of ``POST /predict`` requests answered 4xx among those stored after request
+    ``seq`` ``after`` up to ``up_to``: a window's, from the request of the previous
+    window's last prediction (counted there) to that of its own last. By ``seq``, as
+    windows are cut, not by time: requests are stored out of their arrival order (two
+    workers, a large batch), and counting by the window's first and last prediction's
+    times missed requests, counted others in two windows, and saw none in a window
+    inside one batch. An ``OPTIONS``, or a 405 to another method, is logged but asks for
+    no prediction: left out of both counts, as ``WatchkeeperRejectedRequests`` leaves
+    them out (the dashboard shows the two against one threshold)."""
     predict = requests.c.endpoint == "/predict"
-    window = requests.c.received_at.between(start, end)
+    window = (requests.c.seq > after) & (requests.c.seq <= up_to)
     query = sa.select(
         sa.func.count(),
         sa.func.sum(sa.case((requests.c.status_code.between(400, 499), 1), else_=0)),

@@ -646,3 +646,33 @@ def test_a_replaced_versions_last_window_is_neither_exported_nor_acted_on(
     assert metric(text, "watchkeeper_monitor_dataset_drift", model_version="v1") is None
     assert metric(text, "watchkeeper_monitor_windows_evaluated_total") == 3
     assert monitor.status.retrain_requests["drift"] == 0
+
+
+def test_each_rejected_request_is_counted_in_one_window_also_inside_a_large_batch(
+    server: Flask,
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    """A 1,000-row batch, 9 refused requests, a 600-row batch; windows of 300 rows.
+    Counted by the times of a window's first and last prediction, each window inside the
+    first batch counted that one request again (and with two workers storing requests
+    out of arrival order, refused ones between windows were missed); by ``seq``, each
+    request is the window's in which it was stored."""
+    client = server.test_client()
+    first = [replay_records[i % len(replay_records)] for i in range(1000)]
+    assert client.post("/predict", json={"instances": first}).status_code == 200
+    for _ in range(9):
+        assert client.post("/predict", json={"instances": [{}]}).status_code == 422
+    second = [replay_records[i % len(replay_records)] for i in range(600)]
+    assert client.post("/predict", json={"instances": second}).status_code == 200
+    services(server).prediction_log.flush()
+
+    monitor = make_monitor(monitor_window_size=300, drift_multivariate=False)
+    assert monitor.run_once() == 5  # 1,500 rows; the last 100 wait for more
+
+    counted = [
+        r["details"]["requests"] for r in _results(settings) if r["detector"] == "data_quality"
+    ]
+    assert [c["requests"] for c in counted] == [1, 0, 0, 10, 0]
+    assert sum(c["rejected"] for c in counted) == 9

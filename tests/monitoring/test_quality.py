@@ -179,46 +179,50 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def _log_requests(
-    engine: sa.Engine, rows: list[tuple[str, int, datetime]], method: str = "POST"
+    engine: sa.Engine, rows: list[tuple[str, int, int]], method: str = "POST"
 ) -> None:
+    """Requests stored as ``seq``, received in the opposite order (as two workers, or a
+    large batch, store them): the rate must follow the order of storage."""
     with engine.begin() as connection:
         connection.execute(
             requests.insert(),
             [
                 {
                     "request_id": f"{n:032x}",
-                    "received_at": at,
+                    "received_at": T0 - timedelta(seconds=seq),
                     "endpoint": endpoint,
                     "method": method,
                     "status_code": status,
                     "latency_seconds": 0.01,
+                    "seq": seq,
                 }
-                for n, (endpoint, status, at) in enumerate(rows, start=_count(engine))
+                for n, (endpoint, status, seq) in enumerate(rows, start=_count(engine))
             ],
         )
 
 
-def test_rejected_rate_counts_4xx_of_predict_inside_the_window_bounds_included(
+def test_rejected_rate_counts_4xx_of_predict_stored_after_the_window_start_up_to_its_end(
     engine: sa.Engine,
 ) -> None:
-    minute = timedelta(minutes=1)
+    """By request ``seq``, not by time: counted by the window's first and last
+    prediction's times, requests stored out of arrival order were missed, counted in
+    two windows, or a window inside one batch saw none (0 % with 9 of 11 refused)."""
     _log_requests(
         engine,
         [
-            ("/predict", 400, T0),  # on the start bound
-            ("/predict", 422, T0 + minute),
-            ("/predict", 200, T0 + 2 * minute),
-            ("/predict", 500, T0 + 3 * minute),  # a failure, not a rejection
-            ("/predict", 200, T0 + 10 * minute),  # on the end bound
-            ("/predict", 400, T0 - minute),  # before the window
-            ("/predict", 400, T0 + 11 * minute),  # after it
-            ("/feedback", 400, T0 + minute),  # another endpoint
+            ("/predict", 400, 10),  # the previous window's last request: counted there
+            ("/predict", 422, 11),
+            ("/predict", 200, 12),
+            ("/predict", 500, 13),  # a failure, not a rejection
+            ("/predict", 200, 20),  # the window's last request
+            ("/predict", 400, 21),  # after it
+            ("/feedback", 400, 14),  # another endpoint
         ],
     )
-    result = rejected_rate(engine, T0, T0 + 10 * minute)
+    result = rejected_rate(engine, after=10, up_to=20)
 
-    assert (result.requests, result.rejected) == (5, 2)
-    assert result.rate == pytest.approx(2 / 5)
+    assert (result.requests, result.rejected) == (4, 1)
+    assert result.rate == pytest.approx(1 / 4)
 
 
 def _count(engine: sa.Engine) -> int:
@@ -230,18 +234,18 @@ def test_rejected_rate_counts_post_requests_only(engine: sa.Engine) -> None:
     # OPTIONS /predict is logged (204) but asks for no prediction: a browser's
     # preflight before each POST would halve the rate. A GET answered 405 asks for none
     # either: the alert on the same rate counts POST /predict only.
-    _log_requests(engine, [("/predict", 400, T0), ("/predict", 200, T0)])
-    _log_requests(engine, [("/predict", 204, T0)], method="OPTIONS")
-    _log_requests(engine, [("/predict", 405, T0)], method="GET")
+    _log_requests(engine, [("/predict", 400, 1), ("/predict", 200, 2)])
+    _log_requests(engine, [("/predict", 204, 3)], method="OPTIONS")
+    _log_requests(engine, [("/predict", 405, 4)], method="GET")
 
-    result = rejected_rate(engine, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    result = rejected_rate(engine, after=0, up_to=10)
 
     assert (result.requests, result.rejected) == (2, 1)
 
 
 def test_rejected_rate_of_a_window_without_requests_is_zero(engine: sa.Engine) -> None:
-    _log_requests(engine, [("/feedback", 400, T0)])
+    _log_requests(engine, [("/feedback", 400, 1)])
 
-    result = rejected_rate(engine, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    result = rejected_rate(engine, after=0, up_to=10)
 
     assert result == RejectedRequests(requests=0, rejected=0, rate=0.0)
