@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,13 @@ from tests.stored_features import (
     stored_text,
 )
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.migrate import current_revision, head_revision, upgrade, wait_for_database
+from watchkeeper.db.migrate import (
+    current_revision,
+    head_revision,
+    require_current,
+    upgrade,
+    wait_for_database,
+)
 from watchkeeper.db.tables import metadata
 from watchkeeper.errors import ServiceUnavailable
 
@@ -58,6 +65,50 @@ def test_concurrent_upgrades_on_postgresql_both_succeed(postgres_server: Postgre
     assert current_revision(engines[0]) == head_revision()
     for engine in engines:
         engine.dispose()
+
+
+def _upgrade_each(urls: list[str], start: Any) -> list[str]:
+    """Upgrade each database of ``urls`` once every process is ready to; the errors."""
+    errors = []
+    for url in urls:
+        engine = create_engine(url)
+        with engine.connect():  # connected first: the upgrades start together
+            pass
+        start.wait()
+        try:
+            upgrade(engine)
+        except Exception as exc:
+            errors.append(f"{url}: {exc!r}"[:300])
+        engine.dispose()
+    return errors
+
+
+def test_concurrent_upgrades_of_a_new_sqlite_file_both_succeed(tmp_path: Path) -> None:
+    # processes, not threads: Alembic's ``context`` is one per process
+    urls = [f"sqlite:///{tmp_path / f'log{trial}.db'}" for trial in range(4)]
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Manager().Barrier(2)
+    with ProcessPoolExecutor(2, mp_context=spawn) as pool:
+        runs = [pool.submit(_upgrade_each, urls, start) for _ in range(2)]
+        errors = [e for run in runs for e in run.result(timeout=120)]
+
+    assert errors == []
+    for url in urls:
+        engine = create_engine(url)
+        assert current_revision(engine) == head_revision()
+        engine.dispose()
+
+
+def test_a_database_newer_than_the_code_is_not_told_to_upgrade(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+
+    with pytest.raises(ServiceUnavailable, match="at 9999, newer than this code") as raised:
+        require_current(engine)
+    assert "db upgrade" not in str(raised.value)
+    engine.dispose()
 
 
 def test_waiting_for_an_unreachable_database_fails_with_the_reason() -> None:

@@ -2,7 +2,7 @@
 
 Servers never create tables implicitly: ``watchkeeper db upgrade`` (or
 ``watchkeeper serve`` with ``WATCHKEEPER_AUTO_MIGRATE``) applies migrations, and
-:func:`require_current` refuses to run against a schema that is behind.
+:func:`require_current` refuses to run against a schema other than the code's.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
 from watchkeeper.errors import ServiceUnavailable
 
@@ -45,8 +46,11 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
 
     Safe to run from several processes at once (a Helm hook and replicas starting
     with auto-migrate): on PostgreSQL the upgrade holds a transaction-scoped advisory
-    lock, so the second runner waits and then finds nothing left to do. SQLite's
-    single writer serialises the transactions by itself.
+    lock, so the second runner waits and then finds nothing left to do. On SQLite the
+    upgrade takes the write lock before Alembic reads the revision (waiting up to the
+    busy timeout): a deferred transaction let both runners read an empty version table
+    and then both create the tables, the second failing with "table ... already
+    exists".
     """
     config = _config()
     with engine.begin() as connection:
@@ -54,6 +58,8 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
             connection.execute(
                 sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK}
             )
+        elif connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # first statement: no BEGIN yet
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
@@ -81,8 +87,22 @@ def wait_for_database(engine: sa.Engine, timeout: float, interval: float = 1.0) 
 
 def require_current(engine: sa.Engine) -> None:
     current, head = current_revision(engine), head_revision()
-    if current != head:
+    if current == head:
+        return
+    if current is not None and not _known(current):
+        # upgrading cannot help: a newer release migrated the database
         raise ServiceUnavailable(
-            f"database schema is at {current or 'nothing'}, code needs {head}: "
-            "run `watchkeeper db upgrade`"
+            f"database schema is at {current}, newer than this code (which knows up to "
+            f"{head}): run the release that migrated it"
         )
+    raise ServiceUnavailable(
+        f"database schema is at {current or 'nothing'}, code needs {head}: "
+        "run `watchkeeper db upgrade`"
+    )
+
+
+def _known(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
