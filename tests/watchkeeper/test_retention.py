@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
@@ -22,7 +23,7 @@ from monitoring.retention_loop import RetentionLoop
 from retrain.data import labelled_predictions
 from tests.processes import Process, sqlite_url, wait_for
 from watchkeeper.db import log_stats
-from watchkeeper.db.archive import archived_labels, read_archive, read_rows
+from watchkeeper.db.archive import Archive, archived_labels, read_archive, read_rows
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.retention import MONITOR_WATERMARK, Pruner, RetentionPolicy
 from watchkeeper.db.tables import (
@@ -576,3 +577,74 @@ def test_the_raw_limit_allows_the_day_partitioned_log_its_extra_day(
     limits = RetentionPolicy.from_settings(settings).limits()
     assert limits["predictions"] == limits["requests"] == raw_days * 86400
     assert limits["feedback"] == 365 * 86400
+
+
+def _archived_seqs(root: Path) -> list[int]:
+    """Every ``seq`` in the archive's files, as often as the files hold it."""
+    return [s for f in root.rglob("*.parquet") for s in pq.read_table(f)["seq"].to_pylist()]
+
+
+def test_a_prune_stopped_after_archiving_and_retried_archives_each_row_once(
+    engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = Log(engine)
+    old = log.requests(ago(40), 6, items=2)
+    newest = log.request(ago(0))
+    with engine.connect() as connection:
+        read_to = connection.execute(
+            sa.select(sa.func.max(predictions.c.seq)).where(
+                predictions.c.request_id == old[3][0].split(".")[0]
+            )
+        ).scalar_one()
+    log.set_watermark(read_to)  # the monitor read the first four requests
+    policy = replace(POLICY, batch_rows=50, archive_url=str(tmp_path))
+    write = Archive.write
+
+    def killed(self: Archive, connection: sa.Connection, seqs: Any) -> int:
+        write(self, connection, seqs)
+        raise RuntimeError("killed before the delete committed")
+
+    monkeypatch.setattr(Archive, "write", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        pruner(engine, policy).run()
+    monkeypatch.setattr(Archive, "write", write)
+    assert len(_archived_seqs(tmp_path)) == 8 and len(log.ids(predictions, "seq")) == 13
+    # the retry's batch differs: the monitor read on, a label arrived for the second
+    log.set_watermark(log.max_seq())
+    log.label(old[1][0], ago(0))
+
+    pruner(engine, policy).run()
+
+    seqs = _archived_seqs(tmp_path)
+    assert len(seqs) == len(set(seqs)) == 12  # the labelled request's two as well
+    assert log.ids(predictions, "prediction_id") - set(old[1]) == set(newest)
+    assert set(read_archive(str(tmp_path))["prediction_id"]) == {p for r in old for p in r}
+
+    # once the label ages out its request goes, archived again with its label: still once
+    later = Pruner(engine, policy, clock=lambda: NOW + timedelta(days=400), pause=False)
+    later.run()
+
+    seqs = _archived_seqs(tmp_path)
+    assert len(seqs) == len(set(seqs)) == 12
+    archived = read_archive(str(tmp_path))
+    assert archived.loc[archived["prediction_id"] == old[1][0], "actual"].tolist() == [105.0]
+
+
+def test_an_archive_write_that_fails_leaves_no_partial_file(
+    engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = Log(engine)
+    log.requests(ago(40), 3)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+
+    def full_disk(table: Any, where: Any, **_: Any) -> None:
+        where.write(b"PAR1")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        pruner(engine, replace(POLICY, archive_url=str(tmp_path / "archive"))).run()
+
+    assert not [p for p in (tmp_path / "archive").rglob("*") if p.is_file()]
+    assert len(log.ids(requests, "request_id")) == 4  # nothing deleted unarchived

@@ -14,14 +14,21 @@ sets differ between model versions, so read the dataset with schema unification
 ``mergeSchema``).
 
 A file is complete before its rows are deleted (in the same prune batch, which deletes
-whole requests), and its name is the batch's range of positions (``seq``), so a batch
-retried after a failure rewrites the same file instead of adding a second copy.
+whole requests), and its name is the range of positions (``seq``) it holds. A prune
+stopped after writing a file and before its delete committed (killed, a lost
+connection, a partition's drop refused) leaves rows that are both archived and still in
+the database; the retry's batch may hold other rows (more aged since, a label arrived),
+so its file is another one. Each write therefore first takes its rows out of the day's
+older files (rewriting those under the range they keep), so that every row is in one
+file, as the database held it when it was last written. A crash within that leaves at
+worst a row in two files, never in none: :func:`read_archive` keeps one of each.
 ``archive_url`` is a local directory or any fsspec URL (``s3://bucket/log``,
 ``gs://…``; the filesystem's own package must be installed).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +36,7 @@ import fsspec
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
@@ -71,16 +79,57 @@ class Archive:
             return 0
         frame = read_rows(connection, seqs)
         for day, rows in frame.groupby(frame["created_at"].dt.strftime("%Y-%m-%d"), sort=True):
-            name = f"seq-{int(rows['seq'].min()):012d}-{int(rows['seq'].max()):012d}.parquet"
             directory = f"{self._root}/predictions/date={day}"
             self._fs.makedirs(directory, exist_ok=True)
             table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
-            # write then rename: a reader (or a retry) never sees half a file
-            partial = f"{directory}/.{name}.partial"
+            self._take_out(directory, table["seq"].combine_chunks())
+            self._put(directory, table)
+        return len(frame)
+
+    def _take_out(self, directory: str, seqs: pa.Array) -> None:
+        """Remove the rows at ``seqs`` from the files of ``directory`` (a row's day
+        never changes, so no other directory holds it): the rest of a file is written
+        anew before the file goes. Only files whose name's range meets ``seqs``' are
+        read, their ``seq`` column first."""
+        low, high = pc.min(seqs).as_py(), pc.max(seqs).as_py()
+        for path in self._fs.ls(directory, detail=False):
+            name = path.rsplit("/", 1)[-1]
+            span = _FILE.fullmatch(name)
+            if span is None or int(span[2]) < low or int(span[1]) > high:
+                continue
+            held = pq.read_table(path, columns=["seq"], filesystem=self._fs)["seq"]
+            if not pc.any(pc.is_in(held, value_set=seqs)).as_py():
+                continue
+            table = pq.read_table(path, filesystem=self._fs)
+            rest = table.filter(pc.invert(pc.is_in(table["seq"], value_set=seqs)))
+            if rest.num_rows:
+                self._put(directory, rest)  # first: a crash leaves a copy, never a loss
+                if _name(rest) == name:
+                    continue  # the same range: replaced in place
+            self._fs.rm(path)
+
+    def _put(self, directory: str, table: pa.Table) -> None:
+        """Write ``table`` as the file named by its range of ``seq``, through a
+        temporary file so that a reader never sees half a file; on failure (a full
+        disk) the temporary file is removed."""
+        name = _name(table)
+        partial = f"{directory}/.{name}.partial"
+        try:
             with self._fs.open(partial, "wb") as handle:
                 pq.write_table(table, handle)
             self._fs.mv(partial, f"{directory}/{name}")
-        return len(frame)
+        except BaseException:
+            if self._fs.exists(partial):
+                self._fs.rm(partial)
+            raise
+
+
+_FILE = re.compile(r"seq-(\d+)-(\d+)\.parquet")
+
+
+def _name(table: pa.Table) -> str:
+    seqs = table["seq"]
+    return f"seq-{pc.min(seqs).as_py():012d}-{pc.max(seqs).as_py():012d}.parquet"
 
 
 def read_rows(connection: sa.Connection, seqs: Sequence[int]) -> pd.DataFrame:
@@ -124,13 +173,18 @@ def _typed(column: pd.Series[Any]) -> pd.Series[Any]:
 
 
 def read_archive(url: str) -> pd.DataFrame:
-    """Every archived prediction under ``url``, by ``seq`` (for tests and notebooks)."""
+    """Every archived prediction under ``url``, once each, by ``seq`` (for tests and
+    notebooks)."""
     fs, root = fsspec.core.url_to_fs(url.rstrip("/"))
     files = sorted(p for p in fs.find(f"{root}/predictions") if p.endswith(".parquet"))
     frames = [pq.read_table(f, filesystem=fs).to_pandas() for f in files]
     if not frames:
         return pd.DataFrame()
-    frame = pd.concat(frames, ignore_index=True).sort_values("seq", ignore_index=True)
+    frame = pd.concat(frames, ignore_index=True)
+    # a crash while a write took its rows out of older files may leave a row in two:
+    # the copy with a label (the later state) is kept
+    frame = frame.sort_values(["seq", "label_received_at"], na_position="first", kind="stable")
+    frame = frame.drop_duplicates("seq", keep="last", ignore_index=True)
     text = frame.select_dtypes("object").columns  # a file without the column: None
     frame[text] = frame[text].astype(object).where(frame[text].notna(), None)
     return frame
