@@ -648,3 +648,27 @@ def test_an_archive_write_that_fails_leaves_no_partial_file(
 
     assert not [p for p in (tmp_path / "archive").rglob("*") if p.is_file()]
     assert len(log.ids(requests, "request_id")) == 4  # nothing deleted unarchived
+
+
+def test_requests_dated_ahead_of_the_clock_do_not_stop_the_prune_of_later_old_ones(
+    engine: sa.Engine,
+) -> None:
+    log = Log(engine)
+    log.requests(ago(40), 5)
+    ahead = log.requests(NOW + timedelta(days=30), 5)  # a server's clock ran ahead
+    log.requests(ago(40), 20, items=2)
+    young = log.requests(ago(1), 2)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    small = replace(POLICY, batch_rows=4)
+
+    report = pruner(engine, small).run()
+
+    assert counts(report)["predictions"] == 5 + 40
+    left = log.ids(requests, "request_id")
+    assert left == {r[0] for r in ahead + young} | {max(left)}
+    assert counts(pruner(engine, small).run())["predictions"] == 0
+    # once old, the requests dated ahead go too: the resume point waited for them
+    later = Pruner(engine, small, clock=lambda: NOW + timedelta(days=61), pause=False)
+    assert counts(later.run())["requests"] == 5 + 2
+    assert len(log.ids(requests, "request_id")) == 1  # the newest

@@ -36,15 +36,16 @@ row). Every prune also creates the partitions of the days ahead (and so does the
 monitor's retention thread with pruning off:
 :class:`~watchkeeper.db.partitions.PartitionsAhead`).
 
-The raw pass goes through requests in ``seq`` order (its index) from a resume point
-kept in ``monitor_state`` (requests behind it are deleted, or kept for a recent label
-and left to the labelled pass), and stops at the first request not old enough yet or
-not read by the monitor, so a prune costs what became old since the last one, not
-what the log holds. Rejected requests logged before migration 0010 have no ``seq``:
-they go by time, found through the same index. Each batch (at most ``batch_rows``
-requests and, but for one larger request, predictions) is its own short transaction
-and the pruner then pauses as long as the batch took, so that the serving writers get
-the database at least half the time.
+The raw pass goes through requests in ``seq`` order (its index) from a resume point kept
+in ``monitor_state`` (requests behind it are deleted, or kept for a recent label and
+left to the labelled pass), and stops at the first request not old enough yet or not
+read by the monitor (it steps over requests dated after now, a server's clock ahead: the
+resume point waits before them until they are old), so a prune costs what became old
+since the last one, not what the log holds. Rejected requests logged before migration
+0010 have no ``seq``: they go by time, found through the same index. Each batch (at most
+``batch_rows`` requests and, but for one larger request, predictions) is its own short
+transaction and the pruner then pauses as long as the batch took, so that the serving
+writers get the database at least half the time.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ REQUESTS_POSITION = "retention_requests"
 _VACUUM_BYTES = 8 << 20
 # Longest pause between two batches, however long a batch took.
 _MAX_PAUSE = 1.0
+# Most requests dated after now (a server's clock ahead) the raw pass steps over: each
+# prune reads them again until they are old.
+_MOST_AHEAD = 10_000
 # Retraining requests and runs still in flight are never deleted.
 _OPEN_REQUEST_STATES = ("pending", "running")
 
@@ -236,6 +240,8 @@ class _Cutoffs:
     unread: int
     """``seq`` of the first request the monitor has not read all of: it and later ones
     holding predictions are kept."""
+    now: datetime
+    """The prune's time: a request dated after it was stamped by a clock running ahead."""
 
     def may_go(self, seq: int | None, accepted: bool) -> bool:
         """Whether a request (its ``seq``, whether it holds predictions) is neither the
@@ -364,7 +370,7 @@ class Pruner:
             # cut-off is dropped whole once past it rather than emptied row by row by
             # the hourly prunes before (rows are kept up to a day longer).
             raw = parts.day_start(raw)
-        return _Cutoffs(raw, before(p.labelled_days), before(p.history_days), newest, unread)
+        return _Cutoffs(raw, before(p.labelled_days), before(p.history_days), newest, unread, now)
 
     @staticmethod
     def _first_unread(connection: sa.Connection, watermark: int) -> int:
@@ -560,32 +566,47 @@ class Pruner:
     def _raw(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> tuple[int, int]:
         """Delete old requests in ``seq`` order from the resume point up to the first
         one not old enough yet or not read; those with a recent label are stepped over
-        and left to :meth:`_aged_labels`. The range of ``seq`` passed: a dry run's
-        aged-label count leaves out what this one counted."""
+        and left to :meth:`_aged_labels`, and so are those dated after now (at most
+        ``_MOST_AHEAD`` of them), whose server's clock ran ahead: the first of them
+        holds the resume point, so that they go once old. The range of ``seq`` passed:
+        a dry run's aged-label count leaves out what this one counted."""
         assert cut.raw is not None
         with self.engine.connect() as connection:
             start = read_position(connection, REQUESTS_POSITION) or 0
-        position = start
+        position = start  # the resume point: every request up to it is done with
+        scanned = start  # where this pass has read to
+        ahead = 0  # requests dated after now stepped over
+        held = False  # whether one was: the resume point moves no more
 
         def batch(connection: sa.Connection) -> bool:
-            nonlocal position
+            nonlocal position, scanned, ahead, held
             rows = self._batch(
                 connection,
-                sa.and_(requests.c.seq > position, requests.c.seq < cut.newest),
+                sa.and_(requests.c.seq > scanned, requests.c.seq < cut.newest),
                 cut,
             )
             # only the leading run of old, read requests: the rest waits
             leading = []
             for request, recent in rows:
-                if request.received_at >= cut.raw or not cut.may_go(request.seq, request.accepted):
+                if not cut.may_go(request.seq, request.accepted):
+                    break
+                if request.received_at > cut.now:
+                    if ahead >= _MOST_AHEAD:
+                        break
+                    ahead += 1
+                elif request.received_at >= cut.raw:
                     break
                 leading.append((request, recent))
             run = leading[: _leading([r for r, _ in leading], self.policy.batch_rows)]
-            going = [r for r, recent in run if not recent]
+            going = [r for r, recent in run if not recent and r.received_at <= cut.now]
             counts.add("requests", len(going))
             counts.add("predictions", _items(going))
             if run:
-                position = int(run[-1][0].seq)  # type: ignore[arg-type]
+                scanned = int(run[-1][0].seq)  # type: ignore[arg-type]
+                for request, _ in run:  # the resume point stops before the first ahead
+                    held = held or request.received_at > cut.now
+                    if not held:
+                        position = int(request.seq)  # type: ignore[arg-type]
                 if not dry_run:
                     self._delete(connection, going)
                     write_position(connection, REQUESTS_POSITION, position, self._clock())
@@ -593,7 +614,7 @@ class Pruner:
             return len(run) < len(leading) or len(leading) == len(rows) == self.policy.batch_rows
 
         self._repeat(batch)
-        return start, position
+        return start, scanned
 
     def _unnumbered(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> None:
         """Delete old requests without ``seq``: rejected ones logged before migration
