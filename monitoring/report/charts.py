@@ -30,6 +30,7 @@ from monitoring.report.records import (
 )
 from monitoring.report.svg import LEFT, RIGHT, WIDTH, Drawing, Scale, nice_ticks, number, time_ticks
 from monitoring.report.wording import count as count_of
+from watchkeeper.db.prediction_seq import window_label
 
 VERDICT_CSS = {
     Verdict.DRIFT: "drift",
@@ -96,7 +97,7 @@ def _window_title(window: WindowSummary, what: str, check: Check) -> str:
         more = len(window.drifted_features) - 8
         drifted = f"\ndrifted: {names}" + (f" and {more} more" if more > 0 else "")
     return (
-        f"{what}: {check.verdict}{figure}{reason}\nwindow {window.window_id}, "
+        f"{what}: {check.verdict}{figure}{reason}\nwindow {window_label(window.window_id)}, "
         f"{count_of(window.n_rows, 'row')}\n"
         f"{_when(window.started_at)} → {_when(window.ended_at)}{drifted}"
     )
@@ -246,7 +247,7 @@ def ood_chart(data: ReportData, axis: TimeAxis) -> str:
                     w.ended_at,
                     w.ood_fraction,
                     f"{w.model_version}: {w.ood_fraction:.1%} of {count_of(w.n_rows, 'row')} "
-                    f"out of distribution\nwindow {w.window_id}\n{_when(w.ended_at)}",
+                    f"out of distribution\nwindow {window_label(w.window_id)}\n{_when(w.ended_at)}",
                 )
             )
     series = [Series(f"OOD fraction {v}", tuple(p)) for v, p in by_version.items()]
@@ -266,7 +267,7 @@ def quality_chart(data: ReportData, axis: TimeAxis) -> str:
         Point(
             w.ended_at,
             w.quality.rejected_rate,
-            f"rejected requests: {w.quality.rejected_rate:.2%}\nwindow {w.window_id}",
+            f"rejected requests: {w.quality.rejected_rate:.2%}\nwindow {window_label(w.window_id)}",
         )
         for w in data.windows
         if w.quality is not None
@@ -284,7 +285,7 @@ def quality_chart(data: ReportData, axis: TimeAxis) -> str:
                     w.ended_at,
                     rate.excess,
                     f"{name} above the reference: {rate.excess:.2%}"
-                    f"{where if rate.feature else ''}\nwindow {w.window_id}",
+                    f"{where if rate.feature else ''}\nwindow {window_label(w.window_id)}",
                 )
             )
         series.append(Series(f"{name} above reference", tuple(points)))

@@ -25,6 +25,7 @@ from monitoring.report.records import (
 from monitoring.report.svg import exact, number
 from monitoring.report.text import html_text
 from monitoring.report.wording import noun
+from watchkeeper.db.prediction_seq import window_label
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -340,7 +341,7 @@ def retraining(data: ReportData) -> str:
 def _feature(c: FeatureComparison) -> str:
     figures = (
         f"{c.test} statistic {c.statistic:.4g}, p-value {c.p_value:.3g} (drift below "
-        f"{c.threshold:.3g}) in window {c.window_id}"
+        f"{c.threshold:.3g}) in window {window_label(c.window_id)}"
         + (
             f"; drifted in {c.drifted_windows} of {c.windows} windows of {c.model_version}"
             if c.windows != 1
@@ -518,7 +519,7 @@ def _class_window_row(p: ClassAccuracyPoint) -> list[str]:
     recall = ", ".join(f"{label} {value:.0%}" for label, value in figures.recall)
     unknown = f" ({figures.unknown_labels} of an unknown class)" if figures.unknown_labels else ""
     return [
-        _e(p.window_id),
+        _e(window_label(p.window_id)),
         _e(_when(p.ended_at)),
         _e(f"{p.labels:,}{unknown}" if p.labels is not None else "—"),
         _e(f"{p.accuracy:.1%}"),

@@ -36,3 +36,14 @@ def position_text(seq: int) -> str:
     ``seq``, and ``.index`` for an item after a request's first (``500``, ``37.12``)."""
     request, item = request_seq_of(seq), item_index_of(seq)
     return f"{request}.{item}" if item else str(request)
+
+
+def window_label(window_id: str) -> str:
+    """A monitor window's id (``v1:<first position>-<last position>``) as people read
+    it, its positions as :func:`position_text` writes them (``v1:1-500``); an id of
+    another form as it is."""
+    version, _, span = window_id.rpartition(":")
+    first, _, last = span.partition("-")
+    if not (version and first.isdigit() and last.isdigit()):
+        return window_id
+    return f"{version}:{position_text(int(first))}-{position_text(int(last))}"

@@ -259,12 +259,23 @@ def test_counts_of_one_are_singular_in_the_charts_titles() -> None:
 def test_a_feature_that_drifted_in_its_versions_only_window_says_so() -> None:
     histogram = Histogram(("a", "b"), (), (1, 2), (2, 1), 0, 0)
     comparison = FeatureComparison(
-        "exper", False, "chi2", 9.0, 0.001, 0.01, "v1:1-1", "v1", 1, 1, histogram
+        "exper",
+        False,
+        "chi2",
+        9.0,
+        0.001,
+        0.01,
+        f"v1:{1 << 20}-{(3 << 20) + 7}",
+        "v1",
+        1,
+        1,
+        histogram,
     )
 
     section = page.drifted_features(_data(1, drifted_features=(comparison,)))
 
-    assert "in window v1:1-1, the only window of v1." in section
+    # named by its requests and items, not by its stored positions
+    assert "in window v1:1-3.7, the only window of v1." in section
     assert "1 of 1 windows" not in section
     assert "<title>a: 1 row (33.3%)</title>" in section
 
