@@ -181,6 +181,7 @@ class Monitor:
             ),
             self.status.retrain_requests,
         )
+        self._reload_estimate_errors()
         self._retire_replaced()
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._insert_results = dialect.insert(window_results).on_conflict_do_nothing()
@@ -214,6 +215,49 @@ class Monitor:
             ).all()
         stored = [WindowResult.from_row(row._mapping) for row in rows]
         return {result.check: result for result in stored if not result.failed}
+
+    def _reload_estimate_errors(self) -> None:
+        """Each version's estimate error as last exported: that of its newest window
+        with ``min_labels`` labels (an accuracy result counts its labels in ``n_rows``),
+        so that a restart does not drop the gauge until that window's labels change."""
+        enough = (
+            window_results.c.detector == Check.ACCURACY.value,
+            window_results.c.score.is_not(None),
+            window_results.c.n_rows >= self.settings.monitor.min_labels,
+        )
+        # the newest by the window's place in the log: late labels insert an older
+        # window's accuracy after a newer one's
+        newest = (
+            sa.select(
+                window_results.c.model_version,
+                sa.func.max(window_results.c.last_seq).label("last_seq"),
+            )
+            .where(*enough)
+            .group_by(window_results.c.model_version)
+            .subquery()
+        )
+        query = sa.select(window_results).join(
+            newest,
+            sa.and_(
+                window_results.c.model_version == newest.c.model_version,
+                window_results.c.last_seq == newest.c.last_seq,
+            ),
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.where(*enough)).all()
+        for row in rows:
+            result = WindowResult.from_row(row._mapping)
+            details = result.details
+            version = result.model_version
+            if not isinstance(details, AccuracyDetails | ClassAccuracyDetails):
+                continue
+            if details.estimate_error is None:
+                continue
+            self._estimate_checked_at[version] = result.last_seq
+            if isinstance(details, ClassAccuracyDetails):
+                self.status.accuracy_estimate_errors[version] = details.estimate_error
+            else:
+                self.status.estimate_errors[version] = abs(details.estimate_error)
 
     def _stored_last_orphans(self) -> float | None:
         with self.engine.connect() as connection:

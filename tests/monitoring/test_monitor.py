@@ -555,7 +555,7 @@ def test_the_monitor_uses_the_scores_stored_at_serving_time_and_scores_only_the_
     assert ood["score"] == pytest.approx((window > suite.ood_threshold).mean())
 
 
-def test_a_windows_estimate_is_checked_when_its_labels_arrive(
+def test_a_windows_estimate_is_checked_when_its_labels_arrive_and_kept_over_a_restart(
     settings: Settings,
     server: Flask,
     replay_records: list[dict[str, Any]],
@@ -579,12 +579,13 @@ def test_a_windows_estimate_is_checked_when_its_labels_arrive(
     assert details["estimate_error"] == pytest.approx(
         (estimate["score"] - details["mae"]) / details["mae"]
     )
-    registry = CollectorRegistry()
-    registry.register(MonitorCollector(monitor.status))
-    text = generate_latest(registry).decode()
-    assert metric(
-        text, "watchkeeper_monitor_estimated_mae_error_ratio", model_version="v1"
-    ) == pytest.approx(abs(details["estimate_error"]))
+    for status in (monitor.status, make_monitor().status):  # and after a restart
+        registry = CollectorRegistry()
+        registry.register(MonitorCollector(status))
+        text = generate_latest(registry).decode()
+        assert metric(
+            text, "watchkeeper_monitor_estimated_mae_error_ratio", model_version="v1"
+        ) == pytest.approx(abs(details["estimate_error"]))
 
 
 def test_each_versions_rolling_accuracy_stays_exported_while_labels_come_for_another(
