@@ -36,7 +36,9 @@ class MonitorCollector(Collector):
         (drift, OOD, data quality, estimate) are exported only for it, or a drifted v1
         window would keep its gauge at 1 after v2's promotion, until v2's first window
         with a verdict, and page (and retrain v2) for a model no longer served.
-        Accuracy from labels stays per version: labels of v1's predictions come late."""
+        Accuracy from labels stays per version: labels of v1's predictions come late
+        (the monitor drops a replaced version's once its labels stop, see
+        ``Monitor._retire_replaced``)."""
         self.status = status
         self.served = served
 
@@ -125,6 +127,17 @@ class MonitorCollector(Collector):
             yield from self._accuracy([r for r in rolling if not r.is_classifier])
             yield from self._class_accuracy([r for r in rolling if r.is_classifier])
             yield from self._labels(rolling)
+        # kept when a replaced version's series go: it says when labels last came
+        last_labels = [r.evaluated_at.timestamp() for r in status.rolling.values()]
+        if status.last_labels is not None:
+            last_labels.append(status.last_labels)
+        if last_labels:
+            g = _gauge(
+                "last_labels_timestamp_seconds",
+                "Unix time accuracy was last computed from new labels.",
+            )
+            g.add_metric([], max(last_labels))
+            yield g
 
     def _health(self, status: MonitorStatus) -> Iterator[Any]:
         evaluated = CounterMetricFamily(PREFIX + "windows_evaluated", "Windows evaluated.")
@@ -147,6 +160,15 @@ class MonitorCollector(Collector):
         )
         orphans.add_metric([], status.feedback_orphans)
         yield orphans
+        if status.last_orphans is not None:
+            found = _gauge(
+                "last_feedback_orphans_timestamp_seconds",
+                "Unix time orphan labels were last counted, by this monitor process or an "
+                "earlier one: the counter restarts at 0, and a restart's first cycle may "
+                "count them before any scrape.",
+            )
+            found.add_metric([], status.last_orphans)
+            yield found
         requests = CounterMetricFamily(
             PREFIX + "retrain_requests", "Retrain requests recorded, by reason.", labels=["reason"]
         )
@@ -169,6 +191,13 @@ class MonitorCollector(Collector):
             "window_size", "Predictions in the last evaluated window.", ("model_version",)
         )
         size.add_metric([version], result.n_rows)
+        ended = _gauge(
+            "window_end_timestamp_seconds",
+            "Unix time of the last prediction in the last evaluated window: whether windows "
+            "still come, or its figures stand since traffic stopped.",
+            ("model_version",),
+        )
+        ended.add_metric([version], result.ended_at.timestamp())
         rejected = _gauge(
             "rejected_request_rate",
             "Share of /predict requests rejected with 4xx during the last window.",
@@ -200,6 +229,7 @@ class MonitorCollector(Collector):
             for rate, value in rates.items():
                 references[rate].add_metric([version, feature], value)
         yield size
+        yield ended
         yield rejected
         yield from families.values()
         yield from references.values()
@@ -234,7 +264,8 @@ class MonitorCollector(Collector):
         """The rolling figures, one series per model version: each version's most
         recently predicted labelled predictions (``monitor_accuracy_labels`` of them).
         Every version keeps its series while labels come for another (after a
-        promotion, for both), or the alerts' ``for:`` would restart at each flip. Each
+        promotion, for both), or the alerts' ``for:`` would restart at each flip; a
+        replaced one until ``monitor_replaced_accuracy_seconds`` after its last labels. Each
         window's own accuracy is in the stored results and the report."""
         figures = [
             (result.model_version, details)
@@ -342,13 +373,6 @@ class MonitorCollector(Collector):
                     g.add_metric([version], value)
             if g.samples:
                 yield g
-        if rolling:
-            g = _gauge(
-                "last_labels_timestamp_seconds",
-                "Unix time accuracy was last computed from new labels.",
-            )
-            g.add_metric([], max(r.evaluated_at for r in rolling).timestamp())
-            yield g
 
 
 CLASS_GAUGES: tuple[tuple[Callable[[ClassAccuracyDetails], float | None], str, str], ...] = (

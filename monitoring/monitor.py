@@ -68,7 +68,7 @@ from monitoring.verdict import window_verdict
 from monitoring.window_result import Check, WindowResult
 from monitoring.windows import Window, cut_windows
 from watchkeeper.classification import ClassPredictions
-from watchkeeper.db.positions import from_micros, to_micros
+from watchkeeper.db.positions import from_micros, read_position, to_micros, write_position
 from watchkeeper.db.prediction_seq import request_seq_of
 from watchkeeper.db.tables import window_results
 from watchkeeper.errors import WatchkeeperError
@@ -81,6 +81,10 @@ log = logging.getLogger(__name__)
 
 FEEDBACK_WATERMARK = "feedback"
 ORPHAN_WATERMARK = "feedback_orphans"
+ORPHANS_FOUND = "feedback_orphans.found"
+"""When the monitor last counted orphan labels (microseconds): kept in the database, as
+the process counter restarts at 0 and a restart's first cycle counts the whole backlog
+before Prometheus sees a 0, so ``increase()`` never sees those."""
 READ_WINDOWS = 10
 """A read holds at least this many windows' count of rows..."""
 READ_ROWS = 100_000
@@ -88,6 +92,18 @@ READ_ROWS = 100_000
 minimum span (many times their count at high traffic) take few reads."""
 MAX_REASON_CHARS = 500
 """An error's reason is stored and logged cut to this: it may quote a hostile value."""
+WINDOW_CHECKS = frozenset(
+    (
+        Check.DATA_QUALITY,
+        Check.OOD,
+        Check.FEATURE_DRIFT,
+        Check.OUTPUT_DRIFT,
+        Check.MULTIVARIATE_DRIFT,
+        Check.ESTIMATED_ACCURACY,
+    )
+)
+"""The checks :meth:`Monitor.evaluate` runs on a window: what ``status.latest`` holds
+is the newest window's, all of them from that one window."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +123,10 @@ class MonitorStatus:
     counters of the monitor's own health."""
 
     latest: dict[str, WindowResult] = field(default_factory=dict)
+    """The newest evaluated window's result of each check it got (a check it did not
+    run, as drift on a window under ``min_samples`` rows, or that failed on it, has
+    none: an older window's verdict beside the newest window's size would be read as
+    the newest window's)."""
     retrain_requests: Counter[str] = field(default_factory=Counter)
     windows_evaluated: int = 0
     window_errors: Counter[str] = field(default_factory=Counter)
@@ -114,6 +134,8 @@ class MonitorStatus:
     errors: int = 0
     rows_read: int = 0
     feedback_orphans: int = 0
+    last_orphans: float | None = None
+    """Unix time the monitor (this process or an earlier one) last counted orphans."""
     rolling: dict[str, WindowResult] = field(default_factory=dict)
     """The newest rolling accuracy result of each model version."""
     estimate_errors: dict[str, float] = field(default_factory=dict)
@@ -122,6 +144,8 @@ class MonitorStatus:
     accuracy_estimate_errors: dict[str, float] = field(default_factory=dict)
     """By classifier version: the label-free accuracy estimate of the last window with
     enough labels minus its realised accuracy."""
+    last_labels: float | None = None
+    """Unix time accuracy was last computed from new labels, for any version."""
     last_success: float | None = None
     last_duration: float = 0.0
 
@@ -134,7 +158,13 @@ class Monitor:
         self.reader = LogReader(engine, settle_seconds=settings.monitor.settle_seconds)
         self.read_windows = READ_WINDOWS
         self.read_rows = READ_ROWS
-        self.status = MonitorStatus(latest=self._stored_latest(), rolling=self._stored_rolling())
+        rolling = self._stored_rolling()
+        self.status = MonitorStatus(
+            latest=self._stored_latest(),
+            rolling=rolling,
+            last_labels=max((r.evaluated_at.timestamp() for r in rolling.values()), default=None),
+            last_orphans=self._stored_last_orphans(),
+        )
         self._suites: dict[str, DetectorSuite] = {}
         self.estimator = AccuracyEstimator(registry)
         self._validation_mae: dict[str, float | None] = {}
@@ -151,6 +181,8 @@ class Monitor:
             ),
             self.status.retrain_requests,
         )
+        self._reload_estimate_errors()
+        self._retire_replaced()
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._insert_results = dialect.insert(window_results).on_conflict_do_nothing()
         upsert = dialect.insert(window_results)
@@ -164,20 +196,73 @@ class Monitor:
         )
 
     def _stored_latest(self) -> dict[str, WindowResult]:
-        """The newest stored result of each check, so that a restarted monitor exports
-        what it last knew instead of nothing."""
+        """The newest evaluated window's stored results, so that a restarted monitor
+        exports what it last knew instead of nothing (and no older window's)."""
+        detectors = [check.value for check in WINDOW_CHECKS]
         newest = (
-            sa.select(sa.func.max(window_results.c.id))
-            .where(window_results.c.score.is_not(None))  # error results carry no score
-            .group_by(window_results.c.detector)
+            sa.select(window_results.c.window_id)
+            .where(window_results.c.detector.in_(detectors))
+            .order_by(window_results.c.id.desc())
+            .limit(1)
             .scalar_subquery()
         )
         with self.engine.connect() as connection:
             rows = connection.execute(
-                sa.select(window_results).where(window_results.c.id.in_(newest))
+                sa.select(window_results).where(
+                    window_results.c.window_id == newest,
+                    window_results.c.detector.in_(detectors),
+                )
             ).all()
         stored = [WindowResult.from_row(row._mapping) for row in rows]
-        return {result.check: result for result in stored}
+        return {result.check: result for result in stored if not result.failed}
+
+    def _reload_estimate_errors(self) -> None:
+        """Each version's estimate error as last exported: that of its newest window
+        with ``min_labels`` labels (an accuracy result counts its labels in ``n_rows``),
+        so that a restart does not drop the gauge until that window's labels change."""
+        enough = (
+            window_results.c.detector == Check.ACCURACY.value,
+            window_results.c.score.is_not(None),
+            window_results.c.n_rows >= self.settings.monitor.min_labels,
+        )
+        # the newest by the window's place in the log: late labels insert an older
+        # window's accuracy after a newer one's
+        newest = (
+            sa.select(
+                window_results.c.model_version,
+                sa.func.max(window_results.c.last_seq).label("last_seq"),
+            )
+            .where(*enough)
+            .group_by(window_results.c.model_version)
+            .subquery()
+        )
+        query = sa.select(window_results).join(
+            newest,
+            sa.and_(
+                window_results.c.model_version == newest.c.model_version,
+                window_results.c.last_seq == newest.c.last_seq,
+            ),
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.where(*enough)).all()
+        for row in rows:
+            result = WindowResult.from_row(row._mapping)
+            details = result.details
+            version = result.model_version
+            if not isinstance(details, AccuracyDetails | ClassAccuracyDetails):
+                continue
+            if details.estimate_error is None:
+                continue
+            self._estimate_checked_at[version] = result.last_seq
+            if isinstance(details, ClassAccuracyDetails):
+                self.status.accuracy_estimate_errors[version] = details.estimate_error
+            else:
+                self.status.estimate_errors[version] = abs(details.estimate_error)
+
+    def _stored_last_orphans(self) -> float | None:
+        with self.engine.connect() as connection:
+            found = read_position(connection, ORPHANS_FOUND)
+        return None if found is None else found / 1_000_000
 
     def _stored_rolling(self) -> dict[str, WindowResult]:
         """The newest stored rolling accuracy of each model version."""
@@ -280,6 +365,7 @@ class Monitor:
                 if not more:
                     break
             self._evaluate_accuracy(labelled)
+            self._retire_replaced()
             self._count_orphans()
         except Exception:
             self.status.errors += 1
@@ -464,10 +550,14 @@ class Monitor:
             )
         # errors are stored, but neither exported as the latest figure nor acted upon
         done = [r for r in results if not r.failed]
+        if any(r.check in WINDOW_CHECKS for r in results):  # a newly evaluated window
+            for check in WINDOW_CHECKS:
+                self.status.latest.pop(check, None)
         for result in done:
             self.status.latest[result.check] = result
             if result.check is Check.ROLLING_ACCURACY:
                 self.status.rolling[result.model_version] = result
+                self.status.last_labels = result.evaluated_at.timestamp()
         served = self.registry.current_version()
         for version in dict.fromkeys(r.model_version for r in done):
             if served is not None and version != served:
@@ -725,6 +815,21 @@ class Monitor:
             results.append(_span_result(span, Check.ROLLING_ACCURACY, n, score, details))
         self._store(results)
 
+    def _retire_replaced(self) -> None:
+        """Stop exporting the accuracy of each version neither served nor labelled in
+        the last ``replaced_accuracy_seconds``: its rolling figure is recomputed only
+        when labels for it come, so a replaced version's last figure would stay (and
+        ``WatchkeeperAccuracyDegraded`` page) for ever, one more series each version."""
+        served = self.registry.current_version()
+        since = datetime.now(UTC) - timedelta(
+            seconds=self.settings.monitor.replaced_accuracy_seconds
+        )
+        status = self.status
+        kept = {v for v, r in status.rolling.items() if r.evaluated_at >= since} | {served}
+        for held in (status.rolling, status.estimate_errors, status.accuracy_estimate_errors):
+            for version in held.keys() - kept:
+                del held[version]
+
     def _count_orphans(self) -> None:
         """Count, once, each label still matching no prediction long after it came."""
         after = from_micros(self.reader.watermark(ORPHAN_WATERMARK))
@@ -736,15 +841,20 @@ class Monitor:
             return
         with self.engine.connect() as connection:
             orphans = unmatched_labels(connection, after, up_to)
+        found = datetime.now(UTC)
+        with self.engine.begin() as connection:  # counted once: with the watermark
+            if orphans:
+                write_position(connection, ORPHANS_FOUND, to_micros(found))
+            write_position(connection, ORPHAN_WATERMARK, to_micros(up_to))
         if orphans:
             self.status.feedback_orphans += len(orphans)
+            self.status.last_orphans = found.timestamp()
             log.warning(
                 "%d label(s) match no logged prediction %.0f s after they arrived, e.g. %s",
                 len(orphans),
                 self.settings.monitor.feedback_orphan_seconds,
                 ", ".join(repr(pid[:48]) for pid in orphans[:3]),
             )
-        self.reader.set_watermark(to_micros(up_to), ORPHAN_WATERMARK)
 
 
 def _stored_probabilities(rows: pd.DataFrame) -> np.ndarray | None:

@@ -448,6 +448,13 @@ class MonitorSettings(SettingsGroup):
     """A label whose prediction is still not in the log this long after it arrived is
     counted as an orphan (``watchkeeper_monitor_feedback_orphans_total``)."""
 
+    replaced_accuracy_seconds: SpanSeconds = Field(default=86400.0, ge=0)
+    """A model version no longer served keeps its rolling accuracy exported (`_mae`,
+    `_interval_coverage`, `_labels`, … and its estimate's error) until this long after
+    its last new labels: labels of its predictions come late and still tell how it did,
+    but no alert should page for ever about a model no longer served. 0: the served
+    version's only."""
+
 
 class DriftSettings(SettingsGroup):
     """The monitor's detectors: drift tests and the out-of-distribution threshold

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -554,7 +555,7 @@ def test_the_monitor_uses_the_scores_stored_at_serving_time_and_scores_only_the_
     assert ood["score"] == pytest.approx((window > suite.ood_threshold).mean())
 
 
-def test_a_windows_estimate_is_checked_when_its_labels_arrive(
+def test_a_windows_estimate_is_checked_when_its_labels_arrive_and_kept_over_a_restart(
     settings: Settings,
     server: Flask,
     replay_records: list[dict[str, Any]],
@@ -578,12 +579,13 @@ def test_a_windows_estimate_is_checked_when_its_labels_arrive(
     assert details["estimate_error"] == pytest.approx(
         (estimate["score"] - details["mae"]) / details["mae"]
     )
-    registry = CollectorRegistry()
-    registry.register(MonitorCollector(monitor.status))
-    text = generate_latest(registry).decode()
-    assert metric(
-        text, "watchkeeper_monitor_estimated_mae_error_ratio", model_version="v1"
-    ) == pytest.approx(abs(details["estimate_error"]))
+    for status in (monitor.status, make_monitor().status):  # and after a restart
+        registry = CollectorRegistry()
+        registry.register(MonitorCollector(status))
+        text = generate_latest(registry).decode()
+        assert metric(
+            text, "watchkeeper_monitor_estimated_mae_error_ratio", model_version="v1"
+        ) == pytest.approx(abs(details["estimate_error"]))
 
 
 def test_each_versions_rolling_accuracy_stays_exported_while_labels_come_for_another(
@@ -676,3 +678,94 @@ def test_each_rejected_request_is_counted_in_one_window_also_inside_a_large_batc
     ]
     assert [c["requests"] for c in counted] == [1, 0, 0, 10, 0]
     assert sum(c["rejected"] for c in counted) == 9
+
+
+def test_a_window_too_small_for_a_verdict_leaves_no_older_windows_drift_exported(
+    settings: Settings,
+    server: Flask,
+    replay_records: list[dict[str, Any]],
+    send_predictions: Callable[..., list[str]],
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    """A drifted full window, then one of 100 rows cut by the clock (fewer than
+    min_samples: no verdict): dataset_drift stayed 1 from the first beside the second's
+    window_size, and WatchkeeperDatasetDriftSustained fired on one drifted window."""
+    send_predictions(server, replay_records, 600)  # 2009–10 sales: a full window drifts
+    assert make_monitor().run_once() == 1  # the last 100 rows wait for the clock
+    registry = ModelRegistry(settings.storage.registry_path)
+
+    second = make_monitor(monitor_window_seconds=0.001)
+    assert second.run_once() == 1
+    restarted = make_monitor()
+
+    for status in (second.status, restarted.status):
+        exported = CollectorRegistry()
+        exported.register(MonitorCollector(status, registry.current_version))
+        text = generate_latest(exported).decode()
+        assert metric(text, "watchkeeper_monitor_window_size", model_version="v1") == 100
+        for name in ("dataset_drift", "drifted_features_ratio", "output_drift"):
+            assert metric(text, f"watchkeeper_monitor_{name}", model_version="v1") is None
+
+
+def test_a_replaced_versions_accuracy_is_exported_only_until_its_labels_stop(
+    settings: Settings,
+    server: Flask,
+    replay_records: list[dict[str, Any]],
+    send_predictions: Callable[..., list[str]],
+    make_monitor: Callable[..., Monitor],
+    trained: TrainedModel,
+) -> None:
+    """v1's rolling MAE stayed exported for ever after v2 took over (and after every
+    restart): WatchkeeperAccuracyDegraded paged about a model no longer served."""
+    ids = send_predictions(server, replay_records, 120, batch=60)
+    ModelRegistry(settings.storage.registry_path).register(trained)  # v2, served
+    engine = create_engine(settings.storage.database_url)
+    with engine.begin() as connection:  # the newer request served by v2
+        newest = sa.select(sa.func.max(requests.c.seq)).scalar_subquery()
+        connection.execute(
+            requests.update().where(requests.c.seq == newest).values(model_version="v2")
+        )
+    engine.dispose()
+    monitor = make_monitor(monitor_window_size=10_000, monitor_replaced_accuracy_seconds=1)
+    _post_labels(server, {pid: 200_000.0 for pid in ids})
+
+    def exported(status: Any) -> dict[str, float | None]:
+        registry = CollectorRegistry()
+        registry.register(MonitorCollector(status))
+        text = generate_latest(registry).decode()
+        return {v: metric(text, "watchkeeper_monitor_mae", model_version=v) for v in ("v1", "v2")}
+
+    monitor.run_once()
+    assert all(exported(monitor.status).values())  # v1's labels just came: still shown
+    time.sleep(1.1)
+    monitor.run_once()
+    restarted = make_monitor(monitor_window_size=10_000, monitor_replaced_accuracy_seconds=1)
+
+    for status in (monitor.status, restarted.status):
+        mae = exported(status)
+        assert mae["v1"] is None and mae["v2"]
+        assert status.rolling.keys() == {"v2"}
+
+
+def test_when_orphans_were_last_counted_is_exported_from_a_restarts_first_scrape(
+    settings: Settings,
+    server: Flask,
+    replay_records: list[dict[str, Any]],
+    send_predictions: Callable[..., list[str]],
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    """A restart's first cycle counts the whole backlog before Prometheus sees the
+    counter at 0: ``increase()`` saw nothing and WatchkeeperFeedbackOrphans never fired.
+    The time they were counted is kept in the database and exported from the start."""
+    send_predictions(server, replay_records, 10)
+    _post_labels(server, {"ghost-1": 2.0, "ghost-2": 3.0})
+    before = time.time()
+    make_monitor(feedback_orphan_seconds=0).run_once()
+    restarted = make_monitor(feedback_orphan_seconds=0)  # no cycle yet
+
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(restarted.status))
+    text = generate_latest(registry).decode()
+    assert metric(text, "watchkeeper_monitor_feedback_orphans_total") == 0
+    found = metric(text, "watchkeeper_monitor_last_feedback_orphans_timestamp_seconds")
+    assert found is not None and before <= found <= time.time()

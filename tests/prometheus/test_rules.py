@@ -35,8 +35,15 @@ GRLIV = 'model_version="v1",feature="Gr_Liv_Area"'
 # alert -> (input series, minutes at which it must fire, series for a blip that must not)
 CASES: dict[str, dict[str, Any]] = {
     "WatchkeeperDatasetDriftSustained": {
-        "fire": [('watchkeeper_monitor_dataset_drift{model_version="v1"}', "1x40")],
-        "quiet": [('watchkeeper_monitor_dataset_drift{model_version="v1"}', "0x5 1x20 0x20")],
+        # windows keep coming: the newest one ended within the minute
+        "fire": [
+            ('watchkeeper_monitor_dataset_drift{model_version="v1"}', "1x40"),
+            ('watchkeeper_monitor_window_end_timestamp_seconds{model_version="v1"}', "0+60x40"),
+        ],
+        "quiet": [
+            ('watchkeeper_monitor_dataset_drift{model_version="v1"}', "0x5 1x20 0x20"),
+            ('watchkeeper_monitor_window_end_timestamp_seconds{model_version="v1"}', "0+60x40"),
+        ],
         "at": 35,
         "labels": V1,
     },
@@ -83,7 +90,11 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "WatchkeeperFeedbackOrphans": {
         "fire": [("watchkeeper_monitor_feedback_orphans_total", "0x10 2x30")],
-        "quiet": [("watchkeeper_monitor_feedback_orphans_total", "0x40")],
+        # an hour after orphans were last counted, by a process whose counter is still 0
+        "quiet": [
+            ("watchkeeper_monitor_feedback_orphans_total", "0x40"),
+            ("watchkeeper_monitor_last_feedback_orphans_timestamp_seconds", "-2760x40"),
+        ],
         "at": 15,
         "labels": {},
     },
@@ -729,6 +740,14 @@ def _test_file(tmp_path: Path) -> Path:
                     "series": f'{drift}namespace="b"}}',
                     "values": "0x40",
                 },
+                *(
+                    {
+                        "series": "watchkeeper_monitor_window_end_timestamp_seconds"
+                        f'{{job="watchkeeper-monitor",model_version="v1",namespace="{ns}"}}',
+                        "values": "0+60x40",
+                    }
+                    for ns in "ab"
+                ),
             ],
             "alert_rule_test": [
                 {
@@ -750,6 +769,8 @@ def _test_file(tmp_path: Path) -> Path:
         }
     )
     tests.append(_stall_timing(annotated["WatchkeeperRetrainJobStalled"]))
+    tests.append(_orphans_after_a_restart(annotated["WatchkeeperFeedbackOrphans"]))
+    tests.extend(_drift_after_traffic_stops(annotated["WatchkeeperDatasetDriftSustained"]))
     path = tmp_path / "alerts_test.yml"
     path.write_text(
         yaml.safe_dump(
@@ -762,6 +783,77 @@ def _test_file(tmp_path: Path) -> Path:
         )
     )
     return path
+
+
+def _drift_after_traffic_stops(annotations: dict[str, str]) -> list[dict[str, Any]]:
+    """Windows of 10 minutes (3 of them in the alert's 30): two drifted windows, ending
+    at minutes 10 and 20, then no traffic, so the second's verdict stands. It fired
+    30 minutes later on two windows, where the monitor's trigger wants three; three
+    drifted windows (the last ending at minute 30) fire it."""
+    labels = 'job="watchkeeper-monitor",model_version="v1"'
+    drift = {"job": "watchkeeper-monitor", "model_version": "v1", "severity": "warning"}
+
+    def case(ends: str, fires: dict[int, bool]) -> dict[str, Any]:
+        return {
+            "interval": "1m",
+            "input_series": [
+                {"series": f"watchkeeper_monitor_dataset_drift{{{labels}}}", "values": "_x10 1x90"},
+                {
+                    "series": f"watchkeeper_monitor_window_end_timestamp_seconds{{{labels}}}",
+                    "values": ends,
+                },
+            ],
+            "alert_rule_test": [
+                {
+                    "eval_time": f"{minute}m",
+                    "alertname": "WatchkeeperDatasetDriftSustained",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": drift,
+                            "exp_annotations": annotations,
+                        }
+                    ]
+                    if fire
+                    else [],
+                }
+                for minute, fire in fires.items()
+            ],
+        }
+
+    two = case("_x10 600x10 1200x80", {39: False, 41: False, 60: False})
+    three = case("_x10 600x10 1200x10 1800x70", {39: False, 41: True, 49: True, 50: False})
+    return [two, three]
+
+
+def _orphans_after_a_restart(annotations: dict[str, str]) -> dict[str, Any]:
+    """A restarted monitor's first cycle counted 5 orphans before its first scrape: the
+    counter is first seen at 5 and ``increase()`` sees nothing. When they were counted
+    (kept in the database) fires the alert, for an hour."""
+    monitor = {"job": "watchkeeper-monitor", "instance": "m"}
+    labels = ",".join(f'{k}="{v}"' for k, v in monitor.items())
+    orphans = {"exp_labels": {"job": "watchkeeper-monitor", "severity": "warning"}}
+    return {
+        "interval": "1m",
+        "input_series": [
+            {
+                "series": f"watchkeeper_monitor_feedback_orphans_total{{{labels}}}",
+                "values": "_ 5x80",
+            },
+            {
+                "series": "watchkeeper_monitor_last_feedback_orphans_timestamp_seconds"
+                f"{{{labels}}}",
+                "values": "_ 60x80",
+            },
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": f"{minute}m",
+                "alertname": "WatchkeeperFeedbackOrphans",
+                "exp_alerts": [{**orphans, "exp_annotations": annotations}] if fires else [],
+            }
+            for minute, fires in {2: True, 60: True, 62: False}.items()
+        ],
+    }
 
 
 def _stall_timing(annotations: dict[str, str]) -> dict[str, Any]:

@@ -67,12 +67,19 @@ def model_alerts(c: MixinConfig) -> AlertGroup:
     t, d, by = c.thresholds, c.durations, c.by
     mon = c.selector(MONITOR)
     drift_span = spoken(d.drift)
+    # windows still come: at steady traffic the newest one ended less than a window's
+    # span (plus a cycle) ago. Without it the last window's verdict, standing once
+    # traffic stops, fired on one or two drifted windows where the trigger wants three.
+    window_age = 2 * d.drift / t.drift_windows
     return AlertGroup(
         "watchkeeper-model",
         (
             Alert(
                 "WatchkeeperDatasetDriftSustained",
-                f"max by ({by('model_version')}) (watchkeeper_monitor_dataset_drift{mon}) == 1",
+                f"max by ({by('model_version')}) (watchkeeper_monitor_dataset_drift{mon}) == 1\n"
+                f"and on ({by('model_version')})\n"
+                f"time() - max by ({by('model_version')}) "
+                f"(watchkeeper_monitor_window_end_timestamp_seconds{mon}) < {window_age:g}",
                 d.drift,
                 Severity.WARNING,
                 f"Dataset drift on model {{{{ $labels.model_version }}}} for {drift_span}",
@@ -254,8 +261,12 @@ def data_quality_alerts(c: MixinConfig) -> AlertGroup:
         (
             Alert(
                 "WatchkeeperFeedbackOrphans",
+                # or by the time they were counted: a restart's first cycle counts the
+                # backlog before the counter's first scrape, and increase() sees none
                 f"sum by ({by()}) (increase(watchkeeper_monitor_feedback_orphans_total{mon}[1h]))"
-                " > 0",
+                " > 0\nor\n"
+                f"time() - max by ({by()}) "
+                f"(watchkeeper_monitor_last_feedback_orphans_timestamp_seconds{mon}) < 3600",
                 d.feedback_orphans,
                 Severity.WARNING,
                 "Labels arrive for predictions that were never logged",
