@@ -79,6 +79,15 @@ def registry_dir(tmp_path: Path, registry_template: Path) -> Path:
     return target
 
 
+@pytest.fixture
+def three_versions(registry_dir: Path, trained: TrainedModel) -> ModelRegistry:
+    """v1 current; v2 and v3 registered beside it."""
+    registry = ModelRegistry(registry_dir)
+    registry.register(trained, make_current=False)
+    registry.register(trained, make_current=False)
+    return registry
+
+
 def json_record(row: pd.Series) -> dict[str, Any]:
     """A dataset row as a client would send it: NaN becomes null, NumPy scalars
     become plain numbers."""

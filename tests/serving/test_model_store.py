@@ -7,29 +7,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 import pytest
 
 from serving.model_store import ModelStore
 from watchkeeper.current_pointer import CURRENT_FILE
 from watchkeeper.registry import ModelRegistry, RegisteredModel
-from watchkeeper.training import TrainedModel
 
 NOT_UTF8 = "the registry's CURRENT file is not UTF-8 text"
 
 
 def _damage_current(registry: ModelRegistry) -> None:
     (registry.root / CURRENT_FILE).write_bytes(b"v\xff1\nmove 1 x\n")
-
-
-@pytest.fixture
-def three_versions(registry_dir: Path, trained: TrainedModel) -> ModelRegistry:
-    """v1 current; v2 and v3 registered beside it."""
-    registry = ModelRegistry(registry_dir)
-    registry.register(trained, make_current=False)
-    registry.register(trained, make_current=False)
-    return registry
 
 
 def test_a_store_starting_on_an_unreadable_current_falls_back_degraded(

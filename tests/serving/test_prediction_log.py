@@ -557,22 +557,33 @@ sys.stdin.read()
 """
 
 
-def test_journal_of_a_killed_process_is_replayed_once_by_another(
-    database_url: str, journal_dir: Path, make_log: Callable[..., PredictionLog]
-) -> None:
+def _journaling_child(journal_dir: Path, entries: int) -> subprocess.Popen[str]:
+    """A process that has journaled ``entries`` in ``journal_dir`` and waits."""
     journal_dir.mkdir()
     child = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_WRITER, str(journal_dir), "300"],
+        [sys.executable, "-c", _KILLED_WRITER, str(journal_dir), str(entries)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert child.stdout is not None and child.stdout.readline().strip() == "appended"
+    return child
+
+
+def _kill(child: subprocess.Popen[str]) -> None:
+    """``kill -9``: its journal is left as a crash leaves it."""
+    os.kill(child.pid, signal.SIGKILL)
+    child.communicate(timeout=30)
+
+
+def test_journal_of_a_killed_process_is_replayed_once_by_another(
+    database_url: str, journal_dir: Path, make_log: Callable[..., PredictionLog]
+) -> None:
+    child = _journaling_child(journal_dir, 300)
     registry = CollectorRegistry()
     log = make_log(registry).start()  # a live owner's journal is left alone
     assert len(list(journal_dir.glob("*.seg"))) > 1  # spread over several segments
-    os.kill(child.pid, signal.SIGKILL)
-    child.communicate(timeout=30)
+    _kill(child)
 
     def replayed_and_removed() -> bool:
         left = [p for p in journal_dir.iterdir() if p.name.startswith(f"j-{child.pid}-")]
@@ -908,16 +919,8 @@ def test_a_writer_with_nothing_to_store_sees_the_database_come_back(
     and another worker replayed it once it could: the first has nothing left to
     store, and must still see the database back (its gauge and readiness said "down"
     until a request happened to reach it, and the critical alert fired meanwhile)."""
-    journal_dir.mkdir()
-    child = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_WRITER, str(journal_dir), "5"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None and child.stdout.readline().strip() == "appended"
-    os.kill(child.pid, signal.SIGKILL)
-    child.communicate(timeout=30)
+    child = _journaling_child(journal_dir, 5)
+    _kill(child)
     registry, other = CollectorRegistry(), CollectorRegistry()
     with _read_only(database_url):
         # It claims the ended journal at once, and not again within the test.

@@ -23,20 +23,10 @@ from watchkeeper.current_pointer import (
 )
 from watchkeeper.errors import RegistryError
 from watchkeeper.registry import CurrentMoved, ModelRegistry, RegisteredModel
-from watchkeeper.training import TrainedModel
 
 RACERS = 8
 ROUNDS = 12
 DEADLINE = 120.0
-
-
-@pytest.fixture
-def three_versions(registry_dir: Path, trained: TrainedModel) -> ModelRegistry:
-    """v1 current; v2 and v3 registered beside it."""
-    registry = ModelRegistry(registry_dir)
-    registry.register(trained, make_current=False)
-    registry.register(trained, make_current=False)
-    return registry
 
 
 def _move(
