@@ -588,6 +588,16 @@ def test_a_windows_estimate_is_checked_when_its_labels_arrive_and_kept_over_a_re
         ) == pytest.approx(abs(details["estimate_error"]))
 
 
+def _newest_request_served_by(settings: Settings, version: str) -> None:
+    engine = create_engine(settings.storage.database_url)
+    with engine.begin() as connection:
+        newest = sa.select(sa.func.max(requests.c.seq)).scalar_subquery()
+        connection.execute(
+            requests.update().where(requests.c.seq == newest).values(model_version=version)
+        )
+    engine.dispose()
+
+
 def test_each_versions_rolling_accuracy_stays_exported_while_labels_come_for_another(
     settings: Settings,
     server: Flask,
@@ -600,13 +610,7 @@ def test_each_versions_rolling_accuracy_stays_exported_while_labels_come_for_ano
     whichever version a cycle's labels were for, restarting the alerts' ``for:``."""
     ModelRegistry(settings.storage.registry_path).register(trained, make_current=False)  # v2
     ids = send_predictions(server, replay_records, 120, batch=60)
-    engine = create_engine(settings.storage.database_url)
-    with engine.begin() as connection:  # the newer request served by a promoted v2
-        newest = sa.select(sa.func.max(requests.c.seq)).scalar_subquery()
-        connection.execute(
-            requests.update().where(requests.c.seq == newest).values(model_version="v2")
-        )
-    engine.dispose()
+    _newest_request_served_by(settings, "v2")  # a promoted v2
     monitor = make_monitor(monitor_window_size=10_000)
     _post_labels(server, {pid: 200_000.0 for pid in ids})
     monitor.run_once()
@@ -719,13 +723,7 @@ def test_a_replaced_versions_accuracy_is_exported_only_until_its_labels_stop(
     restart): WatchkeeperAccuracyDegraded paged about a model no longer served."""
     ids = send_predictions(server, replay_records, 120, batch=60)
     ModelRegistry(settings.storage.registry_path).register(trained)  # v2, served
-    engine = create_engine(settings.storage.database_url)
-    with engine.begin() as connection:  # the newer request served by v2
-        newest = sa.select(sa.func.max(requests.c.seq)).scalar_subquery()
-        connection.execute(
-            requests.update().where(requests.c.seq == newest).values(model_version="v2")
-        )
-    engine.dispose()
+    _newest_request_served_by(settings, "v2")
     monitor = make_monitor(monitor_window_size=10_000, monitor_replaced_accuracy_seconds=1)
     _post_labels(server, {pid: 200_000.0 for pid in ids})
 
