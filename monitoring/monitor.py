@@ -68,6 +68,7 @@ from monitoring.verdict import window_verdict
 from monitoring.window_result import Check, WindowResult
 from monitoring.windows import Window, cut_windows
 from watchkeeper.classification import ClassPredictions
+from watchkeeper.current_pointer import UnreadableCurrent
 from watchkeeper.db.positions import from_micros, read_position, to_micros, write_position
 from watchkeeper.db.prediction_seq import request_seq_of
 from watchkeeper.db.tables import window_results
@@ -218,46 +219,35 @@ class Monitor:
 
     def _reload_estimate_errors(self) -> None:
         """Each version's estimate error as last exported: that of its newest window
-        with ``min_labels`` labels (an accuracy result counts its labels in ``n_rows``),
-        so that a restart does not drop the gauge until that window's labels change."""
-        enough = (
-            window_results.c.detector == Check.ACCURACY.value,
-            window_results.c.score.is_not(None),
-            window_results.c.n_rows >= self.settings.monitor.min_labels,
-        )
-        # the newest by the window's place in the log: late labels insert an older
-        # window's accuracy after a newer one's
-        newest = (
-            sa.select(
-                window_results.c.model_version,
-                sa.func.max(window_results.c.last_seq).label("last_seq"),
+        with ``min_labels`` labels (an accuracy result counts its labels in ``n_rows``)
+        and an estimate, so that a restart does not drop the gauge until that window's
+        labels change. Newest by the window's place in the log: late labels insert an
+        older window's accuracy after a newer one's."""
+        query = (
+            sa.select(window_results)
+            .where(
+                window_results.c.detector == Check.ACCURACY.value,
+                window_results.c.score.is_not(None),
+                window_results.c.n_rows >= self.settings.monitor.min_labels,
             )
-            .where(*enough)
-            .group_by(window_results.c.model_version)
-            .subquery()
-        )
-        query = sa.select(window_results).join(
-            newest,
-            sa.and_(
-                window_results.c.model_version == newest.c.model_version,
-                window_results.c.last_seq == newest.c.last_seq,
-            ),
+            .order_by(window_results.c.model_version, window_results.c.last_seq.desc())
         )
         with self.engine.connect() as connection:
-            rows = connection.execute(query.where(*enough)).all()
-        for row in rows:
-            result = WindowResult.from_row(row._mapping)
-            details = result.details
-            version = result.model_version
-            if not isinstance(details, AccuracyDetails | ClassAccuracyDetails):
-                continue
-            if details.estimate_error is None:
-                continue
-            self._estimate_checked_at[version] = result.last_seq
-            if isinstance(details, ClassAccuracyDetails):
-                self.status.accuracy_estimate_errors[version] = details.estimate_error
-            else:
-                self.status.estimate_errors[version] = abs(details.estimate_error)
+            rows = connection.execution_options(stream_results=True).execute(query)
+            for row in rows:
+                result = WindowResult.from_row(row._mapping)
+                details, version = result.details, result.model_version
+                if version in self._estimate_checked_at:
+                    continue  # its newest window with an estimate is in
+                if not isinstance(details, AccuracyDetails | ClassAccuracyDetails):
+                    continue
+                if details.estimate_error is None:
+                    continue  # the running monitor kept the previous window's: so here
+                self._estimate_checked_at[version] = result.last_seq
+                if isinstance(details, ClassAccuracyDetails):
+                    self.status.accuracy_estimate_errors[version] = details.estimate_error
+                else:
+                    self.status.estimate_errors[version] = abs(details.estimate_error)
 
     def _stored_last_orphans(self) -> float | None:
         with self.engine.connect() as connection:
@@ -550,15 +540,22 @@ class Monitor:
             )
         # errors are stored, but neither exported as the latest figure nor acted upon
         done = [r for r in results if not r.failed]
+        latest = dict(self.status.latest)
         if any(r.check in WINDOW_CHECKS for r in results):  # a newly evaluated window
             for check in WINDOW_CHECKS:
-                self.status.latest.pop(check, None)
-        for result in done:
-            self.status.latest[result.check] = result
-            if result.check is Check.ROLLING_ACCURACY:
-                self.status.rolling[result.model_version] = result
-                self.status.last_labels = result.evaluated_at.timestamp()
-        served = self.registry.current_version()
+                latest.pop(check, None)
+        latest.update((result.check, result) for result in done)
+        # one assignment: a scrape iterating the figures never sees them change size
+        self.status.latest = latest
+        rolling = [r for r in done if r.check is Check.ROLLING_ACCURACY]
+        if rolling:
+            self.status.rolling = self.status.rolling | {r.model_version: r for r in rolling}
+            self.status.last_labels = rolling[-1].evaluated_at.timestamp()
+        try:
+            served = self.registry.current_version()
+        except UnreadableCurrent as exc:  # serving falls back; nothing is known to act on
+            log.warning("no retraining considered: %s", exc)
+            return
         for version in dict.fromkeys(r.model_version for r in done):
             if served is not None and version != served:
                 continue  # a replaced version's late windows and labels retrain nothing
@@ -751,7 +748,10 @@ class Monitor:
         if metrics.labels >= self.settings.monitor.min_labels and span.last_seq >= newest:
             # an older window's late labels must not replace the newest window's check
             self._estimate_checked_at[span.model_version] = span.last_seq
-            self.status.accuracy_estimate_errors[span.model_version] = error
+            status = self.status  # a new dict at once: a scrape may iterate the old one
+            status.accuracy_estimate_errors = status.accuracy_estimate_errors | {
+                span.model_version: error
+            }
         return {"estimated_accuracy": estimate, "estimate_error": error}
 
     def _check_estimate(
@@ -766,7 +766,8 @@ class Monitor:
         if metrics.labels >= self.settings.monitor.min_labels and span.last_seq >= newest:
             # an older window's late labels must not replace the newest window's check
             self._estimate_checked_at[span.model_version] = span.last_seq
-            self.status.estimate_errors[span.model_version] = abs(error)
+            status = self.status  # a new dict at once: a scrape may iterate the old one
+            status.estimate_errors = status.estimate_errors | {span.model_version: abs(error)}
         return {"estimated_mae": estimate, "estimate_error": error}
 
     def _evaluate_rolling_accuracy(self, versions: list[str], as_of: datetime) -> None:
@@ -819,16 +820,31 @@ class Monitor:
         """Stop exporting the accuracy of each version neither served nor labelled in
         the last ``replaced_accuracy_seconds``: its rolling figure is recomputed only
         when labels for it come, so a replaced version's last figure would stay (and
-        ``WatchkeeperAccuracyDegraded`` page) for ever, one more series each version."""
-        served = self.registry.current_version()
+        ``WatchkeeperAccuracyDegraded`` page) for ever, one more series each version.
+        Nothing is retired while ``CURRENT`` cannot be read: what is served is unknown."""
+        try:
+            served = self.registry.current_version()
+        except UnreadableCurrent:
+            return
         since = datetime.now(UTC) - timedelta(
             seconds=self.settings.monitor.replaced_accuracy_seconds
         )
         status = self.status
         kept = {v for v, r in status.rolling.items() if r.evaluated_at >= since} | {served}
-        for held in (status.rolling, status.estimate_errors, status.accuracy_estimate_errors):
-            for version in held.keys() - kept:
-                del held[version]
+        # new dicts, each assigned at once: a scrape may be iterating the old ones
+        status.rolling = {v: r for v, r in status.rolling.items() if v in kept}
+        status.estimate_errors = {v: e for v, e in status.estimate_errors.items() if v in kept}
+        status.accuracy_estimate_errors = {
+            v: e for v, e in status.accuracy_estimate_errors.items() if v in kept
+        }
+
+    def served_version(self) -> str | None:
+        """The version ``CURRENT`` names, for the exported figures; None when none is or
+        when ``CURRENT`` cannot be read (every version's figures are exported then)."""
+        try:
+            return self.registry.current_version()
+        except UnreadableCurrent:
+            return None
 
     def _count_orphans(self) -> None:
         """Count, once, each label still matching no prediction long after it came."""

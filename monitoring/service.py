@@ -41,7 +41,7 @@ def run(settings: Settings, *, once: bool = False) -> int:
             return 1
         return 0
     registry = CollectorRegistry()
-    registry.register(MonitorCollector(monitor.status, monitor.registry.current_version))
+    registry.register(MonitorCollector(monitor.status, monitor.served_version))
     retention = RetentionLoop(settings)  # the log's size and age; prunes it
     retention.register(registry)
     loop = ServiceLoop(

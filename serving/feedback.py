@@ -192,8 +192,11 @@ def _id(item: FeedbackItem) -> str:
 
 def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
     ids = [item.prediction_id for item in items]
-    with engine.begin() as connection:
-        now = arrival_time(connection)
+    # The reads first, outside the lock that orders feedback writes (held by one writer
+    # of every worker and pod at a time; SQLite's is the log writers' too): looking up
+    # 10,000 ids under it made every other write wait. An id stored meanwhile by another
+    # request is still refused, by the insert.
+    with engine.connect() as connection:
         already = set(
             connection.execute(
                 sa.select(feedback.c.prediction_id).where(feedback.c.prediction_id.in_(ids))
@@ -210,6 +213,8 @@ def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
             )
         # Each id's request found by its key, not every request's predictions expanded.
         known = len(logged_ids(connection, ids))
+    with engine.begin() as connection:
+        now = arrival_time(connection)
         try:
             connection.execute(
                 feedback.insert(),

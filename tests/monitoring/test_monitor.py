@@ -767,3 +767,27 @@ def test_when_orphans_were_last_counted_is_exported_from_a_restarts_first_scrape
     assert metric(text, "watchkeeper_monitor_feedback_orphans_total") == 0
     found = metric(text, "watchkeeper_monitor_last_feedback_orphans_timestamp_seconds")
     assert found is not None and before <= found <= time.time()
+
+
+def test_an_unreadable_current_neither_stops_the_monitor_nor_its_metrics(
+    settings: Settings,
+    server: Flask,
+    replay_records: list[dict[str, Any]],
+    send_predictions: Callable[..., list[str]],
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    """Serving falls back when CURRENT cannot be read; the monitor failed to start (its
+    start retires replaced versions' figures by CURRENT), stalled on its first window,
+    and every scrape raised."""
+    send_predictions(server, replay_records, 500)
+    (settings.storage.registry_path / "CURRENT").write_bytes(b"\xff\xfe")
+
+    monitor = make_monitor(drift_multivariate=False)
+    assert monitor.run_once() == 1
+    assert monitor.reader.watermark() > 0  # the window is done, not retried
+
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(monitor.status, monitor.served_version))
+    text = generate_latest(registry).decode()
+    assert metric(text, "watchkeeper_monitor_window_size", model_version="v1") == 500
+    assert sum(monitor.status.retrain_requests.values()) == 0  # what is served is unknown

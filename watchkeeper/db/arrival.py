@@ -17,6 +17,8 @@ import sqlalchemy as sa
 
 # Key of the PostgreSQL advisory lock that orders feedback writers ("LABEL").
 _FEEDBACK_LOCK = 0x4C4142454C
+LOCK_TIMEOUT_SECONDS = 10
+"""Longest wait for that lock (SQLite's write lock waits for its busy timeout, 30 s)."""
 
 
 def arrival_time(connection: sa.Connection) -> datetime:
@@ -28,6 +30,9 @@ def arrival_time(connection: sa.Connection) -> datetime:
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql("BEGIN IMMEDIATE")
         return datetime.now(UTC)
+    # A holder stuck on a dead connection must not hold every pod's feedback for the
+    # kernel's TCP timeout: past this, the write fails (a 503 to retry) instead.
+    connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_SECONDS}s'")
     connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEEDBACK_LOCK})
     stamp: datetime = connection.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
     return stamp.astimezone(UTC)
