@@ -821,7 +821,7 @@ def _drift_after_traffic_stops(annotations: dict[str, str]) -> list[dict[str, An
         }
 
     two = case("_x10 600x10 1200x80", {39: False, 41: False, 60: False})
-    three = case("_x10 600x10 1200x10 1800x70", {39: False, 41: True, 49: True, 50: False})
+    three = case("_x10 600x10 1200x10 1800x70", {39: False, 41: True, 50: True, 51: False})
     return [two, three]
 
 

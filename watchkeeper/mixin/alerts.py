@@ -68,9 +68,10 @@ def model_alerts(c: MixinConfig) -> AlertGroup:
     mon = c.selector(MONITOR)
     drift_span = spoken(d.drift)
     # windows still come: at steady traffic the newest one ended less than a window's
-    # span (plus a cycle) ago. Without it the last window's verdict, standing once
-    # traffic stops, fired on one or two drifted windows where the trigger wants three.
-    window_age = 2 * d.drift / t.drift_windows
+    # span (plus the settle and a cycle) ago. Without it the last window's verdict,
+    # standing once traffic stops, fired on one or two drifted windows where the
+    # trigger wants three.
+    window_age = d.window_age
     return AlertGroup(
         "watchkeeper-model",
         (

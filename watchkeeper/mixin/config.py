@@ -124,6 +124,11 @@ class Durations:
     trigger may act before the alert, never much after)."""
     feature_drift: float
     """Same as dataset drift: a per-feature signal over the same span."""
+    window_age: float = 1215.0
+    """How old the newest window's end may be while windows still come: two window
+    spans plus the monitor's settle and interval (it evaluates a window that long after
+    its end at most). Past it the drift alerts hold no longer: traffic stopped, and the
+    last window's verdict stands alone."""
     ood: float = 900.0
     """The trigger acts on one window; the alert waits 15 minutes so that one odd window
     pages nobody."""
@@ -235,7 +240,13 @@ class MixinConfig:
                 accuracy_drop=settings.trigger.accuracy_drop,
                 retrain_stall_seconds=settings.retrain.stall_seconds,
             ),
-            durations=Durations(drift=drift, feature_drift=drift),
+            durations=Durations(
+                drift=drift,
+                feature_drift=drift,
+                window_age=2 * settings.monitor.window_seconds
+                + settings.monitor.settle_seconds
+                + settings.monitor.interval,
+            ),
             runbook_url=settings.alerting.runbook_url,
             grafana_url=settings.grafana.url.rstrip("/"),
             target_unit=settings.grafana.dashboard_target_unit,
