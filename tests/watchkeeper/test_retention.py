@@ -25,6 +25,7 @@ from tests.processes import Process, sqlite_url, wait_for
 from watchkeeper.db import log_stats
 from watchkeeper.db.archive import Archive, archived_labels, read_archive, read_rows
 from watchkeeper.db.engine import create_engine
+from watchkeeper.db.prune_lock import one_prune_at_a_time
 from watchkeeper.db.retention import MONITOR_WATERMARK, Pruner, RetentionPolicy
 from watchkeeper.db.tables import (
     feedback,
@@ -672,3 +673,25 @@ def test_requests_dated_ahead_of_the_clock_do_not_stop_the_prune_of_later_old_on
     later = Pruner(engine, small, clock=lambda: NOW + timedelta(days=61), pause=False)
     assert counts(later.run())["requests"] == 5 + 2
     assert len(log.ids(requests, "request_id")) == 1  # the newest
+
+
+def test_a_prune_waits_for_one_under_way_and_then_runs(engine: sa.Engine) -> None:
+    """Two prunes at once (the monitor's, `db prune`, two monitors in a rolling update)
+    could lose archived rows: one took rows out of the other's archive file, then failed
+    before writing its own."""
+    log = Log(engine)
+    log.requests(ago(40), 3, items=2)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    reports: list[Any] = []
+
+    with one_prune_at_a_time(engine):
+        second = threading.Thread(target=lambda: reports.append(pruner(engine).run()))
+        second.start()
+        second.join(timeout=1.0)
+        assert second.is_alive() and reports == []  # waiting, nothing deleted
+        assert len(log.ids(predictions, "prediction_id")) == 7
+    second.join(timeout=60)
+
+    assert counts(reports[0])["predictions"] == 6
+    assert pruner(engine).run(dry_run=True)  # a dry run takes no lock

@@ -69,6 +69,7 @@ from watchkeeper.db.positions import (
 )
 from watchkeeper.db.prediction_seq import item_index_of, request_seq_of
 from watchkeeper.db.prediction_view import request_id_of
+from watchkeeper.db.prune_lock import one_prune_at_a_time
 from watchkeeper.db.tables import (
     feedback,
     predictions,
@@ -312,6 +313,12 @@ class Pruner:
         self.archive = Archive(policy.archive_url) if policy.archive_url else None
 
     def run(self, *, dry_run: bool = False) -> PruneReport:
+        if dry_run:  # reads and counts only
+            return self._run(dry_run=True)
+        with one_prune_at_a_time(self.engine):
+            return self._run(dry_run=False)
+
+    def _run(self, *, dry_run: bool) -> PruneReport:
         started = self._clock()
         cutoffs = self._cutoffs(started)
         counts = _Counts()
