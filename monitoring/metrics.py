@@ -160,15 +160,16 @@ class MonitorCollector(Collector):
         )
         orphans.add_metric([], status.feedback_orphans)
         yield orphans
-        if status.last_orphans is not None:
-            found = _gauge(
-                "last_feedback_orphans_timestamp_seconds",
-                "Unix time orphan labels were last counted, by this monitor process or an "
-                "earlier one: the counter restarts at 0, and a restart's first cycle may "
-                "count them before any scrape.",
-            )
-            found.add_metric([], status.last_orphans)
-            yield found
+        found = _gauge(
+            "last_feedback_orphans_timestamp_seconds",
+            "Unix time orphan labels were last counted, by this monitor process or an "
+            "earlier one (0: never): the counter restarts at 0, and a restart's first cycle "
+            "may count them before any scrape.",
+        )
+        # 0 rather than no series: the alert reads it, and a series that is there tells
+        # a monitor that never counted one from a monitor not scraped
+        found.add_metric([], status.last_orphans or 0.0)
+        yield found
         requests = CounterMetricFamily(
             PREFIX + "retrain_requests", "Retrain requests recorded, by reason.", labels=["reason"]
         )
