@@ -36,6 +36,13 @@ from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
 
 
+def _exported(status: Any, served: Callable[[], str | None] | None = None) -> str:
+    """What the monitor's collector exports for ``status``, as a scrape reads it."""
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(status, served))
+    return generate_latest(registry).decode()
+
+
 def _results(settings: Settings) -> list[dict[str, Any]]:
     engine = create_engine(settings.storage.database_url)
     with engine.connect() as connection:
@@ -94,9 +101,7 @@ def test_windows_are_evaluated_stored_and_exported_with_accuracy_from_feedback(
     assert 0.6 < accuracy["coverage"] <= 1.0
     assert accuracy["label_delay_seconds_median"] >= 0
 
-    registry = CollectorRegistry()
-    registry.register(MonitorCollector(monitor.status))
-    text = generate_latest(registry).decode()
+    text = _exported(monitor.status)
     last_drift = max(by_detector["feature_drift"], key=lambda r: r["last_seq"])
     assert metric(text, "watchkeeper_monitor_dataset_drift", model_version="v1") == 1.0
     assert metric(
@@ -281,9 +286,7 @@ def test_a_check_that_fails_on_a_window_is_stored_as_an_error_counted_and_passed
             "estimated_accuracy",
         )
     }
-    registry = CollectorRegistry()
-    registry.register(MonitorCollector(monitor.status))
-    text = generate_latest(registry).decode()
+    text = _exported(monitor.status)
     assert metric(text, "watchkeeper_monitor_window_errors_total", check="ood") == 2
     assert metric(text, "watchkeeper_monitor_window_errors_total", check="accuracy") == 0
     assert metric(text, "watchkeeper_monitor_windows_evaluated_total") == 2
@@ -388,9 +391,7 @@ def test_broken_clients_show_in_out_of_range_rates_above_the_reference(
 
     assert monitor.run_once() == 1
 
-    registry = CollectorRegistry()
-    registry.register(MonitorCollector(monitor.status))
-    text = generate_latest(registry).decode()
+    text = _exported(monitor.status)
     labels = {"model_version": "v1", "feature": "Gr_Liv_Area"}
     rate = metric(text, "watchkeeper_monitor_out_of_range_rate", **labels)
     reference = metric(text, "watchkeeper_monitor_reference_out_of_range_rate", **labels)
@@ -463,9 +464,7 @@ def test_labels_whose_prediction_never_reaches_the_log_are_counted_as_orphans(
     monitor.run_once()
     monitor.run_once()  # counted once, not once per cycle
 
-    registry = CollectorRegistry()
-    registry.register(MonitorCollector(monitor.status))
-    text = generate_latest(registry).decode()
+    text = _exported(monitor.status)
     assert metric(text, "watchkeeper_monitor_feedback_orphans_total") == 2
 
 
@@ -580,9 +579,7 @@ def test_a_windows_estimate_is_checked_when_its_labels_arrive_and_kept_over_a_re
         (estimate["score"] - details["mae"]) / details["mae"]
     )
     for status in (monitor.status, make_monitor().status):  # and after a restart
-        registry = CollectorRegistry()
-        registry.register(MonitorCollector(status))
-        text = generate_latest(registry).decode()
+        text = _exported(status)
         assert metric(
             text, "watchkeeper_monitor_estimated_mae_error_ratio", model_version="v1"
         ) == pytest.approx(abs(details["estimate_error"]))
@@ -620,9 +617,7 @@ def test_each_versions_rolling_accuracy_stays_exported_while_labels_come_for_ano
     restarted = make_monitor(monitor_window_size=10_000)
 
     for status in (monitor.status, restarted.status):
-        registry = CollectorRegistry()
-        registry.register(MonitorCollector(status))
-        text = generate_latest(registry).decode()
+        text = _exported(status)
         for version in ("v1", "v2"):
             assert metric(text, "watchkeeper_monitor_labels", model_version=version) == 60
             assert metric(text, "watchkeeper_monitor_mae_lower_bound", model_version=version)
@@ -645,9 +640,7 @@ def test_a_replaced_versions_last_window_is_neither_exported_nor_acted_on(
 
     monitor.run_once()
 
-    exported = CollectorRegistry()
-    exported.register(MonitorCollector(monitor.status, registry.current_version))
-    text = generate_latest(exported).decode()
+    text = _exported(monitor.status, registry.current_version)
     assert monitor.status.latest["feature_drift"].is_drift
     assert metric(text, "watchkeeper_monitor_dataset_drift", model_version="v1") is None
     assert metric(text, "watchkeeper_monitor_windows_evaluated_total") == 3
@@ -703,9 +696,7 @@ def test_a_window_too_small_for_a_verdict_leaves_no_older_windows_drift_exported
     restarted = make_monitor()
 
     for status in (second.status, restarted.status):
-        exported = CollectorRegistry()
-        exported.register(MonitorCollector(status, registry.current_version))
-        text = generate_latest(exported).decode()
+        text = _exported(status, registry.current_version)
         assert metric(text, "watchkeeper_monitor_window_size", model_version="v1") == 100
         for name in ("dataset_drift", "drifted_features_ratio", "output_drift"):
             assert metric(text, f"watchkeeper_monitor_{name}", model_version="v1") is None
@@ -728,9 +719,7 @@ def test_a_replaced_versions_accuracy_is_exported_only_until_its_labels_stop(
     _post_labels(server, {pid: 200_000.0 for pid in ids})
 
     def exported(status: Any) -> dict[str, float | None]:
-        registry = CollectorRegistry()
-        registry.register(MonitorCollector(status))
-        text = generate_latest(registry).decode()
+        text = _exported(status)
         return {v: metric(text, "watchkeeper_monitor_mae", model_version=v) for v in ("v1", "v2")}
 
     monitor.run_once()
@@ -761,9 +750,7 @@ def test_when_orphans_were_last_counted_is_exported_from_a_restarts_first_scrape
     make_monitor(feedback_orphan_seconds=0).run_once()
     restarted = make_monitor(feedback_orphan_seconds=0)  # no cycle yet
 
-    registry = CollectorRegistry()
-    registry.register(MonitorCollector(restarted.status))
-    text = generate_latest(registry).decode()
+    text = _exported(restarted.status)
     assert metric(text, "watchkeeper_monitor_feedback_orphans_total") == 0
     found = metric(text, "watchkeeper_monitor_last_feedback_orphans_timestamp_seconds")
     assert found is not None and before <= found <= time.time()
@@ -786,8 +773,6 @@ def test_an_unreadable_current_neither_stops_the_monitor_nor_its_metrics(
     assert monitor.run_once() == 1
     assert monitor.reader.watermark() > 0  # the window is done, not retried
 
-    registry = CollectorRegistry()
-    registry.register(MonitorCollector(monitor.status, monitor.served_version))
-    text = generate_latest(registry).decode()
+    text = _exported(monitor.status, monitor.served_version)
     assert metric(text, "watchkeeper_monitor_window_size", model_version="v1") == 500
     assert sum(monitor.status.retrain_requests.values()) == 0  # what is served is unknown
