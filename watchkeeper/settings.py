@@ -379,7 +379,29 @@ class RetentionSettings(SettingsGroup):
     archive: str = ""
     """Before a prune deletes predictions, write them (with label and features as typed
     columns) to a Parquet dataset here, by day: a local directory or an fsspec URL
-    (`s3://bucket/prefix`, with its filesystem package installed). Empty: no archive."""
+    (`s3://bucket/prefix`, with its filesystem package installed). Empty: no archive.
+    `memory://`, which the process would take with it, and unknown protocols are refused."""
+
+    @field_validator("archive")
+    @classmethod
+    def _lasting_filesystem(cls, value: str) -> str:
+        # Known before a prune deletes rows it archived: an archive in the process's
+        # memory goes with the process, and a misspelt protocol fails only then.
+        if value:
+            from fsspec.registry import known_implementations, registry
+
+            for part in value.split("::"):
+                protocol, _, rest = part.partition("://")
+                if not rest and "://" not in part:
+                    continue  # a local path
+                if protocol == "memory":
+                    raise ValueError(
+                        "memory:// keeps the archive in the process's memory, lost when"
+                        " it exits with the rows it took: give a directory or a lasting store"
+                    )
+                if protocol not in known_implementations and protocol not in registry:
+                    raise ValueError(f"unknown filesystem {protocol!r} in {value!r}")
+        return value
 
     prune_interval: SpanSeconds = Field(default=3600.0, ge=0)
     """Seconds between the monitor's prunes of the log (`watchkeeper db prune`); 0
@@ -780,6 +802,9 @@ SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _settings()
 
 
 _URL_PASSWORD = re.compile(r"^([^:/?#]+://[^:/@?#]*:)[^@]*(@)")
+# A web URL's user part alone is a token (`https://<token>@host`), unlike a database
+# URL's user name.
+_WEB_USER = re.compile(r"^((?:https?|wss?)://)[^:/@?#]+(@)", re.IGNORECASE)
 # A query parameter whose name says it carries a secret (`?token=`, `api_key=`,
 # `X-Amz-Signature=`, `sig=`…): masking a harmless one costs less than printing a secret.
 _SECRET_PARAMETER = re.compile(
@@ -792,7 +817,8 @@ def redact_url(url: str) -> str:
     """``url`` with its password (in the user part) and the values of its query
     parameters named as secrets replaced by ``***``, for printing settings and error
     messages. Any text may be given: what is not a URL comes back unchanged."""
-    return _SECRET_PARAMETER.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\2", url))
+    url = _WEB_USER.sub(r"\1***\2", _URL_PASSWORD.sub(r"\1***\2", url))
+    return _SECRET_PARAMETER.sub(r"\1***", url)
 
 
 def _default(setting: Setting) -> str:

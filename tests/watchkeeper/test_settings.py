@@ -411,6 +411,31 @@ def test_an_empty_host_is_refused_naming_its_variable(
     assert _refused_variables(monkeypatch, name, value) == {name}
 
 
+@pytest.mark.parametrize("value", ["memory://wk", "memory:///log", "simplecache::memory://x"])
+def test_an_archive_in_the_process_memory_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """`memory://` was taken: the prune archived there and deleted the rows, and the
+    archive went with the process."""
+    assert _refused_variables(monkeypatch, "WATCHKEEPER_RETENTION_ARCHIVE", value) == {
+        "WATCHKEEPER_RETENTION_ARCHIVE"
+    }
+
+
+def test_an_archive_of_an_unknown_filesystem_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHKEEPER_RETENTION_ARCHIVE", "s4://bucket/log")
+    with pytest.raises(ValidationError, match="unknown filesystem 's4'"):
+        Settings()
+
+
+@pytest.mark.parametrize("value", ["", "/srv/archive", "file:///srv/a", "s3://bucket/log"])
+def test_an_archive_on_disk_or_in_object_storage_is_taken(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("WATCHKEEPER_RETENTION_ARCHIVE", value)
+    assert Settings().retention.archive == value
+
+
 @pytest.mark.parametrize(
     ("text", "shown"),
     [
@@ -422,6 +447,9 @@ def test_an_empty_host_is_refused_naming_its_variable(
             "postgresql+psycopg://wk@db/wk?sslmode=require",
         ),
         ("/srv/archive", "/srv/archive"),
+        # a token as the user (GitHub, Grafana): the user part of a web URL is a secret
+        ("https://ghp_abc123@hooks.example/x", "https://***@hooks.example/x"),
+        ("http://t0ken@127.0.0.1:9095/notify", "http://***@127.0.0.1:9095/notify"),
     ],
 )
 def test_redact_url_masks_passwords_and_secret_query_parameters(text: str, shown: str) -> None:
