@@ -213,6 +213,18 @@ def load_ames() -> Dataset:
     )
 
 
+def _columns_hint(frame: pd.DataFrame) -> str:
+    """What columns ``frame`` has, and why, when it was read as one column that names
+    several: a file separated by something other than commas."""
+    names = list(map(str, frame))
+    if len(names) == 1 and (separator := next((c for c in ";\t|" if c in names[0]), None)):
+        return (
+            f": the file was read as one column {names[0]!r}; it looks separated by "
+            f"{separator!r}, and a CSV here must be comma-separated"
+        )
+    return f" (its columns: {', '.join(names)})"
+
+
 def load_csv(
     path: Path, target: str, *, period: str | None = None, exclude: tuple[str, ...] = ()
 ) -> Dataset:
@@ -332,12 +344,14 @@ def tabular(
     a period column, are left out, and how many is logged."""
     shown = shown or name
     if target not in frame:
-        raise DatasetError(f"{shown} has no target column {target!r}")
+        raise DatasetError(f"{shown} has no target column {target!r}{_columns_hint(frame)}")
+    if period == target:
+        raise DatasetError(
+            f"the period column {period!r} is the target: the time order must be another column"
+        )
     missing = [c for c in (period, *exclude) if c is not None and c not in frame]
     if missing:
-        raise DatasetError(
-            f"{shown} has no column(s) {missing} (its columns: {', '.join(map(str, frame))})"
-        )
+        raise DatasetError(f"{shown} has no column(s) {missing}{_columns_hint(frame)}")
     if period is not None and not pd.api.types.is_numeric_dtype(frame[period]):
         try:
             frame = frame.assign(**{period: pd.to_datetime(frame[period], format="mixed")})

@@ -83,3 +83,15 @@ seconds = number(at_least=0, at_most=MAX_WAIT_SECONDS)
 
 positive_seconds = number(above=0, at_most=MAX_WAIT_SECONDS)
 """A timeout: 0 would give up at once."""
+
+
+def rate(text: str) -> float:
+    """Rows a second: 0 for no pause, else at least one a day (``1e-300`` was taken, and
+    the second row waited 1e300 seconds)."""
+    value = number(at_least=0)(text)
+    if 0 < value < 1 / MAX_WAIT_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 (no pause) or at least {1 / MAX_WAIT_SECONDS:.3g} (one row a day),"
+            f" not {text!r}"
+        )
+    return value

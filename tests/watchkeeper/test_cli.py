@@ -631,6 +631,56 @@ def test_train_with_a_bound_that_is_not_a_date_is_one_line(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "bound", ["--train-start", "--train-end", "--validation-start", "--validation-end"]
+)
+def test_a_period_bound_without_a_period_is_one_line_naming_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, bound: str
+) -> None:
+    """The bound was ignored: the model trained on a row-fraction split instead."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+    csv = _monthly_csv(tmp_path / "monthly.csv")
+
+    code = main(["train", "--csv", str(csv), "--target", "y", bound, "2020-06-01"])
+
+    err = capsys.readouterr().err
+    assert code != 0
+    assert f"{bound} needs --period" in err.splitlines()[0]
+    assert "Traceback" not in err
+    assert not (tmp_path / "var" / "registry").exists() or not list(
+        (tmp_path / "var" / "registry").glob("v*")
+    )
+
+
+@pytest.mark.parametrize("bound", ["--start", "--end"])
+def test_a_replay_bound_without_a_period_is_one_line_naming_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bound: str
+) -> None:
+    """Every row was replayed, the bound ignored."""
+    csv = _monthly_csv(tmp_path / "monthly.csv")
+
+    code = main(["replay", "--csv", str(csv), "--target", "y", bound, "2020-06-01"])
+
+    err = capsys.readouterr().err
+    assert code != 0
+    assert f"{bound} needs --period" in err.splitlines()[0]
+
+
+def test_a_period_that_is_the_target_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The target was taken as the time order too, and left out of the features."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+    csv = _monthly_csv(tmp_path / "monthly.csv")
+
+    code = main(["train", "--csv", str(csv), "--target", "y", "--period", "y"])
+
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "the period column 'y' is the target" in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.integration
 def test_replay_sends_a_csvs_rows_after_its_training_period(
     tmp_path: Path, start_watchkeeper: Callable[..., Process], monkeypatch: pytest.MonkeyPatch
@@ -759,6 +809,7 @@ def test_a_report_that_could_only_be_empty_is_refused_in_one_line(
         (["replay", "--batch-size", "0"], "--batch-size"),  # range() arg 3 must not be zero
         (["replay", "--rate", "-1"], "--rate"),
         (["replay", "--rate", "nan"], "--rate"),
+        (["replay", "--rate", "1e-300"], "--rate"),  # a wait of 1e300 s before row 2
         (["replay", "--feedback-delay", "inf"], "--feedback-delay"),
         (["replay", "--feedback-delay", "-1"], "--feedback-delay"),
         (["db", "current", "--wait", "nan"], "--wait"),

@@ -84,6 +84,24 @@ def test_a_missing_target_is_a_clear_error(tmp_path: Path) -> None:
         load_csv(_monthly(tmp_path, dates=False), "price", period="month")
 
 
+@pytest.mark.parametrize("separator", [";", "\t", "|"])
+def test_a_csv_with_another_separator_is_a_clear_error_saying_so(
+    tmp_path: Path, separator: str
+) -> None:
+    """It was read as one column, and the error said only that `price` was missing."""
+    path = tmp_path / "semicolons.csv"
+    pd.DataFrame({"x": [1.5, 2.5], "price": [3, 4]}).to_csv(path, index=False, sep=separator)
+
+    with pytest.raises(DatasetError, match="read as one column .*comma-separated") as refused:
+        load_csv(path, "price")
+    assert repr(f"x{separator}price") in str(refused.value)
+
+
+def test_a_missing_target_names_the_columns_there_are(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"its columns: month, x, y"):
+        load_csv(_monthly(tmp_path, dates=False), "price", period="month")
+
+
 def test_datasets_built_in_code_still_take_integer_periods() -> None:
     frame = pd.DataFrame({"p": [1, 2, 3, 4], "y": [1.0, 2.0, 3.0, 4.0]})
     dataset = Dataset("inline", frame, "y", "p")

@@ -9,7 +9,7 @@ from watchkeeper.progress import progress_bar
 from watchkeeper.settings import Settings
 from watchkeeper_cli.data_options import load_data
 from watchkeeper_cli.failures import CommandFailed
-from watchkeeper_cli.option_types import number, positive_int, seconds
+from watchkeeper_cli.option_types import positive_int, rate, seconds
 from watchkeeper_cli.parser import Commands
 
 if TYPE_CHECKING:  # pandas: imported when the command runs
@@ -25,6 +25,11 @@ def _replay_dataset(args: argparse.Namespace) -> Dataset:
     try:
         dataset = load_data(args)
         if dataset.period is None:
+            if bound := "--start" if args.start is not None else "--end" if args.end else None:
+                raise CommandFailed(
+                    f"{bound} needs --period: without a time order every row is replayed",
+                    "name the column that orders the rows in time with --period",
+                )
             return dataset  # no time order: every row, in file order
         if args.start is not None:
             return dataset.between(args.start, args.end)
@@ -90,9 +95,7 @@ def register(commands: Commands) -> None:
     replay.add_argument(
         "--limit", type=positive_int, default=None, help="send at most this many rows (at least 1)"
     )
-    replay.add_argument(
-        "--rate", type=number(at_least=0), default=20.0, help="rows per second; 0: no pause"
-    )
+    replay.add_argument("--rate", type=rate, default=20.0, help="rows per second; 0: no pause")
     replay.add_argument(
         "--batch-size", type=positive_int, default=1, help="rows per /predict request (at least 1)"
     )

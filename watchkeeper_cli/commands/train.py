@@ -48,6 +48,13 @@ def _time_split(dataset: Dataset, args: argparse.Namespace) -> tuple[Dataset, Da
     return training, validation
 
 
+_BOUNDS = ("--train-start", "--train-end", "--validation-start", "--validation-end")
+
+
+def _dest(option: str) -> str:
+    return option.removeprefix("--").replace("-", "_")
+
+
 TASKS = ("regression", "classification")  # watchkeeper.task.Task, without importing pandas
 
 
@@ -100,6 +107,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         dataset = load_data(args, exclude)
     if dataset.period is not None:
         training, validation = _time_split(dataset, args)
+    elif bounds := [option for option in _BOUNDS if getattr(args, _dest(option)) is not None]:
+        raise CommandFailed(
+            f"{bounds[0]} needs --period: without a time order the rows are split by "
+            "--validation-fraction",
+            "name the column that orders the rows in time with --period",
+        )
     else:
         cut = int(len(dataset.frame) * (1 - args.validation_fraction))
         training = replace(dataset, frame=dataset.frame.iloc[:cut])
