@@ -166,6 +166,14 @@ class LogUnavailable(ServiceUnavailable):
     code = "log_unavailable"
 
 
+class UnfittableData(WatchkeeperError, ValueError):
+    """Training data no model can be fitted on or scored with: too few rows, a target of
+    the wrong kind or out of range (:mod:`watchkeeper.training_checks`)."""
+
+    status_code = 422
+    code = "unfittable_data"
+
+
 class RegistryError(WatchkeeperError):
     """The model registry is missing, inconsistent or refused an artifact."""
 

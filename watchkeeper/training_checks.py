@@ -9,7 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from watchkeeper.errors import UnfittableData
 from watchkeeper.task import Task
+
+_LARGEST = 1e150
 
 
 def check_training_data(
@@ -20,12 +23,12 @@ def check_training_data(
     *,
     folds: int,
 ) -> None:
-    """Raise :class:`ValueError` naming the problem when ``task`` cannot be fitted on
+    """Raise :class:`UnfittableData` naming the problem when ``task`` cannot be fitted on
     ``training`` (calibrated with ``folds`` held-out folds) and scored on
     ``validation``."""
     least = folds + 1  # forward folds hold out K slices after a first one
     if len(training) < least:
-        raise ValueError(
+        raise UnfittableData(
             f"{len(training)} training rows: calibrating out of {folds} folds takes at "
             f"least {least}"
         )
@@ -39,7 +42,7 @@ def _check_target(column: pd.Series, target: str, task: Task, rows: str) -> None
     values = column.dropna()
     if task is Task.REGRESSION and not numeric:
         example = next((v for v in values if not _is_number(v)), None)
-        raise ValueError(
+        raise UnfittableData(
             f"target {target!r} is not numeric in the {rows} rows (e.g. {example!r}): a "
             "regression needs numbers; classes train a classifier"
         )
@@ -47,11 +50,20 @@ def _check_target(column: pd.Series, target: str, task: Task, rows: str) -> None
         return
     numbers = values.to_numpy(dtype=np.float64)
     if not np.isfinite(numbers).all():
-        raise ValueError(f"target {target!r} has infinite values in the {rows} rows")
+        raise UnfittableData(f"target {target!r} has infinite values in the {rows} rows")
+    if task is Task.REGRESSION and numbers.size and np.abs(numbers).max() > _LARGEST:
+        # an error's square overflows near 1.3e154: RMSE, the monitor's error sums and
+        # the retraining comparison would be infinite or NaN
+        shown = numbers[np.argmax(np.abs(numbers))]
+        raise UnfittableData(
+            f"target {target!r} holds values as large as {shown:.3g} in the {rows} rows: "
+            f"beyond {_LARGEST:.0e} their errors cannot be scored; rescale the target "
+            "(e.g. to thousands)"
+        )
     if task is Task.CLASSIFICATION:
         fractional = numbers[numbers != np.round(numbers)]
         if fractional.size:
-            raise ValueError(
+            raise UnfittableData(
                 f"target {target!r} holds continuous numbers (e.g. {fractional[0]!r}): a "
                 "classifier needs classes (text, integers or booleans)"
             )

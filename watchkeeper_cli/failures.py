@@ -16,6 +16,7 @@ from watchkeeper.errors import (
     ArtifactIntegrityError,
     RegistryError,
     ServiceUnavailable,
+    UnfittableData,
     WatchkeeperError,
 )
 from watchkeeper.listen_address import CannotListen
@@ -108,6 +109,8 @@ def _todo_for(exc: WatchkeeperError) -> str:
         return "restore the registry's files, roll back (`watchkeeper model rollback`) or retrain"
     if isinstance(exc, RegistryError):
         return "`watchkeeper model list` shows the versions; `watchkeeper train` registers one"
+    if isinstance(exc, UnfittableData):
+        return "check --target, --task and the rows the period bounds select"
     if isinstance(exc, ServiceUnavailable):
         return "check that the database is up and WATCHKEEPER_DATABASE_URL is right"
     return DEBUG_HINT

@@ -652,6 +652,29 @@ def test_a_period_bound_without_a_period_is_one_line_naming_both(
     )
 
 
+def test_a_target_no_model_can_be_scored_on_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Targets near 1e300 trained with NumPy overflow warnings and an RMSE of "-"."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+    rng = np.random.default_rng(0)
+    csv = tmp_path / "huge.csv"
+    pd.DataFrame({"x": rng.normal(size=60), "y": rng.uniform(1e299, 1e300, size=60)}).to_csv(
+        csv, index=False
+    )
+
+    code = main(["train", "--csv", str(csv), "--target", "y"])
+
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.splitlines() == [
+        f"error: target 'y' holds values as large as {err.split('as large as ')[1].split()[0]}"
+        " in the training rows: beyond 1e+150 their errors cannot be scored; rescale the"
+        " target (e.g. to thousands); check --target, --task and the rows the period bounds"
+        " select"
+    ]
+
+
 @pytest.mark.parametrize("bound", ["--start", "--end"])
 def test_a_replay_bound_without_a_period_is_one_line_naming_both(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], bound: str

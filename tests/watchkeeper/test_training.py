@@ -109,8 +109,20 @@ def _numbers(n: int, target: list[object] | np.ndarray) -> pd.DataFrame:
             None,
             "target 'y' has infinite values in the validation rows",
         ),
+        (
+            _numbers(40, np.linspace(-1e300, 1e299, 40)),
+            0,
+            Task.REGRESSION,
+            "target 'y' holds values as large as -1e\\+300 in the training rows: .* rescale",
+        ),
     ],
-    ids=["too-few-rows", "text-regression", "continuous-classes", "infinite-validation"],
+    ids=[
+        "too-few-rows",
+        "text-regression",
+        "continuous-classes",
+        "infinite-validation",
+        "overflowing-errors",
+    ],
 )
 def test_data_a_model_cannot_be_fitted_on_is_refused_naming_the_target_or_rows(
     frame: pd.DataFrame, validation_rows: int, task: Task | None, refusal: str
