@@ -39,12 +39,10 @@ from watchkeeper.errors import (
     database_errors,
 )
 from watchkeeper.prediction_ids import logged_ids
-from watchkeeper.task import Task, label_text
+from watchkeeper.task import MAX_LABEL, Task, label_text
 
 MAX_ID = 48
 """Characters of a prediction id (the width of ``feedback.prediction_id``)."""
-MAX_LABEL = 256
-"""Characters of a class label's text (the width of ``feedback.label``)."""
 _NO_NUL = "must not contain a NUL character (U+0000)"
 _LABEL_EXPECTED = "must be a class label (a string, an integer or a boolean)"
 

@@ -24,16 +24,17 @@ from watchkeeper.classification import (
     classes_of,
 )
 from watchkeeper.encoding import TabularEncoder
+from watchkeeper.errors import UnfittableData, clipped
 from watchkeeper.folds import fold_splits
 from watchkeeper.schema import FeatureSchema
-from watchkeeper.task import json_label
+from watchkeeper.task import MAX_LABEL, json_label, label_text
 from watchkeeper.training_params import TrainingParams
 
 CALIBRATION_KNOTS = 50
 """At most this many knots of the confidence map are stored in the version's metadata."""
 
 
-class ClassifierTrainingError(ValueError):
+class ClassifierTrainingError(UnfittableData):
     """A target a classifier cannot be trained on."""
 
 
@@ -55,6 +56,18 @@ def target_labels(frame: pd.DataFrame, target: str) -> np.ndarray:
         labels = np.asarray(values)
     else:  # text, or a mix such as 1 and "yes": classes by their text
         labels = np.asarray([str(v) for v in values], dtype=object)
+    for text in {label_text(v) for v in labels.tolist()}:
+        # /feedback refuses such a label: that class's outcomes could never be counted
+        if len(text) > MAX_LABEL:
+            raise ClassifierTrainingError(
+                f"target {target!r} has a class of {len(text)} characters: labels /feedback"
+                f" takes have at most {MAX_LABEL} ({clipped(text, 40)!r})"
+            )
+        if "\x00" in text:
+            raise ClassifierTrainingError(
+                f"target {target!r} has a class with a NUL character (U+0000), which"
+                f" labels cannot hold ({clipped(text, 40)!r})"
+            )
     if len(set(labels.tolist())) < 2:
         raise ClassifierTrainingError(
             f"target {target!r} holds a single class: nothing to classify"
@@ -93,7 +106,11 @@ def set_threshold(probabilities: np.ndarray, truth: np.ndarray, level: float) ->
     scores = np.sort(1.0 - probabilities[np.arange(len(truth)), truth])
     n = scores.size
     if n == 0:
-        raise ClassifierTrainingError("no held-out rows to calibrate the prediction set on")
+        raise ClassifierTrainingError(
+            "no held-out rows to calibrate the prediction set on: the training rows of"
+            " every calibration fold hold a single class; give more rows of each class"
+            " (or rows in another order: --period)"
+        )
     rank = min(int(np.ceil((n + 1) * level)), n)
     return float(1.0 - scores[rank - 1])
 

@@ -30,6 +30,11 @@ def detect_task(target: pd.Series) -> Task:
     return Task.CLASSIFICATION if values.nunique() <= 2 else Task.REGRESSION
 
 
+MAX_LABEL = 256
+"""Characters of a class label's text: the width of ``feedback.label``, so the longest
+label ``/feedback`` takes and the longest class ``train`` accepts."""
+
+
 def label_text(value: Any) -> str:
     """A class label as the text it is matched by: ``1``, ``1.0`` and ``"1"`` are one
     class (a CSV's 0/1 column, a JSON client sending numbers or strings), ``True`` and

@@ -18,7 +18,7 @@ from watchkeeper.classification import (
     expected_calibration_error,
 )
 from watchkeeper.dataset import Dataset
-from watchkeeper.errors import ArtifactIntegrityError
+from watchkeeper.errors import ArtifactIntegrityError, UnfittableData
 from watchkeeper.model import Model
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.task import Task, detect_task, json_label, label_text
@@ -111,6 +111,29 @@ def test_a_target_with_one_class_is_refused_by_name() -> None:
     frame["outcome"] = "stay"
     with pytest.raises(ValueError, match="target 'outcome' holds a single class"):
         train(_dataset(frame).between(None, 5), params=FAST)
+
+
+@pytest.mark.parametrize(
+    ("label", "problem"),
+    [
+        ("x" * 257, "of 257 characters: labels /feedback takes have at most 256"),
+        ("a\x00b", "with a NUL"),
+    ],
+)
+def test_a_class_feedback_could_never_name_is_refused_by_name(label: str, problem: str) -> None:
+    """A class of 300 characters was trained and served as `prediction`, and /feedback
+    refused its label with 422: its outcomes could never be counted."""
+    frame = _frame()
+    frame.loc[frame["outcome"] == "churn", "outcome"] = label
+    with pytest.raises(UnfittableData, match=f"target 'outcome' has a class {problem}"):
+        train(_dataset(frame).between(None, 5), params=FAST)
+
+
+def test_a_class_of_the_longest_label_feedback_takes_is_trained() -> None:
+    frame = _frame()
+    frame.loc[frame["outcome"] == "churn", "outcome"] = "x" * 256
+    model = train(_dataset(frame).between(None, 5), params=FAST).model
+    assert isinstance(model, Classifier) and "x" * 256 in model.classes
 
 
 def test_classification_metrics_match_hand_computed_values() -> None:
