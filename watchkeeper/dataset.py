@@ -225,6 +225,19 @@ def _columns_hint(frame: pd.DataFrame) -> str:
     return f" (its columns: {', '.join(names)})"
 
 
+def _is_text(column: pd.Series) -> bool:
+    return not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
+
+
+def _text_target(path: Path, target: str) -> pd.Series:
+    """A text target as the file writes it: pandas reads 'None', 'null', 'N/A', 'nan'
+    (and more) as missing, and a class so named lost every row. Only an empty cell and
+    R's 'NA' are missing labels."""
+    return pd.read_csv(
+        path, usecols=[target], dtype=str, keep_default_na=False, na_values=["", "NA"]
+    )[target]
+
+
 def load_csv(
     path: Path, target: str, *, period: str | None = None, exclude: tuple[str, ...] = ()
 ) -> Dataset:
@@ -232,6 +245,8 @@ def load_csv(
     in time; ``exclude`` columns never become features."""
     try:
         frame = pd.read_csv(path)
+        if target in frame and _is_text(frame[target]):
+            frame[target] = _text_target(path, target)
     except (OSError, ValueError) as exc:
         raise DatasetError(f"cannot read {str(path)!r} as CSV: {exc}") from exc
     return tabular(frame, path.stem, target, period=period, exclude=exclude, shown=path.name)

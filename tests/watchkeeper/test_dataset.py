@@ -97,6 +97,28 @@ def test_a_csv_with_another_separator_is_a_clear_error_saying_so(
     assert repr(f"x{separator}price") in str(refused.value)
 
 
+def test_text_classes_that_pandas_reads_as_missing_stay_classes(tmp_path: Path) -> None:
+    """A severity of None/Low/High lost its 'None' rows (pandas reads 'None', 'null',
+    'N/A', 'nan' as missing): a 2-class model was trained, and feedback 'None' was an
+    unknown class. Only an empty cell or R's 'NA' is a missing target now."""
+    path = tmp_path / "severity.csv"
+    path.write_text("x,severity\n1,None\n2,Low\n3,High\n4,null\n5,N/A\n6,nan\n7,\n8,NA\n9,Low\n")
+
+    dataset = load_csv(path, "severity")
+
+    assert dataset.frame["severity"].tolist() == [
+        "None", "Low", "High", "null", "N/A", "nan", "Low"
+    ]  # fmt: skip
+    assert dataset.frame["x"].tolist() == [1, 2, 3, 4, 5, 6, 9]
+
+
+def test_a_numeric_target_keeps_pandas_missing_values(tmp_path: Path) -> None:
+    path = tmp_path / "prices.csv"
+    path.write_text("x,price\n1,10.5\n2,None\n3,NA\n4,\n5,12\n")
+
+    assert load_csv(path, "price").frame["price"].tolist() == [10.5, 12.0]
+
+
 def test_a_missing_target_names_the_columns_there_are(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"its columns: month, x, y"):
         load_csv(_monthly(tmp_path, dates=False), "price", period="month")
