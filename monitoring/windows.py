@@ -39,13 +39,15 @@ class Window:
     def window_id(self) -> str:
         return f"{self.model_version}:{self.first_seq}-{self.last_seq}"
 
+    # Rows are cut in storage order, which workers' writers make differ from arrival
+    # order: the first row stored need not be the earliest.
     @property
     def started_at(self) -> datetime:
-        return _utc(self.rows["created_at"].iloc[0])
+        return _utc(self.rows["created_at"].min())
 
     @property
     def ended_at(self) -> datetime:
-        return _utc(self.rows["created_at"].iloc[-1])
+        return _utc(self.rows["created_at"].max())
 
 
 _EPOCH = pd.Timestamp(0, tz="UTC")

@@ -117,6 +117,19 @@ def test_rows_stamped_out_of_order_never_stretch_a_window_past_its_size() -> Non
     assert [(w.first_seq, w.last_seq) for w in windows] == [(1, 2), (3, 4), (5, 6)]
 
 
+def test_a_window_spans_its_earliest_to_its_latest_row_whatever_their_storage_order() -> None:
+    """Two workers store out of arrival order: a window's first row in storage order may
+    come after its last, and windows were stored ending before they started."""
+    rows = _rows([2.0, 0.5, 3.0, 1.0])
+
+    (window,) = cut_windows(rows, size=4, seconds=600, now=T0)
+
+    assert (window.started_at, window.ended_at) == (
+        T0 + timedelta(seconds=0.5),
+        T0 + timedelta(seconds=3.0),
+    )
+
+
 def test_windows_cut_in_slices_equal_a_row_by_row_cut() -> None:
     """Long logs of mixed versions, gaps and shuffled stamps: the same windows as the
     rule applied one row at a time."""
