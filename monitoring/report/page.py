@@ -468,12 +468,21 @@ def _class_versions(classifiers: list[VersionSummary]) -> str:
             "set coverage",
             "ECE",
             "predictions",
-            "labels",
+            "labels scored",
             "realised accuracy",
         ],
         map(_class_version_row, classifiers),
         {3, 4, 5, 6, 7, 8, 9, 10},
     )
+
+
+# The monitor scores labels by window, so a window still open (not yet full, nor its
+# span over) has labels the log holds and these figures do not yet.
+_SCORED = (
+    '<p class="figures">Labels scored and the realised figures count the labels of '
+    "predictions in the windows the monitor has evaluated; a window still open is scored "
+    "when it closes.</p>"
+)
 
 
 def versions(data: ReportData) -> str:
@@ -484,9 +493,9 @@ def versions(data: ReportData) -> str:
         body = _class_versions(classifiers)
         if others:
             body = _regression_versions(others) + body
-        return f'<section id="versions"><h2>Model versions</h2>{body}</section>'
+        return f'<section id="versions"><h2>Model versions</h2>{body}{_SCORED}</section>'
     body = (
-        _regression_versions(data.versions)
+        _regression_versions(data.versions) + _SCORED
         if data.versions
         else _empty("No model version served or trained in this period.")
     )
@@ -505,7 +514,7 @@ def _regression_versions(summaries: Sequence[VersionSummary]) -> str:
             "MAPE",
             "coverage",
             "predictions",
-            "labels",
+            "labels scored",
             "realised MAE",
         ],
         map(_version_row, summaries),

@@ -86,6 +86,10 @@ def test_a_classifier_report_shows_classification_figures_per_window(
     # the regression figures are not drawn for a classifier
     assert "realised MAE" not in page and "validation MAE" not in page  # cards, tables
     assert 'aria-label="MAE"' not in page
+    # labels of a window still open are not in the figures yet: the table says whose are
+    versions = page[page.index('id="versions"') :]
+    assert ">labels scored</th>" in versions and ">labels</th>" not in versions
+    assert "scored when it closes" in versions
 
 
 def test_a_classifier_retraining_run_shows_the_gates_log_loss(
