@@ -9,7 +9,11 @@ file (``<data_dir>/notifications.log``) and echoed to the terminal::
 
 Alertmanager re-sends a whole group whenever any alert in it changes, and again every
 repeat interval; the sink writes a line only when an alert's state changes (a new
-firing, or its resolution), so the file reads as a history of what happened.
+firing, or its resolution), so the file reads as a history of what happened. A line that
+cannot be appended (a read-only file, a full disk) is answered with a 500, which
+Alertmanager retries: the alert is written once the file takes it. Line breaks and
+terminal escapes in labels and annotations are written escaped (``\\n``, ``\\x1b``), so
+one state change is one line.
 
 Run: ``python -m watchkeeper.notification_sink --listen 127.0.0.1:9095 --log FILE``.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import threading
 from datetime import UTC, datetime
@@ -28,7 +33,32 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel, ValidationError
 
+from watchkeeper.errors import BadRequest, FieldProblem, PayloadTooLarge, WatchkeeperError
+
 HEALTH_PATH = "/healthz"
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""Alertmanager posts a whole group at once: thousands of alerts fit, and no POST makes
+the sink hold more."""
+READ_TIMEOUT_SECONDS = 30.0
+"""A client that sends less than its Content-Length holds a thread no longer."""
+_LENGTH = re.compile(r"[0-9]+")
+
+
+class NotificationLogUnwritable(WatchkeeperError):
+    """notifications.log cannot be appended to. A 5xx, which Alertmanager retries."""
+
+    status_code = 500
+    code = "notification_log_unwritable"
+
+
+class NotFound(WatchkeeperError):
+    status_code = 404
+    code = "not_found"
+
+
+class RequestTimeout(WatchkeeperError):
+    status_code = 408
+    code = "request_timeout"
 
 
 class AlertStatus(StrEnum):
@@ -55,29 +85,48 @@ class Notification(BaseModel):
     alerts: list[Alert]
 
 
+def printable(text: str) -> str:
+    """``text`` with what is not printable escaped as Python writes it (``\\n``,
+    ``\\x1b``, ``\\u2028``): a label or annotation can neither start a line of its own
+    (a forged all-clear) nor drive the terminal the line is echoed to."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def _timestamp(when: datetime) -> str:
+    try:
+        return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError):
+        # 9999-12-31T23:59:59-23:59 is past the last UTC time: the time as it was sent
+        # loses nothing, where an error would lose the alert and those sent with it
+        return when.isoformat()
+
+
 def format_line(alert: Alert, runbook_base: str = "") -> str:
     """One readable line: when, state, alert name, severity, the other labels, the
-    summary, and the runbook link (relative links resolved against ``runbook_base``)."""
+    summary, and the runbook link (relative links resolved against ``runbook_base``).
+    Each text the alert brings is written through ``printable``."""
     when = alert.endsAt if alert.status is AlertStatus.RESOLVED and alert.endsAt else alert.startsAt
     # which scrape target raised it is plumbing; the rule's own labels say what is wrong
     labels = {k: v for k, v in alert.labels.items() if k not in ("instance", "job")}
     name = labels.pop("alertname", "(unnamed alert)")
     severity = labels.pop("severity", "none")
-    others = " ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    others = " ".join(f"{printable(k)}={printable(v)}" for k, v in sorted(labels.items()))
     summary = alert.annotations.get("summary", "").strip() or "(no summary)"
     runbook = alert.annotations.get("runbook_url", "")
     if runbook and runbook_base and "://" not in runbook and not runbook.startswith("/"):
         runbook = f"{runbook_base.rstrip('/')}/{runbook}"
     parts = [
-        when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        _timestamp(when),
         alert.status.value.upper(),
-        name,
-        f"severity={severity}",
+        printable(name),
+        f"severity={printable(severity)}",
     ]
     if others:
         parts.append(others)
-    line = " ".join(parts) + f": {summary}"
-    return line + (f" | runbook: {runbook}" if runbook else "")
+    line = " ".join(parts) + f": {printable(summary)}"
+    return line + (f" | runbook: {printable(runbook)}" if runbook else "")
 
 
 class NotificationLog:
@@ -91,24 +140,57 @@ class NotificationLog:
         self._lock = threading.Lock()
 
     def record(self, notification: Notification) -> list[str]:
-        """Append the lines for ``notification``'s state changes; return them."""
+        """Append the lines for ``notification``'s state changes; return them.
+
+        Raises ``NotificationLogUnwritable`` when the file cannot take them; nothing is
+        then taken as seen, so the same notification sent again writes them."""
         with self._lock:
+            changes: dict[str, tuple[AlertStatus, datetime]] = {}
             lines = []
             for alert in notification.alerts:
                 key = alert.fingerprint or json.dumps(alert.labels, sort_keys=True)
                 state = (alert.status, alert.startsAt)
-                if self._seen.get(key) == state:
+                if self._seen.get(key) == state or changes.get(key) == state:
                     continue  # a repeat of a group that changed elsewhere, or a reminder
-                self._seen[key] = state
+                changes[key] = state
                 lines.append(format_line(alert, self.runbook_base))
             if lines:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with self.path.open("a", encoding="utf-8") as out:
-                    out.writelines(line + "\n" for line in lines)
-                if self.echo is not None:
-                    for line in lines:
-                        print(f"notification: {line}", file=self.echo, flush=True)
+                self._append(lines)
+            self._seen.update(changes)
+            if self.echo is not None:
+                for line in lines:
+                    print(f"notification: {line}", file=self.echo, flush=True)
             return lines
+
+    def _append(self, lines: list[str]) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as out:
+                out.write("".join(line + "\n" for line in lines))
+        except OSError as exc:
+            error = NotificationLogUnwritable(
+                f"cannot append to {self.path}: {exc.strerror or exc}; "
+                "the notification is written when it is sent again"
+            )
+            if self.echo is not None:
+                print(f"notification sink: {error.message}", file=self.echo, flush=True)
+            raise error from exc
+
+
+def parse_notification(body: bytes) -> Notification:
+    """``body`` as a notification, or ``BadRequest`` naming each field in one line
+    (pydantic's own text spans lines and links to its documentation)."""
+    try:
+        return Notification.model_validate_json(body)
+    except ValidationError as exc:
+        problems = [
+            FieldProblem(
+                ".".join(str(part) for part in error["loc"]) or "body",
+                printable(error["msg"]),
+            )
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        raise BadRequest("not an Alertmanager notification", details=problems) from exc
 
 
 def make_server(host: str, port: int, path: str, log: NotificationLog) -> ThreadingHTTPServer:
@@ -116,31 +198,50 @@ def make_server(host: str, port: int, path: str, log: NotificationLog) -> Thread
     when it is up. Call ``serve_forever()``."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = READ_TIMEOUT_SECONDS
+
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            if self.path != path:
-                self._answer(404, {"error": f"no such path: {self.path}"})
-                return
-            length = int(self.headers.get("Content-Length") or 0)
             try:
-                notification = Notification.model_validate_json(self.rfile.read(length))
-            except ValidationError as exc:
-                self._answer(400, {"error": f"not an Alertmanager notification: {exc}"})
+                if self.path != path:
+                    raise NotFound(f"no such path: {self.path}")
+                written = log.record(parse_notification(self._body()))
+            except WatchkeeperError as exc:
+                self._answer(exc.status_code, exc.as_dict())
                 return
-            self._answer(200, {"written": len(log.record(notification))})
+            self._answer(200, {"written": len(written)})
 
         def do_GET(self) -> None:  # noqa: N802
             if self.path == HEALTH_PATH:
                 self._answer(200, {"status": "ok", "log": str(log.path)})
             else:
-                self._answer(404, {"error": f"no such path: {self.path}"})
+                error = NotFound(f"no such path: {self.path}")
+                self._answer(error.status_code, error.as_dict())
+
+        def _body(self) -> bytes:
+            length = self.headers.get("Content-Length", "0").strip()
+            if not _LENGTH.fullmatch(length):
+                raise BadRequest(f"Content-Length must be a number of bytes, not {length!r}")
+            if int(length) > MAX_BODY_BYTES:
+                raise PayloadTooLarge(
+                    f"a notification is at most {MAX_BODY_BYTES} bytes; this one has {length}"
+                )
+            try:
+                return self.rfile.read(int(length))
+            except TimeoutError as exc:
+                raise RequestTimeout(
+                    f"the body's {length} bytes did not arrive in {READ_TIMEOUT_SECONDS:g} s"
+                ) from exc
 
         def _answer(self, status: int, body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:
+                self.close_connection = True  # the client went away: no one to tell
 
         def log_message(self, format: str, *args: Any) -> None:
             """The notification log is the record; access lines would only repeat it."""

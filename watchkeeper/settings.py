@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -587,6 +588,10 @@ class RetrainSettings(SettingsGroup):
     """Port of the retraining worker's `/metrics` and `/healthz`."""
 
 
+# A Kubernetes namespace name is an RFC 1123 DNS label.
+_DNS_LABEL = re.compile(r"(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
 class AlertingSettings(SettingsGroup):
     """The generated alert rules and Alertmanager configuration, and which alerts
     request a retrain."""
@@ -620,11 +625,24 @@ class AlertingSettings(SettingsGroup):
     retrain; other alerts are acknowledged and ignored."""
 
     metrics_namespace: str = Field(default="", validation_alias=variable("metrics_namespace"))
-    """Namespace every generated rule and dashboard query selects (`namespace` label).
+    """Namespace every generated rule and dashboard query selects (`namespace` label): a
+    Kubernetes namespace name (lower-case letters, digits, `-`; at most 63).
     Empty: no namespace selector (one host); aggregations keep `namespace` either way,
     so releases in different namespaces of one Prometheus never mix."""
 
     _parse_names = field_validator("retrain_alert_names", mode="before")(_comma_separated)
+
+    @field_validator("metrics_namespace")
+    @classmethod
+    def _kubernetes_namespace(cls, value: str) -> str:
+        # written as is into every rule's `namespace="…"` matcher: `team"a` made rules
+        # promtool refuses, and Prometheus did not start on them
+        if value and not _DNS_LABEL.fullmatch(value):
+            raise ValueError(
+                "must be empty or a Kubernetes namespace: at most 63 lower-case letters, "
+                f"digits and '-', starting and ending with a letter or digit; not {value!r}"
+            )
+        return value
 
     @field_validator("runbook_url")
     @classmethod
@@ -641,7 +659,22 @@ class GrafanaSettings(SettingsGroup):
     model_config = SettingsConfigDict(alias_generator=variables("grafana_"))
 
     url: str = "http://127.0.0.1:3000"
-    """Grafana that `watchkeeper grafana provision` configures."""
+    """Grafana that `watchkeeper grafana provision` configures (an http or https URL)."""
+
+    @field_validator("url")
+    @classmethod
+    def _web_address(cls, value: str) -> str:
+        # `127.0.0.1:3000` (no scheme) was taken, and provisioning then failed with
+        # "Invalid URL '://None/api/folders/…'"; alerts link to dashboards under it
+        problem = "must be an absolute http or https URL, e.g. http://127.0.0.1:3000"
+        try:
+            parsed = urlsplit(value)
+            parsed.port  # noqa: B018 - a port that is not a number raises here
+        except ValueError as exc:
+            raise ValueError(f"{problem}: {exc}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"{problem}; not {redact_url(value)!r}")
+        return value
 
     token: SecretStr | None = None
     """Grafana service-account token with Editor rights (folders, dashboards) and data

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, redirect, request
 from werkzeug.serving import make_server
 
 
@@ -105,9 +105,38 @@ def create_fake_grafana(token: str) -> tuple[Flask, dict[str, Any]]:
     return app, state
 
 
+def create_impostor(kind: str) -> tuple[Flask, dict[str, Any]]:
+    """A server at Grafana's address that is not Grafana's API. ``html``: every request
+    is answered 200 with a web page (another application); ``login_redirect``: every
+    request is sent to a login page, as an authenticating proxy does; ``not_json``: 200
+    ``application/json`` that is not JSON; ``empty_json``: 200 ``{}``."""
+    app = Flask("impostor")
+    state: dict[str, Any] = {"calls": []}
+
+    @app.route("/login")
+    def login() -> Any:
+        state["calls"].append((request.method, request.path))
+        return "<html>\n<body>Sign in</body></html>", 200, {"Content-Type": "text/html"}
+
+    @app.route("/<path:path>", methods=["GET", "POST", "PUT"])
+    def anything(path: str) -> Any:
+        state["calls"].append((request.method, request.path))
+        if kind == "html":
+            return "<html>\n<body>Welcome</body></html>", 200, {"Content-Type": "text/html"}
+        if kind == "login_redirect":
+            return redirect("/login", 302)
+        if kind == "not_json":
+            return "not json", 200, {"Content-Type": "application/json"}
+        return jsonify({}), 200
+
+    return app, state
+
+
 class FakeGrafana:
-    def __init__(self, token: str) -> None:
-        self.app, self.state = create_fake_grafana(token)
+    def __init__(self, token: str, impostor: str = "") -> None:
+        """Grafana's API taking ``token``; or, with ``impostor``, ``create_impostor``'s
+        server of that kind."""
+        self.app, self.state = create_impostor(impostor) if impostor else create_fake_grafana(token)
         self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

@@ -209,3 +209,30 @@ def test_refused_token_is_a_clear_error(grafana: FakeGrafana) -> None:
 def test_unreachable_grafana_is_a_clear_error() -> None:
     with pytest.raises(GrafanaError, match="unreachable"):
         provision(f"http://127.0.0.1:{free_port()}", TOKEN, "http://prometheus:9090", timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("impostor", "answer"),
+    [
+        ("html", "200 text/html"),
+        ("login_redirect", "a redirect (302) to /login"),
+        ("not_json", "200 application/json 'not json'"),
+        ("empty_json", "{} without 'uid'"),
+    ],
+)
+def test_a_server_that_is_not_grafanas_api_is_a_clear_error(impostor: str, answer: str) -> None:
+    """A server answering 200 HTML to everything, or an authenticating proxy sending
+    each write to its HTML login page, was reported provisioned ("folder created, data
+    source created", exit 0); a 200 that is not JSON was "unreachable: invalid literal"."""
+    server = FakeGrafana(TOKEN, impostor)
+    try:
+        with pytest.raises(GrafanaError) as refused:
+            provision(server.url, TOKEN, "http://prometheus:9090")
+    finally:
+        server.close()
+
+    message = refused.value.message
+    assert answer in message and "WATCHKEEPER_GRAFANA_URL" in message, message
+    assert server.url in message and "\n" not in message
+    # a redirect is not followed: no write is replayed at the login page
+    assert ("GET", "/login") not in server.state["calls"]

@@ -4,6 +4,8 @@ Alertmanager really posts (payload version 4), over real HTTP."""
 from __future__ import annotations
 
 import io
+import json
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,3 +122,132 @@ def test_what_is_not_a_notification_is_refused(sink: tuple[str, Path, io.StringI
     assert requests.post(f"{url}/elsewhere", json=body(FIRING), timeout=10).status_code == 404
     assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
     assert not path.exists()
+
+
+def test_a_notification_the_log_could_not_take_is_written_when_it_is_sent_again(
+    sink: tuple[str, Path, io.StringIO],
+) -> None:
+    """With notifications.log unwritable the alert was marked seen all the same, the
+    connection closed without an answer, and Alertmanager's retry got `written: 0`: the
+    alert never had its line. A directory in the file's place stands in for a read-only
+    file or a full disk (root ignores mode bits)."""
+    url, path, _ = sink
+    other = {**FIRING, "fingerprint": "aa", "labels": {**FIRING["labels"], "model_version": "v2"}}
+    path.mkdir()
+    refused = requests.post(f"{url}/notify", json=body(FIRING, other), timeout=10)
+    assert refused.status_code == 500  # a 5xx: Alertmanager sends the notification again
+    assert refused.json()["code"] == "notification_log_unwritable"
+    assert str(path) in refused.json()["message"]
+
+    path.rmdir()
+    again = requests.post(f"{url}/notify", json=body(FIRING, other), timeout=10)
+    repeat = requests.post(f"{url}/notify", json=body(FIRING, other), timeout=10)
+
+    assert (again.json(), repeat.json()) == ({"written": 2}, {"written": 0})
+    assert [line.split()[4] for line in path.read_text().splitlines()] == [
+        "model_version=v1:",
+        "model_version=v2:",
+    ]
+
+
+def test_an_alert_whose_time_has_no_utc_equivalent_is_written_with_the_others(
+    sink: tuple[str, Path, io.StringIO],
+) -> None:
+    """9999-12-31T23:59:59-23:59 is past the last UTC time: formatting it raised, and
+    the valid alerts sent with it were never written."""
+    url, path, _ = sink
+    edge = {
+        "status": "firing",
+        "labels": {"alertname": "Odd"},
+        "startsAt": "9999-12-31T23:59:59-23:59",
+        "fingerprint": "edge",
+    }
+    answer = requests.post(f"{url}/notify", json=body(FIRING, edge), timeout=10)
+
+    assert answer.json() == {"written": 2}
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("2026-11-29T11:46:21Z FIRING WatchkeeperDatasetDriftSustained")
+    assert lines[1] == "9999-12-31T23:59:59-23:59 FIRING Odd severity=none: (no summary)"
+
+
+def test_line_breaks_and_terminal_escapes_in_an_alert_are_written_escaped(
+    sink: tuple[str, Path, io.StringIO],
+) -> None:
+    """A summary holding a newline wrote a forged second line (a false all-clear), and
+    an escape sequence in a label reached the terminal raw (ESC[2J clears it)."""
+    url, path, echo = sink
+    forged = "\n2026-12-02T00:00:00Z RESOLVED WatchkeeperDatasetDriftSustained: all clear"
+    alert = {
+        **FIRING,
+        "labels": {**FIRING["labels"], "feature": "Lot\x1b[2J\x1b[31mArea\r\u2028"},
+        "annotations": {"summary": f"drift{forged}\x00\t\u202e", "runbook_url": "x\x85y"},
+    }
+    assert requests.post(f"{url}/notify", json=body(alert), timeout=10).status_code == 200
+
+    (line,) = path.read_text(encoding="utf-8").splitlines()
+    assert line == (
+        "2026-11-29T11:46:21Z FIRING WatchkeeperDatasetDriftSustained severity=warning "
+        r"feature=Lot\x1b[2J\x1b[31mArea\r\u2028 model_version=v1: "
+        r"drift\n2026-12-02T00:00:00Z RESOLVED WatchkeeperDatasetDriftSustained: all clear"
+        r"\x00\t\u202e | runbook: /repo/x\x85y"
+    )
+    assert echo.getvalue() == f"notification: {line}\n"
+
+
+def _raw_post(url: str, content_length: bytes, payload: bytes = b"{}") -> bytes:
+    """What the sink answers a POST whose Content-Length header is ``content_length``."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(
+            b"POST /notify HTTP/1.1\r\nHost: x\r\nContent-Length: "
+            + content_length
+            + b"\r\n\r\n"
+            + payload
+        )
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+        return answer
+
+
+@pytest.mark.parametrize(
+    ("content_length", "status", "message"),
+    [
+        (b"abc", b"400", b"Content-Length"),
+        (b"-1", b"400", b"Content-Length"),
+        (b"1_0", b"400", b"Content-Length"),
+        (b"1000000000000", b"413", b"at most"),
+    ],
+)
+def test_a_bad_or_huge_content_length_is_answered_at_once(
+    sink: tuple[str, Path, io.StringIO], content_length: bytes, status: bytes, message: bytes
+) -> None:
+    """`abc` closed the connection without an answer (a traceback in the terminal), -1
+    held the handler thread until the client went away, and any length was read."""
+    url, path, _ = sink
+    answer = _raw_post(url, content_length)
+
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.split()[1] == status
+    error = json.loads(payload)
+    assert message.decode() in error["message"] and error["code"]
+    assert not path.exists()
+
+
+def test_a_refused_body_is_answered_in_one_line_naming_its_fields(
+    sink: tuple[str, Path, io.StringIO],
+) -> None:
+    """The 400 carried pydantic's text: several lines and a link to its documentation."""
+    url, _, _ = sink
+    refused = requests.post(f"{url}/notify", json={"status": "firing"}, timeout=10)
+    unparsable = requests.post(f"{url}/notify", data=b"{", timeout=10)
+
+    assert refused.status_code == unparsable.status_code == 400
+    assert refused.json() == {
+        "code": "bad_request",
+        "message": "not an Alertmanager notification",
+        "details": [{"field": "alerts", "problem": "Field required"}],
+    }
+    (problem,) = unparsable.json()["details"]
+    assert problem["field"] == "body" and "\n" not in problem["problem"]
+    assert "pydantic.dev" not in refused.text + unparsable.text

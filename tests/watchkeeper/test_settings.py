@@ -117,9 +117,9 @@ VARIABLES: list[tuple[str, str, str, object]] = [
     ),
     (
         "WATCHKEEPER_METRICS_NAMESPACE",
-        "x-metrics_namespace",
+        "x-metrics-namespace",
         "alerting.metrics_namespace",
-        "x-metrics_namespace",
+        "x-metrics-namespace",
     ),
     (
         "WATCHKEEPER_DASHBOARD_TARGET_UNIT",
@@ -127,7 +127,12 @@ VARIABLES: list[tuple[str, str, str, object]] = [
         "grafana.dashboard_target_unit",
         "x-dashboard_target_unit",
     ),
-    ("WATCHKEEPER_GRAFANA_URL", "x-grafana_url", "grafana.url", "x-grafana_url"),
+    (
+        "WATCHKEEPER_GRAFANA_URL",
+        "https://x-grafana.example/grafana",
+        "grafana.url",
+        "https://x-grafana.example/grafana",
+    ),
     ("WATCHKEEPER_GRAFANA_TOKEN", "gr4fana", "grafana.token", SecretStr("gr4fana")),
     (
         "WATCHKEEPER_GRAFANA_PROMETHEUS_URL",
@@ -454,3 +459,47 @@ def test_an_archive_on_disk_or_in_object_storage_is_taken(
 )
 def test_redact_url_masks_passwords_and_secret_query_parameters(text: str, shown: str) -> None:
     assert redact_url(text) == shown
+
+
+@pytest.mark.parametrize(
+    "value", ['team"a', "Team-A", "-team", "team-", "team_a", "team.a", "t" * 64, "a b"]
+)
+def test_a_metrics_namespace_that_is_no_kubernetes_namespace_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """`team"a` was taken: `watchkeeper mixin build` wrote rules promtool refuses, and
+    Prometheus then failed to start on them."""
+    monkeypatch.setenv("WATCHKEEPER_METRICS_NAMESPACE", value)
+    with pytest.raises(ValidationError, match="Kubernetes namespace") as refused:
+        Settings()
+    assert {variable_at(e["loc"]) for e in refused.value.errors()} == {
+        "WATCHKEEPER_METRICS_NAMESPACE"
+    }
+
+
+@pytest.mark.parametrize("value", ["", "team-a", "0", "t" * 63])
+def test_a_kubernetes_namespace_is_taken(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("WATCHKEEPER_METRICS_NAMESPACE", value)
+    assert Settings().alerting.metrics_namespace == value
+
+
+@pytest.mark.parametrize(
+    "value", ["127.0.0.1:18250", "grafana:3000", "ftp://grafana/", "http://", "/grafana", ""]
+)
+def test_a_grafana_url_that_is_no_web_address_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """127.0.0.1:18250 (no scheme) was taken, and `grafana provision` then failed with
+    "Invalid URL '://None/api/...'"."""
+    monkeypatch.setenv("WATCHKEEPER_GRAFANA_URL", value)
+    with pytest.raises(ValidationError, match="absolute http or https URL") as refused:
+        Settings()
+    assert {variable_at(e["loc"]) for e in refused.value.errors()} == {"WATCHKEEPER_GRAFANA_URL"}
+
+
+@pytest.mark.parametrize(
+    "value", ["http://127.0.0.1:3000", "https://grafana.example/sub/", "http://[::1]:3000"]
+)
+def test_a_grafana_web_address_is_taken(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("WATCHKEEPER_GRAFANA_URL", value)
+    assert Settings().grafana.url == value
