@@ -30,8 +30,8 @@ from pydantic import ValidationError
 
 from watchkeeper.admin_token import AdminToken, ensure_admin_token, write_secret
 from watchkeeper.local_run.configs import write_configs
-from watchkeeper.local_run.layout import Layout, explicitly_set, layout
-from watchkeeper.local_run.summary import GRAFANA_MISSING, render_summary, shown
+from watchkeeper.local_run.layout import Layout, UnusableSetting, explicitly_set, layout
+from watchkeeper.local_run.summary import grafana_note, render_summary, shown
 from watchkeeper.local_run.supervisor import Supervisor
 from watchkeeper.settings import Settings
 from watchkeeper.version_metadata import DataSource
@@ -187,13 +187,13 @@ def run(repo: Path, bin_dir: str) -> int:
         print(f"error: invalid configuration: {exc.errors()[0]['msg']}", file=sys.stderr)
         return 2
     grafana = shutil.which("grafana-server")
-    plan = layout(settings, repo, grafana_installed=grafana is not None)
     env = dict(os.environ)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     supervisor = Supervisor()
     try:
+        plan = layout(settings, repo, grafana_installed=grafana is not None)
         _check_ports(plan)
         if not _run_setup(env, stop):
             return 130
@@ -211,8 +211,9 @@ def run(repo: Path, bin_dir: str) -> int:
             return 130
         if token is not None and token.created:
             _say(f"admin token (generated once, kept in {shown(token.path)}): {token.value}")
-        if grafana is None:
-            _say(GRAFANA_MISSING)
+        note = grafana_note(settings.grafana.url, installed=grafana is not None)
+        if note is not None:
+            _say(note)
         elapsed = time.monotonic() - started
         version, source = _served_model(plan)
         _say(render_summary(plan, bin_dir, token, version, elapsed, source))
@@ -221,7 +222,7 @@ def run(repo: Path, bin_dir: str) -> int:
             if gone is not None:
                 raise StartFailed(f"{gone.name} stopped (status {gone.exited()}); stopping all")
         return 0
-    except StartFailed as exc:
+    except (StartFailed, UnusableSetting) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
