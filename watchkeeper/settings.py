@@ -699,9 +699,11 @@ class RunSettings(SettingsGroup):
 
     alertmanager_port: int = Field(default=9093, ge=0, le=65535)
     """Port of the Alertmanager that `make run` starts. `make run` also receives the
-    people's notifications itself at `WATCHKEEPER_ALERT_PEOPLE_URL` when that is on this
-    host, writing one line per alert state change to `<data_dir>/notifications.log`, and
-    starts Grafana (`grafana-server`) at `WATCHKEEPER_GRAFANA_URL` where it is installed."""
+    people's notifications itself at `WATCHKEEPER_ALERT_PEOPLE_URL` when that is a
+    plain-HTTP URL on this host (IPv4), writing one line per alert state change to
+    `<data_dir>/notifications.log`, and starts Grafana (`grafana-server`) at
+    `WATCHKEEPER_GRAFANA_URL` where it is installed and that URL is plain HTTP on this
+    host (a Grafana elsewhere is used as it is)."""
 
     scrape_interval: WaitSeconds = Field(default=15.0, gt=0)
     """Seconds between the scrapes and rule evaluations of the Prometheus `make run` starts."""

@@ -116,6 +116,43 @@ def start_platform(env: dict[str, str], output_path: Path) -> subprocess.Popen[b
         )
 
 
+@pytest.fixture
+def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory nothing can be created in, even by root (as CI runs): immutable."""
+    path = tmp_path / "unwritable"
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        yield path
+        path.chmod(0o755)
+        return
+    made = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    if made.returncode:
+        pytest.skip(f"cannot make a directory immutable here: {made.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def refused_start(env: dict[str, str], output_path: Path) -> tuple[int, str]:
+    """``make run`` expected to refuse: its exit status and output. One that comes up
+    instead is stopped with Ctrl-C as soon as it says so."""
+    process = start_platform(env, output_path)
+
+    def ended_or_up() -> bool:
+        return process.poll() is not None or READY_LINE in output_path.read_text(errors="replace")
+
+    wait_for(ended_or_up, timeout=START_TIMEOUT, interval=0.2)
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+    return process.wait(timeout=120), output_path.read_text(errors="replace")
+
+
+def error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("error:")]
+
+
 def require_services() -> None:
     for name in ("prometheus", "prometheus-alertmanager", "make"):
         if shutil.which(name) is None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.platform.conftest import REPO
 from watchkeeper.alertmanager_config import alertmanager_config
 from watchkeeper.local_run.configs import write_configs
-from watchkeeper.local_run.layout import layout
-from watchkeeper.local_run.summary import render_summary
+from watchkeeper.local_run.layout import Listener, layout
+from watchkeeper.local_run.summary import GRAFANA_MISSING, render_summary
 from watchkeeper.settings import Settings
 
 
@@ -103,6 +104,59 @@ def test_grafana_gets_the_projects_provisioning_pointed_at_this_run(tmp_path: Pa
     assert sources["datasources"][0]["uid"] == "watchkeeper-prometheus"
     providers = yaml.safe_load((provisioning / "dashboards" / "watchkeeper.yml").read_text())
     assert providers["providers"][0]["options"]["path"] == str(REPO / "grafana" / "dashboards")
+
+
+@pytest.mark.parametrize(
+    "url", ["https://grafana.example.com", "http://grafana.invalid:3000", "https://127.0.0.1"]
+)
+def test_a_grafana_elsewhere_is_not_started_and_said_so_in_one_line(
+    tmp_path: Path, url: str
+) -> None:
+    """With grafana-server installed, a remote (or TLS) WATCHKEEPER_GRAFANA_URL got a
+    local Grafana on port 3000, and a false "port 3000 is already in use" refusal."""
+    plan = layout(settings(tmp_path, grafana_url=url), REPO, grafana_installed=True)
+    assert plan.grafana is None
+    assert "Grafana" not in {listener.component for listener in plan.listeners()}
+    from watchkeeper.local_run.summary import grafana_note
+
+    for installed in (True, False):
+        note = grafana_note(url, installed=installed)
+        assert note is not None and note.startswith("Grafana: not started")
+        assert f"WATCHKEEPER_GRAFANA_URL ({url})" in note and "\n" not in note
+
+
+def test_a_local_grafana_listens_on_its_url_s_port(tmp_path: Path) -> None:
+    plan = layout(settings(tmp_path, grafana_url="http://localhost"), REPO, grafana_installed=True)
+    assert plan.grafana is not None
+    assert (plan.grafana.host, plan.grafana.port) == ("localhost", 80)
+    from watchkeeper.local_run.summary import grafana_note
+
+    assert grafana_note("http://localhost", installed=True) is None
+    assert grafana_note("http://localhost", installed=False) == GRAFANA_MISSING
+
+
+def test_an_ipv6_host_is_bracketed_in_the_url_it_is_called_at() -> None:
+    """Alertmanager got ``url: http://::1:18265/notify``, which names no port."""
+    assert Listener("monitor", "::1", 18001, "WATCHKEEPER_MONITOR_PORT").url == (
+        "http://[::1]:18001"
+    )
+    assert Listener("monitor", "::", 18001, "WATCHKEEPER_MONITOR_PORT").url == (
+        "http://127.0.0.1:18001"
+    )
+
+
+@pytest.mark.parametrize("host", ["[::1]", "[::]"])
+def test_a_people_url_on_ipv6_is_refused_naming_the_setting(tmp_path: Path, host: str) -> None:
+    """The sink serves IPv4 only: it crashed with a traceback and the run stopped."""
+    from watchkeeper.local_run.layout import UnusableSetting
+
+    url = f"http://{host}:18265/notify"
+    with pytest.raises(UnusableSetting) as refused:
+        layout(settings(tmp_path, alert_people_url=url), REPO, grafana_installed=False)
+    assert str(refused.value) == (
+        f"WATCHKEEPER_ALERT_PEOPLE_URL {url}: the local notification sink listens on IPv4 "
+        "only; use 127.0.0.1 or localhost for its host"
+    )
 
 
 def test_the_summary_s_replay_suits_the_served_model_and_this_run_s_server(

@@ -25,7 +25,9 @@ from tests.platform.conftest import (
     REPO,
     Platform,
     alive,
+    error_lines,
     platform_env,
+    refused_start,
     require_services,
     start_platform,
 )
@@ -187,6 +189,31 @@ def test_the_output_says_what_happened_in_one_line_each(
     assert not problems, "\n".join(problems)
 
 
+def test_a_second_run_on_the_same_data_dir_is_refused_and_leaves_the_first_alone(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """It rewrote the first run's configs and started a second Prometheus on its TSDB
+    and a second Alertmanager on its storage; only its server refused, 25-40 s later."""
+    run_dir = platform.data_dir / "run"
+    configs = {
+        name: (run_dir / name).read_bytes() for name in ("prometheus.yml", "alertmanager.yml")
+    }
+    [supervisor] = [
+        pid
+        for pid in alive(platform.started)
+        if b"watchkeeper.local_run" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    code, output = refused_start(platform_env(platform.data_dir), tmp_path / "out")
+    assert code != 0
+    assert error_lines(output) == [
+        f"error: {platform.data_dir} (WATCHKEEPER_DATA_DIR) is in use by another `make run` "
+        f"(pid {supervisor}): stop it first, or set WATCHKEEPER_DATA_DIR to another directory"
+    ], output
+    assert {name: (run_dir / name).read_bytes() for name in configs} == configs
+    assert (platform.data_dir / "prometheus" / "lock").exists(), "Prometheus locks its TSDB"
+    assert "Traceback" not in output
+
+
 def test_ctrl_c_stops_every_process(platform: Platform) -> None:
     started = set(platform.started)
     # make, the launcher, the sink, Alertmanager, Prometheus, gunicorn and its two
@@ -220,3 +247,66 @@ def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
     ], text
     assert READY_LINE not in text and "Traceback" not in text
     assert not (tmp_path / "var" / "registry").exists(), "nothing done before the check"
+
+
+def test_two_settings_on_one_port_are_one_clear_line(tmp_path: Path) -> None:
+    """The loser exited, yet the run printed "Watchkeeper is up" and its summary."""
+    require_services()
+    env = platform_env(tmp_path / "var")
+    env["WATCHKEEPER_RETRAIN_PORT"] = env["WATCHKEEPER_MONITOR_PORT"]
+    code, output = refused_start(env, tmp_path / "out")
+    assert code != 0
+    assert error_lines(output) == [
+        f"error: WATCHKEEPER_MONITOR_PORT and WATCHKEEPER_RETRAIN_PORT are both "
+        f"{env['WATCHKEEPER_MONITOR_PORT']}: the monitor and the retraining worker cannot "
+        "share a port; set one of them to another port"
+    ], output
+    assert "Watchkeeper is up" not in output and "Traceback" not in output
+
+
+@pytest.mark.parametrize("held", [None, "another-token"])
+def test_an_alert_token_file_without_the_admin_token_is_one_clear_line(
+    tmp_path: Path, held: str | None
+) -> None:
+    """The run came up, and every alert routed to retraining failed in Alertmanager's
+    log only."""
+    require_services()
+    token_file = tmp_path / "alert-token"
+    if held is not None:
+        token_file.write_text(held + "\n")
+    env = platform_env(
+        tmp_path / "var",
+        WATCHKEEPER_ADMIN_TOKEN="secret-abc",
+        WATCHKEEPER_ALERT_TOKEN_FILE=str(token_file),
+    )
+    code, output = refused_start(env, tmp_path / "out")
+    problem = (
+        "cannot read it (No such file or directory); Alertmanager sends the admin token from "
+        "it: point it at a file holding WATCHKEEPER_ADMIN_TOKEN, or unset it"
+        if held is None
+        else "does not hold WATCHKEEPER_ADMIN_TOKEN"
+    )
+    assert code != 0
+    [line] = error_lines(output) or [output]
+    assert line.startswith(f"error: WATCHKEEPER_ALERT_TOKEN_FILE {token_file}"), output
+    assert problem in line
+    assert "Watchkeeper is up" not in output and "Traceback" not in output
+    assert not (tmp_path / "var" / "registry").exists(), "refused before training"
+
+
+def test_an_unwritable_run_directory_is_one_clear_line(
+    tmp_path: Path, unwritable_dir: Path
+) -> None:
+    """A PermissionError's traceback came out of writing the configs."""
+    require_services()
+    data_dir = tmp_path / "var"
+    data_dir.mkdir()
+    (data_dir / "run").symlink_to(unwritable_dir)
+    code, output = refused_start(platform_env(data_dir), tmp_path / "out")
+    assert code != 0
+    [line] = error_lines(output) or [output]
+    assert line.startswith(f"error: cannot write {data_dir / 'run'}/"), output
+    assert line.endswith(
+        f"; WATCHKEEPER_DATA_DIR ({data_dir}) must be a directory this user can write"
+    )
+    assert "Traceback" not in output

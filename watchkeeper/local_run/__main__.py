@@ -1,9 +1,11 @@
 """``python -m watchkeeper.local_run``: what ``make run`` runs (through scripts/run-platform).
 
-1. Refuse, in one line, a port another process holds.
-2. Train and register the Ames model if none is current; bring the schema up to date.
-3. Generate the admin token on first start (unless ``WATCHKEEPER_ADMIN_TOKEN`` is set)
+1. Refuse, in one line, a setting the run cannot start with: a port two components
+   share or another process holds, an alert token file that does not hold the admin
+   token, a data directory another run holds (each run locks its own).
+2. Generate the admin token on first start (unless ``WATCHKEEPER_ADMIN_TOKEN`` is set)
    and the configuration files of the run.
+3. Train and register the Ames model if none is current; bring the schema up to date.
 4. Start the notification sink, Alertmanager, Prometheus, the prediction server, the
    monitor, the retraining worker and Grafana where installed; wait until each answers.
 5. Print one summary, then run until Ctrl-C (or until a component stops), and stop
@@ -30,8 +32,10 @@ from pydantic import ValidationError
 
 from watchkeeper.admin_token import AdminToken, ensure_admin_token, write_secret
 from watchkeeper.local_run.configs import write_configs
-from watchkeeper.local_run.layout import Layout, explicitly_set, layout
-from watchkeeper.local_run.summary import GRAFANA_MISSING, render_summary, shown
+from watchkeeper.local_run.layout import Layout, UnusableSetting, explicitly_set, layout
+from watchkeeper.local_run.preflight import Refused, check_alert_token_file, check_ports
+from watchkeeper.local_run.run_lock import DataDirInUse, RunLock
+from watchkeeper.local_run.summary import grafana_note, render_summary, shown
 from watchkeeper.local_run.supervisor import Supervisor
 from watchkeeper.settings import Settings
 from watchkeeper.version_metadata import DataSource
@@ -53,15 +57,6 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "watchkeeper_cli", *args]
 
 
-def _check_ports(plan: Layout) -> None:
-    for listener in plan.listeners():
-        if listener.in_use():
-            raise StartFailed(
-                f"port {listener.port} ({listener.component}) is already in use: stop what "
-                f"holds it, or set {listener.setting} to another port"
-            )
-
-
 def _admin_token(settings: Settings, plan: Layout) -> tuple[AdminToken | None, Path]:
     """The generated token (None when one is configured) and the file Alertmanager
     reads the token from."""
@@ -69,11 +64,34 @@ def _admin_token(settings: Settings, plan: Layout) -> tuple[AdminToken | None, P
         token = ensure_admin_token(plan.token_file)
         return token, token.path
     if explicitly_set("alert_token_file"):
-        return None, Path(settings.alerting.token_file)
+        chosen = Path(settings.alerting.token_file)
+        check_alert_token_file(chosen, settings.serving.admin_token.get_secret_value())
+        return None, chosen
     # The configured token, in a file of this run only Alertmanager (and you) can read.
     copy = plan.run_dir / "alertmanager-token"
     write_secret(copy, settings.serving.admin_token.get_secret_value())
     return None, copy
+
+
+def _prepare(
+    plan: Layout, settings: Settings
+) -> tuple[RunLock, AdminToken | None, dict[str, Path]]:
+    """Lock the data directory, then write the run's token and configuration files."""
+    lock = RunLock.acquire(plan.data_dir)
+    try:
+        token, token_file = _admin_token(settings, plan)
+        return lock, token, write_configs(plan, settings, token_file)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _unwritable(plan: Layout, exc: OSError) -> str:
+    where = exc.filename or plan.data_dir
+    return (
+        f"cannot write {where}: {exc.strerror or exc}; WATCHKEEPER_DATA_DIR "
+        f"({plan.data_dir}) must be a directory this user can write"
+    )
 
 
 def _run_setup(env: dict[str, str], stop: threading.Event) -> bool:
@@ -132,6 +150,8 @@ def _start_all(
             "prometheus",
             f"--config.file={files['prometheus']}",
             f"--storage.tsdb.path={plan.data_dir / 'prometheus'}",
+            # off in Debian's build: a second Prometheus on this TSDB is refused
+            "--storage.tsdb.use-lockfile",
             f"--web.listen-address=127.0.0.1:{plan.prometheus.port}",
         ],
         env,
@@ -187,18 +207,21 @@ def run(repo: Path, bin_dir: str) -> int:
         print(f"error: invalid configuration: {exc.errors()[0]['msg']}", file=sys.stderr)
         return 2
     grafana = shutil.which("grafana-server")
-    plan = layout(settings, repo, grafana_installed=grafana is not None)
     env = dict(os.environ)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     supervisor = Supervisor()
+    lock: RunLock | None = None
     try:
-        _check_ports(plan)
+        plan = layout(settings, repo, grafana_installed=grafana is not None)
+        check_ports(plan)
+        try:
+            lock, token, files = _prepare(plan, settings)
+        except OSError as exc:
+            raise StartFailed(_unwritable(plan, exc)) from exc
         if not _run_setup(env, stop):
             return 130
-        token, token_file = _admin_token(settings, plan)
-        files = write_configs(plan, settings, token_file)
         _start_all(supervisor, plan, settings, files, env, token, grafana)
         failed = supervisor.wait_ready(READY_TIMEOUT, stop.is_set)
         if failed is not None:
@@ -211,8 +234,9 @@ def run(repo: Path, bin_dir: str) -> int:
             return 130
         if token is not None and token.created:
             _say(f"admin token (generated once, kept in {shown(token.path)}): {token.value}")
-        if grafana is None:
-            _say(GRAFANA_MISSING)
+        note = grafana_note(settings.grafana.url, installed=grafana is not None)
+        if note is not None:
+            _say(note)
         elapsed = time.monotonic() - started
         version, source = _served_model(plan)
         _say(render_summary(plan, bin_dir, token, version, elapsed, source))
@@ -221,7 +245,7 @@ def run(repo: Path, bin_dir: str) -> int:
             if gone is not None:
                 raise StartFailed(f"{gone.name} stopped (status {gone.exited()}); stopping all")
         return 0
-    except StartFailed as exc:
+    except (StartFailed, Refused, UnusableSetting, DataDirInUse) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
@@ -229,6 +253,8 @@ def run(repo: Path, bin_dir: str) -> int:
             _say("stopping Watchkeeper...")
             supervisor.stop(STOP_TIMEOUT)
             _say("stopped")
+        if lock is not None:
+            lock.release()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,11 +12,26 @@ from watchkeeper.settings import ENV_PREFIX, Settings
 
 # Addresses a process on this host can bind; a URL elsewhere is someone else's service.
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::", ""}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class UnusableSetting(ValueError):
+    """A setting a local run cannot work with: printed as one line."""
+
+
+def on_this_host(url: str) -> bool:
+    """Whether ``url`` is a plain-HTTP server a process of this run can be: a local run
+    starts only servers without TLS, and only on this host."""
+    parsed = urlsplit(url)
+    return parsed.scheme == "http" and (parsed.hostname or "") in _LOCAL_HOSTS
 
 
 def reachable(host: str) -> str:
-    """The address to call a server bound to ``host`` at (a wildcard is not one)."""
-    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    """The address to call a server bound to ``host`` at (a wildcard is not one), as a
+    URL spells it: an IPv6 address in brackets."""
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
 
 
 @dataclass(frozen=True)
@@ -57,7 +72,8 @@ class Layout:
     """None when the people's webhook is not on this host: nothing to receive here."""
     sink_path: str
     grafana: Listener | None
-    """None when Grafana is not installed."""
+    """None when Grafana is not installed or ``WATCHKEEPER_GRAFANA_URL`` is not on this
+    host (then that Grafana is used as it is)."""
 
     @property
     def run_dir(self) -> Path:
@@ -85,25 +101,34 @@ class Layout:
         return found + [x for x in (self.sink, self.grafana) if x is not None]
 
 
+def _local_listener(component: str, url: str, setting: str) -> Listener | None:
+    """The listener of a server this run starts at ``url``; None when ``url`` is not
+    on this host."""
+    if not on_this_host(url):
+        return None
+    parsed = urlsplit(url)
+    return Listener(
+        component,
+        parsed.hostname or "127.0.0.1",
+        parsed.port or _DEFAULT_PORTS[parsed.scheme],
+        f"{ENV_PREFIX}{setting}",
+    )
+
+
 def layout(settings: Settings, repo: Path, grafana_installed: bool) -> Layout:
-    people = urlsplit(settings.alerting.people_url)
-    sink = None
-    if people.scheme == "http" and (people.hostname or "") in _LOCAL_HOSTS:
-        sink = Listener(
-            "notification sink",
-            people.hostname or "127.0.0.1",
-            people.port or 80,
-            f"{ENV_PREFIX}ALERT_PEOPLE_URL",
+    """Raises :class:`UnusableSetting` for a setting the run cannot serve."""
+    people_url = settings.alerting.people_url
+    sink = _local_listener("notification sink", people_url, "ALERT_PEOPLE_URL")
+    if sink is not None and ":" in sink.host:
+        # notification_sink.py serves IPv4 only: Alertmanager would find nobody there.
+        raise UnusableSetting(
+            f"{sink.setting} {people_url}: the local notification sink listens on IPv4 only; "
+            f"use 127.0.0.1 or localhost for its host"
         )
     grafana = None
     if grafana_installed:
-        parsed = urlsplit(settings.grafana.url)
-        grafana = Listener(
-            "Grafana",
-            parsed.hostname or "127.0.0.1",
-            parsed.port or 3000,
-            "WATCHKEEPER_GRAFANA_URL",
-        )
+        grafana = _local_listener("Grafana", settings.grafana.url, "GRAFANA_URL")
+    people = urlsplit(people_url)
     return Layout(
         repo=repo,
         data_dir=settings.storage.data_dir,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from watchkeeper.admin_token import AdminToken
-from watchkeeper.local_run.layout import Layout
+from watchkeeper.local_run.layout import Layout, on_this_host
 from watchkeeper.version_metadata import DataSource
 
 DEFAULT_SERVING_URL = "http://127.0.0.1:8000"
@@ -18,6 +18,18 @@ GRAFANA_MISSING = (
     "(https://grafana.com/docs/grafana/latest/setup-grafana/installation/) "
     "and `make run` starts it with the dashboards"
 )
+
+
+def grafana_note(url: str, installed: bool) -> str | None:
+    """The one line said about Grafana when the run starts none; None when it does.
+    A run starts Grafana only at a plain-HTTP URL on this host."""
+    if not on_this_host(url):
+        return (
+            f"Grafana: not started, WATCHKEEPER_GRAFANA_URL ({url}) is not on this host "
+            "or uses TLS: that Grafana is used as it is (`watchkeeper grafana provision` "
+            "gives it the dashboards)"
+        )
+    return None if installed else GRAFANA_MISSING
 
 
 @dataclass(frozen=True)
