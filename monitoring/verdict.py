@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from monitoring.window_result import Check, WindowResult
 from watchkeeper.db.prediction_seq import position_text
+from watchkeeper.figures import amount
 
 
 def _percent(value: float | None) -> str:
@@ -61,7 +62,7 @@ def window_verdict(results: Sequence[WindowResult], min_samples: int) -> str:
         if estimate.is_classifier:
             figures.append(f"estimated accuracy {_percent(estimate.score)}")
         else:
-            figures.append(f"estimated MAE {estimate.score:,.0f}")
+            figures.append(f"estimated MAE {amount(estimate.score)}")
     failed = sorted(r.check.value for r in results if r.failed)
     line = f"{head}: {verdict}"
     if parts:

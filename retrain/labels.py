@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from watchkeeper.figures import amount
 from watchkeeper.model_metrics import JsonForm
 from watchkeeper.task import label_text
 
@@ -148,4 +149,4 @@ def _shown(text: str) -> str:
 
 
 def _number(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) < 1e15 else f"{value:.3g}"
+    return amount(value)

@@ -31,6 +31,7 @@ from monitoring.report.records import (
 from monitoring.report.svg import LEFT, RIGHT, WIDTH, Drawing, Scale, nice_ticks, number, time_ticks
 from monitoring.report.wording import count as count_of
 from watchkeeper.db.prediction_seq import window_label
+from watchkeeper.figures import amount
 
 VERDICT_CSS = {
     Verdict.DRIFT: "drift",
@@ -137,7 +138,9 @@ def verdict_lanes(data: ReportData, axis: TimeAxis) -> str:
         x1 = axis.x(run.finished_at) if run.finished_at else x0
         maes = ""
         if run.candidate_mae is not None and run.champion_mae is not None:
-            maes = f"\ncandidate MAE {run.candidate_mae:,.0f}, champion {run.champion_mae:,.0f}"
+            maes = (
+                f"\ncandidate MAE {amount(run.candidate_mae)}, champion {amount(run.champion_mae)}"
+            )
         elif run.candidate_log_loss is not None and run.champion_log_loss is not None:
             maes = (
                 f"\ncandidate log-loss {run.candidate_log_loss:.4f}, "
@@ -345,11 +348,13 @@ def _figure(p: AccuracyPoint | ClassAccuracyPoint, value: float, shown: str, nam
 
 
 def accuracy_chart(data: ReportData, axis: TimeAxis) -> str:
-    figures = (_figure(p, p.mae, f"{p.mae:,.0f}", "MAE") for p in data.accuracy)
+    figures = (_figure(p, p.mae, amount(p.mae), "MAE") for p in data.accuracy)
     series, limits = _version_lines(data, figures, key="mae", name="MAE")
     degradation = data.thresholds.mae_degradation
     guides = [
-        Guide(mae * (1 + degradation), f"{version}: retrain above {mae * (1 + degradation):,.0f}")
+        Guide(
+            mae * (1 + degradation), f"{version}: retrain above {amount(mae * (1 + degradation))}"
+        )
         for version, mae in sorted(limits.items())
     ]
     return line_chart("MAE", series, axis, guides=guides)

@@ -69,3 +69,10 @@ def test_a_window_is_named_by_its_requests_and_items_not_its_stored_positions() 
     )
 
     assert window_verdict([batch], 200).startswith("window v1:37.12-39 (90 rows): ")
+
+
+def test_a_small_estimated_error_is_written_by_its_scale_not_as_zero() -> None:
+    """A 0/1-scale target's estimated MAE of 0.24 read `estimated MAE 0`."""
+    line = window_verdict([result("estimated_accuracy", None, 0.2412)], 200)
+
+    assert line.endswith("; estimated MAE 0.241")

@@ -14,7 +14,14 @@ import pandas as pd
 import pytest
 
 from monitoring.report import page
-from monitoring.report.charts import Point, Series, TimeAxis, line_chart
+from monitoring.report.charts import (
+    Point,
+    Series,
+    TimeAxis,
+    accuracy_chart,
+    line_chart,
+    verdict_lanes,
+)
 from monitoring.report.distributions import categorical_histogram, numeric_histogram
 from monitoring.report.period import parse_moment
 from monitoring.report.records import (
@@ -297,6 +304,21 @@ def test_a_classifiers_accuracy_drop_is_in_points_and_a_mae_rise_in_percent() ->
     assert "MAE 25% above validation)" in regression and "points" not in regression
     assert "MAE 25% above validation" in both
     assert "a classifier's accuracy 5.0 points below validation" in both
+
+
+def test_small_errors_are_written_by_their_scale_in_the_charts() -> None:
+    """A 0/1-scale target's MAE of 0.0157 read `0`, its limit `retrain above 0` and a
+    run's figures `candidate MAE 0, champion 0`."""
+    point = AccuracyPoint(AccuracyKind.REALISED, "v1", NOW, NOW, 0.0157, 40, 0.0236)
+    data = replace(_data(1, accuracy=(point,)), runs=(_run(1, {"mae": 0.0236}, {"mae": 0.0157}),))
+    axis = TimeAxis(NOW - timedelta(hours=1), NOW + timedelta(hours=1))
+
+    mae = accuracy_chart(data, axis)
+    lanes = verdict_lanes(data, axis)
+
+    assert "realised MAE of v1: 0.0157 on 40 labels" in mae
+    assert f"v1: retrain above {0.0236 * (1 + THRESHOLDS.mae_degradation):.3g}" in mae
+    assert "candidate MAE 0.0157, champion 0.0236" in lanes
 
 
 def _runs_table(data: ReportData) -> str:
