@@ -23,6 +23,7 @@ from retrain.lease import Lease, LeaseLost
 from retrain.liveness import JobLiveness
 from retrain.monitorable import unmonitorable
 from retrain.recovery import recover
+from retrain.unfinished import JobUnrecorded, UnfinishedJob, failure_reason
 from watchkeeper import retrain_queue
 from watchkeeper.classification import Classifier, ServedModel, classification_metrics
 from watchkeeper.current_pointer import CurrentPointer
@@ -244,6 +245,9 @@ class RetrainJob:
         self.registry = registry
         self.params = params
         self.csv, self.target = csv, target
+        # what a job that could not record its end names (retrain.unfinished)
+        self._run_id: int | None = None
+        self._candidate: str | None = None
         self.policy = GatePolicy(
             margin=settings.retrain.margin,
             min_coverage=settings.retrain.min_coverage,
@@ -261,6 +265,7 @@ class RetrainJob:
             log.info("a retraining job is already running; requests stay queued")
             return None
         self.liveness.start("recovering what a dead job left")
+        failure: BaseException | None = None
         try:
             # renewed while the job runs, however long, as long as it makes progress: a
             # job outliving its lease would otherwise be joined by the next one, and a
@@ -272,9 +277,26 @@ class RetrainJob:
                 if not retrain_queue.pending(self.engine):
                     return None
                 return self._run_locked(lease)
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             self.liveness.finish()
+            self._give_back(lease, failure)
+
+    def _give_back(self, lease: Lease, failure: BaseException | None) -> None:
+        """Release the lease. When the database refuses (its outage may be what ended
+        the job), raise :class:`JobUnrecorded` naming what is left to record: the worker
+        records it once the database answers, instead of the lease expiring minutes later
+        and the run being taken for a dead job's."""
+        if isinstance(failure, JobUnrecorded):
+            return  # released when what it names is recorded, not before
+        try:
             lease.release()
+        except sa.exc.SQLAlchemyError as exc:
+            reason = "" if failure is None else failure_reason(failure)
+            unfinished = UnfinishedJob(lease.holder, self._run_id, reason, self._candidate)
+            raise JobUnrecorded(unfinished, exc) from failure or exc
 
     def _run_locked(self, lease: Lease) -> RunResult:
         self.liveness.beat("recording the run and claiming the requests")
@@ -292,6 +314,7 @@ class RetrainJob:
                     )
                 ).inserted_primary_key[0]
             )
+        self._run_id = run_id
         claimed = retrain_queue.claim(self.engine, run_id)
         triggers = sorted({r.trigger for r in claimed})
         reason = "; ".join(dict.fromkeys(r.reason for r in claimed))
@@ -316,25 +339,40 @@ class RetrainJob:
                 log.warning("retraining run %d: failed (%s)", run_id, exc)
             else:
                 log.exception("retraining run %d failed", run_id)
-            self._update(
-                run_id,
-                outcome=RunOutcome.FAILED,
-                decision_reason=str(exc),
-                champion_version=champion.version if champion else None,
-                finished_at=datetime.now(UTC),
-            )
-            if isinstance(exc, LeaseLost):
-                # Not trained, through no fault of theirs: pending again for the job that
-                # holds the lease (whose recovery may have requeued them already).
-                with self.engine.begin() as connection:
-                    retrain_queue.release_claims(connection, [run_id])
-            else:
-                retrain_queue.finish(self.engine, run_id, RequestStatus.FAILED)
+            try:
+                self._record_failure(run_id, exc, champion)
+            except sa.exc.SQLAlchemyError as unrecorded:  # the database is away
+                unfinished = UnfinishedJob(
+                    lease.holder,
+                    run_id,
+                    failure_reason(exc),
+                    self._candidate,
+                    requeue=isinstance(exc, LeaseLost),
+                )
+                raise JobUnrecorded(unfinished, unrecorded) from exc
             return RunResult(
                 run_id, RunOutcome.FAILED, str(exc), None, champion.version if champion else None
             )
         retrain_queue.finish(self.engine, run_id, RequestStatus.DONE)
         return result
+
+    def _record_failure(
+        self, run_id: int, exc: BaseException, champion: RegisteredModel | None
+    ) -> None:
+        self._update(
+            run_id,
+            outcome=RunOutcome.FAILED,
+            decision_reason=failure_reason(exc),
+            champion_version=champion.version if champion else None,
+            finished_at=datetime.now(UTC),
+        )
+        if isinstance(exc, LeaseLost):
+            # Not trained, through no fault of theirs: pending again for the job that
+            # holds the lease (whose recovery may have requeued them already).
+            with self.engine.begin() as connection:
+                retrain_queue.release_claims(connection, [run_id])
+        else:
+            retrain_queue.finish(self.engine, run_id, RequestStatus.FAILED)
 
     def _data(self, champion: RegisteredModel) -> RetrainData:
         self.liveness.beat("reading the original training data")
@@ -420,6 +458,7 @@ class RetrainJob:
                 champion_metrics_on_holdout=champion_metrics,
             ),
         )
+        self._candidate = version
         reason = decision.reason
         left_out = data.description.left_out_summary()
         if left_out is not None:

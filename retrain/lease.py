@@ -47,6 +47,26 @@ def lease_held(connection: sa.Connection, now: datetime) -> bool:
     return bool(held)
 
 
+def release_lease(connection: sa.Connection, holder: str) -> None:
+    """Give the lease back if ``holder`` holds it, in the caller's transaction."""
+    connection.execute(
+        retrain_lease.update()
+        .where(retrain_lease.c.name == LEASE, retrain_lease.c.holder == holder)
+        .values(holder=None, expires_at=None)
+    )
+
+
+def lease_holder(connection: sa.Connection, now: datetime) -> str | None:
+    """The live holder of the lease at ``now`` (held and not expired), if any."""
+    return connection.execute(
+        sa.select(retrain_lease.c.holder).where(
+            retrain_lease.c.name == LEASE,
+            retrain_lease.c.holder.is_not(None),
+            retrain_lease.c.expires_at >= now,
+        )
+    ).scalar()
+
+
 class LeaseLost(WatchkeeperError):
     """Another job holds the lease this job started with: this job must not register
     or promote anything."""
@@ -172,11 +192,7 @@ class Lease:
 
     def release(self) -> None:
         with self.engine.begin() as connection:
-            connection.execute(
-                retrain_lease.update()
-                .where(retrain_lease.c.name == LEASE, retrain_lease.c.holder == self.holder)
-                .values(holder=None, expires_at=None)
-            )
+            release_lease(connection, self.holder)
 
     def current_holder(self) -> str | None:
         with self.engine.connect() as connection:

@@ -12,7 +12,7 @@ reads it from the job's :class:`~retrain.liveness.JobLiveness`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from retrain.lease import lease_held
+from retrain.lease import lease_holder
 from retrain.liveness import JobLiveness
 from retrain.recovery import ABANDONED_RUNS, COMPLETED_RUNS
 from watchkeeper.db.positions import pruned_runs, read_position
@@ -51,7 +51,10 @@ class RunsSnapshot:
     recorded as finished with it by the next one."""
 
 
-def read_snapshot(engine: sa.Engine) -> RunsSnapshot:
+def read_snapshot(engine: sa.Engine, idle_holder: str | None = None) -> RunsSnapshot:
+    """``idle_holder``: a lease holder known to run nothing (this worker's job that
+    could not record its end, :mod:`retrain.unfinished`): its lease and run are no run
+    in progress."""
     now = datetime.now(UTC)
     with engine.connect() as connection:
         counts = dict(
@@ -63,7 +66,8 @@ def read_snapshot(engine: sa.Engine) -> RunsSnapshot:
             counts[outcome] = counts.get(outcome, 0) + n
         # a run recorded as running counts only while a job holds the lease: the row of
         # a job that crashed stays "running" forever
-        held = lease_held(connection, now)
+        holder = lease_holder(connection, now)
+        held = holder is not None and holder != idle_holder
         last = connection.execute(
             sa.select(retrain_runs.c.started_at, retrain_runs.c.finished_at)
             .where(retrain_runs.c.finished_at.is_not(None))
@@ -96,12 +100,16 @@ def read_snapshot(engine: sa.Engine) -> RunsSnapshot:
 
 
 class RetrainCollector(Collector):
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(
+        self, engine: sa.Engine, idle_holder: Callable[[], str | None] | None = None
+    ) -> None:
         self.engine = engine
+        self.idle_holder = idle_holder
 
     def collect(self) -> Iterator[Any]:
+        idle = None if self.idle_holder is None else self.idle_holder()
         try:
-            snapshot: RunsSnapshot | None = read_snapshot(self.engine)
+            snapshot: RunsSnapshot | None = read_snapshot(self.engine, idle)
         except sa.exc.SQLAlchemyError as exc:
             log.warning("retraining metrics: the database is unavailable: %s", exc)
             snapshot = None

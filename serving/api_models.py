@@ -144,6 +144,12 @@ class PredictionLogCheck(ReadinessCheck):
     journal_writable: bool = Field(
         description="False while the worker has no journal or its disk refuses appends."
     )
+    schema_state: Literal["pending", "current", "mismatch"] = Field(
+        description="The writer's check of the database's schema revision, done before "
+        "it stores anything: pending while the database has not answered since the "
+        "worker started (ready: entries wait in the journal), mismatch when it answered "
+        "with another revision (not ready: nothing is stored)."
+    )
 
 
 class ReadinessChecks(BaseModel):

@@ -105,6 +105,8 @@ def create_app(
             max_bytes=settings.log.journal_max_bytes,
             dead_letter_max_bytes=settings.log.dead_letter_max_bytes,
             workers=settings.serving.workers,
+            # serve migrates before it starts, unless the database did not answer then
+            migrate=settings.storage.auto_migrate,
         ).start()
     app.extensions[EXTENSION] = Services(
         settings=settings,

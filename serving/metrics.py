@@ -114,6 +114,22 @@ class LogMetrics:
             multiprocess_mode="livemin",
         )
         self.database_up.set(1)
+        self.schema_pending = Gauge(
+            "watchkeeper_log_schema_pending",
+            "1 while a worker's log writer has not yet checked the database's schema "
+            "revision (the database has not answered since the worker started): it "
+            "stores nothing until it has, and its entries wait in the journal.",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.schema_mismatch = Gauge(
+            "watchkeeper_log_schema_mismatch",
+            "1 while a worker's log writer found the database's schema at another "
+            "revision than the code's (or could not check or migrate it there): it "
+            "stores nothing, its entries wait in the journal.",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
 
 
 class ServingMetrics:

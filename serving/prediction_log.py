@@ -22,6 +22,13 @@ fails nor times out (a frozen server, a lock held) cannot report it itself.
 
 Journals left by dead processes (crash, ``kill -9``, an unfinished drain at
 shutdown) are claimed and replayed by a live process's writer.
+
+The writer stores nothing, its own entries nor replayed ones, before it has found the
+database's schema to be the code's (:class:`~watchkeeper.db.schema_check.SchemaCheck`,
+migrating it first with ``WATCHKEEPER_AUTO_MIGRATE``): ``serve`` checks it before it
+starts when the database answers, but starts without when it does not, and its
+workers' writers then check it once it answers. Until then, or while the database
+answers with another schema, entries wait in the journal as during an outage.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from serving.journal import (
 from serving.log_entry import LogEntry
 from serving.log_store import LogStore
 from serving.metrics import LogMetrics
+from watchkeeper.db.schema_check import SchemaCheck, SchemaState
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +122,7 @@ class LogStatus:
     stalled_seconds: float
     journal_full: bool
     journal_writable: bool
+    schema: SchemaState
 
 
 class PredictionLog:
@@ -132,8 +141,12 @@ class PredictionLog:
         dead_letter_max_bytes: int = 256 * 1024 * 1024,
         recover_interval: float = 10.0,
         workers: int = 1,
+        migrate: bool = False,
     ) -> None:
+        """``migrate``: apply pending migrations before storing (see
+        :class:`~watchkeeper.db.schema_check.SchemaCheck`)."""
         self._store = LogStore(engine)
+        self._schema = SchemaCheck(engine, migrate=migrate, who="the prediction log")
         self._directory = Path(directory)
         self._segment_bytes = segment_bytes
         self._max_bytes = max_bytes
@@ -143,6 +156,7 @@ class PredictionLog:
         # Chunks whose refused lines wait for dead-letter room, by journal id.
         self._waiting: dict[str, _Waiting] = {}
         self._metrics = metrics
+        self._metrics.schema_pending.set(1)
         self._batch_bytes = batch_bytes
         self._flush_interval = flush_interval
         self._write_interval = write_interval
@@ -223,6 +237,7 @@ class PredictionLog:
             stalled_seconds=self.stalled_seconds,
             journal_full=self.full,
             journal_writable=self.writable,
+            schema=self._schema.state,
         )
 
     @property
@@ -368,7 +383,7 @@ class PredictionLog:
                     journal = self._journal
                     if self.queue_depth == 0 or journal is None or journal.closed:
                         return  # drained, or closed under us
-                    if not self._database_up:
+                    if not self._database_up or not self._schema.current:
                         if last_try:
                             return  # left in the journal for another process
                         # The database may have come back while the writer waits out
@@ -404,6 +419,9 @@ class PredictionLog:
         self._behind = False
         if now < self._retry_at:
             return False
+        if not self._schema_checked():
+            self._report()
+            return False
         progressed = False
         try:
             journal = self._journal
@@ -420,6 +438,23 @@ class PredictionLog:
             self._probe()
         self._report()
         return progressed
+
+    def _schema_checked(self) -> bool:
+        """Whether the database's schema is the code's: checked before the first store
+        and until it is; a mismatch is checked again every probe interval."""
+        if self._schema.current:
+            return True
+        try:
+            current = self._schema.verify()
+        except Exception as exc:  # no answer: wait as for any outage
+            self._mark_down(exc)
+            return False
+        self._mark_up()
+        self._metrics.schema_pending.set(0)
+        self._metrics.schema_mismatch.set(0 if current else 1)
+        if not current:
+            self._retry_at = time.monotonic() + self._probe_interval
+        return current
 
     def _probe(self) -> None:
         """Whether the database is back, asked when nothing was stored: what failed to

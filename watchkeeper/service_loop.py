@@ -43,14 +43,18 @@ class ServiceLoop:
         cycle: Callable[[Heartbeat, threading.Event], object],
         *,
         on_start: Callable[[threading.Event], object] | None = None,
+        waiting: Callable[[], str | None] | None = None,
     ) -> int:
         """Serve metrics and health, then run ``cycle`` (given the heartbeat, to beat
         during long work, and the stop event, to return early once it is set) until
-        stopped; ``on_start`` gets the stop event, for threads of the component's own."""
+        stopped; ``on_start`` gets the stop event, for threads of the component's own;
+        ``waiting`` says what the component waits for (its database), for ``/healthz``."""
         heartbeat = Heartbeat(self.stall_seconds)
         address = self.address
         try:
-            server = start_status_server(address.host, address.port, metrics, heartbeat)
+            server = start_status_server(
+                address.host, address.port, metrics, heartbeat, waiting=waiting
+            )
         except OSError as exc:
             raise address.refusal(exc) from exc
         stop = threading.Event()

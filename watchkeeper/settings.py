@@ -187,8 +187,9 @@ class StorageSettings(SettingsGroup):
     means `<data_dir>/detectors`."""
 
     auto_migrate: bool = True
-    """Apply pending database migrations when `watchkeeper serve` starts. Turn off where
-    a deployment step runs `watchkeeper db upgrade` (the Helm hook does)."""
+    """Apply pending database migrations when `watchkeeper serve` starts, or, if
+    PostgreSQL does not answer then, in each worker's log writer once it does. Turn off
+    where a deployment step runs `watchkeeper db upgrade` (the Helm hook does)."""
 
     trusted_types: Annotated[tuple[str, ...], NoDecode] = ()
     """Extra fully qualified type names a model artifact may contain (comma separated),

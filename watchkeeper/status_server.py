@@ -58,7 +58,13 @@ class _QuietHandler(WSGIRequestHandler):
         """Probes arrive every few seconds; do not log each one."""
 
 
-def status_app(registry: CollectorRegistry, heartbeat: Heartbeat) -> WSGIApplication:
+def status_app(
+    registry: CollectorRegistry,
+    heartbeat: Heartbeat,
+    waiting: Callable[[], str | None] | None = None,
+) -> WSGIApplication:
+    """``waiting`` says what the service waits for (its database), shown in ``/healthz``
+    as ``waiting_for`` without failing it: cycles go on coming while it waits."""
     metrics = make_wsgi_app(registry)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -73,6 +79,9 @@ def status_app(registry: CollectorRegistry, heartbeat: Heartbeat) -> WSGIApplica
                 "stall_seconds": heartbeat.stall_seconds,
                 "thread_pools": thread_pools(),
             }
+            what = None if waiting is None else waiting()
+            if what is not None:
+                body["waiting_for"] = what
             status = "503 Service Unavailable" if stalled else "200 OK"
             return _json(start_response, status, body)
         return _json(start_response, "404 Not Found", {"error": f"no such path: {path}"})
@@ -89,13 +98,18 @@ def _json(start_response: StartResponse, status: str, body: ResponseBody) -> lis
 
 
 def start_status_server(
-    host: str, port: int, registry: CollectorRegistry, heartbeat: Heartbeat
+    host: str,
+    port: int,
+    registry: CollectorRegistry,
+    heartbeat: Heartbeat,
+    *,
+    waiting: Callable[[], str | None] | None = None,
 ) -> ThreadingWSGIServer:
     """Serve ``/metrics`` and ``/healthz`` on a daemon thread; ``shutdown()`` stops it."""
     server = make_server(
         host,
         port,
-        status_app(registry, heartbeat),
+        status_app(registry, heartbeat, waiting),
         server_class=ThreadingWSGIServer,
         handler_class=_QuietHandler,
     )

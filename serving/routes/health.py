@@ -16,6 +16,7 @@ from serving.database_status import DatabaseState
 from serving.prediction_log import PredictionLog
 from serving.responses import json_response
 from serving.services import services
+from watchkeeper.db.schema_check import SchemaState
 
 bp = Blueprint("health", __name__)
 
@@ -38,7 +39,9 @@ def readyz() -> Response:
 
     Ready when a model is loaded, the log writer runs, the worker's journal accepts
     entries (it exists, is not at its size limit and its disk takes writes) and the
-    database schema is not known to be behind the code. Never touches the database: it
+    database schema is not known to be another than the code's (by the background
+    check, or by the writer's, which it does before storing anything: ``pending`` while
+    the database has not answered since the worker started). Never touches the database: it
     reports the last background check (:mod:`serving.database_status`), so it answers at
     once whatever the database does.
 
@@ -82,7 +85,10 @@ def readyz() -> Response:
         checks = checks.model_copy(
             update={
                 "prediction_log": PredictionLogCheck(
-                    ok=status.writer_alive and not status.journal_full and status.journal_writable,
+                    ok=status.writer_alive
+                    and not status.journal_full
+                    and status.journal_writable
+                    and status.schema is not SchemaState.MISMATCH,
                     writer_alive=status.writer_alive,
                     writer_restarts=status.writer_restarts,
                     database_up=status.database_up,
@@ -91,6 +97,7 @@ def readyz() -> Response:
                     stalled_seconds=round(status.stalled_seconds, 3),
                     journal_full=status.journal_full,
                     journal_writable=status.journal_writable,
+                    schema_state=status.schema.value,
                 )
             }
         )

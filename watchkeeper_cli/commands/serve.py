@@ -1,5 +1,13 @@
-"""``watchkeeper serve``: migrate the log's schema if asked, then hand the process to
-gunicorn running serving's app."""
+"""``watchkeeper serve``: migrate the log's schema if asked and check it, then hand the
+process to gunicorn running serving's app.
+
+A PostgreSQL server that does not answer at all (refused, timed out: a restart during an
+outage, a pod started before its database) does not stop the server from starting:
+predictions are answered and journaled as during any outage, and each worker's log
+writer checks (and, with ``WATCHKEEPER_AUTO_MIGRATE``, migrates) the schema once the
+database answers, before it stores anything (:mod:`watchkeeper.db.schema_check`). A
+database that answers with another schema, or refuses the connection, still stops it.
+"""
 
 from __future__ import annotations
 
@@ -46,18 +54,43 @@ def _hold_metrics_directory(directory: Path, wait: float) -> None:
     os.set_inheritable(fd, True)
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
+def _check_schema(settings: Settings) -> None:
+    """Migrate (if asked) and check the schema; when PostgreSQL does not answer, say so
+    and leave the check to the workers' log writers."""
+    import sqlalchemy as sa
+
     from watchkeeper.db.engine import create_engine
     from watchkeeper.db.migrate import require_current, upgrade
+    from watchkeeper.db.reachability import unreachable
+    from watchkeeper.settings import redact_url
 
+    engine = create_engine(settings.storage.database_url)
+    try:
+        if settings.storage.auto_migrate:
+            upgrade(engine)
+        require_current(engine)
+    except sa.exc.OperationalError as exc:
+        if not unreachable(exc):
+            raise
+        reason = str(exc.orig).strip().splitlines()[0]
+        migrated = (
+            " migrated (WATCHKEEPER_AUTO_MIGRATE) and" if settings.storage.auto_migrate else ""
+        )
+        print(
+            f"warning: the database at {redact_url(settings.storage.database_url)} does not"
+            f" answer ({reason}); serving anyway: entries wait in the journal, and the"
+            f" schema is{migrated} checked once it answers, before anything is stored",
+            file=sys.stderr,
+        )
+    finally:
+        engine.dispose()
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     metrics_directory = settings.storage.prometheus_multiproc_dir.resolve()
     # Past the grace period, the last worker of a killed master has exited.
     _hold_metrics_directory(metrics_directory, settings.serving.graceful_timeout + 10)
-    engine = create_engine(settings.storage.database_url)
-    if settings.storage.auto_migrate:
-        upgrade(engine)
-    require_current(engine)
-    engine.dispose()
+    _check_schema(settings)
     env = dict(os.environ)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_directory)
     env.update(thread_environment(settings.process.numeric_threads))
