@@ -29,6 +29,7 @@ from watchkeeper.classification import Classifier, ServedModel, classification_m
 from watchkeeper.current_pointer import CurrentPointer
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.errors import WatchkeeperError
+from watchkeeper.figures import amount
 from watchkeeper.model import regression_metrics
 from watchkeeper.progress import Stages
 from watchkeeper.registry import ModelRegistry, Promotion, PromotionSettlement, RegisteredModel
@@ -123,12 +124,12 @@ def decide(
     if not mae < needed:
         return Decision(
             False,
-            f"MAE {mae:,.0f} does not beat the champion's {champion_mae:,.0f} "
-            f"by {policy.margin:.0%} (needs < {needed:,.0f})",
+            f"MAE {amount(mae)} does not beat the champion's {amount(champion_mae)} "
+            f"by {policy.margin:.0%} (needs < {amount(needed)})",
         )
     return Decision(
         True,
-        f"MAE {mae:,.0f} vs champion {champion_mae:,.0f} "
+        f"MAE {amount(mae)} vs champion {amount(champion_mae)} "
         f"({mae / champion_mae - 1:+.1%}), {coverage.reason}",
     )
 

@@ -87,6 +87,22 @@ def test_coverage_is_judged_against_the_champion_on_the_same_holdout(
     assert why in reason
 
 
+@pytest.mark.parametrize(
+    ("mae", "expected"),
+    [
+        (0.0157, "MAE 0.0157 vs champion 0.0236 (-33.5%)"),
+        (0.0235, "MAE 0.0235 does not beat the champion's 0.0236 by 2% (needs < 0.0231)"),
+    ],
+)
+def test_a_small_targets_errors_are_written_by_their_scale_not_as_zero(
+    trained: TrainedModel, mae: float, expected: str
+) -> None:
+    """A 0/1-scale target's run read `MAE 0 vs champion 0 (-33.5%)`."""
+    _, reason = _decide(trained, {"mae": mae, "coverage": 0.9}, {"mae": 0.0236, "coverage": 0.9})
+
+    assert reason.startswith(expected)
+
+
 PRICE_RAMP = (1.0, 4.0)
 """Labelled prices are the sales' prices times a factor rising from the first to the
 last prediction: a drift of the target that goes on, so that the newest (the holdout)
