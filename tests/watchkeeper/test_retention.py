@@ -213,7 +213,7 @@ def test_prune_keeps_what_each_retention_covers_and_a_dry_run_counts_the_same(
     assert counts(pruner(engine).run()) == dict.fromkeys(expected, 0)  # nothing left to do
 
     # what retraining and the accuracy checks read still holds together
-    labelled = labelled_predictions(engine, SCHEMA, since=ago(365))
+    labelled = labelled_predictions(engine, SCHEMA, since=ago(365)).frame
     assert sorted(labelled["area"]) == sorted(labelled["area"].dropna())
     assert len(labelled) == 2 and labelled["price"].tolist() == [105.0, 105.0]
 
@@ -560,9 +560,9 @@ def test_labels_pruned_into_the_archive_can_still_train(engine: sa.Engine, tmp_p
     kept = labelled_predictions(engine, SCHEMA, since=since)
     archived = archived_labels(str(tmp_path), SCHEMA.names, SCHEMA.target, since=since)
     assert len(before) == 2 and len(kept) == 1 and len(archived) == 1
-    both = pd.concat([archived, kept], ignore_index=True)
+    both = pd.concat([archived.frame, kept.frame], ignore_index=True)
     pd.testing.assert_frame_equal(
-        both[["area", "price"]], before[["area", "price"]], check_dtype=False
+        both[["area", "price"]], before.frame[["area", "price"]], check_dtype=False
     )
 
 

@@ -43,6 +43,7 @@ import sqlalchemy as sa
 from watchkeeper.db.features import feature_records
 from watchkeeper.db.prediction_view import seq_in
 from watchkeeper.db.tables import feedback, predictions
+from watchkeeper.labelled_rows import LabelledRows
 
 LOG_COLUMNS = (
     predictions.c.seq,
@@ -192,24 +193,26 @@ def read_archive(url: str) -> pd.DataFrame:
 
 def archived_labels(
     url: str, names: Sequence[str], target: str, *, since: Any, labels: bool = False
-) -> pd.DataFrame:
-    """Archived labelled predictions whose label arrived at or after ``since``, in the
-    shape of ``retrain.data.labelled_predictions``: the features ``names``, the actual
-    value (with ``labels``, a classifier's class label text) as ``target`` and
-    ``_predicted_at``, oldest prediction first, plus
-    ``_prediction_id`` (a prediction archived by a prune whose delete then failed is
-    also still in the database: the caller drops it by its id). Lets a retraining
-    window reach past the database's retention."""
+) -> LabelledRows:
+    """Archived labelled predictions whose label arrived at or after ``since``, as
+    ``retrain.data.labelled_predictions`` reads the log's: the features ``names`` and
+    the actual value (with ``labels``, a classifier's class label text) as ``target``,
+    oldest prediction first, with each one's id and time beside them (a prediction
+    archived by a prune whose delete then failed is also still in the database: the
+    caller drops it by its id). Lets a retraining window reach past the database's
+    retention."""
     frame = read_archive(url)
     column = "label" if labels else "actual"
     if frame.empty or column not in frame:
-        return pd.DataFrame(columns=[*names, target, "_predicted_at", "_prediction_id"])
+        return LabelledRows.empty([*names, target])
     since = pd.Timestamp(since)
     labelled = frame[frame[column].notna() & (frame["label_received_at"] >= since)]
     labelled = labelled.sort_values(["created_at", "seq"], ignore_index=True)
     renamed = {n: f"feature_{n}" if n in _NAMES else n for n in names}
-    out = pd.DataFrame({n: labelled.get(renamed[n]) for n in names})
+    out = pd.DataFrame({n: labelled.get(renamed[n]) for n in names}, index=labelled.index)
     out[target] = labelled[column].to_numpy()
-    out["_predicted_at"] = labelled["created_at"].to_numpy()
-    out["_prediction_id"] = labelled["prediction_id"].to_numpy()
-    return out
+    return LabelledRows(
+        out,
+        tuple(labelled["prediction_id"]),
+        tuple(labelled["created_at"]),
+    )
