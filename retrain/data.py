@@ -27,6 +27,7 @@ from watchkeeper.dataset import Dataset
 from watchkeeper.db.archive import archived_labels
 from watchkeeper.db.tables import feedback
 from watchkeeper.errors import WatchkeeperError
+from watchkeeper.labelled_rows import LabelledRows
 from watchkeeper.model_metrics import JsonForm
 from watchkeeper.prediction_ids import logged_ids, logged_requests, parse_prediction_id
 from watchkeeper.registry import RegisteredModel
@@ -145,12 +146,12 @@ def labelled_predictions(
     *,
     since: datetime,
     classes: tuple[Any, ...] | None = None,
-) -> pd.DataFrame:
+) -> LabelledRows:
     """Logged features of predictions with feedback received after ``since``, oldest
     prediction first, with the actual value in the schema's target column: the number,
     or for a classifier (``classes`` given) the class label, as the training data holds
-    it (``"1"`` from a client is the class ``1``; an unseen class stays text), and the
-    prediction's id in ``_prediction_id``."""
+    it (``"1"`` from a client is the class ``1``; an unseen class stays text); each
+    prediction's id and time beside them, so that no feature's name is taken."""
     label = feedback.c.label if classes is not None else feedback.c.actual
     # The labels' range by its index, then each label's request by its key, with its
     # features: the database expands no request's predictions to match ids.
@@ -182,9 +183,11 @@ def labelled_predictions(
     frame = as_schema_kinds(pd.DataFrame.from_records(records, columns=list(schema.names)), schema)
     targets = [target for _, _, _, target in rows]
     frame[schema.target] = targets if classes is None else as_classes(targets, classes)
-    frame["_predicted_at"] = [request.received_at for request, _, _, _ in rows]
-    frame["_prediction_id"] = [pid for _, _, pid, _ in rows]
-    return frame
+    return LabelledRows(
+        frame,
+        tuple(pid for _, _, pid, _ in rows),
+        tuple(request.received_at for request, _, _, _ in rows),
+    )
 
 
 def as_schema_kinds(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
@@ -215,11 +218,11 @@ def archived_predictions(
     *,
     now: datetime,
     classes: tuple[Any, ...] | None = None,
-) -> pd.DataFrame:
+) -> LabelledRows:
     """Archived labelled predictions whose label arrived within ``archive.days``, oldest
     prediction first, without those still in the database (a prune whose delete failed
-    after its archive file was written leaves a row in both: counted once), each
-    with its id in ``_prediction_id`` as :func:`labelled_predictions` has it."""
+    after its archive file was written leaves a row in both: counted once), as
+    :func:`labelled_predictions` has them."""
     if not archive.url:
         raise ArchiveUnavailable(
             f"WATCHKEEPER_RETRAIN_ARCHIVE_DAYS={archive.days:g} needs an archive to read: "
@@ -227,7 +230,7 @@ def archived_predictions(
         )
     since = now - timedelta(days=archive.days)
     try:
-        frame = archived_labels(
+        archived = archived_labels(
             archive.url, schema.names, schema.target, since=since, labels=classes is not None
         )
     except Exception as exc:  # any filesystem's or Parquet's error: the job says which
@@ -235,12 +238,12 @@ def archived_predictions(
         raise ArchiveUnavailable(
             f"cannot read the archive {archive.url} ({type(exc).__name__}: {detail[:200]})"
         ) from exc
-    in_database = _logged_ids(engine, frame["_prediction_id"].tolist())
-    frame = frame[~frame["_prediction_id"].isin(in_database)]
-    frame = as_schema_kinds(frame.reset_index(drop=True), schema)
+    in_database = _logged_ids(engine, list(archived.prediction_ids))
+    archived = archived.take([pid not in in_database for pid in archived.prediction_ids])
+    frame = as_schema_kinds(archived.frame, schema)
     if classes is not None:
         frame[schema.target] = as_classes(frame[schema.target].tolist(), classes)
-    return frame
+    return archived.with_frame(frame)
 
 
 def _logged_ids(engine: sa.Engine, ids: list[str]) -> set[str]:
@@ -263,7 +266,7 @@ def assemble(
     """``classes``: the champion's, when it is a classifier (labels are classes)."""
     now = datetime.now(UTC)
     columns = [*schema.names, schema.target]
-    archived = pd.DataFrame(columns=columns)
+    archived = LabelledRows.empty(columns)
     if archive.days > 0:  # read first: a misconfigured archive fails the job up front
         archived = archived_predictions(engine, schema, archive, now=now, classes=classes)
     since = now - timedelta(days=window_days)
@@ -280,13 +283,13 @@ def assemble(
             f"{len(labelled)} labelled predictions in the last {window_days:g} days{left} "
             f"give a holdout of {n_holdout}; at least {min_holdout} are needed"
         )
-    recent = labelled.iloc[len(labelled) - n_holdout :]
-    older = labelled.iloc[: len(labelled) - n_holdout]
+    recent = labelled.take(slice(len(labelled) - n_holdout, None))
+    older = labelled.take(slice(None, len(labelled) - n_holdout))
     # in time order: the base data, then the archive (older than the database's rows)
-    parts = [base.frame[columns], archived[columns], older[columns]]
+    parts = [base.frame[columns], archived.frame[columns], older.frame[columns]]
     training_frame = pd.concat([p for p in parts if len(p)], ignore_index=True)
     training = replace(base, frame=training_frame, period=None, exclude=())
-    holdout = replace(base, frame=recent[columns].reset_index(drop=True), period=None, exclude=())
+    holdout = replace(base, frame=recent.frame[columns], period=None, exclude=())
     description = RunData(
         base=DataWindow.model_validate(base.window()),
         labelled_rows=len(labelled),
@@ -296,8 +299,8 @@ def assemble(
         holdout_rows=len(recent),
         training_rows=len(training_frame),
         window_days=window_days,
-        holdout_from=_iso(recent["_predicted_at"].iloc[0]),
-        holdout_to=_iso(recent["_predicted_at"].iloc[-1]),
+        holdout_from=_iso(recent.predicted_at[0]),
+        holdout_to=_iso(recent.predicted_at[-1]),
         left_out=left_out,
     )
     return RetrainData(training=training, holdout=holdout, description=description)
@@ -316,12 +319,12 @@ def _screen(base: Dataset, schema: FeatureSchema, classes: tuple[Any, ...] | Non
 
 
 def _usable(
-    frame: pd.DataFrame, schema: FeatureSchema, screen: Screen
-) -> tuple[pd.DataFrame, tuple[LeftOut, ...]]:
-    if not len(frame):
-        return frame, ()
-    screened = screen(frame[schema.target], frame["_prediction_id"].astype(str).tolist())
-    return frame[screened.usable].reset_index(drop=True), screened.left_out
+    rows: LabelledRows, schema: FeatureSchema, screen: Screen
+) -> tuple[LabelledRows, tuple[LeftOut, ...]]:
+    if not len(rows):
+        return rows, ()
+    screened = screen(rows.frame[schema.target], [str(p) for p in rows.prediction_ids])
+    return rows.take(screened.usable), screened.left_out
 
 
 def _merged(items: tuple[LeftOut, ...]) -> tuple[LeftOut, ...]:

@@ -95,7 +95,7 @@ def test_archived_labels_join_the_training_data_as_the_database_held_them(
     schema = champion.model.schema
     before = labelled_predictions(engine, schema, since=datetime.now(UTC) - timedelta(days=450))
     columns = [*schema.names, schema.target]
-    expected = before.iloc[: len(aged)][columns].reset_index(drop=True)
+    expected = before.frame.iloc[: len(aged)][columns].reset_index(drop=True)
 
     _prune_into(engine, settings, archive)
     with engine.connect() as connection:

@@ -148,7 +148,7 @@ def test_labelled_predictions_carry_class_labels_as_the_model_knows_them(
 
     labelled = labelled_predictions(
         engine, model.schema, since=datetime.now(UTC) - timedelta(days=1), classes=model.classes
-    )
+    ).frame
     assert labelled["outcome"].tolist() == frame["outcome"].tolist()
     assert labelled[["x", "colour"]].to_dict("list") == frame[["x", "colour"]].to_dict("list")
 

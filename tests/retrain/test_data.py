@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from retrain.data import labelled_predictions
 from retrain.job import RetrainJob
+from serving.log_store import LogStore
+from tests.log_entries import log_entry
 from tests.stored_features import (
     CODES_ID,
     LISTS_ID,
@@ -22,10 +26,13 @@ from tests.stored_features import (
     store_both_forms,
 )
 from watchkeeper import retrain_queue
+from watchkeeper.data_source import describe_csv
+from watchkeeper.dataset import load_csv
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import feedback, retrain_runs
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
+from watchkeeper.training import TrainingParams, train
 
 
 def _no_lot_frontage(records: list[dict[str, Any]]) -> None:
@@ -40,7 +47,9 @@ def test_a_numeric_feature_no_client_sent_is_read_as_numbers(
     make_labelled_log(records=_no_lot_frontage)
     schema = ModelRegistry(settings.storage.registry_path).load().model.schema
 
-    labelled = labelled_predictions(engine, schema, since=datetime.now(UTC) - timedelta(days=1))
+    labelled = labelled_predictions(
+        engine, schema, since=datetime.now(UTC) - timedelta(days=1)
+    ).frame
 
     assert labelled["Lot_Frontage"].dtype == "float64"
     assert labelled["Lot_Frontage"].isna().all()
@@ -116,8 +125,81 @@ def test_both_stored_forms_of_a_requests_features_give_the_same_training_rows(
     finally:
         engine.dispose()
 
-    assert list(labelled["_prediction_id"].str[:32]) == [CODES_ID] * ROWS + [LISTS_ID] * ROWS
-    features = labelled[[*SCHEMA.names, SCHEMA.target]]
+    assert [p[:32] for p in labelled.prediction_ids] == [CODES_ID] * ROWS + [LISTS_ID] * ROWS
+    features = labelled.frame[[*SCHEMA.names, SCHEMA.target]]
     codes, lists = features[:ROWS].reset_index(drop=True), features[ROWS:].reset_index(drop=True)
     pd.testing.assert_frame_equal(codes, lists)
     assert list(codes["zone"]) == expected_columns()["zone"]
+
+
+def _bookkeeping_named(n: int, seed: int) -> pd.DataFrame:
+    """A price from features named as retraining's bookkeeping once was: a number
+    ``_predicted_at`` and a category ``_prediction_id``, both informative."""
+    rng = np.random.default_rng(seed)
+    signal, group = rng.normal(size=n), rng.choice(["p", "q", "r"], size=n)
+    y = 10 + 3 * signal + np.where(group == "p", 4.0, 0.0) + rng.normal(scale=0.3, size=n)
+    return pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "_predicted_at": signal,
+            "_prediction_id": group,
+            "period": np.arange(n) * 4 // n,
+            "y": y,
+        }
+    )
+
+
+def test_features_named_predicted_at_and_prediction_id_keep_their_values_in_retraining(
+    engine: sa.Engine, make_job: Callable[..., RetrainJob], tmp_path: Path
+) -> None:
+    """They were overwritten by each row's prediction time and id: every candidate's
+    schema differed from the champion's (rejected), or trained on prediction ids."""
+    csv = tmp_path / "named.csv"
+    _bookkeeping_named(1200, seed=0).to_csv(csv, index=False)
+    data = load_csv(csv, "y", period="period")
+    registry = ModelRegistry(tmp_path / "named")
+    trained = train(data.between(None, 2), data.between(3, 3), params=TrainingParams(max_iter=30))
+    registry.register(trained, data_source=describe_csv(csv, "y", "period"))
+    logged = _bookkeeping_named(400, seed=1)
+    names = ["x", "_predicted_at", "_prediction_id"]
+    now = datetime.now(UTC)
+    LogStore(engine).insert(
+        [
+            log_entry(
+                1,
+                len(logged),
+                when=now,
+                request_id="r1",
+                columns={n: logged[n].tolist() for n in names},
+                values=[0.0] * len(logged),
+                lower=[0.0] * len(logged),
+                upper=[0.0] * len(logged),
+            )
+        ]
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            feedback.insert(),
+            [
+                {"prediction_id": f"r1.{i}", "actual": float(y), "received_at": now}
+                for i, y in enumerate(logged["y"])
+            ],
+        )
+
+    schema = registry.load().model.schema
+    labelled = labelled_predictions(engine, schema, since=now - timedelta(days=1))
+
+    pd.testing.assert_frame_equal(labelled.frame[[*names, "y"]], logged[[*names, "y"]])
+    assert labelled.prediction_ids == tuple(f"r1.{i}" for i in range(len(logged)))
+    retrain_queue.enqueue(engine, trigger="manual", reason="test")
+    job = make_job(
+        settings={"registry_path": tmp_path / "named", "retrain_min_holdout": 50},
+        params=TrainingParams(max_iter=30),
+    )
+    job.registry = registry
+    result = job.run()
+    assert result is not None and result.outcome in {"promoted", "rejected"}, result
+    assert "schema differs" not in result.reason
+    with engine.connect() as connection:
+        run = connection.execute(sa.select(retrain_runs)).one()
+    assert run.candidate_metrics["mae"] < 1.0  # learnt from the features, not from ids

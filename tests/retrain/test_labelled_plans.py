@@ -22,6 +22,7 @@ from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.planner_hints import unindexed
 from watchkeeper.db.tables import feedback, predictions
+from watchkeeper.labelled_rows import LabelledRows
 from watchkeeper.schema import FeatureSchema
 
 SCHEMA = FeatureSchema.derive(pd.DataFrame({"area": [1.0, 2.0], "y": [1.0, 2.0]}), "y")
@@ -68,7 +69,7 @@ def test_sqlite_without_statistics_reads_the_labels_range_then_requests_by_key(
 ) -> None:
     since = T0
 
-    def read() -> pd.DataFrame:
+    def read() -> LabelledRows:
         return data.labelled_predictions(engine, SCHEMA, since=since)
 
     [labels] = plans_as_served(engine, read, "FROM feedback")
@@ -81,7 +82,7 @@ def test_labelled_predictions_are_the_same_rows_oldest_prediction_first(
     engine: sa.Engine,
 ) -> None:
     since = T0
-    frame = data.labelled_predictions(engine, SCHEMA, since=since)
+    rows = data.labelled_predictions(engine, SCHEMA, since=since)
     with engine.connect() as connection:  # the labelled rows of the predictions view
         expected = connection.execute(
             sa.select(predictions.c.created_at, predictions.c.item_index, feedback.c.actual)
@@ -90,9 +91,9 @@ def test_labelled_predictions_are_the_same_rows_oldest_prediction_first(
             .order_by(predictions.c.created_at, predictions.c.seq)
         ).all()
     assert 10 < len(expected) < 60
-    assert list(frame["_predicted_at"]) == [r.created_at for r in expected]
-    assert list(frame["y"]) == [r.actual for r in expected]
-    assert frame["_predicted_at"].is_monotonic_increasing
+    assert list(rows.predicted_at) == [r.created_at for r in expected]
+    assert list(rows.frame["y"]) == [r.actual for r in expected]
+    assert list(rows.predicted_at) == sorted(rows.predicted_at)
 
 
 def test_postgresql_gets_the_statement_unchanged() -> None:

@@ -472,7 +472,7 @@ def test_a_day_holding_a_label_within_its_retention_is_dropped_whole_keeping_it(
     assert moved == before and request_moved == request_before
     assert partition_of(postgres_engine, requests, "request_id", "r00004") == ["requests_default"]
     # the retraining query still finds the kept label with its request's features
-    rows = labelled_predictions(postgres_engine, SCHEMA, since=ago(60))
+    rows = labelled_predictions(postgres_engine, SCHEMA, since=ago(60)).frame
     assert len(rows) == 1 and rows["area"].notna().all()
 
     # once the label is past its retention too, it goes row by row from the default
@@ -523,7 +523,7 @@ def test_moved_labelled_rows_are_read_joined_and_replayed_once(postgres_engine: 
     with postgres_engine.connect() as connection:
         window = read_window_labels(connection, span)
     assert sorted(window["actual"].tolist()) == [200.0, 201.0]
-    training = labelled_predictions(postgres_engine, SCHEMA, since=ago(10))
+    training = labelled_predictions(postgres_engine, SCHEMA, since=ago(10)).frame
     assert training["price"].tolist() == [200.0, 201.0]
     assert training["area"].tolist() == [0.0, 100.0]  # item 0 of requests 0 and 1
     # exactly once: a replay of the moved rows' entries meets them in the default one
@@ -635,7 +635,7 @@ def test_watermark_reads_feedback_join_and_retraining_query_across_days(
     with engine.connect() as connection:
         window = read_window_labels(connection, span)
     assert sorted(window["actual"].tolist()) == sorted(labels.values())
-    training = labelled_predictions(engine, SCHEMA, since=ago(1))
+    training = labelled_predictions(engine, SCHEMA, since=ago(1)).frame
     assert training["price"].tolist() == list(labels.values())  # oldest prediction first
     if engine.dialect.name == "postgresql":
         spread = {partition_of(engine, requests, "request_id", p.split(".")[0])[0] for p in labels}

@@ -23,7 +23,14 @@ from monitoring.retention_loop import RetentionLoop
 from retrain.data import labelled_predictions
 from tests.processes import Process, sqlite_url, wait_for
 from watchkeeper.db import log_stats
-from watchkeeper.db.archive import Archive, archived_labels, read_archive, read_rows
+from watchkeeper.db.archive import (
+    Archive,
+    archived_labels,
+    feature_column,
+    feature_name,
+    read_archive,
+    read_rows,
+)
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.prune_lock import one_prune_at_a_time
 from watchkeeper.db.retention import MONITOR_WATERMARK, Pruner, RetentionPolicy
@@ -213,7 +220,7 @@ def test_prune_keeps_what_each_retention_covers_and_a_dry_run_counts_the_same(
     assert counts(pruner(engine).run()) == dict.fromkeys(expected, 0)  # nothing left to do
 
     # what retraining and the accuracy checks read still holds together
-    labelled = labelled_predictions(engine, SCHEMA, since=ago(365))
+    labelled = labelled_predictions(engine, SCHEMA, since=ago(365)).frame
     assert sorted(labelled["area"]) == sorted(labelled["area"].dropna())
     assert len(labelled) == 2 and labelled["price"].tolist() == [105.0, 105.0]
 
@@ -560,9 +567,9 @@ def test_labels_pruned_into_the_archive_can_still_train(engine: sa.Engine, tmp_p
     kept = labelled_predictions(engine, SCHEMA, since=since)
     archived = archived_labels(str(tmp_path), SCHEMA.names, SCHEMA.target, since=since)
     assert len(before) == 2 and len(kept) == 1 and len(archived) == 1
-    both = pd.concat([archived, kept], ignore_index=True)
+    both = pd.concat([archived.frame, kept.frame], ignore_index=True)
     pd.testing.assert_frame_equal(
-        both[["area", "price"]], before[["area", "price"]], check_dtype=False
+        both[["area", "price"]], before.frame[["area", "price"]], check_dtype=False
     )
 
 
@@ -695,3 +702,107 @@ def test_a_prune_waits_for_one_under_way_and_then_runs(engine: sa.Engine) -> Non
 
     assert counts(reports[0])["predictions"] == 6
     assert pruner(engine).run(dry_run=True)  # a dry run takes no lock
+
+
+# features named as the archive's own columns, or as another feature's archive column
+CLASHING = {
+    "seq": [0.5, 1.5],
+    "feature_seq": [-1.0, -2.0],
+    "date": [3.0, 4.0],
+    "actual": [7.0, 8.0],
+    "label": ["a", "b"],
+    "feature_x": ["p", None],
+}
+
+
+def _log_clashing(engine: sa.Engine) -> list[str]:
+    """One request of two predictions with the :data:`CLASHING` features, labelled long
+    ago (so a prune archives it), and a recent one; the old predictions' ids."""
+    log = Log(engine)
+    old = log.request(ago(500), items=2)
+    with engine.begin() as connection:
+        connection.execute(
+            requests.update()
+            .where(requests.c.request_id == old[0].split(".")[0])
+            .values(features=CLASHING)
+        )
+    for i, pid in enumerate(old):
+        log.label(pid, ago(400), actual=200.0 + i)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    return old
+
+
+def test_features_named_as_archive_columns_are_archived_and_read_back_as_themselves(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    """``seq`` and ``feature_seq`` were both archived as ``feature_seq``: every prune
+    failed (duplicate column names) and the log grew without bound."""
+    old = _log_clashing(engine)
+    policy = replace(POLICY, batch_rows=50, archive_url=str(tmp_path))
+
+    report = pruner(engine, policy).run()
+
+    assert counts(report)["predictions"] == 2
+    archived = read_archive(str(tmp_path))
+    assert archived["prediction_id"].tolist() == old
+    assert archived["actual"].tolist() == [200.0, 201.0]  # the label, not the feature
+    columns = {feature_name(c): c for c in archived.columns if c.startswith("feature_")}
+    assert columns == {name: feature_column(name) for name in CLASHING}
+    for name, values in CLASHING.items():
+        assert archived[feature_column(name)].tolist() == values, name
+    schema = FeatureSchema(
+        tuple(
+            Feature(n, "categorical" if n in {"label", "feature_x"} else "numeric")
+            for n in CLASHING
+        ),
+        target="price",
+    )
+    rows = archived_labels(str(tmp_path), schema.names, "price", since=ago(450))
+    assert rows.frame.to_dict("list") == {**CLASHING, "price": [200.0, 201.0]}
+    assert rows.prediction_ids == tuple(old)
+
+
+def _as_written_before_the_naming_rule(root: Path) -> None:
+    """Rewrite every archive file as the earlier writer named its columns: a feature
+    ``feature_<log column>`` only when its name was a log column's, no naming key."""
+    for path in root.rglob("*.parquet"):
+        table = pq.read_table(path).drop_columns(["date"])
+        earlier = {feature_column(n) for n in ("seq", "date", "actual", "label", "prediction")}
+        names = [c if c in earlier else feature_name(c) for c in table.column_names]
+        metadata = {k: v for k, v in table.schema.metadata.items() if b"watchkeeper" not in k}
+        pq.write_table(table.rename_columns(names).replace_schema_metadata(metadata), path)
+
+
+@pytest.mark.parametrize(
+    "features",
+    [
+        {"seq": [0.5, 1.5], "feature_x": ["p", None], "area": [1.0, 2.0]},
+        {"feature_seq": [-1.0, -2.0]},  # a feature of that very name, no ``seq`` one
+    ],
+)
+def test_an_archive_written_before_the_naming_rule_reads_back_the_same_features(
+    engine: sa.Engine, tmp_path: Path, features: dict[str, list[Any]]
+) -> None:
+    log = Log(engine)
+    old = log.request(ago(500), items=2)
+    with engine.begin() as connection:
+        connection.execute(
+            requests.update()
+            .where(requests.c.request_id == old[0].split(".")[0])
+            .values(features=features)
+        )
+    for pid in old:
+        log.label(pid, ago(400))
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    pruner(engine, replace(POLICY, archive_url=str(tmp_path))).run()
+    names = tuple(features)
+    current = archived_labels(str(tmp_path), names, "price", since=ago(450))
+
+    _as_written_before_the_naming_rule(tmp_path)
+
+    earlier = archived_labels(str(tmp_path), names, "price", since=ago(450))
+    assert earlier.frame.to_dict("list") == {**features, "price": [105.0, 105.0]}
+    pd.testing.assert_frame_equal(earlier.frame, current.frame)
+    assert earlier.prediction_ids == current.prediction_ids == tuple(old)

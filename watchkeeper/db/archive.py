@@ -7,11 +7,22 @@ One Parquet file per prune batch, in a dataset partitioned by prediction day::
 A file holds the batch's predictions (``seq``, ids, time, model version, prediction,
 interval, OOD score, a classifier's class probabilities as JSON text), the label if
 there was one (``actual``, a class label as text in ``label``, ``label_received_at``) and
-the input features as typed columns (numbers as float64, categories as strings; a
-feature whose name is already a log column is stored as ``feature_<name>``). Feature
+the input features as typed columns (numbers as float64, categories as strings). Feature
 sets differ between model versions, so read the dataset with schema unification
 (pandas ``read_parquet`` on the directory, DuckDB ``union_by_name``, Spark
 ``mergeSchema``).
+
+A feature's column is its own name, unless that name is a log column's (``seq``,
+``actual``, ``label``, ``date`` …) or begins with ``feature_``: then it is
+``feature_<name>`` (``seq`` → ``feature_seq``, ``feature_seq`` → ``feature_feature_seq``).
+No feature's column is then a log column's or another feature's, and the feature a column
+holds is its name with one leading ``feature_`` removed (:func:`feature_column`,
+:func:`feature_name`). Files following this rule say so in their Parquet metadata
+(``watchkeeper:feature_columns`` = ``escaped``). Files written before it carry no such
+key and prefixed only the names of log columns (a ``feature_x`` feature kept its name);
+:func:`read_archive` renames their columns to the rule, taking a ``feature_<log column>``
+column as that log column's feature unless the reader asks for a feature of the
+column's own name and not the other (as the earlier reader took it).
 
 A file is complete before its rows are deleted (in the same prune batch, which deletes
 whole requests), and its name is the range of positions (``seq``) it holds. A prune
@@ -29,7 +40,7 @@ worst a row in two files, never in none: :func:`read_archive` keeps one of each.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import fsspec
@@ -43,6 +54,7 @@ import sqlalchemy as sa
 from watchkeeper.db.features import feature_records
 from watchkeeper.db.prediction_view import seq_in
 from watchkeeper.db.tables import feedback, predictions
+from watchkeeper.labelled_rows import LabelledRows
 
 LOG_COLUMNS = (
     predictions.c.seq,
@@ -63,6 +75,20 @@ _LABEL_COLUMNS = (
     feedback.c.received_at.label("label_received_at"),
 )
 _NAMES = {c.name for c in LOG_COLUMNS} | {"actual", "label", "label_received_at", "date"}
+_PREFIX = "feature_"
+# the naming rule a file follows (see the module's docstring); earlier files have none
+_NAMING_KEY, _NAMING = b"watchkeeper:feature_columns", b"escaped"
+
+
+def feature_column(name: str) -> str:
+    """The archive column of the feature ``name``: never a log column's name nor another
+    feature's column, whatever the features are named."""
+    return _PREFIX + name if name in _NAMES or name.startswith(_PREFIX) else name
+
+
+def feature_name(column: str) -> str:
+    """The feature an archive column that is not a log column holds."""
+    return column.removeprefix(_PREFIX)
 
 
 class Archive:
@@ -82,6 +108,9 @@ class Archive:
             directory = f"{self._root}/predictions/date={day}"
             self._fs.makedirs(directory, exist_ok=True)
             table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
+            table = table.replace_schema_metadata(
+                {**(table.schema.metadata or {}), _NAMING_KEY: _NAMING}
+            )
             self._take_out(directory, table["seq"].combine_chunks())
             self._put(directory, table)
         return len(frame)
@@ -133,8 +162,8 @@ def _name(table: pa.Table) -> str:
 
 
 def read_rows(connection: sa.Connection, seqs: Sequence[int]) -> pd.DataFrame:
-    """The predictions at positions ``seqs`` with label and features, one row each, by
-    ``seq``."""
+    """The predictions at positions ``seqs`` with label and features (each under its
+    :func:`feature_column`), one row each, by ``seq``."""
     query = (
         sa.select(*LOG_COLUMNS, predictions.c.features, *_LABEL_COLUMNS)
         .outerjoin(feedback, feedback.c.prediction_id == predictions.c.prediction_id)
@@ -159,7 +188,7 @@ def read_rows(connection: sa.Connection, seqs: Sequence[int]) -> pd.DataFrame:
     frame["label_received_at"] = pd.to_datetime([r.label_received_at for r in rows], utc=True)
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     features = pd.DataFrame.from_records(records, index=frame.index)
-    features.columns = [f"feature_{n}" if n in _NAMES else n for n in features.columns]
+    features.columns = [feature_column(n) for n in features.columns]
     return pd.concat([frame, features.apply(_typed)], axis=1)
 
 
@@ -172,12 +201,14 @@ def _typed(column: pd.Series[Any]) -> pd.Series[Any]:
     return text.where(text.notna(), None)  # None, never NaN, for a missing category
 
 
-def read_archive(url: str) -> pd.DataFrame:
-    """Every archived prediction under ``url``, once each, by ``seq`` (for tests and
-    notebooks)."""
+def read_archive(url: str, *, features: Collection[str] = ()) -> pd.DataFrame:
+    """Every archived prediction under ``url``, once each, by ``seq``, each feature under
+    its :func:`feature_column` (for tests and notebooks). ``features``: the feature names
+    a reader asks for, which settle how a file written before the naming rule is read
+    (the module's docstring)."""
     fs, root = fsspec.core.url_to_fs(url.rstrip("/"))
     files = sorted(p for p in fs.find(f"{root}/predictions") if p.endswith(".parquet"))
-    frames = [pq.read_table(f, filesystem=fs).to_pandas() for f in files]
+    frames = [_as_named_now(pq.read_table(f, filesystem=fs), set(features)) for f in files]
     if not frames:
         return pd.DataFrame()
     frame = pd.concat(frames, ignore_index=True)
@@ -190,26 +221,48 @@ def read_archive(url: str) -> pd.DataFrame:
     return frame
 
 
+def _as_named_now(table: pa.Table, features: set[str]) -> pd.DataFrame:
+    """A file's rows, its feature columns named by the current rule."""
+    frame = table.to_pandas()
+    if (table.schema.metadata or {}).get(_NAMING_KEY) == _NAMING:
+        return frame
+    return frame.rename(columns={c: _earlier_feature_column(c, features) for c in frame})
+
+
+def _earlier_feature_column(column: str, features: set[str]) -> str:
+    """The current column of an earlier file's ``column``: those files prefixed only a
+    log column's name, so ``feature_<log column>`` was that feature, or (when no log
+    column clashed) a feature of that very name; the reader's ``features`` tell which,
+    as the earlier reader's lookup by name did."""
+    if column in _NAMES or not column.startswith(_PREFIX):
+        return column
+    base = column.removeprefix(_PREFIX)
+    if base in _NAMES and not (column in features and base not in features):
+        return column  # the log column's feature, under the same name now
+    return feature_column(column)
+
+
 def archived_labels(
     url: str, names: Sequence[str], target: str, *, since: Any, labels: bool = False
-) -> pd.DataFrame:
-    """Archived labelled predictions whose label arrived at or after ``since``, in the
-    shape of ``retrain.data.labelled_predictions``: the features ``names``, the actual
-    value (with ``labels``, a classifier's class label text) as ``target`` and
-    ``_predicted_at``, oldest prediction first, plus
-    ``_prediction_id`` (a prediction archived by a prune whose delete then failed is
-    also still in the database: the caller drops it by its id). Lets a retraining
-    window reach past the database's retention."""
-    frame = read_archive(url)
+) -> LabelledRows:
+    """Archived labelled predictions whose label arrived at or after ``since``, as
+    ``retrain.data.labelled_predictions`` reads the log's: the features ``names`` and
+    the actual value (with ``labels``, a classifier's class label text) as ``target``,
+    oldest prediction first, with each one's id and time beside them (a prediction
+    archived by a prune whose delete then failed is also still in the database: the
+    caller drops it by its id). Lets a retraining window reach past the database's
+    retention."""
+    frame = read_archive(url, features=names)
     column = "label" if labels else "actual"
     if frame.empty or column not in frame:
-        return pd.DataFrame(columns=[*names, target, "_predicted_at", "_prediction_id"])
+        return LabelledRows.empty([*names, target])
     since = pd.Timestamp(since)
     labelled = frame[frame[column].notna() & (frame["label_received_at"] >= since)]
     labelled = labelled.sort_values(["created_at", "seq"], ignore_index=True)
-    renamed = {n: f"feature_{n}" if n in _NAMES else n for n in names}
-    out = pd.DataFrame({n: labelled.get(renamed[n]) for n in names})
+    out = pd.DataFrame({n: labelled.get(feature_column(n)) for n in names}, index=labelled.index)
     out[target] = labelled[column].to_numpy()
-    out["_predicted_at"] = labelled["created_at"].to_numpy()
-    out["_prediction_id"] = labelled["prediction_id"].to_numpy()
-    return out
+    return LabelledRows(
+        out,
+        tuple(labelled["prediction_id"]),
+        tuple(labelled["created_at"]),
+    )
