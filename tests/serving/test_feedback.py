@@ -168,24 +168,23 @@ def test_a_number_too_large_for_a_float_is_refused_naming_actual(client: FlaskCl
 
 
 TOKEN = "s3cret-token"
+# The endpoints that write to the database in the request, and a body each takes.
+SYNCHRONOUS_WRITES = [
+    ("/feedback", {"id": "0123abcd", "actual": 180000}),
+    ("/admin/retrain", {"reason": "test"}),
+    (
+        "/alerts",
+        {
+            "groupKey": "g",
+            "alerts": [{"status": "firing", "labels": {"alertname": "WatchkeeperDrift"}}],
+        },
+    ),
+]
 
 
 @pytest.mark.integration
 @pytest.mark.postgres
-@pytest.mark.parametrize(
-    ("path", "body"),
-    [
-        ("/feedback", {"id": "0123abcd", "actual": 180000}),
-        ("/admin/retrain", {"reason": "test"}),
-        (
-            "/alerts",
-            {
-                "groupKey": "g",
-                "alerts": [{"status": "firing", "labels": {"alertname": "WatchkeeperDrift"}}],
-            },
-        ),
-    ],
-)
+@pytest.mark.parametrize(("path", "body"), SYNCHRONOUS_WRITES)
 def test_database_outage_is_503_in_the_error_shape_for_synchronous_writes(
     private_postgres: PostgresServer, make_settings: Any, path: str, body: dict[str, Any]
 ) -> None:
@@ -219,6 +218,49 @@ def test_database_outage_is_503_in_the_error_shape_for_synchronous_writes(
     assert response.json["request_id"] == response.headers["X-Request-ID"]
     assert str(postgres_server.port) not in response.json["error"]["message"]
     assert after.status_code in (200, 202), after.json  # the database is back
+
+
+@pytest.mark.integration
+@pytest.mark.postgres
+@pytest.mark.parametrize("refusal", ["read-only", "no insert rights"])
+def test_a_database_refusing_writes_is_503_for_synchronous_writes_not_a_500(
+    postgres_server: PostgresServer, make_settings: Any, refusal: str
+) -> None:
+    """A hot standby after a failover takes reads and refuses writes, as does a role
+    without INSERT rights: the database's state, which a retry may find changed, not
+    the request's fault (they were 500 internal_error)."""
+    url = postgres_server.create_database()
+    engine = create_engine(url)
+    upgrade(engine)
+    database = sa.make_url(url).database
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        if refusal == "read-only":  # for new connections: the app's are all new
+            connection.exec_driver_sql(
+                f"ALTER DATABASE {database} SET default_transaction_read_only = on"
+            )
+        else:
+            role = f"{database}_reader"
+            connection.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+            connection.exec_driver_sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+            url = sa.make_url(url).set(username=role).render_as_string(hide_password=False)
+    engine.dispose()
+    app = create_app(
+        make_settings(database_url=url, admin_token=TOKEN, retrain_alert_names="WatchkeeperDrift"),
+        registry=CollectorRegistry(),
+    )
+    client = app.test_client()
+    try:
+        responses = {
+            path: client.post(path, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+            for path, body in SYNCHRONOUS_WRITES
+        }
+    finally:
+        shutdown(app, timeout=30)
+        services(app).engine.dispose()
+
+    for path, response in responses.items():
+        assert response.status_code == 503, (path, response.json)
+        assert response.json["error"]["code"] == "database_unavailable", path
 
 
 @pytest.mark.postgres
