@@ -144,6 +144,7 @@ class DatabaseUnavailable(ServiceUnavailable):
     """The database cannot be reached or used right now; the client may retry."""
 
     code = "database_unavailable"
+    headers = MappingProxyType({"Retry-After": "1"})
 
 
 # SQLSTATE classes that blame what was written (22 data exception, 23 integrity
