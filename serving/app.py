@@ -20,6 +20,7 @@ from serving.model_store import ModelStore
 from serving.ood_scoring import OodScoring
 from serving.prediction_buckets import prediction_buckets
 from serving.prediction_log import PredictionLog
+from serving.request_database import RequestDatabase
 from serving.responses import options_response
 from serving.routes import admin, feedback, health, metrics, model_info, openapi, predict
 from serving.services import EXTENSION, Services, services
@@ -112,6 +113,11 @@ def create_app(
         settings=settings,
         metrics=serving_metrics,
         engine=engine,
+        request_database=RequestDatabase(
+            engine,
+            threads=settings.serving.threads,
+            timeout=settings.serving.request_database_timeout,
+        ),
         schema_revision=head_revision(),
         model_store=model_store,
         ood_scoring=ood_scoring,
@@ -141,5 +147,6 @@ def shutdown(app: Flask, timeout: float | None = None) -> None:
     built = services(app)
     built.model_store.stop()
     built.database_probe.stop()
+    built.request_database.dispose()
     if built.prediction_log is not None:
         built.prediction_log.close(timeout)

@@ -1,7 +1,9 @@
 """Ground truth for earlier predictions: validation and storage of ``/feedback``.
 
 Feedback is written synchronously (it is not on the prediction path) and all or
-nothing: a batch with a duplicate id stores none of its items.
+nothing: a batch with an id that has other feedback stores none of its items. The same
+label for an id again is accepted, and stored once: a retry after a 503 whose write
+may have been committed (:mod:`serving.request_database`).
 
 A label is accepted whether or not its prediction has reached the log: labels often
 arrive in bulk right after their predictions (backfills), while the prediction still
@@ -178,10 +180,28 @@ def known_class(model: Classifier, items: list[FeedbackItem]) -> bool:
 
 
 def store_feedback(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
-    """Insert ``items``; raise if any id already has feedback, and
-    :class:`DatabaseUnavailable` (503) if the database cannot be used now."""
+    """Insert ``items``; raise if any id already has other feedback, and
+    :class:`DatabaseUnavailable` (503) if the database cannot be used now.
+
+    An id that already has the same label is accepted again and not stored twice: a
+    client whose request was answered 503 when the database was cut off during its
+    commit cannot know whether it was stored, and retries."""
     with database_errors("the feedback"):
-        return _store(engine, items)
+        try:
+            return _store(engine, items)
+        except _StoredMeanwhile:
+            # Another request stored some of these ids after they were looked up: look
+            # again, which tells a retry of the same labels from other labels.
+            try:
+                return _store(engine, items)
+            except _StoredMeanwhile as exc:
+                raise DuplicateFeedback(
+                    "feedback for these predictions was stored concurrently"
+                ) from exc
+
+
+class _StoredMeanwhile(Exception):
+    """An id was stored between its look-up and the insert."""
 
 
 def _id(item: FeedbackItem) -> str:
@@ -195,22 +215,31 @@ def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
     # 10,000 ids under it made every other write wait. An id stored meanwhile by another
     # request is still refused, by the insert.
     with engine.connect() as connection:
-        already = set(
-            connection.execute(
-                sa.select(feedback.c.prediction_id).where(feedback.c.prediction_id.in_(ids))
-            ).scalars()
-        )
-        if already:
+        stored = {
+            row.prediction_id: row
+            for row in connection.execute(
+                sa.select(
+                    feedback.c.prediction_id,
+                    feedback.c.actual,
+                    feedback.c.label,
+                    feedback.c.received_at,
+                ).where(feedback.c.prediction_id.in_(ids))
+            )
+        }
+        other = [i for i in items if i.prediction_id in stored and not _same(i, stored)]
+        if other:
             raise DuplicateFeedback(
-                f"{len(already)} prediction(s) already have feedback",
+                f"{len(other)} prediction(s) already have feedback",
                 details=[
-                    FieldProblem(i.field, f"feedback for {i.prediction_id!r} exists")
-                    for i in items
-                    if i.prediction_id in already
+                    FieldProblem(i.field, f"feedback for {i.prediction_id!r} exists") for i in other
                 ][:100],
             )
         # Each id's request found by its key, not every request's predictions expanded.
         known = len(logged_ids(connection, ids))
+    new = [i for i in items if i.prediction_id not in stored]
+    if not new:  # all of it stored before, as it is now: by this request's first try
+        latest = max(row.received_at for row in stored.values())
+        return StoredFeedback(latest, len(items), len(items) - known)
     with engine.begin() as connection:
         now = arrival_time(connection)
         try:
@@ -227,11 +256,15 @@ def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
                         "label": i.label,
                         "received_at": now,
                     }
-                    for i in sorted(items, key=_id)
+                    for i in sorted(new, key=_id)
                 ],
             )
         except sa.exc.IntegrityError as exc:  # a concurrent request stored the same id
-            raise DuplicateFeedback(
-                "feedback for these predictions was stored concurrently"
-            ) from exc
+            raise _StoredMeanwhile from exc
     return StoredFeedback(now, len(items), len(items) - known)
+
+
+def _same(item: FeedbackItem, stored: dict[str, sa.Row]) -> bool:
+    """Whether ``item`` is the label stored for its id (floats round-trip exactly)."""
+    row = stored[item.prediction_id]
+    return (row.actual, row.label) == (item.actual, item.label)

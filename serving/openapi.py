@@ -45,7 +45,8 @@ _ERROR_RESPONSES = {
     "path), or not shaped like the envelope; or not an uncompressed Arrow IPC stream.",
     401: "No bearer token.",
     403: "Token refused, or admin endpoints disabled.",
-    409: "Feedback for a prediction already exists, or a rollback was refused.",
+    409: "Other feedback for a prediction already exists (the same label again is "
+    "accepted), or a rollback was refused.",
     413: "Body larger than the configured limit (with a Content-Length or chunked), or "
     "more instances or rows than the batch limit.",
     415: "Content-Type is not application/json (nor, for /predict, an Arrow IPC stream), "
@@ -53,8 +54,10 @@ _ERROR_RESPONSES = {
     "identity (answered with Accept-Encoding: identity).",
     422: "One or more fields break the model's feature schema, or a number is too large "
     "(one of more than 4,300 digits is not read at all).",
-    503: "No model is loaded (model_unavailable), or the database is down "
-    "(database_unavailable: nothing was stored, retry).",
+    503: "No model is loaded (model_unavailable), or the database is down, refuses "
+    "writes or is busy (database_unavailable: nothing was stored, retry after "
+    "Retry-After); one that did not answer in time may have stored it, as the message "
+    "says, and a retry is safe.",
 }
 
 

@@ -17,6 +17,7 @@ from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore
 from serving.ood_scoring import OodScoring
 from serving.prediction_log import PredictionLog
+from serving.request_database import RequestDatabase
 from watchkeeper.settings import Settings
 
 EXTENSION = "watchkeeper"
@@ -27,6 +28,8 @@ class Services:
     settings: Settings
     metrics: ServingMetrics
     engine: sa.Engine
+    # the database for request threads: bounded in threads and time
+    request_database: RequestDatabase
     schema_revision: str
     model_store: ModelStore
     # None when a model store is handed in: it was not built to prepare OOD references

@@ -144,16 +144,37 @@ class DatabaseUnavailable(ServiceUnavailable):
     """The database cannot be reached or used right now; the client may retry."""
 
     code = "database_unavailable"
+    headers = MappingProxyType({"Retry-After": "1"})
+
+
+# SQLSTATE classes that blame what was written (22 data exception, 23 integrity
+# constraint violation): every other refusal is the database's state, not the request's.
+_DATA_CLASSES = ("22", "23")
+
+
+def about_the_data(exc: sa.exc.DBAPIError) -> bool:
+    """Whether the database refused ``exc``'s statement for the values it was given,
+    not for its own state (down, read-only, a role without rights, not migrated).
+    PostgreSQL says so by SQLSTATE; SQLite by the error's kind."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate:
+        return str(sqlstate)[:2] in _DATA_CLASSES
+    return isinstance(exc, sa.exc.IntegrityError | sa.exc.DataError)
 
 
 @contextmanager
 def database_errors(action: str) -> Iterator[None]:
-    """Turn "the database is down, stalled or out of connections" into a 503 for
-    ``action``. The driver's text names hosts and ports; it stays in the server log
-    (chained), out of the response."""
+    """Turn "the database cannot do this now" into a 503 for ``action``: down, stalled,
+    out of connections, and also read-only (a standby after a failover) or refusing
+    the role's rights, which the request cannot change either. A refusal of the values
+    themselves (:func:`about_the_data`) is left to the caller. The driver's text names
+    hosts and ports; it stays in the server log (chained), out of the response."""
     try:
         yield
-    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
+    # TimeoutError: no pooled connection came free in time
+    except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+        if isinstance(exc, sa.exc.DBAPIError) and about_the_data(exc):
+            raise
         raise DatabaseUnavailable(
             f"the database is unavailable, {action} was not done; retry later"
         ) from exc

@@ -249,6 +249,15 @@ class ServingSettings(SettingsGroup):
     graceful_timeout: WholeWaitSeconds = Field(default=30, ge=1)
     """Seconds a worker has on SIGTERM to finish requests and drain the log queue."""
 
+    request_database_timeout: WaitSeconds = Field(default=5.0, gt=0)
+    """Seconds `/feedback`, `/admin/retrain` and `/alerts` may wait for PostgreSQL
+    (through psycopg) before their connection is cut and they answer 503
+    `database_unavailable`: a frozen server held them as long as it stayed frozen. At
+    most half of a worker's `WATCHKEEPER_THREADS` (at least one) wait for the database at
+    once; a request beyond them is answered 503 at once, so `/predict` and the probes
+    always find a thread. Work cut off while it committed may have been stored; a retry
+    is safe. SQLite waits for its write lock up to 30 s instead."""
+
     max_request_bytes: Bytes = Field(default=16 * 1024 * 1024, ge=1024)
     """Largest accepted request body in bytes; larger bodies get 413."""
 

@@ -52,22 +52,51 @@ def _first_line(text: object, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def _url_problem(url: str) -> str | None:
+    """What makes ``url`` unusable before any connection is tried: it does not parse (a
+    port that is not a number), names no dialect SQLAlchemy has, or a driver that is
+    not installed. Never the URL itself: unparsed, its password cannot be told apart."""
+    import sqlalchemy.exc as sa_exc
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url).get_dialect().import_dbapi()
+    except ModuleNotFoundError as exc:
+        return f"its driver {exc.name} is not installed (postgresql+psycopg uses psycopg, which is)"
+    except (ValueError, sa_exc.ArgumentError) as exc:
+        return _first_line(exc)
+    return None
+
+
+# SQLSTATEs that say what to do instead of "check that it is up": the server answered.
+_DATABASE_TODO = {
+    "42501": "the role in WATCHKEEPER_DATABASE_URL lacks the rights this needs: grant them "
+    "(`db upgrade` creates tables in the schema) or use a role that has them",
+    "25006": "the database takes no writes (read-only, as a standby is): point "
+    "WATCHKEEPER_DATABASE_URL at the primary",
+}
+
+
 def _database_failure(exc: Exception, settings: Settings) -> Failure | None:
     import sqlalchemy.exc as sa_exc
 
-    if isinstance(exc, sa_exc.ArgumentError | sa_exc.NoSuchModuleError):
-        return Failure(
-            # Not the URL itself: unparsed, its password cannot be told apart.
-            "WATCHKEEPER_DATABASE_URL is not a database URL Watchkeeper can use: "
-            f"{_first_line(exc)}",
-            "set it to e.g. postgresql+psycopg://user:password@host/db, or leave it "
-            "unset for SQLite under WATCHKEEPER_DATA_DIR",
-        )
+    if isinstance(exc, ValueError | ImportError | sa_exc.ArgumentError):
+        problem = _url_problem(settings.storage.database_url)
+        if problem is not None:
+            return Failure(
+                f"WATCHKEEPER_DATABASE_URL is not a database URL Watchkeeper can use: {problem}",
+                "set it to e.g. postgresql+psycopg://user:password@host/db, or leave it "
+                "unset for SQLite under WATCHKEEPER_DATA_DIR",
+            )
     url = redact_url(settings.storage.database_url)
     if isinstance(exc, sa_exc.DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None)
         return Failure(
             f"the database at {url} failed: {_first_line(exc.orig or exc)}",
-            "check that it is up and reachable and that WATCHKEEPER_DATABASE_URL is right",
+            _DATABASE_TODO.get(
+                str(sqlstate),
+                "check that it is up and reachable and that WATCHKEEPER_DATABASE_URL is right",
+            ),
         )
     if isinstance(exc, sa_exc.SQLAlchemyError):
         return Failure(f"the database at {url} failed: {_first_line(exc)}", DEBUG_HINT)

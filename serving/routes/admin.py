@@ -20,7 +20,6 @@ from watchkeeper.errors import (
     FieldProblem,
     RegistryError,
     RollbackRefused,
-    database_errors,
 )
 from watchkeeper.registry import CurrentMoved
 
@@ -59,10 +58,8 @@ def retrain() -> Response:
             details=[FieldProblem("reason", "must not contain a NUL character (U+0000)")],
         )
     reason = reason or "requested over HTTP"
-    with database_errors("the retrain request"):
-        request_id = retrain_queue.enqueue(
-            services().engine, trigger="manual", reason=reason[:1000]
-        )
+    with services().request_database.work("the retrain request") as engine:
+        request_id = retrain_queue.enqueue(engine, trigger="manual", reason=reason[:1000])
     return json_response(Queued(request_id=request_id).model_dump(), 202)
 
 
@@ -123,9 +120,9 @@ def alerts() -> Response:
             "ignored", f"the alerts are about model {', '.join(sorted(about))}; {served} is served"
         )
     names = sorted({a.name for a in alerts.firing})
-    with database_errors("the retrain request"):
+    with services().request_database.work("the retrain request") as engine:
         request_id = retrain_queue.enqueue(
-            services().engine,
+            engine,
             trigger="alertmanager",
             reason=f"alerts firing: {', '.join(names)}",
             evidence={

@@ -26,7 +26,8 @@ def feedback() -> Response:
     ``{"id", "actual"}`` or ``{"items": [{"id", "actual"}, ...]}``. A regression model
     takes a number; a classifier a class label (a string, an integer or a boolean),
     and a class it does not know is stored too (``known_class`` false). An id that
-    already has feedback is a 409, and nothing of the request is stored."""
+    already has other feedback is a 409, and nothing of the request is stored; the same
+    label again is accepted, and stored once (a retry after a 503)."""
     loaded = services().model_store.loaded
     model = loaded.model if loaded is not None else None
     items = parse_feedback(
@@ -34,7 +35,8 @@ def feedback() -> Response:
         max_items=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"],
         task=model.task if model is not None else Task.REGRESSION,
     )
-    stored = store_feedback(services().engine, items)
+    with services().request_database.work("the feedback") as engine:
+        stored = store_feedback(engine, items)
     accepted = FeedbackAccepted(
         accepted=stored.accepted,
         unmatched=stored.unmatched,

@@ -132,6 +132,27 @@ def test_second_feedback_for_a_prediction_is_409_naming_where_the_id_was(
     assert _stored(log_reader) == {ids[0]: 1.0}
 
 
+def test_the_same_label_again_is_accepted_and_stored_once(
+    client: FlaskClient, log_reader: LogReader, replay_records: list[dict[str, Any]]
+) -> None:
+    """A client answered 503 cannot know whether a write cut off in its commit was
+    stored: its retry of the same labels must not be refused as a duplicate."""
+    ids = _predict(client, log_reader, replay_records[:2])
+    first = client.post("/feedback", json={"id": ids[0], "actual": 1.5})
+
+    again = client.post("/feedback", json={"id": ids[0], "actual": 1.5})
+    with_a_new_one = client.post(
+        "/feedback", json={"items": [{"id": ids[0], "actual": 1.5}, {"id": ids[1], "actual": 2}]}
+    )
+
+    assert again.status_code == 200, again.json
+    assert again.json["accepted"] == 1
+    assert again.json["received_at"] == first.json["received_at"]  # when it was stored
+    assert with_a_new_one.status_code == 200, with_a_new_one.json
+    assert with_a_new_one.json["accepted"] == 2
+    assert _stored(log_reader) == {ids[0]: 1.5, ids[1]: 2.0}
+
+
 def test_bad_feedback_fields_are_422_naming_them(client: FlaskClient) -> None:
     response = client.post(
         "/feedback",
@@ -168,24 +189,23 @@ def test_a_number_too_large_for_a_float_is_refused_naming_actual(client: FlaskCl
 
 
 TOKEN = "s3cret-token"
+# The endpoints that write to the database in the request, and a body each takes.
+SYNCHRONOUS_WRITES = [
+    ("/feedback", {"id": "0123abcd", "actual": 180000}),
+    ("/admin/retrain", {"reason": "test"}),
+    (
+        "/alerts",
+        {
+            "groupKey": "g",
+            "alerts": [{"status": "firing", "labels": {"alertname": "WatchkeeperDrift"}}],
+        },
+    ),
+]
 
 
 @pytest.mark.integration
 @pytest.mark.postgres
-@pytest.mark.parametrize(
-    ("path", "body"),
-    [
-        ("/feedback", {"id": "0123abcd", "actual": 180000}),
-        ("/admin/retrain", {"reason": "test"}),
-        (
-            "/alerts",
-            {
-                "groupKey": "g",
-                "alerts": [{"status": "firing", "labels": {"alertname": "WatchkeeperDrift"}}],
-            },
-        ),
-    ],
-)
+@pytest.mark.parametrize(("path", "body"), SYNCHRONOUS_WRITES)
 def test_database_outage_is_503_in_the_error_shape_for_synchronous_writes(
     private_postgres: PostgresServer, make_settings: Any, path: str, body: dict[str, Any]
 ) -> None:
@@ -221,29 +241,73 @@ def test_database_outage_is_503_in_the_error_shape_for_synchronous_writes(
     assert after.status_code in (200, 202), after.json  # the database is back
 
 
+@pytest.mark.integration
+@pytest.mark.postgres
+@pytest.mark.parametrize("refusal", ["read-only", "no insert rights"])
+def test_a_database_refusing_writes_is_503_for_synchronous_writes_not_a_500(
+    postgres_server: PostgresServer, make_settings: Any, refusal: str
+) -> None:
+    """A hot standby after a failover takes reads and refuses writes, as does a role
+    without INSERT rights: the database's state, which a retry may find changed, not
+    the request's fault (they were 500 internal_error)."""
+    url = postgres_server.create_database()
+    engine = create_engine(url)
+    upgrade(engine)
+    database = sa.make_url(url).database
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        if refusal == "read-only":  # for new connections: the app's are all new
+            connection.exec_driver_sql(
+                f"ALTER DATABASE {database} SET default_transaction_read_only = on"
+            )
+        else:
+            role = f"{database}_reader"
+            connection.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+            connection.exec_driver_sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+            url = sa.make_url(url).set(username=role).render_as_string(hide_password=False)
+    engine.dispose()
+    app = create_app(
+        make_settings(database_url=url, admin_token=TOKEN, retrain_alert_names="WatchkeeperDrift"),
+        registry=CollectorRegistry(),
+    )
+    client = app.test_client()
+    try:
+        responses = {
+            path: client.post(path, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+            for path, body in SYNCHRONOUS_WRITES
+        }
+    finally:
+        shutdown(app, timeout=30)
+        services(app).engine.dispose()
+
+    for path, response in responses.items():
+        assert response.status_code == 503, (path, response.json)
+        assert response.json["error"]["code"] == "database_unavailable", path
+
+
 @pytest.mark.postgres
 def test_overlapping_batches_stored_at_once_are_409_never_a_deadlock(
     postgres_engine: sa.Engine,
 ) -> None:
-    """Batches sharing ids, sent at once in opposite orders, each take their ids' locks
-    in one order: one batch is stored, the others refused as duplicates. In the
-    client's order two such inserts could each hold an id the other waits for, which
-    PostgreSQL breaks as a deadlock (a 503 to the client, on a healthy database)."""
+    """Batches sharing ids, with other labels for them, sent at once in opposite
+    orders, each take their ids' locks in one order: one batch is stored, the others
+    refused as duplicates. In the client's order two such inserts could each hold an id
+    the other waits for, which PostgreSQL breaks as a deadlock (a 503 to the client, on
+    a healthy database)."""
     from concurrent.futures import ThreadPoolExecutor
     from threading import Barrier
 
     from serving.feedback import DuplicateFeedback, FeedbackItem, store_feedback
 
-    def batch(round_: int, reverse: bool) -> list[FeedbackItem]:
+    def batch(round_: int, sender: int) -> list[FeedbackItem]:
         ids = [f"{round_:04d}{i:028x}" for i in range(100)]
-        return [FeedbackItem(pid, 1.0) for pid in (ids[::-1] if reverse else ids)]
+        return [FeedbackItem(pid, float(sender)) for pid in (ids[::-1] if sender % 2 else ids)]
 
     outcomes: list[str] = []
     for round_ in range(12):
         start = Barrier(4)
 
-        def send(reverse: bool, round_: int = round_, start: Barrier = start) -> str:
-            items = batch(round_, reverse)
+        def send(sender: int, round_: int = round_, start: Barrier = start) -> str:
+            items = batch(round_, sender)
             start.wait()
             try:
                 store_feedback(postgres_engine, items)
@@ -254,7 +318,7 @@ def test_overlapping_batches_stored_at_once_are_409_never_a_deadlock(
             return "stored"
 
         with ThreadPoolExecutor(4) as pool:
-            round_outcomes = list(pool.map(send, (False, True, False, True)))
+            round_outcomes = list(pool.map(send, range(4)))
         assert round_outcomes.count("stored") == 1, round_outcomes
         outcomes += round_outcomes
 
@@ -290,6 +354,9 @@ class _HeldWriters:
         deadline = time.monotonic() + 60
         with self.engine.connect() as connection:
             while connection.execute(waiting).scalar_one() < n:
+                # a transaction sees one snapshot of pg_stat_activity: a writer that
+                # began to wait after the first look was never seen
+                connection.rollback()
                 assert time.monotonic() < deadline, f"{n} writers never waited"
                 time.sleep(0.02)
 

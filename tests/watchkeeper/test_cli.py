@@ -26,6 +26,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.ports import free_port
+from tests.postgres import PostgresServer
 from tests.processes import Process
 from watchkeeper import figures
 from watchkeeper.registry import ModelRegistry
@@ -274,6 +275,9 @@ def test_an_unknown_model_version_is_one_line(registry_dir: Path, command: list[
         ("postgresql+psycopg://wk:hunter2@127.0.0.1:{port}/wk", "the database at"),
         ("not a url :hunter2", "is not a database URL"),
         ("nosuchdb://wk:hunter2@127.0.0.1/wk", "is not a database URL"),
+        # a ValueError and a ModuleNotFoundError: "db failed" naming no setting
+        ("postgresql+psycopg://wk:hunter2@127.0.0.1:notaport/wk", "is not a database URL"),
+        ("postgresql+psycopg2://wk:hunter2@127.0.0.1/wk", "driver psycopg2 is not installed"),
     ],
 )
 def test_a_bad_database_url_is_one_line_without_its_password(url: str, expected: str) -> None:
@@ -282,6 +286,28 @@ def test_a_bad_database_url_is_one_line_without_its_password(url: str, expected:
     line = _one_line(result)
     assert expected in line and "WATCHKEEPER_DATABASE_URL" in line
     assert "hunter2" not in result.stderr + result.stdout
+
+
+@pytest.mark.postgres
+def test_a_role_without_rights_is_told_so_not_to_check_the_database_is_up(
+    postgres_server: PostgresServer,
+) -> None:
+    """``db upgrade`` as a role that may not create tables said "check that it is up and
+    reachable": the server answered, the role is what lacks."""
+    import sqlalchemy as sa
+
+    url = sa.make_url(postgres_server.create_database())
+    role = f"{url.database}_reader"
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+    engine.dispose()
+    as_role = url.set(username=role).render_as_string(hide_password=False)
+
+    line = _one_line(_cli("db", "upgrade", env={"WATCHKEEPER_DATABASE_URL": as_role}))
+
+    assert "permission denied" in line
+    assert "lacks the rights" in line and "reachable" not in line
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ POSTGRES_CONNECT_ARGS: dict[str, int] = {
 }
 
 
-def create_engine(url: str, **kwargs: Any) -> sa.Engine:
+def create_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
     """An engine for ``url``. SQLite gets WAL and a busy timeout so that several
     gunicorn workers can write to one file; its parent directory is created."""
     parsed = make_url(url)
