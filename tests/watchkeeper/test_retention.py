@@ -715,16 +715,16 @@ CLASHING = {
 }
 
 
-def _log_clashing(engine: sa.Engine) -> list[str]:
-    """One request of two predictions with the :data:`CLASHING` features, labelled long
-    ago (so a prune archives it), and a recent one; the old predictions' ids."""
+def _log_labelled_long_ago(engine: sa.Engine, features: dict[str, list[Any]]) -> list[str]:
+    """One request of two predictions with ``features``, labelled long ago (so a prune
+    archives it), and a recent one; the old predictions' ids."""
     log = Log(engine)
     old = log.request(ago(500), items=2)
     with engine.begin() as connection:
         connection.execute(
             requests.update()
             .where(requests.c.request_id == old[0].split(".")[0])
-            .values(features=CLASHING)
+            .values(features=features)
         )
     for i, pid in enumerate(old):
         log.label(pid, ago(400), actual=200.0 + i)
@@ -738,7 +738,7 @@ def test_features_named_as_archive_columns_are_archived_and_read_back_as_themsel
 ) -> None:
     """``seq`` and ``feature_seq`` were both archived as ``feature_seq``: every prune
     failed (duplicate column names) and the log grew without bound."""
-    old = _log_clashing(engine)
+    old = _log_labelled_long_ago(engine, CLASHING)
     policy = replace(POLICY, batch_rows=50, archive_url=str(tmp_path))
 
     report = pruner(engine, policy).run()
@@ -784,18 +784,7 @@ def _as_written_before_the_naming_rule(root: Path) -> None:
 def test_an_archive_written_before_the_naming_rule_reads_back_the_same_features(
     engine: sa.Engine, tmp_path: Path, features: dict[str, list[Any]]
 ) -> None:
-    log = Log(engine)
-    old = log.request(ago(500), items=2)
-    with engine.begin() as connection:
-        connection.execute(
-            requests.update()
-            .where(requests.c.request_id == old[0].split(".")[0])
-            .values(features=features)
-        )
-    for pid in old:
-        log.label(pid, ago(400))
-    log.request(ago(0))
-    log.set_watermark(log.max_seq())
+    old = _log_labelled_long_ago(engine, features)
     pruner(engine, replace(POLICY, archive_url=str(tmp_path))).run()
     names = tuple(features)
     current = archived_labels(str(tmp_path), names, "price", since=ago(450))
@@ -803,6 +792,6 @@ def test_an_archive_written_before_the_naming_rule_reads_back_the_same_features(
     _as_written_before_the_naming_rule(tmp_path)
 
     earlier = archived_labels(str(tmp_path), names, "price", since=ago(450))
-    assert earlier.frame.to_dict("list") == {**features, "price": [105.0, 105.0]}
+    assert earlier.frame.to_dict("list") == {**features, "price": [200.0, 201.0]}
     pd.testing.assert_frame_equal(earlier.frame, current.frame)
     assert earlier.prediction_ids == current.prediction_ids == tuple(old)
