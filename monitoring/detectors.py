@@ -2,7 +2,8 @@
 reference sample, saved as arrays and JSON, and loaded instead of refitted.
 
 - feature drift: KS for numeric features, chi-squared with rare categories pooled for
-  categorical ones, Bonferroni or FDR correction (:mod:`monitoring.two_sample`);
+  categorical ones (every value a category, those training never saw included),
+  Bonferroni or FDR correction (:mod:`monitoring.two_sample`);
 - multivariate drift: a classifier two-sample test (:mod:`monitoring.classifier_test`);
 - prediction (output) drift: KS on the model's predictions; for a classifier,
   chi-squared on the predicted classes' counts and, for a binary one, KS on the
@@ -54,6 +55,7 @@ from monitoring.check_details import OutputDriftDetails
 from monitoring.classifier_test import ClassifierTest
 from monitoring.quality import feature_quality
 from monitoring.two_sample import Correction, Drift, FeatureDrift, correct, ks, pooled_chi2
+from watchkeeper.encoding import category_texts
 from watchkeeper.errors import ArtifactIntegrityError
 from watchkeeper.ood import OodReference, fit_version_reference, numeric_matrix
 from watchkeeper.schema import FeatureSchema
@@ -70,8 +72,10 @@ __all__ = [
 
 MANIFEST = "manifest.json"
 REFERENCE_FILE = "reference.npz"
-FORMAT = 2
-"""Format 1 was alibi-detect's ``save_detector`` (pickles): never read, refitted."""
+FORMAT = 3
+"""Format 1 was alibi-detect's ``save_detector`` (pickles); format 2 coded missing and
+unseen categories alike, and a reference's booleans as unseen. Neither is read: an older
+suite is refitted."""
 
 
 class ReferenceEncoder:
@@ -79,7 +83,12 @@ class ReferenceEncoder:
 
     Numeric features: missing values become the reference median (missingness is
     reported by data quality, not drift). Categorical features: the categories of the
-    schema get codes 0..k-1; missing and unseen values share code k.
+    schema get codes 0..k-1, matched by the text the model's encoder matches them by
+    (:func:`~watchkeeper.encoding.category_text`: the reference keeps a CSV's booleans
+    as booleans, the schema's categories are ``"True"``/``"False"``); missing values get
+    code k; each text training never saw a code of its own from k+1 on, numbered in the
+    order the frame holds them (see :meth:`DetectorSuite.feature_drift` for why). The
+    reference has none: the schema's categories are those of its training data.
     """
 
     def __init__(self, schema: FeatureSchema, medians: dict[str, float]) -> None:
@@ -107,9 +116,18 @@ class ReferenceEncoder:
         medians = np.array([self.medians[f.name] for f in self.schema.numeric])
         columns = [np.where(np.isnan(numeric), medians, numeric)]
         for f in self.schema.categorical:
+            values = frame[f.name].to_numpy(dtype=object)
+            texts = np.empty(len(values), dtype=object)
+            texts[:] = category_texts(values)
             # pandas hashes the column once; a Python loop per value took 0.5 s per 10k rows
-            codes = pd.Categorical(frame[f.name], categories=f.categories).codes
-            columns.append(np.where(codes < 0, len(f.categories), codes).reshape(-1, 1))
+            coded = pd.Categorical(texts, categories=f.categories).codes.astype(np.int64)
+            k = len(f.categories)
+            missing = np.asarray(pd.isna(texts), dtype=bool)
+            coded[missing] = k
+            unseen = coded < 0
+            if unseen.any():  # numbered by first appearance, each text its own code
+                coded[unseen] = k + 1 + pd.factorize(texts[unseen])[0]
+            columns.append(coded.reshape(-1, 1))
         return np.hstack(columns).astype(np.float64)
 
 
@@ -283,16 +301,40 @@ class DetectorSuite:
         for j, f in enumerate(self.encoder.schema.numeric):
             distances[f.name], p_values[f.name] = _finite(ks_d[j], 0.0), _finite(ks_p[j], 1.0)
         for j, f in enumerate(self.encoder.schema.categorical):
-            counts = self._counts(x[:, self._n_numeric + j], f)
-            d, p = pooled_chi2(self._ref_counts[j], counts)
+            # Every value its own category, those training never saw included: they
+            # are categories the reference holds none of, as it holds none of many rare
+            # ones. Lumped into one "unseen" cell, which the reference (training data)
+            # holds none of by construction, a stationary id failed every window
+            # (p ~ 1e-220); left out, the test compared the window with the reference on
+            # the categories training happened to see, which the reference is part of:
+            # 44 % false alarms at 5 % on an id of 2,000 values, the reference all of
+            # its training rows.
+            ref, counts = _shuffled(self._ref_counts[j], self._counts(x[:, self._n_numeric + j], f))
+            d, p = pooled_chi2(ref, counts)
             distances[f.name], p_values[f.name] = _finite(d, 0.0), _finite(p, 1.0)
         verdict = correct(p_values, self.settings.p_value, self.settings.correction)
         return FeatureDrift(verdict.is_drift, verdict.threshold, p_values, distances)
 
     def multivariate_drift(self, window: pd.DataFrame | np.ndarray, *, seed: int = 0) -> Drift:
         """Classifier drift. ``seed`` picks the rows and the split: the same window and
-        seed give the same verdict."""
-        return self._classifier(self._x_ref, self._matrix(window), seed=seed)
+        seed give the same verdict.
+
+        An unseen category is replaced by a value drawn from the reference's own values
+        of that feature: as a code of its own, which the reference (training data) holds
+        none of by construction, it told every window of a stationary id apart. The
+        unseen share is the feature test's and data quality's to report."""
+        x = self._matrix(window)
+        rng = np.random.default_rng([seed, 1])  # apart from the classifier's draws
+        for j, f in enumerate(self.encoder.schema.categorical):
+            column = self._n_numeric + j
+            unseen = np.flatnonzero(x[:, column] > len(f.categories))
+            known = self._x_ref[:, column]
+            known = known[known <= len(f.categories)]
+            if len(unseen) and len(known):
+                if x is window:  # the caller's matrix, encoded once for several tests
+                    x = x.copy()
+                x[unseen, column] = rng.choice(known, size=len(unseen))
+        return self._classifier(self._x_ref, x, seed=seed)
 
     @property
     def is_classifier(self) -> bool:
@@ -357,7 +399,25 @@ class DetectorSuite:
 
     @staticmethod
     def _counts(codes: np.ndarray, feature: Any) -> np.ndarray:
+        """Counts of each category, of missing values, then of each unseen text."""
         return np.bincount(codes.astype(np.int64), minlength=len(feature.categories) + 1)
+
+
+def _shuffled(reference: np.ndarray, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both samples' counts over the same codes (a window's unseen texts take codes past
+    the reference's), the codes in an order fixed but unrelated to them.
+
+    Pooling merges the rarest categories, ties in the order given: in code order the
+    window's unseen texts (the reference holds none) sat together at the end and were
+    pooled with one another, the reference's single rows with one another, and every
+    window of a stationary id drifted. Ties broken in an order that says nothing about
+    which sample a count is in keep pooling a function of the margins."""
+    n = max(len(reference), len(window))
+    order = np.random.default_rng(n).permutation(n)
+    return (
+        np.pad(reference, (0, n - len(reference)))[order],
+        np.pad(window, (0, n - len(window)))[order],
+    )
 
 
 def _finite(value: Any, default: float) -> float:

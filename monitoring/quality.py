@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from monitoring.check_details import RejectedRequests
 from watchkeeper.db.tables import requests
+from watchkeeper.encoding import category_text
 from watchkeeper.schema import Feature, FeatureSchema
 
 
@@ -37,8 +38,9 @@ def column_flags(feature: Feature, values: Sequence[Any] | np.ndarray) -> Column
 
     Missing is what pandas counts as missing; a number outside ``observed_min`` to
     ``observed_max`` is out of range (a value that is no number counts as neither); a
-    category is unseen unless it is one of ``categories``. The common columns (numbers
-    and None; strings and None) take a fast path, anything else pandas' own."""
+    category is unseen unless its text (as the model's encoder reads it) is one of
+    ``categories``. The common columns (numbers and None; strings and None) take a fast
+    path, anything else pandas' own."""
     n = len(values)
     if feature.is_numeric:
         try:  # numbers and None: NumPy reads None as NaN
@@ -70,6 +72,11 @@ def column_flags(feature: Feature, values: Sequence[Any] | np.ndarray) -> Column
     other = np.flatnonzero(codes == _OTHER)
     if len(other):  # NaN and pandas' other missing values are not categories either
         missing[other] = np.asarray(pd.isna(_objects([values[i] for i in other])), dtype=bool)
+        # a value that is no text (the reference's booleans) is the category of its text,
+        # as the model codes it: True is "True", not unseen
+        for i in other[~missing[other]].tolist():
+            if not isinstance(values[i], str) and category_text(values[i]) in known:
+                codes[i] = _SEEN
     return ColumnFlags(missing, (codes == _OTHER) & ~missing)
 
 

@@ -114,9 +114,23 @@ def _codes(codes: dict[str, int], column: Sequence[Any]) -> list[float]:
 
 
 def _code_of(codes: dict[str, int], value: Any) -> float:
-    if _is_missing(value):
-        return math.nan
-    return codes.get(str(value), math.nan)
+    text = category_text(value)
+    return math.nan if text is None else codes.get(text, math.nan)
+
+
+def category_text(value: Any) -> str | None:
+    """The text a category value is known by: ``str(value)``, ``None`` when missing.
+    Training derives a feature's categories this way (a CSV's boolean ``True`` is the
+    category ``"True"``) and the model codes values by it; whatever else matches values
+    to categories (the monitor's tests, data quality) must match by the same text."""
+    return None if _is_missing(value) else str(value)
+
+
+def category_texts(values: Sequence[Any]) -> list[Any]:
+    """:func:`category_text` of each value; a column of text and nulls as it is."""
+    if set(map(type, values)) <= _TEXT_OR_NULL:
+        return list(values)
+    return [category_text(v) for v in values]
 
 
 def _column_list(X: Columns, name: str) -> list[Any]:

@@ -232,7 +232,10 @@ def _warn_if_mostly_numbers(name: str, column: pd.Series) -> None:
     refused (it must be a string) or unseen. Said at training, where it can be fixed."""
     if pd.api.types.is_bool_dtype(column):
         return
+    # booleans are no numbers: a retraining's rows hold a boolean column's training
+    # values (True) beside its logged ones ("True"), which pandas reads as 1 and text
     present = column.dropna()
+    present = present[[not isinstance(v, bool | np.bool_) for v in present]]
     numbers = pd.to_numeric(present, errors="coerce")
     text = present[numbers.isna()]
     if len(text) and len(text) * 2 < len(present):

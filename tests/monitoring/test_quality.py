@@ -89,6 +89,18 @@ def test_infinities_are_out_of_range_and_nan_is_missing() -> None:
     assert quality["age"] == {"missing_rate": 0.25, "out_of_range_rate": 0.0}
 
 
+def test_a_category_is_matched_by_its_text_as_the_model_codes_it() -> None:
+    """A reference sample keeps a training CSV's booleans; the schema's categories are
+    their text. Matched by value, every boolean was unseen: the reference's unseen rate
+    read 1.0 where the model knew every value."""
+    flag = Feature("flag", "categorical", categories=("False", "True"))
+
+    flags = column_flags(flag, np.array([True, False, "True", None, "yes", 1], dtype=object))
+
+    assert flags.missing.tolist() == [False, False, False, True, False, False]
+    assert flags.outside.tolist() == [False, False, False, False, True, True]
+
+
 def test_rates_stay_shares_between_zero_and_one_on_random_windows() -> None:
     rng = np.random.default_rng(3)
     for size in (1, 7, 500):

@@ -159,3 +159,17 @@ def test_a_column_of_numbers_with_a_few_text_cells_is_read_as_categories_and_sai
     assert warning.startswith(
         "column 'size' holds numbers but 1 of its 4 values are not (e.g. 'n/a')"
     )
+
+
+def test_booleans_beside_their_text_are_categories_without_a_numbers_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A retraining's rows: the training CSV's booleans and the log's "True"/"False".
+    pandas reads True as 1, and training said the column "holds numbers"."""
+    frame = pd.DataFrame({"flag": [True, False, True, "True", "False"], "y": [1, 2, 3, 4, 5]})
+
+    with caplog.at_level("WARNING", logger="watchkeeper.schema"):
+        schema = FeatureSchema.derive(frame, "y")
+
+    assert schema["flag"].categories == ("False", "True")
+    assert caplog.messages == []
