@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from serving.validation import (
+    BOOLEAN_CATEGORIES,
     MAX_PROBLEMS,
     ValidatedRequest,
     check_categorical,
@@ -172,6 +173,9 @@ def _categorical(
     ``columns`` as a :class:`CategoryColumn`. Record batches are taken one by one, each
     with its own dictionary (combining them may need wider codes than the body's)."""
     kind = column.type
+    if pa.types.is_boolean(kind) and BOOLEAN_CATEGORIES & set(feature.categories):
+        column = _boolean_texts(column)  # as a JSON body's booleans: the model's text
+        kind = column.type
     if pa.types.is_dictionary(kind):
         if not _is_text(kind.value_type):
             return _type_problem(feature, kind, "a string or dictionary-encoded string column")
@@ -215,6 +219,12 @@ def _categorical(
             return [FieldProblem(_field(feature, i), bad[int(index[i])]) for i in rows]
     columns[feature.name] = CategoryColumn(distinct, index)
     return []
+
+
+def _boolean_texts(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A boolean column as the text of its values, ``"True"`` and ``"False"`` (Arrow's
+    own cast writes ``"true"``), nulls kept."""
+    return pc.if_else(column, "True", "False")
 
 
 def _dictionary_text(chunk: pa.DictionaryArray) -> int:

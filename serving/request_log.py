@@ -143,7 +143,7 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         validated, predicted = outcome
         entry.single = validated.single
         entry.columns = validated.columns
-        if not validated.single and not validated.categories:
+        if not validated.single and not validated.categories and validated.as_sent:
             # A columnar JSON body's columns journaled as sent: cheaper than serialising
             # lists again. Not once its categories are coded: as values and codes they
             # are a fraction of the text for the journal, the writer and the database

@@ -54,6 +54,8 @@ _NUMBER_OR_NULL = _NUMBER_TYPES | {_NONE}
 _TEXT = frozenset({str})
 _TEXT_OR_NULL = frozenset({str, _NONE})
 _FORMS = ("features", "instances", "columns")
+# A boolean column in training becomes these categories (``category_text``).
+BOOLEAN_CATEGORIES = frozenset({"True", "False"})
 # Below this many records, each record's values are taken by name (one itemgetter call
 # per record), as a single record's are: transposing by position while checking pays
 # for 1,000 records (0.91x in process) and not yet for 100 (1.03x).
@@ -96,6 +98,10 @@ class ValidatedRequest:
     numbers: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
     # A JSON batch's category columns as distinct values and codes, built by the checks.
     categories: dict[str, CategoryColumn] = field(default_factory=dict, compare=False, repr=False)
+    # False when validation changed a value's form (a JSON boolean taken as its
+    # category's text): the body as sent is then not what the model saw, nor what the
+    # log may store.
+    as_sent: bool = field(default=True, compare=False)
 
     @property
     def model_input(self) -> dict[str, Sequence[Any]]:
@@ -345,6 +351,7 @@ class _Checks:
         self.numbers: dict[str, np.ndarray] = {}
         self.categories: dict[str, CategoryColumn] = {}
         self.compact: dict[str, Sequence[Any]] = {}
+        self.as_sent = True
 
     def validated(
         self, columns: dict[str, Sequence[Any]], *, single: bool, n_rows: int
@@ -360,17 +367,32 @@ class _Checks:
             n_rows=n_rows,
             numbers=self.numbers,
             categories=self.categories,
+            as_sent=self.as_sent,
         )
 
     def check(self, feature: Feature, column: list[Any], field: FieldName) -> list[FieldProblem]:
         """The column's problems."""
         if not feature.is_numeric and not self.coded:
-            return check_categorical(feature, column, field)  # its own fast check first
+            problems = check_categorical(feature, column, field)  # its own fast check first
+            if not problems or (texts := self._boolean_texts(feature, column)) is None:
+                return problems
+            return check_categorical(feature, texts, field)
         if self.valid(feature, column):
             return []
         if feature.is_numeric:
             return _numeric_problems(feature, column, field)
-        return check_categorical(feature, column, field)
+        return check_categorical(feature, self.compact.get(feature.name, column), field)
+
+    def _boolean_texts(self, feature: Feature, column: Sequence[Any]) -> list[Any] | None:
+        """The column with its JSON booleans as the feature's categories ``"True"`` and
+        ``"False"`` (a boolean column in training: the model codes a value by its
+        text), kept as the column; ``None`` when there is nothing to convert. Only
+        called once the fast checks failed, so valid text costs nothing more."""
+        texts = boolean_texts(feature, column)
+        if texts is not None:
+            self.compact[feature.name] = texts
+            self.as_sent = False
+        return texts
 
     def valid(self, feature: Feature, column: Sequence[Any]) -> bool:
         """Whether the column passes the fast checks (some columns whose values are all
@@ -385,11 +407,16 @@ class _Checks:
             return True
         if self.coded:
             coded = _valid_categories(feature, column)
+            if coded is None and (texts := self._boolean_texts(feature, column)) is not None:
+                coded = _valid_categories(feature, texts)
             if coded is None:
                 return False
             self.categories[feature.name] = self.compact[feature.name] = coded
             return True
-        return not check_categorical(feature, column, _no_field)
+        if not check_categorical(feature, column, _no_field):
+            return True
+        texts = self._boolean_texts(feature, column)
+        return texts is not None and not check_categorical(feature, texts, _no_field)
 
 
 # A numeric column that passed the fast checks: its values as float64 (null -> NaN),
@@ -586,6 +613,18 @@ def check_categorical(feature: Feature, column: list[Any], field: FieldName) -> 
             if len(problems) >= MAX_PROBLEMS:
                 break
     return problems
+
+
+def boolean_texts(feature: Feature, column: Sequence[Any]) -> list[Any] | None:
+    """``column`` with each boolean as its text, when the feature has that text among
+    its categories (training found the column boolean); ``None`` when it holds no
+    boolean, or the feature has no such category (a boolean is then refused as no
+    string)."""
+    if not BOOLEAN_CATEGORIES & set(feature.categories):
+        return None
+    if not any(v is True or v is False for v in column):
+        return None
+    return [str(v) if v is True or v is False else v for v in column]
 
 
 def _all_strings(column: list[Any]) -> bool:

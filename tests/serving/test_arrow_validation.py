@@ -139,8 +139,13 @@ def test_a_column_of_nulls_only_is_null_in_every_row() -> None:
             pa.array([1, 2, 1]).dictionary_encode(),
             "a string or dictionary-encoded string column, got dictionary<values=int64",
         ),
+        (
+            "zone",
+            pa.array([True, False, True]),
+            "a string or dictionary-encoded string column, got bool",
+        ),
     ],
-    ids=["bool-number", "list-number", "int-category", "int-dictionary-category"],
+    ids=["bool-number", "list-number", "int-category", "int-dictionary-category", "bool-category"],
 )
 def test_a_column_of_another_type_is_named_with_its_type(
     column: str, array: pa.Array, expected: str
@@ -148,6 +153,19 @@ def test_a_column_of_another_type_is_named_with_its_type(
     problems = _problems(_table(**{column: array}))
     assert list(problems) == [f"columns.{column}"]
     assert problems[f"columns.{column}"].startswith(f"must be {expected}")
+
+
+def test_a_boolean_column_for_a_feature_trained_boolean_is_its_categories_text() -> None:
+    """Training makes a boolean column the categories "True" and "False" (Arrow's own
+    cast writes "true"): a pandas frame's boolean column sent as Arrow is taken as a
+    JSON body's booleans are, nulls kept."""
+    schema = FeatureSchema(
+        (Feature("central_air", "categorical", categories=("False", "True"), allow_unknown=False),),
+        target="price",
+    )
+    table = pa.table({"central_air": pa.array([True, None, False, True])})
+    validated = validate_arrow_table(table, schema, max_batch_size=10, max_text_bytes=TEXT)
+    assert list(validated.columns["central_air"]) == ["True", None, "False", "True"]
 
 
 def test_an_empty_table_is_an_empty_batch() -> None:

@@ -309,3 +309,65 @@ def test_a_batch_gives_the_model_coded_categories_and_float_numbers() -> None:
     assert model_input["zone"].tolist() == [r["zone"] for r in records]
     assert model_input["rooms"].dtype == np.float64
     assert model_input["rooms"].tolist() == [float(r["rooms"]) for r in records]
+
+
+FLAG_SCHEMA = FeatureSchema(
+    (
+        Feature("area", "numeric"),
+        # what training makes of a boolean column: its values' text
+        Feature("central_air", "categorical", categories=("False", "True"), allow_unknown=False),
+        Feature("zone", "categorical", categories=("A", "B")),
+    ),
+    target="price",
+)
+
+
+@pytest.mark.parametrize(
+    ("form", "n"),
+    [("features", 1), ("instances", 3), ("instances", BATCH), ("columns", 3), ("columns", BATCH)],
+)
+def test_a_json_boolean_for_a_boolean_feature_is_taken_as_its_category(form: str, n: int) -> None:
+    """A feature trained from a boolean column has the categories "True" and "False";
+    a client's JSON ``true`` is that value, and the model and the log get the text
+    (a short batch's as a list, a long one's coded)."""
+    flags = [i % 3 != 0 for i in range(n)]
+    records = [{"area": 50.0 + i, "central_air": f, "zone": "A"} for i, f in enumerate(flags)]
+    payload = {
+        "features": {"features": records[0]},
+        "instances": {"instances": records},
+        "columns": {"columns": {k: [r[k] for r in records] for k in records[0]}},
+    }[form]
+    validated = validate_predict_payload(payload, FLAG_SCHEMA, max_batch_size=BATCH)
+    assert not validated.as_sent  # the body's value is not what the log may store
+    column = validated.columns["central_air"]
+    if isinstance(column, CategoryColumn):
+        column = [column.values[code] for code in column.codes]
+    assert list(column) == [str(f) for f in flags]
+
+
+def test_text_for_a_boolean_feature_is_taken_as_sent() -> None:
+    payload = {"features": {"area": 1.0, "central_air": "True", "zone": "B"}}
+    validated = validate_predict_payload(payload, FLAG_SCHEMA, max_batch_size=10)
+    assert validated.as_sent
+    assert validated.columns["central_air"] == ["True"]
+
+
+def test_a_boolean_for_a_feature_without_boolean_categories_is_still_refused() -> None:
+    records = [{"area": 1.0, "central_air": True, "zone": True}] * 2
+    assert _problems({"instances": records}, FLAG_SCHEMA) == {
+        "instances[0].zone": "must be a string, got boolean",
+        "instances[1].zone": "must be a string, got boolean",
+    }
+
+
+def test_a_bad_value_beside_booleans_in_a_boolean_feature_is_named_alone() -> None:
+    n = BATCH
+    flags: list[Any] = [True] * n
+    flags[7] = "maybe"
+    flags[9] = 1
+    payload = {"columns": {"area": [1.0] * n, "central_air": flags, "zone": ["A"] * n}}
+    problems = _problems(payload, FLAG_SCHEMA)
+    assert problems == {
+        "columns.central_air[7]": "unknown category 'maybe'; allowed: ['False', 'True']",
+        "columns.central_air[9]": "must be a string, got number",
+    }
