@@ -78,7 +78,10 @@ class ModelStore:
         self._lock = threading.Lock()
         self.last_error: str | None = None
         self._fallback: Fallback | None = None
-        self._refused: str | None = None
+        # The CURRENT a version was refused under (its name and move): retried once
+        # CURRENT is written again, though it names the same version (a rollback to it
+        # after its files were restored).
+        self._refused: CurrentPointer | None = None
         self._refused_current: CurrentPointer | None = None  # an unreadable CURRENT
         self._stop = threading.Event()
         self._on_swap: OnSwap | None = None
@@ -110,10 +113,11 @@ class ModelStore:
         """Load the version ``CURRENT`` names, or fall back to a good one."""
         with self._lock:
             try:
-                wanted = self.registry.current_version()
+                pointer = self.registry.current()
             except UnreadableCurrent as exc:
                 self._refused_current = exc.found
                 return self._start_on_fallback(None, exc)
+            wanted = pointer.version
             if wanted is None:
                 self.last_error = f"no model is registered as current in {self.registry.root}"
                 log.error("cannot load the current model: %s", self.last_error)
@@ -124,10 +128,12 @@ class ModelStore:
                 self._set_fallback(None)
                 return self._current
             except Exception as exc:  # whatever the reason, the version is refused
-                return self._start_on_fallback(wanted, exc)
+                return self._start_on_fallback(wanted, exc, pointer)
 
-    def _start_on_fallback(self, wanted: str | None, exc: Exception) -> RegisteredModel | None:
-        reason = self._refuse(wanted, exc)
+    def _start_on_fallback(
+        self, wanted: str | None, exc: Exception, pointer: CurrentPointer | None = None
+    ) -> RegisteredModel | None:
+        reason = self._refuse(wanted, exc, pointer)
         self._current = self._fall_back(wanted)
         serving = self._current.version if self._current else None
         self._set_fallback(Fallback(wanted, serving, reason, at_start=True))
@@ -157,10 +163,11 @@ class ModelStore:
 
     def _refresh(self) -> bool:
         try:
-            wanted = self.registry.current_version()
+            pointer = self.registry.current()
         except UnreadableCurrent as exc:
             return self._current_unreadable(exc)
         self._refused_current = None
+        wanted = pointer.version
         loaded = self._current
         if wanted is None:
             return False
@@ -169,12 +176,12 @@ class ModelStore:
                 self._refused = None
                 self._set_fallback(None)
             return False
-        if wanted == self._refused:
+        if pointer == self._refused:
             return False
         try:
             new = self._load(wanted)
         except Exception as exc:  # whatever the reason, the version is refused
-            reason = self._refuse(wanted, exc)
+            reason = self._refuse(wanted, exc, pointer)
             if loaded is None:
                 return self._fall_back_late(wanted, reason)
             self._set_fallback(Fallback(wanted, loaded.version, reason))
@@ -227,12 +234,14 @@ class ModelStore:
     def _load(self, version: str) -> RegisteredModel:
         return self._prepared(self.registry.load(version))
 
-    def _refuse(self, wanted: str | None, exc: Exception) -> str:
-        """Record that ``wanted`` will not load (``None``: ``CURRENT`` cannot be read):
-        logged and counted once, not retried until ``CURRENT`` moves. Returns the
-        reason."""
-        if wanted is not None:
-            self._refused = wanted
+    def _refuse(
+        self, wanted: str | None, exc: Exception, pointer: CurrentPointer | None = None
+    ) -> str:
+        """Record that ``wanted`` will not load (``None``: ``CURRENT`` cannot be read),
+        under ``pointer``: logged and counted once, not retried until ``CURRENT`` is
+        written again. Returns the reason."""
+        if pointer is not None:
+            self._refused = pointer
         reason = str(exc)
         if isinstance(exc, RegistryError):  # an expected refusal: one line says it all
             log.error("model %s not loaded: %s", wanted or "from CURRENT", reason)

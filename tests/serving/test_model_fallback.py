@@ -101,6 +101,37 @@ def test_fallback_ends_when_current_names_a_version_that_loads(
     assert metric(text, "watchkeeper_model_reloads_total", outcome="failed") == 1
 
 
+@sqlite_only
+@pytest.mark.parametrize("versions", [1, 2], ids=["nothing-to-fall-back-to", "on-a-fallback"])
+def test_a_refused_version_is_loaded_once_its_files_are_restored_and_current_written_again(
+    make_app: Callable[..., Flask],
+    registry_dir: Path,
+    trained: TrainedModel,
+    record: dict[str, Any],
+    versions: int,
+) -> None:
+    """The repair a refusal asks for: restore the version's files, roll back to it.
+    ``CURRENT`` then names the same version again, by a new move: it is retried."""
+    registry = ModelRegistry(registry_dir)
+    wanted = registry.register(trained) if versions == 2 else "v1"
+    model_file = registry_dir / "versions" / wanted / "model.skops"
+    aside = model_file.with_name("model.skops.aside")
+    model_file.rename(aside)
+    app = make_app()
+    store: ModelStore = services(app).model_store
+    assert store.refresh() is False  # not retried every poll while CURRENT stays
+
+    aside.rename(model_file)
+    registry.set_current(wanted)  # `watchkeeper model rollback <wanted>`
+
+    assert store.refresh() is True
+    client = app.test_client()
+    response = client.post("/predict", json={"features": record})
+    assert response.status_code == 200 and response.json["model_version"] == wanted
+    assert client.get("/readyz").json["status"] == "ready"
+    assert metric(_metrics(app), "watchkeeper_model_fallback") == 0
+
+
 def test_a_starting_worker_prefers_the_version_its_siblings_serve(
     registry_dir: Path, trained: TrainedModel
 ) -> None:
