@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from gunicorn.http import errors as gunicorn_errors
@@ -156,12 +157,14 @@ def report(
     method = line.method if line is not None and line.method in HTTP_METHODS else "other"
     built.metrics.requests.labels(rule, method, str(error.status)).inc()
     prediction_log = built.prediction_log
-    if prediction_log is None or line is None or line.path not in LOGGED_PATHS:
+    # By the app's rule, not the raw path: the app serves ``//predict`` and
+    # ``/%70redict`` as ``/predict``, and logs them so.
+    if prediction_log is None or line is None or rule not in LOGGED_PATHS:
         return
     entry = LogEntry(
         request_id=request_id,
         received_at=datetime.now(UTC),
-        endpoint=line.path,
+        endpoint=rule,
         method=line.method[:_MAX_METHOD],
         status_code=error.status,
         latency_seconds=waited,
@@ -181,4 +184,6 @@ def _route(app: Any, line: RequestLine | None) -> str:
     labels it (:func:`~serving.request_log.route_label`)."""
     if line is None:
         return UNMATCHED
-    return route_label(app.url_map.bind("localhost"), line.path, line.method)
+    # percent-decoded, as the server hands the app its path: ``/%70redict`` is /predict
+    path = unquote(line.path, errors="replace")
+    return route_label(app.url_map.bind("localhost"), path, line.method)

@@ -128,6 +128,22 @@ REJECTED = {
     "bad content-length": Rejected(
         _HEAD + b"Content-Length: 12abc\r\n\r\n{}", 400, "bad_request", True
     ),
+    # Paths the app serves as /predict and /feedback: logged as theirs (once counted
+    # under the route, and not logged).
+    "bad content-length on //predict": Rejected(
+        _head("//predict") + b"Content-Length: 12abc\r\n\r\n{}", 400, "bad_request", True
+    ),
+    "bad content-length on /%70redict": Rejected(
+        _head("/%70redict") + b"Content-Length: 12abc\r\n\r\n{}", 400, "bad_request", True
+    ),
+    "gzip under chunked on //feedback": Rejected(
+        _head("//feedback") + b"Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        501,
+        "not_implemented",
+        True,
+        endpoint="/feedback",
+        metric_labels=("/feedback", "POST"),
+    ),
     "X-Request-ID twice, bad content-length": Rejected(
         _HEAD + _TWO_IDS + b"Content-Length: 12abc\r\n\r\n{}",
         400,
