@@ -305,10 +305,14 @@ class Monitor:
 
     # -- one cycle ----------------------------------------------------------------------
 
-    def run_once(self, stop: threading.Event | None = None) -> int:
+    def run_once(
+        self, stop: threading.Event | None = None, on_progress: Callable[[], None] | None = None
+    ) -> int:
         """Evaluate every complete window and any new labels; return windows done.
         Once ``stop`` is set the cycle returns after the window in hand, leaving the
-        rest (and the new labels) to the next start."""
+        rest (and the new labels) to the next start. ``on_progress`` is called after
+        each window stored: a cycle catching up a long backlog is progress, not a
+        stall (the service's heartbeat)."""
         started = time.perf_counter()
         try:
             up_to = self.reader.settled_high_mark()
@@ -346,6 +350,8 @@ class Monitor:
                     evaluated_to = window.last_seq
                     self.status.windows_evaluated += 1
                     done += 1
+                    if on_progress is not None:
+                        on_progress()
                 if stop is not None and stop.is_set():
                     # The labels wait too (their watermark stays): the rolling figures
                     # depend on labels alone, not on the windows evaluated.

@@ -16,6 +16,7 @@ from watchkeeper.listen_address import ListenAddress
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.service_loop import ServiceLoop
 from watchkeeper.settings import Settings
+from watchkeeper.status_server import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,9 @@ def run(settings: Settings, *, once: bool = False) -> int:
     )
     read_once = threading.Event()  # the first cycle is done: the log may be pruned
 
-    def cycle(_heartbeat: object, stop: threading.Event) -> None:
-        monitor.run_once(stop)  # logs and counts a failed cycle itself
+    def cycle(heartbeat: Heartbeat, stop: threading.Event) -> None:
+        # beats after each window stored: a long catch-up is progress, not a stall
+        monitor.run_once(stop, on_progress=heartbeat.beat)  # logs and counts a failure
         read_once.set()
 
     return loop.run(registry, cycle, on_start=lambda stop: retention.start(stop, read_once))

@@ -434,7 +434,8 @@ class MonitorSettings(SettingsGroup):
     """Seconds between monitor cycles."""
 
     stall_seconds: SpanSeconds = Field(default=1800.0, gt=0)
-    """A monitor cycle still running after this long counts as stuck: the monitor's
+    """A monitor cycle that has stored no window for this long counts as stuck (a long
+    catch-up that stores window after window is progress): the monitor's
     `/healthz` fails so that the container or pod is restarted."""
 
     window_size: Count = Field(default=500, ge=1)

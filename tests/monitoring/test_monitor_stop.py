@@ -164,3 +164,39 @@ def test_a_monitor_far_behind_stops_between_windows_and_resumes_at_the_next(
     assert all_spans[: len(spans)] == spans  # nothing before the stop evaluated again
     assert row[all_spans[len(spans)][0]] == row[first_stop] + 1  # resumed at the next window
     assert row[second_stop] < rows - 1
+
+
+STALL_SECONDS = 5.0
+
+
+def test_a_monitor_catching_up_is_healthy_while_it_stores_windows(
+    start_watchkeeper: Callable[..., Process],
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    tmp_path: Path,
+) -> None:
+    """A cycle catching up a backlog runs for minutes: each window stored is progress,
+    so ``/healthz`` stays 200 past the stall limit (it failed once, and a liveness
+    probe restarted a working monitor in a loop)."""
+    url = sqlite_url(tmp_path / "var")
+    (tmp_path / "var").mkdir()
+    _fill_backlog(url, replay_records, trained)
+    monitor = start_watchkeeper(
+        "monitor",
+        WATCHKEEPER_MONITOR_WINDOW_SIZE=str(WINDOW),
+        WATCHKEEPER_MONITOR_SETTLE_SECONDS="0",
+        WATCHKEEPER_MONITOR_INTERVAL="0.5",
+        WATCHKEEPER_MONITOR_STALL_SECONDS=str(STALL_SECONDS),
+        WATCHKEEPER_RETENTION_PRUNE_INTERVAL="0",
+    )
+    assert wait_for(lambda: len(_stored(url)[1]) >= 1, timeout=120, interval=0.2), (
+        monitor.log_path.read_text()[-3000:]
+    )
+    stored_before = len(_stored(url)[1])
+    watched_until = time.monotonic() + 2.5 * STALL_SECONDS
+    while time.monotonic() < watched_until:
+        health = monitor.get("/healthz")
+        assert health.status_code == 200, health.text
+        time.sleep(0.5)
+    assert len(_stored(url)[1]) > stored_before  # still catching up, window after window
+    _terminate(monitor)
