@@ -32,6 +32,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -62,6 +63,8 @@ from watchkeeper.registry_writes import discard_leftovers, fsync_dir, private_na
 from watchkeeper.task import Task, label_text
 from watchkeeper.training import TrainedModel
 from watchkeeper.version_metadata import DataSource, VersionMetadata, VersionNotes, VersionStatus
+
+log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.skops"
 REFERENCE_FILE = "reference.json"
@@ -433,7 +436,12 @@ class ModelRegistry:
         versions = self.versions()
         earlier = versions[: versions.index(previous)] if previous in versions else versions
         for version in reversed(earlier):
-            if not self.record(version).status.unfit:
+            try:
+                unfit = self.record(version).status.unfit
+            except RegistryError as exc:  # damaged metadata: not a version to serve
+                log.warning("rollback skips %s: %s", version, exc)
+                continue
+            if not unfit:
                 return version
         raise RegistryError(f"no earlier usable version to roll back to from {previous}")
 

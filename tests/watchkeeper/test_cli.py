@@ -57,6 +57,31 @@ def test_model_list_shows_status_metrics_and_current(
     assert lines[2].startswith("  v2") and "rejected" in lines[2]
 
 
+def test_a_version_with_damaged_metadata_hides_no_other_from_list_or_rollback(
+    registry_dir: Path,
+    trained: TrainedModel,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One truncated ``metadata.json`` made ``model list`` print only an error, and the
+    default rollback fail though an earlier version was usable."""
+    registry = ModelRegistry(registry_dir)
+    registry.register(trained)  # v2
+    registry.register(trained)  # v3, current
+    metadata = registry_dir / "versions" / "v2" / "metadata.json"
+    metadata.write_bytes(metadata.read_bytes()[:40])
+    monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(registry_dir))
+
+    assert main(["model", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "  v1" in out and "* v3" in out
+    assert "  v2       metadata of 'v2' is not valid JSON" in out
+
+    assert main(["model", "rollback"]) == 0
+    assert registry.current_version() == "v1"  # past the damaged v2
+    assert "current model: v1 (was v3)" in capsys.readouterr().out
+
+
 def test_rollback_skips_rejected_versions(
     registry_dir: Path,
     trained: TrainedModel,

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from watchkeeper.errors import RegistryError
 from watchkeeper.settings import Settings
 from watchkeeper_cli.failures import CommandFailed
 from watchkeeper_cli.model_registry import open_registry
@@ -80,8 +81,15 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if not versions:
         print("no model versions registered in", registry.root)
         return 0
-    summaries = [VersionSummary.from_record(registry.record(v)) for v in versions]
+    summaries, unreadable = [], []
+    for version in versions:
+        try:
+            summaries.append(VersionSummary.from_record(registry.record(version)))
+        except RegistryError as exc:  # one damaged version hides none of the others
+            unreadable.append(f"{'*' if version == current else '':2}{version:<9}{exc}")
     print("\n".join(list_lines(summaries, current)))
+    if unreadable:
+        print("\nunreadable (restore its files, or roll back past it):", *unreadable, sep="\n")
     return 0
 
 
