@@ -388,7 +388,7 @@ class _Checks:
         ``"False"`` (a boolean column in training: the model codes a value by its
         text), kept as the column; ``None`` when there is nothing to convert. Only
         called once the fast checks failed, so valid text costs nothing more."""
-        texts = boolean_texts(feature, column)
+        texts = _with_boolean_texts(feature, column)
         if texts is not None:
             self.compact[feature.name] = texts
             self.as_sent = False
@@ -413,10 +413,7 @@ class _Checks:
                 return False
             self.categories[feature.name] = self.compact[feature.name] = coded
             return True
-        if not check_categorical(feature, column, _no_field):
-            return True
-        texts = self._boolean_texts(feature, column)
-        return texts is not None and not check_categorical(feature, texts, _no_field)
+        return not self.check(feature, column, _no_field)  # booleans taken there
 
 
 # A numeric column that passed the fast checks: its values as float64 (null -> NaN),
@@ -615,7 +612,7 @@ def check_categorical(feature: Feature, column: list[Any], field: FieldName) -> 
     return problems
 
 
-def boolean_texts(feature: Feature, column: Sequence[Any]) -> list[Any] | None:
+def _with_boolean_texts(feature: Feature, column: Sequence[Any]) -> list[Any] | None:
     """``column`` with each boolean as its text, when the feature has that text among
     its categories (training found the column boolean); ``None`` when it holds no
     boolean, or the feature has no such category (a boolean is then refused as no
