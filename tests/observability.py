@@ -20,6 +20,7 @@ import requests
 import yaml
 
 from tests.conftest import require_service
+from tests.orphan_guard import guard_process
 from tests.ports import free_port
 from tests.processes import Process, wait_for
 from watchkeeper.alertmanager_config import alertmanager_config
@@ -34,6 +35,7 @@ class Server:
         self.log = log
         with open(log, "wb") as out:
             self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        self._guard = guard_process(self.process.pid)
         assert wait_for(self._ready(ready_path), timeout=30, interval=0.2), log.read_text()[-2000:]
 
     def _ready(self, path: str) -> Callable[[], bool]:
@@ -58,6 +60,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self._guard.release()
 
 
 def binary(name: str, package: str) -> str:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import glob
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import tempfile
 from pathlib import Path
 
+from tests.orphan_guard import OrphanGuard, remove
 from tests.ports import free_port
 from tests.processes import children
 
@@ -31,12 +33,24 @@ class PostgresServer:
         self.datadir = self.root / "data"
         self._as_postgres = os.geteuid() == 0
         self._databases = 0
+        # pg_ctl daemonises the cluster: a killed test run would leave it running
+        self._guard = OrphanGuard(f"{self._stop_command('immediate')}; {remove(self.root)}")
 
-    def _run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+    def _command(self, *argv: str | Path) -> list[str]:
         command = [str(a) for a in argv]
         if self._as_postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
-        return subprocess.run(command, check=True, capture_output=True, text=True, timeout=60)
+        return command
+
+    def _stop_command(self, mode: str) -> str:
+        return shlex.join(
+            self._command(self.bindir / "pg_ctl", "-D", self.datadir, "-m", mode, "-w", "stop")
+        )
+
+    def _run(self, *argv: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self._command(*argv), check=True, capture_output=True, text=True, timeout=60
+        )
 
     def init(self) -> PostgresServer:
         if self._as_postgres:
@@ -89,6 +103,7 @@ class PostgresServer:
         except subprocess.CalledProcessError:
             pass
         shutil.rmtree(self.root, ignore_errors=True)
+        self._guard.release()
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"

@@ -15,6 +15,8 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
+from tests.orphan_guard import guard_process
+
 
 def children(pid: int) -> list[int]:
     """Processes whose parent is ``pid`` (a gunicorn master's workers, a postmaster's
@@ -68,6 +70,7 @@ class Process:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
+        self._guard = guard_process(self.process.pid)
 
     def wait_ready(self, path: str, timeout: float = 90.0) -> None:
         def ready() -> bool:
@@ -88,12 +91,15 @@ class Process:
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
+        code = self.process.wait(timeout=60)
+        self._guard.release()
+        return code
 
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        self._guard.release()
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_service
+from tests.orphan_guard import guard_process
 from tests.ports import free_port
 from tests.processes import children, wait_for
 
@@ -105,7 +106,7 @@ def start_platform(env: dict[str, str], output_path: Path) -> subprocess.Popen[b
     Ctrl-C to its process group as a terminal does. ``-o`` keeps make from reinstalling
     the virtualenv that this very test runs in."""
     with open(output_path, "wb") as out:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             ["make", "--no-print-directory", "-o", f"{VENV}/.installed", "run", f"VENV={VENV}"],
             cwd=REPO,
             env=env,
@@ -114,6 +115,9 @@ def start_platform(env: dict[str, str], output_path: Path) -> subprocess.Popen[b
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    # never released: it acts only if the test run dies while the platform's session runs
+    guard_process(process.pid, group=True)
+    return process
 
 
 @pytest.fixture

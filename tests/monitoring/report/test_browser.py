@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from monitoring.report.records import Period
 from tests.conftest import require_service
 from tests.monitoring import classifier_log
 from tests.monitoring.report import screenshot
+from tests.orphan_guard import OrphanGuard, terminate
 from tests.processes import Process, query, sqlite_url, wait_for
 from watchkeeper.dataset import Dataset
 from watchkeeper.registry import ModelRegistry
@@ -73,16 +75,22 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
     options = Options()
     options.binary_location = str(CHROMIUM)
-    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+    profile = f"--user-data-dir={tmp_path / 'chromium-profile'}"
+    for flag in (*FLAGS, profile):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # Both paths given: Selenium Manager is never asked to download a driver.
     service = Service(str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"))
     driver = webdriver.Chrome(service=service, options=options)
+    # Chromium is chromedriver's child: its profile flag names this test's browser only
+    guard = OrphanGuard(
+        f"{terminate(service.process.pid)}; pkill -KILL -f -- {shlex.quote(profile)}"
+    )
     try:
         yield driver
     finally:
         driver.quit()
+        guard.release()
 
 
 def _replay(process: Process, dataset: Dataset) -> None:
