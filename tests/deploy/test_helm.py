@@ -509,6 +509,39 @@ def test_numeric_threads_can_be_raised_for_every_component(chart: helm_python.Ch
             assert _env(container)["WATCHKEEPER_NUMERIC_THREADS"] == "2", container_name
 
 
+def test_settings_numbers_reach_the_pods_as_written_and_are_accepted(
+    chart: helm_python.Chart, tmp_path: Path
+) -> None:
+    # Helm reads numbers as floats: from a million up, toString wrote "1e+06", which
+    # the integer settings refuse, and every pod of the release failed to start.
+    written = {
+        "LOG_JOURNAL_MAX_BYTES": (2147483648, "2147483648"),
+        "MAX_REQUEST_BYTES": (33554432, "33554432"),
+        "MONITOR_WINDOW_SIZE": (1000000, "1000000"),
+        "LOG_FLUSH_INTERVAL": (0.25, "0.25"),
+        "TRIGGER_COOLDOWN_SECONDS": (7200.5, "7200.5"),
+        "DRIFT_MULTIVARIATE": (False, "false"),
+    }
+    rendered = render(chart, {"settings": {k: v for k, (v, _) in written.items()}})
+    expected = {f"WATCHKEEPER_{k}": text for k, (_, text) in written.items()}
+    for name, container in rendered.containers():
+        env = _env(container)
+        assert {k: env[k] for k in expected} == expected, name
+
+    result = subprocess.run(
+        [sys.executable, "-m", "watchkeeper_cli", "settings"],
+        env={**os.environ, **expected, "WATCHKEEPER_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    effective = json.loads(result.stdout)
+    assert effective["log_journal_max_bytes"] == 2147483648
+    assert effective["max_request_bytes"] == 33554432
+    assert effective["monitor_window_size"] == 1000000
+
+
 @pytest.mark.parametrize("name", [None, *SCENARIOS])
 def test_every_container_runs_a_real_cli_command(
     chart: helm_python.Chart, name: str | None

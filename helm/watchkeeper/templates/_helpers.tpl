@@ -187,7 +187,20 @@ that it outlives the pod (a StatefulSet), rather than on an emptyDir (a Deployme
 {{- end }}
 {{- range $name, $value := .Values.settings }}
 - name: WATCHKEEPER_{{ $name | upper }}
-  value: {{ $value | toString | quote }}
+  value: {{ include "watchkeeper.settingValue" $value | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+A `settings:` value as its variable's text. Helm reads every number of the values as a
+float64, which toString writes in Go's float notation from a million up ("1e+06"), and
+the integer settings refuse that: a whole number is written as its digits.
+*/}}
+{{- define "watchkeeper.settingValue" -}}
+{{- if and (kindIs "float64" .) (eq (floor .) .) (lt . 1e15) (gt . -1e15) }}
+{{- int64 . }}
+{{- else }}
+{{- toString . }}
 {{- end }}
 {{- end }}
 
