@@ -25,6 +25,7 @@ from tests.observability import binary
 from tests.ports import free_port
 from tests.postgres import PostgresServer
 from tests.processes import Process
+from watchkeeper.helm_schema import CHART_OWNED
 from watchkeeper.helm_schema import render as render_schema
 from watchkeeper.settings import Settings
 from watchkeeper_cli.commands.healthcheck import HEALTH_ENDPOINTS
@@ -175,6 +176,23 @@ def test_unknown_or_chart_owned_settings_are_refused_by_the_values_schema(
         chart.render({"settings": {"WINDOW_SIZE": "1"}}, name="wk")
     with pytest.raises(helm_python.HelmValuesError, match="invalid propertyName 'PORT'"):
         chart.render({"settings": {"PORT": "9000"}}, name="wk")
+
+
+def test_every_setting_the_schema_keeps_for_the_chart_is_set_by_the_chart(
+    scenario: Any,
+) -> None:
+    # The schema refused WATCHKEEPER_*_HOST as "fixed: 0.0.0.0, for the probes", but no
+    # template set them: the probes worked only with an image that set them itself.
+    owned = {f"WATCHKEEPER_{name.upper()}" for name in CHART_OWNED}
+    set_somewhere: set[str] = set()
+    for name in ("bundled-postgresql-values.yaml", "operator-values.yaml"):
+        for _, container in scenario(name).containers():
+            set_somewhere |= set(_env(container))
+    assert owned - set_somewhere == set()
+    serving = _env(
+        scenario("operator-values.yaml").serving()["spec"]["template"]["spec"]["containers"][0]
+    )
+    assert serving["WATCHKEEPER_HOST"] == "0.0.0.0"
 
 
 def test_bundled_postgresql_without_a_password_is_refused(chart: helm_python.Chart) -> None:
@@ -803,6 +821,8 @@ def test_rendered_pods_start_and_pass_their_probes(
                 value = secrets[value["secretKeyRef"]["name"]][value["secretKeyRef"]["key"]]
             if name == "WATCHKEEPER_DATABASE_URL":
                 value = database_url  # the bundled database's Service, here on loopback
+            elif name.endswith("_HOST"):
+                value = "127.0.0.1"  # the pod's own interfaces, here this host's
             elif name.endswith("_PORT"):
                 value = str(ports.setdefault(value, free_port()))
             assert isinstance(value, str), (name, value)

@@ -152,6 +152,16 @@ that it outlives the pod (a StatefulSet), rather than on an emptyDir (a Deployme
 {{- define "watchkeeper.env" -}}
 - name: WATCHKEEPER_DATA_DIR
   value: /var/lib/watchkeeper
+- name: WATCHKEEPER_PROMETHEUS_MULTIPROC_DIR
+  value: /var/lib/watchkeeper/prometheus-multiproc
+{{- /* Every interface, for the probes and the Services; set here rather than left to
+the image, whose own defaults are for one host. Each process reads its own. */}}
+- name: WATCHKEEPER_HOST
+  value: 0.0.0.0
+- name: WATCHKEEPER_MONITOR_HOST
+  value: 0.0.0.0
+- name: WATCHKEEPER_RETRAIN_HOST
+  value: 0.0.0.0
 - name: WATCHKEEPER_REGISTRY_PATH
   value: /var/lib/watchkeeper/models/registry
 - name: WATCHKEEPER_DETECTORS_DIR
