@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,8 +26,14 @@ from tests.observability import binary
 from tests.ports import free_port
 from tests.postgres import PostgresServer
 from tests.processes import Process
-from watchkeeper.helm_schema import CHART_OWNED
+from watchkeeper.helm_schema import (
+    BUILT_INTO_FILES,
+    BUILT_SETTINGS_FILE,
+    CHART_OWNED,
+    built_settings,
+)
 from watchkeeper.helm_schema import render as render_schema
+from watchkeeper.mixin.files import generated
 from watchkeeper.settings import Settings
 from watchkeeper_cli.commands.healthcheck import HEALTH_ENDPOINTS
 from watchkeeper_cli.main import build_parser
@@ -193,6 +200,59 @@ def test_every_setting_the_schema_keeps_for_the_chart_is_set_by_the_chart(
         scenario("operator-values.yaml").serving()["spec"]["template"]["spec"]["containers"][0]
     )
     assert serving["WATCHKEEPER_HOST"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize("name", ["TRIGGER_OOD_FRACTION", "ALERT_RUNBOOK_URL", "METRICS_NAMESPACE"])
+def test_settings_the_shipped_rules_are_built_from_are_refused_naming_how_to_set_them(
+    chart: helm_python.Chart, name: str
+) -> None:
+    # They reached the pods but not the PrometheusRule and dashboards built into
+    # files/: the monitor retrained at one threshold while the alert fired at another.
+    with pytest.raises(
+        helm_python.HelmRenderError, match=rf"settings.{name} cannot be set .* make mixin"
+    ):
+        chart.render({"settings": {name: "ml"}}, name="wk")
+
+
+def test_a_chart_built_with_other_settings_ships_them_in_its_rules_and_pods(
+    tmp_path: Path,
+) -> None:
+    built = Settings(trigger_ood_fraction=0.2, metrics_namespace="ml")
+    copy = tmp_path / "watchkeeper"
+    shutil.copytree(CHART, copy)
+    (copy / BUILT_SETTINGS_FILE).write_text(built_settings(built))
+    for relative, text in generated(built).items():
+        if relative.startswith("prometheus/rules/"):
+            (copy / "files" / relative).write_text(text)
+    with helm_python.Chart.load(copy) as loaded:
+        rendered = render(loaded, {"metrics": {"prometheusRule": {"enabled": True}}})
+
+    rules = {
+        r["alert"]: r
+        for g in rendered.get("PrometheusRule", "")["spec"]["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+    assert rules["WatchkeeperHighOODFraction"]["expr"].rstrip().endswith("> 0.2")
+    assert 'namespace="ml"' in rules["WatchkeeperHighOODFraction"]["expr"]
+    for name, container in rendered.containers():
+        env = _env(container)
+        assert env["WATCHKEEPER_TRIGGER_OOD_FRACTION"] == "0.2", name
+        assert env["WATCHKEEPER_METRICS_NAMESPACE"] == "ml", name
+
+
+def test_chart_manual_names_every_setting_the_rules_are_built_from() -> None:
+    manual = (REPO / "helm" / "README.md").read_text()
+    for name in (n.upper() for n in BUILT_INTO_FILES):
+        trigger = name.startswith("TRIGGER_") and "`TRIGGER_*` thresholds" in manual
+        assert f"`{name}`" in manual or trigger, name
+    assert "make mixin" in manual
+
+
+def test_built_settings_file_is_generated_from_the_default_settings() -> None:
+    assert (CHART / BUILT_SETTINGS_FILE).read_text() == built_settings(Settings()), (
+        "run scripts/sync-chart-files"
+    )
 
 
 def test_bundled_postgresql_without_a_password_is_refused(chart: helm_python.Chart) -> None:

@@ -135,8 +135,19 @@ that it outlives the pod (a StatefulSet), rather than on an emptyDir (a Deployme
 {{- if include "watchkeeper.durableJournal" . }}StatefulSet{{ else }}Deployment{{ end }}
 {{- end }}
 
+{{/* files/built-settings.yaml: the settings files/ was built from (scripts/sync-chart-files). */}}
+{{- define "watchkeeper.builtSettings" -}}
+{{- .Files.Get "files/built-settings.yaml" }}
+{{- end }}
+
 {{/* Refuse values that cannot work: fail rendering with the fix. */}}
 {{- define "watchkeeper.validate" -}}
+{{- $built := include "watchkeeper.builtSettings" . | fromYaml }}
+{{- range $name, $_ := .Values.settings }}
+{{- if has ($name | upper) $built.names }}
+{{- fail (printf "settings.%s cannot be set in the chart: the alert rules and dashboards it ships are built with it, and would keep the old value. Set it when building them: WATCHKEEPER_%s=... make mixin in a copy of the repository, then install that copy of the chart, whose pods get it too (helm/README.md, Settings)" $name ($name | upper)) }}
+{{- end }}
+{{- end }}
 {{- if hasKey .Values.serving "spillSizeLimit" }}
 {{- fail "serving.spillSizeLimit is now serving.journal.size (serving.journal also chooses the journal's volume)" }}
 {{- end }}
@@ -194,6 +205,12 @@ the image, whose own defaults are for one host. Each process reads its own. */}}
       name: {{ include "watchkeeper.secretName" . }}
       key: admin-token
       {{- end }}
+{{- end }}
+{{- /* The settings the shipped rules and dashboards were built with: the pods act on
+the same thresholds the alerts show. */}}
+{{- range $name, $value := (include "watchkeeper.builtSettings" . | fromYaml).values }}
+- name: WATCHKEEPER_{{ $name }}
+  value: {{ $value | quote }}
 {{- end }}
 {{- range $name, $value := .Values.settings }}
 - name: WATCHKEEPER_{{ $name | upper }}
