@@ -511,6 +511,22 @@ def test_notes_say_where_the_journal_waits(default: Rendered) -> None:
     assert "WARNING: the prediction log's journal" not in default.notes
 
 
+def test_the_default_journal_size_holds_what_the_manual_says_to_size_it_for() -> None:
+    # The manual asked for twice the workers' journals (a predecessor's "as much
+    # again"), values.yaml and the setting for once: they now agree on once.
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["serving"]
+    size = int(values["journal"]["size"].removesuffix("Gi")) * 2**30
+    defaults = Settings().log
+    needed = values["workers"] * defaults.journal_max_bytes + defaults.dead_letter_max_bytes
+    assert size >= needed
+    manual = " ".join((REPO / "helm" / "README.md").read_text().split())
+    assert (
+        "at least `serving.workers` × `WATCHKEEPER_LOG_JOURNAL_MAX_BYTES` (1 GiB) plus "
+        "`WATCHKEEPER_LOG_DEAD_LETTER_MAX_BYTES`" in manual
+    )
+    assert "as much again" not in manual
+
+
 @pytest.mark.parametrize(
     "journal",
     [
@@ -706,6 +722,23 @@ def test_with_bundled_postgresql_each_pod_migrates_before_starting(scenario: Any
     assert rendered.get("StatefulSet", "-postgresql")["spec"]["replicas"] == 1
 
 
+def test_the_training_arguments_example_names_files_the_job_mounts(default: Rendered) -> None:
+    # The example named /data/train.csv, which no volume of the Job provides.
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("extraArgs:"))
+    comment = []
+    for line in reversed(lines[:at]):
+        if not line.strip().startswith("#"):
+            break
+        comment.append(line)
+    paths = re.findall(r'"(/[^"]+)"', " ".join(comment))
+    (container,) = default.get("Job", "-train-1")["spec"]["template"]["spec"]["containers"]
+    mounts = [m["mountPath"] for m in container["volumeMounts"]]
+    assert paths
+    for path in paths:
+        assert any(path.startswith(mount.rstrip("/") + "/") for mount in mounts), path
+
+
 def test_every_component_shares_one_model_store(default: Rendered, scenario: Any) -> None:
     claim = default.get("PersistentVolumeClaim", "-models")
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
@@ -824,6 +857,9 @@ def test_datasource_config_map_gives_the_dashboards_their_data_source(scenario: 
 
     assert config_map["metadata"]["labels"]["grafana_datasource"] == "1"
     assert source["url"] == "http://prometheus-operated.monitoring.svc:9090"
+    # kube-prometheus-stack's Grafana has a default data source already, and Grafana
+    # refuses a second one; the dashboards name this one by uid.
+    assert source["isDefault"] is False
     assert variable["current"]["value"] == source["uid"]  # the dashboards' default source
 
 
