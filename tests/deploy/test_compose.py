@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from sqlalchemy.engine import make_url
 
 from tests.deploy.conftest import COMPOSE_SECRETS, REPO, compose_config, settings_fields
 from tests.observability import binary
@@ -27,6 +28,9 @@ from watchkeeper_cli.commands.healthcheck import HEALTH_ENDPOINTS
 from watchkeeper_cli.main import build_parser, main
 
 WATCHKEEPER_IMAGE = "watchkeeper:0.1.0"
+# Variables a service may set besides settings: libpq reads the database password from
+# PGPASSWORD.
+NON_SETTINGS_ENV = {"PGPASSWORD"}
 LONG_RUNNING = {"serving": "serve", "monitor": "monitor", "retrain-worker": "worker"}
 ONE_OFF = {"migrate", "train", "alertmanager-config"}
 
@@ -78,6 +82,16 @@ def test_example_env_file_names_every_required_secret() -> None:
     assert set(COMPOSE_SECRETS) <= names
 
 
+def test_example_env_file_lists_every_variable_compose_reads_with_its_default() -> None:
+    compose_text = (REPO / "docker-compose.yml").read_text()
+    read = dict(re.findall(r"\$\{([A-Z_]+):[?-]([^}]*)\}", compose_text))
+    example = dict(re.findall(r"^#? ?([A-Z_]+)=(.*)$", (REPO / ".env.example").read_text(), re.M))
+    assert set(read) <= set(example), set(read) - set(example)
+    for name, default in read.items():
+        if not default.startswith("set "):  # a required secret has no default
+            assert example[name] == default, name
+
+
 def test_every_watchkeeper_command_is_a_real_cli_entry_point(compose: dict[str, Any]) -> None:
     services = _watchkeeper_services(compose)
     assert set(services) == set(LONG_RUNNING) | ONE_OFF
@@ -97,17 +111,33 @@ def test_every_watchkeeper_command_is_a_real_cli_entry_point(compose: dict[str, 
 def test_environment_variables_are_settings_the_services_accept(
     compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    known = settings_fields()
+    known = settings_fields() | NON_SETTINGS_ENV
     for name, service in _watchkeeper_services(compose).items():
         env = service.get("environment", {})
         assert set(env) <= known, (name, set(env) - known)
         with monkeypatch.context() as patch:
             settings = _settings(service, patch)
-        assert settings.storage.database_url.startswith(
-            "postgresql+psycopg://watchkeeper:pg-secret@"
-        )
+        assert settings.storage.database_url.startswith("postgresql+psycopg://watchkeeper@")
+        assert env["PGPASSWORD"] == COMPOSE_SECRETS["POSTGRES_PASSWORD"]
         assert settings.serving.admin_token is not None
         assert settings.storage.auto_migrate is False, name
+
+
+@pytest.mark.parametrize("password", ["p@ss:w/rd", "50%off?#x", "a b"])
+def test_any_database_password_reaches_postgresql_as_written(
+    docker_compose: str, password: str
+) -> None:
+    # Pasted into the URL, "p@ss:w/rd" made the host "ss" and the port "w".
+    result = compose_config(docker_compose, **{**COMPOSE_SECRETS, "POSTGRES_PASSWORD": password})
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == password
+    for name, service in _watchkeeper_services({"services": services}).items():
+        env = service["environment"]
+        url = make_url(env["WATCHKEEPER_DATABASE_URL"])
+        assert (url.host, url.port, url.database) == ("postgres", 5432, "watchkeeper"), name
+        assert url.password is None, name
+        assert env["PGPASSWORD"] == password, name  # libpq's own variable: no escaping
 
 
 def test_every_watchkeeper_service_sets_its_numeric_threads(

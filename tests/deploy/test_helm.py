@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +26,14 @@ from tests.observability import binary
 from tests.ports import free_port
 from tests.postgres import PostgresServer
 from tests.processes import Process
+from watchkeeper.helm_schema import (
+    BUILT_INTO_FILES,
+    BUILT_SETTINGS_FILE,
+    CHART_OWNED,
+    built_settings,
+)
 from watchkeeper.helm_schema import render as render_schema
+from watchkeeper.mixin.files import generated
 from watchkeeper.settings import Settings
 from watchkeeper_cli.commands.healthcheck import HEALTH_ENDPOINTS
 from watchkeeper_cli.main import build_parser
@@ -175,6 +183,76 @@ def test_unknown_or_chart_owned_settings_are_refused_by_the_values_schema(
         chart.render({"settings": {"WINDOW_SIZE": "1"}}, name="wk")
     with pytest.raises(helm_python.HelmValuesError, match="invalid propertyName 'PORT'"):
         chart.render({"settings": {"PORT": "9000"}}, name="wk")
+
+
+def test_every_setting_the_schema_keeps_for_the_chart_is_set_by_the_chart(
+    scenario: Any,
+) -> None:
+    # The schema refused WATCHKEEPER_*_HOST as "fixed: 0.0.0.0, for the probes", but no
+    # template set them: the probes worked only with an image that set them itself.
+    owned = {f"WATCHKEEPER_{name.upper()}" for name in CHART_OWNED}
+    set_somewhere: set[str] = set()
+    for name in ("bundled-postgresql-values.yaml", "operator-values.yaml"):
+        for _, container in scenario(name).containers():
+            set_somewhere |= set(_env(container))
+    assert owned - set_somewhere == set()
+    serving = _env(
+        scenario("operator-values.yaml").serving()["spec"]["template"]["spec"]["containers"][0]
+    )
+    assert serving["WATCHKEEPER_HOST"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize("name", ["TRIGGER_OOD_FRACTION", "ALERT_RUNBOOK_URL", "METRICS_NAMESPACE"])
+def test_settings_the_shipped_rules_are_built_from_are_refused_naming_how_to_set_them(
+    chart: helm_python.Chart, name: str
+) -> None:
+    # They reached the pods but not the PrometheusRule and dashboards built into
+    # files/: the monitor retrained at one threshold while the alert fired at another.
+    with pytest.raises(
+        helm_python.HelmRenderError, match=rf"settings.{name} cannot be set .* make mixin"
+    ):
+        chart.render({"settings": {name: "ml"}}, name="wk")
+
+
+def test_a_chart_built_with_other_settings_ships_them_in_its_rules_and_pods(
+    tmp_path: Path,
+) -> None:
+    built = Settings(trigger_ood_fraction=0.2, metrics_namespace="ml")
+    copy = tmp_path / "watchkeeper"
+    shutil.copytree(CHART, copy)
+    (copy / BUILT_SETTINGS_FILE).write_text(built_settings(built))
+    for relative, text in generated(built).items():
+        if relative.startswith("prometheus/rules/"):
+            (copy / "files" / relative).write_text(text)
+    with helm_python.Chart.load(copy) as loaded:
+        rendered = render(loaded, {"metrics": {"prometheusRule": {"enabled": True}}})
+
+    rules = {
+        r["alert"]: r
+        for g in rendered.get("PrometheusRule", "")["spec"]["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+    assert rules["WatchkeeperHighOODFraction"]["expr"].rstrip().endswith("> 0.2")
+    assert 'namespace="ml"' in rules["WatchkeeperHighOODFraction"]["expr"]
+    for name, container in rendered.containers():
+        env = _env(container)
+        assert env["WATCHKEEPER_TRIGGER_OOD_FRACTION"] == "0.2", name
+        assert env["WATCHKEEPER_METRICS_NAMESPACE"] == "ml", name
+
+
+def test_chart_manual_names_every_setting_the_rules_are_built_from() -> None:
+    manual = (REPO / "helm" / "README.md").read_text()
+    for name in (n.upper() for n in BUILT_INTO_FILES):
+        trigger = name.startswith("TRIGGER_") and "`TRIGGER_*` thresholds" in manual
+        assert f"`{name}`" in manual or trigger, name
+    assert "make mixin" in manual
+
+
+def test_built_settings_file_is_generated_from_the_default_settings() -> None:
+    assert (CHART / BUILT_SETTINGS_FILE).read_text() == built_settings(Settings()), (
+        "run scripts/sync-chart-files"
+    )
 
 
 def test_bundled_postgresql_without_a_password_is_refused(chart: helm_python.Chart) -> None:
@@ -433,6 +511,22 @@ def test_notes_say_where_the_journal_waits(default: Rendered) -> None:
     assert "WARNING: the prediction log's journal" not in default.notes
 
 
+def test_the_default_journal_size_holds_what_the_manual_says_to_size_it_for() -> None:
+    # The manual asked for twice the workers' journals (a predecessor's "as much
+    # again"), values.yaml and the setting for once: they now agree on once.
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["serving"]
+    size = int(values["journal"]["size"].removesuffix("Gi")) * 2**30
+    defaults = Settings().log
+    needed = values["workers"] * defaults.journal_max_bytes + defaults.dead_letter_max_bytes
+    assert size >= needed
+    manual = " ".join((REPO / "helm" / "README.md").read_text().split())
+    assert (
+        "at least `serving.workers` × `WATCHKEEPER_LOG_JOURNAL_MAX_BYTES` (1 GiB) plus "
+        "`WATCHKEEPER_LOG_DEAD_LETTER_MAX_BYTES`" in manual
+    )
+    assert "as much again" not in manual
+
+
 @pytest.mark.parametrize(
     "journal",
     [
@@ -507,6 +601,39 @@ def test_numeric_threads_can_be_raised_for_every_component(chart: helm_python.Ch
     for container_name, container in rendered.containers():
         if not container_name.endswith("/postgresql"):
             assert _env(container)["WATCHKEEPER_NUMERIC_THREADS"] == "2", container_name
+
+
+def test_settings_numbers_reach_the_pods_as_written_and_are_accepted(
+    chart: helm_python.Chart, tmp_path: Path
+) -> None:
+    # Helm reads numbers as floats: from a million up, toString wrote "1e+06", which
+    # the integer settings refuse, and every pod of the release failed to start.
+    written = {
+        "LOG_JOURNAL_MAX_BYTES": (2147483648, "2147483648"),
+        "MAX_REQUEST_BYTES": (33554432, "33554432"),
+        "MONITOR_WINDOW_SIZE": (1000000, "1000000"),
+        "LOG_FLUSH_INTERVAL": (0.25, "0.25"),
+        "TRIGGER_COOLDOWN_SECONDS": (7200.5, "7200.5"),
+        "DRIFT_MULTIVARIATE": (False, "false"),
+    }
+    rendered = render(chart, {"settings": {k: v for k, (v, _) in written.items()}})
+    expected = {f"WATCHKEEPER_{k}": text for k, (_, text) in written.items()}
+    for name, container in rendered.containers():
+        env = _env(container)
+        assert {k: env[k] for k in expected} == expected, name
+
+    result = subprocess.run(
+        [sys.executable, "-m", "watchkeeper_cli", "settings"],
+        env={**os.environ, **expected, "WATCHKEEPER_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    effective = json.loads(result.stdout)
+    assert effective["log_journal_max_bytes"] == 2147483648
+    assert effective["max_request_bytes"] == 33554432
+    assert effective["monitor_window_size"] == 1000000
 
 
 @pytest.mark.parametrize("name", [None, *SCENARIOS])
@@ -593,6 +720,23 @@ def test_with_bundled_postgresql_each_pod_migrates_before_starting(scenario: Any
         assert f"@{service}:5432/" in env["WATCHKEEPER_DATABASE_URL"]
         assert env["PGPASSWORD"]["secretKeyRef"]["name"] == service
     assert rendered.get("StatefulSet", "-postgresql")["spec"]["replicas"] == 1
+
+
+def test_the_training_arguments_example_names_files_the_job_mounts(default: Rendered) -> None:
+    # The example named /data/train.csv, which no volume of the Job provides.
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("extraArgs:"))
+    comment = []
+    for line in reversed(lines[:at]):
+        if not line.strip().startswith("#"):
+            break
+        comment.append(line)
+    paths = re.findall(r'"(/[^"]+)"', " ".join(comment))
+    (container,) = default.get("Job", "-train-1")["spec"]["template"]["spec"]["containers"]
+    mounts = [m["mountPath"] for m in container["volumeMounts"]]
+    assert paths
+    for path in paths:
+        assert any(path.startswith(mount.rstrip("/") + "/") for mount in mounts), path
 
 
 def test_every_component_shares_one_model_store(default: Rendered, scenario: Any) -> None:
@@ -713,6 +857,9 @@ def test_datasource_config_map_gives_the_dashboards_their_data_source(scenario: 
 
     assert config_map["metadata"]["labels"]["grafana_datasource"] == "1"
     assert source["url"] == "http://prometheus-operated.monitoring.svc:9090"
+    # kube-prometheus-stack's Grafana has a default data source already, and Grafana
+    # refuses a second one; the dashboards name this one by uid.
+    assert source["isDefault"] is False
     assert variable["current"]["value"] == source["uid"]  # the dashboards' default source
 
 
@@ -770,6 +917,8 @@ def test_rendered_pods_start_and_pass_their_probes(
                 value = secrets[value["secretKeyRef"]["name"]][value["secretKeyRef"]["key"]]
             if name == "WATCHKEEPER_DATABASE_URL":
                 value = database_url  # the bundled database's Service, here on loopback
+            elif name.endswith("_HOST"):
+                value = "127.0.0.1"  # the pod's own interfaces, here this host's
             elif name.endswith("_PORT"):
                 value = str(ports.setdefault(value, free_port()))
             assert isinstance(value, str), (name, value)

@@ -16,10 +16,10 @@ from tests.observability import binary
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
 from watchkeeper.grafana.dashboards import build
-from watchkeeper.mixin.config import MixinConfig, prom_duration
+from watchkeeper.mixin.config import SETTINGS_READ, MixinConfig, prom_duration
 from watchkeeper.mixin.files import generated
 from watchkeeper.registry import ModelRegistry
-from watchkeeper.settings import Settings
+from watchkeeper.settings import SETTINGS, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,6 +27,35 @@ REPO = Path(__file__).resolve().parents[2]
 def test_committed_files_are_the_generated_ones() -> None:
     for relative, text in generated(Settings()).items():
         assert (REPO / relative).read_text() == text, f"run `make mixin` ({relative})"
+
+
+class _ReadSettings:
+    """Settings that note the flat name of each setting read through them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.read: set[str] = set()
+
+    def __getattr__(self, group: str) -> Any:
+        outer = self
+
+        class Group:
+            def __getattr__(self, field: str) -> Any:
+                (name,) = [
+                    s.name for s in SETTINGS.values() if (s.group, s.field) == (group, field)
+                ]
+                outer.read.add(name)
+                return getattr(getattr(outer._settings, group), field)
+
+        return Group()
+
+
+def test_the_settings_the_files_are_built_from_are_declared() -> None:
+    # The Helm chart ships files built with these and passes them to its pods; one read
+    # but not declared would let the chart's rules and its pods disagree.
+    settings = _ReadSettings(Settings())
+    MixinConfig.from_settings(settings)  # type: ignore[arg-type]
+    assert settings.read == SETTINGS_READ
 
 
 def test_generated_rule_files_say_how_to_change_them() -> None:

@@ -207,6 +207,31 @@ class DashboardUid(StrEnum):
     ACCURACY = "watchkeeper-accuracy"
 
 
+SETTINGS_READ = frozenset(
+    {
+        "trigger_drift_windows",
+        "monitor_window_seconds",
+        "monitor_settle_seconds",
+        "monitor_interval",
+        "drift_p_value",
+        "trigger_ood_fraction",
+        "trigger_mae_degradation",
+        "trigger_accuracy_drop",
+        "retrain_min_coverage",
+        "retrain_max_coverage",
+        "retrain_stall_seconds",
+        "alert_runbook_url",
+        "grafana_url",
+        "dashboard_target_unit",
+        "retrain_alert_names",
+        "metrics_namespace",
+    }
+)
+"""Flat names of the settings :meth:`MixinConfig.from_settings` reads: the generated
+files are built with them, so a deployment that ships those files (the Helm chart)
+must run with the same values."""
+
+
 @dataclass(frozen=True)
 class MixinConfig:
     thresholds: Thresholds

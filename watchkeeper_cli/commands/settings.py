@@ -1,4 +1,5 @@
-"""``watchkeeper settings``: the effective settings, the README's table or the Helm schema."""
+"""``watchkeeper settings``: the effective settings, the README's table, the Helm schema
+or the settings the chart's files are built with."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from watchkeeper.helm_schema import render
 
         print(render(), end="")
+    elif args.helm_built_settings:
+        from watchkeeper.helm_schema import built_settings
+
+        print(built_settings(settings), end="")
     elif args.markdown:
         print(settings_table())
     else:
@@ -37,5 +42,11 @@ def register(commands: Commands) -> None:
     settings.add_argument("--markdown", action="store_true", help="the README's table")
     settings.add_argument(
         "--helm-schema", action="store_true", help="the Helm chart's values.schema.json"
+    )
+    settings.add_argument(
+        "--helm-built-settings",
+        action="store_true",
+        help="the Helm chart's files/built-settings.yaml: the settings its rules and "
+        "dashboards are built with",
     )
     settings.set_defaults(handler=_run)

@@ -135,8 +135,19 @@ that it outlives the pod (a StatefulSet), rather than on an emptyDir (a Deployme
 {{- if include "watchkeeper.durableJournal" . }}StatefulSet{{ else }}Deployment{{ end }}
 {{- end }}
 
+{{/* files/built-settings.yaml: the settings files/ was built from (scripts/sync-chart-files). */}}
+{{- define "watchkeeper.builtSettings" -}}
+{{- .Files.Get "files/built-settings.yaml" }}
+{{- end }}
+
 {{/* Refuse values that cannot work: fail rendering with the fix. */}}
 {{- define "watchkeeper.validate" -}}
+{{- $built := include "watchkeeper.builtSettings" . | fromYaml }}
+{{- range $name, $_ := .Values.settings }}
+{{- if has ($name | upper) $built.names }}
+{{- fail (printf "settings.%s cannot be set in the chart: the alert rules and dashboards it ships are built with it, and would keep the old value. Set it when building them: WATCHKEEPER_%s=... make mixin in a copy of the repository, then install that copy of the chart, whose pods get it too (helm/README.md, Settings)" $name ($name | upper)) }}
+{{- end }}
+{{- end }}
 {{- if hasKey .Values.serving "spillSizeLimit" }}
 {{- fail "serving.spillSizeLimit is now serving.journal.size (serving.journal also chooses the journal's volume)" }}
 {{- end }}
@@ -152,6 +163,16 @@ that it outlives the pod (a StatefulSet), rather than on an emptyDir (a Deployme
 {{- define "watchkeeper.env" -}}
 - name: WATCHKEEPER_DATA_DIR
   value: /var/lib/watchkeeper
+- name: WATCHKEEPER_PROMETHEUS_MULTIPROC_DIR
+  value: /var/lib/watchkeeper/prometheus-multiproc
+{{- /* Every interface, for the probes and the Services; set here rather than left to
+the image, whose own defaults are for one host. Each process reads its own. */}}
+- name: WATCHKEEPER_HOST
+  value: 0.0.0.0
+- name: WATCHKEEPER_MONITOR_HOST
+  value: 0.0.0.0
+- name: WATCHKEEPER_RETRAIN_HOST
+  value: 0.0.0.0
 - name: WATCHKEEPER_REGISTRY_PATH
   value: /var/lib/watchkeeper/models/registry
 - name: WATCHKEEPER_DETECTORS_DIR
@@ -185,9 +206,28 @@ that it outlives the pod (a StatefulSet), rather than on an emptyDir (a Deployme
       key: admin-token
       {{- end }}
 {{- end }}
+{{- /* The settings the shipped rules and dashboards were built with: the pods act on
+the same thresholds the alerts show. */}}
+{{- range $name, $value := (include "watchkeeper.builtSettings" . | fromYaml).values }}
+- name: WATCHKEEPER_{{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
 {{- range $name, $value := .Values.settings }}
 - name: WATCHKEEPER_{{ $name | upper }}
-  value: {{ $value | toString | quote }}
+  value: {{ include "watchkeeper.settingValue" $value | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+A `settings:` value as its variable's text. Helm reads every number of the values as a
+float64, which toString writes in Go's float notation from a million up ("1e+06"), and
+the integer settings refuse that: a whole number is written as its digits.
+*/}}
+{{- define "watchkeeper.settingValue" -}}
+{{- if and (kindIs "float64" .) (eq (floor .) .) (lt . 1e15) (gt . -1e15) }}
+{{- int64 . }}
+{{- else }}
+{{- toString . }}
 {{- end }}
 {{- end }}
 
