@@ -71,6 +71,7 @@ from watchkeeper.classification import ClassPredictions
 from watchkeeper.current_pointer import UnreadableCurrent
 from watchkeeper.db.positions import from_micros, read_position, to_micros, write_position
 from watchkeeper.db.prediction_seq import request_seq_of
+from watchkeeper.db.reachability import unreachable
 from watchkeeper.db.tables import window_results
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.registry import ModelRegistry
@@ -363,9 +364,10 @@ class Monitor:
             self._evaluate_accuracy(labelled)
             self._retire_replaced()
             self._count_orphans()
-        except Exception:
+        except Exception as exc:
             self.status.errors += 1
-            log.exception("monitor cycle failed")
+            if not unreachable(exc):  # a database away: said once by the service
+                log.exception("monitor cycle failed")
             raise
         finally:
             self.status.last_duration = time.perf_counter() - started

@@ -20,6 +20,7 @@ from monitoring.retention_metrics import RetentionCollector, RetentionStatus
 from watchkeeper.db import log_stats
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.partitions import PartitionsAhead, PartitionsMissing
+from watchkeeper.db.reachability import unreachable
 from watchkeeper.db.retention import Pruner, RetentionPolicy
 from watchkeeper.settings import Settings
 
@@ -44,6 +45,7 @@ class RetentionLoop:
         self.prune_interval = settings.retention.prune_interval
         self.stats_interval = stats_interval
         self.status = RetentionStatus(limits=policy.limits())
+        self._away = False  # the database did not answer: said until it answers again
 
     def register(self, registry: CollectorRegistry) -> None:
         registry.register(RetentionCollector(self.status))
@@ -75,8 +77,8 @@ class RetentionLoop:
     def prune(self) -> None:
         try:
             report = self.pruner.run()
-        except Exception:  # counted; the next prune tries again
-            log.exception("pruning the log failed")
+        except Exception as exc:  # counted; the next prune tries again
+            self._failed("pruning the log failed", exc)
             with self.status.lock:
                 self.status.prune_errors += 1
             return
@@ -92,8 +94,8 @@ class RetentionLoop:
             self.partitions.keep()
         except PartitionsMissing as exc:  # a lock refused: no traceback to show
             log.warning("creating the log's partitions ahead failed: %s", exc)
-        except Exception:  # the next wake checks again
-            log.exception("creating the log's partitions ahead failed")
+        except Exception as exc:  # the next wake checks again
+            self._failed("creating the log's partitions ahead failed", exc)
         else:
             return
         # Either way a day ahead is not there: the count behind the alert that tells
@@ -104,10 +106,20 @@ class RetentionLoop:
     def read_stats(self) -> None:
         try:
             stats = log_stats.collect(self.engine)
-        except Exception:  # counted; read again next time
-            log.exception("reading the log's size failed")
+        except Exception as exc:  # counted; read again next time
+            self._failed("reading the log's size failed", exc)
             with self.status.lock:
                 self.status.stats_errors += 1
             return
+        self._away = False
         with self.status.lock:
             self.status.stats = stats
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """Log a failure; a database that does not answer once per outage (the
+        monitor's cycle says so too), not with a traceback every minute."""
+        if not unreachable(exc):
+            log.exception("%s", what)
+        elif not self._away:
+            self._away = True
+            log.warning("%s: the database does not answer; tried again until it does", what)

@@ -6,6 +6,7 @@ window when started again."""
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import defaultdict
@@ -42,8 +43,10 @@ CHECKS = {"data_quality", "ood", "estimated_accuracy"}
 """The checks of a window smaller than ``WATCHKEEPER_MONITOR_MIN_SAMPLES`` (no drift)."""
 
 
-def _fill_backlog(url: str, records: list[dict[str, Any]], trained: TrainedModel) -> int:
-    """Write ``REQUESTS`` requests of ``ITEMS`` real sales each into the log at ``url``,
+def _fill_backlog(
+    url: str, records: list[dict[str, Any]], trained: TrainedModel, requests: int = REQUESTS
+) -> int:
+    """Write ``requests`` requests of ``ITEMS`` real sales each into the log at ``url``,
     as the serving writer stores them; the rows written."""
     names = list(trained.model.schema.names)
     frame = pd.DataFrame(records[:ITEMS])[names]
@@ -53,7 +56,7 @@ def _fill_backlog(url: str, records: list[dict[str, Any]], trained: TrainedModel
     engine = create_engine(url)
     upgrade(engine)
     store = LogStore(engine)
-    for first in range(0, REQUESTS, 500):
+    for first in range(0, requests, 500):
         store.insert(
             [
                 log_entry(
@@ -65,11 +68,11 @@ def _fill_backlog(url: str, records: list[dict[str, Any]], trained: TrainedModel
                     lower=[v - 1_000 for v in values],
                     upper=[v + 1_000 for v in values],
                 )
-                for n in range(first, min(first + 500, REQUESTS))
+                for n in range(first, min(first + 500, requests))
             ]
         )
     engine.dispose()
-    return REQUESTS * ITEMS
+    return requests * ITEMS
 
 
 def _stored(url: str) -> tuple[int, dict[str, dict[str, tuple[int, int]]]]:
@@ -116,15 +119,15 @@ def _assert_whole_and_contiguous(url: str) -> tuple[int, list[tuple[int, int]], 
     return watermark, spans, row
 
 
-def _terminate(process: Process) -> float:
+def _terminate(process: Process, deadline: float = STOP_DEADLINE) -> float:
     """SIGTERM ``process``; the seconds it took to exit with code 0."""
     started = time.monotonic()
     process.process.send_signal(signal.SIGTERM)
     try:
-        code = process.process.wait(timeout=STOP_DEADLINE)
+        code = process.process.wait(timeout=deadline)
     except subprocess.TimeoutExpired:
         pytest.fail(
-            f"the monitor did not exit within {STOP_DEADLINE:g} s of SIGTERM: "
+            f"the monitor did not exit within {deadline:g} s of SIGTERM: "
             + process.log_path.read_text()[-1500:]
         )
     assert code == 0, process.log_path.read_text()[-3000:]
@@ -200,3 +203,44 @@ def test_a_monitor_catching_up_is_healthy_while_it_stores_windows(
         time.sleep(0.5)
     assert len(_stored(url)[1]) > stored_before  # still catching up, window after window
     _terminate(monitor)
+
+
+LOCKED_STOP_DEADLINE = 8.0
+"""Seconds a monitor waiting for SQLite's write lock may take to exit: its stop grace
+(3 s) and the exit, far under the 30 s busy timeout it waited out before."""
+
+
+def test_a_monitor_waiting_for_a_write_lock_stops_promptly_and_stores_no_half_window(
+    start_watchkeeper: Callable[..., Process],
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    tmp_path: Path,
+) -> None:
+    """Another process holding SQLite's write lock (a long prune, a stuck writer) made
+    SIGTERM wait out the 30 s busy timeout: the signal ran only once the monitor's
+    main thread was back from SQLite, and a container runtime kills it first."""
+    url = sqlite_url(tmp_path / "var")
+    (tmp_path / "var").mkdir()
+    _fill_backlog(url, replay_records, trained, requests=1_000)
+    monitor = start_watchkeeper(
+        "monitor",
+        WATCHKEEPER_MONITOR_WINDOW_SIZE=str(WINDOW),
+        WATCHKEEPER_MONITOR_SETTLE_SECONDS="0",
+        WATCHKEEPER_MONITOR_INTERVAL="0.5",
+        WATCHKEEPER_RETENTION_PRUNE_INTERVAL="0",
+    )
+    assert wait_for(lambda: len(_stored(url)[1]) >= 3, timeout=120, interval=0.2), (
+        monitor.log_path.read_text()[-3000:]
+    )
+    holder = sqlite3.connect(str(tmp_path / "var" / "watchkeeper.db"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        time.sleep(1.0)  # the monitor's next store waits for the lock
+        took = _terminate(monitor, LOCKED_STOP_DEADLINE)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    assert took < LOCKED_STOP_DEADLINE
+    assert "exiting without it" in monitor.log_path.read_text()
+    _assert_whole_and_contiguous(url)

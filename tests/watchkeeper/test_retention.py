@@ -32,8 +32,14 @@ from watchkeeper.db.archive import (
     read_rows,
 )
 from watchkeeper.db.engine import create_engine
+from watchkeeper.db.positions import read_position
 from watchkeeper.db.prune_lock import one_prune_at_a_time
-from watchkeeper.db.retention import MONITOR_WATERMARK, Pruner, RetentionPolicy
+from watchkeeper.db.retention import (
+    MONITOR_WATERMARK,
+    REQUESTS_POSITION,
+    Pruner,
+    RetentionPolicy,
+)
 from watchkeeper.db.tables import (
     feedback,
     predictions,
@@ -658,12 +664,16 @@ def test_an_archive_write_that_fails_leaves_no_partial_file(
     assert len(log.ids(requests, "request_id")) == 4  # nothing deleted unarchived
 
 
-def test_requests_dated_ahead_of_the_clock_do_not_stop_the_prune_of_later_old_ones(
+def test_requests_dated_ahead_of_the_clock_go_with_the_old_ones_stored_after_them(
     engine: sa.Engine,
 ) -> None:
+    """Stored before requests that are old, requests dated ahead (a server's clock ran
+    ahead) are old too: they go with them, and stop neither the prune nor its resume
+    point (one dated decades ahead held it for decades)."""
     log = Log(engine)
     log.requests(ago(40), 5)
-    ahead = log.requests(NOW + timedelta(days=30), 5)  # a server's clock ran ahead
+    log.requests(NOW + timedelta(days=30), 3)  # a server's clock ran ahead
+    log.requests(NOW + timedelta(days=365 * 70), 2)  # a clock set decades ahead
     log.requests(ago(40), 20, items=2)
     young = log.requests(ago(1), 2)
     log.request(ago(0))
@@ -672,14 +682,38 @@ def test_requests_dated_ahead_of_the_clock_do_not_stop_the_prune_of_later_old_on
 
     report = pruner(engine, small).run()
 
-    assert counts(report)["predictions"] == 5 + 40
+    assert counts(report)["predictions"] == 5 + 5 + 40
     left = log.ids(requests, "request_id")
-    assert left == {r[0] for r in ahead + young} | {max(left)}
-    assert counts(pruner(engine, small).run())["predictions"] == 0
-    # once old, the requests dated ahead go too: the resume point waited for them
-    later = Pruner(engine, small, clock=lambda: NOW + timedelta(days=61), pause=False)
-    assert counts(later.run())["requests"] == 5 + 2
-    assert len(log.ids(requests, "request_id")) == 1  # the newest
+    assert left == {r[0] for r in young} | {max(left)}
+    with engine.connect() as connection:  # past every request deleted
+        resume = read_position(connection, REQUESTS_POSITION)
+        first_young = connection.execute(
+            sa.select(sa.func.min(requests.c.seq)).where(
+                requests.c.request_id.in_([r[0] for r in young])
+            )
+        ).scalar_one()
+    assert resume == first_young - 1
+
+
+def test_requests_dated_decades_ahead_go_once_a_request_stored_after_them_is_old(
+    engine: sa.Engine,
+) -> None:
+    """Requests dated decades ahead with nothing old after them yet hold the resume
+    point; once requests stored after them are old, they go with them, not decades
+    later."""
+    log = Log(engine)
+    log.requests(ago(40), 2)
+    far = log.requests(NOW + timedelta(days=365 * 70), 3)
+    log.requests(ago(1), 4)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    assert counts(pruner(engine).run())["requests"] == 2
+    assert {r[0] for r in far} <= log.ids(requests, "request_id")  # nothing old after them
+
+    later = Pruner(engine, POLICY, clock=lambda: NOW + timedelta(days=31), pause=False)
+
+    assert counts(later.run())["requests"] == 3 + 4
+    assert not {r[0] for r in far} & log.ids(requests, "request_id")
 
 
 def test_a_prune_waits_for_one_under_way_and_then_runs(engine: sa.Engine) -> None:

@@ -39,8 +39,9 @@ monitor's retention thread with pruning off:
 The raw pass goes through requests in ``seq`` order (its index) from a resume point kept
 in ``monitor_state`` (requests behind it are deleted, or kept for a recent label and
 left to the labelled pass), and stops at the first request not old enough yet or not
-read by the monitor (it steps over requests dated after now, a server's clock ahead: the
-resume point waits before them until they are old), so a prune costs what became old
+read by the monitor (it steps over requests dated after now, a server's clock ahead:
+they go with the first old request stored after them, the resume point waiting before
+them until it comes), so a prune costs what became old
 since the last one, not what the log holds. Rejected requests logged before migration
 0010 have no ``seq``: they go by time, found through the same index. Each batch (at most
 ``batch_rows`` requests and, but for one larger request, predictions) is its own short
@@ -91,8 +92,8 @@ REQUESTS_POSITION = "retention_requests"
 _VACUUM_BYTES = 8 << 20
 # Longest pause between two batches, however long a batch took.
 _MAX_PAUSE = 1.0
-# Most requests dated after now (a server's clock ahead) the raw pass steps over: each
-# prune reads them again until they are old.
+# Most requests dated after now (a server's clock ahead) in a row the raw pass steps
+# over: each prune reads them again until an old request stored after them comes.
 _MOST_AHEAD = 10_000
 # Retraining requests and runs still in flight are never deleted.
 _OPEN_REQUEST_STATES = ("pending", "running")
@@ -573,20 +574,23 @@ class Pruner:
     def _raw(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> tuple[int, int]:
         """Delete old requests in ``seq`` order from the resume point up to the first
         one not old enough yet or not read; those with a recent label are stepped over
-        and left to :meth:`_aged_labels`, and so are those dated after now (at most
-        ``_MOST_AHEAD`` of them), whose server's clock ran ahead: the first of them
-        holds the resume point, so that they go once old. The range of ``seq`` passed:
-        a dry run's aged-label count leaves out what this one counted."""
+        and left to :meth:`_aged_labels`. A request dated after now (a server's clock
+        ahead) is stepped over too, and goes with the first old request stored after
+        it: stored before one that is old, it is at least as old, whatever its date
+        says (one dated decades ahead held the resume point for decades). Until one
+        comes (at most ``_MOST_AHEAD`` such requests in a row), the first of them holds
+        the resume point. The range of ``seq`` passed: a dry run's aged-label count
+        leaves out what this one counted."""
         assert cut.raw is not None
         with self.engine.connect() as connection:
             start = read_position(connection, REQUESTS_POSITION) or 0
         position = start  # the resume point: every request up to it is done with
         scanned = start  # where this pass has read to
-        ahead = 0  # requests dated after now stepped over
-        held = False  # whether one was: the resume point moves no more
+        # requests dated after now stepped over, no old request read after them yet
+        dated_ahead: list[tuple[_Request, bool]] = []
 
         def batch(connection: sa.Connection) -> bool:
-            nonlocal position, scanned, ahead, held
+            nonlocal position, scanned
             rows = self._batch(
                 connection,
                 sa.and_(requests.c.seq > scanned, requests.c.seq < cut.newest),
@@ -594,6 +598,7 @@ class Pruner:
             )
             # only the leading run of old, read requests: the rest waits
             leading = []
+            ahead = len(dated_ahead)
             for request, recent in rows:
                 if not cut.may_go(request.seq, request.accepted):
                     break
@@ -603,17 +608,25 @@ class Pruner:
                     ahead += 1
                 elif request.received_at >= cut.raw:
                     break
+                else:
+                    ahead = 0
                 leading.append((request, recent))
             run = leading[: _leading([r for r, _ in leading], self.policy.batch_rows)]
-            going = [r for r, recent in run if not recent and r.received_at <= cut.now]
+            going = []
+            for request, recent in run:
+                if request.received_at > cut.now:
+                    dated_ahead.append((request, recent))
+                    continue
+                # old, and stored after those dated ahead: they are old too
+                going += [r for r, labelled in dated_ahead if not labelled]
+                dated_ahead.clear()
+                if not recent:
+                    going.append(request)
+                position = int(request.seq)  # type: ignore[arg-type]
             counts.add("requests", len(going))
             counts.add("predictions", _items(going))
             if run:
                 scanned = int(run[-1][0].seq)  # type: ignore[arg-type]
-                for request, _ in run:  # the resume point stops before the first ahead
-                    held = held or request.received_at > cut.now
-                    if not held:
-                        position = int(request.seq)  # type: ignore[arg-type]
                 if not dry_run:
                     self._delete(connection, going)
                     write_position(connection, REQUESTS_POSITION, position, self._clock())
