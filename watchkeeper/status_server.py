@@ -12,6 +12,7 @@ on a live process.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -52,6 +53,11 @@ class Heartbeat:
 
     def stalled(self) -> bool:
         return self.age() > self.stall_seconds
+
+
+class _IPv6Server(ThreadingWSGIServer):
+    # the wsgiref server binds IPv4 whatever the host: "::1" failed to resolve
+    address_family = socket.AF_INET6
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -149,12 +155,13 @@ def start_status_server(
     *,
     waiting: Callable[[], str | None] | None = None,
 ) -> ThreadingWSGIServer:
-    """Serve ``/metrics`` and ``/healthz`` on a daemon thread; ``shutdown()`` stops it."""
+    """Serve ``/metrics`` and ``/healthz`` on a daemon thread; ``shutdown()`` stops it.
+    An IPv6 ``host`` (``::1``, ``::``) is bound as IPv6, as gunicorn binds it."""
     server = make_server(
         host,
         port,
         status_app(registry, heartbeat, waiting),
-        server_class=ThreadingWSGIServer,
+        server_class=_IPv6Server if ":" in host else ThreadingWSGIServer,
         handler_class=_QuietHandler,
     )
     thread = threading.Thread(target=server.serve_forever, name="status-server", daemon=True)
