@@ -289,6 +289,22 @@ def test_debug_shows_the_traceback() -> None:
     assert "Traceback" in result.stderr and "ConnectionError" in result.stderr
 
 
+def test_the_debug_hint_of_a_nested_command_names_an_option_it_takes() -> None:
+    """`grafana provision` ends its failures with "run again with --debug": the option
+    is the nested command's too, and shows the traceback the hint promises."""
+    env = {
+        "WATCHKEEPER_GRAFANA_URL": f"http://127.0.0.1:{free_port()}",
+        "WATCHKEEPER_GRAFANA_TOKEN": "token",
+    }
+
+    line = _one_line(_cli("grafana", "provision", env=env))
+    debugged = _cli("grafana", "provision", "--debug", env=env)
+
+    assert line.endswith("; run again with --debug for the traceback")
+    assert debugged.returncode == 1
+    assert "Traceback" in debugged.stderr and "GrafanaError" in debugged.stderr
+
+
 @pytest.mark.parametrize(
     ("command", "variable"),
     [
