@@ -195,13 +195,41 @@ def store_feedback(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedba
             try:
                 return _store(engine, items)
             except _StoredMeanwhile as exc:
-                raise DuplicateFeedback(
-                    "feedback for these predictions was stored concurrently"
-                ) from exc
+                # Stored meanwhile again, by yet another request: the same 409 as for
+                # an id labelled before, naming the ids the insert found taken.
+                raise _duplicates(_taken(engine, exc.tried)) from exc
 
 
 class _StoredMeanwhile(Exception):
-    """An id was stored between its look-up and the insert."""
+    """An id of ``tried`` was stored between its look-up and the insert."""
+
+    def __init__(self, tried: list[FeedbackItem]) -> None:
+        super().__init__(len(tried))
+        self.tried = tried
+
+
+def _duplicates(other: list[FeedbackItem]) -> DuplicateFeedback:
+    """The 409 for ``other``, items whose ids have feedback, each named where it was."""
+    return DuplicateFeedback(
+        f"{len(other)} prediction(s) already have feedback",
+        details=[
+            FieldProblem(i.field, f"feedback for {i.prediction_id!r} exists") for i in other[:100]
+        ],
+    )
+
+
+def _taken(engine: sa.Engine, tried: list[FeedbackItem]) -> list[FeedbackItem]:
+    """The items of ``tried`` (none of them stored when looked up) whose ids have
+    feedback now; all of ``tried`` if none has (it was removed again meanwhile)."""
+    with engine.connect() as connection:
+        stored = set(
+            connection.scalars(
+                sa.select(feedback.c.prediction_id).where(
+                    feedback.c.prediction_id.in_([i.prediction_id for i in tried])
+                )
+            )
+        )
+    return [i for i in tried if i.prediction_id in stored] or tried
 
 
 def _id(item: FeedbackItem) -> str:
@@ -228,12 +256,7 @@ def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
         }
         other = [i for i in items if i.prediction_id in stored and not _same(i, stored)]
         if other:
-            raise DuplicateFeedback(
-                f"{len(other)} prediction(s) already have feedback",
-                details=[
-                    FieldProblem(i.field, f"feedback for {i.prediction_id!r} exists") for i in other
-                ][:100],
-            )
+            raise _duplicates(other)
         # Each id's request found by its key, not every request's predictions expanded.
         known = len(logged_ids(connection, ids))
     new = [i for i in items if i.prediction_id not in stored]
@@ -260,7 +283,7 @@ def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
                 ],
             )
         except sa.exc.IntegrityError as exc:  # a concurrent request stored the same id
-            raise _StoredMeanwhile from exc
+            raise _StoredMeanwhile(new) from exc
     return StoredFeedback(now, len(items), len(items) - known)
 
 

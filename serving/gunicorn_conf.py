@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from serving.heap import freeze_loaded
+from watchkeeper.listen_address import url_host
 from watchkeeper.settings import ServingSettings
 
 _serving = ServingSettings()
 
-bind = f"{_serving.host}:{_serving.port}"
+bind = f"{url_host(_serving.host)}:{_serving.port}"
 workers = _serving.workers
 threads = _serving.threads
 worker_class = "serving.gunicorn_worker.BufferingThreadWorker"

@@ -28,6 +28,7 @@ from tests.ports import free_port
 from tests.postgres import PostgresServer, find_bindir
 from tests.processes import Process
 from watchkeeper.dataset import Dataset, load_ames
+from watchkeeper.listen_address import http_url, reachable
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel, train
@@ -185,15 +186,15 @@ def start_watchkeeper(tmp_path: Path, registry_dir: Path) -> Iterator[Callable[.
     the test's data directory and registry; killed at teardown if still running."""
     processes: list[Process] = []
 
-    port_settings = {
-        "serve": "WATCHKEEPER_PORT",
-        "monitor": "WATCHKEEPER_MONITOR_PORT",
-        "retrain worker": "WATCHKEEPER_RETRAIN_PORT",
+    settings_of = {
+        "serve": ("WATCHKEEPER_HOST", "WATCHKEEPER_PORT"),
+        "monitor": ("WATCHKEEPER_MONITOR_HOST", "WATCHKEEPER_MONITOR_PORT"),
+        "retrain worker": ("WATCHKEEPER_RETRAIN_HOST", "WATCHKEEPER_RETRAIN_PORT"),
     }
 
     def start(command: str, **env: str) -> Process:
         port = free_port()
-        port_setting = port_settings[command]
+        host_setting, port_setting = settings_of[command]
         environment = {
             "WATCHKEEPER_DATA_DIR": str(tmp_path / "var"),
             "WATCHKEEPER_REGISTRY_PATH": str(registry_dir),
@@ -201,7 +202,8 @@ def start_watchkeeper(tmp_path: Path, registry_dir: Path) -> Iterator[Callable[.
             **env,
         }
         log_path = tmp_path / f"{command.replace(' ', '-')}-{len(processes)}.log"
-        process = Process(command.split(), environment, log_path, f"http://127.0.0.1:{port}")
+        url = http_url(reachable(env.get(host_setting, "127.0.0.1")), port)
+        process = Process(command.split(), environment, log_path, url)
         processes.append(process)
         process.wait_ready("/readyz" if command == "serve" else "/metrics")
         assert_thread_pools(process, int(env.get("WATCHKEEPER_NUMERIC_THREADS", "1")))

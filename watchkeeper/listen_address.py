@@ -3,6 +3,9 @@
 A server that cannot listen (the port taken, a host that is no address of this machine
 or does not resolve) is reported naming the host or port setting of its component: a
 bare ``OSError`` passed for a file problem ("check the path and its permissions").
+
+Where a host is written into an address (a URL, gunicorn's ``bind``), an IPv6 literal is
+bracketed: ``http://::1:8000`` is no URL, and gunicorn reads ``::1:8000`` as no port.
 """
 
 from __future__ import annotations
@@ -13,6 +16,25 @@ from dataclasses import dataclass
 
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.settings import SETTINGS
+
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+"""Hosts that mean every interface: a server listens there, but no one calls it there."""
+
+
+def url_host(host: str) -> str:
+    """``host`` as an address spells it before ``:port``: an IPv6 literal in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def reachable(host: str) -> str:
+    """The host to call a server bound to ``host`` at, as a URL spells it: this host's
+    loopback for a wildcard."""
+    return "127.0.0.1" if host in WILDCARD_HOSTS else url_host(host)
+
+
+def http_url(host: str, port: int) -> str:
+    """``http://host:port``, an IPv6 ``host`` bracketed (``http://[::1]:8000``)."""
+    return f"http://{url_host(host)}:{port}"
 
 
 class CannotListen(WatchkeeperError):
@@ -42,7 +64,7 @@ class ListenAddress:
 
     def refusal(self, exc: OSError) -> CannotListen:
         """What to tell the user when listening here failed with ``exc``."""
-        where = f"cannot listen on {self.host}:{self.port}"
+        where = f"cannot listen on {url_host(self.host)}:{self.port}"
         host, port = self.host_variable, self.port_variable
         if isinstance(exc, socket.gaierror):
             return CannotListen(

@@ -15,6 +15,12 @@ Alertmanager retries: the alert is written once the file takes it. Line breaks a
 terminal escapes in labels and annotations are written escaped (``\\n``, ``\\x1b``), so
 one state change is one line.
 
+Errors are answered in the API's JSON shape, ``{"error": {"code", "message",
+"details"}}``: a method a path does not take is a 405 naming the methods it does
+(``Allow``), a body under a content coding (gzip) a 415 (Alertmanager sends its bodies
+unencoded), and an alert time that is a number rather than an RFC 3339 time a 400 naming
+the field (whether a number counts seconds or milliseconds is a guess this does not make).
+
 Run: ``python -m watchkeeper.notification_sink --listen 127.0.0.1:9095 --log FILE``.
 """
 
@@ -25,15 +31,24 @@ import json
 import re
 import sys
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Annotated, Any, TextIO
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
+from pydantic_core import ErrorDetails
 
-from watchkeeper.errors import BadRequest, FieldProblem, PayloadTooLarge, WatchkeeperError
+from watchkeeper.errors import (
+    BadRequest,
+    FieldProblem,
+    PayloadTooLarge,
+    UnsupportedContentEncoding,
+    WatchkeeperError,
+)
 
 HEALTH_PATH = "/healthz"
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -42,6 +57,11 @@ the sink hold more."""
 READ_TIMEOUT_SECONDS = 30.0
 """A client that sends less than its Content-Length holds a thread no longer."""
 _LENGTH = re.compile(r"[0-9]+")
+# pydantic reads a number, or a string of one, as a Unix time in seconds or, above 2e10,
+# in milliseconds: a guess about a unit Alertmanager never sends (it sends RFC 3339)
+_NUMBER = re.compile(r"\s*[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?\s*")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
+"""The methods HTTP defines: one a path does not take is a 405; any other is a 501."""
 
 
 class NotificationLogUnwritable(WatchkeeperError):
@@ -56,9 +76,35 @@ class NotFound(WatchkeeperError):
     code = "not_found"
 
 
+class MethodNotAllowed(WatchkeeperError):
+    status_code = 405
+    code = "method_not_allowed"
+
+
 class RequestTimeout(WatchkeeperError):
     status_code = 408
     code = "request_timeout"
+
+
+def _error_body(exc: WatchkeeperError) -> dict[str, Any]:
+    """The API's error shape (``serving.api_models.Error``), without a request id: the
+    sink has none."""
+    return {"error": exc.as_dict()}
+
+
+def _rfc3339_time(value: object) -> object:
+    """Refuse a number for a time, which pydantic would read as seconds or milliseconds
+    by its size; leave everything else to pydantic's own datetime parsing."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("must be an RFC 3339 time such as 2026-11-29T11:46:21Z, not a number")
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError(
+            f"must be an RFC 3339 time such as 2026-11-29T11:46:21Z, not a number ({value[:40]!r})"
+        )
+    return value
+
+
+AlertTime = Annotated[datetime, BeforeValidator(_rfc3339_time)]
 
 
 class AlertStatus(StrEnum):
@@ -72,8 +118,8 @@ class Alert(BaseModel):
     status: AlertStatus
     labels: dict[str, str]
     annotations: dict[str, str] = {}
-    startsAt: datetime  # noqa: N815 - Alertmanager's field name
-    endsAt: datetime | None = None  # noqa: N815
+    startsAt: AlertTime  # noqa: N815 - Alertmanager's field name
+    endsAt: AlertTime | None = None  # noqa: N815
     fingerprint: str = ""
 
 
@@ -177,6 +223,13 @@ class NotificationLog:
             raise error from exc
 
 
+def _problem(error: ErrorDetails) -> str:
+    """pydantic's text for one error, without the "Value error, " it puts before ours."""
+    if error["type"] == "value_error" and "ctx" in error:
+        return printable(str(error["ctx"]["error"]))
+    return printable(error["msg"])
+
+
 def parse_notification(body: bytes) -> Notification:
     """``body`` as a notification, or ``BadRequest`` naming each field in one line
     (pydantic's own text spans lines and links to its documentation)."""
@@ -184,10 +237,7 @@ def parse_notification(body: bytes) -> Notification:
         return Notification.model_validate_json(body)
     except ValidationError as exc:
         problems = [
-            FieldProblem(
-                ".".join(str(part) for part in error["loc"]) or "body",
-                printable(error["msg"]),
-            )
+            FieldProblem(".".join(str(part) for part in error["loc"]) or "body", _problem(error))
             for error in exc.errors(include_url=False, include_input=False)
         ]
         raise BadRequest("not an Alertmanager notification", details=problems) from exc
@@ -196,28 +246,41 @@ def parse_notification(body: bytes) -> Notification:
 def make_server(host: str, port: int, path: str, log: NotificationLog) -> ThreadingHTTPServer:
     """An HTTP server taking Alertmanager's POSTs on ``path``; ``GET /healthz`` answers
     when it is up. Call ``serve_forever()``."""
+    allowed = {path: ("POST",), HEALTH_PATH: ("GET", "HEAD")}
 
     class Handler(BaseHTTPRequestHandler):
         timeout = READ_TIMEOUT_SECONDS
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def _route(self) -> None:
+            """Answer ``self.command`` on ``self.path``: 404 for a path the sink does
+            not serve, 405 for a method the path does not take."""
+            methods = allowed.get(self.path)
             try:
-                if self.path != path:
+                if methods is None:
                     raise NotFound(f"no such path: {self.path}")
-                written = log.record(parse_notification(self._body()))
+                if self.command not in methods:
+                    raise MethodNotAllowed(
+                        f"{self.path} takes {' and '.join(methods)}, not {self.command}"
+                    )
+                if self.command == "POST":
+                    written = log.record(parse_notification(self._body()))
+                    self._answer(200, {"written": len(written)})
+                else:
+                    self._answer(200, {"status": "ok", "log": str(log.path)})
+            except MethodNotAllowed as exc:
+                self._answer(exc.status_code, _error_body(exc), {"Allow": ", ".join(methods)})
             except WatchkeeperError as exc:
-                self._answer(exc.status_code, exc.as_dict())
-                return
-            self._answer(200, {"written": len(written)})
-
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path == HEALTH_PATH:
-                self._answer(200, {"status": "ok", "log": str(log.path)})
-            else:
-                error = NotFound(f"no such path: {self.path}")
-                self._answer(error.status_code, error.as_dict())
+                self._answer(exc.status_code, _error_body(exc), exc.headers)
 
         def _body(self) -> bytes:
+            encoding = self.headers.get("Content-Encoding")
+            if encoding is not None and any(
+                coding.strip().lower() != "identity" for coding in encoding.split(",")
+            ):
+                raise UnsupportedContentEncoding(
+                    f"Content-Encoding {encoding[:40]!r} is not supported; "
+                    "send the notification unencoded"
+                )
             length = self.headers.get("Content-Length", "0").strip()
             if not _LENGTH.fullmatch(length):
                 raise BadRequest(f"Content-Length must be a number of bytes, not {length!r}")
@@ -232,20 +295,43 @@ def make_server(host: str, port: int, path: str, log: NotificationLog) -> Thread
                     f"the body's {length} bytes did not arrive in {READ_TIMEOUT_SECONDS:g} s"
                 ) from exc
 
-        def _answer(self, status: int, body: dict[str, Any]) -> None:
+        def _answer(
+            self, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
+        ) -> None:
             data = json.dumps(body).encode()
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
+                if getattr(self, "command", None) != "HEAD":
+                    self.wfile.write(data)
             except OSError:
                 self.close_connection = True  # the client went away: no one to tell
+
+        def send_error(
+            self, code: int, message: str | None = None, explain: str | None = None
+        ) -> None:
+            """What http.server refuses itself (a malformed request line, headers too
+            long, a method HTTP does not define) in the same JSON shape, not its HTML."""
+            self.close_connection = True
+            status = HTTPStatus(code)
+            text = message or status.phrase
+            error = {
+                "code": status.phrase.lower().replace(" ", "_").replace("-", "_"),
+                "message": text,
+            }
+            self._answer(code, {"error": error})
 
         def log_message(self, format: str, *args: Any) -> None:
             """The notification log is the record; access lines would only repeat it."""
 
+    # http.server dispatches on do_<METHOD>; each method HTTP defines is routed, so that
+    # one a path does not take is a 405 rather than http.server's HTML 501
+    for method in _METHODS:
+        setattr(Handler, f"do_{method}", Handler._route)
     return ThreadingHTTPServer((host, port), Handler)
 
 

@@ -12,6 +12,7 @@ on a live process.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +30,7 @@ ResponseBody = dict[str, Any]
 
 METRICS_PATH = "/metrics"
 HEALTH_PATH = "/healthz"
+ALLOWED_METHODS = ("GET", "HEAD")
 
 
 class Heartbeat:
@@ -53,6 +55,11 @@ class Heartbeat:
         return self.age() > self.stall_seconds
 
 
+class _IPv6Server(ThreadingWSGIServer):
+    # the wsgiref server binds IPv4 whatever the host: "::1" failed to resolve
+    address_family = socket.AF_INET6
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Probes arrive every few seconds; do not log each one."""
@@ -64,35 +71,78 @@ def status_app(
     waiting: Callable[[], str | None] | None = None,
 ) -> WSGIApplication:
     """``waiting`` says what the service waits for (its database), shown in ``/healthz``
-    as ``waiting_for`` without failing it: cycles go on coming while it waits."""
+    as ``waiting_for`` without failing it: cycles go on coming while it waits.
+
+    Both paths take GET and HEAD (answered as GET, without the body); any other method
+    is a 405 naming them, in the API's JSON error shape, as is an unknown path's 404."""
     metrics = make_wsgi_app(registry)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path not in (METRICS_PATH, HEALTH_PATH):
+            return _error(start_response, "404 Not Found", "not_found", f"no such path: {path}")
+        if method not in ALLOWED_METHODS:
+            return _error(
+                start_response,
+                "405 Method Not Allowed",
+                "method_not_allowed",
+                f"{path} takes {' and '.join(ALLOWED_METHODS)}, not {method[:40]}",
+                [("Allow", ", ".join(ALLOWED_METHODS))],
+            )
         if path == METRICS_PATH:
-            return metrics(environ, start_response)
-        if path == HEALTH_PATH:
-            stalled = heartbeat.stalled()
-            body = {
-                "status": "stalled" if stalled else "ok",
-                "seconds_since_progress": round(heartbeat.age(), 1),
-                "stall_seconds": heartbeat.stall_seconds,
-                "thread_pools": thread_pools(),
-            }
-            what = None if waiting is None else waiting()
-            if what is not None:
-                body["waiting_for"] = what
-            status = "503 Service Unavailable" if stalled else "200 OK"
-            return _json(start_response, status, body)
-        return _json(start_response, "404 Not Found", {"error": f"no such path: {path}"})
+            # prometheus_client answers GET only: a HEAD is its GET, the body left off
+            body = metrics({**environ, "REQUEST_METHOD": "GET"}, start_response)
+        else:
+            body = _health(start_response, heartbeat, waiting)
+        return [] if method == "HEAD" else body
 
     return app
 
 
-def _json(start_response: StartResponse, status: str, body: ResponseBody) -> list[bytes]:
+def _health(
+    start_response: StartResponse,
+    heartbeat: Heartbeat,
+    waiting: Callable[[], str | None] | None,
+) -> list[bytes]:
+    stalled = heartbeat.stalled()
+    body: ResponseBody = {
+        "status": "stalled" if stalled else "ok",
+        "seconds_since_progress": round(heartbeat.age(), 1),
+        "stall_seconds": heartbeat.stall_seconds,
+        "thread_pools": thread_pools(),
+    }
+    what = None if waiting is None else waiting()
+    if what is not None:
+        body["waiting_for"] = what
+    return _json(start_response, "503 Service Unavailable" if stalled else "200 OK", body)
+
+
+def _error(
+    start_response: StartResponse,
+    status: str,
+    code: str,
+    message: str,
+    headers: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
+    """The API's error shape (``serving.api_models.Error``), without a request id."""
+    return _json(start_response, status, {"error": {"code": code, "message": message}}, headers)
+
+
+def _json(
+    start_response: StartResponse,
+    status: str,
+    body: ResponseBody,
+    headers: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
     data = json.dumps(body).encode()
     start_response(
-        status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        status,
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+            *(headers or []),
+        ],
     )
     return [data]
 
@@ -105,12 +155,13 @@ def start_status_server(
     *,
     waiting: Callable[[], str | None] | None = None,
 ) -> ThreadingWSGIServer:
-    """Serve ``/metrics`` and ``/healthz`` on a daemon thread; ``shutdown()`` stops it."""
+    """Serve ``/metrics`` and ``/healthz`` on a daemon thread; ``shutdown()`` stops it.
+    An IPv6 ``host`` (``::1``, ``::``) is bound as IPv6, as gunicorn binds it."""
     server = make_server(
         host,
         port,
         status_app(registry, heartbeat, waiting),
-        server_class=ThreadingWSGIServer,
+        server_class=_IPv6Server if ":" in host else ThreadingWSGIServer,
         handler_class=_QuietHandler,
     )
     thread = threading.Thread(target=server.serve_forever, name="status-server", daemon=True)

@@ -3,6 +3,7 @@ Alertmanager really posts (payload version 4), over real HTTP."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import socket
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 
+from serving.api_models import ErrorBody
 from tests.ports import free_port
 from watchkeeper.notification_sink import Notification, NotificationLog, make_server
 
@@ -136,8 +138,8 @@ def test_a_notification_the_log_could_not_take_is_written_when_it_is_sent_again(
     path.mkdir()
     refused = requests.post(f"{url}/notify", json=body(FIRING, other), timeout=10)
     assert refused.status_code == 500  # a 5xx: Alertmanager sends the notification again
-    assert refused.json()["code"] == "notification_log_unwritable"
-    assert str(path) in refused.json()["message"]
+    assert refused.json()["error"]["code"] == "notification_log_unwritable"
+    assert str(path) in refused.json()["error"]["message"]
 
     path.rmdir()
     again = requests.post(f"{url}/notify", json=body(FIRING, other), timeout=10)
@@ -229,7 +231,7 @@ def test_a_bad_or_huge_content_length_is_answered_at_once(
 
     head, _, payload = answer.partition(b"\r\n\r\n")
     assert head.split()[1] == status
-    error = json.loads(payload)
+    error = json.loads(payload)["error"]
     assert message.decode() in error["message"] and error["code"]
     assert not path.exists()
 
@@ -244,10 +246,123 @@ def test_a_refused_body_is_answered_in_one_line_naming_its_fields(
 
     assert refused.status_code == unparsable.status_code == 400
     assert refused.json() == {
-        "code": "bad_request",
-        "message": "not an Alertmanager notification",
-        "details": [{"field": "alerts", "problem": "Field required"}],
+        "error": {
+            "code": "bad_request",
+            "message": "not an Alertmanager notification",
+            "details": [{"field": "alerts", "problem": "Field required"}],
+        }
     }
-    (problem,) = unparsable.json()["details"]
+    (problem,) = unparsable.json()["error"]["details"]
     assert problem["field"] == "body" and "\n" not in problem["problem"]
     assert "pydantic.dev" not in refused.text + unparsable.text
+
+
+def test_errors_are_answered_in_the_apis_error_shape(sink: tuple[str, Path, io.StringIO]) -> None:
+    """The sink answered `{"code", "message"}` at the top level, where the API answers
+    `{"error": {"code", "message", "details"}}`: one reader could not read both."""
+    url, _, _ = sink
+    answers = [
+        requests.post(f"{url}/notify", data=b"{", timeout=10),
+        requests.post(f"{url}/elsewhere", json=body(FIRING), timeout=10),
+        requests.put(f"{url}/notify", timeout=10),
+    ]
+    for answer in answers:
+        assert answer.headers["Content-Type"] == "application/json"
+        ErrorBody.model_validate(answer.json()["error"])
+        assert set(answer.json()) == {"error"}
+
+
+@pytest.mark.parametrize(
+    ("method", "where", "allow"),
+    [
+        ("PUT", "/notify", "POST"),
+        ("DELETE", "/notify", "POST"),
+        ("PATCH", "/notify", "POST"),
+        ("OPTIONS", "/notify", "POST"),
+        ("GET", "/notify", "POST"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("DELETE", "/healthz", "GET, HEAD"),
+    ],
+)
+def test_a_method_a_path_does_not_take_is_a_405_naming_those_it_does(
+    sink: tuple[str, Path, io.StringIO], method: str, where: str, allow: str
+) -> None:
+    """PUT, DELETE, PATCH and OPTIONS were answered 501 with http.server's HTML page."""
+    url, path, _ = sink
+    answer = requests.request(method, f"{url}{where}", json=body(FIRING), timeout=10)
+
+    assert answer.status_code == 405
+    assert answer.headers["Allow"] == allow
+    assert answer.json()["error"]["code"] == "method_not_allowed"
+    assert method in answer.json()["error"]["message"]
+    assert not path.exists()
+
+
+def test_head_on_healthz_answers_as_get_does_without_a_body(
+    sink: tuple[str, Path, io.StringIO],
+) -> None:
+    url, _, _ = sink
+    head = requests.head(f"{url}/healthz", timeout=10)
+    get = requests.get(f"{url}/healthz", timeout=10)
+
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers["Content-Length"] == get.headers["Content-Length"]
+
+
+def test_a_method_http_does_not_define_is_a_501_in_the_json_shape(
+    sink: tuple[str, Path, io.StringIO],
+) -> None:
+    url, _, _ = sink
+    answer = requests.request("BREW", f"{url}/notify", timeout=10)
+
+    assert answer.status_code == 501
+    assert answer.json()["error"]["code"] == "not_implemented"
+
+
+def test_a_gzip_body_is_refused_not_read_as_text(sink: tuple[str, Path, io.StringIO]) -> None:
+    """A gzip body was parsed as JSON as it was: a 400 "Invalid JSON" that blamed the
+    notification. Alertmanager sends bodies unencoded; an encoded one is a 415 that
+    says so, as the API answers it."""
+    url, path, _ = sink
+    answer = requests.post(
+        f"{url}/notify",
+        data=gzip.compress(json.dumps(body(FIRING)).encode()),
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        timeout=10,
+    )
+
+    assert answer.status_code == 415
+    assert answer.json()["error"]["code"] == "unsupported_media_type"
+    assert "Content-Encoding 'gzip'" in answer.json()["error"]["message"]
+    assert answer.headers["Accept-Encoding"] == "identity"
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("startsAt", 30000000000),  # read as milliseconds: 1970-12-14
+        ("startsAt", 1764416781),  # read as seconds
+        ("startsAt", 1764416781.5),
+        ("startsAt", "1764416781"),  # a string of a number: the same guess
+        ("endsAt", 1764416781000),
+    ],
+)
+def test_a_number_for_an_alert_time_is_refused_naming_the_field(
+    sink: tuple[str, Path, io.StringIO], field: str, value: object
+) -> None:
+    """A numeric `startsAt` was taken as a Unix time, in seconds or, above 2e10, in
+    milliseconds: 30000000000 was written as 1970-12-14. Alertmanager sends RFC 3339
+    times; a number's unit is a guess, so it is refused."""
+    url, path, _ = sink
+    answer = requests.post(
+        f"{url}/notify", json=body({**resolved(FIRING), field: value}), timeout=10
+    )
+
+    assert answer.status_code == 400
+    (problem,) = answer.json()["error"]["details"]
+    assert problem["field"] == f"alerts.0.{field}"
+    assert problem["problem"].startswith("must be an RFC 3339 time such as 2026-11-29T11:46:21Z")
+    assert "not a number" in problem["problem"]
+    assert not path.exists()

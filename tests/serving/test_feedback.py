@@ -132,6 +132,48 @@ def test_second_feedback_for_a_prediction_is_409_naming_where_the_id_was(
     assert _stored(log_reader) == {ids[0]: 1.0}
 
 
+def test_an_id_labelled_by_a_concurrent_request_is_the_same_409_naming_the_id(
+    client: FlaskClient,
+    log_reader: LogReader,
+    replay_records: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Other requests store labels between this one's look-up and its insert, twice:
+    the first stores the same label for items[0] (this request's retry then accepts
+    it), the second another label for items[1]. The retry's insert lost the race too,
+    and the 409 said "stored concurrently" with no details naming the id, where an id
+    already labelled is named."""
+    import serving.feedback
+
+    ids = _predict(client, log_reader, replay_records[:2])
+    racers = iter([(ids[0], 1.0), (ids[1], 9.0)])
+    looked_up = serving.feedback.logged_ids
+
+    def look_up_while_another_request_stores(connection: sa.Connection, wanted: Any) -> Any:
+        found = looked_up(connection, wanted)
+        pid, actual = next(racers)
+        with log_reader.engine.begin() as other:
+            other.execute(
+                feedback.insert().values(
+                    prediction_id=pid, actual=actual, received_at=datetime.now(UTC)
+                )
+            )
+        return found
+
+    monkeypatch.setattr(serving.feedback, "logged_ids", look_up_while_another_request_stores)
+    raced = client.post(
+        "/feedback", json={"items": [{"id": ids[0], "actual": 1}, {"id": ids[1], "actual": 2}]}
+    )
+
+    assert raced.status_code == 409
+    assert raced.json["error"] == {
+        "code": "duplicate_feedback",
+        "message": "1 prediction(s) already have feedback",
+        "details": [{"field": "items[1].id", "problem": f"feedback for {ids[1]!r} exists"}],
+    }
+    assert _stored(log_reader) == {ids[0]: 1.0, ids[1]: 9.0}
+
+
 def test_the_same_label_again_is_accepted_and_stored_once(
     client: FlaskClient, log_reader: LogReader, replay_records: list[dict[str, Any]]
 ) -> None:

@@ -401,6 +401,18 @@ def test_a_request_of_a_later_http_1_minor_version_is_answered_as_http_1_1(
         assert response[0] == b"HTTP/1.1 200 OK", request[:30]
 
 
+def test_a_server_on_an_ipv6_host_listens_and_says_where_in_a_url(
+    start_watchkeeper: Callable[..., Process],
+) -> None:
+    """WATCHKEEPER_HOST=::1 printed `serving on http://::1:PORT` (no URL) and gunicorn,
+    bound to `::1:PORT`, exited: "'' is not a valid port number"."""
+    server = start_watchkeeper("serve", WATCHKEEPER_HOST="::1")
+
+    assert server.url.startswith("http://[::1]:")
+    assert server.get("/healthz").status_code == 200
+    assert f"serving on {server.url} with " in server.log_path.read_text()
+
+
 def test_no_control_socket_is_shared_between_instances(
     start_watchkeeper: Callable[..., Process], tmp_path: Path
 ) -> None:

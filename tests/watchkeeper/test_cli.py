@@ -158,6 +158,38 @@ def test_healthcheck_passes_for_a_live_worker_and_fails_for_a_stuck_one(
         server.server_close()
 
 
+def test_healthcheck_of_a_worker_on_an_ipv6_host_calls_a_bracketed_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """WATCHKEEPER_RETRAIN_HOST=::1: the status server could not bind (the wsgiref
+    server binds IPv4 whatever the host), and healthcheck called `http://::1:PORT`."""
+    port = free_port()
+    server = start_status_server("::1", port, CollectorRegistry(), Heartbeat(stall_seconds=30))
+    monkeypatch.setenv("WATCHKEEPER_RETRAIN_HOST", "::1")
+    monkeypatch.setenv("WATCHKEEPER_RETRAIN_PORT", str(port))
+    try:
+        assert main(["healthcheck", "worker"]) == 0
+        assert f"healthy: http://[::1]:{port}/healthz" in capsys.readouterr().out
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_serve_prints_an_ipv6_host_bracketed_in_its_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`serving on http://::1:8000` is no URL; gunicorn itself is not started here."""
+    started: list[list[str]] = []
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: started.append(argv))
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("WATCHKEEPER_HOST", "::1")
+    monkeypatch.setenv("WATCHKEEPER_PORT", str(port := free_port()))
+
+    assert main(["serve"]) == 0
+
+    assert started and f"serving on http://[::1]:{port} with " in capsys.readouterr().out
+
+
 def test_healthcheck_fails_when_nothing_listens(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -255,6 +287,22 @@ def test_debug_shows_the_traceback() -> None:
 
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "ConnectionError" in result.stderr
+
+
+def test_the_debug_hint_of_a_nested_command_names_an_option_it_takes() -> None:
+    """`grafana provision` ends its failures with "run again with --debug": the option
+    is the nested command's too, and shows the traceback the hint promises."""
+    env = {
+        "WATCHKEEPER_GRAFANA_URL": f"http://127.0.0.1:{free_port()}",
+        "WATCHKEEPER_GRAFANA_TOKEN": "token",
+    }
+
+    line = _one_line(_cli("grafana", "provision", env=env))
+    debugged = _cli("grafana", "provision", "--debug", env=env)
+
+    assert line.endswith("; run again with --debug for the traceback")
+    assert debugged.returncode == 1
+    assert "Traceback" in debugged.stderr and "GrafanaError" in debugged.stderr
 
 
 @pytest.mark.parametrize(

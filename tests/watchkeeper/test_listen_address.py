@@ -3,13 +3,14 @@ that is no address of this machine or does not resolve."""
 
 from __future__ import annotations
 
+import errno
 import socket
 from collections.abc import Iterator
 
 import pytest
 
 from tests.ports import free_port
-from watchkeeper.listen_address import CannotListen, ListenAddress
+from watchkeeper.listen_address import CannotListen, ListenAddress, http_url, reachable
 
 
 @pytest.fixture
@@ -59,3 +60,28 @@ def test_a_host_that_does_not_resolve_names_the_host_setting() -> None:
 
 def test_a_free_port_passes() -> None:
     _monitor("127.0.0.1", free_port()).check_free()
+
+
+@pytest.mark.parametrize(
+    ("host", "url", "called_at"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("localhost", "http://localhost:8000", "http://localhost:8000"),
+        ("::1", "http://[::1]:8000", "http://[::1]:8000"),
+        ("fd00::5", "http://[fd00::5]:8000", "http://[fd00::5]:8000"),
+        ("0.0.0.0", "http://0.0.0.0:8000", "http://127.0.0.1:8000"),
+        ("::", "http://[::]:8000", "http://127.0.0.1:8000"),
+    ],
+)
+def test_an_ipv6_host_is_bracketed_in_a_url(host: str, url: str, called_at: str) -> None:
+    """`http://::1:8000` is no URL: the CLI printed it for WATCHKEEPER_HOST=::1."""
+    assert http_url(host, 8000) == url
+    assert http_url(reachable(host), 8000) == called_at
+
+
+def test_a_refusal_writes_an_ipv6_host_bracketed() -> None:
+    in_use = OSError(errno.EADDRINUSE, "Address already in use")
+
+    refused = ListenAddress("::1", 8000, "host", "port").refusal(in_use)
+
+    assert refused.message.startswith("cannot listen on [::1]:8000 (WATCHKEEPER_PORT)")

@@ -3,6 +3,7 @@ stuck loop."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -80,4 +81,46 @@ def test_other_paths_are_not_found(url: str) -> None:
     response = requests.get(f"{url}/", timeout=5)
 
     assert response.status_code == 404
-    assert response.json() == {"error": "no such path: /"}
+    assert response.json() == {"error": {"code": "not_found", "message": "no such path: /"}}
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("path", ["/healthz", "/metrics"])
+def test_a_method_other_than_get_or_head_is_a_405_naming_them(
+    url: str, method: str, path: str
+) -> None:
+    """Any method on /healthz answered 200 with the health body (a DELETE a probe could
+    mistake for success); /metrics answered prometheus_client's plain-text 405."""
+    response = requests.request(method, f"{url}{path}", timeout=5)
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD"
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert method in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/metrics"])
+def test_head_answers_as_get_does_without_a_body(url: str, path: str) -> None:
+    """HEAD /metrics answered 405 (prometheus_client serves GET only)."""
+    head = _raw(url, f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n")
+    get = requests.get(f"{url}{path}", headers={"Accept-Encoding": "identity"}, timeout=5)
+
+    status, headers, body = head
+    assert status == get.status_code == 200
+    assert body == b""
+    assert headers["content-type"] == get.headers["Content-Type"]
+
+
+def _raw(url: str, request: str) -> tuple[int, dict[str, str], bytes]:
+    """The status, headers and every byte after them the server sends for ``request``
+    (requests reads no body after a HEAD, so it could not tell one was sent)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(request.encode())
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode().split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}
+    return int(status_line.split()[1]), headers, body

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from watchkeeper.listen_address import http_url, reachable
 from watchkeeper.settings import ENV_PREFIX, Settings
 
 # Addresses a process on this host can bind; a URL elsewhere is someone else's service.
@@ -26,14 +27,6 @@ def on_this_host(url: str) -> bool:
     return parsed.scheme == "http" and (parsed.hostname or "") in _LOCAL_HOSTS
 
 
-def reachable(host: str) -> str:
-    """The address to call a server bound to ``host`` at (a wildcard is not one), as a
-    URL spells it: an IPv6 address in brackets."""
-    if host in ("0.0.0.0", "::", ""):
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
-
-
 @dataclass(frozen=True)
 class Listener:
     """A port one component binds, and the setting that chooses it."""
@@ -45,7 +38,7 @@ class Listener:
 
     @property
     def url(self) -> str:
-        return f"http://{reachable(self.host)}:{self.port}"
+        return http_url(reachable(self.host), self.port)
 
     def in_use(self) -> bool:
         """Whether another process holds the port (checked as the servers bind it)."""

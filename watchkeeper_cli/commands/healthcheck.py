@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Literal, NamedTuple
 
+from watchkeeper.listen_address import http_url, reachable
 from watchkeeper.settings import (
     GROUPS,
     MonitorSettings,
@@ -53,10 +54,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     endpoint = HEALTH_ENDPOINTS[args.component]
     listening = endpoint.listening(settings)
-    host = listening.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    url = f"http://{host}:{listening.port}{endpoint.path}"
+    url = http_url(reachable(listening.host), listening.port) + endpoint.path
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as response:
             status, body = response.status, response.read()

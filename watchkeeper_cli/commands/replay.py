@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from watchkeeper.listen_address import http_url, reachable
 from watchkeeper.progress import progress_bar
 from watchkeeper.settings import Settings
 from watchkeeper_cli.data_options import load_data
@@ -43,7 +44,7 @@ def _replay_dataset(args: argparse.Namespace) -> Dataset:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from monitoring.replay import Replayer, ReplayReport
 
-    url = args.url or f"http://{settings.serving.host}:{settings.serving.port}"
+    url = args.url or http_url(reachable(settings.serving.host), settings.serving.port)
     dataset = _replay_dataset(args)
     replayer = Replayer(
         url, rate=args.rate, batch_size=args.batch_size, feedback_delay=args.feedback_delay
@@ -75,7 +76,9 @@ def register(commands: Commands) -> None:
         "through the API, with late feedback",
     )
     replay.add_argument(
-        "--url", help="prediction server (default: http://WATCHKEEPER_HOST:WATCHKEEPER_PORT)"
+        "--url",
+        help="prediction server (default: http://WATCHKEEPER_HOST:WATCHKEEPER_PORT, "
+        "127.0.0.1 for a wildcard host)",
     )
     replay_data = replay.add_mutually_exclusive_group()
     replay_data.add_argument("--csv", help="replay this CSV's rows instead of the Ames sales")

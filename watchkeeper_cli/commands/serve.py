@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from watchkeeper.listen_address import ListenAddress
+from watchkeeper.listen_address import ListenAddress, http_url
 from watchkeeper.settings import Settings
 from watchkeeper.threads import thread_environment
 from watchkeeper_cli.failures import CommandFailed
@@ -105,7 +105,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     serving = settings.serving
     # one line naming WATCHKEEPER_PORT (or _HOST), not a page of gunicorn's retries
     ListenAddress(serving.host, serving.port, "host", "port").check_free()
-    print(f"serving on http://{serving.host}:{serving.port} with {serving.workers} workers")
+    print(f"serving on {http_url(serving.host, serving.port)} with {serving.workers} workers")
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)
     return 0  # not reached
