@@ -61,3 +61,19 @@ def test_a_label_takes_the_clock_when_it_is_ahead_of_every_stored_label(
     before = datetime.now(UTC)
     stamp = _store_label(engine, "second")
     assert before <= stamp <= datetime.now(UTC) + timedelta(seconds=5)
+
+
+def test_a_label_stored_by_a_clock_far_ahead_holds_no_later_label_back(
+    engine: sa.Engine,
+) -> None:
+    """Followed, one label stamped in 2096 by a host whose clock was decades wrong would
+    hold every later label unread until 2096; beyond an hour ahead the clock is taken."""
+    far = datetime.now(UTC) + arrival.MOST_TRUSTED_AHEAD + timedelta(minutes=5)
+    with engine.begin() as connection:
+        connection.execute(
+            feedback.insert(), {"prediction_id": "far", "actual": 1.0, "received_at": far}
+        )
+
+    stamp = _store_label(engine, "later")
+
+    assert stamp <= datetime.now(UTC) + timedelta(seconds=5)

@@ -28,6 +28,14 @@ LOCK_TIMEOUT_SECONDS = 10
 """Longest wait for that lock (SQLite's write lock waits for its busy timeout, 30 s)."""
 _TICK = timedelta(microseconds=1)
 """The finest step both backends store: the least a stamp can follow the newest by."""
+MOST_TRUSTED_AHEAD = timedelta(hours=1)
+"""How far ahead of the clock the newest stored stamp may be and still be followed.
+Following it delays every later label's reading (the monitor reads labels once its own
+clock has passed them) by as much as it is ahead: a step back of minutes costs minutes.
+A stamp further ahead was written by a clock far wrong (a host booted with its clock in
+another year), and following it would hold every later label until that date; past
+this the clock is taken, and only labels written during a step back this long are
+left behind the watermark."""
 
 
 def now() -> datetime:
@@ -54,6 +62,6 @@ def arrival_time(connection: sa.Connection) -> datetime:
         clock = stamp.astimezone(UTC)
     # The newest stamp, by the index on received_at: one row read.
     newest = connection.execute(sa.select(sa.func.max(feedback.c.received_at))).scalar()
-    if newest is not None and clock <= newest:
+    if newest is not None and clock <= newest <= clock + MOST_TRUSTED_AHEAD:
         return newest + _TICK
     return clock
