@@ -33,6 +33,7 @@ from watchkeeper.figures import amount
 from watchkeeper.model import regression_metrics
 from watchkeeper.progress import Stages
 from watchkeeper.registry import ModelRegistry, Promotion, PromotionSettlement, RegisteredModel
+from watchkeeper.retrain_options import RetrainOptions
 from watchkeeper.retrain_status import UNCLAIMED_TRIGGER, RequestStatus, RunOutcome
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.settings import Settings
@@ -226,9 +227,7 @@ class RetrainJob:
         engine: sa.Engine,
         registry: ModelRegistry,
         *,
-        params: TrainingParams | None = None,
-        csv: str | None = None,
-        target: str | None = None,
+        first_request: int | None = None,
         stages: Stages | None = None,
         on_progress: Callable[[], None] | None = None,
         liveness: JobLiveness | None = None,
@@ -237,15 +236,18 @@ class RetrainJob:
         beats its liveness heartbeat: a long job is not a stuck one). ``liveness``
         receives the job's progress at each step (the worker's, for its metrics; by
         default one of the job's own): a job without progress for
-        ``WATCHKEEPER_RETRAIN_STALL_SECONDS`` stops renewing its lease."""
+        ``WATCHKEEPER_RETRAIN_STALL_SECONDS`` stops renewing its lease.
+
+        The job trains as the requests it claims ask (their stored
+        :class:`~watchkeeper.retrain_options.RetrainOptions`); ``first_request`` is the
+        one whose options it serves first, if still pending (the command line's own)."""
         self.settings = settings
         self.stages = stages or Stages.quiet()
         self.on_progress = on_progress
         self.liveness = liveness or JobLiveness(settings.retrain.stall_seconds)
         self.engine = engine
         self.registry = registry
-        self.params = params
-        self.csv, self.target = csv, target
+        self.first_request = first_request
         # what a job that could not record its end names (retrain.unfinished)
         self._run_id: int | None = None
         self._candidate: str | None = None
@@ -316,7 +318,11 @@ class RetrainJob:
                 ).inserted_primary_key[0]
             )
         self._run_id = run_id
-        claimed = retrain_queue.claim(self.engine, run_id)
+        claimed = retrain_queue.claim(self.engine, run_id, first=self.first_request)
+        # claimed together because they ask for the same options (retrain_queue.claim)
+        options = claimed[0].asked if claimed else RetrainOptions()
+        if not options.empty:
+            log.info("retraining run %d: training with %s", run_id, options.described())
         triggers = sorted({r.trigger for r in claimed})
         reason = "; ".join(dict.fromkeys(r.reason for r in claimed))
         self._update(
@@ -332,9 +338,12 @@ class RetrainJob:
                 # the pointer a promotion replaces: CURRENT moves from it or not at all
                 served = self.registry.current()
                 champion = self.registry.load(served.version)
-                data = self._data(champion)
+                data = self._data(champion, options)
             with self.stages.stage("training a candidate and judging it against the champion"):
-                result = self._train_and_judge(run_id, started, champion, served, data, lease)
+                params = options.params(champion.record.params)
+                result = self._train_and_judge(
+                    run_id, started, champion, served, data, lease, params
+                )
         except Exception as exc:
             if isinstance(exc, WatchkeeperError):  # a reason a person can act on: one line
                 log.warning("retraining run %d: failed (%s)", run_id, exc)
@@ -375,9 +384,9 @@ class RetrainJob:
         else:
             retrain_queue.finish(self.engine, run_id, RequestStatus.FAILED)
 
-    def _data(self, champion: RegisteredModel) -> RetrainData:
+    def _data(self, champion: RegisteredModel, options: RetrainOptions) -> RetrainData:
         self.liveness.beat("reading the original training data")
-        base = base_dataset(champion, csv=self.csv, target=self.target)
+        base = base_dataset(champion, csv=options.data, target=options.target)
         self.liveness.beat("reading the labelled predictions")
         model = champion.model
         data = assemble(
@@ -405,8 +414,8 @@ class RetrainJob:
         served: CurrentPointer,
         data: RetrainData,
         lease: Lease,
+        params: TrainingParams,
     ) -> RunResult:
-        params = self.params or champion.record.params
         task = champion.model.task  # a family keeps its task, whatever its new labels
         # the longest step, one call with no progress inside: the stall deadline must
         # exceed it (README, WATCHKEEPER_RETRAIN_STALL_SECONDS)

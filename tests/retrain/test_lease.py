@@ -18,8 +18,9 @@ from tests.processes import wait_for
 from watchkeeper import retrain_queue
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
 from watchkeeper.registry import ModelRegistry
+from watchkeeper.retrain_options import RetrainOptions
 from watchkeeper.settings import Settings
-from watchkeeper.training import TrainedModel, TrainingParams
+from watchkeeper.training import TrainedModel
 from watchkeeper.version_metadata import VersionStatus
 
 # Renewed every second: two seconds of slack for a renewal on a busy machine.
@@ -46,11 +47,12 @@ def _start(job: RetrainJob) -> tuple[threading.Thread, list[RunResult | None]]:
 def test_a_job_longer_than_its_lease_cannot_be_joined(
     make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine
 ) -> None:
-    retrain_queue.enqueue(engine, trigger="manual", reason="long job")
+    retrain_queue.enqueue(  # a longer job than the default's
+        engine, trigger="manual", reason="long job", options=RetrainOptions(max_iter=300)
+    )
     beats: list[float] = []
     job = make_job(
         settings={"retrain_lease_seconds": LEASE_SECONDS},
-        params=TrainingParams(max_iter=300),  # a longer job than the default's
         on_progress=lambda: beats.append(time.monotonic()),
     )
     started = time.monotonic()

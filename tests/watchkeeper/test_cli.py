@@ -217,6 +217,19 @@ def test_rollback_to_a_rejected_version_is_refused_without_force(
     assert registry.current_version() == "v2"
 
 
+def test_retrain_target_without_data_is_refused_naming_the_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--target`` alone was queued and ignored: it names a column of --csv/--rdataset."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path))
+
+    assert main(["retrain", "--target", "price"]) == 1
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: --target names the target column of --csv or --rdataset")
+    assert not (tmp_path / "watchkeeper.db").exists()  # nothing queued
+
+
 # -- failures end in one line, and a traceback only with --debug ------------------
 
 
