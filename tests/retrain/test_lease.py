@@ -3,16 +3,18 @@ a job whose lease was taken over registers nothing."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from retrain.job import RetrainJob, RunResult
-from retrain.lease import LEASE, Lease
+from retrain.lease import LEASE, Lease, LeaseLost
 from retrain.recovery import recover
 from tests.processes import wait_for
 from watchkeeper import retrain_queue
@@ -278,3 +280,27 @@ def test_a_job_keeps_its_lease_while_it_recovers_a_dead_jobs_run(
     RetrainJob(settings.replace(retrain_lease_seconds=LEASE_SECONDS), engine, registry).run()
 
     assert registry.taken_by_another is False, "another job took the lease during recovery"
+
+
+def test_a_lease_lost_to_a_job_that_gave_it_back_since_is_said_so_not_none(
+    engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The renewing thread logged "taken over by None", and a job's failure read "held
+    by None now", when the job that took the lease over had released it already."""
+    lease = Lease(engine, 0.3, holder="slow")
+    assert lease.acquire()
+    with caplog.at_level(logging.ERROR, logger="retrain.lease"), lease.kept():
+        other = Lease(engine, 60, holder="other")  # took it over once it expired ...
+        with engine.begin() as connection:
+            connection.execute(
+                retrain_lease.update().where(retrain_lease.c.name == LEASE).values(holder="other")
+            )
+        other.release()  # ... and gave it back
+        assert wait_for(lambda: "lease was lost" in caplog.text, timeout=10)
+        with pytest.raises(LeaseLost) as lost:
+            lease.check()
+
+    [record] = [r for r in caplog.records if "lease was lost" in r.getMessage()]
+    for said in (record.getMessage(), str(lost.value)):
+        assert "None" not in said
+        assert "no job holds it now: another took it over once it expired" in said
