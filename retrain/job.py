@@ -470,12 +470,19 @@ class RetrainJob:
         )
         self._candidate = version
         reason = decision.reason
+        if decision.promote:
+            left = self._serve(run_id, version, decision, lease, served)
+            # Still holding the lease, no recovery can have served the candidate meanwhile:
+            # it never was. Without it, the job that took over may have (its recovery
+            # records this run, and this job's record is dropped).
+            if left is not None and self._still_held(lease):
+                outcome = RunOutcome.REJECTED
+                reason = self._not_served(run_id, version, decision, left)
+            elif left is not None:
+                reason = f"{reason}; not made current: {left}"
         left_out = data.description.left_out_summary()
         if left_out is not None:
             reason = f"{reason}; {left_out}"
-        if decision.promote:
-            left = self._serve(run_id, version, decision, lease, served)
-            reason = reason if left is None else f"{reason}; {left}"
         self.liveness.beat("recording the outcome")
         self._update(
             run_id,
@@ -501,8 +508,9 @@ class RetrainJob:
     ) -> str | None:
         """Make the promoted candidate ``version`` current, or withdraw it if this job
         lost its lease. Returns ``None`` when it is served, by this job or by the job
-        that took the lease over, or why ``CURRENT`` was left as another writer put it;
-        raises :class:`LeaseLost` when it is withdrawn.
+        that took the lease over, or why ``CURRENT`` was left as another writer put it
+        (the caller records it as not served); raises :class:`LeaseLost` when it is
+        withdrawn.
 
         Writing the candidate may take long enough (a slow or hung volume, a paused
         process) for the lease to pass to another job, which may have promoted a version
@@ -539,16 +547,42 @@ class RetrainJob:
 
     def _make_current(self, run_id: int, version: str, served: CurrentPointer) -> str | None:
         """Move ``CURRENT`` from ``served`` to ``version``; ``None`` when it names it
-        now, else why it was left as another writer put it."""
-        move = self.registry.move_current(version, expected=served)
+        now, else why it was left as another writer put it. A move since that only
+        wrote the champion again (a rollback to the version current already,
+        :meth:`CurrentPointer.reaffirmed`) changed nothing served: the move is made from
+        it."""
+        expected = served
+        move = self.registry.move_current(version, expected=expected)
+        while not move.moved and move.now.reaffirmed(expected):
+            expected = move.now
+            move = self.registry.move_current(version, expected=expected)
         if move.moved or move.now.version == version:  # or a recovery served it already
             return None
         left = (
-            f"not made current: CURRENT was moved from {served.version} to "
-            f"{move.now.version} meanwhile (a rollback or a newer promotion), which stands"
+            f"CURRENT was moved from {served.version} to {move.now.version} meanwhile "
+            "(a rollback or a newer promotion), which stands"
         )
-        log.warning("retraining run %d: %s %s", run_id, version, left)
+        log.warning("retraining run %d: %s not made current: %s", run_id, version, left)
         return left
+
+    @staticmethod
+    def _still_held(lease: Lease) -> bool:
+        try:
+            return lease.renew()
+        except sa.exc.SQLAlchemyError:  # unknown: leave the candidate as registered
+            return False
+
+    def _not_served(self, run_id: int, version: str, decision: Decision, left: str) -> str:
+        """Record the promoted candidate ``version``, which ``CURRENT`` was moved away
+        from before it could be made current, as a withdrawn one is: ``rejected``, saying
+        why. It was never served: a default rollback must not pick it, nor the run and
+        ``watchkeeper_retrain_runs_total`` count it promoted. Returns the reason."""
+        reason = f"not served: {left}; its gate had said: {decision.reason}"
+        try:
+            self.registry.set_status(version, VersionStatus.REJECTED, reason=reason)
+        except (OSError, WatchkeeperError) as exc:  # the run still says so
+            log.error("retraining run %d: cannot record %s as not served: %s", run_id, version, exc)
+        return reason
 
     def _withdraw(
         self, run_id: int, version: str, decision: Decision, lost: LeaseLost, *, by: str

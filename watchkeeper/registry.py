@@ -418,7 +418,13 @@ class ModelRegistry:
         promotion (or another rollback) moves it meanwhile, :class:`CurrentMoved` is
         raised and nothing is changed, for the operator to look again. Once made, a
         rollback stands: a job or a recovery that decided on the pointer before it does
-        not move ``CURRENT`` (:meth:`move_current`)."""
+        not move ``CURRENT`` (:meth:`move_current`).
+
+        A rollback to the version current already (``previous`` is then ``version``)
+        changes nothing served: it writes ``CURRENT`` again, for servers that refused
+        the version's files to load them again once restored, as a move that
+        *reaffirms* the one it read (:attr:`CurrentPointer.reaffirms`), which a
+        retraining job promoting meanwhile moves on from rather than giving way."""
         try:
             previous = self.current()
         except UnreadableCurrent as exc:

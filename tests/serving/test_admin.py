@@ -245,11 +245,22 @@ def test_rollback_moves_current_back_and_serving_follows(
 
     response = client.post("/admin/rollback", headers=AUTH)
 
-    assert response.json == {"previous": "v2", "current": "v1"}
+    assert response.json == {"previous": "v2", "current": "v1", "changed": True}
     assert registry.current_version() == "v1"
     assert client.post("/predict", json={"features": record}).json["model_version"] == "v1"
     refused = client.post("/admin/rollback", json={"version": "v9"}, headers=AUTH)
     assert refused.status_code == 409
+
+
+def test_rollback_to_the_version_current_already_is_answered_as_no_change(
+    admin_app: Flask,
+) -> None:
+    """It answered as a rollback, and a retraining job promoting meanwhile gave way to it
+    (tests/retrain/test_promotion_race.py)."""
+    response = admin_app.test_client().post("/admin/rollback", json={"version": "v1"}, headers=AUTH)
+
+    assert response.status_code == 200, response.json
+    assert response.json == {"previous": "v1", "current": "v1", "changed": False}
 
 
 def test_rollback_over_http_refuses_a_rejected_version_unless_forced(
@@ -270,7 +281,7 @@ def test_rollback_over_http_refuses_a_rejected_version_unless_forced(
     assert "worse MAE" in refused.json["error"]["message"]
     assert registry.current_version() == "v1"
     forced = client.post("/admin/rollback", json={"version": "v2", "force": True}, headers=AUTH)
-    assert forced.json == {"previous": "v1", "current": "v2"}
+    assert forced.json == {"previous": "v1", "current": "v2", "changed": True}
     assert registry.current_version() == "v2"
 
 
@@ -298,7 +309,7 @@ def test_an_app_started_on_an_unreadable_current_serves_degraded_until_a_rollbac
     repaired = client.post("/admin/rollback", json={"version": "v1"}, headers=AUTH)
 
     assert repaired.status_code == 200, repaired.json
-    assert repaired.json == {"previous": None, "current": "v1"}
+    assert repaired.json == {"previous": None, "current": "v1", "changed": True}
     assert ModelRegistry(registry_dir).current_version() == "v1"
     assert client.get("/readyz").json["status"] == "ready"
 

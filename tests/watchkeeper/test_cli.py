@@ -217,6 +217,17 @@ def test_rollback_to_a_rejected_version_is_refused_without_force(
     assert registry.current_version() == "v2"
 
 
+def test_rollback_to_the_version_current_already_says_nothing_changed(
+    registry_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(registry_dir))
+
+    assert main(["model", "rollback", "v1"]) == 0
+
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("current model: v1, as it was: nothing changed"), line
+
+
 def test_retrain_target_without_data_is_refused_naming_the_option(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
