@@ -127,10 +127,7 @@ def alerts() -> Response:
             engine,
             trigger="alertmanager",
             reason=f"alerts firing: {', '.join(names)}",
-            evidence={
-                "groupKey": alerts.group_key,
-                "alerts": [a.labels for a in alerts.firing],
-            },
+            evidence=alerts.evidence(),
             dedupe_key=alerts.dedupe_key,
             model_version=served,
         )

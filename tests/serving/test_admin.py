@@ -12,6 +12,7 @@ import orjson
 import pytest
 from flask import Flask
 
+from serving.alerts import MAX_EVIDENCE_ALERTS
 from serving.services import services
 from tests.bad_versions import point_current, rewrite_metadata
 from tests.processes import metric
@@ -167,6 +168,43 @@ def test_a_new_episode_of_the_same_alert_queues_again(admin_app: Flask) -> None:
     client.post("/alerts", json=_notification(later), headers=AUTH)
 
     assert len(_queued(admin_app)) == 2
+
+
+def test_two_alerts_without_fingerprints_are_told_apart_by_their_labels(
+    admin_app: Flask,
+) -> None:
+    """A sender other than Alertmanager (a script, a test) sends no fingerprint nor
+    startsAt: the second alert, about another feature, was answered `duplicate`."""
+    client = admin_app.test_client()
+
+    def bare(feature: str) -> dict[str, Any]:
+        labels = {"alertname": "WatchkeeperDatasetDriftSustained", "feature": feature}
+        return {"status": "firing", "labels": labels}
+
+    first = client.post("/alerts", json={"alerts": [bare("Gr_Liv_Area")]}, headers=AUTH)
+    other = client.post("/alerts", json={"alerts": [bare("Lot_Area")]}, headers=AUTH)
+    again = client.post("/alerts", json={"alerts": [bare("Lot_Area")]}, headers=AUTH)
+
+    assert [r.json["status"] for r in (first, other, again)] == ["queued", "queued", "duplicate"]
+    assert len(_queued(admin_app)) == 2
+
+
+def test_a_notification_of_many_alerts_keeps_a_bounded_evidence_saying_what_it_left_out(
+    admin_app: Flask,
+) -> None:
+    """Every firing alert's labels were kept in the request's evidence, as many as the
+    body limit let through (thousands)."""
+    alerts = [
+        _alert("WatchkeeperDatasetDriftSustained", fingerprint=f"f{i}")
+        for i in range(MAX_EVIDENCE_ALERTS + 30)
+    ]
+
+    response = admin_app.test_client().post("/alerts", json=_notification(*alerts), headers=AUTH)
+
+    assert response.status_code == 202, response.json
+    [queued] = _queued(admin_app)
+    assert len(queued.evidence["alerts"]) == MAX_EVIDENCE_ALERTS
+    assert queued.evidence["alerts_left_out"] == 30
 
 
 @pytest.mark.parametrize(
