@@ -33,6 +33,7 @@ from watchkeeper.figures import amount
 from watchkeeper.model import regression_metrics
 from watchkeeper.progress import Stages
 from watchkeeper.registry import ModelRegistry, Promotion, PromotionSettlement, RegisteredModel
+from watchkeeper.retrain_options import RetrainOptions
 from watchkeeper.retrain_status import UNCLAIMED_TRIGGER, RequestStatus, RunOutcome
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.settings import Settings
@@ -226,9 +227,7 @@ class RetrainJob:
         engine: sa.Engine,
         registry: ModelRegistry,
         *,
-        params: TrainingParams | None = None,
-        csv: str | None = None,
-        target: str | None = None,
+        first_request: int | None = None,
         stages: Stages | None = None,
         on_progress: Callable[[], None] | None = None,
         liveness: JobLiveness | None = None,
@@ -237,15 +236,18 @@ class RetrainJob:
         beats its liveness heartbeat: a long job is not a stuck one). ``liveness``
         receives the job's progress at each step (the worker's, for its metrics; by
         default one of the job's own): a job without progress for
-        ``WATCHKEEPER_RETRAIN_STALL_SECONDS`` stops renewing its lease."""
+        ``WATCHKEEPER_RETRAIN_STALL_SECONDS`` stops renewing its lease.
+
+        The job trains as the requests it claims ask (their stored
+        :class:`~watchkeeper.retrain_options.RetrainOptions`); ``first_request`` is the
+        one whose options it serves first, if still pending (the command line's own)."""
         self.settings = settings
         self.stages = stages or Stages.quiet()
         self.on_progress = on_progress
         self.liveness = liveness or JobLiveness(settings.retrain.stall_seconds)
         self.engine = engine
         self.registry = registry
-        self.params = params
-        self.csv, self.target = csv, target
+        self.first_request = first_request
         # what a job that could not record its end names (retrain.unfinished)
         self._run_id: int | None = None
         self._candidate: str | None = None
@@ -316,7 +318,11 @@ class RetrainJob:
                 ).inserted_primary_key[0]
             )
         self._run_id = run_id
-        claimed = retrain_queue.claim(self.engine, run_id)
+        claimed = retrain_queue.claim(self.engine, run_id, first=self.first_request)
+        # claimed together because they ask for the same options (retrain_queue.claim)
+        options = claimed[0].asked if claimed else RetrainOptions()
+        if not options.empty:
+            log.info("retraining run %d: training with %s", run_id, options.described())
         triggers = sorted({r.trigger for r in claimed})
         reason = "; ".join(dict.fromkeys(r.reason for r in claimed))
         self._update(
@@ -332,9 +338,12 @@ class RetrainJob:
                 # the pointer a promotion replaces: CURRENT moves from it or not at all
                 served = self.registry.current()
                 champion = self.registry.load(served.version)
-                data = self._data(champion)
+                data = self._data(champion, options)
             with self.stages.stage("training a candidate and judging it against the champion"):
-                result = self._train_and_judge(run_id, started, champion, served, data, lease)
+                params = options.params(champion.record.params)
+                result = self._train_and_judge(
+                    run_id, started, champion, served, data, lease, params
+                )
         except Exception as exc:
             if isinstance(exc, WatchkeeperError):  # a reason a person can act on: one line
                 log.warning("retraining run %d: failed (%s)", run_id, exc)
@@ -375,9 +384,9 @@ class RetrainJob:
         else:
             retrain_queue.finish(self.engine, run_id, RequestStatus.FAILED)
 
-    def _data(self, champion: RegisteredModel) -> RetrainData:
+    def _data(self, champion: RegisteredModel, options: RetrainOptions) -> RetrainData:
         self.liveness.beat("reading the original training data")
-        base = base_dataset(champion, csv=self.csv, target=self.target)
+        base = base_dataset(champion, csv=options.data, target=options.target)
         self.liveness.beat("reading the labelled predictions")
         model = champion.model
         data = assemble(
@@ -405,8 +414,8 @@ class RetrainJob:
         served: CurrentPointer,
         data: RetrainData,
         lease: Lease,
+        params: TrainingParams,
     ) -> RunResult:
-        params = self.params or champion.record.params
         task = champion.model.task  # a family keeps its task, whatever its new labels
         # the longest step, one call with no progress inside: the stall deadline must
         # exceed it (README, WATCHKEEPER_RETRAIN_STALL_SECONDS)
@@ -461,12 +470,19 @@ class RetrainJob:
         )
         self._candidate = version
         reason = decision.reason
+        if decision.promote:
+            left = self._serve(run_id, version, decision, lease, served)
+            # Still holding the lease, no recovery can have served the candidate meanwhile:
+            # it never was. Without it, the job that took over may have (its recovery
+            # records this run, and this job's record is dropped).
+            if left is not None and self._still_held(lease):
+                outcome = RunOutcome.REJECTED
+                reason = self._not_served(run_id, version, decision, left)
+            elif left is not None:
+                reason = f"{reason}; not made current: {left}"
         left_out = data.description.left_out_summary()
         if left_out is not None:
             reason = f"{reason}; {left_out}"
-        if decision.promote:
-            left = self._serve(run_id, version, decision, lease, served)
-            reason = reason if left is None else f"{reason}; {left}"
         self.liveness.beat("recording the outcome")
         self._update(
             run_id,
@@ -492,8 +508,9 @@ class RetrainJob:
     ) -> str | None:
         """Make the promoted candidate ``version`` current, or withdraw it if this job
         lost its lease. Returns ``None`` when it is served, by this job or by the job
-        that took the lease over, or why ``CURRENT`` was left as another writer put it;
-        raises :class:`LeaseLost` when it is withdrawn.
+        that took the lease over, or why ``CURRENT`` was left as another writer put it
+        (the caller records it as not served); raises :class:`LeaseLost` when it is
+        withdrawn.
 
         Writing the candidate may take long enough (a slow or hung volume, a paused
         process) for the lease to pass to another job, which may have promoted a version
@@ -530,16 +547,42 @@ class RetrainJob:
 
     def _make_current(self, run_id: int, version: str, served: CurrentPointer) -> str | None:
         """Move ``CURRENT`` from ``served`` to ``version``; ``None`` when it names it
-        now, else why it was left as another writer put it."""
-        move = self.registry.move_current(version, expected=served)
+        now, else why it was left as another writer put it. A move since that only
+        wrote the champion again (a rollback to the version current already,
+        :meth:`CurrentPointer.reaffirmed`) changed nothing served: the move is made from
+        it."""
+        expected = served
+        move = self.registry.move_current(version, expected=expected)
+        while not move.moved and move.now.reaffirmed(expected):
+            expected = move.now
+            move = self.registry.move_current(version, expected=expected)
         if move.moved or move.now.version == version:  # or a recovery served it already
             return None
         left = (
-            f"not made current: CURRENT was moved from {served.version} to "
-            f"{move.now.version} meanwhile (a rollback or a newer promotion), which stands"
+            f"CURRENT was moved from {served.version} to {move.now.version} meanwhile "
+            "(a rollback or a newer promotion), which stands"
         )
-        log.warning("retraining run %d: %s %s", run_id, version, left)
+        log.warning("retraining run %d: %s not made current: %s", run_id, version, left)
         return left
+
+    @staticmethod
+    def _still_held(lease: Lease) -> bool:
+        try:
+            return lease.renew()
+        except sa.exc.SQLAlchemyError:  # unknown: leave the candidate as registered
+            return False
+
+    def _not_served(self, run_id: int, version: str, decision: Decision, left: str) -> str:
+        """Record the promoted candidate ``version``, which ``CURRENT`` was moved away
+        from before it could be made current, as a withdrawn one is: ``rejected``, saying
+        why. It was never served: a default rollback must not pick it, nor the run and
+        ``watchkeeper_retrain_runs_total`` count it promoted. Returns the reason."""
+        reason = f"not served: {left}; its gate had said: {decision.reason}"
+        try:
+            self.registry.set_status(version, VersionStatus.REJECTED, reason=reason)
+        except (OSError, WatchkeeperError) as exc:  # the run still says so
+            log.error("retraining run %d: cannot record %s as not served: %s", run_id, version, exc)
+        return reason
 
     def _withdraw(
         self, run_id: int, version: str, decision: Decision, lost: LeaseLost, *, by: str

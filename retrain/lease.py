@@ -148,7 +148,7 @@ class Lease:
         """Renew now, or raise :class:`LeaseLost`."""
         if not self.renew():
             raise LeaseLost(
-                f"the retraining lease was lost (held by {self.current_holder()!r} now): "
+                f"the retraining lease was lost ({self.holder_now()}): "
                 "another job may be running, so this one stops without registering"
             )
 
@@ -177,7 +177,9 @@ class Lease:
                     log.warning("cannot renew the retraining lease: %s", exc)
                     continue
                 if not held:
-                    log.error("the retraining lease was taken over by %s", self.current_holder())
+                    log.error(
+                        "the retraining lease was lost (%s); no longer renewed", self.holder_now()
+                    )
                     return
                 if on_renew is not None:
                     on_renew()
@@ -193,6 +195,20 @@ class Lease:
     def release(self) -> None:
         with self.engine.begin() as connection:
             release_lease(connection, self.holder)
+
+    def holder_now(self) -> str:
+        """Who holds the lease this holder lost, said for a person. Nobody, when the job
+        that took it over (only an expired lease is taken) has given it back since."""
+        try:
+            holder = self.current_holder()
+        except sa.exc.SQLAlchemyError as exc:
+            return f"its holder now cannot be read: {exc.__class__.__name__}"
+        if holder is None:
+            return (
+                "no job holds it now: another took it over once it expired, and has given "
+                "it back since"
+            )
+        return f"held by {holder!r} now"
 
     def current_holder(self) -> str | None:
         with self.engine.connect() as connection:

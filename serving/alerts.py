@@ -4,16 +4,27 @@ Alertmanager delivers at least once and re-sends a group on every
 ``repeat_interval``; the request's dedupe key is the group key plus the firing
 alerts' fingerprints and start times, so the same episode queues one request however
 often it is delivered, and a new episode (alerts that started again) queues another.
+An alert without a fingerprint (a sender other than Alertmanager) is told apart by its
+labels, as Alertmanager's fingerprint is computed from them.
+
+The request keeps the firing alerts' labels as evidence, at most
+:data:`MAX_EVIDENCE_ALERTS` of them (a notification may carry thousands, up to the body
+limit, and each request row kept them all); how many were left out is kept with them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from watchkeeper.errors import BadRequest, FieldProblem
+
+MAX_EVIDENCE_ALERTS = 20
+"""The firing alerts whose labels a request keeps as evidence: enough for a person to
+see what fired (one group's alerts, each for a model version or a feature)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,15 @@ class RetrainAlerts:
     group_key: str | None = None
     """Alertmanager's ``groupKey``, kept with the request as evidence."""
 
+    def evidence(self) -> dict[str, Any]:
+        """What the request keeps: the group key and the labels of the first
+        :data:`MAX_EVIDENCE_ALERTS` firing alerts; ``alerts_left_out`` counts the rest."""
+        kept = [a.labels for a in self.firing[:MAX_EVIDENCE_ALERTS]]
+        evidence: dict[str, Any] = {"groupKey": self.group_key, "alerts": kept}
+        if len(self.firing) > len(kept):
+            evidence["alerts_left_out"] = len(self.firing) - len(kept)
+        return evidence
+
 
 def retrain_alerts(payload: Any, names: tuple[str, ...]) -> RetrainAlerts:
     """The firing alerts that ask for a retrain, and the notification's dedupe key."""
@@ -67,12 +87,20 @@ def retrain_alerts(payload: Any, names: tuple[str, ...]) -> RetrainAlerts:
     for alert in payload["alerts"]:
         if alert.get("status") == "firing" and alert["labels"].get("alertname") in wanted:
             firing.append(alert)
-    identity = "|".join(
-        sorted(f"{a.get('fingerprint', '')}@{a.get('startsAt', '')}" for a in firing)
-    )
+    identity = "|".join(sorted(f"{_fingerprint(a)}@{a.get('startsAt', '')}" for a in firing))
     key = hashlib.sha256(f"{group or ''}|{identity}".encode()).hexdigest()
     alerts = tuple(FiringAlert(labels=a["labels"]) for a in firing)
     return RetrainAlerts(alerts, f"alertmanager:{key}", group)
+
+
+def _fingerprint(alert: dict[str, Any]) -> str:
+    """Alertmanager's fingerprint, or, without one, a digest of the labels: two alerts
+    without fingerprints were one alert to the dedupe key, and the second never queued."""
+    fingerprint = alert.get("fingerprint")
+    if isinstance(fingerprint, str) and fingerprint:
+        return fingerprint
+    labels = json.dumps(alert["labels"], sort_keys=True)  # ASCII: any label text encodes
+    return "labels:" + hashlib.sha256(labels.encode()).hexdigest()
 
 
 def _problems(i: int, alert: Any) -> Iterator[FieldProblem]:

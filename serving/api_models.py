@@ -97,6 +97,11 @@ class AlertOutcome(Answer):
 class RolledBack(Answer):
     previous: str | None
     current: str
+    changed: bool = Field(
+        description="false when the version named was current already: nothing served "
+        "changes (CURRENT is written again, so that servers that refused its files load "
+        "them again), and a retraining job promoting meanwhile is not held back."
+    )
 
 
 class Health(Answer):

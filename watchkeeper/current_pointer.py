@@ -5,12 +5,21 @@ on its second, the number of the move that wrote it::
 
     v7
     move 12 <writer>
+    reaffirms 11
 
-A writer moves it from the pointer it read (version and move: a rollback to the
-version already current is a move too) and only if no other move came in between; one
-that finds ``CURRENT`` moved since does not move it, and is told what it names. A job
-that paused after deciding to serve its candidate can therefore never put it back over
-a newer promotion, nor a recovery over a rollback made a moment before.
+A writer moves it from the pointer it read (version and move) and only if no other move
+came in between; one that finds ``CURRENT`` moved since does not move it, and is told
+what it names. A job that paused after deciding to serve its candidate can therefore
+never put it back over a newer promotion, nor a recovery over a rollback made a moment
+before.
+
+A move to the version ``CURRENT`` names already (a rollback to it: servers that refused
+its files load them again once they are restored) writes ``CURRENT`` too, but changes
+nothing served: its third line names the move it *reaffirms*, the one it was made from
+(:attr:`CurrentPointer.reaffirms`), so that a writer that decided on that very move may
+tell it from a real one and move on from it (a retraining job's promotion). A version
+that came back after another was current (v1, v2, v1) is a real move: its third line
+names the move that wrote v2, not the one the paused writer read.
 
 How, with ``rename`` and ``mkdir`` only (atomic on a local file system and on an NFS or
 CephFS server alike; no file lock, for the reasons the registry gives):
@@ -105,6 +114,18 @@ class CurrentPointer:
     found: str | None = field(default=None, repr=False)
     """With ``problem``: a digest of what was found, so that a writer moving from one
     unreadable ``CURRENT`` is refused if another replaced it meanwhile."""
+    reaffirms: int | None = None
+    """Set when the move that wrote it named the version already current: the move it
+    was made from, which it changed nothing of (see the module)."""
+
+    def reaffirmed(self, earlier: CurrentPointer) -> bool:
+        """Whether this pointer only wrote ``earlier``'s version again, from ``earlier``
+        itself: nothing served changed between the two."""
+        return (
+            earlier.problem is None
+            and self.version == earlier.version
+            and self.reaffirms == earlier.move
+        )
 
 
 class UnreadableCurrent(RegistryError):
@@ -162,7 +183,11 @@ def inspect_current(root: Path) -> CurrentPointer:
         return _unreadable("names no version (its first line is empty)", raw)
     fields = lines[1].split() if len(lines) > 1 else []
     move = int(fields[1]) if len(fields) > 1 and fields[0] == "move" and fields[1].isdigit() else 0
-    return CurrentPointer(version, move)
+    then = lines[2].split() if len(lines) > 2 else []
+    reaffirms = (
+        int(then[1]) if len(then) == 2 and then[0] == "reaffirms" and then[1].isdigit() else None
+    )
+    return CurrentPointer(version, move, reaffirms=reaffirms)
 
 
 def _unreadable(problem: str, raw: bytes) -> CurrentPointer:
@@ -182,8 +207,10 @@ def move_current(root: Path, version: str, *, expected: CurrentPointer) -> Curre
     writer replaced it first."""
     moves = root / MOVES_DIR
     moves.mkdir(parents=True, exist_ok=True)
+    same = expected.problem is None and expected.version == version
+    reaffirms = expected.move if same else None
     for _ in range(_ATTEMPTS):
-        number = _claim(root, moves, version)
+        number = _claim(root, moves, version, reaffirms)
         claimed = moves / str(number) / CURRENT_FILE
         for earlier in range(expected.move + 1, number):
             (moves / str(earlier) / CURRENT_FILE).unlink(missing_ok=True)
@@ -210,7 +237,7 @@ def move_current(root: Path, version: str, *, expected: CurrentPointer) -> Curre
         if aside is not None:
             with contextlib.suppress(OSError):  # kept, if not empty, for a person to look at
                 aside.rmdir()
-        return CurrentMove(True, CurrentPointer(version, number))
+        return CurrentMove(True, CurrentPointer(version, number, reaffirms=reaffirms))
     return CurrentMove(False, inspect_current(root))
 
 
@@ -236,12 +263,12 @@ def before_install(root: Path, number: int) -> None:
     tests pause a writer at this point, the one where it used to overwrite others."""
 
 
-def _claim(root: Path, moves: Path, version: str) -> int:
+def _claim(root: Path, moves: Path, version: str, reaffirms: int | None) -> int:
     """Claim the next free move number for a move to ``version``; returns it."""
     staging = moves / private_name(CLAIM_PREFIX)
     staging.mkdir()
     try:
-        number = _claim_with(root, moves, staging, version)
+        number = _claim_with(root, moves, staging, version, reaffirms)
         # the private directory just written dates the others
         discard_leftovers(moves, CLAIM_PREFIX, reference=moves / str(number))
     finally:
@@ -249,7 +276,7 @@ def _claim(root: Path, moves: Path, version: str) -> int:
     return number
 
 
-def _claim_with(root: Path, moves: Path, staging: Path, version: str) -> int:
+def _claim_with(root: Path, moves: Path, staging: Path, version: str, reaffirms: int | None) -> int:
     writer = staging.name.removeprefix(CLAIM_PREFIX)
     # A claim keeps this file for ever: a rename onto an *empty* directory succeeds, so a
     # claim whose CURRENT was moved out would otherwise be claimed again.
@@ -259,7 +286,8 @@ def _claim_with(root: Path, moves: Path, staging: Path, version: str) -> int:
     while True:
         with _TEMPORARY_FILE:
             temporary = root / f".{CURRENT_FILE}.{os.getpid()}.tmp"
-            write_file(temporary, f"{version}\nmove {number} {writer}\n".encode())
+            then = "" if reaffirms is None else f"reaffirms {reaffirms}\n"
+            write_file(temporary, f"{version}\nmove {number} {writer}\n{then}".encode())
             os.replace(temporary, staging / CURRENT_FILE)
         try:
             os.rename(staging, moves / str(number))

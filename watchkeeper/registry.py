@@ -5,6 +5,7 @@ Layout under the registry path::
     versions/v1/model.skops       the fitted pipeline (skops format, no pickle)
     versions/v1/reference.json    a sample of the training features (for the monitor)
     versions/v1/metadata.json     written last: a version without it is incomplete
+    versions/.version.<writer>/   a version being written, renamed to its vN when whole
     versions/v2/settlement/       whether a promoted candidate is served or withdrawn,
                                   decided once (below)
     CURRENT                       the served version's name, and the move that wrote it
@@ -16,11 +17,12 @@ whose bytes differ, and a pipeline holding types outside the trusted list.
 
 What the registry guarantees to writers in several processes, on one host or on a
 shared (ReadWriteMany) volume, rests on operations that are atomic on the server of any
-such volume (local file systems, NFSv3/v4, CephFS): ``mkdir`` (two registrations never
-get the same version), ``rename`` (readers see the old ``CURRENT`` or metadata or the
-new, never a mix) and the refusal to rename a directory onto a non-empty one (a
-promotion is settled once, :meth:`ModelRegistry.settle_promotion`; ``CURRENT`` moves
-only from the pointer its writer read, :meth:`ModelRegistry.move_current`). No file lock is
+such volume (local file systems, NFSv3/v4, CephFS): ``rename`` (readers see the old
+``CURRENT`` or metadata or the new, never a mix; a version appears whole or not at all)
+and the refusal to rename a directory onto a non-empty one (two registrations never get
+the same version; a promotion is settled once, :meth:`ModelRegistry.settle_promotion`;
+``CURRENT`` moves only from the pointer its writer read,
+:meth:`ModelRegistry.move_current`). No file lock is
 taken: ``flock`` is not shared between nodes on every such volume (NFS mounted with
 ``nolock`` or ``local_lock``), a lock held by a paused process blocks every other
 writer, and an NFS server releases the locks of a node that lost its lease (a network
@@ -72,6 +74,7 @@ METADATA_FILE = "metadata.json"
 SETTLEMENT_DIR = "settlement"
 SETTLEMENT_PREFIX = f".{SETTLEMENT_DIR}."
 SETTLEMENT_FILE = "settlement.json"
+VERSION_PREFIX = ".version."
 FORMAT_VERSION = 1
 
 # Types skops does not trust by default that the Watchkeeper pipeline contains.
@@ -277,32 +280,40 @@ class ModelRegistry:
         ``rejected`` by a retraining job); ``notes`` record why. ``data_source`` is where
         its original training data lives, for retraining jobs to read it again."""
         self._versions_dir.mkdir(parents=True, exist_ok=True)
-        version, directory = self._reserve()
-        model_blob = sio.dumps(trained.model.pipeline)
-        reference_blob = trained.reference.to_json(orient="split", index=False).encode()
-        artifacts = {}
-        for name, blob in ((MODEL_FILE, model_blob), (REFERENCE_FILE, reference_blob)):
-            write_atomic(directory / name, blob)
-            artifacts[name] = {"sha256": _sha256(blob), "bytes": len(blob)}
-        metadata: MetadataDocument = {
-            "format": FORMAT_VERSION,
-            "version": version,
-            "created_at": datetime.now(UTC).isoformat(),
-            "training_window": trained.training_window.stored(),
-            "validation_window": (
-                trained.validation_window.stored() if trained.validation_window else None
-            ),
-            "metrics": trained.metrics.stored(),
-            "params": trained.params.to_dict(),
-            **_task_metadata(trained.model),
-            "schema": trained.model.schema.to_dict(),
-            "reference_rows": len(trained.reference),
-            "artifacts": artifacts,
-            "status": VersionStatus(status).value,
-            "notes": notes.stored() if notes is not None else {},
-            "data_source": data_source.model_dump() if data_source is not None else None,
-        }
-        write_atomic(directory / METADATA_FILE, json.dumps(metadata, indent=2).encode())
+        # Written whole under a private name, then renamed to its version: a writer
+        # killed mid-way (kill -9 while writing the model) leaves no partial versions/vN,
+        # only its private directory, which the next registration discards.
+        staging = self._versions_dir / private_name(VERSION_PREFIX)
+        staging.mkdir()
+        try:
+            discard_leftovers(self._versions_dir, VERSION_PREFIX, reference=staging)
+            model_blob = sio.dumps(trained.model.pipeline)
+            reference_blob = trained.reference.to_json(orient="split", index=False).encode()
+            artifacts = {}
+            for name, blob in ((MODEL_FILE, model_blob), (REFERENCE_FILE, reference_blob)):
+                write_atomic(staging / name, blob)
+                artifacts[name] = {"sha256": _sha256(blob), "bytes": len(blob)}
+            metadata: MetadataDocument = {
+                "format": FORMAT_VERSION,
+                "version": "",  # the name it is published under (_publish)
+                "created_at": datetime.now(UTC).isoformat(),
+                "training_window": trained.training_window.stored(),
+                "validation_window": (
+                    trained.validation_window.stored() if trained.validation_window else None
+                ),
+                "metrics": trained.metrics.stored(),
+                "params": trained.params.to_dict(),
+                **_task_metadata(trained.model),
+                "schema": trained.model.schema.to_dict(),
+                "reference_rows": len(trained.reference),
+                "artifacts": artifacts,
+                "status": VersionStatus(status).value,
+                "notes": notes.stored() if notes is not None else {},
+                "data_source": data_source.model_dump() if data_source is not None else None,
+            }
+            version = self._publish(staging, metadata)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already when it was renamed
         if make_current:
             self.set_current(version)
         return version
@@ -407,7 +418,13 @@ class ModelRegistry:
         promotion (or another rollback) moves it meanwhile, :class:`CurrentMoved` is
         raised and nothing is changed, for the operator to look again. Once made, a
         rollback stands: a job or a recovery that decided on the pointer before it does
-        not move ``CURRENT`` (:meth:`move_current`)."""
+        not move ``CURRENT`` (:meth:`move_current`).
+
+        A rollback to the version current already (``previous`` is then ``version``)
+        changes nothing served: it writes ``CURRENT`` again, for servers that refused
+        the version's files to load them again once restored, as a move that
+        *reaffirms* the one it read (:attr:`CurrentPointer.reaffirms`), which a
+        retraining job promoting meanwhile moves on from rather than giving way."""
         try:
             previous = self.current()
         except UnreadableCurrent as exc:
@@ -464,9 +481,11 @@ class ModelRegistry:
             )
         return self._versions_dir / version
 
-    def _reserve(self) -> tuple[str, Path]:
-        """Claim the next free version directory; ``mkdir`` is atomic, so two writers
-        never get the same one."""
+    def _publish(self, staging: Path, metadata: MetadataDocument) -> str:
+        """Rename the version written whole in ``staging`` to the next free ``vN``, its
+        metadata naming it; returns the name. The rename is atomic and fails onto an
+        existing, non-empty directory, so two writers never get the same version: the
+        one that finds its name taken takes the next."""
         numbers = [
             int(m.group(1))
             for e in self._versions_dir.iterdir()
@@ -474,12 +493,27 @@ class ModelRegistry:
         ]
         n = max(numbers, default=0) + 1
         while True:
-            directory = self._versions_dir / f"v{n}"
+            version = f"v{n}"
+            document = json.dumps({**metadata, "version": version}, indent=2).encode()
+            write_atomic(staging / METADATA_FILE, document)  # written last: complete
             try:
-                directory.mkdir()
-                return directory.name, directory
-            except FileExistsError:
-                n += 1
+                os.rename(staging, self._versions_dir / version)
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    n += 1
+                    continue
+                # over NFS, a retried rename of ours whose first reply was lost
+                if exc.errno == errno.ENOENT and self._holds(version, document):
+                    return version
+                raise RegistryError(f"cannot register {version}: {exc}") from exc
+            fsync_dir(self._versions_dir)
+            return version
+
+    def _holds(self, version: str, document: bytes) -> bool:
+        try:
+            return (self._versions_dir / version / METADATA_FILE).read_bytes() == document
+        except OSError:
+            return False
 
     def _read_verified(self, version: str, name: str, record: VersionMetadata) -> bytes:
         path = self._version_dir(version) / name

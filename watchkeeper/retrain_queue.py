@@ -3,11 +3,14 @@ Alertmanager's webhook, ``POST /admin/retrain`` and the CLI put requests in; ret
 jobs take them out. It lives in the core so that serving and the monitor queue a
 retrain without importing the retraining component.
 
-A job claims every pending request when it starts, so triggers that arrive while one
+A job claims the pending requests when it starts, so triggers that arrive while one
 is pending coalesce into one job; requests that arrive while a job runs wait for the
-next. A request with a ``dedupe_key`` (an Alertmanager group and its firing alerts)
-is stored once however often it is delivered; one with a ``cooldown`` is not stored
-when the same trigger asked for the same version within it.
+next. A request may ask for training options (:mod:`watchkeeper.retrain_options`),
+stored with it: a job claims only requests that ask for the same options, so each
+request is trained as it asked, the others left for the next job. A request with a
+``dedupe_key`` (an Alertmanager group and its firing alerts) is stored once however
+often it is delivered; one with a ``cooldown`` is not stored when the same trigger asked
+for the same version within it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from watchkeeper.db.tables import retrain_requests
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.record_problems import problems
+from watchkeeper.retrain_options import RetrainOptions
 from watchkeeper.retrain_status import RequestStatus
 
 Evidence = dict[str, Any]
@@ -50,6 +54,12 @@ class RetrainRequest(BaseModel):
     status: RequestStatus
     dedupe_key: str | None
     run_id: int | None
+    options: RetrainOptions | None = None
+    """What it asks the job to train with; ``None``: the champion's choices."""
+
+    @property
+    def asked(self) -> RetrainOptions:
+        return self.options or RetrainOptions()
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RetrainRequest:
@@ -76,9 +86,11 @@ def enqueue(
     model_version: str | None = None,
     dedupe_key: str | None = None,
     cooldown: timedelta | None = None,
+    options: RetrainOptions | None = None,
 ) -> int | None:
     """Record a pending request; ``None`` when ``dedupe_key`` was seen before, or when
-    ``trigger`` asked for ``model_version`` less than ``cooldown`` ago."""
+    ``trigger`` asked for ``model_version`` less than ``cooldown`` ago. ``options`` are
+    stored with it, for the job that claims it to train with."""
     now = datetime.now(UTC)
     row = {
         "requested_at": now,
@@ -88,6 +100,7 @@ def enqueue(
         "model_version": model_version,
         "status": RequestStatus.PENDING,
         "dedupe_key": dedupe_key,
+        "options": options.stored() if options is not None else None,
     }
     try:
         with engine.begin() as connection:
@@ -119,16 +132,21 @@ def pending(engine: sa.Engine) -> list[RetrainRequest]:
     return _requests(rows)
 
 
-def claim(engine: sa.Engine, run_id: int) -> list[RetrainRequest]:
-    """Mark every pending request as taken by ``run_id`` and return them."""
+def claim(engine: sa.Engine, run_id: int, *, first: int | None = None) -> list[RetrainRequest]:
+    """Mark pending requests as taken by ``run_id`` and return them: request ``first``
+    if it is still pending, else the oldest pending one, and every other pending request
+    that asks for the same options (:attr:`RetrainRequest.asked`). Requests asking for
+    other options stay pending for the next job: one job trains one way."""
     with engine.begin() as connection:
-        ids = list(
+        waiting = _requests(
             connection.execute(
-                sa.select(retrain_requests.c.id).where(
-                    retrain_requests.c.status == RequestStatus.PENDING
-                )
-            ).scalars()
+                sa.select(retrain_requests)
+                .where(retrain_requests.c.status == RequestStatus.PENDING)
+                .order_by(retrain_requests.c.id)
+            ).all()
         )
+        lead = next((r for r in waiting if r.id == first), waiting[0] if waiting else None)
+        ids = [r.id for r in waiting if lead is not None and r.asked == lead.asked]
         if ids:
             connection.execute(
                 retrain_requests.update()
@@ -139,7 +157,9 @@ def claim(engine: sa.Engine, run_id: int) -> list[RetrainRequest]:
                 .values(status=RequestStatus.RUNNING, run_id=run_id)
             )
         rows = connection.execute(
-            sa.select(retrain_requests).where(retrain_requests.c.run_id == run_id)
+            sa.select(retrain_requests)
+            .where(retrain_requests.c.run_id == run_id)
+            .order_by(retrain_requests.c.id)
         ).all()
     return _requests(rows)
 

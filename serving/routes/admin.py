@@ -69,7 +69,8 @@ def rollback() -> Response:
 
     A version retraining rejected, or that failed, is refused (409) unless ``force``
     is true. A rollback to a named version also repairs a ``CURRENT`` that cannot be
-    read (``previous`` is then null)."""
+    read (``previous`` is then null). One to the version current already changes
+    nothing served (``changed`` false), :meth:`ModelRegistry.rollback`."""
     require_admin()
     body = _json_body()
     version = body.get("version")
@@ -95,7 +96,8 @@ def rollback() -> Response:
         details = [FieldProblem("version", exc.message)] if about_version else None
         raise RollbackRefused(exc.message, details=details) from exc
     store.refresh()
-    return json_response(RolledBack(previous=previous, current=current).model_dump())
+    answer = RolledBack(previous=previous, current=current, changed=previous != current)
+    return json_response(answer.model_dump())
 
 
 @bp.post("/alerts")
@@ -125,10 +127,7 @@ def alerts() -> Response:
             engine,
             trigger="alertmanager",
             reason=f"alerts firing: {', '.join(names)}",
-            evidence={
-                "groupKey": alerts.group_key,
-                "alerts": [a.labels for a in alerts.firing],
-            },
+            evidence=alerts.evidence(),
             dedupe_key=alerts.dedupe_key,
             model_version=served,
         )

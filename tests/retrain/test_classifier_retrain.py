@@ -22,6 +22,7 @@ from watchkeeper.data_source import describe_csv
 from watchkeeper.dataset import Dataset, load_csv
 from watchkeeper.db.tables import feedback, retrain_runs
 from watchkeeper.registry import ModelRegistry
+from watchkeeper.retrain_options import RetrainOptions
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import Task
 from watchkeeper.training import TrainingParams, train
@@ -166,11 +167,12 @@ def test_a_drifted_classifier_is_retrained_on_its_labels_and_promoted(
     champion = registry.load().model
     assert isinstance(champion, Classifier)
     _log_labelled(engine, champion, _frame(1500, shift=-2.5, seed=4))
-    retrain_queue.enqueue(engine, trigger="manual", reason="test")
+    retrain_queue.enqueue(
+        engine, trigger="manual", reason="test", options=RetrainOptions(max_iter=30)
+    )
 
     job = make_job(
         settings={"registry_path": tmp_path / "classifiers", "retrain_min_holdout": 100},
-        params=TrainingParams(max_iter=30),
     )
     job.registry = registry
     result = job.run()
@@ -220,11 +222,12 @@ def test_labels_outside_the_champions_classes_are_left_out_of_training_and_named
     frame["outcome"] = frame["outcome"].astype(object)
     frame.loc[::4, "outcome"] = np.resize(["True", "False"], len(frame.loc[::4]))
     _log_labelled(engine, champion, frame)
-    retrain_queue.enqueue(engine, trigger="manual", reason="test")
+    retrain_queue.enqueue(
+        engine, trigger="manual", reason="test", options=RetrainOptions(max_iter=30)
+    )
 
     job = make_job(
         settings={"registry_path": tmp_path / "classifiers", "retrain_min_holdout": 100},
-        params=TrainingParams(max_iter=30),
     )
     job.registry = registry
     result = job.run()

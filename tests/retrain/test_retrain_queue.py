@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from watchkeeper import retrain_queue
 from watchkeeper.db.tables import retrain_requests
+from watchkeeper.retrain_options import RetrainOptions
 from watchkeeper.retrain_queue import RetrainRequest, StoredRequestError
 from watchkeeper.retrain_status import RequestStatus
 
@@ -37,7 +38,12 @@ def test_queued_requests_come_back_as_records(engine: sa.Engine) -> None:
 
 @pytest.mark.parametrize(
     ("column", "value"),
-    [("status", "paused"), ("evidence", ["not", "an", "object"])],
+    [
+        ("status", "paused"),
+        ("evidence", ["not", "an", "object"]),
+        ("options", {"max_iter": 0}),
+        ("options", {"learning_rate": 2}),
+    ],
 )
 def test_a_row_the_queue_did_not_write_is_one_error_naming_it(
     engine: sa.Engine, column: str, value: object
@@ -59,4 +65,32 @@ def test_a_row_the_queue_did_not_write_is_one_error_naming_it(
         StoredRequestError, match=f"retrain request {request_id} is malformed"
     ) as caught:
         retrain_queue.claim(engine, run_id=3)
-    assert f"{column}:" in str(caught.value)
+    assert f"{column}:" in str(caught.value) or f"{column}." in str(caught.value)
+
+
+def test_a_job_claims_only_the_requests_asking_for_the_same_options(engine: sa.Engine) -> None:
+    weak = RetrainOptions(max_iter=2)
+    drift = retrain_queue.enqueue(engine, trigger="monitor", reason="drift")
+    asked = retrain_queue.enqueue(engine, trigger="manual", reason="weak", options=weak)
+    again = retrain_queue.enqueue(engine, trigger="manual", reason="weak too", options=weak)
+    alerts = retrain_queue.enqueue(engine, trigger="alertmanager", reason="alerts")
+
+    first = retrain_queue.claim(engine, run_id=1)
+    second = retrain_queue.claim(engine, run_id=2)
+
+    assert [(r.id, r.options) for r in first] == [(drift, None), (alerts, None)]
+    assert [(r.id, r.options) for r in second] == [(asked, weak), (again, weak)]
+    assert retrain_queue.pending(engine) == []
+
+
+def test_a_job_claims_the_request_it_was_started_for_first(engine: sa.Engine) -> None:
+    retrain_queue.enqueue(engine, trigger="monitor", reason="drift")
+    own = retrain_queue.enqueue(
+        engine, trigger="manual", reason="cli", options=RetrainOptions(data="/d.csv", target="y")
+    )
+
+    claimed = retrain_queue.claim(engine, run_id=1, first=own)
+
+    assert [r.id for r in claimed] == [own]
+    assert claimed[0].asked == RetrainOptions(data="/d.csv", target="y")
+    assert len(retrain_queue.pending(engine)) == 1

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from flask import Flask
 
+from serving.alerts import MAX_EVIDENCE_ALERTS
 from serving.services import services
 from tests.bad_versions import point_current, rewrite_metadata
 from tests.processes import metric
@@ -169,6 +170,43 @@ def test_a_new_episode_of_the_same_alert_queues_again(admin_app: Flask) -> None:
     assert len(_queued(admin_app)) == 2
 
 
+def test_two_alerts_without_fingerprints_are_told_apart_by_their_labels(
+    admin_app: Flask,
+) -> None:
+    """A sender other than Alertmanager (a script, a test) sends no fingerprint nor
+    startsAt: the second alert, about another feature, was answered `duplicate`."""
+    client = admin_app.test_client()
+
+    def bare(feature: str) -> dict[str, Any]:
+        labels = {"alertname": "WatchkeeperDatasetDriftSustained", "feature": feature}
+        return {"status": "firing", "labels": labels}
+
+    first = client.post("/alerts", json={"alerts": [bare("Gr_Liv_Area")]}, headers=AUTH)
+    other = client.post("/alerts", json={"alerts": [bare("Lot_Area")]}, headers=AUTH)
+    again = client.post("/alerts", json={"alerts": [bare("Lot_Area")]}, headers=AUTH)
+
+    assert [r.json["status"] for r in (first, other, again)] == ["queued", "queued", "duplicate"]
+    assert len(_queued(admin_app)) == 2
+
+
+def test_a_notification_of_many_alerts_keeps_a_bounded_evidence_saying_what_it_left_out(
+    admin_app: Flask,
+) -> None:
+    """Every firing alert's labels were kept in the request's evidence, as many as the
+    body limit let through (thousands)."""
+    alerts = [
+        _alert("WatchkeeperDatasetDriftSustained", fingerprint=f"f{i}")
+        for i in range(MAX_EVIDENCE_ALERTS + 30)
+    ]
+
+    response = admin_app.test_client().post("/alerts", json=_notification(*alerts), headers=AUTH)
+
+    assert response.status_code == 202, response.json
+    [queued] = _queued(admin_app)
+    assert len(queued.evidence["alerts"]) == MAX_EVIDENCE_ALERTS
+    assert queued.evidence["alerts_left_out"] == 30
+
+
 @pytest.mark.parametrize(
     "alerts",
     [[_alert("SomethingElse")], [_alert("WatchkeeperDatasetDriftSustained", status="resolved")]],
@@ -245,11 +283,22 @@ def test_rollback_moves_current_back_and_serving_follows(
 
     response = client.post("/admin/rollback", headers=AUTH)
 
-    assert response.json == {"previous": "v2", "current": "v1"}
+    assert response.json == {"previous": "v2", "current": "v1", "changed": True}
     assert registry.current_version() == "v1"
     assert client.post("/predict", json={"features": record}).json["model_version"] == "v1"
     refused = client.post("/admin/rollback", json={"version": "v9"}, headers=AUTH)
     assert refused.status_code == 409
+
+
+def test_rollback_to_the_version_current_already_is_answered_as_no_change(
+    admin_app: Flask,
+) -> None:
+    """It answered as a rollback, and a retraining job promoting meanwhile gave way to it
+    (tests/retrain/test_promotion_race.py)."""
+    response = admin_app.test_client().post("/admin/rollback", json={"version": "v1"}, headers=AUTH)
+
+    assert response.status_code == 200, response.json
+    assert response.json == {"previous": "v1", "current": "v1", "changed": False}
 
 
 def test_rollback_over_http_refuses_a_rejected_version_unless_forced(
@@ -270,7 +319,7 @@ def test_rollback_over_http_refuses_a_rejected_version_unless_forced(
     assert "worse MAE" in refused.json["error"]["message"]
     assert registry.current_version() == "v1"
     forced = client.post("/admin/rollback", json={"version": "v2", "force": True}, headers=AUTH)
-    assert forced.json == {"previous": "v1", "current": "v2"}
+    assert forced.json == {"previous": "v1", "current": "v2", "changed": True}
     assert registry.current_version() == "v2"
 
 
@@ -298,7 +347,7 @@ def test_an_app_started_on_an_unreadable_current_serves_degraded_until_a_rollbac
     repaired = client.post("/admin/rollback", json={"version": "v1"}, headers=AUTH)
 
     assert repaired.status_code == 200, repaired.json
-    assert repaired.json == {"previous": None, "current": "v1"}
+    assert repaired.json == {"previous": None, "current": "v1", "changed": True}
     assert ModelRegistry(registry_dir).current_version() == "v1"
     assert client.get("/readyz").json["status"] == "ready"
 

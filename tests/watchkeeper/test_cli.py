@@ -249,6 +249,30 @@ def test_rollback_to_a_rejected_version_is_refused_without_force(
     assert registry.current_version() == "v2"
 
 
+def test_rollback_to_the_version_current_already_says_nothing_changed(
+    registry_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(registry_dir))
+
+    assert main(["model", "rollback", "v1"]) == 0
+
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("current model: v1, as it was: nothing changed"), line
+
+
+def test_retrain_target_without_data_is_refused_naming_the_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--target`` alone was queued and ignored: it names a column of --csv/--rdataset."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path))
+
+    assert main(["retrain", "--target", "price"]) == 1
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: --target names the target column of --csv or --rdataset")
+    assert not (tmp_path / "watchkeeper.db").exists()  # nothing queued
+
+
 # -- failures end in one line, and a traceback only with --debug ------------------
 
 

@@ -4,6 +4,9 @@ tampered or untrusted artifacts."""
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -13,7 +16,8 @@ import skops.io as sio
 
 from watchkeeper.dataset import Dataset
 from watchkeeper.errors import ArtifactIntegrityError, RegistryError
-from watchkeeper.registry import MODEL_FILE, ModelRegistry
+from watchkeeper.registry import MODEL_FILE, REFERENCE_FILE, ModelRegistry
+from watchkeeper.registry_writes import write_atomic
 from watchkeeper.training import TrainedModel
 
 
@@ -182,3 +186,37 @@ def test_a_malformed_version_name_is_refused_without_the_registry_path(
     assert str(registry_dir) not in caught.value.message
     assert len(caught.value.message) < 200
     assert registry.current_version() == "v1"
+
+
+def _register_killed_after_the_model(root: Path, trained: TrainedModel) -> None:
+    """Register, and be killed (SIGKILL: no clean-up runs) once the model is written."""
+    import watchkeeper.registry as registry_module
+
+    def write_then_die(path: Path, data: bytes) -> None:
+        if path.name == REFERENCE_FILE:
+            os.kill(os.getpid(), signal.SIGKILL)
+        write_atomic(path, data)
+
+    registry_module.write_atomic = write_then_die  # type: ignore[assignment]
+    ModelRegistry(root).register(trained, make_current=False)
+
+
+def test_a_registration_killed_part_way_leaves_no_partial_version(
+    registry_dir: Path, trained: TrainedModel
+) -> None:
+    """kill -9 while registering left versions/v2 holding a model and no metadata, for
+    ever: never listed, never removed, its number skipped by every later version."""
+    child = multiprocessing.get_context("fork").Process(
+        target=_register_killed_after_the_model, args=(registry_dir, trained)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    registry = ModelRegistry(registry_dir)
+    assert sorted(p.name for p in (registry_dir / "versions").glob("v*")) == ["v1"]
+    assert registry.versions() == ["v1"]
+
+    assert registry.register(trained, make_current=False) == "v2"  # the number is free
+
+    assert sorted(p.name for p in (registry_dir / "versions").iterdir()) == ["v1", "v2"]
+    assert registry.load("v2").version == "v2"  # whole, and its metadata names it

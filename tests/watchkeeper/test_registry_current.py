@@ -146,18 +146,37 @@ def test_a_writer_killed_before_its_install_holds_nobody_back(
     assert not list((three_versions.root / MOVES_DIR).glob("*/CURRENT")), "a claim is pending"
 
 
-def test_a_rollback_to_the_version_already_current_is_a_move(
+def test_a_rollback_to_the_version_already_current_reaffirms_the_pointer_read(
     three_versions: ModelRegistry,
 ) -> None:
-    """An operator pins v1 (already current) while a writer that read v1 is about to
-    move: the writer is refused, though ``CURRENT`` names what it read."""
+    """A rollback to v1 while v1 is current writes ``CURRENT`` again (servers that refused
+    v1's files retry them) and refuses a writer that read v1 before it, as any move does;
+    but it says it only reaffirmed that pointer, for such a writer (a retraining job) to
+    tell it from a real move and move on from it."""
     read = three_versions.current()
 
     assert three_versions.rollback("v1") == ("v1", "v1")
 
     move = three_versions.move_current("v2", expected=read)
     assert not move.moved and move.now.version == "v1" and move.now.move > read.move
-    assert three_versions.current_version() == "v1"
+    assert move.now.reaffirmed(read)
+    assert three_versions.current() == move.now  # read back as written
+    assert three_versions.move_current("v2", expected=move.now).moved
+
+
+def test_a_version_that_came_back_after_another_reaffirms_nothing(
+    three_versions: ModelRegistry,
+) -> None:
+    """v1, then v2, then v1 again: a writer that read the first v1 must not take the last
+    for its own pointer, or it would write over the move to v2 and the one back."""
+    read = three_versions.current()
+    three_versions.set_current("v2")
+
+    assert three_versions.rollback("v1") == ("v2", "v1")
+
+    now = three_versions.current()
+    assert now.version == read.version and not now.reaffirmed(read)
+    assert not three_versions.move_current("v3", expected=read).moved
 
 
 class _MovedWhileRollingBack(ModelRegistry):

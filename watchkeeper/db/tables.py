@@ -205,6 +205,8 @@ retrain_requests = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, server_default="pending", index=True),
     sa.Column("dedupe_key", sa.String(255)),
     sa.Column("run_id", sa.BigInteger),
+    # what the request asks the job to train with (RetrainOptions); NULL: the champion's
+    sa.Column("options", sa.JSON),
     sa.UniqueConstraint("dedupe_key", name="uq_retrain_requests_dedupe_key"),
 )
 

@@ -59,6 +59,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     registry = open_registry(settings.storage)
     if args.model_command == "rollback":
         previous, now = _rollback(registry, args.version, args.force)
+        if previous == now:
+            print(
+                f"current model: {now}, as it was: nothing changed (servers that refused "
+                f"its files load them again within {settings.serving.model_poll_seconds:g} s)"
+            )
+            return 0
         print(
             f"current model: {now} (was {previous or 'none'}); servers switch within "
             f"{settings.serving.model_poll_seconds:g} s"

