@@ -216,7 +216,7 @@ def _finish_promotion(
             candidate.version,
             current,
         )
-        return candidate
+        return _unless_served(registry, candidate, by, f"CURRENT was set since (to {current})")
     if current != candidate.record.notes.champion:
         log.warning(
             "recovery: %s was promoted but CURRENT names %s, not its champion %s: left as is",
@@ -224,7 +224,12 @@ def _finish_promotion(
             current,
             candidate.record.notes.champion,
         )
-        return candidate
+        return _unless_served(
+            registry,
+            candidate,
+            by,
+            f"CURRENT names {current}, not its champion {candidate.record.notes.champion}",
+        )
     settled = registry.settle_promotion(
         candidate.version,
         Promotion.SERVED,
@@ -254,7 +259,41 @@ def _finish_promotion(
             candidate.version,
             move.now.version,
         )
+        # settled served by this recovery, its job moves nothing: it never was served
+        return _not_served(
+            registry, candidate, f"CURRENT was moved to {move.now.version} before it could be"
+        )
     return candidate
+
+
+def _unless_served(
+    registry: ModelRegistry, candidate: RegisteredCandidate, by: str, why: str
+) -> RegisteredCandidate:
+    """The promoted ``candidate`` left as is because ``CURRENT`` was written since:
+    recorded ``rejected`` if its job never served it. A job settles its candidate served
+    before it moves ``CURRENT`` (:meth:`RetrainJob._serve`), so one nobody settled never
+    was; settling it withdrawn here (a compare-and-set) keeps a slow job from serving it
+    after. One settled served may have been served, then rolled back: left ``promoted``."""
+    settled = registry.settle_promotion(
+        candidate.version, Promotion.WITHDRAWN, by=by, reason=f"not served: {why}"
+    )
+    if settled.outcome is Promotion.SERVED:
+        return candidate
+    return _not_served(registry, candidate, why)
+
+
+def _not_served(
+    registry: ModelRegistry, candidate: RegisteredCandidate, why: str
+) -> RegisteredCandidate:
+    """Record the promoted ``candidate``, never served, as ``rejected`` (as its job
+    records one it withdraws): a default rollback must not pick it, nor its run count
+    as a promotion."""
+    said = candidate.record.notes.reason or "not recorded"
+    reason = f"not served: {why}; its gate had said: {said}"
+    if registry.record(candidate.version).status is VersionStatus.PROMOTED:
+        registry.set_status(candidate.version, VersionStatus.REJECTED, reason=reason)
+    log.warning("recovery: %s was never served: recorded rejected", candidate.version)
+    return RegisteredCandidate(candidate.version, registry.record(candidate.version))
 
 
 def recover(

@@ -426,6 +426,8 @@ def test_recovery_does_not_undo_a_rollback_of_a_dead_jobs_promotion(
         status=VersionStatus.PROMOTED,
         notes=VersionNotes(run_id=run_id, reason="better than v1", champion="v1"),
     )
+    # as its job did before moving CURRENT
+    registry.settle_promotion(version, Promotion.SERVED, by=DEAD_HOLDER, reason="promoted")
     assert registry.rollback() == (version, "v1")
 
     assert make_job().run() is None
@@ -433,6 +435,39 @@ def test_recovery_does_not_undo_a_rollback_of_a_dead_jobs_promotion(
     run = _runs(engine)[run_id]
     assert (run["outcome"], run["candidate_version"]) == ("promoted", version)
     assert registry.current_version() == "v1", "recovery undid the rollback"
+    assert registry.record(version).status == "promoted", "it was served"
+
+
+def test_a_dead_jobs_candidate_a_rollback_kept_from_being_served_is_recorded_rejected(
+    make_job: Callable[..., RetrainJob],
+    engine: sa.Engine,
+    registry_dir: Path,
+    trained: TrainedModel,
+) -> None:
+    """The job registered its candidate promoted and died before settling it served
+    (so before moving ``CURRENT``); an operator made another version current since. The
+    recovery leaves ``CURRENT`` as they put it, and the candidate, never served, was
+    recorded and counted ``promoted``: a later default rollback could pick it."""
+    run_id, _ = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
+    registry = ModelRegistry(registry_dir)
+    version = registry.register(
+        trained,
+        make_current=False,
+        status=VersionStatus.PROMOTED,
+        notes=VersionNotes(run_id=run_id, reason="better than v1", champion="v1"),
+    )
+    chosen = registry.register(trained, make_current=True)  # a manual train, made current
+
+    assert make_job().run() is None
+
+    assert registry.current_version() == chosen
+    record = registry.record(version)
+    assert record.status == "rejected", "a version never served is recorded promoted"
+    assert record.notes.reason is not None and record.notes.reason.startswith("not served:")
+    run = _runs(engine)[run_id]
+    assert (run["outcome"], run["candidate_version"]) == ("rejected", version)
+    settled = registry.promotion_settlement(version)
+    assert settled is not None and settled.outcome is Promotion.WITHDRAWN
 
 
 def _started_at(engine: sa.Engine, run_id: int) -> datetime:
@@ -659,4 +694,6 @@ def test_a_rollback_made_while_recovery_is_about_to_serve_a_candidate_stands(
 
     assert registry.current_version() == "v1", "the recovery moved CURRENT over a rollback"
     run = _runs(engine)[run_id]
-    assert (run["outcome"], run["candidate_version"]) == ("promoted", candidate)
+    # never served: recorded as a withdrawn candidate is
+    assert (run["outcome"], run["candidate_version"]) == ("rejected", candidate)
+    assert registry.record(candidate).status == "rejected"
