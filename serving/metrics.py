@@ -20,7 +20,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client import multiprocess as prom_multiprocess
+
+from serving.metric_files import SizedFilesCollector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
@@ -236,6 +237,6 @@ def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
     """The text exposition: every worker's values under gunicorn, else ``registry``'s."""
     if multiprocess_enabled():
         collected = CollectorRegistry()
-        prom_multiprocess.MultiProcessCollector(collected)
+        SizedFilesCollector(collected)
         return generate_latest(collected), CONTENT_TYPE_LATEST
     return generate_latest(registry), CONTENT_TYPE_LATEST

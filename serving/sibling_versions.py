@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 
-from prometheus_client import multiprocess
+from serving.metric_files import SizedFilesCollector
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def served_by_siblings() -> list[str]:
     if not directory:
         return []
     try:
-        families = multiprocess.MultiProcessCollector(None, path=directory).collect()
+        families = SizedFilesCollector(None, path=directory).collect()
         return sorted(
             {
                 sample.labels["model_version"]

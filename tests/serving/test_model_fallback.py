@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
 
+from serving.metric_files import SizedFilesCollector
 from serving.model_store import ModelStore
 from serving.services import services
 from tests.bad_versions import BAD_CURRENT, flip_byte, make_current_bad, point_current
@@ -199,7 +199,7 @@ def _worker_metrics(multiproc_dir: Path, pid: int) -> str:
         for path in multiproc_dir.glob(f"*_{pid}.db"):
             shutil.copy(path, directory)
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=directory)
+        SizedFilesCollector(registry, path=directory)  # its file may not be sized yet
         return generate_latest(registry).decode()
 
 
