@@ -39,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
-from pydantic import BaseModel, BeforeValidator, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError
 from pydantic_core import ErrorDetails
 
 from watchkeeper.errors import (
@@ -104,7 +104,18 @@ def _rfc3339_time(value: object) -> object:
     return value
 
 
-AlertTime = Annotated[datetime, BeforeValidator(_rfc3339_time)]
+def _with_offset(value: datetime) -> datetime:
+    """RFC 3339 requires the offset; a time without one was read as this host's local
+    time, which says nothing of when the alert fired."""
+    if value.tzinfo is None:
+        raise ValueError(
+            "must be an RFC 3339 time with its offset, such as 2026-11-29T11:46:21Z "
+            "(no time zone given)"
+        )
+    return value
+
+
+AlertTime = Annotated[datetime, BeforeValidator(_rfc3339_time), AfterValidator(_with_offset)]
 
 
 class AlertStatus(StrEnum):

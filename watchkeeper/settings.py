@@ -98,6 +98,10 @@ def _bindable_host(value: str) -> str:
             "must name an address to listen on (127.0.0.1 for this host alone, "
             "0.0.0.0 for every interface), not be empty"
         )
+    # an IPv6 literal as a URL writes it ("[::1]"): the address itself, which binding
+    # and the URLs built from it (bracketed again) take
+    if value.startswith("[") and value.endswith("]"):
+        return value[1:-1]
     return value
 
 

@@ -366,3 +366,19 @@ def test_a_number_for_an_alert_time_is_refused_naming_the_field(
     assert problem["problem"].startswith("must be an RFC 3339 time such as 2026-11-29T11:46:21Z")
     assert "not a number" in problem["problem"]
     assert not path.exists()
+
+
+@pytest.mark.parametrize("value", ["2026-11-29T11:46:21", "2026-11-29 11:46:21.5"])
+def test_an_alert_time_without_its_offset_is_refused_naming_the_field(
+    sink: tuple[str, Path, io.StringIO], value: str
+) -> None:
+    """A time without an offset was taken as this host's local time: the line said a
+    time the alert never fired at. RFC 3339, which Alertmanager writes, requires one."""
+    url, path, _ = sink
+    answer = requests.post(f"{url}/notify", json=body({**FIRING, "startsAt": value}), timeout=10)
+
+    assert answer.status_code == 400
+    (problem,) = answer.json()["error"]["details"]
+    assert problem["field"] == "alerts.0.startsAt"
+    assert "with its offset" in problem["problem"]
+    assert not path.exists()

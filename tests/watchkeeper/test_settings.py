@@ -416,6 +416,20 @@ def test_an_empty_host_is_refused_naming_its_variable(
     assert _refused_variables(monkeypatch, name, value) == {name}
 
 
+@pytest.mark.parametrize("name", HOSTS)
+def test_a_bracketed_ipv6_host_is_taken_as_its_address(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """``[::1]`` (as a URL writes it) passed the settings, and then the status server
+    could not resolve it and serve's port check failed; gunicorn alone took it."""
+    monkeypatch.setenv(name, "[::1]")
+
+    flat = Settings().flat_dump()
+
+    [setting] = [key for key, s in SETTINGS.items() if s.variable == name]
+    assert flat[setting] == "::1"
+
+
 @pytest.mark.parametrize("value", ["memory://wk", "memory:///log", "simplecache::memory://x"])
 def test_an_archive_in_the_process_memory_is_refused(
     monkeypatch: pytest.MonkeyPatch, value: str

@@ -206,7 +206,7 @@ retrain_requests = sa.Table(
     sa.Column("dedupe_key", sa.String(255)),
     sa.Column("run_id", sa.BigInteger),
     # what the request asks the job to train with (RetrainOptions); NULL: the champion's
-    sa.Column("options", sa.JSON),
+    sa.Column("options", sa.JSON(none_as_null=True)),  # no options: SQL NULL, as 0014 says
     sa.UniqueConstraint("dedupe_key", name="uq_retrain_requests_dedupe_key"),
 )
 
