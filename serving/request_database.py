@@ -12,7 +12,8 @@ the database, waited for a thread (10 predictions in 40 s instead of ~640). So:
   half a second), and is answered 503 at once while a slot's work has waited longer:
   its waiting would hold a thread the cap keeps for ``/predict``;
 * each such work has a deadline, ``WATCHKEEPER_REQUEST_DATABASE_TIMEOUT``, after which
-  its connection is cut (:mod:`watchkeeper.db.deadline`) and it answers 503. Work cut
+  its connection is cut (:mod:`watchkeeper.db.deadline`; on SQLite, the busy timeout
+  of its own connections) and it answers 503. Work cut
   off while it waited for its COMMIT may have been stored: the answer says so, and a
   retry is safe (the same labels again are accepted, a retrain requested twice runs
   once, an alert's notification is stored once).
@@ -28,6 +29,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from watchkeeper.db.deadline import bounded_engine, can_bound, deadline
+from watchkeeper.db.engine import create_engine
 from watchkeeper.errors import DatabaseUnavailable, database_errors
 
 SLOT_PATIENCE = 0.5
@@ -48,14 +50,17 @@ class RequestDatabase:
         self.timeout = timeout
         self._changed = threading.Condition()
         self._started: dict[int, float] = {}  # when each slot's work began, by thread
-        # Its own pool, one connection per slot, whose connections keep the deadline;
-        # SQLite (a local file, whose waits its busy timeout bounds) shares the worker's.
-        self._own = can_bound(shared.url)
-        self.engine = (
-            bounded_engine(shared.url, seconds=timeout, pool_size=self.slots)
-            if self._own
-            else shared
-        )
+        # Its own pool, one connection per slot, whose connections keep the deadline.
+        # SQLite is a local file: what it waits for is another connection's write lock,
+        # for its busy timeout (30 s for the log writer and the monitor), which here is
+        # the deadline.
+        if can_bound(shared.url):
+            self.engine = bounded_engine(shared.url, seconds=timeout, pool_size=self.slots)
+        elif shared.url.get_backend_name() == "sqlite":
+            self.engine = create_engine(shared.url, connect_args={"timeout": timeout})
+        else:  # another driver: no deadline it could keep
+            self.engine = shared
+        self._own = self.engine is not shared
 
     @contextmanager
     def work(self, action: str) -> Iterator[sa.Engine]:

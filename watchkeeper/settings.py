@@ -260,7 +260,8 @@ class ServingSettings(SettingsGroup):
     most half of a worker's `WATCHKEEPER_THREADS` (at least one) wait for the database at
     once; a request beyond them is answered 503 at once, so `/predict` and the probes
     always find a thread. Work cut off while it committed may have been stored; a retry
-    is safe. SQLite waits for its write lock up to 30 s instead."""
+    is safe. On SQLite it is how long they wait for another process's write lock (its
+    busy timeout) before the same 503."""
 
     max_request_bytes: Bytes = Field(default=16 * 1024 * 1024, ge=1024)
     """Largest accepted request body in bytes; larger bodies get 413."""

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -202,3 +203,32 @@ def test_a_request_beyond_the_slots_is_503_at_once_while_a_slot_waits_long(
         first.result()
 
     assert refused_in < 0.1
+
+
+def test_feedback_waiting_for_a_sqlite_write_lock_is_503_by_the_deadline(tmp_path: Any) -> None:
+    """SQLite's work shared the worker's engine and its 30 s busy timeout: with another
+    process holding the write lock (a long prune, a monitor transaction) a /feedback
+    held its request thread for 30 s, past ``WATCHKEEPER_REQUEST_DATABASE_TIMEOUT``."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    shared = create_engine(url)
+    upgrade(shared)
+    database = RequestDatabase(shared, threads=2, timeout=TIMEOUT_SECONDS)
+    holder = create_engine(url)
+    try:
+        with holder.connect() as locked:
+            locked.exec_driver_sql("BEGIN IMMEDIATE")
+            started = time.monotonic()
+            with pytest.raises(DatabaseUnavailable):
+                with database.work("storing feedback") as engine, engine.begin() as connection:
+                    connection.execute(
+                        feedback.insert(),
+                        {"prediction_id": "p", "actual": 1.0, "received_at": datetime.now(UTC)},
+                    )
+            waited = time.monotonic() - started
+            locked.exec_driver_sql("ROLLBACK")
+    finally:
+        database.dispose()
+        holder.dispose()
+        shared.dispose()
+
+    assert waited < TIMEOUT_SECONDS + MARGIN_SECONDS
