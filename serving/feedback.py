@@ -31,6 +31,7 @@ import sqlalchemy as sa
 
 from watchkeeper.classification import Classifier
 from watchkeeper.db.arrival import arrival_time
+from watchkeeper.db.prediction_seq import ITEMS_PER_REQUEST
 from watchkeeper.db.tables import feedback
 from watchkeeper.errors import (
     BadRequest,
@@ -40,12 +41,16 @@ from watchkeeper.errors import (
     ValidationFailed,
     database_errors,
 )
-from watchkeeper.prediction_ids import logged_ids
+from watchkeeper.prediction_ids import logged_ids, parse_prediction_id
 from watchkeeper.task import MAX_LABEL, Task, label_text
 
 MAX_ID = 48
 """Characters of a prediction id (the width of ``feedback.prediction_id``)."""
 _NO_NUL = "must not contain a NUL character (U+0000)"
+_NOT_AN_ID = (
+    "is no prediction id this server makes: after its request id, '.' and the item's "
+    f"index, written as a plain number below {ITEMS_PER_REQUEST:,} (e.g. '.0', '.12')"
+)
 _LABEL_EXPECTED = "must be a class label (a string, an integer or a boolean)"
 
 
@@ -112,6 +117,11 @@ def parse_feedback(
             continue
         if "\x00" in pid:  # PostgreSQL's text cannot hold it (it raised: a 500)
             problems.append(FieldProblem(f"{dot}id", _NO_NUL))
+            continue
+        if parse_prediction_id(pid) is None:
+            # "<request>.01", "<request>.+1", an index past what a request holds: no
+            # prediction will ever have it, so it could only become an orphan a day on
+            problems.append(FieldProblem(f"{dot}id", _NOT_AN_ID))
             continue
         parse = _class_label if task is Task.CLASSIFICATION else _target
         parsed = parse(pid, actual)

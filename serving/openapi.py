@@ -25,6 +25,7 @@ from serving.arrow_ipc import ARROW_STREAM
 from serving.feedback import MAX_ID, MAX_LABEL
 from serving.routes import admin, feedback, health, metrics, model_info, predict
 from serving.routes import openapi as openapi_route
+from watchkeeper.prediction_ids import PREDICTION_ID_PATTERN
 from watchkeeper.schema import Feature, FeatureSchema
 from watchkeeper.task import Task, label_text
 
@@ -346,8 +347,9 @@ def _components(
                     "type": "string",
                     "minLength": 1,
                     "maxLength": MAX_ID,
-                    "pattern": NO_NUL,
-                    "description": "A prediction id from /predict; the ids of a batch are "
+                    "pattern": PREDICTION_ID_PATTERN,
+                    "description": "A prediction id from /predict (its request id, then "
+                    "'.' and the item's index for a batch); the ids of a batch are "
                     "distinct.",
                 },
                 "actual": _feedback_actual(task),

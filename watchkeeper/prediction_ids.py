@@ -63,6 +63,15 @@ class LoggedRequest:
         return prediction_seq(self.seq, key.item_index)
 
 
+# What :func:`parse_prediction_id` takes, as a JSON Schema pattern (the OpenAPI
+# document's): a request id without '.' or NUL, then maybe '.' and an item index below
+# ITEMS_PER_REQUEST (2**20 = 1,048,576) written as serving writes it.
+PREDICTION_ID_PATTERN = (
+    "^[^.\\u0000]+(\\.(0|[1-9][0-9]{0,5}|10[0-3][0-9]{4}|104[0-7][0-9]{3}"
+    "|1048[0-4][0-9]{2}|10485[0-6][0-9]|104857[0-5]))?$"
+)
+
+
 def parse_prediction_id(prediction_id: str) -> PredictionKey | None:
     """The request and item ``prediction_id`` names, or None when serving never makes
     such an id (an item index that is not a plain decimal, or beyond what one request

@@ -3,6 +3,8 @@ request's key (never by expanding requests' predictions), on SQLite and PostgreS
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlalchemy as sa
 
@@ -13,6 +15,7 @@ from tests.sqlite_plans import plans_as_served
 from watchkeeper.db.prediction_seq import ITEMS_PER_REQUEST
 from watchkeeper.db.tables import predictions, requests
 from watchkeeper.prediction_ids import (
+    PREDICTION_ID_PATTERN,
     PredictionKey,
     logged_ids,
     logged_requests,
@@ -183,3 +186,16 @@ def test_more_ids_than_one_statement_takes_are_all_looked_up(engine: sa.Engine) 
     with engine.connect() as connection:
         found = logged_ids(connection, wanted)
     assert found == set(wanted[:1200])
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a", "a.0", "a.7", "a.01", "a.+1", "a.", ".1", "a..1", "a.b", "a.٣", "a.999999"]
+    + [f"a.{n}" for n in (1_000_000, 1_039_999, 1_040_000, 1_047_999, 1_048_000)]
+    + [f"a.{n}" for n in (1_048_499, 1_048_500, 1_048_569, 1_048_570)]
+    + [f"a.{ITEMS_PER_REQUEST - 1}", f"a.{ITEMS_PER_REQUEST}", f"a.{10 * ITEMS_PER_REQUEST}"],
+)
+def test_the_documented_id_pattern_takes_what_the_parser_takes(value: str) -> None:
+    """The OpenAPI document's pattern for a feedback id, written for 2**20 items."""
+    assert ITEMS_PER_REQUEST == 1 << 20
+    assert bool(re.match(PREDICTION_ID_PATTERN, value)) == (parse_prediction_id(value) is not None)
