@@ -423,8 +423,9 @@ class ModelRegistry:
         A rollback to the version current already (``previous`` is then ``version``)
         changes nothing served: it writes ``CURRENT`` again, for servers that refused
         the version's files to load them again once restored, as a move that
-        *reaffirms* the one it read (:attr:`CurrentPointer.reaffirms`), which a
-        retraining job promoting meanwhile moves on from rather than giving way."""
+        *reaffirms* the one that put the version there (:attr:`CurrentPointer.reaffirms`,
+        the same for every rollback to it in a row), which a retraining job promoting
+        meanwhile moves on from rather than giving way."""
         try:
             previous = self.current()
         except UnreadableCurrent as exc:
