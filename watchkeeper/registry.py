@@ -18,9 +18,10 @@ whose bytes differ, and a pipeline holding types outside the trusted list.
 What the registry guarantees to writers in several processes, on one host or on a
 shared (ReadWriteMany) volume, rests on operations that are atomic on the server of any
 such volume (local file systems, NFSv3/v4, CephFS): ``rename`` (readers see the old
-``CURRENT`` or metadata or the new, never a mix; a version appears whole or not at all)
-and the refusal to rename a directory onto a non-empty one (two registrations never get
-the same version; a promotion is settled once, :meth:`ModelRegistry.settle_promotion`;
+``CURRENT`` or metadata or the new, never a mix; a version appears whole or not at all),
+``mkdir`` (two registrations never get the same version, even one of an earlier
+Watchkeeper during a rolling upgrade) and the refusal to rename a directory onto
+a non-empty one (a promotion is settled once, :meth:`ModelRegistry.settle_promotion`;
 ``CURRENT`` moves only from the pointer its writer read,
 :meth:`ModelRegistry.move_current`). No file lock is
 taken: ``flock`` is not shared between nodes on every such volume (NFS mounted with
@@ -484,9 +485,18 @@ class ModelRegistry:
 
     def _publish(self, staging: Path, metadata: MetadataDocument) -> str:
         """Rename the version written whole in ``staging`` to the next free ``vN``, its
-        metadata naming it; returns the name. The rename is atomic and fails onto an
-        existing, non-empty directory, so two writers never get the same version: the
-        one that finds its name taken takes the next."""
+        metadata naming it; returns the name.
+
+        The number is first reserved with ``mkdir`` (atomic: one writer gets each; one
+        that finds it taken takes the next), then ``staging`` is renamed onto that
+        reservation, empty and this writer's own. Renaming onto the next free ``vN``
+        alone is not enough: a directory renamed onto an *empty* one replaces it, and a
+        registration by an earlier Watchkeeper (still running in another process during
+        a rolling upgrade) reserves ``vN`` with ``mkdir`` and writes into it afterwards,
+        so both would have written the same version. A writer killed between the two
+        leaves an empty ``vN``: :meth:`versions` does not list it, and later
+        registrations skip its number rather than reuse it (it may be an earlier
+        writer's reservation, about to be written into)."""
         numbers = [
             int(m.group(1))
             for e in self._versions_dir.iterdir()
@@ -495,11 +505,19 @@ class ModelRegistry:
         n = max(numbers, default=0) + 1
         while True:
             version = f"v{n}"
+            target = self._versions_dir / version
             document = json.dumps({**metadata, "version": version}, indent=2).encode()
             write_atomic(staging / METADATA_FILE, document)  # written last: complete
             try:
-                os.rename(staging, self._versions_dir / version)
+                target.mkdir()
+            except FileExistsError:
+                n += 1  # reserved by another writer, or published
+                continue
+            try:
+                os.rename(staging, target)
             except OSError as exc:
+                # a writer that renames without reserving (the Watchkeeper before this
+                # one) took the reservation: it is theirs now
                 if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
                     n += 1
                     continue
