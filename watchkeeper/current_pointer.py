@@ -204,6 +204,24 @@ def inspect_current(root: Path) -> CurrentPointer:
     return CurrentPointer(version, move, reaffirms=reaffirms)
 
 
+def move_made_ns(root: Path, move: int) -> int | None:
+    """When move ``move`` put its file in ``CURRENT``, on the registry volume's clock (ns);
+    ``None`` when that cannot be told: move 0 (no claim: ``CURRENT`` written by hand or
+    by an earlier Watchkeeper), or a claim gone or unreadable.
+
+    It is the modification time of the claim's directory, ``moves/<n>/``: the claim file
+    and the new ``CURRENT`` are written into it, and the install renames that file out of
+    it, the last change to it ever (a fence of an installed claim finds no file to
+    delete; claims are never removed). Meaningful for a move that was installed, as the
+    one a pointer reaffirms was."""
+    if move <= 0:
+        return None
+    try:
+        return (root / MOVES_DIR / str(move)).stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def _unreadable(problem: str, raw: bytes) -> CurrentPointer:
     return CurrentPointer(
         None,

@@ -57,6 +57,7 @@ from watchkeeper.current_pointer import (
     CurrentPointer,
     UnreadableCurrent,
     move_current,
+    move_made_ns,
     read_current,
 )
 from watchkeeper.errors import ArtifactIntegrityError, RegistryError, RollbackRefused
@@ -179,17 +180,27 @@ class ModelRegistry:
         the file and what is wrong with it) if it is there but is no pointer."""
         return read_current(self.root)
 
-    def current_written_since(self, version: str) -> bool:
-        """Whether ``current`` was written after ``version`` was registered: by its own
-        registration, a rollback or a later promotion. Compares the modification times
-        of ``CURRENT`` and of the version's metadata (the last file a registration
-        writes before ``CURRENT``) on the registry's own volume, not two clocks; a tie
-        counts as written since (a coarse file system)."""
-        try:
-            current = (self.root / CURRENT_FILE).stat().st_mtime_ns
-        except FileNotFoundError:
-            return False
-        return current >= (self._version_dir(version) / METADATA_FILE).stat().st_mtime_ns
+    def current_written_since(self, version: str, pointer: CurrentPointer) -> bool:
+        """Whether ``CURRENT``, read as ``pointer``, was written after ``version`` was
+        registered: by its own registration, a rollback or a later promotion. Compares
+        the modification times of ``CURRENT`` and of the version's metadata (the last
+        file a registration writes before ``CURRENT``) on the registry's own volume, not
+        two clocks; a tie counts as written since (a coarse file system).
+
+        A pointer that only reaffirms an earlier move (rollbacks to the version current
+        already, :attr:`CurrentPointer.reaffirms`) changed nothing served: it counts
+        from when the move it reaffirms was made
+        (:func:`~watchkeeper.current_pointer.move_made_ns`), or, when that cannot be
+        told (a ``CURRENT`` once written by hand), from its own write, as any other."""
+        written = None
+        if pointer.problem is None and pointer.reaffirms is not None:
+            written = move_made_ns(self.root, pointer.reaffirms)
+        if written is None:
+            try:
+                written = (self.root / CURRENT_FILE).stat().st_mtime_ns
+            except FileNotFoundError:
+                return False
+        return written >= (self._version_dir(version) / METADATA_FILE).stat().st_mtime_ns
 
     def metadata(self, version: str) -> MetadataDocument:
         """The version's metadata as written (a JSON object; anything else is refused),
