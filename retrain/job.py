@@ -547,10 +547,10 @@ class RetrainJob:
 
     def _make_current(self, run_id: int, version: str, served: CurrentPointer) -> str | None:
         """Move ``CURRENT`` from ``served`` to ``version``; ``None`` when it names it
-        now, else why it was left as another writer put it. A move since that only
-        wrote the champion again (a rollback to the version current already,
-        :meth:`CurrentPointer.reaffirmed`) changed nothing served: the move is made from
-        it."""
+        now, else why it was left as another writer put it. Moves since that only
+        wrote the champion again (rollbacks to the version current already, however
+        many, :meth:`CurrentPointer.reaffirmed`) changed nothing served: the move is
+        made from the last of them."""
         expected = served
         move = self.registry.move_current(version, expected=expected)
         while not move.moved and move.now.reaffirmed(expected):

@@ -181,7 +181,11 @@ def _finish_promotion(
     someone moved ``CURRENT`` off the champion since (a rollback decides), or wrote it
     at all since the candidate was registered: a job that died after moving ``CURRENT``
     and a rollback back to the champion leave ``CURRENT`` naming the champion too, and
-    the rollback must stand. Returns the candidate as its metadata reads now.
+    the rollback must stand. Rollbacks to the champion while it was current (moves that
+    only reaffirm it, :meth:`CurrentPointer.reaffirmed`) changed nothing served: they
+    count from the move they reaffirm (:meth:`ModelRegistry.current_written_since`),
+    and the promotion moves on from them, as its job would have. Returns the candidate
+    as its metadata reads now.
 
     Its job may be only slow, not dead: finding its lease lost (to ``by``, this job),
     it withdraws the candidate, maybe at this very moment. Both settle the candidate in
@@ -210,7 +214,7 @@ def _finish_promotion(
     current = pointer.version
     if current == candidate.version:
         return candidate
-    if registry.current_written_since(candidate.version):
+    if registry.current_written_since(candidate.version, pointer):
         log.warning(
             "recovery: %s was promoted, and CURRENT was set since (to %s, a rollback): left as is",
             candidate.version,
@@ -247,6 +251,9 @@ def _finish_promotion(
         )
         return RegisteredCandidate(candidate.version, registry.record(candidate.version))
     move = registry.move_current(candidate.version, expected=pointer)
+    while not move.moved and move.now.reaffirmed(pointer):  # changed nothing served
+        pointer = move.now
+        move = registry.move_current(candidate.version, expected=pointer)
     if move.moved:
         log.warning(
             "recovery: %s was promoted by a job that died before serving it: now current",

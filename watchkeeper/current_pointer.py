@@ -15,11 +15,14 @@ before.
 
 A move to the version ``CURRENT`` names already (a rollback to it: servers that refused
 its files load them again once they are restored) writes ``CURRENT`` too, but changes
-nothing served: its third line names the move it *reaffirms*, the one it was made from
-(:attr:`CurrentPointer.reaffirms`), so that a writer that decided on that very move may
-tell it from a real one and move on from it (a retraining job's promotion). A version
-that came back after another was current (v1, v2, v1) is a real move: its third line
-names the move that wrote v2, not the one the paused writer read.
+nothing served: its third line names the move it *reaffirms*
+(:attr:`CurrentPointer.reaffirms`), so that a writer that decided on an earlier pointer
+of that version may tell it from a real move and move on from it (a retraining job's
+promotion). It names the *root* of the run of such moves: the real move that last put
+the version in ``CURRENT``, carried forward by each reaffirm of a reaffirm, so that two
+rollbacks to the version current already (or a rollback retried) hold back a writer no
+more than one does. A version that came back after another was current (v1, v2, v1) is
+a real move, the root of its own run: a writer that read the first v1 is refused.
 
 How, with ``rename`` and ``mkdir`` only (atomic on a local file system and on an NFS or
 CephFS server alike; no file lock, for the reasons the registry gives):
@@ -115,16 +118,27 @@ class CurrentPointer:
     """With ``problem``: a digest of what was found, so that a writer moving from one
     unreadable ``CURRENT`` is refused if another replaced it meanwhile."""
     reaffirms: int | None = None
-    """Set when the move that wrote it named the version already current: the move it
-    was made from, which it changed nothing of (see the module)."""
+    """Set when the move that wrote it named the version already current: the real move
+    that last put that version in ``CURRENT`` (the root of the run of moves that only
+    wrote it again, see the module), which it changed nothing of."""
+
+    @property
+    def root(self) -> int:
+        """The real move that put this pointer's version in ``CURRENT``: its own move,
+        or the one it (and every move between) only reaffirmed."""
+        return self.move if self.reaffirms is None else self.reaffirms
 
     def reaffirmed(self, earlier: CurrentPointer) -> bool:
-        """Whether this pointer only wrote ``earlier``'s version again, from ``earlier``
-        itself: nothing served changed between the two."""
+        """Whether this pointer only wrote ``earlier``'s version again, by moves made
+        from ``earlier`` or from one another since: nothing served changed between the
+        two. Each move is a compare-and-set from the pointer before it, so a pointer
+        whose root is ``earlier``'s root (or ``earlier`` itself) descends from it by
+        such moves alone."""
         return (
             earlier.problem is None
+            and self.reaffirms is not None
             and self.version == earlier.version
-            and self.reaffirms == earlier.move
+            and self.reaffirms == earlier.root
         )
 
 
@@ -190,6 +204,24 @@ def inspect_current(root: Path) -> CurrentPointer:
     return CurrentPointer(version, move, reaffirms=reaffirms)
 
 
+def move_made_ns(root: Path, move: int) -> int | None:
+    """When move ``move`` put its file in ``CURRENT``, on the registry volume's clock (ns);
+    ``None`` when that cannot be told: move 0 (no claim: ``CURRENT`` written by hand or
+    by an earlier Watchkeeper), or a claim gone or unreadable.
+
+    It is the modification time of the claim's directory, ``moves/<n>/``: the claim file
+    and the new ``CURRENT`` are written into it, and the install renames that file out of
+    it, the last change to it ever (a fence of an installed claim finds no file to
+    delete; claims are never removed). Meaningful for a move that was installed, as the
+    one a pointer reaffirms was."""
+    if move <= 0:
+        return None
+    try:
+        return (root / MOVES_DIR / str(move)).stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def _unreadable(problem: str, raw: bytes) -> CurrentPointer:
     return CurrentPointer(
         None,
@@ -208,7 +240,8 @@ def move_current(root: Path, version: str, *, expected: CurrentPointer) -> Curre
     moves = root / MOVES_DIR
     moves.mkdir(parents=True, exist_ok=True)
     same = expected.problem is None and expected.version == version
-    reaffirms = expected.move if same else None
+    # the root carried forward: a reaffirm of a reaffirm names the move both reaffirm
+    reaffirms = expected.root if same else None
     for _ in range(_ATTEMPTS):
         number = _claim(root, moves, version, reaffirms)
         claimed = moves / str(number) / CURRENT_FILE

@@ -18,9 +18,10 @@ whose bytes differ, and a pipeline holding types outside the trusted list.
 What the registry guarantees to writers in several processes, on one host or on a
 shared (ReadWriteMany) volume, rests on operations that are atomic on the server of any
 such volume (local file systems, NFSv3/v4, CephFS): ``rename`` (readers see the old
-``CURRENT`` or metadata or the new, never a mix; a version appears whole or not at all)
-and the refusal to rename a directory onto a non-empty one (two registrations never get
-the same version; a promotion is settled once, :meth:`ModelRegistry.settle_promotion`;
+``CURRENT`` or metadata or the new, never a mix; a version appears whole or not at all),
+``mkdir`` (two registrations never get the same version, even one of an earlier
+Watchkeeper during a rolling upgrade) and the refusal to rename a directory onto
+a non-empty one (a promotion is settled once, :meth:`ModelRegistry.settle_promotion`;
 ``CURRENT`` moves only from the pointer its writer read,
 :meth:`ModelRegistry.move_current`). No file lock is
 taken: ``flock`` is not shared between nodes on every such volume (NFS mounted with
@@ -56,6 +57,7 @@ from watchkeeper.current_pointer import (
     CurrentPointer,
     UnreadableCurrent,
     move_current,
+    move_made_ns,
     read_current,
 )
 from watchkeeper.errors import ArtifactIntegrityError, RegistryError, RollbackRefused
@@ -178,17 +180,27 @@ class ModelRegistry:
         the file and what is wrong with it) if it is there but is no pointer."""
         return read_current(self.root)
 
-    def current_written_since(self, version: str) -> bool:
-        """Whether ``current`` was written after ``version`` was registered: by its own
-        registration, a rollback or a later promotion. Compares the modification times
-        of ``CURRENT`` and of the version's metadata (the last file a registration
-        writes before ``CURRENT``) on the registry's own volume, not two clocks; a tie
-        counts as written since (a coarse file system)."""
-        try:
-            current = (self.root / CURRENT_FILE).stat().st_mtime_ns
-        except FileNotFoundError:
-            return False
-        return current >= (self._version_dir(version) / METADATA_FILE).stat().st_mtime_ns
+    def current_written_since(self, version: str, pointer: CurrentPointer) -> bool:
+        """Whether ``CURRENT``, read as ``pointer``, was written after ``version`` was
+        registered: by its own registration, a rollback or a later promotion. Compares
+        the modification times of ``CURRENT`` and of the version's metadata (the last
+        file a registration writes before ``CURRENT``) on the registry's own volume, not
+        two clocks; a tie counts as written since (a coarse file system).
+
+        A pointer that only reaffirms an earlier move (rollbacks to the version current
+        already, :attr:`CurrentPointer.reaffirms`) changed nothing served: it counts
+        from when the move it reaffirms was made
+        (:func:`~watchkeeper.current_pointer.move_made_ns`), or, when that cannot be
+        told (a ``CURRENT`` once written by hand), from its own write, as any other."""
+        written = None
+        if pointer.problem is None and pointer.reaffirms is not None:
+            written = move_made_ns(self.root, pointer.reaffirms)
+        if written is None:
+            try:
+                written = (self.root / CURRENT_FILE).stat().st_mtime_ns
+            except FileNotFoundError:
+                return False
+        return written >= (self._version_dir(version) / METADATA_FILE).stat().st_mtime_ns
 
     def metadata(self, version: str) -> MetadataDocument:
         """The version's metadata as written (a JSON object; anything else is refused),
@@ -423,8 +435,9 @@ class ModelRegistry:
         A rollback to the version current already (``previous`` is then ``version``)
         changes nothing served: it writes ``CURRENT`` again, for servers that refused
         the version's files to load them again once restored, as a move that
-        *reaffirms* the one it read (:attr:`CurrentPointer.reaffirms`), which a
-        retraining job promoting meanwhile moves on from rather than giving way."""
+        *reaffirms* the one that put the version there (:attr:`CurrentPointer.reaffirms`,
+        the same for every rollback to it in a row), which a retraining job promoting
+        meanwhile moves on from rather than giving way."""
         try:
             previous = self.current()
         except UnreadableCurrent as exc:
@@ -483,9 +496,18 @@ class ModelRegistry:
 
     def _publish(self, staging: Path, metadata: MetadataDocument) -> str:
         """Rename the version written whole in ``staging`` to the next free ``vN``, its
-        metadata naming it; returns the name. The rename is atomic and fails onto an
-        existing, non-empty directory, so two writers never get the same version: the
-        one that finds its name taken takes the next."""
+        metadata naming it; returns the name.
+
+        The number is first reserved with ``mkdir`` (atomic: one writer gets each; one
+        that finds it taken takes the next), then ``staging`` is renamed onto that
+        reservation, empty and this writer's own. Renaming onto the next free ``vN``
+        alone is not enough: a directory renamed onto an *empty* one replaces it, and a
+        registration by an earlier Watchkeeper (still running in another process during
+        a rolling upgrade) reserves ``vN`` with ``mkdir`` and writes into it afterwards,
+        so both would have written the same version. A writer killed between the two
+        leaves an empty ``vN``: :meth:`versions` does not list it, and later
+        registrations skip its number rather than reuse it (it may be an earlier
+        writer's reservation, about to be written into)."""
         numbers = [
             int(m.group(1))
             for e in self._versions_dir.iterdir()
@@ -494,11 +516,19 @@ class ModelRegistry:
         n = max(numbers, default=0) + 1
         while True:
             version = f"v{n}"
+            target = self._versions_dir / version
             document = json.dumps({**metadata, "version": version}, indent=2).encode()
             write_atomic(staging / METADATA_FILE, document)  # written last: complete
             try:
-                os.rename(staging, self._versions_dir / version)
+                target.mkdir()
+            except FileExistsError:
+                n += 1  # reserved by another writer, or published
+                continue
+            try:
+                os.rename(staging, target)
             except OSError as exc:
+                # a writer that renames without reserving (the Watchkeeper before this
+                # one) took the reservation: it is theirs now
                 if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
                     n += 1
                     continue

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from retrain.job import RetrainJob
@@ -253,22 +254,28 @@ class _MovedBeforeServing(ModelRegistry):
         return super().move_current(version, expected=expected)
 
 
-def test_a_rollback_to_the_version_current_already_does_not_stop_a_promotion(
-    labelled_log: int, engine: sa.Engine, settings: Settings
+@pytest.mark.parametrize("rollbacks", [1, 2, 3])
+def test_rollbacks_to_the_version_current_already_do_not_stop_a_promotion(
+    labelled_log: int, engine: sa.Engine, settings: Settings, rollbacks: int
 ) -> None:
     """`/admin/rollback {"version": "v1"}` while v1 was current, during a job: the job
     logged "not made current: CURRENT was moved from v1 to v1 meanwhile" and recorded its
     never-served candidate promoted. Rolling back to the version served changes nothing
-    served: the promotion goes on."""
+    served: the promotion goes on. So do two or three in a row (a rollback retried):
+    the second reaffirmed the first, not the move the job read, and the job recorded its
+    candidate rejected ("CURRENT was moved from v1 to v1 meanwhile")."""
     retrain_queue.enqueue(engine, trigger="manual", reason="better")
     answers: list[tuple[str | None, str]] = []
-    registry = _MovedBeforeServing(
-        settings.storage.registry_path, lambda other: answers.append(other.rollback("v1"))
-    )
+
+    def roll_back(other: ModelRegistry) -> None:
+        answers.extend(other.rollback("v1") for _ in range(rollbacks))
+
+    registry = _MovedBeforeServing(settings.storage.registry_path, roll_back)
 
     result = RetrainJob(settings, engine, registry).run()
 
-    assert answers == [("v1", "v1")]  # said as a rollback to the version current already
+    # each said as a rollback to the version current already
+    assert answers == [("v1", "v1")] * rollbacks
     assert result is not None and result.outcome == "promoted", result.reason
     assert registry.current_version() == "v2"
     assert registry.record("v2").status is VersionStatus.PROMOTED

@@ -26,6 +26,7 @@ from retrain.recovery import recover
 from tests.processes import Process, metric, wait_for
 from tests.retrain.paused_registry import PausedAfterSettling
 from watchkeeper import retrain_queue
+from watchkeeper.current_pointer import CurrentMove, CurrentPointer
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
 from watchkeeper.model_metrics import ModelMetrics
@@ -468,6 +469,88 @@ def test_a_dead_jobs_candidate_a_rollback_kept_from_being_served_is_recorded_rej
     assert (run["outcome"], run["candidate_version"]) == ("rejected", version)
     settled = registry.promotion_settlement(version)
     assert settled is not None and settled.outcome is Promotion.WITHDRAWN
+
+
+@pytest.mark.parametrize("rollbacks", [1, 2])
+def test_a_dead_jobs_candidate_is_served_though_its_champion_was_rolled_back_to_since(
+    engine: sa.Engine, registry_dir: Path, trained: TrainedModel, rollbacks: int
+) -> None:
+    """The job registered its candidate promoted and died before moving ``CURRENT``; an
+    operator then rolled back to the champion, current already (nothing served changed,
+    and a live job would have moved on). The recovery took that write of ``CURRENT`` for
+    a rollback, left the candidate unserved and recorded it rejected."""
+    run_id, _, version = _promoted_candidate(engine, registry_dir, trained)
+    registry = ModelRegistry(registry_dir)
+    for _ in range(rollbacks):
+        assert registry.rollback("v1") == ("v1", "v1")
+    lease = Lease(engine, 60)
+    assert lease.acquire()
+
+    recover(engine, lease, registry)
+
+    lease.release()
+    assert registry.current_version() == version, "a no-op rollback kept it from being served"
+    assert registry.record(version).status == "promoted"
+    assert _runs(engine)[run_id]["outcome"] == "promoted"
+
+
+def test_a_dead_jobs_candidate_is_not_served_after_a_rollback_reaffirmed_since(
+    make_job: Callable[..., RetrainJob],
+    engine: sa.Engine,
+    registry_dir: Path,
+    trained: TrainedModel,
+) -> None:
+    """The job served its candidate and died; an operator rolled back to the champion,
+    then (again) to the champion, current already: the reaffirm counts from the real
+    rollback, made after the candidate, which stands."""
+    run_id, _ = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
+    registry = ModelRegistry(registry_dir)
+    version = registry.register(
+        trained,
+        make_current=True,
+        status=VersionStatus.PROMOTED,
+        notes=VersionNotes(run_id=run_id, reason="better than v1", champion="v1"),
+    )
+    registry.settle_promotion(version, Promotion.SERVED, by=DEAD_HOLDER, reason="promoted")
+    assert registry.rollback() == (version, "v1")
+    assert registry.rollback("v1") == ("v1", "v1")
+
+    assert make_job().run() is None
+
+    assert registry.current_version() == "v1", "recovery undid the rollback"
+    assert registry.record(version).status == "promoted", "it was served"
+
+
+class _RolledBackToTheChampionBeforeServing(ModelRegistry):
+    """An operator rolls back to the champion, current already, just as the recovery
+    moves ``CURRENT`` to the candidate (after its checks)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.rolled_back = False
+
+    def move_current(self, version: str, *, expected: CurrentPointer) -> CurrentMove:
+        if not self.rolled_back:
+            self.rolled_back = True
+            assert ModelRegistry(self.root).rollback("v1") == ("v1", "v1")
+        return super().move_current(version, expected=expected)
+
+
+def test_a_rollback_to_the_champion_current_already_during_recovery_does_not_stop_it(
+    engine: sa.Engine, registry_dir: Path, trained: TrainedModel
+) -> None:
+    run_id, _, version = _promoted_candidate(engine, registry_dir, trained)
+    registry = _RolledBackToTheChampionBeforeServing(registry_dir)
+    lease = Lease(engine, 60)
+    assert lease.acquire()
+
+    recover(engine, lease, registry)
+
+    lease.release()
+    assert registry.rolled_back
+    assert registry.current_version() == version
+    assert registry.record(version).status == "promoted"
+    assert _runs(engine)[run_id]["outcome"] == "promoted"
 
 
 def _started_at(engine: sa.Engine, run_id: int) -> datetime:

@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import skops.io as sio
 
 from watchkeeper.dataset import Dataset
 from watchkeeper.errors import ArtifactIntegrityError, RegistryError
-from watchkeeper.registry import MODEL_FILE, REFERENCE_FILE, ModelRegistry
+from watchkeeper.registry import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, ModelRegistry
 from watchkeeper.registry_writes import write_atomic
 from watchkeeper.training import TrainedModel
 
@@ -220,3 +221,80 @@ def test_a_registration_killed_part_way_leaves_no_partial_version(
 
     assert sorted(p.name for p in (registry_dir / "versions").iterdir()) == ["v1", "v2"]
     assert registry.load("v2").version == "v2"  # whole, and its metadata names it
+
+
+def _reserve_as_an_earlier_watchkeeper(versions: Path) -> Path:
+    """What a registration of the Watchkeeper before the private directories did (still
+    running during a rolling upgrade): ``mkdir`` the next free ``vN``, then write into
+    it."""
+    numbers = [int(p.name[1:]) for p in versions.iterdir() if p.name[1:].isdigit()]
+    n = max(numbers, default=0) + 1
+    while True:
+        try:
+            (versions / f"v{n}").mkdir()
+            return versions / f"v{n}"
+        except FileExistsError:
+            n += 1
+
+
+def test_a_registration_never_takes_a_version_an_earlier_writer_reserved(
+    registry_dir: Path, trained: TrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An earlier Watchkeeper reserves v2 (``mkdir``) after this registration chose v2 and
+    before it renames its version there: a directory renamed onto an empty one replaces
+    it, so both wrote v2. The registration takes v3; v2 is the other writer's."""
+    import watchkeeper.registry as registry_module
+
+    reserved: list[Path] = []
+
+    def earlier_writer_reserves_first(path: Path, data: bytes) -> None:
+        if path.name == METADATA_FILE and not reserved:
+            reserved.append(_reserve_as_an_earlier_watchkeeper(registry_dir / "versions"))
+        write_atomic(path, data)
+
+    monkeypatch.setattr(registry_module, "write_atomic", earlier_writer_reserves_first)
+    registry = ModelRegistry(registry_dir)
+
+    assert registry.register(trained, make_current=False) == "v3"
+
+    assert [p.name for p in reserved] == ["v2"]
+    assert list(reserved[0].iterdir()) == [], "the registration wrote into another's version"
+    assert registry.versions() == ["v1", "v3"]
+    assert registry.load("v3").version == "v3"
+
+
+def _register_killed_after_reserving(root: Path, trained: TrainedModel) -> None:
+    """Register, and be killed once its version's number is reserved (before the rename
+    that publishes it)."""
+    rename = os.rename
+
+    def die_on_publishing(source: Any, target: Any) -> None:
+        if Path(target).parent.name == "versions":
+            os.kill(os.getpid(), signal.SIGKILL)
+        rename(source, target)
+
+    os.rename = die_on_publishing  # type: ignore[assignment]  # a forked child's own
+    ModelRegistry(root).register(trained, make_current=False)
+
+
+def test_a_registration_killed_after_reserving_its_number_leaves_it_empty_and_skipped(
+    registry_dir: Path, trained: TrainedModel
+) -> None:
+    """Killed between reserving v2 and renaming its version onto it: v2 stays empty,
+    unlisted, and is not reused (it could be an earlier writer's reservation)."""
+    child = multiprocessing.get_context("fork").Process(
+        target=_register_killed_after_reserving, args=(registry_dir, trained)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    registry = ModelRegistry(registry_dir)
+    assert list((registry_dir / "versions" / "v2").iterdir()) == []
+    assert registry.versions() == ["v1"]
+
+    assert registry.register(trained, make_current=False) == "v3"
+
+    names = sorted(p.name for p in (registry_dir / "versions").iterdir())
+    assert names == ["v1", "v2", "v3"]  # the killed writer's private directory is gone
+    assert registry.versions() == ["v1", "v3"]
+    assert registry.load("v3").version == "v3"

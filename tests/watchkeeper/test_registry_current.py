@@ -179,6 +179,41 @@ def test_a_version_that_came_back_after_another_reaffirms_nothing(
     assert not three_versions.move_current("v3", expected=read).moved
 
 
+def test_rollbacks_in_a_row_to_the_version_already_current_reaffirm_the_pointer_read(
+    three_versions: ModelRegistry,
+) -> None:
+    """Two or three rollbacks to v1 while v1 is current (one retried): the last one
+    reaffirmed the one before, not the pointer a writer read before them all, which
+    then took them for a real move and gave way."""
+    read = three_versions.current()
+
+    for _ in range(3):
+        assert three_versions.rollback("v1") == ("v1", "v1")
+        now = three_versions.current()
+        assert now.reaffirmed(read) and now.reaffirms == read.move
+
+    move = three_versions.move_current("v2", expected=read)
+    assert not move.moved and move.now.reaffirmed(read)
+    assert three_versions.move_current("v2", expected=move.now).moved
+
+
+def test_a_rollback_to_a_version_that_came_back_reaffirms_its_return_not_its_first_move(
+    three_versions: ModelRegistry,
+) -> None:
+    """v1, v2, v1, then a rollback to v1 again: it reaffirms the move back to v1, so a
+    writer that read the first v1 is still refused (it missed v2 and the move back)."""
+    read = three_versions.current()
+    three_versions.set_current("v2")
+    assert three_versions.rollback("v1") == ("v2", "v1")
+    back = three_versions.current()
+
+    assert three_versions.rollback("v1") == ("v1", "v1")
+
+    now = three_versions.current()
+    assert now.reaffirmed(back) and not now.reaffirmed(read)
+    assert not three_versions.move_current("v3", expected=read).moved
+
+
 class _MovedWhileRollingBack(ModelRegistry):
     """Another writer moves ``CURRENT`` to v3 once the rollback has decided where to go
     (while it checks that the version loads)."""
