@@ -716,6 +716,39 @@ def test_requests_dated_decades_ahead_go_once_a_request_stored_after_them_is_old
     assert not {r[0] for r in far} & log.ids(requests, "request_id")
 
 
+def test_a_labelled_request_dated_ahead_goes_once_its_label_ages(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    """The raw pass passed a request dated decades ahead, kept for its recent label,
+    once old requests were stored after it; when the label aged the labelled pass took
+    only requests dated before the cut-off, so it stayed with its label for decades."""
+    log = Log(engine)
+    log.requests(ago(40), 2)
+    far = log.requests(NOW + timedelta(days=365 * 70), 2)
+    log.label(far[0][0], ago(5))
+    log.requests(ago(35), 3)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    policy = replace(POLICY, archive_url=str(tmp_path))
+
+    def at(days: float) -> Pruner:
+        return Pruner(engine, policy, clock=lambda: NOW + timedelta(days=days), pause=False)
+
+    assert counts(at(0).run())["requests"] == 2 + 1 + 3
+    assert counts(at(300).run())["requests"] == 0  # its label is within the retention
+    assert far[0][0] in log.ids(requests, "request_id") & log.ids(feedback, "prediction_id")
+
+    dry = at(400).run(dry_run=True)
+    report = at(400).run()
+
+    assert counts(dry) == counts(report)
+    assert counts(report)["requests"] == counts(report)["feedback"] == 1
+    assert far[0][0] not in log.ids(requests, "request_id") | log.ids(feedback, "prediction_id")
+    archived = read_archive(str(tmp_path))  # written before the delete, with its label
+    assert archived.loc[archived["prediction_id"] == far[0][0], "actual"].tolist() == [105.0]
+    assert counts(at(401).run())["requests"] == 0
+
+
 def test_a_prune_waits_for_one_under_way_and_then_runs(engine: sa.Engine) -> None:
     """Two prunes at once (the monitor's, `db prune`, two monitors in a rolling update)
     could lose archived rows: one took rows out of the other's archive file, then failed

@@ -41,7 +41,9 @@ in ``monitor_state`` (requests behind it are deleted, or kept for a recent label
 left to the labelled pass), and stops at the first request not old enough yet or not
 read by the monitor (it steps over requests dated after now, a server's clock ahead:
 they go with the first old request stored after them, the resume point waiting before
-them until it comes), so a prune costs what became old
+them until it comes; one holding a recent label is left to the labelled pass, which
+takes it as old by its place, at or before the resume point, not by its date), so a
+prune costs what became old
 since the last one, not what the log holds. Rejected requests logged before migration
 0010 have no ``seq``: they go by time, found through the same index. Each batch (at most
 ``batch_rows`` requests and, but for one larger request, predictions) is its own short
@@ -579,8 +581,10 @@ class Pruner:
         it: stored before one that is old, it is at least as old, whatever its date
         says (one dated decades ahead held the resume point for decades). Until one
         comes (at most ``_MOST_AHEAD`` such requests in a row), the first of them holds
-        the resume point. The range of ``seq`` passed: a dry run's aged-label count
-        leaves out what this one counted."""
+        the resume point.
+
+        The resume point before and after the pass: every request up to the latter is
+        old (:meth:`_aged_labels` takes those kept for a label by it)."""
         assert cut.raw is not None
         with self.engine.connect() as connection:
             start = read_position(connection, REQUESTS_POSITION) or 0
@@ -634,7 +638,7 @@ class Pruner:
             return len(run) < len(leading) or len(leading) == len(rows) == self.policy.batch_rows
 
         self._repeat(batch)
-        return start, scanned
+        return start, position
 
     def _unnumbered(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> None:
         """Delete old requests without ``seq``: rejected ones logged before migration
@@ -667,8 +671,12 @@ class Pruner:
         """Delete labels older than the labelled retention, together with their request
         once it may go: old, read, and holding no label within the labelled retention.
         A label whose request may not go yet is kept with it; one whose request is gone
-        (deleted by the raw pass, or never logged) goes."""
+        (deleted by the raw pass, or never logged) goes. A request is old by its date,
+        or by its place: at or before the raw pass's resume point (``passed``, before
+        and after the pass), as one dated ahead of the clock is once an old one stored
+        after it came; by its date alone it stayed until that date, decades for one."""
         assert cut.raw is not None and cut.labelled is not None
+        resume = passed[1]
         after: tuple[datetime, str] | None = None
         counted: set[str] = set()  # a dry run's requests, counted once
 
@@ -711,7 +719,7 @@ class Pruner:
                 )
                 for r in rows
                 if r.request_id is not None
-                and r.request_at < cut.raw
+                and (r.request_at < cut.raw or (r.seq is not None and r.seq <= resume))
                 and cut.may_go(r.seq, bool(r.accepted))
             }
             if candidates:
