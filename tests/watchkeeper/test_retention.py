@@ -101,7 +101,8 @@ class Log:
                     if items
                     else None,
                     "single": items == 1 if items else None,
-                    "outputs": [[100.0, 90.0, 110.0]] * items if items else None,
+                    # SQL NULL, as the writer stores it (SQLite's JSON type: ``null``)
+                    "outputs": [[100.0, 90.0, 110.0]] * items if items else sa.null(),
                 }
             )
         with self.engine.begin() as connection:
@@ -714,6 +715,143 @@ def test_requests_dated_decades_ahead_go_once_a_request_stored_after_them_is_old
 
     assert counts(later.run())["requests"] == 3 + 4
     assert not {r[0] for r in far} & log.ids(requests, "request_id")
+
+
+def test_a_labelled_request_dated_ahead_goes_once_its_label_ages(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    """The raw pass passed a request dated decades ahead, kept for its recent label,
+    once old requests were stored after it; when the label aged the labelled pass took
+    only requests dated before the cut-off, so it stayed with its label for decades."""
+    log = Log(engine)
+    log.requests(ago(40), 2)
+    far = log.requests(NOW + timedelta(days=365 * 70), 2)
+    log.label(far[0][0], ago(5))
+    log.requests(ago(35), 3)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    policy = replace(POLICY, archive_url=str(tmp_path))
+
+    def at(days: float) -> Pruner:
+        return Pruner(engine, policy, clock=lambda: NOW + timedelta(days=days), pause=False)
+
+    assert counts(at(0).run())["requests"] == 2 + 1 + 3
+    assert counts(at(300).run())["requests"] == 0  # its label is within the retention
+    assert far[0][0] in log.ids(requests, "request_id") & log.ids(feedback, "prediction_id")
+
+    dry = at(400).run(dry_run=True)
+    report = at(400).run()
+
+    assert counts(dry) == counts(report)
+    assert counts(report)["requests"] == counts(report)["feedback"] == 1
+    assert far[0][0] not in log.ids(requests, "request_id") | log.ids(feedback, "prediction_id")
+    archived = read_archive(str(tmp_path))  # written before the delete, with its label
+    assert archived.loc[archived["prediction_id"] == far[0][0], "actual"].tolist() == [105.0]
+    assert counts(at(401).run())["requests"] == 0
+
+
+def test_requests_dated_ahead_go_in_batches_of_batch_rows(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests dated ahead read in earlier batches were all deleted in the batch that
+    met an old request stored after them, past ``batch_rows`` (up to 10,000 more)."""
+    log = Log(engine)
+    log.requests(ago(40), 3, items=2)
+    log.requests(NOW + timedelta(days=365 * 70), 11, items=2)
+    log.requests(ago(40), 3, items=2)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    deletes: list[int] = []
+    delete = Pruner._delete
+
+    def counted(self: Pruner, connection: sa.Connection, rows: Any) -> None:
+        deletes.append(sum(r.n_items for r in rows))
+        delete(self, connection, rows)
+
+    monkeypatch.setattr(Pruner, "_delete", counted)
+
+    report = pruner(engine, replace(POLICY, batch_rows=4)).run()
+
+    assert counts(report)["predictions"] == 2 * (3 + 11 + 3)
+    assert max(deletes) <= 4
+    assert len(log.ids(requests, "request_id")) == 1
+
+
+def test_any_number_of_requests_dated_ahead_in_a_row_go(engine: sa.Engine) -> None:
+    """More than 10,000 requests dated ahead in a row stopped the raw pass at the
+    10,001st for good: none of them, nor any later request, went until their date."""
+    log = Log(engine)
+    log.requests(ago(40), 2)
+    far = log.requests(NOW + timedelta(days=365 * 70), 10_001)
+    log.requests(ago(1), 3)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    assert counts(pruner(engine).run())["requests"] == 2
+
+    later = Pruner(engine, POLICY, clock=lambda: NOW + timedelta(days=31), pause=False)
+
+    assert counts(later.run())["requests"] == 10_001 + 3
+    assert not {r[0] for r in far} & log.ids(requests, "request_id")
+
+
+def test_requests_dated_ahead_are_read_by_one_prune_not_by_every_one(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until an old request came after them, every prune read the requests dated
+    ahead again from the resume point: the pass now keeps how far it read."""
+    log = Log(engine)
+    log.requests(ago(40), 2)
+    far = log.requests(NOW + timedelta(days=365 * 70), 20)
+    log.requests(ago(1), 3)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    small = replace(POLICY, batch_rows=4)
+    assert counts(pruner(engine, small).run())["requests"] == 2
+    read: list[int] = []
+    batch = Pruner._batch
+
+    def counted(self: Pruner, connection: sa.Connection, condition: Any, cut: Any) -> Any:
+        rows = batch(self, connection, condition, cut)
+        read.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(Pruner, "_batch", counted)
+
+    assert counts(pruner(engine, small).run())["requests"] == 0
+
+    assert sum(read) == 3  # the young requests after them, not the 20 again
+    later = Pruner(engine, small, clock=lambda: NOW + timedelta(days=31), pause=False)
+    assert counts(later.run())["requests"] == 20 + 3
+    assert not {r[0] for r in far} & log.ids(requests, "request_id")
+
+
+def test_requests_dated_ahead_the_monitor_has_not_read_are_kept(engine: sa.Engine) -> None:
+    """Read past by an earlier prune, requests dated ahead are deleted once an old one
+    stored after them comes, each checked again: a watermark moved back keeps those
+    past it, and the prune after it caught up takes them."""
+    log = Log(engine)
+    log.requests(ago(40), 2)
+    far = log.requests(NOW + timedelta(days=365 * 70), 3)
+    log.request(ago(1), items=0)  # rejected: old a month later, read or not
+    log.requests(ago(1), 2)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    assert counts(pruner(engine).run())["requests"] == 2
+    with engine.connect() as connection:
+        first_far = connection.execute(
+            sa.select(sa.func.min(predictions.c.seq)).where(
+                predictions.c.prediction_id.in_([r[0] for r in far])
+            )
+        ).scalar_one()
+    log.set_watermark(first_far)  # moved back: only the first of them read
+    later = Pruner(engine, POLICY, clock=lambda: NOW + timedelta(days=31), pause=False)
+
+    assert counts(later.run())["requests"] == 1
+    assert {r[0] for r in far[1:]} <= log.ids(requests, "request_id")
+
+    log.set_watermark(log.max_seq())
+    assert counts(later.run())["requests"] == 2 + 1 + 2
+    assert len(log.ids(requests, "request_id")) == 1
 
 
 def test_a_prune_waits_for_one_under_way_and_then_runs(engine: sa.Engine) -> None:

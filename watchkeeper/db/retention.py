@@ -39,10 +39,13 @@ monitor's retention thread with pruning off:
 The raw pass goes through requests in ``seq`` order (its index) from a resume point kept
 in ``monitor_state`` (requests behind it are deleted, or kept for a recent label and
 left to the labelled pass), and stops at the first request not old enough yet or not
-read by the monitor (it steps over requests dated after now, a server's clock ahead:
-they go with the first old request stored after them, the resume point waiting before
-them until it comes), so a prune costs what became old
-since the last one, not what the log holds. Rejected requests logged before migration
+read by the monitor, so a prune costs what became old since the last one, not what the
+log holds. It steps over requests dated after now (a server's clock ahead), however
+many in a row: they go with the first old request stored after them, in batches like
+any other, the resume point waiting before them until it comes and a second position
+keeping how far the pass read past it, so no prune reads them twice. One holding a
+recent label is left to the labelled pass, which takes it as old by its place, at or
+before the resume point, not by its date. Rejected requests logged before migration
 0010 have no ``seq``: they go by time, found through the same index. Each batch (at most
 ``batch_rows`` requests and, but for one larger request, predictions) is its own short
 transaction and the pruner then pauses as long as the batch took, so that the serving
@@ -57,6 +60,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from itertools import takewhile
 from typing import Any
 
 import sqlalchemy as sa
@@ -87,14 +91,14 @@ log = logging.getLogger(__name__)
 MONITOR_WATERMARK = "windows"
 # Where the raw pass resumes: a request's ``seq``.
 REQUESTS_POSITION = "retention_requests"
+# Where the raw pass has read to: the requests between its resume point and this
+# ``seq`` are dated ahead of the clock, waiting for an old request stored after them.
+REQUESTS_SCANNED = "retention_requests_scanned"
 # Free SQLite bytes handed back per step, as pages of the file's size (4 KiB in logs
 # made before 8 KiB became the default): one short write lock per step.
 _VACUUM_BYTES = 8 << 20
 # Longest pause between two batches, however long a batch took.
 _MAX_PAUSE = 1.0
-# Most requests dated after now (a server's clock ahead) in a row the raw pass steps
-# over: each prune reads them again until an old request stored after them comes.
-_MOST_AHEAD = 10_000
 # Retraining requests and runs still in flight are never deleted.
 _OPEN_REQUEST_STATES = ("pending", "running")
 
@@ -294,6 +298,23 @@ def _after(
     with the columns' types (SQLite stores times as text in one format)."""
     moment, key = after
     return sa.or_(time_column > moment, sa.and_(time_column == moment, key_column > key))
+
+
+def _old_or_ahead(
+    rows: Sequence[tuple[_Request, bool]], cut: _Cutoffs
+) -> list[tuple[_Request, bool]]:
+    """The leading run of ``rows`` the raw pass reads on through: requests the monitor
+    has read, and old or dated ahead (a young one, or an unread one, ends it)."""
+    assert cut.raw is not None
+    leading = []
+    for row in rows:
+        request = row[0]
+        if not cut.may_go(request.seq, request.accepted):
+            break
+        if cut.raw <= request.received_at <= cut.now:
+            break
+        leading.append(row)
+    return leading
 
 
 class Pruner:
@@ -578,63 +599,65 @@ class Pruner:
         ahead) is stepped over too, and goes with the first old request stored after
         it: stored before one that is old, it is at least as old, whatever its date
         says (one dated decades ahead held the resume point for decades). Until one
-        comes (at most ``_MOST_AHEAD`` such requests in a row), the first of them holds
-        the resume point. The range of ``seq`` passed: a dry run's aged-label count
-        leaves out what this one counted."""
+        comes, the first of them holds the resume point and how far the pass read past
+        it is kept (``REQUESTS_SCANNED``), so that no prune reads them again, however
+        many; once one comes, the requests from the resume point up to it are read
+        again by ``seq`` and deleted in bounded batches like any old request.
+
+        The resume point before and after the pass: every request up to the latter is
+        old (:meth:`_aged_labels` takes those kept for a label by it)."""
         assert cut.raw is not None
         with self.engine.connect() as connection:
-            start = read_position(connection, REQUESTS_POSITION) or 0
+            start = read_position(connection, REQUESTS_POSITION)
+            read_to = read_position(connection, REQUESTS_SCANNED)
+        if start is None:  # a new log, or one migration 0010 renumbered: none read
+            start, read_to = 0, 0
         position = start  # the resume point: every request up to it is done with
-        scanned = start  # where this pass has read to
-        # requests dated after now stepped over, no old request read after them yet
-        dated_ahead: list[tuple[_Request, bool]] = []
+        scanned = max(start, read_to or 0)  # read to: those after the resume point are ahead
+        proven = start  # every request up to it is old: stored before an old one
+        reading = True  # not stopped by a young or unread request yet
 
         def batch(connection: sa.Connection) -> bool:
-            nonlocal position, scanned
-            rows = self._batch(
-                connection,
-                sa.and_(requests.c.seq > scanned, requests.c.seq < cut.newest),
-                cut,
-            )
-            # only the leading run of old, read requests: the rest waits
-            leading = []
-            ahead = len(dated_ahead)
-            for request, recent in rows:
-                if not cut.may_go(request.seq, request.accepted):
-                    break
-                if request.received_at > cut.now:
-                    if ahead >= _MOST_AHEAD:
-                        break
-                    ahead += 1
-                elif request.received_at >= cut.raw:
-                    break
-                else:
-                    ahead = 0
-                leading.append((request, recent))
-            run = leading[: _leading([r for r, _ in leading], self.policy.batch_rows)]
-            going = []
-            for request, recent in run:
-                if request.received_at > cut.now:
-                    dated_ahead.append((request, recent))
-                    continue
-                # old, and stored after those dated ahead: they are old too
-                going += [r for r, labelled in dated_ahead if not labelled]
-                dated_ahead.clear()
-                if not recent:
-                    going.append(request)
-                position = int(request.seq)  # type: ignore[arg-type]
+            nonlocal position, scanned, proven, reading
+            clearing = proven > position
+            if clearing:  # known to be old: read again by seq
+                rows = self._batch(
+                    connection, sa.and_(requests.c.seq > position, requests.c.seq <= proven), cut
+                )
+                run = list(takewhile(lambda r: cut.may_go(r[0].seq, r[0].accepted), rows))
+                if not rows:  # gone meanwhile
+                    position = proven
+            else:
+                read_before = scanned
+                rows = self._batch(
+                    connection, sa.and_(requests.c.seq > scanned, requests.c.seq < cut.newest), cut
+                )
+                leading = _old_or_ahead(rows, cut)
+                reading = len(leading) == len(rows) == self.policy.batch_rows
+                for request, _ in leading:
+                    scanned = int(request.seq)  # type: ignore[arg-type]
+                    if request.received_at <= cut.now:
+                        proven = scanned
+                run = []
+                if read_before == position:  # none read before: those up to the last old go
+                    run = [r for r in leading if int(r[0].seq) <= proven]  # type: ignore[arg-type]
+            taken = run[: _leading([r for r, _ in run], self.policy.batch_rows)]
+            going = [request for request, recent in taken if not recent]
+            if taken:
+                position = int(taken[-1][0].seq)  # type: ignore[arg-type]
+            elif clearing and rows:  # unread: the monitor's watermark was moved back
+                proven = scanned = position  # the next prune reads on from the resume point
+                reading = False
             counts.add("requests", len(going))
             counts.add("predictions", _items(going))
-            if run:
-                scanned = int(run[-1][0].seq)  # type: ignore[arg-type]
-                if not dry_run:
-                    self._delete(connection, going)
-                    write_position(connection, REQUESTS_POSITION, position, self._clock())
-            # more: a run cut short for its predictions, or a whole batch of old rows
-            return len(run) < len(leading) or len(leading) == len(rows) == self.policy.batch_rows
+            if not dry_run:
+                self._delete(connection, going)
+                write_position(connection, REQUESTS_POSITION, position, self._clock())
+                write_position(connection, REQUESTS_SCANNED, scanned, self._clock())
+            return reading or proven > position
 
         self._repeat(batch)
-        return start, scanned
+        return start, position
 
     def _unnumbered(self, cut: _Cutoffs, counts: _Counts, dry_run: bool) -> None:
         """Delete old requests without ``seq``: rejected ones logged before migration
@@ -667,8 +690,12 @@ class Pruner:
         """Delete labels older than the labelled retention, together with their request
         once it may go: old, read, and holding no label within the labelled retention.
         A label whose request may not go yet is kept with it; one whose request is gone
-        (deleted by the raw pass, or never logged) goes."""
+        (deleted by the raw pass, or never logged) goes. A request is old by its date,
+        or by its place: at or before the raw pass's resume point (``passed``, before
+        and after the pass), as one dated ahead of the clock is once an old one stored
+        after it came; by its date alone it stayed until that date, decades for one."""
         assert cut.raw is not None and cut.labelled is not None
+        resume = passed[1]
         after: tuple[datetime, str] | None = None
         counted: set[str] = set()  # a dry run's requests, counted once
 
@@ -711,7 +738,7 @@ class Pruner:
                 )
                 for r in rows
                 if r.request_id is not None
-                and r.request_at < cut.raw
+                and (r.request_at < cut.raw or (r.seq is not None and r.seq <= resume))
                 and cut.may_go(r.seq, bool(r.accepted))
             }
             if candidates:
