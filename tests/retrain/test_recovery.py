@@ -409,6 +409,23 @@ def test_a_worker_killed_after_registering_its_candidate_is_not_retrained(
     assert "retraining run" not in log.replace("retraining runs", "")  # no job of its own
 
 
+def _served_by_a_dead_job(
+    engine: sa.Engine, registry_dir: Path, trained: TrainedModel
+) -> tuple[int, ModelRegistry, str]:
+    """A dead job's run and its candidate, promoted over v1 and made current (settled
+    served first, as a job does) before the job died, its run unrecorded."""
+    run_id, _ = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
+    registry = ModelRegistry(registry_dir)
+    version = registry.register(
+        trained,
+        make_current=True,
+        status=VersionStatus.PROMOTED,
+        notes=VersionNotes(run_id=run_id, reason="better than v1", champion="v1"),
+    )
+    registry.settle_promotion(version, Promotion.SERVED, by=DEAD_HOLDER, reason="promoted")
+    return run_id, registry, version
+
+
 def test_recovery_does_not_undo_a_rollback_of_a_dead_jobs_promotion(
     make_job: Callable[..., RetrainJob],
     engine: sa.Engine,
@@ -419,16 +436,7 @@ def test_recovery_does_not_undo_a_rollback_of_a_dead_jobs_promotion(
     recording its run; someone then rolls back to the champion. The next job records
     the run with its version but leaves ``CURRENT`` where the rollback put it: only a
     promotion cut short before ``CURRENT`` moved is completed."""
-    run_id, _ = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
-    registry = ModelRegistry(registry_dir)
-    version = registry.register(
-        trained,
-        make_current=True,
-        status=VersionStatus.PROMOTED,
-        notes=VersionNotes(run_id=run_id, reason="better than v1", champion="v1"),
-    )
-    # as its job did before moving CURRENT
-    registry.settle_promotion(version, Promotion.SERVED, by=DEAD_HOLDER, reason="promoted")
+    run_id, registry, version = _served_by_a_dead_job(engine, registry_dir, trained)
     assert registry.rollback() == (version, "v1")
 
     assert make_job().run() is None
@@ -503,15 +511,7 @@ def test_a_dead_jobs_candidate_is_not_served_after_a_rollback_reaffirmed_since(
     """The job served its candidate and died; an operator rolled back to the champion,
     then (again) to the champion, current already: the reaffirm counts from the real
     rollback, made after the candidate, which stands."""
-    run_id, _ = _abandon(engine, lease_expires_in=timedelta(seconds=-5))
-    registry = ModelRegistry(registry_dir)
-    version = registry.register(
-        trained,
-        make_current=True,
-        status=VersionStatus.PROMOTED,
-        notes=VersionNotes(run_id=run_id, reason="better than v1", champion="v1"),
-    )
-    registry.settle_promotion(version, Promotion.SERVED, by=DEAD_HOLDER, reason="promoted")
+    run_id, registry, version = _served_by_a_dead_job(engine, registry_dir, trained)
     assert registry.rollback() == (version, "v1")
     assert registry.rollback("v1") == ("v1", "v1")
 
