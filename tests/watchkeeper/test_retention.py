@@ -794,41 +794,62 @@ def test_any_number_of_requests_dated_ahead_in_a_row_go(engine: sa.Engine) -> No
     assert not {r[0] for r in far} & log.ids(requests, "request_id")
 
 
-def test_requests_dated_ahead_are_read_by_one_prune_not_by_every_one(
+def test_old_requests_a_prune_read_and_did_not_delete_go_at_the_next_prune(
     engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Until an old request came after them, every prune read the requests dated
-    ahead again from the resume point: the pass now keeps how far it read."""
+    """A prune stopped between its batches (a restart, a database error) had kept how
+    far it read, but not which of those requests it knew to be old: the next prunes
+    read on from there, and the old ones in between stayed until a later request got
+    old (up to the raw retention more; the log's oldest row said so all along)."""
     log = Log(engine)
-    log.requests(ago(40), 2)
-    far = log.requests(NOW + timedelta(days=365 * 70), 20)
-    log.requests(ago(1), 3)
+    log.requests(ago(40), 6, items=2)
+    log.request(ago(1))
     log.request(ago(0))
     log.set_watermark(log.max_seq())
-    small = replace(POLICY, batch_rows=4)
-    assert counts(pruner(engine, small).run())["requests"] == 2
-    read: list[int] = []
-    batch = Pruner._batch
+    small = replace(POLICY, batch_rows=10)
+    delete = Pruner._delete
+    calls = 0
 
-    def counted(self: Pruner, connection: sa.Connection, condition: Any, cut: Any) -> Any:
-        rows = batch(self, connection, condition, cut)
-        read.append(len(rows))
-        return rows
+    def failing_second(self: Pruner, connection: sa.Connection, rows: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise sa.exc.OperationalError("DELETE", {}, Exception("the database went away"))
+        delete(self, connection, rows)
 
-    monkeypatch.setattr(Pruner, "_batch", counted)
+    monkeypatch.setattr(Pruner, "_delete", failing_second)
+    with pytest.raises(sa.exc.OperationalError):
+        pruner(engine, small).run()
+    monkeypatch.setattr(Pruner, "_delete", delete)
 
-    assert counts(pruner(engine, small).run())["requests"] == 0
+    pruner(engine, small).run()
 
-    assert sum(read) == 3  # the young requests after them, not the 20 again
-    later = Pruner(engine, small, clock=lambda: NOW + timedelta(days=31), pause=False)
-    assert counts(later.run())["requests"] == 20 + 3
-    assert not {r[0] for r in far} & log.ids(requests, "request_id")
+    assert log.ids(requests, "request_id") == {"r00007", "r00008"}
+
+
+def test_requests_dated_just_ahead_go_by_their_own_date_in_a_quiet_log(
+    engine: sa.Engine,
+) -> None:
+    """Once read past, requests dated an hour ahead were never checked by date again:
+    with no request stored after them getting old (a quiet log: the newest is always
+    kept) they stayed for good."""
+    log = Log(engine)
+    log.requests(ago(40), 2)
+    ahead = log.requests(NOW + timedelta(hours=1), 3)
+    log.request(ago(0))
+    log.set_watermark(log.max_seq())
+    assert counts(pruner(engine).run())["requests"] == 2
+
+    later = Pruner(engine, POLICY, clock=lambda: NOW + timedelta(days=31), pause=False)
+
+    assert counts(later.run())["requests"] == 3
+    assert not {r[0] for r in ahead} & log.ids(requests, "request_id")
 
 
 def test_requests_dated_ahead_the_monitor_has_not_read_are_kept(engine: sa.Engine) -> None:
-    """Read past by an earlier prune, requests dated ahead are deleted once an old one
-    stored after them comes, each checked again: a watermark moved back keeps those
-    past it, and the prune after it caught up takes them."""
+    """Requests dated ahead are deleted once an old one stored after them comes, each
+    checked again: a watermark moved back keeps those past it, and those before them
+    (no old request is read after them), and the prune after it caught up takes them."""
     log = Log(engine)
     log.requests(ago(40), 2)
     far = log.requests(NOW + timedelta(days=365 * 70), 3)
@@ -846,11 +867,11 @@ def test_requests_dated_ahead_the_monitor_has_not_read_are_kept(engine: sa.Engin
     log.set_watermark(first_far)  # moved back: only the first of them read
     later = Pruner(engine, POLICY, clock=lambda: NOW + timedelta(days=31), pause=False)
 
-    assert counts(later.run())["requests"] == 1
-    assert {r[0] for r in far[1:]} <= log.ids(requests, "request_id")
+    assert counts(later.run())["requests"] == 0
+    assert {r[0] for r in far} <= log.ids(requests, "request_id")
 
     log.set_watermark(log.max_seq())
-    assert counts(later.run())["requests"] == 2 + 1 + 2
+    assert counts(later.run())["requests"] == 3 + 1 + 2
     assert len(log.ids(requests, "request_id")) == 1
 
 

@@ -91,9 +91,6 @@ log = logging.getLogger(__name__)
 MONITOR_WATERMARK = "windows"
 # Where the raw pass resumes: a request's ``seq``.
 REQUESTS_POSITION = "retention_requests"
-# Where the raw pass has read to: the requests between its resume point and this
-# ``seq`` are dated ahead of the clock, waiting for an old request stored after them.
-REQUESTS_SCANNED = "retention_requests_scanned"
 # Free SQLite bytes handed back per step, as pages of the file's size (4 KiB in logs
 # made before 8 KiB became the default): one short write lock per step.
 _VACUUM_BYTES = 8 << 20
@@ -599,21 +596,24 @@ class Pruner:
         ahead) is stepped over too, and goes with the first old request stored after
         it: stored before one that is old, it is at least as old, whatever its date
         says (one dated decades ahead held the resume point for decades). Until one
-        comes, the first of them holds the resume point and how far the pass read past
-        it is kept (``REQUESTS_SCANNED``), so that no prune reads them again, however
-        many; once one comes, the requests from the resume point up to it are read
-        again by ``seq`` and deleted in bounded batches like any old request.
+        comes, the first of them holds the resume point, and each prune reads them
+        again from it, batch by batch (however many: none is held in memory), so that
+        one whose own date has passed the cut-off goes too; once an old one comes, the
+        requests from the resume point up to it are read again by ``seq`` and deleted
+        in bounded batches like any old request. How far a prune read past the resume
+        point is not kept: a prune stopped between its batches (a restart, a database
+        error) would leave the old requests it had read but not deleted to be found
+        only when a later request got old.
 
         The resume point before and after the pass: every request up to the latter is
         old (:meth:`_aged_labels` takes those kept for a label by it)."""
         assert cut.raw is not None
         with self.engine.connect() as connection:
             start = read_position(connection, REQUESTS_POSITION)
-            read_to = read_position(connection, REQUESTS_SCANNED)
         if start is None:  # a new log, or one migration 0010 renumbered: none read
-            start, read_to = 0, 0
+            start = 0
         position = start  # the resume point: every request up to it is done with
-        scanned = max(start, read_to or 0)  # read to: those after the resume point are ahead
+        scanned = start  # read to, in this prune: those after the resume point are ahead
         proven = start  # every request up to it is old: stored before an old one
         reading = True  # not stopped by a young or unread request yet
 
@@ -646,14 +646,13 @@ class Pruner:
             if taken:
                 position = int(taken[-1][0].seq)  # type: ignore[arg-type]
             elif clearing and rows:  # unread: the monitor's watermark was moved back
-                proven = scanned = position  # the next prune reads on from the resume point
+                proven = scanned = position  # the next prune reads again from the resume point
                 reading = False
             counts.add("requests", len(going))
             counts.add("predictions", _items(going))
             if not dry_run:
                 self._delete(connection, going)
                 write_position(connection, REQUESTS_POSITION, position, self._clock())
-                write_position(connection, REQUESTS_SCANNED, scanned, self._clock())
             return reading or proven > position
 
         self._repeat(batch)
