@@ -137,6 +137,7 @@ class CurrentPointer:
         return (
             earlier.problem is None
             and self.reaffirms is not None
+            and self.move != earlier.move  # itself: no move since (a writer's loop ends)
             and self.version == earlier.version
             and self.reaffirms == earlier.root
         )

@@ -197,6 +197,17 @@ def test_rollbacks_in_a_row_to_the_version_already_current_reaffirm_the_pointer_
     assert three_versions.move_current("v2", expected=move.now).moved
 
 
+def test_a_reaffirming_pointer_does_not_reaffirm_itself(three_versions: ModelRegistry) -> None:
+    """A writer moves on from a pointer that reaffirms the one it read; a move that gave
+    up under contention returns the very pointer the writer read, which, were it taken
+    for a reaffirm of itself, would have the writer try again for ever."""
+    three_versions.rollback("v1")
+    reaffirming = three_versions.current()
+    assert reaffirming.reaffirms is not None
+
+    assert not reaffirming.reaffirmed(reaffirming)
+
+
 def test_a_rollback_to_a_version_that_came_back_reaffirms_its_return_not_its_first_move(
     three_versions: ModelRegistry,
 ) -> None:
