@@ -149,12 +149,40 @@ def provision(
     except GrafanaException as exc:
         raise GrafanaError(f"Grafana at {where} failed: {exc}") from exc
     except OSError as exc:
-        raise GrafanaError(f"Grafana at {where} is unreachable: {exc}") from exc
+        raise GrafanaError(f"Grafana at {where} is unreachable: {_reason(exc)}") from exc
     except Exception as exc:  # niquests raises its own connection errors
         if type(exc).__module__.startswith(("niquests", "urllib3")):
-            raise GrafanaError(f"Grafana at {where} is unreachable: {exc}") from exc
+            raise GrafanaError(f"Grafana at {where} is unreachable: {_reason(exc)}") from exc
         raise
     return ProvisionReport(folder=folder, datasource=source, dashboards=names)
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connection failed, as the system said it ("Connection refused", "Name or
+    service not known"), found down the chain of errors an HTTP client wraps it in: the
+    client's own text repeats its pool, the URL and an object's repr over 300
+    characters; failing that, its first line, cut."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop(0)
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, OSError) and (error.strerror or _from_the_system(error)):
+            return error.strerror or str(error).splitlines()[0]
+        reason = getattr(error, "reason", None)  # urllib3's MaxRetryError keeps it here
+        pending += [reason if isinstance(reason, BaseException) else None]
+        pending += [error.__cause__, error.__context__]
+        pending += [a for a in error.args if isinstance(a, BaseException)]
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 120 else f"{text[:119]}…"
+
+
+def _from_the_system(error: OSError) -> bool:
+    """An error the socket layer raised itself (a name that does not resolve, a timeout),
+    whose text is the system's, unlike an HTTP client's own ``OSError`` subclasses."""
+    return type(error).__module__ in ("socket", "builtins") and bool(str(error))
 
 
 def _upsert_folder(api: Any, answers: _Answers, client_error: type[Exception]) -> str:
