@@ -73,6 +73,11 @@ class WatchkeeperError(Exception):
             body["details"] = [d.as_dict() for d in self.details[:MAX_DETAILS]]
         return body
 
+    def as_answer(self) -> ErrorBody:
+        """The API's error shape (``serving.api_models.Error``) without a request id:
+        the answer of a service that gives none (status servers, notification sink)."""
+        return {"error": self.as_dict()}
+
 
 class BadRequest(WatchkeeperError):
     """The body is not JSON, or not shaped like the endpoint's envelope."""
@@ -90,6 +95,18 @@ class Unauthorized(WatchkeeperError):
 class Forbidden(WatchkeeperError):
     status_code = 403
     code = "forbidden"
+
+
+class NotFound(WatchkeeperError):
+    status_code = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(WatchkeeperError):
+    """The path does not take the method; the answer's ``Allow`` names those it takes."""
+
+    status_code = 405
+    code = "method_not_allowed"
 
 
 class RollbackRefused(WatchkeeperError):

@@ -45,6 +45,8 @@ from pydantic_core import ErrorDetails
 from watchkeeper.errors import (
     BadRequest,
     FieldProblem,
+    MethodNotAllowed,
+    NotFound,
     PayloadTooLarge,
     UnsupportedContentEncoding,
     WatchkeeperError,
@@ -71,25 +73,9 @@ class NotificationLogUnwritable(WatchkeeperError):
     code = "notification_log_unwritable"
 
 
-class NotFound(WatchkeeperError):
-    status_code = 404
-    code = "not_found"
-
-
-class MethodNotAllowed(WatchkeeperError):
-    status_code = 405
-    code = "method_not_allowed"
-
-
 class RequestTimeout(WatchkeeperError):
     status_code = 408
     code = "request_timeout"
-
-
-def _error_body(exc: WatchkeeperError) -> dict[str, Any]:
-    """The API's error shape (``serving.api_models.Error``), without a request id: the
-    sink has none."""
-    return {"error": exc.as_dict()}
 
 
 def _rfc3339_time(value: object) -> object:
@@ -279,9 +265,9 @@ def make_server(host: str, port: int, path: str, log: NotificationLog) -> Thread
                 else:
                     self._answer(200, {"status": "ok", "log": str(log.path)})
             except MethodNotAllowed as exc:
-                self._answer(exc.status_code, _error_body(exc), {"Allow": ", ".join(methods)})
+                self._answer(exc.status_code, exc.as_answer(), {"Allow": ", ".join(methods)})
             except WatchkeeperError as exc:
-                self._answer(exc.status_code, _error_body(exc), exc.headers)
+                self._answer(exc.status_code, exc.as_answer(), exc.headers)
 
         def _body(self) -> bytes:
             encoding = self.headers.get("Content-Encoding")

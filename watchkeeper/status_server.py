@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -23,6 +24,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
+from watchkeeper.errors import MethodNotAllowed, NotFound, WatchkeeperError
 from watchkeeper.threads import thread_pools
 
 ResponseBody = dict[str, Any]
@@ -81,13 +83,13 @@ def status_app(
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "GET")
         if path not in (METRICS_PATH, HEALTH_PATH):
-            return _error(start_response, "404 Not Found", "not_found", f"no such path: {path}")
+            return _error(start_response, NotFound(f"no such path: {path}"))
         if method not in ALLOWED_METHODS:
             return _error(
                 start_response,
-                "405 Method Not Allowed",
-                "method_not_allowed",
-                f"{path} takes {' and '.join(ALLOWED_METHODS)}, not {method[:40]}",
+                MethodNotAllowed(
+                    f"{path} takes {' and '.join(ALLOWED_METHODS)}, not {method[:40]}"
+                ),
                 [("Allow", ", ".join(ALLOWED_METHODS))],
             )
         if path == METRICS_PATH:
@@ -120,13 +122,12 @@ def _health(
 
 def _error(
     start_response: StartResponse,
-    status: str,
-    code: str,
-    message: str,
+    error: WatchkeeperError,
     headers: list[tuple[str, str]] | None = None,
 ) -> list[bytes]:
     """The API's error shape (``serving.api_models.Error``), without a request id."""
-    return _json(start_response, status, {"error": {"code": code, "message": message}}, headers)
+    status = HTTPStatus(error.status_code)
+    return _json(start_response, f"{status.value} {status.phrase}", error.as_answer(), headers)
 
 
 def _json(
