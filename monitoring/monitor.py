@@ -796,33 +796,50 @@ class Monitor:
                 pd.to_datetime(labels["created_at"], utc=True).min().to_pydatetime(),
                 pd.to_datetime(labels["created_at"], utc=True).max().to_pydatetime(),
             )
-            confidence = self.settings.trigger.accuracy_confidence
             try:
                 classes = self._class_version(version)
             except WatchkeeperError as exc:
                 log.error("no rolling accuracy for %s: %s", version, exc)
                 continue
-            details: AccuracyDetails | ClassAccuracyDetails
-            if classes is not None:
-                figures = ClassificationAccuracy.of(labels, classes, confidence=confidence)
-                details = figures.as_details(
-                    confidence=confidence,
-                    validation_accuracy=self._validation_metric(version, "accuracy"),
-                    validation_log_loss=self._validation_metric(version, "log_loss"),
-                )
-                score, n = figures.accuracy, figures.labels
-            else:
-                metrics = AccuracyMetrics.of(
-                    labels,
-                    confidence=confidence,
-                    positive_target=self._positive_target_of(version),
-                )
-                details = metrics.as_details(
-                    confidence=confidence, validation_mae=self._validation_mae_of(version)
-                )
-                score, n = metrics.mae, metrics.labels
-            results.append(_span_result(span, Check.ROLLING_ACCURACY, n, score, details))
+            try:
+                results.append(self._rolling_result(span, labels, classes))
+            except sa.exc.SQLAlchemyError:
+                raise  # the database, not the labels: fail the cycle, read them again
+            except Exception as exc:
+                # stored as the version's error and counted, and the labels' watermark
+                # moves on: raised, it failed every cycle that read them, for ever
+                reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+                log.error("rolling accuracy of %s failed: %s", version, reason, exc_info=exc)
+                self.status.window_errors[Check.ROLLING_ACCURACY] += 1
+                error = CheckError(labels=len(labels), error=reason)
+                results.append(_span_result(span, Check.ROLLING_ACCURACY, len(labels), None, error))
         self._store(results)
+
+    def _rolling_result(
+        self, span: WindowSpan, labels: pd.DataFrame, classes: ClassVersion | None
+    ) -> WindowResult:
+        """A version's rolling accuracy over its most recent ``labels``."""
+        version, confidence = span.model_version, self.settings.trigger.accuracy_confidence
+        details: AccuracyDetails | ClassAccuracyDetails
+        if classes is not None:
+            figures = ClassificationAccuracy.of(labels, classes, confidence=confidence)
+            details = figures.as_details(
+                confidence=confidence,
+                validation_accuracy=self._validation_metric(version, "accuracy"),
+                validation_log_loss=self._validation_metric(version, "log_loss"),
+            )
+            score, n = figures.accuracy, figures.labels
+        else:
+            metrics = AccuracyMetrics.of(
+                labels,
+                confidence=confidence,
+                positive_target=self._positive_target_of(version),
+            )
+            details = metrics.as_details(
+                confidence=confidence, validation_mae=self._validation_mae_of(version)
+            )
+            score, n = metrics.mae, metrics.labels
+        return _span_result(span, Check.ROLLING_ACCURACY, n, score, details)
 
     def _retire_replaced(self) -> None:
         """Stop exporting the accuracy of each version neither served nor labelled in

@@ -568,6 +568,32 @@ def test_labels_of_a_version_whose_metadata_became_unreadable_do_not_stall_the_m
     assert restarted.reader.watermark("feedback") > 0
 
 
+def test_a_rolling_accuracy_that_raises_is_stored_as_an_error_and_its_labels_pass(
+    class_monitor: Monitor, classifier_trained: TrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a version's labels make its figures raise, the labels are read once:
+    the window's and the rolling accuracy are stored as errors and counted, and the
+    cycle succeeds (the rolling figure's error failed every cycle that read them)."""
+    model = classifier_of(classifier_trained)
+    frame, p = draw(500, seed=48)
+    ids = write_rows(class_monitor.engine, model, frame)
+    class_monitor.run_once()
+    write_labels(class_monitor.engine, ids, outcomes(p, seed=49))
+
+    def broken(*args: Any, **kwargs: Any) -> ClassificationAccuracy:
+        raise ValueError("a label no figure can take")
+
+    monkeypatch.setattr(ClassificationAccuracy, "of", broken)
+    class_monitor.run_once()
+
+    (rolling,) = _results(class_monitor.engine, "accuracy_rolling")
+    assert rolling["score"] is None
+    assert rolling["details"] == {"labels": 500, "error": "ValueError: a label no figure can take"}
+    assert class_monitor.status.window_errors["accuracy_rolling"] == 1
+    assert class_monitor.status.errors == 0
+    assert class_monitor.reader.watermark("feedback") > 0
+
+
 def test_a_served_classifiers_log_and_labels_are_judged_by_the_monitor(
     class_settings: Settings,
     class_monitor: Monitor,
