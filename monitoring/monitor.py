@@ -596,8 +596,16 @@ class Monitor:
         return None if value is None else float(value)
 
     def _validation_mae_of(self, version: str) -> float | None:
+        """The version's validation MAE; None when it has none or its metadata cannot be
+        read (not remembered: it is read again next time). Raised, it failed the cycle
+        after a window was stored and before the watermark moved past it: every cycle
+        met that window again."""
         if version not in self._validation_mae:
-            self._validation_mae[version] = self._record(version).metrics.mae
+            try:
+                self._validation_mae[version] = self._record(version).metrics.mae
+            except WatchkeeperError as exc:
+                log.error("no validation MAE for %s: %s", version, exc)
+                return None
         return self._validation_mae[version]
 
     def _positive_target_of(self, version: str) -> bool:

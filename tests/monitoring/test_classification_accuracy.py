@@ -568,6 +568,37 @@ def test_labels_of_a_version_whose_metadata_became_unreadable_do_not_stall_the_m
     assert restarted.reader.watermark("feedback") > 0
 
 
+def test_windows_of_a_served_version_whose_metadata_became_unreadable_are_passed(
+    class_settings: Settings, class_monitor: Monitor, classifier_trained: TrainedModel
+) -> None:
+    """The served version's metadata unreadable: its new windows are stored (the
+    estimate, which needs it, as an error) and passed, without a validation figure for
+    the trigger. Before, the trigger's look-up raised after the window was stored and
+    before the watermark moved: every cycle failed on that window, for ever."""
+    model = classifier_of(classifier_trained)
+    frame, _ = draw(1000, seed=50)
+    write_rows(class_monitor.engine, model, frame[:500])
+    assert class_monitor.run_once() == 1
+    metadata = Path(class_settings.storage.registry_path) / "versions" / "v1" / "metadata.json"
+    broken = json.loads(metadata.read_text())
+    del broken["classes"]
+    metadata.write_text(json.dumps(broken))
+    write_rows(class_monitor.engine, model, frame[500:].reset_index(drop=True), start=500)
+    restarted = Monitor(
+        class_settings, class_monitor.engine, ModelRegistry(class_settings.storage.registry_path)
+    )
+
+    assert restarted.run_once() == 1
+    assert restarted.run_once() == 0
+
+    assert restarted.status.errors == 0
+    assert restarted.reader.watermark() == positions(class_monitor.engine)[-1]
+    estimates = _results(class_monitor.engine, "estimated_accuracy")
+    assert "classes" in estimates[-1]["details"]["error"]
+    drift = _results(class_monitor.engine, "output_drift")
+    assert len(drift) == 2 and "error" not in drift[-1]["details"]
+
+
 def test_a_rolling_accuracy_that_raises_is_stored_as_an_error_and_its_labels_pass(
     class_monitor: Monitor, classifier_trained: TrainedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
