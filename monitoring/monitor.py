@@ -669,7 +669,9 @@ class Monitor:
             new = read_new_labels(connection, after, up_to)
             spans = windows_holding(connection, new.matched, detector=Check.DATA_QUALITY)
         self._evaluate_window_accuracy(spans)
-        versions = labelled | set(new.matched["model_version"])
+        # a prediction logged without a version (a buggy writer's) measures none: None
+        # beside a version's name failed the sort below on every cycle
+        versions = labelled | {v for v in new.matched["model_version"] if isinstance(v, str)}
         self._evaluate_rolling_accuracy(sorted(versions), up_to)
         if new.latest_received is not None:
             self.reader.set_watermark(to_micros(new.latest_received), FEEDBACK_WATERMARK)

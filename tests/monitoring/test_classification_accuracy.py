@@ -599,6 +599,32 @@ def test_windows_of_a_served_version_whose_metadata_became_unreadable_are_passed
     assert len(drift) == 2 and "error" not in drift[-1]["details"]
 
 
+def test_a_label_of_a_prediction_logged_without_a_version_stalls_nothing(
+    class_monitor: Monitor, classifier_trained: TrainedModel
+) -> None:
+    """A request logged with predictions but no model version (no server writes one: a
+    buggy writer's, straight into the log): its labels measure no version, and the other
+    labels are read once. Before, sorting the labelled versions (None beside "v1")
+    raised on every cycle."""
+    model = classifier_of(classifier_trained)
+    frame, p = draw(600, seed=51)
+    ids = write_rows(class_monitor.engine, model, frame)
+    with class_monitor.engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE requests SET model_version = NULL WHERE request_id = :id"),
+            {"id": ids[550]},
+        )
+    write_labels(class_monitor.engine, ids, outcomes(p, seed=52))
+
+    class_monitor.run_once()
+    class_monitor.run_once()
+
+    assert class_monitor.status.errors == 0
+    assert class_monitor.reader.watermark("feedback") > 0
+    (rolling,) = _results(class_monitor.engine, "accuracy_rolling")
+    assert (rolling["model_version"], rolling["details"]["labels"]) == ("v1", 599)
+
+
 def test_a_rolling_accuracy_that_raises_is_stored_as_an_error_and_its_labels_pass(
     class_monitor: Monitor, classifier_trained: TrainedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
