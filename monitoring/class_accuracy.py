@@ -80,16 +80,25 @@ def finite_class_rows(rows: pd.DataFrame) -> np.ndarray:
     returned as NaN or an infinity has none: serving logs its class as NaN and those
     probabilities as ``null`` (JSON has no such number); a row logged before that kept
     an arbitrary class (an argmax over NaN) beside its ``null`` probabilities. Neither
-    can be judged, tested for drift or scored by its confidence."""
+    can be judged, tested for drift or scored by its confidence. Nor can a row whose
+    stored "probabilities" are no probabilities (text, or a number outside [0, 1]: no
+    row serving writes, a buggy writer's): a negative confidence fell in no calibration
+    bin and raised on every cycle that read its label."""
     finite = np.isfinite(rows["prediction"].to_numpy(dtype=np.float64))
     if "probabilities" in rows:
-        isfinite = math.isfinite
         for i, stored in enumerate(rows["probabilities"].tolist()):
-            if isinstance(stored, list | tuple) and not all(
-                p is not None and isfinite(p) for p in stored
-            ):
+            if isinstance(stored, list | tuple) and not all(map(_is_probability, stored)):
                 finite[i] = False
     return finite
+
+
+def _is_probability(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= 1
+    )
 
 
 def class_predictions(rows: pd.DataFrame, version: ClassVersion) -> ClassPredictions:

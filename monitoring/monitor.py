@@ -596,8 +596,16 @@ class Monitor:
         return None if value is None else float(value)
 
     def _validation_mae_of(self, version: str) -> float | None:
+        """The version's validation MAE; None when it has none or its metadata cannot be
+        read (not remembered: it is read again next time). Raised, it failed the cycle
+        after a window was stored and before the watermark moved past it: every cycle
+        met that window again."""
         if version not in self._validation_mae:
-            self._validation_mae[version] = self._record(version).metrics.mae
+            try:
+                self._validation_mae[version] = self._record(version).metrics.mae
+            except WatchkeeperError as exc:
+                log.error("no validation MAE for %s: %s", version, exc)
+                return None
         return self._validation_mae[version]
 
     def _positive_target_of(self, version: str) -> bool:
@@ -661,7 +669,9 @@ class Monitor:
             new = read_new_labels(connection, after, up_to)
             spans = windows_holding(connection, new.matched, detector=Check.DATA_QUALITY)
         self._evaluate_window_accuracy(spans)
-        versions = labelled | set(new.matched["model_version"])
+        # a prediction logged without a version (a buggy writer's) measures none: None
+        # beside a version's name failed the sort below on every cycle
+        versions = labelled | {v for v in new.matched["model_version"] if isinstance(v, str)}
         self._evaluate_rolling_accuracy(sorted(versions), up_to)
         if new.latest_received is not None:
             self.reader.set_watermark(to_micros(new.latest_received), FEEDBACK_WATERMARK)
@@ -796,33 +806,50 @@ class Monitor:
                 pd.to_datetime(labels["created_at"], utc=True).min().to_pydatetime(),
                 pd.to_datetime(labels["created_at"], utc=True).max().to_pydatetime(),
             )
-            confidence = self.settings.trigger.accuracy_confidence
             try:
                 classes = self._class_version(version)
             except WatchkeeperError as exc:
                 log.error("no rolling accuracy for %s: %s", version, exc)
                 continue
-            details: AccuracyDetails | ClassAccuracyDetails
-            if classes is not None:
-                figures = ClassificationAccuracy.of(labels, classes, confidence=confidence)
-                details = figures.as_details(
-                    confidence=confidence,
-                    validation_accuracy=self._validation_metric(version, "accuracy"),
-                    validation_log_loss=self._validation_metric(version, "log_loss"),
-                )
-                score, n = figures.accuracy, figures.labels
-            else:
-                metrics = AccuracyMetrics.of(
-                    labels,
-                    confidence=confidence,
-                    positive_target=self._positive_target_of(version),
-                )
-                details = metrics.as_details(
-                    confidence=confidence, validation_mae=self._validation_mae_of(version)
-                )
-                score, n = metrics.mae, metrics.labels
-            results.append(_span_result(span, Check.ROLLING_ACCURACY, n, score, details))
+            try:
+                results.append(self._rolling_result(span, labels, classes))
+            except sa.exc.SQLAlchemyError:
+                raise  # the database, not the labels: fail the cycle, read them again
+            except Exception as exc:
+                # stored as the version's error and counted, and the labels' watermark
+                # moves on: raised, it failed every cycle that read them, for ever
+                reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+                log.error("rolling accuracy of %s failed: %s", version, reason, exc_info=exc)
+                self.status.window_errors[Check.ROLLING_ACCURACY] += 1
+                error = CheckError(labels=len(labels), error=reason)
+                results.append(_span_result(span, Check.ROLLING_ACCURACY, len(labels), None, error))
         self._store(results)
+
+    def _rolling_result(
+        self, span: WindowSpan, labels: pd.DataFrame, classes: ClassVersion | None
+    ) -> WindowResult:
+        """A version's rolling accuracy over its most recent ``labels``."""
+        version, confidence = span.model_version, self.settings.trigger.accuracy_confidence
+        details: AccuracyDetails | ClassAccuracyDetails
+        if classes is not None:
+            figures = ClassificationAccuracy.of(labels, classes, confidence=confidence)
+            details = figures.as_details(
+                confidence=confidence,
+                validation_accuracy=self._validation_metric(version, "accuracy"),
+                validation_log_loss=self._validation_metric(version, "log_loss"),
+            )
+            score, n = figures.accuracy, figures.labels
+        else:
+            metrics = AccuracyMetrics.of(
+                labels,
+                confidence=confidence,
+                positive_target=self._positive_target_of(version),
+            )
+            details = metrics.as_details(
+                confidence=confidence, validation_mae=self._validation_mae_of(version)
+            )
+            score, n = metrics.mae, metrics.labels
+        return _span_result(span, Check.ROLLING_ACCURACY, n, score, details)
 
     def _retire_replaced(self) -> None:
         """Stop exporting the accuracy of each version neither served nor labelled in

@@ -568,6 +568,89 @@ def test_labels_of_a_version_whose_metadata_became_unreadable_do_not_stall_the_m
     assert restarted.reader.watermark("feedback") > 0
 
 
+def test_windows_of_a_served_version_whose_metadata_became_unreadable_are_passed(
+    class_settings: Settings, class_monitor: Monitor, classifier_trained: TrainedModel
+) -> None:
+    """The served version's metadata unreadable: its new windows are stored (the
+    estimate, which needs it, as an error) and passed, without a validation figure for
+    the trigger. Before, the trigger's look-up raised after the window was stored and
+    before the watermark moved: every cycle failed on that window, for ever."""
+    model = classifier_of(classifier_trained)
+    frame, _ = draw(1000, seed=50)
+    write_rows(class_monitor.engine, model, frame[:500])
+    assert class_monitor.run_once() == 1
+    metadata = Path(class_settings.storage.registry_path) / "versions" / "v1" / "metadata.json"
+    broken = json.loads(metadata.read_text())
+    del broken["classes"]
+    metadata.write_text(json.dumps(broken))
+    write_rows(class_monitor.engine, model, frame[500:].reset_index(drop=True), start=500)
+    restarted = Monitor(
+        class_settings, class_monitor.engine, ModelRegistry(class_settings.storage.registry_path)
+    )
+
+    assert restarted.run_once() == 1
+    assert restarted.run_once() == 0
+
+    assert restarted.status.errors == 0
+    assert restarted.reader.watermark() == positions(class_monitor.engine)[-1]
+    estimates = _results(class_monitor.engine, "estimated_accuracy")
+    assert "classes" in estimates[-1]["details"]["error"]
+    drift = _results(class_monitor.engine, "output_drift")
+    assert len(drift) == 2 and "error" not in drift[-1]["details"]
+
+
+def test_a_label_of_a_prediction_logged_without_a_version_stalls_nothing(
+    class_monitor: Monitor, classifier_trained: TrainedModel
+) -> None:
+    """A request logged with predictions but no model version (no server writes one: a
+    buggy writer's, straight into the log): its labels measure no version, and the other
+    labels are read once. Before, sorting the labelled versions (None beside "v1")
+    raised on every cycle."""
+    model = classifier_of(classifier_trained)
+    frame, p = draw(600, seed=51)
+    ids = write_rows(class_monitor.engine, model, frame)
+    with class_monitor.engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE requests SET model_version = NULL WHERE request_id = :id"),
+            {"id": ids[550]},
+        )
+    write_labels(class_monitor.engine, ids, outcomes(p, seed=52))
+
+    class_monitor.run_once()
+    class_monitor.run_once()
+
+    assert class_monitor.status.errors == 0
+    assert class_monitor.reader.watermark("feedback") > 0
+    (rolling,) = _results(class_monitor.engine, "accuracy_rolling")
+    assert (rolling["model_version"], rolling["details"]["labels"]) == ("v1", 599)
+
+
+def test_a_rolling_accuracy_that_raises_is_stored_as_an_error_and_its_labels_pass(
+    class_monitor: Monitor, classifier_trained: TrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a version's labels make its figures raise, the labels are read once:
+    the window's and the rolling accuracy are stored as errors and counted, and the
+    cycle succeeds (the rolling figure's error failed every cycle that read them)."""
+    model = classifier_of(classifier_trained)
+    frame, p = draw(500, seed=48)
+    ids = write_rows(class_monitor.engine, model, frame)
+    class_monitor.run_once()
+    write_labels(class_monitor.engine, ids, outcomes(p, seed=49))
+
+    def broken(*args: Any, **kwargs: Any) -> ClassificationAccuracy:
+        raise ValueError("a label no figure can take")
+
+    monkeypatch.setattr(ClassificationAccuracy, "of", broken)
+    class_monitor.run_once()
+
+    (rolling,) = _results(class_monitor.engine, "accuracy_rolling")
+    assert rolling["score"] is None
+    assert rolling["details"] == {"labels": 500, "error": "ValueError: a label no figure can take"}
+    assert class_monitor.status.window_errors["accuracy_rolling"] == 1
+    assert class_monitor.status.errors == 0
+    assert class_monitor.reader.watermark("feedback") > 0
+
+
 def test_a_served_classifiers_log_and_labels_are_judged_by_the_monitor(
     class_settings: Settings,
     class_monitor: Monitor,

@@ -209,6 +209,44 @@ def test_a_classifier_window_with_non_finite_probabilities_is_evaluated_without_
     assert sum(monitor.status.window_errors.values()) == 0
 
 
+NO_PROBABILITIES = {
+    5: [-0.5, -0.2],  # negative: an ECE bin below the first failed every cycle
+    6: [1e308, 0.0],  # above 1: its bin overflowed to a negative one
+    7: ["0.5", "0.5"],  # text, not numbers
+}
+"""Stored "probabilities" serving never writes (a buggy writer's, straight into the log)."""
+
+
+def test_a_classifier_row_whose_probabilities_are_no_probabilities_stops_nothing(
+    class_monitor: Monitor, classifier_trained: TrainedModel
+) -> None:
+    """Such a row has no class to judge: left out of every figure and counted with the
+    non-finite ones. Before, its labels raised in the rolling accuracy on every cycle,
+    so the labels' watermark never moved and the version's accuracy froze."""
+    model = classifier_of(classifier_trained)
+    frame, p = draw(500, seed=46)
+    truth = outcomes(p, seed=47)
+    engine = class_monitor.engine
+    ids = write_rows(engine, model, frame)
+    for i, probabilities in NO_PROBABILITIES.items():
+        update_items(engine, [ids[i]], probabilities=probabilities)
+    write_labels(engine, ids[:100], truth[:100])
+
+    assert class_monitor.run_once() == 1
+    class_monitor.run_once()  # the labels were read once: nothing is left to fail on
+
+    results = _results(class_monitor.settings)
+    assert not [(r["detector"], r["details"]) for r in results if "error" in r["details"]]
+    by_check = {r["detector"]: r for r in results}
+    for check in ("accuracy", "accuracy_rolling", "estimated_accuracy", "output_drift"):
+        assert by_check[check]["details"]["non_finite_predictions"] == 3, check
+    labels = model.predict(frame).labels
+    right = sum(labels[i] == truth[i] for i in range(100) if i not in NO_PROBABILITIES)
+    assert by_check["accuracy_rolling"]["score"] == pytest.approx(right / 97)
+    assert class_monitor.status.errors == 0
+    assert "v1" in class_monitor.status.rolling
+
+
 def test_labels_of_classless_predictions_alone_measure_nothing() -> None:
     """Every labelled prediction without a class: no figure (NaN), the accuracy only
     known to be within [0, 1], and the rows counted."""
