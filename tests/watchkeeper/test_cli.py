@@ -139,6 +139,19 @@ def test_rollback_with_nothing_earlier_is_a_clear_error(
     assert "no earlier usable version" in capsys.readouterr().err
 
 
+def test_rollback_in_an_empty_registry_says_none_is_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "no earlier usable version to roll back to from None"."""
+    monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(tmp_path / "registry"))
+
+    assert main(["model", "rollback"]) == 1
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: no model is current and no usable version is registered;")
+    assert "None" not in line
+
+
 def test_healthcheck_passes_for_a_live_worker_and_fails_for_a_stuck_one(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1025,3 +1038,24 @@ def test_an_unknown_option_is_refused_with_its_commands_usage(
     err = capsys.readouterr().err
     assert err.startswith(usage), err
     assert "unrecognized arguments: --bogus" in err
+
+
+@pytest.mark.parametrize("command", ["train", "replay"])
+@pytest.mark.parametrize("option", [["--target", "price"], ["--period", "date"]])
+def test_a_column_option_without_data_is_refused_naming_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    option: list[str],
+) -> None:
+    """`train --target price` trained and registered the Ames model on Sale_Price."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path))
+    url = f"http://127.0.0.1:{free_port()}"
+
+    code = main([command, *option] if command == "train" else [command, "--url", url, *option])
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert line.startswith(f"error: {option[0]} names a column of --csv or --rdataset"), line
+    assert not list(tmp_path.glob("registry/v*"))  # nothing trained
