@@ -1122,3 +1122,46 @@ def test_replaying_rows_without_the_served_models_features_names_the_data_to_rep
         "replay the data the served model was trained on: "
         "--rdataset Ecdat/Males --target union --period year"
     ), line
+
+
+def test_train_on_a_csv_without_rows_is_one_line_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A header alone said "the training set holds 0 rows and the validation set 0;
+    check --validation-fraction against the 0 rows"."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+    csv = tmp_path / "prices.csv"
+    csv.write_text("x,price\n")
+
+    code = main(["train", "--csv", str(csv), "--target", "price"])
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert line == (
+        "error: prices.csv holds no row with a 'price' value; check --csv or --rdataset "
+        "and --target"
+    )
+
+
+@pytest.mark.parametrize(
+    ("bounds", "named"),
+    [
+        (["--start", "2030-01-01"], "from 2030-01-01 to the end"),
+        (["--end", "2020-03-01"], "from after the training period to 2020-03-01"),
+    ],
+)
+def test_a_replay_with_no_row_between_its_bounds_fails_naming_the_periods(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bounds: list[str], named: str
+) -> None:
+    """It said "sent 0 rows (0 predicted, 0 rejected)" and exited 0."""
+    csv = _monthly_csv(tmp_path / "monthly.csv")
+    url = f"http://127.0.0.1:{free_port()}"
+
+    code = main(
+        ["replay", "--url", url, "--csv", str(csv), "--target", "y", "--period", "month", *bounds]
+    )
+
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert code == 1
+    assert line.startswith(f"error: no rows to replay {named}: 'month' runs from 2020-01-01"), line
+    assert line.endswith("; choose --start and --end within it")

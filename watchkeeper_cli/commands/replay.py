@@ -31,14 +31,30 @@ def _replay_dataset(args: argparse.Namespace) -> Dataset:
                     f"{bound} needs --period: without a time order every row is replayed",
                     "name the column that orders the rows in time with --period",
                 )
+            if dataset.frame.empty:
+                raise CommandFailed(
+                    f"no rows to replay: {dataset.name!r} holds none with a "
+                    f"{dataset.target!r} value",
+                    "check --csv or --rdataset and --target",
+                )
             return dataset  # no time order: every row, in file order
         if args.start is not None:
-            return dataset.between(args.start, args.end)
-        return dataset.after(dataset.default_split().train_end).between(None, args.end)
+            chosen = dataset.between(args.start, args.end)
+        else:
+            chosen = dataset.after(dataset.default_split().train_end).between(None, args.end)
     except DatasetError as exc:
         raise CommandFailed(
             str(exc), "check --csv or --rdataset, --target, --period and --start/--end"
         ) from exc
+    if chosen.frame.empty:  # "sent 0 rows" and status 0 said nothing was wrong
+        periods = dataset.frame[dataset.period]
+        start = args.start if args.start is not None else "after the training period"
+        raise CommandFailed(
+            f"no rows to replay from {start} to {args.end or 'the end'}: "
+            f"{dataset.period!r} runs from {periods.min()} to {periods.max()}",
+            "choose --start and --end within it",
+        )
+    return chosen
 
 
 def _served_data_hint(url: str) -> str:
