@@ -1165,3 +1165,23 @@ def test_a_replay_with_no_row_between_its_bounds_fails_naming_the_periods(
     assert code == 1
     assert line.startswith(f"error: no rows to replay {named}: 'month' runs from 2020-01-01"), line
     assert line.endswith("; choose --start and --end within it")
+
+
+def test_a_report_on_a_data_dir_without_a_log_names_the_directory_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run where the log is not (another shell, WATCHKEEPER_DATA_DIR not exported), it
+    created an empty watchkeeper.db there and said "database schema is at nothing, code
+    needs 0014: run `watchkeeper db upgrade`"."""
+    data_dir = tmp_path / "var"
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(data_dir))
+
+    assert main(["report", "--output", str(tmp_path / "r.html")]) == 1
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        f"error: no prediction log at {data_dir / 'watchkeeper.db'}: nothing was served "
+        f"with WATCHKEEPER_DATA_DIR {data_dir}; set WATCHKEEPER_DATA_DIR to the data "
+        "directory of the run to report on"
+    ), line
+    assert not data_dir.exists()
