@@ -12,6 +12,7 @@ import re
 import select
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -284,6 +285,26 @@ def test_retrain_target_without_data_is_refused_naming_the_option(
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: --target names the target column of --csv or --rdataset")
     assert not (tmp_path / "watchkeeper.db").exists()  # nothing queued
+
+
+def test_retrain_on_a_csv_that_is_not_there_is_refused_before_queueing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped path was queued and run: "run 3: failed ... /nope.csv is not there any
+    more", a failed run in the history and its alert."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path))
+    missing = tmp_path / "nope.csv"
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+
+    assert main(["retrain", "--csv", str(missing), "--target", "y"]) == 1
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert (
+        line == f"error: --csv {missing}: no file at {missing}; check the path; nothing was queued"
+    )
+    with sqlite3.connect(tmp_path / "watchkeeper.db") as db:
+        assert db.execute("SELECT count(*) FROM retrain_requests").fetchone() == (0,)
 
 
 # -- failures end in one line, and a traceback only with --debug ------------------
