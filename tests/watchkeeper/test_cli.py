@@ -1206,3 +1206,20 @@ def test_a_report_on_a_data_dir_without_a_log_names_the_directory_and_creates_no
         "directory of the run to report on"
     ), line
     assert not data_dir.exists()
+
+
+@pytest.mark.parametrize("url", ["localhost:8000", "127.0.0.1:8000", "ftp://127.0.0.1:8000"])
+def test_a_replay_url_without_its_http_scheme_is_refused_naming_the_option(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--url localhost:8000` failed with "No connection adapters were found ...; check
+    the path and its permissions (WATCHKEEPER_DATA_DIR and the *_DIR settings)"."""
+    with pytest.raises(SystemExit) as exited:
+        main(["replay", "--url", url, "--limit", "1"])
+
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert exited.value.code == 2
+    assert last == (
+        "watchkeeper replay: error: argument --url: must be an http:// or https:// URL "
+        f"(e.g. http://{url}), not {url!r}"
+    )

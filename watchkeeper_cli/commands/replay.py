@@ -57,6 +57,16 @@ def _replay_dataset(args: argparse.Namespace) -> Dataset:
     return chosen
 
 
+def _server_url(text: str) -> str:
+    """``--url``: an http(s) URL. ``localhost:8000`` reached the HTTP client as an
+    unknown scheme, and its failure came out as advice about file permissions."""
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(
+            f"must be an http:// or https:// URL (e.g. http://{text}), not {text!r}"
+        )
+    return text
+
+
 def _served_data_hint(url: str) -> str:
     """How to replay the data the served model was trained on, as ``/model`` records
     it (the command `make run`'s summary prints)."""
@@ -116,6 +126,7 @@ def register(commands: Commands) -> None:
     )
     replay.add_argument(
         "--url",
+        type=_server_url,
         help="prediction server (default: http://WATCHKEEPER_HOST:WATCHKEEPER_PORT, "
         "127.0.0.1 for a wildcard host)",
     )
