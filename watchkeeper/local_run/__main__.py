@@ -37,7 +37,7 @@ from watchkeeper.local_run.preflight import Refused, check_alert_token_file, che
 from watchkeeper.local_run.run_lock import DataDirInUse, RunLock
 from watchkeeper.local_run.summary import grafana_note, render_summary, shown
 from watchkeeper.local_run.supervisor import Supervisor
-from watchkeeper.settings import Settings
+from watchkeeper.settings import Settings, config_problems
 from watchkeeper.version_metadata import DataSource
 
 # Generous: on two busy cores the first start (imports, detector fitting) can be slow.
@@ -197,7 +197,7 @@ def run(repo: Path, bin_dir: str) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"error: invalid configuration: {exc.errors()[0]['msg']}", file=sys.stderr)
+        print(f"error: invalid configuration: {config_problems(exc)}", file=sys.stderr)
         return 2
     grafana = shutil.which("grafana-server")
     env = dict(os.environ)
