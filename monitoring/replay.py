@@ -111,6 +111,7 @@ class Replayer:
         if missing := [name for name in names if name not in frame]:
             # another dataset's rows (the Ames sales sent to a model of other data)
             shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
+            self.session.close()  # its connection to /model, as a finished run closes it
             raise DatasetError(
                 f"the rows of {dataset.name!r} lack {len(missing)} of the {len(names)} "
                 f"features the served model takes ({shown})"
