@@ -20,7 +20,7 @@ import orjson
 import pandas as pd
 import requests
 
-from watchkeeper.dataset import Dataset
+from watchkeeper.dataset import Dataset, DatasetError
 from watchkeeper.task import json_label
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,14 @@ class Replayer:
         )
         if limit is not None:
             frame = frame.head(limit)
+        if missing := [name for name in names if name not in frame]:
+            # another dataset's rows (the Ames sales sent to a model of other data)
+            shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
+            self.session.close()  # its connection to /model, as a finished run closes it
+            raise DatasetError(
+                f"the rows of {dataset.name!r} lack {len(missing)} of the {len(names)} "
+                f"features the served model takes ({shown})"
+            )
         categorical = [name for name, kind in features if kind == "categorical"]
         records = json_records(frame[names], categorical)
         # numbers for a regression target, class labels as JSON holds them otherwise

@@ -473,6 +473,8 @@ class ModelRegistry:
                 continue
             if not unfit:
                 return version
+        if previous is None:  # an empty registry, or no CURRENT yet
+            raise RegistryError("no model is current and no usable version is registered")
         raise RegistryError(f"no earlier usable version to roll back to from {previous}")
 
     def _refuse_unfit(self, version: str) -> None:

@@ -35,6 +35,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -903,6 +904,16 @@ def settings_table() -> str:
         sections.append("\n".join(rows))
     sections.append(bounds_note())
     return "\n\n".join(sections)
+
+
+def config_problems(exc: ValidationError) -> str:
+    """Pydantic's multi-line report as one line naming the variables, without values."""
+    problems = []
+    for error in exc.errors():
+        if error["type"] == "default_factory_not_called":
+            continue  # a path derived from a setting that is itself reported
+        problems.append(f"{variable_at(error['loc'])}: {error['msg']}")
+    return "; ".join(problems) + "; fix the variables named"
 
 
 def variable_at(loc: tuple[int | str, ...]) -> str:

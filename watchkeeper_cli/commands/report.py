@@ -27,6 +27,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             f"--since {args.since} is after --until {args.until}: the period holds nothing",
             "fix --since/--until",
         )
+    _require_log(settings)
     if args.model_version is not None:
         _check_registered(args.model_version, settings)
     period = Period(since=since, until=until, model_version=args.model_version)
@@ -39,6 +40,24 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         ) from exc
     print(f"wrote {output}: {summary_line(data)}")
     return 0
+
+
+def _require_log(settings: Settings) -> None:
+    """A SQLite log that is not there is another data directory's: the report created
+    an empty database in its place and advised `watchkeeper db upgrade`, which leads
+    only to an empty report."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.storage.database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    if not Path(url.database).exists():
+        raise CommandFailed(
+            f"no prediction log at {url.database}: nothing was served with "
+            f"WATCHKEEPER_DATA_DIR {settings.storage.data_dir}",
+            "set WATCHKEEPER_DATA_DIR to the data directory of the run to report on "
+            "(`make run`'s own: var in the checkout)",
+        )
 
 
 def _check_registered(version: str, settings: Settings) -> None:

