@@ -202,9 +202,9 @@ def _judge_coverage(
     miss = policy.coverage_miss(candidate, accuracy=ours)
     if miss == 0:
         explained = (
-            f" (above {policy.max_coverage:.0%}: the sets hold no more than the predicted "
-            "class's accuracy)"
-            if candidate > policy.max_coverage
+            f" (above {policy.max_coverage:.0%}, within its accuracy {ours:.1%}: a set "
+            "holds the predicted class)"
+            if candidate > policy.max_coverage and ours is not None
             else ""
         )
         return Decision(
