@@ -65,9 +65,13 @@ class GatePolicy:
     def band(self) -> str:
         return f"[{self.min_coverage:.0%}, {self.max_coverage:.0%}]"
 
-    def coverage_miss(self, coverage: float) -> float:
-        """How far ``coverage`` lies outside the band (0 inside it)."""
-        return max(self.min_coverage - coverage, coverage - self.max_coverage, 0.0)
+    def coverage_miss(self, coverage: float, *, accuracy: float | None = None) -> float:
+        """How far ``coverage`` lies outside the band (0 inside it). A classifier's set
+        always holds its predicted class, so its coverage is at least its ``accuracy``:
+        coverage above the band that accuracy explains is no miss (a 99 %-accurate
+        model's singleton sets cover 99 %, and cannot be made narrower)."""
+        high = max(self.max_coverage, accuracy or 0.0)
+        return max(self.min_coverage - coverage, coverage - high, 0.0)
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,7 @@ def _decide_classifier(
         candidate.required("set_coverage"),
         champion.required("set_coverage"),
         what="prediction set",
+        accuracies=(candidate.required("accuracy"), champion.required("accuracy")),
     )
     if not coverage.promote:
         return coverage
@@ -183,15 +188,30 @@ def _decide_classifier(
 
 
 def _judge_coverage(
-    policy: GatePolicy, candidate: float, champion: float, *, what: str = "interval"
+    policy: GatePolicy,
+    candidate: float,
+    champion: float,
+    *,
+    what: str = "interval",
+    accuracies: tuple[float, float] | None = None,
 ) -> Decision:
     """Coverage in the band, or no further from it than the champion's on the same
-    holdout; the reason says which."""
-    miss = policy.coverage_miss(candidate)
+    holdout; the reason says which. ``accuracies`` (a classifier's, the candidate's and
+    the champion's) lift the band's top to what each one's accuracy explains."""
+    ours, theirs = accuracies or (None, None)
+    miss = policy.coverage_miss(candidate, accuracy=ours)
     if miss == 0:
-        return Decision(True, f"{'set ' if what != 'interval' else ''}coverage {candidate:.1%}")
+        explained = (
+            f" (above {policy.max_coverage:.0%}, within its accuracy {ours:.1%}: a set "
+            "holds the predicted class)"
+            if candidate > policy.max_coverage and ours is not None
+            else ""
+        )
+        return Decision(
+            True, f"{'set ' if what != 'interval' else ''}coverage {candidate:.1%}{explained}"
+        )
     outside = f"{what} coverage {candidate:.1%} outside {policy.band()}"
-    champion_miss = policy.coverage_miss(champion)
+    champion_miss = policy.coverage_miss(champion, accuracy=theirs)
     if miss <= champion_miss:
         than = "better than" if miss < champion_miss else "no worse than"
         return Decision(

@@ -22,11 +22,13 @@ import pyarrow.compute as pc
 
 from serving.validation import (
     BOOLEAN_CATEGORIES,
+    BOOLEAN_SPELLINGS,
     MAX_PROBLEMS,
     ValidatedRequest,
     check_categorical,
     check_rows,
     failed,
+    is_boolean_feature,
     numeric_problem,
 )
 from watchkeeper.category_column import CategoryColumn
@@ -201,6 +203,13 @@ def _categorical(
         pieces.append((index.astype(np.int64) + len(values) if values else index, nulls))
         values.extend(chunk.dictionary.to_pylist())
     text.spend(feature, n_bytes)
+    if is_boolean_feature(feature):  # "true" as a CSV spells it: the category "True"
+        values = [
+            BOOLEAN_SPELLINGS.get(v.lower(), v)
+            if v is not None and v not in BOOLEAN_CATEGORIES
+            else v
+            for v in values
+        ]
     index = pieces[0][0] if len(pieces) == 1 else np.concatenate([p for p, _ in pieces])
     if any(nulls is not None for _, nulls in pieces):
         index = index.astype(np.int64)

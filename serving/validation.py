@@ -56,6 +56,9 @@ _TEXT_OR_NULL = frozenset({str, _NONE})
 _FORMS = ("features", "instances", "columns")
 # A boolean column in training becomes these categories (``category_text``).
 BOOLEAN_CATEGORIES = frozenset({"True", "False"})
+# How a CSV may spell them: pandas reads true/TRUE/True as one boolean, so a client
+# sending the file's own text "true" means the category "True", not an unseen value.
+BOOLEAN_SPELLINGS = {"true": "True", "false": "False"}
 # Below this many records, each record's values are taken by name (one itemgetter call
 # per record), as a single record's are: transposing by position while checking pays
 # for 1,000 records (0.91x in process) and not yet for 100 (1.03x).
@@ -374,7 +377,9 @@ class _Checks:
         """The column's problems."""
         if not feature.is_numeric and not self.coded:
             problems = check_categorical(feature, column, field)  # its own fast check first
-            if not problems or (texts := self._boolean_texts(feature, column)) is None:
+            if not problems and not is_boolean_feature(feature):
+                return problems
+            if (texts := self._boolean_texts(feature, column)) is None:
                 return problems
             return check_categorical(feature, texts, field)
         if self.valid(feature, column):
@@ -406,6 +411,8 @@ class _Checks:
                 self.compact[feature.name] = same
             return True
         if self.coded:
+            if is_boolean_feature(feature) and (texts := self._boolean_texts(feature, column)):
+                column = texts  # spelled "true"/"false": the categories' own text first
             coded = _valid_categories(feature, column)
             if coded is None and (texts := self._boolean_texts(feature, column)) is not None:
                 coded = _valid_categories(feature, texts)
@@ -612,16 +619,33 @@ def check_categorical(feature: Feature, column: list[Any], field: FieldName) -> 
     return problems
 
 
+def is_boolean_feature(feature: Feature) -> bool:
+    """Whether training found the feature a boolean column: its categories are only
+    ``"True"`` and ``"False"``."""
+    return bool(feature.categories) and set(feature.categories) <= BOOLEAN_CATEGORIES
+
+
 def _with_boolean_texts(feature: Feature, column: Sequence[Any]) -> list[Any] | None:
     """``column`` with each boolean as its text, when the feature has that text among
-    its categories (training found the column boolean); ``None`` when it holds no
-    boolean, or the feature has no such category (a boolean is then refused as no
-    string)."""
+    its categories (training found the column boolean), and, for a boolean feature,
+    each other spelling of it (``"true"``, ``"FALSE"``) as its category; ``None`` when
+    there is nothing to convert, or the feature has no such category (a boolean is then
+    refused as no string)."""
     if not BOOLEAN_CATEGORIES & set(feature.categories):
         return None
-    if not any(v is True or v is False for v in column):
+    spellings = BOOLEAN_SPELLINGS if is_boolean_feature(feature) else {}
+
+    def text(value: Any) -> Any:
+        if value is True or value is False:
+            return str(value)
+        if spellings and isinstance(value, str) and value not in BOOLEAN_CATEGORIES:
+            return spellings.get(value.lower(), value)
+        return value
+
+    texts = [text(v) for v in column]
+    if all(t is v for t, v in zip(texts, column, strict=True)):
         return None
-    return [str(v) if v is True or v is False else v for v in column]
+    return texts
 
 
 def _all_strings(column: list[Any]) -> bool:

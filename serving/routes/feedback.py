@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app
 
 from serving.api_models import ClassFeedbackAccepted, FeedbackAccepted
-from serving.feedback import known_class, parse_feedback, store_feedback
+from serving.feedback import known_class, parse_feedback, store_feedback, with_boolean_classes
 from serving.json_body import request_json
 from serving.responses import json_response
 from serving.services import services
@@ -35,6 +35,8 @@ def feedback() -> Response:
         max_items=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"],
         task=model.task if model is not None else Task.REGRESSION,
     )
+    if isinstance(model, Classifier):
+        items = with_boolean_classes(model, items)
     with services().request_database.work("the feedback") as engine:
         stored = store_feedback(engine, items)
     accepted = FeedbackAccepted(

@@ -168,6 +168,23 @@ def test_a_boolean_column_for_a_feature_trained_boolean_is_its_categories_text()
     assert list(validated.columns["central_air"]) == ["True", None, "False", "True"]
 
 
+@pytest.mark.parametrize("dictionary", [False, True])
+def test_a_text_column_spelling_a_boolean_feature_as_a_csv_does_is_its_categories(
+    dictionary: bool,
+) -> None:
+    """pandas reads a CSV's true/false as booleans ("True", "False" to the model): the
+    file's own text "true" sent as an Arrow string column was an unseen value (the
+    prediction for missing), or, as here with unknown categories refused, a 422."""
+    schema = FeatureSchema(
+        (Feature("central_air", "categorical", categories=("False", "True"), allow_unknown=False),),
+        target="price",
+    )
+    array = pa.array(["true", None, "FALSE", "True"])
+    table = pa.table({"central_air": array.dictionary_encode() if dictionary else array})
+    validated = validate_arrow_table(table, schema, max_batch_size=10, max_text_bytes=TEXT)
+    assert list(validated.columns["central_air"]) == ["True", None, "False", "True"]
+
+
 def test_an_empty_table_is_an_empty_batch() -> None:
     assert _problems(_table().slice(0, 0)) == {"columns": "must hold at least one row"}
 

@@ -87,3 +87,34 @@ def test_a_boolean_for_a_text_feature_is_still_refused(flag_app: Flask) -> None:
     assert response.json["error"]["details"] == [
         {"field": "features.colour", "problem": "must be a string, got boolean"}
     ]
+
+
+@pytest.mark.parametrize("spelling", [str.lower, str.upper])
+@pytest.mark.parametrize("form", ["instances", "columns"])
+def test_a_boolean_spelled_as_a_csv_spells_it_is_its_category(
+    flag_app: Flask, read_log: Callable[[Flask], LogReader], form: str, spelling: Any
+) -> None:
+    """pandas reads a CSV's true/false as booleans, so the model learnt the categories
+    "True" and "False"; a client sending the file's own text "true" got the answer for
+    an unseen (missing) value with a 200: 10.5 where "True" gave 95.1."""
+    client = flag_app.test_client()
+    spelled = [
+        {**r, "sunny": None if r["sunny"] is None else spelling(str(r["sunny"]))} for r in ROWS
+    ]
+    many = 200  # past the size from which a batch's categories are coded
+    records = {"instances": spelled * many, "columns": spelled}[form]
+    body = (
+        {"instances": records}
+        if form == "instances"
+        else {"columns": {name: [r[name] for r in records] for name in records[0]}}
+    )
+
+    sent = client.post("/predict", json=body)
+    as_text = client.post("/predict", json={"instances": [_as_text(r) for r in records]})
+
+    assert sent.status_code == 200, sent.json
+    assert _values(sent.json) == _values(as_text.json)
+    logged = [
+        p for p in read_log(flag_app).predictions() if p["request_id"] == sent.json["request_id"]
+    ]
+    assert [p["features"]["sunny"] for p in logged[:3]] == [_as_text(r)["sunny"] for r in ROWS]

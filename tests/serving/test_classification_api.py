@@ -7,6 +7,7 @@ swap between a regression model and a classifier changes the answers' shape."""
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -525,3 +526,50 @@ def test_gunicorn_workers_serve_a_classifier_and_log_its_rows(
         prediction, probabilities = rows[item["id"]]
         assert prediction == float(classes.index(item["prediction"]))
         assert probabilities == [item["probabilities"][label_text(c)] for c in classes]
+
+
+@pytest.fixture(scope="module")
+def boolean_registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A classifier of a boolean target, as pandas reads a CSV's true/false."""
+    from tests.serving.conftest import classification_frame
+    from watchkeeper.dataset import Dataset
+    from watchkeeper.training import TrainingParams, train
+
+    frame = classification_frame(seed=1)
+    frame["outcome"] = frame["outcome"].astype(bool)
+    dataset = Dataset(name="booleans", frame=frame, target="outcome", exclude=("grade",))
+    trained = train(dataset, params=TrainingParams(max_iter=30, reference_rows=300))
+    root = tmp_path_factory.mktemp("boolean-registry")
+    ModelRegistry(root).register(trained)
+    return root
+
+
+def test_a_boolean_class_spelled_as_a_csv_spells_it_is_that_class(
+    make_app: Callable[..., Flask],
+    tmp_path: Path,
+    boolean_registry_template: Path,
+    read_log: Callable[[Flask], LogReader],
+    classifier_records: list[dict[str, Any]],
+) -> None:
+    """pandas reads a CSV's true/false target as booleans, so the classes are True and
+    False; the file's own text "true" as a label was stored as a class the model did not
+    know (known_class false), counted wrong by the monitor and left out of retraining."""
+    registry = tmp_path / "boolean-registry"
+    shutil.copytree(boolean_registry_template, registry)
+    app = make_app(registry_path=registry)
+    ids = _predict_ids(app, classifier_records[:3], read_log)
+    client = app.test_client()
+
+    spelled = client.post(
+        "/feedback",
+        json={"items": [{"id": ids[0], "actual": "true"}, {"id": ids[1], "actual": "FALSE"}]},
+    )
+    other = client.post("/feedback", json={"id": ids[2], "actual": "maybe"})
+
+    assert (spelled.status_code, spelled.json["known_class"]) == (200, True), spelled.json
+    assert other.json["known_class"] is False
+    assert _labels(app) == {
+        ids[0]: (None, "True"),
+        ids[1]: (None, "False"),
+        ids[2]: (None, "maybe"),
+    }

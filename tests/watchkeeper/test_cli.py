@@ -916,6 +916,26 @@ def test_train_refuses_to_serve_an_interval_that_misses_its_validation_coverage(
     assert registry.current_version() == "v2"
 
 
+def test_train_serves_a_classifier_whose_set_coverage_is_its_accuracy_above_the_band(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A classifier right on every validation row has singleton sets covering 100 %,
+    which lies above the band's 98 %: train refused to make it current without --force,
+    although no set could be narrower than its predicted class."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=400)
+    csv = tmp_path / "separable.csv"
+    pd.DataFrame({"x": x, "label": np.where(x > 0, "high", "low")}).to_csv(csv, index=False)
+
+    code = main(["train", "--csv", str(csv), "--target", "label", "--max-iter", "20"])
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "accuracy 100.0%" in out and "coverage 100.0%" in out, out
+    assert ModelRegistry(tmp_path / "var" / "registry").current_version() == "v1"
+
+
 def test_report_to_an_existing_directory_is_one_line_naming_the_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -201,14 +201,18 @@ def classification_alerts(c: MixinConfig) -> AlertGroup:
             Alert(
                 "WatchkeeperPredictionSetCoverageOutOfBand",
                 f"{rolling('prediction_set_coverage_ratio')} < {t.coverage_min:g}\nor\n"
-                f"{rolling('prediction_set_coverage_ratio')} > {t.coverage_max:g}",
+                # a set always holds the predicted class, so it covers at least the
+                # accuracy: a 99 %-accurate classifier's singleton sets are not too wide
+                f"{rolling('prediction_set_coverage_ratio')} > {t.coverage_max:g}\n"
+                f"  > {rolling('accuracy_ratio')}",
                 d.coverage,
                 Severity.WARNING,
                 "Classifier {{ $labels.model_version }}'s prediction sets hold the true class "
                 "too rarely or too often",
                 "The rolling share of true classes inside the prediction set has been outside "
-                f"[{percent(t.coverage_min)}, {percent(t.coverage_max)}] for "
-                f"{spoken(d.coverage)}: the sets clients are given no longer mean their level.",
+                f"[{percent(t.coverage_min)}, {percent(t.coverage_max)}] (above it by more "
+                f"than the accuracy explains) for {spoken(d.coverage)}: the sets clients are "
+                "given no longer mean their level.",
                 "prediction-set-coverage-out-of-band",
                 PanelRef(DashboardUid.ACCURACY, p.SET_COVERAGE),
             ),

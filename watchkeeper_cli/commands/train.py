@@ -79,7 +79,10 @@ def _coverage_refusal(trained: TrainedModel, settings: Settings) -> str | None:
     meet."""
     coverage = trained.metrics.any_coverage
     low, high = settings.retrain.min_coverage, settings.retrain.max_coverage
-    if coverage is None or low <= coverage <= high:
+    # a classifier's set holds its predicted class: coverage up to its accuracy is no
+    # sign of sets too wide (the retraining gate judges it the same way)
+    ceiling = max(high, trained.metrics.accuracy or 0.0)
+    if coverage is None or low <= coverage <= ceiling:
         return None
     what = "prediction set" if trained.model.task == "classification" else "interval"
     return (
