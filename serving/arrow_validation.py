@@ -28,7 +28,6 @@ from serving.validation import (
     check_categorical,
     check_rows,
     failed,
-    is_boolean_feature,
     numeric_problem,
 )
 from watchkeeper.category_column import CategoryColumn
@@ -203,7 +202,7 @@ def _categorical(
         pieces.append((index.astype(np.int64) + len(values) if values else index, nulls))
         values.extend(chunk.dictionary.to_pylist())
     text.spend(feature, n_bytes)
-    if is_boolean_feature(feature):  # "true" as a CSV spells it: the category "True"
+    if feature.is_boolean:  # "true" as a CSV spells it: the category "True"
         values = [
             BOOLEAN_SPELLINGS.get(v.lower(), v)
             if v is not None and v not in BOOLEAN_CATEGORIES

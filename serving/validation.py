@@ -377,7 +377,7 @@ class _Checks:
         """The column's problems."""
         if not feature.is_numeric and not self.coded:
             problems = check_categorical(feature, column, field)  # its own fast check first
-            if not problems and not is_boolean_feature(feature):
+            if not problems and not feature.is_boolean:
                 return problems
             if (texts := self._boolean_texts(feature, column)) is None:
                 return problems
@@ -411,7 +411,7 @@ class _Checks:
                 self.compact[feature.name] = same
             return True
         if self.coded:
-            if is_boolean_feature(feature) and (texts := self._boolean_texts(feature, column)):
+            if feature.is_boolean and (texts := self._boolean_texts(feature, column)):
                 column = texts  # spelled "true"/"false": the categories' own text first
             coded = _valid_categories(feature, column)
             if coded is None and (texts := self._boolean_texts(feature, column)) is not None:
@@ -619,12 +619,6 @@ def check_categorical(feature: Feature, column: list[Any], field: FieldName) -> 
     return problems
 
 
-def is_boolean_feature(feature: Feature) -> bool:
-    """Whether training found the feature a boolean column: its categories are only
-    ``"True"`` and ``"False"``."""
-    return bool(feature.categories) and set(feature.categories) <= BOOLEAN_CATEGORIES
-
-
 def _with_boolean_texts(feature: Feature, column: Sequence[Any]) -> list[Any] | None:
     """``column`` with each boolean as its text, when the feature has that text among
     its categories (training found the column boolean), and, for a boolean feature,
@@ -633,7 +627,7 @@ def _with_boolean_texts(feature: Feature, column: Sequence[Any]) -> list[Any] | 
     refused as no string)."""
     if not BOOLEAN_CATEGORIES & set(feature.categories):
         return None
-    spellings = BOOLEAN_SPELLINGS if is_boolean_feature(feature) else {}
+    spellings = BOOLEAN_SPELLINGS if feature.is_boolean else {}
 
     def text(value: Any) -> Any:
         if value is True or value is False:

@@ -11,6 +11,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -48,6 +49,13 @@ class Feature:
     @property
     def is_numeric(self) -> bool:
         return self.kind == "numeric"
+
+    @cached_property
+    def is_boolean(self) -> bool:
+        """Whether training found the column boolean: its categories are only ``"True"``
+        and ``"False"``. Cached: validation asks it of every categorical column of every
+        request."""
+        return bool(self.categories) and set(self.categories) <= {"True", "False"}
 
 
 @dataclass(frozen=True)
