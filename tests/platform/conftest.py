@@ -101,6 +101,17 @@ def platform_env(data_dir: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
+def run_platform_refused(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``make run``'s entry point, expected to refuse before it starts anything."""
+    return subprocess.run(
+        [sys.executable, "-m", "watchkeeper.local_run", "--repo", str(REPO)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def start_platform(env: dict[str, str], output_path: Path) -> subprocess.Popen[bytes]:
     """``make run`` as the README says, in its own session so that the test can send
     Ctrl-C to its process group as a terminal does. ``-o`` keeps make from reinstalling

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.platform.conftest import REPO, platform_env
+from tests.platform.conftest import REPO, platform_env, run_platform_refused
 from watchkeeper.local_run.layout import layout
 from watchkeeper.local_run.preflight import Refused, check_alert_token_file, check_ports
 from watchkeeper.settings import Settings
@@ -39,13 +37,7 @@ def test_an_invalid_setting_is_one_line_naming_the_variable(tmp_path: Path) -> N
     """`make run` said only "invalid configuration: Input should be a valid integer,
     unable to parse string as an integer", not which of its settings."""
     env = platform_env(tmp_path / "var", WATCHKEEPER_MONITOR_PORT="abc")
-    result = subprocess.run(
-        [sys.executable, "-m", "watchkeeper.local_run", "--repo", str(REPO)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_platform_refused(env)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "error: invalid configuration: WATCHKEEPER_MONITOR_PORT: Input should be a valid "

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.platform.conftest import REPO, platform_env
+from tests.platform.conftest import platform_env, run_platform_refused
 from watchkeeper.local_run.run_lock import DataDirInUse, RunLock
 
 
@@ -50,13 +48,7 @@ def test_a_second_run_whose_ports_the_first_holds_is_refused_for_the_data_dir(
         with socket.socket() as server:
             server.bind(("127.0.0.1", int(env["WATCHKEEPER_PORT"])))
             server.listen()
-            result = subprocess.run(
-                [sys.executable, "-m", "watchkeeper.local_run", "--repo", str(REPO)],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            result = run_platform_refused(env)
     finally:
         held.release()
     assert result.returncode == 1
