@@ -88,13 +88,24 @@ def _unwritable(plan: Layout, exc: OSError) -> str:
 
 
 def _run_setup(env: dict[str, str], stop: threading.Event) -> bool:
-    """Train if no model is current, migrate the schema; False if Ctrl-C stopped it."""
+    """Train if no model is current, migrate the schema; False if Ctrl-C or SIGTERM
+    stopped it."""
     for args in (("train", "--if-missing"), ("db", "upgrade")):
         # in the terminal's process group: Ctrl-C stops it as well as us
-        failed = subprocess.run(_cli(*args), env=env).returncode != 0
+        with subprocess.Popen(_cli(*args), env=env) as child:
+            while child.poll() is None:
+                if stop.wait(0.2):
+                    try:
+                        child.wait(timeout=2)  # Ctrl-C reached it too: it ends itself
+                    except subprocess.TimeoutExpired:
+                        # a SIGTERM sent to us alone (a service manager, `kill`) is
+                        # passed on: the run waited for a whole training, registered
+                        # its model, then exited
+                        child.terminate()
+                        child.wait()
         if stop.is_set():
             return False
-        if failed:
+        if child.returncode != 0:
             raise StartFailed(f"`watchkeeper {' '.join(args)}` failed (its error is above)")
     return True
 
@@ -220,6 +231,7 @@ def run(repo: Path, bin_dir: str) -> int:
         except OSError as exc:
             raise StartFailed(_unwritable(plan, exc)) from exc
         if not _run_setup(env, stop):
+            _say("stopped before anything started")
             return 130
         _start_all(supervisor, plan, settings, files, env, token, grafana)
         failed = supervisor.wait_ready(READY_TIMEOUT, stop.is_set)
