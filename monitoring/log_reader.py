@@ -20,6 +20,7 @@ the exact quality counts and the sampled rows' features and predictions
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,11 +36,38 @@ from monitoring.window_features import FEATURE_PREFIX, ColumnCache, window_featu
 from watchkeeper.db.positions import read_position, write_position
 from watchkeeper.db.prediction_seq import prediction_seq
 from watchkeeper.db.prediction_view import seq_between, seq_in
-from watchkeeper.db.tables import predictions, requests
+from watchkeeper.db.tables import monitor_state, predictions, requests
 from watchkeeper.schema import FeatureSchema
 
 WATERMARK = "windows"
-__all__ = ["FEATURE_PREFIX", "WATERMARK", "LogReader", "SampledWindow", "features_of"]
+"""Every prediction up to this position is in an evaluated window: where a cycle reads
+from (and what retention may prune up to)."""
+VERSION_WATERMARK = "windows@"
+"""Prefix of a model version's position: the last row of its newest evaluated window,
+kept while it is past :data:`WATERMARK`. Each version's rows are cut into windows of
+their own (:mod:`monitoring.windows`), so while two versions are served one can be
+evaluated past another's open window: its rows after the global watermark up to its own
+are evaluated already."""
+__all__ = [
+    "FEATURE_PREFIX",
+    "VERSION_WATERMARK",
+    "WATERMARK",
+    "LogReader",
+    "SampledWindow",
+    "features_of",
+    "version_position",
+]
+
+
+def version_position(version: str) -> str:
+    """The name of ``version``'s position (a name holds 64 characters: a longer
+    version's is named by its hash)."""
+    name = VERSION_WATERMARK + version
+    if len(name) <= monitor_state.c.name.type.length:
+        return name
+    return VERSION_WATERMARK + "#" + hashlib.sha256(version.encode()).hexdigest()[:40]
+
+
 INDEX_COLUMNS = (
     "seq",
     "request_id",
@@ -120,6 +148,32 @@ class LogReader:
     def set_watermark(self, value: int, name: str = WATERMARK) -> None:
         with self.engine.begin() as connection:
             write_position(connection, name, value)
+
+    def version_watermarks(self) -> dict[str, int]:
+        """The versions' positions past the global watermark, by their names
+        (:func:`version_position`)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(monitor_state.c.name, monitor_state.c.watermark).where(
+                    monitor_state.c.name.startswith(VERSION_WATERMARK, autoescape=True)
+                )
+            ).all()
+        return {name: int(value) for name, value in rows}
+
+    def window_evaluated(self, version: str, last_seq: int, read_to: int) -> None:
+        """Once a window of ``version`` ending at ``last_seq`` is stored: its version's
+        position, and the global watermark at ``read_to`` (every row up to it is in an
+        evaluated window), in one transaction. A version's position the global one has
+        reached says nothing more: deleted (one row a version ever served, otherwise)."""
+        with self.engine.begin() as connection:
+            write_position(connection, version_position(version), last_seq)
+            write_position(connection, WATERMARK, read_to)
+            connection.execute(
+                monitor_state.delete().where(
+                    monitor_state.c.name.startswith(VERSION_WATERMARK, autoescape=True),
+                    monitor_state.c.watermark <= read_to,
+                )
+            )
 
     def high_mark(self) -> int:
         """The position of the newest prediction in the log now: the last item of the

@@ -2,7 +2,12 @@
 publish the results, then advance the watermark.
 
 Results are inserted before the watermark moves and ignore duplicates, so a monitor
-that dies between the two re-evaluates the window and stores it once.
+that dies between the two re-evaluates the window and stores it once. Each version's
+rows are cut into windows of their own (:mod:`monitoring.windows`), evaluated in the
+order of their last rows; the watermark stays before the first row not yet in an
+evaluated window, and each version's position past it is kept beside it, in the same
+transaction (:meth:`~monitoring.log_reader.LogReader.window_evaluated`), so that a
+restart evaluates no row twice.
 
 A stop request (``run_once(stop=...)``, SIGTERM in the service) is honoured between
 windows: the window in hand is stored and the watermark moved past it, then the cycle
@@ -59,14 +64,14 @@ from monitoring.check_details import (
 from monitoring.class_accuracy import ClassificationAccuracy, ClassVersion, finite_class_rows
 from monitoring.detectors import DetectorSuite
 from monitoring.estimated_accuracy import AccuracyEstimator
-from monitoring.log_reader import LogReader, features_of
+from monitoring.log_reader import LogReader, features_of, version_position
 from monitoring.ood_scores import store_ood_scores
 from monitoring.quality import rejected_rate
 from monitoring.sampling import WindowSample, sample_window
 from monitoring.trigger import RetrainTrigger, TriggerPolicy
 from monitoring.verdict import window_verdict
 from monitoring.window_result import Check, WindowResult
-from monitoring.windows import Window, cut_windows
+from monitoring.windows import Window, cut_windows, grace_seconds, version_codes
 from watchkeeper.classification import ClassPredictions
 from watchkeeper.current_pointer import UnreadableCurrent
 from watchkeeper.db.positions import from_micros, read_position, to_micros, write_position
@@ -324,31 +329,50 @@ class Monitor:
             # (only the index of each row is held; a window's features are read when
             # it is evaluated, and the rows of a window still open carry to the next read)
             limit = max(self.read_windows * self.settings.monitor.window_size, self.read_rows)
-            after = evaluated_to = self.reader.watermark()
+            after = self.reader.watermark()
+            # each version's rows are windows of their own (monitoring.windows): past the
+            # global watermark, a version's rows up to its own position are evaluated
+            evaluated = self.reader.version_watermarks()
+            # rejected requests are counted up to the newest evaluated window's last row
+            # (the windows evaluated in the order of their last rows): each once
+            counted_to = max([after, *evaluated.values()])
             pending = pd.DataFrame()
+            # the rows read, from the one before the lowest left for later (base) on: the
+            # global watermark stays a row's position, the row before the first not done
+            base, seen = after, np.empty(0, dtype=np.int64)
             while True:
                 chunk = self.reader.read_index(after, up_to, limit=limit)
                 more = len(chunk) == limit
                 if len(chunk):
                     after = int(chunk["seq"].iloc[-1])
+                seen = np.concatenate([seen, chunk["seq"].to_numpy(dtype=np.int64)])
+                chunk = _unevaluated(chunk, evaluated)
                 rows = chunk if pending.empty else pd.concat([pending, chunk], ignore_index=True)
                 windows = cut_windows(
                     rows,
                     size=self.settings.monitor.window_size,
                     seconds=self.settings.monitor.window_seconds,
                     min_seconds=self.settings.monitor.window_min_seconds,
+                    grace_seconds=grace_seconds(self.settings.serving.model_poll_seconds),
                     now=datetime.now(UTC),
                     more=more,
                 )
-                for window in windows:
+                in_windows = np.isin(
+                    rows["seq"].to_numpy(),
+                    np.concatenate([w.rows["seq"].to_numpy() for w in windows] or [[]]),
+                )
+                pending = rows[~in_windows].reset_index(drop=True)
+                read_to = _read_to(windows, pending, seen, base)
+                for window, global_to in zip(windows, read_to, strict=True):
                     if stop is not None and stop.is_set():
                         break
-                    results = self.evaluate(window, after=evaluated_to)
+                    results = self.evaluate(window, after=counted_to)
                     self._store(results)
                     log.info("%s", window_verdict(results, self.settings.monitor.min_samples))
                     labelled |= self._evaluate_window_accuracy([_span(window)])
-                    self.reader.set_watermark(window.last_seq)
-                    evaluated_to = window.last_seq
+                    self.reader.window_evaluated(window.model_version, window.last_seq, global_to)
+                    evaluated[version_position(window.model_version)] = window.last_seq
+                    counted_to = max(counted_to, window.last_seq)
                     self.status.windows_evaluated += 1
                     done += 1
                     if on_progress is not None:
@@ -358,7 +382,9 @@ class Monitor:
                     # depend on labels alone, not on the windows evaluated.
                     log.info("stop requested: %d window(s) evaluated, the rest next start", done)
                     return done
-                pending = rows.iloc[sum(len(w.rows) for w in windows) :].reset_index(drop=True)
+                lowest = int(pending["seq"].min()) if len(pending) else None
+                base = _before(seen, lowest, base)
+                seen = seen[seen > base]
                 if not more:
                     break
             self._evaluate_accuracy(labelled)
@@ -381,8 +407,10 @@ class Monitor:
         request by request, :mod:`monitoring.window_features`); the drift tests, OOD
         scoring of unscored rows and the estimate a seeded sample
         (:mod:`monitoring.sampling`), whose size each result's details record; only the
-        sample's features and predictions are read. ``after``: the position the window
-        follows (the previous window's last prediction)."""
+        sample's features and predictions are read. ``after``: rejected requests are
+        counted after this position's request, up to that of the window's last row: the
+        last row of the newest window evaluated, of any version, so that each is counted
+        once (none, when another version's window has counted past this one's end)."""
         sample = sample_window(
             window.window_id, len(window.rows), self.settings.monitor.sample_rows
         )
@@ -906,6 +934,38 @@ class Monitor:
                 self.settings.monitor.feedback_orphan_seconds,
                 ", ".join(repr(pid[:48]) for pid in orphans[:3]),
             )
+
+
+def _unevaluated(rows: pd.DataFrame, evaluated: dict[str, int]) -> pd.DataFrame:
+    """``rows`` less those of a version at or before its position in ``evaluated`` (by
+    :func:`~monitoring.log_reader.version_position`): already in an evaluated window."""
+    if rows.empty or not evaluated:
+        return rows
+    codes, versions = version_codes(rows)
+    up_to = np.array([evaluated.get(version_position(v), -1) for v in versions])
+    keep = rows["seq"].to_numpy() > up_to[codes]
+    return rows if keep.all() else rows[keep].reset_index(drop=True)
+
+
+def _read_to(
+    windows: list[Window], pending: pd.DataFrame, seen: np.ndarray, base: int
+) -> list[int]:
+    """For each of ``windows`` (in the order of their last rows): the global watermark
+    once it and those before it are evaluated, the row read before the lowest row in
+    neither them nor ``pending`` (rows left for later), else the last row read.
+    ``seen``: the rows read (sorted), from the row after ``base`` on."""
+    lowest = int(pending["seq"].min()) if len(pending) else None
+    out = []
+    for window in reversed(windows):  # the windows after each one are not evaluated
+        out.append(_before(seen, lowest, base))
+        lowest = window.first_seq if lowest is None else min(lowest, window.first_seq)
+    return out[::-1]
+
+
+def _before(seen: np.ndarray, seq: int | None, base: int) -> int:
+    """The row read before ``seq`` (None: the last read), ``base`` when none is."""
+    at = len(seen) if seq is None else int(np.searchsorted(seen, seq))
+    return int(seen[at - 1]) if at else base
 
 
 def _stored_probabilities(rows: pd.DataFrame) -> np.ndarray | None:

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 import monitoring.log_reader as log_reader_module
-from monitoring.log_reader import IN_ORDER, WATERMARK, LogReader, features_of
+from monitoring.log_reader import IN_ORDER, WATERMARK, LogReader, features_of, version_position
 from serving.log_entry import LogEntry
 from serving.log_store import LogStore
 from watchkeeper.db.features import feature_records
@@ -83,6 +83,38 @@ def test_watermarks_are_kept_by_name_and_overwritten(engine: sa.Engine) -> None:
     assert reader.watermark() == reader.watermark(WATERMARK) == 9
     assert reader.watermark("another") == 3
     assert LogReader(engine).watermark() == 9  # kept in the database, not the reader
+
+
+def test_a_versions_position_is_kept_until_the_global_watermark_passes_it(
+    engine: sa.Engine,
+) -> None:
+    """Each version's windows are cut apart: one version can be evaluated past another's
+    open window. Its position is kept beside the global watermark, in one transaction,
+    and dropped once the global one reaches it (a row a version ever served, else)."""
+    reader = LogReader(engine, settle_seconds=0)
+    long = "v" * 64  # a position's name holds 64 characters: a longer one is hashed
+
+    reader.window_evaluated("v2", 40, 10)
+    reader.window_evaluated(long, 30, 10)
+    reader.window_evaluated("v1", 20, 10)
+
+    assert reader.watermark() == 10
+    assert reader.version_watermarks() == {
+        version_position("v2"): 40,
+        version_position(long): 30,
+        version_position("v1"): 20,
+    }
+    assert len(version_position(long)) <= 64 and version_position(long) != version_position(
+        "v" * 63
+    )
+
+    reader.window_evaluated("v1", 50, 30)
+
+    assert reader.watermark() == 30
+    assert reader.version_watermarks() == {
+        version_position("v2"): 40,
+        version_position("v1"): 50,
+    }
 
 
 def test_a_read_returns_rows_past_the_watermark_up_to_the_mark_oldest_first(

@@ -9,7 +9,7 @@ import pickle
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from tests.monitoring.log_rows import positions, store_rows, update_items
 from tests.monitoring.test_detectors import Planted
 from tests.processes import metric
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.tables import predictions, requests, window_results
+from watchkeeper.db.tables import monitor_state, predictions, requests, window_results
 from watchkeeper.ood import SCORE_CAP
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
@@ -776,3 +776,213 @@ def test_an_unreadable_current_neither_stops_the_monitor_nor_its_metrics(
     text = _exported(monitor.status, monitor.served_version)
     assert metric(text, "watchkeeper_monitor_window_size", model_version="v1") == 500
     assert sum(monitor.status.retrain_requests.values()) == 0  # what is served is unknown
+
+
+def _write_versions(
+    settings: Settings,
+    records: list[dict[str, Any]],
+    versions: list[str],
+    seconds: list[float],
+    *,
+    first: int = 0,
+    at: datetime | None = None,
+) -> None:
+    """A row each of ``versions`` straight into the log, a request each, ``seconds``
+    after ``at`` (now by default): the rows of versions served at once, as the workers'
+    writers store them."""
+    at = at or datetime.now(UTC)
+    rows = [
+        {
+            "request_id": f"q{first + i:08d}",
+            "item_index": 0,
+            "created_at": at + timedelta(seconds=s),
+            "model_version": version,
+            "features": records[(first + i) % len(records)],
+            "prediction": 180_000.0,
+            "lower": 150_000.0,
+            "upper": 210_000.0,
+        }
+        for i, (version, s) in enumerate(zip(versions, seconds, strict=True))
+    ]
+    engine = create_engine(settings.storage.database_url)
+    store_rows(engine, rows)
+    engine.dispose()
+
+
+def _windows_stored(settings: Settings) -> list[dict[str, Any]]:
+    """The data-quality result of each stored window (one a window), in log order."""
+    rows = [r for r in _results(settings) if r["detector"] == "data_quality"]
+    return sorted(rows, key=lambda r: r["last_seq"])
+
+
+def _assert_each_row_in_one_window(settings: Settings, versions: list[str]) -> int:
+    """Every stored window holds exactly its version's rows in its span and no row is in
+    two windows; returns the rows in windows."""
+    engine = create_engine(settings.storage.database_url)
+    at = positions(engine)
+    engine.dispose()
+    held = Counter()
+    for window in _windows_stored(settings):
+        rows = [
+            seq
+            for seq, version in zip(at, versions, strict=True)
+            if version == window["model_version"]
+            and window["first_seq"] <= seq <= window["last_seq"]
+        ]
+        assert window["n_rows"] == len(rows), window["window_id"]
+        held.update(rows)
+    assert set(held.values()) <= {1}
+    return len(held)
+
+
+def _version_positions(settings: Settings) -> dict[str, int]:
+    engine = create_engine(settings.storage.database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(monitor_state.c.name, monitor_state.c.watermark)).all()
+    engine.dispose()
+    return {name: value for name, value in rows if name.startswith("windows@")}
+
+
+def test_interleaved_versions_are_evaluated_in_full_windows_of_each(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    """Two versions served at once (workers reloading a promotion a poll apart, one
+    fallen back to the old version): their rows alternate. A window ended at any row of
+    another version: 1,000 one-row windows, no drift verdict, a data-quality gauge of
+    one row (0 % or 100 % missing)."""
+    ModelRegistry(settings.storage.registry_path).register(trained, make_current=False)  # v2
+    versions = ["v1", "v2"] * 500
+    _write_versions(settings, replay_records, versions, [i * 0.01 for i in range(1000)])
+    monitor = make_monitor(
+        monitor_window_size=100, monitor_min_samples=50, drift_multivariate=False
+    )
+
+    assert monitor.run_once() == 10
+
+    windows = _windows_stored(settings)
+    assert [(w["model_version"], w["n_rows"]) for w in windows] == [("v1", 100), ("v2", 100)] * 5
+    drift = {r["window_id"] for r in _results(settings) if r["detector"] == "feature_drift"}
+    assert drift == {w["window_id"] for w in windows}  # every window has its verdict
+    assert _assert_each_row_in_one_window(settings, versions) == 1000
+    assert monitor.reader.watermark() == positions(monitor.engine)[-1]
+    assert _version_positions(settings) == {}  # the global watermark passed them
+
+
+def test_a_version_no_longer_served_has_its_last_window_closed_once_the_grace_has_passed(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    """A promotion: v1 and v2 alternate for 2 s, then v2 alone. v1's last, partial
+    window waits while v2's rows are within the grace of its newest row (v1 may still be
+    served by a worker yet to reload), and closes at v2's first row past it, long before
+    its time span: not at v2's first row, as one-row windows did."""
+    ModelRegistry(settings.storage.registry_path).register(trained, make_current=False)  # v2
+    start = datetime.now(UTC) - timedelta(seconds=120)
+    both = ["v1", "v2"] * 100  # 2 s of both
+    seconds = [i * 0.01 for i in range(200)]
+    _write_versions(settings, replay_records, both, seconds, at=start)
+    within = [2.0 + s for s in range(30)]  # v2 alone, 30 s: within the grace (60 s)
+    _write_versions(settings, replay_records, ["v2"] * 30, within, first=200, at=start)
+    monitor = make_monitor(
+        monitor_window_size=500, monitor_min_samples=50, drift_multivariate=False
+    )
+
+    assert monitor.run_once() == 0  # v1 may come back: its window stays open
+
+    past = [32.0 + s for s in range(60)]  # v2 alone past the grace
+    _write_versions(settings, replay_records, ["v2"] * 60, past, first=230, at=start)
+    assert monitor.run_once() == 1
+
+    (window,) = _windows_stored(settings)
+    assert (window["model_version"], window["n_rows"]) == ("v1", 100)
+    versions = both + ["v2"] * 90
+    assert _assert_each_row_in_one_window(settings, versions) == 100
+    # v2's window (190 rows) is open: the global watermark waits before its first row
+    assert monitor.reader.watermark() == positions(monitor.engine)[0]
+    assert list(_version_positions(settings).values()) == [window["last_seq"]]
+
+
+def test_a_restart_between_cycles_of_interleaved_versions_evaluates_no_row_twice_and_skips_none(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    """v2's window closes while v1's is open (the global watermark stays before v1's
+    first row, v2's own position past its window); a restarted monitor reads from the
+    global watermark and must neither evaluate v2's rows again nor miss v1's."""
+    ModelRegistry(settings.storage.registry_path).register(trained, make_current=False)  # v2
+    start = datetime.now(UTC)
+    first = ["v1", "v2"] * 50 + ["v2"] * 80  # v1: 50 rows, v2: 130 (a window of 100)
+    _write_versions(settings, replay_records, first, [i * 0.01 for i in range(180)], at=start)
+    options = {
+        "monitor_window_size": 100,
+        "monitor_min_samples": 50,
+        "drift_multivariate": False,
+    }
+    assert make_monitor(**options).run_once() == 1  # v2's
+    assert [w["model_version"] for w in _windows_stored(settings)] == ["v2"]
+
+    second = ["v1", "v2"] * 60  # v1: 110 rows in all, v2: 190
+    seconds = [1.8 + i * 0.01 for i in range(120)]
+    _write_versions(settings, replay_records, second, seconds, first=180, at=start)
+    restarted = make_monitor(**options)
+    assert restarted.run_once() == 1  # v1's first 100; v2's next 90 and v1's 10 wait
+
+    windows = _windows_stored(settings)
+    assert [(w["model_version"], w["n_rows"]) for w in windows] == [("v2", 100), ("v1", 100)]
+    assert _assert_each_row_in_one_window(settings, first + second) == 200
+    assert restarted.run_once() == 0  # and again: nothing evaluated twice
+    assert len(_windows_stored(settings)) == 2
+
+
+def test_each_rejected_request_is_counted_once_while_versions_interleave(
+    server: Flask,
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    """Windows of two versions overlap in ``seq``: counting each window's requests from
+    the previous window of its own version counted the requests between them twice.
+    Counted after the newest window evaluated (windows in the order of their last rows),
+    each refused request is in one window."""
+    ModelRegistry(settings.storage.registry_path).register(trained, make_current=False)  # v2
+    client = server.test_client()
+    for n in range(100):  # 100 requests of 10 rows; a refused one before every fifth
+        if n % 5 == 0:
+            assert client.post("/predict", json={"instances": [{}]}).status_code == 422
+        batch = [replay_records[(10 * n + i) % len(replay_records)] for i in range(10)]
+        assert client.post("/predict", json={"instances": batch}).status_code == 200
+    services(server).prediction_log.flush()
+    engine = create_engine(settings.storage.database_url)
+    with engine.begin() as connection:  # every second request served by v2
+        served = (
+            connection.execute(
+                sa.select(requests.c.seq)
+                .where(requests.c.outputs.is_not(None))
+                .order_by(requests.c.seq)
+            )
+            .scalars()
+            .all()
+        )
+        connection.execute(
+            requests.update().where(requests.c.seq.in_(served[1::2])).values(model_version="v2")
+        )
+    engine.dispose()
+    monitor = make_monitor(
+        monitor_window_size=100, monitor_min_samples=50, drift_multivariate=False
+    )
+
+    assert monitor.run_once() == 10
+
+    windows = _windows_stored(settings)
+    assert [w["n_rows"] for w in windows] == [100] * 10
+    counted = [w["details"]["requests"] for w in windows]
+    assert sum(c["rejected"] for c in counted) == 20
+    assert sum(c["requests"] for c in counted) == 120
