@@ -99,10 +99,14 @@ def _stored(url: str) -> tuple[int, dict[str, dict[str, tuple[int, int]]]]:
     return int(watermark or 0), dict(windows)
 
 
-def _assert_whole_and_contiguous(url: str) -> tuple[int, list[tuple[int, int]], dict[int, int]]:
+def _assert_whole_and_contiguous(
+    url: str, *, stored_ahead: bool = False
+) -> tuple[int, list[tuple[int, int]], dict[int, int]]:
     """Every stored window has all its checks, the windows tile the log from its first
     row to the watermark with no gap or overlap; the watermark, the spans and each
-    position's row (0-based)."""
+    position's row (0-based). ``stored_ahead``: the last window may be stored with the
+    watermark not yet moved past it (the lock taken between the two, then the stop: it
+    is evaluated again at the next start and stored once)."""
     watermark, windows = _stored(url)
     assert all(set(checks) == CHECKS for checks in windows.values()), "a window half stored"
     spans = sorted({next(iter(checks.values())) for checks in windows.values()})
@@ -115,7 +119,10 @@ def _assert_whole_and_contiguous(url: str) -> tuple[int, list[tuple[int, int]], 
     assert row[spans[0][0]] == 0
     for (_, last), (first, _) in zip(spans, spans[1:], strict=False):
         assert row[first] == row[last] + 1, (last, first)
-    assert spans[-1][1] == watermark
+    if stored_ahead and len(spans) > 1 and spans[-1][1] != watermark:
+        assert spans[-2][1] == watermark, (spans[-2:], watermark)
+    else:
+        assert spans[-1][1] == watermark, (spans[-1], watermark)
     return watermark, spans, row
 
 
@@ -246,4 +253,6 @@ def test_a_monitor_waiting_for_a_write_lock_stops_promptly_and_stores_no_half_wi
 
     assert took < LOCKED_STOP_DEADLINE
     assert "exiting without it" in monitor.log_path.read_text()
-    _assert_whole_and_contiguous(url)
+    # the lock may come between a window's results and its watermark (flaky under load
+    # when this asked for the watermark at the last window stored)
+    _assert_whole_and_contiguous(url, stored_ahead=True)
