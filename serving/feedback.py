@@ -29,6 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from serving.validation import BOOLEAN_CATEGORIES, BOOLEAN_SPELLINGS
 from watchkeeper.classification import Classifier
 from watchkeeper.db.arrival import arrival_time
 from watchkeeper.db.prediction_seq import ITEMS_PER_REQUEST
@@ -182,19 +183,16 @@ def _class_label(pid: str, actual: Any) -> FeedbackItem | str:
     return FeedbackItem(pid, number, text)
 
 
-_BOOLEAN_CLASSES = {"true": "True", "false": "False"}
-
-
 def with_boolean_classes(model: Classifier, items: list[FeedbackItem]) -> list[FeedbackItem]:
     """``items`` with a text label spelling one of a boolean target's classes
     (``"true"``, ``"FALSE"``) as that class's text: pandas reads a CSV's true/false as
     booleans, so the model's classes are ``True``/``False``, and the file's own text
     was stored as a class the model did not know (counted wrong by the monitor, left
     out of retraining)."""
-    if {label_text(c) for c in model.classes} != set(_BOOLEAN_CLASSES.values()):
+    if {label_text(c) for c in model.classes} != BOOLEAN_CATEGORIES:
         return items
     return [
-        replace(item, label=_BOOLEAN_CLASSES.get(item.label.lower(), item.label))
+        replace(item, label=BOOLEAN_SPELLINGS.get(item.label.lower(), item.label))
         if item.label is not None
         else item
         for item in items
