@@ -97,8 +97,11 @@ class OutputDriftDetails(SampledDetails):
 
     distance: float | None
     non_finite_predictions: int | None = None
-    """NaN or infinite predictions (a classifier's: a probability), left out of the
-    test (results stored before they were counted lack it)."""
+    """NaN or infinite predictions, left out of the test: a regression model's (or a
+    prediction that is no number, :class:`monitoring.log_reader.Unreadable`); a
+    classifier's row with a probability NaN, infinite or no probability at all, or with
+    another number of them than the version's classes (results stored before they were
+    counted lack it)."""
     reason: str | None = None
     class_p_value: float | None = None
     reference_shares: list[float] | None = None

@@ -75,7 +75,7 @@ def true_labels(labelled: pd.DataFrame) -> list[str]:
     ]
 
 
-def finite_class_rows(rows: pd.DataFrame) -> np.ndarray:
+def finite_class_rows(rows: pd.DataFrame, classes: int | None = None) -> np.ndarray:
     """Each row: it has a predicted class. A row whose class probabilities the model
     returned as NaN or an infinity has none: serving logs its class as NaN and those
     probabilities as ``null`` (JSON has no such number); a row logged before that kept
@@ -83,11 +83,16 @@ def finite_class_rows(rows: pd.DataFrame) -> np.ndarray:
     can be judged, tested for drift or scored by its confidence. Nor can a row whose
     stored "probabilities" are no probabilities (text, or a number outside [0, 1]: no
     row serving writes, a buggy writer's): a negative confidence fell in no calibration
-    bin and raised on every cycle that read its label."""
+    bin and raised on every cycle that read its label. Given the version's number of
+    ``classes``, nor can a row holding another number of probabilities (a malformed
+    row, or another model's)."""
     finite = np.isfinite(rows["prediction"].to_numpy(dtype=np.float64))
     if "probabilities" in rows:
         for i, stored in enumerate(rows["probabilities"].tolist()):
-            if isinstance(stored, list | tuple) and not all(map(_is_probability, stored)):
+            if isinstance(stored, list | tuple) and (
+                not all(map(_is_probability, stored))
+                or (classes is not None and len(stored) != classes)
+            ):
                 finite[i] = False
     return finite
 

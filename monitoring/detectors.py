@@ -341,6 +341,12 @@ class DetectorSuite:
         """Fitted on a classifier's reference class probabilities (one column a class)."""
         return self._reference_predictions.ndim == 2
 
+    @property
+    def n_classes(self) -> int | None:
+        """A classifier's number of classes (of probabilities a row holds); None for a
+        regression model."""
+        return self._reference_predictions.shape[1] if self.is_classifier else None
+
     def class_output_drift(
         self, predicted: np.ndarray, probabilities: np.ndarray | None = None
     ) -> ClassOutputDrift:

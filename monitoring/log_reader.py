@@ -24,6 +24,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -48,12 +49,26 @@ kept while it is past :data:`WATERMARK`. Each version's rows are cut into window
 their own (:mod:`monitoring.windows`), so while two versions are served one can be
 evaluated past another's open window: its rows after the global watermark up to its own
 are evaluated already."""
+
+
+class Unreadable(StrEnum):
+    """Why a row read from the log was left out of a window's figures: a value no server
+    writes (a buggy or foreign writer's), which raised in every cycle that read it."""
+
+    TIME = "time"
+    """Its time is none pandas holds (before 1677 or after 2262): in no window."""
+    NUMBER = "number"
+    """Its prediction or a bound is no number (text, say): left out where predictions
+    are judged, with the non-finite ones."""
+
+
 __all__ = [
     "FEATURE_PREFIX",
     "VERSION_WATERMARK",
     "WATERMARK",
     "LogReader",
     "SampledWindow",
+    "Unreadable",
     "features_of",
     "version_position",
 ]
@@ -132,6 +147,10 @@ class SampledWindow:
 
     counts: QualityCounts
     rows: pd.DataFrame
+    unreadable: int = 0
+    """Sampled rows whose prediction or a bound is no number the log can hold (no
+    server writes one: read as NULL, here NaN, and so left out with the non-finite
+    ones)."""
 
 
 class LogReader:
@@ -287,7 +306,10 @@ class LogReader:
             columns=list(_ROW_COLUMNS),
         )
         sampled = pd.concat([frame, found.sampled], axis=1)
-        return SampledWindow(found.counts, sampled)
+        unreadable = sum(
+            row.prediction is None or row.lower is None or row.upper is None for row in whole
+        )
+        return SampledWindow(found.counts, sampled, unreadable)
 
 
 _ROW_COLUMNS = (
@@ -328,16 +350,31 @@ def _stamp(dialect: str) -> sa.ColumnElement[Any]:
     """``created_at`` as PostgreSQL's integer microseconds since the epoch, or SQLite's
     stored text: either is read far faster than a datetime object a row."""
     if dialect == "postgresql":
-        return sa.cast(sa.extract("epoch", predictions.c.created_at) * 1_000_000, sa.BigInteger)
+        micros = sa.cast(sa.extract("epoch", predictions.c.created_at) * 1_000_000, sa.BigInteger)
+        # 'infinity' (no writer's) has no integer: NULL, read as no time
+        return sa.case((sa.func.isfinite(predictions.c.created_at), micros))
     return sa.type_coerce(predictions.c.created_at, sa.String)
 
 
+_MICROS = (pd.Timestamp.min.value // 1000 + 1, pd.Timestamp.max.value // 1000)
+"""The times pandas holds (1677 to 2262), in microseconds since the epoch."""
+
+
 def _stamps(values: Sequence[Any], dialect: str) -> pd.Series:
-    """What :func:`_stamp` read, as UTC timestamps."""
+    """What :func:`_stamp` read, as UTC timestamps; NaT where a time is none pandas
+    holds (a foreign writer's year 1000 or 9999: raised, it failed every cycle that
+    read its row) or that cannot be read."""
     if dialect == "postgresql":
-        micros = np.array(values, dtype=np.int64)
-        return pd.Series(pd.to_datetime(micros, unit="us", utc=True))
-    return pd.Series(pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601", utc=True))
+        try:
+            micros = np.array(values, dtype=np.int64)
+        except TypeError:  # a NULL time (no writer leaves one): outside what is held
+            micros = np.array([_MICROS[0] - 1 if v is None else v for v in values])
+        held = (micros >= _MICROS[0]) & (micros <= _MICROS[1])
+        stamps = pd.Series(pd.to_datetime(np.where(held, micros, 0), unit="us", utc=True))
+        return stamps.mask(~held)
+    return pd.Series(
+        pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601", utc=True, errors="coerce")
+    )
 
 
 def _object_series(values: Sequence[Any]) -> pd.Series:

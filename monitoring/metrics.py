@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from monitoring.check_details import AccuracyDetails, ClassAccuracyDetails
+from monitoring.log_reader import Unreadable
 from monitoring.monitor import MonitorStatus
 from monitoring.window_result import Check, WindowResult
 
@@ -153,6 +154,16 @@ class MonitorCollector(Collector):
             window_errors.add_metric([check.value], status.window_errors.get(check, 0))
         rows = CounterMetricFamily(PREFIX + "rows_read", "Prediction rows read from the log.")
         rows.add_metric([], status.rows_read)
+        unreadable = CounterMetricFamily(
+            PREFIX + "unreadable_rows",
+            "Rows left out of windows' figures for a value no server writes, by reason: "
+            "time (none pandas holds: in no window), number (a prediction or bound that "
+            "is no number, of the windows' samples: left out with the non-finite ones).",
+            labels=["reason"],
+        )
+        for reason in Unreadable:  # every label from the start, as window_errors
+            unreadable.add_metric([reason.value], status.unreadable_rows.get(reason.value, 0))
+        yield unreadable
         orphans = CounterMetricFamily(
             PREFIX + "feedback_orphans",
             "Labels whose prediction id was still not in the log feedback_orphan_seconds "

@@ -64,7 +64,7 @@ from monitoring.check_details import (
 from monitoring.class_accuracy import ClassificationAccuracy, ClassVersion, finite_class_rows
 from monitoring.detectors import DetectorSuite
 from monitoring.estimated_accuracy import AccuracyEstimator
-from monitoring.log_reader import LogReader, features_of, version_position
+from monitoring.log_reader import LogReader, Unreadable, features_of, version_position
 from monitoring.ood_scores import store_ood_scores
 from monitoring.quality import rejected_rate
 from monitoring.sampling import WindowSample, sample_window
@@ -140,6 +140,9 @@ class MonitorStatus:
     """Checks that raised on a window, by check; the window was stored and passed."""
     errors: int = 0
     rows_read: int = 0
+    unreadable_rows: Counter[str] = field(default_factory=Counter)
+    """Rows left out of windows' figures for a value no server writes, by
+    :class:`~monitoring.log_reader.Unreadable` reason; each counted once."""
     feedback_orphans: int = 0
     last_orphans: float | None = None
     """Unix time the monitor (this process or an earlier one) last counted orphans."""
@@ -173,6 +176,8 @@ class Monitor:
             last_orphans=self._stored_last_orphans(),
         )
         self._suites: dict[str, DetectorSuite] = {}
+        self._timeless_to = 0
+        """The last row counted as having no time: a row re-read is not counted again."""
         self.estimator = AccuracyEstimator(registry)
         self._validation_mae: dict[str, float | None] = {}
         self._positive_target: dict[str, bool] = {}
@@ -346,7 +351,7 @@ class Monitor:
                 if len(chunk):
                     after = int(chunk["seq"].iloc[-1])
                 seen = np.concatenate([seen, chunk["seq"].to_numpy(dtype=np.int64)])
-                chunk = _unevaluated(chunk, evaluated)
+                chunk = _unevaluated(self._timed(chunk), evaluated)
                 rows = chunk if pending.empty else pd.concat([pending, chunk], ignore_index=True)
                 windows = cut_windows(
                     rows,
@@ -401,6 +406,30 @@ class Monitor:
         self.status.last_success = time.time()
         return done
 
+    def _timed(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """``rows`` less those whose time could not be read (none pandas holds, a
+        foreign writer's): no window can hold them, and they passed into none, so the
+        watermark moves past them with the rows around them. Counted once each."""
+        timeless = rows["created_at"].isna().to_numpy()
+        if not timeless.any():
+            return rows
+        seqs = rows["seq"].to_numpy()[timeless]
+        new = int((seqs > self._timeless_to).sum())
+        if new:
+            self._timeless_to = int(seqs.max())
+            self._unreadable(Unreadable.TIME, new, f"from row {int(seqs.min())}")
+        return rows[~timeless].reset_index(drop=True)
+
+    def _unreadable(self, reason: Unreadable, n: int, where: str) -> None:
+        counts = self.status.unreadable_rows
+        self.status.unreadable_rows = counts + Counter({reason.value: n})  # a scrape's copy
+        log.warning(
+            "%d row(s) %s left out of the figures: %s (no server writes one)",
+            n,
+            where,
+            _UNREADABLE_WHAT[reason],
+        )
+
     def evaluate(self, window: Window, *, after: int) -> list[WindowResult]:
         """Every check of the window, each a result row; a check that raises becomes
         an error row (see the module docstring). Data quality covers every row (counted
@@ -423,6 +452,10 @@ class Monitor:
             suite = self.suite(window.model_version)
             read = self.reader.window_features(window.rows, suite.encoder.schema, sample.positions)
             rows = read.rows
+            if read.unreadable:  # NaN: left out with the non-finite predictions
+                self._unreadable(
+                    Unreadable.NUMBER, read.unreadable, f"of window {window.window_id}'s sample"
+                )
             sampled = features_of(rows, suite.encoder.schema.names)
             encoded = suite.encode(sampled)
         except sa.exc.SQLAlchemyError:
@@ -478,8 +511,10 @@ class Monitor:
 
         def output_drift() -> CheckOutcome:
             if suite.is_classifier:
-                # rows with a NaN or infinite probability have no class: left out, counted
-                finite = finite_class_rows(rows)
+                # rows with a NaN or infinite probability have no class: left out, counted;
+                # so have rows of another number of probabilities (they stopped the KS
+                # test on the positive class's for the whole window, silently)
+                finite = finite_class_rows(rows, classes=suite.n_classes)
                 non_finite = int(finite.size - np.count_nonzero(finite))
                 if (none := too_few(int(np.count_nonzero(finite)), non_finite)) is not None:
                     return none
@@ -934,6 +969,13 @@ class Monitor:
                 self.settings.monitor.feedback_orphan_seconds,
                 ", ".join(repr(pid[:48]) for pid in orphans[:3]),
             )
+
+
+_UNREADABLE_WHAT = {
+    Unreadable.TIME: "a time that cannot be read or that pandas cannot hold (before 1677 "
+    "or after 2262)",
+    Unreadable.NUMBER: "a prediction or bound that is no number",
+}
 
 
 def _unevaluated(rows: pd.DataFrame, evaluated: dict[str, int]) -> pd.DataFrame:

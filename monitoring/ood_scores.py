@@ -63,17 +63,24 @@ def store_ood_scores(
         if connection.dialect.name == "postgresql":
             stored = stored.with_for_update()  # a concurrent rewrite waits, not lost
         updates = [
-            (int(seq), *_with_scores(outputs, wanted[int(seq)]))
+            (int(seq), *scored)
             for seq, outputs in connection.execute(stored)
+            if (scored := _with_scores(outputs, wanted[int(seq)])) is not None
         ]
         _write(connection, updates)
         rewritten += len(updates)
     return rewritten
 
 
-def _with_scores(outputs: str, scores: dict[int, Any]) -> tuple[str, float | None]:
-    """The outputs with ``scores`` set, and their highest score (``max_ood_score``)."""
-    items = orjson.loads(outputs)
+def _with_scores(outputs: str, scores: dict[int, Any]) -> tuple[str, float | None] | None:
+    """The outputs with ``scores`` set, and their highest score (``max_ood_score``);
+    None for outputs orjson cannot read (a number beyond a double's range, ``1e400``,
+    that no server writes): left as they are, the scores counted in the window but not
+    stored. Raised, it failed the window's OOD check each time the row was sampled."""
+    try:
+        items = orjson.loads(outputs)
+    except orjson.JSONDecodeError:
+        return None
     for index, score in scores.items():
         item = items[index] if index < len(items) else None
         if item is None:

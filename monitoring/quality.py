@@ -37,7 +37,9 @@ def column_flags(feature: Feature, values: Sequence[Any] | np.ndarray) -> Column
     """The flags of one column of ``feature``'s values (numbers, strings, None/NaN).
 
     Missing is what pandas counts as missing; a number outside ``observed_min`` to
-    ``observed_max`` is out of range (a value that is no number counts as neither); a
+    ``observed_max`` is out of range, and so is a value that is no number (text a buggy
+    or foreign writer logged, which validation refuses: nothing training saw; it counted
+    as neither, so a column of text read as clean); a
     category is unseen unless its text (as the model's encoder reads it) is one of
     ``categories``. The common columns (numbers and None; strings and None) take a fast
     path, anything else pandas' own."""
@@ -52,7 +54,8 @@ def column_flags(feature: Feature, values: Sequence[Any] | np.ndarray) -> Column
             numbers = np.asarray(pd.to_numeric(column, errors="coerce"), dtype=np.float64)
         lo = -np.inf if feature.observed_min is None else feature.observed_min
         hi = np.inf if feature.observed_max is None else feature.observed_max
-        outside = ~missing & ((numbers < lo) | (numbers > hi))
+        # NaN where a value is there: no number (compares false with both bounds)
+        outside = ~missing & (np.isnan(numbers) | (numbers < lo) | (numbers > hi))
         return ColumnFlags(missing, outside)
     known = dict.fromkeys(feature.categories, _SEEN)
     try:

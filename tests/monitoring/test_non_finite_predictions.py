@@ -297,3 +297,32 @@ def test_a_classifier_window_with_too_few_classed_rows_gets_no_output_drift_verd
     assert (output["is_drift"], output["score"]) == (None, None)
     assert output["details"]["non_finite_predictions"] == 350
     assert "fewer than 200" in output["details"]["reason"]
+
+
+def test_a_classifier_window_with_probabilities_of_another_length_still_tests_them(
+    class_monitor: Monitor, classifier_trained: TrainedModel
+) -> None:
+    """Rows of three probabilities among a binary classifier's two (malformed, or
+    another model's) stopped the KS test on the positive class's probability for the
+    whole window, silently (no figure, no reason). They are left out and counted now;
+    the test runs on the rows of the right length."""
+    model = classifier_of(classifier_trained)
+    frame, _ = draw(500, seed=48)
+    engine = class_monitor.engine
+    ids = write_rows(engine, model, frame)
+    odd = [5, 6, 7]
+    update_items(engine, [ids[i] for i in odd], probabilities=[0.2, 0.3, 0.5])
+
+    assert class_monitor.run_once() == 1
+
+    (output,) = (r for r in _results(class_monitor.settings) if r["detector"] == "output_drift")
+    assert "error" not in output["details"]
+    assert output["details"]["non_finite_predictions"] == len(odd)
+    kept = [i for i in range(500) if i not in odd]
+    predicted = model.predict(frame)
+    expected = class_monitor.suite("v1").class_output_drift(
+        predicted.index[kept], predicted.probabilities[kept]
+    )
+    assert expected.probability_p_value is not None
+    assert output["details"]["probability_p_value"] == pytest.approx(expected.probability_p_value)
+    assert output["score"] == pytest.approx(expected.p_value)

@@ -89,6 +89,26 @@ def test_infinities_are_out_of_range_and_nan_is_missing() -> None:
     assert quality["age"] == {"missing_rate": 0.25, "out_of_range_rate": 0.0}
 
 
+def test_text_in_a_numeric_column_is_out_of_range_not_clean() -> None:
+    """A logged value that is text where the schema says numeric (validation refuses
+    it: a buggy or foreign writer's) is nothing training saw. It counted as neither
+    missing nor out of range: a column of text read as clean."""
+    features = _window(
+        [
+            {"area": "abc", "hood": "north", "age": "old"},
+            {"area": "", "hood": "north", "age": [1]},
+            {"area": "50", "hood": "north", "age": None},  # a number's text: a number
+            {"area": 50.0, "hood": "north", "age": 5},
+        ]
+    )
+
+    quality = feature_quality(features, SCHEMA)
+
+    assert quality["area"] == {"missing_rate": 0.0, "out_of_range_rate": 0.5}
+    # no training range, yet text is still outside what training saw
+    assert quality["age"] == {"missing_rate": 0.25, "out_of_range_rate": 0.5}
+
+
 def test_a_category_is_matched_by_its_text_as_the_model_codes_it() -> None:
     """A reference sample keeps a training CSV's booleans; the schema's categories are
     their text. Matched by value, every boolean was unseen: the reference's unseen rate
@@ -125,14 +145,15 @@ def test_rates_stay_shares_between_zero_and_one_on_random_windows() -> None:
 
 def _pandas_flags(feature: Feature, values: list[object]) -> tuple[list[bool], list[bool]]:
     """The flags as the frame-based rates computed them before the fast paths: pandas'
-    missing values, ``to_numeric`` against the range, ``isin`` the categories."""
+    missing values, ``to_numeric`` against the range (a value there that is no number:
+    outside), ``isin`` the categories."""
     column = pd.Series(values, dtype=object)
     missing = column.isna().to_numpy()
     if feature.is_numeric:
         numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
         lo = -np.inf if feature.observed_min is None else feature.observed_min
         hi = np.inf if feature.observed_max is None else feature.observed_max
-        outside = ~missing & ((numbers < lo) | (numbers > hi))
+        outside = ~missing & (np.isnan(numbers) | (numbers < lo) | (numbers > hi))
     else:
         outside = ~missing & ~column.isin(feature.categories).to_numpy()
     return missing.tolist(), outside.tolist()

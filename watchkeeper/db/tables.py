@@ -6,6 +6,8 @@ This module describes the schema the code expects; migrations in
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +30,23 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         return value
 
 
+_NUMBER_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_NAMED = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+"""The non-finite numbers the writer stores by name (JSON has none)."""
+
+
 def _sqlite_number(value: Any) -> Any:
-    return float(value) if value.__class__ is str else value
+    """A stored number: a float, or its name as the writer stores a non-finite one.
+    Text that is no number (no server writes it; a foreign writer's) is read as no
+    number, NULL, as PostgreSQL's view reads it: raised, it failed every read of its
+    row (the monitor's every cycle)."""
+    if value.__class__ is not str:
+        return value
+    named = _NAMED.get(value)
+    if named is not None:
+        return named
+    # a number's text only, as PostgreSQL's view reads one (float() also takes "inf")
+    return float(value) if _NUMBER_TEXT.fullmatch(value) else None
 
 
 def _sqlite_nan(value: Any) -> Any:

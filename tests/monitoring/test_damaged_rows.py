@@ -1,0 +1,214 @@
+"""Log rows no server writes (a buggy or foreign writer's, straight into the log), on
+both databases: a number that is text, a number beyond a double's range, a time outside
+what pandas holds. None may fail a monitor cycle or a window's check: the value is left
+out of the window's figures and counted (``watchkeeper_monitor_unreadable_rows_total
+{reason}``, and a log line), the windows advance, and the next cycle does not meet it
+again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from monitoring.monitor import Monitor
+from tests.monitoring.log_rows import update_items
+from tests.monitoring.test_monitor import _exported, _results, _write_log
+from tests.processes import metric
+from watchkeeper.db.engine import create_engine
+from watchkeeper.db.tables import predictions
+from watchkeeper.settings import Settings
+from watchkeeper.training import TrainedModel
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    return make_settings(
+        database_url=database_url,
+        monitor_window_size=500,
+        monitor_min_samples=200,
+        monitor_settle_seconds=0,
+        drift_multivariate=False,
+    )
+
+
+def _log(settings: Settings, records: list[dict[str, Any]], trained: TrainedModel) -> None:
+    """A row each record (1,000: two windows of 500)."""
+    predicted = [float(v) for v in trained.model.predict(pd.DataFrame(records)).value]
+    _write_log(settings, records, predicted)
+
+
+def _set_outputs(engine: sa.Engine, request_id: str, outputs: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE requests SET outputs = :outputs WHERE request_id = :id"),
+            {"outputs": outputs, "id": request_id},
+        )
+
+
+def _set_received(engine: sa.Engine, request_id: str, at: datetime) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE requests SET received_at = :at WHERE request_id = :id"),
+            {"at": at, "id": request_id},
+        )
+
+
+def _run_twice(settings: Settings, make_monitor: Callable[..., Monitor]) -> Monitor:
+    monitor = make_monitor()
+    assert monitor.run_once() == 2
+    assert monitor.run_once() == 0  # nothing left to meet again
+    assert monitor.status.errors == 0
+    assert sum(monitor.status.window_errors.values()) == 0
+    return monitor
+
+
+def _first_window(settings: Settings, check: str) -> dict[str, Any]:
+    results = [r for r in _results(settings) if r["detector"] == check]
+    assert len(results) == 2, check
+    assert not [r["details"] for r in results if "error" in r["details"]]
+    return min(results, key=lambda r: r["first_seq"])
+
+
+@pytest.mark.parametrize(
+    ("outputs", "unreadable", "non_finite"),
+    [
+        pytest.param('[["abc", 1.0, 2.0]]', 1, 1, id="text prediction"),
+        pytest.param('[[150000.0, "low", 2.0]]', 1, 0, id="text bound"),
+        # read as an infinity, as SQLite's JSON reads it: a non-finite prediction
+        pytest.param("[[1e400, 1.0, 2.0]]", 0, 1, id="prediction beyond a double"),
+        pytest.param("[[-1e400, 1.0, 2.0]]", 0, 1, id="negative, beyond a double"),
+        pytest.param("[[1e-400, 1.0, 2.0]]", 0, 0, id="prediction under a double"),
+    ],
+)
+def test_a_prediction_that_is_no_number_is_left_out_and_counted(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+    outputs: str,
+    unreadable: int,
+    non_finite: int,
+) -> None:
+    """Text where a number belongs fails no read: it reads as no number (NaN), left out
+    of the output drift test with the non-finite predictions and counted as unreadable.
+    Before, PostgreSQL's view raised in every query over the row (the cycle failed, for
+    good), and SQLite's read raised on the window (every check an error)."""
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(1000)]
+    _log(settings, records, trained)
+    engine = create_engine(settings.storage.database_url)
+    try:
+        _set_outputs(engine, "p00000010", outputs)
+    finally:
+        engine.dispose()
+
+    monitor = _run_twice(settings, make_monitor)
+
+    output = _first_window(settings, "output_drift")
+    assert output["n_rows"] == 500
+    assert output["details"]["non_finite_predictions"] == non_finite
+    assert output["score"] is not None
+    expected = {"number": unreadable} if unreadable else {}
+    assert monitor.status.unreadable_rows == expected
+    exported = _exported(monitor.status)
+    assert metric(exported, "watchkeeper_monitor_unreadable_rows_total", reason="number") == (
+        unreadable
+    )
+    assert metric(exported, "watchkeeper_monitor_unreadable_rows_total", reason="time") == 0
+
+
+def test_a_text_ood_score_is_no_score_and_is_scored_again(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    """The score is read for every row of a window: a text score raised there on SQLite
+    and failed every cycle. It reads as no score now, on both databases (PostgreSQL's
+    view gives NULL), so the monitor scores the row itself and stores its score over the
+    text, as for a row logged without one."""
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(1000)]
+    _log(settings, records, trained)
+    engine = create_engine(settings.storage.database_url)
+    try:
+        ids = [f"p{i:08d}" for i in range(1000)]
+        update_items(engine, ids, ood_score=0.5)
+        _set_outputs(engine, ids[10], '[[150000.0, 1.0, 2.0, "high"]]')
+    finally:
+        engine.dispose()
+
+    monitor = _run_twice(settings, make_monitor)
+
+    ood = _first_window(settings, "ood")
+    assert ood["n_rows"] == 500
+    assert ood["details"]["rows_scored_by_serving"] == 499
+    assert ood["details"]["rows_scored_here"] == 1
+    engine = create_engine(settings.storage.database_url)
+    try:
+        with engine.connect() as connection:
+            (score,) = connection.execute(
+                sa.select(predictions.c.ood_score).where(predictions.c.request_id == ids[10])
+            ).one()
+    finally:
+        engine.dispose()
+    assert score == pytest.approx(monitor.suite("v1").ood_scores(pd.DataFrame(records[10:11]))[0])
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        pytest.param(datetime(1000, 1, 1, tzinfo=UTC), id="year 1000"),
+        pytest.param(datetime(9999, 12, 31, tzinfo=UTC), id="year 9999"),
+    ],
+)
+def test_a_time_pandas_cannot_hold_is_left_out_and_counted_once(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+    at: datetime,
+) -> None:
+    """Read as no time: the row is in no window (windows are cut by time too) and the
+    watermark passes it with the rows around it. Before, reading the window index raised
+    (``OutOfBoundsDatetime``) and every cycle failed."""
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(1001)]
+    _log(settings, records, trained)
+    engine = create_engine(settings.storage.database_url)
+    try:
+        _set_received(engine, "p00000010", at)
+    finally:
+        engine.dispose()
+
+    monitor = _run_twice(settings, make_monitor)
+
+    _first_window(settings, "data_quality")  # two windows, neither an error
+    # 1,000 of the 1,001 rows: the first window is the 500 readable ones from the start
+    assert sum(r["n_rows"] for r in _results(settings) if r["detector"] == "ood") == 1000
+    assert monitor.status.unreadable_rows == {"time": 1}  # counted once, not each cycle
+
+
+def test_text_in_a_numeric_feature_is_counted_out_of_range_and_fails_no_check(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    """Validation refuses it, so only a foreign writer logs it: it is nothing training
+    saw, counted out of range (it counted as neither missing nor out of range)."""
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(1000)]
+    predicted = [float(v) for v in trained.model.predict(pd.DataFrame(records)).value]
+    for i in range(10, 15):
+        records[i]["Lot_Area"] = "a lot"
+    _write_log(settings, records, predicted)
+
+    _run_twice(settings, make_monitor)
+
+    quality = _first_window(settings, "data_quality")
+    rates = quality["details"]["features"]["Lot_Area"]
+    reference = quality["details"]["reference"]["Lot_Area"]["out_of_range_rate"]
+    assert rates["missing_rate"] == 0.0
+    assert rates["out_of_range_rate"] >= reference + 5 / 500
