@@ -58,6 +58,7 @@ from watchkeeper.current_pointer import (
     UnreadableCurrent,
     move_current,
     move_made_ns,
+    named_since,
     read_current,
 )
 from watchkeeper.errors import ArtifactIntegrityError, RegistryError, RollbackRefused
@@ -201,6 +202,16 @@ class ModelRegistry:
             except FileNotFoundError:
                 return False
         return written >= (self._version_dir(version) / METADATA_FILE).stat().st_mtime_ns
+
+    def served_since_registered(self, version: str) -> bool | None:
+        """Whether ``CURRENT`` has named ``version`` at any moment since it was
+        registered, whatever names it now (a rollback since); ``None`` when the moves'
+        history cannot tell (:func:`~watchkeeper.current_pointer.named_since`). A
+        promotion settled served is not one made: its job may have died before moving
+        ``CURRENT``. Dated by its model file, written before it was registered and never
+        after (its metadata is rewritten by :meth:`set_status`)."""
+        since = (self._version_dir(version) / MODEL_FILE).stat().st_mtime_ns
+        return named_since(self.root, version, since)
 
     def metadata(self, version: str) -> MetadataDocument:
         """The version's metadata as written (a JSON object; anything else is refused),
