@@ -207,7 +207,10 @@ class ModelRegistry:
         promotion settled served is not one made: its job may have died before moving
         ``CURRENT``. Dated by its model file, written before it was registered and never
         after (its metadata is rewritten by :meth:`set_status`)."""
-        since = (self._version_dir(version) / MODEL_FILE).stat().st_mtime_ns
+        try:
+            since = (self._version_dir(version) / MODEL_FILE).stat().st_mtime_ns
+        except OSError:  # its model file gone: when it was registered cannot be told
+            return None
         return named_since(self.root, version, since)
 
     def metadata(self, version: str) -> MetadataDocument:
