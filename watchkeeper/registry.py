@@ -37,7 +37,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -58,6 +57,7 @@ from watchkeeper.current_pointer import (
     UnreadableCurrent,
     move_current,
     move_made_ns,
+    named_since,
     read_current,
 )
 from watchkeeper.errors import ArtifactIntegrityError, RegistryError, RollbackRefused
@@ -67,6 +67,7 @@ from watchkeeper.registry_writes import discard_leftovers, fsync_dir, private_na
 from watchkeeper.task import Task, label_text
 from watchkeeper.training import TrainedModel
 from watchkeeper.version_metadata import DataSource, VersionMetadata, VersionNotes, VersionStatus
+from watchkeeper.version_reservations import VERSION_NAME, discard_reservations
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +88,7 @@ DEFAULT_TRUSTED_TYPES: tuple[str, ...] = (
     "watchkeeper.encoding.TabularEncoder",
 )
 
-# ASCII digits only (``\d`` takes any script's, and "v١" would be another directory
-# than "v1"), matched whole (``$`` lets "v1\n" pass), and short: a name the file system
-# refuses as too long would be answered with its error, which names the registry's path.
-_VERSION_RE = re.compile(r"v([0-9]{1,18})")
+_VERSION_RE = VERSION_NAME
 
 MetadataDocument = dict[str, Any]
 """``metadata.json`` as written: a free-form JSON object shown as is (``GET /model``,
@@ -202,6 +200,19 @@ class ModelRegistry:
                 return False
         return written >= (self._version_dir(version) / METADATA_FILE).stat().st_mtime_ns
 
+    def served_since_registered(self, version: str) -> bool | None:
+        """Whether ``CURRENT`` has named ``version`` at any moment since it was
+        registered, whatever names it now (a rollback since); ``None`` when the moves'
+        history cannot tell (:func:`~watchkeeper.current_pointer.named_since`). A
+        promotion settled served is not one made: its job may have died before moving
+        ``CURRENT``. Dated by its model file, written before it was registered and never
+        after (its metadata is rewritten by :meth:`set_status`)."""
+        try:
+            since = (self._version_dir(version) / MODEL_FILE).stat().st_mtime_ns
+        except OSError:  # its model file gone: when it was registered cannot be told
+            return None
+        return named_since(self.root, version, since)
+
     def metadata(self, version: str) -> MetadataDocument:
         """The version's metadata as written (a JSON object; anything else is refused),
         to show; to read a field, use :meth:`record`."""
@@ -298,6 +309,8 @@ class ModelRegistry:
         staging = self._versions_dir / private_name(VERSION_PREFIX)
         staging.mkdir()
         try:
+            # first: the private directories of dead writers say whose reservations were
+            discard_reservations(self._versions_dir, VERSION_PREFIX, reference=staging)
             discard_leftovers(self._versions_dir, VERSION_PREFIX, reference=staging)
             model_blob = sio.dumps(trained.model.pipeline)
             reference_blob = trained.reference.to_json(orient="split", index=False).encode()
@@ -507,9 +520,9 @@ class ModelRegistry:
         registration by an earlier Watchkeeper (still running in another process during
         a rolling upgrade) reserves ``vN`` with ``mkdir`` and writes into it afterwards,
         so both would have written the same version. A writer killed between the two
-        leaves an empty ``vN``: :meth:`versions` does not list it, and later
-        registrations skip its number rather than reuse it (it may be an earlier
-        writer's reservation, about to be written into)."""
+        leaves an empty ``vN``: :meth:`versions` does not list it, later registrations
+        skip its number while it is there, and the first once no writer can still
+        publish into it removes it (:mod:`watchkeeper.version_reservations`)."""
         numbers = [
             int(m.group(1))
             for e in self._versions_dir.iterdir()

@@ -89,7 +89,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _abandoned(entry: Path, prefix: str, reference_ns: int) -> bool:
+def abandoned(entry: Path, prefix: str, reference_ns: int) -> bool:
     """Whether the writer of the private directory ``entry`` can no longer rename it.
 
     On this host its process is asked (a pid the kernel reused keeps the directory until
@@ -107,7 +107,7 @@ def _abandoned(entry: Path, prefix: str, reference_ns: int) -> bool:
 
 def discard_leftovers(directory: Path, prefix: str, reference: Path) -> list[str]:
     """Remove the private directories named ``<prefix>…`` in ``directory`` whose writers
-    died before renaming them (:func:`_abandoned`); ``reference`` is a directory the
+    died before renaming them (:func:`abandoned`); ``reference`` is a directory the
     caller just wrote on the same volume (its time is the volume's "now"). Returns the
     names removed.
 
@@ -129,7 +129,7 @@ def discard_leftovers(directory: Path, prefix: str, reference: Path) -> list[str
         if name.startswith(DISCARDED_PREFIX):
             shutil.rmtree(entry, ignore_errors=True)
             continue
-        if not name.startswith(prefix) or not _abandoned(entry, prefix, reference_ns):
+        if not name.startswith(prefix) or not abandoned(entry, prefix, reference_ns):
             continue
         discarded = directory / f"{DISCARDED_PREFIX}{uuid.uuid4().hex}"
         try:

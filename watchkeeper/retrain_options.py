@@ -21,6 +21,8 @@ from watchkeeper.training_params import TrainingParams
 class RetrainOptions(BaseModel):
     """A request's training options; a field left ``None`` takes the champion's."""
 
+    # an option this Watchkeeper does not know (a newer one queued the request) is
+    # refused, never dropped: the queue leaves the request for a worker that knows it
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_iter: int | None = Field(default=None, ge=1)

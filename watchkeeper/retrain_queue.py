@@ -15,6 +15,7 @@ for the same version within it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +29,8 @@ from watchkeeper.record_problems import problems
 from watchkeeper.retrain_options import RetrainOptions
 from watchkeeper.retrain_status import RequestStatus
 
+log = logging.getLogger(__name__)
+
 Evidence = dict[str, Any]
 """What made someone ask (a window id, a figure and its limit, an alert's labels): a
 free-form JSON object stored as is in the request's ``evidence`` column, for people and
@@ -38,6 +41,22 @@ class StoredRequestError(WatchkeeperError):
     """A stored ``retrain_requests`` row is not shaped as the queue writes them."""
 
     code = "stored_request_invalid"
+
+
+class UnknownOptions(StoredRequestError):
+    """A stored request asks for training options this Watchkeeper does not know: a newer
+    one queued it (its workers are being rolled out, or were rolled back). Trained
+    without them, it would be trained as it did not ask."""
+
+    code = "stored_request_unknown_options"
+
+    def __init__(self, request_id: object, names: Sequence[str]) -> None:
+        super().__init__(
+            f"stored retrain request {request_id!r} asks for training options this "
+            f"Watchkeeper does not know ({', '.join(names)}): queued by a newer one"
+        )
+        self.request_id = request_id
+        self.names = tuple(names)
 
 
 class RetrainRequest(BaseModel):
@@ -68,6 +87,11 @@ class RetrainRequest(BaseModel):
         try:
             return cls.model_validate(dict(row))
         except ValidationError as exc:
+            errors = exc.errors()
+            # options unknown here, and nothing else wrong: a newer Watchkeeper's request
+            if all(e["type"] == "extra_forbidden" and e["loc"][0] == "options" for e in errors):
+                names = [".".join(map(str, e["loc"][1:])) for e in errors]
+                raise UnknownOptions(row.get("id"), names) from exc
             raise StoredRequestError(
                 f"stored retrain request {row.get('id')!r} is malformed: {problems(exc)}"
             ) from exc
@@ -75,6 +99,31 @@ class RetrainRequest(BaseModel):
 
 def _requests(rows: Sequence[sa.Row[Any]]) -> list[RetrainRequest]:
     return [RetrainRequest.from_row(r._mapping) for r in rows]
+
+
+# requests said to be left pending: said once per process, not at every poll
+_LEFT_FOR_NEWER: set[object] = set()
+
+
+def _trainable(rows: Sequence[sa.Row[Any]]) -> list[RetrainRequest]:
+    """The pending requests of ``rows`` this Watchkeeper can train as they ask. One
+    asking for options it does not know (:class:`UnknownOptions`) is left pending for a
+    worker that knows them, and said so once, at WARNING: never trained without them,
+    and never holding back the requests behind it."""
+    found = []
+    for row in rows:
+        try:
+            found.append(RetrainRequest.from_row(row._mapping))
+        except UnknownOptions as exc:
+            said = (row.id, row.requested_at)  # another database may reuse the id
+            if said not in _LEFT_FOR_NEWER:
+                _LEFT_FOR_NEWER.add(said)
+                log.warning(
+                    "%s; left pending for a worker of a Watchkeeper that knows them, "
+                    "never trained without them",
+                    exc,
+                )
+    return found
 
 
 def enqueue(
@@ -122,23 +171,25 @@ def enqueue(
 
 
 def pending(engine: sa.Engine) -> list[RetrainRequest]:
-    """The requests no job has claimed yet, oldest first."""
+    """The requests no job has claimed yet, oldest first: those this Watchkeeper can
+    train as they ask (:func:`_trainable`)."""
     with engine.connect() as connection:
         rows = connection.execute(
             sa.select(retrain_requests)
             .where(retrain_requests.c.status == RequestStatus.PENDING)
             .order_by(retrain_requests.c.id)
         ).all()
-    return _requests(rows)
+    return _trainable(rows)
 
 
 def claim(engine: sa.Engine, run_id: int, *, first: int | None = None) -> list[RetrainRequest]:
     """Mark pending requests as taken by ``run_id`` and return them: request ``first``
     if it is still pending, else the oldest pending one, and every other pending request
     that asks for the same options (:attr:`RetrainRequest.asked`). Requests asking for
-    other options stay pending for the next job: one job trains one way."""
+    other options stay pending for the next job: one job trains one way; and so do
+    those asking for options this Watchkeeper does not know (:func:`_trainable`)."""
     with engine.begin() as connection:
-        waiting = _requests(
+        waiting = _trainable(
             connection.execute(
                 sa.select(retrain_requests)
                 .where(retrain_requests.c.status == RequestStatus.PENDING)

@@ -314,6 +314,12 @@ def test_a_retrain_given_a_packaged_dataset_on_the_command_line_records_it(
     run = _last_run(engine)
     engine.dispose()
     assert code == 0, output
+    # no --target: the champion's, which the data has, and the output says so
+    assert output.splitlines()[0] == (
+        f"--rdataset {PACKAGED}: no --target given; training on {PACKAGED_TARGET!r}, "
+        "the target of v1"
+    )
+    assert run["reason"] == "test"
     assert run["outcome"] in {"promoted", "rejected"}, run["decision_reason"]
     source = (
         ModelRegistry(packaged_settings.storage.registry_path)

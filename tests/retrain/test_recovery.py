@@ -338,6 +338,89 @@ def test_a_run_whose_job_died_after_registering_is_recorded_with_its_version(
     assert metric(text, "watchkeeper_retrain_runs_total", outcome="failed") == 0
 
 
+def _worker_env(settings: Settings) -> dict[str, str]:
+    return {
+        "WATCHKEEPER_DATABASE_URL": settings.storage.database_url,
+        "WATCHKEEPER_RETRAIN_POLL_SECONDS": "0.2",
+        "WATCHKEEPER_RETRAIN_LEASE_SECONDS": "3",
+    }
+
+
+def _kill_a_worker_after_settling(
+    start_watchkeeper: Callable[..., Process],
+    settings: Settings,
+    engine: sa.Engine,
+    registry: ModelRegistry,
+) -> tuple[Process, int, int]:
+    """A real worker SIGKILLed once it has registered its candidate as promoted and
+    settled it served, before it moves ``CURRENT``: the worker, its run's id and its
+    request's."""
+    killed = start_watchkeeper("retrain worker", **_worker_env(settings))
+    # The registry writes the new CURRENT through a temporary file named after the
+    # process (current_pointer._claim) before it claims the move: a FIFO there, which
+    # nobody reads, holds the job exactly after its version's metadata (and its
+    # settlement as served) is written and before anything else happens.
+    held_at = registry.root / f".CURRENT.{killed.process.pid}.tmp"
+    os.mkfifo(held_at)
+    request_id = retrain_queue.enqueue(engine, trigger="manual", reason="before the kill")
+    versions = len(registry.versions())
+
+    assert wait_for(lambda: len(registry.versions()) > versions, timeout=300, interval=0.1), (
+        killed.log_path.read_text()[-3000:]
+    )
+    candidate = registry.versions()[-1]
+    assert wait_for(lambda: registry.promotion_settlement(candidate) is not None, timeout=60)
+    killed.kill()  # SIGKILL: no finally, no release
+    held_at.unlink()
+    run_id = _running_run(engine)
+    assert run_id is not None, killed.log_path.read_text()[-3000:]
+    assert _requests(engine) == {request_id: ("running", run_id)}
+    return killed, run_id, request_id
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_a_worker_killed_after_settling_its_candidate_served_then_rolled_back_from(
+    start_watchkeeper: Callable[..., Process],
+    settings: Settings,
+    engine: sa.Engine,
+    registry_dir: Path,
+    trained: TrainedModel,
+    request: pytest.FixtureRequest,
+) -> None:
+    """SIGKILL of a real worker whose candidate v3 is settled served, ``CURRENT`` still
+    on its champion v2; an operator then rolls back to v1. The next worker left v3
+    ``promoted``, its run promoted and counted so, though v3 was never served."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("one database suffices for the processes; recovery is tested on both")
+    request.getfixturevalue("labelled_log")
+    registry = ModelRegistry(registry_dir)
+    assert registry.register(trained) == "v2"  # the champion, current
+    _, run_id, request_id = _kill_a_worker_after_settling(
+        start_watchkeeper, settings, engine, registry
+    )
+    settled = registry.promotion_settlement("v3")
+    assert settled is not None and settled.outcome is Promotion.SERVED
+    assert registry.record("v3").status == "promoted"
+    assert registry.rollback() == ("v2", "v1")
+
+    successor = start_watchkeeper("retrain worker", **_worker_env(settings))
+
+    assert wait_for(lambda: _requests(engine)[request_id][0] != "running", timeout=300), (
+        successor.log_path.read_text()[-3000:]
+    )
+    assert wait_for(lambda: Lease(engine, 60).current_holder() is None, timeout=60)
+    run = _runs(engine)[run_id]
+    assert (run["outcome"], run["candidate_version"]) == ("rejected", "v3")
+    record = registry.record("v3")
+    assert record.status == "rejected", "never served, recorded promoted"
+    assert record.notes.reason is not None and record.notes.reason.startswith("not served: ")
+    assert registry.current_version() == "v1"
+    text = successor.get("/metrics").text
+    assert metric(text, "watchkeeper_retrain_runs_total", outcome="promoted") == 0
+    assert metric(text, "watchkeeper_retrain_runs_total", outcome="rejected") == 1
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_a_worker_killed_after_registering_its_candidate_is_not_retrained(
@@ -354,33 +437,14 @@ def test_a_worker_killed_after_registering_its_candidate_is_not_retrained(
     if engine.dialect.name != "sqlite":
         pytest.skip("one database suffices for the processes; recovery is tested on both")
     request.getfixturevalue("labelled_log")
-    env = {
-        "WATCHKEEPER_DATABASE_URL": settings.storage.database_url,
-        "WATCHKEEPER_RETRAIN_POLL_SECONDS": "0.2",
-        "WATCHKEEPER_RETRAIN_LEASE_SECONDS": "3",
-    }
     registry = ModelRegistry(registry_dir)
-    killed = start_watchkeeper("retrain worker", **env)
-    # The registry writes the new CURRENT through a temporary file named after the
-    # process (current_pointer._claim) before it claims the move: a FIFO there, which
-    # nobody reads, holds the job exactly after its version's metadata (and its
-    # settlement as served) is written and before anything else happens.
-    held_at = registry_dir / f".CURRENT.{killed.process.pid}.tmp"
-    os.mkfifo(held_at)
-    request_id = retrain_queue.enqueue(engine, trigger="manual", reason="before the kill")
-
-    assert wait_for(lambda: registry.versions() == ["v1", "v2"], timeout=300, interval=0.1), (
-        killed.log_path.read_text()[-3000:]
+    killed, run_id, request_id = _kill_a_worker_after_settling(
+        start_watchkeeper, settings, engine, registry
     )
-    killed.kill()  # SIGKILL: no finally, no release
-    held_at.unlink()
-    run_id = _running_run(engine)
-    assert run_id is not None, killed.log_path.read_text()[-3000:]
-    assert _requests(engine) == {request_id: ("running", run_id)}
     assert registry.current_version() == "v1"
     assert registry.record("v2").notes.run_id == run_id
 
-    successor = start_watchkeeper("retrain worker", **env)
+    successor = start_watchkeeper("retrain worker", **_worker_env(settings))
 
     def recorded() -> bool:
         return _requests(engine)[request_id][0] != "running"
@@ -730,6 +794,35 @@ def test_a_candidate_settled_served_by_a_job_that_then_died_is_made_current(
     settled = registry.promotion_settlement(version)
     assert settled is not None and settled.by == DEAD_HOLDER
     assert _runs(engine)[run_id]["outcome"] == "promoted"
+
+
+def test_a_candidate_settled_served_by_a_job_that_died_then_rolled_back_is_recorded_rejected(
+    make_job: Callable[..., RetrainJob],
+    engine: sa.Engine,
+    registry_dir: Path,
+    trained: TrainedModel,
+) -> None:
+    """The job settled its candidate v3 served and died before moving ``CURRENT`` off its
+    champion v2; an operator then rolled back to v1. The recovery left ``CURRENT`` at
+    v1, but v3, never served, stayed ``promoted`` and its run counted promoted, as if
+    it had been served and rolled back."""
+    registry = ModelRegistry(registry_dir)
+    champion = registry.register(trained)  # v2, current
+    run_id, request_ids, candidate = _promoted_candidate(engine, registry_dir, trained, champion)
+    registry.settle_promotion(candidate, Promotion.SERVED, by=DEAD_HOLDER, reason="promoted")
+    assert registry.rollback() == (champion, "v1")
+
+    assert make_job().run() is None
+
+    assert registry.current_version() == "v1"
+    record = registry.record(candidate)
+    assert record.status == "rejected", "never served, recorded promoted"
+    assert record.notes.reason is not None
+    assert record.notes.reason.startswith("not served: CURRENT was set since (to v1); ")
+    assert f"its job ({DEAD_HOLDER}) settled it served" in record.notes.reason
+    run = _runs(engine)[run_id]
+    assert (run["outcome"], run["candidate_version"]) == ("rejected", candidate)
+    assert _requests(engine) == {i: ("done", run_id) for i in request_ids}
 
 
 def test_a_rollback_made_while_recovery_is_about_to_serve_a_candidate_stands(

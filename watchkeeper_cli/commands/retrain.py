@@ -23,9 +23,10 @@ if TYPE_CHECKING:
     from watchkeeper.retrain_options import RetrainOptions
 
 
-def _options(args: argparse.Namespace) -> RetrainOptions:
+def _options(args: argparse.Namespace, settings: Settings) -> RetrainOptions:
     """The command's training options, as the request stores them for whichever job
-    claims it: a CSV's path resolved, as the worker may run from another directory."""
+    claims it: a CSV's path resolved, as the worker may run from another directory, and
+    the target column named (:func:`_champion_target` when ``--target`` is left out)."""
     from watchkeeper.data_source import URL_SCHEMES, resolved_location
     from watchkeeper.dataset import PackagedData
     from watchkeeper.retrain_options import RetrainOptions
@@ -45,7 +46,37 @@ def _options(args: argparse.Namespace) -> RetrainOptions:
             )
     else:
         data = PackagedData.parse(args.rdataset).spec if args.rdataset else None
-    return RetrainOptions(max_iter=args.max_iter, data=data, target=args.target)
+    target = args.target
+    if data is not None and target is None:
+        target = _champion_target(args, settings, data)
+    return RetrainOptions(max_iter=args.max_iter, data=data, target=target)
+
+
+def _champion_target(args: argparse.Namespace, settings: Settings, data: str) -> str:
+    """The target of ``--csv``/``--rdataset`` given without ``--target``: the champion's
+    target column when the data has it (said on standard output), else a usage error
+    (exit 2) naming ``--target`` and the data's columns. The job would otherwise take
+    the champion's column, which other data rarely has, and fail later, once queued,
+    with a reason naming neither."""
+    from watchkeeper.dataset import data_columns
+
+    option = "--csv" if args.csv is not None else "--rdataset"
+    given = f"{option} {args.csv if args.csv is not None else args.rdataset}"
+    columns = data_columns(data)
+    registry = open_registry(settings.storage)
+    champion = registry.current_version()
+    if champion is None:
+        why = "no model is current to take its target column from"
+    else:
+        record = registry.record(champion)
+        target = record.data_source.target if record.data_source else record.feature_schema.target
+        if target in columns:
+            print(f"{given}: no --target given; training on {target!r}, the target of {champion}")
+            return target
+        why = f"it has no column {target!r}, the target of the champion {champion}"
+    args.command_parser.error(
+        f"--target is required with {given}: {why} (its columns: {', '.join(columns)})"
+    )
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -60,7 +91,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from watchkeeper.db.engine import create_engine
     from watchkeeper.db.migrate import require_current
 
-    options = _options(args)
+    options = _options(args, settings)
     engine = create_engine(settings.storage.database_url)
     require_current(engine)
     request_id = retrain_queue.enqueue(
