@@ -49,7 +49,7 @@ def validate_arrow_table(
     problems = [
         FieldProblem(f"columns.{name}", "unknown field (not in the model's schema)")
         for name in positions
-        if name not in schema
+        if name not in schema and name not in schema.ignored_names
     ]
     problems.extend(
         FieldProblem(f"columns.{name}", f"appears {len(at)} times")

@@ -26,7 +26,7 @@ from serving.feedback import MAX_ID, MAX_LABEL
 from serving.routes import admin, feedback, health, metrics, model_info, predict
 from serving.routes import openapi as openapi_route
 from watchkeeper.prediction_ids import PREDICTION_ID_PATTERN
-from watchkeeper.schema import Feature, FeatureSchema
+from watchkeeper.schema import Feature, FeatureSchema, IgnoredColumn
 from watchkeeper.task import Task, label_text
 
 OpenApiJson = dict[str, Any]
@@ -101,12 +101,27 @@ def _feature_schema(feature: Feature) -> OpenApiJson:
     return schema
 
 
+def _ignored_schema(column: IgnoredColumn) -> OpenApiJson:
+    """An ignored column: any value (no type), not passed to the model."""
+    return {
+        "description": f"Ignored ({column.reason}): accepted with any value, null "
+        "included, and not passed to the model.",
+    }
+
+
+def _ignored(schema: FeatureSchema) -> OpenApiJson:
+    return {c.name: _ignored_schema(c) for c in schema.ignored}
+
+
 def _features(schema: FeatureSchema | None) -> OpenApiJson:
     if schema is None:
         return {"type": "object", "description": "No model is loaded."}
     return {
         "type": "object",
-        "properties": {f.name: _feature_schema(f) for f in schema.features},
+        "properties": {
+            **{f.name: _feature_schema(f) for f in schema.features},
+            **_ignored(schema),
+        },
         "required": list(schema.names),
         "additionalProperties": False,
     }
@@ -133,7 +148,8 @@ def _columns(schema: FeatureSchema | None, max_batch_size: int) -> OpenApiJson:
                 "maxItems": max_batch_size,
             }
             for f in schema.features
-        },
+        }
+        | _ignored(schema),
         "required": list(schema.names),
         "additionalProperties": False,
     }

@@ -260,6 +260,7 @@ def _record_columns(
     """The records as columns, with ``_ABSENT`` where a field is missing, each record's
     problems (not an object, missing or unknown fields) appended to ``problems``."""
     expected = set(schema.names)
+    ignored = schema.ignored_names  # columns training had but are no feature: any value
     for i, record in enumerate(records):
         where = prefix(i)
         if not isinstance(record, dict):
@@ -276,7 +277,7 @@ def _record_columns(
             problems.extend(
                 FieldProblem(f"{where}.{name}", "unknown field (not in the model's schema)")
                 for name in keys
-                if name not in expected
+                if name not in expected and name not in ignored
             )
         if len(problems) >= MAX_PROBLEMS:
             raise failed(problems)
@@ -296,7 +297,7 @@ def _validate_columns(raw: Any, schema: FeatureSchema, max_batch_size: int) -> V
     problems = [
         FieldProblem(f"columns.{name}", "unknown field (not in the model's schema)")
         for name in raw
-        if name not in schema
+        if name not in schema and name not in schema.ignored_names
     ]
     lengths = {name: len(raw[name]) for name in schema.names if isinstance(raw.get(name), list)}
     if not lengths:
@@ -320,6 +321,8 @@ def _validate_columns(raw: Any, schema: FeatureSchema, max_batch_size: int) -> V
     if n_rows or not problems:  # no rows at all is an empty batch only if nothing else is wrong
         check_rows(n_rows, max_batch_size, "columns", ("row", "rows"))
     checks = _Checks(coded=n_rows >= _CODED_MIN_ROWS)
+    if schema.ignored_names & raw.keys():
+        checks.as_sent = False  # the body holds an ignored column, which is not logged
     for feature in schema.features:
         name = feature.name
         if lengths.get(name) == n_rows:

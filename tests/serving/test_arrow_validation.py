@@ -14,7 +14,7 @@ from serving.arrow_validation import validate_arrow_table
 from serving.validation import validate_predict_payload
 from watchkeeper.category_column import CategoryColumn
 from watchkeeper.errors import PayloadTooLarge, ValidationFailed
-from watchkeeper.schema import Feature, FeatureSchema
+from watchkeeper.schema import Feature, FeatureSchema, IgnoredColumn
 
 TEXT = 1 << 20  # bytes of category text a table may decode to
 
@@ -271,3 +271,16 @@ def test_a_schema_without_batches_and_a_missing_column_names_the_column() -> Non
     """A stream of a schema only: its columns have no chunks at all."""
     schema = _table().drop_columns(["rooms"]).schema
     assert _problems(pa.Table.from_batches([], schema=schema)) == {"columns.rooms": "missing"}
+
+
+def test_an_ignored_column_of_any_type_is_taken_and_not_passed_on() -> None:
+    schema = FeatureSchema(
+        SCHEMA.features, target="price", ignored=(IgnoredColumn("empty", "no value in training"),)
+    )
+    for empty in (pa.nulls(3), pa.array([1, 2, 3]), pa.array(["a", None, "c"])):
+        table = _table(empty=empty)
+        validated = validate_arrow_table(table, schema, max_batch_size=100, max_text_bytes=TEXT)
+        assert list(validated.columns) == ["area", "rooms", "zone", "street"]
+    assert _problems(_table(empty=pa.nulls(3))) == {
+        "columns.empty": "unknown field (not in the model's schema)"
+    }

@@ -392,3 +392,52 @@ def test_a_full_log_journal_refuses_predictions_with_503_instead_of_answering_un
     assert response.json["request_id"] == response.headers["X-Request-ID"]
     samples = services(app).metrics.registry
     assert samples.get_sample_value("watchkeeper_log_entries_rejected_total") == 1
+
+
+def test_records_shaped_like_the_training_data_are_accepted_with_a_column_it_had_empty(
+    make_app: Any, tmp_path: Any, read_log: Any
+) -> None:
+    """A column with no value in training left the schema without a trace, and a
+    client sending the training data's record shape (that column in it, null) got 422
+    'unknown field'. It is an ignored column now: accepted with any value, not passed
+    to the model, and described by /model and /openapi.json."""
+    import jsonschema
+    import numpy as np
+    import pandas as pd
+
+    from watchkeeper.registry import ModelRegistry
+    from watchkeeper.training import TrainingParams, train
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "empty": np.nan})
+    frame["y"] = frame["x"] * 2 + rng.normal(size=200)
+    trained = train(Dataset("gaps", frame, "y"), params=TrainingParams(max_iter=5))
+    ModelRegistry(tmp_path / "gaps").register(trained)
+    app = make_app(registry_path=tmp_path / "gaps")
+    client = app.test_client()
+
+    single = client.post("/predict", json={"features": {"x": 0.5, "empty": None}})
+    batch = client.post("/predict", json={"instances": [{"x": 0.5, "empty": "any"}] * 2})
+    columns = client.post("/predict", json={"columns": {"x": [0.5], "empty": [None]}})
+    unknown = client.post("/predict", json={"features": {"x": 0.5, "empty": None, "z": 1}})
+    described = client.get("/model").json["metadata"]["schema"]
+    spec = client.get("/openapi.json").json
+
+    assert single.status_code == batch.status_code == columns.status_code == 200, single.json
+    prediction = single.json["prediction"]
+    assert [p["prediction"] for p in batch.json["predictions"]] == [prediction] * 2
+    assert columns.json["predictions"][0]["prediction"] == prediction
+    assert unknown.status_code == 422
+    assert _problems(unknown) == {"features.z": "unknown field (not in the model's schema)"}
+    assert described["ignored"] == [{"name": "empty", "reason": "no value in the training data"}]
+    features = spec["components"]["schemas"]["Features"]
+    assert (
+        "Ignored (no value in the training data)" in features["properties"]["empty"]["description"]
+    )
+    assert features["required"] == ["x"]
+    validator = jsonschema.Draft202012Validator({**features, "components": spec["components"]})
+    validator.validate({"x": 0.5, "empty": None})
+    validator.validate({"x": 0.5, "empty": [1]})
+    assert not validator.is_valid({"x": 0.5, "z": 1})
+    logged = [r["features"] for r in read_log(app).predictions()]
+    assert logged == [{"x": 0.5}] * 4  # the ignored column is not logged

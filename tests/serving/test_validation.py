@@ -16,7 +16,7 @@ from serving.validation import validate_predict_payload
 from watchkeeper.category_column import CategoryColumn
 from watchkeeper.errors import ValidationFailed
 from watchkeeper.feature_columns import row_columns
-from watchkeeper.schema import Feature, FeatureSchema
+from watchkeeper.schema import Feature, FeatureSchema, IgnoredColumn
 
 SCHEMA = FeatureSchema(
     (
@@ -371,3 +371,44 @@ def test_a_bad_value_beside_booleans_in_a_boolean_feature_is_named_alone() -> No
         "columns.central_air[7]": "unknown category 'maybe'; allowed: ['False', 'True']",
         "columns.central_air[9]": "must be a string, got number",
     }
+
+
+WITH_IGNORED = FeatureSchema(
+    SCHEMA.features, target="price", ignored=(IgnoredColumn("empty", "no value in training"),)
+)
+
+
+@pytest.mark.parametrize("n", [1, 3, 600])  # taken by name, and transposed by position
+@pytest.mark.parametrize("value", [None, 5, "text", [1], {"a": 1}])
+def test_an_ignored_column_takes_any_value_and_is_not_passed_on(n: int, value: Any) -> None:
+    """A column training had without any value left the schema: records shaped like the
+    training data, that column in them, were refused 'unknown field'."""
+    record = {"area": 1, "rooms": 2, "zone": "A", "empty": value}
+    columns = {"area": [1] * n, "rooms": [2] * n, "zone": ["A"] * n, "empty": [value] * n}
+
+    for payload in (
+        {"features": record},
+        {"instances": [dict(record) for _ in range(n)]},
+        {"columns": columns},
+    ):
+        validated = validate_predict_payload(payload, WITH_IGNORED, max_batch_size=1000)
+        assert list(validated.columns) == ["area", "rooms", "zone"], payload.keys()
+        assert list(validated.model_input) == ["area", "rooms", "zone"]
+    assert (
+        validate_predict_payload(
+            {"columns": columns | {"empty": value}}, WITH_IGNORED, max_batch_size=1000
+        ).n_rows
+        == n
+    )  # not even an array: ignored whole
+
+
+def test_an_unknown_field_beside_an_ignored_one_is_still_named() -> None:
+    record = {"area": 1, "rooms": 2, "zone": "A", "empty": None, "colour": "red"}
+    assert _fields({"instances": [record]}, WITH_IGNORED) == ["instances[0].colour"]
+    assert _fields({"features": {**record, "zone": 5}}, WITH_IGNORED) == [
+        "features.colour",
+        "features.zone",
+    ]
+    columns = {"area": [1], "rooms": [2], "zone": ["A"], "empty": [None], "colour": ["red"]}
+    assert _fields({"columns": columns}, WITH_IGNORED) == ["columns.colour"]
+    assert _fields({"instances": [record]}) == ["instances[0].empty", "instances[0].colour"]
