@@ -98,6 +98,14 @@ def _feature_schema(feature: Feature) -> OpenApiJson:
         )
     else:
         schema["enum"] = [*feature.categories, *([None] if feature.nullable else [])]
+    if not feature.is_numeric and feature.integer_categories:
+        # a column of numbers training read as text: a number is taken as its category
+        described = schema.pop("description", "")
+        return {
+            "anyOf": [schema, {"type": "number", "enum": sorted(feature.integer_categories)}],
+            "description": f"{described} A number that is one of the categories "
+            '(1 or 1.0 for "1") is taken as that category.'.lstrip(),
+        }
     return schema
 
 

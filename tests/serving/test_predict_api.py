@@ -441,3 +441,38 @@ def test_records_shaped_like_the_training_data_are_accepted_with_a_column_it_had
     assert not validator.is_valid({"x": 0.5, "z": 1})
     logged = [r["features"] for r in read_log(app).predictions()]
     assert logged == [{"x": 0.5}] * 4  # the ignored column is not logged
+
+
+def test_a_number_for_a_category_of_numbers_as_text_is_answered_and_logged_as_its_text(
+    make_app: Any, tmp_path: Any, read_log: Any
+) -> None:
+    """A column of numbers training read as text ("1", "2", "3") refused a client's
+    JSON number 1 with 422 'must be a string, got number'."""
+    import numpy as np
+    import pandas as pd
+
+    from watchkeeper.registry import ModelRegistry
+    from watchkeeper.training import TrainingParams, train
+
+    rng = np.random.default_rng(0)
+    rating = rng.choice(["1", "2", "3"], size=200)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "rating": rating})
+    frame["y"] = frame["x"] + rating.astype(float) + rng.normal(size=200)
+    trained = train(Dataset("ratings", frame, "y"), params=TrainingParams(max_iter=5))
+    assert trained.model.schema["rating"].categories == ("1", "2", "3")
+    ModelRegistry(tmp_path / "ratings").register(trained)
+    app = make_app(registry_path=tmp_path / "ratings")
+    client = app.test_client()
+
+    as_text = client.post("/predict", json={"features": {"x": 0.5, "rating": "2"}})
+    as_number = client.post("/predict", json={"features": {"x": 0.5, "rating": 2}})
+    columns = client.post("/predict", json={"columns": {"x": [0.5], "rating": [2]}})
+    unseen = client.post("/predict", json={"features": {"x": 0.5, "rating": 4}})
+
+    assert as_number.status_code == columns.status_code == 200, as_number.json
+    assert as_number.json["prediction"] == as_text.json["prediction"]
+    assert columns.json["predictions"][0]["prediction"] == as_text.json["prediction"]
+    assert unseen.status_code == 422
+    assert _problems(unseen) == {"features.rating": "must be a string, got number"}
+    logged = [r["features"] for r in read_log(app).predictions()]
+    assert logged == [{"x": 0.5, "rating": "2"}] * 3
