@@ -264,6 +264,13 @@ def _for_task(
     return {"oneOf": either or [regression, classification]}
 
 
+_BY_VERSION = (
+    "Shown for the served model; a label for a prediction of an earlier version of the "
+    "other task (as the log names it) takes that version's form: a number for a "
+    "regression model, a class label for a classifier."
+)
+
+
 def _feedback_actual(task: Task | None) -> OpenApiJson:
     if task is Task.CLASSIFICATION:
         return {
@@ -276,9 +283,9 @@ def _feedback_actual(task: Task | None) -> OpenApiJson:
             "exclusiveMaximum": 1e254,
             "description": "The true class (a string, an integer or a boolean; matched by "
             'its text, so 1 and "1" are one class). A class the model does not know is '
-            "stored too, and the response says known_class false.",
+            f"stored too, and the response says known_class false. {_BY_VERSION}",
         }
-    return {"type": "number", "description": "The true value."}
+    return {"type": "number", "description": f"The true value. {_BY_VERSION}"}
 
 
 def _feedback_accepted(task: Task | None) -> OpenApiJson:
