@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any, Literal
 
@@ -135,6 +135,15 @@ class FeatureSchema:
 
     def __contains__(self, name: object) -> bool:
         return name in self._index
+
+    def keeping_ignored(self, earlier: Iterable[IgnoredColumn]) -> FeatureSchema:
+        """This schema, also ignoring the ``earlier`` columns that are neither its
+        features, its target nor ignored already: a retraining's rows hold only the
+        champion's features (an ignored column is not logged), so a candidate derived
+        from them would refuse again the records shaped like the original data."""
+        taken = {*self.names, self.target, *self.ignored_names}
+        kept = tuple(c for c in earlier if c.name not in taken)
+        return replace(self, ignored=self.ignored + kept) if kept else self
 
     def differences(
         self, other: FeatureSchema, *, names: tuple[str, str] = ("this schema", "the other")

@@ -213,3 +213,17 @@ def test_booleans_beside_their_text_are_categories_without_a_numbers_warning(
 
     assert schema["flag"].categories == ("False", "True")
     assert caplog.messages == []
+
+
+def test_a_retraining_s_schema_keeps_the_champion_s_ignored_columns() -> None:
+    """A retraining's rows hold only the champion's features (an ignored column is not
+    logged): the candidate derived from them dropped the ignored column, and refused
+    again the records shaped like the original training data."""
+    frame = pd.DataFrame({"x": [1.0, 2.0], "y": [3.0, 4.0]})
+    champion = (IgnoredColumn("empty", IGNORED_NO_VALUES), IgnoredColumn("x", "became one"))
+
+    candidate = FeatureSchema.derive(frame, "y").keeping_ignored(champion)
+
+    assert candidate.names == ("x",)
+    assert candidate.ignored == (IgnoredColumn("empty", IGNORED_NO_VALUES),)
+    assert candidate.keeping_ignored(champion) == candidate
