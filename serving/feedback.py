@@ -132,7 +132,7 @@ def parse_feedback(
                 FieldProblem(
                     f"{dot}id",
                     f"was predicted by model version {rule.version}, whose metadata cannot "
-                    f"be read ({rule.unreadable}): what its label must be is unknown",
+                    "be read (the server log says why): what its label must be is unknown",
                 )
             )
             continue

@@ -16,6 +16,7 @@ label must be, and storing it unchecked could put a class where a number belongs
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,13 +29,16 @@ from watchkeeper.prediction_ids import logged_requests, parse_prediction_id
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.task import Task, label_text
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class LabelRule:
     """What a label for a prediction of ``version`` must be: a number for a regression
     model, a class label for a classifier, whose classes' texts are ``classes``.
     ``unreadable`` says why the version's rule is not known (its metadata cannot be
-    read); ``version`` is None for the served model when none is loaded."""
+    read: for the server log, as it may name paths); ``version`` is None for the
+    served model when none is loaded."""
 
     task: Task
     classes: frozenset[str] = frozenset()
@@ -81,6 +85,8 @@ def _rule(registry: ModelRegistry, version: str, served: LabelRule) -> LabelRule
     try:
         record = registry.record(version)
     except RegistryError as exc:  # not registered, unreadable, malformed
+        # the reason may name the registry's paths: the server log has it, not the client
+        log.warning("labels for predictions of %s cannot be checked: %s", version, exc.message)
         return LabelRule(Task.REGRESSION, version=version, unreadable=exc.message)
     return LabelRule(record.task, _texts(record.classes or ()), version)
 

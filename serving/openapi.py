@@ -55,7 +55,9 @@ _ERROR_RESPONSES = {
     "identity (answered with Accept-Encoding: identity).",
     422: "One or more fields break the model's feature schema, or a number is too large "
     "(one of more than 4,300 digits is not read at all).",
-    503: "No model is loaded (model_unavailable), or the database is down, refuses "
+    503: "No model is loaded (model_unavailable; for /feedback also a label for a "
+    "prediction of a version whose metadata cannot be read, its id named), or the "
+    "database is down, refuses "
     "writes or is busy (database_unavailable: nothing was stored, retry after "
     "Retry-After); one that did not answer in time may have stored it, as the message "
     "says, and a retry is safe.",

@@ -548,6 +548,7 @@ def test_a_class_label_for_a_classifier_s_prediction_is_taken_after_a_regression
 
 
 def test_a_label_for_a_version_whose_metadata_cannot_be_read_is_503_naming_it(
+    caplog: pytest.LogCaptureFixture,
     app: Flask,
     log_reader: LogReader,
     registry_dir: Path,
@@ -570,7 +571,9 @@ def test_a_label_for_a_version_whose_metadata_cannot_be_read_is_503_naming_it(
     [problem] = response.json["error"]["details"]
     assert problem["field"] == "items[0].id"
     assert problem["problem"] == (
-        "was predicted by model version v1, whose metadata cannot be read (metadata of "
-        "'v1' is not valid JSON): what its label must be is unknown"
+        "was predicted by model version v1, whose metadata cannot be read (the server log "
+        "says why): what its label must be is unknown"
     )
+    assert str(registry_dir) not in response.get_data(as_text=True)
+    assert "metadata of 'v1' is not valid JSON" in caplog.text  # said where it is read
     assert _labels(log_reader) == {}
