@@ -440,7 +440,18 @@ class RetrainJob:
         # the longest step, one call with no progress inside: the stall deadline must
         # exceed it (README, WATCHKEEPER_RETRAIN_STALL_SECONDS)
         self.liveness.beat("training a candidate")
-        trained = train(data.training, data.holdout, params=params, in_time_order=True, task=task)
+        # the champion's ignored columns stay ignored: clients still send them
+        schema = FeatureSchema.derive(
+            data.training.frame, data.training.target, exclude=data.training.exclude
+        ).keeping_ignored(champion.model.schema.ignored)
+        trained = train(
+            data.training,
+            data.holdout,
+            schema=schema,
+            params=params,
+            in_time_order=True,
+            task=task,
+        )
         window = DataWindow.model_validate(
             {
                 **data.description.stored(),

@@ -81,7 +81,11 @@ class FeedbackAccepted(Answer):
 
 
 class ClassFeedbackAccepted(FeedbackAccepted):
-    known_class: bool = Field(description="Every label names one of the served model's classes.")
+    known_class: bool = Field(
+        description="Every class label names one of the classes of the model version that "
+        "made its prediction (present when the served model or such a version is a "
+        "classifier)."
+    )
 
 
 class Queued(Answer):

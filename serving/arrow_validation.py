@@ -49,7 +49,7 @@ def validate_arrow_table(
     problems = [
         FieldProblem(f"columns.{name}", "unknown field (not in the model's schema)")
         for name in positions
-        if name not in schema
+        if name not in schema and name not in schema.ignored_names
     ]
     problems.extend(
         FieldProblem(f"columns.{name}", f"appears {len(at)} times")
@@ -177,6 +177,11 @@ def _categorical(
     if pa.types.is_boolean(kind) and BOOLEAN_CATEGORIES & set(feature.categories):
         column = _boolean_texts(column)  # as a JSON body's booleans: the model's text
         kind = column.type
+    elif pa.types.is_integer(kind) and feature.integer_categories:
+        texts = _integer_texts(feature, column)  # as a JSON body's integers
+        if texts is None:
+            return _type_problem(feature, kind, "a string or dictionary-encoded string column")
+        column, kind = texts, texts.type
     if pa.types.is_dictionary(kind):
         if not _is_text(kind.value_type):
             return _type_problem(feature, kind, "a string or dictionary-encoded string column")
@@ -233,6 +238,17 @@ def _boolean_texts(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """A boolean column as the text of its values, ``"True"`` and ``"False"`` (Arrow's
     own cast writes ``"true"``), nulls kept."""
     return pc.if_else(column, "True", "False")
+
+
+def _integer_texts(feature: Feature, column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """An integer column as its values' text (Arrow's cast writes ``1``, ``-3``, as
+    ``str`` does), nulls kept, when each value is one of the feature's categories
+    (:attr:`Feature.integer_categories`: a column of numbers training read as text);
+    ``None`` when one is not, which is refused as a JSON body's number is."""
+    texts = pc.cast(column, pa.string())
+    known = pa.array(list(feature.integer_categories.values()), pa.string())
+    found = pc.is_in(texts, value_set=known)  # null for a null row
+    return texts if pc.all(pc.or_kleene(found, pc.is_null(texts))).as_py() else None
 
 
 def _dictionary_text(chunk: pa.DictionaryArray) -> int:

@@ -13,24 +13,27 @@ computes accuracy, and counts a label whose prediction is still missing
 were never issued). The response says how many ids are not in the log yet, read from
 the logged request each id names (:mod:`watchkeeper.prediction_ids`).
 
-What ``actual`` may be depends on the served model's task: a finite number for a
-regression model; a class label (a string, an integer or a boolean) for a
-classifier, stored as its text in ``label`` (:func:`watchkeeper.task.label_text`)
-and, when it is a number, in ``actual`` too. A label outside the model's classes is
-stored: it is a real outcome, which the monitor counts as wrong.
+What ``actual`` may be depends on the task of the model version that made the
+prediction (:mod:`serving.label_rules`; the served version's for a prediction not in
+the log yet): a finite number for a regression model; a class label (a string, an
+integer or a boolean) for a classifier, stored as its text in ``label``
+(:func:`watchkeeper.task.label_text`) and, when it is a number, in ``actual`` too. A
+label outside that version's classes is stored: it is a real outcome, which the
+monitor counts as wrong.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from serving.label_rules import LabelRule
 from serving.validation import BOOLEAN_CATEGORIES, BOOLEAN_SPELLINGS
-from watchkeeper.classification import Classifier
 from watchkeeper.db.arrival import arrival_time
 from watchkeeper.db.prediction_seq import ITEMS_PER_REQUEST
 from watchkeeper.db.tables import feedback
@@ -38,6 +41,7 @@ from watchkeeper.errors import (
     BadRequest,
     DuplicateFeedback,
     FieldProblem,
+    ModelNotAvailable,
     PayloadTooLarge,
     ValidationFailed,
     database_errors,
@@ -53,6 +57,11 @@ _NOT_AN_ID = (
     f"index, written as a plain number below {ITEMS_PER_REQUEST:,} (e.g. '.0', '.12')"
 )
 _LABEL_EXPECTED = "must be a class label (a string, an integer or a boolean)"
+_REGRESSION = LabelRule(Task.REGRESSION)
+
+RuleLookup = Callable[[list[str]], Mapping[str, LabelRule]]
+"""The rule of each of these prediction ids whose model version is known
+(:func:`serving.label_rules.label_rules`); the others take the served model's."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,8 @@ class FeedbackItem:
     label: str | None = None
     field: str = "id"
     """Where the request held the id (``items[3].id`` in a batch), for errors."""
+    known_class: bool | None = None
+    """For a classifier's prediction, whether the label names one of its classes."""
 
 
 @dataclass(frozen=True)
@@ -76,14 +87,83 @@ class StoredFeedback:
 
 
 def parse_feedback(
-    payload: Any, *, max_items: int, task: Task = Task.REGRESSION
+    payload: Any,
+    *,
+    max_items: int,
+    served: LabelRule = _REGRESSION,
+    rules: RuleLookup | None = None,
 ) -> list[FeedbackItem]:
-    """``{"id", "actual"}`` or ``{"items": [{"id", "actual"}, ...]}``; ``actual`` as
-    the served model's ``task`` takes it."""
+    """``{"id", "actual"}`` or ``{"items": [{"id", "actual"}, ...]}``; each ``actual``
+    as the model version that made its prediction takes it (``rules``, asked once for
+    the well-formed ids), else as the ``served`` model does. 422 naming every bad
+    field; 503 naming the items whose version's metadata cannot be read."""
+    raw, where = _envelope(payload, max_items)
+    problems: list[tuple[int, FieldProblem]] = []
+    candidates: list[tuple[int, str, str, Any]] = []  # position, "items[i].", id, actual
+    for position, (place, item) in enumerate(zip(where, raw, strict=True)):
+        dot = f"{place}." if place else ""
+        if not isinstance(item, dict) or set(item) != {"id", "actual"}:
+            problem = FieldProblem(place or "body", "must be an object with 'id' and 'actual'")
+            problems.append((position, problem))
+            continue
+        pid = item["id"]
+        if not isinstance(pid, str) or not 0 < len(pid) <= MAX_ID:
+            problem = FieldProblem(f"{dot}id", f"must be a prediction id (string of 1–{MAX_ID})")
+            problems.append((position, problem))
+            continue
+        if "\x00" in pid:  # PostgreSQL's text cannot hold it (it raised: a 500)
+            problems.append((position, FieldProblem(f"{dot}id", _NO_NUL)))
+            continue
+        if parse_prediction_id(pid) is None:
+            # "<request>.01", "<request>.+1", an index past what a request holds: no
+            # prediction will ever have it, so it could only become an orphan a day on
+            problems.append((position, FieldProblem(f"{dot}id", _NOT_AN_ID)))
+            continue
+        candidates.append((position, dot, pid, item["actual"]))
+
+    found = rules([pid for _, _, pid, _ in candidates]) if rules and candidates else {}
+    items: list[FeedbackItem] = []
+    unreadable: list[FieldProblem] = []
+    seen: set[str] = set()
+    for position, dot, pid, actual in candidates:
+        rule = found.get(pid, served)
+        if rule.unreadable is not None:
+            unreadable.append(
+                FieldProblem(
+                    f"{dot}id",
+                    f"was predicted by model version {rule.version}, whose metadata cannot "
+                    "be read (the server log says why): what its label must be is unknown",
+                )
+            )
+            continue
+        parsed = _parsed(pid, actual, rule, served)
+        if isinstance(parsed, str):
+            problems.append((position, FieldProblem(f"{dot}actual", parsed)))
+            continue
+        if pid in seen:
+            problem = FieldProblem(f"{dot}id", f"{pid!r} appears twice in this request")
+            problems.append((position, problem))
+            continue
+        seen.add(pid)
+        items.append(replace(parsed, field=f"{dot}id") if dot else parsed)
+    if problems:
+        problems.sort(key=lambda found: found[0])
+        raise ValidationFailed("invalid feedback", details=[p for _, p in problems])
+    if unreadable:
+        raise ModelNotAvailable(
+            f"{len(unreadable)} label(s) are for predictions of a model version whose "
+            "metadata cannot be read; nothing was stored",
+            details=unreadable,
+        )
+    return items
+
+
+def _envelope(payload: Any, max_items: int) -> tuple[list[Any], list[str]]:
+    """The body's items, and where each is (``items[i]``, or ``""`` for one label)."""
     if not isinstance(payload, dict):
         raise BadRequest("body must be a JSON object with 'id' and 'actual', or 'items'")
     if set(payload) == {"items"}:
-        raw, prefix = payload["items"], "items"
+        raw = payload["items"]
         if not isinstance(raw, list) or not raw:
             raise ValidationFailed(
                 "items must be a non-empty array",
@@ -94,49 +174,24 @@ def parse_feedback(
                 f"{len(raw)} feedback items exceed the limit of {max_items}",
                 details=[FieldProblem("items", f"at most {max_items} items")],
             )
-        where = [f"{prefix}[{i}]" for i in range(len(raw))]
-    elif set(payload) == {"id", "actual"}:
-        raw, where = [payload], [""]
-    else:
-        raise BadRequest("body must have 'id' and 'actual', or an 'items' array of them")
+        return raw, [f"items[{i}]" for i in range(len(raw))]
+    if set(payload) == {"id", "actual"}:
+        return [payload], [""]
+    raise BadRequest("body must have 'id' and 'actual', or an 'items' array of them")
 
-    problems: list[FieldProblem] = []
-    items: list[FeedbackItem] = []
-    seen: set[str] = set()
-    for place, item in zip(where, raw, strict=True):
-        dot = f"{place}." if place else ""
-        if not isinstance(item, dict) or set(item) != {"id", "actual"}:
-            problems.append(
-                FieldProblem(place or "body", "must be an object with 'id' and 'actual'")
-            )
-            continue
-        pid, actual = item["id"], item["actual"]
-        if not isinstance(pid, str) or not 0 < len(pid) <= MAX_ID:
-            problems.append(
-                FieldProblem(f"{dot}id", f"must be a prediction id (string of 1–{MAX_ID})")
-            )
-            continue
-        if "\x00" in pid:  # PostgreSQL's text cannot hold it (it raised: a 500)
-            problems.append(FieldProblem(f"{dot}id", _NO_NUL))
-            continue
-        if parse_prediction_id(pid) is None:
-            # "<request>.01", "<request>.+1", an index past what a request holds: no
-            # prediction will ever have it, so it could only become an orphan a day on
-            problems.append(FieldProblem(f"{dot}id", _NOT_AN_ID))
-            continue
-        parse = _class_label if task is Task.CLASSIFICATION else _target
-        parsed = parse(pid, actual)
-        if isinstance(parsed, str):
-            problems.append(FieldProblem(f"{dot}actual", parsed))
-            continue
-        if pid in seen:
-            problems.append(FieldProblem(f"{dot}id", f"{pid!r} appears twice in this request"))
-            continue
-        seen.add(pid)
-        items.append(replace(parsed, field=f"{dot}id") if dot else parsed)
-    if problems:
-        raise ValidationFailed("invalid feedback", details=problems)
-    return items
+
+def _parsed(pid: str, actual: Any, rule: LabelRule, served: LabelRule) -> FeedbackItem | str:
+    """The label as ``rule``'s task takes it, or the problem with it (saying which
+    version's task decided, when that is not the served one)."""
+    if rule.task is Task.CLASSIFICATION:
+        parsed = _class_label(pid, actual)
+        if not isinstance(parsed, str):
+            parsed = _as_class_of(parsed, rule.classes)
+    else:
+        parsed = _target(pid, actual)
+    if isinstance(parsed, str) and rule.version is not None and rule.version != served.version:
+        return f"{parsed} (its prediction was made by {rule.version}, a {rule.task} model)"
+    return parsed
 
 
 def _target(pid: str, actual: Any) -> FeedbackItem | str:
@@ -183,27 +238,16 @@ def _class_label(pid: str, actual: Any) -> FeedbackItem | str:
     return FeedbackItem(pid, number, text)
 
 
-def with_boolean_classes(model: Classifier, items: list[FeedbackItem]) -> list[FeedbackItem]:
-    """``items`` with a text label spelling one of a boolean target's classes
-    (``"true"``, ``"FALSE"``) as that class's text: pandas reads a CSV's true/false as
+def _as_class_of(item: FeedbackItem, classes: frozenset[str]) -> FeedbackItem:
+    """``item`` with a text label spelling one of a boolean target's classes
+    (``"true"``, ``"FALSE"``) as that class's text (pandas reads a CSV's true/false as
     booleans, so the model's classes are ``True``/``False``, and the file's own text
-    was stored as a class the model did not know (counted wrong by the monitor, left
-    out of retraining)."""
-    if {label_text(c) for c in model.classes} != BOOLEAN_CATEGORIES:
-        return items
-    return [
-        replace(item, label=BOOLEAN_SPELLINGS.get(item.label.lower(), item.label))
-        if item.label is not None
-        else item
-        for item in items
-    ]
-
-
-def known_class(model: Classifier, items: list[FeedbackItem]) -> bool:
-    """Whether every label names one of ``model``'s classes."""
-    return all(
-        item.label is not None and model.class_index(item.label) is not None for item in items
-    )
+    was stored as a class the model did not know, counted wrong by the monitor, left
+    out of retraining), and whether it names one of ``classes``."""
+    label = item.label
+    if label is not None and classes == BOOLEAN_CATEGORIES:
+        label = BOOLEAN_SPELLINGS.get(label.lower(), label)
+    return replace(item, label=label, known_class=label in classes)
 
 
 def store_feedback(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:

@@ -26,7 +26,7 @@ from serving.feedback import MAX_ID, MAX_LABEL
 from serving.routes import admin, feedback, health, metrics, model_info, predict
 from serving.routes import openapi as openapi_route
 from watchkeeper.prediction_ids import PREDICTION_ID_PATTERN
-from watchkeeper.schema import Feature, FeatureSchema
+from watchkeeper.schema import Feature, FeatureSchema, IgnoredColumn
 from watchkeeper.task import Task, label_text
 
 OpenApiJson = dict[str, Any]
@@ -55,7 +55,9 @@ _ERROR_RESPONSES = {
     "identity (answered with Accept-Encoding: identity).",
     422: "One or more fields break the model's feature schema, or a number is too large "
     "(one of more than 4,300 digits is not read at all).",
-    503: "No model is loaded (model_unavailable), or the database is down, refuses "
+    503: "No model is loaded (model_unavailable; for /feedback also a label for a "
+    "prediction of a version whose metadata cannot be read, its id named), or the "
+    "database is down, refuses "
     "writes or is busy (database_unavailable: nothing was stored, retry after "
     "Retry-After); one that did not answer in time may have stored it, as the message "
     "says, and a retry is safe.",
@@ -98,7 +100,27 @@ def _feature_schema(feature: Feature) -> OpenApiJson:
         )
     else:
         schema["enum"] = [*feature.categories, *([None] if feature.nullable else [])]
+    if not feature.is_numeric and feature.integer_categories:
+        # a column of numbers training read as text: a number is taken as its category
+        described = schema.pop("description", "")
+        return {
+            "anyOf": [schema, {"type": "number", "enum": sorted(feature.integer_categories)}],
+            "description": f"{described} A number that is one of the categories "
+            '(1 or 1.0 for "1") is taken as that category.'.lstrip(),
+        }
     return schema
+
+
+def _ignored_schema(column: IgnoredColumn) -> OpenApiJson:
+    """An ignored column: any value (no type), not passed to the model."""
+    return {
+        "description": f"Ignored ({column.reason}): accepted with any value, null "
+        "included, and not passed to the model.",
+    }
+
+
+def _ignored(schema: FeatureSchema) -> OpenApiJson:
+    return {c.name: _ignored_schema(c) for c in schema.ignored}
 
 
 def _features(schema: FeatureSchema | None) -> OpenApiJson:
@@ -106,7 +128,10 @@ def _features(schema: FeatureSchema | None) -> OpenApiJson:
         return {"type": "object", "description": "No model is loaded."}
     return {
         "type": "object",
-        "properties": {f.name: _feature_schema(f) for f in schema.features},
+        "properties": {
+            **{f.name: _feature_schema(f) for f in schema.features},
+            **_ignored(schema),
+        },
         "required": list(schema.names),
         "additionalProperties": False,
     }
@@ -133,7 +158,8 @@ def _columns(schema: FeatureSchema | None, max_batch_size: int) -> OpenApiJson:
                 "maxItems": max_batch_size,
             }
             for f in schema.features
-        },
+        }
+        | _ignored(schema),
         "required": list(schema.names),
         "additionalProperties": False,
     }
@@ -240,6 +266,13 @@ def _for_task(
     return {"oneOf": either or [regression, classification]}
 
 
+_BY_VERSION = (
+    "Shown for the served model; a label for a prediction of an earlier version of the "
+    "other task (as the log names it) takes that version's form: a number for a "
+    "regression model, a class label for a classifier."
+)
+
+
 def _feedback_actual(task: Task | None) -> OpenApiJson:
     if task is Task.CLASSIFICATION:
         return {
@@ -252,9 +285,9 @@ def _feedback_actual(task: Task | None) -> OpenApiJson:
             "exclusiveMaximum": 1e254,
             "description": "The true class (a string, an integer or a boolean; matched by "
             'its text, so 1 and "1" are one class). A class the model does not know is '
-            "stored too, and the response says known_class false.",
+            f"stored too, and the response says known_class false. {_BY_VERSION}",
         }
-    return {"type": "number", "description": "The true value."}
+    return {"type": "number", "description": f"The true value. {_BY_VERSION}"}
 
 
 def _feedback_accepted(task: Task | None) -> OpenApiJson:

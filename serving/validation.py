@@ -260,6 +260,7 @@ def _record_columns(
     """The records as columns, with ``_ABSENT`` where a field is missing, each record's
     problems (not an object, missing or unknown fields) appended to ``problems``."""
     expected = set(schema.names)
+    ignored = schema.ignored_names  # columns training had but are no feature: any value
     for i, record in enumerate(records):
         where = prefix(i)
         if not isinstance(record, dict):
@@ -276,7 +277,7 @@ def _record_columns(
             problems.extend(
                 FieldProblem(f"{where}.{name}", "unknown field (not in the model's schema)")
                 for name in keys
-                if name not in expected
+                if name not in expected and name not in ignored
             )
         if len(problems) >= MAX_PROBLEMS:
             raise failed(problems)
@@ -296,7 +297,7 @@ def _validate_columns(raw: Any, schema: FeatureSchema, max_batch_size: int) -> V
     problems = [
         FieldProblem(f"columns.{name}", "unknown field (not in the model's schema)")
         for name in raw
-        if name not in schema
+        if name not in schema and name not in schema.ignored_names
     ]
     lengths = {name: len(raw[name]) for name in schema.names if isinstance(raw.get(name), list)}
     if not lengths:
@@ -320,6 +321,8 @@ def _validate_columns(raw: Any, schema: FeatureSchema, max_batch_size: int) -> V
     if n_rows or not problems:  # no rows at all is an empty batch only if nothing else is wrong
         check_rows(n_rows, max_batch_size, "columns", ("row", "rows"))
     checks = _Checks(coded=n_rows >= _CODED_MIN_ROWS)
+    if schema.ignored_names & raw.keys():
+        checks.as_sent = False  # the body holds an ignored column, which is not logged
     for feature in schema.features:
         name = feature.name
         if lengths.get(name) == n_rows:
@@ -379,7 +382,7 @@ class _Checks:
             problems = check_categorical(feature, column, field)  # its own fast check first
             if not problems and not feature.is_boolean:
                 return problems
-            if (texts := self._boolean_texts(feature, column)) is None:
+            if (texts := self._category_texts(feature, column)) is None:
                 return problems
             return check_categorical(feature, texts, field)
         if self.valid(feature, column):
@@ -388,12 +391,14 @@ class _Checks:
             return _numeric_problems(feature, column, field)
         return check_categorical(feature, self.compact.get(feature.name, column), field)
 
-    def _boolean_texts(self, feature: Feature, column: Sequence[Any]) -> list[Any] | None:
+    def _category_texts(self, feature: Feature, column: Sequence[Any]) -> list[Any] | None:
         """The column with its JSON booleans as the feature's categories ``"True"`` and
         ``"False"`` (a boolean column in training: the model codes a value by its
-        text), kept as the column; ``None`` when there is nothing to convert. Only
-        called once the fast checks failed, so valid text costs nothing more."""
-        texts = _with_boolean_texts(feature, column)
+        text) and its integers as the categories that are their text
+        (:func:`_with_category_texts`), kept as the column, which the log then stores;
+        ``None`` when there is nothing to convert. Only called once the fast checks
+        failed, so valid text costs nothing more."""
+        texts = _with_category_texts(feature, column)
         if texts is not None:
             self.compact[feature.name] = texts
             self.as_sent = False
@@ -411,10 +416,10 @@ class _Checks:
                 self.compact[feature.name] = same
             return True
         if self.coded:
-            if feature.is_boolean and (texts := self._boolean_texts(feature, column)):
+            if feature.is_boolean and (texts := self._category_texts(feature, column)):
                 column = texts  # spelled "true"/"false": the categories' own text first
             coded = _valid_categories(feature, column)
-            if coded is None and (texts := self._boolean_texts(feature, column)) is not None:
+            if coded is None and (texts := self._category_texts(feature, column)) is not None:
                 coded = _valid_categories(feature, texts)
             if coded is None:
                 return False
@@ -619,19 +624,27 @@ def check_categorical(feature: Feature, column: list[Any], field: FieldName) -> 
     return problems
 
 
-def _with_boolean_texts(feature: Feature, column: Sequence[Any]) -> list[Any] | None:
+def _with_category_texts(feature: Feature, column: Sequence[Any]) -> list[Any] | None:
     """``column`` with each boolean as its text, when the feature has that text among
     its categories (training found the column boolean), and, for a boolean feature,
-    each other spelling of it (``"true"``, ``"FALSE"``) as its category; ``None`` when
-    there is nothing to convert, or the feature has no such category (a boolean is then
-    refused as no string)."""
-    if not BOOLEAN_CATEGORIES & set(feature.categories):
+    each other spelling of it (``"true"``, ``"FALSE"``) as its category; each JSON
+    number that is an integer whose text is one of the feature's categories (``1`` or
+    ``1.0`` for ``"1"``: a column of numbers training read as text; ``/feedback``
+    matches class labels alike) as that category. ``None`` when there is nothing to
+    convert; what has no such category stays (a boolean or a number is then refused as
+    no string). A boolean is never taken for ``"1"`` or ``"0"``: its text is
+    ``"True"``/``"False"``."""
+    integers = feature.integer_categories
+    booleans = bool(BOOLEAN_CATEGORIES & set(feature.categories))
+    if not integers and not booleans:
         return None
     spellings = BOOLEAN_SPELLINGS if feature.is_boolean else {}
 
     def text(value: Any) -> Any:
         if value is True or value is False:
-            return str(value)
+            return str(value) if booleans else value
+        if type(value) in _NUMBER_TYPES:  # not bool, int's subclass: True == 1 as a key
+            return integers.get(value, value)  # 1.0 == 1: the same key; NaN none
         if spellings and isinstance(value, str) and value not in BOOLEAN_CATEGORIES:
             return spellings.get(value.lower(), value)
         return value

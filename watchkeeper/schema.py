@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any, Literal
 
@@ -57,14 +57,47 @@ class Feature:
         request."""
         return bool(self.categories) and set(self.categories) <= {"True", "False"}
 
+    @cached_property
+    def integer_categories(self) -> dict[int, str]:
+        """The categories that are an integer's canonical text (``"1"``, ``"-3"``, not
+        ``"01"``, ``"+1"`` or ``"1_000"``), by that integer: a client sends the JSON
+        number 1 for the category ``"1"``. Cached: validation asks it of a column
+        holding numbers."""
+        found = {}
+        for category in self.categories:
+            try:
+                number = int(category)
+            except ValueError:
+                continue
+            if str(number) == category:
+                found[number] = category
+        return found
+
+
+IGNORED_NO_VALUES = "no value in the training data"
+"""Why a column training saw is not a feature: it held no value at all."""
+
+
+@dataclass(frozen=True)
+class IgnoredColumn:
+    """A column of the training data that is not a feature, and why: requests may hold
+    it (any value, null included), and it is not passed to the model."""
+
+    name: str
+    reason: str
+
 
 @dataclass(frozen=True)
 class FeatureSchema:
-    """Ordered input features plus the name of the target they predict."""
+    """Ordered input features plus the name of the target they predict, and the
+    training data's columns that are not features (``ignored``): a record shaped like
+    the training data may hold them."""
 
     features: tuple[Feature, ...]
     target: str
+    ignored: tuple[IgnoredColumn, ...] = ()
     _index: dict[str, Feature] = field(init=False, repr=False, compare=False)
+    _ignored: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index = {f.name: f for f in self.features}
@@ -72,7 +105,18 @@ class FeatureSchema:
             raise ValueError("feature names must be unique")
         if self.target in index:
             raise ValueError(f"target {self.target!r} cannot also be a feature")
+        ignored = frozenset(c.name for c in self.ignored)
+        if len(ignored) != len(self.ignored):
+            raise ValueError("ignored column names must be unique")
+        if clash := sorted(ignored & {*index, self.target}):
+            raise ValueError(f"ignored column(s) {clash} cannot also be a feature or the target")
         object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_ignored", ignored)
+
+    @property
+    def ignored_names(self) -> frozenset[str]:
+        """The names of the ignored columns, which requests may hold."""
+        return self._ignored
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -91,6 +135,15 @@ class FeatureSchema:
 
     def __contains__(self, name: object) -> bool:
         return name in self._index
+
+    def keeping_ignored(self, earlier: Iterable[IgnoredColumn]) -> FeatureSchema:
+        """This schema, also ignoring the ``earlier`` columns that are neither its
+        features, its target nor ignored already: a retraining's rows hold only the
+        champion's features (an ignored column is not logged), so a candidate derived
+        from them would refuse again the records shaped like the original data."""
+        taken = {*self.names, self.target, *self.ignored_names}
+        kept = tuple(c for c in earlier if c.name not in taken)
+        return replace(self, ignored=self.ignored + kept) if kept else self
 
     def differences(
         self, other: FeatureSchema, *, names: tuple[str, str] = ("this schema", "the other")
@@ -115,10 +168,13 @@ class FeatureSchema:
         return found
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        stored: dict[str, Any] = {
             "target": self.target,
             "features": [{**asdict(f), "categories": list(f.categories)} for f in self.features],
         }
+        if self.ignored:  # absent otherwise: a schema without any reads as it always did
+            stored["ignored"] = [asdict(c) for c in self.ignored]
+        return stored
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureSchema:
@@ -142,9 +198,13 @@ class FeatureSchema:
                 found.append(f"{which}: {problems(exc, whole='feature')}")
                 continue
             features.append(stored.feature())
+        ignored = _ignored_columns(data.get("ignored", []), found)
         if found:
             raise ValueError(f"malformed feature schema: {'; '.join(found)}")
-        return cls(features=tuple(features), target=target)
+        try:
+            return cls(features=tuple(features), target=target, ignored=ignored)
+        except ValueError as exc:
+            raise ValueError(f"malformed feature schema: {exc}") from exc
 
     @classmethod
     def derive(
@@ -155,17 +215,24 @@ class FeatureSchema:
         Numeric columns never negative in training get a hard lower bound of 0 (areas,
         counts, prices); every other bound is left open, because values beyond what
         training saw are drift to be watched, not errors to be refused. A column with no
-        value at all in the training rows is left out: it teaches nothing, and the trees
-        cannot bin it.
+        value at all in the training rows is no feature: it teaches nothing, and the
+        trees cannot bin it. It is kept as an ignored column, so that a client sending
+        records shaped like the training data (that column in them) is not refused.
         """
         skip = {target, *exclude}
         features: list[Feature] = []
+        ignored: list[IgnoredColumn] = []
         for name in frame.columns:
             if name in skip:
                 continue
             column = frame[name]
             if column.isna().all():
-                log.warning("column %r has no values in the training data: not a feature", name)
+                log.warning(
+                    "column %r has no values in the training data: not a feature, "
+                    "accepted in requests and ignored",
+                    name,
+                )
+                ignored.append(IgnoredColumn(name=str(name), reason=IGNORED_NO_VALUES))
                 continue
             if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
                 _warn_if_mostly_numbers(name, column)
@@ -185,7 +252,7 @@ class FeatureSchema:
             )
         if not features:
             raise ValueError("no feature columns left after excluding target and excludes")
-        return cls(features=tuple(features), target=target)
+        return cls(features=tuple(features), target=target, ignored=tuple(ignored))
 
 
 class _StoredFeature(BaseModel):
@@ -232,6 +299,32 @@ class _StoredFeature(BaseModel):
             categories=tuple(self.categories),
             allow_unknown=self.allow_unknown,
         )
+
+
+class _StoredIgnored(BaseModel):
+    """An :class:`IgnoredColumn` as ``metadata.json`` stores it."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    name: str
+    reason: str
+
+
+def _ignored_columns(raw: Any, found: list[str]) -> tuple[IgnoredColumn, ...]:
+    """The stored ignored columns (absent from versions registered before they were
+    recorded: none), each problem appended to ``found``."""
+    if not isinstance(raw, list):
+        found.append("ignored: must be a list")
+        return ()
+    columns = []
+    for i, item in enumerate(raw):
+        try:
+            stored = _StoredIgnored.model_validate(item)
+        except ValidationError as exc:
+            found.append(f"ignored[{i}]: {problems(exc, whole='ignored column')}")
+            continue
+        columns.append(IgnoredColumn(name=stored.name, reason=stored.reason))
+    return tuple(columns)
 
 
 def _warn_if_mostly_numbers(name: str, column: pd.Series) -> None:

@@ -1,18 +1,23 @@
 """``POST /feedback``: the actual value (or class) of earlier predictions.
 
-The served model's task decides what ``actual`` may be; with no model loaded, a
-number is expected, as for a regression model."""
+What ``actual`` may be is decided by the model version that made each prediction, as
+the log names it (:mod:`serving.label_rules`), so labels for an earlier version's
+predictions are still read as that version's after a promotion to a model of the other
+task; a prediction not in the log yet is taken as the served version's, and with no
+model loaded a number is expected, as for a regression model."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from flask import Blueprint, Response, current_app
 
 from serving.api_models import ClassFeedbackAccepted, FeedbackAccepted
-from serving.feedback import known_class, parse_feedback, store_feedback, with_boolean_classes
+from serving.feedback import parse_feedback, store_feedback
 from serving.json_body import request_json
+from serving.label_rules import LabelRule, label_rules
 from serving.responses import json_response
 from serving.services import services
-from watchkeeper.classification import Classifier
 from watchkeeper.task import Task
 
 bp = Blueprint("feedback", __name__)
@@ -23,20 +28,26 @@ def feedback() -> Response:
     """Record the actual value (or class) of predictions, logged yet or not (all or
     nothing).
 
-    ``{"id", "actual"}`` or ``{"items": [{"id", "actual"}, ...]}``. A regression model
-    takes a number; a classifier a class label (a string, an integer or a boolean),
-    and a class it does not know is stored too (``known_class`` false). An id that
-    already has other feedback is a 409, and nothing of the request is stored; the same
-    label again is accepted, and stored once (a retry after a 503)."""
-    loaded = services().model_store.loaded
-    model = loaded.model if loaded is not None else None
+    ``{"id", "actual"}`` or ``{"items": [{"id", "actual"}, ...]}``. A regression
+    model's prediction takes a number; a classifier's a class label (a string, an
+    integer or a boolean), and a class it does not know is stored too (``known_class``
+    false). An id that already has other feedback is a 409, and nothing of the request
+    is stored; the same label again is accepted, and stored once (a retry after a
+    503)."""
+    store = services().model_store
+    loaded = store.loaded
+    served = LabelRule.of_model(loaded.model if loaded is not None else None)
+
+    def rules(ids: list[str]) -> Mapping[str, LabelRule]:
+        with services().request_database.work("the feedback") as engine:
+            return label_rules(engine, ids, served=served, registry=store.registry)
+
     items = parse_feedback(
         request_json(),
         max_items=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"],
-        task=model.task if model is not None else Task.REGRESSION,
+        served=served,
+        rules=rules,
     )
-    if isinstance(model, Classifier):
-        items = with_boolean_classes(model, items)
     with services().request_database.work("the feedback") as engine:
         stored = store_feedback(engine, items)
     accepted = FeedbackAccepted(
@@ -44,8 +55,7 @@ def feedback() -> Response:
         unmatched=stored.unmatched,
         received_at=stored.received_at.isoformat(),
     )
-    if isinstance(model, Classifier):
-        accepted = ClassFeedbackAccepted(
-            **accepted.model_dump(), known_class=known_class(model, items)
-        )
+    classes = [item.known_class for item in items if item.known_class is not None]
+    if served.task is Task.CLASSIFICATION or classes:
+        accepted = ClassFeedbackAccepted(**accepted.model_dump(), known_class=all(classes))
     return json_response(accepted.model_dump())

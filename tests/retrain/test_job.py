@@ -3,6 +3,7 @@ judge on the newest sales, promote only a better candidate, record everything.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import numpy as np
@@ -17,6 +18,7 @@ from watchkeeper.db.tables import retrain_requests as requests_table
 from watchkeeper.db.tables import retrain_runs
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.retrain_options import RetrainOptions
+from watchkeeper.schema import IGNORED_NO_VALUES, IgnoredColumn
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
 from watchkeeper.version_metadata import ModelMetrics
@@ -204,3 +206,30 @@ def test_gate(
 
     assert decision.promote is promote
     assert why in decision.reason
+
+
+def test_a_candidate_keeps_the_champion_s_ignored_columns(
+    make_job: Callable[..., RetrainJob],
+    make_labelled_log: Callable[..., list[str]],
+    engine: sa.Engine,
+    settings: Settings,
+) -> None:
+    """A retraining's rows hold only the champion's features (an ignored column is not
+    logged): its candidate had no ignored column, and once served refused the records
+    shaped like the original training data again."""
+    ignored = IgnoredColumn("Pool_Empty", IGNORED_NO_VALUES)
+    path = settings.storage.registry_path / "versions" / "v1" / "metadata.json"
+    metadata = json.loads(path.read_text())
+    metadata["schema"]["ignored"] = [{"name": ignored.name, "reason": ignored.reason}]
+    path.write_text(json.dumps(metadata))
+
+    def with_the_column(records: list[dict]) -> None:
+        for record in records:
+            record[ignored.name] = None
+
+    make_labelled_log(records=with_the_column)
+    retrain_queue.enqueue(engine, trigger="monitor", reason="drift: test")
+    make_job().run()
+
+    registry = ModelRegistry(settings.storage.registry_path)
+    assert registry.record("v2").feature_schema.ignored == (ignored,)

@@ -14,7 +14,7 @@ from serving.arrow_validation import validate_arrow_table
 from serving.validation import validate_predict_payload
 from watchkeeper.category_column import CategoryColumn
 from watchkeeper.errors import PayloadTooLarge, ValidationFailed
-from watchkeeper.schema import Feature, FeatureSchema
+from watchkeeper.schema import Feature, FeatureSchema, IgnoredColumn
 
 TEXT = 1 << 20  # bytes of category text a table may decode to
 
@@ -271,3 +271,38 @@ def test_a_schema_without_batches_and_a_missing_column_names_the_column() -> Non
     """A stream of a schema only: its columns have no chunks at all."""
     schema = _table().drop_columns(["rooms"]).schema
     assert _problems(pa.Table.from_batches([], schema=schema)) == {"columns.rooms": "missing"}
+
+
+def test_an_ignored_column_of_any_type_is_taken_and_not_passed_on() -> None:
+    schema = FeatureSchema(
+        SCHEMA.features, target="price", ignored=(IgnoredColumn("empty", "no value in training"),)
+    )
+    for empty in (pa.nulls(3), pa.array([1, 2, 3]), pa.array(["a", None, "c"])):
+        table = _table(empty=empty)
+        validated = validate_arrow_table(table, schema, max_batch_size=100, max_text_bytes=TEXT)
+        assert list(validated.columns) == ["area", "rooms", "zone", "street"]
+    assert _problems(_table(empty=pa.nulls(3))) == {
+        "columns.empty": "unknown field (not in the model's schema)"
+    }
+
+
+def test_an_integer_column_whose_values_are_categories_is_their_text() -> None:
+    """A category feature trained on numbers as text ("1", "2"): a client's integer
+    column was refused 'must be a string ... column, got int64'."""
+    schema = FeatureSchema(
+        (Feature("rating", "categorical", categories=("1", "2", "n/a"), nullable=True),),
+        target="y",
+    )
+
+    def validated(array: pa.Array) -> Any:
+        table = pa.table({"rating": array})
+        return validate_arrow_table(table, schema, max_batch_size=100, max_text_bytes=TEXT)
+
+    for kind in (pa.int8(), pa.uint16(), pa.int64()):
+        column = validated(pa.array([2, None, 1, 2], kind)).columns["rating"]
+        assert [column.values[c] for c in column.codes.tolist()] == ["2", None, "1", "2"]
+    with pytest.raises(ValidationFailed) as failed:
+        validated(pa.array([1, 3]))
+    assert [(p.field, p.problem) for p in failed.value.details] == [
+        ("columns.rating", "must be a string or dictionary-encoded string column, got int64")
+    ]

@@ -4,11 +4,13 @@ and a 503 while the database is down."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,8 @@ from tests.serving.conftest import LogReader
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
 from watchkeeper.db.tables import feedback
+from watchkeeper.registry import ModelRegistry
+from watchkeeper.training import TrainedModel
 
 
 def _predict(
@@ -447,3 +451,129 @@ def test_a_label_arrives_after_the_feedback_writes_it_waited_for(engine: sa.Engi
     # PostgreSQL: after the first label's commit, which waited for the table; SQLite:
     # after the write lock was free (the two race for it then).
     assert stored.received_at >= released
+
+
+def _labels(log_reader: LogReader) -> dict[str, tuple[float | None, str | None]]:
+    with log_reader.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(feedback.c.prediction_id, feedback.c.actual, feedback.c.label)
+        ).all()
+    return {pid: (actual, label) for pid, actual, label in rows}
+
+
+def _ids(client: FlaskClient, log_reader: LogReader, records: list[dict[str, Any]]) -> list[str]:
+    body = client.post("/predict", json={"instances": records}).json
+    log_reader.flush()
+    return [item["id"] for item in body["predictions"]]
+
+
+def test_a_label_is_checked_by_the_task_of_the_version_that_made_its_prediction(
+    app: Flask,
+    log_reader: LogReader,
+    registry_dir: Path,
+    classifier_trained: TrainedModel,
+    replay_records: list[dict[str, Any]],
+    classifier_records: list[dict[str, Any]],
+) -> None:
+    """Labels were checked by the served model's task: after a promotion from a
+    regression model to a classifier, a price for the old version's prediction was
+    stored as the class "183000" (known_class false), and a class for it accepted."""
+    client = app.test_client()
+    old = _ids(client, log_reader, replay_records[:3])  # v1, a regression model
+    assert ModelRegistry(registry_dir).register(classifier_trained) == "v2"
+    assert services(app).model_store.refresh() is True
+    new = _ids(client, log_reader, classifier_records[:2])  # v2, a classifier
+
+    mixed = client.post(
+        "/feedback",
+        json={
+            "items": [
+                {"id": old[0], "actual": 183000.5},
+                {"id": new[0], "actual": "low"},
+                {"id": new[1], "actual": "very high"},
+            ]
+        },
+    )
+    a_class_for_a_price = client.post("/feedback", json={"id": old[1], "actual": "low"})
+    not_logged_yet = client.post("/feedback", json={"id": "later", "actual": "mid"})
+
+    assert mixed.status_code == 200, mixed.json
+    assert (mixed.json["accepted"], mixed.json["known_class"]) == (3, False)
+    assert a_class_for_a_price.status_code == 422
+    assert a_class_for_a_price.json["error"]["details"] == [
+        {
+            "field": "actual",
+            "problem": "must be a number (its prediction was made by v1, a regression model)",
+        }
+    ]
+    assert not_logged_yet.status_code == 200  # taken as the served version's
+    assert _labels(log_reader) == {
+        old[0]: (183000.5, None),
+        new[0]: (None, "low"),
+        new[1]: (None, "very high"),
+        "later": (None, "mid"),
+    }
+
+
+def test_a_class_label_for_a_classifier_s_prediction_is_taken_after_a_regression_model_is_served(
+    make_app: Callable[..., Flask],
+    read_log: Callable[[Flask], LogReader],
+    tmp_path: Path,
+    classifier_registry_template: Path,
+    trained: TrainedModel,
+    classifier_records: list[dict[str, Any]],
+) -> None:
+    registry = tmp_path / "classifier-registry"
+    shutil.copytree(classifier_registry_template, registry)
+    app = make_app(registry_path=registry)
+    client, log_reader = app.test_client(), read_log(app)
+    ids = _ids(client, log_reader, classifier_records[:3])  # v1, a classifier
+    assert ModelRegistry(registry).register(trained) == "v2"  # a regression model
+    assert services(app).model_store.refresh() is True
+
+    response = client.post(
+        "/feedback",
+        json={"items": [{"id": ids[0], "actual": "mid"}, {"id": ids[1], "actual": 2}]},
+    )
+    price = client.post("/feedback", json={"id": "later", "actual": 150000})
+
+    assert response.status_code == 200, response.json
+    assert response.json["known_class"] is False  # 2 is no class of v1's
+    assert price.status_code == 200 and "known_class" not in price.json
+    assert _labels(log_reader) == {
+        ids[0]: (None, "mid"),
+        ids[1]: (2.0, "2"),
+        "later": (150000.0, None),
+    }
+
+
+def test_a_label_for_a_version_whose_metadata_cannot_be_read_is_503_naming_it(
+    caplog: pytest.LogCaptureFixture,
+    app: Flask,
+    log_reader: LogReader,
+    registry_dir: Path,
+    classifier_trained: TrainedModel,
+    replay_records: list[dict[str, Any]],
+) -> None:
+    client = app.test_client()
+    old = _ids(client, log_reader, replay_records[:2])
+    assert ModelRegistry(registry_dir).register(classifier_trained) == "v2"
+    assert services(app).model_store.refresh() is True
+    (registry_dir / "versions" / "v1" / "metadata.json").write_text("{not json")
+
+    response = client.post(
+        "/feedback",
+        json={"items": [{"id": old[0], "actual": 1.5}, {"id": "later", "actual": "low"}]},
+    )
+
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "model_unavailable"
+    [problem] = response.json["error"]["details"]
+    assert problem["field"] == "items[0].id"
+    assert problem["problem"] == (
+        "was predicted by model version v1, whose metadata cannot be read (the server log "
+        "says why): what its label must be is unknown"
+    )
+    assert str(registry_dir) not in response.get_data(as_text=True)
+    assert "metadata of 'v1' is not valid JSON" in caplog.text  # said where it is read
+    assert _labels(log_reader) == {}

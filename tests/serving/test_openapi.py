@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from serving import api_models
 from serving.openapi import openapi_document
+from watchkeeper.schema import Feature, FeatureSchema
 
 
 def _validator(spec: dict[str, Any], schema: dict[str, Any]) -> jsonschema.Validator:
@@ -235,3 +236,18 @@ def test_the_fixed_shapes_are_the_models_the_routes_answer_with(spec: dict[str, 
     assert schemas["RetrainRequest"] == api_models.RetrainRequest.model_json_schema(
         ref_template=ref
     )
+
+
+def test_a_text_feature_of_numbers_documents_the_numbers_it_takes() -> None:
+    schema = FeatureSchema(
+        (Feature("rating", "categorical", categories=("1", "2", "n/a")),), target="y"
+    )
+    spec = openapi_document(schema, max_batch_size=10)
+    features = _validator(spec, {"$ref": "#/components/schemas/Features"})
+
+    for allowed in ("1", "n/a", "unseen", None, 1, 2.0):
+        features.validate({"rating": allowed})
+    for refused in (3, 1.5, True):
+        assert not features.is_valid({"rating": refused}), refused
+    described = spec["components"]["schemas"]["Features"]["properties"]["rating"]
+    assert described["description"].endswith('(1 or 1.0 for "1") is taken as that category.')

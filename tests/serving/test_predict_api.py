@@ -392,3 +392,87 @@ def test_a_full_log_journal_refuses_predictions_with_503_instead_of_answering_un
     assert response.json["request_id"] == response.headers["X-Request-ID"]
     samples = services(app).metrics.registry
     assert samples.get_sample_value("watchkeeper_log_entries_rejected_total") == 1
+
+
+def test_records_shaped_like_the_training_data_are_accepted_with_a_column_it_had_empty(
+    make_app: Any, tmp_path: Any, read_log: Any
+) -> None:
+    """A column with no value in training left the schema without a trace, and a
+    client sending the training data's record shape (that column in it, null) got 422
+    'unknown field'. It is an ignored column now: accepted with any value, not passed
+    to the model, and described by /model and /openapi.json."""
+    import jsonschema
+    import numpy as np
+    import pandas as pd
+
+    from watchkeeper.registry import ModelRegistry
+    from watchkeeper.training import TrainingParams, train
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "empty": np.nan})
+    frame["y"] = frame["x"] * 2 + rng.normal(size=200)
+    trained = train(Dataset("gaps", frame, "y"), params=TrainingParams(max_iter=5))
+    ModelRegistry(tmp_path / "gaps").register(trained)
+    app = make_app(registry_path=tmp_path / "gaps")
+    client = app.test_client()
+
+    single = client.post("/predict", json={"features": {"x": 0.5, "empty": None}})
+    batch = client.post("/predict", json={"instances": [{"x": 0.5, "empty": "any"}] * 2})
+    columns = client.post("/predict", json={"columns": {"x": [0.5], "empty": [None]}})
+    unknown = client.post("/predict", json={"features": {"x": 0.5, "empty": None, "z": 1}})
+    described = client.get("/model").json["metadata"]["schema"]
+    spec = client.get("/openapi.json").json
+
+    assert single.status_code == batch.status_code == columns.status_code == 200, single.json
+    prediction = single.json["prediction"]
+    assert [p["prediction"] for p in batch.json["predictions"]] == [prediction] * 2
+    assert columns.json["predictions"][0]["prediction"] == prediction
+    assert unknown.status_code == 422
+    assert _problems(unknown) == {"features.z": "unknown field (not in the model's schema)"}
+    assert described["ignored"] == [{"name": "empty", "reason": "no value in the training data"}]
+    features = spec["components"]["schemas"]["Features"]
+    assert (
+        "Ignored (no value in the training data)" in features["properties"]["empty"]["description"]
+    )
+    assert features["required"] == ["x"]
+    validator = jsonschema.Draft202012Validator({**features, "components": spec["components"]})
+    validator.validate({"x": 0.5, "empty": None})
+    validator.validate({"x": 0.5, "empty": [1]})
+    assert not validator.is_valid({"x": 0.5, "z": 1})
+    logged = [r["features"] for r in read_log(app).predictions()]
+    assert logged == [{"x": 0.5}] * 4  # the ignored column is not logged
+
+
+def test_a_number_for_a_category_of_numbers_as_text_is_answered_and_logged_as_its_text(
+    make_app: Any, tmp_path: Any, read_log: Any
+) -> None:
+    """A column of numbers training read as text ("1", "2", "3") refused a client's
+    JSON number 1 with 422 'must be a string, got number'."""
+    import numpy as np
+    import pandas as pd
+
+    from watchkeeper.registry import ModelRegistry
+    from watchkeeper.training import TrainingParams, train
+
+    rng = np.random.default_rng(0)
+    rating = rng.choice(["1", "2", "3"], size=200)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "rating": rating})
+    frame["y"] = frame["x"] + rating.astype(float) + rng.normal(size=200)
+    trained = train(Dataset("ratings", frame, "y"), params=TrainingParams(max_iter=5))
+    assert trained.model.schema["rating"].categories == ("1", "2", "3")
+    ModelRegistry(tmp_path / "ratings").register(trained)
+    app = make_app(registry_path=tmp_path / "ratings")
+    client = app.test_client()
+
+    as_text = client.post("/predict", json={"features": {"x": 0.5, "rating": "2"}})
+    as_number = client.post("/predict", json={"features": {"x": 0.5, "rating": 2}})
+    columns = client.post("/predict", json={"columns": {"x": [0.5], "rating": [2]}})
+    unseen = client.post("/predict", json={"features": {"x": 0.5, "rating": 4}})
+
+    assert as_number.status_code == columns.status_code == 200, as_number.json
+    assert as_number.json["prediction"] == as_text.json["prediction"]
+    assert columns.json["predictions"][0]["prediction"] == as_text.json["prediction"]
+    assert unseen.status_code == 422
+    assert _problems(unseen) == {"features.rating": "must be a string, got number"}
+    logged = [r["features"] for r in read_log(app).predictions()]
+    assert logged == [{"x": 0.5, "rating": "2"}] * 3

@@ -16,7 +16,7 @@ from serving.validation import validate_predict_payload
 from watchkeeper.category_column import CategoryColumn
 from watchkeeper.errors import ValidationFailed
 from watchkeeper.feature_columns import row_columns
-from watchkeeper.schema import Feature, FeatureSchema
+from watchkeeper.schema import Feature, FeatureSchema, IgnoredColumn
 
 SCHEMA = FeatureSchema(
     (
@@ -371,3 +371,121 @@ def test_a_bad_value_beside_booleans_in_a_boolean_feature_is_named_alone() -> No
         "columns.central_air[7]": "unknown category 'maybe'; allowed: ['False', 'True']",
         "columns.central_air[9]": "must be a string, got number",
     }
+
+
+WITH_IGNORED = FeatureSchema(
+    SCHEMA.features, target="price", ignored=(IgnoredColumn("empty", "no value in training"),)
+)
+
+
+@pytest.mark.parametrize("n", [1, 3, 600])  # taken by name, and transposed by position
+@pytest.mark.parametrize("value", [None, 5, "text", [1], {"a": 1}])
+def test_an_ignored_column_takes_any_value_and_is_not_passed_on(n: int, value: Any) -> None:
+    """A column training had without any value left the schema: records shaped like the
+    training data, that column in them, were refused 'unknown field'."""
+    record = {"area": 1, "rooms": 2, "zone": "A", "empty": value}
+    columns = {"area": [1] * n, "rooms": [2] * n, "zone": ["A"] * n, "empty": [value] * n}
+
+    for payload in (
+        {"features": record},
+        {"instances": [dict(record) for _ in range(n)]},
+        {"columns": columns},
+    ):
+        validated = validate_predict_payload(payload, WITH_IGNORED, max_batch_size=1000)
+        assert list(validated.columns) == ["area", "rooms", "zone"], payload.keys()
+        assert list(validated.model_input) == ["area", "rooms", "zone"]
+    assert (
+        validate_predict_payload(
+            {"columns": columns | {"empty": value}}, WITH_IGNORED, max_batch_size=1000
+        ).n_rows
+        == n
+    )  # not even an array: ignored whole
+
+
+def test_an_unknown_field_beside_an_ignored_one_is_still_named() -> None:
+    record = {"area": 1, "rooms": 2, "zone": "A", "empty": None, "colour": "red"}
+    assert _fields({"instances": [record]}, WITH_IGNORED) == ["instances[0].colour"]
+    assert _fields({"features": {**record, "zone": 5}}, WITH_IGNORED) == [
+        "features.colour",
+        "features.zone",
+    ]
+    columns = {"area": [1], "rooms": [2], "zone": ["A"], "empty": [None], "colour": ["red"]}
+    assert _fields({"columns": columns}, WITH_IGNORED) == ["columns.colour"]
+    assert _fields({"instances": [record]}) == ["instances[0].empty", "instances[0].colour"]
+
+
+RATED = FeatureSchema(
+    (
+        Feature("area", "numeric"),
+        Feature("rating", "categorical", categories=("1", "10", "2", "n/a")),
+        Feature("grade", "categorical", categories=("1", "2"), allow_unknown=False),
+    ),
+    target="price",
+)
+
+
+def _rated(n: int, rating: list[Any], grade: list[Any]) -> dict[str, dict[str, Any]]:
+    return {
+        "single": {"features": {"area": 1, "rating": rating[0], "grade": grade[0]}},
+        "instances": {
+            "instances": [
+                {"area": 1, "rating": r, "grade": g}
+                for _ in range(n)
+                for r, g in zip(rating, grade, strict=True)
+            ]
+        },
+        "columns": {
+            "columns": {
+                "area": [1] * n * len(rating),
+                "rating": rating * n,
+                "grade": grade * n,
+            }
+        },
+    }
+
+
+def _values(column: Any) -> list[Any]:
+    if isinstance(column, CategoryColumn):
+        return [column.values[code] for code in column.codes.tolist()]
+    return list(column)
+
+
+@pytest.mark.parametrize("n", [1, 300])  # value by value, and coded (600 rows)
+def test_a_number_that_is_a_category_of_a_text_feature_is_that_category(n: int) -> None:
+    """A category feature whose training values were numbers as text ("1", "2")
+    refused the JSON number 1 with 'must be a string, got number'."""
+    for form, payload in _rated(n, [1, 10.0], [2, "1"]).items():
+        validated = validate_predict_payload(payload, RATED, max_batch_size=1000)
+        rows = 1 if form == "single" else 2 * n
+        assert _values(validated.columns["rating"]) == (["1", "10"] * n)[:rows], form
+        assert _values(validated.columns["grade"]) == (["2", "1"] * n)[:rows], form
+        assert _values(validated.model_input["rating"]) == (["1", "10"] * n)[:rows], form
+        assert not validated.as_sent  # logged as the category's text, not as sent
+
+
+@pytest.mark.parametrize("n", [1, 300])
+@pytest.mark.parametrize(
+    ("rating", "grade", "problem"),
+    [
+        ([3, 1.5], ["1", "2"], ("rating", "must be a string, got number")),
+        (["1", "2"], [3, 7], ("grade", "must be a string, got number")),
+        (["1", "2"], [True, False], ("grade", "must be a string, got boolean")),
+    ],
+)
+def test_a_number_matching_no_category_or_a_boolean_is_still_refused(
+    n: int, rating: list[Any], grade: list[Any], problem: tuple[str, str]
+) -> None:
+    for form, payload in _rated(n, rating, grade).items():
+        with pytest.raises(ValidationFailed) as failed:
+            validate_predict_payload(payload, RATED, max_batch_size=1000)
+        found = {(p.field.split(".")[-1].split("[")[0], p.problem) for p in failed.value.details}
+        assert found == {problem}, form
+
+
+def test_a_category_that_is_no_integer_s_own_text_takes_no_number() -> None:
+    schema = FeatureSchema(
+        (Feature("code", "categorical", categories=("01", "+2", "3.0", "1_000")),), target="y"
+    )
+    assert schema["code"].integer_categories == {}
+    for value in (1, 2, 3, 3.0, 1000):
+        assert _fields({"features": {"code": value}}, schema) == ["features.code"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from watchkeeper.schema import FeatureSchema
+from watchkeeper.schema import IGNORED_NO_VALUES, FeatureSchema, IgnoredColumn
 
 NAMES = ("the candidate", "the champion")
 
@@ -66,6 +66,46 @@ def test_a_column_without_any_value_in_training_is_not_a_feature() -> None:
     assert schema.names == ("x",)
     trained = train(Dataset("gaps", frame, "y", exclude=("t",)), params=TrainingParams(max_iter=5))
     assert trained.model.schema.names == ("x",)
+
+
+def test_a_column_without_any_value_is_remembered_as_ignored_and_why() -> None:
+    """It left the schema without a trace: a client sending records shaped like the
+    training data (that column in them, null) was refused 'unknown field'."""
+    frame = pd.DataFrame({"x": [1.0, 2.0], "empty": [None, None], "t": [1, 2], "y": [3.0, 4.0]})
+
+    schema = FeatureSchema.derive(frame, "y", exclude=("t",))
+
+    assert schema.names == ("x",)
+    assert schema.ignored == (IgnoredColumn("empty", IGNORED_NO_VALUES),)
+    assert schema.ignored_names == {"empty"}
+    assert schema.to_dict()["ignored"] == [{"name": "empty", "reason": IGNORED_NO_VALUES}]
+    assert FeatureSchema.from_dict(schema.to_dict()) == schema
+
+
+def test_a_schema_stored_before_ignored_columns_were_recorded_reads_with_none() -> None:
+    stored = {"target": "y", "features": [{"name": "x", "kind": "numeric"}]}
+
+    schema = FeatureSchema.from_dict(stored)
+
+    assert (schema.names, schema.ignored) == (("x",), ())
+    assert "ignored" not in schema.to_dict()  # written as before when there is none
+
+
+@pytest.mark.parametrize(
+    ("ignored", "problem"),
+    [
+        ("nope", "ignored: must be a list"),
+        ([{"name": 1, "reason": "r"}], "ignored[0]"),
+        ([{"name": "x", "reason": "r"}], "cannot also be a feature or the target"),
+        ([{"name": "e", "reason": "r"}, {"name": "e", "reason": "r"}], "must be unique"),
+    ],
+)
+def test_malformed_ignored_columns_are_a_clear_error(ignored: object, problem: str) -> None:
+    stored = {"target": "y", "features": [{"name": "x", "kind": "numeric"}], "ignored": ignored}
+
+    with pytest.raises(ValueError, match="malformed feature schema") as raised:
+        FeatureSchema.from_dict(stored)
+    assert problem in str(raised.value)
 
 
 def test_differences_name_each_feature_and_how_it_differs() -> None:
@@ -173,3 +213,17 @@ def test_booleans_beside_their_text_are_categories_without_a_numbers_warning(
 
     assert schema["flag"].categories == ("False", "True")
     assert caplog.messages == []
+
+
+def test_a_retraining_s_schema_keeps_the_champion_s_ignored_columns() -> None:
+    """A retraining's rows hold only the champion's features (an ignored column is not
+    logged): the candidate derived from them dropped the ignored column, and refused
+    again the records shaped like the original training data."""
+    frame = pd.DataFrame({"x": [1.0, 2.0], "y": [3.0, 4.0]})
+    champion = (IgnoredColumn("empty", IGNORED_NO_VALUES), IgnoredColumn("x", "became one"))
+
+    candidate = FeatureSchema.derive(frame, "y").keeping_ignored(champion)
+
+    assert candidate.names == ("x",)
+    assert candidate.ignored == (IgnoredColumn("empty", IGNORED_NO_VALUES),)
+    assert candidate.keeping_ignored(champion) == candidate
