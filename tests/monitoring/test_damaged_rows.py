@@ -42,20 +42,17 @@ def _log(settings: Settings, records: list[dict[str, Any]], trained: TrainedMode
     _write_log(settings, records, predicted)
 
 
-def _set_outputs(engine: sa.Engine, request_id: str, outputs: str) -> None:
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text("UPDATE requests SET outputs = :outputs WHERE request_id = :id"),
-            {"outputs": outputs, "id": request_id},
-        )
-
-
-def _set_received(engine: sa.Engine, request_id: str, at: datetime) -> None:
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text("UPDATE requests SET received_at = :at WHERE request_id = :id"),
-            {"at": at, "id": request_id},
-        )
+def _damage(settings: Settings, request_id: str, column: str, value: Any) -> None:
+    """Write ``value`` into the logged request's ``column`` as a foreign writer could."""
+    engine = create_engine(settings.storage.database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(f"UPDATE requests SET {column} = :value WHERE request_id = :id"),
+                {"value": value, "id": request_id},
+            )
+    finally:
+        engine.dispose()
 
 
 def _run_twice(settings: Settings, make_monitor: Callable[..., Monitor]) -> Monitor:
@@ -100,11 +97,7 @@ def test_a_prediction_that_is_no_number_is_left_out_and_counted(
     good), and SQLite's read raised on the window (every check an error)."""
     records = [dict(replay_records[i % len(replay_records)]) for i in range(1000)]
     _log(settings, records, trained)
-    engine = create_engine(settings.storage.database_url)
-    try:
-        _set_outputs(engine, "p00000010", outputs)
-    finally:
-        engine.dispose()
+    _damage(settings, "p00000010", "outputs", outputs)
 
     monitor = _run_twice(settings, make_monitor)
 
@@ -137,9 +130,9 @@ def test_a_text_ood_score_is_no_score_and_is_scored_again(
     try:
         ids = [f"p{i:08d}" for i in range(1000)]
         update_items(engine, ids, ood_score=0.5)
-        _set_outputs(engine, ids[10], '[[150000.0, 1.0, 2.0, "high"]]')
     finally:
         engine.dispose()
+    _damage(settings, ids[10], "outputs", '[[150000.0, 1.0, 2.0, "high"]]')
 
     monitor = _run_twice(settings, make_monitor)
 
@@ -177,11 +170,7 @@ def test_a_time_pandas_cannot_hold_is_left_out_and_counted_once(
     (``OutOfBoundsDatetime``) and every cycle failed."""
     records = [dict(replay_records[i % len(replay_records)]) for i in range(1001)]
     _log(settings, records, trained)
-    engine = create_engine(settings.storage.database_url)
-    try:
-        _set_received(engine, "p00000010", at)
-    finally:
-        engine.dispose()
+    _damage(settings, "p00000010", "received_at", at)
 
     monitor = _run_twice(settings, make_monitor)
 

@@ -26,10 +26,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from watchkeeper.db.prediction_seq import ITEMS_PER_REQUEST, request_seq_of
-from watchkeeper.db.tables import predictions
+from watchkeeper.db.tables import NUMBER_TEXT, predictions
 
-_NUMBER_TEXT = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
-"""A JSON number's text (a string holding one is read as one, as a cast read it)."""
 _DOUBLE_MAX = "1.7976931348623157e308"
 """Below the largest double's exact value: a number up to it casts without overflow."""
 _DOUBLE_MIN = "4.9406564584124654e-324"
@@ -56,7 +54,7 @@ def _postgres_number(index: int) -> str:
         f"CASE WHEN json_typeof(o.v -> {index}) = 'number'"
         f" AND length(replace(lower({text}), 'e', repeat('e', 301))) <= 300 THEN {text}::float8"
         f" WHEN {text} IN ('NaN', 'Infinity', '-Infinity') THEN {text}::float8"
-        f" WHEN length({text}) > 300 OR {text} !~ '{_NUMBER_TEXT}'"
+        f" WHEN length({text}) > 300 OR {text} !~ '^{NUMBER_TEXT}$'"
         f" OR {text} ~ '[eE][-+]?[0-9][0-9][0-9][0-9][0-9]' THEN NULL"
         f" WHEN {number} > {_DOUBLE_MAX} THEN 'Infinity'::float8"
         f" WHEN {number} < -{_DOUBLE_MAX} THEN '-Infinity'::float8"

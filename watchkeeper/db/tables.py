@@ -30,7 +30,10 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         return value
 
 
-_NUMBER_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+NUMBER_TEXT = r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?"
+"""A number's text as the writer stores one (a JSON number): the only text either
+database's reads take for a number (PostgreSQL's view, :mod:`watchkeeper.db.prediction_view`)."""
+_NUMBER = re.compile(NUMBER_TEXT)
 _NAMED = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 """The non-finite numbers the writer stores by name (JSON has none)."""
 
@@ -46,7 +49,7 @@ def _sqlite_number(value: Any) -> Any:
     if named is not None:
         return named
     # a number's text only, as PostgreSQL's view reads one (float() also takes "inf")
-    return float(value) if _NUMBER_TEXT.fullmatch(value) else None
+    return float(value) if _NUMBER.fullmatch(value) else None
 
 
 def _sqlite_nan(value: Any) -> Any:
