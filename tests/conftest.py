@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,16 @@ def require_service(what: str) -> None:
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see only the settings they set, never the developer's shell."""
-    for name in list(os.environ):
-        if name.startswith("WATCHKEEPER_") or name == "PROMETHEUS_MULTIPROC_DIR":
-            monkeypatch.delenv(name)
+    for name in _shell_settings():
+        monkeypatch.delenv(name)
+
+
+def _shell_settings() -> list[str]:
+    return [
+        name
+        for name in os.environ
+        if name.startswith("WATCHKEEPER_") or name == "PROMETHEUS_MULTIPROC_DIR"
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -180,10 +188,10 @@ def postgres_engine(postgres_server: PostgresServer) -> Iterator[Any]:
     engine.dispose()
 
 
-@pytest.fixture
-def start_watchkeeper(tmp_path: Path, registry_dir: Path) -> Iterator[Callable[..., Process]]:
-    """``start("serve" | "monitor" | "retrain worker", **env)``: a real process sharing
-    the test's data directory and registry; killed at teardown if still running."""
+@contextmanager
+def _watchkeeper_starter(directory: Path, registry: Path) -> Iterator[Callable[..., Process]]:
+    """``start(command, **env)``: real processes sharing ``directory / "var"`` as their
+    data directory and ``registry``; killed on exit if still running."""
     processes: list[Process] = []
 
     settings_of = {
@@ -196,12 +204,12 @@ def start_watchkeeper(tmp_path: Path, registry_dir: Path) -> Iterator[Callable[.
         port = free_port()
         host_setting, port_setting = settings_of[command]
         environment = {
-            "WATCHKEEPER_DATA_DIR": str(tmp_path / "var"),
-            "WATCHKEEPER_REGISTRY_PATH": str(registry_dir),
+            "WATCHKEEPER_DATA_DIR": str(directory / "var"),
+            "WATCHKEEPER_REGISTRY_PATH": str(registry),
             port_setting: str(port),
             **env,
         }
-        log_path = tmp_path / f"{command.replace(' ', '-')}-{len(processes)}.log"
+        log_path = directory / f"{command.replace(' ', '-')}-{len(processes)}.log"
         url = http_url(reachable(env.get(host_setting, "127.0.0.1")), port)
         process = Process(command.split(), environment, log_path, url)
         processes.append(process)
@@ -209,9 +217,37 @@ def start_watchkeeper(tmp_path: Path, registry_dir: Path) -> Iterator[Callable[.
         assert_thread_pools(process, int(env.get("WATCHKEEPER_NUMERIC_THREADS", "1")))
         return process
 
-    yield start
-    for process in processes:
-        process.kill()
+    try:
+        yield start
+    finally:
+        for process in processes:
+            process.kill()
+
+
+@pytest.fixture
+def start_watchkeeper(tmp_path: Path, registry_dir: Path) -> Iterator[Callable[..., Process]]:
+    """``start("serve" | "monitor" | "retrain worker", **env)``: a real process sharing
+    the test's data directory and registry; killed at teardown if still running."""
+    with _watchkeeper_starter(tmp_path, registry_dir) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def start_module_watchkeeper(
+    tmp_path_factory: pytest.TempPathFactory, registry_template: Path
+) -> Iterator[Callable[..., Process]]:
+    """:func:`start_watchkeeper` for processes a module's tests share (a start costs
+    seconds of CPU): for tests that leave nothing a later one could see, and assert
+    nothing of what an earlier one may have left (the log, counters). Started with the
+    environment the tests see: without the shell's Watchkeeper settings."""
+    directory = tmp_path_factory.mktemp("module-watchkeeper")
+    registry = directory / "registry"
+    shutil.copytree(registry_template, registry)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in _shell_settings():
+            patch.delenv(name)
+        with _watchkeeper_starter(directory, registry) as start:
+            yield start
 
 
 def assert_thread_pools(process: Process, threads: int) -> None:

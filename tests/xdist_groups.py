@@ -14,7 +14,14 @@ from _pytest.nodeid import coerce_node_id
 # Fixtures that start real servers: gunicorn, Prometheus, Alertmanager, a PostgreSQL
 # cluster of the test's own, the whole platform.
 SERVER_FIXTURES = frozenset(
-    {"start_watchkeeper", "start_prometheus", "start_alertmanager", "private_postgres", "platform"}
+    {
+        "start_watchkeeper",
+        "start_module_watchkeeper",
+        "start_prometheus",
+        "start_alertmanager",
+        "private_postgres",
+        "platform",
+    }
 )
 
 

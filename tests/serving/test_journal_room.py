@@ -40,11 +40,13 @@ def _prediction_log_check(answer: Any) -> dict[str, Any]:
 
 
 def test_a_server_whose_journal_disk_is_full_is_not_ready_and_answers_again_with_room(
-    make_app: Callable[..., Flask], small_disk: Path, replay_records: list[dict[str, Any]]
+    small_disk: Path, make_app: Callable[..., Flask], replay_records: list[dict[str, Any]]
 ) -> None:
     """The worker starts without a journal (it could not be created), refuses what it
     would have to log, and says it is not ready so that a load balancer sends the
-    requests elsewhere; once there is room it creates its journal and answers."""
+    requests elsewhere; once there is room it creates its journal and answers. (The disk
+    is asked for first so that it is unmounted last: the app's writer, stopped before,
+    drains into it at once rather than waiting out its timeout on an unmounted journal.)"""
     filler = fill_disk(small_disk)
     app = make_app(spill_dir=small_disk / "journal", log_probe_interval=0.05)
     client = app.test_client()
@@ -233,7 +235,7 @@ def test_journal_bytes_stay_within_workers_times_the_limit_across_restarts(
 
 
 def test_a_worker_whose_journal_could_not_be_created_refuses_before_predicting(
-    make_app: Callable[..., Flask], small_disk: Path, replay_records: list[dict[str, Any]]
+    small_disk: Path, make_app: Callable[..., Flask], replay_records: list[dict[str, Any]]
 ) -> None:
     """Refused before the model runs, as a full journal is: no CPU spent on an answer
     that will not be given, and no prediction counted that no client received."""

@@ -143,12 +143,15 @@ def _assert_timed_out_with_408(sock: socket.socket) -> None:
     assert document["request_id"] == headers["x-request-id"]
 
 
-@pytest.fixture
-def server(start_watchkeeper: Callable[..., Process]) -> Process:
-    # Two workers with four threads each: eight request threads in all.
-    return start_watchkeeper(
-        "serve", WATCHKEEPER_REQUEST_READ_TIMEOUT=str(READ_TIMEOUT), WATCHKEEPER_WORKERS="2"
-    )
+# Two workers with four threads each: eight request threads in all.
+SERVER = {"WATCHKEEPER_REQUEST_READ_TIMEOUT": str(READ_TIMEOUT), "WATCHKEEPER_WORKERS": "2"}
+
+
+@pytest.fixture(scope="module")
+def server(start_module_watchkeeper: Callable[..., Process]) -> Process:
+    """One server for the tests that look only at their own clients' answers: each
+    test's stalled clients are closed or timed out when it ends."""
+    return start_module_watchkeeper("serve", **SERVER)
 
 
 @pytest.fixture
@@ -157,8 +160,9 @@ def record(replay_records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_clients_stalled_mid_body_do_not_deny_service_and_get_a_logged_408(
-    server: Process, record: dict[str, Any], tmp_path: Path
+    start_watchkeeper: Callable[..., Process], record: dict[str, Any], tmp_path: Path
 ) -> None:
+    server = start_watchkeeper("serve", **SERVER)  # its own: the test counts its log's rows
     body = json.dumps({"features": record}).encode()
     with _stalled(server, _head("/predict", len(body)) + body[: len(body) // 2]) as sockets:
         _assert_others_are_served(server, record)
