@@ -12,7 +12,8 @@ text of random floats). Then each arm is the view's ``SELECT`` under another nam
 each round reads all four numbers of every prediction of every arm
 (``count(prediction), count(lower), count(upper), count(ood_score)``, every value
 computed), in a rotated order; charged to each is the CPU of PostgreSQL's backend
-(``/proc/<pid>/schedstat``), or of this process on SQLite (a log file as the server
+(``/proc/<pid>/schedstat``; no parallel workers, whose CPU it would not see), or of
+this process on SQLite (a log file as the server
 keeps it). Printed: per arm the median CPU seconds and the figure over the plain cast,
 with the load average.
 
@@ -126,11 +127,12 @@ ARMS = {
 """Each database's arms: the view's ``SELECT`` under another name."""
 
 
-def _entries(requests: int, items: int, seed: int) -> list[LogEntry]:
-    rng = random.Random(seed)
+def _entries(first: int, requests: int, items: int) -> list[LogEntry]:
+    """Requests ``first`` to ``first + requests - 1``, a second apart."""
+    rng = random.Random(first)
     start = datetime.now(UTC) - timedelta(hours=1)
     entries = []
-    for n in range(requests):
+    for n in range(first, first + requests):
         values = [rng.gauss(180_000, 60_000) for _ in range(items)]
         entries.append(
             LogEntry(
@@ -161,17 +163,18 @@ def _fill(engine: sa.Engine, args: argparse.Namespace) -> dict[str, str]:
     upgrade(engine)
     store = LogStore(engine)
     for start in range(0, args.requests, 20):
-        store.insert(_entries(min(20, args.requests - start), args.items, seed=start))
+        store.insert(_entries(start, min(20, args.requests - start), args.items))
     arms = dict(ARMS[engine.dialect.name])
     with engine.begin() as connection:
         for statement in arms.values():
-            connection.exec_driver_sql(statement)
+            connection.execute(sa.text(statement))
         if args.damaged:
             if engine.dialect.name == "postgresql":
                 arms.pop("plain")  # it raises on them
             rng = random.Random(1)
-            for _ in range(args.damaged):
-                request_id = f"{rng.randrange(args.requests):032x}"
+            # one value in each of as many requests (at most all of them)
+            for n in rng.sample(range(args.requests), min(args.damaged, args.requests)):
+                request_id = f"{n:032x}"
                 outputs = connection.execute(
                     sa.text("SELECT outputs FROM requests WHERE request_id = :id"),
                     {"id": request_id},
@@ -195,13 +198,21 @@ def _fill(engine: sa.Engine, args: argparse.Namespace) -> dict[str, str]:
 
 
 def _measure(
-    engine: sa.Engine, arms: dict[str, str], rounds: int, cpu: Callable[[], float]
+    engine: sa.Engine,
+    arms: dict[str, str],
+    rounds: int,
+    cpu: Callable[[], float],
+    predictions: int,
 ) -> dict[str, list[float]]:
     """Each arm's CPU seconds per round, in a rotated order (a first round not counted:
     it warms the caches)."""
     spent: dict[str, list[float]] = {name: [] for name in arms}
     names = list(arms)
     with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":  # all of it in the backend measured
+            connection.exec_driver_sql("SET max_parallel_workers_per_gather = 0")
+        (stored,) = connection.exec_driver_sql("SELECT count(*) FROM bench_head").one()
+        assert stored == predictions, f"{stored} predictions stored, not {predictions}"
         for round_ in range(rounds + 1):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in order:
@@ -251,7 +262,7 @@ def main() -> None:
         arms = _fill(engine, args)
         with engine.connect() as connection:
             pid = int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
-        spent = _measure(engine, arms, args.rounds, lambda: _backend_ns(pid) / 1e9)
+        spent = _measure(engine, arms, args.rounds, lambda: _backend_ns(pid) / 1e9, predictions)
         engine.dispose()
     finally:
         server.destroy()
@@ -261,7 +272,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         engine = create_engine(f"sqlite:///{work}/log.db", poolclass=sa.pool.StaticPool)
         arms = _fill(engine, args)
-        spent = _measure(engine, arms, args.rounds, time.process_time)
+        spent = _measure(engine, arms, args.rounds, time.process_time, predictions)
         engine.dispose()
     _print("SQLite (this process's CPU)", spent, predictions)
 

@@ -4,6 +4,7 @@ its rows: non-finite numbers compare and sort as numbers, not as their stored na
 from __future__ import annotations
 
 import math
+from datetime import UTC
 
 import pandas as pd
 import sqlalchemy as sa
@@ -113,5 +114,5 @@ def test_any_stored_value_is_read_without_an_error(engine: sa.Engine) -> None:
 
 def test_a_held_time_is_one_pandas_holds() -> None:
     """:func:`held_time`'s bounds are pandas' first and last microsecond."""
-    assert pd.Timestamp(EARLIEST) == pd.Timestamp.min.ceil("us")
-    assert pd.Timestamp(LATEST) == pd.Timestamp.max.floor("us")
+    assert pd.Timestamp(EARLIEST) == pd.Timestamp.min.ceil("us").tz_localize(UTC)
+    assert pd.Timestamp(LATEST) == pd.Timestamp.max.floor("us").tz_localize(UTC)
