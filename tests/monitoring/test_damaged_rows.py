@@ -20,8 +20,8 @@ from monitoring.report.build import thresholds
 from monitoring.report.gather import gather
 from monitoring.report.page import render
 from monitoring.report.records import Period
-from tests.monitoring.log_rows import update_items
-from tests.monitoring.test_monitor import _exported, _results, _write_log
+from tests.monitoring.log_rows import update_items, write_log
+from tests.monitoring.results import scraped, stored_results
 from tests.processes import metric
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import feedback, predictions
@@ -44,7 +44,7 @@ def settings(make_settings: Callable[..., Settings], database_url: str) -> Setti
 def _log(settings: Settings, records: list[dict[str, Any]], trained: TrainedModel) -> None:
     """A row each record (1,000: two windows of 500)."""
     predicted = [float(v) for v in trained.model.predict(pd.DataFrame(records)).value]
-    _write_log(settings, records, predicted)
+    write_log(settings, records, predicted)
 
 
 def _damage(settings: Settings, request_id: str, column: str, value: Any) -> None:
@@ -70,7 +70,7 @@ def _run_twice(settings: Settings, make_monitor: Callable[..., Monitor]) -> Moni
 
 
 def _first_window(settings: Settings, check: str) -> dict[str, Any]:
-    results = [r for r in _results(settings) if r["detector"] == check]
+    results = [r for r in stored_results(settings) if r["detector"] == check]
     assert len(results) == 2, check
     assert not [r["details"] for r in results if "error" in r["details"]]
     return min(results, key=lambda r: r["first_seq"])
@@ -112,7 +112,7 @@ def test_a_prediction_that_is_no_number_is_left_out_and_counted(
     assert output["score"] is not None
     expected = {"number": unreadable} if unreadable else {}
     assert monitor.status.unreadable_rows == expected
-    exported = _exported(monitor.status)
+    exported = scraped(monitor.status)
     assert metric(exported, "watchkeeper_monitor_unreadable_rows_total", reason="number") == (
         unreadable
     )
@@ -181,7 +181,7 @@ def test_a_time_pandas_cannot_hold_is_left_out_and_counted_once(
 
     _first_window(settings, "data_quality")  # two windows, neither an error
     # 1,000 of the 1,001 rows: the first window is the 500 readable ones from the start
-    assert sum(r["n_rows"] for r in _results(settings) if r["detector"] == "ood") == 1000
+    assert sum(r["n_rows"] for r in stored_results(settings) if r["detector"] == "ood") == 1000
     assert monitor.status.unreadable_rows == {"time": 1}  # counted once, not each cycle
 
 
@@ -197,7 +197,7 @@ def test_text_in_a_numeric_feature_is_counted_out_of_range_and_fails_no_check(
     predicted = [float(v) for v in trained.model.predict(pd.DataFrame(records)).value]
     for i in range(10, 15):
         records[i]["Lot_Area"] = "a lot"
-    _write_log(settings, records, predicted)
+    write_log(settings, records, predicted)
 
     _run_twice(settings, make_monitor)
 
@@ -264,7 +264,7 @@ def test_a_labelled_row_whose_time_pandas_cannot_hold_is_left_out_of_accuracy_an
     assert monitor.status.errors == 0
     assert sum(monitor.status.window_errors.values()) == 0
     assert monitor.status.unreadable_rows == {"time": 1}  # once, by either read
-    results = _results(settings)
+    results = stored_results(settings)
     windows = [r for r in results if r["detector"] == "accuracy"]
     assert len(windows) == 2
     assert not [r["details"] for r in windows if "error" in r["details"]]
@@ -273,7 +273,7 @@ def test_a_labelled_row_whose_time_pandas_cannot_hold_is_left_out_of_accuracy_an
     assert "error" not in rolling["details"]
     assert rolling["details"]["labels"] == 1000 - 1  # the 1,000 newest, less the damaged
     assert rolling["score"] == pytest.approx(1000.0)
-    exported = _exported(monitor.status)
+    exported = scraped(monitor.status)
     assert metric(exported, "watchkeeper_monitor_unreadable_rows_total", reason="time") == 1
 
 
