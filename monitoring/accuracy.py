@@ -41,13 +41,17 @@ from scipy import stats
 from monitoring.check_details import AccuracyDetails
 from watchkeeper.db.planner_hints import unindexed
 from watchkeeper.db.prediction_seq import request_seq_of
+from watchkeeper.db.prediction_view import held_time
 from watchkeeper.db.tables import feedback, predictions, window_results
 from watchkeeper.prediction_ids import logged_requests, parse_prediction_id
 
 LABEL_COLUMNS = (
     predictions.c.seq,
     predictions.c.model_version,
-    predictions.c.created_at,
+    # NULL (NaT) for a time pandas cannot hold (a foreign writer's year 1000 or 9999):
+    # its delay raised, failing the window's accuracy, and the version's rolling
+    # figure failed the cycle; the monitor leaves such rows out and counts them
+    held_time(predictions.c.created_at).label("created_at"),
     predictions.c.prediction,
     predictions.c.lower,
     predictions.c.upper,
@@ -240,7 +244,10 @@ class WindowSpan:
 
 
 def _frame(rows: list[Any]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=[c.name for c in LABEL_COLUMNS])
+    """The rows read, ``created_at`` as UTC timestamps (NaT where none is held)."""
+    frame = pd.DataFrame(rows, columns=[c.name for c in LABEL_COLUMNS])
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    return frame
 
 
 _OF_PREDICTIONS = predictions.c.prediction_id == feedback.c.prediction_id

@@ -56,7 +56,8 @@ class Unreadable(StrEnum):
     writes (a buggy or foreign writer's), which raised in every cycle that read it."""
 
     TIME = "time"
-    """Its time is none pandas holds (before 1677 or after 2262): in no window."""
+    """Its time is none pandas holds (before 1677 or after 2262): in no window, and in
+    no accuracy figure (a label of it has no delay to measure)."""
     NUMBER = "number"
     """Its prediction or a bound is no number (text, say): left out where predictions
     are judged, with the non-finite ones."""

@@ -176,8 +176,9 @@ class Monitor:
             last_orphans=self._stored_last_orphans(),
         )
         self._suites: dict[str, DetectorSuite] = {}
-        self._timeless_to = 0
-        """The last row counted as having no time: a row re-read is not counted again."""
+        self._timeless: set[int] = set()
+        """The rows counted as having no time (windows' and labels' reads meet them, and
+        read them again): each is counted once. Only a foreign writer's rows are here."""
         self.estimator = AccuracyEstimator(registry)
         self._validation_mae: dict[str, float | None] = {}
         self._positive_target: dict[str, bool] = {}
@@ -406,18 +407,19 @@ class Monitor:
         self.status.last_success = time.time()
         return done
 
-    def _timed(self, rows: pd.DataFrame) -> pd.DataFrame:
+    def _timed(self, rows: pd.DataFrame, what: str = "row") -> pd.DataFrame:
         """``rows`` less those whose time could not be read (none pandas holds, a
         foreign writer's): no window can hold them, and they passed into none, so the
-        watermark moves past them with the rows around them. Counted once each."""
+        watermark moves past them with the rows around them; a label's accuracy leaves
+        them out (no delay to measure, no span to place them in). Counted once each,
+        whichever read meets them first."""
         timeless = rows["created_at"].isna().to_numpy()
         if not timeless.any():
             return rows
-        seqs = rows["seq"].to_numpy()[timeless]
-        new = int((seqs > self._timeless_to).sum())
-        if new:
-            self._timeless_to = int(seqs.max())
-            self._unreadable(Unreadable.TIME, new, f"from row {int(seqs.min())}")
+        seqs = {int(s) for s in rows["seq"].to_numpy()[timeless]} - self._timeless
+        if seqs:
+            self._timeless |= seqs
+            self._unreadable(Unreadable.TIME, len(seqs), f"from {what} {min(seqs)}")
         return rows[~timeless].reset_index(drop=True)
 
     def _unreadable(self, reason: Unreadable, n: int, where: str) -> None:
@@ -743,7 +745,10 @@ class Monitor:
         """Store (or replace) the accuracy of each window that has labels; return the
         model versions of those windows."""
         with self.engine.connect() as connection:
-            labelled = [(span, read_window_labels(connection, span)) for span in spans]
+            labelled = [
+                (span, self._timed(read_window_labels(connection, span), "labelled row"))
+                for span in spans
+            ]
             estimates = read_window_estimates(connection, [span.window_id for span in spans])
         results = []
         for span, labels in labelled:
@@ -858,6 +863,7 @@ class Monitor:
                 labels = read_recent_labels(
                     connection, version, self.settings.monitor.accuracy_labels
                 )
+            labels = self._timed(labels, "labelled row")
             if len(labels) < self.settings.monitor.min_labels:
                 continue
             span = WindowSpan(

@@ -14,7 +14,7 @@ from monitoring.report.queries import of_version_in_period, within
 from monitoring.report.records import Period
 from watchkeeper.db.features import feature_records
 from watchkeeper.db.planner_hints import unindexed
-from watchkeeper.db.prediction_view import seq_between
+from watchkeeper.db.prediction_view import held_time, seq_between
 from watchkeeper.db.tables import predictions, requests
 
 FeatureValues = dict[str, Any]
@@ -83,7 +83,7 @@ def most_out_of_distribution(engine: sa.Engine, period: Period, limit: int) -> l
             predictions.c.prediction_id,
             predictions.c.request_id,
             predictions.c.item_index,
-            predictions.c.created_at,
+            held_time(predictions.c.created_at).label("created_at"),
             predictions.c.model_version,
             predictions.c.features,
             predictions.c.prediction,
@@ -101,7 +101,9 @@ def most_out_of_distribution(engine: sa.Engine, period: Period, limit: int) -> l
         if not seqs:
             return []
         query = query.where(predictions.c.request_seq.in_(seqs))
-        rows = connection.execute(query).all()
+        # a time none pandas holds (a foreign writer's year 9999, PostgreSQL's
+        # infinity, which psycopg cannot read) is left out, as the monitor leaves it
+        rows = [row for row in connection.execute(query) if row.created_at is not None]
         records = feature_records(connection, rows)
     return [
         ScoredRow(

@@ -1,12 +1,21 @@
-"""Window results as the monitor builds them, for tests of what reads them."""
+"""Window results as the monitor builds them, for tests of what reads them; and as a
+monitor stored and exported them, for tests of what it did."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, generate_latest
+
+from monitoring.metrics import MonitorCollector
 from monitoring.window_result import Check, WindowResult, parse_details
+from watchkeeper.db.engine import create_engine
 from watchkeeper.db.prediction_seq import prediction_seq
+from watchkeeper.db.tables import window_results
+from watchkeeper.settings import Settings
 from watchkeeper.task import Task
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -79,3 +88,19 @@ def window_result(
         score=score,
         details=details_of(Check(check), n_rows, details or {}),
     )
+
+
+def stored_results(settings: Settings) -> list[dict[str, Any]]:
+    """Every result row the monitor stored in the log of ``settings``."""
+    engine = create_engine(settings.storage.database_url)
+    with engine.connect() as connection:
+        rows = [dict(r._mapping) for r in connection.execute(sa.select(window_results))]
+    engine.dispose()
+    return rows
+
+
+def scraped(status: Any, served: Callable[[], str | None] | None = None) -> str:
+    """What the monitor's collector exports for ``status``, as a scrape reads it."""
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(status, served))
+    return generate_latest(registry).decode()

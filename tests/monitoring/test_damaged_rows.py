@@ -16,11 +16,16 @@ import pytest
 import sqlalchemy as sa
 
 from monitoring.monitor import Monitor
-from tests.monitoring.log_rows import update_items
-from tests.monitoring.test_monitor import _exported, _results, _write_log
+from monitoring.report.build import thresholds
+from monitoring.report.gather import gather
+from monitoring.report.page import render
+from monitoring.report.records import Period
+from tests.monitoring.log_rows import update_items, write_log
+from tests.monitoring.results import scraped, stored_results
 from tests.processes import metric
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.tables import predictions
+from watchkeeper.db.tables import feedback, predictions
+from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
 
@@ -39,7 +44,7 @@ def settings(make_settings: Callable[..., Settings], database_url: str) -> Setti
 def _log(settings: Settings, records: list[dict[str, Any]], trained: TrainedModel) -> None:
     """A row each record (1,000: two windows of 500)."""
     predicted = [float(v) for v in trained.model.predict(pd.DataFrame(records)).value]
-    _write_log(settings, records, predicted)
+    write_log(settings, records, predicted)
 
 
 def _damage(settings: Settings, request_id: str, column: str, value: Any) -> None:
@@ -65,7 +70,7 @@ def _run_twice(settings: Settings, make_monitor: Callable[..., Monitor]) -> Moni
 
 
 def _first_window(settings: Settings, check: str) -> dict[str, Any]:
-    results = [r for r in _results(settings) if r["detector"] == check]
+    results = [r for r in stored_results(settings) if r["detector"] == check]
     assert len(results) == 2, check
     assert not [r["details"] for r in results if "error" in r["details"]]
     return min(results, key=lambda r: r["first_seq"])
@@ -107,7 +112,7 @@ def test_a_prediction_that_is_no_number_is_left_out_and_counted(
     assert output["score"] is not None
     expected = {"number": unreadable} if unreadable else {}
     assert monitor.status.unreadable_rows == expected
-    exported = _exported(monitor.status)
+    exported = scraped(monitor.status)
     assert metric(exported, "watchkeeper_monitor_unreadable_rows_total", reason="number") == (
         unreadable
     )
@@ -176,7 +181,7 @@ def test_a_time_pandas_cannot_hold_is_left_out_and_counted_once(
 
     _first_window(settings, "data_quality")  # two windows, neither an error
     # 1,000 of the 1,001 rows: the first window is the 500 readable ones from the start
-    assert sum(r["n_rows"] for r in _results(settings) if r["detector"] == "ood") == 1000
+    assert sum(r["n_rows"] for r in stored_results(settings) if r["detector"] == "ood") == 1000
     assert monitor.status.unreadable_rows == {"time": 1}  # counted once, not each cycle
 
 
@@ -192,7 +197,7 @@ def test_text_in_a_numeric_feature_is_counted_out_of_range_and_fails_no_check(
     predicted = [float(v) for v in trained.model.predict(pd.DataFrame(records)).value]
     for i in range(10, 15):
         records[i]["Lot_Area"] = "a lot"
-    _write_log(settings, records, predicted)
+    write_log(settings, records, predicted)
 
     _run_twice(settings, make_monitor)
 
@@ -201,3 +206,106 @@ def test_text_in_a_numeric_feature_is_counted_out_of_range_and_fails_no_check(
     reference = quality["details"]["reference"]["Lot_Area"]["out_of_range_rate"]
     assert rates["missing_rate"] == 0.0
     assert rates["out_of_range_rate"] >= reference + 5 / 500
+
+
+def _label_all(settings: Settings, n: int) -> None:
+    """A label for each of the ``n`` logged rows, 1,000 off its prediction."""
+    engine = create_engine(settings.storage.database_url)
+    try:
+        with engine.begin() as connection:
+            query = sa.select(predictions.c.request_id, predictions.c.prediction)
+            predicted = {r.request_id: r.prediction for r in connection.execute(query)}
+            now = datetime.now(UTC)
+            connection.execute(
+                feedback.insert(),
+                [
+                    {
+                        "prediction_id": f"p{i:08d}",
+                        "actual": predicted[f"p{i:08d}"] + 1000.0,
+                        "received_at": now,
+                    }
+                    for i in range(n)
+                ],
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("at", "damaged_after_windows"),
+    [
+        pytest.param(datetime(9999, 12, 31, tzinfo=UTC), False, id="year 9999, windows meet it"),
+        pytest.param(datetime(1000, 1, 1, tzinfo=UTC), True, id="year 1000, labels meet it"),
+    ],
+)
+def test_a_labelled_row_whose_time_pandas_cannot_hold_is_left_out_of_accuracy_and_counted(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+    at: datetime,
+    damaged_after_windows: bool,
+) -> None:
+    """A labelled row's time is read by the window's and the version's accuracy too:
+    there it raised (``OutOfBoundsDatetime``), the window's accuracy stored as an error
+    and the rolling figure failing every cycle that read its labels. It is left out of
+    both and counted once, by whichever read meets it first."""
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(1001)]
+    _log(settings, records, trained)
+    monitor = make_monitor()
+    if damaged_after_windows:  # its windows evaluated before: only the labels meet it
+        assert monitor.run_once() == 2
+    _damage(settings, "p00000010", "received_at", at)
+    _label_all(settings, len(records))
+
+    monitor.run_once()
+    monitor.run_once()
+
+    assert monitor.status.errors == 0
+    assert sum(monitor.status.window_errors.values()) == 0
+    assert monitor.status.unreadable_rows == {"time": 1}  # once, by either read
+    results = stored_results(settings)
+    windows = [r for r in results if r["detector"] == "accuracy"]
+    assert len(windows) == 2
+    assert not [r["details"] for r in windows if "error" in r["details"]]
+    assert sum(r["details"]["labels"] for r in windows) == 1001 - 1 - damaged_after_windows
+    (rolling,) = [r for r in results if r["detector"] == "accuracy_rolling"]
+    assert "error" not in rolling["details"]
+    assert rolling["details"]["labels"] == 1000 - 1  # the 1,000 newest, less the damaged
+    assert rolling["score"] == pytest.approx(1000.0)
+    exported = scraped(monitor.status)
+    assert metric(exported, "watchkeeper_monitor_unreadable_rows_total", reason="time") == 1
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        pytest.param(datetime(9999, 12, 31, tzinfo=UTC), id="year 9999"),
+        pytest.param("infinity", id="infinity"),
+    ],
+)
+def test_a_report_leaves_out_a_row_whose_time_cannot_be_held(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+    at: datetime | str,
+) -> None:
+    """The report's most out-of-distribution rows read each one's time: PostgreSQL's
+    infinity (psycopg reads none) and SQLite's text that is no time raised there and
+    failed the whole report. Such a row is left out, as the monitor leaves it out."""
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(1001)]
+    _log(settings, records, trained)
+    _run_twice(settings, make_monitor)
+    engine = create_engine(settings.storage.database_url)
+    try:
+        update_items(engine, ["p00000010"], ood_score=1e6)  # the most out of distribution
+        _damage(settings, "p00000010", "received_at", at)
+        registry = ModelRegistry(settings.storage.registry_path)
+        data = gather(engine, registry, Period(), thresholds(settings))
+    finally:
+        engine.dispose()
+
+    assert data.ood_rows  # the others
+    assert "p00000010" not in {row.prediction_id for row in data.ood_rows}
+    assert "p00000010" not in render(data)

@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from monitoring.metrics import MonitorCollector
 from monitoring.monitor import Monitor
-from tests.monitoring.test_monitor import _exponential_errors, _results, _write_log
+from tests.monitoring.log_rows import exponential_errors, write_log
+from tests.monitoring.results import stored_results
 from tests.processes import metric
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import feedback
@@ -38,12 +39,12 @@ def test_extreme_labels_neither_blind_the_accuracy_figures_nor_the_trigger(
     )
     records = [dict(replay_records[i % len(replay_records)]) for i in range(600)]
     predicted = [float(v) for v in trained.model.predict(pd.DataFrame(records)).value]
-    _write_log(settings, records, predicted)
+    write_log(settings, records, predicted)
     engine = create_engine(database_url)
     monitor = Monitor(settings, engine, ModelRegistry(settings.storage.registry_path))
     validation_mae = monitor.registry.metadata("v1")["metrics"]["mae"]
     # 600 labels 45 % worse than validation: the trigger's case, plus three absurd ones
-    errors = _exponential_errors(1.45 * validation_mae, len(predicted))
+    errors = exponential_errors(1.45 * validation_mae, len(predicted))
     actual = [
         p + (e if i % 2 else -e) for i, (p, e) in enumerate(zip(predicted, errors, strict=True))
     ]
@@ -63,7 +64,7 @@ def test_extreme_labels_neither_blind_the_accuracy_figures_nor_the_trigger(
     finally:
         engine.dispose()
 
-    results = _results(settings)
+    results = stored_results(settings)
     kept = [
         abs(p - a)
         for i, (p, a) in enumerate(zip(predicted, actual, strict=True))

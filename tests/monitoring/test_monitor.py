@@ -18,37 +18,29 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
-from monitoring.metrics import MonitorCollector
 from monitoring.monitor import Monitor
 from monitoring.quality import feature_quality
 from serving.app import create_app
 from serving.services import services
-from tests.monitoring.log_rows import positions, store_rows, update_items
+from tests.monitoring.log_rows import (
+    AREAS,
+    exponential_errors,
+    positions,
+    store_rows,
+    update_items,
+    write_log,
+)
+from tests.monitoring.results import scraped, stored_results
 from tests.monitoring.test_detectors import Planted
 from tests.processes import metric
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.tables import monitor_state, predictions, requests, window_results
+from watchkeeper.db.tables import monitor_state, predictions, requests
 from watchkeeper.ood import SCORE_CAP
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
-
-
-def _exported(status: Any, served: Callable[[], str | None] | None = None) -> str:
-    """What the monitor's collector exports for ``status``, as a scrape reads it."""
-    registry = CollectorRegistry()
-    registry.register(MonitorCollector(status, served))
-    return generate_latest(registry).decode()
-
-
-def _results(settings: Settings) -> list[dict[str, Any]]:
-    engine = create_engine(settings.storage.database_url)
-    with engine.connect() as connection:
-        rows = [dict(r._mapping) for r in connection.execute(sa.select(window_results))]
-    engine.dispose()
-    return rows
 
 
 def test_windows_are_evaluated_stored_and_exported_with_accuracy_from_feedback(
@@ -69,7 +61,7 @@ def test_windows_are_evaluated_stored_and_exported_with_accuracy_from_feedback(
 
     assert monitor.run_once() == 2  # 1,200 rows: two full windows of 500, 200 wait
 
-    results = _results(settings)
+    results = stored_results(settings)
     by_detector: dict[str, list[dict[str, Any]]] = {}
     for row in results:
         by_detector.setdefault(row["detector"], []).append(row)
@@ -101,7 +93,7 @@ def test_windows_are_evaluated_stored_and_exported_with_accuracy_from_feedback(
     assert 0.6 < accuracy["coverage"] <= 1.0
     assert accuracy["label_delay_seconds_median"] >= 0
 
-    text = _exported(monitor.status)
+    text = scraped(monitor.status)
     last_drift = max(by_detector["feature_drift"], key=lambda r: r["last_seq"])
     assert metric(text, "watchkeeper_monitor_dataset_drift", model_version="v1") == 1.0
     assert metric(
@@ -162,35 +154,8 @@ def test_reads_are_incremental_and_a_restart_neither_rereads_nor_skips(
     assert restarted.run_once() == 1
     assert restarted.reader.rows_read == 2000
     assert restarted.reader.watermark() == positions(restarted.engine)[11_999]
-    windows = {r["window_id"] for r in _results(settings) if r["detector"] == "feature_drift"}
+    windows = {r["window_id"] for r in stored_results(settings) if r["detector"] == "feature_drift"}
     assert len(windows) == 6
-
-
-def _write_log(
-    settings: Settings, records: list[dict[str, Any]], predicted: list[float]
-) -> list[int]:
-    """Rows straight into the prediction log, a request each, as any writer (an older
-    server, a bulk import) could have left them: the monitor must cope with what the log
-    holds. Returns the rows' positions (``predictions.seq``), in order."""
-    now = datetime.now(UTC)
-    rows = [
-        {
-            "request_id": f"p{i:08d}",  # and its prediction id
-            "item_index": 0,
-            "created_at": now,
-            "model_version": "v1",
-            "features": record,
-            "prediction": value,
-            "lower": value * 0.8,
-            "upper": value * 1.2,
-        }
-        for i, (record, value) in enumerate(zip(records, predicted, strict=True))
-    ]
-    engine = create_engine(settings.storage.database_url)
-    store_rows(engine, rows)
-    at = positions(engine)
-    engine.dispose()
-    return at
 
 
 def test_hostile_values_neither_stop_the_monitor_nor_go_unflagged(
@@ -209,13 +174,13 @@ def test_hostile_values_neither_stop_the_monitor_nor_go_unflagged(
     records[100]["Lot_Area"] = 1e308  # finite, valid JSON: overflowed the Mahalanobis score
     records[600] = dict.fromkeys(names)  # every feature missing
     records[1100]["Neighborhood"] = "N" * 1_000_000  # a 1 MB category
-    at = _write_log(settings, records, predicted)
+    at = write_log(settings, records, predicted)
     monitor = make_monitor()
 
     assert monitor.run_once() == 3
     assert monitor.reader.watermark() == at[1499]
 
-    results = _results(settings)
+    results = stored_results(settings)
     assert not [r for r in results if "error" in r["details"]]
     assert Counter(r["detector"] for r in results) == {
         check: 3
@@ -263,7 +228,7 @@ def test_a_check_that_fails_on_a_window_is_stored_as_an_error_counted_and_passed
     make_monitor: Callable[..., Monitor],
 ) -> None:
     records = [dict(replay_records[i % len(replay_records)]) for i in range(1000)]
-    at = _write_log(settings, records, [200_000.0] * len(records))
+    at = write_log(settings, records, [200_000.0] * len(records))
     make_monitor().suite("v1")  # fitted and saved
     state = settings.storage.detectors_dir / "v1" / "reference.npz"
     state.write_bytes(state.read_bytes()[:-10] + b"0123456789")  # tampered on disk
@@ -272,7 +237,7 @@ def test_a_check_that_fails_on_a_window_is_stored_as_an_error_counted_and_passed
     assert monitor.run_once() == 2
     assert monitor.reader.watermark() == at[999]  # moved on: the next cycle is not stuck
 
-    results = _results(settings)
+    results = stored_results(settings)
     assert len(results) == 2 * 6
     assert all(r["score"] is None and "SHA-256" in r["details"]["error"] for r in results)
     assert monitor.status.window_errors == {
@@ -286,7 +251,7 @@ def test_a_check_that_fails_on_a_window_is_stored_as_an_error_counted_and_passed
             "estimated_accuracy",
         )
     }
-    text = _exported(monitor.status)
+    text = scraped(monitor.status)
     assert metric(text, "watchkeeper_monitor_window_errors_total", check="ood") == 2
     assert metric(text, "watchkeeper_monitor_window_errors_total", check="accuracy") == 0
     assert metric(text, "watchkeeper_monitor_windows_evaluated_total") == 2
@@ -304,7 +269,7 @@ def test_a_database_error_inside_a_check_fails_the_cycle_and_keeps_the_window(
     import monitoring.monitor as monitor_module
 
     records = [dict(replay_records[i % len(replay_records)]) for i in range(500)]
-    _write_log(settings, records, [200_000.0] * len(records))
+    write_log(settings, records, [200_000.0] * len(records))
     monitor = make_monitor()
 
     def locked(*_: Any) -> Any:
@@ -314,7 +279,7 @@ def test_a_database_error_inside_a_check_fails_the_cycle_and_keeps_the_window(
     with pytest.raises(sa.exc.OperationalError):
         monitor.run_once()
     assert monitor.reader.watermark() == 0  # the window waits for a healthy database
-    assert _results(settings) == []
+    assert stored_results(settings) == []
     monkeypatch.undo()
     assert monitor.run_once() == 1
     assert sum(monitor.status.window_errors.values()) == 0
@@ -334,37 +299,19 @@ def test_detectors_saved_as_pickles_are_refitted_without_being_loaded(
     (old / "ood.npz").write_bytes(planted)
     (old / "manifest.json").write_text('{"schema": {}, "medians": {}, "settings": {}}')
     records = [dict(replay_records[i % len(replay_records)]) for i in range(500)]
-    _write_log(settings, records, [200_000.0] * len(records))
+    write_log(settings, records, [200_000.0] * len(records))
 
     monitor = make_monitor()
 
     assert monitor.run_once() == 1
     assert not marker.exists()
-    assert not [r for r in _results(settings) if "error" in r["details"]]
+    assert not [r for r in stored_results(settings) if "error" in r["details"]]
     assert sorted(p.name for p in old.iterdir()) == [
         "manifest.json",
         "ood.json",
         "ood.npz",
         "reference.npz",
     ]
-
-
-AREAS = (
-    "Lot_Area",
-    "Mas_Vnr_Area",
-    "BsmtFin_SF_2",
-    "Bsmt_Unf_SF",
-    "Total_Bsmt_SF",
-    "First_Flr_SF",
-    "Second_Flr_SF",
-    "Gr_Liv_Area",
-    "Garage_Area",
-    "Wood_Deck_SF",
-    "Open_Porch_SF",
-    "Enclosed_Porch",
-    "Screen_Porch",
-    "Pool_Area",
-)
 
 
 @pytest.mark.parametrize("scenario", ["five_percent_living_area_x10", "all_areas_in_m2"])
@@ -386,12 +333,12 @@ def test_broken_clients_show_in_out_of_range_rates_above_the_reference(
                     record[name] = round(record[name] / 10.7639, 1)
         elif i % 20 == 0:
             record["Gr_Liv_Area"] = record["Gr_Liv_Area"] * 10
-    _write_log(settings, records, [200_000.0] * len(records))
+    write_log(settings, records, [200_000.0] * len(records))
     monitor = make_monitor()
 
     assert monitor.run_once() == 1
 
-    text = _exported(monitor.status)
+    text = scraped(monitor.status)
     labels = {"model_version": "v1", "feature": "Gr_Liv_Area"}
     rate = metric(text, "watchkeeper_monitor_out_of_range_rate", **labels)
     reference = metric(text, "watchkeeper_monitor_reference_out_of_range_rate", **labels)
@@ -407,7 +354,7 @@ def _post_labels(server: Flask, labels: dict[str, float]) -> None:
 
 
 def _accuracy_by_window(settings: Settings) -> dict[str, dict[str, Any]]:
-    return {r["window_id"]: r for r in _results(settings) if r["detector"] == "accuracy"}
+    return {r["window_id"]: r for r in stored_results(settings) if r["detector"] == "accuracy"}
 
 
 def test_late_labels_update_the_accuracy_of_their_prediction_time_window(
@@ -422,7 +369,7 @@ def test_late_labels_update_the_accuracy_of_their_prediction_time_window(
     monitor = make_monitor()
     assert monitor.run_once() == 2
     windows = sorted(
-        (r for r in _results(settings) if r["detector"] == "feature_drift"),
+        (r for r in stored_results(settings) if r["detector"] == "feature_drift"),
         key=lambda r: r["first_seq"],
     )
     before = _accuracy_by_window(settings)
@@ -444,7 +391,7 @@ def test_late_labels_update_the_accuracy_of_their_prediction_time_window(
             window["started_at"],
         )
     rolling = max(
-        (r for r in _results(settings) if r["detector"] == "accuracy_rolling"),
+        (r for r in stored_results(settings) if r["detector"] == "accuracy_rolling"),
         key=lambda r: r["evaluated_at"],
     )
     assert rolling["details"]["labels"] == 310
@@ -464,14 +411,8 @@ def test_labels_whose_prediction_never_reaches_the_log_are_counted_as_orphans(
     monitor.run_once()
     monitor.run_once()  # counted once, not once per cycle
 
-    text = _exported(monitor.status)
+    text = scraped(monitor.status)
     assert metric(text, "watchkeeper_monitor_feedback_orphans_total") == 2
-
-
-def _exponential_errors(mean: float, n: int) -> np.ndarray:
-    """``n`` absolute errors at the quantiles of an exponential law: their mean is
-    ``mean`` (to within 1 %) and their spread as wide as real errors', with no luck."""
-    return -mean * np.log(1 - (np.arange(n) + 0.5) / n)
 
 
 @pytest.mark.parametrize(("labels", "requested"), [(63, False), (600, True)])
@@ -498,7 +439,7 @@ def test_accuracy_trigger_waits_for_enough_labels_to_be_confident(
     engine.dispose()
     monitor = make_monitor(monitor_window_size=10_000, trigger_mae_degradation=0.25)
     validation_mae = monitor.registry.metadata("v1")["metrics"]["mae"]
-    errors = _exponential_errors(1.45 * validation_mae, labels)
+    errors = exponential_errors(1.45 * validation_mae, labels)
     signs = np.where(np.arange(labels) % 2 == 0, 1.0, -1.0)
     _post_labels(
         server,
@@ -507,7 +448,7 @@ def test_accuracy_trigger_waits_for_enough_labels_to_be_confident(
 
     monitor.run_once()
 
-    rolling = next(r for r in _results(settings) if r["detector"] == "accuracy_rolling")
+    rolling = next(r for r in stored_results(settings) if r["detector"] == "accuracy_rolling")
     assert rolling["details"]["mae"] > 1.25 * validation_mae  # the point figure is over
     assert (monitor.status.retrain_requests["accuracy"] == 1) is requested
 
@@ -530,7 +471,7 @@ def test_the_monitor_uses_the_scores_stored_at_serving_time_and_scores_only_the_
     names = list(trained.model.schema.names)
     records = [dict(replay_records[i % len(replay_records)]) for i in range(500)]
     records[10]["Lot_Area"] = 1e308  # recomputed, it would score the cap
-    at = _write_log(settings, records, [200_000.0] * len(records))
+    at = write_log(settings, records, [200_000.0] * len(records))
     # rows 1–250 as a serving worker stored them; scores recomputation could never give
     given = {i: 0.5 for i in range(250)} | {10: 0.0, 4: 1e6}
     engine = create_engine(settings.storage.database_url)
@@ -547,7 +488,7 @@ def test_the_monitor_uses_the_scores_stored_at_serving_time_and_scores_only_the_
     suite = monitor.suite("v1")
     fresh = suite.ood_scores(pd.DataFrame.from_records(records[250:], columns=names))
     np.testing.assert_allclose([scores[seq] for seq in at[250:]], fresh, rtol=1e-12)
-    [ood] = [r for r in _results(settings) if r["detector"] == "ood"]
+    [ood] = [r for r in stored_results(settings) if r["detector"] == "ood"]
     window = np.array([scores[seq] for seq in at])
     assert ood["details"]["outliers"] == int((window > suite.ood_threshold).sum())
     assert ood["details"]["mean_score"] == pytest.approx(window.mean())
@@ -570,7 +511,7 @@ def test_a_windows_estimate_is_checked_when_its_labels_arrive_and_kept_over_a_re
 
     monitor.run_once()
 
-    results = _results(settings)
+    results = stored_results(settings)
     estimate = next(r for r in results if r["detector"] == "estimated_accuracy")
     accuracy = next(r for r in results if r["detector"] == "accuracy")
     details = accuracy["details"]
@@ -579,7 +520,7 @@ def test_a_windows_estimate_is_checked_when_its_labels_arrive_and_kept_over_a_re
         (estimate["score"] - details["mae"]) / details["mae"]
     )
     for status in (monitor.status, make_monitor().status):  # and after a restart
-        text = _exported(status)
+        text = scraped(status)
         assert metric(
             text, "watchkeeper_monitor_estimated_mae_error_ratio", model_version="v1"
         ) == pytest.approx(abs(details["estimate_error"]))
@@ -617,7 +558,7 @@ def test_each_versions_rolling_accuracy_stays_exported_while_labels_come_for_ano
     restarted = make_monitor(monitor_window_size=10_000)
 
     for status in (monitor.status, restarted.status):
-        text = _exported(status)
+        text = scraped(status)
         for version in ("v1", "v2"):
             assert metric(text, "watchkeeper_monitor_labels", model_version=version) == 60
             assert metric(text, "watchkeeper_monitor_mae_lower_bound", model_version=version)
@@ -640,7 +581,7 @@ def test_a_replaced_versions_last_window_is_neither_exported_nor_acted_on(
 
     monitor.run_once()
 
-    text = _exported(monitor.status, registry.current_version)
+    text = scraped(monitor.status, registry.current_version)
     assert monitor.status.latest["feature_drift"].is_drift
     assert metric(text, "watchkeeper_monitor_dataset_drift", model_version="v1") is None
     assert metric(text, "watchkeeper_monitor_windows_evaluated_total") == 3
@@ -671,7 +612,9 @@ def test_each_rejected_request_is_counted_in_one_window_also_inside_a_large_batc
     assert monitor.run_once() == 5  # 1,500 rows; the last 100 wait for more
 
     counted = [
-        r["details"]["requests"] for r in _results(settings) if r["detector"] == "data_quality"
+        r["details"]["requests"]
+        for r in stored_results(settings)
+        if r["detector"] == "data_quality"
     ]
     assert [c["requests"] for c in counted] == [1, 0, 0, 10, 0]
     assert sum(c["rejected"] for c in counted) == 9
@@ -696,7 +639,7 @@ def test_a_window_too_small_for_a_verdict_leaves_no_older_windows_drift_exported
     restarted = make_monitor()
 
     for status in (second.status, restarted.status):
-        text = _exported(status, registry.current_version)
+        text = scraped(status, registry.current_version)
         assert metric(text, "watchkeeper_monitor_window_size", model_version="v1") == 100
         for name in ("dataset_drift", "drifted_features_ratio", "output_drift"):
             assert metric(text, f"watchkeeper_monitor_{name}", model_version="v1") is None
@@ -719,7 +662,7 @@ def test_a_replaced_versions_accuracy_is_exported_only_until_its_labels_stop(
     _post_labels(server, {pid: 200_000.0 for pid in ids})
 
     def exported(status: Any) -> dict[str, float | None]:
-        text = _exported(status)
+        text = scraped(status)
         return {v: metric(text, "watchkeeper_monitor_mae", model_version=v) for v in ("v1", "v2")}
 
     monitor.run_once()
@@ -750,7 +693,7 @@ def test_when_orphans_were_last_counted_is_exported_from_a_restarts_first_scrape
     make_monitor(feedback_orphan_seconds=0).run_once()
     restarted = make_monitor(feedback_orphan_seconds=0)  # no cycle yet
 
-    text = _exported(restarted.status)
+    text = scraped(restarted.status)
     assert metric(text, "watchkeeper_monitor_feedback_orphans_total") == 0
     found = metric(text, "watchkeeper_monitor_last_feedback_orphans_timestamp_seconds")
     assert found is not None and before <= found <= time.time()
@@ -773,7 +716,7 @@ def test_an_unreadable_current_neither_stops_the_monitor_nor_its_metrics(
     assert monitor.run_once() == 1
     assert monitor.reader.watermark() > 0  # the window is done, not retried
 
-    text = _exported(monitor.status, monitor.served_version)
+    text = scraped(monitor.status, monitor.served_version)
     assert metric(text, "watchkeeper_monitor_window_size", model_version="v1") == 500
     assert sum(monitor.status.retrain_requests.values()) == 0  # what is served is unknown
 
@@ -811,7 +754,7 @@ def _write_versions(
 
 def _windows_stored(settings: Settings) -> list[dict[str, Any]]:
     """The data-quality result of each stored window (one a window), in log order."""
-    rows = [r for r in _results(settings) if r["detector"] == "data_quality"]
+    rows = [r for r in stored_results(settings) if r["detector"] == "data_quality"]
     return sorted(rows, key=lambda r: r["last_seq"])
 
 
@@ -864,7 +807,7 @@ def test_interleaved_versions_are_evaluated_in_full_windows_of_each(
 
     windows = _windows_stored(settings)
     assert [(w["model_version"], w["n_rows"]) for w in windows] == [("v1", 100), ("v2", 100)] * 5
-    drift = {r["window_id"] for r in _results(settings) if r["detector"] == "feature_drift"}
+    drift = {r["window_id"] for r in stored_results(settings) if r["detector"] == "feature_drift"}
     assert drift == {w["window_id"] for w in windows}  # every window has its verdict
     assert _assert_each_row_in_one_window(settings, versions) == 1000
     assert monitor.reader.watermark() == positions(monitor.engine)[-1]

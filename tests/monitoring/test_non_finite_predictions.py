@@ -31,8 +31,8 @@ from tests.monitoring.classifier_log import (
     write_labels,
     write_rows,
 )
-from tests.monitoring.log_rows import update_items
-from tests.monitoring.test_monitor import _results, _write_log
+from tests.monitoring.log_rows import update_items, write_log
+from tests.monitoring.results import stored_results
 from tests.processes import metric
 from watchkeeper.classification import PredictionSetSpec
 from watchkeeper.db.engine import create_engine
@@ -55,7 +55,7 @@ def test_a_window_with_non_finite_predictions_is_evaluated_without_them(
     finite = list(predicted)
     for i, value in NON_FINITE.items():
         predicted[i] = value
-    _write_log(settings, records, predicted)
+    write_log(settings, records, predicted)
     engine = create_engine(settings.storage.database_url)
     now = datetime.now(UTC)
     with engine.begin() as connection:  # labels for the first 100 predictions
@@ -71,7 +71,7 @@ def test_a_window_with_non_finite_predictions_is_evaluated_without_them(
 
     assert monitor.run_once() == 2
 
-    results = _results(settings)
+    results = stored_results(settings)
     assert not [r for r in results if "error" in r["details"]]
     output = sorted(
         (r for r in results if r["detector"] == "output_drift"), key=lambda r: r["first_seq"]
@@ -106,13 +106,13 @@ def test_a_window_with_too_few_finite_predictions_gets_no_output_drift_verdict(
         predicted[i] = (math.nan, math.inf, -math.inf)[i % 3]
     for i in range(500, 850):  # the second: 150 finite, under min_samples (200)
         predicted[i] = math.nan
-    _write_log(settings, records, predicted)
+    write_log(settings, records, predicted)
     monitor = make_monitor()
 
     assert monitor.run_once() == 2
 
     output = sorted(
-        (r for r in _results(settings) if r["detector"] == "output_drift"),
+        (r for r in stored_results(settings) if r["detector"] == "output_drift"),
         key=lambda r: r["first_seq"],
     )
     assert [r["is_drift"] for r in output] == [None, None]
@@ -179,7 +179,7 @@ def test_a_classifier_window_with_non_finite_probabilities_is_evaluated_without_
         write_labels(engine, ids[:100], truth[:100])
         assert monitor.run_once() == 1
         by_check = {
-            check: [r for r in _results(settings) if r["detector"] == check]
+            check: [r for r in stored_results(settings) if r["detector"] == check]
             for check in ("accuracy", "accuracy_rolling", "estimated_accuracy", "output_drift")
         }
     finally:
@@ -235,7 +235,7 @@ def test_a_classifier_row_whose_probabilities_are_no_probabilities_stops_nothing
     assert class_monitor.run_once() == 1
     class_monitor.run_once()  # the labels were read once: nothing is left to fail on
 
-    results = _results(class_monitor.settings)
+    results = stored_results(class_monitor.settings)
     assert not [(r["detector"], r["details"]) for r in results if "error" in r["details"]]
     by_check = {r["detector"]: r for r in results}
     for check in ("accuracy", "accuracy_rolling", "estimated_accuracy", "output_drift"):
@@ -293,7 +293,7 @@ def test_a_classifier_window_with_too_few_classed_rows_gets_no_output_drift_verd
     finally:
         engine.dispose()
 
-    (output,) = (r for r in _results(class_settings) if r["detector"] == "output_drift")
+    (output,) = (r for r in stored_results(class_settings) if r["detector"] == "output_drift")
     assert (output["is_drift"], output["score"]) == (None, None)
     assert output["details"]["non_finite_predictions"] == 350
     assert "fewer than 200" in output["details"]["reason"]
@@ -315,7 +315,9 @@ def test_a_classifier_window_with_probabilities_of_another_length_still_tests_th
 
     assert class_monitor.run_once() == 1
 
-    (output,) = (r for r in _results(class_monitor.settings) if r["detector"] == "output_drift")
+    (output,) = (
+        r for r in stored_results(class_monitor.settings) if r["detector"] == "output_drift"
+    )
     assert "error" not in output["details"]
     assert output["details"]["non_finite_predictions"] == len(odd)
     kept = [i for i in range(500) if i not in odd]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.monitoring.test_monitor import AREAS, _write_log
+from tests.monitoring.log_rows import AREAS, write_log
 from tests.observability import Server
 from tests.processes import Process, wait_for
 from watchkeeper.db.engine import create_engine
@@ -55,7 +55,7 @@ def test_a_broken_client_fires_the_out_of_range_alert(
     upgrade(engine)
     engine.dispose()
     records = _broken([replay_records[i % len(replay_records)] for i in range(1000)], scenario)
-    _write_log(settings, records, [200_000.0] * len(records))
+    write_log(settings, records, [200_000.0] * len(records))
     monitor = start_watchkeeper(
         "monitor",
         WATCHKEEPER_MONITOR_INTERVAL="0.5",

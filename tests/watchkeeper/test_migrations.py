@@ -618,3 +618,47 @@ def test_0013_moves_the_score_into_the_seq_index_and_back(
     }
     assert stored() == before
     engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_0016_makes_the_view_the_code_describes(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A database at 0015 as the code of its day left it (here: a view reading a value
+    as the plain cast did, which raised on ``1e400``) reads every value as the code
+    describes after the upgrade: each database alike (booleans NULL, ``1e99999`` an
+    infinity). The downgrade keeps that view."""
+    engine = create_engine(_blank_url(kind, tmp_path, request))
+    upgrade(engine, "0015")
+    plain = "(o.v ->> 0)::float8" if kind == "postgresql" else "json_extract(o.value, '$[0]')"
+    elements = (
+        "json_array_elements(r.outputs::json) AS o(v)"
+        if kind == "postgresql"
+        else "json_each(r.outputs) o"
+    )
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP VIEW predictions")
+        connection.exec_driver_sql(
+            f"CREATE VIEW predictions AS SELECT r.request_id, {plain} AS prediction"
+            f" FROM requests r, {elements}"
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO requests (request_id, received_at, endpoint, method,"
+                " status_code, latency_seconds, model_version, n_items, seq, single,"
+                f" outputs) VALUES ('r1', '{_T}', '/predict', 'POST', 200, 0.01, 'v1', 4, 1,"
+                " false, :outputs)"
+            ),
+            {"outputs": "[[1e400, 1, 2], [true, 1, 2], [1e99999, 1, 2], [150000.5, 1, 2]]"},
+        )
+
+    def read() -> list[Any]:
+        with engine.connect() as connection:
+            query = "SELECT prediction FROM predictions ORDER BY item_index"
+            return [row[0] for row in connection.exec_driver_sql(query)]
+
+    upgrade(engine)
+    assert read() == [math.inf, None, math.inf, 150000.5]
+    _migrate(engine, "0015")
+    assert read() == [math.inf, None, math.inf, 150000.5]
+    engine.dispose()

@@ -4,11 +4,14 @@ its rows: non-finite numbers compare and sort as numbers, not as their stored na
 from __future__ import annotations
 
 import math
+from datetime import UTC
 
+import pandas as pd
 import sqlalchemy as sa
 
 from serving.log_store import LogStore
 from tests.log_entries import log_entry
+from watchkeeper.db.prediction_view import EARLIEST, LATEST
 from watchkeeper.db.tables import predictions
 
 
@@ -57,12 +60,23 @@ STORED = {
     "1e400": math.inf,
     "-1e400": -math.inf,
     "1e-400": 0.0,
+    # an exponent of 5 digits, which PostgreSQL's numeric cannot hold: as 1e400, 1e-400
     "1e99999": math.inf,
+    "-1e99999": -math.inf,
+    "1e-99999": 0.0,
+    "0e99999": 0.0,
+    "1e00005": 100000.0,  # 5 digits, the number they say is not
+    "1": 1.0,
+    "0": 0.0,
     # no number at all: NULL
     '"abc"': None,
     '""': None,
     '"Inf"': None,
     "null": None,
+    "true": None,  # a JSON boolean is no number (SQLite's JSON reads it as 1)
+    "false": None,
+    "[1.0]": None,
+    '{"a": 1}': None,
 }
 """An output's first value as a writer may have stored it (JSON text), and what the view
 reads of it."""
@@ -71,7 +85,9 @@ reads of it."""
 def test_any_stored_value_is_read_without_an_error(engine: sa.Engine) -> None:
     """A value no server writes (text, a number beyond a double's range: a buggy or
     foreign writer's) raised in PostgreSQL's cast, or SQLite's read, in every query over
-    its row: the monitor failed every cycle on it."""
+    its row: the monitor failed every cycle on it. Both databases read each value the
+    same: ``1e99999`` was NULL on PostgreSQL and an infinity on SQLite, ``true`` 1 on
+    SQLite and NULL on PostgreSQL."""
     LogStore(engine).insert([log_entry(1, len(STORED))])
     outputs = ", ".join(f"[{stored}, 1.0, 2.0, {stored}]" for stored in STORED)
     with engine.begin() as connection:
@@ -85,8 +101,6 @@ def test_any_stored_value_is_read_without_an_error(engine: sa.Engine) -> None:
     assert len(read) == len(STORED)
     sqlite = engine.dialect.name == "sqlite"
     for (stored, expected), (prediction, score) in zip(STORED.items(), read, strict=True):
-        if stored == "1e99999" and not sqlite:
-            expected = None  # an exponent numeric cannot hold: no number there
         # SQLite reads a NaN score as no score, which ranks nowhere (see above)
         nan_score = sqlite and stored == '"NaN"'
         for value, wanted in ((prediction, expected), (score, None if nan_score else expected)):
@@ -96,3 +110,9 @@ def test_any_stored_value_is_read_without_an_error(engine: sa.Engine) -> None:
                 assert value is not None and math.isnan(value), stored
             else:
                 assert value == wanted, stored
+
+
+def test_a_held_time_is_one_pandas_holds() -> None:
+    """:func:`held_time`'s bounds are pandas' first and last microsecond."""
+    assert pd.Timestamp(EARLIEST) == pd.Timestamp.min.ceil("us").tz_localize(UTC)
+    assert pd.Timestamp(LATEST) == pd.Timestamp.max.floor("us").tz_localize(UTC)

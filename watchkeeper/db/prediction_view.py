@@ -12,13 +12,17 @@ with the database's JSON functions. Conditions on the request's own columns
 bounds ``request_seq`` as well (:func:`seq_between`).
 
 A non-finite number is stored as its name (JSON has none): ``NaN``, ``Infinity``,
-``-Infinity``; both databases read the names back as floats. An item that is ``null``
+``-Infinity``; both databases read the names back as floats. A value no writer stores
+(a foreign one's) never fails a read, and both databases read it alike: a number's text
+as the number, one beyond a double's range as an infinity (``1e400``, ``1e99999``) or 0,
+anything else (text, a boolean, a list) as NULL. An item that is ``null``
 is no prediction: a request logged before migration 0010 whose other predictions the
 prune of the time had deleted keeps its remaining ones at their item index.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,33 +38,63 @@ _DOUBLE_MIN = "4.9406564584124654e-324"
 """The smallest double above zero: a number under it underflows (``float8`` raises)."""
 
 
+_JSON_NUMBER_START = "-0123456789"
+"""What a JSON number's text starts with; nothing else JSON writes does."""
+
+
 def _postgres_number(index: int) -> str:
     """Item ``index`` of an output as a float, never an error: a plain cast raised on
     text that is no number, or a number beyond a double's range (``1e400``), failing
     every read of its row (the monitor's every cycle) until it was deleted by hand.
-    Numbers and the writer's names of non-finite ones (``NaN``, ``Infinity``,
-    ``-Infinity``) read as before; a number beyond a double's range reads as an
-    infinity, one under it as 0, as SQLite reads them; anything else (text, ``true``,
-    a list, a number of over 300 characters or a 5-digit exponent, which ``numeric``
-    could not hold either) as NULL. A JSON number of up to 300 characters without an
-    exponent, what the writer stores, is cast at once: it cannot be out of range. The
-    test is not free: each ``->``/``->>`` parses the item again, and reading all four
-    values of 200,000 predictions took 3.8 s of one core where the plain cast took 1.3 s
-    (a pattern on each value, 5.3 s)."""
-    text = f"(o.v ->> {index})"
+
+    What the writer stores, a JSON number of up to 300 characters without an exponent,
+    is cast at once: it cannot be out of range. It is told by the item's own text
+    (``t.t<index>``, a JSON number's starts with a digit or ``-``), taken out of the
+    item once for every test (:data:`_ITEM_TEXTS`). Testing the parsed value instead
+    (migration 0015: ``json_typeof``, each ``->``/``->>`` parsing the item again) made
+    reading all four numbers of 200,000 predictions cost 2.8 times the plain cast
+    (1.54 s of the backend's CPU against 0.55 s); this costs 1.46 times (0.80 s;
+    bench/README.md, ``view_number_bench.py``). Anything else is read by
+    :func:`_any_number`."""
+    raw = f"t.t{index}"
+    return (
+        f"CASE WHEN strpos('{_JSON_NUMBER_START}', left({raw}, 1)) > 0"
+        f" AND length({raw}) <= 300 AND strpos({raw}, 'e') = 0 AND strpos({raw}, 'E') = 0"
+        f" THEN {raw}::float8"
+        f" WHEN {raw} IS NULL OR {raw} = 'null' THEN NULL"
+        f" ELSE {_any_number(f'(o.v ->> {index})')} END"
+    )
+
+
+def _any_number(text: str) -> str:
+    """``text`` (an item's value as ``->>`` reads it) as a float, never an error. The
+    writer's names of non-finite numbers (``NaN``, ``Infinity``, ``-Infinity``) read
+    as those; a number's text (:data:`~watchkeeper.db.tables.NUMBER_TEXT`, in a JSON
+    number or a string) as the number, one beyond a double's range as an infinity and
+    one under it as 0, as SQLite reads them (an exponent of 5 digits or more, which
+    ``numeric`` cannot hold, is told by its sign); anything else (text, ``true``, a
+    list, a number of over 300 characters) as NULL. Each test reads the text again:
+    only for values the writer does not store."""
     number = f"{text}::numeric"
     return (
-        # one reading of the text: over 300 characters if it holds an exponent
-        f"CASE WHEN json_typeof(o.v -> {index}) = 'number'"
-        f" AND length(replace(lower({text}), 'e', repeat('e', 301))) <= 300 THEN {text}::float8"
-        f" WHEN {text} IN ('NaN', 'Infinity', '-Infinity') THEN {text}::float8"
-        f" WHEN length({text}) > 300 OR {text} !~ '^{NUMBER_TEXT}$'"
-        f" OR {text} ~ '[eE][-+]?[0-9][0-9][0-9][0-9][0-9]' THEN NULL"
+        f"CASE WHEN {text} IN ('NaN', 'Infinity', '-Infinity') THEN {text}::float8"
+        f" WHEN length({text}) > 300 OR {text} !~ '^{NUMBER_TEXT}$' THEN NULL"
+        f" WHEN {text} ~ '[eE][-+]?0*[1-9][0-9]{{4}}' THEN CASE"
+        f" WHEN {text} ~ '[eE]-' OR {text} ~ '^-?[0.]+[eE]' THEN 0::float8"
+        f" WHEN left({text}, 1) = '-' THEN '-Infinity'::float8 ELSE 'Infinity'::float8 END"
         f" WHEN {number} > {_DOUBLE_MAX} THEN 'Infinity'::float8"
         f" WHEN {number} < -{_DOUBLE_MAX} THEN '-Infinity'::float8"
         f" WHEN abs({number}) < {_DOUBLE_MIN} THEN 0::float8"
         f" ELSE {number}::float8 END"
     )
+
+
+_ITEM_TEXTS = """CROSS JOIN LATERAL (
+    SELECT (o.v -> 0)::text, (o.v -> 1)::text, (o.v -> 2)::text, (o.v -> 3)::text OFFSET 0
+) AS t(t0, t1, t2, t3)"""
+"""The first four values of an item as its JSON text, each taken out once: ``OFFSET 0``
+keeps PostgreSQL from pulling the subquery up and so computing each again wherever a
+column's expression names it."""
 
 
 _POSTGRES = f"""
@@ -81,6 +115,7 @@ SELECT r.seq * {ITEMS_PER_REQUEST} + (o.n - 1) AS seq,
        r.seq AS request_seq
 FROM requests r
 CROSS JOIN LATERAL json_array_elements(r.outputs::json) WITH ORDINALITY AS o(v, n)
+{_ITEM_TEXTS}
 WHERE r.outputs IS NOT NULL AND json_typeof(o.v) <> 'null'
 """
 
@@ -90,11 +125,17 @@ def _sqlite_number(index: int, *, nan: str = "'NaN'") -> str:
     (``9e999``), so it sorts and compares as one; NaN, which a REAL cannot hold, as the
     text ``NaN`` (read back as NaN, as the table before 0010 held a NaN prediction) or,
     for the OOD score, NULL: a score that is no number ranks nowhere (the table before
-    0010 stored it so). Names left as text would sort above every number."""
-    value = f"json_extract(o.value, '$[{index}]')"
+    0010 stored it so). Names left as text would sort above every number. A JSON
+    boolean is no number: NULL, as PostgreSQL reads it (``json_extract`` gives it as 1
+    or 0, so only a value equal to one of those has its type looked up)."""
+    path = f"'$[{index}]'"
+    value = f"json_extract(o.value, {path})"
+    boolean = (
+        f"CASE WHEN json_type(o.value, {path}) IN ('true', 'false') THEN NULL ELSE {value} END"
+    )
     return (
         f"CASE {value} WHEN 'Infinity' THEN 9e999 WHEN '-Infinity' THEN -9e999"
-        f" WHEN 'NaN' THEN {nan} ELSE {value} END"
+        f" WHEN 'NaN' THEN {nan} WHEN 1 THEN {boolean} WHEN 0 THEN {boolean} ELSE {value} END"
     )
 
 
@@ -141,6 +182,19 @@ def drop_statements(dialect: str) -> list[str]:
     if dialect != "postgresql":
         statements.append("DROP TRIGGER IF EXISTS requests_seq")
     return statements
+
+
+EARLIEST = datetime(1677, 9, 21, 0, 12, 43, 145225, tzinfo=UTC)
+LATEST = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC)
+"""The first and last microsecond pandas holds (``pd.Timestamp.min``/``max``)."""
+
+
+def held_time(column: sa.ColumnElement[datetime]) -> sa.ColumnElement[datetime]:
+    """``column`` where pandas can hold it, else NULL: no writer stores a time outside
+    1677 to 2262, a foreign one may (year 1000 or 9999, PostgreSQL's ``infinity``, which
+    psycopg cannot read at all), and such a time raised wherever a reader made it a
+    timestamp."""
+    return sa.case((column.between(EARLIEST, LATEST), column), else_=sa.null())
 
 
 def seq_between(after: int, up_to: int) -> sa.ColumnElement[bool]:
