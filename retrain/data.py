@@ -12,6 +12,7 @@ which stays the database's newest), so training reaches past the log's retention
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 
 from retrain.labels import NAMED, LeftOut, Screened, screen_classes, screen_values, trainable_range
 from watchkeeper.data_source import AMES, DataSourceError, describe_csv, load_source
-from watchkeeper.dataset import Dataset
+from watchkeeper.dataset import Dataset, DatasetError, data_columns
 from watchkeeper.db.archive import archived_labels
 from watchkeeper.db.tables import feedback
 from watchkeeper.errors import WatchkeeperError
@@ -31,9 +32,12 @@ from watchkeeper.labelled_rows import LabelledRows
 from watchkeeper.model_metrics import JsonForm
 from watchkeeper.prediction_ids import logged_ids, logged_requests, parse_prediction_id
 from watchkeeper.registry import RegisteredModel
+from watchkeeper.retrain_options import RetrainOptions
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import label_text
 from watchkeeper.version_metadata import DataSource, DataWindow
+
+log = logging.getLogger(__name__)
 
 
 class NotEnoughData(WatchkeeperError):
@@ -113,15 +117,16 @@ def base_dataset(
     (``data_source``), restricted to its training window.
 
     ``csv`` (and ``target``) replace the recorded source: the candidate then records
-    that file. Versions registered before sources were recorded find the packaged Ames
-    data by name; any other data must then be named with ``csv``.
+    that file. Without ``target``, the champion's target column, which the file must
+    have (:func:`_champion_target`). Versions registered before sources were recorded
+    find the packaged Ames data by name; any other data must then be named with
+    ``csv``.
     """
     base = champion.record.training_window.origin
     source = champion.record.data_source
     if csv is not None:
-        target = target or (source.target if source else None)
         if target is None:
-            raise DataSourceError(f"--csv {csv} needs --target: the column to predict")
+            target = _champion_target(champion, csv)
         period = base.period_column or (source.period_column if source else None)
         # the family's excluded columns (ids, leaky ones) stay excluded in what it records
         source = describe_csv(csv, target, period, exclude=source.exclude if source else ())
@@ -138,6 +143,35 @@ def base_dataset(
     if dataset.period is not None and base.has_period:
         dataset = dataset.between(base.start, base.end)
     return BaseData(dataset, source)
+
+
+def _champion_target(champion: RegisteredModel, data: str) -> str:
+    """The target of ``data`` (a request's ``--csv``/``--rdataset``) asked for without
+    ``--target``: the champion's target column, if the data has one of that name; else
+    :class:`DataSourceError` naming it and the data's columns, before the data is read
+    whole. Requests queued by a command line before it checked this (or by hand) ask
+    for it; the run took the champion's target and failed reading the data, its
+    reason not saying that no target was asked for, nor what to do."""
+    source = champion.record.data_source
+    target = source.target if source else champion.record.feature_schema.target
+    try:
+        columns = data_columns(data)
+    except DatasetError:  # not there, or no CSV: reading it says so, naming the file
+        return target
+    if target not in columns:
+        asked = RetrainOptions(data=data).described()
+        raise DataSourceError(
+            f"the request asks for {asked} without --target, and that data has no column "
+            f"{target!r}, the target of the champion {champion.version} (its columns: "
+            f"{', '.join(columns)}); request the retrain again with --target COLUMN"
+        )
+    log.info(
+        "retraining on %s without --target: training on %r, the target of %s",
+        data,
+        target,
+        champion.version,
+    )
+    return target
 
 
 def labelled_predictions(

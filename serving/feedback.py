@@ -20,12 +20,17 @@ integer or a boolean) for a classifier, stored as its text in ``label``
 (:func:`watchkeeper.task.label_text`) and, when it is a number, in ``actual`` too. A
 label outside that version's classes is stored: it is a real outcome, which the
 monitor counts as wrong.
+
+A request reads the database once before its insert (:func:`read_log`): the logged
+requests its ids name, which say each label's rule and how many ids are not logged yet,
+and the labels stored for its ids, which say what is a duplicate (it read the requests
+twice, on two connections: once for the rules, again for the count).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -46,7 +51,7 @@ from watchkeeper.errors import (
     ValidationFailed,
     database_errors,
 )
-from watchkeeper.prediction_ids import logged_ids, parse_prediction_id
+from watchkeeper.prediction_ids import LoggedRequest, logged_requests, parse_prediction_id
 from watchkeeper.task import MAX_LABEL, Task, label_text
 
 MAX_ID = 48
@@ -58,10 +63,6 @@ _NOT_AN_ID = (
 )
 _LABEL_EXPECTED = "must be a class label (a string, an integer or a boolean)"
 _REGRESSION = LabelRule(Task.REGRESSION)
-
-RuleLookup = Callable[[list[str]], Mapping[str, LabelRule]]
-"""The rule of each of these prediction ids whose model version is known
-(:func:`serving.label_rules.label_rules`); the others take the served model's."""
 
 
 @dataclass(frozen=True)
@@ -86,20 +87,157 @@ class StoredFeedback:
     """Ids whose prediction is not in the log (yet)."""
 
 
-def parse_feedback(
-    payload: Any,
-    *,
-    max_items: int,
-    served: LabelRule = _REGRESSION,
-    rules: RuleLookup | None = None,
-) -> list[FeedbackItem]:
-    """``{"id", "actual"}`` or ``{"items": [{"id", "actual"}, ...]}``; each ``actual``
-    as the model version that made its prediction takes it (``rules``, asked once for
-    the well-formed ids), else as the ``served`` model does. 422 naming every bad
-    field; 503 naming the items whose version's metadata cannot be read."""
+@dataclass(frozen=True)
+class StoredLabel:
+    """The feedback stored for a prediction id."""
+
+    actual: float | None
+    label: str | None
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class LogRead:
+    """What the database says of a request's prediction ids, read once for it
+    (:func:`read_log`): the logged requests that may hold them (what each label's rule
+    is, :func:`serving.label_rules.label_rules`, and how many are logged yet) and the
+    labels stored for them (what is a duplicate)."""
+
+    requests: Mapping[str, LoggedRequest]
+    """By request id."""
+    labels: Mapping[str, StoredLabel]
+    """By prediction id."""
+
+    def logged(self, prediction_ids: Iterable[str]) -> int:
+        """How many of ``prediction_ids`` the log holds."""
+        held = 0
+        for pid in prediction_ids:
+            key = parse_prediction_id(pid)
+            request = self.requests.get(key.request_id) if key is not None else None
+            if key is not None and request is not None and request.holds(key):
+                held += 1
+        return held
+
+
+NOTHING_READ = LogRead({}, {})
+"""What a request whose ids are all malformed reads: nothing."""
+
+
+def read_log(engine: sa.Engine, prediction_ids: list[str]) -> LogRead:
+    """The logged requests holding ``prediction_ids`` (found by their keys) and the
+    labels stored for them, on one connection. Outside the lock that orders feedback
+    writes (held by one writer of every worker and pod at a time; SQLite's is the log
+    writers' too): looking up 10,000 ids under it made every other write wait. An id
+    stored meanwhile by another request is still refused, by the insert."""
+    keys = (parse_prediction_id(pid) for pid in prediction_ids)
+    with engine.connect() as connection:
+        requests = logged_requests(connection, (k.request_id for k in keys if k is not None))
+        labels = _stored_labels(connection, prediction_ids)
+    return LogRead(requests, labels)
+
+
+def _stored_labels(connection: sa.Connection, prediction_ids: list[str]) -> dict[str, StoredLabel]:
+    query = sa.select(
+        feedback.c.prediction_id, feedback.c.actual, feedback.c.label, feedback.c.received_at
+    ).where(feedback.c.prediction_id.in_(prediction_ids))
+    return {
+        row.prediction_id: StoredLabel(row.actual, row.label, row.received_at)
+        for row in connection.execute(query)
+    }
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """An item whose id is well formed: where it is, and its label as sent."""
+
+    position: int
+    dot: str
+    """``items[i].``, or ``""`` for one label."""
+    prediction_id: str
+    actual: Any
+
+
+@dataclass(frozen=True)
+class FeedbackBody:
+    """A ``/feedback`` body read as far as it can be without the database: the items
+    whose ids are well formed, and what is wrong with the others. What each label must
+    be is known once the log says which version made its prediction
+    (:meth:`labels`)."""
+
+    candidates: tuple[_Candidate, ...]
+    problems: tuple[tuple[int, FieldProblem], ...]
+    """By the item's position, to be named in the body's order."""
+
+    @property
+    def ids(self) -> list[str]:
+        """The well-formed ids, to read the log for."""
+        return [c.prediction_id for c in self.candidates]
+
+    def labels(
+        self, rules: Mapping[str, LabelRule], served: LabelRule = _REGRESSION
+    ) -> list[FeedbackItem]:
+        """Each ``actual`` as the model version that made its prediction takes it
+        (``rules``, by prediction id), else as the ``served`` model does. 422 naming
+        every bad field; 503 naming the items whose version's metadata cannot be read."""
+        problems = list(self.problems)
+        items: list[FeedbackItem] = []
+        unreadable: list[FieldProblem] = []
+        seen: set[str] = set()
+        for candidate in self.candidates:
+            position, dot, pid = candidate.position, candidate.dot, candidate.prediction_id
+            rule = rules.get(pid, served)
+            if rule.unreadable is not None:
+                unreadable.append(
+                    FieldProblem(
+                        f"{dot}id",
+                        f"was predicted by model version {rule.version}, whose metadata cannot "
+                        "be read (the server log says why): what its label must be is unknown",
+                    )
+                )
+                continue
+            parsed = _parsed(pid, candidate.actual, rule, served)
+            if isinstance(parsed, str):
+                problems.append((position, FieldProblem(f"{dot}actual", parsed)))
+                continue
+            if pid in seen:
+                problems.append((position, _twice(dot, pid)))
+                continue
+            seen.add(pid)
+            items.append(replace(parsed, field=f"{dot}id") if dot else parsed)
+        _refuse(problems)
+        if unreadable:
+            raise ModelNotAvailable(
+                f"{len(unreadable)} label(s) are for predictions of a model version whose "
+                "metadata cannot be read; nothing was stored",
+                details=unreadable,
+            )
+        return items
+
+    def refuse_without_log(self, tasks: Collection[Task]) -> None:
+        """Raise the 422 a body gets whichever version made its predictions, if any: its
+        malformed ids, ids sent twice, and labels that a model of none of ``tasks``
+        (:func:`serving.label_rules.possible_tasks`) takes. For when the log cannot be
+        read: the 503 that the rest waits on must not hide what the client has to fix."""
+        problems = list(self.problems)
+        seen: set[str] = set()
+        for candidate in self.candidates:
+            position, dot, pid = candidate.position, candidate.dot, candidate.prediction_id
+            refusal = _refused_by_every(pid, candidate.actual, tasks)
+            if refusal is not None:
+                problems.append((position, FieldProblem(f"{dot}actual", refusal)))
+            elif pid in seen:
+                problems.append((position, _twice(dot, pid)))
+            seen.add(pid)
+        _refuse(problems)
+
+
+def parse_feedback(payload: Any, *, max_items: int) -> FeedbackBody:
+    """``{"id", "actual"}`` or ``{"items": [{"id", "actual"}, ...]}``: its envelope and
+    ids checked (400, 413, 422 for a body no database could make right), its labels
+    kept for :meth:`FeedbackBody.labels`."""
     raw, where = _envelope(payload, max_items)
     problems: list[tuple[int, FieldProblem]] = []
-    candidates: list[tuple[int, str, str, Any]] = []  # position, "items[i].", id, actual
+    candidates: list[_Candidate] = []
     for position, (place, item) in enumerate(zip(where, raw, strict=True)):
         dot = f"{place}." if place else ""
         if not isinstance(item, dict) or set(item) != {"id", "actual"}:
@@ -119,43 +257,30 @@ def parse_feedback(
             # prediction will ever have it, so it could only become an orphan a day on
             problems.append((position, FieldProblem(f"{dot}id", _NOT_AN_ID)))
             continue
-        candidates.append((position, dot, pid, item["actual"]))
+        candidates.append(_Candidate(position, dot, pid, item["actual"]))
+    return FeedbackBody(tuple(candidates), tuple(problems))
 
-    found = rules([pid for _, _, pid, _ in candidates]) if rules and candidates else {}
-    items: list[FeedbackItem] = []
-    unreadable: list[FieldProblem] = []
-    seen: set[str] = set()
-    for position, dot, pid, actual in candidates:
-        rule = found.get(pid, served)
-        if rule.unreadable is not None:
-            unreadable.append(
-                FieldProblem(
-                    f"{dot}id",
-                    f"was predicted by model version {rule.version}, whose metadata cannot "
-                    "be read (the server log says why): what its label must be is unknown",
-                )
-            )
-            continue
-        parsed = _parsed(pid, actual, rule, served)
-        if isinstance(parsed, str):
-            problems.append((position, FieldProblem(f"{dot}actual", parsed)))
-            continue
-        if pid in seen:
-            problem = FieldProblem(f"{dot}id", f"{pid!r} appears twice in this request")
-            problems.append((position, problem))
-            continue
-        seen.add(pid)
-        items.append(replace(parsed, field=f"{dot}id") if dot else parsed)
+
+def _twice(dot: str, pid: str) -> FieldProblem:
+    return FieldProblem(f"{dot}id", f"{pid!r} appears twice in this request")
+
+
+def _refuse(problems: list[tuple[int, FieldProblem]]) -> None:
     if problems:
         problems.sort(key=lambda found: found[0])
         raise ValidationFailed("invalid feedback", details=[p for _, p in problems])
-    if unreadable:
-        raise ModelNotAvailable(
-            f"{len(unreadable)} label(s) are for predictions of a model version whose "
-            "metadata cannot be read; nothing was stored",
-            details=unreadable,
-        )
-    return items
+
+
+def _refused_by_every(pid: str, actual: Any, tasks: Collection[Task]) -> str | None:
+    """What is wrong with ``actual`` for a model of any of ``tasks``; None when one of
+    them takes it. A classifier's problem when both refuse it: it says more (a number
+    is a class label too)."""
+    refusals = {task: _parsed(pid, actual, LabelRule(task), LabelRule(task)) for task in tasks}
+    if any(not isinstance(refusal, str) for refusal in refusals.values()):
+        return None
+    refusal = refusals.get(Task.CLASSIFICATION, refusals.get(Task.REGRESSION))
+    assert isinstance(refusal, str)
+    return refusal
 
 
 def _envelope(payload: Any, max_items: int) -> tuple[list[Any], list[str]]:
@@ -250,21 +375,30 @@ def _as_class_of(item: FeedbackItem, classes: frozenset[str]) -> FeedbackItem:
     return replace(item, label=label, known_class=label in classes)
 
 
-def store_feedback(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
+def store_feedback(
+    engine: sa.Engine, items: list[FeedbackItem], read: LogRead | None = None
+) -> StoredFeedback:
     """Insert ``items``; raise if any id already has other feedback, and
-    :class:`DatabaseUnavailable` (503) if the database cannot be used now.
+    :class:`DatabaseUnavailable` (503) if the database cannot be used now. ``read`` is
+    what the request read of the database for these ids (:func:`read_log`), read here
+    when not given.
 
     An id that already has the same label is accepted again and not stored twice: a
     client whose request was answered 503 when the database was cut off during its
     commit cannot know whether it was stored, and retries."""
+    ids = [item.prediction_id for item in items]
     with database_errors("the feedback"):
+        if read is None:
+            read = read_log(engine, ids)
         try:
-            return _store(engine, items)
+            return _store(engine, items, read)
         except _StoredMeanwhile:
             # Another request stored some of these ids after they were looked up: look
             # again, which tells a retry of the same labels from other labels.
+            with engine.connect() as connection:
+                read = replace(read, labels=_stored_labels(connection, ids))
             try:
-                return _store(engine, items)
+                return _store(engine, items, read)
             except _StoredMeanwhile as exc:
                 # Stored meanwhile again, by yet another request: the same 409 as for
                 # an id labelled before, naming the ids the insert found taken.
@@ -293,13 +427,7 @@ def _taken(engine: sa.Engine, tried: list[FeedbackItem]) -> list[FeedbackItem]:
     """The items of ``tried`` (none of them stored when looked up) whose ids have
     feedback now; all of ``tried`` if none has (it was removed again meanwhile)."""
     with engine.connect() as connection:
-        stored = set(
-            connection.scalars(
-                sa.select(feedback.c.prediction_id).where(
-                    feedback.c.prediction_id.in_([i.prediction_id for i in tried])
-                )
-            )
-        )
+        stored = _stored_labels(connection, [i.prediction_id for i in tried])
     return [i for i in tried if i.prediction_id in stored] or tried
 
 
@@ -307,32 +435,15 @@ def _id(item: FeedbackItem) -> str:
     return item.prediction_id
 
 
-def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
-    ids = [item.prediction_id for item in items]
-    # The reads first, outside the lock that orders feedback writes (held by one writer
-    # of every worker and pod at a time; SQLite's is the log writers' too): looking up
-    # 10,000 ids under it made every other write wait. An id stored meanwhile by another
-    # request is still refused, by the insert.
-    with engine.connect() as connection:
-        stored = {
-            row.prediction_id: row
-            for row in connection.execute(
-                sa.select(
-                    feedback.c.prediction_id,
-                    feedback.c.actual,
-                    feedback.c.label,
-                    feedback.c.received_at,
-                ).where(feedback.c.prediction_id.in_(ids))
-            )
-        }
-        other = [i for i in items if i.prediction_id in stored and not _same(i, stored)]
-        if other:
-            raise _duplicates(other)
-        # Each id's request found by its key, not every request's predictions expanded.
-        known = len(logged_ids(connection, ids))
+def _store(engine: sa.Engine, items: list[FeedbackItem], read: LogRead) -> StoredFeedback:
+    stored = read.labels
+    other = [i for i in items if i.prediction_id in stored and not _same(i, stored)]
+    if other:
+        raise _duplicates(other)
+    known = read.logged(i.prediction_id for i in items)
     new = [i for i in items if i.prediction_id not in stored]
     if not new:  # all of it stored before, as it is now: by this request's first try
-        latest = max(row.received_at for row in stored.values())
+        latest = max(label.received_at for label in stored.values())
         return StoredFeedback(latest, len(items), len(items) - known)
     with engine.begin() as connection:
         now = arrival_time(connection)
@@ -358,7 +469,7 @@ def _store(engine: sa.Engine, items: list[FeedbackItem]) -> StoredFeedback:
     return StoredFeedback(now, len(items), len(items) - known)
 
 
-def _same(item: FeedbackItem, stored: dict[str, sa.Row]) -> bool:
+def _same(item: FeedbackItem, stored: Mapping[str, StoredLabel]) -> bool:
     """Whether ``item`` is the label stored for its id (floats round-trip exactly)."""
-    row = stored[item.prediction_id]
-    return (row.actual, row.label) == (item.actual, item.label)
+    label = stored[item.prediction_id]
+    return (label.actual, label.label) == (item.actual, item.label)

@@ -12,20 +12,24 @@ is taken as the served version's: it was made moments ago, most likely by it. A
 version whose metadata cannot be read (removed, malformed) has no rule but the reason
 why, which ``/feedback`` answers with a 503 naming the item: nothing tells what its
 label must be, and storing it unchecked could put a class where a number belongs.
+
+With the database down, no prediction's version is known; a label is still refused
+(422) when no task the registry's versions have could take it (:func:`possible_tasks`):
+"abc" for a prediction when every version is a regression model. Bad input is the
+client's to fix whatever the database's state; one that some version would take waits
+for the database (503).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
 from watchkeeper.classification import Classifier, ServedModel
 from watchkeeper.errors import RegistryError
-from watchkeeper.prediction_ids import logged_requests, parse_prediction_id
+from watchkeeper.prediction_ids import LoggedRequest, parse_prediction_id
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.task import Task, label_text
 
@@ -56,20 +60,20 @@ class LabelRule:
 
 
 def label_rules(
-    engine: sa.Engine,
+    logged: Mapping[str, LoggedRequest],
     prediction_ids: Iterable[str],
     *,
     served: LabelRule,
     registry: ModelRegistry,
 ) -> dict[str, LabelRule]:
     """The rule of each of ``prediction_ids`` that the log holds, by the version that
-    made it (ids it leaves out are the served version's). Reads the log by the
-    requests' keys, and each earlier version's metadata once."""
-    keys = {pid: parse_prediction_id(pid) for pid in prediction_ids}
-    with engine.connect() as connection:
-        logged = logged_requests(connection, {k.request_id for k in keys.values() if k})
+    made it (ids it leaves out are the served version's); ``logged`` holds the logged
+    requests among theirs, by request id (:func:`serving.feedback.read_log`, the one
+    read of the log a ``/feedback`` request makes). Reads each earlier version's
+    metadata once."""
     versions: dict[str, str] = {}
-    for pid, key in keys.items():
+    for pid in prediction_ids:
+        key = parse_prediction_id(pid)
         if key is None:
             continue
         request = logged.get(key.request_id)
@@ -77,6 +81,31 @@ def label_rules(
             versions[pid] = request.model_version
     rules = {version: _rule(registry, version, served) for version in set(versions.values())}
     return {pid: rules[version] for pid, version in versions.items()}
+
+
+def possible_tasks(registry: ModelRegistry, served: LabelRule) -> frozenset[Task]:
+    """The tasks a label could be checked by when the log cannot say which version made
+    its prediction (the database is down): the served model's and every registered
+    version's; every task when the registry, or a version's metadata, cannot be read
+    (its predictions' labels could be of either kind). Only read then: a registry of
+    many versions costs a file read each."""
+    tasks = {served.task}
+    try:
+        versions = registry.versions()
+    except OSError as exc:
+        log.warning("labels cannot be checked without the log: %s", exc)
+        return frozenset(Task)
+    for version in versions:
+        if len(tasks) == len(Task):
+            break
+        if version == served.version:
+            continue
+        try:
+            tasks.add(registry.record(version).task)
+        except RegistryError as exc:
+            log.warning("labels for predictions of %s cannot be checked: %s", version, exc.message)
+            return frozenset(Task)
+    return frozenset(tasks)
 
 
 def _rule(registry: ModelRegistry, version: str, served: LabelRule) -> LabelRule:

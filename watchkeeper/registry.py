@@ -67,7 +67,13 @@ from watchkeeper.registry_writes import discard_leftovers, fsync_dir, private_na
 from watchkeeper.task import Task, label_text
 from watchkeeper.training import TrainedModel
 from watchkeeper.version_metadata import DataSource, VersionMetadata, VersionNotes, VersionStatus
-from watchkeeper.version_reservations import VERSION_NAME, discard_reservations
+from watchkeeper.version_reservations import (
+    VERSION_NAME,
+    discard_reservations,
+    drop_needless_marks,
+    highest_number,
+    retired,
+)
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +343,7 @@ class ModelRegistry:
                 "data_source": data_source.model_dump() if data_source is not None else None,
             }
             version = self._publish(staging, metadata)
+            drop_needless_marks(self._versions_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # gone already when it was renamed
         if make_current:
@@ -521,14 +528,10 @@ class ModelRegistry:
         a rolling upgrade) reserves ``vN`` with ``mkdir`` and writes into it afterwards,
         so both would have written the same version. A writer killed between the two
         leaves an empty ``vN``: :meth:`versions` does not list it, later registrations
-        skip its number while it is there, and the first once no writer can still
-        publish into it removes it (:mod:`watchkeeper.version_reservations`)."""
-        numbers = [
-            int(m.group(1))
-            for e in self._versions_dir.iterdir()
-            if (m := _VERSION_RE.fullmatch(e.name))
-        ]
-        n = max(numbers, default=0) + 1
+        skip its number, and the first once no writer can still publish into it removes
+        it, its number never given again (:mod:`watchkeeper.version_reservations`)."""
+        # past every number given, even one whose empty reservation was removed
+        n = highest_number(self._versions_dir.iterdir()) + 1
         while True:
             version = f"v{n}"
             target = self._versions_dir / version
@@ -538,6 +541,12 @@ class ModelRegistry:
                 target.mkdir()
             except FileExistsError:
                 n += 1  # reserved by another writer, or published
+                continue
+            if retired(self._versions_dir, version):
+                # a dead writer's reservation of this number, removed since this one
+                # listed the numbers: given once already, not again
+                target.rmdir()
+                n += 1
                 continue
             try:
                 os.rename(staging, target)

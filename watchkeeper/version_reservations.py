@@ -19,6 +19,16 @@ writer can still publish into it:
 A ``vN`` that the private directory of a live writer names is never removed, however
 old. The removal is an ``rmdir``, which fails on a directory that is no longer empty: a
 version published onto it meanwhile stays.
+
+A removed reservation's number is never given again: a registration whose rename failed
+("cannot register v5: …") left it, and that reason names it in the failed run's record
+and the command's output; a later model registered as v5 would be a second model of
+that name in the audit trail. So before ``vN`` is removed, ``.retired.vN`` is made
+beside it (a ``mkdir``, atomic), a mark that numbers count from
+(:func:`highest_number`). Only the highest mark is needed, and none once a version is
+published past it: the registration that removed a reservation removes the marks its
+own version makes needless (:func:`drop_needless_marks`), so none is left but after a
+registration that failed.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from watchkeeper.registry_writes import LEFTOVER_AGE, abandoned, fsync_dir
@@ -37,7 +48,27 @@ would be another directory than "v1"), matched whole (``$`` lets "v1\\n" pass), 
 short: a name the file system refuses as too long would be answered with its error,
 which names the registry's path."""
 
+RETIRED_PREFIX = ".retired."
+"""The mark of a removed reservation's number (``.retired.v5``)."""
+
 log = logging.getLogger(__name__)
+
+
+def highest_number(entries: Iterable[Path]) -> int:
+    """The highest version number ``entries`` (a versions directory's) give or have
+    given: their ``vN``, published or reserved, and their marks of removed
+    reservations; 0 for none."""
+    return max((n for entry in entries if (n := _number(entry.name)) is not None), default=0)
+
+
+def retired(versions: Path, version: str) -> bool:
+    """Whether ``version``'s number was reserved and its empty reservation removed."""
+    return (versions / f"{RETIRED_PREFIX}{version}").is_dir()
+
+
+def _number(name: str) -> int | None:
+    match = VERSION_NAME.fullmatch(name.removeprefix(RETIRED_PREFIX))
+    return int(match.group(1)) if match else None
 
 
 def _named(private: Path) -> tuple[str, int] | None:
@@ -97,16 +128,43 @@ def discard_reservations(versions: Path, prefix: str, reference: Path) -> list[s
         if not own and reference_ns - made <= LEFTOVER_AGE.total_seconds() * 1e9:
             continue
         try:
+            # its number marked first: no moment where the number could be taken again
+            (versions / f"{RETIRED_PREFIX}{entry.name}").mkdir(exist_ok=True)
+            fsync_dir(versions)
+        except OSError as exc:  # kept, its number skipped, until it can be marked
+            log.warning("registry: cannot mark %s retired: %s", entry, exc)
+            continue
+        try:
             os.rmdir(entry)
         except OSError:  # published into meanwhile (not empty), or removed by another
             continue
         removed.append(entry.name)
     if removed:
+        drop_needless_marks(versions)
         fsync_dir(versions)
         log.warning(
             "registry: removed the empty reservation(s) %s in %s, left by registrations "
-            "that died before publishing into them",
+            "that died or failed before publishing into them (their numbers are not "
+            "given again)",
             ", ".join(removed),
             versions,
         )
     return removed
+
+
+def drop_needless_marks(versions: Path) -> None:
+    """Remove the marks of removed reservations that a higher number, a version's or
+    another mark's, makes needless. Safe with writers at work: a version is never
+    removed, and a reservation only once its own mark is made, so the highest number
+    stays given."""
+    try:
+        entries = list(versions.iterdir())
+    except OSError:
+        return
+    highest = highest_number(entries)
+    for entry in entries:
+        if entry.name.startswith(RETIRED_PREFIX) and (_number(entry.name) or 0) < highest:
+            try:
+                entry.rmdir()
+            except OSError:  # removed by another meanwhile: the same end
+                continue

@@ -4,20 +4,20 @@ What ``actual`` may be is decided by the model version that made each prediction
 the log names it (:mod:`serving.label_rules`), so labels for an earlier version's
 predictions are still read as that version's after a promotion to a model of the other
 task; a prediction not in the log yet is taken as the served version's, and with no
-model loaded a number is expected, as for a regression model."""
+model loaded a number is expected, as for a regression model. With the database down,
+a label that no registered version's task takes is still a 422."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 from flask import Blueprint, Response, current_app
 
 from serving.api_models import ClassFeedbackAccepted, FeedbackAccepted
-from serving.feedback import parse_feedback, store_feedback
+from serving.feedback import NOTHING_READ, parse_feedback, read_log, store_feedback
 from serving.json_body import request_json
-from serving.label_rules import LabelRule, label_rules
+from serving.label_rules import LabelRule, label_rules, possible_tasks
 from serving.responses import json_response
 from serving.services import services
+from watchkeeper.errors import DatabaseUnavailable
 from watchkeeper.task import Task
 
 bp = Blueprint("feedback", __name__)
@@ -37,19 +37,24 @@ def feedback() -> Response:
     store = services().model_store
     loaded = store.loaded
     served = LabelRule.of_model(loaded.model if loaded is not None else None)
-
-    def rules(ids: list[str]) -> Mapping[str, LabelRule]:
-        with services().request_database.work("the feedback") as engine:
-            return label_rules(engine, ids, served=served, registry=store.registry)
-
-    items = parse_feedback(
-        request_json(),
-        max_items=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"],
-        served=served,
-        rules=rules,
+    body = parse_feedback(
+        request_json(), max_items=current_app.config["WATCHKEEPER_MAX_BATCH_SIZE"]
     )
-    with services().request_database.work("the feedback") as engine:
-        stored = store_feedback(engine, items)
+    database = services().request_database
+    read = NOTHING_READ
+    if body.ids:
+        try:
+            with database.work("the feedback") as engine:
+                read = read_log(engine, body.ids)
+        except DatabaseUnavailable:
+            # which version made each prediction is unknown: what no version would
+            # take is still the client's to fix, and said so (a 503 hid it)
+            body.refuse_without_log(possible_tasks(store.registry, served))
+            raise
+    rules = label_rules(read.requests, body.ids, served=served, registry=store.registry)
+    items = body.labels(rules, served)
+    with database.work("the feedback") as engine:
+        stored = store_feedback(engine, items, read)
     accepted = FeedbackAccepted(
         accepted=stored.accepted,
         unmatched=stored.unmatched,

@@ -22,7 +22,7 @@ from watchkeeper import retrain_queue
 from watchkeeper.dataset import PackagedData, load_rdataset
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
-from watchkeeper.db.tables import retrain_runs
+from watchkeeper.db.tables import retrain_requests, retrain_runs
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.retrain_options import RetrainOptions
 from watchkeeper.settings import Settings
@@ -202,6 +202,48 @@ def test_an_explicit_csv_replaces_the_recorded_source(
     )
     assert source is not None and source.location == str(moved)
     assert source.target == TARGET and source.period_column == PERIOD
+
+
+def test_a_queued_csv_without_the_champion_s_target_column_fails_the_run_at_once(
+    csv_settings: Settings,
+    csv_engine: sa.Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request queued with a CSV and no target (by a command line from before it
+    checked, or by hand): the job took the champion's target, Temp, which the file
+    lacks, and failed reading the file, saying neither that no target was asked for nor
+    what to do. It fails on the file's header, naming the column, the file's columns
+    and --target, before the file is read whole."""
+    other = tmp_path / "heat.csv"
+    pd.DataFrame({"Ozone": [41.0, 36.0], "Wind": [7.4, 8.0], "Heat": [67, 72]}).to_csv(
+        other, index=False
+    )
+    request = retrain_queue.enqueue(
+        csv_engine, trigger="manual", reason="new data", options=RetrainOptions(data=str(other))
+    )
+
+    def read_whole(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the file was read whole")
+
+    monkeypatch.setattr("retrain.data.describe_csv", read_whole)
+    job = RetrainJob(csv_settings, csv_engine, ModelRegistry(csv_settings.storage.registry_path))
+
+    result = job.run()
+
+    assert result is not None and result.outcome == "failed", result
+    assert result.reason == (
+        f"the request asks for --csv {other} without --target, and that data has no column "
+        "'Temp', the target of the champion v1 (its columns: Ozone, Wind, Heat); request "
+        "the retrain again with --target COLUMN"
+    )
+    assert _last_run(csv_engine)["decision_reason"] == result.reason
+    with csv_engine.connect() as connection:
+        status = connection.execute(
+            sa.select(retrain_requests.c.status).where(retrain_requests.c.id == request)
+        ).scalar_one()
+    assert status == "failed"
+    assert ModelRegistry(csv_settings.storage.registry_path).versions() == ["v1"]
 
 
 # -- a dataset shipped in a package ---------------------------------------------------

@@ -95,6 +95,38 @@ def test_unmatched_counts_the_ids_no_logged_request_holds(
     assert (response.json["accepted"], response.json["unmatched"]) == (7, len(unknown))
 
 
+def test_a_feedback_request_reads_the_logged_requests_once(
+    client: FlaskClient, log_reader: LogReader, replay_records: list[dict[str, Any]]
+) -> None:
+    """Each label's rule and the count of ids not logged yet come from one read of the
+    logged requests, on the connection that reads the labels stored: the requests were
+    read twice, on two connections besides the insert's (three checkouts)."""
+    ids = _predict(client, log_reader, replay_records[:3])
+    engine = services(client.application).request_database.engine
+    statements: list[str] = []
+    checkouts: list[object] = []
+
+    def statement(_conn: Any, _cursor: Any, text: str, *_: Any) -> None:
+        statements.append(text)
+
+    def checkout(*_: Any) -> None:
+        checkouts.append(None)
+
+    sa.event.listen(engine, "before_cursor_execute", statement)
+    sa.event.listen(engine.pool, "checkout", checkout)
+    try:
+        items = [{"id": i, "actual": 1.0} for i in [*ids, "later"]]
+        response = client.post("/feedback", json={"items": items})
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", statement)
+        sa.event.remove(engine.pool, "checkout", checkout)
+
+    assert response.status_code == 200, response.json
+    assert (response.json["accepted"], response.json["unmatched"]) == (4, 1)
+    assert len([s for s in statements if "FROM requests" in s]) == 1, statements
+    assert len(checkouts) == 2  # the read, then the insert's transaction
+
+
 def test_feedback_posted_before_the_log_is_flushed_is_accepted(
     make_app: Callable[..., Flask],
     read_log: Callable[[Flask], LogReader],
@@ -151,20 +183,21 @@ def test_an_id_labelled_by_a_concurrent_request_is_the_same_409_naming_the_id(
 
     ids = _predict(client, log_reader, replay_records[:2])
     racers = iter([(ids[0], 1.0), (ids[1], 9.0)])
-    looked_up = serving.feedback.logged_ids
+    looked_up = serving.feedback._stored_labels
 
     def look_up_while_another_request_stores(connection: sa.Connection, wanted: Any) -> Any:
         found = looked_up(connection, wanted)
-        pid, actual = next(racers)
-        with log_reader.engine.begin() as other:
-            other.execute(
-                feedback.insert().values(
-                    prediction_id=pid, actual=actual, received_at=datetime.now(UTC)
+        racer = next(racers, None)  # the first two look-ups; then the 409's own
+        if racer is not None:
+            with log_reader.engine.begin() as other:
+                other.execute(
+                    feedback.insert().values(
+                        prediction_id=racer[0], actual=racer[1], received_at=datetime.now(UTC)
+                    )
                 )
-            )
         return found
 
-    monkeypatch.setattr(serving.feedback, "logged_ids", look_up_while_another_request_stores)
+    monkeypatch.setattr(serving.feedback, "_stored_labels", look_up_while_another_request_stores)
     raced = client.post(
         "/feedback", json={"items": [{"id": ids[0], "actual": 1}, {"id": ids[1], "actual": 2}]}
     )

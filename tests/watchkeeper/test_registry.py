@@ -3,6 +3,7 @@ tampered or untrusted artifacts."""
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing
 import os
@@ -299,22 +300,67 @@ def test_a_registration_killed_after_reserving_its_number_leaves_it_for_the_next
     registry_dir: Path, trained: TrainedModel, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Killed between reserving v2 and renaming its version onto it: v2 stays empty and
-    unlisted. It was kept for ever, every later registration skipping its number; the
-    next one, finding the private directory that names v2 a dead writer's, removes it
-    and takes the number."""
+    unlisted. It was kept for ever; the next registration, finding the private
+    directory that names v2 a dead writer's, removes it, and takes the next number:
+    a number once reserved is never given again (below)."""
     _killed_after_reserving(registry_dir, trained)
     registry = ModelRegistry(registry_dir)
     assert list((registry_dir / "versions" / "v2").iterdir()) == []
     assert registry.versions() == ["v1"]
     assert registry.rollback("v1") == ("v1", "v1")  # nothing it looks at is confused
 
-    assert registry.register(trained, make_current=False) == "v2"
+    assert registry.register(trained, make_current=False) == "v3"
 
     names = sorted(p.name for p in (registry_dir / "versions").iterdir())
-    assert names == ["v1", "v2"]  # the killed writer's private directory is gone too
-    assert registry.versions() == ["v1", "v2"]
-    assert registry.load("v2").version == "v2"
+    assert names == ["v1", "v3"]  # the private directory and the number's mark are gone
+    assert registry.versions() == ["v1", "v3"]
+    assert registry.load("v3").version == "v3"
     assert "removed the empty reservation(s) v2" in caplog.text
+
+
+def test_a_number_named_by_a_failed_registration_is_never_given_to_another_model(
+    registry_dir: Path, trained: TrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registration whose rename onto its reservation fails says so naming the number
+    ("cannot register v2: …", a failed run's recorded reason, the command's output)
+    and leaves v2 empty. An hour on, the next registration removes it: it took the
+    number too, so that v2 named two models in the audit trail. It takes v3."""
+    rename = os.rename
+
+    def fails_to_publish(source: Any, target: Any) -> None:
+        if Path(target).parent.name == "versions":
+            raise OSError(errno.EIO, "Input/output error")
+        rename(source, target)
+
+    registry = ModelRegistry(registry_dir)
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "rename", fails_to_publish)
+        with pytest.raises(RegistryError, match="cannot register v2: ") as failed:
+            registry.register(trained, make_current=False)
+    versions = registry_dir / "versions"
+    assert list((versions / "v2").iterdir()) == [], failed.value
+    then = time.time() - 2 * 3600
+    os.utime(versions / "v2", (then, then))
+
+    assert registry.register(trained, make_current=False) == "v3"
+
+    assert sorted(p.name for p in versions.iterdir()) == ["v1", "v3"]
+    assert registry.versions() == ["v1", "v3"]
+
+
+def test_a_number_s_mark_outlives_a_registration_that_failed_after_removing_it(
+    registry_dir: Path, trained: TrainedModel
+) -> None:
+    """The mark of a removed reservation (``.retired.v2``) is what keeps its number
+    given while nothing higher is: it stays until a version is published past it."""
+    versions = registry_dir / "versions"
+    (versions / ".retired.v2").mkdir()
+    registry = ModelRegistry(registry_dir)
+
+    assert registry.versions() == ["v1"]
+    assert registry.register(trained, make_current=False) == "v3"
+
+    assert sorted(p.name for p in versions.iterdir()) == ["v1", "v3"]
 
 
 def _reserved_by(versions: Path, version: str, writer: str, age: timedelta) -> None:
