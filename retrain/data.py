@@ -205,7 +205,9 @@ def labelled_predictions(
         (
             (request, key, pid, target)
             for pid, key, target in labels
-            if (request := stored.get(key.request_id)) is not None and request.holds(key)
+            if (request := stored.get(key.request_id)) is not None
+            and request.holds(key)
+            and request.received_at is not None  # a time no reader holds: left out
         ),
         # prediction time, then the log's order (as the predictions view's ``seq``)
         key=lambda row: (row[0].received_at, row[0].position(row[1])),

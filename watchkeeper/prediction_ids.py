@@ -23,6 +23,7 @@ import orjson
 import sqlalchemy as sa
 
 from watchkeeper.db.prediction_seq import ITEMS_PER_REQUEST, prediction_seq
+from watchkeeper.db.prediction_view import held_time
 from watchkeeper.db.tables import requests
 
 # Request ids per statement: bounded statements (and SQLite variables) however many.
@@ -44,7 +45,10 @@ class LoggedRequest:
     """What a reader needs of a stored request to place its predictions."""
 
     request_id: str
-    received_at: datetime
+    received_at: datetime | None
+    """None where the log holds a time no reader can (a foreign writer's year 9999 or
+    ``infinity``, which psycopg cannot read at all): reading it raised, and every read
+    of its labels (the monitor's every cycle) failed until the row was deleted."""
     seq: int
     single: bool
     model_version: str | None
@@ -98,7 +102,7 @@ def logged_requests(
     ids = list(dict.fromkeys(request_ids))
     columns = [
         requests.c.request_id,
-        requests.c.received_at,
+        held_time(requests.c.received_at).label("received_at"),
         requests.c.seq,
         requests.c.single,
         requests.c.n_items,

@@ -236,6 +236,8 @@ def _label_all(settings: Settings, n: int) -> None:
     [
         pytest.param(datetime(9999, 12, 31, tzinfo=UTC), False, id="year 9999, windows meet it"),
         pytest.param(datetime(1000, 1, 1, tzinfo=UTC), True, id="year 1000, labels meet it"),
+        # which psycopg cannot read at all, nor SQLAlchemy's SQLite datetime
+        pytest.param("infinity", True, id="infinity, labels meet it"),
     ],
 )
 def test_a_labelled_row_whose_time_pandas_cannot_hold_is_left_out_of_accuracy_and_counted(
@@ -243,7 +245,7 @@ def test_a_labelled_row_whose_time_pandas_cannot_hold_is_left_out_of_accuracy_an
     replay_records: list[dict[str, Any]],
     trained: TrainedModel,
     make_monitor: Callable[..., Monitor],
-    at: datetime,
+    at: datetime | str,
     damaged_after_windows: bool,
 ) -> None:
     """A labelled row's time is read by the window's and the version's accuracy too:

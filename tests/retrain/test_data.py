@@ -205,3 +205,34 @@ def test_features_named_predicted_at_and_prediction_id_keep_their_values_in_retr
     with engine.connect() as connection:
         run = connection.execute(sa.select(retrain_runs)).one()
     assert run.candidate_metrics["mae"] < 1.0  # learnt from the features, not from ids
+
+
+def test_a_labelled_request_whose_time_no_reader_holds_is_left_out_of_training(
+    database_url: str,
+) -> None:
+    """A foreign writer's ``infinity`` in a request's time: psycopg cannot read it and
+    SQLite's reader raised, so every retraining read of the labels failed. The request
+    is left out; the others train."""
+    engine = create_engine(database_url)
+    try:
+        store_both_forms(engine)
+        with engine.begin() as connection:
+            connection.execute(
+                sa.insert(feedback),
+                [
+                    {"prediction_id": f"{r}.{i}", "actual": 100.0 + i, "received_at": T0}
+                    for r in (CODES_ID, LISTS_ID)
+                    for i in range(ROWS)
+                ],
+            )
+            connection.execute(
+                sa.text("UPDATE requests SET received_at = 'infinity' WHERE request_id = :id"),
+                {"id": CODES_ID},
+            )
+
+        labelled = labelled_predictions(engine, SCHEMA, since=T0 - timedelta(days=1))
+    finally:
+        engine.dispose()
+
+    assert [p[:32] for p in labelled.prediction_ids] == [LISTS_ID] * ROWS
+    assert len(labelled.frame) == ROWS
