@@ -112,10 +112,12 @@ def _valid(schema: dict[str, Any], value: Any) -> bool:
 
 def _even_columns(body: Any) -> Any:
     """A columns body with every array cut to the shortest: the document says, in
-    words, that they are equally long (JSON Schema cannot)."""
+    words, that they are equally long (JSON Schema cannot). An empty one is no
+    feature's (they hold a row at least): an ignored column's, any value, which would
+    cut every feature to no row."""
     if isinstance(body, dict) and isinstance(body.get("columns"), dict):
         columns = body["columns"]
-        n = min((len(v) for v in columns.values() if isinstance(v, list)), default=0)
+        n = min((len(v) for v in columns.values() if isinstance(v, list) and v), default=0)
         body = {"columns": {k: v[:n] if isinstance(v, list) else v for k, v in columns.items()}}
     return body
 
