@@ -624,27 +624,42 @@ def check_categorical(feature: Feature, column: list[Any], field: FieldName) -> 
     return problems
 
 
+def number_category(feature: Feature, value: int | float) -> str | None:
+    """The category of ``feature`` a number (never a boolean) stands for, if any: a
+    float whose ``repr`` is a category (1.5 for ``"1.5"``,
+    :attr:`~watchkeeper.schema.Feature.decimal_categories`), else a number that is an
+    integer whose text is one (``1`` or ``1.0`` for ``"1"``,
+    :attr:`~watchkeeper.schema.Feature.integer_categories`). The text must be exact:
+    1.5 is not ``"1.50"``, and NaN or an infinity is no category."""
+    if type(value) is float and feature.decimal_categories:
+        text = repr(value)
+        if text in feature.decimal_categories:
+            return text
+    return feature.integer_categories.get(value)  # 1.0 == 1: the same key; NaN none
+
+
 def _with_category_texts(feature: Feature, column: Sequence[Any]) -> list[Any] | None:
     """``column`` with each boolean as its text, when the feature has that text among
     its categories (training found the column boolean), and, for a boolean feature,
     each other spelling of it (``"true"``, ``"FALSE"``) as its category; each JSON
-    number that is an integer whose text is one of the feature's categories (``1`` or
-    ``1.0`` for ``"1"``: a column of numbers training read as text; ``/feedback``
-    matches class labels alike) as that category. ``None`` when there is nothing to
-    convert; what has no such category stays (a boolean or a number is then refused as
-    no string). A boolean is never taken for ``"1"`` or ``"0"``: its text is
-    ``"True"``/``"False"``."""
-    integers = feature.integer_categories
+    number that is one of the feature's categories written as a number
+    (:func:`number_category`: ``1`` or ``1.0`` for ``"1"``, ``1.5`` for ``"1.5"``; a
+    column of numbers training read as text; ``/feedback`` matches class labels alike)
+    as that category. ``None`` when there is nothing to convert; what has no such
+    category stays (a boolean or a number is then refused as no string). A boolean is
+    never taken for ``"1"`` or ``"0"``: its text is ``"True"``/``"False"``."""
+    numbers = bool(feature.integer_categories or feature.decimal_categories)
     booleans = bool(BOOLEAN_CATEGORIES & set(feature.categories))
-    if not integers and not booleans:
+    if not numbers and not booleans:
         return None
     spellings = BOOLEAN_SPELLINGS if feature.is_boolean else {}
 
     def text(value: Any) -> Any:
         if value is True or value is False:
             return str(value) if booleans else value
-        if type(value) in _NUMBER_TYPES:  # not bool, int's subclass: True == 1 as a key
-            return integers.get(value, value)  # 1.0 == 1: the same key; NaN none
+        if numbers and type(value) in _NUMBER_TYPES:  # not bool: True == 1 as a key
+            category = number_category(feature, value)
+            return value if category is None else category
         if spellings and isinstance(value, str) and value not in BOOLEAN_CATEGORIES:
             return spellings.get(value.lower(), value)
         return value

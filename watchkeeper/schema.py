@@ -73,6 +73,22 @@ class Feature:
                 found[number] = category
         return found
 
+    @cached_property
+    def decimal_categories(self) -> frozenset[str]:
+        """The categories that are a finite float's canonical text, as Python's
+        ``repr`` writes it (``"1.5"``, ``"1.0"``, ``"1e+20"``; not ``"1.50"``, ``"1"``,
+        ``"nan"``): a client sends the JSON number 1.5 for the category ``"1.5"``. Cached:
+        validation asks it of a column holding numbers."""
+        found = set()
+        for category in self.categories:
+            try:
+                number = float(category)
+            except ValueError:
+                continue
+            if math.isfinite(number) and repr(number) == category:
+                found.add(category)
+        return frozenset(found)
+
 
 IGNORED_NO_VALUES = "no value in the training data"
 """Why a column training saw is not a feature: it held no value at all."""

@@ -541,3 +541,50 @@ def test_a_number_for_a_category_of_numbers_as_text_is_answered_and_logged_as_it
     assert _problems(unseen) == {"features.rating": "must be a string, got number"}
     logged = [r["features"] for r in read_log(app).predictions()]
     assert logged == [{"x": 0.5, "rating": "2"}] * 3
+
+
+def test_a_float_for_a_category_of_decimals_as_text_is_answered_and_logged_as_its_text(
+    make_app: Any, tmp_path: Any, read_log: Any
+) -> None:
+    """A column of decimal numbers training read as text ("0.5", "1.5") refused a
+    client's JSON number 1.5, and an Arrow float column, with 422 'must be a string',
+    where the number 1 for "1" was taken."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    from serving.arrow_ipc import ARROW_STREAM
+    from watchkeeper.registry import ModelRegistry
+    from watchkeeper.training import TrainingParams, train
+
+    rng = np.random.default_rng(0)
+    size = rng.choice(["0.5", "1.5", "2.50"], size=200)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "size": size})
+    frame["y"] = frame["x"] + size.astype(float) + rng.normal(size=200)
+    trained = train(Dataset("sizes", frame, "y"), params=TrainingParams(max_iter=5))
+    assert trained.model.schema["size"].categories == ("0.5", "1.5", "2.50")
+    ModelRegistry(tmp_path / "sizes").register(trained)
+    app = make_app(registry_path=tmp_path / "sizes")
+    client = app.test_client()
+    sink = pa.BufferOutputStream()
+    table = pa.table({"x": [0.5], "size": [1.5]})
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+    as_text = client.post("/predict", json={"features": {"x": 0.5, "size": "1.5"}})
+    as_number = client.post("/predict", json={"features": {"x": 0.5, "size": 1.5}})
+    batch = client.post("/predict", json={"instances": [{"x": 0.5, "size": 1.5}]})
+    columns = client.post("/predict", json={"columns": {"x": [0.5], "size": [1.5]}})
+    arrow = client.post("/predict", data=sink.getvalue().to_pybytes(), content_type=ARROW_STREAM)
+    other = client.post("/predict", json={"features": {"x": 0.5, "size": 2.5}})
+
+    assert [r.status_code for r in (as_number, batch, columns, arrow)] == [200] * 4, arrow.json
+    prediction = as_text.json["prediction"]
+    assert as_number.json["prediction"] == prediction
+    for response in (batch, columns, arrow):
+        assert response.json["predictions"][0]["prediction"] == prediction
+    assert other.status_code == 422  # "2.50" is not how 2.5 is written
+    assert _problems(other) == {"features.size": "must be a string, got number"}
+    logged = [r["features"] for r in read_log(app).predictions()]
+    assert logged == [{"x": 0.5, "size": "1.5"}] * 5
