@@ -204,7 +204,9 @@ def _transposed_and_checked(records: list[Any], schema: FeatureSchema) -> Valida
     """A batch of records whose fields all come in one order, transposed by position
     and checked one column at a time; ``None`` when a record is no object, its fields
     differ from the first's in order or name, or a column fails the fast checks (looked
-    up by name and checked value by value then, to name every problem).
+    up by name and checked value by value then, to name every problem). Fields that
+    are ignored columns (records shaped like the training data) are passed over, their
+    values unread.
 
     ``zip`` over the records' keys proves the order (each position holds one key in
     every record; the parser's keys are shared strings, so each comparison is one of
@@ -214,20 +216,27 @@ def _transposed_and_checked(records: list[Any], schema: FeatureSchema) -> Valida
     record in memory, so a column's are far apart, and checks run after the whole
     transposition found them evicted (under load, a cache miss per value)."""
     n = len(records)
+    ignored = schema.ignored_names
     try:
-        if set(map(len, records)) != {len(schema.features)}:  # TypeError: a number or null
+        width = len(schema.features) if not ignored else len(records[0])  # TypeError: null
+        if set(map(len, records)) != {width}:  # TypeError: a number or null
             return None
         order = list(records[0])  # TypeError: the first record is no object
         keys = zip(*map(dict.keys, records), strict=True)  # TypeError: a record is no object
         values = zip(*map(dict.values, records), strict=True)
     except TypeError:
         return None
-    if set(order) != set(schema.names):
+    fields = set(order)
+    if fields != set(schema.names) and not (ignored and fields - ignored == set(schema.names)):
         return None
     checks = _Checks(coded=n >= _CODED_MIN_ROWS)
     taken: dict[str, Sequence[Any]] = {}
     for name, at, column in zip(order, keys, values, strict=True):
-        if at.count(name) != n or not checks.valid(schema[name], column):
+        if at.count(name) != n:
+            return None
+        if name in ignored:
+            continue  # any value, not passed on; its place proven like the others'
+        if not checks.valid(schema[name], column):
             return None
         # a list where no compact form stands for the column (columns are lists)
         taken[name] = column if name in checks.compact else list(column)
@@ -236,19 +245,31 @@ def _transposed_and_checked(records: list[Any], schema: FeatureSchema) -> Valida
 
 def _complete_columns(records: list[Any], schema: FeatureSchema) -> dict[str, list[Any]] | None:
     """The records as columns when every record is an object with exactly the schema's
-    fields, else ``None``. All in C: one ``itemgetter`` call per record takes its values
-    (``KeyError`` for a missing field, ``TypeError`` for a record that is no object),
-    equal lengths then rule out extra fields, and ``zip`` transposes."""
+    fields, ignored columns aside, else ``None``. All in C: one ``itemgetter`` call per
+    record takes its values (``KeyError`` for a missing field, ``TypeError`` for a
+    record that is no object), equal lengths then rule out extra fields (beyond the
+    ignored columns a record holds), and ``zip`` transposes."""
     names = schema.names
     try:
         rows = list(map(itemgetter(*names), records))
     except (KeyError, TypeError):
         return None
-    if set(map(len, records)) != {len(names)}:
+    if set(map(len, records)) != {len(names)} and not _only_ignored_besides(records, schema):
         return None
     if len(names) == 1:  # itemgetter of one key returns the value, not a 1-tuple
         return {names[0]: rows}
     return {name: list(column) for name, column in zip(names, zip(*rows, strict=True), strict=True)}
+
+
+def _only_ignored_besides(records: list[dict[str, Any]], schema: FeatureSchema) -> bool:
+    """Whether every record's fields beyond the schema's features (all of which it
+    holds) are ignored columns: as many as it holds of those. ``keys() & ignored``
+    visits the few ignored names, not the record's fields."""
+    ignored = schema.ignored_names
+    if not ignored:
+        return False
+    extra = len(schema.features)
+    return all(len(r) - extra == len(r.keys() & ignored) for r in records)
 
 
 def _record_columns(
