@@ -28,6 +28,7 @@ from serving.validation import (
     check_categorical,
     check_rows,
     failed,
+    number_category,
     numeric_problem,
 )
 from watchkeeper.category_column import CategoryColumn
@@ -177,8 +178,10 @@ def _categorical(
     if pa.types.is_boolean(kind) and BOOLEAN_CATEGORIES & set(feature.categories):
         column = _boolean_texts(column)  # as a JSON body's booleans: the model's text
         kind = column.type
-    elif pa.types.is_integer(kind) and feature.integer_categories:
-        texts = _integer_texts(feature, column)  # as a JSON body's integers
+    elif (pa.types.is_integer(kind) or pa.types.is_floating(kind)) and (
+        feature.integer_categories or feature.decimal_categories
+    ):
+        texts = _number_texts(feature, column)  # as a JSON body's numbers
         if texts is None:
             return _type_problem(feature, kind, "a string or dictionary-encoded string column")
         column, kind = texts, texts.type
@@ -240,15 +243,32 @@ def _boolean_texts(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.if_else(column, "True", "False")
 
 
-def _integer_texts(feature: Feature, column: pa.ChunkedArray) -> pa.ChunkedArray | None:
-    """An integer column as its values' text (Arrow's cast writes ``1``, ``-3``, as
-    ``str`` does), nulls kept, when each value is one of the feature's categories
-    (:attr:`Feature.integer_categories`: a column of numbers training read as text);
-    ``None`` when one is not, which is refused as a JSON body's number is."""
-    texts = pc.cast(column, pa.string())
-    known = pa.array(list(feature.integer_categories.values()), pa.string())
-    found = pc.is_in(texts, value_set=known)  # null for a null row
-    return texts if pc.all(pc.or_kleene(found, pc.is_null(texts))).as_py() else None
+def _number_texts(feature: Feature, column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """An integer or float column as the categories its values stand for, as a JSON
+    body's numbers do (:func:`~serving.validation.number_category`: 1 or 1.0 for
+    ``"1"``, 1.5 for ``"1.5"``; a column of numbers training read as text),
+    dictionary-encoded, nulls kept; ``None`` when a value stands for none, which is
+    refused as a JSON body's number is. Each distinct value is looked up once, told
+    apart by its bits (-0.0 is not 0.0: ``repr`` writes them apart). A float32 or
+    float16 value is read as float64, as a numeric feature's is."""
+    array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    nulls = np.asarray(array.is_null()) if array.null_count else None
+    values = array.drop_null().to_numpy(zero_copy_only=False)
+    if pa.types.is_floating(array.type):
+        values = values.astype(np.float64)
+    bits = values.view(np.int64) if values.dtype == np.float64 else values
+    _, first, codes = np.unique(bits, return_index=True, return_inverse=True)
+    texts = [number_category(feature, v) for v in values[first].tolist()]
+    if None in texts:
+        return None
+    indices = codes.astype(np.int64)
+    if nulls is not None:  # each present row's code in its place; null where it was
+        indices = np.zeros(len(array), dtype=np.int64)
+        indices[~nulls] = codes
+    encoded = pa.DictionaryArray.from_arrays(
+        pa.array(indices, mask=nulls), pa.array(texts, pa.string())
+    )
+    return pa.chunked_array([encoded])
 
 
 def _dictionary_text(chunk: pa.DictionaryArray) -> int:

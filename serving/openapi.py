@@ -100,13 +100,16 @@ def _feature_schema(feature: Feature) -> OpenApiJson:
         )
     else:
         schema["enum"] = [*feature.categories, *([None] if feature.nullable else [])]
-    if not feature.is_numeric and feature.integer_categories:
+    if not feature.is_numeric and (feature.integer_categories or feature.decimal_categories):
         # a column of numbers training read as text: a number is taken as its category
         described = schema.pop("description", "")
+        # a set: 1 and 1.0 (for "1" and "1.0") are one value in JSON Schema's enum
+        numbers = sorted({*feature.integer_categories, *map(float, feature.decimal_categories)})
         return {
-            "anyOf": [schema, {"type": "number", "enum": sorted(feature.integer_categories)}],
+            "anyOf": [schema, {"type": "number", "enum": numbers}],
             "description": f"{described} A number that is one of the categories "
-            '(1 or 1.0 for "1") is taken as that category.'.lstrip(),
+            '(1 or 1.0 for "1"; 1.5 for "1.5", written as Python writes it, so not for '
+            '"1.50") is taken as that category.'.lstrip(),
         }
     return schema
 

@@ -204,7 +204,9 @@ def _transposed_and_checked(records: list[Any], schema: FeatureSchema) -> Valida
     """A batch of records whose fields all come in one order, transposed by position
     and checked one column at a time; ``None`` when a record is no object, its fields
     differ from the first's in order or name, or a column fails the fast checks (looked
-    up by name and checked value by value then, to name every problem).
+    up by name and checked value by value then, to name every problem). Fields that
+    are ignored columns (records shaped like the training data) are passed over, their
+    values unread.
 
     ``zip`` over the records' keys proves the order (each position holds one key in
     every record; the parser's keys are shared strings, so each comparison is one of
@@ -214,20 +216,27 @@ def _transposed_and_checked(records: list[Any], schema: FeatureSchema) -> Valida
     record in memory, so a column's are far apart, and checks run after the whole
     transposition found them evicted (under load, a cache miss per value)."""
     n = len(records)
+    ignored = schema.ignored_names
     try:
-        if set(map(len, records)) != {len(schema.features)}:  # TypeError: a number or null
+        width = len(schema.features) if not ignored else len(records[0])  # TypeError: null
+        if set(map(len, records)) != {width}:  # TypeError: a number or null
             return None
         order = list(records[0])  # TypeError: the first record is no object
         keys = zip(*map(dict.keys, records), strict=True)  # TypeError: a record is no object
         values = zip(*map(dict.values, records), strict=True)
     except TypeError:
         return None
-    if set(order) != set(schema.names):
+    fields = set(order)
+    if fields != set(schema.names) and not (ignored and fields - ignored == set(schema.names)):
         return None
     checks = _Checks(coded=n >= _CODED_MIN_ROWS)
     taken: dict[str, Sequence[Any]] = {}
     for name, at, column in zip(order, keys, values, strict=True):
-        if at.count(name) != n or not checks.valid(schema[name], column):
+        if at.count(name) != n:
+            return None
+        if name in ignored:
+            continue  # any value, not passed on; its place proven like the others'
+        if not checks.valid(schema[name], column):
             return None
         # a list where no compact form stands for the column (columns are lists)
         taken[name] = column if name in checks.compact else list(column)
@@ -236,19 +245,31 @@ def _transposed_and_checked(records: list[Any], schema: FeatureSchema) -> Valida
 
 def _complete_columns(records: list[Any], schema: FeatureSchema) -> dict[str, list[Any]] | None:
     """The records as columns when every record is an object with exactly the schema's
-    fields, else ``None``. All in C: one ``itemgetter`` call per record takes its values
-    (``KeyError`` for a missing field, ``TypeError`` for a record that is no object),
-    equal lengths then rule out extra fields, and ``zip`` transposes."""
+    fields, ignored columns aside, else ``None``. All in C: one ``itemgetter`` call per
+    record takes its values (``KeyError`` for a missing field, ``TypeError`` for a
+    record that is no object), equal lengths then rule out extra fields (beyond the
+    ignored columns a record holds), and ``zip`` transposes."""
     names = schema.names
     try:
         rows = list(map(itemgetter(*names), records))
     except (KeyError, TypeError):
         return None
-    if set(map(len, records)) != {len(names)}:
+    if set(map(len, records)) != {len(names)} and not _only_ignored_besides(records, schema):
         return None
     if len(names) == 1:  # itemgetter of one key returns the value, not a 1-tuple
         return {names[0]: rows}
     return {name: list(column) for name, column in zip(names, zip(*rows, strict=True), strict=True)}
+
+
+def _only_ignored_besides(records: list[dict[str, Any]], schema: FeatureSchema) -> bool:
+    """Whether every record's fields beyond the schema's features (all of which it
+    holds) are ignored columns: as many as it holds of those. ``keys() & ignored``
+    visits the few ignored names, not the record's fields."""
+    ignored = schema.ignored_names
+    if not ignored:
+        return False
+    extra = len(schema.features)
+    return all(len(r) - extra == len(r.keys() & ignored) for r in records)
 
 
 def _record_columns(
@@ -624,27 +645,42 @@ def check_categorical(feature: Feature, column: list[Any], field: FieldName) -> 
     return problems
 
 
+def number_category(feature: Feature, value: int | float) -> str | None:
+    """The category of ``feature`` a number (never a boolean) stands for, if any: a
+    float whose ``repr`` is a category (1.5 for ``"1.5"``,
+    :attr:`~watchkeeper.schema.Feature.decimal_categories`), else a number that is an
+    integer whose text is one (``1`` or ``1.0`` for ``"1"``,
+    :attr:`~watchkeeper.schema.Feature.integer_categories`). The text must be exact:
+    1.5 is not ``"1.50"``, and NaN or an infinity is no category."""
+    if type(value) is float and feature.decimal_categories:
+        text = repr(value)
+        if text in feature.decimal_categories:
+            return text
+    return feature.integer_categories.get(value)  # 1.0 == 1: the same key; NaN none
+
+
 def _with_category_texts(feature: Feature, column: Sequence[Any]) -> list[Any] | None:
     """``column`` with each boolean as its text, when the feature has that text among
     its categories (training found the column boolean), and, for a boolean feature,
     each other spelling of it (``"true"``, ``"FALSE"``) as its category; each JSON
-    number that is an integer whose text is one of the feature's categories (``1`` or
-    ``1.0`` for ``"1"``: a column of numbers training read as text; ``/feedback``
-    matches class labels alike) as that category. ``None`` when there is nothing to
-    convert; what has no such category stays (a boolean or a number is then refused as
-    no string). A boolean is never taken for ``"1"`` or ``"0"``: its text is
-    ``"True"``/``"False"``."""
-    integers = feature.integer_categories
+    number that is one of the feature's categories written as a number
+    (:func:`number_category`: ``1`` or ``1.0`` for ``"1"``, ``1.5`` for ``"1.5"``; a
+    column of numbers training read as text; ``/feedback`` matches class labels alike)
+    as that category. ``None`` when there is nothing to convert; what has no such
+    category stays (a boolean or a number is then refused as no string). A boolean is
+    never taken for ``"1"`` or ``"0"``: its text is ``"True"``/``"False"``."""
+    numbers = bool(feature.integer_categories or feature.decimal_categories)
     booleans = bool(BOOLEAN_CATEGORIES & set(feature.categories))
-    if not integers and not booleans:
+    if not numbers and not booleans:
         return None
     spellings = BOOLEAN_SPELLINGS if feature.is_boolean else {}
 
     def text(value: Any) -> Any:
         if value is True or value is False:
             return str(value) if booleans else value
-        if type(value) in _NUMBER_TYPES:  # not bool, int's subclass: True == 1 as a key
-            return integers.get(value, value)  # 1.0 == 1: the same key; NaN none
+        if numbers and type(value) in _NUMBER_TYPES:  # not bool: True == 1 as a key
+            category = number_category(feature, value)
+            return value if category is None else category
         if spellings and isinstance(value, str) and value not in BOOLEAN_CATEGORIES:
             return spellings.get(value.lower(), value)
         return value

@@ -26,6 +26,12 @@ import numpy as np
 import pandas as pd
 
 from watchkeeper.errors import WatchkeeperError
+from watchkeeper.schema import (
+    IGNORED_EXCLUDED,
+    IGNORED_PERIOD,
+    IGNORED_PERIOD_PART,
+    IgnoredColumn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +71,8 @@ class Dataset:
 
     ``period`` names a column of numbers or dates ordering rows in time (e.g.
     ``YYYYMM``), or is ``None`` when rows have no time order. ``exclude`` columns never
-    become features. ``split`` is the dataset's own default time split, if it has one.
+    become features (the period column among them, and ``period_parts``, the columns
+    it is made of). ``split`` is the dataset's own default time split, if it has one.
     """
 
     name: str
@@ -74,6 +81,7 @@ class Dataset:
     period: str | None = None
     exclude: tuple[str, ...] = ()
     split: PeriodSplit | None = None
+    period_parts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         missing = [
@@ -88,6 +96,16 @@ class Dataset:
             raise DatasetError(
                 f"period column {self.period!r} of {self.name!r} holds neither numbers nor dates"
             )
+
+    def excluded_columns(self) -> tuple[IgnoredColumn, ...]:
+        """The ``exclude`` columns, each with why it is no feature: the schema keeps
+        them as ignored columns, so that a record shaped like this data is accepted."""
+        return tuple(IgnoredColumn(name, self._why_excluded(name)) for name in self.exclude)
+
+    def _why_excluded(self, name: str) -> str:
+        if name == self.period:
+            return IGNORED_PERIOD
+        return IGNORED_PERIOD_PART if name in self.period_parts else IGNORED_EXCLUDED
 
     @property
     def dated(self) -> bool:
@@ -208,6 +226,7 @@ def load_ames() -> Dataset:
         target=AMES_TARGET,
         period=AMES_PERIOD,
         exclude=("Year_Sold", "Mo_Sold", AMES_PERIOD),
+        period_parts=("Year_Sold", "Mo_Sold"),
         # train on 2006–07, validate on 2008, replay 2008–10: the documented example
         split=PeriodSplit(train_end=200712, validation_start=200801, validation_end=200812),
     )

@@ -73,9 +73,32 @@ class Feature:
                 found[number] = category
         return found
 
+    @cached_property
+    def decimal_categories(self) -> frozenset[str]:
+        """The categories that are a finite float's canonical text, as Python's
+        ``repr`` writes it (``"1.5"``, ``"1.0"``, ``"1e+20"``; not ``"1.50"``, ``"1"``,
+        ``"nan"``): a client sends the JSON number 1.5 for the category ``"1.5"``. Cached:
+        validation asks it of a column holding numbers."""
+        found = set()
+        for category in self.categories:
+            try:
+                number = float(category)
+            except ValueError:
+                continue
+            if math.isfinite(number) and repr(number) == category:
+                found.add(category)
+        return frozenset(found)
+
 
 IGNORED_NO_VALUES = "no value in the training data"
 """Why a column training saw is not a feature: it held no value at all."""
+IGNORED_EXCLUDED = "excluded when training"
+"""Why: training was told to leave it out (``watchkeeper train --exclude``, an id)."""
+IGNORED_PERIOD = "the period column: orders rows in time"
+"""Why: it orders the dataset's rows in time, to split and replay them; as a feature,
+every later window would look drifted by construction."""
+IGNORED_PERIOD_PART = "makes up the period column: orders rows in time"
+"""Why: the period column is made of it (Ames: ``Year_Sold``, ``Mo_Sold``)."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +231,7 @@ class FeatureSchema:
 
     @classmethod
     def derive(
-        cls, frame: pd.DataFrame, target: str, *, exclude: Iterable[str] = ()
+        cls, frame: pd.DataFrame, target: str, *, exclude: Iterable[str | IgnoredColumn] = ()
     ) -> FeatureSchema:
         """Infer a schema from training data.
 
@@ -218,12 +241,25 @@ class FeatureSchema:
         value at all in the training rows is no feature: it teaches nothing, and the
         trees cannot bin it. It is kept as an ignored column, so that a client sending
         records shaped like the training data (that column in them) is not refused.
+
+        ``exclude`` columns are no features either; each that ``frame`` holds is an
+        ignored column for the same reason, with why: a name
+        :data:`IGNORED_EXCLUDED`, an :class:`IgnoredColumn` its own (the period
+        column's: :meth:`watchkeeper.dataset.Dataset.excluded_columns`). The target is
+        never one: a record holding it is refused.
         """
-        skip = {target, *exclude}
+        excluded: dict[str, str] = {}  # name: reason, the first given for it
+        for column in exclude:
+            if isinstance(column, str):
+                column = IgnoredColumn(column, IGNORED_EXCLUDED)
+            excluded.setdefault(column.name, column.reason)
         features: list[Feature] = []
         ignored: list[IgnoredColumn] = []
         for name in frame.columns:
-            if name in skip:
+            if name == target:
+                continue
+            if name in excluded:
+                ignored.append(IgnoredColumn(name=str(name), reason=excluded[name]))
                 continue
             column = frame[name]
             if column.isna().all():

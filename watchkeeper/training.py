@@ -193,7 +193,10 @@ def train(
     from the target unless given (:func:`watchkeeper.task.detect_task`).
     """
     if schema is None:
-        schema = FeatureSchema.derive(training.frame, training.target, exclude=training.exclude)
+        # the excluded columns (the period's among them) stay accepted in requests
+        schema = FeatureSchema.derive(
+            training.frame, training.target, exclude=training.excluded_columns()
+        )
     if training.period is not None:
         order: np.ndarray | None = training.frame[training.period].to_numpy()
     else:

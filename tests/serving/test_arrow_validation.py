@@ -306,3 +306,30 @@ def test_an_integer_column_whose_values_are_categories_is_their_text() -> None:
     assert [(p.field, p.problem) for p in failed.value.details] == [
         ("columns.rating", "must be a string or dictionary-encoded string column, got int64")
     ]
+
+
+def test_a_float_column_whose_values_are_categories_is_their_text() -> None:
+    """A category whose text is a decimal number ("1.5") refused a client's float
+    column 'must be a string ... column, got double', as a JSON body refused 1.5."""
+    schema = FeatureSchema(
+        (Feature("size", "categorical", categories=("-0.0", "0.5", "1.5", "2", "2.50")),),
+        target="y",
+    )
+
+    def validated(array: pa.Array) -> Any:
+        table = pa.table({"size": array})
+        return validate_arrow_table(table, schema, max_batch_size=100, max_text_bytes=TEXT)
+
+    for kind in (np.float64, np.float32, np.float16):
+        values = np.array([1.5, 0, 2.0, 0.5, -0.0, 1.5], kind)
+        array = pa.array(values, mask=np.array([False, True, False, False, False, False]))
+        column = validated(array).columns["size"]
+        assert [column.values[c] for c in column.codes.tolist()] == (
+            ["1.5", None, "2", "0.5", "-0.0", "1.5"]
+        ), kind
+    for refused in (2.5, float("nan"), float("inf"), 0.0):  # "2.50" is not 2.5's text
+        with pytest.raises(ValidationFailed) as failed:
+            validated(pa.array([1.5, refused]))
+        assert [(p.field, p.problem) for p in failed.value.details] == [
+            ("columns.size", "must be a string or dictionary-encoded string column, got double")
+        ], refused

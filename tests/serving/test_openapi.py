@@ -250,4 +250,19 @@ def test_a_text_feature_of_numbers_documents_the_numbers_it_takes() -> None:
     for refused in (3, 1.5, True):
         assert not features.is_valid({"rating": refused}), refused
     described = spec["components"]["schemas"]["Features"]["properties"]["rating"]
-    assert described["description"].endswith('(1 or 1.0 for "1") is taken as that category.')
+    assert described["description"].endswith("is taken as that category.")
+    assert '(1 or 1.0 for "1"; 1.5 for "1.5"' in described["description"]
+
+
+def test_a_text_feature_of_decimal_numbers_documents_the_numbers_it_takes() -> None:
+    """A category "1.5" refused the JSON number 1.5; the document did not list it."""
+    schema = FeatureSchema(
+        (Feature("size", "categorical", categories=("0.5", "1.5", "2", "2.50")),), target="y"
+    )
+    spec = openapi_document(schema, max_batch_size=10)
+    features = _validator(spec, {"$ref": "#/components/schemas/Features"})
+
+    for allowed in ("2.50", 0.5, 1.5, 2):
+        features.validate({"size": allowed})
+    for refused in (2.5, 3, 1.25):
+        assert not features.is_valid({"size": refused}), refused

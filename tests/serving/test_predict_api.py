@@ -443,6 +443,71 @@ def test_records_shaped_like_the_training_data_are_accepted_with_a_column_it_had
     assert logged == [{"x": 0.5}] * 4  # the ignored column is not logged
 
 
+def test_records_shaped_like_the_training_data_are_accepted_with_its_period_and_excluded_columns(
+    make_app: Any, tmp_path: Any, read_log: Any
+) -> None:
+    """The period column (``--period``) and the columns left out by ``--exclude`` are
+    columns of the training data that are no features: a client sending the training
+    data's record shape got 422 'unknown field' for each. They are ignored columns
+    now, each with why, in every body form; the target stays unknown."""
+    import jsonschema
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    from serving.arrow_ipc import ARROW_STREAM
+    from watchkeeper.dataset import tabular
+    from watchkeeper.registry import ModelRegistry
+    from watchkeeper.training import TrainingParams, train
+
+    rng = np.random.default_rng(0)
+    months = pd.date_range("2020-01-01", periods=20, freq="MS").strftime("%Y-%m-%d")
+    frame = pd.DataFrame(
+        {"month": np.repeat(months, 10), "site_id": np.arange(200), "x": rng.normal(size=200)}
+    )
+    frame["y"] = frame["x"] * 2 + rng.normal(size=200)
+    dataset = tabular(frame, "sites", "y", period="month", exclude=("site_id",))
+    trained = train(dataset, params=TrainingParams(max_iter=5))
+    ModelRegistry(tmp_path / "sites").register(trained)
+    app = make_app(registry_path=tmp_path / "sites")
+    client = app.test_client()
+    record = {"month": "2021-09-01", "site_id": 7, "x": 0.5}  # a row of the CSV, no target
+    sink = pa.BufferOutputStream()
+    table = pa.table({k: [v] for k, v in record.items()})
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+    single = client.post("/predict", json={"features": record})
+    batch = client.post("/predict", json={"instances": [record, {**record, "month": None}]})
+    columns = client.post("/predict", json={"columns": {k: [v] for k, v in record.items()}})
+    arrow = client.post("/predict", data=sink.getvalue().to_pybytes(), content_type=ARROW_STREAM)
+    target = client.post("/predict", json={"features": {**record, "y": 1.0}})
+    described = client.get("/model").json["metadata"]["schema"]
+    spec = client.get("/openapi.json").json
+
+    assert [r.status_code for r in (single, batch, columns, arrow)] == [200] * 4, single.json
+    prediction = single.json["prediction"]
+    assert [p["prediction"] for p in batch.json["predictions"]] == [prediction] * 2
+    assert columns.json["predictions"][0]["prediction"] == prediction
+    assert arrow.json["predictions"][0]["prediction"] == prediction
+    assert target.status_code == 422
+    assert _problems(target) == {"features.y": "unknown field (not in the model's schema)"}
+    assert described["ignored"] == [
+        {"name": "month", "reason": "the period column: orders rows in time"},
+        {"name": "site_id", "reason": "excluded when training"},
+    ]
+    features = spec["components"]["schemas"]["Features"]
+    assert "Ignored (excluded when training)" in features["properties"]["site_id"]["description"]
+    assert "Ignored (the period column" in features["properties"]["month"]["description"]
+    assert features["required"] == ["x"]
+    validator = jsonschema.Draft202012Validator({**features, "components": spec["components"]})
+    validator.validate(record)
+    assert not validator.is_valid({**record, "y": 1.0})
+    logged = [r["features"] for r in read_log(app).predictions()]
+    assert logged == [{"x": 0.5}] * 5  # the ignored columns are not logged
+
+
 def test_a_number_for_a_category_of_numbers_as_text_is_answered_and_logged_as_its_text(
     make_app: Any, tmp_path: Any, read_log: Any
 ) -> None:
@@ -476,3 +541,50 @@ def test_a_number_for_a_category_of_numbers_as_text_is_answered_and_logged_as_it
     assert _problems(unseen) == {"features.rating": "must be a string, got number"}
     logged = [r["features"] for r in read_log(app).predictions()]
     assert logged == [{"x": 0.5, "rating": "2"}] * 3
+
+
+def test_a_float_for_a_category_of_decimals_as_text_is_answered_and_logged_as_its_text(
+    make_app: Any, tmp_path: Any, read_log: Any
+) -> None:
+    """A column of decimal numbers training read as text ("0.5", "1.5") refused a
+    client's JSON number 1.5, and an Arrow float column, with 422 'must be a string',
+    where the number 1 for "1" was taken."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    from serving.arrow_ipc import ARROW_STREAM
+    from watchkeeper.registry import ModelRegistry
+    from watchkeeper.training import TrainingParams, train
+
+    rng = np.random.default_rng(0)
+    size = rng.choice(["0.5", "1.5", "2.50"], size=200)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "size": size})
+    frame["y"] = frame["x"] + size.astype(float) + rng.normal(size=200)
+    trained = train(Dataset("sizes", frame, "y"), params=TrainingParams(max_iter=5))
+    assert trained.model.schema["size"].categories == ("0.5", "1.5", "2.50")
+    ModelRegistry(tmp_path / "sizes").register(trained)
+    app = make_app(registry_path=tmp_path / "sizes")
+    client = app.test_client()
+    sink = pa.BufferOutputStream()
+    table = pa.table({"x": [0.5], "size": [1.5]})
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+    as_text = client.post("/predict", json={"features": {"x": 0.5, "size": "1.5"}})
+    as_number = client.post("/predict", json={"features": {"x": 0.5, "size": 1.5}})
+    batch = client.post("/predict", json={"instances": [{"x": 0.5, "size": 1.5}]})
+    columns = client.post("/predict", json={"columns": {"x": [0.5], "size": [1.5]}})
+    arrow = client.post("/predict", data=sink.getvalue().to_pybytes(), content_type=ARROW_STREAM)
+    other = client.post("/predict", json={"features": {"x": 0.5, "size": 2.5}})
+
+    assert [r.status_code for r in (as_number, batch, columns, arrow)] == [200] * 4, arrow.json
+    prediction = as_text.json["prediction"]
+    assert as_number.json["prediction"] == prediction
+    for response in (batch, columns, arrow):
+        assert response.json["predictions"][0]["prediction"] == prediction
+    assert other.status_code == 422  # "2.50" is not how 2.5 is written
+    assert _problems(other) == {"features.size": "must be a string, got number"}
+    logged = [r["features"] for r in read_log(app).predictions()]
+    assert logged == [{"x": 0.5, "size": "1.5"}] * 5

@@ -803,6 +803,30 @@ def test_train_on_a_csv_by_a_date_period_alone_splits_it_by_its_rows(
     )
 
 
+def test_train_records_its_period_and_excluded_columns_as_ignored_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They left the schema without a trace, and a client sending the CSV's record
+    shape was refused 'unknown field' for each."""
+    monkeypatch.setenv("WATCHKEEPER_DATA_DIR", str(tmp_path / "var"))
+    csv = _monthly_csv(tmp_path / "monthly.csv")
+    frame = pd.read_csv(csv)
+    frame.insert(0, "id", range(len(frame)))
+    frame.to_csv(csv, index=False)
+
+    code = main(
+        ["train", "--csv", str(csv), "--target", "y", "--period", "month", "--exclude", "id"]
+    )
+
+    assert code == 0, capsys.readouterr()
+    schema = ModelRegistry(tmp_path / "var" / "registry").metadata("v1")["schema"]
+    assert [f["name"] for f in schema["features"]] == ["x"]
+    assert schema["ignored"] == [
+        {"name": "id", "reason": "excluded when training"},
+        {"name": "month", "reason": "the period column: orders rows in time"},
+    ]
+
+
 def test_train_with_a_bound_that_is_not_a_date_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

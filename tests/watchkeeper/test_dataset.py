@@ -11,6 +11,12 @@ import pandas as pd
 import pytest
 
 from watchkeeper.dataset import Dataset, DatasetError, PeriodSplit, load_ames, load_csv
+from watchkeeper.schema import (
+    IGNORED_EXCLUDED,
+    IGNORED_PERIOD,
+    IGNORED_PERIOD_PART,
+    IgnoredColumn,
+)
 
 
 def _monthly(tmp_path: Path, *, dates: bool) -> Path:
@@ -56,6 +62,22 @@ def test_a_date_period_column_is_read_as_dates_and_split_by_dates(tmp_path: Path
 
 def test_the_ames_data_keeps_its_documented_split() -> None:
     assert load_ames().default_split() == PeriodSplit(200712, 200801, 200812)
+
+
+def test_the_columns_a_dataset_excludes_say_why_they_are_no_features(tmp_path: Path) -> None:
+    """They become the schema's ignored columns: a record shaped like the data holds
+    them."""
+    csv = load_csv(_monthly(tmp_path, dates=True), "y", period="month", exclude=("x",))
+
+    assert load_ames().excluded_columns() == (
+        IgnoredColumn("Year_Sold", IGNORED_PERIOD_PART),
+        IgnoredColumn("Mo_Sold", IGNORED_PERIOD_PART),
+        IgnoredColumn("Sale_Period", IGNORED_PERIOD),
+    )
+    assert csv.excluded_columns() == (
+        IgnoredColumn("x", IGNORED_EXCLUDED),
+        IgnoredColumn("month", IGNORED_PERIOD),
+    )
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from watchkeeper.schema import IGNORED_NO_VALUES, FeatureSchema, IgnoredColumn
+from watchkeeper.schema import (
+    IGNORED_EXCLUDED,
+    IGNORED_NO_VALUES,
+    IGNORED_PERIOD,
+    FeatureSchema,
+    IgnoredColumn,
+)
 
 NAMES = ("the candidate", "the champion")
 
@@ -73,12 +79,32 @@ def test_a_column_without_any_value_is_remembered_as_ignored_and_why() -> None:
     training data (that column in them, null) was refused 'unknown field'."""
     frame = pd.DataFrame({"x": [1.0, 2.0], "empty": [None, None], "t": [1, 2], "y": [3.0, 4.0]})
 
-    schema = FeatureSchema.derive(frame, "y", exclude=("t",))
+    schema = FeatureSchema.derive(frame, "y")
 
-    assert schema.names == ("x",)
+    assert schema.names == ("x", "t")
     assert schema.ignored == (IgnoredColumn("empty", IGNORED_NO_VALUES),)
     assert schema.ignored_names == {"empty"}
     assert schema.to_dict()["ignored"] == [{"name": "empty", "reason": IGNORED_NO_VALUES}]
+    assert FeatureSchema.from_dict(schema.to_dict()) == schema
+
+
+def test_excluded_columns_are_remembered_as_ignored_with_their_reasons() -> None:
+    """A column left out (``--exclude``, the period column) is a column of the
+    training data as much as one without a value: a client sending records shaped like
+    it got 422 'unknown field' for it. The target is never ignored, even excluded."""
+    frame = pd.DataFrame(
+        {"id": [1, 2], "x": [1.0, 2.0], "t": [1, 2], "empty": [None, None], "y": [3.0, 4.0]}
+    )
+    period = IgnoredColumn("t", IGNORED_PERIOD)
+
+    schema = FeatureSchema.derive(frame, "y", exclude=(period, "id", "empty", "y", "absent"))
+
+    assert schema.names == ("x",)
+    assert schema.ignored == (
+        IgnoredColumn("id", IGNORED_EXCLUDED),
+        period,
+        IgnoredColumn("empty", IGNORED_EXCLUDED),  # excluded: why it is no feature
+    )
     assert FeatureSchema.from_dict(schema.to_dict()) == schema
 
 
@@ -227,3 +253,12 @@ def test_a_retraining_s_schema_keeps_the_champion_s_ignored_columns() -> None:
     assert candidate.names == ("x",)
     assert candidate.ignored == (IgnoredColumn("empty", IGNORED_NO_VALUES),)
     assert candidate.keeping_ignored(champion) == candidate
+
+
+def test_a_retraining_s_schema_keeps_the_champion_s_period_and_excluded_columns() -> None:
+    frame = pd.DataFrame({"id": [1, 2], "t": [1, 2], "x": [1.0, 2.0], "y": [3.0, 4.0]})
+    champion = FeatureSchema.derive(frame, "y", exclude=("id", IgnoredColumn("t", IGNORED_PERIOD)))
+
+    candidate = FeatureSchema.derive(frame[["x", "y"]], "y").keeping_ignored(champion.ignored)
+
+    assert candidate == champion
