@@ -104,6 +104,20 @@ def test_extreme_regression_labels_are_left_out_named_and_the_rest_trains(
     assert run.candidate_metrics["mae"] < 1e5
 
 
+def _label_both_forms(engine: sa.Engine) -> None:
+    """Both stored forms' requests, each prediction labelled."""
+    store_both_forms(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(feedback),
+            [
+                {"prediction_id": f"{r}.{i}", "actual": 100.0 + i, "received_at": T0}
+                for r in (CODES_ID, LISTS_ID)
+                for i in range(ROWS)
+            ],
+        )
+
+
 def test_both_stored_forms_of_a_requests_features_give_the_same_training_rows(
     database_url: str,
 ) -> None:
@@ -111,16 +125,7 @@ def test_both_stored_forms_of_a_requests_features_give_the_same_training_rows(
     column stored as lists read as the same rows, on SQLite and PostgreSQL."""
     engine = create_engine(database_url)
     try:
-        store_both_forms(engine)
-        with engine.begin() as connection:
-            connection.execute(
-                sa.insert(feedback),
-                [
-                    {"prediction_id": f"{r}.{i}", "actual": 100.0 + i, "received_at": T0}
-                    for r in (CODES_ID, LISTS_ID)
-                    for i in range(ROWS)
-                ],
-            )
+        _label_both_forms(engine)
 
         labelled = labelled_predictions(engine, SCHEMA, since=T0 - timedelta(days=1))
     finally:
@@ -215,16 +220,8 @@ def test_a_labelled_request_whose_time_no_reader_holds_is_left_out_of_training(
     is left out; the others train."""
     engine = create_engine(database_url)
     try:
-        store_both_forms(engine)
+        _label_both_forms(engine)
         with engine.begin() as connection:
-            connection.execute(
-                sa.insert(feedback),
-                [
-                    {"prediction_id": f"{r}.{i}", "actual": 100.0 + i, "received_at": T0}
-                    for r in (CODES_ID, LISTS_ID)
-                    for i in range(ROWS)
-                ],
-            )
             connection.execute(
                 sa.text("UPDATE requests SET received_at = 'infinity' WHERE request_id = :id"),
                 {"id": CODES_ID},
