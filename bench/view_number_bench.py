@@ -74,11 +74,16 @@ def _number_0015(index: int) -> str:
     )
 
 
-def _view(name: str, number: object) -> str:
-    columns = ", ".join(
+def _columns(number: object) -> str:
+    """The four numbers of an item, each as ``number(index)`` reads it."""
+    return ", ".join(
         f"{number(i)} AS {column}"  # type: ignore[operator]
         for i, column in enumerate(("prediction", "lower", "upper", "ood_score"))
     )
+
+
+def _view(name: str, number: object) -> str:
+    columns = _columns(number)
     return (
         f"CREATE VIEW {name} AS SELECT r.seq AS request_seq, {columns}"
         " FROM requests r CROSS JOIN LATERAL json_array_elements(r.outputs::json)"
@@ -101,10 +106,7 @@ def _sqlite_0015(index: int) -> str:
 
 
 def _sqlite_view(name: str, number: object) -> str:
-    columns = ", ".join(
-        f"{number(i)} AS {column}"  # type: ignore[operator]
-        for i, column in enumerate(("prediction", "lower", "upper", "ood_score"))
-    )
+    columns = _columns(number)
     return (
         f"CREATE VIEW {name} AS SELECT r.seq AS request_seq, {columns}"
         " FROM requests r, json_each(r.outputs) o WHERE r.outputs IS NOT NULL"
