@@ -33,6 +33,7 @@ class PostgresServer:
         self.datadir = self.root / "data"
         self._as_postgres = os.geteuid() == 0
         self._databases = 0
+        self._migrated: str | None = None  # the template of migrated_database()
         # pg_ctl daemonises the cluster: a killed test run would leave it running
         self._guard = OrphanGuard(f"{self._stop_command('immediate')}; {remove(self.root)}")
 
@@ -108,13 +109,49 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self) -> str:
-        import sqlalchemy as sa
-
+    def create_database(self, template: str = "template1") -> str:
+        """A new, empty database (a copy of ``template``); returns its URL."""
         self._databases += 1
         name = f"wk_test_{self._databases}"
-        engine = sa.create_engine(self.url(), isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        engine.dispose()
+        self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return self.url(name)
+
+    def migrated_database(self) -> str:
+        """A new database at the latest schema: a copy of one migrated once per server,
+        which costs a third of migrating each copy (0.13 s against 0.38 s here)."""
+        if self._migrated is None:
+            from watchkeeper.db.engine import create_engine
+            from watchkeeper.db.migrate import upgrade
+
+            url = self.create_database()
+            engine = create_engine(url)
+            upgrade(engine)
+            engine.dispose()  # a template must have no connection while it is copied
+            self._migrated = sa_database(url)
+        return self.create_database(template=self._migrated)
+
+    def drop_database(self, url: str) -> None:
+        """Remove a test's database now, connections and all: hundreds of databases
+        left to the end made the session's teardown remove 6 GB at once (24 s)."""
+        self._admin(f'DROP DATABASE IF EXISTS "{sa_database(url)}" WITH (FORCE)')
+
+    def _admin(self, statement: str) -> None:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(
+            self.url(), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 10}
+        )
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text(statement))
+        finally:
+            engine.dispose()
+
+
+def sa_database(url: str) -> str:
+    """The database name of a SQLAlchemy URL."""
+    import sqlalchemy as sa
+
+    name = sa.make_url(url).database
+    assert name, url
+    return name

@@ -21,7 +21,6 @@ from serving.services import services
 from tests.monitoring import classifier_log
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.migrate import upgrade
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel, TrainingParams, train
@@ -45,9 +44,13 @@ def suite(
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings], tmp_path: Any) -> Settings:
-    settings = make_settings(
-        database_url=f"sqlite:///{tmp_path / 'log.db'}",
+def settings(
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    migrated_sqlite: Callable[[Path], str],
+) -> Settings:
+    return make_settings(
+        database_url=migrated_sqlite(tmp_path / "log.db"),
         monitor_window_size=500,
         monitor_min_samples=200,
         monitor_settle_seconds=0,
@@ -55,10 +58,6 @@ def settings(make_settings: Callable[..., Settings], tmp_path: Any) -> Settings:
         log_flush_interval=0.02,
         log_write_interval=0.02,
     )
-    engine = create_engine(settings.storage.database_url)
-    upgrade(engine)
-    engine.dispose()
-    return settings
 
 
 @pytest.fixture
@@ -128,13 +127,16 @@ def classifier_template(
 
 @pytest.fixture
 def class_settings(
-    make_settings: Callable[..., Settings], tmp_path: Path, classifier_template: Path
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    classifier_template: Path,
+    migrated_sqlite: Callable[[Path], str],
 ) -> Settings:
     """Settings of a monitor whose registry holds the classifier as v1 (current)."""
     registry = tmp_path / "class-registry"
     shutil.copytree(classifier_template, registry)
-    settings = make_settings(
-        database_url=f"sqlite:///{tmp_path / 'class-log.db'}",
+    return make_settings(
+        database_url=migrated_sqlite(tmp_path / "class-log.db"),
         registry_path=registry,
         monitor_window_size=500,
         monitor_min_samples=200,
@@ -142,10 +144,6 @@ def class_settings(
         monitor_min_labels=50,
         drift_multivariate=False,
     )
-    engine = create_engine(settings.storage.database_url)
-    upgrade(engine)
-    engine.dispose()
-    return settings
 
 
 @pytest.fixture

@@ -17,22 +17,21 @@ from serving.app import create_app, shutdown
 from serving.services import services
 from watchkeeper.dataset import Dataset
 from watchkeeper.db.engine import create_engine
-from watchkeeper.db.migrate import upgrade
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings], tmp_path: Path) -> Settings:
-    settings = make_settings(
-        database_url=f"sqlite:///{tmp_path / 'log.db'}",
+def settings(
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    migrated_sqlite: Callable[[Path], str],
+) -> Settings:
+    return make_settings(
+        database_url=migrated_sqlite(tmp_path / "log.db"),
         log_flush_interval=0.02,
         log_write_interval=0.02,
     )
-    engine = create_engine(settings.storage.database_url)
-    upgrade(engine)
-    engine.dispose()
-    return settings
 
 
 @pytest.fixture
