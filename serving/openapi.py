@@ -107,9 +107,10 @@ def _feature_schema(feature: Feature) -> OpenApiJson:
         numbers = sorted({*feature.integer_categories, *map(float, feature.decimal_categories)})
         return {
             "anyOf": [schema, {"type": "number", "enum": numbers}],
-            "description": f"{described} A number that is one of the categories "
-            '(1 or 1.0 for "1"; 1.5 for "1.5", written as Python writes it, so not for '
-            '"1.50") is taken as that category.'.lstrip(),
+            "description": f"{described} A number equal to one of the categories "
+            '(1 or 1.0 for "1" or "1.0"; 1.5 for "1.5") is taken as that category, '
+            'if written as Python writes the number (not "1.50"); where two are the '
+            'same number, as sent picks ("1" for 1, "1.0" for 1.0).'.lstrip(),
         }
     return schema
 
