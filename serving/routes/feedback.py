@@ -33,7 +33,11 @@ def feedback() -> Response:
     integer or a boolean), and a class it does not know is stored too (``known_class``
     false). An id that already has other feedback is a 409, and nothing of the request
     is stored; the same label again is accepted, and stored once (a retry after a
-    503)."""
+    503).
+
+    With the database down, a label no registered version's task takes is 422 naming
+    the field (so are malformed and repeated ids): a retry cannot help it. Any other
+    body is 503 database_unavailable."""
     store = services().model_store
     loaded = store.loaded
     served = LabelRule.of_model(loaded.model if loaded is not None else None)

@@ -335,3 +335,23 @@ def test_a_text_feature_of_decimal_numbers_documents_the_numbers_it_takes() -> N
         features.validate({"size": allowed})
     for refused in (2.5, 3, 1.25):
         assert not features.is_valid({"size": refused}), refused
+
+
+def test_feedback_s_responses_describe_its_refusals_with_the_database_down() -> None:
+    """With the database down, a label no registered version's task takes is 422
+    naming the field, the rest 503: the document's /feedback said neither (its 422 was
+    only the feature schema's, and its 503 only 'the database is down')."""
+    operation = openapi_document(None, max_batch_size=10)["paths"]["/feedback"]["post"]
+    refused = operation["responses"]["422"]["description"]
+    waiting = operation["responses"]["503"]["description"]
+
+    assert "a label no registered version's task takes" in refused
+    assert "with the database down" in refused.lower()
+    assert "database_unavailable" in waiting and "422" in waiting
+    assert (
+        "With the database down, a label no registered version's task takes is 422"
+        in (operation["description"])
+    )
+    # the other operations' texts say nothing of /feedback's cases
+    predict = openapi_document(None, max_batch_size=10)["paths"]["/predict"]["post"]
+    assert all("feedback" not in r["description"] for r in predict["responses"].values())
