@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app
 from serving.api_models import ClassFeedbackAccepted, FeedbackAccepted
 from serving.feedback import NOTHING_READ, parse_feedback, read_log, store_feedback
 from serving.json_body import request_json
-from serving.label_rules import LabelRule, label_rules, possible_tasks
+from serving.label_rules import LabelRule, label_rules
 from serving.responses import json_response
 from serving.services import services
 from watchkeeper.errors import DatabaseUnavailable
@@ -53,7 +53,7 @@ def feedback() -> Response:
         except DatabaseUnavailable:
             # which version made each prediction is unknown: what no version would
             # take is still the client's to fix, and said so (a 503 hid it)
-            body.refuse_without_log(possible_tasks(store.registry, served))
+            body.refuse_without_log(services().registry_tasks.possible(served))
             raise
     rules = label_rules(read.requests, body.ids, served=served, registry=store.registry)
     items = body.labels(rules, served)
