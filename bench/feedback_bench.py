@@ -8,9 +8,16 @@ new and for a prediction already in the log. Counted per request: the statements
 request threads' engine ran (``before_cursor_execute``) and its connection checkouts
 (each a ping on PostgreSQL).
 
+With ``--database-down`` the database is a PostgreSQL nothing listens for, and the
+registry holds ``--versions`` versions (copies of the Ames model, none served but the
+first): each request of one label asks which task some version has
+(``serving.label_rules``), a price waiting for the database (503) and a text no
+regression model takes refused (422).
+
 Usage: ``PYTHONPATH=TREE .venv/bin/python bench/feedback_bench.py [--requests N]
-[--rounds R] [--postgres]``: ``TREE`` is the code measured (this checkout, or an
-export of another commit: the script uses only the app's API).
+[--rounds R] [--postgres | --database-down [--versions V]]``: ``TREE`` is the code
+measured (this checkout, or an export of another commit: the script uses only the app's
+API).
 """
 
 from __future__ import annotations
@@ -28,9 +35,11 @@ from prometheus_client import CollectorRegistry
 from bench.ames_model import AmesModel, ames_model
 from serving.app import create_app, shutdown
 from serving.services import services
+from tests.ports import free_port
 from tests.postgres import PostgresServer, find_bindir
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.migrate import upgrade
+from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 
 SIZES = (1, 100)
@@ -75,10 +84,17 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40, help="of 100 labels, per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--postgres", action="store_true", help="on PostgreSQL, not SQLite")
+    parser.add_argument(
+        "--database-down", action="store_true", help="no database answers: 503s and 422s"
+    )
+    parser.add_argument("--versions", type=int, default=10, help="registered, --database-down")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="feedback-bench-"))
     model = ames_model(workdir)
+    if args.database_down:
+        _measure_down(args, workdir, model)
+        return
     postgres = None
     if args.postgres:
         bindir = find_bindir()
@@ -151,6 +167,38 @@ def _measure(args: argparse.Namespace, workdir: Path, model: AmesModel, url: str
             f"{size:>6}  {statistics.median(cpu):8.3f} [{min(cpu):.3f}, {max(cpu):.3f}]"
             f"          {wall:8.3f}         {statements:6.1f}      {checkouts:5.1f}"
         )
+
+
+def _measure_down(args: argparse.Namespace, workdir: Path, model: AmesModel) -> None:
+    registry = ModelRegistry(model.registry)
+    while len(registry.versions()) < args.versions:
+        registry.register(model.trained, make_current=False)
+    settings = Settings(
+        data_dir=workdir / "var",
+        registry_path=model.registry,
+        database_url=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none",
+    )
+    app = create_app(settings, registry=CollectorRegistry())
+    client = app.test_client()
+    labels = {503: 180000.0, 422: "abc"}
+    figures: dict[int, list[float]] = {status: [] for status in labels}
+    for _ in range(args.rounds):
+        for status, label in labels.items():
+            body = {"id": "0123abcd", "actual": label}
+            for _ in range(20):
+                client.post("/feedback", json=body)
+            started = time.thread_time()
+            for _ in range(args.requests):
+                response = client.post("/feedback", json=body)
+                assert response.status_code == status, response.json
+            figures[status].append((time.thread_time() - started) / args.requests * 1000)
+    shutdown(app, timeout=30)
+    services(app).engine.dispose()
+
+    print(f"database down, {args.versions} versions, {args.rounds} rounds of {args.requests}")
+    print("status  CPU ms/request (median [min, max])")
+    for status, cpu in figures.items():
+        print(f"{status:>6}  {statistics.median(cpu):8.3f} [{min(cpu):.3f}, {max(cpu):.3f}]")
 
 
 if __name__ == "__main__":

@@ -125,11 +125,19 @@ def base_dataset(
     base = champion.record.training_window.origin
     source = champion.record.data_source
     if csv is not None:
+        columns = _header(csv)
+        asked = RetrainOptions(data=csv, target=target).described()
         if target is None:
-            target = _champion_target(champion, csv)
+            target = _champion_target(champion, csv, columns)
         period = base.period_column or (source.period_column if source else None)
         # the family's excluded columns (ids, leaky ones) stay excluded in what it records
-        source = describe_csv(csv, target, period, exclude=source.exclude if source else ())
+        exclude = source.exclude if source else ()
+        if columns is not None:
+            _check_needed(champion, asked, columns, target=target, period=period)
+            # read only to be left out: one the file lacks is no loss (the candidate
+            # keeps ignoring it in requests), and recording it would fail the next run
+            exclude = tuple(c for c in exclude if c in columns)
+        source = describe_csv(csv, target, period, exclude=exclude)
     elif source is None:
         if base.dataset != AMES.dataset:
             raise DataSourceError(
@@ -145,18 +153,52 @@ def base_dataset(
     return BaseData(dataset, source)
 
 
-def _champion_target(champion: RegisteredModel, data: str) -> str:
-    """The target of ``data`` (a request's ``--csv``/``--rdataset``) asked for without
-    ``--target``: the champion's target column, if the data has one of that name; else
-    :class:`DataSourceError` naming it and the data's columns, before the data is read
-    whole. Requests queued by a command line before it checked this (or by hand) ask
-    for it; the run took the champion's target and failed reading the data, its
-    reason not saying that no target was asked for, nor what to do."""
+def _header(data: str) -> list[str] | None:
+    """The columns of ``data`` (a request's ``--csv``/``--rdataset``), read without its
+    rows; ``None`` when it cannot be read: reading it whole says why, naming it."""
+    try:
+        return data_columns(data)
+    except DatasetError:
+        return None
+
+
+def _check_needed(
+    champion: RegisteredModel,
+    asked: str,
+    columns: list[str],
+    *,
+    target: str,
+    period: str | None,
+) -> None:
+    """:class:`DataSourceError` naming each column the run needs that the data
+    ``asked`` for (as the command line spells it) lacks, before it is read whole: the
+    target, the champion's period column (it orders the rows and bounds the family's
+    training window) and the champion's features (the candidate is trained on them).
+    The champion's excluded and ignored columns are not needed: the run reads no value
+    of them, and the candidate keeps ignoring them in requests."""
+    schema = champion.record.feature_schema
+    roles = [(target, "the target"), *([(period, "the period column")] if period else [])]
+    roles += [(name, "a feature") for name in schema.names]
+    missing = [f"{name!r} ({role})" for name, role in roles if name not in columns]
+    if missing:
+        raise DataSourceError(
+            f"the request asks for {asked}, and that data lacks {len(missing)} column(s) "
+            f"a retrain of the champion {champion.version} needs: {', '.join(missing)} "
+            f"(its columns: {', '.join(columns)})"
+        )
+
+
+def _champion_target(champion: RegisteredModel, data: str, columns: list[str] | None) -> str:
+    """The target of ``data`` (a request's ``--csv``/``--rdataset``, whose ``columns``
+    the header holds) asked for without ``--target``: the champion's target column, if
+    the data has one of that name; else :class:`DataSourceError` naming it and the
+    data's columns, before the data is read whole. Requests queued by a command line
+    before it checked this (or by hand) ask for it; the run took the champion's target
+    and failed reading the data, its reason not saying that no target was asked for,
+    nor what to do."""
     source = champion.record.data_source
     target = source.target if source else champion.record.feature_schema.target
-    try:
-        columns = data_columns(data)
-    except DatasetError:  # not there, or no CSV: reading it says so, naming the file
+    if columns is None:  # not there, or no CSV: reading it says so, naming the file
         return target
     if target not in columns:
         asked = RetrainOptions(data=data).described()

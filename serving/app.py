@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from serving import heap, http_errors, request_log
 from serving.database_status import DatabaseProbe
+from serving.label_rules import RegistryTasks
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore
 from serving.ood_scoring import OodScoring
@@ -123,6 +124,7 @@ def create_app(
         ood_scoring=ood_scoring,
         database_probe=database_probe,
         prediction_log=prediction_log,
+        registry_tasks=RegistryTasks(model_store.registry),
     )
 
     request_log.init_app(app)

@@ -216,7 +216,7 @@ class FeedbackBody:
     def refuse_without_log(self, tasks: Collection[Task]) -> None:
         """Raise the 422 a body gets whichever version made its predictions, if any: its
         malformed ids, ids sent twice, and labels that a model of none of ``tasks``
-        (:func:`serving.label_rules.possible_tasks`) takes. For when the log cannot be
+        (:meth:`serving.label_rules.RegistryTasks.possible`) takes. For when the log cannot be
         read: the 503 that the rest waits on must not hide what the client has to fix."""
         problems = list(self.problems)
         seen: set[str] = set()

@@ -14,7 +14,8 @@ why, which ``/feedback`` answers with a 503 naming the item: nothing tells what 
 label must be, and storing it unchecked could put a class where a number belongs.
 
 With the database down, no prediction's version is known; a label is still refused
-(422) when no task the registry's versions have could take it (:func:`possible_tasks`):
+(422) when no task the registry's versions have could take it
+(:meth:`RegistryTasks.possible`):
 "abc" for a prediction when every version is a regression model. Bad input is the
 client's to fix whatever the database's state; one that some version would take waits
 for the database (503).
@@ -30,7 +31,7 @@ from typing import Any
 from watchkeeper.classification import Classifier, ServedModel
 from watchkeeper.errors import RegistryError
 from watchkeeper.prediction_ids import LoggedRequest, parse_prediction_id
-from watchkeeper.registry import ModelRegistry
+from watchkeeper.registry import MetadataStamp, ModelRegistry
 from watchkeeper.task import Task, label_text
 
 log = logging.getLogger(__name__)
@@ -83,29 +84,69 @@ def label_rules(
     return {pid: rules[version] for pid, version in versions.items()}
 
 
-def possible_tasks(registry: ModelRegistry, served: LabelRule) -> frozenset[Task]:
-    """The tasks a label could be checked by when the log cannot say which version made
-    its prediction (the database is down): the served model's and every registered
-    version's; every task when the registry, or a version's metadata, cannot be read
-    (its predictions' labels could be of either kind). Only read then: a registry of
-    many versions costs a file read each."""
-    tasks = {served.task}
-    try:
-        versions = registry.versions()
-    except OSError as exc:
-        log.warning("labels cannot be checked without the log: %s", exc)
-        return frozenset(Task)
-    for version in versions:
-        if len(tasks) == len(Task):
-            break
-        if version == served.version:
-            continue
+@dataclass(frozen=True)
+class _VersionTask:
+    """What a version's metadata, as ``stamp`` found it, says of its task: the task,
+    or why it cannot be read (for the server log: it may name paths)."""
+
+    stamp: MetadataStamp
+    task: Task | None
+    unreadable: str | None = None
+
+
+class RegistryTasks:
+    """The task of each registered version, for :meth:`possible` to answer without the
+    log: read from the registry's metadata once, and again only for a version whose
+    metadata file changed (registered, removed, rewritten:
+    :meth:`~watchkeeper.registry.ModelRegistry.version_stamps`, a stat each) or could
+    not be read. Every ``/feedback`` request asks while the database is down, when
+    clients retry most; each then read and validated every version's metadata. One per
+    app, shared by its request threads: a snapshot replaced whole, so a race reads a
+    version twice at worst."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+        self._known: dict[str, _VersionTask] = {}
+
+    def possible(self, served: LabelRule) -> frozenset[Task]:
+        """The tasks a label could be checked by when the log cannot say which version
+        made its prediction (the database is down): the served model's and every
+        registered version's; every task when the registry, or a version's metadata,
+        cannot be read (its predictions' labels could be of either kind)."""
         try:
-            tasks.add(registry.record(version).task)
-        except RegistryError as exc:
-            log.warning("labels for predictions of %s cannot be checked: %s", version, exc.message)
+            known = self._refreshed()
+        except OSError as exc:
+            log.warning("labels cannot be checked without the log: %s", exc)
             return frozenset(Task)
-    return frozenset(tasks)
+        tasks = {served.task}
+        for version, read in known.items():
+            if version == served.version:
+                continue  # loaded: its task is known, whatever its metadata says now
+            if read.task is None:
+                log.warning(
+                    "labels for predictions of %s cannot be checked: %s", version, read.unreadable
+                )
+                return frozenset(Task)
+            tasks.add(read.task)
+        return frozenset(tasks)
+
+    def _refreshed(self) -> dict[str, _VersionTask]:
+        before = self._known
+        known = {}
+        for version, stamp in self.registry.version_stamps().items():
+            read = before.get(version)
+            # what could not be read is read again: a file made readable keeps its stamp
+            if read is None or read.stamp != stamp or read.task is None:
+                read = self._read(version, stamp)
+            known[version] = read
+        self._known = known
+        return known
+
+    def _read(self, version: str, stamp: MetadataStamp) -> _VersionTask:
+        try:
+            return _VersionTask(stamp, self.registry.record(version).task)
+        except RegistryError as exc:  # not registered any more, unreadable, malformed
+            return _VersionTask(stamp, None, exc.message)
 
 
 def _rule(registry: ModelRegistry, version: str, served: LabelRule) -> LabelRule:

@@ -55,12 +55,22 @@ _ERROR_RESPONSES = {
     "identity (answered with Accept-Encoding: identity).",
     422: "One or more fields break the model's feature schema, or a number is too large "
     "(one of more than 4,300 digits is not read at all).",
-    503: "No model is loaded (model_unavailable; for /feedback also a label for a "
-    "prediction of a version whose metadata cannot be read, its id named), or the "
-    "database is down, refuses "
+    503: "No model is loaded (model_unavailable), or the database is down, refuses "
     "writes or is busy (database_unavailable: nothing was stored, retry after "
     "Retry-After); one that did not answer in time may have stored it, as the message "
     "says, and a retry is safe.",
+}
+# What an error status also means for /feedback, after the shared text.
+_FEEDBACK_ERRORS = {
+    422: "For /feedback: a malformed id, an id twice, or a label the version that made "
+    "its prediction cannot take (named, with that version and its task). With the "
+    "database down, which version made a prediction is unknown: a label no registered "
+    "version's task takes (a string when every version is a regression model; null "
+    "whatever they are) is still 422 naming the field, as are malformed and repeated ids.",
+    503: "For /feedback also a label for a prediction of a version whose metadata cannot "
+    "be read (model_unavailable, its id named); and, with the database down "
+    "(database_unavailable), a body whose labels some registered version's task could "
+    "take (one holding a label none takes is 422).",
 }
 
 
@@ -107,9 +117,10 @@ def _feature_schema(feature: Feature) -> OpenApiJson:
         numbers = sorted({*feature.integer_categories, *map(float, feature.decimal_categories)})
         return {
             "anyOf": [schema, {"type": "number", "enum": numbers}],
-            "description": f"{described} A number that is one of the categories "
-            '(1 or 1.0 for "1"; 1.5 for "1.5", written as Python writes it, so not for '
-            '"1.50") is taken as that category.'.lstrip(),
+            "description": f"{described} A number equal to one of the categories "
+            '(1 or 1.0 for "1" or "1.0"; 1.5 for "1.5") is taken as that category, '
+            'if written as Python writes the number (not "1.50"); where two are the '
+            'same number, as sent picks ("1" for 1, "1.0" for 1.0).'.lstrip(),
         }
     return schema
 
@@ -417,7 +428,7 @@ def _components(
 class _Operation:
     """One route: its view (whose docstring describes it), body and answers. ``answers``
     maps a status to a schema (a component's name) and what the status means; error
-    statuses take their text from ``_ERROR_RESPONSES``."""
+    statuses take their text from ``_ERROR_RESPONSES``, then ``error_notes``."""
 
     path: str
     method: str
@@ -431,6 +442,8 @@ class _Operation:
     extra: OpenApiJson = field(default_factory=dict)
     # bodies of other media types the operation also takes, by type
     other_bodies: dict[str, OpenApiJson] = field(default_factory=dict)
+    # what an error status also means for this operation, after the shared text
+    error_notes: dict[int, str] = field(default_factory=dict)
 
 
 def _schema(spec: str | OpenApiJson) -> OpenApiJson:
@@ -462,7 +475,8 @@ def _operation(op: _Operation) -> OpenApiJson:
         for status, (schema, text) in op.answers.items()
     }
     for status in op.errors:
-        responses[str(status)] = {"description": _ERROR_RESPONSES[status], **_media("Error")}
+        text = " ".join(filter(None, (_ERROR_RESPONSES[status], op.error_notes.get(status))))
+        responses[str(status)] = {"description": text, **_media("Error")}
     document["responses"] = responses
     return document
 
@@ -499,6 +513,7 @@ _OPERATIONS = (
         {200: ("FeedbackAccepted", "Stored.")},
         errors=(400, 409, 413, 415, 422, 503),
         body={"oneOf": [_ref("FeedbackItem"), _ref("FeedbackBatch")]},
+        error_notes=_FEEDBACK_ERRORS,
     ),
     _Operation(
         "/admin/retrain",

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from serving.database_status import DatabaseProbe
+from serving.label_rules import RegistryTasks
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore
 from serving.ood_scoring import OodScoring
@@ -37,6 +38,8 @@ class Services:
     database_probe: DatabaseProbe
     # None with WATCHKEEPER_LOG_ENABLED=false
     prediction_log: PredictionLog | None
+    # the registered versions' tasks, for /feedback's labels with the database down
+    registry_tasks: RegistryTasks
 
 
 def services(app: Any = None) -> Services:

@@ -646,17 +646,24 @@ def check_categorical(feature: Feature, column: list[Any], field: FieldName) -> 
 
 
 def number_category(feature: Feature, value: int | float) -> str | None:
-    """The category of ``feature`` a number (never a boolean) stands for, if any: a
-    float whose ``repr`` is a category (1.5 for ``"1.5"``,
-    :attr:`~watchkeeper.schema.Feature.decimal_categories`), else a number that is an
-    integer whose text is one (``1`` or ``1.0`` for ``"1"``,
-    :attr:`~watchkeeper.schema.Feature.integer_categories`). The text must be exact:
-    1.5 is not ``"1.50"``, and NaN or an infinity is no category."""
+    """The category of ``feature`` a number (never a boolean) stands for, if any: the
+    category equal to it as a number, as /openapi.json's ``enum`` compares (JSON does
+    not tell 1 from 1.0). Where two categories are the same number (``"1"`` and
+    ``"1.0"``, ``"0.0"`` and ``"-0.0"``) the number as sent picks: a float whose
+    ``repr`` is a category is that one (1.0 for ``"1.0"``,
+    :attr:`~watchkeeper.schema.Feature.decimal_categories`), else an integer's text
+    (``1`` or ``1.0`` for ``"1"``, :attr:`~watchkeeper.schema.Feature.integer_categories`),
+    else a decimal category of its value (``1`` for ``"1.0"``,
+    :attr:`~watchkeeper.schema.Feature.decimal_numbers`). Only categories a number
+    writes count: 2.5 is not ``"2.50"``, and NaN or an infinity is no category."""
     if type(value) is float and feature.decimal_categories:
         text = repr(value)
         if text in feature.decimal_categories:
             return text
-    return feature.integer_categories.get(value)  # 1.0 == 1: the same key; NaN none
+    category = feature.integer_categories.get(value)  # 1.0 == 1: the same key; NaN none
+    if category is None and feature.decimal_categories:
+        category = feature.decimal_numbers.get(value)  # 10**20 == 1e20; 10**20 + 1 is not
+    return category
 
 
 def _with_category_texts(feature: Feature, column: Sequence[Any]) -> list[Any] | None:

@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 import pandas as pd
@@ -151,6 +152,16 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@dataclass(frozen=True)
+class MetadataStamp:
+    """A version's metadata file as it is on disk now, not what it says: a change
+    means it was written again (:meth:`ModelRegistry.version_stamps`)."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+
+
 class ModelRegistry:
     def __init__(self, root: Path, *, trusted_types: Iterable[str] = ()) -> None:
         self.root = Path(root)
@@ -172,6 +183,27 @@ class ModelRegistry:
             if match and (entry / METADATA_FILE).is_file():
                 found.append((int(match.group(1)), entry.name))
         return [name for _, name in sorted(found)]
+
+    def version_stamps(self) -> dict[str, MetadataStamp]:
+        """Complete versions, oldest first, each with its metadata file's stamp: what
+        a reader keeping what it read of their metadata compares, to read again only a
+        version registered, removed or rewritten since (:meth:`set_status` and every
+        write replace the file: a new inode). A stat each, no read."""
+        if not self._versions_dir.is_dir():
+            return {}
+        found = []
+        for entry in self._versions_dir.iterdir():
+            match = _VERSION_RE.fullmatch(entry.name)
+            if not match:
+                continue
+            try:
+                stat = (entry / METADATA_FILE).stat()
+            except (FileNotFoundError, NotADirectoryError):  # incomplete, or removed
+                continue
+            if S_ISREG(stat.st_mode):  # as versions(): a complete version
+                stamp = MetadataStamp(stat.st_ino, stat.st_size, stat.st_mtime_ns)
+                found.append((int(match.group(1)), entry.name, stamp))
+        return {name: stamp for _, name, stamp in sorted(found)}
 
     def current_version(self) -> str | None:
         """The version ``CURRENT`` names; raises :class:`UnreadableCurrent` if it is

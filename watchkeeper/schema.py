@@ -89,6 +89,20 @@ class Feature:
                 found.add(category)
         return frozenset(found)
 
+    @cached_property
+    def decimal_numbers(self) -> dict[float, str]:
+        """The :attr:`decimal_categories` by the number each is, for a number sent
+        otherwise than as its text: JSON does not tell 1 from 1.0 (a JavaScript client
+        sends 1.0 as ``1``) nor 0 from -0.0, and JSON Schema's ``enum`` in
+        /openapi.json takes either for the other, so the integer 1 is ``"1.0"`` and
+        ``0.0`` is ``"-0.0"`` when that is the category. ``"0.0"`` stands for zero when
+        both zeros are categories (a float's own text picks first:
+        :func:`~serving.validation.number_category`)."""
+        found = {float(c): c for c in self.decimal_categories if c != "-0.0"}
+        if "-0.0" in self.decimal_categories:
+            found.setdefault(-0.0, "-0.0")  # 0.0 == -0.0: "0.0" kept when both
+        return found
+
 
 IGNORED_NO_VALUES = "no value in the training data"
 """Why a column training saw is not a feature: it held no value at all."""

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app
 from serving.api_models import ClassFeedbackAccepted, FeedbackAccepted
 from serving.feedback import NOTHING_READ, parse_feedback, read_log, store_feedback
 from serving.json_body import request_json
-from serving.label_rules import LabelRule, label_rules, possible_tasks
+from serving.label_rules import LabelRule, label_rules
 from serving.responses import json_response
 from serving.services import services
 from watchkeeper.errors import DatabaseUnavailable
@@ -33,7 +33,11 @@ def feedback() -> Response:
     integer or a boolean), and a class it does not know is stored too (``known_class``
     false). An id that already has other feedback is a 409, and nothing of the request
     is stored; the same label again is accepted, and stored once (a retry after a
-    503)."""
+    503).
+
+    With the database down, a label no registered version's task takes is 422 naming
+    the field (so are malformed and repeated ids): a retry cannot help it. Any other
+    body is 503 database_unavailable."""
     store = services().model_store
     loaded = store.loaded
     served = LabelRule.of_model(loaded.model if loaded is not None else None)
@@ -49,7 +53,7 @@ def feedback() -> Response:
         except DatabaseUnavailable:
             # which version made each prediction is unknown: what no version would
             # take is still the client's to fix, and said so (a 503 hid it)
-            body.refuse_without_log(possible_tasks(store.registry, served))
+            body.refuse_without_log(services().registry_tasks.possible(served))
             raise
     rules = label_rules(read.requests, body.ids, served=served, registry=store.registry)
     items = body.labels(rules, served)

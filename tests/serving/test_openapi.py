@@ -10,9 +10,13 @@ import jsonschema
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from serving import api_models
 from serving.openapi import openapi_document
+from serving.validation import validate_predict_payload
+from watchkeeper.errors import ValidationFailed
 from watchkeeper.schema import Feature, FeatureSchema
 
 
@@ -250,8 +254,73 @@ def test_a_text_feature_of_numbers_documents_the_numbers_it_takes() -> None:
     for refused in (3, 1.5, True):
         assert not features.is_valid({"rating": refused}), refused
     described = spec["components"]["schemas"]["Features"]["properties"]["rating"]
-    assert described["description"].endswith("is taken as that category.")
-    assert '(1 or 1.0 for "1"; 1.5 for "1.5"' in described["description"]
+    assert (
+        '(1 or 1.0 for "1" or "1.0"; 1.5 for "1.5") is taken as that category'
+        in (described["description"])
+    )
+
+
+@pytest.mark.parametrize(
+    "number",
+    [1, 1.0, 2, 2.5, 0, 0.0, -0.0, 10**20, 1e20, 10**20 + 1, 1.5, 1e-300, 3],
+)
+def test_the_document_allows_exactly_the_numbers_the_server_takes(number: Any) -> None:
+    """JSON Schema's enum takes 1 for 1.0 (and 0 for -0.0): the document allowed the
+    integer 1 for the category "1.0", which the server refused with 422."""
+    schema = FeatureSchema(
+        (
+            Feature("size", "categorical", categories=("1.0", "-0.0", "1e+20", "2.50")),
+            Feature("grade", "categorical", categories=("1", "1.0", "0.0")),
+        ),
+        target="y",
+    )
+    spec = openapi_document(schema, max_batch_size=10)
+    features = _validator(spec, {"$ref": "#/components/schemas/Features"})
+    for name in ("size", "grade"):
+        record = {"size": "1.0", "grade": "1", name: number}
+        try:
+            validate_predict_payload({"features": record}, schema, max_batch_size=1)
+            taken = True
+        except ValidationFailed:
+            taken = False
+        assert features.is_valid(record) == taken, (name, number, taken)
+
+
+_NUMBER_TEXTS = st.one_of(
+    st.integers(-3, 3).map(str),
+    st.floats(allow_nan=False, allow_infinity=False, width=16).map(repr),
+    st.sampled_from(["1.0", "-0.0", "0.0", "0", "2.50", "1e+20", "100000000000000000000"]),
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(data=st.data())
+def test_the_document_and_the_server_agree_on_every_number_for_any_categories(
+    data: st.DataObject,
+) -> None:
+    """Any categories of number texts, and a number equal to one of them (as an
+    integer or as a float) or none: the document allows it exactly when the server
+    takes it."""
+    categories = data.draw(st.lists(_NUMBER_TEXTS, min_size=1, max_size=6, unique=True))
+    numbers = [float(c) for c in categories]
+    near = [n for x in numbers for n in (x, -x, x + 0.5, *([int(x)] if x.is_integer() else []))]
+    number = data.draw(
+        st.one_of(
+            st.sampled_from(near),
+            st.integers(-(10**21), 10**21),
+            st.floats(allow_nan=False, allow_infinity=False),
+        )
+    )
+    schema = FeatureSchema((Feature("c", "categorical", categories=tuple(categories)),), "y")
+    features = _validator(
+        openapi_document(schema, max_batch_size=1), {"$ref": "#/components/schemas/Features"}
+    )
+    try:
+        validate_predict_payload({"features": {"c": number}}, schema, max_batch_size=1)
+        taken = True
+    except ValidationFailed:
+        taken = False
+    assert features.is_valid({"c": number}) == taken, (categories, number)
 
 
 def test_a_text_feature_of_decimal_numbers_documents_the_numbers_it_takes() -> None:
@@ -266,3 +335,23 @@ def test_a_text_feature_of_decimal_numbers_documents_the_numbers_it_takes() -> N
         features.validate({"size": allowed})
     for refused in (2.5, 3, 1.25):
         assert not features.is_valid({"size": refused}), refused
+
+
+def test_feedback_s_responses_describe_its_refusals_with_the_database_down() -> None:
+    """With the database down, a label no registered version's task takes is 422
+    naming the field, the rest 503: the document's /feedback said neither (its 422 was
+    only the feature schema's, and its 503 only 'the database is down')."""
+    operation = openapi_document(None, max_batch_size=10)["paths"]["/feedback"]["post"]
+    refused = operation["responses"]["422"]["description"]
+    waiting = operation["responses"]["503"]["description"]
+
+    assert "a label no registered version's task takes" in refused
+    assert "with the database down" in refused.lower()
+    assert "database_unavailable" in waiting and "422" in waiting
+    assert (
+        "With the database down, a label no registered version's task takes is 422"
+        in (operation["description"])
+    )
+    # the other operations' texts say nothing of /feedback's cases
+    predict = openapi_document(None, max_batch_size=10)["paths"]["/predict"]["post"]
+    assert all("feedback" not in r["description"] for r in predict["responses"].values())

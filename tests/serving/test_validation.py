@@ -531,11 +531,14 @@ def test_a_category_that_is_no_integer_s_own_text_takes_no_number() -> None:
         (Feature("code", "categorical", categories=("01", "+2", "3.0", "1_000")),), target="y"
     )
     assert schema["code"].integer_categories == {}
-    for value in (1, 2, 3, 1000):
+    for value in (1, 2, 1000):
         assert _fields({"features": {"code": value}}, schema) == ["features.code"]
-    # the float 3.0 is written "3.0": that category (the integer 3 is written "3")
-    validated = validate_predict_payload({"features": {"code": 3.0}}, schema, max_batch_size=1)
-    assert validated.columns["code"] == ["3.0"]
+    # the float 3.0 is written "3.0": that category, and so is 3, the same JSON number
+    for value in (3.0, 3):
+        validated = validate_predict_payload(
+            {"features": {"code": value}}, schema, max_batch_size=1
+        )
+        assert validated.columns["code"] == ["3.0"]
 
 
 DECIMAL = FeatureSchema(
@@ -582,7 +585,7 @@ def test_a_float_written_as_a_category_of_a_text_feature_is_that_category(n: int
         ([float("nan")], ["1.0"], ("size", "must be a string, got NaN")),
         ([float("inf")], ["1.0"], ("size", "must be a string, got number")),
         ([1e-300], ["1.0"], ("size", "must be a string, got number")),
-        (["2"], [1], ("grade", "must be a string, got number")),  # 1 is "1", not "1.0"
+        (["2"], [3], ("grade", "must be a string, got number")),
         (["2"], [-0.0], ("grade", "must be a string, got number")),
     ],
 )
@@ -594,6 +597,61 @@ def test_a_float_whose_text_is_no_category_is_still_refused_naming_the_field(
             validate_predict_payload(payload, DECIMAL, max_batch_size=1000)
         found = {(p.field.split(".")[-1].split("[")[0], p.problem) for p in failed.value.details}
         assert found == {problem}, form
+
+
+EQUAL = FeatureSchema(
+    (
+        Feature("area", "numeric"),
+        Feature("size", "categorical", categories=("1.0", "1e+20", "-0.0", "2.50")),
+        Feature("grade", "categorical", categories=("1", "1.0", "0.0", "-0.0")),
+    ),
+    target="price",
+)
+
+
+@pytest.mark.parametrize("n", [1, 200])  # value by value, and transposed and coded
+def test_a_number_equal_to_a_decimal_category_is_that_category(n: int) -> None:
+    """JSON does not tell 1 from 1.0 (a JavaScript client sends 1.0 as ``1``), nor does
+    /openapi.json's enum: the integer 1 was refused for the category "1.0" ('must be a
+    string, got number') while the document allowed it. Where two categories are the
+    same number ("1" and "1.0"), the number as sent picks: 1 is "1", 1.0 is "1.0"."""
+    size, grade = [1, 10**20, 0, 1.0, 0.0], [1, 1.0, 0, 0.0, -0.0]
+    for form, payload in _sized_as(n, size=size, grade=grade).items():
+        validated = validate_predict_payload(payload, EQUAL, max_batch_size=1000)
+        rows = 1 if form == "single" else 5 * n
+        assert (
+            _values(validated.columns["size"])
+            == (["1.0", "1e+20", "-0.0", "1.0", "-0.0"] * n)[:rows]
+        ), form
+        assert (
+            _values(validated.columns["grade"]) == (["1", "1.0", "0.0", "0.0", "-0.0"] * n)[:rows]
+        ), form
+
+
+def _sized_as(n: int, **columns: list[Any]) -> dict[str, dict[str, Any]]:
+    names = list(columns)
+    rows = [
+        {"area": 1, **dict(zip(names, values, strict=True))}
+        for _ in range(n)
+        for values in zip(*columns.values(), strict=True)
+    ]
+    return {
+        "single": {"features": rows[0]},
+        "instances": {"instances": rows},
+        "columns": {"columns": {k: [r[k] for r in rows] for k in rows[0]}},
+    }
+
+
+@pytest.mark.parametrize("n", [1, 600])
+@pytest.mark.parametrize("value", [2, 2.5, 10**20 + 1, 1e-300, True])
+def test_a_number_equal_to_no_category_written_as_its_number_is_refused(n: int, value: Any) -> None:
+    """2.5 is not "2.50" (no number is written so), nor is 10**20 + 1 the float 1e+20."""
+    for form, payload in _sized_as(n, size=[value], grade=["1"]).items():
+        with pytest.raises(ValidationFailed) as failed:
+            validate_predict_payload(payload, EQUAL, max_batch_size=1000)
+        assert {p.field.split(".")[-1].split("[")[0] for p in failed.value.details} == {"size"}, (
+            form
+        )
 
 
 def test_decimal_categories_are_those_a_float_s_repr_writes() -> None:

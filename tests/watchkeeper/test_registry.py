@@ -89,6 +89,24 @@ def test_versions_increase_and_current_moves_only_when_asked(
     assert registry.current_version() == "v2"
 
 
+def test_version_stamps_change_only_with_a_version_s_metadata_file(
+    registry_dir: Path, trained: TrainedModel
+) -> None:
+    registry = ModelRegistry(registry_dir)
+    first = registry.version_stamps()
+    assert list(first) == registry.versions() == ["v1"]
+    assert registry.version_stamps() == first  # read again, unchanged
+
+    registry.register(trained, make_current=False)
+    (registry_dir / "versions" / "v9").mkdir()  # incomplete: no metadata yet
+    second = registry.version_stamps()
+    assert list(second) == ["v1", "v2"] and second["v1"] == first["v1"]
+
+    registry.set_status("v2", "rejected", reason="test")  # rewritten: a new file
+    third = registry.version_stamps()
+    assert third["v1"] == first["v1"] and third["v2"] != second["v2"]
+
+
 def test_setting_current_to_an_unknown_version_is_refused(registry_dir: Path) -> None:
     with pytest.raises(RegistryError, match="v9"):
         ModelRegistry(registry_dir).set_current("v9")
