@@ -19,10 +19,13 @@ with the load average.
 
 Arms: ``plain`` (PostgreSQL's ``(o.v ->> i)::float8``, which raises on a damaged
 value; SQLite's ``json_extract`` alone), ``0015`` (the view as migration 0015 left it:
-on PostgreSQL each value tested before its cast) and ``head``
-(:mod:`watchkeeper.db.prediction_view` as it is); ``--damaged N`` writes N damaged
-values (text, ``1e400``, ``true``) into the log first; PostgreSQL's ``plain`` cannot
-read them and is left out.
+on PostgreSQL each value tested before its cast), ``0016`` (as migration 0016 left it:
+each request's outputs expanded unguarded) and ``head``
+(:mod:`watchkeeper.db.prediction_view` as it is: 0017's, outputs that are no JSON list
+read as one prediction of no number, on PostgreSQL through a function whose cast is made
+in an ``EXCEPTION`` block); ``--damaged N`` writes N damaged values (text, ``1e400``,
+``true``) into the log first; PostgreSQL's ``plain`` cannot read them and is left out.
+``--items 1`` measures single-record requests, where a cost per request counts most.
 """
 
 from __future__ import annotations
@@ -50,7 +53,11 @@ from serving.log_store import LogStore  # noqa: E402
 from tests.postgres import PostgresServer, find_bindir  # noqa: E402
 from watchkeeper.db.engine import create_engine  # noqa: E402
 from watchkeeper.db.migrate import upgrade  # noqa: E402
-from watchkeeper.db.prediction_view import create_statements  # noqa: E402
+from watchkeeper.db.prediction_view import (  # noqa: E402
+    _SQLITE_ITEM,
+    _sqlite_outputs,
+    create_statements,
+)
 from watchkeeper.db.tables import NUMBER_TEXT  # noqa: E402
 
 _DOUBLE_MAX = "1.7976931348623157e308"
@@ -91,9 +98,24 @@ def _view(name: str, number: object) -> str:
     )
 
 
-def _head(dialect: str) -> str:
-    statement = create_statements(dialect)[0]
-    return statement.replace("CREATE VIEW predictions AS", "CREATE VIEW bench_head AS", 1)
+def _head(dialect: str, name: str = "bench_head") -> str:
+    (statement,) = (s for s in create_statements(dialect) if "CREATE VIEW predictions" in s)
+    return statement.replace("CREATE VIEW predictions AS", f"CREATE VIEW {name} AS", 1)
+
+
+def _0016(dialect: str) -> str:
+    """The view as migration 0016 left it: the head's, its outputs expanded as they are
+    (which raised on outputs that are no JSON list) and, on SQLite, each item read as it
+    is (a string item raised). Its numbers as the head reads them: 0016 read the values
+    the writer stores alike, and others (a function now) inline."""
+    statement = _head(dialect, "bench_0016")
+    if dialect == "postgresql":
+        guarded = "watchkeeper_outputs(r.outputs)"
+        assert guarded in statement
+        return statement.replace(guarded, "r.outputs::json")
+    guarded, item = _sqlite_outputs("r.outputs"), _SQLITE_ITEM
+    assert guarded in statement and item in statement
+    return statement.replace(guarded, "r.outputs").replace(item, "o.value")
 
 
 def _sqlite_0015(index: int) -> str:
@@ -118,11 +140,13 @@ ARMS = {
     "postgresql": {
         "plain": _view("bench_plain", lambda i: f"(o.v ->> {i})::float8"),
         "0015": _view("bench_0015", _number_0015),
+        "0016": _0016("postgresql"),
         "head": _head("postgresql"),
     },
     "sqlite": {
         "plain": _sqlite_view("bench_plain", lambda i: f"json_extract(o.value, '$[{i}]')"),
         "0015": _sqlite_view("bench_0015", _sqlite_0015),
+        "0016": _0016("sqlite"),
         "head": _head("sqlite"),
     },
 }

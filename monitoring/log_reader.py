@@ -30,13 +30,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from monitoring.quality import QualityCounts
 from monitoring.window_features import FEATURE_PREFIX, ColumnCache, window_features
 from watchkeeper.db.positions import read_position, write_position
 from watchkeeper.db.prediction_seq import prediction_seq
-from watchkeeper.db.prediction_view import seq_between, seq_in
+from watchkeeper.db.prediction_view import readable_outputs, seq_between, seq_in
 from watchkeeper.db.tables import monitor_state, predictions, requests
 from watchkeeper.schema import FeatureSchema
 
@@ -56,11 +55,13 @@ class Unreadable(StrEnum):
     writes (a buggy or foreign writer's), which raised in every cycle that read it."""
 
     TIME = "time"
-    """Its time is none pandas holds (before 1677 or after 2262): in no window, and in
-    no accuracy figure (a label of it has no delay to measure)."""
+    """Its time, or its label's arrival, is none pandas holds (before 1677 or after
+    2262): in no window (its own time), and in no accuracy figure (a label of it has no
+    delay to measure)."""
     NUMBER = "number"
-    """Its prediction or a bound is no number (text, say): left out where predictions
-    are judged, with the non-finite ones."""
+    """Its prediction or a bound is no number (text, say, or its request's outputs are
+    no JSON list, read as one prediction of no number): left out where predictions are
+    judged, with the non-finite ones."""
 
 
 __all__ = [
@@ -340,11 +341,9 @@ def _rows_by_seq(connection: sa.Connection, seqs: list[int]) -> list[Any]:
 def _items_held(dialect: str) -> sa.ColumnElement[int]:
     """The length of a request's ``outputs``: its last item's index + 1, also in a
     request stored before migration 0010 whose pruned items are gaps (``n_items``
-    counts only the predictions it holds)."""
-    text = sa.type_coerce(requests.c.outputs, sa.Text)
-    if dialect == "postgresql":
-        return sa.func.json_array_length(sa.cast(text, postgresql.JSON))
-    return sa.func.json_array_length(text)
+    counts only the predictions it holds). Read as the view reads them: outputs that
+    are no JSON list (no server writes them; raised here, every cycle) hold one item."""
+    return sa.func.json_array_length(readable_outputs(dialect))
 
 
 def _stamp(dialect: str) -> sa.ColumnElement[Any]:

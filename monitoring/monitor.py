@@ -412,8 +412,12 @@ class Monitor:
         foreign writer's): no window can hold them, and they passed into none, so the
         watermark moves past them with the rows around them; a label's accuracy leaves
         them out (no delay to measure, no span to place them in). Counted once each,
-        whichever read meets them first."""
+        whichever read meets them first. A labelled row whose label's own arrival is
+        no time pandas holds (year 9999: a foreign writer's, a wrong clock's) is left
+        out of accuracy likewise: its delay raised there."""
         timeless = rows["created_at"].isna().to_numpy()
+        if "received_at" in rows:
+            timeless |= rows["received_at"].isna().to_numpy()
         if not timeless.any():
             return rows
         seqs = {int(s) for s in rows["seq"].to_numpy()[timeless]} - self._timeless
@@ -978,9 +982,9 @@ class Monitor:
 
 
 _UNREADABLE_WHAT = {
-    Unreadable.TIME: "a time that cannot be read or that pandas cannot hold (before 1677 "
-    "or after 2262)",
-    Unreadable.NUMBER: "a prediction or bound that is no number",
+    Unreadable.TIME: "a prediction's or label's time that cannot be read or that pandas "
+    "cannot hold (before 1677 or after 2262)",
+    Unreadable.NUMBER: "a prediction or bound that is no number (or outputs that are no JSON list)",
 }
 
 

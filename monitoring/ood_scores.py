@@ -75,21 +75,26 @@ def store_ood_scores(
 def _with_scores(outputs: str, scores: dict[int, Any]) -> tuple[str, float | None] | None:
     """The outputs with ``scores`` set, and their highest score (``max_ood_score``);
     None for outputs orjson cannot read (a number beyond a double's range, ``1e400``,
-    that no server writes): left as they are, the scores counted in the window but not
-    stored. Raised, it failed the window's OOD check each time the row was sampled."""
+    that no server writes) or that are no JSON list: left as they are, the scores
+    counted in the window but not stored; an item that is no list is not scored.
+    Raised, it failed the window's OOD check each time the row was sampled."""
     try:
         items = orjson.loads(outputs)
     except orjson.JSONDecodeError:
         return None
+    if not isinstance(items, list):  # no JSON list: read as one prediction of no number
+        return None
     for index, score in scores.items():
         item = items[index] if index < len(items) else None
-        if item is None:
+        if not isinstance(item, list):
             continue  # no such prediction (a pruned item of a batch logged before 0010)
         if len(item) > SCORE:
             item[SCORE] = score
         else:  # logged without a score: the score becomes its fourth value
             item.extend([None] * (SCORE - len(item)) + [score])
-    top = highest_score(item[SCORE] for item in items if item is not None and len(item) > SCORE)
+    top = highest_score(
+        item[SCORE] for item in items if isinstance(item, list) and len(item) > SCORE
+    )
     return orjson.dumps(items).decode(), top
 
 

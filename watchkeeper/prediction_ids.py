@@ -14,6 +14,7 @@ the view skips those.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -133,8 +134,17 @@ def logged_requests(
 
 def _held_items(outputs: str, n_items: int) -> tuple[bool, ...]:
     """Which item indexes hold a prediction: all ``n_items`` but in a request with gaps,
-    which has more items than predictions."""
-    items = orjson.loads(outputs)
+    which has more items than predictions. Outputs that are no JSON list (no server
+    writes them) hold item 0, the one prediction of no number the view reads of them."""
+    try:
+        items = orjson.loads(outputs)
+    except orjson.JSONDecodeError:
+        try:  # a number beyond a double's range (1e400): JSON orjson refuses
+            items = json.loads(outputs)
+        except ValueError:
+            return (True,)
+    if not isinstance(items, list):
+        return (True,)
     if len(items) == n_items:
         return (True,) * n_items
     return tuple(item is not None for item in items)

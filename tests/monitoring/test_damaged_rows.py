@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from monitoring.monitor import Monitor
+from monitoring.monitor import FEEDBACK_WATERMARK, Monitor
 from monitoring.report.build import thresholds
 from monitoring.report.gather import gather
 from monitoring.report.page import render
@@ -24,6 +24,7 @@ from tests.monitoring.log_rows import update_items, write_log
 from tests.monitoring.results import scraped, stored_results
 from tests.processes import metric
 from watchkeeper.db.engine import create_engine
+from watchkeeper.db.positions import from_micros
 from watchkeeper.db.tables import feedback, predictions
 from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
@@ -85,6 +86,10 @@ def _first_window(settings: Settings, check: str) -> dict[str, Any]:
         pytest.param("[[1e400, 1.0, 2.0]]", 0, 1, id="prediction beyond a double"),
         pytest.param("[[-1e400, 1.0, 2.0]]", 0, 1, id="negative, beyond a double"),
         pytest.param("[[1e-400, 1.0, 2.0]]", 0, 0, id="prediction under a double"),
+        # outputs that are no JSON list: the request reads as one prediction of no number
+        pytest.param("[[150000.0, 1.0", 1, 1, id="outputs cut short"),
+        pytest.param("not json", 1, 1, id="outputs that are no JSON"),
+        pytest.param('{"a": 1}', 1, 1, id="outputs that are no list"),
     ],
 )
 def test_a_prediction_that_is_no_number_is_left_out_and_counted(
@@ -99,7 +104,8 @@ def test_a_prediction_that_is_no_number_is_left_out_and_counted(
     """Text where a number belongs fails no read: it reads as no number (NaN), left out
     of the output drift test with the non-finite predictions and counted as unreadable.
     Before, PostgreSQL's view raised in every query over the row (the cycle failed, for
-    good), and SQLite's read raised on the window (every check an error)."""
+    good), and SQLite's read raised on the window (every check an error); outputs that
+    are no JSON raised in both databases' view."""
     records = [dict(replay_records[i % len(replay_records)]) for i in range(1000)]
     _log(settings, records, trained)
     _damage(settings, "p00000010", "outputs", outputs)
@@ -311,3 +317,102 @@ def test_a_report_leaves_out_a_row_whose_time_cannot_be_held(
     assert data.ood_rows  # the others
     assert "p00000010" not in {row.prediction_id for row in data.ood_rows}
     assert "p00000010" not in render(data)
+
+
+def _label(settings: Settings, ids: range, received_at: dict[int, datetime | str]) -> None:
+    """A label for each logged row of ``ids``, 1,000 off its prediction, received now
+    or at ``received_at[i]`` (as a foreign writer or a wrong clock could store it)."""
+    engine = create_engine(settings.storage.database_url)
+    try:
+        with engine.begin() as connection:
+            query = sa.select(predictions.c.request_id, predictions.c.prediction)
+            predicted = {r.request_id: r.prediction for r in connection.execute(query)}
+            now = datetime.now(UTC)
+            for i in ids:
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO feedback (prediction_id, actual, received_at)"
+                        " VALUES (:id, :actual, :at)"
+                    ),
+                    {
+                        "id": f"p{i:08d}",
+                        "actual": predicted[f"p{i:08d}"] + 1000.0,
+                        "at": received_at.get(i, now),
+                    },
+                )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        pytest.param(datetime(9999, 12, 31, tzinfo=UTC), id="year 9999"),
+        pytest.param(datetime(3000, 1, 1, tzinfo=UTC), id="year 3000"),
+    ],
+)
+def test_a_label_received_in_the_far_future_moves_no_watermark_and_is_counted(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+    at: datetime,
+) -> None:
+    """A label's own arrival time from a foreign writer or a wrong clock (year 9999):
+    the labels' watermark (where the monitor reads labels from) must not pass real
+    time, or no later label would be read; the label is left out of accuracy (its
+    delay cannot be measured) and counted, and the labels after it are read."""
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(1001)]
+    _log(settings, records, trained)
+    monitor = make_monitor()
+    assert monitor.run_once() == 2
+    _label(settings, range(500), {10: at})
+
+    monitor.run_once()
+    before = datetime.now(UTC)
+    assert from_micros(monitor.reader.watermark(FEEDBACK_WATERMARK)) <= before
+    _label(settings, range(500, 1001), {})
+    monitor.run_once()
+    monitor.run_once()
+
+    assert monitor.status.errors == 0
+    assert sum(monitor.status.window_errors.values()) == 0
+    assert from_micros(monitor.reader.watermark(FEEDBACK_WATERMARK)) <= datetime.now(UTC)
+    results = stored_results(settings)
+    windows = [r for r in results if r["detector"] == "accuracy"]
+    assert len(windows) == 2
+    assert not [r["details"] for r in windows if "error" in r["details"]]
+    # the two windows hold 1,000 rows (the 1,001st waits for its window), less the label
+    assert sum(r["details"]["labels"] for r in windows) == 1000 - 1
+    rolling = [r for r in results if r["detector"] == "accuracy_rolling"]
+    assert rolling and not [r["details"] for r in rolling if "error" in r["details"]]
+    assert max(r["details"]["labels"] for r in rolling) == 1000 - 1  # the newest, less it
+    assert monitor.status.unreadable_rows == {"time": 1}  # once, whichever read meets it
+    exported = scraped(monitor.status)
+    assert metric(exported, "watchkeeper_monitor_unreadable_rows_total", reason="time") == 1
+
+
+def test_a_report_reads_past_outputs_that_are_no_json(
+    settings: Settings,
+    replay_records: list[dict[str, Any]],
+    trained: TrainedModel,
+    make_monitor: Callable[..., Monitor],
+) -> None:
+    """The report expands the requests that can hold its most out-of-distribution rows
+    (by ``requests.max_ood_score``): outputs cut short there raised in the view and
+    failed the whole report. The request reads as a prediction of no score: not among
+    the report's rows."""
+    records = [dict(replay_records[i % len(replay_records)]) for i in range(1001)]
+    _log(settings, records, trained)
+    _run_twice(settings, make_monitor)
+    engine = create_engine(settings.storage.database_url)
+    try:
+        update_items(engine, ["p00000010"], ood_score=1e6)  # the most out of distribution
+        _damage(settings, "p00000010", "outputs", "[[150000.0, 1.0, 2.0, 1e6")
+        registry = ModelRegistry(settings.storage.registry_path)
+        data = gather(engine, registry, Period(), thresholds(settings))
+    finally:
+        engine.dispose()
+
+    assert data.ood_rows  # the others
+    assert "p00000010" not in {row.prediction_id for row in data.ood_rows}

@@ -60,6 +60,30 @@ def _log(engine: sa.Engine, n: int, *, items: int = 1, version: str = "v1") -> N
     LogStore(engine).insert([entry])
 
 
+def test_the_high_mark_passes_newest_outputs_that_are_no_json(engine: sa.Engine) -> None:
+    """The newest request's outputs are measured for the high mark: outputs that are no
+    JSON (no server writes them) raised there, every cycle. They count one item, the
+    one prediction of no number the view reads of them."""
+    _log(engine, 1, items=3)
+    _log(engine, 2, items=4)
+    newest = f"{2:032x}"
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE requests SET outputs = '[[1.0, 0.5' WHERE request_id = :id"),
+            {"id": newest},
+        )
+        (seq,) = connection.execute(
+            sa.select(requests.c.seq).where(requests.c.request_id == newest)
+        ).one()
+
+    reader = LogReader(engine, settle_seconds=0)
+    assert reader.high_mark() == prediction_seq(seq, 0)
+    frame = reader.read(0, reader.high_mark())
+    first = f"{1:032x}"
+    assert list(frame["prediction_id"]) == [f"{first}.0", f"{first}.1", f"{first}.2", f"{newest}.0"]
+    assert list(frame["prediction"].isna()) == [False, False, False, True]
+
+
 def test_an_empty_log_has_no_watermark_no_high_mark_and_reads_an_empty_frame(
     engine: sa.Engine,
 ) -> None:

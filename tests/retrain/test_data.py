@@ -233,3 +233,27 @@ def test_a_labelled_request_whose_time_no_reader_holds_is_left_out_of_training(
 
     assert [p[:32] for p in labelled.prediction_ids] == [LISTS_ID] * ROWS
     assert len(labelled.frame) == ROWS
+
+
+def test_a_labelled_request_whose_outputs_are_no_json_fails_no_read(database_url: str) -> None:
+    """A foreign writer's outputs cut short: reading which items the request holds
+    raised (orjson), so every retraining read of the labels failed. The request holds
+    item 0, as the ``predictions`` view reads it (its features and label are whole);
+    the others train."""
+    engine = create_engine(database_url)
+    try:
+        _label_both_forms(engine)
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text("UPDATE requests SET outputs = '[[1.0, 0.5' WHERE request_id = :id"),
+                {"id": CODES_ID},
+            )
+
+        labelled = labelled_predictions(engine, SCHEMA, since=T0 - timedelta(days=1))
+    finally:
+        engine.dispose()
+
+    ids = list(labelled.prediction_ids)
+    assert sorted(p for p in ids if p.startswith(CODES_ID)) == [f"{CODES_ID}.0"]
+    assert len([p for p in ids if p.startswith(LISTS_ID)]) == ROWS
+    assert len(labelled.frame) == ROWS + 1

@@ -77,3 +77,30 @@ def test_a_label_stored_by_a_clock_far_ahead_holds_no_later_label_back(
     stamp = _store_label(engine, "later")
 
     assert stamp <= datetime.now(UTC) + timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        pytest.param("9999-12-31 00:00:00", id="year 9999"),
+        # which psycopg cannot read at all, nor SQLAlchemy's SQLite datetime
+        pytest.param("infinity", id="infinity"),
+    ],
+)
+def test_a_label_stored_with_a_time_no_reader_holds_fails_no_later_label(
+    engine: sa.Engine, stored: str
+) -> None:
+    """A foreign writer's label stamped ``infinity`` was the newest stamp every later
+    label read to be stamped after it: reading it raised, and every ``/feedback`` failed
+    until the row was deleted. Such stamps are passed over, as any beyond 2262."""
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO feedback (prediction_id, actual, received_at) VALUES ('far', 1.0, :at)"
+            ),
+            {"at": stored},
+        )
+
+    stamp = _store_label(engine, "later")
+
+    assert stamp <= datetime.now(UTC) + timedelta(seconds=5)

@@ -662,3 +662,60 @@ def test_0016_makes_the_view_the_code_describes(
     _migrate(engine, "0015")
     assert read() == [math.inf, None, math.inf, 150000.5]
     engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_0017_reads_outputs_that_are_no_json_and_numbers_of_any_length(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A database at 0016 as the code of its day left it (here: a view expanding the
+    outputs with ``::json`` or ``json_each`` alone, which raised on outputs cut short)
+    reads them as one prediction of no number after the upgrade, and a number of 400
+    digits as its value. The downgrade keeps that view; upgrading again makes it anew."""
+    engine = create_engine(_blank_url(kind, tmp_path, request))
+    upgrade(engine, "0016")
+    if kind == "postgresql":
+        plain = (
+            "(o.n - 1) AS item_index, (o.v ->> 0)::float8 AS prediction FROM requests r"
+            " CROSS JOIN LATERAL json_array_elements(r.outputs::json) WITH ORDINALITY AS o(v, n)"
+        )
+    else:
+        plain = (
+            "o.key AS item_index, json_extract(o.value, '$[0]') AS prediction"
+            " FROM requests r, json_each(r.outputs) o"
+        )
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP VIEW predictions")
+        connection.exec_driver_sql(f"CREATE VIEW predictions AS SELECT r.request_id, {plain}")
+        for seq, outputs in enumerate(
+            (f"[[150000.5, 1, 2], [{'1' * 400}, 1, 2]]", "[[1.0, 0.5"), 1
+        ):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO requests (request_id, received_at, endpoint, method,"
+                    " status_code, latency_seconds, model_version, n_items, seq, single,"
+                    f" outputs) VALUES (:id, '{_T}', '/predict', 'POST', 200, 0.01, 'v1', 2,"
+                    " :seq, false, :outputs)"
+                ),
+                {"id": f"r{seq}", "seq": seq, "outputs": outputs},
+            )
+
+    def read() -> list[tuple[Any, ...]]:
+        with engine.connect() as connection:
+            query = (
+                "SELECT request_id, item_index, prediction FROM predictions"
+                " ORDER BY request_id, item_index"
+            )
+            return [tuple(row) for row in connection.exec_driver_sql(query)]
+
+    with pytest.raises(sa.exc.DBAPIError):
+        read()
+    expected = [("r1", 0, 150000.5), ("r1", 1, math.inf), ("r2", 0, None)]
+    upgrade(engine)
+    assert read() == expected
+    _migrate(engine, "0016")
+    assert read() == expected
+    upgrade(engine)
+    assert read() == expected
+    assert current_revision(engine) == head_revision()
+    engine.dispose()

@@ -118,6 +118,23 @@ def test_a_batch_with_gaps_holds_only_its_remaining_items(engine: sa.Engine) -> 
     assert found == in_view
 
 
+@pytest.mark.parametrize("outputs", ["[[1.0, 0.0", '{"a": 1}', "[1e400]"])
+def test_outputs_that_are_no_json_list_hold_item_0_as_the_view_has_it(
+    engine: sa.Engine, outputs: str
+) -> None:
+    """Outputs no server writes raised in orjson (labels for their request failed the
+    read that met them: the monitor's cycle, a label's lookup); they hold what the
+    view reads of them."""
+    LogStore(engine).insert([log_entry(1, 3)])
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE requests SET outputs = :o"), {"o": outputs})
+    candidates = [f"{1:032x}.{i}" for i in range(3)]
+    with engine.connect() as connection:
+        found = logged_ids(connection, candidates)
+        in_view = set(connection.execute(sa.select(predictions.c.prediction_id)).scalars())
+    assert found == in_view == {f"{1:032x}.0"}
+
+
 def test_a_request_is_read_with_its_position_and_features(engine: sa.Engine) -> None:
     _log(engine)
     with engine.connect() as connection:

@@ -7,6 +7,7 @@ import math
 from datetime import UTC
 
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 
 from serving.log_store import LogStore
@@ -68,6 +69,18 @@ STORED = {
     "1e00005": 100000.0,  # 5 digits, the number they say is not
     "1": 1.0,
     "0": 0.0,
+    # over 300 characters (PostgreSQL read each as NULL): a number's value, an infinity
+    # when its magnitude is beyond a double's, 0 when under it, as SQLite reads them
+    "1" * 400: math.inf,
+    "-" + "1" * 400: -math.inf,
+    "0." + "1" * 400: 0.1111111111111111,
+    "1.5" + "0" * 400: 1.5,
+    "123.456" + "7" * 400 + "e2": 12345.677777777777,
+    "1" + "0" * 400 + "e-400": 1.0,
+    "0." + "0" * 400 + "1": 0.0,
+    "0." + "0" * 400 + "15e402": 15.0,
+    "1" + "0" * 20000 + "e-10000": math.inf,  # 1e10000: the exponent alone says 0
+    "0." + "0" * 20000 + "1e20001": 1.0,
     # no number at all: NULL
     '"abc"': None,
     '""': None,
@@ -110,6 +123,77 @@ def test_any_stored_value_is_read_without_an_error(engine: sa.Engine) -> None:
                 assert value is not None and math.isnan(value), stored
             else:
                 assert value == wanted, stored
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        pytest.param("[[150000.0, 1.0", id="cut short"),
+        pytest.param("not json", id="text"),
+        pytest.param("", id="empty"),
+        pytest.param('{"a": [150000.0, 1.0, 2.0]}', id="an object"),
+        pytest.param("5", id="a number"),
+        pytest.param('"x"', id="a string"),
+        # PostgreSQL's parser runs out of stack before it finds the end
+        pytest.param("[" * 100_000, id="nested too deep"),
+    ],
+)
+def test_outputs_that_are_no_json_list_read_as_one_prediction_of_no_number(
+    engine: sa.Engine, outputs: str
+) -> None:
+    """Outputs no server writes (a foreign writer's, a damaged row) raised in every query
+    over the view that met their request (PostgreSQL's ``::json``, SQLite's
+    ``json_each``): the monitor's cycle, the report, retraining's reads. They read as
+    one prediction (item 0) with no number, on both databases; the requests around
+    them as they are."""
+    LogStore(engine).insert([log_entry(n, 1) for n in (1, 2, 3)])
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE requests SET outputs = :o WHERE request_id = :id"),
+            {"o": outputs, "id": f"{2:032x}"},
+        )
+
+    with engine.connect() as connection:
+        read = connection.execute(
+            sa.select(
+                predictions.c.request_id,
+                predictions.c.item_index,
+                predictions.c.prediction,
+                predictions.c.lower,
+                predictions.c.upper,
+                predictions.c.ood_score,
+                predictions.c.probabilities,
+            ).order_by(predictions.c.seq)
+        ).all()
+
+    assert [tuple(row) for row in read] == [
+        (f"{1:032x}", 0, 1.0, 0.0, 2.0, None, None),
+        (f"{2:032x}", 0, None, None, None, None, None),
+        (f"{3:032x}", 0, 3.0, 2.0, 4.0, None, None),
+    ]
+
+
+def test_an_item_that_is_no_list_reads_as_no_number(engine: sa.Engine) -> None:
+    """A string item raised on SQLite (``json_extract`` of its unquoted text); any item
+    that is no list reads as a prediction of no number, on both databases."""
+    LogStore(engine).insert([log_entry(1, 4)])
+    outputs = '["x", 5, {"a": 1.0}, [150000.0, 1.0, 2.0]]'
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE requests SET outputs = :o"), {"o": outputs})
+
+    with engine.connect() as connection:
+        read = connection.execute(
+            sa.select(
+                predictions.c.item_index, predictions.c.prediction, predictions.c.upper
+            ).order_by(predictions.c.seq)
+        ).all()
+
+    assert [tuple(row) for row in read] == [
+        (0, None, None),
+        (1, None, None),
+        (2, None, None),
+        (3, 150000.0, 2.0),
+    ]
 
 
 def test_a_held_time_is_one_pandas_holds() -> None:

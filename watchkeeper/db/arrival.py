@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from watchkeeper.db.prediction_view import LATEST
 from watchkeeper.db.tables import feedback
 
 # Key of the PostgreSQL advisory lock that orders feedback writers ("LABEL").
@@ -60,8 +61,12 @@ def arrival_time(connection: sa.Connection) -> datetime:
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEEDBACK_LOCK})
         stamp: datetime = connection.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
         clock = stamp.astimezone(UTC)
-    # The newest stamp, by the index on received_at: one row read.
-    newest = connection.execute(sa.select(sa.func.max(feedback.c.received_at))).scalar()
+    # The newest stamp, by the index on received_at: one row read. A stamp beyond what
+    # pandas holds (a foreign writer's 'infinity', which no reader can read) is passed
+    # over: read, it raised in every later label's write.
+    newest = connection.execute(
+        sa.select(sa.func.max(feedback.c.received_at)).where(feedback.c.received_at <= LATEST)
+    ).scalar()
     if newest is not None and clock <= newest <= clock + MOST_TRUSTED_AHEAD:
         return newest + _TICK
     return clock
