@@ -35,7 +35,7 @@ from watchkeeper.registry import RegisteredModel
 from watchkeeper.retrain_options import RetrainOptions
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import label_text
-from watchkeeper.version_metadata import DataSource, DataWindow
+from watchkeeper.version_metadata import DataSource, DataWindow, VersionMetadata
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +129,11 @@ def base_dataset(
         asked = RetrainOptions(data=csv, target=target).described()
         if target is None:
             target = _champion_target(champion, csv, columns)
-        period = base.period_column or (source.period_column if source else None)
+        period = period_column(champion.record)
         # the family's excluded columns (ids, leaky ones) stay excluded in what it records
         exclude = source.exclude if source else ()
         if columns is not None:
-            _check_needed(champion, asked, columns, target=target, period=period)
+            check_needed(champion.version, champion.record, asked, columns, target=target)
             # read only to be left out: one the file lacks is no loss (the candidate
             # keeps ignoring it in requests), and recording it would fail the next run
             exclude = tuple(c for c in exclude if c in columns)
@@ -162,28 +162,37 @@ def _header(data: str) -> list[str] | None:
         return None
 
 
-def _check_needed(
-    champion: RegisteredModel,
+def period_column(record: VersionMetadata) -> str | None:
+    """The period column of the data a version (its ``record``) was trained on."""
+    source = record.data_source
+    return record.training_window.origin.period_column or (source.period_column if source else None)
+
+
+def check_needed(
+    version: str,
+    record: VersionMetadata,
     asked: str,
     columns: list[str],
     *,
     target: str,
-    period: str | None,
 ) -> None:
-    """:class:`DataSourceError` naming each column the run needs that the data
-    ``asked`` for (as the command line spells it) lacks, before it is read whole: the
-    target, the champion's period column (it orders the rows and bounds the family's
-    training window) and the champion's features (the candidate is trained on them).
+    """:class:`DataSourceError` naming each column a retrain of the champion
+    ``version`` (its ``record``) needs that the data ``asked`` for (as the command line
+    spells it), whose header holds ``columns``, lacks: the target, the champion's
+    period column (it orders the rows and bounds the family's training window) and the
+    champion's features (the candidate is trained on them). The job checks it before
+    reading the data whole; ``watchkeeper retrain`` before queueing the request.
     The champion's excluded and ignored columns are not needed: the run reads no value
     of them, and the candidate keeps ignoring them in requests."""
-    schema = champion.record.feature_schema
+    schema = record.feature_schema
+    period = period_column(record)
     roles = [(target, "the target"), *([(period, "the period column")] if period else [])]
     roles += [(name, "a feature") for name in schema.names]
     missing = [f"{name!r} ({role})" for name, role in roles if name not in columns]
     if missing:
         raise DataSourceError(
             f"the request asks for {asked}, and that data lacks {len(missing)} column(s) "
-            f"a retrain of the champion {champion.version} needs: {', '.join(missing)} "
+            f"a retrain of the champion {version} needs: {', '.join(missing)} "
             f"(its columns: {', '.join(columns)})"
         )
 

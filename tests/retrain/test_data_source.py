@@ -126,6 +126,11 @@ def _run_as_the_worker_does(settings: Settings, engine: sa.Engine) -> RunResult:
     return result
 
 
+def _count(engine: sa.Engine, table: sa.Table) -> int:
+    with engine.connect() as connection:
+        return connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+
+
 def _last_run(engine: sa.Engine) -> dict:
     with engine.connect() as connection:
         row = connection.execute(
@@ -291,6 +296,52 @@ def test_a_queued_csv_lacking_columns_the_run_needs_fails_the_run_at_once_naming
         f"'Wind' (a feature) (its columns: Ozone, Solar.R, {TARGET})"
     )
     assert _last_run(csv_engine)["decision_reason"] == result.reason
+    assert ModelRegistry(csv_settings.storage.registry_path).versions() == ["v1"]
+
+
+@pytest.mark.parametrize(
+    ("data", "asked", "lacks"),
+    [
+        (
+            ["--csv", "later.csv", "--target", TARGET],
+            f"--csv {{dir}}/later.csv --target {TARGET}",
+            "2 column(s) a retrain of the champion v1 needs: 'date' (the period column), "
+            f"'Wind' (a feature) (its columns: Ozone, Solar.R, {TARGET})",
+        ),
+        (  # no --target: the champion's, which it has; not its period column
+            ["--rdataset", "datasets/airquality"],
+            f"--rdataset datasets/airquality --target {TARGET}",
+            "1 column(s) a retrain of the champion v1 needs: 'date' (the period column) "
+            "(its columns: Ozone, Solar.R, Wind, Temp, Month, Day)",
+        ),
+    ],
+)
+def test_retrain_on_data_lacking_columns_the_run_needs_is_refused_before_queueing(
+    data: list[str],
+    asked: str,
+    lacks: str,
+    csv_settings: Settings,
+    csv_engine: sa.Engine,
+    csv_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`retrain --csv FILE` checked only the target before queueing: data lacking the
+    champion's period column or a feature was queued (exit 0 when a job was running),
+    and the user learnt of it later, from the run's status. Refused at once with the
+    job's own message, nothing queued."""
+    later = csv_path.with_name("later.csv")  # in the working directory, named relative
+    pd.DataFrame({"Ozone": [41.0], "Solar.R": [190.0], TARGET: [67]}).to_csv(later, index=False)
+    capsys.readouterr()
+
+    code = main(["retrain", *data, "--reason", "test"])
+
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1, err
+    assert err == [
+        f"error: the request asks for {asked.format(dir=csv_path.parent)}, and that data lacks "
+        f"{lacks}; check the data and --target; nothing was queued"
+    ]
+    assert (_count(csv_engine, retrain_requests), _count(csv_engine, retrain_runs)) == (0, 0)
     assert ModelRegistry(csv_settings.storage.registry_path).versions() == ["v1"]
 
 

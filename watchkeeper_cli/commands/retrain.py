@@ -21,12 +21,14 @@ from watchkeeper_cli.parser import Commands
 
 if TYPE_CHECKING:
     from watchkeeper.retrain_options import RetrainOptions
+    from watchkeeper.version_metadata import VersionMetadata
 
 
 def _options(args: argparse.Namespace, settings: Settings) -> RetrainOptions:
     """The command's training options, as the request stores them for whichever job
     claims it: a CSV's path resolved, as the worker may run from another directory, and
-    the target column named (:func:`_champion_target` when ``--target`` is left out)."""
+    the target column named (:func:`_champion_target` when ``--target`` is left out) and
+    the data checked to hold every column the run needs (:func:`_checked_target`)."""
     from watchkeeper.data_source import URL_SCHEMES, resolved_location
     from watchkeeper.dataset import PackagedData
     from watchkeeper.retrain_options import RetrainOptions
@@ -46,29 +48,58 @@ def _options(args: argparse.Namespace, settings: Settings) -> RetrainOptions:
             )
     else:
         data = PackagedData.parse(args.rdataset).spec if args.rdataset else None
-    target = args.target
-    if data is not None and target is None:
-        target = _champion_target(args, settings, data)
+    target = args.target if data is None else _checked_target(args, settings, data)
     return RetrainOptions(max_iter=args.max_iter, data=data, target=target)
 
 
-def _champion_target(args: argparse.Namespace, settings: Settings, data: str) -> str:
-    """The target of ``--csv``/``--rdataset`` given without ``--target``: the champion's
-    target column when the data has it (said on standard output), else a usage error
-    (exit 2) naming ``--target`` and the data's columns. The job would otherwise take
-    the champion's column, which other data rarely has, and fail later, once queued,
-    with a reason naming neither."""
-    from watchkeeper.dataset import data_columns
+def _checked_target(args: argparse.Namespace, settings: Settings, data: str) -> str:
+    """The target column of ``data`` (``--csv``/``--rdataset``), which holds every
+    column a retrain of the champion needs (:func:`retrain.data.check_needed`, the
+    job's own check, on the data's header), else a failure (exit 1) naming each it
+    lacks and its role: queued, the request failed its run later, in the run's status."""
+    from retrain.data import check_needed
+    from watchkeeper.data_source import DataSourceError
+    from watchkeeper.dataset import DatasetError, data_columns
+    from watchkeeper.retrain_options import RetrainOptions
 
-    option = "--csv" if args.csv is not None else "--rdataset"
-    given = f"{option} {args.csv if args.csv is not None else args.rdataset}"
-    columns = data_columns(data)
+    try:
+        columns = data_columns(data)
+    except DatasetError:
+        if args.target is None:
+            raise  # no target to take without its columns
+        return args.target  # unread, as the job leaves it: reading it whole says why
     registry = open_registry(settings.storage)
     champion = registry.current_version()
-    if champion is None:
+    record = registry.record(champion) if champion is not None else None
+    target = args.target
+    if target is None:
+        target = _champion_target(args, champion, record, columns)
+    if champion is None or record is None:
+        return target  # no champion: the job fails saying so
+    asked = RetrainOptions(data=data, target=target).described()
+    try:
+        check_needed(champion, record, asked, columns, target=target)
+    except DataSourceError as exc:
+        raise CommandFailed(exc.message, "check the data and --target; nothing was queued") from exc
+    return target
+
+
+def _champion_target(
+    args: argparse.Namespace,
+    champion: str | None,
+    record: VersionMetadata | None,
+    columns: list[str],
+) -> str:
+    """The target of ``--csv``/``--rdataset`` given without ``--target``: the champion's
+    target column when the data has it (said on standard output), else a usage error
+    (exit 2) naming ``--target`` and the data's ``columns``. The job would otherwise
+    take the champion's column, which other data rarely has, and fail later, once
+    queued, with a reason naming neither."""
+    option = "--csv" if args.csv is not None else "--rdataset"
+    given = f"{option} {args.csv if args.csv is not None else args.rdataset}"
+    if champion is None or record is None:
         why = "no model is current to take its target column from"
     else:
-        record = registry.record(champion)
         target = record.data_source.target if record.data_source else record.feature_schema.target
         if target in columns:
             print(f"{given}: no --target given; training on {target!r}, the target of {champion}")
