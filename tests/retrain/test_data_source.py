@@ -220,6 +220,18 @@ def test_an_explicit_csv_replaces_the_recorded_source(
     assert source.target == TARGET and source.period_column == PERIOD
 
 
+def _run_without_reading_whole(
+    settings: Settings, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> RunResult | None:
+    """The queued request's run, failing the test if it reads its CSV whole."""
+
+    def read_whole(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the file was read whole")
+
+    monkeypatch.setattr("retrain.data.describe_csv", read_whole)
+    return RetrainJob(settings, engine, ModelRegistry(settings.storage.registry_path)).run()
+
+
 def test_a_queued_csv_without_the_champion_s_target_column_fails_the_run_at_once(
     csv_settings: Settings,
     csv_engine: sa.Engine,
@@ -239,13 +251,7 @@ def test_a_queued_csv_without_the_champion_s_target_column_fails_the_run_at_once
         csv_engine, trigger="manual", reason="new data", options=RetrainOptions(data=str(other))
     )
 
-    def read_whole(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the file was read whole")
-
-    monkeypatch.setattr("retrain.data.describe_csv", read_whole)
-    job = RetrainJob(csv_settings, csv_engine, ModelRegistry(csv_settings.storage.registry_path))
-
-    result = job.run()
+    result = _run_without_reading_whole(csv_settings, csv_engine, monkeypatch)
 
     assert result is not None and result.outcome == "failed", result
     assert result.reason == (
@@ -281,13 +287,7 @@ def test_a_queued_csv_lacking_columns_the_run_needs_fails_the_run_at_once_naming
         options=RetrainOptions(data=str(other), target=TARGET),
     )
 
-    def read_whole(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the file was read whole")
-
-    monkeypatch.setattr("retrain.data.describe_csv", read_whole)
-    job = RetrainJob(csv_settings, csv_engine, ModelRegistry(csv_settings.storage.registry_path))
-
-    result = job.run()
+    result = _run_without_reading_whole(csv_settings, csv_engine, monkeypatch)
 
     assert result is not None and result.outcome == "failed", result
     assert result.reason == (
