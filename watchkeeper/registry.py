@@ -63,6 +63,7 @@ from watchkeeper.current_pointer import (
 )
 from watchkeeper.errors import ArtifactIntegrityError, RegistryError, RollbackRefused
 from watchkeeper.model import Model
+from watchkeeper.parsed_models import parsed_models
 from watchkeeper.record_problems import problems
 from watchkeeper.registry_writes import discard_leftovers, fsync_dir, private_name, write_atomic
 from watchkeeper.task import Task, label_text
@@ -298,7 +299,11 @@ class ModelRegistry:
         meta = self.metadata(version)
         record = VersionMetadata.parse(version, meta)
         blob = self._read_verified(version, MODEL_FILE, record)
-        untrusted = sio.get_untrusted_types(data=blob)
+        sha256 = record.artifacts[MODEL_FILE].sha256  # the blob's, just checked
+        try:
+            untrusted = parsed_models.untrusted_types(sha256, blob)
+        except Exception as exc:  # skops raises a variety of errors on bad input
+            raise ArtifactIntegrityError(f"model {version!r} cannot be loaded: {exc}") from exc
         refused = sorted(set(untrusted) - self.trusted_types)
         if refused:
             raise ArtifactIntegrityError(
@@ -306,7 +311,7 @@ class ModelRegistry:
                 "add them to WATCHKEEPER_TRUSTED_TYPES only if you trust their source"
             )
         try:
-            pipeline = sio.loads(blob, trusted=untrusted)
+            pipeline = parsed_models.pipeline(sha256, blob)
         except Exception as exc:  # skops raises a variety of errors on bad input
             raise ArtifactIntegrityError(f"model {version!r} cannot be loaded: {exc}") from exc
         model = _served_model(pipeline, record, version)

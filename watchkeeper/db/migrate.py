@@ -8,6 +8,7 @@ Servers never create tables implicitly: ``watchkeeper db upgrade`` (or
 from __future__ import annotations
 
 import time
+from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -30,6 +31,7 @@ def _config() -> Config:
     return config
 
 
+@cache  # the migrations are the installed code's: reading their 17+ files once will do
 def head_revision() -> str:
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None, "no migrations found"
