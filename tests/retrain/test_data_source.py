@@ -328,15 +328,18 @@ def test_retrain_on_data_lacking_columns_the_run_needs_is_refused_before_queuein
     """`retrain --csv FILE` checked only the target before queueing: data lacking the
     champion's period column or a feature was queued (exit 0 when a job was running),
     and the user learnt of it later, from the run's status. Refused at once with the
-    job's own message, nothing queued."""
+    job's own message, nothing queued; and without "training on 'Temp'" said first on
+    standard output, as if it would."""
     later = csv_path.with_name("later.csv")  # in the working directory, named relative
     pd.DataFrame({"Ozone": [41.0], "Solar.R": [190.0], TARGET: [67]}).to_csv(later, index=False)
     capsys.readouterr()
 
     code = main(["retrain", *data, "--reason", "test"])
 
-    err = capsys.readouterr().err.splitlines()
+    said = capsys.readouterr()
+    err = said.err.splitlines()
     assert code == 1, err
+    assert said.out == ""
     assert err == [
         f"error: the request asks for {asked.format(dir=csv_path.parent)}, and that data lacks "
         f"{lacks}; check the data and --target; nothing was queued"

@@ -81,7 +81,16 @@ def _checked_target(args: argparse.Namespace, settings: Settings, data: str) -> 
         check_needed(champion, record, asked, columns, target=target)
     except DataSourceError as exc:
         raise CommandFailed(exc.message, "check the data and --target; nothing was queued") from exc
+    if args.target is None:  # said once the data is known to do
+        print(
+            f"{_given(args)}: no --target given; training on {target!r}, the target of {champion}"
+        )
     return target
+
+
+def _given(args: argparse.Namespace) -> str:
+    """The data option as given: ``--csv FILE`` or ``--rdataset PACKAGE/NAME``."""
+    return f"--csv {args.csv}" if args.csv is not None else f"--rdataset {args.rdataset}"
 
 
 def _champion_target(
@@ -91,18 +100,16 @@ def _champion_target(
     columns: list[str],
 ) -> str:
     """The target of ``--csv``/``--rdataset`` given without ``--target``: the champion's
-    target column when the data has it (said on standard output), else a usage error
+    target column when the data has it, else a usage error
     (exit 2) naming ``--target`` and the data's ``columns``. The job would otherwise
     take the champion's column, which other data rarely has, and fail later, once
     queued, with a reason naming neither."""
-    option = "--csv" if args.csv is not None else "--rdataset"
-    given = f"{option} {args.csv if args.csv is not None else args.rdataset}"
+    given = _given(args)
     if champion is None or record is None:
         why = "no model is current to take its target column from"
     else:
         target = record.data_source.target if record.data_source else record.feature_schema.target
         if target in columns:
-            print(f"{given}: no --target given; training on {target!r}, the target of {champion}")
             return target
         why = f"it has no column {target!r}, the target of the champion {champion}"
     args.command_parser.error(
