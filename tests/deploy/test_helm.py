@@ -251,7 +251,7 @@ def test_chart_manual_names_every_setting_the_rules_are_built_from() -> None:
 
 def test_built_settings_file_is_generated_from_the_default_settings() -> None:
     assert (CHART / BUILT_SETTINGS_FILE).read_text() == built_settings(Settings()), (
-        "run scripts/sync-chart-files"
+        "run `make mixin` with no WATCHKEEPER_* set"
     )
 
 
@@ -884,6 +884,31 @@ def test_chart_files_equal_their_sources(copy: str, source: str) -> None:
     sources = {p.name: p.read_bytes() for p in (REPO / source).iterdir() if p.is_file()}
 
     assert copies == sources, "run scripts/sync-chart-files"
+
+
+def test_chart_files_copies_what_make_mixin_built_whatever_the_shell_s_settings(
+    tmp_path: Path,
+) -> None:
+    """`make chart-files` rebuilt the dashboards and `built-settings.yaml` from the
+    settings of the shell it ran in: run without those `make mixin` had, it reset the
+    pods' thresholds to the defaults while the copied rules kept the built ones."""
+    tree = tmp_path / "repo"
+    for part in ("scripts", "helm", "grafana", "prometheus"):
+        shutil.copytree(REPO / part, tree / part)
+    shell = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")},
+        "WATCHKEEPER_TRIGGER_OOD_FRACTION": "0.2",
+        "WATCHKEEPER_METRICS_NAMESPACE": "ml",
+        "VENV": str(Path(sys.executable).parent.parent),
+    }
+
+    subprocess.run([tree / "scripts" / "sync-chart-files"], env=shell, check=True)
+
+    chart = tree / "helm" / "watchkeeper"
+    assert (chart / BUILT_SETTINGS_FILE).read_text() == built_settings(Settings())
+    for copy in ("files/grafana/dashboards", "files/prometheus/rules"):
+        copies = {p.name: p.read_bytes() for p in (chart / copy).iterdir()}
+        assert copies == {p.name: p.read_bytes() for p in (CHART / copy).iterdir()}, copy
 
 
 def test_values_schema_is_generated_from_the_settings() -> None:

@@ -1,9 +1,9 @@
 """The generated files: alert and recording rules, the Alertmanager configuration and
 the dashboards, all from one :class:`MixinConfig`.
 
-``watchkeeper mixin build`` writes them into the repository (``make mixin`` also
-copies them into the Helm chart); tests fail when the committed files differ from
-:func:`generated` with the default settings.
+``watchkeeper mixin build`` writes them into the repository with the settings they were
+built with (``make mixin`` also copies them into the Helm chart); tests fail when the
+committed files differ from :func:`generated` with the default settings.
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ from watchkeeper.alertmanager_config import render as render_alertmanager
 from watchkeeper.grafana.dashboards import build as build_dashboards
 from watchkeeper.grafana.dashboards import panel_ids
 from watchkeeper.grafana.dashboards import render as render_dashboard
+from watchkeeper.helm_schema import built_settings
 from watchkeeper.mixin.alerts import alert_groups, rule, rule_file
 from watchkeeper.mixin.config import MixinConfig
 from watchkeeper.mixin.recording import recording_rules
 from watchkeeper.settings import Settings
+
+BUILT_SETTINGS = "prometheus/built-settings.yaml"
 
 RulesDocument = dict[str, Any]
 """A Prometheus rules file as YAML-ready data: free-form, as promtool reads it (the promtool
@@ -104,6 +107,9 @@ def generated(settings: Settings) -> dict[str, str]:
         )
         + _yaml(recording(config)),
         "prometheus/alertmanager.yml": render_alertmanager(settings),
+        # what these files were built with, for the Helm chart's copy of them: copying
+        # the files later must not take the settings of that shell instead
+        BUILT_SETTINGS: built_settings(settings),
     }
     for name, dashboard in build_dashboards(config).items():
         files[f"grafana/dashboards/{name}"] = render_dashboard(dashboard)
