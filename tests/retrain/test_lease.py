@@ -14,13 +14,13 @@ import pytest
 import sqlalchemy as sa
 
 from retrain.job import RetrainJob, RunResult
-from retrain.lease import LEASE, Lease, LeaseLost
+from retrain.lease import LEASE, RENEWALS_PER_LEASE, Lease, LeaseLost
 from retrain.recovery import recover
 from tests.processes import wait_for
+from tests.retrain.labelled_log import QUICK
 from watchkeeper import retrain_queue
 from watchkeeper.db.tables import retrain_lease, retrain_requests, retrain_runs
 from watchkeeper.registry import ModelRegistry
-from watchkeeper.retrain_options import RetrainOptions
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
 from watchkeeper.version_metadata import VersionStatus
@@ -46,15 +46,32 @@ def _start(job: RetrainJob) -> tuple[threading.Thread, list[RunResult | None]]:
     return thread, results
 
 
+class _SlowToRegister(ModelRegistry):
+    """A registry on a volume slow enough that writing the candidate outlasts the job's
+    lease twice over: ``register`` returns once the job has renewed its lease ``renewals``
+    times (``beats``, its heartbeat, counts them)."""
+
+    def __init__(self, settings: Settings, beats: list[float], renewals: int) -> None:
+        super().__init__(settings.storage.registry_path)
+        self.beats = beats
+        self.renewals = renewals
+
+    def register(self, *args: Any, **kwargs: Any) -> str:
+        assert wait_for(lambda: len(self.beats) >= self.renewals, timeout=120)
+        return super().register(*args, **kwargs)
+
+
 def test_a_job_longer_than_its_lease_cannot_be_joined(
-    make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine
+    labelled_log: int, engine: sa.Engine, settings: Settings
 ) -> None:
-    retrain_queue.enqueue(  # a longer job than the default's
-        engine, trigger="manual", reason="long job", options=RetrainOptions(max_iter=300)
-    )
+    retrain_queue.enqueue(engine, trigger="manual", reason="long job", options=QUICK)
     beats: list[float] = []
-    job = make_job(
-        settings={"retrain_lease_seconds": LEASE_SECONDS},
+    # renewed every third of a lease: more than two leases' worth of renewals
+    registry = _SlowToRegister(settings, beats, renewals=2 * RENEWALS_PER_LEASE + 1)
+    job = RetrainJob(
+        settings.replace(retrain_lease_seconds=LEASE_SECONDS),
+        engine,
+        registry,
         on_progress=lambda: beats.append(time.monotonic()),
     )
     started = time.monotonic()
@@ -82,7 +99,7 @@ def test_a_job_longer_than_its_lease_cannot_be_joined(
 def test_a_job_whose_lease_was_taken_over_registers_nothing(
     make_job: Callable[..., RetrainJob], labelled_log: int, engine: sa.Engine, settings: Settings
 ) -> None:
-    retrain_queue.enqueue(engine, trigger="manual", reason="stalled job")
+    retrain_queue.enqueue(engine, trigger="manual", reason="stalled job", options=QUICK)
     thread, results = _start(make_job(settings={"retrain_lease_seconds": 60.0}))
     assert wait_for(lambda: _running(engine), timeout=120)
 
@@ -158,7 +175,9 @@ def test_a_job_that_lost_its_lease_while_registering_does_not_serve_its_candidat
 ) -> None:
     """Its candidate, registered as promoted, was never served: the registry records
     it as rejected, saying why, so that a default rollback never picks it."""
-    retrain_queue.enqueue(engine, trigger="manual", reason="stalled while registering")
+    retrain_queue.enqueue(
+        engine, trigger="manual", reason="stalled while registering", options=QUICK
+    )
     registry = _TakenOverWhileRegistering(settings, engine)
 
     result = RetrainJob(settings, engine, registry).run()
@@ -181,7 +200,9 @@ def test_a_candidate_withdrawn_after_the_lease_was_taken_over_is_not_served_by_r
     """The job that took the lease over recovered the run before the candidate was
     written (the run abandoned, its requests queued again); a later recovery finds the
     withdrawn candidate and leaves ``CURRENT`` alone."""
-    retrain_queue.enqueue(engine, trigger="manual", reason="stalled while registering")
+    retrain_queue.enqueue(
+        engine, trigger="manual", reason="stalled while registering", options=QUICK
+    )
     registry = _TakenOverWhileRegistering(settings, engine, recovered="before")
 
     result = RetrainJob(settings, engine, registry).run()
@@ -208,7 +229,9 @@ def test_a_candidate_the_next_job_made_current_stays_promoted(
     written and completed its promotion: the candidate is served, and its job, finding
     its lease lost and the candidate settled served, says it was promoted (the record
     of the job that took over stands)."""
-    retrain_queue.enqueue(engine, trigger="manual", reason="stalled while registering")
+    retrain_queue.enqueue(
+        engine, trigger="manual", reason="stalled while registering", options=QUICK
+    )
     registry = _TakenOverWhileRegistering(settings, engine, recovered="after")
 
     result = RetrainJob(settings, engine, registry).run()

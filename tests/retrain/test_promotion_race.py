@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from retrain.job import RetrainJob
 from retrain.lease import LEASE, Lease
 from retrain.recovery import recover
+from tests.retrain.labelled_log import QUICK
 from tests.retrain.paused_registry import PausedAfterSettling, won_served
 from watchkeeper import retrain_queue
 from watchkeeper.current_pointer import CurrentMove, CurrentPointer
@@ -116,7 +117,7 @@ def test_recovery_that_read_the_candidate_before_its_job_withdrew_it_does_not_se
     """The recovery reads the candidate as promoted and decides to serve it; before it
     moves ``CURRENT`` the slow job finds its lease lost and finishes. Before the fix the
     job recorded the candidate rejected (``not served``) and the recovery then served it."""
-    retrain_queue.enqueue(engine, trigger="manual", reason="slow while registering")
+    retrain_queue.enqueue(engine, trigger="manual", reason="slow while registering", options=QUICK)
     root = settings.storage.registry_path
     job_finished = threading.Event()
     recovering = _PausedBeforeServing(root, resume=job_finished)
@@ -162,7 +163,7 @@ def test_a_job_that_decided_to_withdraw_its_candidate_is_not_overtaken_by_recove
     served; before it writes that, the job that took the lease over runs its whole
     recovery. Before the fix the recovery served the candidate, then the job recorded it
     rejected: a version recorded as never served was current."""
-    retrain_queue.enqueue(engine, trigger="manual", reason="slow while registering")
+    retrain_queue.enqueue(engine, trigger="manual", reason="slow while registering", options=QUICK)
     root = settings.storage.registry_path
     others: list[Lease] = []
 
@@ -195,7 +196,7 @@ def test_a_job_paused_after_winning_served_does_not_move_current_back_over_a_new
     newer version (v3) is promoted. When the slow job moves again it must not put v2
     back: before the fix it wrote ``CURRENT`` unconditionally, and the registry served
     the older model."""
-    retrain_queue.enqueue(engine, trigger="manual", reason="paused after serving")
+    retrain_queue.enqueue(engine, trigger="manual", reason="paused after serving", options=QUICK)
     root = settings.storage.registry_path
     resume = threading.Event()
     slow = PausedAfterSettling(root, resume, won_served)  # then moves CURRENT
@@ -264,7 +265,7 @@ def test_rollbacks_to_the_version_current_already_do_not_stop_a_promotion(
     served: the promotion goes on. So do two or three in a row (a rollback retried):
     the second reaffirmed the first, not the move the job read, and the job recorded its
     candidate rejected ("CURRENT was moved from v1 to v1 meanwhile")."""
-    retrain_queue.enqueue(engine, trigger="manual", reason="better")
+    retrain_queue.enqueue(engine, trigger="manual", reason="better", options=QUICK)
     answers: list[tuple[str | None, str]] = []
 
     def roll_back(other: ModelRegistry) -> None:
@@ -289,7 +290,7 @@ def test_a_candidate_current_was_moved_away_from_is_recorded_not_served(
     """CURRENT moved from the champion to another version while the job promoted its
     candidate: the move stands, and the candidate, never served, was recorded and counted
     promoted (a default rollback from v3 then picked it)."""
-    retrain_queue.enqueue(engine, trigger="manual", reason="better")
+    retrain_queue.enqueue(engine, trigger="manual", reason="better", options=QUICK)
 
     def newer_version(other: ModelRegistry) -> None:
         other.register(trained, make_current=True)  # v3, current

@@ -24,6 +24,7 @@ from retrain.lease import LEASE, Lease
 from retrain.metrics import RetrainCollector
 from retrain.recovery import recover
 from tests.processes import Process, metric, wait_for
+from tests.retrain.labelled_log import QUICK
 from tests.retrain.paused_registry import PausedAfterSettling
 from watchkeeper import retrain_queue
 from watchkeeper.current_pointer import CurrentMove, CurrentPointer
@@ -50,8 +51,10 @@ def settings(make_settings: Callable[..., Settings], database_url: str) -> Setti
 def _abandon(engine: sa.Engine, lease_expires_in: timedelta) -> tuple[int, list[int]]:
     """The rows a job leaves when it is killed after claiming two requests: its run and
     requests ``running``, and the lease still naming it as holder."""
-    first = retrain_queue.enqueue(engine, trigger="manual", reason="before the crash")
-    second = retrain_queue.enqueue(engine, trigger="monitor", reason="drift")
+    first = retrain_queue.enqueue(
+        engine, trigger="manual", reason="before the crash", options=QUICK
+    )
+    second = retrain_queue.enqueue(engine, trigger="monitor", reason="drift", options=QUICK)
     now = datetime.now(UTC)
     with engine.begin() as connection:
         run_id = int(
@@ -250,7 +253,9 @@ def test_a_worker_killed_mid_job_is_recovered_by_the_next_worker(
         "WATCHKEEPER_RETRAIN_LEASE_SECONDS": "3",
     }
     killed = start_watchkeeper("retrain worker", **env)
-    request_id = retrain_queue.enqueue(engine, trigger="manual", reason="before the kill")
+    request_id = retrain_queue.enqueue(
+        engine, trigger="manual", reason="before the kill", options=QUICK
+    )
 
     def claimed() -> bool:  # the run recorded and the request claimed by it
         return _requests(engine)[request_id][0] == "running"
@@ -362,7 +367,9 @@ def _kill_a_worker_after_settling(
     # settlement as served) is written and before anything else happens.
     held_at = registry.root / f".CURRENT.{killed.process.pid}.tmp"
     os.mkfifo(held_at)
-    request_id = retrain_queue.enqueue(engine, trigger="manual", reason="before the kill")
+    request_id = retrain_queue.enqueue(
+        engine, trigger="manual", reason="before the kill", options=QUICK
+    )
     versions = len(registry.versions())
 
     assert wait_for(lambda: len(registry.versions()) > versions, timeout=300, interval=0.1), (
