@@ -44,10 +44,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from stat import S_ISREG
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import skops.io as sio
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from watchkeeper.classification import Classifier, ServedModel, classes_of
@@ -66,7 +65,6 @@ from watchkeeper.model import Model
 from watchkeeper.record_problems import problems
 from watchkeeper.registry_writes import discard_leftovers, fsync_dir, private_name, write_atomic
 from watchkeeper.task import Task, label_text
-from watchkeeper.training import TrainedModel
 from watchkeeper.version_metadata import DataSource, VersionMetadata, VersionNotes, VersionStatus
 from watchkeeper.version_reservations import (
     VERSION_NAME,
@@ -75,6 +73,9 @@ from watchkeeper.version_reservations import (
     highest_number,
     retired,
 )
+
+if TYPE_CHECKING:  # scikit-learn: the registry is read without it
+    from watchkeeper.training import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -298,15 +299,22 @@ class ModelRegistry:
         meta = self.metadata(version)
         record = VersionMetadata.parse(version, meta)
         blob = self._read_verified(version, MODEL_FILE, record)
-        untrusted = sio.get_untrusted_types(data=blob)
-        refused = sorted(set(untrusted) - self.trusted_types)
-        if refused:
+        # Imported here, not with the module: importing skops lists every scikit-learn
+        # estimator (importing them all, ~2 s of CPU); what only reads metadata (the
+        # CLI's model commands) never needs it.
+        import skops.io as sio
+        from skops.io.exceptions import UntrustedTypesFoundException
+
+        try:
+            # one pass: loading audits the types itself (asking for the untrusted ones
+            # first parsed the whole artifact twice, ~40 % of a load)
+            pipeline = sio.loads(blob, trusted=sorted(self.trusted_types))
+        except UntrustedTypesFoundException:
+            refused = sorted(set(sio.get_untrusted_types(data=blob)) - self.trusted_types)
             raise ArtifactIntegrityError(
                 f"model {version!r} contains untrusted types {refused}; "
                 "add them to WATCHKEEPER_TRUSTED_TYPES only if you trust their source"
-            )
-        try:
-            pipeline = sio.loads(blob, trusted=untrusted)
+            ) from None
         except Exception as exc:  # skops raises a variety of errors on bad input
             raise ArtifactIntegrityError(f"model {version!r} cannot be loaded: {exc}") from exc
         model = _served_model(pipeline, record, version)
@@ -350,6 +358,8 @@ class ModelRegistry:
             # first: the private directories of dead writers say whose reservations were
             discard_reservations(self._versions_dir, VERSION_PREFIX, reference=staging)
             discard_leftovers(self._versions_dir, VERSION_PREFIX, reference=staging)
+            import skops.io as sio  # as in load: only when a model is written
+
             model_blob = sio.dumps(trained.model.pipeline)
             reference_blob = trained.reference.to_json(orient="split", index=False).encode()
             artifacts = {}
