@@ -19,16 +19,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.base import ClassifierMixin
 
-from watchkeeper.encoding import Columns
 from watchkeeper.model import Model
 from watchkeeper.model_metrics import ModelMetrics
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import Task, json_label, label_text
+
+if TYPE_CHECKING:  # scikit-learn: what reads only a version's metadata never needs it
+    from sklearn.base import ClassifierMixin
+
+    from watchkeeper.encoding import Columns
 
 ECE_BINS = 10
 LOG_LOSS_FLOOR = 1e-15

@@ -10,9 +10,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import sqlalchemy as sa
+if TYPE_CHECKING:  # imported where a database is used: the CLI's help and settings need none
+    import sqlalchemy as sa
 
 ErrorBody = dict[str, Any]
 """The JSON error an answer carries (``code``, ``message``, optional ``details``), as
@@ -173,6 +174,8 @@ def about_the_data(exc: sa.exc.DBAPIError) -> bool:
     """Whether the database refused ``exc``'s statement for the values it was given,
     not for its own state (down, read-only, a role without rights, not migrated).
     PostgreSQL says so by SQLSTATE; SQLite by the error's kind."""
+    import sqlalchemy as sa
+
     sqlstate = getattr(exc.orig, "sqlstate", None)
     if sqlstate:
         return str(sqlstate)[:2] in _DATA_CLASSES
@@ -186,6 +189,8 @@ def database_errors(action: str) -> Iterator[None]:
     the role's rights, which the request cannot change either. A refusal of the values
     themselves (:func:`about_the_data`) is left to the caller. The driver's text names
     hosts and ports; it stays in the server log (chained), out of the response."""
+    import sqlalchemy as sa
+
     try:
         yield
     # TimeoutError: no pooled connection came free in time

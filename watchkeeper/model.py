@@ -12,16 +12,18 @@ monitor averages over a window to estimate its MAE before labels arrive.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from sklearn.base import RegressorMixin
 
-from watchkeeper import loss_estimator
-from watchkeeper.encoding import Columns
 from watchkeeper.model_metrics import ModelMetrics
 from watchkeeper.schema import FeatureSchema
 from watchkeeper.task import Task
+
+if TYPE_CHECKING:  # scikit-learn: what reads only a version's metadata never needs it
+    from sklearn.base import RegressorMixin
+
+    from watchkeeper.encoding import Columns
 
 Scale = Literal["log", "absolute"]
 
@@ -67,6 +69,8 @@ class Model:
 
     @property
     def has_loss_estimator(self) -> bool:
+        from watchkeeper import loss_estimator  # scikit-learn, loaded with the pipeline
+
         return loss_estimator.attached(self.pipeline) is not None
 
     def expected_absolute_errors(
@@ -76,6 +80,8 @@ class Model:
         (direct loss estimation, :mod:`watchkeeper.loss_estimator`); their mean
         estimates the rows' MAE before labels arrive. None for a version trained
         without the estimator."""
+        from watchkeeper import loss_estimator
+
         estimator = loss_estimator.attached(self.pipeline)
         if estimator is None:
             return None

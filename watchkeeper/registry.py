@@ -44,10 +44,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from stat import S_ISREG
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import skops.io as sio
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from watchkeeper.classification import Classifier, ServedModel, classes_of
@@ -63,11 +62,10 @@ from watchkeeper.current_pointer import (
 )
 from watchkeeper.errors import ArtifactIntegrityError, RegistryError, RollbackRefused
 from watchkeeper.model import Model
-from watchkeeper.parsed_models import parsed_models
+from watchkeeper.parsed_models import UntrustedTypes, parsed_models
 from watchkeeper.record_problems import problems
 from watchkeeper.registry_writes import discard_leftovers, fsync_dir, private_name, write_atomic
 from watchkeeper.task import Task, label_text
-from watchkeeper.training import TrainedModel
 from watchkeeper.version_metadata import DataSource, VersionMetadata, VersionNotes, VersionStatus
 from watchkeeper.version_reservations import (
     VERSION_NAME,
@@ -76,6 +74,9 @@ from watchkeeper.version_reservations import (
     highest_number,
     retired,
 )
+
+if TYPE_CHECKING:  # scikit-learn: the registry is read without it
+    from watchkeeper.training import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -301,17 +302,12 @@ class ModelRegistry:
         blob = self._read_verified(version, MODEL_FILE, record)
         sha256 = record.artifacts[MODEL_FILE].sha256  # the blob's, just checked
         try:
-            untrusted = parsed_models.untrusted_types(sha256, blob)
-        except Exception as exc:  # skops raises a variety of errors on bad input
-            raise ArtifactIntegrityError(f"model {version!r} cannot be loaded: {exc}") from exc
-        refused = sorted(set(untrusted) - self.trusted_types)
-        if refused:
+            pipeline = parsed_models.pipeline(sha256, blob, self.trusted_types)
+        except UntrustedTypes as exc:
             raise ArtifactIntegrityError(
-                f"model {version!r} contains untrusted types {refused}; "
+                f"model {version!r} contains untrusted types {exc.refused}; "
                 "add them to WATCHKEEPER_TRUSTED_TYPES only if you trust their source"
-            )
-        try:
-            pipeline = parsed_models.pipeline(sha256, blob)
+            ) from None
         except Exception as exc:  # skops raises a variety of errors on bad input
             raise ArtifactIntegrityError(f"model {version!r} cannot be loaded: {exc}") from exc
         model = _served_model(pipeline, record, version)
@@ -355,6 +351,8 @@ class ModelRegistry:
             # first: the private directories of dead writers say whose reservations were
             discard_reservations(self._versions_dir, VERSION_PREFIX, reference=staging)
             discard_leftovers(self._versions_dir, VERSION_PREFIX, reference=staging)
+            import skops.io as sio  # as in load: only when a model is written
+
             model_blob = sio.dumps(trained.model.pipeline)
             reference_blob = trained.reference.to_json(orient="split", index=False).encode()
             artifacts = {}

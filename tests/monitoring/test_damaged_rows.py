@@ -7,8 +7,10 @@ again."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -30,16 +32,48 @@ from watchkeeper.registry import ModelRegistry
 from watchkeeper.settings import Settings
 from watchkeeper.training import TrainedModel
 
+SIZES = {
+    "monitor_window_size": 500,
+    "monitor_min_samples": 200,
+    "monitor_settle_seconds": 0,
+    "drift_multivariate": False,
+}
+
+
+@pytest.fixture(scope="module")
+def fitted_detectors(
+    tmp_path_factory: pytest.TempPathFactory,
+    registry_template: Path,
+    sqlite_template: Path,
+) -> Path:
+    """The detectors of v1 as these tests' monitor fits and saves them, once: each test
+    starts with a copy (fitting them again cost each test ~1 s, nothing it proves)."""
+    root = tmp_path_factory.mktemp("detectors")
+    shutil.copyfile(sqlite_template, root / "log.db")
+    settings = Settings(
+        data_dir=root / "var",
+        registry_path=registry_template,
+        database_url=f"sqlite:///{root / 'log.db'}",
+        **SIZES,
+    )
+    engine = create_engine(settings.storage.database_url)
+    try:
+        Monitor(settings, engine, ModelRegistry(registry_template)).suite("v1")
+    finally:
+        engine.dispose()
+    return settings.storage.detectors_dir
+
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
-    return make_settings(
-        database_url=database_url,
-        monitor_window_size=500,
-        monitor_min_samples=200,
-        monitor_settle_seconds=0,
-        drift_multivariate=False,
-    )
+def settings(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    fitted_detectors: Path,
+    tmp_path: Path,
+) -> Settings:
+    detectors = tmp_path / "detectors"
+    shutil.copytree(fitted_detectors, detectors)
+    return make_settings(database_url=database_url, detectors_dir=detectors, **SIZES)
 
 
 def _log(settings: Settings, records: list[dict[str, Any]], trained: TrainedModel) -> None:

@@ -13,7 +13,13 @@ import pytest
 import sqlalchemy as sa
 
 from monitoring.check_details import RejectedRequests
-from monitoring.quality import QualityCounts, column_flags, feature_quality, rejected_rate
+from monitoring.quality import (
+    QualityCounts,
+    column_flags,
+    feature_quality,
+    joined_flags,
+    rejected_rate,
+)
 from watchkeeper.db.tables import requests
 from watchkeeper.schema import Feature, FeatureSchema
 
@@ -180,6 +186,29 @@ def test_a_column_is_flagged_as_the_frame_rates_flag_it(name: str, values: list[
     again = column_flags(feature, pd.Series(values, dtype=object).to_numpy())
     assert again.missing.tolist() == flags.missing.tolist()
     assert again.outside.tolist() == flags.outside.tolist()
+
+
+@pytest.mark.parametrize(
+    ("name", "columns"),
+    [
+        ("area", [[10.0], [None], [150.0, 50], [], [math.inf]]),
+        # "nan" is a missing number read with the others, a text that is no number read
+        # with a text: each column as it alone reads
+        ("area", [["nan"], [5.0, "x", "nan"], [True, 20]]),
+        ("hood", [["north"], [None, "east"], [math.nan], [1, ["north"]]]),
+        ("age", []),
+    ],
+)
+def test_columns_flagged_joined_are_flagged_as_each_alone(
+    name: str, columns: list[list[object]]
+) -> None:
+    feature = next(f for f in SCHEMA.features if f.name == name)
+
+    joined = joined_flags(feature, columns)
+
+    alone = [column_flags(feature, column) for column in columns]
+    assert joined.missing.tolist() == [m for a in alone for m in a.missing.tolist()]
+    assert joined.outside.tolist() == [o for a in alone for o in a.outside.tolist()]
 
 
 def test_counts_of_parts_of_columns_add_up_to_the_rates_of_those_rows() -> None:

@@ -58,6 +58,54 @@ def test_model_list_shows_status_metrics_and_current(
     assert lines[2].startswith("  v2") and "rejected" in lines[2]
 
 
+_MODEL_LIBRARIES = ["scipy", "skops", "sklearn"]
+_DATA_LIBRARIES = ["numpy", "pandas", "sqlalchemy"]
+
+
+@pytest.mark.parametrize(
+    ("command", "unneeded"),
+    [
+        pytest.param(["--help"], _MODEL_LIBRARIES + _DATA_LIBRARIES, id="--help"),
+        pytest.param(["settings"], _MODEL_LIBRARIES + _DATA_LIBRARIES, id="settings"),
+        pytest.param(["model", "list"], _MODEL_LIBRARIES, id="model list"),
+        pytest.param(["model", "show", "v1"], _MODEL_LIBRARIES, id="model show"),
+    ],
+)
+def test_a_command_that_loads_no_model_imports_neither_scikit_learn_nor_skops(
+    registry_dir: Path, tmp_path: Path, command: list[str], unneeded: list[str]
+) -> None:
+    """Importing skops lists every scikit-learn estimator, importing them all: ~3 s of
+    CPU that `model list` spent (the registry imported skops, and scikit-learn with the
+    model classes) before reading a metadata file. Only loading a model needs them;
+    help and settings need no database library either (SQLAlchemy was ~0.3 s of them)."""
+    code = (
+        "import json, sys\n"
+        "from watchkeeper_cli.main import main\n"
+        "try:\n"
+        "    code = main(sys.argv[2:])\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "loaded = {m.split('.')[0] for m in sys.modules} & set(json.loads(sys.argv[1]))\n"
+        "print(json.dumps({'code': code, 'loaded': sorted(loaded)}), file=sys.stderr)\n"
+    )
+    environment = {
+        **os.environ,
+        "WATCHKEEPER_REGISTRY_PATH": str(registry_dir),
+        "WATCHKEEPER_DATA_DIR": str(tmp_path / "var"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(unneeded), *command],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    outcome = json.loads(result.stderr.strip().splitlines()[-1])
+    assert outcome == {"code": 0, "loaded": []}, result.stderr
+
+
 def test_a_version_with_damaged_metadata_hides_no_other_from_list_or_rollback(
     registry_dir: Path,
     trained: TrainedModel,

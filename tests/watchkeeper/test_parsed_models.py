@@ -81,14 +81,12 @@ def test_an_artifact_skops_cannot_read_is_an_integrity_error(registry_dir: Path)
         ModelRegistry(registry_dir).load("v1")
 
 
-def test_only_the_most_recently_used_artifacts_are_kept(
-    registry_dir: Path, trained: TrainedModel
-) -> None:
+def test_only_the_most_recently_used_artifacts_are_kept(registry_dir: Path) -> None:
     blob = (registry_dir / "versions" / "v1" / "model.skops").read_bytes()
+    trusted = ModelRegistry(registry_dir).trusted_types
     kept = ParsedModels(capacity=2)
     for sha in ("a", "b", "a", "c"):  # "b" is the least recently used when "c" comes
-        kept.untrusted_types(sha, blob)
-    built = [kept.pipeline(sha, blob) for sha in ("a", "c")]
+        kept.pipeline(sha, blob, trusted)
 
     assert list(kept._entries) == ["a", "c"]
-    assert built[0] is kept.pipeline("a", blob)
+    assert kept.pipeline("a", blob, trusted) is kept.pipeline("a", blob, trusted)
