@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -134,3 +135,31 @@ def test_a_request_cut_by_a_window_boundary_is_decoded_once(engine: sa.Engine) -
     reader.window_features(rows.iloc[30:140].reset_index(drop=True), SCHEMA, empty)
 
     assert reader.columns.decoded == 3  # a, then b and c: a is not read again
+
+
+def test_a_column_shorter_than_its_rows_counts_their_values_missing(engine: sa.Engine) -> None:
+    """A foreign writer's request whose ``area`` column holds 10 values for its 60 rows:
+    the 50 rows past its end have no value, so they count as missing (they used to go
+    uncounted)."""
+    _write(engine, LAYOUT)
+    first = _values(60, 0)["area"]
+    with engine.begin() as connection:
+        stored = connection.execute(
+            sa.text("SELECT features FROM requests WHERE request_id = 'a'")
+        ).scalar_one()
+        columns = orjson.loads(stored)
+        columns["area"] = first[:10]
+        connection.execute(
+            sa.text("UPDATE requests SET features = :features WHERE request_id = 'a'"),
+            {"features": orjson.dumps(columns).decode()},
+        )
+    reader = LogReader(engine, settle_seconds=0)
+    rows = reader.read_index(0, reader.high_mark()).iloc[:100].reset_index(drop=True)
+
+    found = reader.window_features(rows, SCHEMA, np.array([], dtype=np.int64))
+
+    others = _values(40, 1)["area"]  # b's rows, whole
+    kept = first[:10] + others
+    assert found.counts.rows == 100
+    assert found.counts.missing["area"] == 50 + sum(v is None for v in kept)
+    assert found.counts.outside["area"] == sum(v is not None and v > 100 for v in kept)
