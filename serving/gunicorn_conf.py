@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.heap import freeze_loaded
+from serving.preload import preload_libraries
 from watchkeeper.listen_address import url_host
 from watchkeeper.settings import ServingSettings
 
@@ -43,10 +44,12 @@ control_socket_disable = True
 
 def on_starting(server: Any) -> None:
     """Start with an empty multiprocess directory: files of a previous run would be
-    summed into this run's counters."""
+    summed into this run's counters. Then import the libraries every worker needs, once,
+    before the workers are forked (:func:`serving.preload.preload_libraries`)."""
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
+    preload_libraries()
 
 
 def post_worker_init(worker: Any) -> None:
