@@ -34,6 +34,7 @@ import sqlalchemy as sa
 
 from serving.log_entry import LogEntry
 from serving.log_outputs import max_ood_score, outputs_text
+from watchkeeper.db.engine import retire_connections
 
 # Column widths of the ``requests`` table; longer client-supplied strings are cut
 # rather than failing the insert.
@@ -243,10 +244,10 @@ class LogStore:
         self._drop_held(close=False)
 
     def reset(self) -> None:
-        """Drop pooled connections, the held one included; the next insert opens a
-        new one."""
+        """Drop the held connection and retire the pool's: each is replaced at its next
+        checkout, including those other users of the engine have checked out now."""
         self._drop_held(close=True)
-        self._engine.dispose()
+        retire_connections(self._engine)
 
     def probe(self) -> None:
         """A statement that writes nothing but must be allowed to write, in a

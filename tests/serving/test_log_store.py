@@ -92,6 +92,23 @@ def test_postgres_stores_new_batches_by_direct_copy_and_replays_through_staging(
 
 
 @pytest.mark.postgres
+def test_a_reset_closes_a_connection_another_thread_had_checked_out_once_it_comes_back(
+    postgres_engine: sa.Engine,
+) -> None:
+    """The writer resets the pool when it finds the database down, and the readiness
+    probe shares its engine: a connection the probe had checked out then was left in a
+    discarded pool, open until the garbage collector deleted it (psycopg's
+    ResourceWarning, failing whichever later test it was collected in)."""
+    store = LogStore(postgres_engine)
+    with postgres_engine.connect() as other:  # as the probe's thread holds it
+        held = other.connection.dbapi_connection
+        store.reset()
+    with postgres_engine.connect() as after:
+        assert after.connection.dbapi_connection is not held  # replaced, as reset says
+    assert held.closed
+
+
+@pytest.mark.postgres
 def test_postgres_compresses_features_with_lz4(postgres_engine: sa.Engine) -> None:
     """A large request's features are compressed with LZ4 (pglz cost PostgreSQL about a
     third of its CPU per 1,000-row request), and read back unchanged."""

@@ -21,13 +21,17 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic.runtime.migration import MigrationContext
 from prometheus_client import CollectorRegistry
 
+from serving import database_status
+from serving.app import create_app, shutdown
 from serving.journal import Journal, JournalFull, JournalUnavailable
 from serving.log_body import ESCAPED, received_body, stored_body
 from serving.log_entry import LogEntry
 from serving.metrics import LogMetrics
 from serving.prediction_log import PredictionLog
+from serving.services import services
 from tests.postgres import PostgresServer
 from tests.processes import wait_for
 from tests.serving.conftest import fill_disk
@@ -910,6 +914,70 @@ def test_a_read_only_database_delays_entries_instead_of_dead_lettering_them(
     log.close()
     assert _count(database_url) == 5
     assert registry.get_sample_value("watchkeeper_log_rows_dead_lettered_total") == 0
+
+
+@pytest.mark.postgres
+def test_a_connection_the_readiness_probe_holds_while_the_writer_resets_the_pool_is_closed(
+    postgres_server: PostgresServer, make_settings: Callable[..., Any], monkeypatch: Any
+) -> None:
+    """The writer resets the pool it shares with the readiness probe when the database
+    refuses its writes (a failover). The connection the probe had checked out then went
+    back to a discarded pool, open after shutdown until the garbage collector deleted it
+    (psycopg's ResourceWarning, which failed a later test in CI)."""
+    url = postgres_server.migrated_database()
+    held: list[Any] = []
+    probe_holds, writer_reset = threading.Event(), threading.Event()
+
+    def revision_held_over_the_reset(engine: sa.Engine) -> str | None:
+        with engine.connect() as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+            if not held:  # the first check keeps its connection until the writer reset
+                held.append(connection.connection.dbapi_connection)
+                probe_holds.set()
+                writer_reset.wait(60)
+        return revision
+
+    monkeypatch.setattr(database_status, "current_revision", revision_held_over_the_reset)
+    app = create_app(
+        make_settings(database_url=url, log_write_interval=0.02, log_probe_interval=0.2),
+        registry=CollectorRegistry(),
+    )
+    built = services(app)
+    assert built.prediction_log is not None
+    name = sa.make_url(url).database
+    admin = create_engine(postgres_server.url(), isolation_level="AUTOCOMMIT")
+
+    def read_only(on: bool) -> None:
+        value = "on" if on else "off"
+        with admin.connect() as connection:
+            connection.exec_driver_sql(
+                f'ALTER DATABASE "{name}" SET default_transaction_read_only = {value}'
+            )
+
+    try:
+        assert probe_holds.wait(30)
+        read_only(True)  # a failover: writes are refused on new connections
+        with admin.connect() as connection:  # the writer's are new from now on
+            connection.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = :name AND pid <> :probe"
+                ),
+                {"name": name, "probe": held[0].info.backend_pid},
+            )
+        built.prediction_log.submit(make_entry(1))
+        assert wait_for(lambda: not built.prediction_log.database_up, timeout=30)
+        writer_reset.set()
+        assert wait_for(lambda: built.database_probe.state.checked_at is not None)
+        read_only(False)
+        shutdown(app, timeout=30)
+    finally:
+        writer_reset.set()
+        built.engine.dispose()
+        admin.dispose()
+        postgres_server.drop_database(url)
+
+    assert held[0].closed
 
 
 def test_a_writer_with_nothing_to_store_sees_the_database_come_back(

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from tests.postgres import PostgresServer
 from watchkeeper.db import engine as engine_module
-from watchkeeper.db.engine import create_engine
+from watchkeeper.db.engine import create_engine, retire_connections
 
 
 def pragma(connection: sa.Connection, name: str) -> object:
@@ -99,3 +99,27 @@ def test_postgres_connections_notice_a_vanished_server_within_a_minute(
         assert used["keepalives_count"] == "3"
         assert used["tcp_user_timeout"] == "60000"
         assert used["connect_timeout"] == "5"
+
+
+@pytest.mark.postgres
+def test_retired_connections_are_closed_and_replaced_once_idle_or_checked_out(
+    postgres_engine: sa.Engine,
+) -> None:
+    """Each connection made before ``retire_connections`` is closed and replaced at its
+    next checkout, including one checked out meanwhile (``engine.dispose()`` left that
+    one open in a discarded pool); those made after are kept."""
+    with postgres_engine.connect() as connection:
+        idle = connection.connection.dbapi_connection  # back in the pool
+    other = postgres_engine.connect()
+    held = other.connection.dbapi_connection  # checked out, as by another thread
+    retire_connections(postgres_engine)
+    other.close()
+
+    def two_checked_out() -> set[int]:
+        with postgres_engine.connect() as a, postgres_engine.connect() as b:
+            return {id(a.connection.dbapi_connection), id(b.connection.dbapi_connection)}
+
+    replaced = two_checked_out()
+    assert idle.closed and held.closed
+    assert not replaced & {id(idle), id(held)}
+    assert two_checked_out() == replaced  # not replaced again

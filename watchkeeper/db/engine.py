@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,38 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
     if parsed.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+# Each engine's generation of connections, once retire_connections() was first called
+# for it: a one-item list, so that its pool's listeners share it without holding the
+# engine.
+_generations: weakref.WeakKeyDictionary[sa.Engine, list[int]] = weakref.WeakKeyDictionary()
+_GENERATION = "watchkeeper_generation"  # in a pool entry's info: when it was made
+
+
+def retire_connections(engine: sa.Engine) -> None:
+    """Replace every connection ``engine`` has made so far at its next checkout: those
+    idle in its pool now, and those other threads have checked out once they come back.
+
+    Not ``engine.dispose()``, which starts a new pool and closes what is idle in the
+    old one: a connection another thread (the readiness probe) had checked out then
+    goes back to the discarded pool, where nothing closes it until the garbage
+    collector deletes it, still open (psycopg warns, at a random later moment)."""
+    generation = _generations.get(engine)
+    if generation is None:
+        generation = _generations[engine] = [0]
+
+        def stamp(_dbapi_connection: Any, record: Any) -> None:
+            record.info[_GENERATION] = generation[0]
+
+        def replace_retired(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+            if record.info.get(_GENERATION, -1) < generation[0]:
+                # The pool closes this connection and checks out a new one instead.
+                raise sa.exc.DisconnectionError("retired by retire_connections()")
+
+        sa.event.listen(engine, "connect", stamp)
+        sa.event.listen(engine, "checkout", replace_retired)
+    generation[0] += 1
 
 
 # New SQLite logs are made with 4 KiB pages (SQLite's default, set here so that it is a
