@@ -725,6 +725,12 @@ class RunSettings(SettingsGroup):
     scrape_interval: WaitSeconds = Field(default=15.0, gt=0)
     """Seconds between the scrapes and rule evaluations of the Prometheus `make run` starts."""
 
+    alert_speedup: float = Field(default=1.0, ge=1, le=3600)
+    """Divides every alert rule's `for:`, and Alertmanager's group wait and group
+    interval, in the Prometheus and Alertmanager `make run` starts: to see an alert's
+    whole path in seconds (with the scrape interval divided alike, each waits as many
+    scrapes as in production). 1 keeps production's durations."""
+
 
 class Settings(BaseModel):
     """Every setting, by component. ``Settings()`` reads them all from the environment.

@@ -10,7 +10,7 @@ import yaml
 
 from tests.platform.conftest import REPO
 from watchkeeper.alertmanager_config import alertmanager_config
-from watchkeeper.local_run.configs import write_configs
+from watchkeeper.local_run.configs import sped_up, write_configs
 from watchkeeper.local_run.layout import Listener, layout
 from watchkeeper.local_run.summary import GRAFANA_MISSING, render_summary
 from watchkeeper.settings import Settings
@@ -80,6 +80,41 @@ def test_alertmanager_routes_as_the_project_does_to_the_sink_and_the_server(
     assert hooks["retrain"]["url"] == "http://127.0.0.1:18000/alerts"
     credentials = hooks["retrain"]["http_config"]["authorization"]["credentials_file"]
     assert credentials == str((tmp_path / "token").resolve())
+
+
+def _rules(files: dict[str, Path]) -> list[dict[str, object]]:
+    config = yaml.safe_load(files["prometheus"].read_text())
+    return [
+        rule
+        for path in config["rule_files"]
+        for group in yaml.safe_load(Path(path).read_text())["groups"]
+        for rule in group["rules"]
+    ]
+
+
+def test_the_alert_speedup_divides_every_for_and_alertmanager_s_group_wait_and_interval(
+    tmp_path: Path,
+) -> None:
+    def configs(name: str, **values: object) -> dict[str, Path]:
+        chosen = settings(tmp_path / name, **values)
+        plan = layout(chosen, REPO, grafana_installed=False)
+        return write_configs(plan, chosen, tmp_path / "token")
+
+    production, fast = configs("production"), configs("fast", run_alert_speedup=15)
+
+    slow_rules, fast_rules = _rules(production), _rules(fast)
+    assert len(fast_rules) == len(slow_rules) and any("for" in r for r in slow_rules)
+    for slow, quick in zip(slow_rules, fast_rules, strict=True):
+        assert {**quick, "for": None} == {**slow, "for": None}  # the same rule otherwise
+        if "for" in slow:
+            assert quick["for"] == sped_up(str(slow["for"]), 15)
+    durations = ["0m", "1m", "2m", "4s", "5m", "1h30m"]
+    assert [sped_up(d, 15) for d in durations] == ["0m", "4s", "8s", "1s", "20s", "6m"]
+    route = yaml.safe_load(fast["alertmanager"].read_text())["route"]
+    assert (route["group_wait"], route["group_interval"]) == ("2s", "20s")  # 30s, 5m
+    assert route["repeat_interval"] == "4h"
+    project = alertmanager_config(Settings())["route"]
+    assert {**route, "group_wait": "30s", "group_interval": "5m"} == project
 
 
 def test_people_elsewhere_get_no_local_sink(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ sink, every URL of the summary answers, the generated admin token works, the out
 what a user wants to read, and Ctrl-C leaves no process behind.
 
 The tests run in file order against one platform; the last one stops it. The alert
-test comes late: its rule's `for: 1m` runs while the tests before it do their work.
+test comes late: its rule's `for:` runs while the tests before it do their work. The
+platform runs its alerts 15 times faster than production (``WATCHKEEPER_RUN_ALERT_SPEEDUP``,
+scrapes every second): the rule's `for: 1m` is 4 s, Alertmanager's group wait 2 s.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from watchkeeper.training import TrainedModel
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 JOBS = {"watchkeeper-serving", "watchkeeper-monitor", "watchkeeper-retrain"}
-# A real rule of prometheus/rules/alerts.yml (`for: 1m`), fired by a real failed run.
+# A real rule of prometheus/rules/alerts.yml (`for: 1m`, 4 s here), fired by a real failed run.
 ALERT = "WatchkeeperRetrainingFailed"
 
 
@@ -79,8 +81,9 @@ def test_prometheus_scrapes_all_three_components_and_loaded_the_rules(
     assert wait_for(all_up, timeout=60, interval=0.5), _prometheus(platform, "/api/v1/targets")
     groups = {g["name"]: g for g in _prometheus(platform, "/api/v1/rules")["groups"]}
     assert set(groups) == project_rule_groups()
-    alerts = {r["name"] for g in groups.values() for r in g["rules"] if r["type"] == "alerting"}
+    alerts = {r["name"]: r for g in groups.values() for r in g["rules"] if r["type"] == "alerting"}
     assert ALERT in alerts and "WatchkeeperDatasetDriftSustained" in alerts
+    assert alerts[ALERT]["duration"] == 60 / 15  # the run's alert speedup
 
 
 def test_every_url_of_the_summary_answers(platform: Platform) -> None:
@@ -277,7 +280,7 @@ def test_a_rule_fires_and_reaches_alertmanager_and_the_notification_log(
 ) -> None:
     """The retrain requested by the admin-token test fails (no labels yet): the worker's
     counter rises, WatchkeeperRetrainingFailed goes pending then firing after its
-    `for: 1m`, Alertmanager routes it to people (the sink) after its group wait."""
+    `for:`, Alertmanager routes it to people (the sink) after its group wait."""
     alertmanager = platform.url("WATCHKEEPER_RUN_ALERTMANAGER_PORT", "/api/v2/alerts")
 
     def at_alertmanager() -> bool:

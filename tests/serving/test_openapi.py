@@ -355,3 +355,15 @@ def test_feedback_s_responses_describe_its_refusals_with_the_database_down() -> 
     # the other operations' texts say nothing of /feedback's cases
     predict = openapi_document(None, max_batch_size=10)["paths"]["/predict"]["post"]
     assert all("feedback" not in r["description"] for r in predict["responses"].values())
+
+
+def test_a_document_changed_by_its_caller_leaves_the_next_one_as_built() -> None:
+    """The models' schemas are built once per class and each document gets copies."""
+    schema = FeatureSchema((Feature("size", "numeric"),), target="y")
+    first = openapi_document(schema, max_batch_size=2)
+    expected = openapi_document(schema, max_batch_size=2)
+    for component in first["components"]["schemas"].values():
+        component.clear()
+        component["type"] = "null"
+
+    assert openapi_document(schema, max_batch_size=2) == expected

@@ -1,7 +1,8 @@
 """The OpenAPI document and the server never disagree about request bodies.
 
-Bodies are generated from the document's own request schemas (hypothesis-jsonschema)
-and sent to a real app through Flask's test client:
+Bodies are generated from the document's own request schemas (each value by
+hypothesis-jsonschema, the objects and arrays holding them composed here) and sent
+to a real app through Flask's test client:
 
 - every body the document allows is accepted (``/feedback``: 200, or 409 when the id
   already has feedback, as documented);
@@ -19,6 +20,7 @@ that is not a string, a number label too long as text).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 import shutil
@@ -143,9 +145,59 @@ def _drawable(schema: Any) -> Any:
     return drawn
 
 
+# Words of a schema that say nothing about which values it allows.
+_ANNOTATIONS = frozenset({"description", "examples", "title", "default"})
+_OBJECT = frozenset({"type", "properties", "required", "additionalProperties"})
+_ARRAY = frozenset({"type", "items", "minItems", "maxItems"})
+
+
+def _bodies(schema: Any) -> st.SearchStrategy[Any]:
+    """Values ``schema`` allows: its objects, arrays and ``oneOf`` composed here,
+    every other schema (each feature's, in the end) drawn by hypothesis-jsonschema from
+    its own schema, so that each value is as hostile as the library makes it. Drawing
+    a 71-feature body with the library's object strategy took three times as long
+    (60 bodies: 6.7 s of CPU against 2.4 s) for values of the same kinds."""
+    words = set(schema) - _ANNOTATIONS if isinstance(schema, dict) else set()
+    if words == {"oneOf"}:
+        branches = schema["oneOf"]
+        return st.one_of([_bodies(b) for b in branches]).filter(
+            lambda body: sum(_valid(b, body) for b in branches) == 1
+        )
+    if words <= _OBJECT and schema.get("type") == "object":
+        required = set(schema.get("required", ()))
+        # sorted, as the library orders them: not the model's order of its features
+        properties = dict(sorted(schema.get("properties", {}).items()))
+        named = st.fixed_dictionaries(
+            {k: _bodies(v) for k, v in properties.items() if k in required},
+            optional={k: _bodies(v) for k, v in properties.items() if k not in required},
+        )
+        others = schema.get("additionalProperties", True)
+        if others is False:
+            return named
+        # more names, as the library draws them (any string; a handful on average)
+        # with the values it allows (any JSON unless a schema says otherwise)
+        more = st.dictionaries(
+            _library_values('{"type": "string"}').filter(lambda name: name not in properties),
+            _bodies(others) if isinstance(others, dict) else _library_values("{}"),
+            max_size=10,
+        )
+        return st.tuples(named, more).map(lambda both: {**both[0], **both[1]})
+    if words <= _ARRAY and schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+        items = _bodies(schema["items"])
+        return st.lists(items, min_size=schema.get("minItems", 0), max_size=schema.get("maxItems"))
+    return _library_values(json.dumps(schema, sort_keys=True))
+
+
+@functools.cache
+def _library_values(schema: str) -> st.SearchStrategy[Any]:
+    """hypothesis-jsonschema's strategy for a schema (as JSON text, to be a key): built
+    once, as most features share one of a few schemas."""
+    return from_schema(json.loads(schema))
+
+
 def allowed(app: str, path: str) -> st.SearchStrategy[Any]:
     return st.deferred(
-        lambda: from_schema(_drawable(request_schema(_documents[app], path))).map(_even_columns)
+        lambda: _bodies(_drawable(request_schema(_documents[app], path))).map(_even_columns)
     )
 
 
@@ -268,7 +320,7 @@ def forbidden(app: str, path: str) -> st.SearchStrategy[Broken]:
             )
 
         return (
-            from_schema(_drawable(schema))
+            _bodies(_drawable(schema))
             .map(_even_columns)
             .flatmap(broken)
             .filter(lambda b: b is not None and not _valid(schema, b.body))
