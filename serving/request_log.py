@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -62,34 +63,32 @@ def route_label(adapter: MapAdapter, path: str, method: str) -> str:
 
 
 def init_app(app: Flask) -> None:
-    app.before_request(_start)
-    app.after_request(_finish)
+    # The app passed in rather than found through ``current_app`` (a context proxy):
+    # each such look cost a request ~3 µs with its caches cold (bench/README.md).
+    app.before_request(partial(_start, app))
+    app.after_request(partial(_finish, app))
 
 
-def _log() -> PredictionLog | None:
-    return services().prediction_log
-
-
-def _start() -> None:
+def _start(app: Flask) -> None:
     g.request_id = new_request_id()  # time-ordered: appends to the log's indexes
     g.received_at = datetime.now(UTC)
     g.started = time.perf_counter()
-    log = _log()
+    log = services(app).prediction_log
     if log is not None and request.endpoint in LOGGED_ENDPOINTS:
-        if log.full:
-            raise LogUnavailable("the prediction log is behind its database; retry later")
-        if not log.journaling:
-            raise LogUnavailable("the prediction log cannot be written now; retry later")
+        refusal = log.refusal
+        if refusal is not None:
+            raise LogUnavailable(refusal)
 
 
-def _finish(response: Response) -> Response:
+def _finish(app: Flask, response: Response) -> Response:
     rule = request.url_rule
     endpoint = rule.rule if rule is not None else _unrouted_label()
-    log = _log()
+    built = services(app)
+    log = built.prediction_log
     if log is not None and request.path in LOGGED_PATHS:
         response = _journal(log, response, request.path)
     elapsed = time.perf_counter() - g.started
-    metrics: ServingMetrics = services().metrics
+    metrics: ServingMetrics = built.metrics
     method = request.method if request.method in HTTP_METHODS else "other"
     metrics.requests.labels(endpoint, method, str(response.status_code)).inc()
     if _answered_by_view():
