@@ -481,7 +481,9 @@ class Journal:
 
     @property
     def full(self) -> bool:
-        used = 0 if self._consumed() else self._retained  # consumed bytes are given back
+        # consumed bytes are given back (:meth:`_consumed`, inline: every logged request
+        # reads this before its view runs)
+        used = 0 if self._committed == self._appended else self._retained
         return used >= self.max_bytes - self.elsewhere
 
     @property

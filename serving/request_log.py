@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Request, Response, current_app, g, request
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import MapAdapter
@@ -62,34 +63,32 @@ def route_label(adapter: MapAdapter, path: str, method: str) -> str:
 
 
 def init_app(app: Flask) -> None:
-    app.before_request(_start)
-    app.after_request(_finish)
+    # The app passed in rather than found through ``current_app`` (a context proxy):
+    # each such look cost a request ~3 µs with its caches cold (bench/README.md).
+    app.before_request(partial(_start, app))
+    app.after_request(partial(_finish, app))
 
 
-def _log() -> PredictionLog | None:
-    return services().prediction_log
-
-
-def _start() -> None:
+def _start(app: Flask) -> None:
     g.request_id = new_request_id()  # time-ordered: appends to the log's indexes
     g.received_at = datetime.now(UTC)
     g.started = time.perf_counter()
-    log = _log()
+    log = services(app).prediction_log
     if log is not None and request.endpoint in LOGGED_ENDPOINTS:
-        if log.full:
-            raise LogUnavailable("the prediction log is behind its database; retry later")
-        if not log.journaling:
-            raise LogUnavailable("the prediction log cannot be written now; retry later")
+        refusal = log.refusal
+        if refusal is not None:
+            raise LogUnavailable(refusal)
 
 
-def _finish(response: Response) -> Response:
+def _finish(app: Flask, response: Response) -> Response:
     rule = request.url_rule
     endpoint = rule.rule if rule is not None else _unrouted_label()
-    log = _log()
+    built = services(app)
+    log = built.prediction_log
     if log is not None and request.path in LOGGED_PATHS:
         response = _journal(log, response, request.path)
     elapsed = time.perf_counter() - g.started
-    metrics: ServingMetrics = services().metrics
+    metrics: ServingMetrics = built.metrics
     method = request.method if request.method in HTTP_METHODS else "other"
     metrics.requests.labels(endpoint, method, str(response.status_code)).inc()
     if _answered_by_view():
@@ -132,9 +131,15 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
     # The request and ``g`` resolved once, ``g``'s values read from its dict and the
     # header from the WSGI environ: each read through Flask's context proxies costs
     # ~1 µs and ``request.headers`` ~4, on the request's own time (an entry took
-    # 16-22 µs in process that way, 2.3-2.7 µs this way: bench/README.md).
+    # 16-22 µs in process that way, 2.3-2.7 µs this way: bench/README.md). An accepted
+    # request's entry is made with its predictions in one call, not made empty and
+    # filled: its empty lists and the setting of each field cost the request's cold
+    # caches more than the call (bench/README.md).
     req = request._get_current_object()
     values = vars(g._get_current_object())
+    outcome = values.get("prediction_outcome")
+    if outcome is not None and status < 400:
+        return _accepted_entry(req, values, outcome, endpoint, status, elapsed)
     entry = LogEntry(
         request_id=values["request_id"],
         received_at=values["received_at"],
@@ -146,37 +151,63 @@ def _entry(endpoint: str, status: int, elapsed: float) -> LogEntry:
         error=values.get("error"),
         client_request_id=_client_request_id(req.environ),
     )
-    outcome = values.get("prediction_outcome")
-    if outcome is not None and status < 400:
-        validated, predicted = outcome
-        entry.single = validated.single
-        entry.columns = validated.columns
-        if not validated.single and not validated.categories and validated.as_sent:
-            # A columnar JSON body's columns journaled as sent: cheaper than serialising
-            # lists again. Not once its categories are coded: as values and codes they
-            # are a fraction of the text for the journal, the writer and the database
-            # to move (a journal line of 1,000 Ames rows: 564 KB as sent, 262 KB coded).
-            entry.columns_json = columnar_body_columns(req.get_data(cache=True))
-        if isinstance(predicted, ClassPredictions):
-            # a class is logged as its index (lower = upper = it) and its probabilities;
-            # a row with a NaN or infinite probability has no class: NaN (the
-            # probabilities JSON holds null for such a number)
-            index = predicted.index.astype(np.float64)
-            finite = predicted.finite
-            if not finite.all():
-                index[~finite] = np.nan
-            entry.values, entry.lower, entry.upper = index, index, index
-            entry.probabilities = predicted.probabilities
-        else:
-            entry.values, entry.lower = predicted.value, predicted.lower
-            entry.upper = predicted.upper
-            entry.finite = values.get("predictions_finite", False)  # checked by the route
-        entry.ood = values.get("ood_scores")
-    elif status >= 400 and status != 413 and _body_readable():
+    if status >= 400 and status != 413 and _body_readable():
         limit = current_app.config["WATCHKEEPER_LOG_BODY_LIMIT"]
         body = cut_body(_received_body(), limit)
         entry.body = stored_body(body) if body else None
     return entry
+
+
+def _accepted_entry(
+    req: Request,
+    values: dict[str, Any],
+    outcome: tuple[Any, Any],
+    endpoint: str,
+    status: int,
+    elapsed: float,
+) -> LogEntry:
+    validated, predicted = outcome
+    columns_json = None
+    if not validated.single and not validated.categories and validated.as_sent:
+        # A columnar JSON body's columns journaled as sent: cheaper than serialising
+        # lists again. Not once its categories are coded: as values and codes they
+        # are a fraction of the text for the journal, the writer and the database
+        # to move (a journal line of 1,000 Ames rows: 564 KB as sent, 262 KB coded).
+        columns_json = columnar_body_columns(req.get_data(cache=True))
+    if isinstance(predicted, ClassPredictions):
+        # a class is logged as its index (lower = upper = it) and its probabilities;
+        # a row with a NaN or infinite probability has no class: NaN (the
+        # probabilities JSON holds null for such a number)
+        index = predicted.index.astype(np.float64)
+        finite = predicted.finite
+        if not finite.all():
+            index[~finite] = np.nan
+        value, lower, upper = index, index, index
+        probabilities, all_finite = predicted.probabilities, False
+    else:
+        value, lower, upper = predicted.value, predicted.lower, predicted.upper
+        probabilities = None
+        all_finite = values.get("predictions_finite", False)  # checked by the route
+    return LogEntry(
+        request_id=values["request_id"],
+        received_at=values["received_at"],
+        endpoint=endpoint,
+        method=req.method,
+        status_code=status,
+        latency_seconds=elapsed,
+        model_version=values.get("model_version"),
+        error=values.get("error"),
+        client_request_id=_client_request_id(req.environ),
+        single=validated.single,
+        columns=validated.columns,
+        values=value,
+        lower=lower,
+        upper=upper,
+        ood=values.get("ood_scores"),
+        probabilities=probabilities,
+        columns_json=columns_json,
+        finite=all_finite,
+    )
 
 
 def _client_request_id(environ: dict[str, Any]) -> str | None:

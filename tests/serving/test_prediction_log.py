@@ -448,6 +448,33 @@ def test_a_writer_thread_that_dies_is_restarted_and_counted(
     assert _count(database_url) == 1
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_sync_thread_that_dies_is_restarted_by_the_next_request(
+    database_url: str, make_log: Callable[..., PredictionLog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request checks two flags the threads set as they end, not the threads
+    themselves: a dead sync thread is noticed all the same, and flushes again."""
+    log = make_log(CollectorRegistry())
+    original = log._sync_loop  # noqa: SLF001
+    calls = {"n": 0}
+
+    def dies_once() -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise SystemExit("simulated death of the sync thread")
+        original()
+
+    monkeypatch.setattr(log, "_sync_loop", dies_once)
+    log.start()
+    first = log._syncer  # noqa: SLF001
+    assert first is not None
+    first.join(timeout=10)
+    assert not first.is_alive()
+    log.submit(make_entry(1))  # the next request notices and restarts it
+    assert wait_for(lambda: calls["n"] == 2 and log.unsynced_entries == 0, timeout=10)
+    assert log.status().writer_restarts == 0  # the writer was never down
+
+
 def test_a_full_journal_refuses_new_entries_until_the_writer_catches_up(
     database_url: str, make_log: Callable[..., PredictionLog]
 ) -> None:
