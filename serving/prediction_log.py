@@ -223,21 +223,16 @@ class PredictionLog:
     def refusal(self) -> str | None:
         """Why a request that must be logged is refused before its view runs (503), or
         ``None``: no journal (it could not be created), or the journal at its size
-        limit. One look for the request thread (:attr:`full` and :attr:`journaling`
-        read apart cost a request ~8 µs with its caches cold, bench/README.md)."""
+        limit. A journal whose last append failed is not refused: the next entry tries
+        it again, and clears the failure when the disk takes it. One look for the
+        request thread (two looks cost a request ~8 µs with its caches cold,
+        bench/README.md)."""
         journal = self._journal
         if journal is None:
             return "the prediction log cannot be written now; retry later"
         if journal.full:
             return "the prediction log is behind its database; retry later"
         return None
-
-    @property
-    def journaling(self) -> bool:
-        """False while this process has no journal (it could not be created): every
-        entry would be refused. A journal whose last append failed is tried again by
-        the next entry, which clears the failure when the disk takes it."""
-        return self._journal is not None
 
     @property
     def writable(self) -> bool:
