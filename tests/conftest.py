@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,7 @@ import pytest
 from tests.ports import free_port
 from tests.postgres import PostgresServer, find_bindir
 from tests.processes import Process
+from tests.thread_guard import outliving
 from watchkeeper.dataset import Dataset, load_ames
 from watchkeeper.listen_address import http_url, reachable
 from watchkeeper.registry import ModelRegistry
@@ -52,6 +54,16 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see only the settings they set, never the developer's shell."""
     for name in _shell_settings():
         monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _no_component_thread_outlives_its_test() -> Iterator[None]:
+    """A test shuts down what it starts (``tests/thread_guard.py``: a leaked thread fails
+    later tests); after the test's own fixtures, which are torn down first."""
+    before = set(threading.enumerate())
+    yield
+    if left := outliving(before, timeout=10.0):
+        pytest.fail(f"threads left running: {sorted(thread.name for thread in left)}")
 
 
 def _shell_settings() -> list[str]:

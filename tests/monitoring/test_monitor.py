@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from monitoring.monitor import Monitor
 from monitoring.quality import feature_quality
-from serving.app import create_app
+from serving.app import create_app, shutdown
 from serving.services import services
 from tests.monitoring.log_rows import (
     AREAS,
@@ -149,8 +149,7 @@ def test_reads_are_incremental_and_a_restart_neither_rereads_nor_skips(
 
     more = create_app(settings, registry=CollectorRegistry())
     send_predictions(more, replay_records, 2000, batch=1000)
-    services(more).model_store.stop()
-    services(more).engine.dispose()
+    shutdown(more)  # its background threads too: a probe left running outlived the test
     assert restarted.run_once() == 1
     assert restarted.reader.rows_read == 2000
     assert restarted.reader.watermark() == positions(restarted.engine)[11_999]

@@ -13,8 +13,7 @@ from prometheus_client import CollectorRegistry
 from monitoring.monitor import Monitor
 from monitoring.trigger import RetrainTrigger, TriggerPolicy
 from monitoring.window_result import WindowResult
-from serving.app import create_app
-from serving.services import services
+from serving.app import create_app, shutdown
 from tests.monitoring.results import window_result
 from watchkeeper.db.engine import create_engine
 from watchkeeper.db.tables import retrain_requests, window_results
@@ -72,8 +71,7 @@ def test_a_drift_episode_raises_exactly_one_request_within_the_cooldown(
 
     more = create_app(settings, registry=CollectorRegistry())
     send_predictions(more, replay_records, 500, batch=250)
-    services(more).model_store.stop()
-    services(more).engine.dispose()
+    shutdown(more)  # its background threads too: a probe left running outlived the test
     restarted = make_monitor(**POLICY)
     assert restarted.run_once() == 2
 

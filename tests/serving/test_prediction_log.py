@@ -952,13 +952,16 @@ def test_a_connection_the_readiness_probe_holds_while_the_writer_resets_the_pool
     back to a discarded pool, open after shutdown until the garbage collector deleted it
     (psycopg's ResourceWarning, which failed a later test in CI)."""
     url = postgres_server.migrated_database()
+    name = sa.make_url(url).database
     held: list[Any] = []
     probe_holds, writer_reset = threading.Event(), threading.Event()
 
     def revision_held_over_the_reset(engine: sa.Engine) -> str | None:
         with engine.connect() as connection:
             revision = MigrationContext.configure(connection).get_current_revision()
-            if not held:  # the first check keeps its connection until the writer reset
+            # The first check of this test's probe (not another app's, alive in this
+            # process) keeps its connection until the writer reset.
+            if not held and engine.url.database == name:
                 held.append(connection.connection.dbapi_connection)
                 probe_holds.set()
                 writer_reset.wait(60)
@@ -971,7 +974,6 @@ def test_a_connection_the_readiness_probe_holds_while_the_writer_resets_the_pool
     )
     built = services(app)
     assert built.prediction_log is not None
-    name = sa.make_url(url).database
     admin = create_engine(postgres_server.url(), isolation_level="AUTOCOMMIT")
 
     def read_only(on: bool) -> None:
@@ -997,9 +999,9 @@ def test_a_connection_the_readiness_probe_holds_while_the_writer_resets_the_pool
         writer_reset.set()
         assert wait_for(lambda: built.database_probe.state.checked_at is not None)
         read_only(False)
-        shutdown(app, timeout=30)
     finally:
         writer_reset.set()
+        shutdown(app, timeout=30)  # also when the test fails: its threads must not outlive it
         built.engine.dispose()
         admin.dispose()
         postgres_server.drop_database(url)
