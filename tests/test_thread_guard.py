@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import ast
 import threading
+from pathlib import Path
 
-from tests.thread_guard import outliving
+from tests.thread_guard import COMPONENT_THREADS, CYCLE_SUFFIX, outliving
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("monitoring", "retrain", "serving", "watchkeeper", "watchkeeper_cli")
 
 
 def _probe_like(stop: threading.Event, name: str = "database-probe") -> threading.Thread:
@@ -45,3 +50,30 @@ def test_threads_running_before_the_test_or_not_a_components_are_not_reported() 
         stop.set()
         earlier.join(5)
         other.join(5)
+
+
+def _thread_names() -> list[ast.expr]:
+    """The ``name=`` of every ``threading.Thread(...)`` in the packages."""
+    names = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "Thread"
+                ):
+                    names += [k.value for k in node.keywords if k.arg == "name"]
+    return names
+
+
+def test_every_thread_a_component_starts_is_one_the_guard_knows() -> None:
+    """A thread renamed or added without the guard's list would leak unnoticed."""
+    names = _thread_names()
+    constants = {n.value for n in names if isinstance(n, ast.Constant)}
+    formatted = [n for n in names if isinstance(n, ast.JoinedStr)]
+    assert constants == COMPONENT_THREADS
+    for name in formatted:  # a service loop's cycle: "<service> cycle"
+        tail = name.values[-1]
+        assert isinstance(tail, ast.Constant) and tail.value.endswith(CYCLE_SUFFIX)
+    assert len(constants) + len(formatted) == len(names)

@@ -14,17 +14,25 @@ import threading
 import time
 from collections.abc import Collection
 
-# the threads Watchkeeper's components start in the process that builds them
+# the threads Watchkeeper's components start in the process that builds them (a test
+# proves the list complete: tests/test_thread_guard.py), and a service loop's cycle,
+# named "<service> cycle"
 COMPONENT_THREADS = frozenset(
     {
         "database-probe",
         "model-watcher",
         "prediction-log-sync",
         "prediction-log-writer",
+        "retention",
         "retrain-lease",
         "status-server",
     }
 )
+CYCLE_SUFFIX = " cycle"
+
+
+def is_component_thread(name: str) -> bool:
+    return name in COMPONENT_THREADS or name.endswith(CYCLE_SUFFIX)
 
 
 def outliving(before: Collection[threading.Thread], timeout: float) -> list[threading.Thread]:
@@ -36,7 +44,7 @@ def outliving(before: Collection[threading.Thread], timeout: float) -> list[thre
         left = [
             thread
             for thread in threading.enumerate()
-            if thread.name in COMPONENT_THREADS and thread not in before and thread.is_alive()
+            if is_component_thread(thread.name) and thread not in before and thread.is_alive()
         ]
         if not left or time.monotonic() >= deadline:
             return left
