@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import ast
 import threading
-from pathlib import Path
 
+from tests.test_layering import CLI, COMPONENTS, CORE, REPO
 from tests.thread_guard import COMPONENT_THREADS, CYCLE_SUFFIX, outliving
-
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("monitoring", "retrain", "serving", "watchkeeper", "watchkeeper_cli")
 
 
 def _probe_like(stop: threading.Event, name: str = "database-probe") -> threading.Thread:
@@ -55,8 +52,8 @@ def test_threads_running_before_the_test_or_not_a_components_are_not_reported() 
 def _thread_names() -> list[ast.expr]:
     """The ``name=`` of every ``threading.Thread(...)`` in the packages."""
     names = []
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
+    for package in (CORE, *COMPONENTS, CLI):
+        for path in sorted((REPO / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if (
                     isinstance(node, ast.Call)
